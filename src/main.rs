@@ -1,0 +1,2 @@
+//! The `settee` command.
+fn main() {}
