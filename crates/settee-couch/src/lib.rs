@@ -1,0 +1,1 @@
+//! Settee CouchDB HTTP client (in progress, issue 4).

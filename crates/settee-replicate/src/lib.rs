@@ -1,0 +1,1 @@
+//! Settee replicator (in progress, issue 5).

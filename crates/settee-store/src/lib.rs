@@ -1,0 +1,1 @@
+//! Settee local document store on sled (in progress, issue 3).
