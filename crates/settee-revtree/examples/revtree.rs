@@ -10,8 +10,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = RevPath::child_of(None, &first)?;
     let base_rev = base.leaf();
 
-    let laptop_edit = new_rev_hash(Some(&base_rev), false, &body(json!({"title": "groceries", "items": ["milk"]})), &[]);
-    let phone_edit = new_rev_hash(Some(&base_rev), false, &body(json!({"title": "groceries", "items": ["eggs"]})), &[]);
+    let laptop_edit = new_rev_hash(
+        Some(&base_rev),
+        false,
+        &body(json!({"title": "groceries", "items": ["milk"]})),
+        &[],
+    );
+    let phone_edit = new_rev_hash(
+        Some(&base_rev),
+        false,
+        &body(json!({"title": "groceries", "items": ["eggs"]})),
+        &[],
+    );
     let laptop = RevPath::child_of(Some(&base_rev), &laptop_edit)?;
     let phone = RevPath::child_of(Some(&base_rev), &phone_edit)?;
 
@@ -22,8 +32,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     on_phone.merge(&phone, false, 1000);
     on_phone.merge(&laptop, false, 1000);
 
-    println!("laptop sees winner {} conflicts {:?}", on_laptop.winner(), on_laptop.conflicts());
-    println!("phone  sees winner {} conflicts {:?}", on_phone.winner(), on_phone.conflicts());
+    println!(
+        "laptop sees winner {} conflicts {:?}",
+        on_laptop.winner(),
+        on_laptop.conflicts()
+    );
+    println!(
+        "phone  sees winner {} conflicts {:?}",
+        on_phone.winner(),
+        on_phone.conflicts()
+    );
     assert_eq!(on_laptop.winner(), on_phone.winner());
     Ok(())
 }

@@ -57,10 +57,19 @@ impl<'de> Deserialize<'de> for RevTree {
             };
             if let Some(p) = parent {
                 if tree.node(p).pos + 1 != pos {
-                    return Err(D::Error::custom("rev tree node position does not follow its parent"));
+                    return Err(D::Error::custom(
+                        "rev tree node position does not follow its parent",
+                    ));
                 }
-                if tree.node(p).children.iter().any(|&c| *tree.node(c).hash == *hash) {
-                    return Err(D::Error::custom("rev tree node has two children with one hash"));
+                if tree
+                    .node(p)
+                    .children
+                    .iter()
+                    .any(|&c| *tree.node(c).hash == *hash)
+                {
+                    return Err(D::Error::custom(
+                        "rev tree node has two children with one hash",
+                    ));
                 }
             } else if pos == 0 || pos > crate::rev::MAX_POS {
                 return Err(D::Error::custom("rev tree root position is out of range"));

@@ -125,7 +125,8 @@ impl RevTree {
             let d = (r.pos - path.start()) as usize;
             d < hashes.len() && hashes[d] == r.hash
         } else {
-            self.at_depth(root, r.pos, path.start(), &hashes[0]).is_some()
+            self.at_depth(root, r.pos, path.start(), &hashes[0])
+                .is_some()
         }
     }
 

@@ -125,7 +125,10 @@ mod tests {
     fn key_order_does_not_matter() {
         let a = obj(json!({"a": 1, "b": {"y": [1, {"q": 2, "p": 1}], "x": null}}));
         let b = obj(json!({"b": {"x": null, "y": [1, {"p": 1, "q": 2}]}, "a": 1}));
-        assert_eq!(new_rev_hash(None, false, &a, &[]), new_rev_hash(None, false, &b, &[]));
+        assert_eq!(
+            new_rev_hash(None, false, &a, &[]),
+            new_rev_hash(None, false, &b, &[])
+        );
     }
 
     #[test]
@@ -135,12 +138,31 @@ mod tests {
         let base = new_rev_hash(Some(&parent), false, &body, &[("f", "md5-x")]);
         let other_parent: Rev = "1-abd".parse().unwrap();
         assert_ne!(base, new_rev_hash(None, false, &body, &[("f", "md5-x")]));
-        assert_ne!(base, new_rev_hash(Some(&other_parent), false, &body, &[("f", "md5-x")]));
-        assert_ne!(base, new_rev_hash(Some(&parent), true, &body, &[("f", "md5-x")]));
-        assert_ne!(base, new_rev_hash(Some(&parent), false, &obj(json!({"a": 2})), &[("f", "md5-x")]));
-        assert_ne!(base, new_rev_hash(Some(&parent), false, &body, &[("f", "md5-y")]));
+        assert_ne!(
+            base,
+            new_rev_hash(Some(&other_parent), false, &body, &[("f", "md5-x")])
+        );
+        assert_ne!(
+            base,
+            new_rev_hash(Some(&parent), true, &body, &[("f", "md5-x")])
+        );
+        assert_ne!(
+            base,
+            new_rev_hash(
+                Some(&parent),
+                false,
+                &obj(json!({"a": 2})),
+                &[("f", "md5-x")]
+            )
+        );
+        assert_ne!(
+            base,
+            new_rev_hash(Some(&parent), false, &body, &[("f", "md5-y")])
+        );
         assert_ne!(base, new_rev_hash(Some(&parent), false, &body, &[]));
-        assert!(base.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(base
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::rev::{check_hash, MAX_POS};
-use crate::{Error, Rev, Result};
+use crate::{Error, Result, Rev};
 
 /// CouchDB's `_revisions` object: `start` is the position of `ids[0]`, and `ids` lists hashes
 /// newest first, each the parent of the one before it.

@@ -82,17 +82,19 @@ impl RevTree {
         out.sort_roots();
         *self = out;
         let after = self.revs();
-        before.difference(&after).cloned().collect::<BTreeSet<_>>().into_iter().collect()
+        before
+            .difference(&after)
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
     }
 
     /// For each node, the position of the root it hangs from.
     fn root_positions(&self) -> Vec<u64> {
         let mut out = vec![0; self.nodes.len()];
-        let mut stack: Vec<(u32, u64)> = self
-            .roots
-            .iter()
-            .map(|&r| (r, self.node(r).pos))
-            .collect();
+        let mut stack: Vec<(u32, u64)> =
+            self.roots.iter().map(|&r| (r, self.node(r).pos)).collect();
         while let Some((i, rp)) = stack.pop() {
             out[i as usize] = rp;
             stack.extend(self.node(i).children.iter().map(|&c| (c, rp)));

@@ -162,7 +162,11 @@ impl RevTree {
     }
 
     /// Indices of every copy of `rev` (more than one only after stemming split a branch).
-    pub(crate) fn find_all<'a>(&'a self, pos: u64, hash: &'a str) -> impl Iterator<Item = u32> + 'a {
+    pub(crate) fn find_all<'a>(
+        &'a self,
+        pos: u64,
+        hash: &'a str,
+    ) -> impl Iterator<Item = u32> + 'a {
         self.nodes
             .iter()
             .enumerate()
