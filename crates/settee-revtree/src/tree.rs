@@ -447,8 +447,11 @@ impl PartialEq for RevTree {
 
 impl Eq for RevTree {}
 
+/// A root-to-leaf path as (start, [(hash, available, deleted)]), for comparing trees.
+type CanonicalPath = (u64, Vec<(String, bool, bool)>);
+
 impl RevTree {
-    fn canonical(&self) -> Vec<(u64, Vec<(String, bool, bool)>)> {
+    fn canonical(&self) -> Vec<CanonicalPath> {
         let mut out = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
             if n.is_leaf() {

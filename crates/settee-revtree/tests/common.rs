@@ -1,6 +1,6 @@
 //! Generators shared by the property tests and the differential test: realistic edit
 //! histories of one document on several replicas.
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -15,6 +15,8 @@
 //! - Deletion flags are compared on leaves only: pouchdb-merge keeps a stale flag on an
 //!   interior node when its body arrives after it was known as an ancestor.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;
