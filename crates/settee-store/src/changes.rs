@@ -1,0 +1,289 @@
+//! The changes feed: `changes` (one read of the by-seq index), `live_changes` (catch-up,
+//! then a live tail) and `pending_since`. Each document appears once, at its latest
+//! sequence, because a write removes the document's previous by-seq entry in its batch.
+//!
+//! The live tail does not use `sled::Tree::watch_prefix`: sled's subscribers have a bounded
+//! buffer that blocks writers when a subscriber is not polled, which would let an idle
+//! stream stall every write. Instead writers publish the new `update_seq` to a [`Notifier`]
+//! and wake waiting streams; a stream then reads the by-seq index after the last sequence
+//! it yielded. Nothing can be missed: the index is the source of truth, and a stream checks
+//! the published sequence after registering its waker, so a write between its read and its
+//! registration is seen.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use futures::Stream;
+use settee_revtree::Rev;
+
+use crate::keys::{self, DocHeader, DocRecord};
+use crate::{Change, Changes, ChangesOptions, ChangesStyle, Database, Error, GetOptions, Result};
+
+/// Rows a live stream reads from the index at a time.
+const LIVE_READ_BATCH: usize = 256;
+
+/// Wakes live change streams when a write commits.
+pub(crate) struct Notifier {
+    seq: AtomicU64,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl Notifier {
+    pub(crate) fn new(seq: u64) -> Notifier {
+        Notifier {
+            seq: AtomicU64::new(seq),
+            wakers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn publish(&self, seq: u64) {
+        self.seq.store(seq, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    fn register(&self, waker: &Waker) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+}
+
+impl Database {
+    /// `GET /{db}/_changes` (normal feed): documents changed after `opts.since`, each once at
+    /// its latest sequence, oldest first (newest first with `descending`).
+    ///
+    /// `last_seq` is the sequence to pass as `since` next time: the last row's sequence when
+    /// `limit` cut the feed, otherwise the highest sequence scanned (filtered-out rows
+    /// count, as in CouchDB). `pending` is the number of changes after `last_seq` not
+    /// returned.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use settee_store::ChangesOptions;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// db.put(json!({"_id": "a"}))?;
+    /// db.put(json!({"_id": "b"}))?;
+    /// let ch = db.changes(&ChangesOptions { since: 1, ..Default::default() })?;
+    /// assert_eq!(ch.results[0].id, "b");
+    /// assert_eq!(ch.last_seq, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures.
+    pub fn changes(&self, opts: &ChangesOptions) -> Result<Changes> {
+        let inner = &self.inner;
+        let ids: Option<HashSet<&str>> = opts
+            .doc_ids
+            .as_ref()
+            .map(|v| v.iter().map(String::as_str).collect());
+        let start = keys::seq_key(opts.since.saturating_add(1));
+        let end = keys::seq_key(u64::MAX);
+        let range = inner.tree.range(start..=end);
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            if opts.descending {
+                Box::new(range.rev())
+            } else {
+                Box::new(range)
+            };
+        let limit = opts.limit.unwrap_or(usize::MAX);
+        let mut results = Vec::new();
+        let mut last_seq = if opts.descending { 0 } else { opts.since };
+        let mut pending = 0u64;
+        for item in iter {
+            let (k, v) = item.map_err(|e| inner.storage(e))?;
+            let seq = keys::seq_from_key(&k).ok_or_else(|| Error::corrupt("bad by-seq key"))?;
+            if results.len() >= limit {
+                pending += 1;
+                continue;
+            }
+            if !opts.descending {
+                last_seq = seq;
+            }
+            let id = std::str::from_utf8(&v)
+                .map_err(|_| Error::corrupt(format!("by-seq entry {seq} holds a non-UTF-8 id")))?;
+            if ids.as_ref().is_some_and(|set| !set.contains(id)) {
+                continue;
+            }
+            if let Some(change) = self.change_row(seq, id, opts)? {
+                if opts.descending {
+                    last_seq = seq;
+                }
+                results.push(change);
+            }
+        }
+        Ok(Changes {
+            results,
+            last_seq,
+            pending,
+        })
+    }
+
+    /// The row for by-seq entry `seq` → `id`, or `None` if the document has moved on to a
+    /// later sequence since the index was read (its later entry will be read instead).
+    fn change_row(&self, seq: u64, id: &str, opts: &ChangesOptions) -> Result<Option<Change>> {
+        let inner = &self.inner;
+        let Some(bytes) = inner
+            .tree
+            .get(keys::doc_key(id))
+            .map_err(|e| inner.storage(e))?
+        else {
+            return Ok(None);
+        };
+        let header = DocHeader::decode(id, &bytes)?;
+        if header.seq != seq {
+            return Ok(None);
+        }
+        let need_tree = opts.style == ChangesStyle::AllDocs || opts.include_docs;
+        let rec = if need_tree {
+            Some(DocRecord::decode(id, &bytes)?)
+        } else {
+            None
+        };
+        let changes: Vec<Rev> = match (&rec, opts.style) {
+            (Some(rec), ChangesStyle::AllDocs) => {
+                rec.tree.leaves().into_iter().map(|l| l.rev).collect()
+            }
+            _ => vec![header.winner.clone()],
+        };
+        let doc = match (&rec, opts.include_docs) {
+            (Some(rec), true) => {
+                let get = GetOptions {
+                    conflicts: opts.conflicts,
+                    attachments: opts.attachments,
+                    ..Default::default()
+                };
+                self.render_rev(id, rec, &header.winner, &get)?
+            }
+            _ => None,
+        };
+        Ok(Some(Change {
+            seq,
+            id: id.to_owned(),
+            changes,
+            deleted: header.deleted,
+            doc,
+        }))
+    }
+
+    /// The number of documents changed after `since`: what a replicator shows as not yet
+    /// synced when its checkpoint is at `since`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] on storage failures.
+    pub fn pending_since(&self, since: u64) -> Result<u64> {
+        let inner = &self.inner;
+        let start = keys::seq_key(since.saturating_add(1));
+        let end = keys::seq_key(u64::MAX);
+        let mut n = 0;
+        for item in inner.tree.range(start..=end).keys() {
+            item.map_err(|e| inner.storage(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A continuous changes feed: the changes after `opts.since` (as [`Database::changes`]
+    /// returns them), then each later write as it commits, forever or until `opts.limit`
+    /// rows. `descending` is ignored. The stream needs no particular runtime: writers wake
+    /// it. It reads the store when polled (small reads, usually from sled's cache).
+    ///
+    /// Dropping the stream stops it; nothing is left behind.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// db.put(serde_json::json!({"_id": "a"}))?;
+    /// let mut feed = db.live_changes(Default::default());
+    /// let first = futures::executor::block_on(feed.next()).unwrap()?;
+    /// assert_eq!(first.id, "a");
+    /// db.put(serde_json::json!({"_id": "b"}))?;
+    /// let second = futures::executor::block_on(feed.next()).unwrap()?;
+    /// assert_eq!((second.id.as_str(), second.seq), ("b", 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn live_changes(
+        &self,
+        opts: ChangesOptions,
+    ) -> impl Stream<Item = Result<Change>> + Send + 'static {
+        let mut feed = LiveFeed {
+            db: self.clone(),
+            last_seq: opts.since,
+            remaining: opts.limit.unwrap_or(usize::MAX),
+            opts: ChangesOptions {
+                descending: false,
+                ..opts
+            },
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        futures::stream::poll_fn(move |cx| feed.poll_next(cx))
+    }
+}
+
+struct LiveFeed {
+    db: Database,
+    opts: ChangesOptions,
+    last_seq: u64,
+    remaining: usize,
+    buffer: VecDeque<Change>,
+    done: bool,
+}
+
+impl LiveFeed {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Change>>> {
+        loop {
+            if self.done || self.remaining == 0 {
+                return Poll::Ready(None);
+            }
+            if let Some(c) = self.buffer.pop_front() {
+                self.remaining -= 1;
+                return Poll::Ready(Some(Ok(c)));
+            }
+            let notifier = &self.db.inner.notifier;
+            if notifier.seq() <= self.last_seq {
+                // Register first, then check again: a commit between the check above and
+                // the registration has already published its seq, and is seen here.
+                notifier.register(cx.waker());
+                if notifier.seq() <= self.last_seq {
+                    return Poll::Pending;
+                }
+            }
+            // Everything up to `published` is in the index before it is published.
+            let published = notifier.seq();
+            let read = ChangesOptions {
+                since: self.last_seq,
+                limit: Some(LIVE_READ_BATCH.min(self.remaining)),
+                ..self.opts.clone()
+            };
+            match self.db.changes(&read) {
+                Ok(ch) => {
+                    if ch.last_seq <= self.last_seq && ch.results.is_empty() {
+                        // Published but nothing to read past last_seq (a purge removed it):
+                        // move up to what was published before the read, so we do not spin.
+                        self.last_seq = self.last_seq.max(published);
+                        continue;
+                    }
+                    self.last_seq = ch.last_seq;
+                    self.buffer.extend(ch.results);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+}

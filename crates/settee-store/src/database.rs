@@ -1,0 +1,383 @@
+//! `Database`: opening a store (format and lock checks), its handle, `info`, `flush` and
+//! `destroy`. Document writes are in `write.rs`, reads in `read.rs`, the feed in
+//! `changes.rs`; they all share [`Inner`].
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::changes::Notifier;
+use crate::keys::{self, FORMAT_VERSION};
+use crate::{DbInfo, Durability, Error, OpenOptions, Result, Sizes};
+
+/// A Settee store: CouchDB's document API on a sled database in one directory.
+///
+/// Cheap to clone (an `Arc` inside) and `Send + Sync`: share one handle between threads.
+/// All calls are synchronous; async callers wrap them in `spawn_blocking`.
+///
+/// ```
+/// use settee_store::{Database, GetOptions};
+/// let dir = tempfile::tempdir()?;
+/// let db = Database::open(dir.path().join("notes"))?;
+/// let res = db.put(serde_json::json!({"_id": "n1", "title": "hello"}))?;
+/// let doc = db.get("n1", &GetOptions::default())?;
+/// assert_eq!(doc["title"], "hello");
+/// assert_eq!(doc["_rev"], res.rev.unwrap().to_string());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The counters a write changes, held under the write lock.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) update_seq: u64,
+    pub(crate) doc_count: u64,
+    pub(crate) doc_del_count: u64,
+    pub(crate) purge_seq: u64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    pub(crate) db: sled::Db,
+    pub(crate) tree: sled::Tree,
+    pub(crate) revs_limit: u64,
+    pub(crate) durability: Durability,
+    /// The single writer lock. Every write reads the current document record, checks the
+    /// given `_rev` against it, and writes a batch; sled batches do not re-check what was
+    /// read, so without this lock two writers on the same base rev could both succeed (a
+    /// lost update). Holding the lock across read-check-write gives exactly one success per
+    /// base rev and 409 for the rest, as CouchDB's single `couch_db_updater` per database
+    /// does. sled transactions would detect the conflict too, but they retry closures and
+    /// cost more per document on bulk loads; one writer at a time is also what sled's log
+    /// does anyway. Reads never take this lock. A std `Mutex`, not an async one: it is never
+    /// held across an `.await` (the API is synchronous).
+    pub(crate) writer: Mutex<Counters>,
+    pub(crate) notifier: Notifier,
+    pub(crate) uuid: String,
+}
+
+impl Inner {
+    pub(crate) fn storage(&self, source: sled::Error) -> Error {
+        Error::Storage {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Counters> {
+        // A writer that panicked left the counters as they were before its batch (they are
+        // updated only after a successful apply), so a poisoned lock is safe to reuse.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a batch atomically, makes it durable if the durability mode says so, and
+    /// publishes the new counters.
+    pub(crate) fn commit(
+        &self,
+        guard: &mut MutexGuard<'_, Counters>,
+        mut batch: sled::Batch,
+        counters: Counters,
+    ) -> Result<()> {
+        batch.insert(keys::META_UPDATE_SEQ, &keys::u64_value(counters.update_seq));
+        batch.insert(keys::META_DOC_COUNT, &keys::u64_value(counters.doc_count));
+        batch.insert(
+            keys::META_DOC_DEL_COUNT,
+            &keys::u64_value(counters.doc_del_count),
+        );
+        batch.insert(keys::META_PURGE_SEQ, &keys::u64_value(counters.purge_seq));
+        self.tree.apply_batch(batch).map_err(|e| self.storage(e))?;
+        **guard = counters;
+        let flushed = match self.durability {
+            Durability::Immediate => self.tree.flush().map(|_| ()),
+            Durability::Relaxed { .. } => Ok(()),
+        };
+        // Publish even if the flush failed: the batch is applied and readers already see it.
+        self.notifier.publish(counters.update_seq);
+        flushed.map_err(|e| self.storage(e))
+    }
+}
+
+impl Database {
+    /// Opens the store at `path`, creating it if needed, with default options.
+    ///
+    /// # Errors
+    /// [`Error::StoreInUse`] if another process or handle has it open;
+    /// [`Error::NotAStore`] for a file, a foreign directory or damaged files;
+    /// [`Error::UnsupportedFormat`] for a store written by another format version;
+    /// [`Error::Storage`] for I/O errors.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Database::open_with(OpenOptions::new(path.as_ref()))
+    }
+
+    /// Opens a store with explicit options.
+    ///
+    /// ```
+    /// use settee_store::{Database, Durability, OpenOptions};
+    /// use std::time::Duration;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Database::open_with(OpenOptions {
+    ///     durability: Durability::Relaxed { flush_every: Duration::from_millis(200) },
+    ///     revs_limit: 100,
+    ///     ..OpenOptions::new(dir.path().join("bulk"))
+    /// })?;
+    /// db.flush()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Database::open`]; also [`Error::NotFound`] when `create` is false and there is
+    /// no store at the path.
+    pub fn open_with(opts: OpenOptions) -> Result<Database> {
+        let path = opts.path.clone();
+        let not_a_store = |reason: &str| Error::NotAStore {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        match std::fs::metadata(&path) {
+            Ok(m) if !m.is_dir() => return Err(not_a_store("is not a directory")),
+            Ok(_) => {
+                let has_db = path.join("db").exists() && path.join("conf").exists();
+                let empty = std::fs::read_dir(&path)
+                    .map_err(|source| Error::Io {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .next()
+                    .is_none();
+                if !has_db && !empty {
+                    return Err(not_a_store(
+                        "the directory holds other files, not a sled database",
+                    ));
+                }
+                if !has_db && !opts.create {
+                    return Err(Error::not_found(&path.display().to_string(), "missing"));
+                }
+            }
+            Err(_) if !opts.create => {
+                return Err(Error::not_found(&path.display().to_string(), "missing"))
+            }
+            Err(_) => {}
+        }
+        let flush_every = match opts.durability {
+            // sled's background flusher still runs in Immediate mode; it is harmless there
+            // and bounds the window for writes made through other paths.
+            Durability::Immediate => Some(500),
+            Durability::Relaxed { flush_every } => Some(
+                u64::try_from(flush_every.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            ),
+        };
+        let config = sled::Config::new()
+            .path(&path)
+            .cache_capacity(opts.cache_capacity)
+            .flush_every_ms(flush_every);
+        // sled panics on some kinds of damaged files instead of returning an error; a store
+        // that cannot be read must be an error, never a crash of the application.
+        let opened = catch_unwind(AssertUnwindSafe(|| config.open())).map_err(|_| {
+            not_a_store("sled could not read its files (they are damaged or not sled's)")
+        })?;
+        let db = opened.map_err(|e| map_open_error(&path, e))?;
+        let tree = db
+            .open_tree(keys::TREE_NAME)
+            .map_err(|e| map_open_error(&path, e))?;
+        let storage = |source| Error::Storage {
+            path: path.clone(),
+            source,
+        };
+        let uuid = match tree.get(keys::META_FORMAT).map_err(storage)? {
+            Some(v) => {
+                let found = String::from_utf8_lossy(&v).into_owned();
+                if found != FORMAT_VERSION.to_string() {
+                    return Err(Error::UnsupportedFormat {
+                        path,
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+                let uuid = tree
+                    .get(keys::META_UUID)
+                    .map_err(storage)?
+                    .ok_or_else(|| not_a_store("the store has no uuid"))?;
+                String::from_utf8_lossy(&uuid).into_owned()
+            }
+            None => {
+                let foreign = !tree.is_empty() || db.tree_names().len() > 2 || !db.is_empty();
+                if foreign {
+                    return Err(not_a_store("a sled database without Settee's format key"));
+                }
+                let uuid = new_uuid();
+                let mut batch = sled::Batch::default();
+                batch.insert(keys::META_UUID, uuid.as_bytes());
+                for k in [
+                    keys::META_UPDATE_SEQ,
+                    keys::META_DOC_COUNT,
+                    keys::META_DOC_DEL_COUNT,
+                    keys::META_PURGE_SEQ,
+                ] {
+                    batch.insert(k, &keys::u64_value(0));
+                }
+                // The format key goes in the same batch: a store either has all its meta
+                // keys or none (and is then initialised again on the next open).
+                batch.insert(keys::META_FORMAT, FORMAT_VERSION.to_string().as_bytes());
+                tree.apply_batch(batch).map_err(storage)?;
+                tree.flush().map_err(storage)?;
+                uuid
+            }
+        };
+        let read_u64 = |key: &[u8]| -> Result<u64> {
+            match tree.get(key).map_err(storage)? {
+                Some(v) => keys::decode_u64(&v, &String::from_utf8_lossy(key)),
+                None => Err(not_a_store("a meta counter is missing")),
+            }
+        };
+        let counters = Counters {
+            update_seq: read_u64(keys::META_UPDATE_SEQ)?,
+            doc_count: read_u64(keys::META_DOC_COUNT)?,
+            doc_del_count: read_u64(keys::META_DOC_DEL_COUNT)?,
+            purge_seq: read_u64(keys::META_PURGE_SEQ)?,
+        };
+        tracing::debug!(path = %path.display(), update_seq = counters.update_seq, "opened store");
+        Ok(Database {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                tree,
+                revs_limit: opts.revs_limit.max(1),
+                durability: opts.durability,
+                writer: Mutex::new(counters),
+                notifier: Notifier::new(counters.update_seq),
+                uuid,
+            }),
+        })
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The revs limit this handle stems to.
+    pub fn revs_limit(&self) -> u64 {
+        self.inner.revs_limit
+    }
+
+    /// Database information, shaped like CouchDB's `GET /{db}`.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// db.put(serde_json::json!({"_id": "a"}))?;
+    /// let info = db.info()?;
+    /// assert_eq!((info.doc_count, info.update_seq), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Corrupt`] if the meta records cannot be read.
+    pub fn info(&self) -> Result<DbInfo> {
+        let inner = &self.inner;
+        let read = |key: &[u8]| -> Result<u64> {
+            match inner.tree.get(key).map_err(|e| inner.storage(e))? {
+                Some(v) => keys::decode_u64(&v, "meta counter"),
+                None => Ok(0),
+            }
+        };
+        // Read the counters from one snapshot-free place: they were written in the same
+        // batch as the documents, so they agree with the last applied write.
+        let update_seq = read(keys::META_UPDATE_SEQ)?;
+        Ok(DbInfo {
+            db_name: inner
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            doc_count: read(keys::META_DOC_COUNT)?,
+            doc_del_count: read(keys::META_DOC_DEL_COUNT)?,
+            update_seq,
+            purge_seq: read(keys::META_PURGE_SEQ)?,
+            uuid: inner.uuid.clone(),
+            sizes: Sizes {
+                file: inner.db.size_on_disk().map_err(|e| inner.storage(e))?,
+                active: None,
+                external: None,
+            },
+            disk_format_version: FORMAT_VERSION,
+            instance_start_time: "0".into(),
+        })
+    }
+
+    /// Makes everything written so far durable (fsyncs sled's log). The replicator calls
+    /// this before it writes a checkpoint; with [`Durability::Immediate`] it is a no-op in
+    /// effect, since each write already flushed.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if the flush fails.
+    pub fn flush(&self) -> Result<()> {
+        self.inner
+            .tree
+            .flush()
+            .map(|_| ())
+            .map_err(|e| self.inner.storage(e))
+    }
+
+    /// Deletes the store at `path` and all its files.
+    ///
+    /// # Errors
+    /// [`Error::StoreInUse`] if it is open (in this process or another);
+    /// [`Error::NotAStore`] if the directory is not a Settee store (nothing is deleted);
+    /// [`Error::NotFound`] if there is nothing at `path`; [`Error::Io`] if removing fails.
+    pub fn destroy(path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::not_found(&path.display().to_string(), "missing"));
+        }
+        // Opening checks that it is our store and takes the lock, so a store in use is
+        // never deleted under its owner.
+        let db = Database::open_with(OpenOptions {
+            create: false,
+            ..OpenOptions::new(path)
+        })?;
+        drop(db);
+        std::fs::remove_dir_all(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+fn map_open_error(path: &Path, e: sled::Error) -> Error {
+    match e {
+        sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+            Error::StoreInUse {
+                path: path.to_owned(),
+                source: e,
+            }
+        }
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => Error::NotAStore {
+            path: path.to_owned(),
+            reason: format!("sled cannot read it: {e}"),
+        },
+        other => Error::Storage {
+            path: path.to_owned(),
+            source: other,
+        },
+    }
+}
+
+/// A random 128-bit id as 32 lowercase hex characters (store uuids, generated doc ids).
+pub(crate) fn new_uuid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

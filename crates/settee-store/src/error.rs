@@ -1,0 +1,197 @@
+//! The store's one error type. Variants carry CouchDB's `error` names (see [`Error::name`]) so
+//! a caller who knows `{"error":"conflict"}` finds [`Error::Conflict`]; per-document errors in
+//! [`crate::DocResult`] use the same names and reasons.
+
+use std::path::PathBuf;
+
+/// What went wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A write whose `_rev` is not a current leaf (or is missing for an existing live doc).
+    #[error("conflict: document update conflict on {id}; fetch the current _rev and retry")]
+    Conflict {
+        /// The document id.
+        id: String,
+    },
+    /// The document (or revision) does not exist. `reason` is CouchDB's: `missing` or
+    /// `deleted`.
+    #[error("not_found: {id} is {reason}")]
+    NotFound {
+        /// The document id.
+        id: String,
+        /// `missing` or `deleted`.
+        reason: String,
+    },
+    /// A malformed request: bad JSON shape, bad rev, bad attachment data.
+    #[error("bad_request: {reason}")]
+    BadRequest {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An id CouchDB does not allow (empty, `_`-prefixed but not reserved, a bare prefix).
+    #[error("illegal_docid: {id:?}: {reason}")]
+    IllegalDocId {
+        /// The id as given.
+        id: String,
+        /// CouchDB's reason text.
+        reason: String,
+    },
+    /// A body field CouchDB rejects, such as an unknown `_x` member.
+    #[error("doc_validation: {reason}")]
+    DocValidation {
+        /// CouchDB's reason text ("Bad special document member: _x").
+        reason: String,
+    },
+    /// An attachment stub that refers to an attachment this store does not hold.
+    #[error(
+        "missing_stub: {id}: attachment {name:?} is a stub but the store has no such attachment"
+    )]
+    MissingStub {
+        /// The document id.
+        id: String,
+        /// The attachment name.
+        name: String,
+    },
+    /// Another process (or another handle in this one) has the store open.
+    #[error("store_in_use: {path} is open in another process or handle; close it first")]
+    StoreInUse {
+        /// The store directory.
+        path: PathBuf,
+        /// The lock error from sled.
+        #[source]
+        source: sled::Error,
+    },
+    /// The directory exists but is not a Settee store, or its files are damaged.
+    #[error("not_a_store: {path}: {reason}")]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// The store was written with a storage format this version cannot read.
+    #[error("unsupported_format: {path} has storage format {found}, this build reads {expected}")]
+    UnsupportedFormat {
+        /// The store directory.
+        path: PathBuf,
+        /// The version found on disk.
+        found: String,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
+    /// A record in the store could not be decoded.
+    #[error("corrupt: {what}")]
+    Corrupt {
+        /// Which record, and what is wrong with it.
+        what: String,
+    },
+    /// An error from sled (I/O, or sled's own corruption checks).
+    #[error("storage error in {path}")]
+    Storage {
+        /// The store directory.
+        path: PathBuf,
+        /// The sled error.
+        #[source]
+        source: sled::Error,
+    },
+    /// A filesystem error outside sled (destroying a store).
+    #[error("i/o error on {path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// CouchDB's name for this error (`conflict`, `not_found`, ...). Stable: callers print it
+    /// and [`crate::DocResult`] carries it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Conflict { .. } => "conflict",
+            Error::NotFound { .. } => "not_found",
+            Error::BadRequest { .. } => "bad_request",
+            Error::IllegalDocId { .. } => "illegal_docid",
+            Error::DocValidation { .. } => "doc_validation",
+            Error::MissingStub { .. } => "missing_stub",
+            Error::StoreInUse { .. } => "store_in_use",
+            Error::NotAStore { .. } => "not_a_store",
+            Error::UnsupportedFormat { .. } => "unsupported_format",
+            Error::Corrupt { .. } => "corrupt",
+            Error::Storage { .. } | Error::Io { .. } => "internal_server_error",
+        }
+    }
+
+    /// The HTTP status CouchDB answers with for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Conflict { .. } => 409,
+            Error::NotFound { .. } => 404,
+            Error::BadRequest { .. } | Error::IllegalDocId { .. } => 400,
+            Error::DocValidation { .. } => 400,
+            Error::MissingStub { .. } => 412,
+            Error::StoreInUse { .. } => 423,
+            Error::NotAStore { .. } | Error::UnsupportedFormat { .. } => 500,
+            Error::Corrupt { .. } | Error::Storage { .. } | Error::Io { .. } => 500,
+        }
+    }
+
+    /// The human-readable reason, as it goes in a `{"error", "reason"}` reply.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Conflict { .. } => "Document update conflict.".into(),
+            Error::NotFound { reason, .. } => reason.clone(),
+            Error::BadRequest { reason } => reason.clone(),
+            Error::IllegalDocId { reason, .. } => reason.clone(),
+            Error::DocValidation { reason } => reason.clone(),
+            Error::MissingStub { name, .. } => format!("Invalid attachment stub for {name}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether this is a 409 conflict.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+
+    /// Whether this is a 404 not_found.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    pub(crate) fn bad_request(reason: impl Into<String>) -> Error {
+        Error::BadRequest {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn not_found(id: &str, reason: &str) -> Error {
+        Error::NotFound {
+            id: id.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>) -> Error {
+        Error::Corrupt { what: what.into() }
+    }
+}
+
+impl From<settee_revtree::Error> for Error {
+    fn from(e: settee_revtree::Error) -> Error {
+        // Both revtree errors are CouchDB's 400 bad_request.
+        Error::bad_request(e.to_string())
+    }
+}
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Error>();
+}

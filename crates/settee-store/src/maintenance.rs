@@ -1,0 +1,166 @@
+//! Maintenance: `compact` (drop bodies of non-leaf revisions and unreferenced attachments,
+//! keep every tree) and `purge` (remove leaf revisions entirely, CouchDB's `_purge`).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use settee_revtree::{Rev, RevPath, RevStatus, RevTree};
+
+use crate::attachments::metas;
+use crate::keys::{self, DocRecord};
+use crate::write::BatchState;
+use crate::{Database, Error, PurgeResult, Result};
+
+/// Documents compacted per batch: bounds the memory a compaction holds.
+const COMPACT_BATCH: usize = 1000;
+
+impl Database {
+    /// Compacts the store: removes the bodies of revisions that are not leaves (the tree
+    /// keeps their ids, now `missing`, so `_revisions` and `_revs_diff` are unchanged), then
+    /// removes attachments no stored revision refers to. Writes wait while it runs;
+    /// sequences do not change.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use settee_store::{Database, GetOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Database::open(dir.path().join("db"))?;
+    /// let r1 = db.put(json!({"_id": "a", "v": 1}))?.rev.unwrap();
+    /// db.put(json!({"_id": "a", "_rev": r1.to_string(), "v": 2}))?;
+    /// db.compact()?;
+    /// let old = db.get("a", &GetOptions { rev: Some(r1), ..Default::default() });
+    /// assert_eq!(old.unwrap_err().name(), "not_found");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`]; a compaction stopped by an error leaves the
+    /// store consistent (each batch is atomic) and can be run again.
+    pub fn compact(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let mut guard = inner.lock_writer();
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        let prefix = [keys::DOC];
+        for item in inner.tree.scan_prefix(prefix) {
+            let (k, v) = item.map_err(|e| inner.storage(e))?;
+            let id = std::str::from_utf8(&k[1..])
+                .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
+            let mut rec = DocRecord::decode(id, &v)?;
+            let old = rec.tree.compactable();
+            if old.is_empty() {
+                continue;
+            }
+            for rev in &old {
+                rec.tree.set_missing(rev);
+                batch.remove(keys::rev_key(id, rev));
+            }
+            batch.insert(k, rec.encode()?);
+            in_batch += 1;
+            if in_batch >= COMPACT_BATCH {
+                let counters = *guard;
+                inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
+                in_batch = 0;
+            }
+        }
+        // Attachments: mark every digest a stored body refers to, sweep the rest. The writer
+        // lock is held, so no write adds a reference meanwhile.
+        let mut live: HashSet<String> = HashSet::new();
+        for item in inner.tree.scan_prefix([keys::REV]) {
+            let (k, v) = item.map_err(|e| inner.storage(e))?;
+            let body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&v)
+                .map_err(|e| {
+                    Error::corrupt(format!(
+                        "a body under {:?}: {e}",
+                        String::from_utf8_lossy(&k)
+                    ))
+                })?;
+            for (_, m) in metas(&body) {
+                live.insert(m.digest);
+            }
+        }
+        for item in inner.tree.scan_prefix([keys::ATT]) {
+            let (k, _) = item.map_err(|e| inner.storage(e))?;
+            let digest = String::from_utf8_lossy(&k[1..]).into_owned();
+            if !live.contains(&digest) {
+                batch.remove(k);
+            }
+        }
+        let counters = *guard;
+        inner.commit(&mut guard, batch, counters)?;
+        self.flush()
+    }
+
+    /// Purges revisions (`POST /{db}/_purge`): each given leaf revision is removed with the
+    /// branch only it uses, as if it had never been written. A document whose every leaf is
+    /// purged disappears (from `_all_docs`, `_changes` and the counts). A document that keeps
+    /// leaves gets a new sequence. Revisions that are not leaves are ignored, as CouchDB
+    /// does. Unreferenced attachments stay until the next [`Database::compact`].
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`]; nothing is purged on error.
+    pub fn purge(&self, revs: BTreeMap<String, Vec<Rev>>) -> Result<PurgeResult> {
+        let inner = &*self.inner;
+        let mut guard = inner.lock_writer();
+        let mut st = BatchState::new(inner, *guard);
+        let mut purged = BTreeMap::new();
+        for (id, asked) in revs {
+            let Some(old) = st.doc(&id)? else {
+                purged.insert(id, Vec::new());
+                continue;
+            };
+            let leaves = old.tree.leaves();
+            let gone: BTreeSet<Rev> = leaves
+                .iter()
+                .filter(|l| asked.contains(&l.rev))
+                .map(|l| l.rev.clone())
+                .collect();
+            if gone.is_empty() {
+                purged.insert(id, Vec::new());
+                continue;
+            }
+            if gone.len() == leaves.len() {
+                st.remove_doc(&id, &old);
+            } else {
+                let deleted: BTreeMap<Rev, bool> =
+                    leaves.iter().map(|l| (l.rev.clone(), l.deleted)).collect();
+                let mut tree: Option<RevTree> = None;
+                for (start, hashes) in old.tree.paths() {
+                    let path = RevPath::new(start, hashes)?;
+                    let leaf = path.leaf();
+                    if gone.contains(&leaf) {
+                        continue;
+                    }
+                    let del = deleted.get(&leaf).copied().unwrap_or(false);
+                    match &mut tree {
+                        None => tree = Some(RevTree::new(&path, del)),
+                        Some(t) => {
+                            t.merge(&path, del, inner.revs_limit);
+                        }
+                    }
+                }
+                let Some(tree) = tree else {
+                    return Err(Error::corrupt(format!("purge of {id:?} left no leaf")));
+                };
+                // Rebuilding marks inner revisions missing; drop their bodies so that a
+                // stored body always means an available node.
+                let dropped: Vec<Rev> = old
+                    .tree
+                    .revs()
+                    .into_iter()
+                    .filter(|r| tree.status(r) != Some(RevStatus::Available))
+                    .collect();
+                st.put_doc(&id, Some(&old), tree, None, &dropped)?;
+            }
+            purged.insert(id, gone.into_iter().collect());
+        }
+        if st.dirty {
+            st.counters.purge_seq += 1;
+            let counters = st.counters;
+            inner.commit(&mut guard, st.batch, counters)?;
+        }
+        Ok(PurgeResult {
+            purge_seq: guard.purge_seq,
+            purged,
+        })
+    }
+}

@@ -1,0 +1,332 @@
+//! Document reads: `get` with CouchDB's options, `open_revs`, `_bulk_get` and `_revs_diff`,
+//! and the one function that turns a stored revision into CouchDB's document JSON.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+use settee_revtree::{Rev, RevsDiff};
+
+use crate::attachments::metas;
+use crate::keys::{self, DocRecord};
+use crate::validate::LOCAL_PREFIX;
+use crate::{
+    BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest, BulkGetResult, Database, Error,
+    GetOptions, OpenRevResult, OpenRevs, Result,
+};
+
+impl Database {
+    pub(crate) fn load_doc(&self, id: &str) -> Result<Option<DocRecord>> {
+        let inner = &self.inner;
+        match inner
+            .tree
+            .get(keys::doc_key(id))
+            .map_err(|e| inner.storage(e))?
+        {
+            Some(bytes) => Ok(Some(DocRecord::decode(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn load_body(&self, id: &str, rev: &Rev) -> Result<Option<Map<String, Value>>> {
+        self.inner.read_body_key(id, rev, &keys::rev_key(id, rev))
+    }
+
+    /// Reads a document (`GET /{db}/{id}`): the winner, or `opts.rev`, as CouchDB's JSON
+    /// with `_id`, `_rev`, the body, `_attachments` (stubs unless asked), `_deleted` for a
+    /// tombstone, and the meta fields the options ask for.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use settee_store::{Database, GetOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Database::open(dir.path().join("db"))?;
+    /// let r1 = db.put(json!({"_id": "a", "v": 1}))?.rev.unwrap();
+    /// db.put(json!({"_id": "a", "_rev": r1.to_string(), "v": 2}))?;
+    /// let doc = db.get("a", &GetOptions { revs: true, ..Default::default() })?;
+    /// assert_eq!(doc["v"], 2);
+    /// assert_eq!(doc["_revisions"]["start"], 2);
+    /// let old = db.get("a", &GetOptions { rev: Some(r1), ..Default::default() })?;
+    /// assert_eq!(old["v"], 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] with reason `missing` (no such document or revision, or its body
+    /// was compacted away) or `deleted` (the winner is a tombstone and no `rev` was given);
+    /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures.
+    pub fn get(&self, id: &str, opts: &GetOptions) -> Result<Value> {
+        if id.starts_with(LOCAL_PREFIX) {
+            return self.get_local(id);
+        }
+        let rec = self
+            .load_doc(id)?
+            .ok_or_else(|| Error::not_found(id, "missing"))?;
+        let rev = match &opts.rev {
+            None => {
+                let leaf = rec.tree.winning_leaf();
+                if leaf.deleted {
+                    return Err(Error::not_found(id, "deleted"));
+                }
+                leaf.rev
+            }
+            Some(r) if opts.latest => rec
+                .tree
+                .latest(r)
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::not_found(id, "missing"))?,
+            Some(r) => r.clone(),
+        };
+        self.render_rev(id, &rec, &rev, opts)?
+            .ok_or_else(|| Error::not_found(id, "missing"))
+    }
+
+    /// Renders revision `rev` of a document, or `None` if its body is not stored.
+    pub(crate) fn render_rev(
+        &self,
+        id: &str,
+        rec: &DocRecord,
+        rev: &Rev,
+        opts: &GetOptions,
+    ) -> Result<Option<Value>> {
+        if !rec.tree.contains(rev) {
+            return Ok(None);
+        }
+        let Some(body) = self.load_body(id, rev)? else {
+            return Ok(None);
+        };
+        let mut out = Map::with_capacity(body.len() + 4);
+        out.insert("_id".into(), Value::String(id.to_owned()));
+        out.insert("_rev".into(), Value::String(rev.to_string()));
+        let atts = metas(&body);
+        for (k, v) in body {
+            if k != "_attachments" {
+                out.insert(k, v);
+            }
+        }
+        if !atts.is_empty() {
+            let since = opts
+                .atts_since
+                .iter()
+                .filter(|r| rec.tree.contains(r))
+                .map(Rev::pos)
+                .max()
+                .unwrap_or(0);
+            let want_data = opts.attachments || !opts.atts_since.is_empty();
+            let mut map = Map::new();
+            for (name, meta) in atts {
+                let v = if want_data && meta.revpos > since {
+                    let data = self
+                        .inner
+                        .tree
+                        .get(keys::att_key(&meta.digest))
+                        .map_err(|e| self.inner.storage(e))?
+                        .ok_or_else(|| {
+                            Error::corrupt(format!(
+                                "attachment {name:?} of {id:?} ({}) is not stored",
+                                meta.digest
+                            ))
+                        })?;
+                    meta.inline(&data)
+                } else {
+                    meta.stub()
+                };
+                map.insert(name, v);
+            }
+            out.insert("_attachments".into(), Value::Object(map));
+        }
+        if rec.tree.is_deleted_rev(rev) == Some(true) {
+            out.insert("_deleted".into(), Value::Bool(true));
+        }
+        if opts.conflicts || opts.meta {
+            let c = rec.tree.conflicts();
+            if !c.is_empty() {
+                out.insert("_conflicts".into(), json!(c));
+            }
+        }
+        if opts.deleted_conflicts || opts.meta {
+            let c = rec.tree.deleted_conflicts();
+            if !c.is_empty() {
+                out.insert("_deleted_conflicts".into(), json!(c));
+            }
+        }
+        if opts.revs {
+            if let Some(revs) = rec.tree.revisions(rev) {
+                out.insert("_revisions".into(), json!(revs));
+            }
+        }
+        if opts.revs_info || opts.meta {
+            if let Some(info) = rec.tree.revs_info(rev) {
+                let list: Vec<Value> = info
+                    .into_iter()
+                    .map(|(r, s)| json!({"rev": r, "status": s.as_str()}))
+                    .collect();
+                out.insert("_revs_info".into(), Value::Array(list));
+            }
+        }
+        if opts.local_seq {
+            out.insert("_local_seq".into(), json!(rec.seq));
+        }
+        Ok(Some(Value::Object(out)))
+    }
+
+    /// Reads several revisions of a document (`GET /{db}/{id}?open_revs=...`): every leaf
+    /// (`OpenRevs::All`, deleted leaves included, best first) or the listed revisions, each
+    /// as `{ok: doc}` or `{missing: rev}`. With `opts.latest`, a listed revision that is
+    /// not a leaf is replaced by the leaves that descend from it. `opts.rev` is ignored.
+    ///
+    /// A document that does not exist gives no results for `All` and `missing` for each
+    /// listed revision.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures.
+    pub fn open_revs(
+        &self,
+        id: &str,
+        revs: OpenRevs,
+        opts: &GetOptions,
+    ) -> Result<Vec<OpenRevResult>> {
+        let rec = self.load_doc(id)?;
+        let opts = GetOptions {
+            rev: None,
+            ..opts.clone()
+        };
+        let mut out = Vec::new();
+        let Some(rec) = rec else {
+            if let OpenRevs::Revs(list) = revs {
+                out.extend(list.into_iter().map(OpenRevResult::Missing));
+            }
+            return Ok(out);
+        };
+        let wanted: Vec<(Rev, Rev)> = match revs {
+            OpenRevs::All => rec
+                .tree
+                .leaves()
+                .into_iter()
+                .map(|l| (l.rev.clone(), l.rev))
+                .collect(),
+            OpenRevs::Revs(list) => {
+                let mut v = Vec::new();
+                for r in list {
+                    if opts.latest {
+                        let leaves = rec.tree.latest(&r);
+                        if leaves.is_empty() {
+                            v.push((r.clone(), r.clone()));
+                        }
+                        for l in leaves {
+                            if !v.iter().any(|(_, x)| *x == l) {
+                                v.push((r.clone(), l));
+                            }
+                        }
+                    } else {
+                        v.push((r.clone(), r));
+                    }
+                }
+                v
+            }
+        };
+        for (asked, rev) in wanted {
+            match self.render_rev(id, &rec, &rev, &opts)? {
+                Some(doc) => out.push(OpenRevResult::Ok(doc)),
+                None => out.push(OpenRevResult::Missing(asked)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `POST /{db}/_bulk_get`: for each request item, the asked revision (or, without one,
+    /// every leaf) as `{ok: doc}` or `{error: {id, rev, error, reason}}`. Each item's
+    /// `atts_since` applies to that item; `opts.attachments` inlines attachment bodies.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures; a missing document or
+    /// revision is an `error` entry, not an `Err`.
+    pub fn bulk_get(
+        &self,
+        reqs: &[BulkGetRequest],
+        opts: &BulkGetOptions,
+    ) -> Result<Vec<BulkGetResult>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let get = GetOptions {
+                revs: opts.revs,
+                latest: opts.latest,
+                attachments: opts.attachments,
+                atts_since: req.atts_since.clone(),
+                ..Default::default()
+            };
+            let revs = match &req.rev {
+                Some(r) => OpenRevs::Revs(vec![r.clone()]),
+                None => OpenRevs::All,
+            };
+            let missing = |rev: String| {
+                BulkGetDoc::Error(BulkGetError {
+                    id: req.id.clone(),
+                    rev,
+                    error: "not_found".into(),
+                    reason: "missing".into(),
+                })
+            };
+            let mut docs: Vec<BulkGetDoc> = self
+                .open_revs(&req.id, revs, &get)?
+                .into_iter()
+                .map(|r| match r {
+                    OpenRevResult::Ok(doc) => BulkGetDoc::Ok(doc),
+                    OpenRevResult::Missing(rev) => missing(rev.to_string()),
+                })
+                .collect();
+            if docs.is_empty() {
+                docs.push(missing("undefined".into()));
+            }
+            out.push(BulkGetResult {
+                id: req.id.clone(),
+                docs,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `POST /{db}/_revs_diff`: for each id, the given revisions this store lacks and the
+    /// leaves that may be their ancestors. Ids with nothing missing are left out.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let rev = db.put(serde_json::json!({"_id": "a"}))?.rev.unwrap();
+    /// let asked = BTreeMap::from([("a".to_string(), vec![rev, "2-x".parse()?])]);
+    /// let diff = db.revs_diff(asked)?;
+    /// assert_eq!(diff["a"].missing[0].to_string(), "2-x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures.
+    pub fn revs_diff(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, RevsDiff>> {
+        let mut out = BTreeMap::new();
+        for (id, asked) in revs {
+            let diff = match self.load_doc(&id)? {
+                Some(rec) => rec.tree.revs_diff(asked.iter()),
+                None => {
+                    let mut missing: Vec<Rev> = Vec::new();
+                    for r in asked {
+                        if !missing.contains(&r) {
+                            missing.push(r);
+                        }
+                    }
+                    RevsDiff {
+                        missing,
+                        possible_ancestors: Vec::new(),
+                    }
+                }
+            };
+            if !diff.missing.is_empty() {
+                out.insert(id, diff);
+            }
+        }
+        Ok(out)
+    }
+}
