@@ -1,1 +1,40 @@
-//! Settee replicator (in progress, issue 5).
+//! The replicator: CouchDB's replication protocol between any two peers.
+//!
+//! A [`Peer`] is either end: the local store ([`settee_store::Database`]) or a CouchDB
+//! database over HTTP ([`settee_couch::RemoteDb`]); [`AnyPeer`] is either, chosen at run
+//! time. A [`Replication`] moves revisions from a source to a target, one-shot or live,
+//! checkpointing in `_local/<replication id>` on both peers so that the next run resumes
+//! where this one stopped. [`sync()`] runs a push and a pull together; [`status()`] tells
+//! what is unsynced without a network.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use settee_replicate::{AnyPeer, ReplicateOptions, Replication};
+//! let local = AnyPeer::open("notes.settee")?;
+//! let remote = AnyPeer::open("http://127.0.0.1:5984/notes")?;
+//! let summary = Replication::new(local, remote, ReplicateOptions::default()).run().await?;
+//! println!("pushed {} revisions", summary.stats.docs_written);
+//! # Ok(()) }
+//! ```
+
+mod backoff;
+mod checkpoint;
+mod error;
+mod events;
+mod peer;
+mod peer_store;
+mod replication;
+mod selector;
+mod sync;
+
+pub use backoff::RetryPolicy;
+pub use checkpoint::{find_start, replication_id, ReplicationLog, Session, HISTORY_LIMIT};
+pub use error::{Error, Result};
+pub use events::{Direction, Event, Stats, Summary};
+pub use peer::{
+    Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
+};
+pub use replication::{ReplicateOptions, Replication, ReplicationHandle};
+pub use selector::{Selector, SelectorError};
+pub use sync::{status, sync, SyncStatus, SyncSummary};
+pub use tokio_util::sync::CancellationToken;

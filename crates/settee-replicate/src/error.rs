@@ -1,0 +1,87 @@
+//! The replicator's error: which peer failed and how, and whether retrying may help.
+
+use crate::peer::DocFailure;
+
+/// What stopped a replication (or one attempt of it).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The local store failed.
+    #[error("local store {path}")]
+    Store {
+        /// The store's path.
+        path: String,
+        /// The store's error.
+        #[source]
+        source: settee_store::Error,
+    },
+    /// A peer's database does not exist and the replication was not asked to create it.
+    #[error("not_found: database {peer} does not exist; pass create_target (--create-target) to create it")]
+    NoDatabase {
+        /// The peer, described without credentials.
+        peer: String,
+    },
+    /// The options cannot work together, or a filter cannot run on this source.
+    #[error("bad_request: {reason}")]
+    BadRequest {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A checkpoint could not be read or written.
+    #[error("checkpoint_failure: {reason} on {peer}")]
+    Checkpoint {
+        /// The peer, described without credentials.
+        peer: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The source could not give revisions the target needs (e.g. compacted after
+    /// `_revs_diff`), even after a retry.
+    #[error("fetch_failed: {} revisions could not be read from the source (first: {} {})", failures.len(), failures.first().map_or("", |f| f.id.as_str()), failures.first().map_or("", |f| f.reason.as_str()))]
+    Fetch {
+        /// The revisions that failed.
+        failures: Vec<DocFailure>,
+    },
+    /// A background task failed to run to completion.
+    #[error("internal task failed: {0}")]
+    Task(String),
+    /// The replication was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// CouchDB-style name of the error.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Store { source, .. } => source.name(),
+            Error::NoDatabase { .. } => "not_found",
+            Error::BadRequest { .. } => "bad_request",
+            Error::Checkpoint { .. } => "checkpoint_failure",
+            Error::Fetch { .. } => "fetch_failed",
+            Error::Task(_) => "internal_error",
+            Error::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether retrying later may succeed: the network or the server failed, or the source
+    /// changed under us. Authentication, missing databases and bad options are not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Fetch { .. } | Error::Checkpoint { .. } => true,
+            Error::Store { .. }
+            | Error::NoDatabase { .. }
+            | Error::BadRequest { .. }
+            | Error::Task(_)
+            | Error::Cancelled => false,
+        }
+    }
+}
+
+/// Result with the replicator's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Error>();
+};

@@ -1,0 +1,168 @@
+//! `Peer`: the one interface the replicator needs from either end of a replication, and the
+//! wire shapes it speaks in. The local store and the HTTP client implement it (in
+//! `peer_store.rs` and `peer_couch.rs`); the replication loop knows nothing else about them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use settee_revtree::{Rev, RevsDiff, Seq};
+
+use crate::{Result, Selector};
+
+/// What the replicator learns about a peer before it starts.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer's current update sequence.
+    pub update_seq: Seq,
+    /// Number of live documents.
+    pub doc_count: u64,
+}
+
+/// Which changes a replication reads.
+#[derive(Debug, Clone, Default)]
+pub enum Filter {
+    /// Every document.
+    #[default]
+    All,
+    /// Only these document ids (`filter=_doc_ids`).
+    DocIds(Vec<String>),
+    /// Documents matching a Mango selector (`filter=_selector`).
+    Selector(Selector),
+    /// A filter function in a design document (`ddoc/name`) with query parameters; only a
+    /// remote source can run it.
+    Named {
+        /// `ddoc/name`.
+        name: String,
+        /// Extra query parameters passed to the function.
+        query_params: Map<String, Value>,
+    },
+}
+
+/// One request for a batch of changes.
+#[derive(Debug, Clone)]
+pub struct ChangesRequest {
+    /// Read changes after this sequence.
+    pub since: Seq,
+    /// At most this many rows.
+    pub limit: usize,
+    /// Which documents.
+    pub filter: Filter,
+    /// When set and nothing has changed since `since`, wait up to this long for a change
+    /// (longpoll) instead of answering at once.
+    pub wait: Option<Duration>,
+}
+
+/// One row of a changes feed with `style=all_docs`: every leaf revision of a document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The row's sequence (opaque).
+    pub seq: Seq,
+    /// Document id.
+    pub id: String,
+    /// Every leaf revision (including deleted leaves).
+    pub revs: Vec<Rev>,
+    /// Whether the winning revision is a deletion.
+    pub deleted: bool,
+}
+
+/// A page of changes.
+#[derive(Debug, Clone)]
+pub struct ChangesBatch {
+    /// The rows, in feed order.
+    pub changes: Vec<Change>,
+    /// The sequence to ask from next time.
+    pub last_seq: Seq,
+    /// How many rows remain after this page, if the peer says.
+    pub pending: Option<u64>,
+}
+
+/// One revision to fetch from the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchRequest {
+    /// Document id.
+    pub id: String,
+    /// The revision wanted.
+    pub rev: Rev,
+    /// Revisions the target already has: attachments unchanged since them come back as
+    /// stubs instead of data.
+    pub atts_since: Vec<Rev>,
+}
+
+/// A fetched revision, or why it could not be fetched.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// The document at the revision, with `_revisions` and inline attachments.
+    Doc(Value),
+    /// The source could not give the revision (compacted, purged, forbidden).
+    Failed(DocFailure),
+}
+
+/// A document the replication could not move, with CouchDB's error name and reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DocFailure {
+    /// Document id.
+    pub id: String,
+    /// The revision, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rev: Option<String>,
+    /// CouchDB's error name (`forbidden`, `unauthorized`, `missing_stub`...).
+    pub error: String,
+    /// The reason given.
+    pub reason: String,
+}
+
+/// Either end of a replication.
+///
+/// Every method may be called concurrently from several tasks. Implementations translate
+/// their own errors into [`crate::Error`], marking transient ones (network, 5xx, 429) so the
+/// replicator knows to retry.
+pub trait Peer: Clone + Send + Sync + 'static {
+    /// A short description for messages and logs, without credentials.
+    fn describe(&self) -> String;
+
+    /// Stable identity for replication ids: a URL without credentials (plus the user name),
+    /// or a local store's uuid. Never contains a password. Needs no network.
+    fn identity(&self) -> String;
+
+    /// Whether the peer is a local store (its pending count is known without a network).
+    fn is_local(&self) -> bool;
+
+    /// Database information, and the identity used in replication ids.
+    fn info(&self) -> impl Future<Output = Result<PeerInfo>> + Send;
+
+    /// Creates the database if it does not exist.
+    fn create(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// A page of changes with `style=all_docs`.
+    fn changes(&self, req: &ChangesRequest) -> impl Future<Output = Result<ChangesBatch>> + Send;
+
+    /// `_revs_diff`: which of these revisions the peer lacks.
+    fn revs_diff(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> impl Future<Output = Result<BTreeMap<String, RevsDiff>>> + Send;
+
+    /// Fetches revisions with their ancestry (`_bulk_get?revs=true&attachments=true`).
+    fn fetch(&self, reqs: Vec<FetchRequest>) -> impl Future<Output = Result<Vec<Fetched>>> + Send;
+
+    /// Writes revisions as they are (`_bulk_docs` with `new_edits=false`); returns the
+    /// documents the peer rejected.
+    fn write(&self, docs: Vec<Value>) -> impl Future<Output = Result<Vec<DocFailure>>> + Send;
+
+    /// Makes everything written so far durable (the store's flush; CouchDB's
+    /// `_ensure_full_commit`).
+    fn commit(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Reads a `_local` document (id without the prefix); `None` if it does not exist.
+    fn get_local(&self, id: &str) -> impl Future<Output = Result<Option<Value>>> + Send;
+
+    /// Writes a `_local` document (id without the prefix; `_rev` in `doc` when updating).
+    /// Returns the new `_rev`.
+    fn put_local(&self, id: &str, doc: Value) -> impl Future<Output = Result<String>> + Send;
+
+    /// For a local store: how many documents changed after `since` (its own sequence).
+    /// `None` for a remote peer.
+    fn pending_since(&self, since: &Seq) -> Option<u64>;
+}

@@ -1,0 +1,216 @@
+//! `Peer` for the local store. Every store call is blocking (sled), so each goes through
+//! `spawn_blocking` here, the one place async code touches the store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use settee_revtree::{Rev, RevsDiff, Seq};
+use settee_store::{
+    BulkGetDoc, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Database,
+};
+
+use crate::peer::{
+    Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
+};
+use crate::{Error, Result};
+
+/// Runs a blocking store call on the blocking pool.
+async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
+where
+    F: FnOnce(Database) -> settee_store::Result<R> + Send + 'static,
+    R: Send + 'static,
+{
+    let store = db.clone(); // cheap: an Arc-backed handle
+    let path = db.path().display().to_string();
+    tokio::task::spawn_blocking(move || f(store))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(|source| Error::Store { path, source })
+}
+
+fn local_seq(seq: &Seq) -> Result<u64> {
+    seq.as_local().ok_or_else(|| Error::BadRequest {
+        reason: format!("{seq} is not a sequence of a local store"),
+    })
+}
+
+impl Peer for Database {
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    fn identity(&self) -> String {
+        match self.info() {
+            Ok(info) => format!("local:{}", info.uuid),
+            // The uuid is read at open; failing here means the store is broken, and the
+            // path is the next best stable name.
+            Err(_) => format!("local-path:{}", self.path().display()),
+        }
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+
+    async fn info(&self) -> Result<PeerInfo> {
+        let info = blocking(self, |db| db.info()).await?;
+        Ok(PeerInfo {
+            update_seq: Seq::from(info.update_seq),
+            doc_count: info.doc_count,
+        })
+    }
+
+    async fn create(&self) -> Result<()> {
+        // Opening the store created it.
+        Ok(())
+    }
+
+    async fn changes(&self, req: &ChangesRequest) -> Result<ChangesBatch> {
+        let since = local_seq(&req.since)?;
+        let batch = read_changes(self, since, req).await?;
+        if !batch.changes.is_empty() || req.wait.is_none() {
+            return Ok(batch);
+        }
+        // Longpoll: wait for the next write after `since` (the live stream subscribes
+        // before it reads, so nothing written meanwhile is missed), then read a page.
+        let wait = req.wait.unwrap_or(Duration::ZERO);
+        let mut live = Box::pin(self.live_changes(ChangesOptions {
+            since,
+            ..ChangesOptions::default()
+        }));
+        let _ = tokio::time::timeout(wait, live.next()).await;
+        drop(live);
+        read_changes(self, since, req).await
+    }
+
+    async fn revs_diff(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, RevsDiff>> {
+        blocking(self, move |db| db.revs_diff(revs)).await
+    }
+
+    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
+        let reqs: Vec<BulkGetRequest> = reqs
+            .into_iter()
+            .map(|r| BulkGetRequest {
+                id: r.id,
+                rev: Some(r.rev),
+                atts_since: r.atts_since,
+            })
+            .collect();
+        let opts = BulkGetOptions {
+            revs: true,
+            latest: true,
+            attachments: true,
+        };
+        let results = blocking(self, move |db| db.bulk_get(&reqs, &opts)).await?;
+        let mut out = Vec::new();
+        for r in results {
+            for d in r.docs {
+                out.push(match d {
+                    BulkGetDoc::Ok(doc) => Fetched::Doc(doc),
+                    BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
+                        id: e.id,
+                        rev: Some(e.rev),
+                        error: e.error,
+                        reason: e.reason,
+                    }),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write(&self, docs: Vec<Value>) -> Result<Vec<DocFailure>> {
+        let results = blocking(self, move |db| db.bulk_docs(docs, false)).await?;
+        Ok(results
+            .into_iter()
+            .filter(|r| !r.is_ok())
+            .map(|r| DocFailure {
+                id: r.id,
+                rev: r.rev.map(|r| r.to_string()),
+                error: r.error.unwrap_or_default(),
+                reason: r.reason.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn commit(&self) -> Result<()> {
+        blocking(self, |db| db.flush()).await
+    }
+
+    async fn get_local(&self, id: &str) -> Result<Option<Value>> {
+        let id = id.to_owned();
+        match blocking(self, move |db| db.get_local(&id)).await {
+            Ok(doc) => Ok(Some(doc)),
+            Err(Error::Store { source, .. }) if source.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_local(&self, id: &str, mut doc: Value) -> Result<String> {
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("_id".into(), Value::from(format!("_local/{id}")));
+        }
+        let res = blocking(self, move |db| db.put_local(doc)).await?;
+        Ok(res.rev)
+    }
+
+    fn pending_since(&self, since: &Seq) -> Option<u64> {
+        Database::pending_since(self, since.as_local()?).ok()
+    }
+}
+
+/// Reads one page of changes for the replicator. A selector is evaluated here, on the
+/// winning revision's body; pages are read until `limit` rows match or the feed ends, so
+/// that a short page still means "nothing more".
+async fn read_changes(db: &Database, since: u64, req: &ChangesRequest) -> Result<ChangesBatch> {
+    let selector = match &req.filter {
+        Filter::Selector(s) => Some(s.clone()),
+        _ => None,
+    };
+    let doc_ids = match &req.filter {
+        Filter::DocIds(ids) => Some(ids.clone()),
+        _ => None,
+    };
+    let limit = req.limit.max(1);
+    let mut from = since;
+    let mut out = Vec::new();
+    loop {
+        let opts = ChangesOptions {
+            since: from,
+            limit: Some(limit),
+            style: ChangesStyle::AllDocs,
+            include_docs: selector.is_some(),
+            doc_ids: doc_ids.clone(),
+            ..ChangesOptions::default()
+        };
+        let page = blocking(db, move |db| db.changes(&opts)).await?;
+        let exhausted = page.results.len() < limit;
+        from = page.last_seq;
+        for row in page.results {
+            if let Some(sel) = &selector {
+                let doc = row.doc.as_ref().unwrap_or(&Value::Null);
+                if !sel.matches(doc) {
+                    continue;
+                }
+            }
+            out.push(Change {
+                seq: Seq::from(row.seq),
+                id: row.id,
+                revs: row.changes,
+                deleted: row.deleted,
+            });
+        }
+        if exhausted || out.len() >= limit || selector.is_none() {
+            return Ok(ChangesBatch {
+                changes: out,
+                last_seq: Seq::from(from),
+                pending: Some(page.pending),
+            });
+        }
+    }
+}

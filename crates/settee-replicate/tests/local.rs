@@ -1,0 +1,338 @@
+//! Replication between two local stores: the whole protocol (checkpoints, revs_diff,
+//! bulk_get, new_edits=false writes) without a network.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use settee_replicate::{Event, Filter, ReplicateOptions, Replication, Selector};
+use settee_store::{Database, GetOptions, OpenRevs};
+
+fn store(dir: &tempfile::TempDir, name: &str) -> Database {
+    Database::open(dir.path().join(name)).unwrap()
+}
+
+/// Every document's `open_revs=all&revs=true` answer, sorted, plus its winner: what two
+/// replicas must agree on.
+fn snapshot(db: &Database) -> Vec<(String, String, Vec<Value>)> {
+    let all = db.all_docs(&Default::default()).unwrap();
+    let mut ids: Vec<String> = all.rows.iter().filter_map(|r| r.id.clone()).collect();
+    // Deleted documents are not in all_docs: take them from changes.
+    for c in db.changes(&Default::default()).unwrap().results {
+        if !ids.contains(&c.id) {
+            ids.push(c.id);
+        }
+    }
+    ids.sort();
+    ids.into_iter()
+        .map(|id| {
+            let opts = GetOptions {
+                revs: true,
+                ..Default::default()
+            };
+            let mut leaves: Vec<Value> = db
+                .open_revs(&id, OpenRevs::All, &opts)
+                .unwrap()
+                .into_iter()
+                .map(|r| serde_json::to_value(r).unwrap())
+                .collect();
+            leaves.sort_by_key(|v| v.to_string());
+            let winner = db
+                .get(
+                    &id,
+                    &GetOptions {
+                        deleted_conflicts: true,
+                        ..Default::default()
+                    },
+                )
+                .map(|d| d["_rev"].as_str().unwrap().to_owned())
+                .unwrap_or_else(|e| format!("deleted:{}", e.name()));
+            (id, winner, leaves)
+        })
+        .collect()
+}
+
+/// Writes `n` notes, edits some, deletes some, makes conflicts, adds attachments.
+fn populate(db: &Database, n: usize, tag: &str) {
+    let docs: Vec<Value> = (0..n)
+        .map(|i| json!({"_id": format!("note-{i:05}"), "title": format!("{tag} {i}"), "n": i}))
+        .collect();
+    let res = db.bulk_docs(docs, true).unwrap();
+    for (i, r) in res.iter().enumerate() {
+        let rev = r.rev.clone().unwrap();
+        let id = format!("note-{i:05}");
+        match i % 10 {
+            0 => {
+                db.delete(&id, &rev).unwrap();
+            }
+            1 => {
+                db.put(json!({"_id": id, "_rev": rev.to_string(), "title": "edited", "n": i}))
+                    .unwrap();
+            }
+            2 => {
+                // A conflicting branch, as if replicated from elsewhere.
+                db.bulk_docs(
+                    vec![json!({"_id": id, "_rev": format!("2-{tag}conflict{i}"),
+                        "_revisions": {"start": 2, "ids": [format!("{tag}conflict{i}"), rev.hash()]},
+                        "title": "theirs"})],
+                    false,
+                )
+                .unwrap();
+            }
+            3 => {
+                db.put(
+                    json!({"_id": id, "_rev": rev.to_string(), "title": "with file",
+                    "_attachments": {"file.txt": {"content_type": "text/plain",
+                        "data": "aGVsbG8gd29ybGQ="}}}),
+                )
+                .unwrap();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_shot_copies_every_branch_and_resumes_from_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    populate(&a, 300, "x");
+
+    let opts = ReplicateOptions {
+        batch_size: 37,
+        ..Default::default()
+    };
+    let first = Replication::new(a.clone(), b.clone(), opts.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(first.stats.changes_read, 300);
+    assert!(first.stats.docs_written >= 300);
+    assert_eq!(first.stats.doc_write_failures, 0);
+    assert_eq!(snapshot(&a), snapshot(&b));
+    // Attachments arrive with their data.
+    let doc = b
+        .get(
+            "note-00003",
+            &GetOptions {
+                attachments: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(doc["_attachments"]["file.txt"]["data"], "aGVsbG8gd29ybGQ=");
+
+    // Nothing changed: the second run reads nothing.
+    let again = Replication::new(a.clone(), b.clone(), opts.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(again.stats.changes_read, 0);
+    assert_eq!(again.stats.docs_written, 0);
+    assert_eq!(again.start_last_seq, first.end_last_seq);
+
+    // New writes: only they are read.
+    a.put(json!({"_id": "late", "v": 1})).unwrap();
+    let third = Replication::new(a.clone(), b.clone(), opts)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(third.stats.changes_read, 1);
+    assert_eq!(third.stats.docs_written, 1);
+    assert_eq!(snapshot(&a), snapshot(&b));
+}
+
+#[tokio::test]
+async fn conflicting_offline_edits_end_as_the_same_conflict_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    let rev = a
+        .put(json!({"_id": "shared", "text": "v1"}))
+        .unwrap()
+        .rev
+        .unwrap();
+    Replication::new(a.clone(), b.clone(), Default::default())
+        .run()
+        .await
+        .unwrap();
+    // Both edit 1-x while apart.
+    a.put(json!({"_id": "shared", "_rev": rev.to_string(), "text": "from a"}))
+        .unwrap();
+    b.put(json!({"_id": "shared", "_rev": rev.to_string(), "text": "from b"}))
+        .unwrap();
+    let s = settee_replicate::sync(
+        a.clone(),
+        b.clone(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.push.stats.docs_written, 1);
+    assert_eq!(s.pull.stats.docs_written, 1);
+    let opts = GetOptions {
+        conflicts: true,
+        ..Default::default()
+    };
+    let (da, db_) = (
+        a.get("shared", &opts).unwrap(),
+        b.get("shared", &opts).unwrap(),
+    );
+    assert_eq!(da, db_);
+    assert_eq!(da["_conflicts"].as_array().unwrap().len(), 1);
+    assert_eq!(snapshot(&a), snapshot(&b));
+}
+
+#[tokio::test]
+async fn doc_ids_and_selector_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (store(&dir, "a"), store(&dir, "b"), store(&dir, "c"));
+    for i in 0..50 {
+        a.put(json!({"_id": format!("d{i:02}"), "kind": if i % 2 == 0 { "even" } else { "odd" }, "i": i}))
+            .unwrap();
+    }
+    let ids = Filter::DocIds(vec!["d03".into(), "d07".into(), "nope".into()]);
+    let r = Replication::new(
+        a.clone(),
+        b.clone(),
+        ReplicateOptions {
+            filter: ids,
+            ..Default::default()
+        },
+    )
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(r.stats.docs_written, 2);
+    assert_eq!(b.info().unwrap().doc_count, 2);
+
+    let sel = Selector::parse(&json!({"kind": "even", "i": {"$gte": 40}})).unwrap();
+    let r = Replication::new(
+        a.clone(),
+        c.clone(),
+        ReplicateOptions {
+            filter: Filter::Selector(sel),
+            batch_size: 4,
+            ..Default::default()
+        },
+    )
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(r.stats.docs_written, 5); // 40, 42, 44, 46, 48
+    let got: Vec<String> = c
+        .all_docs(&Default::default())
+        .unwrap()
+        .rows
+        .into_iter()
+        .filter_map(|r| r.id)
+        .collect();
+    assert_eq!(got, ["d40", "d42", "d44", "d46", "d48"]);
+}
+
+async fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn continuous_follows_new_writes_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    a.put(json!({"_id": "before"})).unwrap();
+    let mut handle = Replication::new(
+        a.clone(),
+        b.clone(),
+        ReplicateOptions {
+            continuous: true,
+            checkpoint_interval: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+    .spawn();
+    // Caught up: a Paused event with nothing pending.
+    loop {
+        match handle.next_event().await.unwrap() {
+            Event::Paused { pending, .. } => {
+                assert_eq!(pending, Some(0));
+                break;
+            }
+            Event::Error { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    }
+    assert!(b.get("before", &Default::default()).is_ok());
+    a.put(json!({"_id": "after"})).unwrap();
+    let b2 = b.clone();
+    wait_until(Duration::from_secs(5), move || {
+        b2.get("after", &Default::default()).is_ok()
+    })
+    .await;
+    handle.cancel();
+    let summary = handle.finish().await.unwrap();
+    assert!(summary.cancelled);
+    assert_eq!(summary.stats.docs_written, 2);
+    // The final checkpoint lets the next run start after "after".
+    let next = Replication::new(a, b, Default::default())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(next.stats.changes_read, 0);
+}
+
+#[tokio::test]
+async fn lost_target_checkpoint_falls_back_to_zero_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    populate(&a, 40, "y");
+    let rep = Replication::new(a.clone(), b.clone(), Default::default());
+    let id = rep.replication_id();
+    rep.run().await.unwrap();
+    let cp = b.get_local(&id).unwrap();
+    b.delete_local(&id, cp["_rev"].as_str().unwrap()).unwrap();
+    let again = Replication::new(a.clone(), b.clone(), Default::default())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.stats.changes_read, 40,
+        "no common checkpoint: starts from 0"
+    );
+    assert_eq!(
+        again.stats.docs_written, 0,
+        "but the target already had every revision"
+    );
+    assert_eq!(snapshot(&a), snapshot(&b));
+}
+
+#[tokio::test]
+async fn pending_counts_unpushed_local_changes_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    for i in 0..10 {
+        a.put(json!({"_id": format!("p{i}")})).unwrap();
+    }
+    let st = settee_replicate::status(&a, &b, &Filter::All)
+        .await
+        .unwrap();
+    assert_eq!(st.unpushed, Some(10));
+    assert!(st.last_push.is_none());
+    Replication::new(a.clone(), b.clone(), Default::default())
+        .run()
+        .await
+        .unwrap();
+    a.put(json!({"_id": "p-new"})).unwrap();
+    let st = settee_replicate::status(&a, &b, &Filter::All)
+        .await
+        .unwrap();
+    assert_eq!(st.unpushed, Some(1));
+    assert!(st.last_push.is_some());
+}
