@@ -410,41 +410,68 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             self.opts.filter.clone(),
             self.opts.longpoll,
         );
-        let reader = stream::unfold(
-            (progress.done_seq.clone(), false, false),
-            move |(since, caught_up, ended)| {
-                let source = source.clone();
-                let req = ChangesRequest {
-                    since: since.clone(),
-                    limit,
-                    filter: filter.clone(),
-                    wait: (continuous && caught_up).then_some(longpoll),
-                };
-                async move {
-                    if ended {
-                        return None;
+        // Reader state: where to read from, whether the last page was short (caught up: the
+        // next read may wait), whether the feed ended, and whether to report being idle
+        // before reading on.
+        struct ReadState {
+            since: Seq,
+            caught_up: bool,
+            ended: bool,
+            idle: bool,
+        }
+        let start = ReadState {
+            since: progress.done_seq.clone(),
+            caught_up: false,
+            ended: false,
+            idle: false,
+        };
+        let reader = stream::unfold(start, move |st| {
+            let source = source.clone();
+            let req = ChangesRequest {
+                since: st.since.clone(),
+                limit,
+                filter: filter.clone(),
+                wait: (continuous && st.caught_up).then_some(longpoll),
+            };
+            async move {
+                if st.ended {
+                    return None;
+                }
+                if st.idle {
+                    let item = Item::Idle(st.since.clone());
+                    return Some((Ok(item), ReadState { idle: false, ..st }));
+                }
+                match source.changes(&req).await {
+                    Err(e) => Some((Err(e), ReadState { ended: true, ..st })),
+                    Ok(batch) if batch.changes.is_empty() => {
+                        if continuous {
+                            let seq = batch.last_seq.clone();
+                            let next = ReadState {
+                                since: seq.clone(),
+                                caught_up: true,
+                                ended: false,
+                                idle: false,
+                            };
+                            Some((Ok(Item::Idle(seq)), next))
+                        } else {
+                            None
+                        }
                     }
-                    match source.changes(&req).await {
-                        Err(e) => Some((Err(e), (since, caught_up, true))),
-                        Ok(batch) if batch.changes.is_empty() => {
-                            if continuous {
-                                let seq = batch.last_seq.clone();
-                                Some((Ok(Item::Idle(seq.clone())), (seq, true, false)))
-                            } else {
-                                None
-                            }
-                        }
-                        Ok(batch) => {
-                            let short = batch.changes.len() < limit;
-                            let next = batch.last_seq.clone();
-                            // One-shot: a short page is the last one.
-                            let end = short && !continuous;
-                            Some((Ok(Item::Batch(batch)), (next, short, end)))
-                        }
+                    Ok(batch) => {
+                        // A short page means caught up: the last page of a one-shot run, or
+                        // (continuous) report idle once it is written, then wait for more.
+                        let short = batch.changes.len() < limit;
+                        let next = ReadState {
+                            since: batch.last_seq.clone(),
+                            caught_up: short,
+                            ended: short && !continuous,
+                            idle: short && continuous,
+                        };
+                        Some((Ok(Item::Batch(batch)), next))
                     }
                 }
-            },
-        );
+            }
+        });
         let this = self.clone();
         let pipeline = reader
             .map(move |item| {
