@@ -49,6 +49,7 @@ pub use database::Database;
 pub use error::{Error, Result};
 pub use keys::FORMAT_VERSION;
 pub use local::LocalDocResult;
+pub use maintenance::VerifyReport;
 pub use options::{
     AllDocsOptions, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Durability,
     GetOptions, OpenOptions, OpenRevs,

@@ -3,12 +3,30 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use serde::Serialize;
 use settee_revtree::{Rev, RevPath, RevStatus, RevTree};
 
 use crate::attachments::metas;
 use crate::keys::{self, DocRecord};
 use crate::write::BatchState;
 use crate::{Database, Error, PurgeResult, Result};
+
+/// What [`Database::verify`] counted in a consistent store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Documents whose winner is live.
+    pub doc_count: u64,
+    /// Documents whose winner is deleted.
+    pub doc_del_count: u64,
+    /// Entries in the by-seq index.
+    pub seq_entries: u64,
+    /// Stored revision bodies.
+    pub bodies: u64,
+    /// Stored attachments.
+    pub attachments: u64,
+    /// The highest sequence in the by-seq index.
+    pub max_seq: u64,
+}
 
 /// Documents compacted per batch: bounds the memory a compaction holds.
 const COMPACT_BATCH: usize = 1000;
@@ -62,6 +80,8 @@ impl Database {
                 in_batch = 0;
             }
         }
+        let counters = *guard;
+        inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
         // Attachments: mark every digest a stored body refers to, sweep the rest. The writer
         // lock is held, so no write adds a reference meanwhile.
         let mut live: HashSet<String> = HashSet::new();
@@ -88,6 +108,128 @@ impl Database {
         let counters = *guard;
         inner.commit(&mut guard, batch, counters)?;
         self.flush()
+    }
+
+    /// Checks every invariant of the storage format (a full scan; `fsck`):
+    ///
+    /// - each by-seq entry names a document whose record has that seq, and each document's
+    ///   seq has a by-seq entry naming it;
+    /// - each leaf revision has its body, and every available node of a tree has its body;
+    ///   every stored body belongs to a known revision of its document;
+    /// - every attachment a stored body refers to is stored;
+    /// - `doc_count` / `doc_del_count` match the records, and `update_seq` is at least every
+    ///   seq.
+    ///
+    /// Takes the writer lock, so it sees one state of the store.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first violation; [`Error::Storage`] on I/O errors.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let inner = &*self.inner;
+        let guard = inner.lock_writer();
+        let storage = |e| inner.storage(e);
+        let mut report = VerifyReport::default();
+        let mut seqs: BTreeMap<u64, String> = BTreeMap::new();
+        for item in inner.tree.scan_prefix([keys::SEQ]) {
+            let (k, v) = item.map_err(storage)?;
+            let seq = keys::seq_from_key(&k).ok_or_else(|| Error::corrupt("bad by-seq key"))?;
+            let id = String::from_utf8(v.to_vec())
+                .map_err(|_| Error::corrupt("by-seq id is not UTF-8"))?;
+            seqs.insert(seq, id);
+        }
+        report.seq_entries = seqs.len() as u64;
+        report.max_seq = seqs.keys().next_back().copied().unwrap_or(0);
+        let mut atts_needed: HashSet<String> = HashSet::new();
+        let mut bodies_expected: HashSet<Vec<u8>> = HashSet::new();
+        let mut doc_ids: HashSet<String> = HashSet::new();
+        for item in inner.tree.scan_prefix([keys::DOC]) {
+            let (k, v) = item.map_err(storage)?;
+            let id = String::from_utf8(k[1..].to_vec())
+                .map_err(|_| Error::corrupt("doc id is not UTF-8"))?;
+            let rec = DocRecord::decode(&id, &v)?;
+            if seqs.get(&rec.seq) != Some(&id) {
+                return Err(Error::corrupt(format!(
+                    "{id:?} has seq {} but the by-seq index does not point to it",
+                    rec.seq
+                )));
+            }
+            if rec.tree.is_deleted() {
+                report.doc_del_count += 1;
+            } else {
+                report.doc_count += 1;
+            }
+            for leaf in rec.tree.leaves() {
+                if leaf.status != RevStatus::Available {
+                    return Err(Error::corrupt(format!(
+                        "leaf {} of {id:?} is not available",
+                        leaf.rev
+                    )));
+                }
+            }
+            for rev in rec.tree.revs() {
+                if rec.tree.status(&rev) != Some(RevStatus::Available) {
+                    continue;
+                }
+                let key = keys::rev_key(&id, &rev);
+                let body = inner
+                    .read_body_key(&id, &rev, &key)?
+                    .ok_or_else(|| Error::corrupt(format!("body of {id:?} at {rev} is missing")))?;
+                for (_, m) in metas(&body) {
+                    atts_needed.insert(m.digest);
+                }
+                bodies_expected.insert(key);
+            }
+            doc_ids.insert(id);
+        }
+        for (seq, id) in &seqs {
+            if !doc_ids.contains(id) {
+                return Err(Error::corrupt(format!(
+                    "by-seq entry {seq} names {id:?}, which has no record"
+                )));
+            }
+        }
+        if seqs.len() != doc_ids.len() {
+            return Err(Error::corrupt(format!(
+                "{} by-seq entries for {} documents",
+                seqs.len(),
+                doc_ids.len()
+            )));
+        }
+        for item in inner.tree.scan_prefix([keys::REV]) {
+            let (k, _) = item.map_err(storage)?;
+            if !bodies_expected.contains(k.as_ref()) {
+                return Err(Error::corrupt(format!(
+                    "stray body {:?}",
+                    String::from_utf8_lossy(&k)
+                )));
+            }
+            report.bodies += 1;
+        }
+        for digest in &atts_needed {
+            if !inner
+                .tree
+                .contains_key(keys::att_key(digest))
+                .map_err(storage)?
+            {
+                return Err(Error::corrupt(format!(
+                    "attachment {digest} is referenced but not stored"
+                )));
+            }
+        }
+        report.attachments = inner.tree.scan_prefix([keys::ATT]).count() as u64;
+        if (guard.doc_count, guard.doc_del_count) != (report.doc_count, report.doc_del_count) {
+            return Err(Error::corrupt(format!(
+                "counters say {}/{} live/deleted docs, records say {}/{}",
+                guard.doc_count, guard.doc_del_count, report.doc_count, report.doc_del_count
+            )));
+        }
+        if guard.update_seq < report.max_seq {
+            return Err(Error::corrupt(format!(
+                "update_seq {} is behind by-seq entry {}",
+                guard.update_seq, report.max_seq
+            )));
+        }
+        Ok(report)
     }
 
     /// Purges revisions (`POST /{db}/_purge`): each given leaf revision is removed with the
