@@ -1,0 +1,232 @@
+//! Crash safety (sled's `test_crash_recovery` pattern): this test binary starts itself again
+//! as a child that writes in a loop (puts, updates, deletes, replicated conflicts,
+//! attachments, batches, `_local` docs); the parent kills it with SIGKILL at random moments,
+//! reopens the store and checks every invariant. The seed is printed; rerun a failure with
+//! `SETTEE_CRASH_SEED=<seed>`.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use settee_store::{
+    AllDocsOptions, ChangesOptions, Database, Durability, GetOptions, OpenOptions, OpenRevResult,
+    OpenRevs,
+};
+
+const CHILD_PATH: &str = "SETTEE_STORE_CRASH_CHILD";
+const CHILD_SEED: &str = "SETTEE_STORE_CRASH_CHILD_SEED";
+const KILLS: usize = 60;
+const MIN_KILLS: usize = 50;
+const TIME_BUDGET: Duration = Duration::from_secs(45);
+
+/// Child role: write forever; after each acknowledged write print `ack <mode> <update_seq>`.
+#[test]
+fn crash_child_writer() {
+    let (Ok(path), Ok(seed)) = (std::env::var(CHILD_PATH), std::env::var(CHILD_SEED)) else {
+        return; // Not the child.
+    };
+    let seed: u64 = seed.parse().unwrap();
+    let immediate = seed % 2 == 0;
+    let db = Database::open_with(OpenOptions {
+        durability: if immediate {
+            Durability::Immediate
+        } else {
+            Durability::Relaxed {
+                flush_every: Duration::from_millis(5),
+            }
+        },
+        revs_limit: 20,
+        ..OpenOptions::new(&path)
+    })
+    .unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for i in 0u64.. {
+        let id = format!("d{:03}", rng.gen_range(0..150));
+        let current = db.get(&id, &GetOptions::default()).ok();
+        let cur_rev = current
+            .as_ref()
+            .map(|d| d["_rev"].as_str().unwrap().to_owned());
+        match rng.gen_range(0..8) {
+            0 | 1 => {
+                let mut doc =
+                    json!({"_id": id, "i": i, "text": "x".repeat(rng.gen_range(10..800))});
+                if let Some(r) = &cur_rev {
+                    doc["_rev"] = json!(r);
+                }
+                db.put(doc).unwrap();
+            }
+            2 => {
+                if let Some(r) = &cur_rev {
+                    db.delete(&id, &r.parse().unwrap()).unwrap();
+                }
+            }
+            3 => {
+                let hash: String = (0..32)
+                    .map(|_| format!("{:x}", rng.gen_range(0..16)))
+                    .collect();
+                let deleted = rng.gen_bool(0.3);
+                db.bulk_docs(
+                    vec![json!({"_id": id, "_revisions": {"start": 2, "ids": [hash, "root"]}, "_deleted": deleted, "i": i})],
+                    false,
+                )
+                .unwrap();
+            }
+            4 | 5 => {
+                let bytes: Vec<u8> = (0..rng.gen_range(1..4000)).map(|_| rng.gen()).collect();
+                let mut doc = json!({"_id": id, "i": i, "_attachments": {
+                    format!("a{}", rng.gen_range(0..3)): {"content_type": "application/octet-stream", "data": b64.encode(&bytes)}
+                }});
+                if let Some(r) = &cur_rev {
+                    doc["_rev"] = json!(r);
+                }
+                db.put(doc).unwrap();
+            }
+            6 => {
+                let docs = (0..20)
+                    .map(|j| json!({"_id": format!("b{:04}", rng.gen_range(0..400)), "i": i, "j": j}))
+                    .collect();
+                db.bulk_docs(docs, true).unwrap();
+            }
+            _ => {
+                let cur = db
+                    .get_local("ckpt")
+                    .ok()
+                    .map(|d| d["_rev"].as_str().unwrap().to_owned());
+                let mut doc = json!({"_id": "_local/ckpt", "seq": i});
+                if let Some(r) = cur {
+                    doc["_rev"] = json!(r);
+                }
+                db.put_local(doc).unwrap();
+            }
+        }
+        if rng.gen_ratio(1, 50) {
+            db.compact().unwrap();
+        }
+        println!(
+            "ack {} {}",
+            u8::from(immediate),
+            db.info().unwrap().update_seq
+        );
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_leaves_a_consistent_store() {
+    if std::env::var(CHILD_PATH).is_ok() {
+        return;
+    }
+    let seed: u64 = std::env::var("SETTEE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("crash test seed: {seed} (rerun with SETTEE_CRASH_SEED={seed})");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let exe = std::env::current_exe().unwrap();
+    let started = Instant::now();
+    let mut last_seen_seq = 0u64;
+    let mut kills = 0;
+    while kills < KILLS && (kills < MIN_KILLS || started.elapsed() < TIME_BUDGET) {
+        let child_seed: u64 = rng.gen();
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_PATH, &path)
+            .env(CHILD_SEED, child_seed.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let target_acks = rng.gen_range(1..30);
+        let mut acks = 0;
+        let mut last_ack: Option<(bool, u64)> = None;
+        let mut line = String::new();
+        while acks < target_acks {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("seed {seed}: child {child_seed} exited early (run it alone to see why)");
+            }
+            if let Some(rest) = line.trim_end().split("ack ").nth(1) {
+                let mut parts = rest.split(' ');
+                let immediate = parts.next() == Some("1");
+                let seq: u64 = parts.next().unwrap().parse().unwrap();
+                last_ack = Some((immediate, seq));
+                acks += 1;
+            }
+        }
+        // Not waiting for anything: this picks where in its next writes the child dies.
+        std::thread::sleep(Duration::from_micros(rng.gen_range(0..4000)));
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        kills += 1;
+
+        let db = Database::open(&path)
+            .unwrap_or_else(|e| panic!("seed {seed} kill {kills}: store does not open: {e}"));
+        let report = db
+            .verify()
+            .unwrap_or_else(|e| panic!("seed {seed} kill {kills}: invariant broken: {e}"));
+        let info = db.info().unwrap();
+        assert!(info.update_seq >= report.max_seq);
+        assert!(
+            info.update_seq >= last_seen_seq,
+            "seed {seed} kill {kills}: update_seq went back from {last_seen_seq} to {}",
+            info.update_seq
+        );
+        if let Some((true, acked)) = last_ack {
+            // Durability::Immediate: an acknowledged write is on disk.
+            assert!(
+                info.update_seq >= acked,
+                "seed {seed} kill {kills}: acknowledged seq {acked} lost (store at {})",
+                info.update_seq
+            );
+        }
+        last_seen_seq = info.update_seq;
+        // The same facts through the public API.
+        let changes = db.changes(&ChangesOptions::default()).unwrap();
+        assert_eq!(
+            changes.results.len() as u64,
+            info.doc_count + info.doc_del_count
+        );
+        assert!(changes.last_seq <= info.update_seq);
+        let all = db.all_docs(&AllDocsOptions::default()).unwrap();
+        assert_eq!(all.rows.len() as u64, info.doc_count);
+        for c in &changes.results {
+            for r in db
+                .open_revs(
+                    &c.id,
+                    OpenRevs::All,
+                    &GetOptions {
+                        attachments: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+            {
+                assert!(
+                    matches!(r, OpenRevResult::Ok(_)),
+                    "seed {seed}: {} lost a leaf body",
+                    c.id
+                );
+            }
+        }
+        drop(db);
+    }
+    eprintln!(
+        "crash test: {kills} SIGKILLs in {:.1}s, final update_seq {last_seen_seq}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(kills >= MIN_KILLS);
+    assert!(last_seen_seq > 0, "the children never wrote anything");
+}
