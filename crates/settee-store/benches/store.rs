@@ -1,2 +1,160 @@
-//! Store benchmark (filled in below).
-fn main() {}
+//! Store benchmark: the issue-3 workload on realistic ~1 KB "note" documents.
+//!
+//! - `bulk_docs/1000_per_batch`: load `SETTEE_BENCH_DOCS` notes (default 100,000) into a
+//!   fresh store in `_bulk_docs` batches of 1,000 (durable: one fsync per batch);
+//! - `put/relaxed` and `put/immediate`: single `put`s of new notes (throughput per put;
+//!   `immediate` fsyncs every put, so it measures the disk's fsync latency);
+//! - `get/by_id`: random gets by id from the loaded store;
+//! - `changes/full_scan`: one `_changes` read of the whole loaded store.
+//!
+//! Quick run: `SETTEE_BENCH_DOCS=5000 cargo bench -p settee-store`.
+
+// criterion_group!/criterion_main! generate undocumented functions.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use settee_store::{ChangesOptions, Database, Durability, GetOptions, OpenOptions};
+
+const BATCH: usize = 1000;
+
+fn doc_count() -> usize {
+    std::env::var("SETTEE_BENCH_DOCS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000)
+}
+
+const WORDS: &[&str] = &[
+    "meeting", "notes", "offline", "sync", "garden", "recipe", "travel", "budget", "draft", "idea",
+    "review", "project", "weekly", "call", "follow", "up", "list", "reading",
+];
+
+/// A ~1 KB note, the shape an offline notes app stores.
+fn note(i: usize, rng: &mut StdRng) -> Value {
+    let mut body = String::with_capacity(900);
+    while body.len() < 850 {
+        body.push_str(WORDS[rng.gen_range(0..WORDS.len())]);
+        body.push(' ');
+    }
+    json!({
+        "_id": format!("note-{i:08}"),
+        "type": "note",
+        "title": format!("{} {} {i}", WORDS[i % WORDS.len()], WORDS[(i / 7) % WORDS.len()]),
+        "body": body,
+        "tags": [WORDS[i % 5], WORDS[5 + i % 4]],
+        "author": "alice@example.com",
+        "created_at": 1_700_000_000u64 + i as u64,
+        "updated_at": 1_700_000_000u64 + i as u64,
+        "pinned": i % 17 == 0,
+    })
+}
+
+fn open(path: &std::path::Path, durability: Durability) -> Database {
+    Database::open_with(OpenOptions {
+        durability,
+        ..OpenOptions::new(path)
+    })
+    .expect("open store")
+}
+
+fn load(db: &Database, n: usize) {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        let docs: Vec<Value> = (i..end).map(|k| note(k, &mut rng)).collect();
+        let res = db.bulk_docs(docs, true).expect("bulk_docs");
+        assert!(res.iter().all(|r| r.is_ok()));
+        i = end;
+    }
+}
+
+fn bench_bulk(c: &mut Criterion) {
+    let n = doc_count();
+    let mut g = c.benchmark_group("bulk_docs");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("1000_per_batch", n), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let db = open(&dir.path().join("db"), Durability::Immediate);
+                let t = Instant::now();
+                load(&db, n);
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn bench_put(c: &mut Criterion) {
+    let mut g = c.benchmark_group("put");
+    g.throughput(Throughput::Elements(1));
+    for (name, durability) in [
+        (
+            "relaxed",
+            Durability::Relaxed {
+                flush_every: Duration::from_millis(500),
+            },
+        ),
+        ("immediate", Durability::Immediate),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(&dir.path().join("db"), durability);
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut i = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                black_box(db.put(note(i, &mut rng)).expect("put"));
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_reads(c: &mut Criterion) {
+    let n = doc_count();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(
+        &dir.path().join("db"),
+        Durability::Relaxed {
+            flush_every: Duration::from_millis(500),
+        },
+    );
+    load(&db, n);
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut g = c.benchmark_group("get");
+    g.throughput(Throughput::Elements(1));
+    let opts = GetOptions::default();
+    g.bench_function("by_id", |b| {
+        b.iter(|| {
+            let id = format!("note-{:08}", rng.gen_range(0..n));
+            black_box(db.get(&id, &opts).expect("get"));
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("changes");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("full_scan", n), |b| {
+        b.iter(|| {
+            let ch = db.changes(&ChangesOptions::default()).expect("changes");
+            assert_eq!(ch.results.len(), n);
+            black_box(ch);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_bulk, bench_put, bench_reads);
+criterion_main!(benches);
