@@ -7,7 +7,8 @@
 //! - `get/by_id`: random gets by id from the loaded store;
 //! - `changes/full_scan`: one `_changes` read of the whole loaded store.
 //!
-//! Quick run: `SETTEE_BENCH_DOCS=5000 cargo bench -p settee-store`.
+//! Quick run: `SETTEE_BENCH_DOCS=5000 cargo bench -p settee-store`. `SETTEE_BENCH_CACHE_MB`
+//! overrides sled's cache size (default: `OpenOptions`' 64 MiB).
 
 // criterion_group!/criterion_main! generate undocumented functions.
 #![allow(missing_docs)]
@@ -56,9 +57,15 @@ fn note(i: usize, rng: &mut StdRng) -> Value {
 }
 
 fn open(path: &std::path::Path, durability: Durability) -> Database {
+    let defaults = OpenOptions::new(path);
+    let cache_capacity = std::env::var("SETTEE_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(defaults.cache_capacity, |mb| mb * 1024 * 1024);
     Database::open_with(OpenOptions {
         durability,
-        ..OpenOptions::new(path)
+        cache_capacity,
+        ..defaults
     })
     .expect("open store")
 }

@@ -38,6 +38,12 @@ impl std::fmt::Debug for Database {
     }
 }
 
+// C-SEND-SYNC: the handle is shared between threads.
+const _: fn() = || {
+    fn is<T: Send + Sync + Clone + 'static>() {}
+    is::<Database>();
+};
+
 /// The counters a write changes, held under the write lock.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
@@ -189,6 +195,14 @@ impl Database {
             not_a_store("sled could not read its files (they are damaged or not sled's)")
         })?;
         let db = opened.map_err(|e| map_open_error(&path, e))?;
+        // Someone else's sled database: refuse before creating our tree in it.
+        let has_our_tree = db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == keys::TREE_NAME);
+        if !has_our_tree && (db.tree_names().len() > 1 || !db.is_empty()) {
+            return Err(not_a_store("a sled database without Settee's tree"));
+        }
         let tree = db
             .open_tree(keys::TREE_NAME)
             .map_err(|e| map_open_error(&path, e))?;

@@ -119,6 +119,10 @@ fn sled_database_of_someone_else_is_not_a_store() {
     }
     let e = Database::open(&path).unwrap_err();
     assert_eq!(e.name(), "not_a_store", "{e}");
+    // Refused without writing to it: no tree of ours was created.
+    let other = sled::open(&path).unwrap();
+    assert!(!other.tree_names().iter().any(|n| n.as_ref() == b"settee"));
+    assert_eq!(other.get("k").unwrap().unwrap().as_ref(), b"v");
 }
 
 #[test]
