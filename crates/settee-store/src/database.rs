@@ -5,6 +5,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long `open` retries a busy lock before answering `store_in_use`.
+const LOCK_WAIT: Duration = Duration::from_millis(1500);
 
 use crate::changes::Notifier;
 use crate::keys::{self, FORMAT_VERSION};
@@ -118,7 +122,8 @@ impl Database {
     /// Opens the store at `path`, creating it if needed, with default options.
     ///
     /// # Errors
-    /// [`Error::StoreInUse`] if another process or handle has it open;
+    /// [`Error::StoreInUse`] if another process or handle has it open (after retrying for
+    /// about 1.5 s, to let a store closed just before finish closing);
     /// [`Error::NotAStore`] for a file, a foreign directory or damaged files;
     /// [`Error::UnsupportedFormat`] for a store written by another format version;
     /// [`Error::Storage`] for I/O errors.
@@ -191,10 +196,25 @@ impl Database {
             .flush_every_ms(flush_every);
         // sled panics on some kinds of damaged files instead of returning an error; a store
         // that cannot be read must be an error, never a crash of the application.
-        let opened = catch_unwind(AssertUnwindSafe(|| config.open())).map_err(|_| {
-            not_a_store("sled could not read its files (they are damaged or not sled's)")
-        })?;
-        let db = opened.map_err(|e| map_open_error(&path, e))?;
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        let db = loop {
+            let opened = catch_unwind(AssertUnwindSafe(|| config.open())).map_err(|_| {
+                not_a_store("sled could not read its files (they are damaged or not sled's)")
+            })?;
+            match opened.map_err(|e| map_open_error(&path, e)) {
+                // sled closes its files asynchronously (its thread pool may still hold the
+                // lock file for a moment after a `Db` is dropped), and a child process being
+                // spawned holds inherited descriptors until it execs. So a lock that is busy
+                // is retried for a bounded time before it is reported: a store closed just
+                // now opens, a store really in use fails after LOCK_WAIT, never hangs.
+                Err(Error::StoreInUse { .. }) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         // Someone else's sled database: refuse before creating our tree in it.
         let has_our_tree = db
             .tree_names()

@@ -13,6 +13,22 @@ use settee_store::{Database, GetOptions, OpenOptions};
 
 const CHILD_ENV: &str = "SETTEE_STORE_TEST_HOLD";
 
+/// Opens a store directory with plain sled. sled releases its lock asynchronously after a
+/// handle is dropped, so a busy lock is retried for a bounded time.
+fn raw_sled(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("sled::open({}): {e}", path.display()),
+        }
+    }
+}
+
 /// Child role: open the store named by the env var, say so, and hold it until stdin closes.
 #[test]
 fn child_hold_store_open() {
@@ -120,7 +136,7 @@ fn sled_database_of_someone_else_is_not_a_store() {
     let e = Database::open(&path).unwrap_err();
     assert_eq!(e.name(), "not_a_store", "{e}");
     // Refused without writing to it: no tree of ours was created.
-    let other = sled::open(&path).unwrap();
+    let other = raw_sled(&path);
     assert!(!other.tree_names().iter().any(|n| n.as_ref() == b"settee"));
     assert_eq!(other.get("k").unwrap().unwrap().as_ref(), b"v");
 }
@@ -131,7 +147,7 @@ fn other_format_version_is_unsupported_format() {
     let path = dir.path().join("db");
     Database::open(&path).unwrap();
     {
-        let raw = sled::open(&path).unwrap();
+        let raw = raw_sled(&path);
         raw.open_tree("settee")
             .unwrap()
             .insert("Mformat", "0")
