@@ -57,6 +57,41 @@ pub(crate) struct Counters {
     pub(crate) purge_seq: u64,
 }
 
+impl Counters {
+    /// The `Mcounters` record: four u64 big-endian, in field order.
+    pub(crate) fn encode(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, v) in [
+            self.update_seq,
+            self.doc_count,
+            self.doc_del_count,
+            self.purge_seq,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Counters> {
+        if bytes.len() != 32 {
+            return Err(Error::corrupt(format!(
+                "counters record has {} bytes, expected 32",
+                bytes.len()
+            )));
+        }
+        let at = |i: usize| keys::decode_u64(&bytes[i * 8..i * 8 + 8], "counter");
+        Ok(Counters {
+            update_seq: at(0)?,
+            doc_count: at(1)?,
+            doc_del_count: at(2)?,
+            purge_seq: at(3)?,
+        })
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) db: sled::Db,
@@ -99,13 +134,7 @@ impl Inner {
         mut batch: sled::Batch,
         counters: Counters,
     ) -> Result<()> {
-        batch.insert(keys::META_UPDATE_SEQ, &keys::u64_value(counters.update_seq));
-        batch.insert(keys::META_DOC_COUNT, &keys::u64_value(counters.doc_count));
-        batch.insert(
-            keys::META_DOC_DEL_COUNT,
-            &keys::u64_value(counters.doc_del_count),
-        );
-        batch.insert(keys::META_PURGE_SEQ, &keys::u64_value(counters.purge_seq));
+        batch.insert(keys::META_COUNTERS, &counters.encode()[..]);
         self.tree.apply_batch(batch).map_err(|e| self.storage(e))?;
         **guard = counters;
         let flushed = match self.durability {
@@ -254,14 +283,7 @@ impl Database {
                 let uuid = new_uuid();
                 let mut batch = sled::Batch::default();
                 batch.insert(keys::META_UUID, uuid.as_bytes());
-                for k in [
-                    keys::META_UPDATE_SEQ,
-                    keys::META_DOC_COUNT,
-                    keys::META_DOC_DEL_COUNT,
-                    keys::META_PURGE_SEQ,
-                ] {
-                    batch.insert(k, &keys::u64_value(0));
-                }
+                batch.insert(keys::META_COUNTERS, &Counters::default().encode()[..]);
                 // The format key goes in the same batch: a store either has all its meta
                 // keys or none (and is then initialised again on the next open).
                 batch.insert(keys::META_FORMAT, FORMAT_VERSION.to_string().as_bytes());
@@ -270,17 +292,9 @@ impl Database {
                 uuid
             }
         };
-        let read_u64 = |key: &[u8]| -> Result<u64> {
-            match tree.get(key).map_err(storage)? {
-                Some(v) => keys::decode_u64(&v, &String::from_utf8_lossy(key)),
-                None => Err(not_a_store("a meta counter is missing")),
-            }
-        };
-        let counters = Counters {
-            update_seq: read_u64(keys::META_UPDATE_SEQ)?,
-            doc_count: read_u64(keys::META_DOC_COUNT)?,
-            doc_del_count: read_u64(keys::META_DOC_DEL_COUNT)?,
-            purge_seq: read_u64(keys::META_PURGE_SEQ)?,
+        let counters = match tree.get(keys::META_COUNTERS).map_err(storage)? {
+            Some(v) => Counters::decode(&v)?,
+            None => return Err(not_a_store("the store has no counters record")),
         };
         tracing::debug!(path = %path.display(), update_seq = counters.update_seq, "opened store");
         Ok(Database {
@@ -322,25 +336,26 @@ impl Database {
     /// [`Error::Storage`] or [`Error::Corrupt`] if the meta records cannot be read.
     pub fn info(&self) -> Result<DbInfo> {
         let inner = &self.inner;
-        let read = |key: &[u8]| -> Result<u64> {
-            match inner.tree.get(key).map_err(|e| inner.storage(e))? {
-                Some(v) => keys::decode_u64(&v, "meta counter"),
-                None => Ok(0),
-            }
+        // One record holds all counters, written in the same batch as the documents they
+        // count, so they agree with each other and with the last applied write.
+        let counters = match inner
+            .tree
+            .get(keys::META_COUNTERS)
+            .map_err(|e| inner.storage(e))?
+        {
+            Some(v) => Counters::decode(&v)?,
+            None => return Err(Error::corrupt("the counters record is missing")),
         };
-        // Read the counters from one snapshot-free place: they were written in the same
-        // batch as the documents, so they agree with the last applied write.
-        let update_seq = read(keys::META_UPDATE_SEQ)?;
         Ok(DbInfo {
             db_name: inner
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            doc_count: read(keys::META_DOC_COUNT)?,
-            doc_del_count: read(keys::META_DOC_DEL_COUNT)?,
-            update_seq,
-            purge_seq: read(keys::META_PURGE_SEQ)?,
+            doc_count: counters.doc_count,
+            doc_del_count: counters.doc_del_count,
+            update_seq: counters.update_seq,
+            purge_seq: counters.purge_seq,
             uuid: inner.uuid.clone(),
             sizes: Sizes {
                 file: inner.db.size_on_disk().map_err(|e| inner.storage(e))?,

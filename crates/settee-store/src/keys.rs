@@ -25,10 +25,9 @@ pub(crate) const TREE_NAME: &[u8] = b"settee";
 
 pub(crate) const META_FORMAT: &[u8] = b"Mformat";
 pub(crate) const META_UUID: &[u8] = b"Muuid";
-pub(crate) const META_UPDATE_SEQ: &[u8] = b"Mupdate_seq";
-pub(crate) const META_DOC_COUNT: &[u8] = b"Mdoc_count";
-pub(crate) const META_DOC_DEL_COUNT: &[u8] = b"Mdoc_del_count";
-pub(crate) const META_PURGE_SEQ: &[u8] = b"Mpurge_seq";
+/// `update_seq`, `doc_count`, `doc_del_count`, `purge_seq`: 4 × u64 big-endian. One record,
+/// so a write adds one meta update to its batch and readers see the four agree.
+pub(crate) const META_COUNTERS: &[u8] = b"Mcounters";
 
 pub(crate) const DOC: u8 = b'D';
 pub(crate) const REV: u8 = b'R';
@@ -79,10 +78,6 @@ pub(crate) fn local_key(id: &str) -> Vec<u8> {
     k.push(LOCAL);
     k.extend_from_slice(id.as_bytes());
     k
-}
-
-pub(crate) fn u64_value(v: u64) -> [u8; 8] {
-    v.to_be_bytes()
 }
 
 pub(crate) fn decode_u64(bytes: &[u8], what: &str) -> crate::Result<u64> {
