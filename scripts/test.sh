@@ -12,6 +12,9 @@ if [ -z "${SETTEE_TEST_COUCHDB_URL:-}" ]; then
     SETTEE_TEST_COUCHDB_URL=$("$root/scripts/test-server.sh" start "$state")
     export SETTEE_TEST_COUCHDB_URL
     export SETTEE_TEST_SERVER_DIR=$state
+    SETTEE_TEST_COUCHDB_USER=$(cat "$state/user")
+    SETTEE_TEST_COUCHDB_PASSWORD=$(cat "$state/password")
+    export SETTEE_TEST_COUCHDB_USER SETTEE_TEST_COUCHDB_PASSWORD
     echo "test.sh: test server at $SETTEE_TEST_COUCHDB_URL" >&2
 fi
 cargo test --workspace --all-targets "$@"

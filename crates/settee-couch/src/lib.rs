@@ -1,1 +1,63 @@
-//! Settee CouchDB HTTP client (in progress, issue 4).
+//! Settee's async CouchDB HTTP client: one method per endpoint of CouchDB's HTTP API that
+//! replication and applications use.
+//!
+//! - [`CouchClient`] is a server (`http://host:5984`): authentication (basic from the URL,
+//!   options or `SETTEE_PASSWORD`; cookie sessions; bearer tokens), extra headers, timeouts,
+//!   and one pooled HTTP/1.1 keep-alive connection pool with gzip. It is a cheap `Clone`.
+//! - [`RemoteDb`] is a database on it: db info, create/delete, `_changes` (one response or a
+//!   continuous [`futures::Stream`]), `_revs_diff`, `_bulk_get` (with a per-document
+//!   `open_revs` fallback for servers without it), `_bulk_docs` (split in halves on 413),
+//!   documents, `_all_docs`, `_local` docs, attachments and `_ensure_full_commit`.
+//!
+//! Sequences are [`Seq`]: opaque values that are stored and sent back, never compared.
+//! Credentials never appear in `Debug`, `Display`, errors or tracing output: every URL the
+//! crate shows is a [`RedactedUrl`].
+//!
+//! **Boundary:** the client retries only idempotent requests, and only on connection errors,
+//! 429 and 5xx (see [`RetryPolicy`]); what to do about a failed replication batch is the
+//! replicator's decision.
+//!
+//! ```no_run
+//! use settee_couch::{ChangesOptions, CouchClient};
+//! # async fn run() -> settee_couch::Result<()> {
+//! let client = CouchClient::builder("http://127.0.0.1:5984")
+//!     .basic_auth("admin", "secret")
+//!     .build()?;
+//! let db = client.db("notes");
+//! if !db.exists().await? {
+//!     db.create().await?;
+//! }
+//! let changes = db.changes(&ChangesOptions::default()).await?;
+//! println!("{} changes up to {}", changes.results.len(), changes.last_seq);
+//! # Ok(())
+//! # }
+//! ```
+
+mod attachments;
+mod bulk_docs;
+mod bulk_get;
+mod changes;
+mod client;
+mod db;
+mod docs;
+mod error;
+mod ids;
+mod redacted;
+mod retry;
+mod revs_diff;
+mod transport;
+
+pub use attachments::{AttachmentBody, AttachmentUpload};
+pub use bulk_docs::DocResult;
+pub use bulk_get::{BulkGetDoc, BulkGetOptions, BulkGetRequest, BulkGetResult};
+pub use changes::{
+    Change, ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, ChangesStyle, Feed,
+};
+pub use client::{ClientBuilder, CouchClient, ServerInfo};
+pub use db::{DbInfo, RemoteDb};
+pub use docs::{AllDocsOptions, AllDocsResponse, AllDocsRow, GetOptions, PutResponse};
+pub use error::{Error, Failure, Result};
+pub use redacted::RedactedUrl;
+pub use retry::RetryPolicy;
+pub use revs_diff::RevsDiffEntry;
+pub use settee_revtree::{Rev, Revisions, Seq};

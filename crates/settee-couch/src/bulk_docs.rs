@@ -1,0 +1,101 @@
+//! `_bulk_docs`: writing many documents, typically replicated revisions with
+//! `new_edits=false`. Per-document failures are results, not errors.
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Error, RemoteDb, Result, Rev};
+
+/// The outcome of writing one document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocResult {
+    /// The document id.
+    pub id: String,
+    /// The new revision, when written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<Rev>,
+    /// CouchDB's error name (`conflict`, `forbidden`, `unauthorized`, `too_large`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// CouchDB's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl DocResult {
+    /// Whether the document was written.
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Whether a validation function refused it (`forbidden` or `unauthorized`): the
+    /// replicator counts these and carries on.
+    pub fn is_denied(&self) -> bool {
+        matches!(self.error.as_deref(), Some("forbidden" | "unauthorized"))
+    }
+}
+
+impl RemoteDb {
+    /// `POST /{db}/_bulk_docs`.
+    ///
+    /// With `new_edits = false` the revisions are stored as given (`_rev` and `_revisions`
+    /// from the source), and CouchDB 2+ and pouchdb-server list only the documents that
+    /// failed: an empty answer means every document was written. With `new_edits = true`
+    /// there is one result per document.
+    ///
+    /// A request the server finds too large (413) is split in halves and each half sent
+    /// again, as CouchDB's replicator does; a single document that is still too large gets
+    /// a `too_large` result instead of failing the batch.
+    ///
+    /// # Errors
+    /// Only whole-request failures: [`Error::NotFound`] (no database),
+    /// [`Error::Unauthorized`], [`Error::BadRequest`], [`Error::Transport`]. Per-document
+    /// `conflict`, `forbidden`, `unauthorized` and `too_large` are [`DocResult`]s.
+    pub async fn bulk_docs(&self, docs: &[Value], new_edits: bool) -> Result<Vec<DocResult>> {
+        let mut results = Vec::new();
+        // Work list instead of recursion: each entry is a slice still to send.
+        let mut pending: Vec<&[Value]> = vec![docs];
+        while let Some(batch) = pending.pop() {
+            if batch.is_empty() {
+                continue;
+            }
+            match self.bulk_docs_once(batch, new_edits).await {
+                Ok(mut r) => results.append(&mut r),
+                Err(Error::TooLarge(f)) if batch.len() > 1 => {
+                    tracing::debug!(url = %f.url(), docs = batch.len(), "_bulk_docs too large; splitting");
+                    let (a, b) = batch.split_at(batch.len() / 2);
+                    pending.push(b);
+                    pending.push(a);
+                }
+                Err(Error::TooLarge(f)) => {
+                    let id = batch[0]
+                        .get("_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    tracing::warn!(url = %f.url(), id, "document too large for the server; skipped");
+                    results.push(DocResult {
+                        id: id.to_owned(),
+                        rev: None,
+                        error: Some("too_large".into()),
+                        reason: Some(f.reason().to_owned()),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(results)
+    }
+
+    async fn bulk_docs_once(&self, docs: &[Value], new_edits: bool) -> Result<Vec<DocResult>> {
+        let body = serde_json::json!({ "docs": docs, "new_edits": new_edits });
+        let mut call = self
+            .client
+            .json_call(Method::POST, self.join(&["_bulk_docs"]), &body)?;
+        if !new_edits {
+            // Storing the same revisions twice changes nothing, so a retry is safe.
+            call = call.idempotent();
+        }
+        self.client.send_json(call).await
+    }
+}

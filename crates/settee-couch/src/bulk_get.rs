@@ -1,0 +1,318 @@
+//! `_bulk_get`, and its fallback for servers without it: one `GET ?open_revs=[...]` per
+//! requested revision, reshaped to `_bulk_get`'s answer (PouchDB's `bulkGetShim` does the
+//! same). Whether the server has `_bulk_get` is learnt once per [`RemoteDb`].
+
+use std::sync::atomic::Ordering;
+
+use futures::{StreamExt, TryStreamExt};
+use reqwest::header::{HeaderValue, ACCEPT};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::docs::{is_missing_doc, json_list};
+use crate::transport::Call;
+use crate::{Error, RemoteDb, Result, Rev};
+
+const UNKNOWN: u8 = 0;
+const SUPPORTED: u8 = 1;
+const UNSUPPORTED: u8 = 2;
+
+/// How many fallback `GET`s run at once (PouchDB's shim uses 6 too: the browser's
+/// per-host connection limit).
+const FALLBACK_CONCURRENCY: usize = 6;
+
+/// One item of a `_bulk_get` request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkGetRequest {
+    /// The document id.
+    pub id: String,
+    /// The revision; `None` for the current leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<Rev>,
+    /// Revisions the client has: attachments unchanged since them are sent as stubs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub atts_since: Vec<Rev>,
+}
+
+/// Options of [`RemoteDb::bulk_get`]; each is the query parameter of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkGetOptions {
+    /// Include `_revisions` (replication needs them). Default true.
+    pub revs: bool,
+    /// Return the latest leaf descending from each revision. Default true.
+    pub latest: bool,
+    /// Inline attachment bodies. Default false.
+    pub attachments: bool,
+}
+
+impl Default for BulkGetOptions {
+    fn default() -> BulkGetOptions {
+        BulkGetOptions {
+            revs: true,
+            latest: true,
+            attachments: false,
+        }
+    }
+}
+
+/// The answer for one request item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkGetResult {
+    /// The document id.
+    pub id: String,
+    /// One entry per revision returned (several for a conflicted doc requested without `rev`).
+    pub docs: Vec<BulkGetDoc>,
+}
+
+/// One revision in a [`BulkGetResult`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkGetDoc {
+    /// The document at that revision (with `_revisions` when asked for).
+    Ok(Value),
+    /// The revision is not there (the `open_revs` form, and pouchdb-server's `{}` for a
+    /// document that does not exist, which has no rev).
+    Missing(Option<Rev>),
+    /// CouchDB's form: `{"error": {"id", "rev", "error", "reason"}}`.
+    Error(BulkGetError),
+}
+
+/// An error entry of `_bulk_get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkGetError {
+    /// The document id.
+    #[serde(default)]
+    pub id: String,
+    /// The revision asked for.
+    #[serde(default)]
+    pub rev: Option<String>,
+    /// CouchDB's error name (`not_found`, ...).
+    #[serde(default)]
+    pub error: String,
+    /// CouchDB's reason.
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl BulkGetDoc {
+    fn from_value(v: Value) -> BulkGetDoc {
+        let Value::Object(mut map) = v else {
+            return BulkGetDoc::Missing(None);
+        };
+        if let Some(doc) = map.remove("ok") {
+            return BulkGetDoc::Ok(doc);
+        }
+        if let Some(missing) = map.remove("missing") {
+            return BulkGetDoc::Missing(missing.as_str().and_then(|s| s.parse().ok()));
+        }
+        match map.remove("error") {
+            Some(Value::Object(e)) => BulkGetDoc::Error(
+                serde_json::from_value(Value::Object(e)).unwrap_or_else(|_| unknown_error()),
+            ),
+            // pouchdb-server flattens it: {"error": name, "reason": text}.
+            Some(Value::String(error)) => BulkGetDoc::Error(BulkGetError {
+                id: String::new(),
+                rev: None,
+                error,
+                reason: map
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            }),
+            _ => BulkGetDoc::Missing(None),
+        }
+    }
+
+    /// The document, if this entry has one.
+    pub fn doc(&self) -> Option<&Value> {
+        match self {
+            BulkGetDoc::Ok(doc) => Some(doc),
+            _ => None,
+        }
+    }
+}
+
+fn unknown_error() -> BulkGetError {
+    BulkGetError {
+        id: String::new(),
+        rev: None,
+        error: "unknown_error".into(),
+        reason: String::new(),
+    }
+}
+
+impl RemoteDb {
+    /// `POST /{db}/_bulk_get`: the requested revisions, one [`BulkGetResult`] per request
+    /// item, in order.
+    ///
+    /// Servers without `_bulk_get` (CouchDB 1.x answers 400, 404 or 405) are detected on
+    /// the first call; from then on this `RemoteDb` (and its clones) sends one
+    /// `GET /{db}/{id}?open_revs=[rev]&revs=true&latest=true` per item instead, 6 at a time.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing database; [`Error::Transport`] and other HTTP
+    /// errors. A missing revision is a [`BulkGetDoc::Missing`] or [`BulkGetDoc::Error`].
+    pub async fn bulk_get(
+        &self,
+        reqs: &[BulkGetRequest],
+        opts: &BulkGetOptions,
+    ) -> Result<Vec<BulkGetResult>> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.bulk_get_support.load(Ordering::Relaxed) != UNSUPPORTED {
+            match self.bulk_get_native(reqs, opts).await {
+                Ok(results) => {
+                    self.bulk_get_support.store(SUPPORTED, Ordering::Relaxed);
+                    return Ok(results);
+                }
+                Err(e)
+                    if self.bulk_get_support.load(Ordering::Relaxed) == UNKNOWN
+                        && lacks_bulk_get(&e) =>
+                {
+                    tracing::info!(url = %self.url(), error = %e, "no _bulk_get on this server; using open_revs GETs");
+                    self.bulk_get_support.store(UNSUPPORTED, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Owned values in each future: a future borrowing `reqs` through a closure is not
+        // `Send` for every lifetime, which callers that spawn (the replicator) need.
+        let opts = *opts;
+        futures::stream::iter(reqs.iter().cloned().map(|r| {
+            let db = self.clone();
+            async move { db.open_revs(&r, &opts).await }
+        }))
+        .buffered(FALLBACK_CONCURRENCY)
+        .try_collect()
+        .await
+    }
+
+    async fn bulk_get_native(
+        &self,
+        reqs: &[BulkGetRequest],
+        opts: &BulkGetOptions,
+    ) -> Result<Vec<BulkGetResult>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            results: Vec<RawResult>,
+        }
+        #[derive(Deserialize)]
+        struct RawResult {
+            id: String,
+            docs: Vec<Value>,
+        }
+        let mut url = self.join(&["_bulk_get"]);
+        bool_params(&mut url, opts);
+        let body = serde_json::json!({ "docs": reqs });
+        let call = self
+            .client
+            .json_call(Method::POST, url, &body)?
+            .idempotent();
+        let answer: Answer = self.client.send_json(call).await?;
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|r| BulkGetResult {
+                id: r.id,
+                docs: r.docs.into_iter().map(BulkGetDoc::from_value).collect(),
+            })
+            .collect())
+    }
+
+    async fn open_revs(
+        &self,
+        req: &BulkGetRequest,
+        opts: &BulkGetOptions,
+    ) -> Result<BulkGetResult> {
+        let mut url = self.doc_url(&req.id);
+        {
+            let mut q = url.query_pairs_mut();
+            match &req.rev {
+                Some(rev) => q.append_pair("open_revs", &json_list(std::slice::from_ref(rev))),
+                None => q.append_pair("open_revs", "all"),
+            };
+            if !req.atts_since.is_empty() {
+                q.append_pair("atts_since", &json_list(&req.atts_since));
+            }
+        }
+        bool_params(&mut url, opts);
+        // Without this header CouchDB answers open_revs with multipart/mixed.
+        let call = Call::new(Method::GET, url)
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
+        let docs = match self.client.send_json::<Vec<Value>>(call).await {
+            Ok(docs) => docs.into_iter().map(BulkGetDoc::from_value).collect(),
+            // A document that does not exist at all: one entry, like _bulk_get's.
+            Err(Error::NotFound(f)) if is_missing_doc(f.reason()) => {
+                vec![BulkGetDoc::Error(BulkGetError {
+                    id: req.id.clone(),
+                    rev: req.rev.as_ref().map(Rev::to_string),
+                    error: f.error().to_owned(),
+                    reason: f.reason().to_owned(),
+                })]
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(BulkGetResult {
+            id: req.id.clone(),
+            docs,
+        })
+    }
+}
+
+fn bool_params(url: &mut url::Url, opts: &BulkGetOptions) {
+    let mut q = url.query_pairs_mut();
+    for (name, on) in [
+        ("revs", opts.revs),
+        ("latest", opts.latest),
+        ("attachments", opts.attachments),
+    ] {
+        if on {
+            q.append_pair(name, "true");
+        }
+    }
+    drop(q);
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+}
+
+/// Whether an error from `POST _bulk_get` means the endpoint does not exist: 405, 400, or
+/// a 404 that is not about the database (CouchDB 1.x treats `_bulk_get` as a document id).
+fn lacks_bulk_get(e: &Error) -> bool {
+    match e {
+        Error::MethodNotAllowed(_) | Error::BadRequest(_) => true,
+        Error::NotFound(f) => !matches!(f.reason(), "no_db_file" | "Database does not exist."),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_every_server_shape_parse() {
+        let ok = BulkGetDoc::from_value(serde_json::json!({"ok": {"_id": "a"}}));
+        assert_eq!(ok.doc(), Some(&serde_json::json!({"_id": "a"})));
+        assert_eq!(
+            BulkGetDoc::from_value(serde_json::json!({"missing": "2-b"})),
+            BulkGetDoc::Missing(Some("2-b".parse().unwrap()))
+        );
+        assert_eq!(
+            BulkGetDoc::from_value(serde_json::json!({})),
+            BulkGetDoc::Missing(None)
+        );
+        let BulkGetDoc::Error(e) = BulkGetDoc::from_value(serde_json::json!(
+            {"error": {"id": "a", "rev": "1-x", "error": "not_found", "reason": "missing"}}))
+        else {
+            panic!("not an error entry")
+        };
+        assert_eq!(
+            (e.error.as_str(), e.rev.as_deref()),
+            ("not_found", Some("1-x"))
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! `RemoteDb`: a database on a CouchDB server, and the database-level calls (info, create,
+//! delete, `_ensure_full_commit`). Documents, changes and the replication endpoints are in
+//! their own modules.
+
+use std::fmt;
+use std::sync::atomic::AtomicU8;
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::ids::encode_doc_id;
+use crate::transport::Call;
+use crate::{CouchClient, Error, RedactedUrl, Result, Seq};
+
+/// A database on a CouchDB server. Cloning is cheap; clones share the client and what was
+/// learnt about the server (whether it has `_bulk_get`).
+#[derive(Clone)]
+pub struct RemoteDb {
+    pub(crate) client: CouchClient,
+    name: String,
+    url: Url,
+    shown: RedactedUrl,
+    /// `bulk_get.rs`'s memory of whether the server has `_bulk_get`.
+    pub(crate) bulk_get_support: Arc<AtomicU8>,
+}
+
+impl fmt::Debug for RemoteDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteDb")
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+/// Database information (`GET /{db}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbInfo {
+    /// The database's name.
+    pub db_name: String,
+    /// Live documents.
+    pub doc_count: u64,
+    /// Deleted documents (absent on pouchdb-server: 0).
+    #[serde(default)]
+    pub doc_del_count: u64,
+    /// The current update sequence. Opaque.
+    pub update_seq: Seq,
+    /// Changes when the database is reopened (CouchDB 1.x and pouchdb-server; `"0"` on
+    /// CouchDB 2+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_start_time: Option<String>,
+    /// Every other field (`sizes`, `props`, `purge_seq`, ...), as sent.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RemoteDb {
+    pub(crate) fn new(client: CouchClient, name: String, url: Url) -> RemoteDb {
+        let shown = RedactedUrl::new(&url);
+        RemoteDb {
+            client,
+            name,
+            url,
+            shown,
+            bulk_get_support: Arc::new(AtomicU8::new(0)),
+        }
+    }
+
+    /// A database from its full URL, `http://[user:password@]host:5984[/prefix]/dbname`,
+    /// with default client options (credentials from the URL or `SETTEE_PASSWORD`).
+    ///
+    /// ```
+    /// let db = settee_couch::RemoteDb::from_url("http://bob:pw@127.0.0.1:5984/my%2Fnotes")?;
+    /// assert_eq!(db.name(), "my/notes");
+    /// assert_eq!(db.url().as_str(), "http://127.0.0.1:5984/my%2Fnotes");
+    /// # Ok::<(), settee_couch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] if the URL does not parse or names no database.
+    pub fn from_url(url: &str) -> Result<RemoteDb> {
+        let (server, db) = split_db_url(url)?;
+        Ok(CouchClient::builder(server).build()?.db(&db))
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database's URL, without credentials.
+    pub fn url(&self) -> &RedactedUrl {
+        &self.shown
+    }
+
+    /// The client (server) this database is on.
+    pub fn client(&self) -> &CouchClient {
+        &self.client
+    }
+
+    /// The database URL with already-encoded path segments appended.
+    pub(crate) fn join(&self, encoded: &[&str]) -> Url {
+        let mut url = self.url.clone();
+        let mut path = url.path().to_owned();
+        for seg in encoded {
+            path.push('/');
+            path.push_str(seg);
+        }
+        url.set_path(&path);
+        url
+    }
+
+    pub(crate) fn doc_url(&self, id: &str) -> Url {
+        self.join(&[&encode_doc_id(id)])
+    }
+
+    pub(crate) fn db_url(&self) -> Url {
+        self.url.clone()
+    }
+
+    /// `GET /{db}`: counts and the current update sequence.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the database does not exist; [`Error::Unauthorized`],
+    /// [`Error::Transport`], [`Error::InvalidResponse`].
+    pub async fn info(&self) -> Result<DbInfo> {
+        self.client.get_json(self.db_url()).await
+    }
+
+    /// `HEAD /{db}`: whether the database exists.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`], [`Error::Transport`] and other statuses than 200 and 404.
+    pub async fn exists(&self) -> Result<bool> {
+        match self
+            .client
+            .send(Call::new(Method::HEAD, self.db_url()))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /{db}`: creates the database.
+    ///
+    /// # Errors
+    /// [`Error::FileExists`] if it exists already; [`Error::Unauthorized`] for non-admins;
+    /// [`Error::BadRequest`] for an illegal name; [`Error::Transport`].
+    pub async fn create(&self) -> Result<()> {
+        self.client
+            .send(Call::new(Method::PUT, self.db_url()))
+            .await
+            .map(drop)
+    }
+
+    /// `DELETE /{db}`: deletes the database and everything in it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if it does not exist; [`Error::Unauthorized`]; [`Error::Transport`].
+    pub async fn delete(&self) -> Result<()> {
+        self.client
+            .send(Call::new(Method::DELETE, self.db_url()))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /{db}/_ensure_full_commit`. A no-op since CouchDB 3 (no delayed commits), still
+    /// sent by replicators for older servers.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Transport`] and other HTTP errors.
+    pub async fn ensure_full_commit(&self) -> Result<()> {
+        let url = self.join(&["_ensure_full_commit"]);
+        let call = self
+            .client
+            .json_call(Method::POST, url, &serde_json::json!({}))?
+            .idempotent();
+        self.client.send(call).await.map(drop)
+    }
+}
+
+/// Splits a database URL into (server URL with credentials, decoded db name).
+fn split_db_url(url: &str) -> Result<(String, String)> {
+    let mut parsed = Url::parse(url).map_err(|e| Error::InvalidUrl {
+        reason: format!("not a URL ({e})"),
+    })?;
+    let path = parsed.path().trim_end_matches('/').to_owned();
+    let (prefix, encoded) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+    if encoded.is_empty() {
+        return Err(Error::InvalidUrl {
+            reason: "the URL names no database".into(),
+        });
+    }
+    let name = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .map_err(|_| Error::InvalidUrl {
+            reason: "the database name is not UTF-8".into(),
+        })?
+        .into_owned();
+    parsed.set_path(&format!("{prefix}/"));
+    parsed.set_query(None);
+    Ok((parsed.to_string(), name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_url_splits_into_server_and_name() {
+        let (server, name) = split_db_url("http://u:p@h:5984/couch/a%2Fb/").unwrap();
+        assert_eq!(server, "http://u:p@h:5984/couch/");
+        assert_eq!(name, "a/b");
+        assert!(split_db_url("http://h:5984/").is_err());
+    }
+}

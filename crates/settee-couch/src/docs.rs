@@ -1,0 +1,262 @@
+//! Single documents (`GET`/`PUT`/`DELETE /{db}/{id}`), `_local` documents and `_all_docs`.
+//! Bodies are `serde_json::Value`s: this crate does not interpret user documents.
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::local_id;
+use crate::transport::Call;
+use crate::{Error, RemoteDb, Result, Rev};
+
+/// Options of [`RemoteDb::get`]; each is the CouchDB query parameter of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetOptions {
+    /// A specific revision instead of the winner.
+    pub rev: Option<Rev>,
+    /// Include `_revisions`.
+    pub revs: bool,
+    /// Include `_conflicts`.
+    pub conflicts: bool,
+    /// Include `_deleted_conflicts`.
+    pub deleted_conflicts: bool,
+    /// Return the latest leaf descending from `rev`.
+    pub latest: bool,
+    /// Inline attachment bodies (base64).
+    pub attachments: bool,
+    /// Include `encoding`/`encoded_length` of compressed attachments.
+    pub att_encoding_info: bool,
+    /// Send only attachments changed since these revs (with `attachments`).
+    pub atts_since: Vec<Rev>,
+}
+
+/// The answer to a successful write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutResponse {
+    /// The document id.
+    pub id: String,
+    /// The new revision.
+    pub rev: Rev,
+}
+
+/// Options of [`RemoteDb::all_docs`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllDocsOptions {
+    /// Only these ids, in this order (`POST` with `{"keys": [...]}`); missing ones come back
+    /// as rows with `error: "not_found"`.
+    pub keys: Option<Vec<String>>,
+    /// Include each document in its row.
+    pub include_docs: bool,
+    /// Include `_conflicts` in the documents.
+    pub conflicts: bool,
+    /// First id (inclusive).
+    pub start_key: Option<String>,
+    /// Last id (inclusive).
+    pub end_key: Option<String>,
+    /// At most this many rows.
+    pub limit: Option<u64>,
+    /// Skip this many rows.
+    pub skip: Option<u64>,
+    /// Reverse order.
+    pub descending: bool,
+}
+
+/// The answer of `_all_docs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllDocsResponse {
+    /// Documents in the database.
+    #[serde(default)]
+    pub total_rows: u64,
+    /// Rows skipped.
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// The rows.
+    pub rows: Vec<AllDocsRow>,
+}
+
+/// One row of `_all_docs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllDocsRow {
+    /// The document id (absent in error rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The key (the id).
+    pub key: Value,
+    /// `{"rev": ..., "deleted"?: true}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// The document, with `include_docs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<Value>,
+    /// `"not_found"` for a requested key that does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RemoteDb {
+    /// `GET /{db}/{id}`: a document.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing document, revision or database; [`Error::Transport`]
+    /// and other HTTP errors.
+    pub async fn get(&self, id: &str, opts: &GetOptions) -> Result<Value> {
+        let mut url = self.doc_url(id);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(rev) = &opts.rev {
+                q.append_pair("rev", &rev.to_string());
+            }
+            for (name, on) in [
+                ("revs", opts.revs),
+                ("conflicts", opts.conflicts),
+                ("deleted_conflicts", opts.deleted_conflicts),
+                ("latest", opts.latest),
+                ("attachments", opts.attachments),
+                ("att_encoding_info", opts.att_encoding_info),
+            ] {
+                if on {
+                    q.append_pair(name, "true");
+                }
+            }
+            if !opts.atts_since.is_empty() {
+                q.append_pair("atts_since", &json_list(&opts.atts_since));
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        self.client.get_json(url).await
+    }
+
+    /// `PUT /{db}/{id}`: creates or updates a document (`_rev` in `doc` for an update).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if `_rev` is not the current leaf; [`Error::Forbidden`] or
+    /// [`Error::Unauthorized`] from a validation function; [`Error::TooLarge`];
+    /// [`Error::BadRequest`]; [`Error::Transport`].
+    pub async fn put(&self, id: &str, doc: &Value) -> Result<PutResponse> {
+        let call = self.client.json_call(Method::PUT, self.doc_url(id), doc)?;
+        self.client.send_json(call).await
+    }
+
+    /// `DELETE /{db}/{id}?rev=`: deletes a document; returns the tombstone's revision.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if `rev` is not the current leaf; [`Error::NotFound`];
+    /// [`Error::Transport`].
+    pub async fn delete_doc(&self, id: &str, rev: &Rev) -> Result<Rev> {
+        let mut url = self.doc_url(id);
+        url.query_pairs_mut().append_pair("rev", &rev.to_string());
+        let resp: PutResponse = self
+            .client
+            .send_json(Call::new(Method::DELETE, url))
+            .await?;
+        Ok(resp.rev)
+    }
+
+    /// `GET /{db}/_local/{id}`: a local (non-replicated) document such as a checkpoint, or
+    /// `None` if there is none. `id` may include the `_local/` prefix.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the database does not exist; [`Error::Transport`].
+    pub async fn get_local(&self, id: &str) -> Result<Option<Value>> {
+        match self.client.get_json(self.doc_url(&local_id(id))).await {
+            Ok(doc) => Ok(Some(doc)),
+            Err(Error::NotFound(f)) if is_missing_doc(f.reason()) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /{db}/_local/{id}`: writes a local document (`_rev` in `doc` to update one).
+    /// Local docs are not replicated and have no revision tree; their `_rev` is `"0-N"`,
+    /// which is not a [`Rev`], so it is returned as a string.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if `_rev` is stale; [`Error::NotFound`] if the database does not
+    /// exist; [`Error::Transport`].
+    pub async fn put_local(&self, id: &str, doc: &Value) -> Result<String> {
+        #[derive(Deserialize)]
+        struct LocalPut {
+            rev: String,
+        }
+        let call = self
+            .client
+            .json_call(Method::PUT, self.doc_url(&local_id(id)), doc)?;
+        let resp: LocalPut = self.client.send_json(call).await?;
+        Ok(resp.rev)
+    }
+
+    /// `DELETE /{db}/_local/{id}?rev=`: deletes a local document.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`]; [`Error::Transport`].
+    pub async fn delete_local(&self, id: &str, rev: &str) -> Result<()> {
+        let mut url = self.doc_url(&local_id(id));
+        url.query_pairs_mut().append_pair("rev", rev);
+        self.client
+            .send(Call::new(Method::DELETE, url))
+            .await
+            .map(drop)
+    }
+
+    /// `_all_docs` (a `POST` with `keys` when [`AllDocsOptions::keys`] is set).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing database; [`Error::Transport`].
+    pub async fn all_docs(&self, opts: &AllDocsOptions) -> Result<AllDocsResponse> {
+        let mut url = self.join(&["_all_docs"]);
+        {
+            let mut q = url.query_pairs_mut();
+            if opts.include_docs {
+                q.append_pair("include_docs", "true");
+            }
+            if opts.conflicts {
+                q.append_pair("conflicts", "true");
+            }
+            if opts.descending {
+                q.append_pair("descending", "true");
+            }
+            if let Some(k) = &opts.start_key {
+                q.append_pair("startkey", &Value::from(k.as_str()).to_string());
+            }
+            if let Some(k) = &opts.end_key {
+                q.append_pair("endkey", &Value::from(k.as_str()).to_string());
+            }
+            if let Some(n) = opts.limit {
+                q.append_pair("limit", &n.to_string());
+            }
+            if let Some(n) = opts.skip {
+                q.append_pair("skip", &n.to_string());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        match &opts.keys {
+            None => self.client.get_json(url).await,
+            Some(keys) => {
+                let body = serde_json::json!({ "keys": keys });
+                let call = self
+                    .client
+                    .json_call(Method::POST, url, &body)?
+                    .idempotent();
+                self.client.send_json(call).await
+            }
+        }
+    }
+}
+
+/// A 404 about the document (`missing`, `deleted`), not about the database.
+pub(crate) fn is_missing_doc(reason: &str) -> bool {
+    reason == "missing" || reason == "deleted"
+}
+
+/// `["1-a","2-b"]`, for `open_revs` and `atts_since`.
+pub(crate) fn json_list(revs: &[Rev]) -> String {
+    Value::from(
+        revs.iter()
+            .map(|r| Value::from(r.to_string()))
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}

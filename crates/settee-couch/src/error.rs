@@ -1,0 +1,216 @@
+//! `Error`: every way a request to CouchDB can fail, named after CouchDB's `error` values.
+//! Building an `Error` from a response is `transport.rs`'s job.
+
+use std::fmt;
+
+use reqwest::Method;
+
+use crate::RedactedUrl;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the server said about a failed request: the method, the redacted URL, the HTTP
+/// status and CouchDB's `error`/`reason` (empty when the body had none).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub(crate) method: Method,
+    pub(crate) url: RedactedUrl,
+    pub(crate) status: u16,
+    pub(crate) error: String,
+    pub(crate) reason: String,
+}
+
+impl Failure {
+    /// The request's HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+    /// The request's URL, without credentials.
+    pub fn url(&self) -> &RedactedUrl {
+        &self.url
+    }
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+    /// CouchDB's `error` field (`"not_found"`, `"conflict"`, ...).
+    pub fn error(&self) -> &str {
+        &self.error
+    }
+    /// CouchDB's `reason` field.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} answered {}", self.method, self.url, self.status)?;
+        if !self.error.is_empty() || !self.reason.is_empty() {
+            write!(f, " {}: {}", self.error, self.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// An error from the CouchDB client. HTTP errors carry a [`Failure`] (method, redacted URL,
+/// status, CouchDB's `error` and `reason`); none carries a credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// 400: the server rejected the request (bad JSON, bad parameter).
+    #[error("bad_request: {0}")]
+    BadRequest(Box<Failure>),
+    /// 401: missing or wrong credentials.
+    #[error("unauthorized: {0}; check the user name and password")]
+    Unauthorized(Box<Failure>),
+    /// 403: authenticated, but not allowed (or rejected by a validation function).
+    #[error("forbidden: {0}")]
+    Forbidden(Box<Failure>),
+    /// 404: no such database, document, revision or attachment.
+    #[error("not_found: {0}")]
+    NotFound(Box<Failure>),
+    /// 405: the server does not support this method on this URL.
+    #[error("method_not_allowed: {0}")]
+    MethodNotAllowed(Box<Failure>),
+    /// 409: the document was updated since the `_rev` sent; fetch the current `_rev` and retry.
+    #[error("conflict: {0}; fetch the current _rev and retry")]
+    Conflict(Box<Failure>),
+    /// 412: the database already exists (or another precondition failed).
+    #[error("file_exists: {0}")]
+    FileExists(Box<Failure>),
+    /// 413: the request body is larger than the server accepts (`max_document_size`,
+    /// `max_http_request_size`, or a proxy's limit).
+    #[error("too_large: {0}")]
+    TooLarge(Box<Failure>),
+    /// Any other HTTP error status (429 and 5xx after retries, ...).
+    #[error("http error: {0}")]
+    Http(Box<Failure>),
+    /// The request could not be sent or its response not read (connection refused or reset,
+    /// timeout, TLS). The URL in the source is removed; ours is redacted.
+    #[error("transport: {method} {url} failed")]
+    Transport {
+        /// The request's method.
+        method: Method,
+        /// The request's URL, redacted.
+        url: RedactedUrl,
+        /// The cause, with its URL removed.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server's reply was not what CouchDB sends (not JSON, wrong shape, an endless line).
+    #[error("invalid_response: {method} {url}: {detail}")]
+    InvalidResponse {
+        /// The request's method.
+        method: Method,
+        /// The request's URL, redacted.
+        url: RedactedUrl,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A continuous `_changes` feed ended without its final `last_seq` line (the connection
+    /// was closed). Resume with `since` = the `seq` of the last change received.
+    #[error("feed_interrupted: the _changes feed at {url} ended early; resume from the last seq received")]
+    FeedInterrupted {
+        /// The feed's URL, redacted.
+        url: RedactedUrl,
+    },
+    /// The URL given to the builder cannot be used.
+    #[error("invalid_url: {reason}")]
+    InvalidUrl {
+        /// What is wrong with it (never the URL itself, which may hold a password).
+        reason: String,
+    },
+}
+
+impl Error {
+    /// CouchDB's name for this error (`"conflict"`, `"not_found"`, ...). Stable: the CLI
+    /// prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::Conflict(_) => "conflict",
+            Error::FileExists(_) => "file_exists",
+            Error::TooLarge(_) => "too_large",
+            Error::Http(_) => "http_error",
+            Error::Transport { .. } => "transport",
+            Error::InvalidResponse { .. } => "invalid_response",
+            Error::FeedInterrupted { .. } => "feed_interrupted",
+            Error::InvalidUrl { .. } => "invalid_url",
+        }
+    }
+
+    /// The server's answer, for errors that come from an HTTP error status.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Error::BadRequest(f)
+            | Error::Unauthorized(f)
+            | Error::Forbidden(f)
+            | Error::NotFound(f)
+            | Error::MethodNotAllowed(f)
+            | Error::Conflict(f)
+            | Error::FileExists(f)
+            | Error::TooLarge(f)
+            | Error::Http(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for errors that come from an HTTP error status.
+    pub fn status(&self) -> Option<u16> {
+        self.failure().map(Failure::status)
+    }
+
+    /// Whether this is a 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound(_))
+    }
+
+    /// Whether this is a 409.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict(_))
+    }
+
+    /// Builds the error for an HTTP error status.
+    pub(crate) fn from_failure(f: Failure) -> Error {
+        let f = Box::new(f);
+        match f.status {
+            400 => Error::BadRequest(f),
+            401 => Error::Unauthorized(f),
+            403 => Error::Forbidden(f),
+            404 => Error::NotFound(f),
+            405 => Error::MethodNotAllowed(f),
+            409 => Error::Conflict(f),
+            412 => Error::FileExists(f),
+            413 => Error::TooLarge(f),
+            _ => Error::Http(f),
+        }
+    }
+
+    pub(crate) fn transport(method: &Method, url: &RedactedUrl, source: reqwest::Error) -> Error {
+        Error::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            source: source.without_url(),
+        }
+    }
+
+    pub(crate) fn invalid(method: &Method, url: &RedactedUrl, detail: impl fmt::Display) -> Error {
+        Error::InvalidResponse {
+            method: method.clone(),
+            url: url.clone(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+// C-SEND-SYNC: errors cross tasks in the replicator.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Error>();
+};

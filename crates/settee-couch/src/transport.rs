@@ -1,0 +1,254 @@
+//! Sending one request: authentication (basic, bearer, cookie session renewed on 401),
+//! retries of idempotent requests, and turning error statuses into [`Error`]s. What to ask
+//! for is each endpoint's business (`db.rs`, `changes.rs`, ...).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, COOKIE};
+use reqwest::{Method, Response, StatusCode};
+use serde::Serialize;
+use url::Url;
+
+use crate::client::{Auth, CouchClient};
+use crate::{Error, Failure, RedactedUrl, Result};
+
+/// A request body.
+pub(crate) enum Body {
+    Empty,
+    /// JSON, kept as bytes so that a retry can send it again.
+    Json(Bytes),
+    /// A body that can be sent only once (a streamed upload): never retried.
+    Stream {
+        body: reqwest::Body,
+        content_type: String,
+        length: u64,
+    },
+}
+
+impl Body {
+    pub(crate) fn json<T: Serialize + ?Sized>(
+        value: &T,
+        method: &Method,
+        url: &Url,
+    ) -> Result<Body> {
+        serde_json::to_vec(value)
+            .map(|v| Body::Json(Bytes::from(v)))
+            .map_err(|e| Error::invalid(method, &RedactedUrl::new(url), e))
+    }
+
+    fn is_replayable(&self) -> bool {
+        !matches!(self, Body::Stream { .. })
+    }
+}
+
+/// Whether a request may be sent again after a failure whose outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idempotency {
+    /// Reads, and writes whose repetition changes nothing (`new_edits=false`).
+    Idempotent,
+    /// A repeated write could be applied twice or answer a misleading 409.
+    NotIdempotent,
+}
+
+/// One request to send.
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) body: Body,
+    pub(crate) idempotency: Idempotency,
+    pub(crate) headers: HeaderMap,
+}
+
+impl Call {
+    pub(crate) fn new(method: Method, url: Url) -> Call {
+        let idempotency = if method == Method::GET || method == Method::HEAD {
+            Idempotency::Idempotent
+        } else {
+            Idempotency::NotIdempotent
+        };
+        Call {
+            method,
+            url,
+            body: Body::Empty,
+            idempotency,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    pub(crate) fn body(mut self, body: Body) -> Call {
+        self.body = body;
+        self
+    }
+
+    pub(crate) fn idempotent(mut self) -> Call {
+        self.idempotency = Idempotency::Idempotent;
+        self
+    }
+
+    pub(crate) fn header(mut self, name: reqwest::header::HeaderName, value: HeaderValue) -> Call {
+        self.headers.insert(name, value);
+        self
+    }
+}
+
+impl CouchClient {
+    /// Sends `call`; returns the response if its status is a success, else the error.
+    pub(crate) async fn send(&self, call: Call) -> Result<Response> {
+        let Call {
+            method,
+            url,
+            mut body,
+            idempotency,
+            headers,
+        } = call;
+        let shown = RedactedUrl::new(&url);
+        let retries = if idempotency == Idempotency::Idempotent && body.is_replayable() {
+            self.inner.retry.max_retries
+        } else {
+            0
+        };
+        let mut attempt = 0u32;
+        let mut renewed_session = false;
+        loop {
+            let mut rb = self.inner.http.request(method.clone(), url.clone());
+            rb = rb
+                .headers(self.inner.headers.clone())
+                .headers(headers.clone());
+            if !headers.contains_key(ACCEPT) {
+                rb = rb.header(ACCEPT, HeaderValue::from_static("application/json"));
+            }
+            rb = self.authorize(rb).await?;
+            rb = match &mut body {
+                Body::Empty => rb,
+                Body::Json(bytes) => rb
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .body(bytes.clone()),
+                Body::Stream {
+                    body: stream,
+                    content_type,
+                    length,
+                } => {
+                    let taken = std::mem::replace(stream, reqwest::Body::from(Bytes::new()));
+                    rb.header(CONTENT_TYPE, content_type.as_str())
+                        .header(CONTENT_LENGTH, *length)
+                        .body(taken)
+                }
+            };
+            tracing::debug!(method = %method, url = %shown, attempt, "couch request");
+            let outcome = rb.send().await;
+            match outcome {
+                Err(e) => {
+                    let transient = e.is_connect() || e.is_timeout() || e.is_request();
+                    if transient && attempt < retries {
+                        let wait = self.inner.retry.delay(attempt, None);
+                        tracing::warn!(method = %method, url = %shown, attempt, ?wait,
+                            error = %e.without_url(), "couch request failed; retrying");
+                        attempt += 1;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    return Err(Error::transport(&method, &shown, e));
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    self.remember_refreshed_cookie(&resp).await;
+                    if status.is_success() {
+                        tracing::trace!(method = %method, url = %shown, status = status.as_u16(), "couch response");
+                        return Ok(resp);
+                    }
+                    if status == StatusCode::UNAUTHORIZED
+                        && matches!(self.inner.auth, Auth::Cookie { .. })
+                        && !renewed_session
+                        && body.is_replayable()
+                    {
+                        // The session cookie expired: log in again once, then resend.
+                        tracing::debug!(url = %shown, "couch session expired; renewing");
+                        self.forget_session().await;
+                        renewed_session = true;
+                        continue;
+                    }
+                    let transient =
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    if transient && attempt < retries {
+                        let wait = self.inner.retry.delay(attempt, retry_after(&resp));
+                        tracing::warn!(method = %method, url = %shown, attempt, status = status.as_u16(),
+                            ?wait, "couch request failed; retrying");
+                        attempt += 1;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    return Err(failure(&method, &shown, resp).await);
+                }
+            }
+        }
+    }
+
+    /// Sends `call` and decodes its JSON body.
+    pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let method = call.method.clone();
+        let shown = RedactedUrl::new(&call.url);
+        let resp = self.send(call).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::transport(&method, &shown, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::invalid(&method, &shown, e))
+    }
+}
+
+/// `Retry-After` in seconds. (The HTTP-date form is not used by CouchDB or the proxies in
+/// front of it that we know of; it is ignored, and the backoff applies.)
+fn retry_after(resp: &Response) -> Option<Duration> {
+    let value = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Reads an error response into an [`Error`] with CouchDB's `error` and `reason`.
+pub(crate) async fn failure(method: &Method, url: &RedactedUrl, resp: Response) -> Error {
+    #[derive(serde::Deserialize)]
+    struct CouchError {
+        #[serde(default)]
+        error: serde_json::Value,
+        #[serde(default)]
+        reason: serde_json::Value,
+    }
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap_or_default();
+    let (error, reason) = match serde_json::from_slice::<CouchError>(&body) {
+        Ok(e) => (as_text(e.error), as_text(e.reason)),
+        Err(_) => (
+            String::new(),
+            String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        ),
+    };
+    let err = Error::from_failure(Failure {
+        method: method.clone(),
+        url: url.clone(),
+        status,
+        error,
+        reason,
+    });
+    tracing::debug!(error = %err, "couch request failed");
+    err
+}
+
+fn as_text(v: serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Marks a header value as sensitive, so that reqwest and hyper never print it.
+pub(crate) fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
+pub(crate) const COOKIE_HEADER: reqwest::header::HeaderName = COOKIE;

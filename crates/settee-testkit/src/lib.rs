@@ -1,0 +1,253 @@
+//! Test support for Settee's integration tests (dev-only, not published): the test
+//! server's URL and credentials, unique database names, and a guard that deletes a test
+//! database when it goes out of scope.
+//!
+//! The server is the one `scripts/test.sh` starts (pouchdb-server) or the one
+//! `SETTEE_TEST_COUCHDB_URL` points at (e.g. Apache CouchDB from `docker-compose.yml`),
+//! with `SETTEE_TEST_COUCHDB_USER` / `SETTEE_TEST_COUCHDB_PASSWORD`. Without
+//! `SETTEE_TEST_COUCHDB_URL` the tests fail loudly: they never pass without a server.
+//!
+//! The guard uses a minimal blocking HTTP/1.1 request over `std::net` so that it can run in
+//! `Drop`, inside or outside a tokio runtime, and depends on no crate under test. It
+//! therefore supports `http://` servers only (the test servers are local).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use url::Url;
+
+/// The test server: URL and credentials from the environment.
+#[derive(Clone)]
+pub struct TestServer {
+    url: String,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl TestServer {
+    /// The server from `SETTEE_TEST_COUCHDB_URL` (+ `_USER`, `_PASSWORD`).
+    ///
+    /// # Panics
+    /// If `SETTEE_TEST_COUCHDB_URL` is not set: run the tests with `scripts/test.sh`.
+    pub fn get() -> TestServer {
+        let url = match std::env::var("SETTEE_TEST_COUCHDB_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => panic!(
+                "SETTEE_TEST_COUCHDB_URL is not set: these tests need a CouchDB-compatible server. \
+                 Run them with scripts/test.sh (it starts pouchdb-server), or set \
+                 SETTEE_TEST_COUCHDB_URL (and SETTEE_TEST_COUCHDB_USER/_PASSWORD) to a CouchDB."
+            ),
+        };
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        TestServer {
+            url: url.trim_end_matches('/').to_owned(),
+            user: get("SETTEE_TEST_COUCHDB_USER"),
+            password: get("SETTEE_TEST_COUCHDB_PASSWORD"),
+        }
+    }
+
+    /// The server URL, without credentials and without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The admin user, if the server has one.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The admin password, if the server has one.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The server URL with the credentials in its userinfo (percent-encoded).
+    pub fn url_with_credentials(&self) -> String {
+        let mut url = Url::parse(&self.url).expect("SETTEE_TEST_COUCHDB_URL is a URL");
+        if let Some(user) = &self.user {
+            url.set_username(user).expect("http URLs take a user name");
+            url.set_password(self.password.as_deref())
+                .expect("http URLs take a password");
+        }
+        url.to_string().trim_end_matches('/').to_owned()
+    }
+
+    /// `Some((user, password))` when the server has credentials.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        Some((
+            self.user.as_deref()?,
+            self.password.as_deref().unwrap_or(""),
+        ))
+    }
+
+    /// Sends one blocking request and returns (status, body). For test setup and cleanup.
+    ///
+    /// # Panics
+    /// On a non-http URL or a connection failure.
+    pub fn raw_request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let url = Url::parse(&self.url).expect("SETTEE_TEST_COUCHDB_URL is a URL");
+        assert_eq!(
+            url.scheme(),
+            "http",
+            "settee-testkit speaks plain http only"
+        );
+        let host = url.host_str().expect("the test server URL has a host");
+        let port = url.port_or_known_default().unwrap_or(80);
+        let mut stream = TcpStream::connect((host, port)).expect("connecting to the test server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("set_read_timeout");
+        let base = url.path().trim_end_matches('/');
+        let mut req = format!(
+            "{method} {base}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+        );
+        if let Some((user, password)) = self.credentials() {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            req.push_str(&format!("Authorization: Basic {token}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if !body.is_empty() {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        stream
+            .write_all(req.as_bytes())
+            .expect("writing to the test server");
+        let mut resp = Vec::new();
+        stream
+            .read_to_end(&mut resp)
+            .expect("reading from the test server");
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+/// A database name no other test (in this or another process) uses:
+/// `settee-test-{prefix}-{pid}-{counter}-{random}`, lowercased to suit CouchDB's rules.
+pub fn unique_db_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "settee-test-{prefix}-{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+/// A uniquely named database on the test server, deleted when the guard is dropped (also
+/// when the test panics).
+#[derive(Debug)]
+pub struct TestDb {
+    server: TestServer,
+    name: String,
+}
+
+impl TestDb {
+    /// Reserves a unique name without creating the database (for tests of creation).
+    pub fn named(prefix: &str) -> TestDb {
+        TestDb {
+            server: TestServer::get(),
+            name: unique_db_name(prefix),
+        }
+    }
+
+    /// Creates a uniquely named database.
+    ///
+    /// # Panics
+    /// If the server is not set or refuses.
+    pub fn create(prefix: &str) -> TestDb {
+        let db = TestDb::named(prefix);
+        let (status, body) = db.server.raw_request("PUT", &format!("/{}", db.name), None);
+        assert!(
+            status == 201 || status == 202,
+            "creating test db {}: {status} {body}",
+            db.name
+        );
+        db
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server it lives on.
+    pub fn server(&self) -> &TestServer {
+        &self.server
+    }
+
+    /// The database URL, without credentials.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server.url(), self.name)
+    }
+
+    /// The database URL with the credentials in its userinfo.
+    pub fn url_with_credentials(&self) -> String {
+        format!("{}/{}", self.server.url_with_credentials(), self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        let path = format!("/{}", self.name);
+        // A separate thread: Drop may run on a tokio worker, which must not block on I/O
+        // for long, and a panic here must not abort a test that is already unwinding.
+        let handle = std::thread::spawn(move || server.raw_request("DELETE", &path, None));
+        match handle.join() {
+            Ok((200 | 202 | 404, _)) => {}
+            Ok((status, body)) => {
+                eprintln!("settee-testkit: deleting {}: {status} {body}", self.name)
+            }
+            Err(_) => eprintln!("settee-testkit: deleting {} failed", self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_legal() {
+        let a = unique_db_name("Bulk Get");
+        let b = unique_db_name("Bulk Get");
+        assert_ne!(a, b);
+        assert!(a.starts_with("settee-test-bulk_get-"));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c)));
+    }
+}
