@@ -1,6 +1,37 @@
 //! Settee: an offline-first document database for Rust applications that syncs with Apache
 //! CouchDB over CouchDB's own replication protocol.
 //!
-//! This facade re-exports the workspace crates; applications depend on it alone.
+//! An application writes to a local [`Database`] (sled) while offline; a [`Replication`] or
+//! [`replicate::sync`] moves revisions between it and a CouchDB database ([`RemoteDb`]) when
+//! the network is there, keeping every conflicting branch; [`status`] tells, without a
+//! network, what is still unsynced. [`Db`] opens either kind from a path or a URL, with
+//! CouchDB-shaped JSON in and out (the `settee` command is built on it).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), settee::Error> {
+//! use serde_json::json;
+//! let notes = settee::Db::open("notes.settee")?;
+//! notes.put(json!({"_id": "note:1", "title": "written offline"})).await?;
+//! let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?; // SETTEE_PASSWORD
+//! let summary = settee::replicate::sync(notes.to_peer(), server.to_peer(),
+//!     Default::default(), None, Default::default()).await?;
+//! println!("pushed {}", summary.push.stats.docs_written);
+//! # Ok(()) }
+//! ```
+//!
+//! The workspace's crates are re-exported whole: [`revtree`], [`store`], [`couch`],
+//! [`replicate`].
 
+mod db;
+mod error;
+
+pub use db::{redact, status, Db, GetArgs, Status};
+pub use error::{Error, Result};
+pub use settee_couch as couch;
+pub use settee_couch::RemoteDb;
+pub use settee_replicate as replicate;
+pub use settee_replicate::{CancellationToken, Event, ReplicateOptions, Replication};
 pub use settee_revtree as revtree;
+pub use settee_revtree::{Rev, Seq};
+pub use settee_store as store;
+pub use settee_store::Database;

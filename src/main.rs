@@ -1,2 +1,546 @@
-//! The `settee` command.
-fn main() {}
+//! The `settee` command: replicate, sync and inspect CouchDB-compatible databases, local
+//! stores and servers alike. Data goes to stdout as CouchDB-shaped JSON (one object, or one
+//! JSON line per item); progress and logs go to stderr.
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use settee::replicate::{Direction, Event, Filter, ReplicateOptions, Replication, Selector};
+use settee::{CancellationToken, Db, GetArgs};
+
+/// Offline-first CouchDB replication and document tool. A DB is a local store path or a
+/// CouchDB database URL (`http://user@host:5984/db`; the password comes from
+/// `SETTEE_PASSWORD`, never from the command line).
+#[derive(Debug, Parser)]
+#[command(name = "settee", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// No progress bar.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print replication events as JSON lines on stdout instead of a progress bar.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplicationArgs {
+    /// Keep running and follow changes as they happen (survives the server going away).
+    #[arg(long, alias = "live")]
+    continuous: bool,
+    /// Create the target database if it does not exist.
+    #[arg(long)]
+    create_target: bool,
+    /// Only these document ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    doc_ids: Option<Vec<String>>,
+    /// Only documents matching this Mango selector (JSON).
+    #[arg(long)]
+    selector: Option<String>,
+    /// A filter function of the source, `ddoc/name` (remote sources only).
+    #[arg(long)]
+    filter: Option<String>,
+    /// Query parameters for --filter (a JSON object).
+    #[arg(long, requires = "filter")]
+    query_params: Option<String>,
+    /// Start from this source sequence instead of the checkpoint.
+    #[arg(long)]
+    since: Option<String>,
+    /// Changes per batch.
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// Seconds between checkpoints while running (one is always written at the end).
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_interval: f64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replicate SOURCE to TARGET (each a local path or a URL), one-shot or --continuous.
+    Replicate {
+        /// Where revisions come from.
+        source: String,
+        /// Where they go.
+        target: String,
+        #[command(flatten)]
+        args: ReplicationArgs,
+    },
+    /// Sync a local store with a remote database both ways (push and pull together).
+    Sync {
+        /// The local store path.
+        local: String,
+        /// The remote database URL.
+        url: String,
+        #[command(flatten)]
+        args: ReplicationArgs,
+    },
+    /// What is unsynced between a local store and a remote, the last sync, failed documents
+    /// and conflicts. Works offline (the remote side's count needs the network).
+    Status {
+        /// The local store path.
+        local: String,
+        /// The remote database URL.
+        url: String,
+    },
+    /// Write a document (JSON argument, or stdin when omitted).
+    Put {
+        /// The database.
+        db: String,
+        /// The document JSON.
+        doc: Option<String>,
+    },
+    /// Read a document.
+    Get {
+        /// The database.
+        db: String,
+        /// The document id.
+        id: String,
+        /// A specific revision.
+        #[arg(long)]
+        rev: Option<String>,
+        /// Include `_revisions`.
+        #[arg(long)]
+        revs: bool,
+        /// Include `_conflicts`.
+        #[arg(long)]
+        conflicts: bool,
+        /// `all`, or a JSON array of revs: print every leaf (one JSON line each).
+        #[arg(long)]
+        open_revs: Option<String>,
+    },
+    /// Delete a document (its current revision unless --rev).
+    Rm {
+        /// The database.
+        db: String,
+        /// The document id.
+        id: String,
+        /// The revision to delete.
+        #[arg(long)]
+        rev: Option<String>,
+    },
+    /// List documents, one JSON row per line.
+    AllDocs {
+        /// The database.
+        db: String,
+        /// Include each document.
+        #[arg(long)]
+        include_docs: bool,
+    },
+    /// The changes feed, one JSON line per change.
+    Changes {
+        /// The database.
+        db: String,
+        /// Start after this sequence.
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep following new changes.
+        #[arg(long)]
+        follow: bool,
+        /// Include each document.
+        #[arg(long)]
+        include_docs: bool,
+    },
+    /// Every conflicted document with its winner and leaves, one JSON line each.
+    Conflicts {
+        /// The database.
+        db: String,
+    },
+    /// Database information.
+    Info {
+        /// The database.
+        db: String,
+    },
+    /// Compact the database.
+    Compact {
+        /// The database.
+        db: String,
+    },
+}
+
+/// How a run ended, for the exit code.
+enum Outcome {
+    Clean,
+    /// Finished, but some documents were rejected.
+    Rejected(u64),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("settee: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Rejected(n)) => {
+            eprintln!("settee: {n} documents were rejected (see the failures above)");
+            ExitCode::from(3)
+        }
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("settee: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Logs on stderr only: stdout carries data.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let ui = Ui {
+        json: cli.json,
+        bar: !cli.quiet && !cli.json && std::io::stderr().is_terminal(),
+    };
+    match cli.command {
+        Command::Replicate {
+            source,
+            target,
+            args,
+        } => {
+            let (src, tgt) = (open(&source)?, open(&target)?);
+            let opts = replication_options(&args)?;
+            replicate(src, tgt, opts, &ui).await
+        }
+        Command::Sync { local, url, args } => {
+            let (l, r) = (open(&local)?, open(&url)?);
+            let opts = replication_options(&args)?;
+            sync(l, r, opts, &ui).await
+        }
+        Command::Status { local, url } => {
+            let (l, r) = (open(&local)?, open(&url)?);
+            print_json(&settee::status(&l, &r).await?)?;
+            Ok(Outcome::Clean)
+        }
+        Command::Put { db, doc } => {
+            let doc = match doc {
+                Some(d) => d,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading the document from stdin")?;
+                    s
+                }
+            };
+            let doc: Value =
+                serde_json::from_str(&doc).context("the document is not valid JSON")?;
+            let res = open(&db)?.put(doc).await?;
+            print_json(&res)?;
+            Ok(Outcome::Clean)
+        }
+        Command::Get {
+            db,
+            id,
+            rev,
+            revs,
+            conflicts,
+            open_revs,
+        } => {
+            let db = open(&db)?;
+            let args = GetArgs {
+                rev,
+                revs,
+                conflicts,
+                open_revs,
+            };
+            match &args.open_revs {
+                Some(_) => {
+                    for leaf in db.open_revs(&id, &args).await? {
+                        print_json(&leaf)?;
+                    }
+                }
+                None => print_json(&db.get(&id, &args).await?)?,
+            }
+            Ok(Outcome::Clean)
+        }
+        Command::Rm { db, id, rev } => {
+            print_json(&open(&db)?.delete(&id, rev.as_deref()).await?)?;
+            Ok(Outcome::Clean)
+        }
+        Command::AllDocs { db, include_docs } => {
+            for row in open(&db)?.all_docs(include_docs).await? {
+                print_json(&row)?;
+            }
+            Ok(Outcome::Clean)
+        }
+        Command::Changes {
+            db,
+            since,
+            follow,
+            include_docs,
+        } => {
+            let db = open(&db)?;
+            let mut since = since.map(|s| settee::Seq::from_json(parse_seq(&s)));
+            loop {
+                let (rows, last) = db.changes(since.clone(), include_docs, follow).await?;
+                for row in &rows {
+                    print_json(row)?;
+                }
+                since = Some(last);
+                if !follow {
+                    break;
+                }
+            }
+            Ok(Outcome::Clean)
+        }
+        Command::Conflicts { db } => {
+            for doc in open(&db)?.conflicts().await? {
+                print_json(&doc)?;
+            }
+            Ok(Outcome::Clean)
+        }
+        Command::Info { db } => {
+            print_json(&open(&db)?.info().await?)?;
+            Ok(Outcome::Clean)
+        }
+        Command::Compact { db } => {
+            print_json(&open(&db)?.compact().await?)?;
+            Ok(Outcome::Clean)
+        }
+    }
+}
+
+fn open(location: &str) -> anyhow::Result<Db> {
+    Db::open(location).with_context(|| format!("opening {}", settee::redact(location)))
+}
+
+/// A sequence given on the command line: a number, JSON, or an opaque string.
+fn parse_seq(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::from(s))
+}
+
+fn replication_options(args: &ReplicationArgs) -> anyhow::Result<ReplicateOptions> {
+    let chosen = [
+        args.doc_ids.is_some(),
+        args.selector.is_some(),
+        args.filter.is_some(),
+    ];
+    if chosen.iter().filter(|c| **c).count() > 1 {
+        bail!("choose one of --doc-ids, --selector and --filter");
+    }
+    let filter = if let Some(ids) = &args.doc_ids {
+        Filter::DocIds(ids.clone())
+    } else if let Some(sel) = &args.selector {
+        let v: Value = serde_json::from_str(sel).context("--selector is not valid JSON")?;
+        Filter::Selector(Selector::parse(&v)?)
+    } else if let Some(name) = &args.filter {
+        let query_params = match &args.query_params {
+            Some(q) => match serde_json::from_str(q).context("--query-params is not valid JSON")? {
+                Value::Object(m) => m,
+                _ => bail!("--query-params must be a JSON object"),
+            },
+            None => Default::default(),
+        };
+        Filter::Named {
+            name: name.clone(),
+            query_params,
+        }
+    } else {
+        Filter::All
+    };
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    Ok(ReplicateOptions {
+        continuous: args.continuous,
+        create_target: args.create_target,
+        filter,
+        since: args
+            .since
+            .as_deref()
+            .map(|s| settee::Seq::from_json(parse_seq(s))),
+        batch_size: args.batch_size,
+        checkpoint_interval: Duration::try_from_secs_f64(args.checkpoint_interval)
+            .context("--checkpoint-interval must be a number of seconds")?,
+        ..Default::default()
+    })
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// How progress is shown.
+struct Ui {
+    json: bool,
+    bar: bool,
+}
+
+/// Stops a replication on Ctrl-C (it writes a final checkpoint first).
+fn cancel_on_ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            t.cancel();
+        }
+    });
+    token
+}
+
+async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let cancel = cancel_on_ctrl_c();
+    let show = tokio::spawn(show_progress(rx, ui.json, ui.bar));
+    let result = Replication::new(src.to_peer(), tgt.to_peer(), opts)
+        .run_with(Some(tx), cancel)
+        .await;
+    show.await.ok();
+    let summary = result?;
+    if !ui.json {
+        print_json(&summary)?;
+    }
+    Ok(match summary.stats.doc_write_failures {
+        0 => Outcome::Clean,
+        n => Outcome::Rejected(n),
+    })
+}
+
+async fn sync(local: Db, remote: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let cancel = cancel_on_ctrl_c();
+    let show = tokio::spawn(show_progress(rx, ui.json, ui.bar));
+    let result =
+        settee::replicate::sync(local.to_peer(), remote.to_peer(), opts, Some(tx), cancel).await;
+    show.await.ok();
+    let summary = result?;
+    if !ui.json {
+        print_json(&summary)?;
+    }
+    let rejected = summary.push.stats.doc_write_failures + summary.pull.stats.doc_write_failures;
+    Ok(if rejected == 0 {
+        Outcome::Clean
+    } else {
+        Outcome::Rejected(rejected)
+    })
+}
+
+/// Renders events: JSON lines on stdout with --json, a progress bar on a terminal, and
+/// errors and rejected documents on stderr in any case.
+async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, bar: bool) {
+    let start = Instant::now();
+    let pb = bar.then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb
+    });
+    let mut written = [0u64; 2];
+    let mut pending: [Option<u64>; 2] = [None, None];
+    while let Some(event) = rx.recv().await {
+        if json {
+            let _ = print_json(&event);
+        }
+        match &event {
+            Event::Change {
+                direction,
+                stats,
+                pending: p,
+                failures,
+                ..
+            } => {
+                let i = dir_index(*direction);
+                written[i] = stats.docs_written;
+                pending[i] = *p;
+                for f in failures {
+                    if !json {
+                        eprintln!(
+                            "settee: rejected {} {}: {}: {}",
+                            f.id,
+                            f.rev.as_deref().unwrap_or(""),
+                            f.error,
+                            f.reason
+                        );
+                    }
+                }
+            }
+            Event::Paused {
+                direction,
+                pending: p,
+            } => pending[dir_index(*direction)] = *p,
+            Event::Error {
+                message,
+                retrying,
+                retry_in_ms,
+                ..
+            } if !json => {
+                let msg = match (retrying, retry_in_ms) {
+                    (true, Some(ms)) => {
+                        format!("{message} (retrying in {:.1}s)", *ms as f64 / 1000.0)
+                    }
+                    _ => message.clone(),
+                };
+                match &pb {
+                    Some(pb) => pb.println(format!("settee: {msg}")),
+                    None => eprintln!("settee: {msg}"),
+                }
+            }
+            _ => {}
+        }
+        if let Some(pb) = &pb {
+            let total = written[0] + written[1];
+            let rate = total as f64 / start.elapsed().as_secs_f64().max(0.001);
+            let pend = |p: Option<u64>| p.map_or("?".to_owned(), |n| n.to_string());
+            pb.set_message(format!(
+                "{total} docs written ({rate:.0} docs/s), pending push {} pull {}",
+                pend(pending[0]),
+                pend(pending[1])
+            ));
+        }
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Push => 0,
+        Direction::Pull => 1,
+    }
+}

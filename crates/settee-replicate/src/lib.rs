@@ -19,9 +19,11 @@
 
 mod backoff;
 mod checkpoint;
+mod endpoint;
 mod error;
 mod events;
 mod peer;
+mod peer_couch;
 mod peer_store;
 mod replication;
 mod selector;
@@ -29,6 +31,7 @@ mod sync;
 
 pub use backoff::RetryPolicy;
 pub use checkpoint::{find_start, replication_id, ReplicationLog, Session, HISTORY_LIMIT};
+pub use endpoint::AnyPeer;
 pub use error::{Error, Result};
 pub use events::{Direction, Event, Stats, Summary};
 pub use peer::{
@@ -36,5 +39,5 @@ pub use peer::{
 };
 pub use replication::{ReplicateOptions, Replication, ReplicationHandle};
 pub use selector::{Selector, SelectorError};
-pub use sync::{status, sync, SyncStatus, SyncSummary};
+pub use sync::{status, sync, unpulled, SyncStatus, SyncSummary};
 pub use tokio_util::sync::CancellationToken;

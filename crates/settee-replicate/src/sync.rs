@@ -130,3 +130,32 @@ pub async fn status<L: Peer, R: Peer>(
         failures,
     })
 }
+
+/// How many changes the remote has that the last pull did not reach (the server's
+/// `pending` after the pull checkpoint). Needs the network.
+///
+/// # Errors
+/// The peers' errors (offline, authentication...).
+pub async fn unpulled<L: Peer, R: Peer>(
+    local: &L,
+    remote: &R,
+    filter: &Filter,
+) -> Result<Option<u64>> {
+    let pull_id = replication_id(&remote.identity(), &local.identity(), filter);
+    let since = local
+        .get_local(&pull_id)
+        .await?
+        .as_ref()
+        .and_then(ReplicationLog::from_doc)
+        .map(|l| l.source_last_seq)
+        .unwrap_or_default();
+    let page = remote
+        .changes(&crate::ChangesRequest {
+            since,
+            limit: 1,
+            filter: filter.clone(),
+            wait: None,
+        })
+        .await?;
+    Ok(page.pending.map(|p| p + page.changes.len() as u64))
+}

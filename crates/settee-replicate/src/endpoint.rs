@@ -1,0 +1,114 @@
+//! `AnyPeer`: a local store or a remote database, chosen at run time from a path or a URL,
+//! so one replication type serves every pair (push, pull, remote to remote, local to local).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use settee_couch::RemoteDb;
+use settee_revtree::{Rev, RevsDiff, Seq};
+use settee_store::Database;
+
+use crate::peer::{
+    ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Peer, PeerInfo,
+};
+use crate::{Error, Result};
+
+/// Either kind of peer.
+#[derive(Debug, Clone)]
+pub enum AnyPeer {
+    /// A local store.
+    Local(Database),
+    /// A CouchDB database over HTTP.
+    Remote(RemoteDb),
+}
+
+impl AnyPeer {
+    /// Opens `http://`/`https://` URLs as remote databases and anything else as a local store
+    /// path (created if missing).
+    ///
+    /// # Errors
+    /// A malformed URL, or the store's open errors.
+    pub fn open(location: &str) -> Result<AnyPeer> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            RemoteDb::from_url(location)
+                .map(AnyPeer::Remote)
+                .map_err(|source| Error::Couch {
+                    url: crate::peer_couch::redacted(location),
+                    source,
+                })
+        } else {
+            Database::open(location)
+                .map(AnyPeer::Local)
+                .map_err(|source| Error::Store {
+                    path: location.to_owned(),
+                    source,
+                })
+        }
+    }
+}
+
+macro_rules! both {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            AnyPeer::Local($p) => $e,
+            AnyPeer::Remote($p) => $e,
+        }
+    };
+}
+
+impl Peer for AnyPeer {
+    fn describe(&self) -> String {
+        both!(self, p => Peer::describe(p))
+    }
+
+    fn identity(&self) -> String {
+        both!(self, p => Peer::identity(p))
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self, AnyPeer::Local(_))
+    }
+
+    async fn info(&self) -> Result<PeerInfo> {
+        both!(self, p => Peer::info(p).await)
+    }
+
+    async fn create(&self) -> Result<()> {
+        both!(self, p => Peer::create(p).await)
+    }
+
+    async fn changes(&self, req: &ChangesRequest) -> Result<ChangesBatch> {
+        both!(self, p => Peer::changes(p, req).await)
+    }
+
+    async fn revs_diff(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, RevsDiff>> {
+        both!(self, p => Peer::revs_diff(p, revs).await)
+    }
+
+    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
+        both!(self, p => Peer::fetch(p, reqs).await)
+    }
+
+    async fn write(&self, docs: Vec<Value>) -> Result<Vec<DocFailure>> {
+        both!(self, p => Peer::write(p, docs).await)
+    }
+
+    async fn commit(&self) -> Result<()> {
+        both!(self, p => Peer::commit(p).await)
+    }
+
+    async fn get_local(&self, id: &str) -> Result<Option<Value>> {
+        both!(self, p => Peer::get_local(p, id).await)
+    }
+
+    async fn put_local(&self, id: &str, doc: Value) -> Result<String> {
+        both!(self, p => Peer::put_local(p, id, doc).await)
+    }
+
+    fn pending_since(&self, since: &Seq) -> Option<u64> {
+        both!(self, p => Peer::pending_since(p, since))
+    }
+}

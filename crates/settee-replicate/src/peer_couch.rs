@@ -1,0 +1,228 @@
+//! `Peer` for a remote CouchDB database (`settee_couch::RemoteDb`): the replication calls
+//! mapped onto CouchDB's endpoints, and which of the client's errors are worth a retry.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use settee_couch::{
+    BulkGetDoc, BulkGetOptions, BulkGetRequest, ChangesFilter, ChangesOptions, Feed, RemoteDb,
+};
+use settee_revtree::{Rev, RevsDiff, Seq};
+
+use crate::peer::{
+    Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
+};
+use crate::{Error, Result};
+
+/// A location string without its password, for messages about URLs we failed to parse.
+pub(crate) fn redacted(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(u) => settee_couch::RedactedUrl::new(&u).to_string(),
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+fn couch_err(db: &RemoteDb) -> impl Fn(settee_couch::Error) -> Error + '_ {
+    move |source| Error::Couch {
+        url: db.url().to_string(),
+        source,
+    }
+}
+
+/// Whether a client error may go away on retry: the network, the server's 5xx and 429, a
+/// cut feed, or a reply that is not CouchDB's (a proxy's error page while the server
+/// restarts). Authentication, permissions and missing databases do not.
+pub(crate) fn is_transient(e: &settee_couch::Error) -> bool {
+    use settee_couch::Error as E;
+    match e {
+        E::Transport { .. } | E::FeedInterrupted { .. } | E::InvalidResponse { .. } => true,
+        E::Http(_) => e.status().is_some_and(|s| s == 429 || s == 408 || s >= 500),
+        _ => false,
+    }
+}
+
+impl Peer for RemoteDb {
+    fn describe(&self) -> String {
+        self.url().to_string()
+    }
+
+    fn identity(&self) -> String {
+        // The URL without credentials; the query is not part of a database's identity.
+        let mut u = self.url().as_url().clone();
+        u.set_query(None);
+        u.set_fragment(None);
+        u.to_string().trim_end_matches('/').to_owned()
+    }
+
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    async fn info(&self) -> Result<PeerInfo> {
+        let info = RemoteDb::info(self).await.map_err(couch_err(self))?;
+        Ok(PeerInfo {
+            update_seq: info.update_seq,
+            doc_count: info.doc_count,
+        })
+    }
+
+    async fn create(&self) -> Result<()> {
+        match RemoteDb::create(self).await {
+            Ok(()) => Ok(()),
+            // Someone created it first: that is what we wanted.
+            Err(settee_couch::Error::FileExists(_)) => Ok(()),
+            Err(e) => Err(couch_err(self)(e)),
+        }
+    }
+
+    async fn changes(&self, req: &ChangesRequest) -> Result<ChangesBatch> {
+        let filter = match &req.filter {
+            Filter::All => ChangesFilter::None,
+            Filter::DocIds(ids) => ChangesFilter::DocIds(ids.clone()),
+            Filter::Selector(s) => ChangesFilter::Selector(s.to_canonical_json()),
+            Filter::Named { name, query_params } => ChangesFilter::Named {
+                name: name.clone(),
+                params: query_params
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            },
+        };
+        let opts = ChangesOptions {
+            feed: if req.wait.is_some() {
+                Feed::Longpoll
+            } else {
+                Feed::Normal
+            },
+            since: (!req.since.is_zero()).then(|| req.since.clone()),
+            limit: Some(req.limit as u64),
+            timeout: req.wait,
+            // Real sequences are needed only at batch ends (CouchDB 2+; others ignore it).
+            seq_interval: Some(req.limit as u64),
+            filter,
+            ..ChangesOptions::default()
+        };
+        let resp = RemoteDb::changes(self, &opts)
+            .await
+            .map_err(couch_err(self))?;
+        Ok(ChangesBatch {
+            changes: resp
+                .results
+                .into_iter()
+                .map(|c| Change {
+                    seq: c.seq,
+                    id: c.id,
+                    revs: c.changes,
+                    deleted: c.deleted,
+                })
+                .collect(),
+            last_seq: resp.last_seq,
+            pending: resp.pending,
+        })
+    }
+
+    async fn revs_diff(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, RevsDiff>> {
+        let diff = RemoteDb::revs_diff(self, &revs)
+            .await
+            .map_err(couch_err(self))?;
+        Ok(diff
+            .into_iter()
+            .map(|(id, e)| {
+                (
+                    id,
+                    RevsDiff {
+                        missing: e.missing,
+                        possible_ancestors: e.possible_ancestors,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
+        let breqs: Vec<BulkGetRequest> = reqs
+            .iter()
+            .map(|r| BulkGetRequest {
+                id: r.id.clone(),
+                rev: Some(r.rev.clone()),
+                atts_since: r.atts_since.clone(),
+            })
+            .collect();
+        let opts = BulkGetOptions {
+            revs: true,
+            latest: true,
+            attachments: true,
+        };
+        let results = RemoteDb::bulk_get(self, &breqs, &opts)
+            .await
+            .map_err(couch_err(self))?;
+        let mut out = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            let asked = reqs.get(i).map(|q| q.rev.to_string());
+            for d in r.docs {
+                out.push(match d {
+                    BulkGetDoc::Ok(doc) => Fetched::Doc(doc),
+                    BulkGetDoc::Missing(rev) => Fetched::Failed(DocFailure {
+                        id: r.id.clone(),
+                        rev: rev.map(|r| r.to_string()).or_else(|| asked.clone()),
+                        error: "not_found".into(),
+                        reason: "missing".into(),
+                    }),
+                    BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
+                        id: r.id.clone(),
+                        rev: e.rev.or_else(|| asked.clone()),
+                        error: e.error,
+                        reason: e.reason,
+                    }),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write(&self, docs: Vec<Value>) -> Result<Vec<DocFailure>> {
+        let results = RemoteDb::bulk_docs(self, &docs, false)
+            .await
+            .map_err(couch_err(self))?;
+        Ok(results
+            .into_iter()
+            .filter(|r| !r.is_ok())
+            .map(|r| DocFailure {
+                id: r.id,
+                rev: r.rev.map(|r| r.to_string()),
+                error: r.error.unwrap_or_default(),
+                reason: r.reason.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn commit(&self) -> Result<()> {
+        RemoteDb::ensure_full_commit(self)
+            .await
+            .map_err(couch_err(self))
+    }
+
+    async fn get_local(&self, id: &str) -> Result<Option<Value>> {
+        RemoteDb::get_local(self, id).await.map_err(couch_err(self))
+    }
+
+    async fn put_local(&self, id: &str, doc: Value) -> Result<String> {
+        let rev = RemoteDb::put_local(self, id, &doc)
+            .await
+            .map_err(couch_err(self))?;
+        Ok(rev.to_string())
+    }
+
+    fn pending_since(&self, _since: &Seq) -> Option<u64> {
+        None
+    }
+}

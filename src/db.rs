@@ -1,0 +1,470 @@
+//! `Db`: a database by location, a local store path or a CouchDB URL, with CouchDB-shaped
+//! JSON in and out. What the `settee` command needs for its document commands, and what an
+//! application can use to treat both kinds alike.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use settee_replicate::{AnyPeer, Filter, SyncStatus};
+use settee_revtree::{Rev, Seq};
+use settee_store::{AllDocsOptions, ChangesOptions, Database, GetOptions, OpenRevs};
+
+use crate::{Error, Result};
+
+/// A database: a local store or a remote CouchDB database.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// A local store.
+    Local(Database),
+    /// A CouchDB database over HTTP.
+    Remote(settee_couch::RemoteDb),
+}
+
+/// Options of [`Db::get`] and [`Db::open_revs`], as the command line gives them.
+#[derive(Debug, Clone, Default)]
+pub struct GetArgs {
+    /// A specific revision.
+    pub rev: Option<String>,
+    /// Include `_revisions`.
+    pub revs: bool,
+    /// Include `_conflicts`.
+    pub conflicts: bool,
+    /// `all` or a JSON array of revs.
+    pub open_revs: Option<String>,
+}
+
+/// A location with any password removed, for messages.
+pub fn redact(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(mut u) if u.scheme().starts_with("http") => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        _ => location.to_owned(),
+    }
+}
+
+/// Runs a blocking store call on the blocking pool.
+async fn blocking<R: Send + 'static>(
+    db: &Database,
+    f: impl FnOnce(Database) -> settee_store::Result<R> + Send + 'static,
+) -> Result<R> {
+    let db = db.clone();
+    Ok(tokio::task::spawn_blocking(move || f(db))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??)
+}
+
+fn rev_arg(rev: &str) -> Result<Rev> {
+    Ok(rev.parse::<Rev>()?)
+}
+
+impl Db {
+    /// Opens a location: `http://` or `https://` URLs are remote databases (credentials from
+    /// the URL, or the password from `SETTEE_PASSWORD`), anything else a local store path
+    /// (created if missing).
+    ///
+    /// # Errors
+    /// A malformed URL, or the store's open errors (`store_in_use`, `not_a_store`...).
+    pub fn open(location: &str) -> Result<Db> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            Ok(Db::Remote(settee_couch::RemoteDb::from_url(location)?))
+        } else {
+            Ok(Db::Local(Database::open(location)?))
+        }
+    }
+
+    /// This database as a replication peer.
+    pub fn to_peer(&self) -> AnyPeer {
+        match self {
+            Db::Local(d) => AnyPeer::Local(d.clone()),
+            Db::Remote(r) => AnyPeer::Remote(r.clone()),
+        }
+    }
+
+    /// Database information, as CouchDB's `GET /db`.
+    ///
+    /// # Errors
+    /// The peer's errors.
+    pub async fn info(&self) -> Result<Value> {
+        match self {
+            Db::Local(d) => {
+                Ok(serde_json::to_value(blocking(d, |d| d.info()).await?).unwrap_or_default())
+            }
+            Db::Remote(r) => Ok(serde_json::to_value(r.info().await?).unwrap_or_default()),
+        }
+    }
+
+    /// Writes a document (`PUT /db/id`, or `POST /db` without `_id`).
+    ///
+    /// # Errors
+    /// `conflict` on a stale `_rev`, validation errors, the peer's errors.
+    pub async fn put(&self, doc: Value) -> Result<Value> {
+        match self {
+            Db::Local(d) => {
+                let res = blocking(d, move |d| d.put(doc)).await?;
+                Ok(serde_json::to_value(res).unwrap_or_default())
+            }
+            Db::Remote(r) => {
+                let id = doc
+                    .get("_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        Error::BadRequest(
+                            "the document needs an _id to be written to a remote database".into(),
+                        )
+                    })?
+                    .to_owned();
+                let res = r.put(&id, &doc).await?;
+                Ok(json!({"ok": true, "id": res.id, "rev": res.rev}))
+            }
+        }
+    }
+
+    /// Reads a document.
+    ///
+    /// # Errors
+    /// `not_found`, a malformed `rev`, the peer's errors.
+    pub async fn get(&self, id: &str, args: &GetArgs) -> Result<Value> {
+        match self {
+            Db::Local(d) => {
+                let opts = GetOptions {
+                    rev: args.rev.as_deref().map(rev_arg).transpose()?,
+                    revs: args.revs,
+                    conflicts: args.conflicts,
+                    ..Default::default()
+                };
+                let id = id.to_owned();
+                blocking(d, move |d| d.get(&id, &opts)).await
+            }
+            Db::Remote(r) => {
+                let opts = settee_couch::GetOptions {
+                    rev: args.rev.as_deref().map(rev_arg).transpose()?,
+                    revs: args.revs,
+                    conflicts: args.conflicts,
+                    ..Default::default()
+                };
+                Ok(r.get(id, &opts).await?)
+            }
+        }
+    }
+
+    /// Every requested leaf (`open_revs=all` or a JSON list), each `{"ok": doc}` or
+    /// `{"missing": rev}`, with `_revisions`.
+    ///
+    /// # Errors
+    /// A malformed list, the peer's errors.
+    pub async fn open_revs(&self, id: &str, args: &GetArgs) -> Result<Vec<Value>> {
+        let which = args.open_revs.as_deref().unwrap_or("all");
+        match self {
+            Db::Local(d) => {
+                let revs = if which == "all" {
+                    OpenRevs::All
+                } else {
+                    let list: Vec<String> = serde_json::from_str(which).map_err(|e| {
+                        Error::BadRequest(format!(
+                            "open_revs must be `all` or a JSON array of revs: {e}"
+                        ))
+                    })?;
+                    OpenRevs::Revs(list.iter().map(|r| rev_arg(r)).collect::<Result<_>>()?)
+                };
+                let opts = GetOptions {
+                    revs: true,
+                    ..Default::default()
+                };
+                let id = id.to_owned();
+                let res = blocking(d, move |d| d.open_revs(&id, revs, &opts)).await?;
+                Ok(res
+                    .into_iter()
+                    .map(|r| serde_json::to_value(r).unwrap_or_default())
+                    .collect())
+            }
+            Db::Remote(r) => {
+                // `_bulk_get` with no rev answers every leaf (CouchDB's open_revs=all); a
+                // list asks for each rev.
+                let reqs: Vec<settee_couch::BulkGetRequest> = if which == "all" {
+                    vec![settee_couch::BulkGetRequest {
+                        id: id.to_owned(),
+                        ..Default::default()
+                    }]
+                } else {
+                    let list: Vec<String> = serde_json::from_str(which).map_err(|e| {
+                        Error::BadRequest(format!(
+                            "open_revs must be `all` or a JSON array of revs: {e}"
+                        ))
+                    })?;
+                    list.iter()
+                        .map(|r| {
+                            Ok(settee_couch::BulkGetRequest {
+                                id: id.to_owned(),
+                                rev: Some(rev_arg(r)?),
+                                atts_since: Vec::new(),
+                            })
+                        })
+                        .collect::<Result<_>>()?
+                };
+                let opts = settee_couch::BulkGetOptions {
+                    revs: true,
+                    latest: false,
+                    attachments: false,
+                };
+                let mut out = Vec::new();
+                for res in r.bulk_get(&reqs, &opts).await? {
+                    for d in res.docs {
+                        out.push(match d {
+                            settee_couch::BulkGetDoc::Ok(doc) => json!({"ok": doc}),
+                            settee_couch::BulkGetDoc::Missing(rev) => json!({"missing": rev}),
+                            settee_couch::BulkGetDoc::Error(e) => json!({"error": e}),
+                        });
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Deletes a document: `rev`, or the current winner when `None`.
+    ///
+    /// # Errors
+    /// `not_found`, `conflict`, the peer's errors.
+    pub async fn delete(&self, id: &str, rev: Option<&str>) -> Result<Value> {
+        let rev = match rev {
+            Some(r) => r.to_owned(),
+            None => {
+                let doc = self.get(id, &GetArgs::default()).await?;
+                doc.get("_rev")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+        };
+        match self {
+            Db::Local(d) => {
+                let rev = rev_arg(&rev)?;
+                let id = id.to_owned();
+                let res = blocking(d, move |d| d.delete(&id, &rev)).await?;
+                Ok(serde_json::to_value(res).unwrap_or_default())
+            }
+            Db::Remote(r) => {
+                let new = r.delete_doc(id, &rev_arg(&rev)?).await?;
+                Ok(json!({"ok": true, "id": id, "rev": new}))
+            }
+        }
+    }
+
+    /// `_all_docs` rows.
+    ///
+    /// # Errors
+    /// The peer's errors.
+    pub async fn all_docs(&self, include_docs: bool) -> Result<Vec<Value>> {
+        match self {
+            Db::Local(d) => {
+                let opts = AllDocsOptions {
+                    include_docs,
+                    ..Default::default()
+                };
+                let all = blocking(d, move |d| d.all_docs(&opts)).await?;
+                Ok(all
+                    .rows
+                    .into_iter()
+                    .map(|r| serde_json::to_value(r).unwrap_or_default())
+                    .collect())
+            }
+            Db::Remote(r) => {
+                let opts = settee_couch::AllDocsOptions {
+                    include_docs,
+                    ..Default::default()
+                };
+                Ok(r.all_docs(&opts)
+                    .await?
+                    .rows
+                    .into_iter()
+                    .map(|row| serde_json::to_value(row).unwrap_or_default())
+                    .collect())
+            }
+        }
+    }
+
+    /// One page of `_changes` after `since` (all of it for a local store), and the sequence
+    /// to continue from. With `wait`, an empty answer waits for the next change (longpoll).
+    ///
+    /// # Errors
+    /// The peer's errors.
+    pub async fn changes(
+        &self,
+        since: Option<Seq>,
+        include_docs: bool,
+        wait: bool,
+    ) -> Result<(Vec<Value>, Seq)> {
+        match self {
+            Db::Local(d) => {
+                let since = match &since {
+                    None => 0,
+                    Some(s) => s.as_local().ok_or_else(|| {
+                        Error::BadRequest(format!("{s} is not a sequence of a local store"))
+                    })?,
+                };
+                let opts = ChangesOptions {
+                    since,
+                    include_docs,
+                    ..Default::default()
+                };
+                let mut page = {
+                    let o = opts.clone();
+                    blocking(d, move |d| d.changes(&o)).await?
+                };
+                if page.results.is_empty() && wait {
+                    use futures::StreamExt;
+                    let mut live = Box::pin(d.live_changes(ChangesOptions {
+                        since,
+                        ..Default::default()
+                    }));
+                    live.next().await;
+                    page = blocking(d, move |d| d.changes(&opts)).await?;
+                }
+                let last = Seq::from(page.last_seq);
+                Ok((
+                    page.results
+                        .into_iter()
+                        .map(|c| serde_json::to_value(c).unwrap_or_default())
+                        .collect(),
+                    last,
+                ))
+            }
+            Db::Remote(r) => {
+                let opts = settee_couch::ChangesOptions {
+                    feed: if wait {
+                        settee_couch::Feed::Longpoll
+                    } else {
+                        settee_couch::Feed::Normal
+                    },
+                    style: settee_couch::ChangesStyle::MainOnly,
+                    since,
+                    include_docs,
+                    ..Default::default()
+                };
+                let resp = r.changes(&opts).await?;
+                Ok((
+                    resp.results
+                        .into_iter()
+                        .map(|c| serde_json::to_value(c).unwrap_or_default())
+                        .collect(),
+                    resp.last_seq,
+                ))
+            }
+        }
+    }
+
+    /// Every conflicted document: `{"id", "winner", "conflicts": [...], "leaves": [...]}`
+    /// (leaves with their deletion flag), winner first.
+    ///
+    /// # Errors
+    /// The peer's errors.
+    pub async fn conflicts(&self) -> Result<Vec<Value>> {
+        let rows = match self {
+            Db::Local(d) => {
+                let opts = AllDocsOptions {
+                    include_docs: true,
+                    conflicts: true,
+                    ..Default::default()
+                };
+                let all = blocking(d, move |d| d.all_docs(&opts)).await?;
+                all.rows
+                    .into_iter()
+                    .filter_map(|r| r.doc)
+                    .collect::<Vec<Value>>()
+            }
+            Db::Remote(r) => {
+                let opts = settee_couch::AllDocsOptions {
+                    include_docs: true,
+                    conflicts: true,
+                    ..Default::default()
+                };
+                r.all_docs(&opts)
+                    .await?
+                    .rows
+                    .into_iter()
+                    .filter_map(|row| row.doc)
+                    .collect()
+            }
+        };
+        let mut out = Vec::new();
+        for doc in rows {
+            let Some(conflicts) = doc.get("_conflicts").and_then(Value::as_array) else {
+                continue;
+            };
+            if conflicts.is_empty() {
+                continue;
+            }
+            let id = doc["_id"].as_str().unwrap_or_default().to_owned();
+            let leaves = self
+                .open_revs(&id, &GetArgs::default())
+                .await?
+                .into_iter()
+                .filter_map(|l| l.get("ok").cloned())
+                .map(|d| json!({"rev": d["_rev"], "deleted": d.get("_deleted").cloned().unwrap_or(Value::Bool(false))}))
+                .collect::<Vec<_>>();
+            out.push(json!({
+                "id": id,
+                "winner": doc["_rev"],
+                "conflicts": conflicts,
+                "leaves": leaves,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Compacts the database.
+    ///
+    /// # Errors
+    /// The peer's errors.
+    pub async fn compact(&self) -> Result<Value> {
+        match self {
+            Db::Local(d) => {
+                blocking(d, |d| d.compact()).await?;
+                Ok(json!({"ok": true}))
+            }
+            Db::Remote(r) => Err(Error::BadRequest(format!(
+                "compacting {} is the server's job (POST /db/_compact as an admin); settee compacts local stores",
+                r.url()
+            ))),
+        }
+    }
+}
+
+/// What `settee status` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Local side: unpushed count, last syncs, failed documents.
+    #[serde(flatten)]
+    pub local: SyncStatus,
+    /// Remote changes not yet pulled, if the remote answered.
+    pub unpulled: Option<u64>,
+    /// Why the remote count is missing (offline, auth...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_error: Option<String>,
+    /// Number of conflicted documents in the local store.
+    pub conflicts: usize,
+}
+
+/// What is unsynced between a local store and a remote database: the local part works
+/// offline; the remote's count of unpulled changes is added when the server answers.
+///
+/// # Errors
+/// The local store's errors.
+pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
+    let (l, r) = (local.to_peer(), remote.to_peer());
+    let st = settee_replicate::status(&l, &r, &Filter::All).await?;
+    let (unpulled, remote_error) = match settee_replicate::unpulled(&l, &r, &Filter::All).await {
+        Ok(n) => (n, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let conflicts = local.conflicts().await?.len();
+    Ok(Status {
+        local: st,
+        unpulled,
+        remote_error,
+        conflicts,
+    })
+}
