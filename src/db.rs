@@ -32,6 +32,18 @@ pub struct GetArgs {
     pub open_revs: Option<String>,
 }
 
+/// An error and its causes on one line (`a: b: c`).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 /// A location with any password removed, for messages.
 pub fn redact(location: &str) -> String {
     match url::Url::parse(location) {
@@ -181,8 +193,7 @@ impl Db {
                     .collect())
             }
             Db::Remote(r) => {
-                // `_bulk_get` with no rev answers every leaf (CouchDB's open_revs=all); a
-                // list asks for each rev.
+                // GET ?open_revs=all (every leaf), or one GET per listed rev.
                 let reqs: Vec<settee_couch::BulkGetRequest> = if which == "all" {
                     vec![settee_couch::BulkGetRequest {
                         id: id.to_owned(),
@@ -210,8 +221,8 @@ impl Db {
                     attachments: false,
                 };
                 let mut out = Vec::new();
-                for res in r.bulk_get(&reqs, &opts).await? {
-                    for d in res.docs {
+                for req in &reqs {
+                    for d in r.open_revs(req, &opts).await?.docs {
                         out.push(match d {
                             settee_couch::BulkGetDoc::Ok(doc) => json!({"ok": doc}),
                             settee_couch::BulkGetDoc::Missing(rev) => json!({"missing": rev}),
@@ -398,11 +409,20 @@ impl Db {
                 continue;
             }
             let id = doc["_id"].as_str().unwrap_or_default().to_owned();
-            let leaves = self
+            let mut docs: Vec<Value> = self
                 .open_revs(&id, &GetArgs::default())
                 .await?
                 .into_iter()
                 .filter_map(|l| l.get("ok").cloned())
+                .collect();
+            // Winner first, as CouchDB ranks leaves: live before deleted, then by rev.
+            docs.sort_by_key(|d| {
+                let deleted = d.get("_deleted").and_then(Value::as_bool).unwrap_or(false);
+                let rev = d["_rev"].as_str().and_then(|r| r.parse::<Rev>().ok());
+                std::cmp::Reverse((!deleted, rev))
+            });
+            let leaves = docs
+                .into_iter()
                 .map(|d| json!({"rev": d["_rev"], "deleted": d.get("_deleted").cloned().unwrap_or(Value::Bool(false))}))
                 .collect::<Vec<_>>();
             out.push(json!({
@@ -458,7 +478,7 @@ pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
     let st = settee_replicate::status(&l, &r, &Filter::All).await?;
     let (unpulled, remote_error) = match settee_replicate::unpulled(&l, &r, &Filter::All).await {
         Ok(n) => (n, None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(error_chain(&e))),
     };
     let conflicts = local.conflicts().await?.len();
     Ok(Status {

@@ -222,7 +222,13 @@ impl RemoteDb {
             .collect())
     }
 
-    async fn open_revs(
+    /// `GET /{db}/{id}?open_revs=...`: the revision `req.rev`, or every leaf (`open_revs=all`)
+    /// when it is `None`, in `_bulk_get`'s result shape. Also the fallback of
+    /// [`RemoteDb::bulk_get`] for servers without `_bulk_get`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing database; [`Error::Transport`].
+    pub async fn open_revs(
         &self,
         req: &BulkGetRequest,
         opts: &BulkGetOptions,

@@ -32,6 +32,16 @@ pub async fn sync<L: Peer, R: Peer>(
     events: Option<mpsc::Sender<Event>>,
     cancel: CancellationToken,
 ) -> Result<SyncSummary> {
+    // Create the remote database first if asked: the pull reads from it, so it must exist
+    // before either direction starts.
+    if opts.create_target {
+        if let Err(e) = remote.info().await {
+            if e.name() != "not_found" {
+                return Err(e);
+            }
+            remote.create().await?;
+        }
+    }
     let push = Replication::new(
         local.clone(),
         remote.clone(),
@@ -49,7 +59,6 @@ pub async fn sync<L: Peer, R: Peer>(
             ..opts
         },
     );
-    // The push creates the remote database if asked; the pull must not race it.
     let both = cancel.child_token();
     let (p1, p2) = (both.clone(), both.clone());
     let (e1, e2) = (events.clone(), events);
