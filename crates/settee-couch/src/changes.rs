@@ -220,7 +220,12 @@ impl RemoteDb {
             if opts.heartbeat.is_none() {
                 opts.heartbeat = Some(Duration::from_secs(10));
             }
-            let call = db.changes_call(&opts, Feed::Continuous)?;
+            // Uncompressed: a gzip encoder on the server (pouchdb-server's `compression`
+            // middleware) buffers the feed's lines and heartbeats until a block fills, so a
+            // continuous feed would stall.
+            let call = db
+                .changes_call(&opts, Feed::Continuous)?
+                .header(reqwest::header::ACCEPT_ENCODING, reqwest::header::HeaderValue::from_static("identity"));
             let method = call.method.clone();
             let shown = RedactedUrl::new(&call.url);
             let resp = db.client.send(call).await?;
