@@ -54,14 +54,21 @@ pub fn unique_db(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Polls `cond` until it holds, failing with `what` after `deadline`.
 pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
     while !cond() {
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -69,11 +76,17 @@ pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool
 fn node_modules() -> PathBuf {
     std::env::var("SETTEE_NODE_MODULES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/node/node_modules"))
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/node/node_modules")
+        })
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A pouchdb-server of the test's own, on a fixed port and data folder, so the test can stop
@@ -118,9 +131,11 @@ impl OwnServer {
             .expect("node runs pouchdb-server (installed by scripts/node-deps.sh)");
         self.child = Some(child);
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        wait_until(Duration::from_secs(30), "the private pouchdb-server to listen", || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "the private pouchdb-server to listen",
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        );
     }
 
     pub fn stop(&mut self) {
@@ -159,7 +174,12 @@ impl Proxy {
             conns: Arc::default(),
             stop: Arc::default(),
         };
-        let (refusing, delay, conns, stop) = (p.refusing.clone(), p.delay_ms.clone(), p.conns.clone(), p.stop.clone());
+        let (refusing, delay, conns, stop) = (
+            p.refusing.clone(),
+            p.delay_ms.clone(),
+            p.conns.clone(),
+            p.stop.clone(),
+        );
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -210,11 +230,14 @@ impl Proxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Drops every open connection.
-    pub fn cut(&self) {
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
+    /// Drops every open connection; returns how many there were.
+    pub fn cut(&self) -> usize {
+        let conns: Vec<TcpStream> = self.conns.lock().unwrap().drain(..).collect();
+        let open = conns
+            .iter()
+            .filter(|c| c.shutdown(std::net::Shutdown::Both).is_ok())
+            .count();
+        open / 2
     }
 
     pub fn set_refusing(&self, on: bool) {

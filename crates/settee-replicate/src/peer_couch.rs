@@ -111,6 +111,18 @@ impl Peer for RemoteDb {
         let resp = RemoteDb::changes(self, &opts)
             .await
             .map_err(couch_err(self))?;
+        // Resume after the last row we were given, not after the response's `last_seq`:
+        // a server may compute `last_seq` after reading its rows, so a write that landed
+        // meanwhile can sit before `last_seq` without being in `results` (pouchdb-server
+        // does this under concurrent writes). The last row's seq is always real, even with
+        // `seq_interval` (CouchDB sends it for the final row). Only an empty page takes
+        // `last_seq`.
+        let last_seq = resp
+            .results
+            .last()
+            .map(|c| c.seq.clone())
+            .filter(|s| !s.as_json().is_null())
+            .unwrap_or(resp.last_seq);
         Ok(ChangesBatch {
             changes: resp
                 .results
@@ -122,7 +134,7 @@ impl Peer for RemoteDb {
                     deleted: c.deleted,
                 })
                 .collect(),
-            last_seq: resp.last_seq,
+            last_seq,
             pending: resp.pending,
         })
     }

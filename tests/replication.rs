@@ -1,0 +1,375 @@
+//! End-to-end replication against the real server (the npm CouchDB-compatible server that
+//! scripts/test.sh starts, or Apache CouchDB at SETTEE_TEST_COUCHDB_URL): push, pull, sync
+//! and remote-to-remote agree revision for revision; offline conflicts end the same on both
+//! ends; validation failures are reported; connections cut mid-run are survived.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{unique_db, Server};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
+use settee::store::{Durability, OpenOptions};
+use settee::{Database, Db, GetArgs};
+
+fn remote(server: &Server, db: &str) -> Db {
+    Db::open(&server.db_url_with_password(db)).unwrap()
+}
+
+fn local(dir: &tempfile::TempDir, name: &str) -> Database {
+    Database::open_with(OpenOptions {
+        durability: Durability::Relaxed {
+            flush_every: Duration::from_millis(200),
+        },
+        ..OpenOptions::new(dir.path().join(name))
+    })
+    .unwrap()
+}
+
+/// `n` notes; every 10th deleted, every 10th+1 edited, every 10th+2 in conflict (a branch
+/// written as if replicated from elsewhere), every 10th+3 with an attachment.
+fn populate(db: &Database, n: usize) {
+    let docs: Vec<Value> = (0..n)
+        .map(|i| json!({"_id": format!("note-{i:05}"), "title": format!("note {i}"), "body": "lorem ipsum ".repeat(8)}))
+        .collect();
+    let mut results = Vec::new();
+    for chunk in docs.chunks(1000) {
+        results.extend(db.bulk_docs(chunk.to_vec(), true).unwrap());
+    }
+    let mut second = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        let rev = r.rev.clone().unwrap();
+        let id = format!("note-{i:05}");
+        match i % 10 {
+            0 => second.push(json!({"_id": id, "_rev": rev.to_string(), "_deleted": true})),
+            1 => second.push(json!({"_id": id, "_rev": rev.to_string(), "title": "edited"})),
+            3 => second.push(json!({"_id": id, "_rev": rev.to_string(), "title": "with file",
+                "_attachments": {"a.txt": {"content_type": "text/plain", "data": "aGVsbG8gd29ybGQ="}}})),
+            _ => {}
+        }
+    }
+    for chunk in second.chunks(1000) {
+        db.bulk_docs(chunk.to_vec(), true).unwrap();
+    }
+    let conflicts: Vec<Value> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 == 2)
+        .map(|(i, r)| {
+            let parent = r.rev.clone().unwrap();
+            json!({"_id": format!("note-{i:05}"), "_rev": format!("2-ffff{i:028}"),
+                "_revisions": {"start": 2, "ids": [format!("ffff{i:028}"), parent.hash()]},
+                "title": "their branch"})
+        })
+        .collect();
+    for chunk in conflicts.chunks(1000) {
+        db.bulk_docs(chunk.to_vec(), false).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+/// What two replicas must agree on: for each document, `open_revs=all&revs=true` (each
+/// leaf's body, deletion flag, `_revisions` and attachment digests), and the winner.
+async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Value>)> {
+    let results = futures::stream::iter(ids.iter().cloned())
+        .map(|id| {
+            let db = db.clone();
+            async move {
+                let mut leaves: Vec<Value> = db
+                    .open_revs(&id, &GetArgs::default())
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|l| normalise(l["ok"].clone()))
+                    .collect();
+                leaves.sort_by_key(|l| l["_rev"].as_str().unwrap_or_default().to_owned());
+                let winner = match db.get(&id, &GetArgs::default()).await {
+                    Ok(d) => d["_rev"].as_str().unwrap().to_owned(),
+                    Err(e) => format!("deleted ({})", e.name()),
+                };
+                (id, (winner, leaves))
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Attachment stubs as (content_type, digest): servers differ in the other stub fields.
+fn normalise(mut doc: Value) -> Value {
+    if let Some(atts) = doc.get_mut("_attachments").and_then(Value::as_object_mut) {
+        for (_, a) in atts.iter_mut() {
+            *a = json!({"content_type": a["content_type"], "digest": a["digest"]});
+        }
+    }
+    doc
+}
+
+async fn run(src: &Db, tgt: &Db, opts: ReplicateOptions) -> settee::replicate::Summary {
+    Replication::new(src.to_peer(), tgt.to_peer(), opts)
+        .run()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 10_000;
+    let a = local(&dir, "a");
+    populate(&a, n);
+    let ids: Vec<String> = (0..n).map(|i| format!("note-{i:05}")).collect();
+    let a = Db::Local(a);
+    let (r1, r2) = (unique_db("push"), unique_db("r2r"));
+
+    // Push to a new remote database.
+    let push = run(
+        &a,
+        &remote(&server, &r1),
+        ReplicateOptions {
+            create_target: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(push.stats.changes_read, n as u64);
+    assert_eq!(push.stats.doc_write_failures, 0);
+    let expected = snapshot(&a, &ids).await;
+    assert_eq!(
+        snapshot(&remote(&server, &r1), &ids).await,
+        expected,
+        "push"
+    );
+
+    // Pull it into a fresh local store.
+    let b = Db::Local(local(&dir, "b"));
+    let pull = run(&remote(&server, &r1), &b, ReplicateOptions::default()).await;
+    assert_eq!(pull.stats.doc_write_failures, 0);
+    assert_eq!(snapshot(&b, &ids).await, expected, "pull");
+
+    // Remote to remote.
+    let rr = run(
+        &remote(&server, &r1),
+        &remote(&server, &r2),
+        ReplicateOptions {
+            create_target: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rr.stats.doc_write_failures, 0);
+    assert_eq!(
+        snapshot(&remote(&server, &r2), &ids).await,
+        expected,
+        "remote to remote"
+    );
+
+    // Sync: edits on both sides meet.
+    let Db::Local(bdb) = &b else { unreachable!() };
+    let doc = bdb.get("note-00005", &Default::default()).unwrap();
+    bdb.put(json!({"_id": "note-00005", "_rev": doc["_rev"], "title": "from b"}))
+        .unwrap();
+    remote(&server, &r1)
+        .put(json!({"_id": "note-00006", "_rev": expected["note-00006"].0, "title": "from server"}))
+        .await
+        .unwrap();
+    let s = settee::replicate::sync(
+        b.to_peer(),
+        remote(&server, &r1).to_peer(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.push.stats.docs_written, 1);
+    assert_eq!(s.pull.stats.docs_written, 1);
+    assert_eq!(
+        snapshot(&b, &ids).await,
+        snapshot(&remote(&server, &r1), &ids).await,
+        "sync"
+    );
+
+    // Nothing changed: a no-op sync reads nothing.
+    let again = settee::replicate::sync(
+        b.to_peer(),
+        remote(&server, &r1).to_peer(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.push.stats.changes_read, 0);
+    assert_eq!(again.pull.stats.docs_written, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let l = Db::Local(local(&dir, "l"));
+    let r = remote(&server, &unique_db("conflict"));
+    for i in 0..20 {
+        l.put(json!({"_id": format!("c{i}"), "v": 0}))
+            .await
+            .unwrap();
+    }
+    let opts = ReplicateOptions {
+        create_target: true,
+        ..Default::default()
+    };
+    settee::replicate::sync(l.to_peer(), r.to_peer(), opts, None, Default::default())
+        .await
+        .unwrap();
+    // "Offline": both sides edit every document, and delete one.
+    for i in 0..20 {
+        let id = format!("c{i}");
+        let rev = l.get(&id, &GetArgs::default()).await.unwrap()["_rev"].clone();
+        l.put(json!({"_id": id, "_rev": rev, "v": "local"}))
+            .await
+            .unwrap();
+        if i == 0 {
+            r.delete(&id, rev.as_str()).await.unwrap();
+        } else {
+            r.put(json!({"_id": id, "_rev": rev, "v": "remote"}))
+                .await
+                .unwrap();
+        }
+    }
+    let s = settee::replicate::sync(
+        l.to_peer(),
+        r.to_peer(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s.push.stats.docs_written, s.pull.stats.docs_written),
+        (20, 20)
+    );
+    let ids: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let (sl, sr) = (snapshot(&l, &ids).await, snapshot(&r, &ids).await);
+    assert_eq!(sl, sr);
+    for (id, (_, leaves)) in &sl {
+        assert_eq!(leaves.len(), 2, "{id}: both branches kept");
+    }
+    let (cl, cr) = (l.conflicts().await.unwrap(), r.conflicts().await.unwrap());
+    assert_eq!(cl, cr);
+    assert_eq!(
+        cl.len(),
+        19,
+        "c0's other leaf is a deletion, not a conflict"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_a_validation_function_forbids_are_reported_and_the_rest_replicate() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let l = Db::Local(local(&dir, "l"));
+    let r = remote(&server, &unique_db("validate"));
+    r.to_peer().create().await.unwrap();
+    r.put(json!({"_id": "_design/guard", "validate_doc_update":
+        "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
+        .await
+        .unwrap();
+    for i in 0..30 {
+        l.put(json!({"_id": format!("v{i:02}"), "secret": i == 7}))
+            .await
+            .unwrap();
+    }
+    let summary = run(&l, &r, Default::default()).await;
+    assert_eq!(summary.stats.doc_write_failures, 1);
+    assert_eq!(summary.stats.docs_written, 29);
+    assert_eq!(summary.doc_failures.len(), 1);
+    assert_eq!(summary.doc_failures[0].id, "v07");
+    assert_eq!(summary.doc_failures[0].error, "forbidden");
+    assert!(r.get("v08", &GetArgs::default()).await.is_ok());
+    assert!(r.get("v07", &GetArgs::default()).await.is_err());
+    // `settee status` shows it from the checkpoint.
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!(st.local.failures.len(), 1);
+    assert_eq!(st.local.failures[0].id, "v07");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_survives_connections_cut_mid_run() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let src_name = unique_db("cut");
+    let src_local = local(&dir, "seed");
+    populate(&src_local, 2000);
+    let seed = Db::Local(src_local);
+    run(
+        &seed,
+        &remote(&server, &src_name),
+        ReplicateOptions {
+            create_target: true,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // The same database, through a proxy that drops every open connection every 150 ms.
+    let port: u16 = url::Url::parse(&server.url).unwrap().port().unwrap();
+    let proxy = std::sync::Arc::new(common::Proxy::start(port));
+    let via_proxy = server
+        .db_url_with_password(&src_name)
+        .replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let src = Db::open(&via_proxy).unwrap();
+    let target = Db::Local(local(&dir, "pulled"));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cutter = {
+        let (proxy, done) = (proxy.clone(), done.clone());
+        std::thread::spawn(move || {
+            // Fault injection, not synchronisation: cut at a steady pace until the end.
+            let mut cut = 0;
+            for _ in 0..200 {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(150));
+                cut += proxy.cut();
+            }
+            cut
+        })
+    };
+    let opts = ReplicateOptions {
+        batch_size: 100,
+        retry: settee::replicate::RetryPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+            one_shot_attempts: 1000,
+        },
+        ..Default::default()
+    };
+    let mut handle = Replication::new(src.to_peer(), target.to_peer(), opts).spawn();
+    let mut retried = 0;
+    while let Some(ev) = handle.next_event().await {
+        if let Event::Error { retrying: true, .. } = ev {
+            retried += 1;
+        }
+    }
+    let summary = handle.finish().await.unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cut = cutter.join().unwrap();
+    // The client retries idempotent requests itself; the replicator retries the rest.
+    eprintln!("{cut} connections cut, {retried} replicator-level retries");
+    assert!(
+        cut > 0,
+        "no connection was cut mid-run: the test proved nothing"
+    );
+    assert_eq!(summary.stats.doc_write_failures, 0);
+    let ids: Vec<String> = (0..2000).map(|i| format!("note-{i:05}")).collect();
+    assert_eq!(snapshot(&target, &ids).await, snapshot(&seed, &ids).await);
+}
