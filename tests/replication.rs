@@ -373,3 +373,101 @@ async fn pull_survives_connections_cut_mid_run() {
     let ids: Vec<String> = (0..2000).map(|i| format!("note-{i:05}")).collect();
     assert_eq!(snapshot(&target, &ids).await, snapshot(&seed, &ids).await);
 }
+
+/// Kill `settee replicate` (pulling from the server) with SIGKILL at several points; each
+/// rerun resumes from its checkpoint, and the end state has every revision exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3000;
+    let seed_db = local(&dir, "seed");
+    let docs: Vec<Value> = (0..n)
+        .map(|i| json!({"_id": format!("k{i:05}"), "body": "x".repeat(300)}))
+        .collect();
+    for chunk in docs.chunks(1000) {
+        seed_db.bulk_docs(chunk.to_vec(), true).unwrap();
+    }
+    let seed = Db::Local(seed_db);
+    let name = unique_db("kill");
+    run(
+        &seed,
+        &remote(&server, &name),
+        ReplicateOptions {
+            create_target: true,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let target = dir.path().join("pulled");
+    let args = [
+        "replicate".to_owned(),
+        server.db_url(&name),
+        target.to_str().unwrap().to_owned(),
+        "--batch-size".into(),
+        "25".into(),
+        "--checkpoint-interval".into(),
+        "0.02".into(),
+        "--json".into(),
+    ];
+    let cli = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_settee"));
+        c.args(&args).env(
+            "SETTEE_PASSWORD",
+            server.password.clone().unwrap_or_default(),
+        );
+        c
+    };
+    let mut killed_mid_run = 0;
+    for point in [0u64, 30, 90] {
+        let mut child = cli()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        // Wait for a checkpoint event, then kill after `point` ms (the crash point).
+        let saw = std::io::BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("\"event\":\"checkpoint\""));
+        std::thread::sleep(Duration::from_millis(point));
+        child.kill().unwrap();
+        if saw && !child.wait().unwrap().success() {
+            killed_mid_run += 1;
+        }
+    }
+    assert!(
+        killed_mid_run > 0,
+        "no kill landed mid-run: the test proved nothing"
+    );
+    let out = cli().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let complete: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "complete")
+        .unwrap();
+    assert!(
+        complete["summary"]["changes_read"].as_u64().unwrap() < n as u64,
+        "resumed, not restarted"
+    );
+    let pulled = Db::open(target.to_str().unwrap()).unwrap();
+    let ids: Vec<String> = (0..n).map(|i| format!("k{i:05}")).collect();
+    assert_eq!(snapshot(&pulled, &ids).await, snapshot(&seed, &ids).await);
+    let Db::Local(p) = &pulled else {
+        unreachable!()
+    };
+    assert_eq!(
+        p.changes(&Default::default()).unwrap().results.len(),
+        n,
+        "each document once"
+    );
+}

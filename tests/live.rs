@@ -1,0 +1,141 @@
+//! Live sync against a server of the test's own, which the test stops for 30 seconds while
+//! the application keeps writing locally, then starts again: everything arrives without
+//! restarting the replicator.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use settee::replicate::{Event, Peer, ReplicateOptions, RetryPolicy};
+use settee::{CancellationToken, Db, GetArgs};
+
+/// Polls `cond` until it holds; fails with `what` after `deadline`. Returns how long it took.
+async fn wait_for<F, Fut>(deadline: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    start.elapsed()
+}
+
+async fn has(db: &Db, id: &str) -> bool {
+    db.get(id, &GetArgs::default()).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sync_survives_the_server_going_away_for_30_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = common::OwnServer::start(&dir.path().join("server"));
+    let remote = Db::open(&format!("{}/live", server.url())).unwrap();
+    remote.to_peer().create().await.unwrap();
+    let local = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+
+    let opts = ReplicateOptions {
+        continuous: true,
+        checkpoint_interval: Duration::from_millis(500),
+        longpoll: Duration::from_secs(10),
+        retry: RetryPolicy {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+            one_shot_attempts: 5,
+        },
+        ..Default::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let cancel = CancellationToken::new();
+    let sync = tokio::spawn(settee::replicate::sync(
+        local.to_peer(),
+        remote.to_peer(),
+        opts,
+        Some(tx),
+        cancel.clone(),
+    ));
+    let events = tokio::spawn(async move {
+        let mut retries = 0;
+        while let Some(e) = rx.recv().await {
+            if let Event::Error { retrying, .. } = e {
+                assert!(retrying, "a live sync must not give up: {e:?}");
+                retries += 1;
+            }
+        }
+        retries
+    });
+
+    // A change on the server reaches the local store within 2 seconds, and back.
+    remote
+        .put(json!({"_id": "from-server", "v": 1}))
+        .await
+        .unwrap();
+    let took = wait_for(Duration::from_secs(2), "from-server locally", || {
+        has(&local, "from-server")
+    })
+    .await;
+    eprintln!("server -> local in {took:?}");
+    local
+        .put(json!({"_id": "from-local", "v": 1}))
+        .await
+        .unwrap();
+    let took = wait_for(Duration::from_secs(2), "from-local on the server", || {
+        has(&remote, "from-local")
+    })
+    .await;
+    eprintln!("local -> server in {took:?}");
+
+    // The server goes away for 30 seconds; the app keeps writing.
+    server.stop();
+    let outage = Instant::now();
+    let mut written = 0;
+    while outage.elapsed() < Duration::from_secs(30) {
+        local
+            .put(json!({"_id": format!("offline-{written:03}"), "n": written}))
+            .await
+            .unwrap();
+        written += 1;
+        // The app's pace of writing, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        !has(&remote, "offline-000").await,
+        "the server really was down"
+    );
+    server.restart();
+
+    // Everything written offline arrives, without restarting the sync.
+    let last = format!("offline-{:03}", written - 1);
+    wait_for(
+        Duration::from_secs(30),
+        "the offline writes on the server",
+        || has(&remote, &last),
+    )
+    .await;
+    for i in 0..written {
+        assert!(
+            has(&remote, &format!("offline-{i:03}")).await,
+            "offline-{i:03} lost"
+        );
+    }
+    // And the pull direction works again too.
+    remote.put(json!({"_id": "after-restart"})).await.unwrap();
+    wait_for(Duration::from_secs(10), "after-restart locally", || {
+        has(&local, "after-restart")
+    })
+    .await;
+
+    cancel.cancel();
+    let summary = sync.await.unwrap().unwrap();
+    assert!(summary.push.cancelled && summary.pull.cancelled);
+    assert!(summary.push.stats.docs_written >= written as u64 + 1);
+    let retries = events.await.unwrap();
+    assert!(retries > 0, "the outage was never noticed");
+}
