@@ -42,7 +42,8 @@ impl RemoteDb {
     /// With `new_edits = false` the revisions are stored as given (`_rev` and `_revisions`
     /// from the source), and CouchDB 2+ and pouchdb-server list only the documents that
     /// failed: an empty answer means every document was written. With `new_edits = true`
-    /// there is one result per document.
+    /// there is one result per document. Match results to documents by `id`: the order is
+    /// the server's (pouchdb-server's is not always the request's).
     ///
     /// A request the server finds too large (413) is split in halves and each half sent
     /// again, as CouchDB's replicator does; a single document that is still too large gets
