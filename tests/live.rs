@@ -135,7 +135,7 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
     cancel.cancel();
     let summary = sync.await.unwrap().unwrap();
     assert!(summary.push.cancelled && summary.pull.cancelled);
-    assert!(summary.push.stats.docs_written >= written as u64 + 1);
+    assert!(summary.push.stats.docs_written > written as u64);
     let retries = events.await.unwrap();
     assert!(retries > 0, "the outage was never noticed");
 }

@@ -417,7 +417,7 @@ async fn revs_diff_reports_only_missing() {
     assert_eq!(diff["z"].missing, vec![rev("1-x")]);
     // Nothing asked, nothing missing (pouchdb-server lists the id with an empty list).
     assert!(
-        diff.get("c-has").map_or(true, |e| e.missing.is_empty()),
+        diff.get("c-has").is_none_or(|e| e.missing.is_empty()),
         "{diff:?}"
     );
     let mut have = BTreeMap::new();
