@@ -415,4 +415,43 @@ mod tests {
         );
         assert_eq!(body, Some(serde_json::json!({"doc_ids": ["a"]})));
     }
+
+    #[test]
+    fn selector_goes_in_the_body_and_named_filters_take_query_params() {
+        let mut url = Url::parse("http://h/db/_changes").unwrap();
+        let opts = ChangesOptions {
+            style: ChangesStyle::MainOnly,
+            filter: ChangesFilter::Selector(serde_json::json!({"kind": "note"})),
+            ..Default::default()
+        };
+        let body = changes_query(&mut url, &opts, Feed::Longpoll);
+        assert_eq!(url.query(), Some("feed=longpoll&filter=_selector"));
+        assert_eq!(
+            body,
+            Some(serde_json::json!({"selector": {"kind": "note"}}))
+        );
+
+        let mut url = Url::parse("http://h/db/_changes").unwrap();
+        let opts = ChangesOptions {
+            limit: Some(5),
+            heartbeat: Some(Duration::from_secs(10)),
+            timeout: Some(Duration::from_millis(1500)),
+            seq_interval: Some(5),
+            include_docs: true,
+            conflicts: true,
+            filter: ChangesFilter::Named {
+                name: "app/by_kind".into(),
+                params: [("kind".to_owned(), "a b".to_owned())].into(),
+            },
+            ..Default::default()
+        };
+        assert_eq!(changes_query(&mut url, &opts, Feed::Continuous), None);
+        assert_eq!(
+            url.query(),
+            Some(
+                "feed=continuous&style=all_docs&limit=5&heartbeat=10000&timeout=1500\
+                 &seq_interval=5&include_docs=true&conflicts=true&filter=app%2Fby_kind&kind=a+b"
+            )
+        );
+    }
 }

@@ -621,3 +621,33 @@ async fn ensure_full_commit_succeeds_and_changes_rejects_continuous() {
     assert!(empty.results.is_empty());
     assert_ne!(empty.last_seq, Seq::from_json(Value::Null));
 }
+
+#[tokio::test]
+async fn changes_named_filter_receives_its_query_params() {
+    let (_g, db) = fresh_db("filter");
+    let ddoc = json!({"filters": {"by_kind": "function(doc, req) { return doc.kind === req.query.kind; }"}});
+    db.put("_design/app", &ddoc).await.unwrap();
+    for (id, kind) in [("d1", "k1"), ("d2", "k2"), ("d3", "k2")] {
+        db.put(id, &json!({"kind": kind})).await.unwrap();
+    }
+    let opts = ChangesOptions {
+        filter: ChangesFilter::Named {
+            name: "app/by_kind".into(),
+            params: [("kind".to_owned(), "k2".to_owned())].into(),
+        },
+        ..Default::default()
+    };
+    let got = db.changes(&opts).await.unwrap();
+    assert_eq!(
+        got.results
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["d2", "d3"]
+    );
+    // The design doc is reachable under its unencoded prefix.
+    assert_eq!(
+        db.get("_design/app", &GetOptions::default()).await.unwrap()["_id"],
+        "_design/app"
+    );
+}

@@ -294,3 +294,101 @@ async fn continuous_feed_ends_with_last_seq_or_reports_an_interrupted_feed() {
     assert!(events[..2].iter().all(Result::is_ok));
     assert_eq!(events[2].as_ref().unwrap_err().name(), "feed_interrupted");
 }
+
+#[tokio::test]
+async fn cookie_session_is_renewed_once_on_401() {
+    // The first cookie expires after one use on anything but `/`.
+    let logins = Arc::new(Mutex::new(0u32));
+    let counter = logins.clone();
+    let (url, seen) = fake_server(move |req, _| {
+        if req.target == "/_session" {
+            let mut n = counter.lock().unwrap();
+            *n += 1;
+            let cookie = format!("AuthSession=session{n}; Version=1; Path=/; HttpOnly");
+            return (
+                200,
+                vec![("Set-Cookie", cookie)],
+                json!({"ok": true, "name": "alice"}).to_string(),
+            );
+        }
+        let fresh = req.headers.contains("cookie: authsession=session2");
+        let first_use = req.headers.contains("cookie: authsession=session1") && req.target == "/";
+        if fresh || first_use {
+            (
+                200,
+                vec![],
+                json!({"version": "x", "doc_count": 0, "db_name": "db", "update_seq": 0})
+                    .to_string(),
+            )
+        } else {
+            (
+                401,
+                vec![],
+                json!({"error": "unauthorized", "reason": "expired"}).to_string(),
+            )
+        }
+    })
+    .await;
+    let client = CouchClient::builder(&url)
+        .cookie_auth("alice", "pw")
+        .build()
+        .unwrap();
+    assert_eq!(client.server_info().await.unwrap().version, "x"); // logs in (session1)
+    assert_eq!(*logins.lock().unwrap(), 1);
+    // session1 is refused for /db: one new login (session2), then the request succeeds.
+    assert_eq!(client.db("db").info().await.unwrap().db_name, "db");
+    assert_eq!(*logins.lock().unwrap(), 2);
+    let targets: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(targets, ["/_session", "/", "/db", "/_session", "/db"]);
+    let login = seen.lock().unwrap()[0].clone();
+    assert_eq!(login.method, "POST");
+}
+
+#[tokio::test]
+async fn url_user_with_settee_password_bearer_and_extra_headers_are_sent() {
+    let (url, seen) = fake_server(|_, _| (200, vec![], json!({"version": "x"}).to_string())).await;
+    // Only this test touches SETTEE_PASSWORD.
+    std::env::set_var("SETTEE_PASSWORD", "from-env");
+    let with_user = url.replacen("://", "://alice@", 1);
+    let client = CouchClient::builder(&with_user).build().unwrap();
+    std::env::remove_var("SETTEE_PASSWORD");
+    client.server_info().await.unwrap();
+    let bearer = CouchClient::builder(&url)
+        .bearer_auth("tok")
+        .header("X-Tenant", "t1")
+        .build()
+        .unwrap();
+    bearer.server_info().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode("alice:from-env")
+        .to_ascii_lowercase();
+    assert!(
+        seen[0]
+            .headers
+            .contains(&format!("authorization: basic {basic}")),
+        "{}",
+        seen[0].headers
+    );
+    assert!(
+        seen[1].headers.contains("authorization: bearer tok"),
+        "{}",
+        seen[1].headers
+    );
+    assert!(
+        seen[1].headers.contains("x-tenant: t1"),
+        "{}",
+        seen[1].headers
+    );
+    assert!(
+        seen[0].headers.contains("accept-encoding: gzip"),
+        "{}",
+        seen[0].headers
+    );
+}
