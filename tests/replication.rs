@@ -471,3 +471,62 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
         "each document once"
     );
 }
+
+/// Filters on a remote source: doc_ids, a Mango selector (`filter=_selector`) and a design
+/// document's filter function with query parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_source_filters_doc_ids_selector_and_named_function() {
+    use settee::replicate::{Filter, Selector};
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let r = remote(&server, &unique_db("filters"));
+    r.to_peer().create().await.unwrap();
+    for i in 0..40 {
+        r.put(json!({"_id": format!("f{i:02}"), "kind": if i % 4 == 0 { "task" } else { "note" }, "i": i}))
+            .await
+            .unwrap();
+    }
+    r.put(json!({"_id": "_design/app", "filters": {
+        "by_kind": "function (doc, req) { return doc.kind === req.query.kind; }"}}))
+        .await
+        .unwrap();
+    let ids_of = |db: Db| async move {
+        db.all_docs(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+
+    let a = Db::Local(local(&dir, "a"));
+    let opts = ReplicateOptions {
+        filter: Filter::DocIds(vec!["f03".into(), "f05".into()]),
+        ..Default::default()
+    };
+    run(&r, &a, opts).await;
+    assert_eq!(ids_of(a).await, ["f03", "f05"]);
+
+    let b = Db::Local(local(&dir, "b"));
+    let sel = Selector::parse(&json!({"kind": "task", "i": {"$lt": 20}})).unwrap();
+    let opts = ReplicateOptions {
+        filter: Filter::Selector(sel),
+        batch_size: 3,
+        ..Default::default()
+    };
+    run(&r, &b, opts).await;
+    assert_eq!(ids_of(b).await, ["f00", "f04", "f08", "f12", "f16"]);
+
+    let c = Db::Local(local(&dir, "c"));
+    let mut query_params = serde_json::Map::new();
+    query_params.insert("kind".into(), json!("task"));
+    let opts = ReplicateOptions {
+        filter: Filter::Named {
+            name: "app/by_kind".into(),
+            query_params,
+        },
+        ..Default::default()
+    };
+    run(&r, &c, opts).await;
+    assert_eq!(ids_of(c).await.len(), 10);
+}

@@ -12,7 +12,7 @@ use settee_revtree::{Rev, RevsDiff, Seq};
 use crate::peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, Selector};
 
 /// A location string without its password, for messages about URLs we failed to parse.
 pub(crate) fn redacted(location: &str) -> String {
@@ -79,7 +79,13 @@ impl Peer for RemoteDb {
         let filter = match &req.filter {
             Filter::All => ChangesFilter::None,
             Filter::DocIds(ids) => ChangesFilter::DocIds(ids.clone()),
-            Filter::Selector(s) => ChangesFilter::Selector(s.to_canonical_json()),
+            Filter::Selector(s) => {
+                if server_has_selector_filter(self).await? {
+                    ChangesFilter::Selector(s.to_canonical_json())
+                } else {
+                    return selector_changes(self, req, s).await;
+                }
+            }
             Filter::Named { name, query_params } => ChangesFilter::Named {
                 name: name.clone(),
                 params: query_params
@@ -94,49 +100,7 @@ impl Peer for RemoteDb {
                     .collect(),
             },
         };
-        let opts = ChangesOptions {
-            feed: if req.wait.is_some() {
-                Feed::Longpoll
-            } else {
-                Feed::Normal
-            },
-            since: (!req.since.is_zero()).then(|| req.since.clone()),
-            limit: Some(req.limit as u64),
-            timeout: req.wait,
-            // Real sequences are needed only at batch ends (CouchDB 2+; others ignore it).
-            seq_interval: Some(req.limit as u64),
-            filter,
-            ..ChangesOptions::default()
-        };
-        let resp = RemoteDb::changes(self, &opts)
-            .await
-            .map_err(couch_err(self))?;
-        // Resume after the last row we were given, not after the response's `last_seq`:
-        // a server may compute `last_seq` after reading its rows, so a write that landed
-        // meanwhile can sit before `last_seq` without being in `results` (pouchdb-server
-        // does this under concurrent writes). The last row's seq is always real, even with
-        // `seq_interval` (CouchDB sends it for the final row). Only an empty page takes
-        // `last_seq`.
-        let last_seq = resp
-            .results
-            .last()
-            .map(|c| c.seq.clone())
-            .filter(|s| !s.as_json().is_null())
-            .unwrap_or(resp.last_seq);
-        Ok(ChangesBatch {
-            changes: resp
-                .results
-                .into_iter()
-                .map(|c| Change {
-                    seq: c.seq,
-                    id: c.id,
-                    revs: c.changes,
-                    deleted: c.deleted,
-                })
-                .collect(),
-            last_seq,
-            pending: resp.pending,
-        })
+        Ok(read_changes(self, req, filter, false).await?.0)
     }
 
     async fn revs_diff(
@@ -236,5 +200,123 @@ impl Peer for RemoteDb {
 
     fn pending_since(&self, _since: &Seq) -> Option<u64> {
         None
+    }
+}
+
+async fn read_changes(
+    db: &RemoteDb,
+    req: &ChangesRequest,
+    filter: ChangesFilter,
+    include_docs: bool,
+) -> Result<(ChangesBatch, Vec<Option<Value>>)> {
+    let opts = ChangesOptions {
+        feed: if req.wait.is_some() {
+            Feed::Longpoll
+        } else {
+            Feed::Normal
+        },
+        since: (!req.since.is_zero()).then(|| req.since.clone()),
+        limit: Some(req.limit as u64),
+        timeout: req.wait,
+        // Real sequences are needed only at batch ends (CouchDB 2+; others ignore it).
+        seq_interval: Some(req.limit as u64),
+        filter,
+        include_docs,
+        ..ChangesOptions::default()
+    };
+    let resp = RemoteDb::changes(db, &opts).await.map_err(couch_err(db))?;
+    // Resume after the last row we were given, not after the response's `last_seq`:
+    // a server may compute `last_seq` after reading its rows, so a write that landed
+    // meanwhile can sit before `last_seq` without being in `results` (pouchdb-server
+    // does this under concurrent writes). The last row's seq is always real, even with
+    // `seq_interval` (CouchDB sends it for the final row). Only an empty page takes
+    // `last_seq`.
+    let last_seq = resp
+        .results
+        .last()
+        .map(|c| c.seq.clone())
+        .filter(|s| !s.as_json().is_null())
+        .unwrap_or(resp.last_seq);
+    let docs = resp.results.iter().map(|c| c.doc.clone()).collect();
+    let batch = ChangesBatch {
+        changes: resp
+            .results
+            .into_iter()
+            .map(|c| Change {
+                seq: c.seq,
+                id: c.id,
+                revs: c.changes,
+                deleted: c.deleted,
+            })
+            .collect(),
+        last_seq,
+        pending: resp.pending,
+    };
+    Ok((batch, docs))
+}
+
+/// What each server (by URL) answered about `filter=_selector`, learned once per process.
+static SELECTOR_SUPPORT: std::sync::Mutex<Vec<(String, bool)>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether the server evaluates `filter=_selector` itself: Apache CouchDB 2.0 and later.
+/// Older servers and pouchdb-server do not (pouchdb-server even crashes when asked, as it
+/// looks for a design document named `_selector`), so the selector is evaluated here.
+async fn server_has_selector_filter(db: &RemoteDb) -> Result<bool> {
+    let key = db.client().url().to_string();
+    if let Ok(known) = SELECTOR_SUPPORT.lock() {
+        if let Some((_, yes)) = known.iter().find(|(k, _)| *k == key) {
+            return Ok(*yes);
+        }
+    }
+    let info = db.client().server_info().await.map_err(couch_err(db))?;
+    let major: u32 = info
+        .version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let yes = info.couchdb.is_some()
+        && info
+            .vendor
+            .as_ref()
+            .map_or(true, |v| !v.to_string().contains("PouchDB"))
+        && major >= 2;
+    if !yes {
+        tracing::info!(url = %db.url(), "server has no filter=_selector; evaluating the selector locally");
+    }
+    if let Ok(mut known) = SELECTOR_SUPPORT.lock() {
+        known.push((key, yes));
+    }
+    Ok(yes)
+}
+
+/// A page of changes whose winning documents match `selector`, evaluated here: pages are
+/// read (with `include_docs`) until `limit` rows match or the feed ends, so a short page
+/// still means "nothing more".
+async fn selector_changes(
+    db: &RemoteDb,
+    req: &ChangesRequest,
+    selector: &Selector,
+) -> Result<ChangesBatch> {
+    let mut req = req.clone();
+    let mut out = Vec::new();
+    loop {
+        let (page, docs) = read_changes(db, &req, ChangesFilter::None, true).await?;
+        let exhausted = page.changes.len() < req.limit.max(1);
+        let pending = page.pending;
+        req.since = page.last_seq.clone();
+        req.wait = None;
+        for (change, doc) in page.changes.into_iter().zip(docs) {
+            if doc.as_ref().is_some_and(|d| selector.matches(d)) {
+                out.push(change);
+            }
+        }
+        if exhausted || out.len() >= req.limit.max(1) {
+            return Ok(ChangesBatch {
+                changes: out,
+                last_seq: req.since,
+                pending,
+            });
+        }
     }
 }
