@@ -275,12 +275,11 @@ async fn server_has_selector_filter(db: &RemoteDb) -> Result<bool> {
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0);
-    let yes = info.couchdb.is_some()
-        && info
-            .vendor
-            .as_ref()
-            .map_or(true, |v| !v.to_string().contains("PouchDB"))
-        && major >= 2;
+    let pouchdb = info
+        .vendor
+        .as_ref()
+        .is_some_and(|v| v.to_string().contains("PouchDB"));
+    let yes = info.couchdb.is_some() && !pouchdb && major >= 2;
     if !yes {
         tracing::info!(url = %db.url(), "server has no filter=_selector; evaluating the selector locally");
     }
