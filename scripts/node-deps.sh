@@ -11,7 +11,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -d "$cache/node_
     command -v node >/dev/null || { echo "node-deps: Node.js is not installed (needed for the test server)" >&2; exit 1; }
     cp "$root/tests/node/package.json" "$root/tests/node/package-lock.json" "$cache/"
     echo "node-deps: installing pinned npm packages into $cache" >&2
-    (cd "$cache" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    # --ignore-scripts: nothing we use needs an install script (leveldown loads the prebuilt
+    # binary it ships), and pouchdb-server's optional sqlite3 would otherwise compile from source.
+    (cd "$cache" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
     echo "$want" > "$stamp"
 fi
 echo "$cache/node_modules"

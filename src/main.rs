@@ -472,7 +472,11 @@ async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, b
     });
     let mut written = [0u64; 2];
     let mut pending: [Option<u64>; 2] = [None, None];
+    let mut seen = [false; 2];
     while let Some(event) = rx.recv().await {
+        if let Event::Active { direction } = &event {
+            seen[dir_index(*direction)] = true;
+        }
         if json {
             let _ = print_json(&event);
         }
@@ -526,11 +530,12 @@ async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, b
             let total = written[0] + written[1];
             let rate = total as f64 / start.elapsed().as_secs_f64().max(0.001);
             let pend = |p: Option<u64>| p.map_or("?".to_owned(), |n| n.to_string());
-            pb.set_message(format!(
-                "{total} docs written ({rate:.0} docs/s), pending push {} pull {}",
-                pend(pending[0]),
-                pend(pending[1])
-            ));
+            let pending = match (seen[0], seen[1]) {
+                (true, true) => format!("pending push {} pull {}", pend(pending[0]), pend(pending[1])),
+                (false, true) => format!("pending {}", pend(pending[1])),
+                _ => format!("pending {}", pend(pending[0])),
+            };
+            pb.set_message(format!("{total} docs written ({rate:.0} docs/s), {pending}"));
         }
     }
     if let Some(pb) = pb {
