@@ -7,7 +7,8 @@
 //! `batches_in_flight` batches are diffed, fetched and written concurrently, and their
 //! results are taken in feed order, so "everything up to sequence S is written" is simply
 //! "the batch ending at S has been taken". A checkpoint then asks the target to make its
-//! writes durable (`commit`) before recording S on both peers.
+//! writes durable (`commit`) before recording S on both peers. A one-shot run ends on an
+//! empty page; a continuous one reports `Paused` on a short page and then longpolls.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -458,13 +459,16 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                         }
                     }
                     Ok(batch) => {
-                        // A short page means caught up: the last page of a one-shot run, or
-                        // (continuous) report idle once it is written, then wait for more.
+                        // A short page means caught up: continuous mode reports idle once it
+                        // is written, then waits for more. A one-shot run still reads on until
+                        // an empty page: a server that is not snapshot-consistent (pouchdb-server)
+                        // can leave out rows that moved to a later sequence while it read, and
+                        // the next page finds them. That costs one round trip at the end.
                         let short = batch.changes.len() < limit;
                         let next = ReadState {
                             since: batch.last_seq.clone(),
                             caught_up: short,
-                            ended: short && !continuous,
+                            ended: false,
                             idle: short && continuous,
                         };
                         Some((Ok(Item::Batch(batch)), next))
