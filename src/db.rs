@@ -32,18 +32,6 @@ pub struct GetArgs {
     pub open_revs: Option<String>,
 }
 
-/// An error and its causes on one line (`a: b: c`).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
 /// A location with any password removed, for messages.
 pub fn redact(location: &str) -> String {
     match url::Url::parse(location) {
@@ -478,7 +466,7 @@ pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
     let st = settee_replicate::status(&l, &r, &Filter::All).await?;
     let (unpulled, remote_error) = match settee_replicate::unpulled(&l, &r, &Filter::All).await {
         Ok(n) => (n, None),
-        Err(e) => (None, Some(error_chain(&e))),
+        Err(e) => (None, Some(settee_replicate::error_chain(&e))),
     };
     let conflicts = local.conflicts().await?.len();
     Ok(Status {

@@ -37,7 +37,7 @@ pub use events::{Direction, Event, Stats, Summary};
 pub use peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
 };
-pub use replication::{ReplicateOptions, Replication, ReplicationHandle};
+pub use replication::{error_chain, ReplicateOptions, Replication, ReplicationHandle};
 pub use selector::{Selector, SelectorError};
 pub use sync::{status, sync, unpulled, SyncStatus, SyncSummary};
 pub use tokio_util::sync::CancellationToken;

@@ -764,8 +764,8 @@ impl Ctx {
     }
 }
 
-/// The error and its sources on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources on one line (`a: b: c`), as events and the CLI show errors.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
