@@ -531,11 +531,17 @@ async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, b
             let rate = total as f64 / start.elapsed().as_secs_f64().max(0.001);
             let pend = |p: Option<u64>| p.map_or("?".to_owned(), |n| n.to_string());
             let pending = match (seen[0], seen[1]) {
-                (true, true) => format!("pending push {} pull {}", pend(pending[0]), pend(pending[1])),
+                (true, true) => format!(
+                    "pending push {} pull {}",
+                    pend(pending[0]),
+                    pend(pending[1])
+                ),
                 (false, true) => format!("pending {}", pend(pending[1])),
                 _ => format!("pending {}", pend(pending[0])),
             };
-            pb.set_message(format!("{total} docs written ({rate:.0} docs/s), {pending}"));
+            pb.set_message(format!(
+                "{total} docs written ({rate:.0} docs/s), {pending}"
+            ));
         }
     }
     if let Some(pb) = pb {
