@@ -20,7 +20,8 @@ start)
     # child (not inside a subshell) so that $! is node's own PID, which `stop` kills, and with
     # every standard stream redirected so that `url=$(test-server.sh start DIR)` returns.
     cd "$dir/data"
-    nohup node "$modules/pouchdb-server/bin/pouchdb-server" \
+    # tests/node/keep-alive.js keeps one bad request from ending the server (see there).
+    nohup node --require "$root/tests/node/keep-alive.js" "$modules/pouchdb-server/bin/pouchdb-server" \
         --host 127.0.0.1 --port "$port" --dir "$dir/data" \
         --config "$dir/data/config.json" < /dev/null > "$dir/log" 2>&1 &
     echo $! > "$dir/pid"

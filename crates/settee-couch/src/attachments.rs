@@ -67,7 +67,7 @@ impl RemoteDb {
     ///
     /// # Errors
     /// [`Error::Conflict`]; [`Error::TooLarge`]; [`Error::BadRequest`];
-    /// [`Error::InvalidResponse`] if `doc` is not a JSON object; [`Error::Transport`].
+    /// [`Error::InvalidArgument`] if `doc` is not a JSON object; [`Error::Transport`].
     pub async fn put_multipart(
         &self,
         id: &str,
@@ -81,11 +81,9 @@ impl RemoteDb {
         }
         let mut doc = doc.clone();
         let Some(obj) = doc.as_object_mut() else {
-            return Err(Error::invalid(
-                &Method::PUT,
-                self.url(),
-                "the document is not a JSON object",
-            ));
+            return Err(Error::InvalidArgument {
+                reason: "the document is not a JSON object".into(),
+            });
         };
         // pouchdb-server requires the id in the body of a multipart PUT; CouchDB accepts it.
         obj.insert("_id".into(), Value::from(id));
@@ -93,11 +91,9 @@ impl RemoteDb {
             .entry("_attachments")
             .or_insert_with(|| Value::Object(Default::default()));
         let Some(atts) = atts.as_object_mut() else {
-            return Err(Error::invalid(
-                &Method::PUT,
-                self.url(),
-                "_attachments is not an object",
-            ));
+            return Err(Error::InvalidArgument {
+                reason: "_attachments is not an object".into(),
+            });
         };
         for a in &attachments {
             atts.insert(
@@ -136,9 +132,31 @@ impl RemoteDb {
             content_type: format!("multipart/related; boundary=\"{boundary}\""),
             length,
         };
-        self.client
+        let shown = crate::RedactedUrl::new(&url);
+        let given_rev = doc
+            .get("_rev")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse::<Rev>().ok());
+        let answer: Value = self
+            .client
             .send_json(Call::new(Method::PUT, url).body(body))
-            .await
+            .await?;
+        match serde_json::from_value::<PutResponse>(answer.clone()) {
+            Ok(resp) => Ok(resp),
+            // pouchdb-server answers a new_edits=false PUT like _bulk_docs does: `[]`.
+            Err(_) if !new_edits && answer == Value::Array(vec![]) => match given_rev {
+                Some(rev) => Ok(PutResponse {
+                    id: id.to_owned(),
+                    rev,
+                }),
+                None => Err(Error::invalid(
+                    &Method::PUT,
+                    &shown,
+                    "no _rev in the answer or the doc",
+                )),
+            },
+            Err(e) => Err(Error::invalid(&Method::PUT, &shown, e)),
+        }
     }
 
     /// `GET /{db}/{id}/{name}`: an attachment's bytes (decoded if the server gzipped them).

@@ -167,16 +167,15 @@ impl RemoteDb {
     /// `_changes` with `feed=normal` or `feed=longpoll` (from [`ChangesOptions::feed`]).
     ///
     /// # Errors
-    /// [`Error::BadRequest`] if `opts.feed` is `Continuous` (use
-    /// [`changes_stream`](Self::changes_stream)) or the server rejects a filter;
+    /// [`Error::InvalidArgument`] if `opts.feed` is `Continuous` (use
+    /// [`changes_stream`](Self::changes_stream)); [`Error::BadRequest`] if the server
+    /// rejects a parameter or filter;
     /// [`Error::NotFound`]; [`Error::Transport`]; [`Error::InvalidResponse`].
     pub async fn changes(&self, opts: &ChangesOptions) -> Result<ChangesResponse> {
         if opts.feed == Feed::Continuous {
-            return Err(Error::invalid(
-                &Method::GET,
-                self.url(),
-                "feed=continuous is read with changes_stream()",
-            ));
+            return Err(Error::InvalidArgument {
+                reason: "feed=continuous is read with changes_stream()".into(),
+            });
         }
         let call = self.changes_call(opts, opts.feed)?;
         self.client.send_json(call).await

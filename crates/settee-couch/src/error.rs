@@ -116,6 +116,13 @@ pub enum Error {
         /// The feed's URL, redacted.
         url: RedactedUrl,
     },
+    /// The call cannot be made as asked (e.g. `feed=continuous` through
+    /// [`RemoteDb::changes`](crate::RemoteDb::changes), a document that is not a JSON object).
+    #[error("invalid_argument: {reason}")]
+    InvalidArgument {
+        /// What is wrong.
+        reason: String,
+    },
     /// The URL given to the builder cannot be used.
     #[error("invalid_url: {reason}")]
     InvalidUrl {
@@ -141,6 +148,7 @@ impl Error {
             Error::Transport { .. } => "transport",
             Error::InvalidResponse { .. } => "invalid_response",
             Error::FeedInterrupted { .. } => "feed_interrupted",
+            Error::InvalidArgument { .. } => "invalid_argument",
             Error::InvalidUrl { .. } => "invalid_url",
         }
     }

@@ -610,7 +610,7 @@ async fn ensure_full_commit_succeeds_and_changes_rejects_continuous() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.name(), "invalid_response");
+    assert_eq!(err.name(), "invalid_argument");
     // The opaque since is sent back as given: a number here, a string on CouchDB 2+.
     let info = db.info().await.unwrap();
     let since_now = ChangesOptions {
@@ -649,5 +649,37 @@ async fn changes_named_filter_receives_its_query_params() {
     assert_eq!(
         db.get("_design/app", &GetOptions::default()).await.unwrap()["_id"],
         "_design/app"
+    );
+}
+
+#[tokio::test]
+async fn multipart_put_with_new_edits_false_stores_the_given_revision() {
+    let (_g, db) = fresh_db("mpreplicated");
+    let doc = json!({"_rev": "2-bb", "_revisions": {"start": 2, "ids": ["bb", "aa"]}, "v": 1});
+    let att = AttachmentUpload::from_bytes(
+        "a.txt",
+        "text/plain",
+        bytes::Bytes::from_static(b"replicated"),
+    );
+    db.put_multipart("r", &doc, vec![att], false).await.unwrap();
+    let got = db
+        .get(
+            "r",
+            &GetOptions {
+                revs: true,
+                attachments: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(got["_rev"], "2-bb");
+    assert_eq!(got["_revisions"], json!({"start": 2, "ids": ["bb", "aa"]}));
+    assert_eq!(
+        db.get_attachment("r", "a.txt", None)
+            .await
+            .unwrap()
+            .as_ref(),
+        b"replicated"
     );
 }

@@ -392,3 +392,30 @@ async fn url_user_with_settee_password_bearer_and_extra_headers_are_sent() {
         seen[0].headers
     );
 }
+
+#[tokio::test]
+async fn idempotent_request_is_retried_after_the_connection_drops() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = Arc::new(Mutex::new(0u32));
+    let count = served.clone();
+    tokio::spawn(async move {
+        // The first connection is closed as soon as the request arrives, with no answer.
+        let (mut first, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = first.read(&mut buf).await;
+        drop(first);
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let _ = sock.read(&mut buf).await;
+        *count.lock().unwrap() += 1;
+        let body = json!({"version": "after-reset"}).to_string();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(resp.as_bytes()).await.unwrap();
+    });
+    let client = CouchClient::builder(&url).build().unwrap();
+    assert_eq!(client.server_info().await.unwrap().version, "after-reset");
+    assert_eq!(*served.lock().unwrap(), 1);
+}
