@@ -75,6 +75,26 @@ impl Db {
         }
     }
 
+    /// Opens a location for replication: like [`Db::open`], but a local store flushes on an
+    /// interval instead of on every write, and keeps a smaller page cache. That is safe for
+    /// replication: the replicator makes the target durable (`Peer::commit`) before every
+    /// checkpoint, so a crash loses at most what the next run fetches again.
+    ///
+    /// # Errors
+    /// As [`Db::open`].
+    pub fn open_for_replication(location: &str) -> Result<Db> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return Db::open(location);
+        }
+        Ok(Db::Local(Database::open_with(settee_store::OpenOptions {
+            durability: settee_store::Durability::Relaxed {
+                flush_every: std::time::Duration::from_secs(1),
+            },
+            cache_capacity: 32 * 1024 * 1024,
+            ..settee_store::OpenOptions::new(location)
+        })?))
+    }
+
     /// This database as a replication peer.
     pub fn to_peer(&self) -> AnyPeer {
         match self {

@@ -235,12 +235,15 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             target,
             args,
         } => {
-            let (src, tgt) = (open(&source)?, open(&target)?);
+            let (src, tgt) = (
+                open_for_replication(&source)?,
+                open_for_replication(&target)?,
+            );
             let opts = replication_options(&args)?;
             replicate(src, tgt, opts, &ui).await
         }
         Command::Sync { local, url, args } => {
-            let (l, r) = (open(&local)?, open(&url)?);
+            let (l, r) = (open_for_replication(&local)?, open_for_replication(&url)?);
             let opts = replication_options(&args)?;
             sync(l, r, opts, &ui).await
         }
@@ -340,6 +343,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 
 fn open(location: &str) -> anyhow::Result<Db> {
     Db::open(location).with_context(|| format!("opening {}", settee::redact(location)))
+}
+
+fn open_for_replication(location: &str) -> anyhow::Result<Db> {
+    Db::open_for_replication(location)
+        .with_context(|| format!("opening {}", settee::redact(location)))
 }
 
 /// A sequence given on the command line: a number, JSON, or an opaque string.

@@ -700,6 +700,11 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         source_log
             .write(&self.source, session.rep_id, &log, true)
             .await?;
+        if self.source.is_local() {
+            // A local source may flush on an interval: make its copy of the log durable too,
+            // or a crash would leave only the target's and the next run would start over.
+            self.source.commit().await?;
+        }
         progress.checkpointed_seq = Some(progress.done_seq.clone());
         tracing::info!(seq = %progress.done_seq, "checkpoint written");
         ctx.emit(Event::Checkpoint {
