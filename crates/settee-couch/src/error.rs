@@ -77,7 +77,7 @@ pub enum Error {
     /// 409: the document was updated since the `_rev` sent; fetch the current `_rev` and retry.
     #[error("conflict: {0}; fetch the current _rev and retry")]
     Conflict(Box<Failure>),
-    /// 412: the database already exists (or another precondition failed).
+    /// 412 `file_exists`: the database already exists. (Other 412s are [`Error::Http`].)
     #[error("file_exists: {0}")]
     FileExists(Box<Failure>),
     /// 413: the request body is larger than the server accepts (`max_document_size`,
@@ -194,7 +194,8 @@ impl Error {
             404 => Error::NotFound(f),
             405 => Error::MethodNotAllowed(f),
             409 => Error::Conflict(f),
-            412 => Error::FileExists(f),
+            // pouchdb-server also answers 412 for other preconditions (`missing_id`).
+            412 if f.error == "file_exists" => Error::FileExists(f),
             413 => Error::TooLarge(f),
             _ => Error::Http(f),
         }
