@@ -217,26 +217,6 @@ fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-#[cfg(test)]
-mod retry_after_tests {
-    use super::*;
-
-    #[test]
-    fn seconds_and_http_dates_are_both_understood() {
-        let now = httpdate::parse_http_date("Wed, 25 Nov 2026 20:00:00 GMT").unwrap();
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Wed, 25 Nov 2026 20:00:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 25 Nov 2026 19:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
-}
-
 /// Reads an error response into an [`Error`] with CouchDB's `error` and `reason`.
 pub(crate) async fn failure(method: &Method, url: &RedactedUrl, resp: Response) -> Error {
     #[derive(serde::Deserialize)]
@@ -281,3 +261,23 @@ pub(crate) fn sensitive(mut value: HeaderValue) -> HeaderValue {
 }
 
 pub(crate) const COOKIE_HEADER: reqwest::header::HeaderName = COOKIE;
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn seconds_and_http_dates_are_both_understood() {
+        let now = httpdate::parse_http_date("Wed, 25 Nov 2026 20:00:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 25 Nov 2026 20:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 25 Nov 2026 19:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}
