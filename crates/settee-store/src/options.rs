@@ -167,6 +167,9 @@ pub struct ChangesOptions {
     pub style: ChangesStyle,
     /// Only these documents (`filter=_doc_ids`).
     pub doc_ids: Option<Vec<String>>,
+    /// Do not count `pending` (it is then 0): counting reads the rest of the index, which a
+    /// caller paging through the whole feed (the replicator) would pay on every page.
+    pub skip_pending: bool,
 }
 
 /// One item of a `_bulk_get` request.
