@@ -72,9 +72,15 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn open(path: &Path, durability: Durability) -> Result<Database> {
+    // BENCH_CACHE_MB: sled's page cache (the store's default is 64 MiB).
+    let cache_capacity = match std::env::var("BENCH_CACHE_MB") {
+        Ok(v) => v.parse::<u64>().map_err(|e| format!("BENCH_CACHE_MB={v}: {e}"))? * 1024 * 1024,
+        Err(_) => OpenOptions::default().cache_capacity,
+    };
     Ok(Database::open_with(OpenOptions {
         path: path.to_owned(),
         durability,
+        cache_capacity,
         ..Default::default()
     })?)
 }
