@@ -108,7 +108,7 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::put_local(p, id, doc).await)
     }
 
-    fn pending_since(&self, since: &Seq) -> Option<u64> {
-        both!(self, p => Peer::pending_since(p, since))
+    async fn pending_since(&self, since: &Seq) -> Option<u64> {
+        both!(self, p => Peer::pending_since(p, since).await)
     }
 }

@@ -163,6 +163,6 @@ pub trait Peer: Clone + Send + Sync + 'static {
     fn put_local(&self, id: &str, doc: Value) -> impl Future<Output = Result<String>> + Send;
 
     /// For a local store: how many documents changed after `since` (its own sequence).
-    /// `None` for a remote peer.
-    fn pending_since(&self, since: &Seq) -> Option<u64>;
+    /// `None` for a remote peer. Counting reads the rest of the store's by-seq index.
+    fn pending_since(&self, since: &Seq) -> impl Future<Output = Option<u64>> + Send;
 }

@@ -198,7 +198,7 @@ impl Peer for RemoteDb {
         Ok(rev.to_string())
     }
 
-    fn pending_since(&self, _since: &Seq) -> Option<u64> {
+    async fn pending_since(&self, _since: &Seq) -> Option<u64> {
         None
     }
 }

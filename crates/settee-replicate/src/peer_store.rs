@@ -159,8 +159,9 @@ impl Peer for Database {
         Ok(res.rev)
     }
 
-    fn pending_since(&self, since: &Seq) -> Option<u64> {
-        Database::pending_since(self, since.as_local()?).ok()
+    async fn pending_since(&self, since: &Seq) -> Option<u64> {
+        let since = since.as_local()?;
+        blocking(self, move |db| db.pending_since(since)).await.ok()
     }
 }
 

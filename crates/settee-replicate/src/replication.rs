@@ -524,7 +524,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     progress.read_since_base += p.delta.changes_read;
                     let pending = if self.source.is_local() {
                         if progress.pending_base.is_none() {
-                            self.refresh_pending(progress);
+                            self.refresh_pending(progress).await;
                         }
                         progress
                             .pending_base
@@ -553,7 +553,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     if !progress.paused {
                         progress.paused = true;
                         let pending = if self.source.is_local() {
-                            self.refresh_pending(progress);
+                            self.refresh_pending(progress).await;
                             progress.pending_base
                         } else {
                             Some(0)
@@ -571,8 +571,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
 
     /// Counts a local source's changes after `done_seq` exactly (at start, at checkpoints
     /// and when caught up); `Change` events subtract the rows read since.
-    fn refresh_pending(&self, progress: &mut Progress) {
-        progress.pending_base = self.source.pending_since(&progress.done_seq);
+    async fn refresh_pending(&self, progress: &mut Progress) {
+        progress.pending_base = self.source.pending_since(&progress.done_seq).await;
         progress.read_since_base = 0;
     }
 
@@ -727,7 +727,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         }
         progress.checkpointed_seq = Some(progress.done_seq.clone());
         if self.source.is_local() {
-            self.refresh_pending(progress);
+            self.refresh_pending(progress).await;
         }
         tracing::info!(seq = %progress.done_seq, "checkpoint written");
         ctx.emit(Event::Checkpoint {

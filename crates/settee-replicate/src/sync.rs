@@ -133,7 +133,7 @@ pub async fn status<L: Peer, R: Peer>(
         failures.extend(log.doc_failures.iter().cloned());
     }
     Ok(SyncStatus {
-        unpushed: local.pending_since(&since),
+        unpushed: local.pending_since(&since).await,
         last_push: when(&push),
         last_pull: when(&pull),
         failures,
