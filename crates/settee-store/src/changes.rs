@@ -1,6 +1,8 @@
 //! The changes feed: `changes` (one read of the by-seq index), `live_changes` (catch-up,
-//! then a live tail) and `pending_since`. Each document appears once, at its latest
-//! sequence, because a write removes the document's previous by-seq entry in its batch.
+//! then a live tail) and `pending_since`, and [`SeqEntries`], the walk over the by-seq
+//! chunks they share. Each document appears once, at its latest sequence: an entry whose
+//! document has been written again since (a stale entry, see `keys.rs`) is skipped, because
+//! the document's record no longer carries that seq.
 //!
 //! The live tail does not use `sled::Tree::watch_prefix`: sled's subscribers have a bounded
 //! buffer that blocks writers when a subscriber is not polled, which would let an idle
@@ -18,7 +20,8 @@ use std::task::{Context, Poll, Waker};
 use futures::Stream;
 use settee_revtree::Rev;
 
-use crate::keys::{self, DocHeader, DocRecord};
+use crate::database::Inner;
+use crate::keys::{self, DocHeader, DocRecord, SeqEntry};
 use crate::{Change, Changes, ChangesOptions, ChangesStyle, Database, Error, GetOptions, Result};
 
 /// Rows a live stream reads from the index at a time.
@@ -111,48 +114,41 @@ impl Database {
             .doc_ids
             .as_ref()
             .map(|v| v.iter().map(String::as_str).collect());
-        let start = keys::seq_key(since.saturating_add(1));
-        let end = keys::seq_key(u64::MAX);
-        let range = inner.tree.range(start..=end);
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
-            if opts.descending {
-                Box::new(range.rev())
-            } else {
-                Box::new(range)
-            };
+        // Everything up to `settled` was applied before this read began, so sled's
+        // iterator shows it; a record that moved past `settled` was written while we read.
+        let settled = inner.notifier.seq();
         let limit = opts.limit.unwrap_or(usize::MAX);
         let mut results = Vec::new();
         let mut last_seq = if opts.descending { 0 } else { since };
-        let mut pending = 0u64;
+        let mut rest_ids: HashSet<String> = HashSet::new();
         let mut moved = false;
-        for item in iter {
-            let (k, v) = item.map_err(|e| inner.storage(e))?;
-            let seq = keys::seq_from_key(&k).ok_or_else(|| Error::corrupt("bad by-seq key"))?;
+        for item in SeqEntries::new(&inner.tree, since, opts.descending) {
+            let (seq, id) = item.map_err(|e| e.into_store(inner))?;
             if results.len() >= limit {
                 if opts.skip_pending {
                     break;
                 }
-                pending += 1;
+                // Distinct ids: a document's stale entries and its live one count once.
+                rest_ids.insert(id);
                 continue;
             }
             if !opts.descending {
                 last_seq = seq;
             }
-            let id = std::str::from_utf8(&v)
-                .map_err(|_| Error::corrupt(format!("by-seq entry {seq} holds a non-UTF-8 id")))?;
-            if ids.as_ref().is_some_and(|set| !set.contains(id)) {
+            if ids.as_ref().is_some_and(|set| !set.contains(id.as_str())) {
                 continue;
             }
-            match self.change_row(seq, id, opts)? {
-                Some(change) => {
+            match self.change_row(seq, &id, opts)? {
+                Row::Current(change) => {
                     if opts.descending {
                         last_seq = seq;
                     }
                     results.push(change);
                 }
-                None => moved = true,
+                Row::Later(now) => moved |= now > settled,
             }
         }
+        let pending = rest_ids.len() as u64;
         Ok(ChangesPass {
             changes: Changes {
                 results,
@@ -163,20 +159,21 @@ impl Database {
         })
     }
 
-    /// The row for by-seq entry `seq` → `id`, or `None` if the document has moved on to a
-    /// later sequence since the index was read (its later entry will be read instead).
-    fn change_row(&self, seq: u64, id: &str, opts: &ChangesOptions) -> Result<Option<Change>> {
+    /// The row for by-seq entry `seq` → `id`, or [`Row::Later`] if the document has been
+    /// written again since (its later entry is read instead).
+    fn change_row(&self, seq: u64, id: &str, opts: &ChangesOptions) -> Result<Row> {
         let inner = &self.inner;
         let Some(bytes) = inner
             .tree
             .get(keys::doc_key(id))
             .map_err(|e| inner.storage(e))?
         else {
-            return Ok(None);
+            // Purged while we read (purge removes its entries).
+            return Ok(Row::Later(u64::MAX));
         };
         let header = DocHeader::decode(id, &bytes)?;
         if header.seq != seq {
-            return Ok(None);
+            return Ok(Row::Later(header.seq));
         }
         let need_tree = opts.style == ChangesStyle::AllDocs || opts.include_docs;
         let rec = if need_tree {
@@ -201,7 +198,7 @@ impl Database {
             }
             _ => None,
         };
-        Ok(Some(Change {
+        Ok(Row::Current(Change {
             seq,
             id: id.to_owned(),
             changes,
@@ -217,14 +214,12 @@ impl Database {
     /// [`Error::Storage`] on storage failures.
     pub fn pending_since(&self, since: u64) -> Result<u64> {
         let inner = &self.inner;
-        let start = keys::seq_key(since.saturating_add(1));
-        let end = keys::seq_key(u64::MAX);
-        let mut n = 0;
-        for item in inner.tree.range(start..=end).keys() {
-            item.map_err(|e| inner.storage(e))?;
-            n += 1;
+        let mut ids: HashSet<String> = HashSet::new();
+        for item in SeqEntries::new(&inner.tree, since, false) {
+            let (_, id) = item.map_err(|e| e.into_store(inner))?;
+            ids.insert(id);
         }
-        Ok(n)
+        Ok(ids.len() as u64)
     }
 
     /// A continuous changes feed: the changes after `opts.since` (as [`Database::changes`]
@@ -318,6 +313,92 @@ impl LiveFeed {
                 }
             }
         }
+    }
+}
+
+/// A by-seq entry's row, or the seq its document has moved on to (`u64::MAX`: purged).
+enum Row {
+    Current(Change),
+    Later(u64),
+}
+
+/// The entries of the by-seq index after `since`, ascending (or descending), chunk by
+/// chunk; stale entries included (the caller checks them against the records).
+pub(crate) struct SeqEntries {
+    chunks: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>,
+    since: u64,
+    descending: bool,
+    buffer: std::vec::IntoIter<SeqEntry>,
+    done: bool,
+}
+
+/// A failure while walking the index: sled's, or a damaged chunk.
+pub(crate) enum WalkError {
+    Sled(sled::Error),
+    Store(Error),
+}
+
+impl WalkError {
+    pub(crate) fn into_store(self, inner: &Inner) -> Error {
+        match self {
+            WalkError::Sled(e) => inner.storage(e),
+            WalkError::Store(e) => e,
+        }
+    }
+}
+
+impl SeqEntries {
+    pub(crate) fn new(tree: &sled::Tree, since: u64, descending: bool) -> SeqEntries {
+        let all = keys::chunk_key(0)..=keys::chunk_key(u64::MAX);
+        let chunks: Box<dyn Iterator<Item = _> + Send> = if descending {
+            Box::new(tree.range(all).rev())
+        } else {
+            // The chunk holding `since + 1` may start before it: begin at the last chunk
+            // whose first seq is at most `since + 1`.
+            let probe = keys::chunk_key(since.saturating_add(1));
+            let start = match tree.range(keys::chunk_key(0)..=probe).next_back() {
+                Some(Ok((k, _))) => k.to_vec(),
+                _ => probe.to_vec(),
+            };
+            Box::new(tree.range(start..=keys::chunk_key(u64::MAX).to_vec()))
+        };
+        SeqEntries {
+            chunks,
+            since,
+            descending,
+            buffer: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+}
+
+impl Iterator for SeqEntries {
+    type Item = std::result::Result<SeqEntry, WalkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if let Some((seq, id)) = self.buffer.next() {
+                if seq > self.since {
+                    return Some(Ok((seq, id)));
+                }
+                // Descending, everything after this is older still.
+                self.done = self.descending;
+                continue;
+            }
+            let (k, v) = match self.chunks.next()? {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(WalkError::Sled(e))),
+            };
+            let mut entries = match keys::decode_chunk(&k, &v) {
+                Ok(e) => e,
+                Err(e) => return Some(Err(WalkError::Store(e))),
+            };
+            if self.descending {
+                entries.reverse();
+            }
+            self.buffer = entries.into_iter();
+        }
+        None
     }
 }
 

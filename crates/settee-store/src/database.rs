@@ -261,7 +261,12 @@ impl Database {
         };
         let uuid = match tree.get(keys::META_FORMAT).map_err(storage)? {
             Some(v) => {
-                let found = String::from_utf8_lossy(&v).into_owned();
+                let mut found = String::from_utf8_lossy(&v).into_owned();
+                if found == "1" {
+                    tracing::info!(path = %path.display(), "upgrading the store from format 1");
+                    crate::migrate::upgrade_v1(&tree, &storage)?;
+                    found = FORMAT_VERSION.to_string();
+                }
                 if found != FORMAT_VERSION.to_string() {
                     return Err(Error::UnsupportedFormat {
                         path,

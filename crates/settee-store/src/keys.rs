@@ -1,24 +1,33 @@
-//! The key layout of the store's single sled tree, and the encoding of document records.
-//! `docs/storage-format.md` describes the same bytes; change both together (and bump
-//! [`FORMAT_VERSION`]).
+//! The key layout of the store's single sled tree, and the encoding of document records
+//! and by-sequence chunks. `docs/storage-format.md` describes the same bytes; change both
+//! together (and bump [`FORMAT_VERSION`]).
 //!
-//! Everything lives in one sled tree so that one document write is one `sled::Batch`,
-//! which sled applies atomically (all of it or none of it survives a crash, and readers
-//! see all of it or none of it). Each record kind has a one-byte prefix:
+//! Everything lives in one sled tree so that one write call is one `sled::Batch`, which
+//! sled applies atomically (all of it or none of it survives a crash, and readers see all
+//! of it or none of it). Each record kind has a one-byte prefix:
 //!
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `M` | `M` + name | meta values (format version, uuid, counters) |
-//! | `D` | `D` + id | [`DocRecord`]: seq, deleted flag, winner, rev tree |
-//! | `R` | `R` + id + `0x00` + rev | the revision's body (JSON) |
-//! | `S` | `S` + seq (u64 big-endian) | the id of the document last written at seq |
+//! | `D` | `D` + id | [`DocRecord`]: seq, flags, winner, rev tree, the winner's body |
+//! | `R` | `R` + id + `0x00` + rev | the body (JSON) of a revision that is not the winner |
+//! | `Q` | `Q` + first seq (u64 big-endian) | a by-seq chunk: the (seq, id) entries one write call made |
 //! | `A` | `A` + digest | attachment bytes |
 //! | `L` | `L` + id without `_local/` | local doc (JSON, with `_rev`) |
+//!
+//! Sled's cost is per key, so a document write touches as few keys as it can: a new
+//! document is one `D` record (its body inline) plus its entry in the call's one `Q` chunk.
+//! An entry goes stale when its document is written again; readers skip it (the record's
+//! seq no longer matches), single-entry chunks are deleted when superseded, and
+//! [`crate::Database::compact`] drops the rest.
+//!
+//! Format 1 (before this layout) kept every body under `R` and one `S` + seq key per
+//! document; `migrate.rs` upgrades it in place.
 
 use settee_revtree::{Rev, RevTree};
 
 /// The storage format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The sled tree that holds every record.
 pub(crate) const TREE_NAME: &[u8] = b"settee";
@@ -31,7 +40,9 @@ pub(crate) const META_COUNTERS: &[u8] = b"Mcounters";
 
 pub(crate) const DOC: u8 = b'D';
 pub(crate) const REV: u8 = b'R';
-pub(crate) const SEQ: u8 = b'S';
+/// Format 1's per-document by-seq keys (`S` + seq → id); only the migration reads them.
+pub(crate) const LEGACY_SEQ: u8 = b'S';
+pub(crate) const CHUNK: u8 = b'Q';
 pub(crate) const ATT: u8 = b'A';
 pub(crate) const LOCAL: u8 = b'L';
 
@@ -54,16 +65,69 @@ pub(crate) fn rev_key(id: &str, rev: &Rev) -> Vec<u8> {
     k
 }
 
-pub(crate) fn seq_key(seq: u64) -> [u8; 9] {
+/// `Q` + the chunk's first seq, big-endian so chunks sort by seq.
+pub(crate) fn chunk_key(first_seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = SEQ;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k[0] = CHUNK;
+    k[1..].copy_from_slice(&first_seq.to_be_bytes());
     k
 }
 
-pub(crate) fn seq_from_key(key: &[u8]) -> Option<u64> {
+/// Format 1's `S` + seq key → seq.
+pub(crate) fn legacy_seq_from_key(key: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
-    (key.len() == 9 && key[0] == SEQ).then(|| u64::from_be_bytes(bytes))
+    (key.len() == 9 && key[0] == LEGACY_SEQ).then(|| u64::from_be_bytes(bytes))
+}
+
+/// One entry of a by-seq chunk: the document written at `seq`.
+pub(crate) type SeqEntry = (u64, String);
+
+/// Encodes a chunk's entries (ascending seq): each is seq (u64 big-endian), id length (u32
+/// big-endian), id bytes.
+pub(crate) fn encode_chunk(entries: &[SeqEntry]) -> Vec<u8> {
+    let len = entries.iter().map(|(_, id)| 12 + id.len()).sum();
+    let mut out = Vec::with_capacity(len);
+    for (seq, id) in entries {
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&(id.len() as u32).to_be_bytes());
+        out.extend_from_slice(id.as_bytes());
+    }
+    out
+}
+
+/// Decodes a chunk stored under `key`, checking that its entries ascend and start at the
+/// key's seq.
+pub(crate) fn decode_chunk(key: &[u8], bytes: &[u8]) -> crate::Result<Vec<SeqEntry>> {
+    let bad = |what: &str| crate::Error::corrupt(format!("by-seq chunk {key:?}: {what}"));
+    let first: [u8; 8] = key
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .filter(|_| key.len() == 9 && key[0] == CHUNK)
+        .ok_or_else(|| bad("bad key"))?;
+    let first = u64::from_be_bytes(first);
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < 12 {
+            return Err(bad("truncated entry"));
+        }
+        let seq = decode_u64(&rest[..8], "chunk seq")?;
+        let len = u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
+        let id = rest
+            .get(12..12 + len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| bad("bad id"))?;
+        let ascending = out.last().map_or(seq == first, |(prev, _)| seq > *prev);
+        if !ascending {
+            return Err(bad("entries out of order"));
+        }
+        out.push((seq, id.to_owned()));
+        rest = &rest[12 + len..];
+    }
+    if out.is_empty() {
+        return Err(bad("empty"));
+    }
+    Ok(out)
 }
 
 pub(crate) fn att_key(digest: &str) -> Vec<u8> {
@@ -87,16 +151,24 @@ pub(crate) fn decode_u64(bytes: &[u8], what: &str) -> crate::Result<u64> {
     Ok(u64::from_be_bytes(arr))
 }
 
-/// A document's record: where it is in the by-seq index, its winner, and its rev tree.
+/// A document's record: where it is in the by-seq index, its winner, its rev tree and the
+/// winner's body.
 ///
-/// Encoded as: version byte `1`, flags byte (bit 0 = winner deleted), seq (u64 big-endian),
-/// winner length (u16 big-endian) and winner text, then the rev tree as JSON (the flat
-/// encoding of `settee_revtree`). The header comes first so `_all_docs` and `_changes` can
-/// read the winner without decoding the tree.
+/// Encoded as: version byte `2`, flags byte (bit 0 = winner deleted, bit 1 = the document's
+/// by-seq entry is alone in its chunk), seq (u64 big-endian), winner length (u16
+/// big-endian) and winner text, rev tree length (u32 big-endian) and the rev tree as JSON
+/// (the flat encoding of `settee_revtree`), then the winner's body (JSON) to the end. The
+/// header comes first so `_all_docs` and `_changes` can read the winner without decoding
+/// the rest.
 #[derive(Debug, Clone)]
 pub(crate) struct DocRecord {
     pub(crate) seq: u64,
     pub(crate) tree: RevTree,
+    /// The winning revision's body, JSON.
+    pub(crate) body: Vec<u8>,
+    /// The by-seq entry at `seq` is the only entry of its chunk (so superseding it deletes
+    /// the chunk's key).
+    pub(crate) solo: bool,
 }
 
 /// The header of a [`DocRecord`].
@@ -108,6 +180,9 @@ pub(crate) struct DocHeader {
 }
 
 const HEADER_LEN: usize = 1 + 1 + 8 + 2;
+const RECORD_VERSION: u8 = 2;
+const FLAG_DELETED: u8 = 1;
+const FLAG_SOLO: u8 = 2;
 
 impl DocRecord {
     pub(crate) fn encode(&self) -> crate::Result<Vec<u8>> {
@@ -117,35 +192,72 @@ impl DocRecord {
             .map_err(|_| crate::Error::bad_request("revision id is too long"))?;
         let tree = serde_json::to_vec(&self.tree)
             .map_err(|e| crate::Error::corrupt(format!("encoding rev tree: {e}")))?;
-        let mut out = Vec::with_capacity(HEADER_LEN + winner.len() + tree.len());
-        out.push(1);
-        out.push(u8::from(leaf.deleted));
+        let tlen = u32::try_from(tree.len())
+            .map_err(|_| crate::Error::bad_request("revision tree is too large"))?;
+        let mut out =
+            Vec::with_capacity(HEADER_LEN + winner.len() + 4 + tree.len() + self.body.len());
+        out.push(RECORD_VERSION);
+        let mut flags = 0;
+        if leaf.deleted {
+            flags |= FLAG_DELETED;
+        }
+        if self.solo {
+            flags |= FLAG_SOLO;
+        }
+        out.push(flags);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&wlen.to_be_bytes());
         out.extend_from_slice(winner.as_bytes());
+        out.extend_from_slice(&tlen.to_be_bytes());
         out.extend_from_slice(&tree);
+        out.extend_from_slice(&self.body);
         Ok(out)
     }
 
     pub(crate) fn decode(id: &str, bytes: &[u8]) -> crate::Result<DocRecord> {
-        let (header, rest) = DocHeader::split(id, bytes)?;
-        let tree: RevTree = serde_json::from_slice(rest)
+        let (header, solo, rest) = DocHeader::split(id, bytes, RECORD_VERSION)?;
+        let bad = || crate::Error::corrupt(format!("record of {id:?}: bad tree length"));
+        let tlen = rest
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(bad)?;
+        let tree_bytes = rest.get(4..4 + tlen).ok_or_else(bad)?;
+        let tree: RevTree = serde_json::from_slice(tree_bytes)
             .map_err(|e| crate::Error::corrupt(format!("rev tree of {id:?}: {e}")))?;
         Ok(DocRecord {
             seq: header.seq,
             tree,
+            body: rest[4 + tlen..].to_vec(),
+            solo,
         })
+    }
+
+    /// Decodes a format-1 record (no tree length, no body: the winner's body is under `R`).
+    pub(crate) fn decode_v1(id: &str, bytes: &[u8]) -> crate::Result<(u64, RevTree)> {
+        let (header, _, rest) = DocHeader::split(id, bytes, 1)?;
+        let tree: RevTree = serde_json::from_slice(rest)
+            .map_err(|e| crate::Error::corrupt(format!("rev tree of {id:?}: {e}")))?;
+        Ok((header.seq, tree))
+    }
+
+    /// The record's format version byte.
+    pub(crate) fn version(bytes: &[u8]) -> Option<u8> {
+        bytes.first().copied()
     }
 }
 
 impl DocHeader {
     pub(crate) fn decode(id: &str, bytes: &[u8]) -> crate::Result<DocHeader> {
-        Ok(DocHeader::split(id, bytes)?.0)
+        Ok(DocHeader::split(id, bytes, RECORD_VERSION)?.0)
     }
 
-    fn split<'a>(id: &str, bytes: &'a [u8]) -> crate::Result<(DocHeader, &'a [u8])> {
+    fn split<'a>(
+        id: &str,
+        bytes: &'a [u8],
+        version: u8,
+    ) -> crate::Result<(DocHeader, bool, &'a [u8])> {
         let bad = |what: &str| crate::Error::corrupt(format!("record of {id:?}: {what}"));
-        if bytes.len() < HEADER_LEN || bytes[0] != 1 || bytes[1] > 1 {
+        if bytes.len() < HEADER_LEN || bytes[0] != version || bytes[1] > 3 {
             return Err(bad("bad header"));
         }
         let seq = decode_u64(&bytes[2..10], "doc seq")?;
@@ -159,9 +271,10 @@ impl DocHeader {
         Ok((
             DocHeader {
                 seq,
-                deleted: bytes[1] == 1,
+                deleted: bytes[1] & FLAG_DELETED != 0,
                 winner,
             },
+            bytes[1] & FLAG_SOLO != 0,
             &bytes[wend..],
         ))
     }
@@ -176,7 +289,12 @@ mod tests {
     fn doc_record_round_trips_and_header_reads_winner() {
         let mut tree = RevTree::new(&RevPath::new(1, ["a", "b"]).unwrap(), false);
         tree.merge(&RevPath::new(1, ["a", "c"]).unwrap(), true, 1000);
-        let rec = DocRecord { seq: 42, tree };
+        let rec = DocRecord {
+            seq: 42,
+            tree,
+            body: br#"{"n":1}"#.to_vec(),
+            solo: true,
+        };
         let bytes = rec.encode().unwrap();
         let h = DocHeader::decode("x", &bytes).unwrap();
         assert_eq!(h.seq, 42);
@@ -184,14 +302,24 @@ mod tests {
         assert_eq!(h.winner.to_string(), "2-b");
         let back = DocRecord::decode("x", &bytes).unwrap();
         assert_eq!(back.tree, rec.tree);
+        assert_eq!(back.body, rec.body);
+        assert!(back.solo);
         assert!(DocRecord::decode("x", &bytes[..5]).is_err());
+        assert!(DocRecord::decode("x", &bytes[..20]).is_err());
     }
 
     #[test]
-    fn seq_keys_sort_numerically() {
-        assert!(seq_key(2) < seq_key(10));
-        assert!(seq_key(255) < seq_key(256));
-        assert_eq!(seq_from_key(&seq_key(77)), Some(77));
-        assert_eq!(seq_from_key(b"Sx"), None);
+    fn chunks_round_trip_and_reject_damage() {
+        let entries = vec![(7, "a".to_string()), (9, "b\u{0}c".to_string())];
+        let bytes = encode_chunk(&entries);
+        assert_eq!(decode_chunk(&chunk_key(7), &bytes).unwrap(), entries);
+        // The key must be the first entry's seq.
+        assert!(decode_chunk(&chunk_key(6), &bytes).is_err());
+        assert!(decode_chunk(&chunk_key(7), &bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_chunk(&chunk_key(7), &[]).is_err());
+        let unordered = encode_chunk(&[(7, "a".into()), (7, "b".into())]);
+        assert!(decode_chunk(&chunk_key(7), &unordered).is_err());
+        assert!(chunk_key(2) < chunk_key(10));
+        assert!(chunk_key(255) < chunk_key(256));
     }
 }

@@ -38,6 +38,7 @@ mod error;
 mod keys;
 mod local;
 mod maintenance;
+mod migrate;
 mod options;
 mod read;
 mod results;

@@ -1,13 +1,14 @@
-//! Maintenance: `compact` (drop bodies of non-leaf revisions and unreferenced attachments,
-//! keep every tree) and `purge` (remove leaf revisions entirely, CouchDB's `_purge`).
+//! Maintenance: `compact` (drop bodies of non-leaf revisions, stale by-seq entries and
+//! unreferenced attachments, keep every tree), `verify` (check every invariant of the
+//! storage format) and `purge` (remove leaf revisions entirely, CouchDB's `_purge`).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use settee_revtree::{Rev, RevPath, RevStatus, RevTree};
 
 use crate::attachments::metas;
-use crate::keys::{self, DocRecord};
+use crate::keys::{self, DocHeader, DocRecord};
 use crate::write::BatchState;
 use crate::{Database, Error, PurgeResult, Result};
 
@@ -18,9 +19,12 @@ pub struct VerifyReport {
     pub doc_count: u64,
     /// Documents whose winner is deleted.
     pub doc_del_count: u64,
-    /// Entries in the by-seq index.
+    /// Entries in the by-seq index, stale ones included.
     pub seq_entries: u64,
-    /// Stored revision bodies.
+    /// By-seq entries whose document has been written again since (skipped by readers,
+    /// removed by [`Database::compact`]).
+    pub stale_seq_entries: u64,
+    /// Stored revision bodies (each winner's, inline in its record, and the others).
     pub bodies: u64,
     /// Stored attachments.
     pub attachments: u64,
@@ -33,9 +37,9 @@ const COMPACT_BATCH: usize = 1000;
 
 impl Database {
     /// Compacts the store: removes the bodies of revisions that are not leaves (the tree
-    /// keeps their ids, now `missing`, so `_revisions` and `_revs_diff` are unchanged), then
-    /// removes attachments no stored revision refers to. Writes wait while it runs;
-    /// sequences do not change.
+    /// keeps their ids, now `missing`, so `_revisions` and `_revs_diff` are unchanged),
+    /// removes stale by-seq entries, then removes attachments no stored revision refers to.
+    /// Writes wait while it runs; sequences do not change.
     ///
     /// ```
     /// use serde_json::json;
@@ -82,19 +86,71 @@ impl Database {
         }
         let counters = *guard;
         inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
-        // Attachments: mark every digest a stored body refers to, sweep the rest. The writer
-        // lock is held, so no write adds a reference meanwhile.
+        // Stale by-seq entries: keep the entries whose record still has their seq.
+        in_batch = 0;
+        for item in inner
+            .tree
+            .range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX))
+        {
+            let (k, v) = item.map_err(|e| inner.storage(e))?;
+            let entries = keys::decode_chunk(&k, &v)?;
+            let total = entries.len();
+            let mut kept = Vec::with_capacity(total);
+            for (seq, id) in entries {
+                let current = match inner
+                    .tree
+                    .get(keys::doc_key(&id))
+                    .map_err(|e| inner.storage(e))?
+                {
+                    Some(bytes) => DocHeader::decode(&id, &bytes)?.seq == seq,
+                    None => false,
+                };
+                if current {
+                    kept.push((seq, id));
+                }
+            }
+            if kept.len() == total {
+                continue;
+            }
+            // A chunk that loses its first entry moves to its new first seq. A record's
+            // `solo` flag stays false for a chunk that shrinks to one entry (only chunks
+            // written with one entry are solo), which is safe: its entry just goes stale.
+            batch.remove(k);
+            if let Some((first, _)) = kept.first() {
+                batch.insert(&keys::chunk_key(*first)[..], keys::encode_chunk(&kept));
+            }
+            in_batch += 1;
+            if in_batch >= COMPACT_BATCH {
+                let counters = *guard;
+                inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
+                in_batch = 0;
+            }
+        }
+        let counters = *guard;
+        inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
+        // Attachments: mark every digest a stored body refers to (winners' inline bodies and
+        // the others), sweep the rest. The writer lock is held, so no write adds a reference
+        // meanwhile.
         let mut live: HashSet<String> = HashSet::new();
+        let parse = |k: &[u8], v: &[u8]| -> Result<serde_json::Map<String, serde_json::Value>> {
+            serde_json::from_slice(v).map_err(|e| {
+                Error::corrupt(format!(
+                    "a body under {:?}: {e}",
+                    String::from_utf8_lossy(k)
+                ))
+            })
+        };
         for item in inner.tree.scan_prefix([keys::REV]) {
             let (k, v) = item.map_err(|e| inner.storage(e))?;
-            let body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&v)
-                .map_err(|e| {
-                    Error::corrupt(format!(
-                        "a body under {:?}: {e}",
-                        String::from_utf8_lossy(&k)
-                    ))
-                })?;
-            for (_, m) in metas(&body) {
+            for (_, m) in metas(&parse(&k, &v)?) {
+                live.insert(m.digest);
+            }
+        }
+        for item in inner.tree.scan_prefix([keys::DOC]) {
+            let (k, v) = item.map_err(|e| inner.storage(e))?;
+            let id = String::from_utf8_lossy(&k[1..]).into_owned();
+            let rec = DocRecord::decode(&id, &v)?;
+            for (_, m) in metas(&parse(&k, &rec.body)?) {
                 live.insert(m.digest);
             }
         }
@@ -112,10 +168,13 @@ impl Database {
 
     /// Checks every invariant of the storage format (a full scan; `fsck`):
     ///
-    /// - each by-seq entry names a document whose record has that seq, and each document's
-    ///   seq has a by-seq entry naming it;
-    /// - each leaf revision has its body, and every available node of a tree has its body;
-    ///   every stored body belongs to a known revision of its document;
+    /// - each by-seq chunk decodes, its key is its first entry's seq, and no seq appears
+    ///   twice; each entry names a document whose record has that seq (a live entry) or a
+    ///   later one (a stale entry); each document's seq has a live entry naming it, alone in
+    ///   its chunk if the record says so;
+    /// - each winner's body is inline in its record; each other available revision has its
+    ///   body under `R`, every leaf is available, and every stored `R` body belongs to an
+    ///   available revision that is not the winner;
     /// - every attachment a stored body refers to is stored;
     /// - `doc_count` / `doc_del_count` match the records, and `update_seq` is at least every
     ///   seq.
@@ -130,18 +189,27 @@ impl Database {
         let storage = |e| inner.storage(e);
         let mut report = VerifyReport::default();
         let mut seqs: BTreeMap<u64, String> = BTreeMap::new();
-        for item in inner.tree.scan_prefix([keys::SEQ]) {
+        let mut chunk_len: BTreeMap<u64, usize> = BTreeMap::new();
+        for item in inner
+            .tree
+            .range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX))
+        {
             let (k, v) = item.map_err(storage)?;
-            let seq = keys::seq_from_key(&k).ok_or_else(|| Error::corrupt("bad by-seq key"))?;
-            let id = String::from_utf8(v.to_vec())
-                .map_err(|_| Error::corrupt("by-seq id is not UTF-8"))?;
-            seqs.insert(seq, id);
+            let entries = keys::decode_chunk(&k, &v)?;
+            chunk_len.insert(entries[0].0, entries.len());
+            for (seq, id) in entries {
+                if let Some(other) = seqs.insert(seq, id.clone()) {
+                    return Err(Error::corrupt(format!(
+                        "seq {seq} is in the by-seq index twice ({other:?} and {id:?})"
+                    )));
+                }
+            }
         }
         report.seq_entries = seqs.len() as u64;
         report.max_seq = seqs.keys().next_back().copied().unwrap_or(0);
         let mut atts_needed: HashSet<String> = HashSet::new();
         let mut bodies_expected: HashSet<Vec<u8>> = HashSet::new();
-        let mut doc_ids: HashSet<String> = HashSet::new();
+        let mut doc_seqs: HashMap<String, u64> = HashMap::new();
         for item in inner.tree.scan_prefix([keys::DOC]) {
             let (k, v) = item.map_err(storage)?;
             let id = String::from_utf8(k[1..].to_vec())
@@ -150,6 +218,12 @@ impl Database {
             if seqs.get(&rec.seq) != Some(&id) {
                 return Err(Error::corrupt(format!(
                     "{id:?} has seq {} but the by-seq index does not point to it",
+                    rec.seq
+                )));
+            }
+            if rec.solo && chunk_len.get(&rec.seq) != Some(&1) {
+                return Err(Error::corrupt(format!(
+                    "{id:?} says its entry {} is alone in its chunk, and it is not",
                     rec.seq
                 )));
             }
@@ -166,34 +240,43 @@ impl Database {
                     )));
                 }
             }
+            let winner = rec.tree.winner();
+            let body = self
+                .load_body(&id, &rec, &winner)?
+                .ok_or_else(|| Error::corrupt(format!("winner of {id:?} has no body")))?;
+            for (_, m) in metas(&body) {
+                atts_needed.insert(m.digest);
+            }
+            report.bodies += 1;
             for rev in rec.tree.revs() {
-                if rec.tree.status(&rev) != Some(RevStatus::Available) {
+                if rev == winner || rec.tree.status(&rev) != Some(RevStatus::Available) {
                     continue;
                 }
-                let key = keys::rev_key(&id, &rev);
                 let body = inner
-                    .read_body_key(&id, &rev, &key)?
+                    .read_rbody(&id, &rev)?
                     .ok_or_else(|| Error::corrupt(format!("body of {id:?} at {rev} is missing")))?;
                 for (_, m) in metas(&body) {
                     atts_needed.insert(m.digest);
                 }
-                bodies_expected.insert(key);
+                bodies_expected.insert(keys::rev_key(&id, &rev));
             }
-            doc_ids.insert(id);
+            doc_seqs.insert(id, rec.seq);
         }
         for (seq, id) in &seqs {
-            if !doc_ids.contains(id) {
-                return Err(Error::corrupt(format!(
-                    "by-seq entry {seq} names {id:?}, which has no record"
-                )));
+            match doc_seqs.get(id) {
+                None => {
+                    return Err(Error::corrupt(format!(
+                        "by-seq entry {seq} names {id:?}, which has no record"
+                    )))
+                }
+                Some(current) if current < seq => {
+                    return Err(Error::corrupt(format!(
+                        "by-seq entry {seq} names {id:?}, whose record is at {current}"
+                    )))
+                }
+                Some(current) if current > seq => report.stale_seq_entries += 1,
+                Some(_) => {}
             }
-        }
-        if seqs.len() != doc_ids.len() {
-            return Err(Error::corrupt(format!(
-                "{} by-seq entries for {} documents",
-                seqs.len(),
-                doc_ids.len()
-            )));
         }
         for item in inner.tree.scan_prefix([keys::REV]) {
             let (k, _) = item.map_err(storage)?;
@@ -297,8 +380,8 @@ impl Database {
         }
         if st.dirty {
             st.counters.purge_seq += 1;
-            let counters = st.counters;
-            inner.commit(&mut guard, st.batch, counters)?;
+            let (batch, counters) = st.finish()?;
+            inner.commit(&mut guard, batch, counters)?;
         }
         Ok(PurgeResult {
             purge_seq: guard.purge_seq,

@@ -27,8 +27,20 @@ impl Database {
         }
     }
 
-    pub(crate) fn load_body(&self, id: &str, rev: &Rev) -> Result<Option<Map<String, Value>>> {
-        self.inner.read_body_key(id, rev, &keys::rev_key(id, rev))
+    /// The body of revision `rev` of the document whose record is `rec`: inline for the
+    /// winner, under `R` for any other revision that still has one.
+    pub(crate) fn load_body(
+        &self,
+        id: &str,
+        rec: &DocRecord,
+        rev: &Rev,
+    ) -> Result<Option<Map<String, Value>>> {
+        if *rev == rec.tree.winner() {
+            return serde_json::from_slice(&rec.body)
+                .map(Some)
+                .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")));
+        }
+        self.inner.read_rbody(id, rev)
     }
 
     /// Reads a document (`GET /{db}/{id}`): the winner, or `opts.rev`, as CouchDB's JSON
@@ -92,7 +104,7 @@ impl Database {
         if !rec.tree.contains(rev) {
             return Ok(None);
         }
-        let Some(body) = self.load_body(id, rev)? else {
+        let Some(body) = self.load_body(id, rec, rev)? else {
             return Ok(None);
         };
         let mut out = Map::with_capacity(body.len() + 4);

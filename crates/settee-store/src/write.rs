@@ -7,11 +7,11 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
-use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevTree};
+use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevStatus, RevTree};
 
 use crate::attachments::{attachment_digest, metas, AttMeta};
 use crate::database::{new_uuid, Counters, Inner};
-use crate::keys::{self, DocRecord};
+use crate::keys::{self, DocRecord, SeqEntry};
 use crate::validate::{parse_doc, AttIn, ParsedDoc, LOCAL_PREFIX};
 use crate::{Database, DocResult, Error, Result};
 
@@ -23,14 +23,23 @@ pub(crate) struct WriteOutcome {
 }
 
 /// A batch being built: the records as this call has left them so far, so that several
-/// documents with one id in one call apply in order.
+/// documents with one id in one call apply in order. Document records, revision bodies and
+/// the call's by-seq chunk are kept here and go into the sled batch in [`BatchState::finish`].
 pub(crate) struct BatchState<'a> {
     pub(crate) inner: &'a Inner,
     pub(crate) batch: sled::Batch,
     pub(crate) counters: Counters,
+    /// Every record read or written in this call; `written` names the ones to store.
     docs: HashMap<String, Option<DocRecord>>,
-    bodies: HashMap<Vec<u8>, Map<String, Value>>,
+    written: HashSet<String>,
+    /// `R` bodies written (`Some`) or removed (`None`) in this call, by key.
+    bodies: HashMap<Vec<u8>, Option<Vec<u8>>>,
     atts: HashMap<String, u64>,
+    /// The seq of this call's first write; its chunk holds the entries from there on.
+    first_seq: u64,
+    chunk: Vec<SeqEntry>,
+    /// Documents this call removes entirely (purge).
+    removed: HashSet<String>,
     pub(crate) dirty: bool,
 }
 
@@ -59,8 +68,12 @@ impl<'a> BatchState<'a> {
             batch: sled::Batch::default(),
             counters,
             docs: HashMap::new(),
+            written: HashSet::new(),
             bodies: HashMap::new(),
             atts: HashMap::new(),
+            first_seq: counters.update_seq + 1,
+            chunk: Vec::new(),
+            removed: HashSet::new(),
             dirty: false,
         }
     }
@@ -70,22 +83,52 @@ impl<'a> BatchState<'a> {
             return Ok(rec.clone());
         }
         let inner = self.inner;
-        match inner
+        let rec = match inner
             .tree
             .get(keys::doc_key(id))
             .map_err(|e| inner.storage(e))?
         {
-            Some(bytes) => Ok(Some(DocRecord::decode(id, &bytes)?)),
+            Some(bytes) => Some(DocRecord::decode(id, &bytes)?),
+            None => None,
+        };
+        self.docs.insert(id.to_owned(), rec.clone());
+        Ok(rec)
+    }
+
+    /// The body of revision `rev` of document `id` as this call has left it.
+    fn body(&mut self, id: &str, rev: &Rev) -> Result<Option<Map<String, Value>>> {
+        if let Some(rec) = self.doc(id)? {
+            if rec.tree.winner() == *rev {
+                return parse_body(id, rev, &rec.body).map(Some);
+            }
+        }
+        match self.rbody(id, rev)? {
+            Some(bytes) => parse_body(id, rev, &bytes).map(Some),
             None => Ok(None),
         }
     }
 
-    fn body(&self, id: &str, rev: &Rev) -> Result<Option<Map<String, Value>>> {
+    /// The stored bytes of a non-winning revision's body (`R`), as this call has left them.
+    fn rbody(&self, id: &str, rev: &Rev) -> Result<Option<Vec<u8>>> {
         let key = keys::rev_key(id, rev);
         if let Some(b) = self.bodies.get(&key) {
-            return Ok(Some(b.clone()));
+            return Ok(b.clone());
         }
-        self.inner.read_body_key(id, rev, &key)
+        let inner = self.inner;
+        Ok(inner
+            .tree
+            .get(&key)
+            .map_err(|e| inner.storage(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn set_rbody(&mut self, id: &str, rev: &Rev, body: Option<Vec<u8>>) {
+        let key = keys::rev_key(id, rev);
+        match &body {
+            Some(b) => self.batch.insert(key.clone(), b.as_slice()),
+            None => self.batch.remove(key.clone()),
+        }
+        self.bodies.insert(key, body);
     }
 
     fn att_len(&self, digest: &str) -> Result<Option<u64>> {
@@ -108,8 +151,11 @@ impl<'a> BatchState<'a> {
         Ok(())
     }
 
-    /// Records a new state of document `id` in the batch: new record under a new seq, the
-    /// new body, the old by-seq entry removed, stemmed bodies removed, counters adjusted.
+    /// Records a new state of document `id`: a new record under a new seq with the
+    /// winner's body inline, the bodies of other available revisions under `R` (the old
+    /// winner's moves there when it stops winning; a leaf that starts winning moves into
+    /// the record), `removed_bodies` dropped, the old by-seq entry superseded, counters
+    /// adjusted. `body` is the body of the revision this write adds, if it keeps one.
     pub(crate) fn put_doc(
         &mut self,
         id: &str,
@@ -119,41 +165,92 @@ impl<'a> BatchState<'a> {
         removed_bodies: &[Rev],
     ) -> Result<u64> {
         let seq = self.counters.update_seq + 1;
-        let rec = DocRecord { seq, tree };
-        self.batch.insert(keys::doc_key(id), rec.encode()?);
-        if let Some(old) = old {
-            self.batch.remove(&keys::seq_key(old.seq)[..]);
-        }
-        self.batch.insert(&keys::seq_key(seq)[..], id.as_bytes());
+        let winner = tree.winner();
+        let old_winner = old.map(|o| o.tree.winner());
         for rev in removed_bodies {
-            let key = keys::rev_key(id, rev);
-            self.bodies.remove(&key);
-            self.batch.remove(key);
+            if Some(rev) != old_winner.as_ref() {
+                self.set_rbody(id, rev, None);
+            }
         }
-        if let Some((rev, body)) = body {
-            let key = keys::rev_key(id, &rev);
-            let bytes = serde_json::to_vec(&body)
-                .map_err(|e| Error::bad_request(format!("body of {id}: {e}")))?;
-            self.batch.insert(key.clone(), bytes);
-            self.bodies.insert(key, body);
+        let mut new_body = match body {
+            Some((rev, map)) => Some((
+                rev,
+                serde_json::to_vec(&map)
+                    .map_err(|e| Error::bad_request(format!("body of {id}: {e}")))?,
+            )),
+            None => None,
+        };
+        let winner_body = match new_body.take() {
+            Some((rev, bytes)) if rev == winner => bytes,
+            other => {
+                new_body = other;
+                match old {
+                    Some(o) if old_winner.as_ref() == Some(&winner) => o.body.clone(),
+                    _ => {
+                        // Another stored leaf wins now: its body moves into the record.
+                        let bytes = self.rbody(id, &winner)?.ok_or_else(|| {
+                            Error::corrupt(format!("body of {id:?} at {winner} is missing"))
+                        })?;
+                        self.set_rbody(id, &winner, None);
+                        bytes
+                    }
+                }
+            }
+        };
+        if let (Some(o), Some(ow)) = (old, &old_winner) {
+            let kept =
+                tree.status(ow) == Some(RevStatus::Available) && !removed_bodies.contains(ow);
+            if *ow != winner && kept {
+                self.set_rbody(id, ow, Some(o.body.clone()));
+            }
         }
+        if let Some((rev, bytes)) = new_body {
+            self.set_rbody(id, &rev, Some(bytes));
+        }
+        if let Some(o) = old {
+            self.supersede(o);
+        }
+        self.chunk.push((seq, id.to_owned()));
+        let rec = DocRecord {
+            seq,
+            tree,
+            body: winner_body,
+            solo: false,
+        };
         self.count(DocState::of(old), DocState::of(Some(&rec)));
         self.counters.update_seq = seq;
         self.docs.insert(id.to_owned(), Some(rec));
+        self.written.insert(id.to_owned());
         self.dirty = true;
         Ok(seq)
     }
 
-    /// Removes document `id` entirely (purge of its last leaves).
-    pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) {
-        self.batch.remove(keys::doc_key(id));
-        self.batch.remove(&keys::seq_key(old.seq)[..]);
-        for rev in old.tree.revs() {
-            self.batch.remove(keys::rev_key(id, &rev));
-            self.bodies.remove(&keys::rev_key(id, &rev));
+    /// Drops the by-seq entry of a record that is being replaced where that is cheap: an
+    /// entry of this call's own chunk, or a chunk of its own. Other entries go stale
+    /// (readers skip them; compaction removes them).
+    fn supersede(&mut self, old: &DocRecord) {
+        if old.seq >= self.first_seq {
+            self.chunk.retain(|(s, _)| *s != old.seq);
+        } else if old.solo {
+            self.batch.remove(&keys::chunk_key(old.seq)[..]);
         }
+    }
+
+    /// Removes document `id` entirely (purge of its last leaves). Its by-seq entries, the
+    /// live one and any stale ones, go in [`BatchState::finish`]: an entry naming a missing
+    /// document would count it as pending.
+    pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) {
+        let winner = old.tree.winner();
+        for rev in old.tree.revs() {
+            if rev != winner {
+                self.set_rbody(id, &rev, None);
+            }
+        }
+        self.chunk.retain(|(_, other)| other != id);
         self.count(DocState::of(Some(old)), DocState::Absent);
         self.docs.insert(id.to_owned(), None);
+        self.written.insert(id.to_owned());
+        self.removed.insert(id.to_owned());
         self.dirty = true;
     }
 
@@ -170,20 +267,68 @@ impl<'a> BatchState<'a> {
             DocState::Absent => {}
         }
     }
+
+    /// The finished sled batch: every written record, this call's chunk, rewritten chunks.
+    pub(crate) fn finish(mut self) -> Result<(sled::Batch, Counters)> {
+        let solo = self.chunk.len() == 1;
+        for id in &self.written {
+            match self.docs.get(id) {
+                Some(Some(rec)) => {
+                    let mut rec = rec.clone();
+                    rec.solo = solo;
+                    self.batch.insert(keys::doc_key(id), rec.encode()?);
+                }
+                _ => self.batch.remove(keys::doc_key(id)),
+            }
+        }
+        if let Some((first, _)) = self.chunk.first() {
+            self.batch.insert(
+                &keys::chunk_key(*first)[..],
+                keys::encode_chunk(&self.chunk),
+            );
+        }
+        if !self.removed.is_empty() {
+            // Purge is rare: one scan of the index finds every entry of the removed
+            // documents (stale entries can be anywhere before the live one).
+            let inner = self.inner;
+            for item in inner
+                .tree
+                .range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX))
+            {
+                let (k, v) = item.map_err(|e| inner.storage(e))?;
+                let entries = keys::decode_chunk(&k, &v)?;
+                let total = entries.len();
+                let kept: Vec<SeqEntry> = entries
+                    .into_iter()
+                    .filter(|(_, id)| !self.removed.contains(id))
+                    .collect();
+                if kept.len() < total {
+                    self.batch.remove(k);
+                    if let Some((first, _)) = kept.first() {
+                        self.batch
+                            .insert(&keys::chunk_key(*first)[..], keys::encode_chunk(&kept));
+                    }
+                }
+            }
+        }
+        Ok((self.batch, self.counters))
+    }
+}
+
+fn parse_body(id: &str, rev: &Rev, bytes: &[u8]) -> Result<Map<String, Value>> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")))
 }
 
 impl Inner {
-    /// Reads and decodes a stored revision body.
-    pub(crate) fn read_body_key(
-        &self,
-        id: &str,
-        rev: &Rev,
-        key: &[u8],
-    ) -> Result<Option<Map<String, Value>>> {
-        match self.tree.get(key).map_err(|e| self.storage(e))? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}"))),
+    /// Reads and decodes a revision body stored under `R` (not the winner's).
+    pub(crate) fn read_rbody(&self, id: &str, rev: &Rev) -> Result<Option<Map<String, Value>>> {
+        match self
+            .tree
+            .get(keys::rev_key(id, rev))
+            .map_err(|e| self.storage(e))?
+        {
+            Some(bytes) => parse_body(id, rev, &bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -319,8 +464,8 @@ impl Database {
             out.push(WriteOutcome { id, rev, result });
         }
         if st.dirty {
-            let counters = st.counters;
-            inner.commit(&mut guard, st.batch, counters)?;
+            let (batch, counters) = st.finish()?;
+            inner.commit(&mut guard, batch, counters)?;
         }
         Ok(out)
     }
@@ -347,9 +492,14 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
         (Some(_), Some(_)) => return Err(conflict()),
     };
     let pos = parent.as_ref().map_or(1, |p| p.pos() + 1);
+    // Only a stub refers to the parent's attachments (CouchDB does not carry others over).
+    let has_stub = doc
+        .attachments
+        .iter()
+        .any(|(_, a)| matches!(a, AttIn::Stub { .. }));
     let parent_atts = match &parent {
-        Some(p) => st.body(id, p)?.map(|b| metas(&b)).unwrap_or_default(),
-        None => Vec::new(),
+        Some(p) if has_stub => st.body(id, p)?.map(|b| metas(&b)).unwrap_or_default(),
+        _ => Vec::new(),
     };
     let mut att_meta = Map::new();
     let mut digests: Vec<(String, String)> = Vec::new();

@@ -1,0 +1,80 @@
+//! Upgrades a store written in format 1 to the current format, in place, when it is
+//! opened. Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
+//! document; format 2 keeps the winner's body inside the document record and the by-seq
+//! index in chunks (see `keys.rs`).
+//!
+//! The upgrade runs in batches, each atomic, and each step skips what is already done, so
+//! a crash during it leaves a store that upgrades the rest on the next open. The format key
+//! changes last, after everything else is applied (sled recovers a prefix of its log, so a
+//! durable format key means durable data).
+
+use crate::keys::{self, DocRecord};
+use crate::{Error, Result};
+
+/// Records converted per batch.
+const BATCH: usize = 1000;
+
+pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
+    // 1. Each record takes its winner's body inline; the `R` copy goes.
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for item in tree.scan_prefix([keys::DOC]) {
+        let (k, v) = item.map_err(storage)?;
+        if DocRecord::version(&v) != Some(1) {
+            continue;
+        }
+        let id = std::str::from_utf8(&k[1..])
+            .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
+        let (seq, rev_tree) = DocRecord::decode_v1(id, &v)?;
+        let winner = rev_tree.winner();
+        let rkey = keys::rev_key(id, &winner);
+        let body = tree
+            .get(&rkey)
+            .map_err(storage)?
+            .ok_or_else(|| Error::corrupt(format!("body of {id:?} at {winner} is missing")))?;
+        let rec = DocRecord {
+            seq,
+            tree: rev_tree,
+            body: body.to_vec(),
+            // Step 2 gives every entry a chunk of its own.
+            solo: true,
+        };
+        batch.insert(&k, rec.encode()?);
+        batch.remove(rkey);
+        n += 1;
+        if n >= BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))
+                .map_err(storage)?;
+            n = 0;
+        }
+    }
+    tree.apply_batch(std::mem::take(&mut batch))
+        .map_err(storage)?;
+    // 2. Each `S` entry becomes a one-entry chunk under the same seq.
+    n = 0;
+    for item in tree.scan_prefix([keys::LEGACY_SEQ]) {
+        let (k, v) = item.map_err(storage)?;
+        let seq = keys::legacy_seq_from_key(&k).ok_or_else(|| Error::corrupt("bad by-seq key"))?;
+        let id = std::str::from_utf8(&v)
+            .map_err(|_| Error::corrupt(format!("by-seq entry {seq} holds a non-UTF-8 id")))?;
+        batch.remove(k);
+        batch.insert(
+            &keys::chunk_key(seq)[..],
+            keys::encode_chunk(&[(seq, id.to_owned())]),
+        );
+        n += 1;
+        if n >= BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))
+                .map_err(storage)?;
+            n = 0;
+        }
+    }
+    tree.apply_batch(batch).map_err(storage)?;
+    tree.insert(
+        keys::META_FORMAT,
+        keys::FORMAT_VERSION.to_string().as_bytes(),
+    )
+    .map_err(storage)?;
+    tree.flush().map_err(storage)?;
+    Ok(())
+}
