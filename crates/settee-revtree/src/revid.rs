@@ -48,7 +48,7 @@ pub fn new_rev_hash(
     let parent = parent.map(Rev::to_string).unwrap_or_default();
     put_bytes(&mut h, parent.as_bytes());
     h.update([u8::from(deleted)]);
-    let mut canonical = Vec::with_capacity(256);
+    let mut canonical = Vec::with_capacity(2048);
     write_object(&mut canonical, body, true);
     put_bytes(&mut h, &canonical);
     let mut atts: Vec<&(&str, &str)> = attachments.iter().collect();
