@@ -1,8 +1,8 @@
 //! The changes feed: `changes` (one read of the by-seq index), `live_changes` (catch-up,
 //! then a live tail) and `pending_since`, and [`SeqEntries`], the walk over the by-seq
 //! chunks they share. Each document appears once, at its latest sequence: an entry whose
-//! document has been written again since (a stale entry, see `keys.rs`) is skipped, because
-//! the document's record no longer carries that seq.
+//! document has been written again since (a stale entry, see `keys.rs`) is skipped. The
+//! entries carry each document's leaves, so only `include_docs` reads the records.
 //!
 //! The live tail does not use `sled::Tree::watch_prefix`: sled's subscribers have a bounded
 //! buffer that blocks writers when a subscriber is not polled, which would let an idle
@@ -18,7 +18,6 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
-use settee_revtree::Rev;
 
 use crate::database::Inner;
 use crate::keys::{self, DocHeader, DocRecord, SeqEntry};
@@ -120,25 +119,37 @@ impl Database {
         let limit = opts.limit.unwrap_or(usize::MAX);
         let mut results = Vec::new();
         let mut last_seq = if opts.descending { 0 } else { since };
-        let mut rest_ids: HashSet<String> = HashSet::new();
+        let mut pending = 0u64;
         let mut moved = false;
         for item in SeqEntries::new(&inner.tree, since, opts.descending) {
-            let (seq, id) = item.map_err(|e| e.into_store(inner))?;
+            let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
+            if let Some(by) = stale {
+                // Superseded: the document is listed at its later seq. A write after this
+                // read began may not be visible to this pass; read on afterwards.
+                moved |= by > settled;
+                if !opts.descending && results.len() < limit {
+                    last_seq = entry.seq;
+                }
+                continue;
+            }
             if results.len() >= limit {
                 if opts.skip_pending {
                     break;
                 }
-                // Distinct ids: a document's stale entries and its live one count once.
-                rest_ids.insert(id);
+                pending += 1;
                 continue;
             }
+            let seq = entry.seq;
             if !opts.descending {
                 last_seq = seq;
             }
-            if ids.as_ref().is_some_and(|set| !set.contains(id.as_str())) {
+            if ids
+                .as_ref()
+                .is_some_and(|set| !set.contains(entry.id.as_str()))
+            {
                 continue;
             }
-            match self.change_row(seq, &id, opts)? {
+            match self.change_row(entry, opts)? {
                 Row::Current(change) => {
                     if opts.descending {
                         last_seq = seq;
@@ -148,7 +159,6 @@ impl Database {
                 Row::Later(now) => moved |= now > settled,
             }
         }
-        let pending = rest_ids.len() as u64;
         Ok(ChangesPass {
             changes: Changes {
                 results,
@@ -159,50 +169,47 @@ impl Database {
         })
     }
 
-    /// The row for by-seq entry `seq` → `id`, or [`Row::Later`] if the document has been
-    /// written again since (its later entry is read instead).
-    fn change_row(&self, seq: u64, id: &str, opts: &ChangesOptions) -> Result<Row> {
-        let inner = &self.inner;
-        let Some(bytes) = inner
-            .tree
-            .get(keys::doc_key(id))
-            .map_err(|e| inner.storage(e))?
-        else {
-            // Purged while we read (purge removes its entries).
-            return Ok(Row::Later(u64::MAX));
-        };
-        let header = DocHeader::decode(id, &bytes)?;
-        if header.seq != seq {
-            return Ok(Row::Later(header.seq));
+    /// The row for a live by-seq entry. The entry has the leaves; the record is read only
+    /// for `include_docs` (and if it has moved on since the index was read, the row is
+    /// [`Row::Later`]: its later entry is read instead).
+    fn change_row(&self, entry: SeqEntry, opts: &ChangesOptions) -> Result<Row> {
+        let SeqEntry {
+            seq,
+            id,
+            deleted,
+            mut leaves,
+        } = entry;
+        if opts.style != ChangesStyle::AllDocs {
+            leaves.truncate(1);
         }
-        let need_tree = opts.style == ChangesStyle::AllDocs || opts.include_docs;
-        let rec = if need_tree {
-            Some(DocRecord::decode(id, &bytes)?)
-        } else {
-            None
-        };
-        let changes: Vec<Rev> = match (&rec, opts.style) {
-            (Some(rec), ChangesStyle::AllDocs) => {
-                rec.tree.leaves().into_iter().map(|l| l.rev).collect()
+        let mut doc = None;
+        if opts.include_docs {
+            let inner = &self.inner;
+            let Some(bytes) = inner
+                .tree
+                .get(keys::doc_key(&id))
+                .map_err(|e| inner.storage(e))?
+            else {
+                // Purged while we read (purge removes its entries).
+                return Ok(Row::Later(u64::MAX));
+            };
+            let header = DocHeader::decode(&id, &bytes)?;
+            if header.seq != seq {
+                return Ok(Row::Later(header.seq));
             }
-            _ => vec![header.winner.clone()],
-        };
-        let doc = match (&rec, opts.include_docs) {
-            (Some(rec), true) => {
-                let get = GetOptions {
-                    conflicts: opts.conflicts,
-                    attachments: opts.attachments,
-                    ..Default::default()
-                };
-                self.render_rev(id, rec, &header.winner, &get)?
-            }
-            _ => None,
-        };
+            let rec = DocRecord::decode(&id, &bytes)?;
+            let get = GetOptions {
+                conflicts: opts.conflicts,
+                attachments: opts.attachments,
+                ..Default::default()
+            };
+            doc = self.render_rev(&id, &rec, &header.winner, &get)?;
+        }
         Ok(Row::Current(Change {
             seq,
-            id: id.to_owned(),
-            changes,
-            deleted: header.deleted,
+            id,
+            changes: leaves,
+            deleted,
             doc,
         }))
     }
@@ -214,12 +221,14 @@ impl Database {
     /// [`Error::Storage`] on storage failures.
     pub fn pending_since(&self, since: u64) -> Result<u64> {
         let inner = &self.inner;
-        let mut ids: HashSet<String> = HashSet::new();
+        let mut n = 0;
         for item in SeqEntries::new(&inner.tree, since, false) {
-            let (_, id) = item.map_err(|e| e.into_store(inner))?;
-            ids.insert(id);
+            let (_, stale) = item.map_err(|e| e.into_store(inner))?;
+            if stale.is_none() {
+                n += 1;
+            }
         }
-        Ok(ids.len() as u64)
+        Ok(n)
     }
 
     /// A continuous changes feed: the changes after `opts.since` (as [`Database::changes`]
@@ -322,10 +331,13 @@ enum Row {
     Later(u64),
 }
 
+type KvIter = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>;
+
 /// The entries of the by-seq index after `since`, ascending (or descending), chunk by
-/// chunk; stale entries included (the caller checks them against the records).
+/// chunk, each with the seq that superseded it if it is stale (merged from the `X` markers).
 pub(crate) struct SeqEntries {
-    chunks: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>,
+    chunks: KvIter,
+    markers: std::iter::Peekable<KvIter>,
     since: u64,
     descending: bool,
     buffer: std::vec::IntoIter<SeqEntry>,
@@ -350,8 +362,12 @@ impl WalkError {
 impl SeqEntries {
     pub(crate) fn new(tree: &sled::Tree, since: u64, descending: bool) -> SeqEntries {
         let all = keys::chunk_key(0)..=keys::chunk_key(u64::MAX);
-        let chunks: Box<dyn Iterator<Item = _> + Send> = if descending {
-            Box::new(tree.range(all).rev())
+        let after = keys::stale_key(since.saturating_add(1))..=keys::stale_key(u64::MAX);
+        let (chunks, markers): (KvIter, KvIter) = if descending {
+            (
+                Box::new(tree.range(all).rev()),
+                Box::new(tree.range(after).rev()),
+            )
         } else {
             // The chunk holding `since + 1` may start before it: begin at the last chunk
             // whose first seq is at most `since + 1`.
@@ -360,26 +376,60 @@ impl SeqEntries {
                 Some(Ok((k, _))) => k.to_vec(),
                 _ => probe.to_vec(),
             };
-            Box::new(tree.range(start..=keys::chunk_key(u64::MAX).to_vec()))
+            (
+                Box::new(tree.range(start..=keys::chunk_key(u64::MAX).to_vec())),
+                Box::new(tree.range(after)),
+            )
         };
         SeqEntries {
             chunks,
+            markers: markers.peekable(),
             since,
             descending,
             buffer: Vec::new().into_iter(),
             done: false,
         }
     }
+
+    /// The seq that superseded the entry at `seq`, if a marker says it is stale. Markers
+    /// come in the same order as entries, so each is looked at once.
+    fn stale(&mut self, seq: u64) -> std::result::Result<Option<u64>, WalkError> {
+        loop {
+            let (marker, by) = match self.markers.peek() {
+                None => return Ok(None),
+                Some(Err(_)) => match self.markers.next() {
+                    Some(Err(e)) => return Err(WalkError::Sled(e)),
+                    _ => continue,
+                },
+                Some(Ok((k, v))) => {
+                    let marker =
+                        keys::decode_u64(&k[1..], "stale marker").map_err(WalkError::Store)?;
+                    let by = keys::decode_u64(v, "stale marker").map_err(WalkError::Store)?;
+                    (marker, by)
+                }
+            };
+            let behind = if self.descending {
+                marker > seq
+            } else {
+                marker < seq
+            };
+            if behind {
+                self.markers.next();
+                continue;
+            }
+            return Ok((marker == seq).then_some(by));
+        }
+    }
 }
 
 impl Iterator for SeqEntries {
-    type Item = std::result::Result<SeqEntry, WalkError>;
+    type Item = std::result::Result<(SeqEntry, Option<u64>), WalkError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            if let Some((seq, id)) = self.buffer.next() {
-                if seq > self.since {
-                    return Some(Ok((seq, id)));
+            if let Some(entry) = self.buffer.next() {
+                if entry.seq > self.since {
+                    return Some(self.stale(entry.seq).map(|s| (entry, s)));
                 }
                 // Descending, everything after this is older still.
                 self.done = self.descending;

@@ -11,15 +11,17 @@
 //! | `M` | `M` + name | meta values (format version, uuid, counters) |
 //! | `D` | `D` + id | [`DocRecord`]: seq, flags, winner, rev tree, the winner's body |
 //! | `R` | `R` + id + `0x00` + rev | the body (JSON) of a revision that is not the winner |
-//! | `Q` | `Q` + first seq (u64 big-endian) | a by-seq chunk: the (seq, id) entries one write call made |
+//! | `Q` | `Q` + first seq (u64 big-endian) | a by-seq chunk: the entries (seq, id, leaves) one write call made |
+//! | `X` | `X` + seq (u64 big-endian) | marks the entry at seq stale; value: the seq that superseded it |
 //! | `A` | `A` + digest | attachment bytes |
 //! | `L` | `L` + id without `_local/` | local doc (JSON, with `_rev`) |
 //!
 //! Sled's cost is per key, so a document write touches as few keys as it can: a new
 //! document is one `D` record (its body inline) plus its entry in the call's one `Q` chunk.
-//! An entry goes stale when its document is written again; readers skip it (the record's
-//! seq no longer matches), single-entry chunks are deleted when superseded, and
-//! [`crate::Database::compact`] drops the rest.
+//! An entry goes stale when its document is written again: an entry of the same call's
+//! chunk is dropped, a single-entry chunk is deleted, any other gets an `X` marker that
+//! readers merge with the chunks (so `_changes` never reads the records), and
+//! [`crate::Database::compact`] drops marked entries with their markers.
 //!
 //! Format 1 (before this layout) kept every body under `R` and one `S` + seq key per
 //! document; `migrate.rs` upgrades it in place.
@@ -43,6 +45,7 @@ pub(crate) const REV: u8 = b'R';
 /// Format 1's per-document by-seq keys (`S` + seq → id); only the migration reads them.
 pub(crate) const LEGACY_SEQ: u8 = b'S';
 pub(crate) const CHUNK: u8 = b'Q';
+pub(crate) const STALE: u8 = b'X';
 pub(crate) const ATT: u8 = b'A';
 pub(crate) const LOCAL: u8 = b'L';
 
@@ -79,20 +82,51 @@ pub(crate) fn legacy_seq_from_key(key: &[u8]) -> Option<u64> {
     (key.len() == 9 && key[0] == LEGACY_SEQ).then(|| u64::from_be_bytes(bytes))
 }
 
-/// One entry of a by-seq chunk: the document written at `seq`.
-pub(crate) type SeqEntry = (u64, String);
+/// One entry of a by-seq chunk: the document written at `seq`, as that write left it (its
+/// leaves, winner first, and whether the winner is deleted), so that `_changes` reads the
+/// index alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SeqEntry {
+    pub(crate) seq: u64,
+    pub(crate) id: String,
+    pub(crate) deleted: bool,
+    pub(crate) leaves: Vec<Rev>,
+}
 
-/// Encodes a chunk's entries (ascending seq): each is seq (u64 big-endian), id length (u32
-/// big-endian), id bytes.
-pub(crate) fn encode_chunk(entries: &[SeqEntry]) -> Vec<u8> {
-    let len = entries.iter().map(|(_, id)| 12 + id.len()).sum();
-    let mut out = Vec::with_capacity(len);
-    for (seq, id) in entries {
-        out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&(id.len() as u32).to_be_bytes());
-        out.extend_from_slice(id.as_bytes());
+impl SeqEntry {
+    pub(crate) fn of(seq: u64, id: &str, tree: &RevTree) -> SeqEntry {
+        let leaves = tree.leaves();
+        SeqEntry {
+            seq,
+            id: id.to_owned(),
+            deleted: leaves.first().is_some_and(|l| l.deleted),
+            leaves: leaves.into_iter().map(|l| l.rev).collect(),
+        }
     }
-    out
+}
+
+/// Encodes a chunk's entries (ascending seq): each is seq (u64 big-endian), flags (bit 0 =
+/// winner deleted), id length (u32 big-endian), id bytes, leaf count (u16 big-endian), and
+/// per leaf its rev text's length (u8) and text.
+pub(crate) fn encode_chunk(entries: &[SeqEntry]) -> crate::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(entries.len() * 64);
+    for e in entries {
+        out.extend_from_slice(&e.seq.to_be_bytes());
+        out.push(u8::from(e.deleted));
+        out.extend_from_slice(&(e.id.len() as u32).to_be_bytes());
+        out.extend_from_slice(e.id.as_bytes());
+        let n = u16::try_from(e.leaves.len())
+            .map_err(|_| crate::Error::bad_request(format!("{:?} has too many leaves", e.id)))?;
+        out.extend_from_slice(&n.to_be_bytes());
+        for rev in &e.leaves {
+            let text = rev.to_string();
+            let len = u8::try_from(text.len())
+                .map_err(|_| crate::Error::bad_request("revision id is too long"))?;
+            out.push(len);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    Ok(out)
 }
 
 /// Decodes a chunk stored under `key`, checking that its entries ascend and start at the
@@ -105,29 +139,53 @@ pub(crate) fn decode_chunk(key: &[u8], bytes: &[u8]) -> crate::Result<Vec<SeqEnt
         .filter(|_| key.len() == 9 && key[0] == CHUNK)
         .ok_or_else(|| bad("bad key"))?;
     let first = u64::from_be_bytes(first);
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        if rest.len() < 12 {
-            return Err(bad("truncated entry"));
+    let mut out: Vec<SeqEntry> = Vec::new();
+    let mut at = 0usize;
+    let take = |at: &mut usize, n: usize| -> crate::Result<&[u8]> {
+        let b = bytes
+            .get(*at..*at + n)
+            .ok_or_else(|| bad("truncated entry"))?;
+        *at += n;
+        Ok(b)
+    };
+    while at < bytes.len() {
+        let seq = decode_u64(take(&mut at, 8)?, "chunk seq")?;
+        let flags = take(&mut at, 1)?[0];
+        let len = take(&mut at, 4)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let id = std::str::from_utf8(take(&mut at, len)?).map_err(|_| bad("bad id"))?;
+        let n = take(&mut at, 2)?;
+        let n = u16::from_be_bytes([n[0], n[1]]);
+        let mut leaves = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let len = usize::from(take(&mut at, 1)?[0]);
+            let text = std::str::from_utf8(take(&mut at, len)?).map_err(|_| bad("bad rev"))?;
+            leaves.push(text.parse().map_err(|_| bad("bad rev"))?);
         }
-        let seq = decode_u64(&rest[..8], "chunk seq")?;
-        let len = u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
-        let id = rest
-            .get(12..12 + len)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .ok_or_else(|| bad("bad id"))?;
-        let ascending = out.last().map_or(seq == first, |(prev, _)| seq > *prev);
-        if !ascending {
-            return Err(bad("entries out of order"));
+        let ascending = out.last().map_or(seq == first, |prev| seq > prev.seq);
+        if !ascending || flags > 1 || leaves.is_empty() {
+            return Err(bad("bad entry"));
         }
-        out.push((seq, id.to_owned()));
-        rest = &rest[12 + len..];
+        out.push(SeqEntry {
+            seq,
+            id: id.to_owned(),
+            deleted: flags == 1,
+            leaves,
+        });
     }
     if out.is_empty() {
         return Err(bad("empty"));
     }
     Ok(out)
+}
+
+/// `X` + seq: the by-seq entry at seq is stale; the value is the seq (u64 big-endian) of the
+/// write that superseded it.
+pub(crate) fn stale_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = STALE;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
 }
 
 pub(crate) fn att_key(digest: &str) -> Vec<u8> {
@@ -310,14 +368,27 @@ mod tests {
 
     #[test]
     fn chunks_round_trip_and_reject_damage() {
-        let entries = vec![(7, "a".to_string()), (9, "b\u{0}c".to_string())];
-        let bytes = encode_chunk(&entries);
+        let entry = |seq: u64, id: &str, deleted: bool, leaves: &[&str]| SeqEntry {
+            seq,
+            id: id.to_owned(),
+            deleted,
+            leaves: leaves.iter().map(|r| r.parse().unwrap()).collect(),
+        };
+        let entries = vec![
+            entry(7, "a", false, &["1-a"]),
+            entry(9, "b\u{0}c", true, &["3-x", "2-y"]),
+        ];
+        let bytes = encode_chunk(&entries).unwrap();
         assert_eq!(decode_chunk(&chunk_key(7), &bytes).unwrap(), entries);
         // The key must be the first entry's seq.
         assert!(decode_chunk(&chunk_key(6), &bytes).is_err());
         assert!(decode_chunk(&chunk_key(7), &bytes[..bytes.len() - 1]).is_err());
         assert!(decode_chunk(&chunk_key(7), &[]).is_err());
-        let unordered = encode_chunk(&[(7, "a".into()), (7, "b".into())]);
+        let unordered = encode_chunk(&[
+            entry(7, "a", false, &["1-a"]),
+            entry(7, "b", false, &["1-b"]),
+        ])
+        .unwrap();
         assert!(decode_chunk(&chunk_key(7), &unordered).is_err());
         assert!(chunk_key(2) < chunk_key(10));
         assert!(chunk_key(255) < chunk_key(256));

@@ -8,7 +8,7 @@ use serde::Serialize;
 use settee_revtree::{Rev, RevPath, RevStatus, RevTree};
 
 use crate::attachments::metas;
-use crate::keys::{self, DocHeader, DocRecord};
+use crate::keys::{self, DocRecord, SeqEntry};
 use crate::write::BatchState;
 use crate::{Database, Error, PurgeResult, Result};
 
@@ -86,7 +86,7 @@ impl Database {
         }
         let counters = *guard;
         inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
-        // Stale by-seq entries: keep the entries whose record still has their seq.
+        // Stale by-seq entries: drop the marked entries with their markers.
         in_batch = 0;
         for item in inner
             .tree
@@ -94,30 +94,32 @@ impl Database {
         {
             let (k, v) = item.map_err(|e| inner.storage(e))?;
             let entries = keys::decode_chunk(&k, &v)?;
-            let total = entries.len();
-            let mut kept = Vec::with_capacity(total);
-            for (seq, id) in entries {
-                let current = match inner
-                    .tree
-                    .get(keys::doc_key(&id))
-                    .map_err(|e| inner.storage(e))?
-                {
-                    Some(bytes) => DocHeader::decode(&id, &bytes)?.seq == seq,
-                    None => false,
-                };
-                if current {
-                    kept.push((seq, id));
-                }
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                continue;
+            };
+            let mut stale: HashSet<u64> = HashSet::new();
+            for m in inner
+                .tree
+                .range(keys::stale_key(first.seq)..=keys::stale_key(last.seq))
+            {
+                let (mk, _) = m.map_err(|e| inner.storage(e))?;
+                stale.insert(keys::decode_u64(&mk[1..], "stale marker")?);
+                batch.remove(mk);
             }
-            if kept.len() == total {
+            if stale.is_empty() {
                 continue;
             }
+            let kept: Vec<_> = entries
+                .into_iter()
+                .filter(|e| !stale.contains(&e.seq))
+                .collect();
             // A chunk that loses its first entry moves to its new first seq. A record's
             // `solo` flag stays false for a chunk that shrinks to one entry (only chunks
-            // written with one entry are solo), which is safe: its entry just goes stale.
+            // written with one entry are solo), which is safe: its entry is just marked
+            // stale when superseded.
             batch.remove(k);
-            if let Some((first, _)) = kept.first() {
-                batch.insert(&keys::chunk_key(*first)[..], keys::encode_chunk(&kept));
+            if let Some(first) = kept.first() {
+                batch.insert(&keys::chunk_key(first.seq)[..], keys::encode_chunk(&kept)?);
             }
             in_batch += 1;
             if in_batch >= COMPACT_BATCH {
@@ -169,9 +171,10 @@ impl Database {
     /// Checks every invariant of the storage format (a full scan; `fsck`):
     ///
     /// - each by-seq chunk decodes, its key is its first entry's seq, and no seq appears
-    ///   twice; each entry names a document whose record has that seq (a live entry) or a
-    ///   later one (a stale entry); each document's seq has a live entry naming it, alone in
-    ///   its chunk if the record says so;
+    ///   twice; each entry names a document whose record has that seq (a live entry, with
+    ///   the record's leaves) or a later one (a stale entry, which has a marker naming a
+    ///   seq after it and not after the record's); each marker has its entry; each
+    ///   document's seq has a live entry, alone in its chunk if the record says so;
     /// - each winner's body is inline in its record; each other available revision has its
     ///   body under `R`, every leaf is available, and every stored `R` body belongs to an
     ///   available revision that is not the winner;
@@ -188,7 +191,7 @@ impl Database {
         let guard = inner.lock_writer();
         let storage = |e| inner.storage(e);
         let mut report = VerifyReport::default();
-        let mut seqs: BTreeMap<u64, String> = BTreeMap::new();
+        let mut seqs: BTreeMap<u64, SeqEntry> = BTreeMap::new();
         let mut chunk_len: BTreeMap<u64, usize> = BTreeMap::new();
         for item in inner
             .tree
@@ -196,14 +199,27 @@ impl Database {
         {
             let (k, v) = item.map_err(storage)?;
             let entries = keys::decode_chunk(&k, &v)?;
-            chunk_len.insert(entries[0].0, entries.len());
-            for (seq, id) in entries {
-                if let Some(other) = seqs.insert(seq, id.clone()) {
+            chunk_len.insert(entries[0].seq, entries.len());
+            for e in entries {
+                let seq = e.seq;
+                if let Some(other) = seqs.insert(seq, e) {
                     return Err(Error::corrupt(format!(
-                        "seq {seq} is in the by-seq index twice ({other:?} and {id:?})"
+                        "seq {seq} is in the by-seq index twice (once for {:?})",
+                        other.id
                     )));
                 }
             }
+        }
+        let mut markers: BTreeMap<u64, u64> = BTreeMap::new();
+        for item in inner
+            .tree
+            .range(keys::stale_key(0)..=keys::stale_key(u64::MAX))
+        {
+            let (k, v) = item.map_err(storage)?;
+            markers.insert(
+                keys::decode_u64(&k[1..], "stale marker")?,
+                keys::decode_u64(&v, "stale marker")?,
+            );
         }
         report.seq_entries = seqs.len() as u64;
         report.max_seq = seqs.keys().next_back().copied().unwrap_or(0);
@@ -215,9 +231,10 @@ impl Database {
             let id = String::from_utf8(k[1..].to_vec())
                 .map_err(|_| Error::corrupt("doc id is not UTF-8"))?;
             let rec = DocRecord::decode(&id, &v)?;
-            if seqs.get(&rec.seq) != Some(&id) {
+            let live = SeqEntry::of(rec.seq, &id, &rec.tree);
+            if seqs.get(&rec.seq) != Some(&live) || markers.contains_key(&rec.seq) {
                 return Err(Error::corrupt(format!(
-                    "{id:?} has seq {} but the by-seq index does not point to it",
+                    "{id:?} has seq {} but the by-seq index has no live entry for it with its leaves",
                     rec.seq
                 )));
             }
@@ -262,20 +279,42 @@ impl Database {
             }
             doc_seqs.insert(id, rec.seq);
         }
-        for (seq, id) in &seqs {
-            match doc_seqs.get(id) {
-                None => {
+        for (seq, entry) in &seqs {
+            let id = &entry.id;
+            match (doc_seqs.get(id), markers.get(seq)) {
+                (None, _) => {
                     return Err(Error::corrupt(format!(
                         "by-seq entry {seq} names {id:?}, which has no record"
                     )))
                 }
-                Some(current) if current < seq => {
+                (Some(current), _) if current < seq => {
                     return Err(Error::corrupt(format!(
                         "by-seq entry {seq} names {id:?}, whose record is at {current}"
                     )))
                 }
-                Some(current) if current > seq => report.stale_seq_entries += 1,
-                Some(_) => {}
+                (Some(current), Some(by)) if current > seq && by > seq && by <= current => {
+                    report.stale_seq_entries += 1
+                }
+                (Some(current), None) if current > seq => {
+                    return Err(Error::corrupt(format!(
+                        "by-seq entry {seq} of {id:?} is stale (the record is at {current}) \
+                         and not marked"
+                    )))
+                }
+                (Some(current), Some(by)) if current > seq => {
+                    return Err(Error::corrupt(format!(
+                        "by-seq entry {seq} of {id:?} is marked superseded by {by}, \
+                         the record is at {current}"
+                    )))
+                }
+                (Some(_), _) => {}
+            }
+        }
+        for seq in markers.keys() {
+            if !seqs.contains_key(seq) {
+                return Err(Error::corrupt(format!(
+                    "stale marker {seq} has no by-seq entry"
+                )));
             }
         }
         for item in inner.tree.scan_prefix([keys::REV]) {

@@ -8,7 +8,7 @@
 //! changes last, after everything else is applied (sled recovers a prefix of its log, so a
 //! durable format key means durable data).
 
-use crate::keys::{self, DocRecord};
+use crate::keys::{self, DocRecord, SeqEntry};
 use crate::{Error, Result};
 
 /// Records converted per batch.
@@ -57,10 +57,16 @@ pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
         let seq = keys::legacy_seq_from_key(&k).ok_or_else(|| Error::corrupt("bad by-seq key"))?;
         let id = std::str::from_utf8(&v)
             .map_err(|_| Error::corrupt(format!("by-seq entry {seq} holds a non-UTF-8 id")))?;
+        // Format 1 had exactly one entry per document, its live one.
+        let record = tree
+            .get(keys::doc_key(id))
+            .map_err(storage)?
+            .ok_or_else(|| Error::corrupt(format!("by-seq entry {seq} names missing {id:?}")))?;
+        let rec = DocRecord::decode(id, &record)?;
         batch.remove(k);
         batch.insert(
             &keys::chunk_key(seq)[..],
-            keys::encode_chunk(&[(seq, id.to_owned())]),
+            keys::encode_chunk(&[SeqEntry::of(seq, id, &rec.tree)])?,
         );
         n += 1;
         if n >= BATCH {

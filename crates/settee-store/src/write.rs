@@ -252,9 +252,9 @@ impl<'a> BatchState<'a> {
             self.set_rbody(id, &rev, Some(bytes));
         }
         if let Some(o) = old {
-            self.supersede(o);
+            self.supersede(o, seq);
         }
-        self.chunk.push((seq, id.to_owned()));
+        self.chunk.push(SeqEntry::of(seq, id, &tree));
         let rec = DocRecord {
             seq,
             tree,
@@ -269,14 +269,17 @@ impl<'a> BatchState<'a> {
         Ok(seq)
     }
 
-    /// Drops the by-seq entry of a record that is being replaced where that is cheap: an
-    /// entry of this call's own chunk, or a chunk of its own. Other entries go stale
-    /// (readers skip them; compaction removes them).
-    fn supersede(&mut self, old: &DocRecord) {
+    /// Supersedes the by-seq entry of a record that write `seq` replaces: an entry of this
+    /// call's own chunk is dropped, a chunk of its own is deleted, any other entry is marked
+    /// stale (readers skip it; compaction removes it).
+    fn supersede(&mut self, old: &DocRecord, seq: u64) {
         if old.seq >= self.first_seq {
-            self.chunk.retain(|(s, _)| *s != old.seq);
+            self.chunk.retain(|e| e.seq != old.seq);
         } else if old.solo {
             self.batch.remove(&keys::chunk_key(old.seq)[..]);
+        } else {
+            self.batch
+                .insert(&keys::stale_key(old.seq)[..], &seq.to_be_bytes()[..]);
         }
     }
 
@@ -290,7 +293,7 @@ impl<'a> BatchState<'a> {
                 self.set_rbody(id, &rev, None);
             }
         }
-        self.chunk.retain(|(_, other)| other != id);
+        self.chunk.retain(|e| e.id != id);
         self.count(DocState::of(Some(old)), DocState::Absent);
         self.docs.insert(id.to_owned(), None);
         self.written.insert(id.to_owned());
@@ -324,10 +327,10 @@ impl<'a> BatchState<'a> {
                 _ => self.batch.remove(keys::doc_key(id)),
             }
         }
-        if let Some((first, _)) = self.chunk.first() {
+        if let Some(first) = self.chunk.first() {
             self.batch.insert(
-                &keys::chunk_key(*first)[..],
-                keys::encode_chunk(&self.chunk),
+                &keys::chunk_key(first.seq)[..],
+                keys::encode_chunk(&self.chunk)?,
             );
         }
         if !self.removed.is_empty() {
@@ -341,15 +344,19 @@ impl<'a> BatchState<'a> {
                 let (k, v) = item.map_err(|e| inner.storage(e))?;
                 let entries = keys::decode_chunk(&k, &v)?;
                 let total = entries.len();
-                let kept: Vec<SeqEntry> = entries
-                    .into_iter()
-                    .filter(|(_, id)| !self.removed.contains(id))
-                    .collect();
+                let mut kept = Vec::with_capacity(total);
+                for e in entries {
+                    if self.removed.contains(&e.id) {
+                        self.batch.remove(&keys::stale_key(e.seq)[..]);
+                    } else {
+                        kept.push(e);
+                    }
+                }
                 if kept.len() < total {
                     self.batch.remove(k);
-                    if let Some((first, _)) = kept.first() {
+                    if let Some(first) = kept.first() {
                         self.batch
-                            .insert(&keys::chunk_key(*first)[..], keys::encode_chunk(&kept));
+                            .insert(&keys::chunk_key(first.seq)[..], keys::encode_chunk(&kept)?);
                     }
                 }
             }
