@@ -239,7 +239,12 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 open_for_replication(&source)?,
                 open_for_replication(&target)?,
             );
-            let opts = replication_options(&args)?;
+            let mut opts = replication_options(&args)?;
+            // Events name the direction: remote to local is a pull, anything else a push
+            // (source to target).
+            if matches!((&src, &tgt), (Db::Remote(_), Db::Local(_))) {
+                opts.direction = Direction::Pull;
+            }
             replicate(src, tgt, opts, &ui).await
         }
         Command::Sync { local, url, args } => {
