@@ -179,6 +179,20 @@ pub(crate) fn decode_chunk(key: &[u8], bytes: &[u8]) -> crate::Result<Vec<SeqEnt
     Ok(out)
 }
 
+/// Replaces the chunk under `old_key` by `kept` (a subset of its entries) in `batch`: the
+/// chunk moves to its new first seq, or goes if nothing is kept.
+pub(crate) fn rewrite_chunk(
+    batch: &mut sled::Batch,
+    old_key: &[u8],
+    kept: &[SeqEntry],
+) -> crate::Result<()> {
+    batch.remove(old_key);
+    if let Some(first) = kept.first() {
+        batch.insert(&chunk_key(first.seq)[..], encode_chunk(kept)?);
+    }
+    Ok(())
+}
+
 /// `X` + seq: the by-seq entry at seq is stale; the value is the seq (u64 big-endian) of the
 /// write that superseded it.
 pub(crate) fn stale_key(seq: u64) -> [u8; 9] {

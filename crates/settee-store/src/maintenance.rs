@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 use settee_revtree::{Rev, RevPath, RevStatus, RevTree};
 
+use std::sync::MutexGuard;
+
 use crate::attachments::metas;
+use crate::database::{Counters, Inner};
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::write::BatchState;
 use crate::{Database, Error, PurgeResult, Result};
@@ -34,6 +37,23 @@ pub struct VerifyReport {
 
 /// Documents compacted per batch: bounds the memory a compaction holds.
 const COMPACT_BATCH: usize = 1000;
+
+/// Counts one more change in a compaction batch and commits the batch once it holds
+/// [`COMPACT_BATCH`] of them.
+fn commit_every(
+    inner: &Inner,
+    guard: &mut MutexGuard<'_, Counters>,
+    batch: &mut sled::Batch,
+    in_batch: &mut usize,
+) -> Result<()> {
+    *in_batch += 1;
+    if *in_batch >= COMPACT_BATCH {
+        let counters = **guard;
+        inner.commit(guard, std::mem::take(batch), counters)?;
+        *in_batch = 0;
+    }
+    Ok(())
+}
 
 impl Database {
     /// Compacts the store: removes the bodies of revisions that are not leaves (the tree
@@ -77,12 +97,7 @@ impl Database {
                 batch.remove(keys::rev_key(id, rev));
             }
             batch.insert(k, rec.encode()?);
-            in_batch += 1;
-            if in_batch >= COMPACT_BATCH {
-                let counters = *guard;
-                inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
-                in_batch = 0;
-            }
+            commit_every(inner, &mut guard, &mut batch, &mut in_batch)?;
         }
         let counters = *guard;
         inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
@@ -117,16 +132,8 @@ impl Database {
             // `solo` flag stays false for a chunk that shrinks to one entry (only chunks
             // written with one entry are solo), which is safe: its entry is just marked
             // stale when superseded.
-            batch.remove(k);
-            if let Some(first) = kept.first() {
-                batch.insert(&keys::chunk_key(first.seq)[..], keys::encode_chunk(&kept)?);
-            }
-            in_batch += 1;
-            if in_batch >= COMPACT_BATCH {
-                let counters = *guard;
-                inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;
-                in_batch = 0;
-            }
+            keys::rewrite_chunk(&mut batch, &k, &kept)?;
+            commit_every(inner, &mut guard, &mut batch, &mut in_batch)?;
         }
         let counters = *guard;
         inner.commit(&mut guard, std::mem::take(&mut batch), counters)?;

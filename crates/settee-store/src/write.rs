@@ -353,11 +353,7 @@ impl<'a> BatchState<'a> {
                     }
                 }
                 if kept.len() < total {
-                    self.batch.remove(k);
-                    if let Some(first) = kept.first() {
-                        self.batch
-                            .insert(&keys::chunk_key(first.seq)[..], keys::encode_chunk(&kept)?);
-                    }
+                    keys::rewrite_chunk(&mut self.batch, &k, &kept)?;
                 }
             }
         }

@@ -156,6 +156,17 @@ fn ids(db: &Database, opts: &ChangesOptions) -> Vec<(u64, String)> {
         .collect()
 }
 
+fn assert_descending_is_reversed(db: &Database, rows: &[(u64, String)]) {
+    let desc = ids(
+        db,
+        &ChangesOptions {
+            descending: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(desc, rows.iter().rev().cloned().collect::<Vec<_>>());
+}
+
 #[test]
 fn stale_entries_are_skipped_counted_once_and_compacted_away() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,14 +207,7 @@ fn stale_entries_are_skipped_counted_once_and_compacted_away() {
         .unwrap();
     assert_eq!(limited.results.len(), 4);
     assert_eq!(limited.pending, 6);
-    let desc = ids(
-        &db,
-        &ChangesOptions {
-            descending: true,
-            ..Default::default()
-        },
-    );
-    assert_eq!(desc, rows.iter().rev().cloned().collect::<Vec<_>>());
+    assert_descending_is_reversed(&db, &rows);
     // Since inside the bulk chunk.
     let since5 = ids(
         &db,
@@ -390,14 +394,7 @@ fn random_writes_keep_every_invariant_of_the_format() {
                     assert_eq!(d["_local_seq"], *seq, "seed {seed} step {step}: {id}");
                 }
             }
-            let desc = ids(
-                &db,
-                &ChangesOptions {
-                    descending: true,
-                    ..Default::default()
-                },
-            );
-            assert_eq!(desc, rows.iter().rev().cloned().collect::<Vec<_>>());
+            assert_descending_is_reversed(&db, &rows);
             let since = rng.gen_range(0..=info.update_seq);
             let tail = ids(
                 &db,
