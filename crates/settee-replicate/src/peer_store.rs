@@ -16,6 +16,9 @@ use crate::peer::{
 };
 use crate::{Error, Result};
 
+/// Documents per store batch when the replicator writes to a local store.
+const WRITE_CHUNK: usize = 100;
+
 /// Runs a blocking store call on the blocking pool.
 async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
 where
@@ -125,7 +128,19 @@ impl Peer for Database {
     }
 
     async fn write(&self, docs: Vec<Value>) -> Result<Vec<DocFailure>> {
-        let results = blocking(self, move |db| db.bulk_docs(docs, false)).await?;
+        // Written in store batches of at most WRITE_CHUNK: sled keeps the old node versions
+        // a batch replaces until the batch ends, so smaller batches bound peak memory (the
+        // replicator only needs everything written before it checkpoints).
+        let results = blocking(self, move |db| {
+            let mut results = Vec::with_capacity(docs.len());
+            let mut docs = docs.into_iter().peekable();
+            while docs.peek().is_some() {
+                let chunk: Vec<Value> = docs.by_ref().take(WRITE_CHUNK).collect();
+                results.extend(db.bulk_docs(chunk, false)?);
+            }
+            Ok(results)
+        })
+        .await?;
         Ok(results
             .into_iter()
             .filter(|r| !r.is_ok())
