@@ -95,10 +95,11 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
 }
 
 fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>, skip_underscore: bool) {
-    let mut entries: Vec<(&String, &Value)> = map
-        .iter()
-        .filter(|(k, _)| !(skip_underscore && k.starts_with('_')))
-        .collect();
+    let mut entries: Vec<(&String, &Value)> = Vec::with_capacity(map.len());
+    entries.extend(
+        map.iter()
+            .filter(|(k, _)| !(skip_underscore && k.starts_with('_'))),
+    );
     entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     out.push(b'{');
     for (i, (k, v)) in entries.into_iter().enumerate() {

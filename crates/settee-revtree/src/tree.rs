@@ -197,12 +197,12 @@ impl RevTree {
 
     /// Every leaf, each once, sorted best first (the winner is first).
     pub fn leaves(&self) -> Vec<Leaf> {
-        let mut seen = BTreeSet::new();
+        let mut seen: BTreeSet<(u64, &str)> = BTreeSet::new();
         let mut leaves: Vec<Leaf> = self
             .nodes
             .iter()
             .filter(|n| n.is_leaf())
-            .filter(|n| seen.insert((n.pos, n.hash.clone())))
+            .filter(|n| seen.insert((n.pos, &*n.hash)))
             .map(|n| Leaf {
                 rev: n.rev(),
                 deleted: n.deleted,

@@ -262,7 +262,8 @@ impl DocRecord {
         let winner = leaf.rev.to_string();
         let wlen = u16::try_from(winner.len())
             .map_err(|_| crate::Error::bad_request("revision id is too long"))?;
-        let tree = serde_json::to_vec(&self.tree)
+        let mut tree = Vec::with_capacity(64 * self.tree.node_count());
+        serde_json::to_writer(&mut tree, &self.tree)
             .map_err(|e| crate::Error::corrupt(format!("encoding rev tree: {e}")))?;
         let tlen = u32::try_from(tree.len())
             .map_err(|_| crate::Error::bad_request("revision tree is too large"))?;

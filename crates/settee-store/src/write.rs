@@ -217,11 +217,13 @@ impl<'a> BatchState<'a> {
             }
         }
         let mut new_body = match body {
-            Some((rev, map)) => Some((
-                rev,
-                serde_json::to_vec(&map)
-                    .map_err(|e| Error::bad_request(format!("body of {id}: {e}")))?,
-            )),
+            Some((rev, map)) => {
+                // Sized for a typical note, so the writer rarely grows it.
+                let mut bytes = Vec::with_capacity(1536);
+                serde_json::to_writer(&mut bytes, &map)
+                    .map_err(|e| Error::bad_request(format!("body of {id}: {e}")))?;
+                Some((rev, bytes))
+            }
             None => None,
         };
         let winner_body = match new_body.take() {
