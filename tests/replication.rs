@@ -75,6 +75,19 @@ fn populate(db: &Database, n: usize) {
 
 /// What two replicas must agree on: for each document, `open_revs=all&revs=true` (each
 /// leaf's body, deletion flag, `_revisions` and attachment digests), and the winner.
+/// A one-shot sync of `local` and `remote` with default options.
+async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
+    settee::replicate::sync(
+        local.to_peer(),
+        remote.to_peer(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
 async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Value>)> {
     let results = futures::stream::iter(ids.iter().cloned())
         .map(|id| {
@@ -180,15 +193,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
         .put(json!({"_id": "note-00006", "_rev": expected["note-00006"].0, "title": "from server"}))
         .await
         .unwrap();
-    let s = settee::replicate::sync(
-        b.to_peer(),
-        remote(&server, &r1).to_peer(),
-        Default::default(),
-        None,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let s = sync_once(&b, &remote(&server, &r1)).await;
     assert_eq!(s.push.stats.docs_written, 1);
     assert_eq!(s.pull.stats.docs_written, 1);
     assert_eq!(
@@ -198,15 +203,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     );
 
     // Nothing changed: a no-op sync reads nothing.
-    let again = settee::replicate::sync(
-        b.to_peer(),
-        remote(&server, &r1).to_peer(),
-        Default::default(),
-        None,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let again = sync_once(&b, &remote(&server, &r1)).await;
     assert_eq!(again.push.stats.changes_read, 0);
     assert_eq!(again.pull.stats.docs_written, 0);
 }
@@ -244,15 +241,7 @@ async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
                 .unwrap();
         }
     }
-    let s = settee::replicate::sync(
-        l.to_peer(),
-        r.to_peer(),
-        Default::default(),
-        None,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let s = sync_once(&l, &r).await;
     // At least every edit of the other side (a revision may be counted twice when the source
     // changes mid-run; the data is compared below).
     assert!(s.push.stats.docs_written >= 20, "{:?}", s.push.stats);

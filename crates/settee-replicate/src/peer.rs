@@ -113,6 +113,23 @@ pub struct DocFailure {
     pub reason: String,
 }
 
+impl DocFailure {
+    /// The failure a rejected write result reports (either peer's `_bulk_docs` result).
+    pub(crate) fn rejected(
+        id: String,
+        rev: Option<Rev>,
+        error: Option<String>,
+        reason: Option<String>,
+    ) -> DocFailure {
+        DocFailure {
+            id,
+            rev: rev.map(|r| r.to_string()),
+            error: error.unwrap_or_default(),
+            reason: reason.unwrap_or_default(),
+        }
+    }
+}
+
 /// Either end of a replication.
 ///
 /// Every method may be called concurrently from several tasks. Implementations translate

@@ -172,12 +172,7 @@ impl Peer for RemoteDb {
         Ok(results
             .into_iter()
             .filter(|r| !r.is_ok())
-            .map(|r| DocFailure {
-                id: r.id,
-                rev: r.rev.map(|r| r.to_string()),
-                error: r.error.unwrap_or_default(),
-                reason: r.reason.unwrap_or_default(),
-            })
+            .map(|r| DocFailure::rejected(r.id, r.rev, r.error, r.reason))
             .collect())
     }
 

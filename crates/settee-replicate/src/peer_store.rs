@@ -144,12 +144,7 @@ impl Peer for Database {
         Ok(results
             .into_iter()
             .filter(|r| !r.is_ok())
-            .map(|r| DocFailure {
-                id: r.id,
-                rev: r.rev.map(|r| r.to_string()),
-                error: r.error.unwrap_or_default(),
-                reason: r.reason.unwrap_or_default(),
-            })
+            .map(|r| DocFailure::rejected(r.id, r.rev, r.error, r.reason))
             .collect())
     }
 

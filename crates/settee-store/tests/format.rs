@@ -125,10 +125,9 @@ fn a_format_1_store_is_upgraded_and_answers_as_before() {
 
 #[test]
 fn an_upgrade_cut_short_finishes_on_the_next_open() {
-    // Simulate a crash part way: convert some records by hand with the new build's rules
-    // is not possible from outside, so cut the upgrade by removing the format key's
-    // change: open (upgrades), then write format 1 back. The records are format 2 now, so
-    // the next open must skip them and still give the same answers.
+    // The crash window between the upgrade's last data batch and its format key: the
+    // records and chunks are format 2 but the key still says 1. The next open must run the
+    // upgrade again over converted data (skipping it) and answer as before.
     let dir = tempfile::tempdir().unwrap();
     let path = unpack_fixture(dir.path());
     let expected: Value =
