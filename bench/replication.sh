@@ -16,6 +16,8 @@
 # target/bench), BENCH_OUT (data and raw output: bench-out/replication, git-ignored).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# From the repository root, so cargo reads .cargo/config.toml (the allocator settings).
+cd "$root"
 n=${BENCH_DOCS:-100000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/bench}
 out=${BENCH_OUT:-$root/bench-out/replication}

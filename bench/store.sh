@@ -13,6 +13,8 @@
 # workspace's); data and raw output to BENCH_OUT (default bench-out/store, git-ignored).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# From the repository root, so cargo reads .cargo/config.toml (the allocator settings).
+cd "$root"
 export BENCH_DOCS=${BENCH_DOCS:-100000} BENCH_PUTS=${BENCH_PUTS:-10000}
 export BENCH_PUTS_IMMEDIATE=${BENCH_PUTS_IMMEDIATE:-1000} BENCH_GETS=${BENCH_GETS:-100000}
 export BENCH_BATCH=${BENCH_BATCH:-1000}

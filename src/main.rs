@@ -12,6 +12,13 @@ use serde_json::Value;
 use settee::replicate::{Direction, Event, Filter, ReplicateOptions, Replication, Selector};
 use settee::{CancellationToken, Db, GetArgs};
 
+/// jemalloc instead of the system allocator: sled allocates and frees many short-lived node
+/// buffers from several threads, and with glibc's malloc that was a fifth of a replication's
+/// CPU (arena locks, chunk consolidation); see docs/benchmarks.md.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Offline-first CouchDB replication and document tool. A DB is a local store path or a
 /// CouchDB database URL (`http://user@host:5984/db`; the password comes from
 /// `SETTEE_PASSWORD`, never from the command line).

@@ -15,6 +15,13 @@ use std::time::{Duration, Instant};
 
 use rouchdb::{BulkDocsOptions, ChangesOptions, Database, Document};
 
+/// The same allocator as the `settee` CLI and the other Rust bench program (jemalloc, with
+/// `narenas:1` from `.cargo/config.toml`), so the Settee/RouchDB ratios compare the
+/// databases, not glibc's malloc against jemalloc. Store run 4 in docs/benchmarks.md was the
+/// last one on glibc's malloc.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn var(name: &str, default: u64) -> Result<u64> {

@@ -257,6 +257,17 @@ pub struct ClientBuilder {
     read_timeout: Duration,
     request_timeout: Option<Duration>,
     retry: RetryPolicy,
+    gzip: Option<bool>,
+}
+
+/// Whether `url`'s host is this machine: `localhost` or a loopback IP address.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 impl ClientBuilder {
@@ -270,6 +281,7 @@ impl ClientBuilder {
             read_timeout: Duration::from_secs(90),
             request_timeout: None,
             retry: RetryPolicy::default(),
+            gzip: None,
         }
     }
 
@@ -337,6 +349,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether to ask the server for gzip-compressed responses. By default they are asked
+    /// for unless the server is on a loopback address (`localhost`, `127.0.0.0/8`, `::1`),
+    /// where compressing costs both ends CPU and saves no bandwidth.
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = Some(on);
+        self
+    }
+
     /// Builds the client.
     ///
     /// # Errors
@@ -392,9 +412,10 @@ impl ClientBuilder {
         }
         let method = Method::GET;
         let shown = RedactedUrl::new(&base);
+        let gzip = self.gzip.unwrap_or_else(|| !is_loopback(&base));
         let mut http = reqwest::Client::builder()
             .http1_only()
-            .gzip(true)
+            .gzip(gzip)
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(self.connect_timeout)
             .read_timeout(self.read_timeout);
@@ -415,5 +436,22 @@ impl ClientBuilder {
                 session: tokio::sync::Mutex::new(None),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        let is = |u: &str| is_loopback(&Url::parse(u).unwrap_or_else(|e| panic!("{u}: {e}")));
+        assert!(is("http://127.0.0.1:5984/"));
+        assert!(is("http://127.8.9.1/"));
+        assert!(is("http://LOCALHOST:5984/db"));
+        assert!(is("http://[::1]:5984/"));
+        assert!(!is("http://10.0.0.1/"));
+        assert!(!is("https://couch.example.com/"));
+        assert!(!is("http://localhost.example.com/"));
     }
 }

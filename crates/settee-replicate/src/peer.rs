@@ -18,6 +18,8 @@ pub struct PeerInfo {
     pub update_seq: Seq,
     /// Number of live documents.
     pub doc_count: u64,
+    /// Number of deleted documents.
+    pub doc_del_count: u64,
 }
 
 /// Which changes a replication reads.

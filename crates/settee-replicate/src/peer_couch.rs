@@ -63,6 +63,7 @@ impl Peer for RemoteDb {
         Ok(PeerInfo {
             update_seq: info.update_seq,
             doc_count: info.doc_count,
+            doc_del_count: info.doc_del_count,
         })
     }
 

@@ -62,6 +62,7 @@ impl Peer for Database {
         Ok(PeerInfo {
             update_seq: Seq::from(info.update_seq),
             doc_count: info.doc_count,
+            doc_del_count: info.doc_del_count,
         })
     }
 

@@ -11,11 +11,13 @@
 //! empty page; a continuous one reports `Paused` on a short page and then longpolls.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use serde_json::Value;
-use settee_revtree::{Rev, Seq};
+use settee_revtree::{Rev, RevsDiff, Seq};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -144,6 +146,11 @@ struct Progress {
     /// its index, too slow to do per batch), and the rows read since.
     pending_base: Option<u64>,
     read_since_base: u64,
+    /// The target had no documents (live or deleted) when this session began, and the
+    /// first catch-up is not over: every revision read is missing there, so `_revs_diff` is
+    /// skipped (see `process`). Cleared once caught up, after which other writers may have
+    /// given the target anything.
+    initial_load: Arc<AtomicBool>,
 }
 
 /// At most this many failed documents are kept in a checkpoint (all are in events).
@@ -233,7 +240,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
 
         // Verify peers and read checkpoints, retrying transient failures like any step.
         let mut attempt = 0u32;
-        let (mut source_log, mut target_log) = loop {
+        let (mut source_log, mut target_log, target_empty) = loop {
             let setup = tokio::select! {
                 r = self.setup(&rep_id) => r,
                 () = cancel.cancelled() => return Err(Error::Cancelled),
@@ -267,6 +274,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             paused: false,
             pending_base: None,
             read_since_base: 0,
+            initial_load: Arc::new(AtomicBool::new(target_empty)),
         };
         let session = SessionMeta {
             rep_id: &rep_id,
@@ -371,21 +379,26 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         }
     }
 
-    /// Verifies both peers (creating the target if asked) and reads both checkpoints.
-    async fn setup(&self, rep_id: &str) -> Result<(LogSlot, LogSlot)> {
+    /// Verifies both peers (creating the target if asked) and reads both checkpoints; also
+    /// says whether the target is empty (no live or deleted documents).
+    async fn setup(&self, rep_id: &str) -> Result<(LogSlot, LogSlot, bool)> {
         self.source.info().await?;
-        if let Err(e) = self.target.info().await {
-            if e.name() != "not_found" {
-                return Err(e);
+        let target = match self.target.info().await {
+            Ok(info) => info,
+            Err(e) => {
+                if e.name() != "not_found" {
+                    return Err(e);
+                }
+                if !self.opts.create_target {
+                    return Err(Error::NoDatabase {
+                        peer: self.target.describe(),
+                    });
+                }
+                self.target.create().await?;
+                self.target.info().await?
             }
-            if !self.opts.create_target {
-                return Err(Error::NoDatabase {
-                    peer: self.target.describe(),
-                });
-            }
-            self.target.create().await?;
-            self.target.info().await?;
-        }
+        };
+        let empty = target.doc_count == 0 && target.doc_del_count == 0;
         if let Filter::Named { .. } = self.opts.filter {
             if self.source.is_local() {
                 return Err(Error::BadRequest {
@@ -397,7 +410,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             LogSlot::read(&self.source, rep_id),
             LogSlot::read(&self.target, rep_id)
         );
-        Ok((s?, t?))
+        Ok((s?, t?, empty))
     }
 
     /// One attempt of the pipeline, from `progress.done_seq`, until caught up (one-shot),
@@ -486,12 +499,16 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             }
         });
         let this = self.clone();
+        let initial_load = progress.initial_load.clone();
         let pipeline = reader
             .map(move |item| {
                 let this = this.clone();
+                let skip_diff = initial_load.load(Ordering::Relaxed);
                 async move {
                     match item? {
-                        Item::Batch(batch) => this.process(batch).await.map(Outcome::Processed),
+                        Item::Batch(batch) => {
+                            this.process(batch, skip_diff).await.map(Outcome::Processed)
+                        }
                         Item::Idle(seq) => Ok(Outcome::Idle(seq)),
                     }
                 }
@@ -551,6 +568,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     // Everything before this point in the feed has been taken, so all of it
                     // is written.
                     progress.done_seq = seq;
+                    progress.initial_load.store(false, Ordering::Relaxed);
                     self.checkpoint(ctx, session, progress, source_log, target_log, false)
                         .await?;
                     if !progress.paused {
@@ -579,8 +597,13 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         progress.read_since_base = 0;
     }
 
-    /// Diffs, fetches and writes one batch.
-    async fn process(&self, batch: ChangesBatch) -> Result<Processed> {
+    /// Diffs, fetches and writes one batch. With `skip_diff` (the target was empty when the
+    /// session began and this is its first catch-up) every revision counts as missing
+    /// without asking the target: `_revs_diff` would say so, and a revision the target got
+    /// meanwhile from elsewhere is written again harmlessly (`new_edits=false` merges a
+    /// known revision as a no-op). It saves the target a lookup per document on an initial
+    /// upload, which on a single-process server is a large part of a push.
+    async fn process(&self, batch: ChangesBatch, skip_diff: bool) -> Result<Processed> {
         let mut delta = Stats {
             changes_read: batch.changes.len() as u64,
             ..Stats::default()
@@ -596,7 +619,19 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             }
         }
         delta.missing_checked = revs.values().map(|r| r.len() as u64).sum();
-        let diff = self.target.revs_diff(revs).await?;
+        let diff = if skip_diff {
+            revs.into_iter()
+                .map(|(id, missing)| {
+                    let diff = RevsDiff {
+                        missing,
+                        possible_ancestors: Vec::new(),
+                    };
+                    (id, diff)
+                })
+                .collect()
+        } else {
+            self.target.revs_diff(revs).await?
+        };
         let mut reqs = Vec::new();
         for (id, d) in diff {
             for rev in d.missing {

@@ -6,7 +6,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use settee_replicate::{Event, Filter, ReplicateOptions, Replication, Selector};
+use std::collections::BTreeMap;
+
+use settee_replicate::{
+    ChangesBatch, ChangesRequest, DocFailure, Event, FetchRequest, Fetched, Filter, Peer, PeerInfo,
+    ReplicateOptions, Replication, Selector,
+};
+use settee_revtree::{Rev, RevsDiff, Seq};
 use settee_store::{Database, GetOptions, OpenRevs};
 
 fn store(dir: &tempfile::TempDir, name: &str) -> Database {
@@ -347,4 +353,122 @@ async fn pending_counts_unpushed_local_changes_offline() {
         .unwrap();
     assert_eq!(st.unpushed, Some(1));
     assert!(st.last_push.is_some());
+}
+
+/// A peer that counts the `_revs_diff` calls made to it and passes everything on.
+#[derive(Clone)]
+struct CountingDiffs {
+    db: Database,
+    diffs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingDiffs {
+    fn new(db: Database) -> CountingDiffs {
+        CountingDiffs {
+            db,
+            diffs: Default::default(),
+        }
+    }
+
+    fn diffs(&self) -> usize {
+        self.diffs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Peer for CountingDiffs {
+    fn describe(&self) -> String {
+        Peer::describe(&self.db)
+    }
+    fn identity(&self) -> String {
+        Peer::identity(&self.db)
+    }
+    fn is_local(&self) -> bool {
+        true
+    }
+    async fn info(&self) -> settee_replicate::Result<PeerInfo> {
+        Peer::info(&self.db).await
+    }
+    async fn create(&self) -> settee_replicate::Result<()> {
+        Peer::create(&self.db).await
+    }
+    async fn changes(&self, req: &ChangesRequest) -> settee_replicate::Result<ChangesBatch> {
+        Peer::changes(&self.db, req).await
+    }
+    async fn revs_diff(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> settee_replicate::Result<BTreeMap<String, RevsDiff>> {
+        self.diffs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Peer::revs_diff(&self.db, revs).await
+    }
+    async fn fetch(&self, reqs: Vec<FetchRequest>) -> settee_replicate::Result<Vec<Fetched>> {
+        Peer::fetch(&self.db, reqs).await
+    }
+    async fn write(&self, docs: Vec<Value>) -> settee_replicate::Result<Vec<DocFailure>> {
+        Peer::write(&self.db, docs).await
+    }
+    async fn commit(&self) -> settee_replicate::Result<()> {
+        Peer::commit(&self.db).await
+    }
+    async fn get_local(&self, id: &str) -> settee_replicate::Result<Option<Value>> {
+        Peer::get_local(&self.db, id).await
+    }
+    async fn put_local(&self, id: &str, doc: Value) -> settee_replicate::Result<String> {
+        Peer::put_local(&self.db, id, doc).await
+    }
+    async fn pending_since(&self, since: &Seq) -> Option<u64> {
+        Peer::pending_since(&self.db, since).await
+    }
+}
+
+#[tokio::test]
+async fn initial_upload_to_an_empty_target_skips_revs_diff_and_later_runs_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = store(&dir, "a");
+    populate(&a, 120, "x");
+    let opts = ReplicateOptions {
+        batch_size: 25,
+        ..Default::default()
+    };
+
+    // Empty target: every revision is missing there, so nothing is asked.
+    let b = CountingDiffs::new(store(&dir, "b"));
+    let first = Replication::new(a.clone(), b.clone(), opts.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(b.diffs(), 0);
+    assert_eq!(first.stats.missing_checked, first.stats.missing_found);
+    assert_eq!(snapshot(&a), snapshot(&b.db));
+
+    // The target now has documents: the next run diffs (and writes only what is new).
+    a.put(json!({"_id": "late", "v": 1})).unwrap();
+    let second = Replication::new(a.clone(), b.clone(), opts.clone())
+        .run()
+        .await
+        .unwrap();
+    assert!(b.diffs() > 0);
+    assert_eq!(second.stats.changes_read, 1);
+    assert_eq!(snapshot(&a), snapshot(&b.db));
+
+    // A target that is not empty at the start is diffed from the first batch, and a
+    // revision it already has is not written again.
+    let c = CountingDiffs::new(store(&dir, "c"));
+    let note = a
+        .get(
+            "note-00004",
+            &GetOptions {
+                revs: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    c.db.bulk_docs(vec![note], false).unwrap();
+    let third = Replication::new(a.clone(), c.clone(), opts)
+        .run()
+        .await
+        .unwrap();
+    assert!(c.diffs() > 0);
+    assert_eq!(third.stats.missing_found + 1, third.stats.missing_checked);
+    assert_eq!(snapshot(&a), snapshot(&c.db));
 }

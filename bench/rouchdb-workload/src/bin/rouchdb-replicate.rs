@@ -7,6 +7,13 @@ use std::time::Instant;
 
 use rouchdb::{Database, ReplicationOptions};
 
+/// The same allocator as the `settee` CLI and the store bench programs (jemalloc, with
+/// `narenas:1` from `.cargo/config.toml`), so the Settee/RouchDB ratios compare the
+/// databases, not glibc's malloc against jemalloc. Store run 4 in docs/benchmarks.md was the
+/// last one on glibc's malloc.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn open(spec: &str) -> Result<Database> {
