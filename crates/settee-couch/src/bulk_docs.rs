@@ -3,9 +3,34 @@
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::{Error, RemoteDb, Result, Rev};
+
+/// A document [`RemoteDb::bulk_docs`] can send: parsed (`Value`) or JSON text
+/// (`Box<RawValue>`, sent as it is).
+pub trait JsonDoc: Serialize + Sync {
+    /// The document's `_id`, if it has a string one.
+    fn doc_id(&self) -> Option<String>;
+}
+
+impl JsonDoc for Value {
+    fn doc_id(&self) -> Option<String> {
+        self.get("_id").and_then(Value::as_str).map(str::to_owned)
+    }
+}
+
+impl JsonDoc for Box<RawValue> {
+    fn doc_id(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct IdOnly {
+            #[serde(rename = "_id")]
+            id: Option<String>,
+        }
+        serde_json::from_str::<IdOnly>(self.get()).ok()?.id
+    }
+}
 
 /// The outcome of writing one document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,10 +78,14 @@ impl RemoteDb {
     /// Only whole-request failures: [`Error::NotFound`] (no database),
     /// [`Error::Unauthorized`], [`Error::BadRequest`], [`Error::Transport`]. Per-document
     /// `conflict`, `forbidden`, `unauthorized` and `too_large` are [`DocResult`]s.
-    pub async fn bulk_docs(&self, docs: &[Value], new_edits: bool) -> Result<Vec<DocResult>> {
+    pub async fn bulk_docs<D: JsonDoc>(
+        &self,
+        docs: &[D],
+        new_edits: bool,
+    ) -> Result<Vec<DocResult>> {
         let mut results = Vec::new();
         // Work list instead of recursion: each entry is a slice still to send.
-        let mut pending: Vec<&[Value]> = vec![docs];
+        let mut pending: Vec<&[D]> = vec![docs];
         while let Some(batch) = pending.pop() {
             if batch.is_empty() {
                 continue;
@@ -70,13 +99,10 @@ impl RemoteDb {
                     pending.push(a);
                 }
                 Err(Error::TooLarge(f)) => {
-                    let id = batch[0]
-                        .get("_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    tracing::warn!(url = %f.url(), id, "document too large for the server; skipped");
+                    let id = batch[0].doc_id().unwrap_or_default();
+                    tracing::warn!(url = %f.url(), %id, "document too large for the server; skipped");
                     results.push(DocResult {
-                        id: id.to_owned(),
+                        id,
                         rev: None,
                         error: Some("too_large".into()),
                         reason: Some(f.reason().to_owned()),
@@ -88,8 +114,18 @@ impl RemoteDb {
         Ok(results)
     }
 
-    async fn bulk_docs_once(&self, docs: &[Value], new_edits: bool) -> Result<Vec<DocResult>> {
-        let body = serde_json::json!({ "docs": docs, "new_edits": new_edits });
+    async fn bulk_docs_once<D: JsonDoc>(
+        &self,
+        docs: &[D],
+        new_edits: bool,
+    ) -> Result<Vec<DocResult>> {
+        // Serialized straight from the slice (`json!` would copy every document first).
+        #[derive(Serialize)]
+        struct Request<'a, D> {
+            docs: &'a [D],
+            new_edits: bool,
+        }
+        let body = Request { docs, new_edits };
         let mut call = self
             .client
             .json_call(Method::POST, self.join(&["_bulk_docs"]), &body)?;

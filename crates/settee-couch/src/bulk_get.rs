@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderValue, ACCEPT};
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::docs::{is_missing_doc, json_list};
@@ -56,21 +58,23 @@ impl Default for BulkGetOptions {
     }
 }
 
-/// The answer for one request item.
+/// The answer for one request item. `D` is how documents come: parsed (`Value`, from
+/// [`RemoteDb::bulk_get`]) or as JSON text (`Box<RawValue>`, from
+/// [`RemoteDb::bulk_get_json`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BulkGetResult {
+pub struct BulkGetResult<D = Value> {
     /// The document id.
     pub id: String,
     /// One entry per revision returned (several for a conflicted doc requested without `rev`).
-    pub docs: Vec<BulkGetDoc>,
+    pub docs: Vec<BulkGetDoc<D>>,
 }
 
 /// One revision in a [`BulkGetResult`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum BulkGetDoc {
+pub enum BulkGetDoc<D = Value> {
     /// The document at that revision (with `_revisions` when asked for).
-    Ok(Value),
+    Ok(D),
     /// The revision is not there (the `open_revs` form, and pouchdb-server's `{}` for a
     /// document that does not exist, which has no rev).
     Missing(Option<Rev>),
@@ -124,13 +128,78 @@ impl BulkGetDoc {
             _ => BulkGetDoc::Missing(None),
         }
     }
+}
 
+impl<D> BulkGetDoc<D> {
     /// The document, if this entry has one.
-    pub fn doc(&self) -> Option<&Value> {
+    pub fn doc(&self) -> Option<&D> {
         match self {
             BulkGetDoc::Ok(doc) => Some(doc),
             _ => None,
         }
+    }
+
+    /// The same entry with its document converted.
+    fn map<E>(self, f: impl FnOnce(D) -> E) -> BulkGetDoc<E> {
+        match self {
+            BulkGetDoc::Ok(d) => BulkGetDoc::Ok(f(d)),
+            BulkGetDoc::Missing(rev) => BulkGetDoc::Missing(rev),
+            BulkGetDoc::Error(e) => BulkGetDoc::Error(e),
+        }
+    }
+}
+
+/// A form `_bulk_get` can hand documents over in.
+trait DocForm: Sized + Send + 'static {
+    /// One entry of a `_bulk_get` answer's `docs` list.
+    type Entry: DeserializeOwned + Send;
+    fn entry(e: Self::Entry) -> BulkGetDoc<Self>;
+    fn from_value(v: Value) -> Self;
+}
+
+impl DocForm for Value {
+    type Entry = Value;
+    fn entry(e: Value) -> BulkGetDoc<Value> {
+        BulkGetDoc::from_value(e)
+    }
+    fn from_value(v: Value) -> Value {
+        v
+    }
+}
+
+/// An entry with its document left as text; the other members are small and parsed.
+#[derive(Deserialize)]
+struct JsonEntry {
+    #[serde(default)]
+    ok: Option<Box<RawValue>>,
+    #[serde(default)]
+    missing: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    reason: Option<Value>,
+}
+
+impl DocForm for Box<RawValue> {
+    type Entry = JsonEntry;
+    fn entry(e: JsonEntry) -> BulkGetDoc<Box<RawValue>> {
+        if let Some(doc) = e.ok {
+            return BulkGetDoc::Ok(doc);
+        }
+        let mut rest = serde_json::Map::new();
+        for (k, v) in [
+            ("missing", e.missing),
+            ("error", e.error),
+            ("reason", e.reason),
+        ] {
+            if let Some(v) = v {
+                rest.insert(k.into(), v);
+            }
+        }
+        BulkGetDoc::from_value(Value::Object(rest)).map(Self::from_value)
+    }
+    fn from_value(v: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&v).expect("a JSON value always serializes")
     }
 }
 
@@ -159,6 +228,28 @@ impl RemoteDb {
         reqs: &[BulkGetRequest],
         opts: &BulkGetOptions,
     ) -> Result<Vec<BulkGetResult>> {
+        self.bulk_get_as(reqs, opts).await
+    }
+
+    /// [`RemoteDb::bulk_get`] with each document left as the JSON text the server sent
+    /// (checked to be valid JSON, not parsed into a `Value`): what a replicator passes on
+    /// to its target as it is.
+    ///
+    /// # Errors
+    /// As [`RemoteDb::bulk_get`].
+    pub async fn bulk_get_json(
+        &self,
+        reqs: &[BulkGetRequest],
+        opts: &BulkGetOptions,
+    ) -> Result<Vec<BulkGetResult<Box<RawValue>>>> {
+        self.bulk_get_as(reqs, opts).await
+    }
+
+    async fn bulk_get_as<D: DocForm>(
+        &self,
+        reqs: &[BulkGetRequest],
+        opts: &BulkGetOptions,
+    ) -> Result<Vec<BulkGetResult<D>>> {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
@@ -183,26 +274,34 @@ impl RemoteDb {
         let opts = *opts;
         futures::stream::iter(reqs.iter().cloned().map(|r| {
             let db = self.clone();
-            async move { db.open_revs(&r, &opts).await }
+            async move {
+                let r = db.open_revs(&r, &opts).await?;
+                Ok(BulkGetResult {
+                    id: r.id,
+                    docs: r.docs.into_iter().map(|d| d.map(D::from_value)).collect(),
+                })
+            }
         }))
         .buffered(FALLBACK_CONCURRENCY)
         .try_collect()
         .await
     }
 
-    async fn bulk_get_native(
+    async fn bulk_get_native<D: DocForm>(
         &self,
         reqs: &[BulkGetRequest],
         opts: &BulkGetOptions,
-    ) -> Result<Vec<BulkGetResult>> {
+    ) -> Result<Vec<BulkGetResult<D>>> {
         #[derive(Deserialize)]
-        struct Answer {
-            results: Vec<RawResult>,
+        #[serde(bound = "")]
+        struct Answer<D: DocForm> {
+            results: Vec<RawResult<D>>,
         }
         #[derive(Deserialize)]
-        struct RawResult {
+        #[serde(bound = "")]
+        struct RawResult<D: DocForm> {
             id: String,
-            docs: Vec<Value>,
+            docs: Vec<D::Entry>,
         }
         let mut url = self.join(&["_bulk_get"]);
         bool_params(&mut url, opts);
@@ -211,13 +310,13 @@ impl RemoteDb {
             .client
             .json_call(Method::POST, url, &body)?
             .idempotent();
-        let answer: Answer = self.client.send_json(call).await?;
+        let answer: Answer<D> = self.client.send_json(call).await?;
         Ok(answer
             .results
             .into_iter()
             .map(|r| BulkGetResult {
                 id: r.id,
-                docs: r.docs.into_iter().map(BulkGetDoc::from_value).collect(),
+                docs: r.docs.into_iter().map(D::entry).collect(),
             })
             .collect())
     }

@@ -48,7 +48,7 @@ mod revs_diff;
 mod transport;
 
 pub use attachments::{AttachmentBody, AttachmentUpload};
-pub use bulk_docs::DocResult;
+pub use bulk_docs::{DocResult, JsonDoc};
 pub use bulk_get::{BulkGetDoc, BulkGetOptions, BulkGetRequest, BulkGetResult};
 pub use changes::{
     Change, ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, ChangesStyle, Feed,

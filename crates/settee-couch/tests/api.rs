@@ -463,6 +463,25 @@ async fn bulk_docs_new_edits_false_keeps_revs_and_bulk_get_returns_them() {
         ..Default::default()
     };
     assert_eq!(&db.get("a", &at_3c).await.unwrap(), a);
+
+    // As JSON text: the same documents, unparsed; and text goes back through _bulk_docs.
+    let text = db
+        .bulk_get_json(&reqs, &BulkGetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(text.len(), 2);
+    for (t, v) in text.iter().zip(&got) {
+        assert_eq!(t.id, v.id);
+        let doc: serde_json::Value = serde_json::from_str(t.docs[0].doc().unwrap().get()).unwrap();
+        assert_eq!(&doc, v.docs[0].doc().unwrap());
+    }
+    let copy = fresh_db("bulkcopy");
+    let raw: Vec<Box<serde_json::value::RawValue>> = text
+        .into_iter()
+        .filter_map(|r| r.docs.into_iter().next()?.doc().cloned())
+        .collect();
+    assert_eq!(copy.1.bulk_docs(&raw, false).await.unwrap(), vec![]);
+    assert_eq!(&copy.1.get("a", &at_3c).await.unwrap(), a);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use settee_couch::RemoteDb;
 use settee_revtree::{Rev, RevsDiff, Seq};
@@ -92,7 +93,7 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::fetch(p, reqs).await)
     }
 
-    async fn write(&self, docs: Vec<Value>) -> Result<Vec<DocFailure>> {
+    async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
         both!(self, p => Peer::write(p, docs).await)
     }
 

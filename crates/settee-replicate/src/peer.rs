@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use settee_revtree::{Rev, RevsDiff, Seq};
 
@@ -93,10 +94,11 @@ pub struct FetchRequest {
 }
 
 /// A fetched revision, or why it could not be fetched.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Fetched {
-    /// The document at the revision, with `_revisions` and inline attachments.
-    Doc(Value),
+    /// The document at the revision, with `_revisions` and inline attachments, as JSON
+    /// text: the replicator passes documents from source to target without parsing them.
+    Doc(Box<RawValue>),
     /// The source could not give the revision (compacted, purged, forbidden).
     Failed(DocFailure),
 }
@@ -167,8 +169,11 @@ pub trait Peer: Clone + Send + Sync + 'static {
     fn fetch(&self, reqs: Vec<FetchRequest>) -> impl Future<Output = Result<Vec<Fetched>>> + Send;
 
     /// Writes revisions as they are (`_bulk_docs` with `new_edits=false`); returns the
-    /// documents the peer rejected.
-    fn write(&self, docs: Vec<Value>) -> impl Future<Output = Result<Vec<DocFailure>>> + Send;
+    /// documents the peer rejected. Each document is JSON text as [`Peer::fetch`] gave it.
+    fn write(
+        &self,
+        docs: Vec<Box<RawValue>>,
+    ) -> impl Future<Output = Result<Vec<DocFailure>>> + Send;
 
     /// Makes everything written so far durable (the store's flush; CouchDB's
     /// `_ensure_full_commit`).

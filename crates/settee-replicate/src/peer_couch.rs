@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use settee_couch::{
     BulkGetDoc, BulkGetOptions, BulkGetRequest, ChangesFilter, ChangesOptions, Feed, RemoteDb,
@@ -139,7 +140,7 @@ impl Peer for RemoteDb {
             latest: true,
             attachments: true,
         };
-        let results = RemoteDb::bulk_get(self, &breqs, &opts)
+        let results = RemoteDb::bulk_get_json(self, &breqs, &opts)
             .await
             .map_err(couch_err(self))?;
         let mut out = Vec::new();
@@ -166,7 +167,7 @@ impl Peer for RemoteDb {
         Ok(out)
     }
 
-    async fn write(&self, docs: Vec<Value>) -> Result<Vec<DocFailure>> {
+    async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
         let results = RemoteDb::bulk_docs(self, &docs, false)
             .await
             .map_err(couch_err(self))?;

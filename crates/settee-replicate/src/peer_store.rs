@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
 use settee_revtree::{Rev, RevsDiff, Seq};
 use settee_store::{
@@ -110,34 +111,37 @@ impl Peer for Database {
             latest: true,
             attachments: true,
         };
-        let results = blocking(self, move |db| db.bulk_get(&reqs, &opts)).await?;
-        let mut out = Vec::new();
-        for r in results {
-            for d in r.docs {
-                out.push(match d {
-                    BulkGetDoc::Ok(doc) => Fetched::Doc(doc),
-                    BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
-                        id: e.id,
-                        rev: Some(e.rev),
-                        error: e.error,
-                        reason: e.reason,
-                    }),
-                });
+        // Serialized on the blocking thread too: the documents travel as JSON text.
+        blocking(self, move |db| {
+            let mut out = Vec::new();
+            for r in db.bulk_get(&reqs, &opts)? {
+                for d in r.docs {
+                    out.push(match d {
+                        BulkGetDoc::Ok(doc) => Fetched::Doc(
+                            to_raw_value(&doc).expect("a JSON value always serializes"),
+                        ),
+                        BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
+                            id: e.id,
+                            rev: Some(e.rev),
+                            error: e.error,
+                            reason: e.reason,
+                        }),
+                    });
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
-    async fn write(&self, docs: Vec<Value>) -> Result<Vec<DocFailure>> {
+    async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
         // Written in store batches of at most WRITE_CHUNK: sled keeps the old node versions
         // a batch replaces until the batch ends, so smaller batches bound peak memory (the
         // replicator only needs everything written before it checkpoints).
         let results = blocking(self, move |db| {
             let mut results = Vec::with_capacity(docs.len());
-            let mut docs = docs.into_iter().peekable();
-            while docs.peek().is_some() {
-                let chunk: Vec<Value> = docs.by_ref().take(WRITE_CHUNK).collect();
-                results.extend(db.bulk_docs(chunk, false)?);
+            for chunk in docs.chunks(WRITE_CHUNK) {
+                results.extend(db.bulk_docs_json(chunk, false)?);
             }
             Ok(results)
         })

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use settee_revtree::{Rev, RevsDiff, Seq};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -663,7 +663,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
 
     /// Fetches revisions; those the source fails to give (a compaction race) are asked once
     /// more on their own before the batch fails.
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Value>> {
+    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Box<RawValue>>> {
         let mut docs = Vec::with_capacity(reqs.len());
         let mut failed = Vec::new();
         for f in self.source.fetch(reqs.clone()).await? {

@@ -404,7 +404,10 @@ impl Peer for CountingDiffs {
     async fn fetch(&self, reqs: Vec<FetchRequest>) -> settee_replicate::Result<Vec<Fetched>> {
         Peer::fetch(&self.db, reqs).await
     }
-    async fn write(&self, docs: Vec<Value>) -> settee_replicate::Result<Vec<DocFailure>> {
+    async fn write(
+        &self,
+        docs: Vec<Box<serde_json::value::RawValue>>,
+    ) -> settee_replicate::Result<Vec<DocFailure>> {
         Peer::write(&self.db, docs).await
     }
     async fn commit(&self) -> settee_replicate::Result<()> {

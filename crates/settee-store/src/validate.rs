@@ -3,7 +3,13 @@
 //! `validate_docid/1` and `transfer_fields/3`), with CouchDB's error names and reasons. What
 //! the parts mean for the rev tree is `write.rs`'s business.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use base64::Engine;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use settee_revtree::{Rev, Revisions};
 
@@ -56,8 +62,68 @@ pub(crate) struct ParsedDoc {
     pub(crate) revisions: Option<Revisions>,
     pub(crate) deleted: bool,
     /// The body without special members (replicator members kept).
-    pub(crate) body: Map<String, Value>,
+    pub(crate) body: Body,
     pub(crate) attachments: Vec<(String, AttIn)>,
+}
+
+/// A document body without its special members: parsed, or as the JSON text of an object
+/// (a replicated document passes through as text: building a `Value` only to serialize it
+/// again was most of the CPU a pull spends outside sled).
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Map(Map<String, Value>),
+    /// `{...}`: valid JSON, no whitespace after the closing brace.
+    Json(Vec<u8>),
+}
+
+impl Body {
+    /// The body as a map (parsing the text form).
+    pub(crate) fn into_map(self) -> Result<Map<String, Value>> {
+        match self {
+            Body::Map(m) => Ok(m),
+            Body::Json(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::bad_request(format!("Invalid document body: {e}"))),
+        }
+    }
+
+    /// Adds a member at the end (the body has no member of that name: specials are out).
+    pub(crate) fn push(&mut self, key: &str, value: Value) {
+        match self {
+            Body::Map(m) => {
+                m.insert(key.to_owned(), value);
+            }
+            Body::Json(bytes) => {
+                bytes.pop(); // the closing brace
+                if bytes.len() > 1 {
+                    bytes.push(b',');
+                }
+                write_member(bytes, key, value.to_string().as_bytes());
+                bytes.push(b'}');
+            }
+        }
+    }
+
+    /// The JSON text to store.
+    pub(crate) fn encode(self) -> Result<Vec<u8>> {
+        match self {
+            Body::Map(map) => {
+                // Sized for a typical note, so the writer rarely grows it.
+                let mut bytes = Vec::with_capacity(1536);
+                serde_json::to_writer(&mut bytes, &map)
+                    .map_err(|e| Error::bad_request(format!("body: {e}")))?;
+                Ok(bytes)
+            }
+            Body::Json(bytes) => Ok(bytes),
+        }
+    }
+}
+
+/// Appends `"key":value` (value already JSON).
+fn write_member(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    // Writing a string to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
+    out.extend_from_slice(value);
 }
 
 /// Checks a document id (CouchDB's `validate_docid/1`). `_local/` ids pass: callers route
@@ -93,19 +159,123 @@ pub(crate) fn parse_doc(doc: Value) -> Result<ParsedDoc> {
         .filter(|k| k.starts_with('_') && !KEPT_SPECIALS.contains(&k.as_str()))
         .cloned()
         .collect();
-    let mut parsed = ParsedDoc {
-        id: None,
-        rev: None,
-        revisions: None,
-        deleted: false,
-        body: Map::new(),
-        attachments: Vec::new(),
-    };
+    let mut parsed = ParsedDoc::empty();
     for key in specials {
         let Some(value) = body.shift_remove(&key) else {
             continue;
         };
-        match key.as_str() {
+        parsed.special(&key, value)?;
+    }
+    parsed.body = Body::Map(body);
+    parsed.check_rev_matches()?;
+    Ok(parsed)
+}
+
+/// The top-level members of a JSON object, values left as text.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Key<'a>(Cow<'a, str>);
+        impl<'de> Deserialize<'de> for Key<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a member name")
+                    }
+                    fn visit_borrowed_str<E>(
+                        self,
+                        s: &'de str,
+                    ) -> std::result::Result<Key<'de>, E> {
+                        Ok(Key(Cow::Borrowed(s)))
+                    }
+                    fn visit_str<E>(self, s: &str) -> std::result::Result<Key<'de>, E> {
+                        Ok(Key(Cow::Owned(s.to_owned())))
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Members<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(Key(k)) = map.next_key()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Checks a document given as JSON text and splits it into its parts, like [`parse_doc`],
+/// keeping the body as text (its members copied as they are).
+pub(crate) fn parse_doc_json(json: &str) -> Result<ParsedDoc> {
+    if !json.trim_start().starts_with('{') {
+        return Err(Error::bad_request("Document must be a JSON object"));
+    }
+    let Members(members) = serde_json::from_str(json)
+        .map_err(|e| Error::bad_request(format!("Invalid JSON document: {e}")))?;
+    let mut parsed = ParsedDoc::empty();
+    let mut body = Vec::with_capacity(json.len() + 2);
+    body.push(b'{');
+    for (key, value) in members {
+        if key.starts_with('_') && !KEPT_SPECIALS.contains(&key.as_ref()) {
+            let value: Value = serde_json::from_str(value.get())
+                .map_err(|e| Error::bad_request(format!("Invalid value of {key}: {e}")))?;
+            parsed.special(&key, value)?;
+        } else {
+            if body.len() > 1 {
+                body.push(b',');
+            }
+            write_member(&mut body, &key, value.get().as_bytes());
+        }
+    }
+    body.push(b'}');
+    parsed.body = Body::Json(body);
+    parsed.check_rev_matches()?;
+    Ok(parsed)
+}
+
+/// The `_id` of a document given as JSON text, if it has a string one (for the result of a
+/// document that failed to parse).
+pub(crate) fn id_of_json(json: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        #[serde(rename = "_id")]
+        id: Option<String>,
+    }
+    serde_json::from_str::<IdOnly>(json).ok().and_then(|d| d.id)
+}
+
+impl ParsedDoc {
+    fn empty() -> ParsedDoc {
+        ParsedDoc {
+            id: None,
+            rev: None,
+            revisions: None,
+            deleted: false,
+            body: Body::Map(Map::new()),
+            attachments: Vec::new(),
+        }
+    }
+
+    /// Takes one special member (`_id`, `_rev`, ...), or rejects it.
+    fn special(&mut self, key: &str, value: Value) -> Result<()> {
+        let parsed = self;
+        match key {
             "_id" => match value {
                 Value::String(id) => {
                     check_id(&id)?;
@@ -142,17 +312,21 @@ pub(crate) fn parse_doc(doc: Value) -> Result<ParsedDoc> {
                 })
             }
         }
+        Ok(())
     }
-    parsed.body = body;
-    if let (Some(rev), Some(revs)) = (&parsed.rev, &parsed.revisions) {
-        let leaf = Rev::new(revs.start, revs.ids[0].clone())?;
-        if &leaf != rev {
-            return Err(Error::bad_request(format!(
-                "_rev {rev} does not match _revisions (which ends at {leaf})"
-            )));
+
+    /// `_rev` and `_revisions`, when both are given, must name the same leaf.
+    fn check_rev_matches(&self) -> Result<()> {
+        if let (Some(rev), Some(revs)) = (&self.rev, &self.revisions) {
+            let leaf = Rev::new(revs.start, revs.ids[0].clone())?;
+            if &leaf != rev {
+                return Err(Error::bad_request(format!(
+                    "_rev {rev} does not match _revisions (which ends at {leaf})"
+                )));
+            }
         }
+        Ok(())
     }
-    Ok(parsed)
 }
 
 /// Parses a rev string, with CouchDB's reason for a bad one.
@@ -244,7 +418,7 @@ mod tests {
         let d = parse_doc(json!({"_id": "a", "_conflicts": [], "_replication_state": "x", "v": 1}))
             .unwrap();
         assert_eq!(
-            Value::Object(d.body),
+            Value::Object(d.body.into_map().unwrap()),
             json!({"_replication_state": "x", "v": 1})
         );
     }

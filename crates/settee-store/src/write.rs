@@ -6,13 +6,16 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevStatus, RevTree};
 
 use crate::attachments::{attachment_digest, metas, AttMeta};
 use crate::database::{new_uuid, Counters, Inner};
 use crate::keys::{self, DocRecord, SeqEntry};
-use crate::validate::{parse_doc, AttIn, ParsedDoc, LOCAL_PREFIX};
+use crate::validate::{
+    id_of_json, parse_doc, parse_doc_json, AttIn, Body, ParsedDoc, LOCAL_PREFIX,
+};
 use crate::{Database, DocResult, Error, Result};
 
 /// The outcome of one document of a write call.
@@ -205,7 +208,7 @@ impl<'a> BatchState<'a> {
         id: &str,
         old: Option<&DocRecord>,
         tree: RevTree,
-        body: Option<(Rev, Map<String, Value>)>,
+        body: Option<(Rev, Body)>,
         removed_bodies: &[Rev],
     ) -> Result<u64> {
         let seq = self.counters.update_seq + 1;
@@ -217,13 +220,7 @@ impl<'a> BatchState<'a> {
             }
         }
         let mut new_body = match body {
-            Some((rev, map)) => {
-                // Sized for a typical note, so the writer rarely grows it.
-                let mut bytes = Vec::with_capacity(1536);
-                serde_json::to_writer(&mut bytes, &map)
-                    .map_err(|e| Error::bad_request(format!("body of {id}: {e}")))?;
-                Some((rev, bytes))
-            }
+            Some((rev, body)) => Some((rev, body.encode()?)),
             None => None,
         };
         let winner_body = match new_body.take() {
@@ -453,6 +450,25 @@ impl Database {
     /// a failed flush in [`crate::Durability::Immediate`] mode, where the batch is applied
     /// but its durability is unknown.
     pub fn bulk_docs(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of(docs, new_edits)
+    }
+
+    /// [`Database::bulk_docs`] for documents given as JSON text (what a replicator receives
+    /// from `_bulk_get`). The body is stored as the text gives it, without being parsed
+    /// into a `serde_json::Value` and serialized again; the result is the same as
+    /// `bulk_docs` of the parsed documents.
+    ///
+    /// # Errors
+    /// As [`Database::bulk_docs`].
+    pub fn bulk_docs_json(
+        &self,
+        docs: &[Box<RawValue>],
+        new_edits: bool,
+    ) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of(docs.iter().map(|d| &**d).collect(), new_edits)
+    }
+
+    fn bulk_docs_of<D: DocIn>(&self, docs: Vec<D>, new_edits: bool) -> Result<Vec<DocResult>> {
         Ok(self
             .write_docs(docs, new_edits)?
             .into_iter()
@@ -463,26 +479,28 @@ impl Database {
             .collect())
     }
 
-    pub(crate) fn write_docs(
+    pub(crate) fn write_docs<D: DocIn>(
         &self,
-        docs: Vec<Value>,
+        docs: Vec<D>,
         new_edits: bool,
     ) -> Result<Vec<WriteOutcome>> {
+        // Parsing needs no lock.
+        let docs: Vec<(Option<String>, Result<ParsedDoc>)> =
+            docs.into_iter().map(DocIn::parse).collect();
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
         let mut st = BatchState::new(inner, *guard);
         if docs.len() > 1 {
             let ids: Vec<&str> = docs
                 .iter()
-                .filter_map(|d| d.get("_id").and_then(Value::as_str))
+                .filter_map(|(_, d)| d.as_ref().ok()?.id.as_deref())
                 .filter(|id| !id.starts_with(LOCAL_PREFIX))
                 .collect();
             st.prefetch(&ids)?;
         }
         let mut out = Vec::with_capacity(docs.len());
-        for doc in docs {
-            let given_id = doc.get("_id").and_then(Value::as_str).map(str::to_owned);
-            let parsed = match parse_doc(doc) {
+        for (given_id, parsed) in docs {
+            let parsed = match parsed {
                 Ok(p) => p,
                 Err(e) => {
                     out.push(WriteOutcome {
@@ -524,6 +542,28 @@ impl Database {
             inner.commit(&mut guard, batch, counters)?;
         }
         Ok(out)
+    }
+}
+
+/// A document as a write call receives it.
+pub(crate) trait DocIn {
+    /// The checked parts, and the `_id` given when the check fails (for the result).
+    fn parse(self) -> (Option<String>, Result<ParsedDoc>);
+}
+
+impl DocIn for Value {
+    fn parse(self) -> (Option<String>, Result<ParsedDoc>) {
+        let given_id = self.get("_id").and_then(Value::as_str).map(str::to_owned);
+        (given_id, parse_doc(self))
+    }
+}
+
+impl DocIn for &RawValue {
+    fn parse(self) -> (Option<String>, Result<ParsedDoc>) {
+        match parse_doc_json(self.get()) {
+            Ok(p) => (None, Ok(p)),
+            Err(e) => (id_of_json(self.get()), Err(e)),
+        }
     }
 }
 
@@ -590,7 +630,8 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_str()))
         .collect();
-    let hash = new_rev_hash(parent.as_ref(), doc.deleted, &doc.body, &pairs);
+    let body = doc.body.into_map()?;
+    let hash = new_rev_hash(parent.as_ref(), doc.deleted, &body, &pairs);
     let path = RevPath::child_of(parent.as_ref(), &hash)?;
     let new_rev = path.leaf();
     let limit = st.inner.revs_limit;
@@ -613,7 +654,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
     for (digest, data) in new_atts {
         st.store_att(&digest, data)?;
     }
-    let mut body = doc.body;
+    let mut body = body;
     if !att_meta.is_empty() {
         body.insert("_attachments".into(), Value::Object(att_meta));
     }
@@ -621,7 +662,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
         id,
         current.as_ref(),
         tree,
-        Some((new_rev.clone(), body)),
+        Some((new_rev.clone(), Body::Map(body))),
         &stemmed,
     )?;
     Ok(new_rev)
@@ -711,7 +752,7 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     };
     let mut body = doc.body;
     if !att_meta.is_empty() {
-        body.insert("_attachments".into(), Value::Object(att_meta));
+        body.push("_attachments", Value::Object(att_meta));
     }
     let keep_body = tree.contains(&leaf);
     st.put_doc(
