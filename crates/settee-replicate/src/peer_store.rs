@@ -46,12 +46,7 @@ impl Peer for Database {
     }
 
     fn identity(&self) -> String {
-        match self.info() {
-            Ok(info) => format!("local:{}", info.uuid),
-            // The uuid is read at open; failing here means the store is broken, and the
-            // path is the next best stable name.
-            Err(_) => format!("local-path:{}", self.path().display()),
-        }
+        format!("local:{}", self.uuid())
     }
 
     fn is_local(&self) -> bool {

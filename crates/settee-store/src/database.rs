@@ -326,6 +326,12 @@ impl Database {
         self.inner.revs_limit
     }
 
+    /// The store's uuid (fixed when it was created; also in [`Database::info`]). Reads
+    /// nothing: it is kept in memory from the open.
+    pub fn uuid(&self) -> &str {
+        &self.inner.uuid
+    }
+
     /// Database information, shaped like CouchDB's `GET /{db}`.
     ///
     /// ```

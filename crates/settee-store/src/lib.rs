@@ -35,6 +35,7 @@ mod attachments;
 mod changes;
 mod database;
 mod error;
+mod json_text;
 mod keys;
 mod local;
 mod maintenance;

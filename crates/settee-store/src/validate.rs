@@ -3,17 +3,13 @@
 //! `validate_docid/1` and `transfer_fields/3`), with CouchDB's error names and reasons. What
 //! the parts mean for the rev tree is `write.rs`'s business.
 
-use std::borrow::Cow;
-use std::fmt;
-
 use base64::Engine;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use settee_revtree::{Rev, Revisions};
 
-use crate::{Error, Result};
+use crate::{json_text, Error, Result};
 
 /// The `_local/` prefix of local document ids.
 pub(crate) const LOCAL_PREFIX: &str = "_local/";
@@ -171,76 +167,22 @@ pub(crate) fn parse_doc(doc: Value) -> Result<ParsedDoc> {
     Ok(parsed)
 }
 
-/// The top-level members of a JSON object, values left as text.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct Key<'a>(Cow<'a, str>);
-        impl<'de> Deserialize<'de> for Key<'de> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = Key<'de>;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str("a member name")
-                    }
-                    fn visit_borrowed_str<E>(
-                        self,
-                        s: &'de str,
-                    ) -> std::result::Result<Key<'de>, E> {
-                        Ok(Key(Cow::Borrowed(s)))
-                    }
-                    fn visit_str<E>(self, s: &str) -> std::result::Result<Key<'de>, E> {
-                        Ok(Key(Cow::Owned(s.to_owned())))
-                    }
-                }
-                d.deserialize_str(V)
-            }
-        }
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<Members<'de>, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(Key(k)) = map.next_key()? {
-                    let v: &'de RawValue = map.next_value()?;
-                    out.push((k, v));
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 /// Checks a document given as JSON text and splits it into its parts, like [`parse_doc`],
-/// keeping the body as text (its members copied as they are).
-pub(crate) fn parse_doc_json(json: &str) -> Result<ParsedDoc> {
-    if !json.trim_start().starts_with('{') {
-        return Err(Error::bad_request("Document must be a JSON object"));
-    }
-    let Members(members) = serde_json::from_str(json)
-        .map_err(|e| Error::bad_request(format!("Invalid JSON document: {e}")))?;
+/// keeping the body as text: the members other than specials are copied as written.
+pub(crate) fn parse_doc_json(json: &RawValue) -> Result<ParsedDoc> {
+    let members = json_text::members(json)
+        .ok_or_else(|| Error::bad_request("Document must be a JSON object"))?;
     let mut parsed = ParsedDoc::empty();
-    let mut body = Vec::with_capacity(json.len() + 2);
+    let mut body = Vec::with_capacity(json.get().len() + 2);
     body.push(b'{');
-    for (key, value) in members {
-        if key.starts_with('_') && !KEPT_SPECIALS.contains(&key.as_ref()) {
-            let value: Value = serde_json::from_str(value.get())
-                .map_err(|e| Error::bad_request(format!("Invalid value of {key}: {e}")))?;
-            parsed.special(&key, value)?;
+    for m in members {
+        if m.name.starts_with('_') && !KEPT_SPECIALS.contains(&m.name.as_ref()) {
+            parsed.special_text(&m.name, m.value)?;
         } else {
             if body.len() > 1 {
                 body.push(b',');
             }
-            write_member(&mut body, &key, value.get().as_bytes());
+            body.extend_from_slice(m.text.as_bytes());
         }
     }
     body.push(b'}');
@@ -313,6 +255,30 @@ impl ParsedDoc {
             }
         }
         Ok(())
+    }
+
+    /// [`ParsedDoc::special`] for a value given as JSON text: the usual members of a
+    /// replicated document are read straight into their types, anything else (and any
+    /// value of an unexpected type, for the error) through a `Value`.
+    fn special_text(&mut self, key: &str, text: &str) -> Result<()> {
+        match key {
+            "_id" | "_rev" if text.starts_with('"') => {
+                if let Ok(s) = serde_json::from_str::<String>(text) {
+                    return self.special(key, Value::String(s));
+                }
+            }
+            "_revisions" => {
+                if let Ok(revs) = serde_json::from_str::<Revisions>(text) {
+                    revs.to_path()?;
+                    self.revisions = Some(revs);
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::bad_request(format!("Invalid value of {key}: {e}")))?;
+        self.special(key, value)
     }
 
     /// `_rev` and `_revisions`, when both are given, must name the same leaf.

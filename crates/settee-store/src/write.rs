@@ -560,9 +560,32 @@ impl DocIn for Value {
 
 impl DocIn for &RawValue {
     fn parse(self) -> (Option<String>, Result<ParsedDoc>) {
-        match parse_doc_json(self.get()) {
+        match parse_doc_json(self) {
             Ok(p) => (None, Ok(p)),
             Err(e) => (id_of_json(self.get()), Err(e)),
+        }
+    }
+}
+
+/// The document's tree with `path` added: a new tree for a new document, else a copy of the
+/// current one with `path` merged. Also the revisions stemming dropped, and how the path
+/// merged (`None` for a new tree).
+fn with_path(
+    current: Option<&DocRecord>,
+    path: &RevPath,
+    deleted: bool,
+    limit: u64,
+) -> (RevTree, Vec<Rev>, Option<MergeKind>) {
+    match current {
+        None => {
+            let mut tree = RevTree::new(path, deleted);
+            let stemmed = tree.stem(limit);
+            (tree, stemmed, None)
+        }
+        Some(rec) => {
+            let mut tree = rec.tree.clone();
+            let outcome = tree.merge(path, deleted, limit);
+            (tree, outcome.stemmed, Some(outcome.kind))
         }
     }
 }
@@ -635,21 +658,10 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
     let path = RevPath::child_of(parent.as_ref(), &hash)?;
     let new_rev = path.leaf();
     let limit = st.inner.revs_limit;
-    let (tree, stemmed) = match &current {
-        None => {
-            let mut tree = RevTree::new(&path, doc.deleted);
-            let stemmed = tree.stem(limit);
-            (tree, stemmed)
-        }
-        Some(rec) => {
-            let mut tree = rec.tree.clone();
-            let outcome = tree.merge(&path, doc.deleted, limit);
-            if outcome.kind != MergeKind::NewLeaf {
-                return Err(conflict());
-            }
-            (tree, outcome.stemmed)
-        }
-    };
+    let (tree, stemmed, kind) = with_path(current.as_ref(), &path, doc.deleted, limit);
+    if kind.is_some_and(|k| k != MergeKind::NewLeaf) {
+        return Err(conflict());
+    }
     // Every check passed: only now does anything go into the batch.
     for (digest, data) in new_atts {
         st.store_att(&digest, data)?;
@@ -738,18 +750,7 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
         st.store_att(digest, data)?;
     }
     let limit = st.inner.revs_limit;
-    let (tree, stemmed) = match &current {
-        None => {
-            let mut tree = RevTree::new(&path, doc.deleted);
-            let stemmed = tree.stem(limit);
-            (tree, stemmed)
-        }
-        Some(rec) => {
-            let mut tree = rec.tree.clone();
-            let outcome = tree.merge(&path, doc.deleted, limit);
-            (tree, outcome.stemmed)
-        }
-    };
+    let (tree, stemmed, _) = with_path(current.as_ref(), &path, doc.deleted, limit);
     let mut body = doc.body;
     if !att_meta.is_empty() {
         body.push("_attachments", Value::Object(att_meta));

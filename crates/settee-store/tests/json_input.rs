@@ -106,6 +106,10 @@ fn bad_documents_fail_the_same_way_and_write_nothing() {
         r#"{"_id":"x"}"#,
         r#"{"_id":"x","_rev":"2-b","_revisions":{"start":2,"ids":["c","a"]}}"#,
         r#"{"_id":"x","_rev":"1-a","_deleted":"yes"}"#,
+        r#"{"_id":"x","_rev":"1-a","_revisions":{"start":1,"ids":"a"}}"#,
+        r#"{"_id":"x","_rev":"1-a","_revisions":{"start":0,"ids":["a"]}}"#,
+        r#"{"_id":"x","_rev":null,"_revisions":{"start":1,"ids":["a"]},"v":1}"#,
+        r#"{"_id":"x","_rev":5}"#,
         r#"{"_id":"x","_rev":"1-a","_attachments":{"f":{"data":"***"}}}"#,
         r#"{"_id":"x","_rev":"1-a","_attachments":{"f":{"stub":true,"digest":"md5-none"}}}"#,
         r#"{"_id":"_local/x","_rev":"0-1"}"#,
@@ -188,7 +192,9 @@ fn random_bodies_are_stored_the_same() {
                 );
             }
             for k in 0..rng.gen_range(0..6) {
-                doc.insert(format!("f{k}"), random_value(&mut rng, 0));
+                // Names with characters that are escaped (or not) in JSON text.
+                let name = ["f", "f\"q", "fé", "f\\", "f\n", "f/"][rng.gen_range(0..6)];
+                doc.insert(format!("{name}{k}"), random_value(&mut rng, 0));
             }
             // Pretty-printed now and then: the text keeps its spacing inside values.
             if rng.gen_bool(0.3) {
