@@ -17,8 +17,11 @@ use crate::peer::{
 };
 use crate::{Error, Result};
 
-/// Documents per store batch when the replicator writes to a local store.
-const WRITE_CHUNK: usize = 100;
+/// Documents per store batch when the replicator writes to a local store: the replicator's
+/// fetch chunk, so one batch per fetch. With 100 a 100,000-note pull made twice the context
+/// switches (sled wakes its I/O threads per batch) for ~5% more CPU; peak memory is ~64 MB
+/// instead of ~53 MB (sled keeps the node versions a batch replaces until it ends).
+const WRITE_CHUNK: usize = 500;
 
 /// Runs a blocking store call on the blocking pool.
 async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
