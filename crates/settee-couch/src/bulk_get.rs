@@ -305,7 +305,12 @@ impl RemoteDb {
         }
         let mut url = self.join(&["_bulk_get"]);
         bool_params(&mut url, opts);
-        let body = serde_json::json!({ "docs": reqs });
+        // Serialized straight from the slice (`json!` would copy every item first).
+        #[derive(Serialize)]
+        struct Request<'a> {
+            docs: &'a [BulkGetRequest],
+        }
+        let body = Request { docs: reqs };
         let call = self
             .client
             .json_call(Method::POST, url, &body)?
