@@ -128,10 +128,8 @@ mod tests {
     fn members_of_objects_of_every_shape() {
         assert_eq!(split("{}"), Some(vec![]));
         assert_eq!(split(" { } "), Some(vec![]));
-        let got = split(
-            r#" { "a" : 1 , "b\"\\" :"x,}\"y" ,"c":{"d":[1,{"e":"]"}]},"f":[] ,"g":true,"h":null,"i":-1.5e3} "#,
-        )
-        .unwrap();
+        let source = r#" { "a" : 1 , "b\"\\" :"x,}\"y" ,"c":{"d":[1,{"e":"]"}]},"f":[] ,"g":true,"h":null,"i":-1.5e3} "#;
+        let got = split(source).unwrap();
         let names: Vec<&str> = got.iter().map(|m| m.0.as_str()).collect();
         assert_eq!(names, ["a", "b\"\\", "c", "f", "g", "h", "i"]);
         let values: Vec<&str> = got.iter().map(|m| m.2.as_str()).collect();
@@ -159,13 +157,8 @@ mod tests {
         );
         assert_eq!(
             serde_json::from_str::<Value>(&joined).unwrap(),
-            serde_json::from_str::<Value>(&split_source()).unwrap()
+            serde_json::from_str::<Value>(source).unwrap()
         );
-    }
-
-    fn split_source() -> String {
-        r#"{"a":1,"b\"\\":"x,}\"y","c":{"d":[1,{"e":"]"}]},"f":[],"g":true,"h":null,"i":-1.5e3}"#
-            .into()
     }
 
     #[test]

@@ -653,7 +653,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_str()))
         .collect();
-    let body = doc.body.into_map()?;
+    let mut body = doc.body.into_map()?;
     let hash = new_rev_hash(parent.as_ref(), doc.deleted, &body, &pairs);
     let path = RevPath::child_of(parent.as_ref(), &hash)?;
     let new_rev = path.leaf();
@@ -666,7 +666,6 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
     for (digest, data) in new_atts {
         st.store_att(&digest, data)?;
     }
-    let mut body = body;
     if !att_meta.is_empty() {
         body.insert("_attachments".into(), Value::Object(att_meta));
     }
