@@ -1,21 +1,69 @@
 #!/usr/bin/env bash
-# Runs every test: installs the pinned npm packages, starts the CouchDB-compatible test server
-# (unless SETTEE_TEST_COUCHDB_URL points at a server already, e.g. Apache CouchDB from
-# docker-compose.yml), runs the whole workspace's tests against it, and stops the server.
+# Runs every test: installs the pinned npm packages, starts the test servers, runs the whole
+# workspace's tests, and stops the servers.
+#
+# Which server the suite runs against, in this order:
+#   1. SETTEE_TEST_COUCHDB_URL (+ _USER, _PASSWORD): a server already running, e.g. from
+#      docker-compose.yml;
+#   2. Apache CouchDB 3.5.0 from a release folder with couchdb.sh (SETTEE_COUCHDB_RELEASE, which
+#      .ci/run sets to ../shared/couchdb; a checkout beside ../shared/couchdb finds it by itself);
+#   3. pouchdb-server from the npm registry (pinned in tests/node/package-lock.json).
+# When the main run is not against pouchdb-server, the replication end-to-end tests run a
+# second time against it: PouchDB-based servers are remotes too and answer differently.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export SETTEE_NODE_MODULES=$("$root/scripts/node-deps.sh")
-if [ -z "${SETTEE_TEST_COUCHDB_URL:-}" ]; then
-    state=$(mktemp -d "${TMPDIR:-/tmp}/settee-test-server.XXXXXX")
-    trap '"$root/scripts/test-server.sh" stop "$state"; rm -rf "$state"' EXIT
-    SETTEE_TEST_COUCHDB_URL=$("$root/scripts/test-server.sh" start "$state")
-    export SETTEE_TEST_COUCHDB_URL
-    export SETTEE_TEST_SERVER_DIR=$state
-    SETTEE_TEST_COUCHDB_USER=$(cat "$state/user")
-    SETTEE_TEST_COUCHDB_PASSWORD=$(cat "$state/password")
-    export SETTEE_TEST_COUCHDB_USER SETTEE_TEST_COUCHDB_PASSWORD
-    echo "test.sh: test server at $SETTEE_TEST_COUCHDB_URL" >&2
+
+release=${SETTEE_COUCHDB_RELEASE:-}
+if [ -z "$release" ] && [ -f "$root/../shared/couchdb/couchdb.sh" ]; then
+    release=$(cd "$root/../shared/couchdb" && pwd)
 fi
+
+state=$(mktemp -d "${TMPDIR:-/tmp}/settee-test-servers.XXXXXX")
+cleanup() {
+    [ -d "$state/couchdb" ] && bash "$release/couchdb.sh" stop "$state/couchdb" || true
+    [ -d "$state/pouchdb" ] && "$root/scripts/test-server.sh" stop "$state/pouchdb" || true
+    rm -rf "$state"
+}
+trap cleanup EXIT
+
+# Starts pouchdb-server in $state/pouchdb and exports its URL and credentials.
+use_pouchdb_server() {
+    mkdir -p "$state/pouchdb"
+    SETTEE_TEST_COUCHDB_URL=$("$root/scripts/test-server.sh" start "$state/pouchdb")
+    SETTEE_TEST_COUCHDB_USER=$(cat "$state/pouchdb/user")
+    SETTEE_TEST_COUCHDB_PASSWORD=$(cat "$state/pouchdb/password")
+    export SETTEE_TEST_COUCHDB_URL SETTEE_TEST_COUCHDB_USER SETTEE_TEST_COUCHDB_PASSWORD
+    export SETTEE_TEST_SERVER_KIND=pouchdb-server
+}
+
+if [ -n "${SETTEE_TEST_COUCHDB_URL:-}" ]; then
+    export SETTEE_TEST_SERVER_KIND=${SETTEE_TEST_SERVER_KIND:-external}
+elif [ -n "$release" ]; then
+    # couchdb.sh prints "http://admin:PASSWORD@127.0.0.1:PORT PID".
+    started=$(bash "$release/couchdb.sh" start "$state/couchdb")
+    url=${started%% *}
+    creds=${url#http://}
+    creds=${creds%%@*}
+    export SETTEE_TEST_COUCHDB_URL="http://${url#*@}"
+    export SETTEE_TEST_COUCHDB_USER=${creds%%:*}
+    export SETTEE_TEST_COUCHDB_PASSWORD=${creds#*:}
+    export SETTEE_TEST_SERVER_KIND=couchdb
+    # CouchDB 3.4+ locks an account out after a few failed logins from one address; the
+    # tests send wrong passwords on purpose, and every test logs in from 127.0.0.1.
+    curl -fsS -X PUT "$url/_node/_local/_config/chttpd_auth_lockout/mode" --data-binary '"off"' >/dev/null
+    export SETTEE_COUCHDB_RELEASE=$release
+else
+    use_pouchdb_server
+fi
+echo "test.sh: tests run against $SETTEE_TEST_SERVER_KIND at $SETTEE_TEST_COUCHDB_URL" >&2
+
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc "$@"
+
+if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
+    use_pouchdb_server
+    echo "test.sh: replication end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
+    cargo test -p settee --test replication --test live "$@"
+fi

@@ -30,6 +30,8 @@ pub struct GetArgs {
     pub conflicts: bool,
     /// `all` or a JSON array of revs.
     pub open_revs: Option<String>,
+    /// Attachments with their data (base64) instead of stubs.
+    pub attachments: bool,
 }
 
 /// A location with any password removed, for messages.
@@ -193,6 +195,7 @@ impl Db {
                 };
                 let opts = GetOptions {
                     revs: true,
+                    attachments: args.attachments,
                     ..Default::default()
                 };
                 let id = id.to_owned();
@@ -228,7 +231,7 @@ impl Db {
                 let opts = settee_couch::BulkGetOptions {
                     revs: true,
                     latest: false,
-                    attachments: false,
+                    attachments: args.attachments,
                 };
                 let mut out = Vec::new();
                 for req in &reqs {

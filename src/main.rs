@@ -299,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 revs,
                 conflicts,
                 open_revs,
+                attachments: false,
             };
             match &args.open_revs {
                 Some(_) => {

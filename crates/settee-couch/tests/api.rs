@@ -306,15 +306,17 @@ async fn changes_normal_with_since_limit_filters_and_include_docs() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        all.results
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect::<Vec<_>>(),
-        ["a", "b", "c"]
-    );
-    assert_eq!(all.results[1].doc.as_ref().unwrap()["v"], "b");
-    assert_eq!(all.results[2].changes.len(), 1);
+    // CouchDB's feed is in write order per shard only (a database has several), so the
+    // order across documents is not part of the contract: compare sets.
+    let sorted = |r: &[settee_couch::Change]| {
+        let mut ids: Vec<String> = r.iter().map(|c| c.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted(&all.results), ["a", "b", "c"]);
+    let b = all.results.iter().find(|c| c.id == "b").unwrap();
+    assert_eq!(b.doc.as_ref().unwrap()["v"], "b");
+    assert!(all.results.iter().all(|c| c.changes.len() == 1));
     // last_seq of one page is the since of the next: the seq is echoed, never computed.
     let first = db
         .changes(&ChangesOptions {
@@ -331,14 +333,9 @@ async fn changes_normal_with_since_limit_filters_and_include_docs() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        rest.results
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect::<Vec<_>>(),
-        ["b", "c"]
-    );
-    assert_eq!(rest.last_seq, all.last_seq);
+    let mut expected = sorted(&all.results);
+    expected.retain(|id| *id != first.results[0].id);
+    assert_eq!(sorted(&rest.results), expected);
     let by_ids = ChangesOptions {
         filter: ChangesFilter::DocIds(vec!["c".into(), "a".into()]),
         ..Default::default()
