@@ -5,7 +5,8 @@
 //! time. A [`Replication`] moves revisions from a source to a target, one-shot or live,
 //! checkpointing in `_local/<replication id>` on both peers so that the next run resumes
 //! where this one stopped. [`sync()`] runs a push and a pull together; [`status()`] tells
-//! what is unsynced without a network.
+//! what is unsynced without a network. A [`Selector`] filter (`settee_query`'s evaluator,
+//! the one `find` uses) is evaluated here when the source cannot evaluate it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,7 +27,6 @@ mod peer;
 mod peer_couch;
 mod peer_store;
 mod replication;
-mod selector;
 mod sync;
 
 pub use backoff::RetryPolicy;
@@ -38,6 +38,7 @@ pub use peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
 };
 pub use replication::{error_chain, ReplicateOptions, Replication, ReplicationHandle};
-pub use selector::{Selector, SelectorError};
+/// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
+pub use settee_query::{Error as SelectorError, Selector};
 pub use sync::{status, sync, unpulled, SyncStatus, SyncSummary};
 pub use tokio_util::sync::CancellationToken;
