@@ -223,33 +223,37 @@ impl IndexDef {
         };
         views
             .iter()
-            .filter_map(|(name, view)| {
-                let map = view.get("map")?;
-                let def = view.get("options").and_then(|o| o.get("def"));
-                let fields = map
-                    .get("fields")
-                    .or_else(|| def.and_then(|d| d.get("fields")))?;
-                let fields = match fields {
-                    // CouchDB's map form: {"a": "asc", "b": "asc"}, in column order.
-                    Value::Object(cols) => {
-                        Value::Array(cols.iter().map(|(k, v)| json!({ k: v })).collect())
-                    }
-                    other => other.clone(),
-                };
-                let partial = map
-                    .get("partial_filter_selector")
-                    .or_else(|| def.and_then(|d| d.get("partial_filter_selector")))
-                    .filter(|p| !matches!(p, Value::Object(m) if m.is_empty()))
-                    .cloned();
-                let fields_json = def
-                    .and_then(|d| d.get("fields"))
-                    .cloned()
-                    .unwrap_or_else(|| fields.clone());
-                let mut idx = IndexDef::new(id.to_owned(), name.clone(), &fields, partial).ok()?;
-                idx.fields_json = fields_json;
-                Some(idx)
-            })
+            .filter_map(|(name, view)| IndexDef::from_view(id, name, view))
             .collect()
+    }
+
+    /// The index a design document's view defines (`views.<name>`), or `None` if it is not
+    /// a valid JSON index definition.
+    pub fn from_view(ddoc: &str, name: &str, view: &Value) -> Option<IndexDef> {
+        let map = view.get("map")?;
+        let def = view.get("options").and_then(|o| o.get("def"));
+        let fields = map
+            .get("fields")
+            .or_else(|| def.and_then(|d| d.get("fields")))?;
+        let fields = match fields {
+            // CouchDB's map form: {"a": "asc", "b": "asc"}, in column order.
+            Value::Object(cols) => {
+                Value::Array(cols.iter().map(|(k, v)| json!({ k: v })).collect())
+            }
+            other => other.clone(),
+        };
+        let partial = map
+            .get("partial_filter_selector")
+            .or_else(|| def.and_then(|d| d.get("partial_filter_selector")))
+            .filter(|p| !matches!(p, Value::Object(m) if m.is_empty()))
+            .cloned();
+        let fields_json = def
+            .and_then(|d| d.get("fields"))
+            .cloned()
+            .unwrap_or_else(|| fields.clone());
+        let mut idx = IndexDef::new(ddoc.to_owned(), name.to_owned(), &fields, partial).ok()?;
+        idx.fields_json = fields_json;
+        Some(idx)
     }
 
     /// The design document with this index added: `existing` is the current design
@@ -340,7 +344,8 @@ impl IndexDef {
         Ok((!rest.is_empty()).then_some(Value::Object(body)))
     }
 
-    fn view_json(&self) -> Value {
+    /// The view this index is in its design document (`views.<name>`), CouchDB's layout.
+    pub fn view_json(&self) -> Value {
         let cols: Map<String, Value> = self
             .fields
             .iter()

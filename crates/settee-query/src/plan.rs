@@ -66,7 +66,8 @@ fn label(indexes: &[IndexDef], c: Cand) -> String {
     }
 }
 
-fn all_docs_json() -> Value {
+/// The `_all_docs` special index as `_index` lists it.
+pub fn all_docs_index_json() -> Value {
     json!({"ddoc": null, "name": "_all_docs", "type": "special", "def": {"fields": [{"_id": "asc"}]}})
 }
 
@@ -423,7 +424,7 @@ fn candidates_json(
             (true, reason, n)
         };
         let (index, covering) = match c {
-            Cand::AllDocs => (all_docs_json(), Value::Null),
+            Cand::AllDocs => (all_docs_index_json(), Value::Null),
             Cand::Json(i) => (indexes[*i].to_json(), json!(indexes[*i].covers(fields))),
         };
         out.push(json!({
@@ -551,7 +552,7 @@ impl<'a> Plan<'a> {
     pub fn explain(&self, dbname: &str, req: &FindRequest) -> Value {
         let index = match self.index() {
             Some(i) => i.to_json(),
-            None => all_docs_json(),
+            None => all_docs_index_json(),
         };
         let show = |v: &Value| v.clone();
         let (start_key, end_key) = match (&self.keys, self.chosen) {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 const LOCK_WAIT: Duration = Duration::from_millis(1500);
 
 use crate::changes::Notifier;
+use crate::index::{Catalog, Indexes};
 use crate::keys::{self, FORMAT_VERSION};
 use crate::{DbInfo, Durability, Error, OpenOptions, Result, Sizes};
 
@@ -110,6 +111,8 @@ pub(crate) struct Inner {
     pub(crate) writer: Mutex<Counters>,
     pub(crate) notifier: Notifier,
     pub(crate) uuid: String,
+    /// The Mango index catalog (`index.rs`).
+    pub(crate) indexes: Indexes,
 }
 
 impl Inner {
@@ -135,8 +138,12 @@ impl Inner {
         counters: Counters,
     ) -> Result<()> {
         batch.insert(keys::META_COUNTERS, &counters.encode()[..]);
+        let catalog = self.indexes.take_pending();
         self.tree.apply_batch(batch).map_err(|e| self.storage(e))?;
         **guard = counters;
+        if let Some(c) = catalog {
+            self.indexes.publish(c);
+        }
         let flushed = match self.durability {
             Durability::Immediate => self.tree.flush().map(|_| ()),
             Durability::Relaxed { .. } => Ok(()),
@@ -265,6 +272,11 @@ impl Database {
                 if found == "1" {
                     tracing::info!(path = %path.display(), "upgrading the store from format 1");
                     crate::migrate::upgrade_v1(&tree, &storage)?;
+                    found = "2".into();
+                }
+                if found == "2" {
+                    tracing::info!(path = %path.display(), "upgrading the store from format 2");
+                    crate::migrate::upgrade_v2(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
                 if found != FORMAT_VERSION.to_string() {
@@ -301,6 +313,7 @@ impl Database {
             Some(v) => Counters::decode(&v)?,
             None => return Err(not_a_store("the store has no counters record")),
         };
+        let catalog = Catalog::load(&tree, &storage)?;
         tracing::debug!(path = %path.display(), update_seq = counters.update_seq, "opened store");
         Ok(Database {
             inner: Arc::new(Inner {
@@ -312,6 +325,7 @@ impl Database {
                 writer: Mutex::new(counters),
                 notifier: Notifier::new(counters.update_seq),
                 uuid,
+                indexes: Indexes::new(catalog),
             }),
         })
     }

@@ -15,6 +15,8 @@
 //! | `X` | `X` + seq (u64 big-endian) | marks the entry at seq stale; value: the seq that superseded it |
 //! | `A` | `A` + digest | attachment bytes |
 //! | `L` | `L` + id without `_local/` | local doc (JSON, with `_rev`) |
+//! | `N` | `N` + index number (u32 big-endian) | a Mango index of the catalog: its definition and build state |
+//! | `I` | `I` + index number + collation-encoded key + doc id | an index entry (empty value) |
 //!
 //! Sled's cost is per key, so a document write touches as few keys as it can: a new
 //! document is one `D` record (its body inline) plus its entry in the call's one `Q` chunk.
@@ -23,13 +25,16 @@
 //! readers merge with the chunks (so `_changes` never reads the records), and
 //! [`crate::Database::compact`] drops marked entries with their markers.
 //!
+//! Format 3 added the `N` and `I` kinds (Mango indexes, `index.rs`); format 2 stores upgrade
+//! by registering their query design documents (`migrate.rs`).
+//!
 //! Format 1 (before this layout) kept every body under `R` and one `S` + seq key per
 //! document; `migrate.rs` upgrades it in place.
 
 use settee_revtree::{Rev, RevTree};
 
 /// The storage format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The sled tree that holds every record.
 pub(crate) const TREE_NAME: &[u8] = b"settee";
@@ -39,6 +44,8 @@ pub(crate) const META_UUID: &[u8] = b"Muuid";
 /// `update_seq`, `doc_count`, `doc_del_count`, `purge_seq`: 4 × u64 big-endian. One record,
 /// so a write adds one meta update to its batch and readers see the four agree.
 pub(crate) const META_COUNTERS: &[u8] = b"Mcounters";
+/// The number the next Mango index gets (u32 big-endian); numbers are never reused.
+pub(crate) const META_NEXT_INDEX: &[u8] = b"Mnext_index";
 
 pub(crate) const DOC: u8 = b'D';
 pub(crate) const REV: u8 = b'R';
@@ -48,6 +55,35 @@ pub(crate) const CHUNK: u8 = b'Q';
 pub(crate) const STALE: u8 = b'X';
 pub(crate) const ATT: u8 = b'A';
 pub(crate) const LOCAL: u8 = b'L';
+pub(crate) const INDEX_DEF: u8 = b'N';
+pub(crate) const INDEX_ENTRY: u8 = b'I';
+
+/// `N` + index number.
+pub(crate) fn index_def_key(index: u32) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = INDEX_DEF;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// `I` + index number: the prefix of all of one index's entries.
+pub(crate) fn index_prefix(index: u32) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = INDEX_ENTRY;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// `I` + index number + the encoded key (`settee_query::encode_key` of each column, in
+/// order) + the document id. Entries sort by key, then by id (bytewise, as CouchDB's views
+/// break ties).
+pub(crate) fn index_entry_key(index: u32, encoded: &[u8], id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + encoded.len() + id.len());
+    k.extend_from_slice(&index_prefix(index));
+    k.extend_from_slice(encoded);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
 
 pub(crate) fn doc_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
@@ -322,6 +358,22 @@ impl DocRecord {
 impl DocHeader {
     pub(crate) fn decode(id: &str, bytes: &[u8]) -> crate::Result<DocHeader> {
         Ok(DocHeader::split(id, bytes, RECORD_VERSION)?.0)
+    }
+
+    /// The header and the winner's body of a record, without decoding the rev tree (what
+    /// reading an index's documents needs).
+    pub(crate) fn decode_with_body<'a>(
+        id: &str,
+        bytes: &'a [u8],
+    ) -> crate::Result<(DocHeader, &'a [u8])> {
+        let (header, _, rest) = DocHeader::split(id, bytes, RECORD_VERSION)?;
+        let bad = || crate::Error::corrupt(format!("record of {id:?}: bad tree length"));
+        let tlen = rest
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(bad)?;
+        let body = rest.get(4 + tlen..).ok_or_else(bad)?;
+        Ok((header, body))
     }
 
     fn split<'a>(

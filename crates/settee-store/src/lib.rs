@@ -35,6 +35,8 @@ mod attachments;
 mod changes;
 mod database;
 mod error;
+mod find;
+mod index;
 mod json_text;
 mod keys;
 mod local;
@@ -49,6 +51,8 @@ mod write;
 pub use attachments::attachment_digest;
 pub use database::Database;
 pub use error::{Error, Result};
+pub use find::{CreateIndexResponse, ExecutionStats, FindResponse, IndexList};
+pub use index::IndexProgress;
 pub use keys::FORMAT_VERSION;
 pub use local::LocalDocResult;
 pub use maintenance::VerifyReport;
@@ -60,4 +64,5 @@ pub use results::{
     AllDocs, AllDocsRow, BulkGetDoc, BulkGetError, BulkGetResult, Change, Changes, DbInfo,
     DocResult, OpenRevResult, PurgeResult, Sizes,
 };
+pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_revtree::{Rev, Revisions, RevsDiff};

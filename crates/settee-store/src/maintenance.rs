@@ -33,6 +33,8 @@ pub struct VerifyReport {
     pub attachments: u64,
     /// The highest sequence in the by-seq index.
     pub max_seq: u64,
+    /// Entries in the Mango indexes.
+    pub index_entries: u64,
 }
 
 /// Documents compacted per batch: bounds the memory a compaction holds.
@@ -187,7 +189,9 @@ impl Database {
     ///   available revision that is not the winner;
     /// - every attachment a stored body refers to is stored;
     /// - `doc_count` / `doc_del_count` match the records, and `update_seq` is at least every
-    ///   seq.
+    ///   seq;
+    /// - the Mango index catalog is what the query design documents define, and every index
+    ///   holds exactly the entries of the documents it covers.
     ///
     /// Takes the writer lock, so it sees one state of the store.
     ///
@@ -358,6 +362,7 @@ impl Database {
                 guard.update_seq, report.max_seq
             )));
         }
+        report.index_entries = self.verify_indexes()?;
         Ok(report)
     }
 
@@ -390,7 +395,7 @@ impl Database {
                 continue;
             }
             if gone.len() == leaves.len() {
-                st.remove_doc(&id, &old);
+                st.remove_doc(&id, &old)?;
             } else {
                 let deleted: BTreeMap<Rev, bool> =
                     leaves.iter().map(|l| (l.rev.clone(), l.deleted)).collect();

@@ -1,5 +1,8 @@
-//! Upgrades a store written in format 1 to the current format, in place, when it is
-//! opened. Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
+//! Upgrades a store written in an older format to the current one, in place, when it is
+//! opened: format 2 to 3 registers the Mango indexes of its design documents (`upgrade_v2`);
+//! format 1 goes to 2 first (`upgrade_v1`).
+//!
+//! Format 1 to 2: Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
 //! document; format 2 keeps the winner's body inside the document record and the by-seq
 //! index in chunks (see `keys.rs`).
 //!
@@ -8,6 +11,7 @@
 //! changes last, after everything else is applied (sled recovers a prefix of its log, so a
 //! durable format key means durable data).
 
+use crate::index::{indexed_doc, new_entry};
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::{Error, Result};
 
@@ -76,11 +80,36 @@ pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
         }
     }
     tree.apply_batch(batch).map_err(storage)?;
-    tree.insert(
+    tree.insert(keys::META_FORMAT, &b"2"[..]).map_err(storage)?;
+    tree.flush().map_err(storage)?;
+    Ok(())
+}
+
+/// Format 2 to 3: registers the JSON indexes of the query design documents in the new index
+/// catalog (not built: the first `find` that needs one builds it), in one batch with the
+/// format key. A format-2 store has no `N` or `I` keys.
+pub(crate) fn upgrade_v2(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut number: u32 = 0;
+    for item in tree.scan_prefix(keys::doc_key("_design/")) {
+        let (k, v) = item.map_err(storage)?;
+        let id = std::str::from_utf8(&k[1..])
+            .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
+        let (header, body) = keys::DocHeader::decode_with_body(id, &v)?;
+        let Some(doc) = indexed_doc(id, header.deleted, &header.winner.to_string(), body)? else {
+            continue;
+        };
+        for def in settee_query::IndexDef::from_design_doc(&doc) {
+            batch.insert(&keys::index_def_key(number)[..], new_entry(number, def));
+            number += 1;
+        }
+    }
+    batch.insert(keys::META_NEXT_INDEX, &number.to_be_bytes()[..]);
+    batch.insert(
         keys::META_FORMAT,
         keys::FORMAT_VERSION.to_string().as_bytes(),
-    )
-    .map_err(storage)?;
+    );
+    tree.apply_batch(batch).map_err(storage)?;
     tree.flush().map_err(storage)?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevStatus, RevTree};
 
 use crate::attachments::{attachment_digest, metas, AttMeta};
 use crate::database::{new_uuid, Counters, Inner};
+use crate::index::IndexHook;
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::validate::{
     id_of_json, parse_doc, parse_doc_json, AttIn, Body, ParsedDoc, LOCAL_PREFIX,
@@ -44,6 +45,8 @@ pub(crate) struct BatchState<'a> {
     /// Documents this call removes entirely (purge).
     removed: HashSet<String>,
     pub(crate) dirty: bool,
+    /// Keeps the Mango indexes in step with the documents this call writes.
+    index_hook: IndexHook,
 }
 
 /// Whether a document counts as live, deleted, or not at all (for `doc_count`).
@@ -78,6 +81,7 @@ impl<'a> BatchState<'a> {
             chunk: Vec::new(),
             removed: HashSet::new(),
             dirty: false,
+            index_hook: IndexHook::new(inner),
         }
     }
 
@@ -211,6 +215,7 @@ impl<'a> BatchState<'a> {
         body: Option<(Rev, Body)>,
         removed_bodies: &[Rev],
     ) -> Result<u64> {
+        self.index_hook.before_write(id, old)?;
         let seq = self.counters.update_seq + 1;
         let winner = tree.winner();
         let old_winner = old.map(|o| o.tree.winner());
@@ -285,7 +290,8 @@ impl<'a> BatchState<'a> {
     /// Removes document `id` entirely (purge of its last leaves). Its by-seq entries, the
     /// live one and any stale ones, go in [`BatchState::finish`]: an entry naming a missing
     /// document would count it as pending.
-    pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) {
+    pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) -> Result<()> {
+        self.index_hook.before_write(id, Some(old))?;
         let winner = old.tree.winner();
         for rev in old.tree.revs() {
             if rev != winner {
@@ -298,6 +304,7 @@ impl<'a> BatchState<'a> {
         self.written.insert(id.to_owned());
         self.removed.insert(id.to_owned());
         self.dirty = true;
+        Ok(())
     }
 
     fn count(&mut self, before: DocState, after: DocState) {
@@ -356,6 +363,12 @@ impl<'a> BatchState<'a> {
                 }
             }
         }
+        std::mem::take(&mut self.index_hook).finish(
+            self.inner,
+            &mut self.batch,
+            &self.docs,
+            &self.written,
+        )?;
         Ok((self.batch, self.counters))
     }
 }

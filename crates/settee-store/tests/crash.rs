@@ -1,7 +1,8 @@
 //! Crash safety (sled's `test_crash_recovery` pattern): this test binary starts itself again
 //! as a child that writes in a loop (puts, updates, deletes, replicated conflicts,
-//! attachments, batches, `_local` docs); the parent kills it with SIGKILL at random moments,
-//! reopens the store and checks every invariant. The seed is printed; rerun a failure with
+//! attachments, batches, `_local` docs, Mango indexes created, dropped and maintained); the
+//! parent kills it with SIGKILL at random moments, reopens the store and checks every
+//! invariant (indexes included) and that an index answers as a full scan does. The seed is printed; rerun a failure with
 //! `SETTEE_CRASH_SEED=<seed>`.
 #![allow(clippy::unwrap_used)]
 
@@ -12,10 +13,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use serde_json::{json, Value};
 use settee_store::{
-    AllDocsOptions, ChangesOptions, Database, Durability, GetOptions, OpenOptions, OpenRevResult,
-    OpenRevs,
+    AllDocsOptions, ChangesOptions, Database, Durability, FindRequest, GetOptions, OpenOptions,
+    OpenRevResult, OpenRevs,
 };
 
 const CHILD_PATH: &str = "SETTEE_STORE_CRASH_CHILD";
@@ -46,13 +47,17 @@ fn crash_child_writer() {
     .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let b64 = base64::engine::general_purpose::STANDARD;
+    // Registered and built in one child, "exists" in the next ones (and built further if a
+    // kill cut its build short).
+    db.create_index(&json!({"index": {"fields": ["i"]}, "ddoc": "by-i", "name": "i"}))
+        .unwrap();
     for i in 0u64.. {
         let id = format!("d{:03}", rng.gen_range(0..150));
         let current = db.get(&id, &GetOptions::default()).ok();
         let cur_rev = current
             .as_ref()
             .map(|d| d["_rev"].as_str().unwrap().to_owned());
-        match rng.gen_range(0..8) {
+        match rng.gen_range(0..9) {
             0 | 1 => {
                 let mut doc =
                     json!({"_id": id, "i": i, "text": "x".repeat(rng.gen_range(10..800))});
@@ -92,6 +97,16 @@ fn crash_child_writer() {
                     .map(|j| json!({"_id": format!("b{:04}", rng.gen_range(0..400)), "i": i, "j": j}))
                     .collect();
                 db.bulk_docs(docs, true).unwrap();
+            }
+            7 => {
+                // An index over the batch documents comes and goes: its entries are written
+                // by its build and dropped with its definition.
+                let body = json!({"index": {"fields": ["j", "i"]}, "ddoc": "extra", "name": "ji"});
+                if rng.gen_bool(0.5) {
+                    db.create_index(&body).unwrap();
+                } else if let Err(e) = db.delete_index("extra", "ji") {
+                    assert_eq!(e.name(), "not_found");
+                }
             }
             _ => {
                 let cur = db
@@ -202,6 +217,24 @@ fn sigkill_at_random_moments_leaves_a_consistent_store() {
         assert!(changes.last_seq <= info.update_seq);
         let all = db.all_docs(&AllDocsOptions::default()).unwrap();
         assert_eq!(all.rows.len() as u64, info.doc_count);
+        // The index answers as a scan of every document does (the design docs excluded).
+        let by_index = db
+            .find(
+                &FindRequest::parse(
+                    &json!({"selector": {"i": {"$gte": 0}}, "sort": ["i"], "limit": 100000}),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let by_scan = db
+            // No index requires `i` under this $or: a scan of _all_docs.
+            .find(&FindRequest::parse(&json!({"selector": {"$or": [{"i": {"$gte": 0}}, {"none": 1}]}, "limit": 100000})).unwrap())
+            .unwrap();
+        let mut a: Vec<&Value> = by_index.docs.iter().map(|d| &d["_id"]).collect();
+        let b: Vec<&Value> = by_scan.docs.iter().map(|d| &d["_id"]).collect();
+        a.sort_by_key(|v| v.as_str().unwrap().to_owned());
+        assert_eq!(a, b, "seed {seed} kill {kills}: index and scan disagree");
+        assert!(by_scan.warning.unwrap().contains("No matching index"));
         for c in &changes.results {
             for r in db
                 .open_revs(

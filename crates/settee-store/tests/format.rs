@@ -104,7 +104,7 @@ fn a_format_1_store_is_upgraded_and_answers_as_before() {
     let expected: Value = serde_json::from_str(include_str!("fixtures/format1-expected.json"))
         .expect("fixture parses");
     let db = Database::open(&path).unwrap();
-    assert_eq!(db.info().unwrap().disk_format_version, 2);
+    assert_eq!(db.info().unwrap().disk_format_version, 3);
     let report = db.verify().unwrap();
     // Each format-1 by-seq entry became a chunk of its own; none is stale.
     assert_eq!(report.stale_seq_entries, 0);
@@ -417,4 +417,53 @@ fn random_writes_keep_every_invariant_of_the_format() {
             );
         }
     }
+}
+
+/// A format-2 store (this layout without the `N`/`I` keys of Mango indexes) that holds a
+/// query design document, e.g. replicated from CouchDB: opening it upgrades it to format 3
+/// and registers the index, which the first `find` builds.
+#[test]
+fn format_2_store_registers_its_query_design_docs_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = Database::open(&path).unwrap();
+        db.bulk_docs(
+            (0..50)
+                .map(|i| json!({"_id": format!("d{i:02}"), "n": i}))
+                .collect(),
+            true,
+        )
+        .unwrap();
+        db.create_index(&json!({"index": {"fields": ["n"]}, "ddoc": "n", "name": "n"}))
+            .unwrap();
+    }
+    {
+        // Make it the format-2 store it would have been: no catalog, no entries.
+        let sled_db = sled::open(&path).unwrap();
+        let tree = sled_db.open_tree("settee").unwrap();
+        for prefix in [&b"N"[..], &b"I"[..]] {
+            for k in tree.scan_prefix(prefix).keys() {
+                tree.remove(k.unwrap()).unwrap();
+            }
+        }
+        tree.remove(b"Mnext_index").unwrap();
+        tree.insert(b"Mformat", &b"2"[..]).unwrap();
+        tree.flush().unwrap();
+    }
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.info().unwrap().disk_format_version, 3);
+    assert_eq!(db.get_indexes().unwrap().total_rows, 2);
+    assert_eq!(db.verify().unwrap().index_entries, 0);
+    let found = db
+        .find(
+            &settee_store::FindRequest::parse(
+                &json!({"selector": {"n": {"$gte": 45}}, "sort": [{"n": "desc"}], "fields": ["_id"]}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(found.docs.len(), 5);
+    assert_eq!(found.docs[0]["_id"], "d49");
+    assert_eq!(db.verify().unwrap().index_entries, 50);
 }
