@@ -48,7 +48,7 @@ pub fn redact(location: &str) -> String {
 }
 
 /// Runs a blocking store call on the blocking pool.
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     db: &Database,
     f: impl FnOnce(Database) -> settee_store::Result<R> + Send + 'static,
 ) -> Result<R> {

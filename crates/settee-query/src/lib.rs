@@ -44,6 +44,6 @@ pub use collate::{collate, encode_key, skip_key, MAX_KEY_BYTE};
 pub use error::{Error, Result};
 pub use field::FieldPath;
 pub use index::{DesignChange, IndexDef, IndexField};
-pub use plan::{all_docs_index_json, plan, KeyRange, Plan};
+pub use plan::{all_docs_index_json, explain_unplannable, plan, KeyRange, Plan};
 pub use request::{FindRequest, Sort, UseIndex};
 pub use selector::Selector;

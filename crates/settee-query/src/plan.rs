@@ -308,27 +308,6 @@ pub fn plan<'a>(req: &FindRequest, indexes: &'a [IndexDef]) -> Result<Plan<'a>> 
         },
         fields.as_deref(),
     );
-    let selector_fields: Vec<String> = {
-        let mut v: Vec<String> = req
-            .selector
-            .fields()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    };
-    let indexable: Vec<String> = req
-        .selector
-        .indexable_fields()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let unindexable: Vec<&String> = selector_fields
-        .iter()
-        .filter(|f| !indexable.contains(f))
-        .collect();
     Ok(Plan {
         indexes,
         chosen,
@@ -336,8 +315,65 @@ pub fn plan<'a>(req: &FindRequest, indexes: &'a [IndexDef]) -> Result<Plan<'a>> 
         descending: req.sort.is_descending(),
         warnings,
         candidates,
-        hints: json!([{"type": "json", "indexable_fields": indexable, "unindexable_fields": unindexable}]),
+        hints: selector_hints(req),
         covering,
+    })
+}
+
+/// `_explain`'s `selector_hints`: which fields of the selector an index could serve.
+fn selector_hints(req: &FindRequest) -> Value {
+    let mut fields: Vec<String> = req
+        .selector
+        .fields()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    fields.sort();
+    fields.dedup();
+    let indexable: Vec<String> = req
+        .selector
+        .indexable_fields()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let unindexable: Vec<&String> = fields.iter().filter(|f| !indexable.contains(f)).collect();
+    json!([{"type": "json", "indexable_fields": indexable, "unindexable_fields": unindexable}])
+}
+
+/// The answer of `_explain` for a query no index can serve (a sort without an index): as
+/// CouchDB answers it, with `"index": null` and why each index cannot serve it, where `_find`
+/// answers `no_usable_index`.
+pub fn explain_unplannable(dbname: &str, req: &FindRequest, indexes: &[IndexDef]) -> Value {
+    let sort: Vec<FieldPath> = req.sort.paths().cloned().collect();
+    let fields = req.field_paths();
+    let candidates: Vec<Value> = (0..indexes.len())
+        .map(Cand::Json)
+        .chain(std::iter::once(Cand::AllDocs))
+        .map(|c| {
+            let partial = matches!(c, Cand::Json(i) if indexes[i].partial_filter_selector.is_some());
+            let reason = if partial {
+                "is_partial"
+            } else {
+                usability(indexes, c, req, &sort).first().copied().unwrap_or("field_mismatch")
+            };
+            let (index, covering) = match c {
+                Cand::AllDocs => (all_docs_index_json(), Value::Null),
+                Cand::Json(i) => (indexes[i].to_json(), json!(indexes[i].covers(fields.as_deref()))),
+            };
+            json!({"index": index, "analysis": {"usable": false, "reasons": [{"name": reason}], "ranking": 1, "covering": covering}})
+        })
+        .collect();
+    json!({
+        "dbname": dbname,
+        "index": null,
+        "partitioned": false,
+        "selector": req.selector.to_json(),
+        "opts": req.opts_json(),
+        "limit": req.limit,
+        "skip": req.skip,
+        "fields": req.fields.clone().unwrap_or_default(),
+        "index_candidates": candidates,
+        "selector_hints": selector_hints(req),
     })
 }
 

@@ -92,12 +92,36 @@ pub struct Replication<S, T> {
     opts: ReplicateOptions,
 }
 
-/// A replication running in the background: its events, and a way to stop it.
+/// A replication running in the background: its events (also as a [`futures::Stream`]),
+/// and a way to stop it. Dropping the handle stops the replication, which writes a final
+/// checkpoint of what is done first (on the runtime it was spawned on).
 #[derive(Debug)]
 pub struct ReplicationHandle {
     events: mpsc::Receiver<Event>,
     cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<Summary>>,
+    /// `None` once [`ReplicationHandle::finish`] has taken it.
+    task: Option<tokio::task::JoinHandle<Result<Summary>>>,
+}
+
+impl Drop for ReplicationHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.cancel.cancel();
+        }
+    }
+}
+
+impl futures::Stream for ReplicationHandle {
+    type Item = Event;
+
+    /// The next event; the stream ends once the replication has ended and every event was
+    /// read.
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        self.events.poll_recv(cx)
+    }
 }
 
 impl ReplicationHandle {
@@ -123,7 +147,10 @@ impl ReplicationHandle {
     pub async fn finish(mut self) -> Result<Summary> {
         self.events.close();
         while self.events.recv().await.is_some() {}
-        self.task.await.map_err(|e| Error::Task(e.to_string()))?
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| Error::Task(e.to_string()))?,
+            None => Err(Error::Task("the replication was already finished".into())),
+        }
     }
 }
 
@@ -211,7 +238,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         ReplicationHandle {
             events: rx,
             cancel,
-            task,
+            task: Some(task),
         }
     }
 

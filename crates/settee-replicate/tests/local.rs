@@ -475,3 +475,36 @@ async fn initial_upload_to_an_empty_target_skips_revs_diff_and_later_runs_use_it
     assert_eq!(third.stats.missing_found + 1, third.stats.missing_checked);
     assert_eq!(snapshot(&a), snapshot(&c.db));
 }
+
+#[tokio::test]
+async fn dropping_the_handle_cancels_and_its_events_are_a_stream() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    a.put(json!({"_id": "x"})).unwrap();
+    let mut handle = Replication::new(
+        a.clone(),
+        b.clone(),
+        ReplicateOptions {
+            continuous: true,
+            ..Default::default()
+        },
+    )
+    .spawn();
+    // The handle is a stream of events.
+    while let Some(event) = handle.next().await {
+        if let Event::Paused { .. } = event {
+            break;
+        }
+    }
+    let token = handle.cancel_token();
+    drop(handle);
+    assert!(token.is_cancelled());
+    // Stopped: it released the stores' writers and wrote its checkpoint; a new one-shot run
+    // finds nothing left to read.
+    let next = Replication::new(a, b, Default::default())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(next.stats.changes_read, 0);
+}

@@ -364,19 +364,28 @@ impl Database {
     /// key range and direction, the other indexes and why they were not chosen, in
     /// CouchDB's shape.
     ///
+    /// A query no index can serve (a sort without an index) is explained with `"index":
+    /// null`, as CouchDB does, where `find` fails with `no_usable_index`.
+    ///
     /// # Errors
-    /// As [`Database::find`]'s planning errors.
+    /// As [`Database::find`]'s planning errors, but `no_usable_index`.
     pub fn explain(&self, req: &FindRequest) -> Result<Value> {
         let catalog = self.inner.indexes.current();
         let defs: Vec<IndexDef> = catalog.entries.iter().map(|e| e.def.clone()).collect();
-        let plan = settee_query::plan(req, &defs)?;
         let name = self
             .inner
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Ok(plan.explain(&name, req))
+        match settee_query::plan(req, &defs) {
+            Ok(plan) => Ok(plan.explain(&name, req)),
+            // CouchDB explains a query it cannot run: "index": null.
+            Err(settee_query::Error::NoUsableIndex { .. }) => {
+                Ok(settee_query::explain_unplannable(&name, req, &defs))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Creates a JSON index (`POST /{db}/_index`) from CouchDB's request body, `{"index":

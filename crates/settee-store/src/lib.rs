@@ -31,6 +31,7 @@
 //! Storage layout: see `keys.rs` and `docs/storage-format.md`.
 
 mod all_docs;
+mod attachment_io;
 mod attachments;
 mod changes;
 mod database;
@@ -44,10 +45,12 @@ mod maintenance;
 mod migrate;
 mod options;
 mod read;
+mod resolve;
 mod results;
 mod validate;
 mod write;
 
+pub use attachment_io::Attachment;
 pub use attachments::attachment_digest;
 pub use database::Database;
 pub use error::{Error, Result};
@@ -60,6 +63,7 @@ pub use options::{
     AllDocsOptions, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Durability,
     GetOptions, OpenOptions, OpenRevs,
 };
+pub use resolve::Resolution;
 pub use results::{
     AllDocs, AllDocsRow, BulkGetDoc, BulkGetError, BulkGetResult, Change, Changes, DbInfo,
     DocResult, OpenRevResult, PurgeResult, Sizes,

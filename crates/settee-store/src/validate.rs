@@ -198,7 +198,7 @@ pub(crate) fn id_of_json(json: &str) -> Option<String> {
 }
 
 impl ParsedDoc {
-    fn empty() -> ParsedDoc {
+    pub(crate) fn empty() -> ParsedDoc {
         ParsedDoc {
             id: None,
             rev: None,

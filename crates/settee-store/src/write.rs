@@ -571,6 +571,12 @@ impl DocIn for Value {
     }
 }
 
+impl DocIn for ParsedDoc {
+    fn parse(self) -> (Option<String>, Result<ParsedDoc>) {
+        (self.id.clone(), Ok(self))
+    }
+}
+
 impl DocIn for &RawValue {
     fn parse(self) -> (Option<String>, Result<ParsedDoc>) {
         match parse_doc_json(self) {
@@ -604,7 +610,7 @@ fn with_path(
 }
 
 /// A normal edit (`new_edits=true`), CouchDB's rules (`couch_db_updater:merge_rev_tree/4`).
-fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> {
+pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> {
     let current = st.doc(id)?;
     let given = doc.rev.clone().or_else(|| {
         doc.revisions
