@@ -1,4 +1,5 @@
-//! The application API of the facade, on a local store and on the test server alike: typed
+//! The application API of the facade, on a local store and on the test server (Apache
+//! CouchDB: the Mango answers are compared with its rules) alike: typed
 //! documents, Mango indexes and queries, live changes streams, replication events as a
 //! stream (and cancellation by dropping the handle), bulk calls, attachments as byte
 //! streams, conflict resolution, and the error predicates.
@@ -57,7 +58,7 @@ impl Drop for RemoteGuard {
 }
 
 async fn remote(prefix: &str) -> RemoteGuard {
-    let server = Server::get();
+    let server = Server::couchdb();
     let db = Db::open(&server.db_url_with_password(&unique_db(prefix))).unwrap();
     if let Db::Remote(r) = &db {
         r.create().await.unwrap();

@@ -1,4 +1,5 @@
-//! `settee find` and `settee index` on a local store and on the test server: the same
+//! `settee find` and `settee index` on a local store and on the test server (Apache CouchDB,
+//! whose Mango rules Settee follows): the same
 //! commands, the same answers, CouchDB's errors as exit code 1 with the error on stderr.
 
 #![allow(clippy::unwrap_used)]
@@ -178,7 +179,7 @@ fn find_and_index_commands_on_a_local_store() {
 
 #[test]
 fn find_and_index_commands_on_a_server() {
-    let server = Server::get();
+    let server = Server::couchdb();
     let name = unique_db("clifind");
     let url = server.db_url(&name);
     let password = server.password.clone();

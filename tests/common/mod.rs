@@ -47,6 +47,39 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The test server, which must be Apache CouchDB: tests that compare Settee's Mango with
+    /// CouchDB's `_find` (pouchdb-server answers with PouchDB's rules). Fails loudly when the
+    /// suite runs against another server.
+    pub fn couchdb() -> Server {
+        let server = Server::get();
+        let kind = std::env::var("SETTEE_TEST_SERVER_KIND").unwrap_or_default();
+        let info = std::thread::spawn({
+            let url = server.url.clone();
+            move || {
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(async move {
+                        settee::couch::CouchClient::builder(url)
+                            .build()
+                            .unwrap()
+                            .server_info()
+                            .await
+                    })
+            }
+        })
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the test server does not answer: {e}"));
+        assert!(
+            info.couchdb.as_deref() == Some("Welcome") && kind != "pouchdb-server",
+            "this test compares with Apache CouchDB's _find, and the test server is {kind} {}: run scripts/test.sh with SETTEE_COUCHDB_RELEASE (CouchDB 3.5)",
+            info.version
+        );
+        server
+    }
+}
+
 /// A unique database name for one test.
 pub fn unique_db(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);

@@ -9,8 +9,8 @@
 //!   character from U+0000 to U+00FF, plus `Œ œ Š š Ž ž Ÿ Ā ā €`. Control characters other
 //!   than tab, line breaks and NEL are ignorable (`"a\u{1}"` equals `"a"`), as in ICU;
 //!   whitespace sorts before punctuation, punctuation before symbols, symbols before digits,
-//!   digits before letters; `ß` sorts as `ss`, `½` as `1⁄2`, `æ`, `œ`, `þ` and `µ` are
-//!   letters of their own.
+//!   digits before letters; `ß` sorts as `ss`, `½` as `1⁄2`, `æ` and `œ` as `ae` and `oe`
+//!   (after their accented forms), `þ` and `µ` are letters of their own.
 //! - **Approximate**: every other character is a primary weight of its own, after all the
 //!   letters above, in code point order, with no accent or case level. ICU instead files
 //!   Latin Extended letters under their base letter (`ł` near `l`), orders Greek, Cyrillic
@@ -34,6 +34,9 @@ const TILDE: u8 = 10;
 const STROKE: u8 = 12;
 const CEDILLA: u8 = 13;
 const MACRON: u8 = 15;
+/// The ligatures `æ` and `œ` sort as `ae` and `oe` with a secondary difference above every
+/// accent (after `áe`, before `af`).
+const LIGATURE: u8 = 20;
 
 /// Tertiary weights: lowercase (or caseless), uppercase, compatibility form (`ª`, `¹`, NBSP).
 const LOWER: u8 = 1;
@@ -80,7 +83,6 @@ const GROUPS: &[&[(char, u8, u8)]] = &[
     &[('@', BASE, LOWER)],
     &[('*', BASE, LOWER)],
     &[('/', BASE, LOWER)],
-    &[(FRACTION_SLASH, BASE, LOWER)],
     &[('\\', BASE, LOWER)],
     &[('&', BASE, LOWER)],
     &[('#', BASE, LOWER)],
@@ -105,6 +107,7 @@ const GROUPS: &[&[(char, u8, u8)]] = &[
     &[('|', BASE, LOWER)],
     &[('¦', BASE, LOWER)],
     &[('~', BASE, LOWER)],
+    &[(FRACTION_SLASH, BASE, LOWER)],
     &[('¤', BASE, LOWER)],
     &[('¢', BASE, LOWER)],
     &[('$', BASE, LOWER)],
@@ -140,7 +143,6 @@ const GROUPS: &[&[(char, u8, u8)]] = &[
         ('ā', MACRON, LOWER),
         ('Ā', MACRON, UPPER),
     ],
-    &[('æ', BASE, LOWER), ('Æ', BASE, UPPER)],
     &[('b', BASE, LOWER), ('B', BASE, UPPER)],
     &[
         ('c', BASE, LOWER),
@@ -208,7 +210,6 @@ const GROUPS: &[&[(char, u8, u8)]] = &[
         ('ø', STROKE, LOWER),
         ('Ø', STROKE, UPPER),
     ],
-    &[('œ', BASE, LOWER), ('Œ', BASE, UPPER)],
     &[('p', BASE, LOWER), ('P', BASE, UPPER)],
     &[('q', BASE, LOWER), ('Q', BASE, UPPER)],
     &[('r', BASE, LOWER), ('R', BASE, UPPER)],
@@ -331,6 +332,20 @@ fn elements_of(c: char) -> ([Elem; 3], usize) {
         'ß' => {
             let s = compat(single('s'));
             ([s, s, none], 2)
+        }
+        'æ' | 'Æ' | 'œ' | 'Œ' => {
+            let base = if matches!(c, 'æ' | 'Æ') { 'a' } else { 'o' };
+            let tertiary = if c.is_uppercase() { UPPER } else { LOWER };
+            let first = Elem {
+                secondary: LIGATURE,
+                tertiary,
+                ..single(base)
+            };
+            let second = Elem {
+                tertiary,
+                ..single('e')
+            };
+            ([first, second, none], 2)
         }
         '½' | '¼' | '¾' => {
             let (a, b) = match c {
@@ -458,7 +473,7 @@ mod tests {
             assert!(
                 is_ignorable(c)
                     || table().latin1[n as usize].is_some()
-                    || matches!(c, 'ß' | '½' | '¼' | '¾'),
+                    || matches!(c, 'ß' | '½' | '¼' | '¾' | 'æ' | 'Æ'),
                 "U+{n:04X} has no weight"
             );
         }
@@ -479,7 +494,15 @@ mod tests {
         );
         assert_eq!(compare("a\u{1}", "a"), Ordering::Equal);
         assert_eq!(compare("中", "z"), Ordering::Greater);
-        assert_eq!(sorted(&["1b", "½", "¹", "1"]), ["1", "¹", "½", "1b"]);
+        assert_eq!(
+            sorted(&["1b", "½", "¹", "1", "1+"]),
+            ["1", "¹", "1+", "½", "1b"]
+        );
+        // Observed on CouchDB 3.5.
+        assert_eq!(
+            sorted(&["Æ", "æ", "áe", "AE", "Ae", "aE", "ae", "af"]),
+            ["ae", "aE", "Ae", "AE", "áe", "æ", "Æ", "af"]
+        );
     }
 
     #[test]
