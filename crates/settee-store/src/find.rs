@@ -14,6 +14,7 @@ use serde_json::Value;
 use settee_query::{DesignChange, FindRequest, IndexDef};
 
 use crate::index::{BuildState, IndexProgress};
+use crate::index_blocks;
 use crate::keys::{self, DocHeader, DocRecord};
 use crate::{Database, Error, GetOptions, Result};
 
@@ -251,43 +252,37 @@ impl Database {
         descending: bool,
         page: &mut Page<'_>,
     ) -> Result<()> {
-        let inner = &self.inner;
-        let prefix = keys::index_prefix(number);
-        let mut lo = [&prefix[..], &range.start].concat();
-        let mut hi = prefix_end(&[&prefix[..], &range.end].concat())
-            .ok_or_else(|| Error::corrupt("an index range without an end"))?;
+        let mut lo = range.start.clone();
+        // Every entry starting with `range.end` is in range (the document id follows the key).
+        let mut hi = prefix_end(&range.end);
         if let Some(b) = resume {
-            let at = [&prefix[..], b].concat();
             if descending {
-                hi = hi.min(at);
+                hi = Some(match hi {
+                    Some(h) => h.min(b.to_vec()),
+                    None => b.to_vec(),
+                });
             } else {
-                let mut after = at;
+                let mut after = b.to_vec();
                 after.push(0);
                 lo = lo.max(after);
             }
         }
-        if lo >= hi {
+        if hi.as_ref().is_some_and(|h| lo >= *h) {
             return Ok(());
         }
-        let iter = inner.tree.range(lo..hi);
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if descending {
-            Box::new(iter.rev())
-        } else {
-            Box::new(iter)
-        };
-        for item in iter {
-            let (k, _) = item.map_err(|e| inner.storage(e))?;
+        for entry in index_blocks::Scan::new(&self.inner.tree, number, lo, hi, descending) {
+            let entry = entry?;
             page.keys += 1;
-            let entry = &k[prefix.len()..];
             let mut at = 0;
             for _ in 0..columns {
-                at += settee_query::skip_key(&entry[at..])
-                    .ok_or_else(|| Error::corrupt(format!("index entry {k:?} does not decode")))?;
+                at += settee_query::skip_key(&entry[at..]).ok_or_else(|| {
+                    Error::corrupt(format!("index entry {entry:?} does not decode"))
+                })?;
             }
             let id = std::str::from_utf8(&entry[at..])
-                .map_err(|_| Error::corrupt(format!("index entry {k:?} has a bad id")))?;
+                .map_err(|_| Error::corrupt(format!("index entry {entry:?} has a bad id")))?;
             if let Some(doc) = self.find_doc(id, page)? {
-                page.push(entry, doc);
+                page.push(&entry, doc);
                 if page.full() {
                     break;
                 }

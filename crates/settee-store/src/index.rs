@@ -6,9 +6,10 @@
 //!   same batch: a new definition is registered (not built yet), a removed or changed one is
 //!   dropped with all its entries. So an index replicated in as a design document is
 //!   registered like one made with `create_index`.
-//! - **Entries.** `I<number><encoded key><doc id>` for each live, non-design document the
-//!   index covers (`settee_query::IndexDef::key_of`), maintained by [`IndexHook`] in the batch
-//!   of the write that changes the document: an index is never out of step after a crash.
+//! - **Entries.** An entry, the encoded key then the doc id, for each live, non-design
+//!   document the index covers (`settee_query::IndexDef::key_of`), stored in sorted blocks
+//!   (`index_blocks.rs`) and maintained by [`IndexHook`] in the batch of the write that
+//!   changes the document: an index is never out of step after a crash.
 //! - **Building.** A registered index is built by [`Database::build_index`] in chunks of
 //!   documents in id order, each chunk one batch that also records how far the build got, so
 //!   a crash resumes it. Writes keep the entries of documents the build has passed; the build
@@ -24,6 +25,7 @@ use serde_json::{json, Map, Value};
 use settee_query::IndexDef;
 
 use crate::database::Inner;
+use crate::index_blocks;
 use crate::keys::{self, DocHeader, DocRecord};
 use crate::{Database, Error, Result};
 
@@ -97,14 +99,16 @@ impl CatalogEntry {
         Ok(CatalogEntry { number, def, state })
     }
 
-    /// The entry key of document `id` whose winner is `doc` (`None` if not indexed).
-    fn entry_key(&self, id: &str, doc: &Value) -> Option<Vec<u8>> {
+    /// The entry of document `id` whose winner is `doc` (`None` if not indexed): the
+    /// encoded key, then the id.
+    fn entry(&self, id: &str, doc: &Value) -> Option<Vec<u8>> {
         let values = self.def.key_of(doc)?;
-        let mut encoded = Vec::with_capacity(32);
+        let mut entry = Vec::with_capacity(32 + id.len());
         for v in values {
-            settee_query::encode_key(v, &mut encoded);
+            settee_query::encode_key(v, &mut entry);
         }
-        Some(keys::index_entry_key(self.number, &encoded, id))
+        entry.extend_from_slice(id.as_bytes());
+        Some(entry)
     }
 }
 
@@ -140,25 +144,45 @@ impl Catalog {
         })
     }
 
-    /// The entry keys document `id` has, as `rec` leaves it, in the indexes that maintain it.
-    fn keys_for(&self, id: &str, rec: &DocRecord) -> Result<Vec<Vec<u8>>> {
-        if !self.entries.iter().any(|e| e.maintains(id)) {
+    /// The top-level members the indexes maintaining `id` read, or `None` when one of them
+    /// may read any (a partial filter).
+    fn members_read(&self, id: &str) -> Option<Vec<&str>> {
+        let mut names: Vec<&str> = Vec::new();
+        for e in self.entries.iter().filter(|e| e.maintains(id)) {
+            if e.def.partial_filter_selector.is_some() {
+                return None;
+            }
+            for f in &e.def.fields {
+                if let Some(first) = f.path.segments().first() {
+                    if !names.contains(&first.as_str()) {
+                        names.push(first);
+                    }
+                }
+            }
+        }
+        Some(names)
+    }
+
+    /// The entries document `id` has, as `rec` leaves it, in the indexes that maintain it:
+    /// `(index number, entry)`.
+    fn keys_for(&self, id: &str, rec: &DocRecord) -> Result<Vec<(u32, Vec<u8>)>> {
+        if !self.entries.iter().any(|e| e.maintains(id)) || rec.tree.is_deleted() {
             return Ok(Vec::new());
         }
-        let Some(doc) = indexed_doc(
-            id,
-            rec.tree.is_deleted(),
-            &rec.tree.winner().to_string(),
-            &rec.body,
-        )?
-        else {
+        let rev = rec.tree.winner().to_string();
+        // Parsing only the members the indexes read saves most of the parse of a body.
+        let doc = match self.members_read(id) {
+            Some(names) => partial_doc(id, &rev, &rec.body, &names)?,
+            None => indexed_doc(id, false, &rev, &rec.body)?,
+        };
+        let Some(doc) = doc else {
             return Ok(Vec::new());
         };
         Ok(self
             .entries
             .iter()
             .filter(|e| e.maintains(id))
-            .filter_map(|e| e.entry_key(id, &doc))
+            .filter_map(|e| Some((e.number, e.entry(id, &doc)?)))
             .collect())
     }
 
@@ -168,7 +192,6 @@ impl Catalog {
     fn set_design_doc(
         &mut self,
         tree: &sled::Tree,
-        storage: &dyn Fn(sled::Error) -> Error,
         batch: &mut sled::Batch,
         id: &str,
         defs: Vec<IndexDef>,
@@ -177,10 +200,7 @@ impl Catalog {
         let mut kept = Vec::with_capacity(self.entries.len());
         for e in std::mem::take(&mut self.entries) {
             if e.def.ddoc == id && !defs.contains(&e.def) {
-                for item in tree.scan_prefix(keys::index_prefix(e.number)) {
-                    let (k, _) = item.map_err(storage)?;
-                    batch.remove(k);
-                }
+                index_blocks::drop_all(tree, batch, e.number)?;
                 batch.remove(&keys::index_def_key(e.number)[..]);
                 changed = true;
             } else {
@@ -246,6 +266,25 @@ pub(crate) fn indexed_doc(
     Ok(Some(Value::Object(doc)))
 }
 
+/// [`indexed_doc`] with only the top-level members in `names` (and `_id`, `_rev`): what an
+/// index without a partial filter reads.
+fn partial_doc(id: &str, rev: &str, body: &[u8], names: &[&str]) -> Result<Option<Value>> {
+    let corrupt = || Error::corrupt(format!("body of {id:?} at {rev} is not a JSON object"));
+    let text = std::str::from_utf8(body).map_err(|_| corrupt())?;
+    let members = crate::json_text::members_of_text(text).ok_or_else(corrupt)?;
+    let mut doc = Map::with_capacity(names.len() + 2);
+    doc.insert("_id".into(), Value::String(id.to_owned()));
+    doc.insert("_rev".into(), Value::String(rev.to_owned()));
+    for m in members {
+        if names.contains(&m.name.as_ref()) && m.name != "_id" && m.name != "_rev" {
+            let v: Value = serde_json::from_str(m.value)
+                .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")))?;
+            doc.insert(m.name.into_owned(), v);
+        }
+    }
+    Ok(Some(Value::Object(doc)))
+}
+
 /// The catalog of an open store: the current one, and one a write call is about to commit.
 #[derive(Debug, Default)]
 pub(crate) struct Indexes {
@@ -297,7 +336,7 @@ impl Indexes {
 #[derive(Default)]
 pub(crate) struct IndexHook {
     catalog: Arc<Catalog>,
-    before: HashMap<String, Vec<Vec<u8>>>,
+    before: HashMap<String, Vec<(u32, Vec<u8>)>>,
 }
 
 impl IndexHook {
@@ -334,7 +373,6 @@ impl IndexHook {
         docs: &HashMap<String, Option<DocRecord>>,
         written: &HashSet<String>,
     ) -> Result<()> {
-        let storage = |e| inner.storage(e);
         let mut catalog: Option<Catalog> = None;
         for id in written.iter().filter(|id| id.starts_with("_design/")) {
             let defs = match docs.get(id) {
@@ -353,21 +391,28 @@ impl IndexHook {
                 continue;
             }
             let c = catalog.get_or_insert_with(|| (*self.catalog).clone());
-            c.set_design_doc(&inner.tree, &storage, batch, id, defs)?;
+            c.set_design_doc(&inner.tree, batch, id, defs)?;
         }
         let now = catalog.as_ref().unwrap_or(&self.catalog);
         if !now.entries.is_empty() {
+            let mut changes: HashMap<u32, Vec<(Vec<u8>, bool)>> = HashMap::new();
             for id in written.iter().filter(|id| !id.starts_with("_design/")) {
-                let after: Vec<Vec<u8>> = match docs.get(id) {
+                let after: Vec<(u32, Vec<u8>)> = match docs.get(id) {
                     Some(Some(rec)) => now.keys_for(id, rec)?,
                     _ => Vec::new(),
                 };
-                let before: &[Vec<u8>] = self.before.get(id).map_or(&[], Vec::as_slice);
-                for k in before.iter().filter(|k| !after.contains(k)) {
-                    batch.remove(k.as_slice());
+                let before: &[(u32, Vec<u8>)] = self.before.get(id).map_or(&[], Vec::as_slice);
+                for (n, e) in before.iter().filter(|k| !after.contains(k)) {
+                    changes.entry(*n).or_default().push((e.clone(), false));
                 }
-                for k in after.iter().filter(|k| !before.contains(k)) {
-                    batch.insert(k.as_slice(), &[][..]);
+                for (n, e) in after.iter().filter(|k| !before.contains(k)) {
+                    changes.entry(*n).or_default().push((e.clone(), true));
+                }
+            }
+            for (number, list) in changes {
+                // An index dropped in this call lost all its blocks already.
+                if now.position(number).is_some() {
+                    index_blocks::apply(&inner.tree, batch, number, list)?;
                 }
             }
         }
@@ -433,7 +478,16 @@ impl Database {
                 }
                 None => vec![keys::DOC],
             };
+            let names: Option<Vec<&str>> = entry.def.partial_filter_selector.is_none().then(|| {
+                entry
+                    .def
+                    .fields
+                    .iter()
+                    .filter_map(|f| f.path.segments().first().map(String::as_str))
+                    .collect()
+            });
             let mut batch = sled::Batch::default();
+            let mut entries: Vec<(Vec<u8>, bool)> = Vec::new();
             let mut n = 0;
             let mut last: Option<String> = None;
             for item in inner.tree.range(start..vec![keys::DOC + 1]) {
@@ -443,12 +497,14 @@ impl Database {
                 n += 1;
                 if !id.starts_with("_design/") {
                     let (header, body) = DocHeader::decode_with_body(id, &v)?;
-                    if let Some(doc) =
-                        indexed_doc(id, header.deleted, &header.winner.to_string(), body)?
-                    {
-                        if let Some(key) = entry.entry_key(id, &doc) {
-                            batch.insert(key, &[][..]);
-                        }
+                    let rev = header.winner.to_string();
+                    let doc = match &names {
+                        _ if header.deleted => None,
+                        Some(names) => partial_doc(id, &rev, body, names)?,
+                        None => indexed_doc(id, false, &rev, body)?,
+                    };
+                    if let Some(e) = doc.and_then(|d| entry.entry(id, &d)) {
+                        entries.push((e, true));
                     }
                 }
                 last = Some(id.to_owned());
@@ -456,6 +512,7 @@ impl Database {
                     break;
                 }
             }
+            index_blocks::apply(&inner.tree, &mut batch, number, entries)?;
             let mut next = (*catalog).clone();
             let state = if n < BUILD_BATCH {
                 BuildState::Ready
@@ -547,11 +604,8 @@ impl Database {
                 e.def.ddoc, e.def.name
             )));
         }
-        let mut expected: HashMap<u32, BTreeSet<Vec<u8>>> = catalog
-            .entries
-            .iter()
-            .map(|e| (e.number, BTreeSet::new()))
-            .collect();
+        let mut expected: HashMap<u32, BTreeSet<Vec<u8>>> =
+            catalog.entries.iter().map(|e| (e.number, BTreeSet::new())).collect();
         if !catalog.entries.is_empty() {
             for item in inner.tree.scan_prefix([keys::DOC]) {
                 let (k, v) = item.map_err(storage)?;
@@ -560,41 +614,42 @@ impl Database {
                     continue;
                 }
                 let (header, body) = DocHeader::decode_with_body(&id, &v)?;
-                let Some(doc) = indexed_doc(&id, header.deleted, &header.winner.to_string(), body)?
-                else {
+                let Some(doc) = indexed_doc(&id, header.deleted, &header.winner.to_string(), body)? else {
                     continue;
                 };
                 for e in catalog.entries.iter().filter(|e| e.maintains(&id)) {
-                    if let Some(key) = e.entry_key(&id, &doc) {
-                        expected.entry(e.number).or_default().insert(key);
+                    if let Some(entry) = e.entry(&id, &doc) {
+                        expected.entry(e.number).or_default().insert(entry);
                     }
                 }
             }
         }
         let mut count = 0u64;
+        for (number, want) in &expected {
+            let have = index_blocks::all_entries(&inner.tree, *number)?;
+            count += have.len() as u64;
+            let have: BTreeSet<Vec<u8>> = have.into_iter().collect();
+            if let Some(extra) = have.difference(want).next() {
+                return Err(Error::corrupt(format!(
+                    "index {number} holds the entry {extra:?}, which matches no document's current state"
+                )));
+            }
+            if let Some(missing) = want.difference(&have).next() {
+                return Err(Error::corrupt(format!(
+                    "index {number} lacks the entry {missing:?} of a document it covers"
+                )));
+            }
+        }
         for item in inner.tree.scan_prefix([keys::INDEX_ENTRY]) {
             let (k, _) = item.map_err(storage)?;
             let number = k
                 .get(1..5)
                 .and_then(|b| b.try_into().ok())
                 .map(u32::from_be_bytes)
-                .ok_or_else(|| Error::corrupt(format!("index entry {k:?} has a bad key")))?;
-            let Some(set) = expected.get_mut(&number) else {
+                .ok_or_else(|| Error::corrupt(format!("index block {k:?} has a bad key")))?;
+            if !expected.contains_key(&number) {
                 return Err(Error::corrupt(format!(
-                    "index entry {k:?} belongs to no index in the catalog"
-                )));
-            };
-            if !set.remove(k.as_ref()) {
-                return Err(Error::corrupt(format!(
-                    "index entry {k:?} matches no document's current state"
-                )));
-            }
-            count += 1;
-        }
-        for (number, missing) in expected {
-            if let Some(k) = missing.first() {
-                return Err(Error::corrupt(format!(
-                    "index {number} lacks the entry {k:?} of a document it covers"
+                    "index block {k:?} belongs to no index in the catalog"
                 )));
             }
         }

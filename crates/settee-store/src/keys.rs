@@ -16,7 +16,7 @@
 //! | `A` | `A` + digest | attachment bytes |
 //! | `L` | `L` + id without `_local/` | local doc (JSON, with `_rev`) |
 //! | `N` | `N` + index number (u32 big-endian) | a Mango index of the catalog: its definition and build state |
-//! | `I` | `I` + index number + collation-encoded key + doc id | an index entry (empty value) |
+//! | `I` | `I` + index number + lower bound (an entry, or nothing) | a block of index entries (collation-encoded key + doc id), ascending |
 //!
 //! Sled's cost is per key, so a document write touches as few keys as it can: a new
 //! document is one `D` record (its body inline) plus its entry in the call's one `Q` chunk.
@@ -66,7 +66,10 @@ pub(crate) fn index_def_key(index: u32) -> [u8; 5] {
     k
 }
 
-/// `I` + index number: the prefix of all of one index's entries.
+/// `I` + index number: the prefix of all of one index's blocks. A block's key goes on with
+/// its lower bound, an entry (the collation-encoded key, then the document id), or nothing
+/// for a first block; its value is its entries, each a length (u16 big-endian) and the bytes,
+/// ascending (`index_blocks.rs`).
 pub(crate) fn index_prefix(index: u32) -> [u8; 5] {
     let mut k = [0u8; 5];
     k[0] = INDEX_ENTRY;
@@ -74,16 +77,6 @@ pub(crate) fn index_prefix(index: u32) -> [u8; 5] {
     k
 }
 
-/// `I` + index number + the encoded key (`settee_query::encode_key` of each column, in
-/// order) + the document id. Entries sort by key, then by id (bytewise, as CouchDB's views
-/// break ties).
-pub(crate) fn index_entry_key(index: u32, encoded: &[u8], id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(5 + encoded.len() + id.len());
-    k.extend_from_slice(&index_prefix(index));
-    k.extend_from_slice(encoded);
-    k.extend_from_slice(id.as_bytes());
-    k
-}
 
 pub(crate) fn doc_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());

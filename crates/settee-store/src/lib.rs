@@ -38,6 +38,7 @@ mod database;
 mod error;
 mod find;
 mod index;
+mod index_blocks;
 mod json_text;
 mod keys;
 mod local;
