@@ -604,8 +604,11 @@ impl Database {
                 e.def.ddoc, e.def.name
             )));
         }
-        let mut expected: HashMap<u32, BTreeSet<Vec<u8>>> =
-            catalog.entries.iter().map(|e| (e.number, BTreeSet::new())).collect();
+        let mut expected: HashMap<u32, BTreeSet<Vec<u8>>> = catalog
+            .entries
+            .iter()
+            .map(|e| (e.number, BTreeSet::new()))
+            .collect();
         if !catalog.entries.is_empty() {
             for item in inner.tree.scan_prefix([keys::DOC]) {
                 let (k, v) = item.map_err(storage)?;
@@ -614,7 +617,8 @@ impl Database {
                     continue;
                 }
                 let (header, body) = DocHeader::decode_with_body(&id, &v)?;
-                let Some(doc) = indexed_doc(&id, header.deleted, &header.winner.to_string(), body)? else {
+                let Some(doc) = indexed_doc(&id, header.deleted, &header.winner.to_string(), body)?
+                else {
                     continue;
                 };
                 for e in catalog.entries.iter().filter(|e| e.maintains(&id)) {

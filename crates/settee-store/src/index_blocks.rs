@@ -59,18 +59,18 @@ pub(crate) fn decode(key: &[u8], bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// The block of index `number` that holds (or would hold) `entry`: its lower bound and its
-/// entries; `None` when no block's lower bound is at or below `entry`.
-fn block_for(
-    tree: &sled::Tree,
-    number: u32,
-    entry: &[u8],
-) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>> {
+/// A block as read: its lower bound and its entries.
+type Block = (Vec<u8>, Vec<Vec<u8>>);
+
+/// The block of index `number` that holds (or would hold) `entry`; `None` when no block's
+/// lower bound is at or below `entry`.
+fn block_for(tree: &sled::Tree, number: u32, entry: &[u8]) -> Result<Option<Block>> {
     let prefix = keys::index_prefix(number);
     let at = block_key(number, entry);
     match tree.range(prefix.to_vec()..=at).next_back() {
         Some(item) => {
-            let (k, v) = item.map_err(|e| Error::corrupt(format!("reading an index block: {e}")))?;
+            let (k, v) =
+                item.map_err(|e| Error::corrupt(format!("reading an index block: {e}")))?;
             Ok(Some((k[prefix.len()..].to_vec(), decode(&k, &v)?)))
         }
         None => Ok(None),
@@ -81,9 +81,13 @@ fn block_for(
 fn next_lower(tree: &sled::Tree, number: u32, lower: &[u8]) -> Result<Option<Vec<u8>>> {
     let prefix = keys::index_prefix(number);
     let from = Bound::Excluded(block_key(number, lower));
-    match tree.range((from, Bound::Excluded(index_end(number)))).next() {
+    match tree
+        .range((from, Bound::Excluded(index_end(number))))
+        .next()
+    {
         Some(item) => {
-            let (k, _) = item.map_err(|e| Error::corrupt(format!("reading an index block: {e}")))?;
+            let (k, _) =
+                item.map_err(|e| Error::corrupt(format!("reading an index block: {e}")))?;
             Ok(Some(k[prefix.len()..].to_vec()))
         }
         None => Ok(None),
@@ -202,7 +206,9 @@ pub(crate) fn all_entries(tree: &sled::Tree, number: u32) -> Result<Vec<Vec<u8>>
             return Err(bad("an entry below the block's lower bound"));
         }
         if out.last().is_some_and(|last| last.as_slice() >= lower) {
-            return Err(bad("the previous block has entries at or above this block's bound"));
+            return Err(bad(
+                "the previous block has entries at or above this block's bound",
+            ));
         }
         if previous_lower.as_deref().is_some_and(|p| p >= lower) {
             return Err(bad("blocks out of order"));
@@ -295,7 +301,10 @@ impl<'t> Scan<'t> {
                     .next_back()
             } else {
                 self.tree
-                    .range((Bound::Excluded(here), Bound::Excluded(index_end(self.number))))
+                    .range((
+                        Bound::Excluded(here),
+                        Bound::Excluded(index_end(self.number)),
+                    ))
                     .next()
             }
         };
@@ -381,11 +390,21 @@ mod tests {
         let mut model: BTreeSet<Vec<u8>> = BTreeSet::new();
         // Another index's blocks beside ours must not be read.
         let mut other = sled::Batch::default();
-        apply(&tree, &mut other, 8, vec![(b"zz".to_vec(), true), (Vec::new(), true)]).unwrap();
+        apply(
+            &tree,
+            &mut other,
+            8,
+            vec![(b"zz".to_vec(), true), (Vec::new(), true)],
+        )
+        .unwrap();
         tree.apply_batch(other).unwrap();
         for round in 0..60 {
             let mut changes = Vec::new();
-            let n = if round % 10 == 0 { 1500 } else { rng.gen_range(0..200) };
+            let n = if round % 10 == 0 {
+                1500
+            } else {
+                rng.gen_range(0..200)
+            };
             for _ in 0..n {
                 let e = entry(&mut rng);
                 let insert = rng.gen_bool(if round < 30 { 0.8 } else { 0.3 });
@@ -404,7 +423,11 @@ mod tests {
             apply(&tree, &mut batch, 7, changes).unwrap();
             tree.apply_batch(batch).unwrap();
             let all = all_entries(&tree, 7).unwrap();
-            assert_eq!(all, model.iter().cloned().collect::<Vec<_>>(), "round {round}");
+            assert_eq!(
+                all,
+                model.iter().cloned().collect::<Vec<_>>(),
+                "round {round}"
+            );
             for _ in 0..10 {
                 let (a, b) = (entry(&mut rng), entry(&mut rng));
                 let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
@@ -425,11 +448,17 @@ mod tests {
                 assert_eq!(desc, want, "round {round} desc {lo:?}..{hi:?}");
             }
         }
-        assert!(tree.scan_prefix(keys::index_prefix(7)).count() > 5, "no split happened");
+        assert!(
+            tree.scan_prefix(keys::index_prefix(7)).count() > 5,
+            "no split happened"
+        );
         let mut batch = sled::Batch::default();
         drop_all(&tree, &mut batch, 7).unwrap();
         tree.apply_batch(batch).unwrap();
         assert!(all_entries(&tree, 7).unwrap().is_empty());
-        assert_eq!(all_entries(&tree, 8).unwrap(), vec![Vec::new(), b"zz".to_vec()]);
+        assert_eq!(
+            all_entries(&tree, 8).unwrap(),
+            vec![Vec::new(), b"zz".to_vec()]
+        );
     }
 }

@@ -77,7 +77,6 @@ pub(crate) fn index_prefix(index: u32) -> [u8; 5] {
     k
 }
 
-
 pub(crate) fn doc_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
     k.push(DOC);
