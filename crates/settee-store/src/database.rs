@@ -4,7 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long `open` retries a busy lock before answering `store_in_use`.
@@ -12,6 +12,7 @@ const LOCK_WAIT: Duration = Duration::from_millis(1500);
 
 use crate::changes::Notifier;
 use crate::keys::{self, FORMAT_VERSION};
+use crate::sync_state::{Registry, Watchers};
 use crate::{DbInfo, Durability, Error, OpenOptions, Result, Sizes};
 
 /// A Settee store: CouchDB's document API on a sled database in one directory.
@@ -110,6 +111,11 @@ pub(crate) struct Inner {
     pub(crate) writer: Mutex<Counters>,
     pub(crate) notifier: Notifier,
     pub(crate) uuid: String,
+    /// The remotes the store syncs with and their counts (`sync_state.rs`). Changed only
+    /// under the writer lock, once a batch that changes it is applied.
+    pub(crate) sync: RwLock<Registry>,
+    /// Live sync-state subscribers.
+    pub(crate) watchers: Watchers,
 }
 
 impl Inner {
@@ -131,12 +137,25 @@ impl Inner {
     pub(crate) fn commit(
         &self,
         guard: &mut MutexGuard<'_, Counters>,
+        batch: sled::Batch,
+        counters: Counters,
+    ) -> Result<()> {
+        self.commit_with(guard, batch, counters, || {})
+    }
+
+    /// [`Inner::commit`], running `applied` (under the writer lock) once the batch is
+    /// applied, to update in-memory state that mirrors it; not run if applying fails.
+    pub(crate) fn commit_with(
+        &self,
+        guard: &mut MutexGuard<'_, Counters>,
         mut batch: sled::Batch,
         counters: Counters,
+        applied: impl FnOnce(),
     ) -> Result<()> {
         batch.insert(keys::META_COUNTERS, &counters.encode()[..]);
         self.tree.apply_batch(batch).map_err(|e| self.storage(e))?;
         **guard = counters;
+        applied();
         let flushed = match self.durability {
             Durability::Immediate => self.tree.flush().map(|_| ()),
             Durability::Relaxed { .. } => Ok(()),
@@ -267,6 +286,11 @@ impl Database {
                     crate::migrate::upgrade_v1(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
+                if found == "2" {
+                    tracing::info!(path = %path.display(), "upgrading the store from format 2");
+                    crate::migrate::upgrade_v2(&tree, &storage)?;
+                    found = FORMAT_VERSION.to_string();
+                }
                 if found != FORMAT_VERSION.to_string() {
                     return Err(Error::UnsupportedFormat {
                         path,
@@ -301,6 +325,7 @@ impl Database {
             Some(v) => Counters::decode(&v)?,
             None => return Err(not_a_store("the store has no counters record")),
         };
+        let registry = Registry::load(&tree, &storage)?;
         tracing::debug!(path = %path.display(), update_seq = counters.update_seq, "opened store");
         Ok(Database {
             inner: Arc::new(Inner {
@@ -312,6 +337,8 @@ impl Database {
                 writer: Mutex::new(counters),
                 notifier: Notifier::new(counters.update_seq),
                 uuid,
+                sync: RwLock::new(registry),
+                watchers: Watchers::default(),
             }),
         })
     }

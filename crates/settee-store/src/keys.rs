@@ -15,6 +15,7 @@
 //! | `X` | `X` + seq (u64 big-endian) | marks the entry at seq stale; value: the seq that superseded it |
 //! | `A` | `A` + digest | attachment bytes |
 //! | `L` | `L` + id without `_local/` | local doc (JSON, with `_rev`) |
+//! | `U` | `U` + remote number (u32 big-endian) + id | [`Unsynced`]: the document's leaves that remote is not known to hold, and its rejection |
 //!
 //! Sled's cost is per key, so a document write touches as few keys as it can: a new
 //! document is one `D` record (its body inline) plus its entry in the call's one `Q` chunk.
@@ -23,13 +24,16 @@
 //! readers merge with the chunks (so `_changes` never reads the records), and
 //! [`crate::Database::compact`] drops marked entries with their markers.
 //!
+//! `Mremotes` lists the remotes the store syncs with (each with its number) and `Msync`
+//! counts their `U` entries; `sync_state.rs` owns both and the `U` entries.
+//!
 //! Format 1 (before this layout) kept every body under `R` and one `S` + seq key per
 //! document; `migrate.rs` upgrades it in place.
 
 use settee_revtree::{Rev, RevTree};
 
 /// The storage format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The sled tree that holds every record.
 pub(crate) const TREE_NAME: &[u8] = b"settee";
@@ -39,6 +43,12 @@ pub(crate) const META_UUID: &[u8] = b"Muuid";
 /// `update_seq`, `doc_count`, `doc_del_count`, `purge_seq`: 4 × u64 big-endian. One record,
 /// so a write adds one meta update to its batch and readers see the four agree.
 pub(crate) const META_COUNTERS: &[u8] = b"Mcounters";
+/// The registered remotes: JSON `[{"n": number, "name": ..., "meta": {...}}]`. Written only
+/// when a remote is registered or its meta changes.
+pub(crate) const META_REMOTES: &[u8] = b"Mremotes";
+/// Per registered remote: number (u32), unsynced entries (u64), rejected entries (u64), all
+/// big-endian; 20 bytes each, by ascending number. Written by every batch that changes them.
+pub(crate) const META_SYNC: &[u8] = b"Msync";
 
 pub(crate) const DOC: u8 = b'D';
 pub(crate) const REV: u8 = b'R';
@@ -48,6 +58,7 @@ pub(crate) const CHUNK: u8 = b'Q';
 pub(crate) const STALE: u8 = b'X';
 pub(crate) const ATT: u8 = b'A';
 pub(crate) const LOCAL: u8 = b'L';
+pub(crate) const UNSYNCED: u8 = b'U';
 
 pub(crate) fn doc_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
@@ -95,12 +106,17 @@ pub(crate) struct SeqEntry {
 
 impl SeqEntry {
     pub(crate) fn of(seq: u64, id: &str, tree: &RevTree) -> SeqEntry {
-        let leaves = tree.leaves();
+        SeqEntry::of_leaves(seq, id, &tree.leaves())
+    }
+
+    /// The entry of a document whose leaves (best first, as `RevTree::leaves` gives them)
+    /// are `leaves`.
+    pub(crate) fn of_leaves(seq: u64, id: &str, leaves: &[settee_revtree::Leaf]) -> SeqEntry {
         SeqEntry {
             seq,
             id: id.to_owned(),
             deleted: leaves.first().is_some_and(|l| l.deleted),
-            leaves: leaves.into_iter().map(|l| l.rev).collect(),
+            leaves: leaves.iter().map(|l| l.rev.clone()).collect(),
         }
     }
 }
@@ -214,6 +230,133 @@ pub(crate) fn local_key(id: &str) -> Vec<u8> {
     k.push(LOCAL);
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// `U` + remote number (u32 big-endian) + id.
+pub(crate) fn unsynced_key(remote: u32, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + id.len());
+    k.push(UNSYNCED);
+    k.extend_from_slice(&remote.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The prefix of every `U` key of one remote.
+pub(crate) fn unsynced_prefix(remote: u32) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = UNSYNCED;
+    k[1..].copy_from_slice(&remote.to_be_bytes());
+    k
+}
+
+/// A `U` key → (remote number, id).
+pub(crate) fn split_unsynced_key(key: &[u8]) -> crate::Result<(u32, &str)> {
+    let bad = || crate::Error::corrupt(format!("bad unsynced key {key:?}"));
+    if key.len() < 5 || key[0] != UNSYNCED {
+        return Err(bad());
+    }
+    let remote = u32::from_be_bytes([key[1], key[2], key[3], key[4]]);
+    let id = std::str::from_utf8(&key[5..]).map_err(|_| bad())?;
+    Ok((remote, id))
+}
+
+/// What a remote refused, as its `_bulk_docs` result said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredRejection {
+    pub(crate) rev: Rev,
+    pub(crate) error: String,
+    pub(crate) reason: String,
+}
+
+/// A `U` entry: the document's leaves that the remote is not known to hold (non-empty,
+/// sorted ascending, each a leaf of the document), and the remote's last refusal of the
+/// document, if it still stands.
+///
+/// Encoded as: version byte `1`, leaf count (u16 big-endian), each leaf's rev text as a
+/// u16 big-endian length and the text; then a byte `0` (no rejection) or `1` followed by
+/// the rejected rev (u16 length + text), the error name (u16 length + text) and the reason
+/// (u32 length + text), all big-endian.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unsynced {
+    pub(crate) leaves: Vec<Rev>,
+    pub(crate) rejection: Option<StoredRejection>,
+}
+
+const UNSYNCED_VERSION: u8 = 1;
+
+impl Unsynced {
+    pub(crate) fn encode(&self) -> crate::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(8 + 40 * self.leaves.len());
+        out.push(UNSYNCED_VERSION);
+        let n = u16::try_from(self.leaves.len())
+            .map_err(|_| crate::Error::bad_request("a document has too many leaves"))?;
+        out.extend_from_slice(&n.to_be_bytes());
+        let put16 = |out: &mut Vec<u8>, text: &str| -> crate::Result<()> {
+            let len = u16::try_from(text.len())
+                .map_err(|_| crate::Error::bad_request("a text of the sync state is too long"))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+            Ok(())
+        };
+        for rev in &self.leaves {
+            put16(&mut out, &rev.to_string())?;
+        }
+        match &self.rejection {
+            None => out.push(0),
+            Some(r) => {
+                out.push(1);
+                put16(&mut out, &r.rev.to_string())?;
+                put16(&mut out, &r.error)?;
+                let len = u32::try_from(r.reason.len())
+                    .map_err(|_| crate::Error::bad_request("a rejection reason is too long"))?;
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(r.reason.as_bytes());
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn decode(id: &str, bytes: &[u8]) -> crate::Result<Unsynced> {
+        let bad = |what: &str| crate::Error::corrupt(format!("sync state of {id:?}: {what}"));
+        let mut at = 0usize;
+        let take = |at: &mut usize, n: usize| -> crate::Result<&[u8]> {
+            let b = bytes.get(*at..*at + n).ok_or_else(|| bad("truncated"))?;
+            *at += n;
+            Ok(b)
+        };
+        let text16 = |at: &mut usize| -> crate::Result<&str> {
+            let len = take(at, 2)?;
+            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+            std::str::from_utf8(take(at, len)?).map_err(|_| bad("bad text"))
+        };
+        if take(&mut at, 1)?[0] != UNSYNCED_VERSION {
+            return Err(bad("unknown version"));
+        }
+        let n = take(&mut at, 2)?;
+        let n = u16::from_be_bytes([n[0], n[1]]);
+        let mut leaves = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            leaves.push(text16(&mut at)?.parse().map_err(|_| bad("bad rev"))?);
+        }
+        let rejection = match take(&mut at, 1)?[0] {
+            0 => None,
+            1 => {
+                let rev = text16(&mut at)?.parse().map_err(|_| bad("bad rev"))?;
+                let error = text16(&mut at)?.to_owned();
+                let len = take(&mut at, 4)?;
+                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                let reason = std::str::from_utf8(take(&mut at, len)?)
+                    .map_err(|_| bad("bad reason"))?
+                    .to_owned();
+                Some(StoredRejection { rev, error, reason })
+            }
+            _ => return Err(bad("bad rejection flag")),
+        };
+        if at != bytes.len() || leaves.is_empty() || leaves.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("bad entry"));
+        }
+        Ok(Unsynced { leaves, rejection })
+    }
 }
 
 pub(crate) fn decode_u64(bytes: &[u8], what: &str) -> crate::Result<u64> {
@@ -407,5 +550,43 @@ mod tests {
         assert!(decode_chunk(&chunk_key(7), &unordered).is_err());
         assert!(chunk_key(2) < chunk_key(10));
         assert!(chunk_key(255) < chunk_key(256));
+    }
+
+    #[test]
+    fn unsynced_entries_round_trip_and_reject_damage() {
+        let e = Unsynced {
+            leaves: vec!["1-a".parse().unwrap(), "2-b".parse().unwrap()],
+            rejection: Some(StoredRejection {
+                rev: "2-b".parse().unwrap(),
+                error: "forbidden".into(),
+                reason: "no secrets here".into(),
+            }),
+        };
+        let bytes = e.encode().unwrap();
+        assert_eq!(Unsynced::decode("x", &bytes).unwrap(), e);
+        assert!(Unsynced::decode("x", &bytes[..bytes.len() - 1]).is_err());
+        let plain = Unsynced {
+            rejection: None,
+            ..e.clone()
+        };
+        assert_eq!(
+            Unsynced::decode("x", &plain.encode().unwrap()).unwrap(),
+            plain
+        );
+        // Leaves must be sorted, unique and present.
+        let unsorted = Unsynced {
+            leaves: vec!["2-b".parse().unwrap(), "1-a".parse().unwrap()],
+            rejection: None,
+        };
+        assert!(Unsynced::decode("x", &unsorted.encode().unwrap()).is_err());
+        let empty = Unsynced {
+            leaves: vec![],
+            rejection: None,
+        };
+        assert!(Unsynced::decode("x", &empty.encode().unwrap()).is_err());
+        assert_eq!(
+            split_unsynced_key(&unsynced_key(7, "a\u{0}b")).unwrap(),
+            (7, "a\u{0}b")
+        );
     }
 }

@@ -43,6 +43,7 @@ mod migrate;
 mod options;
 mod read;
 mod results;
+mod sync_state;
 mod validate;
 mod write;
 
@@ -61,3 +62,4 @@ pub use results::{
     DocResult, OpenRevResult, PurgeResult, Sizes,
 };
 pub use settee_revtree::{Rev, Revisions, RevsDiff};
+pub use sync_state::{Rejection, Remote, SyncCounts, SyncState};

@@ -1,7 +1,12 @@
-//! Upgrades a store written in format 1 to the current format, in place, when it is
-//! opened. Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
-//! document; format 2 keeps the winner's body inside the document record and the by-seq
-//! index in chunks (see `keys.rs`).
+//! Upgrades a store written in an older format to the current one, in place, when it is
+//! opened. Format 2 → 3 only changes the format key: format 3 adds the sync-state records
+//! (`Mremotes`, `Msync`, `U` entries), and a format-2 store has no registered remote, which
+//! format 3 reads as "no remote is known to hold anything", the truth for a store whose
+//! syncs confirmed nothing.
+//!
+//! Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
+//! document; format 2 (and 3) keep the winner's body inside the document record and the
+//! by-seq index in chunks (see `keys.rs`).
 //!
 //! The upgrade runs in batches, each atomic, and each step skips what is already done, so
 //! a crash during it leaves a store that upgrades the rest on the next open. The format key
@@ -14,6 +19,18 @@ use crate::{Error, Result};
 /// Records converted per batch.
 const BATCH: usize = 1000;
 
+/// Format 2 → 3: nothing but the format key (see the module comment).
+pub(crate) fn upgrade_v2(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
+    tree.insert(
+        keys::META_FORMAT,
+        keys::FORMAT_VERSION.to_string().as_bytes(),
+    )
+    .map_err(storage)?;
+    tree.flush().map_err(storage)?;
+    Ok(())
+}
+
+/// Format 1 → the current format.
 pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
     // 1. Each record takes its winner's body inline; the `R` copy goes.
     let mut batch = sled::Batch::default();

@@ -13,6 +13,7 @@ use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevStatus, RevTree};
 use crate::attachments::{attachment_digest, metas, AttMeta};
 use crate::database::{new_uuid, Counters, Inner};
 use crate::keys::{self, DocRecord, SeqEntry};
+use crate::sync_state::{Edit, SyncBatch};
 use crate::validate::{
     id_of_json, parse_doc, parse_doc_json, AttIn, Body, ParsedDoc, LOCAL_PREFIX,
 };
@@ -43,6 +44,8 @@ pub(crate) struct BatchState<'a> {
     chunk: Vec<SeqEntry>,
     /// Documents this call removes entirely (purge).
     removed: HashSet<String>,
+    /// The documents' sync state with the registered remotes, `None` when there are none.
+    sync: Option<SyncBatch>,
     pub(crate) dirty: bool,
 }
 
@@ -65,7 +68,13 @@ impl DocState {
 }
 
 impl<'a> BatchState<'a> {
-    pub(crate) fn new(inner: &'a Inner, counters: Counters) -> BatchState<'a> {
+    /// A batch under the writer lock (`counters` are the locked ones). `origin` names the
+    /// remote its replicated revisions come from, if they come from a registered remote.
+    pub(crate) fn new(
+        inner: &'a Inner,
+        counters: Counters,
+        origin: Option<&str>,
+    ) -> BatchState<'a> {
         BatchState {
             inner,
             batch: sled::Batch::default(),
@@ -77,6 +86,7 @@ impl<'a> BatchState<'a> {
             first_seq: counters.update_seq + 1,
             chunk: Vec::new(),
             removed: HashSet::new(),
+            sync: SyncBatch::new(inner, origin),
             dirty: false,
         }
     }
@@ -202,7 +212,8 @@ impl<'a> BatchState<'a> {
     /// winner's body inline, the bodies of other available revisions under `R` (the old
     /// winner's moves there when it stops winning; a leaf that starts winning moves into
     /// the record), `removed_bodies` dropped, the old by-seq entry superseded, counters
-    /// adjusted. `body` is the body of the revision this write adds, if it keeps one.
+    /// adjusted, the sync state updated for what `edit` did. `body` is the body of the
+    /// revision this write adds, if it keeps one.
     pub(crate) fn put_doc(
         &mut self,
         id: &str,
@@ -210,6 +221,7 @@ impl<'a> BatchState<'a> {
         tree: RevTree,
         body: Option<(Rev, Body)>,
         removed_bodies: &[Rev],
+        edit: Edit<'_>,
     ) -> Result<u64> {
         let seq = self.counters.update_seq + 1;
         let winner = tree.winner();
@@ -253,7 +265,11 @@ impl<'a> BatchState<'a> {
         if let Some(o) = old {
             self.supersede(o, seq);
         }
-        self.chunk.push(SeqEntry::of(seq, id, &tree));
+        let leaves = tree.leaves();
+        if let Some(sync) = &mut self.sync {
+            sync.track(self.inner, id, old.map(|o| &o.tree), &leaves, edit)?;
+        }
+        self.chunk.push(SeqEntry::of_leaves(seq, id, &leaves));
         let rec = DocRecord {
             seq,
             tree,
@@ -285,7 +301,10 @@ impl<'a> BatchState<'a> {
     /// Removes document `id` entirely (purge of its last leaves). Its by-seq entries, the
     /// live one and any stale ones, go in [`BatchState::finish`]: an entry naming a missing
     /// document would count it as pending.
-    pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) {
+    pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) -> Result<()> {
+        if let Some(sync) = &mut self.sync {
+            sync.remove_doc(self.inner, id)?;
+        }
         let winner = old.tree.winner();
         for rev in old.tree.revs() {
             if rev != winner {
@@ -298,6 +317,42 @@ impl<'a> BatchState<'a> {
         self.written.insert(id.to_owned());
         self.removed.insert(id.to_owned());
         self.dirty = true;
+        Ok(())
+    }
+
+    /// Records that the write's origin holds revision `rev` of `id`, which this call found
+    /// already stored (a replicated write of a known revision writes nothing else).
+    fn held_by_origin(&mut self, id: &str, rev: &Rev) -> Result<()> {
+        if let Some(sync) = &mut self.sync {
+            if sync.held_by_origin(self.inner, id, rev)? {
+                self.dirty = true;
+                self.written.insert(id.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the batch (under the writer lock held by `guard`), then brings the in-memory
+    /// sync counts up to date and tells sync-state subscribers which documents changed.
+    pub(crate) fn commit(self, guard: &mut std::sync::MutexGuard<'_, Counters>) -> Result<()> {
+        let inner = self.inner;
+        let notify: Vec<String> = if inner.watchers.active() {
+            self.written.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let (batch, counters, sync_counts) = self.finish()?;
+        let result = inner.commit_with(guard, batch, counters, || {
+            if let Some(counts) = &sync_counts {
+                inner.registry_mut().set_counts(counts);
+            }
+        });
+        if !notify.is_empty() {
+            inner
+                .watchers
+                .publish(None, notify.iter().map(String::as_str));
+        }
+        result
     }
 
     fn count(&mut self, before: DocState, after: DocState) {
@@ -314,8 +369,10 @@ impl<'a> BatchState<'a> {
         }
     }
 
-    /// The finished sled batch: every written record, this call's chunk, rewritten chunks.
-    pub(crate) fn finish(mut self) -> Result<(sled::Batch, Counters)> {
+    /// The finished sled batch: every written record, this call's chunk, rewritten chunks,
+    /// the sync-state entries; and the new sync counts if they changed.
+    #[allow(clippy::type_complexity)]
+    fn finish(mut self) -> Result<(sled::Batch, Counters, Option<Vec<(u32, crate::SyncCounts)>>)> {
         let solo = self.chunk.len() == 1;
         for id in &self.written {
             match self.docs.get_mut(id) {
@@ -356,7 +413,11 @@ impl<'a> BatchState<'a> {
                 }
             }
         }
-        Ok((self.batch, self.counters))
+        let sync_counts = match self.sync.take() {
+            Some(sync) => sync.finish(&mut self.batch)?,
+            None => None,
+        };
+        Ok((self.batch, self.counters, sync_counts))
     }
 }
 
@@ -404,7 +465,7 @@ impl Database {
     /// [`Error::MissingStub`] for a stub of an attachment the parent revision lacks;
     /// [`Error::Storage`] for I/O errors. Nothing is written on error.
     pub fn put(&self, doc: Value) -> Result<DocResult> {
-        let mut out = self.write_docs(vec![doc], true)?;
+        let mut out = self.write_docs(vec![doc], true, None)?;
         let one = out
             .pop()
             .ok_or_else(|| Error::corrupt("write of one document returned no result"))?;
@@ -468,9 +529,44 @@ impl Database {
         self.bulk_docs_of(docs.iter().map(|d| &**d).collect(), new_edits)
     }
 
+    /// [`Database::bulk_docs_json`] with `new_edits = false` for revisions read from the
+    /// registered remote `origin` (a replicator's pull): they are recorded as held by
+    /// `origin` in the same batch as the data, so the documents stay synced with it.
+    /// Revisions already stored are recorded as held too. For any other remote they are new
+    /// leaves, unsynced. An `origin` that is not registered is no one in particular.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// db.register_remote("http://couch/db", Default::default())?;
+    /// let doc = serde_json::value::to_raw_value(&serde_json::json!({"_id": "a", "_rev": "1-x"}))?;
+    /// db.bulk_docs_json_from(&[doc], "http://couch/db")?;
+    /// assert_eq!(db.sync_state("http://couch/db", "a")?, Some(settee_store::SyncState::Synced));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Database::bulk_docs`].
+    pub fn bulk_docs_json_from(
+        &self,
+        docs: &[Box<RawValue>],
+        origin: &str,
+    ) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of_from(docs.iter().map(|d| &**d).collect(), false, Some(origin))
+    }
+
     fn bulk_docs_of<D: DocIn>(&self, docs: Vec<D>, new_edits: bool) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of_from(docs, new_edits, None)
+    }
+
+    fn bulk_docs_of_from<D: DocIn>(
+        &self,
+        docs: Vec<D>,
+        new_edits: bool,
+        origin: Option<&str>,
+    ) -> Result<Vec<DocResult>> {
         Ok(self
-            .write_docs(docs, new_edits)?
+            .write_docs(docs, new_edits, origin)?
             .into_iter()
             .map(|o| match o.result {
                 Ok(rev) => DocResult::ok(o.id, rev),
@@ -483,13 +579,14 @@ impl Database {
         &self,
         docs: Vec<D>,
         new_edits: bool,
+        origin: Option<&str>,
     ) -> Result<Vec<WriteOutcome>> {
         // Parsing needs no lock.
         let docs: Vec<(Option<String>, Result<ParsedDoc>)> =
             docs.into_iter().map(DocIn::parse).collect();
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
-        let mut st = BatchState::new(inner, *guard);
+        let mut st = BatchState::new(inner, *guard, origin);
         if docs.len() > 1 {
             let ids: Vec<&str> = docs
                 .iter()
@@ -538,8 +635,7 @@ impl Database {
             out.push(WriteOutcome { id, rev, result });
         }
         if st.dirty {
-            let (batch, counters) = st.finish()?;
-            inner.commit(&mut guard, batch, counters)?;
+            st.commit(&mut guard)?;
         }
         Ok(out)
     }
@@ -675,6 +771,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
         tree,
         Some((new_rev.clone(), Body::Map(body))),
         &stemmed,
+        Edit::Local,
     )?;
     Ok(new_rev)
 }
@@ -695,6 +792,7 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     let current = st.doc(id)?;
     if current.as_ref().is_some_and(|rec| rec.tree.contains(&leaf)) {
         // PouchDB updateDoc.js: `revExists && !newEdits` is a silent success.
+        st.held_by_origin(id, &leaf)?;
         return Ok(leaf);
     }
     let mut att_meta = Map::new();
@@ -761,6 +859,7 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
         tree,
         keep_body.then(|| (leaf.clone(), body)),
         &stemmed,
+        Edit::Replicated { leaf: &leaf },
     )?;
     Ok(leaf)
 }

@@ -104,12 +104,19 @@ fn a_format_1_store_is_upgraded_and_answers_as_before() {
     let expected: Value = serde_json::from_str(include_str!("fixtures/format1-expected.json"))
         .expect("fixture parses");
     let db = Database::open(&path).unwrap();
-    assert_eq!(db.info().unwrap().disk_format_version, 2);
+    // Straight to the current format (3: format 2 plus the sync-state records, of which a
+    // format-1 store has none).
+    assert_eq!(db.info().unwrap().disk_format_version, 3);
     let report = db.verify().unwrap();
+    assert_eq!(report.unsynced_entries, 0);
+    assert_eq!(
+        db.sync_counts("http://any/db").unwrap().unsynced,
+        report.doc_count + report.doc_del_count
+    );
     // Each format-1 by-seq entry became a chunk of its own; none is stale.
     assert_eq!(report.stale_seq_entries, 0);
     assert_eq!(dump(&db), expected);
-    // It takes new writes, and a reopened store is format 2 with the same answers.
+    // It takes new writes, and a reopened store is format 3 with the same answers.
     let r = db.put(
         json!({"_id": "doc-02", "_rev": expected["docs"]["doc-02"]["meta"]["_rev"], "new": true}),
     );
