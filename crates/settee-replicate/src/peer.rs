@@ -24,7 +24,7 @@ pub struct PeerInfo {
 }
 
 /// Which changes a replication reads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum Filter {
     /// Every document.
     #[default]
@@ -41,6 +41,56 @@ pub enum Filter {
         /// Extra query parameters passed to the function.
         query_params: Map<String, Value>,
     },
+}
+
+impl Filter {
+    /// The filter as JSON (`null` for [`Filter::All`], `{"doc_ids": [...]}`,
+    /// `{"selector": ...}`, `{"filter": name, "query_params": {...}}`): how a local store
+    /// records the filter it syncs with a remote under.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Filter::All => Value::Null,
+            Filter::DocIds(ids) => serde_json::json!({ "doc_ids": ids }),
+            Filter::Selector(s) => serde_json::json!({ "selector": s.to_canonical_json() }),
+            Filter::Named { name, query_params } => {
+                serde_json::json!({ "filter": name, "query_params": query_params })
+            }
+        }
+    }
+
+    /// The filter [`Filter::to_json`] wrote; `None` for JSON it does not write.
+    pub fn from_json(value: &Value) -> Option<Filter> {
+        if value.is_null() {
+            return Some(Filter::All);
+        }
+        let obj = value.as_object()?;
+        if let Some(ids) = obj.get("doc_ids") {
+            let ids = ids
+                .as_array()?
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()?;
+            return Some(Filter::DocIds(ids));
+        }
+        if let Some(sel) = obj.get("selector") {
+            return Selector::parse(sel).ok().map(Filter::Selector);
+        }
+        let name = obj.get("filter")?.as_str()?.to_owned();
+        let query_params = match obj.get("query_params") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        Some(Filter::Named { name, query_params })
+    }
+}
+
+/// Which end of a replication a peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Revisions are read from it.
+    Source,
+    /// Revisions are written to it.
+    Target,
 }
 
 /// One request for a batch of changes.
@@ -170,10 +220,44 @@ pub trait Peer: Clone + Send + Sync + 'static {
 
     /// Writes revisions as they are (`_bulk_docs` with `new_edits=false`); returns the
     /// documents the peer rejected. Each document is JSON text as [`Peer::fetch`] gave it.
+    /// `origin` is the identity of the peer they were read from: a local store records them
+    /// as held by it, in the same write (see [`Peer::track_peer`]).
     fn write(
         &self,
         docs: Vec<Box<RawValue>>,
+        origin: &str,
     ) -> impl Future<Output = Result<Vec<DocFailure>>> + Send;
+
+    /// Called when a replication with the peer whose identity is `other` starts, before its
+    /// checkpoints are read (`rep_id` names them; `role` is this peer's end, `filter` the
+    /// replication's). A local store registers `other` as a remote it keeps per-document
+    /// sync state with, records the filter, and removes its copy of a checkpoint written
+    /// before it kept that state (the run then starts from the beginning, once, so that it
+    /// confirms every revision `other` already holds). A remote database does nothing.
+    fn track_peer(
+        &self,
+        other: &str,
+        role: Role,
+        filter: &Filter,
+        rep_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (other, role, filter, rep_id);
+        async { Ok(()) }
+    }
+
+    /// Called after each batch: the peer `other` is known to hold `held` revisions (it
+    /// listed them in its changes, found them not missing, or took them), and refused
+    /// `rejected` ones. A local store records both in its sync state with `other`; a remote
+    /// database does nothing.
+    fn record_peer_revs(
+        &self,
+        other: &str,
+        held: BTreeMap<String, Vec<Rev>>,
+        rejected: Vec<DocFailure>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (other, held, rejected);
+        async { Ok(()) }
+    }
 
     /// Makes everything written so far durable (the store's flush; CouchDB's
     /// `_ensure_full_commit`).

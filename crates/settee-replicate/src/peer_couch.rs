@@ -167,7 +167,7 @@ impl Peer for RemoteDb {
         Ok(out)
     }
 
-    async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
+    async fn write(&self, docs: Vec<Box<RawValue>>, _origin: &str) -> Result<Vec<DocFailure>> {
         let results = RemoteDb::bulk_docs(self, &docs, false)
             .await
             .map_err(couch_err(self))?;

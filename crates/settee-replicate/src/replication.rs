@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{self, LogSlot, ReplicationLog, Session, HISTORY_LIMIT};
 use crate::events::{Direction, Event, Stats, Summary};
-use crate::peer::{ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer};
+use crate::peer::{
+    ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, Role,
+};
 use crate::{Error, Result, RetryPolicy};
 
 /// How a replication runs. Build with `..Default::default()`.
@@ -406,6 +408,16 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 });
             }
         }
+        // Sync state: each peer learns who is at the other end before its checkpoint is read
+        // (a local store may drop a checkpoint older than its sync state; see track_peer).
+        let filter = &self.opts.filter;
+        let (sid, tid) = (self.source.identity(), self.target.identity());
+        self.source
+            .track_peer(&tid, Role::Source, filter, rep_id)
+            .await?;
+        self.target
+            .track_peer(&sid, Role::Target, filter, rep_id)
+            .await?;
         let (s, t) = futures::join!(
             LogSlot::read(&self.source, rep_id),
             LogSlot::read(&self.target, rep_id)
@@ -619,6 +631,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             }
         }
         delta.missing_checked = revs.values().map(|r| r.len() as u64).sum();
+        // Every revision the source listed, for the sync-state hook below.
+        let listed = revs.clone();
         let diff = if skip_diff {
             revs.into_iter()
                 .map(|(id, missing)| {
@@ -633,7 +647,11 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             self.target.revs_diff(revs).await?
         };
         let mut reqs = Vec::new();
+        let mut missing: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
         for (id, d) in diff {
+            if !d.missing.is_empty() {
+                missing.insert(id.clone(), d.missing.clone());
+            }
             for rev in d.missing {
                 reqs.push(FetchRequest {
                     id: id.clone(),
@@ -644,21 +662,62 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         }
         delta.missing_found = reqs.len() as u64;
         let mut failures = Vec::new();
+        let source_id = self.source.identity();
         for chunk in reqs.chunks(self.opts.fetch_chunk.max(1)) {
             let docs = self.fetch(chunk.to_vec()).await?;
             delta.docs_read += docs.len() as u64;
             let n = docs.len() as u64;
-            let rejected = self.target.write(docs).await?;
+            let rejected = self.target.write(docs, &source_id).await?;
             delta.docs_written += n - rejected.len() as u64;
             delta.doc_write_failures += rejected.len() as u64;
             failures.extend(rejected);
         }
+        self.record_sync_state(&source_id, listed, missing, &failures)
+            .await?;
         Ok(Processed {
             last_seq: batch.last_seq,
             pending: batch.pending,
             delta,
             failures,
         })
+    }
+
+    /// Tells both peers what the other holds after a batch (`Peer::record_peer_revs`): the
+    /// target holds every listed revision except those of documents it refused (it had
+    /// them, or took them); the source holds every listed revision, and the target only
+    /// needs telling about the ones it did not just take from it (`Peer::write` recorded
+    /// those with the data).
+    async fn record_sync_state(
+        &self,
+        source_id: &str,
+        listed: BTreeMap<String, Vec<Rev>>,
+        missing: BTreeMap<String, Vec<Rev>>,
+        failures: &[DocFailure],
+    ) -> Result<()> {
+        let mut on_target = BTreeMap::new();
+        let mut on_source = BTreeMap::new();
+        for (id, revs) in listed {
+            let missing = missing.get(&id);
+            let refused = failures.iter().any(|f| f.id == id);
+            let had: Vec<Rev> = revs
+                .iter()
+                .filter(|r| missing.is_none_or(|m| !m.contains(r)))
+                .cloned()
+                .collect();
+            if !had.is_empty() {
+                on_source.insert(id.clone(), had.clone());
+            }
+            let held = if refused { had } else { revs };
+            if !held.is_empty() {
+                on_target.insert(id, held);
+            }
+        }
+        self.source
+            .record_peer_revs(&self.target.identity(), on_target, failures.to_vec())
+            .await?;
+        self.target
+            .record_peer_revs(source_id, on_source, Vec::new())
+            .await
     }
 
     /// Fetches revisions; those the source fails to give (a compaction race) are asked once

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
 use settee_replicate::{
     ChangesBatch, ChangesRequest, DocFailure, Event, FetchRequest, Fetched, Filter, Peer, PeerInfo,
-    ReplicateOptions, Replication, Selector,
+    ReplicateOptions, Replication, Role, Selector, SyncState,
 };
 use settee_revtree::{Rev, RevsDiff, Seq};
 use settee_store::{Database, GetOptions, OpenRevs};
@@ -331,35 +332,205 @@ async fn lost_target_checkpoint_falls_back_to_zero_without_duplicates() {
     assert_eq!(snapshot(&a), snapshot(&b));
 }
 
+async fn unsynced_ids(a: &Database, b: &Database) -> Vec<String> {
+    settee_replicate::unsynced(a, b)
+        .map(|r| r.unwrap().0)
+        .collect()
+        .await
+}
+
 #[tokio::test]
-async fn pending_counts_unpushed_local_changes_offline() {
+async fn status_counts_exactly_what_the_other_store_lacks_offline() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (store(&dir, "a"), store(&dir, "b"));
     for i in 0..10 {
         a.put(json!({"_id": format!("p{i}")})).unwrap();
     }
-    let st = settee_replicate::status(&a, &b, &Filter::All)
+    let st = settee_replicate::status(&a, &b).await.unwrap();
+    assert_eq!((st.unpushed, st.rejected), (10, 0));
+    assert!(st.last_push.is_none());
+    settee_replicate::sync(
+        a.clone(),
+        b.clone(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    // Both ways: nothing unpushed from either side.
+    let st = settee_replicate::status(&a, &b).await.unwrap();
+    assert_eq!((st.unpushed, st.rejected, st.not_replicated), (0, 0, 0));
+    assert!(st.last_push.is_some() && st.last_pull.is_some());
+    assert_eq!(settee_replicate::unpulled(&a, &b).await.unwrap(), 0);
+    assert_eq!(settee_replicate::status(&b, &a).await.unwrap().unpushed, 0);
+    // One edit on each side: 1 and 1.
+    let rev = a.get("p3", &GetOptions::default()).unwrap()["_rev"].clone();
+    a.put(json!({"_id": "p3", "_rev": rev, "v": 2})).unwrap();
+    b.put(json!({"_id": "from-b"})).unwrap();
+    let st = settee_replicate::status(&a, &b).await.unwrap();
+    assert_eq!(st.unpushed, 1);
+    assert_eq!(unsynced_ids(&a, &b).await, ["p3"]);
+    assert_eq!(settee_replicate::unpulled(&a, &b).await.unwrap(), 1);
+    assert_eq!(
+        settee_replicate::sync_state(&a, &b, "p3")
+            .await
+            .unwrap()
+            .unwrap()
+            .name(),
+        "unpushed"
+    );
+    assert_eq!(
+        settee_replicate::sync_state(&a, &b, "p4").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+    settee_replicate::sync(
+        a.clone(),
+        b.clone(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(settee_replicate::status(&a, &b).await.unwrap().unpushed, 0);
+    assert_eq!(settee_replicate::unpulled(&a, &b).await.unwrap(), 0);
+    a.verify().unwrap();
+}
+
+#[tokio::test]
+async fn a_filtered_sync_reports_what_it_excludes_as_not_replicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    for i in 0..6 {
+        a.put(json!({"_id": format!("f{i}"), "kind": if i % 2 == 0 { "note" } else { "draft" }}))
+            .unwrap();
+    }
+    let opts = ReplicateOptions {
+        filter: Filter::Selector(Selector::parse(&json!({"kind": "note"})).unwrap()),
+        ..Default::default()
+    };
+    settee_replicate::sync(a.clone(), b.clone(), opts, None, Default::default())
         .await
         .unwrap();
-    assert_eq!(st.unpushed, Some(10));
-    assert!(st.last_push.is_none());
-    Replication::new(a.clone(), b.clone(), Default::default())
+    let st = settee_replicate::status(&a, &b).await.unwrap();
+    assert_eq!((st.unpushed, st.not_replicated), (0, 3));
+    assert!(unsynced_ids(&a, &b).await.is_empty());
+    assert_eq!(
+        settee_replicate::sync_state(&a, &b, "f1").await.unwrap(),
+        Some(SyncState::NotReplicated)
+    );
+    assert_eq!(
+        settee_replicate::sync_state(&a, &b, "f0").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+    // A doc_ids sync replaces the filter the pair is synced with.
+    let opts = ReplicateOptions {
+        filter: Filter::DocIds(vec!["f1".into()]),
+        ..Default::default()
+    };
+    settee_replicate::sync(a.clone(), b.clone(), opts, None, Default::default())
+        .await
+        .unwrap();
+    let st = settee_replicate::status(&a, &b).await.unwrap();
+    assert_eq!((st.unpushed, st.not_replicated), (0, 2));
+    assert_eq!(
+        settee_replicate::sync_state(&a, &b, "f1").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+    // Unfiltered: everything goes.
+    settee_replicate::sync(
+        a.clone(),
+        b.clone(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let st = settee_replicate::status(&a, &b).await.unwrap();
+    assert_eq!((st.unpushed, st.not_replicated), (0, 0));
+}
+
+#[tokio::test]
+async fn a_checkpoint_from_before_the_sync_state_is_not_trusted_once() {
+    // A store that replicated before it kept sync state (an older build, here a peer that
+    // ignores the sync-state hooks) has a checkpoint past its documents: the first run with
+    // sync state starts from 0 and confirms them; later runs resume.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    for i in 0..5 {
+        a.put(json!({"_id": format!("c{i}")})).unwrap();
+    }
+    let old_build = CountingDiffs {
+        track: false,
+        ..CountingDiffs::new(a.clone())
+    };
+    let first = Replication::new(old_build, b.clone(), Default::default())
         .run()
         .await
         .unwrap();
-    a.put(json!({"_id": "p-new"})).unwrap();
-    let st = settee_replicate::status(&a, &b, &Filter::All)
+    assert_eq!(first.stats.changes_read, 5);
+    assert!(a.remotes().is_empty());
+    assert_eq!(settee_replicate::status(&a, &b).await.unwrap().unpushed, 5);
+    let again = Replication::new(a.clone(), b.clone(), Default::default())
+        .run()
         .await
         .unwrap();
-    assert_eq!(st.unpushed, Some(1));
-    assert!(st.last_push.is_some());
+    assert_eq!(
+        again.stats.changes_read, 5,
+        "the old checkpoint was not used"
+    );
+    assert_eq!(again.stats.docs_written, 0);
+    assert_eq!(settee_replicate::status(&a, &b).await.unwrap().unpushed, 0);
+    let third = Replication::new(a.clone(), b.clone(), Default::default())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(third.stats.changes_read, 0, "its own checkpoint resumes");
 }
 
-/// A peer that counts the `_revs_diff` calls made to it and passes everything on.
+#[tokio::test]
+async fn the_sync_state_stream_follows_a_live_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    let mut states = Box::pin(settee_replicate::sync_state_changes(&a, &b));
+    let handle = Replication::new(
+        a.clone(),
+        b.clone(),
+        ReplicateOptions {
+            continuous: true,
+            longpoll: Duration::from_millis(200),
+            ..Default::default()
+        },
+    )
+    .spawn();
+    a.put(json!({"_id": "live"})).unwrap();
+    // Unpushed when written (unless the push was quicker than this read), then synced.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !seen.contains(&"synced") {
+        assert!(Instant::now() < deadline, "states seen: {seen:?}");
+        let next = tokio::time::timeout(Duration::from_secs(20), states.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.0, "live");
+        seen.push(next.1.unwrap().name());
+    }
+    handle.cancel();
+    handle.finish().await.unwrap();
+    assert!(b.get("live", &GetOptions::default()).is_ok());
+}
+
+/// A peer that counts the `_revs_diff` calls made to it and passes everything on (the
+/// sync-state hooks only with `track`: without, it is a store as an older build used it).
 #[derive(Clone)]
 struct CountingDiffs {
     db: Database,
     diffs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    track: bool,
 }
 
 impl CountingDiffs {
@@ -367,6 +538,7 @@ impl CountingDiffs {
         CountingDiffs {
             db,
             diffs: Default::default(),
+            track: true,
         }
     }
 
@@ -407,8 +579,33 @@ impl Peer for CountingDiffs {
     async fn write(
         &self,
         docs: Vec<Box<serde_json::value::RawValue>>,
+        origin: &str,
     ) -> settee_replicate::Result<Vec<DocFailure>> {
-        Peer::write(&self.db, docs).await
+        let origin = if self.track { origin } else { "" };
+        Peer::write(&self.db, docs, origin).await
+    }
+    async fn track_peer(
+        &self,
+        other: &str,
+        role: Role,
+        filter: &Filter,
+        rep_id: &str,
+    ) -> settee_replicate::Result<()> {
+        if !self.track {
+            return Ok(());
+        }
+        Peer::track_peer(&self.db, other, role, filter, rep_id).await
+    }
+    async fn record_peer_revs(
+        &self,
+        other: &str,
+        held: BTreeMap<String, Vec<Rev>>,
+        rejected: Vec<DocFailure>,
+    ) -> settee_replicate::Result<()> {
+        if !self.track {
+            return Ok(());
+        }
+        Peer::record_peer_revs(&self.db, other, held, rejected).await
     }
     async fn commit(&self) -> settee_replicate::Result<()> {
         Peer::commit(&self.db).await
