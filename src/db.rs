@@ -2,9 +2,10 @@
 //! JSON in and out. What the `settee` command needs for its document commands, and what an
 //! application can use to treat both kinds alike.
 
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
-use settee_replicate::{AnyPeer, Filter, SyncStatus};
+use settee_replicate::{AnyPeer, SyncState, SyncStatus};
 use settee_revtree::{Rev, Seq};
 use settee_store::{AllDocsOptions, ChangesOptions, Database, GetOptions, OpenRevs};
 
@@ -466,38 +467,123 @@ impl Db {
     }
 }
 
+/// The sync state of a local store with a remote database: what the store keeps per
+/// document, read without a network.
+impl Db {
+    /// The local store, for the sync-state calls (they are about a local store's copy).
+    fn sync_store(&self) -> Result<&Database> {
+        match self {
+            Db::Local(d) => Ok(d),
+            Db::Remote(r) => Err(Error::BadRequest(format!(
+                "{} is a remote database; sync state is kept by a local store (ask the local \
+                 store about this remote)",
+                r.url()
+            ))),
+        }
+    }
+
+    /// Document `id`'s sync state with `remote`: `Synced`, `Unpushed { revs }`,
+    /// `Rejected { rev, error, reason }`, `Conflicted { winner, losers }` or `NotReplicated`
+    /// (the filter the pair is synced with excludes it); `None` if the store has no such
+    /// document. Offline, and O(1).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), settee::Error> {
+    /// let notes = settee::Db::open("notes.settee")?;
+    /// let server = settee::Db::open("http://127.0.0.1:5984/notes")?;
+    /// if let Some(state) = notes.sync_state(&server, "note:1").await? {
+    ///     println!("note:1 is {}", state.name());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the store's errors.
+    pub async fn sync_state(&self, remote: &Db, id: &str) -> Result<Option<SyncState>> {
+        let db = self.sync_store()?;
+        Ok(settee_replicate::sync_state(db, &remote.to_peer(), id).await?)
+    }
+
+    /// The documents of this store not known to be on `remote` (that the pair's filter
+    /// includes), in id order, each with its state. Offline; the cost is in the number of
+    /// unsynced documents, not the store's size.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the stream's items carry the store's
+    /// errors.
+    pub fn unsynced(
+        &self,
+        remote: &Db,
+    ) -> Result<impl Stream<Item = Result<(String, SyncState)>> + Send + 'static> {
+        let db = self.sync_store()?;
+        Ok(settee_replicate::unsynced(db, &remote.to_peer()).map(|r| r.map_err(Error::from)))
+    }
+
+    /// A live stream of sync-state changes with `remote`, to bind badges to: a document
+    /// becomes `Unpushed` when written, `Synced` when a running sync's push confirms it,
+    /// `Rejected` with the server's reason. Each item is a document and its current state
+    /// (`None` once it is gone); changes that happen before the stream is read are
+    /// coalesced. Offline.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database.
+    pub fn sync_state_changes(
+        &self,
+        remote: &Db,
+    ) -> Result<impl Stream<Item = Result<(String, Option<SyncState>)>> + Send + 'static> {
+        let db = self.sync_store()?;
+        Ok(settee_replicate::sync_state_changes(db, &remote.to_peer())
+            .map(|r| r.map_err(Error::from)))
+    }
+
+    /// The counts of [`status`] that need no network: unpushed, rejected and filtered-out
+    /// documents, and the last push and pull.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the store's errors.
+    pub async fn sync_status(&self, remote: &Db) -> Result<SyncStatus> {
+        let db = self.sync_store()?;
+        Ok(settee_replicate::status(db, &remote.to_peer()).await?)
+    }
+}
+
 /// What `settee status` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
-    /// Local side: unpushed count, last syncs, failed documents.
+    /// The offline part: unpushed, rejected and filtered-out documents, the last syncs.
     #[serde(flatten)]
     pub local: SyncStatus,
-    /// Remote changes not yet pulled, if the remote answered.
+    /// Documents the remote has revisions of that the store lacks, after the last pull;
+    /// `None` when the remote did not answer.
     pub unpulled: Option<u64>,
-    /// Why the remote count is missing (offline, auth...).
+    /// Why `unpulled` is missing: the count needs the server, and it did not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote_error: Option<String>,
-    /// Number of conflicted documents in the local store.
-    pub conflicts: usize,
+    pub unpulled_error: Option<String>,
 }
 
-/// What is unsynced between a local store and a remote database: the local part works
-/// offline; the remote's count of unpulled changes is added when the server answers.
+/// What is not synced between a local store and a remote database: the exact offline
+/// counts, and the remote's unpulled count when the server answers (otherwise
+/// `unpulled_error` says why it is unknown).
 ///
 /// # Errors
-/// The local store's errors.
+/// `bad_request` when `local` is not a local store; the local store's errors.
 pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
-    let (l, r) = (local.to_peer(), remote.to_peer());
-    let st = settee_replicate::status(&l, &r, &Filter::All).await?;
-    let (unpulled, remote_error) = match settee_replicate::unpulled(&l, &r, &Filter::All).await {
-        Ok(n) => (n, None),
-        Err(e) => (None, Some(settee_replicate::error_chain(&e))),
+    let st = local.sync_status(remote).await?;
+    let db = local.sync_store()?;
+    let (unpulled, unpulled_error) = match settee_replicate::unpulled(db, &remote.to_peer()).await {
+        Ok(n) => (Some(n), None),
+        Err(e) => (
+            None,
+            Some(format!(
+                "unknown: counting what the remote has needs the server, and it did not \
+                     answer ({})",
+                settee_replicate::error_chain(&e)
+            )),
+        ),
     };
-    let conflicts = local.conflicts().await?.len();
     Ok(Status {
         local: st,
         unpulled,
-        remote_error,
-        conflicts,
+        unpulled_error,
     })
 }

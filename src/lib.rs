@@ -3,8 +3,9 @@
 //!
 //! An application writes to a local [`Database`] (sled) while offline; a [`Replication`] or
 //! [`replicate::sync`] moves revisions between it and a CouchDB database ([`RemoteDb`]) when
-//! the network is there, keeping every conflicting branch; [`status`] tells, without a
-//! network, what is still unsynced. [`Db`] opens either kind from a path or a URL, with
+//! the network is there, keeping every conflicting branch. The store knows, per document and
+//! without a network, what a remote does not have yet: [`Db::sync_state`], [`Db::unsynced`],
+//! [`Db::sync_state_changes`] and [`status`]. [`Db`] opens either kind from a path or a URL, with
 //! CouchDB-shaped JSON in and out (the `settee` command is built on it).
 //!
 //! ```no_run
@@ -30,7 +31,9 @@ pub use error::{Error, Result};
 pub use settee_couch as couch;
 pub use settee_couch::RemoteDb;
 pub use settee_replicate as replicate;
-pub use settee_replicate::{CancellationToken, Event, ReplicateOptions, Replication};
+pub use settee_replicate::{
+    CancellationToken, Event, ReplicateOptions, Replication, SyncState, SyncStatus,
+};
 pub use settee_revtree as revtree;
 pub use settee_revtree::{Rev, Seq};
 pub use settee_store as store;

@@ -89,13 +89,20 @@ enum Command {
         #[command(flatten)]
         args: ReplicationArgs,
     },
-    /// What is unsynced between a local store and a remote, the last sync, failed documents
-    /// and conflicts. Works offline (the remote side's count needs the network).
+    /// What is not synced between a local store and a remote: exact counts of documents not
+    /// on the remote (unpushed, rejected by it, excluded by the sync's filter), the last push
+    /// and pull, and how many documents the remote has that the store lacks (unpulled: the
+    /// only part that needs the network; without it, it says so). On a terminal a table;
+    /// piped, one JSON line (with --docs, one JSON line per document instead).
     Status {
         /// The local store path.
         local: String,
         /// The remote database URL.
         url: String,
+        /// List every unsynced document with its state (and the remote's reason for a
+        /// rejected one).
+        #[arg(long)]
+        docs: bool,
     },
     /// Write a document (JSON argument, or stdin when omitted).
     Put {
@@ -263,10 +270,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let opts = replication_options(&args)?;
             sync(l, r, opts, &ui).await
         }
-        Command::Status { local, url } => {
+        Command::Status { local, url, docs } => {
             let (l, r) = (open(&local)?, open(&url)?);
-            print_json(&settee::status(&l, &r).await?)?;
-            Ok(Outcome::Clean)
+            status(&l, &r, docs).await
         }
         Command::Put { db, doc } => {
             let doc = match doc {
@@ -356,6 +362,106 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Clean)
         }
     }
+}
+
+/// `settee status`: a table on a terminal, JSON lines otherwise.
+async fn status(local: &Db, remote: &Db, docs: bool) -> anyhow::Result<Outcome> {
+    use futures::StreamExt;
+    let terminal = std::io::stdout().is_terminal();
+    let st = settee::status(local, remote).await?;
+    if terminal {
+        print_status_table(&st)?;
+    } else if !docs {
+        print_json(&st)?;
+    }
+    if docs {
+        let mut rows = Box::pin(local.unsynced(remote)?);
+        let mut table = Vec::new();
+        while let Some(row) = rows.next().await {
+            let (id, state) = row?;
+            if terminal {
+                table.push((id, state));
+            } else {
+                let mut line = serde_json::to_value(&state)?;
+                if let Some(obj) = line.as_object_mut() {
+                    obj.insert("id".into(), Value::String(id));
+                }
+                print_json(&line)?;
+            }
+        }
+        if terminal {
+            print_docs_table(&table)?;
+        }
+    }
+    Ok(Outcome::Clean)
+}
+
+fn print_status_table(st: &settee::Status) -> anyhow::Result<()> {
+    let l = &st.local;
+    let mut out = std::io::stdout().lock();
+    let never = |t: &Option<String>| t.clone().unwrap_or_else(|| "never".into());
+    writeln!(out, "remote          {}", l.remote)?;
+    writeln!(
+        out,
+        "unpushed        {}{}",
+        l.unpushed,
+        match l.rejected {
+            0 => String::new(),
+            n => format!(" ({n} rejected by the remote)"),
+        }
+    )?;
+    if l.not_replicated > 0 {
+        writeln!(
+            out,
+            "not replicated  {} (excluded by the sync's filter)",
+            l.not_replicated
+        )?;
+    }
+    match (st.unpulled, &st.unpulled_error) {
+        (Some(n), _) => writeln!(out, "unpulled        {n}")?,
+        (None, Some(e)) => writeln!(out, "unpulled        {e}")?,
+        (None, None) => writeln!(out, "unpulled        unknown")?,
+    }
+    writeln!(out, "last push       {}", never(&l.last_push))?;
+    writeln!(out, "last pull       {}", never(&l.last_pull))?;
+    Ok(())
+}
+
+fn print_docs_table(rows: &[(String, settee::SyncState)]) -> anyhow::Result<()> {
+    use settee::SyncState;
+    let mut out = std::io::stdout().lock();
+    if rows.is_empty() {
+        writeln!(out, "\nevery document is on the remote")?;
+        return Ok(());
+    }
+    let width = rows
+        .iter()
+        .map(|(id, _)| id.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    writeln!(out, "\n{:width$}  {:10}  DETAIL", "ID", "STATE")?;
+    for (id, state) in rows {
+        let detail = match state {
+            SyncState::Unpushed { revs } => revs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            SyncState::Rejected { rev, error, reason } => format!("{rev}: {error}: {reason}"),
+            SyncState::Conflicted { winner, losers } => format!(
+                "{winner} wins over {}",
+                losers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            SyncState::Synced | SyncState::NotReplicated => String::new(),
+        };
+        writeln!(out, "{id:width$}  {:10}  {detail}", state.name())?;
+    }
+    Ok(())
 }
 
 fn open(location: &str) -> anyhow::Result<Db> {

@@ -295,10 +295,14 @@ async fn documents_a_validation_function_forbids_are_reported_and_the_rest_repli
     assert_eq!(summary.doc_failures[0].error, "forbidden");
     assert!(r.get("v08", &GetArgs::default()).await.is_ok());
     assert!(r.get("v07", &GetArgs::default()).await.is_err());
-    // `settee status` shows it from the checkpoint.
+    // `settee status` lists it, from the store's sync state.
     let st = settee::status(&l, &r).await.unwrap();
-    assert_eq!(st.local.failures.len(), 1);
-    assert_eq!(st.local.failures[0].id, "v07");
+    assert_eq!((st.local.unpushed, st.local.rejected), (1, 1));
+    let listed: Vec<(String, settee::SyncState)> =
+        l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, "v07");
+    assert_eq!(listed[0].1.name(), "rejected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
