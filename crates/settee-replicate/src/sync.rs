@@ -15,7 +15,7 @@ use crate::checkpoint::{replication_id, ReplicationLog};
 use crate::events::{Direction, Event, Summary};
 use crate::peer::{ChangesRequest, Filter, Peer};
 use crate::peer_store::{blocking, winning_doc, PULL_FILTER_KEY, PUSH_FILTER_KEY};
-use crate::{ReplicateOptions, Replication, Result};
+use crate::{Error, ReplicateOptions, Replication, Result};
 
 /// Both directions' summaries.
 #[derive(Debug, Clone, Serialize)]
@@ -84,10 +84,11 @@ pub async fn sync<L: Peer, R: Peer>(
         r
     };
     let (push, pull) = tokio::join!(push_fut, pull_fut);
-    Ok(SyncSummary {
-        push: push?,
-        pull: pull?,
-    })
+    match (push, pull) {
+        (Ok(push), Ok(pull)) => Ok(SyncSummary { push, pull }),
+        // A direction stopped because the other failed reports `Cancelled`: report why.
+        (Err(Error::Cancelled), Err(e)) | (Err(e), _) | (_, Err(e)) => Err(e),
+    }
 }
 
 /// What is not synced between a local store and a remote, read offline.

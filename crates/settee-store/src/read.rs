@@ -117,10 +117,19 @@ impl Database {
             }
         }
         if !atts.is_empty() {
+            // Only an ancestor of `rev` (or `rev` itself) vouches for its attachments: a
+            // revision of another branch at a higher position says nothing about them, and a
+            // stub sent on its account names an attachment the target may not have (CouchDB
+            // finds the position the same way, on the revision's own path).
+            let path: Vec<Rev> = rec
+                .tree
+                .ancestry(rev)
+                .map(|p| p.revs().collect())
+                .unwrap_or_default();
             let since = opts
                 .atts_since
                 .iter()
-                .filter(|r| rec.tree.contains(r))
+                .filter(|r| path.contains(r))
                 .map(Rev::pos)
                 .max()
                 .unwrap_or(0);
