@@ -13,6 +13,12 @@
 //!
 //! At least 200 sequences per run (`SETTEE_SYNC_MODEL_SEQUENCES` to change it); the base seed
 //! is printed, rerun one with `SETTEE_SYNC_MODEL_SEED=<seed> SETTEE_SYNC_MODEL_SEQUENCES=1`.
+//!
+//! Against pouchdb-server the sequences run without the validation function, so without
+//! refusals: pouchdb-server 4.2.0 with a `validate_doc_update` design document silently drops
+//! a replicated (`new_edits=false`) revision that conflicts with the stored one while
+//! answering success, so the server does not hold what it confirmed (see
+//! `pouchdb_server_with_a_validation_function_drops_replicated_conflicts`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -130,6 +136,8 @@ impl Peer for Crashing {
 }
 
 struct Sequence {
+    /// The server has the validation function that refuses `bad` documents.
+    validate: bool,
     seed: u64,
     rng: StdRng,
     dir: tempfile::TempDir,
@@ -491,20 +499,31 @@ impl Sequence {
     }
 }
 
-async fn run_sequence(server: &Server, seed: u64) -> (usize, usize) {
+/// Whether the server is pouchdb-server (see the module comment).
+async fn is_pouchdb_server(server: &Server) -> bool {
+    let remote = RemoteDb::from_url(&server.db_url_with_password("any")).unwrap();
+    let info = remote.client().server_info().await.unwrap();
+    info.vendor
+        .is_some_and(|v| v.to_string().contains("PouchDB"))
+}
+
+async fn run_sequence(server: &Server, seed: u64, validate: bool) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let db = open_store(&dir.path().join("local"));
     let name = unique_db("model");
     let remote = RemoteDb::from_url(&server.db_url_with_password(&name)).unwrap();
     remote.create().await.unwrap();
-    remote
-        .put(
-            "_design/guard",
-            &json!({"_id": "_design/guard", "validate_doc_update": GUARD}),
-        )
-        .await
-        .unwrap();
+    if validate {
+        remote
+            .put(
+                "_design/guard",
+                &json!({"_id": "_design/guard", "validate_doc_update": GUARD}),
+            )
+            .await
+            .unwrap();
+    }
     let mut seq = Sequence {
+        validate,
         seed,
         rng: StdRng::seed_from_u64(seed),
         dir,
@@ -526,7 +545,10 @@ async fn run_sequence(server: &Server, seed: u64) -> (usize, usize) {
     seq.suspect = false;
     seq.check().await;
     let left = seq.unsynced().await;
-    if let Some((id, s)) = left.iter().find(|(_, s)| s.name() != "rejected") {
+    if let Some((id, s)) = left
+        .iter()
+        .find(|(_, s)| s.name() != "rejected" || !seq.validate)
+    {
         seq.fail(format!("after a complete sync {id} is still {s:?}"));
     }
     let unpulled = settee::replicate::unpulled(seq.db(), &seq.remote)
@@ -565,14 +587,17 @@ async fn issue_11_unsynced_equals_the_oracle_after_every_step_of_random_sequence
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
-    eprintln!("sync model: {n} sequences from seed {base}");
+    let validate = !is_pouchdb_server(&server).await;
+    eprintln!("sync model: {n} sequences from seed {base} (validation function: {validate})");
     let results: Vec<(usize, usize)> = futures::stream::iter(0..n as u64)
         .map(|i| {
             let server = server.clone();
             async move {
-                tokio::spawn(async move { run_sequence(&server, base.wrapping_add(i)).await })
-                    .await
-                    .unwrap()
+                tokio::spawn(
+                    async move { run_sequence(&server, base.wrapping_add(i), validate).await },
+                )
+                .await
+                .unwrap()
             }
         })
         .buffer_unordered(PARALLEL)
@@ -582,5 +607,43 @@ async fn issue_11_unsynced_equals_the_oracle_after_every_step_of_random_sequence
     let refused: usize = results.iter().map(|r| r.1).sum();
     eprintln!("sync model: {n} sequences, {steps} steps, {refused} documents refused at the end");
     assert_eq!(results.len(), n);
-    assert!(refused > 0, "no sequence exercised a rejection");
+    assert!(
+        refused > 0 || !validate || n < 20,
+        "no sequence exercised a rejection"
+    );
+}
+
+/// Why the model runs without a validation function on pouchdb-server: it answers success
+/// to a replicated conflicting revision and drops it. FIXME: pouchdb-server's bug, not ours;
+/// if this starts failing, pouchdb-server was fixed and the model can validate there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pouchdb_server_with_a_validation_function_drops_replicated_conflicts() {
+    let server = Server::get();
+    if !is_pouchdb_server(&server).await {
+        return; // Apache CouchDB stores both branches; the model test checks it.
+    }
+    let remote = RemoteDb::from_url(&server.db_url_with_password(&unique_db("drops"))).unwrap();
+    remote.create().await.unwrap();
+    remote
+        .put(
+            "_design/guard",
+            &json!({"_id": "_design/guard", "validate_doc_update": GUARD}),
+        )
+        .await
+        .unwrap();
+    let branch = |h: &str| json!({"_id": "x", "_rev": format!("1-{h}"), "_revisions": {"start": 1, "ids": [h]}});
+    for h in ["0001", "0002"] {
+        let res = remote.bulk_docs(&[branch(h)], false).await.unwrap();
+        assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
+    }
+    let diff = remote
+        .revs_diff(&[("x".to_owned(), vec!["1-0002".parse().unwrap()])].into())
+        .await
+        .unwrap();
+    assert_eq!(
+        diff["x"].missing,
+        vec!["1-0002".parse::<Rev>().unwrap()],
+        "the second branch was answered ok and dropped"
+    );
+    remote.delete().await.unwrap();
 }

@@ -712,8 +712,23 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 on_target.insert(id, held);
             }
         }
+        // pouchdb-server names no `rev` in a refusal: the refused revision is then the one
+        // this batch sent for the document (the highest, if it sent several).
+        let refusals = failures
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                if f.rev.is_none() {
+                    f.rev = missing
+                        .get(&f.id)
+                        .and_then(|m| m.iter().max())
+                        .map(ToString::to_string);
+                }
+                f
+            })
+            .collect();
         self.source
-            .record_peer_revs(&self.target.identity(), on_target, failures.to_vec())
+            .record_peer_revs(&self.target.identity(), on_target, refusals)
             .await?;
         self.target
             .record_peer_revs(source_id, on_source, Vec::new())
