@@ -106,17 +106,17 @@ pub(crate) struct SeqEntry {
 
 impl SeqEntry {
     pub(crate) fn of(seq: u64, id: &str, tree: &RevTree) -> SeqEntry {
-        SeqEntry::of_leaves(seq, id, &tree.leaves())
+        SeqEntry::of_leaves(seq, id, tree.leaves())
     }
 
     /// The entry of a document whose leaves (best first, as `RevTree::leaves` gives them)
     /// are `leaves`.
-    pub(crate) fn of_leaves(seq: u64, id: &str, leaves: &[settee_revtree::Leaf]) -> SeqEntry {
+    pub(crate) fn of_leaves(seq: u64, id: &str, leaves: Vec<settee_revtree::Leaf>) -> SeqEntry {
         SeqEntry {
             seq,
             id: id.to_owned(),
             deleted: leaves.first().is_some_and(|l| l.deleted),
-            leaves: leaves.iter().map(|l| l.rev.clone()).collect(),
+            leaves: leaves.into_iter().map(|l| l.rev).collect(),
         }
     }
 }

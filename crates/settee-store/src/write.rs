@@ -269,7 +269,7 @@ impl<'a> BatchState<'a> {
         if let Some(sync) = &mut self.sync {
             sync.track(self.inner, id, old.map(|o| &o.tree), &leaves, edit)?;
         }
-        self.chunk.push(SeqEntry::of_leaves(seq, id, &leaves));
+        self.chunk.push(SeqEntry::of_leaves(seq, id, leaves));
         let rec = DocRecord {
             seq,
             tree,
