@@ -556,7 +556,7 @@ pub struct Status {
     /// Documents the remote has revisions of that the store lacks, after the last pull;
     /// `None` when the remote did not answer.
     pub unpulled: Option<u64>,
-    /// Why `unpulled` is missing: the count needs the server, and it did not answer.
+    /// Why `unpulled` is missing: the count needs the server, and asking it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unpulled_error: Option<String>,
 }
@@ -575,8 +575,7 @@ pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
         Err(e) => (
             None,
             Some(format!(
-                "unknown: counting what the remote has needs the server, and it did not \
-                     answer ({})",
+                "unknown: counting what the remote has needs the server ({})",
                 settee_replicate::error_chain(&e)
             )),
         ),

@@ -382,9 +382,11 @@ async fn status(local: &Db, remote: &Db, docs: bool) -> anyhow::Result<Outcome> 
             if terminal {
                 table.push((id, state));
             } else {
-                let mut line = serde_json::to_value(&state)?;
-                if let Some(obj) = line.as_object_mut() {
-                    obj.insert("id".into(), Value::String(id));
+                // {"id", "state", ...the state's fields}: the id first.
+                let mut line = serde_json::Map::new();
+                line.insert("id".into(), Value::String(id));
+                if let Value::Object(fields) = serde_json::to_value(&state)? {
+                    line.extend(fields);
                 }
                 print_json(&line)?;
             }

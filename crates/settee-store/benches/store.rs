@@ -132,7 +132,9 @@ fn bench_sync_state(c: &mut Criterion) {
     // The remote confirms everything (as a push would, batch by batch) but 10 notes.
     let mut after: Option<String> = None;
     loop {
-        let page = db.unsynced(REMOTE, after.as_deref(), BATCH).expect("unsynced");
+        let page = db
+            .unsynced(REMOTE, after.as_deref(), BATCH)
+            .expect("unsynced");
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         let held: std::collections::BTreeMap<String, Vec<Rev>> = page
@@ -238,5 +240,11 @@ fn bench_reads(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_bulk, bench_put, bench_reads, bench_sync_state);
+criterion_group!(
+    benches,
+    bench_bulk,
+    bench_put,
+    bench_reads,
+    bench_sync_state
+);
 criterion_main!(benches);
