@@ -274,3 +274,32 @@ pub trait Peer: Clone + Send + Sync + 'static {
     /// `None` for a remote peer. Counting reads the rest of the store's by-seq index.
     fn pending_since(&self, since: &Seq) -> impl Future<Output = Option<u64>> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::replication_id;
+
+    #[test]
+    fn a_filter_survives_its_json_form_with_the_same_replication_id() {
+        let sel = Selector::parse(&serde_json::json!({"type": "note", "n": {"$gt": 2}})).unwrap();
+        let filters = [
+            Filter::All,
+            Filter::DocIds(vec!["b".into(), "a".into()]),
+            Filter::Selector(sel),
+            Filter::Named {
+                name: "app/mine".into(),
+                query_params: [("user".to_owned(), Value::from("alice"))]
+                    .into_iter()
+                    .collect(),
+            },
+        ];
+        for f in filters {
+            let back = Filter::from_json(&f.to_json()).unwrap();
+            assert_eq!(back, f);
+            assert_eq!(replication_id("s", "t", &back), replication_id("s", "t", &f));
+        }
+        assert_eq!(Filter::from_json(&serde_json::json!({"doc_ids": [1]})), None);
+        assert_eq!(Filter::from_json(&serde_json::json!("all")), None);
+    }
+}
