@@ -297,9 +297,15 @@ mod tests {
         for f in filters {
             let back = Filter::from_json(&f.to_json()).unwrap();
             assert_eq!(back, f);
-            assert_eq!(replication_id("s", "t", &back), replication_id("s", "t", &f));
+            assert_eq!(
+                replication_id("s", "t", &back),
+                replication_id("s", "t", &f)
+            );
         }
-        assert_eq!(Filter::from_json(&serde_json::json!({"doc_ids": [1]})), None);
+        assert_eq!(
+            Filter::from_json(&serde_json::json!({"doc_ids": [1]})),
+            None
+        );
         assert_eq!(Filter::from_json(&serde_json::json!("all")), None);
     }
 }

@@ -326,6 +326,7 @@ impl Database {
             None => return Err(not_a_store("the store has no counters record")),
         };
         let registry = Registry::load(&tree, &storage)?;
+        crate::sync_state::clear_unregistered(&tree, &registry, &storage)?;
         tracing::debug!(path = %path.display(), update_seq = counters.update_seq, "opened store");
         Ok(Database {
             inner: Arc::new(Inner {

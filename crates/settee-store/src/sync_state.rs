@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use settee_revtree::{Leaf, Rev, RevTree};
 
+use crate::changes::SeqEntries;
 use crate::database::Inner;
 use crate::keys::{self, DocRecord, StoredRejection, Unsynced};
 use crate::{Database, Error, Result};
@@ -533,6 +534,42 @@ impl SyncBatch {
     }
 }
 
+/// Entries per batch when a new remote's entries are written (see `register_remote`).
+const REGISTER_BATCH: u64 = 1000;
+
+/// The number the next registered remote gets (numbers are never reused).
+fn next_number(reg: &Registry) -> u32 {
+    reg.remotes.iter().map(|r| r.num).max().unwrap_or(0) + 1
+}
+
+/// Removes the entries of the number the next remote would get: a registration cut short by
+/// a crash leaves entries of a number no remote has (its registration is in its last batch).
+/// One seek when there are none. Runs when a store opens and before a registration.
+pub(crate) fn clear_unregistered(
+    tree: &sled::Tree,
+    reg: &Registry,
+    storage: &dyn Fn(sled::Error) -> Error,
+) -> Result<()> {
+    let prefix = keys::unsynced_prefix(next_number(reg));
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0u64;
+        for item in tree.scan_prefix(prefix).take(REGISTER_BATCH as usize) {
+            let (k, _) = item.map_err(storage)?;
+            batch.remove(k);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        tracing::info!(
+            removed = n,
+            "removing the entries of a registration cut short"
+        );
+        tree.apply_batch(batch).map_err(storage)?;
+    }
+}
+
 /// Live sync-state subscribers, woken by writes. Each keeps the set of documents whose state
 /// may have changed since it last looked (coalesced: a document changed twice is listed
 /// once), so none can lag behind and lose one; it reads the current state when polled.
@@ -668,22 +705,34 @@ impl Database {
                 false
             }
             None => {
-                let num = reg.remotes.iter().map(|r| r.num).max().unwrap_or(0) + 1;
+                let num = next_number(&reg);
+                // Every document gets an entry with all its leaves, read from the by-seq
+                // index (its live entries carry the leaves), in batches of REGISTER_BATCH:
+                // sled keeps the node versions a batch replaces until it ends, so one batch
+                // for a large store would hold hundreds of megabytes. The registration itself
+                // is in the last batch; entries of an earlier batch without it (a crash) are
+                // removed when the store opens (`clear_unregistered`), and before this.
+                clear_unregistered(&inner.tree, &reg, &|e| inner.storage(e))?;
                 let mut count = 0u64;
-                for item in inner.tree.scan_prefix([keys::DOC]) {
-                    let (k, v) = item.map_err(|e| inner.storage(e))?;
-                    let id = std::str::from_utf8(&k[1..])
-                        .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
-                    let rec = DocRecord::decode(id, &v)?;
-                    let mut leaves: Vec<Rev> =
-                        rec.tree.leaves().into_iter().map(|l| l.rev).collect();
+                for item in SeqEntries::new(&inner.tree, 0, false) {
+                    let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
+                    if stale.is_some() {
+                        continue;
+                    }
+                    let mut leaves = entry.leaves;
                     leaves.sort();
-                    let entry = Unsynced {
+                    let value = Unsynced {
                         leaves,
                         rejection: None,
                     };
-                    batch.insert(keys::unsynced_key(num, id), entry.encode()?);
+                    batch.insert(keys::unsynced_key(num, &entry.id), value.encode()?);
                     count += 1;
+                    if count % REGISTER_BATCH == 0 {
+                        inner
+                            .tree
+                            .apply_batch(std::mem::take(&mut batch))
+                            .map_err(|e| inner.storage(e))?;
+                    }
                 }
                 reg.remotes.push(RemoteReg {
                     num,

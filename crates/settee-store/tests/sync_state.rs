@@ -319,12 +319,29 @@ fn registering_a_remote_after_edits_lists_every_existing_document() {
     for i in 0..20 {
         put(&db, json!({"_id": format!("e{i}")}));
     }
+    // More documents than one registration batch, some edited again (stale index entries).
+    let many: Vec<Value> = (0..2500)
+        .map(|i| json!({"_id": format!("m{i:04}")}))
+        .collect();
+    let revs = db.bulk_docs(many, true).unwrap();
+    let again: Vec<Value> = revs
+        .iter()
+        .step_by(7)
+        .map(|r| json!({"_id": r.id, "_rev": r.rev.as_ref().unwrap().to_string(), "v": 2}))
+        .collect();
+    db.bulk_docs(again, true).unwrap();
+    db.purge([("m0001".to_owned(), vec![revs[1].rev.clone().unwrap()])].into())
+        .unwrap();
     let meta: serde_json::Map<String, Value> =
         [("push_filter".to_owned(), json!({"doc_ids": ["e1"]}))]
             .into_iter()
             .collect();
     db.register_remote(R1, meta.clone()).unwrap();
-    assert_eq!(counts(&db, R1), (20, 0));
+    assert_eq!(counts(&db, R1), (20 + 2499, 0));
+    let m7 = db.unsynced(R1, Some("m0006"), 1).unwrap();
+    assert_eq!(m7[0].0, "m0007");
+    assert_eq!(m7[0].1.name(), "unpushed");
+    assert!(db.sync_state(R1, "m0007").unwrap().unwrap().name() == "unpushed");
     let remote = db.remote(R1).unwrap();
     assert_eq!(remote.meta, meta);
     // Meta updates merge key by key.
@@ -337,12 +354,12 @@ fn registering_a_remote_after_edits_lists_every_existing_document() {
     .unwrap();
     let remote = db.remote(R1).unwrap();
     assert_eq!(remote.meta.len(), 2);
-    assert_eq!(remote.counts.unsynced, 20);
+    assert_eq!(remote.counts.unsynced, 2519);
     drop(db);
     let db = open(&dir);
     assert_eq!(db.remotes().len(), 1);
     assert_eq!(db.remote(R1).unwrap().meta.len(), 2);
-    assert_eq!(db.verify().unwrap().unsynced_entries, 20);
+    assert_eq!(db.verify().unwrap().unsynced_entries, 2519);
 }
 
 #[test]
@@ -408,6 +425,37 @@ fn a_format_2_store_opens_as_format_3_with_no_remote() {
     assert_eq!(db.info().unwrap().disk_format_version, 3);
     assert_eq!(db.sync_counts(R1).unwrap().unsynced, 1);
     db.verify().unwrap();
+}
+
+#[test]
+fn entries_of_a_registration_cut_short_are_removed_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(&dir);
+        for i in 0..3 {
+            put(&db, json!({"_id": format!("k{i}")}));
+        }
+        db.register_remote(R1, Default::default()).unwrap();
+    }
+    // A crash in the middle of registering a second remote (number 2) leaves entries of
+    // its first batches and no registration.
+    {
+        let raw = sled::open(dir.path().join("db")).unwrap();
+        let tree = raw.open_tree("settee").unwrap();
+        let mut key = vec![b'U', 0, 0, 0, 2];
+        key.extend_from_slice(b"k0");
+        let value = tree
+            .get([&[b'U', 0, 0, 0, 1][..], b"k0"].concat())
+            .unwrap()
+            .unwrap();
+        tree.insert(key, value).unwrap();
+        raw.flush().unwrap();
+    }
+    let db = open(&dir);
+    assert_eq!(db.verify().unwrap().unsynced_entries, 3);
+    assert!(db.register_remote(R2, Default::default()).unwrap());
+    assert_eq!(counts(&db, R2), (3, 0));
+    assert_eq!(db.verify().unwrap().unsynced_entries, 6);
 }
 
 /// The model: per remote, the (id, rev) leaves it is known to hold; a document's
