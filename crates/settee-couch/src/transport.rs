@@ -346,5 +346,17 @@ mod retry_after_tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // Numbers a server may send that do not fit: never a panic.
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(parse_retry_after("99999999999999999999999", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        let policy = crate::RetryPolicy::default();
+        assert_eq!(
+            policy.delay(0, parse_retry_after("18446744073709551615", now)),
+            policy.max_delay
+        );
     }
 }
