@@ -222,7 +222,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     /// filter function it includes the function's code, read from the source.
     ///
     /// # Errors
-    /// As [`checkpoint::replication_id_of`].
+    /// As [`crate::replication_id_of`].
     pub async fn replication_id(&self) -> Result<String> {
         checkpoint::replication_id_of(&self.source, &self.target, &self.opts.filter).await
     }

@@ -187,7 +187,11 @@ async fn a_document_larger_than_the_budget_goes_through_alone() {
         .run()
         .await
         .unwrap();
-    assert!(summary.doc_failures.is_empty(), "{:?}", summary.doc_failures);
+    assert!(
+        summary.doc_failures.is_empty(),
+        "{:?}",
+        summary.doc_failures
+    );
     assert_eq!(target.db.info().unwrap().doc_count, 41);
     let huge = target.db.get("s-020-huge", &Default::default()).unwrap();
     assert_eq!(huge["body"].as_str().unwrap().len(), 3 * 1024 * 1024);
@@ -214,7 +218,10 @@ async fn a_target_answering_more_results_than_documents_does_not_wrap_the_counts
         .run()
         .await
         .unwrap();
-    assert_eq!(summary.stats.docs_written, 0, "saturates instead of wrapping");
+    assert_eq!(
+        summary.stats.docs_written, 0,
+        "saturates instead of wrapping"
+    );
     assert_eq!(summary.stats.doc_write_failures, 3);
     assert_eq!(summary.doc_failures.len(), 3);
 }
