@@ -312,7 +312,7 @@ async fn lost_target_checkpoint_falls_back_to_zero_without_duplicates() {
     let (a, b) = (store(&dir, "a"), store(&dir, "b"));
     populate(&a, 40, "y");
     let rep = Replication::new(a.clone(), b.clone(), Default::default());
-    let id = rep.replication_id();
+    let id = rep.replication_id().await.unwrap();
     rep.run().await.unwrap();
     let cp = b.get_local(&id).unwrap();
     b.delete_local(&id, cp["_rev"].as_str().unwrap()).unwrap();
@@ -401,8 +401,15 @@ impl Peer for CountingDiffs {
         self.diffs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Peer::revs_diff(&self.db, revs).await
     }
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> settee_replicate::Result<Vec<Fetched>> {
-        Peer::fetch(&self.db, reqs).await
+    async fn fetch(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> settee_replicate::Result<Vec<Fetched>> {
+        Peer::fetch(&self.db, reqs, max_bytes).await
+    }
+    async fn filter_code(&self, name: &str) -> settee_replicate::Result<String> {
+        Peer::filter_code(&self.db, name).await
     }
     async fn write(
         &self,
