@@ -28,6 +28,7 @@ mod peer_store;
 mod replication;
 mod selector;
 mod sync;
+mod write;
 
 pub use backoff::RetryPolicy;
 pub use checkpoint::{find_start, replication_id, ReplicationLog, Session, HISTORY_LIMIT};

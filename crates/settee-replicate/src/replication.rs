@@ -648,8 +648,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             let docs = self.fetch(chunk.to_vec()).await?;
             delta.docs_read += docs.len() as u64;
             let n = docs.len() as u64;
-            let rejected = self.target.write(docs).await?;
-            delta.docs_written += n - rejected.len() as u64;
+            let rejected = crate::write::write_docs(&self.source, &self.target, docs).await?;
+            delta.docs_written += n.saturating_sub(rejected.len() as u64);
             delta.doc_write_failures += rejected.len() as u64;
             failures.extend(rejected);
         }
