@@ -14,8 +14,11 @@ pub trait JsonDoc: Serialize + Sync {
     /// The document's `_id`, if it has a string one.
     fn doc_id(&self) -> Option<String>;
 
-    /// The document's `_rev`, if it has a valid one.
-    fn doc_rev(&self) -> Option<Rev>;
+    /// The document's `_rev`, if it has a valid one (for the result of a document the
+    /// server refused). None unless implemented.
+    fn doc_rev(&self) -> Option<Rev> {
+        None
+    }
 }
 
 impl JsonDoc for Value {
