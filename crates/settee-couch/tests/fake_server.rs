@@ -1,6 +1,7 @@
 //! Client behaviour that a real server cannot be made to show on demand, checked against a
 //! tiny HTTP server in the test: the `_bulk_get` fallback, retries on 503 with
-//! `Retry-After`, no retries of non-idempotent writes, and how a continuous feed ends.
+//! `Retry-After`, no retries of non-idempotent writes, how a continuous feed ends, and a
+//! `_bulk_docs` refused as a whole for one document.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -22,6 +23,7 @@ struct Seen {
     method: String,
     target: String,
     headers: String,
+    body: String,
 }
 
 /// The fake server's answer: status, extra headers, body.
@@ -44,6 +46,7 @@ async fn fake_server(
             method: req.method,
             target: req.target,
             headers: head.to_ascii_lowercase(),
+            body: String::from_utf8_lossy(&req.body).into_owned(),
         };
         let n = {
             let mut log = log.lock().unwrap();
@@ -541,4 +544,84 @@ async fn an_announced_length_over_the_limit_fails_before_reading_the_body() {
         .await
         .unwrap_err();
     assert_eq!(err.name(), "response_too_large", "{err}");
+}
+
+#[tokio::test]
+async fn bulk_docs_refused_for_one_document_is_split_down_to_it() {
+    // Apache CouchDB answers a whole `_bulk_docs` with 412 `missing_stub` (or 400 for a bad
+    // attachment name) when one document has the problem. This server does the same for
+    // the document "bad"; every other document is accepted.
+    let (url, seen) = fake_server(|req, _| {
+        let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+        let has_bad = body["docs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["_id"] == "bad");
+        if has_bad {
+            let reason = "Invalid attachment stub in bad for a.bin";
+            (
+                412,
+                vec![],
+                json!({"error": "missing_stub", "reason": reason}).to_string(),
+            )
+        } else {
+            (201, vec![], "[]".into())
+        }
+    })
+    .await;
+    let db = CouchClient::builder(&url).build().unwrap().db("db");
+    let docs: Vec<serde_json::Value> = (0..16)
+        .map(|i| {
+            let id = if i == 11 {
+                "bad".to_owned()
+            } else {
+                format!("d{i:02}")
+            };
+            json!({"_id": id, "_rev": format!("1-{i:02}")})
+        })
+        .collect();
+    let res = db.bulk_docs(&docs, false).await.unwrap();
+    assert_eq!(
+        res.len(),
+        1,
+        "only the refused document has a result: {res:?}"
+    );
+    assert_eq!(res[0].id, "bad");
+    assert_eq!(
+        res[0].rev.as_ref().map(ToString::to_string).as_deref(),
+        Some("1-11")
+    );
+    assert_eq!(res[0].error.as_deref(), Some("missing_stub"));
+    assert_eq!(
+        res[0].reason.as_deref(),
+        Some("Invalid attachment stub in bad for a.bin")
+    );
+    // Every other document reached the server in a request that succeeded.
+    let seen = seen.lock().unwrap().clone();
+    let mut written: Vec<String> = Vec::new();
+    for req in &seen {
+        let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+        let ids: Vec<String> = body["docs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["_id"].as_str().unwrap().to_owned())
+            .collect();
+        if !ids.iter().any(|id| id == "bad") {
+            written.extend(ids);
+        }
+    }
+    written.sort();
+    let expected: Vec<String> = (0..16)
+        .filter(|&i| i != 11)
+        .map(|i| format!("d{i:02}"))
+        .collect();
+    assert_eq!(written, expected);
+    // Halving: the first request, then two per level down to the document (4 levels).
+    assert!(seen.len() <= 9, "{} requests", seen.len());
+
+    // A new edit is not split: CouchDB may have applied part of the request.
+    let err = db.bulk_docs(&docs, true).await.unwrap_err();
+    assert_eq!(err.status(), Some(412), "{err}");
 }

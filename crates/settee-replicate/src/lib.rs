@@ -31,6 +31,7 @@ mod reader;
 mod replication;
 mod selector;
 mod sync;
+mod write;
 
 pub use backoff::RetryPolicy;
 pub use checkpoint::{

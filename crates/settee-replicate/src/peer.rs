@@ -88,8 +88,8 @@ pub struct FetchRequest {
     pub id: String,
     /// The revision wanted.
     pub rev: Rev,
-    /// Revisions the target already has: attachments unchanged since them come back as
-    /// stubs instead of data.
+    /// Revisions the target already has: attachments unchanged since the newest of them on
+    /// the fetched revision's own path come back as stubs instead of data.
     pub atts_since: Vec<Rev>,
 }
 

@@ -678,7 +678,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             delta.doc_write_failures += piece.failures.len() as u64;
             failures.extend(piece.failures);
             let n = docs.len() as u64;
-            let rejected = self.target.write(docs).await?;
+            let rejected =
+                crate::write::write_docs(&self.source, &self.target, &self.budget, docs).await?;
             // A server may answer with more results than documents sent: never underflow.
             delta.docs_written += n.saturating_sub(rejected.len() as u64);
             delta.doc_write_failures += rejected.len() as u64;

@@ -204,6 +204,52 @@ async fn conflicting_offline_edits_end_as_the_same_conflict_on_both_sides() {
 }
 
 #[tokio::test]
+async fn stub_the_target_refuses_is_fetched_again_with_its_data() {
+    // The target's `2-a` is another replica's copy of that revision, without "a.bin" (a
+    // replicated write stores what it is given). The source rightly sends "a.bin", unchanged
+    // since `2-a`, as a stub; the target refuses it (`missing_stub`), and the replicator
+    // fetches `3-a` again with the attachment's data, as CouchDB's replicator does.
+    let dir = tempfile::tempdir().unwrap();
+    let (src, tgt) = (store(&dir, "src"), store(&dir, "tgt"));
+    let data = "AAECAwQFBgc=";
+    src.bulk_docs(
+        vec![json!({"_id": "d", "_revisions": {"start": 3, "ids": ["a3", "a2", "x"]},
+            "_attachments": {"a.bin": {"content_type": "application/octet-stream", "data": data, "revpos": 2}}})],
+        false,
+    )
+    .unwrap();
+    tgt.bulk_docs(
+        vec![
+            json!({"_id": "d", "_revisions": {"start": 2, "ids": ["a2", "x"]}, "v": "other copy"}),
+        ],
+        false,
+    )
+    .unwrap();
+    let summary = Replication::new(src.clone(), tgt.clone(), ReplicateOptions::default())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.stats.doc_write_failures, 0,
+        "{:?}",
+        summary.doc_failures
+    );
+    assert_eq!(summary.stats.docs_written, 1);
+    let got = tgt
+        .get(
+            "d",
+            &GetOptions {
+                attachments: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(got["_rev"], "3-a3");
+    assert_eq!(got["_attachments"]["a.bin"]["data"], data);
+    assert_eq!(got["_attachments"]["a.bin"]["revpos"], 2);
+}
+
+#[tokio::test]
 async fn doc_ids_and_selector_filters() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (store(&dir, "a"), store(&dir, "b"), store(&dir, "c"));
