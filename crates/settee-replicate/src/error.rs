@@ -57,10 +57,20 @@ pub enum Error {
     /// The replication was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// A one-shot replication failed this many times in a row on transient errors (the
+    /// retry policy's `one_shot_attempts`); the source is the last one.
+    #[error("gave up after {attempts} attempts")]
+    GaveUp {
+        /// Consecutive failed attempts.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
-    /// CouchDB-style name of the error.
+    /// CouchDB-style name of the error ([`Error::GaveUp`] has its last failure's name).
     pub fn name(&self) -> &'static str {
         match self {
             Error::Store { source, .. } => source.name(),
@@ -71,6 +81,7 @@ impl Error {
             Error::Fetch { .. } => "fetch_failed",
             Error::Task(_) => "internal_error",
             Error::Cancelled => "cancelled",
+            Error::GaveUp { source, .. } => source.name(),
         }
     }
 
@@ -80,6 +91,7 @@ impl Error {
         match self {
             Error::Couch { source, .. } => crate::peer_couch::is_transient(source),
             Error::Fetch { .. } | Error::Checkpoint { .. } => true,
+            Error::GaveUp { source, .. } => source.is_transient(),
             Error::Store { .. }
             | Error::NoDatabase { .. }
             | Error::BadRequest { .. }
