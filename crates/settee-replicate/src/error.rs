@@ -15,15 +15,10 @@ pub enum Error {
         #[source]
         source: settee_store::Error,
     },
-    /// A remote peer failed.
-    #[error("remote {url}")]
-    Couch {
-        /// The database URL, without credentials.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: settee_couch::Error,
-    },
+    /// A remote peer failed. The client's error names what failed (the request's method
+    /// and redacted URL, or the host it could not connect to), so it is shown as it is.
+    #[error(transparent)]
+    Couch(settee_couch::Error),
     /// A peer's database does not exist and the replication was not asked to create it.
     #[error("not_found: database {peer} does not exist; pass create_target (--create-target) to create it")]
     NoDatabase {
@@ -74,7 +69,7 @@ impl Error {
     pub fn name(&self) -> &'static str {
         match self {
             Error::Store { source, .. } => source.name(),
-            Error::Couch { source, .. } => source.name(),
+            Error::Couch(source) => source.name(),
             Error::NoDatabase { .. } => "not_found",
             Error::BadRequest { .. } => "bad_request",
             Error::Checkpoint { .. } => "checkpoint_failure",
@@ -89,7 +84,7 @@ impl Error {
     /// changed under us. Authentication, missing databases and bad options are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Couch { source, .. } => crate::peer_couch::is_transient(source),
+            Error::Couch(source) => crate::peer_couch::is_transient(source),
             Error::Fetch { .. } | Error::Checkpoint { .. } => true,
             Error::GaveUp { source, .. } => source.is_transient(),
             Error::Store { .. }
