@@ -30,7 +30,7 @@ struct Cli {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// No progress bar.
+    /// No progress bar, and no line for each retry (failures and errors still show).
     #[arg(short, long, global = true)]
     quiet: bool,
     /// Print replication events as JSON lines on stdout instead of a progress bar.
@@ -221,8 +221,11 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // Without -v, only errors: what a replication retries or rejects is reported once, by
+    // the command itself from the replication's events, not again by the libraries' warn
+    // logs (which -v shows).
     let default = match verbose {
-        0 => "warn",
+        0 => "error",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -239,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let ui = Ui {
         json: cli.json,
         bar: !cli.quiet && !cli.json && std::io::stderr().is_terminal(),
+        quiet: cli.quiet,
     };
     match cli.command {
         Command::Replicate {
@@ -246,10 +250,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             target,
             args,
         } => {
-            let (src, tgt) = (
-                open_for_replication(&source)?,
-                open_for_replication(&target)?,
-            );
+            // A local source must exist; a local target is created.
+            let src = with_location(&source, Db::open_source_for_replication(&source))?;
+            let tgt = with_location(&target, Db::open_for_replication(&target))?;
             let mut opts = replication_options(&args)?;
             // Events name the direction: remote to local is a pull, anything else a push
             // (source to target).
@@ -259,12 +262,13 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             replicate(src, tgt, opts, &ui).await
         }
         Command::Sync { local, url, args } => {
-            let (l, r) = (open_for_replication(&local)?, open_for_replication(&url)?);
+            let l = with_location(&local, Db::open_for_replication(&local))?;
+            let r = with_location(&url, Db::open_for_replication(&url))?;
             let opts = replication_options(&args)?;
             sync(l, r, opts, &ui).await
         }
         Command::Status { local, url } => {
-            let (l, r) = (open(&local)?, open(&url)?);
+            let (l, r) = (existing(&local)?, existing(&url)?);
             print_json(&settee::status(&l, &r).await?)?;
             Ok(Outcome::Clean)
         }
@@ -281,7 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             let doc: Value =
                 serde_json::from_str(&doc).context("the document is not valid JSON")?;
-            let res = open(&db)?.put(doc).await?;
+            let res = with_location(&db, Db::open(&db))?.put(doc).await?;
             print_json(&res)?;
             Ok(Outcome::Clean)
         }
@@ -293,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             conflicts,
             open_revs,
         } => {
-            let db = open(&db)?;
+            let db = existing(&db)?;
             let args = GetArgs {
                 rev,
                 revs,
@@ -312,11 +316,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Clean)
         }
         Command::Rm { db, id, rev } => {
-            print_json(&open(&db)?.delete(&id, rev.as_deref()).await?)?;
+            print_json(&existing(&db)?.delete(&id, rev.as_deref()).await?)?;
             Ok(Outcome::Clean)
         }
         Command::AllDocs { db, include_docs } => {
-            for row in open(&db)?.all_docs(include_docs).await? {
+            for row in existing(&db)?.all_docs(include_docs).await? {
                 print_json(&row)?;
             }
             Ok(Outcome::Clean)
@@ -327,7 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             follow,
             include_docs,
         } => {
-            let db = open(&db)?;
+            let db = existing(&db)?;
             let mut since = since.map(|s| settee::Seq::from_json(parse_seq(&s)));
             loop {
                 let (rows, last) = db.changes(since.clone(), include_docs, follow).await?;
@@ -342,29 +346,36 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Clean)
         }
         Command::Conflicts { db } => {
-            for doc in open(&db)?.conflicts().await? {
+            for doc in existing(&db)?.conflicts().await? {
                 print_json(&doc)?;
             }
             Ok(Outcome::Clean)
         }
         Command::Info { db } => {
-            print_json(&open(&db)?.info().await?)?;
+            print_json(&existing(&db)?.info().await?)?;
             Ok(Outcome::Clean)
         }
         Command::Compact { db } => {
-            print_json(&open(&db)?.compact().await?)?;
+            print_json(&existing(&db)?.compact().await?)?;
             Ok(Outcome::Clean)
         }
     }
 }
 
-fn open(location: &str) -> anyhow::Result<Db> {
-    Db::open(location).with_context(|| format!("opening {}", settee::redact(location)))
+/// Opens a database that must exist (a local path without a store is an error, and
+/// nothing is created there).
+fn existing(location: &str) -> anyhow::Result<Db> {
+    with_location(location, Db::open_existing(location))
 }
 
-fn open_for_replication(location: &str) -> anyhow::Result<Db> {
-    Db::open_for_replication(location)
-        .with_context(|| format!("opening {}", settee::redact(location)))
+/// Names a URL that could not be opened (its errors do not). A local store's errors name
+/// its path already.
+fn with_location(location: &str, opened: settee::Result<Db>) -> anyhow::Result<Db> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        opened.with_context(|| format!("opening {}", settee::redact(location)))
+    } else {
+        Ok(opened?)
+    }
 }
 
 /// A sequence given on the command line: a number, JSON, or an opaque string.
@@ -428,9 +439,12 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// How progress is shown.
+#[derive(Debug, Clone, Copy)]
 struct Ui {
     json: bool,
     bar: bool,
+    /// No line per retry.
+    quiet: bool,
 }
 
 /// Stops a replication on Ctrl-C (it writes a final checkpoint first).
@@ -448,7 +462,7 @@ fn cancel_on_ctrl_c() -> CancellationToken {
 async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let cancel = cancel_on_ctrl_c();
-    let show = tokio::spawn(show_progress(rx, ui.json, ui.bar));
+    let show = tokio::spawn(show_progress(rx, *ui, false));
     let result = Replication::new(src.to_peer(), tgt.to_peer(), opts)
         .run_with(Some(tx), cancel)
         .await;
@@ -466,7 +480,7 @@ async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow:
 async fn sync(local: Db, remote: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let cancel = cancel_on_ctrl_c();
-    let show = tokio::spawn(show_progress(rx, ui.json, ui.bar));
+    let show = tokio::spawn(show_progress(rx, *ui, true));
     let result =
         settee::replicate::sync(local.to_peer(), remote.to_peer(), opts, Some(tx), cancel).await;
     show.await.ok();
@@ -483,8 +497,11 @@ async fn sync(local: Db, remote: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow:
 }
 
 /// Renders events: JSON lines on stdout with --json, a progress bar on a terminal, and
-/// errors and rejected documents on stderr in any case.
-async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, bar: bool) {
+/// rejected documents on stderr in any case, and each retry as one line (unless quiet).
+/// The error a run ends with is not shown here: `main` prints it, once. With `both_ways`
+/// (a sync), lines name their direction.
+async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, ui: Ui, both_ways: bool) {
+    let Ui { json, bar, quiet } = ui;
     let start = Instant::now();
     let pb = bar.then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
@@ -533,16 +550,20 @@ async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, b
                 pending: p,
             } => pending[dir_index(*direction)] = *p,
             Event::Error {
+                direction,
                 message,
-                retrying,
+                retrying: true,
                 retry_in_ms,
                 ..
-            } if !json => {
-                let msg = match (retrying, retry_in_ms) {
-                    (true, Some(ms)) => {
-                        format!("{message} (retrying in {:.1}s)", *ms as f64 / 1000.0)
-                    }
-                    _ => message.clone(),
+            } if !json && !quiet => {
+                let way = match (both_ways, direction) {
+                    (false, _) => "",
+                    (true, Direction::Push) => "push: ",
+                    (true, Direction::Pull) => "pull: ",
+                };
+                let msg = match retry_in_ms {
+                    Some(ms) => format!("{way}{message} (retrying in {:.1}s)", *ms as f64 / 1000.0),
+                    None => format!("{way}{message} (retrying)"),
                 };
                 match &pb {
                     Some(pb) => pb.println(format!("settee: {msg}")),

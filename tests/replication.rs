@@ -375,6 +375,68 @@ async fn pull_survives_connections_cut_mid_run() {
     assert_eq!(summary.stats.doc_write_failures, 0);
     let ids: Vec<String> = (0..2000).map(|i| format!("note-{i:05}")).collect();
     assert_eq!(snapshot(&target, &ids).await, snapshot(&seed, &ids).await);
+    // The final checkpoint was written despite the cuts: the next run has nothing to read.
+    let again = run(&src, &target, ReplicateOptions::default()).await;
+    assert_eq!(again.stats.changes_read, 0);
+}
+
+/// Issue 10: the retry limit counts consecutive failures. Through a proxy that fails every
+/// 5th request, a pull with a limit of 3 attempts meets far more failures than that over
+/// the run, each after steps that succeeded, and completes with everything. The client does
+/// not retry on its own here, so every failure reaches the replicator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_db("scattered");
+    let seed_db = local(&dir, "seed");
+    populate(&seed_db, 600);
+    let seed = Db::Local(seed_db);
+    let push = ReplicateOptions {
+        create_target: true,
+        ..Default::default()
+    };
+    run(&seed, &remote(&server, &name), push).await;
+
+    let port: u16 = url::Url::parse(&server.url).unwrap().port().unwrap();
+    let proxy = common::Proxy::start(port);
+    let via_proxy = server
+        .url_with_password()
+        .replace(&format!(":{port}"), &format!(":{}", proxy.port));
+    let client = settee::couch::CouchClient::builder(via_proxy)
+        .retry(settee::couch::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let src = Db::Remote(client.db(&name));
+    let target = Db::Local(local(&dir, "pulled"));
+    proxy.fail_every(5);
+    let opts = ReplicateOptions {
+        batch_size: 25,
+        batches_in_flight: 1,
+        checkpoint_interval: Duration::ZERO,
+        retry: settee::replicate::RetryPolicy {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+            one_shot_attempts: 3,
+        },
+        ..Default::default()
+    };
+    let mut handle = Replication::new(src.to_peer(), target.to_peer(), opts).spawn();
+    let mut retried = 0;
+    while let Some(ev) = handle.next_event().await {
+        if let Event::Error { retrying: true, .. } = ev {
+            retried += 1;
+        }
+    }
+    let summary = handle.finish().await.unwrap();
+    eprintln!("{} requests failed, {retried} retries", proxy.failed());
+    assert!(
+        retried > 3,
+        "only {retried} failures reached the replicator: the test proved nothing"
+    );
+    assert_eq!(summary.stats.doc_write_failures, 0);
+    let ids: Vec<String> = (0..600).map(|i| format!("note-{i:05}")).collect();
+    assert_eq!(snapshot(&target, &ids).await, snapshot(&seed, &ids).await);
 }
 
 /// Kill `settee replicate` (pulling from the server) with SIGKILL at several points; each

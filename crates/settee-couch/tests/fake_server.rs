@@ -625,3 +625,21 @@ async fn bulk_docs_refused_for_one_document_is_split_down_to_it() {
     let err = db.bulk_docs(&docs, true).await.unwrap_err();
     assert_eq!(err.status(), Some(412), "{err}");
 }
+
+/// Issue 10: a server nobody listens on reads as what it is, without the HTTP stack's
+/// layers of wording ("error sending request: client error (Connect): tcp connect error").
+#[tokio::test]
+async fn an_unreachable_server_reads_cannot_connect() {
+    let db = CouchClient::builder("http://127.0.0.1:1")
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap()
+        .db("db");
+    let err = db.info().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot connect to 127.0.0.1:1: connection refused"
+    );
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(err.name(), "transport");
+}

@@ -33,10 +33,7 @@ impl AnyPeer {
         if location.starts_with("http://") || location.starts_with("https://") {
             RemoteDb::from_url(location)
                 .map(AnyPeer::Remote)
-                .map_err(|source| Error::Couch {
-                    url: crate::peer_couch::redacted(location),
-                    source,
-                })
+                .map_err(Error::Couch)
         } else {
             Database::open(location)
                 .map(AnyPeer::Local)

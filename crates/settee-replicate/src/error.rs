@@ -13,15 +13,10 @@ pub enum Error {
         #[source]
         source: settee_store::Error,
     },
-    /// A remote peer failed.
-    #[error("remote {url}")]
-    Couch {
-        /// The database URL, without credentials.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: settee_couch::Error,
-    },
+    /// A remote peer failed. The client's error names what failed (the request's method
+    /// and redacted URL, or the host it could not connect to), so it is shown as it is.
+    #[error(transparent)]
+    Couch(settee_couch::Error),
     /// A peer's database does not exist and the replication was not asked to create it.
     #[error("not_found: database {peer} does not exist; pass create_target (--create-target) to create it")]
     NoDatabase {
@@ -70,14 +65,24 @@ pub enum Error {
     /// The replication was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// A one-shot replication failed this many times in a row on transient errors (the
+    /// retry policy's `one_shot_attempts`); the source is the last one.
+    #[error("gave up after {attempts} attempts")]
+    GaveUp {
+        /// Consecutive failed attempts.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
-    /// CouchDB-style name of the error.
+    /// CouchDB-style name of the error ([`Error::GaveUp`] has its last failure's name).
     pub fn name(&self) -> &'static str {
         match self {
             Error::Store { source, .. } => source.name(),
-            Error::Couch { source, .. } => source.name(),
+            Error::Couch(source) => source.name(),
             Error::NoDatabase { .. } => "not_found",
             Error::BadRequest { .. } => "bad_request",
             Error::Checkpoint { .. } => "checkpoint_failure",
@@ -85,6 +90,7 @@ impl Error {
             Error::FetchTooLarge { .. } => "response_too_large",
             Error::Task(_) => "internal_error",
             Error::Cancelled => "cancelled",
+            Error::GaveUp { source, .. } => source.name(),
         }
     }
 
@@ -92,8 +98,9 @@ impl Error {
     /// changed under us. Authentication, missing databases and bad options are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Couch { source, .. } => crate::peer_couch::is_transient(source),
+            Error::Couch(source) => crate::peer_couch::is_transient(source),
             Error::Checkpoint { .. } | Error::CheckpointLost { .. } => true,
+            Error::GaveUp { source, .. } => source.is_transient(),
             Error::FetchTooLarge { .. }
             | Error::Store { .. }
             | Error::NoDatabase { .. }

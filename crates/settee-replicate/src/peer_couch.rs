@@ -16,28 +16,16 @@ use crate::peer::{
 };
 use crate::{Error, Result, Selector};
 
-/// A location string without its password, for messages about URLs we failed to parse.
-pub(crate) fn redacted(location: &str) -> String {
-    match url::Url::parse(location) {
-        Ok(u) => settee_couch::RedactedUrl::new(&u).to_string(),
-        Err(_) => "<unparseable URL>".to_owned(),
-    }
-}
-
-fn couch_err(db: &RemoteDb) -> impl Fn(settee_couch::Error) -> Error + '_ {
-    move |source| Error::Couch {
-        url: db.url().to_string(),
-        source,
-    }
-}
-
 /// Whether a client error may go away on retry: the network, the server's 5xx and 429, a
 /// cut feed, or a reply that is not CouchDB's (a proxy's error page while the server
 /// restarts). Authentication, permissions and missing databases do not.
 pub(crate) fn is_transient(e: &settee_couch::Error) -> bool {
     use settee_couch::Error as E;
     match e {
-        E::Transport { .. } | E::FeedInterrupted { .. } | E::InvalidResponse { .. } => true,
+        E::Transport { .. }
+        | E::Connect { .. }
+        | E::FeedInterrupted { .. }
+        | E::InvalidResponse { .. } => true,
         E::Http(_) => e.status().is_some_and(|s| s == 429 || s == 408 || s >= 500),
         _ => false,
     }
@@ -70,7 +58,7 @@ impl Peer for RemoteDb {
     }
 
     async fn info(&self) -> Result<PeerInfo> {
-        let info = RemoteDb::info(self).await.map_err(couch_err(self))?;
+        let info = RemoteDb::info(self).await.map_err(Error::Couch)?;
         Ok(PeerInfo {
             update_seq: info.update_seq,
             doc_count: info.doc_count,
@@ -83,7 +71,7 @@ impl Peer for RemoteDb {
             Ok(()) => Ok(()),
             // Someone created it first: that is what we wanted.
             Err(settee_couch::Error::FileExists(_)) => Ok(()),
-            Err(e) => Err(couch_err(self)(e)),
+            Err(e) => Err(Error::Couch(e)),
         }
     }
 
@@ -121,7 +109,7 @@ impl Peer for RemoteDb {
     ) -> Result<BTreeMap<String, RevsDiff>> {
         let diff = RemoteDb::revs_diff(self, &revs)
             .await
-            .map_err(couch_err(self))?;
+            .map_err(Error::Couch)?;
         Ok(diff
             .into_iter()
             .map(|(id, e)| {
@@ -158,7 +146,7 @@ impl Peer for RemoteDb {
                     limit,
                 })
             }
-            Err(e) => return Err(couch_err(self)(e)),
+            Err(e) => return Err(Error::Couch(e)),
         };
         // The client pairs the answer with the request, one result per request item in
         // order (asking for any the server left out on its own); a request without a
@@ -206,7 +194,7 @@ impl Peer for RemoteDb {
         let doc = match RemoteDb::get(self, &id, &Default::default()).await {
             Ok(doc) => Some(doc),
             Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(couch_err(self)(e)),
+            Err(e) => return Err(Error::Couch(e)),
         };
         checkpoint::filter_code_in(doc.as_ref(), name, &Peer::describe(self))
     }
@@ -214,7 +202,7 @@ impl Peer for RemoteDb {
     async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
         let results = RemoteDb::bulk_docs(self, &docs, false)
             .await
-            .map_err(couch_err(self))?;
+            .map_err(Error::Couch)?;
         Ok(results
             .into_iter()
             .filter(|r| !r.is_ok())
@@ -225,17 +213,17 @@ impl Peer for RemoteDb {
     async fn commit(&self) -> Result<()> {
         RemoteDb::ensure_full_commit(self)
             .await
-            .map_err(couch_err(self))
+            .map_err(Error::Couch)
     }
 
     async fn get_local(&self, id: &str) -> Result<Option<Value>> {
-        RemoteDb::get_local(self, id).await.map_err(couch_err(self))
+        RemoteDb::get_local(self, id).await.map_err(Error::Couch)
     }
 
     async fn put_local(&self, id: &str, doc: Value) -> Result<String> {
         let rev = RemoteDb::put_local(self, id, &doc)
             .await
-            .map_err(couch_err(self))?;
+            .map_err(Error::Couch)?;
         Ok(rev.to_string())
     }
 
@@ -265,7 +253,7 @@ async fn read_changes(
         include_docs,
         ..ChangesOptions::default()
     };
-    let resp = RemoteDb::changes(db, &opts).await.map_err(couch_err(db))?;
+    let resp = RemoteDb::changes(db, &opts).await.map_err(Error::Couch)?;
     // Resume after the last row we were given, not after the response's `last_seq`:
     // a server may compute `last_seq` after reading its rows, so a write that landed
     // meanwhile can sit before `last_seq` without being in `results` (pouchdb-server
@@ -311,7 +299,7 @@ async fn server_has_selector_filter(db: &RemoteDb) -> Result<bool> {
             return Ok(*yes);
         }
     }
-    let info = db.client().server_info().await.map_err(couch_err(db))?;
+    let info = db.client().server_info().await.map_err(Error::Couch)?;
     let major: u32 = info
         .version
         .split('.')

@@ -161,6 +161,9 @@ struct Progress {
     failures: Vec<DocFailure>,
     last_checkpoint: Instant,
     paused: bool,
+    /// Steps taken (batches written, idle points reached) this session: a failure after a
+    /// step is not consecutive with the failure before it.
+    steps: u64,
     /// A local source's exact pending count, taken now and then (counting reads the rest of
     /// its index, too slow to do per batch), and the rows read since.
     pending_base: Option<u64>,
@@ -270,9 +273,9 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         })
         .await;
 
-        let mut attempt = 0u32;
+        let mut failures = 0u32;
         let Some(start) = self
-            .start_with_retry(&ctx, &mut attempt, &cancel, &start_time)
+            .start_with_retry(&ctx, &mut failures, &cancel, &start_time)
             .await?
         else {
             return Err(Error::Cancelled);
@@ -292,14 +295,16 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             failures: Vec::new(),
             last_checkpoint: Instant::now(),
             paused: false,
+            steps: 0,
             pending_base: None,
             read_since_base: 0,
             initial_load: Arc::new(AtomicBool::new(target_empty)),
         };
         progress.begin(&session, self.opts.since.is_some(), target_empty);
 
-        let mut attempt = 0u32;
+        let mut failures = 0u32;
         let result = loop {
+            let steps_before = progress.steps;
             let r = self
                 .pump(
                     &ctx,
@@ -314,14 +319,21 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 Ok(()) => break Ok(()),
                 Err(Error::Cancelled) => break Err(Error::Cancelled),
                 Err(e) => {
-                    if !self.wait_to_retry(&ctx, &e, &mut attempt, &cancel).await {
-                        break Err(e);
+                    // Failures are counted while they are consecutive: a step that succeeded
+                    // since the last one starts the count again, so a long run survives
+                    // scattered errors and gives up only on a failure that persists.
+                    if progress.steps != steps_before {
+                        failures = 0;
                     }
-                    if let Error::CheckpointLost { .. } = e {
+                    let lost = matches!(e, Error::CheckpointLost { .. });
+                    if let Err(stop) = self.retry_or_stop(&ctx, e, &mut failures, &cancel).await {
+                        break Err(stop);
+                    }
+                    if lost {
                         // A peer is not the database the session began with: what the session
                         // did may be gone. A new session starts from what both logs share.
                         match self
-                            .start_with_retry(&ctx, &mut attempt, &cancel, &start_time)
+                            .start_with_retry(&ctx, &mut failures, &cancel, &start_time)
                             .await
                         {
                             Ok(Some(start)) => {
@@ -343,18 +355,36 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             }
         };
 
-        // Final checkpoint of what is done, whatever happened (best effort on failure).
-        let cancelled = matches!(result, Err(Error::Cancelled)) || cancel.is_cancelled();
-        let final_cp = self
-            .checkpoint(
-                &ctx,
-                &session,
-                &mut progress,
-                &mut source_log,
-                &mut target_log,
-                true,
-            )
-            .await;
+        // Final checkpoint of what is done, whatever happened. After a clean run it is a step
+        // like any other, retried on transient failures (a cut connection must not fail a
+        // run whose data is all written); after a failure or a cancellation, one attempt.
+        let mut cancelled = matches!(result, Err(Error::Cancelled)) || cancel.is_cancelled();
+        let mut failures = 0u32;
+        let final_cp = loop {
+            let r = self
+                .checkpoint(
+                    &ctx,
+                    &session,
+                    &mut progress,
+                    &mut source_log,
+                    &mut target_log,
+                    true,
+                )
+                .await;
+            match r {
+                Err(e) if result.is_ok() && !cancelled => {
+                    match self.retry_or_stop(&ctx, e, &mut failures, &cancel).await {
+                        Ok(()) => {}
+                        Err(Error::Cancelled) => {
+                            cancelled = true;
+                            break Ok(());
+                        }
+                        Err(stop) => break Err(stop),
+                    }
+                }
+                r => break r,
+            }
+        };
         let summary = Summary {
             ok: result.is_ok() || cancelled,
             session_id: session.session_id.clone(),
@@ -373,7 +403,10 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 Err(e)
             }
             _ => {
-                final_cp?;
+                if let Err(e) = final_cp {
+                    ctx.error(&e, false, None).await;
+                    return Err(e);
+                }
                 tracing::info!(
                     docs_written = summary.stats.docs_written,
                     "replication complete"
@@ -388,12 +421,12 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         }
     }
 
-    /// [`Replication::start`], retrying transient failures like any step; `None` when
-    /// cancelled.
+    /// [`Replication::start`], retrying transient failures like any step (`failures` counts
+    /// them as [`Replication::retry_or_stop`] does); `None` when cancelled.
     async fn start_with_retry(
         &self,
         ctx: &Ctx,
-        attempt: &mut u32,
+        failures: &mut u32,
         cancel: &CancellationToken,
         start_time: &str,
     ) -> Result<Option<Start>> {
@@ -404,41 +437,53 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             };
             match started {
                 Ok(start) => return Ok(Some(start)),
-                Err(e) => {
-                    if !self.wait_to_retry(ctx, &e, attempt, cancel).await {
+                Err(e) => match self.retry_or_stop(ctx, e, failures, cancel).await {
+                    Ok(()) => {}
+                    Err(Error::Cancelled) => return Ok(None),
+                    Err(e) => {
                         ctx.error(&e, false, None).await;
                         return Err(e);
                     }
-                }
+                },
             }
         }
     }
 
-    /// Whether to retry after `e` (waiting the backoff delay first). Emits the error.
-    async fn wait_to_retry(
+    /// After a failed step: returns `Ok(())` once the backoff delay has passed and the step
+    /// should run again, or the error to end with: `e` itself when it is not transient,
+    /// [`Error::GaveUp`] when a one-shot run has now failed `one_shot_attempts` times in a row
+    /// (`failures` counts them; the caller resets it after a step that succeeded), and
+    /// [`Error::Cancelled`] when cancelled while waiting. A retry is reported as one
+    /// `Error` event with `retrying: true`.
+    async fn retry_or_stop(
         &self,
         ctx: &Ctx,
-        e: &Error,
-        attempt: &mut u32,
+        e: Error,
+        failures: &mut u32,
         cancel: &CancellationToken,
-    ) -> bool {
-        let retry = e.is_transient()
-            && (self.opts.continuous || *attempt + 1 < self.opts.retry.one_shot_attempts);
-        if !retry {
-            return false;
+    ) -> Result<()> {
+        if !e.is_transient() {
+            return Err(e);
         }
-        let delay = self.opts.retry.delay(*attempt);
-        *attempt += 1;
-        tracing::warn!(error = %e, retry_in = ?delay, "replication step failed; retrying");
-        ctx.error(e, true, Some(delay)).await;
+        *failures = failures.saturating_add(1);
+        let attempts = self.opts.retry.one_shot_attempts.max(1);
+        if !self.opts.continuous && *failures >= attempts {
+            return Err(Error::GaveUp {
+                attempts: *failures,
+                source: Box::new(e),
+            });
+        }
+        let delay = self.opts.retry.delay(*failures - 1);
+        tracing::warn!(error = %error_chain(&e), retry_in = ?delay, "replication step failed; retrying");
+        ctx.error(&e, true, Some(delay)).await;
         ctx.emit(Event::Paused {
             direction: ctx.direction,
             pending: None,
         })
         .await;
         tokio::select! {
-            () = tokio::time::sleep(delay) => true,
-            () = cancel.cancelled() => false,
+            () = tokio::time::sleep(delay) => Ok(()),
+            () = cancel.cancelled() => Err(Error::Cancelled),
         }
     }
 
@@ -546,6 +591,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(Outcome::Processed(p))) => {
+                    progress.steps += 1;
                     if progress.paused {
                         progress.paused = false;
                         ctx.emit(Event::Active {
@@ -592,6 +638,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     progress.done_seq = seq;
                 }
                 Some(Ok(Outcome::Idle(seq))) => {
+                    progress.steps += 1;
                     // Everything before this point in the feed has been taken, so all of it
                     // is written.
                     progress.done_seq = seq;

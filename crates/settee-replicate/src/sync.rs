@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{replication_id_of, ReplicationLog};
 use crate::events::{Direction, Event, Summary};
 use crate::peer::{DocFailure, Filter, Peer};
-use crate::{ReplicateOptions, Replication, Result};
+use crate::{Error, ReplicateOptions, Replication, Result};
 
 /// Both directions' summaries.
 #[derive(Debug, Clone, Serialize)]
@@ -77,10 +77,12 @@ pub async fn sync<L: Peer, R: Peer>(
         r
     };
     let (push, pull) = tokio::join!(push_fut, pull_fut);
-    Ok(SyncSummary {
-        push: push?,
-        pull: pull?,
-    })
+    match (push, pull) {
+        (Ok(push), Ok(pull)) => Ok(SyncSummary { push, pull }),
+        // The direction that failed first cancelled the other: report its error, not the
+        // cancellation it caused.
+        (Err(Error::Cancelled), Err(e)) | (Err(e), _) | (_, Err(e)) => Err(e),
+    }
 }
 
 /// What is unsynced between a local store and a remote, from the local side alone.

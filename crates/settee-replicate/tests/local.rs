@@ -528,3 +528,129 @@ async fn initial_upload_to_an_empty_target_skips_revs_diff_and_later_runs_use_it
     assert_eq!(third.stats.missing_found + 1, third.stats.missing_checked);
     assert_eq!(snapshot(&a), snapshot(&c.db));
 }
+
+/// A local peer whose next `fail` `put_local` calls fail with a transient error, as a
+/// checkpoint write through a cut connection does.
+#[derive(Clone)]
+struct FailingPutLocal {
+    db: Database,
+    fail: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Peer for FailingPutLocal {
+    fn describe(&self) -> String {
+        Peer::describe(&self.db)
+    }
+    fn identity(&self) -> String {
+        Peer::identity(&self.db)
+    }
+    fn is_local(&self) -> bool {
+        true
+    }
+    async fn info(&self) -> settee_replicate::Result<PeerInfo> {
+        Peer::info(&self.db).await
+    }
+    async fn create(&self) -> settee_replicate::Result<()> {
+        Peer::create(&self.db).await
+    }
+    async fn changes(&self, req: &ChangesRequest) -> settee_replicate::Result<ChangesBatch> {
+        Peer::changes(&self.db, req).await
+    }
+    async fn revs_diff(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> settee_replicate::Result<BTreeMap<String, RevsDiff>> {
+        Peer::revs_diff(&self.db, revs).await
+    }
+    async fn fetch(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> settee_replicate::Result<Vec<Fetched>> {
+        Peer::fetch(&self.db, reqs, max_bytes).await
+    }
+    async fn filter_code(&self, name: &str) -> settee_replicate::Result<String> {
+        Peer::filter_code(&self.db, name).await
+    }
+    async fn write(
+        &self,
+        docs: Vec<Box<serde_json::value::RawValue>>,
+    ) -> settee_replicate::Result<Vec<DocFailure>> {
+        Peer::write(&self.db, docs).await
+    }
+    async fn commit(&self) -> settee_replicate::Result<()> {
+        Peer::commit(&self.db).await
+    }
+    async fn get_local(&self, id: &str) -> settee_replicate::Result<Option<Value>> {
+        Peer::get_local(&self.db, id).await
+    }
+    async fn put_local(&self, id: &str, doc: Value) -> settee_replicate::Result<String> {
+        use std::sync::atomic::Ordering;
+        let failing = self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(settee_replicate::Error::Checkpoint {
+                peer: self.describe(),
+                reason: "connection closed before message completed".into(),
+            });
+        }
+        Peer::put_local(&self.db, id, doc).await
+    }
+    async fn pending_since(&self, since: &Seq) -> Option<u64> {
+        Peer::pending_since(&self.db, since).await
+    }
+}
+
+/// The cause of `pull_survives_connections_cut_mid_run` failing on a busy machine: a cut
+/// connection failed the final checkpoint's write to the source, and that write was not
+/// retried, so a run that had written everything ended in an error. It is retried now, and
+/// the next run resumes from it.
+#[tokio::test]
+async fn a_transient_failure_of_the_final_checkpoint_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = store(&dir, "a");
+    populate(&a, 50, "x");
+    let source = FailingPutLocal {
+        db: a.clone(),
+        fail: Default::default(),
+    };
+    let opts = ReplicateOptions {
+        // No checkpoint while running: the only one is the final one.
+        checkpoint_interval: Duration::from_secs(3600),
+        retry: settee_replicate::RetryPolicy {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+            one_shot_attempts: 3,
+        },
+        ..Default::default()
+    };
+    let b = store(&dir, "b");
+    source.fail.store(2, std::sync::atomic::Ordering::SeqCst);
+    let summary = Replication::new(source.clone(), b.clone(), opts.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(source.fail.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(snapshot(&a), snapshot(&b));
+    assert_eq!(summary.stats.changes_read, 50);
+    let again = Replication::new(source.clone(), b.clone(), opts.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.stats.changes_read, 0,
+        "resumed from the final checkpoint"
+    );
+
+    // A failure that persists still ends the run, after the policy's attempts.
+    a.put(json!({"_id": "late"})).unwrap();
+    source.fail.store(10, std::sync::atomic::Ordering::SeqCst);
+    let err = Replication::new(source.clone(), b.clone(), opts)
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "gave up after 3 attempts");
+    assert_eq!(err.name(), "checkpoint_failure");
+}

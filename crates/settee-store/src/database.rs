@@ -267,6 +267,10 @@ impl Database {
                     crate::migrate::upgrade_v1(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
+                if found == "2" {
+                    crate::migrate::upgrade_v2(&tree, &storage)?;
+                    found = FORMAT_VERSION.to_string();
+                }
                 if found != FORMAT_VERSION.to_string() {
                     return Err(Error::UnsupportedFormat {
                         path,

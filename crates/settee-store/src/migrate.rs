@@ -1,7 +1,10 @@
-//! Upgrades a store written in format 1 to the current format, in place, when it is
+//! Upgrades a store written in an older format to the current one, in place, when it is
 //! opened. Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
 //! document; format 2 keeps the winner's body inside the document record and the by-seq
-//! index in chunks (see `keys.rs`).
+//! index in chunks (see `keys.rs`). Format 3 is format 2 plus long forms for revisions
+//! other replicas write (long rev texts and leaf counts, revs holding `0x00`): format 2
+//! data is valid format 3 data, so that upgrade only records the new version, which keeps
+//! an older build (reading format 2 only) from misreading a long form.
 //!
 //! The upgrade runs in batches, each atomic, and each step skips what is already done, so
 //! a crash during it leaves a store that upgrades the rest on the next open. The format key
@@ -14,6 +17,18 @@ use crate::{Error, Result};
 /// Records converted per batch.
 const BATCH: usize = 1000;
 
+/// Format 2 to 3: nothing to rewrite (see the module docs).
+pub(crate) fn upgrade_v2(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
+    tree.insert(
+        keys::META_FORMAT,
+        keys::FORMAT_VERSION.to_string().as_bytes(),
+    )
+    .map_err(storage)?;
+    tree.flush().map_err(storage)?;
+    Ok(())
+}
+
+/// Format 1 to the current format (2 and 3 have the same layout).
 pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
     // 1. Each record takes its winner's body inline; the `R` copy goes.
     let mut batch = sled::Batch::default();

@@ -473,3 +473,91 @@ fn bad_attachment_data_is_bad_request() {
         .unwrap_err();
     assert_eq!(e.name(), "bad_request");
 }
+
+/// Issue 10: every revision form Apache CouchDB 3.5 stores with `new_edits=false` is stored
+/// and read back unchanged (parsed documents and JSON text alike); the histories CouchDB
+/// stores but no replica can represent (positions below 0) are that document's error, and
+/// the other documents of the call are written.
+#[test]
+fn revisions_couchdb_stores_are_stored_and_unrepresentable_ones_fail_alone() {
+    let (_d, db) = db();
+    let long = "9f".repeat(150);
+    let docs = vec![
+        json!({"_id": "long", "_rev": format!("1-{long}"), "v": 1}),
+        json!({"_id": "zero", "_rev": "0-abc", "v": 2}),
+        json!({"_id": "bang", "_rev": "1-xyz!", "v": 3}),
+        json!({"_id": "empty", "_rev": "1-", "v": 4}),
+        json!({"_id": "odd", "_rev": "2-a b\n\u{0}\u{e9}", "_revisions": {"start": 2, "ids": ["a b\n\u{0}\u{e9}", ""]}}),
+        json!({"_id": "to-zero", "_rev": "1-b", "_revisions": {"start": 1, "ids": ["b", "a"]}}),
+        json!({"_id": "below-zero", "_rev": "0-b", "_revisions": {"start": 0, "ids": ["b", "a"]}}),
+        json!({"_id": "negative", "_revisions": {"start": -1, "ids": ["b"]}}),
+        json!({"_id": "huge", "_rev": "9007199254740993-x", "v": 5}),
+    ];
+    let text: Vec<Box<serde_json::value::RawValue>> = docs
+        .iter()
+        .map(|d| serde_json::value::to_raw_value(d).unwrap())
+        .collect();
+    let (_d2, db2) = common::db();
+    for (store, res) in [
+        (&db, db.bulk_docs(docs.clone(), false).unwrap()),
+        (&db2, db2.bulk_docs_json(&text, false).unwrap()),
+    ] {
+        let failed: Vec<&str> = res
+            .iter()
+            .filter(|r| r.error.is_some())
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(failed, ["below-zero", "negative"], "{res:?}");
+        assert!(res
+            .iter()
+            .filter(|r| r.error.is_some())
+            .all(|r| r.error.as_deref() == Some("bad_request")));
+        for (id, rev, revisions) in [
+            (
+                "long",
+                format!("1-{long}"),
+                json!({"start": 1, "ids": [long]}),
+            ),
+            ("zero", "0-abc".into(), json!({"start": 0, "ids": ["abc"]})),
+            (
+                "bang",
+                "1-xyz!".into(),
+                json!({"start": 1, "ids": ["xyz!"]}),
+            ),
+            ("empty", "1-".into(), json!({"start": 1, "ids": [""]})),
+            (
+                "odd",
+                "2-a b\n\u{0}\u{e9}".into(),
+                json!({"start": 2, "ids": ["a b\n\u{0}\u{e9}", ""]}),
+            ),
+            (
+                "to-zero",
+                "1-b".into(),
+                json!({"start": 1, "ids": ["b", "a"]}),
+            ),
+            (
+                "huge",
+                "9007199254740993-x".into(),
+                json!({"start": 9007199254740993u64, "ids": ["x"]}),
+            ),
+        ] {
+            let got = store
+                .get(
+                    id,
+                    &GetOptions {
+                        revs: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(got["_rev"], rev.as_str(), "{id}");
+            assert_eq!(got["_revisions"], revisions, "{id}");
+        }
+        // A new edit on top of position 0 is position 1.
+        let edited = store
+            .put(json!({"_id": "zero", "_rev": "0-abc", "v": 9}))
+            .unwrap();
+        assert_eq!(edited.rev.unwrap().pos(), 1);
+        store.verify().unwrap();
+    }
+}
