@@ -657,7 +657,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
     let hash = new_rev_hash(parent.as_ref(), doc.deleted, &body, &pairs);
     let path = RevPath::child_of(parent.as_ref(), &hash)?;
     let new_rev = path.leaf();
-    let limit = st.inner.revs_limit;
+    let limit = st.inner.revs_limit();
     let (tree, stemmed, kind) = with_path(current.as_ref(), &path, doc.deleted, limit);
     if kind.is_some_and(|k| k != MergeKind::NewLeaf) {
         return Err(conflict());
@@ -748,7 +748,7 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     for (digest, data) in &new_atts {
         st.store_att(digest, data)?;
     }
-    let limit = st.inner.revs_limit;
+    let limit = st.inner.revs_limit();
     let (tree, stemmed, _) = with_path(current.as_ref(), &path, doc.deleted, limit);
     let mut body = doc.body;
     if !att_meta.is_empty() {
