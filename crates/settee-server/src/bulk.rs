@@ -62,8 +62,13 @@ pub(crate) async fn all_docs(
     } else if !req.is_get() {
         return Err(HttpError::method_not_allowed("GET,HEAD,POST"));
     }
-    if let Some(k) = q.json("key")? {
-        keys = Some(vec![k]);
+    let key = q.json("key")?;
+    if key.is_some() && keys.is_some() {
+        return Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "query_parse_error",
+            "`keys` is incompatible with `key`, `start_key` and `end_key`",
+        ));
     }
     let descending = q.bool("descending")?;
     let mut opts = AllDocsOptions {
@@ -77,8 +82,9 @@ pub(crate) async fn all_docs(
         ..Default::default()
     };
     let mut empty = false;
-    let start = q.json("startkey")?.or(q.json("start_key")?);
-    let end = q.json("endkey")?.or(q.json("end_key")?);
+    // `key` is the range from it to it (so a deleted document has no row, unlike `keys`).
+    let start = key.clone().or(q.json("startkey")?).or(q.json("start_key")?);
+    let end = key.or(q.json("endkey")?).or(q.json("end_key")?);
     // Ascending, a key before all ids starts at the first one; descending, it ends there.
     match start.map(key_bound) {
         Some(KeyBound::Id(s)) => opts.startkey = Some(s),
@@ -147,6 +153,7 @@ fn rows_for_keys(
         keys: Some(ids),
         limit: None,
         skip: 0,
+        descending: false,
         ..opts.clone()
     })?;
     let mut by_string = found.rows.into_iter();
@@ -235,7 +242,7 @@ pub(crate) async fn bulk_docs(
                 let id = d.get("_id").and_then(Value::as_str).unwrap_or("");
                 if id.starts_with("_local/") {
                     let id = id.to_owned();
-                    slots.push(Some(match db.put_local(d) {
+                    slots.push(Some(match db.put_local(crate::document::local_body(d)) {
                         Ok(r) => json!({"ok": true, "id": r.id, "rev": r.rev}),
                         Err(e) => json!({"id": id, "error": e.name(), "reason": e.reason()}),
                     }));
@@ -247,7 +254,7 @@ pub(crate) async fn bulk_docs(
                     tree_docs.push(d);
                 }
             }
-            let mut written = db.bulk_docs(tree_docs, new_edits)?.into_iter();
+            let mut written = db.bulk_docs_checked(tree_docs, new_edits)?.into_iter();
             let mut out = Vec::with_capacity(slots.len());
             for slot in slots {
                 let v = match slot {
@@ -260,6 +267,12 @@ pub(crate) async fn bulk_docs(
                         if !new_edits && r.is_ok() {
                             continue;
                         }
+                        // CouchDB's error rows have no `rev`.
+                        let r = if r.is_ok() {
+                            r
+                        } else {
+                            DocResult { rev: None, ..r }
+                        };
                         serde_json::to_value(&r)
                             .map_err(|e| HttpError::internal(format!("_bulk_docs: {e}")))?
                     }

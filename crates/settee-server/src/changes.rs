@@ -166,11 +166,16 @@ async fn params(
         }
         Some("_design") => filter = Filter::Design,
         Some("_view") => {
-            return Err(HttpError::bad_request(
-                "filter=_view needs JavaScript views, which Settee does not run",
-            ))
+            let view = q.str("view").ok_or_else(|| {
+                HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    "query_parse_error",
+                    "filter=_view requires 'view' parameter",
+                )
+            })?;
+            return Err(js_function_error(open, view, "views").await);
         }
-        Some(name) => return Err(custom_filter_error(open, name).await),
+        Some(name) => return Err(js_function_error(open, name, "filters").await),
     }
     let include_docs = q.bool("include_docs")?;
     let heartbeat = match q.str("heartbeat") {
@@ -210,9 +215,10 @@ async fn params(
     ))
 }
 
-/// A named filter function (`ddoc/name`) needs JavaScript: CouchDB's 404s when the design
-/// document or the function is missing, else a clear refusal.
-async fn custom_filter_error(open: &OpenDb, name: &str) -> HttpError {
+/// A filter function or view (`ddoc/name`, under `kind` in the design document) needs
+/// JavaScript: CouchDB's 404s when the design document or the function is missing, else a
+/// clear refusal.
+async fn js_function_error(open: &OpenDb, name: &str, kind: &'static str) -> HttpError {
     let Some((ddoc, fname)) = name.split_once('/') else {
         return HttpError::bad_request("`filter` must be of the form `designname/filtername`");
     };
@@ -224,13 +230,16 @@ async fn custom_filter_error(open: &OpenDb, name: &str) -> HttpError {
         .flatten();
     match found {
         None => HttpError::not_found("missing"),
-        Some(doc) if doc.get("filters").and_then(|f| f.get(fname)).is_none() => {
+        Some(doc) if doc.get(kind).is_none() => {
+            HttpError::not_found(format!("missing json key: {kind}"))
+        }
+        Some(doc) if doc.get(kind).and_then(|f| f.get(fname)).is_none() => {
             HttpError::not_found(format!("missing json key: {fname}"))
         }
         Some(_) => HttpError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
-            "filter functions are JavaScript, which Settee does not run; use _selector or _doc_ids",
+            format!("{kind} are JavaScript functions, which Settee does not run; use _selector or _doc_ids"),
         ),
     }
 }

@@ -120,8 +120,13 @@ pub(crate) async fn document(
 
 async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, HttpError> {
     let q = req.query();
-    let opts = get_options(&q)?;
+    let mut opts = get_options(&q)?;
     if let Some(which) = q.str("open_revs") {
+        // CouchDB's multipart answer carries attachment bodies whether or not
+        // `attachments=true` was given (only `atts_since` turns them into stubs); its
+        // replicator relies on that.
+        let multipart = accepts_multipart(&req.headers, "mixed") || !accepts_json(&req.headers);
+        opts.attachments |= multipart;
         let revs = if which == "all" {
             OpenRevs::All
         } else {
@@ -149,7 +154,7 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         }
         // CouchDB answers multipart unless the client asks for JSON (PouchDB does; its
         // replicator and curl's `*/*` get multipart).
-        if accepts_multipart(&req.headers, "mixed") || !accepts_json(&req.headers) {
+        if multipart {
             return Ok(multipart::open_revs_mixed(results));
         }
         let list: Vec<&OpenRevResult> = results.iter().collect();
@@ -240,7 +245,7 @@ pub(crate) async fn write_one(
     new_edits: bool,
 ) -> Result<DocResult, HttpError> {
     let mut results = open
-        .run(move |db| Ok(db.bulk_docs(vec![doc], new_edits)?))
+        .run(move |db| Ok(db.bulk_docs_checked(vec![doc], new_edits)?))
         .await?;
     let result = results
         .pop()
@@ -268,7 +273,7 @@ pub(crate) async fn post(
         }
         if id.starts_with("_local/") {
             let res = open
-                .run(move |db| Ok(db.put_local(Value::Object(doc))?))
+                .run(move |db| Ok(db.put_local(local_body(Value::Object(doc)))?))
                 .await?;
             return Ok(body::json(StatusCode::CREATED, &res));
         }
@@ -342,6 +347,21 @@ async fn copy(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Ht
     Ok(written(open, &result, StatusCode::CREATED))
 }
 
+/// A `_local` document as CouchDB stores it: special members other than `_id`, `_rev` and
+/// `_deleted` (`_revisions`, `_attachments`, ...) are dropped, since local documents have
+/// neither history nor attachments.
+pub(crate) fn local_body(doc: Value) -> Value {
+    match doc {
+        Value::Object(mut m) => {
+            m.retain(|k, _| {
+                !k.starts_with('_') || matches!(k.as_str(), "_id" | "_rev" | "_deleted")
+            });
+            Value::Object(m)
+        }
+        other => other,
+    }
+}
+
 /// `/{db}/_local/{id}`: GET, PUT, DELETE of a local (non-replicated) document.
 pub(crate) async fn local(
     state: &Arc<State>,
@@ -364,7 +384,7 @@ pub(crate) async fn local(
                 doc.insert("_rev".into(), Value::String(r));
             }
             let res = open
-                .run(move |db| Ok(db.put_local(Value::Object(doc))?))
+                .run(move |db| Ok(db.put_local(local_body(Value::Object(doc)))?))
                 .await?;
             Ok(body::json(StatusCode::CREATED, &res))
         }

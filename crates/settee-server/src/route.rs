@@ -53,6 +53,8 @@ fn segments(path: &str) -> Result<Vec<String>, HttpError> {
 enum DocPath<'a> {
     Doc(String, &'a [String]),
     Local(String),
+    /// `/{db}/_local/{id}/{name}`: local documents have no attachments.
+    LocalAttachment,
 }
 
 fn doc_path(rest: &[String]) -> Option<DocPath<'_>> {
@@ -61,9 +63,8 @@ fn doc_path(rest: &[String]) -> Option<DocPath<'_>> {
         [prefix, name, tail @ ..] if prefix == "_design" => {
             Some(DocPath::Doc(format!("_design/{name}"), tail))
         }
-        [prefix, name, tail @ ..] if prefix == "_local" && tail.is_empty() => {
-            Some(DocPath::Local(format!("_local/{name}")))
-        }
+        [prefix, name] if prefix == "_local" => Some(DocPath::Local(format!("_local/{name}"))),
+        [prefix, _, _, ..] if prefix == "_local" => Some(DocPath::LocalAttachment),
         [id, tail @ ..] => Some(DocPath::Doc(id.clone(), tail)),
     }
 }
@@ -96,6 +97,9 @@ pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Respons
             check(&open, &req.user, Need::Member)?;
             document::local(state, &open, &id, req).await
         }
+        Some(DocPath::LocalAttachment) => Err(HttpError::bad_request(
+            "_local documents do not accept attachments.",
+        )),
         Some(DocPath::Doc(id, [])) => {
             check(&open, &req.user, Need::Member)?;
             document::document(state, &open, &id, req).await

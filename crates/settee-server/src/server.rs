@@ -204,7 +204,7 @@ async fn handle(state: Arc<State>, req: Request) -> Response {
         }
     }
     let method = parts.method.clone();
-    let path = parts.uri.path().to_owned();
+    let path = parts.uri.to_string();
     let mut renew = None;
     let mut res = match state.auth.authenticate(&parts.headers) {
         Ok(auth) => {
