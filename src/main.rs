@@ -422,6 +422,7 @@ async fn serve(
             max_body,
             ..Default::default()
         },
+        advertise: true,
         ..Default::default()
     })
     .await?;
@@ -519,6 +520,8 @@ fn cancel_on_ctrl_c() -> CancellationToken {
 }
 
 async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
+    let _held_src = serve_held_store(&src, opts.continuous).await;
+    let _held_tgt = serve_held_store(&tgt, opts.continuous).await;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let cancel = cancel_on_ctrl_c();
     let show = tokio::spawn(show_progress(rx, ui.json, ui.bar));
@@ -536,7 +539,32 @@ async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow:
     })
 }
 
+/// While a continuous replication holds a local store, other `settee` commands on the store
+/// reach it through a loopback server of this process (only with the credential it
+/// advertises in the store directory).
+async fn serve_held_store(db: &Db, continuous: bool) -> Option<settee::server::Server> {
+    let (true, Db::Local(store)) = (continuous, db) else {
+        return None;
+    };
+    let opts = settee::server::ServerOptions {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        databases: vec![store.clone()],
+        advertise: true,
+        admin_party: false,
+        ..Default::default()
+    };
+    match settee::server::Server::start(opts).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            // The sync runs all the same; other commands then get store_in_use.
+            tracing::warn!(error = %e, "cannot serve the store to other settee commands");
+            None
+        }
+    }
+}
+
 async fn sync(local: Db, remote: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
+    let _held = serve_held_store(&local, opts.continuous).await;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let cancel = cancel_on_ctrl_c();
     let show = tokio::spawn(show_progress(rx, ui.json, ui.bar));

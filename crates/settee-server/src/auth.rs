@@ -43,6 +43,10 @@ impl UserCtx {
 /// Checks credentials and issues session cookies.
 pub(crate) struct Auth {
     admin: Option<Admin>,
+    /// The advertised owner credential (see `advert.rs`): an admin too.
+    owner: Option<Admin>,
+    /// No admin and no owner: every request is an admin.
+    admin_party: bool,
     /// Signs session cookies; new at each start, so a restart logs everyone out.
     secret: [u8; 32],
     timeout: Duration,
@@ -71,9 +75,16 @@ pub(crate) struct Authenticated {
 }
 
 impl Auth {
-    pub(crate) fn new(admin: Option<Admin>, timeout: Duration) -> Auth {
+    pub(crate) fn new(
+        admin: Option<Admin>,
+        owner: Option<Admin>,
+        admin_party: bool,
+        timeout: Duration,
+    ) -> Auth {
         Auth {
+            admin_party: admin_party && admin.is_none(),
             admin,
+            owner,
             secret: rand::random(),
             timeout,
         }
@@ -89,16 +100,20 @@ impl Auth {
 
     /// The user for `name`/`password`, if they are right.
     fn login(&self, name: &str, password: &str) -> Option<UserCtx> {
-        let admin = self.admin.as_ref()?;
-        // Both compared, always, so timing does not tell which was wrong.
-        let ok = same_secret(name, &admin.name) & same_secret(password, &admin.password);
-        ok.then(|| Auth::admin_ctx(Some(admin.name.clone()), Some("default")))
+        [&self.admin, &self.owner]
+            .into_iter()
+            .flatten()
+            .find_map(|admin| {
+                // Both compared, always, so timing does not tell which was wrong.
+                let ok = same_secret(name, &admin.name) & same_secret(password, &admin.password);
+                ok.then(|| Auth::admin_ctx(Some(admin.name.clone()), Some("default")))
+            })
     }
 
     /// Who sent the request. Wrong basic credentials are a 401 (CouchDB's); a bad or
     /// expired cookie is ignored (the request is anonymous).
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, HttpError> {
-        if self.admin.is_none() {
+        if self.admin_party {
             return Ok(Authenticated {
                 user: Auth::admin_ctx(None, None),
                 renew_cookie: None,
@@ -117,15 +132,8 @@ impl Auth {
             if let Some((name, issued)) = self.verify_cookie(&cookie) {
                 let renew = (now_secs().saturating_sub(issued) > self.timeout.as_secs() / 2)
                     .then(|| self.cookie_header(&name));
-                let mut user = Auth::admin_ctx(Some(name), Some("cookie"));
-                if self
-                    .admin
-                    .as_ref()
-                    .and_then(|a| user.name.as_ref().map(|n| *n != a.name))
-                    == Some(true)
-                {
-                    user.roles.clear();
-                }
+                // Only admins get cookies, so a valid one names an admin.
+                let user = Auth::admin_ctx(Some(name), Some("cookie"));
                 return Ok(Authenticated {
                     user,
                     renew_cookie: renew,
@@ -383,6 +391,11 @@ mod tests {
                 name: "boss".into(),
                 password: "pw".into(),
             }),
+            Some(Admin {
+                name: "_owner".into(),
+                password: "tok".into(),
+            }),
+            true,
             Duration::from_secs(600),
         )
     }
@@ -459,5 +472,18 @@ mod tests {
             format!("Basic {cred}").parse().unwrap(),
         );
         assert!(a.authenticate(&h).unwrap().user.is_admin());
+        let cred = base64::engine::general_purpose::STANDARD.encode("_owner:tok");
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Basic {cred}").parse().unwrap(),
+        );
+        assert!(a.authenticate(&h).unwrap().user.is_admin());
+        // With an owner but no admin and no admin party, anonymous requests are not admins.
+        let owner_only = Auth::new(None, None, false, Duration::from_secs(1));
+        assert!(!owner_only
+            .authenticate(&HeaderMap::new())
+            .unwrap()
+            .user
+            .is_admin());
     }
 }

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod advert;
 mod attachment;
 mod auth;
 mod body;
@@ -47,6 +48,7 @@ mod root;
 mod route;
 mod server;
 
+pub use advert::{Advert, ADVERT_FILE};
 pub use error::{Error, Result};
 pub use options::{Admin, Cors, Limits, ServerOptions};
 pub use server::Server;

@@ -13,6 +13,15 @@ pub struct ServerOptions {
     pub bind: SocketAddr,
     /// Stores served as databases, each named after its directory's last component.
     pub stores: Vec<PathBuf>,
+    /// Stores this process already has open (sled lets one handle hold a store), served
+    /// under their directory names like `stores`.
+    pub databases: Vec<settee_store::Database>,
+    /// Leave an [`crate::Advert`] in each served store while serving, so that another
+    /// process finding the store in use can reach this one (default false).
+    pub advertise: bool,
+    /// Without an `admin`, treat every request as an admin (default true; loopback only).
+    /// False admits only the advertised owner credential.
+    pub admin_party: bool,
     /// Where `PUT /{db}` creates new databases (one store directory each), and whose stores
     /// are served too. Without one, only `stores` are served and creating answers 403.
     pub data_dir: Option<PathBuf>,
@@ -36,6 +45,9 @@ impl Default for ServerOptions {
         ServerOptions {
             bind: SocketAddr::from(([127, 0, 0, 1], 5984)),
             stores: Vec::new(),
+            databases: Vec::new(),
+            advertise: false,
+            admin_party: true,
             data_dir: None,
             admin: None,
             cors: None,

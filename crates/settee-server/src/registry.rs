@@ -95,6 +95,36 @@ impl Registry {
                 }
             }
         }
+        for db in &opts.databases {
+            let path = db.path().to_path_buf();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(name_of_dir)
+                .ok_or_else(|| Error::Config {
+                    reason: format!("{} has no usable directory name", path.display()),
+                })?;
+            let security = db
+                .security()
+                .map_err(|source| Error::Store {
+                    path: path.clone(),
+                    source,
+                })?
+                .unwrap_or_else(default_security);
+            let open = Arc::new(OpenDb {
+                name: name.clone(),
+                db: db.clone(),
+                closed: CancellationToken::new(),
+                security: RwLock::new(security),
+            });
+            slots.insert(
+                name,
+                Arc::new(Slot {
+                    path,
+                    open: tokio::sync::OnceCell::new_with(Some(open)),
+                }),
+            );
+        }
         for path in &opts.stores {
             let name = path
                 .file_name()
@@ -192,6 +222,16 @@ impl Registry {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every served database's name and store directory.
+    pub(crate) fn paths(&self) -> Vec<(String, PathBuf)> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, s)| (n.clone(), s.path.clone()))
+            .collect()
     }
 
     /// The names of the served databases, sorted.

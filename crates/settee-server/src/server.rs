@@ -52,6 +52,8 @@ pub struct Server {
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    /// The advertisement files written (removed when the server stops).
+    adverts: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Server {
@@ -76,7 +78,7 @@ impl Server {
     /// if a store cannot be opened (in use by another process, not a store);
     /// [`Error::Bind`] if the address cannot be bound.
     pub async fn start(opts: ServerOptions) -> Result<Server> {
-        if opts.admin.is_none() && !is_loopback(&opts.bind) {
+        if opts.admin.is_none() && opts.admin_party && !is_loopback(&opts.bind) {
             return Err(Error::Config {
                 reason: format!(
                     "{} is not a loopback address: give an admin (--admin) before serving on the network",
@@ -84,7 +86,7 @@ impl Server {
                 ),
             });
         }
-        if opts.stores.is_empty() && opts.data_dir.is_none() {
+        if opts.stores.is_empty() && opts.databases.is_empty() && opts.data_dir.is_none() {
             return Err(Error::Config {
                 reason: "nothing to serve: give store directories or a data directory".into(),
             });
@@ -102,9 +104,22 @@ impl Server {
             source,
         })?;
         let shutdown = CancellationToken::new();
+        let owner = opts.advertise.then(|| crate::Admin {
+            name: "_owner".into(),
+            password: new_uuid(),
+        });
+        let adverts = match &owner {
+            Some(owner) => advertise(&registry, addr, owner),
+            None => Vec::new(),
+        };
         let state = Arc::new(State {
             registry,
-            auth: Auth::new(opts.admin.clone(), opts.session_timeout),
+            auth: Auth::new(
+                opts.admin.clone(),
+                owner,
+                opts.admin_party,
+                opts.session_timeout,
+            ),
             cors: opts.cors.clone(),
             limits: opts.limits,
             uuid: new_uuid(),
@@ -116,6 +131,7 @@ impl Server {
             addr,
             shutdown,
             task,
+            adverts,
         })
     }
 
@@ -132,10 +148,54 @@ impl Server {
 
     /// Stops accepting connections, ends live feeds and waits for the accept loop to end.
     /// Requests in progress on open connections finish on their own.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        self.remove_adverts();
         self.shutdown.cancel();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
     }
+
+    fn remove_adverts(&mut self) {
+        for path in self.adverts.drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.remove_adverts();
+        self.shutdown.cancel();
+    }
+}
+
+/// Writes an advertisement into every served store (see `advert.rs`); a store whose file
+/// cannot be written is served all the same, and the failure logged.
+fn advertise(
+    registry: &Registry,
+    addr: SocketAddr,
+    owner: &crate::Admin,
+) -> Vec<std::path::PathBuf> {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let mut written = Vec::new();
+    for (name, path) in registry.paths() {
+        let advert = crate::Advert {
+            url: format!("http://{host}/{}", crate::db::encode_segment(&name)),
+            user: owner.name.clone(),
+            password: owner.password.clone(),
+            pid: std::process::id(),
+        };
+        match advert.write(&path) {
+            Ok(p) => written.push(p),
+            Err(e) => {
+                tracing::warn!(store = %path.display(), error = %e, "cannot advertise the store")
+            }
+        }
+    }
+    written
 }
 
 fn new_uuid() -> String {
