@@ -167,11 +167,7 @@ async fn params(
         Some("_design") => filter = Filter::Design,
         Some("_view") => {
             let view = q.str("view").ok_or_else(|| {
-                HttpError::new(
-                    StatusCode::BAD_REQUEST,
-                    "query_parse_error",
-                    "filter=_view requires 'view' parameter",
-                )
+HttpError::bad_request("filter=_view requires 'view' parameter")
             })?;
             return Err(js_function_error(open, view, "views").await);
         }
