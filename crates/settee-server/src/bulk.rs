@@ -304,6 +304,7 @@ pub(crate) async fn bulk_get(
         latest: q.bool("latest")?,
         attachments: q.bool("attachments")?,
     };
+    let multipart = crate::document::accepts_multipart(&req.headers, "mixed");
     let b = body::read_json_object(req.body, state.limits.max_body).await?;
     let Some(Value::Array(items)) = b.get("docs") else {
         return Err(HttpError::bad_request("Missing JSON list of 'docs'."));
@@ -338,6 +339,25 @@ pub(crate) async fn bulk_get(
             Ok(out)
         })
         .await?;
+    if multipart {
+        // One part per document or error, in order (CouchDB's multipart `_bulk_get`).
+        let parts = results
+            .into_iter()
+            .flat_map(|r| match r.get("docs") {
+                Some(Value::Array(docs)) => docs.clone(),
+                _ => Vec::new(),
+            })
+            .map(|d| match d {
+                Value::Object(mut m) => match (m.remove("ok"), m.remove("error")) {
+                    (Some(doc), _) => crate::multipart::MixedPart::Doc(doc),
+                    (None, Some(e)) => crate::multipart::MixedPart::Error(e),
+                    (None, None) => crate::multipart::MixedPart::Error(Value::Object(m)),
+                },
+                other => crate::multipart::MixedPart::Error(other),
+            })
+            .collect();
+        return Ok(crate::multipart::mixed(parts));
+    }
     Ok(body::json(StatusCode::OK, &json!({"results": results})))
 }
 

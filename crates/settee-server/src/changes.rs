@@ -166,9 +166,9 @@ async fn params(
         }
         Some("_design") => filter = Filter::Design,
         Some("_view") => {
-            let view = q.str("view").ok_or_else(|| {
-HttpError::bad_request("filter=_view requires 'view' parameter")
-            })?;
+            let view = q
+                .str("view")
+                .ok_or_else(|| HttpError::bad_request("filter=_view requires 'view' parameter"))?;
             return Err(js_function_error(open, view, "views").await);
         }
         Some(name) => return Err(js_function_error(open, name, "filters").await),

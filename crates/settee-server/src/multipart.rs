@@ -243,34 +243,67 @@ pub(crate) fn doc_related(doc: Value) -> Response {
     multipart_response("related", &boundary, body)
 }
 
-/// The `multipart/mixed` answer of `open_revs`.
-pub(crate) fn open_revs_mixed(results: Vec<OpenRevResult>) -> Response {
+/// One part of a `multipart/mixed` answer: a document (with its attachment bytes, if
+/// inline) or an error object.
+pub(crate) enum MixedPart {
+    Doc(Value),
+    Error(Value),
+}
+
+/// A `multipart/mixed` answer (`open_revs`, `_bulk_get`): a document with inline
+/// attachments becomes a `multipart/related` part, any other a JSON part, an error a JSON
+/// part marked `error="true"`. Document parts name their id and rev (`X-Doc-Id`,
+/// `X-Rev-Id`), as CouchDB's `_bulk_get` does.
+pub(crate) fn mixed(parts: Vec<MixedPart>) -> Response {
     let boundary = new_boundary();
     let mut out = Vec::new();
-    for r in results {
+    for part in parts {
         out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match r {
-            OpenRevResult::Ok(doc) if has_inline(&doc) => {
-                let inner = new_boundary();
-                out.extend_from_slice(
-                    format!("Content-Type: multipart/related; boundary=\"{inner}\"\r\n\r\n")
-                        .as_bytes(),
-                );
-                out.extend_from_slice(&related_body(doc, &inner));
+        match part {
+            MixedPart::Doc(doc) => {
+                for (header, field) in [("X-Doc-Id", "_id"), ("X-Rev-Id", "_rev")] {
+                    if let Some(v) = doc.get(field).and_then(Value::as_str) {
+                        if !v.contains(['\r', '\n']) {
+                            out.extend_from_slice(format!("{header}: {v}\r\n").as_bytes());
+                        }
+                    }
+                }
+                if has_inline(&doc) {
+                    let inner = new_boundary();
+                    out.extend_from_slice(
+                        format!("Content-Type: multipart/related; boundary=\"{inner}\"\r\n\r\n")
+                            .as_bytes(),
+                    );
+                    out.extend_from_slice(&related_body(doc, &inner));
+                } else {
+                    out.extend_from_slice(b"Content-Type: application/json\r\n\r\n");
+                    out.extend_from_slice(doc.to_string().as_bytes());
+                }
             }
-            OpenRevResult::Ok(doc) => {
-                out.extend_from_slice(b"Content-Type: application/json\r\n\r\n");
-                out.extend_from_slice(doc.to_string().as_bytes());
-            }
-            OpenRevResult::Missing(rev) => {
+            MixedPart::Error(e) => {
                 out.extend_from_slice(b"Content-Type: application/json; error=\"true\"\r\n\r\n");
-                out.extend_from_slice(serde_json::json!({"missing": rev}).to_string().as_bytes());
+                out.extend_from_slice(e.to_string().as_bytes());
             }
         }
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(format!("--{boundary}--").as_bytes());
     multipart_response("mixed", &boundary, out)
+}
+
+/// The `multipart/mixed` answer of `open_revs`.
+pub(crate) fn open_revs_mixed(results: Vec<OpenRevResult>) -> Response {
+    mixed(
+        results
+            .into_iter()
+            .map(|r| match r {
+                OpenRevResult::Ok(doc) => MixedPart::Doc(doc),
+                OpenRevResult::Missing(rev) => {
+                    MixedPart::Error(serde_json::json!({"missing": rev}))
+                }
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

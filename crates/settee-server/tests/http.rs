@@ -148,6 +148,22 @@ async fn multipart_related_put_and_get_and_open_revs_mixed() {
     let text = res.text().await.unwrap();
     assert!(text.contains("multipart/related") && text.contains("hello"));
 
+    // _bulk_get as multipart/mixed: a part per document, attachments as related parts.
+    let res = serve
+        .req(Method::POST, "/m/_bulk_get?revs=true&attachments=true")
+        .header("Accept", "multipart/mixed")
+        .json(&json!({"docs": [{"id": "mp"}, {"id": "nope"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("multipart/mixed"));
+    let text = res.text().await.unwrap();
+    assert!(text.contains("X-Doc-Id: mp") && text.contains("hello") && text.contains("bye"));
+    assert!(text.contains("error=\"true\"") && text.contains("\"not_found\""));
+
     // Malformed multipart changes nothing.
     let res = serve
         .req(Method::PUT, "/m/bad")
