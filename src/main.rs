@@ -427,7 +427,7 @@ async fn serve(
     })
     .await?;
     print_json(&serde_json::json!({"ok": true, "url": format!("http://{}", server.local_addr())}))?;
-    let _ = tokio::signal::ctrl_c().await;
+    stop_signal().await;
     server.shutdown().await;
     Ok(Outcome::Clean)
 }
@@ -499,6 +499,22 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     out.write_all(b"\n")?;
     out.flush()?;
     Ok(())
+}
+
+/// Waits for Ctrl-C, or SIGTERM on Unix (how service managers stop a server).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// How progress is shown.

@@ -29,7 +29,7 @@ fn ok_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A running `settee serve`, stopped with SIGINT (its clean shutdown) when dropped.
+/// A running `settee serve`; `stop` sends SIGTERM (a clean shutdown), drop kills it.
 struct Serve {
     child: Child,
     url: String,
@@ -58,7 +58,7 @@ impl Serve {
 
     fn stop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args(["-TERM", &self.child.id().to_string()])
             .status();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "settee serve exited with {status}");
