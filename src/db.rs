@@ -47,6 +47,21 @@ pub fn redact(location: &str) -> String {
     }
 }
 
+/// After `store_in_use`: the holder's database over HTTP if it advertises one, else the
+/// error.
+fn held_elsewhere(location: &str, err: settee_store::Error) -> Result<Db> {
+    if matches!(err, settee_store::Error::StoreInUse { .. }) {
+        if let Some(advert) = settee_server::Advert::read(std::path::Path::new(location)) {
+            tracing::info!(store = location, url = %advert.url, pid = advert.pid,
+                "the store is held by another process; talking to it");
+            return Ok(Db::Remote(settee_couch::RemoteDb::from_url(
+                &advert.url_with_credentials(),
+            )?));
+        }
+    }
+    Err(err.into())
+}
+
 /// Runs a blocking store call on the blocking pool.
 async fn blocking<R: Send + 'static>(
     db: &Database,
@@ -82,7 +97,7 @@ fn open_local(location: &str, opts: settee_store::OpenOptions) -> Result<Db> {
         Err(settee_store::Error::NotFound { .. }) if !create => Err(Error::NoStore {
             path: location.to_owned(),
         }),
-        Err(e) => Err(e.into()),
+        Err(e) => held_elsewhere(location, e),
     }
 }
 
@@ -97,11 +112,17 @@ impl Db {
     ///
     /// # Errors
     /// A malformed URL, or the store's open errors (`store_in_use`, `not_a_store`...).
+    ///
+    /// A store another process holds is reached through that process when it advertises
+    /// itself (`settee serve`, `settee sync --continuous`: see [`settee_server::Advert`]):
+    /// the result is then a [`Db::Remote`] on its loopback server.
     pub fn open(location: &str) -> Result<Db> {
         if is_url(location) {
             Ok(Db::Remote(settee_couch::RemoteDb::from_url(location)?))
         } else {
-            Ok(Db::Local(Database::open(location)?))
+            Database::open(location)
+                .map(Db::Local)
+                .or_else(|e| held_elsewhere(location, e))
         }
     }
 

@@ -170,6 +170,29 @@ enum Command {
         /// The database.
         db: String,
     },
+    /// Serve stores over CouchDB's HTTP API, so that PouchDB, CouchDB's replicator and curl
+    /// can replicate with them. Prints {"ok":true,"url":...} on stdout once listening; runs
+    /// until Ctrl-C.
+    Serve {
+        /// Store directories to serve, each as a database named after its directory.
+        stores: Vec<std::path::PathBuf>,
+        /// Where `PUT /{db}` creates databases (the stores already in it are served too).
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// The address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:5984")]
+        bind: std::net::SocketAddr,
+        /// The admin user (password from SETTEE_PASSWORD). Without one every request is an
+        /// admin, which is allowed on a loopback address only.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Origins browsers may call from (comma-separated; `*` for any).
+        #[arg(long, value_delimiter = ',')]
+        cors: Option<Vec<String>>,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        max_body: usize,
+    },
 }
 
 /// How a run ended, for the exit code.
@@ -185,11 +208,14 @@ fn main() -> ExitCode {
     // One runtime thread: the command's async work is HTTP and JSON, and the store runs on
     // the blocking pool, so a second worker only added cross-thread wake-ups (a pull of
     // 100,000 notes made ~70,000 context switches and spent a third of its CPU in the
-    // kernel with the multi-threaded runtime).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // kernel with the multi-threaded runtime). A server serves many clients at once, so
+    // `serve` gets a worker per core.
+    let mut builder = if matches!(cli.command, Command::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("settee: cannot start the async runtime: {e}");
@@ -359,6 +385,14 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             print_json(&existing(&db)?.compact().await?)?;
             Ok(Outcome::Clean)
         }
+        Command::Serve {
+            stores,
+            data_dir,
+            bind,
+            admin,
+            cors,
+            max_body,
+        } => serve(stores, data_dir, bind, admin, cors, max_body).await,
     }
 }
 
@@ -366,6 +400,46 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 /// nothing is created there).
 fn existing(location: &str) -> anyhow::Result<Db> {
     with_location(location, Db::open_existing(location))
+}
+
+async fn serve(
+    stores: Vec<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
+    bind: std::net::SocketAddr,
+    admin: Option<String>,
+    cors: Option<Vec<String>>,
+    max_body: usize,
+) -> anyhow::Result<Outcome> {
+    use settee::server::{Admin, Cors, Limits, Server, ServerOptions};
+    let admin = match admin {
+        Some(name) => {
+            let password = std::env::var("SETTEE_PASSWORD")
+                .context("--admin needs the admin's password in SETTEE_PASSWORD")?;
+            Some(Admin { name, password })
+        }
+        None => None,
+    };
+    let server = Server::start(ServerOptions {
+        bind,
+        stores,
+        data_dir,
+        admin,
+        cors: cors.map(|origins| Cors {
+            origins,
+            ..Default::default()
+        }),
+        limits: Limits {
+            max_body,
+            ..Default::default()
+        },
+        advertise: true,
+        ..Default::default()
+    })
+    .await?;
+    print_json(&serde_json::json!({"ok": true, "url": format!("http://{}", server.local_addr())}))?;
+    stop_signal().await;
+    server.shutdown().await;
+    Ok(Outcome::Clean)
 }
 
 /// Names a URL that could not be opened (its errors do not). A local store's errors name
@@ -438,6 +512,22 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for Ctrl-C, or SIGTERM on Unix (how service managers stop a server).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy)]
 struct Ui {
@@ -460,6 +550,8 @@ fn cancel_on_ctrl_c() -> CancellationToken {
 }
 
 async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
+    let _held_src = serve_held_store(&src, opts.continuous).await;
+    let _held_tgt = serve_held_store(&tgt, opts.continuous).await;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let cancel = cancel_on_ctrl_c();
     let show = tokio::spawn(show_progress(rx, *ui, false));
@@ -477,7 +569,32 @@ async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow:
     })
 }
 
+/// While a continuous replication holds a local store, other `settee` commands on the store
+/// reach it through a loopback server of this process (only with the credential it
+/// advertises in the store directory).
+async fn serve_held_store(db: &Db, continuous: bool) -> Option<settee::server::Server> {
+    let (true, Db::Local(store)) = (continuous, db) else {
+        return None;
+    };
+    let opts = settee::server::ServerOptions {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        databases: vec![store.clone()],
+        advertise: true,
+        admin_party: false,
+        ..Default::default()
+    };
+    match settee::server::Server::start(opts).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            // The sync runs all the same; other commands then get store_in_use.
+            tracing::warn!(error = %e, "cannot serve the store to other settee commands");
+            None
+        }
+    }
+}
+
 async fn sync(local: Db, remote: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
+    let _held = serve_held_store(&local, opts.continuous).await;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let cancel = cancel_on_ctrl_c();
     let show = tokio::spawn(show_progress(rx, *ui, true));

@@ -43,6 +43,10 @@ pub(crate) const META_UUID: &[u8] = b"Muuid";
 /// `update_seq`, `doc_count`, `doc_del_count`, `purge_seq`: 4 × u64 big-endian. One record,
 /// so a write adds one meta update to its batch and readers see the four agree.
 pub(crate) const META_COUNTERS: &[u8] = b"Mcounters";
+/// The `_revs_limit` set on the store (u64 big-endian); absent until one is set.
+pub(crate) const META_REVS_LIMIT: &[u8] = b"Mrevs_limit";
+/// The `_security` object (JSON); absent until one is set.
+pub(crate) const META_SECURITY: &[u8] = b"Msecurity";
 
 pub(crate) const DOC: u8 = b'D';
 pub(crate) const REV: u8 = b'R';

@@ -404,7 +404,7 @@ impl Database {
     /// [`Error::MissingStub`] for a stub of an attachment the parent revision lacks;
     /// [`Error::Storage`] for I/O errors. Nothing is written on error.
     pub fn put(&self, doc: Value) -> Result<DocResult> {
-        let mut out = self.write_docs(vec![doc], true)?;
+        let mut out = self.write_docs(vec![doc], true, false)?;
         let one = out
             .pop()
             .ok_or_else(|| Error::corrupt("write of one document returned no result"))?;
@@ -452,7 +452,29 @@ impl Database {
     /// a failed flush in [`crate::Durability::Immediate`] mode, where the batch is applied
     /// but its durability is unknown.
     pub fn bulk_docs(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocResult>> {
-        self.bulk_docs_of(docs, new_edits)
+        self.bulk_docs_of(docs, new_edits, false)
+    }
+
+    /// [`Database::bulk_docs`] as CouchDB's `_bulk_docs` endpoint takes it: a malformed
+    /// document (an illegal or non-string id, an unknown special member, a bad rev or
+    /// attachment, or no `_rev`/`_revisions` with `new_edits = false`) fails the whole call
+    /// with that document's error before anything is written. Conflicts and other
+    /// per-document outcomes are still results.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let err = db.bulk_docs_checked(vec![json!({"_id": "ok"}), json!({"_zing": 1})], true).unwrap_err();
+    /// assert_eq!(err.name(), "doc_validation");
+    /// assert_eq!(db.info()?.doc_count, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The first malformed document's error; otherwise as [`Database::bulk_docs`].
+    pub fn bulk_docs_checked(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of(docs, new_edits, true)
     }
 
     /// [`Database::bulk_docs`] for documents given as JSON text (what a replicator receives
@@ -467,12 +489,17 @@ impl Database {
         docs: &[Box<RawValue>],
         new_edits: bool,
     ) -> Result<Vec<DocResult>> {
-        self.bulk_docs_of(docs.iter().map(|d| &**d).collect(), new_edits)
+        self.bulk_docs_of(docs.iter().map(|d| &**d).collect(), new_edits, false)
     }
 
-    fn bulk_docs_of<D: DocIn>(&self, docs: Vec<D>, new_edits: bool) -> Result<Vec<DocResult>> {
+    fn bulk_docs_of<D: DocIn>(
+        &self,
+        docs: Vec<D>,
+        new_edits: bool,
+        strict: bool,
+    ) -> Result<Vec<DocResult>> {
         Ok(self
-            .write_docs(docs, new_edits)?
+            .write_docs(docs, new_edits, strict)?
             .into_iter()
             .map(|o| match o.result {
                 Ok(rev) => DocResult::ok(o.id, rev),
@@ -481,14 +508,33 @@ impl Database {
             .collect())
     }
 
+    /// Writes documents; with `strict`, a malformed one fails the call before anything is
+    /// written (see [`Database::bulk_docs_checked`]).
     pub(crate) fn write_docs<D: DocIn>(
         &self,
         docs: Vec<D>,
         new_edits: bool,
+        strict: bool,
     ) -> Result<Vec<WriteOutcome>> {
         // Parsing needs no lock.
-        let docs: Vec<(Option<String>, Result<ParsedDoc>)> =
+        let mut docs: Vec<(Option<String>, Result<ParsedDoc>)> =
             docs.into_iter().map(DocIn::parse).collect();
+        if strict {
+            if let Some(i) = docs.iter().position(|(_, p)| p.is_err()) {
+                if let (_, Err(e)) = docs.swap_remove(i) {
+                    return Err(e);
+                }
+            }
+            let unversioned = |p: &Result<ParsedDoc>| {
+                p.as_ref()
+                    .is_ok_and(|p| p.rev.is_none() && p.revisions.is_none())
+            };
+            if !new_edits && docs.iter().any(|(_, p)| unversioned(p)) {
+                return Err(Error::bad_request(
+                    "When `new_edits: false`, the document needs `_rev` or `_revisions` specified",
+                ));
+            }
+        }
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
         let mut st = BatchState::new(inner, *guard);
@@ -659,7 +705,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
     let hash = new_rev_hash(parent.as_ref(), doc.deleted, &body, &pairs);
     let path = RevPath::child_of(parent.as_ref(), &hash)?;
     let new_rev = path.leaf();
-    let limit = st.inner.revs_limit;
+    let limit = st.inner.revs_limit();
     let (tree, stemmed, kind) = with_path(current.as_ref(), &path, doc.deleted, limit);
     if kind.is_some_and(|k| k != MergeKind::NewLeaf) {
         return Err(conflict());
@@ -774,7 +820,7 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     for (digest, data) in &new_atts {
         st.store_att(digest, data)?;
     }
-    let limit = st.inner.revs_limit;
+    let limit = st.inner.revs_limit();
     let (tree, stemmed, _) = with_path(current.as_ref(), &path, doc.deleted, limit);
     let mut body = doc.body;
     if !att_meta.is_empty() {
