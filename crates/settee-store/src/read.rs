@@ -122,12 +122,14 @@ impl Database {
                 .iter()
                 .filter(|r| rec.tree.contains(r))
                 .map(Rev::pos)
-                .max()
-                .unwrap_or(0);
+                .max();
             let want_data = opts.attachments || !opts.atts_since.is_empty();
             let mut map = Map::new();
             for (name, meta) in atts {
-                let v = if want_data && meta.revpos > since {
+                // Without a known ancestor every attachment comes with its data, revpos 0
+                // included (CouchDB gives that revpos to attachments written with
+                // new_edits=false and no revpos).
+                let v = if want_data && since.is_none_or(|s| meta.revpos > s) {
                     let data = self
                         .inner
                         .tree
