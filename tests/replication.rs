@@ -2,10 +2,14 @@
 //! scripts/test.sh starts, or Apache CouchDB at SETTEE_TEST_COUCHDB_URL): push, pull, sync
 //! and remote-to-remote agree revision for revision; offline conflicts end the same on both
 //! ends; validation failures are reported; connections cut mid-run are survived.
+//! Attachments on branches and documents refused as a whole request: `attachments`.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
+// Attachments on branches, random trees, documents refused as a whole request.
+#[path = "replication/attachments.rs"]
+mod attachments;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

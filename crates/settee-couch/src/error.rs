@@ -120,6 +120,19 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
+    /// The response body is larger than the client reads into memory
+    /// ([`ClientBuilder::max_response_size`](crate::ClientBuilder::max_response_size), or the
+    /// limit of the call, as in [`RemoteDb::bulk_get_json_within`](crate::RemoteDb::bulk_get_json_within)).
+    /// Nothing beyond the limit was read.
+    #[error("response_too_large: {method} {url} answered more than {limit} bytes")]
+    ResponseTooLarge {
+        /// The request's method.
+        method: Method,
+        /// The request's URL, redacted.
+        url: RedactedUrl,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A continuous `_changes` feed ended without its final `last_seq` line (the connection
     /// was closed). Resume with `since` = the `seq` of the last change received.
     #[error("feed_interrupted: the _changes feed at {url} ended early; resume from the last seq received")]
@@ -158,6 +171,7 @@ impl Error {
             Error::Http(_) => "http_error",
             Error::Transport { .. } | Error::Connect { .. } => "transport",
             Error::InvalidResponse { .. } => "invalid_response",
+            Error::ResponseTooLarge { .. } => "response_too_large",
             Error::FeedInterrupted { .. } => "feed_interrupted",
             Error::InvalidArgument { .. } => "invalid_argument",
             Error::InvalidUrl { .. } => "invalid_url",

@@ -86,8 +86,12 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::revs_diff(p, revs).await)
     }
 
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
-        both!(self, p => Peer::fetch(p, reqs).await)
+    async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
+        both!(self, p => Peer::fetch(p, reqs, max_bytes).await)
+    }
+
+    async fn filter_code(&self, name: &str) -> Result<String> {
+        both!(self, p => Peer::filter_code(p, name).await)
     }
 
     async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {

@@ -1,7 +1,5 @@
 //! The replicator's error: which peer failed and how, and whether retrying may help.
 
-use crate::peer::DocFailure;
-
 /// What stopped a replication (or one attempt of it).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -39,12 +37,27 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// The source could not give revisions the target needs (e.g. compacted after
-    /// `_revs_diff`), even after a retry.
-    #[error("fetch_failed: {} revisions could not be read from the source (first: {} {})", failures.len(), failures.first().map_or("", |f| f.id.as_str()), failures.first().map_or("", |f| f.reason.as_str()))]
-    Fetch {
-        /// The revisions that failed.
-        failures: Vec<DocFailure>,
+    /// A checkpoint document is not the one this replication last wrote or read: it is gone,
+    /// or someone else wrote it. The database was deleted and recreated during the run, or
+    /// another replication with the same id runs at the same time; what the session has done
+    /// may not be there any more, so it restarts from the checkpoints both peers still share.
+    #[error(
+        "checkpoint_lost: {reason} on {peer}; restarting from the checkpoints both peers share"
+    )]
+    CheckpointLost {
+        /// The peer, described without credentials.
+        peer: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The source's answer to a fetch is larger than the replication lets one fetch hold
+    /// (its share of `max_bytes_in_flight`, or the client's largest response).
+    #[error("response_too_large: a fetch from {peer} answered more than {limit} bytes")]
+    FetchTooLarge {
+        /// The peer, described without credentials.
+        peer: String,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// A background task failed to run to completion.
     #[error("internal task failed: {0}")]
@@ -73,7 +86,8 @@ impl Error {
             Error::NoDatabase { .. } => "not_found",
             Error::BadRequest { .. } => "bad_request",
             Error::Checkpoint { .. } => "checkpoint_failure",
-            Error::Fetch { .. } => "fetch_failed",
+            Error::CheckpointLost { .. } => "checkpoint_lost",
+            Error::FetchTooLarge { .. } => "response_too_large",
             Error::Task(_) => "internal_error",
             Error::Cancelled => "cancelled",
             Error::GaveUp { source, .. } => source.name(),
@@ -85,9 +99,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Couch(source) => crate::peer_couch::is_transient(source),
-            Error::Fetch { .. } | Error::Checkpoint { .. } => true,
+            Error::Checkpoint { .. } | Error::CheckpointLost { .. } => true,
             Error::GaveUp { source, .. } => source.is_transient(),
-            Error::Store { .. }
+            Error::FetchTooLarge { .. }
+            | Error::Store { .. }
             | Error::NoDatabase { .. }
             | Error::BadRequest { .. }
             | Error::Task(_)

@@ -10,6 +10,7 @@ use settee_couch::{
 };
 use settee_revtree::{Rev, RevsDiff, Seq};
 
+use crate::checkpoint;
 use crate::peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
 };
@@ -36,10 +37,19 @@ impl Peer for RemoteDb {
     }
 
     fn identity(&self) -> String {
-        // The URL without credentials; the query is not part of a database's identity.
+        // The URL without its password and with the user name (as CouchDB's replication ids
+        // have it: two users of one database see different documents and get different
+        // validation, so they keep separate checkpoints). The user is percent-encoded in the
+        // URL's userinfo, so no user name can be spelled as another URL. The query is not
+        // part of a database's identity.
         let mut u = self.url().as_url().clone();
         u.set_query(None);
         u.set_fragment(None);
+        if let Some(user) = self.client().user() {
+            // Fails only for URLs that cannot have a user (not http/https), which a
+            // `RemoteDb` never has.
+            let _ = u.set_username(user);
+        }
         u.to_string().trim_end_matches('/').to_owned()
     }
 
@@ -114,7 +124,7 @@ impl Peer for RemoteDb {
             .collect())
     }
 
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
+    async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
         let breqs: Vec<BulkGetRequest> = reqs
             .iter()
             .map(|r| BulkGetRequest {
@@ -128,23 +138,46 @@ impl Peer for RemoteDb {
             latest: true,
             attachments: true,
         };
-        let results = RemoteDb::bulk_get_json(self, &breqs, &opts)
-            .await
-            .map_err(Error::Couch)?;
-        let mut out = Vec::new();
-        for (i, r) in results.into_iter().enumerate() {
-            let asked = reqs.get(i).map(|q| q.rev.to_string());
-            for d in r.docs {
+        let results = match RemoteDb::bulk_get_json_within(self, &breqs, &opts, max_bytes).await {
+            Ok(results) => results,
+            Err(settee_couch::Error::ResponseTooLarge { limit, .. }) => {
+                return Err(Error::FetchTooLarge {
+                    peer: self.url().to_string(),
+                    limit,
+                })
+            }
+            Err(e) => return Err(Error::Couch(e)),
+        };
+        // The client pairs the answer with the request, one result per request item in
+        // order (asking for any the server left out on its own); a request without a
+        // revision in its result is still a failure of its own here, never skipped.
+        let mut results = results.into_iter();
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in &reqs {
+            let asked = Some(req.rev.to_string());
+            let docs = match results.next() {
+                Some(r) if r.id == req.id && !r.docs.is_empty() => r.docs,
+                _ => {
+                    out.push(Fetched::Failed(DocFailure {
+                        id: req.id.clone(),
+                        rev: asked,
+                        error: "not_found".into(),
+                        reason: "the source's _bulk_get and open_revs answers did not include this revision".into(),
+                    }));
+                    continue;
+                }
+            };
+            for d in docs {
                 out.push(match d {
                     BulkGetDoc::Ok(doc) => Fetched::Doc(doc),
                     BulkGetDoc::Missing(rev) => Fetched::Failed(DocFailure {
-                        id: r.id.clone(),
+                        id: req.id.clone(),
                         rev: rev.map(|r| r.to_string()).or_else(|| asked.clone()),
                         error: "not_found".into(),
                         reason: "missing".into(),
                     }),
                     BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
-                        id: r.id.clone(),
+                        id: req.id.clone(),
                         rev: e.rev.or_else(|| asked.clone()),
                         error: e.error,
                         reason: e.reason,
@@ -153,6 +186,17 @@ impl Peer for RemoteDb {
             }
         }
         Ok(out)
+    }
+
+    async fn filter_code(&self, name: &str) -> Result<String> {
+        let (ddoc, _) = checkpoint::split_filter_name(name)?;
+        let id = format!("_design/{ddoc}");
+        let doc = match RemoteDb::get(self, &id, &Default::default()).await {
+            Ok(doc) => Some(doc),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(Error::Couch(e)),
+        };
+        checkpoint::filter_code_in(doc.as_ref(), name, &Peer::describe(self))
     }
 
     async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
@@ -213,9 +257,11 @@ async fn read_changes(
     // Resume after the last row we were given, not after the response's `last_seq`:
     // a server may compute `last_seq` after reading its rows, so a write that landed
     // meanwhile can sit before `last_seq` without being in `results` (pouchdb-server
-    // does this under concurrent writes). The last row's seq is always real, even with
-    // `seq_interval` (CouchDB sends it for the final row). Only an empty page takes
-    // `last_seq`.
+    // does this under concurrent writes). With `seq_interval`, CouchDB (3.5) sends a real
+    // seq on the first row and every Nth after it, and null on the others, the last one
+    // included; its `last_seq` is then where it stopped sending rows, so that is taken. An
+    // empty page also gives `last_seq`, which the reader does not take on trust
+    // (`reader.rs`).
     let last_seq = resp
         .results
         .last()

@@ -9,9 +9,10 @@ use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
 use settee_revtree::{Rev, RevsDiff, Seq};
 use settee_store::{
-    BulkGetDoc, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Database,
+    BulkGetDoc, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Database, GetOptions,
 };
 
+use crate::checkpoint;
 use crate::peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
 };
@@ -22,6 +23,9 @@ use crate::{Error, Result};
 /// switches (sled wakes its I/O threads per batch) for ~5% more CPU; peak memory is ~64 MB
 /// instead of ~53 MB (sled keeps the node versions a batch replaces until it ends).
 const WRITE_CHUNK: usize = 500;
+
+/// Revisions read from the store between checks of a fetch's size.
+const FETCH_PART: usize = 50;
 
 /// Runs a blocking store call on the blocking pool.
 async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
@@ -95,7 +99,7 @@ impl Peer for Database {
         blocking(self, move |db| db.revs_diff(revs)).await
     }
 
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
+    async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
         let reqs: Vec<BulkGetRequest> = reqs
             .into_iter()
             .map(|r| BulkGetRequest {
@@ -109,27 +113,62 @@ impl Peer for Database {
             latest: true,
             attachments: true,
         };
-        // Serialized on the blocking thread too: the documents travel as JSON text.
-        blocking(self, move |db| {
-            let mut out = Vec::new();
-            for r in db.bulk_get(&reqs, &opts)? {
-                for d in r.docs {
-                    out.push(match d {
-                        BulkGetDoc::Ok(doc) => Fetched::Doc(
-                            to_raw_value(&doc).expect("a JSON value always serializes"),
-                        ),
-                        BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
-                            id: e.id,
-                            rev: Some(e.rev),
-                            error: e.error,
-                            reason: e.reason,
-                        }),
-                    });
+        // Serialized on the blocking thread too: the documents travel as JSON text. Read a
+        // few requests at a time, so that a fetch over `max_bytes` stops soon after it is.
+        let fetched = blocking(self, move |db| {
+            let mut out = Vec::with_capacity(reqs.len());
+            let mut bytes = 0u64;
+            for part in reqs.chunks(FETCH_PART) {
+                let results = db.bulk_get(part, &opts)?;
+                for (req, r) in part.iter().zip(results) {
+                    if r.docs.is_empty() {
+                        out.push(Fetched::Failed(DocFailure {
+                            id: req.id.clone(),
+                            rev: req.rev.as_ref().map(Rev::to_string),
+                            error: "not_found".into(),
+                            reason: "missing".into(),
+                        }));
+                    }
+                    for d in r.docs {
+                        out.push(match d {
+                            BulkGetDoc::Ok(doc) => {
+                                let raw =
+                                    to_raw_value(&doc).expect("a JSON value always serializes");
+                                bytes = bytes.saturating_add(raw.get().len() as u64);
+                                Fetched::Doc(raw)
+                            }
+                            BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
+                                id: e.id,
+                                rev: Some(e.rev),
+                                error: e.error,
+                                reason: e.reason,
+                            }),
+                        });
+                    }
+                }
+                if bytes > max_bytes {
+                    return Ok(None);
                 }
             }
-            Ok(out)
+            Ok(Some(out))
         })
-        .await
+        .await?;
+        fetched.ok_or_else(|| Error::FetchTooLarge {
+            peer: Peer::describe(self),
+            limit: max_bytes,
+        })
+    }
+
+    async fn filter_code(&self, name: &str) -> Result<String> {
+        let (ddoc, _) = checkpoint::split_filter_name(name)?;
+        let id = format!("_design/{ddoc}");
+        let doc = blocking(self, move |db| db.get(&id, &GetOptions::default())).await;
+        let doc = match doc {
+            Ok(doc) => Some(doc),
+            Err(Error::Store { source, .. }) if source.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        checkpoint::filter_code_in(doc.as_ref(), name, &Peer::describe(self))
     }
 
     async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {

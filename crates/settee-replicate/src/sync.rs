@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{replication_id, ReplicationLog};
+use crate::checkpoint::{replication_id_of, ReplicationLog};
 use crate::events::{Direction, Event, Summary};
 use crate::peer::{DocFailure, Filter, Peer};
 use crate::{Error, ReplicateOptions, Replication, Result};
@@ -100,7 +100,9 @@ pub struct SyncStatus {
 }
 
 /// Reads the local checkpoints of the push and pull between `local` and `remote` and counts
-/// the local changes not yet pushed. Needs no network: the remote is only named.
+/// the local changes not yet pushed. Needs no network: the remote is only named (except with
+/// a filter function, whose code is part of the replication ids and is read from the
+/// remote).
 ///
 /// # Errors
 /// The local store's errors.
@@ -109,8 +111,8 @@ pub async fn status<L: Peer, R: Peer>(
     remote: &R,
     filter: &Filter,
 ) -> Result<SyncStatus> {
-    let push_id = replication_id(&local.identity(), &remote.identity(), filter);
-    let pull_id = replication_id(&remote.identity(), &local.identity(), filter);
+    let push_id = replication_id_of(local, remote, filter).await?;
+    let pull_id = replication_id_of(remote, local, filter).await?;
     let push = local
         .get_local(&push_id)
         .await?
@@ -152,7 +154,7 @@ pub async fn unpulled<L: Peer, R: Peer>(
     remote: &R,
     filter: &Filter,
 ) -> Result<Option<u64>> {
-    let pull_id = replication_id(&remote.identity(), &local.identity(), filter);
+    let pull_id = replication_id_of(remote, local, filter).await?;
     let since = local
         .get_local(&pull_id)
         .await?
@@ -168,5 +170,7 @@ pub async fn unpulled<L: Peer, R: Peer>(
             wait: None,
         })
         .await?;
-    Ok(page.pending.map(|p| p + page.changes.len() as u64))
+    Ok(page
+        .pending
+        .map(|p| p.saturating_add(page.changes.len() as u64)))
 }

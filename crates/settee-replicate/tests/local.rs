@@ -204,6 +204,52 @@ async fn conflicting_offline_edits_end_as_the_same_conflict_on_both_sides() {
 }
 
 #[tokio::test]
+async fn stub_the_target_refuses_is_fetched_again_with_its_data() {
+    // The target's `2-a` is another replica's copy of that revision, without "a.bin" (a
+    // replicated write stores what it is given). The source rightly sends "a.bin", unchanged
+    // since `2-a`, as a stub; the target refuses it (`missing_stub`), and the replicator
+    // fetches `3-a` again with the attachment's data, as CouchDB's replicator does.
+    let dir = tempfile::tempdir().unwrap();
+    let (src, tgt) = (store(&dir, "src"), store(&dir, "tgt"));
+    let data = "AAECAwQFBgc=";
+    src.bulk_docs(
+        vec![json!({"_id": "d", "_revisions": {"start": 3, "ids": ["a3", "a2", "x"]},
+            "_attachments": {"a.bin": {"content_type": "application/octet-stream", "data": data, "revpos": 2}}})],
+        false,
+    )
+    .unwrap();
+    tgt.bulk_docs(
+        vec![
+            json!({"_id": "d", "_revisions": {"start": 2, "ids": ["a2", "x"]}, "v": "other copy"}),
+        ],
+        false,
+    )
+    .unwrap();
+    let summary = Replication::new(src.clone(), tgt.clone(), ReplicateOptions::default())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.stats.doc_write_failures, 0,
+        "{:?}",
+        summary.doc_failures
+    );
+    assert_eq!(summary.stats.docs_written, 1);
+    let got = tgt
+        .get(
+            "d",
+            &GetOptions {
+                attachments: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(got["_rev"], "3-a3");
+    assert_eq!(got["_attachments"]["a.bin"]["data"], data);
+    assert_eq!(got["_attachments"]["a.bin"]["revpos"], 2);
+}
+
+#[tokio::test]
 async fn doc_ids_and_selector_filters() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (store(&dir, "a"), store(&dir, "b"), store(&dir, "c"));
@@ -312,7 +358,7 @@ async fn lost_target_checkpoint_falls_back_to_zero_without_duplicates() {
     let (a, b) = (store(&dir, "a"), store(&dir, "b"));
     populate(&a, 40, "y");
     let rep = Replication::new(a.clone(), b.clone(), Default::default());
-    let id = rep.replication_id();
+    let id = rep.replication_id().await.unwrap();
     rep.run().await.unwrap();
     let cp = b.get_local(&id).unwrap();
     b.delete_local(&id, cp["_rev"].as_str().unwrap()).unwrap();
@@ -401,8 +447,15 @@ impl Peer for CountingDiffs {
         self.diffs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Peer::revs_diff(&self.db, revs).await
     }
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> settee_replicate::Result<Vec<Fetched>> {
-        Peer::fetch(&self.db, reqs).await
+    async fn fetch(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> settee_replicate::Result<Vec<Fetched>> {
+        Peer::fetch(&self.db, reqs, max_bytes).await
+    }
+    async fn filter_code(&self, name: &str) -> settee_replicate::Result<String> {
+        Peer::filter_code(&self.db, name).await
     }
     async fn write(
         &self,
@@ -476,12 +529,14 @@ async fn initial_upload_to_an_empty_target_skips_revs_diff_and_later_runs_use_it
     assert_eq!(snapshot(&a), snapshot(&c.db));
 }
 
-/// A local peer whose next `fail` `put_local` calls fail with a transient error, as a
-/// checkpoint write through a cut connection does.
+/// A local peer whose next `fail` writes of a checkpoint recording a source sequence above
+/// `past` fail with a transient error, as a checkpoint write through a cut connection does.
+/// (The checkpoint a session claims at its start records where it starts from.)
 #[derive(Clone)]
 struct FailingPutLocal {
     db: Database,
     fail: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    past: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Peer for FailingPutLocal {
@@ -509,8 +564,15 @@ impl Peer for FailingPutLocal {
     ) -> settee_replicate::Result<BTreeMap<String, RevsDiff>> {
         Peer::revs_diff(&self.db, revs).await
     }
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> settee_replicate::Result<Vec<Fetched>> {
-        Peer::fetch(&self.db, reqs).await
+    async fn fetch(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> settee_replicate::Result<Vec<Fetched>> {
+        Peer::fetch(&self.db, reqs, max_bytes).await
+    }
+    async fn filter_code(&self, name: &str) -> settee_replicate::Result<String> {
+        Peer::filter_code(&self.db, name).await
     }
     async fn write(
         &self,
@@ -526,10 +588,12 @@ impl Peer for FailingPutLocal {
     }
     async fn put_local(&self, id: &str, doc: Value) -> settee_replicate::Result<String> {
         use std::sync::atomic::Ordering;
-        let failing = self
-            .fail
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+        let recorded = doc["source_last_seq"].as_u64().unwrap_or(0);
+        let failing = recorded > self.past.load(Ordering::SeqCst)
+            && self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
         if failing {
             return Err(settee_replicate::Error::Checkpoint {
                 peer: self.describe(),
@@ -555,6 +619,7 @@ async fn a_transient_failure_of_the_final_checkpoint_is_retried() {
     let source = FailingPutLocal {
         db: a.clone(),
         fail: Default::default(),
+        past: Default::default(),
     };
     let opts = ReplicateOptions {
         // No checkpoint while running: the only one is the final one.
@@ -586,6 +651,7 @@ async fn a_transient_failure_of_the_final_checkpoint_is_retried() {
 
     // A failure that persists still ends the run, after the policy's attempts.
     a.put(json!({"_id": "late"})).unwrap();
+    source.past.store(50, std::sync::atomic::Ordering::SeqCst);
     source.fail.store(10, std::sync::atomic::Ordering::SeqCst);
     let err = Replication::new(source.clone(), b.clone(), opts)
         .run()

@@ -439,7 +439,9 @@ impl Database {
     /// document in order. With `new_edits = true` each is an edit as in [`Database::put`].
     /// With `new_edits = false` (replication) each must carry `_rev` or `_revisions`; the
     /// path is merged into the tree as given, a revision the store has is a silent success,
-    /// and attachment stubs must name a digest the store holds (else `missing_stub`).
+    /// and an attachment stub must name a digest the store holds or, as CouchDB resolves
+    /// stubs, an attachment of the same name and `revpos` on the nearest ancestor whose body
+    /// the store holds (else `missing_stub`).
     ///
     /// Unlike CouchDB, which answers a `new_edits=false` request with its errors only, the
     /// result always has one entry per document (the SPEC's form).
@@ -700,6 +702,8 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     let mut att_meta = Map::new();
     let mut new_atts: Vec<(String, Vec<u8>)> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
+    // The attachments of the nearest stored ancestor, read when a stub first needs them.
+    let mut ancestor_atts: Option<Vec<(String, AttMeta)>> = None;
     for (name, att) in &doc.attachments {
         let meta = match att {
             AttIn::Data {
@@ -723,22 +727,44 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
                 digest,
                 revpos,
             } => {
-                let missing = || Error::MissingStub {
-                    id: id.to_owned(),
-                    name: name.clone(),
+                let length = match digest {
+                    Some(d) => match new_atts.iter().find(|(nd, _)| nd == d) {
+                        Some((_, data)) => Some(data.len() as u64),
+                        None => st.att_len(d)?,
+                    },
+                    None => None,
                 };
-                let digest = digest.clone().ok_or_else(missing)?;
-                let length = match new_atts.iter().find(|(d, _)| *d == digest) {
-                    Some((_, data)) => data.len() as u64,
-                    None => st.att_len(&digest)?.ok_or_else(missing)?,
-                };
-                AttMeta {
-                    content_type: content_type
-                        .clone()
-                        .unwrap_or_else(|| "application/octet-stream".into()),
-                    digest,
-                    length,
-                    revpos: revpos.unwrap_or(leaf.pos()),
+                match (digest, length) {
+                    (Some(digest), Some(length)) => AttMeta {
+                        content_type: content_type
+                            .clone()
+                            .unwrap_or_else(|| "application/octet-stream".into()),
+                        digest: digest.clone(),
+                        length,
+                        revpos: revpos.unwrap_or(leaf.pos()),
+                    },
+                    // A digest this store does not hold: Apache CouchDB gives a compressible
+                    // attachment the digest of its gzipped bytes, which differs from ours
+                    // for the same bytes. Resolve the stub as CouchDB does.
+                    _ => {
+                        let stored = match &mut ancestor_atts {
+                            Some(atts) => atts,
+                            None => ancestor_atts.insert(nearest_stored_atts(
+                                st,
+                                id,
+                                current.as_ref(),
+                                &path,
+                            )?),
+                        };
+                        stored
+                            .iter()
+                            .find(|(n, m)| n == name && revpos.is_none_or(|p| p == m.revpos))
+                            .map(|(_, m)| m.clone())
+                            .ok_or_else(|| Error::MissingStub {
+                                id: id.to_owned(),
+                                name: name.clone(),
+                            })?
+                    }
                 }
             }
         };
@@ -763,4 +789,30 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
         &stemmed,
     )?;
     Ok(leaf)
+}
+
+/// The attachments of the newest ancestor of `path`'s leaf whose body this store holds,
+/// none if it holds none. CouchDB resolves a replicated revision's stubs against that
+/// revision, by name and `revpos` (`couch_db:prep_and_validate_replicated_updates`,
+/// `couch_att:merge_stubs`).
+fn nearest_stored_atts(
+    st: &mut BatchState<'_>,
+    id: &str,
+    current: Option<&DocRecord>,
+    path: &RevPath,
+) -> Result<Vec<(String, AttMeta)>> {
+    let Some(rec) = current else {
+        return Ok(Vec::new());
+    };
+    let ancestors: Vec<Rev> = path.revs().collect();
+    // Newest first, the leaf itself left out.
+    for rev in ancestors.iter().rev().skip(1) {
+        if !rec.tree.contains(rev) {
+            continue;
+        }
+        if let Some(body) = st.body(id, rev)? {
+            return Ok(metas(&body));
+        }
+    }
+    Ok(Vec::new())
 }

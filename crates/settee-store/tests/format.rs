@@ -4,6 +4,8 @@
 //! invariants checked after each step.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::StdRng;
@@ -134,7 +136,7 @@ fn an_upgrade_cut_short_finishes_on_the_next_open() {
         serde_json::from_str(include_str!("fixtures/format1-expected.json")).unwrap();
     drop(Database::open(&path).unwrap());
     {
-        let raw = sled::open(&path).unwrap();
+        let raw = common::raw_sled(&path);
         raw.open_tree("settee")
             .unwrap()
             .insert("Mformat", "1")
