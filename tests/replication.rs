@@ -112,7 +112,8 @@ async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Valu
             let winner = winners
                 .get(&id)
                 .cloned()
-                .unwrap_or_else(|| "deleted".to_owned());
+                // As a GET of it answers: 404 not_found.
+                .unwrap_or_else(|| "deleted (not_found)".to_owned());
             async move {
                 let mut leaves: Vec<Value> = db
                     .open_revs(
