@@ -652,10 +652,16 @@ async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, ui: Ui, both_
                 pending[i] = *p;
                 for f in failures {
                     if !json {
+                        // Escaped: an id or a revision may hold a newline or other
+                        // control characters, which must not break the line.
+                        let rev = f
+                            .rev
+                            .as_deref()
+                            .map(|r| format!(" {}", r.escape_debug()))
+                            .unwrap_or_default();
                         eprintln!(
-                            "settee: rejected {} {}: {}: {}",
-                            f.id,
-                            f.rev.as_deref().unwrap_or(""),
+                            "settee: rejected {}{rev}: {}: {}",
+                            f.id.escape_debug(),
                             f.error,
                             f.reason
                         );

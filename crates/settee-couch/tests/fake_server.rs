@@ -413,6 +413,68 @@ async fn gzip_is_asked_for_except_from_a_loopback_server_unless_set() {
     assert!(asks_gzip(2));
 }
 
+/// Issue 10: a server nobody listens on reads as what it is, without the HTTP stack's
+/// layers of wording ("error sending request: client error (Connect): tcp connect error").
+#[tokio::test]
+async fn an_unreachable_server_reads_cannot_connect() {
+    let db = CouchClient::builder("http://127.0.0.1:1")
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap()
+        .db("db");
+    let err = db.info().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot connect to 127.0.0.1:1: connection refused"
+    );
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(err.name(), "transport");
+}
+
+/// Issue 10: a row whose revision no `Rev` can hold (Apache CouchDB stores `-1-b` for
+/// `_revisions: {start: -1}`) is delivered with it set aside, in a normal and in a
+/// continuous feed alike; the rows after it still come.
+#[tokio::test]
+async fn a_row_with_an_unrepresentable_revision_does_not_stop_a_feed() {
+    let rows = [
+        r#"{"seq":"1-g","id":"a","changes":[{"rev":"1-x"}]}"#,
+        r#"{"seq":"2-g","id":"bad","changes":[{"rev":"-1-b"},{"rev":"0-ok"}]}"#,
+        r#"{"seq":"3-g","id":"c","changes":[{"rev":"1-z"}]}"#,
+    ];
+    let (url, _) = fake_server(move |req, _| {
+        let body = if req.target.contains("feed=continuous") {
+            format!("{}\n{}\n", rows.join("\n"), r#"{"last_seq":"3-g"}"#)
+        } else {
+            format!(r#"{{"results":[{}],"last_seq":"3-g"}}"#, rows.join(","))
+        };
+        (200, vec![], body)
+    })
+    .await;
+    let db = CouchClient::builder(&url).build().unwrap().db("db");
+    let check = |changes: Vec<settee_couch::Change>| {
+        let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["a", "bad", "c"]);
+        assert_eq!(changes[1].invalid_revs, ["-1-b"]);
+        assert_eq!(changes[1].changes[0].to_string(), "0-ok");
+        assert!(changes[2].invalid_revs.is_empty());
+    };
+    check(
+        db.changes(&ChangesOptions::default())
+            .await
+            .unwrap()
+            .results,
+    );
+    let events: Vec<_> = db.changes_stream(ChangesOptions::default()).collect().await;
+    let mut changes = Vec::new();
+    for e in events {
+        match e.unwrap() {
+            ChangesEvent::Change(c) => changes.push(c),
+            ChangesEvent::LastSeq(seq) => assert_eq!(seq, Seq::from_json(json!("3-g"))),
+        }
+    }
+    check(changes);
+}
+
 #[tokio::test]
 async fn bulk_get_answer_is_paired_by_id_and_a_left_out_result_is_fetched_with_open_revs() {
     // The server answers `_bulk_get` out of order and leaves out "b"; "c" has no revision
@@ -624,22 +686,4 @@ async fn bulk_docs_refused_for_one_document_is_split_down_to_it() {
     // A new edit is not split: CouchDB may have applied part of the request.
     let err = db.bulk_docs(&docs, true).await.unwrap_err();
     assert_eq!(err.status(), Some(412), "{err}");
-}
-
-/// Issue 10: a server nobody listens on reads as what it is, without the HTTP stack's
-/// layers of wording ("error sending request: client error (Connect): tcp connect error").
-#[tokio::test]
-async fn an_unreachable_server_reads_cannot_connect() {
-    let db = CouchClient::builder("http://127.0.0.1:1")
-        .retry(RetryPolicy::none())
-        .build()
-        .unwrap()
-        .db("db");
-    let err = db.info().await.unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "cannot connect to 127.0.0.1:1: connection refused"
-    );
-    assert!(std::error::Error::source(&err).is_none());
-    assert_eq!(err.name(), "transport");
 }

@@ -66,6 +66,9 @@ pub struct Change {
     pub id: String,
     /// Every leaf revision (including deleted leaves).
     pub revs: Vec<Rev>,
+    /// Leaf revisions the source listed that no [`Rev`] can hold (a negative position, one
+    /// beyond `u64`), as sent: the replication reports the document as not replicated.
+    pub invalid_revs: Vec<String>,
     /// Whether the winning revision is a deletion.
     pub deleted: bool,
 }

@@ -277,6 +277,7 @@ async fn read_changes(
                 seq: c.seq,
                 id: c.id,
                 revs: c.changes,
+                invalid_revs: c.invalid_revs,
                 deleted: c.deleted,
             })
             .collect(),

@@ -257,6 +257,7 @@ async fn read_changes(db: &Database, since: u64, req: &ChangesRequest) -> Result
                 seq: Seq::from(row.seq),
                 id: row.id,
                 revs: row.changes,
+                invalid_revs: Vec::new(),
                 deleted: row.deleted,
             });
         }

@@ -633,6 +633,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     }
                 }
                 Some(Ok(Outcome::Skip(seq))) => {
+                    progress.steps += 1;
                     // Everything before this point in the feed has been taken, and the reader
                     // found nothing to replicate up to `seq`.
                     progress.done_seq = seq;
@@ -684,7 +685,16 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         };
         // A clustered feed can list a document twice (after a rewind): merge its revs.
         let mut revs: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+        let mut failures = Vec::new();
         for change in batch.changes {
+            // A revision no `Rev` can hold is that document's failure, reported; the rest
+            // of the batch replicates.
+            for text in change.invalid_revs {
+                failures.push(unrepresentable(&change.id, text));
+            }
+            if change.revs.is_empty() {
+                continue;
+            }
             let entry = revs.entry(change.id).or_default();
             for rev in change.revs {
                 if !entry.contains(&rev) {
@@ -692,7 +702,9 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 }
             }
         }
+        delta.doc_write_failures += failures.len() as u64;
         delta.missing_checked = revs.values().map(|r| r.len() as u64).sum();
+        let asked = if skip_diff { None } else { Some(revs.clone()) };
         let diff = if skip_diff {
             revs.into_iter()
                 .map(|(id, missing)| {
@@ -709,6 +721,23 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         let mut reqs = Vec::new();
         for (id, d) in diff {
             for rev in d.missing {
+                // Fetch only what was asked about: a target that names another revision
+                // (CouchDB writes some hashes differently from how it was given them, e.g.
+                // upper-case hex in lower case) would make the fetch fail on every retry.
+                let was_asked = asked
+                    .as_ref()
+                    .is_none_or(|a| a.get(&id).is_some_and(|r| r.contains(&rev)));
+                if !was_asked {
+                    failures.push(DocFailure {
+                        id: id.clone(),
+                        rev: Some(rev.to_string()),
+                        error: "bad_request".into(),
+                        reason: "the target's _revs_diff named a revision that was not asked about"
+                            .into(),
+                    });
+                    delta.doc_write_failures += 1;
+                    continue;
+                }
                 reqs.push(FetchRequest {
                     id: id.clone(),
                     rev,
@@ -717,7 +746,6 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             }
         }
         delta.missing_found = reqs.len() as u64;
-        let mut failures = Vec::new();
         let mut queue = FetchQueue::new(reqs);
         while let Some(piece) = queue.next(&self.source, &self.budget).await? {
             let docs = piece.docs;
@@ -851,6 +879,20 @@ fn add(total: &mut Stats, d: &Stats) {
     total.doc_write_failures = total
         .doc_write_failures
         .saturating_add(d.doc_write_failures);
+}
+
+/// The failure reported for a revision the source listed that no `Rev` can hold.
+fn unrepresentable(id: &str, text: String) -> DocFailure {
+    let reason = match text.parse::<Rev>() {
+        Err(settee_revtree::Error::InvalidRev { reason, .. }) => reason,
+        _ => "not a revision id",
+    };
+    DocFailure {
+        id: id.to_owned(),
+        reason: format!("Settee cannot represent this revision id ({reason})"),
+        rev: Some(text),
+        error: "bad_request".into(),
+    }
 }
 
 fn new_session_id() -> String {

@@ -533,12 +533,14 @@ async fn initial_upload_to_an_empty_target_skips_revs_diff_and_later_runs_use_it
     assert_eq!(snapshot(&a), snapshot(&c.db));
 }
 
-/// A local peer whose next `fail` `put_local` calls fail with a transient error, as a
-/// checkpoint write through a cut connection does.
+/// A local peer whose next `fail` writes of a checkpoint recording a source sequence above
+/// `past` fail with a transient error, as a checkpoint write through a cut connection does.
+/// (The checkpoint a session claims at its start records where it starts from.)
 #[derive(Clone)]
 struct FailingPutLocal {
     db: Database,
     fail: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    past: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Peer for FailingPutLocal {
@@ -590,10 +592,12 @@ impl Peer for FailingPutLocal {
     }
     async fn put_local(&self, id: &str, doc: Value) -> settee_replicate::Result<String> {
         use std::sync::atomic::Ordering;
-        let failing = self
-            .fail
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+        let recorded = doc["source_last_seq"].as_u64().unwrap_or(0);
+        let failing = recorded > self.past.load(Ordering::SeqCst)
+            && self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
         if failing {
             return Err(settee_replicate::Error::Checkpoint {
                 peer: self.describe(),
@@ -619,6 +623,7 @@ async fn a_transient_failure_of_the_final_checkpoint_is_retried() {
     let source = FailingPutLocal {
         db: a.clone(),
         fail: Default::default(),
+        past: Default::default(),
     };
     let opts = ReplicateOptions {
         // No checkpoint while running: the only one is the final one.
@@ -650,6 +655,7 @@ async fn a_transient_failure_of_the_final_checkpoint_is_retried() {
 
     // A failure that persists still ends the run, after the policy's attempts.
     a.put(json!({"_id": "late"})).unwrap();
+    source.past.store(50, std::sync::atomic::Ordering::SeqCst);
     source.fail.store(10, std::sync::atomic::Ordering::SeqCst);
     let err = Replication::new(source.clone(), b.clone(), opts)
         .run()

@@ -94,6 +94,15 @@ impl FromStr for Rev {
         let (pos, hash) = s
             .split_once('-')
             .ok_or_else(|| invalid(s, "expected N-hash"))?;
+        if pos.is_empty()
+            && hash
+                .split('-')
+                .next()
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            // `-1-b`: CouchDB stores it for `_revisions: {start: -1}`, and refuses it as a rev.
+            return Err(invalid(s, "position is negative"));
+        }
         if pos.is_empty() || !pos.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid(s, "position is not a decimal number"));
         }
@@ -187,6 +196,12 @@ mod tests {
             let err = bad.parse::<Rev>().unwrap_err();
             assert_eq!(err.name(), "bad_request", "{bad:?}");
         }
+        let err = "-1-b".parse::<Rev>().unwrap_err();
+        assert_eq!(
+            err.reason(),
+            r#"invalid rev format "-1-b": position is negative"#
+        );
+        assert_eq!(err.to_string(), format!("bad_request: {}", err.reason()));
     }
 
     #[test]
