@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
 use settee::{Db, GetArgs};
+use settee_testkit::http::{self, Reply, Rule};
 
 use super::{local, remote, run, snapshot};
 use crate::common::{unique_db, Server};
@@ -189,12 +190,31 @@ async fn stub_refused_by_the_target_is_sent_again_with_its_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest_replicate() {
-    // Both servers refuse a whole `_bulk_docs` (400) for an attachment name starting with
-    // `_`, which the store accepts (FIXME: CouchDB's rule; if the store starts refusing
-    // it, write this document another way). The batch is halved down to that document,
-    // which is reported; every other document is written; the command exits 3.
+    // A gateway in front of the real server refuses any `_bulk_docs` request that holds
+    // w17 with a 400 for the whole request, as both servers do for a document they cannot
+    // parse (CouchDB checks every document before writing any). The batch is halved down to
+    // that document, which is reported; every other document is written; the command
+    // exits 3.
     let server = Server::get();
     let dir = tempfile::tempdir().unwrap();
+    let (gateway, log) = http::proxy(&server.url, |req| {
+        let body = String::from_utf8_lossy(&req.body);
+        if req.path().ends_with("/_bulk_docs") && body.contains(r#""_id":"w17""#) {
+            return Rule::Answer(Reply::json(
+                400,
+                &json!({"error": "bad_request", "reason": "w17 cannot be parsed"}),
+            ));
+        }
+        Rule::Forward
+    })
+    .await;
+    let via_gateway = |db: &str| {
+        let base = match (&server.user, &server.password) {
+            (Some(u), Some(p)) => gateway.replacen("://", &format!("://{u}:{p}@"), 1),
+            _ => gateway.clone(),
+        };
+        format!("{base}/{db}")
+    };
     let populate = |l: &Db| {
         let l = l.clone();
         async move {
@@ -202,7 +222,7 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
                 let mut doc = json!({"_id": format!("w{i:02}"), "i": i});
                 if i == 17 {
                     doc["_attachments"] =
-                        json!({"_x": {"content_type": "text/plain", "data": "aGk="}});
+                        json!({"x.txt": {"content_type": "text/plain", "data": "aGk="}});
                 }
                 l.put(doc).await.unwrap();
             }
@@ -227,12 +247,14 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     // The library: the summary, the events and the checkpoint name it.
     let l = Db::Local(local(&dir, "l"));
     populate(&l).await;
-    let r = remote(&server, &unique_db("refused"));
+    let name = unique_db("refused");
+    let r = remote(&server, &name);
+    let through = Db::open(&via_gateway(&name)).unwrap();
     let opts = ReplicateOptions {
         create_target: true,
         ..Default::default()
     };
-    let mut handle = Replication::new(l.to_peer(), r.to_peer(), opts).spawn();
+    let mut handle = Replication::new(l.to_peer(), through.to_peer(), opts).spawn();
     let mut reported = Vec::new();
     while let Some(event) = handle.next_event().await {
         if let Event::Change { failures, .. } = event {
@@ -253,7 +275,17 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
         "{failure:?}"
     );
     check_server(r.clone()).await;
-    let st = settee::status(&l, &r).await.unwrap();
+    let refusals = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|req| req.path().ends_with("/_bulk_docs"))
+        .count();
+    assert!(
+        refusals > 1,
+        "the batch was split ({refusals} _bulk_docs requests)"
+    );
+    let st = settee::status(&l, &through).await.unwrap();
     assert_eq!(st.local.failures, summary.doc_failures);
 
     // The command: exit 3, the document named, the rest written.
@@ -267,13 +299,9 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
         .args([
             "replicate",
             path.to_str().unwrap(),
-            &server.db_url(&name),
+            &via_gateway(&name),
             "--create-target",
         ])
-        .env(
-            "SETTEE_PASSWORD",
-            server.password.clone().unwrap_or_default(),
-        )
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -304,10 +304,11 @@ fn parse_attachments(value: Value) -> Result<Vec<(String, AttIn)>> {
     };
     let mut out = Vec::with_capacity(atts.len());
     for (name, att) in atts {
-        // FIXME(issue 10/14): CouchDB refuses attachment names starting with `_` (400). The
-        // store still accepts them: tests/replication/attachments.rs uses such a document to
-        // make both servers refuse a whole `_bulk_docs`; give that test another trigger, then
-        // refuse them here as CouchDB does.
+        if name.starts_with('_') {
+            return Err(Error::bad_request(format!(
+                "Attachment name '{name}' starts with prohibited character '_'"
+            )));
+        }
         let Value::Object(att) = att else {
             return Err(Error::bad_request(format!(
                 "attachment {name:?} must be an object"

@@ -474,6 +474,18 @@ fn bad_attachment_data_is_bad_request() {
     assert_eq!(e.name(), "bad_request");
 }
 
+/// CouchDB refuses an attachment name starting with `_` (400, nothing written).
+#[test]
+fn attachment_name_starting_with_underscore_is_refused() {
+    let (_d, db) = db();
+    let e = db
+        .put(json!({"_id": "a", "_attachments": {"_x": {"content_type": "text/plain", "data": "aGk="}}}))
+        .unwrap_err();
+    assert_eq!(e.name(), "bad_request");
+    assert!(e.to_string().contains("'_x'"), "{e}");
+    assert!(db.get("a", &Default::default()).is_err(), "nothing written");
+}
+
 /// Issue 10: every revision form Apache CouchDB 3.5 stores with `new_edits=false` is stored
 /// and read back unchanged (parsed documents and JSON text alike); the histories CouchDB
 /// stores but no replica can represent (positions below 0) are that document's error, and
