@@ -48,6 +48,21 @@ pub fn redact(location: &str) -> String {
     }
 }
 
+/// After `store_in_use`: the holder's database over HTTP if it advertises one, else the
+/// error.
+fn held_elsewhere(location: &str, err: settee_store::Error) -> Result<Db> {
+    if matches!(err, settee_store::Error::StoreInUse { .. }) {
+        if let Some(advert) = settee_server::Advert::read(std::path::Path::new(location)) {
+            tracing::info!(store = location, url = %advert.url, pid = advert.pid,
+                "the store is held by another process; talking to it");
+            return Ok(Db::Remote(settee_couch::RemoteDb::from_url(
+                &advert.url_with_credentials(),
+            )?));
+        }
+    }
+    Err(err.into())
+}
+
 /// Runs a blocking store call on the blocking pool.
 async fn blocking<R: Send + 'static>(
     db: &Database,
@@ -57,6 +72,34 @@ async fn blocking<R: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || f(db))
         .await
         .map_err(|e| Error::Task(e.to_string()))??)
+}
+
+fn is_url(location: &str) -> bool {
+    location.starts_with("http://") || location.starts_with("https://")
+}
+
+/// The store options of a replication peer (see [`Db::open_for_replication`]).
+fn replication_options(location: &str, create: bool) -> settee_store::OpenOptions {
+    settee_store::OpenOptions {
+        durability: settee_store::Durability::Relaxed {
+            flush_every: std::time::Duration::from_secs(1),
+        },
+        cache_capacity: 16 * 1024 * 1024,
+        create,
+        ..settee_store::OpenOptions::new(location)
+    }
+}
+
+/// Opens a local store; without `opts.create`, a path with no store is [`Error::NoStore`].
+fn open_local(location: &str, opts: settee_store::OpenOptions) -> Result<Db> {
+    let create = opts.create;
+    match Database::open_with(opts) {
+        Ok(db) => Ok(Db::Local(db)),
+        Err(settee_store::Error::NotFound { .. }) if !create => Err(Error::NoStore {
+            path: location.to_owned(),
+        }),
+        Err(e) => held_elsewhere(location, e),
+    }
 }
 
 fn rev_arg(rev: &str) -> Result<Rev> {
@@ -70,12 +113,37 @@ impl Db {
     ///
     /// # Errors
     /// A malformed URL, or the store's open errors (`store_in_use`, `not_a_store`...).
+    ///
+    /// A store another process holds is reached through that process when it advertises
+    /// itself (`settee serve`, `settee sync --continuous`: see [`settee_server::Advert`]):
+    /// the result is then a [`Db::Remote`] on its loopback server.
     pub fn open(location: &str) -> Result<Db> {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        if is_url(location) {
             Ok(Db::Remote(settee_couch::RemoteDb::from_url(location)?))
         } else {
-            Ok(Db::Local(Database::open(location)?))
+            Database::open(location)
+                .map(Db::Local)
+                .or_else(|e| held_elsewhere(location, e))
         }
+    }
+
+    /// Opens a location that must already hold a database: like [`Db::open`], but a local
+    /// path without a store is [`Error::NoStore`] and nothing is created there. For
+    /// commands that only read (a read of a new empty store would just answer "nothing").
+    ///
+    /// # Errors
+    /// [`Error::NoStore`]; otherwise as [`Db::open`].
+    pub fn open_existing(location: &str) -> Result<Db> {
+        if is_url(location) {
+            return Db::open(location);
+        }
+        open_local(
+            location,
+            settee_store::OpenOptions {
+                create: false,
+                ..settee_store::OpenOptions::new(location)
+            },
+        )
     }
 
     /// Opens a location for replication: like [`Db::open`], but a local store flushes on an
@@ -88,16 +156,22 @@ impl Db {
     /// # Errors
     /// As [`Db::open`].
     pub fn open_for_replication(location: &str) -> Result<Db> {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        if is_url(location) {
             return Db::open(location);
         }
-        Ok(Db::Local(Database::open_with(settee_store::OpenOptions {
-            durability: settee_store::Durability::Relaxed {
-                flush_every: std::time::Duration::from_secs(1),
-            },
-            cache_capacity: 16 * 1024 * 1024,
-            ..settee_store::OpenOptions::new(location)
-        })?))
+        open_local(location, replication_options(location, true))
+    }
+
+    /// Opens a replication source: as [`Db::open_for_replication`], but a local path must
+    /// hold a store already ([`Error::NoStore`] otherwise; nothing is created).
+    ///
+    /// # Errors
+    /// As [`Db::open_existing`].
+    pub fn open_source_for_replication(location: &str) -> Result<Db> {
+        if is_url(location) {
+            return Db::open(location);
+        }
+        open_local(location, replication_options(location, false))
     }
 
     /// This database as a replication peer.

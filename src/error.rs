@@ -22,6 +22,13 @@ pub enum Error {
     /// A blocking task failed.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// A command that only reads was given a local path that holds no store
+    /// ([`crate::Db::open_existing`]); nothing was created there.
+    #[error("no Settee store at {path}")]
+    NoStore {
+        /// The path as given.
+        path: String,
+    },
 }
 
 impl Error {
@@ -34,6 +41,7 @@ impl Error {
             Error::Rev(e) => e.name(),
             Error::BadRequest(_) => "bad_request",
             Error::Task(_) => "internal_error",
+            Error::NoStore { .. } => "not_found",
         }
     }
 }

@@ -21,7 +21,7 @@
 //! ```
 //!
 //! The workspace's crates are re-exported whole: [`revtree`], [`store`], [`couch`],
-//! [`replicate`].
+//! [`replicate`], and [`server`] (`settee serve`: CouchDB's HTTP API over stores).
 
 mod db;
 mod error;
@@ -36,5 +36,6 @@ pub use settee_replicate::{
 };
 pub use settee_revtree as revtree;
 pub use settee_revtree::{Rev, Seq};
+pub use settee_server as server;
 pub use settee_store as store;
 pub use settee_store::Database;

@@ -87,8 +87,15 @@ impl Peer for Crashing {
     ) -> settee::replicate::Result<BTreeMap<String, RevsDiff>> {
         Peer::revs_diff(&self.db, revs).await
     }
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> settee::replicate::Result<Vec<Fetched>> {
-        Peer::fetch(&self.db, reqs).await
+    async fn fetch(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> settee::replicate::Result<Vec<Fetched>> {
+        Peer::fetch(&self.db, reqs, max_bytes).await
+    }
+    async fn filter_code(&self, name: &str) -> settee::replicate::Result<String> {
+        Peer::filter_code(&self.db, name).await
     }
     async fn write(
         &self,

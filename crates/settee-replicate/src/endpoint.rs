@@ -33,10 +33,7 @@ impl AnyPeer {
         if location.starts_with("http://") || location.starts_with("https://") {
             RemoteDb::from_url(location)
                 .map(AnyPeer::Remote)
-                .map_err(|source| Error::Couch {
-                    url: crate::peer_couch::redacted(location),
-                    source,
-                })
+                .map_err(Error::Couch)
         } else {
             Database::open(location)
                 .map(AnyPeer::Local)
@@ -89,8 +86,12 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::revs_diff(p, revs).await)
     }
 
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
-        both!(self, p => Peer::fetch(p, reqs).await)
+    async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
+        both!(self, p => Peer::fetch(p, reqs, max_bytes).await)
+    }
+
+    async fn filter_code(&self, name: &str) -> Result<String> {
+        both!(self, p => Peer::filter_code(p, name).await)
     }
 
     async fn write(&self, docs: Vec<Box<RawValue>>, origin: &str) -> Result<Vec<DocFailure>> {

@@ -20,19 +20,25 @@
 //! ```
 
 mod backoff;
+mod budget;
 mod checkpoint;
 mod endpoint;
 mod error;
 mod events;
+mod fetch;
 mod peer;
 mod peer_couch;
 mod peer_store;
+mod reader;
 mod replication;
 mod selector;
 mod sync;
+mod write;
 
 pub use backoff::RetryPolicy;
-pub use checkpoint::{find_start, replication_id, ReplicationLog, Session, HISTORY_LIMIT};
+pub use checkpoint::{
+    find_start, replication_id, replication_id_of, ReplicationLog, Session, HISTORY_LIMIT,
+};
 pub use endpoint::AnyPeer;
 pub use error::{Error, Result};
 pub use events::{Direction, Event, Stats, Summary};
@@ -40,7 +46,9 @@ pub use peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer,
     PeerInfo, Role,
 };
-pub use replication::{error_chain, ReplicateOptions, Replication, ReplicationHandle};
+pub use replication::{
+    error_chain, ReplicateOptions, Replication, ReplicationHandle, DEFAULT_MAX_BYTES_IN_FLIGHT,
+};
 pub use selector::{Selector, SelectorError};
 pub use settee_store::SyncState;
 pub use sync::{

@@ -116,6 +116,9 @@ pub struct Change {
     pub id: String,
     /// Every leaf revision (including deleted leaves).
     pub revs: Vec<Rev>,
+    /// Leaf revisions the source listed that no [`Rev`] can hold (a negative position, one
+    /// beyond `u64`), as sent: the replication reports the document as not replicated.
+    pub invalid_revs: Vec<String>,
     /// Whether the winning revision is a deletion.
     pub deleted: bool,
 }
@@ -138,8 +141,8 @@ pub struct FetchRequest {
     pub id: String,
     /// The revision wanted.
     pub rev: Rev,
-    /// Revisions the target already has: attachments unchanged since them come back as
-    /// stubs instead of data.
+    /// Revisions the target already has: attachments unchanged since the newest of them on
+    /// the fetched revision's own path come back as stubs instead of data.
     pub atts_since: Vec<Rev>,
 }
 
@@ -215,8 +218,21 @@ pub trait Peer: Clone + Send + Sync + 'static {
         revs: BTreeMap<String, Vec<Rev>>,
     ) -> impl Future<Output = Result<BTreeMap<String, RevsDiff>>> + Send;
 
-    /// Fetches revisions with their ancestry (`_bulk_get?revs=true&attachments=true`).
-    fn fetch(&self, reqs: Vec<FetchRequest>) -> impl Future<Output = Result<Vec<Fetched>>> + Send;
+    /// Fetches revisions with their ancestry (`_bulk_get?revs=true&attachments=true`), at
+    /// least one [`Fetched`] per request (more when `latest` finds several leaves after
+    /// it), in request order; a revision the peer does not give is a [`Fetched::Failed`],
+    /// never left out. Reads at most `max_bytes` of documents: beyond that the call fails
+    /// with [`crate::Error::FetchTooLarge`] (the caller asks for fewer).
+    fn fetch(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Vec<Fetched>>> + Send;
+
+    /// The source code of the filter function `ddoc/name` (from `_design/ddoc`'s `filters`),
+    /// trimmed: it is part of the replication id, so that a changed filter never reuses a
+    /// checkpoint that skipped documents the new one selects.
+    fn filter_code(&self, name: &str) -> impl Future<Output = Result<String>> + Send;
 
     /// Writes revisions as they are (`_bulk_docs` with `new_edits=false`); returns the
     /// documents the peer rejected. Each document is JSON text as [`Peer::fetch`] gave it.
@@ -298,8 +314,8 @@ mod tests {
             let back = Filter::from_json(&f.to_json()).unwrap();
             assert_eq!(back, f);
             assert_eq!(
-                replication_id("s", "t", &back),
-                replication_id("s", "t", &f)
+                replication_id("s", "t", &back, None),
+                replication_id("s", "t", &f, None)
             );
         }
         assert_eq!(

@@ -15,6 +15,7 @@ use settee_store::{
     OpenRevResult, OpenRevs, Rejection,
 };
 
+use crate::checkpoint;
 use crate::peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer,
     PeerInfo, Role,
@@ -26,6 +27,9 @@ use crate::{Error, Result};
 /// switches (sled wakes its I/O threads per batch) for ~5% more CPU; peak memory is ~64 MB
 /// instead of ~53 MB (sled keeps the node versions a batch replaces until it ends).
 const WRITE_CHUNK: usize = 500;
+
+/// Revisions read from the store between checks of a fetch's size.
+const FETCH_PART: usize = 50;
 
 /// Runs a blocking store call on the blocking pool.
 pub(crate) async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
@@ -99,7 +103,7 @@ impl Peer for Database {
         blocking(self, move |db| db.revs_diff(revs)).await
     }
 
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
+    async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
         let reqs: Vec<BulkGetRequest> = reqs
             .into_iter()
             .map(|r| BulkGetRequest {
@@ -113,27 +117,62 @@ impl Peer for Database {
             latest: true,
             attachments: true,
         };
-        // Serialized on the blocking thread too: the documents travel as JSON text.
-        blocking(self, move |db| {
-            let mut out = Vec::new();
-            for r in db.bulk_get(&reqs, &opts)? {
-                for d in r.docs {
-                    out.push(match d {
-                        BulkGetDoc::Ok(doc) => Fetched::Doc(
-                            to_raw_value(&doc).expect("a JSON value always serializes"),
-                        ),
-                        BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
-                            id: e.id,
-                            rev: Some(e.rev),
-                            error: e.error,
-                            reason: e.reason,
-                        }),
-                    });
+        // Serialized on the blocking thread too: the documents travel as JSON text. Read a
+        // few requests at a time, so that a fetch over `max_bytes` stops soon after it is.
+        let fetched = blocking(self, move |db| {
+            let mut out = Vec::with_capacity(reqs.len());
+            let mut bytes = 0u64;
+            for part in reqs.chunks(FETCH_PART) {
+                let results = db.bulk_get(part, &opts)?;
+                for (req, r) in part.iter().zip(results) {
+                    if r.docs.is_empty() {
+                        out.push(Fetched::Failed(DocFailure {
+                            id: req.id.clone(),
+                            rev: req.rev.as_ref().map(Rev::to_string),
+                            error: "not_found".into(),
+                            reason: "missing".into(),
+                        }));
+                    }
+                    for d in r.docs {
+                        out.push(match d {
+                            BulkGetDoc::Ok(doc) => {
+                                let raw =
+                                    to_raw_value(&doc).expect("a JSON value always serializes");
+                                bytes = bytes.saturating_add(raw.get().len() as u64);
+                                Fetched::Doc(raw)
+                            }
+                            BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
+                                id: e.id,
+                                rev: Some(e.rev),
+                                error: e.error,
+                                reason: e.reason,
+                            }),
+                        });
+                    }
+                }
+                if bytes > max_bytes {
+                    return Ok(None);
                 }
             }
-            Ok(out)
+            Ok(Some(out))
         })
-        .await
+        .await?;
+        fetched.ok_or_else(|| Error::FetchTooLarge {
+            peer: Peer::describe(self),
+            limit: max_bytes,
+        })
+    }
+
+    async fn filter_code(&self, name: &str) -> Result<String> {
+        let (ddoc, _) = checkpoint::split_filter_name(name)?;
+        let id = format!("_design/{ddoc}");
+        let doc = blocking(self, move |db| db.get(&id, &GetOptions::default())).await;
+        let doc = match doc {
+            Ok(doc) => Some(doc),
+            Err(Error::Store { source, .. }) if source.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        checkpoint::filter_code_in(doc.as_ref(), name, &Peer::describe(self))
     }
 
     async fn write(&self, docs: Vec<Box<RawValue>>, origin: &str) -> Result<Vec<DocFailure>> {
@@ -202,12 +241,13 @@ impl Peer for Database {
                 // unpushed: without it the run starts from the beginning and confirms them.
                 drop_local(&db, &rep_id)?;
             }
-            let filter_key = match role {
-                Role::Source => PUSH_FILTER_KEY,
-                Role::Target => PULL_FILTER_KEY,
+            let (filter_key, id_key) = match role {
+                Role::Source => (PUSH_FILTER_KEY, PUSH_REPLICATION_KEY),
+                Role::Target => (PULL_FILTER_KEY, PULL_REPLICATION_KEY),
             };
             let meta = [
                 (filter_key.to_owned(), filter),
+                (id_key.to_owned(), Value::String(rep_id)),
                 (trusted_key, Value::Bool(true)),
             ];
             db.register_remote(&other, meta.into_iter().collect())?;
@@ -249,6 +289,11 @@ impl Peer for Database {
 pub(crate) const PUSH_FILTER_KEY: &str = "push_filter";
 /// The remote meta key of the filter the last pull from a remote used.
 pub(crate) const PULL_FILTER_KEY: &str = "pull_filter";
+/// The remote meta key of the last push's replication id (the name of its checkpoint): it
+/// hashes a named filter's code, which only the server has, so status reads it from here.
+pub(crate) const PUSH_REPLICATION_KEY: &str = "push_replication";
+/// The remote meta key of the last pull's replication id.
+pub(crate) const PULL_REPLICATION_KEY: &str = "pull_replication";
 /// The prefix of the remote meta keys `checkpoint:<replication id>`, true once the
 /// replication's checkpoints on this store were written while it kept sync state.
 const CHECKPOINT_KEY_PREFIX: &str = "checkpoint:";
@@ -332,6 +377,7 @@ async fn read_changes(db: &Database, since: u64, req: &ChangesRequest) -> Result
                 seq: Seq::from(row.seq),
                 id: row.id,
                 revs: row.changes,
+                invalid_revs: Vec::new(),
                 deleted: row.deleted,
             });
         }

@@ -11,10 +11,13 @@ use settee_store::{Database, SyncState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{replication_id, ReplicationLog};
+use crate::checkpoint::ReplicationLog;
 use crate::events::{Direction, Event, Summary};
 use crate::peer::{ChangesRequest, Filter, Peer};
-use crate::peer_store::{blocking, winning_doc, PULL_FILTER_KEY, PUSH_FILTER_KEY};
+use crate::peer_store::{
+    blocking, winning_doc, PULL_FILTER_KEY, PULL_REPLICATION_KEY, PUSH_FILTER_KEY,
+    PUSH_REPLICATION_KEY,
+};
 use crate::{Error, ReplicateOptions, Replication, Result};
 
 /// Both directions' summaries.
@@ -118,6 +121,9 @@ struct PairView {
     remote: String,
     push_filter: Filter,
     pull_filter: Filter,
+    /// The replication ids of the last push and pull (their checkpoints' names), if any ran.
+    push_id: Option<String>,
+    pull_id: Option<String>,
 }
 
 impl PairView {
@@ -129,10 +135,13 @@ impl PairView {
                 .and_then(Filter::from_json)
                 .unwrap_or_default()
         };
+        let id = |key: &str| meta.get(key).and_then(|v| v.as_str()).map(str::to_owned);
         PairView {
             db: local.clone(),
             push_filter: filter(PUSH_FILTER_KEY),
             pull_filter: filter(PULL_FILTER_KEY),
+            push_id: id(PUSH_REPLICATION_KEY),
+            pull_id: id(PULL_REPLICATION_KEY),
             remote: name,
         }
     }
@@ -282,8 +291,6 @@ pub fn sync_state_changes<R: Peer>(
 /// The local store's errors.
 pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus> {
     let view = PairView::new(local, remote);
-    let push_id = replication_id(&Peer::identity(local), &view.remote, &view.push_filter);
-    let pull_id = replication_id(&view.remote, &Peer::identity(local), &view.pull_filter);
     let v = view.clone();
     let (unpushed, rejected, not_replicated) = blocking(local, move |db| {
         let total = db.sync_counts(&v.remote)?;
@@ -329,9 +336,20 @@ pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus>
         unpushed,
         rejected,
         not_replicated,
-        last_push: when(Peer::get_local(local, &push_id).await?),
-        last_pull: when(Peer::get_local(local, &pull_id).await?),
+        last_push: when(checkpoint_of(local, view.push_id.as_deref()).await?),
+        last_pull: when(checkpoint_of(local, view.pull_id.as_deref()).await?),
     })
+}
+
+/// The local store's checkpoint document `rep_id`, if there is one.
+async fn checkpoint_of(
+    local: &Database,
+    rep_id: Option<&str>,
+) -> Result<Option<serde_json::Value>> {
+    match rep_id {
+        Some(id) => Peer::get_local(local, id).await,
+        None => Ok(None),
+    }
 }
 
 /// Changes per `_changes` page when counting what is unpulled.
@@ -346,8 +364,7 @@ const UNPULLED_PAGE: usize = 500;
 /// The remote's errors (offline, authentication...) and the store's.
 pub async fn unpulled<R: Peer>(local: &Database, remote: &R) -> Result<u64> {
     let view = PairView::new(local, remote);
-    let pull_id = replication_id(&view.remote, &Peer::identity(local), &view.pull_filter);
-    let mut since = Peer::get_local(local, &pull_id)
+    let mut since = checkpoint_of(local, view.pull_id.as_deref())
         .await?
         .as_ref()
         .and_then(ReplicationLog::from_doc)

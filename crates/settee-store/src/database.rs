@@ -4,6 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -97,7 +98,9 @@ pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) db: sled::Db,
     pub(crate) tree: sled::Tree,
-    pub(crate) revs_limit: u64,
+    /// Revisions kept per branch: the stored `_revs_limit` if one was set, else the open
+    /// option. Atomic so that [`Database::set_revs_limit`] applies to every clone at once.
+    pub(crate) revs_limit: AtomicU64,
     pub(crate) durability: Durability,
     /// The single writer lock. Every write reads the current document record, checks the
     /// given `_rev` against it, and writes a batch; sled batches do not re-check what was
@@ -124,6 +127,11 @@ impl Inner {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// The current revs limit (see the field).
+    pub(crate) fn revs_limit(&self) -> u64 {
+        self.revs_limit.load(Ordering::Relaxed)
     }
 
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Counters> {
@@ -286,8 +294,8 @@ impl Database {
                     crate::migrate::upgrade_v1(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
-                if found == "2" {
-                    tracing::info!(path = %path.display(), "upgrading the store from format 2");
+                if found == "2" || found == "3" {
+                    tracing::info!(path = %path.display(), from = %found, "upgrading the store's format");
                     crate::migrate::upgrade_v2(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
@@ -327,13 +335,17 @@ impl Database {
         };
         let registry = Registry::load(&tree, &storage)?;
         crate::sync_state::clear_unregistered(&tree, &registry, &storage)?;
+        let revs_limit = match tree.get(keys::META_REVS_LIMIT).map_err(storage)? {
+            Some(v) => keys::decode_u64(&v, "revs limit")?,
+            None => opts.revs_limit,
+        };
         tracing::debug!(path = %path.display(), update_seq = counters.update_seq, "opened store");
         Ok(Database {
             inner: Arc::new(Inner {
                 path,
                 db,
                 tree,
-                revs_limit: opts.revs_limit.max(1),
+                revs_limit: AtomicU64::new(revs_limit.max(1)),
                 durability: opts.durability,
                 writer: Mutex::new(counters),
                 notifier: Notifier::new(counters.update_seq),
@@ -349,9 +361,10 @@ impl Database {
         &self.inner.path
     }
 
-    /// The revs limit this handle stems to.
+    /// The revs limit this store stems to: the one set with [`Database::set_revs_limit`],
+    /// which is stored, or else [`OpenOptions::revs_limit`].
     pub fn revs_limit(&self) -> u64 {
-        self.inner.revs_limit
+        self.inner.revs_limit()
     }
 
     /// The store's uuid (fixed when it was created; also in [`Database::info`]). Reads

@@ -43,11 +43,12 @@ mod migrate;
 mod options;
 mod read;
 mod results;
+mod settings;
 mod sync_state;
 mod validate;
 mod write;
 
-pub use attachments::attachment_digest;
+pub use attachments::{attachment_digest, Attachment};
 pub use database::Database;
 pub use error::{Error, Result};
 pub use keys::FORMAT_VERSION;

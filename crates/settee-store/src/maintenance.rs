@@ -411,7 +411,7 @@ impl Database {
                     match &mut tree {
                         None => tree = Some(RevTree::new(&path, del)),
                         Some(t) => {
-                            t.merge(&path, del, inner.revs_limit);
+                            t.merge(&path, del, inner.revs_limit());
                         }
                     }
                 }

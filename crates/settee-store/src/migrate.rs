@@ -1,12 +1,13 @@
 //! Upgrades a store written in an older format to the current one, in place, when it is
-//! opened. Format 2 → 3 only changes the format key: format 3 adds the sync-state records
-//! (`Mremotes`, `Msync`, `U` entries), and a format-2 store has no registered remote, which
-//! format 3 reads as "no remote is known to hold anything", the truth for a store whose
-//! syncs confirmed nothing.
-//!
-//! Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
-//! document; format 2 (and 3) keep the winner's body inside the document record and the
-//! by-seq index in chunks (see `keys.rs`).
+//! opened. Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
+//! document; format 2 keeps the winner's body inside the document record and the by-seq
+//! index in chunks (see `keys.rs`). Format 3 is format 2 plus long forms for revisions
+//! other replicas write (long rev texts and leaf counts, revs holding `0x00`): format 2
+//! data is valid format 3 data, so that upgrade only records the new version, which keeps
+//! an older build (reading format 2 only) from misreading a long form. Format 4 adds the
+//! sync-state records (`Mremotes`, `Msync`, `U` entries); a format-2 or -3 store has no
+//! registered remote, which format 4 reads as "no remote is known to hold anything", the
+//! truth for a store whose syncs confirmed nothing, so that upgrade too is the format key.
 //!
 //! The upgrade runs in batches, each atomic, and each step skips what is already done, so
 //! a crash during it leaves a store that upgrades the rest on the next open. The format key
@@ -19,7 +20,7 @@ use crate::{Error, Result};
 /// Records converted per batch.
 const BATCH: usize = 1000;
 
-/// Format 2 → 3: nothing but the format key (see the module comment).
+/// Format 2 or 3 to 4: nothing to rewrite (see the module docs).
 pub(crate) fn upgrade_v2(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
     tree.insert(
         keys::META_FORMAT,
@@ -30,7 +31,7 @@ pub(crate) fn upgrade_v2(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
     Ok(())
 }
 
-/// Format 1 → the current format.
+/// Format 1 to the current format (2, 3 and 4 have the same layout).
 pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
     // 1. Each record takes its winner's body inline; the `R` copy goes.
     let mut batch = sled::Batch::default();

@@ -465,7 +465,7 @@ impl Database {
     /// [`Error::MissingStub`] for a stub of an attachment the parent revision lacks;
     /// [`Error::Storage`] for I/O errors. Nothing is written on error.
     pub fn put(&self, doc: Value) -> Result<DocResult> {
-        let mut out = self.write_docs(vec![doc], true, None)?;
+        let mut out = self.write_docs(vec![doc], true, false, None)?;
         let one = out
             .pop()
             .ok_or_else(|| Error::corrupt("write of one document returned no result"))?;
@@ -500,7 +500,9 @@ impl Database {
     /// document in order. With `new_edits = true` each is an edit as in [`Database::put`].
     /// With `new_edits = false` (replication) each must carry `_rev` or `_revisions`; the
     /// path is merged into the tree as given, a revision the store has is a silent success,
-    /// and attachment stubs must name a digest the store holds (else `missing_stub`).
+    /// and an attachment stub must name a digest the store holds or, as CouchDB resolves
+    /// stubs, an attachment of the same name and `revpos` on the nearest ancestor whose body
+    /// the store holds (else `missing_stub`).
     ///
     /// Unlike CouchDB, which answers a `new_edits=false` request with its errors only, the
     /// result always has one entry per document (the SPEC's form).
@@ -511,7 +513,29 @@ impl Database {
     /// a failed flush in [`crate::Durability::Immediate`] mode, where the batch is applied
     /// but its durability is unknown.
     pub fn bulk_docs(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocResult>> {
-        self.bulk_docs_of(docs, new_edits)
+        self.bulk_docs_of(docs, new_edits, false)
+    }
+
+    /// [`Database::bulk_docs`] as CouchDB's `_bulk_docs` endpoint takes it: a malformed
+    /// document (an illegal or non-string id, an unknown special member, a bad rev or
+    /// attachment, or no `_rev`/`_revisions` with `new_edits = false`) fails the whole call
+    /// with that document's error before anything is written. Conflicts and other
+    /// per-document outcomes are still results.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let err = db.bulk_docs_checked(vec![json!({"_id": "ok"}), json!({"_zing": 1})], true).unwrap_err();
+    /// assert_eq!(err.name(), "doc_validation");
+    /// assert_eq!(db.info()?.doc_count, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The first malformed document's error; otherwise as [`Database::bulk_docs`].
+    pub fn bulk_docs_checked(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of(docs, new_edits, true)
     }
 
     /// [`Database::bulk_docs`] for documents given as JSON text (what a replicator receives
@@ -526,7 +550,7 @@ impl Database {
         docs: &[Box<RawValue>],
         new_edits: bool,
     ) -> Result<Vec<DocResult>> {
-        self.bulk_docs_of(docs.iter().map(|d| &**d).collect(), new_edits)
+        self.bulk_docs_of(docs.iter().map(|d| &**d).collect(), new_edits, false)
     }
 
     /// [`Database::bulk_docs_json`] with `new_edits = false` for revisions read from the
@@ -552,21 +576,32 @@ impl Database {
         docs: &[Box<RawValue>],
         origin: &str,
     ) -> Result<Vec<DocResult>> {
-        self.bulk_docs_of_from(docs.iter().map(|d| &**d).collect(), false, Some(origin))
+        self.bulk_docs_of_from(
+            docs.iter().map(|d| &**d).collect(),
+            false,
+            false,
+            Some(origin),
+        )
     }
 
-    fn bulk_docs_of<D: DocIn>(&self, docs: Vec<D>, new_edits: bool) -> Result<Vec<DocResult>> {
-        self.bulk_docs_of_from(docs, new_edits, None)
+    fn bulk_docs_of<D: DocIn>(
+        &self,
+        docs: Vec<D>,
+        new_edits: bool,
+        strict: bool,
+    ) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of_from(docs, new_edits, strict, None)
     }
 
     fn bulk_docs_of_from<D: DocIn>(
         &self,
         docs: Vec<D>,
         new_edits: bool,
+        strict: bool,
         origin: Option<&str>,
     ) -> Result<Vec<DocResult>> {
         Ok(self
-            .write_docs(docs, new_edits, origin)?
+            .write_docs(docs, new_edits, strict, origin)?
             .into_iter()
             .map(|o| match o.result {
                 Ok(rev) => DocResult::ok(o.id, rev),
@@ -575,15 +610,34 @@ impl Database {
             .collect())
     }
 
+    /// Writes documents; with `strict`, a malformed one fails the call before anything is
+    /// written (see [`Database::bulk_docs_checked`]).
     pub(crate) fn write_docs<D: DocIn>(
         &self,
         docs: Vec<D>,
         new_edits: bool,
+        strict: bool,
         origin: Option<&str>,
     ) -> Result<Vec<WriteOutcome>> {
         // Parsing needs no lock.
-        let docs: Vec<(Option<String>, Result<ParsedDoc>)> =
+        let mut docs: Vec<(Option<String>, Result<ParsedDoc>)> =
             docs.into_iter().map(DocIn::parse).collect();
+        if strict {
+            if let Some(i) = docs.iter().position(|(_, p)| p.is_err()) {
+                if let (_, Err(e)) = docs.swap_remove(i) {
+                    return Err(e);
+                }
+            }
+            let unversioned = |p: &Result<ParsedDoc>| {
+                p.as_ref()
+                    .is_ok_and(|p| p.rev.is_none() && p.revisions.is_none())
+            };
+            if !new_edits && docs.iter().any(|(_, p)| unversioned(p)) {
+                return Err(Error::bad_request(
+                    "When `new_edits: false`, the document needs `_rev` or `_revisions` specified",
+                ));
+            }
+        }
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
         let mut st = BatchState::new(inner, *guard, origin);
@@ -753,7 +807,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
     let hash = new_rev_hash(parent.as_ref(), doc.deleted, &body, &pairs);
     let path = RevPath::child_of(parent.as_ref(), &hash)?;
     let new_rev = path.leaf();
-    let limit = st.inner.revs_limit;
+    let limit = st.inner.revs_limit();
     let (tree, stemmed, kind) = with_path(current.as_ref(), &path, doc.deleted, limit);
     if kind.is_some_and(|k| k != MergeKind::NewLeaf) {
         return Err(conflict());
@@ -798,6 +852,8 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     let mut att_meta = Map::new();
     let mut new_atts: Vec<(String, Vec<u8>)> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
+    // The attachments of the nearest stored ancestor, read when a stub first needs them.
+    let mut ancestor_atts: Option<Vec<(String, AttMeta)>> = None;
     for (name, att) in &doc.attachments {
         let meta = match att {
             AttIn::Data {
@@ -821,22 +877,44 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
                 digest,
                 revpos,
             } => {
-                let missing = || Error::MissingStub {
-                    id: id.to_owned(),
-                    name: name.clone(),
+                let length = match digest {
+                    Some(d) => match new_atts.iter().find(|(nd, _)| nd == d) {
+                        Some((_, data)) => Some(data.len() as u64),
+                        None => st.att_len(d)?,
+                    },
+                    None => None,
                 };
-                let digest = digest.clone().ok_or_else(missing)?;
-                let length = match new_atts.iter().find(|(d, _)| *d == digest) {
-                    Some((_, data)) => data.len() as u64,
-                    None => st.att_len(&digest)?.ok_or_else(missing)?,
-                };
-                AttMeta {
-                    content_type: content_type
-                        .clone()
-                        .unwrap_or_else(|| "application/octet-stream".into()),
-                    digest,
-                    length,
-                    revpos: revpos.unwrap_or(leaf.pos()),
+                match (digest, length) {
+                    (Some(digest), Some(length)) => AttMeta {
+                        content_type: content_type
+                            .clone()
+                            .unwrap_or_else(|| "application/octet-stream".into()),
+                        digest: digest.clone(),
+                        length,
+                        revpos: revpos.unwrap_or(leaf.pos()),
+                    },
+                    // A digest this store does not hold: Apache CouchDB gives a compressible
+                    // attachment the digest of its gzipped bytes, which differs from ours
+                    // for the same bytes. Resolve the stub as CouchDB does.
+                    _ => {
+                        let stored = match &mut ancestor_atts {
+                            Some(atts) => atts,
+                            None => ancestor_atts.insert(nearest_stored_atts(
+                                st,
+                                id,
+                                current.as_ref(),
+                                &path,
+                            )?),
+                        };
+                        stored
+                            .iter()
+                            .find(|(n, m)| n == name && revpos.is_none_or(|p| p == m.revpos))
+                            .map(|(_, m)| m.clone())
+                            .ok_or_else(|| Error::MissingStub {
+                                id: id.to_owned(),
+                                name: name.clone(),
+                            })?
+                    }
                 }
             }
         };
@@ -846,7 +924,7 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     for (digest, data) in &new_atts {
         st.store_att(digest, data)?;
     }
-    let limit = st.inner.revs_limit;
+    let limit = st.inner.revs_limit();
     let (tree, stemmed, _) = with_path(current.as_ref(), &path, doc.deleted, limit);
     let mut body = doc.body;
     if !att_meta.is_empty() {
@@ -862,4 +940,30 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
         Edit::Replicated { leaf: &leaf },
     )?;
     Ok(leaf)
+}
+
+/// The attachments of the newest ancestor of `path`'s leaf whose body this store holds,
+/// none if it holds none. CouchDB resolves a replicated revision's stubs against that
+/// revision, by name and `revpos` (`couch_db:prep_and_validate_replicated_updates`,
+/// `couch_att:merge_stubs`).
+fn nearest_stored_atts(
+    st: &mut BatchState<'_>,
+    id: &str,
+    current: Option<&DocRecord>,
+    path: &RevPath,
+) -> Result<Vec<(String, AttMeta)>> {
+    let Some(rec) = current else {
+        return Ok(Vec::new());
+    };
+    let ancestors: Vec<Rev> = path.revs().collect();
+    // Newest first, the leaf itself left out.
+    for rev in ancestors.iter().rev().skip(1) {
+        if !rec.tree.contains(rev) {
+            continue;
+        }
+        if let Some(body) = st.body(id, rev)? {
+            return Ok(metas(&body));
+        }
+    }
+    Ok(Vec::new())
 }

@@ -4,6 +4,8 @@
 //! invariants checked after each step.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::StdRng;
@@ -106,7 +108,7 @@ fn a_format_1_store_is_upgraded_and_answers_as_before() {
     let db = Database::open(&path).unwrap();
     // Straight to the current format (3: format 2 plus the sync-state records, of which a
     // format-1 store has none).
-    assert_eq!(db.info().unwrap().disk_format_version, 3);
+    assert_eq!(db.info().unwrap().disk_format_version, 4);
     let report = db.verify().unwrap();
     assert_eq!(report.unsynced_entries, 0);
     assert_eq!(
@@ -141,7 +143,7 @@ fn an_upgrade_cut_short_finishes_on_the_next_open() {
         serde_json::from_str(include_str!("fixtures/format1-expected.json")).unwrap();
     drop(Database::open(&path).unwrap());
     {
-        let raw = sled::open(&path).unwrap();
+        let raw = common::raw_sled(&path);
         raw.open_tree("settee")
             .unwrap()
             .insert("Mformat", "1")
@@ -151,6 +153,57 @@ fn an_upgrade_cut_short_finishes_on_the_next_open() {
     let db = Database::open(&path).unwrap();
     db.verify().unwrap();
     assert_eq!(dump(&db), expected);
+}
+
+/// Issue 10: format 3 only adds long forms to format 2, and format 4 (issue 11) only the sync
+/// state, so a format-2 or -3 store is upgraded by recording the new version, and answers as
+/// before.
+#[test]
+fn a_format_2_store_is_upgraded_and_answers_as_before() {
+    upgrade_from("2");
+}
+
+#[test]
+fn a_format_3_store_is_upgraded_and_answers_as_before() {
+    upgrade_from("3");
+}
+
+fn upgrade_from(format: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = Database::open(&path).unwrap();
+    let res = db.put(json!({"_id": "a", "v": 1})).unwrap();
+    db.bulk_docs(
+        vec![json!({"_id": "b", "_rev": "2-y", "_revisions": {"start": 2, "ids": ["y", "x"]}})],
+        false,
+    )
+    .unwrap();
+    let before = (
+        db.get("a", &GetOptions::default()).unwrap(),
+        ids(&db, &ChangesOptions::default()),
+    );
+    drop(db);
+    {
+        let raw = sled::open(&path).unwrap();
+        raw.open_tree("settee")
+            .unwrap()
+            .insert("Mformat", format)
+            .unwrap();
+        raw.flush().unwrap();
+    }
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.info().unwrap().disk_format_version, 4);
+    db.verify().unwrap();
+    let after = (
+        db.get("a", &GetOptions::default()).unwrap(),
+        ids(&db, &ChangesOptions::default()),
+    );
+    assert_eq!(after, before);
+    assert_eq!(after.0["_rev"], res.rev.unwrap().to_string());
+    drop(db);
+    let raw = sled::open(&path).unwrap();
+    let format = raw.open_tree("settee").unwrap().get("Mformat").unwrap();
+    assert_eq!(format.as_deref(), Some(&b"4"[..]));
 }
 
 fn ids(db: &Database, opts: &ChangesOptions) -> Vec<(u64, String)> {
@@ -329,16 +382,29 @@ fn random_step(db: &Database, rng: &mut StdRng, step: usize) {
                     let rev: Rev = pick.as_str().unwrap().parse().unwrap();
                     (rev.pos() + 1, vec![rev.hash().to_string()])
                 }
-                _ => (1, vec![]),
+                // A new root, sometimes at position 0 (CouchDB stores those).
+                _ => (rng.gen_range(0..2), vec![]),
             };
-            let new_hash = format!("{:032x}", rng.gen::<u128>());
+            // Mostly CouchDB's own form; sometimes a form other replicas write (issue 10):
+            // any string, of any length, with 0x00, in the key and the long encodings.
+            let tag = rng.gen::<u32>();
+            let new_hash = match rng.gen_range(0..10) {
+                0 => String::new(),
+                1 => format!("{}{tag:x}", "l".repeat(300)),
+                // Past the record's short winner length (rarely: each step reads it all).
+                2 if tag % 8 == 0 => format!("{}{tag:x}", "h".repeat(66_000)),
+                3 => format!("nul\u{0}{tag:x}"),
+                4 => format!("a b\n\u{e9}!-{tag:x}"),
+                _ => format!("{:032x}", rng.gen::<u128>()),
+            };
             hashes.insert(0, new_hash.clone());
             let deleted = rng.gen_bool(0.2);
             let doc = json!({
                 "_id": id, "_rev": format!("{start}-{new_hash}"), "_deleted": deleted,
                 "_revisions": {"start": start, "ids": hashes}, "side": step,
             });
-            db.bulk_docs(vec![doc], false).unwrap();
+            let res = db.bulk_docs(vec![doc], false).unwrap();
+            assert_eq!(res[0].error, None, "{:?}", res[0].reason);
         }
         // Purge one leaf.
         5 => {

@@ -407,22 +407,28 @@ fn the_live_stream_reports_each_change_of_state() {
 }
 
 #[test]
-fn a_format_2_store_opens_as_format_3_with_no_remote() {
+fn a_format_2_or_3_store_opens_as_format_4_with_no_remote() {
+    for format in ["2", "3"] {
+        older_store_opens_with_no_remote(format);
+    }
+}
+
+fn older_store_opens_with_no_remote(format: &str) {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = open(&dir);
         put(&db, json!({"_id": "a"}));
     }
-    // A format-2 store is a format-3 store without sync records and with format key 2.
+    // A format-2 or -3 store is a format-4 store without sync records and an older key.
     {
         let raw = sled::open(dir.path().join("db")).unwrap();
         let tree = raw.open_tree("settee").unwrap();
         assert!(tree.get("Mremotes").unwrap().is_none());
-        tree.insert("Mformat", "2").unwrap();
+        tree.insert("Mformat", format).unwrap();
         raw.flush().unwrap();
     }
     let db = open(&dir);
-    assert_eq!(db.info().unwrap().disk_format_version, 3);
+    assert_eq!(db.info().unwrap().disk_format_version, 4);
     assert_eq!(db.sync_counts(R1).unwrap().unsynced, 1);
     db.verify().unwrap();
 }
