@@ -9,6 +9,8 @@
 #
 #   bench/replication.sh                   # N=100,000 (BENCH_DOCS)
 #   BENCH_DOCS=5000 bench/replication.sh   # a quick run
+#   BENCH_SERVER=couchdb bench/replication.sh   # against Apache CouchDB 3.5.0 from
+#                                           # SETTEE_COUCHDB_RELEASE (default ../shared/couchdb)
 #
 # Knobs: REPL_BATCH_SIZE (default: each client's own default batch size), BENCH_RAW_BATCH and
 # BENCH_RAW_INFLIGHT (the raw client: 1,000 per request, 2 requests in flight), SETTEE_BIN (a
@@ -56,19 +58,38 @@ fi
 rm -rf "$out"
 mkdir -p "$out"
 state=$(mktemp -d "${TMPDIR:-/tmp}/settee-bench-server.XXXXXX")
-trap '"$root/scripts/test-server.sh" stop "$state"; rm -rf "$state"' EXIT
-url=$("$root/scripts/test-server.sh" start "$state")
-server_pid=$(cat "$state/pid")
-# pouchdb-server crashes when a non-admin creates a database (scripts/test-server.sh), so
-# every client gets the admin's credentials when the server has an admin.
-auth_url=$url
-user=
-if [ -f "$state/password" ]; then
-    user=$(cat "$state/user" 2>/dev/null || echo settee_admin)
-    export SETTEE_PASSWORD=$(cat "$state/password")
-    auth_url=$(python3 -c 'import sys, urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p._replace(netloc=u.quote(sys.argv[2], safe="") + ":" + u.quote(sys.argv[3], safe="") + "@" + p.netloc).geturl())' "$url" "$user" "$SETTEE_PASSWORD")
-fi
-log "test server at $url (admin: ${user:-none})"
+server_kind=${BENCH_SERVER:-pouchdb-server}
+case "$server_kind" in
+couchdb)
+    # Apache CouchDB 3.5.0 from the release folder (see scripts/test.sh).
+    release=${SETTEE_COUCHDB_RELEASE:-$root/../shared/couchdb}
+    trap 'bash "$release/couchdb.sh" stop "$state"; rm -rf "$state"' EXIT
+    started=$(bash "$release/couchdb.sh" start "$state")
+    auth_url=${started%% *}
+    server_pid=${started##* }
+    creds=${auth_url#http://}
+    creds=${creds%%@*}
+    user=${creds%%:*}
+    export SETTEE_PASSWORD=${creds#*:}
+    url="http://${auth_url#*@}"
+    ;;
+pouchdb-server)
+    trap '"$root/scripts/test-server.sh" stop "$state"; rm -rf "$state"' EXIT
+    url=$("$root/scripts/test-server.sh" start "$state")
+    server_pid=$(cat "$state/pid")
+    # pouchdb-server crashes when a non-admin creates a database (scripts/test-server.sh), so
+    # every client gets the admin's credentials when the server has an admin.
+    auth_url=$url
+    user=
+    if [ -f "$state/password" ]; then
+        user=$(cat "$state/user" 2>/dev/null || echo settee_admin)
+        export SETTEE_PASSWORD=$(cat "$state/password")
+        auth_url=$(python3 -c 'import sys, urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p._replace(netloc=u.quote(sys.argv[2], safe="") + ":" + u.quote(sys.argv[3], safe="") + "@" + p.netloc).geturl())' "$url" "$user" "$SETTEE_PASSWORD")
+    fi
+    ;;
+*) echo "replication.sh: BENCH_SERVER is couchdb or pouchdb-server, not $server_kind" >&2; exit 2 ;;
+esac
+log "$server_kind at $url (admin: ${user:-none})"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 # run NAME CMD...: runs CMD under time -v; stdout to NAME.out, time -v to NAME.time, and the
@@ -163,7 +184,8 @@ def timev(name):
 raw = json.load(open(os.path.join(out, "raw.out")))
 limit = {"pull": n / raw["read_seconds"], "push": n / raw["write_seconds"]}
 load = json.load(open(os.path.join(out, "load.out")))
-print(f"Source: {n:,} notes (~1 KB) in `src`, loaded with `_bulk_docs` (batches of 1,000, new_edits=true) "
+print(f"Server: {os.environ.get('BENCH_SERVER', 'pouchdb-server')}. "
+      f"Source: {n:,} notes (~1 KB) in `src`, loaded with `_bulk_docs` (batches of 1,000, new_edits=true) "
       f"in {load['seconds']:.1f} s ({n / load['seconds']:,.0f} docs/s).\n")
 print("| client | direction | wall | docs/s | of the server limit | vs PouchDB | client CPU (user+sys) | CPU vs PouchDB | peak RSS | server CPU | no-op re-run |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")

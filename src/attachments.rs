@@ -58,7 +58,7 @@ impl Db {
         match self {
             Db::Local(d) => {
                 let (id, name, rev) = (id.to_owned(), name.to_owned(), rev.cloned());
-                let att = blocking(d, move |d| d.get_attachment(&id, &name, rev.as_ref())).await?;
+                let att = blocking(d, move |d| d.attachment(&id, rev.as_ref(), &name)).await?;
                 let data = Bytes::from(att.data);
                 Ok(AttachmentStream {
                     content_type: Some(att.content_type),

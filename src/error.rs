@@ -48,6 +48,13 @@ pub enum Error {
     /// A blocking task failed.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// A command that only reads was given a local path that holds no store
+    /// ([`crate::Db::open_existing`]); nothing was created there.
+    #[error("no Settee store at {path}")]
+    NoStore {
+        /// The path as given.
+        path: String,
+    },
 }
 
 impl Error {
@@ -63,6 +70,7 @@ impl Error {
             Error::Rejected { .. } => "rejected",
             Error::BadRequest(_) => "bad_request",
             Error::Task(_) => "internal_error",
+            Error::NoStore { .. } => "not_found",
         }
     }
 
@@ -70,7 +78,7 @@ impl Error {
     fn couch(&self) -> Option<&settee_couch::Error> {
         match self {
             Error::Couch(e) => Some(e),
-            Error::Replicate(settee_replicate::Error::Couch { source, .. }) => Some(source),
+            Error::Replicate(settee_replicate::Error::Couch(e)) => Some(e),
             _ => None,
         }
     }

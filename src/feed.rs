@@ -33,6 +33,8 @@ fn from_store(c: settee_store::Change) -> Change {
         changes: c.changes,
         deleted: c.deleted,
         doc: c.doc,
+        // A store's revisions are all valid.
+        invalid_revs: Vec::new(),
     }
 }
 

@@ -3,13 +3,14 @@
 //!
 //! An application writes to a local [`Database`] (sled) while offline; a [`Replication`] or
 //! [`replicate::sync`] moves revisions between it and a CouchDB database ([`RemoteDb`]) when
-//! the network is there, keeping every conflicting branch; [`status`] tells, without a
-//! network, what is still unsynced. [`Db`] opens either kind from a path or a URL, and
-//! offers the same calls on both: CouchDB-shaped JSON, typed documents ([`Doc<T>`]), Mango
-//! queries with indexes ([`Db::find`], [`Db::create_index`]), a live changes [`Db::changes_stream`],
-//! background replications whose events are a stream ([`Db::sync_with`]), attachments as
-//! byte streams and conflict resolution in one call ([`Db::resolve_conflict`]). The
-//! `settee` command is built on it.
+//! the network is there, keeping every conflicting branch. The store knows, per document and
+//! without a network, what a remote does not have yet: [`Db::sync_state`], [`Db::unsynced`],
+//! [`Db::sync_state_changes`] and [`status`]. [`Db`] opens either kind from a path or a URL,
+//! and offers the same calls on both: CouchDB-shaped JSON, typed documents ([`Doc<T>`]),
+//! Mango queries with indexes ([`Db::find`], [`Db::create_index`]), a live changes
+//! [`Db::changes_stream`], background replications whose events are a stream
+//! ([`Db::sync_with`]), attachments as byte streams and conflict resolution in one call
+//! ([`Db::resolve_conflict`]). The `settee` command is built on it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), settee::Error> {
@@ -24,7 +25,7 @@
 //! ```
 //!
 //! The workspace's crates are re-exported whole: [`revtree`], [`query`], [`store`],
-//! [`couch`], [`replicate`].
+//! [`couch`], [`replicate`], and [`server`] (`settee serve`: CouchDB's HTTP API over stores).
 
 mod attachments;
 mod db;
@@ -45,10 +46,12 @@ pub use settee_query as query;
 pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_replicate as replicate;
 pub use settee_replicate::{
-    CancellationToken, Event, ReplicateOptions, Replication, ReplicationHandle, SyncSummary,
+    CancellationToken, Event, ReplicateOptions, Replication, ReplicationHandle, SyncState,
+    SyncStatus, SyncSummary,
 };
 pub use settee_revtree as revtree;
 pub use settee_revtree::{Rev, Seq};
+pub use settee_server as server;
 pub use settee_store as store;
 pub use settee_store::{
     CreateIndexResponse, Database, DocResult, FindResponse, IndexList, IndexProgress, Resolution,

@@ -244,7 +244,9 @@ async fn replication_events_are_a_stream_and_dropping_the_handle_stops_it_with_a
         ..Default::default()
     };
     let rep_id = settee::Replication::new(local.to_peer(), guard.db.to_peer(), opts.clone())
-        .replication_id();
+        .replication_id()
+        .await
+        .unwrap();
     let mut push = local.replicate_to(&guard.db, opts);
     let mut written = 0;
     while let Some(event) = tokio::time::timeout(Duration::from_secs(60), push.next())

@@ -55,7 +55,7 @@ pub use bulk_get::{BulkGetDoc, BulkGetOptions, BulkGetRequest, BulkGetResult};
 pub use changes::{
     Change, ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, ChangesStyle, Feed,
 };
-pub use client::{ClientBuilder, CouchClient, ServerInfo};
+pub use client::{ClientBuilder, CouchClient, ServerInfo, DEFAULT_MAX_RESPONSE};
 pub use db::{DbInfo, RemoteDb};
 pub use docs::{AllDocsOptions, AllDocsResponse, AllDocsRow, GetOptions, PutResponse};
 pub use error::{Error, Failure, Result};

@@ -1,68 +1,13 @@
-//! Attachments as raw bytes: reading one attachment's bytes, and adding one to a document
-//! from bytes, without the base64 of inline attachments.
+//! Adding an attachment to a document from its bytes, without the base64 of inline
+//! attachments (reading one is `Database::attachment`, in `attachments.rs`).
 
 use serde_json::{Map, Value};
 use settee_revtree::Rev;
 
-use crate::attachments::metas;
-use crate::keys;
 use crate::validate::{AttIn, Body, ParsedDoc, LOCAL_PREFIX};
 use crate::{Database, DocResult, Error, GetOptions, Result};
 
-/// An attachment's bytes and metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    /// Its MIME type.
-    pub content_type: String,
-    /// CouchDB's digest, `md5-<base64>`.
-    pub digest: String,
-    /// The bytes.
-    pub data: Vec<u8>,
-}
-
 impl Database {
-    /// Attachment `name` of document `id` (the winner, or revision `rev`):
-    /// `GET /{db}/{id}/{name}`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if the document, revision or attachment does not exist; storage
-    /// errors.
-    pub fn get_attachment(&self, id: &str, name: &str, rev: Option<&Rev>) -> Result<Attachment> {
-        let opts = GetOptions {
-            rev: rev.cloned(),
-            ..Default::default()
-        };
-        let doc = self.get(id, &opts)?;
-        let rec = self
-            .load_doc(id)?
-            .ok_or_else(|| Error::not_found(id, "missing"))?;
-        let rev: Rev = doc["_rev"]
-            .as_str()
-            .and_then(|r| r.parse().ok())
-            .ok_or_else(|| Error::corrupt(format!("{id:?} read without a _rev")))?;
-        let body = self
-            .load_body(id, &rec, &rev)?
-            .ok_or_else(|| Error::not_found(id, "missing"))?;
-        let meta = metas(&body)
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, m)| m)
-            .ok_or_else(|| Error::not_found(&format!("{id}/{name}"), "missing"))?;
-        let data = self
-            .inner
-            .tree
-            .get(keys::att_key(&meta.digest))
-            .map_err(|e| self.inner.storage(e))?
-            .ok_or_else(|| {
-                Error::corrupt(format!("attachment {name:?} of {id:?} is not stored"))
-            })?;
-        Ok(Attachment {
-            content_type: meta.content_type,
-            digest: meta.digest,
-            data: data.to_vec(),
-        })
-    }
-
     /// Adds (or replaces) attachment `name` of document `id` from its bytes: a new revision
     /// on top of `rev` (`PUT /{db}/{id}/{name}?rev=...`), keeping the other attachments and
     /// the body. Without `rev` the document must not exist (or be deleted): it is created
@@ -72,7 +17,7 @@ impl Database {
     /// let dir = tempfile::tempdir()?;
     /// let db = settee_store::Database::open(dir.path().join("db"))?;
     /// let r = db.put_attachment("n", None, "a.txt", "text/plain", b"hello".to_vec())?;
-    /// let att = db.get_attachment("n", "a.txt", None)?;
+    /// let att = db.attachment("n", None, "a.txt")?;
     /// assert_eq!((att.data.as_slice(), att.content_type.as_str()), (&b"hello"[..], "text/plain"));
     /// assert!(r.rev.unwrap().to_string().starts_with("1-"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -141,7 +86,7 @@ impl Database {
             attachments,
             ..ParsedDoc::empty()
         };
-        let mut out = self.write_docs(vec![doc], true)?;
+        let mut out = self.write_docs(vec![doc], true, false, None)?;
         let one = out
             .pop()
             .ok_or_else(|| Error::corrupt("write of one document returned no result"))?;

@@ -190,7 +190,7 @@ impl Error {
 impl From<settee_revtree::Error> for Error {
     fn from(e: settee_revtree::Error) -> Error {
         // Both revtree errors are CouchDB's 400 bad_request.
-        Error::bad_request(e.to_string())
+        Error::bad_request(e.reason())
     }
 }
 

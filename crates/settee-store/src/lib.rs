@@ -48,11 +48,12 @@ mod options;
 mod read;
 mod resolve;
 mod results;
+mod settings;
+mod sync_state;
 mod validate;
 mod write;
 
-pub use attachment_io::Attachment;
-pub use attachments::attachment_digest;
+pub use attachments::{attachment_digest, Attachment};
 pub use database::Database;
 pub use error::{Error, Result};
 pub use find::{CreateIndexResponse, ExecutionStats, FindResponse, IndexList};
@@ -71,3 +72,4 @@ pub use results::{
 };
 pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_revtree::{Rev, Revisions, RevsDiff};
+pub use sync_state::{Rejection, Remote, SyncCounts, SyncState};

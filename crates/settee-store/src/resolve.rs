@@ -48,7 +48,7 @@ impl Database {
     pub fn resolve_conflict(&self, id: &str, resolution: Resolution) -> Result<Rev> {
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
-        let mut st = BatchState::new(inner, *guard);
+        let mut st = BatchState::new(inner, *guard, None);
         let rec = st.doc(id)?.ok_or_else(|| Error::not_found(id, "missing"))?;
         if rec.tree.is_deleted() {
             return Err(Error::not_found(id, "deleted"));
@@ -94,8 +94,7 @@ impl Database {
             write_edit(&mut st, id, tombstone)?;
         }
         if st.dirty {
-            let (batch, counters) = st.finish()?;
-            inner.commit(&mut guard, batch, counters)?;
+            st.commit(&mut guard)?;
         }
         Ok(keep)
     }

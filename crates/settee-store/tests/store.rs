@@ -7,27 +7,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use common::{db, put_rev, rev};
+use common::{db, put_rev, raw_sled, rev};
 use serde_json::json;
 use settee_store::{Database, GetOptions, OpenOptions};
 
 const CHILD_ENV: &str = "SETTEE_STORE_TEST_HOLD";
-
-/// Opens a store directory with plain sled. sled releases its lock asynchronously after a
-/// handle is dropped, so a busy lock is retried for a bounded time.
-fn raw_sled(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline => {
-                assert!(e.to_string().contains("could not acquire lock"), "{e}");
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("sled::open({}): {e}", path.display()),
-        }
-    }
-}
 
 /// Child role: open the store named by the env var, say so, and hold it until stdin closes.
 #[test]
