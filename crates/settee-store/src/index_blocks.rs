@@ -36,10 +36,12 @@ fn index_end(number: u32) -> Vec<u8> {
 }
 
 fn encode(entries: &[Vec<u8>]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+    let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 4).sum());
     for e in entries {
-        let len = u16::try_from(e.len())
-            .map_err(|_| Error::bad_request("an index key is longer than 64 KiB"))?;
+        // A u32: an indexed value or a document id can be longer than 64 KiB, and CouchDB
+        // indexes them; nothing reaching a store is 4 GiB.
+        let len = u32::try_from(e.len())
+            .map_err(|_| Error::bad_request("an index key is longer than 4 GiB"))?;
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(e);
     }
@@ -51,10 +53,12 @@ pub(crate) fn decode(key: &[u8], bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        let len = bytes.get(at..at + 2).ok_or_else(bad)?;
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        out.push(bytes.get(at + 2..at + 2 + len).ok_or_else(bad)?.to_vec());
-        at += 2 + len;
+        let len = bytes.get(at..at + 4).ok_or_else(bad)?;
+        let len = usize::try_from(u32::from_be_bytes([len[0], len[1], len[2], len[3]]))
+            .map_err(|_| bad())?;
+        let end = at.checked_add(4 + len).ok_or_else(bad)?;
+        out.push(bytes.get(at + 4..end).ok_or_else(bad)?.to_vec());
+        at = end;
     }
     Ok(out)
 }

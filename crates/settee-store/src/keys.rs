@@ -87,7 +87,7 @@ pub(crate) fn index_def_key(index: u32) -> [u8; 5] {
 
 /// `I` + index number: the prefix of all of one index's blocks. A block's key goes on with
 /// its lower bound, an entry (the collation-encoded key, then the document id), or nothing
-/// for a first block; its value is its entries, each a length (u16 big-endian) and the bytes,
+/// for a first block; its value is its entries, each a length (u32 big-endian) and the bytes,
 /// ascending (`index_blocks.rs`).
 pub(crate) fn index_prefix(index: u32) -> [u8; 5] {
     let mut k = [0u8; 5];
@@ -349,10 +349,11 @@ pub(crate) struct StoredRejection {
 /// sorted ascending, each a leaf of the document), and the remote's last refusal of the
 /// document, if it still stands.
 ///
-/// Encoded as: version byte `1`, leaf count (u16 big-endian), each leaf's rev text as a
-/// u16 big-endian length and the text; then a byte `0` (no rejection) or `1` followed by
-/// the rejected rev (u16 length + text), the error name (u16 length + text) and the reason
-/// (u32 length + text), all big-endian.
+/// Encoded as: version byte `1`, leaf count (u32 big-endian), each leaf's rev text as a
+/// u32 big-endian length and the text; then a byte `0` (no rejection) or `1` followed by
+/// the rejected rev, the error name and the reason, each a u32 length and the text, all
+/// big-endian. Every length is a u32, so nothing `Rev` parses (a hash of 70,000 characters
+/// that CouchDB stores, say) is too long for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unsynced {
     pub(crate) leaves: Vec<Rev>,
@@ -365,29 +366,30 @@ impl Unsynced {
     pub(crate) fn encode(&self) -> crate::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(8 + 40 * self.leaves.len());
         out.push(UNSYNCED_VERSION);
-        let n = u16::try_from(self.leaves.len())
-            .map_err(|_| crate::Error::bad_request("a document has too many leaves"))?;
-        out.extend_from_slice(&n.to_be_bytes());
-        let put16 = |out: &mut Vec<u8>, text: &str| -> crate::Result<()> {
-            let len = u16::try_from(text.len())
-                .map_err(|_| crate::Error::bad_request("a text of the sync state is too long"))?;
+        // A u32 holds every length below 4 GiB; a text that long never reaches a store
+        // (request bodies are bounded far below that).
+        let put32 = |out: &mut Vec<u8>, len: usize| -> crate::Result<()> {
+            let len = u32::try_from(len)
+                .map_err(|_| crate::Error::bad_request("a text of the sync state is over 4 GiB"))?;
             out.extend_from_slice(&len.to_be_bytes());
+            Ok(())
+        };
+        put32(&mut out, self.leaves.len())?;
+        let text = |out: &mut Vec<u8>, text: &str| -> crate::Result<()> {
+            put32(out, text.len())?;
             out.extend_from_slice(text.as_bytes());
             Ok(())
         };
         for rev in &self.leaves {
-            put16(&mut out, &rev.to_string())?;
+            text(&mut out, &rev.to_string())?;
         }
         match &self.rejection {
             None => out.push(0),
             Some(r) => {
                 out.push(1);
-                put16(&mut out, &r.rev.to_string())?;
-                put16(&mut out, &r.error)?;
-                let len = u32::try_from(r.reason.len())
-                    .map_err(|_| crate::Error::bad_request("a rejection reason is too long"))?;
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(r.reason.as_bytes());
+                text(&mut out, &r.rev.to_string())?;
+                text(&mut out, &r.error)?;
+                text(&mut out, &r.reason)?;
             }
         }
         Ok(out)
@@ -401,30 +403,34 @@ impl Unsynced {
             *at += n;
             Ok(b)
         };
-        let text16 = |at: &mut usize| -> crate::Result<&str> {
-            let len = take(at, 2)?;
-            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let u32_at = |at: &mut usize| -> crate::Result<usize> {
+            let b = take(at, 4)?;
+            usize::try_from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .map_err(|_| bad("bad length"))
+        };
+        let text = |at: &mut usize| -> crate::Result<&str> {
+            let len = u32_at(at)?;
             std::str::from_utf8(take(at, len)?).map_err(|_| bad("bad text"))
         };
         if take(&mut at, 1)?[0] != UNSYNCED_VERSION {
             return Err(bad("unknown version"));
         }
-        let n = take(&mut at, 2)?;
-        let n = u16::from_be_bytes([n[0], n[1]]);
-        let mut leaves = Vec::with_capacity(usize::from(n));
+        let n = u32_at(&mut at)?;
+        // Each leaf takes at least 4 bytes: a count past that is corrupt, not a reason to
+        // reserve memory.
+        if n > bytes.len() / 4 {
+            return Err(bad("bad leaf count"));
+        }
+        let mut leaves = Vec::with_capacity(n);
         for _ in 0..n {
-            leaves.push(text16(&mut at)?.parse().map_err(|_| bad("bad rev"))?);
+            leaves.push(text(&mut at)?.parse().map_err(|_| bad("bad rev"))?);
         }
         let rejection = match take(&mut at, 1)?[0] {
             0 => None,
             1 => {
-                let rev = text16(&mut at)?.parse().map_err(|_| bad("bad rev"))?;
-                let error = text16(&mut at)?.to_owned();
-                let len = take(&mut at, 4)?;
-                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-                let reason = std::str::from_utf8(take(&mut at, len)?)
-                    .map_err(|_| bad("bad reason"))?
-                    .to_owned();
+                let rev = text(&mut at)?.parse().map_err(|_| bad("bad rev"))?;
+                let error = text(&mut at)?.to_owned();
+                let reason = text(&mut at)?.to_owned();
                 Some(StoredRejection { rev, error, reason })
             }
             _ => return Err(bad("bad rejection flag")),
@@ -756,6 +762,19 @@ mod tests {
         assert_eq!(
             Unsynced::decode("x", &plain.encode().unwrap()).unwrap(),
             plain
+        );
+        // Revisions CouchDB stores can be longer than any u16 length (issue 10).
+        let long = Unsynced {
+            leaves: vec![format!("1-{}", "h".repeat(70_000)).parse().unwrap()],
+            rejection: Some(StoredRejection {
+                rev: format!("1-{}", "h".repeat(70_000)).parse().unwrap(),
+                error: "e".repeat(70_000),
+                reason: "r".repeat(70_000),
+            }),
+        };
+        assert_eq!(
+            Unsynced::decode("x", &long.encode().unwrap()).unwrap(),
+            long
         );
         // Leaves must be sorted, unique and present.
         let unsorted = Unsynced {

@@ -489,3 +489,32 @@ fn an_index_never_disagrees_with_a_full_scan() {
     }
     db.verify().unwrap();
 }
+
+/// CouchDB indexes values and ids of any length: an index entry longer than 64 KiB is stored
+/// and found like any other (and the document is written, not refused because of its index).
+#[test]
+fn index_entries_longer_than_64_kib_are_stored_and_found() {
+    let (_d, db) = open();
+    db.create_index(&json!({"index": {"fields": ["title"]}, "ddoc": "t", "name": "t"}))
+        .unwrap();
+    let long_title = "t".repeat(70_000);
+    let long_id = "i".repeat(70_000);
+    db.put(json!({"_id": "short", "title": "a"})).unwrap();
+    db.put(json!({"_id": long_id.clone(), "title": long_title.clone()}))
+        .unwrap();
+    db.put(json!({"_id": "after", "title": "z"})).unwrap();
+    let found = find(
+        &db,
+        json!({"selector": {"title": {"$gt": null}}, "sort": ["title"], "fields": ["_id"]}),
+    );
+    assert_eq!(
+        ids(&found.docs),
+        ["short".to_owned(), long_id.clone(), "after".to_owned()]
+    );
+    let exact = find(
+        &db,
+        json!({"selector": {"title": long_title}, "fields": ["_id"]}),
+    );
+    assert_eq!(ids(&exact.docs), [long_id]);
+    db.verify().unwrap();
+}
