@@ -644,6 +644,11 @@ pub struct Status {
 pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
     let st = local.sync_status(remote).await?;
     let db = local.sync_store()?;
+    // One attempt: offline, say so at once rather than after the client's retries.
+    let remote = match remote {
+        Db::Remote(r) => Db::Remote(r.with_retry(settee_couch::RetryPolicy::none())),
+        other => other.clone(),
+    };
     let (unpulled, unpulled_error) = match settee_replicate::unpulled(db, &remote.to_peer()).await {
         Ok(n) => (Some(n), None),
         Err(e) => (

@@ -144,6 +144,25 @@ impl CouchClient {
             .await
     }
 
+    /// This client with another retry policy: the same server, credentials and connection
+    /// pool, e.g. one that fails at once for a quick question such as "is the server there?".
+    pub fn with_retry(&self, policy: RetryPolicy) -> CouchClient {
+        let i = &self.inner;
+        let cookie = i.session.try_lock().ok().and_then(|c| c.clone());
+        CouchClient {
+            inner: Arc::new(Inner {
+                base: i.base.clone(),
+                shown: i.shown.clone(),
+                http: i.http.clone(),
+                auth: i.auth.clone(),
+                headers: i.headers.clone(),
+                retry: policy,
+                max_response: i.max_response,
+                session: tokio::sync::Mutex::new(cookie),
+            }),
+        }
+    }
+
     /// The database `name` on this server (no request is made).
     pub fn db(&self, name: &str) -> RemoteDb {
         let url = self.join(&[&encode_segment(name)]);

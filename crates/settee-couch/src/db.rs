@@ -67,6 +67,18 @@ impl RemoteDb {
         }
     }
 
+    /// This database through a client with another retry policy (see
+    /// [`CouchClient::with_retry`]).
+    pub fn with_retry(&self, policy: crate::RetryPolicy) -> RemoteDb {
+        RemoteDb {
+            client: self.client.with_retry(policy),
+            name: self.name.clone(),
+            url: self.url.clone(),
+            shown: self.shown.clone(),
+            bulk_get_support: self.bulk_get_support.clone(),
+        }
+    }
+
     /// A database from its full URL, `http://[user:password@]host:5984[/prefix]/dbname`,
     /// with default client options (credentials from the URL or `SETTEE_PASSWORD`).
     ///

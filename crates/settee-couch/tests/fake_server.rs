@@ -196,6 +196,35 @@ async fn retries_give_up_with_the_last_status_and_reason() {
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
 
+/// `with_retry` gives the same database another policy (the facade's `status` asks once
+/// when counting what is unpulled, so that offline it answers at once); the original keeps
+/// its own.
+#[tokio::test]
+async fn a_database_with_another_retry_policy_keeps_the_original_policy_apart() {
+    let (url, seen) = fake_server(|_, _| {
+        (
+            503,
+            vec![("Retry-After", "0".into())],
+            json!({"error": "unavailable", "reason": "busy"}).to_string(),
+        )
+    })
+    .await;
+    let db = CouchClient::builder(&url)
+        .retry(RetryPolicy {
+            max_retries: 2,
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+        .db("db");
+    let once = db.with_retry(RetryPolicy::none());
+    assert_eq!(once.url().to_string(), db.url().to_string());
+    assert!(once.info().await.is_err());
+    assert_eq!(seen.lock().unwrap().len(), 1, "one attempt");
+    assert!(db.info().await.is_err());
+    assert_eq!(seen.lock().unwrap().len(), 4, "then 1 + 2 retries");
+}
+
 #[tokio::test]
 async fn non_idempotent_write_is_not_retried() {
     let (url, seen) = fake_server(|_, _| {
