@@ -116,7 +116,43 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
     sync_once(&l, &r).await;
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.unpulled), (0, Some(0)));
-    r.to_peer().info().await.unwrap();
+    // A sync with nothing to move writes no checkpoint, yet it is the last successful push
+    // and pull (RFC 3339 times compare as text).
+    let before = st.local.clone();
+    // The times have one-second resolution.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let summary = sync_once(&l, &r).await;
+    assert_eq!(
+        (
+            summary.push.stats.docs_written,
+            summary.pull.stats.docs_written
+        ),
+        (0, 0)
+    );
+    let after = settee::status(&l, &r).await.unwrap().local;
+    assert!(
+        after.last_push > before.last_push,
+        "{before:?} then {after:?}"
+    );
+    assert!(
+        after.last_pull > before.last_pull,
+        "{before:?} then {after:?}"
+    );
+}
+
+/// A first sync with nothing to pull still shows when it pulled (it wrote no checkpoint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_pulls_nothing_still_shows_its_last_pull() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let r = remote(&server, &unique_db("empty-pull"));
+    r.to_peer().create().await.unwrap();
+    let l = Db::open(dir.path().join("l").to_str().unwrap()).unwrap();
+    l.put(json!({"_id": "a"})).await.unwrap();
+    sync_once(&l, &r).await;
+    let st = settee::status(&l, &r).await.unwrap();
+    assert!(st.local.last_pull.is_some(), "{st:?}");
+    assert!(st.local.last_push.is_some(), "{st:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,10 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::record_peer_revs(p, other, held, rejected).await)
     }
 
+    async fn caught_up(&self, other: &str, role: Role, at: &str) -> Result<()> {
+        both!(self, p => Peer::caught_up(p, other, role, at).await)
+    }
+
     async fn commit(&self) -> Result<()> {
         both!(self, p => Peer::commit(p).await)
     }

@@ -275,6 +275,21 @@ pub trait Peer: Clone + Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Called when a replication with `other` (this peer being its `role` end) has written
+    /// everything up to the source's current end: at the end of a one-shot run, and each time
+    /// a live one catches up. `at` is the time (RFC 3339). A local store records it as its
+    /// last successful push to or pull from `other` (what `status` shows even when a run had
+    /// nothing to move, and so wrote no checkpoint); a remote database does nothing.
+    fn caught_up(
+        &self,
+        other: &str,
+        role: Role,
+        at: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (other, role, at);
+        async { Ok(()) }
+    }
+
     /// Makes everything written so far durable (the store's flush; CouchDB's
     /// `_ensure_full_commit`).
     fn commit(&self) -> impl Future<Output = Result<()>> + Send;

@@ -282,6 +282,20 @@ impl Peer for Database {
         })
         .await
     }
+
+    async fn caught_up(&self, other: &str, role: Role, at: &str) -> Result<()> {
+        let key = match role {
+            Role::Source => LAST_PUSH_KEY,
+            Role::Target => LAST_PULL_KEY,
+        };
+        let meta = [(key.to_owned(), Value::String(at.to_owned()))];
+        let other = other.to_owned();
+        blocking(self, move |db| {
+            db.register_remote(&other, meta.into_iter().collect())
+                .map(|_| ())
+        })
+        .await
+    }
 }
 
 /// The remote meta key (see `settee_store::Database::register_remote`) of the filter the
@@ -294,6 +308,10 @@ pub(crate) const PULL_FILTER_KEY: &str = "pull_filter";
 pub(crate) const PUSH_REPLICATION_KEY: &str = "push_replication";
 /// The remote meta key of the last pull's replication id.
 pub(crate) const PULL_REPLICATION_KEY: &str = "pull_replication";
+/// The remote meta key of when the last push to a remote caught up (see `Peer::caught_up`).
+pub(crate) const LAST_PUSH_KEY: &str = "last_push";
+/// The remote meta key of when the last pull from a remote caught up.
+pub(crate) const LAST_PULL_KEY: &str = "last_pull";
 /// The prefix of the remote meta keys `checkpoint:<replication id>`, true once the
 /// replication's checkpoints on this store were written while it kept sync state.
 const CHECKPOINT_KEY_PREFIX: &str = "checkpoint:";

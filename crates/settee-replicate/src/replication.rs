@@ -434,6 +434,9 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     ctx.error(&e, false, None).await;
                     return Err(e);
                 }
+                if !cancelled {
+                    self.record_caught_up().await;
+                }
                 tracing::info!(
                     docs_written = summary.stats.docs_written,
                     "replication complete"
@@ -445,6 +448,21 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 .await;
                 Ok(summary)
             }
+        }
+    }
+
+    /// Tells both peers that this replication has caught up (`Peer::caught_up`). What they
+    /// record is informational (when a sync last completed), so a failure is logged, not
+    /// fatal: the data and the checkpoint are already written.
+    async fn record_caught_up(&self) {
+        let at = checkpoint::now_rfc3339();
+        let (sid, tid) = (self.source.identity(), self.target.identity());
+        let (s, t) = futures::join!(
+            self.source.caught_up(&tid, Role::Source, &at),
+            self.target.caught_up(&sid, Role::Target, &at)
+        );
+        for e in [s, t].into_iter().filter_map(Result::err) {
+            tracing::warn!(error = %error_chain(&e), "could not record when the replication caught up");
         }
     }
 
@@ -685,6 +703,9 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                         .await?;
                     if !progress.paused {
                         progress.paused = true;
+                        if self.opts.continuous {
+                            self.record_caught_up().await;
+                        }
                         let pending = if self.source.is_local() {
                             self.refresh_pending(progress).await;
                             progress.pending_base

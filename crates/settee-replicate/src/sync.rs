@@ -15,8 +15,8 @@ use crate::checkpoint::ReplicationLog;
 use crate::events::{Direction, Event, Summary};
 use crate::peer::{ChangesRequest, Filter, Peer};
 use crate::peer_store::{
-    blocking, winning_doc, PULL_FILTER_KEY, PULL_REPLICATION_KEY, PUSH_FILTER_KEY,
-    PUSH_REPLICATION_KEY,
+    blocking, winning_doc, LAST_PULL_KEY, LAST_PUSH_KEY, PULL_FILTER_KEY, PULL_REPLICATION_KEY,
+    PUSH_FILTER_KEY, PUSH_REPLICATION_KEY,
 };
 use crate::{Error, ReplicateOptions, Replication, Result};
 
@@ -106,10 +106,10 @@ pub struct SyncStatus {
     pub rejected: u64,
     /// Documents with a revision the remote does not have that the sync's filter excludes.
     pub not_replicated: u64,
-    /// When the last push checkpoint was written (RFC 3339): everything up to it was
-    /// pushed. `None` if never.
+    /// When the last push finished or caught up (RFC 3339), or wrote its last checkpoint if
+    /// that is later: everything the store had then was pushed. `None` if never.
     pub last_push: Option<String>,
-    /// When the last pull checkpoint was written.
+    /// When the last pull finished or caught up (or checkpointed), likewise.
     pub last_pull: Option<String>,
 }
 
@@ -124,6 +124,9 @@ struct PairView {
     /// The replication ids of the last push and pull (their checkpoints' names), if any ran.
     push_id: Option<String>,
     pull_id: Option<String>,
+    /// When the last push and pull caught up, as the replicator recorded it.
+    last_push: Option<String>,
+    last_pull: Option<String>,
 }
 
 impl PairView {
@@ -142,6 +145,8 @@ impl PairView {
             pull_filter: filter(PULL_FILTER_KEY),
             push_id: id(PUSH_REPLICATION_KEY),
             pull_id: id(PULL_REPLICATION_KEY),
+            last_push: id(LAST_PUSH_KEY),
+            last_pull: id(LAST_PULL_KEY),
             remote: name,
         }
     }
@@ -336,8 +341,12 @@ pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus>
         unpushed,
         rejected,
         not_replicated,
-        last_push: when(checkpoint_of(local, view.push_id.as_deref()).await?),
-        last_pull: when(checkpoint_of(local, view.pull_id.as_deref()).await?),
+        // The later of when a run last caught up and its last checkpoint (the same format,
+        // so they compare as text); a store synced by an older build has only the latter.
+        last_push: when(checkpoint_of(local, view.push_id.as_deref()).await?)
+            .max(view.last_push.clone()),
+        last_pull: when(checkpoint_of(local, view.pull_id.as_deref()).await?)
+            .max(view.last_pull.clone()),
     })
 }
 
