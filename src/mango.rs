@@ -126,6 +126,88 @@ impl Db {
         }
     }
 
+    /// Reads many documents, or given revisions of them, in one request (`_bulk_get`): one
+    /// result per request, in order, each with one entry per revision read (every leaf when
+    /// no `rev` is given), a document or its error (`not_found` with `missing` or
+    /// `deleted`). The answers are the store's types for a store and a server alike.
+    ///
+    /// ```
+    /// # async fn demo(db: settee::Db) -> Result<(), settee::Error> {
+    /// use settee::store::{BulkGetDoc, BulkGetRequest};
+    /// let reqs = [BulkGetRequest { id: "note:1".into(), rev: None, atts_since: vec![] }];
+    /// for result in db.bulk_get(&reqs, &Default::default()).await? {
+    ///     for doc in result.docs {
+    ///         if let BulkGetDoc::Ok(doc) = doc {
+    ///             println!("{}", doc["_rev"]);
+    ///         }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The request's errors (a missing document or revision is its entry's error).
+    pub async fn bulk_get(
+        &self,
+        reqs: &[settee_store::BulkGetRequest],
+        opts: &settee_store::BulkGetOptions,
+    ) -> Result<Vec<settee_store::BulkGetResult>> {
+        use settee_store::{BulkGetDoc, BulkGetError, BulkGetResult};
+        match self {
+            Db::Local(d) => {
+                let (reqs, opts) = (reqs.to_vec(), *opts);
+                blocking(d, move |d| d.bulk_get(&reqs, &opts)).await
+            }
+            Db::Remote(r) => {
+                let creqs: Vec<settee_couch::BulkGetRequest> = reqs
+                    .iter()
+                    .map(|q| settee_couch::BulkGetRequest {
+                        id: q.id.clone(),
+                        rev: q.rev.clone(),
+                        atts_since: q.atts_since.clone(),
+                    })
+                    .collect();
+                let copts = settee_couch::BulkGetOptions {
+                    revs: opts.revs,
+                    latest: opts.latest,
+                    attachments: opts.attachments,
+                };
+                let answers = r.bulk_get(&creqs, &copts).await?;
+                Ok(answers
+                    .into_iter()
+                    .zip(reqs)
+                    .map(|(a, q)| {
+                        let asked = || q.rev.as_ref().map_or("undefined".into(), Rev::to_string);
+                        let docs = a
+                            .docs
+                            .into_iter()
+                            .map(|d| match d {
+                                settee_couch::BulkGetDoc::Ok(doc) => BulkGetDoc::Ok(doc),
+                                settee_couch::BulkGetDoc::Missing(rev) => {
+                                    BulkGetDoc::Error(BulkGetError {
+                                        id: q.id.clone(),
+                                        rev: rev.map_or_else(asked, |r| r.to_string()),
+                                        error: "not_found".into(),
+                                        reason: "missing".into(),
+                                    })
+                                }
+                                settee_couch::BulkGetDoc::Error(e) => {
+                                    BulkGetDoc::Error(BulkGetError {
+                                        id: if e.id.is_empty() { q.id.clone() } else { e.id },
+                                        rev: e.rev.unwrap_or_else(asked),
+                                        error: e.error,
+                                        reason: e.reason,
+                                    })
+                                }
+                            })
+                            .collect();
+                        BulkGetResult { id: a.id, docs }
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// Writes many documents in one request (`_bulk_docs`, new edits): one result per
     /// document, in order. On a local store the call is one atomic batch.
     ///

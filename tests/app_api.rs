@@ -40,30 +40,35 @@ fn note(i: u64) -> Note {
 /// A fresh remote database (deleted when the guard drops) and its `Db`.
 struct RemoteGuard {
     db: Db,
+    /// Its URL with credentials: the drop deletes it through a client of its own.
+    url: String,
 }
 
 impl Drop for RemoteGuard {
     fn drop(&mut self) {
-        if let Db::Remote(r) = &self.db {
-            let r = r.clone();
-            // Best effort: a runtime of its own, the test's may be gone.
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Runtime::new()
-                    .unwrap()
-                    .block_on(async move { r.delete().await })
+        let url = self.url.clone();
+        // Best effort, on a runtime and a client of its own: the test's runtime is blocked
+        // here, and a connection of its pool would wait on it until a timeout (it did: a
+        // minute and more per test).
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async move {
+                if let Ok(Db::Remote(r)) = Db::open(&url) {
+                    let _ = r.delete().await;
+                }
             })
-            .join();
-        }
+        })
+        .join();
     }
 }
 
 async fn remote(prefix: &str) -> RemoteGuard {
     let server = Server::couchdb();
-    let db = Db::open(&server.db_url_with_password(&unique_db(prefix))).unwrap();
+    let url = server.db_url_with_password(&unique_db(prefix));
+    let db = Db::open(&url).unwrap();
     if let Db::Remote(r) = &db {
         r.create().await.unwrap();
     }
-    RemoteGuard { db }
+    RemoteGuard { db, url }
 }
 
 /// Runs `f` on a fresh local store and on a fresh database of the test server.
@@ -372,6 +377,67 @@ async fn conflicted(db: &Db, id: &str) -> (String, String) {
         }
     }
     (ours, theirs)
+}
+
+#[tokio::test]
+async fn bulk_get_reads_revisions_and_leaves_alike_on_store_and_server() {
+    use settee::store::{BulkGetDoc, BulkGetOptions, BulkGetRequest};
+    on_both("bulkget", |db, kind| async move {
+        let (ours, theirs) = conflicted(&db, "c").await;
+        let first = db.put(json!({"_id": "p", "v": 1})).await.unwrap()["rev"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let req = |id: &str, rev: Option<&str>| BulkGetRequest {
+            id: id.into(),
+            rev: rev.map(|r| r.parse().unwrap()),
+            atts_since: vec![],
+        };
+        let opts = BulkGetOptions {
+            revs: true,
+            ..Default::default()
+        };
+        let out = db
+            .bulk_get(
+                &[
+                    req("c", None),
+                    req("p", Some(&first)),
+                    req("nope", None),
+                    req("p", Some("9-zzz")),
+                ],
+                &opts,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 4, "{kind}");
+        let revs = |i: usize| -> Vec<String> {
+            let mut r: Vec<String> = out[i]
+                .docs
+                .iter()
+                .filter_map(|d| match d {
+                    BulkGetDoc::Ok(doc) => Some(doc["_rev"].as_str().unwrap().to_owned()),
+                    BulkGetDoc::Error(_) => None,
+                })
+                .collect();
+            r.sort();
+            r
+        };
+        let mut leaves = vec![ours.clone(), theirs.clone()];
+        leaves.sort();
+        assert_eq!(revs(0), leaves, "{kind}: every leaf without a rev");
+        assert_eq!(revs(1), [first], "{kind}");
+        match &out[1].docs[0] {
+            BulkGetDoc::Ok(doc) => assert_eq!(doc["_revisions"]["start"], 1, "{kind}"),
+            BulkGetDoc::Error(e) => panic!("{kind}: {e:?}"),
+        }
+        for i in [2, 3] {
+            match &out[i].docs[..] {
+                [BulkGetDoc::Error(e)] => assert_eq!(e.error, "not_found", "{kind}: {e:?}"),
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
