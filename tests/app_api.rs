@@ -51,11 +51,13 @@ impl Drop for RemoteGuard {
         // here, and a connection of its pool would wait on it until a timeout (it did: a
         // minute and more per test).
         let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new().unwrap().block_on(async move {
-                if let Ok(Db::Remote(r)) = Db::open(&url) {
-                    let _ = r.delete().await;
-                }
-            })
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async move {
+                    if let Ok(Db::Remote(r)) = Db::open(&url) {
+                        let _ = r.delete().await;
+                    }
+                })
         })
         .join();
     }
