@@ -74,7 +74,7 @@ impl IndexDef {
     ///
     /// # Errors
     /// [`Error::Request`] naming the bad member: `missing_required_key` (no `index` or no
-    /// `fields`), `invalid_key`, `invalid_sort_field` / `invalid_sort_dir` (a bad column),
+    /// `fields`), `invalid_key`, `invalid_sort_field` (a bad column or direction),
     /// `unsupported_mixed_sort`, `invalid_empty_string` (empty `name` or `ddoc`),
     /// `invalid_string`; [`Error::InvalidIndex`] for a type other than `json`;
     /// [`Error::Selector`] for a bad `partial_filter_selector`.
@@ -381,8 +381,9 @@ impl IndexDef {
                     .collect(),
             ),
         );
-        if let Some(p) = &self.partial_json {
-            def.insert("partial_filter_selector".into(), p.clone());
+        // CouchDB lists the partial filter normalized (`{"a": 1}` as `{"a": {"$eq": 1}}`).
+        if let Some(p) = &self.partial_filter_selector {
+            def.insert("partial_filter_selector".into(), p.to_canonical_json());
         }
         json!({
             "ddoc": self.ddoc,
@@ -503,7 +504,7 @@ mod tests {
         );
         assert_eq!(
             name(json!({"index": {"fields": [{"a": "up"}]}})),
-            "invalid_sort_dir"
+            "invalid_sort_field"
         );
         assert_eq!(
             name(json!({"index": {"fields": ["a", {"b": "desc"}]}})),
