@@ -608,3 +608,27 @@ async fn writing_indexes_needs_a_database_admin_and_changes_nothing_otherwise() 
     assert_eq!(s, 200, "{b}");
     assert_eq!(serve.ids("g").await, ["_design/x"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_selector_errors_are_couchdbs() {
+    let (_serve, settee, couch, _guard) = setup().await;
+    let mut problems = Vec::new();
+    for (what, body) in [
+        ("selector a string", json!({"selector": "foo"})),
+        ("no selector", json!({})),
+        ("bad operator", json!({"selector": {"a": {"$foo": 1}}})),
+    ] {
+        let s = settee
+            .json(Method::POST, "/_changes?filter=_selector", body.clone())
+            .await;
+        let c = couch
+            .json(Method::POST, "/_changes?filter=_selector", body)
+            .await;
+        problems.extend(compare(what, &s, &c));
+        // PouchDB's tests read this reason too (a bad selector's reason is settee_query's).
+        if what != "bad operator" && s.1["reason"] != c.1["reason"] {
+            problems.push(format!("{what}: reason differs: {} / {}", s.1, c.1));
+        }
+    }
+    assert_none(problems);
+}
