@@ -26,6 +26,19 @@ async fn read_body(state: &State, req: Request) -> Result<Value, HttpError> {
     Ok(Value::Object(map))
 }
 
+/// Parses a `_find`/`_explain` body. A `partition` is CouchDB's `query_parse_error` on a
+/// database that is not partitioned (none here is).
+fn parse(asked: &Value) -> Result<FindRequest, HttpError> {
+    FindRequest::parse(asked).map_err(|e| {
+        if e.name() == "invalid_partition" {
+            HttpError::bad_request("`partition` parameter is not supported on this db")
+                .named("query_parse_error")
+        } else {
+            settee_store::Error::from(e).into()
+        }
+    })
+}
+
 /// `POST /{db}/_find`: the matching documents, a bookmark for the next page, and CouchDB's
 /// warning when no index served the query (or `use_index` was ignored).
 pub(crate) async fn find(
@@ -37,7 +50,7 @@ pub(crate) async fn find(
         return Err(HttpError::method_not_allowed("POST"));
     }
     let asked = read_body(state, req).await?;
-    let parsed = FindRequest::parse(&asked).map_err(settee_store::Error::from)?;
+    let parsed = parse(&asked)?;
     let found = open.run(move |db| Ok(db.find(&parsed)?)).await?;
     Ok(body::json(StatusCode::OK, &found))
 }
@@ -53,7 +66,7 @@ pub(crate) async fn explain(
         return Err(HttpError::method_not_allowed("POST"));
     }
     let asked = read_body(state, req).await?;
-    let parsed = FindRequest::parse(&asked).map_err(settee_store::Error::from)?;
+    let parsed = parse(&asked)?;
     let mut explained = open.run(move |db| Ok(db.explain(&parsed)?)).await?;
     if let Some(m) = explained.as_object_mut() {
         m.insert("dbname".into(), Value::String(open.name.clone()));
