@@ -43,7 +43,14 @@ impl PartialEq for IndexDef {
         self.ddoc == other.ddoc
             && self.name == other.name
             && self.fields == other.fields
-            && self.partial_json == other.partial_json
+            && self
+                .partial_filter_selector
+                .as_ref()
+                .map(Selector::to_canonical_json)
+                == other
+                    .partial_filter_selector
+                    .as_ref()
+                    .map(Selector::to_canonical_json)
     }
 }
 
@@ -74,7 +81,7 @@ impl IndexDef {
     ///
     /// # Errors
     /// [`Error::Request`] naming the bad member: `missing_required_key` (no `index` or no
-    /// `fields`), `invalid_key`, `invalid_sort_field` / `invalid_sort_dir` (a bad column),
+    /// `fields`), `invalid_key`, `invalid_sort_field` (a bad column or direction),
     /// `unsupported_mixed_sort`, `invalid_empty_string` (empty `name` or `ddoc`),
     /// `invalid_string`; [`Error::InvalidIndex`] for a type other than `json`;
     /// [`Error::Selector`] for a bad `partial_filter_selector`.
@@ -129,7 +136,9 @@ impl IndexDef {
             .filter(|p| !matches!(p, Value::Object(m) if m.is_empty()))
             .cloned();
         let mut idx = IndexDef::new(String::new(), String::new(), fields_json, partial)?;
-        let auto = idx.auto_name();
+        // As in CouchDB, a generated name depends on the other options given too: two
+        // indexes on the same fields under two names get two design documents.
+        let auto = idx.auto_name(name.as_deref(), ddoc.as_deref());
         idx.name = name.unwrap_or_else(|| auto.clone());
         idx.ddoc = match ddoc {
             Some(d) if d.starts_with("_design/") => d,
@@ -173,12 +182,19 @@ impl IndexDef {
     /// A name derived from the definition: 40 hexadecimal digits, as long as CouchDB's
     /// (whose SHA-1 of an Erlang term cannot be reproduced). Deterministic across runs and
     /// platforms: a 160-bit FNV-1a family hash of the canonical JSON of the definition.
-    fn auto_name(&self) -> String {
-        let canon = json!({
+    /// `name` and `ddoc` are the request's, when given.
+    fn auto_name(&self, name: Option<&str>, ddoc: Option<&str>) -> String {
+        let mut canon = json!({
             "fields": self.fields.iter().map(|f| json!({&f.name: if f.descending { "desc" } else { "asc" }})).collect::<Vec<_>>(),
             "partial_filter_selector": self.partial_filter_selector.as_ref().map(Selector::to_canonical_json),
-        })
-        .to_string();
+        });
+        if let Some(n) = name {
+            canon["name"] = json!(n);
+        }
+        if let Some(d) = ddoc {
+            canon["ddoc"] = json!(d);
+        }
+        let canon = canon.to_string();
         let mut out = String::with_capacity(40);
         for seed in [
             0xcbf2_9ce4_8422_2325u64,
@@ -262,8 +278,10 @@ impl IndexDef {
     /// "reduce": "_count", "options": {"def": {...}}}`.
     ///
     /// # Errors
-    /// [`Error::InvalidIndex`] if the design document exists with another `language`.
+    /// [`Error::Request`] `invalid_ddoc_lang` if the design document exists with another
+    /// `language`, or none (JavaScript).
     pub fn add_to_design_doc(&self, existing: Option<&Value>) -> Result<DesignChange> {
+        let live = matches!(existing, Some(Value::Object(m)) if m.get("_deleted") != Some(&Value::Bool(true)));
         let mut body = match existing {
             Some(Value::Object(m)) if m.get("_deleted") != Some(&Value::Bool(true)) => m.clone(),
             _ => {
@@ -277,17 +295,21 @@ impl IndexDef {
         };
         body.remove("_deleted");
         match body.get("language") {
-            None => {
+            None if !live => {
                 body.insert("language".into(), json!("query"));
             }
             Some(Value::String(l)) if l == "query" => {}
-            Some(other) => {
-                return Err(Error::InvalidIndex {
-                    reason: format!(
-                        "{} has language {other}; indexes live in design documents with \"language\": \"query\"",
-                        self.ddoc
+            // CouchDB's answer, also for an existing design document without a language
+            // (JavaScript by default).
+            other => {
+                return Err(Error::request(
+                    "invalid_ddoc_lang",
+                    format!(
+                        "Existing design doc {} has an invalid language: {}; indexes live in design documents with \"language\": \"query\"",
+                        self.ddoc,
+                        other.map_or_else(|| "none".to_owned(), Value::to_string)
                     ),
-                })
+                ))
             }
         }
         let view = self.view_json();
@@ -362,7 +384,11 @@ impl IndexDef {
         json!({
             "map": {
                 "fields": cols,
-                "partial_filter_selector": self.partial_json.clone().unwrap_or_else(|| json!({})),
+                // Normalized in the map, as given in `options.def` (as CouchDB writes them).
+                "partial_filter_selector": self
+                    .partial_filter_selector
+                    .as_ref()
+                    .map_or_else(|| json!({}), Selector::to_canonical_json),
             },
             "reduce": "_count",
             "options": {"def": def},
@@ -381,8 +407,9 @@ impl IndexDef {
                     .collect(),
             ),
         );
-        if let Some(p) = &self.partial_json {
-            def.insert("partial_filter_selector".into(), p.clone());
+        // CouchDB lists the partial filter normalized (`{"a": 1}` as `{"a": {"$eq": 1}}`).
+        if let Some(p) = &self.partial_filter_selector {
+            def.insert("partial_filter_selector".into(), p.to_canonical_json());
         }
         json!({
             "ddoc": self.ddoc,
@@ -503,7 +530,7 @@ mod tests {
         );
         assert_eq!(
             name(json!({"index": {"fields": [{"a": "up"}]}})),
-            "invalid_sort_dir"
+            "invalid_sort_field"
         );
         assert_eq!(
             name(json!({"index": {"fields": ["a", {"b": "desc"}]}})),
@@ -545,5 +572,66 @@ mod tests {
         let idx = IndexDef::from_design_doc(&ddoc);
         assert_eq!(idx.len(), 1);
         assert_eq!(idx[0].name, "good");
+    }
+
+    #[test]
+    fn indexes_go_only_into_query_design_docs() {
+        let idx = IndexDef::from_create_request(&json!({"index": {"fields": ["a"]}, "ddoc": "d"}))
+            .unwrap();
+        for existing in [
+            json!({"_id": "_design/d", "_rev": "1-a"}),
+            json!({"_id": "_design/d", "_rev": "1-a", "language": "javascript"}),
+        ] {
+            let e = idx.add_to_design_doc(Some(&existing)).unwrap_err();
+            assert_eq!(e.name(), "invalid_ddoc_lang", "{existing}");
+        }
+        // A new design document, or one deleted, becomes a query one.
+        for existing in [
+            None,
+            Some(json!({"_id": "_design/d", "_rev": "2-b", "_deleted": true})),
+        ] {
+            match idx.add_to_design_doc(existing.as_ref()).unwrap() {
+                DesignChange::Write(body) => assert_eq!(body["language"], "query"),
+                DesignChange::Exists => panic!("nothing to write"),
+            }
+        }
+    }
+
+    #[test]
+    fn generated_names_depend_on_the_given_name_and_ddoc() {
+        let make = |body: Value| IndexDef::from_create_request(&body).unwrap();
+        let plain = make(json!({"index": {"fields": ["a"]}}));
+        assert_eq!(plain, make(json!({"index": {"fields": ["a"]}})));
+        let a = make(json!({"index": {"fields": ["a"]}, "name": "A"}));
+        let b = make(json!({"index": {"fields": ["a"]}, "name": "B"}));
+        assert_ne!(a.ddoc, b.ddoc);
+        assert_ne!(a.ddoc, plain.ddoc);
+        let in_x = make(json!({"index": {"fields": ["a"]}, "ddoc": "x"}));
+        assert_eq!(in_x.ddoc, "_design/x");
+        assert_ne!(in_x.name, plain.name);
+    }
+
+    #[test]
+    fn partial_filter_is_normalized_in_the_map_and_kept_in_the_def() {
+        let idx = IndexDef::from_create_request(&json!({
+            "index": {"fields": ["a"], "partial_filter_selector": {"kind": "x"}}, "ddoc": "d", "name": "v"
+        }))
+        .unwrap();
+        let view = idx.view_json();
+        assert_eq!(
+            view["map"]["partial_filter_selector"],
+            json!({"kind": {"$eq": "x"}})
+        );
+        assert_eq!(
+            view["options"]["def"]["partial_filter_selector"],
+            json!({"kind": "x"})
+        );
+        // Read back from its design document, it is the same index.
+        let ddoc = json!({"_id": "_design/d", "language": "query", "views": {"v": view}});
+        assert_eq!(IndexDef::from_design_doc(&ddoc), vec![idx.clone()]);
+        assert_eq!(
+            idx.add_to_design_doc(Some(&ddoc)).unwrap(),
+            DesignChange::Exists
+        );
     }
 }

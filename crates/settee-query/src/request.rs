@@ -62,7 +62,7 @@ impl Sort {
     /// Parses CouchDB's `sort` member: an array of field names or `{"field": "asc"|"desc"}`.
     ///
     /// # Errors
-    /// [`Error::Request`]: `invalid_sort_json`, `invalid_sort_field`, `invalid_sort_dir`,
+    /// [`Error::Request`]: `invalid_sort_json`, `invalid_sort_field` (also for a bad direction),
     /// `unsupported_mixed_sort`.
     pub fn parse(value: &Value) -> Result<Sort> {
         let parsed = parse_sort_fields(value)?;
@@ -125,9 +125,10 @@ pub(crate) fn parse_sort_fields(value: &Value) -> Result<Vec<(String, FieldPath,
                 match dir.as_str() {
                     Some("asc") => (name.clone(), false),
                     Some("desc") => (name.clone(), true),
+                    // CouchDB 3.5 names a bad direction as a bad sort field.
                     _ => {
                         return Err(Error::request(
-                            "invalid_sort_dir",
+                            "invalid_sort_field",
                             format!(
                             "Invalid sort direction {dir} for {name:?}: use \"asc\" or \"desc\""
                         ),
@@ -530,7 +531,7 @@ mod tests {
         );
         assert_eq!(
             err(json!({"selector": {}, "sort": [{"b": "down"}]})).name(),
-            "invalid_sort_dir"
+            "invalid_sort_field"
         );
         assert_eq!(
             err(json!({"selector": {}, "sort": [""]})).name(),

@@ -158,10 +158,17 @@ async fn params(
             }
         }
         Some("_selector") => {
-            let sel = post_body.get("selector").ok_or_else(|| {
-                HttpError::bad_request("Selector must be specified in POST payload")
-            })?;
-            let sel = Selector::parse(sel).map_err(|e| HttpError::bad_request(e.to_string()))?;
+            // CouchDB 3.5's answers: a missing or non-object selector is "expected a JSON
+            // object", a bad one is 400 bad_request with the selector error's reason.
+            let sel = match post_body.get("selector") {
+                Some(sel @ serde_json::Value::Object(_)) => sel,
+                _ => {
+                    return Err(HttpError::bad_request(
+                        "Selector error: expected a JSON object",
+                    ))
+                }
+            };
+            let sel = Selector::parse(sel).map_err(|e| HttpError::bad_request(e.reason()))?;
             filter = Filter::Selector(Arc::new(sel));
         }
         Some("_design") => filter = Filter::Design,

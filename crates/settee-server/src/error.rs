@@ -79,6 +79,14 @@ impl HttpError {
         }
     }
 
+    /// The same error under another CouchDB `error` name.
+    pub(crate) fn named(self, error: &str) -> HttpError {
+        HttpError {
+            error: error.to_owned(),
+            ..self
+        }
+    }
+
     pub(crate) fn bad_request(reason: impl Into<String>) -> HttpError {
         HttpError::new(StatusCode::BAD_REQUEST, "bad_request", reason)
     }

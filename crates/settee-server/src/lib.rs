@@ -8,7 +8,8 @@
 //! databases (`PUT`/`GET`/`DELETE`, `_security`, `_revs_limit`, `_compact`, `_purge`,
 //! `_ensure_full_commit`); documents with CouchDB's query options, JSON or
 //! `multipart/related`; attachments with `Range`; `_all_docs`, `_bulk_docs`, `_bulk_get`,
-//! `_revs_diff`, `_changes` (normal, longpoll, continuous, eventsource) and `_local` docs.
+//! `_revs_diff`, `_changes` (normal, longpoll, continuous, eventsource), `_local` docs, and
+//! Mango: `_find`, `_explain`, `_index`.
 //!
 //! - Auth: one admin by basic auth or `_session` cookie; per-database members and admins in
 //!   `_security`. Without an admin (loopback only) every request is an admin.
@@ -40,6 +41,7 @@ mod cors;
 mod db;
 mod document;
 mod error;
+mod find;
 mod multipart;
 mod options;
 mod query;

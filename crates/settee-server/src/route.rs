@@ -15,7 +15,7 @@ use crate::error::HttpError;
 use crate::query::Query;
 use crate::registry::OpenDb;
 use crate::server::State;
-use crate::{attachment, bulk, changes, db, document, root};
+use crate::{attachment, bulk, changes, db, document, find, root};
 
 /// A request after authentication.
 pub(crate) struct Request {
@@ -131,6 +131,9 @@ async fn db_endpoint(
     rest: &[String],
     req: Request,
 ) -> Result<Response, HttpError> {
+    if endpoint == "_index" {
+        return find::index(state, &open, rest, req).await;
+    }
     if !rest.is_empty() {
         return Err(HttpError::not_found("missing"));
     }
@@ -154,6 +157,8 @@ async fn db_endpoint(
                 }
                 "_changes" => changes::changes(state, open, req).await,
                 "_ensure_full_commit" => db::ensure_full_commit(&open, req).await,
+                "_find" => find::find(state, &open, req).await,
+                "_explain" => find::explain(state, &open, req).await,
                 _ => Err(HttpError::bad_request(format!(
                     "{endpoint} is not an endpoint of Settee's databases"
                 ))),

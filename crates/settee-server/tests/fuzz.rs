@@ -43,6 +43,14 @@ const PATHS: &[&str] = &[
     "/nodb/doc",
     "/f/_design",
     "/f/_local",
+    "/f/_find",
+    "/f/_explain",
+    "/f/_index",
+    "/f/_index/d/json/n",
+    "/f/_index/_design/d/json/n",
+    "/f/_index/d/text/n",
+    "/f/_index/_bulk_delete",
+    "/f/_index/d",
 ];
 
 const QUERIES: &[&str] = &[
@@ -76,7 +84,7 @@ const QUERIES: &[&str] = &[
 
 fn random_body(rng: &mut StdRng, big: usize) -> (Option<&'static str>, Vec<u8>) {
     let json_ct = Some("application/json");
-    match rng.gen_range(0..16) {
+    match rng.gen_range(0..21) {
         0 => (json_ct, b"{".to_vec()),
         1 => (json_ct, b"not json".to_vec()),
         2 => (json_ct, b"[1,2,3]".to_vec()),
@@ -126,6 +134,37 @@ fn random_body(rng: &mut StdRng, big: usize) -> (Option<&'static str>, Vec<u8>) 
         14 => (
             json_ct,
             json!({"doc": {"_id": 5}, "docs": "x", "a": ["1-x"]})
+                .to_string()
+                .into_bytes(),
+        ),
+        // Mango: bad selectors, sorts, bookmarks, index definitions.
+        15 => (
+            json_ct,
+            json!({"selector": {"a": {"$foo": 1}}, "sort": ["zz"]})
+                .to_string()
+                .into_bytes(),
+        ),
+        16 => (
+            json_ct,
+            json!({"selector": {"$or": "x"}, "bookmark": "!!", "limit": -1})
+                .to_string()
+                .into_bytes(),
+        ),
+        17 => (
+            json_ct,
+            json!({"index": {"fields": [{"a": "sideways"}]}, "ddoc": ""})
+                .to_string()
+                .into_bytes(),
+        ),
+        18 => (
+            json_ct,
+            json!({"index": {"fields": ["a"], "partial_filter_selector": {"$and": 1}}, "type": "text"})
+                .to_string()
+                .into_bytes(),
+        ),
+        19 => (
+            json_ct,
+            json!({"selector": {"a": 1}, "use_index": ["x", "y", "z"], "docids": 7})
                 .to_string()
                 .into_bytes(),
         ),
