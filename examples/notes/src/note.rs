@@ -7,6 +7,7 @@
 //! from elsewhere (another device, a CouchDB user) may be malformed: [`Note::from_doc`]
 //! reads what it can and never fails on a wrong field type.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -194,12 +195,20 @@ pub(crate) fn new_id() -> String {
     format!("{ID_PREFIX}{:032x}", rand::random::<u128>())
 }
 
-/// Now, in milliseconds since 1970.
+/// Now, in milliseconds since 1970; strictly increasing within the process, so that notes
+/// edited in one millisecond still list in the order they were edited.
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(wall.max(last.saturating_add(1)))
+        })
+        .unwrap_or(0);
+    wall.max(prev.saturating_add(1))
 }
 
 #[cfg(test)]
@@ -239,5 +248,15 @@ mod tests {
         assert_eq!(note.notebook, DEFAULT_NOTEBOOK);
         assert!(Note::from_doc(&json!({"_id": "_design/x"})).is_none());
         assert!(Note::from_doc(&json!({"_id": "note:2", "_deleted": true})).is_none());
+    }
+
+    #[test]
+    fn clock_never_repeats() {
+        let mut last = now_ms();
+        for _ in 0..1000 {
+            let now = now_ms();
+            assert!(now > last);
+            last = now;
+        }
     }
 }
