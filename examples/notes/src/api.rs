@@ -81,7 +81,7 @@ async fn list(
     let list = app
         .blocking(move |app| {
             let view = app.tracker().view()?;
-            queries::list(app.db(), &view, &q)
+            queries::list(app.db(), app.notes_cache(), &view, &q)
         })
         .await?;
     Ok(Json(json!(list)))
@@ -161,7 +161,7 @@ async fn resolve(
 
 async fn notebooks(State(app): State<App>) -> Result<Json<Value>> {
     let (notebooks, tags) = app
-        .blocking(|app| queries::notebooks_and_tags(app.db()))
+        .blocking(|app| queries::notebooks_and_tags(app.db(), app.notes_cache()))
         .await?;
     Ok(Json(json!({"notebooks": notebooks, "tags": tags})))
 }

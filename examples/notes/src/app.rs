@@ -9,6 +9,7 @@ use settee::Database;
 use tokio::sync::Notify;
 
 use crate::live::{watch_store, Hub};
+use crate::queries::NotesCache;
 use crate::settings::Remote;
 use crate::state::Tracker;
 use crate::sync::SyncCtl;
@@ -34,6 +35,7 @@ pub struct App {
 struct Inner {
     db: Database,
     tracker: Arc<Tracker>,
+    notes: NotesCache,
     hub: Hub,
     sync: Arc<SyncCtl>,
     /// Fires at shutdown: live update streams end, so that the server can stop.
@@ -79,6 +81,7 @@ impl App {
             inner: Arc::new(Inner {
                 db,
                 tracker,
+                notes: NotesCache::default(),
                 hub,
                 sync,
                 closing: CancellationToken::new(),
@@ -93,6 +96,10 @@ impl App {
 
     pub(crate) fn tracker(&self) -> &Arc<Tracker> {
         &self.inner.tracker
+    }
+
+    pub(crate) fn notes_cache(&self) -> &NotesCache {
+        &self.inner.notes
     }
 
     pub(crate) fn hub(&self) -> &Hub {

@@ -6,9 +6,10 @@
 //! O(notes) per request. When issue 12 lands, the app creates indexes on
 //! `[notebook, updated_at]`, `[tags, updated_at]` and `[updated_at]` at start and [`list`]
 //! becomes a `find` with `sort: [{updated_at: desc}]`, `limit` and `skip`; the interface
-//! (a [`ListQuery`] in, a [`NoteList`] out) stays.
+//! (a [`ListQuery`] in, a [`NoteList`] out) stays, and [`NotesCache`] goes.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use settee::store::AllDocsOptions;
@@ -96,11 +97,43 @@ fn all_notes(db: &Database) -> Result<Vec<Note>> {
         .collect())
 }
 
+/// The notes as read at the store's last update sequence, shared by the requests that come
+/// before the next write (a page asks for its list and its notebooks at once: one read of
+/// the store serves both).
+#[derive(Debug, Default)]
+pub struct NotesCache {
+    read: Mutex<Option<(u64, Arc<Vec<Note>>)>>,
+}
+
+impl NotesCache {
+    /// Every live note, read again only if the store changed. Blocking: requests that come
+    /// while the store is being read wait for that read instead of reading it again.
+    fn notes(&self, db: &Database) -> Result<Arc<Vec<Note>>> {
+        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        // The sequence is taken before the read, so the notes are at least as new as it
+        // says: a write in between makes the next request read again.
+        let seq = db.info()?.update_seq;
+        if let Some((at, notes)) = &*read {
+            if *at == seq {
+                return Ok(notes.clone());
+            }
+        }
+        let notes = Arc::new(all_notes(db)?);
+        *read = Some((seq, notes.clone()));
+        Ok(notes)
+    }
+}
+
 /// The notes matching `query`, newest first (ties by id), with their badges. Blocking.
 ///
 /// # Errors
 /// [`Error::BadRequest`] for a limit above [`MAX_LIMIT`]; the store's errors.
-pub fn list(db: &Database, view: &StateView, query: &ListQuery) -> Result<NoteList> {
+pub fn list(
+    db: &Database,
+    cache: &NotesCache,
+    view: &StateView,
+    query: &ListQuery,
+) -> Result<NoteList> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if limit > MAX_LIMIT {
         return Err(Error::BadRequest(format!(
@@ -113,8 +146,9 @@ pub fn list(db: &Database, view: &StateView, query: &ListQuery) -> Result<NoteLi
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .map(str::to_lowercase);
-    let mut notes: Vec<Note> = all_notes(db)?
-        .into_iter()
+    let all = cache.notes(db)?;
+    let mut notes: Vec<&Note> = all
+        .iter()
         .filter(|n| query.notebook.as_ref().is_none_or(|b| &n.notebook == b))
         .filter(|n| query.tag.as_ref().is_none_or(|t| n.tags.contains(t)))
         .filter(|n| {
@@ -131,11 +165,11 @@ pub fn list(db: &Database, view: &StateView, query: &ListQuery) -> Result<NoteLi
         .map(|n| NoteSummary {
             state: view.badge(&n.id, &n.rev),
             excerpt: n.body.chars().take(EXCERPT_CHARS).collect(),
-            id: n.id,
-            rev: n.rev,
-            title: n.title,
-            notebook: n.notebook,
-            tags: n.tags,
+            id: n.id.clone(),
+            rev: n.rev.clone(),
+            title: n.title.clone(),
+            notebook: n.notebook.clone(),
+            tags: n.tags.clone(),
             updated_at: n.updated_at,
         })
         .collect();
@@ -146,13 +180,13 @@ pub fn list(db: &Database, view: &StateView, query: &ListQuery) -> Result<NoteLi
 ///
 /// # Errors
 /// The store's errors.
-pub fn notebooks_and_tags(db: &Database) -> Result<(Vec<Count>, Vec<Count>)> {
+pub fn notebooks_and_tags(db: &Database, cache: &NotesCache) -> Result<(Vec<Count>, Vec<Count>)> {
     let mut notebooks: BTreeMap<String, usize> = BTreeMap::new();
     let mut tags: BTreeMap<String, usize> = BTreeMap::new();
-    for n in all_notes(db)? {
-        *notebooks.entry(n.notebook).or_default() += 1;
-        for t in n.tags {
-            *tags.entry(t).or_default() += 1;
+    for n in cache.notes(db)?.iter() {
+        *notebooks.entry(n.notebook.clone()).or_default() += 1;
+        for t in &n.tags {
+            *tags.entry(t.clone()).or_default() += 1;
         }
     }
     let counts = |m: BTreeMap<String, usize>| {

@@ -245,11 +245,31 @@ impl SyncCtl {
             ..Default::default()
         };
         let (tx, mut rx) = mpsc::channel(EVENTS_BUFFER);
-        let sync = settee::replicate::sync(local, remote_peer, opts, Some(tx), cancel.clone());
+        let sync = settee::replicate::sync(
+            local.clone(),
+            remote_peer.clone(),
+            opts,
+            Some(tx),
+            cancel.clone(),
+        );
         let mut caught_up = false;
         let follow = async {
             while let Some(event) = rx.recv().await {
+                let checkpointed = matches!(
+                    event,
+                    Event::Checkpoint {
+                        direction: Direction::Push,
+                        ..
+                    }
+                );
                 caught_up |= self.on_event(event);
+                // The checkpoint lists every document the session's push failed (progress
+                // events, which also carry them, are dropped when the buffer is full).
+                if checkpointed {
+                    if let Some(log) = push_log(&local, &remote_peer).await {
+                        self.tracker.rejected(&log.doc_failures);
+                    }
+                }
             }
         };
         let (result, ()) = tokio::join!(sync, follow);
@@ -270,29 +290,19 @@ impl SyncCtl {
     /// Reads the push and pull checkpoints in the local store (no network): where the push
     /// got to, what the server refused, and when both last completed.
     async fn read_checkpoints(&self, local: &AnyPeer, remote: &AnyPeer) {
-        let mut times = Vec::new();
-        for (source, target) in [(local, remote), (remote, local)] {
-            let id = replication_id(&source.identity(), &target.identity(), &Filter::All);
-            let log = match local.get_local(&id).await {
-                Ok(doc) => doc.as_ref().and_then(ReplicationLog::from_doc),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading a sync checkpoint");
-                    None
-                }
-            };
-            let Some(log) = log else { continue };
-            times.push(log.history.first().and_then(|s| rfc3339_ms(&s.end_time)));
-            if source.is_local() {
-                if let Some(seq) = log.source_last_seq.as_local() {
-                    self.tracker.push_progress(seq);
-                }
-                self.tracker.rejected(&log.doc_failures);
+        let push = push_log(local, remote).await;
+        let pull = log(local, remote, local).await;
+        if let Some(push) = &push {
+            if let Some(seq) = push.source_last_seq.as_local() {
+                self.tracker.push_progress(seq);
             }
+            self.tracker.rejected(&push.doc_failures);
         }
-        if times.len() == 2 {
+        if let (Some(push), Some(pull)) = (&push, &pull) {
+            let when = |l: &ReplicationLog| l.history.first().and_then(|s| rfc3339_ms(&s.end_time));
             let mut st = self.lock();
             if st.last_synced_at.is_none() {
-                st.last_synced_at = times.into_iter().min().flatten();
+                st.last_synced_at = when(push).min(when(pull));
             }
         }
     }
@@ -441,6 +451,23 @@ impl Status {
             Direction::Pull => &mut self.pull,
         }
     }
+}
+
+/// The checkpoint of the replication from `source` to `target`, as kept in the local store.
+async fn log(local: &AnyPeer, source: &AnyPeer, target: &AnyPeer) -> Option<ReplicationLog> {
+    let id = replication_id(&source.identity(), &target.identity(), &Filter::All);
+    match local.get_local(&id).await {
+        Ok(doc) => doc.as_ref().and_then(ReplicationLog::from_doc),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a sync checkpoint");
+            None
+        }
+    }
+}
+
+/// The push's checkpoint.
+async fn push_log(local: &AnyPeer, remote: &AnyPeer) -> Option<ReplicationLog> {
+    log(local, local, remote).await
 }
 
 /// Why a sync stopped.

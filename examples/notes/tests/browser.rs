@@ -13,15 +13,15 @@
 mod common;
 mod support;
 
-use std::sync::Mutex;
 use std::time::Instant;
+use tokio::sync::Mutex;
 
 use serde_json::{json, Value};
 use settee_testkit::TestDb;
 use support::{expected_titles, fill_store, screenshot_dir, AppProcess, Browser, Driver};
 
 /// One browser test at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// A database on the test server, reached through a proxy of its own, and the URL an app
 /// uses for it (user in the URL, password apart).
@@ -124,7 +124,7 @@ async fn edit_body(b: &Browser, title: &str, body: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn note_written_offline_waits_to_upload_then_syncs_by_itself() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("offline");
     let dir = tempfile::tempdir().unwrap();
     let server = ServerDb::create("notes-offline");
@@ -173,7 +173,7 @@ async fn note_written_offline_waits_to_upload_then_syncs_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflict_from_two_devices_is_resolved_on_one_and_gone_on_the_other() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("conflict");
     let dir = tempfile::tempdir().unwrap();
     let server = ServerDb::create("notes-conflict");
@@ -286,7 +286,7 @@ async fn conflict_from_two_devices_is_resolved_on_one_and_gone_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn note_the_server_refuses_shows_the_servers_reason() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("rejected");
     let dir = tempfile::tempdir().unwrap();
     let server = ServerDb::create("notes-rejected");
@@ -329,7 +329,7 @@ async fn note_the_server_refuses_shows_the_servers_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_notes_are_listed_newest_first_and_filtered() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("thousand");
     let dir = tempfile::tempdir().unwrap();
     let notes = fill_store(&dir.path().join("app"), 1000);
@@ -389,7 +389,7 @@ async fn thousand_notes_are_listed_newest_first_and_filtered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_notes_first_paint_is_measured() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("ten-thousand");
     let dir = tempfile::tempdir().unwrap();
     let notes = fill_store(&dir.path().join("app"), 10_000);

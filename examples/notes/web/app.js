@@ -180,7 +180,8 @@ function sideItem(label, kind, value, count) {
 // ---- one note ----
 
 async function openNote(id) {
-  if (state.dirty) await save();
+  // Unsaved edits are saved first; if that is refused, the note stays open with its text.
+  if (state.dirty && !(await save())) return;
   try {
     state.selected = await api('GET', '/api/notes/' + encodeURIComponent(id));
   } catch (e) {
@@ -222,9 +223,10 @@ function editedContent() {
   };
 }
 
+// Saves the open note; says whether it worked.
 async function save() {
   const s = state.selected;
-  if (!s) return;
+  if (!s) return true;
   try {
     const data = await api('PUT', '/api/notes/' + encodeURIComponent(s.note.id),
       { ...editedContent(), rev: s.note.rev });
@@ -232,17 +234,21 @@ async function save() {
     state.dirty = false;
     message('Saved.');
     renderEditor();
+    return true;
   } catch (e) {
     if (e.status === 409) {
+      // The text stays in the editor to be copied; opening a note no longer tries to save it.
+      state.dirty = false;
       message('This note was changed elsewhere since you opened it. Copy your text, then open the note again.');
     } else {
       message(e.message);
     }
+    return false;
   }
 }
 
 async function createNote() {
-  if (state.dirty) await save();
+  if (state.dirty && !(await save())) return;
   const data = await api('POST', '/api/notes', {
     title: '',
     body: '',

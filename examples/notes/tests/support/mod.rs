@@ -37,12 +37,15 @@ pub struct AppProcess {
 
 impl AppProcess {
     /// Starts the app on a free port; `remote` is a database URL naming the user (the
-    /// password goes through `SETTEE_PASSWORD`, as a person would run it).
+    /// password goes through `SETTEE_PASSWORD`, as a person would run it). The binary is
+    /// this build's, or `SETTEE_NOTES_BIN` (a release build, for the benchmark).
     pub fn start(store: &Path, remote: Option<(&str, &str)>) -> AppProcess {
         let log = store.with_extension("log");
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee-notes"));
+            let bin = std::env::var("SETTEE_NOTES_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_settee-notes").to_owned());
+            let mut cmd = Command::new(bin);
             cmd.arg("--store")
                 .arg(store)
                 .args(["--listen", "127.0.0.1:0"])
