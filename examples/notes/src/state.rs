@@ -10,9 +10,11 @@
 //!   A note that arrived by the pull counts as waiting for the moment it takes the push to
 //!   pass it (the push then finds the server has it). Issue 11 records which revisions the
 //!   server holds and makes this exact;
-//! - *rejected*: the push's failures (events, and the checkpoint's `doc_failures` at start),
-//!   kept until the note gets another revision; lost if the app restarts after a session
-//!   with no failures (issue 11 keeps them durably);
+//! - *rejected*: the push's failures (events, and the checkpoint's `doc_failures`), which
+//!   apply while the note has not been written since the push refused it (its local
+//!   sequence is not past the push position of the failure; servers do not always say which
+//!   revision they refused); lost if the app restarts after a session with no failures
+//!   (issue 11 keeps them durably);
 //! - *conflict*: the store's `_conflicts`, kept as a set of ids updated on every change.
 //!
 //! When issue 11 lands, [`Tracker`] becomes a thin wrapper over `Db::sync_state(id)`,
@@ -61,8 +63,12 @@ pub struct Counts {
 
 #[derive(Debug, Clone)]
 struct Rejection {
+    /// The revision refused, when the server said.
     rev: Option<String>,
     reason: String,
+    /// The push's position when it reported the failure: a version of the note written
+    /// after it is not the one refused.
+    upto: u64,
 }
 
 #[derive(Debug, Default)]
@@ -92,7 +98,9 @@ pub struct StateView {
     /// Notes changed after the push position, with their winning revision and whether it
     /// is a deletion.
     unpushed: HashMap<String, (String, bool)>,
-    rejected: HashMap<String, Rejection>,
+    /// Rejected notes whose rejection applies to their current revision: id to (that
+    /// revision, the server's reason).
+    rejected: HashMap<String, (String, String)>,
     conflicted: HashSet<String>,
 }
 
@@ -131,15 +139,12 @@ impl Tracker {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts tracking against a new server (or none): the push position and the failures
-    /// recorded in its checkpoint.
-    pub fn reset(&self, remote: bool, push_seq: u64, failures: &[DocFailure]) {
+    /// Starts tracking against a new server (or none), from the start of its push.
+    pub fn reset(&self, remote: bool) {
         let mut inner = self.lock();
         inner.remote = remote;
-        inner.push_seq = push_seq;
+        inner.push_seq = 0;
         inner.rejected.clear();
-        drop(inner);
-        self.rejected(failures);
     }
 
     /// The push has replicated everything up to `seq` (a local sequence).
@@ -148,10 +153,25 @@ impl Tracker {
         inner.push_seq = inner.push_seq.max(seq);
     }
 
-    /// The server refused these documents.
-    pub fn rejected(&self, failures: &[DocFailure]) {
+    /// The server refused these documents; the push reported it at position `upto` (the
+    /// `last_seq` of its progress event).
+    pub fn rejected(&self, failures: &[DocFailure], upto: u64) {
+        self.record(failures, upto, true);
+    }
+
+    /// The failures a push checkpoint lists (every failure of its session so far), at the
+    /// checkpoint's position: only documents not known yet are taken, since an older
+    /// failure listed again must keep the position it was reported at.
+    pub fn rejected_in_checkpoint(&self, failures: &[DocFailure], upto: u64) {
+        self.record(failures, upto, false);
+    }
+
+    fn record(&self, failures: &[DocFailure], upto: u64, replace: bool) {
         let mut inner = self.lock();
         for f in failures {
+            if !replace && inner.rejected.contains_key(&f.id) {
+                continue;
+            }
             inner.rejected.insert(
                 f.id.clone(),
                 Rejection {
@@ -161,6 +181,7 @@ impl Tracker {
                     } else {
                         f.reason.clone()
                     },
+                    upto,
                 },
             );
         }
@@ -192,12 +213,12 @@ impl Tracker {
     }
 
     /// A consistent reading for badging notes. Blocking: reads the store's changes after
-    /// the push position.
+    /// the push position, and each rejected note.
     ///
     /// # Errors
     /// The store's errors.
     pub fn view(&self) -> Result<StateView> {
-        let (remote, since, rejected, conflicted) = {
+        let (remote, since, rejections, conflicted) = {
             let inner = self.lock();
             (
                 inner.remote,
@@ -207,6 +228,7 @@ impl Tracker {
             )
         };
         let mut unpushed = HashMap::new();
+        let mut rejected = HashMap::new();
         if remote {
             let changes = self.db.changes(&ChangesOptions {
                 since,
@@ -220,6 +242,17 @@ impl Tracker {
                 let rev = c.changes.first().map(|r| r.to_string()).unwrap_or_default();
                 unpushed.insert(c.id, (rev, c.deleted));
             }
+            for (id, r) in rejections {
+                if let Some((rev, seq)) = self.current(&id)? {
+                    let applies = match &r.rev {
+                        Some(refused) => *refused == rev,
+                        None => seq <= r.upto,
+                    };
+                    if applies {
+                        rejected.insert(id, (rev, r.reason));
+                    }
+                }
+            }
         }
         Ok(StateView {
             remote,
@@ -229,12 +262,31 @@ impl Tracker {
         })
     }
 
+    /// A live note's current revision and local sequence.
+    fn current(&self, id: &str) -> Result<Option<(String, u64)>> {
+        let opts = GetOptions {
+            local_seq: true,
+            ..Default::default()
+        };
+        match self.db.get(id, &opts) {
+            Ok(doc) => Ok(Some((
+                doc.get("_rev")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                doc.get("_local_seq").and_then(Value::as_u64).unwrap_or(0),
+            ))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The counts shown beside the global state. Blocking.
     ///
     /// # Errors
     /// The store's errors.
     pub fn counts(&self) -> Result<Counts> {
-        self.view()?.counts(&self.db)
+        Ok(self.view()?.counts())
     }
 
     /// The badges that changed since the last call (notes that became synced are listed as
@@ -244,8 +296,8 @@ impl Tracker {
     /// The store's errors.
     pub fn changed_badges(&self) -> Result<(BTreeMap<String, Badge>, Counts)> {
         let view = self.view()?;
-        let now = view.unsynced_badges(&self.db)?;
-        let counts = view.counts(&self.db)?;
+        let now = view.unsynced_badges();
+        let counts = view.counts();
         let mut inner = self.lock();
         let mut changed = BTreeMap::new();
         for (id, badge) in &now {
@@ -279,10 +331,10 @@ impl StateView {
         if !self.remote {
             return Badge::LocalOnly;
         }
-        if let Some(r) = self.rejected.get(id) {
-            if r.rev.as_deref().is_none_or(|rr| rr == rev) {
+        if let Some((refused, reason)) = self.rejected.get(id) {
+            if refused == rev {
                 return Badge::Rejected {
-                    reason: r.reason.clone(),
+                    reason: reason.clone(),
                 };
             }
         }
@@ -297,62 +349,34 @@ impl StateView {
         self.remote
     }
 
-    /// The current revision of each rejected note whose rejection still applies. Blocking.
-    fn current_rejected(&self, db: &Database) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        for (id, r) in &self.rejected {
-            let rev = match self.unpushed.get(id) {
-                Some((rev, _)) => rev.clone(),
-                None => match db.get(id, &GetOptions::default()) {
-                    Ok(doc) => doc
-                        .get("_rev")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    Err(e) if e.is_not_found() => continue,
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            if r.rev.as_deref().is_none_or(|rr| rr == rev) {
-                out.push((id.clone(), rev));
-            }
-        }
-        Ok(out)
-    }
-
     /// Every note that is not synced, with its badge.
-    fn unsynced_badges(&self, db: &Database) -> Result<BTreeMap<String, Badge>> {
+    fn unsynced_badges(&self) -> BTreeMap<String, Badge> {
         let mut out = BTreeMap::new();
         for id in &self.conflicted {
             out.insert(id.clone(), Badge::Conflict);
         }
         if !self.remote {
-            return Ok(out);
+            return out;
         }
-        for (id, (rev, _)) in &self.unpushed {
+        let waiting = self.unpushed.iter().map(|(id, (rev, _))| (id, rev));
+        let refused = self.rejected.iter().map(|(id, (rev, _))| (id, rev));
+        for (id, rev) in waiting.chain(refused) {
             out.entry(id.clone()).or_insert_with(|| self.badge(id, rev));
         }
-        for (id, rev) in self.current_rejected(db)? {
-            out.entry(id.clone())
-                .or_insert_with(|| self.badge(&id, &rev));
-        }
-        Ok(out)
+        out
     }
 
     /// The counts shown beside the global state.
-    fn counts(&self, db: &Database) -> Result<Counts> {
+    fn counts(&self) -> Counts {
         let mut unsynced: HashSet<&str> = HashSet::new();
-        let rejected = if self.remote {
+        if self.remote {
             unsynced.extend(self.unpushed.keys().map(String::as_str));
-            self.current_rejected(db)?
-        } else {
-            Vec::new()
-        };
-        unsynced.extend(rejected.iter().map(|(id, _)| id.as_str()));
-        Ok(Counts {
+            unsynced.extend(self.rejected.keys().map(String::as_str));
+        }
+        Counts {
             unsynced: unsynced.len(),
             conflicts: self.conflicted.len(),
-        })
+        }
     }
 }
 
@@ -378,7 +402,7 @@ mod tests {
         let (_d, db) = store();
         let a = db.put(json!({"_id": "note:a"})).unwrap().rev.unwrap();
         let t = Tracker::open(db.clone()).unwrap();
-        t.reset(true, 0, &[]);
+        t.reset(true);
         assert_eq!(
             t.view().unwrap().badge("note:a", &a.to_string()),
             Badge::Unpushed
@@ -397,13 +421,18 @@ mod tests {
         let (_d, db) = store();
         let r1 = db.put(json!({"_id": "note:a"})).unwrap().rev.unwrap();
         let t = Tracker::open(db.clone()).unwrap();
-        t.reset(true, db.info().unwrap().update_seq, &[]);
-        t.rejected(&[DocFailure {
-            id: "note:a".into(),
-            rev: Some(r1.to_string()),
-            error: "forbidden".into(),
-            reason: "no".into(),
-        }]);
+        let seq = db.info().unwrap().update_seq;
+        t.reset(true);
+        t.push_progress(seq);
+        t.rejected(
+            &[DocFailure {
+                id: "note:a".into(),
+                rev: Some(r1.to_string()),
+                error: "forbidden".into(),
+                reason: "no".into(),
+            }],
+            seq,
+        );
         let (changed, counts) = t.changed_badges().unwrap();
         assert_eq!(
             changed["note:a"],
@@ -425,6 +454,49 @@ mod tests {
         let (changed, counts) = t.changed_badges().unwrap();
         assert_eq!(changed["note:a"], Badge::Synced);
         assert_eq!(counts.unsynced, 0);
+    }
+
+    #[test]
+    fn rejection_without_a_revision_ends_when_the_note_is_written_again() {
+        let (_d, db) = store();
+        let r1 = db.put(json!({"_id": "note:a"})).unwrap().rev.unwrap();
+        let t = Tracker::open(db.clone()).unwrap();
+        let seq = db.info().unwrap().update_seq;
+        t.reset(true);
+        t.push_progress(seq);
+        let refused = DocFailure {
+            id: "note:a".into(),
+            rev: None,
+            error: "forbidden".into(),
+            reason: "no".into(),
+        };
+        t.rejected(std::slice::from_ref(&refused), seq);
+        // A checkpoint later lists the same failure again, at a later position.
+        let r2_seq = seq + 1;
+        assert_eq!(
+            t.view().unwrap().badge("note:a", &r1.to_string()),
+            Badge::Rejected {
+                reason: "no".into()
+            }
+        );
+        let r2 = db
+            .put(json!({"_id": "note:a", "_rev": r1.to_string()}))
+            .unwrap()
+            .rev
+            .unwrap();
+        assert_eq!(
+            t.view().unwrap().badge("note:a", &r2.to_string()),
+            Badge::Unpushed
+        );
+        // The push takes the new revision; its checkpoint still lists the old failure.
+        assert_eq!(db.info().unwrap().update_seq, r2_seq);
+        t.push_progress(r2_seq);
+        t.rejected_in_checkpoint(std::slice::from_ref(&refused), r2_seq);
+        assert_eq!(
+            t.view().unwrap().badge("note:a", &r2.to_string()),
+            Badge::Synced
+        );
+        assert_eq!(t.counts().unwrap().unsynced, 0);
     }
 
     #[test]

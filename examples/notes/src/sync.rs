@@ -170,7 +170,7 @@ impl SyncCtl {
             st.stopped = None;
             st.last_synced_at = None;
         }
-        self.tracker.reset(remote.is_some(), 0, &[]);
+        self.tracker.reset(remote.is_some());
         if let Some(remote) = remote {
             let cancel = CancellationToken::new();
             let this = self.clone();
@@ -267,7 +267,8 @@ impl SyncCtl {
                 // events, which also carry them, are dropped when the buffer is full).
                 if checkpointed {
                     if let Some(log) = push_log(&local, &remote_peer).await {
-                        self.tracker.rejected(&log.doc_failures);
+                        let upto = log.source_last_seq.as_local().unwrap_or(0);
+                        self.tracker.rejected_in_checkpoint(&log.doc_failures, upto);
                     }
                 }
             }
@@ -293,10 +294,9 @@ impl SyncCtl {
         let push = push_log(local, remote).await;
         let pull = log(local, remote, local).await;
         if let Some(push) = &push {
-            if let Some(seq) = push.source_last_seq.as_local() {
-                self.tracker.push_progress(seq);
-            }
-            self.tracker.rejected(&push.doc_failures);
+            let seq = push.source_last_seq.as_local().unwrap_or(0);
+            self.tracker.push_progress(seq);
+            self.tracker.rejected_in_checkpoint(&push.doc_failures, seq);
         }
         if let (Some(push), Some(pull)) = (&push, &pull) {
             let when = |l: &ReplicationLog| l.history.first().and_then(|s| rfc3339_ms(&s.end_time));
@@ -321,10 +321,9 @@ impl SyncCtl {
             } => {
                 *st.dir(direction) = Dir::Active;
                 if direction == Direction::Push {
-                    if let Some(seq) = last_seq.as_local() {
-                        self.tracker.push_progress(seq);
-                    }
-                    self.tracker.rejected(&failures);
+                    let seq = last_seq.as_local().unwrap_or(0);
+                    self.tracker.push_progress(seq);
+                    self.tracker.rejected(&failures, seq);
                 }
             }
             Event::Checkpoint { direction, seq } => {

@@ -320,11 +320,22 @@ async fn note_the_server_refuses_shows_the_servers_reason() {
     b.wait_badge("Public plans", "synced").await;
     b.wait_text("#unsynced-count", "all notes uploaded").await;
     b.screenshot("2-accepted").await;
-    assert!(server
+    let on_server = server
         .server_docs()
         .await
         .iter()
-        .any(|d| d["title"] == "Public plans"));
+        .any(|d| d["title"] == "Public plans");
+    if std::env::var("SETTEE_TEST_SERVER_KIND").as_deref() == Ok("pouchdb-server") {
+        // FIXME(pouchdb-server 4.2.0): with a validate_doc_update design document, it
+        // answers success to a replicated revision whose parent it lacks (here, the refused
+        // one) and does not store it. Apache CouchDB stores it.
+        assert!(
+            !on_server,
+            "pouchdb-server now stores the fixed revision: drop this branch"
+        );
+    } else {
+        assert!(on_server, "the fixed note is not on the server");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
