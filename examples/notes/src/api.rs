@@ -36,6 +36,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::live::Update;
 use crate::note::NoteInput;
 use crate::notes::{self, ResolveInput};
 use crate::queries::{self, ListQuery};
@@ -194,23 +195,43 @@ async fn stop_sync(State(app): State<App>) -> Result<Json<Value>> {
     Ok(Json(json!(app.sync().current().await?)))
 }
 
-/// The live updates: one server-sent event per update (`changes` or `sync`, JSON data), and
-/// `resync` when this page fell behind and must reload what it shows.
+/// The live updates: first the sync state with every badge that is not "synced" (`full`),
+/// then one server-sent event per update (`changes` or `sync`, JSON data), and `resync` when
+/// this page fell behind and must start over. Badges reach a page only through this stream,
+/// in the order they were published, so a page never shows an older badge over a newer one.
 async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    // Subscribe before reading the snapshot: an update published in between comes after
+    // the snapshot and repeats or advances it, never undoes it.
     let rx = app.hub().subscribe();
+    let first = match app.sync().current().await {
+        Ok(sync) => Some(Update::Sync {
+            sync,
+            badges: app.tracker().published(),
+            full: true,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the sync state for a new page");
+            None
+        }
+    };
     let updates = futures::stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
-            Ok(update) => SseEvent::default()
-                .event(update.event_name())
-                .json_data(&update)
-                .unwrap_or_else(|_| SseEvent::default().event("resync").data("{}")),
+            Ok(update) => sse_event(&update),
             Err(RecvError::Lagged(_)) => SseEvent::default().event("resync").data("{}"),
             Err(RecvError::Closed) => return None,
         };
         Some((Ok(event), rx))
     });
+    let start = futures::stream::iter(first.map(|u| Ok(sse_event(&u))));
     let closing = app.closing().clone().cancelled_owned();
-    Sse::new(updates.take_until(closing)).keep_alive(KeepAlive::default())
+    Sse::new(start.chain(updates).take_until(closing)).keep_alive(KeepAlive::default())
+}
+
+fn sse_event(update: &Update) -> SseEvent {
+    SseEvent::default()
+        .event(update.event_name())
+        .json_data(update)
+        .unwrap_or_else(|_| SseEvent::default().event("resync").data("{}"))
 }
 
 /// Refuses requests that change something unless they come from the app's own page, and

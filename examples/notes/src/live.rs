@@ -37,8 +37,10 @@ pub enum Update {
     Sync {
         /// The global state.
         sync: SyncView,
-        /// Changed badges by note id.
+        /// Changed badges by note id (a note that became synced is listed as synced).
         badges: BTreeMap<String, Badge>,
+        /// `badges` is every note that is not synced, not a change: a page's first update.
+        full: bool,
     },
 }
 

@@ -281,6 +281,11 @@ impl Tracker {
         }
     }
 
+    /// The badges last published (every note that is not synced, as pages were told).
+    pub fn published(&self) -> BTreeMap<String, Badge> {
+        self.lock().sent.clone()
+    }
+
     /// The counts shown beside the global state. Blocking.
     ///
     /// # Errors

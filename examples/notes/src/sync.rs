@@ -434,7 +434,11 @@ impl SyncCtl {
             match tokio::task::spawn_blocking(move || t.changed_badges()).await {
                 Ok(Ok((badges, counts))) => {
                     let sync = self.view(counts.unsynced, counts.conflicts);
-                    self.hub.send(Update::Sync { sync, badges });
+                    self.hub.send(Update::Sync {
+                        sync,
+                        badges,
+                        full: false,
+                    });
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "computing badges"),
                 Err(e) => tracing::warn!(error = %e, "computing badges"),

@@ -128,12 +128,42 @@ async fn note_written_offline_waits_to_upload_then_syncs_by_itself() {
     let shots = screenshot_dir("offline");
     let dir = tempfile::tempdir().unwrap();
     let server = ServerDb::create("notes-offline");
-    let remote = server.app_remote(&server.proxy);
-    let app = start_app(dir.path(), "app", Some(&remote));
+    // The app starts with no server; the person sets it in the page's settings.
+    let app = start_app(dir.path(), "app", None);
     let driver = Driver::start().await;
     let b = driver.browser("app", &shots).await;
     b.goto(&app.url).await;
+    b.wait_text("#sync-state", "Local only").await;
+    let (user, password) = server.db.server().credentials().unwrap();
+    b.click("#settings-btn").await;
+    b.type_into(
+        "#remote-url",
+        &format!(
+            "http://127.0.0.1:{}/{}",
+            server.proxy.port,
+            server.db.name()
+        ),
+    )
+    .await;
+    b.type_into("#remote-user", user).await;
+    b.type_into("#remote-password", password).await;
+    b.screenshot("0-settings").await;
+    b.click("#connect").await;
     b.wait_text("#sync-state", "Synced").await;
+    let shown = b
+        .js(
+            "return document.body.innerText + document.querySelector('#sync').title;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        shown.as_str().unwrap().contains(server.db.name()),
+        "{shown}"
+    );
+    assert!(
+        !shown.as_str().unwrap().contains(password),
+        "the page shows the password"
+    );
     b.screenshot("1-synced").await;
 
     // The network goes away: the page says offline, and when it retries.

@@ -15,6 +15,9 @@ const state = {
   dirty: false,
   sync: null,
   retryAt: null,
+  // Badges of the notes that are not synced, from the event stream alone (a full set when
+  // it opens, then changes in order), so a list fetched meanwhile never shows an older one.
+  badges: null,
 };
 
 // Timings of the first list, read by the browser test (docs/benchmarks.md).
@@ -59,6 +62,22 @@ function badgeText(s) {
     case 'conflict': return 'conflict';
     default: return 'local only';
   }
+}
+
+// A note's badge: from the event stream once it has spoken, else what `fallback` (a list
+// row's or the note's own `state`) says.
+function badgeFor(id, fallback) {
+  if (state.badges === null || !state.sync) return fallback;
+  return state.badges[id] || { kind: state.sync.remote ? 'synced' : 'local_only' };
+}
+
+function renderAllBadges() {
+  for (const li of document.querySelectorAll('#note-list li')) {
+    const n = state.notes.find((x) => x.id === li.dataset.id);
+    renderBadge(li.querySelector('.badge'), badgeFor(li.dataset.id, n ? n.state : { kind: 'local_only' }));
+  }
+  const s = state.selected;
+  if (s) renderBadge($('#editor-badge'), badgeFor(s.note.id, s.state));
 }
 
 function renderBadge(node, s) {
@@ -111,7 +130,7 @@ function noteItem(n) {
   li.dataset.id = n.id;
   if (state.selected && state.selected.note.id === n.id) li.classList.add('selected');
   const badge = el('span');
-  renderBadge(badge, n.state);
+  renderBadge(badge, badgeFor(n.id, n.state));
   const tags = n.tags.length ? ' · #' + n.tags.join(' #') : '';
   li.append(
     el('div', 'title', n.title || 'Untitled'),
@@ -210,7 +229,7 @@ function renderEditor() {
   $('#notebook').value = s.note.notebook;
   $('#tags-input').value = s.note.tags.join(', ');
   $('#body').value = s.note.body;
-  renderBadge($('#editor-badge'), s.state);
+  renderBadge($('#editor-badge'), badgeFor(s.note.id, s.state));
   $('#editor-updated').textContent = 'edited ' + fmtTime(s.note.updated_at);
 }
 
@@ -292,7 +311,7 @@ async function refreshSelected() {
   const same = now && now.note.rev === s.note.rev && now.versions.length === s.versions.length;
   if (same) {
     s.state = now.state;
-    renderBadge($('#editor-badge'), now.state);
+    renderBadge($('#editor-badge'), badgeFor(s.note.id, now.state));
     return;
   }
   if (state.dirty) {
@@ -396,18 +415,13 @@ function tickRetry() {
   detail.textContent = secs > 0 ? 'retrying in ' + secs + ' s' : 'retrying now';
 }
 
-function applyBadges(badges) {
+function applyBadges(badges, full) {
+  if (full || state.badges === null) state.badges = {};
   for (const [id, badge] of Object.entries(badges)) {
-    const n = state.notes.find((x) => x.id === id);
-    if (n) n.state = badge;
-    const li = document.querySelector('#note-list li[data-id="' + CSS.escape(id) + '"] .badge');
-    if (li) renderBadge(li, badge);
-    const s = state.selected;
-    if (s && s.note.id === id) {
-      s.state = badge;
-      renderBadge($('#editor-badge'), badge);
-    }
+    if (badge.kind === 'synced' || badge.kind === 'local_only') delete state.badges[id];
+    else state.badges[id] = badge;
   }
+  renderAllBadges();
 }
 
 async function loadSync() {
@@ -426,11 +440,12 @@ function openSettings() {
 async function connect(ev) {
   ev.preventDefault();
   try {
-    renderSync(await api('PUT', '/api/sync', {
+    // The new state arrives as a live update.
+    await api('PUT', '/api/sync', {
       url: $('#remote-url').value,
       user: $('#remote-user').value || undefined,
       password: $('#remote-password').value || undefined,
-    }));
+    });
     $('#remote-password').value = '';
     $('#settings').close();
     scheduleRefresh();
@@ -441,7 +456,7 @@ async function connect(ev) {
 
 async function disconnect() {
   try {
-    renderSync(await api('DELETE', '/api/sync'));
+    await api('DELETE', '/api/sync');
     $('#settings').close();
     scheduleRefresh();
   } catch (e) {
@@ -456,7 +471,9 @@ function showError(e) {
 }
 
 async function refreshAll() {
-  await Promise.all([loadList(), loadSide(), loadSync()]);
+  // The sync state comes with the event stream; ask for it only if the stream has not
+  // given it (an answer to a request could be older than an event already shown).
+  await Promise.all([loadList(), loadSide(), state.sync ? null : loadSync()]);
   if (state.selected && !state.dirty) await openNote(state.selected.note.id);
 }
 
@@ -480,9 +497,14 @@ function follow() {
   events.addEventListener('sync', (e) => {
     const u = JSON.parse(e.data);
     renderSync(u.sync);
-    applyBadges(u.badges);
+    applyBadges(u.badges, u.full);
   });
-  events.addEventListener('resync', () => refreshAll().catch(showError));
+  // This page fell behind: start over with a new stream (which begins with every badge).
+  events.addEventListener('resync', () => {
+    events.close();
+    state.badges = null;
+    follow();
+  });
 }
 
 document.addEventListener('DOMContentLoaded', () => {
