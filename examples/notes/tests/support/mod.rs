@@ -8,7 +8,8 @@
 //! deadline; a deadline that passes fails with what the page showed last, and a screenshot.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -167,8 +168,11 @@ impl Driver {
             );
         }
         let port = free_port();
+        // A process group of its own, so that dropping the driver can end every browser
+        // it started even if a session was not closed.
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -247,6 +251,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Killing chromedriver alone leaves its browsers running: end the whole group.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -262,6 +270,51 @@ pub struct Browser {
     pub name: String,
     shots: PathBuf,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    /// Ends the session, which closes its Chromium. Blocking (and in a thread of its own,
+    /// since a test's runtime may be the one dropping it).
+    fn drop(&mut self) {
+        let url = self.base.clone();
+        let _ = std::thread::spawn(move || delete_blocking(&url)).join();
+    }
+}
+
+/// `DELETE url` over plain HTTP/1.1, waiting for the whole answer (chromedriver answers
+/// once the browser is closed, and may keep the connection open after it).
+fn delete_blocking(url: &str) -> Option<()> {
+    let (host, path) = url.strip_prefix("http://")?.split_once('/')?;
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(DEADLINE)).ok()?;
+    write!(
+        stream,
+        "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return Some(());
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Some(());
+            }
+        }
+    }
 }
 
 impl Browser {
