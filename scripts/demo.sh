@@ -32,14 +32,15 @@ step "offline: three notes written to the local store $local"
 "$settee" put "$local" '{"_id":"note:ideas","title":"Ideas","body":"a sync engine in Rust"}'
 "$settee" put "$local" '{"_id":"note:todo","title":"To do","body":"write the demo"}'
 
-step "what is not synced yet (no network needed)"
-"$settee" status "$local" "$remote"
+step "what is not synced yet, document by document (no network needed)"
+"$settee" status --docs "$local" "$remote"
 
 step "back online: sync both ways (creating the remote database)"
 "$settee" sync "$local" "$remote" --create-target
 
-step "the server has the notes"
+step "the server has the notes, and nothing is left to sync either way"
 "$settee" all-docs "$remote"
+"$settee" status "$local" "$remote"
 
 step "the laptop and the server edit the same note while apart"
 rev=$("$settee" get "$local" note:groceries | rev_of)

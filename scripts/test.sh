@@ -8,8 +8,9 @@
 #   2. Apache CouchDB 3.5.0 from a release folder with couchdb.sh (SETTEE_COUCHDB_RELEASE, which
 #      .ci/run sets to ../shared/couchdb; a checkout beside ../shared/couchdb finds it by itself);
 #   3. pouchdb-server from the npm registry (pinned in tests/node/package-lock.json).
-# When the main run is not against pouchdb-server, the replication end-to-end tests run a
-# second time against it: PouchDB-based servers are remotes too and answer differently.
+# When the main run is not against pouchdb-server, the replication and sync-state end-to-end
+# tests run a second time against it: PouchDB-based servers are remotes too and answer
+# differently.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -66,6 +67,6 @@ cargo test --workspace --doc "$@"
 
 if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
     use_pouchdb_server
-    echo "test.sh: replication end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
-    cargo test -p settee --test replication --test live "$@"
+    echo "test.sh: replication and sync-state end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
+    cargo test -p settee --test replication --test live --test sync_state "$@"
 fi

@@ -2,9 +2,10 @@
 //! JSON in and out. What the `settee` command needs for its document commands, and what an
 //! application can use to treat both kinds alike.
 
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
-use settee_replicate::{AnyPeer, Filter, SyncStatus};
+use settee_replicate::{AnyPeer, SyncState, SyncStatus};
 use settee_revtree::{Rev, Seq};
 use settee_store::{AllDocsOptions, ChangesOptions, Database, GetOptions, OpenRevs};
 
@@ -47,8 +48,23 @@ pub fn redact(location: &str) -> String {
     }
 }
 
+/// After `store_in_use`: the holder's database over HTTP if it advertises one, else the
+/// error.
+fn held_elsewhere(location: &str, err: settee_store::Error) -> Result<Db> {
+    if matches!(err, settee_store::Error::StoreInUse { .. }) {
+        if let Some(advert) = settee_server::Advert::read(std::path::Path::new(location)) {
+            tracing::info!(store = location, url = %advert.url, pid = advert.pid,
+                "the store is held by another process; talking to it");
+            return Ok(Db::Remote(settee_couch::RemoteDb::from_url(
+                &advert.url_with_credentials(),
+            )?));
+        }
+    }
+    Err(err.into())
+}
+
 /// Runs a blocking store call on the blocking pool.
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     db: &Database,
     f: impl FnOnce(Database) -> settee_store::Result<R> + Send + 'static,
 ) -> Result<R> {
@@ -56,6 +72,34 @@ async fn blocking<R: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || f(db))
         .await
         .map_err(|e| Error::Task(e.to_string()))??)
+}
+
+fn is_url(location: &str) -> bool {
+    location.starts_with("http://") || location.starts_with("https://")
+}
+
+/// The store options of a replication peer (see [`Db::open_for_replication`]).
+fn replication_options(location: &str, create: bool) -> settee_store::OpenOptions {
+    settee_store::OpenOptions {
+        durability: settee_store::Durability::Relaxed {
+            flush_every: std::time::Duration::from_secs(1),
+        },
+        cache_capacity: 16 * 1024 * 1024,
+        create,
+        ..settee_store::OpenOptions::new(location)
+    }
+}
+
+/// Opens a local store; without `opts.create`, a path with no store is [`Error::NoStore`].
+fn open_local(location: &str, opts: settee_store::OpenOptions) -> Result<Db> {
+    let create = opts.create;
+    match Database::open_with(opts) {
+        Ok(db) => Ok(Db::Local(db)),
+        Err(settee_store::Error::NotFound { .. }) if !create => Err(Error::NoStore {
+            path: location.to_owned(),
+        }),
+        Err(e) => held_elsewhere(location, e),
+    }
 }
 
 fn rev_arg(rev: &str) -> Result<Rev> {
@@ -69,12 +113,37 @@ impl Db {
     ///
     /// # Errors
     /// A malformed URL, or the store's open errors (`store_in_use`, `not_a_store`...).
+    ///
+    /// A store another process holds is reached through that process when it advertises
+    /// itself (`settee serve`, `settee sync --continuous`: see [`settee_server::Advert`]):
+    /// the result is then a [`Db::Remote`] on its loopback server.
     pub fn open(location: &str) -> Result<Db> {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        if is_url(location) {
             Ok(Db::Remote(settee_couch::RemoteDb::from_url(location)?))
         } else {
-            Ok(Db::Local(Database::open(location)?))
+            Database::open(location)
+                .map(Db::Local)
+                .or_else(|e| held_elsewhere(location, e))
         }
+    }
+
+    /// Opens a location that must already hold a database: like [`Db::open`], but a local
+    /// path without a store is [`Error::NoStore`] and nothing is created there. For
+    /// commands that only read (a read of a new empty store would just answer "nothing").
+    ///
+    /// # Errors
+    /// [`Error::NoStore`]; otherwise as [`Db::open`].
+    pub fn open_existing(location: &str) -> Result<Db> {
+        if is_url(location) {
+            return Db::open(location);
+        }
+        open_local(
+            location,
+            settee_store::OpenOptions {
+                create: false,
+                ..settee_store::OpenOptions::new(location)
+            },
+        )
     }
 
     /// Opens a location for replication: like [`Db::open`], but a local store flushes on an
@@ -87,16 +156,22 @@ impl Db {
     /// # Errors
     /// As [`Db::open`].
     pub fn open_for_replication(location: &str) -> Result<Db> {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        if is_url(location) {
             return Db::open(location);
         }
-        Ok(Db::Local(Database::open_with(settee_store::OpenOptions {
-            durability: settee_store::Durability::Relaxed {
-                flush_every: std::time::Duration::from_secs(1),
-            },
-            cache_capacity: 16 * 1024 * 1024,
-            ..settee_store::OpenOptions::new(location)
-        })?))
+        open_local(location, replication_options(location, true))
+    }
+
+    /// Opens a replication source: as [`Db::open_for_replication`], but a local path must
+    /// hold a store already ([`Error::NoStore`] otherwise; nothing is created).
+    ///
+    /// # Errors
+    /// As [`Db::open_existing`].
+    pub fn open_source_for_replication(location: &str) -> Result<Db> {
+        if is_url(location) {
+            return Db::open(location);
+        }
+        open_local(location, replication_options(location, false))
     }
 
     /// This database as a replication peer.
@@ -466,38 +541,122 @@ impl Db {
     }
 }
 
+/// The sync state of a local store with a remote database: what the store keeps per
+/// document, read without a network.
+impl Db {
+    /// The local store, for the sync-state calls (they are about a local store's copy).
+    fn sync_store(&self) -> Result<&Database> {
+        match self {
+            Db::Local(d) => Ok(d),
+            Db::Remote(r) => Err(Error::BadRequest(format!(
+                "{} is a remote database; sync state is kept by a local store (ask the local \
+                 store about this remote)",
+                r.url()
+            ))),
+        }
+    }
+
+    /// Document `id`'s sync state with `remote`: `Synced`, `Unpushed { revs }`,
+    /// `Rejected { rev, error, reason }`, `Conflicted { winner, losers }` or `NotReplicated`
+    /// (the filter the pair is synced with excludes it); `None` if the store has no such
+    /// document. Offline, and O(1).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), settee::Error> {
+    /// let notes = settee::Db::open("notes.settee")?;
+    /// let server = settee::Db::open("http://127.0.0.1:5984/notes")?;
+    /// if let Some(state) = notes.sync_state(&server, "note:1").await? {
+    ///     println!("note:1 is {}", state.name());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the store's errors.
+    pub async fn sync_state(&self, remote: &Db, id: &str) -> Result<Option<SyncState>> {
+        let db = self.sync_store()?;
+        Ok(settee_replicate::sync_state(db, &remote.to_peer(), id).await?)
+    }
+
+    /// The documents of this store not known to be on `remote` (that the pair's filter
+    /// includes), in id order, each with its state. Offline; the cost is in the number of
+    /// unsynced documents, not the store's size.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the stream's items carry the store's
+    /// errors.
+    pub fn unsynced(
+        &self,
+        remote: &Db,
+    ) -> Result<impl Stream<Item = Result<(String, SyncState)>> + Send + 'static> {
+        let db = self.sync_store()?;
+        Ok(settee_replicate::unsynced(db, &remote.to_peer()).map(|r| r.map_err(Error::from)))
+    }
+
+    /// A live stream of sync-state changes with `remote`, to bind badges to: a document
+    /// becomes `Unpushed` when written, `Synced` when a running sync's push confirms it,
+    /// `Rejected` with the server's reason. Each item is a document and its current state
+    /// (`None` once it is gone); changes that happen before the stream is read are
+    /// coalesced. Offline.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database.
+    pub fn sync_state_changes(
+        &self,
+        remote: &Db,
+    ) -> Result<impl Stream<Item = Result<(String, Option<SyncState>)>> + Send + 'static> {
+        let db = self.sync_store()?;
+        Ok(settee_replicate::sync_state_changes(db, &remote.to_peer())
+            .map(|r| r.map_err(Error::from)))
+    }
+
+    /// The counts of [`status`] that need no network: unpushed, rejected and filtered-out
+    /// documents, and the last push and pull.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the store's errors.
+    pub async fn sync_status(&self, remote: &Db) -> Result<SyncStatus> {
+        let db = self.sync_store()?;
+        Ok(settee_replicate::status(db, &remote.to_peer()).await?)
+    }
+}
+
 /// What `settee status` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
-    /// Local side: unpushed count, last syncs, failed documents.
+    /// The offline part: unpushed, rejected and filtered-out documents, the last syncs.
     #[serde(flatten)]
     pub local: SyncStatus,
-    /// Remote changes not yet pulled, if the remote answered.
+    /// Documents the remote has revisions of that the store lacks, after the last pull;
+    /// `None` when the remote did not answer.
     pub unpulled: Option<u64>,
-    /// Why the remote count is missing (offline, auth...).
+    /// Why `unpulled` is missing: the count needs the server, and asking it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote_error: Option<String>,
-    /// Number of conflicted documents in the local store.
-    pub conflicts: usize,
+    pub unpulled_error: Option<String>,
 }
 
-/// What is unsynced between a local store and a remote database: the local part works
-/// offline; the remote's count of unpulled changes is added when the server answers.
+/// What is not synced between a local store and a remote database: the exact offline
+/// counts, and the remote's unpulled count when the server answers (otherwise
+/// `unpulled_error` says why it is unknown).
 ///
 /// # Errors
-/// The local store's errors.
+/// `bad_request` when `local` is not a local store; the local store's errors.
 pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
-    let (l, r) = (local.to_peer(), remote.to_peer());
-    let st = settee_replicate::status(&l, &r, &Filter::All).await?;
-    let (unpulled, remote_error) = match settee_replicate::unpulled(&l, &r, &Filter::All).await {
-        Ok(n) => (n, None),
-        Err(e) => (None, Some(settee_replicate::error_chain(&e))),
+    let st = local.sync_status(remote).await?;
+    let db = local.sync_store()?;
+    let (unpulled, unpulled_error) = match settee_replicate::unpulled(db, &remote.to_peer()).await {
+        Ok(n) => (Some(n), None),
+        Err(e) => (
+            None,
+            Some(format!(
+                "unknown: counting what the remote has needs the server ({})",
+                settee_replicate::error_chain(&e)
+            )),
+        ),
     };
-    let conflicts = local.conflicts().await?.len();
     Ok(Status {
         local: st,
         unpulled,
-        remote_error,
-        conflicts,
+        unpulled_error,
     })
 }

@@ -3,9 +3,14 @@
 //!
 //! An application writes to a local [`Database`] (sled) while offline; a [`Replication`] or
 //! [`replicate::sync`] moves revisions between it and a CouchDB database ([`RemoteDb`]) when
-//! the network is there, keeping every conflicting branch; [`status`] tells, without a
-//! network, what is still unsynced. [`Db`] opens either kind from a path or a URL, with
-//! CouchDB-shaped JSON in and out (the `settee` command is built on it).
+//! the network is there, keeping every conflicting branch. The store knows, per document and
+//! without a network, what a remote does not have yet: [`Db::sync_state`], [`Db::unsynced`],
+//! [`Db::sync_state_changes`] and [`status`]. [`Db`] opens either kind from a path or a URL,
+//! and offers the same calls on both: CouchDB-shaped JSON, typed documents ([`Doc<T>`]),
+//! Mango queries with indexes ([`Db::find`], [`Db::create_index`]), a live changes
+//! [`Db::changes_stream`], background replications whose events are a stream
+//! ([`Db::sync_with`]), attachments as byte streams and conflict resolution in one call
+//! ([`Db::resolve_conflict`]). The `settee` command is built on it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), settee::Error> {
@@ -19,19 +24,36 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The workspace's crates are re-exported whole: [`revtree`], [`store`], [`couch`],
-//! [`replicate`].
+//! The workspace's crates are re-exported whole: [`revtree`], [`query`], [`store`],
+//! [`couch`], [`replicate`], and [`server`] (`settee serve`: CouchDB's HTTP API over stores).
 
+mod attachments;
 mod db;
+mod doc;
 mod error;
+mod feed;
+mod mango;
+mod syncing;
 
+pub use attachments::AttachmentStream;
 pub use db::{redact, status, Db, GetArgs, Status};
+pub use doc::{Doc, Found};
 pub use error::{Error, Result};
+pub use feed::ChangesFeed;
 pub use settee_couch as couch;
-pub use settee_couch::RemoteDb;
+pub use settee_couch::{AttachmentUpload, Change, RemoteDb};
+pub use settee_query as query;
+pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_replicate as replicate;
-pub use settee_replicate::{CancellationToken, Event, ReplicateOptions, Replication};
+pub use settee_replicate::{
+    CancellationToken, Event, ReplicateOptions, Replication, ReplicationHandle, SyncState,
+    SyncStatus, SyncSummary,
+};
 pub use settee_revtree as revtree;
 pub use settee_revtree::{Rev, Seq};
+pub use settee_server as server;
 pub use settee_store as store;
-pub use settee_store::Database;
+pub use settee_store::{
+    CreateIndexResponse, Database, DocResult, FindResponse, IndexList, IndexProgress, Resolution,
+};
+pub use syncing::Syncing;

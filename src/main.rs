@@ -30,7 +30,7 @@ struct Cli {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// No progress bar.
+    /// No progress bar, and no line for each retry (failures and errors still show).
     #[arg(short, long, global = true)]
     quiet: bool,
     /// Print replication events as JSON lines on stdout instead of a progress bar.
@@ -89,13 +89,20 @@ enum Command {
         #[command(flatten)]
         args: ReplicationArgs,
     },
-    /// What is unsynced between a local store and a remote, the last sync, failed documents
-    /// and conflicts. Works offline (the remote side's count needs the network).
+    /// What is not synced between a local store and a remote: exact counts of documents not
+    /// on the remote (unpushed, rejected by it, excluded by the sync's filter), the last push
+    /// and pull, and how many documents the remote has that the store lacks (unpulled: the
+    /// only part that needs the network; without it, it says so). On a terminal a table;
+    /// piped, one JSON line (with --docs, one JSON line per document instead).
     Status {
         /// The local store path.
         local: String,
         /// The remote database URL.
         url: String,
+        /// List every unsynced document with its state (and the remote's reason for a
+        /// rejected one).
+        #[arg(long)]
+        docs: bool,
     },
     /// Write a document (JSON argument, or stdin when omitted).
     Put {
@@ -170,6 +177,100 @@ enum Command {
         /// The database.
         db: String,
     },
+    /// Serve stores over CouchDB's HTTP API, so that PouchDB, CouchDB's replicator and curl
+    /// can replicate with them. Prints {"ok":true,"url":...} on stdout once listening; runs
+    /// until Ctrl-C.
+    Serve {
+        /// Store directories to serve, each as a database named after its directory.
+        stores: Vec<std::path::PathBuf>,
+        /// Where `PUT /{db}` creates databases (the stores already in it are served too).
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// The address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:5984")]
+        bind: std::net::SocketAddr,
+        /// The admin user (password from SETTEE_PASSWORD). Without one every request is an
+        /// admin, which is allowed on a loopback address only.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Origins browsers may call from (comma-separated; `*` for any).
+        #[arg(long, value_delimiter = ',')]
+        cors: Option<Vec<String>>,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        max_body: usize,
+    },
+    /// Find documents with a Mango selector, one JSON line each (CouchDB's `_find`). A sort
+    /// needs an index that serves it (see `settee index create`); without a usable index
+    /// every document is read, and a warning says so on stderr.
+    Find {
+        /// The database.
+        db: String,
+        /// The selector (JSON), e.g. '{"notebook": "work"}'.
+        selector: String,
+        /// Sort by this field, `FIELD` or `FIELD:desc` (repeat for more; one direction).
+        #[arg(long)]
+        sort: Vec<String>,
+        /// At most this many documents.
+        #[arg(long, default_value_t = 25)]
+        limit: usize,
+        /// Skip this many matches first.
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+        /// Only these fields of each document (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        fields: Option<Vec<String>>,
+        /// Continue after a previous page (the bookmark it printed on stderr).
+        #[arg(long)]
+        bookmark: Option<String>,
+        /// Use this index: `DDOC` or `DDOC/NAME`.
+        #[arg(long)]
+        use_index: Option<String>,
+        /// Print how the query would run (CouchDB's `_explain`) instead of running it.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Manage Mango indexes: create, list, delete.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Create a JSON index on FIELDS (built over the existing documents of a local store,
+    /// with progress on stderr). Prints `{"result": "created"|"exists", "id", "name"}`.
+    Create {
+        /// The database.
+        db: String,
+        /// The indexed fields, in order (dotted paths allowed).
+        #[arg(required = true)]
+        fields: Vec<String>,
+        /// The index name (default: derived from the definition).
+        #[arg(long)]
+        name: Option<String>,
+        /// The design document (default: derived from the definition).
+        #[arg(long)]
+        ddoc: Option<String>,
+        /// Only index documents matching this selector (JSON).
+        #[arg(long)]
+        partial_filter_selector: Option<String>,
+    },
+    /// List the indexes, one JSON line each (`_all_docs` first).
+    List {
+        /// The database.
+        db: String,
+    },
+    /// Delete an index.
+    Delete {
+        /// The database.
+        db: String,
+        /// Its design document (`_design/` optional).
+        ddoc: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// How a run ended, for the exit code.
@@ -185,11 +286,14 @@ fn main() -> ExitCode {
     // One runtime thread: the command's async work is HTTP and JSON, and the store runs on
     // the blocking pool, so a second worker only added cross-thread wake-ups (a pull of
     // 100,000 notes made ~70,000 context switches and spent a third of its CPU in the
-    // kernel with the multi-threaded runtime).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // kernel with the multi-threaded runtime). A server serves many clients at once, so
+    // `serve` gets a worker per core.
+    let mut builder = if matches!(cli.command, Command::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("settee: cannot start the async runtime: {e}");
@@ -221,8 +325,11 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // Without -v, only errors: what a replication retries or rejects is reported once, by
+    // the command itself from the replication's events, not again by the libraries' warn
+    // logs (which -v shows).
     let default = match verbose {
-        0 => "warn",
+        0 => "error",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -239,6 +346,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let ui = Ui {
         json: cli.json,
         bar: !cli.quiet && !cli.json && std::io::stderr().is_terminal(),
+        quiet: cli.quiet,
     };
     match cli.command {
         Command::Replicate {
@@ -246,10 +354,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             target,
             args,
         } => {
-            let (src, tgt) = (
-                open_for_replication(&source)?,
-                open_for_replication(&target)?,
-            );
+            // A local source must exist; a local target is created.
+            let src = with_location(&source, Db::open_source_for_replication(&source))?;
+            let tgt = with_location(&target, Db::open_for_replication(&target))?;
             let mut opts = replication_options(&args)?;
             // Events name the direction: remote to local is a pull, anything else a push
             // (source to target).
@@ -259,14 +366,14 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             replicate(src, tgt, opts, &ui).await
         }
         Command::Sync { local, url, args } => {
-            let (l, r) = (open_for_replication(&local)?, open_for_replication(&url)?);
+            let l = with_location(&local, Db::open_for_replication(&local))?;
+            let r = with_location(&url, Db::open_for_replication(&url))?;
             let opts = replication_options(&args)?;
             sync(l, r, opts, &ui).await
         }
-        Command::Status { local, url } => {
-            let (l, r) = (open(&local)?, open(&url)?);
-            print_json(&settee::status(&l, &r).await?)?;
-            Ok(Outcome::Clean)
+        Command::Status { local, url, docs } => {
+            let (l, r) = (existing(&local)?, existing(&url)?);
+            status(&l, &r, docs).await
         }
         Command::Put { db, doc } => {
             let doc = match doc {
@@ -281,7 +388,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             let doc: Value =
                 serde_json::from_str(&doc).context("the document is not valid JSON")?;
-            let res = open(&db)?.put(doc).await?;
+            let res = with_location(&db, Db::open(&db))?.put(doc).await?;
             print_json(&res)?;
             Ok(Outcome::Clean)
         }
@@ -293,7 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             conflicts,
             open_revs,
         } => {
-            let db = open(&db)?;
+            let db = existing(&db)?;
             let args = GetArgs {
                 rev,
                 revs,
@@ -312,11 +419,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Clean)
         }
         Command::Rm { db, id, rev } => {
-            print_json(&open(&db)?.delete(&id, rev.as_deref()).await?)?;
+            print_json(&existing(&db)?.delete(&id, rev.as_deref()).await?)?;
             Ok(Outcome::Clean)
         }
         Command::AllDocs { db, include_docs } => {
-            for row in open(&db)?.all_docs(include_docs).await? {
+            for row in existing(&db)?.all_docs(include_docs).await? {
                 print_json(&row)?;
             }
             Ok(Outcome::Clean)
@@ -327,7 +434,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             follow,
             include_docs,
         } => {
-            let db = open(&db)?;
+            let db = existing(&db)?;
             let mut since = since.map(|s| settee::Seq::from_json(parse_seq(&s)));
             loop {
                 let (rows, last) = db.changes(since.clone(), include_docs, follow).await?;
@@ -342,29 +449,318 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Clean)
         }
         Command::Conflicts { db } => {
-            for doc in open(&db)?.conflicts().await? {
+            for doc in existing(&db)?.conflicts().await? {
                 print_json(&doc)?;
             }
             Ok(Outcome::Clean)
         }
         Command::Info { db } => {
-            print_json(&open(&db)?.info().await?)?;
+            print_json(&existing(&db)?.info().await?)?;
             Ok(Outcome::Clean)
         }
         Command::Compact { db } => {
-            print_json(&open(&db)?.compact().await?)?;
+            print_json(&existing(&db)?.compact().await?)?;
+            Ok(Outcome::Clean)
+        }
+        Command::Find {
+            db,
+            selector,
+            sort,
+            limit,
+            skip,
+            fields,
+            bookmark,
+            use_index,
+            explain,
+        } => {
+            let db = existing(&db)?;
+            let req = find_request(&selector, &sort, limit, skip, fields, bookmark, use_index)?;
+            if explain {
+                print_json(&db.explain(&req).await?)?;
+                return Ok(Outcome::Clean);
+            }
+            let found = db.find(&req).await?;
+            if let Some(w) = &found.warning {
+                for line in w.lines() {
+                    eprintln!("settee: warning: {line}");
+                }
+            }
+            for doc in &found.docs {
+                print_json(doc)?;
+            }
+            if let Some(b) = found.bookmark.as_deref().filter(|b| *b != "nil") {
+                if found.docs.len() == req.limit && req.limit > 0 {
+                    eprintln!("settee: more may follow: --bookmark {b}");
+                }
+            }
+            Ok(Outcome::Clean)
+        }
+        Command::Index { command } => index_command(command, &ui).await,
+        Command::Serve {
+            stores,
+            data_dir,
+            bind,
+            admin,
+            cors,
+            max_body,
+        } => serve(stores, data_dir, bind, admin, cors, max_body).await,
+    }
+}
+
+/// A find request from the command's arguments.
+fn find_request(
+    selector: &str,
+    sort: &[String],
+    limit: usize,
+    skip: usize,
+    fields: Option<Vec<String>>,
+    bookmark: Option<String>,
+    use_index: Option<String>,
+) -> anyhow::Result<settee::FindRequest> {
+    let selector: Value =
+        serde_json::from_str(selector).context("the selector is not valid JSON")?;
+    let sort: Vec<Value> = sort
+        .iter()
+        .map(|s| match s.rsplit_once(':') {
+            Some((field, "desc")) => serde_json::json!({ field: "desc" }),
+            Some((field, "asc")) => serde_json::json!({ field: "asc" }),
+            _ => Value::String(s.clone()),
+        })
+        .collect();
+    let mut body = serde_json::json!({"selector": selector, "limit": limit, "skip": skip});
+    if !sort.is_empty() {
+        body["sort"] = Value::Array(sort);
+    }
+    if let Some(f) = fields {
+        body["fields"] = serde_json::json!(f);
+    }
+    if let Some(b) = bookmark {
+        body["bookmark"] = Value::String(b);
+    }
+    if let Some(u) = use_index {
+        body["use_index"] = Value::String(u);
+    }
+    Ok(settee::FindRequest::parse(&body)?)
+}
+
+async fn index_command(command: IndexCommand, ui: &Ui) -> anyhow::Result<Outcome> {
+    match command {
+        IndexCommand::Create {
+            db,
+            fields,
+            name,
+            ddoc,
+            partial_filter_selector,
+        } => {
+            let db = existing(&db)?;
+            let mut def = serde_json::json!({"fields": fields});
+            if let Some(p) = partial_filter_selector {
+                def["partial_filter_selector"] = serde_json::from_str(&p)
+                    .context("--partial-filter-selector is not valid JSON")?;
+            }
+            let mut body = serde_json::json!({"index": def});
+            if let Some(n) = name {
+                body["name"] = Value::String(n);
+            }
+            if let Some(d) = ddoc {
+                body["ddoc"] = Value::String(d);
+            }
+            let pb = ui.bar.then(|| {
+                let pb = indicatif::ProgressBar::new(0);
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "building {msg} [{bar:30}] {pos}/{len} docs",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                pb
+            });
+            let bar = pb.clone();
+            let res = db
+                .create_index_with_progress(&body, move |p| {
+                    if let Some(pb) = &bar {
+                        pb.set_message(format!("{}/{}", p.ddoc, p.name));
+                        pb.set_length(p.total);
+                        pb.set_position(p.done);
+                    }
+                })
+                .await?;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            print_json(&res)?;
+            Ok(Outcome::Clean)
+        }
+        IndexCommand::List { db } => {
+            for index in existing(&db)?.get_indexes().await?.indexes {
+                print_json(&index)?;
+            }
+            Ok(Outcome::Clean)
+        }
+        IndexCommand::Delete { db, ddoc, name } => {
+            existing(&db)?.delete_index(&ddoc, &name).await?;
+            print_json(&serde_json::json!({"ok": true}))?;
             Ok(Outcome::Clean)
         }
     }
 }
 
-fn open(location: &str) -> anyhow::Result<Db> {
-    Db::open(location).with_context(|| format!("opening {}", settee::redact(location)))
+/// `settee status`: a table on a terminal, JSON lines otherwise.
+async fn status(local: &Db, remote: &Db, docs: bool) -> anyhow::Result<Outcome> {
+    use futures::StreamExt;
+    let terminal = std::io::stdout().is_terminal();
+    let st = settee::status(local, remote).await?;
+    if terminal {
+        print_status_table(&st)?;
+    } else if !docs {
+        print_json(&st)?;
+    }
+    if docs {
+        let mut rows = Box::pin(local.unsynced(remote)?);
+        let mut table = Vec::new();
+        while let Some(row) = rows.next().await {
+            let (id, state) = row?;
+            if terminal {
+                table.push((id, state));
+            } else {
+                // {"id", "state", ...the state's fields}: the id first.
+                let mut line = serde_json::Map::new();
+                line.insert("id".into(), Value::String(id));
+                if let Value::Object(fields) = serde_json::to_value(&state)? {
+                    line.extend(fields);
+                }
+                print_json(&line)?;
+            }
+        }
+        if terminal {
+            print_docs_table(&table)?;
+        }
+    }
+    Ok(Outcome::Clean)
 }
 
-fn open_for_replication(location: &str) -> anyhow::Result<Db> {
-    Db::open_for_replication(location)
-        .with_context(|| format!("opening {}", settee::redact(location)))
+fn print_status_table(st: &settee::Status) -> anyhow::Result<()> {
+    let l = &st.local;
+    let mut out = std::io::stdout().lock();
+    let never = |t: &Option<String>| t.clone().unwrap_or_else(|| "never".into());
+    writeln!(out, "remote          {}", l.remote)?;
+    writeln!(
+        out,
+        "unpushed        {}{}",
+        l.unpushed,
+        match l.rejected {
+            0 => String::new(),
+            n => format!(" ({n} rejected by the remote)"),
+        }
+    )?;
+    if l.not_replicated > 0 {
+        writeln!(
+            out,
+            "not replicated  {} (excluded by the sync's filter)",
+            l.not_replicated
+        )?;
+    }
+    match (st.unpulled, &st.unpulled_error) {
+        (Some(n), _) => writeln!(out, "unpulled        {n}")?,
+        (None, Some(e)) => writeln!(out, "unpulled        {e}")?,
+        (None, None) => writeln!(out, "unpulled        unknown")?,
+    }
+    writeln!(out, "last push       {}", never(&l.last_push))?;
+    writeln!(out, "last pull       {}", never(&l.last_pull))?;
+    Ok(())
+}
+
+fn print_docs_table(rows: &[(String, settee::SyncState)]) -> anyhow::Result<()> {
+    use settee::SyncState;
+    let mut out = std::io::stdout().lock();
+    if rows.is_empty() {
+        writeln!(out, "\nevery document is on the remote")?;
+        return Ok(());
+    }
+    let width = rows
+        .iter()
+        .map(|(id, _)| id.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    writeln!(out, "\n{:width$}  {:10}  DETAIL", "ID", "STATE")?;
+    for (id, state) in rows {
+        let detail = match state {
+            SyncState::Unpushed { revs } => revs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            SyncState::Rejected { rev, error, reason } => format!("{rev}: {error}: {reason}"),
+            SyncState::Conflicted { winner, losers } => format!(
+                "{winner} wins over {}",
+                losers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            SyncState::Synced | SyncState::NotReplicated => String::new(),
+        };
+        writeln!(out, "{id:width$}  {:10}  {detail}", state.name())?;
+    }
+    Ok(())
+}
+
+/// Opens a database that must exist (a local path without a store is an error, and
+/// nothing is created there).
+fn existing(location: &str) -> anyhow::Result<Db> {
+    with_location(location, Db::open_existing(location))
+}
+
+async fn serve(
+    stores: Vec<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
+    bind: std::net::SocketAddr,
+    admin: Option<String>,
+    cors: Option<Vec<String>>,
+    max_body: usize,
+) -> anyhow::Result<Outcome> {
+    use settee::server::{Admin, Cors, Limits, Server, ServerOptions};
+    let admin = match admin {
+        Some(name) => {
+            let password = std::env::var("SETTEE_PASSWORD")
+                .context("--admin needs the admin's password in SETTEE_PASSWORD")?;
+            Some(Admin { name, password })
+        }
+        None => None,
+    };
+    let server = Server::start(ServerOptions {
+        bind,
+        stores,
+        data_dir,
+        admin,
+        cors: cors.map(|origins| Cors {
+            origins,
+            ..Default::default()
+        }),
+        limits: Limits {
+            max_body,
+            ..Default::default()
+        },
+        advertise: true,
+        ..Default::default()
+    })
+    .await?;
+    print_json(&serde_json::json!({"ok": true, "url": format!("http://{}", server.local_addr())}))?;
+    stop_signal().await;
+    server.shutdown().await;
+    Ok(Outcome::Clean)
+}
+
+/// Names a URL that could not be opened (its errors do not). A local store's errors name
+/// its path already.
+fn with_location(location: &str, opened: settee::Result<Db>) -> anyhow::Result<Db> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        opened.with_context(|| format!("opening {}", settee::redact(location)))
+    } else {
+        Ok(opened?)
+    }
 }
 
 /// A sequence given on the command line: a number, JSON, or an opaque string.
@@ -427,10 +823,29 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for Ctrl-C, or SIGTERM on Unix (how service managers stop a server).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// How progress is shown.
+#[derive(Debug, Clone, Copy)]
 struct Ui {
     json: bool,
     bar: bool,
+    /// No line per retry.
+    quiet: bool,
 }
 
 /// Stops a replication on Ctrl-C (it writes a final checkpoint first).
@@ -446,9 +861,11 @@ fn cancel_on_ctrl_c() -> CancellationToken {
 }
 
 async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
+    let _held_src = serve_held_store(&src, opts.continuous).await;
+    let _held_tgt = serve_held_store(&tgt, opts.continuous).await;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let cancel = cancel_on_ctrl_c();
-    let show = tokio::spawn(show_progress(rx, ui.json, ui.bar));
+    let show = tokio::spawn(show_progress(rx, *ui, false));
     let result = Replication::new(src.to_peer(), tgt.to_peer(), opts)
         .run_with(Some(tx), cancel)
         .await;
@@ -463,10 +880,35 @@ async fn replicate(src: Db, tgt: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow:
     })
 }
 
+/// While a continuous replication holds a local store, other `settee` commands on the store
+/// reach it through a loopback server of this process (only with the credential it
+/// advertises in the store directory).
+async fn serve_held_store(db: &Db, continuous: bool) -> Option<settee::server::Server> {
+    let (true, Db::Local(store)) = (continuous, db) else {
+        return None;
+    };
+    let opts = settee::server::ServerOptions {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        databases: vec![store.clone()],
+        advertise: true,
+        admin_party: false,
+        ..Default::default()
+    };
+    match settee::server::Server::start(opts).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            // The sync runs all the same; other commands then get store_in_use.
+            tracing::warn!(error = %e, "cannot serve the store to other settee commands");
+            None
+        }
+    }
+}
+
 async fn sync(local: Db, remote: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow::Result<Outcome> {
+    let _held = serve_held_store(&local, opts.continuous).await;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let cancel = cancel_on_ctrl_c();
-    let show = tokio::spawn(show_progress(rx, ui.json, ui.bar));
+    let show = tokio::spawn(show_progress(rx, *ui, true));
     let result =
         settee::replicate::sync(local.to_peer(), remote.to_peer(), opts, Some(tx), cancel).await;
     show.await.ok();
@@ -483,8 +925,11 @@ async fn sync(local: Db, remote: Db, opts: ReplicateOptions, ui: &Ui) -> anyhow:
 }
 
 /// Renders events: JSON lines on stdout with --json, a progress bar on a terminal, and
-/// errors and rejected documents on stderr in any case.
-async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, bar: bool) {
+/// rejected documents on stderr in any case, and each retry as one line (unless quiet).
+/// The error a run ends with is not shown here: `main` prints it, once. With `both_ways`
+/// (a sync), lines name their direction.
+async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, ui: Ui, both_ways: bool) {
+    let Ui { json, bar, quiet } = ui;
     let start = Instant::now();
     let pb = bar.then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
@@ -518,10 +963,16 @@ async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, b
                 pending[i] = *p;
                 for f in failures {
                     if !json {
+                        // Escaped: an id or a revision may hold a newline or other
+                        // control characters, which must not break the line.
+                        let rev = f
+                            .rev
+                            .as_deref()
+                            .map(|r| format!(" {}", r.escape_debug()))
+                            .unwrap_or_default();
                         eprintln!(
-                            "settee: rejected {} {}: {}: {}",
-                            f.id,
-                            f.rev.as_deref().unwrap_or(""),
+                            "settee: rejected {}{rev}: {}: {}",
+                            f.id.escape_debug(),
                             f.error,
                             f.reason
                         );
@@ -533,16 +984,20 @@ async fn show_progress(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, b
                 pending: p,
             } => pending[dir_index(*direction)] = *p,
             Event::Error {
+                direction,
                 message,
-                retrying,
+                retrying: true,
                 retry_in_ms,
                 ..
-            } if !json => {
-                let msg = match (retrying, retry_in_ms) {
-                    (true, Some(ms)) => {
-                        format!("{message} (retrying in {:.1}s)", *ms as f64 / 1000.0)
-                    }
-                    _ => message.clone(),
+            } if !json && !quiet => {
+                let way = match (both_ways, direction) {
+                    (false, _) => "",
+                    (true, Direction::Push) => "push: ",
+                    (true, Direction::Pull) => "pull: ",
+                };
+                let msg = match retry_in_ms {
+                    Some(ms) => format!("{way}{message} (retrying in {:.1}s)", *ms as f64 / 1000.0),
+                    None => format!("{way}{message} (retrying)"),
                 };
                 match &pb {
                     Some(pb) => pb.println(format!("settee: {msg}")),

@@ -291,3 +291,66 @@ fn sigkill_mid_replication_resumes_from_checkpoint() {
     let complete = events.iter().find(|e| e["event"] == "complete").unwrap();
     assert_eq!(complete["summary"]["changes_read"].as_u64().unwrap(), n);
 }
+
+/// Issue 10: a command that only reads, given a path with no store, says so and creates
+/// nothing; `put` (a write) still creates the store.
+#[test]
+fn read_commands_on_a_missing_store_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let p = path_str(&missing);
+    let expected = format!("settee: no Settee store at {p}\n");
+    for args in [
+        vec!["get", p, "a"],
+        vec!["info", p],
+        vec!["all-docs", p],
+        vec!["changes", p],
+        vec!["conflicts", p],
+        vec!["status", p, "http://127.0.0.1:1/db"],
+        vec!["replicate", p, "http://127.0.0.1:1/db"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), expected, "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!missing.exists(), "{args:?} created {p}");
+    }
+    // An empty directory holds no store either, and stays empty.
+    std::fs::create_dir(&missing).unwrap();
+    let out = run(&["info", p]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+    assert_eq!(std::fs::read_dir(&missing).unwrap().count(), 0);
+    std::fs::remove_dir(&missing).unwrap();
+
+    assert_eq!(ok_json(&["put", p, r#"{"_id":"a"}"#])["ok"], true);
+    assert_eq!(ok_json(&["info", p])["doc_count"], 1);
+}
+
+/// Issue 10: an unreachable server. Each retry is one line on stderr (no log line, no
+/// repeat), `-q` silences them, and giving up is one line naming the attempts and the cause.
+#[test]
+fn an_unreachable_server_is_retried_one_line_each_then_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t");
+    let t = path_str(&target);
+    let cause = "cannot connect to 127.0.0.1:1: connection refused";
+    let last = format!("settee: gave up after 5 attempts: {cause}");
+
+    let out = run(&["replicate", "http://127.0.0.1:1/db", t]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 5, "{err}");
+    for line in &lines[..4] {
+        let rest = line
+            .strip_prefix(&format!("settee: {cause} (retrying in "))
+            .unwrap_or_else(|| panic!("not a retry line: {line:?}"));
+        let secs = rest.strip_suffix("s)").unwrap();
+        assert!(secs.parse::<f64>().is_ok(), "{line:?}");
+    }
+    assert_eq!(lines[4], last);
+
+    let out = run(&["-q", "replicate", "http://127.0.0.1:1/db", t]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{last}\n"));
+}

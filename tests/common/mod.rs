@@ -40,10 +40,48 @@ impl Server {
 
     /// A database URL with user and password in it (for library calls).
     pub fn db_url_with_password(&self, db: &str) -> String {
+        format!("{}/{db}", self.url_with_password())
+    }
+
+    /// The server's URL with user and password in it.
+    pub fn url_with_password(&self) -> String {
         match (&self.user, &self.password) {
-            (Some(u), Some(p)) => self.url.replacen("://", &format!("://{u}:{p}@"), 1) + "/" + db,
-            _ => format!("{}/{db}", self.url),
+            (Some(u), Some(p)) => self.url.replacen("://", &format!("://{u}:{p}@"), 1),
+            _ => self.url.clone(),
         }
+    }
+}
+
+impl Server {
+    /// The test server, which must be Apache CouchDB: tests that compare Settee's Mango with
+    /// CouchDB's `_find` (pouchdb-server answers with PouchDB's rules). Fails loudly when the
+    /// suite runs against another server.
+    pub fn couchdb() -> Server {
+        let server = Server::get();
+        let kind = std::env::var("SETTEE_TEST_SERVER_KIND").unwrap_or_default();
+        let info = std::thread::spawn({
+            let url = server.url.clone();
+            move || {
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(async move {
+                        settee::couch::CouchClient::builder(url)
+                            .build()
+                            .unwrap()
+                            .server_info()
+                            .await
+                    })
+            }
+        })
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the test server does not answer: {e}"));
+        assert!(
+            info.couchdb.as_deref() == Some("Welcome") && kind != "pouchdb-server",
+            "this test compares with Apache CouchDB's _find, and the test server is {kind} {}: run scripts/test.sh with SETTEE_COUCHDB_RELEASE (CouchDB 3.5)",
+            info.version
+        );
+        server
     }
 }
 
@@ -154,13 +192,32 @@ impl Drop for OwnServer {
 
 /// A loopback TCP proxy in front of a server. `cut()` drops every open connection;
 /// `set_refusing(true)` closes new ones at once (the server "is gone"); `set_delay` delays
-/// each chunk forwarded.
+/// each chunk forwarded; `fail_every(n)` closes the connection of every n-th request
+/// instead of forwarding it.
 pub struct Proxy {
     pub port: u16,
     refusing: Arc<AtomicBool>,
     delay_ms: Arc<AtomicU64>,
+    fail_every: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
+}
+
+/// Whether a chunk read from a client starts an HTTP request (a method and a path). The
+/// tests' request bodies are JSON, so a body chunk never looks like this.
+fn starts_request(chunk: &[u8]) -> bool {
+    [
+        &b"GET /"[..],
+        b"HEAD /",
+        b"POST /",
+        b"PUT /",
+        b"DELETE /",
+        b"COPY /",
+    ]
+    .iter()
+    .any(|m| chunk.starts_with(m))
 }
 
 impl Proxy {
@@ -171,6 +228,9 @@ impl Proxy {
             port,
             refusing: Arc::default(),
             delay_ms: Arc::default(),
+            fail_every: Arc::default(),
+            requests: Arc::default(),
+            failed: Arc::default(),
             conns: Arc::default(),
             stop: Arc::default(),
         };
@@ -180,6 +240,8 @@ impl Proxy {
             p.conns.clone(),
             p.stop.clone(),
         );
+        let (fail_every, requests, failed) =
+            (p.fail_every.clone(), p.requests.clone(), p.failed.clone());
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -197,11 +259,17 @@ impl Proxy {
                 };
                 conns.lock().unwrap().push(client.try_clone().unwrap());
                 conns.lock().unwrap().push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                for (upstream, mut from, mut to) in [
+                    (
+                        true,
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                    ),
+                    (false, server, client),
                 ] {
                     let delay = delay.clone();
+                    let (fail_every, requests, failed) =
+                        (fail_every.clone(), requests.clone(), failed.clone());
                     std::thread::spawn(move || {
                         use std::io::{Read, Write};
                         let mut buf = [0u8; 16 * 1024];
@@ -210,6 +278,16 @@ impl Proxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
+                            let every = fail_every.load(Ordering::Relaxed);
+                            if upstream && every > 0 && starts_request(&buf[..n]) {
+                                let nth = requests.fetch_add(1, Ordering::Relaxed) + 1;
+                                if nth % every == 0 {
+                                    // Unanswered: the client sees its connection closed.
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                    let _ = from.shutdown(std::net::Shutdown::Both);
+                                    break;
+                                }
+                            }
                             let d = delay.load(Ordering::Relaxed);
                             if d > 0 {
                                 std::thread::sleep(Duration::from_millis(d));
@@ -249,6 +327,18 @@ impl Proxy {
 
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Fails every `n`-th request from now on (0: none): its connection is closed before
+    /// the request reaches the server.
+    pub fn fail_every(&self, n: u64) {
+        self.requests.store(0, Ordering::Relaxed);
+        self.fail_every.store(n, Ordering::Relaxed);
+    }
+
+    /// How many requests `fail_every` has failed.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 }
 

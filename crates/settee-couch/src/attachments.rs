@@ -162,7 +162,8 @@ impl RemoteDb {
     /// `GET /{db}/{id}/{name}`: an attachment's bytes (decoded if the server gzipped them).
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::Transport`].
+    /// [`Error::NotFound`]; [`Error::Transport`]; [`Error::ResponseTooLarge`] beyond the
+    /// client's `max_response_size`.
     pub async fn get_attachment(&self, id: &str, name: &str, rev: Option<&Rev>) -> Result<Bytes> {
         let mut url = self.doc_url(id);
         let path = format!("{}/{}", url.path(), encode_segment(name));
@@ -170,15 +171,11 @@ impl RemoteDb {
         if let Some(rev) = rev {
             url.query_pairs_mut().append_pair("rev", &rev.to_string());
         }
-        let shown = crate::RedactedUrl::new(&url);
         let call = Call::new(Method::GET, url).header(
             reqwest::header::ACCEPT,
             reqwest::header::HeaderValue::from_static("*/*"),
         );
-        let resp = self.client.send(call).await?;
-        resp.bytes()
-            .await
-            .map_err(|e| Error::transport(&Method::GET, &shown, e))
+        self.client.send_bytes(call).await
     }
 }
 

@@ -13,22 +13,62 @@ use crate::{Error, RemoteDb, Result, Rev};
 pub trait JsonDoc: Serialize + Sync {
     /// The document's `_id`, if it has a string one.
     fn doc_id(&self) -> Option<String>;
+
+    /// The document's `_rev`, if it has a valid one (for the result of a document the
+    /// server refused). None unless implemented.
+    fn doc_rev(&self) -> Option<Rev> {
+        None
+    }
 }
 
 impl JsonDoc for Value {
     fn doc_id(&self) -> Option<String> {
         self.get("_id").and_then(Value::as_str).map(str::to_owned)
     }
+
+    fn doc_rev(&self) -> Option<Rev> {
+        self.get("_rev")?.as_str()?.parse().ok()
+    }
+}
+
+/// The members of a document that name it, read from its JSON text (the rest is skipped).
+#[derive(Deserialize)]
+struct DocName {
+    #[serde(rename = "_id")]
+    id: Option<String>,
+    #[serde(rename = "_rev")]
+    rev: Option<String>,
 }
 
 impl JsonDoc for Box<RawValue> {
     fn doc_id(&self) -> Option<String> {
-        #[derive(Deserialize)]
-        struct IdOnly {
-            #[serde(rename = "_id")]
-            id: Option<String>,
+        serde_json::from_str::<DocName>(self.get()).ok()?.id
+    }
+
+    fn doc_rev(&self) -> Option<Rev> {
+        serde_json::from_str::<DocName>(self.get())
+            .ok()?
+            .rev?
+            .parse()
+            .ok()
+    }
+}
+
+/// Whether a failed `_bulk_docs` request may have been refused for one of its documents, so
+/// that sending its documents in smaller requests gets the others written: 413 (too large),
+/// 400 (a document CouchDB cannot accept, e.g. an attachment name starting with `_`), 412
+/// other than `file_exists` (`missing_stub`: CouchDB fails the whole request for one bad
+/// attachment stub) and 415.
+fn refused_for_a_document(e: &Error, new_edits: bool) -> bool {
+    match e {
+        Error::TooLarge(_) => true,
+        // Only a replicated write is split on these: CouchDB may have applied part of the
+        // request before failing it (shards answer on their own), which is harmless when
+        // the same revisions are sent again, but not for new edits.
+        Error::BadRequest(_) | Error::Http(_) if !new_edits => {
+            matches!(e.status(), Some(400 | 412 | 415))
         }
-        serde_json::from_str::<IdOnly>(self.get()).ok()?.id
+        _ => false,
     }
 }
 
@@ -72,12 +112,18 @@ impl RemoteDb {
     ///
     /// A request the server finds too large (413) is split in halves and each half sent
     /// again, as CouchDB's replicator does; a single document that is still too large gets
-    /// a `too_large` result instead of failing the batch.
+    /// a `too_large` result instead of failing the batch. With `new_edits = false` a request
+    /// refused with 400, 412 (other than `file_exists`) or 415 is split the same way: Apache
+    /// CouchDB fails a whole request for one document's bad attachment stub (412
+    /// `missing_stub`) or attachment name (400), so halving down to that document gets the
+    /// others written, and the document gets a result with the server's `error` and
+    /// `reason` (and its `_rev`).
     ///
     /// # Errors
     /// Only whole-request failures: [`Error::NotFound`] (no database),
-    /// [`Error::Unauthorized`], [`Error::BadRequest`], [`Error::Transport`]. Per-document
-    /// `conflict`, `forbidden`, `unauthorized` and `too_large` are [`DocResult`]s.
+    /// [`Error::Unauthorized`], [`Error::BadRequest`] (with `new_edits = true`),
+    /// [`Error::Transport`]. Per-document `conflict`, `forbidden`, `unauthorized`,
+    /// `too_large` and, with `new_edits = false`, the errors above are [`DocResult`]s.
     pub async fn bulk_docs<D: JsonDoc>(
         &self,
         docs: &[D],
@@ -92,20 +138,31 @@ impl RemoteDb {
             }
             match self.bulk_docs_once(batch, new_edits).await {
                 Ok(mut r) => results.append(&mut r),
-                Err(Error::TooLarge(f)) if batch.len() > 1 => {
-                    tracing::debug!(url = %f.url(), docs = batch.len(), "_bulk_docs too large; splitting");
+                Err(e) if refused_for_a_document(&e, new_edits) && batch.len() > 1 => {
+                    tracing::debug!(error = %e, docs = batch.len(), "_bulk_docs refused; splitting");
                     let (a, b) = batch.split_at(batch.len() / 2);
                     pending.push(b);
                     pending.push(a);
                 }
-                Err(Error::TooLarge(f)) => {
-                    let id = batch[0].doc_id().unwrap_or_default();
-                    tracing::warn!(url = %f.url(), %id, "document too large for the server; skipped");
+                Err(e) if refused_for_a_document(&e, new_edits) => {
+                    let doc = &batch[0];
+                    let id = doc.doc_id().unwrap_or_default();
+                    let (error, reason) = match e.failure() {
+                        Some(f) if !f.error().is_empty() => (f.error(), f.reason()),
+                        Some(f) => (e.name(), f.reason()),
+                        None => (e.name(), ""),
+                    };
+                    let error = if e.status() == Some(413) {
+                        "too_large"
+                    } else {
+                        error
+                    };
+                    tracing::warn!(%id, %error, %reason, "document refused by the server; skipped");
                     results.push(DocResult {
                         id,
-                        rev: None,
-                        error: Some("too_large".into()),
-                        reason: Some(f.reason().to_owned()),
+                        rev: doc.doc_rev(),
+                        error: Some(error.to_owned()),
+                        reason: Some(reason.to_owned()),
                     });
                 }
                 Err(e) => return Err(e),

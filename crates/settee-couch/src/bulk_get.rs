@@ -2,6 +2,7 @@
 //! requested revision, reshaped to `_bulk_get`'s answer (PouchDB's `bulkGetShim` does the
 //! same). Whether the server has `_bulk_get` is learnt once per [`RemoteDb`].
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 
 use futures::{StreamExt, TryStreamExt};
@@ -214,7 +215,9 @@ fn unknown_error() -> BulkGetError {
 
 impl RemoteDb {
     /// `POST /{db}/_bulk_get`: the requested revisions, one [`BulkGetResult`] per request
-    /// item, in order.
+    /// item, in order. The answer is checked against the request: a request item the server
+    /// left without a result is asked for again with [`RemoteDb::open_revs`], and one that
+    /// still has none comes back with an empty `docs` list.
     ///
     /// Servers without `_bulk_get` (CouchDB 1.x answers 400, 404 or 405) are detected on
     /// the first call; from then on this `RemoteDb` (and its clones) sends one
@@ -228,7 +231,7 @@ impl RemoteDb {
         reqs: &[BulkGetRequest],
         opts: &BulkGetOptions,
     ) -> Result<Vec<BulkGetResult>> {
-        self.bulk_get_as(reqs, opts).await
+        self.bulk_get_as(reqs, opts, u64::MAX).await
     }
 
     /// [`RemoteDb::bulk_get`] with each document left as the JSON text the server sent
@@ -242,22 +245,39 @@ impl RemoteDb {
         reqs: &[BulkGetRequest],
         opts: &BulkGetOptions,
     ) -> Result<Vec<BulkGetResult<Box<RawValue>>>> {
-        self.bulk_get_as(reqs, opts).await
+        self.bulk_get_as(reqs, opts, u64::MAX).await
+    }
+
+    /// [`RemoteDb::bulk_get_json`] reading at most `limit` bytes of response (each response,
+    /// when the answer takes several requests): a replicator bounds the memory its fetches
+    /// hold this way, and asks for fewer documents when the answer does not fit.
+    ///
+    /// # Errors
+    /// [`Error::ResponseTooLarge`] when an answer is larger than `limit` (or the client's
+    /// `max_response_size`); otherwise as [`RemoteDb::bulk_get`].
+    pub async fn bulk_get_json_within(
+        &self,
+        reqs: &[BulkGetRequest],
+        opts: &BulkGetOptions,
+        limit: u64,
+    ) -> Result<Vec<BulkGetResult<Box<RawValue>>>> {
+        self.bulk_get_as(reqs, opts, limit).await
     }
 
     async fn bulk_get_as<D: DocForm>(
         &self,
         reqs: &[BulkGetRequest],
         opts: &BulkGetOptions,
+        limit: u64,
     ) -> Result<Vec<BulkGetResult<D>>> {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
         if self.bulk_get_support.load(Ordering::Relaxed) != UNSUPPORTED {
-            match self.bulk_get_native(reqs, opts).await {
+            match self.bulk_get_native(reqs, opts, limit).await {
                 Ok(results) => {
                     self.bulk_get_support.store(SUPPORTED, Ordering::Relaxed);
-                    return Ok(results);
+                    return self.account(reqs, results, opts, limit).await;
                 }
                 Err(e)
                     if self.bulk_get_support.load(Ordering::Relaxed) == UNKNOWN
@@ -269,17 +289,91 @@ impl RemoteDb {
                 Err(e) => return Err(e),
             }
         }
+        let all: Vec<usize> = (0..reqs.len()).collect();
+        let mut fetched = self.open_revs_each(reqs, &all, opts, limit).await?;
+        Ok(fetched.drain(..).map(|(_, r)| r).collect())
+    }
+
+    /// Pairs a `_bulk_get` answer with the request, item by item: every request gets the
+    /// result for its id, in order (a server that answers in request order, as CouchDB and
+    /// pouchdb-server do, pairs by position). A request left without a result, or with a
+    /// result that lists no revision, is asked again with a per-document `open_revs` GET, so
+    /// that a result a server (or a proxy) left out is never taken for another document's,
+    /// nor silently dropped.
+    async fn account<D: DocForm>(
+        &self,
+        reqs: &[BulkGetRequest],
+        results: Vec<BulkGetResult<D>>,
+        opts: &BulkGetOptions,
+        limit: u64,
+    ) -> Result<Vec<BulkGetResult<D>>> {
+        let mut slots: Vec<Option<BulkGetResult<D>>> =
+            if results.len() == reqs.len() && results.iter().zip(reqs).all(|(r, q)| r.id == q.id) {
+                results.into_iter().map(Some).collect()
+            } else {
+                // Out of order, left out or extra: pair by id, first come first served.
+                let mut by_id: HashMap<String, VecDeque<BulkGetResult<D>>> = HashMap::new();
+                for r in results {
+                    by_id.entry(r.id.clone()).or_default().push_back(r);
+                }
+                reqs.iter()
+                    .map(|q| by_id.get_mut(&q.id).and_then(VecDeque::pop_front))
+                    .collect()
+            };
+        let missing: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.as_ref().is_none_or(|r| r.docs.is_empty()))
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(url = %self.url(), missing = missing.len(), first = %reqs[missing[0]].id,
+                "the _bulk_get answer left out requested revisions; asking for each with open_revs");
+            for (i, r) in self.open_revs_each(reqs, &missing, opts, limit).await? {
+                slots[i] = Some(r);
+            }
+        }
+        // INVARIANT: every slot with no result or an empty one is in `missing`, and
+        // `open_revs_each` answers each of those.
+        Ok(slots
+            .into_iter()
+            .zip(reqs)
+            .map(|(s, q)| {
+                s.unwrap_or_else(|| BulkGetResult {
+                    id: q.id.clone(),
+                    docs: Vec::new(),
+                })
+            })
+            .collect())
+    }
+
+    /// One `open_revs` GET for each of `reqs[which]`, `FALLBACK_CONCURRENCY` at a time, each
+    /// read up to `limit` bytes; results are paired with their index in `reqs`.
+    async fn open_revs_each<D: DocForm>(
+        &self,
+        reqs: &[BulkGetRequest],
+        which: &[usize],
+        opts: &BulkGetOptions,
+        limit: u64,
+    ) -> Result<Vec<(usize, BulkGetResult<D>)>> {
         // Owned values in each future: a future borrowing `reqs` through a closure is not
         // `Send` for every lifetime, which callers that spawn (the replicator) need.
         let opts = *opts;
-        futures::stream::iter(reqs.iter().cloned().map(|r| {
+        let owned: Vec<(usize, BulkGetRequest)> = which
+            .iter()
+            .filter_map(|&i| reqs.get(i).map(|r| (i, r.clone())))
+            .collect();
+        futures::stream::iter(owned.into_iter().map(|(i, r)| {
             let db = self.clone();
             async move {
-                let r = db.open_revs(&r, &opts).await?;
-                Ok(BulkGetResult {
-                    id: r.id,
-                    docs: r.docs.into_iter().map(|d| d.map(D::from_value)).collect(),
-                })
+                let r = db.open_revs_within(&r, &opts, limit).await?;
+                Ok((
+                    i,
+                    BulkGetResult {
+                        id: r.id,
+                        docs: r.docs.into_iter().map(|d| d.map(D::from_value)).collect(),
+                    },
+                ))
             }
         }))
         .buffered(FALLBACK_CONCURRENCY)
@@ -291,6 +385,7 @@ impl RemoteDb {
         &self,
         reqs: &[BulkGetRequest],
         opts: &BulkGetOptions,
+        limit: u64,
     ) -> Result<Vec<BulkGetResult<D>>> {
         #[derive(Deserialize)]
         #[serde(bound = "")]
@@ -315,7 +410,7 @@ impl RemoteDb {
             .client
             .json_call(Method::POST, url, &body)?
             .idempotent();
-        let answer: Answer<D> = self.client.send_json(call).await?;
+        let answer: Answer<D> = self.client.send_json_within(call, limit).await?;
         Ok(answer
             .results
             .into_iter()
@@ -337,6 +432,15 @@ impl RemoteDb {
         req: &BulkGetRequest,
         opts: &BulkGetOptions,
     ) -> Result<BulkGetResult> {
+        self.open_revs_within(req, opts, u64::MAX).await
+    }
+
+    async fn open_revs_within(
+        &self,
+        req: &BulkGetRequest,
+        opts: &BulkGetOptions,
+        limit: u64,
+    ) -> Result<BulkGetResult> {
         let mut url = self.doc_url(&req.id);
         {
             let mut q = url.query_pairs_mut();
@@ -352,7 +456,11 @@ impl RemoteDb {
         // Without this header CouchDB answers open_revs with multipart/mixed.
         let call = Call::new(Method::GET, url)
             .header(ACCEPT, HeaderValue::from_static("application/json"));
-        let docs = match self.client.send_json::<Vec<Value>>(call).await {
+        let docs = match self
+            .client
+            .send_json_within::<Vec<Value>>(call, limit)
+            .await
+        {
             Ok(docs) => docs.into_iter().map(BulkGetDoc::from_value).collect(),
             // A document that does not exist at all: one entry, like _bulk_get's.
             Err(Error::NotFound(f)) if is_missing_doc(f.reason()) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use reqwest::Method;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
@@ -96,23 +96,77 @@ pub struct ChangesOptions {
 }
 
 /// One row of a changes feed.
+///
+/// A revision the row lists that is not a valid [`Rev`] (Apache CouchDB stores some that no
+/// `Rev` can hold: a negative position, one beyond `u64`) does not fail the row or the feed:
+/// it is kept, as sent, in [`Change::invalid_revs`], for the caller to report.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(from = "RawChange")]
 pub struct Change {
     /// Where this change is in the feed; the `since` that resumes after it. May be `null`
     /// between `seq_interval` rows.
-    #[serde(default = "null_seq")]
     pub seq: Seq,
     /// The document id.
     pub id: String,
     /// Its leaf revisions (`style=all_docs`) or its winner.
-    #[serde(deserialize_with = "rev_objects", serialize_with = "rev_objects_ser")]
+    #[serde(serialize_with = "rev_objects_ser")]
     pub changes: Vec<Rev>,
+    /// The revisions of the row that are not valid revision ids, as sent (a value that is
+    /// not a string, as its JSON text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid_revs: Vec<String>,
     /// Whether the winning revision is deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
     /// The document, with `include_docs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<Value>,
+}
+
+/// A row as sent, before its revisions are sorted into valid and invalid ones.
+#[derive(Deserialize)]
+struct RawChange {
+    #[serde(default = "null_seq")]
+    seq: Seq,
+    id: String,
+    changes: Vec<RevObject>,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    doc: Option<Value>,
+}
+
+/// `{"rev": ...}`: the rev, or the text of what stood there instead.
+#[derive(Deserialize)]
+struct RevObject {
+    #[serde(default)]
+    rev: Value,
+}
+
+impl From<RawChange> for Change {
+    fn from(raw: RawChange) -> Change {
+        let mut changes = Vec::with_capacity(raw.changes.len());
+        let mut invalid_revs = Vec::new();
+        for RevObject { rev } in raw.changes {
+            let parsed = match &rev {
+                Value::String(text) => text.parse::<Rev>().ok(),
+                _ => None,
+            };
+            match (parsed, rev) {
+                (Some(r), _) => changes.push(r),
+                (None, Value::String(text)) => invalid_revs.push(text),
+                (None, other) => invalid_revs.push(other.to_string()),
+            }
+        }
+        Change {
+            seq: raw.seq,
+            id: raw.id,
+            changes,
+            invalid_revs,
+            deleted: raw.deleted,
+            doc: raw.doc,
+        }
+    }
 }
 
 /// The answer of a `normal` or `longpoll` feed.
@@ -138,17 +192,6 @@ pub enum ChangesEvent {
 
 fn null_seq() -> Seq {
     Seq::from_json(Value::Null)
-}
-
-fn rev_objects<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Rev>, D::Error> {
-    #[derive(Deserialize)]
-    struct RevObject {
-        rev: Rev,
-    }
-    Ok(Vec::<RevObject>::deserialize(d)?
-        .into_iter()
-        .map(|r| r.rev)
-        .collect())
 }
 
 fn rev_objects_ser<S: serde::Serializer>(
@@ -397,6 +440,32 @@ mod tests {
         let last = parse_line(br#"{"last_seq":7,"pending":0}"#, &Method::GET, &url).unwrap();
         assert_eq!(last, Some(ChangesEvent::LastSeq(Seq::from(7))));
         assert_eq!(parse_line(b"  ", &Method::GET, &url).unwrap(), None);
+    }
+
+    #[test]
+    fn a_revision_no_rev_can_hold_is_kept_aside_not_an_error() {
+        // Apache CouchDB stores `_revisions: {start: -1}` as rev "-1-b", and positions
+        // beyond u64; the row (and the feed) must still be read.
+        let url = RedactedUrl::new(&Url::parse("http://h/db/_changes").unwrap());
+        let line = br#"{"seq":"9-g","id":"odd","changes":[{"rev":"-1-b"},{"rev":"0-"},{"rev":7},{"rev":"99999999999999999999999-x"}]}"#;
+        let Some(ChangesEvent::Change(c)) = parse_line(line, &Method::GET, &url).unwrap() else {
+            panic!("not a change");
+        };
+        assert_eq!(c.changes, ["0-".parse::<Rev>().unwrap()]);
+        assert_eq!(c.invalid_revs, ["-1-b", "7", "99999999999999999999999-x"]);
+        let page: ChangesResponse = serde_json::from_str(
+            r#"{"results":[{"seq":1,"id":"a","changes":[{"rev":"1-a"}]},
+                {"seq":2,"id":"b","changes":[{"rev":"-1-b"}],"deleted":true},
+                {"seq":3,"id":"c","changes":[{"rev":"1-c"}]}],"last_seq":3}"#,
+        )
+        .unwrap();
+        let ids: Vec<&str> = page.results.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert!(page.results[1].changes.is_empty());
+        assert!(page.results[1].deleted);
+        // Serialized, the invalid ones are listed apart.
+        let v = serde_json::to_value(&page.results[1]).unwrap();
+        assert_eq!(v["invalid_revs"], serde_json::json!(["-1-b"]));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) auth: Auth,
     pub(crate) headers: HeaderMap,
     pub(crate) retry: RetryPolicy,
+    /// The largest response body read into memory (see [`ClientBuilder::max_response_size`]).
+    pub(crate) max_response: u64,
     /// The `AuthSession` cookie. A tokio mutex because it is held across the `_session`
     /// request, so that concurrent requests log in once rather than once each.
     session: tokio::sync::Mutex<Option<HeaderValue>>,
@@ -111,6 +113,26 @@ impl CouchClient {
     /// The server's URL, without credentials.
     pub fn url(&self) -> &RedactedUrl {
         &self.inner.shown
+    }
+
+    /// The user name requests are made as (basic or cookie authentication), if any; a
+    /// bearer token's user is not known without asking the server. Never the password.
+    ///
+    /// ```
+    /// let client = settee_couch::CouchClient::builder("http://alice:pw@127.0.0.1:5984").build()?;
+    /// assert_eq!(client.user(), Some("alice"));
+    /// # Ok::<(), settee_couch::Error>(())
+    /// ```
+    pub fn user(&self) -> Option<&str> {
+        match &self.inner.auth {
+            Auth::Basic { user, .. } | Auth::Cookie { user, .. } => Some(user),
+            Auth::None | Auth::Bearer(_) => None,
+        }
+    }
+
+    /// The largest response body this client reads into memory.
+    pub fn max_response_size(&self) -> u64 {
+        self.inner.max_response
     }
 
     /// `GET /`: version, uuid and features.
@@ -258,7 +280,14 @@ pub struct ClientBuilder {
     request_timeout: Option<Duration>,
     retry: RetryPolicy,
     gzip: Option<bool>,
+    max_response: u64,
 }
+
+/// The default of [`ClientBuilder::max_response_size`]: 1 GiB, above the largest document
+/// CouchDB accepts by default with its attachments inline (`max_document_size` is 8 MB;
+/// attachments are limited separately), and finite, so a server that sends a body without
+/// end gets an error instead of all the memory there is.
+pub const DEFAULT_MAX_RESPONSE: u64 = 1 << 30;
 
 /// Whether `url`'s host is this machine: `localhost` or a loopback IP address.
 fn is_loopback(url: &Url) -> bool {
@@ -282,6 +311,7 @@ impl ClientBuilder {
             request_timeout: None,
             retry: RetryPolicy::default(),
             gzip: None,
+            max_response: DEFAULT_MAX_RESPONSE,
         }
     }
 
@@ -354,6 +384,15 @@ impl ClientBuilder {
     /// where compressing costs both ends CPU and saves no bandwidth.
     pub fn gzip(mut self, on: bool) -> Self {
         self.gzip = Some(on);
+        self
+    }
+
+    /// The largest response body read into memory, in bytes (after gzip decoding); a larger
+    /// one fails with [`Error::ResponseTooLarge`] as soon as it is known to be larger, from its
+    /// `Content-Length` or while it is read. Default [`DEFAULT_MAX_RESPONSE`] (1 GiB). A
+    /// continuous `_changes` feed is read line by line and limits each line instead.
+    pub fn max_response_size(mut self, bytes: u64) -> Self {
+        self.max_response = bytes;
         self
     }
 
@@ -433,6 +472,7 @@ impl ClientBuilder {
                 auth,
                 headers,
                 retry: self.retry,
+                max_response: self.max_response,
                 session: tokio::sync::Mutex::new(None),
             }),
         })

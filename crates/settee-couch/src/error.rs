@@ -87,8 +87,19 @@ pub enum Error {
     /// Any other HTTP error status (429 and 5xx after retries, ...).
     #[error("http error: {0}")]
     Http(Box<Failure>),
-    /// The request could not be sent or its response not read (connection refused or reset,
-    /// timeout, TLS). The URL in the source is removed; ours is redacted.
+    /// No connection could be made to the server (refused, unreachable, timed out, a name
+    /// that does not resolve, a failed TLS handshake).
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// `host:port` of the server.
+        addr: String,
+        /// Why, in a few words (`connection refused`, `timed out`, ...).
+        reason: String,
+        /// The request's URL, redacted.
+        url: RedactedUrl,
+    },
+    /// The request could not be sent or its response not read once connected (connection
+    /// reset or closed, timeout). The URL in the source is removed; ours is redacted.
     #[error("transport: {method} {url} failed")]
     Transport {
         /// The request's method.
@@ -108,6 +119,19 @@ pub enum Error {
         url: RedactedUrl,
         /// What was wrong with it.
         detail: String,
+    },
+    /// The response body is larger than the client reads into memory
+    /// ([`ClientBuilder::max_response_size`](crate::ClientBuilder::max_response_size), or the
+    /// limit of the call, as in [`RemoteDb::bulk_get_json_within`](crate::RemoteDb::bulk_get_json_within)).
+    /// Nothing beyond the limit was read.
+    #[error("response_too_large: {method} {url} answered more than {limit} bytes")]
+    ResponseTooLarge {
+        /// The request's method.
+        method: Method,
+        /// The request's URL, redacted.
+        url: RedactedUrl,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// A continuous `_changes` feed ended without its final `last_seq` line (the connection
     /// was closed). Resume with `since` = the `seq` of the last change received.
@@ -145,8 +169,9 @@ impl Error {
             Error::FileExists(_) => "file_exists",
             Error::TooLarge(_) => "too_large",
             Error::Http(_) => "http_error",
-            Error::Transport { .. } => "transport",
+            Error::Transport { .. } | Error::Connect { .. } => "transport",
             Error::InvalidResponse { .. } => "invalid_response",
+            Error::ResponseTooLarge { .. } => "response_too_large",
             Error::FeedInterrupted { .. } => "feed_interrupted",
             Error::InvalidArgument { .. } => "invalid_argument",
             Error::InvalidUrl { .. } => "invalid_url",
@@ -202,6 +227,18 @@ impl Error {
     }
 
     pub(crate) fn transport(method: &Method, url: &RedactedUrl, source: reqwest::Error) -> Error {
+        if source.is_connect() {
+            let u = url.as_url();
+            return Error::Connect {
+                addr: format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or_default(),
+                    u.port_or_known_default().unwrap_or_default()
+                ),
+                reason: connect_reason(&source),
+                url: url.clone(),
+            };
+        }
         Error::Transport {
             method: method.clone(),
             url: url.clone(),
@@ -215,6 +252,43 @@ impl Error {
             url: url.clone(),
             detail: detail.to_string(),
         }
+    }
+}
+
+/// Why a connection failed, in a few lowercase words: the I/O error's kind where there is
+/// one (the chain is reqwest, hyper's connector, the socket's `io::Error`), else the
+/// innermost cause's message.
+fn connect_reason(e: &reqwest::Error) -> String {
+    use std::io::ErrorKind as K;
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut innermost = String::new();
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let known = match io.kind() {
+                K::ConnectionRefused => "connection refused",
+                K::ConnectionReset => "connection reset",
+                K::ConnectionAborted => "connection aborted",
+                K::TimedOut => "timed out",
+                K::HostUnreachable => "host unreachable",
+                K::NetworkUnreachable => "network unreachable",
+                K::AddrNotAvailable => "address not available",
+                K::PermissionDenied => "permission denied",
+                _ => "",
+            };
+            if !known.is_empty() {
+                return known.into();
+            }
+        }
+        innermost = err.to_string();
+        cur = err.source();
+    }
+    // An OS error's text ends in " (os error N)", which says nothing more to a user.
+    match innermost.find(" (os error") {
+        Some(i) => innermost[..i].to_owned(),
+        None => innermost,
     }
 }
 

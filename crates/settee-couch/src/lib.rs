@@ -7,7 +7,8 @@
 //! - [`RemoteDb`] is a database on it: db info, create/delete, `_changes` (one response or a
 //!   continuous [`futures::Stream`]), `_revs_diff`, `_bulk_get` (with a per-document
 //!   `open_revs` fallback for servers without it), `_bulk_docs` (split in halves on 413),
-//!   documents, `_all_docs`, `_local` docs, attachments and `_ensure_full_commit`.
+//!   documents, `_all_docs`, `_local` docs, attachments, `_ensure_full_commit`, and Mango's
+//!   `_find`, `_explain` and `_index` (JSON in, JSON out).
 //!
 //! Sequences are [`Seq`]: opaque values that are stored and sent back, never compared.
 //! Credentials never appear in `Debug`, `Display`, errors or tracing output: every URL the
@@ -42,6 +43,7 @@ mod db;
 mod docs;
 mod error;
 mod ids;
+mod mango;
 mod redacted;
 mod retry;
 mod revs_diff;
@@ -53,7 +55,7 @@ pub use bulk_get::{BulkGetDoc, BulkGetOptions, BulkGetRequest, BulkGetResult};
 pub use changes::{
     Change, ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, ChangesStyle, Feed,
 };
-pub use client::{ClientBuilder, CouchClient, ServerInfo};
+pub use client::{ClientBuilder, CouchClient, ServerInfo, DEFAULT_MAX_RESPONSE};
 pub use db::{DbInfo, RemoteDb};
 pub use docs::{AllDocsOptions, AllDocsResponse, AllDocsRow, GetOptions, PutResponse};
 pub use error::{Error, Failure, Result};

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, COOKIE};
 use reqwest::{Method, Response, StatusCode};
 use serde::Serialize;
@@ -184,17 +185,70 @@ impl CouchClient {
         }
     }
 
-    /// Sends `call` and decodes its JSON body.
+    /// Sends `call` and decodes its JSON body, read up to the client's
+    /// `max_response_size`.
     pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(&self, call: Call) -> Result<T> {
+        self.send_json_within(call, u64::MAX).await
+    }
+
+    /// [`CouchClient::send_json`] with a body of at most `limit` bytes (and never more than
+    /// the client's `max_response_size`): a larger one is [`Error::ResponseTooLarge`].
+    pub(crate) async fn send_json_within<T: serde::de::DeserializeOwned>(
+        &self,
+        call: Call,
+        limit: u64,
+    ) -> Result<T> {
         let method = call.method.clone();
         let shown = RedactedUrl::new(&call.url);
         let resp = self.send(call).await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::transport(&method, &shown, e))?;
+        let limit = limit.min(self.inner.max_response);
+        let bytes = read_body(resp, limit, &method, &shown).await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::invalid(&method, &shown, e))
     }
+
+    /// Sends `call` and reads its body as bytes, up to the client's `max_response_size`.
+    pub(crate) async fn send_bytes(&self, call: Call) -> Result<Bytes> {
+        let method = call.method.clone();
+        let shown = RedactedUrl::new(&call.url);
+        let resp = self.send(call).await?;
+        read_body(resp, self.inner.max_response, &method, &shown).await
+    }
+}
+
+/// Reads a response body of at most `limit` bytes (as decoded, so a gzip bomb is limited
+/// too). A `Content-Length` above the limit fails before anything is read; a body that
+/// grows past it fails as soon as it does, with what was read dropped.
+pub(crate) async fn read_body(
+    resp: Response,
+    limit: u64,
+    method: &Method,
+    url: &RedactedUrl,
+) -> Result<Bytes> {
+    let too_large = || Error::ResponseTooLarge {
+        method: method.clone(),
+        url: url.clone(),
+        limit,
+    };
+    // `content_length` is the decoded length when known (reqwest drops it for gzip).
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    // INVARIANT: `announced` is at most `limit` here; the capacity is only a hint, so a
+    // server's Content-Length never makes us allocate more than a small first buffer.
+    const FIRST_BUFFER: u64 = 1 << 20;
+    let hint = announced.unwrap_or(0).min(FIRST_BUFFER);
+    let mut buf = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| Error::transport(method, url, e))?;
+        let len = u64::try_from(buf.len().saturating_add(chunk.len())).unwrap_or(u64::MAX);
+        if len > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// `Retry-After`: seconds, or an HTTP date (RFC 9110 allows both; a date in the past means
@@ -217,6 +271,10 @@ fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The most of an error response's body that is read: CouchDB's `{"error", "reason"}` is
+/// small, and a proxy's error page is shown only in part.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
 /// Reads an error response into an [`Error`] with CouchDB's `error` and `reason`.
 pub(crate) async fn failure(method: &Method, url: &RedactedUrl, resp: Response) -> Error {
     #[derive(serde::Deserialize)]
@@ -227,7 +285,16 @@ pub(crate) async fn failure(method: &Method, url: &RedactedUrl, resp: Response) 
         reason: serde_json::Value,
     }
     let status = resp.status().as_u16();
-    let body = resp.bytes().await.unwrap_or_default();
+    // Only the start of an error body is shown, so only that much is read.
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = MAX_ERROR_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
     let (error, reason) = match serde_json::from_slice::<CouchError>(&body) {
         Ok(e) => (as_text(e.error), as_text(e.reason)),
         Err(_) => (
@@ -279,5 +346,17 @@ mod retry_after_tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // Numbers a server may send that do not fit: never a panic.
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(parse_retry_after("99999999999999999999999", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        let policy = crate::RetryPolicy::default();
+        assert_eq!(
+            policy.delay(0, parse_retry_after("18446744073709551615", now)),
+            policy.max_delay
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Client behaviour that a real server cannot be made to show on demand, checked against a
 //! tiny HTTP server in the test: the `_bulk_get` fallback, retries on 503 with
-//! `Retry-After`, no retries of non-idempotent writes, and how a continuous feed ends.
+//! `Retry-After`, no retries of non-idempotent writes, how a continuous feed ends, and a
+//! `_bulk_docs` refused as a whole for one document.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -12,6 +13,7 @@ use serde_json::json;
 use settee_couch::{
     BulkGetOptions, BulkGetRequest, ChangesEvent, ChangesOptions, CouchClient, RetryPolicy, Seq,
 };
+use settee_testkit::http;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -21,83 +23,48 @@ struct Seen {
     method: String,
     target: String,
     headers: String,
+    body: String,
 }
 
 /// The fake server's answer: status, extra headers, body.
 type Reply = (u16, Vec<(&'static str, String)>, String);
 
-/// Serves each connection's requests with `handler`, recording them. Returns the base URL.
+/// Serves each request with `handler` (given the request and how many have arrived,
+/// this one included), recording them. Returns the base URL.
 async fn fake_server(
     handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
 ) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let handler = Arc::new(handler);
     let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let handler = handler.clone();
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    // Read one request head (and its body, by Content-Length).
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        let mut chunk = [0u8; 4096];
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..head_end + len);
-                    let mut first = head.lines().next().unwrap().split(' ');
-                    let req = Seen {
-                        method: first.next().unwrap().to_owned(),
-                        target: first.next().unwrap().to_owned(),
-                        headers: head.to_ascii_lowercase(),
-                    };
-                    let n = {
-                        let mut log = log.lock().unwrap();
-                        log.push(req.clone());
-                        log.len()
-                    };
-                    let (status, headers, body) = handler(&req, n);
-                    let mut resp = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
-                    for (k, v) in headers {
-                        resp.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    resp.push_str("\r\n");
-                    resp.push_str(&body);
-                    if sock.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let (url, _) = http::serve(move |req| {
+        let head: String = req
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        let req = Seen {
+            method: req.method,
+            target: req.target,
+            headers: head.to_ascii_lowercase(),
+            body: String::from_utf8_lossy(&req.body).into_owned(),
+        };
+        let n = {
+            let mut log = log.lock().unwrap();
+            log.push(req.clone());
+            log.len()
+        };
+        let (status, headers, body) = handler(&req, n);
+        let reply = http::Reply {
+            status,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            body: body.into_bytes(),
+        };
+        Box::pin(async move { reply })
+    })
+    .await;
     (url, seen)
 }
 
@@ -444,4 +411,279 @@ async fn gzip_is_asked_for_except_from_a_loopback_server_unless_set() {
     let client = CouchClient::builder(&url).gzip(true).build().unwrap();
     client.server_info().await.unwrap();
     assert!(asks_gzip(2));
+}
+
+/// Issue 10: a server nobody listens on reads as what it is, without the HTTP stack's
+/// layers of wording ("error sending request: client error (Connect): tcp connect error").
+#[tokio::test]
+async fn an_unreachable_server_reads_cannot_connect() {
+    let db = CouchClient::builder("http://127.0.0.1:1")
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap()
+        .db("db");
+    let err = db.info().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot connect to 127.0.0.1:1: connection refused"
+    );
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(err.name(), "transport");
+}
+
+/// Issue 10: a row whose revision no `Rev` can hold (Apache CouchDB stores `-1-b` for
+/// `_revisions: {start: -1}`) is delivered with it set aside, in a normal and in a
+/// continuous feed alike; the rows after it still come.
+#[tokio::test]
+async fn a_row_with_an_unrepresentable_revision_does_not_stop_a_feed() {
+    let rows = [
+        r#"{"seq":"1-g","id":"a","changes":[{"rev":"1-x"}]}"#,
+        r#"{"seq":"2-g","id":"bad","changes":[{"rev":"-1-b"},{"rev":"0-ok"}]}"#,
+        r#"{"seq":"3-g","id":"c","changes":[{"rev":"1-z"}]}"#,
+    ];
+    let (url, _) = fake_server(move |req, _| {
+        let body = if req.target.contains("feed=continuous") {
+            format!("{}\n{}\n", rows.join("\n"), r#"{"last_seq":"3-g"}"#)
+        } else {
+            format!(r#"{{"results":[{}],"last_seq":"3-g"}}"#, rows.join(","))
+        };
+        (200, vec![], body)
+    })
+    .await;
+    let db = CouchClient::builder(&url).build().unwrap().db("db");
+    let check = |changes: Vec<settee_couch::Change>| {
+        let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["a", "bad", "c"]);
+        assert_eq!(changes[1].invalid_revs, ["-1-b"]);
+        assert_eq!(changes[1].changes[0].to_string(), "0-ok");
+        assert!(changes[2].invalid_revs.is_empty());
+    };
+    check(
+        db.changes(&ChangesOptions::default())
+            .await
+            .unwrap()
+            .results,
+    );
+    let events: Vec<_> = db.changes_stream(ChangesOptions::default()).collect().await;
+    let mut changes = Vec::new();
+    for e in events {
+        match e.unwrap() {
+            ChangesEvent::Change(c) => changes.push(c),
+            ChangesEvent::LastSeq(seq) => assert_eq!(seq, Seq::from_json(json!("3-g"))),
+        }
+    }
+    check(changes);
+}
+
+#[tokio::test]
+async fn bulk_get_answer_is_paired_by_id_and_a_left_out_result_is_fetched_with_open_revs() {
+    // The server answers `_bulk_get` out of order and leaves out "b"; "c" has no revision
+    // anywhere (its open_revs answer is empty too).
+    let (url, seen) = fake_server(|req, _| {
+        let doc =
+            |id: &str| json!({"_id": id, "_rev": "1-a", "_revisions": {"start": 1, "ids": ["a"]}});
+        if req.target.starts_with("/db/_bulk_get") {
+            let body = json!({"results": [
+                {"id": "d", "docs": [{"ok": doc("d")}]},
+                {"id": "a", "docs": [{"ok": doc("a")}]},
+            ]});
+            return (200, vec![], body.to_string());
+        }
+        let id = decode(req.target[4..].split('?').next().unwrap());
+        let body = if id == "b" {
+            json!([{"ok": doc("b")}])
+        } else {
+            json!([])
+        };
+        (200, vec![], body.to_string())
+    })
+    .await;
+    let db = CouchClient::builder(&url).build().unwrap().db("db");
+    let reqs: Vec<BulkGetRequest> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|id| BulkGetRequest {
+            id: id.into(),
+            rev: Some("1-a".parse().unwrap()),
+            ..Default::default()
+        })
+        .collect();
+    let got = db
+        .bulk_get_json(&reqs, &BulkGetOptions::default())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["a", "b", "c", "d"],
+        "one result per request, in order"
+    );
+    for (r, want) in got.iter().zip(["a", "b", "", "d"]) {
+        match want {
+            "" => assert!(r.docs.is_empty(), "{r:?}"),
+            id => {
+                let doc: serde_json::Value =
+                    serde_json::from_str(r.docs[0].doc().unwrap().get()).unwrap();
+                assert_eq!(doc["_id"], id);
+            }
+        }
+    }
+    let gets: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.target.split('?').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        gets,
+        ["/db/b", "/db/c"],
+        "only the left-out ones are asked again"
+    );
+}
+
+/// A server that answers every request with 200 and a chunked body that never ends (or
+/// with a `Content-Length` of `announce` and no body, when given).
+async fn endless_server(announce: Option<u64>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = match announce {
+                    Some(n) => format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"),
+                    None => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+                };
+                if sock.write_all(head.as_bytes()).await.is_err() || announce.is_some() {
+                    // Hold the connection open without sending the announced body.
+                    let _ = sock.read(&mut buf).await;
+                    return;
+                }
+                let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+                while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_endless_response_is_a_clear_error_not_all_the_memory_there_is() {
+    let url = endless_server(None).await;
+    let client = CouchClient::builder(&url)
+        .max_response_size(1 << 20)
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(60), client.db("db").info())
+        .await
+        .expect("reading stops at the limit")
+        .unwrap_err();
+    assert_eq!(err.name(), "response_too_large", "{err}");
+    assert!(err.to_string().contains("1048576 bytes"), "{err}");
+    assert!(err.to_string().contains("/db"), "{err}");
+}
+
+#[tokio::test]
+async fn an_announced_length_over_the_limit_fails_before_reading_the_body() {
+    // The body is never sent: only the Content-Length can have ended the read.
+    let url = endless_server(Some(u64::MAX / 2)).await;
+    let db = CouchClient::builder(&url).build().unwrap().db("db");
+    let err = tokio::time::timeout(Duration::from_secs(60), db.info())
+        .await
+        .expect("the announced length alone ends the read")
+        .unwrap_err();
+    assert_eq!(err.name(), "response_too_large", "{err}");
+    // A call's own limit is lower than the client's.
+    let url = endless_server(Some(5000)).await;
+    let db = CouchClient::builder(&url).build().unwrap().db("db");
+    let reqs = [BulkGetRequest {
+        id: "a".into(),
+        ..Default::default()
+    }];
+    let err = db
+        .bulk_get_json_within(&reqs, &BulkGetOptions::default(), 4096)
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "response_too_large", "{err}");
+}
+
+#[tokio::test]
+async fn bulk_docs_refused_for_one_document_is_split_down_to_it() {
+    // Apache CouchDB answers a whole `_bulk_docs` with 412 `missing_stub` (or 400 for a bad
+    // attachment name) when one document has the problem. This server does the same for
+    // the document "bad"; every other document is accepted.
+    let (url, seen) = fake_server(|req, _| {
+        let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+        let has_bad = body["docs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["_id"] == "bad");
+        if has_bad {
+            let reason = "Invalid attachment stub in bad for a.bin";
+            (
+                412,
+                vec![],
+                json!({"error": "missing_stub", "reason": reason}).to_string(),
+            )
+        } else {
+            (201, vec![], "[]".into())
+        }
+    })
+    .await;
+    let db = CouchClient::builder(&url).build().unwrap().db("db");
+    let docs: Vec<serde_json::Value> = (0..16)
+        .map(|i| {
+            let id = if i == 11 {
+                "bad".to_owned()
+            } else {
+                format!("d{i:02}")
+            };
+            json!({"_id": id, "_rev": format!("1-{i:02}")})
+        })
+        .collect();
+    let res = db.bulk_docs(&docs, false).await.unwrap();
+    assert_eq!(
+        res.len(),
+        1,
+        "only the refused document has a result: {res:?}"
+    );
+    assert_eq!(res[0].id, "bad");
+    assert_eq!(
+        res[0].rev.as_ref().map(ToString::to_string).as_deref(),
+        Some("1-11")
+    );
+    assert_eq!(res[0].error.as_deref(), Some("missing_stub"));
+    assert_eq!(
+        res[0].reason.as_deref(),
+        Some("Invalid attachment stub in bad for a.bin")
+    );
+    // Every other document reached the server in a request that succeeded.
+    let seen = seen.lock().unwrap().clone();
+    let mut written: Vec<String> = Vec::new();
+    for req in &seen {
+        let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+        let ids: Vec<String> = body["docs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["_id"].as_str().unwrap().to_owned())
+            .collect();
+        if !ids.iter().any(|id| id == "bad") {
+            written.extend(ids);
+        }
+    }
+    written.sort();
+    let expected: Vec<String> = (0..16)
+        .filter(|&i| i != 11)
+        .map(|i| format!("d{i:02}"))
+        .collect();
+    assert_eq!(written, expected);
+    // Halving: the first request, then two per level down to the document (4 levels).
+    assert!(seen.len() <= 9, "{} requests", seen.len());
+
+    // A new edit is not split: CouchDB may have applied part of the request.
+    let err = db.bulk_docs(&docs, true).await.unwrap_err();
+    assert_eq!(err.status(), Some(412), "{err}");
 }

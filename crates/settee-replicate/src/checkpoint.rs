@@ -17,9 +17,37 @@ pub const HISTORY_LIMIT: usize = 50;
 /// Version of our replication id scheme; part of the hashed input.
 const REP_ID_VERSION: u32 = 1;
 
-/// The replication id: a hash of both peers' identities (no credentials) and the filter.
-/// The same replication gets the same id on every run, so it finds its checkpoints.
-pub fn replication_id(source: &str, target: &str, filter: &Filter) -> String {
+/// The replication id: a hash of both peers' identities ([`Peer::identity`]: a URL with the
+/// user name but never a password, or a store's uuid) and of what the filter selects. The
+/// same replication gets the same id on every run, so it finds its checkpoints; a different
+/// user, or a filter that selects differently, gets another id, so it never resumes from a
+/// checkpoint that skipped documents it would replicate.
+///
+/// The input follows CouchDB's (`couch_replicator_ids`: the peers, then the filter): ids
+/// for `doc_ids` (sorted), the selector (normalised), or, for a filter function, its
+/// source code `filter_code` (trimmed; required for [`Filter::Named`], ignored otherwise)
+/// and its query parameters (sorted). A function's name is not part of it: the same code
+/// with the same parameters selects the same documents. The bytes hashed for an unfiltered,
+/// `doc_ids` or selector replication are the same as before filter code and user names were
+/// added, so those checkpoints stay valid where the identities did not change.
+///
+/// ```
+/// use settee_replicate::{replication_id, Filter};
+/// let named = Filter::Named { name: "app/f".into(), query_params: Default::default() };
+/// let a = replication_id("local:1", "http://alice@h/db", &named, Some("function(d){return true}"));
+/// let b = replication_id("local:1", "http://alice@h/db", &named, Some("function(d){return false}"));
+/// assert_ne!(a, b, "a changed filter function gets its own checkpoints");
+/// assert_ne!(
+///     replication_id("local:1", "http://alice@h/db", &Filter::All, None),
+///     replication_id("local:1", "http://bob@h/db", &Filter::All, None),
+/// );
+/// ```
+pub fn replication_id(
+    source: &str,
+    target: &str,
+    filter: &Filter,
+    filter_code: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
     h.update(format!(
         "settee-replication-v{REP_ID_VERSION}\n{source}\n{target}\n"
@@ -33,16 +61,64 @@ pub fn replication_id(source: &str, target: &str, filter: &Filter) -> String {
             h.update(format!("doc_ids\n{}", Value::from(ids)));
         }
         Filter::Selector(sel) => h.update(format!("selector\n{}", sel.to_canonical_json())),
-        Filter::Named { name, query_params } => {
+        Filter::Named { query_params, .. } => {
             // serde_json with preserve_order keeps insertion order: sort for stability.
             let sorted: std::collections::BTreeMap<&String, &Value> = query_params.iter().collect();
-            h.update(format!(
-                "filter\n{name}\n{}",
-                serde_json::to_string(&sorted).unwrap_or_default()
-            ));
+            let params = serde_json::to_string(&sorted).unwrap_or_default();
+            let code = filter_code.unwrap_or_default().trim();
+            // Length-prefixed: no code and parameters can be spelled as other ones.
+            h.update(format!("filter_code\n{}\n{code}\n{params}", code.len()));
         }
     }
     hex::encode(&h.finalize()[..16])
+}
+
+/// The replication id of `source` to `target` with `filter`, reading the filter function's
+/// code from the source when the filter is one (see [`replication_id`]).
+///
+/// # Errors
+/// The source's errors reading `_design/<ddoc>`, and [`Error::BadRequest`] when the filter
+/// name is not `ddoc/name` or the design document has no such filter.
+pub async fn replication_id_of<S: Peer, T: Peer>(
+    source: &S,
+    target: &T,
+    filter: &Filter,
+) -> Result<String> {
+    let code = match filter {
+        Filter::Named { name, .. } => Some(source.filter_code(name).await?),
+        _ => None,
+    };
+    Ok(replication_id(
+        &source.identity(),
+        &target.identity(),
+        filter,
+        code.as_deref(),
+    ))
+}
+
+/// `ddoc/name` split at its first slash (CouchDB's rule), both parts non-empty.
+pub(crate) fn split_filter_name(name: &str) -> Result<(&str, &str)> {
+    match name.split_once('/') {
+        Some((ddoc, f)) if !ddoc.is_empty() && !f.is_empty() => Ok((ddoc, f)),
+        _ => Err(Error::BadRequest {
+            reason: format!("filter {name:?} is not of the form ddoc/name"),
+        }),
+    }
+}
+
+/// The code of filter `name` (`ddoc/name`) in its design document `ddoc`, if that exists,
+/// trimmed as CouchDB trims it before hashing.
+pub(crate) fn filter_code_in(ddoc: Option<&Value>, name: &str, peer: &str) -> Result<String> {
+    let (ddoc_name, filter) = split_filter_name(name)?;
+    ddoc.and_then(|d| d.get("filters"))
+        .and_then(|f| f.get(filter))
+        .and_then(Value::as_str)
+        .map(|code| code.trim().to_owned())
+        .ok_or_else(|| Error::BadRequest {
+            reason: format!(
+                "filter {name}: _design/{ddoc_name} on {peer} has no filter function {filter:?}"
+            ),
+        })
 }
 
 /// One session in a replication log (the fields CouchDB writes).
@@ -139,13 +215,40 @@ fn compare_history(source: &[Session], target: &[Session]) -> Seq {
     }
 }
 
-/// The checkpoint document on one peer: its current `_rev`, and whether writing to it works
-/// (a read-only source answers 401/403; CouchDB and PouchDB then checkpoint the target only).
+/// Where a session starts: the given `since`; else, when the source is read-only and has no
+/// log of its own, the target's (PouchDB's rule: a reader cannot leave a checkpoint on the
+/// source, and the target's records what reached it); else CouchDB's comparison of both
+/// logs ([`find_start`]).
+pub(crate) fn start_seq(since: Option<&Seq>, source: &LogSlot, target: &LogSlot) -> Seq {
+    if let Some(since) = since {
+        return since.clone();
+    }
+    match (&source.log, &target.log) {
+        (None, Some(t)) if !source.writable => t.source_last_seq.clone(),
+        (s, t) => find_start(s.as_ref(), t.as_ref()),
+    }
+}
+
+/// The checkpoint document on one peer, as this session last read or wrote it: its `_rev`
+/// and log, and whether writing to it works (a read-only source answers 401/403; CouchDB
+/// and PouchDB then checkpoint the target only).
+///
+/// It is also how a session notices that a peer is no longer the database it started with.
+/// Every write first reads the document back and requires it to be the one the slot holds
+/// (same `_rev`, same session and sequence); [`LogSlot::claim`] writes one at the start of
+/// a session where there is none, so there is always one to find. A database deleted and
+/// recreated during the run has lost it, and another replication writing the same id has
+/// replaced it: either way the write fails with [`Error::CheckpointLost`] instead of
+/// recording progress the peer may not have. (A conflict on the write itself is not
+/// overwritten either: CouchDB never answers one for `_local` documents, so comparing is
+/// the check that works on every server.)
 #[derive(Debug, Clone)]
 pub(crate) struct LogSlot {
     pub(crate) rev: Option<String>,
     pub(crate) log: Option<ReplicationLog>,
     pub(crate) writable: bool,
+    /// A write whose answer was lost (it may or may not have been applied).
+    unconfirmed: Option<ReplicationLog>,
 }
 
 impl LogSlot {
@@ -161,11 +264,37 @@ impl LogSlot {
             rev,
             log,
             writable: true,
+            unconfirmed: None,
         })
     }
 
-    /// Writes `log`; on a conflict (someone else wrote it) re-reads the rev and tries once
-    /// more.
+    /// Where there is no (readable) log, writes an empty one for `session_id`: it records no
+    /// progress (sequence 0, no history), but gives later writes a document to find. On the
+    /// source with `tolerate_forbidden`, a refusal marks the slot read-only instead of
+    /// failing (how a read-only source is recognised).
+    pub(crate) async fn claim<P: Peer>(
+        &mut self,
+        peer: &P,
+        id: &str,
+        session_id: &str,
+        tolerate_forbidden: bool,
+    ) -> Result<()> {
+        if self.log.is_some() {
+            return Ok(());
+        }
+        let log = ReplicationLog {
+            session_id: session_id.to_owned(),
+            source_last_seq: Seq::zero(),
+            replication_id_version: REP_ID_VERSION,
+            replicator: "settee".into(),
+            history: Vec::new(),
+            doc_failures: Vec::new(),
+        };
+        self.put(peer, id, &log, tolerate_forbidden).await
+    }
+
+    /// Writes `log` over the log this slot holds; fails with [`Error::CheckpointLost`] if the
+    /// peer's document is no longer that one (see the type's documentation).
     pub(crate) async fn write<P: Peer>(
         &mut self,
         peer: &P,
@@ -176,37 +305,86 @@ impl LogSlot {
         if !self.writable {
             return Ok(());
         }
-        for attempt in 0..2 {
-            let mut doc = serde_json::to_value(log).map_err(|e| Error::Checkpoint {
-                peer: peer.describe(),
-                reason: e.to_string(),
-            })?;
-            if let (Some(rev), Some(obj)) = (&self.rev, doc.as_object_mut()) {
-                obj.insert("_rev".into(), Value::from(rev.clone()));
-            }
-            match peer.put_local(id, doc).await {
-                Ok(rev) => {
-                    self.rev = Some(rev);
-                    self.log = Some(log.clone());
-                    return Ok(());
-                }
-                Err(e) if e.name() == "conflict" && attempt == 0 => {
-                    let fresh = LogSlot::read(peer, id).await?;
-                    self.rev = fresh.rev;
-                }
-                Err(e)
-                    if tolerate_forbidden && matches!(e.name(), "forbidden" | "unauthorized") =>
-                {
-                    tracing::warn!(peer = %peer.describe(), "cannot write checkpoints to the source ({e}); checkpointing the target only");
-                    self.writable = false;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Checkpoint {
+        self.verify(peer, id).await?;
+        self.put(peer, id, log, tolerate_forbidden).await
+    }
+
+    async fn put<P: Peer>(
+        &mut self,
+        peer: &P,
+        id: &str,
+        log: &ReplicationLog,
+        tolerate_forbidden: bool,
+    ) -> Result<()> {
+        let mut doc = serde_json::to_value(log).map_err(|e| Error::Checkpoint {
             peer: peer.describe(),
-            reason: "the checkpoint document kept changing under us".into(),
+            reason: e.to_string(),
+        })?;
+        if let (Some(rev), Some(obj)) = (&self.rev, doc.as_object_mut()) {
+            obj.insert("_rev".into(), Value::from(rev.clone()));
+        }
+        self.unconfirmed = Some(log.clone());
+        match peer.put_local(id, doc).await {
+            Ok(rev) => {
+                self.rev = Some(rev);
+                self.log = Some(log.clone());
+                self.unconfirmed = None;
+                Ok(())
+            }
+            Err(e) if e.name() == "conflict" => {
+                // Someone wrote it since we read it, unless that was this very write, applied
+                // once already by a request that was retried.
+                self.verify(peer, id).await?;
+                if self.unconfirmed.is_none() {
+                    return Ok(());
+                }
+                self.unconfirmed = None;
+                Err(Error::CheckpointLost {
+                    peer: peer.describe(),
+                    reason: "the checkpoint document was written by someone else".into(),
+                })
+            }
+            Err(e) if tolerate_forbidden && matches!(e.name(), "forbidden" | "unauthorized") => {
+                tracing::warn!(peer = %peer.describe(), "cannot write checkpoints to the source ({e}); checkpointing the target only");
+                self.unconfirmed = None;
+                self.writable = false;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the document back: it must be the one this slot holds, or the write whose
+    /// answer was lost (then the slot takes it).
+    async fn verify<P: Peer>(&mut self, peer: &P, id: &str) -> Result<()> {
+        let now = LogSlot::read(peer, id).await?;
+        let same = |a: &Option<ReplicationLog>, b: &Option<ReplicationLog>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.session_id == b.session_id && a.source_last_seq == b.source_last_seq
+            }
+            _ => false,
+        };
+        if now.log.is_some() && same(&now.log, &self.unconfirmed) {
+            self.rev = now.rev;
+            self.log = now.log;
+            self.unconfirmed = None;
+            return Ok(());
+        }
+        if now.rev == self.rev && same(&now.log, &self.log) {
+            return Ok(());
+        }
+        let reason = match (&now.log, &self.log) {
+            (None, Some(_)) if now.rev.is_none() => "the checkpoint document is gone".to_owned(),
+            (None, _) => "the checkpoint document is not a replication log".to_owned(),
+            (Some(l), _) => format!(
+                "the checkpoint document was written by session {} of another run",
+                l.session_id
+            ),
+        };
+        Err(Error::CheckpointLost {
+            peer: peer.describe(),
+            reason,
         })
     }
 }
@@ -305,15 +483,98 @@ mod tests {
 
     #[test]
     fn replication_id_ignores_doc_id_order_and_changes_with_filter() {
-        let a = replication_id("s", "t", &Filter::DocIds(vec!["b".into(), "a".into()]));
-        let b = replication_id("s", "t", &Filter::DocIds(vec!["a".into(), "b".into()]));
+        let a = replication_id(
+            "s",
+            "t",
+            &Filter::DocIds(vec!["b".into(), "a".into()]),
+            None,
+        );
+        let b = replication_id(
+            "s",
+            "t",
+            &Filter::DocIds(vec!["a".into(), "b".into()]),
+            None,
+        );
         assert_eq!(a, b);
-        assert_ne!(a, replication_id("s", "t", &Filter::All));
+        assert_ne!(a, replication_id("s", "t", &Filter::All, None));
         assert_ne!(
-            replication_id("s", "t", &Filter::All),
-            replication_id("t", "s", &Filter::All)
+            replication_id("s", "t", &Filter::All, None),
+            replication_id("t", "s", &Filter::All, None)
         );
         assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn unfiltered_ids_are_the_ones_earlier_versions_computed() {
+        // Checkpoints written before user names and filter code went into the id are found
+        // again where the identities are unchanged (local stores, anonymous remotes). The
+        // value is what the previous version computed for these peers.
+        assert_eq!(
+            replication_id("local:u1", "http://h:5984/db", &Filter::All, None),
+            "eb38c29211135df0f08528aa546dd7e1"
+        );
+    }
+
+    #[test]
+    fn a_filter_function_is_identified_by_its_code_and_parameters_not_its_name() {
+        let f = |name: &str, params: Value| Filter::Named {
+            name: name.into(),
+            query_params: params.as_object().unwrap().clone(),
+        };
+        let code = "function(doc, req) { return doc.kind === req.query.kind; }";
+        let id = |filter: &Filter, code: &str| replication_id("s", "t", filter, Some(code));
+        let base = id(
+            &f("app/by_kind", serde_json::json!({"kind": "a", "x": 1})),
+            code,
+        );
+        // Parameter order and surrounding whitespace in the code do not matter.
+        assert_eq!(
+            base,
+            id(
+                &f("app/by_kind", serde_json::json!({"x": 1, "kind": "a"})),
+                &format!("\n  {code} \n")
+            )
+        );
+        // Neither does the name (CouchDB's rule): the same code selects the same documents.
+        assert_eq!(
+            base,
+            id(
+                &f("other/name", serde_json::json!({"kind": "a", "x": 1})),
+                code
+            )
+        );
+        // A changed body or parameter is another replication.
+        assert_ne!(
+            base,
+            id(
+                &f("app/by_kind", serde_json::json!({"kind": "a", "x": 1})),
+                "function(doc, req) { return true; }"
+            )
+        );
+        assert_ne!(
+            base,
+            id(
+                &f("app/by_kind", serde_json::json!({"kind": "b", "x": 1})),
+                code
+            )
+        );
+    }
+
+    #[test]
+    fn filter_names_and_design_documents_are_checked() {
+        assert!(split_filter_name("app").is_err());
+        assert!(split_filter_name("/f").is_err());
+        assert!(split_filter_name("app/").is_err());
+        assert_eq!(split_filter_name("app/a/b").unwrap(), ("app", "a/b"));
+        let ddoc = serde_json::json!({"filters": {"f": "  function(d) { return 1; }\n"}});
+        assert_eq!(
+            filter_code_in(Some(&ddoc), "app/f", "peer").unwrap(),
+            "function(d) { return 1; }"
+        );
+        let e = filter_code_in(Some(&ddoc), "app/g", "peer").unwrap_err();
+        assert_eq!(e.name(), "bad_request");
+        assert!(e.to_string().contains("\"g\""), "{e}");
+        assert!(filter_code_in(None, "app/f", "peer").is_err());
     }
 
     #[test]

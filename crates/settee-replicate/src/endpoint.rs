@@ -10,7 +10,7 @@ use settee_revtree::{Rev, RevsDiff, Seq};
 use settee_store::Database;
 
 use crate::peer::{
-    ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Peer, PeerInfo,
+    ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo, Role,
 };
 use crate::{Error, Result};
 
@@ -33,10 +33,7 @@ impl AnyPeer {
         if location.starts_with("http://") || location.starts_with("https://") {
             RemoteDb::from_url(location)
                 .map(AnyPeer::Remote)
-                .map_err(|source| Error::Couch {
-                    url: crate::peer_couch::redacted(location),
-                    source,
-                })
+                .map_err(Error::Couch)
         } else {
             Database::open(location)
                 .map(AnyPeer::Local)
@@ -89,12 +86,35 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::revs_diff(p, revs).await)
     }
 
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
-        both!(self, p => Peer::fetch(p, reqs).await)
+    async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
+        both!(self, p => Peer::fetch(p, reqs, max_bytes).await)
     }
 
-    async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
-        both!(self, p => Peer::write(p, docs).await)
+    async fn filter_code(&self, name: &str) -> Result<String> {
+        both!(self, p => Peer::filter_code(p, name).await)
+    }
+
+    async fn write(&self, docs: Vec<Box<RawValue>>, origin: &str) -> Result<Vec<DocFailure>> {
+        both!(self, p => Peer::write(p, docs, origin).await)
+    }
+
+    async fn track_peer(
+        &self,
+        other: &str,
+        role: Role,
+        filter: &Filter,
+        rep_id: &str,
+    ) -> Result<()> {
+        both!(self, p => Peer::track_peer(p, other, role, filter, rep_id).await)
+    }
+
+    async fn record_peer_revs(
+        &self,
+        other: &str,
+        held: BTreeMap<String, Vec<Rev>>,
+        rejected: Vec<DocFailure>,
+    ) -> Result<()> {
+        both!(self, p => Peer::record_peer_revs(p, other, held, rejected).await)
     }
 
     async fn commit(&self) -> Result<()> {

@@ -1,7 +1,5 @@
 //! The replicator's error: which peer failed and how, and whether retrying may help.
 
-use crate::peer::DocFailure;
-
 /// What stopped a replication (or one attempt of it).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -15,15 +13,10 @@ pub enum Error {
         #[source]
         source: settee_store::Error,
     },
-    /// A remote peer failed.
-    #[error("remote {url}")]
-    Couch {
-        /// The database URL, without credentials.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: settee_couch::Error,
-    },
+    /// A remote peer failed. The client's error names what failed (the request's method
+    /// and redacted URL, or the host it could not connect to), so it is shown as it is.
+    #[error(transparent)]
+    Couch(settee_couch::Error),
     /// A peer's database does not exist and the replication was not asked to create it.
     #[error("not_found: database {peer} does not exist; pass create_target (--create-target) to create it")]
     NoDatabase {
@@ -44,12 +37,27 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// The source could not give revisions the target needs (e.g. compacted after
-    /// `_revs_diff`), even after a retry.
-    #[error("fetch_failed: {} revisions could not be read from the source (first: {} {})", failures.len(), failures.first().map_or("", |f| f.id.as_str()), failures.first().map_or("", |f| f.reason.as_str()))]
-    Fetch {
-        /// The revisions that failed.
-        failures: Vec<DocFailure>,
+    /// A checkpoint document is not the one this replication last wrote or read: it is gone,
+    /// or someone else wrote it. The database was deleted and recreated during the run, or
+    /// another replication with the same id runs at the same time; what the session has done
+    /// may not be there any more, so it restarts from the checkpoints both peers still share.
+    #[error(
+        "checkpoint_lost: {reason} on {peer}; restarting from the checkpoints both peers share"
+    )]
+    CheckpointLost {
+        /// The peer, described without credentials.
+        peer: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The source's answer to a fetch is larger than the replication lets one fetch hold
+    /// (its share of `max_bytes_in_flight`, or the client's largest response).
+    #[error("response_too_large: a fetch from {peer} answered more than {limit} bytes")]
+    FetchTooLarge {
+        /// The peer, described without credentials.
+        peer: String,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// A background task failed to run to completion.
     #[error("internal task failed: {0}")]
@@ -57,20 +65,32 @@ pub enum Error {
     /// The replication was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// A one-shot replication failed this many times in a row on transient errors (the
+    /// retry policy's `one_shot_attempts`); the source is the last one.
+    #[error("gave up after {attempts} attempts")]
+    GaveUp {
+        /// Consecutive failed attempts.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
-    /// CouchDB-style name of the error.
+    /// CouchDB-style name of the error ([`Error::GaveUp`] has its last failure's name).
     pub fn name(&self) -> &'static str {
         match self {
             Error::Store { source, .. } => source.name(),
-            Error::Couch { source, .. } => source.name(),
+            Error::Couch(source) => source.name(),
             Error::NoDatabase { .. } => "not_found",
             Error::BadRequest { .. } => "bad_request",
             Error::Checkpoint { .. } => "checkpoint_failure",
-            Error::Fetch { .. } => "fetch_failed",
+            Error::CheckpointLost { .. } => "checkpoint_lost",
+            Error::FetchTooLarge { .. } => "response_too_large",
             Error::Task(_) => "internal_error",
             Error::Cancelled => "cancelled",
+            Error::GaveUp { source, .. } => source.name(),
         }
     }
 
@@ -78,9 +98,11 @@ impl Error {
     /// changed under us. Authentication, missing databases and bad options are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Couch { source, .. } => crate::peer_couch::is_transient(source),
-            Error::Fetch { .. } | Error::Checkpoint { .. } => true,
-            Error::Store { .. }
+            Error::Couch(source) => crate::peer_couch::is_transient(source),
+            Error::Checkpoint { .. } | Error::CheckpointLost { .. } => true,
+            Error::GaveUp { source, .. } => source.is_transient(),
+            Error::FetchTooLarge { .. }
+            | Error::Store { .. }
             | Error::NoDatabase { .. }
             | Error::BadRequest { .. }
             | Error::Task(_)

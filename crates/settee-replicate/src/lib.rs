@@ -4,8 +4,11 @@
 //! database over HTTP ([`settee_couch::RemoteDb`]); [`AnyPeer`] is either, chosen at run
 //! time. A [`Replication`] moves revisions from a source to a target, one-shot or live,
 //! checkpointing in `_local/<replication id>` on both peers so that the next run resumes
-//! where this one stopped. [`sync()`] runs a push and a pull together; [`status()`] tells
-//! what is unsynced without a network.
+//! where this one stopped. [`sync()`] runs a push and a pull together. A local store keeps
+//! each document's sync state with each remote (the replication tells it what the remote
+//! holds); [`sync_state()`], [`unsynced()`], [`status()`] and [`sync_state_changes()`]
+//! read it without a network. A [`Selector`] filter (`settee_query`'s evaluator, the one
+//! `find` uses) is evaluated here when the source cannot evaluate it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,26 +21,38 @@
 //! ```
 
 mod backoff;
+mod budget;
 mod checkpoint;
 mod endpoint;
 mod error;
 mod events;
+mod fetch;
 mod peer;
 mod peer_couch;
 mod peer_store;
+mod reader;
 mod replication;
-mod selector;
 mod sync;
+mod write;
 
 pub use backoff::RetryPolicy;
-pub use checkpoint::{find_start, replication_id, ReplicationLog, Session, HISTORY_LIMIT};
+pub use checkpoint::{
+    find_start, replication_id, replication_id_of, ReplicationLog, Session, HISTORY_LIMIT,
+};
 pub use endpoint::AnyPeer;
 pub use error::{Error, Result};
 pub use events::{Direction, Event, Stats, Summary};
 pub use peer::{
-    Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
+    Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer,
+    PeerInfo, Role,
 };
-pub use replication::{error_chain, ReplicateOptions, Replication, ReplicationHandle};
-pub use selector::{Selector, SelectorError};
-pub use sync::{status, sync, unpulled, SyncStatus, SyncSummary};
+pub use replication::{
+    error_chain, ReplicateOptions, Replication, ReplicationHandle, DEFAULT_MAX_BYTES_IN_FLIGHT,
+};
+/// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
+pub use settee_query::{Error as SelectorError, Selector};
+pub use settee_store::SyncState;
+pub use sync::{
+    status, sync, sync_state, sync_state_changes, unpulled, unsynced, SyncStatus, SyncSummary,
+};
 pub use tokio_util::sync::CancellationToken;

@@ -24,7 +24,7 @@ pub struct PeerInfo {
 }
 
 /// Which changes a replication reads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum Filter {
     /// Every document.
     #[default]
@@ -41,6 +41,56 @@ pub enum Filter {
         /// Extra query parameters passed to the function.
         query_params: Map<String, Value>,
     },
+}
+
+impl Filter {
+    /// The filter as JSON (`null` for [`Filter::All`], `{"doc_ids": [...]}`,
+    /// `{"selector": ...}`, `{"filter": name, "query_params": {...}}`): how a local store
+    /// records the filter it syncs with a remote under.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Filter::All => Value::Null,
+            Filter::DocIds(ids) => serde_json::json!({ "doc_ids": ids }),
+            Filter::Selector(s) => serde_json::json!({ "selector": s.to_canonical_json() }),
+            Filter::Named { name, query_params } => {
+                serde_json::json!({ "filter": name, "query_params": query_params })
+            }
+        }
+    }
+
+    /// The filter [`Filter::to_json`] wrote; `None` for JSON it does not write.
+    pub fn from_json(value: &Value) -> Option<Filter> {
+        if value.is_null() {
+            return Some(Filter::All);
+        }
+        let obj = value.as_object()?;
+        if let Some(ids) = obj.get("doc_ids") {
+            let ids = ids
+                .as_array()?
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()?;
+            return Some(Filter::DocIds(ids));
+        }
+        if let Some(sel) = obj.get("selector") {
+            return Selector::parse(sel).ok().map(Filter::Selector);
+        }
+        let name = obj.get("filter")?.as_str()?.to_owned();
+        let query_params = match obj.get("query_params") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        Some(Filter::Named { name, query_params })
+    }
+}
+
+/// Which end of a replication a peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Revisions are read from it.
+    Source,
+    /// Revisions are written to it.
+    Target,
 }
 
 /// One request for a batch of changes.
@@ -66,6 +116,9 @@ pub struct Change {
     pub id: String,
     /// Every leaf revision (including deleted leaves).
     pub revs: Vec<Rev>,
+    /// Leaf revisions the source listed that no [`Rev`] can hold (a negative position, one
+    /// beyond `u64`), as sent: the replication reports the document as not replicated.
+    pub invalid_revs: Vec<String>,
     /// Whether the winning revision is a deletion.
     pub deleted: bool,
 }
@@ -88,8 +141,8 @@ pub struct FetchRequest {
     pub id: String,
     /// The revision wanted.
     pub rev: Rev,
-    /// Revisions the target already has: attachments unchanged since them come back as
-    /// stubs instead of data.
+    /// Revisions the target already has: attachments unchanged since the newest of them on
+    /// the fetched revision's own path come back as stubs instead of data.
     pub atts_since: Vec<Rev>,
 }
 
@@ -165,15 +218,62 @@ pub trait Peer: Clone + Send + Sync + 'static {
         revs: BTreeMap<String, Vec<Rev>>,
     ) -> impl Future<Output = Result<BTreeMap<String, RevsDiff>>> + Send;
 
-    /// Fetches revisions with their ancestry (`_bulk_get?revs=true&attachments=true`).
-    fn fetch(&self, reqs: Vec<FetchRequest>) -> impl Future<Output = Result<Vec<Fetched>>> + Send;
+    /// Fetches revisions with their ancestry (`_bulk_get?revs=true&attachments=true`), at
+    /// least one [`Fetched`] per request (more when `latest` finds several leaves after
+    /// it), in request order; a revision the peer does not give is a [`Fetched::Failed`],
+    /// never left out. Reads at most `max_bytes` of documents: beyond that the call fails
+    /// with [`crate::Error::FetchTooLarge`] (the caller asks for fewer).
+    fn fetch(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Vec<Fetched>>> + Send;
+
+    /// The source code of the filter function `ddoc/name` (from `_design/ddoc`'s `filters`),
+    /// trimmed: it is part of the replication id, so that a changed filter never reuses a
+    /// checkpoint that skipped documents the new one selects.
+    fn filter_code(&self, name: &str) -> impl Future<Output = Result<String>> + Send;
 
     /// Writes revisions as they are (`_bulk_docs` with `new_edits=false`); returns the
     /// documents the peer rejected. Each document is JSON text as [`Peer::fetch`] gave it.
+    /// `origin` is the identity of the peer they were read from: a local store records them
+    /// as held by it, in the same write (see [`Peer::track_peer`]).
     fn write(
         &self,
         docs: Vec<Box<RawValue>>,
+        origin: &str,
     ) -> impl Future<Output = Result<Vec<DocFailure>>> + Send;
+
+    /// Called when a replication with the peer whose identity is `other` starts, before its
+    /// checkpoints are read (`rep_id` names them; `role` is this peer's end, `filter` the
+    /// replication's). A local store registers `other` as a remote it keeps per-document
+    /// sync state with, records the filter, and removes its copy of a checkpoint written
+    /// before it kept that state (the run then starts from the beginning, once, so that it
+    /// confirms every revision `other` already holds). A remote database does nothing.
+    fn track_peer(
+        &self,
+        other: &str,
+        role: Role,
+        filter: &Filter,
+        rep_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (other, role, filter, rep_id);
+        async { Ok(()) }
+    }
+
+    /// Called after each batch: the peer `other` is known to hold `held` revisions (it
+    /// listed them in its changes, found them not missing, or took them), and refused
+    /// `rejected` ones. A local store records both in its sync state with `other`; a remote
+    /// database does nothing.
+    fn record_peer_revs(
+        &self,
+        other: &str,
+        held: BTreeMap<String, Vec<Rev>>,
+        rejected: Vec<DocFailure>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (other, held, rejected);
+        async { Ok(()) }
+    }
 
     /// Makes everything written so far durable (the store's flush; CouchDB's
     /// `_ensure_full_commit`).
@@ -189,4 +289,39 @@ pub trait Peer: Clone + Send + Sync + 'static {
     /// For a local store: how many documents changed after `since` (its own sequence).
     /// `None` for a remote peer. Counting reads the rest of the store's by-seq index.
     fn pending_since(&self, since: &Seq) -> impl Future<Output = Option<u64>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::replication_id;
+
+    #[test]
+    fn a_filter_survives_its_json_form_with_the_same_replication_id() {
+        let sel = Selector::parse(&serde_json::json!({"type": "note", "n": {"$gt": 2}})).unwrap();
+        let filters = [
+            Filter::All,
+            Filter::DocIds(vec!["b".into(), "a".into()]),
+            Filter::Selector(sel),
+            Filter::Named {
+                name: "app/mine".into(),
+                query_params: [("user".to_owned(), Value::from("alice"))]
+                    .into_iter()
+                    .collect(),
+            },
+        ];
+        for f in filters {
+            let back = Filter::from_json(&f.to_json()).unwrap();
+            assert_eq!(back, f);
+            assert_eq!(
+                replication_id("s", "t", &back, None),
+                replication_id("s", "t", &f, None)
+            );
+        }
+        assert_eq!(
+            Filter::from_json(&serde_json::json!({"doc_ids": [1]})),
+            None
+        );
+        assert_eq!(Filter::from_json(&serde_json::json!("all")), None);
+    }
 }

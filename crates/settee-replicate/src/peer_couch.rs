@@ -10,25 +10,11 @@ use settee_couch::{
 };
 use settee_revtree::{Rev, RevsDiff, Seq};
 
+use crate::checkpoint;
 use crate::peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
 };
 use crate::{Error, Result, Selector};
-
-/// A location string without its password, for messages about URLs we failed to parse.
-pub(crate) fn redacted(location: &str) -> String {
-    match url::Url::parse(location) {
-        Ok(u) => settee_couch::RedactedUrl::new(&u).to_string(),
-        Err(_) => "<unparseable URL>".to_owned(),
-    }
-}
-
-fn couch_err(db: &RemoteDb) -> impl Fn(settee_couch::Error) -> Error + '_ {
-    move |source| Error::Couch {
-        url: db.url().to_string(),
-        source,
-    }
-}
 
 /// Whether a client error may go away on retry: the network, the server's 5xx and 429, a
 /// cut feed, or a reply that is not CouchDB's (a proxy's error page while the server
@@ -36,7 +22,10 @@ fn couch_err(db: &RemoteDb) -> impl Fn(settee_couch::Error) -> Error + '_ {
 pub(crate) fn is_transient(e: &settee_couch::Error) -> bool {
     use settee_couch::Error as E;
     match e {
-        E::Transport { .. } | E::FeedInterrupted { .. } | E::InvalidResponse { .. } => true,
+        E::Transport { .. }
+        | E::Connect { .. }
+        | E::FeedInterrupted { .. }
+        | E::InvalidResponse { .. } => true,
         E::Http(_) => e.status().is_some_and(|s| s == 429 || s == 408 || s >= 500),
         _ => false,
     }
@@ -48,10 +37,19 @@ impl Peer for RemoteDb {
     }
 
     fn identity(&self) -> String {
-        // The URL without credentials; the query is not part of a database's identity.
+        // The URL without its password and with the user name (as CouchDB's replication ids
+        // have it: two users of one database see different documents and get different
+        // validation, so they keep separate checkpoints). The user is percent-encoded in the
+        // URL's userinfo, so no user name can be spelled as another URL. The query is not
+        // part of a database's identity.
         let mut u = self.url().as_url().clone();
         u.set_query(None);
         u.set_fragment(None);
+        if let Some(user) = self.client().user() {
+            // Fails only for URLs that cannot have a user (not http/https), which a
+            // `RemoteDb` never has.
+            let _ = u.set_username(user);
+        }
         u.to_string().trim_end_matches('/').to_owned()
     }
 
@@ -60,7 +58,7 @@ impl Peer for RemoteDb {
     }
 
     async fn info(&self) -> Result<PeerInfo> {
-        let info = RemoteDb::info(self).await.map_err(couch_err(self))?;
+        let info = RemoteDb::info(self).await.map_err(Error::Couch)?;
         Ok(PeerInfo {
             update_seq: info.update_seq,
             doc_count: info.doc_count,
@@ -73,7 +71,7 @@ impl Peer for RemoteDb {
             Ok(()) => Ok(()),
             // Someone created it first: that is what we wanted.
             Err(settee_couch::Error::FileExists(_)) => Ok(()),
-            Err(e) => Err(couch_err(self)(e)),
+            Err(e) => Err(Error::Couch(e)),
         }
     }
 
@@ -111,7 +109,7 @@ impl Peer for RemoteDb {
     ) -> Result<BTreeMap<String, RevsDiff>> {
         let diff = RemoteDb::revs_diff(self, &revs)
             .await
-            .map_err(couch_err(self))?;
+            .map_err(Error::Couch)?;
         Ok(diff
             .into_iter()
             .map(|(id, e)| {
@@ -126,7 +124,7 @@ impl Peer for RemoteDb {
             .collect())
     }
 
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
+    async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
         let breqs: Vec<BulkGetRequest> = reqs
             .iter()
             .map(|r| BulkGetRequest {
@@ -140,23 +138,46 @@ impl Peer for RemoteDb {
             latest: true,
             attachments: true,
         };
-        let results = RemoteDb::bulk_get_json(self, &breqs, &opts)
-            .await
-            .map_err(couch_err(self))?;
-        let mut out = Vec::new();
-        for (i, r) in results.into_iter().enumerate() {
-            let asked = reqs.get(i).map(|q| q.rev.to_string());
-            for d in r.docs {
+        let results = match RemoteDb::bulk_get_json_within(self, &breqs, &opts, max_bytes).await {
+            Ok(results) => results,
+            Err(settee_couch::Error::ResponseTooLarge { limit, .. }) => {
+                return Err(Error::FetchTooLarge {
+                    peer: self.url().to_string(),
+                    limit,
+                })
+            }
+            Err(e) => return Err(Error::Couch(e)),
+        };
+        // The client pairs the answer with the request, one result per request item in
+        // order (asking for any the server left out on its own); a request without a
+        // revision in its result is still a failure of its own here, never skipped.
+        let mut results = results.into_iter();
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in &reqs {
+            let asked = Some(req.rev.to_string());
+            let docs = match results.next() {
+                Some(r) if r.id == req.id && !r.docs.is_empty() => r.docs,
+                _ => {
+                    out.push(Fetched::Failed(DocFailure {
+                        id: req.id.clone(),
+                        rev: asked,
+                        error: "not_found".into(),
+                        reason: "the source's _bulk_get and open_revs answers did not include this revision".into(),
+                    }));
+                    continue;
+                }
+            };
+            for d in docs {
                 out.push(match d {
                     BulkGetDoc::Ok(doc) => Fetched::Doc(doc),
                     BulkGetDoc::Missing(rev) => Fetched::Failed(DocFailure {
-                        id: r.id.clone(),
+                        id: req.id.clone(),
                         rev: rev.map(|r| r.to_string()).or_else(|| asked.clone()),
                         error: "not_found".into(),
                         reason: "missing".into(),
                     }),
                     BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
-                        id: r.id.clone(),
+                        id: req.id.clone(),
                         rev: e.rev.or_else(|| asked.clone()),
                         error: e.error,
                         reason: e.reason,
@@ -167,10 +188,21 @@ impl Peer for RemoteDb {
         Ok(out)
     }
 
-    async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
+    async fn filter_code(&self, name: &str) -> Result<String> {
+        let (ddoc, _) = checkpoint::split_filter_name(name)?;
+        let id = format!("_design/{ddoc}");
+        let doc = match RemoteDb::get(self, &id, &Default::default()).await {
+            Ok(doc) => Some(doc),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(Error::Couch(e)),
+        };
+        checkpoint::filter_code_in(doc.as_ref(), name, &Peer::describe(self))
+    }
+
+    async fn write(&self, docs: Vec<Box<RawValue>>, _origin: &str) -> Result<Vec<DocFailure>> {
         let results = RemoteDb::bulk_docs(self, &docs, false)
             .await
-            .map_err(couch_err(self))?;
+            .map_err(Error::Couch)?;
         Ok(results
             .into_iter()
             .filter(|r| !r.is_ok())
@@ -181,17 +213,17 @@ impl Peer for RemoteDb {
     async fn commit(&self) -> Result<()> {
         RemoteDb::ensure_full_commit(self)
             .await
-            .map_err(couch_err(self))
+            .map_err(Error::Couch)
     }
 
     async fn get_local(&self, id: &str) -> Result<Option<Value>> {
-        RemoteDb::get_local(self, id).await.map_err(couch_err(self))
+        RemoteDb::get_local(self, id).await.map_err(Error::Couch)
     }
 
     async fn put_local(&self, id: &str, doc: Value) -> Result<String> {
         let rev = RemoteDb::put_local(self, id, &doc)
             .await
-            .map_err(couch_err(self))?;
+            .map_err(Error::Couch)?;
         Ok(rev.to_string())
     }
 
@@ -221,13 +253,15 @@ async fn read_changes(
         include_docs,
         ..ChangesOptions::default()
     };
-    let resp = RemoteDb::changes(db, &opts).await.map_err(couch_err(db))?;
+    let resp = RemoteDb::changes(db, &opts).await.map_err(Error::Couch)?;
     // Resume after the last row we were given, not after the response's `last_seq`:
     // a server may compute `last_seq` after reading its rows, so a write that landed
     // meanwhile can sit before `last_seq` without being in `results` (pouchdb-server
-    // does this under concurrent writes). The last row's seq is always real, even with
-    // `seq_interval` (CouchDB sends it for the final row). Only an empty page takes
-    // `last_seq`.
+    // does this under concurrent writes). With `seq_interval`, CouchDB (3.5) sends a real
+    // seq on the first row and every Nth after it, and null on the others, the last one
+    // included; its `last_seq` is then where it stopped sending rows, so that is taken. An
+    // empty page also gives `last_seq`, which the reader does not take on trust
+    // (`reader.rs`).
     let last_seq = resp
         .results
         .last()
@@ -243,6 +277,7 @@ async fn read_changes(
                 seq: c.seq,
                 id: c.id,
                 revs: c.changes,
+                invalid_revs: c.invalid_revs,
                 deleted: c.deleted,
             })
             .collect(),
@@ -265,7 +300,7 @@ async fn server_has_selector_filter(db: &RemoteDb) -> Result<bool> {
             return Ok(*yes);
         }
     }
-    let info = db.client().server_info().await.map_err(couch_err(db))?;
+    let info = db.client().server_info().await.map_err(Error::Couch)?;
     let major: u32 = info
         .version
         .split('.')

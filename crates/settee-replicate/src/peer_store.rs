@@ -1,5 +1,7 @@
 //! `Peer` for the local store. Every store call is blocking (sled), so each goes through
-//! `spawn_blocking` here, the one place async code touches the store.
+//! `spawn_blocking` here, the one place async code touches the store. The sync-state hooks
+//! (`track_peer`, `record_peer_revs`, and `write`'s origin) map onto the store's
+//! per-remote sync state (`settee_store::Database::register_remote` and friends).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,11 +11,14 @@ use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
 use settee_revtree::{Rev, RevsDiff, Seq};
 use settee_store::{
-    BulkGetDoc, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Database,
+    BulkGetDoc, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Database, GetOptions,
+    OpenRevResult, OpenRevs, Rejection,
 };
 
+use crate::checkpoint;
 use crate::peer::{
-    Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer, PeerInfo,
+    Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer,
+    PeerInfo, Role,
 };
 use crate::{Error, Result};
 
@@ -23,8 +28,11 @@ use crate::{Error, Result};
 /// instead of ~53 MB (sled keeps the node versions a batch replaces until it ends).
 const WRITE_CHUNK: usize = 500;
 
+/// Revisions read from the store between checks of a fetch's size.
+const FETCH_PART: usize = 50;
+
 /// Runs a blocking store call on the blocking pool.
-async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
+pub(crate) async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
 where
     F: FnOnce(Database) -> settee_store::Result<R> + Send + 'static,
     R: Send + 'static,
@@ -95,7 +103,7 @@ impl Peer for Database {
         blocking(self, move |db| db.revs_diff(revs)).await
     }
 
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Fetched>> {
+    async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
         let reqs: Vec<BulkGetRequest> = reqs
             .into_iter()
             .map(|r| BulkGetRequest {
@@ -109,37 +117,73 @@ impl Peer for Database {
             latest: true,
             attachments: true,
         };
-        // Serialized on the blocking thread too: the documents travel as JSON text.
-        blocking(self, move |db| {
-            let mut out = Vec::new();
-            for r in db.bulk_get(&reqs, &opts)? {
-                for d in r.docs {
-                    out.push(match d {
-                        BulkGetDoc::Ok(doc) => Fetched::Doc(
-                            to_raw_value(&doc).expect("a JSON value always serializes"),
-                        ),
-                        BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
-                            id: e.id,
-                            rev: Some(e.rev),
-                            error: e.error,
-                            reason: e.reason,
-                        }),
-                    });
+        // Serialized on the blocking thread too: the documents travel as JSON text. Read a
+        // few requests at a time, so that a fetch over `max_bytes` stops soon after it is.
+        let fetched = blocking(self, move |db| {
+            let mut out = Vec::with_capacity(reqs.len());
+            let mut bytes = 0u64;
+            for part in reqs.chunks(FETCH_PART) {
+                let results = db.bulk_get(part, &opts)?;
+                for (req, r) in part.iter().zip(results) {
+                    if r.docs.is_empty() {
+                        out.push(Fetched::Failed(DocFailure {
+                            id: req.id.clone(),
+                            rev: req.rev.as_ref().map(Rev::to_string),
+                            error: "not_found".into(),
+                            reason: "missing".into(),
+                        }));
+                    }
+                    for d in r.docs {
+                        out.push(match d {
+                            BulkGetDoc::Ok(doc) => {
+                                let raw =
+                                    to_raw_value(&doc).expect("a JSON value always serializes");
+                                bytes = bytes.saturating_add(raw.get().len() as u64);
+                                Fetched::Doc(raw)
+                            }
+                            BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
+                                id: e.id,
+                                rev: Some(e.rev),
+                                error: e.error,
+                                reason: e.reason,
+                            }),
+                        });
+                    }
+                }
+                if bytes > max_bytes {
+                    return Ok(None);
                 }
             }
-            Ok(out)
+            Ok(Some(out))
         })
-        .await
+        .await?;
+        fetched.ok_or_else(|| Error::FetchTooLarge {
+            peer: Peer::describe(self),
+            limit: max_bytes,
+        })
     }
 
-    async fn write(&self, docs: Vec<Box<RawValue>>) -> Result<Vec<DocFailure>> {
+    async fn filter_code(&self, name: &str) -> Result<String> {
+        let (ddoc, _) = checkpoint::split_filter_name(name)?;
+        let id = format!("_design/{ddoc}");
+        let doc = blocking(self, move |db| db.get(&id, &GetOptions::default())).await;
+        let doc = match doc {
+            Ok(doc) => Some(doc),
+            Err(Error::Store { source, .. }) if source.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        checkpoint::filter_code_in(doc.as_ref(), name, &Peer::describe(self))
+    }
+
+    async fn write(&self, docs: Vec<Box<RawValue>>, origin: &str) -> Result<Vec<DocFailure>> {
         // Written in store batches of at most WRITE_CHUNK: sled keeps the old node versions
         // a batch replaces until the batch ends, so smaller batches bound peak memory (the
         // replicator only needs everything written before it checkpoints).
+        let origin = origin.to_owned();
         let results = blocking(self, move |db| {
             let mut results = Vec::with_capacity(docs.len());
             for chunk in docs.chunks(WRITE_CHUNK) {
-                results.extend(db.bulk_docs_json(chunk, false)?);
+                results.extend(db.bulk_docs_json_from(chunk, &origin)?);
             }
             Ok(results)
         })
@@ -175,6 +219,121 @@ impl Peer for Database {
     async fn pending_since(&self, since: &Seq) -> Option<u64> {
         let since = since.as_local()?;
         blocking(self, move |db| db.pending_since(since)).await.ok()
+    }
+
+    async fn track_peer(
+        &self,
+        other: &str,
+        role: Role,
+        filter: &Filter,
+        rep_id: &str,
+    ) -> Result<()> {
+        let (other, rep_id) = (other.to_owned(), rep_id.to_owned());
+        let filter = filter.to_json();
+        blocking(self, move |db| {
+            let trusted_key = format!("{CHECKPOINT_KEY_PREFIX}{rep_id}");
+            let trusted = db
+                .remote(&other)
+                .is_some_and(|r| r.meta.get(&trusted_key) == Some(&Value::Bool(true)));
+            if !trusted {
+                // A checkpoint written before this store kept its sync state with `other`
+                // would skip the revisions `other` already has, and they would stay
+                // unpushed: without it the run starts from the beginning and confirms them.
+                drop_local(&db, &rep_id)?;
+            }
+            let (filter_key, id_key) = match role {
+                Role::Source => (PUSH_FILTER_KEY, PUSH_REPLICATION_KEY),
+                Role::Target => (PULL_FILTER_KEY, PULL_REPLICATION_KEY),
+            };
+            let meta = [
+                (filter_key.to_owned(), filter),
+                (id_key.to_owned(), Value::String(rep_id)),
+                (trusted_key, Value::Bool(true)),
+            ];
+            db.register_remote(&other, meta.into_iter().collect())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_peer_revs(
+        &self,
+        other: &str,
+        held: BTreeMap<String, Vec<Rev>>,
+        rejected: Vec<DocFailure>,
+    ) -> Result<()> {
+        let rejected: Vec<Rejection> = rejected
+            .into_iter()
+            .filter_map(|f| {
+                Some(Rejection {
+                    rev: f.rev.as_deref()?.parse().ok()?,
+                    id: f.id,
+                    error: f.error,
+                    reason: f.reason,
+                })
+            })
+            .collect();
+        if held.is_empty() && rejected.is_empty() {
+            return Ok(());
+        }
+        let other = other.to_owned();
+        blocking(self, move |db| {
+            db.record_remote_revs(&other, &held, &rejected)
+        })
+        .await
+    }
+}
+
+/// The remote meta key (see `settee_store::Database::register_remote`) of the filter the
+/// last push to a remote used (`Filter::to_json`).
+pub(crate) const PUSH_FILTER_KEY: &str = "push_filter";
+/// The remote meta key of the filter the last pull from a remote used.
+pub(crate) const PULL_FILTER_KEY: &str = "pull_filter";
+/// The remote meta key of the last push's replication id (the name of its checkpoint): it
+/// hashes a named filter's code, which only the server has, so status reads it from here.
+pub(crate) const PUSH_REPLICATION_KEY: &str = "push_replication";
+/// The remote meta key of the last pull's replication id.
+pub(crate) const PULL_REPLICATION_KEY: &str = "pull_replication";
+/// The prefix of the remote meta keys `checkpoint:<replication id>`, true once the
+/// replication's checkpoints on this store were written while it kept sync state.
+const CHECKPOINT_KEY_PREFIX: &str = "checkpoint:";
+
+/// Removes the `_local` document `id` if there is one.
+fn drop_local(db: &Database, id: &str) -> settee_store::Result<()> {
+    for _ in 0..3 {
+        let rev = match db.get_local(id) {
+            Ok(doc) => doc.get("_rev").and_then(Value::as_str).map(str::to_owned),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(rev) = rev else { return Ok(()) };
+        match db.delete_local(id, &rev) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.name() == "conflict" || e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The winning revision of document `id` as the changes feed renders it with
+/// `include_docs` (a tombstone too, as `{"_id","_rev","_deleted":true,...}`), which is
+/// what a selector filter is evaluated on; `None` if there is no such document.
+pub(crate) fn winning_doc(db: &Database, id: &str) -> settee_store::Result<Option<Value>> {
+    match db.get(id, &GetOptions::default()) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(e) if e.is_not_found() => {
+            // Deleted (or missing): the winner is the first leaf.
+            match db.open_revs(id, OpenRevs::All, &GetOptions::default()) {
+                Ok(leaves) => Ok(leaves.into_iter().find_map(|l| match l {
+                    OpenRevResult::Ok(doc) => Some(doc),
+                    OpenRevResult::Missing(_) => None,
+                })),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -218,6 +377,7 @@ async fn read_changes(db: &Database, since: u64, req: &ChangesRequest) -> Result
                 seq: Seq::from(row.seq),
                 id: row.id,
                 revs: row.changes,
+                invalid_revs: Vec::new(),
                 deleted: row.deleted,
             });
         }

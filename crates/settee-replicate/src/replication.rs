@@ -9,21 +9,28 @@
 //! "the batch ending at S has been taken". A checkpoint then asks the target to make its
 //! writes durable (`commit`) before recording S on both peers. A one-shot run ends on an
 //! empty page; a continuous one reports `Paused` on a short page and then longpolls.
+//!
+//! Fetched documents are bounded in bytes as well as in number: the batches in flight share
+//! a [`ByteBudget`] of `max_bytes_in_flight`. A session whose checkpoint document vanished or
+//! changed under it ([`Error::CheckpointLost`]: a peer deleted and recreated) starts a new
+//! session from the checkpoints both peers still share.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{stream, StreamExt};
-use serde_json::value::RawValue;
+use futures::StreamExt;
 use settee_revtree::{Rev, RevsDiff, Seq};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::ByteBudget;
 use crate::checkpoint::{self, LogSlot, ReplicationLog, Session, HISTORY_LIMIT};
 use crate::events::{Direction, Event, Stats, Summary};
-use crate::peer::{ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer};
+use crate::fetch::FetchQueue;
+use crate::peer::{ChangesBatch, DocFailure, FetchRequest, Filter, Peer, Role};
+use crate::reader::{ChangesReader, Item};
 use crate::{Error, Result, RetryPolicy};
 
 /// How a replication runs. Build with `..Default::default()`.
@@ -32,8 +39,14 @@ pub struct ReplicateOptions {
     /// Changes rows per batch (CouchDB's `worker_batch_size` is 500, PouchDB's 100).
     pub batch_size: usize,
     /// Batches diffed, fetched and written at once; bounds memory at about
-    /// `batch_size * batches_in_flight` documents.
+    /// `batch_size * batches_in_flight` documents, and at `max_bytes_in_flight` bytes.
     pub batches_in_flight: usize,
+    /// The most bytes of fetched documents held at once across the batches in flight (each
+    /// batch's fetch reads at most an equal share, and asks for fewer revisions when an
+    /// answer does not fit). A single revision larger than a share is fetched alone, holding
+    /// the whole budget. Writing a fetch sends its documents again as one request body, so
+    /// the peak is about twice this.
+    pub max_bytes_in_flight: u64,
     /// Follow changes as they happen instead of stopping when caught up.
     pub continuous: bool,
     /// Create the target database if it does not exist.
@@ -63,6 +76,7 @@ impl Default for ReplicateOptions {
         ReplicateOptions {
             batch_size: 500,
             batches_in_flight: 4,
+            max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
             continuous: false,
             create_target: false,
             filter: Filter::All,
@@ -75,6 +89,9 @@ impl Default for ReplicateOptions {
         }
     }
 }
+
+/// The default of [`ReplicateOptions::max_bytes_in_flight`]: 64 MiB.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 64 << 20;
 
 /// A replication from `source` to `target`.
 ///
@@ -90,14 +107,40 @@ pub struct Replication<S, T> {
     source: S,
     target: T,
     opts: ReplicateOptions,
+    /// Bytes of fetched documents not yet written, shared by the batches in flight.
+    budget: Arc<ByteBudget>,
 }
 
-/// A replication running in the background: its events, and a way to stop it.
+/// A replication running in the background: its events (also as a [`futures::Stream`]),
+/// and a way to stop it. Dropping the handle stops the replication, which writes a final
+/// checkpoint of what is done first (on the runtime it was spawned on).
 #[derive(Debug)]
 pub struct ReplicationHandle {
     events: mpsc::Receiver<Event>,
     cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<Summary>>,
+    /// `None` once [`ReplicationHandle::finish`] has taken it.
+    task: Option<tokio::task::JoinHandle<Result<Summary>>>,
+}
+
+impl Drop for ReplicationHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.cancel.cancel();
+        }
+    }
+}
+
+impl futures::Stream for ReplicationHandle {
+    type Item = Event;
+
+    /// The next event; the stream ends once the replication has ended and every event was
+    /// read.
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        self.events.poll_recv(cx)
+    }
 }
 
 impl ReplicationHandle {
@@ -123,7 +166,10 @@ impl ReplicationHandle {
     pub async fn finish(mut self) -> Result<Summary> {
         self.events.close();
         while self.events.recv().await.is_some() {}
-        self.task.await.map_err(|e| Error::Task(e.to_string()))?
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| Error::Task(e.to_string()))?,
+            None => Err(Error::Task("the replication was already finished".into())),
+        }
     }
 }
 
@@ -142,6 +188,9 @@ struct Progress {
     failures: Vec<DocFailure>,
     last_checkpoint: Instant,
     paused: bool,
+    /// Steps taken (batches written, idle points reached) this session: a failure after a
+    /// step is not consecutive with the failure before it.
+    steps: u64,
     /// A local source's exact pending count, taken now and then (counting reads the rest of
     /// its index, too slow to do per batch), and the rows read since.
     pending_base: Option<u64>,
@@ -153,14 +202,22 @@ struct Progress {
     initial_load: Arc<AtomicBool>,
 }
 
+impl Progress {
+    /// Starts (or restarts) from a session's start: nothing of it is done yet. Counters and
+    /// failures stay: they are the run's.
+    fn begin(&mut self, session: &SessionMeta, since_given: bool, target_empty: bool) {
+        self.done_seq = session.start_seq.clone();
+        // The start is where the checkpoints already are, unless it came from `since`.
+        self.checkpointed_seq =
+            (!since_given && !session.start_seq.is_zero()).then(|| session.start_seq.clone());
+        self.pending_base = None;
+        self.read_since_base = 0;
+        self.initial_load.store(target_empty, Ordering::Relaxed);
+    }
+}
+
 /// At most this many failed documents are kept in a checkpoint (all are in events).
 const MAX_RECORDED_FAILURES: usize = 1000;
-
-enum Item {
-    Batch(ChangesBatch),
-    /// Caught up at this sequence (continuous mode).
-    Idle(Seq),
-}
 
 struct Processed {
     last_seq: Seq,
@@ -172,25 +229,32 @@ struct Processed {
 enum Outcome {
     Processed(Processed),
     Idle(Seq),
+    Skip(Seq),
 }
 
 impl<S: Peer, T: Peer> Replication<S, T> {
     /// A replication with these options; nothing happens until it runs.
     pub fn new(source: S, target: T, opts: ReplicateOptions) -> Replication<S, T> {
+        let budget = Arc::new(ByteBudget::new(
+            opts.max_bytes_in_flight,
+            opts.batches_in_flight,
+            opts.fetch_chunk,
+        ));
         Replication {
             source,
             target,
             opts,
+            budget,
         }
     }
 
-    /// The replication id: the name of its checkpoint documents (`_local/<id>`).
-    pub fn replication_id(&self) -> String {
-        checkpoint::replication_id(
-            &self.source.identity(),
-            &self.target.identity(),
-            &self.opts.filter,
-        )
+    /// The replication id: the name of its checkpoint documents (`_local/<id>`). For a
+    /// filter function it includes the function's code, read from the source.
+    ///
+    /// # Errors
+    /// As [`crate::replication_id_of`].
+    pub async fn replication_id(&self) -> Result<String> {
+        checkpoint::replication_id_of(&self.source, &self.target, &self.opts.filter).await
     }
 
     /// Runs to completion (one-shot) or until an unrecoverable error, without events.
@@ -211,7 +275,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         ReplicationHandle {
             events: rx,
             cancel,
-            task,
+            task: Some(task),
         }
     }
 
@@ -230,61 +294,44 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             events,
             direction: self.opts.direction,
         };
-        let rep_id = self.replication_id();
         let start_time = checkpoint::now_rfc3339();
-        let session_id = new_session_id();
         ctx.emit(Event::Active {
             direction: ctx.direction,
         })
         .await;
 
-        // Verify peers and read checkpoints, retrying transient failures like any step.
-        let mut attempt = 0u32;
-        let (mut source_log, mut target_log, target_empty) = loop {
-            let setup = tokio::select! {
-                r = self.setup(&rep_id) => r,
-                () = cancel.cancelled() => return Err(Error::Cancelled),
-            };
-            match setup {
-                Ok(logs) => break logs,
-                Err(e) => {
-                    if !self.wait_to_retry(&ctx, &e, &mut attempt, &cancel).await {
-                        ctx.error(&e, false, None).await;
-                        return Err(e);
-                    }
-                }
-            }
+        let mut failures = 0u32;
+        let Some(start) = self
+            .start_with_retry(&ctx, &mut failures, &cancel, &start_time)
+            .await?
+        else {
+            return Err(Error::Cancelled);
         };
-        let start_seq = match &self.opts.since {
-            Some(s) => s.clone(),
-            None => checkpoint::find_start(source_log.log.as_ref(), target_log.log.as_ref()),
-        };
-        tracing::info!(%rep_id, since = %start_seq, "replication starting");
+        let Start {
+            mut session,
+            mut source_log,
+            mut target_log,
+            target_empty,
+        } = start;
+        tracing::info!(rep_id = %session.rep_id, since = %session.start_seq, "replication starting");
 
         let mut progress = Progress {
             stats: Stats::default(),
-            done_seq: start_seq.clone(),
-            checkpointed_seq: if self.opts.since.is_none() && !start_seq.is_zero() {
-                Some(start_seq.clone())
-            } else {
-                None
-            },
+            done_seq: session.start_seq.clone(),
+            checkpointed_seq: None,
             failures: Vec::new(),
             last_checkpoint: Instant::now(),
             paused: false,
+            steps: 0,
             pending_base: None,
             read_since_base: 0,
             initial_load: Arc::new(AtomicBool::new(target_empty)),
         };
-        let session = SessionMeta {
-            rep_id: &rep_id,
-            session_id: &session_id,
-            start_time: &start_time,
-            start_seq: &start_seq,
-        };
+        progress.begin(&session, self.opts.since.is_some(), target_empty);
 
-        let mut attempt = 0u32;
+        let mut failures = 0u32;
         let result = loop {
+            let steps_before = progress.steps;
             let r = self
                 .pump(
                     &ctx,
@@ -299,8 +346,37 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 Ok(()) => break Ok(()),
                 Err(Error::Cancelled) => break Err(Error::Cancelled),
                 Err(e) => {
-                    if !self.wait_to_retry(&ctx, &e, &mut attempt, &cancel).await {
-                        break Err(e);
+                    // Failures are counted while they are consecutive: a step that succeeded
+                    // since the last one starts the count again, so a long run survives
+                    // scattered errors and gives up only on a failure that persists.
+                    if progress.steps != steps_before {
+                        failures = 0;
+                    }
+                    let lost = matches!(e, Error::CheckpointLost { .. });
+                    if let Err(stop) = self.retry_or_stop(&ctx, e, &mut failures, &cancel).await {
+                        break Err(stop);
+                    }
+                    if lost {
+                        // A peer is not the database the session began with: what the session
+                        // did may be gone. A new session starts from what both logs share.
+                        match self
+                            .start_with_retry(&ctx, &mut failures, &cancel, &start_time)
+                            .await
+                        {
+                            Ok(Some(start)) => {
+                                session = start.session;
+                                source_log = start.source_log;
+                                target_log = start.target_log;
+                                progress.begin(
+                                    &session,
+                                    self.opts.since.is_some(),
+                                    start.target_empty,
+                                );
+                                tracing::info!(rep_id = %session.rep_id, since = %session.start_seq, "replication restarting");
+                            }
+                            Ok(None) => break Err(Error::Cancelled),
+                            Err(e) => break Err(e),
+                        }
                     }
                     // The failure ended the caught-up pause the last `Paused` reported: when
                     // the retry catches up again, report `Paused` again, or a caller would
@@ -310,23 +386,41 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             }
         };
 
-        // Final checkpoint of what is done, whatever happened (best effort on failure).
-        let cancelled = matches!(result, Err(Error::Cancelled)) || cancel.is_cancelled();
-        let final_cp = self
-            .checkpoint(
-                &ctx,
-                &session,
-                &mut progress,
-                &mut source_log,
-                &mut target_log,
-                true,
-            )
-            .await;
+        // Final checkpoint of what is done, whatever happened. After a clean run it is a step
+        // like any other, retried on transient failures (a cut connection must not fail a
+        // run whose data is all written); after a failure or a cancellation, one attempt.
+        let mut cancelled = matches!(result, Err(Error::Cancelled)) || cancel.is_cancelled();
+        let mut failures = 0u32;
+        let final_cp = loop {
+            let r = self
+                .checkpoint(
+                    &ctx,
+                    &session,
+                    &mut progress,
+                    &mut source_log,
+                    &mut target_log,
+                    true,
+                )
+                .await;
+            match r {
+                Err(e) if result.is_ok() && !cancelled => {
+                    match self.retry_or_stop(&ctx, e, &mut failures, &cancel).await {
+                        Ok(()) => {}
+                        Err(Error::Cancelled) => {
+                            cancelled = true;
+                            break Ok(());
+                        }
+                        Err(stop) => break Err(stop),
+                    }
+                }
+                r => break r,
+            }
+        };
         let summary = Summary {
             ok: result.is_ok() || cancelled,
-            session_id: session_id.clone(),
-            replication_id: rep_id.clone(),
-            start_last_seq: start_seq.clone(),
+            session_id: session.session_id.clone(),
+            replication_id: session.rep_id.clone(),
+            start_last_seq: session.start_seq.clone(),
             end_last_seq: progress.done_seq.clone(),
             start_time,
             end_time: checkpoint::now_rfc3339(),
@@ -340,7 +434,10 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 Err(e)
             }
             _ => {
-                final_cp?;
+                if let Err(e) = final_cp {
+                    ctx.error(&e, false, None).await;
+                    return Err(e);
+                }
                 tracing::info!(
                     docs_written = summary.stats.docs_written,
                     "replication complete"
@@ -355,37 +452,76 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         }
     }
 
-    /// Whether to retry after `e` (waiting the backoff delay first). Emits the error.
-    async fn wait_to_retry(
+    /// [`Replication::start`], retrying transient failures like any step (`failures` counts
+    /// them as [`Replication::retry_or_stop`] does); `None` when cancelled.
+    async fn start_with_retry(
         &self,
         ctx: &Ctx,
-        e: &Error,
-        attempt: &mut u32,
+        failures: &mut u32,
         cancel: &CancellationToken,
-    ) -> bool {
-        let retry = e.is_transient()
-            && (self.opts.continuous || *attempt + 1 < self.opts.retry.one_shot_attempts);
-        if !retry {
-            return false;
+        start_time: &str,
+    ) -> Result<Option<Start>> {
+        loop {
+            let started = tokio::select! {
+                r = self.start(start_time) => r,
+                () = cancel.cancelled() => return Ok(None),
+            };
+            match started {
+                Ok(start) => return Ok(Some(start)),
+                Err(e) => match self.retry_or_stop(ctx, e, failures, cancel).await {
+                    Ok(()) => {}
+                    Err(Error::Cancelled) => return Ok(None),
+                    Err(e) => {
+                        ctx.error(&e, false, None).await;
+                        return Err(e);
+                    }
+                },
+            }
         }
-        let delay = self.opts.retry.delay(*attempt);
-        *attempt += 1;
-        tracing::warn!(error = %e, retry_in = ?delay, "replication step failed; retrying");
-        ctx.error(e, true, Some(delay)).await;
+    }
+
+    /// After a failed step: returns `Ok(())` once the backoff delay has passed and the step
+    /// should run again, or the error to end with: `e` itself when it is not transient,
+    /// [`Error::GaveUp`] when a one-shot run has now failed `one_shot_attempts` times in a row
+    /// (`failures` counts them; the caller resets it after a step that succeeded), and
+    /// [`Error::Cancelled`] when cancelled while waiting. A retry is reported as one
+    /// `Error` event with `retrying: true`.
+    async fn retry_or_stop(
+        &self,
+        ctx: &Ctx,
+        e: Error,
+        failures: &mut u32,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        if !e.is_transient() {
+            return Err(e);
+        }
+        *failures = failures.saturating_add(1);
+        let attempts = self.opts.retry.one_shot_attempts.max(1);
+        if !self.opts.continuous && *failures >= attempts {
+            return Err(Error::GaveUp {
+                attempts: *failures,
+                source: Box::new(e),
+            });
+        }
+        let delay = self.opts.retry.delay(*failures - 1);
+        tracing::warn!(error = %error_chain(&e), retry_in = ?delay, "replication step failed; retrying");
+        ctx.error(&e, true, Some(delay)).await;
         ctx.emit(Event::Paused {
             direction: ctx.direction,
             pending: None,
         })
         .await;
         tokio::select! {
-            () = tokio::time::sleep(delay) => true,
-            () = cancel.cancelled() => false,
+            () = tokio::time::sleep(delay) => Ok(()),
+            () = cancel.cancelled() => Err(Error::Cancelled),
         }
     }
 
-    /// Verifies both peers (creating the target if asked) and reads both checkpoints; also
-    /// says whether the target is empty (no live or deleted documents).
-    async fn setup(&self, rep_id: &str) -> Result<(LogSlot, LogSlot, bool)> {
+    /// Begins a session: verifies both peers (creating the target if asked), computes the
+    /// replication id, reads both checkpoints, claims them (see [`LogSlot::claim`]; this is
+    /// also where a read-only source shows), and finds where to start.
+    async fn start(&self, start_time: &str) -> Result<Start> {
         self.source.info().await?;
         let target = match self.target.info().await {
             Ok(info) => info,
@@ -402,7 +538,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 self.target.info().await?
             }
         };
-        let empty = target.doc_count == 0 && target.doc_del_count == 0;
+        let target_empty = target.doc_count == 0 && target.doc_del_count == 0;
         if let Filter::Named { .. } = self.opts.filter {
             if self.source.is_local() {
                 return Err(Error::BadRequest {
@@ -410,11 +546,41 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 });
             }
         }
+        let rep_id = self.replication_id().await?;
+        // Sync state: each peer learns who is at the other end before its checkpoint is read
+        // (a local store may drop a checkpoint older than its sync state; see track_peer).
+        let filter = &self.opts.filter;
+        let (sid, tid) = (self.source.identity(), self.target.identity());
+        self.source
+            .track_peer(&tid, Role::Source, filter, &rep_id)
+            .await?;
+        self.target
+            .track_peer(&sid, Role::Target, filter, &rep_id)
+            .await?;
         let (s, t) = futures::join!(
-            LogSlot::read(&self.source, rep_id),
-            LogSlot::read(&self.target, rep_id)
+            LogSlot::read(&self.source, &rep_id),
+            LogSlot::read(&self.target, &rep_id)
         );
-        Ok((s?, t?, empty))
+        let (mut source_log, mut target_log) = (s?, t?);
+        let session_id = new_session_id();
+        target_log
+            .claim(&self.target, &rep_id, &session_id, false)
+            .await?;
+        source_log
+            .claim(&self.source, &rep_id, &session_id, true)
+            .await?;
+        let start_seq = checkpoint::start_seq(self.opts.since.as_ref(), &source_log, &target_log);
+        Ok(Start {
+            session: SessionMeta {
+                rep_id,
+                session_id,
+                start_time: start_time.to_owned(),
+                start_seq,
+            },
+            source_log,
+            target_log,
+            target_empty,
+        })
     }
 
     /// One attempt of the pipeline, from `progress.done_seq`, until caught up (one-shot),
@@ -422,86 +588,21 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     async fn pump(
         &self,
         ctx: &Ctx,
-        session: &SessionMeta<'_>,
+        session: &SessionMeta,
         progress: &mut Progress,
         source_log: &mut LogSlot,
         target_log: &mut LogSlot,
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let limit = self.opts.batch_size.max(1);
-        let continuous = self.opts.continuous;
-        // The stages own clones of the peers (cheap handles), so the pipeline borrows nothing
-        // from `self` across its awaits.
-        let (source, filter, longpoll) = (
+        let reader = ChangesReader::new(
             self.source.clone(),
             self.opts.filter.clone(),
+            self.opts.batch_size,
+            self.opts.continuous,
             self.opts.longpoll,
-        );
-        // Reader state: where to read from, whether the last page was short (caught up: the
-        // next read may wait), whether the feed ended, and whether to report being idle
-        // before reading on.
-        struct ReadState {
-            since: Seq,
-            caught_up: bool,
-            ended: bool,
-            idle: bool,
-        }
-        let start = ReadState {
-            since: progress.done_seq.clone(),
-            caught_up: false,
-            ended: false,
-            idle: false,
-        };
-        let reader = stream::unfold(start, move |st| {
-            let source = source.clone();
-            let req = ChangesRequest {
-                since: st.since.clone(),
-                limit,
-                filter: filter.clone(),
-                wait: (continuous && st.caught_up).then_some(longpoll),
-            };
-            async move {
-                if st.ended {
-                    return None;
-                }
-                if st.idle {
-                    let item = Item::Idle(st.since.clone());
-                    return Some((Ok(item), ReadState { idle: false, ..st }));
-                }
-                match source.changes(&req).await {
-                    Err(e) => Some((Err(e), ReadState { ended: true, ..st })),
-                    Ok(batch) if batch.changes.is_empty() => {
-                        if continuous {
-                            let seq = batch.last_seq.clone();
-                            let next = ReadState {
-                                since: seq.clone(),
-                                caught_up: true,
-                                ended: false,
-                                idle: false,
-                            };
-                            Some((Ok(Item::Idle(seq)), next))
-                        } else {
-                            None
-                        }
-                    }
-                    Ok(batch) => {
-                        // A short page means caught up: continuous mode reports idle once it
-                        // is written, then waits for more. A one-shot run still reads on until
-                        // an empty page: a server that is not snapshot-consistent (pouchdb-server)
-                        // can leave out rows that moved to a later sequence while it read, and
-                        // the next page finds them. That costs one round trip at the end.
-                        let short = batch.changes.len() < limit;
-                        let next = ReadState {
-                            since: batch.last_seq.clone(),
-                            caught_up: short,
-                            ended: false,
-                            idle: short && continuous,
-                        };
-                        Some((Ok(Item::Batch(batch)), next))
-                    }
-                }
-            }
-        });
+            progress.done_seq.clone(),
+        )
+        .into_stream();
         let this = self.clone();
         let initial_load = progress.initial_load.clone();
         let pipeline = reader
@@ -514,6 +615,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                             this.process(batch, skip_diff).await.map(Outcome::Processed)
                         }
                         Item::Idle(seq) => Ok(Outcome::Idle(seq)),
+                        Item::Skip(seq) => Ok(Outcome::Skip(seq)),
                     }
                 }
             })
@@ -530,6 +632,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(Outcome::Processed(p))) => {
+                    progress.steps += 1;
                     if progress.paused {
                         progress.paused = false;
                         ctx.emit(Event::Active {
@@ -545,7 +648,9 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     if progress.failures.len() < MAX_RECORDED_FAILURES {
                         progress.failures.extend(p.failures.iter().cloned());
                     }
-                    progress.read_since_base += p.delta.changes_read;
+                    progress.read_since_base = progress
+                        .read_since_base
+                        .saturating_add(p.delta.changes_read);
                     let pending = if self.source.is_local() {
                         if progress.pending_base.is_none() {
                             self.refresh_pending(progress).await;
@@ -568,7 +673,14 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                             .await?;
                     }
                 }
+                Some(Ok(Outcome::Skip(seq))) => {
+                    progress.steps += 1;
+                    // Everything before this point in the feed has been taken, and the reader
+                    // found nothing to replicate up to `seq`.
+                    progress.done_seq = seq;
+                }
                 Some(Ok(Outcome::Idle(seq))) => {
+                    progress.steps += 1;
                     // Everything before this point in the feed has been taken, so all of it
                     // is written.
                     progress.done_seq = seq;
@@ -614,7 +726,16 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         };
         // A clustered feed can list a document twice (after a rewind): merge its revs.
         let mut revs: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+        let mut failures = Vec::new();
         for change in batch.changes {
+            // A revision no `Rev` can hold is that document's failure, reported; the rest
+            // of the batch replicates.
+            for text in change.invalid_revs {
+                failures.push(unrepresentable(&change.id, text));
+            }
+            if change.revs.is_empty() {
+                continue;
+            }
             let entry = revs.entry(change.id).or_default();
             for rev in change.revs {
                 if !entry.contains(&rev) {
@@ -622,7 +743,11 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 }
             }
         }
+        delta.doc_write_failures += failures.len() as u64;
         delta.missing_checked = revs.values().map(|r| r.len() as u64).sum();
+        // Every revision the source listed, for the sync-state hook below.
+        let listed = revs.clone();
+        let asked = if skip_diff { None } else { Some(revs.clone()) };
         let diff = if skip_diff {
             revs.into_iter()
                 .map(|(id, missing)| {
@@ -637,8 +762,29 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             self.target.revs_diff(revs).await?
         };
         let mut reqs = Vec::new();
+        let mut missing: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
         for (id, d) in diff {
+            if !d.missing.is_empty() {
+                missing.insert(id.clone(), d.missing.clone());
+            }
             for rev in d.missing {
+                // Fetch only what was asked about: a target that names another revision
+                // (CouchDB writes some hashes differently from how it was given them, e.g.
+                // upper-case hex in lower case) would make the fetch fail on every retry.
+                let was_asked = asked
+                    .as_ref()
+                    .is_none_or(|a| a.get(&id).is_some_and(|r| r.contains(&rev)));
+                if !was_asked {
+                    failures.push(DocFailure {
+                        id: id.clone(),
+                        rev: Some(rev.to_string()),
+                        error: "bad_request".into(),
+                        reason: "the target's _revs_diff named a revision that was not asked about"
+                            .into(),
+                    });
+                    delta.doc_write_failures += 1;
+                    continue;
+                }
                 reqs.push(FetchRequest {
                     id: id.clone(),
                     rev,
@@ -647,16 +793,25 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             }
         }
         delta.missing_found = reqs.len() as u64;
-        let mut failures = Vec::new();
-        for chunk in reqs.chunks(self.opts.fetch_chunk.max(1)) {
-            let docs = self.fetch(chunk.to_vec()).await?;
+        let source_id = self.source.identity();
+        let mut queue = FetchQueue::new(reqs);
+        while let Some(piece) = queue.next(&self.source, &self.budget).await? {
+            let docs = piece.docs;
             delta.docs_read += docs.len() as u64;
+            delta.doc_write_failures += piece.failures.len() as u64;
+            failures.extend(piece.failures);
             let n = docs.len() as u64;
-            let rejected = self.target.write(docs).await?;
-            delta.docs_written += n - rejected.len() as u64;
+            let rejected =
+                crate::write::write_docs(&self.source, &self.target, &self.budget, docs).await?;
+            // A server may answer with more results than documents sent: never underflow.
+            delta.docs_written += n.saturating_sub(rejected.len() as u64);
             delta.doc_write_failures += rejected.len() as u64;
             failures.extend(rejected);
+            // Written: the documents' share of the byte budget is free again.
+            drop(piece.held);
         }
+        self.record_sync_state(&source_id, listed, missing, &failures)
+            .await?;
         Ok(Processed {
             last_seq: batch.last_seq,
             pending: batch.pending,
@@ -665,39 +820,57 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         })
     }
 
-    /// Fetches revisions; those the source fails to give (a compaction race) are asked once
-    /// more on their own before the batch fails.
-    async fn fetch(&self, reqs: Vec<FetchRequest>) -> Result<Vec<Box<RawValue>>> {
-        let mut docs = Vec::with_capacity(reqs.len());
-        let mut failed = Vec::new();
-        for f in self.source.fetch(reqs.clone()).await? {
-            match f {
-                Fetched::Doc(d) => docs.push(d),
-                Fetched::Failed(fail) => failed.push(fail),
+    /// Tells both peers what the other holds after a batch (`Peer::record_peer_revs`): the
+    /// target holds every listed revision except those of documents it refused (it had
+    /// them, or took them); the source holds every listed revision, and the target only
+    /// needs telling about the ones it did not just take from it (`Peer::write` recorded
+    /// those with the data).
+    async fn record_sync_state(
+        &self,
+        source_id: &str,
+        listed: BTreeMap<String, Vec<Rev>>,
+        missing: BTreeMap<String, Vec<Rev>>,
+        failures: &[DocFailure],
+    ) -> Result<()> {
+        let mut on_target = BTreeMap::new();
+        let mut on_source = BTreeMap::new();
+        for (id, revs) in listed {
+            let missing = missing.get(&id);
+            let refused = failures.iter().any(|f| f.id == id);
+            let had: Vec<Rev> = revs
+                .iter()
+                .filter(|r| missing.is_none_or(|m| !m.contains(r)))
+                .cloned()
+                .collect();
+            if !had.is_empty() {
+                on_source.insert(id.clone(), had.clone());
+            }
+            let held = if refused { had } else { revs };
+            if !held.is_empty() {
+                on_target.insert(id, held);
             }
         }
-        if failed.is_empty() {
-            return Ok(docs);
-        }
-        let again: Vec<FetchRequest> = reqs
-            .into_iter()
-            .filter(|r| {
-                failed.iter().any(|f| {
-                    f.id == r.id && f.rev.as_deref().is_none_or(|v| v == r.rev.to_string())
-                })
+        // pouchdb-server names no `rev` in a refusal: the refused revision is then the one
+        // this batch sent for the document (the highest, if it sent several).
+        let refusals = failures
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                if f.rev.is_none() {
+                    f.rev = missing
+                        .get(&f.id)
+                        .and_then(|m| m.iter().max())
+                        .map(ToString::to_string);
+                }
+                f
             })
             .collect();
-        let mut failures = Vec::new();
-        for f in self.source.fetch(again).await? {
-            match f {
-                Fetched::Doc(d) => docs.push(d),
-                Fetched::Failed(fail) => failures.push(fail),
-            }
-        }
-        if !failures.is_empty() {
-            return Err(Error::Fetch { failures });
-        }
-        Ok(docs)
+        self.source
+            .record_peer_revs(&self.target.identity(), on_target, refusals)
+            .await?;
+        self.target
+            .record_peer_revs(source_id, on_source, Vec::new())
+            .await
     }
 
     /// Makes the target durable, then records `progress.done_seq` on the target and the
@@ -706,7 +879,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     async fn checkpoint(
         &self,
         ctx: &Ctx,
-        session: &SessionMeta<'_>,
+        session: &SessionMeta,
         progress: &mut Progress,
         source_log: &mut LogSlot,
         target_log: &mut LogSlot,
@@ -723,8 +896,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         // INVARIANT: the checkpoint never points past data that is not durable on the target.
         self.target.commit().await?;
         let entry = Session {
-            session_id: session.session_id.to_owned(),
-            start_time: session.start_time.to_owned(),
+            session_id: session.session_id.clone(),
+            start_time: session.start_time.clone(),
             end_time: checkpoint::now_rfc3339(),
             start_last_seq: session.start_seq.clone(),
             end_last_seq: progress.done_seq.clone(),
@@ -749,7 +922,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         );
         history.truncate(HISTORY_LIMIT);
         let log = ReplicationLog {
-            session_id: session.session_id.to_owned(),
+            session_id: session.session_id.clone(),
             source_last_seq: progress.done_seq.clone(),
             replication_id_version: 1,
             replicator: "settee".into(),
@@ -757,10 +930,10 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             doc_failures: progress.failures.clone(),
         };
         target_log
-            .write(&self.target, session.rep_id, &log, false)
+            .write(&self.target, &session.rep_id, &log, false)
             .await?;
         source_log
-            .write(&self.source, session.rep_id, &log, true)
+            .write(&self.source, &session.rep_id, &log, true)
             .await?;
         if self.source.is_local() {
             // A local source may flush on an interval: make its copy of the log durable too,
@@ -781,20 +954,48 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     }
 }
 
-struct SessionMeta<'a> {
-    rep_id: &'a str,
-    session_id: &'a str,
-    start_time: &'a str,
-    start_seq: &'a Seq,
+/// One session: its replication id (recomputed when a session restarts, in case the filter
+/// changed), its id, and where it started.
+struct SessionMeta {
+    rep_id: String,
+    session_id: String,
+    start_time: String,
+    start_seq: Seq,
+}
+
+/// What [`Replication::start`] found.
+struct Start {
+    session: SessionMeta,
+    source_log: LogSlot,
+    target_log: LogSlot,
+    /// The target had no documents, live or deleted.
+    target_empty: bool,
 }
 
 fn add(total: &mut Stats, d: &Stats) {
-    total.changes_read += d.changes_read;
-    total.missing_checked += d.missing_checked;
-    total.missing_found += d.missing_found;
-    total.docs_read += d.docs_read;
-    total.docs_written += d.docs_written;
-    total.doc_write_failures += d.doc_write_failures;
+    // Saturating: counts come from servers' answers, and a counter never wraps to 0.
+    total.changes_read = total.changes_read.saturating_add(d.changes_read);
+    total.missing_checked = total.missing_checked.saturating_add(d.missing_checked);
+    total.missing_found = total.missing_found.saturating_add(d.missing_found);
+    total.docs_read = total.docs_read.saturating_add(d.docs_read);
+    total.docs_written = total.docs_written.saturating_add(d.docs_written);
+    total.doc_write_failures = total
+        .doc_write_failures
+        .saturating_add(d.doc_write_failures);
+}
+
+/// The failure reported for a revision the source listed that no `Rev` can hold.
+fn unrepresentable(id: &str, text: String) -> DocFailure {
+    let reason = match text.parse::<Rev>() {
+        Err(settee_revtree::Error::InvalidRev { reason, .. }) => reason,
+        _ => "not a revision id",
+    };
+    DocFailure {
+        id: id.to_owned(),
+        reason: format!("Settee cannot represent this revision id ({reason})"),
+        rev: Some(text),
+        error: "bad_request".into(),
+    }
 }
 
 fn new_session_id() -> String {
@@ -828,7 +1029,7 @@ impl Ctx {
             message: error_chain(e),
             name: e.name().to_owned(),
             retrying,
-            retry_in_ms: delay.map(|d| d.as_millis() as u64),
+            retry_in_ms: delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         })
         .await;
     }

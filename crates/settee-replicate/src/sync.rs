@@ -1,14 +1,24 @@
-//! Sync: a push and a pull of the same pair, run together; and the offline answer to "what
-//! have I not synced yet" read from the local checkpoints.
+//! Sync: a push and a pull of the same pair, run together; and what is not synced between a
+//! local store and a remote, per document and in total, read offline from the store's sync
+//! state (which the replication's `Peer` hooks keep, see `peer_store.rs`), with the filter
+//! the pair is synced with applied here (`NotReplicated`). Only "unpulled" needs the remote.
 
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use futures::{Stream, StreamExt};
 use serde::Serialize;
+use settee_store::{Database, SyncState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{replication_id, ReplicationLog};
+use crate::checkpoint::ReplicationLog;
 use crate::events::{Direction, Event, Summary};
-use crate::peer::{DocFailure, Filter, Peer};
-use crate::{ReplicateOptions, Replication, Result};
+use crate::peer::{ChangesRequest, Filter, Peer};
+use crate::peer_store::{
+    blocking, winning_doc, PULL_FILTER_KEY, PULL_REPLICATION_KEY, PUSH_FILTER_KEY,
+    PUSH_REPLICATION_KEY,
+};
+use crate::{Error, ReplicateOptions, Replication, Result};
 
 /// Both directions' summaries.
 #[derive(Debug, Clone, Serialize)]
@@ -77,94 +87,313 @@ pub async fn sync<L: Peer, R: Peer>(
         r
     };
     let (push, pull) = tokio::join!(push_fut, pull_fut);
-    Ok(SyncSummary {
-        push: push?,
-        pull: pull?,
+    match (push, pull) {
+        (Ok(push), Ok(pull)) => Ok(SyncSummary { push, pull }),
+        // A direction stopped because the other failed reports `Cancelled`: report why.
+        (Err(Error::Cancelled), Err(e)) | (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
+/// What is not synced between a local store and a remote, read offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncStatus {
+    /// The remote's identity (its URL without credentials).
+    pub remote: String,
+    /// Documents with a revision the remote is not known to hold, that the sync's filter
+    /// includes (rejected ones included). Exact: 0 right after a complete sync.
+    pub unpushed: u64,
+    /// Of those, documents the remote refused.
+    pub rejected: u64,
+    /// Documents with a revision the remote does not have that the sync's filter excludes.
+    pub not_replicated: u64,
+    /// When the last push checkpoint was written (RFC 3339): everything up to it was
+    /// pushed. `None` if never.
+    pub last_push: Option<String>,
+    /// When the last pull checkpoint was written.
+    pub last_pull: Option<String>,
+}
+
+/// The local side of a (store, remote) pair: the store, the remote's name in it, and the
+/// filter its last push used (what decides `NotReplicated`).
+#[derive(Debug, Clone)]
+struct PairView {
+    db: Database,
+    remote: String,
+    push_filter: Filter,
+    pull_filter: Filter,
+    /// The replication ids of the last push and pull (their checkpoints' names), if any ran.
+    push_id: Option<String>,
+    pull_id: Option<String>,
+}
+
+impl PairView {
+    fn new<R: Peer>(local: &Database, remote: &R) -> PairView {
+        let name = remote.identity();
+        let meta = local.remote(&name).map(|r| r.meta).unwrap_or_default();
+        let filter = |key: &str| {
+            meta.get(key)
+                .and_then(Filter::from_json)
+                .unwrap_or_default()
+        };
+        let id = |key: &str| meta.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        PairView {
+            db: local.clone(),
+            push_filter: filter(PUSH_FILTER_KEY),
+            pull_filter: filter(PULL_FILTER_KEY),
+            push_id: id(PUSH_REPLICATION_KEY),
+            pull_id: id(PULL_REPLICATION_KEY),
+            remote: name,
+        }
+    }
+
+    /// Whether the push filter excludes document `id` (blocking: a selector reads the
+    /// document). A named filter runs only on a server and a push never uses one, so it
+    /// excludes nothing here.
+    fn excludes(&self, id: &str) -> settee_store::Result<bool> {
+        Ok(match &self.push_filter {
+            Filter::All | Filter::Named { .. } => false,
+            Filter::DocIds(ids) => !ids.iter().any(|d| d == id),
+            Filter::Selector(sel) => match winning_doc(&self.db, id)? {
+                Some(doc) => !sel.matches(&doc),
+                None => false,
+            },
+        })
+    }
+
+    /// `state` with the filter applied: an unsynced document the filter excludes is
+    /// `NotReplicated` (a synced one stays synced: the remote has it).
+    fn filtered(&self, id: &str, state: SyncState) -> settee_store::Result<SyncState> {
+        if !state.is_synced() && self.excludes(id)? {
+            return Ok(SyncState::NotReplicated);
+        }
+        Ok(state)
+    }
+}
+
+/// Document `id`'s sync state with `remote`, offline: `None` if the local store has no such
+/// document. O(1): the document's sync-state entry (and record), plus the document itself
+/// when the pair is synced with a selector.
+///
+/// # Errors
+/// The store's errors.
+pub async fn sync_state<R: Peer>(
+    local: &Database,
+    remote: &R,
+    id: &str,
+) -> Result<Option<SyncState>> {
+    let view = PairView::new(local, remote);
+    let id = id.to_owned();
+    blocking(local, move |db| match db.sync_state(&view.remote, &id)? {
+        Some(state) => view.filtered(&id, state).map(Some),
+        None => Ok(None),
+    })
+    .await
+}
+
+/// Rows [`unsynced`] reads from the store at a time.
+const UNSYNCED_PAGE: usize = 256;
+
+/// The documents not known to be on `remote` that the sync's filter includes, in id order,
+/// each with its state (`Unpushed` or `Rejected`), read offline. The cost is in the number
+/// of unsynced documents (with a filter, the excluded ones are read too), not the store's
+/// size.
+pub fn unsynced<R: Peer>(
+    local: &Database,
+    remote: &R,
+) -> impl Stream<Item = Result<(String, SyncState)>> + Send + 'static {
+    struct Walk {
+        view: PairView,
+        after: Option<String>,
+        buffer: VecDeque<(String, SyncState)>,
+        done: bool,
+    }
+    let start = Walk {
+        view: PairView::new(local, remote),
+        after: None,
+        buffer: VecDeque::new(),
+        done: false,
+    };
+    futures::stream::unfold(start, |mut w| async move {
+        loop {
+            if let Some(item) = w.buffer.pop_front() {
+                return Some((Ok(item), w));
+            }
+            if w.done {
+                return None;
+            }
+            let (view, after) = (w.view.clone(), w.after.clone());
+            let page = blocking(&w.view.db, move |db| {
+                let rows = db.unsynced(&view.remote, after.as_deref(), UNSYNCED_PAGE)?;
+                let last = rows.last().map(|(id, _)| id.clone());
+                let mut kept = Vec::with_capacity(rows.len());
+                for (id, state) in rows {
+                    let state = view.filtered(&id, state)?;
+                    if state != SyncState::NotReplicated {
+                        kept.push((id, state));
+                    }
+                }
+                Ok((kept, last))
+            })
+            .await;
+            match page {
+                Err(e) => {
+                    w.done = true;
+                    return Some((Err(e), w));
+                }
+                Ok((rows, last)) => {
+                    w.done = last.is_none();
+                    w.after = last;
+                    w.buffer.extend(rows);
+                }
+            }
+        }
     })
 }
 
-/// What is unsynced between a local store and a remote, from the local side alone.
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncStatus {
-    /// Local documents changed since the last successful push (`None` if the store cannot
-    /// tell).
-    pub unpushed: Option<u64>,
-    /// When the last push checkpoint was written (RFC 3339), if ever.
-    pub last_push: Option<String>,
-    /// When the last pull checkpoint was written, if ever.
-    pub last_pull: Option<String>,
-    /// Documents that failed to replicate in the last session of either direction.
-    pub failures: Vec<DocFailure>,
+/// A live stream of `remote`'s sync-state changes in the local store, for a UI's badges:
+/// each item is a document whose state may have changed (written here, confirmed or
+/// refused by a running sync, purged) and its state when the item is read (`None` once the
+/// document is gone), with the sync's filter applied. Coalesced: a document changed several
+/// times before the stream is polled comes once, with its latest state. Works offline.
+pub fn sync_state_changes<R: Peer>(
+    local: &Database,
+    remote: &R,
+) -> impl Stream<Item = Result<(String, Option<SyncState>)>> + Send + 'static {
+    let view = PairView::new(local, remote);
+    local.sync_state_changes(&view.remote).then(move |item| {
+        let view = view.clone();
+        async move {
+            let (id, state) = item.map_err(|source| crate::Error::Store {
+                path: view.db.path().display().to_string(),
+                source,
+            })?;
+            match state {
+                Some(s) if !s.is_synced() && !matches!(view.push_filter, Filter::All) => {
+                    let db = view.db.clone();
+                    blocking(&db, move |_| {
+                        let s = view.filtered(&id, s)?;
+                        Ok((id, Some(s)))
+                    })
+                    .await
+                }
+                other => Ok((id, other)),
+            }
+        }
+    })
 }
 
-/// Reads the local checkpoints of the push and pull between `local` and `remote` and counts
-/// the local changes not yet pushed. Needs no network: the remote is only named.
+/// What is not synced between `local` and `remote`, offline: exact counts of unpushed,
+/// rejected and filtered-out documents, and when the last push and pull checkpoints were
+/// written. Without a filter the counts are one read; with `doc_ids`, one read per listed
+/// id; with a selector, a walk of the unsynced documents.
 ///
 /// # Errors
 /// The local store's errors.
-pub async fn status<L: Peer, R: Peer>(
-    local: &L,
-    remote: &R,
-    filter: &Filter,
-) -> Result<SyncStatus> {
-    let push_id = replication_id(&local.identity(), &remote.identity(), filter);
-    let pull_id = replication_id(&remote.identity(), &local.identity(), filter);
-    let push = local
-        .get_local(&push_id)
-        .await?
-        .as_ref()
-        .and_then(ReplicationLog::from_doc);
-    let pull = local
-        .get_local(&pull_id)
-        .await?
-        .as_ref()
-        .and_then(ReplicationLog::from_doc);
-    let since = push
-        .as_ref()
-        .map(|l| l.source_last_seq.clone())
-        .unwrap_or_default();
-    let when = |l: &Option<ReplicationLog>| {
-        l.as_ref()
-            .and_then(|l| l.history.first())
-            .map(|s| s.end_time.clone())
+pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus> {
+    let view = PairView::new(local, remote);
+    let v = view.clone();
+    let (unpushed, rejected, not_replicated) = blocking(local, move |db| {
+        let total = db.sync_counts(&v.remote)?;
+        let (mut unpushed, mut rejected) = (0u64, 0u64);
+        let mut count = |state: &SyncState| {
+            if !state.is_synced() && *state != SyncState::NotReplicated {
+                unpushed += 1;
+                rejected += u64::from(matches!(state, SyncState::Rejected { .. }));
+            }
+        };
+        match &v.push_filter {
+            Filter::All | Filter::Named { .. } => return Ok((total.unsynced, total.rejected, 0)),
+            Filter::DocIds(ids) => {
+                let ids: HashSet<&String> = ids.iter().collect();
+                for id in ids {
+                    if let Some(state) = db.sync_state(&v.remote, id)? {
+                        count(&state);
+                    }
+                }
+            }
+            Filter::Selector(_) => {
+                let mut after: Option<String> = None;
+                loop {
+                    let rows = db.unsynced(&v.remote, after.as_deref(), UNSYNCED_PAGE)?;
+                    let Some((last, _)) = rows.last() else { break };
+                    after = Some(last.clone());
+                    for (id, state) in rows {
+                        count(&v.filtered(&id, state)?);
+                    }
+                }
+            }
+        }
+        Ok((unpushed, rejected, total.unsynced.saturating_sub(unpushed)))
+    })
+    .await?;
+    let when = |doc: Option<serde_json::Value>| {
+        doc.as_ref()
+            .and_then(ReplicationLog::from_doc)
+            .and_then(|l| l.history.first().map(|s| s.end_time.clone()))
     };
-    let mut failures = Vec::new();
-    for log in [&push, &pull].into_iter().flatten() {
-        failures.extend(log.doc_failures.iter().cloned());
-    }
     Ok(SyncStatus {
-        unpushed: local.pending_since(&since).await,
-        last_push: when(&push),
-        last_pull: when(&pull),
-        failures,
+        remote: view.remote,
+        unpushed,
+        rejected,
+        not_replicated,
+        last_push: when(checkpoint_of(local, view.push_id.as_deref()).await?),
+        last_pull: when(checkpoint_of(local, view.pull_id.as_deref()).await?),
     })
 }
 
-/// How many changes the remote has that the last pull did not reach (the server's
-/// `pending` after the pull checkpoint). Needs the network.
+/// The local store's checkpoint document `rep_id`, if there is one.
+async fn checkpoint_of(
+    local: &Database,
+    rep_id: Option<&str>,
+) -> Result<Option<serde_json::Value>> {
+    match rep_id {
+        Some(id) => Peer::get_local(local, id).await,
+        None => Ok(None),
+    }
+}
+
+/// Changes per `_changes` page when counting what is unpulled.
+const UNPULLED_PAGE: usize = 500;
+
+/// How many documents `remote` has revisions of that the local store lacks, among those it
+/// changed after the last pull's checkpoint (with the pull's filter): the server's changes
+/// after the checkpoint, checked against the store with `_revs_diff`, so a revision the
+/// store already has (it pushed it, say) is not counted. Needs the remote.
 ///
 /// # Errors
-/// The peers' errors (offline, authentication...).
-pub async fn unpulled<L: Peer, R: Peer>(
-    local: &L,
-    remote: &R,
-    filter: &Filter,
-) -> Result<Option<u64>> {
-    let pull_id = replication_id(&remote.identity(), &local.identity(), filter);
-    let since = local
-        .get_local(&pull_id)
+/// The remote's errors (offline, authentication...) and the store's.
+pub async fn unpulled<R: Peer>(local: &Database, remote: &R) -> Result<u64> {
+    let view = PairView::new(local, remote);
+    let mut since = checkpoint_of(local, view.pull_id.as_deref())
         .await?
         .as_ref()
         .and_then(ReplicationLog::from_doc)
         .map(|l| l.source_last_seq)
         .unwrap_or_default();
-    let page = remote
-        .changes(&crate::ChangesRequest {
-            since,
-            limit: 1,
-            filter: filter.clone(),
-            wait: None,
-        })
-        .await?;
-    Ok(page.pending.map(|p| p + page.changes.len() as u64))
+    let mut unpulled: HashSet<String> = HashSet::new();
+    loop {
+        let page = remote
+            .changes(&ChangesRequest {
+                since: since.clone(),
+                limit: UNPULLED_PAGE,
+                filter: view.pull_filter.clone(),
+                wait: None,
+            })
+            .await?;
+        let mut revs: BTreeMap<String, Vec<settee_revtree::Rev>> = BTreeMap::new();
+        for c in &page.changes {
+            revs.entry(c.id.clone())
+                .or_default()
+                .extend(c.revs.iter().cloned());
+        }
+        for (id, diff) in Peer::revs_diff(local, revs).await? {
+            if !diff.missing.is_empty() {
+                unpulled.insert(id);
+            }
+        }
+        if page.changes.len() < UNPULLED_PAGE {
+            return Ok(unpulled.len() as u64);
+        }
+        since = page.last_seq;
+    }
 }

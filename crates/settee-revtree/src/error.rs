@@ -5,7 +5,7 @@
 #[non_exhaustive]
 pub enum Error {
     /// A rev string that is not `N-hash` with `N >= 1` and a non-empty hash.
-    #[error("bad_request: invalid rev format {rev:?}: {reason}")]
+    #[error("bad_request: {}", self.reason())]
     InvalidRev {
         /// The text as given (truncated to 64 characters).
         rev: String,
@@ -13,7 +13,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// A `_revisions` object (or a path) that cannot describe an ancestry.
-    #[error("bad_request: invalid _revisions: {reason}")]
+    #[error("bad_request: {}", self.reason())]
     InvalidRevisions {
         /// What is wrong with it.
         reason: String,
@@ -25,6 +25,14 @@ impl Error {
     pub fn name(&self) -> &'static str {
         match self {
             Error::InvalidRev { .. } | Error::InvalidRevisions { .. } => "bad_request",
+        }
+    }
+
+    /// The message without the name in front: CouchDB's `reason`.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::InvalidRev { rev, reason } => format!("invalid rev format {rev:?}: {reason}"),
+            Error::InvalidRevisions { reason } => format!("invalid _revisions: {reason}"),
         }
     }
 }

@@ -39,7 +39,7 @@ mod tree;
 
 pub use error::{Error, Result};
 pub use merge::{MergeKind, MergeOutcome};
-pub use rev::{Rev, MAX_HASH_LEN, MAX_POS};
+pub use rev::{Rev, MAX_POS};
 pub use revid::{canonical_json, new_rev_hash};
 pub use revisions::{RevPath, Revisions};
 pub use seq::Seq;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rev::{check_hash, MAX_POS};
+use crate::rev::MAX_POS;
 use crate::{Error, Result, Rev};
 
 /// CouchDB's `_revisions` object: `start` is the position of `ids[0]`, and `ids` lists hashes
@@ -29,27 +29,26 @@ impl Revisions {
     /// Checks the ancestry and turns it into a path, oldest first.
     ///
     /// # Errors
-    /// [`Error::InvalidRevisions`] when `ids` is empty, `start` is 0 or above the largest
-    /// position, `ids` reaches back before position 1, or a hash is malformed.
+    /// [`Error::InvalidRevisions`] when `ids` is empty, `start` is above the largest
+    /// position, or `ids` reaches back before position 0. (CouchDB stores such a history
+    /// too, with negative positions; no replica can name those revisions back to it, as its
+    /// own rev parser refuses them.)
     pub fn to_path(&self) -> Result<RevPath> {
         if self.ids.is_empty() {
             return Err(bad("ids is empty"));
         }
-        if self.start == 0 || self.start > MAX_POS {
+        if self.start > MAX_POS {
             return Err(bad(format!("start {} is out of range", self.start)));
         }
         let len = self.ids.len() as u64;
-        if len > self.start {
+        if len > self.start + 1 {
             return Err(bad(format!(
-                "{} ids reach back before position 1 from start {}",
+                "{} ids reach back before position 0 from start {}",
                 len, self.start
             )));
         }
-        for id in &self.ids {
-            check_hash(id).map_err(|reason| bad(format!("id {id:?}: {reason}")))?;
-        }
         Ok(RevPath {
-            start: self.start - len + 1,
+            start: self.start + 1 - len,
             hashes: self.ids.iter().rev().map(|h| h.as_str().into()).collect(),
         })
     }
@@ -93,14 +92,15 @@ impl RevPath {
         if ids.is_empty() {
             return Err(bad("ids is empty"));
         }
-        if start == 0 {
-            return Err(bad("start must be at least 1"));
-        }
-        Revisions {
-            start: start.saturating_add(len - 1),
-            ids,
-        }
-        .to_path()
+        let newest = start
+            .checked_add(len - 1)
+            .filter(|&n| n <= MAX_POS)
+            .ok_or_else(|| {
+                bad(format!(
+                    "{len} ids from start {start} pass the largest position"
+                ))
+            })?;
+        Revisions { start: newest, ids }.to_path()
     }
 
     /// The path of a single revision with no known ancestors.
@@ -114,11 +114,12 @@ impl RevPath {
     /// The path of a new edit: `parent` (if any) followed by a new revision `hash`.
     ///
     /// # Errors
-    /// [`Error::InvalidRev`] when the new hash is malformed or the position overflows.
+    /// [`Error::InvalidRev`] when the parent is at the largest position.
     pub fn child_of(parent: Option<&Rev>, hash: &str) -> Result<RevPath> {
         match parent {
             None => Ok(RevPath::from_rev(&Rev::new(1, hash)?)),
             Some(p) => {
+                // INVARIANT: p.pos() <= MAX_POS < u64::MAX, so this does not overflow.
                 let child = Rev::new(p.pos() + 1, hash)?;
                 Ok(RevPath {
                     start: p.pos(),
@@ -208,25 +209,43 @@ mod tests {
     }
 
     #[test]
-    fn ids_reaching_before_position_one_are_rejected() {
-        assert!(revs(2, &["c", "b", "a"]).to_path().is_err());
-        assert!(revs(0, &["a"]).to_path().is_err());
+    fn ids_reaching_before_position_zero_are_rejected() {
+        assert!(revs(1, &["c", "b", "a"]).to_path().is_err());
+        assert!(revs(0, &["b", "a"]).to_path().is_err());
+    }
+
+    #[test]
+    fn histories_down_to_position_zero_are_kept() {
+        // Apache CouchDB stores these with new_edits=false and replicates them.
+        let path = revs(1, &["b", "a"]).to_path().unwrap();
+        let all: Vec<String> = path.revs().map(|r| r.to_string()).collect();
+        assert_eq!(all, ["0-a", "1-b"]);
+        assert_eq!(revs(0, &["a"]).to_path().unwrap().leaf().to_string(), "0-a");
+        assert_eq!(
+            RevPath::new(0, ["a", "b"]).unwrap().to_revisions(),
+            revs(1, &["b", "a"])
+        );
     }
 
     #[test]
     fn huge_start_is_rejected() {
         assert!(revs(u64::MAX, &["a"]).to_path().is_err());
         assert!(revs(MAX_POS, &["a"]).to_path().is_ok());
+        assert!(RevPath::new(MAX_POS, ["a", "b"]).is_err());
+        assert!(RevPath::new(u64::MAX, ["a"]).is_err());
     }
 
     #[test]
-    fn malformed_hash_in_ids_is_rejected() {
-        assert!(revs(2, &["b", ""]).to_path().is_err());
-        assert!(revs(2, &["b c", "a"]).to_path().is_err());
+    fn any_string_is_a_hash_in_ids() {
+        let long = "x".repeat(300);
+        let path = revs(3, &["", "a b\n\u{0}", &long]).to_path().unwrap();
+        assert_eq!(path.leaf().to_string(), "3-");
+        assert_eq!(path.revs().next().unwrap().hash(), long);
     }
 
     #[test]
     fn revisions_deserialize_rejects_wrong_types() {
+        // A negative start (CouchDB stores one) cannot be represented.
         assert!(serde_json::from_str::<Revisions>(r#"{"start":-1,"ids":["a"]}"#).is_err());
         assert!(serde_json::from_str::<Revisions>(r#"{"start":1,"ids":"a"}"#).is_err());
         assert!(serde_json::from_str::<Revisions>(r#"{"ids":["a"]}"#).is_err());

@@ -180,10 +180,21 @@ fn compactable_lists_non_leaf_bodies() {
     assert!(t.compactable().is_empty());
 }
 
+/// Issue 10: Apache CouchDB stores revisions at position 0 and with any string as hash;
+/// they merge, win and conflict like any other.
+#[test]
+fn position_zero_and_odd_hashes_merge_like_any_revision() {
+    let mut t = RevTree::new(&path(0, &["", "xyz!"]), false);
+    t.merge(&path(0, &["", "a b"]), false, 1000);
+    t.merge(&path(0, &["", "xyz!", &"h".repeat(300)]), false, 1000);
+    assert_eq!(t.winner().to_string(), format!("2-{}", "h".repeat(300)));
+    assert_eq!(strs(&t.conflicts()), ["1-a b"]);
+    assert!(t.contains(&rev("0-")));
+}
+
 #[test]
 fn huge_positions_are_rejected_in_paths() {
     assert!(RevPath::new(settee_revtree::MAX_POS, ["a", "b"]).is_err());
-    assert!(RevPath::new(0, ["a"]).is_err());
     assert!(RevPath::new(1, Vec::<String>::new()).is_err());
     let huge = Revisions {
         start: u64::MAX,

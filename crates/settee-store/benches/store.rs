@@ -5,7 +5,12 @@
 //! - `put/relaxed` and `put/immediate`: single `put`s of new notes (throughput per put;
 //!   `immediate` fsyncs every put, so it measures the disk's fsync latency);
 //! - `get/by_id`: random gets by id from the loaded store;
-//! - `changes/full_scan`: one `_changes` read of the whole loaded store.
+//! - `changes/full_scan`: one `_changes` read of the whole loaded store;
+//! - `bulk_docs_synced/1000_per_batch`: the bulk load into a store that syncs with one
+//!   registered remote (each new note gets its unsynced entry);
+//! - `sync_state/*` on the loaded store synced with one remote except for 10 notes: the
+//!   counts, the list of the unsynced notes, one note's state, and what
+//!   `settee_replicate::status` reads offline (counts, list and both checkpoint documents).
 //!
 //! Quick run: `SETTEE_BENCH_DOCS=5000 cargo bench -p settee-store`. `SETTEE_BENCH_CACHE_MB`
 //! overrides sled's cache size (default: `OpenOptions`' 64 MiB).
@@ -20,7 +25,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use settee_store::{ChangesOptions, Database, Durability, GetOptions, OpenOptions};
+use settee_store::{ChangesOptions, Database, Durability, GetOptions, OpenOptions, Rev};
 
 const BATCH: usize = 1000;
 
@@ -82,22 +87,94 @@ fn load(db: &Database, n: usize) {
     }
 }
 
+/// The remote the sync-state benchmarks register.
+const REMOTE: &str = "http://127.0.0.1:5984/notes";
+
 fn bench_bulk(c: &mut Criterion) {
     let n = doc_count();
-    let mut g = c.benchmark_group("bulk_docs");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(n as u64));
-    g.bench_function(BenchmarkId::new("1000_per_batch", n), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let db = open(&dir.path().join("db"), Durability::Immediate);
-                let t = Instant::now();
-                load(&db, n);
-                total += t.elapsed();
-            }
-            total
+    for (group, remotes) in [("bulk_docs", 0), ("bulk_docs_synced", 1)] {
+        let mut g = c.benchmark_group(group);
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("1000_per_batch", n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let db = open(&dir.path().join("db"), Durability::Immediate);
+                    if remotes > 0 {
+                        db.register_remote(REMOTE, Default::default())
+                            .expect("register");
+                    }
+                    let t = Instant::now();
+                    load(&db, n);
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+        g.finish();
+    }
+}
+
+fn bench_sync_state(c: &mut Criterion) {
+    let n = doc_count();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(
+        &dir.path().join("db"),
+        Durability::Relaxed {
+            flush_every: Duration::from_millis(500),
+        },
+    );
+    db.register_remote(REMOTE, Default::default())
+        .expect("register");
+    load(&db, n);
+    // The remote confirms everything (as a push would, batch by batch) but 10 notes.
+    let mut after: Option<String> = None;
+    loop {
+        let page = db
+            .unsynced(REMOTE, after.as_deref(), BATCH)
+            .expect("unsynced");
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        let held: std::collections::BTreeMap<String, Vec<Rev>> = page
+            .into_iter()
+            .filter(|(id, _)| id.as_str() >= "note-00000010")
+            .map(|(id, s)| match s {
+                settee_store::SyncState::Unpushed { revs } => (id, revs),
+                other => panic!("{id} is {other:?}"),
+            })
+            .collect();
+        db.record_remote_revs(REMOTE, &held, &[]).expect("record");
+    }
+    db.put_local(json!({"_id": "_local/push", "history": []}))
+        .expect("checkpoint");
+    assert_eq!(db.sync_counts(REMOTE).expect("counts").unsynced, 10);
+    let mut g = c.benchmark_group("sync_state");
+    g.bench_function(BenchmarkId::new("counts", n), |b| {
+        b.iter(|| black_box(db.sync_counts(REMOTE).expect("counts")))
+    });
+    g.bench_function(BenchmarkId::new("list_10_unsynced", n), |b| {
+        b.iter(|| {
+            let list = db.unsynced(REMOTE, None, 256).expect("list");
+            assert_eq!(list.len(), 10);
+            black_box(list)
+        })
+    });
+    let mut rng = StdRng::seed_from_u64(4);
+    g.bench_function(BenchmarkId::new("one_doc", n), |b| {
+        b.iter(|| {
+            let id = format!("note-{:08}", rng.gen_range(0..n));
+            black_box(db.sync_state(REMOTE, &id).expect("state"))
+        })
+    });
+    g.bench_function(BenchmarkId::new("status", n), |b| {
+        b.iter(|| {
+            let counts = db.sync_counts(REMOTE).expect("counts");
+            let list = db.unsynced(REMOTE, None, 256).expect("list");
+            let push = db.get_local("push").ok();
+            let pull = db.get_local("pull").ok();
+            black_box((counts, list, push, pull))
         })
     });
     g.finish();
@@ -163,5 +240,11 @@ fn bench_reads(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_bulk, bench_put, bench_reads);
+criterion_group!(
+    benches,
+    bench_bulk,
+    bench_put,
+    bench_reads,
+    bench_sync_state
+);
 criterion_main!(benches);

@@ -6,6 +6,10 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use settee_revtree::Rev;
+
+use crate::keys;
+use crate::{Database, Error, Result};
 
 /// CouchDB's digest of attachment bytes: `md5-` + base64 of the raw MD5. Equal content gives
 /// equal digests on CouchDB, PouchDB and here, so stubs compare across peers.
@@ -76,9 +80,109 @@ pub(crate) fn metas(body: &Map<String, Value>) -> Vec<(String, AttMeta)> {
         .collect()
 }
 
+/// One attachment of a revision with its bytes (`GET /{db}/{docid}/{name}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The MIME type given when it was written.
+    pub content_type: String,
+    /// CouchDB's digest of the bytes (`md5-<base64>`).
+    pub digest: String,
+    /// The revision position at which it was last changed.
+    pub revpos: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl Database {
+    /// Reads attachment `name` of a document: of the winning revision, or of `rev`.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// db.put(json!({"_id": "a", "_attachments": {"t.txt":
+    ///     {"content_type": "text/plain", "data": "aGVsbG8="}}}))?;
+    /// let att = db.attachment("a", None, "t.txt")?;
+    /// assert_eq!((att.data.as_slice(), att.content_type.as_str()), (&b"hello"[..], "text/plain"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]: reason `missing` (no such document or revision), `deleted` (the
+    /// winner is deleted and no `rev` was given), or `Document is missing attachment`
+    /// (CouchDB's reason) when the revision has no attachment of that name;
+    /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures.
+    pub fn attachment(&self, id: &str, rev: Option<&Rev>, name: &str) -> Result<Attachment> {
+        let rec = self
+            .load_doc(id)?
+            .ok_or_else(|| Error::not_found(id, "missing"))?;
+        let rev = match rev {
+            Some(r) => r.clone(),
+            None => {
+                let leaf = rec.tree.winning_leaf();
+                if leaf.deleted {
+                    return Err(Error::not_found(id, "deleted"));
+                }
+                leaf.rev
+            }
+        };
+        if !rec.tree.contains(&rev) {
+            return Err(Error::not_found(id, "missing"));
+        }
+        let body = self
+            .load_body(id, &rec, &rev)?
+            .ok_or_else(|| Error::not_found(id, "missing"))?;
+        let (_, meta) = metas(&body)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| Error::not_found(id, "Document is missing attachment"))?;
+        let inner = &self.inner;
+        let data = inner
+            .tree
+            .get(keys::att_key(&meta.digest))
+            .map_err(|e| inner.storage(e))?
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "attachment {name:?} of {id:?} ({}) is not stored",
+                    meta.digest
+                ))
+            })?;
+        Ok(Attachment {
+            content_type: meta.content_type,
+            digest: meta.digest,
+            revpos: meta.revpos,
+            data: data.to_vec(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attachment_of_an_old_revision_and_missing_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("db")).unwrap();
+        let r1 = db
+            .put(
+                json!({"_id": "a", "_attachments": {"x": {"content_type": "a/b", "data": "AAE="}}}),
+            )
+            .unwrap()
+            .rev
+            .unwrap();
+        db.put(json!({"_id": "a", "_rev": r1.to_string()})).unwrap();
+        assert_eq!(db.attachment("a", Some(&r1), "x").unwrap().data, vec![0, 1]);
+        let err = db.attachment("a", None, "x").unwrap_err();
+        assert_eq!(
+            (err.name(), err.reason().as_str()),
+            ("not_found", "Document is missing attachment")
+        );
+        assert_eq!(
+            db.attachment("nope", None, "x").unwrap_err().reason(),
+            "missing"
+        );
+    }
 
     #[test]
     fn digest_matches_couchdb() {

@@ -4,14 +4,17 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 /// How long `open` retries a busy lock before answering `store_in_use`.
 const LOCK_WAIT: Duration = Duration::from_millis(1500);
 
 use crate::changes::Notifier;
+use crate::index::{Catalog, Indexes};
 use crate::keys::{self, FORMAT_VERSION};
+use crate::sync_state::{Registry, Watchers};
 use crate::{DbInfo, Durability, Error, OpenOptions, Result, Sizes};
 
 /// A Settee store: CouchDB's document API on a sled database in one directory.
@@ -96,7 +99,9 @@ pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) db: sled::Db,
     pub(crate) tree: sled::Tree,
-    pub(crate) revs_limit: u64,
+    /// Revisions kept per branch: the stored `_revs_limit` if one was set, else the open
+    /// option. Atomic so that [`Database::set_revs_limit`] applies to every clone at once.
+    pub(crate) revs_limit: AtomicU64,
     pub(crate) durability: Durability,
     /// The single writer lock. Every write reads the current document record, checks the
     /// given `_rev` against it, and writes a batch; sled batches do not re-check what was
@@ -110,6 +115,13 @@ pub(crate) struct Inner {
     pub(crate) writer: Mutex<Counters>,
     pub(crate) notifier: Notifier,
     pub(crate) uuid: String,
+    /// The Mango index catalog (`index.rs`).
+    pub(crate) indexes: Indexes,
+    /// The remotes the store syncs with and their counts (`sync_state.rs`). Changed only
+    /// under the writer lock, once a batch that changes it is applied.
+    pub(crate) sync: RwLock<Registry>,
+    /// Live sync-state subscribers.
+    pub(crate) watchers: Watchers,
 }
 
 impl Inner {
@@ -118,6 +130,11 @@ impl Inner {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// The current revs limit (see the field).
+    pub(crate) fn revs_limit(&self) -> u64 {
+        self.revs_limit.load(Ordering::Relaxed)
     }
 
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Counters> {
@@ -131,12 +148,29 @@ impl Inner {
     pub(crate) fn commit(
         &self,
         guard: &mut MutexGuard<'_, Counters>,
-        mut batch: sled::Batch,
+        batch: sled::Batch,
         counters: Counters,
     ) -> Result<()> {
+        self.commit_with(guard, batch, counters, || {})
+    }
+
+    /// [`Inner::commit`], running `applied` (under the writer lock) once the batch is
+    /// applied, to update in-memory state that mirrors it; not run if applying fails.
+    pub(crate) fn commit_with(
+        &self,
+        guard: &mut MutexGuard<'_, Counters>,
+        mut batch: sled::Batch,
+        counters: Counters,
+        applied: impl FnOnce(),
+    ) -> Result<()> {
         batch.insert(keys::META_COUNTERS, &counters.encode()[..]);
+        let catalog = self.indexes.take_pending();
         self.tree.apply_batch(batch).map_err(|e| self.storage(e))?;
         **guard = counters;
+        if let Some(c) = catalog {
+            self.indexes.publish(c);
+        }
+        applied();
         let flushed = match self.durability {
             Durability::Immediate => self.tree.flush().map(|_| ()),
             Durability::Relaxed { .. } => Ok(()),
@@ -265,6 +299,11 @@ impl Database {
                 if found == "1" {
                     tracing::info!(path = %path.display(), "upgrading the store from format 1");
                     crate::migrate::upgrade_v1(&tree, &storage)?;
+                    found = "2".into();
+                }
+                if ["2", "3", "4"].contains(&found.as_str()) {
+                    tracing::info!(path = %path.display(), from = %found, "upgrading the store's format");
+                    crate::migrate::upgrade_to_indexes(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
                 if found != FORMAT_VERSION.to_string() {
@@ -301,17 +340,27 @@ impl Database {
             Some(v) => Counters::decode(&v)?,
             None => return Err(not_a_store("the store has no counters record")),
         };
+        let catalog = Catalog::load(&tree, &storage)?;
+        let registry = Registry::load(&tree, &storage)?;
+        crate::sync_state::clear_unregistered(&tree, &registry, &storage)?;
+        let revs_limit = match tree.get(keys::META_REVS_LIMIT).map_err(storage)? {
+            Some(v) => keys::decode_u64(&v, "revs limit")?,
+            None => opts.revs_limit,
+        };
         tracing::debug!(path = %path.display(), update_seq = counters.update_seq, "opened store");
         Ok(Database {
             inner: Arc::new(Inner {
                 path,
                 db,
                 tree,
-                revs_limit: opts.revs_limit.max(1),
+                revs_limit: AtomicU64::new(revs_limit.max(1)),
                 durability: opts.durability,
                 writer: Mutex::new(counters),
                 notifier: Notifier::new(counters.update_seq),
                 uuid,
+                indexes: Indexes::new(catalog),
+                sync: RwLock::new(registry),
+                watchers: Watchers::default(),
             }),
         })
     }
@@ -321,9 +370,10 @@ impl Database {
         &self.inner.path
     }
 
-    /// The revs limit this handle stems to.
+    /// The revs limit this store stems to: the one set with [`Database::set_revs_limit`],
+    /// which is stored, or else [`OpenOptions::revs_limit`].
     pub fn revs_limit(&self) -> u64 {
-        self.inner.revs_limit
+        self.inner.revs_limit()
     }
 
     /// The store's uuid (fixed when it was created; also in [`Database::info`]). Reads

@@ -95,6 +95,10 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+    /// A Mango query, index definition or selector that cannot be served, with CouchDB's
+    /// name for it (`no_usable_index`, `invalid_operator`, ...).
+    #[error(transparent)]
+    Query(#[from] settee_query::Error),
     /// A filesystem error outside sled (destroying a store).
     #[error("i/o error on {path}")]
     Io {
@@ -121,6 +125,7 @@ impl Error {
             Error::NotAStore { .. } => "not_a_store",
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::Corrupt { .. } => "corrupt",
+            Error::Query(e) => e.name(),
             Error::Storage { .. } | Error::Io { .. } => "internal_server_error",
         }
     }
@@ -132,6 +137,7 @@ impl Error {
             Error::NotFound { .. } => 404,
             Error::BadRequest { .. } | Error::IllegalDocId { .. } => 400,
             Error::DocValidation { .. } => 400,
+            Error::Query(e) => e.status(),
             Error::MissingStub { .. } => 412,
             Error::StoreInUse { .. } => 423,
             Error::NotAStore { .. } | Error::UnsupportedFormat { .. } => 500,
@@ -148,6 +154,7 @@ impl Error {
             Error::IllegalDocId { reason, .. } => reason.clone(),
             Error::DocValidation { reason } => reason.clone(),
             Error::MissingStub { name, .. } => format!("Invalid attachment stub for {name}"),
+            Error::Query(e) => e.reason().to_owned(),
             other => other.to_string(),
         }
     }
@@ -183,7 +190,7 @@ impl Error {
 impl From<settee_revtree::Error> for Error {
     fn from(e: settee_revtree::Error) -> Error {
         // Both revtree errors are CouchDB's 400 bad_request.
-        Error::bad_request(e.to_string())
+        Error::bad_request(e.reason())
     }
 }
 

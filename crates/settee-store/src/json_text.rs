@@ -19,7 +19,11 @@ pub(crate) struct Member<'a> {
 
 /// The members of `json` in order, or `None` if it is not an object.
 pub(crate) fn members(json: &RawValue) -> Option<Vec<Member<'_>>> {
-    let text = json.get();
+    members_of_text(json.get())
+}
+
+/// [`members`] of text already known to be valid JSON (a body the store wrote).
+pub(crate) fn members_of_text(text: &str) -> Option<Vec<Member<'_>>> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {

@@ -31,10 +31,14 @@
 //! Storage layout: see `keys.rs` and `docs/storage-format.md`.
 
 mod all_docs;
+mod attachment_io;
 mod attachments;
 mod changes;
 mod database;
 mod error;
+mod find;
+mod index;
+mod index_blocks;
 mod json_text;
 mod keys;
 mod local;
@@ -42,13 +46,18 @@ mod maintenance;
 mod migrate;
 mod options;
 mod read;
+mod resolve;
 mod results;
+mod settings;
+mod sync_state;
 mod validate;
 mod write;
 
-pub use attachments::attachment_digest;
+pub use attachments::{attachment_digest, Attachment};
 pub use database::Database;
 pub use error::{Error, Result};
+pub use find::{CreateIndexResponse, ExecutionStats, FindResponse, IndexList};
+pub use index::IndexProgress;
 pub use keys::FORMAT_VERSION;
 pub use local::LocalDocResult;
 pub use maintenance::VerifyReport;
@@ -56,8 +65,11 @@ pub use options::{
     AllDocsOptions, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Durability,
     GetOptions, OpenOptions, OpenRevs,
 };
+pub use resolve::Resolution;
 pub use results::{
     AllDocs, AllDocsRow, BulkGetDoc, BulkGetError, BulkGetResult, Change, Changes, DbInfo,
     DocResult, OpenRevResult, PurgeResult, Sizes,
 };
+pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_revtree::{Rev, Revisions, RevsDiff};
+pub use sync_state::{Rejection, Remote, SyncCounts, SyncState};

@@ -12,6 +12,7 @@ use std::sync::MutexGuard;
 use crate::attachments::metas;
 use crate::database::{Counters, Inner};
 use crate::keys::{self, DocRecord, SeqEntry};
+use crate::sync_state::Edit;
 use crate::write::BatchState;
 use crate::{Database, Error, PurgeResult, Result};
 
@@ -33,6 +34,10 @@ pub struct VerifyReport {
     pub attachments: u64,
     /// The highest sequence in the by-seq index.
     pub max_seq: u64,
+    /// Entries in the Mango indexes.
+    pub index_entries: u64,
+    /// Sync-state entries (documents not known to be on a registered remote, per remote).
+    pub unsynced_entries: u64,
 }
 
 /// Documents compacted per batch: bounds the memory a compaction holds.
@@ -187,7 +192,11 @@ impl Database {
     ///   available revision that is not the winner;
     /// - every attachment a stored body refers to is stored;
     /// - `doc_count` / `doc_del_count` match the records, and `update_seq` is at least every
-    ///   seq.
+    ///   seq;
+    /// - the Mango index catalog is what the query design documents define, and every index
+    ///   holds exactly the entries of the documents it covers.
+    /// - the sync state: every entry names a registered remote and an existing document,
+    ///   lists only leaves of it, and the per-remote counters equal the entries.
     ///
     /// Takes the writer lock, so it sees one state of the store.
     ///
@@ -358,6 +367,8 @@ impl Database {
                 guard.update_seq, report.max_seq
             )));
         }
+        report.index_entries = self.verify_indexes()?;
+        report.unsynced_entries = self.verify_sync()?;
         Ok(report)
     }
 
@@ -372,7 +383,7 @@ impl Database {
     pub fn purge(&self, revs: BTreeMap<String, Vec<Rev>>) -> Result<PurgeResult> {
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
-        let mut st = BatchState::new(inner, *guard);
+        let mut st = BatchState::new(inner, *guard, None);
         let mut purged = BTreeMap::new();
         for (id, asked) in revs {
             let Some(old) = st.doc(&id)? else {
@@ -390,7 +401,7 @@ impl Database {
                 continue;
             }
             if gone.len() == leaves.len() {
-                st.remove_doc(&id, &old);
+                st.remove_doc(&id, &old)?;
             } else {
                 let deleted: BTreeMap<Rev, bool> =
                     leaves.iter().map(|l| (l.rev.clone(), l.deleted)).collect();
@@ -405,7 +416,7 @@ impl Database {
                     match &mut tree {
                         None => tree = Some(RevTree::new(&path, del)),
                         Some(t) => {
-                            t.merge(&path, del, inner.revs_limit);
+                            t.merge(&path, del, inner.revs_limit());
                         }
                     }
                 }
@@ -420,14 +431,13 @@ impl Database {
                     .into_iter()
                     .filter(|r| tree.status(r) != Some(RevStatus::Available))
                     .collect();
-                st.put_doc(&id, Some(&old), tree, None, &dropped)?;
+                st.put_doc(&id, Some(&old), tree, None, &dropped, Edit::Purge)?;
             }
             purged.insert(id, gone.into_iter().collect());
         }
         if st.dirty {
             st.counters.purge_seq += 1;
-            let (batch, counters) = st.finish()?;
-            inner.commit(&mut guard, batch, counters)?;
+            st.commit(&mut guard)?;
         }
         Ok(PurgeResult {
             purge_seq: guard.purge_seq,

@@ -1,19 +1,29 @@
-//! Upgrades a store written in format 1 to the current format, in place, when it is
+//! Upgrades a store written in an older format to the current one, in place, when it is
 //! opened. Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
 //! document; format 2 keeps the winner's body inside the document record and the by-seq
-//! index in chunks (see `keys.rs`).
+//! index in chunks (see `keys.rs`). Format 3 is format 2 plus long forms for revisions
+//! other replicas write (long rev texts and leaf counts, revs holding `0x00`): format 2
+//! data is valid format 3 data, so that upgrade only records the new version, which keeps
+//! an older build (reading format 2 only) from misreading a long form. Format 4 adds the
+//! sync-state records (`Mremotes`, `Msync`, `U` entries); a format-2 or -3 store has no
+//! registered remote, which format 4 reads as "no remote is known to hold anything", the
+//! truth for a store whose syncs confirmed nothing. Format 5 adds the Mango index catalog
+//! (`N`, `I`): the upgrade from 2, 3 or 4 registers the indexes of the store's query design
+//! documents (`upgrade_to_indexes`); format 1 goes to 2 first (`upgrade_v1`).
 //!
 //! The upgrade runs in batches, each atomic, and each step skips what is already done, so
 //! a crash during it leaves a store that upgrades the rest on the next open. The format key
 //! changes last, after everything else is applied (sled recovers a prefix of its log, so a
 //! durable format key means durable data).
 
+use crate::index::{indexed_doc, new_entry};
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::{Error, Result};
 
 /// Records converted per batch.
 const BATCH: usize = 1000;
 
+/// Format 1 to format 2 (the layout of 2 to 5); [`upgrade_to_indexes`] then takes it on.
 pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
     // 1. Each record takes its winner's body inline; the `R` copy goes.
     let mut batch = sled::Batch::default();
@@ -76,11 +86,40 @@ pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
         }
     }
     tree.apply_batch(batch).map_err(storage)?;
-    tree.insert(
+    tree.insert(keys::META_FORMAT, &b"2"[..]).map_err(storage)?;
+    tree.flush().map_err(storage)?;
+    Ok(())
+}
+
+/// Format 2, 3 or 4 to 5: registers the JSON indexes of the query design documents in the
+/// new index catalog (not built: the first `find` that needs one builds it), in one batch with
+/// the format key. Formats 3 and 4 only added what needs no rewrite (see the module docs), and
+/// none of them has `N` or `I` keys.
+pub(crate) fn upgrade_to_indexes(
+    tree: &sled::Tree,
+    storage: &dyn Fn(sled::Error) -> Error,
+) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut number: u32 = 0;
+    for item in tree.scan_prefix(keys::doc_key("_design/")) {
+        let (k, v) = item.map_err(storage)?;
+        let id = std::str::from_utf8(&k[1..])
+            .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
+        let (header, body) = keys::DocHeader::decode_with_body(id, &v)?;
+        let Some(doc) = indexed_doc(id, header.deleted, &header.winner.to_string(), body)? else {
+            continue;
+        };
+        for def in settee_query::IndexDef::from_design_doc(&doc) {
+            batch.insert(&keys::index_def_key(number)[..], new_entry(number, def));
+            number += 1;
+        }
+    }
+    batch.insert(keys::META_NEXT_INDEX, &number.to_be_bytes()[..]);
+    batch.insert(
         keys::META_FORMAT,
         keys::FORMAT_VERSION.to_string().as_bytes(),
-    )
-    .map_err(storage)?;
+    );
+    tree.apply_batch(batch).map_err(storage)?;
     tree.flush().map_err(storage)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
-use settee_revtree::{Rev, RevsDiff};
+use settee_revtree::{Rev, RevTree, RevsDiff};
 
 use crate::attachments::metas;
 use crate::keys::{self, DocRecord};
@@ -13,6 +13,24 @@ use crate::{
     BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest, BulkGetResult, Database, Error,
     GetOptions, OpenRevResult, OpenRevs, Result,
 };
+
+/// CouchDB's `atts_since` rule (`couch_db:find_ancestor_rev_pos`): the position of the
+/// newest of `since` that lies on `rev`'s own path (`rev` itself or an ancestor), `None` if
+/// none does. Attachments with a `revpos` up to it are sent as stubs. A revision of `since` on
+/// another branch says nothing about this branch's attachments: the reader holding `2-s`
+/// may lack an attachment that `2-a` added, though both are at position 2, and a stub of it
+/// would be refused (`missing_stub`).
+fn atts_since_pos(tree: &RevTree, rev: &Rev, since: &[Rev]) -> Option<u64> {
+    if since.is_empty() {
+        return None;
+    }
+    tree.ancestry(rev).and_then(|path| {
+        path.revs()
+            .filter(|r| since.contains(r))
+            .map(|r| r.pos())
+            .max()
+    })
+}
 
 impl Database {
     pub(crate) fn load_doc(&self, id: &str) -> Result<Option<DocRecord>> {
@@ -117,17 +135,14 @@ impl Database {
             }
         }
         if !atts.is_empty() {
-            let since = opts
-                .atts_since
-                .iter()
-                .filter(|r| rec.tree.contains(r))
-                .map(Rev::pos)
-                .max()
-                .unwrap_or(0);
+            let since = atts_since_pos(&rec.tree, rev, &opts.atts_since);
             let want_data = opts.attachments || !opts.atts_since.is_empty();
             let mut map = Map::new();
             for (name, meta) in atts {
-                let v = if want_data && meta.revpos > since {
+                // Without a known ancestor every attachment comes with its data, revpos 0
+                // included (CouchDB gives that revpos to attachments written with
+                // new_edits=false and no revpos).
+                let v = if want_data && since.is_none_or(|s| meta.revpos > s) {
                     let data = self
                         .inner
                         .tree

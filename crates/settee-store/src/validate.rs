@@ -198,7 +198,7 @@ pub(crate) fn id_of_json(json: &str) -> Option<String> {
 }
 
 impl ParsedDoc {
-    fn empty() -> ParsedDoc {
+    pub(crate) fn empty() -> ParsedDoc {
         ParsedDoc {
             id: None,
             rev: None,
@@ -277,13 +277,15 @@ impl ParsedDoc {
     }
 
     /// `_rev` and `_revisions`, when both are given, must name the same leaf.
-    fn check_rev_matches(&self) -> Result<()> {
+    /// With both `_rev` and `_revisions`, `_revisions` says which revision this is, as in
+    /// CouchDB (`couch_doc:transfer_fields/3` lets it replace what `_rev` set) and PouchDB.
+    /// They can disagree: PouchDB 9 reports `_revisions` of a path whose hash repeats
+    /// (`3-c` on `2-c`) starting one position short, with `_rev` right.
+    fn check_rev_matches(&mut self) -> Result<()> {
         if let (Some(rev), Some(revs)) = (&self.rev, &self.revisions) {
             let leaf = Rev::new(revs.start, revs.ids[0].clone())?;
             if &leaf != rev {
-                return Err(Error::bad_request(format!(
-                    "_rev {rev} does not match _revisions (which ends at {leaf})"
-                )));
+                self.rev = Some(leaf);
             }
         }
         Ok(())
@@ -302,6 +304,11 @@ fn parse_attachments(value: Value) -> Result<Vec<(String, AttIn)>> {
     };
     let mut out = Vec::with_capacity(atts.len());
     for (name, att) in atts {
+        if name.starts_with('_') {
+            return Err(Error::bad_request(format!(
+                "Attachment name '{name}' starts with prohibited character '_'"
+            )));
+        }
         let Value::Object(att) = att else {
             return Err(Error::bad_request(format!(
                 "attachment {name:?} must be an object"
@@ -365,6 +372,14 @@ mod tests {
         for bad in ["", "_x", "_design/", "_local/", "_Design/x"] {
             assert_eq!(check_id(bad).unwrap_err().name(), "illegal_docid", "{bad}");
         }
+    }
+
+    #[test]
+    fn revisions_win_over_a_disagreeing_rev() {
+        let d = parse_doc(json!({"_id": "a", "_rev": "3-c",
+            "_revisions": {"start": 2, "ids": ["c", "a"]}}))
+        .unwrap();
+        assert_eq!(d.rev.unwrap().to_string(), "2-c");
     }
 
     #[test]

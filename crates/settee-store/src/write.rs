@@ -12,7 +12,9 @@ use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevStatus, RevTree};
 
 use crate::attachments::{attachment_digest, metas, AttMeta};
 use crate::database::{new_uuid, Counters, Inner};
+use crate::index::IndexHook;
 use crate::keys::{self, DocRecord, SeqEntry};
+use crate::sync_state::{Edit, SyncBatch};
 use crate::validate::{
     id_of_json, parse_doc, parse_doc_json, AttIn, Body, ParsedDoc, LOCAL_PREFIX,
 };
@@ -43,7 +45,13 @@ pub(crate) struct BatchState<'a> {
     chunk: Vec<SeqEntry>,
     /// Documents this call removes entirely (purge).
     removed: HashSet<String>,
+    /// The documents' sync state with the registered remotes, `None` when there are none.
+    sync: Option<SyncBatch>,
+    /// Documents whose sync state alone this call changes (their records stay as they are).
+    sync_touched: HashSet<String>,
     pub(crate) dirty: bool,
+    /// Keeps the Mango indexes in step with the documents this call writes.
+    index_hook: IndexHook,
 }
 
 /// Whether a document counts as live, deleted, or not at all (for `doc_count`).
@@ -65,7 +73,13 @@ impl DocState {
 }
 
 impl<'a> BatchState<'a> {
-    pub(crate) fn new(inner: &'a Inner, counters: Counters) -> BatchState<'a> {
+    /// A batch under the writer lock (`counters` are the locked ones). `origin` names the
+    /// remote its replicated revisions come from, if they come from a registered remote.
+    pub(crate) fn new(
+        inner: &'a Inner,
+        counters: Counters,
+        origin: Option<&str>,
+    ) -> BatchState<'a> {
         BatchState {
             inner,
             batch: sled::Batch::default(),
@@ -77,7 +91,10 @@ impl<'a> BatchState<'a> {
             first_seq: counters.update_seq + 1,
             chunk: Vec::new(),
             removed: HashSet::new(),
+            sync: SyncBatch::new(inner, origin),
+            sync_touched: HashSet::new(),
             dirty: false,
+            index_hook: IndexHook::new(inner),
         }
     }
 
@@ -202,7 +219,8 @@ impl<'a> BatchState<'a> {
     /// winner's body inline, the bodies of other available revisions under `R` (the old
     /// winner's moves there when it stops winning; a leaf that starts winning moves into
     /// the record), `removed_bodies` dropped, the old by-seq entry superseded, counters
-    /// adjusted. `body` is the body of the revision this write adds, if it keeps one.
+    /// adjusted, the sync state updated for what `edit` did. `body` is the body of the
+    /// revision this write adds, if it keeps one.
     pub(crate) fn put_doc(
         &mut self,
         id: &str,
@@ -210,7 +228,9 @@ impl<'a> BatchState<'a> {
         tree: RevTree,
         body: Option<(Rev, Body)>,
         removed_bodies: &[Rev],
+        edit: Edit<'_>,
     ) -> Result<u64> {
+        self.index_hook.before_write(id, old)?;
         let seq = self.counters.update_seq + 1;
         let winner = tree.winner();
         let old_winner = old.map(|o| o.tree.winner());
@@ -253,7 +273,11 @@ impl<'a> BatchState<'a> {
         if let Some(o) = old {
             self.supersede(o, seq);
         }
-        self.chunk.push(SeqEntry::of(seq, id, &tree));
+        let leaves = tree.leaves();
+        if let Some(sync) = &mut self.sync {
+            sync.track(self.inner, id, old.map(|o| &o.tree), &leaves, edit)?;
+        }
+        self.chunk.push(SeqEntry::of_leaves(seq, id, leaves));
         let rec = DocRecord {
             seq,
             tree,
@@ -285,7 +309,11 @@ impl<'a> BatchState<'a> {
     /// Removes document `id` entirely (purge of its last leaves). Its by-seq entries, the
     /// live one and any stale ones, go in [`BatchState::finish`]: an entry naming a missing
     /// document would count it as pending.
-    pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) {
+    pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) -> Result<()> {
+        self.index_hook.before_write(id, Some(old))?;
+        if let Some(sync) = &mut self.sync {
+            sync.remove_doc(self.inner, id)?;
+        }
         let winner = old.tree.winner();
         for rev in old.tree.revs() {
             if rev != winner {
@@ -298,6 +326,43 @@ impl<'a> BatchState<'a> {
         self.written.insert(id.to_owned());
         self.removed.insert(id.to_owned());
         self.dirty = true;
+        Ok(())
+    }
+
+    /// Records that the write's origin holds revision `rev` of `id`, which this call found
+    /// already stored (a replicated write of a known revision writes nothing else).
+    fn held_by_origin(&mut self, id: &str, rev: &Rev) -> Result<()> {
+        if let Some(sync) = &mut self.sync {
+            if sync.held_by_origin(self.inner, id, rev)? {
+                // Only its sync state changes: the record is not rewritten (nor re-indexed).
+                self.dirty = true;
+                self.sync_touched.insert(id.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the batch (under the writer lock held by `guard`), then brings the in-memory
+    /// sync counts up to date and tells sync-state subscribers which documents changed.
+    pub(crate) fn commit(self, guard: &mut std::sync::MutexGuard<'_, Counters>) -> Result<()> {
+        let inner = self.inner;
+        let notify: Vec<String> = if inner.watchers.active() {
+            self.written.union(&self.sync_touched).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let (batch, counters, sync_counts) = self.finish()?;
+        let result = inner.commit_with(guard, batch, counters, || {
+            if let Some(counts) = &sync_counts {
+                inner.registry_mut().set_counts(counts);
+            }
+        });
+        if !notify.is_empty() {
+            inner
+                .watchers
+                .publish(None, notify.iter().map(String::as_str));
+        }
+        result
     }
 
     fn count(&mut self, before: DocState, after: DocState) {
@@ -314,8 +379,10 @@ impl<'a> BatchState<'a> {
         }
     }
 
-    /// The finished sled batch: every written record, this call's chunk, rewritten chunks.
-    pub(crate) fn finish(mut self) -> Result<(sled::Batch, Counters)> {
+    /// The finished sled batch: every written record, this call's chunk, rewritten chunks,
+    /// the sync-state entries; and the new sync counts if they changed.
+    #[allow(clippy::type_complexity)]
+    fn finish(mut self) -> Result<(sled::Batch, Counters, Option<Vec<(u32, crate::SyncCounts)>>)> {
         let solo = self.chunk.len() == 1;
         for id in &self.written {
             match self.docs.get_mut(id) {
@@ -356,7 +423,17 @@ impl<'a> BatchState<'a> {
                 }
             }
         }
-        Ok((self.batch, self.counters))
+        std::mem::take(&mut self.index_hook).finish(
+            self.inner,
+            &mut self.batch,
+            &self.docs,
+            &self.written,
+        )?;
+        let sync_counts = match self.sync.take() {
+            Some(sync) => sync.finish(&mut self.batch)?,
+            None => None,
+        };
+        Ok((self.batch, self.counters, sync_counts))
     }
 }
 
@@ -404,7 +481,7 @@ impl Database {
     /// [`Error::MissingStub`] for a stub of an attachment the parent revision lacks;
     /// [`Error::Storage`] for I/O errors. Nothing is written on error.
     pub fn put(&self, doc: Value) -> Result<DocResult> {
-        let mut out = self.write_docs(vec![doc], true)?;
+        let mut out = self.write_docs(vec![doc], true, false, None)?;
         let one = out
             .pop()
             .ok_or_else(|| Error::corrupt("write of one document returned no result"))?;
@@ -439,7 +516,9 @@ impl Database {
     /// document in order. With `new_edits = true` each is an edit as in [`Database::put`].
     /// With `new_edits = false` (replication) each must carry `_rev` or `_revisions`; the
     /// path is merged into the tree as given, a revision the store has is a silent success,
-    /// and attachment stubs must name a digest the store holds (else `missing_stub`).
+    /// and an attachment stub must name a digest the store holds or, as CouchDB resolves
+    /// stubs, an attachment of the same name and `revpos` on the nearest ancestor whose body
+    /// the store holds (else `missing_stub`).
     ///
     /// Unlike CouchDB, which answers a `new_edits=false` request with its errors only, the
     /// result always has one entry per document (the SPEC's form).
@@ -450,7 +529,29 @@ impl Database {
     /// a failed flush in [`crate::Durability::Immediate`] mode, where the batch is applied
     /// but its durability is unknown.
     pub fn bulk_docs(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocResult>> {
-        self.bulk_docs_of(docs, new_edits)
+        self.bulk_docs_of(docs, new_edits, false)
+    }
+
+    /// [`Database::bulk_docs`] as CouchDB's `_bulk_docs` endpoint takes it: a malformed
+    /// document (an illegal or non-string id, an unknown special member, a bad rev or
+    /// attachment, or no `_rev`/`_revisions` with `new_edits = false`) fails the whole call
+    /// with that document's error before anything is written. Conflicts and other
+    /// per-document outcomes are still results.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let err = db.bulk_docs_checked(vec![json!({"_id": "ok"}), json!({"_zing": 1})], true).unwrap_err();
+    /// assert_eq!(err.name(), "doc_validation");
+    /// assert_eq!(db.info()?.doc_count, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The first malformed document's error; otherwise as [`Database::bulk_docs`].
+    pub fn bulk_docs_checked(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of(docs, new_edits, true)
     }
 
     /// [`Database::bulk_docs`] for documents given as JSON text (what a replicator receives
@@ -465,12 +566,58 @@ impl Database {
         docs: &[Box<RawValue>],
         new_edits: bool,
     ) -> Result<Vec<DocResult>> {
-        self.bulk_docs_of(docs.iter().map(|d| &**d).collect(), new_edits)
+        self.bulk_docs_of(docs.iter().map(|d| &**d).collect(), new_edits, false)
     }
 
-    fn bulk_docs_of<D: DocIn>(&self, docs: Vec<D>, new_edits: bool) -> Result<Vec<DocResult>> {
+    /// [`Database::bulk_docs_json`] with `new_edits = false` for revisions read from the
+    /// registered remote `origin` (a replicator's pull): they are recorded as held by
+    /// `origin` in the same batch as the data, so the documents stay synced with it.
+    /// Revisions already stored are recorded as held too. For any other remote they are new
+    /// leaves, unsynced. An `origin` that is not registered is no one in particular.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// db.register_remote("http://couch/db", Default::default())?;
+    /// let doc = serde_json::value::to_raw_value(&serde_json::json!({"_id": "a", "_rev": "1-x"}))?;
+    /// db.bulk_docs_json_from(&[doc], "http://couch/db")?;
+    /// assert_eq!(db.sync_state("http://couch/db", "a")?, Some(settee_store::SyncState::Synced));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Database::bulk_docs`].
+    pub fn bulk_docs_json_from(
+        &self,
+        docs: &[Box<RawValue>],
+        origin: &str,
+    ) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of_from(
+            docs.iter().map(|d| &**d).collect(),
+            false,
+            false,
+            Some(origin),
+        )
+    }
+
+    fn bulk_docs_of<D: DocIn>(
+        &self,
+        docs: Vec<D>,
+        new_edits: bool,
+        strict: bool,
+    ) -> Result<Vec<DocResult>> {
+        self.bulk_docs_of_from(docs, new_edits, strict, None)
+    }
+
+    fn bulk_docs_of_from<D: DocIn>(
+        &self,
+        docs: Vec<D>,
+        new_edits: bool,
+        strict: bool,
+        origin: Option<&str>,
+    ) -> Result<Vec<DocResult>> {
         Ok(self
-            .write_docs(docs, new_edits)?
+            .write_docs(docs, new_edits, strict, origin)?
             .into_iter()
             .map(|o| match o.result {
                 Ok(rev) => DocResult::ok(o.id, rev),
@@ -479,17 +626,37 @@ impl Database {
             .collect())
     }
 
+    /// Writes documents; with `strict`, a malformed one fails the call before anything is
+    /// written (see [`Database::bulk_docs_checked`]).
     pub(crate) fn write_docs<D: DocIn>(
         &self,
         docs: Vec<D>,
         new_edits: bool,
+        strict: bool,
+        origin: Option<&str>,
     ) -> Result<Vec<WriteOutcome>> {
         // Parsing needs no lock.
-        let docs: Vec<(Option<String>, Result<ParsedDoc>)> =
+        let mut docs: Vec<(Option<String>, Result<ParsedDoc>)> =
             docs.into_iter().map(DocIn::parse).collect();
+        if strict {
+            if let Some(i) = docs.iter().position(|(_, p)| p.is_err()) {
+                if let (_, Err(e)) = docs.swap_remove(i) {
+                    return Err(e);
+                }
+            }
+            let unversioned = |p: &Result<ParsedDoc>| {
+                p.as_ref()
+                    .is_ok_and(|p| p.rev.is_none() && p.revisions.is_none())
+            };
+            if !new_edits && docs.iter().any(|(_, p)| unversioned(p)) {
+                return Err(Error::bad_request(
+                    "When `new_edits: false`, the document needs `_rev` or `_revisions` specified",
+                ));
+            }
+        }
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
-        let mut st = BatchState::new(inner, *guard);
+        let mut st = BatchState::new(inner, *guard, origin);
         if docs.len() > 1 {
             let ids: Vec<&str> = docs
                 .iter()
@@ -538,8 +705,7 @@ impl Database {
             out.push(WriteOutcome { id, rev, result });
         }
         if st.dirty {
-            let (batch, counters) = st.finish()?;
-            inner.commit(&mut guard, batch, counters)?;
+            st.commit(&mut guard)?;
         }
         Ok(out)
     }
@@ -555,6 +721,12 @@ impl DocIn for Value {
     fn parse(self) -> (Option<String>, Result<ParsedDoc>) {
         let given_id = self.get("_id").and_then(Value::as_str).map(str::to_owned);
         (given_id, parse_doc(self))
+    }
+}
+
+impl DocIn for ParsedDoc {
+    fn parse(self) -> (Option<String>, Result<ParsedDoc>) {
+        (self.id.clone(), Ok(self))
     }
 }
 
@@ -591,7 +763,7 @@ fn with_path(
 }
 
 /// A normal edit (`new_edits=true`), CouchDB's rules (`couch_db_updater:merge_rev_tree/4`).
-fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> {
+pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> {
     let current = st.doc(id)?;
     let given = doc.rev.clone().or_else(|| {
         doc.revisions
@@ -657,7 +829,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
     let hash = new_rev_hash(parent.as_ref(), doc.deleted, &body, &pairs);
     let path = RevPath::child_of(parent.as_ref(), &hash)?;
     let new_rev = path.leaf();
-    let limit = st.inner.revs_limit;
+    let limit = st.inner.revs_limit();
     let (tree, stemmed, kind) = with_path(current.as_ref(), &path, doc.deleted, limit);
     if kind.is_some_and(|k| k != MergeKind::NewLeaf) {
         return Err(conflict());
@@ -675,6 +847,7 @@ fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> 
         tree,
         Some((new_rev.clone(), Body::Map(body))),
         &stemmed,
+        Edit::Local,
     )?;
     Ok(new_rev)
 }
@@ -695,11 +868,14 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     let current = st.doc(id)?;
     if current.as_ref().is_some_and(|rec| rec.tree.contains(&leaf)) {
         // PouchDB updateDoc.js: `revExists && !newEdits` is a silent success.
+        st.held_by_origin(id, &leaf)?;
         return Ok(leaf);
     }
     let mut att_meta = Map::new();
     let mut new_atts: Vec<(String, Vec<u8>)> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
+    // The attachments of the nearest stored ancestor, read when a stub first needs them.
+    let mut ancestor_atts: Option<Vec<(String, AttMeta)>> = None;
     for (name, att) in &doc.attachments {
         let meta = match att {
             AttIn::Data {
@@ -723,22 +899,44 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
                 digest,
                 revpos,
             } => {
-                let missing = || Error::MissingStub {
-                    id: id.to_owned(),
-                    name: name.clone(),
+                let length = match digest {
+                    Some(d) => match new_atts.iter().find(|(nd, _)| nd == d) {
+                        Some((_, data)) => Some(data.len() as u64),
+                        None => st.att_len(d)?,
+                    },
+                    None => None,
                 };
-                let digest = digest.clone().ok_or_else(missing)?;
-                let length = match new_atts.iter().find(|(d, _)| *d == digest) {
-                    Some((_, data)) => data.len() as u64,
-                    None => st.att_len(&digest)?.ok_or_else(missing)?,
-                };
-                AttMeta {
-                    content_type: content_type
-                        .clone()
-                        .unwrap_or_else(|| "application/octet-stream".into()),
-                    digest,
-                    length,
-                    revpos: revpos.unwrap_or(leaf.pos()),
+                match (digest, length) {
+                    (Some(digest), Some(length)) => AttMeta {
+                        content_type: content_type
+                            .clone()
+                            .unwrap_or_else(|| "application/octet-stream".into()),
+                        digest: digest.clone(),
+                        length,
+                        revpos: revpos.unwrap_or(leaf.pos()),
+                    },
+                    // A digest this store does not hold: Apache CouchDB gives a compressible
+                    // attachment the digest of its gzipped bytes, which differs from ours
+                    // for the same bytes. Resolve the stub as CouchDB does.
+                    _ => {
+                        let stored = match &mut ancestor_atts {
+                            Some(atts) => atts,
+                            None => ancestor_atts.insert(nearest_stored_atts(
+                                st,
+                                id,
+                                current.as_ref(),
+                                &path,
+                            )?),
+                        };
+                        stored
+                            .iter()
+                            .find(|(n, m)| n == name && revpos.is_none_or(|p| p == m.revpos))
+                            .map(|(_, m)| m.clone())
+                            .ok_or_else(|| Error::MissingStub {
+                                id: id.to_owned(),
+                                name: name.clone(),
+                            })?
+                    }
                 }
             }
         };
@@ -748,7 +946,7 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     for (digest, data) in &new_atts {
         st.store_att(digest, data)?;
     }
-    let limit = st.inner.revs_limit;
+    let limit = st.inner.revs_limit();
     let (tree, stemmed, _) = with_path(current.as_ref(), &path, doc.deleted, limit);
     let mut body = doc.body;
     if !att_meta.is_empty() {
@@ -761,6 +959,33 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
         tree,
         keep_body.then(|| (leaf.clone(), body)),
         &stemmed,
+        Edit::Replicated { leaf: &leaf },
     )?;
     Ok(leaf)
+}
+
+/// The attachments of the newest ancestor of `path`'s leaf whose body this store holds,
+/// none if it holds none. CouchDB resolves a replicated revision's stubs against that
+/// revision, by name and `revpos` (`couch_db:prep_and_validate_replicated_updates`,
+/// `couch_att:merge_stubs`).
+fn nearest_stored_atts(
+    st: &mut BatchState<'_>,
+    id: &str,
+    current: Option<&DocRecord>,
+    path: &RevPath,
+) -> Result<Vec<(String, AttMeta)>> {
+    let Some(rec) = current else {
+        return Ok(Vec::new());
+    };
+    let ancestors: Vec<Rev> = path.revs().collect();
+    // Newest first, the leaf itself left out.
+    for rev in ancestors.iter().rev().skip(1) {
+        if !rec.tree.contains(rev) {
+            continue;
+        }
+        if let Some(body) = st.body(id, rev)? {
+            return Ok(metas(&body));
+        }
+    }
+    Ok(Vec::new())
 }

@@ -1,21 +1,27 @@
 //! Crash safety (sled's `test_crash_recovery` pattern): this test binary starts itself again
 //! as a child that writes in a loop (puts, updates, deletes, replicated conflicts,
-//! attachments, batches, `_local` docs); the parent kills it with SIGKILL at random moments,
-//! reopens the store and checks every invariant. The seed is printed; rerun a failure with
+//! attachments, batches, `_local` docs, Mango indexes created, dropped and maintained,
+//! revisions pulled from a registered remote, that remote's confirmations and rejections);
+//! the parent kills it with SIGKILL at random moments, reopens the store and checks every
+//! invariant (indexes included), that an index answers as a full scan does, and that no
+//! document looks synced with the remote unless the remote was said to hold its leaves (the
+//! child logs each such statement, fsynced, before making it). The seed is printed; rerun a
+//! failure with
 //! `SETTEE_CRASH_SEED=<seed>`.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use serde_json::{json, Value};
 use settee_store::{
-    AllDocsOptions, ChangesOptions, Database, Durability, GetOptions, OpenOptions, OpenRevResult,
-    OpenRevs,
+    AllDocsOptions, ChangesOptions, Database, Durability, FindRequest, GetOptions, OpenOptions,
+    OpenRevResult, OpenRevs, Rejection, Rev, SyncState,
 };
 
 const CHILD_PATH: &str = "SETTEE_STORE_CRASH_CHILD";
@@ -23,6 +29,28 @@ const CHILD_SEED: &str = "SETTEE_STORE_CRASH_CHILD_SEED";
 const KILLS: usize = 60;
 const MIN_KILLS: usize = 50;
 const TIME_BUDGET: Duration = Duration::from_secs(45);
+/// The remote the child syncs with (in name only: it plays the remote's part itself).
+const REMOTE: &str = "http://couch.example/db";
+
+/// The child's log of "the remote holds (id, rev)", one line each, next to the store.
+fn held_log(store: &std::path::Path) -> std::path::PathBuf {
+    store.with_extension("held")
+}
+
+/// Appends `revs` to the held log and fsyncs it, before the store is told. Each line starts
+/// with a newline too: a child killed mid-line leaves a fragment that the next line must not
+/// run into.
+fn log_held(path: &std::path::Path, revs: &[(String, Rev)]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(held_log(path))
+        .unwrap();
+    for (id, rev) in revs {
+        write!(f, "\n{id} {rev}\n").unwrap();
+    }
+    f.sync_all().unwrap();
+}
 
 /// Child role: write forever; after each acknowledged write print `ack <mode> <update_seq>`.
 #[test]
@@ -46,13 +74,19 @@ fn crash_child_writer() {
     .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let b64 = base64::engine::general_purpose::STANDARD;
+    // Registered and built in one child, "exists" in the next ones (and built further if a
+    // kill cut its build short).
+    db.create_index(&json!({"index": {"fields": ["i"]}, "ddoc": "by-i", "name": "i"}))
+        .unwrap();
+    db.register_remote(REMOTE, Default::default()).unwrap();
+    let store_path = std::path::PathBuf::from(&path);
     for i in 0u64.. {
         let id = format!("d{:03}", rng.gen_range(0..150));
         let current = db.get(&id, &GetOptions::default()).ok();
         let cur_rev = current
             .as_ref()
             .map(|d| d["_rev"].as_str().unwrap().to_owned());
-        match rng.gen_range(0..8) {
+        match rng.gen_range(0..12) {
             0 | 1 => {
                 let mut doc =
                     json!({"_id": id, "i": i, "text": "x".repeat(rng.gen_range(10..800))});
@@ -92,6 +126,66 @@ fn crash_child_writer() {
                     .map(|j| json!({"_id": format!("b{:04}", rng.gen_range(0..400)), "i": i, "j": j}))
                     .collect();
                 db.bulk_docs(docs, true).unwrap();
+            }
+            8 => {
+                // A revision pulled from the remote.
+                let hash: String = (0..32)
+                    .map(|_| format!("{:x}", rng.gen_range(0..16)))
+                    .collect();
+                let (start, ids) = match &cur_rev {
+                    Some(r) if rng.gen_bool(0.7) => {
+                        let r: Rev = r.parse().unwrap();
+                        (r.pos() + 1, json!([hash, r.hash()]))
+                    }
+                    _ => (1, json!([hash])),
+                };
+                let rev: Rev = format!("{start}-{hash}").parse().unwrap();
+                log_held(&store_path, &[(id.clone(), rev.clone())]);
+                let doc = json!({"_id": id, "_rev": rev.to_string(),
+                    "_revisions": {"start": start, "ids": ids}, "i": i});
+                db.bulk_docs_json_from(&[serde_json::value::to_raw_value(&doc).unwrap()], REMOTE)
+                    .unwrap();
+            }
+            9 => {
+                // The remote confirms the leaves of a few unsynced documents (a push).
+                let page = db.unsynced(REMOTE, None, rng.gen_range(1..20)).unwrap();
+                let mut held: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+                let mut log = Vec::new();
+                for (doc, state) in page {
+                    if let SyncState::Unpushed { revs } = state {
+                        for r in revs {
+                            log.push((doc.clone(), r.clone()));
+                            held.entry(doc.clone()).or_default().push(r);
+                        }
+                    }
+                }
+                log_held(&store_path, &log);
+                db.record_remote_revs(REMOTE, &held, &[]).unwrap();
+            }
+            10 => {
+                if let Some(r) = &cur_rev {
+                    db.record_remote_revs(
+                        REMOTE,
+                        &BTreeMap::new(),
+                        &[Rejection {
+                            id: id.clone(),
+                            rev: r.parse().unwrap(),
+                            error: "forbidden".into(),
+                            reason: format!("refused at {i}"),
+                        }],
+                    )
+                    .unwrap();
+                }
+            }
+            11 => {
+                // An index over the batch documents comes and goes: its entries are written
+                // by its build and dropped with its definition.
+                let body = json!({"index": {"fields": ["j", "i"]}, "ddoc": "extra", "name": "ji"});
+                if rng.gen_bool(0.5) {
+                    db.create_index(&body).unwrap();
+                } else if let Err(e) = db.delete_index("extra", "ji") {
+                    assert_eq!(e.name(), "not_found");
+                }
             }
             _ => {
                 let cur = db
@@ -200,8 +294,69 @@ fn sigkill_at_random_moments_leaves_a_consistent_store() {
             info.doc_count + info.doc_del_count
         );
         assert!(changes.last_seq <= info.update_seq);
+        // Never synced unless the remote was said to hold every leaf.
+        let said: HashSet<(String, String)> = std::fs::read_to_string(held_log(&path))
+            .unwrap_or_default()
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .filter_map(|l| {
+                let (id, rev) = l.trim_end().split_once(' ')?;
+                Some((id.to_owned(), rev.to_owned()))
+            })
+            .collect();
+        let mut unsynced = 0;
+        let all_leaves = db
+            .changes(&ChangesOptions {
+                style: settee_store::ChangesStyle::AllDocs,
+                ..Default::default()
+            })
+            .unwrap();
+        for c in &all_leaves.results {
+            match db.sync_state(REMOTE, &c.id).unwrap().unwrap() {
+                SyncState::Synced | SyncState::Conflicted { .. } => {
+                    for rev in &c.changes {
+                        assert!(
+                            said.contains(&(c.id.clone(), rev.to_string())),
+                            "seed {seed} kill {kills}: {} looks synced but {rev} was never held \
+                             (leaves {:?}; said of it: {:?}; tree {:?})",
+                            c.id,
+                            c.changes,
+                            said.iter().filter(|(d, _)| *d == c.id).collect::<Vec<_>>(),
+                            db.get(
+                                &c.id,
+                                &GetOptions {
+                                    revs: true,
+                                    ..Default::default()
+                                }
+                            )
+                            .ok()
+                        );
+                    }
+                }
+                _ => unsynced += 1,
+            }
+        }
+        assert_eq!(db.sync_counts(REMOTE).unwrap().unsynced, unsynced);
         let all = db.all_docs(&AllDocsOptions::default()).unwrap();
         assert_eq!(all.rows.len() as u64, info.doc_count);
+        // The index answers as a scan of every document does (the design docs excluded).
+        let by_index = db
+            .find(
+                &FindRequest::parse(
+                    &json!({"selector": {"i": {"$gte": 0}}, "sort": ["i"], "limit": 100000}),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let by_scan = db
+            // No index requires `i` under this $or: a scan of _all_docs.
+            .find(&FindRequest::parse(&json!({"selector": {"$or": [{"i": {"$gte": 0}}, {"none": 1}]}, "limit": 100000})).unwrap())
+            .unwrap();
+        let mut a: Vec<&Value> = by_index.docs.iter().map(|d| &d["_id"]).collect();
+        let b: Vec<&Value> = by_scan.docs.iter().map(|d| &d["_id"]).collect();
+        a.sort_by_key(|v| v.as_str().unwrap().to_owned());
+        assert_eq!(a, b, "seed {seed} kill {kills}: index and scan disagree");
+        assert!(by_scan.warning.unwrap().contains("No matching index"));
         for c in &changes.results {
             for r in db
                 .open_revs(

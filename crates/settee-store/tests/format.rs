@@ -106,12 +106,18 @@ fn a_format_1_store_is_upgraded_and_answers_as_before() {
     let expected: Value = serde_json::from_str(include_str!("fixtures/format1-expected.json"))
         .expect("fixture parses");
     let db = Database::open(&path).unwrap();
-    assert_eq!(db.info().unwrap().disk_format_version, 2);
+    // Straight to the current format (a format-1 store has no sync state and no index).
+    assert_eq!(db.info().unwrap().disk_format_version, 5);
     let report = db.verify().unwrap();
+    assert_eq!(report.unsynced_entries, 0);
+    assert_eq!(
+        db.sync_counts("http://any/db").unwrap().unsynced,
+        report.doc_count + report.doc_del_count
+    );
     // Each format-1 by-seq entry became a chunk of its own; none is stale.
     assert_eq!(report.stale_seq_entries, 0);
     assert_eq!(dump(&db), expected);
-    // It takes new writes, and a reopened store is format 2 with the same answers.
+    // It takes new writes, and a reopened store is format 3 with the same answers.
     let r = db.put(
         json!({"_id": "doc-02", "_rev": expected["docs"]["doc-02"]["meta"]["_rev"], "new": true}),
     );
@@ -146,6 +152,62 @@ fn an_upgrade_cut_short_finishes_on_the_next_open() {
     let db = Database::open(&path).unwrap();
     db.verify().unwrap();
     assert_eq!(dump(&db), expected);
+}
+
+/// Issue 10: format 3 only adds long forms to format 2, and format 4 (issue 11) only the sync
+/// state, so a format-2 or -3 store is upgraded by recording the new version, and answers as
+/// before.
+#[test]
+fn a_format_2_store_is_upgraded_and_answers_as_before() {
+    upgrade_from("2");
+}
+
+#[test]
+fn a_format_3_store_is_upgraded_and_answers_as_before() {
+    upgrade_from("3");
+}
+
+#[test]
+fn a_format_4_store_is_upgraded_and_answers_as_before() {
+    upgrade_from("4");
+}
+
+fn upgrade_from(format: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = Database::open(&path).unwrap();
+    let res = db.put(json!({"_id": "a", "v": 1})).unwrap();
+    db.bulk_docs(
+        vec![json!({"_id": "b", "_rev": "2-y", "_revisions": {"start": 2, "ids": ["y", "x"]}})],
+        false,
+    )
+    .unwrap();
+    let before = (
+        db.get("a", &GetOptions::default()).unwrap(),
+        ids(&db, &ChangesOptions::default()),
+    );
+    drop(db);
+    {
+        let raw = sled::open(&path).unwrap();
+        raw.open_tree("settee")
+            .unwrap()
+            .insert("Mformat", format)
+            .unwrap();
+        raw.flush().unwrap();
+    }
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.info().unwrap().disk_format_version, 5);
+    db.verify().unwrap();
+    let after = (
+        db.get("a", &GetOptions::default()).unwrap(),
+        ids(&db, &ChangesOptions::default()),
+    );
+    assert_eq!(after, before);
+    assert_eq!(after.0["_rev"], res.rev.unwrap().to_string());
+    drop(db);
+    let raw = sled::open(&path).unwrap();
+    let format = raw.open_tree("settee").unwrap().get("Mformat").unwrap();
+    assert_eq!(format.as_deref(), Some(&b"5"[..]));
 }
 
 fn ids(db: &Database, opts: &ChangesOptions) -> Vec<(u64, String)> {
@@ -324,16 +386,29 @@ fn random_step(db: &Database, rng: &mut StdRng, step: usize) {
                     let rev: Rev = pick.as_str().unwrap().parse().unwrap();
                     (rev.pos() + 1, vec![rev.hash().to_string()])
                 }
-                _ => (1, vec![]),
+                // A new root, sometimes at position 0 (CouchDB stores those).
+                _ => (rng.gen_range(0..2), vec![]),
             };
-            let new_hash = format!("{:032x}", rng.gen::<u128>());
+            // Mostly CouchDB's own form; sometimes a form other replicas write (issue 10):
+            // any string, of any length, with 0x00, in the key and the long encodings.
+            let tag = rng.gen::<u32>();
+            let new_hash = match rng.gen_range(0..10) {
+                0 => String::new(),
+                1 => format!("{}{tag:x}", "l".repeat(300)),
+                // Past the record's short winner length (rarely: each step reads it all).
+                2 if tag % 8 == 0 => format!("{}{tag:x}", "h".repeat(66_000)),
+                3 => format!("nul\u{0}{tag:x}"),
+                4 => format!("a b\n\u{e9}!-{tag:x}"),
+                _ => format!("{:032x}", rng.gen::<u128>()),
+            };
             hashes.insert(0, new_hash.clone());
             let deleted = rng.gen_bool(0.2);
             let doc = json!({
                 "_id": id, "_rev": format!("{start}-{new_hash}"), "_deleted": deleted,
                 "_revisions": {"start": start, "ids": hashes}, "side": step,
             });
-            db.bulk_docs(vec![doc], false).unwrap();
+            let res = db.bulk_docs(vec![doc], false).unwrap();
+            assert_eq!(res[0].error, None, "{:?}", res[0].reason);
         }
         // Purge one leaf.
         5 => {
@@ -419,4 +494,59 @@ fn random_writes_keep_every_invariant_of_the_format() {
             );
         }
     }
+}
+
+/// A format-2 store (this layout without the `N`/`I` keys of Mango indexes) that holds a
+/// query design document, e.g. replicated from CouchDB: opening it upgrades it to format 5
+/// and registers the index, which the first `find` builds.
+#[test]
+fn format_2_to_4_stores_register_their_query_design_docs_on_upgrade() {
+    for format in ["2", "3", "4"] {
+        registers_query_design_docs_on_upgrade_from(format);
+    }
+}
+
+fn registers_query_design_docs_on_upgrade_from(format: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = Database::open(&path).unwrap();
+        db.bulk_docs(
+            (0..50)
+                .map(|i| json!({"_id": format!("d{i:02}"), "n": i}))
+                .collect(),
+            true,
+        )
+        .unwrap();
+        db.create_index(&json!({"index": {"fields": ["n"]}, "ddoc": "n", "name": "n"}))
+            .unwrap();
+    }
+    {
+        // Make it the older store it would have been: no catalog, no entries.
+        let sled_db = sled::open(&path).unwrap();
+        let tree = sled_db.open_tree("settee").unwrap();
+        for prefix in [&b"N"[..], &b"I"[..]] {
+            for k in tree.scan_prefix(prefix).keys() {
+                tree.remove(k.unwrap()).unwrap();
+            }
+        }
+        tree.remove(b"Mnext_index").unwrap();
+        tree.insert(b"Mformat", format.as_bytes()).unwrap();
+        tree.flush().unwrap();
+    }
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.info().unwrap().disk_format_version, 5);
+    assert_eq!(db.get_indexes().unwrap().total_rows, 2);
+    assert_eq!(db.verify().unwrap().index_entries, 0);
+    let found = db
+        .find(
+            &settee_store::FindRequest::parse(
+                &json!({"selector": {"n": {"$gte": 45}}, "sort": [{"n": "desc"}], "fields": ["_id"]}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(found.docs.len(), 5);
+    assert_eq!(found.docs[0]["_id"], "d49");
+    assert_eq!(db.verify().unwrap().index_entries, 50);
 }

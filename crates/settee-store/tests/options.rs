@@ -54,6 +54,18 @@ fn get_atts_since_inlines_only_newer_attachments() {
         )
         .unwrap();
     assert_eq!(doc["_attachments"]["f"]["data"], "aGVsbG8=");
+    // The caller has 2-b, another branch at the same position: it vouches for nothing of
+    // 2-c's attachments, so data (a stub would name an attachment the caller may lack).
+    let doc = db
+        .get(
+            "a",
+            &GetOptions {
+                atts_since: vec![rev("2-b")],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(doc["_attachments"]["f"]["data"], "aGVsbG8=");
 }
 
 #[test]

@@ -377,6 +377,94 @@ fn atts_since_omits_data_the_caller_has() {
     );
 }
 
+/// The attachments of revision `rev` of `a` as `_bulk_get` gives them with `atts_since`.
+fn atts_with_since(db: &settee_store::Database, rev_: &str, since: &[&str]) -> serde_json::Value {
+    let reqs = vec![BulkGetRequest {
+        id: "a".into(),
+        rev: Some(rev(rev_)),
+        atts_since: since.iter().map(|r| rev(r)).collect(),
+    }];
+    let opts = BulkGetOptions {
+        attachments: true,
+        ..Default::default()
+    };
+    let js = serde_json::to_value(db.bulk_get(&reqs, &opts).unwrap()).unwrap();
+    js[0]["docs"][0]["ok"]["_attachments"].clone()
+}
+
+#[test]
+fn atts_since_counts_only_revisions_on_the_fetched_revisions_own_path() {
+    // Issue 10, finding 1: `1-x` has "old"; the other side edited it to `2-s`; here `2-a`
+    // added "a.bin", then `3-a`. A reader holding `2-s` lacks "a.bin" although `2-s` is at
+    // position 2, so "a.bin" must come as data; "old" (revpos 1) is on 3-a's path too, but
+    // `2-s` is not an ancestor of `3-a`, so it proves nothing about "old" either.
+    let (_d, db) = db();
+    let old = json!({"content_type": "text/plain", "data": "b2xk", "revpos": 1});
+    let bin = json!({"content_type": "application/octet-stream", "data": "AAECAw==", "revpos": 2});
+    db.bulk_docs(
+        vec![
+            json!({"_id": "a", "_revisions": {"start": 3, "ids": ["a3", "a2", "x"]},
+                "_attachments": {"old": old, "a.bin": bin}}),
+            json!({"_id": "a", "_revisions": {"start": 2, "ids": ["s", "x"]},
+                "_attachments": {"old": old}}),
+        ],
+        false,
+    )
+    .unwrap();
+    let atts = atts_with_since(&db, "3-a3", &["2-s"]);
+    assert_eq!(atts["a.bin"]["data"], "AAECAw==", "{atts}");
+    assert_eq!(atts["old"]["data"], "b2xk", "{atts}");
+    // The shared ancestor counts: "old" is a stub, "a.bin" (revpos 2) is data.
+    let atts = atts_with_since(&db, "3-a3", &["2-s", "1-x"]);
+    assert_eq!(atts["old"]["stub"], true, "{atts}");
+    assert_eq!(atts["a.bin"]["data"], "AAECAw==", "{atts}");
+    // An ancestor on the path at position 2, and the revision itself.
+    for since in [&["2-a2"][..], &["1-x", "2-a2", "2-s"], &["3-a3"]] {
+        let atts = atts_with_since(&db, "3-a3", since);
+        assert_eq!(atts["a.bin"]["stub"], true, "{since:?}: {atts}");
+        assert_eq!(atts["old"]["stub"], true, "{since:?}: {atts}");
+    }
+}
+
+#[test]
+fn replicated_stub_with_an_unknown_digest_resolves_by_name_and_revpos_on_its_ancestor() {
+    // Apache CouchDB sends a compressible attachment's stub with the digest of its gzipped
+    // bytes, which this store never computed: the stub must still find the attachment on the
+    // revision's nearest stored ancestor, by name and revpos, as CouchDB resolves stubs.
+    let (_d, db) = db();
+    db.bulk_docs(
+        vec![json!({"_id": "a", "_rev": "1-a", "_attachments": {"t": {"content_type": "text/plain", "data": "aGVsbG8=", "revpos": 1}}})],
+        false,
+    )
+    .unwrap();
+    let couch_digest = "md5-oNFRO/agMpK3OYvCMK6muQ==";
+    let res = db
+        .bulk_docs(
+            vec![
+                json!({"_id": "a", "_revisions": {"start": 3, "ids": ["c", "b", "a"]}, "_attachments": {"t": {"content_type": "text/plain", "stub": true, "digest": couch_digest, "revpos": 1, "length": 5}}}),
+                // The same name with another revpos is another attachment: refused.
+                json!({"_id": "a", "_revisions": {"start": 2, "ids": ["z", "a"]}, "_attachments": {"t": {"content_type": "text/plain", "stub": true, "digest": couch_digest, "revpos": 2}}}),
+            ],
+            false,
+        )
+        .unwrap();
+    assert!(res[0].is_ok(), "{res:?}");
+    assert_eq!(res[1].error.as_deref(), Some("missing_stub"), "{res:?}");
+    let doc = db
+        .get(
+            "a",
+            &GetOptions {
+                rev: Some(rev("3-c")),
+                attachments: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(doc["_attachments"]["t"]["data"], "aGVsbG8=");
+    assert_eq!(doc["_attachments"]["t"]["digest"], HELLO_DIGEST);
+    assert_eq!(doc["_attachments"]["t"]["revpos"], 1);
+}
+
 #[test]
 fn bad_attachment_data_is_bad_request() {
     let (_d, db) = db();
@@ -384,4 +472,104 @@ fn bad_attachment_data_is_bad_request() {
         .put(json!({"_id": "a", "_attachments": {"x": {"data": "not base64!!"}}}))
         .unwrap_err();
     assert_eq!(e.name(), "bad_request");
+}
+
+/// CouchDB refuses an attachment name starting with `_` (400, nothing written).
+#[test]
+fn attachment_name_starting_with_underscore_is_refused() {
+    let (_d, db) = db();
+    let e = db
+        .put(json!({"_id": "a", "_attachments": {"_x": {"content_type": "text/plain", "data": "aGk="}}}))
+        .unwrap_err();
+    assert_eq!(e.name(), "bad_request");
+    assert!(e.to_string().contains("'_x'"), "{e}");
+    assert!(db.get("a", &Default::default()).is_err(), "nothing written");
+}
+
+/// Issue 10: every revision form Apache CouchDB 3.5 stores with `new_edits=false` is stored
+/// and read back unchanged (parsed documents and JSON text alike); the histories CouchDB
+/// stores but no replica can represent (positions below 0) are that document's error, and
+/// the other documents of the call are written.
+#[test]
+fn revisions_couchdb_stores_are_stored_and_unrepresentable_ones_fail_alone() {
+    let (_d, db) = db();
+    let long = "9f".repeat(150);
+    let docs = vec![
+        json!({"_id": "long", "_rev": format!("1-{long}"), "v": 1}),
+        json!({"_id": "zero", "_rev": "0-abc", "v": 2}),
+        json!({"_id": "bang", "_rev": "1-xyz!", "v": 3}),
+        json!({"_id": "empty", "_rev": "1-", "v": 4}),
+        json!({"_id": "odd", "_rev": "2-a b\n\u{0}\u{e9}", "_revisions": {"start": 2, "ids": ["a b\n\u{0}\u{e9}", ""]}}),
+        json!({"_id": "to-zero", "_rev": "1-b", "_revisions": {"start": 1, "ids": ["b", "a"]}}),
+        json!({"_id": "below-zero", "_rev": "0-b", "_revisions": {"start": 0, "ids": ["b", "a"]}}),
+        json!({"_id": "negative", "_revisions": {"start": -1, "ids": ["b"]}}),
+        json!({"_id": "huge", "_rev": "9007199254740993-x", "v": 5}),
+    ];
+    let text: Vec<Box<serde_json::value::RawValue>> = docs
+        .iter()
+        .map(|d| serde_json::value::to_raw_value(d).unwrap())
+        .collect();
+    let (_d2, db2) = common::db();
+    for (store, res) in [
+        (&db, db.bulk_docs(docs.clone(), false).unwrap()),
+        (&db2, db2.bulk_docs_json(&text, false).unwrap()),
+    ] {
+        let failed: Vec<&str> = res
+            .iter()
+            .filter(|r| r.error.is_some())
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(failed, ["below-zero", "negative"], "{res:?}");
+        assert!(res
+            .iter()
+            .filter(|r| r.error.is_some())
+            .all(|r| r.error.as_deref() == Some("bad_request")));
+        for (id, rev, revisions) in [
+            (
+                "long",
+                format!("1-{long}"),
+                json!({"start": 1, "ids": [long]}),
+            ),
+            ("zero", "0-abc".into(), json!({"start": 0, "ids": ["abc"]})),
+            (
+                "bang",
+                "1-xyz!".into(),
+                json!({"start": 1, "ids": ["xyz!"]}),
+            ),
+            ("empty", "1-".into(), json!({"start": 1, "ids": [""]})),
+            (
+                "odd",
+                "2-a b\n\u{0}\u{e9}".into(),
+                json!({"start": 2, "ids": ["a b\n\u{0}\u{e9}", ""]}),
+            ),
+            (
+                "to-zero",
+                "1-b".into(),
+                json!({"start": 1, "ids": ["b", "a"]}),
+            ),
+            (
+                "huge",
+                "9007199254740993-x".into(),
+                json!({"start": 9007199254740993u64, "ids": ["x"]}),
+            ),
+        ] {
+            let got = store
+                .get(
+                    id,
+                    &GetOptions {
+                        revs: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(got["_rev"], rev.as_str(), "{id}");
+            assert_eq!(got["_revisions"], revisions, "{id}");
+        }
+        // A new edit on top of position 0 is position 1.
+        let edited = store
+            .put(json!({"_id": "zero", "_rev": "0-abc", "v": 9}))
+            .unwrap();
+        assert_eq!(edited.rev.unwrap().pos(), 1);
+        store.verify().unwrap();
+    }
 }

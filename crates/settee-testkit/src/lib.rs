@@ -10,6 +10,11 @@
 //! The guard uses a minimal blocking HTTP/1.1 request over `std::net` so that it can run in
 //! `Drop`, inside or outside a tokio runtime, and depends on no crate under test. It
 //! therefore supports `http://` servers only (the test servers are local).
+//!
+//! [`http`] has servers that misbehave on purpose: a fake server, and a proxy to the test
+//! server that can answer or edit chosen requests.
+
+pub mod http;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,44 +1,47 @@
-//! Mango selector evaluation for `filter=_selector` replications whose source
-//! is the local store.
+//! Mango selectors: parsing, validating, normalising and evaluating them, as CouchDB's
+//! `mango_selector` does, and what the planner needs to know about them (which fields they
+//! constrain, to which ranges). One evaluator serves `find` and filtered replication.
 //!
-//! This module owns parsing, validating, normalising and evaluating CouchDB
-//! Mango selectors, so that a local source gives the same answers CouchDB
-//! would give server-side. It follows CouchDB's `mango_selector` pipeline:
+//! The pipeline:
 //!
-//! * implicit operators are made explicit (a bare value is `$eq`, several keys
-//!   are `$and`), nested field objects and dotted paths (`"a.b"`, `"a\.b"` for a
-//!   literal dot, `"a.0"` to index arrays) become one path per condition;
-//! * `$not` and `$nor` are pushed down to the conditions (De Morgan, `$lt` ↔
-//!   `$gte`, `$in` ↔ `$nin`, `$exists` flipped), so a missing field never
-//!   matches anything but `$exists: false`, even under a negation. As in
-//!   CouchDB, selectors inside `$elemMatch`/`$allMatch`/`$keyMapMatch` keep
-//!   their negations and evaluate them literally.
+//! * implicit operators are made explicit (a bare value is `$eq`, several keys are `$and`),
+//!   nested field objects and dotted paths (`"a.b"`, `"a\.b"` for a literal dot, `"a.0"` to
+//!   index arrays) become one [`FieldPath`] per condition;
+//! * `$not` and `$nor` are pushed down to the conditions (De Morgan, `$lt` ↔ `$gte`, `$in`
+//!   ↔ `$nin`, `$exists` flipped), so a missing field never matches anything but
+//!   `$exists: false`, even under a negation. As in CouchDB, selectors inside
+//!   `$elemMatch`/`$allMatch`/`$keyMapMatch` keep their negations and evaluate them
+//!   literally.
 //!
-//! Values are compared with CouchDB's view collation across types
-//! (`null < false < true < numbers < strings < arrays < objects`; arrays
-//! element-wise, objects key/value pair-wise in document order). CouchDB
-//! compares strings with ICU collation; we approximate it by Unicode code point
-//! order, so e.g. `"B" < "a"` here although ICU puts `"a"` first. `$regex` uses
-//! the `regex` crate (an unanchored search, like Erlang `re:run`) rather than
-//! PCRE, so PCRE-only syntax such as look-around is rejected as invalid.
+//! Values are compared with CouchDB's view collation ([`crate::collate`]), except the
+//! top-level `_id`, which CouchDB compares raw (bytewise for strings). `$regex` uses the
+//! `regex` crate (an unanchored search, like Erlang's `re:run`) rather than PCRE, so
+//! PCRE-only syntax such as look-around is rejected as invalid.
 
 use std::cmp::Ordering;
 
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
+use crate::collate::{cmp_raw, collate};
+use crate::field::{FieldPath, Lookup};
+use crate::Error;
+
 /// A parsed, validated Mango selector.
+///
+/// ```
+/// use serde_json::json;
+/// use settee_query::Selector;
+/// let s = Selector::parse(&json!({"notebook": "work", "tags": {"$all": ["urgent"]}}))?;
+/// assert!(s.matches(&json!({"notebook": "work", "tags": ["urgent", "q3"]})));
+/// assert!(!s.matches(&json!({"notebook": "home", "tags": ["urgent"]})));
+/// let err = Selector::parse(&json!({"tags": {"$all": "urgent"}})).unwrap_err();
+/// assert_eq!(err.name(), "bad_arg");
+/// # Ok::<(), settee_query::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selector {
     root: Node,
-}
-
-/// Why a selector was rejected by [`Selector::parse`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid selector: {reason}")]
-pub struct SelectorError {
-    /// Human-readable reason, naming the offending operator or field.
-    pub reason: String,
 }
 
 /// A selector tree; field names only appear in `Field` leaves.
@@ -51,7 +54,7 @@ enum Node {
     Nor(Vec<Node>),
     Not(Box<Node>),
     /// A path (empty: the value itself) and the condition its value must meet.
-    Field(Vec<String>, Cond),
+    Field(FieldPath, Cond),
 }
 
 /// A condition on one value.
@@ -75,8 +78,9 @@ enum Cond {
     Not(Box<Cond>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum CmpOp {
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CmpOp {
     Eq,
     Ne,
     Lt,
@@ -95,6 +99,56 @@ impl PartialEq for Pattern {
     }
 }
 
+/// One end of a [`Range`]: below or above every value, or a value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bound {
+    Min,
+    Max,
+    Value(Value),
+}
+
+impl Bound {
+    fn cmp(&self, other: &Bound) -> Ordering {
+        match (self, other) {
+            (Bound::Min, Bound::Min) | (Bound::Max, Bound::Max) => Ordering::Equal,
+            (Bound::Min, _) | (_, Bound::Max) => Ordering::Less,
+            (Bound::Max, _) | (_, Bound::Min) => Ordering::Greater,
+            (Bound::Value(a), Bound::Value(b)) => collate(a, b),
+        }
+    }
+}
+
+/// The values a field may take under a selector's top-level `$and`: CouchDB's
+/// `{LowOp, Low, HighOp, High}` (`mango_idx_view:range`). `low_op` is `Gt`, `Gte` or `Eq`;
+/// `high_op` is `Lt`, `Lte` or `Eq`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Range {
+    pub(crate) low_op: CmpOp,
+    pub(crate) low: Bound,
+    pub(crate) high_op: CmpOp,
+    pub(crate) high: Bound,
+}
+
+impl Range {
+    fn full() -> Range {
+        Range {
+            low_op: CmpOp::Gt,
+            low: Bound::Min,
+            high_op: CmpOp::Lt,
+            high: Bound::Max,
+        }
+    }
+
+    fn eq(v: &Value) -> Range {
+        Range {
+            low_op: CmpOp::Eq,
+            low: Bound::Value(v.clone()),
+            high_op: CmpOp::Eq,
+            high: Bound::Value(v.clone()),
+        }
+    }
+}
+
 const TYPES: [&str; 6] = ["null", "boolean", "number", "string", "array", "object"];
 const UNSUPPORTED: [&str; 7] = [
     "$where",
@@ -106,66 +160,128 @@ const UNSUPPORTED: [&str; 7] = [
     "$default",
 ];
 
-fn err<T>(reason: impl Into<String>) -> Result<T, SelectorError> {
-    Err(SelectorError {
-        reason: reason.into(),
-    })
-}
-
-fn bad_arg<T>(op: &str, expected: &str) -> Result<T, SelectorError> {
-    err(format!("bad argument for {op}: expected {expected}"))
+fn bad_arg<T>(op: &str, arg: &Value, expected: &str) -> Result<T, Error> {
+    Err(Error::selector(
+        "bad_arg",
+        format!("bad argument for operator {op}: {arg} (expected {expected})"),
+    ))
 }
 
 impl Selector {
     /// Parses and validates a selector.
     ///
-    /// Unknown or unsupported operators, operands of the wrong type (`$in`,
-    /// `$nin`, `$all` need arrays; `$size` a non-negative integer; `$mod` a
-    /// `[divisor, remainder]` pair of integers with a non-zero divisor;
-    /// `$regex` a valid regex string; `$type` one of `"null"`, `"boolean"`,
-    /// `"number"`, `"string"`, `"array"`, `"object"`; `$exists` a boolean;
-    /// `$and`/`$or`/`$nor` arrays of selectors; `$not`,
-    /// `$elemMatch`, `$allMatch`, `$keyMapMatch` a selector), empty path
-    /// segments and a top-level condition without a field are errors.
-    pub fn parse(value: &Value) -> Result<Selector, SelectorError> {
+    /// # Errors
+    /// [`Error::Selector`] naming the bad part: `invalid_selector_json` for a selector that
+    /// is not an object; `invalid_operator` for an unknown operator; `not_supported` for
+    /// `$where`, `$text` and the geo operators; `bad_arg` for an operand of the wrong type
+    /// (`$in`, `$nin`, `$all` need arrays; `$size` a non-negative integer; `$mod` a
+    /// `[divisor, remainder]` pair of integers with a non-zero divisor; `$regex` a valid
+    /// regex string; `$type` one of `"null"`, `"boolean"`, `"number"`, `"string"`,
+    /// `"array"`, `"object"`; `$exists` a boolean; `$beginsWith` a string; `$and`/`$or`/
+    /// `$nor` arrays of selectors; `$not`, `$elemMatch`, `$allMatch`, `$keyMapMatch` a
+    /// selector); `invalid_field_name` for an empty path segment; `invalid_selector` for a
+    /// top-level condition without a field.
+    pub fn parse(value: &Value) -> Result<Selector, Error> {
         let Value::Object(map) = value else {
-            return err("expected a JSON object");
+            return Err(Error::selector(
+                "invalid_selector_json",
+                format!("the selector must be a JSON object, got {value}"),
+            ));
         };
         if map.is_empty() {
             return Ok(Selector { root: Node::All });
         }
-        let root = normalize_negations(parse_node(value, &[])?);
-        if matches!(&root, Node::Field(path, _) if path.is_empty()) {
-            return err("missing field name: a condition operator needs a field");
+        let root = normalize_negations(parse_node(value, &FieldPath::from_segments(Vec::new()))?);
+        if matches!(&root, Node::Field(path, _) if path.segments().is_empty()) {
+            return Err(Error::selector(
+                "invalid_selector",
+                "one or more conditions is missing a field name",
+            ));
         }
         Ok(Selector { root })
     }
 
-    /// Whether the document (a JSON object; `_id`, `_rev`, `_deleted` fields
-    /// visible like any other) matches.
+    /// The empty selector `{}`, which matches every document.
+    pub fn all() -> Selector {
+        Selector { root: Node::All }
+    }
+
+    /// Whether this is the empty selector.
+    pub fn is_empty(&self) -> bool {
+        self.root == Node::All
+    }
+
+    /// Whether the document (a JSON object; `_id`, `_rev`, `_deleted` fields visible like
+    /// any other) matches.
     pub fn matches(&self, doc: &Value) -> bool {
         match_node(&self.root, doc)
     }
 
-    /// The selector as JSON, normalised (used to compute replication ids):
-    /// CouchDB's normal form (explicit operators, one dotted path per
-    /// condition, negations pushed down) with object keys sorted recursively,
-    /// so equivalent spellings of a selector give the same value.
+    /// The selector as JSON, normalised (used to compute replication ids): CouchDB's
+    /// normal form (explicit operators, one dotted path per condition, negations pushed
+    /// down) with object keys sorted recursively, so equivalent spellings of a selector give
+    /// the same value.
     pub fn to_canonical_json(&self) -> Value {
         sort_keys(node_to_json(&self.root))
+    }
+
+    /// The selector in CouchDB's normal form, members in their given order (what
+    /// `_explain` shows).
+    pub fn to_json(&self) -> Value {
+        node_to_json(&self.root)
+    }
+
+    /// The fields the selector's top-level `$and` constrains with operators an index can
+    /// serve (`$eq`, `$lt`, `$lte`, `$gt`, `$gte`, `$beginsWith`, `$exists`), sorted
+    /// (`mango_idx_view:indexable_fields`).
+    pub(crate) fn indexable_fields(&self) -> Vec<FieldPath> {
+        let mut out = Vec::new();
+        indexable_paths(&self.root, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The range `field` is restricted to by the top-level `$and`, `None` when no value can
+    /// match (`mango_idx_view:range`).
+    pub(crate) fn range(&self, field: &FieldPath) -> Option<Range> {
+        range_in(&self.root, field, Range::full())
+    }
+
+    /// Whether every matching document has all of `required` (`has_required_fields`).
+    pub(crate) fn has_required_fields(&self, required: &[FieldPath]) -> bool {
+        required_remainder(std::slice::from_ref(&self.root), required.to_vec()).is_empty()
+    }
+
+    /// Whether the top-level `$and` pins `field` to one value with `$eq`.
+    pub(crate) fn is_constant_field(&self, field: &FieldPath) -> bool {
+        is_constant(&self.root, field)
+    }
+
+    /// Every field the selector names (`mango_selector:fields`).
+    pub(crate) fn fields(&self) -> Vec<FieldPath> {
+        let mut out = Vec::new();
+        collect_fields(&self.root, &mut out);
+        out
+    }
+
+    /// Whether the selector is a top-level `$and` or `$or` of nothing, which CouchDB answers
+    /// with no documents without reading an index (`mango_cursor:maybe_noop_range`).
+    pub(crate) fn is_noop(&self) -> bool {
+        matches!(&self.root, Node::And(items) | Node::Or(items) if items.is_empty())
     }
 }
 
 // ---------------------------------------------------------------- parsing
 
 /// Parses a selector (or a field's condition) that applies at `path`.
-fn parse_node(value: &Value, path: &[String]) -> Result<Node, SelectorError> {
+fn parse_node(value: &Value, path: &FieldPath) -> Result<Node, Error> {
     match value {
         Value::Object(map) if map.len() == 1 => {
             let mut items = map.iter();
             match items.next() {
                 Some((key, arg)) => parse_pair(key, arg, path),
-                None => err("empty selector"),
+                None => Ok(Node::All),
             }
         }
         Value::Object(map) if map.len() > 1 => map
@@ -175,42 +291,45 @@ fn parse_node(value: &Value, path: &[String]) -> Result<Node, SelectorError> {
             .map(Node::And),
         // A bare value (including `{}`) means equality.
         other => Ok(Node::Field(
-            path.to_vec(),
+            path.clone(),
             Cond::Cmp(CmpOp::Eq, other.clone()),
         )),
     }
 }
 
-fn parse_list(op: &str, arg: &Value, path: &[String]) -> Result<Vec<Node>, SelectorError> {
+fn parse_list(op: &str, arg: &Value, path: &FieldPath) -> Result<Vec<Node>, Error> {
     match arg {
         Value::Array(items) => items.iter().map(|item| parse_node(item, path)).collect(),
-        _ => bad_arg(op, "an array of selectors"),
+        _ => bad_arg(op, arg, "an array of selectors"),
     }
 }
 
-fn parse_sub(op: &str, arg: &Value) -> Result<Box<Node>, SelectorError> {
+fn parse_sub(op: &str, arg: &Value) -> Result<Box<Node>, Error> {
     if !arg.is_object() {
-        return bad_arg(op, "a selector object");
+        return bad_arg(op, arg, "a selector object");
     }
-    Ok(Box::new(parse_node(arg, &[])?))
+    Ok(Box::new(parse_node(
+        arg,
+        &FieldPath::from_segments(Vec::new()),
+    )?))
 }
 
-fn array_arg(op: &str, arg: &Value) -> Result<Vec<Value>, SelectorError> {
+fn array_arg(op: &str, arg: &Value) -> Result<Vec<Value>, Error> {
     match arg {
         Value::Array(items) => Ok(items.clone()),
-        _ => bad_arg(op, "an array"),
+        _ => bad_arg(op, arg, "an array"),
     }
 }
 
-fn parse_pair(key: &str, arg: &Value, path: &[String]) -> Result<Node, SelectorError> {
-    let leaf = |cond| Ok(Node::Field(path.to_vec(), cond));
+fn parse_pair(key: &str, arg: &Value, path: &FieldPath) -> Result<Node, Error> {
+    let leaf = |cond| Ok(Node::Field(path.clone(), cond));
     let cmp = |op| leaf(Cond::Cmp(op, arg.clone()));
     match key {
         "$and" => Ok(Node::And(parse_list(key, arg, path)?)),
         "$or" => Ok(Node::Or(parse_list(key, arg, path)?)),
         "$nor" => Ok(Node::Nor(parse_list(key, arg, path)?)),
         "$not" if arg.is_object() => Ok(Node::Not(Box::new(parse_node(arg, path)?))),
-        "$not" => bad_arg(key, "a selector object"),
+        "$not" => bad_arg(key, arg, "a selector object"),
         "$elemMatch" => leaf(Cond::ElemMatch(parse_sub(key, arg)?)),
         "$allMatch" => leaf(Cond::AllMatch(parse_sub(key, arg)?)),
         "$keyMapMatch" => leaf(Cond::KeyMapMatch(parse_sub(key, arg)?)),
@@ -225,64 +344,61 @@ fn parse_pair(key: &str, arg: &Value, path: &[String]) -> Result<Node, SelectorE
         "$all" => leaf(Cond::All(array_arg(key, arg)?)),
         "$exists" => match arg {
             Value::Bool(b) => leaf(Cond::Exists(*b)),
-            _ => bad_arg(key, "a boolean"),
+            _ => bad_arg(key, arg, "a boolean"),
         },
         "$type" => match arg {
             Value::String(t) if TYPES.contains(&t.as_str()) => leaf(Cond::Type(t.clone())),
             _ => bad_arg(
                 key,
+                arg,
                 "one of \"null\", \"boolean\", \"number\", \"string\", \"array\", \"object\"",
             ),
         },
         "$size" => match arg.as_u64() {
             Some(n) => leaf(Cond::Size(n)),
-            None => bad_arg(key, "a non-negative integer"),
+            None => bad_arg(key, arg, "a non-negative integer"),
         },
         "$mod" => match arg.as_array().map(Vec::as_slice) {
             Some([Value::Number(d), Value::Number(r)]) => match (int_of(d), int_of(r)) {
                 (Some(d), Some(r)) if d != 0 => leaf(Cond::Mod(arg.clone(), d, r)),
-                _ => bad_arg(key, "[divisor, remainder] integers with a non-zero divisor"),
+                _ => bad_arg(
+                    key,
+                    arg,
+                    "[divisor, remainder] integers with a non-zero divisor",
+                ),
             },
-            _ => bad_arg(key, "[divisor, remainder] integers with a non-zero divisor"),
+            _ => bad_arg(
+                key,
+                arg,
+                "[divisor, remainder] integers with a non-zero divisor",
+            ),
         },
         "$regex" => match arg.as_str().map(Regex::new) {
             Some(Ok(re)) => leaf(Cond::Regex(Pattern(re))),
-            Some(Err(e)) => err(format!("bad argument for $regex: {e}")),
-            None => bad_arg(key, "a regular expression string"),
+            Some(Err(e)) => Err(Error::selector(
+                "bad_arg",
+                format!("bad argument for operator $regex: {arg}: {e}"),
+            )),
+            None => bad_arg(key, arg, "a regular expression string"),
         },
         "$beginsWith" => match arg {
             Value::String(prefix) => leaf(Cond::BeginsWith(prefix.clone())),
-            _ => bad_arg(key, "a string"),
+            _ => bad_arg(key, arg, "a string"),
         },
-        op if UNSUPPORTED.contains(&op) => err(format!("operator {op} is not supported")),
-        op if op.starts_with('$') => err(format!("unknown operator {op}")),
+        op if UNSUPPORTED.contains(&op) => Err(Error::selector(
+            "not_supported",
+            format!("unsupported operator: {op}"),
+        )),
+        op if op.starts_with('$') => Err(Error::selector(
+            "invalid_operator",
+            format!("invalid operator: {op}"),
+        )),
         field => {
-            let mut full = path.to_vec();
-            full.extend(parse_field(field)?);
+            let mut full = path.clone();
+            full.extend(FieldPath::parse(field)?);
             parse_node(arg, &full)
         }
     }
-}
-
-/// Splits a field name on dots not preceded by a backslash, then drops the
-/// backslashes, as CouchDB's `mango_util:parse_field` does.
-fn parse_field(field: &str) -> Result<Vec<String>, SelectorError> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut prev = None;
-    for c in field.chars() {
-        if c == '.' && prev != Some('\\') {
-            parts.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
-        }
-        prev = Some(c);
-    }
-    parts.push(current);
-    if parts.iter().any(String::is_empty) {
-        return err(format!("invalid field name {field:?}"));
-    }
-    Ok(parts.into_iter().map(|p| p.replace('\\', "")).collect())
 }
 
 // ---------------------------------------------------------- normalisation
@@ -334,50 +450,37 @@ fn negate_cond(cond: Cond) -> Cond {
 
 // --------------------------------------------------------------- matching
 
-enum Lookup<'a> {
-    Found(&'a Value),
-    NotFound,
-    BadPath,
-}
-
-/// Follows `path` like `mango_doc:get_field`: object keys, or array indexes.
-fn lookup<'a>(value: &'a Value, path: &[String]) -> Lookup<'a> {
-    let mut current = value;
-    for name in path {
-        current = match current {
-            Value::Object(map) => match map.get(name) {
-                Some(v) => v,
-                None => return Lookup::NotFound,
-            },
-            Value::Array(items) => match name.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                Some(v) => v,
-                None => return Lookup::BadPath,
-            },
-            _ => return Lookup::BadPath,
-        };
-    }
-    Lookup::Found(current)
-}
+/// How values are compared: CouchDB's collation, or raw term order for `_id`.
+type CmpFn = fn(&Value, &Value) -> Ordering;
 
 fn match_node(node: &Node, value: &Value) -> bool {
+    match_node_with(node, value, collate)
+}
+
+fn match_node_with(node: &Node, value: &Value, inherited: CmpFn) -> bool {
     match node {
         Node::All => true,
-        Node::And(items) => items.iter().all(|n| match_node(n, value)),
-        Node::Or(items) => items.is_empty() || items.iter().any(|n| match_node(n, value)),
-        Node::Nor(items) => !items.iter().any(|n| match_node(n, value)),
-        Node::Not(inner) => !match_node(inner, value),
-        Node::Field(path, cond) => match lookup(value, path) {
-            Lookup::Found(v) => match_cond(cond, v),
-            Lookup::NotFound => matches!(cond, Cond::Exists(false)),
-            Lookup::BadPath => false,
-        },
+        Node::And(items) => items.iter().all(|n| match_node_with(n, value, inherited)),
+        Node::Or(items) => {
+            items.is_empty() || items.iter().any(|n| match_node_with(n, value, inherited))
+        }
+        Node::Nor(items) => !items.iter().any(|n| match_node_with(n, value, inherited)),
+        Node::Not(inner) => !match_node_with(inner, value, inherited),
+        Node::Field(path, cond) => {
+            let cmp: CmpFn = if path.is_id() { cmp_raw } else { inherited };
+            match path.lookup(value) {
+                Lookup::Found(v) => match_cond(cond, v, cmp),
+                Lookup::NotFound => matches!(cond, Cond::Exists(false)),
+                Lookup::BadPath => false,
+            }
+        }
     }
 }
 
-fn match_cond(cond: &Cond, value: &Value) -> bool {
+fn match_cond(cond: &Cond, value: &Value, cmp: CmpFn) -> bool {
     match cond {
         Cond::Cmp(op, arg) => {
-            let ord = collate(value, arg);
+            let ord = cmp(value, arg);
             match op {
                 CmpOp::Eq => ord == Ordering::Equal,
                 CmpOp::Ne => ord != Ordering::Equal,
@@ -387,8 +490,8 @@ fn match_cond(cond: &Cond, value: &Value) -> bool {
                 CmpOp::Gte => ord != Ordering::Less,
             }
         }
-        Cond::In(args) => in_match(args, value),
-        Cond::Nin(args) => !in_match(args, value),
+        Cond::In(args) => in_match(args, value, cmp),
+        Cond::Nin(args) => !in_match(args, value, cmp),
         Cond::Exists(should) => *should,
         Cond::Type(t) => type_name(value) == t,
         Cond::Regex(Pattern(re)) => value.as_str().is_some_and(|s| re.is_match(s)),
@@ -414,22 +517,22 @@ fn match_cond(cond: &Cond, value: &Value) -> bool {
             .is_some_and(|s| s.starts_with(prefix.as_str())),
         Cond::ElemMatch(sub) => value
             .as_array()
-            .is_some_and(|items| items.iter().any(|v| match_node(sub, v))),
-        Cond::AllMatch(sub) => value
-            .as_array()
-            .is_some_and(|items| !items.is_empty() && items.iter().all(|v| match_node(sub, v))),
+            .is_some_and(|items| items.iter().any(|v| match_node_with(sub, v, cmp))),
+        Cond::AllMatch(sub) => value.as_array().is_some_and(|items| {
+            !items.is_empty() && items.iter().all(|v| match_node_with(sub, v, cmp))
+        }),
         Cond::KeyMapMatch(sub) => value.as_object().is_some_and(|map| {
             map.keys()
-                .any(|k| match_node(sub, &Value::String(k.clone())))
+                .any(|k| match_node_with(sub, &Value::String(k.clone()), cmp))
         }),
-        Cond::Not(inner) => !match_cond(inner, value),
+        Cond::Not(inner) => !match_cond(inner, value, cmp),
     }
 }
 
 /// `$in`: an array field matches when one of its *elements* is a candidate
 /// (the array itself is not compared), as in CouchDB.
-fn in_match(args: &[Value], value: &Value) -> bool {
-    let equal = |v: &Value| args.iter().any(|a| collate(v, a).is_eq());
+fn in_match(args: &[Value], value: &Value, cmp: CmpFn) -> bool {
+    let equal = |v: &Value| args.iter().any(|a| cmp(v, a).is_eq());
     match value {
         Value::Array(items) => items.iter().any(equal),
         _ => equal(value),
@@ -453,46 +556,13 @@ fn int_of(n: &Number) -> Option<i128> {
         .or_else(|| n.as_u64().map(i128::from))
 }
 
-fn cmp_numbers(a: &Number, b: &Number) -> Ordering {
+fn cmp_numbers_exact(a: &Number, b: &Number) -> Ordering {
     match (int_of(a), int_of(b)) {
         (Some(x), Some(y)) => x.cmp(&y),
         _ => {
             let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
-            x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+            x.total_cmp(&y)
         }
-    }
-}
-
-fn type_rank(value: &Value) -> u8 {
-    match value {
-        Value::Null => 0,
-        Value::Bool(false) => 1,
-        Value::Bool(true) => 2,
-        Value::Number(_) => 3,
-        Value::String(_) => 4,
-        Value::Array(_) => 5,
-        Value::Object(_) => 6,
-    }
-}
-
-/// CouchDB view collation, with strings in code point order (see module doc).
-fn collate(a: &Value, b: &Value) -> Ordering {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => cmp_numbers(x, y),
-        (Value::String(x), Value::String(y)) => x.cmp(y),
-        (Value::Array(x), Value::Array(y)) => x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| collate(p, q))
-            .find(|o| o.is_ne())
-            .unwrap_or_else(|| x.len().cmp(&y.len())),
-        (Value::Object(x), Value::Object(y)) => x
-            .iter()
-            .zip(y)
-            .map(|((ka, va), (kb, vb))| ka.cmp(kb).then_with(|| collate(va, vb)))
-            .find(|o| o.is_ne())
-            .unwrap_or_else(|| x.len().cmp(&y.len())),
-        _ => type_rank(a).cmp(&type_rank(b)),
     }
 }
 
@@ -501,9 +571,9 @@ fn collate(a: &Value, b: &Value) -> Ordering {
 fn term_eq(a: &Value, b: &Value, strict: bool) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) if strict => {
-            x.is_f64() == y.is_f64() && cmp_numbers(x, y).is_eq()
+            x.is_f64() == y.is_f64() && cmp_numbers_exact(x, y).is_eq()
         }
-        (Value::Number(x), Value::Number(y)) => cmp_numbers(x, y).is_eq(),
+        (Value::Number(x), Value::Number(y)) => cmp_numbers_exact(x, y).is_eq(),
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| term_eq(p, q, strict))
         }
@@ -514,6 +584,173 @@ fn term_eq(a: &Value, b: &Value, strict: bool) -> bool {
                     .all(|((ka, va), (kb, vb))| ka == kb && term_eq(va, vb, strict))
         }
         _ => a == b,
+    }
+}
+
+// ------------------------------------------------------ what the planner reads
+
+fn indexable_paths(node: &Node, out: &mut Vec<FieldPath>) {
+    match node {
+        Node::And(items) => items.iter().for_each(|n| indexable_paths(n, out)),
+        Node::Field(path, cond) => {
+            let indexable = matches!(
+                cond,
+                Cond::Cmp(
+                    CmpOp::Eq | CmpOp::Lt | CmpOp::Lte | CmpOp::Gt | CmpOp::Gte,
+                    _
+                ) | Cond::BeginsWith(_)
+                    | Cond::Exists(_)
+            );
+            if indexable && !path.segments().is_empty() {
+                out.push(path.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
+fn range_in(node: &Node, field: &FieldPath, r: Range) -> Option<Range> {
+    match node {
+        Node::And(items) => items
+            .iter()
+            .try_fold(r, |acc, item| range_in(item, field, acc)),
+        Node::Field(path, cond) if path == field => narrow(cond, r),
+        _ => Some(r),
+    }
+}
+
+/// Where `arg` falls against the range's ends: below, at the low end, inside, at the high
+/// end, above.
+#[derive(PartialEq)]
+enum Pos {
+    Min,
+    Low,
+    Mid,
+    High,
+    Max,
+}
+
+fn pos(r: &Range, arg: &Value) -> Pos {
+    let a = Bound::Value(arg.clone());
+    match a.cmp(&r.low) {
+        Ordering::Less => Pos::Min,
+        Ordering::Equal => Pos::Low,
+        Ordering::Greater => match a.cmp(&r.high) {
+            Ordering::Less => Pos::Mid,
+            Ordering::Equal => Pos::High,
+            Ordering::Greater => Pos::Max,
+        },
+    }
+}
+
+/// Narrows `r` by one condition, following CouchDB's table in `mango_idx_view:range/5`.
+fn narrow(cond: &Cond, r: Range) -> Option<Range> {
+    let inclusive_low = matches!(r.low_op, CmpOp::Gte | CmpOp::Eq);
+    let inclusive_high = matches!(r.high_op, CmpOp::Lte | CmpOp::Eq);
+    match cond {
+        Cond::BeginsWith(prefix) => {
+            let r = narrow(&Cond::Cmp(CmpOp::Gte, Value::String(prefix.clone())), r)?;
+            // U+FFFF sorts above every other character in the collation.
+            narrow(
+                &Cond::Cmp(CmpOp::Lte, Value::String(format!("{prefix}\u{ffff}"))),
+                r,
+            )
+        }
+        Cond::Cmp(op, arg) => {
+            let p = pos(&r, arg);
+            let with_high = |op| Range {
+                high_op: op,
+                high: Bound::Value(arg.clone()),
+                ..r.clone()
+            };
+            let with_low = |op| Range {
+                low_op: op,
+                low: Bound::Value(arg.clone()),
+                ..r.clone()
+            };
+            match op {
+                CmpOp::Lt => match p {
+                    Pos::Min | Pos::Low => None,
+                    Pos::Mid | Pos::High => Some(with_high(CmpOp::Lt)),
+                    Pos::Max => Some(r),
+                },
+                CmpOp::Lte => match p {
+                    Pos::Min => None,
+                    Pos::Low if inclusive_low => Some(Range::eq(arg)),
+                    Pos::Low => None,
+                    Pos::Mid => Some(with_high(CmpOp::Lte)),
+                    Pos::High | Pos::Max => Some(r),
+                },
+                CmpOp::Eq => match p {
+                    Pos::Min | Pos::Max => None,
+                    Pos::Low if inclusive_low => Some(Range::eq(arg)),
+                    Pos::Low => None,
+                    Pos::Mid => Some(Range::eq(arg)),
+                    Pos::High if inclusive_high => Some(Range::eq(arg)),
+                    Pos::High => None,
+                },
+                CmpOp::Gte => match p {
+                    Pos::Min | Pos::Low => Some(r),
+                    Pos::Mid => Some(with_low(CmpOp::Gte)),
+                    Pos::High if inclusive_high => Some(Range::eq(arg)),
+                    Pos::High | Pos::Max => None,
+                },
+                CmpOp::Gt => match p {
+                    Pos::Min => Some(r),
+                    Pos::Low | Pos::Mid => Some(with_low(CmpOp::Gt)),
+                    Pos::High | Pos::Max => None,
+                },
+                // Not a range: applied afterwards, as a filter.
+                CmpOp::Ne => Some(r),
+            }
+        }
+        _ => Some(r),
+    }
+}
+
+/// The fields of `required` that `nodes` (conjoined) do not guarantee to exist
+/// (`has_required_fields_int`).
+fn required_remainder(nodes: &[Node], mut required: Vec<FieldPath>) -> Vec<FieldPath> {
+    for node in nodes {
+        if required.is_empty() {
+            break;
+        }
+        match node {
+            Node::And(items) => required = required_remainder(items, required),
+            Node::Or(items) => {
+                // Each alternative must guarantee a field for the $or to.
+                let mut left: Vec<FieldPath> = items
+                    .iter()
+                    .flat_map(|n| required_remainder(std::slice::from_ref(n), required.clone()))
+                    .collect();
+                left.sort();
+                left.dedup();
+                required = left;
+            }
+            Node::Field(_, Cond::Exists(false)) => {}
+            Node::Field(path, _) => required.retain(|f| f != path),
+            Node::All | Node::Nor(_) | Node::Not(_) => {}
+        }
+    }
+    required
+}
+
+fn is_constant(node: &Node, field: &FieldPath) -> bool {
+    match node {
+        Node::And(items) => items.iter().any(|n| is_constant(n, field)),
+        Node::Field(path, Cond::Cmp(CmpOp::Eq, _)) => path == field,
+        _ => false,
+    }
+}
+
+fn collect_fields(node: &Node, out: &mut Vec<FieldPath>) {
+    match node {
+        Node::And(items) | Node::Or(items) | Node::Nor(items) => {
+            items.iter().for_each(|n| collect_fields(n, out))
+        }
+        Node::Not(inner) => collect_fields(inner, out),
+        Node::Field(path, _) if !path.segments().is_empty() => out.push(path.clone()),
+        Node::Field(..) | Node::All => {}
     }
 }
 
@@ -533,7 +770,7 @@ fn node_to_json(node: &Node) -> Value {
         Node::Or(items) => single("$or", list(items)),
         Node::Nor(items) => single("$nor", list(items)),
         Node::Not(inner) => single("$not", node_to_json(inner)),
-        Node::Field(path, cond) => single(path.join("."), cond_to_json(cond)),
+        Node::Field(path, cond) => single(path.segments().join("."), cond_to_json(cond)),
     }
 }
 
@@ -611,7 +848,7 @@ mod tests {
     }
 
     fn reason(s: Value) -> String {
-        Selector::parse(&s).unwrap_err().reason
+        Selector::parse(&s).unwrap_err().reason().to_owned()
     }
 
     #[test]
@@ -722,8 +959,9 @@ mod tests {
         }
         assert!(m(json!({"x": {"$gt": 100}}), json!({"x": "1"})));
         assert!(m(json!({"x": 1}), json!({"x": 1.0})));
-        // Code point approximation of ICU: uppercase sorts before lowercase.
-        assert!(m(json!({"x": {"$lt": "a"}}), json!({"x": "B"})));
+        // ICU: letters first, case second.
+        assert!(m(json!({"x": {"$gt": "a"}}), json!({"x": "B"})));
+        assert!(m(json!({"x": {"$lt": "b"}}), json!({"x": "A"})));
     }
 
     #[test]
@@ -1125,12 +1363,23 @@ mod tests {
         assert!(Selector::parse(&json!({"": 1})).is_err());
         assert!(Selector::parse(&json!({"$gt": 1})).is_err());
         assert!(Selector::parse(&json!([])).is_err());
-        assert_eq!(reason(json!(1)), "expected a JSON object");
+        assert_eq!(
+            Selector::parse(&json!(1)).unwrap_err().name(),
+            "invalid_selector_json"
+        );
         assert_eq!(
             Selector::parse(&json!({"x": {"$in": 1}}))
                 .unwrap_err()
                 .to_string(),
-            "invalid selector: bad argument for $in: expected an array"
+            "bad_arg: bad argument for operator $in: 1 (expected an array)"
+        );
+        assert_eq!(
+            reason(json!({"$where": "1"})),
+            "unsupported operator: $where"
+        );
+        assert_eq!(
+            Selector::parse(&json!({"$gt": 1})).unwrap_err().name(),
+            "invalid_selector"
         );
     }
 
@@ -1163,5 +1412,82 @@ mod tests {
             json!({"x": {"$not": {"$regex": "^a"}}})
         );
         assert_eq!(re.clone(), re);
+    }
+
+    fn path(s: &str) -> FieldPath {
+        FieldPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn id_compares_raw_like_couchdb() {
+        // Bytewise: "B" < "a", unlike the collation of other fields.
+        assert!(m(json!({"_id": {"$lt": "a"}}), json!({"_id": "B"})));
+        assert!(!m(json!({"name": {"$lt": "a"}}), json!({"name": "B"})));
+        // Erlang term order: every string is above null and objects.
+        assert!(m(json!({"_id": {"$gt": null}}), json!({"_id": "x"})));
+        assert!(m(json!({"_id": {"$gt": {}}}), json!({"_id": "x"})));
+    }
+
+    #[test]
+    fn indexable_fields_see_through_and_only() {
+        let f = |v: Value| {
+            sel(v)
+                .indexable_fields()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            f(json!({"b": 1, "a": {"$gt": 2}, "c": {"$ne": 3}})),
+            ["a", "b"]
+        );
+        assert_eq!(
+            f(json!({"a": {"$exists": true}, "d": {"$beginsWith": "x"}})),
+            ["a", "d"]
+        );
+        assert!(f(json!({"$or": [{"a": 1}, {"b": 2}]})).is_empty());
+        assert!(f(json!({"a": {"$in": [1]}, "b": {"$regex": "x"}})).is_empty());
+        assert_eq!(f(json!({"$not": {"a": {"$lt": 3}}})), ["a"]);
+    }
+
+    #[test]
+    fn ranges_narrow_like_couchdb() {
+        let r = |v: Value, field: &str| sel(v).range(&path(field));
+        let v = |x: Value| Bound::Value(x);
+        let got = r(json!({"a": {"$gt": 1, "$lte": 5}}), "a").unwrap();
+        assert_eq!(
+            (got.low_op, got.low, got.high_op, got.high),
+            (CmpOp::Gt, v(json!(1)), CmpOp::Lte, v(json!(5)))
+        );
+        let got = r(json!({"a": {"$gte": 3, "$lte": 3}}), "a").unwrap();
+        assert_eq!((got.low_op, got.high_op), (CmpOp::Eq, CmpOp::Eq));
+        assert!(r(json!({"a": {"$gt": 3, "$lt": 3}}), "a").is_none());
+        assert!(r(json!({"a": {"$eq": 3, "$gt": 4}}), "a").is_none());
+        assert!(r(json!({"a": 1, "b": 2}), "b").is_some());
+        let got = r(json!({"a": {"$beginsWith": "ab"}}), "a").unwrap();
+        assert_eq!(got.low, v(json!("ab")));
+        assert_eq!(got.high, v(json!("ab\u{ffff}")));
+        // Unrelated fields and other operators leave the range open.
+        let got = r(json!({"b": 1, "a": {"$ne": 2}}), "a").unwrap();
+        assert_eq!((got.low, got.high), (Bound::Min, Bound::Max));
+    }
+
+    #[test]
+    fn required_and_constant_fields() {
+        let req = |v: Value, fields: &[&str]| {
+            sel(v).has_required_fields(&fields.iter().map(|f| path(f)).collect::<Vec<_>>())
+        };
+        assert!(req(json!({"a": 1, "b": {"$gt": 0}}), &["a", "b"]));
+        assert!(!req(json!({"a": 1}), &["a", "b"]));
+        assert!(!req(json!({"a": {"$exists": false}}), &["a"]));
+        assert!(req(json!({"$or": [{"a": 1}, {"a": 2, "b": 3}]}), &["a"]));
+        assert!(!req(json!({"$or": [{"a": 1}, {"b": 3}]}), &["a"]));
+        assert!(req(json!({}), &[]));
+        assert!(sel(json!({"a": 1, "b": {"$gt": 1}})).is_constant_field(&path("a")));
+        assert!(!sel(json!({"a": 1, "b": {"$gt": 1}})).is_constant_field(&path("b")));
+        assert!(!sel(json!({"$or": [{"a": 1}]})).is_constant_field(&path("a")));
+        assert!(sel(json!({"$or": []})).is_noop());
+        assert!(sel(json!({"$and": []})).is_noop());
+        assert!(!sel(json!({"a": 1, "$or": []})).is_noop());
     }
 }

@@ -1,0 +1,229 @@
+//! Database endpoints: `PUT`/`GET`/`DELETE`/`POST /{db}`, `_security`, `_revs_limit`,
+//! `_compact`, `_purge`, `_ensure_full_commit`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use settee_revtree::Rev;
+
+use crate::auth::{self, Need};
+use crate::body;
+use crate::document;
+use crate::error::HttpError;
+use crate::registry::OpenDb;
+use crate::route::{check, Request};
+use crate::server::State;
+
+/// `/{db}`.
+pub(crate) async fn database(
+    state: &Arc<State>,
+    name: &str,
+    req: Request,
+) -> Result<Response, HttpError> {
+    match req.method {
+        Method::PUT => {
+            auth::require_server_admin(&req.user)?;
+            state.registry.create(name).await?;
+            let mut res = body::json(StatusCode::CREATED, &json!({"ok": true}));
+            if let Ok(v) = HeaderValue::from_str(&format!("/{}", encode_segment(name))) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(res)
+        }
+        Method::DELETE => {
+            if req.query().has("rev") {
+                return Err(HttpError::bad_request(
+                    "You tried to DELETE a database with a ?rev= parameter. Did you mean to DELETE a document instead?",
+                ));
+            }
+            auth::require_server_admin(&req.user)?;
+            state.registry.delete(name).await?;
+            Ok(body::ok())
+        }
+        Method::GET | Method::HEAD => {
+            let open = state
+                .registry
+                .get(name)
+                .await?
+                .ok_or_else(HttpError::db_not_found)?;
+            check(&open, &req.user, Need::Member)?;
+            let info = open.run(|db| Ok(db.info()?)).await?;
+            let mut v = serde_json::to_value(&info)
+                .map_err(|e| HttpError::internal(format!("database info: {e}")))?;
+            v["db_name"] = Value::from(open.name.clone());
+            v["compact_running"] = Value::Bool(false);
+            v["props"] = json!({});
+            Ok(body::json(StatusCode::OK, &v))
+        }
+        Method::POST => {
+            let open = state
+                .registry
+                .get(name)
+                .await?
+                .ok_or_else(HttpError::db_not_found)?;
+            check(&open, &req.user, Need::Member)?;
+            document::post(state, &open, req).await
+        }
+        _ => Err(HttpError::method_not_allowed("DELETE,GET,HEAD,POST,PUT")),
+    }
+}
+
+/// Percent-encodes a database name for a `Location` header (`/` is `%2F`).
+pub(crate) fn encode_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, crate::SEGMENT).to_string()
+}
+
+/// `/{db}/_security`: GET for members, PUT for admins.
+pub(crate) async fn security(
+    state: &Arc<State>,
+    open: &Arc<OpenDb>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    match req.method {
+        Method::GET | Method::HEAD => {
+            check(open, &req.user, Need::Member)?;
+            Ok(body::json(StatusCode::OK, &open.security()))
+        }
+        Method::PUT => {
+            check(open, &req.user, Need::Admin)?;
+            let sec = body::read_json_object(req.body, state.limits.max_body).await?;
+            validate_security(&sec)?;
+            let stored = sec.clone();
+            open.run(move |db| Ok(db.set_security(stored)?)).await?;
+            open.cache_security(sec);
+            Ok(body::ok())
+        }
+        _ => Err(HttpError::method_not_allowed("GET,PUT")),
+    }
+}
+
+/// CouchDB's shape rules for a security object: `admins`/`members` are objects whose
+/// `names` and `roles` are lists of strings.
+fn validate_security(sec: &serde_json::Map<String, Value>) -> Result<(), HttpError> {
+    for part in ["admins", "members"] {
+        let Some(p) = sec.get(part) else { continue };
+        let Some(p) = p.as_object() else {
+            return Err(HttpError::bad_request(format!(
+                "{part} must be a JSON object"
+            )));
+        };
+        for list in ["names", "roles"] {
+            match p.get(list) {
+                None => {}
+                Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+                Some(_) => {
+                    return Err(HttpError::bad_request(format!(
+                        "{part}.{list} must be a JSON array of strings"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `/{db}/_revs_limit`: GET the number, PUT a new one (admins).
+pub(crate) async fn revs_limit(
+    state: &Arc<State>,
+    open: &Arc<OpenDb>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    match req.method {
+        Method::GET | Method::HEAD => {
+            check(open, &req.user, Need::Member)?;
+            Ok(body::json(StatusCode::OK, &open.db.revs_limit()))
+        }
+        Method::PUT => {
+            check(open, &req.user, Need::Admin)?;
+            let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
+            let limit = match body::parse_json(&bytes)? {
+                Value::Number(n) if n.as_u64().is_some_and(|n| n > 0) => n.as_u64().unwrap_or(1),
+                _ => {
+                    return Err(HttpError::bad_request(
+                        "The revs limit must be a positive integer",
+                    ))
+                }
+            };
+            open.run(move |db| Ok(db.set_revs_limit(limit)?)).await?;
+            Ok(body::ok())
+        }
+        _ => Err(HttpError::method_not_allowed("GET,PUT")),
+    }
+}
+
+/// `POST /{db}/_compact` (admins): compacts now and answers when done (CouchDB answers
+/// 202 at once and compacts in the background; clients poll `compact_running`, which is
+/// then already false).
+pub(crate) async fn compact(open: &Arc<OpenDb>, req: Request) -> Result<Response, HttpError> {
+    if req.method != Method::POST {
+        return Err(HttpError::method_not_allowed("POST"));
+    }
+    check(open, &req.user, Need::Admin)?;
+    body::require_json_type(&req.headers)?;
+    open.run(|db| Ok(db.compact()?)).await?;
+    Ok(body::json(StatusCode::ACCEPTED, &json!({"ok": true})))
+}
+
+/// `POST /{db}/_purge` (admins): `{id: [revs]}` → `{"purge_seq", "purged": {id: [revs]}}`.
+pub(crate) async fn purge(
+    state: &Arc<State>,
+    open: &Arc<OpenDb>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    if req.method != Method::POST {
+        return Err(HttpError::method_not_allowed("POST"));
+    }
+    check(open, &req.user, Need::Admin)?;
+    body::require_json_type(&req.headers)?;
+    let asked = body::read_json_object(req.body, state.limits.max_body).await?;
+    let mut revs: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+    for (id, list) in asked {
+        let Value::Array(list) = list else {
+            return Err(HttpError::bad_request(format!(
+                "the revisions of {id:?} must be a JSON array"
+            )));
+        };
+        let parsed = list
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| HttpError::bad_request("Invalid rev format"))
+                    .and_then(crate::query::parse_rev)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        revs.insert(id, parsed);
+    }
+    let result = open.run(move |db| Ok(db.purge(revs)?)).await?;
+    Ok(body::json(StatusCode::CREATED, &result))
+}
+
+/// `POST /{db}/_ensure_full_commit`: everything written is made durable.
+pub(crate) async fn ensure_full_commit(
+    open: &Arc<OpenDb>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    if req.method != Method::POST {
+        return Err(HttpError::method_not_allowed("POST"));
+    }
+    open.run(|db| Ok(db.flush()?)).await?;
+    Ok(body::json(
+        StatusCode::CREATED,
+        &json!({"ok": true, "instance_start_time": "0"}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_object_shape_is_checked() {
+        let ok = json!({"admins": {"names": ["a"]}, "members": {"roles": []}});
+        assert!(validate_security(ok.as_object().unwrap()).is_ok());
+        let bad = json!({"members": {"names": "a"}});
+        assert!(validate_security(bad.as_object().unwrap()).is_err());
+    }
+}

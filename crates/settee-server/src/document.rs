@@ -1,0 +1,402 @@
+//! Document endpoints: `GET`/`PUT`/`DELETE`/`COPY /{db}/{docid}` with CouchDB's query
+//! options (`rev`, `revs`, `revs_info`, `open_revs`, `conflicts`, `deleted_conflicts`,
+//! `latest`, `local_seq`, `meta`, `attachments`, `atts_since`, `new_edits`), `POST /{db}`,
+//! and `_local` documents. Multipart bodies and answers are `multipart.rs`'s.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+use settee_revtree::Rev;
+use settee_store::{DocResult, GetOptions, OpenRevResult, OpenRevs};
+
+use crate::auth::Need;
+use crate::body;
+use crate::db::encode_segment;
+use crate::error::HttpError;
+use crate::multipart;
+use crate::query::{parse_rev, Query};
+use crate::registry::OpenDb;
+use crate::route::{check, Request};
+use crate::server::State;
+
+/// The status of a per-document error name (CouchDB's mapping).
+pub(crate) fn doc_error(error: &str, reason: &str) -> HttpError {
+    let status = match error {
+        "conflict" => StatusCode::CONFLICT,
+        "not_found" => StatusCode::NOT_FOUND,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "unauthorized" => StatusCode::UNAUTHORIZED,
+        "missing_stub" => StatusCode::PRECONDITION_FAILED,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "bad_request" | "illegal_docid" | "doc_validation" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    HttpError::new(status, error, reason)
+}
+
+/// The reply to a successful write: `{"ok": true, "id", "rev"}` with `ETag` and
+/// `Location`.
+fn written(open: &OpenDb, result: &DocResult, status: StatusCode) -> Response {
+    let mut res = body::json(status, result);
+    if let Some(rev) = &result.rev {
+        res = body::with_etag(res, &rev.to_string());
+    }
+    let loc = format!(
+        "/{}/{}",
+        encode_segment(&open.name),
+        encode_segment(&result.id)
+    );
+    if let Ok(v) = HeaderValue::from_str(&loc) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// The `GetOptions` of a document read's query.
+pub(crate) fn get_options(q: &Query) -> Result<GetOptions, HttpError> {
+    Ok(GetOptions {
+        rev: q.rev("rev")?,
+        latest: q.bool("latest")?,
+        revs: q.bool("revs")?,
+        revs_info: q.bool("revs_info")?,
+        conflicts: q.bool("conflicts")?,
+        deleted_conflicts: q.bool("deleted_conflicts")?,
+        meta: q.bool("meta")?,
+        local_seq: q.bool("local_seq")?,
+        attachments: q.bool("attachments")?,
+        atts_since: q.revs("atts_since")?.unwrap_or_default(),
+    })
+}
+
+/// The rev a write names in the query (`rev=`) or an `If-Match` header.
+fn rev_of_request(q: &Query, headers: &HeaderMap) -> Result<Option<Rev>, HttpError> {
+    if let Some(r) = q.rev("rev")? {
+        return Ok(Some(r));
+    }
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(v) => parse_rev(v.trim().trim_matches('"')).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Whether the client asked for a multipart answer of `kind` (`mixed`, `related`).
+pub(crate) fn accepts_multipart(headers: &HeaderMap, kind: &str) -> bool {
+    let want = format!("multipart/{kind}");
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().to_ascii_lowercase().starts_with(&want))
+}
+
+fn accepts_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("application/json"))
+}
+
+/// `/{db}/{docid}`.
+pub(crate) async fn document(
+    state: &Arc<State>,
+    open: &Arc<OpenDb>,
+    id: &str,
+    req: Request,
+) -> Result<Response, HttpError> {
+    match req.method {
+        Method::GET | Method::HEAD => get(open, id, req).await,
+        Method::PUT => put(state, open, id, req).await,
+        Method::DELETE => delete(open, id, req).await,
+        ref m if m.as_str() == "COPY" => copy(open, id, req).await,
+        _ => Err(HttpError::method_not_allowed(
+            "DELETE,GET,HEAD,POST,PUT,COPY",
+        )),
+    }
+}
+
+async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, HttpError> {
+    let q = req.query();
+    let mut opts = get_options(&q)?;
+    if let Some(which) = q.str("open_revs") {
+        // CouchDB's multipart answer carries attachment bodies whether or not
+        // `attachments=true` was given (only `atts_since` turns them into stubs); its
+        // replicator relies on that.
+        let multipart = accepts_multipart(&req.headers, "mixed") || !accepts_json(&req.headers);
+        opts.attachments |= multipart;
+        let revs = if which == "all" {
+            OpenRevs::All
+        } else {
+            match body::parse_json(which.as_bytes())? {
+                Value::Array(items) => OpenRevs::Revs(
+                    items
+                        .iter()
+                        .map(|v| {
+                            v.as_str()
+                                .ok_or_else(|| HttpError::bad_request("Invalid rev format"))
+                                .and_then(parse_rev)
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => return Err(HttpError::bad_request("Invalid list of revisions")),
+            }
+        };
+        let all = revs == OpenRevs::All;
+        let id2 = id.to_owned();
+        let results = open
+            .run(move |db| Ok(db.open_revs(&id2, revs, &opts)?))
+            .await?;
+        if all && results.is_empty() {
+            return Err(HttpError::not_found("missing"));
+        }
+        // CouchDB answers multipart unless the client asks for JSON (PouchDB does; its
+        // replicator and curl's `*/*` get multipart).
+        if multipart {
+            return Ok(multipart::open_revs_mixed(results));
+        }
+        let list: Vec<&OpenRevResult> = results.iter().collect();
+        return Ok(body::json(StatusCode::OK, &list));
+    }
+    let id2 = id.to_owned();
+    let want_atts = opts.attachments || !opts.atts_since.is_empty();
+    let doc = open.run(move |db| Ok(db.get(&id2, &opts)?)).await?;
+    let rev = doc
+        .get("_rev")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if let Some(inm) = req.headers.get(header::IF_NONE_MATCH) {
+        if inm.to_str().ok().map(|v| v.trim().trim_matches('"')) == Some(rev.as_str()) {
+            let mut res = Response::new(axum::body::Body::empty());
+            *res.status_mut() = StatusCode::NOT_MODIFIED;
+            return Ok(body::with_etag(res, &rev));
+        }
+    }
+    if want_atts && accepts_multipart(&req.headers, "related") && multipart::has_inline(&doc) {
+        return Ok(body::with_etag(multipart::doc_related(doc), &rev));
+    }
+    Ok(body::with_etag(body::json(StatusCode::OK, &doc), &rev))
+}
+
+/// Reads the document of a PUT or POST: JSON, or `multipart/related` (the document, then
+/// its attachments' bytes).
+async fn read_doc(state: &State, req: Request) -> Result<Map<String, Value>, HttpError> {
+    let ctype = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
+    if let Some(ct) = ctype.as_deref() {
+        if ct.to_ascii_lowercase().starts_with("multipart/related") {
+            return multipart::parse_related(ct, &bytes);
+        }
+    }
+    match body::parse_json(&bytes)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(HttpError::bad_request("Document must be a JSON object")),
+    }
+}
+
+async fn put(
+    state: &Arc<State>,
+    open: &Arc<OpenDb>,
+    id: &str,
+    req: Request,
+) -> Result<Response, HttpError> {
+    if id.starts_with("_design/") {
+        check(open, &req.user, Need::Admin)?;
+    }
+    let q = req.query();
+    let new_edits = q.bool_or("new_edits", true)?;
+    let batch = q.str("batch") == Some("ok");
+    let query_rev = rev_of_request(&q, &req.headers)?;
+    let mut doc = read_doc(state, req).await?;
+    doc.insert("_id".into(), Value::String(id.to_owned()));
+    if let Some(r) = query_rev {
+        match doc.get("_rev").and_then(Value::as_str) {
+            Some(body_rev) if body_rev != r.to_string() => {
+                return Err(HttpError::bad_request(
+                    "Document rev from request body and query string have different values",
+                ))
+            }
+            _ => {
+                doc.insert("_rev".into(), Value::String(r.to_string()));
+            }
+        }
+    }
+    let result = write_one(open, Value::Object(doc), new_edits).await?;
+    if batch {
+        return Ok(body::json(
+            StatusCode::ACCEPTED,
+            &json!({"ok": true, "id": result.id}),
+        ));
+    }
+    Ok(written(open, &result, StatusCode::CREATED))
+}
+
+/// Writes one document, turning a per-document error into the request's error.
+pub(crate) async fn write_one(
+    open: &Arc<OpenDb>,
+    doc: Value,
+    new_edits: bool,
+) -> Result<DocResult, HttpError> {
+    let mut results = open
+        .run(move |db| Ok(db.bulk_docs_checked(vec![doc], new_edits)?))
+        .await?;
+    let result = results
+        .pop()
+        .ok_or_else(|| HttpError::internal("a write of one document returned no result"))?;
+    match &result.error {
+        Some(e) => Err(doc_error(e, result.reason.as_deref().unwrap_or(""))),
+        None => Ok(result),
+    }
+}
+
+/// `POST /{db}`: a new document (an id is generated when it has none).
+pub(crate) async fn post(
+    state: &Arc<State>,
+    open: &Arc<OpenDb>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    body::require_json_type(&req.headers)?;
+    let batch = req.query().str("batch") == Some("ok");
+    let user = req.user.clone();
+    let doc = body::read_json_object(req.body, state.limits.max_body).await?;
+    let id = doc.get("_id").and_then(Value::as_str).map(str::to_owned);
+    if let Some(id) = &id {
+        if id.starts_with("_design/") {
+            check(open, &user, Need::Admin)?;
+        }
+        if id.starts_with("_local/") {
+            let res = open
+                .run(move |db| Ok(db.put_local(local_body(Value::Object(doc)))?))
+                .await?;
+            return Ok(body::json(StatusCode::CREATED, &res));
+        }
+    }
+    let result = write_one(open, Value::Object(doc), true).await?;
+    if batch {
+        return Ok(body::json(
+            StatusCode::ACCEPTED,
+            &json!({"ok": true, "id": result.id}),
+        ));
+    }
+    Ok(written(open, &result, StatusCode::CREATED))
+}
+
+async fn delete(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, HttpError> {
+    if id.starts_with("_design/") {
+        check(open, &req.user, Need::Admin)?;
+    }
+    let q = req.query();
+    let rev = rev_of_request(&q, &req.headers)?;
+    let id2 = id.to_owned();
+    let result = open
+        .run(move |db| match rev {
+            Some(rev) => Ok(db.delete(&id2, &rev)?),
+            None => {
+                // CouchDB: 404 for a document that does not exist, else 409.
+                match db.get(&id2, &GetOptions::default()) {
+                    Err(e) if e.is_not_found() && e.reason() == "missing" => Err(e.into()),
+                    _ => Err(HttpError::conflict()),
+                }
+            }
+        })
+        .await?;
+    Ok(written(open, &result, StatusCode::OK))
+}
+
+/// `COPY /{db}/{docid}` with `Destination: newid` or `newid?rev=...`.
+async fn copy(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, HttpError> {
+    let q = req.query();
+    let dest = req
+        .headers
+        .get("destination")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| HttpError::bad_request("Destination header is mandatory for COPY."))?;
+    let (dest_id, dest_rev) = match dest.split_once("?rev=") {
+        Some((i, r)) => (i.to_owned(), Some(parse_rev(r)?)),
+        None => (dest.to_owned(), None),
+    };
+    let dest_id = percent_encoding::percent_decode_str(&dest_id)
+        .decode_utf8_lossy()
+        .into_owned();
+    if dest_id.starts_with("_design/") {
+        check(open, &req.user, Need::Admin)?;
+    }
+    let opts = GetOptions {
+        rev: q.rev("rev")?,
+        attachments: true,
+        ..Default::default()
+    };
+    let id2 = id.to_owned();
+    let src = open.run(move |db| Ok(db.get(&id2, &opts)?)).await?;
+    let Value::Object(mut doc) = src else {
+        return Err(HttpError::internal("the source document is not an object"));
+    };
+    doc.insert("_id".into(), Value::String(dest_id));
+    match dest_rev {
+        Some(r) => doc.insert("_rev".into(), Value::String(r.to_string())),
+        None => doc.remove("_rev"),
+    };
+    let result = write_one(open, Value::Object(doc), true).await?;
+    Ok(written(open, &result, StatusCode::CREATED))
+}
+
+/// A `_local` document as CouchDB stores it: special members other than `_id`, `_rev` and
+/// `_deleted` (`_revisions`, `_attachments`, ...) are dropped, since local documents have
+/// neither history nor attachments.
+pub(crate) fn local_body(doc: Value) -> Value {
+    match doc {
+        Value::Object(mut m) => {
+            m.retain(|k, _| {
+                !k.starts_with('_') || matches!(k.as_str(), "_id" | "_rev" | "_deleted")
+            });
+            Value::Object(m)
+        }
+        other => other,
+    }
+}
+
+/// `/{db}/_local/{id}`: GET, PUT, DELETE of a local (non-replicated) document.
+pub(crate) async fn local(
+    state: &Arc<State>,
+    open: &Arc<OpenDb>,
+    id: &str,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let id = id.to_owned();
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let doc = open.run(move |db| Ok(db.get_local(&id)?)).await?;
+            Ok(body::json(StatusCode::OK, &doc))
+        }
+        Method::PUT => {
+            let q = req.query();
+            let query_rev = q.str("rev").map(str::to_owned);
+            let mut doc = body::read_json_object(req.body, state.limits.max_body).await?;
+            doc.insert("_id".into(), Value::String(id));
+            if let Some(r) = query_rev {
+                doc.insert("_rev".into(), Value::String(r));
+            }
+            let res = open
+                .run(move |db| Ok(db.put_local(local_body(Value::Object(doc)))?))
+                .await?;
+            Ok(body::json(StatusCode::CREATED, &res))
+        }
+        Method::DELETE => {
+            let rev = req
+                .query()
+                .str("rev")
+                .map(str::to_owned)
+                .ok_or_else(HttpError::conflict)?;
+            let res = open.run(move |db| Ok(db.delete_local(&id, &rev)?)).await?;
+            Ok(body::json(StatusCode::OK, &res))
+        }
+        _ => Err(HttpError::method_not_allowed("GET,PUT,DELETE")),
+    }
+}

@@ -1,0 +1,65 @@
+//! `settee serve`: CouchDB's HTTP API over Settee stores, so that PouchDB, CouchDB's own
+//! replicator and curl can replicate with a store and query it.
+//!
+//! A [`Server`] serves one or more stores as databases (and creates new ones in a data
+//! directory on `PUT /{db}`), on axum/hyper and the caller's tokio runtime. It answers the
+//! endpoints replication and applications use, with CouchDB's status codes and
+//! `{"error", "reason"}` bodies: `/`, `/_up`, `/_all_dbs`, `/_uuids`, `/_session`;
+//! databases (`PUT`/`GET`/`DELETE`, `_security`, `_revs_limit`, `_compact`, `_purge`,
+//! `_ensure_full_commit`); documents with CouchDB's query options, JSON or
+//! `multipart/related`; attachments with `Range`; `_all_docs`, `_bulk_docs`, `_bulk_get`,
+//! `_revs_diff`, `_changes` (normal, longpoll, continuous, eventsource) and `_local` docs.
+//!
+//! - Auth: one admin by basic auth or `_session` cookie; per-database members and admins in
+//!   `_security`. Without an admin (loopback only) every request is an admin.
+//! - Requests are bounded: body size (413), header bytes and count (hyper closes the
+//!   connection).
+//! - Every store call runs on tokio's blocking pool (`OpenDb::run`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), settee_server::Error> {
+//! use settee_server::{Admin, Server, ServerOptions};
+//! let server = Server::start(ServerOptions {
+//!     stores: vec!["notes".into()],
+//!     admin: Some(Admin { name: "admin".into(), password: "secret".into() }),
+//!     ..Default::default()
+//! })
+//! .await?;
+//! println!("http://{}/notes", server.local_addr());
+//! # Ok(())
+//! # }
+//! ```
+
+mod advert;
+mod attachment;
+mod auth;
+mod body;
+mod bulk;
+mod changes;
+mod cors;
+mod db;
+mod document;
+mod error;
+mod multipart;
+mod options;
+mod query;
+mod registry;
+mod root;
+mod route;
+mod server;
+
+pub use advert::{Advert, ADVERT_FILE};
+pub use error::{Error, Result};
+pub use options::{Admin, Cors, Limits, ServerOptions};
+pub use server::Server;
+
+/// Characters percent-encoded in one path segment of a URL we send (`Location`).
+pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'$')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'+');

@@ -1,0 +1,341 @@
+//! MIME multipart as CouchDB speaks it: `multipart/related` documents (the JSON first, its
+//! attachments marked `"follows": true` and their bytes in the parts after it), read on
+//! PUT and written for `GET ?attachments=true`, and the `multipart/mixed` answer of
+//! `open_revs` (one part per revision, itself `multipart/related` when it has attachment
+//! bytes).
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use serde_json::{Map, Value};
+use settee_store::OpenRevResult;
+
+use crate::error::HttpError;
+
+/// One part of a multipart body: its headers (names lowercased) and content.
+struct Part<'a> {
+    headers: Vec<(String, String)>,
+    body: &'a [u8],
+}
+
+impl Part<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn malformed(what: &str) -> HttpError {
+    HttpError::bad_request(format!("malformed multipart body: {what}"))
+}
+
+/// The `boundary` parameter of a multipart content type.
+fn boundary_of(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    memchr::memmem::find(hay.get(from..)?, needle).map(|i| i + from)
+}
+
+/// Splits a multipart body into its parts (RFC 2046: a preamble, `--boundary` lines, an
+/// epilogue after `--boundary--`).
+fn parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, HttpError> {
+    let delim = format!("--{boundary}");
+    let next_delim = format!("\r\n--{boundary}");
+    let mut at = if body.starts_with(delim.as_bytes()) {
+        0
+    } else {
+        find(body, next_delim.as_bytes(), 0).ok_or_else(|| malformed("no boundary"))? + 2
+    };
+    let mut out = Vec::new();
+    loop {
+        at += delim.len();
+        if body.get(at..at + 2) == Some(b"--") {
+            return Ok(out);
+        }
+        // The rest of the boundary line (transport padding) up to its CRLF.
+        let line_end =
+            find(body, b"\r\n", at).ok_or_else(|| malformed("unterminated boundary line"))?;
+        let start = line_end + 2;
+        let end = find(body, next_delim.as_bytes(), start)
+            .ok_or_else(|| malformed("a part is not closed by a boundary"))?;
+        let part = &body[start..end];
+        let (head, content) = if part.starts_with(b"\r\n") {
+            (&part[..0], &part[2..])
+        } else {
+            let split =
+                find(part, b"\r\n\r\n", 0).ok_or_else(|| malformed("a part has no header end"))?;
+            (&part[..split], &part[split + 4..])
+        };
+        let head =
+            std::str::from_utf8(head).map_err(|_| malformed("part headers are not UTF-8"))?;
+        let headers = head
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l
+                    .split_once(':')
+                    .ok_or_else(|| malformed("a bad part header"))?;
+                Ok((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            })
+            .collect::<Result<Vec<_>, HttpError>>()?;
+        out.push(Part {
+            headers,
+            body: content,
+        });
+        at = end + 2;
+    }
+}
+
+/// The file name of a part's `Content-Disposition: attachment; filename="x"`.
+fn filename(part: &Part<'_>) -> Option<String> {
+    let cd = part.header("content-disposition")?;
+    cd.split(';').find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        (k.trim() == "filename").then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// Reads a `multipart/related` document: the first part is the JSON, and each attachment
+/// marked `"follows": true` takes the next part (or the part whose file name is its
+/// name). Attachment bytes are put inline as `data`, so the document is then like a
+/// JSON one.
+pub(crate) fn parse_related(
+    content_type: &str,
+    bytes: &[u8],
+) -> Result<Map<String, Value>, HttpError> {
+    let boundary = boundary_of(content_type).ok_or_else(|| malformed("no boundary parameter"))?;
+    let parts = parts(bytes, &boundary)?;
+    let (first, rest) = parts.split_first().ok_or_else(|| malformed("no parts"))?;
+    let mut doc = match serde_json::from_slice(first.body) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(HttpError::invalid_json()),
+    };
+    let mut by_name: Vec<(Option<String>, &[u8])> =
+        rest.iter().map(|p| (filename(p), p.body)).collect();
+    if let Some(Value::Object(atts)) = doc.get_mut("_attachments") {
+        for (name, att) in atts.iter_mut() {
+            let Some(obj) = att.as_object_mut() else {
+                continue;
+            };
+            if obj.get("follows") != Some(&Value::Bool(true)) {
+                continue;
+            }
+            let idx = by_name
+                .iter()
+                .position(|(f, _)| f.as_deref() == Some(name.as_str()))
+                .or_else(|| by_name.iter().position(|(f, _)| f.is_none()))
+                .or(if by_name.is_empty() { None } else { Some(0) })
+                .ok_or_else(|| malformed(&format!("no part for attachment {name:?}")))?;
+            let (_, data) = by_name.remove(idx);
+            let data = decode_encoding(obj, data)?;
+            obj.remove("follows");
+            obj.remove("length");
+            obj.remove("encoded_length");
+            obj.remove("encoding");
+            obj.insert(
+                "data".into(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(data)),
+            );
+        }
+    }
+    Ok(doc)
+}
+
+/// Attachment bytes sent in an encoding (CouchDB's replicator sends gzip-stored
+/// attachments gzipped, marked `"encoding": "gzip"`): Settee stores the decoded bytes.
+fn decode_encoding(att: &Map<String, Value>, data: &[u8]) -> Result<Vec<u8>, HttpError> {
+    match att.get("encoding").and_then(Value::as_str) {
+        None | Some("identity") => Ok(data.to_vec()),
+        Some("gzip") => {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(data)
+                .read_to_end(&mut out)
+                .map_err(|e| HttpError::bad_request(format!("attachment gzip data: {e}")))?;
+            Ok(out)
+        }
+        Some(other) => Err(HttpError::bad_request(format!(
+            "unsupported attachment encoding {other:?}"
+        ))),
+    }
+}
+
+/// Whether a rendered document has attachment bytes inline (`data`).
+pub(crate) fn has_inline(doc: &Value) -> bool {
+    doc.get("_attachments")
+        .and_then(Value::as_object)
+        .is_some_and(|atts| atts.values().any(|a| a.get("data").is_some()))
+}
+
+fn new_boundary() -> String {
+    let b: [u8; 16] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The body of a `multipart/related` document: the JSON with `follows` stubs, then each
+/// inline attachment's bytes.
+fn related_body(mut doc: Value, boundary: &str) -> Vec<u8> {
+    let mut files: Vec<(String, String, Vec<u8>)> = Vec::new();
+    if let Some(Value::Object(atts)) = doc.get_mut("_attachments") {
+        for (name, att) in atts.iter_mut() {
+            let Some(obj) = att.as_object_mut() else {
+                continue;
+            };
+            let Some(Value::String(data)) = obj.remove("data") else {
+                continue;
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap_or_default();
+            obj.insert("follows".into(), Value::Bool(true));
+            obj.insert("length".into(), Value::from(bytes.len()));
+            let ct = obj
+                .get("content_type")
+                .and_then(Value::as_str)
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            files.push((name.clone(), ct, bytes));
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(
+        format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(doc.to_string().as_bytes());
+    for (name, ct, bytes) in files {
+        out.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Disposition: attachment; filename=\"{}\"\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                name.replace('"', "\\\""),
+                bytes.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--").as_bytes());
+    out
+}
+
+fn multipart_response(kind: &str, boundary: &str, body: Vec<u8>) -> Response {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = StatusCode::OK;
+    if let Ok(v) = HeaderValue::from_str(&format!("multipart/{kind}; boundary=\"{boundary}\"")) {
+        res.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    res
+}
+
+/// A document with inline attachments as `multipart/related`.
+pub(crate) fn doc_related(doc: Value) -> Response {
+    let boundary = new_boundary();
+    let body = related_body(doc, &boundary);
+    multipart_response("related", &boundary, body)
+}
+
+/// One part of a `multipart/mixed` answer: a document (with its attachment bytes, if
+/// inline) or an error object.
+pub(crate) enum MixedPart {
+    Doc(Value),
+    Error(Value),
+}
+
+/// A `multipart/mixed` answer (`open_revs`, `_bulk_get`): a document with inline
+/// attachments becomes a `multipart/related` part, any other a JSON part, an error a JSON
+/// part marked `error="true"`. Document parts name their id and rev (`X-Doc-Id`,
+/// `X-Rev-Id`), as CouchDB's `_bulk_get` does.
+pub(crate) fn mixed(parts: Vec<MixedPart>) -> Response {
+    let boundary = new_boundary();
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match part {
+            MixedPart::Doc(doc) => {
+                for (header, field) in [("X-Doc-Id", "_id"), ("X-Rev-Id", "_rev")] {
+                    if let Some(v) = doc.get(field).and_then(Value::as_str) {
+                        if !v.contains(['\r', '\n']) {
+                            out.extend_from_slice(format!("{header}: {v}\r\n").as_bytes());
+                        }
+                    }
+                }
+                if has_inline(&doc) {
+                    let inner = new_boundary();
+                    out.extend_from_slice(
+                        format!("Content-Type: multipart/related; boundary=\"{inner}\"\r\n\r\n")
+                            .as_bytes(),
+                    );
+                    out.extend_from_slice(&related_body(doc, &inner));
+                } else {
+                    out.extend_from_slice(b"Content-Type: application/json\r\n\r\n");
+                    out.extend_from_slice(doc.to_string().as_bytes());
+                }
+            }
+            MixedPart::Error(e) => {
+                out.extend_from_slice(b"Content-Type: application/json; error=\"true\"\r\n\r\n");
+                out.extend_from_slice(e.to_string().as_bytes());
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--").as_bytes());
+    multipart_response("mixed", &boundary, out)
+}
+
+/// The `multipart/mixed` answer of `open_revs`.
+pub(crate) fn open_revs_mixed(results: Vec<OpenRevResult>) -> Response {
+    mixed(
+        results
+            .into_iter()
+            .map(|r| match r {
+                OpenRevResult::Ok(doc) => MixedPart::Doc(doc),
+                OpenRevResult::Missing(rev) => {
+                    MixedPart::Error(serde_json::json!({"missing": rev}))
+                }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn related_document_round_trips() {
+        let doc = serde_json::json!({"_id": "a", "_attachments": {
+            "x.txt": {"content_type": "text/plain", "data": "aGVsbG8=", "revpos": 1, "digest": "d"}}});
+        let body = related_body(doc, "BOUND");
+        let parsed = parse_related("multipart/related; boundary=\"BOUND\"", &body).unwrap();
+        assert_eq!(parsed["_attachments"]["x.txt"]["data"], "aGVsbG8=");
+        assert!(parsed["_attachments"]["x.txt"].get("follows").is_none());
+    }
+
+    #[test]
+    fn broken_multipart_is_a_bad_request() {
+        for body in [
+            &b"no boundary here"[..],
+            b"--B\r\nContent-Type: application/json\r\n\r\n{}",
+            b"--B\r\n\r\nnot json\r\n--B--",
+        ] {
+            let err = parse_related("multipart/related; boundary=B", body).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        }
+        assert!(parse_related("multipart/related", b"").is_err());
+    }
+
+    #[test]
+    fn follows_without_a_part_is_rejected() {
+        let body = b"--B\r\nContent-Type: application/json\r\n\r\n{\"_attachments\":{\"a\":{\"follows\":true}}}\r\n--B--";
+        assert!(parse_related("multipart/related; boundary=B", body).is_err());
+    }
+}

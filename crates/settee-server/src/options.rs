@@ -1,0 +1,120 @@
+//! What a server is started with: the address, the stores, the data directory for new
+//! databases, the admin, CORS and the limits on requests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to start a [`crate::Server`]. Fields are public; start from `Default` (loopback
+/// port 5984, no stores, no admin).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Where to listen (default `127.0.0.1:5984`; port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// Stores served as databases, each named after its directory's last component.
+    pub stores: Vec<PathBuf>,
+    /// Stores this process already has open (sled lets one handle hold a store), served
+    /// under their directory names like `stores`.
+    pub databases: Vec<settee_store::Database>,
+    /// Leave an [`crate::Advert`] in each served store while serving, so that another
+    /// process finding the store in use can reach this one (default false).
+    pub advertise: bool,
+    /// Without an `admin`, treat every request as an admin (default true; loopback only).
+    /// False admits only the advertised owner credential.
+    pub admin_party: bool,
+    /// Where `PUT /{db}` creates new databases (one store directory each), and whose stores
+    /// are served too. Without one, only `stores` are served and creating answers 403.
+    pub data_dir: Option<PathBuf>,
+    /// The server admin. Without one every request is an admin ("admin party", CouchDB 1's
+    /// default), which [`crate::Server::start`] allows only on a loopback address.
+    pub admin: Option<Admin>,
+    /// Cross-origin requests from browsers; `None` sends no CORS headers.
+    pub cors: Option<Cors>,
+    /// Bounds on requests.
+    pub limits: Limits,
+    /// sled's page cache per open database, in bytes (default 32 MiB: a server may hold
+    /// many databases open at once).
+    pub cache_capacity: u64,
+    /// How long a `_session` cookie stays valid (CouchDB's `[chttpd_auth] timeout`,
+    /// default 10 minutes); it is renewed when more than half of it has passed.
+    pub session_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5984)),
+            stores: Vec::new(),
+            databases: Vec::new(),
+            advertise: false,
+            admin_party: true,
+            data_dir: None,
+            admin: None,
+            cors: None,
+            limits: Limits::default(),
+            cache_capacity: 32 * 1024 * 1024,
+            session_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The server admin's credentials.
+#[derive(Clone)]
+pub struct Admin {
+    /// The user name.
+    pub name: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// CORS settings (CouchDB's `[cors]` section).
+#[derive(Debug, Clone)]
+pub struct Cors {
+    /// Allowed origins (`https://app.example.com`), or `*` for any.
+    pub origins: Vec<String>,
+    /// Whether browsers may send cookies and credentials (`Access-Control-Allow-Credentials`).
+    pub credentials: bool,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Duration,
+}
+
+impl Default for Cors {
+    fn default() -> Cors {
+        Cors {
+            origins: vec!["*".into()],
+            credentials: true,
+            max_age: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Bounds on what a client may send.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest request body accepted, in bytes (default 64 MiB); larger ones get 413.
+    pub max_body: usize,
+    /// The most header bytes hyper buffers for one request (default 64 KiB); more closes
+    /// the connection with 431.
+    pub max_header_bytes: usize,
+    /// The most headers in one request (default 100).
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body: 64 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Routing as CouchDB does it: the path split at `/`, each segment percent-decoded (so a
+//! database name or document id may hold an encoded `/`), then matched by position:
+//! server endpoints, a database, its `_` endpoints, `_local/` and `_design/` documents,
+//! documents, and attachments (the rest of the path, slashes and all).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use percent_encoding::percent_decode_str;
+
+use crate::auth::{self, Need, UserCtx};
+use crate::error::HttpError;
+use crate::query::Query;
+use crate::registry::OpenDb;
+use crate::server::State;
+use crate::{attachment, bulk, changes, db, document, root};
+
+/// A request after authentication.
+pub(crate) struct Request {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+    pub(crate) user: UserCtx,
+}
+
+impl Request {
+    pub(crate) fn query(&self) -> Query {
+        Query::parse(self.uri.query())
+    }
+
+    /// GET and HEAD are answered alike (hyper leaves out a HEAD answer's body).
+    pub(crate) fn is_get(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD
+    }
+}
+
+fn segments(path: &str) -> Result<Vec<String>, HttpError> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| HttpError::bad_request("the path is not valid UTF-8"))
+        })
+        .collect()
+}
+
+/// A document id in a path: `_design/x` and `_local/x` take two segments.
+enum DocPath<'a> {
+    Doc(String, &'a [String]),
+    Local(String),
+    /// `/{db}/_local/{id}/{name}`: local documents have no attachments.
+    LocalAttachment,
+}
+
+fn doc_path(rest: &[String]) -> Option<DocPath<'_>> {
+    match rest {
+        [] => None,
+        [prefix, name, tail @ ..] if prefix == "_design" => {
+            Some(DocPath::Doc(format!("_design/{name}"), tail))
+        }
+        [prefix, name] if prefix == "_local" => Some(DocPath::Local(format!("_local/{name}"))),
+        [prefix, _, _, ..] if prefix == "_local" => Some(DocPath::LocalAttachment),
+        [id, tail @ ..] => Some(DocPath::Doc(id.clone(), tail)),
+    }
+}
+
+pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Response, HttpError> {
+    let segs = segments(req.uri.path())?;
+    let Some((first, rest)) = segs.split_first() else {
+        return root::welcome(state, &req);
+    };
+    match first.as_str() {
+        "_up" => return root::up(&req),
+        "_all_dbs" => return root::all_dbs(state, &req),
+        "_uuids" => return root::uuids(&req),
+        "_session" => return root::session(state, req).await,
+        "_active_tasks" => return root::active_tasks(&req),
+        _ => {}
+    }
+    if rest.is_empty() {
+        return db::database(state, first, req).await;
+    }
+    let Some(open) = state.registry.get(first).await? else {
+        return Err(HttpError::db_not_found());
+    };
+    let endpoint = rest[0].as_str();
+    if endpoint.starts_with('_') && endpoint != "_design" && endpoint != "_local" {
+        return db_endpoint(state, open, endpoint, &rest[1..], req).await;
+    }
+    match doc_path(rest) {
+        Some(DocPath::Local(id)) => {
+            check(&open, &req.user, Need::Member)?;
+            document::local(state, &open, &id, req).await
+        }
+        Some(DocPath::LocalAttachment) => Err(HttpError::bad_request(
+            "_local documents do not accept attachments.",
+        )),
+        Some(DocPath::Doc(id, [])) => {
+            check(&open, &req.user, Need::Member)?;
+            document::document(state, &open, &id, req).await
+        }
+        Some(DocPath::Doc(id, att)) => {
+            check(&open, &req.user, Need::Member)?;
+            if id.starts_with("_design/") && att[0].starts_with('_') {
+                return Err(HttpError::new(
+                    axum::http::StatusCode::NOT_IMPLEMENTED,
+                    "not_implemented",
+                    format!("{} of design documents is not supported by Settee", att[0]),
+                ));
+            }
+            attachment::attachment(state, &open, &id, &att.join("/"), req).await
+        }
+        None => Err(HttpError::not_found("missing")),
+    }
+}
+
+/// Access check against the database's security object.
+pub(crate) fn check(open: &OpenDb, user: &UserCtx, need: Need) -> Result<(), HttpError> {
+    auth::check(&open.security(), user, need)
+}
+
+async fn db_endpoint(
+    state: &Arc<State>,
+    open: Arc<OpenDb>,
+    endpoint: &str,
+    rest: &[String],
+    req: Request,
+) -> Result<Response, HttpError> {
+    if !rest.is_empty() {
+        return Err(HttpError::not_found("missing"));
+    }
+    match endpoint {
+        "_security" => db::security(state, &open, req).await,
+        "_revs_limit" => db::revs_limit(state, &open, req).await,
+        "_compact" | "_view_cleanup" => db::compact(&open, req).await,
+        "_purge" => db::purge(state, &open, req).await,
+        _ => {
+            check(&open, &req.user, Need::Member)?;
+            match endpoint {
+                "_all_docs" => bulk::all_docs(state, &open, req, None).await,
+                "_design_docs" => {
+                    bulk::all_docs(state, &open, req, Some(("_design/", "_design0"))).await
+                }
+                "_local_docs" => bulk::local_docs(&open, req).await,
+                "_bulk_docs" => bulk::bulk_docs(state, &open, req).await,
+                "_bulk_get" => bulk::bulk_get(state, &open, req).await,
+                "_revs_diff" | "_missing_revs" => {
+                    bulk::revs_diff(state, &open, req, endpoint == "_missing_revs").await
+                }
+                "_changes" => changes::changes(state, open, req).await,
+                "_ensure_full_commit" => db::ensure_full_commit(&open, req).await,
+                _ => Err(HttpError::bad_request(format!(
+                    "{endpoint} is not an endpoint of Settee's databases"
+                ))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_slashes_stay_inside_their_segment() {
+        let s = segments("/a%2Fb/_design/x/att/with/slash").unwrap();
+        assert_eq!(s, ["a/b", "_design", "x", "att", "with", "slash"]);
+        match doc_path(&s[1..]) {
+            Some(DocPath::Doc(id, att)) => {
+                assert_eq!(id, "_design/x");
+                assert_eq!(att.join("/"), "att/with/slash");
+            }
+            _ => panic!("not a document path"),
+        }
+        match doc_path(&segments("/_local/c%2Fd").unwrap()) {
+            Some(DocPath::Local(id)) => assert_eq!(id, "_local/c/d"),
+            _ => panic!("not a local path"),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Shared by the server's integration tests: a `settee serve` in the test's runtime on a
+//! free loopback port with an admin, an HTTP client for it, and the revision-by-revision
+//! comparison of a document's leaves.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use settee_server::{Admin, Server, ServerOptions};
+
+pub const ADMIN: &str = "admin";
+pub const PASSWORD: &str = "s3cret-pw";
+
+/// A server on a fresh data directory.
+pub struct TestServe {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl TestServe {
+    pub async fn start() -> TestServe {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(ServerOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(dir.path().join("data")),
+            admin: Some(Admin {
+                name: ADMIN.into(),
+                password: PASSWORD.into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        TestServe {
+            server,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (no credentials).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.local_addr())
+    }
+
+    /// The URL with the admin's credentials in it.
+    pub fn admin_url(&self) -> String {
+        format!("http://{ADMIN}:{PASSWORD}@{}", self.server.local_addr())
+    }
+
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url()))
+            .basic_auth(ADMIN, Some(PASSWORD))
+    }
+
+    /// Sends a request as the admin; returns the status and the JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self.req(method, path).header("Accept", "application/json");
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn create_db(&self, name: &str) {
+        let (s, b) = self
+            .call(reqwest::Method::PUT, &format!("/{name}"), None)
+            .await;
+        assert_eq!(s, 201, "creating {name}: {b}");
+    }
+
+    /// Every document id in a database's changes feed (deleted ones included).
+    pub async fn ids(&self, db: &str) -> Vec<String> {
+        let (s, b) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/{db}/_changes?style=all_docs"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        let mut ids: Vec<String> = b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Every leaf of a document as the server has it: `open_revs=all&revs=true&attachments=true`.
+    pub async fn leaves(&self, db: &str, id: &str) -> Vec<Value> {
+        let path = format!(
+            "/{db}/{}?open_revs=all&revs=true&attachments=true",
+            urlencode(id)
+        );
+        let (s, b) = self.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(s, 200, "open_revs of {id}: {b}");
+        b.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["ok"].clone())
+            .filter(|d| !d.is_null())
+            .collect()
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    percent_encode(s)
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Leaves sorted by rev, for comparison.
+pub fn sorted(mut leaves: Vec<Value>) -> Vec<Value> {
+    leaves.sort_by(|a, b| a["_rev"].as_str().cmp(&b["_rev"].as_str()));
+    leaves
+}
+
+/// Asserts that two sides hold the same leaves for `id`: same revs, same ancestry
+/// (`_revisions`), same bodies, same attachments (type, digest, bytes).
+pub fn assert_same_leaves(id: &str, ours: Vec<Value>, theirs: Vec<Value>) {
+    let (ours, theirs) = (sorted(ours), sorted(theirs));
+    assert!(!ours.is_empty(), "{id}: no leaves on the server");
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "{id}: leaf counts differ\nserver: {ours:#}\nother: {theirs:#}",
+        ours = json!(ours),
+        theirs = json!(theirs)
+    );
+    for (a, b) in ours.iter().zip(theirs.iter()) {
+        assert_eq!(a, b, "{id}: leaves differ");
+    }
+}
+
+/// The npm packages (`scripts/node-deps.sh` installs them).
+pub fn node_modules() -> PathBuf {
+    std::env::var("SETTEE_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/node/node_modules")
+        })
+}
+
+pub fn node_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/node")
+        .join(name)
+}

@@ -1,0 +1,168 @@
+//! Apache CouchDB 3.5.0's own replicator (`POST /_replicate`) pulls from and pushes to
+//! `settee serve`; both sides are then compared leaf by leaf (`open_revs=all&revs=true`,
+//! attachments by their bytes: CouchDB digests what it stores gzip-encoded). Needs the test
+//! server of `scripts/test.sh` (`SETTEE_TEST_COUCHDB_URL`), and fails loudly without it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{assert_same_leaves, TestServe};
+use reqwest::Method;
+use serde_json::{json, Value};
+use settee_testkit::TestDb;
+
+/// A leaf with attachments reduced to what both servers agree on: type, revpos, bytes.
+fn normalized(mut leaf: Value) -> Value {
+    if let Some(atts) = leaf.get_mut("_attachments").and_then(Value::as_object_mut) {
+        for att in atts.values_mut() {
+            if let Some(a) = att.as_object_mut() {
+                a.remove("digest");
+                a.remove("length");
+                a.remove("encoding");
+                a.remove("encoded_length");
+            }
+        }
+    }
+    leaf
+}
+
+async fn couch_leaves(http: &reqwest::Client, db: &TestDb, id: &str) -> Vec<Value> {
+    let url = format!(
+        "{}/{}?open_revs=all&revs=true&attachments=true",
+        db.url(),
+        common::urlencode(id)
+    );
+    let (user, pw) = db.server().credentials().unwrap_or(("", ""));
+    let res: Value = http
+        .get(url)
+        .basic_auth(user, Some(pw))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| normalized(r["ok"].clone()))
+        .collect()
+}
+
+async fn couch_call(
+    http: &reqwest::Client,
+    db: &TestDb,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let (user, pw) = db.server().credentials().unwrap_or(("", ""));
+    let res = http
+        .request(method, format!("{}{path}", db.server().url()))
+        .basic_auth(user, Some(pw))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn seed() -> (Vec<Value>, Vec<Value>) {
+    let mut edits: Vec<Value> = (0..25)
+        .map(|i| json!({"_id": format!("d{i:02}"), "n": i}))
+        .collect();
+    edits.push(json!({"_id": "att", "_attachments": {
+        "t.txt": {"content_type": "text/plain", "data": "aGVsbG8gaGVsbG8gaGVsbG8gaGVsbG8="},
+        "b.bin": {"content_type": "application/octet-stream", "data": "AAEC+v8="}}}));
+    let replicated = vec![
+        json!({"_id": "conflict", "_rev": "2-bbb", "_revisions": {"start": 2, "ids": ["bbb", "aaa"]}, "side": "b"}),
+        json!({"_id": "conflict", "_rev": "2-ccc", "_revisions": {"start": 2, "ids": ["ccc", "aaa"]}, "side": "c"}),
+        json!({"_id": "conflict", "_rev": "3-ddd", "_revisions": {"start": 3, "ids": ["ddd", "bbb", "aaa"]}, "_deleted": true}),
+        json!({"_id": "gone", "_rev": "2-fff", "_revisions": {"start": 2, "ids": ["fff", "eee"]}, "_deleted": true}),
+    ];
+    (edits, replicated)
+}
+
+async fn compare(serve: &TestServe, settee_db: &str, http: &reqwest::Client, couch: &TestDb) {
+    let ids = serve.ids(settee_db).await;
+    assert_eq!(ids.len(), 28, "{ids:?}");
+    for id in &ids {
+        let ours: Vec<Value> = serve
+            .leaves(settee_db, id)
+            .await
+            .into_iter()
+            .map(normalized)
+            .collect();
+        assert_same_leaves(id, ours, couch_leaves(http, couch, id).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couchdb_replicator_pulls_from_and_pushes_to_settee_serve() {
+    let serve = TestServe::start().await;
+    let http = reqwest::Client::new();
+
+    // CouchDB pulls a Settee database.
+    serve.create_db("origin").await;
+    let (edits, replicated) = seed();
+    let (s, b) = serve
+        .call(
+            Method::POST,
+            "/origin/_bulk_docs",
+            Some(json!({"docs": edits})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = serve
+        .call(
+            Method::POST,
+            "/origin/_bulk_docs",
+            Some(json!({"docs": replicated, "new_edits": false})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let pulled = TestDb::named("settee_pulled");
+    let (s, b) = couch_call(
+        &http,
+        &pulled,
+        Method::POST,
+        "/_replicate",
+        json!({
+            "source": format!("{}/origin", serve.admin_url()),
+            "target": pulled.url_with_credentials(),
+            "create_target": true,
+        }),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["ok"], true, "{b}");
+    compare(&serve, "origin", &http, &pulled).await;
+
+    // CouchDB pushes what it has to a new Settee database.
+    let (s, b) = couch_call(
+        &http,
+        &pulled,
+        Method::POST,
+        "/_replicate",
+        json!({
+            "source": pulled.url_with_credentials(),
+            "target": format!("{}/copy", serve.admin_url()),
+            "create_target": true,
+        }),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["ok"], true, "{b}");
+    compare(&serve, "copy", &http, &pulled).await;
+    // The attachment's bytes survived both trips (CouchDB sent them gzip-encoded).
+    let res = serve
+        .req(Method::GET, "/copy/att/t.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap(), "hello hello hello hello");
+}

@@ -1,0 +1,1110 @@
+//! Per-document sync state with each remote the store syncs with: which of a document's
+//! leaves a remote is not known to hold, and what the remote refused. The store keeps it
+//! exact because every change to a document's leaves goes through its write path, which
+//! updates the state in the same `sled::Batch` as the data (see `write.rs`).
+//!
+//! A remote is *registered* ([`Database::register_remote`]) under a name (the replicator
+//! passes the remote's identity, a URL without credentials) and gets a small number. For
+//! each registered remote, a document with leaves the remote is not known to hold has a `U`
+//! entry (`keys::Unsynced`: those leaves, sorted, and the remote's standing rejection, if
+//! any); a document without one is synced. `Msync` counts the entries, so counts are one
+//! read and listing walks the entries alone.
+//!
+//! What makes a leaf held: a revision read from the remote and written here
+//! ([`Database::bulk_docs_json_from`], in the write's own batch), or the remote confirming
+//! it afterwards ([`Database::record_remote_revs`], after a push's write results or a
+//! `_revs_diff` that says "not missing"). Every other new leaf (an edit here, a revision from
+//! anywhere else, a leaf a purge uncovers) is unsynced for every registered remote. A crash
+//! between a remote's write and its confirmation leaves the document unsynced, never the
+//! other way round; the next sync confirms it.
+//!
+//! Filters are not the store's business: it records whatever meta the replicator gives a
+//! remote (its sync filters) and never produces [`SyncState::NotReplicated`] itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use settee_revtree::{Leaf, Rev, RevTree};
+
+use crate::changes::SeqEntries;
+use crate::database::Inner;
+use crate::keys::{self, DocRecord, StoredRejection, Unsynced};
+use crate::{Database, Error, Result};
+
+/// A document's sync state with one remote.
+///
+/// Serializes with a `state` tag: `{"state":"unpushed","revs":["2-…"]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SyncState {
+    /// The remote holds every leaf of the document, and there is one live leaf (or none).
+    Synced,
+    /// The remote is not known to hold these leaves (sorted).
+    Unpushed {
+        /// The leaves not known to be on the remote.
+        revs: Vec<Rev>,
+    },
+    /// The remote refused revision `rev` (its validation function said `forbidden` or
+    /// `unauthorized`, or another per-document error). Stays until a later revision of the
+    /// document is accepted, or the document is deleted or purged here.
+    Rejected {
+        /// The refused revision.
+        rev: Rev,
+        /// The remote's error name (`forbidden`, `unauthorized`, ...).
+        error: String,
+        /// The remote's reason.
+        reason: String,
+    },
+    /// The remote holds every leaf, and the document has several live leaves: a conflict
+    /// to resolve (the winner and the losing leaves, best first).
+    Conflicted {
+        /// The winning revision.
+        winner: Rev,
+        /// The other live leaves.
+        losers: Vec<Rev>,
+    },
+    /// The sync's filter excludes the document, so it is not replicated to this remote.
+    /// The store never answers this itself (it knows no filters); `settee_replicate`
+    /// applies the filter a remote was synced with.
+    NotReplicated,
+}
+
+impl SyncState {
+    /// Whether the remote holds everything of the document (`Synced` or `Conflicted`).
+    pub fn is_synced(&self) -> bool {
+        matches!(self, SyncState::Synced | SyncState::Conflicted { .. })
+    }
+
+    /// The state's name, as the `state` tag says it (`synced`, `unpushed`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SyncState::Synced => "synced",
+            SyncState::Unpushed { .. } => "unpushed",
+            SyncState::Rejected { .. } => "rejected",
+            SyncState::Conflicted { .. } => "conflicted",
+            SyncState::NotReplicated => "not_replicated",
+        }
+    }
+
+    fn of_entry(entry: Unsynced) -> SyncState {
+        match entry.rejection {
+            Some(r) => SyncState::Rejected {
+                rev: r.rev,
+                error: r.error,
+                reason: r.reason,
+            },
+            None => SyncState::Unpushed { revs: entry.leaves },
+        }
+    }
+
+    fn of_held_tree(tree: &RevTree) -> SyncState {
+        if tree.has_conflicts() {
+            SyncState::Conflicted {
+                winner: tree.winner(),
+                losers: tree.conflicts(),
+            }
+        } else {
+            SyncState::Synced
+        }
+    }
+}
+
+/// How many documents are not known to be on a remote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SyncCounts {
+    /// Documents with a leaf the remote is not known to hold (rejected ones included).
+    pub unsynced: u64,
+    /// Of those, documents the remote refused.
+    pub rejected: u64,
+}
+
+/// A remote the store syncs with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Remote {
+    /// Its name (the replicator's identity of the remote: a URL without credentials).
+    pub name: String,
+    /// What the replicator records about it (its sync filters); opaque to the store.
+    pub meta: Map<String, Value>,
+    /// Its counts.
+    #[serde(flatten)]
+    pub counts: SyncCounts,
+}
+
+/// A revision a remote refused, for [`Database::record_remote_revs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The document id.
+    pub id: String,
+    /// The refused revision.
+    pub rev: Rev,
+    /// The remote's error name.
+    pub error: String,
+    /// The remote's reason.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredRemote {
+    n: u32,
+    name: String,
+    #[serde(default)]
+    meta: Map<String, Value>,
+}
+
+/// The registered remotes, in memory. Changed only under the writer lock (registration, and
+/// the counts after each batch that changes them).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Registry {
+    remotes: Vec<RemoteReg>,
+}
+
+#[derive(Debug, Clone)]
+struct RemoteReg {
+    num: u32,
+    name: String,
+    meta: Map<String, Value>,
+    counts: SyncCounts,
+}
+
+impl Registry {
+    /// Reads `Mremotes` and `Msync`.
+    pub(crate) fn load(
+        tree: &sled::Tree,
+        storage: &dyn Fn(sled::Error) -> Error,
+    ) -> Result<Registry> {
+        let stored: Vec<StoredRemote> = match tree.get(keys::META_REMOTES).map_err(storage)? {
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| Error::corrupt(format!("the remotes record: {e}")))?,
+            None => Vec::new(),
+        };
+        let counts = match tree.get(keys::META_SYNC).map_err(storage)? {
+            Some(v) => decode_counts(&v)?,
+            None => Vec::new(),
+        };
+        let mut remotes = Vec::with_capacity(stored.len());
+        for s in stored {
+            let c = counts
+                .iter()
+                .find(|(n, _)| *n == s.n)
+                .map(|(_, c)| *c)
+                .unwrap_or_default();
+            remotes.push(RemoteReg {
+                num: s.n,
+                name: s.name,
+                meta: s.meta,
+                counts: c,
+            });
+        }
+        let mut nums: Vec<u32> = remotes.iter().map(|r| r.num).collect();
+        nums.sort_unstable();
+        nums.dedup();
+        let mut names: Vec<&str> = remotes.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        if nums.len() != remotes.len() || names.len() != remotes.len() {
+            return Err(Error::corrupt("the remotes record names a remote twice"));
+        }
+        if counts.len() != remotes.len() || counts.iter().any(|(n, _)| !nums.contains(n)) {
+            return Err(Error::corrupt(
+                "the sync counters do not match the registered remotes",
+            ));
+        }
+        Ok(Registry { remotes })
+    }
+
+    fn by_name(&self, name: &str) -> Option<&RemoteReg> {
+        self.remotes.iter().find(|r| r.name == name)
+    }
+
+    fn encode_remotes(&self) -> Result<Vec<u8>> {
+        let stored: Vec<StoredRemote> = self
+            .remotes
+            .iter()
+            .map(|r| StoredRemote {
+                n: r.num,
+                name: r.name.clone(),
+                meta: r.meta.clone(),
+            })
+            .collect();
+        serde_json::to_vec(&stored).map_err(|e| Error::corrupt(format!("encoding remotes: {e}")))
+    }
+
+    fn encode_counts(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20 * self.remotes.len());
+        for r in &self.remotes {
+            out.extend_from_slice(&r.num.to_be_bytes());
+            out.extend_from_slice(&r.counts.unsynced.to_be_bytes());
+            out.extend_from_slice(&r.counts.rejected.to_be_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn set_counts(&mut self, counts: &[(u32, SyncCounts)]) {
+        for (num, c) in counts {
+            if let Some(r) = self.remotes.iter_mut().find(|r| r.num == *num) {
+                r.counts = *c;
+            }
+        }
+    }
+}
+
+/// `Msync` → (number, counts) per remote.
+fn decode_counts(bytes: &[u8]) -> Result<Vec<(u32, SyncCounts)>> {
+    if bytes.len() % 20 != 0 {
+        return Err(Error::corrupt(format!(
+            "the sync counters record has {} bytes, not a multiple of 20",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(20)
+        .map(|c| {
+            let u64_at = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&c[i..i + 8]);
+                u64::from_be_bytes(b)
+            };
+            (
+                u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+                SyncCounts {
+                    unsynced: u64_at(4),
+                    rejected: u64_at(12),
+                },
+            )
+        })
+        .collect())
+}
+
+/// What a write did to a document, for its sync state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Edit<'a> {
+    /// An edit here (`new_edits=true`): its new leaf is unsynced everywhere.
+    Local,
+    /// A replicated revision (`new_edits=false`) whose leaf is `leaf`: held by the write's
+    /// origin, if it has one, unsynced for every other remote.
+    Replicated { leaf: &'a Rev },
+    /// A purge of some of the document's leaves.
+    Purge,
+}
+
+/// The sync-state part of one write call's batch: the `U` entries it read or changed and
+/// the count changes, for the remotes registered when the call began.
+pub(crate) struct SyncBatch {
+    remotes: Vec<BatchRemote>,
+    /// Index into `remotes` of the remote the call's replicated revisions come from.
+    origin: Option<usize>,
+    /// `U` entries as this call has left them, by key; `true` when changed by it.
+    entries: HashMap<Vec<u8>, (Option<Unsynced>, bool)>,
+}
+
+struct BatchRemote {
+    num: u32,
+    name: String,
+    /// The counts when the call began, and as it has left them.
+    before: SyncCounts,
+    after: SyncCounts,
+    /// Whether this call has put anything in `entries` for this remote (if not, and the
+    /// remote had no entries, a lookup needs no read).
+    touched: bool,
+}
+
+impl SyncBatch {
+    /// The sync part of a batch, or `None` when no remote is registered (a write then does
+    /// nothing for sync state).
+    pub(crate) fn new(inner: &Inner, origin: Option<&str>) -> Option<SyncBatch> {
+        let reg = inner.registry();
+        if reg.remotes.is_empty() {
+            return None;
+        }
+        let remotes: Vec<BatchRemote> = reg
+            .remotes
+            .iter()
+            .map(|r| BatchRemote {
+                num: r.num,
+                name: r.name.clone(),
+                before: r.counts,
+                after: r.counts,
+                touched: false,
+            })
+            .collect();
+        let origin = origin.and_then(|o| remotes.iter().position(|r| r.name == o));
+        Some(SyncBatch {
+            remotes,
+            origin,
+            entries: HashMap::new(),
+        })
+    }
+
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.remotes.iter().position(|r| r.name == name)
+    }
+
+    /// The `U` entry of document `id` for remote `i`, as this call has left it.
+    fn get(&mut self, inner: &Inner, i: usize, id: &str) -> Result<Option<Unsynced>> {
+        let r = &self.remotes[i];
+        if !r.touched && r.before.unsynced == 0 {
+            return Ok(None);
+        }
+        let key = keys::unsynced_key(r.num, id);
+        if let Some((e, _)) = self.entries.get(&key) {
+            return Ok(e.clone());
+        }
+        let e = match inner.tree.get(&key).map_err(|e| inner.storage(e))? {
+            Some(v) => Some(Unsynced::decode(id, &v)?),
+            None => None,
+        };
+        self.entries.insert(key, (e.clone(), false));
+        self.remotes[i].touched = true;
+        Ok(e)
+    }
+
+    fn set(&mut self, i: usize, id: &str, old: Option<&Unsynced>, new: Option<Unsynced>) {
+        if old == new.as_ref() {
+            return;
+        }
+        let r = &mut self.remotes[i];
+        let flags = |e: Option<&Unsynced>| (e.is_some(), e.is_some_and(|e| e.rejection.is_some()));
+        let (was, was_rej) = flags(old);
+        let (is, is_rej) = flags(new.as_ref());
+        let step = |n: &mut u64, before: bool, after: bool| match (before, after) {
+            (false, true) => *n += 1,
+            (true, false) => *n = n.saturating_sub(1),
+            _ => {}
+        };
+        step(&mut r.after.unsynced, was, is);
+        step(&mut r.after.rejected, was_rej, is_rej);
+        r.touched = true;
+        self.entries
+            .insert(keys::unsynced_key(r.num, id), (new, true));
+    }
+
+    /// Updates document `id`'s entries after a write that changed its tree from `old` to
+    /// one whose leaves are `leaves` (best first).
+    pub(crate) fn track(
+        &mut self,
+        inner: &Inner,
+        id: &str,
+        old: Option<&RevTree>,
+        leaves: &[Leaf],
+        edit: Edit<'_>,
+    ) -> Result<()> {
+        // A local deletion of the document (its winner is now a tombstone) or a purge ends a
+        // standing rejection.
+        let ends_rejection = match edit {
+            Edit::Local => leaves.first().is_some_and(|w| w.deleted),
+            Edit::Purge => true,
+            Edit::Replicated { .. } => false,
+        };
+        for i in 0..self.remotes.len() {
+            let entry = self.get(inner, i, id)?;
+            let held_by_write = match edit {
+                Edit::Replicated { leaf } if self.origin == Some(i) => Some(leaf),
+                _ => None,
+            };
+            let mut unsynced: Vec<Rev> = leaves
+                .iter()
+                .filter(|l| {
+                    let was_unsynced = entry
+                        .as_ref()
+                        .is_some_and(|e| e.leaves.binary_search(&l.rev).is_ok());
+                    let was_leaf = old.is_some_and(|t| t.is_leaf(&l.rev));
+                    was_unsynced || (!was_leaf && held_by_write != Some(&l.rev))
+                })
+                .map(|l| l.rev.clone())
+                .collect();
+            unsynced.sort();
+            let new = if unsynced.is_empty() {
+                None
+            } else {
+                let rejection = match &entry {
+                    Some(e) if !ends_rejection => {
+                        // Leaves that left the set because the origin's revision extends
+                        // them were accepted by the remote.
+                        let accepted = held_by_write.is_some()
+                            && e.leaves.iter().any(|l| unsynced.binary_search(l).is_err());
+                        e.rejection
+                            .clone()
+                            .filter(|r| !accepted || unsynced.binary_search(&r.rev).is_ok())
+                    }
+                    _ => None,
+                };
+                Some(Unsynced {
+                    leaves: unsynced,
+                    rejection,
+                })
+            };
+            self.set(i, id, entry.as_ref(), new);
+        }
+        Ok(())
+    }
+
+    /// Removes document `id`'s entries (a purge removed the document).
+    pub(crate) fn remove_doc(&mut self, inner: &Inner, id: &str) -> Result<()> {
+        for i in 0..self.remotes.len() {
+            let entry = self.get(inner, i, id)?;
+            self.set(i, id, entry.as_ref(), None);
+        }
+        Ok(())
+    }
+
+    /// Records that remote `i` holds `held` revisions of document `id`. A leaf it now holds
+    /// leaves the entry; when something was accepted, a rejection of another revision that
+    /// is no longer unsynced ends.
+    fn mark_held(&mut self, inner: &Inner, i: usize, id: &str, held: &[Rev]) -> Result<bool> {
+        let Some(entry) = self.get(inner, i, id)? else {
+            return Ok(false);
+        };
+        let left: Vec<Rev> = entry
+            .leaves
+            .iter()
+            .filter(|l| !held.contains(l))
+            .cloned()
+            .collect();
+        if left.len() == entry.leaves.len() {
+            return Ok(false);
+        }
+        let new = (!left.is_empty()).then(|| Unsynced {
+            rejection: entry
+                .rejection
+                .clone()
+                .filter(|r| left.binary_search(&r.rev).is_ok()),
+            leaves: left,
+        });
+        self.set(i, id, Some(&entry), new);
+        Ok(true)
+    }
+
+    /// Marks the revision a replicated write found already stored as held by the write's
+    /// origin (the origin sent it, so it has it). Returns whether that changed anything.
+    pub(crate) fn held_by_origin(&mut self, inner: &Inner, id: &str, rev: &Rev) -> Result<bool> {
+        match self.origin {
+            Some(i) => self.mark_held(inner, i, id, std::slice::from_ref(rev)),
+            None => Ok(false),
+        }
+    }
+
+    /// Records remote `i`'s refusal of a revision of `id`, if the document is unsynced there.
+    fn reject(&mut self, inner: &Inner, i: usize, r: &Rejection) -> Result<()> {
+        let Some(entry) = self.get(inner, i, &r.id)? else {
+            return Ok(());
+        };
+        let new = Unsynced {
+            leaves: entry.leaves.clone(),
+            rejection: Some(StoredRejection {
+                rev: r.rev.clone(),
+                error: r.error.clone(),
+                reason: r.reason.clone(),
+            }),
+        };
+        self.set(i, &r.id, Some(&entry), Some(new));
+        Ok(())
+    }
+
+    /// Puts the changed entries and, if they changed, the counters into `batch`. Returns
+    /// the new counts, for the registry once the batch is applied.
+    pub(crate) fn finish(self, batch: &mut sled::Batch) -> Result<Option<Vec<(u32, SyncCounts)>>> {
+        for (key, (entry, changed)) in self.entries {
+            if !changed {
+                continue;
+            }
+            match entry {
+                Some(e) => batch.insert(key, e.encode()?),
+                None => batch.remove(key),
+            }
+        }
+        if self.remotes.iter().all(|r| r.before == r.after) {
+            return Ok(None);
+        }
+        let counts: Vec<(u32, SyncCounts)> =
+            self.remotes.iter().map(|r| (r.num, r.after)).collect();
+        let mut bytes = Vec::with_capacity(20 * counts.len());
+        for (num, c) in &counts {
+            bytes.extend_from_slice(&num.to_be_bytes());
+            bytes.extend_from_slice(&c.unsynced.to_be_bytes());
+            bytes.extend_from_slice(&c.rejected.to_be_bytes());
+        }
+        batch.insert(keys::META_SYNC, bytes);
+        Ok(Some(counts))
+    }
+}
+
+/// Entries per batch when a new remote's entries are written (see `register_remote`).
+const REGISTER_BATCH: u64 = 1000;
+
+/// The number the next registered remote gets (numbers are never reused).
+fn next_number(reg: &Registry) -> u32 {
+    reg.remotes.iter().map(|r| r.num).max().unwrap_or(0) + 1
+}
+
+/// Removes the entries of the number the next remote would get: a registration cut short by
+/// a crash leaves entries of a number no remote has (its registration is in its last batch).
+/// One seek when there are none. Runs when a store opens and before a registration.
+pub(crate) fn clear_unregistered(
+    tree: &sled::Tree,
+    reg: &Registry,
+    storage: &dyn Fn(sled::Error) -> Error,
+) -> Result<()> {
+    let prefix = keys::unsynced_prefix(next_number(reg));
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0u64;
+        for item in tree.scan_prefix(prefix).take(REGISTER_BATCH as usize) {
+            let (k, _) = item.map_err(storage)?;
+            batch.remove(k);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        tracing::info!(
+            removed = n,
+            "removing the entries of a registration cut short"
+        );
+        tree.apply_batch(batch).map_err(storage)?;
+    }
+}
+
+/// Live sync-state subscribers, woken by writes. Each keeps the set of documents whose state
+/// may have changed since it last looked (coalesced: a document changed twice is listed
+/// once), so none can lag behind and lose one; it reads the current state when polled.
+#[derive(Default)]
+pub(crate) struct Watchers {
+    active: AtomicUsize,
+    list: Mutex<Vec<Weak<Watch>>>,
+}
+
+struct Watch {
+    remote: String,
+    queue: Mutex<WatchQueue>,
+}
+
+#[derive(Default)]
+struct WatchQueue {
+    ids: VecDeque<String>,
+    queued: HashSet<String>,
+    waker: Option<Waker>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here can be left half-done by a panic: a poisoned lock is safe to reuse.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Watchers {
+    /// Whether anyone listens (writes collect nothing for subscribers otherwise).
+    pub(crate) fn active(&self) -> bool {
+        self.active.load(Ordering::SeqCst) > 0
+    }
+
+    /// Queues `ids` for every subscriber of `remote` (of every remote when `None`).
+    pub(crate) fn publish<'a>(
+        &self,
+        remote: Option<&str>,
+        ids: impl Iterator<Item = &'a str> + Clone,
+    ) {
+        let mut list = lock(&self.list);
+        list.retain(|w| w.strong_count() > 0);
+        for w in list.iter().filter_map(Weak::upgrade) {
+            if remote.is_some_and(|r| r != w.remote) {
+                continue;
+            }
+            let mut q = lock(&w.queue);
+            for id in ids.clone() {
+                if q.queued.insert(id.to_owned()) {
+                    q.ids.push_back(id.to_owned());
+                }
+            }
+            if !q.ids.is_empty() {
+                if let Some(waker) = q.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+}
+
+/// The stream [`Database::sync_state_changes`] returns.
+struct StateChanges {
+    db: Database,
+    watch: Arc<Watch>,
+}
+
+impl Drop for StateChanges {
+    fn drop(&mut self) {
+        self.db.inner.watchers.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Stream for StateChanges {
+    type Item = Result<(String, Option<SyncState>)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let id = {
+            let mut q = lock(&self.watch.queue);
+            match q.ids.pop_front() {
+                Some(id) => {
+                    q.queued.remove(&id);
+                    id
+                }
+                None => {
+                    q.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
+        };
+        // Read after the id was taken off the queue: a write after this read queues it again.
+        let state = self.db.sync_state(&self.watch.remote, &id);
+        Poll::Ready(Some(state.map(|s| (id, s))))
+    }
+}
+
+impl Database {
+    /// Registers `name` as a remote this store syncs with, or updates it: the keys of `meta`
+    /// replace those the remote's meta had (the replicator records its sync filters there;
+    /// the store does not read them). Returns whether the remote is new.
+    ///
+    /// A new remote is known to hold nothing yet, so every document gets an entry with all
+    /// its leaves (one batch, a scan of the documents); from then on writes keep the state.
+    /// Before registration a remote's state reads the same way: every document unpushed.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use settee_store::SyncState;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let rev = db.put(json!({"_id": "a"}))?.rev.unwrap();
+    /// assert!(db.register_remote("http://couch/db", Default::default())?);
+    /// assert_eq!(db.sync_state("http://couch/db", "a")?, Some(SyncState::Unpushed { revs: vec![rev.clone()] }));
+    /// // The remote confirms it holds the revision (a push wrote it).
+    /// db.record_remote_revs("http://couch/db", &[("a".to_string(), vec![rev])].into(), &[])?;
+    /// assert_eq!(db.sync_state("http://couch/db", "a")?, Some(SyncState::Synced));
+    /// assert_eq!(db.sync_counts("http://couch/db")?.unsynced, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`]; nothing is registered on error.
+    pub fn register_remote(&self, name: &str, meta: Map<String, Value>) -> Result<bool> {
+        let inner = &*self.inner;
+        let mut guard = inner.lock_writer();
+        let mut reg = inner.registry().clone();
+        let mut batch = sled::Batch::default();
+        let fresh = match reg.remotes.iter_mut().find(|r| r.name == name) {
+            Some(r) => {
+                let before = r.meta.clone();
+                r.meta.extend(meta);
+                if r.meta == before {
+                    return Ok(false);
+                }
+                false
+            }
+            None => {
+                let num = next_number(&reg);
+                // Every document gets an entry with all its leaves, read from the by-seq
+                // index (its live entries carry the leaves), in batches of REGISTER_BATCH:
+                // sled keeps the node versions a batch replaces until it ends, so one batch
+                // for a large store would hold hundreds of megabytes. The registration itself
+                // is in the last batch; entries of an earlier batch without it (a crash) are
+                // removed when the store opens (`clear_unregistered`), and before this.
+                clear_unregistered(&inner.tree, &reg, &|e| inner.storage(e))?;
+                let mut count = 0u64;
+                for item in SeqEntries::new(&inner.tree, 0, false) {
+                    let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
+                    if stale.is_some() {
+                        continue;
+                    }
+                    let mut leaves = entry.leaves;
+                    leaves.sort();
+                    let value = Unsynced {
+                        leaves,
+                        rejection: None,
+                    };
+                    batch.insert(keys::unsynced_key(num, &entry.id), value.encode()?);
+                    count += 1;
+                    if count % REGISTER_BATCH == 0 {
+                        inner
+                            .tree
+                            .apply_batch(std::mem::take(&mut batch))
+                            .map_err(|e| inner.storage(e))?;
+                    }
+                }
+                reg.remotes.push(RemoteReg {
+                    num,
+                    name: name.to_owned(),
+                    meta,
+                    counts: SyncCounts {
+                        unsynced: count,
+                        rejected: 0,
+                    },
+                });
+                batch.insert(keys::META_SYNC, reg.encode_counts());
+                true
+            }
+        };
+        batch.insert(keys::META_REMOTES, reg.encode_remotes()?);
+        let counters = *guard;
+        inner.commit_with(&mut guard, batch, counters, || {
+            *inner.registry_mut() = reg;
+        })?;
+        if fresh {
+            tracing::info!(remote = name, "registered a remote for sync state");
+        }
+        Ok(fresh)
+    }
+
+    /// The remotes this store syncs with, with their counts.
+    pub fn remotes(&self) -> Vec<Remote> {
+        self.inner
+            .registry()
+            .remotes
+            .iter()
+            .map(|r| Remote {
+                name: r.name.clone(),
+                meta: r.meta.clone(),
+                counts: r.counts,
+            })
+            .collect()
+    }
+
+    /// The registered remote `name`, if it is one.
+    pub fn remote(&self, name: &str) -> Option<Remote> {
+        self.remotes().into_iter().find(|r| r.name == name)
+    }
+
+    /// Document `id`'s sync state with remote `name`; `None` when there is no such document.
+    /// Two reads (the document's entry, and its record when it has none). A remote that is
+    /// not registered holds nothing yet: every document is unpushed there.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`].
+    pub fn sync_state(&self, remote: &str, id: &str) -> Result<Option<SyncState>> {
+        let inner = &*self.inner;
+        let num = inner.registry().by_name(remote).map(|r| r.num);
+        let read_record = || -> Result<Option<DocRecord>> {
+            match inner
+                .tree
+                .get(keys::doc_key(id))
+                .map_err(|e| inner.storage(e))?
+            {
+                Some(v) => Ok(Some(DocRecord::decode(id, &v)?)),
+                None => Ok(None),
+            }
+        };
+        let Some(num) = num else {
+            return Ok(read_record()?.map(|rec| SyncState::Unpushed {
+                revs: sorted_leaves(&rec.tree),
+            }));
+        };
+        let key = keys::unsynced_key(num, id);
+        let entry = |key: &[u8]| -> Result<Option<Unsynced>> {
+            match inner.tree.get(key).map_err(|e| inner.storage(e))? {
+                Some(v) => Ok(Some(Unsynced::decode(id, &v)?)),
+                None => Ok(None),
+            }
+        };
+        loop {
+            if let Some(e) = entry(&key)? {
+                return Ok(Some(SyncState::of_entry(e)));
+            }
+            let rec = read_record()?;
+            // sled reads are not a snapshot: if an entry appeared meanwhile, the record may
+            // be newer than the (absent) entry read first; read both again.
+            if inner
+                .tree
+                .contains_key(&key)
+                .map_err(|e| inner.storage(e))?
+            {
+                continue;
+            }
+            return Ok(rec.map(|r| SyncState::of_held_tree(&r.tree)));
+        }
+    }
+
+    /// The counts of documents not known to be on remote `name` (one read). For a remote
+    /// that is not registered, every document.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`].
+    pub fn sync_counts(&self, remote: &str) -> Result<SyncCounts> {
+        let inner = &*self.inner;
+        let Some(num) = inner.registry().by_name(remote).map(|r| r.num) else {
+            let info = self.info()?;
+            return Ok(SyncCounts {
+                unsynced: info.doc_count + info.doc_del_count,
+                rejected: 0,
+            });
+        };
+        // From the record, not memory: it is in the same batch as the entries it counts.
+        let bytes = inner
+            .tree
+            .get(keys::META_SYNC)
+            .map_err(|e| inner.storage(e))?
+            .ok_or_else(|| Error::corrupt("the sync counters record is missing"))?;
+        decode_counts(&bytes)?
+            .into_iter()
+            .find(|(n, _)| *n == num)
+            .map(|(_, c)| c)
+            .ok_or_else(|| Error::corrupt(format!("no sync counters for remote {remote:?}")))
+    }
+
+    /// Up to `limit` documents not known to be on remote `name`, in id order after `after`,
+    /// each with its state (`Unpushed` or `Rejected`). Reads the entries alone: the cost is
+    /// in the number returned, not the store's size. For a remote that is not registered,
+    /// every document (a walk of the records).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// db.put(serde_json::json!({"_id": "a"}))?;
+    /// let page = db.unsynced("http://couch/db", None, 100)?;
+    /// assert_eq!(page[0].0, "a");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`].
+    pub fn unsynced(
+        &self,
+        remote: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, SyncState)>> {
+        let inner = &*self.inner;
+        let num = inner.registry().by_name(remote).map(|r| r.num);
+        let (prefix, start): (Vec<u8>, Vec<u8>) = match num {
+            Some(n) => {
+                let prefix = keys::unsynced_prefix(n).to_vec();
+                let start = match after {
+                    Some(a) => successor(keys::unsynced_key(n, a)),
+                    None => prefix.clone(),
+                };
+                (prefix, start)
+            }
+            None => {
+                let prefix = vec![keys::DOC];
+                let start = match after {
+                    Some(a) => successor(keys::doc_key(a)),
+                    None => prefix.clone(),
+                };
+                (prefix, start)
+            }
+        };
+        let mut out = Vec::new();
+        for item in inner.tree.range(start..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(|e| inner.storage(e))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let id = std::str::from_utf8(&k[prefix.len()..])
+                .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
+            let state = match num {
+                Some(_) => SyncState::of_entry(Unsynced::decode(id, &v)?),
+                None => SyncState::Unpushed {
+                    revs: sorted_leaves(&DocRecord::decode(id, &v)?.tree),
+                },
+            };
+            out.push((id.to_owned(), state));
+        }
+        Ok(out)
+    }
+
+    /// Records what remote `name` is known to hold, after the fact: `held` revisions (a
+    /// push's write results, or a `_revs_diff` that found them not missing) leave the
+    /// documents' unsynced leaves, and `rejected` revisions (its per-document refusals) are
+    /// recorded against their documents until a later revision is accepted. One batch.
+    /// Does nothing for a remote that is not registered.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`]; nothing is recorded on error.
+    pub fn record_remote_revs(
+        &self,
+        remote: &str,
+        held: &BTreeMap<String, Vec<Rev>>,
+        rejected: &[Rejection],
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let mut guard = inner.lock_writer();
+        let Some(mut sync) = SyncBatch::new(inner, None) else {
+            return Ok(());
+        };
+        let Some(i) = sync.index_of(remote) else {
+            return Ok(());
+        };
+        for (id, revs) in held {
+            sync.mark_held(inner, i, id, revs)?;
+        }
+        for r in rejected {
+            sync.reject(inner, i, r)?;
+        }
+        if !sync.has_changes() {
+            return Ok(());
+        }
+        let changed: Vec<String> = if inner.watchers.active() {
+            sync.changed_ids()
+        } else {
+            Vec::new()
+        };
+        let mut batch = sled::Batch::default();
+        let counts = sync.finish(&mut batch)?;
+        let counters = *guard;
+        inner.commit_with(&mut guard, batch, counters, || {
+            if let Some(counts) = &counts {
+                inner.registry_mut().set_counts(counts);
+            }
+        })?;
+        inner
+            .watchers
+            .publish(Some(remote), changed.iter().map(String::as_str));
+        Ok(())
+    }
+
+    /// A live stream of sync-state changes with remote `name`: each item is a document whose
+    /// state may have changed (written here, confirmed or refused by the remote, purged) and
+    /// its state when the item is read (`None` once the document is gone). Coalesced: a
+    /// document that changed several times before the stream was polled comes once, with its
+    /// latest state. Starts with the changes after the call; read
+    /// [`Database::unsynced`] for the state before. A change of a sync's filter is not an
+    /// item. Dropping the stream unsubscribes.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let mut changes = db.sync_state_changes("http://couch/db");
+    /// db.put(serde_json::json!({"_id": "a"}))?;
+    /// let (id, state) = futures::executor::block_on(changes.next()).unwrap()?;
+    /// assert_eq!((id.as_str(), state.unwrap().name()), ("a", "unpushed"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sync_state_changes(
+        &self,
+        remote: &str,
+    ) -> impl Stream<Item = Result<(String, Option<SyncState>)>> + Send + 'static {
+        let watch = Arc::new(Watch {
+            remote: remote.to_owned(),
+            queue: Mutex::new(WatchQueue::default()),
+        });
+        let watchers = &self.inner.watchers;
+        watchers.active.fetch_add(1, Ordering::SeqCst);
+        lock(&watchers.list).push(Arc::downgrade(&watch));
+        StateChanges {
+            db: self.clone(),
+            watch,
+        }
+    }
+
+    /// Checks the sync-state invariants (part of [`Database::verify`], under the writer
+    /// lock): the registry and counters decode and agree; every entry names a registered
+    /// remote and an existing document, and its leaves are leaves of that document; the
+    /// counters equal the entries. Returns the number of entries.
+    pub(crate) fn verify_sync(&self) -> Result<u64> {
+        let inner = &*self.inner;
+        let storage = |e| inner.storage(e);
+        let on_disk = Registry::load(&inner.tree, &storage)?;
+        let mem = inner.registry();
+        let summary = |r: &Registry| -> Vec<(u32, String, SyncCounts)> {
+            r.remotes
+                .iter()
+                .map(|x| (x.num, x.name.clone(), x.counts))
+                .collect()
+        };
+        if summary(&on_disk) != summary(&mem) {
+            return Err(Error::corrupt(
+                "the registered remotes on disk differ from the open store's",
+            ));
+        }
+        let mut counted: HashMap<u32, SyncCounts> = HashMap::new();
+        let mut total = 0u64;
+        for item in inner.tree.scan_prefix([keys::UNSYNCED]) {
+            let (k, v) = item.map_err(storage)?;
+            let (num, id) = keys::split_unsynced_key(&k)?;
+            if !on_disk.remotes.iter().any(|r| r.num == num) {
+                return Err(Error::corrupt(format!(
+                    "sync state of {id:?} for remote {num}, which is not registered"
+                )));
+            }
+            let entry = Unsynced::decode(id, &v)?;
+            let rec = inner
+                .tree
+                .get(keys::doc_key(id))
+                .map_err(storage)?
+                .ok_or_else(|| {
+                    Error::corrupt(format!("sync state of {id:?}, which has no record"))
+                })?;
+            let rec = DocRecord::decode(id, &rec)?;
+            for rev in &entry.leaves {
+                if !rec.tree.is_leaf(rev) {
+                    return Err(Error::corrupt(format!(
+                        "sync state of {id:?} lists {rev}, which is not a leaf"
+                    )));
+                }
+            }
+            let c = counted.entry(num).or_default();
+            c.unsynced += 1;
+            c.rejected += u64::from(entry.rejection.is_some());
+            total += 1;
+        }
+        for r in &on_disk.remotes {
+            let found = counted.get(&r.num).copied().unwrap_or_default();
+            if found != r.counts {
+                return Err(Error::corrupt(format!(
+                    "sync counters of {:?} say {:?}, its entries {found:?}",
+                    r.name, r.counts
+                )));
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl SyncBatch {
+    /// The ids of the entries this call changed.
+    fn changed_ids(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, (_, changed))| *changed)
+            .filter_map(|(k, _)| {
+                keys::split_unsynced_key(k)
+                    .ok()
+                    .map(|(_, id)| id.to_owned())
+            })
+            .collect()
+    }
+
+    /// Whether this call changed any entry.
+    fn has_changes(&self) -> bool {
+        self.entries.values().any(|(_, changed)| *changed)
+    }
+}
+
+/// The smallest key after `key` (`key` + `0x00`).
+fn successor(mut key: Vec<u8>) -> Vec<u8> {
+    key.push(0);
+    key
+}
+
+fn sorted_leaves(tree: &RevTree) -> Vec<Rev> {
+    let mut revs: Vec<Rev> = tree.leaves().into_iter().map(|l| l.rev).collect();
+    revs.sort();
+    revs
+}
+
+/// Registry access on [`Inner`].
+impl Inner {
+    pub(crate) fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.sync.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.sync.write().unwrap_or_else(|p| p.into_inner())
+    }
+}

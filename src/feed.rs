@@ -1,0 +1,174 @@
+//! Changes as a [`Stream`], local or remote alike: what an application binds its views to.
+//! A live feed follows new changes until it is dropped; a remote live feed reconnects after
+//! a dropped connection, resuming after the last change it gave.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use settee_couch::Change;
+use settee_revtree::Seq;
+
+use crate::{Db, Error, Result};
+
+/// What [`Db::changes_stream`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct ChangesFeed {
+    /// Start after this sequence (`None`: from the beginning).
+    pub since: Option<Seq>,
+    /// Include each changed document.
+    pub include_docs: bool,
+    /// Keep following new changes (a stream that ends only when dropped), instead of
+    /// ending once caught up.
+    pub live: bool,
+}
+
+/// How long a remote live feed waits before reconnecting, at first and at most.
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+fn from_store(c: settee_store::Change) -> Change {
+    Change {
+        seq: Seq::from(c.seq),
+        id: c.id,
+        changes: c.changes,
+        deleted: c.deleted,
+        doc: c.doc,
+        // A store's revisions are all valid.
+        invalid_revs: Vec::new(),
+    }
+}
+
+/// Whether reading the feed again can help: a dropped connection, a server error. Not bad
+/// credentials or a missing database.
+fn transient(e: &settee_couch::Error) -> bool {
+    matches!(
+        e,
+        settee_couch::Error::Transport { .. }
+            | settee_couch::Error::FeedInterrupted { .. }
+            | settee_couch::Error::InvalidResponse { .. }
+    ) || e.status().is_some_and(|s| s >= 500 || s == 429)
+}
+
+impl Db {
+    /// The changes feed as a stream: one item per changed document (its latest revision),
+    /// in sequence order; with `live`, new changes as they happen, until the stream is
+    /// dropped.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), settee::Error> {
+    /// use futures::StreamExt;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = settee::Db::open(dir.path().join("db").to_str().unwrap())?;
+    /// db.put(serde_json::json!({"_id": "a"})).await?;
+    /// let mut feed = Box::pin(db.changes_stream(settee::ChangesFeed { live: true, ..Default::default() }));
+    /// assert_eq!(feed.next().await.unwrap()?.id, "a");
+    /// db.put(serde_json::json!({"_id": "b"})).await?;
+    /// assert_eq!(feed.next().await.unwrap()?.id, "b"); // arrives as it is written
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// Items are `Err` for the peer's errors. A remote live feed yields an `Err` when its
+    /// connection drops and then reconnects (after 1 s, doubling to 30 s while it keeps
+    /// failing); it ends after an error that retrying cannot fix (credentials, a missing
+    /// database). A local feed given a remote's sequence yields one `bad_request`.
+    pub fn changes_stream(
+        &self,
+        opts: ChangesFeed,
+    ) -> impl Stream<Item = Result<Change>> + Send + 'static {
+        let db = self.clone();
+        async_stream::stream! {
+            match db {
+                Db::Local(d) => {
+                    let since = match &opts.since {
+                        None => 0,
+                        Some(s) => match s.as_local() {
+                            Some(n) => n,
+                            None => {
+                                yield Err(Error::BadRequest(format!("{s} is not a sequence of a local store")));
+                                return;
+                            }
+                        },
+                    };
+                    let store_opts = settee_store::ChangesOptions {
+                        since,
+                        include_docs: opts.include_docs,
+                        ..Default::default()
+                    };
+                    if opts.live {
+                        let mut feed = Box::pin(d.live_changes(store_opts));
+                        while let Some(item) = feed.next().await {
+                            yield item.map(from_store).map_err(Error::from);
+                        }
+                    } else {
+                        match crate::db::blocking(&d, move |d| d.changes(&store_opts)).await {
+                            Ok(page) => for c in page.results {
+                                yield Ok(from_store(c));
+                            },
+                            Err(e) => yield Err(e),
+                        }
+                    }
+                }
+                Db::Remote(r) => {
+                    let mut since = opts.since.clone();
+                    if !opts.live {
+                        let copts = settee_couch::ChangesOptions {
+                            since,
+                            include_docs: opts.include_docs,
+                            style: settee_couch::ChangesStyle::MainOnly,
+                            ..Default::default()
+                        };
+                        match r.changes(&copts).await {
+                            Ok(resp) => for c in resp.results {
+                                yield Ok(c);
+                            },
+                            Err(e) => yield Err(e.into()),
+                        }
+                        return;
+                    }
+                    let mut wait = RECONNECT_FIRST;
+                    loop {
+                        let copts = settee_couch::ChangesOptions {
+                            since: since.clone(),
+                            include_docs: opts.include_docs,
+                            style: settee_couch::ChangesStyle::MainOnly,
+                            ..Default::default()
+                        };
+                        let mut feed = Box::pin(r.changes_stream(copts));
+                        let mut failed = None;
+                        while let Some(event) = feed.next().await {
+                            match event {
+                                Ok(settee_couch::ChangesEvent::Change(c)) => {
+                                    wait = RECONNECT_FIRST;
+                                    if !c.seq.as_json().is_null() {
+                                        since = Some(c.seq.clone());
+                                    }
+                                    yield Ok(c);
+                                }
+                                Ok(settee_couch::ChangesEvent::LastSeq(seq)) => since = Some(seq),
+                                Err(e) => {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        match failed {
+                            Some(e) if transient(&e) => {
+                                yield Err(e.into());
+                                tokio::time::sleep(wait).await;
+                                wait = (wait * 2).min(RECONNECT_MAX);
+                            }
+                            Some(e) => {
+                                yield Err(e.into());
+                                return;
+                            }
+                            // The server ended the feed (its timeout): ask again.
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Replications an application runs in the background and watches: [`Db::replicate_to`]
+//! and [`Db::sync_with`] start them and give a handle that is a [`Stream`] of their events;
+//! dropping the handle stops the replication, which writes a final checkpoint first.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use settee_replicate::{Event, ReplicateOptions, Replication, ReplicationHandle, SyncSummary};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Db, Error, Result};
+
+/// Events are buffered this deep (as a single replication's are): a reader that falls
+/// behind only loses intermediate progress reports.
+const EVENT_BUFFER: usize = 256;
+
+/// A sync (push and pull) running in the background. A stream of both directions' events;
+/// dropping it stops both, each writing its final checkpoint.
+#[derive(Debug)]
+pub struct Syncing {
+    events: mpsc::Receiver<Event>,
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<settee_replicate::Result<SyncSummary>>>,
+}
+
+impl Stream for Syncing {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+impl Drop for Syncing {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.cancel.cancel();
+        }
+    }
+}
+
+impl Syncing {
+    /// Asks both directions to stop (each writes a final checkpoint).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the end (after [`Syncing::cancel`], or a one-shot sync's completion),
+    /// discarding events not yet read.
+    ///
+    /// # Errors
+    /// The sync's error.
+    pub async fn finish(mut self) -> Result<SyncSummary> {
+        self.events.close();
+        while self.events.recv().await.is_some() {}
+        match self.task.take() {
+            Some(task) => Ok(task.await.map_err(|e| Error::Task(e.to_string()))??),
+            None => Err(Error::Task("the sync was already finished".into())),
+        }
+    }
+}
+
+impl Db {
+    /// Starts replicating this database to `target` in the background (on the current
+    /// tokio runtime). The handle is a stream of [`Event`]s; dropping it stops the
+    /// replication after a final checkpoint.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), settee::Error> {
+    /// use futures::StreamExt;
+    /// let local = settee::Db::open("notes.settee")?;
+    /// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?;
+    /// let mut push = local.replicate_to(&server, settee::ReplicateOptions { continuous: true, ..Default::default() });
+    /// while let Some(event) = push.next().await {
+    ///     if let settee::Event::Paused { .. } = event {
+    ///         break; // caught up; dropping `push` stops it with a checkpoint
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn replicate_to(&self, target: &Db, opts: ReplicateOptions) -> ReplicationHandle {
+        Replication::new(self.to_peer(), target.to_peer(), opts).spawn()
+    }
+
+    /// Starts a two-way sync (push and pull together) of this local store with `remote` in
+    /// the background. The handle is a stream of both directions' events; dropping it stops
+    /// both after their final checkpoints.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), settee::Error> {
+    /// use futures::StreamExt;
+    /// let local = settee::Db::open("notes.settee")?;
+    /// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?;
+    /// let mut sync = local.sync_with(&server, settee::ReplicateOptions { continuous: true, ..Default::default() });
+    /// while let Some(event) = sync.next().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn sync_with(&self, remote: &Db, opts: ReplicateOptions) -> Syncing {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let cancel = CancellationToken::new();
+        let (local, remote, token) = (self.to_peer(), remote.to_peer(), cancel.clone());
+        let task = tokio::spawn(async move {
+            settee_replicate::sync(local, remote, opts, Some(tx), token).await
+        });
+        Syncing {
+            events: rx,
+            cancel,
+            task: Some(task),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `settee serve` as a command, and the store's owner advertising its address: while a
+//! process holds a store (`settee serve`, `settee sync --continuous`), the `settee` command
+//! on that store talks to the process instead of failing with `store_in_use`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn settee() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_settee"))
+}
+
+fn run(args: &[&str]) -> Output {
+    settee().args(args).output().unwrap()
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A running `settee serve`; `stop` sends SIGTERM (a clean shutdown), drop kills it.
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Serve {
+        let mut child = settee()
+            .arg("serve")
+            .args(args)
+            .args(["--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let started: Value = serde_json::from_str(&line).expect("serve prints its URL first");
+        Serve {
+            child,
+            url: started["url"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "settee serve exited with {status}");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn commands_on_a_served_store_go_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("notes");
+    ok_json(&["put", s(&store), r#"{"_id":"before","v":0}"#]);
+    let mut serve = Serve::start(&[s(&store)]);
+    assert!(store.join(settee::server::ADVERT_FILE).exists());
+
+    // The store is held by the server, yet the command works, through it.
+    let put = ok_json(&["put", s(&store), r#"{"_id":"during","v":1}"#]);
+    assert_eq!(put["ok"], true);
+    assert_eq!(ok_json(&["get", s(&store), "before"])["v"], 0);
+    // What was written is what the server serves.
+    let via_http = ok_json(&["get", &format!("{}/notes", serve.url), "during"]);
+    assert_eq!(via_http["_rev"], put["rev"]);
+
+    serve.stop();
+    assert!(!store.join(settee::server::ADVERT_FILE).exists());
+    // Afterwards the command opens the store itself again.
+    assert_eq!(ok_json(&["get", s(&store), "during"])["v"], 1);
+}
+
+#[test]
+fn commands_on_a_store_under_continuous_sync_reach_the_syncing_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server-data");
+    let remote = Serve::start(&["--data-dir", s(&data)]);
+    let remote_db = format!("{}/remote", remote.url);
+    let store = dir.path().join("local");
+    let mut sync = settee()
+        .args([
+            "sync",
+            "--continuous",
+            "--create-target",
+            "--quiet",
+            s(&store),
+            &remote_db,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the sync's advertisement", || {
+        store.join(settee::server::ADVERT_FILE).exists()
+    });
+    // A write to the held store goes through the syncing process, which pushes it on.
+    let put = ok_json(&["put", s(&store), r#"{"_id":"note","text":"hi"}"#]);
+    wait_until(Duration::from_secs(30), "the note on the remote", || {
+        let out = run(&["get", &remote_db, "note"]);
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).unwrap()["_rev"] == put["rev"]
+    });
+    let _ = sync.kill();
+    let _ = sync.wait();
+}

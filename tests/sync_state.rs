@@ -1,0 +1,295 @@
+//! Per-document sync state against the real server (issue 11): the counts `settee status`
+//! prints (0 and 0 right after a sync, 1 and 1 after one edit on each side), a document the
+//! server's validation function refuses (listed, with the reason, until it is fixed), the
+//! answer without a network, and the live stream a UI binds badges to.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{unique_db, Server};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use settee::replicate::{Peer, ReplicateOptions};
+use settee::{Db, GetArgs, SyncState};
+
+fn remote(server: &Server, db: &str) -> Db {
+    Db::open(&server.db_url_with_password(db)).unwrap()
+}
+
+async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
+    settee::replicate::sync(
+        local.to_peer(),
+        remote.to_peer(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// `settee status` run as a user would (piped: JSON lines).
+fn cli_status(server: &Server, local: &std::path::Path, db: &str, docs: bool) -> Vec<Value> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
+    cmd.args(["status", local.to_str().unwrap(), &server.db_url(db)]);
+    if docs {
+        cmd.arg("--docs");
+    }
+    if let Some(p) = &server.password {
+        cmd.env("SETTEE_PASSWORD", p);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "settee status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn server_edit(r: &Db, id: &str, body: Value) {
+    let mut doc = body;
+    doc["_id"] = json!(id);
+    if let Ok(cur) = r.get(id, &GetArgs::default()).await {
+        doc["_rev"] = cur["_rev"].clone();
+    }
+    r.put(doc).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_each() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_db("status");
+    let r = remote(&server, &name);
+    r.to_peer().create().await.unwrap();
+    for i in 0..5 {
+        server_edit(&r, &format!("server-{i}"), json!({"n": i})).await;
+    }
+    let path = dir.path().join("local");
+    {
+        let l = Db::open(path.to_str().unwrap()).unwrap();
+        l.put(json!({"_id": "local-0"})).await.unwrap();
+        let st = settee::status(&l, &r).await.unwrap();
+        assert_eq!((st.local.unpushed, st.unpulled), (1, Some(5)));
+        sync_once(&l, &r).await;
+        let st = settee::status(&l, &r).await.unwrap();
+        assert_eq!((st.local.unpushed, st.unpulled), (0, Some(0)), "{st:?}");
+        assert!(st.local.last_push.is_some() && st.local.last_pull.is_some());
+    }
+    // The command says the same.
+    let st = cli_status(&server, &path, &name, false);
+    assert_eq!(st.len(), 1);
+    assert_eq!(
+        (&st[0]["unpushed"], &st[0]["unpulled"]),
+        (&json!(0), &json!(0))
+    );
+    assert!(cli_status(&server, &path, &name, true).is_empty());
+    // One more edit on each side.
+    {
+        let l = Db::open(path.to_str().unwrap()).unwrap();
+        l.put(json!({"_id": "local-1"})).await.unwrap();
+    }
+    server_edit(&r, "server-3", json!({"n": 33})).await;
+    let st = cli_status(&server, &path, &name, false);
+    assert_eq!(
+        (&st[0]["unpushed"], &st[0]["unpulled"]),
+        (&json!(1), &json!(1))
+    );
+    let docs = cli_status(&server, &path, &name, true);
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        (&docs[0]["id"], &docs[0]["state"]),
+        (&json!("local-1"), &json!("unpushed"))
+    );
+    // And 0 and 0 again after the next sync.
+    let l = Db::open(path.to_str().unwrap()).unwrap();
+    sync_once(&l, &r).await;
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.unpulled), (0, Some(0)));
+    r.to_peer().info().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_db("rejected");
+    let r = remote(&server, &name);
+    r.to_peer().create().await.unwrap();
+    r.put(json!({"_id": "_design/guard", "validate_doc_update":
+        "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
+        .await
+        .unwrap();
+    let path = dir.path().join("local");
+    let l = Db::open(path.to_str().unwrap()).unwrap();
+    let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
+    l.put(json!({"_id": "fine"})).await.unwrap();
+    let summary = sync_once(&l, &r).await;
+    assert_eq!(summary.push.stats.doc_write_failures, 1);
+    let rejected = SyncState::Rejected {
+        rev: bad["rev"].as_str().unwrap().parse().unwrap(),
+        error: "forbidden".into(),
+        reason: "no secrets here".into(),
+    };
+    assert_eq!(l.sync_state(&r, "s").await.unwrap(), Some(rejected.clone()));
+    assert_eq!(
+        l.sync_state(&r, "fine").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+    // Still listed after another, clean run (the checkpoint moved past it).
+    sync_once(&l, &r).await;
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.local.rejected), (1, 1));
+    let listed: Vec<(String, SyncState)> =
+        l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
+    assert_eq!(listed, vec![("s".to_owned(), rejected)]);
+    drop(l);
+    let docs = cli_status(&server, &path, &name, true);
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["id"], "s");
+    assert_eq!(docs[0]["state"], "rejected");
+    assert_eq!(docs[0]["reason"], "no secrets here");
+    // Fixed: a later revision is accepted, and the document is synced.
+    let l = Db::open(path.to_str().unwrap()).unwrap();
+    l.put(json!({"_id": "s", "_rev": bad["rev"], "secret": false}))
+        .await
+        .unwrap();
+    assert_eq!(
+        l.sync_state(&r, "s").await.unwrap().unwrap().name(),
+        "rejected"
+    );
+    sync_once(&l, &r).await;
+    assert_eq!(
+        l.sync_state(&r, "s").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.local.rejected), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_without_the_server_is_exact_for_unpushed_and_says_unpulled_is_unknown() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_db("offline");
+    remote(&server, &name).to_peer().create().await.unwrap();
+    // The remote through a proxy the test can take away.
+    let proxy = common::Proxy::start(port_of(&server.url));
+    let r = Db::open(&format!(
+        "{}/{name}",
+        proxy.url().replacen("://", &creds(&server), 1)
+    ))
+    .unwrap();
+    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    for i in 0..3 {
+        l.put(json!({"_id": format!("o{i}")})).await.unwrap();
+    }
+    sync_once(&l, &r).await;
+    proxy.set_refusing(true);
+    l.put(json!({"_id": "written-offline"})).await.unwrap();
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.local.rejected), (1, 0));
+    assert!(st.local.last_push.is_some());
+    assert_eq!(st.unpulled, None);
+    let why = st.unpulled_error.unwrap();
+    assert!(why.contains("needs the server"), "{why}");
+    if let Some(p) = &server.password {
+        assert!(!why.contains(p.as_str()), "no password in {why}");
+    }
+    assert_eq!(
+        l.sync_state(&r, "written-offline")
+            .await
+            .unwrap()
+            .unwrap()
+            .name(),
+        "unpushed"
+    );
+    assert_eq!(
+        l.sync_state(&r, "o1").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+}
+
+fn port_of(url: &str) -> u16 {
+    url::Url::parse(url)
+        .unwrap()
+        .port_or_known_default()
+        .unwrap()
+}
+
+fn creds(server: &Server) -> String {
+    match (&server.user, &server.password) {
+        (Some(u), Some(p)) => format!("://{u}:{p}@"),
+        _ => "://".to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_shows_unpushed_then_synced_or_rejected_with_the_reason() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_db("badges");
+    let r = remote(&server, &name);
+    r.to_peer().create().await.unwrap();
+    r.put(json!({"_id": "_design/guard", "validate_doc_update":
+        "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
+        .await
+        .unwrap();
+    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let mut badges = Box::pin(l.sync_state_changes(&r).unwrap());
+    let live = tokio::spawn(settee::replicate::sync(
+        l.to_peer(),
+        r.to_peer(),
+        ReplicateOptions {
+            continuous: true,
+            longpoll: Duration::from_secs(2),
+            ..Default::default()
+        },
+        None,
+        settee::CancellationToken::new(),
+    ));
+    l.put(json!({"_id": "ok"})).await.unwrap();
+    l.put(json!({"_id": "secret", "secret": true}))
+        .await
+        .unwrap();
+    let mut last: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = |last: &BTreeMap<String, Vec<String>>| {
+        last.get("ok").and_then(|v| v.last()).map(String::as_str) == Some("synced")
+            && last
+                .get("secret")
+                .and_then(|v| v.last())
+                .map(String::as_str)
+                == Some("rejected")
+    };
+    while !done(&last) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "badges seen: {last:?}");
+        let (id, state) = tokio::time::timeout(left, badges.next())
+            .await
+            .unwrap_or_else(|_| panic!("badges seen: {last:?}"))
+            .unwrap()
+            .unwrap();
+        let state = state.unwrap();
+        if let SyncState::Rejected { reason, .. } = &state {
+            assert_eq!(reason, "no secrets here");
+        }
+        last.entry(id).or_default().push(state.name().to_owned());
+    }
+    // Each began unpushed (coalescing may hide it only if the push was first).
+    for id in ["ok", "secret"] {
+        let seen = &last[id];
+        assert!(seen.len() == 1 || seen[0] == "unpushed", "{id}: {seen:?}");
+    }
+    live.abort();
+}
