@@ -3,7 +3,7 @@
 //!
 //! | Method and path                | What                                                  |
 //! |--------------------------------|-------------------------------------------------------|
-//! | `GET /api/notes`               | list: `?notebook=&tag=&q=&limit=&skip=`, newest first |
+//! | `GET /api/notes`               | list: `?notebook=&tag=&q=&limit=&bookmark=`, newest 1st |
 //! | `POST /api/notes`              | create `{title, body, notebook, tags}`                |
 //! | `GET /api/notes/{id}`          | one note, its badge, and its versions when conflicted |
 //! | `PUT /api/notes/{id}`          | edit `{rev, title, body, notebook, tags}`             |
@@ -80,10 +80,7 @@ async fn list(
 ) -> Result<Json<Value>> {
     let q = query(q)?;
     let list = app
-        .blocking(move |app| {
-            let view = app.tracker().view()?;
-            queries::list(app.db(), app.notes_cache(), &view, &q)
-        })
+        .blocking(move |app| queries::list(app.db(), app.tracker(), &q))
         .await?;
     Ok(Json(json!(list)))
 }
@@ -93,7 +90,7 @@ async fn create(State(app): State<App>, bytes: Bytes) -> Result<Response> {
     let note = app
         .blocking(move |app| notes::create(app.db(), &input))
         .await?;
-    let state = badge(&app, note.id.clone(), note.rev.clone()).await?;
+    let state = badge(&app, note.id.clone()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"note": note, "state": state})),
@@ -101,14 +98,14 @@ async fn create(State(app): State<App>, bytes: Bytes) -> Result<Response> {
         .into_response())
 }
 
-async fn badge(app: &App, id: String, rev: String) -> Result<Value> {
-    app.blocking(move |app| Ok(json!(app.tracker().view()?.badge(&id, &rev))))
+async fn badge(app: &App, id: String) -> Result<Value> {
+    app.blocking(move |app| Ok(json!(app.tracker().badge_of(&id)?)))
         .await
 }
 
 async fn read(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>> {
     let got = app.blocking(move |app| notes::get(app.db(), &id)).await?;
-    let state = badge(&app, got.note.id.clone(), got.note.rev.clone()).await?;
+    let state = badge(&app, got.note.id.clone()).await?;
     Ok(Json(
         json!({"note": got.note, "state": state, "versions": got.versions}),
     ))
@@ -123,7 +120,7 @@ async fn update(
     let note = app
         .blocking(move |app| notes::update(app.db(), &id, &input))
         .await?;
-    let state = badge(&app, note.id.clone(), note.rev.clone()).await?;
+    let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }
 
@@ -156,14 +153,12 @@ async fn resolve(
     let note = app
         .blocking(move |app| notes::resolve(app.db(), &id, &input))
         .await?;
-    let state = badge(&app, note.id.clone(), note.rev.clone()).await?;
+    let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }
 
 async fn notebooks(State(app): State<App>) -> Result<Json<Value>> {
-    let (notebooks, tags) = app
-        .blocking(|app| queries::notebooks_and_tags(app.db(), app.notes_cache()))
-        .await?;
+    let (notebooks, tags) = app.blocking(|app| app.facets().counts(app.db())).await?;
     Ok(Json(json!({"notebooks": notebooks, "tags": tags})))
 }
 

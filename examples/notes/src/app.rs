@@ -9,7 +9,7 @@ use settee::Database;
 use tokio::sync::Notify;
 
 use crate::live::{watch_store, Hub};
-use crate::queries::NotesCache;
+use crate::queries::{self, FacetCache};
 use crate::settings::Remote;
 use crate::state::Tracker;
 use crate::sync::SyncCtl;
@@ -35,7 +35,7 @@ pub struct App {
 struct Inner {
     db: Database,
     tracker: Arc<Tracker>,
-    notes: NotesCache,
+    facets: Arc<FacetCache>,
     hub: Hub,
     sync: Arc<SyncCtl>,
     /// Fires at shutdown: live update streams end, so that the server can stop.
@@ -52,6 +52,7 @@ impl App {
         let path = opts.store.clone();
         let (db, tracker, since, remembered) = tokio::task::spawn_blocking(move || {
             let db = Database::open(&path)?;
+            queries::create_indexes(&db)?;
             let tracker = Tracker::open(db.clone())?;
             let since = db.info()?.update_seq;
             let remembered = Remote::load(&db)?;
@@ -77,11 +78,19 @@ impl App {
         ));
         tokio::spawn(sync.clone().publish());
         sync.set_remote(opts.remote.or(remembered)).await;
+        // The side bar's counts need every note once: read them now, off the page's way.
+        let facets = Arc::new(FacetCache::default());
+        let (f, d) = (facets.clone(), db.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = f.refresh(&d) {
+                tracing::warn!(error = %e, "reading the notebooks and tags");
+            }
+        });
         Ok(App {
             inner: Arc::new(Inner {
                 db,
                 tracker,
-                notes: NotesCache::default(),
+                facets,
                 hub,
                 sync,
                 closing: CancellationToken::new(),
@@ -98,8 +107,8 @@ impl App {
         &self.inner.tracker
     }
 
-    pub(crate) fn notes_cache(&self) -> &NotesCache {
-        &self.inner.notes
+    pub(crate) fn facets(&self) -> &FacetCache {
+        &self.inner.facets
     }
 
     pub(crate) fn hub(&self) -> &Hub {

@@ -45,7 +45,9 @@ pub use error::{Error, Result};
 pub use live::{Hub, Update};
 pub use note::{Note, NoteInput, DEFAULT_NOTEBOOK, ID_PREFIX};
 pub use notes::{NoteVersions, ResolveInput};
-pub use queries::{Count, ListQuery, NoteList, NoteSummary, NotesCache, DEFAULT_LIMIT, MAX_LIMIT};
+pub use queries::{
+    Count, FacetCache, ListQuery, NoteList, NoteSummary, DEFAULT_LIMIT, INDEX_DDOC, MAX_LIMIT,
+};
 pub use settings::Remote;
-pub use state::{Badge, Counts, StateView, Tracker};
+pub use state::{Badge, Counts, LastSync, Tracker};
 pub use sync::{Phase, SyncCtl, SyncView};

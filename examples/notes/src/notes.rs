@@ -6,9 +6,9 @@
 //! refused (409) and changes nothing, as in CouchDB.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use settee::store::{GetOptions, OpenRevResult, OpenRevs};
-use settee::{Database, Rev};
+use settee::{Database, Resolution, Rev};
 
 use crate::note::{new_id, now_ms, Content, Note, NoteInput};
 use crate::{Error, Result};
@@ -170,11 +170,10 @@ fn live_versions(db: &Database, id: &str) -> Result<Vec<Note>> {
     Ok(versions.into_iter().map(|(_, n)| n).collect())
 }
 
-/// Resolves a conflict: writes the kept (or merged) content as the note's next revision and
-/// deletes every other version, in one store write, so that every device that syncs sees
-/// one version again.
-///
-/// FIXME(#12): becomes `Db::resolve_conflict(id, choice)` when issue 12 lands.
+/// Resolves a conflict with Settee's `resolve_conflict`: the kept version stays as it is
+/// (or the merged content becomes the note's next revision, on the winner) and every other
+/// version is deleted, in one atomic store write, so that every device that syncs sees one
+/// version again.
 ///
 /// # Errors
 /// [`Error::BadRequest`] for neither or both of `keep` and `merged`, a `keep` that is not
@@ -210,43 +209,44 @@ pub fn resolve(db: &Database, id: &str, input: &ResolveInput) -> Result<Note> {
             live.join(", ")
         )));
     }
-    let content = match (merged, &input.keep) {
-        (Some(m), _) => Some(m),
+    let resolution = match (merged, &input.keep) {
+        (Some(m), _) => Resolution::Merge(merged_body(&m, winner.created_at)),
         (None, Some(keep)) => {
-            let kept = versions.iter().find(|v| &v.rev == keep).ok_or_else(|| {
-                Error::BadRequest(format!("{keep} is not one of the versions of note {id}"))
-            })?;
-            // Keeping the winner as it is needs no new revision: deleting the others is
-            // the whole resolution.
-            (kept.rev != winner.rev).then(|| Content {
-                title: kept.title.clone(),
-                body: kept.body.clone(),
-                notebook: kept.notebook.clone(),
-                tags: kept.tags.clone(),
-            })
+            if !versions.iter().any(|v| &v.rev == keep) {
+                return Err(Error::BadRequest(format!(
+                    "{keep} is not one of the versions of note {id}"
+                )));
+            }
+            Resolution::Keep(parse_rev(keep)?)
         }
-        (None, None) => None,
+        (None, None) => {
+            return Err(Error::BadRequest(
+                "give either keep (a version's rev) or merged (the merged note)".into(),
+            ))
+        }
     };
-    let mut docs = Vec::new();
-    if let Some(c) = content {
-        docs.push(c.to_doc(id, Some(&winner.rev), winner.created_at, now_ms()));
+    match db.resolve_conflict(id, resolution) {
+        Ok(_) => Ok(current(db, id)?.1),
+        Err(e) if e.is_conflict() || e.is_not_found() => Err(Error::Conflict(format!(
+            "note {id} changed while resolving ({e}); reload it"
+        ))),
+        Err(e) => Err(e.into()),
     }
-    for v in versions.iter().filter(|v| v.rev != winner.rev) {
-        docs.push(json!({"_id": id, "_rev": v.rev, "_deleted": true}));
+}
+
+/// The body of a merged version (`resolve_conflict` sets `_id` and `_rev`).
+fn merged_body(content: &Content, created_at: i64) -> Value {
+    let mut doc = content.to_doc("", None, created_at, now_ms());
+    if let Some(map) = doc.as_object_mut() {
+        map.remove("_id");
     }
-    let results = db.bulk_docs(docs, true)?;
-    if let Some(failed) = results.iter().find(|r| !r.is_ok()) {
-        return Err(Error::Conflict(format!(
-            "note {id} changed while resolving ({}); reload it",
-            failed.reason.as_deref().unwrap_or("conflict")
-        )));
-    }
-    Ok(current(db, id)?.1)
+    doc
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn conflicted() -> (tempfile::TempDir, Database, String) {
         let dir = tempfile::tempdir().unwrap();
@@ -266,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn keeping_the_loser_writes_it_on_the_winner_and_deletes_the_rest_in_one_call() {
+    fn keeping_the_loser_keeps_it_and_deletes_the_other_version() {
         let (_d, db, id) = conflicted();
         let got = get(&db, &id).unwrap();
         assert_eq!(got.note.rev, "2-bbb");
@@ -282,9 +282,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(note.title, "mine");
-        assert!(note.rev.starts_with("3-"));
+        assert_eq!(note.rev, "2-aaa");
         let after = get(&db, &id).unwrap();
         assert!(after.versions.is_empty(), "{:?}", after.versions);
+        db.verify().unwrap();
+    }
+
+    #[test]
+    fn merging_writes_the_merged_note_on_the_winner_and_ends_the_conflict() {
+        let (_d, db, id) = conflicted();
+        let merged = NoteInput {
+            title: "mine + theirs".into(),
+            ..Default::default()
+        };
+        let note = resolve(
+            &db,
+            &id,
+            &ResolveInput {
+                revs: vec!["2-aaa".into(), "2-bbb".into()],
+                keep: None,
+                merged: Some(merged),
+            },
+        )
+        .unwrap();
+        assert_eq!(note.title, "mine + theirs");
+        assert!(note.rev.starts_with("3-"), "{}", note.rev);
+        assert_eq!(note.created_at, 1);
+        assert!(get(&db, &id).unwrap().versions.is_empty());
         db.verify().unwrap();
     }
 

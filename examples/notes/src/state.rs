@@ -3,41 +3,40 @@
 //! (syncing, offline, retrying) is `sync.rs`'s; this module only answers "is this note on
 //! the server".
 //!
-//! FIXME(#11): provisional. Settee has no per-document sync state yet, so the app derives
-//! it from what today's API offers, in this module alone:
-//! - *waiting to upload*: the note changed in the local store after the sequence the live
-//!   push has passed (its `Change`/`Checkpoint` events, or the push checkpoint at start).
-//!   A note that arrived by the pull counts as waiting for the moment it takes the push to
-//!   pass it (the push then finds the server has it). Issue 11 records which revisions the
-//!   server holds and makes this exact;
-//! - *rejected*: the push's failures (events, and the checkpoint's `doc_failures`), which
-//!   apply while the note has not been written since the push refused it (its local
-//!   sequence is not past the push position of the failure; servers do not always say which
-//!   revision they refused); lost if the app restarts after a session with no failures
-//!   (issue 11 keeps them durably);
-//! - *conflict*: the store's `_conflicts`, kept as a set of ids updated on every change.
+//! The badges are Settee's per-document sync state with the configured server, shown as it
+//! is: the app keeps no bookkeeping of its own about what the server has or refused.
+//! - one note: `Database::sync_state(remote, id)` (O(1));
+//! - every note that is not synced, when a server is set: `Db::unsynced(remote)` (the cost
+//!   is in the unsynced notes, not the store), then `Db::sync_state_changes(remote)`, the
+//!   store's live stream of per-document changes (a write here, the push confirming or the
+//!   server refusing a revision), which a follower task turns into badge changes;
+//! - the exact unsynced count: `Db::sync_status(remote)` (one read). The store keeps a
+//!   rejection until a later revision is accepted (or the note is deleted here).
 //!
-//! When issue 11 lands, [`Tracker`] becomes a thin wrapper over `Db::sync_state(id)`,
-//! `Db::unsynced(remote)` and its live stream; its interface to the rest of the app
-//! ([`Tracker::view`], [`StateView::badge`], [`Tracker::changed_badges`]) stays.
+//! Conflicts the server already holds are the sync state's `Conflicted`. Without a server
+//! (local only), a note's conflict is the store's `_conflicts`; the set of conflicted notes
+//! (for the conflict count) is read at start and updated on every change of a note.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
-use settee::replicate::DocFailure;
-use settee::store::{AllDocsOptions, ChangesOptions, GetOptions};
-use settee::Database;
+use settee::replicate::Peer;
+use settee::store::{AllDocsOptions, GetOptions};
+use settee::{Database, Db, RemoteDb, SyncState};
+use tokio::sync::Notify;
 
 use crate::note::ID_PREFIX;
+use crate::queries::INDEX_DDOC;
 use crate::Result;
 
 /// A note's sync state as the page shows it on the note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Badge {
-    /// The server has the note's current revision.
+    /// The server has every revision of the note.
     Synced,
     /// A local change the server does not have yet ("waiting to upload").
     Unpushed,
@@ -48,8 +47,28 @@ pub enum Badge {
     },
     /// The note has several current versions (edited on two devices while apart).
     Conflict,
-    /// No server is configured: the note lives in this store only.
+    /// No server is configured (or the sync's filter leaves the note out): the note lives
+    /// in this store only.
     LocalOnly,
+}
+
+impl Badge {
+    /// The badge of a note in Settee's sync state `state`.
+    pub fn of_state(state: &SyncState) -> Badge {
+        match state {
+            SyncState::Synced => Badge::Synced,
+            SyncState::Unpushed { .. } => Badge::Unpushed,
+            SyncState::Rejected { error, reason, .. } => Badge::Rejected {
+                reason: if reason.is_empty() {
+                    error.clone()
+                } else {
+                    reason.clone()
+                },
+            },
+            SyncState::Conflicted { .. } => Badge::Conflict,
+            SyncState::NotReplicated => Badge::LocalOnly,
+        }
+    }
 }
 
 /// The counts shown beside the global state.
@@ -61,51 +80,63 @@ pub struct Counts {
     pub conflicts: usize,
 }
 
-#[derive(Debug, Clone)]
-struct Rejection {
-    /// The revision refused, when the server said.
-    rev: Option<String>,
-    reason: String,
-    /// The push's position when it reported the failure: a version of the note written
-    /// after it is not the one refused.
-    upto: u64,
+/// What the last sync of a server said, read from the store without a network.
+#[derive(Debug, Clone, Default)]
+pub struct LastSync {
+    /// When the last push checkpoint was written (RFC 3339).
+    pub push: Option<String>,
+    /// When the last pull checkpoint was written.
+    pub pull: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Whether a server is configured.
-    remote: bool,
-    /// Local sequence up to which the push has replicated everything.
-    push_seq: u64,
-    rejected: HashMap<String, Rejection>,
+    /// The server, and its name in the store's sync state (its URL without credentials).
+    remote: Option<(RemoteDb, String)>,
+    /// Bumped by every [`Tracker::set_remote`]: a follower of an earlier server stops.
+    generation: u64,
+    /// Notes with several live versions in the store.
     conflicted: HashSet<String>,
-    /// The badges last sent to pages (only notes that are not synced).
+    /// Every note that is not synced, with its badge, as published (or about to be).
     sent: BTreeMap<String, Badge>,
+    /// Badges changed since the publisher last took them.
+    pending: BTreeMap<String, Badge>,
 }
 
-/// Tracks what it needs to tell each note's badge. Cheap to query: the work is proportional
-/// to the notes changed since the push's position, not to the store.
+impl Inner {
+    fn settled(&self) -> Badge {
+        if self.remote.is_some() {
+            Badge::Synced
+        } else {
+            Badge::LocalOnly
+        }
+    }
+
+    /// Takes `badge` as note `id`'s badge now, noting it for the pages if it changed.
+    fn set(&mut self, id: &str, badge: Badge) {
+        let settled = self.settled();
+        if badge == settled {
+            if self.sent.remove(id).is_some() {
+                self.pending.insert(id.to_owned(), badge);
+            }
+        } else if self.sent.get(id) != Some(&badge) {
+            self.sent.insert(id.to_owned(), badge.clone());
+            self.pending.insert(id.to_owned(), badge);
+        }
+    }
+}
+
+/// Gives each note's badge from Settee's sync state, and keeps the badges of the notes that
+/// are not synced for the pages (following the store's sync-state stream).
 #[derive(Debug)]
 pub struct Tracker {
     db: Database,
     inner: Mutex<Inner>,
-}
-
-/// A consistent reading of the tracker, for badging many notes at once (a list).
-#[derive(Debug, Clone)]
-pub struct StateView {
-    remote: bool,
-    /// Notes changed after the push position, with their winning revision and whether it
-    /// is a deletion.
-    unpushed: HashMap<String, (String, bool)>,
-    /// Rejected notes whose rejection applies to their current revision: id to (that
-    /// revision, the server's reason).
-    rejected: HashMap<String, (String, String)>,
-    conflicted: HashSet<String>,
+    follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Tracker {
-    /// Reads the store's conflicted notes. Blocking (scans the store once).
+    /// Reads the store's conflicted notes. Blocking (scans the notes' ids and revisions).
     ///
     /// # Errors
     /// The store's errors.
@@ -130,6 +161,7 @@ impl Tracker {
                 conflicted,
                 ..Default::default()
             }),
+            follower: Mutex::new(None),
         })
     }
 
@@ -139,55 +171,111 @@ impl Tracker {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts tracking against a new server (or none), from the start of its push.
-    pub fn reset(&self, remote: bool) {
-        let mut inner = self.lock();
-        inner.remote = remote;
-        inner.push_seq = 0;
-        inner.rejected.clear();
-    }
-
-    /// The push has replicated everything up to `seq` (a local sequence).
-    pub fn push_progress(&self, seq: u64) {
-        let mut inner = self.lock();
-        inner.push_seq = inner.push_seq.max(seq);
-    }
-
-    /// The server refused these documents; the push reported it at position `upto` (the
-    /// `last_seq` of its progress event).
-    pub fn rejected(&self, failures: &[DocFailure], upto: u64) {
-        self.record(failures, upto, true);
-    }
-
-    /// The failures a push checkpoint lists (every failure of its session so far), at the
-    /// checkpoint's position: only documents not known yet are taken, since an older
-    /// failure listed again must keep the position it was reported at.
-    pub fn rejected_in_checkpoint(&self, failures: &[DocFailure], upto: u64) {
-        self.record(failures, upto, false);
-    }
-
-    fn record(&self, failures: &[DocFailure], upto: u64, replace: bool) {
-        let mut inner = self.lock();
-        for f in failures {
-            if !replace && inner.rejected.contains_key(&f.id) {
-                continue;
-            }
-            inner.rejected.insert(
-                f.id.clone(),
-                Rejection {
-                    rev: f.rev.clone(),
-                    reason: if f.reason.is_empty() {
-                        f.error.clone()
-                    } else {
-                        f.reason.clone()
-                    },
-                    upto,
-                },
-            );
+    /// Badges against a new server (or none): reads every note that is not synced with it
+    /// (`Db::unsynced`), then follows the store's sync-state changes with it, waking
+    /// `changed` whenever badges changed.
+    pub async fn set_remote(self: &Arc<Self>, remote: Option<RemoteDb>, changed: Arc<Notify>) {
+        if let Some(old) = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            old.abort();
         }
+        let generation = {
+            let mut inner = self.lock();
+            inner.generation += 1;
+            inner.generation
+        };
+        let local = Db::Local(self.db.clone());
+        let Some(remote) = remote else {
+            let mut inner = self.lock();
+            inner.remote = None;
+            let now: BTreeMap<String, Badge> = inner
+                .conflicted
+                .iter()
+                .map(|id| (id.clone(), Badge::Conflict))
+                .collect();
+            replace(&mut inner, now);
+            drop(inner);
+            changed.notify_one();
+            return;
+        };
+        let name = remote.identity();
+        let server = Db::Remote(remote.clone());
+        // Subscribe before reading what is unsynced: a change in between comes after the
+        // snapshot and carries the note's state when it is read, so it repeats or advances.
+        let stream = match local.sync_state_changes(&server) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "following the notes' sync state");
+                return;
+            }
+        };
+        let mut now = BTreeMap::new();
+        match local.unsynced(&server) {
+            Ok(rows) => {
+                let mut rows = std::pin::pin!(rows);
+                while let Some(row) = rows.next().await {
+                    match row {
+                        Ok((id, state)) if id.starts_with(ID_PREFIX) => {
+                            now.insert(id, Badge::of_state(&state));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the unsynced notes");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the unsynced notes"),
+        }
+        {
+            let mut inner = self.lock();
+            if inner.generation != generation {
+                return;
+            }
+            // A conflict the server holds too is not "unsynced": its state is `Conflicted`.
+            for id in inner.conflicted.clone() {
+                now.entry(id).or_insert(Badge::Conflict);
+            }
+            inner.remote = Some((remote, name));
+            replace(&mut inner, now);
+        }
+        changed.notify_one();
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let mut chunks = std::pin::pin!(stream.ready_chunks(500));
+            while let Some(chunk) = chunks.next().await {
+                {
+                    let mut inner = this.lock();
+                    if inner.generation != generation {
+                        return;
+                    }
+                    for item in chunk {
+                        match item {
+                            Ok((id, state)) if id.starts_with(ID_PREFIX) => {
+                                let badge = match state {
+                                    Some(s) => Badge::of_state(&s),
+                                    None => inner.settled(),
+                                };
+                                inner.set(&id, badge);
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "reading a note's sync state"),
+                        }
+                    }
+                }
+                changed.notify_one();
+            }
+        });
+        *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
     }
 
-    /// A note changed in the store: re-reads whether it is in conflict. Blocking.
+    /// A note changed in the store: re-reads whether it is in conflict (for the conflict
+    /// count, and the badge when no server is set). Blocking.
     ///
     /// # Errors
     /// The store's errors.
@@ -209,183 +297,134 @@ impl Tracker {
         } else {
             inner.conflicted.remove(id);
         }
+        if inner.remote.is_none() {
+            let badge = if conflicted {
+                Badge::Conflict
+            } else {
+                Badge::LocalOnly
+            };
+            inner.set(id, badge);
+        }
         Ok(())
     }
 
-    /// A consistent reading for badging notes. Blocking: reads the store's changes after
-    /// the push position, and each rejected note.
+    /// The badge of note `id` now, whose document has conflicts (`_conflicts`) or not:
+    /// Settee's sync state with the server, or without one, local only or conflict.
+    /// Blocking (one read).
     ///
     /// # Errors
     /// The store's errors.
-    pub fn view(&self) -> Result<StateView> {
-        let (remote, since, rejections, conflicted) = {
-            let inner = self.lock();
-            (
-                inner.remote,
-                inner.push_seq,
-                inner.rejected.clone(),
-                inner.conflicted.clone(),
-            )
-        };
-        let mut unpushed = HashMap::new();
-        let mut rejected = HashMap::new();
-        if remote {
-            let changes = self.db.changes(&ChangesOptions {
-                since,
-                skip_pending: true,
-                ..Default::default()
-            })?;
-            for c in changes.results {
-                if !c.id.starts_with(ID_PREFIX) {
-                    continue;
-                }
-                let rev = c.changes.first().map(|r| r.to_string()).unwrap_or_default();
-                unpushed.insert(c.id, (rev, c.deleted));
-            }
-            for (id, r) in rejections {
-                if let Some((rev, seq)) = self.current(&id)? {
-                    let applies = match &r.rev {
-                        Some(refused) => *refused == rev,
-                        None => seq <= r.upto,
-                    };
-                    if applies {
-                        rejected.insert(id, (rev, r.reason));
-                    }
-                }
-            }
-        }
-        Ok(StateView {
-            remote,
-            unpushed,
-            rejected,
-            conflicted,
+    pub fn badge(&self, id: &str, conflicted: bool) -> Result<Badge> {
+        let name = self.lock().remote.as_ref().map(|(_, n)| n.clone());
+        Ok(match name {
+            Some(name) => match self.db.sync_state(&name, id)? {
+                Some(state) => Badge::of_state(&state),
+                None => Badge::Synced,
+            },
+            None if conflicted => Badge::Conflict,
+            None => Badge::LocalOnly,
         })
     }
 
-    /// A live note's current revision and local sequence.
-    fn current(&self, id: &str) -> Result<Option<(String, u64)>> {
-        let opts = GetOptions {
-            local_seq: true,
-            ..Default::default()
+    /// The badge of note `id` now, reading whether it is in conflict. Blocking.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub fn badge_of(&self, id: &str) -> Result<Badge> {
+        let conflicted = match self.db.get(
+            id,
+            &GetOptions {
+                conflicts: true,
+                ..Default::default()
+            },
+        ) {
+            Ok(doc) => has_conflicts(&doc),
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e.into()),
         };
-        match self.db.get(id, &opts) {
-            Ok(doc) => Ok(Some((
-                doc.get("_rev")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                doc.get("_local_seq").and_then(Value::as_u64).unwrap_or(0),
-            ))),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.badge(id, conflicted)
     }
 
-    /// The badges last published (every note that is not synced, as pages were told).
+    /// The badges as published (every note that is not synced), for a page's first update.
     pub fn published(&self) -> BTreeMap<String, Badge> {
         self.lock().sent.clone()
     }
 
-    /// The counts shown beside the global state. Blocking.
+    /// The badges that changed since the last call (a note that became synced is listed as
+    /// [`Badge::Synced`]).
+    pub fn take_changed(&self) -> BTreeMap<String, Badge> {
+        std::mem::take(&mut self.lock().pending)
+    }
+
+    /// The counts shown beside the global state, and the last sync's times: the unsynced
+    /// count is Settee's `sync_status` with the server (exact, one read), less the app's
+    /// index design document when that is what is waiting.
     ///
     /// # Errors
     /// The store's errors.
-    pub fn counts(&self) -> Result<Counts> {
-        Ok(self.view()?.counts())
-    }
-
-    /// The badges that changed since the last call (notes that became synced are listed as
-    /// [`Badge::Synced`]), and the counts. Blocking.
-    ///
-    /// # Errors
-    /// The store's errors.
-    pub fn changed_badges(&self) -> Result<(BTreeMap<String, Badge>, Counts)> {
-        let view = self.view()?;
-        let now = view.unsynced_badges();
-        let counts = view.counts();
-        let mut inner = self.lock();
-        let mut changed = BTreeMap::new();
-        for (id, badge) in &now {
-            if inner.sent.get(id) != Some(badge) {
-                changed.insert(id.clone(), badge.clone());
-            }
-        }
-        for id in inner.sent.keys() {
-            if !now.contains_key(id) {
-                changed.insert(
-                    id.clone(),
-                    if view.remote {
-                        Badge::Synced
-                    } else {
-                        Badge::LocalOnly
-                    },
-                );
-            }
-        }
-        inner.sent = now;
-        Ok((changed, counts))
-    }
-}
-
-impl StateView {
-    /// The badge of a note whose current revision is `rev`.
-    pub fn badge(&self, id: &str, rev: &str) -> Badge {
-        if self.conflicted.contains(id) {
-            return Badge::Conflict;
-        }
-        if !self.remote {
-            return Badge::LocalOnly;
-        }
-        if let Some((refused, reason)) = self.rejected.get(id) {
-            if refused == rev {
-                return Badge::Rejected {
-                    reason: reason.clone(),
-                };
-            }
-        }
-        if self.unpushed.contains_key(id) {
-            return Badge::Unpushed;
-        }
-        Badge::Synced
-    }
-
-    /// Whether a server is configured.
-    pub fn has_remote(&self) -> bool {
-        self.remote
-    }
-
-    /// Every note that is not synced, with its badge.
-    fn unsynced_badges(&self) -> BTreeMap<String, Badge> {
-        let mut out = BTreeMap::new();
-        for id in &self.conflicted {
-            out.insert(id.clone(), Badge::Conflict);
-        }
-        if !self.remote {
-            return out;
-        }
-        let waiting = self.unpushed.iter().map(|(id, (rev, _))| (id, rev));
-        let refused = self.rejected.iter().map(|(id, (rev, _))| (id, rev));
-        for (id, rev) in waiting.chain(refused) {
-            out.entry(id.clone()).or_insert_with(|| self.badge(id, rev));
-        }
-        out
-    }
-
-    /// The counts shown beside the global state.
-    fn counts(&self) -> Counts {
-        let mut unsynced: HashSet<&str> = HashSet::new();
-        if self.remote {
-            unsynced.extend(self.unpushed.keys().map(String::as_str));
-            unsynced.extend(self.rejected.keys().map(String::as_str));
-        }
-        Counts {
-            unsynced: unsynced.len(),
-            conflicts: self.conflicted.len(),
-        }
+    pub async fn counts(&self) -> Result<(Counts, LastSync)> {
+        let (remote, conflicts) = {
+            let inner = self.lock();
+            (
+                inner.remote.as_ref().map(|(r, n)| (r.clone(), n.clone())),
+                inner.conflicted.len(),
+            )
+        };
+        let Some((remote, name)) = remote else {
+            return Ok((
+                Counts {
+                    unsynced: 0,
+                    conflicts,
+                },
+                LastSync::default(),
+            ));
+        };
+        let status = Db::Local(self.db.clone())
+            .sync_status(&Db::Remote(remote))
+            .await
+            .map_err(|e| crate::Error::Internal(format!("reading the sync status: {e}")))?;
+        let db = self.db.clone();
+        let ddoc_waits = tokio::task::spawn_blocking(move || {
+            db.sync_state(&name, INDEX_DDOC)
+                .map(|s| s.is_some_and(|s| !s.is_synced()))
+        })
+        .await
+        .map_err(crate::Error::task)??;
+        let unsynced = status.unpushed.saturating_sub(u64::from(ddoc_waits));
+        Ok((
+            Counts {
+                unsynced: usize::try_from(unsynced).unwrap_or(usize::MAX),
+                conflicts,
+            },
+            LastSync {
+                push: status.last_push,
+                pull: status.last_pull,
+            },
+        ))
     }
 }
 
-fn has_conflicts(doc: &Value) -> bool {
+/// Makes `now` the published badges, noting every difference for the pages.
+fn replace(inner: &mut Inner, now: BTreeMap<String, Badge>) {
+    let settled = inner.settled();
+    let gone: Vec<String> = inner
+        .sent
+        .keys()
+        .filter(|id| !now.contains_key(*id))
+        .cloned()
+        .collect();
+    for id in gone {
+        inner.pending.insert(id, settled.clone());
+    }
+    for (id, badge) in &now {
+        if inner.sent.get(id) != Some(badge) {
+            inner.pending.insert(id.clone(), badge.clone());
+        }
+    }
+    inner.sent = now;
+}
+
+pub(crate) fn has_conflicts(doc: &Value) -> bool {
     doc.get("_conflicts")
         .and_then(Value::as_array)
         .is_some_and(|c| !c.is_empty())
@@ -403,109 +442,46 @@ mod tests {
     }
 
     #[test]
-    fn note_changed_after_the_push_position_waits_to_upload() {
-        let (_d, db) = store();
-        let a = db.put(json!({"_id": "note:a"})).unwrap().rev.unwrap();
-        let t = Tracker::open(db.clone()).unwrap();
-        t.reset(true);
+    fn every_sync_state_has_its_badge() {
+        let rev: settee::Rev = "1-a".parse().unwrap();
+        assert_eq!(Badge::of_state(&SyncState::Synced), Badge::Synced);
         assert_eq!(
-            t.view().unwrap().badge("note:a", &a.to_string()),
+            Badge::of_state(&SyncState::Unpushed {
+                revs: vec![rev.clone()]
+            }),
             Badge::Unpushed
         );
-        t.push_progress(db.info().unwrap().update_seq);
         assert_eq!(
-            t.view().unwrap().badge("note:a", &a.to_string()),
-            Badge::Synced
-        );
-        let (_, counts) = t.changed_badges().unwrap();
-        assert_eq!(counts.unsynced, 0);
-    }
-
-    #[test]
-    fn rejection_lasts_until_the_next_revision() {
-        let (_d, db) = store();
-        let r1 = db.put(json!({"_id": "note:a"})).unwrap().rev.unwrap();
-        let t = Tracker::open(db.clone()).unwrap();
-        let seq = db.info().unwrap().update_seq;
-        t.reset(true);
-        t.push_progress(seq);
-        t.rejected(
-            &[DocFailure {
-                id: "note:a".into(),
-                rev: Some(r1.to_string()),
+            Badge::of_state(&SyncState::Rejected {
+                rev: rev.clone(),
                 error: "forbidden".into(),
-                reason: "no".into(),
-            }],
-            seq,
-        );
-        let (changed, counts) = t.changed_badges().unwrap();
-        assert_eq!(
-            changed["note:a"],
+                reason: "no".into()
+            }),
             Badge::Rejected {
                 reason: "no".into()
             }
         );
-        assert_eq!(counts.unsynced, 1);
-        let r2 = db
-            .put(json!({"_id": "note:a", "_rev": r1.to_string()}))
-            .unwrap()
-            .rev
-            .unwrap();
         assert_eq!(
-            t.view().unwrap().badge("note:a", &r2.to_string()),
-            Badge::Unpushed
-        );
-        t.push_progress(db.info().unwrap().update_seq);
-        let (changed, counts) = t.changed_badges().unwrap();
-        assert_eq!(changed["note:a"], Badge::Synced);
-        assert_eq!(counts.unsynced, 0);
-    }
-
-    #[test]
-    fn rejection_without_a_revision_ends_when_the_note_is_written_again() {
-        let (_d, db) = store();
-        let r1 = db.put(json!({"_id": "note:a"})).unwrap().rev.unwrap();
-        let t = Tracker::open(db.clone()).unwrap();
-        let seq = db.info().unwrap().update_seq;
-        t.reset(true);
-        t.push_progress(seq);
-        let refused = DocFailure {
-            id: "note:a".into(),
-            rev: None,
-            error: "forbidden".into(),
-            reason: "no".into(),
-        };
-        t.rejected(std::slice::from_ref(&refused), seq);
-        // A checkpoint later lists the same failure again, at a later position.
-        let r2_seq = seq + 1;
-        assert_eq!(
-            t.view().unwrap().badge("note:a", &r1.to_string()),
+            Badge::of_state(&SyncState::Rejected {
+                rev: rev.clone(),
+                error: "forbidden".into(),
+                reason: String::new()
+            }),
             Badge::Rejected {
-                reason: "no".into()
+                reason: "forbidden".into()
             }
         );
-        let r2 = db
-            .put(json!({"_id": "note:a", "_rev": r1.to_string()}))
-            .unwrap()
-            .rev
-            .unwrap();
         assert_eq!(
-            t.view().unwrap().badge("note:a", &r2.to_string()),
-            Badge::Unpushed
+            Badge::of_state(&SyncState::Conflicted {
+                winner: rev,
+                losers: vec![]
+            }),
+            Badge::Conflict
         );
-        // The push takes the new revision; its checkpoint still lists the old failure.
-        assert_eq!(db.info().unwrap().update_seq, r2_seq);
-        t.push_progress(r2_seq);
-        t.rejected_in_checkpoint(std::slice::from_ref(&refused), r2_seq);
-        assert_eq!(
-            t.view().unwrap().badge("note:a", &r2.to_string()),
-            Badge::Synced
-        );
-        assert_eq!(t.counts().unwrap().unsynced, 0);
     }
 
-    #[test]
-    fn conflicts_are_seen_at_open_and_on_change() {
+    #[tokio::test]
+    async fn conflicts_are_seen_at_open_and_on_change_without_a_server() {
         let (_d, db) = store();
         db.bulk_docs(
             vec![
@@ -515,10 +491,16 @@ mod tests {
             false,
         )
         .unwrap();
-        let t = Tracker::open(db.clone()).unwrap();
-        assert_eq!(t.view().unwrap().badge("note:a", "1-b"), Badge::Conflict);
+        let t = Arc::new(Tracker::open(db.clone()).unwrap());
+        t.set_remote(None, Arc::new(Notify::new())).await;
+        assert_eq!(t.badge_of("note:a").unwrap(), Badge::Conflict);
+        assert_eq!(t.take_changed()["note:a"], Badge::Conflict);
+        assert_eq!(t.counts().await.unwrap().0.conflicts, 1);
         db.delete("note:a", &"1-a".parse().unwrap()).unwrap();
         t.note_changed("note:a").unwrap();
-        assert_eq!(t.view().unwrap().badge("note:a", "1-b"), Badge::LocalOnly);
+        assert_eq!(t.badge_of("note:a").unwrap(), Badge::LocalOnly);
+        assert_eq!(t.take_changed()["note:a"], Badge::LocalOnly);
+        assert!(t.published().is_empty());
+        assert_eq!(t.counts().await.unwrap().0.conflicts, 0);
     }
 }

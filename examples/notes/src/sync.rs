@@ -7,15 +7,15 @@
 //! comes back is picked up with no action from anyone; the supervisor restarts the sync
 //! after the failures the replicator gives up on (the server unreachable when the sync
 //! starts, a wrong password, a missing database it may not create), with a capped backoff.
-//! The replicator's events drive the state here and the push position in `state.rs`; a
-//! publisher task sends the state and changed badges to the pages.
+//! The replicator's events drive the state here; the badges and the unsynced count are
+//! Settee's per-document sync state (`state.rs`). A publisher task sends the state and the
+//! changed badges to the pages.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use settee::replicate::{replication_id, Direction, Filter, Peer, ReplicationLog, RetryPolicy};
-use settee::replicate::{AnyPeer, Event, ReplicateOptions};
+use settee::replicate::{AnyPeer, Direction, Event, ReplicateOptions, RetryPolicy};
 use settee::{CancellationToken, Database};
 use tokio::sync::{mpsc, Notify};
 
@@ -23,7 +23,7 @@ use crate::live::{Hub, Update};
 use crate::note::now_ms;
 use crate::settings::Remote;
 use crate::state::Tracker;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The replicator's retries: quick at first, then at most this far apart, so that sync
 /// resumes within seconds of the server coming back.
@@ -170,8 +170,10 @@ impl SyncCtl {
             st.stopped = None;
             st.last_synced_at = None;
         }
-        self.tracker.reset(remote.is_some());
+        let client = remote.as_ref().and_then(|r| r.open().ok());
+        self.tracker.set_remote(client, self.changed.clone()).await;
         if let Some(remote) = remote {
+            self.read_last_sync().await;
             let cancel = CancellationToken::new();
             let this = self.clone();
             let token = cancel.clone();
@@ -237,7 +239,6 @@ impl SyncCtl {
         };
         let local = AnyPeer::Local(self.db.clone());
         let remote_peer = AnyPeer::Remote(remote_db);
-        self.read_checkpoints(&local, &remote_peer).await;
         let opts = ReplicateOptions {
             continuous: true,
             create_target: true,
@@ -255,22 +256,7 @@ impl SyncCtl {
         let mut caught_up = false;
         let follow = async {
             while let Some(event) = rx.recv().await {
-                let checkpointed = matches!(
-                    event,
-                    Event::Checkpoint {
-                        direction: Direction::Push,
-                        ..
-                    }
-                );
                 caught_up |= self.on_event(event);
-                // The checkpoint lists every document the session's push failed (progress
-                // events, which also carry them, are dropped when the buffer is full).
-                if checkpointed {
-                    if let Some(log) = push_log(&local, &remote_peer).await {
-                        let upto = log.source_last_seq.as_local().unwrap_or(0);
-                        self.tracker.rejected_in_checkpoint(&log.doc_failures, upto);
-                    }
-                }
             }
         };
         let (result, ()) = tokio::join!(sync, follow);
@@ -288,22 +274,19 @@ impl SyncCtl {
         })
     }
 
-    /// Reads the push and pull checkpoints in the local store (no network): where the push
-    /// got to, what the server refused, and when both last completed.
-    async fn read_checkpoints(&self, local: &AnyPeer, remote: &AnyPeer) {
-        let push = push_log(local, remote).await;
-        let pull = log(local, remote, local).await;
-        if let Some(push) = &push {
-            let seq = push.source_last_seq.as_local().unwrap_or(0);
-            self.tracker.push_progress(seq);
-            self.tracker.rejected_in_checkpoint(&push.doc_failures, seq);
-        }
-        if let (Some(push), Some(pull)) = (&push, &pull) {
-            let when = |l: &ReplicationLog| l.history.first().and_then(|s| rfc3339_ms(&s.end_time));
-            let mut st = self.lock();
-            if st.last_synced_at.is_none() {
-                st.last_synced_at = when(push).min(when(pull));
+    /// When both directions last completed, from the store's sync status (no network).
+    async fn read_last_sync(&self) {
+        match self.tracker.counts().await {
+            Ok((_, last)) => {
+                let when = |t: &Option<String>| t.as_deref().and_then(rfc3339_ms);
+                if let (Some(push), Some(pull)) = (when(&last.push), when(&last.pull)) {
+                    let mut st = self.lock();
+                    if st.last_synced_at.is_none() {
+                        st.last_synced_at = Some(push.min(pull));
+                    }
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "reading the sync status"),
         }
     }
 
@@ -313,26 +296,8 @@ impl SyncCtl {
         let mut st = self.lock();
         match event {
             Event::Active { direction } => *st.dir(direction) = Dir::Active,
-            Event::Change {
-                direction,
-                last_seq,
-                failures,
-                ..
-            } => {
-                *st.dir(direction) = Dir::Active;
-                if direction == Direction::Push {
-                    let seq = last_seq.as_local().unwrap_or(0);
-                    self.tracker.push_progress(seq);
-                    self.tracker.rejected(&failures, seq);
-                }
-            }
-            Event::Checkpoint { direction, seq } => {
-                if direction == Direction::Push {
-                    if let Some(seq) = seq.as_local() {
-                        self.tracker.push_progress(seq);
-                    }
-                }
-            }
+            Event::Change { direction, .. } => *st.dir(direction) = Dir::Active,
+            Event::Checkpoint { .. } => {}
             // Caught up. (A pause with no count is the wait before a retry, which the
             // `Error` before it reported.)
             Event::Paused {
@@ -418,10 +383,7 @@ impl SyncCtl {
     /// # Errors
     /// The store's errors.
     pub async fn current(&self) -> Result<SyncView> {
-        let t = self.tracker.clone();
-        let counts = tokio::task::spawn_blocking(move || t.counts())
-            .await
-            .map_err(Error::task)??;
+        let (counts, _) = self.tracker.counts().await?;
         Ok(self.view(counts.unsynced, counts.conflicts))
     }
 
@@ -430,9 +392,11 @@ impl SyncCtl {
     pub(crate) async fn publish(self: Arc<Self>) {
         loop {
             self.changed.notified().await;
-            let t = self.tracker.clone();
-            match tokio::task::spawn_blocking(move || t.changed_badges()).await {
-                Ok(Ok((badges, counts))) => {
+            // Badges that change after the counts are read wake this loop again, so a page
+            // ends with both as they are; on an error they stay for the next round.
+            match self.tracker.counts().await {
+                Ok((counts, _)) => {
+                    let badges = self.tracker.take_changed();
                     let sync = self.view(counts.unsynced, counts.conflicts);
                     self.hub.send(Update::Sync {
                         sync,
@@ -440,8 +404,7 @@ impl SyncCtl {
                         full: false,
                     });
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "computing badges"),
-                Err(e) => tracing::warn!(error = %e, "computing badges"),
+                Err(e) => tracing::warn!(error = %e, "reading the sync status"),
             }
         }
     }
@@ -454,23 +417,6 @@ impl Status {
             Direction::Pull => &mut self.pull,
         }
     }
-}
-
-/// The checkpoint of the replication from `source` to `target`, as kept in the local store.
-async fn log(local: &AnyPeer, source: &AnyPeer, target: &AnyPeer) -> Option<ReplicationLog> {
-    let id = replication_id(&source.identity(), &target.identity(), &Filter::All);
-    match local.get_local(&id).await {
-        Ok(doc) => doc.as_ref().and_then(ReplicationLog::from_doc),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading a sync checkpoint");
-            None
-        }
-    }
-}
-
-/// The push's checkpoint.
-async fn push_log(local: &AnyPeer, remote: &AnyPeer) -> Option<ReplicationLog> {
-    log(local, local, remote).await
 }
 
 /// Why a sync stopped.

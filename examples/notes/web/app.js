@@ -4,13 +4,16 @@
 'use strict';
 
 const PAGE = 100; // notes per list request; "Show more" asks for the next page
+const MAX_PAGE = 1000; // the most the API returns at once
 const $ = (sel) => document.querySelector(sel);
 
 const state = {
   filter: { notebook: null, tag: null, q: '' },
-  limit: PAGE,
+  limit: PAGE, // how many rows a reload of the list asks for (the rows shown)
   notes: [],
-  total: 0,
+  more: false, // more notes match than shown
+  bookmark: null, // where the next page starts
+  side: null, // notebooks and tags with their counts (GET /api/notebooks)
   selected: null, // {note, state, versions} from GET /api/notes/{id}
   dirty: false,
   sync: null,
@@ -95,23 +98,38 @@ function message(text) {
 
 let listRequest = 0;
 
-function listUrl() {
+function listUrl(limit, bookmark) {
   const p = new URLSearchParams();
   if (state.filter.notebook) p.set('notebook', state.filter.notebook);
   if (state.filter.tag) p.set('tag', state.filter.tag);
   if (state.filter.q) p.set('q', state.filter.q);
-  p.set('limit', String(state.limit));
+  p.set('limit', String(limit));
+  if (bookmark) p.set('bookmark', bookmark);
   return '/api/notes?' + p;
+}
+
+// The next page, after the rows shown.
+async function loadMore() {
+  if (!state.bookmark) return;
+  const mine = ++listRequest;
+  const data = await api('GET', listUrl(PAGE, state.bookmark));
+  if (mine !== listRequest) return;
+  state.notes = state.notes.concat(data.notes);
+  state.limit = Math.max(PAGE, state.notes.length);
+  state.more = data.more;
+  state.bookmark = data.bookmark;
+  renderList();
 }
 
 async function loadList() {
   const mine = ++listRequest;
   const t0 = performance.now();
-  const data = await api('GET', listUrl());
+  const data = await api('GET', listUrl(Math.min(state.limit, MAX_PAGE)));
   if (mine !== listRequest) return; // a newer request is on its way
   const t1 = performance.now();
   state.notes = data.notes;
-  state.total = data.total;
+  state.more = data.more;
+  state.bookmark = data.bookmark;
   renderList();
   if (perf.firstListPaint === undefined) {
     perf.firstListPaint = null;
@@ -120,7 +138,7 @@ async function loadList() {
       perf.listFetchMs = t1 - t0;
       perf.listRenderMs = performance.now() - t1;
       perf.firstListPaint = performance.now();
-      perf.total = data.total;
+      perf.rows = data.notes.length;
     }, 0));
   }
 }
@@ -147,10 +165,30 @@ function renderList() {
   const frag = document.createDocumentFragment();
   for (const n of state.notes) frag.append(noteItem(n));
   list.replaceChildren(frag);
+  renderCount();
+  $('#more').hidden = !state.more;
+}
+
+// How many notes the list has: the side bar's count of the notebook or tag shown (or of
+// all notes), or for a search, the rows found ("100+" while more follow).
+function renderCount() {
+  const f = state.filter;
+  let total = null;
+  if (!f.q && state.side) {
+    const from = f.notebook ? state.side.notebooks : f.tag ? state.side.tags : null;
+    const name = f.notebook || f.tag;
+    total = from
+      ? (from.find((x) => x.name === name) || { count: 0 }).count
+      : state.side.notebooks.reduce((a, b) => a + b.count, 0);
+  }
   const count = $('#list-count');
-  count.dataset.total = String(state.total);
-  count.textContent = state.total === 1 ? '1 note' : state.total + ' notes';
-  $('#more').hidden = state.notes.length >= state.total;
+  if (total === null) {
+    const n = state.notes.length;
+    count.textContent = state.more ? n + '+ notes' : n === 1 ? '1 note' : n + ' notes';
+  } else {
+    count.textContent = total === 1 ? '1 note' : total + ' notes';
+  }
+  count.dataset.total = String(total === null ? state.notes.length : total);
 }
 
 let refreshTimer = null;
@@ -166,6 +204,8 @@ function scheduleRefresh() {
 
 async function loadSide() {
   const data = await api('GET', '/api/notebooks');
+  state.side = data;
+  renderCount();
   const books = $('#notebooks');
   const items = [sideItem('All notes', null, null, data.notebooks.reduce((a, b) => a + b.count, 0))];
   for (const b of data.notebooks) items.push(sideItem(b.name, 'notebook', b.name, b.count));
@@ -516,10 +556,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#editor').addEventListener('input', () => { state.dirty = true; });
   $('#delete').addEventListener('click', () => deleteNote());
   $('#save-merge').addEventListener('click', () => resolve({ merged: true }));
-  $('#more').addEventListener('click', () => {
-    state.limit += PAGE;
-    loadList().catch(showError);
-  });
+  $('#more').addEventListener('click', () => loadMore().catch(showError));
   let searchTimer = null;
   $('#search').addEventListener('input', () => {
     clearTimeout(searchTimer);

@@ -126,14 +126,15 @@ pub fn fill_store(path: &Path, n: usize) -> Vec<Value> {
     notes
 }
 
-/// The titles of `notes` that match, newest first (the order the app must show).
+/// The titles of `notes` that match, newest first, ties by greater id first (the order the
+/// app must show: its index's, descending).
 pub fn expected_titles(notes: &[Value], keep: impl Fn(&Value) -> bool) -> Vec<String> {
     let mut hits: Vec<&Value> = notes.iter().filter(|n| keep(n)).collect();
     hits.sort_by(|a, b| {
         b["updated_at"]
             .as_i64()
             .cmp(&a["updated_at"].as_i64())
-            .then(a["_id"].as_str().cmp(&b["_id"].as_str()))
+            .then(b["_id"].as_str().cmp(&a["_id"].as_str()))
     });
     hits.iter()
         .map(|n| n["title"].as_str().unwrap().to_owned())
