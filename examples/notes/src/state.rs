@@ -480,6 +480,64 @@ mod tests {
         );
     }
 
+    /// Polls `check` until it holds, for up to 10 s.
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn badges_and_count_follow_the_stores_sync_state_with_the_server() {
+        let (_d, db) = store();
+        let r1 = db.put(json!({"_id": "note:a"})).unwrap().rev.unwrap();
+        let remote = crate::Remote::parse("http://127.0.0.1:9/notes", None, None)
+            .unwrap()
+            .open()
+            .unwrap();
+        let name = remote.identity();
+        db.register_remote(&name, serde_json::Map::new()).unwrap();
+        let t = Arc::new(Tracker::open(db.clone()).unwrap());
+        t.set_remote(Some(remote), Arc::new(Notify::new())).await;
+        assert_eq!(t.published()["note:a"], Badge::Unpushed);
+        assert_eq!(t.counts().await.unwrap().0.unsynced, 1);
+
+        // The server refuses r1: the stream brings the rejection with its reason.
+        let refused = settee::store::Rejection {
+            id: "note:a".into(),
+            rev: r1.clone(),
+            error: "forbidden".into(),
+            reason: "titles are required".into(),
+        };
+        db.record_remote_revs(&name, &BTreeMap::new(), &[refused])
+            .unwrap();
+        let rejected = Badge::Rejected {
+            reason: "titles are required".into(),
+        };
+        eventually("the rejection is published", || {
+            t.published().get("note:a") == Some(&rejected)
+        })
+        .await;
+        assert_eq!(t.badge_of("note:a").unwrap(), rejected);
+        assert_eq!(t.take_changed()["note:a"], rejected);
+        assert_eq!(t.counts().await.unwrap().0.unsynced, 1);
+
+        // A later revision accepted by the server ends it: the note is synced.
+        let r2 = db
+            .put(json!({"_id": "note:a", "_rev": r1.to_string()}))
+            .unwrap()
+            .rev
+            .unwrap();
+        let held = BTreeMap::from([("note:a".to_owned(), vec![r2])]);
+        db.record_remote_revs(&name, &held, &[]).unwrap();
+        eventually("the note is synced", || t.published().is_empty()).await;
+        assert_eq!(t.badge_of("note:a").unwrap(), Badge::Synced);
+        assert_eq!(t.take_changed()["note:a"], Badge::Synced);
+        assert_eq!(t.counts().await.unwrap().0.unsynced, 0);
+    }
+
     #[tokio::test]
     async fn conflicts_are_seen_at_open_and_on_change_without_a_server() {
         let (_d, db) = store();
