@@ -15,6 +15,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export SETTEE_NODE_MODULES=$("$root/scripts/node-deps.sh")
+# Headless Chromium for the notes app's browser tests (examples/notes/tests/browser.rs).
+"$root/scripts/browser-deps.sh"
 
 release=${SETTEE_COUCHDB_RELEASE:-}
 if [ -z "$release" ] && [ -f "$root/../shared/couchdb/couchdb.sh" ]; then

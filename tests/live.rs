@@ -139,3 +139,76 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
     let retries = events.await.unwrap();
     assert!(retries > 0, "the outage was never noticed");
 }
+
+/// A live pull with nothing to pull loses its server (the network is cut) and gets it back:
+/// it reports `Paused` again once caught up, so a caller showing "offline" learns that the
+/// sync is back even though no document moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_direction_reports_paused_again_after_an_outage() {
+    let server = common::Server::get();
+    let name = common::unique_db("paused");
+    let direct = Db::open(&server.db_url_with_password(&name)).unwrap();
+    direct.to_peer().create().await.unwrap();
+    let port: u16 = url::Url::parse(&server.url).unwrap().port().unwrap();
+    let proxy = common::Proxy::start(port);
+    let via_proxy = server
+        .db_url_with_password(&name)
+        .replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let dir = tempfile::tempdir().unwrap();
+    let local = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let opts = ReplicateOptions {
+        continuous: true,
+        retry: RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(500),
+            one_shot_attempts: 5,
+        },
+        ..Default::default()
+    };
+    let mut handle = settee::Replication::new(
+        Db::open(&via_proxy).unwrap().to_peer(),
+        local.to_peer(),
+        opts,
+    )
+    .spawn();
+    async fn next_caught_up(handle: &mut settee::replicate::ReplicationHandle) -> Vec<Event> {
+        let mut seen = Vec::new();
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(30), handle.next_event())
+                .await
+                .unwrap_or_else(|_| panic!("no Paused with a count within 30 s; saw {seen:?}"))
+                .expect("the replication ended");
+            let done = matches!(
+                e,
+                Event::Paused {
+                    pending: Some(_),
+                    ..
+                }
+            );
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+    next_caught_up(&mut handle).await;
+    proxy.set_refusing(true);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), handle.next_event()).await {
+            Ok(Some(Event::Error { retrying: true, .. })) => break,
+            Ok(Some(_)) => {}
+            other => panic!("the cut was not reported: {other:?}"),
+        }
+    }
+    proxy.set_refusing(false);
+    let seen = next_caught_up(&mut handle).await;
+    assert!(
+        !seen.iter().any(|e| matches!(e, Event::Change { .. })),
+        "nothing was to be pulled: {seen:?}"
+    );
+    handle.cancel();
+    handle.finish().await.unwrap();
+    if let Db::Remote(r) = &direct {
+        r.delete().await.ok();
+    }
+}

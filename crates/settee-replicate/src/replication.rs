@@ -378,6 +378,10 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                             Err(e) => break Err(e),
                         }
                     }
+                    // The failure ended the caught-up pause the last `Paused` reported: when
+                    // the retry catches up again, report `Paused` again, or a caller would
+                    // never learn that a direction with nothing to replicate is back.
+                    progress.paused = false;
                 }
             }
         };

@@ -1,0 +1,262 @@
+//! A note: its shape as a document in the store (and on the CouchDB server), what the page
+//! sends to create or edit one, and the checks on that input. Reading and writing them is
+//! `notes.rs`'s job.
+//!
+//! A note is stored as `{"_id": "note:<hex>", "type": "note", "title", "body", "notebook",
+//! "tags": [...], "created_at", "updated_at"}`, times in milliseconds since 1970. Documents
+//! from elsewhere (another device, a CouchDB user) may be malformed: [`Note::from_doc`]
+//! reads what it can and never fails on a wrong field type.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::{Error, Result};
+
+/// Every note's id starts with this, so that other documents (design documents the server
+/// holds, anything another app writes) are never taken for notes.
+pub const ID_PREFIX: &str = "note:";
+
+/// The notebook a note goes to when none is given.
+pub const DEFAULT_NOTEBOOK: &str = "Inbox";
+
+/// Limits on input, so that one request cannot make a note the server will refuse for its
+/// size (CouchDB's default `max_document_size` is 8 MB) or a page that cannot render.
+const MAX_TITLE_CHARS: usize = 500;
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_NOTEBOOK_CHARS: usize = 100;
+const MAX_TAGS: usize = 50;
+const MAX_TAG_CHARS: usize = 50;
+
+/// A note as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Note {
+    /// The document id (`note:...`).
+    pub id: String,
+    /// The current (winning) revision.
+    pub rev: String,
+    /// The title (may be empty).
+    pub title: String,
+    /// The text.
+    pub body: String,
+    /// The notebook's name.
+    pub notebook: String,
+    /// Tags, without duplicates.
+    pub tags: Vec<String>,
+    /// When it was created, milliseconds since 1970.
+    pub created_at: i64,
+    /// When it was last edited, milliseconds since 1970.
+    pub updated_at: i64,
+}
+
+impl Note {
+    /// Reads a note from a stored document, or `None` if the document is not a live note.
+    /// Fields of the wrong type read as empty: a malformed document from another writer is
+    /// shown, not dropped.
+    pub fn from_doc(doc: &Value) -> Option<Note> {
+        let id = doc.get("_id")?.as_str()?;
+        if !id.starts_with(ID_PREFIX) || doc.get("_deleted") == Some(&Value::Bool(true)) {
+            return None;
+        }
+        let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let time = |k: &str| doc.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let notebook = match text("notebook") {
+            n if n.is_empty() => DEFAULT_NOTEBOOK.to_owned(),
+            n => n,
+        };
+        Some(Note {
+            id: id.to_owned(),
+            rev: text("_rev"),
+            title: text("title"),
+            body: text("body"),
+            notebook,
+            tags: doc
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            created_at: time("created_at"),
+            updated_at: time("updated_at"),
+        })
+    }
+}
+
+/// What the page sends to create a note, or to edit one (with `rev`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteInput {
+    /// The revision being edited (required for an edit, refused for a create).
+    #[serde(default)]
+    pub rev: Option<String>,
+    /// The title.
+    #[serde(default)]
+    pub title: String,
+    /// The text.
+    #[serde(default)]
+    pub body: String,
+    /// The notebook (default [`DEFAULT_NOTEBOOK`]).
+    #[serde(default)]
+    pub notebook: Option<String>,
+    /// Tags (trimmed; empty ones and duplicates dropped).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The checked content of a note, ready to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Content {
+    pub(crate) title: String,
+    pub(crate) body: String,
+    pub(crate) notebook: String,
+    pub(crate) tags: Vec<String>,
+}
+
+impl NoteInput {
+    /// Checks the input and normalises it (trimmed title, notebook and tags).
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] naming the field that is too long or malformed.
+    pub fn content(&self) -> Result<Content> {
+        let title = self.title.trim().to_owned();
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(Error::BadRequest(format!(
+                "title is longer than {MAX_TITLE_CHARS} characters"
+            )));
+        }
+        if self.body.len() > MAX_BODY_BYTES {
+            return Err(Error::BadRequest(format!(
+                "body is larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        let notebook = match self.notebook.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_NOTEBOOK.to_owned(),
+            Some(n) if n.chars().count() > MAX_NOTEBOOK_CHARS => {
+                return Err(Error::BadRequest(format!(
+                    "notebook is longer than {MAX_NOTEBOOK_CHARS} characters"
+                )))
+            }
+            Some(n) => n.to_owned(),
+        };
+        let mut tags: Vec<String> = Vec::new();
+        for tag in &self.tags {
+            let tag = tag.trim();
+            if tag.chars().count() > MAX_TAG_CHARS {
+                return Err(Error::BadRequest(format!(
+                    "tag {tag:?} is longer than {MAX_TAG_CHARS} characters"
+                )));
+            }
+            if !tag.is_empty() && !tags.iter().any(|t| t == tag) {
+                tags.push(tag.to_owned());
+            }
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(Error::BadRequest(format!(
+                "a note has at most {MAX_TAGS} tags"
+            )));
+        }
+        Ok(Content {
+            title,
+            body: self.body.clone(),
+            notebook,
+            tags,
+        })
+    }
+}
+
+impl Content {
+    /// The document to store for this content.
+    pub(crate) fn to_doc(&self, id: &str, rev: Option<&str>, created_at: i64, now: i64) -> Value {
+        let mut doc = json!({
+            "_id": id,
+            "type": "note",
+            "title": self.title,
+            "body": self.body,
+            "notebook": self.notebook,
+            "tags": self.tags,
+            "created_at": created_at,
+            "updated_at": now,
+        });
+        if let Some(rev) = rev {
+            doc["_rev"] = Value::String(rev.to_owned());
+        }
+        doc
+    }
+}
+
+/// A new note id: the prefix and 128 random bits, so two devices never pick the same one.
+pub(crate) fn new_id() -> String {
+    format!("{ID_PREFIX}{:032x}", rand::random::<u128>())
+}
+
+/// Now, in milliseconds since 1970; strictly increasing within the process, so that notes
+/// edited in one millisecond still list in the order they were edited.
+pub(crate) fn now_ms() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(wall.max(last.saturating_add(1)))
+        })
+        .unwrap_or(0);
+    wall.max(prev.saturating_add(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_is_trimmed_and_tags_deduplicated() {
+        let input = NoteInput {
+            title: "  Groceries ".into(),
+            notebook: Some("  ".into()),
+            tags: vec![" home".into(), "home".into(), "".into(), "food ".into()],
+            ..Default::default()
+        };
+        let c = input.content().unwrap();
+        assert_eq!(c.title, "Groceries");
+        assert_eq!(c.notebook, DEFAULT_NOTEBOOK);
+        assert_eq!(c.tags, ["home", "food"]);
+    }
+
+    #[test]
+    fn too_long_title_is_refused_by_name() {
+        let input = NoteInput {
+            title: "x".repeat(MAX_TITLE_CHARS + 1),
+            ..Default::default()
+        };
+        let err = input.content().unwrap_err().to_string();
+        assert!(err.contains("title"), "{err}");
+    }
+
+    #[test]
+    fn malformed_document_reads_with_empty_fields() {
+        let doc = json!({"_id": "note:1", "_rev": "1-a", "title": 7, "tags": ["a", 3, "b"]});
+        let note = Note::from_doc(&doc).unwrap();
+        assert_eq!(note.title, "");
+        assert_eq!(note.tags, ["a", "b"]);
+        assert_eq!(note.notebook, DEFAULT_NOTEBOOK);
+        assert!(Note::from_doc(&json!({"_id": "_design/x"})).is_none());
+        assert!(Note::from_doc(&json!({"_id": "note:2", "_deleted": true})).is_none());
+    }
+
+    #[test]
+    fn clock_never_repeats() {
+        let mut last = now_ms();
+        for _ in 0..1000 {
+            let now = now_ms();
+            assert!(now > last);
+            last = now;
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! Live two-way sync with the configured CouchDB database, and the global sync state the
+//! page shows (local only, connecting, syncing, synced, offline and retrying in N s, error),
+//! with the time of the last complete sync.
+//!
+//! One supervisor task per remote runs `settee::replicate::sync` continuously (push and
+//! pull). The replicator retries transient failures itself, so a server or network that
+//! comes back is picked up with no action from anyone; the supervisor restarts the sync
+//! after the failures the replicator gives up on (the server unreachable when the sync
+//! starts, a wrong password, a missing database it may not create), with a capped backoff.
+//! The replicator's events drive the state here; the badges and the unsynced count are
+//! Settee's per-document sync state (`state.rs`). A publisher task sends the state and the
+//! changed badges to the pages.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use settee::replicate::{AnyPeer, Direction, Event, ReplicateOptions, RetryPolicy};
+use settee::{CancellationToken, Database};
+use tokio::sync::{mpsc, Notify};
+
+use crate::live::{Hub, Update};
+use crate::note::now_ms;
+use crate::settings::Remote;
+use crate::state::Tracker;
+use crate::Result;
+
+/// The replicator's retries: quick at first, then at most this far apart, so that sync
+/// resumes within seconds of the server coming back.
+const RETRY: RetryPolicy = RetryPolicy {
+    initial: Duration::from_millis(500),
+    max: Duration::from_secs(5),
+    one_shot_attempts: 5,
+};
+
+/// The supervisor's delays before starting a sync again after it failed: for a failure that
+/// may pass by itself (the server unreachable at start), and for one that needs someone to
+/// act (a wrong password): then there is no point in asking often.
+const RESTART_TRANSIENT: (Duration, Duration) =
+    (Duration::from_millis(500), Duration::from_secs(5));
+const RESTART_FATAL: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(30));
+
+/// Events buffered between the replicator and the state (the replicator drops progress
+/// events when full and waits for room for the others, see `settee::replicate`).
+const EVENTS_BUFFER: usize = 256;
+
+/// The global state's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// No server configured.
+    LocalOnly,
+    /// Starting a sync.
+    Connecting,
+    /// Moving changes.
+    Syncing,
+    /// Both directions caught up.
+    Synced,
+    /// The server cannot be reached; retrying by itself.
+    Offline,
+    /// The server refuses the sync (authentication, permissions); retrying less often.
+    Error,
+}
+
+/// The global sync state, as `GET /api/sync` and the `sync` live update give it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncView {
+    /// The server's database URL, without credentials.
+    pub remote: Option<String>,
+    /// What the sync is doing.
+    pub state: Phase,
+    /// Why it is offline or failing (no credentials in it).
+    pub message: Option<String>,
+    /// When offline or failing: how long until the next attempt.
+    pub retry_in_ms: Option<u64>,
+    /// When both directions were last caught up (ms since 1970).
+    pub last_synced_at: Option<i64>,
+    /// Notes the server does not have yet (waiting to upload or rejected).
+    pub unsynced: usize,
+    /// Notes in conflict.
+    pub conflicts: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Dir {
+    Starting,
+    Active,
+    Idle,
+    Retrying { message: String, until: Instant },
+}
+
+#[derive(Debug)]
+struct Status {
+    remote: Option<Remote>,
+    push: Dir,
+    pull: Dir,
+    /// The sync stopped with this error; it starts again at `until`.
+    stopped: Option<(String, bool, Instant)>,
+    last_synced_at: Option<i64>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the sync with the configured remote and keeps the global state.
+pub struct SyncCtl {
+    db: Database,
+    tracker: Arc<Tracker>,
+    hub: Hub,
+    /// Wakes the publisher: something changed the state or the badges.
+    changed: Arc<Notify>,
+    status: Mutex<Status>,
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+impl std::fmt::Debug for SyncCtl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncCtl").finish_non_exhaustive()
+    }
+}
+
+impl SyncCtl {
+    pub(crate) fn new(
+        db: Database,
+        tracker: Arc<Tracker>,
+        hub: Hub,
+        changed: Arc<Notify>,
+    ) -> SyncCtl {
+        SyncCtl {
+            db,
+            tracker,
+            hub,
+            changed,
+            status: Mutex::new(Status {
+                remote: None,
+                push: Dir::Starting,
+                pull: Dir::Starting,
+                stopped: None,
+                last_synced_at: None,
+            }),
+            running: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
+        // Plain data, consistent at every statement: a panic elsewhere does not spoil it.
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The remote currently configured.
+    pub fn remote(&self) -> Option<Remote> {
+        self.lock().remote.clone()
+    }
+
+    /// Stops the current sync (after its final checkpoint) and starts one with `remote`, or
+    /// none.
+    pub async fn set_remote(self: &Arc<Self>, remote: Option<Remote>) {
+        let mut running = self.running.lock().await;
+        if let Some(old) = running.take() {
+            old.cancel.cancel();
+            let _ = old.task.await;
+        }
+        {
+            let mut st = self.lock();
+            st.remote = remote.clone();
+            st.push = Dir::Starting;
+            st.pull = Dir::Starting;
+            st.stopped = None;
+            st.last_synced_at = None;
+        }
+        let client = remote.as_ref().and_then(|r| r.open().ok());
+        self.tracker.set_remote(client, self.changed.clone()).await;
+        if let Some(remote) = remote {
+            self.read_last_sync().await;
+            let cancel = CancellationToken::new();
+            let this = self.clone();
+            let token = cancel.clone();
+            let task = tokio::spawn(async move { this.supervise(remote, token).await });
+            *running = Some(Running { cancel, task });
+        }
+        self.changed.notify_one();
+    }
+
+    /// Stops syncing (at shutdown), leaving the final checkpoints written.
+    pub async fn stop(&self) {
+        if let Some(old) = self.running.lock().await.take() {
+            old.cancel.cancel();
+            let _ = old.task.await;
+        }
+    }
+
+    /// Runs the sync with `remote` until cancelled, starting it again after failures.
+    async fn supervise(self: Arc<Self>, remote: Remote, cancel: CancellationToken) {
+        let mut attempt = 0u32;
+        loop {
+            let Some(failure) = self.run_once(&remote, &cancel).await else {
+                return;
+            };
+            if failure.caught_up {
+                attempt = 0;
+            }
+            let (initial, max) = if failure.transient {
+                RESTART_TRANSIENT
+            } else {
+                RESTART_FATAL
+            };
+            let delay = initial.saturating_mul(1u32 << attempt.min(16)).min(max);
+            attempt = attempt.saturating_add(1);
+            tracing::warn!(remote = %remote.shown(), error = %failure.message, retry_in = ?delay, "sync stopped; starting it again");
+            {
+                let mut st = self.lock();
+                st.stopped = Some((failure.message, failure.transient, Instant::now() + delay));
+                st.push = Dir::Starting;
+                st.pull = Dir::Starting;
+            }
+            self.changed.notify_one();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return,
+            }
+            self.lock().stopped = None;
+            self.changed.notify_one();
+        }
+    }
+
+    /// Runs one continuous sync until it fails (returned) or is cancelled (`None`).
+    async fn run_once(&self, remote: &Remote, cancel: &CancellationToken) -> Option<Failure> {
+        let remote_db = match remote.open() {
+            Ok(r) => r,
+            Err(e) => {
+                return Some(Failure {
+                    message: e.to_string(),
+                    transient: false,
+                    caught_up: false,
+                })
+            }
+        };
+        let local = AnyPeer::Local(self.db.clone());
+        let remote_peer = AnyPeer::Remote(remote_db);
+        let opts = ReplicateOptions {
+            continuous: true,
+            create_target: true,
+            retry: RETRY,
+            ..Default::default()
+        };
+        let (tx, mut rx) = mpsc::channel(EVENTS_BUFFER);
+        let sync = settee::replicate::sync(
+            local.clone(),
+            remote_peer.clone(),
+            opts,
+            Some(tx),
+            cancel.clone(),
+        );
+        let mut caught_up = false;
+        let follow = async {
+            while let Some(event) = rx.recv().await {
+                caught_up |= self.on_event(event);
+            }
+        };
+        let (result, ()) = tokio::join!(sync, follow);
+        if cancel.is_cancelled() {
+            return None;
+        }
+        let (message, transient) = match result {
+            Ok(_) => ("the sync stopped".to_owned(), true),
+            Err(e) => (settee::replicate::error_chain(&e), e.is_transient()),
+        };
+        Some(Failure {
+            message,
+            transient,
+            caught_up,
+        })
+    }
+
+    /// When both directions last completed, from the store's sync status (no network).
+    async fn read_last_sync(&self) {
+        match self.tracker.counts().await {
+            Ok((_, last)) => {
+                let when = |t: &Option<String>| t.as_deref().and_then(rfc3339_ms);
+                if let (Some(push), Some(pull)) = (when(&last.push), when(&last.pull)) {
+                    let mut st = self.lock();
+                    if st.last_synced_at.is_none() {
+                        st.last_synced_at = Some(push.min(pull));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the sync status"),
+        }
+    }
+
+    /// Takes one replicator event into the state; says whether both directions are caught
+    /// up now.
+    fn on_event(&self, event: Event) -> bool {
+        let mut st = self.lock();
+        match event {
+            Event::Active { direction } => *st.dir(direction) = Dir::Active,
+            Event::Change { direction, .. } => *st.dir(direction) = Dir::Active,
+            Event::Checkpoint { .. } => {}
+            // Caught up. (A pause with no count is the wait before a retry, which the
+            // `Error` before it reported.)
+            Event::Paused {
+                direction,
+                pending: Some(_),
+            } => *st.dir(direction) = Dir::Idle,
+            Event::Paused { pending: None, .. } => {}
+            Event::Error {
+                direction,
+                message,
+                retrying: true,
+                retry_in_ms,
+                ..
+            } => {
+                let wait = Duration::from_millis(retry_in_ms.unwrap_or(0));
+                *st.dir(direction) = Dir::Retrying {
+                    message,
+                    until: Instant::now() + wait,
+                };
+            }
+            // A failure the replicator does not retry ends the sync: `supervise` reports it.
+            Event::Error { .. } | Event::Complete { .. } => {}
+        }
+        let caught_up = st.push == Dir::Idle && st.pull == Dir::Idle;
+        if caught_up {
+            st.last_synced_at = Some(now_ms());
+        }
+        drop(st);
+        self.changed.notify_one();
+        caught_up
+    }
+
+    /// The global state with these counts.
+    fn view(&self, unsynced: usize, conflicts: usize) -> SyncView {
+        let st = self.lock();
+        let now = Instant::now();
+        let left = |until: &Instant| {
+            Some(
+                u64::try_from(until.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX),
+            )
+        };
+        let (state, message, retry_in_ms) = match (&st.remote, &st.stopped) {
+            (None, _) => (Phase::LocalOnly, None, None),
+            (Some(_), Some((message, transient, until))) => (
+                if *transient {
+                    Phase::Offline
+                } else {
+                    Phase::Error
+                },
+                Some(message.clone()),
+                left(until),
+            ),
+            (Some(_), None) => {
+                let retrying = [&st.push, &st.pull].into_iter().find_map(|d| match d {
+                    Dir::Retrying { message, until } => Some((message, until)),
+                    _ => None,
+                });
+                match retrying {
+                    Some((message, until)) => (Phase::Offline, Some(message.clone()), left(until)),
+                    None if st.push == Dir::Idle && st.pull == Dir::Idle => {
+                        (Phase::Synced, None, None)
+                    }
+                    None if st.push == Dir::Active || st.pull == Dir::Active => {
+                        (Phase::Syncing, None, None)
+                    }
+                    None => (Phase::Connecting, None, None),
+                }
+            }
+        };
+        SyncView {
+            remote: st.remote.as_ref().map(Remote::shown),
+            state,
+            message,
+            retry_in_ms,
+            last_synced_at: st.last_synced_at,
+            unsynced,
+            conflicts,
+        }
+    }
+
+    /// The global state now. Reads the store (counts).
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn current(&self) -> Result<SyncView> {
+        let (counts, _) = self.tracker.counts().await?;
+        Ok(self.view(counts.unsynced, counts.conflicts))
+    }
+
+    /// Sends the state and the changed badges to the pages whenever something changed.
+    /// Runs for the life of the app.
+    pub(crate) async fn publish(self: Arc<Self>) {
+        loop {
+            self.changed.notified().await;
+            // Badges that change after the counts are read wake this loop again, so a page
+            // ends with both as they are; on an error they stay for the next round.
+            match self.tracker.counts().await {
+                Ok((counts, _)) => {
+                    let badges = self.tracker.take_changed();
+                    let sync = self.view(counts.unsynced, counts.conflicts);
+                    self.hub.send(Update::Sync {
+                        sync,
+                        badges,
+                        full: false,
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the sync status"),
+            }
+        }
+    }
+}
+
+impl Status {
+    fn dir(&mut self, direction: Direction) -> &mut Dir {
+        match direction {
+            Direction::Push => &mut self.push,
+            Direction::Pull => &mut self.pull,
+        }
+    }
+}
+
+/// Why a sync stopped.
+struct Failure {
+    message: String,
+    /// Whether it may pass by itself (offline) rather than need someone to act.
+    transient: bool,
+    /// Whether the sync had caught up before it stopped (the backoff starts over).
+    caught_up: bool,
+}
+
+/// Milliseconds since 1970 of a checkpoint time (`YYYY-MM-DDTHH:MM:SSZ`, as the replicator
+/// writes it), or `None` for any other text.
+fn rfc3339_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !text.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_times_read_as_milliseconds() {
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339_ms("2026-11-01T12:30:05Z"), Some(1_793_536_205_000));
+        assert_eq!(rfc3339_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+        assert_eq!(rfc3339_ms("yesterday"), None);
+    }
+}
