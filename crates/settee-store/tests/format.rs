@@ -188,7 +188,7 @@ fn upgrade_from(format: &str) {
     );
     drop(db);
     {
-        let raw = sled::open(&path).unwrap();
+        let raw = common::raw_sled(&path);
         raw.open_tree("settee")
             .unwrap()
             .insert("Mformat", format)
@@ -205,7 +205,7 @@ fn upgrade_from(format: &str) {
     assert_eq!(after, before);
     assert_eq!(after.0["_rev"], res.rev.unwrap().to_string());
     drop(db);
-    let raw = sled::open(&path).unwrap();
+    let raw = common::raw_sled(&path);
     let format = raw.open_tree("settee").unwrap().get("Mformat").unwrap();
     assert_eq!(format.as_deref(), Some(&b"5"[..]));
 }
@@ -523,7 +523,7 @@ fn registers_query_design_docs_on_upgrade_from(format: &str) {
     }
     {
         // Make it the older store it would have been: no catalog, no entries.
-        let sled_db = sled::open(&path).unwrap();
+        let sled_db = common::raw_sled(&path);
         let tree = sled_db.open_tree("settee").unwrap();
         for prefix in [&b"N"[..], &b"I"[..]] {
             for k in tree.scan_prefix(prefix).keys() {

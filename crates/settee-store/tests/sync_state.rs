@@ -4,6 +4,8 @@
 //! "which leaves each remote is known to hold" (and `verify`) after every step.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures::StreamExt;
@@ -422,7 +424,7 @@ fn older_store_opens_with_no_remote(format: &str) {
     // A format-2 or -3 store is a format-5 store without sync records or indexes and an
     // older key.
     {
-        let raw = sled::open(dir.path().join("db")).unwrap();
+        let raw = common::raw_sled(&dir.path().join("db"));
         let tree = raw.open_tree("settee").unwrap();
         assert!(tree.get("Mremotes").unwrap().is_none());
         tree.insert("Mformat", format).unwrap();
@@ -447,7 +449,7 @@ fn entries_of_a_registration_cut_short_are_removed_when_the_store_opens() {
     // A crash in the middle of registering a second remote (number 2) leaves entries of
     // its first batches and no registration.
     {
-        let raw = sled::open(dir.path().join("db")).unwrap();
+        let raw = common::raw_sled(&dir.path().join("db"));
         let tree = raw.open_tree("settee").unwrap();
         let mut key = vec![b'U', 0, 0, 0, 2];
         key.extend_from_slice(b"k0");
