@@ -158,6 +158,22 @@ async fn run(src: &Db, tgt: &Db, opts: ReplicateOptions) -> settee::replicate::S
         .unwrap()
 }
 
+/// [`run`], counting the replicator's own retries (its `Error` events with `retrying`).
+async fn run_counting_retries(
+    src: &Db,
+    tgt: &Db,
+    opts: ReplicateOptions,
+) -> (settee::replicate::Summary, usize) {
+    let mut handle = Replication::new(src.to_peer(), tgt.to_peer(), opts).spawn();
+    let mut retried = 0;
+    while let Some(ev) = handle.next_event().await {
+        if let Event::Error { retrying: true, .. } = ev {
+            retried += 1;
+        }
+    }
+    (handle.finish().await.unwrap(), retried)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     let server = Server::get();
@@ -373,14 +389,7 @@ async fn pull_survives_connections_cut_mid_run() {
         },
         ..Default::default()
     };
-    let mut handle = Replication::new(src.to_peer(), target.to_peer(), opts).spawn();
-    let mut retried = 0;
-    while let Some(ev) = handle.next_event().await {
-        if let Event::Error { retrying: true, .. } = ev {
-            retried += 1;
-        }
-    }
-    let summary = handle.finish().await.unwrap();
+    let (summary, retried) = run_counting_retries(&src, &target, opts).await;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let cut = cutter.join().unwrap();
     // The client retries idempotent requests itself; the replicator retries the rest.
@@ -438,14 +447,7 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         },
         ..Default::default()
     };
-    let mut handle = Replication::new(src.to_peer(), target.to_peer(), opts).spawn();
-    let mut retried = 0;
-    while let Some(ev) = handle.next_event().await {
-        if let Event::Error { retrying: true, .. } = ev {
-            retried += 1;
-        }
-    }
-    let summary = handle.finish().await.unwrap();
+    let (summary, retried) = run_counting_retries(&src, &target, opts).await;
     eprintln!("{} requests failed, {retried} retries", proxy.failed());
     assert!(
         retried > 3,

@@ -155,17 +155,23 @@ async fn a_sync_that_pulls_nothing_still_shows_its_last_pull() {
     assert!(st.local.last_push.is_some(), "{st:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
-    let server = Server::get();
-    let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("rejected");
-    let r = remote(&server, &name);
+/// A new database whose `validate_doc_update` refuses any document with a `secret`.
+async fn guarded_remote(server: &Server, name: &str) -> Db {
+    let r = remote(server, name);
     r.to_peer().create().await.unwrap();
     r.put(json!({"_id": "_design/guard", "validate_doc_update":
         "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
         .await
         .unwrap();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_db("rejected");
+    let r = guarded_remote(&server, &name).await;
     let path = dir.path().join("local");
     let l = Db::open(path.to_str().unwrap()).unwrap();
     let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
@@ -275,12 +281,7 @@ async fn the_live_stream_shows_unpushed_then_synced_or_rejected_with_the_reason(
     let server = Server::get();
     let dir = tempfile::tempdir().unwrap();
     let name = unique_db("badges");
-    let r = remote(&server, &name);
-    r.to_peer().create().await.unwrap();
-    r.put(json!({"_id": "_design/guard", "validate_doc_update":
-        "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
-        .await
-        .unwrap();
+    let r = guarded_remote(&server, &name).await;
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
     let mut badges = Box::pin(l.sync_state_changes(&r).unwrap());
     let live = tokio::spawn(settee::replicate::sync(

@@ -26,10 +26,15 @@ async fn read_body(state: &State, req: Request) -> Result<Value, HttpError> {
     Ok(Value::Object(map))
 }
 
-/// Parses a `_find`/`_explain` body. A `partition` is CouchDB's `query_parse_error` on a
-/// database that is not partitioned (none here is).
-fn parse(asked: &Value) -> Result<FindRequest, HttpError> {
-    FindRequest::parse(asked).map_err(|e| {
+/// Reads and parses a `_find`/`_explain` request: `POST` only, then the body. A
+/// `partition` is CouchDB's `query_parse_error` on a database that is not partitioned (none
+/// here is).
+async fn read_find_request(state: &State, req: Request) -> Result<FindRequest, HttpError> {
+    if req.method != Method::POST {
+        return Err(HttpError::method_not_allowed("POST"));
+    }
+    let asked = read_body(state, req).await?;
+    FindRequest::parse(&asked).map_err(|e| {
         if e.name() == "invalid_partition" {
             HttpError::bad_request("`partition` parameter is not supported on this db")
                 .named("query_parse_error")
@@ -46,11 +51,7 @@ pub(crate) async fn find(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
-    let asked = read_body(state, req).await?;
-    let parsed = parse(&asked)?;
+    let parsed = read_find_request(state, req).await?;
     let found = open.run(move |db| Ok(db.find(&parsed)?)).await?;
     Ok(body::json(StatusCode::OK, &found))
 }
@@ -62,11 +63,7 @@ pub(crate) async fn explain(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
-    let asked = read_body(state, req).await?;
-    let parsed = parse(&asked)?;
+    let parsed = read_find_request(state, req).await?;
     let mut explained = open.run(move |db| Ok(db.explain(&parsed)?)).await?;
     if let Some(m) = explained.as_object_mut() {
         m.insert("dbname".into(), Value::String(open.name.clone()));
