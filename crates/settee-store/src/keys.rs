@@ -37,13 +37,15 @@
 //! which revisions written by other CouchDB replicas need; format 2 data reads unchanged.
 //! Format 4 adds the sync-state records (`Mremotes`, `Msync`, `U`); a format-3 store has
 //! none, which format 4 reads as "no remote registered", so that upgrade is the format key.
+//! Format 6 adds a remote's pending intervals in `Mremotes` (and `U` markers); a format-5
+//! store has none, so that upgrade is the format key too.
 
 use std::borrow::Cow;
 
 use settee_revtree::{Rev, RevTree};
 
 /// The storage format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The sled tree that holds every record.
 pub(crate) const TREE_NAME: &[u8] = b"settee";
@@ -345,9 +347,11 @@ pub(crate) struct StoredRejection {
     pub(crate) reason: String,
 }
 
-/// A `U` entry: the document's leaves that the remote is not known to hold (non-empty,
-/// sorted ascending, each a leaf of the document), and the remote's last refusal of the
-/// document, if it still stands.
+/// A `U` entry: the document's leaves that the remote is not known to hold (sorted
+/// ascending, each a leaf of the document), and the remote's last refusal of the document,
+/// if it still stands. Without leaves (and then without a refusal) it is a *marker*: the
+/// remote holds the document although its seq is in one of the remote's pending intervals
+/// (see `sync_state.rs`).
 ///
 /// Encoded as: version byte `1`, leaf count (u32 big-endian), each leaf's rev text as a
 /// u32 big-endian length and the text; then a byte `0` (no rejection) or `1` followed by
@@ -363,6 +367,19 @@ pub(crate) struct Unsynced {
 const UNSYNCED_VERSION: u8 = 1;
 
 impl Unsynced {
+    /// The entry of a document the remote holds although its seq is in one of the
+    /// remote's pending intervals: no leaves, no rejection.
+    pub(crate) fn marker() -> Unsynced {
+        Unsynced {
+            leaves: Vec::new(),
+            rejection: None,
+        }
+    }
+
+    pub(crate) fn is_marker(&self) -> bool {
+        self.leaves.is_empty() && self.rejection.is_none()
+    }
+
     pub(crate) fn encode(&self) -> crate::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(8 + 40 * self.leaves.len());
         out.push(UNSYNCED_VERSION);
@@ -435,7 +452,11 @@ impl Unsynced {
             }
             _ => return Err(bad("bad rejection flag")),
         };
-        if at != bytes.len() || leaves.is_empty() || leaves.windows(2).any(|w| w[0] >= w[1]) {
+        let marker = leaves.is_empty() && rejection.is_none();
+        if at != bytes.len()
+            || (leaves.is_empty() && !marker)
+            || leaves.windows(2).any(|w| w[0] >= w[1])
+        {
             return Err(bad("bad entry"));
         }
         Ok(Unsynced { leaves, rejection })
@@ -776,17 +797,21 @@ mod tests {
             Unsynced::decode("x", &long.encode().unwrap()).unwrap(),
             long
         );
-        // Leaves must be sorted, unique and present.
+        // Leaves must be sorted, unique, and present unless the entry is a marker.
         let unsorted = Unsynced {
             leaves: vec!["2-b".parse().unwrap(), "1-a".parse().unwrap()],
             rejection: None,
         };
         assert!(Unsynced::decode("x", &unsorted.encode().unwrap()).is_err());
-        let empty = Unsynced {
+        let marker = Unsynced::marker();
+        assert!(Unsynced::decode("x", &marker.encode().unwrap())
+            .unwrap()
+            .is_marker());
+        let rejected_without_leaves = Unsynced {
             leaves: vec![],
-            rejection: None,
+            rejection: long.rejection.clone(),
         };
-        assert!(Unsynced::decode("x", &empty.encode().unwrap()).is_err());
+        assert!(Unsynced::decode("x", &rejected_without_leaves.encode().unwrap()).is_err());
         assert_eq!(
             split_unsynced_key(&unsynced_key(7, "a\u{0}b")).unwrap(),
             (7, "a\u{0}b")

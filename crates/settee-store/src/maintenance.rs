@@ -368,7 +368,7 @@ impl Database {
             )));
         }
         report.index_entries = self.verify_indexes()?;
-        report.unsynced_entries = self.verify_sync()?;
+        report.unsynced_entries = self.verify_sync(guard.update_seq)?;
         Ok(report)
     }
 

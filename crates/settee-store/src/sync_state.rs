@@ -7,8 +7,16 @@
 //! passes the remote's identity, a URL without credentials) and gets a small number. For
 //! each registered remote, a document with leaves the remote is not known to hold has a `U`
 //! entry (`keys::Unsynced`: those leaves, sorted, and the remote's standing rejection, if
-//! any); a document without one is synced. `Msync` counts the entries, so counts are one
-//! read and listing walks the entries alone.
+//! any); a document without one (and not pending, below) is synced. `Msync` counts the
+//! unsynced documents, so counts are one read, and listing walks the entries.
+//!
+//! Registering a remote does not write an entry per document: the remote gets a *pending*
+//! interval of seqs (up to the update seq), and a document whose seq lies in one and that
+//! has no entry is unsynced with all its leaves. Writing a document moves it past every
+//! interval (its entry, if unsynced, is then written), and a remote's confirmations take the
+//! span of the pending seqs they cover out of its intervals, writing entries for whatever
+//! else was pending there ([`SyncBatch::settle`]); a held document inside one gets a marker
+//! (an entry without leaves). A push confirms in seq order, so its batches write no entries.
 //!
 //! What makes a leaf held: a revision read from the remote and written here
 //! ([`Database::bulk_docs_json_from`], in the write's own batch), or the remote confirming
@@ -155,6 +163,8 @@ struct StoredRemote {
     name: String,
     #[serde(default)]
     meta: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Pending::is_empty")]
+    pending: Pending,
 }
 
 /// The registered remotes, in memory. Changed only under the writer lock (registration, and
@@ -170,6 +180,9 @@ struct RemoteReg {
     name: String,
     meta: Map<String, Value>,
     counts: SyncCounts,
+    /// The by-seq spans whose documents the remote is known to hold nothing of (unless
+    /// their `U` key says otherwise).
+    pending: Pending,
 }
 
 impl Registry {
@@ -199,6 +212,7 @@ impl Registry {
                 name: s.name,
                 meta: s.meta,
                 counts: c,
+                pending: s.pending,
             });
         }
         let mut nums: Vec<u32> = remotes.iter().map(|r| r.num).collect();
@@ -230,6 +244,7 @@ impl Registry {
                 n: r.num,
                 name: r.name.clone(),
                 meta: r.meta.clone(),
+                pending: r.pending.clone(),
             })
             .collect();
         serde_json::to_vec(&stored).map_err(|e| Error::corrupt(format!("encoding remotes: {e}")))
@@ -245,10 +260,14 @@ impl Registry {
         out
     }
 
-    pub(crate) fn set_counts(&mut self, counts: &[(u32, SyncCounts)]) {
-        for (num, c) in counts {
-            if let Some(r) = self.remotes.iter_mut().find(|r| r.num == *num) {
-                r.counts = *c;
+    /// Takes in what a call changed (after its batch is applied).
+    pub(crate) fn apply(&mut self, updates: &[RemoteUpdate]) {
+        for u in updates {
+            if let Some(r) = self.remotes.iter_mut().find(|r| r.num == u.num) {
+                r.counts = u.counts;
+                if let Some(p) = &u.pending {
+                    r.pending = p.clone();
+                }
             }
         }
     }
@@ -293,14 +312,22 @@ pub(crate) enum Edit<'a> {
     Purge,
 }
 
-/// The sync-state part of one write call's batch: the `U` entries it read or changed and
-/// the count changes, for the remotes registered when the call began.
+/// Where a document stands in the by-seq index before a call changes it: its seq, and its
+/// leaves (read only if the seq is in a pending interval, where they are its entry).
+pub(crate) struct Position<'t> {
+    pub(crate) seq: u64,
+    pub(crate) tree: &'t RevTree,
+}
+
+/// The sync part of one write call's batch: the documents' states it read or changed, the
+/// count changes, and the pending intervals, for the remotes registered when the call
+/// began.
 pub(crate) struct SyncBatch {
     remotes: Vec<BatchRemote>,
     /// Index into `remotes` of the remote the call's replicated revisions come from.
     origin: Option<usize>,
-    /// `U` entries as this call has left them, by key; `true` when changed by it.
-    entries: HashMap<Vec<u8>, (Option<Unsynced>, bool)>,
+    /// Document states as this call has left them, by `U` key.
+    slots: HashMap<Vec<u8>, Slot>,
 }
 
 struct BatchRemote {
@@ -309,9 +336,50 @@ struct BatchRemote {
     /// The counts when the call began, and as it has left them.
     before: SyncCounts,
     after: SyncCounts,
-    /// Whether this call has put anything in `entries` for this remote (if not, and the
-    /// remote had no entries, a lookup needs no read).
-    touched: bool,
+    /// The pending intervals as this call has left them, and whether it changed them.
+    pending: Pending,
+    pending_changed: bool,
+}
+
+/// One document's state with one remote during a call.
+struct Slot {
+    remote: usize,
+    /// The state as this call leaves it (`None`: the remote holds every leaf).
+    entry: Option<Unsynced>,
+    /// What the `U` key holds on disk (`None`: no key; a marker has no leaves).
+    disk: Option<Unsynced>,
+    /// The document's seq while this call has not moved it (`None` once written here or
+    /// removed), and its leaves, sorted, when that seq was pending.
+    seq: Option<u64>,
+    implicit: Option<Vec<Rev>>,
+    /// Whether this call changed `entry`.
+    changed: bool,
+}
+
+impl Slot {
+    /// What the key should hold, given the remote's pending intervals after the call.
+    fn desired(&self, pending: &Pending) -> Option<Unsynced> {
+        let in_pending = self.seq.is_some_and(|s| pending.contains(s));
+        match (&self.entry, in_pending) {
+            (entry, false) => entry.clone(),
+            // Held, though in a pending interval: a marker says so.
+            (None, true) => Some(Unsynced::marker()),
+            // The pending interval says it already.
+            (Some(e), true)
+                if e.rejection.is_none() && self.implicit.as_ref() == Some(&e.leaves) =>
+            {
+                None
+            }
+            (Some(e), true) => Some(e.clone()),
+        }
+    }
+}
+
+/// What one call changed for a remote, for the registry once its batch is applied.
+pub(crate) struct RemoteUpdate {
+    num: u32,
+    counts: SyncCounts,
+    pending: Option<Pending>,
 }
 
 impl SyncBatch {
@@ -330,14 +398,15 @@ impl SyncBatch {
                 name: r.name.clone(),
                 before: r.counts,
                 after: r.counts,
-                touched: false,
+                pending: r.pending.clone(),
+                pending_changed: false,
             })
             .collect();
         let origin = origin.and_then(|o| remotes.iter().position(|r| r.name == o));
         Some(SyncBatch {
             remotes,
             origin,
-            entries: HashMap::new(),
+            slots: HashMap::new(),
         })
     }
 
@@ -345,32 +414,88 @@ impl SyncBatch {
         self.remotes.iter().position(|r| r.name == name)
     }
 
-    /// The `U` entry of document `id` for remote `i`, as this call has left it.
-    fn get(&mut self, inner: &Inner, i: usize, id: &str) -> Result<Option<Unsynced>> {
+    /// Document `id`'s state with remote `i`, as this call has left it. `pos` is where the
+    /// document stands if this call has not written it yet (`None` for a new document).
+    fn get(
+        &mut self,
+        inner: &Inner,
+        i: usize,
+        id: &str,
+        pos: Option<&Position<'_>>,
+    ) -> Result<Option<Unsynced>> {
         let r = &self.remotes[i];
-        if !r.touched && r.before.unsynced == 0 {
+        if let Some(slot) = self.slots.get(&keys::unsynced_key(r.num, id)) {
+            return Ok(slot.entry.clone());
+        }
+        let in_pending = pos.is_some_and(|p| r.pending.contains(p.seq));
+        // Markers are only kept inside the pending intervals, and every other entry is
+        // counted: with none counted, a document outside them has no key (no read).
+        if !in_pending && r.before.unsynced == 0 {
             return Ok(None);
         }
+        self.load(inner, i, id, pos.map(|p| p.seq), || {
+            pos.map(|p| sorted_leaves(p.tree)).unwrap_or_default()
+        })
+    }
+
+    /// Reads document `id`'s key for remote `i` into a slot (if it has none yet), the
+    /// document being at `seq` with the leaves `leaves` gives, sorted. Returns its state.
+    fn load(
+        &mut self,
+        inner: &Inner,
+        i: usize,
+        id: &str,
+        seq: Option<u64>,
+        leaves: impl FnOnce() -> Vec<Rev>,
+    ) -> Result<Option<Unsynced>> {
+        let r = &self.remotes[i];
         let key = keys::unsynced_key(r.num, id);
-        if let Some((e, _)) = self.entries.get(&key) {
-            return Ok(e.clone());
-        }
-        let e = match inner.tree.get(&key).map_err(|e| inner.storage(e))? {
+        let in_pending = seq.is_some_and(|s| r.pending.contains(s));
+        let slot = match self.slots.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => return Ok(o.get().entry.clone()),
+            std::collections::hash_map::Entry::Vacant(v) => v,
+        };
+        let disk = match inner.tree.get(slot.key()).map_err(|e| inner.storage(e))? {
             Some(v) => Some(Unsynced::decode(id, &v)?),
             None => None,
         };
-        self.entries.insert(key, (e.clone(), false));
-        self.remotes[i].touched = true;
-        Ok(e)
+        let implicit = in_pending.then(leaves);
+        let entry = match &disk {
+            Some(d) if d.is_marker() => None,
+            Some(d) => Some(d.clone()),
+            None => implicit.clone().map(|leaves| Unsynced {
+                leaves,
+                rejection: None,
+            }),
+        };
+        slot.insert(Slot {
+            remote: i,
+            entry: entry.clone(),
+            disk,
+            seq,
+            implicit,
+            changed: false,
+        });
+        Ok(entry)
     }
 
-    fn set(&mut self, i: usize, id: &str, old: Option<&Unsynced>, new: Option<Unsynced>) {
-        if old == new.as_ref() {
+    /// Sets document `id`'s state with remote `i` (read with [`SyncBatch::get`] first).
+    fn set(&mut self, i: usize, id: &str, new: Option<Unsynced>) {
+        let r = &mut self.remotes[i];
+        let key = keys::unsynced_key(r.num, id);
+        let slot = self.slots.entry(key).or_insert_with(|| Slot {
+            remote: i,
+            entry: None,
+            disk: None,
+            seq: None,
+            implicit: None,
+            changed: false,
+        });
+        if slot.entry == new {
             return;
         }
-        let r = &mut self.remotes[i];
         let flags = |e: Option<&Unsynced>| (e.is_some(), e.is_some_and(|e| e.rejection.is_some()));
-        let (was, was_rej) = flags(old);
+        let (was, was_rej) = flags(slot.entry.as_ref());
         let (is, is_rej) = flags(new.as_ref());
         let step = |n: &mut u64, before: bool, after: bool| match (before, after) {
             (false, true) => *n += 1,
@@ -379,18 +504,28 @@ impl SyncBatch {
         };
         step(&mut r.after.unsynced, was, is);
         step(&mut r.after.rejected, was_rej, is_rej);
-        r.touched = true;
-        self.entries
-            .insert(keys::unsynced_key(r.num, id), (new, true));
+        slot.entry = new;
+        slot.changed = true;
     }
 
-    /// Updates document `id`'s entries after a write that changed its tree from `old` to
-    /// one whose leaves are `leaves` (best first).
+    /// Document `id` leaves its place in the by-seq index (written again, or removed): a
+    /// pending interval no longer speaks for it.
+    fn moved(&mut self, id: &str) {
+        for r in &self.remotes {
+            if let Some(slot) = self.slots.get_mut(&keys::unsynced_key(r.num, id)) {
+                slot.seq = None;
+                slot.implicit = None;
+            }
+        }
+    }
+
+    /// Updates document `id`'s entries after a write that changed its tree from `old` (at
+    /// `pos`) to one whose leaves are `leaves` (best first).
     pub(crate) fn track(
         &mut self,
         inner: &Inner,
         id: &str,
-        old: Option<&RevTree>,
+        old: Option<Position<'_>>,
         leaves: &[Leaf],
         edit: Edit<'_>,
     ) -> Result<()> {
@@ -402,7 +537,7 @@ impl SyncBatch {
             Edit::Replicated { .. } => false,
         };
         for i in 0..self.remotes.len() {
-            let entry = self.get(inner, i, id)?;
+            let entry = self.get(inner, i, id, old.as_ref())?;
             let held_by_write = match edit {
                 Edit::Replicated { leaf } if self.origin == Some(i) => Some(leaf),
                 _ => None,
@@ -413,7 +548,7 @@ impl SyncBatch {
                     let was_unsynced = entry
                         .as_ref()
                         .is_some_and(|e| e.leaves.binary_search(&l.rev).is_ok());
-                    let was_leaf = old.is_some_and(|t| t.is_leaf(&l.rev));
+                    let was_leaf = old.as_ref().is_some_and(|p| p.tree.is_leaf(&l.rev));
                     was_unsynced || (!was_leaf && held_by_write != Some(&l.rev))
                 })
                 .map(|l| l.rev.clone())
@@ -439,25 +574,34 @@ impl SyncBatch {
                     rejection,
                 })
             };
-            self.set(i, id, entry.as_ref(), new);
+            self.set(i, id, new);
         }
+        self.moved(id);
         Ok(())
     }
 
-    /// Removes document `id`'s entries (a purge removed the document).
-    pub(crate) fn remove_doc(&mut self, inner: &Inner, id: &str) -> Result<()> {
+    /// Removes document `id`'s entries (a purge removed the document, which was at `pos`).
+    pub(crate) fn remove_doc(&mut self, inner: &Inner, id: &str, pos: Position<'_>) -> Result<()> {
         for i in 0..self.remotes.len() {
-            let entry = self.get(inner, i, id)?;
-            self.set(i, id, entry.as_ref(), None);
+            self.get(inner, i, id, Some(&pos))?;
+            self.set(i, id, None);
         }
+        self.moved(id);
         Ok(())
     }
 
-    /// Records that remote `i` holds `held` revisions of document `id`. A leaf it now holds
-    /// leaves the entry; when something was accepted, a rejection of another revision that
-    /// is no longer unsynced ends.
-    fn mark_held(&mut self, inner: &Inner, i: usize, id: &str, held: &[Rev]) -> Result<bool> {
-        let Some(entry) = self.get(inner, i, id)? else {
+    /// Records that remote `i` holds `held` revisions of document `id` (at `pos`). A leaf it
+    /// now holds leaves the entry; when something was accepted, a rejection of another
+    /// revision that is no longer unsynced ends.
+    fn mark_held(
+        &mut self,
+        inner: &Inner,
+        i: usize,
+        id: &str,
+        pos: Option<&Position<'_>>,
+        held: &[Rev],
+    ) -> Result<bool> {
+        let Some(entry) = self.get(inner, i, id, pos)? else {
             return Ok(false);
         };
         let left: Vec<Rev> = entry
@@ -476,22 +620,35 @@ impl SyncBatch {
                 .filter(|r| left.binary_search(&r.rev).is_ok()),
             leaves: left,
         });
-        self.set(i, id, Some(&entry), new);
+        self.set(i, id, new);
         Ok(true)
     }
 
     /// Marks the revision a replicated write found already stored as held by the write's
     /// origin (the origin sent it, so it has it). Returns whether that changed anything.
-    pub(crate) fn held_by_origin(&mut self, inner: &Inner, id: &str, rev: &Rev) -> Result<bool> {
+    pub(crate) fn held_by_origin(
+        &mut self,
+        inner: &Inner,
+        id: &str,
+        pos: Position<'_>,
+        rev: &Rev,
+    ) -> Result<bool> {
         match self.origin {
-            Some(i) => self.mark_held(inner, i, id, std::slice::from_ref(rev)),
+            Some(i) => self.mark_held(inner, i, id, Some(&pos), std::slice::from_ref(rev)),
             None => Ok(false),
         }
     }
 
-    /// Records remote `i`'s refusal of a revision of `id`, if the document is unsynced there.
-    fn reject(&mut self, inner: &Inner, i: usize, r: &Rejection) -> Result<()> {
-        let Some(entry) = self.get(inner, i, &r.id)? else {
+    /// Records remote `i`'s refusal of a revision of `id` (at `pos`), if the document is
+    /// unsynced there.
+    fn reject(
+        &mut self,
+        inner: &Inner,
+        i: usize,
+        pos: Option<&Position<'_>>,
+        r: &Rejection,
+    ) -> Result<()> {
+        let Some(entry) = self.get(inner, i, &r.id, pos)? else {
             return Ok(());
         };
         let new = Unsynced {
@@ -502,39 +659,159 @@ impl SyncBatch {
                 reason: r.reason.clone(),
             }),
         };
-        self.set(i, &r.id, Some(&entry), Some(new));
+        self.set(i, &r.id, Some(new));
         Ok(())
     }
 
-    /// Puts the changed entries and, if they changed, the counters into `batch`. Returns
-    /// the new counts, for the registry once the batch is applied.
-    pub(crate) fn finish(self, batch: &mut sled::Batch) -> Result<Option<Vec<(u32, SyncCounts)>>> {
-        for (key, (entry, changed)) in self.entries {
-            if !changed {
+    /// Takes the seqs `first..=last` out of remote `i`'s pending intervals. Each document
+    /// there that the intervals spoke for is read first, so that [`SyncBatch::finish`]
+    /// writes its state out (an explicit entry, or no key where a marker was).
+    fn settle(&mut self, inner: &Inner, i: usize, first: u64, last: u64) -> Result<()> {
+        for item in SeqEntries::new(&inner.tree, first.saturating_sub(1), false) {
+            let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
+            if entry.seq > last {
+                break;
+            }
+            if stale.is_some() || !self.remotes[i].pending.contains(entry.seq) {
                 continue;
             }
-            match entry {
-                Some(e) => batch.insert(key, e.encode()?),
-                None => batch.remove(key),
+            let mut leaves = entry.leaves;
+            self.load(inner, i, &entry.id, Some(entry.seq), || {
+                leaves.sort();
+                leaves
+            })?;
+        }
+        let r = &mut self.remotes[i];
+        r.pending.remove(first, last);
+        r.pending_changed = true;
+        Ok(())
+    }
+
+    /// After remote `i` confirmed or refused documents at `seqs` that were pending: takes
+    /// the seqs from the first to the last of them out of its pending intervals (a push
+    /// goes in seq order, so that span is the batch it sent; what else is in it, such as
+    /// documents its filter left out, gets an entry of its own). Keeps the intervals few.
+    fn settle_confirmed(&mut self, inner: &Inner, i: usize, seqs: &[u64]) -> Result<()> {
+        let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
+            return Ok(());
+        };
+        self.settle(inner, i, first, last)?;
+        while self.remotes[i].pending.0.len() > MAX_PENDING_INTERVALS {
+            let Some((a, b)) = self.remotes[i].pending.smallest() else {
+                break;
+            };
+            self.settle(inner, i, a, b)?;
+        }
+        Ok(())
+    }
+
+    /// Puts the changed entries and, if they changed, the counters and the pending intervals
+    /// into `batch`. Returns what the registry must learn once the batch is applied.
+    pub(crate) fn finish(
+        self,
+        inner: &Inner,
+        batch: &mut sled::Batch,
+    ) -> Result<Option<Vec<RemoteUpdate>>> {
+        for (key, slot) in &self.slots {
+            let desired = slot.desired(&self.remotes[slot.remote].pending);
+            if desired == slot.disk {
+                continue;
+            }
+            match desired {
+                Some(e) => batch.insert(&key[..], e.encode()?),
+                None => batch.remove(&key[..]),
             }
         }
-        if self.remotes.iter().all(|r| r.before == r.after) {
+        let pending_changed = self.remotes.iter().any(|r| r.pending_changed);
+        if self.remotes.iter().all(|r| r.before == r.after) && !pending_changed {
             return Ok(None);
         }
-        let counts: Vec<(u32, SyncCounts)> =
-            self.remotes.iter().map(|r| (r.num, r.after)).collect();
-        let mut bytes = Vec::with_capacity(20 * counts.len());
-        for (num, c) in &counts {
-            bytes.extend_from_slice(&num.to_be_bytes());
-            bytes.extend_from_slice(&c.unsynced.to_be_bytes());
-            bytes.extend_from_slice(&c.rejected.to_be_bytes());
+        let mut bytes = Vec::with_capacity(20 * self.remotes.len());
+        for r in &self.remotes {
+            bytes.extend_from_slice(&r.num.to_be_bytes());
+            bytes.extend_from_slice(&r.after.unsynced.to_be_bytes());
+            bytes.extend_from_slice(&r.after.rejected.to_be_bytes());
         }
         batch.insert(keys::META_SYNC, bytes);
-        Ok(Some(counts))
+        let updates: Vec<RemoteUpdate> = self
+            .remotes
+            .into_iter()
+            .map(|r| RemoteUpdate {
+                num: r.num,
+                counts: r.after,
+                pending: r.pending_changed.then_some(r.pending),
+            })
+            .collect();
+        if pending_changed {
+            let mut reg = inner.registry().clone();
+            reg.apply(&updates);
+            batch.insert(keys::META_REMOTES, reg.encode_remotes()?);
+        }
+        Ok(Some(updates))
     }
 }
 
-/// Entries per batch when a new remote's entries are written (see `register_remote`).
+/// At most this many pending intervals per remote: past it, the smallest is written out as
+/// entries. Pushes confirmed out of order (several batches in flight) split the intervals
+/// for a while; a push by document ids can split them for good.
+const MAX_PENDING_INTERVALS: usize = 32;
+
+/// The by-seq spans (inclusive, sorted, disjoint) whose documents a remote holds nothing
+/// of, unless their `U` key says otherwise. Registering a remote makes everything up to
+/// the store's update seq pending in one write; pushes take the spans they confirm out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Pending(Vec<(u64, u64)>);
+
+impl Pending {
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        let i = self.0.partition_point(|&(_, b)| b < seq);
+        self.0.get(i).is_some_and(|&(a, _)| a <= seq)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Takes `first..=last` out.
+    fn remove(&mut self, first: u64, last: u64) {
+        let mut out = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b < first || a > last {
+                out.push((a, b));
+                continue;
+            }
+            if a < first {
+                out.push((a, first - 1));
+            }
+            if b > last {
+                out.push((last + 1, b));
+            }
+        }
+        self.0 = out;
+    }
+
+    /// The interval with the fewest seqs.
+    fn smallest(&self) -> Option<(u64, u64)> {
+        self.0.iter().copied().min_by_key(|&(a, b)| b - a)
+    }
+
+    /// Whether the intervals are sorted, disjoint, non-empty and end by `max`.
+    fn is_valid(&self, max: u64) -> bool {
+        self.0.iter().all(|&(a, b)| 1 <= a && a <= b && b <= max)
+            && self.0.windows(2).all(|w| w[0].1 < w[1].0)
+    }
+
+    fn intervals(&self) -> &[(u64, u64)] {
+        &self.0
+    }
+}
+
+/// Pending seqs up to which [`Database::unsynced`] reads the pending documents from the
+/// by-seq index and sorts them; past it, it walks the records in id order.
+const PENDING_SCAN_LIMIT: u64 = 20_000;
+
+/// Entries removed per batch by `clear_unregistered`.
 const REGISTER_BATCH: u64 = 1000;
 
 /// The number the next registered remote gets (numbers are never reused).
@@ -542,9 +819,11 @@ fn next_number(reg: &Registry) -> u32 {
     reg.remotes.iter().map(|r| r.num).max().unwrap_or(0) + 1
 }
 
-/// Removes the entries of the number the next remote would get: a registration cut short by
-/// a crash leaves entries of a number no remote has (its registration is in its last batch).
-/// One seek when there are none. Runs when a store opens and before a registration.
+/// Removes the entries of the number the next remote would get. Stores written before
+/// format 6 registered a remote by writing an entry per document in several batches, the
+/// registration itself in the last: one cut short by a crash left entries of a number no
+/// remote has. One seek when there are none. Runs when a store opens and before a
+/// registration.
 pub(crate) fn clear_unregistered(
     tree: &sled::Tree,
     reg: &Registry,
@@ -669,9 +948,10 @@ impl Database {
     /// replace those the remote's meta had (the replicator records its sync filters there;
     /// the store does not read them). Returns whether the remote is new.
     ///
-    /// A new remote is known to hold nothing yet, so every document gets an entry with all
-    /// its leaves (one batch, a scan of the documents); from then on writes keep the state.
-    /// Before registration a remote's state reads the same way: every document unpushed.
+    /// A new remote is known to hold nothing yet, so every document is unsynced with all its
+    /// leaves: one small write says so (a pending interval up to the update seq, see the
+    /// module docs); from then on writes and confirmations keep the state. Before
+    /// registration a remote's state reads the same way: every document unpushed.
     ///
     /// ```
     /// use serde_json::json;
@@ -705,43 +985,26 @@ impl Database {
                 false
             }
             None => {
-                let num = next_number(&reg);
-                // Every document gets an entry with all its leaves, read from the by-seq
-                // index (its live entries carry the leaves), in batches of REGISTER_BATCH:
-                // sled keeps the node versions a batch replaces until it ends, so one batch
-                // for a large store would hold hundreds of megabytes. The registration itself
-                // is in the last batch; entries of an earlier batch without it (a crash) are
-                // removed when the store opens (`clear_unregistered`), and before this.
+                // Every document is unsynced with a new remote: one pending interval up to
+                // the update seq says so for all of them, and the counts come from the
+                // store's counters (each document has one live by-seq entry).
                 clear_unregistered(&inner.tree, &reg, &|e| inner.storage(e))?;
-                let mut count = 0u64;
-                for item in SeqEntries::new(&inner.tree, 0, false) {
-                    let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
-                    if stale.is_some() {
-                        continue;
-                    }
-                    let mut leaves = entry.leaves;
-                    leaves.sort();
-                    let value = Unsynced {
-                        leaves,
-                        rejection: None,
-                    };
-                    batch.insert(keys::unsynced_key(num, &entry.id), value.encode()?);
-                    count += 1;
-                    if count % REGISTER_BATCH == 0 {
-                        inner
-                            .tree
-                            .apply_batch(std::mem::take(&mut batch))
-                            .map_err(|e| inner.storage(e))?;
-                    }
-                }
+                let counters = *guard;
+                let docs = counters.doc_count + counters.doc_del_count;
+                let pending = if docs > 0 {
+                    Pending(vec![(1, counters.update_seq)])
+                } else {
+                    Pending::default()
+                };
                 reg.remotes.push(RemoteReg {
-                    num,
+                    num: next_number(&reg),
                     name: name.to_owned(),
                     meta,
                     counts: SyncCounts {
-                        unsynced: count,
+                        unsynced: docs,
                         rejected: 0,
                     },
+                    pending,
                 });
                 batch.insert(keys::META_SYNC, reg.encode_counts());
                 true
@@ -778,14 +1041,14 @@ impl Database {
     }
 
     /// Document `id`'s sync state with remote `name`; `None` when there is no such document.
-    /// Two reads (the document's entry, and its record when it has none). A remote that is
-    /// not registered holds nothing yet: every document is unpushed there.
+    /// Two or three reads (the document's entry, its record when the entry does not say,
+    /// the entry again). A remote that is not registered holds nothing yet: every document
+    /// is unpushed there.
     ///
     /// # Errors
     /// [`Error::Storage`] / [`Error::Corrupt`].
     pub fn sync_state(&self, remote: &str, id: &str) -> Result<Option<SyncState>> {
         let inner = &*self.inner;
-        let num = inner.registry().by_name(remote).map(|r| r.num);
         let read_record = || -> Result<Option<DocRecord>> {
             match inner
                 .tree
@@ -796,33 +1059,45 @@ impl Database {
                 None => Ok(None),
             }
         };
-        let Some(num) = num else {
+        let reg_of = || {
+            inner
+                .registry()
+                .by_name(remote)
+                .map(|r| (r.num, r.pending.clone()))
+        };
+        let Some((num, mut pending)) = reg_of() else {
             return Ok(read_record()?.map(|rec| SyncState::Unpushed {
                 revs: sorted_leaves(&rec.tree),
             }));
         };
         let key = keys::unsynced_key(num, id);
-        let entry = |key: &[u8]| -> Result<Option<Unsynced>> {
-            match inner.tree.get(key).map_err(|e| inner.storage(e))? {
-                Some(v) => Ok(Some(Unsynced::decode(id, &v)?)),
-                None => Ok(None),
-            }
-        };
+        let read_key =
+            || -> Result<Option<sled::IVec>> { inner.tree.get(&key).map_err(|e| inner.storage(e)) };
         loop {
-            if let Some(e) = entry(&key)? {
-                return Ok(Some(SyncState::of_entry(e)));
+            let raw = read_key()?;
+            if let Some(v) = &raw {
+                let e = Unsynced::decode(id, v)?;
+                if !e.is_marker() {
+                    return Ok(Some(SyncState::of_entry(e)));
+                }
             }
             let rec = read_record()?;
-            // sled reads are not a snapshot: if an entry appeared meanwhile, the record may
-            // be newer than the (absent) entry read first; read both again.
-            if inner
-                .tree
-                .contains_key(&key)
-                .map_err(|e| inner.storage(e))?
-            {
+            // sled reads are not a snapshot: if the entry or the pending intervals changed
+            // meanwhile, the record may not match them; read again.
+            let now = reg_of().map(|(_, p)| p);
+            if read_key()? != raw || now.as_ref().is_some_and(|p| *p != pending) {
+                pending = now.unwrap_or(pending);
                 continue;
             }
-            return Ok(rec.map(|r| SyncState::of_held_tree(&r.tree)));
+            return Ok(rec.map(|r| {
+                if raw.is_none() && pending.contains(r.seq) {
+                    SyncState::Unpushed {
+                        revs: sorted_leaves(&r.tree),
+                    }
+                } else {
+                    SyncState::of_held_tree(&r.tree)
+                }
+            }));
         }
     }
 
@@ -854,9 +1129,11 @@ impl Database {
     }
 
     /// Up to `limit` documents not known to be on remote `name`, in id order after `after`,
-    /// each with its state (`Unpushed` or `Rejected`). Reads the entries alone: the cost is
-    /// in the number returned, not the store's size. For a remote that is not registered,
-    /// every document (a walk of the records).
+    /// each with its state (`Unpushed` or `Rejected`). Reads the entries, and the by-seq
+    /// entries of the pending intervals when there are any: the cost is in the number of
+    /// unsynced documents, not the store's size. (Past `PENDING_SCAN_LIMIT` pending seqs,
+    /// while a first push to a remote has not got far, it walks the records in id order.)
+    /// For a remote that is not registered, every document (a walk of the records).
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
@@ -876,24 +1153,80 @@ impl Database {
         limit: usize,
     ) -> Result<Vec<(String, SyncState)>> {
         let inner = &*self.inner;
-        let num = inner.registry().by_name(remote).map(|r| r.num);
-        let (prefix, start): (Vec<u8>, Vec<u8>) = match num {
-            Some(n) => {
-                let prefix = keys::unsynced_prefix(n).to_vec();
-                let start = match after {
-                    Some(a) => successor(keys::unsynced_key(n, a)),
-                    None => prefix.clone(),
-                };
-                (prefix, start)
+        let Some((num, pending)) = inner
+            .registry()
+            .by_name(remote)
+            .map(|r| (r.num, r.pending.clone()))
+        else {
+            return self.walk_records(after, limit, |_, rec| {
+                Ok(Some(SyncState::Unpushed {
+                    revs: sorted_leaves(&rec.tree),
+                }))
+            });
+        };
+        if pending.is_empty() {
+            return self.explicit_entries(num, after, limit);
+        }
+        let span: u64 = pending.intervals().iter().map(|&(a, b)| b - a + 1).sum();
+        if span > PENDING_SCAN_LIMIT {
+            // Many documents may be pending (a first push has not gone far): walk the
+            // records in id order, each with its entry.
+            return self.walk_records(after, limit, |id, rec| {
+                let key = keys::unsynced_key(num, id);
+                match inner.tree.get(&key).map_err(|e| inner.storage(e))? {
+                    Some(v) => {
+                        let e = Unsynced::decode(id, &v)?;
+                        Ok((!e.is_marker()).then(|| SyncState::of_entry(e)))
+                    }
+                    None => Ok(pending.contains(rec.seq).then(|| SyncState::Unpushed {
+                        revs: sorted_leaves(&rec.tree),
+                    })),
+                }
+            });
+        }
+        // Few pending seqs: the pending documents (from the by-seq index) merged with the
+        // entries, in id order.
+        let mut rows = self.explicit_entries(num, after, limit)?;
+        for &(a, b) in pending.intervals() {
+            for item in SeqEntries::new(&inner.tree, a - 1, false) {
+                let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
+                if entry.seq > b {
+                    break;
+                }
+                if stale.is_some() || after.is_some_and(|x| entry.id.as_str() <= x) {
+                    continue;
+                }
+                let key = keys::unsynced_key(num, &entry.id);
+                if inner
+                    .tree
+                    .contains_key(&key)
+                    .map_err(|e| inner.storage(e))?
+                {
+                    continue;
+                }
+                let mut revs = entry.leaves;
+                revs.sort();
+                rows.push((entry.id, SyncState::Unpushed { revs }));
             }
-            None => {
-                let prefix = vec![keys::DOC];
-                let start = match after {
-                    Some(a) => successor(keys::doc_key(a)),
-                    None => prefix.clone(),
-                };
-                (prefix, start)
-            }
+        }
+        rows.sort_by(|x, y| x.0.cmp(&y.0));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    /// Up to `limit` non-marker `U` entries of remote number `num` after `after`, in id
+    /// order.
+    fn explicit_entries(
+        &self,
+        num: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, SyncState)>> {
+        let inner = &*self.inner;
+        let prefix = keys::unsynced_prefix(num).to_vec();
+        let start = match after {
+            Some(a) => successor(keys::unsynced_key(num, a)),
+            None => prefix.clone(),
         };
         let mut out = Vec::new();
         for item in inner.tree.range(start..) {
@@ -906,13 +1239,42 @@ impl Database {
             }
             let id = std::str::from_utf8(&k[prefix.len()..])
                 .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
-            let state = match num {
-                Some(_) => SyncState::of_entry(Unsynced::decode(id, &v)?),
-                None => SyncState::Unpushed {
-                    revs: sorted_leaves(&DocRecord::decode(id, &v)?.tree),
-                },
-            };
-            out.push((id.to_owned(), state));
+            let entry = Unsynced::decode(id, &v)?;
+            if !entry.is_marker() {
+                out.push((id.to_owned(), SyncState::of_entry(entry)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` documents after `after`, in id order, with the state `state` gives
+    /// them (`None`: left out).
+    fn walk_records(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        mut state: impl FnMut(&str, &DocRecord) -> Result<Option<SyncState>>,
+    ) -> Result<Vec<(String, SyncState)>> {
+        let inner = &*self.inner;
+        let start = match after {
+            Some(a) => successor(keys::doc_key(a)),
+            None => vec![keys::DOC],
+        };
+        let mut out = Vec::new();
+        for item in inner.tree.range(start..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(|e| inner.storage(e))?;
+            if k.first() != Some(&keys::DOC) {
+                break;
+            }
+            let id = std::str::from_utf8(&k[1..])
+                .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
+            let rec = DocRecord::decode(id, &v)?;
+            if let Some(st) = state(id, &rec)? {
+                out.push((id.to_owned(), st));
+            }
         }
         Ok(out)
     }
@@ -939,12 +1301,42 @@ impl Database {
         let Some(i) = sync.index_of(remote) else {
             return Ok(());
         };
+        // Where each document stands, needed only while the remote has pending intervals.
+        let pending = !sync.remotes[i].pending.is_empty();
+        let read = |id: &str| -> Result<Option<DocRecord>> {
+            if !pending {
+                return Ok(None);
+            }
+            match inner
+                .tree
+                .get(keys::doc_key(id))
+                .map_err(|e| inner.storage(e))?
+            {
+                Some(v) => Ok(Some(DocRecord::decode(id, &v)?)),
+                None => Ok(None),
+            }
+        };
+        let mut settled = Vec::new();
         for (id, revs) in held {
-            sync.mark_held(inner, i, id, revs)?;
+            let rec = read(id)?;
+            let pos = rec.as_ref().map(|r| Position {
+                seq: r.seq,
+                tree: &r.tree,
+            });
+            sync.mark_held(inner, i, id, pos.as_ref(), revs)?;
+            settled.extend(pos.map(|p| p.seq));
         }
         for r in rejected {
-            sync.reject(inner, i, r)?;
+            let rec = read(&r.id)?;
+            let pos = rec.as_ref().map(|r| Position {
+                seq: r.seq,
+                tree: &r.tree,
+            });
+            sync.reject(inner, i, pos.as_ref(), r)?;
+            settled.extend(pos.map(|p| p.seq));
         }
+        settled.retain(|&s| sync.remotes[i].pending.contains(s));
+        sync.settle_confirmed(inner, i, &settled)?;
         if !sync.has_changes() {
             return Ok(());
         }
@@ -954,11 +1346,11 @@ impl Database {
             Vec::new()
         };
         let mut batch = sled::Batch::default();
-        let counts = sync.finish(&mut batch)?;
+        let updates = sync.finish(inner, &mut batch)?;
         let counters = *guard;
         inner.commit_with(&mut guard, batch, counters, || {
-            if let Some(counts) = &counts {
-                inner.registry_mut().set_counts(counts);
+            if let Some(updates) = &updates {
+                inner.registry_mut().apply(updates);
             }
         })?;
         inner
@@ -1005,16 +1397,18 @@ impl Database {
     /// Checks the sync-state invariants (part of [`Database::verify`], under the writer
     /// lock): the registry and counters decode and agree; every entry names a registered
     /// remote and an existing document, and its leaves are leaves of that document; the
-    /// counters equal the entries. Returns the number of entries.
-    pub(crate) fn verify_sync(&self) -> Result<u64> {
+    /// counters equal the entries and the documents the pending intervals speak for; a
+    /// marker's document is in a pending interval; the intervals are sorted, disjoint and
+    /// end by `update_seq`. Returns the number of unsynced documents over all remotes.
+    pub(crate) fn verify_sync(&self, update_seq: u64) -> Result<u64> {
         let inner = &*self.inner;
         let storage = |e| inner.storage(e);
         let on_disk = Registry::load(&inner.tree, &storage)?;
         let mem = inner.registry();
-        let summary = |r: &Registry| -> Vec<(u32, String, SyncCounts)> {
+        let summary = |r: &Registry| -> Vec<(u32, String, SyncCounts, Pending)> {
             r.remotes
                 .iter()
-                .map(|x| (x.num, x.name.clone(), x.counts))
+                .map(|x| (x.num, x.name.clone(), x.counts, x.pending.clone()))
                 .collect()
         };
         if summary(&on_disk) != summary(&mem) {
@@ -1027,11 +1421,11 @@ impl Database {
         for item in inner.tree.scan_prefix([keys::UNSYNCED]) {
             let (k, v) = item.map_err(storage)?;
             let (num, id) = keys::split_unsynced_key(&k)?;
-            if !on_disk.remotes.iter().any(|r| r.num == num) {
+            let Some(remote) = on_disk.remotes.iter().find(|r| r.num == num) else {
                 return Err(Error::corrupt(format!(
                     "sync state of {id:?} for remote {num}, which is not registered"
                 )));
-            }
+            };
             let entry = Unsynced::decode(id, &v)?;
             let rec = inner
                 .tree
@@ -1041,6 +1435,14 @@ impl Database {
                     Error::corrupt(format!("sync state of {id:?}, which has no record"))
                 })?;
             let rec = DocRecord::decode(id, &rec)?;
+            if entry.is_marker() {
+                if !remote.pending.contains(rec.seq) {
+                    return Err(Error::corrupt(format!(
+                        "sync state of {id:?} marks it held outside the pending intervals"
+                    )));
+                }
+                continue;
+            }
             for rev in &entry.leaves {
                 if !rec.tree.is_leaf(rev) {
                     return Err(Error::corrupt(format!(
@@ -1052,6 +1454,28 @@ impl Database {
             c.unsynced += 1;
             c.rejected += u64::from(entry.rejection.is_some());
             total += 1;
+        }
+        // The documents the pending intervals speak for: those without a key.
+        for r in &on_disk.remotes {
+            if !r.pending.is_valid(update_seq) {
+                return Err(Error::corrupt(format!(
+                    "the pending intervals of {:?} are not sorted and disjoint up to the update seq",
+                    r.name
+                )));
+            }
+            for &(a, b) in r.pending.intervals() {
+                for item in SeqEntries::new(&inner.tree, a - 1, false) {
+                    let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
+                    if entry.seq > b {
+                        break;
+                    }
+                    let key = keys::unsynced_key(r.num, &entry.id);
+                    if stale.is_none() && !inner.tree.contains_key(&key).map_err(storage)? {
+                        counted.entry(r.num).or_default().unsynced += 1;
+                        total += 1;
+                    }
+                }
+            }
         }
         for r in &on_disk.remotes {
             let found = counted.get(&r.num).copied().unwrap_or_default();
@@ -1069,9 +1493,9 @@ impl Database {
 impl SyncBatch {
     /// The ids of the entries this call changed.
     fn changed_ids(&self) -> Vec<String> {
-        self.entries
+        self.slots
             .iter()
-            .filter(|(_, (_, changed))| *changed)
+            .filter(|(_, s)| s.changed)
             .filter_map(|(k, _)| {
                 keys::split_unsynced_key(k)
                     .ok()
@@ -1080,9 +1504,9 @@ impl SyncBatch {
             .collect()
     }
 
-    /// Whether this call changed any entry.
+    /// Whether this call changed any entry or pending interval.
     fn has_changes(&self) -> bool {
-        self.entries.values().any(|(_, changed)| *changed)
+        self.slots.values().any(|s| s.changed) || self.remotes.iter().any(|r| r.pending_changed)
     }
 }
 

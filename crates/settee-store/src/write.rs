@@ -14,7 +14,7 @@ use crate::attachments::{attachment_digest, metas, AttMeta};
 use crate::database::{new_uuid, Counters, Inner};
 use crate::index::IndexHook;
 use crate::keys::{self, DocRecord, SeqEntry};
-use crate::sync_state::{Edit, SyncBatch};
+use crate::sync_state::{Edit, Position, RemoteUpdate, SyncBatch};
 use crate::validate::{
     id_of_json, parse_doc, parse_doc_json, AttIn, Body, ParsedDoc, LOCAL_PREFIX,
 };
@@ -275,7 +275,11 @@ impl<'a> BatchState<'a> {
         }
         let leaves = tree.leaves();
         if let Some(sync) = &mut self.sync {
-            sync.track(self.inner, id, old.map(|o| &o.tree), &leaves, edit)?;
+            let pos = old.map(|o| Position {
+                seq: o.seq,
+                tree: &o.tree,
+            });
+            sync.track(self.inner, id, pos, &leaves, edit)?;
         }
         self.chunk.push(SeqEntry::of_leaves(seq, id, leaves));
         let rec = DocRecord {
@@ -312,7 +316,11 @@ impl<'a> BatchState<'a> {
     pub(crate) fn remove_doc(&mut self, id: &str, old: &DocRecord) -> Result<()> {
         self.index_hook.before_write(id, Some(old))?;
         if let Some(sync) = &mut self.sync {
-            sync.remove_doc(self.inner, id)?;
+            let pos = Position {
+                seq: old.seq,
+                tree: &old.tree,
+            };
+            sync.remove_doc(self.inner, id, pos)?;
         }
         let winner = old.tree.winner();
         for rev in old.tree.revs() {
@@ -331,9 +339,13 @@ impl<'a> BatchState<'a> {
 
     /// Records that the write's origin holds revision `rev` of `id`, which this call found
     /// already stored (a replicated write of a known revision writes nothing else).
-    fn held_by_origin(&mut self, id: &str, rev: &Rev) -> Result<()> {
+    fn held_by_origin(&mut self, id: &str, rec: &DocRecord, rev: &Rev) -> Result<()> {
         if let Some(sync) = &mut self.sync {
-            if sync.held_by_origin(self.inner, id, rev)? {
+            let pos = Position {
+                seq: rec.seq,
+                tree: &rec.tree,
+            };
+            if sync.held_by_origin(self.inner, id, pos, rev)? {
                 // Only its sync state changes: the record is not rewritten (nor re-indexed).
                 self.dirty = true;
                 self.sync_touched.insert(id.to_owned());
@@ -351,10 +363,10 @@ impl<'a> BatchState<'a> {
         } else {
             Vec::new()
         };
-        let (batch, counters, sync_counts) = self.finish()?;
+        let (batch, counters, sync_updates) = self.finish()?;
         let result = inner.commit_with(guard, batch, counters, || {
-            if let Some(counts) = &sync_counts {
-                inner.registry_mut().set_counts(counts);
+            if let Some(updates) = &sync_updates {
+                inner.registry_mut().apply(updates);
             }
         });
         if !notify.is_empty() {
@@ -382,7 +394,7 @@ impl<'a> BatchState<'a> {
     /// The finished sled batch: every written record, this call's chunk, rewritten chunks,
     /// the sync-state entries; and the new sync counts if they changed.
     #[allow(clippy::type_complexity)]
-    fn finish(mut self) -> Result<(sled::Batch, Counters, Option<Vec<(u32, crate::SyncCounts)>>)> {
+    fn finish(mut self) -> Result<(sled::Batch, Counters, Option<Vec<RemoteUpdate>>)> {
         let solo = self.chunk.len() == 1;
         for id in &self.written {
             match self.docs.get_mut(id) {
@@ -429,11 +441,11 @@ impl<'a> BatchState<'a> {
             &self.docs,
             &self.written,
         )?;
-        let sync_counts = match self.sync.take() {
-            Some(sync) => sync.finish(&mut self.batch)?,
+        let sync_updates = match self.sync.take() {
+            Some(sync) => sync.finish(self.inner, &mut self.batch)?,
             None => None,
         };
-        Ok((self.batch, self.counters, sync_counts))
+        Ok((self.batch, self.counters, sync_updates))
     }
 }
 
@@ -866,9 +878,9 @@ fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result
     };
     let leaf = path.leaf();
     let current = st.doc(id)?;
-    if current.as_ref().is_some_and(|rec| rec.tree.contains(&leaf)) {
+    if let Some(rec) = current.as_ref().filter(|rec| rec.tree.contains(&leaf)) {
         // PouchDB updateDoc.js: `revExists && !newEdits` is a silent success.
-        st.held_by_origin(id, &leaf)?;
+        st.held_by_origin(id, rec, &leaf)?;
         return Ok(leaf);
     }
     let mut att_meta = Map::new();

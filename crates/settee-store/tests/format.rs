@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use settee_store::{
     AllDocsOptions, ChangesOptions, ChangesStyle, Database, GetOptions, OpenRevResult, OpenRevs,
-    Rev,
+    Rev, FORMAT_VERSION,
 };
 
 /// The same answers `tests/fixtures/format1-generator.rs.txt` recorded from the format-1
@@ -107,7 +107,7 @@ fn a_format_1_store_is_upgraded_and_answers_as_before() {
         .expect("fixture parses");
     let db = Database::open(&path).unwrap();
     // Straight to the current format (a format-1 store has no sync state and no index).
-    assert_eq!(db.info().unwrap().disk_format_version, 5);
+    assert_eq!(db.info().unwrap().disk_format_version, FORMAT_VERSION);
     let report = db.verify().unwrap();
     assert_eq!(report.unsynced_entries, 0);
     assert_eq!(
@@ -196,7 +196,7 @@ fn upgrade_from(format: &str) {
         raw.flush().unwrap();
     }
     let db = Database::open(&path).unwrap();
-    assert_eq!(db.info().unwrap().disk_format_version, 5);
+    assert_eq!(db.info().unwrap().disk_format_version, FORMAT_VERSION);
     db.verify().unwrap();
     let after = (
         db.get("a", &GetOptions::default()).unwrap(),
@@ -207,7 +207,58 @@ fn upgrade_from(format: &str) {
     drop(db);
     let raw = common::raw_sled(&path);
     let format = raw.open_tree("settee").unwrap().get("Mformat").unwrap();
-    assert_eq!(format.as_deref(), Some(&b"5"[..]));
+    assert_eq!(
+        format.as_deref(),
+        Some(FORMAT_VERSION.to_string().as_bytes())
+    );
+}
+
+/// Format 6 (issue 11) only added pending intervals: a format-5 store, whose unsynced
+/// documents all have their entries, upgrades by its format key and reads the same.
+#[test]
+fn a_format_5_store_with_sync_state_is_upgraded_and_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let remote = "http://couch.example/db";
+    let db = Database::open(&path).unwrap();
+    let mut revs = BTreeMap::new();
+    for id in ["a", "b", "c"] {
+        let rev = db.put(json!({"_id": id})).unwrap().rev.unwrap();
+        revs.insert(id.to_string(), vec![rev]);
+    }
+    db.register_remote(remote, Default::default()).unwrap();
+    // Everything confirmed (no pending interval is left), then one edit: its entry is
+    // explicit, as format 5 kept every entry.
+    db.record_remote_revs(remote, &revs, &[]).unwrap();
+    let a2 = db
+        .put(json!({"_id": "a", "_rev": revs["a"][0].to_string(), "v": 2}))
+        .unwrap()
+        .rev
+        .unwrap();
+    let before = db.unsynced(remote, None, 10).unwrap();
+    assert_eq!(before.len(), 1);
+    drop(db);
+    {
+        let raw = common::raw_sled(&path);
+        let tree = raw.open_tree("settee").unwrap();
+        let remotes: Value =
+            serde_json::from_slice(&tree.get("Mremotes").unwrap().unwrap()).unwrap();
+        assert!(remotes[0].get("pending").is_none(), "{remotes}");
+        tree.insert("Mformat", &b"5"[..]).unwrap();
+        raw.flush().unwrap();
+    }
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.info().unwrap().disk_format_version, FORMAT_VERSION);
+    assert_eq!(db.unsynced(remote, None, 10).unwrap(), before);
+    assert_eq!(
+        db.sync_state(remote, "a").unwrap(),
+        Some(settee_store::SyncState::Unpushed { revs: vec![a2] })
+    );
+    assert_eq!(
+        db.sync_state(remote, "b").unwrap(),
+        Some(settee_store::SyncState::Synced)
+    );
+    assert_eq!(db.verify().unwrap().unsynced_entries, 1);
 }
 
 fn ids(db: &Database, opts: &ChangesOptions) -> Vec<(u64, String)> {
@@ -535,7 +586,7 @@ fn registers_query_design_docs_on_upgrade_from(format: &str) {
         tree.flush().unwrap();
     }
     let db = Database::open(&path).unwrap();
-    assert_eq!(db.info().unwrap().disk_format_version, 5);
+    assert_eq!(db.info().unwrap().disk_format_version, FORMAT_VERSION);
     assert_eq!(db.get_indexes().unwrap().total_rows, 2);
     assert_eq!(db.verify().unwrap().index_entries, 0);
     let found = db

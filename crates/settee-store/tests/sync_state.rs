@@ -409,7 +409,7 @@ fn the_live_stream_reports_each_change_of_state() {
 }
 
 #[test]
-fn a_format_2_or_3_store_opens_as_format_5_with_no_remote() {
+fn a_format_2_or_3_store_opens_in_the_current_format_with_no_remote() {
     for format in ["2", "3"] {
         older_store_opens_with_no_remote(format);
     }
@@ -421,7 +421,7 @@ fn older_store_opens_with_no_remote(format: &str) {
         let db = open(&dir);
         put(&db, json!({"_id": "a"}));
     }
-    // A format-2 or -3 store is a format-5 store without sync records or indexes and an
+    // A format-2 or -3 store is a current store without sync records or indexes and an
     // older key.
     {
         let raw = common::raw_sled(&dir.path().join("db"));
@@ -431,7 +431,10 @@ fn older_store_opens_with_no_remote(format: &str) {
         raw.flush().unwrap();
     }
     let db = open(&dir);
-    assert_eq!(db.info().unwrap().disk_format_version, 5);
+    assert_eq!(
+        db.info().unwrap().disk_format_version,
+        settee_store::FORMAT_VERSION
+    );
     assert_eq!(db.sync_counts(R1).unwrap().unsynced, 1);
     db.verify().unwrap();
 }
@@ -439,24 +442,28 @@ fn older_store_opens_with_no_remote(format: &str) {
 #[test]
 fn entries_of_a_registration_cut_short_are_removed_when_the_store_opens() {
     let dir = tempfile::tempdir().unwrap();
+    let k0;
     {
         let db = open(&dir);
-        for i in 0..3 {
+        k0 = put(&db, json!({"_id": "k0"}));
+        for i in 1..3 {
             put(&db, json!({"_id": format!("k{i}")}));
         }
         db.register_remote(R1, Default::default()).unwrap();
     }
-    // A crash in the middle of registering a second remote (number 2) leaves entries of
-    // its first batches and no registration.
+    // Before format 6, a crash in the middle of registering a second remote (number 2)
+    // left entries of its first batches and no registration.
     {
         let raw = common::raw_sled(&dir.path().join("db"));
         let tree = raw.open_tree("settee").unwrap();
         let mut key = vec![b'U', 0, 0, 0, 2];
         key.extend_from_slice(b"k0");
-        let value = tree
-            .get([&[b'U', 0, 0, 0, 1][..], b"k0"].concat())
-            .unwrap()
-            .unwrap();
+        let rev = k0.to_string();
+        // Version 1, one leaf (u32 length and text), no rejection.
+        let mut value = vec![1, 0, 0, 0, 1];
+        value.extend_from_slice(&u32::try_from(rev.len()).unwrap().to_be_bytes());
+        value.extend_from_slice(rev.as_bytes());
+        value.push(0);
         tree.insert(key, value).unwrap();
         raw.flush().unwrap();
     }
@@ -515,7 +522,7 @@ fn random_operations_keep_the_state_equal_to_the_model() {
                 .unwrap_or_default();
             // (remote the revision came from, the revision) of a replicated write.
             let mut pulled: Option<(&'static str, String, Rev)> = None;
-            let what = rng.gen_range(0..10);
+            let what = rng.gen_range(0..11);
             match what {
                 0 if registered.len() < 2 => {
                     let r = remotes[registered.len()];
@@ -532,6 +539,14 @@ fn random_operations_keep_the_state_equal_to_the_model() {
                         }
                     }
                     let _ = db.put(doc);
+                }
+                3 if !registered.is_empty() && !current.is_empty() && rng.gen_bool(0.3) => {
+                    // A remote sends a revision this store already has: it holds it.
+                    let o = registered[rng.gen_range(0..registered.len())];
+                    let known_rev = current[rng.gen_range(0..current.len())].clone();
+                    let doc = json!({"_id": id, "_rev": known_rev.to_string()});
+                    db.bulk_docs_json_from(&[raw(doc)], o).unwrap();
+                    pulled = Some((o, id.clone(), known_rev));
                 }
                 3 | 4 => {
                     // A replicated revision, from a remote or from nowhere in particular.
@@ -577,6 +592,22 @@ fn random_operations_keep_the_state_equal_to_the_model() {
                     for rv in revs {
                         if current.contains(&rv) {
                             model.known.entry(r).or_default().insert((id.clone(), rv));
+                        }
+                    }
+                }
+                9 if !registered.is_empty() => {
+                    // A push batch: a random subset of the documents, all their leaves
+                    // (documents between them in seq order left out, as a filter does).
+                    let r = registered[rng.gen_range(0..registered.len())];
+                    let batch: BTreeMap<String, Vec<Rev>> = before
+                        .iter()
+                        .filter(|_| rng.gen_bool(0.7))
+                        .map(|(d, leaves)| (d.clone(), leaves.iter().cloned().collect()))
+                        .collect();
+                    db.record_remote_revs(r, &batch, &[]).unwrap();
+                    for (d, revs) in batch {
+                        for rv in revs {
+                            model.known.entry(r).or_default().insert((d.clone(), rv));
                         }
                     }
                 }
@@ -658,4 +689,112 @@ fn random_operations_keep_the_state_equal_to_the_model() {
                 .unwrap_or_else(|e| panic!("seed {seed} round {round} step {step}: {e}"));
         }
     }
+}
+
+/// The `U` keys of remote number `num` on disk (the store must be closed).
+fn u_keys(dir: &tempfile::TempDir, num: u32) -> usize {
+    let raw = common::raw_sled(&dir.path().join("db"));
+    let tree = raw.open_tree("settee").unwrap();
+    let mut prefix = vec![b'U'];
+    prefix.extend_from_slice(&num.to_be_bytes());
+    tree.scan_prefix(prefix).count()
+}
+
+/// Format 6: registering a remote with a large store writes no entry per document, and a
+/// push that confirms in seq order writes none either; the state reads exactly as if every
+/// document had its entry, through every listing path (more pending seqs than the by-seq
+/// scan takes, fewer, none).
+#[test]
+fn a_large_store_registers_and_pushes_without_an_entry_per_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 24_000usize;
+    let mut by_seq: Vec<(String, Rev)> = Vec::with_capacity(n);
+    {
+        let db = open(&dir);
+        // Ids out of seq order, so that id order and seq order differ.
+        for chunk in 0..6 {
+            let docs: Vec<Value> = (0..n / 6)
+                .map(|j| json!({"_id": format!("doc{:06}", ((chunk * n / 6 + j) * 7919) % n)}))
+                .collect();
+            for r in db.bulk_docs(docs, true).unwrap() {
+                by_seq.push((r.id.clone(), r.rev.unwrap()));
+            }
+        }
+        assert!(db.register_remote(R1, Default::default()).unwrap());
+        assert_eq!(counts(&db, R1), (n as u64, 0));
+        // More pending seqs than the by-seq scan takes: the records are walked in id order.
+        let page = db.unsynced(R1, Some("doc000100"), 3).unwrap();
+        let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["doc000101", "doc000102", "doc000103"]);
+        let (id, rev) = &by_seq[0];
+        assert_eq!(db.sync_state(R1, id).unwrap(), unpushed(&[rev]));
+        // A push of the first half, in seq order, in batches of 500.
+        for batch in by_seq[..n / 2].chunks(500) {
+            let held: BTreeMap<String, Vec<Rev>> = batch
+                .iter()
+                .map(|(id, rev)| (id.clone(), vec![rev.clone()]))
+                .collect();
+            db.record_remote_revs(R1, &held, &[]).unwrap();
+        }
+        assert_eq!(counts(&db, R1), ((n / 2) as u64, 0));
+        assert_eq!(db.sync_state(R1, id).unwrap(), Some(SyncState::Synced));
+        assert_eq!(db.verify().unwrap().unsynced_entries, (n / 2) as u64);
+    }
+    assert_eq!(
+        u_keys(&dir, 1),
+        0,
+        "the registration and the push wrote entries"
+    );
+    let db = open(&dir);
+    // Fewer pending seqs: the pending documents are read from the by-seq index and merged
+    // with the entries. One edit of a pending document gives it an entry of its own.
+    let (eid, erev) = by_seq[n - 1].clone();
+    let edited = put(&db, json!({"_id": eid, "_rev": erev.to_string(), "v": 2}));
+    let mut expected: Vec<String> = by_seq[n / 2..].iter().map(|(id, _)| id.clone()).collect();
+    expected.sort();
+    let rev_of: HashMap<&str, Rev> = by_seq
+        .iter()
+        .map(|(id, rev)| (id.as_str(), rev.clone()))
+        .collect();
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = db.unsynced(R1, after.as_deref(), 3_000).unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (id, state) in page {
+            let want = if id == eid {
+                edited.clone()
+            } else {
+                rev_of[id.as_str()].clone()
+            };
+            assert_eq!(Some(state), unpushed(&[&want]), "{id}");
+            listed.push(id);
+        }
+    }
+    assert_eq!(listed, expected);
+    // Out of order: a batch from the end, then the rest. Nothing stays behind.
+    let rest = |range: std::ops::Range<usize>| -> BTreeMap<String, Vec<Rev>> {
+        by_seq[range]
+            .iter()
+            .map(|(id, rev)| {
+                let rev = if *id == eid {
+                    edited.clone()
+                } else {
+                    rev.clone()
+                };
+                (id.clone(), vec![rev])
+            })
+            .collect()
+    };
+    db.record_remote_revs(R1, &rest(n - 500..n), &[]).unwrap();
+    assert_eq!(counts(&db, R1), ((n / 2 - 500) as u64, 0));
+    db.verify().unwrap();
+    db.record_remote_revs(R1, &rest(n / 2..n - 500), &[])
+        .unwrap();
+    assert_eq!(counts(&db, R1), (0, 0));
+    assert!(db.unsynced(R1, None, 10).unwrap().is_empty());
+    assert_eq!(db.verify().unwrap().unsynced_entries, 0);
+    drop(db);
+    assert_eq!(u_keys(&dir, 1), 0);
 }
