@@ -809,7 +809,7 @@ impl Pending {
 
 /// Pending seqs up to which [`Database::unsynced`] reads the pending documents from the
 /// by-seq index and sorts them; past it, it walks the records in id order.
-const PENDING_SCAN_LIMIT: u64 = 20_000;
+const PENDING_SCAN_LIMIT: u64 = 4_096;
 
 /// Entries removed per batch by `clear_unregistered`.
 const REGISTER_BATCH: u64 = 1000;

@@ -707,7 +707,7 @@ fn u_keys(dir: &tempfile::TempDir, num: u32) -> usize {
 #[test]
 fn a_large_store_registers_and_pushes_without_an_entry_per_document() {
     let dir = tempfile::tempdir().unwrap();
-    let n = 24_000usize;
+    let n = 6_000usize;
     let mut by_seq: Vec<(String, Rev)> = Vec::with_capacity(n);
     {
         let db = open(&dir);
@@ -728,8 +728,8 @@ fn a_large_store_registers_and_pushes_without_an_entry_per_document() {
         assert_eq!(ids, ["doc000101", "doc000102", "doc000103"]);
         let (id, rev) = &by_seq[0];
         assert_eq!(db.sync_state(R1, id).unwrap(), unpushed(&[rev]));
-        // A push of the first half, in seq order, in batches of 500.
-        for batch in by_seq[..n / 2].chunks(500) {
+        // A push of the first half, in seq order, in batches of 250.
+        for batch in by_seq[..n / 2].chunks(250) {
             let held: BTreeMap<String, Vec<Rev>> = batch
                 .iter()
                 .map(|(id, rev)| (id.clone(), vec![rev.clone()]))
@@ -759,7 +759,7 @@ fn a_large_store_registers_and_pushes_without_an_entry_per_document() {
     let mut listed = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = db.unsynced(R1, after.as_deref(), 3_000).unwrap();
+        let page = db.unsynced(R1, after.as_deref(), 256).unwrap();
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         for (id, state) in page {
@@ -787,10 +787,10 @@ fn a_large_store_registers_and_pushes_without_an_entry_per_document() {
             })
             .collect()
     };
-    db.record_remote_revs(R1, &rest(n - 500..n), &[]).unwrap();
-    assert_eq!(counts(&db, R1), ((n / 2 - 500) as u64, 0));
+    db.record_remote_revs(R1, &rest(n - 250..n), &[]).unwrap();
+    assert_eq!(counts(&db, R1), ((n / 2 - 250) as u64, 0));
     db.verify().unwrap();
-    db.record_remote_revs(R1, &rest(n / 2..n - 500), &[])
+    db.record_remote_revs(R1, &rest(n / 2..n - 250), &[])
         .unwrap();
     assert_eq!(counts(&db, R1), (0, 0));
     assert!(db.unsynced(R1, None, 10).unwrap().is_empty());
