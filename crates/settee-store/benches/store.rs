@@ -10,7 +10,10 @@
 //!   registered remote (each new note gets its unsynced entry);
 //! - `sync_state/*` on the loaded store synced with one remote except for 10 notes: the
 //!   counts, the list of the unsynced notes, one note's state, and what
-//!   `settee_replicate::status` reads offline (counts, list and both checkpoint documents).
+//!   `settee_replicate::status` reads offline (counts, list and both checkpoint documents);
+//! - `sync_state/first_push`: what a first push to a new remote costs the store: registering
+//!   the remote with a store of 10,000 notes, then confirming them all in seq order in
+//!   batches of 100, as the replicator does after each batch it writes.
 //!
 //! Quick run: `SETTEE_BENCH_DOCS=5000 cargo bench -p settee-store`. `SETTEE_BENCH_CACHE_MB`
 //! overrides sled's cache size (default: `OpenOptions`' 64 MiB).
@@ -176,6 +179,37 @@ fn bench_sync_state(c: &mut Criterion) {
             let pull = db.get_local("pull").ok();
             black_box((counts, list, push, pull))
         })
+    });
+    let first_push_docs = 10_000.min(n);
+    g.sample_size(10);
+    g.bench_function(BenchmarkId::new("first_push", first_push_docs), |b| {
+        b.iter_batched_ref(
+            || {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let db = open(&dir.path().join("db"), Durability::Immediate);
+                let mut by_seq: Vec<(String, Vec<Rev>)> = Vec::new();
+                let mut rng = StdRng::seed_from_u64(5);
+                for start in (0..first_push_docs).step_by(BATCH) {
+                    let docs = (start..(start + BATCH).min(first_push_docs))
+                        .map(|i| note(i, &mut rng))
+                        .collect();
+                    for r in db.bulk_docs(docs, true).expect("load") {
+                        by_seq.push((r.id, vec![r.rev.expect("rev")]));
+                    }
+                }
+                (dir, db, by_seq)
+            },
+            |(_, db, by_seq)| {
+                db.register_remote(REMOTE, Default::default())
+                    .expect("register");
+                for batch in by_seq.chunks(100) {
+                    let held = batch.iter().cloned().collect();
+                    db.record_remote_revs(REMOTE, &held, &[]).expect("record");
+                }
+                assert_eq!(db.sync_counts(REMOTE).expect("counts").unsynced, 0);
+            },
+            criterion::BatchSize::LargeInput,
+        )
     });
     g.finish();
 }

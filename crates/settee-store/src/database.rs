@@ -51,6 +51,16 @@ const _: fn() = || {
     is::<Database>();
 };
 
+/// Whether a commit waits for its batch to be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// As the store's durability says (`Immediate`: flushed before the call returns).
+    AsConfigured,
+    /// Left to the next flush: for batches that may be lost in a crash without harm, as
+    /// long as every batch after them is not (sled recovers a prefix of its batches).
+    Deferred,
+}
+
 /// The counters a write changes, held under the write lock.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
@@ -151,16 +161,18 @@ impl Inner {
         batch: sled::Batch,
         counters: Counters,
     ) -> Result<()> {
-        self.commit_with(guard, batch, counters, || {})
+        self.commit_with(guard, batch, counters, Flush::AsConfigured, || {})
     }
 
-    /// [`Inner::commit`], running `applied` (under the writer lock) once the batch is
-    /// applied, to update in-memory state that mirrors it; not run if applying fails.
+    /// [`Inner::commit`], flushing as `flush` says, and running `applied` (under the writer
+    /// lock) once the batch is applied, to update in-memory state that mirrors it; not run
+    /// if applying fails.
     pub(crate) fn commit_with(
         &self,
         guard: &mut MutexGuard<'_, Counters>,
         mut batch: sled::Batch,
         counters: Counters,
+        flush: Flush,
         applied: impl FnOnce(),
     ) -> Result<()> {
         batch.insert(keys::META_COUNTERS, &counters.encode()[..]);
@@ -171,9 +183,9 @@ impl Inner {
             self.indexes.publish(c);
         }
         applied();
-        let flushed = match self.durability {
-            Durability::Immediate => self.tree.flush().map(|_| ()),
-            Durability::Relaxed { .. } => Ok(()),
+        let flushed = match (self.durability, flush) {
+            (Durability::Immediate, Flush::AsConfigured) => self.tree.flush().map(|_| ()),
+            _ => Ok(()),
         };
         // Publish even if the flush failed: the batch is applied and readers already see it.
         self.notifier.publish(counters.update_seq);

@@ -559,6 +559,20 @@ impl DocRecord {
         })
     }
 
+    /// The seq and tree of a record, without copying its body.
+    pub(crate) fn decode_tree(id: &str, bytes: &[u8]) -> crate::Result<(u64, RevTree)> {
+        let (header, _, rest) = DocHeader::split(id, bytes, RECORD_VERSION)?;
+        let bad = || crate::Error::corrupt(format!("record of {id:?}: bad tree length"));
+        let tlen = rest
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(bad)?;
+        let tree_bytes = rest.get(4..4 + tlen).ok_or_else(bad)?;
+        let tree: RevTree = serde_json::from_slice(tree_bytes)
+            .map_err(|e| crate::Error::corrupt(format!("rev tree of {id:?}: {e}")))?;
+        Ok((header.seq, tree))
+    }
+
     /// Decodes a format-1 record (no tree length, no body: the winner's body is under `R`).
     pub(crate) fn decode_v1(id: &str, bytes: &[u8]) -> crate::Result<(u64, RevTree)> {
         let (header, _, rest) = DocHeader::split(id, bytes, 1)?;

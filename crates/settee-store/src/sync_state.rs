@@ -41,7 +41,7 @@ use serde_json::{Map, Value};
 use settee_revtree::{Leaf, Rev, RevTree};
 
 use crate::changes::SeqEntries;
-use crate::database::Inner;
+use crate::database::{Flush, Inner};
 use crate::keys::{self, DocRecord, StoredRejection, Unsynced};
 use crate::{Database, Error, Result};
 
@@ -692,10 +692,21 @@ impl SyncBatch {
     /// goes in seq order, so that span is the batch it sent; what else is in it, such as
     /// documents its filter left out, gets an entry of its own). Keeps the intervals few.
     fn settle_confirmed(&mut self, inner: &Inner, i: usize, seqs: &[u64]) -> Result<()> {
-        let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
+        let mut seqs = seqs.to_vec();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
             return Ok(());
         };
-        self.settle(inner, i, first, last)?;
+        if last - first + 1 == seqs.len() as u64 {
+            // Every seq of the span is one of theirs (a push of documents not written since
+            // they became pending): nothing else there to read.
+            let r = &mut self.remotes[i];
+            r.pending.remove(first, last);
+            r.pending_changed = true;
+        } else {
+            self.settle(inner, i, first, last)?;
+        }
         while self.remotes[i].pending.0.len() > MAX_PENDING_INTERVALS {
             let Some((a, b)) = self.remotes[i].pending.smallest() else {
                 break;
@@ -1012,7 +1023,7 @@ impl Database {
         };
         batch.insert(keys::META_REMOTES, reg.encode_remotes()?);
         let counters = *guard;
-        inner.commit_with(&mut guard, batch, counters, || {
+        inner.commit_with(&mut guard, batch, counters, Flush::AsConfigured, || {
             *inner.registry_mut() = reg;
         })?;
         if fresh {
@@ -1282,8 +1293,12 @@ impl Database {
     /// Records what remote `name` is known to hold, after the fact: `held` revisions (a
     /// push's write results, or a `_revs_diff` that found them not missing) leave the
     /// documents' unsynced leaves, and `rejected` revisions (its per-document refusals) are
-    /// recorded against their documents until a later revision is accepted. One batch.
-    /// Does nothing for a remote that is not registered.
+    /// recorded against their documents until a later revision is accepted. One batch,
+    /// which does not wait for the disk even with `Durability::Immediate`: losing it in a
+    /// crash only makes documents look unsynced (never synced), and any later write that is
+    /// flushed, such as the replication's next checkpoint, takes it to disk first (sled
+    /// recovers a prefix of its batches), so a checkpoint never outlives the confirmations
+    /// before it. Does nothing for a remote that is not registered.
     ///
     /// # Errors
     /// [`Error::Storage`] / [`Error::Corrupt`]; nothing is recorded on error.
@@ -1303,7 +1318,7 @@ impl Database {
         };
         // Where each document stands, needed only while the remote has pending intervals.
         let pending = !sync.remotes[i].pending.is_empty();
-        let read = |id: &str| -> Result<Option<DocRecord>> {
+        let read = |id: &str| -> Result<Option<(u64, RevTree)>> {
             if !pending {
                 return Ok(None);
             }
@@ -1312,26 +1327,20 @@ impl Database {
                 .get(keys::doc_key(id))
                 .map_err(|e| inner.storage(e))?
             {
-                Some(v) => Ok(Some(DocRecord::decode(id, &v)?)),
+                Some(v) => Ok(Some(DocRecord::decode_tree(id, &v)?)),
                 None => Ok(None),
             }
         };
         let mut settled = Vec::new();
         for (id, revs) in held {
             let rec = read(id)?;
-            let pos = rec.as_ref().map(|r| Position {
-                seq: r.seq,
-                tree: &r.tree,
-            });
+            let pos = rec.as_ref().map(|(seq, tree)| Position { seq: *seq, tree });
             sync.mark_held(inner, i, id, pos.as_ref(), revs)?;
             settled.extend(pos.map(|p| p.seq));
         }
         for r in rejected {
             let rec = read(&r.id)?;
-            let pos = rec.as_ref().map(|r| Position {
-                seq: r.seq,
-                tree: &r.tree,
-            });
+            let pos = rec.as_ref().map(|(seq, tree)| Position { seq: *seq, tree });
             sync.reject(inner, i, pos.as_ref(), r)?;
             settled.extend(pos.map(|p| p.seq));
         }
@@ -1348,7 +1357,7 @@ impl Database {
         let mut batch = sled::Batch::default();
         let updates = sync.finish(inner, &mut batch)?;
         let counters = *guard;
-        inner.commit_with(&mut guard, batch, counters, || {
+        inner.commit_with(&mut guard, batch, counters, Flush::Deferred, || {
             if let Some(updates) = &updates {
                 inner.registry_mut().apply(updates);
             }

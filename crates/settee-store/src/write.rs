@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevStatus, RevTree};
 
 use crate::attachments::{attachment_digest, metas, AttMeta};
-use crate::database::{new_uuid, Counters, Inner};
+use crate::database::{new_uuid, Counters, Flush, Inner};
 use crate::index::IndexHook;
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::sync_state::{Edit, Position, RemoteUpdate, SyncBatch};
@@ -364,7 +364,7 @@ impl<'a> BatchState<'a> {
             Vec::new()
         };
         let (batch, counters, sync_updates) = self.finish()?;
-        let result = inner.commit_with(guard, batch, counters, || {
+        let result = inner.commit_with(guard, batch, counters, Flush::AsConfigured, || {
             if let Some(updates) = &sync_updates {
                 inner.registry_mut().apply(updates);
             }
