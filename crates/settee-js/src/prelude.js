@@ -1,0 +1,86 @@
+// The global environment of design document functions in Settee's sandbox: the helpers
+// CouchDB's JavaScript query server offers (emit, log, sum, isArray, toJSON) and the entry
+// points the Rust side calls. Values cross the boundary as JSON text.
+var __settee_fns = [];
+var __settee_rows = null;
+var __settee_log = [];
+
+function emit(key, value) {
+  if (__settee_rows === null) {
+    throw new Error("emit() can only be called from a map function");
+  }
+  __settee_rows.push([key === undefined ? null : key, value === undefined ? null : value]);
+}
+
+function log(message) {
+  if (__settee_log.length < 100) {
+    __settee_log.push(typeof message === "string" ? message : JSON.stringify(message));
+  }
+}
+
+function sum(values) {
+  var total = 0;
+  for (var i = 0; i < values.length; i++) {
+    total += values[i];
+  }
+  return total;
+}
+
+function isArray(value) {
+  return Array.isArray(value);
+}
+
+function toJSON(value) {
+  return JSON.stringify(value);
+}
+
+function __settee_text(value) {
+  var text = JSON.stringify(value);
+  return text === undefined ? "null" : text;
+}
+
+function __settee_compile(source) {
+  var fn = (0, eval)("(" + source + "\n)");
+  if (typeof fn !== "function") {
+    throw new TypeError("the source does not evaluate to a function");
+  }
+  __settee_fns.push(fn);
+  return __settee_fns.length - 1;
+}
+
+function __settee_map(index, doc) {
+  __settee_rows = [];
+  try {
+    __settee_fns[index](JSON.parse(doc));
+    return JSON.stringify(__settee_rows);
+  } finally {
+    __settee_rows = null;
+  }
+}
+
+function __settee_filter(index, doc, req) {
+  return !!__settee_fns[index](JSON.parse(doc), JSON.parse(req));
+}
+
+function __settee_validate(index, newDoc, oldDoc, userCtx, secObj) {
+  try {
+    __settee_fns[index](JSON.parse(newDoc), JSON.parse(oldDoc), JSON.parse(userCtx), JSON.parse(secObj));
+    return null;
+  } catch (e) {
+    // A thrown Error is a bug in the function; any other thrown value is the verdict.
+    if (e instanceof Error) {
+      throw e;
+    }
+    return __settee_text(e);
+  }
+}
+
+function __settee_reduce(index, keys, values, rereduce) {
+  return __settee_text(__settee_fns[index](JSON.parse(keys), JSON.parse(values), rereduce));
+}
+
+function __settee_take_log() {
+  var lines = __settee_log;
+  __settee_log = [];
+  return JSON.stringify(lines);
+}
