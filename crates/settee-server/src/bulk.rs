@@ -17,6 +17,7 @@ use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::route::Request;
 use crate::server::State;
+use crate::validate::{Validators, Writer};
 
 /// Where a JSON key falls among string ids in CouchDB's collation: `null`, booleans and
 /// numbers sort before every string, arrays and objects after.
@@ -231,8 +232,10 @@ pub(crate) async fn bulk_docs(
     } else {
         "forbidden"
     };
+    let writer = Writer::new(open, &user);
     let results = open
         .run(move |db| {
+            let validators = Validators::load(db)?;
             // Documents go to the store in one call, except `_local` ones (no revision
             // tree) and design documents a non-admin may not write: their results are
             // put back in their places.
@@ -249,6 +252,11 @@ pub(crate) async fn bulk_docs(
                 } else if id.starts_with("_design/") && !is_db_admin {
                     slots.push(Some(json!({"id": id, "error": denied,
                         "reason": "You are not a db or server admin."})));
+                } else if let Err(e) = validators.check(db, &writer, &d, new_edits) {
+                    // A refused document is that document's error; the others are written.
+                    slots.push(Some(
+                        json!({"id": id, "error": e.error, "reason": e.reason}),
+                    ));
                 } else {
                     slots.push(None);
                     tree_docs.push(d);

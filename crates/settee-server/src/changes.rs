@@ -1,7 +1,9 @@
 //! `GET`/`POST /{db}/_changes`: the `normal`, `longpoll`, `continuous` and `eventsource`
 //! feeds, with `since` (a sequence or `now`), `limit`, `descending`, `style`,
-//! `include_docs`, `conflicts`, `attachments`, `heartbeat`, `timeout`, and the built-in
-//! filters `_doc_ids`, `_selector` and `_design`. Sequences are the store's numbers.
+//! `include_docs`, `conflicts`, `attachments`, `heartbeat`, `timeout`, the built-in
+//! filters `_doc_ids`, `_selector` and `_design`, design document filter functions
+//! (`filter=ddoc/name`) and `filter=_view&view=ddoc/name` (a document passes when the view's
+//! map function emits a row for it). Sequences are the store's numbers.
 //! Live feeds follow the store's commits ([`settee_store::Database::live_changes`]) and end
 //! when the client goes away, the database is deleted or the server shuts down.
 
@@ -30,11 +32,65 @@ enum Filter {
     All,
     Design,
     Selector(Arc<Selector>),
+    Js(Arc<JsFilter>),
+}
+
+/// A JavaScript filter: a design document's filter function, or a view's map function.
+struct JsFilter {
+    /// `_design/ddoc filters.name` or `_design/ddoc views.name.map`.
+    origin: String,
+    source: String,
+    /// A view's map function: a document passes when it emits a row.
+    is_view: bool,
+    /// The `req` argument of a filter function.
+    req: Value,
+}
+
+impl JsFilter {
+    /// Runs the function on a change's document (on the blocking pool). A function that
+    /// throws keeps the document out of the feed, and the error is logged.
+    fn keeps(&self, change: &Change) -> bool {
+        let Some(doc) = change.doc.as_ref() else {
+            return false;
+        };
+        let verdict = crate::js::with_sandbox(|sandbox| {
+            let f = sandbox
+                .compile(&self.origin, &self.source)
+                .map_err(crate::js::js_error)?;
+            if self.is_view {
+                Ok(!sandbox
+                    .map(&f, doc)
+                    .map_err(crate::js::js_error)?
+                    .is_empty())
+            } else {
+                sandbox
+                    .filter(&f, doc, &self.req)
+                    .map_err(crate::js::js_error)
+            }
+        });
+        verdict.unwrap_or_else(|e| {
+            tracing::warn!(function = %self.origin, doc = %change.id, reason = %e.reason,
+                "a changes filter failed on a document; leaving it out");
+            false
+        })
+    }
+}
+
+/// Whether a live feed keeps `change`: JavaScript filters run on the blocking pool.
+async fn keep(filter: &Filter, change: Change) -> Option<Change> {
+    if let Filter::Js(f) = filter {
+        let f = f.clone();
+        return tokio::task::spawn_blocking(move || f.keeps(&change).then_some(change))
+            .await
+            .ok()
+            .flatten();
+    }
+    filter.keeps(&change).then_some(change)
 }
 
 impl Filter {
     fn needs_docs(&self) -> bool {
-        matches!(self, Filter::Selector(_))
+        matches!(self, Filter::Selector(_) | Filter::Js(_))
     }
 
     fn keeps(&self, change: &Change) -> bool {
@@ -45,6 +101,7 @@ impl Filter {
                 .doc
                 .as_ref()
                 .is_some_and(|d| !change.deleted && sel.matches(d)),
+            Filter::Js(f) => f.keeps(change),
         }
     }
 }
@@ -95,6 +152,20 @@ async fn params(
     req: Request,
 ) -> Result<(Params, Option<u64>), HttpError> {
     let q: Query = req.query();
+    let js_req = json!({
+        "info": {"db_name": open.name},
+        "id": null,
+        "method": req.method.as_str(),
+        "path": [open.name, "_changes"],
+        "query": q.to_json(),
+        "headers": {},
+        "body": "undefined",
+        "form": {},
+        "cookie": {},
+        "peer": "127.0.0.1",
+        "userCtx": {"db": open.name, "name": req.user.name, "roles": req.user.roles},
+        "secObj": Value::Object(open.security()),
+    });
     let post_body = if req.method == Method::POST {
         let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -176,9 +247,9 @@ async fn params(
             let view = q
                 .str("view")
                 .ok_or_else(|| HttpError::bad_request("filter=_view requires 'view' parameter"))?;
-            return Err(js_function_error(open, view, "views").await);
+            filter = js_filter(open, view, "views", js_req).await?;
         }
-        Some(name) => return Err(js_function_error(open, name, "filters").await),
+        Some(name) => filter = js_filter(open, name, "filters", js_req).await?,
     }
     let include_docs = q.bool("include_docs")?;
     let heartbeat = match q.str("heartbeat") {
@@ -218,33 +289,53 @@ async fn params(
     ))
 }
 
-/// A filter function or view (`ddoc/name`, under `kind` in the design document) needs
-/// JavaScript: CouchDB's 404s when the design document or the function is missing, else a
-/// clear refusal.
-async fn js_function_error(open: &OpenDb, name: &str, kind: &'static str) -> HttpError {
+/// A filter function or view (`ddoc/name`, under `kind` in the design document), compiled
+/// once here so that a broken one fails the request. CouchDB's 404s when the design
+/// document or the function is missing.
+async fn js_filter(
+    open: &OpenDb,
+    name: &str,
+    kind: &'static str,
+    req: Value,
+) -> Result<Filter, HttpError> {
     let Some((ddoc, fname)) = name.split_once('/') else {
-        return HttpError::bad_request("`filter` must be of the form `designname/filtername`");
+        return Err(HttpError::bad_request(
+            "`filter` must be of the form `designname/filtername`",
+        ));
     };
-    let id = format!("_design/{ddoc}");
-    let found = open
-        .run(move |db| Ok(db.get(&id, &Default::default()).ok()))
-        .await
-        .ok()
-        .flatten();
-    match found {
-        None => HttpError::not_found("missing"),
-        Some(doc) if doc.get(kind).is_none() => {
-            HttpError::not_found(format!("missing json key: {kind}"))
-        }
-        Some(doc) if doc.get(kind).and_then(|f| f.get(fname)).is_none() => {
-            HttpError::not_found(format!("missing json key: {fname}"))
-        }
-        Some(_) => HttpError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            format!("{kind} are JavaScript functions, which Settee does not run; use _selector or _doc_ids"),
-        ),
-    }
+    let ddoc = ddoc.to_owned();
+    let fname = fname.to_owned();
+    let f = open
+        .run(move |db| {
+            let doc =
+                crate::js::design_doc(db, &ddoc)?.ok_or_else(|| HttpError::not_found("missing"))?;
+            let path: Vec<&str> = if kind == "views" {
+                vec![kind, &fname, "map"]
+            } else {
+                vec![kind, &fname]
+            };
+            let origin = format!("_design/{ddoc} {}", path.join("."));
+            let source = crate::js::with_sandbox(|sandbox| {
+                crate::js::compile_member(sandbox, &doc, &path)?;
+                Ok(member_source(&doc, &path))
+            })?;
+            Ok(JsFilter {
+                origin,
+                source,
+                is_view: kind == "views",
+                req,
+            })
+        })
+        .await?;
+    Ok(Filter::Js(Arc::new(f)))
+}
+
+fn member_source(doc: &Value, path: &[&str]) -> String {
+    path.iter()
+        .try_fold(doc, |at, key| at.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `/{db}/_changes`.
@@ -402,7 +493,7 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
                 next = live.next() => match next {
                     Some(Ok(c)) => {
                         last_seq = c.seq;
-                        if p.filter.keeps(&c) { break true; }
+                        if keep(&p.filter, c).await.is_some() { break true; }
                     }
                     _ => break false,
                 },
@@ -475,7 +566,7 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
                 next = live.next() => match next {
                     Some(Ok(c)) => {
                         last_seq = c.seq;
-                        if !p.filter.keeps(&c) { continue; }
+                        let Some(c) = keep(&p.filter, c).await else { continue; };
                         let line = row_json(&c, &p).to_string();
                         let chunk = if sse {
                             format!("data: {line}\nid: {}\n\n", c.seq)

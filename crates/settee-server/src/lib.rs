@@ -42,6 +42,7 @@ mod db;
 mod document;
 mod error;
 mod find;
+mod js;
 mod multipart;
 mod options;
 mod query;
@@ -49,6 +50,8 @@ mod registry;
 mod root;
 mod route;
 mod server;
+mod validate;
+mod view;
 
 pub use advert::{Advert, ADVERT_FILE};
 pub use error::{Error, Result};

@@ -1,0 +1,138 @@
+//! `validate_doc_update`: every design document's validation function runs on each
+//! document written through the HTTP API (PUT, POST, DELETE, `_bulk_docs` with
+//! `new_edits` true or false, attachment PUT and DELETE, COPY). As in CouchDB, design
+//! documents (only admins write them) and `_local` documents are not validated, the
+//! function gets `(newDoc, oldDoc, userCtx, secObj)`, and a thrown `{forbidden}` or
+//! `{unauthorized}` refuses the write with 403 or 401.
+
+use serde_json::{json, Map, Value};
+use settee_revtree::Rev;
+use settee_store::{Database, GetOptions};
+
+use crate::auth::UserCtx;
+use crate::error::HttpError;
+use crate::js;
+use crate::registry::OpenDb;
+
+/// Who writes, as the validation functions see it.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    user_ctx: Value,
+    sec_obj: Value,
+}
+
+impl Writer {
+    /// The request's user in `open`: `userCtx` is `{db, name, roles}`, `secObj` the
+    /// database's security object.
+    pub(crate) fn new(open: &OpenDb, user: &UserCtx) -> Writer {
+        Writer {
+            user_ctx: json!({"db": open.name, "name": user.name, "roles": user.roles}),
+            sec_obj: Value::Object(open.security()),
+        }
+    }
+}
+
+/// The validation functions of a database at one moment: `(design doc id, source)`.
+pub(crate) struct Validators(Vec<(String, String)>);
+
+impl Validators {
+    /// Reads the design documents' `validate_doc_update` members.
+    pub(crate) fn load(db: &Database) -> Result<Validators, HttpError> {
+        let mut fns = Vec::new();
+        for ddoc in js::design_docs(db)? {
+            if let (Some(Value::String(id)), Some(Value::String(src))) =
+                (ddoc.get("_id"), ddoc.get("validate_doc_update"))
+            {
+                fns.push((id.clone(), src.clone()));
+            }
+        }
+        Ok(Validators(fns))
+    }
+
+    /// Checks one document about to be written (as the client sent it; `new_edits` says
+    /// whether it is an edit or a replicated revision). `Err` is the refusal.
+    pub(crate) fn check(
+        &self,
+        db: &Database,
+        writer: &Writer,
+        doc: &Value,
+        new_edits: bool,
+    ) -> Result<(), HttpError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
+        if id.starts_with("_design/") || id.starts_with("_local/") {
+            return Ok(());
+        }
+        let old = old_doc(db, id, doc, new_edits)?;
+        let new = as_validated(doc);
+        js::with_sandbox(|sandbox| {
+            for (ddoc_id, source) in &self.0 {
+                let f = sandbox
+                    .compile(&format!("{ddoc_id} validate_doc_update"), source)
+                    .map_err(js::js_error)?;
+                sandbox
+                    .validate(&f, &new, &old, &writer.user_ctx, &writer.sec_obj)
+                    .map_err(js::rejection_error)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The revision a write replaces: the one named by `_rev` for an edit, the nearest
+/// ancestor the store has for a replicated revision; `null` for a new document.
+fn old_doc(db: &Database, id: &str, doc: &Value, new_edits: bool) -> Result<Value, HttpError> {
+    if id.is_empty() {
+        return Ok(Value::Null);
+    }
+    let mut candidates: Vec<Rev> = Vec::new();
+    if new_edits {
+        if let Some(rev) = doc.get("_rev").and_then(Value::as_str) {
+            candidates.extend(rev.parse::<Rev>().ok());
+        }
+    } else if let Some(revs) = doc.get("_revisions") {
+        let start = revs.get("start").and_then(Value::as_u64).unwrap_or(0);
+        let ids = revs.get("ids").and_then(Value::as_array);
+        for (i, h) in ids.into_iter().flatten().enumerate().skip(1) {
+            let pos = start.saturating_sub(i as u64);
+            if let Some(h) = h.as_str() {
+                candidates.extend(format!("{pos}-{h}").parse::<Rev>().ok());
+            }
+        }
+    }
+    for rev in candidates {
+        let opts = GetOptions {
+            rev: Some(rev),
+            ..Default::default()
+        };
+        match db.get(id, &opts) {
+            Ok(found) => return Ok(found),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Value::Null)
+}
+
+/// The new document as a validation function sees it: attachments as stubs (their bytes
+/// are not the function's business).
+fn as_validated(doc: &Value) -> Value {
+    let mut doc = doc.clone();
+    if let Some(Value::Object(atts)) = doc.get_mut("_attachments") {
+        for att in atts.values_mut() {
+            if let Value::Object(a) = att {
+                let mut stub = Map::new();
+                for key in ["content_type", "digest", "length", "revpos", "encoding"] {
+                    if let Some(v) = a.get(key) {
+                        stub.insert(key.to_owned(), v.clone());
+                    }
+                }
+                stub.insert("stub".into(), Value::Bool(true));
+                *a = stub;
+            }
+        }
+    }
+    doc
+}

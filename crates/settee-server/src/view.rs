@@ -1,0 +1,674 @@
+//! `GET`/`POST /{db}/_design/{ddoc}/_view/{view}`: JavaScript views, computed on demand.
+//!
+//! A view's rows are made by running its map function over every live document (winning
+//! revisions; design documents excluded), sorted by CouchDB's collation of the keys, ties
+//! broken by document id. The sorted rows are cached per database, design document revision
+//! and view, for as long as the database's update sequence does not move; there is no
+//! persistent or incremental index. The query parameters are CouchDB's (`key`, `keys`,
+//! `startkey`/`endkey` with `_docid` tie-breakers, `inclusive_end`, `descending`, `skip`,
+//! `limit`, `include_docs`, `conflicts`, `reduce`, `group`, `group_level`, `update_seq`;
+//! `stale` and `update` are accepted and mean nothing here, since the view is always
+//! current). Reduce functions are the built-ins ([`settee_js::Builtin`]) or JavaScript,
+//! which gets chunks of rows and then a rereduce of the chunks' results. A map function
+//! that throws on a document is logged and the document left out, as CouchDB does.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use settee_js::{Builtin, Compiled, Sandbox};
+use settee_query::collate;
+use settee_store::{AllDocsOptions, Database, GetOptions};
+
+use crate::body;
+use crate::error::HttpError;
+use crate::js;
+use crate::query::Query;
+use crate::registry::OpenDb;
+use crate::route::Request;
+use crate::server::State;
+
+/// Rows a JavaScript reduce function gets in one call before the results are rereduced.
+const REDUCE_CHUNK: usize = 100;
+/// Views kept in the cache (all databases together); past this the cache starts afresh.
+const CACHE_CAPACITY: usize = 64;
+
+/// One row of a view's map output.
+#[derive(Debug, Clone)]
+struct Row {
+    key: Value,
+    id: String,
+    value: Value,
+}
+
+/// A computed view: the sorted rows for one design document revision at one update seq.
+struct Computed {
+    ddoc_rev: String,
+    update_seq: u64,
+    rows: Arc<Vec<Row>>,
+}
+
+type CacheKey = (String, String, String);
+
+fn cache() -> &'static Mutex<HashMap<CacheKey, Computed>> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Computed>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn query_parse_error(reason: impl Into<String>) -> HttpError {
+    HttpError::new(StatusCode::BAD_REQUEST, "query_parse_error", reason)
+}
+
+/// The parameters of one view query.
+#[derive(Debug, Default)]
+struct Args {
+    keys: Option<Vec<Value>>,
+    start: Option<Value>,
+    end: Option<Value>,
+    start_docid: Option<String>,
+    end_docid: Option<String>,
+    inclusive_end: bool,
+    descending: bool,
+    skip: usize,
+    limit: Option<usize>,
+    include_docs: bool,
+    conflicts: bool,
+    attachments: bool,
+    reduce: Option<bool>,
+    group: Option<bool>,
+    group_level: Option<usize>,
+    update_seq: bool,
+}
+
+fn positive(q: &Query, name: &str) -> Result<Option<u64>, HttpError> {
+    match q.str(name) {
+        None => Ok(None),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Some(n as u64)),
+            Ok(_) => Err(query_parse_error(format!(
+                "Invalid value for positive integer: \"{v}\""
+            ))),
+            Err(_) => Err(query_parse_error(format!(
+                "Invalid value for integer: \"{v}\""
+            ))),
+        },
+    }
+}
+
+fn opt_bool(q: &Query, name: &str) -> Result<Option<bool>, HttpError> {
+    Ok(if q.has(name) {
+        Some(q.bool(name)?)
+    } else {
+        None
+    })
+}
+
+impl Args {
+    fn parse(q: &Query, body_keys: Option<Vec<Value>>) -> Result<Args, HttpError> {
+        let keys = match body_keys {
+            Some(k) => Some(k),
+            None => match q.json("keys")? {
+                None => None,
+                Some(Value::Array(k)) => Some(k),
+                Some(_) => return Err(query_parse_error("`keys` must be an array of strings.")),
+            },
+        };
+        let key = q.json("key")?;
+        let start = match &key {
+            Some(k) => Some(k.clone()),
+            None => q.json("startkey")?.or(q.json("start_key")?),
+        };
+        let end = match key {
+            Some(k) => Some(k),
+            None => q.json("endkey")?.or(q.json("end_key")?),
+        };
+        let docid = |a: &str, b: &str| {
+            q.str(a)
+                .or(q.str(b))
+                .map(|s| serde_json::from_str::<String>(s).unwrap_or_else(|_| s.to_owned()))
+        };
+        match q.str("stale") {
+            None | Some("ok" | "update_after" | "false") => {}
+            Some(_) => return Err(query_parse_error("Invalid value for `stale`.")),
+        }
+        match q.str("update") {
+            None | Some("true" | "false" | "lazy") => {}
+            Some(_) => return Err(query_parse_error("Invalid value for `update`.")),
+        }
+        let group_level = positive(q, "group_level")?.map(|n| n as usize);
+        Ok(Args {
+            keys,
+            start,
+            end,
+            start_docid: docid("startkey_docid", "start_key_doc_id"),
+            end_docid: docid("endkey_docid", "end_key_doc_id"),
+            inclusive_end: q.bool_or("inclusive_end", true)?,
+            descending: q.bool("descending")?,
+            skip: positive(q, "skip")?.unwrap_or(0) as usize,
+            limit: positive(q, "limit")?.map(|n| n as usize),
+            include_docs: q.bool("include_docs")?,
+            conflicts: q.bool("conflicts")?,
+            attachments: q.bool("attachments")?,
+            reduce: opt_bool(q, "reduce")?,
+            group: opt_bool(q, "group")?,
+            group_level,
+            update_seq: q.bool("update_seq")?,
+        })
+    }
+
+    /// CouchDB's refusal of a range that is empty because it is backwards.
+    fn check_range(&self) -> Result<(), HttpError> {
+        let (Some(start), Some(end)) = (&self.start, &self.end) else {
+            return Ok(());
+        };
+        if self.keys.is_some() {
+            return Ok(());
+        }
+        let mut ord = collate(start, end);
+        if ord == Ordering::Equal {
+            if let (Some(a), Some(b)) = (&self.start_docid, &self.end_docid) {
+                ord = collate_ids(a, b);
+            }
+        }
+        match (self.descending, ord) {
+            (false, Ordering::Greater) => Err(query_parse_error(
+                "No rows can match your key range, reverse your start_key and end_key or set descending=true",
+            )),
+            (true, Ordering::Less) => Err(query_parse_error(
+                "No rows can match your key range, reverse your start_key and end_key or set descending=false",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a row (in ascending order) is past the start of the range, in the
+    /// direction of the query.
+    fn after_start(&self, row: &Row) -> bool {
+        let Some(start) = &self.start else {
+            return true;
+        };
+        let ord = collate(&row.key, start);
+        let ord = if ord == Ordering::Equal {
+            self.start_docid
+                .as_deref()
+                .map_or(Ordering::Equal, |d| collate_ids(&row.id, d))
+        } else {
+            ord
+        };
+        if self.descending {
+            ord != Ordering::Greater
+        } else {
+            ord != Ordering::Less
+        }
+    }
+
+    /// Whether a row is before the end of the range, in the direction of the query.
+    fn before_end(&self, row: &Row) -> bool {
+        let Some(end) = &self.end else {
+            return true;
+        };
+        let towards = if self.descending {
+            Ordering::Greater
+        } else {
+            Ordering::Less
+        };
+        let ord = collate(&row.key, end);
+        if ord != Ordering::Equal {
+            return ord == towards;
+        }
+        match &self.end_docid {
+            None => self.inclusive_end,
+            Some(d) => {
+                let ord = collate_ids(&row.id, d);
+                ord == towards || (self.inclusive_end && ord == Ordering::Equal)
+            }
+        }
+    }
+}
+
+fn collate_ids(a: &str, b: &str) -> Ordering {
+    collate(&Value::String(a.to_owned()), &Value::String(b.to_owned()))
+}
+
+fn row_order(a: &Row, b: &Row) -> Ordering {
+    collate(&a.key, &b.key).then_with(|| collate_ids(&a.id, &b.id))
+}
+
+/// `/{db}/_design/{ddoc}/_view/{view}`.
+pub(crate) async fn view(
+    state: &Arc<State>,
+    open: &Arc<OpenDb>,
+    ddoc: &str,
+    view: &str,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let mut q = req.query();
+    let mut body_keys = None;
+    if req.method == Method::POST {
+        body::require_json_type(&req.headers)?;
+        let b = body::read_json_object(req.body, state.limits.max_body).await?;
+        for (name, value) in b {
+            match (name.as_str(), value) {
+                ("keys", Value::Array(k)) => body_keys = Some(k),
+                ("keys", _) => {
+                    return Err(HttpError::bad_request("`keys` member must be an array."))
+                }
+                (_, Value::String(s)) if !s.starts_with('"') && !name.ends_with("key") => {
+                    q.push(name, s)
+                }
+                (_, v) => q.push(name, v.to_string()),
+            }
+        }
+    } else if !req.is_get() {
+        return Err(HttpError::method_not_allowed("GET,POST,HEAD"));
+    }
+    let args = Args::parse(&q, body_keys)?;
+    let ddoc = ddoc.to_owned();
+    let view = view.to_owned();
+    let db_name = open.name.clone();
+    let answer = open
+        .run(move |db| query(db, &db_name, &ddoc, &view, &args))
+        .await?;
+    Ok(body::json(StatusCode::OK, &answer))
+}
+
+/// What a view's design document says about it.
+struct ViewDef {
+    ddoc_id: String,
+    ddoc_rev: String,
+    map: String,
+    reduce: Option<String>,
+}
+
+fn view_def(db: &Database, ddoc: &str, view: &str) -> Result<ViewDef, HttpError> {
+    let doc = js::design_doc(db, ddoc)?.ok_or_else(|| HttpError::not_found("missing"))?;
+    let def = doc
+        .get("views")
+        .and_then(|v| v.get(view))
+        .ok_or_else(|| HttpError::not_found("missing_named_view"))?;
+    if let Some(lang) = doc.get("language").and_then(Value::as_str) {
+        if lang != "javascript" {
+            return Err(HttpError::bad_request(format!(
+                "Settee runs views in javascript only, not {lang}"
+            )));
+        }
+    }
+    let map = def
+        .get("map")
+        .and_then(Value::as_str)
+        .ok_or_else(|| HttpError::not_found("missing_named_view"))?
+        .to_owned();
+    Ok(ViewDef {
+        ddoc_id: format!("_design/{ddoc}"),
+        ddoc_rev: doc
+            .get("_rev")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        map,
+        reduce: def.get("reduce").and_then(Value::as_str).map(str::to_owned),
+    })
+}
+
+fn query(
+    db: &Database,
+    db_name: &str,
+    ddoc: &str,
+    view: &str,
+    args: &Args,
+) -> Result<Value, HttpError> {
+    let def = view_def(db, ddoc, view)?;
+    let reducing = match (&def.reduce, args.reduce) {
+        (None, Some(true)) => {
+            return Err(query_parse_error("Reduce is invalid for map-only views."))
+        }
+        (None, _) | (Some(_), Some(false)) => false,
+        (Some(_), _) => true,
+    };
+    let grouping = args.group == Some(true) || args.group_level.is_some();
+    if grouping && !reducing {
+        return Err(query_parse_error("Invalid use of grouping on a map view."));
+    }
+    if reducing && args.include_docs {
+        return Err(query_parse_error("`include_docs` is invalid for reduce"));
+    }
+    args.check_range()?;
+    let update_seq = db.info()?.update_seq;
+    let rows = rows_of(db, db_name, view, &def, update_seq)?;
+    let selected = select(&rows, args);
+    let mut out = if reducing {
+        let level = match (args.group, args.group_level) {
+            (_, Some(l)) => Some(l),
+            (Some(true), None) => None,
+            _ => Some(0),
+        };
+        let reduced = reduce_rows(&def, &selected, level)?;
+        let page: Vec<Value> = reduced
+            .into_iter()
+            .skip(args.skip)
+            .take(args.limit.unwrap_or(usize::MAX))
+            .map(|(key, value)| json!({"key": key, "value": value}))
+            .collect();
+        json!({"rows": page})
+    } else {
+        let total = rows.len();
+        let before = match &args.keys {
+            Some(_) => 0,
+            None => {
+                let ordered: Box<dyn Iterator<Item = &Row>> = if args.descending {
+                    Box::new(rows.iter().rev())
+                } else {
+                    Box::new(rows.iter())
+                };
+                ordered.take_while(|r| !args.after_start(r)).count()
+            }
+        };
+        let mut page = Vec::new();
+        for row in selected
+            .iter()
+            .skip(args.skip)
+            .take(args.limit.unwrap_or(usize::MAX))
+        {
+            let mut r = json!({"id": row.id, "key": row.key, "value": row.value});
+            if args.include_docs {
+                r["doc"] = included_doc(db, row, args)?;
+            }
+            page.push(r);
+        }
+        json!({"total_rows": total, "offset": (before + args.skip).min(total), "rows": page})
+    };
+    if args.update_seq {
+        out["update_seq"] = Value::from(update_seq);
+    }
+    Ok(out)
+}
+
+/// The rows a query selects, in the order it asks for.
+fn select<'a>(rows: &'a [Row], args: &Args) -> Vec<&'a Row> {
+    match &args.keys {
+        Some(keys) => {
+            let mut out = Vec::new();
+            for k in keys {
+                let lo = rows.partition_point(|r| collate(&r.key, k) == Ordering::Less);
+                let hi = rows.partition_point(|r| collate(&r.key, k) != Ordering::Greater);
+                let matching = &rows[lo..hi.max(lo)];
+                if args.descending {
+                    out.extend(matching.iter().rev());
+                } else {
+                    out.extend(matching.iter());
+                }
+            }
+            out
+        }
+        None => {
+            let ordered: Box<dyn Iterator<Item = &Row>> = if args.descending {
+                Box::new(rows.iter().rev())
+            } else {
+                Box::new(rows.iter())
+            };
+            ordered
+                .skip_while(|r| !args.after_start(r))
+                .take_while(|r| args.before_end(r))
+                .collect()
+        }
+    }
+}
+
+/// The document `include_docs` adds to a row: the emitting document, or the one a value
+/// `{"_id"}` (with an optional `_rev`) links to; `null` when it does not exist.
+fn included_doc(db: &Database, row: &Row, args: &Args) -> Result<Value, HttpError> {
+    let (id, rev) = match row.value.get("_id").and_then(Value::as_str) {
+        Some(linked) => (
+            linked.to_owned(),
+            row.value
+                .get("_rev")
+                .and_then(Value::as_str)
+                .and_then(|r| r.parse().ok()),
+        ),
+        None => (row.id.clone(), None),
+    };
+    let opts = GetOptions {
+        rev,
+        conflicts: args.conflicts,
+        attachments: args.attachments,
+        ..Default::default()
+    };
+    match db.get(&id, &opts) {
+        Ok(doc) => Ok(doc),
+        Err(e) if e.is_not_found() => Ok(Value::Null),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The view's sorted rows, from the cache when the database has not changed.
+fn rows_of(
+    db: &Database,
+    db_name: &str,
+    view: &str,
+    def: &ViewDef,
+    update_seq: u64,
+) -> Result<Arc<Vec<Row>>, HttpError> {
+    let key = (
+        format!("{db_name}\u{0}{}", db.uuid()),
+        def.ddoc_id.clone(),
+        view.to_owned(),
+    );
+    {
+        let cached = cache().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cached.get(&key) {
+            if c.ddoc_rev == def.ddoc_rev && c.update_seq == update_seq {
+                return Ok(c.rows.clone());
+            }
+        }
+    }
+    let rows = Arc::new(compute(db, view, def)?);
+    let mut cached = cache().lock().unwrap_or_else(|p| p.into_inner());
+    if cached.len() >= CACHE_CAPACITY && !cached.contains_key(&key) {
+        cached.clear();
+    }
+    cached.insert(
+        key,
+        Computed {
+            ddoc_rev: def.ddoc_rev.clone(),
+            update_seq,
+            rows: rows.clone(),
+        },
+    );
+    Ok(rows)
+}
+
+/// Runs the map function over every live document that is not a design document.
+fn compute(db: &Database, view: &str, def: &ViewDef) -> Result<Vec<Row>, HttpError> {
+    let docs = db.all_docs(&AllDocsOptions {
+        include_docs: true,
+        ..Default::default()
+    })?;
+    let origin = format!("{} views.{view}.map", def.ddoc_id);
+    let mut rows = js::with_sandbox(|sandbox| {
+        let f = sandbox.compile(&origin, &def.map).map_err(js::js_error)?;
+        let mut rows = Vec::new();
+        for r in docs.rows {
+            let (Some(id), Some(doc)) = (r.id, r.doc) else {
+                continue;
+            };
+            if id.starts_with("_design/") || doc.is_null() {
+                continue;
+            }
+            match sandbox.map(&f, &doc) {
+                Ok(emitted) => rows.extend(emitted.into_iter().map(|(key, value)| Row {
+                    key,
+                    id: id.clone(),
+                    value,
+                })),
+                Err(e @ settee_js::Error::Timeout { .. }) => return Err(js::js_error(e)),
+                Err(e) => {
+                    tracing::warn!(doc = %id, error = %e, "a map function failed on a document; it has no rows in the view");
+                }
+            }
+        }
+        for line in sandbox.take_log() {
+            tracing::info!(function = %origin, "{line}");
+        }
+        Ok(rows)
+    })?;
+    rows.sort_by(row_order);
+    Ok(rows)
+}
+
+/// The key a row is grouped under at `level` (`None`: the whole key).
+fn group_key(key: &Value, level: Option<usize>) -> Value {
+    match (level, key) {
+        (None, k) => k.clone(),
+        (Some(0), _) => Value::Null,
+        (Some(n), Value::Array(items)) => Value::Array(items.iter().take(n).cloned().collect()),
+        (Some(_), k) => k.clone(),
+    }
+}
+
+/// Groups consecutive rows by their group key and reduces each group.
+fn reduce_rows(
+    def: &ViewDef,
+    rows: &[&Row],
+    level: Option<usize>,
+) -> Result<Vec<(Value, Value)>, HttpError> {
+    let source = def.reduce.as_deref().unwrap_or_default();
+    let builtin = Builtin::parse(source);
+    let mut groups: Vec<(Value, Vec<&Row>)> = Vec::new();
+    for row in rows {
+        let k = group_key(&row.key, level);
+        match groups.last_mut() {
+            Some((last, members)) if collate(last, &k) == Ordering::Equal => members.push(row),
+            _ => groups.push((k, vec![row])),
+        }
+    }
+    if groups.is_empty() && level == Some(0) {
+        return Ok(Vec::new());
+    }
+    let origin = format!("{} views reduce", def.ddoc_id);
+    match builtin {
+        Some(b) => groups
+            .into_iter()
+            .map(|(k, members)| {
+                let keys: Vec<Value> = members.iter().map(|r| r.key.clone()).collect();
+                let values: Vec<Value> = members.iter().map(|r| r.value.clone()).collect();
+                b.reduce(&keys, &values, false)
+                    .map(|v| (k, v))
+                    .map_err(reduce_error)
+            })
+            .collect(),
+        None if source.trim_start().starts_with('_') => Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "query_parse_error",
+            format!("unknown built-in reduce function {}", source.trim()),
+        )),
+        None => js::with_sandbox(|sandbox| {
+            let f = sandbox.compile(&origin, source).map_err(js::js_error)?;
+            groups
+                .into_iter()
+                .map(|(k, members)| Ok((k, js_reduce(sandbox, &f, &members)?)))
+                .collect()
+        }),
+    }
+}
+
+/// A JavaScript reduction of one group: chunks reduced, then their results rereduced.
+fn js_reduce(sandbox: &Sandbox, f: &Compiled, rows: &[&Row]) -> Result<Value, HttpError> {
+    let mut partial = Vec::new();
+    for chunk in rows.chunks(REDUCE_CHUNK) {
+        let keys: Vec<(Value, String)> = chunk
+            .iter()
+            .map(|r| (r.key.clone(), r.id.clone()))
+            .collect();
+        let values: Vec<Value> = chunk.iter().map(|r| r.value.clone()).collect();
+        partial.push(
+            sandbox
+                .reduce(f, &keys, &values, false)
+                .map_err(reduce_error)?,
+        );
+    }
+    match partial.len() {
+        0 => sandbox.reduce(f, &[], &[], false).map_err(reduce_error),
+        1 => Ok(partial.pop().unwrap_or(Value::Null)),
+        _ => sandbox.reduce(f, &[], &partial, true).map_err(reduce_error),
+    }
+}
+
+fn reduce_error(e: settee_js::Error) -> HttpError {
+    match e {
+        settee_js::Error::Thrown { ref reason, .. }
+            if reason.starts_with("builtin_reduce_error") =>
+        {
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "builtin_reduce_error",
+                e.reason(),
+            )
+        }
+        e => js::js_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: Value, id: &str) -> Row {
+        Row {
+            key,
+            id: id.into(),
+            value: Value::Null,
+        }
+    }
+
+    fn ids(rows: &[Row], args: &Args) -> Vec<String> {
+        select(rows, args).iter().map(|r| r.id.clone()).collect()
+    }
+
+    #[test]
+    fn ranges_honour_docids_inclusive_end_and_descending() {
+        let rows = vec![
+            row(json!(1), "a"),
+            row(json!(2), "b"),
+            row(json!(2), "c"),
+            row(json!(3), "d"),
+        ];
+        let mut args = Args {
+            start: Some(json!(2)),
+            end: Some(json!(2)),
+            inclusive_end: true,
+            ..Default::default()
+        };
+        assert_eq!(ids(&rows, &args), ["b", "c"]);
+        args.start_docid = Some("c".into());
+        assert_eq!(ids(&rows, &args), ["c"]);
+        args.start_docid = None;
+        args.end_docid = Some("b".into());
+        assert_eq!(ids(&rows, &args), ["b"]);
+        args.inclusive_end = false;
+        assert_eq!(ids(&rows, &args), Vec::<String>::new());
+        let desc = Args {
+            start: Some(json!(3)),
+            end: Some(json!(2)),
+            inclusive_end: false,
+            descending: true,
+            ..Default::default()
+        };
+        assert_eq!(ids(&rows, &desc), ["d"]);
+        let keys = Args {
+            keys: Some(vec![json!(3), json!(2), json!(9)]),
+            ..Default::default()
+        };
+        assert_eq!(ids(&rows, &keys), ["d", "b", "c"]);
+    }
+
+    #[test]
+    fn group_keys_truncate_arrays_only() {
+        assert_eq!(group_key(&json!([1, 2, 3]), Some(2)), json!([1, 2]));
+        assert_eq!(group_key(&json!("x"), Some(2)), json!("x"));
+        assert_eq!(group_key(&json!([1]), Some(0)), Value::Null);
+        assert_eq!(group_key(&json!([1, 2]), None), json!([1, 2]));
+    }
+}
