@@ -35,6 +35,17 @@ pub enum Error {
         /// The limit it reached.
         limit: Duration,
     },
+    /// A built-in reduce got a value it cannot reduce (CouchDB answers this inside the
+    /// row's value, not as a failed request).
+    #[error("builtin_reduce_error: {reason}")]
+    BuiltinReduce {
+        /// The built-in (`_sum`).
+        origin: String,
+        /// What it needs.
+        reason: String,
+        /// The value it could not use.
+        caused_by: Value,
+    },
     /// The sandbox ran out of its memory allowance.
     #[error("{origin} ran out of memory ({limit} bytes)")]
     OutOfMemory {
@@ -66,6 +77,7 @@ impl Error {
         match self {
             Error::Compile { .. } => "compilation_error",
             Error::Thrown { .. } | Error::BadResult { .. } => "js_error",
+            Error::BuiltinReduce { .. } => "builtin_reduce_error",
             Error::Timeout { .. } => "timeout",
             Error::OutOfMemory { .. } | Error::Engine { .. } => "os_process_error",
         }
@@ -77,6 +89,7 @@ impl Error {
             Error::Compile { reason, .. }
             | Error::Thrown { reason, .. }
             | Error::BadResult { reason, .. }
+            | Error::BuiltinReduce { reason, .. }
             | Error::Engine { reason } => reason.clone(),
             Error::Timeout { limit, .. } => format!("stopped after running for {limit:?}"),
             Error::OutOfMemory { limit, .. } => format!("out of memory ({limit} bytes)"),
@@ -97,8 +110,12 @@ pub enum Rejection {
     /// The function threw `{unauthorized: reason}`: HTTP 401 `unauthorized`.
     #[error("unauthorized: {0}")]
     Unauthorized(Value),
-    /// The function threw something else (an `Error`, a string, another object), or could
-    /// not run: the write is refused as a server error.
+    /// The function threw something that is neither an `Error` nor a `{forbidden}` or
+    /// `{unauthorized}` object (a string, another object): CouchDB's `unknown_error`. The
+    /// value is the string, or the first member's value of an object.
+    #[error("unknown_error: {0}")]
+    Other(Value),
+    /// The function threw an `Error` (a bug in it, such as a `TypeError`), or could not run.
     #[error(transparent)]
     Failed(#[from] Error),
 }

@@ -90,12 +90,10 @@ impl Builtin {
             Builtin::Stats => "numbers or objects with sum, count, min, max and sumsqr",
             _ => "numbers, arrays of numbers, or objects of those (not mixed)",
         };
-        Error::Thrown {
+        Error::BuiltinReduce {
             origin: self.name().to_owned(),
-            reason: format!(
-                "builtin_reduce_error: {} needs the view's values to be {wants}; got {value}",
-                self.name()
-            ),
+            reason: format!("{} needs the view's values to be {wants}", self.name()),
+            caused_by: value.clone(),
         }
     }
 }
@@ -266,8 +264,10 @@ mod tests {
             json!({"a": 3, "b": [1]})
         );
         assert_eq!(s(&[]).unwrap(), json!(0));
-        let e = s(&[json!(1), json!("x")]).unwrap_err();
-        assert!(e.to_string().contains("builtin_reduce_error"), "{e}");
+        match s(&[json!(1), json!("x")]).unwrap_err() {
+            Error::BuiltinReduce { caused_by, .. } => assert_eq!(caused_by, json!("x")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

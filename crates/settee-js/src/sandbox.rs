@@ -197,13 +197,10 @@ impl Sandbox {
             Value::Object(mut m) if m.len() == 1 && m.contains_key("unauthorized") => Err(
                 Rejection::Unauthorized(m.remove("unauthorized").unwrap_or_default()),
             ),
-            other => Err(Rejection::Failed(Error::Thrown {
-                origin: f.origin.to_string(),
-                reason: match other {
-                    Value::String(s) => s,
-                    v => v.to_string(),
-                },
-            })),
+            Value::Object(m) => Err(Rejection::Other(
+                m.into_iter().next().map(|(_, v)| v).unwrap_or_default(),
+            )),
+            other => Err(Rejection::Other(other)),
         }
     }
 

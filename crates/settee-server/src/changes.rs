@@ -48,12 +48,12 @@ struct JsFilter {
 
 impl JsFilter {
     /// Runs the function on a change's document (on the blocking pool). A function that
-    /// throws keeps the document out of the feed, and the error is logged.
-    fn keeps(&self, change: &Change) -> bool {
+    /// throws fails the feed, as in CouchDB.
+    fn keeps(&self, change: &Change) -> Result<bool, HttpError> {
         let Some(doc) = change.doc.as_ref() else {
-            return false;
+            return Ok(false);
         };
-        let verdict = crate::js::with_sandbox(|sandbox| {
+        crate::js::with_sandbox(|sandbox| {
             let f = sandbox
                 .compile(&self.origin, &self.source)
                 .map_err(crate::js::js_error)?;
@@ -67,25 +67,19 @@ impl JsFilter {
                     .filter(&f, doc, &self.req)
                     .map_err(crate::js::js_error)
             }
-        });
-        verdict.unwrap_or_else(|e| {
-            tracing::warn!(function = %self.origin, doc = %change.id, reason = %e.reason,
-                "a changes filter failed on a document; leaving it out");
-            false
         })
     }
 }
 
 /// Whether a live feed keeps `change`: JavaScript filters run on the blocking pool.
-async fn keep(filter: &Filter, change: Change) -> Option<Change> {
+async fn keep(filter: &Filter, change: Change) -> Result<Option<Change>, HttpError> {
     if let Filter::Js(f) = filter {
         let f = f.clone();
-        return tokio::task::spawn_blocking(move || f.keeps(&change).then_some(change))
+        return tokio::task::spawn_blocking(move || Ok(f.keeps(&change)?.then_some(change)))
             .await
-            .ok()
-            .flatten();
+            .map_err(|e| HttpError::internal(format!("a changes filter failed: {e}")))?;
     }
-    filter.keeps(&change).then_some(change)
+    Ok(filter.keeps(&change)?.then_some(change))
 }
 
 impl Filter {
@@ -93,16 +87,16 @@ impl Filter {
         matches!(self, Filter::Selector(_) | Filter::Js(_))
     }
 
-    fn keeps(&self, change: &Change) -> bool {
-        match self {
+    fn keeps(&self, change: &Change) -> Result<bool, HttpError> {
+        Ok(match self {
             Filter::All => true,
             Filter::Design => change.id.starts_with("_design/"),
             Filter::Selector(sel) => change
                 .doc
                 .as_ref()
                 .is_some_and(|d| !change.deleted && sel.matches(d)),
-            Filter::Js(f) => f.keeps(change),
-        }
+            Filter::Js(f) => return f.keeps(change),
+        })
     }
 }
 
@@ -407,7 +401,12 @@ fn collect(
             limit: if unfiltered { limit } else { None },
             ..opts
         })?;
-        let mut rows: Vec<Change> = ch.results.into_iter().filter(|c| filter.keeps(c)).collect();
+        let mut rows = Vec::new();
+        for c in ch.results {
+            if filter.keeps(&c)? {
+                rows.push(c);
+            }
+        }
         if let Some(l) = limit {
             rows.truncate(l);
         }
@@ -434,7 +433,7 @@ fn collect(
         let short = ch.results.len() < FILTER_PAGE;
         for c in ch.results {
             let seq = c.seq;
-            if filter.keeps(&c) {
+            if filter.keeps(&c)? {
                 rows.push(c);
             }
             since = seq;
@@ -493,7 +492,14 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
                 next = live.next() => match next {
                     Some(Ok(c)) => {
                         last_seq = c.seq;
-                        if keep(&p.filter, c).await.is_some() { break true; }
+                        match keep(&p.filter, c).await {
+                            Ok(Some(_)) => break true,
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(db = %open.name, reason = %e.reason, "changes filter failed");
+                                break false;
+                            }
+                        }
                     }
                     _ => break false,
                 },
@@ -566,7 +572,14 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
                 next = live.next() => match next {
                     Some(Ok(c)) => {
                         last_seq = c.seq;
-                        let Some(c) = keep(&p.filter, c).await else { continue; };
+                        let c = match keep(&p.filter, c).await {
+                            Ok(Some(c)) => c,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                tracing::warn!(db = %open.name, reason = %e.reason, "changes filter failed");
+                                break;
+                            }
+                        };
                         let line = row_json(&c, &p).to_string();
                         let chunk = if sse {
                             format!("data: {line}\nid: {}\n\n", c.seq)

@@ -62,6 +62,18 @@ pub(crate) fn rejection_error(r: Rejection) -> HttpError {
     match r {
         Rejection::Forbidden(v) => HttpError::forbidden(text(v)),
         Rejection::Unauthorized(v) => HttpError::unauthorized(text(v)),
+        Rejection::Other(v) => {
+            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "unknown_error", text(v))
+        }
+        Rejection::Failed(settee_js::Error::Thrown { reason, .. }) => {
+            // `TypeError: x is null` is CouchDB's `{"error": "TypeError", "reason": ...}`.
+            match reason.split_once(": ") {
+                Some((name, msg)) if !name.is_empty() && !name.contains(' ') => {
+                    HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, name, msg)
+                }
+                _ => HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "js_error", reason),
+            }
+        }
         Rejection::Failed(e) => js_error(e),
         _ => HttpError::internal("validate_doc_update failed"),
     }

@@ -58,15 +58,15 @@ impl Validators {
         doc: &Value,
         new_edits: bool,
     ) -> Result<(), HttpError> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
         let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
-        if id.starts_with("_design/") || id.starts_with("_local/") {
+        if id.starts_with("_design/") {
+            return check_design(doc);
+        }
+        if self.0.is_empty() || id.starts_with("_local/") {
             return Ok(());
         }
         let old = old_doc(db, id, doc, new_edits)?;
-        let new = as_validated(doc);
+        let new = as_validated(doc, new_edits);
         js::with_sandbox(|sandbox| {
             for (ddoc_id, source) in &self.0 {
                 let f = sandbox
@@ -105,6 +105,7 @@ fn old_doc(db: &Database, id: &str, doc: &Value, new_edits: bool) -> Result<Valu
     for rev in candidates {
         let opts = GetOptions {
             rev: Some(rev),
+            revs: true,
             ..Default::default()
         };
         match db.get(id, &opts) {
@@ -117,9 +118,24 @@ fn old_doc(db: &Database, id: &str, doc: &Value, new_edits: bool) -> Result<Valu
 }
 
 /// The new document as a validation function sees it: attachments as stubs (their bytes
-/// are not the function's business).
-fn as_validated(doc: &Value) -> Value {
+/// are not the function's business), and for an edit the `_revisions` of the revision it
+/// replaces.
+fn as_validated(doc: &Value, new_edits: bool) -> Value {
     let mut doc = doc.clone();
+    if new_edits {
+        let rev = doc
+            .get("_rev")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse::<Rev>().ok());
+        if let (Some(rev), Value::Object(m)) = (rev, &mut doc) {
+            let text = rev.to_string();
+            let hash = text.split_once('-').map_or("", |(_, h)| h);
+            m.insert(
+                "_revisions".into(),
+                json!({"start": rev.pos(), "ids": [hash]}),
+            );
+        }
+    }
     if let Some(Value::Object(atts)) = doc.get_mut("_attachments") {
         for att in atts.values_mut() {
             if let Value::Object(a) = att {
@@ -135,4 +151,51 @@ fn as_validated(doc: &Value) -> Value {
         }
     }
     doc
+}
+
+/// A design document about to be written: its views' JavaScript must compile (CouchDB
+/// refuses a design document whose map or reduce function is broken, with 400
+/// `compilation_error`) and a built-in reduce must exist (`invalid_design_doc`).
+fn check_design(doc: &Value) -> Result<(), HttpError> {
+    let Some(Value::Object(views)) = doc.get("views") else {
+        return Ok(());
+    };
+    let lang = doc
+        .get("language")
+        .and_then(Value::as_str)
+        .unwrap_or("javascript");
+    if lang != "javascript" {
+        return Ok(());
+    }
+    let id = doc
+        .get("_id")
+        .and_then(Value::as_str)
+        .unwrap_or("_design/?");
+    js::with_sandbox(|sandbox| {
+        for (name, view) in views {
+            for kind in ["map", "reduce"] {
+                let Some(source) = view.get(kind).and_then(Value::as_str) else {
+                    continue;
+                };
+                if kind == "reduce" && source.trim_start().starts_with('_') {
+                    if settee_js::Builtin::parse(source).is_none() {
+                        return Err(HttpError::bad_request(format!(
+                            "`{}` is not a supported reduce function.",
+                            source.trim()
+                        ))
+                        .named("invalid_design_doc"));
+                    }
+                    continue;
+                }
+                if let Err(e) = sandbox.compile(&format!("{id} views.{name}.{kind}"), source) {
+                    return Err(HttpError::bad_request(format!(
+                        "Compilation of the {kind} function in the '{name}' view failed: {}",
+                        e.reason()
+                    ))
+                    .named("compilation_error"));
+                }
+            }
+        }
+        Ok(())
+    })
 }

@@ -6,11 +6,14 @@
 //! and view, for as long as the database's update sequence does not move; there is no
 //! persistent or incremental index. The query parameters are CouchDB's (`key`, `keys`,
 //! `startkey`/`endkey` with `_docid` tie-breakers, `inclusive_end`, `descending`, `skip`,
-//! `limit`, `include_docs`, `conflicts`, `reduce`, `group`, `group_level`, `update_seq`;
-//! `stale` and `update` are accepted and mean nothing here, since the view is always
-//! current). Reduce functions are the built-ins ([`settee_js::Builtin`]) or JavaScript,
-//! which gets chunks of rows and then a rereduce of the chunks' results. A map function
-//! that throws on a document is logged and the document left out, as CouchDB does.
+//! `limit`, `include_docs`, `conflicts`, `reduce`, `group`, `group_level`, `update_seq`,
+//! `stale`/`update`). Rows with the same key and id are ordered by value. `stale=ok` /
+//! `update=false` answer from the cached rows however old (none when the view was never
+//! computed, like CouchDB's unbuilt index); `stale=update_after` / `update=lazy` do too and
+//! then bring the cache up to date. Reduce functions are the built-ins
+//! ([`settee_js::Builtin`]) or JavaScript, which gets chunks of rows and then a rereduce of
+//! the chunks' results. A map function that throws on a document is logged and the document
+//! left out, and a JavaScript reduce that throws gives `null`, as in CouchDB.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -81,6 +84,20 @@ struct Args {
     group: Option<bool>,
     group_level: Option<usize>,
     update_seq: bool,
+    staleness: Staleness,
+}
+
+/// How current the rows must be (`stale` / `update`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Staleness {
+    /// Computed for the current update sequence (the default).
+    #[default]
+    Current,
+    /// Whatever is cached (`stale=ok`, `update=false`).
+    Cached,
+    /// Whatever is cached, then the cache is brought up to date (`stale=update_after`,
+    /// `update=lazy`).
+    CachedThenUpdate,
 }
 
 fn positive(q: &Query, name: &str) -> Result<Option<u64>, HttpError> {
@@ -130,12 +147,16 @@ impl Args {
                 .or(q.str(b))
                 .map(|s| serde_json::from_str::<String>(s).unwrap_or_else(|_| s.to_owned()))
         };
-        match q.str("stale") {
-            None | Some("ok" | "update_after" | "false") => {}
+        let mut staleness = match q.str("stale") {
+            None | Some("false") => Staleness::Current,
+            Some("ok") => Staleness::Cached,
+            Some("update_after") => Staleness::CachedThenUpdate,
             Some(_) => return Err(query_parse_error("Invalid value for `stale`.")),
-        }
+        };
         match q.str("update") {
-            None | Some("true" | "false" | "lazy") => {}
+            None | Some("true") => {}
+            Some("false") => staleness = Staleness::Cached,
+            Some("lazy") => staleness = Staleness::CachedThenUpdate,
             Some(_) => return Err(query_parse_error("Invalid value for `update`.")),
         }
         let group_level = positive(q, "group_level")?.map(|n| n as usize);
@@ -156,6 +177,7 @@ impl Args {
             group: opt_bool(q, "group")?,
             group_level,
             update_seq: q.bool("update_seq")?,
+            staleness,
         })
     }
 
@@ -234,7 +256,9 @@ fn collate_ids(a: &str, b: &str) -> Ordering {
 }
 
 fn row_order(a: &Row, b: &Row) -> Ordering {
-    collate(&a.key, &b.key).then_with(|| collate_ids(&a.id, &b.id))
+    collate(&a.key, &b.key)
+        .then_with(|| collate_ids(&a.id, &b.id))
+        .then_with(|| collate(&a.value, &b.value))
 }
 
 /// `/{db}/_design/{ddoc}/_view/{view}`.
@@ -335,9 +359,24 @@ fn query(
     if reducing && args.include_docs {
         return Err(query_parse_error("`include_docs` is invalid for reduce"));
     }
+    let multi_key = args.keys.as_ref().is_some_and(|k| k.len() > 1);
+    if reducing && multi_key && args.group != Some(true) && args.group_level.is_none() {
+        return Err(query_parse_error(
+            "Multi-key fetches for reduce views must use `group=true`",
+        ));
+    }
     args.check_range()?;
     let update_seq = db.info()?.update_seq;
-    let rows = rows_of(db, db_name, view, &def, update_seq)?;
+    let rows = match args.staleness {
+        Staleness::Current => rows_of(db, db_name, view, &def, update_seq)?,
+        stale => {
+            let cached = cached_rows(db, db_name, view, &def);
+            if stale == Staleness::CachedThenUpdate {
+                rows_of(db, db_name, view, &def, update_seq)?;
+            }
+            cached.unwrap_or_default()
+        }
+    };
     let selected = select(&rows, args);
     let mut out = if reducing {
         let level = match (args.group, args.group_level) {
@@ -391,7 +430,13 @@ fn select<'a>(rows: &'a [Row], args: &Args) -> Vec<&'a Row> {
     match &args.keys {
         Some(keys) => {
             let mut out = Vec::new();
-            for k in keys {
+            // Descending, CouchDB takes the keys in reverse order too.
+            let ordered: Box<dyn Iterator<Item = &Value>> = if args.descending {
+                Box::new(keys.iter().rev())
+            } else {
+                Box::new(keys.iter())
+            };
+            for k in ordered {
                 let lo = rows.partition_point(|r| collate(&r.key, k) == Ordering::Less);
                 let hi = rows.partition_point(|r| collate(&r.key, k) != Ordering::Greater);
                 let matching = &rows[lo..hi.max(lo)];
@@ -443,6 +488,23 @@ fn included_doc(db: &Database, row: &Row, args: &Args) -> Result<Value, HttpErro
     }
 }
 
+fn cache_key(db: &Database, db_name: &str, view: &str, def: &ViewDef) -> CacheKey {
+    (
+        format!("{db_name}\u{0}{}", db.uuid()),
+        def.ddoc_id.clone(),
+        view.to_owned(),
+    )
+}
+
+/// The cached rows of this design document revision's view, however old.
+fn cached_rows(db: &Database, db_name: &str, view: &str, def: &ViewDef) -> Option<Arc<Vec<Row>>> {
+    let cached = cache().lock().unwrap_or_else(|p| p.into_inner());
+    cached
+        .get(&cache_key(db, db_name, view, def))
+        .filter(|c| c.ddoc_rev == def.ddoc_rev)
+        .map(|c| c.rows.clone())
+}
+
 /// The view's sorted rows, from the cache when the database has not changed.
 fn rows_of(
     db: &Database,
@@ -451,11 +513,7 @@ fn rows_of(
     def: &ViewDef,
     update_seq: u64,
 ) -> Result<Arc<Vec<Row>>, HttpError> {
-    let key = (
-        format!("{db_name}\u{0}{}", db.uuid()),
-        def.ddoc_id.clone(),
-        view.to_owned(),
-    );
+    let key = cache_key(db, db_name, view, def);
     {
         let cached = cache().lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cached.get(&key) {
@@ -480,10 +538,12 @@ fn rows_of(
     Ok(rows)
 }
 
-/// Runs the map function over every live document that is not a design document.
+/// Runs the map function over every live document that is not a design document (with
+/// `_conflicts`, as CouchDB's indexer reads them).
 fn compute(db: &Database, view: &str, def: &ViewDef) -> Result<Vec<Row>, HttpError> {
     let docs = db.all_docs(&AllDocsOptions {
         include_docs: true,
+        conflicts: true,
         ..Default::default()
     })?;
     let origin = format!("{} views.{view}.map", def.ddoc_id);
@@ -554,9 +614,17 @@ fn reduce_rows(
             .map(|(k, members)| {
                 let keys: Vec<Value> = members.iter().map(|r| r.key.clone()).collect();
                 let values: Vec<Value> = members.iter().map(|r| r.value.clone()).collect();
-                b.reduce(&keys, &values, false)
-                    .map(|v| (k, v))
-                    .map_err(reduce_error)
+                // CouchDB puts a built-in's complaint in the row's value.
+                let v = match b.reduce(&keys, &values, false) {
+                    Ok(v) => v,
+                    Err(settee_js::Error::BuiltinReduce {
+                        reason, caused_by, ..
+                    }) => {
+                        json!({"error": "builtin_reduce_error", "reason": reason, "caused_by": caused_by})
+                    }
+                    Err(e) => return Err(reduce_error(e)),
+                };
+                Ok((k, v))
             })
             .collect(),
         None if source.trim_start().starts_with('_') => Err(HttpError::new(
@@ -597,18 +665,7 @@ fn js_reduce(sandbox: &Sandbox, f: &Compiled, rows: &[&Row]) -> Result<Value, Ht
 }
 
 fn reduce_error(e: settee_js::Error) -> HttpError {
-    match e {
-        settee_js::Error::Thrown { ref reason, .. }
-            if reason.starts_with("builtin_reduce_error") =>
-        {
-            HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "builtin_reduce_error",
-                e.reason(),
-            )
-        }
-        e => js::js_error(e),
-    }
+    js::js_error(e)
 }
 
 #[cfg(test)]
@@ -662,6 +719,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ids(&rows, &keys), ["d", "b", "c"]);
+        let keys_desc = Args {
+            descending: true,
+            ..keys
+        };
+        assert_eq!(ids(&rows, &keys_desc), ["c", "b", "d"]);
     }
 
     #[test]
