@@ -651,16 +651,25 @@ fn js_reduce(sandbox: &Sandbox, f: &Compiled, rows: &[&Row]) -> Result<Value, Ht
             .map(|r| (r.key.clone(), r.id.clone()))
             .collect();
         let values: Vec<Value> = chunk.iter().map(|r| r.value.clone()).collect();
-        partial.push(
-            sandbox
-                .reduce(f, &keys, &values, false)
-                .map_err(reduce_error)?,
-        );
+        partial.push(forgiving(sandbox.reduce(f, &keys, &values, false))?);
     }
     match partial.len() {
-        0 => sandbox.reduce(f, &[], &[], false).map_err(reduce_error),
+        0 => forgiving(sandbox.reduce(f, &[], &[], false)),
         1 => Ok(partial.pop().unwrap_or(Value::Null)),
-        _ => sandbox.reduce(f, &[], &partial, true).map_err(reduce_error),
+        _ => forgiving(sandbox.reduce(f, &[], &partial, true)),
+    }
+}
+
+/// A reduce function that throws gives `null` (logged), as in CouchDB; running out of time
+/// or memory fails the query.
+fn forgiving(r: settee_js::Result<Value>) -> Result<Value, HttpError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e @ settee_js::Error::Thrown { .. }) => {
+            tracing::warn!(error = %e, "a reduce function failed; its result is null");
+            Ok(Value::Null)
+        }
+        Err(e) => Err(reduce_error(e)),
     }
 }
 

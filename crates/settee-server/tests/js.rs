@@ -103,7 +103,8 @@ fn design() -> Value {
             },
             "linked": {"map": "function (doc) { if (doc.target) emit(doc._id, {_id: doc.target}); }"},
             "throws": {"map": "function (doc) { if (doc.n === 3) throw new Error('no'); emit(doc._id, null); }"},
-            "bad_sum": {"map": "function (doc) { emit(doc._id, 'text'); }", "reduce": "_sum"}
+            "bad_sum": {"map": "function (doc) { emit(doc._id, 'text'); }", "reduce": "_sum"},
+            "js_throws": {"map": "function (doc) { emit(doc.kind, 1); }", "reduce": "function (keys) { return keys[0].foo.bar; }"}
         },
         "filters": {
             "kind": "function (doc, req) { return doc.kind === req.query.kind; }",
@@ -244,6 +245,8 @@ async fn views_answer_as_couchdb_does() {
         "sum?include_docs=true",
         "sum?group_level=-1",
         "bad_sum",
+        "js_throws",
+        "js_throws?group=true",
     ];
     let mut problems = Vec::new();
     // CouchDB's `offset` with `keys` is its shards' sum of per-key offsets, which no single
