@@ -254,9 +254,12 @@ pub(crate) async fn bulk_docs(
                         "reason": "You are not a db or server admin."})));
                 } else if let Err(e) = validators.check(db, &writer, &d, new_edits) {
                     // A refused document is that document's error; the others are written.
-                    slots.push(Some(
-                        json!({"id": id, "error": e.error, "reason": e.reason}),
-                    ));
+                    let mut row = json!({"id": id, "error": e.error, "reason": e.reason});
+                    // A replicated revision's error row names it, as CouchDB's does.
+                    if let (false, Some(rev)) = (new_edits, d.get("_rev")) {
+                        row["rev"] = rev.clone();
+                    }
+                    slots.push(Some(row));
                 } else {
                     slots.push(None);
                     tree_docs.push(d);

@@ -522,11 +522,18 @@ async fn validate_doc_update_refuses_writes_as_couchdb_does() {
         .call(Method::POST, "/_bulk_docs", Some(bulk.clone()))
         .await;
     let (cs, cb) = couch.call(Method::POST, "/_bulk_docs", Some(bulk)).await;
-    let rows = |b: &Value| -> Vec<(Value, Value, Value)> {
+    let rows = |b: &Value| -> Vec<(Value, Value, Value, bool)> {
         b.as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["id"].clone(), r["ok"].clone(), r["error"].clone()))
+            .map(|r| {
+                (
+                    r["id"].clone(),
+                    r["ok"].clone(),
+                    r["error"].clone(),
+                    r.get("rev").is_some(),
+                )
+            })
             .collect()
     };
     if ss != cs || rows(&sb) != rows(&cb) {
