@@ -8,8 +8,12 @@
 //! source text) and then called with JSON values. Everything crosses the boundary as JSON
 //! text, so a function sees exactly the document CouchDB would pass it and cannot reach Rust.
 //!
+//! CommonJS `require` loads modules stored in the design document
+//! ([`Sandbox::compile_with_modules`]).
+//!
 //! **Architecture Invariant:** no I/O. A function cannot read files, the network or the
-//! clock beyond `Date`; `require`, `provides`, `send` and `getRow` do not exist.
+//! clock beyond `Date`; `require` reads only the JSON it is given; `provides`, `send` and
+//! `getRow` do not exist.
 //!
 //! **API Boundary:** a [`Sandbox`] is neither `Send` nor `Sync` (QuickJS runtimes are not);
 //! callers keep one per thread (the server keeps one per blocking-pool thread).

@@ -39,13 +39,60 @@ function __settee_text(value) {
   return text === undefined ? "null" : text;
 }
 
-function __settee_compile(source) {
-  var fn = (0, eval)("(" + source + "\n)");
+function __settee_keep(fn) {
   if (typeof fn !== "function") {
     throw new TypeError("the source does not evaluate to a function");
   }
   __settee_fns.push(fn);
   return __settee_fns.length - 1;
+}
+
+function __settee_compile(source) {
+  return __settee_keep((0, eval)("(" + source + "\n)"));
+}
+
+// A `require` for CommonJS modules stored in `root` (a design document, or the part of it
+// a view may use): paths are from the root, `./` and `../` from the requiring module's
+// folder; each module runs once per compiled function.
+function __settee_require_in(root) {
+  var loaded = {};
+  function make(folder) {
+    return function (path) {
+      var parts = path.charAt(0) === "." ? folder.slice() : [];
+      var steps = String(path).split("/");
+      for (var i = 0; i < steps.length; i++) {
+        if (steps[i] === "..") {
+          parts.pop();
+        } else if (steps[i] !== "." && steps[i] !== "") {
+          parts.push(steps[i]);
+        }
+      }
+      var id = parts.join("/");
+      if (Object.prototype.hasOwnProperty.call(loaded, id)) {
+        return loaded[id].exports;
+      }
+      var node = root;
+      for (var j = 0; j < parts.length; j++) {
+        if (node === null || typeof node !== "object" || !(parts[j] in node)) {
+          throw new Error("require: no module " + id);
+        }
+        node = node[parts[j]];
+      }
+      if (typeof node !== "string") {
+        throw new Error("require: " + id + " is not a module's source");
+      }
+      var module = { id: id, exports: {} };
+      loaded[id] = module;
+      new Function("module", "exports", "require", node)(module, module.exports, make(parts.slice(0, -1)));
+      return module.exports;
+    };
+  }
+  return make([]);
+}
+
+function __settee_compile_in(source, root) {
+  var require = __settee_require_in(JSON.parse(root));
+  return __settee_keep(new Function("require", "return (" + source + "\n);")(require));
 }
 
 function __settee_map(index, doc) {

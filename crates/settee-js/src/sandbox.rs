@@ -148,6 +148,41 @@ impl Sandbox {
         Ok(Compiled { index, origin })
     }
 
+    /// Compiles `source` like [`Sandbox::compile`], with a CommonJS `require` that loads
+    /// modules from `modules` (CouchDB gives filter and validation functions the whole
+    /// design document, map functions `{"views": {"lib": ...}}`). A source that does not
+    /// mention `require` is compiled as by [`Sandbox::compile`].
+    pub fn compile_with_modules(
+        &self,
+        origin: &str,
+        source: &str,
+        modules: &Value,
+    ) -> Result<Compiled> {
+        if !source.contains("require") || modules.is_null() {
+            return self.compile(origin, source);
+        }
+        let modules = modules.to_string();
+        let key = format!("{source}\u{0}{modules}");
+        if let Some(&index) = self.compiled.borrow().get(&key) {
+            return Ok(Compiled {
+                index,
+                origin: Arc::from(origin),
+            });
+        }
+        let text = source.trim().trim_end_matches(';').to_owned();
+        let index: u32 = self
+            .call(origin, "__settee_compile_in", (text, modules))
+            .map_err(|e| match e {
+                Error::Thrown { origin, reason } => Error::Compile { origin, reason },
+                other => other,
+            })?;
+        self.compiled.borrow_mut().insert(key, index);
+        Ok(Compiled {
+            index,
+            origin: Arc::from(origin),
+        })
+    }
+
     /// Runs a map function on `doc`: the `(key, value)` pairs it emitted, in order.
     pub fn map(&self, f: &Compiled, doc: &Value) -> Result<Vec<(Value, Value)>> {
         let text: String = self.call(&f.origin, "__settee_map", (f.index, doc.to_string()))?;

@@ -226,3 +226,48 @@ fn the_same_source_is_compiled_once() {
     s.compile("b", src).unwrap();
     assert_eq!(s.function_count(), 1);
 }
+
+#[test]
+fn require_loads_commonjs_modules_from_the_design_document() {
+    let s = sandbox();
+    let ddoc = json!({
+        "views": {"lib": {
+            "util": "var helper = require('./helper'); exports.key = function (doc) { return helper.up(doc.name); };",
+            "helper": "exports.up = function (s) { return s.toUpperCase(); }; exports.loads = (exports.loads || 0) + 1;"
+        }},
+        "filters": {"f": "function (doc) { return require('views/lib/util').key(doc) === 'A'; }"}
+    });
+    let map = s
+        .compile_with_modules(
+            "_design/d views.v.map",
+            "function (doc) { emit(require('views/lib/util').key(doc), require('views/lib/helper').loads); }",
+            &json!({"views": {"lib": ddoc["views"]["lib"]}}),
+        )
+        .unwrap();
+    assert_eq!(
+        s.map(&map, &json!({"name": "b"})).unwrap(),
+        vec![(json!("B"), json!(1))]
+    );
+    let filter = s
+        .compile_with_modules(
+            "_design/d filters.f",
+            ddoc["filters"]["f"].as_str().unwrap(),
+            &ddoc,
+        )
+        .unwrap();
+    assert!(s
+        .filter(&filter, &json!({"name": "a"}), &json!({}))
+        .unwrap());
+    let missing = s
+        .compile_with_modules(
+            "_design/d views.w.map",
+            "function (doc) { emit(require('views/lib/nope'), 1); }",
+            &ddoc,
+        )
+        .unwrap();
+    let e = s.map(&missing, &json!({})).unwrap_err();
+    assert!(
+        e.to_string().contains("require: no module views/lib/nope"),
+        "{e}"
+    );
+}

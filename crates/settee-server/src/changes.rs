@@ -44,6 +44,8 @@ struct JsFilter {
     is_view: bool,
     /// The `req` argument of a filter function.
     req: Value,
+    /// What `require` loads from (the design document, or its `views.lib`).
+    modules: Value,
 }
 
 impl JsFilter {
@@ -55,7 +57,7 @@ impl JsFilter {
         };
         crate::js::with_sandbox(|sandbox| {
             let f = sandbox
-                .compile(&self.origin, &self.source)
+                .compile_with_modules(&self.origin, &self.source, &self.modules)
                 .map_err(crate::js::js_error)?;
             if self.is_view {
                 Ok(!sandbox
@@ -309,8 +311,13 @@ async fn js_filter(
                 vec![kind, &fname]
             };
             let origin = format!("_design/{ddoc} {}", path.join("."));
+            let modules = if kind == "views" {
+                crate::js::view_modules(&doc)
+            } else {
+                doc.clone()
+            };
             let source = crate::js::with_sandbox(|sandbox| {
-                crate::js::compile_member(sandbox, &doc, &path)?;
+                crate::js::compile_member(sandbox, &doc, &path, &modules)?;
                 Ok(member_source(&doc, &path))
             })?;
             Ok(JsFilter {
@@ -318,6 +325,7 @@ async fn js_filter(
                 source,
                 is_view: kind == "views",
                 req,
+                modules,
             })
         })
         .await?;

@@ -35,6 +35,10 @@ pub(crate) fn with_sandbox<T>(
             .as_ref()
             .ok_or_else(|| HttpError::internal("no JavaScript sandbox"))?;
         let out = f(sandbox);
+        // What the functions passed to `log()` goes to the server's log, as in CouchDB.
+        for line in sandbox.take_log() {
+            tracing::info!(target: "settee::js", "{line}");
+        }
         if sandbox.is_broken() || sandbox.function_count() > MAX_FUNCTIONS {
             *slot = None;
         }
@@ -108,12 +112,23 @@ pub(crate) fn design_docs(db: &Database) -> Result<Vec<Map<String, Value>>, Http
         .collect())
 }
 
-/// A function member of a design document (`path` like `["filters", "by_type"]`), compiled.
-/// 404s as CouchDB words them when the member is missing.
+/// What `require` may load in a map function: the design document's `views.lib` (as
+/// CouchDB allows); `null` when there is none.
+pub(crate) fn view_modules(ddoc: &Value) -> Value {
+    match ddoc.get("views").and_then(|v| v.get("lib")) {
+        Some(lib) => serde_json::json!({"views": {"lib": lib}}),
+        None => Value::Null,
+    }
+}
+
+/// A function member of a design document (`path` like `["filters", "by_type"]`), compiled
+/// with `require` loading from `modules`. 404s as CouchDB words them when the member is
+/// missing.
 pub(crate) fn compile_member(
     sandbox: &Sandbox,
     ddoc: &Value,
     path: &[&str],
+    modules: &Value,
 ) -> Result<Compiled, HttpError> {
     let mut at = ddoc;
     for key in path {
@@ -129,6 +144,6 @@ pub(crate) fn compile_member(
         .and_then(Value::as_str)
         .unwrap_or("_design/?");
     sandbox
-        .compile(&format!("{id} {}", path.join(".")), source)
+        .compile_with_modules(&format!("{id} {}", path.join(".")), source, modules)
         .map_err(js_error)
 }

@@ -32,8 +32,9 @@ impl Writer {
     }
 }
 
-/// The validation functions of a database at one moment: `(design doc id, source)`.
-pub(crate) struct Validators(Vec<(String, String)>);
+/// The validation functions of a database at one moment: `(design doc id, source, design
+/// doc)` (the design document is what `require` loads from).
+pub(crate) struct Validators(Vec<(String, String, Value)>);
 
 impl Validators {
     /// Reads the design documents' `validate_doc_update` members.
@@ -43,7 +44,8 @@ impl Validators {
             if let (Some(Value::String(id)), Some(Value::String(src))) =
                 (ddoc.get("_id"), ddoc.get("validate_doc_update"))
             {
-                fns.push((id.clone(), src.clone()));
+                let (id, src) = (id.clone(), src.clone());
+                fns.push((id, src, Value::Object(ddoc)));
             }
         }
         Ok(Validators(fns))
@@ -68,9 +70,10 @@ impl Validators {
         let old = old_doc(db, id, doc, new_edits)?;
         let new = as_validated(doc, new_edits);
         js::with_sandbox(|sandbox| {
-            for (ddoc_id, source) in &self.0 {
+            for (ddoc_id, source, ddoc) in &self.0 {
+                let origin = format!("{ddoc_id} validate_doc_update");
                 let f = sandbox
-                    .compile(&format!("{ddoc_id} validate_doc_update"), source)
+                    .compile_with_modules(&origin, source, ddoc)
                     .map_err(js::js_error)?;
                 sandbox
                     .validate(&f, &new, &old, &writer.user_ctx, &writer.sec_obj)

@@ -305,6 +305,8 @@ struct ViewDef {
     ddoc_rev: String,
     map: String,
     reduce: Option<String>,
+    /// What `require` in the map function loads from (`views.lib`).
+    modules: Value,
 }
 
 fn view_def(db: &Database, ddoc: &str, view: &str) -> Result<ViewDef, HttpError> {
@@ -334,6 +336,7 @@ fn view_def(db: &Database, ddoc: &str, view: &str) -> Result<ViewDef, HttpError>
             .to_owned(),
         map,
         reduce: def.get("reduce").and_then(Value::as_str).map(str::to_owned),
+        modules: js::view_modules(&doc),
     })
 }
 
@@ -548,7 +551,9 @@ fn compute(db: &Database, view: &str, def: &ViewDef) -> Result<Vec<Row>, HttpErr
     })?;
     let origin = format!("{} views.{view}.map", def.ddoc_id);
     let mut rows = js::with_sandbox(|sandbox| {
-        let f = sandbox.compile(&origin, &def.map).map_err(js::js_error)?;
+        let f = sandbox
+            .compile_with_modules(&origin, &def.map, &def.modules)
+            .map_err(js::js_error)?;
         let mut rows = Vec::new();
         for r in docs.rows {
             let (Some(id), Some(doc)) = (r.id, r.doc) else {
@@ -568,9 +573,6 @@ fn compute(db: &Database, view: &str, def: &ViewDef) -> Result<Vec<Row>, HttpErr
                     tracing::warn!(doc = %id, error = %e, "a map function failed on a document; it has no rows in the view");
                 }
             }
-        }
-        for line in sandbox.take_log() {
-            tracing::info!(function = %origin, "{line}");
         }
         Ok(rows)
     })?;

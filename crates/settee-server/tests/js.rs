@@ -104,12 +104,16 @@ fn design() -> Value {
             "linked": {"map": "function (doc) { if (doc.target) emit(doc._id, {_id: doc.target}); }"},
             "throws": {"map": "function (doc) { if (doc.n === 3) throw new Error('no'); emit(doc._id, null); }"},
             "bad_sum": {"map": "function (doc) { emit(doc._id, 'text'); }", "reduce": "_sum"},
-            "js_throws": {"map": "function (doc) { emit(doc.kind, 1); }", "reduce": "function (keys) { return keys[0].foo.bar; }"}
+            "js_throws": {"map": "function (doc) { emit(doc.kind, 1); }", "reduce": "function (keys) { return keys[0].foo.bar; }"},
+            "lib": {"keys": "exports.of = function (doc) { return [doc.kind, doc.n]; };"},
+            "required": {"map": "function (doc) { emit(require('views/lib/keys').of(doc), null); }"}
         },
         "filters": {
             "kind": "function (doc, req) { return doc.kind === req.query.kind; }",
-            "throws": "function (doc) { throw new Error('boom'); }"
-        }
+            "throws": "function (doc) { throw new Error('boom'); }",
+            "required": "function (doc, req) { return require('lib/pick').ok(doc, req); }"
+        },
+        "lib": {"pick": "exports.ok = function (doc, req) { return doc.kind === req.query.kind; };"}
     })
 }
 
@@ -247,6 +251,8 @@ async fn views_answer_as_couchdb_does() {
         "bad_sum",
         "js_throws",
         "js_throws?group=true",
+        "required?limit=5&skip=2",
+        "lib",
     ];
     let mut problems = Vec::new();
     // CouchDB's `offset` with `keys` is its shards' sum of per-key offsets, which no single
@@ -257,6 +263,14 @@ async fn views_answer_as_couchdb_does() {
         }
         a
     };
+    let (s, b) = settee
+        .get("/_design/app/_view/required?limit=5&skip=2")
+        .await;
+    assert_eq!(
+        (s, b["rows"].as_array().map(Vec::len)),
+        (200, Some(5)),
+        "{b}"
+    );
     for case in cases {
         let path = format!("/_design/app/_view/{case}");
         let mut ours = settee.get(&path).await;
@@ -350,10 +364,18 @@ async fn changes_filter_functions_and_view_filters_pass_what_couchdb_passes() {
         "filter=app/kind&kind=none",
         "filter=_view&view=app/by_k",
         "filter=_view&view=app/linked&include_docs=true",
+        "filter=app/required&kind=z",
+        "filter=_view&view=app/required",
     ] {
         let path = format!("/_changes?{case}");
         let (ss, sb) = settee.get(&path).await;
         let (cs, cb) = couch.get(&path).await;
+        if case != "filter=app/kind&kind=none" {
+            assert!(
+                ss == 200 && !change_ids(&sb).is_empty(),
+                "{case}: {ss} {sb}"
+            );
+        }
         if ss != cs || change_ids(&sb) != change_ids(&cb) {
             problems.push(format!(
                 "{case}:\n  settee:  {ss} {sb}\n  couchdb: {cs} {cb}"
@@ -401,8 +423,10 @@ fn validating_design() -> Value {
             if (oldDoc && oldDoc.locked) throw({forbidden: 'locked'});
             if (newDoc._deleted && newDoc._id === 'keep') throw({forbidden: 'keep stays'});
             if (newDoc.dbname) throw({forbidden: userCtx.db});
+            require('lib/rule').check(newDoc);
             if (newDoc.show) throw({forbidden: JSON.stringify([Object.keys(newDoc).sort(), oldDoc && oldDoc.n, Object.keys(userCtx), userCtx.name, userCtx.roles, Object.keys(secObj).sort()])});
-        }"
+        }",
+        "lib": {"rule": "exports.check = function (doc) { if (doc.viaLib) throw({forbidden: 'lib says no'}); };"}
     })
 }
 
@@ -438,6 +462,11 @@ async fn validate_doc_update_refuses_writes_as_couchdb_does() {
         ("forbidden PUT", "/a", json!({"forbid": true})),
         ("unauthorized PUT", "/b", json!({"unauth": true})),
         ("accepted PUT", "/c", json!({"x": 1})),
+        (
+            "refused by a required module",
+            "/m",
+            json!({"viaLib": true}),
+        ),
         (
             "what the function sees, new doc",
             "/s",
