@@ -271,3 +271,26 @@ fn require_loads_commonjs_modules_from_the_design_document() {
         "{e}"
     );
 }
+
+#[test]
+fn endless_recursion_is_an_error_not_a_crash() {
+    // Run on a thread with a small stack, like a server's pool thread.
+    let outcome = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let s = sandbox();
+            let f = s
+                .compile(
+                    "_design/d views.deep.map",
+                    "function (doc) { function down(n) { return down(n + 1) + 1; } emit(down(0), 1); }",
+                )
+                .unwrap();
+            s.map(&f, &json!({})).map_err(|e| e.to_string())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let e = outcome.unwrap_err();
+    assert!(e.contains("_design/d views.deep.map"), "{e}");
+    assert!(e.to_lowercase().contains("stack"), "{e}");
+}

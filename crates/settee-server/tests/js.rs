@@ -541,6 +541,31 @@ async fn validate_doc_update_refuses_writes_as_couchdb_does() {
         )
         .await;
     problems.extend(differs("what the function sees, edit", ours, theirs));
+    // A multipart/related PUT (document and attachment bytes) is validated too.
+    for side in [&settee, &couch] {
+        for (id, forbid, want) in [("mp1", true, 403), ("mp2", false, 201)] {
+            let doc = json!({"forbid": forbid, "_attachments": {"a.txt": {"follows": true, "content_type": "text/plain", "length": 2}}});
+            let body = format!(
+                "--xyz\r\nContent-Type: application/json\r\n\r\n{doc}\r\n--xyz\r\n\r\nhi\r\n--xyz--"
+            );
+            let res = side
+                .http
+                .put(format!("{}/{id}", side.db_url))
+                .basic_auth(&side.user, Some(&side.password))
+                .header("Content-Type", "multipart/related; boundary=\"xyz\"")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            if status != want {
+                problems.push(format!(
+                    "multipart PUT {id}: {status} {}",
+                    res.text().await.unwrap()
+                ));
+            }
+        }
+    }
     // Bulk: refused documents are error rows, the others are written.
     let bulk = json!({"docs": [
         {"_id": "b1", "forbid": true},
