@@ -55,6 +55,7 @@ mod route;
 mod server;
 mod validate;
 mod view;
+mod view_rows;
 
 pub use advert::{Advert, ADVERT_FILE};
 pub use error::{Error, Result};
