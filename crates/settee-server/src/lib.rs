@@ -40,6 +40,7 @@ mod auth;
 mod body;
 mod bulk;
 mod changes;
+mod changes_filter;
 mod cors;
 mod db;
 mod document;
