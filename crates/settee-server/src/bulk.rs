@@ -241,7 +241,8 @@ pub(crate) async fn bulk_docs(
             // put back in their places.
             let mut slots: Vec<Option<Value>> = Vec::with_capacity(docs.len());
             let mut tree_docs = Vec::new();
-            for d in docs {
+            for mut d in docs {
+                validators.assign_id(&mut d, new_edits);
                 let id = d.get("_id").and_then(Value::as_str).unwrap_or("");
                 if id.starts_with("_local/") {
                     let id = id.to_owned();

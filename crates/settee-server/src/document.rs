@@ -250,7 +250,10 @@ pub(crate) async fn write_one(
 ) -> Result<DocResult, HttpError> {
     let mut results = open
         .run(move |db| {
-            Validators::load(db)?.check(db, &writer, &doc, new_edits)?;
+            let mut doc = doc;
+            let validators = Validators::load(db)?;
+            validators.assign_id(&mut doc, new_edits);
+            validators.check(db, &writer, &doc, new_edits)?;
             Ok(db.bulk_docs_checked(vec![doc], new_edits)?)
         })
         .await?;

@@ -51,6 +51,21 @@ impl Validators {
         Ok(Validators(fns))
     }
 
+    /// Gives a new document without `_id` its id now, when there are functions to run:
+    /// CouchDB's functions see the id the document will have. (Without functions the store
+    /// assigns it.)
+    pub(crate) fn assign_id(&self, doc: &mut Value, new_edits: bool) {
+        if self.0.is_empty() || !new_edits {
+            return;
+        }
+        if let Value::Object(m) = doc {
+            if !m.contains_key("_id") {
+                let bytes: [u8; 16] = rand::random();
+                m.insert("_id".into(), Value::String(hex_of(&bytes)));
+            }
+        }
+    }
+
     /// Checks one document about to be written (as the client sent it; `new_edits` says
     /// whether it is an edit or a replicated revision). `Err` is the refusal.
     pub(crate) fn check(
@@ -82,6 +97,10 @@ impl Validators {
             Ok(())
         })
     }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The revision a write replaces: the one named by `_rev` for an edit, the nearest

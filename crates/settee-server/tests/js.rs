@@ -423,6 +423,7 @@ fn validating_design() -> Value {
             if (oldDoc && oldDoc.locked) throw({forbidden: 'locked'});
             if (newDoc._deleted && newDoc._id === 'keep') throw({forbidden: 'keep stays'});
             if (newDoc.dbname) throw({forbidden: userCtx.db});
+            if (newDoc.idtype) throw({forbidden: typeof newDoc._id + ' ' + newDoc._id.length});
             require('lib/rule').check(newDoc);
             if (newDoc.show) throw({forbidden: JSON.stringify([Object.keys(newDoc).sort(), oldDoc && oldDoc.n, Object.keys(userCtx), userCtx.name, userCtx.roles, Object.keys(secObj).sort()])});
         }",
@@ -486,6 +487,22 @@ async fn validate_doc_update_refuses_writes_as_couchdb_does() {
         let ours = settee.call(Method::PUT, path, Some(body.clone())).await;
         let theirs = couch.call(Method::PUT, path, Some(body)).await;
         problems.extend(differs(what, ours, theirs));
+    }
+    // A POST without `_id`: the function sees the id the document gets.
+    let ours = settee
+        .call(Method::POST, "", Some(json!({"idtype": 1})))
+        .await;
+    let theirs = couch
+        .call(Method::POST, "", Some(json!({"idtype": 1})))
+        .await;
+    problems.extend(differs("POST without _id", ours, theirs));
+    let bulk = json!({"docs": [{"idtype": 1}]});
+    let ours = settee
+        .call(Method::POST, "/_bulk_docs", Some(bulk.clone()))
+        .await;
+    let theirs = couch.call(Method::POST, "/_bulk_docs", Some(bulk)).await;
+    if ours.1[0]["reason"] != json!("string 32") || ours.1[0]["reason"] != theirs.1[0]["reason"] {
+        problems.push(format!("bulk without _id: {ours:?} / {theirs:?}"));
     }
     let ours = settee
         .call(Method::POST, "", Some(json!({"forbid": 1})))
