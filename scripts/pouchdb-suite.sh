@@ -5,8 +5,8 @@
 #
 #   scripts/pouchdb-suite.sh [GREP]
 #
-# Env: TEST_GROUPS (default "integration find"; mapreduce needs JavaScript views, which
-# Settee does not run), POUCHDB_SUITE (the runner's folder; default ../shared/pouchdb-suite
+# Env: TEST_GROUPS (default "integration find", the groups of issue 14's goal; add
+# mapreduce for the view tests), POUCHDB_SUITE (the runner's folder; default ../shared/pouchdb-suite
 # beside the repository), SETTEE_BIN (default target/debug/settee, built if missing),
 # SETTEE_SERVE_LOG (where the server's log goes), and the runner's own (NAME, GREP, ...).
 # Results: the runner's summary.txt (its path is printed). Exit status: the runner's.

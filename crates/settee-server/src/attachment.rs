@@ -18,6 +18,7 @@ use crate::error::HttpError;
 use crate::registry::OpenDb;
 use crate::route::{check, Request};
 use crate::server::State;
+use crate::validate::Writer;
 
 /// `/{db}/{docid}/{name}`.
 pub(crate) async fn attachment(
@@ -202,6 +203,7 @@ async fn put(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream")
         .to_owned();
+    let writer = Writer::new(open, &req.user);
     let data = body::read_bytes(req.body, state.limits.max_body).await?;
     let mut doc = base_doc(open, id, rev).await?;
     let atts = doc
@@ -216,7 +218,7 @@ async fn put(
             }),
         );
     }
-    let result = write_one(open, Value::Object(doc), true).await?;
+    let result = write_one(open, Value::Object(doc), true, writer).await?;
     let mut res = body::json(StatusCode::CREATED, &result);
     if let Some(r) = &result.rev {
         res = body::with_etag(res, &r.to_string());
@@ -242,6 +244,7 @@ async fn delete(
             None => return Err(HttpError::conflict()),
         },
     };
+    let writer = Writer::new(open, &req.user);
     let mut doc = base_doc(open, id, Some(rev)).await?;
     let removed = doc
         .get_mut("_attachments")
@@ -250,7 +253,7 @@ async fn delete(
     if removed.is_none() {
         return Err(HttpError::not_found("Document is missing attachment"));
     }
-    let result = write_one(open, Value::Object(doc), true).await?;
+    let result = write_one(open, Value::Object(doc), true, writer).await?;
     Ok(body::json(StatusCode::OK, &result))
 }
 

@@ -17,6 +17,7 @@ use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::route::Request;
 use crate::server::State;
+use crate::validate::{Validators, Writer};
 
 /// Where a JSON key falls among string ids in CouchDB's collation: `null`, booleans and
 /// numbers sort before every string, arrays and objects after.
@@ -231,14 +232,17 @@ pub(crate) async fn bulk_docs(
     } else {
         "forbidden"
     };
+    let writer = Writer::new(open, &user);
     let results = open
         .run(move |db| {
+            let validators = Validators::load(db)?;
             // Documents go to the store in one call, except `_local` ones (no revision
             // tree) and design documents a non-admin may not write: their results are
             // put back in their places.
             let mut slots: Vec<Option<Value>> = Vec::with_capacity(docs.len());
             let mut tree_docs = Vec::new();
-            for d in docs {
+            for mut d in docs {
+                validators.assign_id(&mut d, new_edits);
                 let id = d.get("_id").and_then(Value::as_str).unwrap_or("");
                 if id.starts_with("_local/") {
                     let id = id.to_owned();
@@ -249,6 +253,14 @@ pub(crate) async fn bulk_docs(
                 } else if id.starts_with("_design/") && !is_db_admin {
                     slots.push(Some(json!({"id": id, "error": denied,
                         "reason": "You are not a db or server admin."})));
+                } else if let Err(e) = validators.check(db, &writer, &d, new_edits) {
+                    // A refused document is that document's error; the others are written.
+                    let mut row = json!({"id": id, "error": e.error, "reason": e.reason});
+                    // A replicated revision's error row names it, as CouchDB's does.
+                    if let (false, Some(rev)) = (new_edits, d.get("_rev")) {
+                        row["rev"] = rev.clone();
+                    }
+                    slots.push(Some(row));
                 } else {
                     slots.push(None);
                     tree_docs.push(d);

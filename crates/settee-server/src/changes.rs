@@ -1,7 +1,10 @@
 //! `GET`/`POST /{db}/_changes`: the `normal`, `longpoll`, `continuous` and `eventsource`
 //! feeds, with `since` (a sequence or `now`), `limit`, `descending`, `style`,
-//! `include_docs`, `conflicts`, `attachments`, `heartbeat`, `timeout`, and the built-in
-//! filters `_doc_ids`, `_selector` and `_design`. Sequences are the store's numbers.
+//! `include_docs`, `conflicts`, `attachments`, `heartbeat`, `timeout`, the built-in
+//! filters `_doc_ids`, `_selector` and `_design`, design document filter functions
+//! (`filter=ddoc/name`) and `filter=_view&view=ddoc/name` (a document passes when the view's
+//! map function emits a row for it; the filters are `changes_filter.rs`). Sequences are the
+//! store's numbers.
 //! Live feeds follow the store's commits ([`settee_store::Database::live_changes`]) and end
 //! when the client goes away, the database is deleted or the server shuts down.
 
@@ -18,36 +21,12 @@ use settee_store::{Change, ChangesOptions, ChangesStyle, Database};
 use tokio::sync::mpsc;
 
 use crate::body;
+use crate::changes_filter::{js_filter, keep, Filter};
 use crate::error::HttpError;
 use crate::query::Query;
 use crate::registry::OpenDb;
 use crate::route::Request;
 use crate::server::{stream_body, State};
-
-/// Which changes a feed lists beyond what the store filters itself (`_doc_ids`).
-#[derive(Clone)]
-enum Filter {
-    All,
-    Design,
-    Selector(Arc<Selector>),
-}
-
-impl Filter {
-    fn needs_docs(&self) -> bool {
-        matches!(self, Filter::Selector(_))
-    }
-
-    fn keeps(&self, change: &Change) -> bool {
-        match self {
-            Filter::All => true,
-            Filter::Design => change.id.starts_with("_design/"),
-            Filter::Selector(sel) => change
-                .doc
-                .as_ref()
-                .is_some_and(|d| !change.deleted && sel.matches(d)),
-        }
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Feed {
@@ -95,6 +74,20 @@ async fn params(
     req: Request,
 ) -> Result<(Params, Option<u64>), HttpError> {
     let q: Query = req.query();
+    let js_req = json!({
+        "info": {"db_name": open.name},
+        "id": null,
+        "method": req.method.as_str(),
+        "path": [open.name, "_changes"],
+        "query": q.to_json(),
+        "headers": {},
+        "body": "undefined",
+        "form": {},
+        "cookie": {},
+        "peer": "127.0.0.1",
+        "userCtx": {"db": open.name, "name": req.user.name, "roles": req.user.roles},
+        "secObj": Value::Object(open.security()),
+    });
     let post_body = if req.method == Method::POST {
         let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -176,9 +169,9 @@ async fn params(
             let view = q
                 .str("view")
                 .ok_or_else(|| HttpError::bad_request("filter=_view requires 'view' parameter"))?;
-            return Err(js_function_error(open, view, "views").await);
+            filter = js_filter(open, view, "views", js_req).await?;
         }
-        Some(name) => return Err(js_function_error(open, name, "filters").await),
+        Some(name) => filter = js_filter(open, name, "filters", js_req).await?,
     }
     let include_docs = q.bool("include_docs")?;
     let heartbeat = match q.str("heartbeat") {
@@ -216,35 +209,6 @@ async fn params(
         },
         since,
     ))
-}
-
-/// A filter function or view (`ddoc/name`, under `kind` in the design document) needs
-/// JavaScript: CouchDB's 404s when the design document or the function is missing, else a
-/// clear refusal.
-async fn js_function_error(open: &OpenDb, name: &str, kind: &'static str) -> HttpError {
-    let Some((ddoc, fname)) = name.split_once('/') else {
-        return HttpError::bad_request("`filter` must be of the form `designname/filtername`");
-    };
-    let id = format!("_design/{ddoc}");
-    let found = open
-        .run(move |db| Ok(db.get(&id, &Default::default()).ok()))
-        .await
-        .ok()
-        .flatten();
-    match found {
-        None => HttpError::not_found("missing"),
-        Some(doc) if doc.get(kind).is_none() => {
-            HttpError::not_found(format!("missing json key: {kind}"))
-        }
-        Some(doc) if doc.get(kind).and_then(|f| f.get(fname)).is_none() => {
-            HttpError::not_found(format!("missing json key: {fname}"))
-        }
-        Some(_) => HttpError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            format!("{kind} are JavaScript functions, which Settee does not run; use _selector or _doc_ids"),
-        ),
-    }
 }
 
 /// `/{db}/_changes`.
@@ -316,7 +280,12 @@ fn collect(
             limit: if unfiltered { limit } else { None },
             ..opts
         })?;
-        let mut rows: Vec<Change> = ch.results.into_iter().filter(|c| filter.keeps(c)).collect();
+        let mut rows = Vec::new();
+        for c in ch.results {
+            if filter.keeps(&c)? {
+                rows.push(c);
+            }
+        }
         if let Some(l) = limit {
             rows.truncate(l);
         }
@@ -343,7 +312,7 @@ fn collect(
         let short = ch.results.len() < FILTER_PAGE;
         for c in ch.results {
             let seq = c.seq;
-            if filter.keeps(&c) {
+            if filter.keeps(&c)? {
                 rows.push(c);
             }
             since = seq;
@@ -402,7 +371,14 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
                 next = live.next() => match next {
                     Some(Ok(c)) => {
                         last_seq = c.seq;
-                        if p.filter.keeps(&c) { break true; }
+                        match keep(&p.filter, c).await {
+                            Ok(Some(_)) => break true,
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(db = %open.name, reason = %e.reason, "changes filter failed");
+                                break false;
+                            }
+                        }
                     }
                     _ => break false,
                 },
@@ -475,7 +451,14 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
                 next = live.next() => match next {
                     Some(Ok(c)) => {
                         last_seq = c.seq;
-                        if !p.filter.keeps(&c) { continue; }
+                        let c = match keep(&p.filter, c).await {
+                            Ok(Some(c)) => c,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                tracing::warn!(db = %open.name, reason = %e.reason, "changes filter failed");
+                                break;
+                            }
+                        };
                         let line = row_json(&c, &p).to_string();
                         let chunk = if sse {
                             format!("data: {line}\nid: {}\n\n", c.seq)

@@ -20,6 +20,7 @@ use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::route::{check, Request};
 use crate::server::State;
+use crate::validate::{Validators, Writer};
 
 /// The status of a per-document error name (CouchDB's mapping).
 pub(crate) fn doc_error(error: &str, reason: &str) -> HttpError {
@@ -214,6 +215,7 @@ async fn put(
     let new_edits = q.bool_or("new_edits", true)?;
     let batch = q.str("batch") == Some("ok");
     let query_rev = rev_of_request(&q, &req.headers)?;
+    let writer = Writer::new(open, &req.user);
     let mut doc = read_doc(state, req).await?;
     doc.insert("_id".into(), Value::String(id.to_owned()));
     if let Some(r) = query_rev {
@@ -228,7 +230,7 @@ async fn put(
             }
         }
     }
-    let result = write_one(open, Value::Object(doc), new_edits).await?;
+    let result = write_one(open, Value::Object(doc), new_edits, writer).await?;
     if batch {
         return Ok(body::json(
             StatusCode::ACCEPTED,
@@ -239,13 +241,21 @@ async fn put(
 }
 
 /// Writes one document, turning a per-document error into the request's error.
+/// The document goes through the database's `validate_doc_update` functions first.
 pub(crate) async fn write_one(
     open: &Arc<OpenDb>,
     doc: Value,
     new_edits: bool,
+    writer: Writer,
 ) -> Result<DocResult, HttpError> {
     let mut results = open
-        .run(move |db| Ok(db.bulk_docs_checked(vec![doc], new_edits)?))
+        .run(move |db| {
+            let mut doc = doc;
+            let validators = Validators::load(db)?;
+            validators.assign_id(&mut doc, new_edits);
+            validators.check(db, &writer, &doc, new_edits)?;
+            Ok(db.bulk_docs_checked(vec![doc], new_edits)?)
+        })
         .await?;
     let result = results
         .pop()
@@ -278,7 +288,8 @@ pub(crate) async fn post(
             return Ok(body::json(StatusCode::CREATED, &res));
         }
     }
-    let result = write_one(open, Value::Object(doc), true).await?;
+    let writer = Writer::new(open, &user);
+    let result = write_one(open, Value::Object(doc), true, writer).await?;
     if batch {
         return Ok(body::json(
             StatusCode::ACCEPTED,
@@ -295,9 +306,14 @@ async fn delete(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, 
     let q = req.query();
     let rev = rev_of_request(&q, &req.headers)?;
     let id2 = id.to_owned();
+    let writer = Writer::new(open, &req.user);
     let result = open
         .run(move |db| match rev {
-            Some(rev) => Ok(db.delete(&id2, &rev)?),
+            Some(rev) => {
+                let tombstone = json!({"_id": id2, "_rev": rev.to_string(), "_deleted": true});
+                Validators::load(db)?.check(db, &writer, &tombstone, true)?;
+                Ok(db.delete(&id2, &rev)?)
+            }
             None => {
                 // CouchDB: 404 for a document that does not exist, else 409.
                 match db.get(&id2, &GetOptions::default()) {
@@ -343,7 +359,8 @@ async fn copy(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Ht
         Some(r) => doc.insert("_rev".into(), Value::String(r.to_string())),
         None => doc.remove("_rev"),
     };
-    let result = write_one(open, Value::Object(doc), true).await?;
+    let writer = Writer::new(open, &req.user);
+    let result = write_one(open, Value::Object(doc), true, writer).await?;
     Ok(written(open, &result, StatusCode::CREATED))
 }
 

@@ -8,8 +8,11 @@
 //! databases (`PUT`/`GET`/`DELETE`, `_security`, `_revs_limit`, `_compact`, `_purge`,
 //! `_ensure_full_commit`); documents with CouchDB's query options, JSON or
 //! `multipart/related`; attachments with `Range`; `_all_docs`, `_bulk_docs`, `_bulk_get`,
-//! `_revs_diff`, `_changes` (normal, longpoll, continuous, eventsource), `_local` docs, and
-//! Mango: `_find`, `_explain`, `_index`.
+//! `_revs_diff`, `_changes` (normal, longpoll, continuous, eventsource; built-in filters,
+//! JavaScript filter functions and `filter=_view`), `_local` docs, Mango: `_find`,
+//! `_explain`, `_index`, and JavaScript views (`_design/{d}/_view/{v}`, computed on demand).
+//! Every document write goes through the database's `validate_doc_update` functions.
+//! JavaScript runs in `settee_js`'s QuickJS sandbox with a time and memory limit.
 //!
 //! - Auth: one admin by basic auth or `_session` cookie; per-database members and admins in
 //!   `_security`. Without an admin (loopback only) every request is an admin.
@@ -37,11 +40,13 @@ mod auth;
 mod body;
 mod bulk;
 mod changes;
+mod changes_filter;
 mod cors;
 mod db;
 mod document;
 mod error;
 mod find;
+mod js;
 mod multipart;
 mod options;
 mod query;
@@ -49,6 +54,9 @@ mod registry;
 mod root;
 mod route;
 mod server;
+mod validate;
+mod view;
+mod view_rows;
 
 pub use advert::{Advert, ADVERT_FILE};
 pub use error::{Error, Result};

@@ -51,6 +51,21 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every parameter as a JSON object of strings (the last value of a repeated name), as
+    /// design document functions get them in `req.query`.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in &self.pairs {
+            m.insert(k.clone(), Value::String(v.clone()));
+        }
+        Value::Object(m)
+    }
+
+    /// Adds a parameter after the others (so it wins over an earlier one of that name).
+    pub(crate) fn push(&mut self, name: String, value: String) {
+        self.pairs.push((name, value));
+    }
+
     /// Whether `name` is given at all.
     pub(crate) fn has(&self, name: &str) -> bool {
         self.str(name).is_some()

@@ -15,7 +15,7 @@ use crate::error::HttpError;
 use crate::query::Query;
 use crate::registry::OpenDb;
 use crate::server::State;
-use crate::{attachment, bulk, changes, db, document, find, root};
+use crate::{attachment, bulk, changes, db, document, find, root, view};
 
 /// A request after authentication.
 pub(crate) struct Request {
@@ -106,6 +106,11 @@ pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Respons
         }
         Some(DocPath::Doc(id, att)) => {
             check(&open, &req.user, Need::Member)?;
+            if let (Some(ddoc), [endpoint, name]) = (id.strip_prefix("_design/"), att) {
+                if endpoint == "_view" {
+                    return view::view(state, &open, ddoc, name, req).await;
+                }
+            }
             if id.starts_with("_design/") && att[0].starts_with('_') {
                 return Err(HttpError::new(
                     axum::http::StatusCode::NOT_IMPLEMENTED,

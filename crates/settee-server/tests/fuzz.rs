@@ -1,7 +1,8 @@
 //! Random bad requests at `settee serve` (seeded; `SETTEE_FUZZ_SEED` replays one): whatever
-//! comes in, the answer is never a 5xx (but 501 for JavaScript features), a failure is CouchDB's `{"error", "reason"}`, a
-//! failed request changes nothing (update sequence, documents and a `_local` document are
-//! as before), and the server goes on answering.
+//! comes in, the answer is never a 5xx (but 501 for the design document endpoints Settee does
+//! not serve: shows, lists, updates), a failure is CouchDB's `{"error", "reason"}`, a failed
+//! request changes nothing (update sequence, documents and a `_local` document are as
+//! before), and the server goes on answering.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -285,7 +286,7 @@ async fn random_bad_requests_get_couchdb_errors_and_change_nothing() {
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
-        // 501 is the deliberate answer for JavaScript features (views, filter functions).
+        // 501 is the deliberate answer for design document endpoints Settee does not serve.
         assert!(
             status < 500
                 || (status == 501 && (method == Method::HEAD || text.contains("not_implemented"))),

@@ -1,0 +1,133 @@
+// The global environment of design document functions in Settee's sandbox: the helpers
+// CouchDB's JavaScript query server offers (emit, log, sum, isArray, toJSON) and the entry
+// points the Rust side calls. Values cross the boundary as JSON text.
+var __settee_fns = [];
+var __settee_rows = null;
+var __settee_log = [];
+
+function emit(key, value) {
+  if (__settee_rows === null) {
+    throw new Error("emit() can only be called from a map function");
+  }
+  __settee_rows.push([key === undefined ? null : key, value === undefined ? null : value]);
+}
+
+function log(message) {
+  if (__settee_log.length < 100) {
+    __settee_log.push(typeof message === "string" ? message : JSON.stringify(message));
+  }
+}
+
+function sum(values) {
+  var total = 0;
+  for (var i = 0; i < values.length; i++) {
+    total += values[i];
+  }
+  return total;
+}
+
+function isArray(value) {
+  return Array.isArray(value);
+}
+
+function toJSON(value) {
+  return JSON.stringify(value);
+}
+
+function __settee_text(value) {
+  var text = JSON.stringify(value);
+  return text === undefined ? "null" : text;
+}
+
+function __settee_keep(fn) {
+  if (typeof fn !== "function") {
+    throw new TypeError("the source does not evaluate to a function");
+  }
+  __settee_fns.push(fn);
+  return __settee_fns.length - 1;
+}
+
+function __settee_compile(source) {
+  return __settee_keep((0, eval)("(" + source + "\n)"));
+}
+
+// A `require` for CommonJS modules stored in `root` (a design document, or the part of it
+// a view may use): paths are from the root, `./` and `../` from the requiring module's
+// folder; each module runs once per compiled function.
+function __settee_require_in(root) {
+  var loaded = {};
+  function make(folder) {
+    return function (path) {
+      var parts = path.charAt(0) === "." ? folder.slice() : [];
+      var steps = String(path).split("/");
+      for (var i = 0; i < steps.length; i++) {
+        if (steps[i] === "..") {
+          parts.pop();
+        } else if (steps[i] !== "." && steps[i] !== "") {
+          parts.push(steps[i]);
+        }
+      }
+      var id = parts.join("/");
+      if (Object.prototype.hasOwnProperty.call(loaded, id)) {
+        return loaded[id].exports;
+      }
+      var node = root;
+      for (var j = 0; j < parts.length; j++) {
+        if (node === null || typeof node !== "object" || !(parts[j] in node)) {
+          throw new Error("require: no module " + id);
+        }
+        node = node[parts[j]];
+      }
+      if (typeof node !== "string") {
+        throw new Error("require: " + id + " is not a module's source");
+      }
+      var module = { id: id, exports: {} };
+      loaded[id] = module;
+      new Function("module", "exports", "require", node)(module, module.exports, make(parts.slice(0, -1)));
+      return module.exports;
+    };
+  }
+  return make([]);
+}
+
+function __settee_compile_in(source, root) {
+  var require = __settee_require_in(JSON.parse(root));
+  return __settee_keep(new Function("require", "return (" + source + "\n);")(require));
+}
+
+function __settee_map(index, doc) {
+  __settee_rows = [];
+  try {
+    __settee_fns[index](JSON.parse(doc));
+    return JSON.stringify(__settee_rows);
+  } finally {
+    __settee_rows = null;
+  }
+}
+
+function __settee_filter(index, doc, req) {
+  return !!__settee_fns[index](JSON.parse(doc), JSON.parse(req));
+}
+
+function __settee_validate(index, newDoc, oldDoc, userCtx, secObj) {
+  try {
+    __settee_fns[index](JSON.parse(newDoc), JSON.parse(oldDoc), JSON.parse(userCtx), JSON.parse(secObj));
+    return null;
+  } catch (e) {
+    // A thrown Error is a bug in the function; any other thrown value is the verdict.
+    if (e instanceof Error) {
+      throw e;
+    }
+    return __settee_text(e);
+  }
+}
+
+function __settee_reduce(index, keys, values, rereduce) {
+  return __settee_text(__settee_fns[index](JSON.parse(keys), JSON.parse(values), rereduce));
+}
+
+function __settee_take_log() {
+  var lines = __settee_log;
+  __settee_log = [];
+  return JSON.stringify(lines);
+}

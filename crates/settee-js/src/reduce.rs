@@ -1,0 +1,301 @@
+//! CouchDB's built-in reduce functions (`_count`, `_sum`, `_stats`,
+//! `_approx_count_distinct`), computed in Rust.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Map, Number, Value};
+
+use crate::{Error, Result};
+
+/// A built-in reduce function, named in a view's `reduce` member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// `_count`: the number of rows.
+    Count,
+    /// `_sum`: the sum of the values (numbers, arrays of numbers summed element by element,
+    /// or objects summed member by member).
+    Sum,
+    /// `_stats`: `{sum, count, min, max, sumsqr}` of numeric values.
+    Stats,
+    /// `_approx_count_distinct`: how many distinct keys. Settee counts exactly, and only
+    /// without rereduce (on rereduce it adds the counts, which may count a key twice).
+    ApproxCountDistinct,
+}
+
+impl Builtin {
+    /// The built-in a view's `reduce` source names, if it names one. CouchDB matches the
+    /// start of the source, so `_sum\n` is `_sum` too.
+    pub fn parse(source: &str) -> Option<Builtin> {
+        let s = source.trim();
+        [
+            ("_approx_count_distinct", Builtin::ApproxCountDistinct),
+            ("_count", Builtin::Count),
+            ("_sum", Builtin::Sum),
+            ("_stats", Builtin::Stats),
+        ]
+        .into_iter()
+        .find(|(name, _)| s.starts_with(name))
+        .map(|(_, b)| b)
+    }
+
+    /// The function's name (`_sum`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Count => "_count",
+            Builtin::Sum => "_sum",
+            Builtin::Stats => "_stats",
+            Builtin::ApproxCountDistinct => "_approx_count_distinct",
+        }
+    }
+
+    /// Reduces rows (`keys` and `values` side by side) or, with `rereduce`, earlier
+    /// reductions (`values`; `keys` ignored).
+    pub fn reduce(self, keys: &[Value], values: &[Value], rereduce: bool) -> Result<Value> {
+        match (self, rereduce) {
+            (Builtin::Count, false) => Ok(Value::from(values.len() as u64)),
+            (Builtin::Count, true) | (Builtin::ApproxCountDistinct, true) => {
+                let mut total = Value::from(0);
+                for v in values {
+                    total = add(&total, v).ok_or_else(|| self.error(v))?;
+                }
+                Ok(total)
+            }
+            (Builtin::Sum, _) => {
+                let mut total = Value::from(0);
+                for v in values {
+                    total = add(&total, v).ok_or_else(|| self.error(v))?;
+                }
+                Ok(total)
+            }
+            (Builtin::Stats, _) => {
+                let mut acc: Option<Stats> = None;
+                for v in values {
+                    let s = Stats::of(v).ok_or_else(|| self.error(v))?;
+                    acc = Some(match acc {
+                        None => s,
+                        Some(a) => a.merge(s),
+                    });
+                }
+                Ok(acc.map_or_else(|| Stats::empty().to_json(), Stats::to_json))
+            }
+            (Builtin::ApproxCountDistinct, false) => {
+                let distinct: HashSet<String> = keys.iter().map(Value::to_string).collect();
+                Ok(Value::from(distinct.len() as u64))
+            }
+        }
+    }
+
+    fn error(self, value: &Value) -> Error {
+        let wants = match self {
+            Builtin::Stats => "numbers or objects with sum, count, min, max and sumsqr",
+            _ => "numbers, arrays of numbers, or objects of those (not mixed)",
+        };
+        Error::BuiltinReduce {
+            origin: self.name().to_owned(),
+            reason: format!("{} needs the view's values to be {wants}", self.name()),
+            caused_by: value.clone(),
+        }
+    }
+}
+
+/// Exact integer arithmetic while it fits, floating point otherwise.
+fn add_numbers(a: &Number, b: &Number) -> Number {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        if let Some(s) = x.checked_add(y) {
+            return Number::from(s);
+        }
+    }
+    let s = a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0);
+    Number::from_f64(s).unwrap_or_else(|| Number::from(0))
+}
+
+/// `_sum` of two values; `None` when they cannot be added.
+fn add(a: &Value, b: &Value) -> Option<Value> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => Some(Value::Number(add_numbers(x, y))),
+        (Value::Array(x), Value::Array(y)) => {
+            let n = x.len().max(y.len());
+            let zero = Value::from(0);
+            (0..n)
+                .map(|i| {
+                    let l = x.get(i).unwrap_or(&zero);
+                    let r = y.get(i).unwrap_or(&zero);
+                    match (l, r) {
+                        (Value::Number(_), Value::Number(_)) => add(l, r),
+                        _ => None,
+                    }
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array)
+        }
+        (Value::Number(_), Value::Array(_)) if is_zero(a) => Some(b.clone()),
+        (Value::Number(_), Value::Array(_)) => add(&Value::Array(vec![a.clone()]), b),
+        (Value::Array(_), Value::Number(_)) => add(a, &Value::Array(vec![b.clone()])),
+        (Value::Number(_), Value::Object(_)) if is_zero(a) => add(&Value::Object(Map::new()), b),
+        (Value::Object(x), Value::Object(y)) => {
+            let mut out = x.clone();
+            for (k, v) in y {
+                let sum = match out.get(k) {
+                    Some(old) => add(old, v)?,
+                    None => match v {
+                        Value::Number(_) | Value::Array(_) | Value::Object(_) => v.clone(),
+                        _ => return None,
+                    },
+                };
+                out.insert(k.clone(), sum);
+            }
+            Some(Value::Object(out))
+        }
+        _ => None,
+    }
+}
+
+fn is_zero(v: &Value) -> bool {
+    v.as_i64() == Some(0)
+}
+
+/// `_stats`'s accumulator.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    sum: f64,
+    count: f64,
+    min: f64,
+    max: f64,
+    sumsqr: f64,
+}
+
+impl Stats {
+    fn empty() -> Stats {
+        Stats {
+            sum: 0.0,
+            count: 0.0,
+            min: 0.0,
+            max: 0.0,
+            sumsqr: 0.0,
+        }
+    }
+
+    fn of(v: &Value) -> Option<Stats> {
+        if let Some(x) = v.as_f64() {
+            return Some(Stats {
+                sum: x,
+                count: 1.0,
+                min: x,
+                max: x,
+                sumsqr: x * x,
+            });
+        }
+        let m = v.as_object()?;
+        let field = |name: &str| m.get(name).and_then(Value::as_f64);
+        Some(Stats {
+            sum: field("sum")?,
+            count: field("count")?,
+            min: field("min")?,
+            max: field("max")?,
+            sumsqr: field("sumsqr")?,
+        })
+    }
+
+    fn merge(self, o: Stats) -> Stats {
+        Stats {
+            sum: self.sum + o.sum,
+            count: self.count + o.count,
+            min: self.min.min(o.min),
+            max: self.max.max(o.max),
+            sumsqr: self.sumsqr + o.sumsqr,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "sum": number(self.sum),
+            "count": number(self.count),
+            "min": number(self.min),
+            "max": number(self.max),
+            "sumsqr": number(self.sumsqr),
+        })
+    }
+}
+
+/// An integral float as a JSON integer (as CouchDB prints sums of integers).
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Value::from(x as i64)
+    } else {
+        Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_recognised_by_their_prefix() {
+        assert_eq!(Builtin::parse("_sum"), Some(Builtin::Sum));
+        assert_eq!(Builtin::parse(" _count\n"), Some(Builtin::Count));
+        assert_eq!(
+            Builtin::parse("_approx_count_distinct"),
+            Some(Builtin::ApproxCountDistinct)
+        );
+        assert_eq!(Builtin::parse("function (k, v) {}"), None);
+    }
+
+    #[test]
+    fn count_counts_rows_and_adds_counts_on_rereduce() {
+        let v = [json!("a"), json!(null), json!(3)];
+        assert_eq!(Builtin::Count.reduce(&[], &v, false).unwrap(), json!(3));
+        assert_eq!(
+            Builtin::Count
+                .reduce(&[], &[json!(3), json!(4)], true)
+                .unwrap(),
+            json!(7)
+        );
+    }
+
+    #[test]
+    fn sum_adds_numbers_arrays_and_objects() {
+        let s = |v: &[Value]| Builtin::Sum.reduce(&[], v, false);
+        assert_eq!(s(&[json!(1), json!(2), json!(3)]).unwrap(), json!(6));
+        assert_eq!(s(&[json!(1.5), json!(2)]).unwrap(), json!(3.5));
+        assert_eq!(s(&[json!([1, 2]), json!([3])]).unwrap(), json!([4, 2]));
+        assert_eq!(
+            s(&[json!({"a": 1}), json!({"a": 2, "b": [1]})]).unwrap(),
+            json!({"a": 3, "b": [1]})
+        );
+        assert_eq!(s(&[]).unwrap(), json!(0));
+        match s(&[json!(1), json!("x")]).unwrap_err() {
+            Error::BuiltinReduce { caused_by, .. } => assert_eq!(caused_by, json!("x")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stats_summarise_numbers_and_merge_on_rereduce() {
+        let r = Builtin::Stats
+            .reduce(&[], &[json!(1), json!(2), json!(3)], false)
+            .unwrap();
+        assert_eq!(
+            r,
+            json!({"sum": 6, "count": 3, "min": 1, "max": 3, "sumsqr": 14})
+        );
+        let again = Builtin::Stats.reduce(&[], &[r.clone(), r], true).unwrap();
+        assert_eq!(
+            again,
+            json!({"sum": 12, "count": 6, "min": 1, "max": 3, "sumsqr": 28})
+        );
+        assert!(Builtin::Stats.reduce(&[], &[json!("x")], false).is_err());
+    }
+
+    #[test]
+    fn approx_count_distinct_counts_distinct_keys() {
+        let keys = [json!("a"), json!("b"), json!("a"), json!(["a"])];
+        let values = vec![Value::Null; 4];
+        assert_eq!(
+            Builtin::ApproxCountDistinct
+                .reduce(&keys, &values, false)
+                .unwrap(),
+            json!(3)
+        );
+    }
+}

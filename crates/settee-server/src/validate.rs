@@ -1,0 +1,223 @@
+//! `validate_doc_update`: every design document's validation function runs on each
+//! document written through the HTTP API (PUT, POST, DELETE, `_bulk_docs` with
+//! `new_edits` true or false, attachment PUT and DELETE, COPY). As in CouchDB, design
+//! documents (only admins write them) and `_local` documents are not validated, the
+//! function gets `(newDoc, oldDoc, userCtx, secObj)`, and a thrown `{forbidden}` or
+//! `{unauthorized}` refuses the write with 403 or 401.
+
+use serde_json::{json, Map, Value};
+use settee_revtree::Rev;
+use settee_store::{Database, GetOptions};
+
+use crate::auth::UserCtx;
+use crate::error::HttpError;
+use crate::js;
+use crate::registry::OpenDb;
+
+/// Who writes, as the validation functions see it.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    user_ctx: Value,
+    sec_obj: Value,
+}
+
+impl Writer {
+    /// The request's user in `open`: `userCtx` is `{db, name, roles}`, `secObj` the
+    /// database's security object.
+    pub(crate) fn new(open: &OpenDb, user: &UserCtx) -> Writer {
+        Writer {
+            user_ctx: json!({"db": open.name, "name": user.name, "roles": user.roles}),
+            sec_obj: Value::Object(open.security()),
+        }
+    }
+}
+
+/// The validation functions of a database at one moment: `(design doc id, source, design
+/// doc)` (the design document is what `require` loads from).
+pub(crate) struct Validators(Vec<(String, String, Value)>);
+
+impl Validators {
+    /// Reads the design documents' `validate_doc_update` members.
+    pub(crate) fn load(db: &Database) -> Result<Validators, HttpError> {
+        let mut fns = Vec::new();
+        for ddoc in js::design_docs(db)? {
+            if let (Some(Value::String(id)), Some(Value::String(src))) =
+                (ddoc.get("_id"), ddoc.get("validate_doc_update"))
+            {
+                let (id, src) = (id.clone(), src.clone());
+                fns.push((id, src, Value::Object(ddoc)));
+            }
+        }
+        Ok(Validators(fns))
+    }
+
+    /// Gives a new document without `_id` its id now, when there are functions to run:
+    /// CouchDB's functions see the id the document will have. (Without functions the store
+    /// assigns it.)
+    pub(crate) fn assign_id(&self, doc: &mut Value, new_edits: bool) {
+        if self.0.is_empty() || !new_edits {
+            return;
+        }
+        if let Value::Object(m) = doc {
+            if !m.contains_key("_id") {
+                let bytes: [u8; 16] = rand::random();
+                m.insert("_id".into(), Value::String(hex_of(&bytes)));
+            }
+        }
+    }
+
+    /// Checks one document about to be written (as the client sent it; `new_edits` says
+    /// whether it is an edit or a replicated revision). `Err` is the refusal.
+    pub(crate) fn check(
+        &self,
+        db: &Database,
+        writer: &Writer,
+        doc: &Value,
+        new_edits: bool,
+    ) -> Result<(), HttpError> {
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
+        if id.starts_with("_design/") {
+            return check_design(doc);
+        }
+        if self.0.is_empty() || id.starts_with("_local/") {
+            return Ok(());
+        }
+        let old = old_doc(db, id, doc, new_edits)?;
+        let new = as_validated(doc, new_edits);
+        js::with_sandbox(|sandbox| {
+            for (ddoc_id, source, ddoc) in &self.0 {
+                let origin = format!("{ddoc_id} validate_doc_update");
+                let f = sandbox
+                    .compile_with_modules(&origin, source, ddoc)
+                    .map_err(js::js_error)?;
+                sandbox
+                    .validate(&f, &new, &old, &writer.user_ctx, &writer.sec_obj)
+                    .map_err(js::rejection_error)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The revision a write replaces: the one named by `_rev` for an edit, the nearest
+/// ancestor the store has for a replicated revision; `null` for a new document.
+fn old_doc(db: &Database, id: &str, doc: &Value, new_edits: bool) -> Result<Value, HttpError> {
+    if id.is_empty() {
+        return Ok(Value::Null);
+    }
+    let mut candidates: Vec<Rev> = Vec::new();
+    if new_edits {
+        if let Some(rev) = doc.get("_rev").and_then(Value::as_str) {
+            candidates.extend(rev.parse::<Rev>().ok());
+        }
+    } else if let Some(revs) = doc.get("_revisions") {
+        let start = revs.get("start").and_then(Value::as_u64).unwrap_or(0);
+        let ids = revs.get("ids").and_then(Value::as_array);
+        for (i, h) in ids.into_iter().flatten().enumerate().skip(1) {
+            let pos = start.saturating_sub(i as u64);
+            if let Some(h) = h.as_str() {
+                candidates.extend(format!("{pos}-{h}").parse::<Rev>().ok());
+            }
+        }
+    }
+    for rev in candidates {
+        let opts = GetOptions {
+            rev: Some(rev),
+            revs: true,
+            ..Default::default()
+        };
+        match db.get(id, &opts) {
+            Ok(found) => return Ok(found),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Value::Null)
+}
+
+/// The new document as a validation function sees it: attachments as stubs (their bytes
+/// are not the function's business), and for an edit the `_revisions` of the revision it
+/// replaces.
+fn as_validated(doc: &Value, new_edits: bool) -> Value {
+    let mut doc = doc.clone();
+    if new_edits {
+        let rev = doc
+            .get("_rev")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse::<Rev>().ok());
+        if let (Some(rev), Value::Object(m)) = (rev, &mut doc) {
+            let text = rev.to_string();
+            let hash = text.split_once('-').map_or("", |(_, h)| h);
+            m.insert(
+                "_revisions".into(),
+                json!({"start": rev.pos(), "ids": [hash]}),
+            );
+        }
+    }
+    if let Some(Value::Object(atts)) = doc.get_mut("_attachments") {
+        for att in atts.values_mut() {
+            if let Value::Object(a) = att {
+                let mut stub = Map::new();
+                for key in ["content_type", "digest", "length", "revpos", "encoding"] {
+                    if let Some(v) = a.get(key) {
+                        stub.insert(key.to_owned(), v.clone());
+                    }
+                }
+                stub.insert("stub".into(), Value::Bool(true));
+                *a = stub;
+            }
+        }
+    }
+    doc
+}
+
+/// A design document about to be written: its views' JavaScript must compile (CouchDB
+/// refuses a design document whose map or reduce function is broken, with 400
+/// `compilation_error`) and a built-in reduce must exist (`invalid_design_doc`).
+fn check_design(doc: &Value) -> Result<(), HttpError> {
+    let Some(Value::Object(views)) = doc.get("views") else {
+        return Ok(());
+    };
+    let lang = doc
+        .get("language")
+        .and_then(Value::as_str)
+        .unwrap_or("javascript");
+    if lang != "javascript" {
+        return Ok(());
+    }
+    let id = doc
+        .get("_id")
+        .and_then(Value::as_str)
+        .unwrap_or("_design/?");
+    js::with_sandbox(|sandbox| {
+        for (name, view) in views {
+            for kind in ["map", "reduce"] {
+                let Some(source) = view.get(kind).and_then(Value::as_str) else {
+                    continue;
+                };
+                if kind == "reduce" && source.trim_start().starts_with('_') {
+                    if settee_js::Builtin::parse(source).is_none() {
+                        return Err(HttpError::bad_request(format!(
+                            "`{}` is not a supported reduce function.",
+                            source.trim()
+                        ))
+                        .named("invalid_design_doc"));
+                    }
+                    continue;
+                }
+                if let Err(e) = sandbox.compile(&format!("{id} views.{name}.{kind}"), source) {
+                    return Err(HttpError::bad_request(format!(
+                        "Compilation of the {kind} function in the '{name}' view failed: {}",
+                        e.reason()
+                    ))
+                    .named("compilation_error"));
+                }
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,257 @@
+//! A view's rows: the map function run over every live document, sorted by CouchDB's view
+//! collation (key, then document id, then value), cached per database, design document
+//! revision and view while the update sequence stays; and the reduction of a query's rows
+//! by group (built-in reduces natively, JavaScript ones in chunks then a rereduce).
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use settee_js::{Builtin, Compiled, Sandbox};
+use settee_query::collate;
+use settee_store::{AllDocsOptions, Database};
+
+use crate::error::HttpError;
+use crate::js;
+use crate::view::{collate_ids, ViewDef};
+
+/// Rows a JavaScript reduce function gets in one call before the results are rereduced.
+const REDUCE_CHUNK: usize = 100;
+/// Views kept in the cache (all databases together); past this the cache starts afresh.
+const CACHE_CAPACITY: usize = 64;
+
+/// One row of a view's map output.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) key: Value,
+    pub(crate) id: String,
+    pub(crate) value: Value,
+}
+
+/// A computed view: the sorted rows for one design document revision at one update seq.
+struct Computed {
+    ddoc_rev: String,
+    update_seq: u64,
+    rows: Arc<Vec<Row>>,
+}
+
+type CacheKey = (String, String, String);
+
+fn cache() -> &'static Mutex<HashMap<CacheKey, Computed>> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, Computed>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn row_order(a: &Row, b: &Row) -> Ordering {
+    collate(&a.key, &b.key)
+        .then_with(|| collate_ids(&a.id, &b.id))
+        .then_with(|| collate(&a.value, &b.value))
+}
+
+fn cache_key(db: &Database, db_name: &str, view: &str, def: &ViewDef) -> CacheKey {
+    (
+        format!("{db_name}\u{0}{}", db.uuid()),
+        def.ddoc_id.clone(),
+        view.to_owned(),
+    )
+}
+
+/// The cached rows of this design document revision's view, however old.
+pub(crate) fn cached_rows(
+    db: &Database,
+    db_name: &str,
+    view: &str,
+    def: &ViewDef,
+) -> Option<Arc<Vec<Row>>> {
+    let cached = cache().lock().unwrap_or_else(|p| p.into_inner());
+    cached
+        .get(&cache_key(db, db_name, view, def))
+        .filter(|c| c.ddoc_rev == def.ddoc_rev)
+        .map(|c| c.rows.clone())
+}
+
+/// The view's sorted rows, from the cache when the database has not changed.
+pub(crate) fn rows_of(
+    db: &Database,
+    db_name: &str,
+    view: &str,
+    def: &ViewDef,
+    update_seq: u64,
+) -> Result<Arc<Vec<Row>>, HttpError> {
+    let key = cache_key(db, db_name, view, def);
+    {
+        let cached = cache().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cached.get(&key) {
+            if c.ddoc_rev == def.ddoc_rev && c.update_seq == update_seq {
+                return Ok(c.rows.clone());
+            }
+        }
+    }
+    let rows = Arc::new(compute(db, view, def)?);
+    let mut cached = cache().lock().unwrap_or_else(|p| p.into_inner());
+    if cached.len() >= CACHE_CAPACITY && !cached.contains_key(&key) {
+        cached.clear();
+    }
+    cached.insert(
+        key,
+        Computed {
+            ddoc_rev: def.ddoc_rev.clone(),
+            update_seq,
+            rows: rows.clone(),
+        },
+    );
+    Ok(rows)
+}
+
+/// Runs the map function over every live document that is not a design document (with
+/// `_conflicts`, as CouchDB's indexer reads them).
+fn compute(db: &Database, view: &str, def: &ViewDef) -> Result<Vec<Row>, HttpError> {
+    let docs = db.all_docs(&AllDocsOptions {
+        include_docs: true,
+        conflicts: true,
+        ..Default::default()
+    })?;
+    let origin = format!("{} views.{view}.map", def.ddoc_id);
+    let mut rows = js::with_sandbox(|sandbox| {
+        let f = sandbox
+            .compile_with_modules(&origin, &def.map, &def.modules)
+            .map_err(js::js_error)?;
+        let mut rows = Vec::new();
+        for r in docs.rows {
+            let (Some(id), Some(doc)) = (r.id, r.doc) else {
+                continue;
+            };
+            if id.starts_with("_design/") || doc.is_null() {
+                continue;
+            }
+            match sandbox.map(&f, &doc) {
+                Ok(emitted) => rows.extend(emitted.into_iter().map(|(key, value)| Row {
+                    key,
+                    id: id.clone(),
+                    value,
+                })),
+                Err(e @ settee_js::Error::Timeout { .. }) => return Err(js::js_error(e)),
+                Err(e) => {
+                    tracing::warn!(doc = %id, error = %e, "a map function failed on a document; it has no rows in the view");
+                }
+            }
+        }
+        Ok(rows)
+    })?;
+    rows.sort_by(row_order);
+    Ok(rows)
+}
+
+/// The key a row is grouped under at `level` (`None`: the whole key).
+fn group_key(key: &Value, level: Option<usize>) -> Value {
+    match (level, key) {
+        (None, k) => k.clone(),
+        (Some(0), _) => Value::Null,
+        (Some(n), Value::Array(items)) => Value::Array(items.iter().take(n).cloned().collect()),
+        (Some(_), k) => k.clone(),
+    }
+}
+
+/// Groups consecutive rows by their group key and reduces each group.
+pub(crate) fn reduce_rows(
+    def: &ViewDef,
+    rows: &[&Row],
+    level: Option<usize>,
+) -> Result<Vec<(Value, Value)>, HttpError> {
+    let source = def.reduce.as_deref().unwrap_or_default();
+    let builtin = Builtin::parse(source);
+    let mut groups: Vec<(Value, Vec<&Row>)> = Vec::new();
+    for row in rows {
+        let k = group_key(&row.key, level);
+        match groups.last_mut() {
+            Some((last, members)) if collate(last, &k) == Ordering::Equal => members.push(row),
+            _ => groups.push((k, vec![row])),
+        }
+    }
+    if groups.is_empty() && level == Some(0) {
+        return Ok(Vec::new());
+    }
+    let origin = format!("{} views reduce", def.ddoc_id);
+    match builtin {
+        Some(b) => groups
+            .into_iter()
+            .map(|(k, members)| {
+                let keys: Vec<Value> = members.iter().map(|r| r.key.clone()).collect();
+                let values: Vec<Value> = members.iter().map(|r| r.value.clone()).collect();
+                // CouchDB puts a built-in's complaint in the row's value.
+                let v = match b.reduce(&keys, &values, false) {
+                    Ok(v) => v,
+                    Err(settee_js::Error::BuiltinReduce {
+                        reason, caused_by, ..
+                    }) => {
+                        json!({"error": "builtin_reduce_error", "reason": reason, "caused_by": caused_by})
+                    }
+                    Err(e) => return Err(reduce_error(e)),
+                };
+                Ok((k, v))
+            })
+            .collect(),
+        None if source.trim_start().starts_with('_') => Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "query_parse_error",
+            format!("unknown built-in reduce function {}", source.trim()),
+        )),
+        None => js::with_sandbox(|sandbox| {
+            let f = sandbox.compile(&origin, source).map_err(js::js_error)?;
+            groups
+                .into_iter()
+                .map(|(k, members)| Ok((k, js_reduce(sandbox, &f, &members)?)))
+                .collect()
+        }),
+    }
+}
+
+/// A JavaScript reduction of one group: chunks reduced, then their results rereduced.
+fn js_reduce(sandbox: &Sandbox, f: &Compiled, rows: &[&Row]) -> Result<Value, HttpError> {
+    let mut partial = Vec::new();
+    for chunk in rows.chunks(REDUCE_CHUNK) {
+        let keys: Vec<(Value, String)> = chunk
+            .iter()
+            .map(|r| (r.key.clone(), r.id.clone()))
+            .collect();
+        let values: Vec<Value> = chunk.iter().map(|r| r.value.clone()).collect();
+        partial.push(forgiving(sandbox.reduce(f, &keys, &values, false))?);
+    }
+    match partial.len() {
+        0 => forgiving(sandbox.reduce(f, &[], &[], false)),
+        1 => Ok(partial.pop().unwrap_or(Value::Null)),
+        _ => forgiving(sandbox.reduce(f, &[], &partial, true)),
+    }
+}
+
+/// A reduce function that throws gives `null` (logged), as in CouchDB; running out of time
+/// or memory fails the query.
+fn forgiving(r: settee_js::Result<Value>) -> Result<Value, HttpError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e @ settee_js::Error::Thrown { .. }) => {
+            tracing::warn!(error = %e, "a reduce function failed; its result is null");
+            Ok(Value::Null)
+        }
+        Err(e) => Err(reduce_error(e)),
+    }
+}
+
+fn reduce_error(e: settee_js::Error) -> HttpError {
+    js::js_error(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_keys_truncate_arrays_only() {
+        assert_eq!(group_key(&json!([1, 2, 3]), Some(2)), json!([1, 2]));
+        assert_eq!(group_key(&json!("x"), Some(2)), json!("x"));
+        assert_eq!(group_key(&json!([1]), Some(0)), Value::Null);
+        assert_eq!(group_key(&json!([1, 2]), None), json!([1, 2]));
+    }
+}
