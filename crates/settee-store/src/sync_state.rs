@@ -17,6 +17,8 @@
 //! span of the pending seqs they cover out of its intervals, writing entries for whatever
 //! else was pending there ([`SyncBatch::settle`]); a held document inside one gets a marker
 //! (an entry without leaves). A push confirms in seq order, so its batches write no entries.
+//! A write call's own seqs join the intervals when most of its documents are unsynced with
+//! all their leaves ([`SyncBatch::extend_pending`]), so local edits write no entries either.
 //!
 //! What makes a leaf held: a revision read from the remote and written here
 //! ([`Database::bulk_docs_json_from`], in the write's own batch), or the remote confirming
@@ -519,13 +521,69 @@ impl SyncBatch {
         }
     }
 
+    /// Document `id` was written again at `seq` with `leaves`: if this call's seqs become
+    /// pending ([`SyncBatch::extend_pending`]), its entry may be implicit there.
+    fn placed(&mut self, id: &str, seq: u64, leaves: &[Leaf]) {
+        let mut sorted: Vec<Rev> = leaves.iter().map(|l| l.rev.clone()).collect();
+        sorted.sort();
+        for r in &self.remotes {
+            if let Some(slot) = self.slots.get_mut(&keys::unsynced_key(r.num, id)) {
+                slot.seq = Some(seq);
+                slot.implicit = Some(sorted.clone());
+            }
+        }
+    }
+
+    /// Makes the seqs `first..=last` that this write call gave its documents pending with
+    /// each remote for which that saves keys: when more of the call's documents are
+    /// unsynced there with all their leaves (an edit here, the usual write) than are held
+    /// (a pull from that remote, which would need markers). Those documents then need no
+    /// `U` key, so a store that syncs writes as few keys as one that does not. The seqs join
+    /// the last interval when they follow it; a new interval is only started below
+    /// `MAX_PENDING_INTERVALS`.
+    pub(crate) fn extend_pending(&mut self, first: u64, last: u64) {
+        if first > last {
+            return;
+        }
+        for i in 0..self.remotes.len() {
+            let (mut implicit, mut held) = (0usize, 0usize);
+            for slot in self.slots.values().filter(|s| s.remote == i) {
+                if slot.seq.is_none_or(|s| s < first) {
+                    continue;
+                }
+                match &slot.entry {
+                    None => held += 1,
+                    Some(e)
+                        if e.rejection.is_none() && slot.implicit.as_ref() == Some(&e.leaves) =>
+                    {
+                        implicit += 1
+                    }
+                    Some(_) => {}
+                }
+            }
+            if implicit <= held {
+                continue;
+            }
+            let r = &mut self.remotes[i];
+            let intervals = &mut r.pending.0;
+            let n = intervals.len();
+            match intervals.last_mut() {
+                Some(iv) if iv.1 + 1 == first => iv.1 = last,
+                _ if n < MAX_PENDING_INTERVALS => intervals.push((first, last)),
+                _ => continue,
+            }
+            r.pending_changed = true;
+        }
+    }
+
     /// Updates document `id`'s entries after a write that changed its tree from `old` (at
-    /// `pos`) to one whose leaves are `leaves` (best first).
+    /// `pos`) to one whose leaves are `leaves` (best first), at `seq`.
     pub(crate) fn track(
         &mut self,
         inner: &Inner,
         id: &str,
         old: Option<Position<'_>>,
+        seq: u64,
         leaves: &[Leaf],
         edit: Edit<'_>,
     ) -> Result<()> {
@@ -576,7 +634,7 @@ impl SyncBatch {
             };
             self.set(i, id, new);
         }
-        self.moved(id);
+        self.placed(id, seq, leaves);
         Ok(())
     }
 

@@ -279,7 +279,7 @@ impl<'a> BatchState<'a> {
                 seq: o.seq,
                 tree: &o.tree,
             });
-            sync.track(self.inner, id, pos, &leaves, edit)?;
+            sync.track(self.inner, id, pos, seq, &leaves, edit)?;
         }
         self.chunk.push(SeqEntry::of_leaves(seq, id, leaves));
         let rec = DocRecord {
@@ -442,7 +442,10 @@ impl<'a> BatchState<'a> {
             &self.written,
         )?;
         let sync_updates = match self.sync.take() {
-            Some(sync) => sync.finish(self.inner, &mut self.batch)?,
+            Some(mut sync) => {
+                sync.extend_pending(self.first_seq, self.counters.update_seq);
+                sync.finish(self.inner, &mut self.batch)?
+            }
             None => None,
         };
         Ok((self.batch, self.counters, sync_updates))

@@ -227,8 +227,7 @@ fn a_format_5_store_with_sync_state_is_upgraded_and_reads_the_same() {
         revs.insert(id.to_string(), vec![rev]);
     }
     db.register_remote(remote, Default::default()).unwrap();
-    // Everything confirmed (no pending interval is left), then one edit: its entry is
-    // explicit, as format 5 kept every entry.
+    // Everything confirmed, then one edit.
     db.record_remote_revs(remote, &revs, &[]).unwrap();
     let a2 = db
         .put(json!({"_id": "a", "_rev": revs["a"][0].to_string(), "v": 2}))
@@ -238,12 +237,23 @@ fn a_format_5_store_with_sync_state_is_upgraded_and_reads_the_same() {
     let before = db.unsynced(remote, None, 10).unwrap();
     assert_eq!(before.len(), 1);
     drop(db);
+    // As format 5 kept it: no pending interval, and the edited document's `U` entry
+    // (version 1, one leaf as a u32 length and its text, no rejection).
     {
         let raw = common::raw_sled(&path);
         let tree = raw.open_tree("settee").unwrap();
-        let remotes: Value =
+        let mut remotes: Value =
             serde_json::from_slice(&tree.get("Mremotes").unwrap().unwrap()).unwrap();
-        assert!(remotes[0].get("pending").is_none(), "{remotes}");
+        remotes[0].as_object_mut().unwrap().remove("pending");
+        tree.insert("Mremotes", serde_json::to_vec(&remotes).unwrap())
+            .unwrap();
+        let rev = a2.to_string();
+        let mut entry = vec![1, 0, 0, 0, 1];
+        entry.extend_from_slice(&u32::try_from(rev.len()).unwrap().to_be_bytes());
+        entry.extend_from_slice(rev.as_bytes());
+        entry.push(0);
+        tree.insert([&[b'U', 0, 0, 0, 1][..], b"a"].concat(), entry)
+            .unwrap();
         tree.insert("Mformat", &b"5"[..]).unwrap();
         raw.flush().unwrap();
     }

@@ -795,6 +795,25 @@ fn a_large_store_registers_and_pushes_without_an_entry_per_document() {
     assert_eq!(counts(&db, R1), (0, 0));
     assert!(db.unsynced(R1, None, 10).unwrap().is_empty());
     assert_eq!(db.verify().unwrap().unsynced_entries, 0);
+    // Local writes to a store that syncs write no entries either: their seqs join the
+    // pending intervals.
+    let docs: Vec<Value> = (0..50)
+        .map(|i| json!({"_id": format!("new{i:02}")}))
+        .collect();
+    let new_revs: Vec<Rev> = db
+        .bulk_docs(docs, true)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.rev.unwrap())
+        .collect();
+    let edited2 = put(&db, json!({"_id": eid, "_rev": edited.to_string(), "v": 3}));
+    assert_eq!(counts(&db, R1), (51, 0));
+    assert_eq!(
+        db.sync_state(R1, "new07").unwrap(),
+        unpushed(&[&new_revs[7]])
+    );
+    assert_eq!(db.sync_state(R1, &eid).unwrap(), unpushed(&[&edited2]));
+    assert_eq!(db.verify().unwrap().unsynced_entries, 51);
     drop(db);
     assert_eq!(u_keys(&dir, 1), 0);
 }
