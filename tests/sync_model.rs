@@ -381,8 +381,15 @@ impl Sequence {
         }
     }
 
+    /// The server's winning revision of `id`, `None` when it has none (404, deleted
+    /// included). Any other error fails the test with its message: taken for "none", it
+    /// made the following edit a 409.
     async fn server_winner(&self, id: &str) -> Option<Value> {
-        self.remote.get(id, &Default::default()).await.ok()
+        match self.remote.get(id, &Default::default()).await {
+            Ok(doc) => Some(doc),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => self.fail(format!("reading {id} from the server: {e}")),
+        }
     }
 
     async fn step(&mut self) {
@@ -434,7 +441,9 @@ impl Sequence {
                     doc["_rev"] = cur["_rev"].clone();
                 }
                 self.log.push(format!("server edit {id}"));
-                self.remote.put(&id, &doc).await.unwrap();
+                if let Err(e) = self.remote.put(&id, &doc).await {
+                    self.fail(format!("server edit of {id}: {e}"));
+                }
             }
             7 => {
                 if let Some(cur) = self.server_winner(&id).await {
