@@ -8,46 +8,10 @@
 
 mod common;
 
-use common::TestServe;
+use common::{Side, TestServe};
 use reqwest::Method;
 use serde_json::{json, Value};
 use settee_testkit::TestDb;
-
-/// One server under comparison: its database URL and credentials.
-struct Side {
-    http: reqwest::Client,
-    db_url: String,
-    user: String,
-    password: String,
-}
-
-impl Side {
-    async fn call(&self, method: Method, path: &str, ctype: &str, body: &str) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.db_url))
-            .basic_auth(&self.user, Some(&self.password))
-            .header("Accept", "application/json");
-        if !ctype.is_empty() {
-            r = r.header("Content-Type", ctype);
-        }
-        if !body.is_empty() {
-            r = r.body(body.to_owned());
-        }
-        let res = r.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn json(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
-        self.call(method, path, "application/json", &body.to_string())
-            .await
-    }
-}
 
 fn docs() -> Vec<Value> {
     let mut docs: Vec<Value> = (0..30)
@@ -69,23 +33,7 @@ fn docs() -> Vec<Value> {
 
 /// Both sides' database with the same documents and the same two indexes.
 async fn setup() -> (TestServe, Side, Side, TestDb) {
-    let serve = TestServe::start().await;
-    serve.create_db("f").await;
-    let couch_db = TestDb::create("serve_find");
-    let (cu, cp) = couch_db.server().credentials().unwrap_or(("", ""));
-    let http = reqwest::Client::new();
-    let settee = Side {
-        http: http.clone(),
-        db_url: format!("{}/f", serve.url()),
-        user: common::ADMIN.into(),
-        password: common::PASSWORD.into(),
-    };
-    let couch = Side {
-        http,
-        db_url: couch_db.url(),
-        user: cu.into(),
-        password: cp.into(),
-    };
+    let (serve, settee, couch, couch_db) = common::compared("f", "serve_find").await;
     for side in [&settee, &couch] {
         let (s, b) = side
             .json(Method::POST, "/_bulk_docs", json!({"docs": docs()}))
@@ -285,8 +233,8 @@ async fn find_answers_as_couchdb_does_good_and_bad_requests() {
         ),
     ];
     for (what, method, ctype, body) in raw {
-        let s = settee.call(method.clone(), "/_find", ctype, body).await;
-        let c = couch.call(method.clone(), "/_find", ctype, body).await;
+        let s = settee.raw(method.clone(), "/_find", ctype, body).await;
+        let c = couch.raw(method.clone(), "/_find", ctype, body).await;
         problems.extend(compare(what, &s, &c));
     }
     assert_none(problems);
@@ -469,20 +417,20 @@ async fn index_endpoints_answer_as_couchdb_does() {
         let (s, c) = if body.is_null() && method == Method::GET {
             // CouchDB's index list once lagged a creation it had acknowledged (CI, busy
             // machine): a list is asked again, for up to 10 s, until it agrees.
-            let s = settee.call(method.clone(), path, "", "").await;
+            let s = settee.raw(method.clone(), path, "", "").await;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            let mut c = couch.call(method.clone(), path, "", "").await;
+            let mut c = couch.raw(method.clone(), path, "", "").await;
             while generated_names(&s.1) != generated_names(&c.1)
                 && std::time::Instant::now() < deadline
             {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                c = couch.call(method.clone(), path, "", "").await;
+                c = couch.raw(method.clone(), path, "", "").await;
             }
             (s, c)
         } else if body.is_null() {
             (
-                settee.call(method.clone(), path, "", "").await,
-                couch.call(method, path, "", "").await,
+                settee.raw(method.clone(), path, "", "").await,
+                couch.raw(method, path, "", "").await,
             )
         } else {
             (
@@ -574,8 +522,8 @@ async fn explain_picks_the_index_couchdb_picks() {
             }
         }
     }
-    let s = settee.call(Method::GET, "/_explain", "", "").await;
-    let c = couch.call(Method::GET, "/_explain", "", "").await;
+    let s = settee.raw(Method::GET, "/_explain", "", "").await;
+    let c = couch.raw(Method::GET, "/_explain", "", "").await;
     problems.extend(compare("GET _explain", &s, &c));
     assert_none(problems);
 }

@@ -10,38 +10,18 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::TestServe;
+use common::{Side, TestServe};
 use reqwest::Method;
 use serde_json::{json, Value};
 use settee_testkit::TestDb;
 
-/// One server under comparison: its database URL and credentials.
-struct Side {
-    http: reqwest::Client,
-    db_url: String,
-    user: String,
-    password: String,
+/// Shortcuts on a compared side.
+trait SideExt {
+    async fn get(&self, path: &str) -> (u16, Value);
+    async fn rev(&self, id: &str) -> String;
 }
 
-impl Side {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.db_url))
-            .basic_auth(&self.user, Some(&self.password))
-            .header("Accept", "application/json");
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let res = r.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
+impl SideExt for Side {
     async fn get(&self, path: &str) -> (u16, Value) {
         self.call(Method::GET, path, None).await
     }
@@ -118,24 +98,7 @@ fn design() -> Value {
 }
 
 async fn setup(name: &str) -> (TestServe, Side, Side, TestDb) {
-    let serve = TestServe::start().await;
-    serve.create_db(name).await;
-    let couch_db = TestDb::create(&format!("serve_js_{name}"));
-    let (cu, cp) = couch_db.server().credentials().unwrap_or(("", ""));
-    let http = reqwest::Client::new();
-    let settee = Side {
-        http: http.clone(),
-        db_url: format!("{}/{name}", serve.url()),
-        user: common::ADMIN.into(),
-        password: common::PASSWORD.into(),
-    };
-    let couch = Side {
-        http,
-        db_url: couch_db.url(),
-        user: cu.into(),
-        password: cp.into(),
-    };
-    (serve, settee, couch, couch_db)
+    common::compared(name, &format!("serve_js_{name}")).await
 }
 
 async fn load(sides: [&Side; 2], docs: Vec<Value>) {

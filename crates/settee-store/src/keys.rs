@@ -503,6 +503,19 @@ const RECORD_VERSION: u8 = 2;
 const FLAG_DELETED: u8 = 1;
 const FLAG_SOLO: u8 = 2;
 
+/// A record's rev tree (after the header: a u32 length and the JSON tree) and its body.
+fn split_tree<'a>(id: &str, rest: &'a [u8]) -> crate::Result<(RevTree, &'a [u8])> {
+    let bad = || crate::Error::corrupt(format!("record of {id:?}: bad tree length"));
+    let tlen = rest
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(bad)?;
+    let tree_bytes = rest.get(4..4 + tlen).ok_or_else(bad)?;
+    let tree: RevTree = serde_json::from_slice(tree_bytes)
+        .map_err(|e| crate::Error::corrupt(format!("rev tree of {id:?}: {e}")))?;
+    Ok((tree, &rest[4 + tlen..]))
+}
+
 impl DocRecord {
     pub(crate) fn encode(&self) -> crate::Result<Vec<u8>> {
         let leaf = self.tree.winning_leaf();
@@ -543,18 +556,11 @@ impl DocRecord {
 
     pub(crate) fn decode(id: &str, bytes: &[u8]) -> crate::Result<DocRecord> {
         let (header, solo, rest) = DocHeader::split(id, bytes, RECORD_VERSION)?;
-        let bad = || crate::Error::corrupt(format!("record of {id:?}: bad tree length"));
-        let tlen = rest
-            .get(..4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(bad)?;
-        let tree_bytes = rest.get(4..4 + tlen).ok_or_else(bad)?;
-        let tree: RevTree = serde_json::from_slice(tree_bytes)
-            .map_err(|e| crate::Error::corrupt(format!("rev tree of {id:?}: {e}")))?;
+        let (tree, body) = split_tree(id, rest)?;
         Ok(DocRecord {
             seq: header.seq,
             tree,
-            body: rest[4 + tlen..].to_vec(),
+            body: body.to_vec(),
             solo,
         })
     }
@@ -562,14 +568,7 @@ impl DocRecord {
     /// The seq and tree of a record, without copying its body.
     pub(crate) fn decode_tree(id: &str, bytes: &[u8]) -> crate::Result<(u64, RevTree)> {
         let (header, _, rest) = DocHeader::split(id, bytes, RECORD_VERSION)?;
-        let bad = || crate::Error::corrupt(format!("record of {id:?}: bad tree length"));
-        let tlen = rest
-            .get(..4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(bad)?;
-        let tree_bytes = rest.get(4..4 + tlen).ok_or_else(bad)?;
-        let tree: RevTree = serde_json::from_slice(tree_bytes)
-            .map_err(|e| crate::Error::corrupt(format!("rev tree of {id:?}: {e}")))?;
+        let (tree, _) = split_tree(id, rest)?;
         Ok((header.seq, tree))
     }
 

@@ -725,12 +725,9 @@ impl SyncBatch {
     /// there that the intervals spoke for is read first, so that [`SyncBatch::finish`]
     /// writes its state out (an explicit entry, or no key where a marker was).
     fn settle(&mut self, inner: &Inner, i: usize, first: u64, last: u64) -> Result<()> {
-        for item in SeqEntries::new(&inner.tree, first.saturating_sub(1), false) {
-            let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
-            if entry.seq > last {
-                break;
-            }
-            if stale.is_some() || !self.remotes[i].pending.contains(entry.seq) {
+        for entry in live_entries(inner, first, last) {
+            let entry = entry?;
+            if !self.remotes[i].pending.contains(entry.seq) {
                 continue;
             }
             let mut leaves = entry.leaves;
@@ -1118,16 +1115,7 @@ impl Database {
     /// [`Error::Storage`] / [`Error::Corrupt`].
     pub fn sync_state(&self, remote: &str, id: &str) -> Result<Option<SyncState>> {
         let inner = &*self.inner;
-        let read_record = || -> Result<Option<DocRecord>> {
-            match inner
-                .tree
-                .get(keys::doc_key(id))
-                .map_err(|e| inner.storage(e))?
-            {
-                Some(v) => Ok(Some(DocRecord::decode(id, &v)?)),
-                None => Ok(None),
-            }
-        };
+        let read_record = || self.load_doc(id);
         let reg_of = || {
             inner
                 .registry()
@@ -1257,12 +1245,9 @@ impl Database {
         // entries, in id order.
         let mut rows = self.explicit_entries(num, after, limit)?;
         for &(a, b) in pending.intervals() {
-            for item in SeqEntries::new(&inner.tree, a - 1, false) {
-                let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
-                if entry.seq > b {
-                    break;
-                }
-                if stale.is_some() || after.is_some_and(|x| entry.id.as_str() <= x) {
+            for entry in live_entries(inner, a, b) {
+                let entry = entry?;
+                if after.is_some_and(|x| entry.id.as_str() <= x) {
                     continue;
                 }
                 let key = keys::unsynced_key(num, &entry.id);
@@ -1531,13 +1516,9 @@ impl Database {
                 )));
             }
             for &(a, b) in r.pending.intervals() {
-                for item in SeqEntries::new(&inner.tree, a - 1, false) {
-                    let (entry, stale) = item.map_err(|e| e.into_store(inner))?;
-                    if entry.seq > b {
-                        break;
-                    }
-                    let key = keys::unsynced_key(r.num, &entry.id);
-                    if stale.is_none() && !inner.tree.contains_key(&key).map_err(storage)? {
+                for entry in live_entries(inner, a, b) {
+                    let key = keys::unsynced_key(r.num, &entry?.id);
+                    if !inner.tree.contains_key(&key).map_err(storage)? {
                         counted.entry(r.num).or_default().unsynced += 1;
                         total += 1;
                     }
@@ -1575,6 +1556,22 @@ impl SyncBatch {
     fn has_changes(&self) -> bool {
         self.slots.values().any(|s| s.changed) || self.remotes.iter().any(|r| r.pending_changed)
     }
+}
+
+/// The live by-seq entries with seqs `first..=last`, in seq order.
+fn live_entries(
+    inner: &Inner,
+    first: u64,
+    last: u64,
+) -> impl Iterator<Item = Result<crate::keys::SeqEntry>> + '_ {
+    SeqEntries::new(&inner.tree, first.saturating_sub(1), false)
+        .map(move |item| item.map_err(|e| e.into_store(inner)))
+        .take_while(move |item| item.as_ref().map_or(true, |(e, _)| e.seq <= last))
+        .filter_map(|item| match item {
+            Ok((entry, None)) => Some(Ok(entry)),
+            Ok((_, Some(_))) => None,
+            Err(e) => Some(Err(e)),
+        })
 }
 
 /// The smallest key after `key` (`key` + `0x00`).

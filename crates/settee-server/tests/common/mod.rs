@@ -171,3 +171,89 @@ pub fn node_script(name: &str) -> PathBuf {
         .join("../../tests/node")
         .join(name)
 }
+
+/// One server of a comparison with Apache CouchDB: a database URL and its credentials.
+pub struct Side {
+    pub http: reqwest::Client,
+    pub db_url: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl Side {
+    /// Sends `body` (text, with `ctype` when not empty) to `path` under the database;
+    /// returns the status and the JSON body (a string when it is not JSON).
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        ctype: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.db_url))
+            .basic_auth(&self.user, Some(&self.password))
+            .header("Accept", "application/json");
+        if !ctype.is_empty() {
+            r = r.header("Content-Type", ctype);
+        }
+        if !body.is_empty() {
+            r = r.body(body.to_owned());
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Sends `body` as JSON, or nothing.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        match body {
+            Some(b) => {
+                self.raw(method, path, "application/json", &b.to_string())
+                    .await
+            }
+            None => self.raw(method, path, "", "").await,
+        }
+    }
+
+    /// Sends `body` as JSON.
+    pub async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        self.call(method, path, Some(body)).await
+    }
+}
+
+/// A `settee serve` with database `name`, and a fresh database on the test CouchDB whose
+/// name starts with `couch_prefix`: the two sides of a comparison (and what keeps them).
+pub async fn compared(
+    name: &str,
+    couch_prefix: &str,
+) -> (TestServe, Side, Side, settee_testkit::TestDb) {
+    let serve = TestServe::start().await;
+    serve.create_db(name).await;
+    let couch_db = settee_testkit::TestDb::create(couch_prefix);
+    let (cu, cp) = couch_db.server().credentials().unwrap_or(("", ""));
+    let http = reqwest::Client::new();
+    let settee = Side {
+        http: http.clone(),
+        db_url: format!("{}/{name}", serve.url()),
+        user: ADMIN.into(),
+        password: PASSWORD.into(),
+    };
+    let couch = Side {
+        http,
+        db_url: couch_db.url(),
+        user: cu.into(),
+        password: cp.into(),
+    };
+    (serve, settee, couch, couch_db)
+}
