@@ -822,14 +822,20 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             delta.doc_write_failures += piece.failures.len() as u64;
             failures.extend(piece.failures);
             let n = docs.len() as u64;
-            let rejected =
-                crate::write::write_docs(&self.source, &self.target, &self.budget, docs).await?;
+            // Written: the documents' share of the byte budget is free again (`write_docs`
+            // gives it back before it fetches anything more).
+            let rejected = crate::write::write_docs(
+                &self.source,
+                &self.target,
+                &self.budget,
+                docs,
+                piece.held,
+            )
+            .await?;
             // A server may answer with more results than documents sent: never underflow.
             delta.docs_written += n.saturating_sub(rejected.len() as u64);
             delta.doc_write_failures += rejected.len() as u64;
             failures.extend(rejected);
-            // Written: the documents' share of the byte budget is free again.
-            drop(piece.held);
         }
         self.record_sync_state(&source_id, listed, missing, &failures)
             .await?;

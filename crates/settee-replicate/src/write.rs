@@ -10,7 +10,7 @@
 use serde_json::value::RawValue;
 use settee_revtree::Rev;
 
-use crate::budget::ByteBudget;
+use crate::budget::{ByteBudget, Reservation};
 use crate::fetch::FetchQueue;
 use crate::peer::{DocFailure, FetchRequest, Peer};
 use crate::Result;
@@ -25,14 +25,21 @@ const MISSING_STUB: &str = "missing_stub";
 /// its copy of that revision was written by another replica with other attachments, or a
 /// server resolves stubs by a digest it computed differently. Those revisions are fetched
 /// again in full; only a second refusal is a failure.
+///
+/// `held` is the budget `docs` hold: it is given back as soon as they are written, before
+/// any refetch asks the budget for more. A refetch that waited while its own batch kept its
+/// share would wait forever with one batch in flight, or with a revision larger than a
+/// share (which needs the whole budget).
 pub(crate) async fn write_docs<S: Peer, T: Peer>(
     source: &S,
     target: &T,
     budget: &ByteBudget,
     docs: Vec<Box<RawValue>>,
+    held: Reservation,
 ) -> Result<Vec<DocFailure>> {
     let origin = source.identity();
     let refused = target.write(docs, &origin).await?;
+    drop(held);
     let (stubs, mut failures): (Vec<DocFailure>, Vec<DocFailure>) =
         refused.into_iter().partition(|f| f.error == MISSING_STUB);
     let mut again = Vec::new();

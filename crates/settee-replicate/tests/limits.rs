@@ -34,12 +34,15 @@ fn size(docs: &[Box<RawValue>]) -> u64 {
 
 /// A peer that counts, as a source, what its fetches return, and, as a target, what it
 /// writes, in one [`InFlight`]; as a target it can also answer with `extra_failures` made-up
-/// rejections per write (a server whose answer does not add up).
+/// rejections per write (a server whose answer does not add up), and refuse the first write
+/// of the documents in `refuse_stub_once` with `missing_stub` (as CouchDB does when its copy
+/// of the revision a stub refers to differs).
 #[derive(Clone)]
 struct Counted {
     db: Database,
     flight: Arc<InFlight>,
     extra_failures: usize,
+    refuse_stub_once: Arc<Mutex<Vec<String>>>,
 }
 
 impl Peer for Counted {
@@ -95,7 +98,28 @@ impl Peer for Counted {
         origin: &str,
     ) -> settee_replicate::Result<Vec<DocFailure>> {
         let bytes = size(&docs);
+        let mut refused = Vec::new();
+        let docs: Vec<Box<RawValue>> = docs
+            .into_iter()
+            .filter(|d| {
+                let v: Value = serde_json::from_str(d.get()).unwrap();
+                let id = v["_id"].as_str().unwrap().to_owned();
+                let mut once = self.refuse_stub_once.lock().unwrap();
+                let Some(at) = once.iter().position(|x| *x == id) else {
+                    return true;
+                };
+                once.remove(at);
+                refused.push(DocFailure {
+                    id,
+                    rev: v["_rev"].as_str().map(str::to_owned),
+                    error: "missing_stub".into(),
+                    reason: "the target's copy of the stubs' revision differs".into(),
+                });
+                false
+            })
+            .collect();
         let mut failures = Peer::write(&self.db, docs, origin).await?;
+        failures.extend(refused);
         self.flight.now.fetch_sub(bytes, Ordering::SeqCst);
         for i in 0..self.extra_failures {
             failures.push(DocFailure {
@@ -128,11 +152,13 @@ fn pair(dir: &tempfile::TempDir, extra_failures: usize) -> (Counted, Counted, Ar
         db: open("source"),
         flight: flight.clone(),
         extra_failures: 0,
+        refuse_stub_once: Arc::default(),
     };
     let target = Counted {
         db: open("target"),
         flight: flight.clone(),
         extra_failures,
+        refuse_stub_once: Arc::default(),
     };
     (source, target, flight)
 }
@@ -210,6 +236,42 @@ async fn a_document_larger_than_the_budget_goes_through_alone() {
             .all(|&(before, b)| before + b <= 1024 * KIB),
         "{fetches:?}"
     );
+}
+
+/// Issue 19, finding 2: a revision refused with `missing_stub` is fetched again while its
+/// batch still held its share of the byte budget, so with one batch in flight (or a revision
+/// larger than a share, which needs the whole budget) the refetch waited on itself forever.
+#[tokio::test]
+async fn issue_19_a_refetch_after_missing_stub_does_not_wait_on_its_own_budget() {
+    for (in_flight, body_kib) in [(1, 10), (4, 2048)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, target, flight) = pair(&dir, 0);
+        let docs: Vec<Value> = (0..6)
+            .map(|i| json!({"_id": format!("d{i}"), "body": "x".repeat(body_kib * 1024)}))
+            .collect();
+        source.db.bulk_docs(docs, true).unwrap();
+        *target.refuse_stub_once.lock().unwrap() = vec!["d2".into(), "d4".into()];
+        let opts = ReplicateOptions {
+            batch_size: 3,
+            batches_in_flight: in_flight,
+            max_bytes_in_flight: 1024 * KIB,
+            ..Default::default()
+        };
+        let run = Replication::new(source.clone(), target.clone(), opts).run();
+        // A guard against the hang, not a measurement: the run takes milliseconds.
+        let summary = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+            .await
+            .unwrap_or_else(|_| panic!("{in_flight} in flight, {body_kib} KiB: hung"))
+            .unwrap();
+        assert!(
+            summary.doc_failures.is_empty(),
+            "{:?}",
+            summary.doc_failures
+        );
+        assert_eq!(target.db.info().unwrap().doc_count, 6);
+        assert!(target.refuse_stub_once.lock().unwrap().is_empty());
+        assert_eq!(flight.now.load(Ordering::SeqCst), 0);
+    }
 }
 
 #[tokio::test]
