@@ -2,7 +2,7 @@
 //! requested revision, reshaped to `_bulk_get`'s answer (PouchDB's `bulkGetShim` does the
 //! same). Whether the server has `_bulk_get` is learnt once per [`RemoteDb`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use futures::{StreamExt, TryStreamExt};
@@ -156,6 +156,8 @@ trait DocForm: Sized + Send + 'static {
     type Entry: DeserializeOwned + Send;
     fn entry(e: Self::Entry) -> BulkGetDoc<Self>;
     fn from_value(v: Value) -> Self;
+    /// Whether this document is `rev` or descends from it (`None`: it names no revision).
+    fn answers(&self, rev: &Rev) -> Option<bool>;
 }
 
 impl DocForm for Value {
@@ -165,6 +167,9 @@ impl DocForm for Value {
     }
     fn from_value(v: Value) -> Value {
         v
+    }
+    fn answers(&self, rev: &Rev) -> Option<bool> {
+        DocRevs::deserialize(self).ok()?.answers(rev)
     }
 }
 
@@ -201,6 +206,118 @@ impl DocForm for Box<RawValue> {
     }
     fn from_value(v: Value) -> Box<RawValue> {
         serde_json::value::to_raw_value(&v).expect("a JSON value always serializes")
+    }
+    fn answers(&self, rev: &Rev) -> Option<bool> {
+        // Reads the text once more, skipping everything but the two revision members.
+        serde_json::from_str::<DocRevs>(self.get())
+            .ok()?
+            .answers(rev)
+    }
+}
+
+/// Whether a result answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// It names the requested revision (or the request named none).
+    Exact,
+    /// Same id, but no entry says which revision it is about (pouchdb-server's `{}`).
+    Unknown,
+    /// Another document or another revision.
+    Other,
+}
+
+/// How `result` relates to `req`: an entry answers a revision when it is that revision, or,
+/// for a document (`latest=true` can return a newer leaf), when its `_revisions` reach it.
+fn answers<D: DocForm>(result: &BulkGetResult<D>, req: &BulkGetRequest) -> Answer {
+    if result.id != req.id {
+        return Answer::Other;
+    }
+    let Some(rev) = &req.rev else {
+        return Answer::Exact;
+    };
+    let mut unknown = false;
+    for entry in &result.docs {
+        let names = match entry {
+            BulkGetDoc::Ok(doc) => doc.answers(rev),
+            BulkGetDoc::Missing(Some(r)) => Some(r == rev),
+            BulkGetDoc::Missing(None) => None,
+            BulkGetDoc::Error(e) => e.rev.as_deref().map(|r| r == rev.to_string()),
+        };
+        match names {
+            Some(true) => return Answer::Exact,
+            Some(false) => {}
+            None => unknown = true,
+        }
+    }
+    if unknown {
+        Answer::Unknown
+    } else {
+        Answer::Other
+    }
+}
+
+/// Pairs results with requests when they are not in request order: each request takes the
+/// first unused result naming its revision, else the first unused one for its id that names
+/// no revision. Results that answer no request (repeats, extras) are dropped.
+fn pair_by_revision<D: DocForm>(
+    reqs: &[BulkGetRequest],
+    results: Vec<BulkGetResult<D>>,
+) -> Vec<Option<BulkGetResult<D>>> {
+    let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, r) in results.iter().enumerate() {
+        by_id.entry(r.id.clone()).or_default().push(i);
+    }
+    let mut results: Vec<Option<BulkGetResult<D>>> = results.into_iter().map(Some).collect();
+    reqs.iter()
+        .map(|q| {
+            let candidates = by_id.get(&q.id)?;
+            let pick = |want: Answer, results: &[Option<BulkGetResult<D>>]| {
+                candidates.iter().copied().find(|&i| {
+                    results
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|r| answers(r, q) == want)
+                })
+            };
+            let i = pick(Answer::Exact, &results).or_else(|| pick(Answer::Unknown, &results))?;
+            results.get_mut(i).and_then(Option::take)
+        })
+        .collect()
+}
+
+/// The revision fields of a document, read without the rest of it.
+#[derive(Deserialize)]
+struct DocRevs {
+    #[serde(rename = "_rev", default)]
+    rev: Option<String>,
+    #[serde(rename = "_revisions", default)]
+    revisions: Option<RevisionsText>,
+}
+
+/// `_revisions` as a server sent it (checked only as far as pairing needs).
+#[derive(Deserialize)]
+struct RevisionsText {
+    start: u64,
+    ids: Vec<String>,
+}
+
+impl DocRevs {
+    /// Whether the document is `rev` or descends from it; `None` when it names no revision.
+    fn answers(&self, rev: &Rev) -> Option<bool> {
+        let own = self.rev.as_deref()?;
+        if own == rev.to_string() {
+            return Some(true);
+        }
+        let Some(r) = &self.revisions else {
+            return Some(false);
+        };
+        let reached = r
+            .start
+            .checked_sub(rev.pos())
+            .and_then(|back| usize::try_from(back).ok())
+            .and_then(|back| r.ids.get(back))
+            .is_some_and(|hash| hash == rev.hash());
+        Some(reached)
     }
 }
 
@@ -295,11 +412,12 @@ impl RemoteDb {
     }
 
     /// Pairs a `_bulk_get` answer with the request, item by item: every request gets the
-    /// result for its id, in order (a server that answers in request order, as CouchDB and
-    /// pouchdb-server do, pairs by position). A request left without a result, or with a
-    /// result that lists no revision, is asked again with a per-document `open_revs` GET, so
-    /// that a result a server (or a proxy) left out is never taken for another document's,
-    /// nor silently dropped.
+    /// result for its id *and revision*, in order (a server that answers in request order,
+    /// as CouchDB and pouchdb-server do, pairs by position). Two requests can share an id
+    /// (two missing leaves of a conflicted document), so a result left out, repeated or
+    /// moved would otherwise give one of them the other's answer: that revision would be
+    /// neither fetched nor reported. A request left without a result of its own, or with
+    /// one that lists no revision, is asked again with a per-document `open_revs` GET.
     async fn account<D: DocForm>(
         &self,
         reqs: &[BulkGetRequest],
@@ -307,19 +425,16 @@ impl RemoteDb {
         opts: &BulkGetOptions,
         limit: u64,
     ) -> Result<Vec<BulkGetResult<D>>> {
-        let mut slots: Vec<Option<BulkGetResult<D>>> =
-            if results.len() == reqs.len() && results.iter().zip(reqs).all(|(r, q)| r.id == q.id) {
-                results.into_iter().map(Some).collect()
-            } else {
-                // Out of order, left out or extra: pair by id, first come first served.
-                let mut by_id: HashMap<String, VecDeque<BulkGetResult<D>>> = HashMap::new();
-                for r in results {
-                    by_id.entry(r.id.clone()).or_default().push_back(r);
-                }
-                reqs.iter()
-                    .map(|q| by_id.get_mut(&q.id).and_then(VecDeque::pop_front))
-                    .collect()
-            };
+        let in_order = results.len() == reqs.len()
+            && results
+                .iter()
+                .zip(reqs)
+                .all(|(r, q)| answers(r, q) != Answer::Other);
+        let mut slots: Vec<Option<BulkGetResult<D>>> = if in_order {
+            results.into_iter().map(Some).collect()
+        } else {
+            pair_by_revision(reqs, results)
+        };
         let missing: Vec<usize> = slots
             .iter()
             .enumerate()

@@ -570,6 +570,79 @@ async fn bulk_get_answer_is_paired_by_id_and_a_left_out_result_is_fetched_with_o
     );
 }
 
+/// Issue 19, finding 3: two missing leaves of one conflicted document are two requests with
+/// the same id. Whatever the server does to its answer (drops one result, repeats one,
+/// swaps them), each request gets the result for its own revision, and a revision whose
+/// result is missing is asked for again with `open_revs`.
+#[tokio::test]
+async fn issue_19_bulk_get_results_are_paired_by_id_and_revision() {
+    let doc = |rev: &str| {
+        let (pos, hash) = rev.split_once('-').unwrap();
+        json!({"_id": "x", "_rev": rev, "_revisions": {"start": pos.parse::<u64>().unwrap(), "ids": [hash, "root"]}})
+    };
+    let ok = |rev: &str| json!({"id": "x", "docs": [{"ok": doc(rev)}]});
+    let cases = [
+        ("dropped", vec![ok("2-b")], vec!["2-a"]),
+        ("repeated", vec![ok("2-a"), ok("2-a")], vec!["2-b"]),
+        ("swapped", vec![ok("2-b"), ok("2-a")], vec![]),
+        (
+            "moved and repeated",
+            vec![ok("2-b"), ok("2-b")],
+            vec!["2-a"],
+        ),
+    ];
+    for (name, results, refetched) in cases {
+        let answer = json!({ "results": results }).to_string();
+        let (url, seen) = fake_server(move |req, _| {
+            if req.target.starts_with("/db/_bulk_get") {
+                return (200, vec![], answer.clone());
+            }
+            // open_revs=["2-a"] (percent-encoded): answer that revision.
+            let query = decode(req.target.split('?').nth(1).unwrap_or(""));
+            let rev = if query.contains("2-a") { "2-a" } else { "2-b" };
+            (200, vec![], json!([{"ok": doc(rev)}]).to_string())
+        })
+        .await;
+        let db = CouchClient::builder(&url).build().unwrap().db("db");
+        let reqs: Vec<BulkGetRequest> = ["2-a", "2-b"]
+            .into_iter()
+            .map(|rev| BulkGetRequest {
+                id: "x".into(),
+                rev: Some(rev.parse().unwrap()),
+                ..Default::default()
+            })
+            .collect();
+        let got = db
+            .bulk_get_json(&reqs, &BulkGetOptions::default())
+            .await
+            .unwrap();
+        let revs: Vec<String> = got
+            .iter()
+            .map(|r| {
+                let d: serde_json::Value =
+                    serde_json::from_str(r.docs[0].doc().unwrap().get()).unwrap();
+                d["_rev"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(
+            revs,
+            ["2-a", "2-b"],
+            "{name}: each request its own revision"
+        );
+        let gets: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .map(|r| decode(&r.target))
+            .collect();
+        assert_eq!(gets.len(), refetched.len(), "{name}: {gets:?}");
+        for (get, rev) in gets.iter().zip(&refetched) {
+            assert!(get.contains(rev), "{name}: {get} asks for {rev}");
+        }
+    }
+}
+
 /// A server that answers every request with 200 and a chunked body that never ends (or
 /// with a `Content-Length` of `announce` and no body, when given).
 async fn endless_server(announce: Option<u64>) -> String {
