@@ -117,6 +117,18 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::record_peer_revs(p, other, held, rejected).await)
     }
 
+    async fn record_peer_lacks(
+        &self,
+        other: &str,
+        lacking: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<()> {
+        both!(self, p => Peer::record_peer_lacks(p, other, lacking).await)
+    }
+
+    async fn peer_holds_nothing(&self, other: &str) -> Result<()> {
+        both!(self, p => Peer::peer_holds_nothing(p, other).await)
+    }
+
     async fn caught_up(&self, other: &str, role: Role, at: &str) -> Result<()> {
         both!(self, p => Peer::caught_up(p, other, role, at).await)
     }

@@ -275,6 +275,28 @@ pub trait Peer: Clone + Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Called when the peer `other` says it lacks `lacking` revisions (its `_revs_diff`
+    /// answer, before they are written to it). The remote wins over what was recorded: a
+    /// local store makes those that are leaves unsynced with `other` again, even if it had
+    /// them as held (`other` was reset or restored); a remote database does nothing.
+    fn record_peer_lacks(
+        &self,
+        other: &str,
+        lacking: BTreeMap<String, Vec<Rev>>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (other, lacking);
+        async { Ok(()) }
+    }
+
+    /// Called when a replication finds the peer `other` empty (no documents, live or
+    /// deleted) as it starts: `other` holds nothing, whatever was recorded (it was dropped
+    /// and recreated, or is a new server under the old URL). A local store makes every
+    /// document unsynced with it again; a remote database does nothing.
+    fn peer_holds_nothing(&self, other: &str) -> impl Future<Output = Result<()>> + Send {
+        let _ = other;
+        async { Ok(()) }
+    }
+
     /// Called when a replication with `other` (this peer being its `role` end) has written
     /// everything up to the source's current end: at the end of a one-shot run, and each time
     /// a live one catches up. `at` is the time (RFC 3339). A local store records it as its

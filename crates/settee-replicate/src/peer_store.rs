@@ -256,6 +256,23 @@ impl Peer for Database {
         .await
     }
 
+    async fn record_peer_lacks(
+        &self,
+        other: &str,
+        lacking: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<()> {
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        let other = other.to_owned();
+        blocking(self, move |db| db.record_remote_lacks(&other, &lacking)).await
+    }
+
+    async fn peer_holds_nothing(&self, other: &str) -> Result<()> {
+        let other = other.to_owned();
+        blocking(self, move |db| db.reset_remote(&other).map(|_| ())).await
+    }
+
     async fn record_peer_revs(
         &self,
         other: &str,

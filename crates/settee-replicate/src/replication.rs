@@ -540,7 +540,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     /// replication id, reads both checkpoints, claims them (see [`LogSlot::claim`]; this is
     /// also where a read-only source shows), and finds where to start.
     async fn start(&self, start_time: &str) -> Result<Start> {
-        self.source.info().await?;
+        let source = self.source.info().await?;
         let target = match self.target.info().await {
             Ok(info) => info,
             Err(e) => {
@@ -575,6 +575,15 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         self.target
             .track_peer(&sid, Role::Target, filter, &rep_id)
             .await?;
+        // A peer with no documents holds nothing, whatever the other's sync state recorded
+        // (a database dropped and recreated, a new server under the old URL): the state is a
+        // cache of what the remote holds, and the remote has the last word.
+        if target_empty {
+            self.source.peer_holds_nothing(&tid).await?;
+        }
+        if source.doc_count == 0 && source.doc_del_count == 0 {
+            self.target.peer_holds_nothing(&sid).await?;
+        }
         let (s, t) = futures::join!(
             LogSlot::read(&self.source, &rep_id),
             LogSlot::read(&self.target, &rep_id)
@@ -814,6 +823,13 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             }
         }
         delta.missing_found = reqs.len() as u64;
+        // What the target says it lacks overrides what the source recorded it to hold (it
+        // may have been reset or restored since): unsynced until the write below confirms.
+        if !skip_diff && !missing.is_empty() {
+            self.source
+                .record_peer_lacks(&self.target.identity(), missing.clone())
+                .await?;
+        }
         let source_id = self.source.identity();
         let mut queue = FetchQueue::new(reqs);
         while let Some(piece) = queue.next(&self.source, &self.budget).await? {

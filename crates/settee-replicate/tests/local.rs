@@ -664,6 +664,22 @@ impl Peer for CountingDiffs {
         }
         Peer::record_peer_revs(&self.db, other, held, rejected).await
     }
+    async fn record_peer_lacks(
+        &self,
+        other: &str,
+        lacking: BTreeMap<String, Vec<Rev>>,
+    ) -> settee_replicate::Result<()> {
+        if !self.track {
+            return Ok(());
+        }
+        Peer::record_peer_lacks(&self.db, other, lacking).await
+    }
+    async fn peer_holds_nothing(&self, other: &str) -> settee_replicate::Result<()> {
+        if !self.track {
+            return Ok(());
+        }
+        Peer::peer_holds_nothing(&self.db, other).await
+    }
     async fn commit(&self) -> settee_replicate::Result<()> {
         Peer::commit(&self.db).await
     }

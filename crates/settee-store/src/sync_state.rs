@@ -42,6 +42,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use settee_revtree::{Leaf, Rev, RevTree};
 
+mod lacking;
+
 use crate::changes::SeqEntries;
 use crate::database::{Flush, Inner};
 use crate::keys::{self, DocRecord, StoredRejection, Unsynced};
@@ -697,8 +699,9 @@ impl SyncBatch {
         }
     }
 
-    /// Records remote `i`'s refusal of a revision of `id` (at `pos`), if the document is
-    /// unsynced there.
+    /// Records remote `i`'s refusal of a revision of `id` (at `pos`). A refusal proves the
+    /// remote lacks that revision: a document the state called synced there (a remote that
+    /// was reset or restored) gets it back as an unsynced leaf, when it is still a leaf.
     fn reject(
         &mut self,
         inner: &Inner,
@@ -706,11 +709,17 @@ impl SyncBatch {
         pos: Option<&Position<'_>>,
         r: &Rejection,
     ) -> Result<()> {
-        let Some(entry) = self.get(inner, i, &r.id, pos)? else {
-            return Ok(());
+        let leaves = match self.get(inner, i, &r.id, pos)? {
+            Some(entry) => entry.leaves,
+            None => match pos {
+                Some(p) if sorted_leaves(p.tree).binary_search(&r.rev).is_ok() => {
+                    vec![r.rev.clone()]
+                }
+                _ => return Ok(()),
+            },
         };
         let new = Unsynced {
-            leaves: entry.leaves.clone(),
+            leaves,
             rejection: Some(StoredRejection {
                 rev: r.rev.clone(),
                 error: r.error.clone(),
@@ -876,6 +885,25 @@ impl Pending {
 /// Pending seqs up to which [`Database::unsynced`] reads the pending documents from the
 /// by-seq index and sorts them; past it, it walks the records in id order.
 const PENDING_SCAN_LIMIT: u64 = 4_096;
+
+/// How many times a listing page is read without the writer lock before it takes it (see
+/// [`Database::unsynced`]): a page collides only with a confirmation applied while it is
+/// read, so a second read nearly always succeeds.
+const OPTIMISTIC_READS: usize = 3;
+
+/// Remote `name`'s pending intervals as the stored remotes record (`bytes`) has them.
+fn stored_pending(bytes: Option<&[u8]>, name: &str) -> Result<Pending> {
+    let Some(bytes) = bytes else {
+        return Ok(Pending::default());
+    };
+    let stored: Vec<StoredRemote> = serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(format!("the remotes record: {e}")))?;
+    Ok(stored
+        .into_iter()
+        .find(|r| r.name == name)
+        .map(|r| r.pending)
+        .unwrap_or_default())
+}
 
 /// Entries removed per batch by `clear_unregistered`.
 const REGISTER_BATCH: u64 = 1000;
@@ -1242,7 +1270,44 @@ impl Database {
             });
         }
         // Few pending seqs: the pending documents (from the by-seq index) merged with the
-        // entries, in id order.
+        // entries, in id order. A confirmation applied between the two reads can move a
+        // document out of the intervals into an entry the first read did not see (issue
+        // 19): it changes the stored intervals in the same batch, so the page is read again
+        // when they changed meanwhile, and under the writer lock after a few tries.
+        for _ in 0..OPTIMISTIC_READS {
+            let before = inner
+                .tree
+                .get(keys::META_REMOTES)
+                .map_err(|e| inner.storage(e))?;
+            let pending = stored_pending(before.as_deref(), remote)?;
+            let rows = self.merged_page(num, &pending, after, limit)?;
+            let now = inner
+                .tree
+                .get(keys::META_REMOTES)
+                .map_err(|e| inner.storage(e))?;
+            if now == before {
+                return Ok(rows);
+            }
+        }
+        let _writer = inner.lock_writer();
+        let pending = inner
+            .registry()
+            .by_name(remote)
+            .map(|r| r.pending.clone())
+            .unwrap_or_default();
+        self.merged_page(num, &pending, after, limit)
+    }
+
+    /// The entries of remote number `num` merged with the documents its `pending`
+    /// intervals speak for: up to `limit` after `after`, in id order.
+    fn merged_page(
+        &self,
+        num: u32,
+        pending: &Pending,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, SyncState)>> {
+        let inner = &*self.inner;
         let mut rows = self.explicit_entries(num, after, limit)?;
         for &(a, b) in pending.intervals() {
             for entry in live_entries(inner, a, b) {
@@ -1361,8 +1426,9 @@ impl Database {
         };
         // Where each document stands, needed only while the remote has pending intervals.
         let pending = !sync.remotes[i].pending.is_empty();
-        let read = |id: &str| -> Result<Option<(u64, RevTree)>> {
-            if !pending {
+        // A refusal needs the document's leaves whatever the intervals (see `reject`).
+        let read = |id: &str, always: bool| -> Result<Option<(u64, RevTree)>> {
+            if !pending && !always {
                 return Ok(None);
             }
             match inner
@@ -1376,13 +1442,13 @@ impl Database {
         };
         let mut settled = Vec::new();
         for (id, revs) in held {
-            let rec = read(id)?;
+            let rec = read(id, false)?;
             let pos = rec.as_ref().map(|(seq, tree)| Position { seq: *seq, tree });
             sync.mark_held(inner, i, id, pos.as_ref(), revs)?;
             settled.extend(pos.map(|p| p.seq));
         }
         for r in rejected {
-            let rec = read(&r.id)?;
+            let rec = read(&r.id, true)?;
             let pos = rec.as_ref().map(|(seq, tree)| Position { seq: *seq, tree });
             sync.reject(inner, i, pos.as_ref(), r)?;
             settled.extend(pos.map(|p| p.seq));

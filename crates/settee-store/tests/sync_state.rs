@@ -247,9 +247,17 @@ fn a_rejection_stands_until_a_later_revision_is_accepted_or_the_doc_is_deleted_o
         db.sync_state(R1, "w").unwrap(),
         unpushed(&[&rev("1-0other")])
     );
-    // A rejection of a synced document records nothing.
+    // A rejection of a document recorded as synced proves the remote lacks it (issue 19: a
+    // remote that was reset): rejected again. One of a revision that is no longer a leaf
+    // records nothing (the leaf that replaced it is the one that matters).
     let v1 = put(&db, json!({"_id": "v"}));
     db.record_remote_revs(R1, &held("v", &[&v1]), &[]).unwrap();
+    assert_eq!(db.sync_state(R1, "v").unwrap(), Some(SyncState::Synced));
+    reject(&db, "v", &v1);
+    assert_eq!(db.sync_state(R1, "v").unwrap(), rejected(&v1));
+    let v2 = put(&db, json!({"_id": "v", "_rev": v1.to_string()}));
+    db.record_remote_revs(R1, &held("v", &[&v2]), &[]).unwrap();
+    assert_eq!(db.sync_state(R1, "v").unwrap(), Some(SyncState::Synced));
     reject(&db, "v", &v1);
     assert_eq!(db.sync_state(R1, "v").unwrap(), Some(SyncState::Synced));
     db.verify().unwrap();
@@ -522,7 +530,7 @@ fn random_operations_keep_the_state_equal_to_the_model() {
                 .unwrap_or_default();
             // (remote the revision came from, the revision) of a replicated write.
             let mut pulled: Option<(&'static str, String, Rev)> = None;
-            let what = rng.gen_range(0..11);
+            let what = rng.gen_range(0..13);
             match what {
                 0 if registered.len() < 2 => {
                     let r = remotes[registered.len()];
@@ -610,6 +618,35 @@ fn random_operations_keep_the_state_equal_to_the_model() {
                             model.known.entry(r).or_default().insert((d.clone(), rv));
                         }
                     }
+                }
+                10 if !registered.is_empty() => {
+                    // A `_revs_diff` saying the remote lacks some revisions (leaves, stale
+                    // revs, a document this store does not have), whatever was recorded.
+                    let r = registered[rng.gen_range(0..registered.len())];
+                    let mut revs: Vec<Rev> = current
+                        .iter()
+                        .filter(|_| rng.gen_bool(0.6))
+                        .cloned()
+                        .collect();
+                    if rng.gen_bool(0.2) {
+                        revs.push(rev("1-stale"));
+                    }
+                    let mut lacking: BTreeMap<String, Vec<Rev>> =
+                        [(id.clone(), revs.clone())].into();
+                    if rng.gen_bool(0.2) {
+                        lacking.insert("nowhere".into(), vec![rev("1-abc")]);
+                    }
+                    db.record_remote_lacks(r, &lacking).unwrap();
+                    let known = model.known.entry(r).or_default();
+                    for rv in revs {
+                        known.remove(&(id.clone(), rv));
+                    }
+                }
+                11 if !registered.is_empty() && rng.gen_bool(0.3) => {
+                    // The remote was found empty: it holds nothing.
+                    let r = registered[rng.gen_range(0..registered.len())];
+                    db.reset_remote(r).unwrap();
+                    model.known.entry(r).or_default().clear();
                 }
                 7 if !current.is_empty() && rng.gen_bool(0.4) => {
                     let gone = current[rng.gen_range(0..current.len())].clone();
@@ -816,4 +853,64 @@ fn a_large_store_registers_and_pushes_without_an_entry_per_document() {
     assert_eq!(db.verify().unwrap().unsynced_entries, 51);
     drop(db);
     assert_eq!(u_keys(&dir, 1), 0);
+}
+
+/// Issue 19, finding 4: a listing read the entries, then walked the pending intervals; a
+/// confirmation settling a span in between moved a document from the intervals into an
+/// entry the listing had not seen, so it was in neither (and its state did not change, so
+/// no live event corrected it). Here confirmations of scattered documents settle spans
+/// (writing entries for the documents between them) while another thread lists: every
+/// document never confirmed must be in every listing.
+#[test]
+fn issue_19_a_listing_misses_no_document_while_confirmations_settle_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let n = 3000;
+    let docs: Vec<Value> = (0..n).map(|i| json!({"_id": format!("d{i:05}")})).collect();
+    let revs: Vec<Rev> = db
+        .bulk_docs(docs, true)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.rev.unwrap())
+        .collect();
+    db.register_remote(R1, Default::default()).unwrap();
+    // Every third document is confirmed, in shuffled batches; the others never are.
+    let mut confirmed: Vec<usize> = (0..n).filter(|i| i % 3 == 0).collect();
+    let mut rng = StdRng::seed_from_u64(19);
+    use rand::seq::SliceRandom;
+    confirmed.shuffle(&mut rng);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let db = db.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut listings = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || listings < 20 {
+                let listed: BTreeSet<String> = db
+                    .unsynced(R1, None, usize::MAX)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+                for i in (0..n).filter(|i| i % 3 != 0) {
+                    let id = format!("d{i:05}");
+                    assert!(listed.contains(&id), "listing {listings} misses {id}");
+                }
+                listings += 1;
+            }
+            listings
+        })
+    };
+    for batch in confirmed.chunks(7) {
+        let held: BTreeMap<String, Vec<Rev>> = batch
+            .iter()
+            .map(|&i| (format!("d{i:05}"), vec![revs[i].clone()]))
+            .collect();
+        db.record_remote_revs(R1, &held, &[]).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let listings = reader.join().unwrap();
+    assert!(listings >= 20);
+    assert_eq!(db.sync_counts(R1).unwrap().unsynced, 2000);
+    db.verify().unwrap();
 }

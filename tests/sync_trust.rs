@@ -1,0 +1,214 @@
+//! Issue 19's findings against the real server: the sync state is a cache of what the remote
+//! holds, and whatever the remote says overrides it. A remote that was reset (dropped and
+//! recreated with a validation function) or restored from an older copy reads as unsynced
+//! until it holds the documents again; a document the local store refused during a pull
+//! is part of the sync state (listed, counted, retried).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{unique_db, Server};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use settee::replicate::{Peer, ReplicateOptions, RetryPolicy};
+use settee::{Db, SyncState};
+use settee_testkit::http::{self, Reply, Rule};
+use settee_testkit::TestServer;
+
+/// `settee` run as a user would (piped), with the server's password in the environment.
+fn settee(server: &Server, args: &[&str]) -> (i32, Vec<Value>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
+    cmd.args(args);
+    if let Some(p) = &server.password {
+        cmd.env("SETTEE_PASSWORD", p);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (out.status.code().unwrap(), lines, stderr)
+}
+
+/// What the server itself answers for a document: its status code.
+fn server_status(db: &str, id: &str) -> u16 {
+    TestServer::get()
+        .raw_request("GET", &format!("/{db}/{id}"), None)
+        .0
+}
+
+/// One request to the server, which must succeed.
+fn server_request(method: &str, path: &str, body: Option<Value>) {
+    let body = body.map(|b| b.to_string());
+    let (status, text) =
+        TestServer::get().raw_request(method, &format!("/{path}"), body.as_deref());
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {text}"
+    );
+}
+
+/// Issue 19, finding 1, as the issue tells it: `r1`, `r2`, `r3` synced; the database is
+/// dropped and recreated with a `validate_doc_update` that refuses `r2`. The sync re-pushes,
+/// `r2` is refused (exit 3), and `status` must say so: 1 unpushed, 1 rejected, `r2` listed
+/// (it said 0, 0 and nothing, while the server answered 404 for `r2`).
+#[test]
+fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documents() {
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_db("reset");
+    let local = dir.path().join("local");
+    let local = local.to_str().unwrap();
+    let url = server.db_url(&name);
+    server_request("PUT", &name, None);
+    for id in ["r1", "r2", "r3"] {
+        let (code, _, err) = settee(&server, &["put", local, &json!({"_id": id}).to_string()]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = settee(&server, &["sync", local, &url]);
+    assert_eq!(code, 0, "{err}");
+    let (_, st, _) = settee(&server, &["status", local, &url]);
+    assert_eq!(
+        (&st[0]["unpushed"], &st[0]["rejected"]),
+        (&json!(0), &json!(0))
+    );
+
+    // The database is reset and now refuses r2.
+    server_request("DELETE", &name, None);
+    server_request("PUT", &name, None);
+    server_request(
+        "PUT",
+        &format!("{name}/_design/guard"),
+        Some(json!({"validate_doc_update":
+            "function (doc) { if (doc._id === 'r2') { throw({forbidden: 'r2 is not welcome'}); } }"})),
+    );
+    let (code, _, err) = settee(&server, &["sync", local, &url]);
+    assert_eq!(code, 3, "r2 is refused: {err}");
+    assert_eq!(server_status(&name, "r2"), 404);
+    assert_eq!(server_status(&name, "r1"), 200);
+    let (_, st, _) = settee(&server, &["status", local, &url]);
+    assert_eq!(
+        (&st[0]["unpushed"], &st[0]["rejected"]),
+        (&json!(1), &json!(1)),
+        "{st:?}"
+    );
+    let (_, docs, _) = settee(&server, &["status", local, &url, "--docs"]);
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(
+        (&docs[0]["id"], &docs[0]["state"]),
+        (&json!("r2"), &json!("rejected"))
+    );
+    assert_eq!(docs[0]["reason"], "r2 is not welcome");
+    // Still so after another run (the checkpoint is past it now).
+    let (code, _, _) = settee(&server, &["sync", local, &url]);
+    assert_eq!(code, 0);
+    let (_, docs, _) = settee(&server, &["status", local, &url, "--docs"]);
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    server_request("DELETE", &name, None);
+}
+
+/// A database restored from an older copy lacks what was pushed after the copy was made.
+/// Its `_revs_diff` says so, and that overrides the recorded state at once: while the push
+/// cannot write (here a proxy refuses `_bulk_docs`, and the run gives up), `status` says
+/// the edit is unpushed, not synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it_says_so() {
+    let server = Server::get();
+    let name = unique_db("restored");
+    let backup = format!("{name}-backup");
+    let refuse = Arc::new(AtomicBool::new(false));
+    let flag = refuse.clone();
+    let (proxy, _log) = http::proxy(&server.url, move |req| {
+        if flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_docs") {
+            Rule::Answer(Reply::json(
+                500,
+                &json!({"error": "unknown_error", "reason": "the disk is on fire"}),
+            ))
+        } else {
+            Rule::Forward
+        }
+    })
+    .await;
+    let with_creds = |base: &str, db: &str| match (&server.user, &server.password) {
+        (Some(u), Some(p)) => format!("{}/{db}", base.replacen("://", &format!("://{u}:{p}@"), 1)),
+        _ => format!("{base}/{db}"),
+    };
+    let r = Db::open(&with_creds(&proxy, &name)).unwrap();
+    r.to_peer().create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    for id in ["a", "b", "c"] {
+        l.put(json!({"_id": id})).await.unwrap();
+    }
+    let opts = || ReplicateOptions {
+        retry: RetryPolicy {
+            initial: std::time::Duration::from_millis(10),
+            max: std::time::Duration::from_millis(50),
+            one_shot_attempts: 2,
+        },
+        ..Default::default()
+    };
+    let sync = |l: Db, r: Db| async move {
+        settee::replicate::sync(l.to_peer(), r.to_peer(), opts(), None, Default::default()).await
+    };
+    sync(l.clone(), r.clone()).await.unwrap();
+    // The copy is made now: it has a, b and c at their first revisions.
+    server_request(
+        "POST",
+        "_replicate",
+        Some(json!({"source": with_creds(&server.url, &name),
+                    "target": with_creds(&server.url, &backup), "create_target": true})),
+    );
+    let cur = l.get("a", &Default::default()).await.unwrap();
+    let edited = l
+        .put(json!({"_id": "a", "_rev": cur["_rev"], "n": 2}))
+        .await
+        .unwrap();
+    sync(l.clone(), r.clone()).await.unwrap();
+    assert_eq!(
+        l.sync_state(&r, "a").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+
+    // Restored from the copy: the edit of "a" is gone from the server.
+    server_request("DELETE", &name, None);
+    server_request(
+        "POST",
+        "_replicate",
+        Some(json!({"source": with_creds(&server.url, &backup),
+                    "target": with_creds(&server.url, &name), "create_target": true})),
+    );
+    refuse.store(true, Ordering::SeqCst);
+    let failed = sync(l.clone(), r.clone()).await;
+    assert!(failed.is_err(), "the push could not write: {failed:?}");
+    let want = SyncState::Unpushed {
+        revs: vec![edited["rev"].as_str().unwrap().parse().unwrap()],
+    };
+    assert_eq!(l.sync_state(&r, "a").await.unwrap(), Some(want));
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.local.rejected), (1, 0), "{st:?}");
+    for id in ["b", "c"] {
+        assert_eq!(l.sync_state(&r, id).await.unwrap(), Some(SyncState::Synced));
+    }
+    // Once it can write, the edit is pushed again and synced.
+    refuse.store(false, Ordering::SeqCst);
+    sync(l.clone(), r.clone()).await.unwrap();
+    assert_eq!(
+        l.sync_state(&r, "a").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+    let on_server = r.get("a", &Default::default()).await.unwrap();
+    assert_eq!(on_server["_rev"], edited["rev"]);
+    let listed: Vec<_> = l.unsynced(&r).unwrap().collect().await;
+    assert!(listed.is_empty(), "{listed:?}");
+    server_request("DELETE", &name, None);
+    server_request("DELETE", &backup, None);
+}
