@@ -660,6 +660,13 @@ fn print_status_table(st: &settee::Status) -> anyhow::Result<()> {
             l.not_replicated
         )?;
     }
+    if l.pull_failed > 0 {
+        writeln!(
+            out,
+            "pull failed     {} (the remote has them; the next sync tries again)",
+            l.pull_failed
+        )?;
+    }
     match (st.unpulled, &st.unpulled_error) {
         (Some(n), _) => writeln!(out, "unpulled        {n}")?,
         (None, Some(e)) => writeln!(out, "unpulled        {e}")?,
@@ -692,6 +699,9 @@ fn print_docs_table(rows: &[(String, settee::SyncState)]) -> anyhow::Result<()> 
                 .collect::<Vec<_>>()
                 .join(", "),
             SyncState::Rejected { rev, error, reason } => format!("{rev}: {error}: {reason}"),
+            SyncState::PullFailed { rev, error, reason } => {
+                format!("{rev}: {error}: {reason} (not pulled; the next sync tries again)")
+            }
             SyncState::Conflicted { winner, losers } => format!(
                 "{winner} wins over {}",
                 losers

@@ -212,3 +212,97 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     server_request("DELETE", &name, None);
     server_request("DELETE", &backup, None);
 }
+
+/// Issue 19, finding 5: a document the local store refused during a pull was in the run's
+/// failures and nowhere else: never retried, never counted. It is part of the sync state
+/// now: `status` counts it, `status --docs` lists it with the reason, and the next sync asks
+/// for it again. Here a proxy adds a member the store refuses (`_bogus`) to one document
+/// of the first pull's `_bulk_get` answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried() {
+    let server = Server::get();
+    let name = unique_db("pullfail");
+    let spoil = Arc::new(AtomicBool::new(true));
+    let flag = spoil.clone();
+    let (proxy, _log) = http::proxy(&server.url, move |req| {
+        if !(flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_get")) {
+            return Rule::Forward;
+        }
+        Rule::Edit(Box::new(|mut reply: Reply| {
+            let mut body = reply.body_json().unwrap();
+            for result in body["results"].as_array_mut().unwrap() {
+                if result["id"] == "bad" {
+                    for d in result["docs"].as_array_mut().unwrap() {
+                        d["ok"]["_bogus"] = json!(1);
+                    }
+                }
+            }
+            reply.body = body.to_string().into_bytes();
+            reply
+        }))
+    })
+    .await;
+    let url = match (&server.user, &server.password) {
+        (Some(u), Some(p)) => format!(
+            "{}/{name}",
+            proxy.replacen("://", &format!("://{u}:{p}@"), 1)
+        ),
+        _ => format!("{proxy}/{name}"),
+    };
+    let r = Db::open(&url).unwrap();
+    r.to_peer().create().await.unwrap();
+    for id in ["good", "bad"] {
+        r.put(json!({"_id": id, "n": 1})).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let sync = || {
+        settee::replicate::sync(
+            l.to_peer(),
+            r.to_peer(),
+            Default::default(),
+            None,
+            Default::default(),
+        )
+    };
+    let summary = sync().await.unwrap();
+    assert_eq!(
+        summary.pull.doc_failures.len(),
+        1,
+        "{:?}",
+        summary.pull.doc_failures
+    );
+    assert!(l.get("bad", &Default::default()).await.is_err());
+    let state = l.sync_state(&r, "bad").await.unwrap().unwrap();
+    let SyncState::PullFailed { error, reason, .. } = &state else {
+        panic!("{state:?}");
+    };
+    assert_eq!(error, "doc_validation");
+    assert!(reason.contains("_bogus"), "{reason}");
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.local.pull_failed), (0, 1), "{st:?}");
+    let listed: Vec<_> = l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].0, "bad");
+    // A sync that moves nothing new still counts it (its checkpoint is past the change) and,
+    // with the fault still there, keeps it listed.
+    sync().await.unwrap();
+    assert_eq!(settee::status(&l, &r).await.unwrap().local.pull_failed, 1);
+    // The fault is gone: the next sync asks for it again, and it arrives.
+    spoil.store(false, Ordering::SeqCst);
+    let summary = sync().await.unwrap();
+    assert!(
+        summary.pull.doc_failures.is_empty(),
+        "{:?}",
+        summary.pull.doc_failures
+    );
+    let doc = l.get("bad", &Default::default()).await.unwrap();
+    assert_eq!(doc["n"], 1);
+    assert_eq!(
+        l.sync_state(&r, "bad").await.unwrap(),
+        Some(SyncState::Synced)
+    );
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.local.pull_failed), (0, 0), "{st:?}");
+    server_request("DELETE", &name, None);
+}

@@ -125,6 +125,19 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::record_peer_lacks(p, other, lacking).await)
     }
 
+    async fn record_failures_from(
+        &self,
+        other: &str,
+        listed: Vec<String>,
+        failed: Vec<DocFailure>,
+    ) -> Result<()> {
+        both!(self, p => Peer::record_failures_from(p, other, listed, failed).await)
+    }
+
+    async fn failures_from(&self, other: &str) -> Result<Vec<DocFailure>> {
+        both!(self, p => Peer::failures_from(p, other).await)
+    }
+
     async fn peer_holds_nothing(&self, other: &str) -> Result<()> {
         both!(self, p => Peer::peer_holds_nothing(p, other).await)
     }

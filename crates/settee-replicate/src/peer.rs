@@ -288,6 +288,31 @@ pub trait Peer: Clone + Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Called after each batch written to this peer from the peer `other` (a pull, for a
+    /// local store): `listed` are the documents the batch read from `other` (each with all
+    /// its leaves there), `failed` the revisions it could not take (this peer refused them,
+    /// or `other` did not give them). A local store keeps the failures in its sync state
+    /// with `other`, replacing what it kept for the listed documents, so that `status`
+    /// counts and lists them and the next replication tries them again
+    /// ([`Peer::failures_from`]); a remote database does nothing.
+    fn record_failures_from(
+        &self,
+        other: &str,
+        listed: Vec<String>,
+        failed: Vec<DocFailure>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (other, listed, failed);
+        async { Ok(()) }
+    }
+
+    /// The revisions earlier replications from `other` could not write here (see
+    /// [`Peer::record_failures_from`]), which a new session asks for again first. A remote
+    /// database has none.
+    fn failures_from(&self, other: &str) -> impl Future<Output = Result<Vec<DocFailure>>> + Send {
+        let _ = other;
+        async { Ok(Vec::new()) }
+    }
+
     /// Called when a replication finds the peer `other` empty (no documents, live or
     /// deleted) as it starts: `other` holds nothing, whatever was recorded (it was dropped
     /// and recreated, or is a new server under the old URL). A local store makes every

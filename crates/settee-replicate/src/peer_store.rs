@@ -268,6 +268,54 @@ impl Peer for Database {
         blocking(self, move |db| db.record_remote_lacks(&other, &lacking)).await
     }
 
+    async fn record_failures_from(
+        &self,
+        other: &str,
+        listed: Vec<String>,
+        failed: Vec<DocFailure>,
+    ) -> Result<()> {
+        let other = other.to_owned();
+        blocking(self, move |db| {
+            let kept = pull_failures(&db, &other);
+            if failed.is_empty() && !kept.iter().any(|f| listed.contains(&f.id)) {
+                return Ok(());
+            }
+            let mut now: Vec<DocFailure> = kept
+                .into_iter()
+                .filter(|f| !listed.contains(&f.id))
+                .collect();
+            for f in failed {
+                if !now.contains(&f) {
+                    now.push(f);
+                }
+            }
+            now.sort_by(|a, b| (&a.id, &a.rev).cmp(&(&b.id, &b.rev)));
+            if now.len() > MAX_PULL_FAILURES {
+                tracing::warn!(
+                    remote = %other,
+                    kept = MAX_PULL_FAILURES,
+                    failed = now.len(),
+                    "too many documents failed to pull to keep them all; some are not listed"
+                );
+                now.truncate(MAX_PULL_FAILURES);
+            }
+            let value = serde_json::to_value(&now).unwrap_or_default();
+            db.register_remote(
+                &other,
+                [(PULL_FAILURES_KEY.to_owned(), value)]
+                    .into_iter()
+                    .collect(),
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn failures_from(&self, other: &str) -> Result<Vec<DocFailure>> {
+        let other = other.to_owned();
+        blocking(self, move |db| Ok(pull_failures(&db, &other))).await
+    }
+
     async fn peer_holds_nothing(&self, other: &str) -> Result<()> {
         let other = other.to_owned();
         blocking(self, move |db| db.reset_remote(&other).map(|_| ())).await
@@ -329,6 +377,21 @@ pub(crate) const PULL_REPLICATION_KEY: &str = "pull_replication";
 pub(crate) const LAST_PUSH_KEY: &str = "last_push";
 /// The remote meta key of when the last pull from a remote caught up.
 pub(crate) const LAST_PULL_KEY: &str = "last_pull";
+/// The remote meta key of the revisions pulls from a remote could not write here (a list
+/// of `DocFailure`s, sorted by id; see `Peer::record_failures_from`).
+pub(crate) const PULL_FAILURES_KEY: &str = "pull_failures";
+/// At most this many pull failures are kept per remote (past it, the last ids in order are
+/// not listed; each run's summary and events still report every one).
+const MAX_PULL_FAILURES: usize = 10_000;
+
+/// The pull failures the store keeps for `remote`.
+pub(crate) fn pull_failures(db: &Database, remote: &str) -> Vec<DocFailure> {
+    db.remote(remote)
+        .and_then(|r| r.meta.get(PULL_FAILURES_KEY).cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
 /// The prefix of the remote meta keys `checkpoint:<replication id>`, true once the
 /// replication's checkpoints on this store were written while it kept sync state.
 const CHECKPOINT_KEY_PREFIX: &str = "checkpoint:";

@@ -328,6 +328,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             initial_load: Arc::new(AtomicBool::new(target_empty)),
         };
         progress.begin(&session, self.opts.since.is_some(), target_empty);
+        self.retry_failures(&ctx, &mut progress, &session.start_seq)
+            .await;
 
         let mut failures = 0u32;
         let result = loop {
@@ -877,6 +879,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     ) -> Result<()> {
         let mut on_target = BTreeMap::new();
         let mut on_source = BTreeMap::new();
+        let listed_ids: Vec<String> = listed.keys().cloned().collect();
         for (id, revs) in listed {
             let missing = missing.get(&id);
             let refused = failures.iter().any(|f| f.id == id);
@@ -893,9 +896,10 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 on_target.insert(id, held);
             }
         }
-        // pouchdb-server names no `rev` in a refusal: the refused revision is then the one
-        // this batch sent for the document (the highest, if it sent several).
-        let refusals = failures
+        // pouchdb-server (and a store refusing a pulled document) names no `rev` in a
+        // refusal: the refused revision is then the one this batch sent for the document
+        // (the highest, if it sent several).
+        let refusals: Vec<DocFailure> = failures
             .iter()
             .map(|f| {
                 let mut f = f.clone();
@@ -909,11 +913,78 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             })
             .collect();
         self.source
-            .record_peer_revs(&self.target.identity(), on_target, refusals)
+            .record_peer_revs(&self.target.identity(), on_target, refusals.clone())
             .await?;
         self.target
             .record_peer_revs(source_id, on_source, Vec::new())
+            .await?;
+        // What this batch could not take from the source stays part of the target's sync
+        // state with it (listed, counted, tried again by the next session).
+        self.target
+            .record_failures_from(source_id, listed_ids, refusals)
             .await
+    }
+
+    /// Asks again, first thing in a session, for the revisions earlier runs could not write
+    /// to the target (`Peer::failures_from`): one batch through the usual diff, fetch and
+    /// write, whose results replace what the target kept. A revision that fails again stays
+    /// listed; an error here is reported and left for the next session, never fatal.
+    async fn retry_failures(&self, ctx: &Ctx, progress: &mut Progress, since: &Seq) {
+        let kept = match self.target.failures_from(&self.source.identity()).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "could not read the failures to retry");
+                return;
+            }
+        };
+        if kept.is_empty() {
+            return;
+        }
+        let mut changes: BTreeMap<String, crate::peer::Change> = BTreeMap::new();
+        for f in kept {
+            let change = changes
+                .entry(f.id.clone())
+                .or_insert_with(|| crate::peer::Change {
+                    seq: since.clone(),
+                    id: f.id.clone(),
+                    revs: Vec::new(),
+                    invalid_revs: Vec::new(),
+                    deleted: false,
+                });
+            match f.rev.as_deref().map(str::parse::<Rev>) {
+                Some(Ok(rev)) => change.revs.push(rev),
+                Some(Err(_)) => change.invalid_revs.extend(f.rev),
+                // No revision named: nothing to ask for; it stays listed as it was.
+                None => {}
+            }
+        }
+        tracing::info!(
+            documents = changes.len(),
+            "trying again what earlier runs could not write"
+        );
+        let batch = ChangesBatch {
+            changes: changes.into_values().collect(),
+            last_seq: since.clone(),
+            pending: None,
+        };
+        match self.process(batch, false).await {
+            Ok(p) => {
+                add(&mut progress.stats, &p.delta);
+                if progress.failures.len() < MAX_RECORDED_FAILURES {
+                    progress.failures.extend(p.failures.iter().cloned());
+                }
+                ctx.emit_change(Event::Change {
+                    direction: ctx.direction,
+                    stats: progress.stats.clone(),
+                    last_seq: progress.done_seq.clone(),
+                    pending: None,
+                    failures: p.failures,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "trying the earlier failures again failed; the next session tries again");
+            }
+        }
     }
 
     /// Makes the target durable, then records `progress.done_seq` on the target and the

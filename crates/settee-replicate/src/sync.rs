@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::ReplicationLog;
 use crate::events::{Direction, Event, Summary};
+use crate::peer::DocFailure;
 use crate::peer::{ChangesRequest, Filter, Peer};
 use crate::peer_store::{
-    blocking, winning_doc, LAST_PULL_KEY, LAST_PUSH_KEY, PULL_FILTER_KEY, PULL_REPLICATION_KEY,
-    PUSH_FILTER_KEY, PUSH_REPLICATION_KEY,
+    blocking, pull_failures, winning_doc, LAST_PULL_KEY, LAST_PUSH_KEY, PULL_FILTER_KEY,
+    PULL_REPLICATION_KEY, PUSH_FILTER_KEY, PUSH_REPLICATION_KEY,
 };
 use crate::{Error, ReplicateOptions, Replication, Result};
 
@@ -106,6 +107,9 @@ pub struct SyncStatus {
     pub rejected: u64,
     /// Documents with a revision the remote does not have that the sync's filter excludes.
     pub not_replicated: u64,
+    /// Revisions the remote has that the last pulls could not write here (the store refused
+    /// them, or the remote did not give them); the next sync tries them again.
+    pub pull_failed: u64,
     /// When the last push finished or caught up (RFC 3339), or wrote its last checkpoint if
     /// that is later: everything the store had then was pushed. `None` if never.
     pub last_push: Option<String>,
@@ -127,6 +131,8 @@ struct PairView {
     /// When the last push and pull caught up, as the replicator recorded it.
     last_push: Option<String>,
     last_pull: Option<String>,
+    /// What the pulls could not write here, by id.
+    pull_failed: Vec<DocFailure>,
 }
 
 impl PairView {
@@ -147,8 +153,17 @@ impl PairView {
             pull_id: id(PULL_REPLICATION_KEY),
             last_push: id(LAST_PUSH_KEY),
             last_pull: id(LAST_PULL_KEY),
+            pull_failed: pull_failures(local, &name),
             remote: name,
         }
+    }
+
+    /// The state of a failed pull of document `id`, if one is kept.
+    fn pull_failure(&self, id: &str) -> Option<SyncState> {
+        self.pull_failed
+            .iter()
+            .find(|f| f.id == id)
+            .map(pull_failed_state)
     }
 
     /// Whether the push filter excludes document `id` (blocking: a selector reads the
@@ -188,6 +203,11 @@ pub async fn sync_state<R: Peer>(
 ) -> Result<Option<SyncState>> {
     let view = PairView::new(local, remote);
     let id = id.to_owned();
+    // A revision the remote has and a pull could not take outranks the local state: the
+    // document is not in sync, whatever this store holds of it.
+    if let Some(failed) = view.pull_failure(&id) {
+        return Ok(Some(failed));
+    }
     blocking(local, move |db| match db.sync_state(&view.remote, &id)? {
         Some(state) => view.filtered(&id, state).map(Some),
         None => Ok(None),
@@ -199,7 +219,8 @@ pub async fn sync_state<R: Peer>(
 const UNSYNCED_PAGE: usize = 256;
 
 /// The documents not known to be on `remote` that the sync's filter includes, in id order,
-/// each with its state (`Unpushed` or `Rejected`), read offline. The cost is in the number
+/// each with its state (`Unpushed` or `Rejected`), read offline, merged in id order with
+/// the revisions pulls could not write here (`PullFailed`). The cost is in the number
 /// of unsynced documents (with a filter, the excluded ones are read too), not the store's
 /// size.
 pub fn unsynced<R: Peer>(
@@ -210,21 +231,37 @@ pub fn unsynced<R: Peer>(
         view: PairView,
         after: Option<String>,
         buffer: VecDeque<(String, SyncState)>,
+        /// The pull failures, by id, merged into the store's rows in id order.
+        failed: VecDeque<(String, SyncState)>,
         done: bool,
     }
+    let view = PairView::new(local, remote);
+    let failed = view
+        .pull_failed
+        .iter()
+        .map(|f| (f.id.clone(), pull_failed_state(f)))
+        .collect();
     let start = Walk {
-        view: PairView::new(local, remote),
+        view,
         after: None,
         buffer: VecDeque::new(),
+        failed,
         done: false,
     };
     futures::stream::unfold(start, |mut w| async move {
         loop {
+            let next_failed = w.failed.front().map(|(id, _)| id.clone());
             if let Some(item) = w.buffer.pop_front() {
+                if next_failed.as_ref().is_some_and(|f| *f <= item.0) {
+                    w.buffer.push_front(item);
+                    let failed = w.failed.pop_front()?;
+                    return Some((Ok(failed), w));
+                }
                 return Some((Ok(item), w));
             }
             if w.done {
-                return None;
+                let failed = w.failed.pop_front()?;
+                return Some((Ok(failed), w));
             }
             let (view, after) = (w.view.clone(), w.after.clone());
             let page = blocking(&w.view.db, move |db| {
@@ -336,7 +373,10 @@ pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus>
             .and_then(ReplicationLog::from_doc)
             .and_then(|l| l.history.first().map(|s| s.end_time.clone()))
     };
+    let mut failed_ids: Vec<&str> = view.pull_failed.iter().map(|f| f.id.as_str()).collect();
+    failed_ids.dedup();
     Ok(SyncStatus {
+        pull_failed: failed_ids.len() as u64,
         remote: view.remote,
         unpushed,
         rejected,
@@ -348,6 +388,15 @@ pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus>
         last_pull: when(checkpoint_of(local, view.pull_id.as_deref()).await?)
             .max(view.last_pull.clone()),
     })
+}
+
+/// The state a kept pull failure gives its document.
+fn pull_failed_state(f: &DocFailure) -> SyncState {
+    SyncState::PullFailed {
+        rev: f.rev.clone().unwrap_or_default(),
+        error: f.error.clone(),
+        reason: f.reason.clone(),
+    }
 }
 
 /// The local store's checkpoint document `rep_id`, if there is one.

@@ -85,6 +85,18 @@ pub enum SyncState {
     /// The store never answers this itself (it knows no filters); `settee_replicate`
     /// applies the filter a remote was synced with.
     NotReplicated,
+    /// The remote has revision `rev` of the document, and the last pull could not take it
+    /// here: this store refused it, or the remote did not give it. Every sync tries it
+    /// again until it arrives. The store never answers this itself either:
+    /// `settee_replicate` keeps what a pull failed to write.
+    PullFailed {
+        /// The revision the pull could not take (as the remote named it).
+        rev: String,
+        /// The error's name (`bad_request`, `not_found`, ...).
+        error: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl SyncState {
@@ -101,6 +113,7 @@ impl SyncState {
             SyncState::Rejected { .. } => "rejected",
             SyncState::Conflicted { .. } => "conflicted",
             SyncState::NotReplicated => "not_replicated",
+            SyncState::PullFailed { .. } => "pull_failed",
         }
     }
 
@@ -751,25 +764,65 @@ impl SyncBatch {
         Ok(())
     }
 
-    /// After remote `i` confirmed or refused documents at `seqs` that were pending: takes
-    /// the seqs from the first to the last of them out of its pending intervals (a push
-    /// goes in seq order, so that span is the batch it sent; what else is in it, such as
-    /// documents its filter left out, gets an entry of its own). Keeps the intervals few.
+    /// After remote `i` confirmed or refused documents at `seqs` that were pending (their
+    /// slots are loaded): takes what it can of them out of its pending intervals, reading
+    /// and writing in proportion to these documents, never to what lies between them.
+    ///
+    /// The seqs are joined into segments across gaps that hold no other pending document
+    /// (seqs of superseded entries, documents outside the intervals), walking each gap
+    /// within a budget of [`GAP_WALK_PER_SEQ`] entries per confirmed seq; a segment leaves
+    /// the intervals with no write at all (a push in seq order, the usual case, is one
+    /// segment per batch). A gap with another pending document, or past the budget, ends a
+    /// segment: that document stays pending as it was. A segment whose removal would split
+    /// the intervals past [`MAX_PENDING_INTERVALS`] stays in them, and its documents get
+    /// markers instead (one key each). Issue 19: taking the whole span from the first seq
+    /// to the last out, as before, wrote an entry for every other pending document in it,
+    /// thousands in one locked batch when a document of the batch had been edited in flight
+    /// (its seq is then far ahead), or when a pull confirmed documents scattered over the
+    /// store.
     fn settle_confirmed(&mut self, inner: &Inner, i: usize, seqs: &[u64]) -> Result<()> {
         let mut seqs = seqs.to_vec();
         seqs.sort_unstable();
         seqs.dedup();
-        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        let Some(&first) = seqs.first() else {
             return Ok(());
         };
-        if last - first + 1 == seqs.len() as u64 {
-            // Every seq of the span is one of theirs (a push of documents not written since
-            // they became pending): nothing else there to read.
-            let r = &mut self.remotes[i];
-            r.pending.remove(first, last);
+        let confirmed: HashSet<u64> = seqs.iter().copied().collect();
+        let mut budget = (seqs.len() as u64).saturating_mul(GAP_WALK_PER_SEQ);
+        let mut segments: Vec<(u64, u64)> = vec![(first, first)];
+        for pair in seqs.windows(2) {
+            let (prev, next) = (pair[0], pair[1]);
+            let gap = next - prev - 1;
+            let joins = gap == 0
+                || (gap <= budget && {
+                    budget -= gap;
+                    let pending = &self.remotes[i].pending;
+                    let mut clear = true;
+                    for entry in live_entries(inner, prev + 1, next - 1) {
+                        let seq = entry?.seq;
+                        if pending.contains(seq) && !confirmed.contains(&seq) {
+                            clear = false;
+                            break;
+                        }
+                    }
+                    clear
+                });
+            match segments.last_mut() {
+                Some(last) if joins => last.1 = next,
+                _ => segments.push((next, next)),
+            }
+        }
+        let r = &mut self.remotes[i];
+        for (a, b) in segments {
+            let mut after = r.pending.clone();
+            after.remove(a, b);
+            if after.0.len() > MAX_PENDING_INTERVALS && after.0.len() > r.pending.0.len() {
+                // Too many intervals already: the documents keep their place in them, and
+                // markers say they are held.
+                continue;
+            }
+            r.pending = after;
             r.pending_changed = true;
-        } else {
-            self.settle(inner, i, first, last)?;
         }
         while self.remotes[i].pending.0.len() > MAX_PENDING_INTERVALS {
             let Some((a, b)) = self.remotes[i].pending.smallest() else {
@@ -830,6 +883,11 @@ impl SyncBatch {
 /// entries. Pushes confirmed out of order (several batches in flight) split the intervals
 /// for a while; a push by document ids can split them for good.
 const MAX_PENDING_INTERVALS: usize = 32;
+
+/// How many by-seq entries a confirmation may walk between its documents, per document, to
+/// find gaps it can take out of the pending intervals with them (see
+/// [`SyncBatch::settle_confirmed`]).
+const GAP_WALK_PER_SEQ: u64 = 64;
 
 /// The by-seq spans (inclusive, sorted, disjoint) whose documents a remote holds nothing
 /// of, unless their `U` key says otherwise. Registering a remote makes everything up to
@@ -1444,8 +1502,12 @@ impl Database {
         for (id, revs) in held {
             let rec = read(id, false)?;
             let pos = rec.as_ref().map(|(seq, tree)| Position { seq: *seq, tree });
-            sync.mark_held(inner, i, id, pos.as_ref(), revs)?;
-            settled.extend(pos.map(|p| p.seq));
+            // Only a document whose state this changes is settled: one confirmed with a
+            // revision that is no longer a leaf (edited while its batch was in flight) keeps
+            // its place, and its new seq says nothing about the batch.
+            if sync.mark_held(inner, i, id, pos.as_ref(), revs)? {
+                settled.extend(pos.map(|p| p.seq));
+            }
         }
         for r in rejected {
             let rec = read(&r.id, true)?;

@@ -914,3 +914,70 @@ fn issue_19_a_listing_misses_no_document_while_confirmations_settle_spans() {
     assert_eq!(db.sync_counts(R1).unwrap().unsynced, 2000);
     db.verify().unwrap();
 }
+
+/// Issue 19, finding 6: a confirmation writes in proportion to its own documents, whatever
+/// their order. A document edited while its batch was in flight is confirmed with its old
+/// revision at its new seq (far ahead), and a pull confirms documents scattered over the
+/// store; both used to take the whole span from the first seq to the last out of the
+/// pending intervals, writing an entry for every other pending document in it (thousands,
+/// in one locked batch). The state still reads exactly.
+#[test]
+fn issue_19_confirmations_write_in_proportion_to_their_documents_whatever_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6_000usize;
+    let mut by_seq: Vec<(String, Rev)> = Vec::with_capacity(n);
+    let mut unsynced: BTreeMap<String, Rev> = BTreeMap::new();
+    {
+        let db = open(&dir);
+        let docs: Vec<Value> = (0..n).map(|i| json!({"_id": format!("d{i:05}")})).collect();
+        for r in db.bulk_docs(docs, true).unwrap() {
+            by_seq.push((r.id.clone(), r.rev.clone().unwrap()));
+            unsynced.insert(r.id, r.rev.unwrap());
+        }
+        db.register_remote(R1, Default::default()).unwrap();
+        // A first push's batch of 250 in flight; one of its documents is edited meanwhile.
+        let (eid, erev) = by_seq[7].clone();
+        let edited = put(&db, json!({"_id": eid, "_rev": erev.to_string(), "v": 2}));
+        let batch: BTreeMap<String, Vec<Rev>> = by_seq[..250]
+            .iter()
+            .map(|(id, rev)| (id.clone(), vec![rev.clone()]))
+            .collect();
+        db.record_remote_revs(R1, &batch, &[]).unwrap();
+        for (id, _) in &by_seq[..250] {
+            unsynced.remove(id);
+        }
+        unsynced.insert(eid.clone(), edited);
+        // A pull that finds 100 documents scattered over the store already here (its
+        // `_revs_diff` said so): they are held by the remote.
+        let mut rng = StdRng::seed_from_u64(6);
+        let scattered: BTreeMap<String, Vec<Rev>> = (0..100)
+            .map(|_| by_seq[rng.gen_range(300..n)].clone())
+            .map(|(id, rev)| (id, vec![rev]))
+            .collect();
+        db.record_remote_revs(R1, &scattered, &[]).unwrap();
+        for id in scattered.keys() {
+            unsynced.remove(id);
+        }
+        let listed: BTreeMap<String, Vec<Rev>> = db
+            .unsynced(R1, None, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(id, s)| match s {
+                SyncState::Unpushed { revs } => (id, revs),
+                other => panic!("{id}: {other:?}"),
+            })
+            .collect();
+        let expected: BTreeMap<String, Vec<Rev>> = unsynced
+            .iter()
+            .map(|(id, r)| (id.clone(), vec![r.clone()]))
+            .collect();
+        assert_eq!(listed, expected);
+        assert_eq!(counts(&db, R1), (expected.len() as u64, 0));
+        db.verify().unwrap();
+    }
+    let keys = u_keys(&dir, 1);
+    assert!(
+        keys <= 100 + 2,
+        "{keys} entries for 250 + 100 confirmed documents and one edit"
+    );
+}

@@ -67,6 +67,13 @@ impl Badge {
             },
             SyncState::Conflicted { .. } => Badge::Conflict,
             SyncState::NotReplicated => Badge::LocalOnly,
+            // The server has a version this device could not take: not synced, and why.
+            SyncState::PullFailed { error, reason, .. } => Badge::Rejected {
+                reason: format!(
+                    "not downloaded: {}",
+                    if reason.is_empty() { error } else { reason }
+                ),
+            },
         }
     }
 }
