@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use settee_revtree::Rev;
 
+use crate::owned::HeldStore;
 use crate::db::blocking;
 use crate::{Db, Error, FindRequest, Result};
 
@@ -213,7 +214,7 @@ impl Db {
                     .map(|r| (r.key, r.doc.filter(|d| !d.is_null())))
                     .collect()
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let opts = settee_couch::AllDocsOptions {
                     keys: Some(keys),
                     include_docs: true,
