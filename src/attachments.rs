@@ -7,8 +7,8 @@ use futures::StreamExt;
 use settee_couch::{AttachmentBody, AttachmentUpload};
 use settee_revtree::Rev;
 
-use crate::owned::HeldStore;
 use crate::db::blocking;
+use crate::owned::HeldStore;
 use crate::{Db, Error, Result};
 
 /// An attachment read by [`Db::get_attachment`]: its type and its bytes as a stream.

@@ -195,7 +195,9 @@ impl Db {
             Db::Local(d) => {
                 Ok(serde_json::to_value(blocking(d, |d| d.info()).await?).unwrap_or_default())
             }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => Ok(serde_json::to_value(r.info().await?).unwrap_or_default()),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                Ok(serde_json::to_value(r.info().await?).unwrap_or_default())
+            }
         }
     }
 
@@ -587,7 +589,9 @@ impl Db {
     /// by another process, [`Error::Held`] when that process does not answer.
     pub async fn sync_state(&self, remote: &Db, id: &str) -> Result<Option<SyncState>> {
         match self.sync_side()? {
-            SyncSide::Store(db) => Ok(settee_replicate::sync_state(db, &remote.to_peer(), id).await?),
+            SyncSide::Store(db) => {
+                Ok(settee_replicate::sync_state(db, &remote.to_peer(), id).await?)
+            }
             SyncSide::Held(h) => h.sync_state(&remote.to_peer().identity(), id).await,
         }
     }

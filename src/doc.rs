@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use settee_revtree::Rev;
 
-use crate::owned::HeldStore;
 use crate::db::blocking;
+use crate::owned::HeldStore;
 use crate::{Db, Error, FindRequest, Result};
 
 /// A document: its id, its revision (none before it is first written), its body, and its

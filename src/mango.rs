@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use settee_revtree::Rev;
 use settee_store::{CreateIndexResponse, DocResult, FindResponse, IndexList, Resolution};
 
-use crate::owned::HeldStore;
 use crate::db::blocking;
+use crate::owned::HeldStore;
 use crate::{Db, Error, FindRequest, Result};
 
 /// Reads a server's JSON answer into one of the store's answer types (the one shape both
@@ -51,7 +51,9 @@ impl Db {
                 let req = req.clone();
                 blocking(d, move |d| d.find(&req)).await
             }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => decode("_find", r.find(&req.to_json()).await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                decode("_find", r.find(&req.to_json()).await?)
+            }
         }
     }
 
@@ -66,7 +68,9 @@ impl Db {
                 let req = req.clone();
                 blocking(d, move |d| d.explain(&req)).await
             }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => Ok(r.explain(&req.to_json()).await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                Ok(r.explain(&req.to_json()).await?)
+            }
         }
     }
 
@@ -98,7 +102,9 @@ impl Db {
                 })
                 .await
             }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => decode("_index", r.create_index(index).await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                decode("_index", r.create_index(index).await?)
+            }
         }
     }
 
@@ -109,7 +115,9 @@ impl Db {
     pub async fn get_indexes(&self) -> Result<IndexList> {
         match self {
             Db::Local(d) => blocking(d, |d| d.get_indexes()).await,
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => decode("_index", r.get_indexes().await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                decode("_index", r.get_indexes().await?)
+            }
         }
     }
 
@@ -123,7 +131,9 @@ impl Db {
                 let (ddoc, name) = (ddoc.to_owned(), name.to_owned());
                 blocking(d, move |d| d.delete_index(&ddoc, &name)).await
             }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => Ok(r.delete_index(ddoc, name).await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                Ok(r.delete_index(ddoc, name).await?)
+            }
         }
     }
 

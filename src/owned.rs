@@ -30,6 +30,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const UNSYNCED_PAGE: usize = 256;
 
 /// A local store that another process holds, reached through that process.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), settee::Error> {
+/// // While `settee sync notes.settee http://alice@127.0.0.1:5984/notes --live` runs:
+/// let notes = settee::Db::open("notes.settee")?;
+/// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?;
+/// if let settee::Db::Held(held) = &notes {
+///     println!("held by process {}", held.pid());
+/// }
+/// let status = notes.sync_status(&server).await?; // answered by that process
+/// println!("{} unpushed", status.unpushed);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct HeldStore {
     /// The store's path, as given.
@@ -123,7 +136,10 @@ impl HeldStore {
     pub(crate) async fn sync_state(&self, remote: &str, id: &str) -> Result<Option<SyncState>> {
         match self
             .asked
-            .get_extension::<Value>(&["_settee", "sync_state"], &[("remote", remote), ("id", id)])
+            .get_extension::<Value>(
+                &["_settee", "sync_state"],
+                &[("remote", remote), ("id", id)],
+            )
             .await
         {
             Ok(row) => Ok(Some(state_of_row(row).map_err(|e| self.failed(e))?.1)),
@@ -181,7 +197,8 @@ impl HeldStore {
 // The store's `SyncState` serializes with a `state` tag and does not deserialize (yet), so
 // the tag is read here, variant by variant.
 fn state_of_row(row: Value) -> Result<(String, SyncState)> {
-    let bad = |what: &str| Error::BadRequest(format!("the holder sent a bad sync-state row: {what}"));
+    let bad =
+        |what: &str| Error::BadRequest(format!("the holder sent a bad sync-state row: {what}"));
     let Value::Object(mut m) = row else {
         return Err(bad("not an object"));
     };

@@ -223,10 +223,14 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         "unpulled": 0,
     });
     let mut during = Vec::new();
-    wait_until(CONVERGE, "status to say 1 unpushed (rejected), 0 unpulled", || {
-        during = status(&server, &path, &name, false);
-        during.len() == 1 && counts(&during[0]) == converged
-    });
+    wait_until(
+        CONVERGE,
+        "status to say 1 unpushed (rejected), 0 unpulled",
+        || {
+            during = status(&server, &path, &name, false);
+            during.len() == 1 && counts(&during[0]) == converged
+        },
+    );
     assert!(
         during[0]["last_push"].is_string() && during[0]["last_pull"].is_string(),
         "{during:?}"
@@ -296,7 +300,10 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     }
 
     sync.stop();
-    assert!(matches!(Db::open(path.to_str().unwrap()).unwrap(), Db::Local(_)));
+    assert!(matches!(
+        Db::open(path.to_str().unwrap()).unwrap(),
+        Db::Local(_)
+    ));
     let after = status(&server, &path, &name, false);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(counts(&after[0]), counts(&during[0]));

@@ -197,6 +197,15 @@ impl RemoteDb {
     /// own for (a server's extension, such as Settee's `_settee/...` sync-state endpoints):
     /// the answer's JSON, decoded. Segments and query values are percent-encoded here.
     ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), settee_couch::Error> {
+    /// let db = settee_couch::RemoteDb::from_url("http://admin:pw@127.0.0.1:5984/notes")?;
+    /// let status: serde_json::Value = db
+    ///     .get_extension(&["_settee", "sync_status"], &[("remote", "http://bob@couch/notes")])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As any call: [`Error::NotFound`], [`Error::Unauthorized`], [`Error::BadRequest`],
     /// [`Error::Transport`], [`Error::InvalidResponse`] when the answer does not decode.

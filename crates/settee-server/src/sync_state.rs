@@ -163,7 +163,10 @@ mod tests {
             "http://bob@127.0.0.1:5984/notes"
         );
         assert_eq!(remote_name(Some("local:abc")).unwrap(), "local:abc");
-        assert_eq!(remote_name(None).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            remote_name(None).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(
             remote_name(Some("")).unwrap_err().status,
             StatusCode::BAD_REQUEST

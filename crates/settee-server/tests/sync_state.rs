@@ -55,7 +55,10 @@ impl Served {
     async fn get(&self, path: &str, query: &[(&str, &str)], admin: bool) -> (u16, Value) {
         let mut r = self
             .http
-            .get(format!("http://{}/l/_settee/{path}", self.server.local_addr()))
+            .get(format!(
+                "http://{}/l/_settee/{path}",
+                self.server.local_addr()
+            ))
             .query(query);
         if admin {
             r = r.basic_auth(ADMIN, Some(PASSWORD));
@@ -73,7 +76,10 @@ async fn issue_19_the_holder_answers_as_the_store_does() {
     assert_eq!(code, 200, "{st}");
     let direct = settee_replicate::status_named(&s.db, REMOTE).await.unwrap();
     assert_eq!(st, serde_json::to_value(&direct).unwrap());
-    assert_eq!((st["unpushed"].clone(), st["not_replicated"].clone()), (json!(4), json!(3)));
+    assert_eq!(
+        (st["unpushed"].clone(), st["not_replicated"].clone()),
+        (json!(4), json!(3))
+    );
 
     // Paged by two: each page reads two entries and returns those the filter keeps.
     let mut rows = Vec::new();
@@ -98,12 +104,18 @@ async fn issue_19_the_holder_answers_as_the_store_does() {
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["a", "c", "e", "g"]);
     let rev_a = s.db.get("a", &Default::default()).unwrap()["_rev"].clone();
-    assert_eq!(rows[0], json!({"id": "a", "state": "unpushed", "revs": [rev_a]}));
+    assert_eq!(
+        rows[0],
+        json!({"id": "a", "state": "unpushed", "revs": [rev_a]})
+    );
 
     let (code, one) = s
         .get("sync_state", &[("remote", REMOTE), ("id", "b")], true)
         .await;
-    assert_eq!((code, one), (200, json!({"id": "b", "state": "not_replicated"})));
+    assert_eq!(
+        (code, one),
+        (200, json!({"id": "b", "state": "not_replicated"}))
+    );
     let (code, _) = s
         .get("sync_state", &[("remote", REMOTE), ("id", "zz")], true)
         .await;
