@@ -8,6 +8,7 @@ use settee_couch::{AttachmentBody, AttachmentUpload};
 use settee_revtree::Rev;
 
 use crate::db::blocking;
+use crate::owned::HeldStore;
 use crate::{Db, Error, Result};
 
 /// An attachment read by [`Db::get_attachment`]: its type and its bytes as a stream.
@@ -65,7 +66,7 @@ impl Db {
                     body: Box::pin(futures::stream::once(async move { Ok(data) })),
                 })
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let data = r.get_attachment(id, name, rev).await?;
                 Ok(AttachmentStream {
                     content_type: None,
@@ -119,7 +120,7 @@ impl Db {
                 res.rev
                     .ok_or_else(|| Error::BadRequest(format!("no revision written for {id}")))
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 // The document as it is (its other attachments as stubs), then the upload.
                 let mut doc = match rev {
                     Some(rev) => {

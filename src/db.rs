@@ -5,10 +5,11 @@
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
-use settee_replicate::{AnyPeer, SyncState, SyncStatus};
+use settee_replicate::{AnyPeer, Peer, SyncState, SyncStatus};
 use settee_revtree::{Rev, Seq};
 use settee_store::{AllDocsOptions, ChangesOptions, Database, GetOptions, OpenRevs};
 
+use crate::owned::HeldStore;
 use crate::{Error, Result};
 
 /// A database: a local store or a remote CouchDB database.
@@ -18,6 +19,11 @@ pub enum Db {
     Local(Database),
     /// A CouchDB database over HTTP.
     Remote(settee_couch::RemoteDb),
+    /// A local store that another process holds (it advertises itself, see
+    /// [`settee_server::Advert`]): documents go through that process over HTTP as to a
+    /// server, and the sync-state calls ([`Db::sync_state`], [`Db::unsynced`],
+    /// [`Db::sync_status`], [`status`]) are answered by it, as for a store opened here.
+    Held(HeldStore),
 }
 
 /// Options of [`Db::get`] and [`Db::open_revs`], as the command line gives them.
@@ -55,9 +61,7 @@ fn held_elsewhere(location: &str, err: settee_store::Error) -> Result<Db> {
         if let Some(advert) = settee_server::Advert::read(std::path::Path::new(location)) {
             tracing::info!(store = location, url = %advert.url, pid = advert.pid,
                 "the store is held by another process; talking to it");
-            return Ok(Db::Remote(settee_couch::RemoteDb::from_url(
-                &advert.url_with_credentials(),
-            )?));
+            return Ok(Db::Held(HeldStore::new(location, &advert)?));
         }
     }
     Err(err.into())
@@ -116,7 +120,7 @@ impl Db {
     ///
     /// A store another process holds is reached through that process when it advertises
     /// itself (`settee serve`, `settee sync --continuous`: see [`settee_server::Advert`]):
-    /// the result is then a [`Db::Remote`] on its loopback server.
+    /// the result is then a [`Db::Held`], reached through its loopback server.
     pub fn open(location: &str) -> Result<Db> {
         if is_url(location) {
             Ok(Db::Remote(settee_couch::RemoteDb::from_url(location)?))
@@ -178,7 +182,7 @@ impl Db {
     pub fn to_peer(&self) -> AnyPeer {
         match self {
             Db::Local(d) => AnyPeer::Local(d.clone()),
-            Db::Remote(r) => AnyPeer::Remote(r.clone()),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => AnyPeer::Remote(r.clone()),
         }
     }
 
@@ -191,7 +195,9 @@ impl Db {
             Db::Local(d) => {
                 Ok(serde_json::to_value(blocking(d, |d| d.info()).await?).unwrap_or_default())
             }
-            Db::Remote(r) => Ok(serde_json::to_value(r.info().await?).unwrap_or_default()),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                Ok(serde_json::to_value(r.info().await?).unwrap_or_default())
+            }
         }
     }
 
@@ -205,7 +211,7 @@ impl Db {
                 let res = blocking(d, move |d| d.put(doc)).await?;
                 Ok(serde_json::to_value(res).unwrap_or_default())
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let id = doc
                     .get("_id")
                     .and_then(Value::as_str)
@@ -237,7 +243,7 @@ impl Db {
                 let id = id.to_owned();
                 blocking(d, move |d| d.get(&id, &opts)).await
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let opts = settee_couch::GetOptions {
                     rev: args.rev.as_deref().map(rev_arg).transpose()?,
                     revs: args.revs,
@@ -280,7 +286,7 @@ impl Db {
                     .map(|r| serde_json::to_value(r).unwrap_or_default())
                     .collect())
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 // GET ?open_revs=all (every leaf), or one GET per listed rev.
                 let reqs: Vec<settee_couch::BulkGetRequest> = if which == "all" {
                     vec![settee_couch::BulkGetRequest {
@@ -345,7 +351,7 @@ impl Db {
                 let res = blocking(d, move |d| d.delete(&id, &rev)).await?;
                 Ok(serde_json::to_value(res).unwrap_or_default())
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let new = r.delete_doc(id, &rev_arg(&rev)?).await?;
                 Ok(json!({"ok": true, "id": id, "rev": new}))
             }
@@ -370,7 +376,7 @@ impl Db {
                     .map(|r| serde_json::to_value(r).unwrap_or_default())
                     .collect())
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let opts = settee_couch::AllDocsOptions {
                     include_docs,
                     ..Default::default()
@@ -431,7 +437,7 @@ impl Db {
                     last,
                 ))
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let opts = settee_couch::ChangesOptions {
                     feed: if wait {
                         settee_couch::Feed::Longpoll
@@ -474,7 +480,7 @@ impl Db {
                     .filter_map(|r| r.doc)
                     .collect::<Vec<Value>>()
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let opts = settee_couch::AllDocsOptions {
                     include_docs: true,
                     conflicts: true,
@@ -537,17 +543,24 @@ impl Db {
                 "compacting {} is the server's job (POST /db/_compact as an admin); settee compacts local stores",
                 r.url()
             ))),
+            Db::Held(h) => Err(Error::BadRequest(format!(
+                "the store {} is held by process {}; compact it when that process has stopped",
+                h.path(),
+                h.pid()
+            ))),
         }
     }
 }
 
 /// The sync state of a local store with a remote database: what the store keeps per
-/// document, read without a network.
+/// document, read without a network. A store another process holds ([`Db::Held`]) is
+/// asked through that process, which answers with the same code.
 impl Db {
-    /// The local store, for the sync-state calls (they are about a local store's copy).
-    fn sync_store(&self) -> Result<&Database> {
+    /// Where the sync state is: the store, or the process holding it.
+    fn sync_side(&self) -> Result<SyncSide<'_>> {
         match self {
-            Db::Local(d) => Ok(d),
+            Db::Local(d) => Ok(SyncSide::Store(d)),
+            Db::Held(h) => Ok(SyncSide::Held(h)),
             Db::Remote(r) => Err(Error::BadRequest(format!(
                 "{} is a remote database; sync state is kept by a local store (ask the local \
                  store about this remote)",
@@ -572,10 +585,15 @@ impl Db {
     /// ```
     ///
     /// # Errors
-    /// `bad_request` when `self` is a remote database; the store's errors.
+    /// `bad_request` when `self` is a remote database; the store's errors; for a store held
+    /// by another process, [`Error::Held`] when that process does not answer.
     pub async fn sync_state(&self, remote: &Db, id: &str) -> Result<Option<SyncState>> {
-        let db = self.sync_store()?;
-        Ok(settee_replicate::sync_state(db, &remote.to_peer(), id).await?)
+        match self.sync_side()? {
+            SyncSide::Store(db) => {
+                Ok(settee_replicate::sync_state(db, &remote.to_peer(), id).await?)
+            }
+            SyncSide::Held(h) => h.sync_state(&remote.to_peer().identity(), id).await,
+        }
     }
 
     /// The documents of this store not known to be on `remote` (that the pair's filter
@@ -584,13 +602,18 @@ impl Db {
     ///
     /// # Errors
     /// `bad_request` when `self` is a remote database; the stream's items carry the store's
-    /// errors.
+    /// errors (for a store held by another process, [`Error::Held`] when it does not
+    /// answer).
     pub fn unsynced(
         &self,
         remote: &Db,
     ) -> Result<impl Stream<Item = Result<(String, SyncState)>> + Send + 'static> {
-        let db = self.sync_store()?;
-        Ok(settee_replicate::unsynced(db, &remote.to_peer()).map(|r| r.map_err(Error::from)))
+        Ok(match self.sync_side()? {
+            SyncSide::Store(db) => settee_replicate::unsynced(db, &remote.to_peer())
+                .map(|r| r.map_err(Error::from))
+                .left_stream(),
+            SyncSide::Held(h) => h.unsynced(remote.to_peer().identity()).right_stream(),
+        })
     }
 
     /// A live stream of sync-state changes with `remote`, to bind badges to: a document
@@ -600,12 +623,23 @@ impl Db {
     /// coalesced. Offline.
     ///
     /// # Errors
-    /// `bad_request` when `self` is a remote database.
+    /// `bad_request` when `self` is a remote database, or a store another process holds
+    /// (the stream is that process's to watch).
     pub fn sync_state_changes(
         &self,
         remote: &Db,
     ) -> Result<impl Stream<Item = Result<(String, Option<SyncState>)>> + Send + 'static> {
-        let db = self.sync_store()?;
+        let db = match self.sync_side()? {
+            SyncSide::Store(db) => db,
+            SyncSide::Held(h) => {
+                return Err(Error::BadRequest(format!(
+                    "the store {} is held by process {}; its live sync-state changes are \
+                     watched in that process",
+                    h.path(),
+                    h.pid()
+                )))
+            }
+        };
         Ok(settee_replicate::sync_state_changes(db, &remote.to_peer())
             .map(|r| r.map_err(Error::from)))
     }
@@ -614,11 +648,22 @@ impl Db {
     /// documents, and the last push and pull.
     ///
     /// # Errors
-    /// `bad_request` when `self` is a remote database; the store's errors.
+    /// `bad_request` when `self` is a remote database; the store's errors; for a store held
+    /// by another process, [`Error::Held`] when that process does not answer.
     pub async fn sync_status(&self, remote: &Db) -> Result<SyncStatus> {
-        let db = self.sync_store()?;
-        Ok(settee_replicate::status(db, &remote.to_peer()).await?)
+        match self.sync_side()? {
+            SyncSide::Store(db) => Ok(settee_replicate::status(db, &remote.to_peer()).await?),
+            SyncSide::Held(h) => h.sync_status(&remote.to_peer().identity()).await,
+        }
     }
+}
+
+/// Where a local store's sync state is read.
+enum SyncSide<'a> {
+    /// The store, open here.
+    Store(&'a Database),
+    /// The process that holds it.
+    Held(&'a HeldStore),
 }
 
 /// What `settee status` prints.
@@ -637,19 +682,30 @@ pub struct Status {
 
 /// What is not synced between a local store and a remote database: the exact offline
 /// counts, and the remote's unpulled count when the server answers (otherwise
-/// `unpulled_error` says why it is unknown).
+/// `unpulled_error` says why it is unknown). For a store another process holds, that
+/// process answers the offline part; this process asks the remote.
 ///
 /// # Errors
-/// `bad_request` when `local` is not a local store; the local store's errors.
+/// `bad_request` when `local` is not a local store; the local store's errors; for a store
+/// held by another process, [`Error::Held`] when that process does not answer.
 pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
     let st = local.sync_status(remote).await?;
-    let db = local.sync_store()?;
     // One attempt: offline, say so at once rather than after the client's retries.
     let remote = match remote {
         Db::Remote(r) => Db::Remote(r.with_retry(settee_couch::RetryPolicy::none())),
         other => other.clone(),
     };
-    let (unpulled, unpulled_error) = match settee_replicate::unpulled(db, &remote.to_peer()).await {
+    let counted = match local.sync_side()? {
+        SyncSide::Store(db) => settee_replicate::unpulled(db, &remote.to_peer()).await,
+        SyncSide::Held(h) => {
+            // Where to start is the holder's to say; the changes are the remote's, and
+            // which of them the store lacks the holder's again (`_revs_diff`).
+            let from = h.pull_since(&remote.to_peer().identity()).await?;
+            let store = AnyPeer::Remote(h.asked().clone());
+            settee_replicate::unpulled_since(&store, &remote.to_peer(), &from).await
+        }
+    };
+    let (unpulled, unpulled_error) = match counted {
         Ok(n) => (Some(n), None),
         Err(e) => (
             None,

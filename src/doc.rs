@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use settee_revtree::Rev;
 
 use crate::db::blocking;
+use crate::owned::HeldStore;
 use crate::{Db, Error, FindRequest, Result};
 
 /// A document: its id, its revision (none before it is first written), its body, and its
@@ -213,7 +214,7 @@ impl Db {
                     .map(|r| (r.key, r.doc.filter(|d| !d.is_null())))
                     .collect()
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let opts = settee_couch::AllDocsOptions {
                     keys: Some(keys),
                     include_docs: true,

@@ -55,6 +55,18 @@ pub enum Error {
         /// The path as given.
         path: String,
     },
+    /// Asking the process that holds a local store ([`crate::Db::Held`]) failed: it did
+    /// not answer (stopped, hung, gone while another process holds the store) or refused.
+    #[error("asking process {pid}, which holds the store {path}")]
+    Held {
+        /// The store's path.
+        path: String,
+        /// The holder's process id.
+        pid: u32,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -71,6 +83,7 @@ impl Error {
             Error::BadRequest(_) => "bad_request",
             Error::Task(_) => "internal_error",
             Error::NoStore { .. } => "not_found",
+            Error::Held { source, .. } => source.name(),
         }
     }
 

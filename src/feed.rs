@@ -8,6 +8,7 @@ use futures::{Stream, StreamExt};
 use settee_couch::Change;
 use settee_revtree::Seq;
 
+use crate::owned::HeldStore;
 use crate::{Db, Error, Result};
 
 /// What [`Db::changes_stream`] reads.
@@ -110,7 +111,7 @@ impl Db {
                         }
                     }
                 }
-                Db::Remote(r) => {
+                Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                     let mut since = opts.since.clone();
                     if !opts.live {
                         let copts = settee_couch::ChangesOptions {

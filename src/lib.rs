@@ -33,6 +33,7 @@ mod doc;
 mod error;
 mod feed;
 mod mango;
+mod owned;
 mod syncing;
 
 pub use attachments::AttachmentStream;
@@ -40,6 +41,7 @@ pub use db::{redact, status, Db, GetArgs, Status};
 pub use doc::{Doc, Found};
 pub use error::{Error, Result};
 pub use feed::ChangesFeed;
+pub use owned::HeldStore;
 pub use settee_couch as couch;
 pub use settee_couch::{AttachmentUpload, Change, RemoteDb};
 pub use settee_query as query;

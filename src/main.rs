@@ -93,7 +93,8 @@ enum Command {
     /// on the remote (unpushed, rejected by it, excluded by the sync's filter), the last push
     /// and pull, and how many documents the remote has that the store lacks (unpulled: the
     /// only part that needs the network; without it, it says so). On a terminal a table;
-    /// piped, one JSON line (with --docs, one JSON line per document instead).
+    /// piped, one JSON line (with --docs, one JSON line per document instead). While another
+    /// process holds the store (`settee sync --live`, `settee serve`), that process answers.
     Status {
         /// The local store path.
         local: String,

@@ -9,6 +9,7 @@ use settee_revtree::Rev;
 use settee_store::{CreateIndexResponse, DocResult, FindResponse, IndexList, Resolution};
 
 use crate::db::blocking;
+use crate::owned::HeldStore;
 use crate::{Db, Error, FindRequest, Result};
 
 /// Reads a server's JSON answer into one of the store's answer types (the one shape both
@@ -50,7 +51,9 @@ impl Db {
                 let req = req.clone();
                 blocking(d, move |d| d.find(&req)).await
             }
-            Db::Remote(r) => decode("_find", r.find(&req.to_json()).await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                decode("_find", r.find(&req.to_json()).await?)
+            }
         }
     }
 
@@ -65,7 +68,9 @@ impl Db {
                 let req = req.clone();
                 blocking(d, move |d| d.explain(&req)).await
             }
-            Db::Remote(r) => Ok(r.explain(&req.to_json()).await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                Ok(r.explain(&req.to_json()).await?)
+            }
         }
     }
 
@@ -97,7 +102,9 @@ impl Db {
                 })
                 .await
             }
-            Db::Remote(r) => decode("_index", r.create_index(index).await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                decode("_index", r.create_index(index).await?)
+            }
         }
     }
 
@@ -108,7 +115,9 @@ impl Db {
     pub async fn get_indexes(&self) -> Result<IndexList> {
         match self {
             Db::Local(d) => blocking(d, |d| d.get_indexes()).await,
-            Db::Remote(r) => decode("_index", r.get_indexes().await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                decode("_index", r.get_indexes().await?)
+            }
         }
     }
 
@@ -122,7 +131,9 @@ impl Db {
                 let (ddoc, name) = (ddoc.to_owned(), name.to_owned());
                 blocking(d, move |d| d.delete_index(&ddoc, &name)).await
             }
-            Db::Remote(r) => Ok(r.delete_index(ddoc, name).await?),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                Ok(r.delete_index(ddoc, name).await?)
+            }
         }
     }
 
@@ -158,7 +169,7 @@ impl Db {
                 let (reqs, opts) = (reqs.to_vec(), *opts);
                 blocking(d, move |d| d.bulk_get(&reqs, &opts)).await
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let creqs: Vec<settee_couch::BulkGetRequest> = reqs
                     .iter()
                     .map(|q| settee_couch::BulkGetRequest {
@@ -216,7 +227,7 @@ impl Db {
     pub async fn bulk_docs(&self, docs: Vec<Value>) -> Result<Vec<DocResult>> {
         match self {
             Db::Local(d) => blocking(d, move |d| d.bulk_docs(docs, true)).await,
-            Db::Remote(r) => Ok(r
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => Ok(r
                 .bulk_docs(&docs, true)
                 .await?
                 .into_iter()
@@ -264,7 +275,7 @@ impl Db {
                 let id = id.to_owned();
                 blocking(d, move |d| d.resolve_conflict(&id, resolution)).await
             }
-            Db::Remote(r) => {
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
                 let opts = settee_couch::GetOptions {
                     conflicts: true,
                     ..Default::default()

@@ -377,6 +377,7 @@ async fn conflicted(db: &Db, id: &str) -> (String, String) {
         Db::Remote(r) => {
             r.bulk_docs(&[doc], false).await.unwrap();
         }
+        Db::Held(_) => unreachable!("these tests hold their stores"),
     }
     (ours, theirs)
 }

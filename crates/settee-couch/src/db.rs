@@ -192,6 +192,38 @@ impl RemoteDb {
             .idempotent();
         self.client.send(call).await.map(drop)
     }
+
+    /// `GET /{db}/{segments...}?{query}` for an endpoint this client has no method of its
+    /// own for (a server's extension, such as Settee's `_settee/...` sync-state endpoints):
+    /// the answer's JSON, decoded. Segments and query values are percent-encoded here.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), settee_couch::Error> {
+    /// let db = settee_couch::RemoteDb::from_url("http://admin:pw@127.0.0.1:5984/notes")?;
+    /// let status: serde_json::Value = db
+    ///     .get_extension(&["_settee", "sync_status"], &[("remote", "http://bob@couch/notes")])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As any call: [`Error::NotFound`], [`Error::Unauthorized`], [`Error::BadRequest`],
+    /// [`Error::Transport`], [`Error::InvalidResponse`] when the answer does not decode.
+    pub async fn get_extension<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<T> {
+        let encoded: Vec<String> = segments
+            .iter()
+            .map(|s| crate::ids::encode_segment(s))
+            .collect();
+        let mut url = self.join(&encoded.iter().map(String::as_str).collect::<Vec<_>>());
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        self.client.get_json(url).await
+    }
 }
 
 /// Splits a database URL into (server URL with credentials, decoded db name).

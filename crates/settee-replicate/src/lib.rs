@@ -53,6 +53,8 @@ pub use replication::{
 pub use settee_query::{Error as SelectorError, Selector};
 pub use settee_store::SyncState;
 pub use sync::{
-    status, sync, sync_state, sync_state_changes, unpulled, unsynced, SyncStatus, SyncSummary,
+    pull_since_named, status, status_named, sync, sync_state, sync_state_changes, sync_state_named,
+    unpulled, unpulled_since, unsynced, unsynced_named, unsynced_page, PullSince, SyncStatus,
+    SyncSummary, UnsyncedPage,
 };
 pub use tokio_util::sync::CancellationToken;

@@ -2,11 +2,17 @@
 //! local store and a remote, per document and in total, read offline from the store's sync
 //! state (which the replication's `Peer` hooks keep, see `peer_store.rs`), with the filter
 //! the pair is synced with applied here (`NotReplicated`). Only "unpulled" needs the remote.
+//!
+//! Each question has a form that names the remote by its identity (`*_named`, the name the
+//! replication registered it under, [`Peer::identity`]) instead of taking a peer: how the
+//! process that holds a store answers them for another process (`settee-server`'s
+//! `_settee` endpoints), which knows the remote only by name.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use futures::{Stream, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use settee_revtree::Seq;
 use settee_store::{Database, SyncState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -96,7 +102,7 @@ pub async fn sync<L: Peer, R: Peer>(
 }
 
 /// What is not synced between a local store and a remote, read offline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncStatus {
     /// The remote's identity (its URL without credentials).
     pub remote: String,
@@ -136,8 +142,9 @@ struct PairView {
 }
 
 impl PairView {
-    fn new<R: Peer>(local: &Database, remote: &R) -> PairView {
-        let name = remote.identity();
+    /// The pair of `local` and the remote registered as `name` (its [`Peer::identity`]).
+    fn new(local: &Database, name: &str) -> PairView {
+        let name = name.to_owned();
         let meta = local.remote(&name).map(|r| r.meta).unwrap_or_default();
         let filter = |key: &str| {
             meta.get(key)
@@ -201,6 +208,18 @@ pub async fn sync_state<R: Peer>(
     remote: &R,
     id: &str,
 ) -> Result<Option<SyncState>> {
+    sync_state_named(local, &remote.identity(), id).await
+}
+
+/// [`sync_state`] with the remote named by its identity ([`Peer::identity`]).
+///
+/// # Errors
+/// The store's errors.
+pub async fn sync_state_named(
+    local: &Database,
+    remote: &str,
+    id: &str,
+) -> Result<Option<SyncState>> {
     let view = PairView::new(local, remote);
     let id = id.to_owned();
     // A revision the remote has and a pull could not take outranks the local state: the
@@ -218,6 +237,18 @@ pub async fn sync_state<R: Peer>(
 /// Rows [`unsynced`] reads from the store at a time.
 const UNSYNCED_PAGE: usize = 256;
 
+/// One page of [`unsynced_page`]: the unsynced documents the filter includes, and where
+/// the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsyncedPage {
+    /// Documents and their states (`Unpushed`, `Rejected`, `PullFailed`), in id order.
+    pub rows: Vec<(String, SyncState)>,
+    /// The last id read (rows the filter excludes are read but not returned, so it may be
+    /// past the last row): pass it as `after` for the next page. `None` when the page read
+    /// nothing: there is no more.
+    pub next: Option<String>,
+}
+
 /// The documents not known to be on `remote` that the sync's filter includes, in id order,
 /// each with its state (`Unpushed` or `Rejected`), read offline, merged in id order with
 /// the revisions pulls could not write here (`PullFailed`). The cost is in the number
@@ -227,69 +258,90 @@ pub fn unsynced<R: Peer>(
     local: &Database,
     remote: &R,
 ) -> impl Stream<Item = Result<(String, SyncState)>> + Send + 'static {
+    unsynced_named(local, &remote.identity())
+}
+
+/// [`unsynced`] with the remote named by its identity ([`Peer::identity`]).
+pub fn unsynced_named(
+    local: &Database,
+    remote: &str,
+) -> impl Stream<Item = Result<(String, SyncState)>> + Send + 'static {
     struct Walk {
-        view: PairView,
+        db: Database,
+        remote: String,
         after: Option<String>,
         buffer: VecDeque<(String, SyncState)>,
-        /// The pull failures, by id, merged into the store's rows in id order.
-        failed: VecDeque<(String, SyncState)>,
         done: bool,
     }
-    let view = PairView::new(local, remote);
-    let failed = view
-        .pull_failed
-        .iter()
-        .map(|f| (f.id.clone(), pull_failed_state(f)))
-        .collect();
     let start = Walk {
-        view,
+        db: local.clone(),
+        remote: remote.to_owned(),
         after: None,
         buffer: VecDeque::new(),
-        failed,
         done: false,
     };
     futures::stream::unfold(start, |mut w| async move {
         loop {
-            let next_failed = w.failed.front().map(|(id, _)| id.clone());
             if let Some(item) = w.buffer.pop_front() {
-                if next_failed.as_ref().is_some_and(|f| *f <= item.0) {
-                    w.buffer.push_front(item);
-                    let failed = w.failed.pop_front()?;
-                    return Some((Ok(failed), w));
-                }
                 return Some((Ok(item), w));
             }
             if w.done {
-                let failed = w.failed.pop_front()?;
-                return Some((Ok(failed), w));
+                return None;
             }
-            let (view, after) = (w.view.clone(), w.after.clone());
-            let page = blocking(&w.view.db, move |db| {
-                let rows = db.unsynced(&view.remote, after.as_deref(), UNSYNCED_PAGE)?;
-                let last = rows.last().map(|(id, _)| id.clone());
-                let mut kept = Vec::with_capacity(rows.len());
-                for (id, state) in rows {
-                    let state = view.filtered(&id, state)?;
-                    if state != SyncState::NotReplicated {
-                        kept.push((id, state));
-                    }
-                }
-                Ok((kept, last))
-            })
-            .await;
-            match page {
+            match unsynced_page(&w.db, &w.remote, w.after.take(), UNSYNCED_PAGE).await {
                 Err(e) => {
                     w.done = true;
                     return Some((Err(e), w));
                 }
-                Ok((rows, last)) => {
-                    w.done = last.is_none();
-                    w.after = last;
-                    w.buffer.extend(rows);
+                Ok(page) => {
+                    w.done = page.next.is_none();
+                    w.after = page.next;
+                    w.buffer.extend(page.rows);
                 }
             }
         }
     })
+}
+
+/// One page of [`unsynced_named`]: up to `limit` unsynced entries after id `after` are
+/// read (fewer rows come back when the filter excludes some), for a caller that pages
+/// itself (an HTTP endpoint).
+///
+/// # Errors
+/// The store's errors.
+pub async fn unsynced_page(
+    local: &Database,
+    remote: &str,
+    after: Option<String>,
+    limit: usize,
+) -> Result<UnsyncedPage> {
+    let view = PairView::new(local, remote);
+    // A page of 0 would never move on.
+    let limit = limit.max(1);
+    blocking(local, move |db| {
+        let rows = db.unsynced(&view.remote, after.as_deref(), limit)?;
+        // Done only on an empty page: the store does not promise full pages.
+        let next = rows.last().map(|(id, _)| id.clone());
+        let mut kept = Vec::with_capacity(rows.len());
+        for (id, state) in rows {
+            let state = view.filtered(&id, state)?;
+            if state != SyncState::NotReplicated {
+                kept.push((id, state));
+            }
+        }
+        // The revisions pulls could not write here, in the same id range: after `after`,
+        // up to `next` (or to the end on the last page). A document with both comes twice:
+        // its local state, then the failed pull.
+        let in_range = |id: &str| {
+            after.as_deref().is_none_or(|a| id > a) && next.as_deref().is_none_or(|n| id <= n)
+        };
+        for f in view.pull_failed.iter().filter(|f| in_range(&f.id)) {
+            kept.push((f.id.clone(), pull_failed_state(f)));
+        }
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(UnsyncedPage { rows: kept, next })
+    })
+    .await
 }
 
 /// A live stream of `remote`'s sync-state changes in the local store, for a UI's badges:
@@ -301,7 +353,7 @@ pub fn sync_state_changes<R: Peer>(
     local: &Database,
     remote: &R,
 ) -> impl Stream<Item = Result<(String, Option<SyncState>)>> + Send + 'static {
-    let view = PairView::new(local, remote);
+    let view = PairView::new(local, &remote.identity());
     local.sync_state_changes(&view.remote).then(move |item| {
         let view = view.clone();
         async move {
@@ -332,6 +384,14 @@ pub fn sync_state_changes<R: Peer>(
 /// # Errors
 /// The local store's errors.
 pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus> {
+    status_named(local, &remote.identity()).await
+}
+
+/// [`status`] with the remote named by its identity ([`Peer::identity`]).
+///
+/// # Errors
+/// The local store's errors.
+pub async fn status_named(local: &Database, remote: &str) -> Result<SyncStatus> {
     let view = PairView::new(local, remote);
     let v = view.clone();
     let (unpushed, rejected, not_replicated) = blocking(local, move |db| {
@@ -413,6 +473,35 @@ async fn checkpoint_of(
 /// Changes per `_changes` page when counting what is unpulled.
 const UNPULLED_PAGE: usize = 500;
 
+/// Where counting what is unpulled starts, as the local side of a pair knows it: the
+/// source sequence of the last pull's checkpoint, and the pull's filter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullSince {
+    /// The remote's sequence the last pull checkpointed (`0` if it never ran).
+    pub since: Seq,
+    /// The pull's filter as [`Filter::to_json`] writes it (`null` for none).
+    pub filter: serde_json::Value,
+}
+
+/// Where counting `remote`'s unpulled documents starts ([`unpulled_since`]), read offline
+/// from the store; `remote` is named by its identity ([`Peer::identity`]).
+///
+/// # Errors
+/// The store's errors.
+pub async fn pull_since_named(local: &Database, remote: &str) -> Result<PullSince> {
+    let view = PairView::new(local, remote);
+    let since = checkpoint_of(local, view.pull_id.as_deref())
+        .await?
+        .as_ref()
+        .and_then(ReplicationLog::from_doc)
+        .map(|l| l.source_last_seq)
+        .unwrap_or_default();
+    Ok(PullSince {
+        since,
+        filter: view.pull_filter.to_json(),
+    })
+}
+
 /// How many documents `remote` has revisions of that the local store lacks, among those it
 /// changed after the last pull's checkpoint (with the pull's filter): the server's changes
 /// after the checkpoint, checked against the store with `_revs_diff`, so a revision the
@@ -421,20 +510,29 @@ const UNPULLED_PAGE: usize = 500;
 /// # Errors
 /// The remote's errors (offline, authentication...) and the store's.
 pub async fn unpulled<R: Peer>(local: &Database, remote: &R) -> Result<u64> {
-    let view = PairView::new(local, remote);
-    let mut since = checkpoint_of(local, view.pull_id.as_deref())
-        .await?
-        .as_ref()
-        .and_then(ReplicationLog::from_doc)
-        .map(|l| l.source_last_seq)
-        .unwrap_or_default();
+    let from = pull_since_named(local, &remote.identity()).await?;
+    unpulled_since(local, remote, &from).await
+}
+
+/// [`unpulled`] with the local side as any peer (the process holding the store, over HTTP)
+/// and where to start given ([`pull_since_named`]).
+///
+/// # Errors
+/// The remote's errors (offline, authentication...) and the local peer's.
+pub async fn unpulled_since<L: Peer, R: Peer>(
+    local: &L,
+    remote: &R,
+    from: &PullSince,
+) -> Result<u64> {
+    let filter = Filter::from_json(&from.filter).unwrap_or_default();
+    let mut since = from.since.clone();
     let mut unpulled: HashSet<String> = HashSet::new();
     loop {
         let page = remote
             .changes(&ChangesRequest {
                 since: since.clone(),
                 limit: UNPULLED_PAGE,
-                filter: view.pull_filter.clone(),
+                filter: filter.clone(),
                 wait: None,
             })
             .await?;
@@ -444,7 +542,7 @@ pub async fn unpulled<R: Peer>(local: &Database, remote: &R) -> Result<u64> {
                 .or_default()
                 .extend(c.revs.iter().cloned());
         }
-        for (id, diff) in Peer::revs_diff(local, revs).await? {
+        for (id, diff) in local.revs_diff(revs).await? {
             if !diff.missing.is_empty() {
                 unpulled.insert(id);
             }

@@ -11,6 +11,8 @@
 //! `_revs_diff`, `_changes` (normal, longpoll, continuous, eventsource; built-in filters,
 //! JavaScript filter functions and `filter=_view`), `_local` docs, Mango: `_find`,
 //! `_explain`, `_index`, and JavaScript views (`_design/{d}/_view/{v}`, computed on demand).
+//! Settee's own `/{db}/_settee/...` answer the sync-state questions about a store for the
+//! process that finds it held by this one (admins only; `sync_state.rs`).
 //! Every document write goes through the database's `validate_doc_update` functions.
 //! JavaScript runs in `settee_js`'s QuickJS sandbox with a time and memory limit.
 //!
@@ -54,6 +56,7 @@ mod registry;
 mod root;
 mod route;
 mod server;
+mod sync_state;
 mod validate;
 mod view;
 mod view_rows;

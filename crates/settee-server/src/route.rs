@@ -15,7 +15,7 @@ use crate::error::HttpError;
 use crate::query::Query;
 use crate::registry::OpenDb;
 use crate::server::State;
-use crate::{attachment, bulk, changes, db, document, find, root, view};
+use crate::{attachment, bulk, changes, db, document, find, root, sync_state, view};
 
 /// A request after authentication.
 pub(crate) struct Request {
@@ -138,6 +138,9 @@ async fn db_endpoint(
 ) -> Result<Response, HttpError> {
     if endpoint == "_index" {
         return find::index(state, &open, rest, req).await;
+    }
+    if endpoint == "_settee" {
+        return sync_state::settee(&open, rest, req).await;
     }
     if !rest.is_empty() {
         return Err(HttpError::not_found("missing"));

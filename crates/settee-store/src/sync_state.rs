@@ -51,8 +51,9 @@ use crate::{Database, Error, Result};
 
 /// A document's sync state with one remote.
 ///
-/// Serializes with a `state` tag: `{"state":"unpushed","revs":["2-…"]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Serializes with a `state` tag: `{"state":"unpushed","revs":["2-…"]}`, and reads back
+/// from the same form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SyncState {
     /// The remote holds every leaf of the document, and there is one live leaf (or none).
