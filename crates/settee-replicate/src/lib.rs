@@ -23,6 +23,7 @@
 mod backoff;
 mod budget;
 mod checkpoint;
+mod deadline;
 mod endpoint;
 mod error;
 mod events;
@@ -32,6 +33,7 @@ mod peer_couch;
 mod peer_store;
 mod reader;
 mod replication;
+mod retry;
 mod sync;
 mod write;
 
@@ -41,11 +43,12 @@ pub use checkpoint::{
 };
 pub use endpoint::AnyPeer;
 pub use error::{Error, Result};
-pub use events::{Direction, Event, Stats, Summary};
+pub use events::{Direction, Event, RetryReason, Stats, Summary};
 pub use peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer,
     PeerInfo, Role,
 };
+pub use retry::RetryNow;
 pub use replication::{
     error_chain, ReplicateOptions, Replication, ReplicationHandle, DEFAULT_MAX_BYTES_IN_FLIGHT,
 };
