@@ -586,7 +586,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             let (s, t) = futures::join!(self.source.probe(), self.target.probe());
             answers(s) && answers(t)
         };
-        match retry::wait(&plan, probe, &self.opts.retry_now, ticket, cancel).await {
+        match retry::wait(&plan, probe, ticket, cancel).await {
             None => Err(Error::Cancelled),
             Some(reason) => {
                 tracing::info!(?reason, "retrying the failed step");

@@ -88,9 +88,15 @@ impl RetryNow {
         self.inner.waiting.load(Ordering::SeqCst)
     }
 
-    /// The current generation: a wait given it ends on any later `trigger`.
-    pub(crate) fn ticket(&self) -> u64 {
-        self.inner.generation.load(Ordering::SeqCst)
+    /// Taken when a step fails: from now until the wait before its retry ends, the
+    /// replication counts as waiting, and any later `trigger` ends that wait (even one that
+    /// comes before the wait begins, while the failure is being reported).
+    pub(crate) fn ticket(&self) -> Ticket<'_> {
+        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+        Ticket {
+            retry_now: self,
+            generation: self.inner.generation.load(Ordering::SeqCst),
+        }
     }
 
     /// Resolves once `trigger` was called after `ticket` was taken.
@@ -107,19 +113,18 @@ impl RetryNow {
         }
     }
 
-    fn enter(&self) -> WaitingGuard<'_> {
-        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
-        WaitingGuard(self)
-    }
 }
 
-/// Counts a wait in progress for [`RetryNow::waiting`] until dropped (the wait may end by
-/// cancellation, at any await).
-struct WaitingGuard<'a>(&'a RetryNow);
+/// A failed step's claim on a [`RetryNow`] ([`RetryNow::ticket`]); counts as waiting until
+/// dropped (the wait may end by cancellation, at any await).
+pub(crate) struct Ticket<'a> {
+    retry_now: &'a RetryNow,
+    generation: u64,
+}
 
-impl Drop for WaitingGuard<'_> {
+impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        self.0.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.retry_now.inner.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -197,8 +202,7 @@ impl Plan {
 pub(crate) async fn wait<F, Fut>(
     plan: &Plan,
     mut probe: F,
-    retry_now: &RetryNow,
-    ticket: u64,
+    ticket: Ticket<'_>,
     cancel: &CancellationToken,
 ) -> Option<RetryReason>
 where
@@ -208,8 +212,7 @@ where
     let start = Instant::now();
     let until = start + plan.delay;
     let floor = start + plan.floor;
-    let _waiting = retry_now.enter();
-    let asked = retry_now.triggered_since(ticket);
+    let asked = ticket.retry_now.triggered_since(ticket.generation);
     let mut asked = std::pin::pin!(asked);
     let elapsed = tokio::time::sleep_until(until);
     let mut elapsed = std::pin::pin!(elapsed);
@@ -306,8 +309,7 @@ mod tests {
                 let n = probes.fetch_add(1, Ordering::SeqCst) + 1;
                 async move { n >= 3 }
             },
-            &RetryNow::new(),
-            0,
+            RetryNow::new().ticket(),
             &CancellationToken::new(),
         )
         .await;
@@ -325,8 +327,7 @@ mod tests {
                 probes.fetch_add(1, Ordering::SeqCst);
                 async { true }
             },
-            &RetryNow::new(),
-            0,
+            RetryNow::new().ticket(),
             &CancellationToken::new(),
         )
         .await;
@@ -344,8 +345,7 @@ mod tests {
                 probes.fetch_add(1, Ordering::SeqCst);
                 async { false }
             },
-            &RetryNow::new(),
-            0,
+            RetryNow::new().ticket(),
             &CancellationToken::new(),
         )
         .await;
@@ -363,7 +363,7 @@ mod tests {
         let plan = Plan::new(&policy(60, 60), 0, Failure::Server { retry_after: None });
         let ticket = trigger.ticket();
         let cancel = CancellationToken::new();
-        let waiting = wait(&plan, || async { false }, &trigger, ticket, &cancel);
+        let waiting = wait(&plan, || async { false }, ticket, &cancel);
         let mut waiting = std::pin::pin!(waiting);
         // Let the wait begin, then trigger it.
         assert!(tokio::time::timeout(Duration::from_secs(1), &mut waiting)
@@ -389,7 +389,8 @@ mod tests {
         let ticket = trigger.ticket();
         trigger.trigger();
         let start = Instant::now();
-        let r = wait(&plan, || async { true }, &trigger, ticket, &CancellationToken::new()).await;
+        assert_eq!(trigger.waiting(), 1, "a failed step counts as waiting");
+        let r = wait(&plan, || async { true }, ticket, &CancellationToken::new()).await;
         assert_eq!(r, Some(RetryReason::Asked));
         assert!(start.elapsed() >= Duration::from_secs(20));
     }
@@ -399,7 +400,7 @@ mod tests {
         let plan = Plan::new(&policy(60, 60), 0, Failure::Connection);
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let r = wait(&plan, || async { false }, &RetryNow::new(), 0, &cancel).await;
+        let r = wait(&plan, || async { false }, RetryNow::new().ticket(), &cancel).await;
         assert_eq!(r, None);
     }
 }
