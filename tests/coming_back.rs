@@ -123,6 +123,17 @@ fn local_store(dir: &tempfile::TempDir, name: &str) -> Db {
     Db::open(dir.path().join(name).to_str().unwrap()).unwrap()
 }
 
+/// How long test (a)'s outage lasts beyond the point where both backoffs have grown past
+/// 5 s: `SETTEE_COMING_BACK_OUTAGE_SECS` (0 by default; `bench/coming-back.sh` sets 300 and
+/// records the time from the server's return to the next batch, printed by the test).
+fn extra_outage() -> Duration {
+    let secs = std::env::var("SETTEE_COMING_BACK_OUTAGE_SECS")
+        .ok()
+        .map(|v| v.parse::<u64>().expect("SETTEE_COMING_BACK_OUTAGE_SECS: seconds"))
+        .unwrap_or(0);
+    Duration::from_secs(secs)
+}
+
 /// (a) A live sync through an outage long enough that its backoff (up to 60 s) has grown
 /// past 5 s: when the server comes back, a probe notices and both directions retry at once:
 /// the first `Retrying` after the return says `PeerAnswered`, not `Backoff`.
@@ -199,6 +210,12 @@ async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
     };
     wait_for(Duration::from_secs(120), "the push's backoff to grow", grown(Direction::Push)).await;
     wait_for(Duration::from_secs(120), "the pull's backoff to grow", grown(Direction::Pull)).await;
+    let extra = extra_outage();
+    if !extra.is_zero() {
+        eprintln!("coming-back: outage continues for {extra:?}");
+        // The length of the outage under measurement, not a wait for something to happen.
+        tokio::time::sleep(extra).await;
+    }
     assert!(!has(&direct, "written-offline").await, "the server was cut off");
     let mark = events.lock().unwrap().len();
 
@@ -208,6 +225,27 @@ async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
         .await
         .unwrap();
     proxy.set_refusing(false);
+    let back = Instant::now();
+    // The measurement (printed, never asserted): from the server's return to the first
+    // batch each direction writes.
+    let mut took = BTreeMap::new();
+    wait_for(Duration::from_secs(120), "a batch in each direction", || {
+        let seen = events.lock().unwrap()[mark..]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Change { direction, .. } => Some(format!("{direction:?}")),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        for d in seen {
+            took.entry(d).or_insert_with(|| back.elapsed());
+        }
+        let done = took.len() == 2;
+        async move { done }
+    })
+    .await;
+    let outage_secs = extra.as_secs();
+    eprintln!("coming-back: outage {outage_secs}s+, server back -> next batch: {took:?}");
     wait_for(Duration::from_secs(120), "the offline write on the server", || {
         has(&direct, "written-offline")
     })
