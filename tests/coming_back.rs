@@ -106,9 +106,7 @@ async fn busy_proxy(db: &TestDb, busy: Arc<AtomicBool>, retry_after: Option<u64>
                 &json!({"error": "service_unavailable", "reason": "busy"}),
             );
             if let Some(secs) = retry_after {
-                reply
-                    .headers
-                    .push(("Retry-After".into(), secs.to_string()));
+                reply.headers.push(("Retry-After".into(), secs.to_string()));
             }
             Rule::Answer(reply)
         } else {
@@ -129,7 +127,10 @@ fn local_store(dir: &tempfile::TempDir, name: &str) -> Db {
 fn extra_outage() -> Duration {
     let secs = std::env::var("SETTEE_COMING_BACK_OUTAGE_SECS")
         .ok()
-        .map(|v| v.parse::<u64>().expect("SETTEE_COMING_BACK_OUTAGE_SECS: seconds"))
+        .map(|v| {
+            v.parse::<u64>()
+                .expect("SETTEE_COMING_BACK_OUTAGE_SECS: seconds")
+        })
         .unwrap_or(0);
     Duration::from_secs(secs)
 }
@@ -140,10 +141,7 @@ fn extra_outage() -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
     let db = TestDb::create("coming-back-probe");
-    let port = url::Url::parse(db.server().url())
-        .unwrap()
-        .port()
-        .unwrap();
+    let port = url::Url::parse(db.server().url()).unwrap().port().unwrap();
     let proxy = common::Proxy::start(port);
     let remote = Db::open(&via(&db, &proxy.url())).unwrap();
     let direct = Db::open(&db.url_with_credentials()).unwrap();
@@ -182,21 +180,28 @@ async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
     let caught_up = |dir: Direction| {
         let events = events.clone();
         move || {
-            let ok = events.lock().unwrap().iter().any(|e| {
-                matches!(e, Event::Paused { direction, pending: Some(_) } if *direction == dir)
-            });
+            let ok = events.lock().unwrap().iter().any(
+                |e| matches!(e, Event::Paused { direction, pending: Some(_) } if *direction == dir),
+            );
             async move { ok }
         }
     };
-    wait_for(Duration::from_secs(60), "the push to catch up", caught_up(Direction::Push)).await;
-    wait_for(Duration::from_secs(60), "the pull to catch up", caught_up(Direction::Pull)).await;
+    wait_for(
+        Duration::from_secs(60),
+        "the push to catch up",
+        caught_up(Direction::Push),
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(60),
+        "the pull to catch up",
+        caught_up(Direction::Pull),
+    )
+    .await;
 
     // The server goes away; the app writes meanwhile, so both directions fail.
     proxy.set_refusing(true);
-    local
-        .put(json!({"_id": "written-offline"}))
-        .await
-        .unwrap();
+    local.put(json!({"_id": "written-offline"})).await.unwrap();
     // Until each direction's backoff has grown well past 2 s (probes fail meanwhile).
     let grown = |dir: Direction| {
         let events = events.clone();
@@ -208,15 +213,28 @@ async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
             async move { ok }
         }
     };
-    wait_for(Duration::from_secs(120), "the push's backoff to grow", grown(Direction::Push)).await;
-    wait_for(Duration::from_secs(120), "the pull's backoff to grow", grown(Direction::Pull)).await;
+    wait_for(
+        Duration::from_secs(120),
+        "the push's backoff to grow",
+        grown(Direction::Push),
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(120),
+        "the pull's backoff to grow",
+        grown(Direction::Pull),
+    )
+    .await;
     let extra = extra_outage();
     if !extra.is_zero() {
         eprintln!("coming-back: outage continues for {extra:?}");
         // The length of the outage under measurement, not a wait for something to happen.
         tokio::time::sleep(extra).await;
     }
-    assert!(!has(&direct, "written-offline").await, "the server was cut off");
+    assert!(
+        !has(&direct, "written-offline").await,
+        "the server was cut off"
+    );
     let mark = events.lock().unwrap().len();
 
     // The server is back: written on it directly, and the cut-off proxy opens again.
@@ -229,30 +247,38 @@ async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
     // The measurement (printed, never asserted): from the server's return to the first
     // batch each direction writes.
     let mut took = BTreeMap::new();
-    wait_for(Duration::from_secs(120), "a batch in each direction", || {
-        let seen = events.lock().unwrap()[mark..]
-            .iter()
-            .filter_map(|e| match e {
-                Event::Change { direction, .. } => Some(format!("{direction:?}")),
-                _ => None,
-            })
-            .collect::<Vec<_>>();
-        for d in seen {
-            took.entry(d).or_insert_with(|| back.elapsed());
-        }
-        let done = took.len() == 2;
-        async move { done }
-    })
+    wait_for(
+        Duration::from_secs(120),
+        "a batch in each direction",
+        || {
+            let seen = events.lock().unwrap()[mark..]
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Change { direction, .. } => Some(format!("{direction:?}")),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            for d in seen {
+                took.entry(d).or_insert_with(|| back.elapsed());
+            }
+            let done = took.len() == 2;
+            async move { done }
+        },
+    )
     .await;
     let outage_secs = extra.as_secs();
     eprintln!("coming-back: outage {outage_secs}s+, server back -> next batch: {took:?}");
-    wait_for(Duration::from_secs(120), "the offline write on the server", || {
-        has(&direct, "written-offline")
-    })
+    wait_for(
+        Duration::from_secs(120),
+        "the offline write on the server",
+        || has(&direct, "written-offline"),
+    )
     .await;
-    wait_for(Duration::from_secs(120), "the server's write locally", || {
-        has(&local, "written-on-server")
-    })
+    wait_for(
+        Duration::from_secs(120),
+        "the server's write locally",
+        || has(&local, "written-on-server"),
+    )
     .await;
 
     let after: Vec<Event> = events.lock().unwrap()[mark..].to_vec();
@@ -300,16 +326,21 @@ async fn issue_19_retry_now_cuts_a_long_backoff_short() {
             ..Default::default()
         },
     );
-    let seen = next_matching(&mut syncing, Duration::from_secs(60), "the push's 503", |e| {
-        matches!(
-            e,
-            Event::Error {
-                direction: Direction::Push,
-                retrying: true,
-                ..
-            }
-        )
-    })
+    let seen = next_matching(
+        &mut syncing,
+        Duration::from_secs(60),
+        "the push's 503",
+        |e| {
+            matches!(
+                e,
+                Event::Error {
+                    direction: Direction::Push,
+                    retrying: true,
+                    ..
+                }
+            )
+        },
+    )
     .await;
     let Some(Event::Error { retry_in_ms, .. }) = seen.last() else {
         unreachable!()
@@ -492,10 +523,16 @@ async fn issue_19_deadline_stops_cleanly_and_the_next_run_resumes() {
     assert_eq!(first["deadline_reached"], true, "{first}");
     assert_eq!(first["cancelled"], false, "{first}");
     let done = first["end_last_seq"].as_u64().unwrap();
-    assert!(done > 0 && done % BATCH == 0 && done <= LET_THROUGH as u64 * BATCH, "{first}");
+    assert!(
+        done > 0 && done % BATCH == 0 && done <= LET_THROUGH as u64 * BATCH,
+        "{first}"
+    );
     assert_eq!(first["pending"], DOCS - done, "{first}");
     assert!(
-        stderr.contains(&format!("stopped at the deadline, {} changes left", DOCS - done)),
+        stderr.contains(&format!(
+            "stopped at the deadline, {} changes left",
+            DOCS - done
+        )),
         "{stderr}"
     );
 
@@ -510,7 +547,10 @@ async fn issue_19_deadline_stops_cleanly_and_the_next_run_resumes() {
     assert_eq!(log["source_last_seq"], json!(done), "{log}");
     let on_server = revs(&direct).await;
     for i in 0..done {
-        assert!(on_server.contains_key(&format!("doc-{i:04}")), "doc-{i:04} is checkpointed but not on the server");
+        assert!(
+            on_server.contains_key(&format!("doc-{i:04}")),
+            "doc-{i:04} is checkpointed but not on the server"
+        );
     }
 
     // The next run (the same replication: through the same URL), with the server fast again

@@ -48,10 +48,10 @@ pub use peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer,
     PeerInfo, Role,
 };
-pub use retry::RetryNow;
 pub use replication::{
     error_chain, ReplicateOptions, Replication, ReplicationHandle, DEFAULT_MAX_BYTES_IN_FLIGHT,
 };
+pub use retry::RetryNow;
 /// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
 pub use settee_query::{Error as SelectorError, Selector};
 pub use settee_store::SyncState;

@@ -27,11 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::ByteBudget;
 use crate::checkpoint::{self, LogSlot, ReplicationLog, Session, HISTORY_LIMIT};
+use crate::deadline::Deadline;
 use crate::events::{Direction, Event, Stats, Summary};
 use crate::fetch::FetchQueue;
 use crate::peer::{ChangesBatch, DocFailure, FetchRequest, Filter, Peer, Role};
 use crate::reader::{ChangesReader, Item};
-use crate::deadline::Deadline;
 use crate::retry::{self, RetryNow};
 use crate::{Error, Result, RetryPolicy};
 

@@ -112,7 +112,6 @@ impl RetryNow {
             notified.await;
         }
     }
-
 }
 
 /// A failed step's claim on a [`RetryNow`] ([`RetryNow::ticket`]); counts as waiting until
