@@ -135,8 +135,8 @@ fn extra_outage() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// (a) A live sync through an outage long enough that its backoff (up to 60 s) has grown
-/// past 5 s: when the server comes back, a probe notices and both directions retry at once:
+/// (a) A live sync through an outage, with a backoff of 10-20 s at the first failure growing
+/// to 60 s: when the server comes back, a probe notices and both directions retry at once:
 /// the first `Retrying` after the return says `PeerAnswered`, not `Backoff`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
@@ -152,8 +152,12 @@ async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
         continuous: true,
         checkpoint_interval: Duration::from_millis(500),
         longpoll: Duration::from_secs(10),
+        // Every wait is long from the first failure on (10-20 s, then up to 60 s), so a wait
+        // that ended within the test's time after the server's return ended by a probe.
+        // (With a short first wait, a wait could end by its backoff just as the server
+        // returns, and the test would fail without a fault.)
         retry: RetryPolicy {
-            initial: Duration::from_secs(3),
+            initial: Duration::from_secs(20),
             max: Duration::from_secs(60),
             one_shot_attempts: 5,
         },
