@@ -48,8 +48,8 @@ pub use settee_query as query;
 pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_replicate as replicate;
 pub use settee_replicate::{
-    CancellationToken, Event, ReplicateOptions, Replication, ReplicationHandle, SyncState,
-    SyncStatus, SyncSummary,
+    CancellationToken, Event, ReplicateOptions, Replication, ReplicationHandle, RetryNow,
+    SyncState, SyncStatus, SyncSummary,
 };
 pub use settee_revtree as revtree;
 pub use settee_revtree::{Rev, Seq};

@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use settee_replicate::{Event, ReplicateOptions, Replication, ReplicationHandle, SyncSummary};
+use settee_replicate::{
+    Event, ReplicateOptions, Replication, ReplicationHandle, RetryNow, SyncSummary,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +24,8 @@ const EVENT_BUFFER: usize = 256;
 pub struct Syncing {
     events: mpsc::Receiver<Event>,
     cancel: CancellationToken,
+    /// Shared by both directions (they run with clones of one `ReplicateOptions`).
+    retry_now: RetryNow,
     task: Option<tokio::task::JoinHandle<settee_replicate::Result<SyncSummary>>>,
 }
 
@@ -45,6 +49,14 @@ impl Syncing {
     /// Asks both directions to stop (each writes a final checkpoint).
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// Cuts short the wait before a retry of either direction, if one is waiting: it retries
+    /// at once (a server's `Retry-After` still holds). For an app that learns from the
+    /// operating system that the network is back, or a "Sync now" button. Returns whether a
+    /// direction was waiting. See [`RetryNow`].
+    pub fn retry_now(&self) -> bool {
+        self.retry_now.trigger()
     }
 
     /// Waits for the end (after [`Syncing::cancel`], or a one-shot sync's completion),
@@ -103,12 +115,14 @@ impl Db {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let cancel = CancellationToken::new();
         let (local, remote, token) = (self.to_peer(), remote.to_peer(), cancel.clone());
+        let retry_now = opts.retry_now.clone();
         let task = tokio::spawn(async move {
             settee_replicate::sync(local, remote, opts, Some(tx), token).await
         });
         Syncing {
             events: rx,
             cancel,
+            retry_now,
             task: Some(task),
         }
     }

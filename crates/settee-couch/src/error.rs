@@ -19,6 +19,8 @@ pub struct Failure {
     pub(crate) status: u16,
     pub(crate) error: String,
     pub(crate) reason: String,
+    /// The answer's `Retry-After`, when it had one that parses (seconds or an HTTP date).
+    pub(crate) retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -41,6 +43,12 @@ impl Failure {
     /// CouchDB's `reason` field.
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+    /// How long the server asked the client to wait before trying again (`Retry-After` on
+    /// a 429 or 503), as sent: the caller bounds it. The replicator waits at least this long
+    /// before its next attempt.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 }
 

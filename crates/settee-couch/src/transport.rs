@@ -285,6 +285,7 @@ pub(crate) async fn failure(method: &Method, url: &RedactedUrl, resp: Response) 
         reason: serde_json::Value,
     }
     let status = resp.status().as_u16();
+    let retry_after = retry_after(&resp);
     // Only the start of an error body is shown, so only that much is read.
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
@@ -308,6 +309,7 @@ pub(crate) async fn failure(method: &Method, url: &RedactedUrl, resp: Response) 
         status,
         error,
         reason,
+        retry_after,
     });
     tracing::debug!(error = %err, "couch request failed");
     err

@@ -71,6 +71,10 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::info(p).await)
     }
 
+    async fn probe(&self) -> Result<()> {
+        both!(self, p => Peer::probe(p).await)
+    }
+
     async fn create(&self) -> Result<()> {
         both!(self, p => Peer::create(p).await)
     }

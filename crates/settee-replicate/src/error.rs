@@ -65,6 +65,14 @@ pub enum Error {
     /// The replication was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The run's deadline ([`crate::ReplicateOptions::deadline`]) passed before it could
+    /// start (the peers did not answer in time); nothing was replicated. A deadline reached
+    /// after the start is not an error: the summary says so.
+    #[error("deadline: the replication could not start within its deadline of {after:?}; nothing was replicated")]
+    Deadline {
+        /// The deadline.
+        after: std::time::Duration,
+    },
     /// A one-shot replication failed this many times in a row on transient errors (the
     /// retry policy's `one_shot_attempts`); the source is the last one.
     #[error("gave up after {attempts} attempts")]
@@ -90,6 +98,7 @@ impl Error {
             Error::FetchTooLarge { .. } => "response_too_large",
             Error::Task(_) => "internal_error",
             Error::Cancelled => "cancelled",
+            Error::Deadline { .. } => "deadline",
             Error::GaveUp { source, .. } => source.name(),
         }
     }
@@ -99,7 +108,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Couch(source) => crate::peer_couch::is_transient(source),
-            Error::Checkpoint { .. } | Error::CheckpointLost { .. } => true,
+            Error::Checkpoint { .. } | Error::CheckpointLost { .. } | Error::Deadline { .. } => {
+                true
+            }
             Error::GaveUp { source, .. } => source.is_transient(),
             Error::FetchTooLarge { .. }
             | Error::Store { .. }

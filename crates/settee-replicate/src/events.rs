@@ -76,6 +76,14 @@ pub enum Event {
         /// The delay before the retry, in milliseconds.
         retry_in_ms: Option<u64>,
     },
+    /// The wait before a retry is over and the failed step runs again; `reason` says what
+    /// ended the wait (after an `Error` with `retrying: true`).
+    Retrying {
+        /// Which way.
+        direction: Direction,
+        /// What ended the wait.
+        reason: RetryReason,
+    },
     /// A checkpoint was written.
     Checkpoint {
         /// Which way.
@@ -90,6 +98,18 @@ pub enum Event {
         /// The final summary.
         summary: Summary,
     },
+}
+
+/// What ended the wait before a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryReason {
+    /// The backoff delay passed.
+    Backoff,
+    /// After a connection-level failure, a probe found the peers answering again.
+    PeerAnswered,
+    /// The application asked ([`crate::RetryNow::trigger`]).
+    Asked,
 }
 
 /// The outcome of a replication, shaped like a CouchDB replication history entry.
@@ -116,4 +136,10 @@ pub struct Summary {
     pub doc_failures: Vec<DocFailure>,
     /// Whether it was cancelled.
     pub cancelled: bool,
+    /// Whether it stopped at [`crate::ReplicateOptions::deadline`] before finishing (what
+    /// it wrote up to `end_last_seq` is checkpointed; the next run resumes there).
+    pub deadline_reached: bool,
+    /// Changes left after `end_last_seq` when it stopped at the deadline, counted for a local
+    /// source (`None` otherwise: a remote source's count would need the network).
+    pub pending: Option<u64>,
 }

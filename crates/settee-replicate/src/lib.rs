@@ -23,6 +23,7 @@
 mod backoff;
 mod budget;
 mod checkpoint;
+mod deadline;
 mod endpoint;
 mod error;
 mod events;
@@ -32,6 +33,7 @@ mod peer_couch;
 mod peer_store;
 mod reader;
 mod replication;
+mod retry;
 mod sync;
 mod write;
 
@@ -41,7 +43,7 @@ pub use checkpoint::{
 };
 pub use endpoint::AnyPeer;
 pub use error::{Error, Result};
-pub use events::{Direction, Event, Stats, Summary};
+pub use events::{Direction, Event, RetryReason, Stats, Summary};
 pub use peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer,
     PeerInfo, Role,
@@ -49,6 +51,7 @@ pub use peer::{
 pub use replication::{
     error_chain, ReplicateOptions, Replication, ReplicationHandle, DEFAULT_MAX_BYTES_IN_FLIGHT,
 };
+pub use retry::RetryNow;
 /// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
 pub use settee_query::{Error as SelectorError, Selector};
 pub use settee_store::SyncState;

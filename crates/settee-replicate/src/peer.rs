@@ -206,6 +206,15 @@ pub trait Peer: Clone + Send + Sync + 'static {
     /// Database information, and the identity used in replication ids.
     fn info(&self) -> impl Future<Output = Result<PeerInfo>> + Send;
 
+    /// Asks cheaply whether the peer answers now (one try, no retries): while a replication
+    /// waits to retry after a connection-level failure, it probes about once a second and
+    /// retries as soon as this succeeds. An error that is not transient (the peer answers,
+    /// but refuses) also ends the wait: the retry then reports it. A local store always
+    /// answers (the default).
+    fn probe(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// Creates the database if it does not exist.
     fn create(&self) -> impl Future<Output = Result<()>> + Send;
 

@@ -66,6 +66,17 @@ impl Peer for RemoteDb {
         })
     }
 
+    async fn probe(&self) -> Result<()> {
+        // `HEAD /{db}`: the smallest request that proves the server and the database's node
+        // answer; a missing database answers too (the retry then reports it). One try: the
+        // caller probes again on its own schedule.
+        self.with_retry(settee_couch::RetryPolicy::none())
+            .exists()
+            .await
+            .map(|_| ())
+            .map_err(Error::Couch)
+    }
+
     async fn create(&self) -> Result<()> {
         match RemoteDb::create(self).await {
             Ok(()) => Ok(()),

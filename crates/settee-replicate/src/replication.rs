@@ -27,10 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::ByteBudget;
 use crate::checkpoint::{self, LogSlot, ReplicationLog, Session, HISTORY_LIMIT};
+use crate::deadline::Deadline;
 use crate::events::{Direction, Event, Stats, Summary};
 use crate::fetch::FetchQueue;
 use crate::peer::{ChangesBatch, DocFailure, FetchRequest, Filter, Peer, Role};
 use crate::reader::{ChangesReader, Item};
+use crate::retry::{self, RetryNow};
 use crate::{Error, Result, RetryPolicy};
 
 /// How a replication runs. Build with `..Default::default()`.
@@ -61,6 +63,14 @@ pub struct ReplicateOptions {
     pub longpoll: Duration,
     /// Retrying after transient failures.
     pub retry: RetryPolicy,
+    /// Cuts the wait before a retry short ([`RetryNow::trigger`]). Replications started
+    /// with clones of these options share it; [`ReplicationHandle::retry_now`] calls it.
+    pub retry_now: RetryNow,
+    /// Stop after this long (from the start of the run), cleanly: what is written is
+    /// checkpointed, the summary says [`Summary::deadline_reached`] and what is left, and
+    /// the next run resumes from the checkpoint. For background tasks that get a few
+    /// seconds (mobile operating systems give about 30). `None`: no deadline.
+    pub deadline: Option<Duration>,
     /// Label for events (a sync runs a push and a pull).
     pub direction: Direction,
     /// Revisions fetched and written per request within a batch (bounds memory when
@@ -84,6 +94,8 @@ impl Default for ReplicateOptions {
             checkpoint_interval: Duration::from_secs(5),
             longpoll: Duration::from_secs(25),
             retry: RetryPolicy::default(),
+            retry_now: RetryNow::default(),
+            deadline: None,
             direction: Direction::Push,
             fetch_chunk: 500,
         }
@@ -118,6 +130,7 @@ pub struct Replication<S, T> {
 pub struct ReplicationHandle {
     events: mpsc::Receiver<Event>,
     cancel: CancellationToken,
+    retry_now: RetryNow,
     /// `None` once [`ReplicationHandle::finish`] has taken it.
     task: Option<tokio::task::JoinHandle<Result<Summary>>>,
 }
@@ -157,6 +170,14 @@ impl ReplicationHandle {
     /// A token that stops the replication when cancelled.
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
+    }
+
+    /// Cuts short the wait before a retry, if the replication is waiting: it retries its
+    /// failed step at once (a server's `Retry-After` still holds). For an application that
+    /// learns from the operating system that the network is back. Returns whether it was
+    /// waiting. See [`RetryNow`].
+    pub fn retry_now(&self) -> bool {
+        self.retry_now.trigger()
     }
 
     /// Waits for the end, discarding events not yet read.
@@ -271,10 +292,12 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let cancel = CancellationToken::new();
         let token = cancel.clone();
+        let retry_now = self.opts.retry_now.clone();
         let task = tokio::spawn(async move { self.run_with(Some(tx), token).await });
         ReplicationHandle {
             events: rx,
             cancel,
+            retry_now,
             task: Some(task),
         }
     }
@@ -294,6 +317,10 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             events,
             direction: self.opts.direction,
         };
+        // The deadline stops the run as a cancellation does (a final checkpoint of what is
+        // written); `deadline.reached()` tells the two apart.
+        let deadline = Deadline::start(self.opts.deadline, &cancel);
+        let cancel = deadline.token();
         let start_time = checkpoint::now_rfc3339();
         ctx.emit(Event::Active {
             direction: ctx.direction,
@@ -305,7 +332,14 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             .start_with_retry(&ctx, &mut failures, &cancel, &start_time)
             .await?
         else {
-            return Err(Error::Cancelled);
+            return Err(match (deadline.reached(), self.opts.deadline) {
+                (true, Some(after)) => {
+                    let e = Error::Deadline { after };
+                    ctx.error(&e, false, None).await;
+                    e
+                }
+                _ => Error::Cancelled,
+            });
         };
         let Start {
             mut session,
@@ -418,6 +452,12 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 r => break r,
             }
         };
+        let deadline_reached = deadline.reached();
+        let pending = if deadline_reached {
+            self.source.pending_since(&progress.done_seq).await
+        } else {
+            None
+        };
         let summary = Summary {
             ok: result.is_ok() || cancelled,
             session_id: session.session_id.clone(),
@@ -428,7 +468,9 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             end_time: checkpoint::now_rfc3339(),
             stats: progress.stats.clone(),
             doc_failures: progress.failures.clone(),
-            cancelled,
+            cancelled: cancelled && !deadline_reached,
+            deadline_reached,
+            pending,
         };
         match result {
             Err(e) if !cancelled => {
@@ -443,10 +485,15 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 if !cancelled {
                     self.record_caught_up().await;
                 }
-                tracing::info!(
-                    docs_written = summary.stats.docs_written,
-                    "replication complete"
-                );
+                if deadline_reached {
+                    tracing::info!(docs_written = summary.stats.docs_written, pending = ?summary.pending,
+                        "replication stopped at its deadline");
+                } else {
+                    tracing::info!(
+                        docs_written = summary.stats.docs_written,
+                        "replication complete"
+                    );
+                }
                 ctx.emit(Event::Complete {
                     direction: ctx.direction,
                     summary: summary.clone(),
@@ -516,6 +563,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         if !e.is_transient() {
             return Err(e);
         }
+        let ticket = self.opts.retry_now.ticket();
         *failures = failures.saturating_add(1);
         let attempts = self.opts.retry.one_shot_attempts.max(1);
         if !self.opts.continuous && *failures >= attempts {
@@ -524,17 +572,33 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 source: Box::new(e),
             });
         }
-        let delay = self.opts.retry.delay(*failures - 1);
-        tracing::warn!(error = %error_chain(&e), retry_in = ?delay, "replication step failed; retrying");
-        ctx.error(&e, true, Some(delay)).await;
+        // The wait, and what may end it early, is `retry.rs`'s: a probe after a
+        // connection-level failure (not an attempt: `failures` counts steps only), the
+        // server's Retry-After after a server error, `RetryNow`.
+        let plan = retry::Plan::new(&self.opts.retry, *failures - 1, retry::Failure::of(&e));
+        tracing::warn!(error = %error_chain(&e), retry_in = ?plan.delay, probing = plan.probe, "replication step failed; retrying");
+        ctx.error(&e, true, Some(plan.delay)).await;
         ctx.emit(Event::Paused {
             direction: ctx.direction,
             pending: None,
         })
         .await;
-        tokio::select! {
-            () = tokio::time::sleep(delay) => Ok(()),
-            () = cancel.cancelled() => Err(Error::Cancelled),
+        let probe = || async {
+            let answers = |r: Result<()>| r.map_or_else(|e| !e.is_transient(), |()| true);
+            let (s, t) = futures::join!(self.source.probe(), self.target.probe());
+            answers(s) && answers(t)
+        };
+        match retry::wait(&plan, probe, ticket, cancel).await {
+            None => Err(Error::Cancelled),
+            Some(reason) => {
+                tracing::info!(?reason, "retrying the failed step");
+                ctx.emit(Event::Retrying {
+                    direction: ctx.direction,
+                    reason,
+                })
+                .await;
+                Ok(())
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 //! | `GET /api/sync`                | the global sync state                                 |
 //! | `PUT /api/sync`                | set the server `{url, user?, password?}`              |
 //! | `DELETE /api/sync`             | stop syncing (local only)                             |
+//! | `POST /api/sync/now`           | "Sync now": retry at once if offline or stopped       |
 //! | `GET /api/events`              | server-sent events: `changes`, `sync`, `resync`       |
 //!
 //! Errors are `{"error", "reason"}` with CouchDB's names and statuses; a refused request
@@ -54,6 +55,7 @@ pub fn router(app: App) -> Router {
         .route("/api/notes/{id}/resolve", post(resolve))
         .route("/api/notebooks", get(notebooks))
         .route("/api/sync", get(sync_state).put(set_sync).delete(stop_sync))
+        .route("/api/sync/now", post(sync_now))
         .route("/api/events", get(events))
         .fallback(unknown)
         .layer(middleware::from_fn(same_origin))
@@ -182,6 +184,15 @@ async fn set_sync(State(app): State<App>, bytes: Bytes) -> Result<Json<Value>> {
     tracing::info!(remote = %remote.shown(), "sync server set");
     app.set_remote(Some(remote)).await?;
     Ok(Json(json!(app.sync().current().await?)))
+}
+
+/// "Sync now": cuts short a wait before a retry (or before restarting a stopped sync), for a
+/// user who knows the network is back. Answers whether something was waiting, and the state.
+async fn sync_now(State(app): State<App>) -> Result<Json<Value>> {
+    let retried = app.sync().sync_now();
+    Ok(Json(
+        json!({"retried": retried, "sync": app.sync().current().await?}),
+    ))
 }
 
 async fn stop_sync(State(app): State<App>) -> Result<Json<Value>> {

@@ -7,6 +7,8 @@
 //! comes back is picked up with no action from anyone; the supervisor restarts the sync
 //! after the failures the replicator gives up on (the server unreachable when the sync
 //! starts, a wrong password, a missing database it may not create), with a capped backoff.
+//! "Sync now" ([`SyncCtl::sync_now`]) cuts short whichever wait is under way: the
+//! replicator's before a retry (`RetryNow`) or the supervisor's before a restart.
 //! The replicator's events drive the state here; the badges and the unsynced count are
 //! Settee's per-document sync state (`state.rs`). A publisher task sends the state and the
 //! changed badges to the pages.
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use settee::replicate::{AnyPeer, Direction, Event, ReplicateOptions, RetryPolicy};
+use settee::replicate::{AnyPeer, Direction, Event, ReplicateOptions, RetryNow, RetryPolicy};
 use settee::{CancellationToken, Database};
 use tokio::sync::{mpsc, Notify};
 
@@ -113,6 +115,10 @@ pub struct SyncCtl {
     changed: Arc<Notify>,
     status: Mutex<Status>,
     running: tokio::sync::Mutex<Option<Running>>,
+    /// Given to every sync this runs: "Sync now" triggers it.
+    retry_now: RetryNow,
+    /// Wakes the supervisor waiting to restart a sync that stopped ("Sync now").
+    restart_now: Notify,
 }
 
 impl std::fmt::Debug for SyncCtl {
@@ -141,7 +147,23 @@ impl SyncCtl {
                 last_synced_at: None,
             }),
             running: tokio::sync::Mutex::new(None),
+            retry_now: RetryNow::new(),
+            restart_now: Notify::new(),
         }
+    }
+
+    /// "Sync now": a sync waiting to retry (offline, or after a server error) retries at
+    /// once, and a sync that stopped starts again at once. Returns whether anything was
+    /// waiting (a sync that is running or caught up needs nothing: it follows changes live).
+    pub fn sync_now(&self) -> bool {
+        let retried = self.retry_now.trigger();
+        let restarting = self.lock().stopped.is_some();
+        if restarting {
+            // Only the supervisor waits on this, and only while `stopped` is set.
+            self.restart_now.notify_waiters();
+        }
+        tracing::info!(retried, restarting, "sync now");
+        retried || restarting
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -218,6 +240,7 @@ impl SyncCtl {
             self.changed.notify_one();
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
+                () = self.restart_now.notified() => {}
                 () = cancel.cancelled() => return,
             }
             self.lock().stopped = None;
@@ -243,6 +266,7 @@ impl SyncCtl {
             continuous: true,
             create_target: true,
             retry: RETRY,
+            retry_now: self.retry_now.clone(),
             ..Default::default()
         };
         let (tx, mut rx) = mpsc::channel(EVENTS_BUFFER);
@@ -298,6 +322,8 @@ impl SyncCtl {
             Event::Active { direction } => *st.dir(direction) = Dir::Active,
             Event::Change { direction, .. } => *st.dir(direction) = Dir::Active,
             Event::Checkpoint { .. } => {}
+            // The wait before a retry is over: trying again.
+            Event::Retrying { direction, .. } => *st.dir(direction) = Dir::Starting,
             // Caught up. (A pause with no count is the wait before a retry, which the
             // `Error` before it reported.)
             Event::Paused {

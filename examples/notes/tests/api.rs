@@ -583,3 +583,83 @@ async fn sync_is_set_checked_started_and_stopped_without_showing_the_password() 
     let got = r.ok(Method::GET, &path(&note["id"]), Value::Null).await;
     assert_eq!(got["state"]["kind"], "local_only");
 }
+
+/// "Sync now" (`POST /api/sync/now`) cuts short the wait of a sync that the server answered
+/// with 503: it says it retried, and the note reaches the server. With nothing waiting it
+/// says so and does nothing.
+#[tokio::test]
+async fn sync_now_retries_a_waiting_sync_at_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use settee_testkit::http::{Reply, Rule};
+
+    let r = start().await;
+    let idle = r.ok(Method::POST, "/api/sync/now", Value::Null).await;
+    assert_eq!(idle["retried"], false, "{idle}");
+    assert_eq!(idle["sync"]["state"], "local_only");
+
+    let note = r.create("Waits for the server", "Work", &[]).await;
+    let db = TestDb::create("notes-api-sync-now");
+    let (user, password) = db
+        .server()
+        .credentials()
+        .expect("the test server has an admin");
+    // The server is up but busy: every write (`_bulk_docs`, `_revs_diff`) gets 503 until
+    // `busy` is cleared, so the sync starts and its push waits to retry. (Reads pass: a
+    // sync whose first request fails stops, and the supervisor restarts it instead.)
+    let busy = Arc::new(AtomicBool::new(true));
+    let b = busy.clone();
+    let (proxy, _log) = settee_testkit::http::proxy(db.server().url(), move |req| {
+        if b.load(Ordering::SeqCst) && req.method == "POST" {
+            Rule::Answer(Reply::json(
+                503,
+                &json!({"error": "service_unavailable", "reason": "busy"}),
+            ))
+        } else {
+            Rule::Forward
+        }
+    })
+    .await;
+    let url = format!("{proxy}/{}", db.name());
+    r.ok(
+        Method::PUT,
+        "/api/sync",
+        json!({"url": url, "user": user, "password": password}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = r.ok(Method::GET, "/api/sync", Value::Null).await;
+        if st["state"] == "offline" {
+            assert!(st["message"].as_str().unwrap().contains("503"), "{st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never offline: {st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    busy.store(false, Ordering::SeqCst);
+    let now = r.ok(Method::POST, "/api/sync/now", Value::Null).await;
+    assert_eq!(now["retried"], true, "{now}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = r.ok(Method::GET, "/api/sync", Value::Null).await;
+        let got = r.ok(Method::GET, &path(&note["id"]), Value::Null).await;
+        if st["state"] == "synced" && got["state"]["kind"] == "synced" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not synced within 30 s: {st} {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = db.server().raw_request(
+        "GET",
+        &format!("/{}/{}", db.name(), note["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    r.ok(Method::DELETE, "/api/sync", Value::Null).await;
+}

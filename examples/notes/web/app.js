@@ -441,7 +441,14 @@ function renderSync(v) {
   if (v.conflicts) counts += (counts ? ' · ' : '') + v.conflicts + ' in conflict';
   $('#unsynced-count').textContent = counts;
   $('#unsynced-count').dataset.unsynced = String(v.unsynced);
+  // "Sync now" helps only while a sync waits (offline, or stopped by an error).
+  $('#sync-now').hidden = !(v.remote && (v.state === 'offline' || v.state === 'error'));
   tickRetry();
+}
+
+async function syncNow() {
+  // The new state arrives as a live update.
+  await api('POST', '/api/sync/now');
 }
 
 function tickRetry() {
@@ -567,6 +574,7 @@ document.addEventListener('DOMContentLoaded', () => {
     }, 150);
   });
   $('#settings-btn').addEventListener('click', openSettings);
+  $('#sync-now').addEventListener('click', () => syncNow().catch(showError));
   $('#settings-close').addEventListener('click', () => $('#settings').close());
   $('#settings-form').addEventListener('submit', connect);
   $('#disconnect').addEventListener('click', disconnect);
