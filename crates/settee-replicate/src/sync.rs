@@ -51,12 +51,34 @@ pub async fn sync<L: Peer, R: Peer>(
 ) -> Result<SyncSummary> {
     // Create the remote database first if asked: the pull reads from it, so it must exist
     // before either direction starts.
+    // A server that is busy or away at that moment is retried as a replication's steps
+    // are (a live sync started offline waits for the server instead of ending at once).
     if opts.create_target {
-        if let Err(e) = remote.info().await {
-            if e.name() != "not_found" {
-                return Err(e);
+        let mut failures = 0u32;
+        loop {
+            let created = match remote.info().await {
+                Ok(_) => Ok(()),
+                Err(e) if e.name() == "not_found" => remote.create().await,
+                Err(e) => Err(e),
+            };
+            let e = match created {
+                Ok(()) => break,
+                Err(e) if e.is_transient() => e,
+                Err(e) => return Err(e),
+            };
+            failures = failures.saturating_add(1);
+            if !opts.continuous && failures >= opts.retry.one_shot_attempts.max(1) {
+                return Err(Error::GaveUp {
+                    attempts: failures,
+                    source: Box::new(e),
+                });
             }
-            remote.create().await?;
+            let delay = opts.retry.delay(failures - 1);
+            tracing::warn!(error = %crate::error_chain(&e), retry_in = ?delay, "could not reach the remote to create it; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+            }
         }
     }
     let push = Replication::new(
