@@ -306,3 +306,60 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
     assert_eq!((st.local.unpushed, st.local.pull_failed), (0, 0), "{st:?}");
     server_request("DELETE", &name, None);
 }
+
+/// A `_revs_diff` answer leaves out what the target holds, so a row lost on the way made a
+/// document look held: it was never pushed, the checkpoint moved past it and `status` said
+/// synced. A revision left out that the store does not know the server to hold is asked
+/// about once more. Here a proxy drops `b` from the first `_revs_diff` answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
+    let server = Server::get();
+    let name = unique_db("revsdiff");
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    let (proxy, _log) = http::proxy(&server.url, move |req| {
+        if !req.path().ends_with("/_revs_diff") || flag.load(Ordering::SeqCst) {
+            return Rule::Forward;
+        }
+        let flag = flag.clone();
+        Rule::Edit(Box::new(move |mut reply: Reply| {
+            let mut body = reply.body_json().unwrap();
+            if body.as_object_mut().unwrap().remove("b").is_some() {
+                flag.store(true, Ordering::SeqCst);
+            }
+            reply.body = body.to_string().into_bytes();
+            reply
+        }))
+    })
+    .await;
+    let url = match (&server.user, &server.password) {
+        (Some(u), Some(p)) => format!(
+            "{}/{name}",
+            proxy.replacen("://", &format!("://{u}:{p}@"), 1)
+        ),
+        _ => format!("{proxy}/{name}"),
+    };
+    let r = Db::open(&url).unwrap();
+    r.to_peer().create().await.unwrap();
+    // Not empty, so the push asks `_revs_diff` (an empty target skips it).
+    r.put(json!({"_id": "already"})).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    for id in ["a", "b", "c"] {
+        l.put(json!({"_id": id})).await.unwrap();
+    }
+    settee::replicate::sync(
+        l.to_peer(),
+        r.to_peer(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(dropped.load(Ordering::SeqCst), "the proxy dropped b once");
+    assert_eq!(server_status(&name, "b"), 200, "b was pushed");
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.local.rejected), (0, 0), "{st:?}");
+    server_request("DELETE", &name, None);
+}

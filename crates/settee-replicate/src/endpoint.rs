@@ -142,6 +142,14 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::failures_from(p, other).await)
     }
 
+    async fn not_held_by(
+        &self,
+        other: &str,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, Vec<Rev>>> {
+        both!(self, p => Peer::not_held_by(p, other, revs).await)
+    }
+
     async fn peer_holds_nothing(&self, other: &str) -> Result<()> {
         both!(self, p => Peer::peer_holds_nothing(p, other).await)
     }

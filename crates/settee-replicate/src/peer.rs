@@ -322,6 +322,19 @@ pub trait Peer: Clone + Send + Sync + 'static {
         async { Ok(Vec::new()) }
     }
 
+    /// Of `revs`, those this peer does not know `other` to hold (its sync state with
+    /// `other`: unpushed or rejected leaves). The replication asks `other` about them once
+    /// more when its `_revs_diff` left them out. A remote database keeps no such state and
+    /// answers none.
+    fn not_held_by(
+        &self,
+        other: &str,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<Rev>>>> + Send {
+        let _ = (other, revs);
+        async { Ok(BTreeMap::new()) }
+    }
+
     /// Called when a replication finds the peer `other` empty (no documents, live or
     /// deleted) as it starts: `other` holds nothing, whatever was recorded (it was dropped
     /// and recreated, or is a new server under the old URL). A local store makes every

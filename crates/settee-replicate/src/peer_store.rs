@@ -316,6 +316,33 @@ impl Peer for Database {
         blocking(self, move |db| Ok(pull_failures(&db, &other))).await
     }
 
+    async fn not_held_by(
+        &self,
+        other: &str,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, Vec<Rev>>> {
+        let other = other.to_owned();
+        blocking(self, move |db| {
+            let mut out = BTreeMap::new();
+            for (id, asked) in revs {
+                let not_held: Vec<Rev> = match db.sync_state(&other, &id)? {
+                    Some(settee_store::SyncState::Unpushed { revs }) => {
+                        asked.into_iter().filter(|r| revs.contains(r)).collect()
+                    }
+                    Some(settee_store::SyncState::Rejected { rev, .. }) => {
+                        asked.into_iter().filter(|r| *r == rev).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if !not_held.is_empty() {
+                    out.insert(id, not_held);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn peer_holds_nothing(&self, other: &str) -> Result<()> {
         let other = other.to_owned();
         blocking(self, move |db| db.reset_remote(&other).map(|_| ())).await

@@ -855,7 +855,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 })
                 .collect()
         } else {
-            self.target.revs_diff(revs).await?
+            self.diff_checked(revs).await?
         };
         let mut reqs = Vec::new();
         let mut missing: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
@@ -927,6 +927,61 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             delta,
             failures,
         })
+    }
+
+    /// `_revs_diff` on the target, checked: an answer leaves out what the target holds, so a
+    /// row lost on the way (a proxy, a cut answer sent again) would make revisions look held,
+    /// and the checkpoint would move past them unsent. Revisions left out that the source
+    /// records as not held there are asked about once more, and only a second answer that
+    /// leaves them out too is believed. What the source already knows the target holds (the
+    /// echo of a pull, in a sync) costs nothing more.
+    async fn diff_checked(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, RevsDiff>> {
+        let mut diff = self.target.revs_diff(revs.clone()).await?;
+        let omitted: BTreeMap<String, Vec<Rev>> = revs
+            .into_iter()
+            .filter_map(|(id, listed)| {
+                let said = diff.get(&id).map(|d| &d.missing);
+                let left_out: Vec<Rev> = listed
+                    .into_iter()
+                    .filter(|r| said.is_none_or(|m| !m.contains(r)))
+                    .collect();
+                (!left_out.is_empty()).then_some((id, left_out))
+            })
+            .collect();
+        if omitted.is_empty() {
+            return Ok(diff);
+        }
+        let doubtful = self
+            .source
+            .not_held_by(&self.target.identity(), omitted)
+            .await?;
+        if doubtful.is_empty() {
+            return Ok(diff);
+        }
+        tracing::debug!(
+            documents = doubtful.len(),
+            "_revs_diff left out revisions the target is not known to hold; asking again"
+        );
+        for (id, again) in self.target.revs_diff(doubtful).await? {
+            let d = diff.entry(id).or_insert_with(|| RevsDiff {
+                missing: Vec::new(),
+                possible_ancestors: Vec::new(),
+            });
+            for r in again.missing {
+                if !d.missing.contains(&r) {
+                    d.missing.push(r);
+                }
+            }
+            for r in again.possible_ancestors {
+                if !d.possible_ancestors.contains(&r) {
+                    d.possible_ancestors.push(r);
+                }
+            }
+        }
+        Ok(diff)
     }
 
     /// Tells both peers what the other holds after a batch (`Peer::record_peer_revs`): the

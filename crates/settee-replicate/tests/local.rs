@@ -674,6 +674,16 @@ impl Peer for CountingDiffs {
         }
         Peer::record_peer_lacks(&self.db, other, lacking).await
     }
+    async fn not_held_by(
+        &self,
+        other: &str,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> settee_replicate::Result<BTreeMap<String, Vec<Rev>>> {
+        if !self.track {
+            return Ok(BTreeMap::new());
+        }
+        Peer::not_held_by(&self.db, other, revs).await
+    }
     async fn peer_holds_nothing(&self, other: &str) -> settee_replicate::Result<()> {
         if !self.track {
             return Ok(());
