@@ -606,7 +606,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     /// replication id, reads both checkpoints, claims them (see [`LogSlot::claim`]; this is
     /// also where a read-only source shows), and finds where to start.
     async fn start(&self, start_time: &str) -> Result<Start> {
-        let source = self.source.info().await?;
+        self.source.info().await?;
         let target = match self.target.info().await {
             Ok(info) => info,
             Err(e) => {
@@ -641,14 +641,13 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         self.target
             .track_peer(&sid, Role::Target, filter, &rep_id)
             .await?;
-        // A peer with no documents holds nothing, whatever the other's sync state recorded
+        // A target with no documents holds nothing, whatever the source's sync state recorded
         // (a database dropped and recreated, a new server under the old URL): the state is a
-        // cache of what the remote holds, and the remote has the last word.
+        // cache of what the remote holds, and the remote has the last word. Only the pushing
+        // side says so: in a sync, a pull that found the remote empty could otherwise undo
+        // confirmations the push had made meanwhile.
         if target_empty {
             self.source.peer_holds_nothing(&tid).await?;
-        }
-        if source.doc_count == 0 && source.doc_del_count == 0 {
-            self.target.peer_holds_nothing(&sid).await?;
         }
         let (s, t) = futures::join!(
             LogSlot::read(&self.source, &rep_id),
