@@ -363,3 +363,80 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
     assert_eq!((st.local.unpushed, st.local.rejected), (0, 0), "{st:?}");
     server_request("DELETE", &name, None);
 }
+
+/// With `new_edits=false` CouchDB answers only the refusals, so a refusal lost on the way
+/// read as a success: the document looked synced, the checkpoint passed it, and the server
+/// never had it. Writes to a server are confirmed with `_revs_diff`; a revision missing
+/// without a refusal writes the batch again, and then the refusal is heard. Here a proxy
+/// empties the first `_bulk_docs` answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_write() {
+    let server = Server::get();
+    let name = unique_db("unheard");
+    let emptied = Arc::new(AtomicBool::new(false));
+    let flag = emptied.clone();
+    let (proxy, _log) = http::proxy(&server.url, move |req| {
+        if !req.path().ends_with("/_bulk_docs") || flag.load(Ordering::SeqCst) {
+            return Rule::Forward;
+        }
+        let flag = flag.clone();
+        Rule::Edit(Box::new(move |mut reply: Reply| {
+            if reply
+                .body_json()
+                .is_some_and(|b| b.as_array().is_some_and(|a| !a.is_empty()))
+            {
+                flag.store(true, Ordering::SeqCst);
+                reply.body = b"[]".to_vec();
+            }
+            reply
+        }))
+    })
+    .await;
+    let url = match (&server.user, &server.password) {
+        (Some(u), Some(p)) => format!(
+            "{}/{name}",
+            proxy.replacen("://", &format!("://{u}:{p}@"), 1)
+        ),
+        _ => format!("{proxy}/{name}"),
+    };
+    let r = Db::open(&url).unwrap();
+    r.to_peer().create().await.unwrap();
+    r.put(json!({"_id": "_design/guard", "validate_doc_update":
+        "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
+    l.put(json!({"_id": "fine"})).await.unwrap();
+    let summary = settee::replicate::sync(
+        l.to_peer(),
+        r.to_peer(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        emptied.load(Ordering::SeqCst),
+        "the proxy emptied an answer"
+    );
+    assert_eq!(
+        summary.push.doc_failures.len(),
+        1,
+        "{:?}",
+        summary.push.doc_failures
+    );
+    assert_eq!(server_status(&name, "s"), 404);
+    assert_eq!(server_status(&name, "fine"), 200);
+    let want = SyncState::Rejected {
+        rev: bad["rev"].as_str().unwrap().parse().unwrap(),
+        error: "forbidden".into(),
+        reason: "no secrets here".into(),
+    };
+    assert_eq!(l.sync_state(&r, "s").await.unwrap(), Some(want));
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.local.rejected), (1, 1), "{st:?}");
+    server_request("DELETE", &name, None);
+}

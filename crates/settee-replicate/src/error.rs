@@ -59,6 +59,19 @@ pub enum Error {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// A remote target's `_bulk_docs` answer said nothing against revisions it then did
+    /// not have (a result lost on the way: a refusal nobody heard). The batch is retried:
+    /// writing again is a no-op for what was stored, and the target answers again for the
+    /// rest.
+    #[error("unconfirmed_write: {peer} does not have {count} revision(s) its _bulk_docs answer did not refuse (first: {first}); writing them again")]
+    Unconfirmed {
+        /// The peer, described without credentials.
+        peer: String,
+        /// How many revisions.
+        count: usize,
+        /// The first one's document id.
+        first: String,
+    },
     /// A background task failed to run to completion.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -96,6 +109,7 @@ impl Error {
             Error::Checkpoint { .. } => "checkpoint_failure",
             Error::CheckpointLost { .. } => "checkpoint_lost",
             Error::FetchTooLarge { .. } => "response_too_large",
+            Error::Unconfirmed { .. } => "unconfirmed_write",
             Error::Task(_) => "internal_error",
             Error::Cancelled => "cancelled",
             Error::Deadline { .. } => "deadline",
@@ -108,9 +122,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Couch(source) => crate::peer_couch::is_transient(source),
-            Error::Checkpoint { .. } | Error::CheckpointLost { .. } | Error::Deadline { .. } => {
-                true
-            }
+            Error::Checkpoint { .. }
+            | Error::CheckpointLost { .. }
+            | Error::Deadline { .. }
+            | Error::Unconfirmed { .. } => true,
             Error::GaveUp { source, .. } => source.is_transient(),
             Error::FetchTooLarge { .. }
             | Error::Store { .. }

@@ -6,14 +6,22 @@
 //! request refused for one document into that document's result (`settee-couch`'s
 //! `bulk_docs` halves such a request down to it). What to write, and when, is
 //! `replication.rs`'s decision.
+//!
+//! A remote target's answer is checked, not trusted: with `new_edits=false` CouchDB answers
+//! only the refusals, so a refusal lost on the way (a proxy, a cut answer) reads as a
+//! success, the document would look synced and the checkpoint would pass it. A `_revs_diff`
+//! of what was written confirms it (one small request per write); a revision still missing
+//! without a refusal fails the batch with [`Error::Unconfirmed`], which is retried.
 
 use serde_json::value::RawValue;
 use settee_revtree::Rev;
 
 use crate::budget::{ByteBudget, Reservation};
 use crate::fetch::FetchQueue;
+use std::collections::BTreeMap;
+
 use crate::peer::{DocFailure, FetchRequest, Peer};
-use crate::Result;
+use crate::{Error, Result};
 
 /// CouchDB's error name for an attachment stub the target cannot resolve.
 const MISSING_STUB: &str = "missing_stub";
@@ -38,8 +46,14 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
     held: Reservation,
 ) -> Result<Vec<DocFailure>> {
     let origin = source.identity();
+    let written = if target.is_local() {
+        BTreeMap::new()
+    } else {
+        revisions_of(&docs)
+    };
     let refused = target.write(docs, &origin).await?;
     drop(held);
+    confirm(target, written, &refused).await?;
     let (stubs, mut failures): (Vec<DocFailure>, Vec<DocFailure>) =
         refused.into_iter().partition(|f| f.error == MISSING_STUB);
     let mut again = Vec::new();
@@ -65,7 +79,90 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
     let mut queue = FetchQueue::new(again);
     while let Some(piece) = queue.next(source, budget).await? {
         failures.extend(piece.failures);
-        failures.extend(target.write(piece.docs, &origin).await?);
+        let written = if target.is_local() {
+            BTreeMap::new()
+        } else {
+            revisions_of(&piece.docs)
+        };
+        let refused = target.write(piece.docs, &origin).await?;
+        confirm(target, written, &refused).await?;
+        failures.extend(refused);
     }
     Ok(failures)
+}
+
+/// The (id, revision) of each document, read from its JSON text (the other members are
+/// skipped). A document whose revision cannot be read is left out: the target refuses it
+/// by itself.
+fn revisions_of(docs: &[Box<RawValue>]) -> BTreeMap<String, Vec<Rev>> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "_id")]
+        id: String,
+        #[serde(rename = "_rev")]
+        rev: String,
+    }
+    let mut out: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+    for d in docs {
+        let Ok(head) = serde_json::from_str::<Head>(d.get()) else {
+            continue;
+        };
+        if let Ok(rev) = head.rev.parse::<Rev>() {
+            out.entry(head.id).or_default().push(rev);
+        }
+    }
+    out
+}
+
+/// Checks that the target has every revision in `written` that it did not refuse.
+///
+/// # Errors
+/// [`Error::Unconfirmed`] when it lacks some; the target's own errors.
+async fn confirm<T: Peer>(
+    target: &T,
+    mut written: BTreeMap<String, Vec<Rev>>,
+    refused: &[DocFailure],
+) -> Result<()> {
+    for f in refused {
+        match f.rev.as_deref().and_then(|r| r.parse::<Rev>().ok()) {
+            Some(rev) => {
+                if let Some(revs) = written.get_mut(&f.id) {
+                    revs.retain(|r| *r != rev);
+                }
+            }
+            // A refusal without a revision (pouchdb-server's) covers the document.
+            None => {
+                written.remove(&f.id);
+            }
+        }
+    }
+    written.retain(|_, revs| !revs.is_empty());
+    if written.is_empty() {
+        return Ok(());
+    }
+    // Only a revision named as it was written counts: a server that spells a revision its
+    // own way (CouchDB lower-cases some hashes) is not asked again forever.
+    let lacking: Vec<String> = target
+        .revs_diff(written.clone())
+        .await?
+        .into_iter()
+        .filter(|(id, d)| {
+            let asked = written.get(id);
+            d.missing
+                .iter()
+                .any(|r| asked.is_some_and(|a| a.contains(r)))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    match lacking.first() {
+        None => Ok(()),
+        Some(first) => {
+            tracing::warn!(count = lacking.len(), first = %first, "the target does not have revisions its write answer did not refuse; the batch is written again");
+            Err(Error::Unconfirmed {
+                peer: target.describe(),
+                count: lacking.len(),
+                first: first.clone(),
+            })
+        }
+    }
 }
