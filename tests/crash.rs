@@ -731,6 +731,11 @@ fn sigkill_at_random_points(direction: Direction) {
                 extra.is_empty(),
                 "cycle {cycle}: the run from checkpoint {start} sent or fetched documents it covers: {extra:?}"
             );
+            // A pull reads the source's feed through the proxy: it must start there.
+            let feed = run.requests.iter().find(|r| r.path().ends_with("/_changes"));
+            if let Some(since) = feed.map(|r| r.query("since").unwrap_or_else(|| "0".into())) {
+                assert_eq!(since, start.to_query(), "cycle {cycle}: the feed read from {since}");
+            }
             checked_runs += 1;
             checked_revs += revs;
             if run.killed() {
