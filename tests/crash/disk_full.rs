@@ -63,15 +63,18 @@ fn run_limited(cmd: Command, limit: Option<u64>, stdin: Option<&Path>) -> Output
     child.wait_with_output().unwrap()
 }
 
-/// The store's largest file (sled's log), in bytes.
-fn largest_file(store: &Path) -> u64 {
-    std::fs::read_dir(store)
+/// A file size limit `room` bytes above what the store at `store` needs to open: its
+/// largest file (sled's log), at least one of sled's 512 KiB log segments, which opening a
+/// store fills out.
+fn limit_above(store: &Path, room: u64) -> u64 {
+    let largest = std::fs::read_dir(store)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap())
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .max()
-        .unwrap()
+        .unwrap();
+    largest.max(512 * 1024) + room
 }
 
 /// Checks a failed command's stderr: a disk-full message a user understands, naming the
@@ -121,7 +124,7 @@ fn a_write_on_a_full_disk_fails_clearly_and_commits_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let before = small_store(&store);
-    let limit = largest_file(&store) + 64 * 1024;
+    let limit = limit_above(&store, 256 * 1024);
     // Through stdin: too big for an argument.
     let big = dir.path().join("big.json");
     let doc = json!({"_id": "big", "text": "settee ".repeat(150_000)});
@@ -144,6 +147,46 @@ fn a_write_on_a_full_disk_fails_clearly_and_commits_nothing() {
     let db = Database::open(&store).unwrap();
     db.verify().unwrap();
     assert_eq!(db.info().unwrap().doc_count, 4);
+}
+
+/// Child role of [`a_store_handle_refuses_writes_after_a_full_disk`]: with
+/// `SETTEE_DISK_FULL_CHILD` set to a store path, write past the limit, then try again, then
+/// drop the handle; print each outcome.
+#[test]
+fn disk_full_child() {
+    let Ok(path) = std::env::var("SETTEE_DISK_FULL_CHILD") else {
+        return; // Not the child.
+    };
+    let db = Database::open(&path).unwrap();
+    let big = db.put(json!({"_id": "big", "text": "settee ".repeat(150_000)}));
+    println!("big: {}", big.map(|_| "ok".into()).unwrap_or_else(|e| e.name().to_owned()));
+    // sled cannot write its log after that: without the store's guard this waits forever.
+    let small = db.put(json!({"_id": "small-after"}));
+    println!("small: {}", small.map(|_| "ok".into()).unwrap_or_else(|e| e.name().to_owned()));
+    drop(db);
+    println!("dropped");
+}
+
+/// The store itself (no CLI): a write past the limit is `disk_full`, and so is the next
+/// write on the same handle, at once; dropping the handle returns. The store then opens and
+/// holds neither document.
+#[test]
+fn a_store_handle_refuses_writes_after_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let before = small_store(&store);
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["disk_full::disk_full_child", "--exact", "--nocapture", "--test-threads", "1"])
+        .env("SETTEE_DISK_FULL_CHILD", &store);
+    let out = run_limited(child, Some(limit_above(&store, 256 * 1024)), None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in ["big: disk_full", "small: disk_full", "dropped"] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.contains(line), "{line:?} is not in: {stdout}{stderr}");
+    }
+    assert_unchanged(&store, &before, "big");
+    assert_unchanged(&store, &before, "small-after");
 }
 
 /// The same on a small filesystem (`ENOSPC`), where one is given.
@@ -231,7 +274,7 @@ fn a_pull_into_a_full_disk_stops_with_the_error_and_resumes() {
         cmd
     };
     // Room for a few batches, not for all 60 documents (about 4 MiB).
-    let limit = largest_file(&store) + 2 * 1024 * 1024;
+    let limit = limit_above(&store, 2 * 1024 * 1024);
     let out = run_limited(pull(), Some(limit), None);
     assert_disk_full_message(&out, &store);
     let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
