@@ -81,7 +81,11 @@ fn limit_above(store: &Path, room: u64) -> u64 {
 /// store and what to do.
 fn assert_disk_full_message(out: &Output, store: &Path) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "exit 1 on a full disk: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit 1 on a full disk: {stderr}"
+    );
     for words in [
         "disk_full",
         "no space left on the disk",
@@ -97,7 +101,9 @@ fn small_store(store: &Path) -> Vec<(String, String)> {
     let db = Database::open(store).unwrap();
     (0..3)
         .map(|i| {
-            let r = db.put(json!({"_id": format!("small-{i}"), "i": i})).unwrap();
+            let r = db
+                .put(json!({"_id": format!("small-{i}"), "i": i}))
+                .unwrap();
             (r.id, r.rev.unwrap().to_string())
         })
         .collect()
@@ -143,7 +149,11 @@ fn a_write_on_a_full_disk_fails_clearly_and_commits_nothing() {
     assert_disk_full_message(&out, &store);
     assert_unchanged(&store, &before, "big");
     let out = run_limited(put(), None, Some(&big));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let db = Database::open(&store).unwrap();
     db.verify().unwrap();
     assert_eq!(db.info().unwrap().doc_count, 4);
@@ -159,10 +169,19 @@ fn disk_full_child() {
     };
     let db = Database::open(&path).unwrap();
     let big = db.put(json!({"_id": "big", "text": "settee ".repeat(150_000)}));
-    println!("big: {}", big.map(|_| "ok".into()).unwrap_or_else(|e| e.name().to_owned()));
+    println!(
+        "big: {}",
+        big.map(|_| "ok".into())
+            .unwrap_or_else(|e| e.name().to_owned())
+    );
     // sled cannot write its log after that: without the store's guard this waits forever.
     let small = db.put(json!({"_id": "small-after"}));
-    println!("small: {}", small.map(|_| "ok".into()).unwrap_or_else(|e| e.name().to_owned()));
+    println!(
+        "small: {}",
+        small
+            .map(|_| "ok".into())
+            .unwrap_or_else(|e| e.name().to_owned())
+    );
     drop(db);
     println!("dropped");
 }
@@ -177,13 +196,22 @@ fn a_store_handle_refuses_writes_after_a_full_disk() {
     let before = small_store(&store);
     let mut child = Command::new(std::env::current_exe().unwrap());
     child
-        .args(["disk_full::disk_full_child", "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            "disk_full::disk_full_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("SETTEE_DISK_FULL_CHILD", &store);
     let out = run_limited(child, Some(limit_above(&store, 256 * 1024)), None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for line in ["big: disk_full", "small: disk_full", "dropped"] {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stdout.contains(line), "{line:?} is not in: {stdout}{stderr}");
+        assert!(
+            stdout.contains(line),
+            "{line:?} is not in: {stdout}{stderr}"
+        );
     }
     assert_unchanged(&store, &before, "big");
     assert_unchanged(&store, &before, "small-after");
@@ -290,18 +318,28 @@ fn a_pull_into_a_full_disk_stops_with_the_error_and_resumes() {
         let db = Database::open(&store).unwrap();
         db.verify().unwrap();
         let pulled = db.info().unwrap().doc_count;
-        assert!(pulled < n, "everything fit ({pulled}): the limit is too high");
+        assert!(
+            pulled < n,
+            "everything fit ({pulled}): the limit is too high"
+        );
     }
     // Space is back: the next run resumes from the checkpoint and finishes.
     let out = run_limited(pull(), None, None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let complete = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|e| e["event"] == "complete")
         .expect("a complete event");
     let read = complete["summary"]["changes_read"].as_u64().unwrap();
-    assert!(read < n, "the run after the disk was full started over ({read} read)");
+    assert!(
+        read < n,
+        "the run after the disk was full started over ({read} read)"
+    );
     let ids: BTreeSet<String> = (0..n).map(|i| format!("p{i:03}")).collect();
     rt.block_on(assert_same_trees(&couch, &store, &ids));
     assert_status_clean(&couch.server, &store, &url, dir.path());
