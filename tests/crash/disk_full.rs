@@ -217,6 +217,24 @@ fn a_store_handle_refuses_writes_after_a_full_disk() {
     assert_unchanged(&store, &before, "small-after");
 }
 
+/// A store where sled left an unfinished snapshot (`snap.*.generating`, empty: opening a
+/// store on a full disk leaves one, as does a crash while sled writes one) opens, with its
+/// documents, instead of being "not a store": sled 0.34 reads that file as the newest
+/// snapshot and reports corruption.
+#[test]
+fn a_store_with_an_unfinished_snapshot_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let before = small_store(&store);
+    let unfinished = store.join(format!("snap.{:016X}.generating", u64::MAX >> 8));
+    std::fs::write(&unfinished, b"").unwrap();
+    assert_unchanged(&store, &before, "big");
+    assert!(
+        !unfinished.exists(),
+        "the unfinished snapshot is still there"
+    );
+}
+
 /// The same on a small filesystem (`ENOSPC`), where one is given.
 #[test]
 fn a_write_on_a_full_small_filesystem_fails_clearly() {
@@ -230,30 +248,39 @@ fn a_write_on_a_full_small_filesystem_fails_clearly() {
     let dir = tempfile::tempdir_in(fs).unwrap();
     let store = dir.path().join("store");
     let before = small_store(&store);
-    // Larger than the filesystem: it cannot fit whatever else is there.
-    let total = fs_size(dir.path());
-    let big = json!({"_id": "big", "text": "x".repeat(total as usize + 1024 * 1024)}).to_string();
+    // Fill the filesystem up to 1 MiB with another file (what the user frees later), then
+    // write a document twice that size.
+    let filler = dir.path().join("filler");
+    let free = fs_free(dir.path()).saturating_sub(1024 * 1024);
+    std::fs::write(&filler, vec![0u8; usize::try_from(free).unwrap()]).unwrap();
+    let big = json!({"_id": "big", "text": "x".repeat(2 * 1024 * 1024)}).to_string();
     let server = common::Server {
         url: String::new(),
         user: None,
         password: None,
     };
-    // The document goes through stdin: too big for an argument.
-    let file = dir.path().join("big.json");
-    std::fs::write(&file, &big).ok();
+    // The document goes through stdin (too big for an argument), from a file elsewhere.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("big.json");
+    std::fs::write(&file, &big).unwrap();
     drop(big);
     let mut put = settee(&server);
     put.arg("put").arg(&store);
     let out = run_limited(put, None, Some(&file));
-    let _ = std::fs::remove_file(&file);
     assert_disk_full_message(&out, &store);
+    // Opened while the disk is still full: the same error, and the store is not damaged.
+    let mut info = settee(&server);
+    info.arg("info").arg(&store);
+    let out = run_limited(info, None, None);
+    assert_disk_full_message(&out, &store);
+    std::fs::remove_file(&filler).unwrap();
     assert_unchanged(&store, &before, "big");
 }
 
-/// `df`'s size of the filesystem holding `dir`, in bytes.
-fn fs_size(dir: &Path) -> u64 {
+/// `df`'s free space on the filesystem holding `dir`, in bytes.
+fn fs_free(dir: &Path) -> u64 {
     let out = Command::new("df")
-        .args(["--output=size", "-B1"])
+        .args(["--output=avail", "-B1"])
         .arg(dir)
         .output()
         .unwrap();

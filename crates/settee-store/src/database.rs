@@ -305,6 +305,7 @@ impl Database {
         // that cannot be read must be an error, never a crash of the application.
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
+        let mut cleared_snapshots = false;
         let db = loop {
             let opened = catch_unwind(AssertUnwindSafe(|| config.open())).map_err(|_| {
                 not_a_store("sled could not read its files (they are damaged or not sled's)")
@@ -318,6 +319,17 @@ impl Database {
                 Err(Error::StoreInUse { .. }) if started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                // A snapshot sled did not finish (the disk filled up, or the process died, as
+                // it wrote one) is read as the newest one and reported as corruption: sled
+                // 0.34 does not skip its `.generating` files. It is unfinished by definition,
+                // and the data is in the log, so remove it and open again, once. sled had the
+                // store's lock when it failed (it locks before it reads snapshots), so no
+                // other process was writing that file.
+                Err(Error::NotAStore { .. })
+                    if !cleared_snapshots && remove_unfinished_snapshots(&path) =>
+                {
+                    cleared_snapshots = true;
                 }
                 other => break other?,
             }
@@ -517,6 +529,24 @@ impl Database {
             source,
         })
     }
+}
+
+/// Removes sled's unfinished snapshots (`snap.*.generating`) from the store directory;
+/// whether there were any.
+fn remove_unfinished_snapshots(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(path = %path.display(), file = %name, "removing an unfinished sled snapshot");
+            removed |= std::fs::remove_file(entry.path()).is_ok();
+        }
+    }
+    removed
 }
 
 fn map_open_error(path: &Path, e: sled::Error) -> Error {
