@@ -169,12 +169,17 @@ pub(crate) fn settee(server: &common::Server) -> Command {
     c
 }
 
-/// Runs `cmd` to the end, or until `trigger` kills it at `at`; stdout and stderr captured.
-fn run_cli(
-    mut cmd: Command,
-    trigger: Option<(&Arc<Mutex<Trigger>>, &Log, Option<KillAt>)>,
-    stderr_file: &Path,
-) -> Run {
+/// A run through the proxy: its trigger, its log, and where to kill the child.
+#[derive(Clone, Copy)]
+struct Watch<'a> {
+    trigger: &'a Arc<Mutex<Trigger>>,
+    log: &'a Log,
+    at: Option<KillAt>,
+}
+
+/// Runs `cmd` to the end, or until the watch's trigger kills it; stdout and stderr captured.
+fn run_cli(mut cmd: Command, watch: Option<Watch<'_>>, stderr_file: &Path) -> Run {
+    let trigger = watch.map(|w| (w.trigger, w.log, w.at));
     let start = trigger.map(|(_, log, _)| log.lock().unwrap().len());
     if let Some((t, _, at)) = trigger {
         let mut t = t.lock().unwrap();
@@ -587,7 +592,12 @@ impl Crash {
 
     fn run(&self, at: Option<KillAt>) -> Run {
         let err = self.dir.path().join("replicate.err");
-        run_cli(self.replicate(), Some((&self.trigger, &self.log, at)), &err)
+        let watch = Watch {
+            trigger: &self.trigger,
+            log: &self.log,
+            at,
+        };
+        run_cli(self.replicate(), Some(watch), &err)
     }
 
     /// Where the next run starts (both peers' `_local/<rep id>`, compared as the replicator
