@@ -123,6 +123,12 @@ impl Error {
             || self.couch().is_some_and(settee_couch::Error::is_conflict)
     }
 
+    /// Whether a local store's disk is full (`disk_full`): the write was not saved, and
+    /// the store takes no more writes until the process opens it again. Free some space.
+    pub fn is_disk_full(&self) -> bool {
+        self.store().is_some_and(settee_store::Error::is_disk_full)
+    }
+
     /// Whether this is a 404: no such document, revision, attachment, index or database.
     pub fn is_not_found(&self) -> bool {
         self.store().is_some_and(settee_store::Error::is_not_found)

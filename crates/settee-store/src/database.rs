@@ -4,7 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -132,14 +132,45 @@ pub(crate) struct Inner {
     pub(crate) sync: RwLock<Registry>,
     /// Live sync-state subscribers.
     pub(crate) watchers: Watchers,
+    /// Set when a write found the disk full ([`Error::DiskFull`]): later writes are refused
+    /// and dropping the handle leaves sled's handles alive (see `Drop`).
+    pub(crate) disk_full: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.disk_full.load(Ordering::SeqCst) {
+            // sled flushes when its last handle drops, and after a failed log write that
+            // flush waits forever: keep a handle alive instead, so that the process can
+            // report the error and exit. The store's lock is held until the process ends.
+            std::mem::forget(self.db.clone());
+            std::mem::forget(self.tree.clone());
+        }
+    }
 }
 
 impl Inner {
+    /// The store's error for a sled error. A full disk also marks the handle
+    /// ([`Inner::disk_full`]).
     pub(crate) fn storage(&self, source: sled::Error) -> Error {
-        Error::Storage {
-            path: self.path.clone(),
-            source,
+        let err = Error::sled(&self.path, source);
+        if err.is_disk_full() {
+            self.disk_full.store(true, Ordering::SeqCst);
         }
+        err
+    }
+
+    /// [`Error::DiskFull`] once a write has found the disk full: sled (0.34) is left unable
+    /// to write its log (the next write or flush waits forever), so nothing reaches it again.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if !self.disk_full.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let io = std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "an earlier write found the disk full",
+        );
+        Err(Error::sled(&self.path, sled::Error::Io(io)))
     }
 
     /// The current revs limit (see the field).
@@ -175,6 +206,7 @@ impl Inner {
         flush: Flush,
         applied: impl FnOnce(),
     ) -> Result<()> {
+        self.check_writable()?;
         batch.insert(keys::META_COUNTERS, &counters.encode()[..]);
         let catalog = self.indexes.take_pending();
         self.tree.apply_batch(batch).map_err(|e| self.storage(e))?;
@@ -273,6 +305,7 @@ impl Database {
         // that cannot be read must be an error, never a crash of the application.
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
+        let mut cleared_snapshots = false;
         let db = loop {
             let opened = catch_unwind(AssertUnwindSafe(|| config.open())).map_err(|_| {
                 not_a_store("sled could not read its files (they are damaged or not sled's)")
@@ -286,6 +319,17 @@ impl Database {
                 Err(Error::StoreInUse { .. }) if started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                // A snapshot sled did not finish (the disk filled up, or the process died, as
+                // it wrote one) is read as the newest one and reported as corruption: sled
+                // 0.34 does not skip its `.generating` files. It is unfinished by definition,
+                // and the data is in the log, so remove it and open again, once. sled had the
+                // store's lock when it failed (it locks before it reads snapshots), so no
+                // other process was writing that file.
+                Err(Error::NotAStore { .. })
+                    if !cleared_snapshots && remove_unfinished_snapshots(&path) =>
+                {
+                    cleared_snapshots = true;
                 }
                 other => break other?,
             }
@@ -301,10 +345,7 @@ impl Database {
         let tree = db
             .open_tree(keys::TREE_NAME)
             .map_err(|e| map_open_error(&path, e))?;
-        let storage = |source| Error::Storage {
-            path: path.clone(),
-            source,
-        };
+        let storage = |source| Error::sled(&path, source);
         let uuid = match tree.get(keys::META_FORMAT).map_err(storage)? {
             Some(v) => {
                 let mut found = String::from_utf8_lossy(&v).into_owned();
@@ -382,6 +423,7 @@ impl Database {
                 indexes: Indexes::new(catalog),
                 sync: RwLock::new(registry),
                 watchers: Watchers::default(),
+                disk_full: AtomicBool::new(false),
             }),
         })
     }
@@ -456,6 +498,7 @@ impl Database {
     /// # Errors
     /// [`Error::Storage`] if the flush fails.
     pub fn flush(&self) -> Result<()> {
+        self.inner.check_writable()?;
         self.inner
             .tree
             .flush()
@@ -488,6 +531,24 @@ impl Database {
     }
 }
 
+/// Removes sled's unfinished snapshots (`snap.*.generating`) from the store directory;
+/// whether there were any.
+fn remove_unfinished_snapshots(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(path = %path.display(), file = %name, "removing an unfinished sled snapshot");
+            removed |= std::fs::remove_file(entry.path()).is_ok();
+        }
+    }
+    removed
+}
+
 fn map_open_error(path: &Path, e: sled::Error) -> Error {
     match e {
         sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
@@ -500,10 +561,7 @@ fn map_open_error(path: &Path, e: sled::Error) -> Error {
             path: path.to_owned(),
             reason: format!("sled cannot read it: {e}"),
         },
-        other => Error::Storage {
-            path: path.to_owned(),
-            source: other,
-        },
+        other => Error::sled(path, other),
     }
 }
 

@@ -2,7 +2,7 @@
 //! a caller who knows `{"error":"conflict"}` finds [`Error::Conflict`]; per-document errors in
 //! [`crate::DocResult`] use the same names and reasons.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What went wrong in a store operation.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +95,21 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+    /// The disk holding the store is full (`ENOSPC`), or the process may not make its files
+    /// any larger (`EFBIG`, its file size limit). The write that found it was not made
+    /// durable, and the handle refuses every later write: sled cannot write its log again
+    /// until the store is opened anew (by a new process: the handle keeps its lock).
+    #[error(
+        "disk_full: no space left on the disk holding the store {path}; the write was not saved: \
+         free some space on that disk, then run the command again (an app: restart it)"
+    )]
+    DiskFull {
+        /// The store directory.
+        path: PathBuf,
+        /// The I/O error from sled.
+        #[source]
+        source: sled::Error,
+    },
     /// A Mango query, index definition or selector that cannot be served, with CouchDB's
     /// name for it (`no_usable_index`, `invalid_operator`, ...).
     #[error(transparent)]
@@ -126,6 +141,7 @@ impl Error {
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::Corrupt { .. } => "corrupt",
             Error::Query(e) => e.name(),
+            Error::DiskFull { .. } => "disk_full",
             Error::Storage { .. } | Error::Io { .. } => "internal_server_error",
         }
     }
@@ -140,6 +156,8 @@ impl Error {
             Error::Query(e) => e.status(),
             Error::MissingStub { .. } => 412,
             Error::StoreInUse { .. } => 423,
+            // HTTP's 507 Insufficient Storage.
+            Error::DiskFull { .. } => 507,
             Error::NotAStore { .. } | Error::UnsupportedFormat { .. } => 500,
             Error::Corrupt { .. } | Error::Storage { .. } | Error::Io { .. } => 500,
         }
@@ -167,6 +185,24 @@ impl Error {
     /// Whether this is a 404 not_found.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// Whether the disk holding the store is full ([`Error::DiskFull`]).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::DiskFull { .. })
+    }
+
+    /// A sled error on the store at `path`: [`Error::DiskFull`] when the disk (or the
+    /// process's file size limit) refused a write, else [`Error::Storage`].
+    pub(crate) fn sled(path: &Path, source: sled::Error) -> Error {
+        let full = matches!(&source, sled::Error::Io(io)
+            if matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge));
+        let path = path.to_owned();
+        if full {
+            Error::DiskFull { path, source }
+        } else {
+            Error::Storage { path, source }
+        }
     }
 
     pub(crate) fn bad_request(reason: impl Into<String>) -> Error {

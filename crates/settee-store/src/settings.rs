@@ -37,6 +37,7 @@ impl Database {
         let inner = &*self.inner;
         // Under the writer lock: a write in progress stems with the limit it started with.
         let _guard = inner.lock_writer();
+        inner.check_writable()?;
         inner
             .tree
             .insert(keys::META_REVS_LIMIT, &limit.to_be_bytes()[..])
@@ -84,6 +85,7 @@ impl Database {
         let bytes = serde_json::to_vec(&security)
             .map_err(|e| Error::bad_request(format!("security object: {e}")))?;
         let _guard = inner.lock_writer();
+        inner.check_writable()?;
         inner
             .tree
             .insert(keys::META_SECURITY, bytes)
