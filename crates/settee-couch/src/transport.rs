@@ -286,10 +286,17 @@ pub(crate) async fn failure(method: &Method, url: &RedactedUrl, resp: Response) 
     }
     let status = resp.status().as_u16();
     let retry_after = retry_after(&resp);
-    // Only the start of an error body is shown, so only that much is read.
+    // Only the start of an error body is shown, so only that much is read. A body cut
+    // before that is a transport failure, whatever the status line said: a 404 whose
+    // `reason` never arrived cannot say whether the document or the database is missing
+    // (issue 19: a checkpoint read cut mid-body ended a live sync as "database gone").
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return Error::transport(method, url, e),
+        };
         let room = MAX_ERROR_BODY.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if body.len() >= MAX_ERROR_BODY {
