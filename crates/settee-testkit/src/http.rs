@@ -215,7 +215,10 @@ pub(crate) async fn forward(client: &reqwest::Client, upstream: &str, req: Reque
 
 /// Reads one request (head, then a body of `Content-Length` bytes); `None` when the
 /// connection ends.
-pub(crate) async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
+pub(crate) async fn read_request(
+    sock: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<Request> {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;

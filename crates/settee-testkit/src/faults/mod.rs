@@ -25,7 +25,7 @@ mod edit;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::http::{encode, forward, read_request, send_upstream, Log, Reply, Request};
+use crate::http::{encode, forward, read_request, send_upstream, Reply, Request};
 use edit::Edit;
 
 /// The environment variable that replays a seed.
@@ -190,7 +190,8 @@ struct Shared {
     client: reqwest::Client,
     rng: Mutex<StdRng>,
     plan: Mutex<Plan>,
-    log: Log,
+    /// Every request and when it arrived.
+    log: Mutex<Vec<(Instant, Request)>>,
     refusing: watch::Sender<bool>,
 }
 
@@ -244,7 +245,7 @@ impl FaultProxy {
             client: reqwest::Client::new(),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             plan: Mutex::default(),
-            log: Log::default(),
+            log: Mutex::default(),
             refusing,
         });
         tokio::spawn(accept_loop(listener, addr, rx, shared.clone()));
@@ -303,6 +304,15 @@ impl FaultProxy {
 
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Request> {
+        lock(&self.shared.log)
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Every request received, in order, with the time it arrived (to check that a client
+    /// waited as long as `Retry-After` asked).
+    pub fn requests_at(&self) -> Vec<(Instant, Request)> {
         lock(&self.shared.log).clone()
     }
 
@@ -375,7 +385,7 @@ async fn accept_loop(
 async fn connection(mut sock: TcpStream, shared: Arc<Shared>) {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut sock, &mut buf).await {
-        lock(&shared.log).push(req.clone());
+        lock(&shared.log).push((Instant::now(), req.clone()));
         let fault = shared.decide(&req);
         if !shared.answer(&mut sock, req, fault).await {
             return;
@@ -459,7 +469,9 @@ impl Shared {
                 hold(sock, d).await;
                 false
             }
-            Some(Fault::CutFeedMidRow) if continuous => self.stream(sock, req, Some(cut_point)).await,
+            Some(Fault::CutFeedMidRow) if continuous => {
+                self.stream(sock, req, Some(cut_point)).await
+            }
             Some(Fault::CutFeedMidRow) => {
                 let reply = self.forward(req).await;
                 let head_len = encode(&Reply {
