@@ -234,6 +234,21 @@ pub async fn converged(
     ids: &[String],
     except: &[&str],
 ) -> Result<(), String> {
+    compare(local, name, ids, except, false).await
+}
+
+/// Like [`converged`], but an id neither side has counts as agreed.
+pub async fn same_trees(local: &Db, name: &str, ids: &[String]) -> Result<(), String> {
+    compare(local, name, ids, &[], true).await
+}
+
+async fn compare(
+    local: &Db,
+    name: &str,
+    ids: &[String],
+    except: &[&str],
+    absent_ok: bool,
+) -> Result<(), String> {
     for id in ids {
         let (mine, theirs) = (local_tree(local, id).await, server_tree(name, id).await);
         if except.contains(&id.as_str()) {
@@ -244,7 +259,7 @@ pub async fn converged(
             }
             continue;
         }
-        if mine.is_empty() || mine != theirs {
+        if (mine.is_empty() && !absent_ok) || mine != theirs {
             return Err(format!(
                 "{id} differs:\n  local  {mine:?}\n  server {theirs:?}"
             ));
