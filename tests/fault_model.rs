@@ -15,7 +15,8 @@
 //! The random faults are the matrix's (`full_menu`) except two that no client can notice
 //! and that lose a document today (see `tests/faults.rs`, `revs_diff_omits_a_document`
 //! and `bulk_docs_answer_missing_a_row`): a `_revs_diff` answer that leaves out a missing
-//! document, and a `_bulk_docs` answer that leaves out a refusal.
+//! document, and a `_bulk_docs` answer that leaves out a refusal. Checkpoint reads are
+//! spared random faults until a cut `404` stops ending live syncs (see the FIXME).
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,7 +31,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use settee::replicate::{ReplicateOptions, RetryPolicy};
 use settee::{Db, GetArgs};
-use settee_testkit::faults::{full_menu, Fault, FaultProxy, SEED_VAR};
+use settee_testkit::faults::{full_menu, Endpoint, Fault, FaultProxy, SEED_VAR};
 use settee_testkit::{TestDb, TestServer};
 
 /// Documents `d0`..: few, so that edits on different replicas meet.
@@ -223,6 +224,10 @@ async fn run_sequence(seed: u64, steps: usize) {
         )
     });
     proxy.random(FAULT_RATE, menu);
+    // FIXME(#19): a checkpoint read answered 404 whose body is cut ends a live sync with a
+    // fatal `not_found` (tests/faults.rs `checkpoint_read_answer_cut_mid_body`); spared here
+    // until that is fixed, so that this test finds what else breaks.
+    proxy.exempt(Endpoint::LocalRead);
     for i in 0..steps {
         seq.step(i).await;
     }

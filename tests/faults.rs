@@ -225,7 +225,7 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
     let remote = via(&proxy, &name, timeout);
     let seen = proxy.injected_count();
     proxy.inject(at, fault, times);
-    let sync = b.sync_with(
+    let mut sync = b.sync_with(
         &remote,
         ReplicateOptions {
             continuous: true,
@@ -244,7 +244,7 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
     server_put(&name, json!({"_id": "srv-late", "late": true})).await;
     b.put(json!({"_id": "b-late", "late": true})).await.unwrap();
     ids.extend(["srv-late".to_owned(), "b-late".to_owned()]);
-    wait_for(RECOVERY, "the live sync to converge", || async {
+    live_converges(&mut sync, &proxy, || async {
         converged(&b, &name, &ids, &["a-bad", "b-bad"]).await?;
         status_is_exact(&b, &remote, "b-bad").await
     })
@@ -256,6 +256,44 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
     );
     sync.cancel();
     let _ = sync.finish().await;
+}
+
+/// Waits until `check` holds while the live sync runs, failing at once if the sync gives
+/// up (an error it does not retry, or its end) and after `RECOVERY` otherwise.
+async fn live_converges<F, Fut>(sync: &mut settee::Syncing, proxy: &FaultProxy, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    use futures::FutureExt;
+    let deadline = std::time::Instant::now() + RECOVERY;
+    loop {
+        // The events so far, without waiting for more.
+        while let Some(event) = sync.next().now_or_never() {
+            match event {
+                Some(settee::replicate::Event::Error {
+                    retrying: false,
+                    name,
+                    message,
+                    ..
+                }) => panic!(
+                    "the live sync gave up: {name}: {message}\n{}",
+                    proxy.report()
+                ),
+                Some(_) => {}
+                None => panic!("the live sync ended by itself\n{}", proxy.report()),
+            }
+        }
+        match check().await {
+            Ok(()) => return,
+            Err(last) if std::time::Instant::now() > deadline => panic!(
+                "timed out after {RECOVERY:?} waiting for the live sync to converge; last: \
+                 {last}\n{}",
+                proxy.report()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 macro_rules! matrix {
@@ -276,6 +314,7 @@ matrix! {
     answer_cut_at_a_random_byte: Endpoint::Any, Fault::CutAt(None), 4, None;
     bulk_docs_written_but_answer_cut_at_byte_0: Endpoint::BulkDocs, Fault::CutAt(Some(0)), 2, None;
     checkpoint_written_but_answer_cut_at_byte_0: Endpoint::LocalWrite, Fault::CutAt(Some(0)), 2, None;
+    checkpoint_read_answer_cut_mid_body: Endpoint::LocalRead, Fault::CutBodyAt(10), 2, None;
     stall_longer_than_the_timeout: Endpoint::Any, Fault::Stall(STALL), 1, Some(SHORT_TIMEOUT);
     changes_cut_mid_row: Endpoint::Changes, Fault::CutFeedMidRow, 2, None;
     changes_gone_silent: Endpoint::Changes, Fault::SilentFeed(STALL), 1, Some(SHORT_TIMEOUT);
@@ -354,7 +393,7 @@ async fn connection_refused() {
         }
     }
     proxy.set_refusing(false);
-    wait_for(RECOVERY, "the live sync to converge", || async {
+    live_converges(&mut sync, &proxy, || async {
         converged(&b, &name, &ids, &["a-bad", "b-bad"]).await?;
         status_is_exact(&b, &remote, "b-bad").await
     })
