@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use fault_support::{
-    cli, cli_status, cli_url, converged, direct, direct_cli_url, server_put, via, wait_for,
+    cli, cli_status, cli_url, converged, couch_replicate, direct, direct_cli_url, live_converges,
+    recreate, server_put, via, wait_for,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -244,7 +245,7 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
     server_put(&name, json!({"_id": "srv-late", "late": true})).await;
     b.put(json!({"_id": "b-late", "late": true})).await.unwrap();
     ids.extend(["srv-late".to_owned(), "b-late".to_owned()]);
-    live_converges(&mut sync, &proxy, || async {
+    live_converges(&mut sync, &proxy, RECOVERY, || async {
         converged(&b, &name, &ids, &["a-bad", "b-bad"]).await?;
         status_is_exact(&b, &remote, "b-bad").await
     })
@@ -256,44 +257,6 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
     );
     sync.cancel();
     let _ = sync.finish().await;
-}
-
-/// Waits until `check` holds while the live sync runs, failing at once if the sync gives
-/// up (an error it does not retry, or its end) and after `RECOVERY` otherwise.
-async fn live_converges<F, Fut>(sync: &mut settee::Syncing, proxy: &FaultProxy, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    use futures::FutureExt;
-    let deadline = std::time::Instant::now() + RECOVERY;
-    loop {
-        // The events so far, without waiting for more.
-        while let Some(event) = sync.next().now_or_never() {
-            match event {
-                Some(settee::replicate::Event::Error {
-                    retrying: false,
-                    name,
-                    message,
-                    ..
-                }) => panic!(
-                    "the live sync gave up: {name}: {message}\n{}",
-                    proxy.report()
-                ),
-                Some(_) => {}
-                None => panic!("the live sync ended by itself\n{}", proxy.report()),
-            }
-        }
-        match check().await {
-            Ok(()) => return,
-            Err(last) if std::time::Instant::now() > deadline => panic!(
-                "timed out after {RECOVERY:?} waiting for the live sync to converge; last: \
-                 {last}\n{}",
-                proxy.report()
-            ),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 macro_rules! matrix {
@@ -393,7 +356,7 @@ async fn connection_refused() {
         }
     }
     proxy.set_refusing(false);
-    live_converges(&mut sync, &proxy, || async {
+    live_converges(&mut sync, &proxy, RECOVERY, || async {
         converged(&b, &name, &ids, &["a-bad", "b-bad"]).await?;
         status_is_exact(&b, &remote, "b-bad").await
     })
@@ -506,39 +469,6 @@ async fn continuous_changes_cut_mid_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_changes_gone_silent() {
     live_feed_case(Fault::SilentFeed(STALL)).await;
-}
-
-fn raw(method: &'static str, path: String, body: Option<Value>) -> (u16, String) {
-    TestServer::get().raw_request(method, &path, body.map(|b| b.to_string()).as_deref())
-}
-
-async fn raw_async(method: &'static str, path: String, body: Option<Value>) -> (u16, String) {
-    tokio::task::spawn_blocking(move || raw(method, path, body))
-        .await
-        .unwrap()
-}
-
-/// CouchDB's own `_replicate` from `source` to `target` (created), one-shot.
-async fn couch_replicate(source: &str, target: &str) {
-    let server = TestServer::get();
-    let (status, body) = raw_async(
-        "POST",
-        "/_replicate".into(),
-        Some(json!({
-            "source": format!("{}/{source}", server.url_with_credentials()),
-            "target": format!("{}/{target}", server.url_with_credentials()),
-            "create_target": true,
-        })),
-    )
-    .await;
-    assert_eq!(status, 200, "_replicate {source} -> {target}: {body}");
-}
-
-async fn recreate(name: &str) {
-    let (s, b) = raw_async("DELETE", format!("/{name}"), None).await;
-    assert_eq!(s, 200, "{b}");
-    let (s, b) = raw_async("PUT", format!("/{name}"), None).await;
-    assert!(s == 201 || s == 202, "{b}");
 }
 
 /// The remote dropped and recreated, now with a validation function that refuses `r2`:

@@ -295,3 +295,81 @@ pub async fn server_put(name: &str, mut doc: Value) {
     }
     db.put(doc).await.unwrap();
 }
+
+/// Waits until `check` holds while the live sync runs, failing at once if the sync gives
+/// up (an error it does not retry, or its end) and after `deadline` otherwise.
+pub async fn live_converges<F, Fut>(
+    sync: &mut settee::Syncing,
+    proxy: &FaultProxy,
+    deadline: Duration,
+    mut check: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    use futures::FutureExt;
+    let (limit, deadline) = (deadline, Instant::now() + deadline);
+    loop {
+        // The events so far, without waiting for more.
+        while let Some(event) = futures::StreamExt::next(sync).now_or_never() {
+            match event {
+                Some(settee::replicate::Event::Error {
+                    retrying: false,
+                    name,
+                    message,
+                    ..
+                }) => panic!(
+                    "the live sync gave up: {name}: {message}\n{}",
+                    proxy.report()
+                ),
+                Some(_) => {}
+                None => panic!("the live sync ended by itself\n{}", proxy.report()),
+            }
+        }
+        match check().await {
+            Ok(()) => return,
+            Err(last) if Instant::now() > deadline => panic!(
+                "timed out after {limit:?} waiting for the live sync to converge; last: \
+                 {last}\n{}",
+                proxy.report()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A request to the test server (blocking).
+pub fn raw(method: &'static str, path: String, body: Option<Value>) -> (u16, String) {
+    TestServer::get().raw_request(method, &path, body.map(|b| b.to_string()).as_deref())
+}
+
+/// [`raw`] off the async workers.
+pub async fn raw_async(method: &'static str, path: String, body: Option<Value>) -> (u16, String) {
+    tokio::task::spawn_blocking(move || raw(method, path, body))
+        .await
+        .unwrap()
+}
+
+/// CouchDB's own `_replicate` from `source` to `target` (created), one-shot.
+pub async fn couch_replicate(source: &str, target: &str) {
+    let server = TestServer::get();
+    let (status, body) = raw_async(
+        "POST",
+        "/_replicate".into(),
+        Some(json!({
+            "source": format!("{}/{source}", server.url_with_credentials()),
+            "target": format!("{}/{target}", server.url_with_credentials()),
+            "create_target": true,
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "_replicate {source} -> {target}: {body}");
+}
+
+/// Drops the database `name` and creates it again, empty.
+pub async fn recreate(name: &str) {
+    let (s, b) = raw_async("DELETE", format!("/{name}"), None).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = raw_async("PUT", format!("/{name}"), None).await;
+    assert!(s == 201 || s == 202, "{b}");
+}
