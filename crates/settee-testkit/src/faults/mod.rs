@@ -68,7 +68,7 @@ pub enum Fault {
     /// A `_changes` feed whose head arrives and then nothing, no heartbeat either, for this
     /// long; then the connection closes.
     SilentFeed(Duration),
-    /// One `_bulk_get` result left out.
+    /// One `_bulk_get` result left out (of a document asked for twice, when there is one).
     BulkGetDrop,
     /// One `_bulk_get` result sent twice.
     BulkGetDuplicate,
