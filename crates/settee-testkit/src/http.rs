@@ -169,7 +169,13 @@ where
     .await
 }
 
-async fn forward(client: &reqwest::Client, upstream: &str, req: Request) -> Reply {
+/// Sends `req` to `upstream` (its headers, minus the hop-by-hop ones and `Accept-Encoding`,
+/// so that the answer comes uncompressed) and returns the answer as it starts to arrive.
+pub(crate) async fn send_upstream(
+    client: &reqwest::Client,
+    upstream: &str,
+    req: Request,
+) -> reqwest::Result<reqwest::Response> {
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or_default();
     let mut rb = client.request(method, format!("{upstream}{}", req.target));
     for (k, v) in &req.headers {
@@ -178,7 +184,12 @@ async fn forward(client: &reqwest::Client, upstream: &str, req: Request) -> Repl
             rb = rb.header(k.as_str(), v.as_str());
         }
     }
-    let resp = match rb.body(req.body).send().await {
+    rb.body(req.body).send().await
+}
+
+/// Forwards `req` and reads the whole answer (a 502 if the upstream cannot be reached).
+pub(crate) async fn forward(client: &reqwest::Client, upstream: &str, req: Request) -> Reply {
+    let resp = match send_upstream(client, upstream, req).await {
         Ok(resp) => resp,
         Err(e) => {
             return Reply::json(
@@ -204,7 +215,10 @@ async fn forward(client: &reqwest::Client, upstream: &str, req: Request) -> Repl
 
 /// Reads one request (head, then a body of `Content-Length` bytes); `None` when the
 /// connection ends.
-async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
+pub(crate) async fn read_request(
+    sock: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<Request> {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -246,7 +260,7 @@ async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Op
     })
 }
 
-fn encode(reply: &Reply) -> Vec<u8> {
+pub(crate) fn encode(reply: &Reply) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {} X\r\n", reply.status);
     if !reply
         .headers

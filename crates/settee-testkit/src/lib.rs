@@ -12,8 +12,11 @@
 //! therefore supports `http://` servers only (the test servers are local).
 //!
 //! [`http`] has servers that misbehave on purpose: a fake server, and a proxy to the test
-//! server that can answer or edit chosen requests.
+//! server that can answer or edit chosen requests. [`faults`] has the seeded fault-injecting
+//! proxy of the fault tests: refused connections, error statuses, cut and stalled answers,
+//! broken `_changes` feeds and edited answers, on cue or at random.
 
+pub mod faults;
 pub mod http;
 
 use std::io::{Read, Write};
