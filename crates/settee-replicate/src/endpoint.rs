@@ -142,6 +142,10 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::failures_from(p, other).await)
     }
 
+    async fn refused_by(&self, other: &str) -> Result<Vec<DocFailure>> {
+        both!(self, p => Peer::refused_by(p, other).await)
+    }
+
     async fn not_held_by(
         &self,
         other: &str,

@@ -322,6 +322,15 @@ pub trait Peer: Clone + Send + Sync + 'static {
         async { Ok(Vec::new()) }
     }
 
+    /// The revisions `other` refused when they were replicated from this peer to it (a
+    /// local store's rejected documents), which a new session offers `other` again first:
+    /// its rules may have changed (a validation function fixed, a remote reset). A remote
+    /// database keeps none.
+    fn refused_by(&self, other: &str) -> impl Future<Output = Result<Vec<DocFailure>>> + Send {
+        let _ = other;
+        async { Ok(Vec::new()) }
+    }
+
     /// Of `revs`, those this peer does not know `other` to hold (its sync state with
     /// `other`: unpushed or rejected leaves). The replication asks `other` about them once
     /// more when its `_revs_diff` left them out. A remote database keeps no such state and

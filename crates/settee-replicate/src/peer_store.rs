@@ -316,6 +316,39 @@ impl Peer for Database {
         blocking(self, move |db| Ok(pull_failures(&db, &other))).await
     }
 
+    async fn refused_by(&self, other: &str) -> Result<Vec<DocFailure>> {
+        let other = other.to_owned();
+        blocking(self, move |db| {
+            let mut out = Vec::new();
+            let Ok(counts) = db.sync_counts(&other) else {
+                return Ok(out);
+            };
+            if counts.rejected == 0 {
+                return Ok(out);
+            }
+            // Rejections are explicit entries; the listing pages through the unsynced
+            // documents in id order until it has seen them all.
+            let mut after: Option<String> = None;
+            while (out.len() as u64) < counts.rejected {
+                let page = db.unsynced(&other, after.as_deref(), REFUSED_PAGE)?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (id, state) in page {
+                    if let settee_store::SyncState::Rejected { rev, error, reason } = state {
+                        out.push(DocFailure {
+                            id,
+                            rev: Some(rev.to_string()),
+                            error,
+                            reason,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn not_held_by(
         &self,
         other: &str,
@@ -410,6 +443,9 @@ pub(crate) const PULL_FAILURES_KEY: &str = "pull_failures";
 /// At most this many pull failures are kept per remote (past it, the last ids in order are
 /// not listed; each run's summary and events still report every one).
 const MAX_PULL_FAILURES: usize = 10_000;
+
+/// Unsynced documents read per page when listing a remote's refusals.
+const REFUSED_PAGE: usize = 1000;
 
 /// The pull failures the store keeps for `remote`.
 pub(crate) fn pull_failures(db: &Database, remote: &str) -> Vec<DocFailure> {

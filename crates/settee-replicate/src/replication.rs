@@ -1044,13 +1044,22 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     }
 
     /// Asks again, first thing in a session, for the revisions earlier runs could not write
-    /// to the target (`Peer::failures_from`): one batch through the usual diff, fetch and
-    /// write, whose results replace what the target kept. A revision that fails again stays
+    /// to the target (`Peer::failures_from`: a pull's failures) and those the target refused
+    /// (`Peer::refused_by`: a push's rejections; the target's rules may have changed): one
+    /// batch through the usual diff, fetch and write, whose results replace what was kept. A revision that fails again stays
     /// listed; an error here is reported and left for the next session, never fatal.
     async fn retry_failures(&self, ctx: &Ctx, progress: &mut Progress, since: &Seq) {
-        let kept = match self.target.failures_from(&self.source.identity()).await {
-            Ok(kept) => kept,
-            Err(e) => {
+        let (sid, tid) = (self.source.identity(), self.target.identity());
+        let (failed, refused) = futures::join!(
+            self.target.failures_from(&sid),
+            self.source.refused_by(&tid)
+        );
+        let kept: Vec<DocFailure> = match (failed, refused) {
+            (Ok(mut failed), Ok(refused)) => {
+                failed.extend(refused);
+                failed
+            }
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), "could not read the failures to retry");
                 return;
             }
