@@ -208,7 +208,12 @@ impl DocForm for Box<RawValue> {
         serde_json::value::to_raw_value(&v).expect("a JSON value always serializes")
     }
     fn answers(&self, rev: &Rev) -> Option<bool> {
-        // Reads the text once more, skipping everything but the two revision members.
+        // CouchDB and PouchDB write `_id` then `_rev` first: when the text starts so with the
+        // revision asked for, that settles it without reading the rest of the document.
+        if leads_with_rev(self.get(), rev) {
+            return Some(true);
+        }
+        // Otherwise the text is read once more, skipping all but the two revision members.
         serde_json::from_str::<DocRevs>(self.get())
             .ok()?
             .answers(rev)
@@ -283,6 +288,34 @@ fn pair_by_revision<D: DocForm>(
             results.get_mut(i).and_then(Option::take)
         })
         .collect()
+}
+
+/// Whether document text starts `{"_id":"…","_rev":"<rev>"` (JSON's escapes respected in
+/// the id): a top-level `_rev` equal to `rev`, found without parsing the document.
+fn leads_with_rev(text: &str, rev: &Rev) -> bool {
+    let Some(rest) = text.strip_prefix("{\"_id\":\"") else {
+        return false;
+    };
+    // The id string ends at the first quote that no backslash escapes.
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => break,
+            _ => i += 1,
+        }
+    }
+    let Some(after) = rest.get(i..) else {
+        return false;
+    };
+    let Some(after) = after.strip_prefix("\",\"_rev\":\"") else {
+        return false;
+    };
+    let want = rev.to_string();
+    after
+        .strip_prefix(want.as_str())
+        .is_some_and(|tail| tail.starts_with('"'))
 }
 
 /// The revision fields of a document, read without the rest of it.
@@ -647,5 +680,30 @@ mod tests {
             (e.error.as_str(), e.rev.as_deref()),
             ("not_found", Some("1-x"))
         );
+    }
+}
+
+#[cfg(test)]
+mod pairing_tests {
+    use super::*;
+
+    #[test]
+    fn a_leading_rev_is_read_without_parsing_and_only_at_the_top() {
+        let rev: Rev = "2-abc".parse().unwrap();
+        assert!(leads_with_rev(r#"{"_id":"x","_rev":"2-abc","a":1}"#, &rev));
+        assert!(leads_with_rev(
+            r#"{"_id":"q\"uo\\te","_rev":"2-abc"}"#,
+            &rev
+        ));
+        assert!(!leads_with_rev(r#"{"_id":"x","_rev":"2-abcd"}"#, &rev));
+        assert!(!leads_with_rev(r#"{"_id":"x","a":{"_rev":"2-abc"}}"#, &rev));
+        assert!(!leads_with_rev(r#"{"_id":"x\",\"_rev\":\"2-abc"}"#, &rev));
+        assert!(!leads_with_rev(r#"{"a":1,"_id":"x","_rev":"2-abc"}"#, &rev));
+        // Not leading: the full parse decides.
+        let doc = serde_json::value::to_raw_value(&serde_json::json!(
+            {"a": 1, "_id": "x", "_rev": "3-def", "_revisions": {"start": 3, "ids": ["def", "abc"]}}
+        ))
+        .unwrap();
+        assert_eq!(doc.answers(&rev), Some(true));
     }
 }

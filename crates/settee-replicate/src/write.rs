@@ -32,7 +32,8 @@ const MISSING_STUB: &str = "missing_stub";
 /// below a revision the target has on the document's path). The target can still lack it:
 /// its copy of that revision was written by another replica with other attachments, or a
 /// server resolves stubs by a digest it computed differently. Those revisions are fetched
-/// again in full; only a second refusal is a failure.
+/// again in full; only a second refusal is a failure. With `confirm_writes`, a remote
+/// target's answers are confirmed (see the module docs).
 ///
 /// `held` is the budget `docs` hold: it is given back as soon as they are written, before
 /// any refetch asks the budget for more. A refetch that waited while its own batch kept its
@@ -44,9 +45,11 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
     budget: &ByteBudget,
     docs: Vec<Box<RawValue>>,
     held: Reservation,
+    confirm_writes: bool,
 ) -> Result<Vec<DocFailure>> {
     let origin = source.identity();
-    let written = if target.is_local() {
+    let confirm_writes = confirm_writes && !target.is_local();
+    let written = if !confirm_writes {
         BTreeMap::new()
     } else {
         revisions_of(&docs)
@@ -79,10 +82,10 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
     let mut queue = FetchQueue::new(again);
     while let Some(piece) = queue.next(source, budget).await? {
         failures.extend(piece.failures);
-        let written = if target.is_local() {
-            BTreeMap::new()
-        } else {
+        let written = if confirm_writes {
             revisions_of(&piece.docs)
+        } else {
+            BTreeMap::new()
         };
         let refused = target.write(piece.docs, &origin).await?;
         confirm(target, written, &refused).await?;
