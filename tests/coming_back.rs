@@ -352,7 +352,8 @@ async fn issue_19_retry_now_cuts_a_long_backoff_short() {
     assert!(retry_in_ms.unwrap() >= 30_000, "{seen:#?}");
 
     busy.store(false, Ordering::SeqCst);
-    assert!(syncing.retry_now(), "the push was waiting");
+    let was = syncing.retry_now();
+    assert!(was, "the push was waiting: {seen:#?}");
     let seen = next_matching(&mut syncing, Duration::from_secs(120), "the retry", |e| {
         matches!(
             e,

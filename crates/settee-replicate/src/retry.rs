@@ -78,9 +78,12 @@ impl RetryNow {
     /// is not affected (nothing is remembered for a later wait). Returns whether any
     /// replication was waiting.
     pub fn trigger(&self) -> bool {
+        // Counted before waking them: a woken wait can end, and stop counting, on another
+        // thread before this one reads the count again.
+        let waiting = self.waiting() > 0;
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
         self.inner.notify.notify_waiters();
-        self.waiting() > 0
+        waiting
     }
 
     /// How many replications sharing this trigger are waiting before a retry now.
