@@ -114,7 +114,7 @@ impl Shared {
     }
 
     /// `req`'s target with `since` moved back to a `last_seq` seen before the one it asks
-    /// from (or to `0`).
+    /// from (or to `0`; a request without `since` is left as it is).
     fn rewound(&self, req: &Request) -> String {
         let Some((path, query)) = req.target.split_once('?') else {
             return req.target.clone();
@@ -122,15 +122,27 @@ impl Shared {
         let since = req.query("since").unwrap_or_default();
         let earlier = {
             let plan = lock(&self.plan);
-            let seen = plan.seqs.get(req.path()).cloned().unwrap_or_default();
-            let end = seen.iter().position(|s| *s == since).unwrap_or(seen.len());
+            // Only sequences before the one asked from: a rewind never skips ahead (a server
+            // that answered from a later sequence would lose rows, which no server does).
+            // The proxy may read the number CouchDB puts before the `-` (the replicator may
+            // not: to it sequences are opaque); seen order is not feed order, as several
+            // replications and rewinds read the same feed.
+            let number = |s: &str| s.split('-').next().and_then(|n| n.parse::<u64>().ok());
+            let asked = number(&since).unwrap_or(0);
+            let seen: Vec<String> = plan
+                .seqs
+                .get(req.path())
+                .map(|seen| {
+                    seen.iter()
+                        .filter(|s| number(s).is_some_and(|n| n < asked))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
             let mut rng = lock(&self.rng);
-            match end {
+            match rng.gen_range(0..=seen.len()) {
                 0 => "0".to_owned(),
-                n => match rng.gen_range(0..=n) {
-                    0 => "0".to_owned(),
-                    i => seen[i - 1].clone(),
-                },
+                i => seen[i - 1].clone(),
             }
         };
         self.note(req, &format!("since rewound to {earlier}"));
