@@ -202,6 +202,10 @@ enum Command {
         /// Origins browsers may call from (comma-separated; `*` for any).
         #[arg(long, value_delimiter = ',')]
         cors: Option<Vec<String>>,
+        /// Let pages from the origins named in --cors (never `*`) send cookies and
+        /// credentials (CouchDB's `[cors] credentials`; off by default).
+        #[arg(long, requires = "cors")]
+        cors_credentials: bool,
         /// The largest request body accepted, in bytes.
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         max_body: usize,
@@ -508,8 +512,16 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             bind,
             admin,
             cors,
+            cors_credentials,
             max_body,
-        } => serve(stores, data_dir, bind, admin, cors, max_body).await,
+        } => {
+            let cors = cors.map(|origins| settee::server::Cors {
+                origins,
+                credentials: cors_credentials,
+                ..Default::default()
+            });
+            serve(stores, data_dir, bind, admin, cors, max_body).await
+        }
     }
 }
 
@@ -734,10 +746,10 @@ async fn serve(
     data_dir: Option<std::path::PathBuf>,
     bind: std::net::SocketAddr,
     admin: Option<String>,
-    cors: Option<Vec<String>>,
+    cors: Option<settee::server::Cors>,
     max_body: usize,
 ) -> anyhow::Result<Outcome> {
-    use settee::server::{Admin, Cors, Limits, Server, ServerOptions};
+    use settee::server::{Admin, Limits, Server, ServerOptions};
     let admin = match admin {
         Some(name) => {
             let password = std::env::var("SETTEE_PASSWORD")
@@ -751,10 +763,7 @@ async fn serve(
         stores,
         data_dir,
         admin,
-        cors: cors.map(|origins| Cors {
-            origins,
-            ..Default::default()
-        }),
+        cors,
         limits: Limits {
             max_body,
             ..Default::default()

@@ -114,6 +114,17 @@ impl Auth {
     /// expired cookie is ignored (the request is anonymous).
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, HttpError> {
         if self.admin_party {
+            // DNS rebinding (issue 20): a web page whose own name resolves to 127.0.0.1
+            // reaches a loopback server with its name in `Host`, and would be an admin here.
+            // Admin party answers only requests that name the server by a loopback name.
+            if let Some(host) = headers.get(axum::http::header::HOST) {
+                let host = host.to_str().unwrap_or_default();
+                if !names_loopback(host) {
+                    return Err(HttpError::forbidden(format!(
+                        "without an admin, settee serve answers only requests to localhost or a loopback address, not {host:?}: give an admin (--admin) to serve other names"
+                    )));
+                }
+            }
             return Ok(Authenticated {
                 user: Auth::admin_ctx(None, None),
                 renew_cookie: None,
@@ -381,8 +392,65 @@ pub(crate) fn require_server_admin(user: &UserCtx) -> Result<(), HttpError> {
     }
 }
 
+/// Whether a `Host` header names this machine's loopback: `localhost` (or a name under
+/// `.localhost`, which resolvers keep on loopback), an address in 127.0.0.0/8, or `::1`,
+/// with or without a port.
+fn names_loopback(host: &str) -> bool {
+    // A bare IPv6 address (`::1`) has colons of its own.
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let name = match host.strip_prefix('[') {
+        // `[::1]:5984`
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
+
+    /// Issue 20, finding 5: admin party answers loopback names only.
+    #[test]
+    fn only_loopback_names_reach_the_admin_party() {
+        for ok in [
+            "localhost",
+            "localhost:5984",
+            "LOCALHOST.:5984",
+            "app.localhost:80",
+            "127.0.0.1",
+            "127.0.0.1:5984",
+            "127.1.2.3:1",
+            "[::1]:5984",
+            "::1",
+        ] {
+            assert!(names_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:5984",
+            "localhost.evil.example",
+            "10.0.0.1:5984",
+            "0.0.0.0:5984",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!names_loopback(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn auth() -> Auth {

@@ -16,17 +16,21 @@ const EXPOSE_HEADERS: &str =
     "content-type, cache-control, accept-ranges, etag, server, x-couch-request-id, x-couch-update-newrev, x-couchdb-body-time";
 
 impl Cors {
-    /// The origin to echo back for `origin`, if it is allowed.
-    fn allowed(&self, origin: &str) -> Option<HeaderValue> {
-        let any = self.origins.iter().any(|o| o == "*");
-        // With credentials a browser refuses `*`: echo the origin instead, as CouchDB does.
-        if self.origins.iter().any(|o| o == origin) || (any && self.credentials) {
-            HeaderValue::from_str(origin).ok()
-        } else if any {
-            Some(HeaderValue::from_static("*"))
-        } else {
-            None
+    /// The `Access-Control-Allow-Origin` value for `origin`, if it is allowed, and whether
+    /// credentials may go with it. As CouchDB's `[cors]`: credentials only when configured,
+    /// and then only for an origin listed by name: never for `*` (a browser refuses `*` with
+    /// credentials, and echoing any origin instead would hand every web page the user's
+    /// session; issue 20). `null` (sandboxed pages, files) matches only if listed.
+    fn allowed(&self, origin: &str) -> Option<(HeaderValue, bool)> {
+        if self.origins.iter().any(|o| o == origin) {
+            return HeaderValue::from_str(origin)
+                .ok()
+                .map(|v| (v, self.credentials));
         }
+        self.origins
+            .iter()
+            .any(|o| o == "*")
+            .then(|| (HeaderValue::from_static("*"), false))
     }
 
     /// The answer to a preflight request, or `None` if this is not one.
@@ -38,7 +42,7 @@ impl Cors {
         headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
         let mut res = Response::new(axum::body::Body::empty());
         *res.status_mut() = StatusCode::OK;
-        if let Some(allow) = self.allowed(origin) {
+        if let Some((allow, credentials)) = self.allowed(origin) {
             let h = res.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
             h.insert(
@@ -52,7 +56,7 @@ impl Cors {
             if let Ok(v) = HeaderValue::from_str(&self.max_age.as_secs().to_string()) {
                 h.insert(header::ACCESS_CONTROL_MAX_AGE, v);
             }
-            if self.credentials {
+            if credentials {
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                     HeaderValue::from_static("true"),
@@ -67,7 +71,7 @@ impl Cors {
         let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
             return;
         };
-        let Some(allow) = self.allowed(origin) else {
+        let Some((allow, credentials)) = self.allowed(origin) else {
             return;
         };
         let h = res.headers_mut();
@@ -76,7 +80,7 @@ impl Cors {
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(EXPOSE_HEADERS),
         );
-        if self.credentials {
+        if credentials {
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -119,5 +123,50 @@ mod tests {
             .headers()
             .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
             .is_none());
+    }
+
+    /// Issue 20, finding 7: `*` never goes with credentials, and credentials are off unless
+    /// configured; `null` is an origin like any other (allowed only if listed).
+    #[test]
+    fn credentials_only_when_asked_and_never_with_a_wildcard() {
+        let answer = |cors: &Cors, origin: &'static str| {
+            let mut req = HeaderMap::new();
+            req.insert(header::ORIGIN, HeaderValue::from_static(origin));
+            let mut res = Response::new(axum::body::Body::empty());
+            cors.decorate(&req, &mut res);
+            let h = res.headers();
+            (
+                h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                    .map(|v| v.to_str().unwrap().to_owned()),
+                h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_some(),
+            )
+        };
+        let any = Cors::default();
+        assert!(!any.credentials, "off unless asked");
+        assert_eq!(
+            answer(&any, "https://evil.example"),
+            (Some("*".into()), false)
+        );
+        assert_eq!(answer(&any, "null"), (Some("*".into()), false));
+        let with = Cors {
+            origins: vec!["*".into(), "https://app.example".into()],
+            credentials: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            answer(&with, "https://evil.example"),
+            (Some("*".into()), false)
+        );
+        assert_eq!(answer(&with, "null"), (Some("*".into()), false));
+        assert_eq!(
+            answer(&with, "https://app.example"),
+            (Some("https://app.example".into()), true)
+        );
+        let listed = Cors {
+            origins: vec!["https://app.example".into()],
+            credentials: true,
+            ..Default::default()
+        };
+        assert_eq!(answer(&listed, "null"), (None, false));
     }
 }

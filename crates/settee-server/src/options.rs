@@ -81,7 +81,9 @@ impl std::fmt::Debug for Admin {
 pub struct Cors {
     /// Allowed origins (`https://app.example.com`), or `*` for any.
     pub origins: Vec<String>,
-    /// Whether browsers may send cookies and credentials (`Access-Control-Allow-Credentials`).
+    /// Whether browsers may send cookies and credentials (`Access-Control-Allow-Credentials`)
+    /// from the origins listed by name (never from `*`). Off by default, as CouchDB's
+    /// `[cors] credentials`.
     pub credentials: bool,
     /// How long a browser may cache a preflight answer.
     pub max_age: Duration,
@@ -91,7 +93,7 @@ impl Default for Cors {
     fn default() -> Cors {
         Cors {
             origins: vec!["*".into()],
-            credentials: true,
+            credentials: false,
             max_age: Duration::from_secs(600),
         }
     }

@@ -495,3 +495,60 @@ async fn numbers_round_trip_to_the_same_double() {
     let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got), bits(&want), "sent {numbers:?}, got back {list}");
 }
+
+/// Issue 20, finding 5: DNS rebinding. Without `--admin` every request is an admin, so a web
+/// page whose own name resolves to 127.0.0.1 could delete a store; the admin party now
+/// answers only requests that name the server by a loopback name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_20_the_admin_party_answers_only_loopback_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let url = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.put(format!("{url}/db")).send().await.unwrap().status(),
+        201
+    );
+    let res = http
+        .delete(format!("{url}/db"))
+        .header("Host", format!("rebound.example:{}", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden");
+    assert!(
+        body["reason"].as_str().unwrap().contains("--admin"),
+        "{body}"
+    );
+    assert_eq!(
+        http.get(format!("{url}/db")).send().await.unwrap().status(),
+        200
+    );
+    for host in [format!("localhost:{}", addr.port()), addr.to_string()] {
+        let res = http
+            .get(format!("{url}/db"))
+            .header("Host", host.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{host}");
+    }
+    assert_eq!(
+        http.delete(format!("{url}/db"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.shutdown().await;
+}
