@@ -370,7 +370,14 @@ pub(crate) fn check(
             HttpError::forbidden("You are not a db or server admin.")
         });
     }
-    let (names, roles) = names_roles(security, "members");
+    // A security object without `members` uses its legacy `readers`, as CouchDB does
+    // (`couch_db:get_members`); ignoring them left such a database open to anyone (issue 20).
+    let part = if security.contains_key("members") {
+        "members"
+    } else {
+        "readers"
+    };
+    let (names, roles) = names_roles(security, part);
     if (names.is_empty() && roles.is_empty()) || listed(user, &names, &roles) {
         return Ok(());
     }
@@ -492,6 +499,27 @@ mod tests {
     }
 
     #[test]
+    /// Issue 20, finding 10: legacy `readers` count when `members` is absent, as in
+    /// CouchDB; `members` wins when both are there.
+    #[test]
+    fn legacy_readers_are_members_when_members_is_absent() {
+        let sec = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let anonymous = UserCtx::default();
+        let alice = UserCtx {
+            name: Some("alice".into()),
+            ..Default::default()
+        };
+        let readers = sec(serde_json::json!({"readers": {"names": ["alice"]}}));
+        assert!(check(&readers, &alice, Need::Member).is_ok());
+        assert!(check(&readers, &anonymous, Need::Member).is_err());
+        let both = sec(
+            serde_json::json!({"members": {"names": ["bob"]}, "readers": {"names": ["alice"]}}),
+        );
+        assert!(check(&both, &alice, Need::Member).is_err());
+        let open = sec(serde_json::json!({"members": {}, "readers": {"names": ["alice"]}}));
+        assert!(check(&open, &anonymous, Need::Member).is_ok());
+    }
+
     fn security_members_and_admins() {
         let sec = serde_json::json!({"members": {"names": ["alice"], "roles": ["team"]},
             "admins": {"names": ["carol"]}});
