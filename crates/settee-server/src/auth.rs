@@ -498,7 +498,6 @@ mod tests {
         assert!(auth().verify_cookie(&token).is_none());
     }
 
-    #[test]
     /// Issue 20, finding 10: legacy `readers` count when `members` is absent, as in
     /// CouchDB; `members` wins when both are there.
     #[test]
@@ -520,6 +519,7 @@ mod tests {
         assert!(check(&open, &anonymous, Need::Member).is_ok());
     }
 
+    #[test]
     fn security_members_and_admins() {
         let sec = serde_json::json!({"members": {"names": ["alice"], "roles": ["team"]},
             "admins": {"names": ["carol"]}});
