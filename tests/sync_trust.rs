@@ -38,6 +38,15 @@ fn settee(server: &Server, args: &[&str]) -> (i32, Vec<Value>, String) {
     (out.status.code().unwrap(), lines, stderr)
 }
 
+/// Database `db` at `base` (the server or a proxy in front of it), with the test server's
+/// user and password in the URL (for library calls).
+fn with_credentials(server: &Server, base: &str, db: &str) -> String {
+    match (&server.user, &server.password) {
+        (Some(u), Some(p)) => format!("{}/{db}", base.replacen("://", &format!("://{u}:{p}@"), 1)),
+        _ => format!("{base}/{db}"),
+    }
+}
+
 /// What the server itself answers for a document: its status code.
 fn server_status(db: &str, id: &str) -> u16 {
     TestServer::get()
@@ -138,10 +147,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
         }
     })
     .await;
-    let with_creds = |base: &str, db: &str| match (&server.user, &server.password) {
-        (Some(u), Some(p)) => format!("{}/{db}", base.replacen("://", &format!("://{u}:{p}@"), 1)),
-        _ => format!("{base}/{db}"),
-    };
+    let with_creds = |base: &str, db: &str| with_credentials(&server, base, db);
     let r = Db::open(&with_creds(&proxy, &name)).unwrap();
     r.to_peer().create().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -243,13 +249,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
         }))
     })
     .await;
-    let url = match (&server.user, &server.password) {
-        (Some(u), Some(p)) => format!(
-            "{}/{name}",
-            proxy.replacen("://", &format!("://{u}:{p}@"), 1)
-        ),
-        _ => format!("{proxy}/{name}"),
-    };
+    let url = with_credentials(&server, &proxy, &name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     for id in ["good", "bad"] {
@@ -333,13 +333,7 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
         }))
     })
     .await;
-    let url = match (&server.user, &server.password) {
-        (Some(u), Some(p)) => format!(
-            "{}/{name}",
-            proxy.replacen("://", &format!("://{u}:{p}@"), 1)
-        ),
-        _ => format!("{proxy}/{name}"),
-    };
+    let url = with_credentials(&server, &proxy, &name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     // Not empty, so the push asks `_revs_diff` (an empty target skips it).
@@ -393,13 +387,7 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
         }))
     })
     .await;
-    let url = match (&server.user, &server.password) {
-        (Some(u), Some(p)) => format!(
-            "{}/{name}",
-            proxy.replacen("://", &format!("://{u}:{p}@"), 1)
-        ),
-        _ => format!("{proxy}/{name}"),
-    };
+    let url = with_credentials(&server, &proxy, &name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     r.put(json!({"_id": "_design/guard", "validate_doc_update":

@@ -1518,25 +1518,7 @@ impl Database {
         }
         settled.retain(|&s| sync.remotes[i].pending.contains(s));
         sync.settle_confirmed(inner, i, &settled)?;
-        if !sync.has_changes() {
-            return Ok(());
-        }
-        let changed: Vec<String> = if inner.watchers.active() {
-            sync.changed_ids()
-        } else {
-            Vec::new()
-        };
-        let mut batch = sled::Batch::default();
-        let updates = sync.finish(inner, &mut batch)?;
-        let counters = *guard;
-        inner.commit_with(&mut guard, batch, counters, Flush::Deferred, || {
-            if let Some(updates) = &updates {
-                inner.registry_mut().apply(updates);
-            }
-        })?;
-        inner
-            .watchers
-            .publish(Some(remote), changed.iter().map(String::as_str));
+        sync.commit_alone(inner, &mut guard, remote)?;
         Ok(())
     }
 
@@ -1679,6 +1661,39 @@ impl SyncBatch {
                     .map(|(_, id)| id.to_owned())
             })
             .collect()
+    }
+
+    /// Commits a batch of sync state alone (what a remote said, with no document written),
+    /// without waiting for the disk: losing it in a crash only leaves the state as it was,
+    /// and any later flushed write takes it to disk first. Then tells `remote`'s live
+    /// subscribers. Returns whether anything changed.
+    pub(crate) fn commit_alone(
+        self,
+        inner: &Inner,
+        guard: &mut MutexGuard<'_, crate::database::Counters>,
+        remote: &str,
+    ) -> Result<bool> {
+        if !self.has_changes() {
+            return Ok(false);
+        }
+        // Listed only for subscribers: a push's confirmations change hundreds per batch.
+        let changed: Vec<String> = if inner.watchers.active() {
+            self.changed_ids()
+        } else {
+            Vec::new()
+        };
+        let mut batch = sled::Batch::default();
+        let updates = self.finish(inner, &mut batch)?;
+        let counters = **guard;
+        inner.commit_with(guard, batch, counters, Flush::Deferred, || {
+            if let Some(updates) = &updates {
+                inner.registry_mut().apply(updates);
+            }
+        })?;
+        inner
+            .watchers
+            .publish(Some(remote), changed.iter().map(String::as_str));
+        Ok(true)
     }
 
     /// Whether this call changed any entry or pending interval.

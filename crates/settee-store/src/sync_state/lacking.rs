@@ -104,30 +104,12 @@ impl Database {
             let pos = Position { seq, tree: &tree };
             sync.mark_lacking(inner, i, id, &pos, revs)?;
         }
-        if !sync.has_changes() {
-            return Ok(());
+        if sync.commit_alone(inner, &mut guard, name)? {
+            tracing::info!(
+                remote = name,
+                "the remote lacks revisions recorded as held; they are unsynced again"
+            );
         }
-        let changed: Vec<String> = if inner.watchers.active() {
-            sync.changed_ids()
-        } else {
-            Vec::new()
-        };
-        let mut batch = sled::Batch::default();
-        let updates = sync.finish(inner, &mut batch)?;
-        let counters = *guard;
-        inner.commit_with(&mut guard, batch, counters, Flush::Deferred, || {
-            if let Some(updates) = &updates {
-                inner.registry_mut().apply(updates);
-            }
-        })?;
-        tracing::info!(
-            remote = name,
-            documents = changed.len(),
-            "the remote lacks revisions recorded as held; they are unsynced again"
-        );
-        inner
-            .watchers
-            .publish(Some(name), changed.iter().map(String::as_str));
         Ok(())
     }
 
