@@ -381,7 +381,7 @@ async fn thousand_notes_are_listed_newest_first_and_filtered() {
     b.wait_text("#list-count", "1000 notes").await;
     b.wait_text("#sync-state", "Local only").await;
     let all = expected_titles(&notes, |_| true);
-    assert_eq!(b.list_titles().await, all[..100]);
+    b.wait_titles(&all[..100]).await;
     b.screenshot("1-all").await;
 
     // The next page.
@@ -393,14 +393,14 @@ async fn thousand_notes_are_listed_newest_first_and_filtered() {
         |v| v == 200,
     )
     .await;
-    assert_eq!(b.list_titles().await, all[..200]);
+    b.wait_titles(&all[..200]).await;
 
     // A notebook.
     b.click("#notebooks li[data-notebook='Ideas']").await;
     let ideas = expected_titles(&notes, |n| n["notebook"] == "Ideas");
     b.wait_text("#list-count", &format!("{} notes", ideas.len()))
         .await;
-    assert_eq!(b.list_titles().await, ideas[..100]);
+    b.wait_titles(&ideas[..100]).await;
     b.screenshot("2-notebook").await;
 
     // A tag.
@@ -410,7 +410,7 @@ async fn thousand_notes_are_listed_newest_first_and_filtered() {
     });
     b.wait_text("#list-count", &format!("{} notes", blue.len()))
         .await;
-    assert_eq!(b.list_titles().await, blue[..100]);
+    b.wait_titles(&blue[..100]).await;
 
     // A search of titles, within everything.
     b.click("#notebooks li:first-child").await;
@@ -424,7 +424,7 @@ async fn thousand_notes_are_listed_newest_first_and_filtered() {
     });
     b.wait_text("#list-count", &format!("{} notes", found.len()))
         .await;
-    assert_eq!(b.list_titles().await, found);
+    b.wait_titles(&found).await;
     b.screenshot("3-search").await;
 }
 

@@ -521,6 +521,19 @@ impl Browser {
         .await;
     }
 
+    /// Waits until the list shows exactly `want`, top to bottom: a filter's count can be
+    /// shown before its list is (seen once in CI), so a list is compared once it settles.
+    pub async fn wait_titles(&self, want: &[String]) {
+        let want = json!(want);
+        self.wait_for(
+            "the list to show the expected titles",
+            "return [...document.querySelectorAll('#note-list li .title')].map(t => t.textContent);",
+            json!([]),
+            |v| *v == want,
+        )
+        .await;
+    }
+
     /// The titles the list shows, top to bottom.
     pub async fn list_titles(&self) -> Vec<String> {
         let v = self
