@@ -47,9 +47,16 @@ pub(crate) fn require_json_type(headers: &HeaderMap) -> Result<(), HttpError> {
     }
 }
 
-/// Parses JSON, with CouchDB's reply for anything that is not.
+/// Parses JSON, with CouchDB's reply for anything that is not. Nesting deeper than serde_json's
+/// 128 levels is accepted up to [`settee_store::deep_json::MAX_DEPTH`]; past it the 400 says so.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, HttpError> {
-    serde_json::from_slice(bytes).map_err(|_| HttpError::invalid_json())
+    settee_store::deep_json::from_slice(bytes).map_err(|e| {
+        if settee_store::deep_json::nesting_depth(bytes) > settee_store::deep_json::MAX_DEPTH {
+            HttpError::bad_request(e.to_string())
+        } else {
+            HttpError::invalid_json()
+        }
+    })
 }
 
 /// Reads a JSON body that must be an object.

@@ -116,7 +116,7 @@ pub(crate) fn parse_related(
     let boundary = boundary_of(content_type).ok_or_else(|| malformed("no boundary parameter"))?;
     let parts = parts(bytes, &boundary)?;
     let (first, rest) = parts.split_first().ok_or_else(|| malformed("no parts"))?;
-    let mut doc = match serde_json::from_slice(first.body) {
+    let mut doc = match settee_store::deep_json::from_slice(first.body) {
         Ok(Value::Object(m)) => m,
         _ => return Err(HttpError::invalid_json()),
     };

@@ -257,7 +257,7 @@ pub(crate) fn indexed_doc(
     if deleted {
         return Ok(None);
     }
-    let body: Map<String, Value> = serde_json::from_slice(body)
+    let body: Map<String, Value> = crate::deep_json::from_slice(body)
         .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")))?;
     let mut doc = Map::with_capacity(body.len() + 2);
     doc.insert("_id".into(), Value::String(id.to_owned()));
@@ -277,7 +277,7 @@ fn partial_doc(id: &str, rev: &str, body: &[u8], names: &[&str]) -> Result<Optio
     doc.insert("_rev".into(), Value::String(rev.to_owned()));
     for m in members {
         if names.contains(&m.name.as_ref()) && m.name != "_id" && m.name != "_rev" {
-            let v: Value = serde_json::from_str(m.value)
+            let v: Value = crate::deep_json::from_str(m.value)
                 .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")))?;
             doc.insert(m.name.into_owned(), v);
         }

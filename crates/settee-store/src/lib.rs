@@ -35,6 +35,7 @@ mod attachment_io;
 mod attachments;
 mod changes;
 mod database;
+pub mod deep_json;
 mod error;
 mod find;
 mod index;

@@ -54,7 +54,7 @@ impl Database {
         rev: &Rev,
     ) -> Result<Option<Map<String, Value>>> {
         if *rev == rec.tree.winner() {
-            return serde_json::from_slice(&rec.body)
+            return crate::deep_json::from_slice(&rec.body)
                 .map(Some)
                 .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")));
         }

@@ -77,7 +77,7 @@ impl Body {
     pub(crate) fn into_map(self) -> Result<Map<String, Value>> {
         match self {
             Body::Map(m) => Ok(m),
-            Body::Json(bytes) => serde_json::from_slice(&bytes)
+            Body::Json(bytes) => crate::deep_json::from_slice(&bytes)
                 .map_err(|e| Error::bad_request(format!("Invalid document body: {e}"))),
         }
     }
@@ -271,7 +271,7 @@ impl ParsedDoc {
             }
             _ => {}
         }
-        let value: Value = serde_json::from_str(text)
+        let value: Value = crate::deep_json::from_str(text)
             .map_err(|e| Error::bad_request(format!("Invalid value of {key}: {e}")))?;
         self.special(key, value)
     }

@@ -453,7 +453,7 @@ impl<'a> BatchState<'a> {
 }
 
 fn parse_body(id: &str, rev: &Rev, bytes: &[u8]) -> Result<Map<String, Value>> {
-    serde_json::from_slice(bytes)
+    crate::deep_json::from_slice(bytes)
         .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")))
 }
 
