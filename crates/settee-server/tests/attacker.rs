@@ -204,6 +204,8 @@ struct Target {
     admin: (String, String),
     prefix: String,
     http: reqwest::Client,
+    /// A `Host` header to send instead of the URL's (a DNS-rebinding page's name).
+    host: Option<String>,
 }
 
 impl Target {
@@ -232,6 +234,9 @@ impl Target {
             .http
             .request(method, format!("{}{path}", self.base))
             .header("Accept", "application/json");
+        if let Some(host) = &self.host {
+            r = r.header("Host", host.as_str());
+        }
         match who {
             Who::Anonymous => {}
             // A fresh name each time: the wrong password must not lock a real account.
@@ -254,8 +259,13 @@ impl Target {
 
     /// Users, the private and the public database, a document with an attachment, a view,
     /// a `_local` document.
-    async fn set_up(&self) {
-        for who in [Who::Stranger, Who::Member, Who::RoleMember, Who::DbAdmin] {
+    async fn set_up(&self, with_users: bool) {
+        let users = if with_users {
+            &[Who::Stranger, Who::Member, Who::RoleMember, Who::DbAdmin][..]
+        } else {
+            &[]
+        };
+        for &who in users {
             let name = self.user(who);
             let roles = if who == Who::RoleMember {
                 vec![format!("team-{}", self.prefix)]
@@ -395,6 +405,7 @@ async fn settee_target(serve: &TestServe, prefix: &str) -> Target {
         admin: (ADMIN.into(), PASSWORD.into()),
         prefix: prefix.into(),
         http: reqwest::Client::new(),
+        host: None,
     }
 }
 
@@ -413,6 +424,7 @@ fn couch_target(prefix: &str) -> Option<Target> {
         admin: (user.into(), password.into()),
         prefix: prefix.into(),
         http: reqwest::Client::new(),
+        host: None,
     })
 }
 
@@ -421,12 +433,12 @@ async fn every_endpoint_as_everyone_keeps_the_private_database_private() {
     let prefix = format!("atk{:08x}", rand::random::<u32>());
     let serve = TestServe::start().await;
     let settee = settee_target(&serve, &prefix).await;
-    settee.set_up().await;
+    settee.set_up(true).await;
     let ours = settee.play().await;
     let mut broken = check_rules("settee", &ours);
 
     if let Some(couch) = couch_target(&prefix) {
-        couch.set_up().await;
+        couch.set_up(true).await;
         let theirs = couch.play().await;
         couch.tear_down().await;
         broken.extend(check_rules("couchdb", &theirs));
@@ -460,4 +472,77 @@ async fn every_endpoint_as_everyone_keeps_the_private_database_private() {
         broken.len(),
         broken.join("\n")
     );
+}
+
+/// Without `--admin` (the admin party, loopback only): a web page that rebinds its own name to
+/// 127.0.0.1 reaches the server with that name in `Host`, and gets nothing from any endpoint
+/// (403 everywhere, nothing changed); asked by a loopback name, every request is the admin's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_admin_a_rebound_name_reaches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = settee_server::Server::start(settee_server::ServerOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.path().join("data")),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let port = server.local_addr().port();
+    let mut target = Target {
+        name: "settee (admin party)",
+        base: format!("http://{}", server.local_addr()),
+        admin: ("nobody".into(), "nothing".into()),
+        prefix: "party".into(),
+        http: reqwest::Client::new(),
+        host: None,
+    };
+    target.set_up(false).await;
+    let (_, before) = target
+        .send(Who::Anonymous, Method::GET, "/partysecret/doc", None, 0)
+        .await;
+
+    target.host = Some(format!("rebound.example:{port}"));
+    let answers = target.play().await;
+    let mut broken = Vec::new();
+    for ((key, who), (status, body)) in &answers {
+        if *status != 403 || body.contains(SECRET) {
+            broken.push(format!(
+                "{key} as {who:?} from a rebound name: {status} {body}"
+            ));
+        }
+    }
+
+    target.host = None;
+    let (s, after) = target
+        .send(Who::Anonymous, Method::GET, "/partysecret/doc", None, 0)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(before, after, "a rebound request changed the document");
+    let (s, all) = target
+        .send(Who::Anonymous, Method::GET, "/_all_dbs", None, 0)
+        .await;
+    assert_eq!(s, 200);
+    let all: Vec<String> = serde_json::from_str(&all).unwrap();
+    assert_eq!(
+        all,
+        ["partyopen", "partysecret"],
+        "a rebound request created or deleted a database"
+    );
+
+    // By a loopback name, anonymous is the admin: the same answers as the admin's.
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        target.host = Some(host.clone());
+        let (s, body) = target
+            .send(Who::Anonymous, Method::GET, "/partysecret/doc", None, 0)
+            .await;
+        assert_eq!(s, 200, "{host}");
+        assert!(body.contains(SECRET), "{host}");
+    }
+    assert!(
+        broken.is_empty(),
+        "{} problems:\n{}",
+        broken.len(),
+        broken.join("\n")
+    );
+    server.shutdown().await;
 }
