@@ -639,3 +639,53 @@ async fn issue_20_delete_waits_for_requests_holding_the_database() {
     assert_eq!((s, &b["doc_count"]), (200, &json!(0)), "{b}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_20_connections_past_the_cap_are_closed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        dir.path(),
+        Limits {
+            max_connections: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let addr = server.local_addr();
+    // Two connections take the places (each has a request answered, so both are surely
+    // accepted).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /_up HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_status(&mut s).await, 200);
+        held.push(s);
+    }
+    // A third is closed without an answer.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /_up HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf))
+        .await
+        .expect("the connection past the cap is closed at once");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    // When one place is free again, a client gets in.
+    held.pop();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http.get(format!("http://{addr}/_up")).send().await {
+            Ok(res) => {
+                assert_eq!(res.status(), 200);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "never let in: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await;
+}
