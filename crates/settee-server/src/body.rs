@@ -64,6 +64,7 @@ pub(crate) fn idle_bounded(body: Body, idle: Duration) -> Body {
         inner: body,
         idle,
         timer: Box::pin(tokio::time::sleep(idle)),
+        polled: false,
     })
 }
 
@@ -72,6 +73,10 @@ struct IdleBody {
     idle: Duration,
     /// Reset at each frame; fires when the body has been silent for `idle`.
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the handler has asked for the body yet: the silence is counted from its
+    /// first read (a handler may work a while before it reads, and a client sending
+    /// `Expect: 100-continue` waits for that first read).
+    polled: bool,
 }
 
 impl HttpBody for IdleBody {
@@ -83,6 +88,11 @@ impl HttpBody for IdleBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
+        if !this.polled {
+            this.polled = true;
+            let first = tokio::time::Instant::now() + this.idle;
+            this.timer.as_mut().reset(first);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 let next = tokio::time::Instant::now() + this.idle;
