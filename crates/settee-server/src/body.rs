@@ -1,24 +1,117 @@
-//! Request bodies read within the size limit (413 past it), JSON bodies with CouchDB's 400
-//! and 415 replies, and JSON responses with CouchDB's headers.
+//! Request bodies read within the size limit (413 past it, before reading when the
+//! `Content-Length` says so) and within the idle timeout (408 when a body stops arriving),
+//! JSON bodies with CouchDB's 400 and 415 replies, and JSON responses with CouchDB's
+//! headers.
 
-use axum::body::Body;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
 use serde::Serialize;
 use serde_json::Value;
+use std::future::Future;
 
 use crate::error::HttpError;
 
-/// Reads a whole request body, refusing more than `limit` bytes with 413.
+/// Reads a whole request body, refusing more than `limit` bytes with 413: at once when its
+/// `Content-Length` is larger (nothing of it is read), else as soon as a chunked body
+/// passes the limit.
 pub(crate) async fn read_bytes(body: Body, limit: usize) -> Result<Bytes, HttpError> {
+    if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > limit) {
+        return Err(HttpError::too_large());
+    }
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::too_large()),
+        Err(e) if is_stalled(&*e) => Err(HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stopped arriving",
+        )),
         Err(e) => Err(HttpError::bad_request(format!(
             "the request body could not be read: {e}"
         ))),
+    }
+}
+
+/// Whether a body error (or one of its causes) is [`Stalled`].
+fn is_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<Stalled>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// The error of a request body that stopped arriving for longer than the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stopped arriving for {0:?}")]
+pub(crate) struct Stalled(Duration);
+
+/// `body`, failing with [`Stalled`] when no part of it arrives for `idle`: a client that
+/// starts a body and stops cannot hold a request (and the database it names) forever.
+pub(crate) fn idle_bounded(body: Body, idle: Duration) -> Body {
+    Body::new(IdleBody {
+        inner: body,
+        idle,
+        timer: Box::pin(tokio::time::sleep(idle)),
+        polled: false,
+    })
+}
+
+struct IdleBody {
+    inner: Body,
+    idle: Duration,
+    /// Reset at each frame; fires when the body has been silent for `idle`.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the handler has asked for the body yet: the silence is counted from its
+    /// first read (a handler may work a while before it reads, and a client sending
+    /// `Expect: 100-continue` waits for that first read).
+    polled: bool,
+}
+
+impl HttpBody for IdleBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if !this.polled {
+            this.polled = true;
+            let first = tokio::time::Instant::now() + this.idle;
+            this.timer.as_mut().reset(first);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(next);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(Stalled(this.idle))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -363,6 +363,7 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
             ..p.opts.clone()
         });
         let mut beat = heartbeat_timer(p.heartbeat);
+        let closed = open.closed();
         let mut last_seq = p.opts.since;
         let got = loop {
             // All branches are cancel-safe: the live feed buffers what it has read, and
@@ -386,7 +387,7 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
                 _ = beat.tick() => {
                     if tx.send(Ok(Bytes::from_static(b"\n"))).await.is_err() { return; }
                 }
-                _ = open.closed.cancelled() => break false,
+                _ = closed.cancelled() => break false,
                 _ = shutdown.cancelled() => break false,
             }
         };
@@ -441,6 +442,7 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
             ..p.opts.clone()
         });
         let mut beat = heartbeat_timer(p.heartbeat);
+        let closed = open.closed();
         let mut sent = 0usize;
         let mut last_seq = p.opts.since;
         let limit = p.limit.unwrap_or(usize::MAX);
@@ -480,7 +482,7 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
                     let hb: &'static [u8] = if sse { b"event: heartbeat\ndata: \n\n" } else { b"\n" };
                     if tx.send(Ok(Bytes::from_static(hb))).await.is_err() { return; }
                 }
-                _ = open.closed.cancelled() => break,
+                _ = closed.cancelled() => break,
                 _ = shutdown.cancelled() => break,
             }
         }

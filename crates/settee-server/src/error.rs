@@ -155,7 +155,26 @@ impl From<settee_store::Error> for HttpError {
         if status.is_server_error() {
             tracing::error!(error = %e, "store error");
         }
-        HttpError::new(status, e.name(), e.reason())
+        HttpError::new(status, e.name(), redacted_reason(&e))
+    }
+}
+
+/// The reason a client is told for a store error: never a path on the server's disk
+/// (the log has the full error). Errors that carry a path get a fixed text instead.
+fn redacted_reason(e: &settee_store::Error) -> String {
+    use settee_store::Error as E;
+    match e {
+        E::StoreInUse { .. } => "the database's store is in use by another process".into(),
+        E::NotAStore { .. } | E::UnsupportedFormat { .. } => {
+            "the database's store cannot be opened (see the server's log)".into()
+        }
+        E::DiskFull { .. } => {
+            "no space left on the disk holding the database; the write was not saved".into()
+        }
+        E::Storage { .. } | E::Io { .. } => {
+            "the database's store failed to read or write (see the server's log)".into()
+        }
+        other => other.reason(),
     }
 }
 
@@ -179,6 +198,17 @@ impl IntoResponse for HttpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_errors_never_show_a_path() {
+        let e = settee_store::Error::Io {
+            path: "/srv/secret/data/db1".into(),
+            source: std::io::Error::other("boom"),
+        };
+        let h = HttpError::from(e);
+        assert_eq!(h.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!h.reason.contains("/srv/secret"), "{}", h.reason);
+    }
 
     #[test]
     fn store_conflict_maps_to_couchdb_409() {

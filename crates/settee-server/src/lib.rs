@@ -45,6 +45,8 @@ mod changes;
 mod changes_filter;
 mod cors;
 mod db;
+mod design_doc;
+mod dir_name;
 mod document;
 mod error;
 mod find;

@@ -137,6 +137,7 @@ pub(crate) fn parse_related(
                 .or(if by_name.is_empty() { None } else { Some(0) })
                 .ok_or_else(|| malformed(&format!("no part for attachment {name:?}")))?;
             let (_, data) = by_name.remove(idx);
+            check_length(obj, data)?;
             let data = decode_encoding(obj, data)?;
             obj.remove("follows");
             obj.remove("length");
@@ -149,6 +150,32 @@ pub(crate) fn parse_related(
         }
     }
     Ok(doc)
+}
+
+/// The bytes of a following attachment against the length its stub announces: the
+/// `encoded_length` (the bytes sent, when they are encoded) or else the `length`. CouchDB
+/// refuses a disagreement with 400 and these reasons.
+fn check_length(att: &Map<String, Value>, data: &[u8]) -> Result<(), HttpError> {
+    let identity = matches!(
+        att.get("encoding").and_then(Value::as_str),
+        None | Some("identity")
+    );
+    let announced = match att.get("encoded_length") {
+        Some(n) => n.as_u64(),
+        None if identity => att.get("length").and_then(Value::as_u64),
+        None => None,
+    };
+    let Some(announced) = announced else {
+        return Ok(());
+    };
+    let sent = data.len() as u64;
+    if sent > announced {
+        return Err(HttpError::bad_request("attachment longer than expected"));
+    }
+    if sent < announced {
+        return Err(HttpError::bad_request("attachment shorter than expected"));
+    }
+    Ok(())
 }
 
 /// Attachment bytes sent in an encoding (CouchDB's replicator sends gzip-stored
@@ -331,6 +358,21 @@ mod tests {
             assert_eq!(err.status, StatusCode::BAD_REQUEST);
         }
         assert!(parse_related("multipart/related", b"").is_err());
+    }
+
+    #[test]
+    fn bytes_must_agree_with_the_announced_length() {
+        let body = |len: &str| {
+            format!("--B\r\nContent-Type: application/json\r\n\r\n{{\"_attachments\":{{\"a\":{{\"follows\":true,{len}}}}}}}\r\n--B\r\n\r\nhello\r\n--B--")
+        };
+        let ct = "multipart/related; boundary=B";
+        // CouchDB 3.5.0's answers to the same bodies.
+        let err = parse_related(ct, body("\"length\":3").as_bytes()).unwrap_err();
+        assert_eq!(err.reason, "attachment longer than expected");
+        let err = parse_related(ct, body("\"length\":10").as_bytes()).unwrap_err();
+        assert_eq!(err.reason, "attachment shorter than expected");
+        assert!(parse_related(ct, body("\"length\":5").as_bytes()).is_ok());
+        assert!(parse_related(ct, body("\"content_type\":\"x/y\"").as_bytes()).is_ok());
     }
 
     #[test]

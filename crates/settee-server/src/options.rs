@@ -109,6 +109,24 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// The most headers in one request (default 100).
     pub max_headers: usize,
+    /// How long a client has to send a request's headers, counted from when the server
+    /// starts waiting for them (default 30 s, as CouchDB's `HEADERS_RECV_TIMEOUT`). The
+    /// wait for the next request on a kept-alive connection counts too, so an idle
+    /// connection is closed after this long. Slow-header clients (slowloris) are dropped.
+    pub header_timeout: Duration,
+    /// The longest pause while a request body is arriving (default 60 s): a body that
+    /// stops arriving for longer ends the request with 408 and closes the connection.
+    /// Answers (feeds, heartbeats) are not bounded by it.
+    pub body_idle_timeout: Duration,
+    /// The most client connections open at once (default 2048, CouchDB's `[chttpd]
+    /// server_options` `max`); a connection past it is closed at once.
+    pub max_connections: usize,
+    /// The largest body read before authentication has decided anything: `POST /_session`
+    /// (default 64 KiB; larger get 413 without being read).
+    pub max_session_body: usize,
+    /// How long `DELETE /{db}` waits for requests still using the database (default 5 s)
+    /// before it refuses with 409 and leaves the database as it was.
+    pub delete_wait: Duration,
 }
 
 impl Default for Limits {
@@ -117,6 +135,11 @@ impl Default for Limits {
             max_body: 64 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            max_connections: 2048,
+            max_session_body: 64 * 1024,
+            delete_wait: Duration::from_secs(5),
         }
     }
 }

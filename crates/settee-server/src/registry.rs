@@ -1,11 +1,16 @@
 //! The databases a server serves: a name for each store, opened on first use and kept open,
 //! created under the data directory by `PUT /{db}`, closed and removed by `DELETE /{db}`.
-//! Names follow CouchDB's rule; a name's `/` is `%2F` in its directory name.
+//! Names follow CouchDB's rule; their directory names are `dir_name.rs`'s.
+//!
+//! **Invariant:** a store directory is removed only once no request holds its database
+//! (no `Arc<OpenDb>` and no store call in flight), and it is first renamed out of the
+//! way, so that a new database of the same name never opens the old one's files. Stores
+//! named on the command line are the operator's: `DELETE` refuses them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
@@ -13,6 +18,7 @@ use settee_store::{Database, OpenOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::default_security;
+use crate::dir_name;
 use crate::error::HttpError;
 use crate::{Error, Result, ServerOptions};
 
@@ -20,14 +26,37 @@ use crate::{Error, Result, ServerOptions};
 pub(crate) struct OpenDb {
     pub(crate) name: String,
     pub(crate) db: Database,
-    /// Cancelled when the database is deleted: live feeds on it end.
-    pub(crate) closed: CancellationToken,
+    /// Cancelled when the database is being deleted: live feeds on it end. Replaced by a
+    /// fresh token when a delete is refused.
+    closed: Mutex<CancellationToken>,
+    /// One clone per store call running on the blocking pool ([`OpenDb::run`]): such a
+    /// call goes on after its request is dropped, and the store must not be removed
+    /// under it.
+    calls: Arc<()>,
     /// The security object in force (CouchDB 3's admins-only default when none was set),
     /// kept here so that checking access reads no storage.
     security: RwLock<Map<String, Value>>,
 }
 
 impl OpenDb {
+    fn new(name: String, db: Database, security: Map<String, Value>) -> OpenDb {
+        OpenDb {
+            name,
+            db,
+            closed: Mutex::new(CancellationToken::new()),
+            calls: Arc::new(()),
+            security: RwLock::new(security),
+        }
+    }
+
+    /// Cancelled when the database is being deleted: a live feed selects on it and ends.
+    pub(crate) fn closed(&self) -> CancellationToken {
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The security object in force.
     pub(crate) fn security(&self) -> Map<String, Value> {
         self.security
@@ -44,9 +73,13 @@ impl OpenDb {
         F: FnOnce(&Database) -> Result<T, HttpError> + Send + 'static,
     {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| HttpError::internal(format!("a store call failed: {e}")))?
+        let call = self.calls.clone();
+        tokio::task::spawn_blocking(move || {
+            let _call = call;
+            f(&db)
+        })
+        .await
+        .map_err(|e| HttpError::internal(format!("a store call failed: {e}")))?
     }
 
     /// Records a security object just stored.
@@ -58,21 +91,22 @@ impl OpenDb {
 /// Where a served database lives, and its handle once opened.
 struct Slot {
     path: PathBuf,
+    /// Whether `DELETE /{db}` may remove it: a store of the data directory, not one named
+    /// on the command line.
+    deletable: bool,
     open: tokio::sync::OnceCell<Arc<OpenDb>>,
 }
 
 pub(crate) struct Registry {
     data_dir: Option<PathBuf>,
     cache_capacity: u64,
+    /// How long a delete waits for the requests holding its database.
+    delete_wait: Duration,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Held by create and delete, so that a database is never created in a directory
     /// that is still being removed.
     lifecycle: tokio::sync::Mutex<()>,
 }
-
-/// How long `DELETE /{db}` waits for requests still using the database to finish before
-/// it removes the files anyway.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 impl Registry {
     /// The registry for `opts`: its stores and every store found in its data directory.
@@ -90,8 +124,17 @@ impl Registry {
                 let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                     continue;
                 };
-                if is_store_dir(&path) && !name.starts_with('.') {
-                    slots.insert(name_of_dir(name), Slot::new(path));
+                if !is_store_dir(&path) || name.starts_with('.') {
+                    continue;
+                }
+                match dir_name::name_of_dir(&path, name) {
+                    Some(name) => {
+                        slots.insert(name, Slot::new(path, true));
+                    }
+                    None => tracing::warn!(
+                        store = %path.display(),
+                        "a store in the data directory has no readable database name; not served"
+                    ),
                 }
             }
         }
@@ -100,7 +143,7 @@ impl Registry {
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .map(name_of_dir)
+                .map(|d| d.replace("%2F", "/"))
                 .ok_or_else(|| Error::Config {
                     reason: format!("{} has no usable directory name", path.display()),
                 })?;
@@ -111,16 +154,12 @@ impl Registry {
                     source,
                 })?
                 .unwrap_or_else(default_security);
-            let open = Arc::new(OpenDb {
-                name: name.clone(),
-                db: db.clone(),
-                closed: CancellationToken::new(),
-                security: RwLock::new(security),
-            });
+            let open = Arc::new(OpenDb::new(name.clone(), db.clone(), security));
             slots.insert(
                 name,
                 Arc::new(Slot {
                     path,
+                    deletable: false,
                     open: tokio::sync::OnceCell::new_with(Some(open)),
                 }),
             );
@@ -129,7 +168,7 @@ impl Registry {
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .map(name_of_dir)
+                .map(|d| d.replace("%2F", "/"))
                 .ok_or_else(|| Error::Config {
                     reason: format!("{} has no usable directory name", path.display()),
                 })?;
@@ -144,11 +183,12 @@ impl Registry {
                     });
                 }
             }
-            slots.insert(name, Slot::new(path.clone()));
+            slots.insert(name, Slot::new(path.clone(), false));
         }
         Ok(Registry {
             data_dir: opts.data_dir.clone(),
             cache_capacity: opts.cache_capacity,
+            delete_wait: opts.limits.delete_wait,
             slots: Mutex::new(slots),
             lifecycle: tokio::sync::Mutex::new(()),
         })
@@ -201,12 +241,7 @@ impl Registry {
                 .map_err(|e| settee_store::Error::Corrupt {
                     what: format!("opening the store panicked: {e}"),
                 })??;
-                Ok(Arc::new(OpenDb {
-                    name: name.to_owned(),
-                    db,
-                    closed: CancellationToken::new(),
-                    security: RwLock::new(security),
-                }))
+                Ok(Arc::new(OpenDb::new(name.to_owned(), db, security)))
             })
             .await
             .cloned()
@@ -260,8 +295,15 @@ impl Registry {
                 "this server has no data directory to create databases in (settee serve --data-dir)",
             ));
         };
-        let slot = Slot::new(dir.join(dir_of_name(name)));
+        let slot = Slot::new(dir.join(dir_name::dir_of_name(name)), true);
         let db = self.open_slot(name, &slot, true).await?;
+        if let Err(e) = dir_name::record_name(&slot.path, name) {
+            tracing::error!(db = name, store = %slot.path.display(), error = %e,
+                "cannot record the database's name in its store");
+            return Err(HttpError::internal(
+                "the database's name could not be recorded in its store (see the server's log)",
+            ));
+        }
         self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -270,59 +312,101 @@ impl Registry {
     }
 
     /// Deletes database `name` and its store directory (`DELETE /{db}`): it stops being
-    /// served at once, its live feeds end, and its files go once the requests still using
-    /// it are done (after at most [`CLOSE_WAIT`]).
+    /// served at once and its live feeds end; once no request holds it (waiting at most
+    /// `delete_wait`), its directory is renamed away and removed. A database still held
+    /// after the wait is left as it was (409), and a store named on the command line is
+    /// never removed (403).
     pub(crate) async fn delete(&self, name: &str) -> Result<(), HttpError> {
         let _guard = self.lifecycle.lock().await;
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-            .ok_or_else(HttpError::db_not_found)?;
-        let path = slot.path.clone();
-        if let Ok(slot) = Arc::try_unwrap(slot) {
-            if let Some(open) = slot.open.into_inner() {
-                open.closed.cancel();
-                // Wait (bounded) for in-flight requests to drop their handles, so that sled
-                // has closed its files before they are removed.
-                let deadline = Instant::now() + CLOSE_WAIT;
-                let mut open = open;
-                loop {
-                    match Arc::try_unwrap(open) {
-                        Ok(db) => {
-                            drop(db);
-                            break;
-                        }
-                        Err(still) if Instant::now() < deadline => {
-                            open = still;
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                        Err(_) => break,
-                    }
-                }
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = slots.get(name).ok_or_else(HttpError::db_not_found)?;
+            if !slot.deletable {
+                return Err(HttpError::forbidden(
+                    "this database is a store named on settee serve's command line; it is the operator's to remove, not the server's",
+                ));
             }
+            slots.remove(name).ok_or_else(HttpError::db_not_found)?
+        };
+        if let Some(open) = slot.open.get() {
+            open.closed().cancel();
+        }
+        let deadline = tokio::time::Instant::now() + self.delete_wait;
+        while !is_released(&slot) {
+            if tokio::time::Instant::now() >= deadline {
+                // Serve it again, as it was: no request may write into a directory being
+                // removed, and this one's requests are still running.
+                if let Some(open) = slot.open.get() {
+                    *open.closed.lock().unwrap_or_else(|p| p.into_inner()) =
+                        CancellationToken::new();
+                }
+                self.slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_owned(), slot);
+                return Err(HttpError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "the database is in use by requests still running; it was not deleted, try again",
+                ));
+            }
+            // Holders are request tasks that end on their own (feeds were cancelled
+            // above); polling keeps the handles free of any delete-time bookkeeping.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let path = slot.path.clone();
+        // INVARIANT: `is_released` saw no other handle on the slot, and it is out of the
+        // map, so no new one can be made.
+        if let Ok(slot) = Arc::try_unwrap(slot) {
+            drop(slot.open.into_inner());
         }
         if !is_store_dir(&path) {
             // Never remove a directory that is not a store (a served path that was
             // replaced behind our back).
-            return Err(HttpError::internal(format!(
-                "{} is not a Settee store; it was not removed",
-                path.display()
-            )));
+            tracing::error!(db = name, store = %path.display(), "not a Settee store; not removed");
+            return Err(HttpError::internal(
+                "the database's directory is not a Settee store; it was not removed",
+            ));
         }
-        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&path))
+        tokio::task::spawn_blocking(move || remove_store(&path))
             .await
             .map_err(|e| HttpError::internal(format!("removing the store: {e}")))?
-            .map_err(|e| HttpError::internal(format!("removing the store: {e}")))?;
+            .map_err(|e| {
+                tracing::error!(db = name, error = %e, "removing the store");
+                HttpError::internal(
+                    "the database's files could not be removed (see the server's log)",
+                )
+            })?;
         Ok(())
     }
 }
 
+/// Whether nothing but the registry holds the database: no request has its slot or its
+/// handle, and no store call runs on it.
+fn is_released(slot: &Arc<Slot>) -> bool {
+    if Arc::strong_count(slot) > 1 {
+        return false;
+    }
+    match slot.open.get() {
+        None => true,
+        Some(open) => Arc::strong_count(open) == 1 && Arc::strong_count(&open.calls) == 1,
+    }
+}
+
+/// Removes a store directory: first renamed to a hidden name beside it (atomic, so the
+/// database's name is free at once and a new database never sees half-removed files),
+/// then removed. A hidden leftover (removal failed) is never served.
+fn remove_store(path: &Path) -> std::io::Result<()> {
+    let hidden = path.with_file_name(format!(".deleted-{}", crate::server::new_uuid()));
+    std::fs::rename(path, &hidden)?;
+    std::fs::remove_dir_all(&hidden)
+}
+
 impl Slot {
-    fn new(path: PathBuf) -> Arc<Slot> {
+    fn new(path: PathBuf, deletable: bool) -> Arc<Slot> {
         Arc::new(Slot {
             path,
+            deletable,
             open: tokio::sync::OnceCell::new(),
         })
     }
@@ -331,15 +415,6 @@ impl Slot {
 /// Whether `path` holds a sled database (the files a Settee store has).
 fn is_store_dir(path: &Path) -> bool {
     path.join("db").is_file() && path.join("conf").is_file()
-}
-
-/// The directory name of database `name`: `/` (allowed in CouchDB names) becomes `%2F`.
-fn dir_of_name(name: &str) -> String {
-    name.replace('/', "%2F")
-}
-
-fn name_of_dir(dir: &str) -> String {
-    dir.replace("%2F", "/")
 }
 
 /// CouchDB's rule for database names: a lowercase letter, then lowercase letters, digits
@@ -378,11 +453,5 @@ mod tests {
             let e = check_db_name(bad).unwrap_err();
             assert_eq!(e.error, "illegal_database_name", "{bad}");
         }
-    }
-
-    #[test]
-    fn slash_in_a_name_is_escaped_in_its_directory() {
-        assert_eq!(dir_of_name("a/b"), "a%2Fb");
-        assert_eq!(name_of_dir("a%2Fb"), "a/b");
     }
 }

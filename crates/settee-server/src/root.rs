@@ -117,7 +117,9 @@ pub(crate) async fn session(state: &Arc<State>, req: Request) -> Result<Response
     match req.method {
         Method::GET | Method::HEAD => Ok(state.auth.session_info(&req.user)),
         Method::POST => {
-            let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
+            // Read before anyone is authenticated: a small bound, so that anonymous logins
+            // cannot make the server hold large bodies (CouchDB's form/JSON logins are small).
+            let bytes = body::read_bytes(req.body, state.limits.max_session_body).await?;
             Ok(state.auth.login_session(&req.headers, &bytes))
         }
         Method::DELETE => Ok(Auth::logout_session()),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
 
@@ -88,6 +88,14 @@ pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Respons
     let Some(open) = state.registry.get(first).await? else {
         return Err(HttpError::db_not_found());
     };
+    if let [only] = rest {
+        if req.is_get() && only.starts_with("_design/") {
+            check(&open, &req.user, Need::Member)?;
+            return Ok(design_redirect(first, only, &req.headers));
+        }
+    }
+    let rest = split_encoded_prefix(rest);
+    let rest = rest.as_slice();
     let endpoint = rest[0].as_str();
     if endpoint.starts_with('_') && endpoint != "_design" && endpoint != "_local" {
         return db_endpoint(state, open, endpoint, &rest[1..], req).await;
@@ -122,6 +130,44 @@ pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Respons
         }
         None => Err(HttpError::not_found("missing")),
     }
+}
+
+/// The segments with an encoded `_design/x` or `_local/x` (`_design%2Fx`, one segment)
+/// split in two, as CouchDB takes `PUT /db/_design%2Fx` for the document `_design/x`.
+fn split_encoded_prefix(rest: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(rest.len() + 1);
+    if let Some((first, tail)) = rest.split_first() {
+        match first.split_once('/') {
+            Some((prefix @ ("_design" | "_local"), name)) if !name.is_empty() => {
+                out.push(prefix.to_owned());
+                out.push(name.to_owned());
+            }
+            _ => out.push(first.clone()),
+        }
+        out.extend(tail.iter().cloned());
+    }
+    out
+}
+
+/// CouchDB's answer to `GET /db/_design%2Fx`: 301 to `/db/_design/x` (the name's own
+/// slashes stay encoded).
+fn design_redirect(db: &str, id: &str, headers: &HeaderMap) -> Response {
+    let name = id.strip_prefix("_design/").unwrap_or(id);
+    let path = format!(
+        "/{}/_design/{}",
+        crate::db::encode_segment(db),
+        crate::db::encode_segment(name)
+    );
+    let location = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("http://{host}{path}"),
+        None => path,
+    };
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
 }
 
 /// Access check against the database's security object.
@@ -194,5 +240,9 @@ mod tests {
             Some(DocPath::Local(id)) => assert_eq!(id, "_local/c/d"),
             _ => panic!("not a local path"),
         }
+        let split = split_encoded_prefix(&segments("/_design%2Fq%2Fr/att").unwrap());
+        assert_eq!(split, ["_design", "q/r", "att"]);
+        let split = split_encoded_prefix(&segments("/_local%2Fy").unwrap());
+        assert_eq!(split, ["_local", "y"]);
     }
 }

@@ -1,5 +1,6 @@
-//! The running server: the listening socket, one hyper connection task per client (with
-//! bounded headers), and the per-request path every request takes: CORS preflight,
+//! The running server: the listening socket, one hyper connection task per client (a cap
+//! on open connections, bounded headers, a header timeout that also closes idle
+//! connections, a timeout on stalled bodies), and the per-request path every request takes: CORS preflight,
 //! authentication, routing, CORS and common headers on the way out.
 
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -198,7 +199,7 @@ fn advertise(
     written
 }
 
-fn new_uuid() -> String {
+pub(crate) fn new_uuid() -> String {
     let bytes: [u8; 16] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -211,6 +212,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Cancell
             async move { handle(state, req).await }
         }
     });
+    let connections = Arc::new(tokio::sync::Semaphore::new(state.limits.max_connections));
     loop {
         // Both futures are cancel-safe: `accept` loses no connection when not polled to
         // completion, and a token can be waited on again.
@@ -227,17 +229,33 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Cancell
                 continue;
             }
         };
+        // The cap on open connections: past it a new connection is closed at once, before
+        // any byte of it is read (CouchDB's mochiweb refuses past its `max` alike). Slow
+        // clients cannot hold their places long: the header timeout below drops them.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = state.limits.max_connections,
+                "too many open connections: one closed at once"
+            );
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let limits = state.limits;
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // HTTP/1 only, and no upgrades (CouchDB's API has none): hyper's header timer
+            // then runs from the first moment the connection waits for a request, so a
+            // client that sends nothing, sends headers a byte at a time, or idles between
+            // requests is dropped after `header_timeout`.
+            let mut builder = hyper::server::conn::http1::Builder::new();
             builder
-                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .max_headers(limits.max_headers);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {
@@ -250,6 +268,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Cancell
                     let _ = conn.await;
                 }
             }
+            drop(permit);
         });
     }
 }
@@ -258,6 +277,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Cancell
 async fn handle(state: Arc<State>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    // A body that stops arriving ends its request (408) instead of holding it forever.
+    let body = crate::body::idle_bounded(body, state.limits.body_idle_timeout);
     if let Some(cors) = &state.cors {
         if let Some(res) = cors.preflight(&parts.method, &parts.headers) {
             return res;

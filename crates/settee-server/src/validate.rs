@@ -179,6 +179,9 @@ fn as_validated(doc: &Value, new_edits: bool) -> Value {
 /// refuses a design document whose map or reduce function is broken, with 400
 /// `compilation_error`) and a built-in reduce must exist (`invalid_design_doc`).
 fn check_design(doc: &Value) -> Result<(), HttpError> {
+    if let Value::Object(members) = doc {
+        crate::design_doc::check_fields(members)?;
+    }
     let Some(Value::Object(views)) = doc.get("views") else {
         return Ok(());
     };

@@ -365,6 +365,7 @@ async fn cors_preflight_and_limits() {
             max_body: 1024,
             max_header_bytes: 8192,
             max_headers: 20,
+            ..Default::default()
         },
         ..Default::default()
     })
