@@ -25,6 +25,8 @@ pub(crate) struct OpenDb {
     /// The security object in force (CouchDB 3's admins-only default when none was set),
     /// kept here so that checking access reads no storage.
     security: RwLock<Map<String, Value>>,
+    /// PBKDF2 rounds for passwords written here (used by `_users` only).
+    pub(crate) password_iterations: u32,
 }
 
 impl OpenDb {
@@ -64,6 +66,7 @@ struct Slot {
 pub(crate) struct Registry {
     data_dir: Option<PathBuf>,
     cache_capacity: u64,
+    password_iterations: u32,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Held by create and delete, so that a database is never created in a directory
     /// that is still being removed.
@@ -116,6 +119,7 @@ impl Registry {
                 db: db.clone(),
                 closed: CancellationToken::new(),
                 security: RwLock::new(security),
+                password_iterations: opts.password_iterations,
             });
             slots.insert(
                 name,
@@ -149,6 +153,7 @@ impl Registry {
         Ok(Registry {
             data_dir: opts.data_dir.clone(),
             cache_capacity: opts.cache_capacity,
+            password_iterations: opts.password_iterations,
             slots: Mutex::new(slots),
             lifecycle: tokio::sync::Mutex::new(()),
         })
@@ -185,6 +190,7 @@ impl Registry {
         slot: &Slot,
         create: bool,
     ) -> settee_store::Result<Arc<OpenDb>> {
+        let password_iterations = self.password_iterations;
         let opts = OpenOptions {
             create,
             cache_capacity: self.cache_capacity,
@@ -206,10 +212,26 @@ impl Registry {
                     db,
                     closed: CancellationToken::new(),
                     security: RwLock::new(security),
+                    password_iterations,
                 }))
             })
             .await
             .cloned()
+    }
+
+    /// Creates the `_users` database in the data directory if there is one and it has none
+    /// (CouchDB's `chttpd_auth_cache` does so at start).
+    pub(crate) async fn ensure_users_db(&self) -> Result<()> {
+        let users = crate::auth::users::USERS_DB;
+        if self.data_dir.is_none() || self.slot(users).is_some() {
+            return Ok(());
+        }
+        match self.create(users).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::Config {
+                reason: format!("cannot create the {users} database: {}", e.reason),
+            }),
+        }
     }
 
     /// The database `name`, opened if needed; `None` if no such database is served.
@@ -343,8 +365,11 @@ fn name_of_dir(dir: &str) -> String {
 }
 
 /// CouchDB's rule for database names: a lowercase letter, then lowercase letters, digits
-/// and `_$()+-/`.
+/// and `_$()+-/`; or one of its system databases' names.
 pub(crate) fn check_db_name(name: &str) -> Result<(), HttpError> {
+    if ["_users", "_replicator", "_global_changes"].contains(&name) {
+        return Ok(());
+    }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
     let rest_ok =
@@ -374,7 +399,7 @@ mod tests {
         for ok in ["a", "db_1", "a/b", "x$()+-"] {
             assert!(check_db_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "A", "1a", "_users", "a b", "a.b"] {
+        for bad in ["", "A", "1a", "_userz", "a b", "a.b"] {
             let e = check_db_name(bad).unwrap_err();
             assert_eq!(e.error, "illegal_database_name", "{bad}");
         }
