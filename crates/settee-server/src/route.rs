@@ -80,7 +80,11 @@ pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Respons
     let res = route(state, segs, req).await;
     if users_write && res.as_ref().is_ok_and(|r| r.status().is_success()) {
         if let Some(peruser) = &state.peruser {
-            peruser.catch_up(&state.registry).await?;
+            // The write to `_users` is done: a failure here is the server's to report,
+            // not the client's (the next write to `_users` tries again).
+            if let Err(e) = peruser.catch_up(&state.registry).await {
+                tracing::warn!(error = %e.reason, "creating or deleting per-user databases failed");
+            }
         }
     }
     res

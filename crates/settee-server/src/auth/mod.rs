@@ -105,7 +105,10 @@ struct Login {
 
 impl Auth {
     pub(crate) fn new(s: AuthSettings) -> Auth {
+        // Half the cores at most hash passwords, so a login flood leaves the rest to
+        // other requests.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hashers = (cores / 2).max(1);
         Auth {
             admin_party: s.admin_party && s.admin.is_none(),
             admin: s.admin,
@@ -118,7 +121,7 @@ impl Auth {
             },
             failures: lockout::Failures::new(s.lockout),
             cache: CredentialCache::new(Duration::from_secs(60), 4096),
-            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
+            hashing: Arc::new(tokio::sync::Semaphore::new(hashers)),
         }
     }
 
