@@ -365,9 +365,9 @@ fn name_of_dir(dir: &str) -> String {
 }
 
 /// CouchDB's rule for database names: a lowercase letter, then lowercase letters, digits
-/// and `_$()+-/`; or one of its system databases' names.
+/// and `_$()+-/`; or `_users`, the one system database Settee serves.
 pub(crate) fn check_db_name(name: &str) -> Result<(), HttpError> {
-    if ["_users", "_replicator", "_global_changes"].contains(&name) {
+    if name == crate::auth::users::USERS_DB {
         return Ok(());
     }
     let mut chars = name.chars();
