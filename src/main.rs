@@ -775,6 +775,10 @@ struct UserFlags {
     /// users_db_security_editable`), e.g. to let users sign up and change their password.
     #[arg(long)]
     users_db_security_editable: bool,
+    /// PBKDF2 rounds for passwords written to `_users` (CouchDB's `[chttpd_auth]
+    /// iterations`).
+    #[arg(long, default_value_t = 600_000)]
+    password_iterations: u32,
 }
 
 impl UserFlags {
@@ -802,6 +806,7 @@ impl UserFlags {
             },
             secure_cookie: self.cookie_secure,
             users_db_security_editable: self.users_db_security_editable,
+            password_iterations: self.password_iterations.max(1),
             ..opts
         }
     }

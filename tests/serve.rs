@@ -145,7 +145,13 @@ fn commands_on_a_store_under_continuous_sync_reach_the_syncing_process() {
 
 /// One HTTP/1.1 request on its own connection (`Connection: close`): the status and the
 /// whole answer (headers and body) as text.
-fn http(url: &str, method: &str, path: &str, auth: Option<(&str, &str)>, body: &str) -> (u16, String) {
+fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: &str,
+) -> (u16, String) {
     use base64::Engine;
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
@@ -179,8 +185,23 @@ fn serve_flags_for_users_lockout_and_cookie() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut child = settee()
-        .args(["serve", "--data-dir", s(&data), "--admin", "boss", "--peruser"])
-        .args(["--lockout-threshold", "2", "--cookie-same-site", "strict", "--cookie-secure"])
+        .args([
+            "serve",
+            "--data-dir",
+            s(&data),
+            "--admin",
+            "boss",
+            "--peruser",
+        ])
+        .args([
+            "--lockout-threshold",
+            "2",
+            "--cookie-same-site",
+            "strict",
+            "--cookie-secure",
+        ])
+        // CouchDB's 600,000 rounds take seconds each in a debug build.
+        .args(["--password-iterations", "1000"])
         .args(["--bind", "127.0.0.1:0"])
         .env("SETTEE_PASSWORD", "boss-pw")
         .stdout(Stdio::piped())
@@ -200,7 +221,13 @@ fn serve_flags_for_users_lockout_and_cookie() {
     };
     let boss = Some(("boss", "boss-pw"));
     let user = r#"{"name":"ann","type":"user","roles":[],"password":"a-pw"}"#;
-    let (st, text) = http(&serve.url, "PUT", "/_users/org.couchdb.user:ann", boss, user);
+    let (st, text) = http(
+        &serve.url,
+        "PUT",
+        "/_users/org.couchdb.user:ann",
+        boss,
+        user,
+    );
     assert_eq!(st, 201, "{text}");
     let (st, text) = http(&serve.url, "GET", "/userdb-616e6e", boss, "");
     assert_eq!(st, 200, "{text}");
@@ -212,9 +239,15 @@ fn serve_flags_for_users_lockout_and_cookie() {
         r#"{"name":"boss","password":"boss-pw"}"#,
     );
     assert_eq!(st, 200, "{text}");
-    assert!(text.contains("SameSite=Strict") && text.contains("; Secure"), "{text}");
+    assert!(
+        text.contains("SameSite=Strict") && text.contains("; Secure"),
+        "{text}"
+    );
     for _ in 0..2 {
-        assert_eq!(http(&serve.url, "GET", "/_session", Some(("ann", "no")), "").0, 401);
+        assert_eq!(
+            http(&serve.url, "GET", "/_session", Some(("ann", "no")), "").0,
+            401
+        );
     }
     let (st, text) = http(&serve.url, "GET", "/_session", Some(("ann", "a-pw")), "");
     assert_eq!(st, 403, "{text}");

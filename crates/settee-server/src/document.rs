@@ -310,8 +310,7 @@ async fn delete(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, 
     let result = open
         .run(move |db| match rev {
             Some(rev) => {
-                let mut tombstone =
-                    json!({"_id": id2, "_rev": rev.to_string(), "_deleted": true});
+                let mut tombstone = json!({"_id": id2, "_rev": rev.to_string(), "_deleted": true});
                 Validators::load(db)?.check(db, &writer, &mut tombstone, true)?;
                 Ok(db.delete(&id2, &rev)?)
             }

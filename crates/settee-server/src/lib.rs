@@ -65,8 +65,8 @@ mod view;
 mod view_rows;
 
 pub use advert::{Advert, ADVERT_FILE};
-pub use error::{Error, Result};
 pub use auth::{Lockout, LockoutMode, SameSite};
+pub use error::{Error, Result};
 pub use options::{Admin, Cors, Limits, ServerOptions};
 pub use peruser::PerUser;
 pub use server::Server;

@@ -190,11 +190,13 @@ async fn users_gate(
     // The document as it is now: a user's document keeps its name (`Usernames can not be
     // changed`), so this answers for every revision of it.
     let doc = open
-        .run(move |db| match db.get(&id, &settee_store::GetOptions::default()) {
-            Ok(d) => Ok(Some(d)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        })
+        .run(
+            move |db| match db.get(&id, &settee_store::GetOptions::default()) {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        )
         .await?;
     match doc {
         Some(doc) => users::after_doc_read(&doc, user, false),

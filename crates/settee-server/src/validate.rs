@@ -85,7 +85,11 @@ impl Validators {
         doc: &mut Value,
         new_edits: bool,
     ) -> Result<(), HttpError> {
-        let id = doc.get("_id").and_then(Value::as_str).unwrap_or("").to_owned();
+        let id = doc
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         if id.starts_with("_design/") {
             return check_design(doc);
         }

@@ -86,7 +86,13 @@ impl Side {
         r.send().await.unwrap()
     }
 
-    async fn call(&self, who: As<'_>, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        who: As<'_>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let res = self.send(who, method, path, body).await;
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
@@ -156,15 +162,30 @@ async fn signup_login_own_document_and_password_change() {
     open_users_db(&side).await;
     // Anonymous signup; roles are the admin's to give.
     let (st, b) = side
-        .call(As::Anonymous, Method::POST, "/_users", Some(user_doc("eve", "x", &["boss"])))
+        .call(
+            As::Anonymous,
+            Method::POST,
+            "/_users",
+            Some(user_doc("eve", "x", &["boss"])),
+        )
         .await;
-    assert_eq!((st, b["reason"].as_str()), (403, Some("Only _admin may set roles")));
+    assert_eq!(
+        (st, b["reason"].as_str()),
+        (403, Some("Only _admin may set roles"))
+    );
     let (st, b) = side
-        .call(As::Anonymous, Method::POST, "/_users", Some(user_doc("tom", "mp3", &[])))
+        .call(
+            As::Anonymous,
+            Method::POST,
+            "/_users",
+            Some(user_doc("tom", "mp3", &[])),
+        )
         .await;
     assert_eq!(st, 201, "{b}");
     // The password is not stored, its PBKDF2 hash is (CouchDB 3.5's fields).
-    let (st, doc) = side.admin(Method::GET, "/_users/org.couchdb.user:tom", None).await;
+    let (st, doc) = side
+        .admin(Method::GET, "/_users/org.couchdb.user:tom", None)
+        .await;
     assert_eq!(st, 200);
     assert!(doc.get("password").is_none(), "{doc}");
     assert_eq!(doc["password_scheme"], "pbkdf2");
@@ -176,9 +197,16 @@ async fn signup_login_own_document_and_password_change() {
     assert!(raw.count() > 0);
 
     // Basic auth: wrong password 401, right one gives the user in _session.
-    let (st, b) = side.call(As::Basic("tom", "mp4"), Method::GET, "/_session", None).await;
-    assert_eq!((st, b["reason"].as_str()), (401, Some("Name or password is incorrect.")));
-    let (st, b) = side.call(As::Basic("tom", "mp3"), Method::GET, "/_session", None).await;
+    let (st, b) = side
+        .call(As::Basic("tom", "mp4"), Method::GET, "/_session", None)
+        .await;
+    assert_eq!(
+        (st, b["reason"].as_str()),
+        (401, Some("Name or password is incorrect."))
+    );
+    let (st, b) = side
+        .call(As::Basic("tom", "mp3"), Method::GET, "/_session", None)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(b["userCtx"], json!({"name": "tom", "roles": []}));
     assert_eq!(b["info"]["authenticated"], "default");
@@ -187,52 +215,93 @@ async fn signup_login_own_document_and_password_change() {
     assert_eq!(st, 200, "{b}");
     assert_eq!(b, json!({"ok": true, "name": "tom", "roles": []}));
     let cookie = cookie.unwrap();
-    let (_, b) = side.call(As::Cookie(&cookie), Method::GET, "/_session", None).await;
+    let (_, b) = side
+        .call(As::Cookie(&cookie), Method::GET, "/_session", None)
+        .await;
     assert_eq!(b["userCtx"]["name"], "tom");
     assert_eq!(b["info"]["authenticated"], "cookie");
 
     // Own document only; no listing of `_users`.
     let tom = As::Basic("tom", "mp3");
-    let (st, own) = side.call(tom, Method::GET, "/_users/org.couchdb.user:tom", None).await;
+    let (st, own) = side
+        .call(tom, Method::GET, "/_users/org.couchdb.user:tom", None)
+        .await;
     assert_eq!(st, 200);
     side.create_user("spike", "foobar", &["team"]).await;
-    let (st, _) = side.call(tom, Method::GET, "/_users/org.couchdb.user:spike", None).await;
+    let (st, _) = side
+        .call(tom, Method::GET, "/_users/org.couchdb.user:spike", None)
+        .await;
     assert_eq!(st, 404);
     let (st, _) = side
-        .call(As::Anonymous, Method::GET, "/_users/org.couchdb.user:tom", None)
+        .call(
+            As::Anonymous,
+            Method::GET,
+            "/_users/org.couchdb.user:tom",
+            None,
+        )
         .await;
     assert_eq!(st, 404);
     for path in ["/_users/_all_docs", "/_users/_changes"] {
         let (st, b) = side.call(tom, Method::GET, path, None).await;
-        assert_eq!((st, b["error"].as_str()), (401, Some("unauthorized")), "{path}");
+        assert_eq!(
+            (st, b["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{path}"
+        );
     }
-    let (st, b) = side.call(tom, Method::GET, "/_users/_design/_auth", None).await;
+    let (st, b) = side
+        .call(tom, Method::GET, "/_users/_design/_auth", None)
+        .await;
     assert!(st == 403 || st == 404, "{st} {b}");
     // Not someone else's document, not roles of their own.
     let mut spike = user_doc("spike", "mine-now", &["team"]);
     spike["_rev"] = json!("1-x");
     let (st, _) = side
-        .call(tom, Method::PUT, "/_users/org.couchdb.user:spike", Some(spike))
+        .call(
+            tom,
+            Method::PUT,
+            "/_users/org.couchdb.user:spike",
+            Some(spike),
+        )
         .await;
     assert_eq!(st, 404);
     let mut promoted = own.clone();
     promoted["roles"] = json!(["boss"]);
     let (st, b) = side
-        .call(tom, Method::PUT, "/_users/org.couchdb.user:tom", Some(promoted))
+        .call(
+            tom,
+            Method::PUT,
+            "/_users/org.couchdb.user:tom",
+            Some(promoted),
+        )
         .await;
-    assert_eq!((st, b["reason"].as_str()), (403, Some("Only _admin may edit roles")));
+    assert_eq!(
+        (st, b["reason"].as_str()),
+        (403, Some("Only _admin may edit roles"))
+    );
 
     // A new password: the old one and cookies made with it stop working.
     let mut changed = own.clone();
     changed["password"] = json!("couch");
     let (st, b) = side
-        .call(tom, Method::PUT, "/_users/org.couchdb.user:tom", Some(changed))
+        .call(
+            tom,
+            Method::PUT,
+            "/_users/org.couchdb.user:tom",
+            Some(changed),
+        )
         .await;
     assert_eq!(st, 201, "{b}");
     let (st, _) = side.call(tom, Method::GET, "/_session", None).await;
     assert_eq!(st, 401);
-    let (_, b) = side.call(As::Cookie(&cookie), Method::GET, "/_session", None).await;
-    assert_eq!(b["userCtx"]["name"], Value::Null, "the old cookie is dead: {b}");
+    let (_, b) = side
+        .call(As::Cookie(&cookie), Method::GET, "/_session", None)
+        .await;
+    assert_eq!(
+        b["userCtx"]["name"],
+        Value::Null,
+        "the old cookie is dead: {b}"
+    );
     let (_, b) = side
         .call(As::Basic("tom", "couch"), Method::GET, "/_session", None)
         .await;
@@ -240,13 +309,21 @@ async fn signup_login_own_document_and_password_change() {
     // A deleted user's cookie is dead too.
     let (_, cookie, _) = side.login("tom", "couch").await;
     let cookie = cookie.unwrap();
-    let (_, doc) = side.admin(Method::GET, "/_users/org.couchdb.user:tom", None).await;
+    let (_, doc) = side
+        .admin(Method::GET, "/_users/org.couchdb.user:tom", None)
+        .await;
     let rev = doc["_rev"].as_str().unwrap();
     let (st, _) = side
-        .admin(Method::DELETE, &format!("/_users/org.couchdb.user:tom?rev={rev}"), None)
+        .admin(
+            Method::DELETE,
+            &format!("/_users/org.couchdb.user:tom?rev={rev}"),
+            None,
+        )
         .await;
     assert_eq!(st, 200);
-    let (_, b) = side.call(As::Cookie(&cookie), Method::GET, "/_session", None).await;
+    let (_, b) = side
+        .call(As::Cookie(&cookie), Method::GET, "/_session", None)
+        .await;
     assert_eq!(b["userCtx"]["name"], Value::Null, "{b}");
 }
 
@@ -259,11 +336,19 @@ async fn members_and_admins_by_name_and_role() {
     let (st, _) = side.admin(Method::PUT, "/teamdb", None).await;
     assert_eq!(st, 201);
     let sec = json!({"members": {"roles": ["team"]}, "admins": {"names": ["bob"]}});
-    let (st, _) = side.admin(Method::PUT, "/teamdb/_security", Some(sec)).await;
+    let (st, _) = side
+        .admin(Method::PUT, "/teamdb/_security", Some(sec))
+        .await;
     assert_eq!(st, 200);
-    let (st, _) = side.admin(Method::PUT, "/teamdb/d", Some(json!({"v": 1}))).await;
+    let (st, _) = side
+        .admin(Method::PUT, "/teamdb/d", Some(json!({"v": 1})))
+        .await;
     assert_eq!(st, 201);
-    let (ann, bob, carl) = (As::Basic("ann", "a-pw"), As::Basic("bob", "b-pw"), As::Anonymous);
+    let (ann, bob, carl) = (
+        As::Basic("ann", "a-pw"),
+        As::Basic("bob", "b-pw"),
+        As::Anonymous,
+    );
     assert_eq!(side.call(ann, Method::GET, "/teamdb/d", None).await.0, 200);
     assert_eq!(side.call(carl, Method::GET, "/teamdb/d", None).await.0, 401);
     // bob is a database admin by name: member too, and may write design documents.
@@ -272,25 +357,45 @@ async fn members_and_admins_by_name_and_role() {
     let (st, b) = side
         .call(ann, Method::PUT, "/teamdb/_design/x", Some(ddoc.clone()))
         .await;
-    assert_eq!((st, b["reason"].as_str()), (403, Some("You are not a db or server admin.")));
-    assert_eq!(side.call(bob, Method::PUT, "/teamdb/_design/x", Some(ddoc)).await.0, 201);
+    assert_eq!(
+        (st, b["reason"].as_str()),
+        (403, Some("You are not a db or server admin."))
+    );
+    assert_eq!(
+        side.call(bob, Method::PUT, "/teamdb/_design/x", Some(ddoc))
+            .await
+            .0,
+        201
+    );
     // A member by role only: another user without the role is refused.
     let sec = json!({"members": {"roles": ["team"]}});
-    side.admin(Method::PUT, "/teamdb/_security", Some(sec)).await;
+    side.admin(Method::PUT, "/teamdb/_security", Some(sec))
+        .await;
     let (st, b) = side.call(bob, Method::GET, "/teamdb/d", None).await;
-    assert_eq!((st, b["reason"].as_str()), (403, Some("You are not allowed to access this db.")));
+    assert_eq!(
+        (st, b["reason"].as_str()),
+        (403, Some("You are not allowed to access this db."))
+    );
     // Legacy readers, with users.
     let sec = json!({"readers": {"names": ["bob"]}});
-    side.admin(Method::PUT, "/teamdb/_security", Some(sec)).await;
+    side.admin(Method::PUT, "/teamdb/_security", Some(sec))
+        .await;
     assert_eq!(side.call(bob, Method::GET, "/teamdb/d", None).await.0, 200);
     assert_eq!(side.call(ann, Method::GET, "/teamdb/d", None).await.0, 403);
     // _users' own security object is not editable by default (CouchDB 3.5).
     let (st, b) = side
-        .admin(Method::PUT, "/_users/_security", Some(json!({"members": {}})))
+        .admin(
+            Method::PUT,
+            "/_users/_security",
+            Some(json!({"members": {}})),
+        )
         .await;
     assert_eq!(
         (st, b["reason"].as_str()),
-        (403, Some("You can't edit the security object of the user database."))
+        (
+            403,
+            Some("You can't edit the security object of the user database.")
+        )
     );
 }
 
@@ -301,20 +406,47 @@ async fn peruser_database_is_created_private_and_deleted() {
     side.create_user("ann", "a-pw", &[]).await;
     side.create_user("bob", "b-pw", &[]).await;
     let db = "/userdb-616e6e"; // hex of "ann"
-    let (st, sec) = side.admin(Method::GET, &format!("{db}/_security"), None).await;
+    let (st, sec) = side
+        .admin(Method::GET, &format!("{db}/_security"), None)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(sec["members"]["names"], json!(["ann"]));
     assert_eq!(sec["admins"]["names"], json!(["ann"]));
     let ann = As::Basic("ann", "a-pw");
-    let (st, _) = side.call(ann, Method::PUT, &format!("{db}/note"), Some(json!({"t": 1}))).await;
+    let (st, _) = side
+        .call(
+            ann,
+            Method::PUT,
+            &format!("{db}/note"),
+            Some(json!({"t": 1})),
+        )
+        .await;
     assert_eq!(st, 201);
-    let (st, _) = side.call(As::Basic("bob", "b-pw"), Method::GET, &format!("{db}/note"), None).await;
+    let (st, _) = side
+        .call(
+            As::Basic("bob", "b-pw"),
+            Method::GET,
+            &format!("{db}/note"),
+            None,
+        )
+        .await;
     assert_eq!(st, 403);
-    assert_eq!(side.call(As::Anonymous, Method::GET, &format!("{db}/note"), None).await.0, 401);
-    let (_, doc) = side.admin(Method::GET, "/_users/org.couchdb.user:ann", None).await;
+    assert_eq!(
+        side.call(As::Anonymous, Method::GET, &format!("{db}/note"), None)
+            .await
+            .0,
+        401
+    );
+    let (_, doc) = side
+        .admin(Method::GET, "/_users/org.couchdb.user:ann", None)
+        .await;
     let rev = doc["_rev"].as_str().unwrap();
     let (st, _) = side
-        .admin(Method::DELETE, &format!("/_users/org.couchdb.user:ann?rev={rev}"), None)
+        .admin(
+            Method::DELETE,
+            &format!("/_users/org.couchdb.user:ann?rev={rev}"),
+            None,
+        )
         .await;
     assert_eq!(st, 200);
     assert_eq!(side.admin(Method::GET, db, None).await.0, 404);
@@ -328,12 +460,16 @@ async fn lockout_after_five_failures() {
     let side = Side::of(&s);
     side.create_user("ann", "a-pw", &[]).await;
     for _ in 0..5 {
-        let (st, _) = side.call(As::Basic("ann", "guess"), Method::GET, "/_session", None).await;
+        let (st, _) = side
+            .call(As::Basic("ann", "guess"), Method::GET, "/_session", None)
+            .await;
         assert_eq!(st, 401);
     }
     let locked = json!({"error": "forbidden",
         "reason": "Account is temporarily locked due to multiple authentication failures"});
-    let (st, b) = side.call(As::Basic("ann", "a-pw"), Method::GET, "/_session", None).await;
+    let (st, b) = side
+        .call(As::Basic("ann", "a-pw"), Method::GET, "/_session", None)
+        .await;
     assert_eq!((st, &b), (403, &locked));
     let (st, _, b) = side.login("ann", "a-pw").await;
     assert_eq!((st, &b), (403, &locked));
@@ -353,7 +489,8 @@ async fn lockout_after_five_failures() {
     assert_eq!(res.status(), StatusCode::OK);
     // Configured admins are locked out the same way.
     for _ in 0..5 {
-        side.call(As::Basic(ADMIN, "nope"), Method::GET, "/_session", None).await;
+        side.call(As::Basic(ADMIN, "nope"), Method::GET, "/_session", None)
+            .await;
     }
     assert_eq!(side.admin(Method::GET, "/_session", None).await.0, 403);
 }
@@ -362,10 +499,18 @@ async fn lockout_after_five_failures() {
 async fn session_cookie_attributes() {
     let s = serve(|_| {}).await;
     let res = Side::of(&s)
-        .send(As::Anonymous, Method::POST, "/_session", Some(json!({"name": ADMIN, "password": PASSWORD})))
+        .send(
+            As::Anonymous,
+            Method::POST,
+            "/_session",
+            Some(json!({"name": ADMIN, "password": PASSWORD})),
+        )
         .await;
     let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set.contains("; HttpOnly") && set.contains("; SameSite=Lax"), "{set}");
+    assert!(
+        set.contains("; HttpOnly") && set.contains("; SameSite=Lax"),
+        "{set}"
+    );
     assert!(!set.contains("Secure"), "{set}");
     let s = serve(|o| {
         o.same_site = SameSite::Strict;
@@ -373,10 +518,18 @@ async fn session_cookie_attributes() {
     })
     .await;
     let res = Side::of(&s)
-        .send(As::Anonymous, Method::POST, "/_session", Some(json!({"name": ADMIN, "password": PASSWORD})))
+        .send(
+            As::Anonymous,
+            Method::POST,
+            "/_session",
+            Some(json!({"name": ADMIN, "password": PASSWORD})),
+        )
         .await;
     let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set.contains("; SameSite=Strict") && set.contains("; Secure"), "{set}");
+    assert!(
+        set.contains("; SameSite=Strict") && set.contains("; Secure"),
+        "{set}"
+    );
 }
 
 /// The same users sequence on settee serve and on CouchDB 3.5.0 (default `_users`
@@ -398,18 +551,33 @@ async fn users_agree_with_couchdb() {
         http: Client::new(),
     };
     let tag = format!("{:08x}", rand::random::<u32>());
-    let (ann, bob, db) = (format!("ann{tag}"), format!("bob{tag}"), format!("users-team-{tag}"));
+    let (ann, bob, db) = (
+        format!("ann{tag}"),
+        format!("bob{tag}"),
+        format!("users-team-{tag}"),
+    );
     let mut seen = Vec::new();
     for side in [&settee, &couch] {
         side.create_user(&ann, "a-pw", &["team"]).await;
         side.create_user(&bob, "b-pw", &[]).await;
         side.admin(Method::PUT, &format!("/{db}"), None).await;
-        side.admin(Method::PUT, &format!("/{db}/_security"), Some(json!({"members": {"roles": ["team"]}})))
+        side.admin(
+            Method::PUT,
+            &format!("/{db}/_security"),
+            Some(json!({"members": {"roles": ["team"]}})),
+        )
+        .await;
+        side.admin(Method::PUT, &format!("/{db}/d"), Some(json!({"v": 1})))
             .await;
-        side.admin(Method::PUT, &format!("/{db}/d"), Some(json!({"v": 1}))).await;
         let (a, b) = (As::Basic(&ann, "a-pw"), As::Basic(&bob, "b-pw"));
         let mut answers = Vec::new();
-        let (_, doc) = side.admin(Method::GET, &format!("/_users/org.couchdb.user:{ann}"), None).await;
+        let (_, doc) = side
+            .admin(
+                Method::GET,
+                &format!("/_users/org.couchdb.user:{ann}"),
+                None,
+            )
+            .await;
         answers.push(json!({
             "password": doc.get("password"), "scheme": doc["password_scheme"],
             "prf": doc["pbkdf2_prf"], "key": doc["derived_key"].as_str().map(str::len),
@@ -418,33 +586,75 @@ async fn users_agree_with_couchdb() {
         let (st, mut sess) = side.call(a, Method::GET, "/_session", None).await;
         sess["userCtx"]["name"] = json!(sess["userCtx"]["name"].is_string());
         answers.push(json!([st, sess]));
-        answers.push(json!(side.call(As::Basic(&ann, "no"), Method::GET, "/_session", None).await));
+        answers.push(json!(
+            side.call(As::Basic(&ann, "no"), Method::GET, "/_session", None)
+                .await
+        ));
         let (st, _, body) = side.login(&ann, "a-pw").await;
         answers.push(json!([st, body["ok"], body["roles"]]));
-        answers.push(json!(side.call(a, Method::GET, &format!("/{db}/d"), None).await.0));
-        answers.push(json!(side.call(b, Method::GET, &format!("/{db}/d"), None).await));
-        answers.push(json!(side.call(As::Anonymous, Method::GET, &format!("/{db}/d"), None).await));
+        answers.push(json!(
+            side.call(a, Method::GET, &format!("/{db}/d"), None).await.0
+        ));
+        answers.push(json!(
+            side.call(b, Method::GET, &format!("/{db}/d"), None).await
+        ));
+        answers.push(json!(
+            side.call(As::Anonymous, Method::GET, &format!("/{db}/d"), None)
+                .await
+        ));
         for path in ["/_users/_all_docs", "/_users/_changes"] {
             answers.push(json!(side.call(a, Method::GET, path, None).await));
         }
-        answers.push(json!(side
-            .call(a, Method::GET, &format!("/_users/org.couchdb.user:{ann}"), None)
-            .await));
-        answers.push(json!(side
-            .call(As::Anonymous, Method::POST, "/_users", Some(user_doc(&format!("eve{tag}"), "x", &[])))
-            .await));
-        answers.push(json!(side
-            .admin(Method::PUT, "/_users/_security", Some(json!({"members": {}})))
-            .await));
-        answers.push(json!(side
-            .admin(Method::PUT, "/_users/org.couchdb.user:_x", Some(user_doc("_x", "x", &[])))
-            .await));
+        answers.push(json!(
+            side.call(
+                a,
+                Method::GET,
+                &format!("/_users/org.couchdb.user:{ann}"),
+                None
+            )
+            .await
+        ));
+        answers.push(json!(
+            side.call(
+                As::Anonymous,
+                Method::POST,
+                "/_users",
+                Some(user_doc(&format!("eve{tag}"), "x", &[]))
+            )
+            .await
+        ));
+        answers.push(json!(
+            side.admin(
+                Method::PUT,
+                "/_users/_security",
+                Some(json!({"members": {}}))
+            )
+            .await
+        ));
+        answers.push(json!(
+            side.admin(
+                Method::PUT,
+                "/_users/org.couchdb.user:_x",
+                Some(user_doc("_x", "x", &[]))
+            )
+            .await
+        ));
         // Clean up CouchDB's side.
         for name in [&ann, &bob] {
-            let (_, d) = side.admin(Method::GET, &format!("/_users/org.couchdb.user:{name}"), None).await;
+            let (_, d) = side
+                .admin(
+                    Method::GET,
+                    &format!("/_users/org.couchdb.user:{name}"),
+                    None,
+                )
+                .await;
             if let Some(rev) = d["_rev"].as_str() {
-                side.admin(Method::DELETE, &format!("/_users/org.couchdb.user:{name}?rev={rev}"), None)
-                    .await;
+                side.admin(
+                    Method::DELETE,
+                    &format!("/_users/org.couchdb.user:{name}?rev={rev}"),
+                    None,
+                )
+                .await;
             }
         }
         side.admin(Method::DELETE, &format!("/{db}"), None).await;

@@ -169,7 +169,10 @@ mod tests {
         .unwrap();
         let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(raw.replacen("boss", "bosx", 1));
-        assert!(parse(&forged).unwrap().verify(&secret, "salt1", t).is_none());
+        assert!(parse(&forged)
+            .unwrap()
+            .verify(&secret, "salt1", t)
+            .is_none());
         let old = token(&secret, "boss", "salt1", now_secs() - 601);
         assert!(parse(&old).unwrap().verify(&secret, "salt1", t).is_none());
     }

@@ -68,7 +68,11 @@ pub(crate) struct Failures {
 /// The table key: a hash, so that neither long names nor salts are kept in memory.
 fn key(peer: IpAddr, name: &str, salt: &str) -> [u8; 32] {
     let mut h = Sha256::new();
-    for part in [peer.to_string().as_bytes(), name.as_bytes(), salt.as_bytes()] {
+    for part in [
+        peer.to_string().as_bytes(),
+        name.as_bytes(),
+        salt.as_bytes(),
+    ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
@@ -128,11 +132,7 @@ impl Failures {
             if table.len() >= self.settings.max_objects.max(1) {
                 // Still full of live entries: the oldest goes (O(n) on a bounded table,
                 // only while it is full).
-                if let Some(oldest) = table
-                    .iter()
-                    .min_by_key(|(_, e)| e.first)
-                    .map(|(k, _)| *k)
-                {
+                if let Some(oldest) = table.iter().min_by_key(|(_, e)| e.first).map(|(k, _)| *k) {
                     table.remove(&oldest);
                 }
             }

@@ -18,8 +18,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use settee_store::GetOptions;
+use sha2::{Digest, Sha256};
 
 use crate::body;
 use crate::error::HttpError;
@@ -170,25 +170,24 @@ impl Auth {
             self.failures.failed(peer, name, "");
             return Ok(None);
         };
-        let ok = self.cache.hit(&stored, password) || {
-            let permit = self
-                .hashing
-                .clone()
-                .acquire_owned()
+        let ok =
+            self.cache.hit(&stored, password) || {
+                let permit =
+                    self.hashing.clone().acquire_owned().await.map_err(|e| {
+                        HttpError::internal(format!("password hashing closed: {e}"))
+                    })?;
+                let (user, pw) = (stored.clone(), password.to_owned());
+                let ok = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    user.verify(&pw)
+                })
                 .await
-                .map_err(|e| HttpError::internal(format!("password hashing closed: {e}")))?;
-            let (user, pw) = (stored.clone(), password.to_owned());
-            let ok = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                user.verify(&pw)
-            })
-            .await
-            .map_err(|e| HttpError::internal(format!("password check failed: {e}")))?;
-            if ok {
-                self.cache.insert(&stored, password);
-            }
-            ok
-        };
+                .map_err(|e| HttpError::internal(format!("password check failed: {e}")))?;
+                if ok {
+                    self.cache.insert(&stored, password);
+                }
+                ok
+            };
         if !ok {
             self.failures.failed(peer, name, &stored.salt);
             return Ok(None);
@@ -443,5 +442,4 @@ mod tests {
             assert!(!names_loopback(bad), "{bad}");
         }
     }
-
 }

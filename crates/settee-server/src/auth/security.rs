@@ -152,5 +152,4 @@ mod tests {
         assert!(check(&Map::new(), &UserCtx::default(), Need::Member).is_ok());
         assert!(check(&default_security(), &UserCtx::default(), Need::Member).is_err());
     }
-
 }

@@ -113,20 +113,29 @@ impl StoredUser {
 
 fn derive(prf: Prf, password: &str, salt: &str, iterations: u32) -> Vec<u8> {
     match prf {
-        Prf::Sha256 => {
-            pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt.as_bytes(), iterations)
-                .to_vec()
-        }
-        Prf::Sha512 => {
-            pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password.as_bytes(), salt.as_bytes(), iterations)
-                .to_vec()
-        }
+        Prf::Sha256 => pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(
+            password.as_bytes(),
+            salt.as_bytes(),
+            iterations,
+        )
+        .to_vec(),
+        Prf::Sha512 => pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(
+            password.as_bytes(),
+            salt.as_bytes(),
+            iterations,
+        )
+        .to_vec(),
     }
 }
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -213,9 +222,7 @@ pub(crate) fn before_doc_update(
     }
     // CouchDB names the document's user by its id (a deletion has no body).
     let doc_name = id.strip_prefix(USER_PREFIX);
-    if !writer.is_db_admin
-        && writer.user.name.is_some()
-        && writer.user.name.as_deref() != doc_name
+    if !writer.is_db_admin && writer.user.name.is_some() && writer.user.name.as_deref() != doc_name
     {
         return Err(HttpError::not_found("missing"));
     }
@@ -281,7 +288,9 @@ fn validate(new: &Value, old: &Value, writer: &UsersWriter<'_>) -> Result<(), Ht
     }
     let roles: Vec<&str> = roles.iter().filter_map(Value::as_str).collect();
     if new.get("_id").and_then(Value::as_str) != Some(user_doc_id(name).as_str()) {
-        return Err(forbidden("Doc ID must be of the form org.couchdb.user:name"));
+        return Err(forbidden(
+            "Doc ID must be of the form org.couchdb.user:name",
+        ));
     }
     let has_old = !old.is_null();
     if has_old && old_name != Some(name) {
@@ -334,7 +343,11 @@ fn validate(new: &Value, old: &Value, writer: &UsersWriter<'_>) -> Result<(), Ht
 
 /// What a non-admin may read of a `_users` document (`after_doc_read`): their own; any
 /// other is 404, a design document 403.
-pub(crate) fn after_doc_read(doc: &Value, user: &UserCtx, is_db_admin: bool) -> Result<(), HttpError> {
+pub(crate) fn after_doc_read(
+    doc: &Value,
+    user: &UserCtx,
+    is_db_admin: bool,
+) -> Result<(), HttpError> {
     if is_db_admin {
         return Ok(());
     }
@@ -406,7 +419,8 @@ mod tests {
             name: Some("bob".into()),
             ..Default::default()
         };
-        let old = json!({"_id": "org.couchdb.user:bob", "type": "user", "name": "bob", "roles": []});
+        let old =
+            json!({"_id": "org.couchdb.user:bob", "type": "user", "name": "bob", "roles": []});
         let mut doc = json!({"_id": "org.couchdb.user:bob", "type": "user", "name": "bob",
             "roles": ["boss"]});
         let e = before_doc_update(&mut doc, &old, &writer(&bob, false)).unwrap_err();
