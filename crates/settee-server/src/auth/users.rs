@@ -26,6 +26,11 @@ pub(crate) const USER_PREFIX: &str = "org.couchdb.user:";
 /// CouchDB 3.5's `[chttpd_auth] iterations` default (read back from a 3.5.0 server).
 pub(crate) const DEFAULT_ITERATIONS: u32 = 600_000;
 
+/// The most PBKDF2 rounds a login runs. A user may write their own hash fields (CouchDB's
+/// rules allow it), and a huge `iterations` would make every login of theirs hold a core
+/// for minutes; such a user cannot log in (CouchDB's `max_iterations` is 10^9).
+const MAX_ITERATIONS: u32 = 10_000_000;
+
 /// A user's stored credentials, from their `_users` document.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredUser {
@@ -62,7 +67,9 @@ impl StoredUser {
             Some("sha512") => Prf::Sha512,
             _ => return None,
         };
-        let iterations = u32::try_from(doc.get("iterations")?.as_u64()?).ok()?;
+        let iterations = u32::try_from(doc.get("iterations")?.as_u64()?)
+            .ok()
+            .filter(|n| *n <= MAX_ITERATIONS)?;
         Some(StoredUser {
             name: doc.get("name")?.as_str()?.to_owned(),
             roles: string_list(doc.get("roles")),
@@ -394,6 +401,9 @@ mod tests {
         assert!(stored.verify("s3cret"));
         assert!(!stored.verify("s3cret "));
         assert_eq!(stored.roles, ["team"]);
+        let mut greedy = doc.clone();
+        greedy["iterations"] = json!(4_000_000_000u64);
+        assert!(StoredUser::from_doc(&greedy).is_none(), "too many rounds to run");
     }
 
     /// The derived key matches CouchDB's for the same salt and rounds (a user made on
