@@ -785,7 +785,7 @@ impl UserFlags {
     fn apply(self, opts: settee::server::ServerOptions) -> settee::server::ServerOptions {
         use settee::server::{Lockout, LockoutMode, PerUser, SameSite};
         settee::server::ServerOptions {
-            peruser: self.peruser.then(|| PerUser {
+            peruser: self.peruser.then_some(PerUser {
                 delete_dbs: self.peruser_delete_dbs,
             }),
             lockout: Lockout {

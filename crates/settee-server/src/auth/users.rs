@@ -403,7 +403,10 @@ mod tests {
         assert_eq!(stored.roles, ["team"]);
         let mut greedy = doc.clone();
         greedy["iterations"] = json!(4_000_000_000u64);
-        assert!(StoredUser::from_doc(&greedy).is_none(), "too many rounds to run");
+        assert!(
+            StoredUser::from_doc(&greedy).is_none(),
+            "too many rounds to run"
+        );
     }
 
     /// The derived key matches CouchDB's for the same salt and rounds (a user made on
@@ -416,6 +419,21 @@ mod tests {
             hex_encode(&key),
             "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
         );
+    }
+
+    /// A user document in CouchDB 3.5.0's shape logs in: CouchDB uses the salt's hex text
+    /// as the PBKDF2 salt, not the bytes it spells. (The fields are those of a user made on
+    /// CouchDB 3.5.0 with password `pw1`, whose 600,000-round key was checked with Python's
+    /// `hashlib.pbkdf2_hmac`; 1,000 rounds here, key from the same tool, to stay fast.)
+    #[test]
+    fn a_couchdb_user_document_logs_in() {
+        let doc = json!({"_id": "org.couchdb.user:probe_u1", "name": "probe_u1", "type": "user",
+            "roles": [], "password_scheme": "pbkdf2", "pbkdf2_prf": "sha256",
+            "salt": "627a3c3f8f415e055afffcec87957fc3", "iterations": 1000,
+            "derived_key": "4f5014403f82a5e5981afbcf4fe3fe9c2e8c30f19abe737219de7b41275ebdf6"});
+        let user = StoredUser::from_doc(&doc).unwrap();
+        assert!(user.verify("pw1"));
+        assert!(!user.verify("pw2"));
     }
 
     #[test]
