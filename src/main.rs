@@ -209,6 +209,9 @@ enum Command {
         /// The largest request body accepted, in bytes.
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         max_body: usize,
+        /// Users, login and cookie settings.
+        #[command(flatten)]
+        users: UserFlags,
     },
     /// Find documents with a Mango selector, one JSON line each (CouchDB's `_find`). A sort
     /// needs an index that serves it (see `settee index create`); without a usable index
@@ -514,13 +517,14 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             cors,
             cors_credentials,
             max_body,
+            users,
         } => {
             let cors = cors.map(|origins| settee::server::Cors {
                 origins,
                 credentials: cors_credentials,
                 ..Default::default()
             });
-            serve(stores, data_dir, bind, admin, cors, max_body).await
+            serve(stores, data_dir, bind, admin, cors, max_body, users).await
         }
     }
 }
@@ -741,6 +745,73 @@ fn existing(location: &str) -> anyhow::Result<Db> {
     with_location(location, Db::open_existing(location))
 }
 
+/// `settee serve`'s flags for users (`_users`, `--peruser`), the login lockout and the
+/// session cookie.
+#[derive(Debug, clap::Args)]
+struct UserFlags {
+    /// Create a private database `userdb-<hex of name>` for each user of `_users`
+    /// (CouchDB's `[couch_peruser] enable`).
+    #[arg(long)]
+    peruser: bool,
+    /// With --peruser: delete a user's database when the user is deleted.
+    #[arg(long, requires = "peruser")]
+    peruser_delete_dbs: bool,
+    /// Failed-login lockout (CouchDB's `[chttpd_auth_lockout] mode`).
+    #[arg(long, default_value = "enforce", value_parser = ["enforce", "warn", "off"])]
+    lockout: String,
+    /// Failures after which a name is locked out for the address they came from.
+    #[arg(long, default_value_t = 5)]
+    lockout_threshold: u32,
+    /// How long failures are remembered, in seconds from the first one.
+    #[arg(long, default_value_t = 300)]
+    lockout_seconds: u64,
+    /// The `SameSite` attribute of the `AuthSession` cookie.
+    #[arg(long, default_value = "lax", value_parser = ["lax", "strict", "none", "unset"])]
+    cookie_same_site: String,
+    /// Send the `AuthSession` cookie with `Secure` (behind an HTTPS proxy).
+    #[arg(long)]
+    cookie_secure: bool,
+    /// Let admins change `_users`' security object (CouchDB's `[couchdb]
+    /// users_db_security_editable`), e.g. to let users sign up and change their password.
+    #[arg(long)]
+    users_db_security_editable: bool,
+    /// PBKDF2 rounds for passwords written to `_users` (CouchDB's `[chttpd_auth]
+    /// iterations`).
+    #[arg(long, default_value_t = 600_000)]
+    password_iterations: u32,
+}
+
+impl UserFlags {
+    fn apply(self, opts: settee::server::ServerOptions) -> settee::server::ServerOptions {
+        use settee::server::{Lockout, LockoutMode, PerUser, SameSite};
+        settee::server::ServerOptions {
+            peruser: self.peruser.then_some(PerUser {
+                delete_dbs: self.peruser_delete_dbs,
+            }),
+            lockout: Lockout {
+                mode: match self.lockout.as_str() {
+                    "warn" => LockoutMode::Warn,
+                    "off" => LockoutMode::Off,
+                    _ => LockoutMode::Enforce,
+                },
+                threshold: self.lockout_threshold,
+                max_lifetime: std::time::Duration::from_secs(self.lockout_seconds),
+                ..Default::default()
+            },
+            same_site: match self.cookie_same_site.as_str() {
+                "strict" => SameSite::Strict,
+                "none" => SameSite::None,
+                "unset" => SameSite::Unset,
+                _ => SameSite::Lax,
+            },
+            secure_cookie: self.cookie_secure,
+            users_db_security_editable: self.users_db_security_editable,
+            password_iterations: self.password_iterations.max(1),
+            ..opts
+        }
+    }
+}
+
 async fn serve(
     stores: Vec<std::path::PathBuf>,
     data_dir: Option<std::path::PathBuf>,
@@ -748,6 +819,7 @@ async fn serve(
     admin: Option<String>,
     cors: Option<settee::server::Cors>,
     max_body: usize,
+    users: UserFlags,
 ) -> anyhow::Result<Outcome> {
     use settee::server::{Admin, Limits, Server, ServerOptions};
     let admin = match admin {
@@ -769,7 +841,7 @@ async fn serve(
             ..Default::default()
         },
         advertise: true,
-        ..Default::default()
+        ..users.apply(Default::default())
     })
     .await?;
     print_json(&serde_json::json!({"ok": true, "url": format!("http://{}", server.local_addr())}))?;

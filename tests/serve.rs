@@ -142,3 +142,115 @@ fn commands_on_a_store_under_continuous_sync_reach_the_syncing_process() {
     let _ = sync.kill();
     let _ = sync.wait();
 }
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`): the status and the
+/// whole answer (headers and body) as text.
+fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: &str,
+) -> (u16, String) {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some((n, p)) = auth {
+        let cred = base64::engine::general_purpose::STANDARD.encode(format!("{n}:{p}"));
+        req.push_str(&format!("Authorization: Basic {cred}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// Issue 20: the command's user flags reach the server: `--peruser` makes a user's
+/// database, `--lockout-threshold` locks a name, `--cookie-same-site`/`--cookie-secure`
+/// shape the session cookie.
+#[test]
+fn serve_flags_for_users_lockout_and_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = settee()
+        .args([
+            "serve",
+            "--data-dir",
+            s(&data),
+            "--admin",
+            "boss",
+            "--peruser",
+        ])
+        .args([
+            "--lockout-threshold",
+            "2",
+            "--cookie-same-site",
+            "strict",
+            "--cookie-secure",
+        ])
+        // CouchDB's 600,000 rounds take seconds each in a debug build.
+        .args(["--password-iterations", "1000"])
+        .args(["--bind", "127.0.0.1:0"])
+        .env("SETTEE_PASSWORD", "boss-pw")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut serve = Serve {
+        child,
+        url: serde_json::from_str::<Value>(&line).unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    };
+    let boss = Some(("boss", "boss-pw"));
+    let user = r#"{"name":"ann","type":"user","roles":[],"password":"a-pw"}"#;
+    let (st, text) = http(
+        &serve.url,
+        "PUT",
+        "/_users/org.couchdb.user:ann",
+        boss,
+        user,
+    );
+    assert_eq!(st, 201, "{text}");
+    let (st, text) = http(&serve.url, "GET", "/userdb-616e6e", boss, "");
+    assert_eq!(st, 200, "{text}");
+    let (st, text) = http(
+        &serve.url,
+        "POST",
+        "/_session",
+        None,
+        r#"{"name":"boss","password":"boss-pw"}"#,
+    );
+    assert_eq!(st, 200, "{text}");
+    assert!(
+        text.contains("SameSite=Strict") && text.contains("; Secure"),
+        "{text}"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            http(&serve.url, "GET", "/_session", Some(("ann", "no")), "").0,
+            401
+        );
+    }
+    let (st, text) = http(&serve.url, "GET", "/_session", Some(("ann", "a-pw")), "");
+    assert_eq!(st, 403, "{text}");
+    assert!(text.contains("Account is temporarily locked"), "{text}");
+    serve.stop();
+}

@@ -243,7 +243,11 @@ pub(crate) async fn bulk_docs(
             let mut tree_docs = Vec::new();
             for mut d in docs {
                 validators.assign_id(&mut d, new_edits);
-                let id = d.get("_id").and_then(Value::as_str).unwrap_or("");
+                let id = d
+                    .get("_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
                 if id.starts_with("_local/") {
                     let id = id.to_owned();
                     slots.push(Some(match db.put_local(crate::document::local_body(d)) {
@@ -253,7 +257,7 @@ pub(crate) async fn bulk_docs(
                 } else if id.starts_with("_design/") && !is_db_admin {
                     slots.push(Some(json!({"id": id, "error": denied,
                         "reason": "You are not a db or server admin."})));
-                } else if let Err(e) = validators.check(db, &writer, &d, new_edits) {
+                } else if let Err(e) = validators.check(db, &writer, &mut d, new_edits) {
                     // A refused document is that document's error; the others are written.
                     let mut row = json!({"id": id, "error": e.error, "reason": e.reason});
                     // A replicated revision's error row names it, as CouchDB's does.

@@ -89,6 +89,11 @@ pub(crate) async fn security(
         }
         Method::PUT => {
             check(open, &req.user, Need::Admin)?;
+            if open.name == crate::auth::users::USERS_DB && !state.users_db_security_editable {
+                return Err(HttpError::forbidden(
+                    "You can't edit the security object of the user database.",
+                ));
+            }
             let sec = body::read_json_object(req.body, state.limits.max_body).await?;
             validate_security(&sec)?;
             let stored = sec.clone();

@@ -253,7 +253,7 @@ pub(crate) async fn write_one(
             let mut doc = doc;
             let validators = Validators::load(db)?;
             validators.assign_id(&mut doc, new_edits);
-            validators.check(db, &writer, &doc, new_edits)?;
+            validators.check(db, &writer, &mut doc, new_edits)?;
             Ok(db.bulk_docs_checked(vec![doc], new_edits)?)
         })
         .await?;
@@ -310,8 +310,8 @@ async fn delete(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, 
     let result = open
         .run(move |db| match rev {
             Some(rev) => {
-                let tombstone = json!({"_id": id2, "_rev": rev.to_string(), "_deleted": true});
-                Validators::load(db)?.check(db, &writer, &tombstone, true)?;
+                let mut tombstone = json!({"_id": id2, "_rev": rev.to_string(), "_deleted": true});
+                Validators::load(db)?.check(db, &writer, &mut tombstone, true)?;
                 Ok(db.delete(&id2, &rev)?)
             }
             None => {

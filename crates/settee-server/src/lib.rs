@@ -16,8 +16,10 @@
 //! Every document write goes through the database's `validate_doc_update` functions.
 //! JavaScript runs in `settee_js`'s QuickJS sandbox with a time and memory limit.
 //!
-//! - Auth: one admin by basic auth or `_session` cookie; per-database members and admins in
-//!   `_security`. Without an admin (loopback only) every request is an admin.
+//! - Auth: the admin and the users of the `_users` database (PBKDF2 passwords, roles) by
+//!   basic auth or `_session` cookie, with CouchDB's failed-login lockout; per-database
+//!   members and admins in `_security`; optional per-user databases (`PerUser`). Without
+//!   an admin (loopback only) every request is an admin.
 //! - Requests are bounded: body size (413), header bytes and count (hyper closes the
 //!   connection).
 //! - Every store call runs on tokio's blocking pool (`OpenDb::run`).
@@ -53,6 +55,7 @@ mod find;
 mod js;
 mod multipart;
 mod options;
+mod peruser;
 mod query;
 mod registry;
 mod root;
@@ -64,8 +67,10 @@ mod view;
 mod view_rows;
 
 pub use advert::{Advert, ADVERT_FILE};
+pub use auth::{Lockout, LockoutMode, SameSite};
 pub use error::{Error, Result};
 pub use options::{Admin, Cors, Limits, ServerOptions};
+pub use peruser::PerUser;
 pub use server::Server;
 
 /// Characters percent-encoded in one path segment of a URL we send (`Location`).

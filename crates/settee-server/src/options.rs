@@ -38,6 +38,26 @@ pub struct ServerOptions {
     /// How long a `_session` cookie stays valid (CouchDB's `[chttpd_auth] timeout`,
     /// default 10 minutes); it is renewed when more than half of it has passed.
     pub session_timeout: Duration,
+    /// The `SameSite` attribute of the `AuthSession` cookie (default Lax; CouchDB's
+    /// `[chttpd_auth] same_site`).
+    pub same_site: crate::SameSite,
+    /// Send the `AuthSession` cookie with `Secure` (behind an HTTPS proxy; default false).
+    pub secure_cookie: bool,
+    /// Failed-login lockout (CouchDB's `[chttpd_auth_lockout]`; default: enforce, 5
+    /// failures, 5 minutes).
+    pub lockout: crate::Lockout,
+    /// PBKDF2 rounds for passwords written to `_users` (CouchDB 3.5's `[chttpd_auth]
+    /// iterations`, default 600,000).
+    pub password_iterations: u32,
+    /// A private database for each user of `_users` (CouchDB's `[couch_peruser]`); `None`
+    /// (the default) creates none.
+    pub peruser: Option<crate::PerUser>,
+    /// Let server admins change `_users`' security object (CouchDB's `[couchdb]
+    /// users_db_security_editable`, default false: `_users` stays admins-only, so users
+    /// cannot sign up or change their own password). Opening it to members (`{"members":
+    /// {}}`) lets anyone create a user without roles, and each user read and change their
+    /// own document.
+    pub users_db_security_editable: bool,
 }
 
 impl Default for ServerOptions {
@@ -54,6 +74,12 @@ impl Default for ServerOptions {
             limits: Limits::default(),
             cache_capacity: 32 * 1024 * 1024,
             session_timeout: Duration::from_secs(600),
+            same_site: crate::SameSite::default(),
+            secure_cookie: false,
+            lockout: crate::Lockout::default(),
+            password_iterations: crate::auth::users::DEFAULT_ITERATIONS,
+            peruser: None,
+            users_db_security_editable: false,
         }
     }
 }

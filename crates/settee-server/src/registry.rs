@@ -36,16 +36,24 @@ pub(crate) struct OpenDb {
     /// The security object in force (CouchDB 3's admins-only default when none was set),
     /// kept here so that checking access reads no storage.
     security: RwLock<Map<String, Value>>,
+    /// PBKDF2 rounds for passwords written here (used by `_users` only).
+    pub(crate) password_iterations: u32,
 }
 
 impl OpenDb {
-    fn new(name: String, db: Database, security: Map<String, Value>) -> OpenDb {
+    fn new(
+        name: String,
+        db: Database,
+        security: Map<String, Value>,
+        password_iterations: u32,
+    ) -> OpenDb {
         OpenDb {
             name,
             db,
             closed: Mutex::new(CancellationToken::new()),
             calls: Arc::new(()),
             security: RwLock::new(security),
+            password_iterations,
         }
     }
 
@@ -102,6 +110,7 @@ pub(crate) struct Registry {
     cache_capacity: u64,
     /// How long a delete waits for the requests holding its database.
     delete_wait: Duration,
+    password_iterations: u32,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Held by create and delete, so that a database is never created in a directory
     /// that is still being removed.
@@ -154,7 +163,12 @@ impl Registry {
                     source,
                 })?
                 .unwrap_or_else(default_security);
-            let open = Arc::new(OpenDb::new(name.clone(), db.clone(), security));
+            let open = Arc::new(OpenDb::new(
+                name.clone(),
+                db.clone(),
+                security,
+                opts.password_iterations,
+            ));
             slots.insert(
                 name,
                 Arc::new(Slot {
@@ -189,6 +203,7 @@ impl Registry {
             data_dir: opts.data_dir.clone(),
             cache_capacity: opts.cache_capacity,
             delete_wait: opts.limits.delete_wait,
+            password_iterations: opts.password_iterations,
             slots: Mutex::new(slots),
             lifecycle: tokio::sync::Mutex::new(()),
         })
@@ -225,6 +240,7 @@ impl Registry {
         slot: &Slot,
         create: bool,
     ) -> settee_store::Result<Arc<OpenDb>> {
+        let password_iterations = self.password_iterations;
         let opts = OpenOptions {
             create,
             cache_capacity: self.cache_capacity,
@@ -241,10 +257,30 @@ impl Registry {
                 .map_err(|e| settee_store::Error::Corrupt {
                     what: format!("opening the store panicked: {e}"),
                 })??;
-                Ok(Arc::new(OpenDb::new(name.to_owned(), db, security)))
+                Ok(Arc::new(OpenDb::new(
+                    name.to_owned(),
+                    db,
+                    security,
+                    password_iterations,
+                )))
             })
             .await
             .cloned()
+    }
+
+    /// Creates the `_users` database in the data directory if there is one and it has none
+    /// (CouchDB's `chttpd_auth_cache` does so at start).
+    pub(crate) async fn ensure_users_db(&self) -> Result<()> {
+        let users = crate::auth::users::USERS_DB;
+        if self.data_dir.is_none() || self.slot(users).is_some() {
+            return Ok(());
+        }
+        match self.create(users).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::Config {
+                reason: format!("cannot create the {users} database: {}", e.reason),
+            }),
+        }
     }
 
     /// The database `name`, opened if needed; `None` if no such database is served.
@@ -418,8 +454,11 @@ fn is_store_dir(path: &Path) -> bool {
 }
 
 /// CouchDB's rule for database names: a lowercase letter, then lowercase letters, digits
-/// and `_$()+-/`.
+/// and `_$()+-/`; or `_users`, the one system database Settee serves.
 pub(crate) fn check_db_name(name: &str) -> Result<(), HttpError> {
+    if name == crate::auth::users::USERS_DB {
+        return Ok(());
+    }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
     let rest_ok =
@@ -449,7 +488,7 @@ mod tests {
         for ok in ["a", "db_1", "a/b", "x$()+-"] {
             assert!(check_db_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "A", "1a", "_users", "a b", "a.b"] {
+        for bad in ["", "A", "1a", "_userz", "a b", "a.b"] {
             let e = check_db_name(bad).unwrap_err();
             assert_eq!(e.error, "illegal_database_name", "{bad}");
         }

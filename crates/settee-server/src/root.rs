@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
-use crate::auth::{self, Auth};
+use crate::auth;
 use crate::body;
 use crate::error::HttpError;
 use crate::route::Request;
@@ -120,9 +120,12 @@ pub(crate) async fn session(state: &Arc<State>, req: Request) -> Result<Response
             // Read before anyone is authenticated: a small bound, so that anonymous logins
             // cannot make the server hold large bodies (CouchDB's form/JSON logins are small).
             let bytes = body::read_bytes(req.body, state.limits.max_session_body).await?;
-            Ok(state.auth.login_session(&req.headers, &bytes))
+            Ok(state
+                .auth
+                .login_session(&state.registry, &req.headers, &bytes, req.peer)
+                .await)
         }
-        Method::DELETE => Ok(Auth::logout_session()),
+        Method::DELETE => Ok(state.auth.logout_session()),
         _ => Err(HttpError::method_not_allowed("GET,HEAD,POST,DELETE")),
     }
 }

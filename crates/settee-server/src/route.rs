@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
 
+use crate::auth::users::{self, USERS_DB};
 use crate::auth::{self, Need, UserCtx};
 use crate::error::HttpError;
 use crate::query::Query;
@@ -24,6 +25,8 @@ pub(crate) struct Request {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Body,
     pub(crate) user: UserCtx,
+    /// The client's address (for the login lockout), when known.
+    pub(crate) peer: Option<std::net::IpAddr>,
 }
 
 impl Request {
@@ -71,6 +74,23 @@ fn doc_path(rest: &[String]) -> Option<DocPath<'_>> {
 
 pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Response, HttpError> {
     let segs = segments(req.uri.path())?;
+    let users_write = state.peruser.is_some()
+        && segs.first().map(String::as_str) == Some(USERS_DB)
+        && !req.is_get();
+    let res = route(state, segs, req).await;
+    if users_write && res.as_ref().is_ok_and(|r| r.status().is_success()) {
+        if let Some(peruser) = &state.peruser {
+            // The write to `_users` is done: a failure here is the server's to report,
+            // not the client's (the next write to `_users` tries again).
+            if let Err(e) = peruser.catch_up(&state.registry).await {
+                tracing::warn!(error = %e.reason, "creating or deleting per-user databases failed");
+            }
+        }
+    }
+    res
+}
+
+async fn route(state: &Arc<State>, segs: Vec<String>, req: Request) -> Result<Response, HttpError> {
     let Some((first, rest)) = segs.split_first() else {
         return root::welcome(state, &req);
     };
@@ -96,6 +116,9 @@ pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Respons
     }
     let rest = split_encoded_prefix(rest);
     let rest = rest.as_slice();
+    if open.name == USERS_DB {
+        users_gate(&open, rest, &req.user, &req.method).await?;
+    }
     let endpoint = rest[0].as_str();
     if endpoint.starts_with('_') && endpoint != "_design" && endpoint != "_local" {
         return db_endpoint(state, open, endpoint, &rest[1..], req).await;
@@ -168,6 +191,64 @@ fn design_redirect(db: &str, id: &str, headers: &HeaderMap) -> Response {
         res.headers_mut().insert(header::LOCATION, v);
     }
     res
+}
+
+/// What `_users` adds to the security object's rules, as CouchDB: only server admins list
+/// it (`_all_docs`, `_changes`); a non-admin reads only their own user document (others
+/// are 404, design documents 403) and uses no other endpoint but `_bulk_docs` (whose
+/// writes, like every write, go through `users::before_doc_update`).
+async fn users_gate(
+    open: &Arc<OpenDb>,
+    rest: &[String],
+    user: &UserCtx,
+    method: &Method,
+) -> Result<(), HttpError> {
+    let first = rest[0].as_str();
+    if first == "_all_docs" || first == "_changes" {
+        if user.is_admin() {
+            return Ok(());
+        }
+        return Err(HttpError::unauthorized("You are not a server admin."));
+    }
+    if check(open, user, Need::Admin).is_ok() {
+        return Ok(());
+    }
+    check(open, user, Need::Member)?;
+    let id = match doc_path(rest) {
+        Some(DocPath::Doc(id, _)) => id,
+        Some(DocPath::Local(_)) | Some(DocPath::LocalAttachment) => return Ok(()),
+        None => return Ok(()),
+    };
+    if id.starts_with('_') && !id.starts_with("_design/") {
+        return match id.as_str() {
+            "_bulk_docs" | "_security" => Ok(()),
+            _ => Err(HttpError::forbidden(
+                "Only administrators can use this endpoint of the users database.",
+            )),
+        };
+    }
+    if id.starts_with("_design/") {
+        return users::after_doc_read(&serde_json::json!({"_id": id}), user, false);
+    }
+    if !(method == Method::GET || method == Method::HEAD || method.as_str() == "COPY") {
+        return Ok(());
+    }
+    // The document as it is now: a user's document keeps its name (`Usernames can not be
+    // changed`), so this answers for every revision of it.
+    let doc = open
+        .run(
+            move |db| match db.get(&id, &settee_store::GetOptions::default()) {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        )
+        .await?;
+    match doc {
+        Some(doc) => users::after_doc_read(&doc, user, false),
+        // Missing or deleted: 404 either way, and it tells nothing.
+        None => Err(HttpError::not_found("missing")),
+    }
 }
 
 /// Access check against the database's security object.

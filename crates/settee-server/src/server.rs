@@ -16,7 +16,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, AuthSettings};
 use crate::registry::Registry;
 use crate::route;
 use crate::{Cors, Error, Limits, Result, ServerOptions};
@@ -31,6 +31,10 @@ pub(crate) struct State {
     pub(crate) uuid: String,
     /// Cancelled at shutdown: live feeds end.
     pub(crate) shutdown: CancellationToken,
+    /// Per-user databases, when asked for.
+    pub(crate) peruser: Option<crate::peruser::PerUserDbs>,
+    /// Whether `_users`' security object may be changed.
+    pub(crate) users_db_security_editable: bool,
 }
 
 /// A running `settee serve`: CouchDB's HTTP API over Settee stores.
@@ -94,6 +98,7 @@ impl Server {
         }
         let registry = Registry::new(&opts)?;
         registry.open_all().await?;
+        registry.ensure_users_db().await?;
         let listener = TcpListener::bind(opts.bind)
             .await
             .map_err(|source| Error::Bind {
@@ -115,17 +120,30 @@ impl Server {
         };
         let state = Arc::new(State {
             registry,
-            auth: Auth::new(
-                opts.admin.clone(),
+            auth: Auth::new(AuthSettings {
+                admin: opts.admin.clone(),
                 owner,
-                opts.admin_party,
-                opts.session_timeout,
-            ),
+                admin_party: opts.admin_party,
+                session_timeout: opts.session_timeout,
+                same_site: opts.same_site,
+                secure_cookie: opts.secure_cookie,
+                lockout: opts.lockout,
+            }),
             cors: opts.cors.clone(),
             limits: opts.limits,
             uuid: new_uuid(),
             shutdown: shutdown.clone(),
+            peruser: opts.peruser.clone().map(crate::peruser::PerUserDbs::new),
+            users_db_security_editable: opts.users_db_security_editable,
         });
+        if let Some(peruser) = &state.peruser {
+            peruser
+                .catch_up(&state.registry)
+                .await
+                .map_err(|e| Error::Config {
+                    reason: format!("creating the per-user databases: {}", e.reason),
+                })?;
+        }
         tracing::info!(%addr, "settee serve listening");
         let task = tokio::spawn(accept_loop(listener, state, shutdown.clone()));
         Ok(Server {
@@ -220,7 +238,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Cancell
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: log, pause, go on.
@@ -241,7 +259,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Cancell
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // The peer's address reaches `handle` (the login lockout counts by address).
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
         let limits = state.limits;
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -273,6 +292,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Cancell
     }
 }
 
+/// The address a connection comes from.
+#[derive(Clone, Copy)]
+struct Peer(SocketAddr);
+
 /// Every request: preflight, authentication, routing, and the headers every answer has.
 async fn handle(state: Arc<State>, req: Request) -> Response {
     let started = Instant::now();
@@ -286,8 +309,13 @@ async fn handle(state: Arc<State>, req: Request) -> Response {
     }
     let method = parts.method.clone();
     let path = parts.uri.to_string();
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
     let mut renew = None;
-    let mut res = match state.auth.authenticate(&parts.headers) {
+    let mut res = match state
+        .auth
+        .authenticate(&state.registry, &parts.headers, peer)
+        .await
+    {
         Ok(auth) => {
             renew = auth.renew_cookie;
             let request = route::Request {
@@ -296,6 +324,7 @@ async fn handle(state: Arc<State>, req: Request) -> Response {
                 headers: parts.headers.clone(),
                 body,
                 user: auth.user,
+                peer,
             };
             match route::dispatch(&state, request).await {
                 Ok(res) => res,

@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 use settee_revtree::Rev;
 use settee_store::{Database, GetOptions};
 
-use crate::auth::UserCtx;
+use crate::auth::users;
+use crate::auth::{Need, UserCtx};
 use crate::error::HttpError;
 use crate::js;
 use crate::registry::OpenDb;
@@ -19,15 +20,23 @@ use crate::registry::OpenDb;
 pub(crate) struct Writer {
     user_ctx: Value,
     sec_obj: Value,
+    /// In `_users`: the writer, whether a db admin, and the PBKDF2 rounds.
+    users: Option<(UserCtx, bool, u32)>,
 }
 
 impl Writer {
     /// The request's user in `open`: `userCtx` is `{db, name, roles}`, `secObj` the
     /// database's security object.
     pub(crate) fn new(open: &OpenDb, user: &UserCtx) -> Writer {
+        let security = open.security();
+        let users = (open.name == users::USERS_DB).then(|| {
+            let is_db_admin = crate::auth::check(&security, user, Need::Admin).is_ok();
+            (user.clone(), is_db_admin, open.password_iterations)
+        });
         Writer {
             user_ctx: json!({"db": open.name, "name": user.name, "roles": user.roles}),
-            sec_obj: Value::Object(open.security()),
+            sec_obj: Value::Object(security),
+            users,
         }
     }
 }
@@ -67,18 +76,36 @@ impl Validators {
     }
 
     /// Checks one document about to be written (as the client sent it; `new_edits` says
-    /// whether it is an edit or a replicated revision). `Err` is the refusal.
+    /// whether it is an edit or a replicated revision). `Err` is the refusal. In `_users`
+    /// the document is changed first: a clear `password` becomes its hash.
     pub(crate) fn check(
         &self,
         db: &Database,
         writer: &Writer,
-        doc: &Value,
+        doc: &mut Value,
         new_edits: bool,
     ) -> Result<(), HttpError> {
-        let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
+        let id = doc
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         if id.starts_with("_design/") {
             return check_design(doc);
         }
+        if let Some((user, is_db_admin, iterations)) = &writer.users {
+            if !id.starts_with("_local/") {
+                let old = old_doc(db, &id, doc, new_edits)?;
+                let rules = users::UsersWriter {
+                    user,
+                    is_db_admin: *is_db_admin,
+                    iterations: *iterations,
+                };
+                users::before_doc_update(doc, &old, &rules)?;
+            }
+        }
+        let doc: &Value = doc;
+        let id = id.as_str();
         if self.0.is_empty() || id.starts_with("_local/") {
             return Ok(());
         }

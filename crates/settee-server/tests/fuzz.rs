@@ -223,6 +223,12 @@ async fn random_bad_requests_get_couchdb_errors_and_change_nothing() {
             max_body,
             ..Default::default()
         },
+        // Its random wrong passwords would lock the admin out after 5 (tests/users.rs
+        // tests the lockout).
+        lockout: settee_server::Lockout {
+            mode: settee_server::LockoutMode::Off,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await
