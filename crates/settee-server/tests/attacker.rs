@@ -522,7 +522,11 @@ async fn without_an_admin_a_rebound_name_reaches_nothing() {
         .send(Who::Anonymous, Method::GET, "/_all_dbs", None, 0)
         .await;
     assert_eq!(s, 200);
-    let all: Vec<String> = serde_json::from_str(&all).unwrap();
+    let all: Vec<String> = serde_json::from_str::<Vec<String>>(&all)
+        .unwrap()
+        .into_iter()
+        .filter(|name| name.starts_with("party"))
+        .collect();
     assert_eq!(
         all,
         ["partyopen", "partysecret"],

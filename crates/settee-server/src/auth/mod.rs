@@ -28,7 +28,9 @@ use crate::Admin;
 
 pub use cookie::SameSite;
 pub use lockout::{Lockout, LockoutMode};
-pub(crate) use security::{check, default_security, require_server_admin, Need};
+pub(crate) use security::{
+    check, default_security, require_db_admin_to_maintain, require_server_admin, Need,
+};
 use users::{CredentialCache, StoredUser, USERS_DB};
 
 const ADMIN_ROLE: &str = "_admin";

@@ -86,15 +86,25 @@ pub(crate) fn check(
     })
 }
 
-/// 401/403 unless the request is a server admin.
+/// 401 unless the request is a server admin: CouchDB answers 401, not 403, to a logged-in
+/// user too (`chttpd:verify_is_server_admin`).
 pub(crate) fn require_server_admin(user: &UserCtx) -> Result<(), HttpError> {
     if user.is_admin() {
         Ok(())
-    } else if user.name.is_none() {
-        Err(HttpError::unauthorized("You are not a server admin."))
     } else {
-        Err(HttpError::forbidden("You are not a server admin."))
+        Err(HttpError::unauthorized("You are not a server admin."))
     }
+}
+
+/// What `_compact` and `_view_cleanup` need: a member's request is checked as for any
+/// endpoint, then anyone but a database or server admin gets CouchDB's 401.
+pub(crate) fn require_db_admin_to_maintain(
+    security: &Map<String, Value>,
+    user: &UserCtx,
+) -> Result<(), HttpError> {
+    check(security, user, Need::Member)?;
+    check(security, user, Need::Admin)
+        .map_err(|_| HttpError::unauthorized("You are not a server or db admin."))
 }
 
 #[cfg(test)]

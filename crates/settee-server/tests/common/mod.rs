@@ -28,6 +28,8 @@ impl TestServe {
                 name: ADMIN.into(),
                 password: PASSWORD.into(),
             }),
+            // CouchDB's 600,000 PBKDF2 rounds cost seconds per login in a debug build.
+            password_iterations: 1000,
             ..Default::default()
         })
         .await
