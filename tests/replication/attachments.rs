@@ -483,6 +483,12 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
                 | 1
         });
     println!("SETTEE_TEST_SEED={seed}");
+    // The replicator's log goes to the test's output, shown when it fails (CI saw a write
+    // CouchDB did not refuse yet did not hold, once).
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("settee_replicate=info,settee_couch=info")
+        .try_init();
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let replicas = [
@@ -494,8 +500,30 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
     let ids: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
     let replicate = |from: usize, to: usize, step: usize| {
         let (src, tgt) = (replicas[from].clone(), replicas[to].clone());
+        let ids_for_report = ids.clone();
         async move {
-            let s = run(&src, &tgt, ReplicateOptions::default()).await;
+            let s = match Replication::new(src.to_peer(), tgt.to_peer(), Default::default())
+                .run()
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    // What each side holds, for the failure's report (the replicator's own
+                    // log is in the test's captured output).
+                    for id in &ids_for_report {
+                        let revs = GetArgs {
+                            revs: true,
+                            ..Default::default()
+                        };
+                        println!(
+                            "{id}: source {from} leaves {:?}\n{id}: target {to} leaves {:?}",
+                            src.open_revs(id, &revs).await,
+                            tgt.open_revs(id, &revs).await
+                        );
+                    }
+                    panic!("step {step}, {from} -> {to}: {e} (SETTEE_TEST_SEED={seed})");
+                }
+            };
             assert_eq!(
                 s.stats.doc_write_failures, 0,
                 "step {step}, {from} -> {to}: {:?} (SETTEE_TEST_SEED={seed})",

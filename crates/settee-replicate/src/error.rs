@@ -69,7 +69,7 @@ pub enum Error {
         peer: String,
         /// How many revisions.
         count: usize,
-        /// The first one's document id.
+        /// The first one: its document id and revision.
         first: String,
     },
     /// A background task failed to run to completion.

@@ -145,26 +145,26 @@ async fn confirm<T: Peer>(
     }
     // Only a revision named as it was written counts: a server that spells a revision its
     // own way (CouchDB lower-cases some hashes) is not asked again forever.
-    let lacking: Vec<String> = target
+    let lacking: Vec<(String, Rev)> = target
         .revs_diff(written.clone())
         .await?
         .into_iter()
-        .filter(|(id, d)| {
-            let asked = written.get(id);
+        .flat_map(|(id, d)| {
+            let asked = written.get(&id).cloned().unwrap_or_default();
             d.missing
-                .iter()
-                .any(|r| asked.is_some_and(|a| a.contains(r)))
+                .into_iter()
+                .filter(move |r| asked.contains(r))
+                .map(move |r| (id.clone(), r))
         })
-        .map(|(id, _)| id)
         .collect();
     match lacking.first() {
         None => Ok(()),
-        Some(first) => {
-            tracing::warn!(count = lacking.len(), first = %first, "the target does not have revisions its write answer did not refuse; the batch is written again");
+        Some((id, rev)) => {
+            tracing::warn!(count = lacking.len(), first = %id, %rev, refused = ?refused, "the target does not have revisions its write answer did not refuse; the batch is written again");
             Err(Error::Unconfirmed {
                 peer: target.describe(),
                 count: lacking.len(),
-                first: first.clone(),
+                first: format!("{id} {rev}"),
             })
         }
     }
