@@ -105,10 +105,12 @@ pub(crate) async fn security(
     }
 }
 
-/// CouchDB's shape rules for a security object: `admins`/`members` are objects whose
-/// `names` and `roles` are lists of strings.
+/// CouchDB's shape rules for a security object: `admins`/`members` (and the legacy
+/// `readers`, which stand for `members` when those are absent) are objects whose `names` and
+/// `roles` are lists of strings. CouchDB 3.5.0 refuses the others with a 500; a `readers`
+/// whose lists were not read would leave the database open to anyone.
 fn validate_security(sec: &serde_json::Map<String, Value>) -> Result<(), HttpError> {
-    for part in ["admins", "members"] {
+    for part in ["admins", "members", "readers"] {
         let Some(p) = sec.get(part) else { continue };
         let Some(p) = p.as_object() else {
             return Err(HttpError::bad_request(format!(
@@ -229,7 +231,16 @@ mod tests {
     fn security_object_shape_is_checked() {
         let ok = json!({"admins": {"names": ["a"]}, "members": {"roles": []}});
         assert!(validate_security(ok.as_object().unwrap()).is_ok());
-        let bad = json!({"members": {"names": "a"}});
-        assert!(validate_security(bad.as_object().unwrap()).is_err());
+        for bad in [
+            json!({"members": {"names": "a"}}),
+            json!({"admins": "x"}),
+            json!({"readers": {"names": "joe"}}),
+            json!({"members": {"roles": ["a", {"t": "x"}]}}),
+        ] {
+            assert!(
+                validate_security(bad.as_object().unwrap()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

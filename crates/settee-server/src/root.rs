@@ -114,18 +114,19 @@ pub(crate) fn uuids(req: &Request) -> Result<Response, HttpError> {
 
 /// `/_session`: GET who am I, POST log in (cookie), DELETE log out.
 pub(crate) async fn session(state: &Arc<State>, req: Request) -> Result<Response, HttpError> {
+    let query = req.query();
     match req.method {
-        Method::GET | Method::HEAD => Ok(state.auth.session_info(&req.user)),
+        Method::GET | Method::HEAD => state.auth.session_info(&req.user, &query),
         Method::POST => {
             // Read before anyone is authenticated: a small bound, so that anonymous logins
             // cannot make the server hold large bodies (CouchDB's form/JSON logins are small).
             let bytes = body::read_bytes(req.body, state.limits.max_session_body).await?;
             Ok(state
                 .auth
-                .login_session(&state.registry, &req.headers, &bytes, req.peer)
+                .login_session(&state.registry, &req.headers, &query, &bytes, req.peer)
                 .await)
         }
-        Method::DELETE => Ok(state.auth.logout_session()),
+        Method::DELETE => Ok(state.auth.logout_session(&req.headers, &query)),
         _ => Err(HttpError::method_not_allowed("GET,HEAD,POST,DELETE")),
     }
 }

@@ -181,16 +181,22 @@ fn design_redirect(db: &str, id: &str, headers: &HeaderMap) -> Response {
         crate::db::encode_segment(db),
         crate::db::encode_segment(name)
     );
-    let location = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) => format!("http://{host}{path}"),
-        None => path,
-    };
+    let location = absolute_url(headers, &path);
     let mut res = Response::new(Body::empty());
     *res.status_mut() = StatusCode::MOVED_PERMANENTLY;
     if let Ok(v) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
     res
+}
+
+/// `path` on this server as an absolute URL for a `Location` header: with the request's
+/// `Host` (as CouchDB's `absolute_uri`), or the path alone without one.
+pub(crate) fn absolute_url(headers: &HeaderMap, path: &str) -> String {
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("http://{host}{path}"),
+        None => path.to_owned(),
+    }
 }
 
 /// What `_users` adds to the security object's rules, as CouchDB: only server admins list

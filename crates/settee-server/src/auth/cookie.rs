@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::auth::users::{hex_decode, hex_encode};
+use crate::error::HttpError;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -70,19 +71,34 @@ pub(crate) struct Unverified {
     sig: Vec<u8>,
 }
 
-pub(crate) fn parse(token: &str) -> Option<Unverified> {
+/// CouchDB's answer to a cookie that is not one of its shape.
+pub(crate) const MALFORMED: &str = "Malformed AuthSession cookie. Please clear your cookies.";
+
+/// Reads a cookie value. As CouchDB: one that is not base64url, or has fewer than three
+/// `:`-separated parts, is a 400 ([`MALFORMED`]); one whose parts do not parse (a forgery)
+/// is `Ok(None)`, and the request is anonymous.
+pub(crate) fn parse(token: &str) -> Result<Option<Unverified>, HttpError> {
+    let malformed = || HttpError::bad_request(MALFORMED);
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))
-        .ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let (payload, sig) = raw.rsplit_once(':')?;
-    let (name, issued) = payload.rsplit_once(':')?;
-    Some(Unverified {
-        name: name.to_owned(),
-        issued: u64::from_str_radix(issued, 16).ok()?,
-        sig: hex_decode(sig)?,
-        payload: payload.to_owned(),
-    })
+        .map_err(|_| malformed())?;
+    if raw.iter().filter(|b| **b == b':').count() < 2 {
+        return Err(malformed());
+    }
+    let Ok(raw) = String::from_utf8(raw) else {
+        return Ok(None);
+    };
+    let parts = (|| {
+        let (payload, sig) = raw.rsplit_once(':')?;
+        let (name, issued) = payload.rsplit_once(':')?;
+        Some(Unverified {
+            name: name.to_owned(),
+            issued: u64::from_str_radix(issued, 16).ok()?,
+            sig: hex_decode(sig)?,
+            payload: payload.to_owned(),
+        })
+    })();
+    Ok(parts)
 }
 
 impl Unverified {
@@ -155,7 +171,7 @@ mod tests {
         let secret = [7u8; 32];
         let t = Duration::from_secs(600);
         let tok = token(&secret, "boss", "salt1", now_secs());
-        let u = parse(&tok).unwrap();
+        let u = parse(&tok).unwrap().unwrap();
         assert_eq!(u.name, "boss");
         assert!(u.verify(&secret, "salt1", t).is_some());
         // Another salt (a changed password) or another secret does not verify it.
@@ -171,9 +187,36 @@ mod tests {
             .encode(raw.replacen("boss", "bosx", 1));
         assert!(parse(&forged)
             .unwrap()
+            .unwrap()
             .verify(&secret, "salt1", t)
             .is_none());
         let old = token(&secret, "boss", "salt1", now_secs() - 601);
-        assert!(parse(&old).unwrap().verify(&secret, "salt1", t).is_none());
+        assert!(parse(&old)
+            .unwrap()
+            .unwrap()
+            .verify(&secret, "salt1", t)
+            .is_none());
+    }
+
+    /// CouchDB answers 400 to a cookie that is not base64url or has fewer than three parts,
+    /// and treats one whose parts do not parse as no cookie.
+    #[test]
+    fn malformed_cookies_are_refused_and_forged_ones_ignored() {
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        for bad in ["garbage!!".to_owned(), enc("abc"), enc("onlytwo:parts")] {
+            match parse(&bad) {
+                Err(e) => assert_eq!(e.reason, MALFORMED, "{bad}"),
+                Ok(_) => panic!("{bad} was read"),
+            }
+        }
+        for forged in [
+            enc("admin:00:00"),
+            enc("admin:ZZ:abcd"),
+            enc("admin:6B16A849:xyz"),
+        ] {
+            assert!(parse(&forged).unwrap().map_or(true, |u| u
+                .verify(&[0; 32], "", Duration::from_secs(600))
+                .is_none()));
+        }
     }
 }

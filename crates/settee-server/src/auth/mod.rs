@@ -2,26 +2,26 @@
 //! `AuthSession` cookie (`/_session`) as a server admin (`--admin`, or the advertised
 //! owner credential) or as a user of the `_users` database (`users.rs`), or is anonymous.
 //! Failed logins are counted and lock a name out for an address (`lockout.rs`); the
-//! `_security` rules are in `security.rs`, the cookie in `cookie.rs`. Without a
-//! configured admin every request is an admin (CouchDB 1's "admin party", loopback only).
+//! `_security` rules are in `security.rs`, the cookie in `cookie.rs`, the `/_session`
+//! endpoint in `session.rs`. Without a configured admin every request is an admin (CouchDB
+//! 1's "admin party", loopback only).
 
 mod cookie;
 mod lockout;
 mod security;
+mod session;
 pub(crate) mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue};
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use settee_store::GetOptions;
 use sha2::{Digest, Sha256};
 
-use crate::body;
 use crate::error::HttpError;
 use crate::registry::Registry;
 use crate::Admin;
@@ -158,7 +158,7 @@ impl Auth {
             self.failures.check(peer, name, "")?;
             if same_secret(password, &admin.password) {
                 return Ok(Some(Login {
-                    user: Auth::admin_ctx(Some(admin.name.clone()), Some(method)),
+                    user: self.admin_user(registry, &admin.name, method).await?,
                     salt: String::new(),
                 }));
             }
@@ -166,6 +166,12 @@ impl Auth {
             return Ok(None);
         }
         let stored = stored_user(registry, name).await?;
+        if stored.as_ref().is_some_and(|u| u.has_totp) {
+            // CouchDB asks a user with a `totp` secret for a one-time token as well;
+            // Settee has no TOTP, and a login by password alone would drop the second
+            // factor, so such a user cannot log in (CouchDB's basic-auth answer to them).
+            return Ok(None);
+        }
         let salt = stored.as_ref().map_or("", |u| u.salt.as_str());
         self.failures.check(peer, name, salt)?;
         let Some(stored) = stored else {
@@ -200,8 +206,28 @@ impl Auth {
         }))
     }
 
+    /// A configured admin: `_admin` and the roles of a `_users` document of the same name,
+    /// if there is one (CouchDB's `couch_auth_cache:get_user_creds` adds them).
+    async fn admin_user(
+        &self,
+        registry: &Registry,
+        name: &str,
+        method: &'static str,
+    ) -> Result<UserCtx, HttpError> {
+        let mut user = Auth::admin_ctx(Some(name.to_owned()), Some(method));
+        if let Some(doc) = user_doc(registry, name).await? {
+            for role in users::doc_roles(&doc, name) {
+                if !user.roles.contains(&role) {
+                    user.roles.push(role);
+                }
+            }
+        }
+        Ok(user)
+    }
+
     /// Who sent the request. Wrong basic credentials are a 401 (CouchDB's), a locked
-    /// name 403; a bad or expired cookie is ignored (the request is anonymous).
+    /// name 403, basic credentials that are not base64 and a cookie not of CouchDB's
+    /// shape 400; a forged or expired cookie is ignored (the request is anonymous).
     pub(crate) async fn authenticate(
         &self,
         registry: &Registry,
@@ -225,7 +251,7 @@ impl Auth {
                 renew_cookie: None,
             });
         }
-        if let Some((name, password)) = basic_credentials(headers) {
+        if let Some((name, password)) = basic_credentials(headers)? {
             let login = self
                 .login(registry, &name, &password, peer, "default")
                 .await?
@@ -253,12 +279,12 @@ impl Auth {
         registry: &Registry,
         value: &str,
     ) -> Result<Option<Authenticated>, HttpError> {
-        let Some(token) = cookie::parse(value) else {
+        let Some(token) = cookie::parse(value)? else {
             return Ok(None);
         };
         let (user, salt) = match self.configured(&token.name) {
             Some(admin) => (
-                Auth::admin_ctx(Some(admin.name.clone()), Some("cookie")),
+                self.admin_user(registry, &admin.name, "cookie").await?,
                 String::new(),
             ),
             None => match stored_user(registry, &token.name).await? {
@@ -277,112 +303,79 @@ impl Auth {
             renew_cookie: renew,
         }))
     }
-
-    /// `GET /_session`.
-    pub(crate) fn session_info(&self, user: &UserCtx) -> Response {
-        let mut info = json!({"authentication_handlers": ["cookie", "default"]});
-        if let Some(m) = user.method {
-            info["authenticated"] = Value::from(m);
-        }
-        body::json(
-            StatusCode::OK,
-            &json!({"ok": true, "userCtx": user.to_json(), "info": info}),
-        )
-    }
-
-    /// `POST /_session` with `{name, password}` (JSON or form): a cookie, 401, or 403
-    /// while the name is locked out.
-    pub(crate) async fn login_session(
-        &self,
-        registry: &Registry,
-        headers: &HeaderMap,
-        bytes: &[u8],
-        peer: Option<IpAddr>,
-    ) -> Response {
-        let form =
-            body::media_type(headers).as_deref() == Some("application/x-www-form-urlencoded");
-        let (name, password) = if form {
-            let q = crate::query::Query::parse(std::str::from_utf8(bytes).ok());
-            (
-                q.str("name").map(str::to_owned),
-                q.str("password").map(str::to_owned),
-            )
-        } else {
-            match serde_json::from_slice::<Map<String, Value>>(bytes) {
-                Ok(m) => (
-                    m.get("name").and_then(Value::as_str).map(str::to_owned),
-                    m.get("password").and_then(Value::as_str).map(str::to_owned),
-                ),
-                Err(_) => return HttpError::invalid_json().into_response(),
-            }
-        };
-        let login = match (name, password) {
-            (Some(n), Some(p)) => match self.login(registry, &n, &p, peer, "cookie").await {
-                Ok(login) => login,
-                Err(e) => return e.into_response(),
-            },
-            _ => None,
-        };
-        let Some(login) = login else {
-            let mut res = HttpError::unauthorized("Name or password is incorrect.").into_response();
-            res.headers_mut()
-                .insert(header::SET_COOKIE, self.cookie.clear());
-            return res;
-        };
-        let name = login.user.name.clone().unwrap_or_default();
-        let mut res = body::json(
-            StatusCode::OK,
-            &json!({"ok": true, "name": login.user.name, "roles": login.user.roles}),
-        );
-        res.headers_mut().insert(
-            header::SET_COOKIE,
-            self.cookie.header(&self.secret, &name, &login.salt),
-        );
-        res
-    }
-
-    /// `DELETE /_session`.
-    pub(crate) fn logout_session(&self) -> Response {
-        let mut res = body::ok();
-        res.headers_mut()
-            .insert(header::SET_COOKIE, self.cookie.clear());
-        res
-    }
 }
 
-/// The stored credentials of user `name` in `_users`, if that database and user exist.
-async fn stored_user(registry: &Registry, name: &str) -> Result<Option<StoredUser>, HttpError> {
+/// The `_users` document of user `name` (with its `_conflicts`), if that database and
+/// document exist.
+async fn user_doc(registry: &Registry, name: &str) -> Result<Option<Value>, HttpError> {
     let Some(open) = registry.get(USERS_DB).await? else {
         return Ok(None);
     };
     let id = users::user_doc_id(name);
-    let doc = open
-        .run(move |db| match db.get(&id, &GetOptions::default()) {
-            Ok(doc) => Ok(Some(doc)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        })
-        .await?;
-    // A document whose name disagrees with its id is nobody's.
-    Ok(doc
-        .as_ref()
-        .and_then(StoredUser::from_doc)
-        .filter(|u| u.name == name))
+    let opts = GetOptions {
+        conflicts: true,
+        ..Default::default()
+    };
+    open.run(move |db| match db.get(&id, &opts) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    })
+    .await
 }
 
-/// Name and password of an `Authorization: Basic` header.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
+/// The stored credentials of user `name` in `_users`, if that database and user exist.
+/// A user document in conflict logs nobody in: 401, as CouchDB's
+/// `couch_auth_cache:validate_user_creds` (which revision's password would count?).
+async fn stored_user(registry: &Registry, name: &str) -> Result<Option<StoredUser>, HttpError> {
+    let Some(doc) = user_doc(registry, name).await? else {
+        return Ok(None);
+    };
+    if doc
+        .get("_conflicts")
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Err(HttpError::unauthorized(users::CONFLICTED));
     }
-    let decoded = base64::engine::general_purpose::STANDARD
+    // A document whose name disagrees with its id is nobody's.
+    Ok(StoredUser::from_doc(&doc).filter(|u| u.name == name))
+}
+
+/// Base64 as CouchDB's basic-auth decoder takes it (padding or not).
+const BASIC_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// Name and password of an `Authorization: Basic` header, read as CouchDB's
+/// `basic_name_pw`: none for another scheme, a value without `:`, or `_:_` (what a page
+/// sends to make a browser forget its basic credentials: CouchDB's basic-auth logout);
+/// 400 for a value that is not base64. The password is everything after the first `:`.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, HttpError> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = BASIC_BASE64
         .decode(rest.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (name, password) = text.split_once(':')?;
-    Some((name.to_owned(), password.to_owned()))
+        .map_err(|_| HttpError::bad_request("Authorization header has invalid base64 value"))?;
+    // Names and passwords are text; other bytes match no user.
+    let text = String::from_utf8(decoded)
+        .map_err(|_| HttpError::unauthorized("Name or password is incorrect."))?;
+    Ok(match text.split_once(':') {
+        Some(("_", "_")) | None => None,
+        Some((name, password)) => Some((name.to_owned(), password.to_owned())),
+    })
 }
 
 /// Whether a `Host` header names this machine's loopback: `localhost` (or a name under

@@ -23,6 +23,9 @@ use crate::error::HttpError;
 pub(crate) const USERS_DB: &str = "_users";
 /// The id prefix of a user document.
 pub(crate) const USER_PREFIX: &str = "org.couchdb.user:";
+/// CouchDB's refusal of a login whose user document is in conflict.
+pub(crate) const CONFLICTED: &str =
+    "User document conflicts must be resolved before the document is used for authentication purposes.";
 /// CouchDB 3.5's `[chttpd_auth] iterations` default (read back from a 3.5.0 server).
 pub(crate) const DEFAULT_ITERATIONS: u32 = 600_000;
 
@@ -42,6 +45,9 @@ pub(crate) struct StoredUser {
     derived_key: Vec<u8>,
     iterations: u32,
     prf: Prf,
+    /// The document has a `totp` secret (CouchDB's second factor, which Settee does not
+    /// have: such a user cannot log in).
+    pub(crate) has_totp: bool,
 }
 
 /// The PBKDF2 pseudo-random function (`pbkdf2_prf`).
@@ -77,6 +83,7 @@ impl StoredUser {
             derived_key: hex_decode(doc.get("derived_key")?.as_str()?)?,
             iterations: iterations.max(1),
             prf,
+            has_totp: doc.get("totp").is_some_and(|t| !t.is_null()),
         })
     }
 
@@ -132,6 +139,19 @@ fn derive(prf: Prf, password: &str, salt: &str, iterations: u32) -> Vec<u8> {
             iterations,
         )
         .to_vec(),
+    }
+}
+
+/// The roles of the live user document `doc` of `name` (none for anything else): what a
+/// configured admin of that name has besides `_admin`.
+pub(crate) fn doc_roles(doc: &Value, name: &str) -> Vec<String> {
+    let is_user = doc.get("_deleted") != Some(&Value::Bool(true))
+        && doc.get("type").and_then(Value::as_str) == Some("user")
+        && doc.get("name").and_then(Value::as_str) == Some(name);
+    if is_user {
+        string_list(doc.get("roles"))
+    } else {
+        Vec::new()
     }
 }
 
