@@ -387,11 +387,16 @@ async fn serve_with(tune: impl FnOnce(&mut ServerOptions)) -> TestServe {
     }
 }
 
-/// Sends `attempt(n)` (n = 0, 1, ...) until it answers `want`, polling every 20 ms:
+/// Sends `attempt(n)` (n = 0, 1, ...) until its answer is `done`, polling every 20 ms:
 /// CouchDB applies a new design document's `validate_doc_update`, and sees a changed user
 /// document at login, a moment after the write (its caches follow the changes feeds).
 /// Settee answers at once. Fails with the last answer after a generous bound.
-async fn until_status<F, Fut>(s: &Srv, case: &str, want: u16, mut attempt: F) -> Answer
+async fn until<F, Fut>(
+    s: &Srv,
+    case: &str,
+    done: impl Fn(&Answer) -> bool,
+    mut attempt: F,
+) -> Answer
 where
     F: FnMut(u32) -> Fut,
     Fut: std::future::Future<Output = Answer>,
@@ -399,7 +404,7 @@ where
     let deadline = Instant::now() + Duration::from_secs(30);
     for n in 0.. {
         let a = attempt(n).await;
-        if a.status == want {
+        if done(&a) {
             return a;
         }
         let shown = format!("{}: {case}: still {} {}", s.name, a.status, a.body);
@@ -407,6 +412,15 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     unreachable!("the loop returns or fails")
+}
+
+/// [`until`] the answer has status `want`.
+async fn until_status<F, Fut>(s: &Srv, case: &str, want: u16, attempt: F) -> Answer
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    until(s, case, |a| a.status == want, attempt).await
 }
 
 /// Waits until `db`'s validation refuses a document without an author from `who`

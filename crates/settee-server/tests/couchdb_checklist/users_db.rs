@@ -117,7 +117,11 @@ async fn users_db(s: &Srv) -> Vec<(String, Value)> {
     with_role["roles"] = json!(["foo"]);
     let a = s.put(Who::Admin, &path, with_role).await;
     seen.expect("the admin gives a role", &a, 201, "");
-    let a = s.login(&jchris, "funnybone", "").await;
+    let has_role = |a: &Answer| a.body["roles"] == json!(["foo"]);
+    let a = until(s, "the new role", has_role, |_| {
+        s.login(&jchris, "funnybone", "")
+    })
+    .await;
     seen.expect("cookie login", &a, 200, "");
     assert_eq!(
         a.body,
