@@ -168,6 +168,14 @@ async fn opened_users_db_as_couchdb_tests_it() {
         .collect();
     assert_eq!(users.len(), 3, "{}", a.body);
     assert!(users.iter().all(|r| r["doc"]["type"] == "user"));
+    // auth_cache_test.exs: compacting `_users` logs nobody out.
+    let ctype = [("Content-Type", "application/json")];
+    let a = s
+        .send(Who::Admin, Method::POST, "/_users/_compact", &ctype, None)
+        .await;
+    s.check("compacting _users", &a, 202, "");
+    let a = s.get(Who::Basic("spike", "mobile2"), "/_session").await;
+    assert_eq!(a.body["userCtx"]["name"], "spike", "{}", a.body);
 
     // A configured admin with a user document of the same name has its roles too
     // (cookie_auth_test's admin "jchris" with role "foo"); its password stays the admin's.

@@ -1,5 +1,6 @@
 //! users_db_test.exs and cookie_auth_test.exs on `_users` as CouchDB 3.5.0 creates it
-//! (admins only), played on both servers.
+//! (admins only), played on both servers; proxy and JWT headers (proxyauth_test.exs,
+//! jwtauth_test.exs) are ignored on both.
 
 use super::*;
 
@@ -40,6 +41,22 @@ async fn users_db(s: &Srv) -> Vec<(String, Value)> {
     assert!(a.body["info"].get("authenticated").is_none());
     let a = s.get(Who::Authorization("Basic x"), "/_session").await;
     seen.expect("basic, not base64", &a, 400, "bad_request");
+
+    // Proxy and JWT authentication are off (CouchDB's default; Settee has neither): their
+    // headers make nobody an admin.
+    let proxy = [
+        ("X-Auth-CouchDB-UserName", "admin"),
+        ("X-Auth-CouchDB-Roles", "_admin"),
+    ];
+    let a = s
+        .send(Who::Anonymous, Method::GET, "/_all_dbs", &proxy, None)
+        .await;
+    seen.expect("proxy headers", &a, 401, "unauthorized");
+    let jwt =
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiIsIl9jb3VjaGRiLnJvbGVzIjpbIl9hZG1pbiJdfQ.x";
+    let a = s.get(Who::Authorization(jwt), "/_session").await;
+    seen.expect("a bearer token", &a, 200, "");
+    assert_eq!(a.body["userCtx"], json!({"name": null, "roles": []}));
 
     // The `_auth` rules.
     let user = |id: &str, name: &str| json!({"_id": id, "name": name, "password": "pw", "roles": [], "type": "user"});
@@ -256,7 +273,8 @@ async fn users_db(s: &Srv) -> Vec<(String, Value)> {
 }
 
 /// users_db_test.exs and cookie_auth_test.exs where `_users` is as CouchDB 3.5.0 creates it
-/// (admins only): `_session`'s info, basic auth without a cookie, `_:_`, the `_auth` rules
+/// (admins only): `_session`'s info, basic auth without a cookie, `_:_`, proxy and JWT
+/// headers ignored, the `_auth` rules
 /// (duplicates, `_` names, ids, `:`, `type`, `roles`, system roles), roles given by the
 /// admin, login redirects and bodies, a password starting with `:`, TOTP users, malformed
 /// and forged cookies, and a user document in conflict.
