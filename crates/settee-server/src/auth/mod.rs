@@ -342,17 +342,19 @@ async fn stored_user(registry: &Registry, name: &str) -> Result<Option<StoredUse
     Ok(StoredUser::from_doc(&doc).filter(|u| u.name == name))
 }
 
-/// Base64 as CouchDB's basic-auth decoder takes it (padding or not).
+/// Base64 with or without its padding (CouchDB refuses it unpadded; some clients leave the
+/// padding out, and taking it costs nothing).
 const BASIC_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     base64::engine::GeneralPurposeConfig::new()
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
-/// Name and password of an `Authorization: Basic` header, read as CouchDB's
-/// `basic_name_pw`: none for another scheme, a value without `:`, or `_:_` (what a page
-/// sends to make a browser forget its basic credentials: CouchDB's basic-auth logout);
-/// 400 for a value that is not base64. The password is everything after the first `:`.
+/// Name and password of an `Authorization: Basic` header (the scheme in any case, as RFC
+/// 7235 has it), read as CouchDB's `basic_name_pw`: none for another scheme, a value
+/// without `:`, or `_:_` (what a page sends to make a browser forget its basic credentials:
+/// CouchDB's basic-auth logout); 400 for a value that is not base64. The password is
+/// everything after the first `:`.
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, HttpError> {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
