@@ -19,6 +19,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::frame::{read_frame, write_frame};
@@ -522,17 +524,18 @@ impl Lease {
     /// The call as a whole fails when the function does not compile, when a document's
     /// failure is fatal ([`Error::is_fatal`]: out of time or memory, a value too deep),
     /// or when the worker fails or is cancelled.
-    pub fn map(
+    pub fn map<D: Serialize>(
         &mut self,
         scope: &Scope,
         function: &Function,
-        docs: &[&Value],
+        docs: &[D],
     ) -> Result<Vec<Result<Rows>>> {
         self.remember(scope);
+        let docs = as_json(docs)?;
         self.send(&Request::Map {
             scope,
             function,
-            docs,
+            docs: &docs,
         })?;
         self.each(docs.len())
     }
@@ -542,19 +545,20 @@ impl Lease {
     ///
     /// # Errors
     /// As [`Lease::map`].
-    pub fn filter(
+    pub fn filter<D: Serialize>(
         &mut self,
         scope: &Scope,
         function: &Function,
         req: &Value,
-        docs: &[&Value],
+        docs: &[D],
     ) -> Result<Vec<Result<bool>>> {
         self.remember(scope);
+        let docs = as_json(docs)?;
         self.send(&Request::Filter {
             scope,
             function,
             req,
-            docs,
+            docs: &docs,
         })?;
         self.each(docs.len())
     }
@@ -632,12 +636,20 @@ impl Lease {
     }
 }
 
+/// Documents as the JSON text the worker gets.
+fn as_json<D: Serialize>(docs: &[D]) -> Result<Vec<Box<RawValue>>> {
+    docs.iter()
+        .map(|d| {
+            serde_json::value::to_raw_value(d).map_err(|e| Error::Engine {
+                reason: format!("a document cannot be encoded: {e}"),
+            })
+        })
+        .collect()
+}
+
 /// An answer's outcome as a result; an answer that does not parse as `T` is the worker's
 /// failure.
-fn outcome<T: DeserializeOwned>(
-    lease: &mut Lease,
-    outcome: Outcome<Box<serde_json::value::RawValue>>,
-) -> Result<T> {
+fn outcome<T: DeserializeOwned>(lease: &mut Lease, outcome: Outcome<Box<RawValue>>) -> Result<T> {
     match outcome {
         Outcome::Ok(raw) => serde_json::from_str(raw.get()).map_err(|e| {
             if e.to_string().contains("recursion limit") {

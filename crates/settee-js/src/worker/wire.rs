@@ -93,13 +93,13 @@ pub(crate) enum Request<'a> {
     Map {
         scope: &'a Scope,
         function: &'a Function,
-        docs: &'a [&'a Value],
+        docs: &'a [Box<RawValue>],
     },
     Filter {
         scope: &'a Scope,
         function: &'a Function,
         req: &'a Value,
-        docs: &'a [&'a Value],
+        docs: &'a [Box<RawValue>],
     },
     Validate {
         functions: &'a [(Scope, Function)],
