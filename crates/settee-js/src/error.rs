@@ -46,6 +46,15 @@ pub enum Error {
         /// The value it could not use.
         caused_by: Value,
     },
+    /// A built-in reduce's arithmetic failed: a `_sum` or `_stats` past the largest double
+    /// (CouchDB's `badarith`, a failed request).
+    #[error("badarith: {reason}")]
+    Arithmetic {
+        /// The built-in (`_sum`).
+        origin: String,
+        /// What overflowed.
+        reason: String,
+    },
     /// The sandbox ran out of its memory allowance.
     #[error("{origin} ran out of memory ({limit} bytes)")]
     OutOfMemory {
@@ -112,6 +121,7 @@ impl Error {
             Error::Compile { .. } => "compilation_error",
             Error::Thrown { .. } | Error::BadResult { .. } => "js_error",
             Error::BuiltinReduce { .. } => "builtin_reduce_error",
+            Error::Arithmetic { .. } => "badarith",
             Error::Timeout { .. } => "timeout",
             Error::OutOfMemory { .. }
             | Error::Engine { .. }
@@ -130,6 +140,7 @@ impl Error {
             | Error::Thrown { reason, .. }
             | Error::BadResult { reason, .. }
             | Error::BuiltinReduce { reason, .. }
+            | Error::Arithmetic { reason, .. }
             | Error::Engine { reason }
             | Error::TooDeep { reason, .. }
             | Error::WorkerFailed { reason } => reason.clone(),

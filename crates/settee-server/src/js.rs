@@ -111,6 +111,9 @@ pub(crate) fn js_error(e: settee_js::Error) -> HttpError {
             "os_process_error",
             TIMED_OUT,
         ),
+        E::Arithmetic { .. } => {
+            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.name(), e.reason())
+        }
         E::Busy { .. } => HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
