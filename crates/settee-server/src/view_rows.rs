@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::StatusCode;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use settee_js::{Builtin, Function, Lease};
 use settee_query::collate;
@@ -132,7 +131,7 @@ fn compute(db: &Database, js: &js::Js, view: &str, def: &ViewDef) -> Result<Vec<
     let mut lease = js.lease(&def.scope)?;
     let mut rows = Vec::new();
     let mut ids: Vec<String> = Vec::new();
-    let mut batch: Vec<Box<RawValue>> = Vec::new();
+    let mut batch: Vec<Value> = Vec::new();
     let mut bytes = 0;
     for r in docs.rows {
         let (Some(id), Some(doc)) = (r.id, r.doc) else {
@@ -141,11 +140,9 @@ fn compute(db: &Database, js: &js::Js, view: &str, def: &ViewDef) -> Result<Vec<
         if id.starts_with("_design/") || doc.is_null() {
             continue;
         }
-        let text = serde_json::value::to_raw_value(&doc)
-            .map_err(|e| HttpError::internal(format!("document {id} cannot be encoded: {e}")))?;
-        bytes += text.get().len();
+        bytes += json_len(&doc);
         ids.push(id);
-        batch.push(text);
+        batch.push(doc);
         if batch.len() >= MAP_BATCH_DOCS || bytes >= MAP_BATCH_BYTES {
             map_batch(&mut lease, def, &function, &mut ids, &mut batch, &mut rows)?;
             bytes = 0;
@@ -156,13 +153,31 @@ fn compute(db: &Database, js: &js::Js, view: &str, def: &ViewDef) -> Result<Vec<
     Ok(rows)
 }
 
+/// The length of a value's JSON text (without keeping the text).
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, nor can serialising a `Value`.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
 /// Maps one batch (emptying it) and adds its rows.
 fn map_batch(
     lease: &mut Lease,
     def: &ViewDef,
     function: &Function,
     ids: &mut Vec<String>,
-    batch: &mut Vec<Box<RawValue>>,
+    batch: &mut Vec<Value>,
     rows: &mut Vec<Row>,
 ) -> Result<(), HttpError> {
     if batch.is_empty() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::frame::{read_frame, write_frame};
-use super::wire::{Answer, Function, Incoming, Outcome, Scope, Settings, WireError, WireRejection};
+use super::wire::{answer_frame, Function, Incoming, Outcome, Scope, Settings, WireError, WireRejection};
 use crate::{Compiled, Error, Limits, Sandbox};
 
 /// The stack of the thread that runs JavaScript. QuickJS checks its own recursion against
@@ -130,13 +130,11 @@ struct Worker {
     started: Instant,
 }
 
-/// What the worker writes for one call.
-type Answered = Result<Box<RawValue>, Error>;
+/// What the worker writes for one call: JSON text from the sandbox, or why it failed.
+type Answered = Result<String, Error>;
 
 fn raw(text: String) -> Answered {
-    RawValue::from_string(text).map_err(|e| Error::Engine {
-        reason: format!("an answer is not JSON: {e}"),
-    })
+    Ok(text)
 }
 
 impl Worker {
@@ -204,28 +202,43 @@ impl Worker {
         docs: &[Box<RawValue>],
         call: impl Fn(&Sandbox, &Compiled, &RawValue) -> Answered,
     ) -> io::Result<()> {
-        let mut last_flush = Instant::now();
-        for doc in docs {
-            let mut log = Vec::new();
-            let outcome = self.with(scope, &mut log, |sandbox| {
-                let f = compile(sandbox, function)?;
-                call(sandbox, &f, doc)
-            });
-            let stop = match &outcome {
-                Err(Error::Compile { .. }) => true,
-                Err(e) => e.is_fatal(),
-                Ok(_) => false,
+        let mut log = Vec::new();
+        let busy = self.busy.clone();
+        let started = self.started;
+        // One runtime lookup and one compilation for the whole batch; the time limit
+        // (and the orphan watch) counts per document.
+        self.with(scope, &mut log, |sandbox| {
+            let f = match compile(sandbox, function) {
+                Ok(f) => f,
+                Err(e) => return Ok(send(out, Err(e), &sandbox.take_log(), true)),
             };
-            send(out, outcome, &log, stop)?;
-            if stop {
-                return Ok(());
+            let mut last_flush = Instant::now();
+            for (i, doc) in docs.iter().enumerate() {
+                busy.store(busy_stamp(started), Ordering::Relaxed);
+                let outcome = call(sandbox, &f, doc);
+                let stop = outcome.as_ref().is_err_and(Error::is_fatal);
+                // What the functions logged travels with the batch's last answer.
+                let log = if stop || i + 1 == docs.len() {
+                    sandbox.take_log()
+                } else {
+                    Vec::new()
+                };
+                if let Err(e) = send(out, outcome, &log, stop) {
+                    return Ok(Err(e));
+                }
+                if stop {
+                    break;
+                }
+                if last_flush.elapsed() >= FLUSH_EVERY {
+                    if let Err(e) = out.flush() {
+                        return Ok(Err(e));
+                    }
+                    last_flush = Instant::now();
+                }
             }
-            if last_flush.elapsed() >= FLUSH_EVERY {
-                out.flush()?;
-                last_flush = Instant::now();
-            }
-        }
-        Ok(())
+            Ok(Ok(()))
+        })
+        .unwrap_or_else(|e| send(out, Err(e), &log, true))
     }
 
     fn validate(
@@ -289,13 +302,17 @@ impl Worker {
     }
 
     fn mark_busy(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        self.busy.store(now.max(1), Ordering::Relaxed);
+        self.busy.store(busy_stamp(self.started), Ordering::Relaxed);
     }
 
     fn mark_idle(&self) {
         self.busy.store(0, Ordering::Relaxed);
     }
+}
+
+/// The busy mark for a call starting now: milliseconds since `started`, at least 1.
+fn busy_stamp(started: Instant) -> u64 {
+    (started.elapsed().as_millis() as u64).max(1)
 }
 
 fn engine(reason: &str) -> Error {
@@ -309,20 +326,18 @@ fn compile(sandbox: &Sandbox, f: &Function) -> Result<Compiled, Error> {
 }
 
 fn send(out: &mut impl Write, outcome: Answered, log: &[String], stop: bool) -> io::Result<()> {
-    let outcome = match outcome {
-        Ok(v) => Outcome::Ok(v),
-        Err(e) => Outcome::Error(WireError::from(e)),
-    };
-    write_answer(out, outcome, log, stop)
+    match outcome {
+        Ok(text) => write_answer(out, Outcome::Ok(&text), log, stop),
+        Err(e) => write_answer(out, Outcome::Error(WireError::from(e)), log, stop),
+    }
 }
 
 fn write_answer(
     out: &mut impl Write,
-    outcome: Outcome<Box<RawValue>>,
+    outcome: Outcome<&str>,
     log: &[String],
     stop: bool,
 ) -> io::Result<()> {
-    let answer = Answer { outcome, log, stop };
-    let bytes = serde_json::to_vec(&answer).map_err(|e| invalid("an answer", e))?;
+    let bytes = answer_frame(outcome, log, stop).map_err(|e| invalid("an answer", e))?;
     write_frame(out, &bytes)
 }

@@ -20,12 +20,14 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::frame::{read_frame, write_frame};
 use super::wire::{Function, Outcome, Reply, Request, Scope, Settings};
 use crate::{Error, Rejection, Result};
+
+/// A request that carries no documents.
+type Plain<'a> = Request<'a, Value>;
 
 /// The rows a map function emitted for one document: `(key, value)` pairs in order.
 pub type Rows = Vec<(Value, Value)>;
@@ -320,14 +322,14 @@ impl Worker {
             runtimes: limits.runtimes,
             address_space: Some(limits.memory as u64),
         };
-        if let Err(e) = worker.send(&Request::Init(&settings)) {
+        if let Err(e) = worker.send(&Plain::Init(&settings)) {
             worker.kill();
             return Err(e);
         }
         Ok(worker)
     }
 
-    fn send(&mut self, request: &Request<'_>) -> Result<()> {
+    fn send<D: Serialize>(&mut self, request: &Request<'_, D>) -> Result<()> {
         let bytes = serde_json::to_vec(request).map_err(|e| Error::Engine {
             reason: format!("cannot encode a request to the worker: {e}"),
         })?;
@@ -436,7 +438,7 @@ impl Lease {
         self.worker.take().and_then(|mut w| w.kill())
     }
 
-    fn send(&mut self, request: &Request<'_>) -> Result<()> {
+    fn send<D: Serialize>(&mut self, request: &Request<'_, D>) -> Result<()> {
         let sent = self.worker()?.send(request);
         if let Err(Error::WorkerFailed { reason }) = &sent {
             let exit = self.kill();
@@ -449,7 +451,7 @@ impl Lease {
 
     /// Waits for the next answer frame, killing the worker at the deadline or on
     /// cancellation.
-    fn recv(&mut self) -> Result<Reply> {
+    fn recv<T: DeserializeOwned>(&mut self) -> Result<Reply<T>> {
         let timeout = self.shared.limits.timeout;
         let deadline = Instant::now() + timeout + GRACE;
         loop {
@@ -482,12 +484,21 @@ impl Lease {
                     });
                 }
             };
-            return match serde_json::from_slice::<Reply>(&frame) {
+            return match serde_json::from_slice::<Reply<T>>(&frame) {
                 Ok(reply) => {
                     for line in &reply.log {
                         tracing::info!(target: "settee::js", "{line}");
                     }
                     Ok(reply)
+                }
+                // serde_json's nesting limit (128) is above the sandbox's (120 levels
+                // for a value leaving it), so only a broken worker gets here; say which.
+                Err(e) if e.to_string().contains("recursion limit") => {
+                    self.kill();
+                    Err(Error::TooDeep {
+                        origin: "the worker's answer".into(),
+                        reason: format!("it is nested too deeply: {e}"),
+                    })
                 }
                 Err(e) => {
                     self.kill();
@@ -512,9 +523,9 @@ impl Lease {
     /// # Errors
     /// [`Error::Compile`] for the first that does not compile; the worker errors.
     pub fn check(&mut self, functions: &[Function]) -> Result<()> {
-        self.send(&Request::Check { functions })?;
-        let reply = self.recv()?;
-        outcome::<Value>(self, reply.outcome).map(drop)
+        self.send(&Plain::Check { functions })?;
+        let reply = self.recv::<Value>()?;
+        outcome(reply.outcome).map(drop)
     }
 
     /// Runs a map function on each document (in `scope`'s runtime): per document, the
@@ -531,11 +542,10 @@ impl Lease {
         docs: &[D],
     ) -> Result<Vec<Result<Rows>>> {
         self.remember(scope);
-        let docs = as_json(docs)?;
         self.send(&Request::Map {
             scope,
             function,
-            docs: &docs,
+            docs,
         })?;
         self.each(docs.len())
     }
@@ -553,12 +563,11 @@ impl Lease {
         docs: &[D],
     ) -> Result<Vec<Result<bool>>> {
         self.remember(scope);
-        let docs = as_json(docs)?;
         self.send(&Request::Filter {
             scope,
             function,
             req,
-            docs: &docs,
+            docs,
         })?;
         self.each(docs.len())
     }
@@ -566,8 +575,8 @@ impl Lease {
     fn each<T: DeserializeOwned>(&mut self, n: usize) -> Result<Vec<Result<T>>> {
         let mut results = Vec::with_capacity(n);
         while results.len() < n {
-            let reply = self.recv()?;
-            let result = outcome(self, reply.outcome);
+            let reply = self.recv::<T>()?;
+            let result = outcome(reply.outcome);
             if reply.stop {
                 return Err(result.err().unwrap_or_else(|| Error::WorkerFailed {
                     reason: "it stopped a batch without saying why".into(),
@@ -591,13 +600,11 @@ impl Lease {
         if let Some((scope, _)) = functions.first() {
             self.remember(scope);
         }
-        self.send(&Request::Validate { functions, args })?;
-        let reply = self.recv()?;
+        self.send(&Plain::Validate { functions, args })?;
+        let reply = self.recv::<Value>()?;
         match reply.outcome {
             Outcome::Rejected(r) => Err(r.into_rejection()),
-            other => outcome::<Value>(self, other)
-                .map(drop)
-                .map_err(Rejection::Failed),
+            other => outcome(other).map(drop).map_err(Rejection::Failed),
         }
     }
 
@@ -624,46 +631,22 @@ impl Lease {
             )
         };
         let values = Value::Array(values.to_vec());
-        self.send(&Request::Reduce {
+        self.send(&Plain::Reduce {
             scope,
             function,
             keys: &keys,
             values: &values,
             rereduce,
         })?;
-        let reply = self.recv()?;
-        outcome(self, reply.outcome)
+        let reply = self.recv::<Value>()?;
+        outcome(reply.outcome)
     }
 }
 
-/// Documents as the JSON text the worker gets.
-fn as_json<D: Serialize>(docs: &[D]) -> Result<Vec<Box<RawValue>>> {
-    docs.iter()
-        .map(|d| {
-            serde_json::value::to_raw_value(d).map_err(|e| Error::Engine {
-                reason: format!("a document cannot be encoded: {e}"),
-            })
-        })
-        .collect()
-}
-
-/// An answer's outcome as a result; an answer that does not parse as `T` is the worker's
-/// failure.
-fn outcome<T: DeserializeOwned>(lease: &mut Lease, outcome: Outcome<Box<RawValue>>) -> Result<T> {
+/// An answer's outcome as a result.
+fn outcome<T>(outcome: Outcome<T>) -> Result<T> {
     match outcome {
-        Outcome::Ok(raw) => serde_json::from_str(raw.get()).map_err(|e| {
-            if e.to_string().contains("recursion limit") {
-                Error::TooDeep {
-                    origin: "the worker's answer".into(),
-                    reason: format!("it is nested too deeply: {e}"),
-                }
-            } else {
-                lease.kill();
-                Error::WorkerFailed {
-                    reason: format!("it sent an answer of the wrong shape: {e}"),
-                }
-            }
-        }),
+        Outcome::Ok(value) => Ok(value),
         Outcome::Error(e) => Err(e.into()),
         Outcome::Rejected(_) => Err(Error::WorkerFailed {
             reason: "it answered with a refusal where none can be".into(),

@@ -82,10 +82,10 @@ pub(crate) struct Settings {
     pub(crate) address_space: Option<u64>,
 }
 
-/// A request as the parent writes it (borrowing what it sends).
+/// A request as the parent writes it (borrowing what it sends; `D` is a document).
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Request<'a> {
+pub(crate) enum Request<'a, D: Serialize = Value> {
     Init(&'a Settings),
     Check {
         functions: &'a [Function],
@@ -93,13 +93,13 @@ pub(crate) enum Request<'a> {
     Map {
         scope: &'a Scope,
         function: &'a Function,
-        docs: &'a [Box<RawValue>],
+        docs: &'a [D],
     },
     Filter {
         scope: &'a Scope,
         function: &'a Function,
         req: &'a Value,
-        docs: &'a [Box<RawValue>],
+        docs: &'a [D],
     },
     Validate {
         functions: &'a [(Scope, Function)],
@@ -146,20 +146,39 @@ pub(crate) enum Incoming {
     },
 }
 
-/// One answer frame as the worker writes it.
-#[derive(Serialize)]
-pub(crate) struct Answer<'a> {
-    pub(crate) outcome: Outcome<Box<RawValue>>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    pub(crate) log: &'a [String],
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub(crate) stop: bool,
+/// One answer frame as the worker writes it: `ok` is JSON text the sandbox produced, put
+/// in the frame as it is.
+pub(crate) fn answer_frame(
+    outcome: Outcome<&str>,
+    log: &[String],
+    stop: bool,
+) -> serde_json::Result<Vec<u8>> {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(b"{\"outcome\":");
+    match outcome {
+        Outcome::Ok(text) => {
+            frame.extend_from_slice(b"{\"ok\":");
+            frame.extend_from_slice(text.as_bytes());
+            frame.push(b'}');
+        }
+        other => serde_json::to_writer(&mut frame, &other)?,
+    }
+    if !log.is_empty() {
+        frame.extend_from_slice(b",\"log\":");
+        serde_json::to_writer(&mut frame, log)?;
+    }
+    if stop {
+        frame.extend_from_slice(b",\"stop\":true");
+    }
+    frame.push(b'}');
+    Ok(frame)
 }
 
-/// One answer frame as the parent reads it.
+/// One answer frame as the parent reads it, its result parsed as `T` on the way.
 #[derive(Deserialize)]
-pub(crate) struct Reply {
-    pub(crate) outcome: Outcome<Box<RawValue>>,
+#[serde(bound = "T: Deserialize<'de>")]
+pub(crate) struct Reply<T> {
+    pub(crate) outcome: Outcome<T>,
     #[serde(default)]
     pub(crate) log: Vec<String>,
     #[serde(default)]
