@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::frame::{read_frame, write_frame};
-use super::wire::{answer_frame, Function, Incoming, Outcome, Scope, Settings, WireError, WireRejection};
+use super::wire::{
+    answer_frame, Function, Incoming, Outcome, Scope, Settings, WireError, WireRejection,
+};
 use crate::{Compiled, Error, Limits, Sandbox};
 
 /// The stack of the thread that runs JavaScript. QuickJS checks its own recursion against
