@@ -250,6 +250,11 @@ fn a_cancelled_call_gets_its_worker_killed() {
     assert!(matches!(err, Error::Cancelled), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!is_alive(pid));
+    drop(lease);
+    // A caller that has gone away gets no new worker (a bulk write's remaining documents).
+    let err = pool.lease(&scope, &cancel).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err:?}");
+    assert_eq!(pool.worker_count(), 0);
 }
 
 fn callers_past_the_pool_size_wait_then_fail_busy() {

@@ -198,6 +198,9 @@ impl Pool {
         let shared = &self.shared;
         let started = Instant::now();
         let key = scope_key(affinity);
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         let mut state = shared.lock();
         loop {
             let found = state
