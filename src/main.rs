@@ -212,7 +212,14 @@ enum Command {
         /// Users, login and cookie settings.
         #[command(flatten)]
         users: UserFlags,
+        /// Design document JavaScript.
+        #[command(flatten)]
+        js: JsFlags,
     },
+    /// Run design document JavaScript for a `settee serve` process on stdin and stdout
+    /// (the server starts these itself).
+    #[command(hide = true)]
+    JsWorker,
     /// Find documents with a Mango selector, one JSON line each (CouchDB's `_find`). A sort
     /// needs an index that serves it (see `settee index create`); without a usable index
     /// every document is read, and a warning says so on stderr.
@@ -296,6 +303,16 @@ enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    if matches!(cli.command, Command::JsWorker) {
+        // A worker of `settee serve`: no runtime, stdout is the protocol's.
+        return match settee::server::run_js_worker() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("settee js-worker: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // One runtime thread: the command's async work is HTTP and JSON, and the store runs on
     // the blocking pool, so a second worker only added cross-thread wake-ups (a pull of
     // 100,000 notes made ~70,000 context switches and spent a third of its CPU in the
@@ -518,14 +535,16 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             cors_credentials,
             max_body,
             users,
+            js,
         } => {
             let cors = cors.map(|origins| settee::server::Cors {
                 origins,
                 credentials: cors_credentials,
                 ..Default::default()
             });
-            serve(stores, data_dir, bind, admin, cors, max_body, users).await
+            serve(stores, data_dir, bind, admin, cors, max_body, users, js).await
         }
+        Command::JsWorker => Ok(Outcome::Clean),
     }
 }
 
@@ -812,6 +831,51 @@ impl UserFlags {
     }
 }
 
+/// `settee serve`'s flags for design document JavaScript (run in `settee js-worker`
+/// processes).
+#[derive(Debug, clap::Args)]
+struct JsFlags {
+    /// JavaScript worker processes at most (default: one per core, at least 2); requests
+    /// past them wait for one.
+    #[arg(long)]
+    js_workers: Option<usize>,
+    /// Seconds one call of a design document function may run (CouchDB's
+    /// `os_process_timeout`); its worker is killed after that.
+    #[arg(long, default_value_t = 5.0)]
+    js_timeout: f64,
+    /// Each JavaScript worker's memory (address space), in MiB.
+    #[arg(long, default_value_t = 512)]
+    js_memory_mib: usize,
+}
+
+impl JsFlags {
+    fn limits(&self) -> anyhow::Result<settee::server::PoolLimits> {
+        let defaults = settee::server::PoolLimits::default();
+        Ok(settee::server::PoolLimits {
+            workers: self.js_workers.unwrap_or(defaults.workers).max(1),
+            timeout: Duration::try_from_secs_f64(self.js_timeout)
+                .context("--js-timeout must be a number of seconds")?,
+            memory: self.js_memory_mib.max(64) << 20,
+            ..defaults
+        })
+    }
+}
+
+/// This program run as a JavaScript worker (`settee js-worker`).
+fn js_worker_program() -> Option<settee::server::WorkerProgram> {
+    match std::env::current_exe() {
+        Ok(program) => Some(settee::server::WorkerProgram {
+            program,
+            args: vec!["js-worker".into()],
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find this program to run JavaScript workers; design document functions will fail");
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one per flag group of `settee serve`
 async fn serve(
     stores: Vec<std::path::PathBuf>,
     data_dir: Option<std::path::PathBuf>,
@@ -820,6 +884,7 @@ async fn serve(
     cors: Option<settee::server::Cors>,
     max_body: usize,
     users: UserFlags,
+    js: JsFlags,
 ) -> anyhow::Result<Outcome> {
     use settee::server::{Admin, Limits, Server, ServerOptions};
     let admin = match admin {
@@ -841,6 +906,8 @@ async fn serve(
             ..Default::default()
         },
         advertise: true,
+        js_worker: js_worker_program(),
+        js_limits: js.limits()?,
         ..users.apply(Default::default())
     })
     .await?;
@@ -995,6 +1062,7 @@ async fn serve_held_store(db: &Db, continuous: bool) -> Option<settee::server::S
         databases: vec![store.clone()],
         advertise: true,
         admin_party: false,
+        js_worker: js_worker_program(),
         ..Default::default()
     };
     match settee::server::Server::start(opts).await {

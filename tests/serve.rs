@@ -254,3 +254,58 @@ fn serve_flags_for_users_lockout_and_cookie() {
     assert!(text.contains("Account is temporarily locked"), "{text}");
     serve.stop();
 }
+
+/// Issue 20: `settee serve` runs design document JavaScript in `settee js-worker` processes
+/// of its own (`--js-workers`, `--js-timeout`), which end with it.
+#[test]
+fn serve_runs_javascript_in_worker_processes_that_end_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut serve = Serve::start(&[
+        "--data-dir",
+        s(&data),
+        "--js-workers",
+        "1",
+        "--js-timeout",
+        "2",
+    ]);
+    let (st, text) = http(&serve.url, "PUT", "/js", None, "");
+    assert_eq!(st, 201, "{text}");
+    let ddoc = r#"{"views":{"v":{"map":"function (doc) { emit(doc.n, null); }"},
+        "spin":{"map":"function (doc) { while (true) {} }"}}}"#;
+    let (st, text) = http(&serve.url, "PUT", "/js/_design/d", None, ddoc);
+    assert_eq!(st, 201, "{text}");
+    let (st, text) = http(&serve.url, "PUT", "/js/a", None, r#"{"n":7}"#);
+    assert_eq!(st, 201, "{text}");
+    let (st, text) = http(&serve.url, "GET", "/js/_design/d/_view/v", None, "");
+    assert_eq!(st, 200, "{text}");
+    assert!(text.contains(r#""key":7"#), "{text}");
+    let (st, text) = http(&serve.url, "GET", "/js/_design/d/_view/spin", None, "");
+    assert_eq!(st, 500, "{text}");
+    assert!(text.contains("OS process timed out."), "{text}");
+    // The worker is this server's child, running `settee js-worker`.
+    let server = serve.child.id();
+    let workers = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, r)| r.split(' ').nth(1)?.parse::<u32>().ok());
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                ppid == Some(server) && cmd.split(|b| *b == 0).any(|a| a == b"js-worker")
+            })
+            .collect()
+    };
+    let running = workers();
+    assert_eq!(running.len(), 1, "{running:?}");
+    serve.stop();
+    wait_until(
+        Duration::from_secs(10),
+        "the worker to end with the server",
+        || !std::path::Path::new(&format!("/proc/{}", running[0])).exists(),
+    );
+}

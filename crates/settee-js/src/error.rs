@@ -46,6 +46,15 @@ pub enum Error {
         /// The value it could not use.
         caused_by: Value,
     },
+    /// A built-in reduce's arithmetic failed: a `_sum` or `_stats` past the largest double
+    /// (CouchDB's `badarith`, a failed request).
+    #[error("badarith: {reason}")]
+    Arithmetic {
+        /// The built-in (`_sum`).
+        origin: String,
+        /// What overflowed.
+        reason: String,
+    },
     /// The sandbox ran out of its memory allowance.
     #[error("{origin} ran out of memory ({limit} bytes)")]
     OutOfMemory {
@@ -68,6 +77,40 @@ pub enum Error {
         /// The engine's message.
         reason: String,
     },
+    /// A value leaving the sandbox (an emitted row, a reduction, a thrown verdict, a logged
+    /// value) is nested too deeply to be turned into JSON safely.
+    #[error("{origin}: {reason}")]
+    TooDeep {
+        /// The function.
+        origin: String,
+        /// What was refused.
+        reason: String,
+    },
+    /// A worker process did not answer within the time limit and was killed (a regular
+    /// expression that backtracks for hours is stopped this way).
+    #[error("the JavaScript worker was killed after {limit:?} without an answer")]
+    WorkerTimeout {
+        /// The limit it reached.
+        limit: Duration,
+    },
+    /// A worker process died (stack overflow, out of address space, killed) or broke the
+    /// protocol.
+    #[error("the JavaScript worker failed: {reason}")]
+    WorkerFailed {
+        /// How it ended (exit status or signal), or what it sent.
+        reason: String,
+    },
+    /// No worker process became free within the pool's wait.
+    #[error("all {workers} JavaScript workers stayed busy for {waited:?}")]
+    Busy {
+        /// The pool's size.
+        workers: usize,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// The caller cancelled the call (its client went away); its worker was killed.
+    #[error("the JavaScript call was cancelled")]
+    Cancelled,
 }
 
 impl Error {
@@ -78,8 +121,15 @@ impl Error {
             Error::Compile { .. } => "compilation_error",
             Error::Thrown { .. } | Error::BadResult { .. } => "js_error",
             Error::BuiltinReduce { .. } => "builtin_reduce_error",
+            Error::Arithmetic { .. } => "badarith",
             Error::Timeout { .. } => "timeout",
-            Error::OutOfMemory { .. } | Error::Engine { .. } => "os_process_error",
+            Error::OutOfMemory { .. }
+            | Error::Engine { .. }
+            | Error::TooDeep { .. }
+            | Error::WorkerTimeout { .. }
+            | Error::WorkerFailed { .. } => "os_process_error",
+            Error::Busy { .. } => "service_unavailable",
+            Error::Cancelled => "cancelled",
         }
     }
 
@@ -90,10 +140,27 @@ impl Error {
             | Error::Thrown { reason, .. }
             | Error::BadResult { reason, .. }
             | Error::BuiltinReduce { reason, .. }
-            | Error::Engine { reason } => reason.clone(),
-            Error::Timeout { limit, .. } => format!("stopped after running for {limit:?}"),
+            | Error::Arithmetic { reason, .. }
+            | Error::Engine { reason }
+            | Error::TooDeep { reason, .. }
+            | Error::WorkerFailed { reason } => reason.clone(),
+            Error::Timeout { limit, .. } | Error::WorkerTimeout { limit } => {
+                format!("stopped after running for {limit:?}")
+            }
             Error::OutOfMemory { limit, .. } => format!("out of memory ({limit} bytes)"),
+            Error::Busy { .. } | Error::Cancelled => self.to_string(),
         }
+    }
+
+    /// Whether the failure is the process's rather than one document's: the call ran out
+    /// of time or memory, produced a value that cannot leave the sandbox, or its worker
+    /// died. A view fails as a whole on these (CouchDB's `os_process_error`), where a
+    /// function that merely throws on a document only leaves that document out.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(
+            self,
+            Error::Thrown { .. } | Error::BadResult { .. } | Error::BuiltinReduce { .. }
+        )
     }
 }
 
@@ -118,4 +185,25 @@ pub enum Rejection {
     /// The function threw an `Error` (a bug in it, such as a `TypeError`), or could not run.
     #[error(transparent)]
     Failed(#[from] Error),
+}
+
+impl Rejection {
+    /// The verdict for the JSON text of a value a validation function threw (not an
+    /// `Error`): `{forbidden}`, `{unauthorized}`, or anything else.
+    pub(crate) fn from_thrown(thrown: &str) -> Rejection {
+        let value: Value =
+            serde_json::from_str(thrown).unwrap_or_else(|_| Value::String(thrown.to_owned()));
+        match value {
+            Value::Object(mut m) if m.len() == 1 && m.contains_key("forbidden") => {
+                Rejection::Forbidden(m.remove("forbidden").unwrap_or_default())
+            }
+            Value::Object(mut m) if m.len() == 1 && m.contains_key("unauthorized") => {
+                Rejection::Unauthorized(m.remove("unauthorized").unwrap_or_default())
+            }
+            Value::Object(m) => {
+                Rejection::Other(m.into_iter().next().map(|(_, v)| v).unwrap_or_default())
+            }
+            other => Rejection::Other(other),
+        }
+    }
 }

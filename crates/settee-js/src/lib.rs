@@ -11,6 +11,13 @@
 //! CommonJS `require` loads modules stored in the design document
 //! ([`Sandbox::compile_with_modules`]).
 //!
+//! A server runs untrusted design documents in worker processes instead ([`worker`]): a
+//! bounded [`Pool`] of processes, each keeping one sandbox per design document, killed when
+//! a call runs past its time limit or its caller goes away. A [`Sandbox`] on its own stops
+//! ordinary JavaScript at the time limit but not a regular expression that backtracks, and
+//! a value nested deeply enough can overflow the calling thread's stack in QuickJS's
+//! `JSON.stringify`; only a process boundary contains those.
+//!
 //! **Architecture Invariant:** no I/O. A function cannot read files, the network or the
 //! clock beyond `Date`; `require` reads only the JSON it is given; `provides`, `send` and
 //! `getRow` do not exist.
@@ -34,7 +41,9 @@
 mod error;
 mod reduce;
 mod sandbox;
+pub mod worker;
 
 pub use error::{Error, Rejection, Result};
 pub use reduce::Builtin;
 pub use sandbox::{Compiled, Limits, Sandbox};
+pub use worker::{Cancel, Function, Lease, Pool, PoolLimits, Scope, WorkerProgram};

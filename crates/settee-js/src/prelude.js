@@ -14,7 +14,7 @@ function emit(key, value) {
 
 function log(message) {
   if (__settee_log.length < 100) {
-    __settee_log.push(typeof message === "string" ? message : JSON.stringify(message));
+    __settee_log.push(typeof message === "string" ? message : __settee_text(message));
   }
 }
 
@@ -34,10 +34,64 @@ function toJSON(value) {
   return JSON.stringify(value);
 }
 
-function __settee_text(value) {
-  var text = JSON.stringify(value);
-  return text === undefined ? "null" : text;
-}
+// `__settee_text(value)`: the JSON text of a value leaving the sandbox (emitted rows, a
+// reduction, a thrown verdict, a logged value). QuickJS's JSON.stringify recurses on the C
+// stack without a check, so a value nested more than MAX_DEPTH levels is refused first, by
+// a walk that keeps its own stack, with a `SetteeTooDeep` error. The built-ins it uses are
+// captured here, so a function replacing them changes only what it sees itself.
+var __settee_text = (function () {
+  var MAX_DEPTH = 120;
+  var stringify = JSON.stringify;
+  var isArray = Array.isArray;
+  var hasOwn = Object.prototype.hasOwnProperty;
+  function tooDeep() {
+    var e = new Error("a value nested more than " + MAX_DEPTH + " levels deep cannot leave the sandbox");
+    e.name = "SetteeTooDeep";
+    return e;
+  }
+  function checkDepth(value) {
+    var pending = [value];
+    var depths = [0];
+    var n = 1;
+    while (n > 0) {
+      n--;
+      var v = pending[n];
+      var d = depths[n];
+      if (v === null || typeof v !== "object") {
+        continue;
+      }
+      if (d >= MAX_DEPTH) {
+        throw tooDeep();
+      }
+      if (typeof v.toJSON === "function") {
+        v = v.toJSON();
+        if (v === null || typeof v !== "object") {
+          continue;
+        }
+      }
+      if (isArray(v)) {
+        for (var i = 0; i < v.length; i++) {
+          pending[n] = v[i];
+          depths[n] = d + 1;
+          n++;
+        }
+      } else {
+        for (var k in v) {
+          if (hasOwn.call(v, k)) {
+            pending[n] = v[k];
+            depths[n] = d + 1;
+            n++;
+          }
+        }
+      }
+    }
+  }
+  return function (value) {
+    checkDepth(value);
+    var text = stringify(value);
+    return text === undefined ? "null" : text;
+  };
+})();
 
 function __settee_keep(fn) {
   if (typeof fn !== "function") {
@@ -99,7 +153,7 @@ function __settee_map(index, doc) {
   __settee_rows = [];
   try {
     __settee_fns[index](JSON.parse(doc));
-    return JSON.stringify(__settee_rows);
+    return __settee_text(__settee_rows);
   } finally {
     __settee_rows = null;
   }

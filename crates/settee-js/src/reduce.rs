@@ -53,17 +53,14 @@ impl Builtin {
     pub fn reduce(self, keys: &[Value], values: &[Value], rereduce: bool) -> Result<Value> {
         match (self, rereduce) {
             (Builtin::Count, false) => Ok(Value::from(values.len() as u64)),
-            (Builtin::Count, true) | (Builtin::ApproxCountDistinct, true) => {
+            (Builtin::Count, true) | (Builtin::ApproxCountDistinct, true) | (Builtin::Sum, _) => {
                 let mut total = Value::from(0);
                 for v in values {
-                    total = add(&total, v).ok_or_else(|| self.error(v))?;
-                }
-                Ok(total)
-            }
-            (Builtin::Sum, _) => {
-                let mut total = Value::from(0);
-                for v in values {
-                    total = add(&total, v).ok_or_else(|| self.error(v))?;
+                    total = match add(&total, v) {
+                        Ok(sum) => sum,
+                        Err(Unsummable::Mismatch) => return Err(self.error(v)),
+                        Err(Unsummable::Overflow) => return Err(self.overflow()),
+                    };
                 }
                 Ok(total)
             }
@@ -76,12 +73,28 @@ impl Builtin {
                         Some(a) => a.merge(s),
                     });
                 }
-                Ok(acc.map_or_else(|| Stats::empty().to_json(), Stats::to_json))
+                let acc = acc.unwrap_or_else(Stats::empty);
+                if !acc.is_finite() {
+                    return Err(self.overflow());
+                }
+                Ok(acc.to_json())
             }
             (Builtin::ApproxCountDistinct, false) => {
                 let distinct: HashSet<String> = keys.iter().map(Value::to_string).collect();
                 Ok(Value::from(distinct.len() as u64))
             }
+        }
+    }
+
+    /// CouchDB's `badarith`: a sum past the largest double (Erlang's float arithmetic
+    /// fails there, where JavaScript would give Infinity, which JSON cannot hold).
+    fn overflow(self) -> Error {
+        Error::Arithmetic {
+            origin: self.name().to_owned(),
+            reason: format!(
+                "{} overflowed: the values add up past the largest number JSON can hold",
+                self.name()
+            ),
         }
     }
 
@@ -98,21 +111,30 @@ impl Builtin {
     }
 }
 
+/// Why `_sum` cannot add two values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsummable {
+    /// Not numbers, arrays or objects of numbers (or mixed).
+    Mismatch,
+    /// The sum is past the largest double.
+    Overflow,
+}
+
 /// Exact integer arithmetic while it fits, floating point otherwise.
-fn add_numbers(a: &Number, b: &Number) -> Number {
+fn add_numbers(a: &Number, b: &Number) -> Result<Number, Unsummable> {
     if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
         if let Some(s) = x.checked_add(y) {
-            return Number::from(s);
+            return Ok(Number::from(s));
         }
     }
     let s = a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0);
-    Number::from_f64(s).unwrap_or_else(|| Number::from(0))
+    Number::from_f64(s).ok_or(Unsummable::Overflow)
 }
 
-/// `_sum` of two values; `None` when they cannot be added.
-fn add(a: &Value, b: &Value) -> Option<Value> {
+/// `_sum` of two values.
+fn add(a: &Value, b: &Value) -> Result<Value, Unsummable> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => Some(Value::Number(add_numbers(x, y))),
+        (Value::Number(x), Value::Number(y)) => add_numbers(x, y).map(Value::Number),
         (Value::Array(x), Value::Array(y)) => {
             let n = x.len().max(y.len());
             let zero = Value::from(0);
@@ -122,13 +144,13 @@ fn add(a: &Value, b: &Value) -> Option<Value> {
                     let r = y.get(i).unwrap_or(&zero);
                     match (l, r) {
                         (Value::Number(_), Value::Number(_)) => add(l, r),
-                        _ => None,
+                        _ => Err(Unsummable::Mismatch),
                     }
                 })
-                .collect::<Option<Vec<_>>>()
+                .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array)
         }
-        (Value::Number(_), Value::Array(_)) if is_zero(a) => Some(b.clone()),
+        (Value::Number(_), Value::Array(_)) if is_zero(a) => Ok(b.clone()),
         (Value::Number(_), Value::Array(_)) => add(&Value::Array(vec![a.clone()]), b),
         (Value::Array(_), Value::Number(_)) => add(a, &Value::Array(vec![b.clone()])),
         (Value::Number(_), Value::Object(_)) if is_zero(a) => add(&Value::Object(Map::new()), b),
@@ -139,14 +161,14 @@ fn add(a: &Value, b: &Value) -> Option<Value> {
                     Some(old) => add(old, v)?,
                     None => match v {
                         Value::Number(_) | Value::Array(_) | Value::Object(_) => v.clone(),
-                        _ => return None,
+                        _ => return Err(Unsummable::Mismatch),
                     },
                 };
                 out.insert(k.clone(), sum);
             }
-            Some(Value::Object(out))
+            Ok(Value::Object(out))
         }
-        _ => None,
+        _ => Err(Unsummable::Mismatch),
     }
 }
 
@@ -194,6 +216,12 @@ impl Stats {
             max: field("max")?,
             sumsqr: field("sumsqr")?,
         })
+    }
+
+    fn is_finite(&self) -> bool {
+        [self.sum, self.count, self.min, self.max, self.sumsqr]
+            .iter()
+            .all(|x| x.is_finite())
     }
 
     fn merge(self, o: Stats) -> Stats {
@@ -268,6 +296,27 @@ mod tests {
             Error::BuiltinReduce { caused_by, .. } => assert_eq!(caused_by, json!("x")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn sums_past_the_largest_double_fail_as_couchdbs_badarith() {
+        for values in [
+            vec![json!(1e308), json!(1e308)],
+            vec![json!([1e308, 1]), json!([1e308, 1])],
+            vec![json!({"a": 1e308}), json!({"a": 1e308})],
+        ] {
+            let e = Builtin::Sum.reduce(&[], &values, false).unwrap_err();
+            assert_eq!(e.name(), "badarith", "{values:?}");
+        }
+        let e = Builtin::Stats
+            .reduce(&[], &[json!(1e308)], false)
+            .unwrap_err();
+        assert_eq!(e.name(), "badarith");
+        // Integers past i64 are summed as doubles, which still fit.
+        let big = Builtin::Sum
+            .reduce(&[], &[json!(i64::MAX), json!(i64::MAX)], false)
+            .unwrap();
+        assert_eq!(big.as_f64(), Some(2.0 * i64::MAX as f64));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::{Error, Rejection, Result};
 /// The helpers and entry points every sandbox starts with.
 const PRELUDE: &str = include_str!("prelude.js");
 
+/// The name of the error the prelude throws for a value nested too deeply to stringify.
+const TOO_DEEP: &str = "SetteeTooDeep";
+
 /// What one sandbox may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -185,19 +188,30 @@ impl Sandbox {
 
     /// Runs a map function on `doc`: the `(key, value)` pairs it emitted, in order.
     pub fn map(&self, f: &Compiled, doc: &Value) -> Result<Vec<(Value, Value)>> {
-        let text: String = self.call(&f.origin, "__settee_map", (f.index, doc.to_string()))?;
+        let text = self.map_json(f, &doc.to_string())?;
         serde_json::from_str(&text).map_err(|e| Error::BadResult {
             origin: f.origin.to_string(),
             reason: format!("emitted rows are not JSON: {e}"),
         })
     }
 
+    /// [`Sandbox::map`] on a document's JSON text: the emitted rows as JSON text
+    /// (`[[key, value], ...]`), which the worker passes on without parsing.
+    pub(crate) fn map_json(&self, f: &Compiled, doc: &str) -> Result<String> {
+        self.call(&f.origin, "__settee_map", (f.index, doc.to_owned()))
+    }
+
     /// Runs a filter function: whether `doc` passes (the result's truthiness).
     pub fn filter(&self, f: &Compiled, doc: &Value, req: &Value) -> Result<bool> {
+        self.filter_json(f, &doc.to_string(), &req.to_string())
+    }
+
+    /// [`Sandbox::filter`] on JSON texts.
+    pub(crate) fn filter_json(&self, f: &Compiled, doc: &str, req: &str) -> Result<bool> {
         self.call(
             &f.origin,
             "__settee_filter",
-            (f.index, doc.to_string(), req.to_string()),
+            (f.index, doc.to_owned(), req.to_owned()),
         )
     }
 
@@ -210,33 +224,29 @@ impl Sandbox {
         user_ctx: &Value,
         sec_obj: &Value,
     ) -> Result<(), Rejection> {
+        self.validate_json(
+            f,
+            [
+                &new.to_string(),
+                &old.to_string(),
+                &user_ctx.to_string(),
+                &sec_obj.to_string(),
+            ],
+        )
+    }
+
+    /// [`Sandbox::validate`] on the JSON texts of `[newDoc, oldDoc, userCtx, secObj]`.
+    pub(crate) fn validate_json(&self, f: &Compiled, args: [&str; 4]) -> Result<(), Rejection> {
+        let [new, old, user_ctx, sec_obj] = args.map(str::to_owned);
         let thrown: Option<String> = self.call(
             &f.origin,
             "__settee_validate",
-            (
-                f.index,
-                new.to_string(),
-                old.to_string(),
-                user_ctx.to_string(),
-                sec_obj.to_string(),
-            ),
+            (f.index, new, old, user_ctx, sec_obj),
         )?;
         let Some(thrown) = thrown else {
             return Ok(());
         };
-        let value: Value = serde_json::from_str(&thrown).unwrap_or(Value::String(thrown));
-        match value {
-            Value::Object(mut m) if m.len() == 1 && m.contains_key("forbidden") => Err(
-                Rejection::Forbidden(m.remove("forbidden").unwrap_or_default()),
-            ),
-            Value::Object(mut m) if m.len() == 1 && m.contains_key("unauthorized") => Err(
-                Rejection::Unauthorized(m.remove("unauthorized").unwrap_or_default()),
-            ),
-            Value::Object(m) => Err(Rejection::Other(
-                m.into_iter().next().map(|(_, v)| v).unwrap_or_default(),
-            )),
-            other => Err(Rejection::Other(other)),
-        }
+        Err(Rejection::from_thrown(&thrown))
     }
 
     /// Runs a JavaScript reduce function. Without `rereduce`, `keys` are the rows'
@@ -258,20 +268,32 @@ impl Sandbox {
                     .collect(),
             )
         };
-        let text: String = self.call(
-            &f.origin,
-            "__settee_reduce",
-            (
-                f.index,
-                keys.to_string(),
-                Value::Array(values.to_vec()).to_string(),
-                rereduce,
-            ),
+        let text = self.reduce_json(
+            f,
+            &keys.to_string(),
+            &Value::Array(values.to_vec()).to_string(),
+            rereduce,
         )?;
         serde_json::from_str(&text).map_err(|e| Error::BadResult {
             origin: f.origin.to_string(),
             reason: format!("the reduction is not JSON: {e}"),
         })
+    }
+
+    /// [`Sandbox::reduce`] on JSON texts (`keys` is `null` on rereduce): the reduction's
+    /// JSON text.
+    pub(crate) fn reduce_json(
+        &self,
+        f: &Compiled,
+        keys: &str,
+        values: &str,
+        rereduce: bool,
+    ) -> Result<String> {
+        self.call(
+            &f.origin,
+            "__settee_reduce",
+            (f.index, keys.to_owned(), values.to_owned(), rereduce),
+        )
     }
 
     /// The messages functions passed to `log()` since the last call (at most 100 kept).
@@ -302,6 +324,15 @@ impl Sandbox {
                 Error::Timeout {
                     origin: origin.to_owned(),
                     limit: self.limits.timeout,
+                }
+            } else if reason.starts_with(TOO_DEEP) {
+                Error::TooDeep {
+                    origin: origin.to_owned(),
+                    reason: reason
+                        .strip_prefix(TOO_DEEP)
+                        .unwrap_or(&reason)
+                        .trim_start_matches(": ")
+                        .to_owned(),
                 }
             } else if reason.contains("out of memory") {
                 self.broken.set(true);

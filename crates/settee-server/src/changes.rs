@@ -230,7 +230,7 @@ pub(crate) async fn changes(
             Ok(body::json(StatusCode::OK, &page.to_json(&p)))
         }
         Feed::Longpoll => longpoll(state, open, p).await,
-        Feed::Continuous | Feed::EventSource => live(state, open, p),
+        Feed::Continuous | Feed::EventSource => live(state, open, p).await,
     }
 }
 
@@ -376,8 +376,11 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
                             Ok(Some(_)) => break true,
                             Ok(None) => {}
                             Err(e) => {
+                                // The answer has begun (heartbeats): as CouchDB, end it
+                                // broken rather than as an empty success.
                                 tracing::warn!(db = %open.name, reason = %e.reason, "changes filter failed");
-                                break false;
+                                let _ = tx.send(Err(feed_failed(&e))).await;
+                                return;
                             }
                         }
                     }
@@ -424,13 +427,30 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// A failed filter as the error that aborts a feed whose answer has begun: the client
+/// sees the response cut off, not a clean end.
+fn feed_failed(e: &HttpError) -> std::io::Error {
+    std::io::Error::other(format!("changes filter failed: {}: {}", e.error, e.reason))
+}
+
 /// `feed=continuous` (a JSON line per change, a last `{"last_seq"}` line) and
-/// `feed=eventsource` (server-sent events).
-fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, HttpError> {
+/// `feed=eventsource` (server-sent events). As CouchDB's, the answer's head waits until
+/// the first line is ready or the feed has caught up with the changes there were when it
+/// began, so that a filter function that fails on those answers 500 with the error; one
+/// that fails later cuts the answer off.
+async fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, HttpError> {
+    let caught_up_at = open.run(|db| Ok(db.info()?.update_seq)).await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(FEED_BUFFER);
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<(), HttpError>>();
     let shutdown = state.shutdown.clone();
     let sse = p.feed == Feed::EventSource;
     tokio::spawn(async move {
+        let mut head = Some(head_tx);
+        let mut begin = |result: Result<(), HttpError>| {
+            if let Some(h) = head.take() {
+                let _ = h.send(result);
+            }
+        };
         let timeout = p.timeout.or(if p.heartbeat.is_none() {
             Some(DEFAULT_TIMEOUT)
         } else {
@@ -445,6 +465,9 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
         let closed = open.closed();
         let mut sent = 0usize;
         let mut last_seq = p.opts.since;
+        if last_seq >= caught_up_at {
+            begin(Ok(()));
+        }
         let limit = p.limit.unwrap_or(usize::MAX);
         let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         while sent < limit {
@@ -453,14 +476,22 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
                 next = live.next() => match next {
                     Some(Ok(c)) => {
                         last_seq = c.seq;
-                        let c = match keep(&p.filter, c).await {
+                        let kept = keep(&p.filter, c).await;
+                        if last_seq >= caught_up_at && kept.is_ok() {
+                            begin(Ok(()));
+                        }
+                        let c = match kept {
                             Ok(Some(c)) => c,
                             Ok(None) => continue,
                             Err(e) => {
                                 tracing::warn!(db = %open.name, reason = %e.reason, "changes filter failed");
-                                break;
+                                let failed = feed_failed(&e);
+                                begin(Err(e));
+                                let _ = tx.send(Err(failed)).await;
+                                return;
                             }
                         };
+                        begin(Ok(()));
                         let line = row_json(&c, &p).to_string();
                         let chunk = if sse {
                             format!("data: {line}\nid: {}\n\n", c.seq)
@@ -479,6 +510,7 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
                 },
                 _ = sleep_until(deadline) => break,
                 _ = beat.tick() => {
+                    begin(Ok(()));
                     let hb: &'static [u8] = if sse { b"event: heartbeat\ndata: \n\n" } else { b"\n" };
                     if tx.send(Ok(Bytes::from_static(hb))).await.is_err() { return; }
                 }
@@ -486,11 +518,16 @@ fn live(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, Ht
                 _ = shutdown.cancelled() => break,
             }
         }
+        begin(Ok(()));
         if !sse {
             let end = json!({"last_seq": last_seq, "pending": 0}).to_string() + "\n";
             let _ = tx.send(Ok(Bytes::from(end))).await;
         }
     });
+    // A dropped sender means the feed task ended without a word: answer what it sent.
+    if let Ok(Err(e)) = head_rx.await {
+        return Err(e);
+    }
     let mut res = Response::new(stream_body(rx));
     feed_headers(
         &mut res,

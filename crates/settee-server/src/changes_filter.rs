@@ -12,7 +12,9 @@ use settee_replicate::Selector;
 use settee_store::Change;
 
 use crate::error::HttpError;
+use crate::js::{js_error, Js};
 use crate::registry::OpenDb;
+use settee_js::{Function, Scope};
 
 /// Which changes a feed lists beyond what the store filters itself (`_doc_ids`).
 #[derive(Clone)]
@@ -25,15 +27,16 @@ pub(crate) enum Filter {
 
 /// A JavaScript filter: a design document's filter function, or a view's map function.
 pub(crate) struct JsFilter {
-    /// `_design/ddoc filters.name` or `_design/ddoc views.name.map`.
-    origin: String,
-    source: String,
+    /// The function (`_design/ddoc filters.name` or `_design/ddoc views.name.map`), with
+    /// what `require` loads from (the design document, or its `views.lib`).
+    function: Function,
+    /// The design document's runtime.
+    scope: Scope,
     /// A view's map function: a document passes when it emits a row.
     is_view: bool,
     /// The `req` argument of a filter function.
     req: Value,
-    /// What `require` loads from (the design document, or its `views.lib`).
-    modules: Value,
+    js: Js,
 }
 
 impl JsFilter {
@@ -43,29 +46,34 @@ impl JsFilter {
         let Some(doc) = change.doc.as_ref() else {
             return Ok(false);
         };
-        crate::js::with_sandbox(|sandbox| {
-            let f = sandbox
-                .compile_with_modules(&self.origin, &self.source, &self.modules)
-                .map_err(crate::js::js_error)?;
-            if self.is_view {
-                Ok(!sandbox
-                    .map(&f, doc)
-                    .map_err(crate::js::js_error)?
-                    .is_empty())
-            } else {
-                sandbox
-                    .filter(&f, doc, &self.req)
-                    .map_err(crate::js::js_error)
-            }
-        })
+        let mut lease = self.js.lease(&self.scope)?;
+        let first = if self.is_view {
+            lease
+                .map(&self.scope, &self.function, &[doc])
+                .map_err(js_error)?
+                .into_iter()
+                .next()
+                .map(|rows| rows.map(|rows| !rows.is_empty()))
+        } else {
+            lease
+                .filter(&self.scope, &self.function, &self.req, &[doc])
+                .map_err(js_error)?
+                .into_iter()
+                .next()
+        };
+        match first {
+            Some(result) => result.map_err(js_error),
+            None => Err(HttpError::internal("the filter gave no answer")),
+        }
     }
 }
 
-/// Whether a live feed keeps `change`: JavaScript filters run on the blocking pool.
+/// Whether a live feed keeps `change`: JavaScript filters run on the blocking pool (and
+/// stop if the feed is dropped meanwhile).
 pub(crate) async fn keep(filter: &Filter, change: Change) -> Result<Option<Change>, HttpError> {
     if let Filter::Js(f) = filter {
         let f = f.clone();
-        return tokio::task::spawn_blocking(move || Ok(f.keeps(&change)?.then_some(change)))
+        return crate::js::spawn_cancellable(move || Ok(f.keeps(&change)?.then_some(change)))
             .await
             .map_err(|e| HttpError::internal(format!("a changes filter failed: {e}")))?;
     }
@@ -106,6 +114,8 @@ pub(crate) async fn js_filter(
     };
     let ddoc = ddoc.to_owned();
     let fname = fname.to_owned();
+    let db_name = open.name.clone();
+    let js = open.js.clone();
     let f = open
         .run(move |db| {
             let doc =
@@ -115,32 +125,28 @@ pub(crate) async fn js_filter(
             } else {
                 vec![kind, &fname]
             };
-            let origin = format!("_design/{ddoc} {}", path.join("."));
+            let ddoc_id = format!("_design/{ddoc}");
             let modules = if kind == "views" {
                 crate::js::view_modules(&doc)
             } else {
                 doc.clone()
             };
-            let source = crate::js::with_sandbox(|sandbox| {
-                crate::js::compile_member(sandbox, &doc, &path, &modules)?;
-                Ok(member_source(&doc, &path))
-            })?;
+            let source = crate::js::member_source(&doc, &path)?;
+            let function = Function::new(format!("{ddoc_id} {}", path.join(".")), source, &modules);
+            let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default();
+            let scope = crate::js::scope(db, &db_name, &ddoc_id, rev);
+            // Compiled now, so that a broken function fails the request.
+            js.lease(&scope)?
+                .check(std::slice::from_ref(&function))
+                .map_err(js_error)?;
             Ok(JsFilter {
-                origin,
-                source,
+                function,
+                scope,
                 is_view: kind == "views",
                 req,
-                modules,
+                js,
             })
         })
         .await?;
     Ok(Filter::Js(Arc::new(f)))
-}
-
-fn member_source(doc: &Value, path: &[&str]) -> String {
-    path.iter()
-        .try_fold(doc, |at, key| at.get(key))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
 }

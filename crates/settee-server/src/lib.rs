@@ -14,7 +14,9 @@
 //! Settee's own `/{db}/_settee/...` answer the sync-state questions about a store for the
 //! process that finds it held by this one (admins only; `sync_state.rs`).
 //! Every document write goes through the database's `validate_doc_update` functions.
-//! JavaScript runs in `settee_js`'s QuickJS sandbox with a time and memory limit.
+//! JavaScript runs in worker processes (`settee_js::Pool`, given by
+//! [`ServerOptions::js_worker`]), one QuickJS runtime per design document, killed when a
+//! call runs past its time limit or its client goes away.
 //!
 //! - Auth: the admin and the users of the `_users` database (PBKDF2 passwords, roles) by
 //!   basic auth or `_session` cookie, with CouchDB's failed-login lockout; per-database
@@ -72,6 +74,16 @@ pub use error::{Error, Result};
 pub use options::{Admin, Cors, Limits, ServerOptions};
 pub use peruser::PerUser;
 pub use server::Server;
+pub use settee_js::{PoolLimits, WorkerProgram};
+
+/// Runs a JavaScript worker process on stdin and stdout (what [`WorkerProgram`] starts:
+/// `settee js-worker`, or the `settee-js-worker` binary of this crate).
+///
+/// # Errors
+/// An I/O error talking to the parent.
+pub fn run_js_worker() -> std::io::Result<()> {
+    settee_js::worker::run()
+}
 
 /// Characters percent-encoded in one path segment of a URL we send (`Location`).
 pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -1,5 +1,5 @@
 //! What a server is started with: the address, the stores, the data directory for new
-//! databases, the admin, CORS and the limits on requests.
+//! databases, the admin, CORS, the limits on requests and the JavaScript workers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +58,14 @@ pub struct ServerOptions {
     /// {}}`) lets anyone create a user without roles, and each user read and change their
     /// own document.
     pub users_db_security_editable: bool,
+    /// The program that runs design document JavaScript (map, reduce, filter and
+    /// `validate_doc_update` functions) in worker processes; `settee serve` runs itself
+    /// with `js-worker`. `None` (the default) runs no JavaScript: such a function answers
+    /// 500, and design documents are stored without compiling their functions.
+    pub js_worker: Option<settee_js::WorkerProgram>,
+    /// Bounds on that JavaScript: how many workers, the time limit per call, how long a
+    /// request waits for a worker, and each worker's memory.
+    pub js_limits: settee_js::PoolLimits,
 }
 
 impl Default for ServerOptions {
@@ -80,6 +88,8 @@ impl Default for ServerOptions {
             password_iterations: crate::auth::users::DEFAULT_ITERATIONS,
             peruser: None,
             users_db_security_editable: false,
+            js_worker: None,
+            js_limits: settee_js::PoolLimits::default(),
         }
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct OpenDb {
     security: RwLock<Map<String, Value>>,
     /// PBKDF2 rounds for passwords written here (used by `_users` only).
     pub(crate) password_iterations: u32,
+    /// The server's JavaScript workers.
+    pub(crate) js: crate::js::Js,
 }
 
 impl OpenDb {
@@ -46,6 +48,7 @@ impl OpenDb {
         db: Database,
         security: Map<String, Value>,
         password_iterations: u32,
+        js: crate::js::Js,
     ) -> OpenDb {
         OpenDb {
             name,
@@ -54,6 +57,7 @@ impl OpenDb {
             calls: Arc::new(()),
             security: RwLock::new(security),
             password_iterations,
+            js,
         }
     }
 
@@ -74,7 +78,9 @@ impl OpenDb {
     }
 
     /// Runs a store call on the blocking pool (every store call of the server goes
-    /// through here: sled must not block a runtime worker).
+    /// through here: sled must not block a runtime worker). If the returned future is
+    /// dropped (the client went away), the call's JavaScript is cancelled: its worker is
+    /// killed and the call ends with an error.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, HttpError>
     where
         T: Send + 'static,
@@ -82,7 +88,7 @@ impl OpenDb {
     {
         let db = self.db.clone();
         let call = self.calls.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::js::spawn_cancellable(move || {
             let _call = call;
             f(&db)
         })
@@ -111,6 +117,7 @@ pub(crate) struct Registry {
     /// How long a delete waits for the requests holding its database.
     delete_wait: Duration,
     password_iterations: u32,
+    js: crate::js::Js,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Held by create and delete, so that a database is never created in a directory
     /// that is still being removed.
@@ -120,6 +127,7 @@ pub(crate) struct Registry {
 impl Registry {
     /// The registry for `opts`: its stores and every store found in its data directory.
     pub(crate) fn new(opts: &ServerOptions) -> Result<Registry> {
+        let js = crate::js::Js::new(opts.js_worker.clone(), opts.js_limits);
         let mut slots = BTreeMap::new();
         if let Some(dir) = &opts.data_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::Config {
@@ -168,6 +176,7 @@ impl Registry {
                 db.clone(),
                 security,
                 opts.password_iterations,
+                js.clone(),
             ));
             slots.insert(
                 name,
@@ -204,6 +213,7 @@ impl Registry {
             cache_capacity: opts.cache_capacity,
             delete_wait: opts.limits.delete_wait,
             password_iterations: opts.password_iterations,
+            js,
             slots: Mutex::new(slots),
             lifecycle: tokio::sync::Mutex::new(()),
         })
@@ -241,6 +251,7 @@ impl Registry {
         create: bool,
     ) -> settee_store::Result<Arc<OpenDb>> {
         let password_iterations = self.password_iterations;
+        let js = self.js.clone();
         let opts = OpenOptions {
             create,
             cache_capacity: self.cache_capacity,
@@ -262,6 +273,7 @@ impl Registry {
                     db,
                     security,
                     password_iterations,
+                    js,
                 )))
             })
             .await

@@ -14,14 +14,18 @@ use crate::auth::{Need, UserCtx};
 use crate::error::HttpError;
 use crate::js;
 use crate::registry::OpenDb;
+use settee_js::{Function, Scope};
 
-/// Who writes, as the validation functions see it.
+/// Who writes, as the validation functions see it, and where they run.
 #[derive(Clone)]
 pub(crate) struct Writer {
     user_ctx: Value,
     sec_obj: Value,
     /// In `_users`: the writer, whether a db admin, and the PBKDF2 rounds.
     users: Option<(UserCtx, bool, u32)>,
+    /// The database's name (design document runtimes are per database).
+    db_name: String,
+    js: js::Js,
 }
 
 impl Writer {
@@ -37,13 +41,15 @@ impl Writer {
             user_ctx: json!({"db": open.name, "name": user.name, "roles": user.roles}),
             sec_obj: Value::Object(security),
             users,
+            db_name: open.name.clone(),
+            js: open.js.clone(),
         }
     }
 }
 
-/// The validation functions of a database at one moment: `(design doc id, source, design
-/// doc)` (the design document is what `require` loads from).
-pub(crate) struct Validators(Vec<(String, String, Value)>);
+/// The validation functions of a database at one moment: `(design doc id, rev, function)`
+/// (the design document is what `require` loads from).
+pub(crate) struct Validators(Vec<(String, String, Function)>);
 
 impl Validators {
     /// Reads the design documents' `validate_doc_update` members.
@@ -53,8 +59,17 @@ impl Validators {
             if let (Some(Value::String(id)), Some(Value::String(src))) =
                 (ddoc.get("_id"), ddoc.get("validate_doc_update"))
             {
-                let (id, src) = (id.clone(), src.clone());
-                fns.push((id, src, Value::Object(ddoc)));
+                let rev = ddoc
+                    .get("_rev")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let f = Function::new(
+                    format!("{id} validate_doc_update"),
+                    src.as_str(),
+                    &Value::Object(ddoc.clone()),
+                );
+                fns.push((id.clone(), rev, f));
             }
         }
         Ok(Validators(fns))
@@ -91,7 +106,7 @@ impl Validators {
             .unwrap_or("")
             .to_owned();
         if id.starts_with("_design/") {
-            return check_design(doc);
+            return check_design(db, writer, doc);
         }
         if let Some((user, is_db_admin, iterations)) = &writer.users {
             if !id.starts_with("_local/") {
@@ -111,18 +126,19 @@ impl Validators {
         }
         let old = old_doc(db, id, doc, new_edits)?;
         let new = as_validated(doc, new_edits);
-        js::with_sandbox(|sandbox| {
-            for (ddoc_id, source, ddoc) in &self.0 {
-                let origin = format!("{ddoc_id} validate_doc_update");
-                let f = sandbox
-                    .compile_with_modules(&origin, source, ddoc)
-                    .map_err(js::js_error)?;
-                sandbox
-                    .validate(&f, &new, &old, &writer.user_ctx, &writer.sec_obj)
-                    .map_err(js::rejection_error)?;
-            }
-            Ok(())
-        })
+        let functions: Vec<(Scope, Function)> = self
+            .0
+            .iter()
+            .map(|(ddoc, rev, f)| (js::scope(db, &writer.db_name, ddoc, rev), f.clone()))
+            .collect();
+        let Some((affinity, _)) = functions.first() else {
+            return Ok(());
+        };
+        writer
+            .js
+            .lease(affinity)?
+            .validate(&functions, [&new, &old, &writer.user_ctx, &writer.sec_obj])
+            .map_err(js::rejection_error)
     }
 }
 
@@ -204,8 +220,10 @@ fn as_validated(doc: &Value, new_edits: bool) -> Value {
 
 /// A design document about to be written: its views' JavaScript must compile (CouchDB
 /// refuses a design document whose map or reduce function is broken, with 400
-/// `compilation_error`) and a built-in reduce must exist (`invalid_design_doc`).
-fn check_design(doc: &Value) -> Result<(), HttpError> {
+/// `compilation_error`) and a built-in reduce must exist (`invalid_design_doc`). Compiling
+/// evaluates the source, so it runs in a worker like any function, in a runtime thrown
+/// away afterwards; a server without workers stores design documents unchecked.
+fn check_design(db: &Database, writer: &Writer, doc: &Value) -> Result<(), HttpError> {
     if let Value::Object(members) = doc {
         crate::design_doc::check_fields(members)?;
     }
@@ -223,31 +241,47 @@ fn check_design(doc: &Value) -> Result<(), HttpError> {
         .get("_id")
         .and_then(Value::as_str)
         .unwrap_or("_design/?");
-    js::with_sandbox(|sandbox| {
-        for (name, view) in views {
-            for kind in ["map", "reduce"] {
-                let Some(source) = view.get(kind).and_then(Value::as_str) else {
-                    continue;
-                };
-                if kind == "reduce" && source.trim_start().starts_with('_') {
-                    if settee_js::Builtin::parse(source).is_none() {
-                        return Err(HttpError::bad_request(format!(
-                            "`{}` is not a supported reduce function.",
-                            source.trim()
-                        ))
-                        .named("invalid_design_doc"));
-                    }
-                    continue;
+    let mut lease = None;
+    for (name, view) in views {
+        for kind in ["map", "reduce"] {
+            let Some(source) = view.get(kind).and_then(Value::as_str) else {
+                continue;
+            };
+            if kind == "reduce" && source.trim_start().starts_with('_') {
+                if settee_js::Builtin::parse(source).is_none() {
+                    return Err(HttpError::bad_request(format!(
+                        "`{}` is not a supported reduce function.",
+                        source.trim()
+                    ))
+                    .named("invalid_design_doc"));
                 }
-                if let Err(e) = sandbox.compile(&format!("{id} views.{name}.{kind}"), source) {
+                continue;
+            }
+            if !writer.js.is_enabled() {
+                continue;
+            }
+            let lease = match &mut lease {
+                Some(l) => l,
+                None => lease.insert(writer.js.lease(&js::scope(
+                    db,
+                    &writer.db_name,
+                    id,
+                    "new",
+                ))?),
+            };
+            let f = Function::new(format!("{id} views.{name}.{kind}"), source, &Value::Null);
+            match lease.check(&[f]) {
+                Ok(()) => {}
+                Err(e @ settee_js::Error::Compile { .. }) => {
                     return Err(HttpError::bad_request(format!(
                         "Compilation of the {kind} function in the '{name}' view failed: {}",
                         e.reason()
                     ))
-                    .named("compilation_error"));
+                    .named("compilation_error"))
                 }
+                Err(e) => return Err(js::js_error(e)),
             }
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }

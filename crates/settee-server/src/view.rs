@@ -262,8 +262,9 @@ pub(crate) async fn view(
     let ddoc = ddoc.to_owned();
     let view = view.to_owned();
     let db_name = open.name.clone();
+    let js = open.js.clone();
     let answer = open
-        .run(move |db| query(db, &db_name, &ddoc, &view, &args))
+        .run(move |db| query(db, &js, &db_name, &ddoc, &view, &args))
         .await?;
     Ok(body::json(StatusCode::OK, &answer))
 }
@@ -276,9 +277,11 @@ pub(crate) struct ViewDef {
     pub(crate) reduce: Option<String>,
     /// What `require` in the map function loads from (`views.lib`).
     pub(crate) modules: Value,
+    /// The runtime its functions run in.
+    pub(crate) scope: settee_js::Scope,
 }
 
-fn view_def(db: &Database, ddoc: &str, view: &str) -> Result<ViewDef, HttpError> {
+fn view_def(db: &Database, db_name: &str, ddoc: &str, view: &str) -> Result<ViewDef, HttpError> {
     let doc = js::design_doc(db, ddoc)?.ok_or_else(|| HttpError::not_found("missing"))?;
     let def = doc
         .get("views")
@@ -296,13 +299,16 @@ fn view_def(db: &Database, ddoc: &str, view: &str) -> Result<ViewDef, HttpError>
         .and_then(Value::as_str)
         .ok_or_else(|| HttpError::not_found("missing_named_view"))?
         .to_owned();
+    let ddoc_id = format!("_design/{ddoc}");
+    let ddoc_rev = doc
+        .get("_rev")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     Ok(ViewDef {
-        ddoc_id: format!("_design/{ddoc}"),
-        ddoc_rev: doc
-            .get("_rev")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        scope: js::scope(db, db_name, &ddoc_id, &ddoc_rev),
+        ddoc_id,
+        ddoc_rev,
         map,
         reduce: def.get("reduce").and_then(Value::as_str).map(str::to_owned),
         modules: js::view_modules(&doc),
@@ -311,12 +317,13 @@ fn view_def(db: &Database, ddoc: &str, view: &str) -> Result<ViewDef, HttpError>
 
 fn query(
     db: &Database,
+    js: &js::Js,
     db_name: &str,
     ddoc: &str,
     view: &str,
     args: &Args,
 ) -> Result<Value, HttpError> {
-    let def = view_def(db, ddoc, view)?;
+    let def = view_def(db, db_name, ddoc, view)?;
     let reducing = match (&def.reduce, args.reduce) {
         (None, Some(true)) => {
             return Err(query_parse_error("Reduce is invalid for map-only views."))
@@ -340,11 +347,11 @@ fn query(
     args.check_range()?;
     let update_seq = db.info()?.update_seq;
     let rows = match args.staleness {
-        Staleness::Current => rows_of(db, db_name, view, &def, update_seq)?,
+        Staleness::Current => rows_of(db, js, db_name, view, &def, update_seq)?,
         stale => {
             let cached = cached_rows(db, db_name, view, &def);
             if stale == Staleness::CachedThenUpdate {
-                rows_of(db, db_name, view, &def, update_seq)?;
+                rows_of(db, js, db_name, view, &def, update_seq)?;
             }
             cached.unwrap_or_default()
         }
@@ -356,7 +363,7 @@ fn query(
             (Some(true), None) => None,
             _ => Some(0),
         };
-        let reduced = reduce_rows(&def, &selected, level)?;
+        let reduced = reduce_rows(js, &def, &selected, level)?;
         let page: Vec<Value> = reduced
             .into_iter()
             .skip(args.skip)

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use settee_js::{Builtin, Compiled, Sandbox};
+use settee_js::{Builtin, Function, Lease};
 use settee_query::collate;
 use settee_store::{AllDocsOptions, Database};
 
@@ -19,6 +19,13 @@ use crate::view::{collate_ids, ViewDef};
 
 /// Rows a JavaScript reduce function gets in one call before the results are rereduced.
 const REDUCE_CHUNK: usize = 100;
+/// Documents sent to a worker in one map request, at most: few enough that a batch is
+/// answered while the next is read from the store, many enough that the per-request cost
+/// (a pipe round trip) disappears.
+const MAP_BATCH_DOCS: usize = 500;
+/// Bytes of documents in one map request, at most (a batch of large documents is cut
+/// short of `MAP_BATCH_DOCS`).
+const MAP_BATCH_BYTES: usize = 4 << 20;
 /// Views kept in the cache (all databases together); past this the cache starts afresh.
 const CACHE_CAPACITY: usize = 64;
 
@@ -75,6 +82,7 @@ pub(crate) fn cached_rows(
 /// The view's sorted rows, from the cache when the database has not changed.
 pub(crate) fn rows_of(
     db: &Database,
+    js: &js::Js,
     db_name: &str,
     view: &str,
     def: &ViewDef,
@@ -89,7 +97,7 @@ pub(crate) fn rows_of(
             }
         }
     }
-    let rows = Arc::new(compute(db, view, def)?);
+    let rows = Arc::new(compute(db, js, view, def)?);
     let mut cached = cache().lock().unwrap_or_else(|p| p.into_inner());
     if cached.len() >= CACHE_CAPACITY && !cached.contains_key(&key) {
         cached.clear();
@@ -106,42 +114,92 @@ pub(crate) fn rows_of(
 }
 
 /// Runs the map function over every live document that is not a design document (with
-/// `_conflicts`, as CouchDB's indexer reads them).
-fn compute(db: &Database, view: &str, def: &ViewDef) -> Result<Vec<Row>, HttpError> {
+/// `_conflicts`, as CouchDB's indexer reads them), in batches on one worker. A document
+/// the function throws on is left out (logged); running out of time or memory, a value
+/// too deep, or a failed worker fails the view (CouchDB's `os_process_error`).
+fn compute(db: &Database, js: &js::Js, view: &str, def: &ViewDef) -> Result<Vec<Row>, HttpError> {
     let docs = db.all_docs(&AllDocsOptions {
         include_docs: true,
         conflicts: true,
         ..Default::default()
     })?;
-    let origin = format!("{} views.{view}.map", def.ddoc_id);
-    let mut rows = js::with_sandbox(|sandbox| {
-        let f = sandbox
-            .compile_with_modules(&origin, &def.map, &def.modules)
-            .map_err(js::js_error)?;
-        let mut rows = Vec::new();
-        for r in docs.rows {
-            let (Some(id), Some(doc)) = (r.id, r.doc) else {
-                continue;
-            };
-            if id.starts_with("_design/") || doc.is_null() {
-                continue;
-            }
-            match sandbox.map(&f, &doc) {
-                Ok(emitted) => rows.extend(emitted.into_iter().map(|(key, value)| Row {
-                    key,
-                    id: id.clone(),
-                    value,
-                })),
-                Err(e @ settee_js::Error::Timeout { .. }) => return Err(js::js_error(e)),
-                Err(e) => {
-                    tracing::warn!(doc = %id, error = %e, "a map function failed on a document; it has no rows in the view");
-                }
-            }
+    let function = Function::new(
+        format!("{} views.{view}.map", def.ddoc_id),
+        def.map.as_str(),
+        &def.modules,
+    );
+    let mut lease = js.lease(&def.scope)?;
+    let mut rows = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    let mut batch: Vec<Value> = Vec::new();
+    let mut bytes = 0;
+    for r in docs.rows {
+        let (Some(id), Some(doc)) = (r.id, r.doc) else {
+            continue;
+        };
+        if id.starts_with("_design/") || doc.is_null() {
+            continue;
         }
-        Ok(rows)
-    })?;
+        bytes += json_len(&doc);
+        ids.push(id);
+        batch.push(doc);
+        if batch.len() >= MAP_BATCH_DOCS || bytes >= MAP_BATCH_BYTES {
+            map_batch(&mut lease, def, &function, &mut ids, &mut batch, &mut rows)?;
+            bytes = 0;
+        }
+    }
+    map_batch(&mut lease, def, &function, &mut ids, &mut batch, &mut rows)?;
     rows.sort_by(row_order);
     Ok(rows)
+}
+
+/// The length of a value's JSON text (without keeping the text).
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, nor can serialising a `Value`.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
+/// Maps one batch (emptying it) and adds its rows.
+fn map_batch(
+    lease: &mut Lease,
+    def: &ViewDef,
+    function: &Function,
+    ids: &mut Vec<String>,
+    batch: &mut Vec<Value>,
+    rows: &mut Vec<Row>,
+) -> Result<(), HttpError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let results = lease
+        .map(&def.scope, function, batch)
+        .map_err(js::js_error)?;
+    for (id, result) in ids.drain(..).zip(results) {
+        match result {
+            Ok(emitted) => rows.extend(emitted.into_iter().map(|(key, value)| Row {
+                key,
+                id: id.clone(),
+                value,
+            })),
+            Err(e) => {
+                tracing::warn!(doc = %id, error = %e, "a map function failed on a document; it has no rows in the view");
+            }
+        }
+    }
+    batch.clear();
+    Ok(())
 }
 
 /// The key a row is grouped under at `level` (`None`: the whole key).
@@ -156,6 +214,7 @@ fn group_key(key: &Value, level: Option<usize>) -> Value {
 
 /// Groups consecutive rows by their group key and reduces each group.
 pub(crate) fn reduce_rows(
+    js: &js::Js,
     def: &ViewDef,
     rows: &[&Row],
     level: Option<usize>,
@@ -198,18 +257,25 @@ pub(crate) fn reduce_rows(
             "query_parse_error",
             format!("unknown built-in reduce function {}", source.trim()),
         )),
-        None => js::with_sandbox(|sandbox| {
-            let f = sandbox.compile(&origin, source).map_err(js::js_error)?;
+        None => {
+            let f = Function::new(origin, source, &Value::Null);
+            let mut lease = js.lease(&def.scope)?;
             groups
                 .into_iter()
-                .map(|(k, members)| Ok((k, js_reduce(sandbox, &f, &members)?)))
+                .map(|(k, members)| Ok((k, js_reduce(&mut lease, def, &f, &members)?)))
                 .collect()
-        }),
+        }
     }
 }
 
 /// A JavaScript reduction of one group: chunks reduced, then their results rereduced.
-fn js_reduce(sandbox: &Sandbox, f: &Compiled, rows: &[&Row]) -> Result<Value, HttpError> {
+fn js_reduce(
+    lease: &mut Lease,
+    def: &ViewDef,
+    f: &Function,
+    rows: &[&Row],
+) -> Result<Value, HttpError> {
+    let scope = &def.scope;
     let mut partial = Vec::new();
     for chunk in rows.chunks(REDUCE_CHUNK) {
         let keys: Vec<(Value, String)> = chunk
@@ -217,12 +283,12 @@ fn js_reduce(sandbox: &Sandbox, f: &Compiled, rows: &[&Row]) -> Result<Value, Ht
             .map(|r| (r.key.clone(), r.id.clone()))
             .collect();
         let values: Vec<Value> = chunk.iter().map(|r| r.value.clone()).collect();
-        partial.push(forgiving(sandbox.reduce(f, &keys, &values, false))?);
+        partial.push(forgiving(lease.reduce(scope, f, &keys, &values, false))?);
     }
     match partial.len() {
-        0 => forgiving(sandbox.reduce(f, &[], &[], false)),
+        0 => forgiving(lease.reduce(scope, f, &[], &[], false)),
         1 => Ok(partial.pop().unwrap_or(Value::Null)),
-        _ => forgiving(sandbox.reduce(f, &[], &partial, true)),
+        _ => forgiving(lease.reduce(scope, f, &[], &partial, true)),
     }
 }
 

@@ -483,6 +483,7 @@ async fn without_an_admin_a_rebound_name_reaches_nothing() {
     let server = settee_server::Server::start(settee_server::ServerOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: Some(dir.path().join("data")),
+        js_worker: common::js_worker(),
         ..Default::default()
     })
     .await

@@ -28,6 +28,7 @@ async fn serve(dir: &std::path::Path, limits: Limits) -> Server {
             password: PASSWORD.into(),
         }),
         limits,
+        js_worker: common::js_worker(),
         ..Default::default()
     })
     .await
@@ -549,6 +550,7 @@ async fn issue_20_delete_refuses_command_line_stores() {
             name: ADMIN.into(),
             password: PASSWORD.into(),
         }),
+        js_worker: common::js_worker(),
         ..Default::default()
     })
     .await

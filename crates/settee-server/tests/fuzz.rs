@@ -229,6 +229,7 @@ async fn random_bad_requests_get_couchdb_errors_and_change_nothing() {
             mode: settee_server::LockoutMode::Off,
             ..Default::default()
         },
+        js_worker: common::js_worker(),
         ..Default::default()
     })
     .await

@@ -29,6 +29,10 @@ async fn serve(tune: impl FnOnce(&mut ServerOptions)) -> Serve {
             password: PASSWORD.into(),
         }),
         password_iterations: 10,
+        js_worker: Some(settee_server::WorkerProgram {
+            program: env!("CARGO_BIN_EXE_settee-js-worker").into(),
+            args: Vec::new(),
+        }),
         ..Default::default()
     };
     tune(&mut opts);

@@ -6,10 +6,18 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use settee_server::{Admin, Server, ServerOptions};
+use settee_server::{Admin, Server, ServerOptions, WorkerProgram};
 
 pub const ADMIN: &str = "admin";
 pub const PASSWORD: &str = "s3cret-pw";
+
+/// The JavaScript worker program of the test servers: this crate's `settee-js-worker`.
+pub fn js_worker() -> Option<WorkerProgram> {
+    Some(WorkerProgram {
+        program: env!("CARGO_BIN_EXE_settee-js-worker").into(),
+        args: Vec::new(),
+    })
+}
 
 /// A server on a fresh data directory.
 pub struct TestServe {
@@ -30,6 +38,7 @@ impl TestServe {
             }),
             // CouchDB's 600,000 PBKDF2 rounds cost seconds per login in a debug build.
             password_iterations: 1000,
+            js_worker: js_worker(),
             ..Default::default()
         })
         .await
