@@ -377,6 +377,7 @@ async fn serve_with(tune: impl FnOnce(&mut ServerOptions)) -> TestServe {
             password: PASSWORD.into(),
         }),
         password_iterations: 1000,
+        js_worker: common::js_worker(),
         ..Default::default()
     };
     tune(&mut opts);
