@@ -149,10 +149,27 @@ function __settee_compile_in(source, root) {
   return __settee_keep(new Function("require", "return (" + source + "\n);")(require));
 }
 
+// Freezes a parsed document and everything in it, as CouchDB's query server does for map
+// functions: a function that changes its document changes nothing (an assignment is
+// ignored, or throws in strict code), neither its own rows nor another function's input.
+function __settee_freeze(value) {
+  var stack = [value];
+  while (stack.length > 0) {
+    var v = stack.pop();
+    if (v !== null && typeof v === "object" && !Object.isFrozen(v)) {
+      Object.freeze(v);
+      for (var k in v) {
+        stack.push(v[k]);
+      }
+    }
+  }
+  return value;
+}
+
 function __settee_map(index, doc) {
   __settee_rows = [];
   try {
-    __settee_fns[index](JSON.parse(doc));
+    __settee_fns[index](__settee_freeze(JSON.parse(doc)));
     return __settee_text(__settee_rows);
   } finally {
     __settee_rows = null;

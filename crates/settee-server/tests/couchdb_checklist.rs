@@ -32,6 +32,8 @@ mod reader_acl;
 mod security_validation;
 #[path = "couchdb_checklist/users_db.rs"]
 mod users_db;
+#[path = "couchdb_checklist/view_sandboxing.rs"]
+mod view_sandboxing;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

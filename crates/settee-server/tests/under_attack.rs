@@ -71,8 +71,7 @@ async fn slow_client(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, dropped:
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        if s
-            .write_all(b"GET /_up HTTP/1.1\r\nHost: localhost\r\n")
+        if s.write_all(b"GET /_up HTTP/1.1\r\nHost: localhost\r\n")
             .await
             .is_err()
         {
@@ -185,8 +184,8 @@ async fn hostile_js(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_20_the_server_keeps_answering_under_slow_clients_login_floods_and_hostile_functions(
-) {
+async fn issue_20_the_server_keeps_answering_under_slow_clients_login_floods_and_hostile_functions()
+{
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path()).await;
     let addr = server.local_addr();
@@ -254,7 +253,11 @@ async fn issue_20_the_server_keeps_answering_under_slow_clients_login_floods_and
     let js = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let mut attackers = Vec::new();
     for _ in 0..SLOW {
-        attackers.push(tokio::spawn(slow_client(addr, stop.clone(), dropped.clone())));
+        attackers.push(tokio::spawn(slow_client(
+            addr,
+            stop.clone(),
+            dropped.clone(),
+        )));
     }
     for i in 0..4 {
         attackers.push(tokio::spawn(login_flood(
@@ -265,7 +268,12 @@ async fn issue_20_the_server_keeps_answering_under_slow_clients_login_floods_and
         )));
     }
     for i in 0..4 {
-        attackers.push(tokio::spawn(hostile_js(url.clone(), stop.clone(), js.clone(), i)));
+        attackers.push(tokio::spawn(hostile_js(
+            url.clone(),
+            stop.clone(),
+            js.clone(),
+            i,
+        )));
     }
 
     // The probes: a fresh connection each time (a new visitor), and the admin's own work.
@@ -290,14 +298,21 @@ async fn issue_20_the_server_keeps_answering_under_slow_clients_login_floods_and
         let t = Instant::now();
         let (s, b) = tokio::time::timeout(
             STARVED,
-            call(Method::PUT, &format!("/victim/note-{n}"), Some(json!({"n": n}))),
+            call(
+                Method::PUT,
+                &format!("/victim/note-{n}"),
+                Some(json!({"n": n})),
+            ),
         )
         .await
         .unwrap_or_else(|_| panic!("the admin's write {n} starved"));
         assert_eq!(s, 201, "write {n}: {b}");
-        let (s, b) = tokio::time::timeout(STARVED, call(Method::GET, &format!("/victim/note-{n}"), None))
-            .await
-            .unwrap_or_else(|_| panic!("the admin's read {n} starved"));
+        let (s, b) = tokio::time::timeout(
+            STARVED,
+            call(Method::GET, &format!("/victim/note-{n}"), None),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the admin's read {n} starved"));
         assert_eq!((s, &b["n"]), (200, &json!(n)), "read {n}: {b}");
         work.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -314,7 +329,10 @@ async fn issue_20_the_server_keeps_answering_under_slow_clients_login_floods_and
     println!("admin write+read: {}", percentiles(&mut work));
     // The attack really ran: slow clients were dropped by the header timeout, wrong logins
     // were refused (401) and then locked out (403), hostile functions failed as CouchDB's do.
-    assert!(dropped.load(Ordering::SeqCst) >= SLOW, "slow clients were not dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst) >= SLOW,
+        "slow clients were not dropped"
+    );
     assert!(logins.get(&401).copied().unwrap_or(0) > 0, "{logins:?}");
     assert!(logins.get(&403).copied().unwrap_or(0) > 0, "{logins:?}");
     assert!(
