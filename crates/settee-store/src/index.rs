@@ -75,7 +75,7 @@ impl CatalogEntry {
         .into_bytes()
     }
 
-    fn decode(key: &[u8], bytes: &[u8]) -> Result<CatalogEntry> {
+    pub(crate) fn decode(key: &[u8], bytes: &[u8]) -> Result<CatalogEntry> {
         let bad = |what: &str| Error::corrupt(format!("index record {key:?}: {what}"));
         let number = key
             .get(1..5)

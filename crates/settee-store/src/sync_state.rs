@@ -209,16 +209,34 @@ impl Registry {
         tree: &sled::Tree,
         storage: &dyn Fn(sled::Error) -> Error,
     ) -> Result<Registry> {
-        let stored: Vec<StoredRemote> = match tree.get(keys::META_REMOTES).map_err(storage)? {
-            Some(v) => serde_json::from_slice(&v)
+        let remotes = tree.get(keys::META_REMOTES).map_err(storage)?;
+        let counts = tree.get(keys::META_SYNC).map_err(storage)?;
+        Registry::decode(remotes.as_deref(), counts.as_deref())
+    }
+
+    /// The registry that the `Mremotes` and `Msync` records (when present) hold.
+    pub(crate) fn decode(remotes: Option<&[u8]>, counts: Option<&[u8]>) -> Result<Registry> {
+        let stored: Vec<StoredRemote> = match remotes {
+            Some(v) => serde_json::from_slice(v)
                 .map_err(|e| Error::corrupt(format!("the remotes record: {e}")))?,
             None => Vec::new(),
         };
-        let counts = match tree.get(keys::META_SYNC).map_err(storage)? {
-            Some(v) => decode_counts(&v)?,
+        let counts = match counts {
+            Some(v) => decode_counts(v)?,
             None => Vec::new(),
         };
         let mut remotes = Vec::with_capacity(stored.len());
+        for s in &stored {
+            // Numbers count up from 1 and are never reused: the next one must exist, and
+            // every stored interval must be sorted, disjoint and non-empty (`verify`
+            // checks their end against the update seq).
+            if s.n == u32::MAX || !s.pending.is_valid(u64::MAX) {
+                return Err(Error::corrupt(format!(
+                    "the remotes record: remote {:?} has a bad number or bad pending intervals",
+                    s.name
+                )));
+            }
+        }
         for s in stored {
             let c = counts
                 .iter()
@@ -248,6 +266,18 @@ impl Registry {
             ));
         }
         Ok(Registry { remotes })
+    }
+
+    /// Asks every question a registry read from disk is asked (the fuzz targets' check
+    /// that a decoded registry is usable).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn exercise(&self) {
+        for r in &self.remotes {
+            let _ = r.pending.smallest();
+            let _ = r.pending.contains(r.counts.unsynced);
+            let mut p = r.pending.clone();
+            p.remove(r.counts.rejected, r.counts.unsynced);
+        }
     }
 
     fn by_name(&self, name: &str) -> Option<&RemoteReg> {
@@ -968,8 +998,13 @@ fn stored_pending(bytes: Option<&[u8]>, name: &str) -> Result<Pending> {
 const REGISTER_BATCH: u64 = 1000;
 
 /// The number the next registered remote gets (numbers are never reused).
-fn next_number(reg: &Registry) -> u32 {
-    reg.remotes.iter().map(|r| r.num).max().unwrap_or(0) + 1
+pub(crate) fn next_number(reg: &Registry) -> Result<u32> {
+    // The remotes record is read from disk: its largest number may be anything
+    // `Registry::decode` accepts, so the addition is checked.
+    let max = reg.remotes.iter().map(|r| r.num).max().unwrap_or(0);
+    max.checked_add(1)
+        .filter(|&n| n < u32::MAX)
+        .ok_or_else(|| Error::corrupt("the remotes record: no remote number is left"))
 }
 
 /// Removes the entries of the number the next remote would get. Stores written before
@@ -982,7 +1017,7 @@ pub(crate) fn clear_unregistered(
     reg: &Registry,
     storage: &dyn Fn(sled::Error) -> Error,
 ) -> Result<()> {
-    let prefix = keys::unsynced_prefix(next_number(reg));
+    let prefix = keys::unsynced_prefix(next_number(reg)?);
     loop {
         let mut batch = sled::Batch::default();
         let mut n = 0u64;
@@ -1150,7 +1185,7 @@ impl Database {
                     Pending::default()
                 };
                 reg.remotes.push(RemoteReg {
-                    num: next_number(&reg),
+                    num: next_number(&reg)?,
                     name: name.to_owned(),
                     meta,
                     counts: SyncCounts {

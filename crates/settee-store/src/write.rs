@@ -452,7 +452,7 @@ impl<'a> BatchState<'a> {
     }
 }
 
-fn parse_body(id: &str, rev: &Rev, bytes: &[u8]) -> Result<Map<String, Value>> {
+pub(crate) fn parse_body(id: &str, rev: &Rev, bytes: &[u8]) -> Result<Map<String, Value>> {
     crate::deep_json::from_slice(bytes)
         .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")))
 }
