@@ -72,12 +72,20 @@ impl Http {
         let state = server::new_state(&opts, registry, None, CancellationToken::new()).await?;
         let http = Http { state };
         http.seed().await;
+        http.put_user().await;
         Ok(http)
+    }
+
+    /// User `u` (password `p`, role `r`): `Authorization: Basic dTpw`.
+    async fn put_user(&self) {
+        let user = r#"{"_id":"org.couchdb.user:u","name":"u","password":"p","roles":["r"],"type":"user"}"#;
+        let path = "/_users/org.couchdb.user:u";
+        self.call(admin_request(Method::PUT, path, user)).await;
     }
 
     /// Makes the starting databases again if an input deleted them, and deletes any other
     /// that an input created (each is a sled store on disk: thousands would exhaust the
-    /// machine).
+    /// machine). Documents an input changed stay changed.
     async fn seed(&self) {
         let all = self.call(admin_request(Method::GET, "/_all_dbs", "")).await;
         let names: Vec<String> = serde_json::from_slice(&all.1).unwrap_or_default();
@@ -87,12 +95,16 @@ impl Http {
                 self.call(admin_request(Method::DELETE, &path, "")).await;
             }
         }
+        let put = |path: &str, body: &str| admin_request(Method::PUT, path, body);
+        if !names.iter().any(|n| n == "_users") {
+            self.call(put("/_users", "")).await;
+            self.put_user().await;
+        }
         for db in DATABASES {
             if names.iter().any(|n| n == db) {
                 continue;
             }
-            let put = |path: String, body: &str| admin_request(Method::PUT, &path, body);
-            self.call(put(format!("/{db}"), "")).await;
+            self.call(put(&format!("/{db}"), "")).await;
             for body in [
                 r#"{"_id":"a","n":1,"s":"x","tags":["t1","t2"]}"#,
                 r#"{"_id":"b","n":2,"s":"y","_attachments":{"f.txt":{"content_type":"text/plain","data":"aGVsbG8="}}}"#,
@@ -103,19 +115,13 @@ impl Http {
                     .ok()
                     .and_then(|v| v["_id"].as_str().map(str::to_owned))
                     .unwrap_or_default();
-                self.call(put(format!("/{db}/{id}"), body)).await;
+                self.call(put(&format!("/{db}/{id}"), body)).await;
+            }
+            if db == "pub" {
+                let open = r#"{"admins":{"names":[],"roles":[]},"members":{"names":[],"roles":[]}}"#;
+                self.call(put("/pub/_security", open)).await;
             }
         }
-        let security = r#"{"admins":{"names":[],"roles":[]},"members":{"names":[],"roles":[]}}"#;
-        self.call(admin_request(Method::PUT, "/pub/_security", security))
-            .await;
-        let user = r#"{"_id":"org.couchdb.user:u","name":"u","password":"p","roles":["r"],"type":"user"}"#;
-        self.call(admin_request(
-            Method::PUT,
-            "/_users/org.couchdb.user:u",
-            user,
-        ))
-        .await;
     }
 
     /// Answers one request written as HTTP/1 text (`METHOD target`, header lines, a blank

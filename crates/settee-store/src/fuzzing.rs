@@ -204,6 +204,84 @@ mod tests {
         assert!(n > 0, "no corpus for {target} under {}", root.display());
     }
 
+    /// Every record a real store writes (documents with conflicts, deletions and
+    /// attachments, local documents, a Mango index, a remote's sync state, settings)
+    /// decodes with the decoders the `store_records` target feeds damaged bytes. With
+    /// `SETTEE_FUZZ_SEEDS=dir` set, the records are written there as seeds for the target.
+    #[test]
+    fn real_store_records_decode() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::Database::open(dir.path().join("s")).unwrap();
+        let a = db.put(json!({"_id": "a", "n": 1, "s": "x"})).unwrap().rev.unwrap();
+        db.put(json!({"_id": "a", "_rev": a.to_string(), "n": 2})).unwrap();
+        db.bulk_docs(
+            vec![
+                json!({"_id": "a", "_rev": "2-zzz", "n": 3, "_revisions": {"start": 2, "ids": ["zzz", a.hash()]}}),
+                json!({"_id": "b\u{0}c", "_rev": "0-x\u{0}y", "v": [1, {"w": null}]}),
+                json!({"_id": "long", "_rev": format!("1-{}", "h".repeat(300))}),
+            ],
+            false,
+        )
+        .unwrap();
+        let d = db.put(json!({"_id": "d"})).unwrap().rev.unwrap();
+        db.delete("d", &d).unwrap();
+        db.put_attachment("att", None, "f.txt", "text/plain", b"hello".to_vec())
+            .unwrap();
+        db.put_local(json!({"_id": "_local/cp", "last_seq": 3})).unwrap();
+        db.create_index(&json!({"index": {"fields": ["n"]}, "ddoc": "q", "name": "by-n"}))
+            .unwrap();
+        db.register_remote("http://couch/db", Map::new()).unwrap();
+        let held = [("a".to_string(), vec![a.clone()])].into();
+        let rejected = [crate::Rejection {
+            id: "long".into(),
+            rev: format!("1-{}", "h".repeat(300)).parse().unwrap(),
+            error: "forbidden".into(),
+            reason: "no".into(),
+        }];
+        db.record_remote_revs("http://couch/db", &held, &rejected).unwrap();
+        // A write that supersedes an entry of a chunk with others: a stale marker.
+        let long = format!("1-{}", "h".repeat(300));
+        db.put(json!({"_id": "long", "_rev": long, "z": 1})).unwrap();
+        db.set_revs_limit(50).unwrap();
+        db.set_security(json!({"members": {"names": ["u"]}}).as_object().unwrap().clone())
+            .unwrap();
+        let out = std::env::var_os("SETTEE_FUZZ_SEEDS").map(std::path::PathBuf::from);
+        let mut kinds = std::collections::BTreeSet::new();
+        for (i, item) in db.inner.tree.iter().enumerate() {
+            let (k, v) = item.unwrap();
+            record(&k, &v);
+            let id = std::str::from_utf8(&k[1..]).unwrap_or("?");
+            match k[0] {
+                keys::DOC => {
+                    DocRecord::decode(id, &v).unwrap();
+                }
+                keys::CHUNK => {
+                    keys::decode_chunk(&k, &v).unwrap();
+                }
+                keys::UNSYNCED => {
+                    Unsynced::decode(id, &v).unwrap();
+                }
+                keys::INDEX_DEF => {
+                    CatalogEntry::decode(&k, &v).unwrap();
+                }
+                keys::INDEX_ENTRY => {
+                    crate::index_blocks::decode(&k, &v).unwrap();
+                }
+                _ => {}
+            }
+            kinds.insert(k[0]);
+            if let Some(out) = &out {
+                let mut seed = k.to_vec();
+                seed.push(0xff);
+                seed.extend_from_slice(&v);
+                std::fs::write(out.join(format!("real-{}-{i}", k[0] as char)), seed).unwrap();
+            }
+        }
+        let seen: String = kinds.into_iter().map(char::from).collect();
+        assert_eq!(seen, "ADILMNQRUX");
+    }
+
     #[test]
     fn json_members_corpus_replays() {
         replay("json_members", json_members);
