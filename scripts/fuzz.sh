@@ -11,7 +11,9 @@
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`). Exits
 # non-zero when a target crashes; libFuzzer's log names the input it saved under
 # fuzz/artifacts/TARGET. Logs go to fuzz/logs/TARGET.log (FUZZ_LOGS=dir: elsewhere).
-# FUZZ_JOBS=2 runs two targets at once.
+# FUZZ_JOBS=2 runs two targets at once. FUZZ_SANITIZER=none builds without AddressSanitizer
+# (faster to build and run; CI uses it: Settee forbids unsafe code, ASan guards the C and
+# unsafe code of dependencies such as QuickJS and sled).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root/fuzz"
@@ -63,7 +65,7 @@ case "${1:-}" in
         if [ -d "corpus-new/$t" ]; then
             cp -n corpus-new/"$t"/* "corpus/$t/" 2>/dev/null || true
         fi
-        nice -n 10 cargo +nightly fuzz cmin "$t" "corpus/$t" -- $(flags "$t")
+        nice -n 10 cargo +nightly fuzz cmin -s "${FUZZ_SANITIZER:-address}" "$t" "corpus/$t" -- $(flags "$t")
         rm -rf "corpus-new/$t"
     done
     exit 0
@@ -73,14 +75,15 @@ esac
 selected=$(pick "${1:-all}")
 seconds=${2:-60}
 jobs=${FUZZ_JOBS:-1}
-cargo +nightly fuzz build >/dev/null
+sanitizer=${FUZZ_SANITIZER:-address}
+cargo +nightly fuzz build -s "$sanitizer" >/dev/null
 logs=${FUZZ_LOGS:-logs}
 mkdir -p "$logs"
 run() {
     local t=$1
     mkdir -p "corpus-new/$t"
     # The committed corpus seeds the run read-only; new inputs go to corpus-new.
-    if nice -n 10 cargo +nightly fuzz run "$t" "corpus-new/$t" "corpus/$t" -- \
+    if nice -n 10 cargo +nightly fuzz run -s "$sanitizer" "$t" "corpus-new/$t" "corpus/$t" -- \
         -max_total_time="$seconds" $(flags "$t") >"$logs/$t.log" 2>&1; then
         echo "$t: no crash in ${seconds}s: $(grep -E '^#[0-9]+' "$logs/$t.log" | tail -1)"
     else
