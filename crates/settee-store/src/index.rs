@@ -455,7 +455,7 @@ impl Database {
                 return Ok(());
             };
             let entry = &catalog.entries[pos];
-            let total = guard.doc_count + guard.doc_del_count;
+            let total = guard.doc_count.saturating_add(guard.doc_del_count);
             let mut report = IndexProgress {
                 ddoc: entry.def.ddoc.clone(),
                 name: entry.def.name.clone(),

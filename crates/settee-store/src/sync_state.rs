@@ -1178,7 +1178,7 @@ impl Database {
                 // store's counters (each document has one live by-seq entry).
                 clear_unregistered(&inner.tree, &reg, &|e| inner.storage(e))?;
                 let counters = *guard;
-                let docs = counters.doc_count + counters.doc_del_count;
+                let docs = counters.doc_count.saturating_add(counters.doc_del_count);
                 let pending = if docs > 0 {
                     Pending(vec![(1, counters.update_seq)])
                 } else {
@@ -1290,7 +1290,7 @@ impl Database {
         let Some(num) = inner.registry().by_name(remote).map(|r| r.num) else {
             let info = self.info()?;
             return Ok(SyncCounts {
-                unsynced: info.doc_count + info.doc_del_count,
+                unsynced: info.doc_count.saturating_add(info.doc_del_count),
                 rejected: 0,
             });
         };
@@ -1773,5 +1773,37 @@ impl Inner {
 
     pub(crate) fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
         self.sync.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 20 (found by reading the decoders for the fuzz target): a remotes record read
+    /// from a damaged disk with the number u32::MAX made the next number overflow when the
+    /// store opened, and one with an interval that ends before it starts made the
+    /// interval arithmetic overflow. Both are corrupt records now.
+    #[test]
+    fn issue_20_damaged_remotes_record_is_corrupt_not_an_overflow() {
+        let counts = |n: u32| {
+            let mut c = n.to_be_bytes().to_vec();
+            c.extend_from_slice(&[0; 16]);
+            c
+        };
+        let decode = |remotes: &str, n: u32| Registry::decode(Some(remotes.as_bytes()), Some(&counts(n)));
+        let max = format!(r#"[{{"n":{},"name":"r"}}]"#, u32::MAX);
+        assert!(matches!(decode(&max, u32::MAX), Err(Error::Corrupt { .. })));
+        let backwards = r#"[{"n":1,"name":"r","pending":[[5,3]]}]"#;
+        assert!(matches!(decode(backwards, 1), Err(Error::Corrupt { .. })));
+        let overlapping = r#"[{"n":1,"name":"r","pending":[[1,4],[3,9]]}]"#;
+        assert!(matches!(decode(overlapping, 1), Err(Error::Corrupt { .. })));
+        // The largest number that still leaves a next one.
+        let last = format!(r#"[{{"n":{},"name":"r","pending":[[1,4],[6,9]]}}]"#, u32::MAX - 2);
+        let reg = decode(&last, u32::MAX - 2).unwrap();
+        assert_eq!(next_number(&reg).unwrap(), u32::MAX - 1);
+        let full = format!(r#"[{{"n":{},"name":"r"}}]"#, u32::MAX - 1);
+        let reg = decode(&full, u32::MAX - 1).unwrap();
+        assert!(matches!(next_number(&reg), Err(Error::Corrupt { .. })));
     }
 }
