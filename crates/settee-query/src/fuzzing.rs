@@ -96,7 +96,12 @@ fn check_request(req: &FindRequest, docs: &[Value]) {
         .sort
         .paths()
         .map(|p| p.to_string())
-        .chain(req.field_paths().into_iter().flatten().map(|p| p.to_string()))
+        .chain(
+            req.field_paths()
+                .into_iter()
+                .flatten()
+                .map(|p| p.to_string()),
+        )
         .collect();
     if !fields.is_empty() {
         if let Ok(i) = IndexDef::from_create_request(&json!({"index": {"fields": fields}})) {

@@ -78,7 +78,8 @@ impl Http {
 
     /// User `u` (password `p`, role `r`): `Authorization: Basic dTpw`.
     async fn put_user(&self) {
-        let user = r#"{"_id":"org.couchdb.user:u","name":"u","password":"p","roles":["r"],"type":"user"}"#;
+        let user =
+            r#"{"_id":"org.couchdb.user:u","name":"u","password":"p","roles":["r"],"type":"user"}"#;
         let path = "/_users/org.couchdb.user:u";
         self.call(admin_request(Method::PUT, path, user)).await;
     }
@@ -118,7 +119,8 @@ impl Http {
                 self.call(put(&format!("/{db}/{id}"), body)).await;
             }
             if db == "pub" {
-                let open = r#"{"admins":{"names":[],"roles":[]},"members":{"names":[],"roles":[]}}"#;
+                let open =
+                    r#"{"admins":{"names":[],"roles":[]},"members":{"names":[],"roles":[]}}"#;
                 self.call(put("/pub/_security", open)).await;
             }
         }
@@ -225,7 +227,11 @@ pub fn multipart(data: &[u8]) {
             })
             .unwrap_or(0);
         // Parts decode within the limit; inline `data` in the JSON part is part of the body.
-        assert!(decoded <= LIMIT + body.len(), "{decoded} bytes from {} of body", body.len());
+        assert!(
+            decoded <= LIMIT + body.len(),
+            "{decoded} bytes from {} of body",
+            body.len()
+        );
         let _ = crate::multipart::has_inline(&serde_json::Value::Object(doc));
     }
     if let Some(boundary) = crate::multipart::boundary_of(ct) {
@@ -247,7 +253,10 @@ pub fn since(data: &[u8]) {
     };
     for line in text.lines() {
         if let Ok(Some(n)) = crate::changes::parse_since(line) {
-            assert_eq!(crate::changes::parse_since(&n.to_string()).ok(), Some(Some(n)));
+            assert_eq!(
+                crate::changes::parse_since(&n.to_string()).ok(),
+                Some(Some(n))
+            );
         }
     }
 }
@@ -259,7 +268,10 @@ mod tests {
     fn corpus(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
         let mut out = Vec::new();
-        for dir in [root.join("corpus").join(target), root.join("regressions").join(target)] {
+        for dir in [
+            root.join("corpus").join(target),
+            root.join("regressions").join(target),
+        ] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -270,7 +282,11 @@ mod tests {
             }
         }
         out.sort();
-        assert!(!out.is_empty(), "no corpus for {target} under {}", root.display());
+        assert!(
+            !out.is_empty(),
+            "no corpus for {target} under {}",
+            root.display()
+        );
         out
     }
 

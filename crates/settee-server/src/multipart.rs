@@ -438,7 +438,9 @@ mod tests {
         // Exactly the limit decodes.
         let doc = parse_related(ct, &body(&[gzip(LIMIT)]), LIMIT).unwrap();
         let data = doc["_attachments"]["a0"]["data"].as_str().unwrap();
-        let decoded = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
         assert_eq!(decoded.len(), LIMIT);
     }
 

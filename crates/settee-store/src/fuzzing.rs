@@ -173,7 +173,10 @@ pub fn local_rev(data: &[u8]) {
         return;
     };
     if let Ok(n) = crate::local::parse_local_rev(text) {
-        assert_eq!(crate::local::parse_local_rev(&format!("0-{n}")).ok(), Some(n));
+        assert_eq!(
+            crate::local::parse_local_rev(&format!("0-{n}")).ok(),
+            Some(n)
+        );
     }
     if let Ok(rev) = crate::validate::parse_rev(text) {
         assert_eq!(rev.to_string().parse::<Rev>().ok(), Some(rev));
@@ -189,7 +192,10 @@ mod tests {
     pub(crate) fn replay(target: &str, body: fn(&[u8])) {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
         let mut n = 0;
-        for dir in [root.join("corpus").join(target), root.join("regressions").join(target)] {
+        for dir in [
+            root.join("corpus").join(target),
+            root.join("regressions").join(target),
+        ] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -213,8 +219,13 @@ mod tests {
         use serde_json::json;
         let dir = tempfile::tempdir().unwrap();
         let db = crate::Database::open(dir.path().join("s")).unwrap();
-        let a = db.put(json!({"_id": "a", "n": 1, "s": "x"})).unwrap().rev.unwrap();
-        db.put(json!({"_id": "a", "_rev": a.to_string(), "n": 2})).unwrap();
+        let a = db
+            .put(json!({"_id": "a", "n": 1, "s": "x"}))
+            .unwrap()
+            .rev
+            .unwrap();
+        db.put(json!({"_id": "a", "_rev": a.to_string(), "n": 2}))
+            .unwrap();
         db.bulk_docs(
             vec![
                 json!({"_id": "a", "_rev": "2-zzz", "n": 3, "_revisions": {"start": 2, "ids": ["zzz", a.hash()]}}),
@@ -228,7 +239,8 @@ mod tests {
         db.delete("d", &d).unwrap();
         db.put_attachment("att", None, "f.txt", "text/plain", b"hello".to_vec())
             .unwrap();
-        db.put_local(json!({"_id": "_local/cp", "last_seq": 3})).unwrap();
+        db.put_local(json!({"_id": "_local/cp", "last_seq": 3}))
+            .unwrap();
         db.create_index(&json!({"index": {"fields": ["n"]}, "ddoc": "q", "name": "by-n"}))
             .unwrap();
         db.register_remote("http://couch/db", Map::new()).unwrap();
@@ -239,13 +251,20 @@ mod tests {
             error: "forbidden".into(),
             reason: "no".into(),
         }];
-        db.record_remote_revs("http://couch/db", &held, &rejected).unwrap();
+        db.record_remote_revs("http://couch/db", &held, &rejected)
+            .unwrap();
         // A write that supersedes an entry of a chunk with others: a stale marker.
         let long = format!("1-{}", "h".repeat(300));
-        db.put(json!({"_id": "long", "_rev": long, "z": 1})).unwrap();
-        db.set_revs_limit(50).unwrap();
-        db.set_security(json!({"members": {"names": ["u"]}}).as_object().unwrap().clone())
+        db.put(json!({"_id": "long", "_rev": long, "z": 1}))
             .unwrap();
+        db.set_revs_limit(50).unwrap();
+        db.set_security(
+            json!({"members": {"names": ["u"]}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
         let out = std::env::var_os("SETTEE_FUZZ_SEEDS").map(std::path::PathBuf::from);
         let mut kinds = std::collections::BTreeSet::new();
         for (i, item) in db.inner.tree.iter().enumerate() {

@@ -138,7 +138,13 @@ mod tests {
     /// be damaged: such text is "not an object", never a panic.
     #[test]
     fn issue_20_text_ending_in_an_escape_is_not_an_object() {
-        for text in [r#"{"\"#, r#"{"a\"#, r#"{"a":"\"#, r#"{"a":["x\"#, r#"{"a":1,"\"#] {
+        for text in [
+            r#"{"\"#,
+            r#"{"a\"#,
+            r#"{"a":"\"#,
+            r#"{"a":["x\"#,
+            r#"{"a":1,"\"#,
+        ] {
             assert!(members_of_text(text).is_none(), "{text:?}");
         }
         assert_eq!(members_of_text(r#"{"a\\":1}"#).map(|m| m.len()), Some(1));

@@ -1791,7 +1791,8 @@ mod tests {
             c.extend_from_slice(&[0; 16]);
             c
         };
-        let decode = |remotes: &str, n: u32| Registry::decode(Some(remotes.as_bytes()), Some(&counts(n)));
+        let decode =
+            |remotes: &str, n: u32| Registry::decode(Some(remotes.as_bytes()), Some(&counts(n)));
         let max = format!(r#"[{{"n":{},"name":"r"}}]"#, u32::MAX);
         assert!(matches!(decode(&max, u32::MAX), Err(Error::Corrupt { .. })));
         let backwards = r#"[{"n":1,"name":"r","pending":[[5,3]]}]"#;
@@ -1799,7 +1800,10 @@ mod tests {
         let overlapping = r#"[{"n":1,"name":"r","pending":[[1,4],[3,9]]}]"#;
         assert!(matches!(decode(overlapping, 1), Err(Error::Corrupt { .. })));
         // The largest number that still leaves a next one.
-        let last = format!(r#"[{{"n":{},"name":"r","pending":[[1,4],[6,9]]}}]"#, u32::MAX - 2);
+        let last = format!(
+            r#"[{{"n":{},"name":"r","pending":[[1,4],[6,9]]}}]"#,
+            u32::MAX - 2
+        );
         let reg = decode(&last, u32::MAX - 2).unwrap();
         assert_eq!(next_number(&reg).unwrap(), u32::MAX - 1);
         let full = format!(r#"[{{"n":{},"name":"r"}}]"#, u32::MAX - 1);
