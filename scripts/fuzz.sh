@@ -65,7 +65,9 @@ case "${1:-}" in
         if [ -d "corpus-new/$t" ]; then
             cp -n corpus-new/"$t"/* "corpus/$t/" 2>/dev/null || true
         fi
-        nice -n 10 cargo +nightly fuzz cmin -s "${FUZZ_SANITIZER:-address}" "$t" "corpus/$t" -- $(flags "$t")
+        # Edges only (no hit counts): the smallest corpus that reaches every branch reached.
+        nice -n 10 cargo +nightly fuzz cmin -s "${FUZZ_SANITIZER:-address}" "$t" "corpus/$t" -- \
+            -use_counters=0 $(flags "$t")
         rm -rf "corpus-new/$t"
     done
     exit 0

@@ -268,10 +268,7 @@ mod tests {
     fn corpus(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
         let mut out = Vec::new();
-        for dir in [
-            root.join("corpus").join(target),
-            root.join("regressions").join(target),
-        ] {
+        for dir in [root.join("corpus").join(target)] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
