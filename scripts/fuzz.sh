@@ -13,7 +13,8 @@
 # fuzz/artifacts/TARGET. Logs go to fuzz/logs/TARGET.log (FUZZ_LOGS=dir: elsewhere).
 # FUZZ_JOBS=2 runs two targets at once. FUZZ_SANITIZER=none builds without AddressSanitizer
 # (faster to build and run; CI uses it: Settee forbids unsafe code, ASan guards the C and
-# unsafe code of dependencies such as QuickJS and sled).
+# unsafe code of dependencies such as QuickJS and sled). FUZZ_DEV=1 builds unoptimised
+# (half the build time, slower runs; CI uses it for its few seconds per target).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root/fuzz"
@@ -78,14 +79,16 @@ selected=$(pick "${1:-all}")
 seconds=${2:-60}
 jobs=${FUZZ_JOBS:-1}
 sanitizer=${FUZZ_SANITIZER:-address}
-cargo +nightly fuzz build -s "$sanitizer" >/dev/null
+build=(-s "$sanitizer")
+[ "${FUZZ_DEV:-0}" = 1 ] && build+=(--dev)
+cargo +nightly fuzz build "${build[@]}" >/dev/null
 logs=${FUZZ_LOGS:-logs}
 mkdir -p "$logs"
 run() {
     local t=$1
     mkdir -p "corpus-new/$t"
     # The committed corpus seeds the run read-only; new inputs go to corpus-new.
-    if nice -n 10 cargo +nightly fuzz run -s "$sanitizer" "$t" "corpus-new/$t" "corpus/$t" -- \
+    if nice -n 10 cargo +nightly fuzz run "${build[@]}" "$t" "corpus-new/$t" "corpus/$t" -- \
         -max_total_time="$seconds" $(flags "$t") >"$logs/$t.log" 2>&1; then
         echo "$t: no crash in ${seconds}s: $(grep -E '^#[0-9]+' "$logs/$t.log" | tail -1)"
     else
