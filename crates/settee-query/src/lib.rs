@@ -34,6 +34,9 @@
 mod collate;
 mod error;
 mod field;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod icu;
 mod index;
 mod plan;

@@ -770,7 +770,11 @@ fn node_to_json(node: &Node) -> Value {
         Node::Or(items) => single("$or", list(items)),
         Node::Nor(items) => single("$nor", list(items)),
         Node::Not(inner) => single("$not", node_to_json(inner)),
-        Node::Field(path, cond) => single(path.segments().join("."), cond_to_json(cond)),
+        // Operators straight under `$elemMatch` and the like apply to the element itself:
+        // no field to name.
+        Node::Field(path, cond) if path.segments().is_empty() => cond_to_json(cond),
+        // `Display` escapes dots inside member names, so the form parses back to this path.
+        Node::Field(path, cond) => single(path.to_string(), cond_to_json(cond)),
     }
 }
 
@@ -849,6 +853,39 @@ mod tests {
 
     fn reason(s: Value) -> String {
         Selector::parse(&s).unwrap_err().reason().to_owned()
+    }
+
+    /// Issue 20 (found by fuzzing): the normal form (`_explain`, replication ids) of a
+    /// member name holding a dot, or of operators straight under `$elemMatch`, did not
+    /// parse back: `{"a\\.b": 1}` became `a.b`, another field, and `$elemMatch: {"$eq":
+    /// 1}` gained a field with an empty name.
+    #[test]
+    fn issue_20_normal_form_parses_back_to_the_same_selector() {
+        for (given, normal) in [
+            (json!({"a\\.b": 1}), json!({"a\\.b": {"$eq": 1}})),
+            (json!({"x": {"y\\.z": 2}}), json!({"x.y\\.z": {"$eq": 2}})),
+            (
+                json!({"tags": {"$elemMatch": {"$eq": "t1"}}}),
+                json!({"tags": {"$elemMatch": {"$eq": "t1"}}}),
+            ),
+            (
+                json!({"l": {"$allMatch": {"$gt": 0, "$lt": 9}}}),
+                json!({"l": {"$allMatch": {"$and": [{"$gt": 0}, {"$lt": 9}]}}}),
+            ),
+        ] {
+            let s = sel(given.clone());
+            assert_eq!(s.to_json(), normal, "normal form of {given}");
+            let again = Selector::parse(&s.to_json()).unwrap();
+            assert_eq!(again.to_json(), normal);
+            let canonical = Selector::parse(&s.to_canonical_json()).unwrap();
+            assert_eq!(canonical.to_canonical_json(), s.to_canonical_json());
+        }
+        let doc = json!({"a.b": 1, "a": {"b": 2}, "tags": ["t1"]});
+        let dotted = sel(json!({"a\\.b": 1}));
+        assert!(dotted.matches(&doc));
+        assert!(Selector::parse(&dotted.to_json()).unwrap().matches(&doc));
+        let elem = sel(json!({"tags": {"$elemMatch": {"$eq": "t1"}}}));
+        assert!(Selector::parse(&elem.to_json()).unwrap().matches(&doc));
     }
 
     #[test]

@@ -29,6 +29,9 @@
 
 mod encoding;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod merge;
 mod rev;
 mod revid;

@@ -55,7 +55,7 @@ const FILTER_PAGE: usize = 500;
 /// socket busy, small enough that a slow client holds back the reader.
 const FEED_BUFFER: usize = 32;
 
-fn parse_since(v: &str) -> Result<Option<u64>, HttpError> {
+pub(crate) fn parse_since(v: &str) -> Result<Option<u64>, HttpError> {
     if v == "now" {
         return Ok(None);
     }

@@ -193,7 +193,7 @@ async fn read_doc(state: &State, req: Request) -> Result<Map<String, Value>, Htt
     let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
     if let Some(ct) = ctype.as_deref() {
         if ct.to_ascii_lowercase().starts_with("multipart/related") {
-            return multipart::parse_related(ct, &bytes);
+            return multipart::parse_related(ct, &bytes, state.limits.max_body);
         }
     }
     match body::parse_json(&bytes)? {

@@ -54,6 +54,9 @@ mod dir_name;
 mod document;
 mod error;
 mod find;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod js;
 mod multipart;
 mod options;

@@ -14,13 +14,13 @@ use settee_store::OpenRevResult;
 use crate::error::HttpError;
 
 /// One part of a multipart body: its headers (names lowercased) and content.
-struct Part<'a> {
-    headers: Vec<(String, String)>,
-    body: &'a [u8],
+pub(crate) struct Part<'a> {
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: &'a [u8],
 }
 
 impl Part<'_> {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -33,7 +33,7 @@ fn malformed(what: &str) -> HttpError {
 }
 
 /// The `boundary` parameter of a multipart content type.
-fn boundary_of(content_type: &str) -> Option<String> {
+pub(crate) fn boundary_of(content_type: &str) -> Option<String> {
     content_type.split(';').skip(1).find_map(|p| {
         let (k, v) = p.trim().split_once('=')?;
         k.trim()
@@ -48,7 +48,7 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 
 /// Splits a multipart body into its parts (RFC 2046: a preamble, `--boundary` lines, an
 /// epilogue after `--boundary--`).
-fn parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, HttpError> {
+pub(crate) fn parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, HttpError> {
     let delim = format!("--{boundary}");
     let next_delim = format!("\r\n--{boundary}");
     let mut at = if body.starts_with(delim.as_bytes()) {
@@ -108,10 +108,12 @@ fn filename(part: &Part<'_>) -> Option<String> {
 /// Reads a `multipart/related` document: the first part is the JSON, and each attachment
 /// marked `"follows": true` takes the next part (or the part whose file name is its
 /// name). Attachment bytes are put inline as `data`, so the document is then like a
-/// JSON one.
+/// JSON one. Gzip-encoded parts decode to at most `limit` bytes in all (the body limit:
+/// a small part must not inflate past what the client could have sent plainly).
 pub(crate) fn parse_related(
     content_type: &str,
     bytes: &[u8],
+    limit: usize,
 ) -> Result<Map<String, Value>, HttpError> {
     let boundary = boundary_of(content_type).ok_or_else(|| malformed("no boundary parameter"))?;
     let parts = parts(bytes, &boundary)?;
@@ -122,6 +124,7 @@ pub(crate) fn parse_related(
     };
     let mut by_name: Vec<(Option<String>, &[u8])> =
         rest.iter().map(|p| (filename(p), p.body)).collect();
+    let mut budget = limit;
     if let Some(Value::Object(atts)) = doc.get_mut("_attachments") {
         for (name, att) in atts.iter_mut() {
             let Some(obj) = att.as_object_mut() else {
@@ -138,7 +141,9 @@ pub(crate) fn parse_related(
                 .ok_or_else(|| malformed(&format!("no part for attachment {name:?}")))?;
             let (_, data) = by_name.remove(idx);
             check_length(obj, data)?;
-            let data = decode_encoding(obj, data)?;
+            let data = decode_encoding(obj, data, budget)?;
+            // INVARIANT: `decode_encoding` returns at most `budget` bytes.
+            budget -= data.len();
             obj.remove("follows");
             obj.remove("length");
             obj.remove("encoded_length");
@@ -179,22 +184,38 @@ fn check_length(att: &Map<String, Value>, data: &[u8]) -> Result<(), HttpError> 
 }
 
 /// Attachment bytes sent in an encoding (CouchDB's replicator sends gzip-stored
-/// attachments gzipped, marked `"encoding": "gzip"`): Settee stores the decoded bytes.
-fn decode_encoding(att: &Map<String, Value>, data: &[u8]) -> Result<Vec<u8>, HttpError> {
-    match att.get("encoding").and_then(Value::as_str) {
-        None | Some("identity") => Ok(data.to_vec()),
+/// attachments gzipped, marked `"encoding": "gzip"`): Settee stores the decoded bytes, of
+/// which there may be at most `budget` (413 past it): the caller subtracts what it got
+/// from its budget.
+fn decode_encoding(
+    att: &Map<String, Value>,
+    data: &[u8],
+    budget: usize,
+) -> Result<Vec<u8>, HttpError> {
+    let out = match att.get("encoding").and_then(Value::as_str) {
+        None | Some("identity") => data.to_vec(),
         Some("gzip") => {
             use std::io::Read;
             let mut out = Vec::new();
+            // One byte past the budget tells "too large" from "exactly the budget" without
+            // inflating more: a few KB of gzip can expand to gigabytes.
+            let cap = u64::try_from(budget).unwrap_or(u64::MAX).saturating_add(1);
             flate2::read::GzDecoder::new(data)
+                .take(cap)
                 .read_to_end(&mut out)
                 .map_err(|e| HttpError::bad_request(format!("attachment gzip data: {e}")))?;
-            Ok(out)
+            out
         }
-        Some(other) => Err(HttpError::bad_request(format!(
-            "unsupported attachment encoding {other:?}"
-        ))),
+        Some(other) => {
+            return Err(HttpError::bad_request(format!(
+                "unsupported attachment encoding {other:?}"
+            )))
+        }
+    };
+    if out.len() > budget {
+        return Err(HttpError::too_large());
     }
+    Ok(out)
 }
 
 /// Whether a rendered document has attachment bytes inline (`data`).
@@ -337,12 +358,14 @@ pub(crate) fn open_revs_mixed(results: Vec<OpenRevResult>) -> Response {
 mod tests {
     use super::*;
 
+    const LIMIT: usize = 1 << 20;
+
     #[test]
     fn related_document_round_trips() {
         let doc = serde_json::json!({"_id": "a", "_attachments": {
             "x.txt": {"content_type": "text/plain", "data": "aGVsbG8=", "revpos": 1, "digest": "d"}}});
         let body = related_body(doc, "BOUND");
-        let parsed = parse_related("multipart/related; boundary=\"BOUND\"", &body).unwrap();
+        let parsed = parse_related("multipart/related; boundary=\"BOUND\"", &body, LIMIT).unwrap();
         assert_eq!(parsed["_attachments"]["x.txt"]["data"], "aGVsbG8=");
         assert!(parsed["_attachments"]["x.txt"].get("follows").is_none());
     }
@@ -354,10 +377,10 @@ mod tests {
             b"--B\r\nContent-Type: application/json\r\n\r\n{}",
             b"--B\r\n\r\nnot json\r\n--B--",
         ] {
-            let err = parse_related("multipart/related; boundary=B", body).unwrap_err();
+            let err = parse_related("multipart/related; boundary=B", body, LIMIT).unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST);
         }
-        assert!(parse_related("multipart/related", b"").is_err());
+        assert!(parse_related("multipart/related", b"", LIMIT).is_err());
     }
 
     #[test]
@@ -367,17 +390,63 @@ mod tests {
         };
         let ct = "multipart/related; boundary=B";
         // CouchDB 3.5.0's answers to the same bodies.
-        let err = parse_related(ct, body("\"length\":3").as_bytes()).unwrap_err();
+        let err = parse_related(ct, body("\"length\":3").as_bytes(), LIMIT).unwrap_err();
         assert_eq!(err.reason, "attachment longer than expected");
-        let err = parse_related(ct, body("\"length\":10").as_bytes()).unwrap_err();
+        let err = parse_related(ct, body("\"length\":10").as_bytes(), LIMIT).unwrap_err();
         assert_eq!(err.reason, "attachment shorter than expected");
-        assert!(parse_related(ct, body("\"length\":5").as_bytes()).is_ok());
-        assert!(parse_related(ct, body("\"content_type\":\"x/y\"").as_bytes()).is_ok());
+        assert!(parse_related(ct, body("\"length\":5").as_bytes(), LIMIT).is_ok());
+        assert!(parse_related(ct, body("\"content_type\":\"x/y\"").as_bytes(), LIMIT).is_ok());
+    }
+
+    /// Issue 20 (found by fuzzing): a gzip-encoded part decompressed without bound, so a
+    /// few KB of body could take gigabytes of memory. Its decoded bytes now count against
+    /// the body limit.
+    #[test]
+    fn issue_20_gzip_part_inflates_at_most_the_body_limit() {
+        use std::io::Write;
+        let gzip = |len: usize| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            enc.write_all(&vec![0u8; len]).unwrap();
+            enc.finish().unwrap()
+        };
+        let body = |parts: &[Vec<u8>]| {
+            let stubs: Vec<String> = (0..parts.len())
+                .map(|i| format!("\"a{i}\":{{\"follows\":true,\"encoding\":\"gzip\"}}"))
+                .collect();
+            let mut out = format!(
+                "--B\r\nContent-Type: application/json\r\n\r\n{{\"_attachments\":{{{}}}}}",
+                stubs.join(",")
+            )
+            .into_bytes();
+            for p in parts {
+                out.extend_from_slice(b"\r\n--B\r\n\r\n");
+                out.extend_from_slice(p);
+            }
+            out.extend_from_slice(b"\r\n--B--");
+            out
+        };
+        let ct = "multipart/related; boundary=B";
+        // 16 MiB of zeros is about 16 KB of gzip: far below the limit as sent.
+        let bomb = body(&[gzip(16 << 20)]);
+        assert!(bomb.len() < LIMIT / 16);
+        let err = parse_related(ct, &bomb, LIMIT).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        // The limit holds for all parts together, not for each.
+        let two = body(&[gzip(LIMIT / 2 + 1), gzip(LIMIT / 2 + 1)]);
+        let err = parse_related(ct, &two, LIMIT).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Exactly the limit decodes.
+        let doc = parse_related(ct, &body(&[gzip(LIMIT)]), LIMIT).unwrap();
+        let data = doc["_attachments"]["a0"]["data"].as_str().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
+        assert_eq!(decoded.len(), LIMIT);
     }
 
     #[test]
     fn follows_without_a_part_is_rejected() {
         let body = b"--B\r\nContent-Type: application/json\r\n\r\n{\"_attachments\":{\"a\":{\"follows\":true}}}\r\n--B--";
-        assert!(parse_related("multipart/related; boundary=B", body).is_err());
+        assert!(parse_related("multipart/related; boundary=B", body, LIMIT).is_err());
     }
 }

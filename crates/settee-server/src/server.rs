@@ -96,9 +96,7 @@ impl Server {
                 reason: "nothing to serve: give store directories or a data directory".into(),
             });
         }
-        let registry = Registry::new(&opts)?;
-        registry.open_all().await?;
-        registry.ensure_users_db().await?;
+        let registry = open_registry(&opts).await?;
         let listener = TcpListener::bind(opts.bind)
             .await
             .map_err(|source| Error::Bind {
@@ -118,32 +116,7 @@ impl Server {
             Some(owner) => advertise(&registry, addr, owner),
             None => Vec::new(),
         };
-        let state = Arc::new(State {
-            registry,
-            auth: Auth::new(AuthSettings {
-                admin: opts.admin.clone(),
-                owner,
-                admin_party: opts.admin_party,
-                session_timeout: opts.session_timeout,
-                same_site: opts.same_site,
-                secure_cookie: opts.secure_cookie,
-                lockout: opts.lockout,
-            }),
-            cors: opts.cors.clone(),
-            limits: opts.limits,
-            uuid: new_uuid(),
-            shutdown: shutdown.clone(),
-            peruser: opts.peruser.clone().map(crate::peruser::PerUserDbs::new),
-            users_db_security_editable: opts.users_db_security_editable,
-        });
-        if let Some(peruser) = &state.peruser {
-            peruser
-                .catch_up(&state.registry)
-                .await
-                .map_err(|e| Error::Config {
-                    reason: format!("creating the per-user databases: {}", e.reason),
-                })?;
-        }
+        let state = new_state(&opts, registry, owner, shutdown.clone()).await?;
         tracing::info!(%addr, "settee serve listening");
         let task = tokio::spawn(accept_loop(listener, state, shutdown.clone()));
         Ok(Server {
@@ -185,6 +158,51 @@ impl Drop for Server {
         self.remove_adverts();
         self.shutdown.cancel();
     }
+}
+
+/// The served databases, opened (and `_users` created in a data directory).
+pub(crate) async fn open_registry(opts: &ServerOptions) -> Result<Registry> {
+    let registry = Registry::new(opts)?;
+    registry.open_all().await?;
+    registry.ensure_users_db().await?;
+    Ok(registry)
+}
+
+/// What every request shares, for `registry` (the per-user databases caught up). `owner`
+/// is the advertised owner's account, if any.
+pub(crate) async fn new_state(
+    opts: &ServerOptions,
+    registry: Registry,
+    owner: Option<crate::Admin>,
+    shutdown: CancellationToken,
+) -> Result<Arc<State>> {
+    let state = Arc::new(State {
+        registry,
+        auth: Auth::new(AuthSettings {
+            admin: opts.admin.clone(),
+            owner,
+            admin_party: opts.admin_party,
+            session_timeout: opts.session_timeout,
+            same_site: opts.same_site,
+            secure_cookie: opts.secure_cookie,
+            lockout: opts.lockout,
+        }),
+        cors: opts.cors.clone(),
+        limits: opts.limits,
+        uuid: new_uuid(),
+        shutdown,
+        peruser: opts.peruser.clone().map(crate::peruser::PerUserDbs::new),
+        users_db_security_editable: opts.users_db_security_editable,
+    });
+    if let Some(peruser) = &state.peruser {
+        peruser
+            .catch_up(&state.registry)
+            .await
+            .map_err(|e| Error::Config {
+                reason: format!("creating the per-user databases: {}", e.reason),
+            })?;
+    }
+    Ok(state)
 }
 
 /// Writes an advertisement into every served store (see `advert.rs`); a store whose file
@@ -297,7 +315,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Cancell
 struct Peer(SocketAddr);
 
 /// Every request: preflight, authentication, routing, and the headers every answer has.
-async fn handle(state: Arc<State>, req: Request) -> Response {
+pub(crate) async fn handle(state: Arc<State>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     // A body that stops arriving ends its request (408) instead of holding it forever.

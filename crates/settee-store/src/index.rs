@@ -75,7 +75,7 @@ impl CatalogEntry {
         .into_bytes()
     }
 
-    fn decode(key: &[u8], bytes: &[u8]) -> Result<CatalogEntry> {
+    pub(crate) fn decode(key: &[u8], bytes: &[u8]) -> Result<CatalogEntry> {
         let bad = |what: &str| Error::corrupt(format!("index record {key:?}: {what}"));
         let number = key
             .get(1..5)
@@ -455,7 +455,7 @@ impl Database {
                 return Ok(());
             };
             let entry = &catalog.entries[pos];
-            let total = guard.doc_count + guard.doc_del_count;
+            let total = guard.doc_count.saturating_add(guard.doc_del_count);
             let mut report = IndexProgress {
                 ddoc: entry.def.ddoc.clone(),
                 name: entry.def.name.clone(),

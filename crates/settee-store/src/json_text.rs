@@ -80,7 +80,12 @@ fn end_of_string(b: &[u8], mut i: usize) -> Option<usize> {
         if b[i] == b'"' {
             return Some(i + 1);
         }
-        i += 2; // an escape: the next byte is never the closing quote
+        // An escape: the next byte is never the closing quote. `get` and not `[..]`: text
+        // read back from disk may end inside an escape.
+        i += 2;
+        if i > b.len() {
+            return None;
+        }
     }
 }
 
@@ -126,6 +131,23 @@ mod tests {
                 .map(|m| (m.name.into_owned(), m.text.to_owned(), m.value.to_owned()))
                 .collect()
         })
+    }
+
+    /// Issue 20 (found by fuzzing): text ending inside an escape (`{"a\`) made the scanner
+    /// slice past the end of its input. The scanner reads bodies back from disk, which may
+    /// be damaged: such text is "not an object", never a panic.
+    #[test]
+    fn issue_20_text_ending_in_an_escape_is_not_an_object() {
+        for text in [
+            r#"{"\"#,
+            r#"{"a\"#,
+            r#"{"a":"\"#,
+            r#"{"a":["x\"#,
+            r#"{"a":1,"\"#,
+        ] {
+            assert!(members_of_text(text).is_none(), "{text:?}");
+        }
+        assert_eq!(members_of_text(r#"{"a\\":1}"#).map(|m| m.len()), Some(1));
     }
 
     #[test]

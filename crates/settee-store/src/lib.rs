@@ -38,6 +38,9 @@ mod database;
 pub mod deep_json;
 mod error;
 mod find;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod index_blocks;
 mod json_text;

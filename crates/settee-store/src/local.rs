@@ -36,7 +36,7 @@ fn local_name(id: &str) -> Result<&str> {
     Ok(name)
 }
 
-fn parse_local_rev(rev: &str) -> Result<u64> {
+pub(crate) fn parse_local_rev(rev: &str) -> Result<u64> {
     rev.strip_prefix("0-")
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| {

@@ -436,7 +436,7 @@ impl Database {
             purged.insert(id, gone.into_iter().collect());
         }
         if st.dirty {
-            st.counters.purge_seq += 1;
+            st.counters.purge_seq = st.counters.purge_seq.saturating_add(1);
             st.commit(&mut guard)?;
         }
         Ok(PurgeResult {

@@ -209,16 +209,34 @@ impl Registry {
         tree: &sled::Tree,
         storage: &dyn Fn(sled::Error) -> Error,
     ) -> Result<Registry> {
-        let stored: Vec<StoredRemote> = match tree.get(keys::META_REMOTES).map_err(storage)? {
-            Some(v) => serde_json::from_slice(&v)
+        let remotes = tree.get(keys::META_REMOTES).map_err(storage)?;
+        let counts = tree.get(keys::META_SYNC).map_err(storage)?;
+        Registry::decode(remotes.as_deref(), counts.as_deref())
+    }
+
+    /// The registry that the `Mremotes` and `Msync` records (when present) hold.
+    pub(crate) fn decode(remotes: Option<&[u8]>, counts: Option<&[u8]>) -> Result<Registry> {
+        let stored: Vec<StoredRemote> = match remotes {
+            Some(v) => serde_json::from_slice(v)
                 .map_err(|e| Error::corrupt(format!("the remotes record: {e}")))?,
             None => Vec::new(),
         };
-        let counts = match tree.get(keys::META_SYNC).map_err(storage)? {
-            Some(v) => decode_counts(&v)?,
+        let counts = match counts {
+            Some(v) => decode_counts(v)?,
             None => Vec::new(),
         };
         let mut remotes = Vec::with_capacity(stored.len());
+        for s in &stored {
+            // Numbers count up from 1 and are never reused: the next one must exist, and
+            // every stored interval must be sorted, disjoint and non-empty (`verify`
+            // checks their end against the update seq).
+            if s.n == u32::MAX || !s.pending.is_valid(u64::MAX) {
+                return Err(Error::corrupt(format!(
+                    "the remotes record: remote {:?} has a bad number or bad pending intervals",
+                    s.name
+                )));
+            }
+        }
         for s in stored {
             let c = counts
                 .iter()
@@ -248,6 +266,18 @@ impl Registry {
             ));
         }
         Ok(Registry { remotes })
+    }
+
+    /// Asks every question a registry read from disk is asked (the fuzz targets' check
+    /// that a decoded registry is usable).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn exercise(&self) {
+        for r in &self.remotes {
+            let _ = r.pending.smallest();
+            let _ = r.pending.contains(r.counts.unsynced);
+            let mut p = r.pending.clone();
+            p.remove(r.counts.rejected, r.counts.unsynced);
+        }
     }
 
     fn by_name(&self, name: &str) -> Option<&RemoteReg> {
@@ -968,8 +998,13 @@ fn stored_pending(bytes: Option<&[u8]>, name: &str) -> Result<Pending> {
 const REGISTER_BATCH: u64 = 1000;
 
 /// The number the next registered remote gets (numbers are never reused).
-fn next_number(reg: &Registry) -> u32 {
-    reg.remotes.iter().map(|r| r.num).max().unwrap_or(0) + 1
+pub(crate) fn next_number(reg: &Registry) -> Result<u32> {
+    // The remotes record is read from disk: its largest number may be anything
+    // `Registry::decode` accepts, so the addition is checked.
+    let max = reg.remotes.iter().map(|r| r.num).max().unwrap_or(0);
+    max.checked_add(1)
+        .filter(|&n| n < u32::MAX)
+        .ok_or_else(|| Error::corrupt("the remotes record: no remote number is left"))
 }
 
 /// Removes the entries of the number the next remote would get. Stores written before
@@ -982,7 +1017,7 @@ pub(crate) fn clear_unregistered(
     reg: &Registry,
     storage: &dyn Fn(sled::Error) -> Error,
 ) -> Result<()> {
-    let prefix = keys::unsynced_prefix(next_number(reg));
+    let prefix = keys::unsynced_prefix(next_number(reg)?);
     loop {
         let mut batch = sled::Batch::default();
         let mut n = 0u64;
@@ -1143,14 +1178,14 @@ impl Database {
                 // store's counters (each document has one live by-seq entry).
                 clear_unregistered(&inner.tree, &reg, &|e| inner.storage(e))?;
                 let counters = *guard;
-                let docs = counters.doc_count + counters.doc_del_count;
+                let docs = counters.doc_count.saturating_add(counters.doc_del_count);
                 let pending = if docs > 0 {
                     Pending(vec![(1, counters.update_seq)])
                 } else {
                     Pending::default()
                 };
                 reg.remotes.push(RemoteReg {
-                    num: next_number(&reg),
+                    num: next_number(&reg)?,
                     name: name.to_owned(),
                     meta,
                     counts: SyncCounts {
@@ -1255,7 +1290,7 @@ impl Database {
         let Some(num) = inner.registry().by_name(remote).map(|r| r.num) else {
             let info = self.info()?;
             return Ok(SyncCounts {
-                unsynced: info.doc_count + info.doc_del_count,
+                unsynced: info.doc_count.saturating_add(info.doc_del_count),
                 rejected: 0,
             });
         };
@@ -1738,5 +1773,41 @@ impl Inner {
 
     pub(crate) fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
         self.sync.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 20 (found by reading the decoders for the fuzz target): a remotes record read
+    /// from a damaged disk with the number u32::MAX made the next number overflow when the
+    /// store opened, and one with an interval that ends before it starts made the
+    /// interval arithmetic overflow. Both are corrupt records now.
+    #[test]
+    fn issue_20_damaged_remotes_record_is_corrupt_not_an_overflow() {
+        let counts = |n: u32| {
+            let mut c = n.to_be_bytes().to_vec();
+            c.extend_from_slice(&[0; 16]);
+            c
+        };
+        let decode =
+            |remotes: &str, n: u32| Registry::decode(Some(remotes.as_bytes()), Some(&counts(n)));
+        let max = format!(r#"[{{"n":{},"name":"r"}}]"#, u32::MAX);
+        assert!(matches!(decode(&max, u32::MAX), Err(Error::Corrupt { .. })));
+        let backwards = r#"[{"n":1,"name":"r","pending":[[5,3]]}]"#;
+        assert!(matches!(decode(backwards, 1), Err(Error::Corrupt { .. })));
+        let overlapping = r#"[{"n":1,"name":"r","pending":[[1,4],[3,9]]}]"#;
+        assert!(matches!(decode(overlapping, 1), Err(Error::Corrupt { .. })));
+        // The largest number that still leaves a next one.
+        let last = format!(
+            r#"[{{"n":{},"name":"r","pending":[[1,4],[6,9]]}}]"#,
+            u32::MAX - 2
+        );
+        let reg = decode(&last, u32::MAX - 2).unwrap();
+        assert_eq!(next_number(&reg).unwrap(), u32::MAX - 1);
+        let full = format!(r#"[{{"n":{},"name":"r"}}]"#, u32::MAX - 1);
+        let reg = decode(&full, u32::MAX - 1).unwrap();
+        assert!(matches!(next_number(&reg), Err(Error::Corrupt { .. })));
     }
 }

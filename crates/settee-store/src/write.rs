@@ -88,7 +88,9 @@ impl<'a> BatchState<'a> {
             written: HashSet::new(),
             bodies: HashMap::new(),
             atts: HashMap::new(),
-            first_seq: counters.update_seq + 1,
+            // The counters are read from disk: a damaged record must not overflow here
+            // (`put_doc` refuses to go past the largest seq).
+            first_seq: counters.update_seq.saturating_add(1),
             chunk: Vec::new(),
             removed: HashSet::new(),
             sync: SyncBatch::new(inner, origin),
@@ -231,7 +233,9 @@ impl<'a> BatchState<'a> {
         edit: Edit<'_>,
     ) -> Result<u64> {
         self.index_hook.before_write(id, old)?;
-        let seq = self.counters.update_seq + 1;
+        let seq = self.counters.update_seq.checked_add(1).ok_or_else(|| {
+            Error::corrupt("the update seq is at its largest: the counters record is damaged")
+        })?;
         let winner = tree.winner();
         let old_winner = old.map(|o| o.tree.winner());
         for rev in removed_bodies {
@@ -385,8 +389,8 @@ impl<'a> BatchState<'a> {
             DocState::Absent => {}
         }
         match after {
-            DocState::Live => c.doc_count += 1,
-            DocState::Deleted => c.doc_del_count += 1,
+            DocState::Live => c.doc_count = c.doc_count.saturating_add(1),
+            DocState::Deleted => c.doc_del_count = c.doc_del_count.saturating_add(1),
             DocState::Absent => {}
         }
     }
@@ -452,7 +456,7 @@ impl<'a> BatchState<'a> {
     }
 }
 
-fn parse_body(id: &str, rev: &Rev, bytes: &[u8]) -> Result<Map<String, Value>> {
+pub(crate) fn parse_body(id: &str, rev: &Rev, bytes: &[u8]) -> Result<Map<String, Value>> {
     crate::deep_json::from_slice(bytes)
         .map_err(|e| Error::corrupt(format!("body of {id:?} at {rev}: {e}")))
 }

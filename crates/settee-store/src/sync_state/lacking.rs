@@ -132,7 +132,7 @@ impl Database {
             return Ok(false);
         };
         let counters = *guard;
-        let docs = counters.doc_count + counters.doc_del_count;
+        let docs = counters.doc_count.saturating_add(counters.doc_del_count);
         let pending = if docs > 0 {
             Pending(vec![(1, counters.update_seq)])
         } else {
