@@ -20,7 +20,7 @@ pub enum Db {
     /// A CouchDB database over HTTP.
     Remote(settee_couch::RemoteDb),
     /// A local store that another process holds (it advertises itself, see
-    /// [`settee_server::Advert`]): documents go through that process over HTTP as to a
+    /// [`settee_store::Advert`]): documents go through that process over HTTP as to a
     /// server, and the sync-state calls ([`Db::sync_state`], [`Db::unsynced`],
     /// [`Db::sync_status`], [`status`]) are answered by it, as for a store opened here.
     Held(HeldStore),
@@ -58,7 +58,7 @@ pub fn redact(location: &str) -> String {
 /// error.
 fn held_elsewhere(location: &str, err: settee_store::Error) -> Result<Db> {
     if matches!(err, settee_store::Error::StoreInUse { .. }) {
-        if let Some(advert) = settee_server::Advert::read(std::path::Path::new(location)) {
+        if let Some(advert) = settee_store::Advert::read(std::path::Path::new(location)) {
             tracing::info!(store = location, url = %advert.url, pid = advert.pid,
                 "the store is held by another process; talking to it");
             return Ok(Db::Held(HeldStore::new(location, &advert)?));
@@ -119,7 +119,7 @@ impl Db {
     /// A malformed URL, or the store's open errors (`store_in_use`, `not_a_store`...).
     ///
     /// A store another process holds is reached through that process when it advertises
-    /// itself (`settee serve`, `settee sync --continuous`: see [`settee_server::Advert`]):
+    /// itself (`settee serve`, `settee sync --continuous`: see [`settee_store::Advert`]):
     /// the result is then a [`Db::Held`], reached through its loopback server.
     pub fn open(location: &str) -> Result<Db> {
         if is_url(location) {

@@ -25,7 +25,16 @@
 //! ```
 //!
 //! The workspace's crates are re-exported whole: [`revtree`], [`query`], [`store`],
-//! [`couch`], [`replicate`], and [`server`] (`settee serve`: CouchDB's HTTP API over stores).
+//! [`couch`], [`replicate`], and, with the `server` feature, `server` (`settee serve`:
+//! CouchDB's HTTP API over stores).
+//!
+//! # Features
+//!
+//! - `cli` (default): the `settee` command. Turns on `server`.
+//! - `server`: `settee::server`, the HTTP server with its JavaScript engine (axum, hyper's
+//!   server side, QuickJS's C sources). Without it (`default-features = false`) an
+//!   application gets the store, the client, the replicator and Mango, and still reaches a
+//!   store another process serves ([`Db::Held`]).
 
 mod attachments;
 mod db;
@@ -53,6 +62,9 @@ pub use settee_replicate::{
 };
 pub use settee_revtree as revtree;
 pub use settee_revtree::{Rev, Seq};
+/// `settee serve`: CouchDB's HTTP API over stores (the `settee-server` crate). Needs the
+/// `server` feature (on with the default `cli`).
+#[cfg(feature = "server")]
 pub use settee_server as server;
 pub use settee_store as store;
 pub use settee_store::{

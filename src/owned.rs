@@ -1,6 +1,6 @@
 //! A local store held by another process: sled lets one process open a store, and the one
 //! that holds it (`settee serve`, `settee sync --live`, an application serving its store)
-//! leaves an advertisement ([`settee_server::Advert`]) with a loopback URL and a credential.
+//! leaves an advertisement ([`settee_store::Advert`]) with a loopback URL and a credential.
 //! [`crate::Db::open`] then gives a [`crate::Db::Held`]: documents are read and written
 //! through the holder over HTTP, as on a server, and the sync-state questions (which only
 //! the store can answer, offline) are asked of the holder through its `/{db}/_settee/...`
@@ -58,7 +58,7 @@ pub struct HeldStore {
 
 impl HeldStore {
     /// The holder of the store at `path`, as its advertisement describes it.
-    pub(crate) fn new(path: &str, advert: &settee_server::Advert) -> Result<HeldStore> {
+    pub(crate) fn new(path: &str, advert: &settee_store::Advert) -> Result<HeldStore> {
         let owner = RemoteDb::from_url(&advert.url_with_credentials())?;
         // The advertised URL has no credentials: the server's URL and the database name.
         let plain = RemoteDb::from_url(&advert.url)?;

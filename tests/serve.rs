@@ -93,7 +93,7 @@ fn commands_on_a_served_store_go_through_the_server() {
     let store = dir.path().join("notes");
     ok_json(&["put", s(&store), r#"{"_id":"before","v":0}"#]);
     let mut serve = Serve::start(&[s(&store)]);
-    assert!(store.join(settee::server::ADVERT_FILE).exists());
+    assert!(store.join(settee::store::ADVERT_FILE).exists());
 
     // The store is held by the server, yet the command works, through it.
     let put = ok_json(&["put", s(&store), r#"{"_id":"during","v":1}"#]);
@@ -104,7 +104,7 @@ fn commands_on_a_served_store_go_through_the_server() {
     assert_eq!(via_http["_rev"], put["rev"]);
 
     serve.stop();
-    assert!(!store.join(settee::server::ADVERT_FILE).exists());
+    assert!(!store.join(settee::store::ADVERT_FILE).exists());
     // Afterwards the command opens the store itself again.
     assert_eq!(ok_json(&["get", s(&store), "during"])["v"], 1);
 }
@@ -130,7 +130,7 @@ fn commands_on_a_store_under_continuous_sync_reach_the_syncing_process() {
         .spawn()
         .unwrap();
     wait_until(Duration::from_secs(30), "the sync's advertisement", || {
-        store.join(settee::server::ADVERT_FILE).exists()
+        store.join(settee::store::ADVERT_FILE).exists()
     });
     // A write to the held store goes through the syncing process, which pushes it on.
     let put = ok_json(&["put", s(&store), r#"{"_id":"note","text":"hi"}"#]);

@@ -79,7 +79,7 @@ impl LiveSync {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let advert = local.join(settee::server::ADVERT_FILE);
+        let advert = local.join(settee::store::ADVERT_FILE);
         let mut sync = LiveSync { child };
         wait_until(CONVERGE, "the live sync's advertisement", || {
             assert!(
@@ -275,7 +275,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     );
 
     // The holder's sync-state endpoints take only its credential.
-    let advert = settee::server::Advert::read(&path).unwrap();
+    let advert = settee::store::Advert::read(&path).unwrap();
     let anonymous = settee::RemoteDb::from_url(&advert.url).unwrap();
     let identity = remote.db.to_peer().identity();
     let refused = anonymous
@@ -364,7 +364,7 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
 
     // Killed: its advertisement stays, but the store is free, so status reads it here.
     sync.kill();
-    assert!(path.join(settee::server::ADVERT_FILE).exists());
+    assert!(path.join(settee::store::ADVERT_FILE).exists());
     let after = status(&server, &path, &name, false);
     assert_eq!(counts(&after[0]), counts(&during[0]));
 

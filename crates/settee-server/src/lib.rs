@@ -40,7 +40,6 @@
 //! # }
 //! ```
 
-mod advert;
 mod attachment;
 mod auth;
 mod body;
@@ -71,7 +70,6 @@ mod validate;
 mod view;
 mod view_rows;
 
-pub use advert::{Advert, ADVERT_FILE};
 pub use auth::{Lockout, LockoutMode, SameSite};
 pub use error::{Error, Result};
 pub use options::{Admin, Cors, Limits, ServerOptions};

@@ -16,7 +16,7 @@ pub struct ServerOptions {
     /// Stores this process already has open (sled lets one handle hold a store), served
     /// under their directory names like `stores`.
     pub databases: Vec<settee_store::Database>,
-    /// Leave an [`crate::Advert`] in each served store while serving, so that another
+    /// Leave an [`settee_store::Advert`] in each served store while serving, so that another
     /// process finding the store in use can reach this one (default false).
     pub advertise: bool,
     /// Without an `admin`, treat every request as an admin (default true; loopback only).

@@ -205,7 +205,7 @@ pub(crate) async fn new_state(
     Ok(state)
 }
 
-/// Writes an advertisement into every served store (see `advert.rs`); a store whose file
+/// Writes an advertisement into every served store (see [`settee_store::Advert`]); a store whose file
 /// cannot be written is served all the same, and the failure logged.
 fn advertise(
     registry: &Registry,
@@ -219,7 +219,7 @@ fn advertise(
     };
     let mut written = Vec::new();
     for (name, path) in registry.paths() {
-        let advert = crate::Advert {
+        let advert = settee_store::Advert {
             url: format!("http://{host}/{}", crate::db::encode_segment(&name)),
             user: owner.name.clone(),
             password: owner.password.clone(),

@@ -30,6 +30,7 @@
 //!
 //! Storage layout: see `keys.rs` and `docs/storage-format.md`.
 
+mod advert;
 mod all_docs;
 mod attachment_io;
 mod attachments;
@@ -57,6 +58,7 @@ mod sync_state;
 mod validate;
 mod write;
 
+pub use advert::{Advert, ADVERT_FILE};
 pub use attachments::{attachment_digest, Attachment};
 pub use database::Database;
 pub use error::{Error, Result};

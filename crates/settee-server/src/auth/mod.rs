@@ -57,7 +57,7 @@ impl UserCtx {
 /// How users log in: the settings [`Auth`] is made with.
 pub(crate) struct AuthSettings {
     pub(crate) admin: Option<Admin>,
-    /// The advertised owner credential (see `advert.rs`): an admin too.
+    /// The advertised owner credential (see `settee_store::Advert`): an admin too.
     pub(crate) owner: Option<Admin>,
     pub(crate) admin_party: bool,
     pub(crate) session_timeout: Duration,

@@ -4,6 +4,11 @@
 //! that finds the store in use reads it ([`Advert::read`]) and talks to the holder over
 //! HTTP instead of failing with `store_in_use`. The file goes when the server stops; one
 //! left by a crash is harmless, since it is read only while the store's lock is held.
+//!
+//! This module owns the file (its name, format, permissions); the store itself never
+//! reads or writes it. It lives here, below both, because the server writes it and the
+//! facade reads it, and an application built without the server must still find a store
+//! another process serves. When to write and remove it is `settee-server`'s decision.
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +46,7 @@ impl Advert {
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
-    /// assert!(settee_server::Advert::read(dir.path()).is_none());
+    /// assert!(settee_store::Advert::read(dir.path()).is_none());
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn read(store: &Path) -> Option<Advert> {
@@ -50,6 +55,16 @@ impl Advert {
     }
 
     /// The URL with the credentials in it (for a client that takes them from the URL).
+    ///
+    /// ```
+    /// let advert = settee_store::Advert {
+    ///     url: "http://127.0.0.1:5984/notes".into(),
+    ///     user: "_owner".into(),
+    ///     password: "pw".into(),
+    ///     pid: 7,
+    /// };
+    /// assert_eq!(advert.url_with_credentials(), "http://_owner:pw@127.0.0.1:5984/notes");
+    /// ```
     pub fn url_with_credentials(&self) -> String {
         match self.url.split_once("://") {
             Some((scheme, rest)) => format!("{scheme}://{}:{}@{rest}", self.user, self.password),
@@ -57,8 +72,27 @@ impl Advert {
         }
     }
 
-    /// Writes the file (owner-only permissions where the platform has them).
-    pub(crate) fn write(&self, store: &Path) -> std::io::Result<PathBuf> {
+    /// Writes the file into store directory `store` (owner-only permissions where the
+    /// platform has them), atomically: a reader sees the old file or the new one whole.
+    /// Returns the file's path, for removing it when the holder stops serving.
+    ///
+    /// # Errors
+    /// The I/O error of writing, syncing or renaming the file.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let advert = settee_store::Advert {
+    ///     url: "http://127.0.0.1:5984/notes".into(),
+    ///     user: "_owner".into(),
+    ///     password: "made-for-this-run".into(),
+    ///     pid: std::process::id(),
+    /// };
+    /// let path = advert.write(dir.path())?;
+    /// assert!(path.ends_with(settee_store::ADVERT_FILE));
+    /// assert_eq!(settee_store::Advert::read(dir.path()), Some(advert));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn write(&self, store: &Path) -> std::io::Result<PathBuf> {
         let path = store.join(ADVERT_FILE);
         let tmp = store.join(format!(".{ADVERT_FILE}.tmp"));
         let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
