@@ -1,7 +1,7 @@
 //! `/{db}/_settee/...`: the sync-state questions about a store, answered by the process
 //! that holds it. A store is open in one process at a time (sled's lock); another `settee`
 //! process that finds it in use reaches the holder through its advertisement
-//! (`advert.rs`) and asks it here what the store knows offline about a remote: what
+//! (`settee_store::Advert`) and asks it here what the store knows offline about a remote: what
 //! [`settee_replicate::status`], [`settee_replicate::unsynced`] and
 //! [`settee_replicate::sync_state`] answer in the holder, computed by the same code.
 //!
