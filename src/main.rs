@@ -333,7 +333,12 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Rejected(n)) => {
-            eprintln!("settee: {n} documents were rejected (see the failures above)");
+            let what = if n == 1 {
+                "1 document was".to_owned()
+            } else {
+                format!("{n} documents were")
+            };
+            eprintln!("settee: {what} rejected (see the failures above)");
             ExitCode::from(3)
         }
         Err(err) => {

@@ -616,15 +616,13 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
         .map(|id| format!("settee: rejected {}", line(id)))
         .collect();
     assert_eq!(lines, expected, "{err}");
+    let what = match bad.len() {
+        1 => "1 document was".to_owned(),
+        n => format!("{n} documents were"),
+    };
     assert_eq!(
         last,
-        Some(
-            format!(
-                "settee: {} documents were rejected (see the failures above)",
-                bad.len()
-            )
-            .as_str()
-        )
+        Some(format!("settee: {what} rejected (see the failures above)").as_str())
     );
 }
 
