@@ -159,16 +159,32 @@ fn live_changes_catches_up_then_tails_without_missing_writes() {
             }
         })
     };
-    let mut seen = Vec::new();
-    futures::executor::block_on(async {
+    let seen = within("203 live changes", async move {
+        let mut seen = Vec::new();
         while seen.len() < 203 {
             let c = feed.next().await.unwrap().unwrap();
             seen.push(c.seq);
         }
+        seen
     });
     writer.join().unwrap();
     let expected: Vec<u64> = (3..=205).collect();
     assert_eq!(seen, expected);
+}
+
+/// Runs `fut` on a thread of its own and gives its output, failing the test when it has not
+/// finished after 60 s: a feed that never delivers fails instead of hanging the suite.
+fn within<T: Send + 'static>(
+    what: &str,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let limit = std::time::Duration::from_secs(60);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(futures::executor::block_on(fut));
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what}: not done after {limit:?}"))
 }
 
 #[test]
@@ -188,8 +204,10 @@ fn live_changes_respects_limit_and_doc_ids() {
             }
         })
     };
-    let got: Vec<String> =
-        futures::executor::block_on(feed.by_ref().map(|c| c.unwrap().id).collect());
+    let got: Vec<String> = within(
+        "a live feed with a limit to end",
+        feed.map(|c| c.unwrap().id).collect(),
+    );
     writer.join().unwrap();
     assert_eq!(got, ["x", "y"]);
 }
