@@ -190,7 +190,7 @@ fn within<T: Send + 'static>(
 #[test]
 fn live_changes_respects_limit_and_doc_ids() {
     let (_d, db) = db();
-    let mut feed = db.live_changes(ChangesOptions {
+    let feed = db.live_changes(ChangesOptions {
         limit: Some(2),
         doc_ids: Some(vec!["x".into(), "y".into()]),
         ..Default::default()
