@@ -437,12 +437,29 @@ impl Sequence {
             5..=6 => {
                 let mut doc = self.body(false);
                 doc["_id"] = json!(id);
-                if let Some(cur) = self.server_winner(&id).await {
-                    doc["_rev"] = cur["_rev"].clone();
-                }
                 self.log.push(format!("server edit {id}"));
-                if let Err(e) = self.remote.put(&id, &doc).await {
-                    self.fail(format!("server edit of {id}: {e}"));
+                // A write the previous step's cut-short sync had already sent can land on
+                // the server after it ended (an interrupted client's request is still
+                // processed), between the read of the winner and this edit: a 409 then
+                // means "read it again", as for any client racing another.
+                let mut tries = 0;
+                loop {
+                    match self.server_winner(&id).await {
+                        Some(cur) => doc["_rev"] = cur["_rev"].clone(),
+                        None => {
+                            if let Some(m) = doc.as_object_mut() {
+                                m.remove("_rev");
+                            }
+                        }
+                    }
+                    match self.remote.put(&id, &doc).await {
+                        Ok(_) => break,
+                        Err(e) if e.status() == Some(409) && tries < 5 => {
+                            tries += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        Err(e) => self.fail(format!("server edit of {id}: {e}")),
+                    }
                 }
             }
             7 => {
