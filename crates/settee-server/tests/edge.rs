@@ -35,22 +35,6 @@ async fn serve(dir: &std::path::Path, limits: Limits) -> Server {
     .unwrap()
 }
 
-/// Polls `cond` until it holds; fails with `what` and the last state seen after `limit`.
-async fn wait_until<F: FnMut() -> (bool, String)>(limit: Duration, what: &str, mut cond: F) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (done, state) = cond();
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last seen: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn basic() -> String {
     use base64::Engine;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{PASSWORD}"));
@@ -148,7 +132,7 @@ async fn issue_20_slow_headers_are_dropped_while_others_are_served() {
             closed.fetch_add(1, Ordering::SeqCst);
         });
     }
-    wait_until(Duration::from_secs(10), "slow connections to open", || {
+    common::wait_until(Duration::from_secs(10), "slow connections to open", || {
         let n = opened.load(Ordering::SeqCst);
         (n == SLOW, format!("{n} open"))
     })
@@ -166,7 +150,7 @@ async fn issue_20_slow_headers_are_dropped_while_others_are_served() {
         "the /_up answer"
     );
     // And every slow one is dropped once its header time is up.
-    wait_until(
+    common::wait_until(
         header_timeout * 5,
         "the server to close the slow connections",
         || {

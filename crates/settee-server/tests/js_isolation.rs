@@ -52,22 +52,6 @@ fn rss() -> u64 {
     kb * 1024
 }
 
-/// Polls `cond` until it holds; fails with `what` and the last state seen after `limit`.
-async fn wait_until<F: FnMut() -> (bool, String)>(limit: Duration, what: &str, mut cond: F) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (done, state) = cond();
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last seen: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn put(serve: &TestServe, path: &str, body: Value) -> (u16, Value) {
     serve.call(Method::PUT, path, Some(body)).await
 }
@@ -172,7 +156,7 @@ async fn issue_20_a_backtracking_regex_from_an_anonymous_writer_is_stopped_at_5_
         })
     };
     // While the regex runs, the server answers others.
-    wait_until(Duration::from_secs(5), "a worker to start", || {
+    common::wait_until(Duration::from_secs(5), "a worker to start", || {
         (!worker_pids().is_empty(), format!("{:?}", worker_pids()))
     })
     .await;
@@ -364,7 +348,7 @@ async fn issue_20_a_client_that_leaves_mid_view_build_stops_the_build() {
     assert!(err.is_timeout(), "{err}");
     let building = worker_pids();
     assert!(!building.is_empty());
-    wait_until(
+    common::wait_until(
         Duration::from_secs(5),
         "the view's worker to be killed",
         || {

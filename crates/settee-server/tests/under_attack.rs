@@ -97,14 +97,27 @@ async fn slow_client(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, dropped:
     }
 }
 
+/// Answers by status, as the attackers count them.
+type Answers = Arc<std::sync::Mutex<std::collections::BTreeMap<u16, usize>>>;
+
+/// Counts an attacker's answer by status; a failed request (the server closed the
+/// connection) pauses the attacker briefly instead.
+async fn count(answers: &Answers, res: reqwest::Result<reqwest::Response>) {
+    match res {
+        Ok(res) => {
+            *answers
+                .lock()
+                .unwrap()
+                .entry(res.status().as_u16())
+                .or_default() += 1
+        }
+        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+    }
+}
+
 /// Sends wrong logins as fast as one connection allows, until `stop`; counts the answers by
 /// status.
-async fn login_flood(
-    url: String,
-    stop: Arc<AtomicBool>,
-    answers: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, usize>>>,
-    which: usize,
-) {
+async fn login_flood(url: String, stop: Arc<AtomicBool>, answers: Answers, which: usize) {
     let http = reqwest::Client::new();
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -128,27 +141,13 @@ async fn login_flood(
                 .post(format!("{url}/_session"))
                 .json(&json!({"name": "bob", "password": format!("guess-{n}")})),
         };
-        match req.send().await {
-            Ok(res) => {
-                *answers
-                    .lock()
-                    .unwrap()
-                    .entry(res.status().as_u16())
-                    .or_default() += 1;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
+        count(&answers, req.send().await).await;
     }
 }
 
 /// Runs hostile design-document functions as an anonymous writer and as the admin until
 /// `stop`; returns how many calls ended in each status.
-async fn hostile_js(
-    url: String,
-    stop: Arc<AtomicBool>,
-    answers: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, usize>>>,
-    which: usize,
-) {
+async fn hostile_js(url: String, stop: Arc<AtomicBool>, answers: Answers, which: usize) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -170,16 +169,7 @@ async fn hostile_js(
                 .send()
                 .await
         };
-        match res {
-            Ok(res) => {
-                *answers
-                    .lock()
-                    .unwrap()
-                    .entry(res.status().as_u16())
-                    .or_default() += 1;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
+        count(&answers, res).await;
     }
 }
 

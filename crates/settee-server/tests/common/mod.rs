@@ -268,3 +268,23 @@ pub async fn compared(
     };
     (serve, settee, couch, couch_db)
 }
+
+/// Polls `cond` until it holds; fails with `what` and the last state seen after `limit`.
+pub async fn wait_until<F: FnMut() -> (bool, String)>(
+    limit: std::time::Duration,
+    what: &str,
+    mut cond: F,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let (done, state) = cond();
+        if done {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last seen: {state}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
