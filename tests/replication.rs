@@ -782,3 +782,44 @@ async fn remote_source_filters_doc_ids_selector_and_named_function() {
     run(&r, &c, opts).await;
     assert_eq!(ids_of(c).await.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_of_a_revision_the_server_knows_only_as_an_ancestor_completes() {
+    // The server learned 2-b only from a descendant's `_revisions` (3-c written with
+    // `new_edits=false`); the store's leaf is 2-b. pouchdb-server keeps such a revision
+    // without a body, calls it missing in `_revs_diff` for ever and skips writing it, so a
+    // push that confirmed its writes by `_revs_diff` alone retried until it gave up. CouchDB
+    // counts it as held. Either way the push completes and the document is synced.
+    let server = Server::get();
+    let dir = tempfile::tempdir().unwrap();
+    let l = Db::Local(local(&dir, "l"));
+    let r = remote(&server, &unique_db("ancestor"));
+    r.to_peer().create().await.unwrap();
+    let first = l.put(json!({"_id": "d", "v": 1})).await.unwrap();
+    let second = l
+        .put(json!({"_id": "d", "_rev": first["rev"], "v": 2}))
+        .await
+        .unwrap();
+    let hash = |rev: &Value| rev.as_str().unwrap().split_once('-').unwrap().1.to_owned();
+    let Db::Remote(remote_db) = &r else {
+        unreachable!()
+    };
+    let child = json!({
+        "_id": "d", "_rev": "3-cccccccccccccccccccccccccccccccc", "v": 3,
+        "_revisions": {"start": 3, "ids": ["cccccccccccccccccccccccccccccccc",
+            hash(&second["rev"]), hash(&first["rev"])]},
+    });
+    let written = remote_db.bulk_docs(&[child], false).await.unwrap();
+    assert!(written.iter().all(|w| w.is_ok()), "{written:?}");
+    let (push, retried) = run_counting_retries(&l, &r, ReplicateOptions::default()).await;
+    assert_eq!(push.stats.doc_write_failures, 0, "{:?}", push.doc_failures);
+    assert_eq!(retried, 0, "the push retried: {:?}", push.stats);
+    let state = l.sync_state(&r, "d").await.unwrap().unwrap();
+    assert_eq!(state.name(), "synced", "{state:?}");
+    // And back: the store gets the server's child, and both hold one leaf, 3-c.
+    run(&r, &l, ReplicateOptions::default()).await;
+    let ids = vec!["d".to_owned()];
+    let (sl, sr) = (snapshot(&l, &ids).await, snapshot(&r, &ids).await);
+    assert_eq!(sl, sr);
+    assert_eq!(sl["d"].1.len(), 1, "{sl:?}");
+}

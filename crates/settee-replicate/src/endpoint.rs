@@ -102,6 +102,13 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::write(p, docs, origin).await)
     }
 
+    async fn held_as_ancestors(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, Vec<Rev>>> {
+        both!(self, p => Peer::held_as_ancestors(p, revs).await)
+    }
+
     async fn track_peer(
         &self,
         other: &str,

@@ -344,6 +344,21 @@ pub trait Peer: Clone + Send + Sync + 'static {
         async { Ok(BTreeMap::new()) }
     }
 
+    /// Of `revs` (revisions this peer's `_revs_diff` calls missing although a write of
+    /// them was not refused), those it holds as ancestors of one of its leaves. A PouchDB
+    /// database keeps a revision it learned only from a descendant's `_revisions` without a
+    /// body: its `_revs_diff` calls it missing for ever, and a replicated write of it is
+    /// skipped as already known (`pouchdb-adapter-utils`' `updateDoc`), so the write can
+    /// never be confirmed another way. CouchDB's and a local store's `_revs_diff` count
+    /// such revisions as held; the default answers none.
+    fn held_as_ancestors(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<Rev>>>> + Send {
+        let _ = revs;
+        async { Ok(BTreeMap::new()) }
+    }
+
     /// Called when a replication finds the peer `other` empty (no documents, live or
     /// deleted) as it starts: `other` holds nothing, whatever was recorded (it was dropped
     /// and recreated, or is a new server under the old URL). A local store makes every

@@ -135,6 +135,43 @@ impl Peer for RemoteDb {
             .collect())
     }
 
+    async fn held_as_ancestors(
+        &self,
+        revs: BTreeMap<String, Vec<Rev>>,
+    ) -> Result<BTreeMap<String, Vec<Rev>>> {
+        // Every leaf with its `_revisions` (no bodies' attachments): a revision on one of
+        // those paths is in the database's tree.
+        let opts = BulkGetOptions {
+            revs: true,
+            latest: false,
+            attachments: false,
+        };
+        let mut held = BTreeMap::new();
+        for (id, asked) in revs {
+            let req = BulkGetRequest {
+                id: id.clone(),
+                rev: None,
+                atts_since: Vec::new(),
+            };
+            let leaves = RemoteDb::open_revs(self, &req, &opts)
+                .await
+                .map_err(Error::Couch)?;
+            let mut found = Vec::new();
+            for leaf in leaves.docs {
+                let BulkGetDoc::Ok(doc) = leaf else { continue };
+                for rev in path_of(&doc) {
+                    if asked.contains(&rev) && !found.contains(&rev) {
+                        found.push(rev);
+                    }
+                }
+            }
+            if !found.is_empty() {
+                held.insert(id, found);
+            }
+        }
+        Ok(held)
+    }
+
     async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
         let breqs: Vec<BulkGetRequest> = reqs
             .iter()
@@ -361,4 +398,13 @@ async fn selector_changes(
             });
         }
     }
+}
+
+/// The revisions a document's `_revisions` names; none when it has no valid `_revisions`.
+fn path_of(doc: &Value) -> Vec<Rev> {
+    serde_json::from_value::<settee_revtree::Revisions>(doc["_revisions"].clone())
+        .ok()
+        .and_then(|r| r.to_path().ok())
+        .map(|p| p.revs().collect())
+        .unwrap_or_default()
 }

@@ -11,7 +11,10 @@
 //! only the refusals, so a refusal lost on the way (a proxy, a cut answer) reads as a
 //! success, the document would look synced and the checkpoint would pass it. A `_revs_diff`
 //! of what was written confirms it (one small request per write); a revision still missing
-//! without a refusal fails the batch with [`Error::Unconfirmed`], which is retried.
+//! without a refusal, and not on the path of one of the target's leaves (PouchDB keeps a
+//! revision it first learned as an ancestor without a body, calls it missing, and skips
+//! writing it: [`Peer::held_as_ancestors`]), fails the batch with [`Error::Unconfirmed`],
+//! which is retried.
 
 use serde_json::value::RawValue;
 use settee_revtree::Rev;
@@ -145,17 +148,29 @@ async fn confirm<T: Peer>(
     }
     // Only a revision named as it was written counts: a server that spells a revision its
     // own way (CouchDB lower-cases some hashes) is not asked again forever.
-    let lacking: Vec<(String, Rev)> = target
-        .revs_diff(written.clone())
-        .await?
+    let mut lacking: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+    for (id, d) in target.revs_diff(written.clone()).await? {
+        let asked = written.get(&id).cloned().unwrap_or_default();
+        let missing: Vec<Rev> = d
+            .missing
+            .into_iter()
+            .filter(|r| asked.contains(r))
+            .collect();
+        if !missing.is_empty() {
+            lacking.insert(id, missing);
+        }
+    }
+    // A revision the target holds only as a body-less ancestor (PouchDB) is held.
+    if !lacking.is_empty() {
+        for (id, held) in target.held_as_ancestors(lacking.clone()).await? {
+            if let Some(revs) = lacking.get_mut(&id) {
+                revs.retain(|r| !held.contains(r));
+            }
+        }
+    }
+    let lacking: Vec<(String, Rev)> = lacking
         .into_iter()
-        .flat_map(|(id, d)| {
-            let asked = written.get(&id).cloned().unwrap_or_default();
-            d.missing
-                .into_iter()
-                .filter(move |r| asked.contains(r))
-                .map(move |r| (id.clone(), r))
-        })
+        .flat_map(|(id, revs)| revs.into_iter().map(move |r| (id.clone(), r)))
         .collect();
     match lacking.first() {
         None => Ok(()),
