@@ -62,11 +62,17 @@ else
 fi
 echo "test.sh: tests run against $SETTEE_TEST_SERVER_KIND at $SETTEE_TEST_COUCHDB_URL" >&2
 
+# Built first, then run, so that each part's time shows.
+cargo test --workspace --all-targets --no-run "$@"
+echo "test.sh: tests built at ${SECONDS}s" >&2
 cargo test --workspace --all-targets "$@"
+echo "test.sh: tests run at ${SECONDS}s" >&2
 cargo test --workspace --doc "$@"
+echo "test.sh: doc tests run at ${SECONDS}s" >&2
 
 if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
     use_pouchdb_server
     echo "test.sh: replication and sync-state end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
     cargo test -p settee --test replication --test live --test sync_state "$@"
 fi
+echo "test.sh: done at ${SECONDS}s" >&2
