@@ -16,7 +16,7 @@
 //! changes last, after everything else is applied (sled recovers a prefix of its log, so a
 //! durable format key means durable data).
 
-use crate::index::{indexed_doc, new_entry};
+use crate::index::catalog::{indexed_doc, new_entry};
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::{Error, Result};
 

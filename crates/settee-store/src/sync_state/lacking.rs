@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 
 use settee_revtree::Rev;
 
-use super::{sorted_leaves, Pending, Position, SyncBatch, SyncCounts, Unsynced};
-use crate::database::Flush;
-use crate::keys::{self, DocRecord};
+use super::registry::{Pending, SyncCounts};
+use super::{sorted_leaves, Position, SyncBatch};
+use crate::database::{Flush, Inner};
+use crate::keys::{self, DocRecord, Unsynced};
 use crate::{Database, Result};
 
 impl SyncBatch {
@@ -21,7 +22,7 @@ impl SyncBatch {
     /// said before (a rejection of another leaf stays). Returns whether that changed it.
     pub(super) fn mark_lacking(
         &mut self,
-        inner: &crate::database::Inner,
+        inner: &Inner,
         i: usize,
         id: &str,
         pos: &Position<'_>,
