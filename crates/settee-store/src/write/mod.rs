@@ -15,7 +15,9 @@ use settee_revtree::Rev;
 mod batch;
 mod merge;
 
-pub(crate) use batch::{parse_body, BatchState, WriteOutcome};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use batch::parse_body;
+pub(crate) use batch::{BatchState, WriteOutcome};
 pub(crate) use merge::write_edit;
 
 use crate::database::new_uuid;
