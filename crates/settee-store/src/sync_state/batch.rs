@@ -117,6 +117,14 @@ impl SyncBatch {
         })
     }
 
+    /// The sync part of a batch that records what remote `name` said, and the remote's
+    /// index in it; `None` when `name` is not registered.
+    pub(super) fn for_remote(inner: &Inner, name: &str) -> Option<(SyncBatch, usize)> {
+        let sync = SyncBatch::new(inner, None)?;
+        let i = sync.index_of(name)?;
+        Some((sync, i))
+    }
+
     pub(super) fn index_of(&self, name: &str) -> Option<usize> {
         self.remotes.iter().position(|r| r.name == name)
     }

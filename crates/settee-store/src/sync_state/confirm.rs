@@ -31,10 +31,7 @@ impl Database {
     ) -> Result<()> {
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
-        let Some(mut sync) = SyncBatch::new(inner, None) else {
-            return Ok(());
-        };
-        let Some(i) = sync.index_of(remote) else {
+        let Some((mut sync, i)) = SyncBatch::for_remote(inner, remote) else {
             return Ok(());
         };
         // Where each document stands, needed only while the remote has pending intervals.

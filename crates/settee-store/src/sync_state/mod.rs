@@ -58,10 +58,10 @@ pub(crate) use registry::RemoteUpdate;
 pub use registry::SyncCounts;
 
 use crate::changes::SeqEntries;
-use crate::database::Inner;
+use crate::database::{Counters, Inner};
 use crate::keys::Unsynced;
 use crate::Result;
-use registry::Registry;
+use registry::{Pending, Registry};
 
 /// A document's sync state with one remote.
 ///
@@ -200,6 +200,19 @@ pub(super) fn live_entries(
 pub(super) fn successor(mut key: Vec<u8>) -> Vec<u8> {
     key.push(0);
     key
+}
+
+/// Every document of a store whose counters are `counters`, unsynced with all its leaves:
+/// how many documents that is (each has one live by-seq entry), and the one pending interval
+/// up to the update seq that says so for all of them (what a new or reset remote holds).
+pub(super) fn all_unsynced(counters: Counters) -> (u64, Pending) {
+    let docs = counters.doc_count.saturating_add(counters.doc_del_count);
+    let pending = if docs > 0 {
+        Pending(vec![(1, counters.update_seq)])
+    } else {
+        Pending::default()
+    };
+    (docs, pending)
 }
 
 pub(super) fn sorted_leaves(tree: &RevTree) -> Vec<Rev> {

@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::registry::{clear_unregistered, next_number, Pending, RemoteReg, SyncCounts};
+use super::all_unsynced;
+use super::registry::{clear_unregistered, next_number, RemoteReg, SyncCounts};
 use super::Remote;
 use crate::database::Flush;
 use crate::keys;
@@ -54,13 +55,7 @@ impl Database {
                 // the update seq says so for all of them, and the counts come from the
                 // store's counters (each document has one live by-seq entry).
                 clear_unregistered(&inner.tree, &reg, &|e| inner.storage(e))?;
-                let counters = *guard;
-                let docs = counters.doc_count.saturating_add(counters.doc_del_count);
-                let pending = if docs > 0 {
-                    Pending(vec![(1, counters.update_seq)])
-                } else {
-                    Pending::default()
-                };
+                let (docs, pending) = all_unsynced(*guard);
                 reg.remotes.push(RemoteReg {
                     num: next_number(&reg)?,
                     name: name.to_owned(),
