@@ -1,7 +1,7 @@
 //! The changes feed: `changes` (one read of the by-seq index), `live_changes` (catch-up,
 //! then a live tail) and `pending_since`, and [`SeqEntries`], the walk over the by-seq
 //! chunks they share. Each document appears once, at its latest sequence: an entry whose
-//! document has been written again since (a stale entry, see `keys.rs`) is skipped. The
+//! document has been written again since (a stale entry, see `keys/`) is skipped. The
 //! entries carry each document's leaves, so only `include_docs` reads the records.
 //!
 //! The live tail does not use `sled::Tree::watch_prefix`: sled's subscribers have a bounded

@@ -15,7 +15,7 @@ pub(crate) struct StoredRejection {
 /// ascending, each a leaf of the document), and the remote's last refusal of the document,
 /// if it still stands. Without leaves (and then without a refusal) it is a *marker*: the
 /// remote holds the document although its seq is in one of the remote's pending intervals
-/// (see `sync_state.rs`).
+/// (see `sync_state/`).
 ///
 /// Encoded as: version byte `1`, leaf count (u32 big-endian), each leaf's rev text as a
 /// u32 big-endian length and the text; then a byte `0` (no rejection) or `1` followed by

@@ -1,7 +1,7 @@
 //! Per-document sync state with each remote the store syncs with: which of a document's
 //! leaves a remote is not known to hold, and what the remote refused. The store keeps it
 //! exact because every change to a document's leaves goes through its write path, which
-//! updates the state in the same `sled::Batch` as the data (see `write.rs`).
+//! updates the state in the same `sled::Batch` as the data (see `write/`).
 //!
 //! A remote is *registered* ([`Database::register_remote`]) under a name (the replicator
 //! passes the remote's identity, a URL without credentials) and gets a small number. For
