@@ -22,7 +22,7 @@ impl Database {
     /// before it. Does nothing for a remote that is not registered.
     ///
     /// # Errors
-    /// [`Error::Storage`] / [`Error::Corrupt`]; nothing is recorded on error.
+    /// [`crate::Error::Storage`] / [`crate::Error::Corrupt`]; nothing is recorded on error.
     pub fn record_remote_revs(
         &self,
         remote: &str,

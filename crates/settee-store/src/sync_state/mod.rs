@@ -167,7 +167,7 @@ pub struct Remote {
     pub counts: SyncCounts,
 }
 
-/// A revision a remote refused, for [`Database::record_remote_revs`].
+/// A revision a remote refused, for [`crate::Database::record_remote_revs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// The document id.

@@ -35,7 +35,7 @@ impl Database {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Storage`] / [`Error::Corrupt`]; nothing is registered on error.
+    /// [`crate::Error::Storage`] / [`crate::Error::Corrupt`]; nothing is registered on error.
     pub fn register_remote(&self, name: &str, meta: Map<String, Value>) -> Result<bool> {
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
