@@ -92,7 +92,7 @@ pub(crate) async fn find(args: Find) -> anyhow::Result<Outcome> {
     }
     if let Some(b) = found.bookmark.as_deref().filter(|b| *b != "nil") {
         if found.docs.len() == req.limit && req.limit > 0 {
-            eprintln!("settee: more may follow: --bookmark {b}");
+            eprintln!("settee: more may follow; for the next page add --bookmark {b}");
         }
     }
     Ok(Outcome::Clean)

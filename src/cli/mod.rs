@@ -178,6 +178,15 @@ fn parse_seq(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::from(s))
 }
 
+/// `n` and the noun, singular for one: "1 change", "2 changes".
+fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// Writes one JSON line to stdout.
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();

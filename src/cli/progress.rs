@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use settee::replicate::{Direction, Event};
 
-use super::{print_json, Ui};
+use super::{count, print_json, Ui};
 
 /// Renders events: JSON lines on stdout with --json, a progress bar on a terminal, and
 /// rejected documents on stderr in any case, and each retry as one line (unless quiet).
@@ -107,7 +107,8 @@ pub(super) async fn show_progress(
                 _ => format!("pending {}", pend(pending[0])),
             };
             pb.set_message(format!(
-                "{total} docs written ({rate:.0} docs/s), {pending}"
+                "{} written ({rate:.0} docs/s), {pending}",
+                count(total, "doc", "docs")
             ));
         }
     }

@@ -10,7 +10,7 @@ use settee::{CancellationToken, Db};
 
 use super::progress::show_progress;
 use super::serve::js_worker_program;
-use super::{parse_seq, print_json, with_location, Outcome, Ui};
+use super::{count, parse_seq, print_json, with_location, Outcome, Ui};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Replicate {
@@ -105,7 +105,7 @@ fn replication_options(args: &ReplicationArgs) -> anyhow::Result<ReplicateOption
         args.filter.is_some(),
     ];
     if chosen.iter().filter(|c| **c).count() > 1 {
-        bail!("choose one of --doc-ids, --selector and --filter");
+        bail!("--doc-ids, --selector and --filter cannot be combined; choose one");
     }
     let filter = if let Some(ids) = &args.doc_ids {
         Filter::DocIds(ids.clone())
@@ -140,12 +140,12 @@ fn replication_options(args: &ReplicationArgs) -> anyhow::Result<ReplicateOption
             .map(|s| settee::Seq::from_json(parse_seq(s))),
         batch_size: args.batch_size,
         checkpoint_interval: Duration::try_from_secs_f64(args.checkpoint_interval)
-            .context("--checkpoint-interval must be a number of seconds")?,
+            .context("--checkpoint-interval must be a number of seconds, 0 or more")?,
         deadline: args
             .deadline
             .map(Duration::try_from_secs_f64)
             .transpose()
-            .context("--deadline must be a number of seconds")?,
+            .context("--deadline must be a number of seconds, 0 or more")?,
         ..Default::default()
     })
 }
@@ -248,7 +248,7 @@ async fn run_sync(
 fn report_deadline(runs: &[(&str, &settee::replicate::Summary)]) {
     for (way, s) in runs.iter().filter(|(_, s)| s.deadline_reached) {
         let left = match s.pending {
-            Some(n) => format!("{n} changes left"),
+            Some(n) => count(n, "change left", "changes left"),
             None => "changes may be left".to_owned(),
         };
         eprintln!("settee: {way}stopped at the deadline, {left}; run again to continue");

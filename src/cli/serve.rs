@@ -130,7 +130,7 @@ impl JsFlags {
         Ok(settee::server::PoolLimits {
             workers: self.js_workers.unwrap_or(defaults.workers).max(1),
             timeout: Duration::try_from_secs_f64(self.js_timeout)
-                .context("--js-timeout must be a number of seconds")?,
+                .context("--js-timeout must be a number of seconds, 0 or more")?,
             memory: self.js_memory_mib.max(64) << 20,
             ..defaults
         })
@@ -173,8 +173,9 @@ pub(crate) async fn serve(args: Serve) -> anyhow::Result<Outcome> {
     });
     let admin = match admin {
         Some(name) => {
-            let password = std::env::var("SETTEE_PASSWORD")
-                .context("--admin needs the admin's password in SETTEE_PASSWORD")?;
+            let password = std::env::var("SETTEE_PASSWORD").map_err(|e| {
+                anyhow::anyhow!("--admin {name} needs a password in SETTEE_PASSWORD ({e})")
+            })?;
             Some(Admin { name, password })
         }
         None => None,

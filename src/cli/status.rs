@@ -83,8 +83,9 @@ fn print_status_table(st: &settee::Status) -> anyhow::Result<()> {
     if l.pull_failed > 0 {
         writeln!(
             out,
-            "pull failed     {} (the remote has them; the next sync tries again)",
-            l.pull_failed
+            "pull failed     {} (the remote has {}; the next sync tries again)",
+            l.pull_failed,
+            if l.pull_failed == 1 { "it" } else { "them" }
         )?;
     }
     match (st.unpulled, &st.unpulled_error) {
