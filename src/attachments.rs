@@ -12,6 +12,29 @@ use crate::owned::HeldStore;
 use crate::{Db, Error, Result};
 
 /// An attachment read by [`Db::get_attachment`]: its type and its bytes as a stream.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::TryStreamExt;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("notes");
+/// # let path = path.to_str().unwrap();
+/// let notes = settee::Db::open(path)?;
+/// let chunks = futures::stream::iter([Ok(bytes::Bytes::from_static(b"hello"))]);
+/// let upload = settee::AttachmentUpload {
+///     name: "a.txt".into(),
+///     content_type: "text/plain".into(),
+///     length: 5,
+///     body: Box::pin(chunks),
+/// };
+/// notes.put_attachment("note:1", None, upload).await?;
+/// let att: settee::AttachmentStream = notes.get_attachment("note:1", "a.txt", None).await?;
+/// assert_eq!(att.content_type.as_deref(), Some("text/plain"));
+/// let data: Vec<bytes::Bytes> = att.body.try_collect().await?;
+/// assert_eq!(data.concat(), b"hello");
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
 pub struct AttachmentStream {
     /// Its MIME type (`None` when a server does not say).
     pub content_type: Option<String>,

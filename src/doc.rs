@@ -129,6 +129,25 @@ impl<T: DeserializeOwned> Doc<T> {
 }
 
 /// A page of [`Db::find_docs`].
+///
+/// ```
+/// # async fn demo() -> Result<(), settee::Error> {
+/// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+/// struct Note { notebook: String }
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("notes");
+/// # let path = path.to_str().unwrap();
+/// let notes = settee::Db::open(path)?;
+/// notes.put_doc(&settee::Doc::new("note:1", Note { notebook: "work".into() })).await?;
+/// notes.put_doc(&settee::Doc::new("note:2", Note { notebook: "home".into() })).await?;
+/// let req = settee::FindRequest::parse(&serde_json::json!({"selector": {"notebook": "work"}}))?;
+/// let found: settee::Found<Note> = notes.find_docs(&req).await?;
+/// assert_eq!(found.docs.len(), 1);
+/// assert_eq!(found.docs[0].id, "note:1");
+/// assert!(found.warning.is_some()); // no index: every document was read
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found<T> {
     /// The matching documents.

@@ -2,7 +2,22 @@
 //! (reading a document into an application's type). `is_conflict()`, `is_not_found()` and
 //! `is_unauthorized()` answer the same for a local store and a server.
 
-/// Any error of Settee's crates.
+/// Any error of Settee's crates. [`Error::name`] is CouchDB's name for it, and the `is_*`
+/// queries answer alike for a local store and a server.
+///
+/// ```
+/// # async fn demo() -> Result<(), settee::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("notes");
+/// # let path = path.to_str().unwrap();
+/// let notes = settee::Db::open(path)?;
+/// match notes.get("note:404", &settee::GetArgs::default()).await {
+///     Err(e) if e.is_not_found() => assert_eq!(e.name(), "not_found"),
+///     other => panic!("expected not_found, got {other:?}"),
+/// }
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

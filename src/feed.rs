@@ -12,6 +12,25 @@ use crate::owned::HeldStore;
 use crate::{Db, Error, Result};
 
 /// What [`Db::changes_stream`] reads.
+///
+/// ```
+/// # async fn demo() -> Result<(), settee::Error> {
+/// use futures::TryStreamExt;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("notes");
+/// # let path = path.to_str().unwrap();
+/// let notes = settee::Db::open(path)?;
+/// notes.put(serde_json::json!({"_id": "a"})).await?;
+/// notes.put(serde_json::json!({"_id": "b"})).await?;
+/// // Not live: the stream ends once caught up.
+/// let feed = settee::ChangesFeed { include_docs: true, ..Default::default() };
+/// let changes: Vec<settee::Change> = notes.changes_stream(feed).try_collect().await?;
+/// let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+/// assert_eq!(ids, ["a", "b"]);
+/// assert!(changes[0].doc.is_some());
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ChangesFeed {
     /// Start after this sequence (`None`: from the beginning).

@@ -20,6 +20,21 @@ const EVENT_BUFFER: usize = 256;
 
 /// A sync (push and pull) running in the background. A stream of both directions' events;
 /// dropping it stops both, each writing its final checkpoint.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), settee::Error> {
+/// use futures::StreamExt;
+/// let notes = settee::Db::open("notes.settee")?;
+/// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?; // SETTEE_PASSWORD
+/// // One-shot: the events end when both directions are done.
+/// let mut sync: settee::Syncing = notes.sync_with(&server, Default::default());
+/// while let Some(event) = sync.next().await {
+///     println!("{event:?}");
+/// }
+/// let summary = sync.finish().await?;
+/// println!("pushed {}, pulled {}", summary.push.stats.docs_written, summary.pull.stats.docs_written);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Syncing {
     events: mpsc::Receiver<Event>,

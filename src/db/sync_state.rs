@@ -1,0 +1,196 @@
+//! What a local store knows of a remote, per document and without a network: [`Db`]'s
+//! sync-state calls, and [`status`] (`settee status`), which adds the one count that needs
+//! the server. The state itself is kept by the store and the replicator; this module only
+//! picks where to ask (the store open here, or the process holding it).
+
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use settee_replicate::{AnyPeer, Peer, SyncState, SyncStatus};
+use settee_store::Database;
+
+use super::Db;
+use crate::owned::HeldStore;
+use crate::{Error, Result};
+
+/// The sync state of a local store with a remote database: what the store keeps per
+/// document, read without a network. A store another process holds ([`Db::Held`]) is
+/// asked through that process, which answers with the same code.
+impl Db {
+    /// Where the sync state is: the store, or the process holding it.
+    fn sync_side(&self) -> Result<SyncSide<'_>> {
+        match self {
+            Db::Local(d) => Ok(SyncSide::Store(d)),
+            Db::Held(h) => Ok(SyncSide::Held(h)),
+            Db::Remote(r) => Err(Error::BadRequest(format!(
+                "{} is a remote database; sync state is kept by a local store (ask the local \
+                 store about this remote)",
+                r.url()
+            ))),
+        }
+    }
+
+    /// Document `id`'s sync state with `remote`: `Synced`, `Unpushed { revs }`,
+    /// `Rejected { rev, error, reason }`, `Conflicted { winner, losers }` or `NotReplicated`
+    /// (the filter the pair is synced with excludes it); `None` if the store has no such
+    /// document. Offline, and O(1).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), settee::Error> {
+    /// let notes = settee::Db::open("notes.settee")?;
+    /// let server = settee::Db::open("http://127.0.0.1:5984/notes")?;
+    /// if let Some(state) = notes.sync_state(&server, "note:1").await? {
+    ///     println!("note:1 is {}", state.name());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the store's errors; for a store held
+    /// by another process, [`Error::Held`] when that process does not answer.
+    pub async fn sync_state(&self, remote: &Db, id: &str) -> Result<Option<SyncState>> {
+        match self.sync_side()? {
+            SyncSide::Store(db) => {
+                Ok(settee_replicate::sync_state(db, &remote.to_peer(), id).await?)
+            }
+            SyncSide::Held(h) => h.sync_state(&remote.to_peer().identity(), id).await,
+        }
+    }
+
+    /// The documents of this store not known to be on `remote` (that the pair's filter
+    /// includes), in id order, each with its state. Offline; the cost is in the number of
+    /// unsynced documents, not the store's size.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the stream's items carry the store's
+    /// errors (for a store held by another process, [`Error::Held`] when it does not
+    /// answer).
+    pub fn unsynced(
+        &self,
+        remote: &Db,
+    ) -> Result<impl Stream<Item = Result<(String, SyncState)>> + Send + 'static> {
+        Ok(match self.sync_side()? {
+            SyncSide::Store(db) => settee_replicate::unsynced(db, &remote.to_peer())
+                .map(|r| r.map_err(Error::from))
+                .left_stream(),
+            SyncSide::Held(h) => h.unsynced(remote.to_peer().identity()).right_stream(),
+        })
+    }
+
+    /// A live stream of sync-state changes with `remote`, to bind badges to: a document
+    /// becomes `Unpushed` when written, `Synced` when a running sync's push confirms it,
+    /// `Rejected` with the server's reason. Each item is a document and its current state
+    /// (`None` once it is gone); changes that happen before the stream is read are
+    /// coalesced. Offline.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database, or a store another process holds
+    /// (the stream is that process's to watch).
+    pub fn sync_state_changes(
+        &self,
+        remote: &Db,
+    ) -> Result<impl Stream<Item = Result<(String, Option<SyncState>)>> + Send + 'static> {
+        let db = match self.sync_side()? {
+            SyncSide::Store(db) => db,
+            SyncSide::Held(h) => {
+                return Err(Error::BadRequest(format!(
+                    "the store {} is held by process {}; its live sync-state changes are \
+                     watched in that process",
+                    h.path(),
+                    h.pid()
+                )))
+            }
+        };
+        Ok(settee_replicate::sync_state_changes(db, &remote.to_peer())
+            .map(|r| r.map_err(Error::from)))
+    }
+
+    /// The counts of [`status`] that need no network: unpushed, rejected and filtered-out
+    /// documents, and the last push and pull.
+    ///
+    /// # Errors
+    /// `bad_request` when `self` is a remote database; the store's errors; for a store held
+    /// by another process, [`Error::Held`] when that process does not answer.
+    pub async fn sync_status(&self, remote: &Db) -> Result<SyncStatus> {
+        match self.sync_side()? {
+            SyncSide::Store(db) => Ok(settee_replicate::status(db, &remote.to_peer()).await?),
+            SyncSide::Held(h) => h.sync_status(&remote.to_peer().identity()).await,
+        }
+    }
+}
+
+/// Where a local store's sync state is read.
+enum SyncSide<'a> {
+    /// The store, open here.
+    Store(&'a Database),
+    /// The process that holds it.
+    Held(&'a HeldStore),
+}
+
+/// What `settee status` prints: [`status`]'s answer.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), settee::Error> {
+/// let notes = settee::Db::open("notes.settee")?;
+/// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?; // SETTEE_PASSWORD
+/// let st: settee::Status = settee::status(&notes, &server).await?;
+/// println!("{} unpushed ({} rejected)", st.local.unpushed, st.local.rejected);
+/// match st.unpulled {
+///     Some(n) => println!("{n} to pull"),
+///     None => println!("{}", st.unpulled_error.unwrap_or_default()),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The offline part: unpushed, rejected and filtered-out documents, the last syncs.
+    #[serde(flatten)]
+    pub local: SyncStatus,
+    /// Documents the remote has revisions of that the store lacks, after the last pull;
+    /// `None` when the remote did not answer.
+    pub unpulled: Option<u64>,
+    /// Why `unpulled` is missing: the count needs the server, and asking it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpulled_error: Option<String>,
+}
+
+/// What is not synced between a local store and a remote database: the exact offline
+/// counts, and the remote's unpulled count when the server answers (otherwise
+/// `unpulled_error` says why it is unknown). For a store another process holds, that
+/// process answers the offline part; this process asks the remote.
+///
+/// # Errors
+/// `bad_request` when `local` is not a local store; the local store's errors; for a store
+/// held by another process, [`Error::Held`] when that process does not answer.
+pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
+    let st = local.sync_status(remote).await?;
+    // One attempt: offline, say so at once rather than after the client's retries.
+    let remote = match remote {
+        Db::Remote(r) => Db::Remote(r.with_retry(settee_couch::RetryPolicy::none())),
+        other => other.clone(),
+    };
+    let counted = match local.sync_side()? {
+        SyncSide::Store(db) => settee_replicate::unpulled(db, &remote.to_peer()).await,
+        SyncSide::Held(h) => {
+            // Where to start is the holder's to say; the changes are the remote's, and
+            // which of them the store lacks the holder's again (`_revs_diff`).
+            let from = h.pull_since(&remote.to_peer().identity()).await?;
+            let store = AnyPeer::Remote(h.asked().clone());
+            settee_replicate::unpulled_since(&store, &remote.to_peer(), &from).await
+        }
+    };
+    let (unpulled, unpulled_error) = match counted {
+        Ok(n) => (Some(n), None),
+        Err(e) => (
+            None,
+            Some(format!(
+                "unknown: counting what the remote has needs the server ({})",
+                settee_replicate::error_chain(&e)
+            )),
+        ),
+    };
+    Ok(Status {
+        local: st,
+        unpulled,
+        unpulled_error,
+    })
+}
