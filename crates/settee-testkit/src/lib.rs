@@ -14,10 +14,13 @@
 //! [`http`] has servers that misbehave on purpose: a fake server, and a proxy to the test
 //! server that can answer or edit chosen requests. [`faults`] has the seeded fault-injecting
 //! proxy of the fault tests: refused connections, error statuses, cut and stalled answers,
-//! broken `_changes` feeds and edited answers, on cue or at random.
+//! broken `_changes` feeds and edited answers, on cue or at random. [`peer`] (feature
+//! `peer`) has a `Peer` that passes every call on, for tests that override a few.
 
 pub mod faults;
 pub mod http;
+#[cfg(feature = "peer")]
+pub mod peer;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
