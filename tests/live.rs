@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use settee::replicate::{Event, Peer, ReplicateOptions, RetryPolicy};
 use settee::{CancellationToken, Db, GetArgs};
+use settee_testkit::faults::FaultProxy;
+use settee_testkit::{TestDb, TestServer};
 
 /// Polls `cond` until it holds; fails with `what` after `deadline`. Returns how long it took.
 async fn wait_for<F, Fut>(deadline: Duration, what: &str, mut cond: F) -> Duration
@@ -145,15 +147,13 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
 /// sync is back even though no document moved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caught_up_direction_reports_paused_again_after_an_outage() {
-    let server = common::Server::get();
-    let name = common::unique_db("paused");
-    let direct = Db::open(&server.db_url_with_password(&name)).unwrap();
+    let server = TestServer::get();
+    let name_db = TestDb::named("paused");
+    let name = name_db.name();
+    let direct = Db::open(&server.db_url_with_credentials(&name)).unwrap();
     direct.to_peer().create().await.unwrap();
-    let port: u16 = url::Url::parse(&server.url).unwrap().port().unwrap();
-    let proxy = common::Proxy::start(port);
-    let via_proxy = server
-        .db_url_with_password(&name)
-        .replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let proxy = FaultProxy::start(server.url()).await;
+    let via_proxy = server.via(&proxy.url()).db_url_with_credentials(name);
     let dir = tempfile::tempdir().unwrap();
     let local = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
     let opts = ReplicateOptions {

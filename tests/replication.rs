@@ -14,15 +14,16 @@ mod attachments;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{unique_db, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
 use settee::store::{Durability, OpenOptions};
 use settee::{Database, Db, GetArgs};
+use settee_testkit::faults::FaultProxy;
+use settee_testkit::{TestDb, TestServer};
 
-fn remote(server: &Server, db: &str) -> Db {
-    Db::open(&server.db_url_with_password(db)).unwrap()
+fn remote(server: &TestServer, db: &str) -> Db {
+    Db::open(&server.db_url_with_credentials(db)).unwrap()
 }
 
 fn local(dir: &tempfile::TempDir, name: &str) -> Database {
@@ -176,14 +177,15 @@ async fn run_counting_retries(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let n = 10_000;
     let a = local(&dir, "a");
     populate(&a, n);
     let ids: Vec<String> = (0..n).map(|i| format!("note-{i:05}")).collect();
     let a = Db::Local(a);
-    let (r1, r2) = (unique_db("push"), unique_db("r2r"));
+    let (r1_db, r2_db) = (TestDb::named("push"), TestDb::named("r2r"));
+    let (r1, r2) = (r1_db.name(), r2_db.name());
 
     // Push to a new remote database.
     let push = run(
@@ -253,10 +255,11 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("conflict"));
+    let r_db = TestDb::named("conflict");
+    let r = remote(&server, r_db.name());
     for i in 0..20 {
         l.put(json!({"_id": format!("c{i}"), "v": 0}))
             .await
@@ -306,10 +309,11 @@ async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_a_validation_function_forbids_are_reported_and_the_rest_replicate() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("validate"));
+    let r_db = TestDb::named("validate");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     r.put(json!({"_id": "_design/guard", "validate_doc_update":
         "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
@@ -340,9 +344,10 @@ async fn documents_a_validation_function_forbids_are_reported_and_the_rest_repli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_survives_connections_cut_mid_run() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let src_name = unique_db("cut");
+    let src_name_db = TestDb::named("cut");
+    let src_name = src_name_db.name();
     let src_local = local(&dir, "seed");
     populate(&src_local, 2000);
     let seed = Db::Local(src_local);
@@ -357,11 +362,8 @@ async fn pull_survives_connections_cut_mid_run() {
     .await;
 
     // The same database, through a proxy that drops every open connection every 150 ms.
-    let port: u16 = url::Url::parse(&server.url).unwrap().port().unwrap();
-    let proxy = std::sync::Arc::new(common::Proxy::start(port));
-    let via_proxy = server
-        .db_url_with_password(&src_name)
-        .replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let proxy = FaultProxy::start(server.url()).await;
+    let via_proxy = server.via(&proxy.url()).db_url_with_credentials(src_name);
     let src = Db::open(&via_proxy).unwrap();
     let target = Db::Local(local(&dir, "pulled"));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -412,9 +414,10 @@ async fn pull_survives_connections_cut_mid_run() {
 /// not retry on its own here, so every failure reaches the replicator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("scattered");
+    let name_db = TestDb::named("scattered");
+    let name = name_db.name();
     let seed_db = local(&dir, "seed");
     populate(&seed_db, 600);
     let seed = Db::Local(seed_db);
@@ -424,11 +427,8 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
     };
     run(&seed, &remote(&server, &name), push).await;
 
-    let port: u16 = url::Url::parse(&server.url).unwrap().port().unwrap();
-    let proxy = common::Proxy::start(port);
-    let via_proxy = server
-        .url_with_password()
-        .replace(&format!(":{port}"), &format!(":{}", proxy.port));
+    let proxy = FaultProxy::start(server.url()).await;
+    let via_proxy = server.via(&proxy.url()).url_with_credentials();
     let client = settee::couch::CouchClient::builder(via_proxy)
         .retry(settee::couch::RetryPolicy::none())
         .build()
@@ -448,7 +448,10 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         ..Default::default()
     };
     let (summary, retried) = run_counting_retries(&src, &target, opts).await;
-    eprintln!("{} requests failed, {retried} retries", proxy.failed());
+    eprintln!(
+        "{} requests failed, {retried} retries",
+        proxy.injected_count()
+    );
     assert!(
         retried > 3,
         "only {retried} failures reached the replicator: the test proved nothing"
@@ -507,10 +510,11 @@ const UNREPRESENTABLE: [&str; 4] = ["below-zero", "bignum", "mixed", "neg"];
 /// reported per document (and `settee replicate` exits 3) while the rest replicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_alone() {
-    let server = Server::get();
+    let server = TestServer::get();
     let couchdb = std::env::var("SETTEE_TEST_SERVER_KIND").as_deref() == Ok("couchdb");
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("oddrevs");
+    let name_db = TestDb::named("oddrevs");
+    let name = name_db.name();
     let source = remote(&server, &name);
     source.to_peer().create().await.unwrap();
     let Db::Remote(src_db) = &source else {
@@ -564,7 +568,8 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     }
 
     // Push from the store to a fresh database.
-    let copy = remote(&server, &unique_db("oddrevs-copy"));
+    let copy_db = TestDb::named("oddrevs-copy");
+    let copy = remote(&server, copy_db.name());
     let push = run(
         &pulled,
         &copy,
@@ -584,13 +589,10 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
         .args([
             "replicate",
-            &server.db_url(&name),
+            &server.db_url_with_user(&name),
             dir.path().join("cli").to_str().unwrap(),
         ])
-        .env(
-            "SETTEE_PASSWORD",
-            server.password.clone().unwrap_or_default(),
-        )
+        .env("SETTEE_PASSWORD", server.password().unwrap_or_default())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -632,7 +634,7 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
 async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let n = 3000;
     let seed_db = local(&dir, "seed");
@@ -643,7 +645,8 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
         seed_db.bulk_docs(chunk.to_vec(), true).unwrap();
     }
     let seed = Db::Local(seed_db);
-    let name = unique_db("kill");
+    let name_db = TestDb::named("kill");
+    let name = name_db.name();
     run(
         &seed,
         &remote(&server, &name),
@@ -657,7 +660,7 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
     let target = dir.path().join("pulled");
     let args = [
         "replicate".to_owned(),
-        server.db_url(&name),
+        server.db_url_with_user(&name),
         target.to_str().unwrap().to_owned(),
         "--batch-size".into(),
         "25".into(),
@@ -667,10 +670,8 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
     ];
     let cli = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_settee"));
-        c.args(&args).env(
-            "SETTEE_PASSWORD",
-            server.password.clone().unwrap_or_default(),
-        );
+        c.args(&args)
+            .env("SETTEE_PASSWORD", server.password().unwrap_or_default());
         c
     };
     let mut killed_mid_run = 0;
@@ -729,9 +730,10 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_source_filters_doc_ids_selector_and_named_function() {
     use settee::replicate::{Filter, Selector};
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let r = remote(&server, &unique_db("filters"));
+    let r_db = TestDb::named("filters");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     for i in 0..40 {
         r.put(json!({"_id": format!("f{i:02}"), "kind": if i % 4 == 0 { "task" } else { "note" }, "i": i}))
@@ -790,10 +792,11 @@ async fn push_of_a_revision_the_server_knows_only_as_an_ancestor_completes() {
     // without a body, calls it missing in `_revs_diff` for ever and skips writing it, so a
     // push that confirmed its writes by `_revs_diff` alone retried until it gave up. CouchDB
     // counts it as held. Either way the push completes and the document is synced.
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("ancestor"));
+    let r_db = TestDb::named("ancestor");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     let first = l.put(json!({"_id": "d", "v": 1})).await.unwrap();
     let second = l

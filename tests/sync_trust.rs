@@ -12,19 +12,18 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{unique_db, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Peer, ReplicateOptions, RetryPolicy};
 use settee::{Db, SyncState};
 use settee_testkit::http::{self, Reply, Rule};
-use settee_testkit::TestServer;
+use settee_testkit::{TestDb, TestServer};
 
 /// `settee` run as a user would (piped), with the server's password in the environment.
-fn settee(server: &Server, args: &[&str]) -> (i32, Vec<Value>, String) {
+fn settee(server: &TestServer, args: &[&str]) -> (i32, Vec<Value>, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
     cmd.args(args);
-    if let Some(p) = &server.password {
+    if let Some(p) = server.password() {
         cmd.env("SETTEE_PASSWORD", p);
     }
     let out = cmd.output().unwrap();
@@ -40,8 +39,8 @@ fn settee(server: &Server, args: &[&str]) -> (i32, Vec<Value>, String) {
 
 /// Database `db` at `base` (the server or a proxy in front of it), with the test server's
 /// user and password in the URL (for library calls).
-fn with_credentials(server: &Server, base: &str, db: &str) -> String {
-    match (&server.user, &server.password) {
+fn with_credentials(server: &TestServer, base: &str, db: &str) -> String {
+    match (server.user(), server.password()) {
         (Some(u), Some(p)) => format!("{}/{db}", base.replacen("://", &format!("://{u}:{p}@"), 1)),
         _ => format!("{base}/{db}"),
     }
@@ -71,12 +70,13 @@ fn server_request(method: &str, path: &str, body: Option<Value>) {
 /// (it said 0, 0 and nothing, while the server answered 404 for `r2`).
 #[test]
 fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documents() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("reset");
+    let name_db = TestDb::named("reset");
+    let name = name_db.name();
     let local = dir.path().join("local");
     let local = local.to_str().unwrap();
-    let url = server.db_url(&name);
+    let url = server.db_url_with_user(&name);
     server_request("PUT", &name, None);
     for id in ["r1", "r2", "r3"] {
         let (code, _, err) = settee(&server, &["put", local, &json!({"_id": id}).to_string()]);
@@ -131,12 +131,13 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
 /// the edit is unpushed, not synced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it_says_so() {
-    let server = Server::get();
-    let name = unique_db("restored");
+    let server = TestServer::get();
+    let name_db = TestDb::named("restored");
+    let name = name_db.name();
     let backup = format!("{name}-backup");
     let refuse = Arc::new(AtomicBool::new(false));
     let flag = refuse.clone();
-    let (proxy, _log) = http::proxy(&server.url, move |req| {
+    let (proxy, _log) = http::proxy(&server.url(), move |req| {
         if flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_docs") {
             Rule::Answer(Reply::json(
                 500,
@@ -171,8 +172,8 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     server_request(
         "POST",
         "_replicate",
-        Some(json!({"source": with_creds(&server.url, &name),
-                    "target": with_creds(&server.url, &backup), "create_target": true})),
+        Some(json!({"source": with_creds(&server.url(), &name),
+                    "target": with_creds(&server.url(), &backup), "create_target": true})),
     );
     let cur = l.get("a", &Default::default()).await.unwrap();
     let edited = l
@@ -190,8 +191,8 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     server_request(
         "POST",
         "_replicate",
-        Some(json!({"source": with_creds(&server.url, &backup),
-                    "target": with_creds(&server.url, &name), "create_target": true})),
+        Some(json!({"source": with_creds(&server.url(), &backup),
+                    "target": with_creds(&server.url(), &name), "create_target": true})),
     );
     refuse.store(true, Ordering::SeqCst);
     let failed = sync(l.clone(), r.clone()).await;
@@ -227,11 +228,12 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
 /// of the first pull's `_bulk_get` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried() {
-    let server = Server::get();
-    let name = unique_db("pullfail");
+    let server = TestServer::get();
+    let name_db = TestDb::named("pullfail");
+    let name = name_db.name();
     let spoil = Arc::new(AtomicBool::new(true));
     let flag = spoil.clone();
-    let (proxy, _log) = http::proxy(&server.url, move |req| {
+    let (proxy, _log) = http::proxy(&server.url(), move |req| {
         if !(flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_get")) {
             return Rule::Forward;
         }
@@ -314,11 +316,12 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
 /// about once more. Here a proxy drops `b` from the first `_revs_diff` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
-    let server = Server::get();
-    let name = unique_db("revsdiff");
+    let server = TestServer::get();
+    let name_db = TestDb::named("revsdiff");
+    let name = name_db.name();
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = dropped.clone();
-    let (proxy, _log) = http::proxy(&server.url, move |req| {
+    let (proxy, _log) = http::proxy(&server.url(), move |req| {
         if !req.path().ends_with("/_revs_diff") || flag.load(Ordering::SeqCst) {
             return Rule::Forward;
         }
@@ -366,11 +369,12 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
 /// empties the first `_bulk_docs` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_write() {
-    let server = Server::get();
-    let name = unique_db("unheard");
+    let server = TestServer::get();
+    let name_db = TestDb::named("unheard");
+    let name = name_db.name();
     let emptied = Arc::new(AtomicBool::new(false));
     let flag = emptied.clone();
-    let (proxy, _log) = http::proxy(&server.url, move |req| {
+    let (proxy, _log) = http::proxy(&server.url(), move |req| {
         if !req.path().ends_with("/_bulk_docs") || flag.load(Ordering::SeqCst) {
             return Rule::Forward;
         }

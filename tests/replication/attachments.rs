@@ -13,7 +13,7 @@ use settee::{Db, GetArgs};
 use settee_testkit::http::{self, Reply, Rule};
 
 use super::{local, remote, run, snapshot};
-use crate::common::{unique_db, Server};
+use settee_testkit::{TestDb, TestServer};
 
 /// The state of issue 10's finding 1, for document `id`: `1-x` synced; the server edits it
 /// to `2-s`; locally `2-a` adds the attachment `a.bin`, then `3-a` changes the body; a pull
@@ -60,10 +60,11 @@ async fn assert_same_leaves(a: &Db, b: &Db, ids: &[String], what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_10_attachment_on_a_conflict_branch_pushes_and_pulls_exactly() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("attbranch"));
+    let r_db = TestDb::named("attbranch");
+    let r = remote(&server, r_db.name());
     attachment_on_a_conflict_branch(&l, &r, "d").await;
     // Before the fix: `POST /_bulk_docs answered 412 missing_stub`, on every push.
     for round in 0..2 {
@@ -87,9 +88,10 @@ async fn issue_10_attachment_on_a_conflict_branch_pushes_and_pulls_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_10_attachment_on_a_conflict_branch_pushes_with_the_cli() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("attbranchcli");
+    let name_db = TestDb::named("attbranchcli");
+    let name = name_db.name();
     let r = remote(&server, &name);
     {
         let l = Db::Local(local(&dir, "l"));
@@ -98,11 +100,12 @@ async fn issue_10_attachment_on_a_conflict_branch_pushes_with_the_cli() {
     let path = dir.path().join("l");
     let push = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
-            .args(["replicate", path.to_str().unwrap(), &server.db_url(&name)])
-            .env(
-                "SETTEE_PASSWORD",
-                server.password.clone().unwrap_or_default(),
-            )
+            .args([
+                "replicate",
+                path.to_str().unwrap(),
+                &server.db_url_with_user(&name),
+            ])
+            .env("SETTEE_PASSWORD", server.password().unwrap_or_default())
             .output()
             .unwrap()
     };
@@ -128,10 +131,11 @@ async fn stub_refused_by_the_target_is_sent_again_with_its_data() {
     // refuses the whole request (Apache CouchDB: 412 `missing_stub`; pouchdb-server: its
     // digest is unknown there). The replicator fetches `3-a` again with its data, as
     // CouchDB's does, and every document of the batch is written.
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("stubagain"));
+    let r_db = TestDb::named("stubagain");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     let r1 = l.put(json!({"_id": "d", "v": 1})).await.unwrap()["rev"].clone();
     let r2: String = l
@@ -195,9 +199,9 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     // parse (CouchDB checks every document before writing any). The batch is halved down to
     // that document, which is reported; every other document is written; the command
     // exits 3.
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, log) = http::proxy(&server.url, |req| {
+    let (gateway, log) = http::proxy(&server.url(), |req| {
         let body = String::from_utf8_lossy(&req.body);
         if req.path().ends_with("/_bulk_docs") && body.contains(r#""_id":"w17""#) {
             return Rule::Answer(Reply::json(
@@ -209,7 +213,7 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     })
     .await;
     let via_gateway = |db: &str| {
-        let base = match (&server.user, &server.password) {
+        let base = match (server.user(), server.password()) {
             (Some(u), Some(p)) => gateway.replacen("://", &format!("://{u}:{p}@"), 1),
             _ => gateway.clone(),
         };
@@ -247,7 +251,8 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     // The library: the summary, the events and the checkpoint name it.
     let l = Db::Local(local(&dir, "l"));
     populate(&l).await;
-    let name = unique_db("refused");
+    let name_db = TestDb::named("refused");
+    let name = name_db.name();
     let r = remote(&server, &name);
     let through = Db::open(&via_gateway(&name)).unwrap();
     let opts = ReplicateOptions {
@@ -301,7 +306,8 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
         let c = Db::Local(local(&dir, "c"));
         populate(&c).await;
     }
-    let name = unique_db("refusedcli");
+    let name_db = TestDb::named("refusedcli");
+    let name = name_db.name();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
         .args([
             "replicate",
@@ -326,10 +332,11 @@ async fn pull_of_an_edit_that_keeps_a_compressible_attachment_writes_it() {
     // its gzipped bytes, which the store never computed; the store finds it on the
     // revision's ancestor by name and revpos, as CouchDB does (before: `missing_stub`, and
     // the edit was never pulled).
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("gzstub"));
+    let r_db = TestDb::named("gzstub");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     let text = "hello hello hello hello hello hello hello hello hello hello hello";
     use base64::Engine;
@@ -471,7 +478,7 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
     // directions. Every replication must write everything; at the end all of them, a
     // fresh store pulled from the server and a fresh server database pushed from a store
     // agree leaf by leaf (bodies, `_revisions`, attachment bytes and revpos).
-    let server = Server::get();
+    let server = TestServer::get();
     let seed = std::env::var("SETTEE_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -491,10 +498,11 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
         .try_init();
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
+    let on_server = TestDb::named("randatt");
     let replicas = [
         Db::Local(local(&dir, "a")),
         Db::Local(local(&dir, "b")),
-        remote(&server, &unique_db("randatt")),
+        remote(&server, on_server.name()),
     ];
     replicas[2].to_peer().create().await.unwrap();
     let ids: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
@@ -592,7 +600,8 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
         expected,
         "fresh store (SETTEE_TEST_SEED={seed})"
     );
-    let fresh_remote = remote(&server, &unique_db("randatt"));
+    let fresh_remote_db = TestDb::named("randatt");
+    let fresh_remote = remote(&server, fresh_remote_db.name());
     let push = run(
         &replicas[0],
         &fresh_remote,

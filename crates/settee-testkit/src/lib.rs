@@ -79,6 +79,14 @@ impl TestServer {
         }
     }
 
+    /// The same server with its credentials, reached at `url` (a proxy's base URL).
+    pub fn via(&self, url: &str) -> TestServer {
+        TestServer {
+            url: url.trim_end_matches('/').to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// The server URL, without credentials and without a trailing slash.
     pub fn url(&self) -> &str {
         &self.url
@@ -113,6 +121,17 @@ impl TestServer {
                 .expect("http URLs take a password");
         }
         url.to_string().trim_end_matches('/').to_owned()
+    }
+
+    /// The URL of database `name`, with the credentials in it (for library calls).
+    pub fn db_url_with_credentials(&self, name: &str) -> String {
+        format!("{}/{name}", self.url_with_credentials())
+    }
+
+    /// The URL of database `name` with only the user name in it, as the `settee` command is
+    /// given it (see [`TestServer::url_with_user`]).
+    pub fn db_url_with_user(&self, name: &str) -> String {
+        format!("{}/{name}", self.url_with_user())
     }
 
     /// `Some((user, password))` when the server has credentials.
@@ -246,13 +265,13 @@ impl TestDb {
 
     /// The database URL with the credentials in its userinfo.
     pub fn url_with_credentials(&self) -> String {
-        format!("{}/{}", self.server.url_with_credentials(), self.name)
+        self.server.db_url_with_credentials(&self.name)
     }
 
     /// The database URL with only the user name in it, as the `settee` command is given it
     /// (see [`TestServer::url_with_user`]).
     pub fn url_with_user(&self) -> String {
-        format!("{}/{}", self.server.url_with_user(), self.name)
+        self.server.db_url_with_user(&self.name)
     }
 }
 
