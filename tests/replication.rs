@@ -20,6 +20,7 @@ use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
 use settee::store::{Durability, OpenOptions};
 use settee::{Database, Db, GetArgs};
 use settee_testkit::faults::FaultProxy;
+use settee_testkit::leaves::Compare;
 use settee_testkit::{TestDb, TestServer};
 
 fn remote(server: &TestServer, db: &str) -> Db {
@@ -78,9 +79,6 @@ fn populate(db: &Database, n: usize) {
     db.flush().unwrap();
 }
 
-/// What two replicas must agree on: for each document, `open_revs=all&revs=true` (each
-/// leaf's body, deletion flag, `_revisions` and attachments' content types and bytes), and the
-/// winner.
 /// A one-shot sync of `local` and `remote` with default options.
 async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
     settee::replicate::sync(
@@ -94,6 +92,10 @@ async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
     .unwrap()
 }
 
+/// What two replicas must agree on: for each document, its winner and its leaves from
+/// `open_revs=all&revs=true&attachments=true` as `settee_testkit::leaves` compares them (body,
+/// `_deleted`, `_revisions`, and each attachment's type, data, digest checked against the
+/// data, and revpos on Apache CouchDB).
 async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Value>)> {
     // Winners from `_all_docs` (JSON), not from each document's GET: CouchDB names the
     // winner in an `ETag` header too, which a revision holding a newline breaks (issue 10).
@@ -116,7 +118,7 @@ async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Valu
                 // As a GET of it answers: 404 not_found.
                 .unwrap_or_else(|| "deleted (not_found)".to_owned());
             async move {
-                let mut leaves: Vec<Value> = db
+                let leaves: Vec<Value> = db
                     .open_revs(
                         &id,
                         &GetArgs {
@@ -127,29 +129,15 @@ async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Valu
                     .await
                     .unwrap()
                     .into_iter()
-                    .map(|l| normalise(l["ok"].clone()))
+                    .map(|l| l["ok"].clone())
                     .collect();
-                leaves.sort_by_key(|l| l["_rev"].as_str().unwrap_or_default().to_owned());
-                (id, (winner, leaves))
+                (id, (winner, Compare::for_test_server().leaves(&leaves)))
             }
         })
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
     results.into_iter().collect()
-}
-
-/// Attachments as (content_type, data): servers differ in the other fields. Apache CouchDB
-/// stores compressible types gzipped and gives them the digest of the compressed bytes, so
-/// the same bytes have another digest there than in the store or in pouchdb-server.
-fn normalise(mut doc: Value) -> Value {
-    if let Some(atts) = doc.get_mut("_attachments").and_then(Value::as_object_mut) {
-        for (_, a) in atts.iter_mut() {
-            assert!(a["data"].is_string(), "attachment without data: {a}");
-            *a = json!({"content_type": a["content_type"], "data": a["data"]});
-        }
-    }
-    doc
 }
 
 async fn run(src: &Db, tgt: &Db, opts: ReplicateOptions) -> settee::replicate::Summary {
