@@ -510,10 +510,11 @@ async fn issue_19_deadline_stops_cleanly_and_the_next_run_resumes() {
     let out = tokio::task::spawn_blocking({
         let (path, url, password) = (path.clone(), slow_url.clone(), password.to_owned());
         move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
+            common::settee()
+                .env("SETTEE_PASSWORD", &password)
+                .command()
                 .args(["replicate", path.to_str().unwrap(), &url])
                 .args(["--batch-size", &BATCH.to_string(), "--deadline", "5"])
-                .env("SETTEE_PASSWORD", password)
                 .output()
                 .unwrap()
         }

@@ -14,6 +14,10 @@ use settee::{CancellationToken, Db, GetArgs};
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::{TestDb, TestServer};
 
+/// How long a change may take to cross: generous, to detect a hang on a loaded machine, never
+/// to time the sync (how long it took is printed).
+const ARRIVES: Duration = Duration::from_secs(60);
+
 /// Polls `cond` until it holds; fails with `what` after `deadline`. Returns how long it took.
 async fn wait_for<F, Fut>(deadline: Duration, what: &str, mut cond: F) -> Duration
 where
@@ -74,12 +78,12 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
         retries
     });
 
-    // A change on the server reaches the local store within 2 seconds, and back.
+    // A change on the server reaches the local store, and back.
     remote
         .put(json!({"_id": "from-server", "v": 1}))
         .await
         .unwrap();
-    let took = wait_for(Duration::from_secs(2), "from-server locally", || {
+    let took = wait_for(ARRIVES, "from-server locally", || {
         has(&local, "from-server")
     })
     .await;
@@ -88,7 +92,7 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
         .put(json!({"_id": "from-local", "v": 1}))
         .await
         .unwrap();
-    let took = wait_for(Duration::from_secs(2), "from-local on the server", || {
+    let took = wait_for(ARRIVES, "from-local on the server", || {
         has(&remote, "from-local")
     })
     .await;
@@ -115,11 +119,9 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
 
     // Everything written offline arrives, without restarting the sync.
     let last = format!("offline-{:03}", written - 1);
-    wait_for(
-        Duration::from_secs(30),
-        "the offline writes on the server",
-        || has(&remote, &last),
-    )
+    wait_for(ARRIVES, "the offline writes on the server", || {
+        has(&remote, &last)
+    })
     .await;
     for i in 0..written {
         assert!(
@@ -129,7 +131,7 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
     }
     // And the pull direction works again too.
     remote.put(json!({"_id": "after-restart"})).await.unwrap();
-    wait_for(Duration::from_secs(10), "after-restart locally", || {
+    wait_for(ARRIVES, "after-restart locally", || {
         has(&local, "after-restart")
     })
     .await;

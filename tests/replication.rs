@@ -21,6 +21,7 @@ use settee::store::{Durability, OpenOptions};
 use settee::{Database, Db, GetArgs};
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::leaves::Compare;
+use settee_testkit::wait::Lines;
 use settee_testkit::{TestDb, TestServer};
 
 fn remote(server: &TestServer, db: &str) -> Db {
@@ -574,15 +575,11 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     assert_eq!(back.stats.missing_found, 0, "{:?}", back.stats);
 
     // The command reports each and exits 3.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
-        .args([
-            "replicate",
-            &server.db_url_with_user(&name),
-            dir.path().join("cli").to_str().unwrap(),
-        ])
-        .env("SETTEE_PASSWORD", server.password().unwrap_or_default())
-        .output()
-        .unwrap();
+    let out = common::settee_with_password().run(&[
+        "replicate",
+        &server.db_url_with_user(name),
+        dir.path().join("cli").to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let line = |id: &str| {
@@ -620,8 +617,7 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
 /// rerun resumes from its checkpoint, and the end state has every revision exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let n = 3000;
@@ -657,9 +653,8 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
         "--json".into(),
     ];
     let cli = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_settee"));
-        c.args(&args)
-            .env("SETTEE_PASSWORD", server.password().unwrap_or_default());
+        let mut c = common::settee_with_password().command();
+        c.args(&args);
         c
     };
     let mut killed_mid_run = 0;
@@ -671,10 +666,11 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
             .unwrap();
         let out = child.stdout.take().unwrap();
         // Wait for a checkpoint event, then kill after `point` ms (the crash point).
-        let saw = std::io::BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains("\"event\":\"checkpoint\""));
+        let saw = Lines::new(out)
+            .find(Duration::from_secs(60), "a checkpoint event", |l| {
+                l.contains("\"event\":\"checkpoint\"")
+            })
+            .is_some();
         std::thread::sleep(Duration::from_millis(point));
         child.kill().unwrap();
         if saw && !child.wait().unwrap().success() {

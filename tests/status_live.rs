@@ -23,11 +23,8 @@ use settee_testkit::{wait_until, TestDb, TestServer};
 const CONVERGE: Duration = Duration::from_secs(60);
 
 fn settee(server: &TestServer) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
-    if let Some(p) = server.password() {
-        cmd.env("SETTEE_PASSWORD", p);
-    }
-    cmd
+    let _ = server;
+    common::settee_with_password().command()
 }
 
 /// `settee status LOCAL URL [--docs]`, piped (JSON lines), as a user runs it.

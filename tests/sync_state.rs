@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -36,7 +35,7 @@ async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
 
 /// `settee status` run as a user would (piped: JSON lines).
 fn cli_status(server: &TestServer, local: &std::path::Path, db: &str, docs: bool) -> Vec<Value> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
+    let mut cmd = common::settee_with_password().command();
     cmd.args([
         "status",
         local.to_str().unwrap(),
@@ -44,9 +43,6 @@ fn cli_status(server: &TestServer, local: &std::path::Path, db: &str, docs: bool
     ]);
     if docs {
         cmd.arg("--docs");
-    }
-    if let Some(p) = server.password() {
-        cmd.env("SETTEE_PASSWORD", p);
     }
     let out = cmd.output().unwrap();
     assert!(

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -21,12 +20,8 @@ use settee_testkit::{TestDb, TestServer};
 
 /// `settee` run as a user would (piped), with the server's password in the environment.
 fn settee(server: &TestServer, args: &[&str]) -> (i32, Vec<Value>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
-    cmd.args(args);
-    if let Some(p) = server.password() {
-        cmd.env("SETTEE_PASSWORD", p);
-    }
-    let out = cmd.output().unwrap();
+    let _ = server;
+    let out = common::settee_with_password().run(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
     let lines = String::from_utf8(out.stdout)

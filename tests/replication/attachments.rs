@@ -97,15 +97,11 @@ async fn issue_10_attachment_on_a_conflict_branch_pushes_with_the_cli() {
     } // closed: the command opens the store itself
     let path = dir.path().join("l");
     let push = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
-            .args([
-                "replicate",
-                path.to_str().unwrap(),
-                &server.db_url_with_user(&name),
-            ])
-            .env("SETTEE_PASSWORD", server.password().unwrap_or_default())
-            .output()
-            .unwrap()
+        crate::common::settee_with_password().run(&[
+            "replicate",
+            path.to_str().unwrap(),
+            &server.db_url_with_user(name),
+        ])
     };
     for round in 0..2 {
         let out = push();
@@ -306,15 +302,12 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     }
     let name_db = TestDb::named("refusedcli");
     let name = name_db.name();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
-        .args([
-            "replicate",
-            path.to_str().unwrap(),
-            &via_gateway(&name),
-            "--create-target",
-        ])
-        .output()
-        .unwrap();
+    let out = crate::common::settee().run(&[
+        "replicate",
+        path.to_str().unwrap(),
+        &via_gateway(name),
+        "--create-target",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("rejected w17"), "{stderr}");

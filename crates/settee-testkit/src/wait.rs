@@ -58,6 +58,27 @@ impl Lines {
             }
         }
     }
+
+    /// Reads lines until one satisfies `pred` (returned) or the output ends (`None`).
+    ///
+    /// # Panics
+    /// If neither happens within `deadline`, all lines together (the message names
+    /// `what`).
+    pub fn find(
+        &self,
+        deadline: Duration,
+        what: &str,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Option<String> {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = self.next_within(left, what)?;
+            if pred(&line) {
+                return Some(line);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -71,6 +92,12 @@ mod tests {
         assert_eq!(lines.next_within(second, "one").as_deref(), Some("one"));
         assert_eq!(lines.next_within(second, "two").as_deref(), Some("two"));
         assert_eq!(lines.next_within(second, "the end"), None);
+        let lines = Lines::new(&b"one\ntwo\n"[..]);
+        assert_eq!(
+            lines.find(second, "two", |l| l == "two").as_deref(),
+            Some("two")
+        );
+        assert_eq!(lines.find(second, "three", |l| l == "three"), None);
     }
 
     #[test]
