@@ -11,19 +11,11 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::json_lines;
+use common::{json_lines, ok_json, run};
 use settee_testkit::wait::Lines;
 
 fn settee() -> Command {
     common::settee().command()
-}
-
-fn run(args: &[&str]) -> Output {
-    common::settee().run(args)
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    common::settee().ok_json(args)
 }
 
 fn path_str(p: &Path) -> &str {

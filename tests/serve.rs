@@ -10,20 +10,13 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::{ok_json, run};
 use serde_json::Value;
 use settee_testkit::wait::Lines;
 use settee_testkit::wait_until;
 
 fn settee() -> Command {
     common::settee().command()
-}
-
-fn run(args: &[&str]) -> Output {
-    common::settee().run(args)
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    common::settee().ok_json(args)
 }
 
 /// A running `settee serve`; `stop` sends SIGTERM (a clean shutdown), drop kills it.

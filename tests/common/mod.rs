@@ -19,6 +19,16 @@ pub fn settee() -> Cli {
     Cli::new(env!("CARGO_BIN_EXE_settee"))
 }
 
+/// `settee ARGS`, run to its end.
+pub fn run(args: &[&str]) -> std::process::Output {
+    settee().run(args)
+}
+
+/// `settee ARGS`, which must succeed, its stdout read as one JSON value.
+pub fn ok_json(args: &[&str]) -> serde_json::Value {
+    settee().ok_json(args)
+}
+
 /// The `settee` command with the test server's password in `SETTEE_PASSWORD` (the URLs it
 /// is given carry the user name only: [`settee_testkit::TestDb::url_with_user`]).
 pub fn settee_with_password() -> Cli {
