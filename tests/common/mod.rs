@@ -15,8 +15,11 @@ pub use settee_testkit::wait_until;
 use settee_testkit::TestServer;
 
 /// The `settee` command under test.
+///
+/// # Panics
+/// In a package without the `settee` binary (`examples/notes` includes this module).
 pub fn settee() -> Cli {
-    Cli::new(env!("CARGO_BIN_EXE_settee"))
+    Cli::new(option_env!("CARGO_BIN_EXE_settee").expect("the settee binary is built for tests"))
 }
 
 /// `settee ARGS`, run to its end.
