@@ -175,9 +175,9 @@ fn find_and_index_commands_on_a_server() {
     let server = common::couchdb_server();
     let name_db = TestDb::named("clifind");
     let name = name_db.name();
-    let url = server.db_url_with_user(&name);
+    let url = server.db_url_with_user(name);
     let password = server.password();
-    let admin = server.db_url_with_credentials(&name);
+    let admin = server.db_url_with_credentials(name);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let remote = settee_couch_db(&admin);
     rt.block_on(remote.create()).unwrap();

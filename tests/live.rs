@@ -152,7 +152,7 @@ async fn caught_up_direction_reports_paused_again_after_an_outage() {
     let server = TestServer::get();
     let name_db = TestDb::named("paused");
     let name = name_db.name();
-    let direct = Db::open(&server.db_url_with_credentials(&name)).unwrap();
+    let direct = Db::open(&server.db_url_with_credentials(name)).unwrap();
     direct.to_peer().create().await.unwrap();
     let proxy = FaultProxy::start(server.url()).await;
     let via_proxy = server.via(&proxy.url()).db_url_with_credentials(name);

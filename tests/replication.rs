@@ -179,7 +179,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     // Push to a new remote database.
     let push = run(
         &a,
-        &remote(&server, &r1),
+        &remote(&server, r1),
         ReplicateOptions {
             create_target: true,
             ..Default::default()
@@ -189,22 +189,18 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     assert_eq!(push.stats.changes_read, n as u64);
     assert_eq!(push.stats.doc_write_failures, 0);
     let expected = snapshot(&a, &ids).await;
-    assert_eq!(
-        snapshot(&remote(&server, &r1), &ids).await,
-        expected,
-        "push"
-    );
+    assert_eq!(snapshot(&remote(&server, r1), &ids).await, expected, "push");
 
     // Pull it into a fresh local store.
     let b = Db::Local(local(&dir, "b"));
-    let pull = run(&remote(&server, &r1), &b, ReplicateOptions::default()).await;
+    let pull = run(&remote(&server, r1), &b, ReplicateOptions::default()).await;
     assert_eq!(pull.stats.doc_write_failures, 0);
     assert_eq!(snapshot(&b, &ids).await, expected, "pull");
 
     // Remote to remote.
     let rr = run(
-        &remote(&server, &r1),
-        &remote(&server, &r2),
+        &remote(&server, r1),
+        &remote(&server, r2),
         ReplicateOptions {
             create_target: true,
             ..Default::default()
@@ -213,7 +209,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     .await;
     assert_eq!(rr.stats.doc_write_failures, 0);
     assert_eq!(
-        snapshot(&remote(&server, &r2), &ids).await,
+        snapshot(&remote(&server, r2), &ids).await,
         expected,
         "remote to remote"
     );
@@ -223,21 +219,21 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     let doc = bdb.get("note-00005", &Default::default()).unwrap();
     bdb.put(json!({"_id": "note-00005", "_rev": doc["_rev"], "title": "from b"}))
         .unwrap();
-    remote(&server, &r1)
+    remote(&server, r1)
         .put(json!({"_id": "note-00006", "_rev": expected["note-00006"].0, "title": "from server"}))
         .await
         .unwrap();
-    let s = sync_once(&b, &remote(&server, &r1)).await;
+    let s = sync_once(&b, &remote(&server, r1)).await;
     assert_eq!(s.push.stats.docs_written, 1);
     assert_eq!(s.pull.stats.docs_written, 1);
     assert_eq!(
         snapshot(&b, &ids).await,
-        snapshot(&remote(&server, &r1), &ids).await,
+        snapshot(&remote(&server, r1), &ids).await,
         "sync"
     );
 
     // Nothing changed: a no-op sync reads nothing.
-    let again = sync_once(&b, &remote(&server, &r1)).await;
+    let again = sync_once(&b, &remote(&server, r1)).await;
     assert_eq!(again.push.stats.changes_read, 0);
     assert_eq!(again.pull.stats.docs_written, 0);
 }
@@ -342,7 +338,7 @@ async fn pull_survives_connections_cut_mid_run() {
     let seed = Db::Local(src_local);
     run(
         &seed,
-        &remote(&server, &src_name),
+        &remote(&server, src_name),
         ReplicateOptions {
             create_target: true,
             ..Default::default()
@@ -414,7 +410,7 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         create_target: true,
         ..Default::default()
     };
-    run(&seed, &remote(&server, &name), push).await;
+    run(&seed, &remote(&server, name), push).await;
 
     let proxy = FaultProxy::start(server.url()).await;
     let via_proxy = server.via(&proxy.url()).url_with_credentials();
@@ -422,7 +418,7 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         .retry(settee::couch::RetryPolicy::none())
         .build()
         .unwrap();
-    let src = Db::Remote(client.db(&name));
+    let src = Db::Remote(client.db(name));
     let target = Db::Local(local(&dir, "pulled"));
     proxy.fail_every(5);
     let opts = ReplicateOptions {
@@ -504,7 +500,7 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("oddrevs");
     let name = name_db.name();
-    let source = remote(&server, &name);
+    let source = remote(&server, name);
     source.to_peer().create().await.unwrap();
     let Db::Remote(src_db) = &source else {
         unreachable!()
@@ -633,7 +629,7 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
     let name = name_db.name();
     run(
         &seed,
-        &remote(&server, &name),
+        &remote(&server, name),
         ReplicateOptions {
             create_target: true,
             ..Default::default()
@@ -644,7 +640,7 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
     let target = dir.path().join("pulled");
     let args = [
         "replicate".to_owned(),
-        server.db_url_with_user(&name),
+        server.db_url_with_user(name),
         target.to_str().unwrap().to_owned(),
         "--batch-size".into(),
         "25".into(),

@@ -196,7 +196,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     let server = TestServer::get();
     let name_db = TestDb::named("status-live");
     let name = name_db.name();
-    let remote = Guarded::create(&server, &name).await;
+    let remote = Guarded::create(&server, name).await;
     for i in 0..3 {
         remote
             .db
@@ -208,7 +208,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     let path = dir.path().join("local");
     let bad_rev = local_store(&path).await;
 
-    let sync = LiveSync::start(&server, &path, &name);
+    let sync = LiveSync::start(&server, &path, name);
     // Written on the server while the sync runs: pulled by it.
     for i in 3..5 {
         remote
@@ -218,7 +218,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
             .unwrap();
     }
     let converged = json!({
-        "remote": server.db_url_with_user(&name),
+        "remote": server.db_url_with_user(name),
         "unpushed": 1,
         "rejected": 1,
         "not_replicated": 0,
@@ -229,7 +229,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         CONVERGE,
         "status to say 1 unpushed (rejected), 0 unpulled",
         || {
-            during = status(&server, &path, &name, false);
+            during = status(&server, &path, name, false);
             during.len() == 1 && counts(&during[0]) == converged
         },
     );
@@ -238,7 +238,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         "{during:?}"
     );
     assert!(during[0].get("unpulled_error").is_none(), "{during:?}");
-    let docs_during = status(&server, &path, &name, true);
+    let docs_during = status(&server, &path, name, true);
     let rejected_line = json!({"id": "secret", "state": "rejected", "rev": bad_rev,
         "error": "forbidden", "reason": "no secrets here"});
     assert_eq!(docs_during, vec![rejected_line.clone()]);
@@ -290,12 +290,12 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     );
     // A password in the remote's name is dropped, never returned.
     let owner = settee::RemoteDb::from_url(&advert.url_with_credentials()).unwrap();
-    let with_password = server.db_url_with_credentials(&name);
+    let with_password = server.db_url_with_credentials(name);
     let answered: Value = owner
         .get_extension(&["_settee", "sync_status"], &[("remote", &with_password)])
         .await
         .unwrap();
-    assert_eq!(answered["remote"], json!(server.db_url_with_user(&name)));
+    assert_eq!(answered["remote"], json!(server.db_url_with_user(name)));
     assert_eq!(answered["unpushed"], 1);
     if let Some(p) = server.password() {
         assert!(!answered.to_string().contains(p), "{answered}");
@@ -306,10 +306,10 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         Db::open(path.to_str().unwrap()).unwrap(),
         Db::Local(_)
     ));
-    let after = status(&server, &path, &name, false);
+    let after = status(&server, &path, name, false);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(counts(&after[0]), counts(&during[0]));
-    assert_eq!(status(&server, &path, &name, true), docs_during);
+    assert_eq!(status(&server, &path, name, true), docs_during);
 }
 
 /// Runs `cmd` and waits for its end, killing it and failing after `deadline`.
@@ -338,14 +338,14 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
     let server = TestServer::get();
     let name_db = TestDb::named("status-stale");
     let name = name_db.name();
-    let _remote = Guarded::create(&server, &name).await;
+    let _remote = Guarded::create(&server, name).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("local");
     local_store(&path).await;
-    let sync = LiveSync::start(&server, &path, &name);
+    let sync = LiveSync::start(&server, &path, name);
     let mut during = Vec::new();
     wait_until(CONVERGE, "status to say 1 unpushed (rejected)", || {
-        during = status(&server, &path, &name, false);
+        during = status(&server, &path, name, false);
         during.len() == 1 && during[0]["unpushed"] == 1 && during[0]["rejected"] == 1
     });
     let pid = sync.pid();
@@ -353,7 +353,7 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
     // Stopped (SIGSTOP): it holds the store and its port, and answers nothing.
     sync.signal("-STOP");
     let out = output_within(
-        status_cmd(&server, &path, &name, false),
+        status_cmd(&server, &path, name, false),
         CONVERGE,
         "status against a stopped holder",
     );
@@ -368,14 +368,14 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
     // Killed: its advertisement stays, but the store is free, so status reads it here.
     sync.kill();
     assert!(path.join(settee::store::ADVERT_FILE).exists());
-    let after = status(&server, &path, &name, false);
+    let after = status(&server, &path, name, false);
     assert_eq!(counts(&after[0]), counts(&during[0]));
 
     // The stale advertisement while something else holds the store (a one-shot sync, an
     // application that does not serve): a clear error at once (the port is closed).
     let holder = settee::Database::open(&path).unwrap();
     let out = output_within(
-        status_cmd(&server, &path, &name, true),
+        status_cmd(&server, &path, name, true),
         CONVERGE,
         "status --docs against a gone holder",
     );

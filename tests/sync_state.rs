@@ -72,7 +72,7 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("status");
     let name = name_db.name();
-    let r = remote(&server, &name);
+    let r = remote(&server, name);
     r.to_peer().create().await.unwrap();
     for i in 0..5 {
         server_edit(&r, &format!("server-{i}"), json!({"n": i})).await;
@@ -89,25 +89,25 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
         assert!(st.local.last_push.is_some() && st.local.last_pull.is_some());
     }
     // The command says the same.
-    let st = cli_status(&server, &path, &name, false);
+    let st = cli_status(&server, &path, name, false);
     assert_eq!(st.len(), 1);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["unpulled"]),
         (&json!(0), &json!(0))
     );
-    assert!(cli_status(&server, &path, &name, true).is_empty());
+    assert!(cli_status(&server, &path, name, true).is_empty());
     // One more edit on each side.
     {
         let l = Db::open(path.to_str().unwrap()).unwrap();
         l.put(json!({"_id": "local-1"})).await.unwrap();
     }
     server_edit(&r, "server-3", json!({"n": 33})).await;
-    let st = cli_status(&server, &path, &name, false);
+    let st = cli_status(&server, &path, name, false);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["unpulled"]),
         (&json!(1), &json!(1))
     );
-    let docs = cli_status(&server, &path, &name, true);
+    let docs = cli_status(&server, &path, name, true);
     assert_eq!(docs.len(), 1);
     assert_eq!(
         (&docs[0]["id"], &docs[0]["state"]),
@@ -175,7 +175,7 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("rejected");
     let name = name_db.name();
-    let r = guarded_remote(&server, &name).await;
+    let r = guarded_remote(&server, name).await;
     let path = dir.path().join("local");
     let l = Db::open(path.to_str().unwrap()).unwrap();
     let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
@@ -200,7 +200,7 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
         l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
     assert_eq!(listed, vec![("s".to_owned(), rejected)]);
     drop(l);
-    let docs = cli_status(&server, &path, &name, true);
+    let docs = cli_status(&server, &path, name, true);
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["id"], "s");
     assert_eq!(docs[0]["state"], "rejected");
@@ -229,7 +229,7 @@ async fn status_without_the_server_is_exact_for_unpushed_and_says_unpulled_is_un
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("offline");
     let name = name_db.name();
-    remote(&server, &name).to_peer().create().await.unwrap();
+    remote(&server, name).to_peer().create().await.unwrap();
     // The remote through a proxy the test can take away.
     let proxy = FaultProxy::start(server.url()).await;
     let r = Db::open(&format!(
@@ -280,7 +280,7 @@ async fn the_live_stream_shows_unpushed_then_synced_or_rejected_with_the_reason(
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("badges");
     let name = name_db.name();
-    let r = guarded_remote(&server, &name).await;
+    let r = guarded_remote(&server, name).await;
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
     let mut badges = Box::pin(l.sync_state_changes(&r).unwrap());
     let live = tokio::spawn(settee::replicate::sync(

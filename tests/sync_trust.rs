@@ -71,8 +71,8 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
     let name = name_db.name();
     let local = dir.path().join("local");
     let local = local.to_str().unwrap();
-    let url = server.db_url_with_user(&name);
-    server_request("PUT", &name, None);
+    let url = server.db_url_with_user(name);
+    server_request("PUT", name, None);
     for id in ["r1", "r2", "r3"] {
         let (code, _, err) = settee(&server, &["put", local, &json!({"_id": id}).to_string()]);
         assert_eq!(code, 0, "{err}");
@@ -86,8 +86,8 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
     );
 
     // The database is reset and now refuses r2.
-    server_request("DELETE", &name, None);
-    server_request("PUT", &name, None);
+    server_request("DELETE", name, None);
+    server_request("PUT", name, None);
     server_request(
         "PUT",
         &format!("{name}/_design/guard"),
@@ -96,8 +96,8 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
     );
     let (code, _, err) = settee(&server, &["sync", local, &url]);
     assert_eq!(code, 3, "r2 is refused: {err}");
-    assert_eq!(server_status(&name, "r2"), 404);
-    assert_eq!(server_status(&name, "r1"), 200);
+    assert_eq!(server_status(name, "r2"), 404);
+    assert_eq!(server_status(name, "r1"), 200);
     let (_, st, _) = settee(&server, &["status", local, &url]);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["rejected"]),
@@ -117,7 +117,7 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
     assert_eq!(code, 3, "{err}");
     let (_, docs, _) = settee(&server, &["status", local, &url, "--docs"]);
     assert_eq!(docs.len(), 1, "{docs:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
 }
 
 /// A database restored from an older copy lacks what was pushed after the copy was made.
@@ -132,7 +132,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     let backup = format!("{name}-backup");
     let refuse = Arc::new(AtomicBool::new(false));
     let flag = refuse.clone();
-    let (proxy, _log) = http::proxy(&server.url(), move |req| {
+    let (proxy, _log) = http::proxy(server.url(), move |req| {
         if flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_docs") {
             Rule::Answer(Reply::json(
                 500,
@@ -144,7 +144,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     })
     .await;
     let with_creds = |base: &str, db: &str| with_credentials(&server, base, db);
-    let r = Db::open(&with_creds(&proxy, &name)).unwrap();
+    let r = Db::open(&with_creds(&proxy, name)).unwrap();
     r.to_peer().create().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
@@ -167,8 +167,8 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     server_request(
         "POST",
         "_replicate",
-        Some(json!({"source": with_creds(&server.url(), &name),
-                    "target": with_creds(&server.url(), &backup), "create_target": true})),
+        Some(json!({"source": with_creds(server.url(), name),
+                    "target": with_creds(server.url(), &backup), "create_target": true})),
     );
     let cur = l.get("a", &Default::default()).await.unwrap();
     let edited = l
@@ -182,12 +182,12 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     );
 
     // Restored from the copy: the edit of "a" is gone from the server.
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
     server_request(
         "POST",
         "_replicate",
-        Some(json!({"source": with_creds(&server.url(), &backup),
-                    "target": with_creds(&server.url(), &name), "create_target": true})),
+        Some(json!({"source": with_creds(server.url(), &backup),
+                    "target": with_creds(server.url(), name), "create_target": true})),
     );
     refuse.store(true, Ordering::SeqCst);
     let failed = sync(l.clone(), r.clone()).await;
@@ -212,7 +212,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     assert_eq!(on_server["_rev"], edited["rev"]);
     let listed: Vec<_> = l.unsynced(&r).unwrap().collect().await;
     assert!(listed.is_empty(), "{listed:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
     server_request("DELETE", &backup, None);
 }
 
@@ -228,7 +228,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
     let name = name_db.name();
     let spoil = Arc::new(AtomicBool::new(true));
     let flag = spoil.clone();
-    let (proxy, _log) = http::proxy(&server.url(), move |req| {
+    let (proxy, _log) = http::proxy(server.url(), move |req| {
         if !(flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_get")) {
             return Rule::Forward;
         }
@@ -246,7 +246,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, &name);
+    let url = with_credentials(&server, &proxy, name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     for id in ["good", "bad"] {
@@ -302,7 +302,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
     );
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.pull_failed), (0, 0), "{st:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
 }
 
 /// A `_revs_diff` answer leaves out what the target holds, so a row lost on the way made a
@@ -316,7 +316,7 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
     let name = name_db.name();
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = dropped.clone();
-    let (proxy, _log) = http::proxy(&server.url(), move |req| {
+    let (proxy, _log) = http::proxy(server.url(), move |req| {
         if !req.path().ends_with("/_revs_diff") || flag.load(Ordering::SeqCst) {
             return Rule::Forward;
         }
@@ -331,7 +331,7 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, &name);
+    let url = with_credentials(&server, &proxy, name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     // Not empty, so the push asks `_revs_diff` (an empty target skips it).
@@ -351,10 +351,10 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
     .await
     .unwrap();
     assert!(dropped.load(Ordering::SeqCst), "the proxy dropped b once");
-    assert_eq!(server_status(&name, "b"), 200, "b was pushed");
+    assert_eq!(server_status(name, "b"), 200, "b was pushed");
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (0, 0), "{st:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
 }
 
 /// With `new_edits=false` CouchDB answers only the refusals, so a refusal lost on the way
@@ -369,7 +369,7 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
     let name = name_db.name();
     let emptied = Arc::new(AtomicBool::new(false));
     let flag = emptied.clone();
-    let (proxy, _log) = http::proxy(&server.url(), move |req| {
+    let (proxy, _log) = http::proxy(server.url(), move |req| {
         if !req.path().ends_with("/_bulk_docs") || flag.load(Ordering::SeqCst) {
             return Rule::Forward;
         }
@@ -386,7 +386,7 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, &name);
+    let url = with_credentials(&server, &proxy, name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     r.put(json!({"_id": "_design/guard", "validate_doc_update":
@@ -416,8 +416,8 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
         "{:?}",
         summary.push.doc_failures
     );
-    assert_eq!(server_status(&name, "s"), 404);
-    assert_eq!(server_status(&name, "fine"), 200);
+    assert_eq!(server_status(name, "s"), 404);
+    assert_eq!(server_status(name, "fine"), 200);
     let want = SyncState::Rejected {
         rev: bad["rev"].as_str().unwrap().parse().unwrap(),
         error: "forbidden".into(),
@@ -426,5 +426,5 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
     assert_eq!(l.sync_state(&r, "s").await.unwrap(), Some(want));
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 1), "{st:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
 }

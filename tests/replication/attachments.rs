@@ -90,7 +90,7 @@ async fn issue_10_attachment_on_a_conflict_branch_pushes_with_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("attbranchcli");
     let name = name_db.name();
-    let r = remote(&server, &name);
+    let r = remote(&server, name);
     {
         let l = Db::Local(local(&dir, "l"));
         attachment_on_a_conflict_branch(&l, &r, "d").await;
@@ -195,7 +195,7 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     // exits 3.
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, log) = http::proxy(&server.url(), |req| {
+    let (gateway, log) = http::proxy(server.url(), |req| {
         let body = String::from_utf8_lossy(&req.body);
         if req.path().ends_with("/_bulk_docs") && body.contains(r#""_id":"w17""#) {
             return Rule::Answer(Reply::json(
@@ -247,8 +247,8 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     populate(&l).await;
     let name_db = TestDb::named("refused");
     let name = name_db.name();
-    let r = remote(&server, &name);
-    let through = Db::open(&via_gateway(&name)).unwrap();
+    let r = remote(&server, name);
+    let through = Db::open(&via_gateway(name)).unwrap();
     let opts = ReplicateOptions {
         create_target: true,
         ..Default::default()
@@ -314,7 +314,7 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["docs_written"], 39, "{summary}");
     assert_eq!(summary["doc_failures"][0]["id"], "w17", "{summary}");
-    check_server(remote(&server, &name)).await;
+    check_server(remote(&server, name)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
