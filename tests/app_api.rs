@@ -10,7 +10,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::{unique_db, Server};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -18,6 +17,7 @@ use settee::{
     AttachmentUpload, ChangesFeed, Db, Doc, Event, FindRequest, GetArgs, ReplicateOptions,
     Resolution,
 };
+use settee_testkit::{TestDb, TestServer};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Note {
@@ -40,37 +40,20 @@ fn note(i: u64) -> Note {
 /// A fresh remote database (deleted when the guard drops) and its `Db`.
 struct RemoteGuard {
     db: Db,
-    /// Its URL with credentials: the drop deletes it through a client of its own.
-    url: String,
-}
-
-impl Drop for RemoteGuard {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        // Best effort, on a runtime and a client of its own: the test's runtime is blocked
-        // here, and a connection of its pool would wait on it until a timeout (it did: a
-        // minute and more per test).
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(async move {
-                    if let Ok(Db::Remote(r)) = Db::open(&url) {
-                        let _ = r.delete().await;
-                    }
-                })
-        })
-        .join();
-    }
+    _deleted_on_drop: TestDb,
 }
 
 async fn remote(prefix: &str) -> RemoteGuard {
-    let server = Server::couchdb();
-    let url = server.db_url_with_password(&unique_db(prefix));
-    let db = Db::open(&url).unwrap();
+    let server = common::couchdb_server();
+    let guard = TestDb::named(prefix);
+    let db = Db::open(&server.db_url_with_credentials(guard.name())).unwrap();
     if let Db::Remote(r) = &db {
         r.create().await.unwrap();
     }
-    RemoteGuard { db, url }
+    RemoteGuard {
+        db,
+        _deleted_on_drop: guard,
+    }
 }
 
 /// Runs `f` on a fresh local store and on a fresh database of the test server.
@@ -505,12 +488,12 @@ async fn resolve_conflict_keeps_or_merges_and_deletes_the_losers() {
 
 #[tokio::test]
 async fn wrong_credentials_answer_is_unauthorized() {
-    let server = Server::get();
-    let Some(user) = &server.user else {
+    let server = TestServer::get();
+    let Some(user) = server.user() else {
         panic!("the test server has no admin user: is_unauthorized cannot be checked");
     };
     let url = server
-        .url
+        .url()
         .replacen("://", &format!("://{user}:definitely-wrong@"), 1)
         + "/_users";
     let db = Db::open(&url).unwrap();

@@ -6,25 +6,18 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{unique_db, Server};
+use common::json_lines as lines;
 use serde_json::{json, Value};
+use settee_testkit::TestDb;
 
 fn run(args: &[&str], password: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
-    cmd.args(args);
-    if let Some(p) = password {
-        cmd.env("SETTEE_PASSWORD", p);
+    match password {
+        Some(p) => common::settee().env("SETTEE_PASSWORD", p),
+        None => common::settee(),
     }
-    cmd.output().unwrap()
-}
-
-fn lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    .run(args)
 }
 
 fn ok(args: &[&str], password: Option<&str>) -> Vec<Value> {
@@ -179,15 +172,16 @@ fn find_and_index_commands_on_a_local_store() {
 
 #[test]
 fn find_and_index_commands_on_a_server() {
-    let server = Server::couchdb();
-    let name = unique_db("clifind");
-    let url = server.db_url(&name);
-    let password = server.password.clone();
-    let admin = server.db_url_with_password(&name);
+    let server = common::couchdb_server();
+    let name_db = TestDb::named("clifind");
+    let name = name_db.name();
+    let url = server.db_url_with_user(name);
+    let password = server.password();
+    let admin = server.db_url_with_credentials(name);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let remote = settee_couch_db(&admin);
     rt.block_on(remote.create()).unwrap();
-    scenario(&url, password.as_deref());
+    scenario(&url, password);
     rt.block_on(remote.delete()).unwrap();
 }
 

@@ -4,34 +4,18 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod common;
+
+use common::{json_lines, ok_json, run};
+use settee_testkit::wait::Lines;
+
 fn settee() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_settee"))
-}
-
-fn run(args: &[&str]) -> Output {
-    settee().args(args).output().unwrap()
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::settee().command()
 }
 
 fn path_str(p: &Path) -> &str {
@@ -232,17 +216,11 @@ fn sigkill_mid_replication_resumes_from_checkpoint() {
         // Wait for the first checkpoint event, then a random extra delay, then SIGKILL.
         let stdout = child.stdout.take().unwrap();
         let delay = Duration::from_millis(next() % 40);
-        let reader = std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let line = line.unwrap_or_default();
-                if line.contains("\"event\":\"checkpoint\"") {
-                    return true;
-                }
-            }
-            false
-        });
-        let saw_checkpoint = reader.join().unwrap_or(false);
+        let saw_checkpoint = Lines::new(stdout)
+            .find(Duration::from_secs(60), "a checkpoint event", |l| {
+                l.contains("\"event\":\"checkpoint\"")
+            })
+            .is_some();
         // Not synchronisation: the random moment of the crash, after some progress.
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL

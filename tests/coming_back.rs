@@ -21,6 +21,7 @@ use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use settee::replicate::{Direction, Event, ReplicateOptions, RetryPolicy, RetryReason};
 use settee::{CancellationToken, Db, GetArgs};
+use settee_testkit::faults::FaultProxy;
 use settee_testkit::http::{Reply, Rule};
 use settee_testkit::TestDb;
 
@@ -141,8 +142,7 @@ fn extra_outage() -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
     let db = TestDb::create("coming-back-probe");
-    let port = url::Url::parse(db.server().url()).unwrap().port().unwrap();
-    let proxy = common::Proxy::start(port);
+    let proxy = FaultProxy::start(db.server().url()).await;
     let remote = Db::open(&via(&db, &proxy.url())).unwrap();
     let direct = Db::open(&db.url_with_credentials()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -510,10 +510,11 @@ async fn issue_19_deadline_stops_cleanly_and_the_next_run_resumes() {
     let out = tokio::task::spawn_blocking({
         let (path, url, password) = (path.clone(), slow_url.clone(), password.to_owned());
         move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
+            common::settee()
+                .env("SETTEE_PASSWORD", &password)
+                .command()
                 .args(["replicate", path.to_str().unwrap(), &url])
                 .args(["--batch-size", &BATCH.to_string(), "--deadline", "5"])
-                .env("SETTEE_PASSWORD", password)
                 .output()
                 .unwrap()
         }

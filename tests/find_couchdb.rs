@@ -19,23 +19,28 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{unique_db, Server};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use settee::store::{Database, Durability, OpenOptions};
 use settee::{FindRequest, RemoteDb};
+use settee_testkit::{TestDb, TestServer};
 
 /// A database on the CouchDB test server, deleted at the end.
 struct Couch {
     db: RemoteDb,
+    _deleted_on_drop: TestDb,
 }
 
 impl Couch {
-    async fn new(server: &Server, prefix: &str) -> Couch {
-        let db = RemoteDb::from_url(&server.db_url_with_password(&unique_db(prefix))).unwrap();
+    async fn new(server: &TestServer, prefix: &str) -> Couch {
+        let guard = TestDb::named(prefix);
+        let db = RemoteDb::from_url(&server.db_url_with_credentials(guard.name())).unwrap();
         db.create().await.unwrap();
-        Couch { db }
+        Couch {
+            db,
+            _deleted_on_drop: guard,
+        }
     }
 
     async fn load(&self, docs: &[Value], indexes: &[Value]) {
@@ -325,7 +330,7 @@ fn differences() -> Vec<Difference> {
 
 #[tokio::test]
 async fn where_pouchdb_find_differs_settee_answers_as_couchdb() {
-    let server = Server::couchdb();
+    let server = common::couchdb_server();
     let dir = tempfile::tempdir().unwrap();
     let cases = differences();
     let theirs = pouchdb_find(
@@ -356,7 +361,7 @@ async fn where_pouchdb_find_differs_settee_answers_as_couchdb() {
 
 #[tokio::test]
 async fn random_queries_answer_as_couchdb() {
-    let server = Server::couchdb();
+    let server = common::couchdb_server();
     let datasets: u64 = std::env::var("SETTEE_FIND_COUCHDB_DATASETS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -397,7 +402,7 @@ async fn random_queries_answer_as_couchdb() {
 
 #[tokio::test]
 async fn strings_sort_in_couchdbs_icu_order() {
-    let server = Server::couchdb();
+    let server = common::couchdb_server();
     let mut rng = StdRng::seed_from_u64(7);
     let mut alphabet: Vec<char> = (0x20u32..0x7f)
         .chain(0xa0..0x100)

@@ -14,15 +14,18 @@ mod attachments;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{unique_db, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
 use settee::store::{Durability, OpenOptions};
 use settee::{Database, Db, GetArgs};
+use settee_testkit::faults::FaultProxy;
+use settee_testkit::leaves::Compare;
+use settee_testkit::wait::Lines;
+use settee_testkit::{TestDb, TestServer};
 
-fn remote(server: &Server, db: &str) -> Db {
-    Db::open(&server.db_url_with_password(db)).unwrap()
+fn remote(server: &TestServer, db: &str) -> Db {
+    Db::open(&server.db_url_with_credentials(db)).unwrap()
 }
 
 fn local(dir: &tempfile::TempDir, name: &str) -> Database {
@@ -77,9 +80,6 @@ fn populate(db: &Database, n: usize) {
     db.flush().unwrap();
 }
 
-/// What two replicas must agree on: for each document, `open_revs=all&revs=true` (each
-/// leaf's body, deletion flag, `_revisions` and attachments' content types and bytes), and the
-/// winner.
 /// A one-shot sync of `local` and `remote` with default options.
 async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
     settee::replicate::sync(
@@ -93,6 +93,10 @@ async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
     .unwrap()
 }
 
+/// What two replicas must agree on: for each document, its winner and its leaves from
+/// `open_revs=all&revs=true&attachments=true` as `settee_testkit::leaves` compares them (body,
+/// `_deleted`, `_revisions`, and each attachment's type, data, digest checked against the
+/// data, and revpos on Apache CouchDB).
 async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Value>)> {
     // Winners from `_all_docs` (JSON), not from each document's GET: CouchDB names the
     // winner in an `ETag` header too, which a revision holding a newline breaks (issue 10).
@@ -115,7 +119,7 @@ async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Valu
                 // As a GET of it answers: 404 not_found.
                 .unwrap_or_else(|| "deleted (not_found)".to_owned());
             async move {
-                let mut leaves: Vec<Value> = db
+                let leaves: Vec<Value> = db
                     .open_revs(
                         &id,
                         &GetArgs {
@@ -126,29 +130,15 @@ async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Valu
                     .await
                     .unwrap()
                     .into_iter()
-                    .map(|l| normalise(l["ok"].clone()))
+                    .map(|l| l["ok"].clone())
                     .collect();
-                leaves.sort_by_key(|l| l["_rev"].as_str().unwrap_or_default().to_owned());
-                (id, (winner, leaves))
+                (id, (winner, Compare::for_test_server().leaves(&leaves)))
             }
         })
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
     results.into_iter().collect()
-}
-
-/// Attachments as (content_type, data): servers differ in the other fields. Apache CouchDB
-/// stores compressible types gzipped and gives them the digest of the compressed bytes, so
-/// the same bytes have another digest there than in the store or in pouchdb-server.
-fn normalise(mut doc: Value) -> Value {
-    if let Some(atts) = doc.get_mut("_attachments").and_then(Value::as_object_mut) {
-        for (_, a) in atts.iter_mut() {
-            assert!(a["data"].is_string(), "attachment without data: {a}");
-            *a = json!({"content_type": a["content_type"], "data": a["data"]});
-        }
-    }
-    doc
 }
 
 async fn run(src: &Db, tgt: &Db, opts: ReplicateOptions) -> settee::replicate::Summary {
@@ -176,19 +166,20 @@ async fn run_counting_retries(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let n = 10_000;
     let a = local(&dir, "a");
     populate(&a, n);
     let ids: Vec<String> = (0..n).map(|i| format!("note-{i:05}")).collect();
     let a = Db::Local(a);
-    let (r1, r2) = (unique_db("push"), unique_db("r2r"));
+    let (r1_db, r2_db) = (TestDb::named("push"), TestDb::named("r2r"));
+    let (r1, r2) = (r1_db.name(), r2_db.name());
 
     // Push to a new remote database.
     let push = run(
         &a,
-        &remote(&server, &r1),
+        &remote(&server, r1),
         ReplicateOptions {
             create_target: true,
             ..Default::default()
@@ -198,22 +189,18 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     assert_eq!(push.stats.changes_read, n as u64);
     assert_eq!(push.stats.doc_write_failures, 0);
     let expected = snapshot(&a, &ids).await;
-    assert_eq!(
-        snapshot(&remote(&server, &r1), &ids).await,
-        expected,
-        "push"
-    );
+    assert_eq!(snapshot(&remote(&server, r1), &ids).await, expected, "push");
 
     // Pull it into a fresh local store.
     let b = Db::Local(local(&dir, "b"));
-    let pull = run(&remote(&server, &r1), &b, ReplicateOptions::default()).await;
+    let pull = run(&remote(&server, r1), &b, ReplicateOptions::default()).await;
     assert_eq!(pull.stats.doc_write_failures, 0);
     assert_eq!(snapshot(&b, &ids).await, expected, "pull");
 
     // Remote to remote.
     let rr = run(
-        &remote(&server, &r1),
-        &remote(&server, &r2),
+        &remote(&server, r1),
+        &remote(&server, r2),
         ReplicateOptions {
             create_target: true,
             ..Default::default()
@@ -222,7 +209,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     .await;
     assert_eq!(rr.stats.doc_write_failures, 0);
     assert_eq!(
-        snapshot(&remote(&server, &r2), &ids).await,
+        snapshot(&remote(&server, r2), &ids).await,
         expected,
         "remote to remote"
     );
@@ -232,31 +219,32 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     let doc = bdb.get("note-00005", &Default::default()).unwrap();
     bdb.put(json!({"_id": "note-00005", "_rev": doc["_rev"], "title": "from b"}))
         .unwrap();
-    remote(&server, &r1)
+    remote(&server, r1)
         .put(json!({"_id": "note-00006", "_rev": expected["note-00006"].0, "title": "from server"}))
         .await
         .unwrap();
-    let s = sync_once(&b, &remote(&server, &r1)).await;
+    let s = sync_once(&b, &remote(&server, r1)).await;
     assert_eq!(s.push.stats.docs_written, 1);
     assert_eq!(s.pull.stats.docs_written, 1);
     assert_eq!(
         snapshot(&b, &ids).await,
-        snapshot(&remote(&server, &r1), &ids).await,
+        snapshot(&remote(&server, r1), &ids).await,
         "sync"
     );
 
     // Nothing changed: a no-op sync reads nothing.
-    let again = sync_once(&b, &remote(&server, &r1)).await;
+    let again = sync_once(&b, &remote(&server, r1)).await;
     assert_eq!(again.push.stats.changes_read, 0);
     assert_eq!(again.pull.stats.docs_written, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("conflict"));
+    let r_db = TestDb::named("conflict");
+    let r = remote(&server, r_db.name());
     for i in 0..20 {
         l.put(json!({"_id": format!("c{i}"), "v": 0}))
             .await
@@ -306,10 +294,11 @@ async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_a_validation_function_forbids_are_reported_and_the_rest_replicate() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("validate"));
+    let r_db = TestDb::named("validate");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     r.put(json!({"_id": "_design/guard", "validate_doc_update":
         "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
@@ -340,15 +329,16 @@ async fn documents_a_validation_function_forbids_are_reported_and_the_rest_repli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_survives_connections_cut_mid_run() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let src_name = unique_db("cut");
+    let src_name_db = TestDb::named("cut");
+    let src_name = src_name_db.name();
     let src_local = local(&dir, "seed");
     populate(&src_local, 2000);
     let seed = Db::Local(src_local);
     run(
         &seed,
-        &remote(&server, &src_name),
+        &remote(&server, src_name),
         ReplicateOptions {
             create_target: true,
             ..Default::default()
@@ -357,11 +347,8 @@ async fn pull_survives_connections_cut_mid_run() {
     .await;
 
     // The same database, through a proxy that drops every open connection every 150 ms.
-    let port: u16 = url::Url::parse(&server.url).unwrap().port().unwrap();
-    let proxy = std::sync::Arc::new(common::Proxy::start(port));
-    let via_proxy = server
-        .db_url_with_password(&src_name)
-        .replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let proxy = FaultProxy::start(server.url()).await;
+    let via_proxy = server.via(&proxy.url()).db_url_with_credentials(src_name);
     let src = Db::open(&via_proxy).unwrap();
     let target = Db::Local(local(&dir, "pulled"));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -412,9 +399,10 @@ async fn pull_survives_connections_cut_mid_run() {
 /// not retry on its own here, so every failure reaches the replicator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("scattered");
+    let name_db = TestDb::named("scattered");
+    let name = name_db.name();
     let seed_db = local(&dir, "seed");
     populate(&seed_db, 600);
     let seed = Db::Local(seed_db);
@@ -422,18 +410,15 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         create_target: true,
         ..Default::default()
     };
-    run(&seed, &remote(&server, &name), push).await;
+    run(&seed, &remote(&server, name), push).await;
 
-    let port: u16 = url::Url::parse(&server.url).unwrap().port().unwrap();
-    let proxy = common::Proxy::start(port);
-    let via_proxy = server
-        .url_with_password()
-        .replace(&format!(":{port}"), &format!(":{}", proxy.port));
+    let proxy = FaultProxy::start(server.url()).await;
+    let via_proxy = server.via(&proxy.url()).url_with_credentials();
     let client = settee::couch::CouchClient::builder(via_proxy)
         .retry(settee::couch::RetryPolicy::none())
         .build()
         .unwrap();
-    let src = Db::Remote(client.db(&name));
+    let src = Db::Remote(client.db(name));
     let target = Db::Local(local(&dir, "pulled"));
     proxy.fail_every(5);
     let opts = ReplicateOptions {
@@ -448,7 +433,10 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         ..Default::default()
     };
     let (summary, retried) = run_counting_retries(&src, &target, opts).await;
-    eprintln!("{} requests failed, {retried} retries", proxy.failed());
+    eprintln!(
+        "{} requests failed, {retried} retries",
+        proxy.injected_count()
+    );
     assert!(
         retried > 3,
         "only {retried} failures reached the replicator: the test proved nothing"
@@ -507,11 +495,12 @@ const UNREPRESENTABLE: [&str; 4] = ["below-zero", "bignum", "mixed", "neg"];
 /// reported per document (and `settee replicate` exits 3) while the rest replicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_alone() {
-    let server = Server::get();
+    let server = TestServer::get();
     let couchdb = std::env::var("SETTEE_TEST_SERVER_KIND").as_deref() == Ok("couchdb");
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("oddrevs");
-    let source = remote(&server, &name);
+    let name_db = TestDb::named("oddrevs");
+    let name = name_db.name();
+    let source = remote(&server, name);
     source.to_peer().create().await.unwrap();
     let Db::Remote(src_db) = &source else {
         unreachable!()
@@ -564,7 +553,8 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     }
 
     // Push from the store to a fresh database.
-    let copy = remote(&server, &unique_db("oddrevs-copy"));
+    let copy_db = TestDb::named("oddrevs-copy");
+    let copy = remote(&server, copy_db.name());
     let push = run(
         &pulled,
         &copy,
@@ -581,18 +571,11 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     assert_eq!(back.stats.missing_found, 0, "{:?}", back.stats);
 
     // The command reports each and exits 3.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
-        .args([
-            "replicate",
-            &server.db_url(&name),
-            dir.path().join("cli").to_str().unwrap(),
-        ])
-        .env(
-            "SETTEE_PASSWORD",
-            server.password.clone().unwrap_or_default(),
-        )
-        .output()
-        .unwrap();
+    let out = common::settee_with_password().run(&[
+        "replicate",
+        &server.db_url_with_user(name),
+        dir.path().join("cli").to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let line = |id: &str| {
@@ -630,9 +613,8 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
 /// rerun resumes from its checkpoint, and the end state has every revision exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let server = Server::get();
+    use std::process::Stdio;
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let n = 3000;
     let seed_db = local(&dir, "seed");
@@ -643,10 +625,11 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
         seed_db.bulk_docs(chunk.to_vec(), true).unwrap();
     }
     let seed = Db::Local(seed_db);
-    let name = unique_db("kill");
+    let name_db = TestDb::named("kill");
+    let name = name_db.name();
     run(
         &seed,
-        &remote(&server, &name),
+        &remote(&server, name),
         ReplicateOptions {
             create_target: true,
             ..Default::default()
@@ -657,7 +640,7 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
     let target = dir.path().join("pulled");
     let args = [
         "replicate".to_owned(),
-        server.db_url(&name),
+        server.db_url_with_user(name),
         target.to_str().unwrap().to_owned(),
         "--batch-size".into(),
         "25".into(),
@@ -666,11 +649,8 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
         "--json".into(),
     ];
     let cli = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_settee"));
-        c.args(&args).env(
-            "SETTEE_PASSWORD",
-            server.password.clone().unwrap_or_default(),
-        );
+        let mut c = common::settee_with_password().command();
+        c.args(&args);
         c
     };
     let mut killed_mid_run = 0;
@@ -682,10 +662,11 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
             .unwrap();
         let out = child.stdout.take().unwrap();
         // Wait for a checkpoint event, then kill after `point` ms (the crash point).
-        let saw = std::io::BufReader::new(out)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains("\"event\":\"checkpoint\""));
+        let saw = Lines::new(out)
+            .find(Duration::from_secs(60), "a checkpoint event", |l| {
+                l.contains("\"event\":\"checkpoint\"")
+            })
+            .is_some();
         std::thread::sleep(Duration::from_millis(point));
         child.kill().unwrap();
         if saw && !child.wait().unwrap().success() {
@@ -729,9 +710,10 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_source_filters_doc_ids_selector_and_named_function() {
     use settee::replicate::{Filter, Selector};
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let r = remote(&server, &unique_db("filters"));
+    let r_db = TestDb::named("filters");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     for i in 0..40 {
         r.put(json!({"_id": format!("f{i:02}"), "kind": if i % 4 == 0 { "task" } else { "note" }, "i": i}))
@@ -790,10 +772,11 @@ async fn push_of_a_revision_the_server_knows_only_as_an_ancestor_completes() {
     // without a body, calls it missing in `_revs_diff` for ever and skips writing it, so a
     // push that confirmed its writes by `_revs_diff` alone retried until it gave up. CouchDB
     // counts it as held. Either way the push completes and the document is synced.
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::Local(local(&dir, "l"));
-    let r = remote(&server, &unique_db("ancestor"));
+    let r_db = TestDb::named("ancestor");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     let first = l.put(json!({"_id": "d", "v": 1})).await.unwrap();
     let second = l

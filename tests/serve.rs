@@ -4,29 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{ok_json, run};
 use serde_json::Value;
+use settee_testkit::wait::Lines;
+use settee_testkit::wait_until;
 
 fn settee() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_settee"))
-}
-
-fn run(args: &[&str]) -> Output {
-    settee().args(args).output().unwrap()
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::settee().command()
 }
 
 /// A running `settee serve`; `stop` sends SIGTERM (a clean shutdown), drop kills it.
@@ -37,7 +27,7 @@ struct Serve {
 
 impl Serve {
     fn start(args: &[&str]) -> Serve {
-        let mut child = settee()
+        let child = settee()
             .arg("serve")
             .args(args)
             .args(["--bind", "127.0.0.1:0"])
@@ -45,10 +35,14 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        Serve::started(child)
+    }
+
+    /// The server `child` (stdout piped), once it has printed its URL.
+    fn started(mut child: Child) -> Serve {
+        let line = Lines::new(child.stdout.take().unwrap())
+            .next_within(Duration::from_secs(60), "settee serve to print its URL")
+            .expect("settee serve exited without printing its URL");
         let started: Value = serde_json::from_str(&line).expect("serve prints its URL first");
         Serve {
             child,
@@ -69,17 +63,6 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !cond() {
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -184,7 +167,7 @@ fn http(
 fn serve_flags_for_users_lockout_and_cookie() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = settee()
+    let child = settee()
         .args([
             "serve",
             "--data-dir",
@@ -208,17 +191,7 @@ fn serve_flags_for_users_lockout_and_cookie() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mut serve = Serve {
-        child,
-        url: serde_json::from_str::<Value>(&line).unwrap()["url"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    };
+    let mut serve = Serve::started(child);
     let boss = Some(("boss", "boss-pw"));
     let user = r#"{"name":"ann","type":"user","roles":[],"password":"a-pw"}"#;
     let (st, text) = http(

@@ -13,27 +13,28 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{unique_db, wait_until, Server};
 use serde_json::{json, Value};
 use settee::replicate::Peer;
 use settee::{Db, GetArgs, SyncState};
+use settee_testkit::{wait_until, TestDb, TestServer};
 
 /// Everything here waits on a live sync against the shared server: generous, as CI's two
 /// cores are shared.
 const CONVERGE: Duration = Duration::from_secs(60);
 
-fn settee(server: &Server) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
-    if let Some(p) = &server.password {
-        cmd.env("SETTEE_PASSWORD", p);
-    }
-    cmd
+fn settee(server: &TestServer) -> Command {
+    let _ = server;
+    common::settee_with_password().command()
 }
 
 /// `settee status LOCAL URL [--docs]`, piped (JSON lines), as a user runs it.
-fn status_cmd(server: &Server, local: &Path, db: &str, docs: bool) -> Command {
+fn status_cmd(server: &TestServer, local: &Path, db: &str, docs: bool) -> Command {
     let mut cmd = settee(server);
-    cmd.args(["status", local.to_str().unwrap(), &server.db_url(db)]);
+    cmd.args([
+        "status",
+        local.to_str().unwrap(),
+        &server.db_url_with_user(db),
+    ]);
     if docs {
         cmd.arg("--docs");
     }
@@ -49,7 +50,7 @@ fn lines(out: &Output) -> Vec<Value> {
 }
 
 /// The command's JSON lines; it must succeed.
-fn status(server: &Server, local: &Path, db: &str, docs: bool) -> Vec<Value> {
+fn status(server: &TestServer, local: &Path, db: &str, docs: bool) -> Vec<Value> {
     let out = status_cmd(server, local, db, docs).output().unwrap();
     assert!(
         out.status.success(),
@@ -66,12 +67,12 @@ struct LiveSync {
 }
 
 impl LiveSync {
-    fn start(server: &Server, local: &Path, db: &str) -> LiveSync {
+    fn start(server: &TestServer, local: &Path, db: &str) -> LiveSync {
         let child = settee(server)
             .args([
                 "sync",
                 local.to_str().unwrap(),
-                &server.db_url(db),
+                &server.db_url_with_user(db),
                 "--live",
                 "--quiet",
             ])
@@ -140,8 +141,8 @@ struct Guarded {
 }
 
 impl Guarded {
-    async fn create(server: &Server, name: &str) -> Guarded {
-        let db = Db::open(&server.db_url_with_password(name)).unwrap();
+    async fn create(server: &TestServer, name: &str) -> Guarded {
+        let db = Db::open(&server.db_url_with_credentials(name)).unwrap();
         db.to_peer().create().await.unwrap();
         db.put(json!({"_id": "_design/guard", "validate_doc_update":
             "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
@@ -192,9 +193,10 @@ fn counts(line: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_status_answers_while_a_live_sync_runs() {
-    let server = Server::get();
-    let name = unique_db("status-live");
-    let remote = Guarded::create(&server, &name).await;
+    let server = TestServer::get();
+    let name_db = TestDb::named("status-live");
+    let name = name_db.name();
+    let remote = Guarded::create(&server, name).await;
     for i in 0..3 {
         remote
             .db
@@ -206,7 +208,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     let path = dir.path().join("local");
     let bad_rev = local_store(&path).await;
 
-    let sync = LiveSync::start(&server, &path, &name);
+    let sync = LiveSync::start(&server, &path, name);
     // Written on the server while the sync runs: pulled by it.
     for i in 3..5 {
         remote
@@ -216,7 +218,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
             .unwrap();
     }
     let converged = json!({
-        "remote": server.db_url(&name),
+        "remote": server.db_url_with_user(name),
         "unpushed": 1,
         "rejected": 1,
         "not_replicated": 0,
@@ -227,7 +229,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         CONVERGE,
         "status to say 1 unpushed (rejected), 0 unpulled",
         || {
-            during = status(&server, &path, &name, false);
+            during = status(&server, &path, name, false);
             during.len() == 1 && counts(&during[0]) == converged
         },
     );
@@ -236,7 +238,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         "{during:?}"
     );
     assert!(during[0].get("unpulled_error").is_none(), "{during:?}");
-    let docs_during = status(&server, &path, &name, true);
+    let docs_during = status(&server, &path, name, true);
     let rejected_line = json!({"id": "secret", "state": "rejected", "rev": bad_rev,
         "error": "forbidden", "reason": "no secrets here"});
     assert_eq!(docs_during, vec![rejected_line.clone()]);
@@ -288,15 +290,15 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     );
     // A password in the remote's name is dropped, never returned.
     let owner = settee::RemoteDb::from_url(&advert.url_with_credentials()).unwrap();
-    let with_password = server.db_url_with_password(&name);
+    let with_password = server.db_url_with_credentials(name);
     let answered: Value = owner
         .get_extension(&["_settee", "sync_status"], &[("remote", &with_password)])
         .await
         .unwrap();
-    assert_eq!(answered["remote"], json!(server.db_url(&name)));
+    assert_eq!(answered["remote"], json!(server.db_url_with_user(name)));
     assert_eq!(answered["unpushed"], 1);
-    if let Some(p) = &server.password {
-        assert!(!answered.to_string().contains(p.as_str()), "{answered}");
+    if let Some(p) = server.password() {
+        assert!(!answered.to_string().contains(p), "{answered}");
     }
 
     sync.stop();
@@ -304,10 +306,10 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         Db::open(path.to_str().unwrap()).unwrap(),
         Db::Local(_)
     ));
-    let after = status(&server, &path, &name, false);
+    let after = status(&server, &path, name, false);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(counts(&after[0]), counts(&during[0]));
-    assert_eq!(status(&server, &path, &name, true), docs_during);
+    assert_eq!(status(&server, &path, name, true), docs_during);
 }
 
 /// Runs `cmd` and waits for its end, killing it and failing after `deadline`.
@@ -333,16 +335,17 @@ fn output_within(mut cmd: Command, deadline: Duration, what: &str) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
-    let server = Server::get();
-    let name = unique_db("status-stale");
-    let _remote = Guarded::create(&server, &name).await;
+    let server = TestServer::get();
+    let name_db = TestDb::named("status-stale");
+    let name = name_db.name();
+    let _remote = Guarded::create(&server, name).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("local");
     local_store(&path).await;
-    let sync = LiveSync::start(&server, &path, &name);
+    let sync = LiveSync::start(&server, &path, name);
     let mut during = Vec::new();
     wait_until(CONVERGE, "status to say 1 unpushed (rejected)", || {
-        during = status(&server, &path, &name, false);
+        during = status(&server, &path, name, false);
         during.len() == 1 && during[0]["unpushed"] == 1 && during[0]["rejected"] == 1
     });
     let pid = sync.pid();
@@ -350,7 +353,7 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
     // Stopped (SIGSTOP): it holds the store and its port, and answers nothing.
     sync.signal("-STOP");
     let out = output_within(
-        status_cmd(&server, &path, &name, false),
+        status_cmd(&server, &path, name, false),
         CONVERGE,
         "status against a stopped holder",
     );
@@ -365,14 +368,14 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
     // Killed: its advertisement stays, but the store is free, so status reads it here.
     sync.kill();
     assert!(path.join(settee::store::ADVERT_FILE).exists());
-    let after = status(&server, &path, &name, false);
+    let after = status(&server, &path, name, false);
     assert_eq!(counts(&after[0]), counts(&during[0]));
 
     // The stale advertisement while something else holds the store (a one-shot sync, an
     // application that does not serve): a clear error at once (the port is closed).
     let holder = settee::Database::open(&path).unwrap();
     let out = output_within(
-        status_cmd(&server, &path, &name, true),
+        status_cmd(&server, &path, name, true),
         CONVERGE,
         "status --docs against a gone holder",
     );

@@ -8,17 +8,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{unique_db, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Peer, ReplicateOptions};
 use settee::{Db, GetArgs, SyncState};
+use settee_testkit::faults::FaultProxy;
+use settee_testkit::{TestDb, TestServer};
 
-fn remote(server: &Server, db: &str) -> Db {
-    Db::open(&server.db_url_with_password(db)).unwrap()
+fn remote(server: &TestServer, db: &str) -> Db {
+    Db::open(&server.db_url_with_credentials(db)).unwrap()
 }
 
 async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
@@ -34,14 +34,15 @@ async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
 }
 
 /// `settee status` run as a user would (piped: JSON lines).
-fn cli_status(server: &Server, local: &std::path::Path, db: &str, docs: bool) -> Vec<Value> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
-    cmd.args(["status", local.to_str().unwrap(), &server.db_url(db)]);
+fn cli_status(server: &TestServer, local: &std::path::Path, db: &str, docs: bool) -> Vec<Value> {
+    let mut cmd = common::settee_with_password().command();
+    cmd.args([
+        "status",
+        local.to_str().unwrap(),
+        &server.db_url_with_user(db),
+    ]);
     if docs {
         cmd.arg("--docs");
-    }
-    if let Some(p) = &server.password {
-        cmd.env("SETTEE_PASSWORD", p);
     }
     let out = cmd.output().unwrap();
     assert!(
@@ -67,10 +68,11 @@ async fn server_edit(r: &Db, id: &str, body: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_each() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("status");
-    let r = remote(&server, &name);
+    let name_db = TestDb::named("status");
+    let name = name_db.name();
+    let r = remote(&server, name);
     r.to_peer().create().await.unwrap();
     for i in 0..5 {
         server_edit(&r, &format!("server-{i}"), json!({"n": i})).await;
@@ -87,25 +89,25 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
         assert!(st.local.last_push.is_some() && st.local.last_pull.is_some());
     }
     // The command says the same.
-    let st = cli_status(&server, &path, &name, false);
+    let st = cli_status(&server, &path, name, false);
     assert_eq!(st.len(), 1);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["unpulled"]),
         (&json!(0), &json!(0))
     );
-    assert!(cli_status(&server, &path, &name, true).is_empty());
+    assert!(cli_status(&server, &path, name, true).is_empty());
     // One more edit on each side.
     {
         let l = Db::open(path.to_str().unwrap()).unwrap();
         l.put(json!({"_id": "local-1"})).await.unwrap();
     }
     server_edit(&r, "server-3", json!({"n": 33})).await;
-    let st = cli_status(&server, &path, &name, false);
+    let st = cli_status(&server, &path, name, false);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["unpulled"]),
         (&json!(1), &json!(1))
     );
-    let docs = cli_status(&server, &path, &name, true);
+    let docs = cli_status(&server, &path, name, true);
     assert_eq!(docs.len(), 1);
     assert_eq!(
         (&docs[0]["id"], &docs[0]["state"]),
@@ -143,9 +145,10 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
 /// A first sync with nothing to pull still shows when it pulled (it wrote no checkpoint).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_pulls_nothing_still_shows_its_last_pull() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let r = remote(&server, &unique_db("empty-pull"));
+    let r_db = TestDb::named("empty-pull");
+    let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
     let l = Db::open(dir.path().join("l").to_str().unwrap()).unwrap();
     l.put(json!({"_id": "a"})).await.unwrap();
@@ -156,7 +159,7 @@ async fn a_sync_that_pulls_nothing_still_shows_its_last_pull() {
 }
 
 /// A new database whose `validate_doc_update` refuses any document with a `secret`.
-async fn guarded_remote(server: &Server, name: &str) -> Db {
+async fn guarded_remote(server: &TestServer, name: &str) -> Db {
     let r = remote(server, name);
     r.to_peer().create().await.unwrap();
     r.put(json!({"_id": "_design/guard", "validate_doc_update":
@@ -168,10 +171,11 @@ async fn guarded_remote(server: &Server, name: &str) -> Db {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("rejected");
-    let r = guarded_remote(&server, &name).await;
+    let name_db = TestDb::named("rejected");
+    let name = name_db.name();
+    let r = guarded_remote(&server, name).await;
     let path = dir.path().join("local");
     let l = Db::open(path.to_str().unwrap()).unwrap();
     let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
@@ -196,7 +200,7 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
         l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
     assert_eq!(listed, vec![("s".to_owned(), rejected)]);
     drop(l);
-    let docs = cli_status(&server, &path, &name, true);
+    let docs = cli_status(&server, &path, name, true);
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["id"], "s");
     assert_eq!(docs[0]["state"], "rejected");
@@ -221,12 +225,13 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_without_the_server_is_exact_for_unpushed_and_says_unpulled_is_unknown() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("offline");
-    remote(&server, &name).to_peer().create().await.unwrap();
+    let name_db = TestDb::named("offline");
+    let name = name_db.name();
+    remote(&server, name).to_peer().create().await.unwrap();
     // The remote through a proxy the test can take away.
-    let proxy = common::Proxy::start(port_of(&server.url));
+    let proxy = FaultProxy::start(server.url()).await;
     let r = Db::open(&format!(
         "{}/{name}",
         proxy.url().replacen("://", &creds(&server), 1)
@@ -245,8 +250,8 @@ async fn status_without_the_server_is_exact_for_unpushed_and_says_unpulled_is_un
     assert_eq!(st.unpulled, None);
     let why = st.unpulled_error.unwrap();
     assert!(why.contains("needs the server"), "{why}");
-    if let Some(p) = &server.password {
-        assert!(!why.contains(p.as_str()), "no password in {why}");
+    if let Some(p) = server.password() {
+        assert!(!why.contains(p), "no password in {why}");
     }
     assert_eq!(
         l.sync_state(&r, "written-offline")
@@ -262,15 +267,8 @@ async fn status_without_the_server_is_exact_for_unpushed_and_says_unpulled_is_un
     );
 }
 
-fn port_of(url: &str) -> u16 {
-    url::Url::parse(url)
-        .unwrap()
-        .port_or_known_default()
-        .unwrap()
-}
-
-fn creds(server: &Server) -> String {
-    match (&server.user, &server.password) {
+fn creds(server: &TestServer) -> String {
+    match (server.user(), server.password()) {
         (Some(u), Some(p)) => format!("://{u}:{p}@"),
         _ => "://".to_owned(),
     }
@@ -278,10 +276,11 @@ fn creds(server: &Server) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_stream_shows_unpushed_then_synced_or_rejected_with_the_reason() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("badges");
-    let r = guarded_remote(&server, &name).await;
+    let name_db = TestDb::named("badges");
+    let name = name_db.name();
+    let r = guarded_remote(&server, name).await;
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
     let mut badges = Box::pin(l.sync_state_changes(&r).unwrap());
     let live = tokio::spawn(settee::replicate::sync(

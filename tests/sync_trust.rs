@@ -8,26 +8,20 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{unique_db, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Peer, ReplicateOptions, RetryPolicy};
 use settee::{Db, SyncState};
 use settee_testkit::http::{self, Reply, Rule};
-use settee_testkit::TestServer;
+use settee_testkit::{TestDb, TestServer};
 
 /// `settee` run as a user would (piped), with the server's password in the environment.
-fn settee(server: &Server, args: &[&str]) -> (i32, Vec<Value>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_settee"));
-    cmd.args(args);
-    if let Some(p) = &server.password {
-        cmd.env("SETTEE_PASSWORD", p);
-    }
-    let out = cmd.output().unwrap();
+fn settee(server: &TestServer, args: &[&str]) -> (i32, Vec<Value>, String) {
+    let _ = server;
+    let out = common::settee_with_password().run(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
     let lines = String::from_utf8(out.stdout)
@@ -40,8 +34,8 @@ fn settee(server: &Server, args: &[&str]) -> (i32, Vec<Value>, String) {
 
 /// Database `db` at `base` (the server or a proxy in front of it), with the test server's
 /// user and password in the URL (for library calls).
-fn with_credentials(server: &Server, base: &str, db: &str) -> String {
-    match (&server.user, &server.password) {
+fn with_credentials(server: &TestServer, base: &str, db: &str) -> String {
+    match (server.user(), server.password()) {
         (Some(u), Some(p)) => format!("{}/{db}", base.replacen("://", &format!("://{u}:{p}@"), 1)),
         _ => format!("{base}/{db}"),
     }
@@ -71,13 +65,14 @@ fn server_request(method: &str, path: &str, body: Option<Value>) {
 /// (it said 0, 0 and nothing, while the server answered 404 for `r2`).
 #[test]
 fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documents() {
-    let server = Server::get();
+    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_db("reset");
+    let name_db = TestDb::named("reset");
+    let name = name_db.name();
     let local = dir.path().join("local");
     let local = local.to_str().unwrap();
-    let url = server.db_url(&name);
-    server_request("PUT", &name, None);
+    let url = server.db_url_with_user(name);
+    server_request("PUT", name, None);
     for id in ["r1", "r2", "r3"] {
         let (code, _, err) = settee(&server, &["put", local, &json!({"_id": id}).to_string()]);
         assert_eq!(code, 0, "{err}");
@@ -91,8 +86,8 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
     );
 
     // The database is reset and now refuses r2.
-    server_request("DELETE", &name, None);
-    server_request("PUT", &name, None);
+    server_request("DELETE", name, None);
+    server_request("PUT", name, None);
     server_request(
         "PUT",
         &format!("{name}/_design/guard"),
@@ -101,8 +96,8 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
     );
     let (code, _, err) = settee(&server, &["sync", local, &url]);
     assert_eq!(code, 3, "r2 is refused: {err}");
-    assert_eq!(server_status(&name, "r2"), 404);
-    assert_eq!(server_status(&name, "r1"), 200);
+    assert_eq!(server_status(name, "r2"), 404);
+    assert_eq!(server_status(name, "r1"), 200);
     let (_, st, _) = settee(&server, &["status", local, &url]);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["rejected"]),
@@ -122,7 +117,7 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
     assert_eq!(code, 3, "{err}");
     let (_, docs, _) = settee(&server, &["status", local, &url, "--docs"]);
     assert_eq!(docs.len(), 1, "{docs:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
 }
 
 /// A database restored from an older copy lacks what was pushed after the copy was made.
@@ -131,12 +126,13 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
 /// the edit is unpushed, not synced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it_says_so() {
-    let server = Server::get();
-    let name = unique_db("restored");
+    let server = TestServer::get();
+    let name_db = TestDb::named("restored");
+    let name = name_db.name();
     let backup = format!("{name}-backup");
     let refuse = Arc::new(AtomicBool::new(false));
     let flag = refuse.clone();
-    let (proxy, _log) = http::proxy(&server.url, move |req| {
+    let (proxy, _log) = http::proxy(server.url(), move |req| {
         if flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_docs") {
             Rule::Answer(Reply::json(
                 500,
@@ -148,7 +144,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     })
     .await;
     let with_creds = |base: &str, db: &str| with_credentials(&server, base, db);
-    let r = Db::open(&with_creds(&proxy, &name)).unwrap();
+    let r = Db::open(&with_creds(&proxy, name)).unwrap();
     r.to_peer().create().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
@@ -171,8 +167,8 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     server_request(
         "POST",
         "_replicate",
-        Some(json!({"source": with_creds(&server.url, &name),
-                    "target": with_creds(&server.url, &backup), "create_target": true})),
+        Some(json!({"source": with_creds(server.url(), name),
+                    "target": with_creds(server.url(), &backup), "create_target": true})),
     );
     let cur = l.get("a", &Default::default()).await.unwrap();
     let edited = l
@@ -186,12 +182,12 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     );
 
     // Restored from the copy: the edit of "a" is gone from the server.
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
     server_request(
         "POST",
         "_replicate",
-        Some(json!({"source": with_creds(&server.url, &backup),
-                    "target": with_creds(&server.url, &name), "create_target": true})),
+        Some(json!({"source": with_creds(server.url(), &backup),
+                    "target": with_creds(server.url(), name), "create_target": true})),
     );
     refuse.store(true, Ordering::SeqCst);
     let failed = sync(l.clone(), r.clone()).await;
@@ -216,7 +212,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     assert_eq!(on_server["_rev"], edited["rev"]);
     let listed: Vec<_> = l.unsynced(&r).unwrap().collect().await;
     assert!(listed.is_empty(), "{listed:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
     server_request("DELETE", &backup, None);
 }
 
@@ -227,11 +223,12 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
 /// of the first pull's `_bulk_get` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried() {
-    let server = Server::get();
-    let name = unique_db("pullfail");
+    let server = TestServer::get();
+    let name_db = TestDb::named("pullfail");
+    let name = name_db.name();
     let spoil = Arc::new(AtomicBool::new(true));
     let flag = spoil.clone();
-    let (proxy, _log) = http::proxy(&server.url, move |req| {
+    let (proxy, _log) = http::proxy(server.url(), move |req| {
         if !(flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_get")) {
             return Rule::Forward;
         }
@@ -249,7 +246,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, &name);
+    let url = with_credentials(&server, &proxy, name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     for id in ["good", "bad"] {
@@ -305,7 +302,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
     );
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.pull_failed), (0, 0), "{st:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
 }
 
 /// A `_revs_diff` answer leaves out what the target holds, so a row lost on the way made a
@@ -314,11 +311,12 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
 /// about once more. Here a proxy drops `b` from the first `_revs_diff` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
-    let server = Server::get();
-    let name = unique_db("revsdiff");
+    let server = TestServer::get();
+    let name_db = TestDb::named("revsdiff");
+    let name = name_db.name();
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = dropped.clone();
-    let (proxy, _log) = http::proxy(&server.url, move |req| {
+    let (proxy, _log) = http::proxy(server.url(), move |req| {
         if !req.path().ends_with("/_revs_diff") || flag.load(Ordering::SeqCst) {
             return Rule::Forward;
         }
@@ -333,7 +331,7 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, &name);
+    let url = with_credentials(&server, &proxy, name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     // Not empty, so the push asks `_revs_diff` (an empty target skips it).
@@ -353,10 +351,10 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
     .await
     .unwrap();
     assert!(dropped.load(Ordering::SeqCst), "the proxy dropped b once");
-    assert_eq!(server_status(&name, "b"), 200, "b was pushed");
+    assert_eq!(server_status(name, "b"), 200, "b was pushed");
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (0, 0), "{st:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
 }
 
 /// With `new_edits=false` CouchDB answers only the refusals, so a refusal lost on the way
@@ -366,11 +364,12 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
 /// empties the first `_bulk_docs` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_write() {
-    let server = Server::get();
-    let name = unique_db("unheard");
+    let server = TestServer::get();
+    let name_db = TestDb::named("unheard");
+    let name = name_db.name();
     let emptied = Arc::new(AtomicBool::new(false));
     let flag = emptied.clone();
-    let (proxy, _log) = http::proxy(&server.url, move |req| {
+    let (proxy, _log) = http::proxy(server.url(), move |req| {
         if !req.path().ends_with("/_bulk_docs") || flag.load(Ordering::SeqCst) {
             return Rule::Forward;
         }
@@ -387,7 +386,7 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, &name);
+    let url = with_credentials(&server, &proxy, name);
     let r = Db::open(&url).unwrap();
     r.to_peer().create().await.unwrap();
     r.put(json!({"_id": "_design/guard", "validate_doc_update":
@@ -417,8 +416,8 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
         "{:?}",
         summary.push.doc_failures
     );
-    assert_eq!(server_status(&name, "s"), 404);
-    assert_eq!(server_status(&name, "fine"), 200);
+    assert_eq!(server_status(name, "s"), 404);
+    assert_eq!(server_status(name, "fine"), 200);
     let want = SyncState::Rejected {
         rev: bad["rev"].as_str().unwrap().parse().unwrap(),
         error: "forbidden".into(),
@@ -427,5 +426,5 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
     assert_eq!(l.sync_state(&r, "s").await.unwrap(), Some(want));
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 1), "{st:?}");
-    server_request("DELETE", &name, None);
+    server_request("DELETE", name, None);
 }

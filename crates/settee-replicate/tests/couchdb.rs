@@ -13,12 +13,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use settee_couch::RemoteDb;
 use settee_replicate::{
-    ChangesBatch, ChangesRequest, DocFailure, Event, FetchRequest, Fetched, Filter, Peer, PeerInfo,
-    ReplicateOptions, Replication, RetryPolicy,
+    DocFailure, Event, Filter, Peer, ReplicateOptions, Replication, RetryPolicy,
 };
-use settee_revtree::{Rev, RevsDiff, Seq};
 use settee_store::Database;
 use settee_testkit::http::{self, Reply, Rule};
+use settee_testkit::peer::{Wrap, Wrapped};
 use settee_testkit::{TestDb, TestServer};
 use tokio::sync::Notify;
 
@@ -79,51 +78,21 @@ struct Gate<P> {
 }
 
 impl<P: Peer> Gate<P> {
-    fn new(inner: P, hold_after: usize) -> Gate<P> {
-        Gate {
+    fn new(inner: P, hold_after: usize) -> Wrapped<Gate<P>> {
+        Wrapped(Gate {
             inner,
             puts: Arc::default(),
             hold_after,
             held: Arc::default(),
             release: Arc::default(),
-        }
+        })
     }
 }
 
-impl<P: Peer> Peer for Gate<P> {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn identity(&self) -> String {
-        self.inner.identity()
-    }
-    fn is_local(&self) -> bool {
-        self.inner.is_local()
-    }
-    async fn info(&self) -> settee_replicate::Result<PeerInfo> {
-        self.inner.info().await
-    }
-    async fn create(&self) -> settee_replicate::Result<()> {
-        self.inner.create().await
-    }
-    async fn changes(&self, req: &ChangesRequest) -> settee_replicate::Result<ChangesBatch> {
-        self.inner.changes(req).await
-    }
-    async fn revs_diff(
-        &self,
-        revs: std::collections::BTreeMap<String, Vec<Rev>>,
-    ) -> settee_replicate::Result<std::collections::BTreeMap<String, RevsDiff>> {
-        self.inner.revs_diff(revs).await
-    }
-    async fn fetch(
-        &self,
-        reqs: Vec<FetchRequest>,
-        max_bytes: u64,
-    ) -> settee_replicate::Result<Vec<Fetched>> {
-        self.inner.fetch(reqs, max_bytes).await
-    }
-    async fn filter_code(&self, name: &str) -> settee_replicate::Result<String> {
-        self.inner.filter_code(name).await
+impl<P: Peer> Wrap for Gate<P> {
+    type Inner = P;
+    fn inner(&self) -> &P {
+        &self.inner
     }
     async fn write(
         &self,
@@ -138,12 +107,6 @@ impl<P: Peer> Peer for Gate<P> {
         }
         self.inner.write(docs, origin).await
     }
-    async fn commit(&self) -> settee_replicate::Result<()> {
-        self.inner.commit().await
-    }
-    async fn get_local(&self, id: &str) -> settee_replicate::Result<Option<Value>> {
-        self.inner.get_local(id).await
-    }
     async fn put_local(&self, id: &str, doc: Value) -> settee_replicate::Result<String> {
         let rev = self.inner.put_local(id, doc).await?;
         let n = self.puts.load(Ordering::SeqCst);
@@ -151,9 +114,6 @@ impl<P: Peer> Peer for Gate<P> {
             self.puts.store(n + 1, Ordering::SeqCst);
         }
         Ok(rev)
-    }
-    async fn pending_since(&self, since: &Seq) -> Option<u64> {
-        self.inner.pending_since(since).await
     }
 }
 

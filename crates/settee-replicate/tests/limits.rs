@@ -4,20 +4,16 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use settee_couch::RemoteDb;
-use settee_replicate::{
-    ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Peer, PeerInfo,
-    ReplicateOptions, Replication,
-};
-use settee_revtree::{Rev, RevsDiff, Seq};
+use settee_replicate::{DocFailure, FetchRequest, Fetched, Peer, ReplicateOptions, Replication};
 use settee_store::Database;
 use settee_testkit::http::{self, Reply};
+use settee_testkit::peer::{Wrap, Wrapped};
 
 /// Bytes of documents fetched and not yet written, shared by a source and a target.
 #[derive(Default)]
@@ -45,30 +41,10 @@ struct Counted {
     refuse_stub_once: Arc<Mutex<Vec<String>>>,
 }
 
-impl Peer for Counted {
-    fn describe(&self) -> String {
-        Peer::describe(&self.db)
-    }
-    fn identity(&self) -> String {
-        Peer::identity(&self.db)
-    }
-    fn is_local(&self) -> bool {
-        true
-    }
-    async fn info(&self) -> settee_replicate::Result<PeerInfo> {
-        Peer::info(&self.db).await
-    }
-    async fn create(&self) -> settee_replicate::Result<()> {
-        Peer::create(&self.db).await
-    }
-    async fn changes(&self, req: &ChangesRequest) -> settee_replicate::Result<ChangesBatch> {
-        Peer::changes(&self.db, req).await
-    }
-    async fn revs_diff(
-        &self,
-        revs: BTreeMap<String, Vec<Rev>>,
-    ) -> settee_replicate::Result<BTreeMap<String, RevsDiff>> {
-        Peer::revs_diff(&self.db, revs).await
+impl Wrap for Counted {
+    type Inner = Database;
+    fn inner(&self) -> &Database {
+        &self.db
     }
     async fn fetch(
         &self,
@@ -88,9 +64,6 @@ impl Peer for Counted {
         self.flight.max.fetch_max(before + bytes, Ordering::SeqCst);
         self.flight.fetches.lock().unwrap().push((before, bytes));
         Ok(fetched)
-    }
-    async fn filter_code(&self, name: &str) -> settee_replicate::Result<String> {
-        Peer::filter_code(&self.db, name).await
     }
     async fn write(
         &self,
@@ -131,35 +104,26 @@ impl Peer for Counted {
         }
         Ok(failures)
     }
-    async fn commit(&self) -> settee_replicate::Result<()> {
-        Peer::commit(&self.db).await
-    }
-    async fn get_local(&self, id: &str) -> settee_replicate::Result<Option<Value>> {
-        Peer::get_local(&self.db, id).await
-    }
-    async fn put_local(&self, id: &str, doc: Value) -> settee_replicate::Result<String> {
-        Peer::put_local(&self.db, id, doc).await
-    }
-    async fn pending_since(&self, since: &Seq) -> Option<u64> {
-        Peer::pending_since(&self.db, since).await
-    }
 }
 
-fn pair(dir: &tempfile::TempDir, extra_failures: usize) -> (Counted, Counted, Arc<InFlight>) {
+fn pair(
+    dir: &tempfile::TempDir,
+    extra_failures: usize,
+) -> (Wrapped<Counted>, Wrapped<Counted>, Arc<InFlight>) {
     let flight = Arc::new(InFlight::default());
     let open = |name: &str| Database::open(dir.path().join(name)).unwrap();
-    let source = Counted {
+    let source = Wrapped(Counted {
         db: open("source"),
         flight: flight.clone(),
         extra_failures: 0,
         refuse_stub_once: Arc::default(),
-    };
-    let target = Counted {
+    });
+    let target = Wrapped(Counted {
         db: open("target"),
         flight: flight.clone(),
         extra_failures,
         refuse_stub_once: Arc::default(),
-    };
+    });
     (source, target, flight)
 }
 

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use settee_replicate::{
-    ChangesBatch, ChangesRequest, DocFailure, Event, FetchRequest, Fetched, Filter, Peer, PeerInfo,
-    ReplicateOptions, Replication, Role, Selector, SyncState,
+    DocFailure, Event, Filter, Peer, ReplicateOptions, Replication, Role, Selector, SyncState,
 };
-use settee_revtree::{Rev, RevsDiff, Seq};
+use settee_revtree::{Rev, RevsDiff};
 use settee_store::{Database, GetOptions, OpenRevs};
+use settee_testkit::peer::{Wrap, Wrapped};
 
 fn store(dir: &tempfile::TempDir, name: &str) -> Database {
     Database::open(dir.path().join(name)).unwrap()
@@ -512,10 +512,10 @@ async fn a_checkpoint_from_before_the_sync_state_is_not_trusted_once() {
     for i in 0..5 {
         a.put(json!({"_id": format!("c{i}")})).unwrap();
     }
-    let old_build = CountingDiffs {
+    let old_build = Wrapped(CountingDiffs {
         track: false,
         ..CountingDiffs::new(a.clone())
-    };
+    });
     let first = Replication::new(old_build, b.clone(), Default::default())
         .run()
         .await
@@ -597,24 +597,10 @@ impl CountingDiffs {
     }
 }
 
-impl Peer for CountingDiffs {
-    fn describe(&self) -> String {
-        Peer::describe(&self.db)
-    }
-    fn identity(&self) -> String {
-        Peer::identity(&self.db)
-    }
-    fn is_local(&self) -> bool {
-        true
-    }
-    async fn info(&self) -> settee_replicate::Result<PeerInfo> {
-        Peer::info(&self.db).await
-    }
-    async fn create(&self) -> settee_replicate::Result<()> {
-        Peer::create(&self.db).await
-    }
-    async fn changes(&self, req: &ChangesRequest) -> settee_replicate::Result<ChangesBatch> {
-        Peer::changes(&self.db, req).await
+impl Wrap for CountingDiffs {
+    type Inner = Database;
+    fn inner(&self) -> &Database {
+        &self.db
     }
     async fn revs_diff(
         &self,
@@ -622,16 +608,6 @@ impl Peer for CountingDiffs {
     ) -> settee_replicate::Result<BTreeMap<String, RevsDiff>> {
         self.diffs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Peer::revs_diff(&self.db, revs).await
-    }
-    async fn fetch(
-        &self,
-        reqs: Vec<FetchRequest>,
-        max_bytes: u64,
-    ) -> settee_replicate::Result<Vec<Fetched>> {
-        Peer::fetch(&self.db, reqs, max_bytes).await
-    }
-    async fn filter_code(&self, name: &str) -> settee_replicate::Result<String> {
-        Peer::filter_code(&self.db, name).await
     }
     async fn write(
         &self,
@@ -641,6 +617,7 @@ impl Peer for CountingDiffs {
         let origin = if self.track { origin } else { "" };
         Peer::write(&self.db, docs, origin).await
     }
+    // Without `track`, every sync-state hook does what a remote's does: nothing.
     async fn track_peer(
         &self,
         other: &str,
@@ -674,6 +651,29 @@ impl Peer for CountingDiffs {
         }
         Peer::record_peer_lacks(&self.db, other, lacking).await
     }
+    async fn record_failures_from(
+        &self,
+        other: &str,
+        listed: Vec<String>,
+        failed: Vec<DocFailure>,
+    ) -> settee_replicate::Result<()> {
+        if !self.track {
+            return Ok(());
+        }
+        Peer::record_failures_from(&self.db, other, listed, failed).await
+    }
+    async fn failures_from(&self, other: &str) -> settee_replicate::Result<Vec<DocFailure>> {
+        if !self.track {
+            return Ok(Vec::new());
+        }
+        Peer::failures_from(&self.db, other).await
+    }
+    async fn refused_by(&self, other: &str) -> settee_replicate::Result<Vec<DocFailure>> {
+        if !self.track {
+            return Ok(Vec::new());
+        }
+        Peer::refused_by(&self.db, other).await
+    }
     async fn not_held_by(
         &self,
         other: &str,
@@ -690,17 +690,11 @@ impl Peer for CountingDiffs {
         }
         Peer::peer_holds_nothing(&self.db, other).await
     }
-    async fn commit(&self) -> settee_replicate::Result<()> {
-        Peer::commit(&self.db).await
-    }
-    async fn get_local(&self, id: &str) -> settee_replicate::Result<Option<Value>> {
-        Peer::get_local(&self.db, id).await
-    }
-    async fn put_local(&self, id: &str, doc: Value) -> settee_replicate::Result<String> {
-        Peer::put_local(&self.db, id, doc).await
-    }
-    async fn pending_since(&self, since: &Seq) -> Option<u64> {
-        Peer::pending_since(&self.db, since).await
+    async fn caught_up(&self, other: &str, role: Role, at: &str) -> settee_replicate::Result<()> {
+        if !self.track {
+            return Ok(());
+        }
+        Peer::caught_up(&self.db, other, role, at).await
     }
 }
 
@@ -715,7 +709,7 @@ async fn initial_upload_to_an_empty_target_skips_revs_diff_and_later_runs_use_it
     };
 
     // Empty target: every revision is missing there, so nothing is asked.
-    let b = CountingDiffs::new(store(&dir, "b"));
+    let b = Wrapped(CountingDiffs::new(store(&dir, "b")));
     let first = Replication::new(a.clone(), b.clone(), opts.clone())
         .run()
         .await
@@ -736,7 +730,7 @@ async fn initial_upload_to_an_empty_target_skips_revs_diff_and_later_runs_use_it
 
     // A target that is not empty at the start is diffed from the first batch, and a
     // revision it already has is not written again.
-    let c = CountingDiffs::new(store(&dir, "c"));
+    let c = Wrapped(CountingDiffs::new(store(&dir, "c")));
     let note = a
         .get(
             "note-00004",
@@ -799,53 +793,10 @@ struct FailingPutLocal {
     past: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl Peer for FailingPutLocal {
-    fn describe(&self) -> String {
-        Peer::describe(&self.db)
-    }
-    fn identity(&self) -> String {
-        Peer::identity(&self.db)
-    }
-    fn is_local(&self) -> bool {
-        true
-    }
-    async fn info(&self) -> settee_replicate::Result<PeerInfo> {
-        Peer::info(&self.db).await
-    }
-    async fn create(&self) -> settee_replicate::Result<()> {
-        Peer::create(&self.db).await
-    }
-    async fn changes(&self, req: &ChangesRequest) -> settee_replicate::Result<ChangesBatch> {
-        Peer::changes(&self.db, req).await
-    }
-    async fn revs_diff(
-        &self,
-        revs: BTreeMap<String, Vec<Rev>>,
-    ) -> settee_replicate::Result<BTreeMap<String, RevsDiff>> {
-        Peer::revs_diff(&self.db, revs).await
-    }
-    async fn fetch(
-        &self,
-        reqs: Vec<FetchRequest>,
-        max_bytes: u64,
-    ) -> settee_replicate::Result<Vec<Fetched>> {
-        Peer::fetch(&self.db, reqs, max_bytes).await
-    }
-    async fn filter_code(&self, name: &str) -> settee_replicate::Result<String> {
-        Peer::filter_code(&self.db, name).await
-    }
-    async fn write(
-        &self,
-        docs: Vec<Box<serde_json::value::RawValue>>,
-        origin: &str,
-    ) -> settee_replicate::Result<Vec<DocFailure>> {
-        Peer::write(&self.db, docs, origin).await
-    }
-    async fn commit(&self) -> settee_replicate::Result<()> {
-        Peer::commit(&self.db).await
-    }
-    async fn get_local(&self, id: &str) -> settee_replicate::Result<Option<Value>> {
-        Peer::get_local(&self.db, id).await
+impl Wrap for FailingPutLocal {
+    type Inner = Database;
+    fn inner(&self) -> &Database {
+        &self.db
     }
     async fn put_local(&self, id: &str, doc: Value) -> settee_replicate::Result<String> {
         use std::sync::atomic::Ordering;
@@ -857,14 +808,11 @@ impl Peer for FailingPutLocal {
                 .is_ok();
         if failing {
             return Err(settee_replicate::Error::Checkpoint {
-                peer: self.describe(),
+                peer: Peer::describe(&self.db),
                 reason: "connection closed before message completed".into(),
             });
         }
         Peer::put_local(&self.db, id, doc).await
-    }
-    async fn pending_since(&self, since: &Seq) -> Option<u64> {
-        Peer::pending_since(&self.db, since).await
     }
 }
 
@@ -877,11 +825,11 @@ async fn a_transient_failure_of_the_final_checkpoint_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let a = store(&dir, "a");
     populate(&a, 50, "x");
-    let source = FailingPutLocal {
+    let source = Wrapped(FailingPutLocal {
         db: a.clone(),
         fail: Default::default(),
         past: Default::default(),
-    };
+    });
     let opts = ReplicateOptions {
         // No checkpoint while running: the only one is the final one.
         checkpoint_interval: Duration::from_secs(3600),

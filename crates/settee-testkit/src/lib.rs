@@ -14,10 +14,23 @@
 //! [`http`] has servers that misbehave on purpose: a fake server, and a proxy to the test
 //! server that can answer or edit chosen requests. [`faults`] has the seeded fault-injecting
 //! proxy of the fault tests: refused connections, error statuses, cut and stalled answers,
-//! broken `_changes` feeds and edited answers, on cue or at random.
+//! broken `_changes` feeds and edited answers, on cue or at random. [`peer`] (feature
+//! `peer`) has a `Peer` that passes every call on, for tests that override a few.
+//! [`leaves`] is the one comparison of replicas' leaves; [`wait`] has the deadlines every
+//! wait needs; [`cli`] runs the command under test.
+//!
+//! A test database is deleted when its [`TestDb`] is dropped, unless `SETTEE_TEST_KEEP_DBS`
+//! is set (to look at what a failing test left).
 
+pub mod cli;
 pub mod faults;
 pub mod http;
+pub mod leaves;
+#[cfg(feature = "peer")]
+pub mod peer;
+pub mod wait;
+
+pub use wait::wait_until;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -66,6 +79,14 @@ impl TestServer {
         }
     }
 
+    /// The same server with its credentials, reached at `url` (a proxy's base URL).
+    pub fn via(&self, url: &str) -> TestServer {
+        TestServer {
+            url: url.trim_end_matches('/').to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// The server URL, without credentials and without a trailing slash.
     pub fn url(&self) -> &str {
         &self.url
@@ -81,6 +102,16 @@ impl TestServer {
         self.password.as_deref()
     }
 
+    /// The server URL with only the user name in its userinfo, as the `settee` command is
+    /// given it (its password goes in `SETTEE_PASSWORD`, never in argv).
+    pub fn url_with_user(&self) -> String {
+        let mut url = Url::parse(&self.url).expect("SETTEE_TEST_COUCHDB_URL is a URL");
+        if let Some(user) = &self.user {
+            url.set_username(user).expect("http URLs take a user name");
+        }
+        url.to_string().trim_end_matches('/').to_owned()
+    }
+
     /// The server URL with the credentials in its userinfo (percent-encoded).
     pub fn url_with_credentials(&self) -> String {
         let mut url = Url::parse(&self.url).expect("SETTEE_TEST_COUCHDB_URL is a URL");
@@ -90,6 +121,17 @@ impl TestServer {
                 .expect("http URLs take a password");
         }
         url.to_string().trim_end_matches('/').to_owned()
+    }
+
+    /// The URL of database `name`, with the credentials in it (for library calls).
+    pub fn db_url_with_credentials(&self, name: &str) -> String {
+        format!("{}/{name}", self.url_with_credentials())
+    }
+
+    /// The URL of database `name` with only the user name in it, as the `settee` command is
+    /// given it (see [`TestServer::url_with_user`]).
+    pub fn db_url_with_user(&self, name: &str) -> String {
+        format!("{}/{name}", self.url_with_user())
     }
 
     /// `Some((user, password))` when the server has credentials.
@@ -223,12 +265,25 @@ impl TestDb {
 
     /// The database URL with the credentials in its userinfo.
     pub fn url_with_credentials(&self) -> String {
-        format!("{}/{}", self.server.url_with_credentials(), self.name)
+        self.server.db_url_with_credentials(&self.name)
+    }
+
+    /// The database URL with only the user name in it, as the `settee` command is given it
+    /// (see [`TestServer::url_with_user`]).
+    pub fn url_with_user(&self) -> String {
+        self.server.db_url_with_user(&self.name)
     }
 }
 
+/// Set (to anything) to keep test databases on the server after the tests, for debugging.
+pub const KEEP_DBS_VAR: &str = "SETTEE_TEST_KEEP_DBS";
+
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if std::env::var_os(KEEP_DBS_VAR).is_some() {
+            eprintln!("settee-testkit: keeping {} ({KEEP_DBS_VAR})", self.name);
+            return;
+        }
         let server = self.server.clone();
         let path = format!("/{}", self.name);
         // A separate thread: Drop may run on a tokio worker, which must not block on I/O

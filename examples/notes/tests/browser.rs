@@ -17,6 +17,7 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use serde_json::{json, Value};
+use settee_testkit::faults::FaultProxy;
 use settee_testkit::TestDb;
 use support::{expected_titles, fill_store, screenshot_dir, AppProcess, Browser, Driver};
 
@@ -27,36 +28,31 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 /// uses for it (user in the URL, password apart).
 struct ServerDb {
     db: TestDb,
-    proxy: common::Proxy,
+    proxy: FaultProxy,
+}
+
+/// The port a proxy listens on.
+fn port(proxy: &FaultProxy) -> u16 {
+    url::Url::parse(&proxy.url()).unwrap().port().unwrap()
 }
 
 impl ServerDb {
-    fn create(prefix: &str) -> ServerDb {
+    async fn create(prefix: &str) -> ServerDb {
         let db = TestDb::create(prefix);
-        let port = url::Url::parse(db.server().url())
-            .unwrap()
-            .port_or_known_default()
-            .unwrap();
-        ServerDb {
-            db,
-            proxy: common::Proxy::start(port),
-        }
+        let proxy = FaultProxy::start(db.server().url()).await;
+        ServerDb { db, proxy }
     }
 
     /// Another proxy to the same server, for a second app.
-    fn proxy(&self) -> common::Proxy {
-        let port = url::Url::parse(self.db.server().url())
-            .unwrap()
-            .port_or_known_default()
-            .unwrap();
-        common::Proxy::start(port)
+    async fn proxy(&self) -> FaultProxy {
+        FaultProxy::start(self.db.server().url()).await
     }
 
-    fn app_remote(&self, proxy: &common::Proxy) -> (String, String) {
+    fn app_remote(&self, proxy: &FaultProxy) -> (String, String) {
         let server = self.db.server();
         let user = server.user().map(|u| format!("{u}@")).unwrap_or_default();
         (
-            format!("http://{user}127.0.0.1:{}/{}", proxy.port, self.db.name()),
+            format!("http://{user}127.0.0.1:{}/{}", port(proxy), self.db.name()),
             server.password().unwrap_or_default().to_owned(),
         )
     }
@@ -127,7 +123,7 @@ async fn note_written_offline_waits_to_upload_then_syncs_by_itself() {
     let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("offline");
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerDb::create("notes-offline");
+    let server = ServerDb::create("notes-offline").await;
     // The app starts with no server; the person sets it in the page's settings.
     let app = start_app(dir.path(), "app", None);
     let driver = Driver::start().await;
@@ -140,7 +136,7 @@ async fn note_written_offline_waits_to_upload_then_syncs_by_itself() {
         "#remote-url",
         &format!(
             "http://127.0.0.1:{}/{}",
-            server.proxy.port,
+            port(&server.proxy),
             server.db.name()
         ),
     )
@@ -206,8 +202,8 @@ async fn conflict_from_two_devices_is_resolved_on_one_and_gone_on_the_other() {
     let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("conflict");
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerDb::create("notes-conflict");
-    let proxy_b = server.proxy();
+    let server = ServerDb::create("notes-conflict").await;
+    let proxy_b = server.proxy().await;
     let (remote_a, remote_b) = (
         server.app_remote(&server.proxy),
         server.app_remote(&proxy_b),
@@ -319,7 +315,7 @@ async fn note_the_server_refuses_shows_the_servers_reason() {
     let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("rejected");
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerDb::create("notes-rejected");
+    let server = ServerDb::create("notes-rejected").await;
     let ddoc = json!({
         "validate_doc_update": "function (doc) { if (doc.title && doc.title.indexOf('SECRET') >= 0) { throw({forbidden: 'titles may not contain SECRET'}); } }"
     });

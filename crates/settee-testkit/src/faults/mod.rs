@@ -25,6 +25,7 @@ mod edit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -191,6 +192,9 @@ struct Plan {
     scripted: Vec<Scripted>,
     random: Option<Random>,
     injected: Vec<String>,
+    /// [`FaultProxy::fail_every`]'s period (0: off), and requests counted since it was set.
+    every: usize,
+    counted: usize,
     /// `last_seq`s of `_changes` answers, per path, in the order seen: where a rewind goes.
     seqs: HashMap<String, Vec<String>>,
 }
@@ -203,6 +207,10 @@ struct Shared {
     /// Every request and when it arrived.
     log: Mutex<Vec<(Instant, Request)>>,
     refusing: watch::Sender<bool>,
+    /// Bumped by [`FaultProxy::cut`]: every open connection ends.
+    cuts: watch::Sender<u64>,
+    /// Client connections being served.
+    open: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -257,6 +265,8 @@ impl FaultProxy {
             plan: Mutex::default(),
             log: Mutex::default(),
             refusing,
+            cuts: watch::channel(0).0,
+            open: AtomicUsize::new(0),
         });
         tokio::spawn(accept_loop(listener, addr, rx, shared.clone()));
         FaultProxy { addr, seed, shared }
@@ -312,6 +322,23 @@ impl FaultProxy {
     /// and open connections are dropped. Off, it listens on the same port again.
     pub fn set_refusing(&self, on: bool) {
         self.shared.refusing.send_replace(on);
+    }
+
+    /// Drops every open connection, as a network that fails for a moment does (new ones
+    /// are accepted at once); returns how many there were.
+    pub fn cut(&self) -> usize {
+        let open = self.shared.open.load(Ordering::SeqCst);
+        self.shared.cuts.send_modify(|n| *n += 1);
+        open
+    }
+
+    /// From now on, closes the connection of every `n`-th request (counted from now, any
+    /// endpoint; 0: none) without forwarding it, noted as [`Fault::Close`], before any other
+    /// fault. [`FaultProxy::injected_count`] counts them.
+    pub fn fail_every(&self, n: usize) {
+        let mut plan = lock(&self.shared.plan);
+        plan.every = n;
+        plan.counted = 0;
     }
 
     /// What was injected so far, one line per fault (`METHOD path: what`).
@@ -391,11 +418,15 @@ async fn accept_loop(
                 let Ok((sock, _)) = accepted else { continue };
                 let shared = shared.clone();
                 let mut refusing = refusing.clone();
+                let mut cuts = shared.cuts.subscribe();
                 tokio::spawn(async move {
+                    shared.open.fetch_add(1, Ordering::SeqCst);
                     tokio::select! {
-                        () = connection(sock, shared) => {}
+                        () = connection(sock, shared.clone()) => {}
                         _ = refusing.wait_for(|on| *on) => {}
+                        _ = cuts.changed() => {}
                     }
+                    shared.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             changed = refusing.changed() => if changed.is_err() { return },
@@ -420,7 +451,12 @@ impl Shared {
     fn decide(&self, req: &Request) -> Option<Fault> {
         let mut plan = lock(&self.plan);
         let mut fault = None;
-        if let Some(s) = plan
+        if plan.every > 0 {
+            plan.counted += 1;
+        }
+        if plan.every > 0 && plan.counted % plan.every == 0 {
+            fault = Some(Fault::Close);
+        } else if let Some(s) = plan
             .scripted
             .iter_mut()
             .find(|s| s.left > 0 && s.at.matches(req))
