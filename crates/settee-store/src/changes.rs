@@ -163,7 +163,7 @@ impl Database {
             changes: Changes {
                 results,
                 last_seq,
-                pending,
+                pending: Some(pending),
             },
             moved,
         })
@@ -209,6 +209,7 @@ impl Database {
             seq,
             id,
             changes: leaves,
+            invalid_revs: Vec::new(),
             deleted,
             doc,
         }))

@@ -24,7 +24,7 @@ fn each_doc_appears_once_at_its_latest_seq() {
     let ch = db.changes(&ChangesOptions::default()).unwrap();
     assert_eq!(ids(&ch), [("b", 2), ("a", 3)]);
     assert_eq!(ch.results[1].changes, [a2]);
-    assert_eq!((ch.last_seq, ch.pending), (3, 0));
+    assert_eq!((ch.last_seq, ch.pending), (3, Some(0)));
     let js = serde_json::to_value(&ch).unwrap();
     assert_eq!(
         js["results"][1]["changes"],
@@ -47,7 +47,7 @@ fn since_limit_pending_and_descending() {
         })
         .unwrap();
     assert_eq!(ids(&ch), [("b", 2), ("c", 3)]);
-    assert_eq!((ch.last_seq, ch.pending), (3, 1));
+    assert_eq!((ch.last_seq, ch.pending), (3, Some(1)));
     let ch = db
         .changes(&ChangesOptions {
             descending: true,
@@ -56,7 +56,7 @@ fn since_limit_pending_and_descending() {
         })
         .unwrap();
     assert_eq!(ids(&ch), [("d", 4)]);
-    assert_eq!((ch.last_seq, ch.pending), (4, 3));
+    assert_eq!((ch.last_seq, ch.pending), (4, Some(3)));
     assert_eq!(db.pending_since(1).unwrap(), 3);
     assert_eq!(db.pending_since(4).unwrap(), 0);
 }
