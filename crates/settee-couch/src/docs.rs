@@ -1,5 +1,6 @@
 //! Single documents (`GET`/`PUT`/`DELETE /{db}/{id}`), `_local` documents and `_all_docs`.
-//! Bodies are `serde_json::Value`s: this crate does not interpret user documents.
+//! Bodies are `serde_json::Value`s: this crate does not interpret user documents. The
+//! options of a `GET` and the rows of `_all_docs` are `settee_wire`'s.
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -7,28 +8,7 @@ use serde_json::Value;
 
 use crate::ids::local_id;
 use crate::transport::Call;
-use crate::{Error, RemoteDb, Result, Rev};
-
-/// Options of [`RemoteDb::get`]; each is the CouchDB query parameter of the same name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GetOptions {
-    /// A specific revision instead of the winner.
-    pub rev: Option<Rev>,
-    /// Include `_revisions`.
-    pub revs: bool,
-    /// Include `_conflicts`.
-    pub conflicts: bool,
-    /// Include `_deleted_conflicts`.
-    pub deleted_conflicts: bool,
-    /// Return the latest leaf descending from `rev`.
-    pub latest: bool,
-    /// Inline attachment bodies (base64).
-    pub attachments: bool,
-    /// Include `encoding`/`encoded_length` of compressed attachments.
-    pub att_encoding_info: bool,
-    /// Send only attachments changed since these revs (with `attachments`).
-    pub atts_since: Vec<Rev>,
-}
+use crate::{AllDocsRow, Error, GetOptions, RemoteDb, Result, Rev};
 
 /// The answer to a successful write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,25 +54,6 @@ pub struct AllDocsResponse {
     pub rows: Vec<AllDocsRow>,
 }
 
-/// One row of `_all_docs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AllDocsRow {
-    /// The document id (absent in error rows).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// The key (the id).
-    pub key: Value,
-    /// `{"rev": ..., "deleted"?: true}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
-    /// The document, with `include_docs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub doc: Option<Value>,
-    /// `"not_found"` for a requested key that does not exist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 impl RemoteDb {
     /// `GET /{db}/{id}`: a document.
     ///
@@ -113,6 +74,9 @@ impl RemoteDb {
                 ("latest", opts.latest),
                 ("attachments", opts.attachments),
                 ("att_encoding_info", opts.att_encoding_info),
+                ("revs_info", opts.revs_info),
+                ("meta", opts.meta),
+                ("local_seq", opts.local_seq),
             ] {
                 if on {
                     q.append_pair(name, "true");
