@@ -20,7 +20,6 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 mod budget;
 mod checkpoint;
 mod deadline;
@@ -37,7 +36,6 @@ mod retry;
 mod sync;
 mod write;
 
-pub use backoff::RetryPolicy;
 pub use checkpoint::{
     find_start, replication_id, replication_id_of, ReplicationLog, Session, HISTORY_LIMIT,
 };
@@ -54,6 +52,9 @@ pub use replication::{
 pub use retry::RetryNow;
 /// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
 pub use settee_query::{Error as SelectorError, Selector};
+/// The one retry policy, the client's: a replication's default is
+/// [`RetryPolicy::REPLICATION`].
+pub use settee_couch::RetryPolicy;
 pub use settee_store::SyncState;
 pub use sync::{
     pull_since_named, status, status_named, sync, sync_state, sync_state_changes, sync_state_named,

@@ -100,7 +100,7 @@ impl Default for ReplicateOptions {
             since: None,
             checkpoint_interval: Duration::from_secs(5),
             longpoll: Duration::from_secs(25),
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::REPLICATION,
             retry_now: RetryNow::default(),
             deadline: None,
             direction: Direction::Push,
@@ -557,7 +557,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
 
     /// After a failed step: returns `Ok(())` once the backoff delay has passed and the step
     /// should run again, or the error to end with: `e` itself when it is not transient,
-    /// [`Error::GaveUp`] when a one-shot run has now failed `one_shot_attempts` times in a row
+    /// [`Error::GaveUp`] when a one-shot run has now failed `retry.attempts()` times in a row
     /// (`failures` counts them; the caller resets it after a step that succeeded), and
     /// [`Error::Cancelled`] when cancelled while waiting. A retry is reported as one
     /// `Error` event with `retrying: true`.
@@ -573,7 +573,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         }
         let ticket = self.opts.retry_now.ticket();
         *failures = failures.saturating_add(1);
-        let attempts = self.opts.retry.one_shot_attempts.max(1);
+        let attempts = self.opts.retry.attempts();
         if !self.opts.continuous && *failures >= attempts {
             return Err(Error::GaveUp {
                 attempts: *failures,
@@ -836,11 +836,11 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             for text in change.invalid_revs {
                 failures.push(unrepresentable(&change.id, text));
             }
-            if change.revs.is_empty() {
+            if change.changes.is_empty() {
                 continue;
             }
             let entry = revs.entry(change.id).or_default();
-            for rev in change.revs {
+            for rev in change.changes {
                 if !entry.contains(&rev) {
                     entry.push(rev);
                 }
@@ -1083,12 +1083,13 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 .or_insert_with(|| crate::peer::Change {
                     seq: since.clone(),
                     id: f.id.clone(),
-                    revs: Vec::new(),
+                    changes: Vec::new(),
                     invalid_revs: Vec::new(),
                     deleted: false,
+                    doc: None,
                 });
             match f.rev.as_deref().map(str::parse::<Rev>) {
-                Some(Ok(rev)) => change.revs.push(rev),
+                Some(Ok(rev)) => change.changes.push(rev),
                 Some(Err(_)) => change.invalid_revs.extend(f.rev),
                 // No revision named: nothing to ask for; it stays listed as it was.
                 None => {}
