@@ -50,11 +50,11 @@ pub use replication::{
     error_chain, ReplicateOptions, Replication, ReplicationHandle, DEFAULT_MAX_BYTES_IN_FLIGHT,
 };
 pub use retry::RetryNow;
-/// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
-pub use settee_query::{Error as SelectorError, Selector};
 /// The one retry policy, the client's: a replication's default is
 /// [`RetryPolicy::REPLICATION`].
 pub use settee_couch::RetryPolicy;
+/// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
+pub use settee_query::{Error as SelectorError, Selector};
 pub use settee_store::SyncState;
 pub use sync::{
     pull_since_named, status, status_named, sync, sync_state, sync_state_changes, sync_state_named,

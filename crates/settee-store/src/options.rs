@@ -140,4 +140,3 @@ pub struct ChangesOptions {
     /// caller paging through the whole feed (the replicator) would pay on every page.
     pub skip_pending: bool,
 }
-

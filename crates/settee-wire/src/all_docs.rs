@@ -42,6 +42,9 @@ mod tests {
         }
         let missing: AllDocsRow =
             serde_json::from_value(json!({"key": "c", "error": "not_found"})).unwrap();
-        assert_eq!((missing.id, missing.error.as_deref()), (None, Some("not_found")));
+        assert_eq!(
+            (missing.id, missing.error.as_deref()),
+            (None, Some("not_found"))
+        );
     }
 }

@@ -133,7 +133,8 @@ mod tests {
     fn server_answers_parse() {
         // CouchDB without a rev on a refusal; pouchdb-server's forbidden item.
         let r: DocResult =
-            serde_json::from_value(json!({"id": "c", "error": "forbidden", "reason": "no"})).unwrap();
+            serde_json::from_value(json!({"id": "c", "error": "forbidden", "reason": "no"}))
+                .unwrap();
         assert!(r.is_denied() && r.rev.is_none());
         assert_eq!(
             serde_json::to_value(&r).unwrap(),

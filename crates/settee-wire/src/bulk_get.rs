@@ -136,7 +136,8 @@ impl BulkGetDoc {
         }
         match map.remove("error") {
             Some(Value::Object(e)) => BulkGetDoc::Error(
-                serde_json::from_value(Value::Object(e)).unwrap_or_else(|_| BulkGetError::unknown()),
+                serde_json::from_value(Value::Object(e))
+                    .unwrap_or_else(|_| BulkGetError::unknown()),
             ),
             Some(Value::String(error)) => BulkGetDoc::Error(BulkGetError {
                 id: String::new(),
@@ -192,7 +193,10 @@ mod tests {
         let v = serde_json::to_value(&full).unwrap();
         assert_eq!(v, json!({"id": "a", "rev": "2-b", "atts_since": ["1-a"]}));
         assert_eq!(serde_json::from_value::<BulkGetRequest>(v).unwrap(), full);
-        assert_eq!(serde_json::from_value::<BulkGetRequest>(json!({"id": "a"})).unwrap(), bare);
+        assert_eq!(
+            serde_json::from_value::<BulkGetRequest>(json!({"id": "a"})).unwrap(),
+            bare
+        );
     }
 
     #[test]
@@ -203,7 +207,9 @@ mod tests {
         ]});
         let r: BulkGetResult = serde_json::from_value(couch.clone()).unwrap();
         assert_eq!(r.docs[0].doc(), Some(&json!({"_id": "a", "_rev": "1-x"})));
-        let BulkGetDoc::Error(e) = &r.docs[1] else { panic!("not an error") };
+        let BulkGetDoc::Error(e) = &r.docs[1] else {
+            panic!("not an error")
+        };
         assert_eq!(e.rev.as_deref(), Some("2-y"));
         assert_eq!(serde_json::to_value(&r).unwrap(), couch);
         // The store's form of a request without a rev: CouchDB's "undefined".
@@ -236,7 +242,10 @@ mod tests {
         );
         // pouchdb-server, for a document that does not exist.
         assert_eq!(BulkGetDoc::from_json(json!({})), BulkGetDoc::Missing(None));
-        assert_eq!(BulkGetDoc::from_json(json!(null)), BulkGetDoc::Missing(None));
+        assert_eq!(
+            BulkGetDoc::from_json(json!(null)),
+            BulkGetDoc::Missing(None)
+        );
         // pouchdb-server's flattened error.
         assert_eq!(
             BulkGetDoc::from_json(json!({"error": "not_found", "reason": "deleted"})),
@@ -253,7 +262,10 @@ mod tests {
         else {
             panic!("not an error entry")
         };
-        assert_eq!((e.error.as_str(), e.rev.as_deref()), ("not_found", Some("1-x")));
+        assert_eq!(
+            (e.error.as_str(), e.rev.as_deref()),
+            ("not_found", Some("1-x"))
+        );
         let BulkGetDoc::Error(e) = BulkGetDoc::from_json(json!({"error": {"id": 5}})) else {
             panic!("not an error entry")
         };
@@ -272,14 +284,21 @@ mod tests {
         );
         let ok: BulkGetDoc<String> = BulkGetDoc::Ok(json!({"a": 1})).map(|d| d.to_string());
         assert_eq!(ok, BulkGetDoc::Ok(r#"{"a":1}"#.to_owned()));
-        assert_eq!(missing.map(|d| d.to_string()), BulkGetDoc::Missing(Some("3-c".parse().unwrap())));
+        assert_eq!(
+            missing.map(|d| d.to_string()),
+            BulkGetDoc::Missing(Some("3-c".parse().unwrap()))
+        );
     }
 
     #[test]
     fn options_default_to_couchdbs_and_replication_reads_revs_and_latest() {
         assert_eq!(
             BulkGetOptions::default(),
-            BulkGetOptions { revs: false, latest: false, attachments: false }
+            BulkGetOptions {
+                revs: false,
+                latest: false,
+                attachments: false
+            }
         );
         assert!(BulkGetOptions::REPLICATION.revs && BulkGetOptions::REPLICATION.latest);
         assert!(!BulkGetOptions::REPLICATION.attachments);

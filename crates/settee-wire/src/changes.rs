@@ -204,9 +204,10 @@ mod tests {
         let row: Change = serde_json::from_str(r#"{"id":"a","changes":[{"rev":"1-x"}]}"#).unwrap();
         assert_eq!(row.seq.as_json(), &Value::Null);
         // pouchdb-server's sequences are integers.
-        let row: Change =
-            serde_json::from_str(r#"{"seq":3,"id":"a","changes":[{"rev":"1-x"}],"doc":{"_id":"a"}}"#)
-                .unwrap();
+        let row: Change = serde_json::from_str(
+            r#"{"seq":3,"id":"a","changes":[{"rev":"1-x"}],"doc":{"_id":"a"}}"#,
+        )
+        .unwrap();
         assert_eq!(row.seq, Seq::from(3));
         assert_eq!(row.doc, Some(json!({"_id": "a"})));
     }
@@ -220,7 +221,10 @@ mod tests {
         assert_eq!(row.changes, [rev("0-")]);
         assert_eq!(row.invalid_revs, ["-1-b", "7", "99999999999999999999999-x"]);
         let back = serde_json::to_value(&row).unwrap();
-        assert_eq!(back["invalid_revs"], json!(["-1-b", "7", "99999999999999999999999-x"]));
+        assert_eq!(
+            back["invalid_revs"],
+            json!(["-1-b", "7", "99999999999999999999999-x"])
+        );
         assert_eq!(back["changes"], json!([{"rev": "0-"}]));
     }
 

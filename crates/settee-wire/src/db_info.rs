@@ -103,9 +103,15 @@ mod tests {
             "compact_running": false, "cluster": {"q": 2, "n": 1, "w": 1, "r": 1}});
         let info: DbInfo = serde_json::from_value(couch.clone()).unwrap();
         assert_eq!(info.update_seq.as_json(), &json!("12-g1AAAB"));
-        assert_eq!(info.purge_seq.as_ref().map(Seq::as_json), Some(&json!("0-g1AAAA")));
+        assert_eq!(
+            info.purge_seq.as_ref().map(Seq::as_json),
+            Some(&json!("0-g1AAAA"))
+        );
         assert_eq!(info.sizes.as_ref().and_then(|s| s.active), Some(30));
-        assert_eq!((info.doc_count, info.doc_del_count, info.disk_format_version), (4, 3, 8));
+        assert_eq!(
+            (info.doc_count, info.doc_del_count, info.disk_format_version),
+            (4, 3, 8)
+        );
         assert_eq!(info.other["cluster"]["q"], 2);
         assert_eq!(serde_json::to_value(&info).unwrap(), couch);
     }
@@ -116,7 +122,14 @@ mod tests {
             "db_name": "p", "auto_compaction": false, "adapter": "leveldb",
             "instance_start_time": "1700000000000"});
         let info: DbInfo = serde_json::from_value(pouch.clone()).unwrap();
-        assert_eq!((info.doc_del_count, info.purge_seq.clone(), info.disk_format_version), (0, None, 0));
+        assert_eq!(
+            (
+                info.doc_del_count,
+                info.purge_seq.clone(),
+                info.disk_format_version
+            ),
+            (0, None, 0)
+        );
         assert_eq!(info.update_seq, Seq::from(5));
         assert_eq!(info.instance_start_time.as_deref(), Some("1700000000000"));
         // Written back, the count it left out is 0 (as the client always wrote it).
