@@ -57,7 +57,7 @@ pub use bulk_docs::JsonDoc;
 pub use changes::{ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, Feed};
 pub use client::{ClientBuilder, CouchClient, ServerInfo, DEFAULT_MAX_RESPONSE};
 pub use db::{DbInfo, RemoteDb};
-pub use docs::{AllDocsOptions, AllDocsResponse, PutResponse};
+pub use docs::{AllDocsResponse, PutResponse};
 pub use error::{Error, Failure, Result};
 pub use redacted::RedactedUrl;
 pub use retry::RetryPolicy;
@@ -65,8 +65,8 @@ pub use revs_diff::RevsDiffEntry;
 pub use settee_revtree::{Rev, Revisions, Seq};
 /// The wire shapes this client reads and sends, shared with the store and the server.
 pub use settee_wire::{
-    AllDocsRow, BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest, BulkGetResult,
-    ChangesStyle, CouchError, DocResult, GetOptions, Sizes,
+    AllDocs, AllDocsOptions, AllDocsRow, BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest,
+    BulkGetResult, ChangesStyle, CouchError, DocResult, GetOptions, Sizes,
 };
 
 /// One row of a changes feed: `settee_wire`'s [`Change`](settee_wire::Change) with the

@@ -254,7 +254,7 @@ async fn all_docs_with_keys_and_docs() {
     assert_eq!(rows[1].error.as_deref(), Some("not_found"));
     assert_eq!(rows[2].id.as_deref(), Some("a"));
     let ranged = AllDocsOptions {
-        start_key: Some("b".into()),
+        startkey: Some("b".into()),
         limit: Some(1),
         ..Default::default()
     };

@@ -1,14 +1,14 @@
 //! Option structs for opening a store and for each read, with CouchDB's query-parameter
 //! names and defaults. All have public fields and `Default`, for `..Default::default()`.
-//! The options of requests the client sends too (`GET` of a document, `_bulk_get`, the
-//! `style` of `_changes`) are `settee_wire`'s.
+//! The options of requests the client sends too (`GET` of a document, `_bulk_get`,
+//! `_all_docs`, the `style` of `_changes`) are `settee_wire`'s.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use settee_revtree::Rev;
 
-pub use settee_wire::{BulkGetOptions, BulkGetRequest, ChangesStyle, GetOptions};
+pub use settee_wire::{AllDocsOptions, BulkGetOptions, BulkGetRequest, ChangesStyle, GetOptions};
 
 /// When a write becomes durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,49 +72,6 @@ pub enum OpenRevs {
     All,
     /// These revisions (`open_revs=[...]`); with `latest`, their newest leaves.
     Revs(Vec<Rev>),
-}
-
-/// Options of `_all_docs`. Keys are document ids compared by their UTF-8 bytes (CouchDB's
-/// raw collation, which `_all_docs` uses).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllDocsOptions {
-    /// Start at this id (inclusive).
-    pub startkey: Option<String>,
-    /// Stop at this id (inclusive unless `inclusive_end` is false).
-    pub endkey: Option<String>,
-    /// Exactly these ids, in this order; deleted and missing ids get rows too.
-    pub keys: Option<Vec<String>>,
-    /// At most this many rows.
-    pub limit: Option<usize>,
-    /// Skip this many rows first.
-    pub skip: usize,
-    /// Walk the ids from the last to the first.
-    pub descending: bool,
-    /// Add each row's winning document as `doc`.
-    pub include_docs: bool,
-    /// With `include_docs`, add `_conflicts` to each doc.
-    pub conflicts: bool,
-    /// Whether `endkey` itself is included (default true).
-    pub inclusive_end: bool,
-    /// With `include_docs`, inline attachment bodies.
-    pub attachments: bool,
-}
-
-impl Default for AllDocsOptions {
-    fn default() -> AllDocsOptions {
-        AllDocsOptions {
-            startkey: None,
-            endkey: None,
-            keys: None,
-            limit: None,
-            skip: 0,
-            descending: false,
-            include_docs: false,
-            conflicts: false,
-            inclusive_end: true,
-            attachments: false,
-        }
-    }
 }
 
 /// Options of `_changes`.

@@ -1,6 +1,6 @@
 //! What the store's calls return, one type per CouchDB response shape; each serialises to
 //! the JSON CouchDB sends for it. The shapes the client reads too (`_changes`, `_bulk_get`,
-//! `_bulk_docs`, `_all_docs` rows, database information) are `settee_wire`'s, here with the
+//! `_bulk_docs`, `_all_docs`, database information) are `settee_wire`'s, here with the
 //! store's integer sequences; the ones only the store answers are defined here.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,9 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use settee_revtree::Rev;
 
-pub use settee_wire::{AllDocsRow, BulkGetDoc, BulkGetError, BulkGetResult, DocResult, Sizes};
+pub use settee_wire::{
+    AllDocs, AllDocsRow, BulkGetDoc, BulkGetError, BulkGetResult, DocResult, Sizes,
+};
 
 use crate::Error;
 
@@ -54,17 +56,6 @@ impl Serialize for OpenRevResult {
         }
         m.end()
     }
-}
-
-/// An `_all_docs` reply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AllDocs {
-    /// Number of live documents in the store.
-    pub total_rows: u64,
-    /// Rows before the first returned one in the index (for `keys` requests, 0).
-    pub offset: u64,
-    /// The rows.
-    pub rows: Vec<AllDocsRow>,
 }
 
 /// A `_purge` reply.

@@ -253,14 +253,14 @@ fn all_docs_ranges_skip_limit_descending_inclusive_end() {
     let q = |o: AllDocsOptions| db.all_docs(&o).unwrap();
     let all = q(AllDocsOptions::default());
     assert_eq!(keys_of(&all), ["a", "b", "c", "d", "e"]);
-    assert_eq!((all.total_rows, all.offset), (5, 0));
+    assert_eq!((all.total_rows, all.offset), (5, Some(0)));
     let r = q(AllDocsOptions {
         startkey: Some("b".into()),
         endkey: Some("d".into()),
         ..Default::default()
     });
     assert_eq!(keys_of(&r), ["b", "c", "d"]);
-    assert_eq!(r.offset, 1);
+    assert_eq!(r.offset, Some(1));
     let r = q(AllDocsOptions {
         startkey: Some("b".into()),
         endkey: Some("d".into()),
@@ -274,7 +274,7 @@ fn all_docs_ranges_skip_limit_descending_inclusive_end() {
         ..Default::default()
     });
     assert_eq!(keys_of(&r), ["b", "c"]);
-    assert_eq!(r.offset, 1);
+    assert_eq!(r.offset, Some(1));
     let r = q(AllDocsOptions {
         descending: true,
         startkey: Some("d".into()),
@@ -282,7 +282,7 @@ fn all_docs_ranges_skip_limit_descending_inclusive_end() {
         ..Default::default()
     });
     assert_eq!(keys_of(&r), ["d", "c", "b"]);
-    assert_eq!(r.offset, 1);
+    assert_eq!(r.offset, Some(1));
     let r = q(AllDocsOptions {
         descending: true,
         startkey: Some("d".into()),

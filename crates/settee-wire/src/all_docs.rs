@@ -1,8 +1,72 @@
-//! `_all_docs`: one row of the answer ([`AllDocsRow`]). The answer around the rows and the
-//! request options stay with the store and the client, which page it differently.
+//! `_all_docs`: its query parameters ([`AllDocsOptions`]), its answer ([`AllDocs`]) and
+//! one row of it ([`AllDocsRow`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// Options of `_all_docs`; each field is CouchDB's query parameter of the same name (`keys`
+/// goes in a `POST` body), and the default is CouchDB's. Keys are document ids, compared by
+/// their UTF-8 bytes (CouchDB's raw collation, which `_all_docs` uses).
+///
+/// ```
+/// let opts = settee_wire::AllDocsOptions { startkey: Some("note:".into()), ..Default::default() };
+/// assert!(opts.inclusive_end && opts.limit.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllDocsOptions {
+    /// Start at this id (inclusive).
+    pub startkey: Option<String>,
+    /// Stop at this id (inclusive unless `inclusive_end` is false).
+    pub endkey: Option<String>,
+    /// Exactly these ids, in this order; deleted and missing ids get rows too (missing
+    /// ones with `error: "not_found"`).
+    pub keys: Option<Vec<String>>,
+    /// At most this many rows.
+    pub limit: Option<usize>,
+    /// Skip this many rows first.
+    pub skip: usize,
+    /// Walk the ids from the last to the first.
+    pub descending: bool,
+    /// Add each row's winning document as `doc`.
+    pub include_docs: bool,
+    /// With `include_docs`, add `_conflicts` to each document.
+    pub conflicts: bool,
+    /// Whether `endkey` itself is included (default true).
+    pub inclusive_end: bool,
+    /// With `include_docs`, inline attachment bodies.
+    pub attachments: bool,
+}
+
+impl Default for AllDocsOptions {
+    fn default() -> AllDocsOptions {
+        AllDocsOptions {
+            startkey: None,
+            endkey: None,
+            keys: None,
+            limit: None,
+            skip: 0,
+            descending: false,
+            include_docs: false,
+            conflicts: false,
+            inclusive_end: true,
+            attachments: false,
+        }
+    }
+}
+
+/// The answer of `_all_docs`: `{"total_rows", "offset", "rows": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllDocs {
+    /// Live documents in the database (0 when the server does not say).
+    #[serde(default)]
+    pub total_rows: u64,
+    /// Rows before the first returned one in the index (the store answers 0 for `keys`
+    /// requests; CouchDB sends `null` for them, and some servers nothing: `None`).
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// The rows.
+    pub rows: Vec<AllDocsRow>,
+}
 
 /// One row of `_all_docs`: `{"id", "key", "value": {"rev", "deleted"?}, "doc"?}`, or
 /// `{"key", "error": "not_found"}` for a requested key that names no document.

@@ -5,7 +5,8 @@
 //! - `_bulk_get` (and `open_revs`): [`BulkGetRequest`], [`BulkGetOptions`],
 //!   [`BulkGetResult`], [`BulkGetDoc`], [`BulkGetError`].
 //! - `_bulk_docs`: [`DocResult`] (with [`CouchError`], what a failure answers with).
-//! - `GET /{db}/{docid}`: [`GetOptions`]; `_all_docs`: [`AllDocsRow`].
+//! - `GET /{db}/{docid}`: [`GetOptions`].
+//! - `_all_docs`: [`AllDocsOptions`], [`AllDocs`], [`AllDocsRow`].
 //! - `GET /{db}`: [`DbInfo`], [`Sizes`].
 //!
 //! Each type serialises to the JSON CouchDB sends for it (the store's answers, which the
@@ -34,7 +35,7 @@ mod changes;
 mod db_info;
 mod get;
 
-pub use all_docs::AllDocsRow;
+pub use all_docs::{AllDocs, AllDocsOptions, AllDocsRow};
 pub use bulk_docs::{CouchError, DocResult};
 pub use bulk_get::{BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest, BulkGetResult};
 pub use changes::{Change, Changes, ChangesStyle};
