@@ -111,4 +111,42 @@ mod tests {
             (None, Some("not_found"))
         );
     }
+
+    #[test]
+    fn answers_of_couchdb_pouchdb_server_and_the_store_round_trip() {
+        let couch = json!({"total_rows": 2, "offset": 1,
+                           "rows": [{"id": "b", "key": "b", "value": {"rev": "1-b"}}]});
+        let all: AllDocs = serde_json::from_value(couch.clone()).unwrap();
+        assert_eq!(
+            (all.total_rows, all.offset, all.rows.len()),
+            (2, Some(1), 1)
+        );
+        assert_eq!(serde_json::to_value(&all).unwrap(), couch);
+        // CouchDB answers a `keys` request with `"offset": null`.
+        let keys = json!({"total_rows": 2, "offset": null,
+                          "rows": [{"key": "zz", "error": "not_found"}]});
+        let all: AllDocs = serde_json::from_value(keys.clone()).unwrap();
+        assert_eq!(all.offset, None);
+        assert_eq!(serde_json::to_value(&all).unwrap(), keys);
+        // A server that leaves both counts out.
+        let bare: AllDocs = serde_json::from_value(json!({"rows": []})).unwrap();
+        assert_eq!((bare.total_rows, bare.offset), (0, None));
+        // The store's answer: counts always given.
+        let store = AllDocs {
+            total_rows: 3,
+            offset: Some(0),
+            rows: vec![],
+        };
+        assert_eq!(
+            serde_json::to_value(&store).unwrap(),
+            json!({"total_rows": 3, "offset": 0, "rows": []})
+        );
+    }
+
+    #[test]
+    fn options_default_to_couchdbs() {
+        let d = AllDocsOptions::default();
+        assert!(d.inclusive_end && !d.descending && !d.include_docs && !d.attachments);
+        assert_eq!((d.skip, d.limit, d.keys), (0, None, None));
+    }
 }

@@ -37,3 +37,27 @@ pub struct GetOptions {
     /// document's tree knows (the rest stay stubs).
     pub atts_since: Vec<Rev>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_couchdbs_all_off() {
+        let d = GetOptions::default();
+        assert_eq!(d.rev, None);
+        assert!(![
+            d.latest,
+            d.revs,
+            d.revs_info,
+            d.conflicts,
+            d.deleted_conflicts,
+            d.meta,
+            d.local_seq,
+            d.attachments,
+            d.att_encoding_info
+        ]
+        .contains(&true));
+        assert!(d.atts_since.is_empty());
+    }
+}
