@@ -59,6 +59,10 @@ pub type ChangesResponse = settee_wire::Changes<Seq>;
 /// CouchDB query parameter of the same name. The default asks for `style=all_docs`
 /// (CouchDB's own default is `main_only`), because a replicator that sees only winners
 /// loses conflicts.
+///
+/// Not the store's `ChangesOptions`, on purpose: this is an HTTP request (feeds,
+/// heartbeats, server-side filters, an opaque `since`); the store's is a query it answers
+/// from its own index. The `style`, the rows and the answer are `settee_wire`'s, shared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangesOptions {
     /// `normal` or `longpoll` for [`RemoteDb::changes`]; [`RemoteDb::changes_stream`] always

@@ -74,7 +74,13 @@ pub enum OpenRevs {
     Revs(Vec<Rev>),
 }
 
-/// Options of `_changes`.
+/// Options of `_changes` read from this store.
+///
+/// Not the client's `settee_couch::ChangesOptions`, on purpose: that one is an HTTP request
+/// (`feed`, `heartbeat`, `timeout`, `seq_interval`, server-side filters, an opaque `since`),
+/// this one a query the store answers at once from its by-sequence index (integer `since`,
+/// `_doc_ids` only, `skip_pending`). What both send and receive (the `style`, the rows and
+/// the answer) is `settee_wire`'s.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangesOptions {
     /// Only changes after this sequence (0 = from the start).

@@ -300,7 +300,13 @@ mod tests {
                 attachments: false
             }
         );
-        assert!(BulkGetOptions::REPLICATION.revs && BulkGetOptions::REPLICATION.latest);
-        assert!(!BulkGetOptions::REPLICATION.attachments);
+        assert_eq!(
+            BulkGetOptions::REPLICATION,
+            BulkGetOptions {
+                revs: true,
+                latest: true,
+                attachments: false
+            }
+        );
     }
 }
