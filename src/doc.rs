@@ -245,7 +245,7 @@ impl Db {
                     .into_iter()
                     .map(|row| {
                         let doc = row.doc.filter(|d| !d.is_null());
-                        (row.key.as_str().unwrap_or_default().to_owned(), doc)
+                        (row.key, doc)
                     })
                     .collect()
             }

@@ -170,20 +170,9 @@ impl Db {
                 blocking(d, move |d| d.bulk_get(&reqs, &opts)).await
             }
             Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
-                let creqs: Vec<settee_couch::BulkGetRequest> = reqs
-                    .iter()
-                    .map(|q| settee_couch::BulkGetRequest {
-                        id: q.id.clone(),
-                        rev: q.rev.clone(),
-                        atts_since: q.atts_since.clone(),
-                    })
-                    .collect();
-                let copts = settee_couch::BulkGetOptions {
-                    revs: opts.revs,
-                    latest: opts.latest,
-                    attachments: opts.attachments,
-                };
-                let answers = r.bulk_get(&creqs, &copts).await?;
+                // The store's answer forms: a `missing` entry (`open_revs`, pouchdb-server)
+                // becomes CouchDB's `not_found` error object, naming the revision asked for.
+                let answers = r.bulk_get(reqs, opts).await?;
                 Ok(answers
                     .into_iter()
                     .zip(reqs)
@@ -193,23 +182,19 @@ impl Db {
                             .docs
                             .into_iter()
                             .map(|d| match d {
-                                settee_couch::BulkGetDoc::Ok(doc) => BulkGetDoc::Ok(doc),
-                                settee_couch::BulkGetDoc::Missing(rev) => {
-                                    BulkGetDoc::Error(BulkGetError {
-                                        id: q.id.clone(),
-                                        rev: rev.map_or_else(asked, |r| r.to_string()),
-                                        error: "not_found".into(),
-                                        reason: "missing".into(),
-                                    })
-                                }
-                                settee_couch::BulkGetDoc::Error(e) => {
-                                    BulkGetDoc::Error(BulkGetError {
-                                        id: if e.id.is_empty() { q.id.clone() } else { e.id },
-                                        rev: e.rev.unwrap_or_else(asked),
-                                        error: e.error,
-                                        reason: e.reason,
-                                    })
-                                }
+                                BulkGetDoc::Ok(doc) => BulkGetDoc::Ok(doc),
+                                BulkGetDoc::Missing(rev) => BulkGetDoc::Error(BulkGetError {
+                                    id: q.id.clone(),
+                                    rev: Some(rev.map_or_else(asked, |r| r.to_string())),
+                                    error: "not_found".into(),
+                                    reason: "missing".into(),
+                                }),
+                                BulkGetDoc::Error(e) => BulkGetDoc::Error(BulkGetError {
+                                    id: if e.id.is_empty() { q.id.clone() } else { e.id },
+                                    rev: Some(e.rev.unwrap_or_else(asked)),
+                                    error: e.error,
+                                    reason: e.reason,
+                                }),
                             })
                             .collect();
                         BulkGetResult { id: a.id, docs }
@@ -227,17 +212,9 @@ impl Db {
     pub async fn bulk_docs(&self, docs: Vec<Value>) -> Result<Vec<DocResult>> {
         match self {
             Db::Local(d) => blocking(d, move |d| d.bulk_docs(docs, true)).await,
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => Ok(r
-                .bulk_docs(&docs, true)
-                .await?
-                .into_iter()
-                .map(|c| DocResult {
-                    id: c.id,
-                    rev: c.rev,
-                    error: c.error,
-                    reason: c.reason,
-                })
-                .collect()),
+            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                Ok(r.bulk_docs(&docs, true).await?)
+            }
         }
     }
 

@@ -157,9 +157,9 @@ async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
         // (With a short first wait, a wait could end by its backoff just as the server
         // returns, and the test would fail without a fault.)
         retry: RetryPolicy {
-            initial: Duration::from_secs(20),
-            max: Duration::from_secs(60),
-            one_shot_attempts: 5,
+            initial_delay: Duration::from_secs(20),
+            max_delay: Duration::from_secs(60),
+            max_retries: 4,
         },
         ..Default::default()
     };
@@ -323,9 +323,9 @@ async fn issue_19_retry_now_cuts_a_long_backoff_short() {
         ReplicateOptions {
             continuous: true,
             retry: RetryPolicy {
-                initial: Duration::from_secs(60),
-                max: Duration::from_secs(60),
-                one_shot_attempts: 5,
+                initial_delay: Duration::from_secs(60),
+                max_delay: Duration::from_secs(60),
+                max_retries: 4,
             },
             ..Default::default()
         },
@@ -425,9 +425,9 @@ async fn issue_19_retry_after_of_a_503_is_kept() {
         &remote,
         ReplicateOptions {
             retry: RetryPolicy {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(60),
-                one_shot_attempts: 5,
+                initial_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(60),
+                max_retries: 4,
             },
             ..Default::default()
         },

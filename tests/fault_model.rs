@@ -51,9 +51,9 @@ fn one_shot_opts() -> ReplicateOptions {
     ReplicateOptions {
         batch_size: 4,
         retry: RetryPolicy {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(400),
-            one_shot_attempts: 4,
+            initial_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(400),
+            max_retries: 3,
         },
         ..Default::default()
     }
@@ -184,9 +184,9 @@ async fn run_sequence(seed: u64, steps: usize) {
             checkpoint_interval: Duration::from_millis(300),
             longpoll: Duration::from_millis(500),
             retry: RetryPolicy {
-                initial: Duration::from_millis(50),
-                max: Duration::from_millis(500),
-                one_shot_attempts: 4,
+                initial_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(500),
+                max_retries: 3,
             },
             ..Default::default()
         },

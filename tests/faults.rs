@@ -234,9 +234,9 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
             checkpoint_interval: Duration::from_millis(200),
             longpoll: Duration::from_secs(1),
             retry: RetryPolicy {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-                one_shot_attempts: 5,
+                initial_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(1),
+                max_retries: 4,
             },
             ..Default::default()
         },
@@ -337,9 +337,9 @@ async fn connection_refused() {
             continuous: true,
             longpoll: Duration::from_secs(1),
             retry: RetryPolicy {
-                initial: Duration::from_millis(100),
-                max: Duration::from_millis(500),
-                one_shot_attempts: 5,
+                initial_delay: Duration::from_millis(100),
+                max_delay: Duration::from_millis(500),
+                max_retries: 4,
             },
             ..Default::default()
         },

@@ -52,9 +52,9 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
         checkpoint_interval: Duration::from_millis(500),
         longpoll: Duration::from_secs(10),
         retry: RetryPolicy {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(2),
-            one_shot_attempts: 5,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            max_retries: 4,
         },
         ..Default::default()
     };
@@ -161,9 +161,9 @@ async fn caught_up_direction_reports_paused_again_after_an_outage() {
     let opts = ReplicateOptions {
         continuous: true,
         retry: RetryPolicy {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(500),
-            one_shot_attempts: 5,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+            max_retries: 4,
         },
         ..Default::default()
     };

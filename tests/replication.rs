@@ -370,9 +370,9 @@ async fn pull_survives_connections_cut_mid_run() {
     let opts = ReplicateOptions {
         batch_size: 100,
         retry: settee::replicate::RetryPolicy {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(400),
-            one_shot_attempts: 1000,
+            initial_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(400),
+            max_retries: 999,
         },
         ..Default::default()
     };
@@ -426,9 +426,9 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         batches_in_flight: 1,
         checkpoint_interval: Duration::ZERO,
         retry: settee::replicate::RetryPolicy {
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-            one_shot_attempts: 3,
+            initial_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            max_retries: 2,
         },
         ..Default::default()
     };

@@ -153,9 +153,9 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     }
     let opts = || ReplicateOptions {
         retry: RetryPolicy {
-            initial: std::time::Duration::from_millis(10),
-            max: std::time::Duration::from_millis(50),
-            one_shot_attempts: 2,
+            initial_delay: std::time::Duration::from_millis(10),
+            max_delay: std::time::Duration::from_millis(50),
+            max_retries: 1,
         },
         ..Default::default()
     };

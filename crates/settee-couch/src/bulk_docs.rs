@@ -1,12 +1,13 @@
 //! `_bulk_docs`: writing many documents, typically replicated revisions with
-//! `new_edits=false`. Per-document failures are results, not errors.
+//! `new_edits=false`. Per-document failures are results ([`DocResult`], `settee_wire`'s),
+//! not errors.
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::{Error, RemoteDb, Result, Rev};
+use crate::{DocResult, Error, RemoteDb, Result, Rev};
 
 /// A document [`RemoteDb::bulk_docs`] can send: parsed (`Value`) or JSON text
 /// (`Box<RawValue>`, sent as it is).
@@ -69,35 +70,6 @@ fn refused_for_a_document(e: &Error, new_edits: bool) -> bool {
             matches!(e.status(), Some(400 | 412 | 415))
         }
         _ => false,
-    }
-}
-
-/// The outcome of writing one document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DocResult {
-    /// The document id.
-    pub id: String,
-    /// The new revision, when written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rev: Option<Rev>,
-    /// CouchDB's error name (`conflict`, `forbidden`, `unauthorized`, `too_large`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// CouchDB's reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl DocResult {
-    /// Whether the document was written.
-    pub fn is_ok(&self) -> bool {
-        self.error.is_none()
-    }
-
-    /// Whether a validation function refused it (`forbidden` or `unauthorized`): the
-    /// replicator counts these and carries on.
-    pub fn is_denied(&self) -> bool {
-        matches!(self.error.as_deref(), Some("forbidden" | "unauthorized"))
     }
 }
 

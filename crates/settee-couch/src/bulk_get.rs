@@ -1,6 +1,7 @@
 //! `_bulk_get`, and its fallback for servers without it: one `GET ?open_revs=[...]` per
 //! requested revision, reshaped to `_bulk_get`'s answer (PouchDB's `bulkGetShim` does the
-//! same). Whether the server has `_bulk_get` is learnt once per [`RemoteDb`].
+//! same). Whether the server has `_bulk_get` is learnt once per [`RemoteDb`]. The request
+//! and answer shapes are `settee_wire`'s.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -15,7 +16,10 @@ use serde_json::Value;
 
 use crate::docs::{is_missing_doc, json_list};
 use crate::transport::Call;
-use crate::{Error, RemoteDb, Result, Rev};
+use crate::{
+    BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest, BulkGetResult, Error, RemoteDb,
+    Result, Rev,
+};
 
 const UNKNOWN: u8 = 0;
 const SUPPORTED: u8 = 1;
@@ -24,131 +28,6 @@ const UNSUPPORTED: u8 = 2;
 /// How many fallback `GET`s run at once (PouchDB's shim uses 6 too: the browser's
 /// per-host connection limit).
 const FALLBACK_CONCURRENCY: usize = 6;
-
-/// One item of a `_bulk_get` request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BulkGetRequest {
-    /// The document id.
-    pub id: String,
-    /// The revision; `None` for the current leaves.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rev: Option<Rev>,
-    /// Revisions the client has: attachments unchanged since them are sent as stubs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub atts_since: Vec<Rev>,
-}
-
-/// Options of [`RemoteDb::bulk_get`]; each is the query parameter of the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BulkGetOptions {
-    /// Include `_revisions` (replication needs them). Default true.
-    pub revs: bool,
-    /// Return the latest leaf descending from each revision. Default true.
-    pub latest: bool,
-    /// Inline attachment bodies. Default false.
-    pub attachments: bool,
-}
-
-impl Default for BulkGetOptions {
-    fn default() -> BulkGetOptions {
-        BulkGetOptions {
-            revs: true,
-            latest: true,
-            attachments: false,
-        }
-    }
-}
-
-/// The answer for one request item. `D` is how documents come: parsed (`Value`, from
-/// [`RemoteDb::bulk_get`]) or as JSON text (`Box<RawValue>`, from
-/// [`RemoteDb::bulk_get_json`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BulkGetResult<D = Value> {
-    /// The document id.
-    pub id: String,
-    /// One entry per revision returned (several for a conflicted doc requested without `rev`).
-    pub docs: Vec<BulkGetDoc<D>>,
-}
-
-/// One revision in a [`BulkGetResult`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BulkGetDoc<D = Value> {
-    /// The document at that revision (with `_revisions` when asked for).
-    Ok(D),
-    /// The revision is not there (the `open_revs` form, and pouchdb-server's `{}` for a
-    /// document that does not exist, which has no rev).
-    Missing(Option<Rev>),
-    /// CouchDB's form: `{"error": {"id", "rev", "error", "reason"}}`.
-    Error(BulkGetError),
-}
-
-/// An error entry of `_bulk_get`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BulkGetError {
-    /// The document id.
-    #[serde(default)]
-    pub id: String,
-    /// The revision asked for.
-    #[serde(default)]
-    pub rev: Option<String>,
-    /// CouchDB's error name (`not_found`, ...).
-    #[serde(default)]
-    pub error: String,
-    /// CouchDB's reason.
-    #[serde(default)]
-    pub reason: String,
-}
-
-impl BulkGetDoc {
-    fn from_value(v: Value) -> BulkGetDoc {
-        let Value::Object(mut map) = v else {
-            return BulkGetDoc::Missing(None);
-        };
-        if let Some(doc) = map.remove("ok") {
-            return BulkGetDoc::Ok(doc);
-        }
-        if let Some(missing) = map.remove("missing") {
-            return BulkGetDoc::Missing(missing.as_str().and_then(|s| s.parse().ok()));
-        }
-        match map.remove("error") {
-            Some(Value::Object(e)) => BulkGetDoc::Error(
-                serde_json::from_value(Value::Object(e)).unwrap_or_else(|_| unknown_error()),
-            ),
-            // pouchdb-server flattens it: {"error": name, "reason": text}.
-            Some(Value::String(error)) => BulkGetDoc::Error(BulkGetError {
-                id: String::new(),
-                rev: None,
-                error,
-                reason: map
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-            }),
-            _ => BulkGetDoc::Missing(None),
-        }
-    }
-}
-
-impl<D> BulkGetDoc<D> {
-    /// The document, if this entry has one.
-    pub fn doc(&self) -> Option<&D> {
-        match self {
-            BulkGetDoc::Ok(doc) => Some(doc),
-            _ => None,
-        }
-    }
-
-    /// The same entry with its document converted.
-    fn map<E>(self, f: impl FnOnce(D) -> E) -> BulkGetDoc<E> {
-        match self {
-            BulkGetDoc::Ok(d) => BulkGetDoc::Ok(f(d)),
-            BulkGetDoc::Missing(rev) => BulkGetDoc::Missing(rev),
-            BulkGetDoc::Error(e) => BulkGetDoc::Error(e),
-        }
-    }
-}
 
 /// A form `_bulk_get` can hand documents over in.
 trait DocForm: Sized + Send + 'static {
@@ -163,7 +42,7 @@ trait DocForm: Sized + Send + 'static {
 impl DocForm for Value {
     type Entry = Value;
     fn entry(e: Value) -> BulkGetDoc<Value> {
-        BulkGetDoc::from_value(e)
+        BulkGetDoc::from_json(e)
     }
     fn from_value(v: Value) -> Value {
         v
@@ -202,7 +81,7 @@ impl DocForm for Box<RawValue> {
                 rest.insert(k.into(), v);
             }
         }
-        BulkGetDoc::from_value(Value::Object(rest)).map(Self::from_value)
+        BulkGetDoc::from_json(Value::Object(rest)).map(Self::from_value)
     }
     fn from_value(v: Value) -> Box<RawValue> {
         serde_json::value::to_raw_value(&v).expect("a JSON value always serializes")
@@ -351,15 +230,6 @@ impl DocRevs {
             .and_then(|back| r.ids.get(back))
             .is_some_and(|hash| hash == rev.hash());
         Some(reached)
-    }
-}
-
-fn unknown_error() -> BulkGetError {
-    BulkGetError {
-        id: String::new(),
-        rev: None,
-        error: "unknown_error".into(),
-        reason: String::new(),
     }
 }
 
@@ -609,7 +479,7 @@ impl RemoteDb {
             .send_json_within::<Vec<Value>>(call, limit)
             .await
         {
-            Ok(docs) => docs.into_iter().map(BulkGetDoc::from_value).collect(),
+            Ok(docs) => docs.into_iter().map(BulkGetDoc::from_json).collect(),
             // A document that does not exist at all: one entry, like _bulk_get's.
             Err(Error::NotFound(f)) if is_missing_doc(f.reason()) => {
                 vec![BulkGetDoc::Error(BulkGetError {
@@ -652,34 +522,6 @@ fn lacks_bulk_get(e: &Error) -> bool {
         Error::MethodNotAllowed(_) | Error::BadRequest(_) => true,
         Error::NotFound(f) => !matches!(f.reason(), "no_db_file" | "Database does not exist."),
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_of_every_server_shape_parse() {
-        let ok = BulkGetDoc::from_value(serde_json::json!({"ok": {"_id": "a"}}));
-        assert_eq!(ok.doc(), Some(&serde_json::json!({"_id": "a"})));
-        assert_eq!(
-            BulkGetDoc::from_value(serde_json::json!({"missing": "2-b"})),
-            BulkGetDoc::Missing(Some("2-b".parse().unwrap()))
-        );
-        assert_eq!(
-            BulkGetDoc::from_value(serde_json::json!({})),
-            BulkGetDoc::Missing(None)
-        );
-        let BulkGetDoc::Error(e) = BulkGetDoc::from_value(serde_json::json!(
-            {"error": {"id": "a", "rev": "1-x", "error": "not_found", "reason": "missing"}}))
-        else {
-            panic!("not an error entry")
-        };
-        assert_eq!(
-            (e.error.as_str(), e.rev.as_deref()),
-            ("not_found", Some("1-x"))
-        );
     }
 }
 

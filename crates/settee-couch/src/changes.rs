@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
 use crate::transport::Call;
-use crate::{Error, RedactedUrl, RemoteDb, Result, Rev, Seq};
+use crate::{Change, ChangesStyle, Error, RedactedUrl, RemoteDb, Result, Seq};
 
 /// The longest line a continuous feed may send (a change with `include_docs` and inline
 /// attachments can be large). Beyond it the stream fails instead of growing without bound.
@@ -27,17 +26,6 @@ pub enum Feed {
     Longpoll,
     /// One line per change, as they happen ([`RemoteDb::changes_stream`]).
     Continuous,
-}
-
-/// `style=`: which revisions each change lists.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ChangesStyle {
-    /// Every leaf, including deleted and conflicting ones. Settee's default, because a
-    /// replicator that sees only winners loses conflicts.
-    #[default]
-    AllDocs,
-    /// Only the winning revision (CouchDB's own default).
-    MainOnly,
 }
 
 /// Which documents the feed reports.
@@ -63,9 +51,19 @@ pub enum ChangesFilter {
     Design,
 }
 
+/// The answer of a `normal` or `longpoll` feed: `settee_wire`'s [`Changes`](settee_wire::Changes)
+/// with the server's opaque sequences.
+pub type ChangesResponse = settee_wire::Changes<Seq>;
+
 /// Options of [`RemoteDb::changes`] and [`RemoteDb::changes_stream`]; each field is the
-/// CouchDB query parameter of the same name.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// CouchDB query parameter of the same name. The default asks for `style=all_docs`
+/// (CouchDB's own default is `main_only`), because a replicator that sees only winners
+/// loses conflicts.
+///
+/// Not the store's `ChangesOptions`, on purpose: this is an HTTP request (feeds,
+/// heartbeats, server-side filters, an opaque `since`); the store's is a query it answers
+/// from its own index. The `style`, the rows and the answer are `settee_wire`'s, shared.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChangesOptions {
     /// `normal` or `longpoll` for [`RemoteDb::changes`]; [`RemoteDb::changes_stream`] always
     /// asks for `continuous`.
@@ -95,90 +93,22 @@ pub struct ChangesOptions {
     pub filter: ChangesFilter,
 }
 
-/// One row of a changes feed.
-///
-/// A revision the row lists that is not a valid [`Rev`] (Apache CouchDB stores some that no
-/// `Rev` can hold: a negative position, one beyond `u64`) does not fail the row or the feed:
-/// it is kept, as sent, in [`Change::invalid_revs`], for the caller to report.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(from = "RawChange")]
-pub struct Change {
-    /// Where this change is in the feed; the `since` that resumes after it. May be `null`
-    /// between `seq_interval` rows.
-    pub seq: Seq,
-    /// The document id.
-    pub id: String,
-    /// Its leaf revisions (`style=all_docs`) or its winner.
-    #[serde(serialize_with = "rev_objects_ser")]
-    pub changes: Vec<Rev>,
-    /// The revisions of the row that are not valid revision ids, as sent (a value that is
-    /// not a string, as its JSON text).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub invalid_revs: Vec<String>,
-    /// Whether the winning revision is deleted.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deleted: bool,
-    /// The document, with `include_docs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub doc: Option<Value>,
-}
-
-/// A row as sent, before its revisions are sorted into valid and invalid ones.
-#[derive(Deserialize)]
-struct RawChange {
-    #[serde(default = "null_seq")]
-    seq: Seq,
-    id: String,
-    changes: Vec<RevObject>,
-    #[serde(default)]
-    deleted: bool,
-    #[serde(default)]
-    doc: Option<Value>,
-}
-
-/// `{"rev": ...}`: the rev, or the text of what stood there instead.
-#[derive(Deserialize)]
-struct RevObject {
-    #[serde(default)]
-    rev: Value,
-}
-
-impl From<RawChange> for Change {
-    fn from(raw: RawChange) -> Change {
-        let mut changes = Vec::with_capacity(raw.changes.len());
-        let mut invalid_revs = Vec::new();
-        for RevObject { rev } in raw.changes {
-            let parsed = match &rev {
-                Value::String(text) => text.parse::<Rev>().ok(),
-                _ => None,
-            };
-            match (parsed, rev) {
-                (Some(r), _) => changes.push(r),
-                (None, Value::String(text)) => invalid_revs.push(text),
-                (None, other) => invalid_revs.push(other.to_string()),
-            }
-        }
-        Change {
-            seq: raw.seq,
-            id: raw.id,
-            changes,
-            invalid_revs,
-            deleted: raw.deleted,
-            doc: raw.doc,
+impl Default for ChangesOptions {
+    fn default() -> ChangesOptions {
+        ChangesOptions {
+            feed: Feed::default(),
+            style: ChangesStyle::AllDocs,
+            since: None,
+            limit: None,
+            heartbeat: None,
+            timeout: None,
+            seq_interval: None,
+            include_docs: false,
+            conflicts: false,
+            descending: false,
+            filter: ChangesFilter::default(),
         }
     }
-}
-
-/// The answer of a `normal` or `longpoll` feed.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct ChangesResponse {
-    /// The changes.
-    pub results: Vec<Change>,
-    /// The `since` for the next request.
-    pub last_seq: Seq,
-    /// Changes not sent because of `limit` (CouchDB 2+; absent elsewhere).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<u64>,
 }
 
 /// An item of a continuous feed.
@@ -188,22 +118,6 @@ pub enum ChangesEvent {
     Change(Change),
     /// The feed ended normally (`limit` or `timeout` reached); resume from this sequence.
     LastSeq(Seq),
-}
-
-fn null_seq() -> Seq {
-    Seq::from_json(Value::Null)
-}
-
-fn rev_objects_ser<S: serde::Serializer>(
-    revs: &[Rev],
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let mut seq = s.serialize_seq(Some(revs.len()))?;
-    for rev in revs {
-        seq.serialize_element(&serde_json::json!({ "rev": rev.to_string() }))?;
-    }
-    seq.end()
 }
 
 impl RemoteDb {
@@ -365,7 +279,7 @@ fn changes_query(url: &mut Url, opts: &ChangesOptions, feed: Feed) -> Option<Val
         },
     );
     if opts.style == ChangesStyle::AllDocs {
-        q.append_pair("style", "all_docs");
+        q.append_pair("style", ChangesStyle::AllDocs.as_str());
     }
     if let Some(since) = &opts.since {
         q.append_pair("since", &since.to_query());
@@ -423,6 +337,7 @@ fn changes_query(url: &mut Url, opts: &ChangesOptions, feed: Feed) -> Option<Val
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Rev;
 
     #[test]
     fn rows_parse_with_opaque_seqs() {

@@ -7,12 +7,15 @@ use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::ids::encode_doc_id;
 use crate::transport::Call;
 use crate::{CouchClient, Error, RedactedUrl, Result, Seq};
+
+/// Database information (`GET /{db}`): `settee_wire`'s [`DbInfo`](settee_wire::DbInfo) with
+/// the server's opaque sequences; members it does not name are kept in `other`.
+pub type DbInfo = settee_wire::DbInfo<Seq>;
 
 /// A database on a CouchDB server. Cloning is cheap; clones share the client and what was
 /// learnt about the server (whether it has `_bulk_get`).
@@ -32,27 +35,6 @@ impl fmt::Debug for RemoteDb {
             .field("url", &self.shown)
             .finish()
     }
-}
-
-/// Database information (`GET /{db}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DbInfo {
-    /// The database's name.
-    pub db_name: String,
-    /// Live documents.
-    pub doc_count: u64,
-    /// Deleted documents (absent on pouchdb-server: 0).
-    #[serde(default)]
-    pub doc_del_count: u64,
-    /// The current update sequence. Opaque.
-    pub update_seq: Seq,
-    /// Changes when the database is reopened (CouchDB 1.x and pouchdb-server; `"0"` on
-    /// CouchDB 2+).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_start_time: Option<String>,
-    /// Every other field (`sizes`, `props`, `purge_seq`, ...), as sent.
-    #[serde(flatten)]
-    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl RemoteDb {

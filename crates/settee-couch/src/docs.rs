@@ -1,5 +1,6 @@
 //! Single documents (`GET`/`PUT`/`DELETE /{db}/{id}`), `_local` documents and `_all_docs`.
-//! Bodies are `serde_json::Value`s: this crate does not interpret user documents.
+//! Bodies are `serde_json::Value`s: this crate does not interpret user documents. The
+//! options of a `GET` and `_all_docs`' options and answer are `settee_wire`'s.
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -7,28 +8,10 @@ use serde_json::Value;
 
 use crate::ids::local_id;
 use crate::transport::Call;
-use crate::{Error, RemoteDb, Result, Rev};
+use crate::{AllDocs, AllDocsOptions, Error, GetOptions, RemoteDb, Result, Rev};
 
-/// Options of [`RemoteDb::get`]; each is the CouchDB query parameter of the same name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GetOptions {
-    /// A specific revision instead of the winner.
-    pub rev: Option<Rev>,
-    /// Include `_revisions`.
-    pub revs: bool,
-    /// Include `_conflicts`.
-    pub conflicts: bool,
-    /// Include `_deleted_conflicts`.
-    pub deleted_conflicts: bool,
-    /// Return the latest leaf descending from `rev`.
-    pub latest: bool,
-    /// Inline attachment bodies (base64).
-    pub attachments: bool,
-    /// Include `encoding`/`encoded_length` of compressed attachments.
-    pub att_encoding_info: bool,
-    /// Send only attachments changed since these revs (with `attachments`).
-    pub atts_since: Vec<Rev>,
-}
+/// The answer of `_all_docs`: `settee_wire`'s [`AllDocs`].
+pub type AllDocsResponse = AllDocs;
 
 /// The answer to a successful write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,60 +20,6 @@ pub struct PutResponse {
     pub id: String,
     /// The new revision.
     pub rev: Rev,
-}
-
-/// Options of [`RemoteDb::all_docs`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AllDocsOptions {
-    /// Only these ids, in this order (`POST` with `{"keys": [...]}`); missing ones come back
-    /// as rows with `error: "not_found"`.
-    pub keys: Option<Vec<String>>,
-    /// Include each document in its row.
-    pub include_docs: bool,
-    /// Include `_conflicts` in the documents.
-    pub conflicts: bool,
-    /// First id (inclusive).
-    pub start_key: Option<String>,
-    /// Last id (inclusive).
-    pub end_key: Option<String>,
-    /// At most this many rows.
-    pub limit: Option<u64>,
-    /// Skip this many rows.
-    pub skip: Option<u64>,
-    /// Reverse order.
-    pub descending: bool,
-}
-
-/// The answer of `_all_docs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AllDocsResponse {
-    /// Documents in the database.
-    #[serde(default)]
-    pub total_rows: u64,
-    /// Rows skipped.
-    #[serde(default)]
-    pub offset: Option<u64>,
-    /// The rows.
-    pub rows: Vec<AllDocsRow>,
-}
-
-/// One row of `_all_docs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AllDocsRow {
-    /// The document id (absent in error rows).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// The key (the id).
-    pub key: Value,
-    /// `{"rev": ..., "deleted"?: true}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
-    /// The document, with `include_docs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub doc: Option<Value>,
-    /// `"not_found"` for a requested key that does not exist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 impl RemoteDb {
@@ -113,6 +42,9 @@ impl RemoteDb {
                 ("latest", opts.latest),
                 ("attachments", opts.attachments),
                 ("att_encoding_info", opts.att_encoding_info),
+                ("revs_info", opts.revs_info),
+                ("meta", opts.meta),
+                ("local_seq", opts.local_seq),
             ] {
                 if on {
                     q.append_pair(name, "true");
@@ -216,17 +148,24 @@ impl RemoteDb {
             if opts.descending {
                 q.append_pair("descending", "true");
             }
-            if let Some(k) = &opts.start_key {
+            if let Some(k) = &opts.startkey {
                 q.append_pair("startkey", &Value::from(k.as_str()).to_string());
             }
-            if let Some(k) = &opts.end_key {
+            if let Some(k) = &opts.endkey {
                 q.append_pair("endkey", &Value::from(k.as_str()).to_string());
             }
             if let Some(n) = opts.limit {
                 q.append_pair("limit", &n.to_string());
             }
-            if let Some(n) = opts.skip {
-                q.append_pair("skip", &n.to_string());
+            if opts.skip > 0 {
+                q.append_pair("skip", &opts.skip.to_string());
+            }
+            // Sent only when they differ from CouchDB's defaults.
+            if !opts.inclusive_end {
+                q.append_pair("inclusive_end", "false");
+            }
+            if opts.attachments {
+                q.append_pair("attachments", "true");
             }
         }
         if url.query() == Some("") {

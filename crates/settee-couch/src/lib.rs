@@ -11,6 +11,9 @@
 //!   `_find`, `_explain` and `_index` (JSON in, JSON out).
 //!
 //! Sequences are [`Seq`]: opaque values that are stored and sent back, never compared.
+//! The JSON shapes of the endpoints (`_changes` rows, `_bulk_get`, `_bulk_docs` results,
+//! `_all_docs` rows, database information) are `settee_wire`'s, which the store and the
+//! server speak too; this crate re-exports them.
 //! Credentials never appear in `Debug`, `Display`, errors or tracing output: every URL the
 //! crate shows is a [`RedactedUrl`].
 //!
@@ -50,16 +53,22 @@ mod revs_diff;
 mod transport;
 
 pub use attachments::{AttachmentBody, AttachmentUpload};
-pub use bulk_docs::{DocResult, JsonDoc};
-pub use bulk_get::{BulkGetDoc, BulkGetOptions, BulkGetRequest, BulkGetResult};
-pub use changes::{
-    Change, ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, ChangesStyle, Feed,
-};
+pub use bulk_docs::JsonDoc;
+pub use changes::{ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, Feed};
 pub use client::{ClientBuilder, CouchClient, ServerInfo, DEFAULT_MAX_RESPONSE};
 pub use db::{DbInfo, RemoteDb};
-pub use docs::{AllDocsOptions, AllDocsResponse, AllDocsRow, GetOptions, PutResponse};
+pub use docs::{AllDocsResponse, PutResponse};
 pub use error::{Error, Failure, Result};
 pub use redacted::RedactedUrl;
 pub use retry::RetryPolicy;
 pub use revs_diff::RevsDiffEntry;
 pub use settee_revtree::{Rev, Revisions, Seq};
+/// The wire shapes this client reads and sends, shared with the store and the server.
+pub use settee_wire::{
+    AllDocs, AllDocsOptions, AllDocsRow, BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest,
+    BulkGetResult, ChangesStyle, CouchError, DocResult, GetOptions, Sizes,
+};
+
+/// One row of a changes feed: `settee_wire`'s [`Change`](settee_wire::Change) with the
+/// server's opaque sequences.
+pub type Change = settee_wire::Change<Seq>;

@@ -142,7 +142,7 @@ impl CouchClient {
                 Err(e) => {
                     let transient = e.is_connect() || e.is_timeout() || e.is_request();
                     if transient && attempt < retries {
-                        let wait = self.inner.retry.delay(attempt, None);
+                        let wait = self.inner.retry.wait(attempt, None);
                         tracing::warn!(method = %method, url = %shown, attempt, ?wait,
                             error = %e.without_url(), "couch request failed; retrying");
                         attempt += 1;
@@ -172,7 +172,7 @@ impl CouchClient {
                     let transient =
                         status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                     if transient && attempt < retries {
-                        let wait = self.inner.retry.delay(attempt, retry_after(&resp));
+                        let wait = self.inner.retry.wait(attempt, retry_after(&resp));
                         tracing::warn!(method = %method, url = %shown, attempt, status = status.as_u16(),
                             ?wait, "couch request failed; retrying");
                         attempt += 1;
@@ -364,7 +364,7 @@ mod retry_after_tests {
         assert_eq!(parse_retry_after("-5", now), None);
         let policy = crate::RetryPolicy::default();
         assert_eq!(
-            policy.delay(0, parse_retry_after("18446744073709551615", now)),
+            policy.wait(0, parse_retry_after("18446744073709551615", now)),
             policy.max_delay
         );
     }

@@ -254,7 +254,7 @@ async fn all_docs_with_keys_and_docs() {
     assert_eq!(rows[1].error.as_deref(), Some("not_found"));
     assert_eq!(rows[2].id.as_deref(), Some("a"));
     let ranged = AllDocsOptions {
-        start_key: Some("b".into()),
+        startkey: Some("b".into()),
         limit: Some(1),
         ..Default::default()
     };
@@ -445,7 +445,7 @@ async fn bulk_docs_new_edits_false_keeps_revs_and_bulk_get_returns_them() {
         },
     ];
     let got = db
-        .bulk_get(&reqs, &BulkGetOptions::default())
+        .bulk_get(&reqs, &BulkGetOptions::REPLICATION)
         .await
         .unwrap();
     assert_eq!(got.len(), 2);
@@ -463,7 +463,7 @@ async fn bulk_docs_new_edits_false_keeps_revs_and_bulk_get_returns_them() {
 
     // As JSON text: the same documents, unparsed; and text goes back through _bulk_docs.
     let text = db
-        .bulk_get_json(&reqs, &BulkGetOptions::default())
+        .bulk_get_json(&reqs, &BulkGetOptions::REPLICATION)
         .await
         .unwrap();
     assert_eq!(text.len(), 2);
@@ -499,7 +499,7 @@ async fn bulk_get_reports_missing_revisions_as_entries() {
     // latest=false: pouchdb-server 4.2.0 crashes on latest=true for a rev it lacks.
     let opts = BulkGetOptions {
         latest: false,
-        ..Default::default()
+        ..BulkGetOptions::REPLICATION
     };
     let got = db.bulk_get(&reqs, &opts).await.unwrap();
     assert_eq!(got.len(), 2);

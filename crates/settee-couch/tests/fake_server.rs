@@ -101,7 +101,7 @@ async fn bulk_get_falls_back_to_open_revs_once_and_remembers() {
     ];
     for _ in 0..2 {
         let got = db
-            .bulk_get(&reqs, &BulkGetOptions::default())
+            .bulk_get(&reqs, &BulkGetOptions::REPLICATION)
             .await
             .unwrap();
         assert_eq!(got.len(), 2);
@@ -537,7 +537,7 @@ async fn bulk_get_answer_is_paired_by_id_and_a_left_out_result_is_fetched_with_o
         })
         .collect();
     let got = db
-        .bulk_get_json(&reqs, &BulkGetOptions::default())
+        .bulk_get_json(&reqs, &BulkGetOptions::REPLICATION)
         .await
         .unwrap();
     let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
@@ -613,7 +613,7 @@ async fn issue_19_bulk_get_results_are_paired_by_id_and_revision() {
             })
             .collect();
         let got = db
-            .bulk_get_json(&reqs, &BulkGetOptions::default())
+            .bulk_get_json(&reqs, &BulkGetOptions::REPLICATION)
             .await
             .unwrap();
         let revs: Vec<String> = got
@@ -704,7 +704,7 @@ async fn an_announced_length_over_the_limit_fails_before_reading_the_body() {
         ..Default::default()
     }];
     let err = db
-        .bulk_get_json_within(&reqs, &BulkGetOptions::default(), 4096)
+        .bulk_get_json_within(&reqs, &BulkGetOptions::REPLICATION, 4096)
         .await
         .unwrap_err();
     assert_eq!(err.name(), "response_too_large", "{err}");

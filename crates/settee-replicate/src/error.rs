@@ -87,7 +87,7 @@ pub enum Error {
         after: std::time::Duration,
     },
     /// A one-shot replication failed this many times in a row on transient errors (the
-    /// retry policy's `one_shot_attempts`); the source is the last one.
+    /// retry policy's `attempts()`); the source is the last one.
     #[error("gave up after {attempts} attempts")]
     GaveUp {
         /// Consecutive failed attempts.

@@ -20,7 +20,6 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 mod budget;
 mod checkpoint;
 mod deadline;
@@ -37,7 +36,6 @@ mod retry;
 mod sync;
 mod write;
 
-pub use backoff::RetryPolicy;
 pub use checkpoint::{
     find_start, replication_id, replication_id_of, ReplicationLog, Session, HISTORY_LIMIT,
 };
@@ -52,6 +50,9 @@ pub use replication::{
     error_chain, ReplicateOptions, Replication, ReplicationHandle, DEFAULT_MAX_BYTES_IN_FLIGHT,
 };
 pub use retry::RetryNow;
+/// The one retry policy, the client's: a replication's default is
+/// [`RetryPolicy::REPLICATION`].
+pub use settee_couch::RetryPolicy;
 /// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
 pub use settee_query::{Error as SelectorError, Selector};
 pub use settee_store::SyncState;

@@ -1,5 +1,5 @@
 //! `Peer`: the one interface the replicator needs from either end of a replication, and the
-//! wire shapes it speaks in. The local store and the HTTP client implement it (in
+//! shapes it speaks in (the rows of `_changes` are `settee_wire`'s). The local store and the HTTP client implement it (in
 //! `peer_store.rs` and `peer_couch.rs`); the replication loop knows nothing else about them.
 
 use std::collections::BTreeMap;
@@ -107,21 +107,14 @@ pub struct ChangesRequest {
     pub wait: Option<Duration>,
 }
 
-/// One row of a changes feed with `style=all_docs`: every leaf revision of a document.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    /// The row's sequence (opaque).
-    pub seq: Seq,
-    /// Document id.
-    pub id: String,
-    /// Every leaf revision (including deleted leaves).
-    pub revs: Vec<Rev>,
-    /// Leaf revisions the source listed that no [`Rev`] can hold (a negative position, one
-    /// beyond `u64`), as sent: the replication reports the document as not replicated.
-    pub invalid_revs: Vec<String>,
-    /// Whether the winning revision is a deletion.
-    pub deleted: bool,
-}
+/// One row of a changes feed with `style=all_docs`: every leaf revision of a document
+/// (`changes`, deleted leaves included) and the revisions the source listed that no [`Rev`]
+/// can hold (`invalid_revs`: the replication reports the document as not replicated).
+///
+/// The client's row ([`settee_wire::Change`] with opaque sequences); a local store's rows
+/// are converted to it (their integer sequences become [`Seq`]s). The replicator's rows
+/// carry no `doc`: the documents a selector filter reads travel beside them.
+pub type Change = settee_wire::Change<Seq>;
 
 /// A page of changes.
 #[derive(Debug, Clone)]

@@ -182,9 +182,8 @@ impl Peer for RemoteDb {
             })
             .collect();
         let opts = BulkGetOptions {
-            revs: true,
-            latest: true,
             attachments: true,
+            ..BulkGetOptions::REPLICATION
         };
         let results = match RemoteDb::bulk_get_json_within(self, &breqs, &opts, max_bytes).await {
             Ok(results) => results,
@@ -321,13 +320,7 @@ async fn read_changes(
         changes: resp
             .results
             .into_iter()
-            .map(|c| Change {
-                seq: c.seq,
-                id: c.id,
-                revs: c.changes,
-                invalid_revs: c.invalid_revs,
-                deleted: c.deleted,
-            })
+            .map(|c| Change { doc: None, ..c })
             .collect(),
         last_seq,
         pending: resp.pending,

@@ -143,9 +143,17 @@ impl Peer for Database {
                             }
                             BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
                                 id: e.id,
-                                rev: Some(e.rev),
+                                rev: e.rev,
                                 error: e.error,
                                 reason: e.reason,
+                            }),
+                            // The store answers `_bulk_get`'s forms, never `open_revs`'
+                            // `missing`; were it to, the revision is not there all the same.
+                            BulkGetDoc::Missing(rev) => Fetched::Failed(DocFailure {
+                                id: r.id.clone(),
+                                rev: rev.map(|r| r.to_string()),
+                                error: "not_found".into(),
+                                reason: "missing".into(),
                             }),
                         });
                     }
@@ -537,9 +545,10 @@ async fn read_changes(db: &Database, since: u64, req: &ChangesRequest) -> Result
             out.push(Change {
                 seq: Seq::from(row.seq),
                 id: row.id,
-                revs: row.changes,
-                invalid_revs: Vec::new(),
+                changes: row.changes,
+                invalid_revs: row.invalid_revs,
                 deleted: row.deleted,
+                doc: None,
             });
         }
         if exhausted || out.len() >= limit || selector.is_none() {

@@ -110,7 +110,7 @@ impl Default for ReplicateOptions {
             since: None,
             checkpoint_interval: Duration::from_secs(5),
             longpoll: Duration::from_secs(25),
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::REPLICATION,
             retry_now: RetryNow::default(),
             deadline: None,
             direction: Direction::Push,

@@ -6,7 +6,7 @@
 //!
 //! Why probe: an offline-first user who worked for hours without a network expects the sync
 //! to resume the moment the network is back, as PouchDB apps that watch connectivity do. An
-//! exponential backoff that has grown to [`RetryPolicy::max`] would otherwise leave up to a
+//! exponential backoff that has grown to [`RetryPolicy::max_delay`] would otherwise leave up to a
 //! minute unused. A probe (`HEAD` of the database, one try) costs the server almost
 //! nothing, so it runs every [`PROBE_INTERVAL`]. Server errors (5xx, 429) keep the backoff:
 //! the server is there and asked for less load, so probing it more often would not help.
@@ -175,7 +175,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// The wait before retry number `retry` (0 for the first) after `failure`: the policy's
-    /// backoff, lengthened to the server's `Retry-After` (at most `policy.max`: a server
+    /// backoff, lengthened to the server's `Retry-After` (at most `policy.max_delay`: a server
     /// asking for an hour does not stop a live sync for an hour).
     pub(crate) fn new(policy: &RetryPolicy, retry: u32, failure: Failure) -> Plan {
         let backoff = policy.delay(retry);
@@ -186,7 +186,7 @@ impl Plan {
                 floor: Duration::ZERO,
             },
             Failure::Server { retry_after } => {
-                let floor = retry_after.unwrap_or_default().min(policy.max);
+                let floor = retry_after.unwrap_or_default().min(policy.max_delay);
                 Plan {
                     delay: backoff.max(floor),
                     probe: false,
@@ -259,9 +259,9 @@ mod tests {
 
     fn policy(initial: u64, max: u64) -> RetryPolicy {
         RetryPolicy {
-            initial: Duration::from_secs(initial),
-            max: Duration::from_secs(max),
-            one_shot_attempts: 5,
+            max_retries: 4,
+            initial_delay: Duration::from_secs(initial),
+            max_delay: Duration::from_secs(max),
         }
     }
 

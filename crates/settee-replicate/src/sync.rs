@@ -67,7 +67,7 @@ pub async fn sync<L: Peer, R: Peer>(
                 Err(e) => return Err(e),
             };
             failures = failures.saturating_add(1);
-            if !opts.continuous && failures >= opts.retry.one_shot_attempts.max(1) {
+            if !opts.continuous && failures >= opts.retry.attempts() {
                 return Err(Error::GaveUp {
                     attempts: failures,
                     source: Box::new(e),
@@ -562,7 +562,7 @@ pub async fn unpulled_since<L: Peer, R: Peer>(
         for c in &page.changes {
             revs.entry(c.id.clone())
                 .or_default()
-                .extend(c.revs.iter().cloned());
+                .extend(c.changes.iter().cloned());
         }
         for (id, diff) in local.revs_diff(revs).await? {
             if !diff.missing.is_empty() {

@@ -28,9 +28,9 @@ fn store(dir: &tempfile::TempDir, name: &str) -> Database {
 /// Quick retries: these tests provoke transient failures on purpose.
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        one_shot_attempts: 5,
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_retries: 4,
     }
 }
 

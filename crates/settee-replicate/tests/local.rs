@@ -834,9 +834,9 @@ async fn a_transient_failure_of_the_final_checkpoint_is_retried() {
         // No checkpoint while running: the only one is the final one.
         checkpoint_interval: Duration::from_secs(3600),
         retry: settee_replicate::RetryPolicy {
-            initial: Duration::from_millis(1),
-            max: Duration::from_millis(5),
-            one_shot_attempts: 3,
+            initial_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_retries: 2,
         },
         ..Default::default()
     };

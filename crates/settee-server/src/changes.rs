@@ -297,7 +297,8 @@ fn collect(
         return Ok(Page {
             rows,
             last_seq,
-            pending: ch.pending,
+            // The store's answer always has `pending` (0 with `skip_pending`).
+            pending: ch.pending.unwrap_or_default(),
         });
     }
     let limit = limit.unwrap_or(usize::MAX);

@@ -67,6 +67,8 @@ pub(crate) fn get_options(q: &Query) -> Result<GetOptions, HttpError> {
         meta: q.bool("meta")?,
         local_seq: q.bool("local_seq")?,
         attachments: q.bool("attachments")?,
+        // The store keeps no attachment compressed: no encoding info to add.
+        att_encoding_info: false,
         atts_since: q.revs("atts_since")?.unwrap_or_default(),
     })
 }

@@ -23,7 +23,7 @@ impl Database {
     /// let all = db.all_docs(&AllDocsOptions { startkey: Some("b".into()), ..Default::default() })?;
     /// let ids: Vec<_> = all.rows.iter().map(|r| r.key.as_str()).collect();
     /// assert_eq!(ids, ["b", "c"]);
-    /// assert_eq!((all.total_rows, all.offset), (3, 1));
+    /// assert_eq!((all.total_rows, all.offset), (3, Some(1)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -64,7 +64,7 @@ impl Database {
         if range_is_empty(&lo, &hi) {
             return Ok(AllDocs {
                 total_rows,
-                offset: 0,
+                offset: Some(0),
                 rows: Vec::new(),
             });
         }
@@ -125,7 +125,7 @@ impl Database {
         };
         Ok(AllDocs {
             total_rows,
-            offset,
+            offset: Some(offset),
             rows,
         })
     }
@@ -211,7 +211,7 @@ impl Database {
         }
         Ok(AllDocs {
             total_rows,
-            offset: 0,
+            offset: Some(0),
             rows,
         })
     }

@@ -127,7 +127,7 @@ impl Database {
             changes: Changes {
                 results,
                 last_seq,
-                pending,
+                pending: Some(pending),
             },
             moved,
         })
@@ -173,6 +173,7 @@ impl Database {
             seq,
             id,
             changes: leaves,
+            invalid_revs: Vec::new(),
             deleted,
             doc,
         }))

@@ -1,10 +1,14 @@
 //! Option structs for opening a store and for each read, with CouchDB's query-parameter
 //! names and defaults. All have public fields and `Default`, for `..Default::default()`.
+//! The options of requests the client sends too (`GET` of a document, `_bulk_get`,
+//! `_all_docs`, the `style` of `_changes`) are `settee_wire`'s.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use settee_revtree::Rev;
+
+pub use settee_wire::{AllDocsOptions, BulkGetOptions, BulkGetRequest, ChangesStyle, GetOptions};
 
 /// When a write becomes durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,32 +65,6 @@ impl OpenOptions {
     }
 }
 
-/// Options of `GET /{db}/{docid}` (CouchDB's query parameters of the same names).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GetOptions {
-    /// Read this revision instead of the winner.
-    pub rev: Option<Rev>,
-    /// With `rev`: if it is not a leaf, read the newest leaf descending from it.
-    pub latest: bool,
-    /// Add `_revisions` (the ancestry, newest first).
-    pub revs: bool,
-    /// Add `_revs_info` (`[{rev, status}]`).
-    pub revs_info: bool,
-    /// Add `_conflicts` (live leaves other than the winner) when there are any.
-    pub conflicts: bool,
-    /// Add `_deleted_conflicts` (deleted leaves other than the winner) when there are any.
-    pub deleted_conflicts: bool,
-    /// Same as `conflicts`, `deleted_conflicts` and `revs_info` together (CouchDB's `meta`).
-    pub meta: bool,
-    /// Add `_local_seq`: the document's sequence in this store.
-    pub local_seq: bool,
-    /// Inline attachment bodies as base64 `data` instead of stubs.
-    pub attachments: bool,
-    /// Inline only attachments changed after the newest of these revisions that the
-    /// document's tree knows (the rest stay stubs).
-    pub atts_since: Vec<Rev>,
-}
-
 /// Which revisions `open_revs` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenRevs {
@@ -96,60 +74,13 @@ pub enum OpenRevs {
     Revs(Vec<Rev>),
 }
 
-/// Options of `_all_docs`. Keys are document ids compared by their UTF-8 bytes (CouchDB's
-/// raw collation, which `_all_docs` uses).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllDocsOptions {
-    /// Start at this id (inclusive).
-    pub startkey: Option<String>,
-    /// Stop at this id (inclusive unless `inclusive_end` is false).
-    pub endkey: Option<String>,
-    /// Exactly these ids, in this order; deleted and missing ids get rows too.
-    pub keys: Option<Vec<String>>,
-    /// At most this many rows.
-    pub limit: Option<usize>,
-    /// Skip this many rows first.
-    pub skip: usize,
-    /// Walk the ids from the last to the first.
-    pub descending: bool,
-    /// Add each row's winning document as `doc`.
-    pub include_docs: bool,
-    /// With `include_docs`, add `_conflicts` to each doc.
-    pub conflicts: bool,
-    /// Whether `endkey` itself is included (default true).
-    pub inclusive_end: bool,
-    /// With `include_docs`, inline attachment bodies.
-    pub attachments: bool,
-}
-
-impl Default for AllDocsOptions {
-    fn default() -> AllDocsOptions {
-        AllDocsOptions {
-            startkey: None,
-            endkey: None,
-            keys: None,
-            limit: None,
-            skip: 0,
-            descending: false,
-            include_docs: false,
-            conflicts: false,
-            inclusive_end: true,
-            attachments: false,
-        }
-    }
-}
-
-/// Which revisions a change row lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChangesStyle {
-    /// The winning revision only (`style=main_only`, the default).
-    #[default]
-    MainOnly,
-    /// Every leaf, deleted ones included (`style=all_docs`; replicators use this).
-    AllDocs,
-}
-
-/// Options of `_changes`.
+/// Options of `_changes` read from this store.
+///
+/// Not the client's `settee_couch::ChangesOptions`, on purpose: that one is an HTTP request
+/// (`feed`, `heartbeat`, `timeout`, `seq_interval`, server-side filters, an opaque `since`),
+/// this one a query the store answers at once from its by-sequence index (integer `since`,
+/// `_doc_ids` only, `skip_pending`). What both send and receive (the `style`, the rows and
+/// the answer) is `settee_wire`'s.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangesOptions {
     /// Only changes after this sequence (0 = from the start).
@@ -171,29 +102,4 @@ pub struct ChangesOptions {
     /// Do not count `pending` (it is then 0): counting reads the rest of the index, which a
     /// caller paging through the whole feed (the replicator) would pay on every page.
     pub skip_pending: bool,
-}
-
-/// One item of a `_bulk_get` request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct BulkGetRequest {
-    /// The document id.
-    pub id: String,
-    /// The revision; without one, every leaf is returned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rev: Option<Rev>,
-    /// Revisions the caller already has: attachments unchanged since them come back as
-    /// stubs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub atts_since: Vec<Rev>,
-}
-
-/// Query options of `_bulk_get`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BulkGetOptions {
-    /// Add `_revisions` to each doc.
-    pub revs: bool,
-    /// Return the newest leaves descending from each requested rev.
-    pub latest: bool,
-    /// Inline attachment bodies (subject to each request's `atts_since`).
-    pub attachments: bool,
 }

@@ -289,7 +289,7 @@ impl Database {
             let missing = |rev: String| {
                 BulkGetDoc::Error(BulkGetError {
                     id: req.id.clone(),
-                    rev,
+                    rev: Some(rev),
                     error: "not_found".into(),
                     reason: "missing".into(),
                 })

@@ -24,7 +24,7 @@ fn each_doc_appears_once_at_its_latest_seq() {
     let ch = db.changes(&ChangesOptions::default()).unwrap();
     assert_eq!(ids(&ch), [("b", 2), ("a", 3)]);
     assert_eq!(ch.results[1].changes, [a2]);
-    assert_eq!((ch.last_seq, ch.pending), (3, 0));
+    assert_eq!((ch.last_seq, ch.pending), (3, Some(0)));
     let js = serde_json::to_value(&ch).unwrap();
     assert_eq!(
         js["results"][1]["changes"],
@@ -47,7 +47,7 @@ fn since_limit_pending_and_descending() {
         })
         .unwrap();
     assert_eq!(ids(&ch), [("b", 2), ("c", 3)]);
-    assert_eq!((ch.last_seq, ch.pending), (3, 1));
+    assert_eq!((ch.last_seq, ch.pending), (3, Some(1)));
     let ch = db
         .changes(&ChangesOptions {
             descending: true,
@@ -56,7 +56,7 @@ fn since_limit_pending_and_descending() {
         })
         .unwrap();
     assert_eq!(ids(&ch), [("d", 4)]);
-    assert_eq!((ch.last_seq, ch.pending), (4, 3));
+    assert_eq!((ch.last_seq, ch.pending), (4, Some(3)));
     assert_eq!(db.pending_since(1).unwrap(), 3);
     assert_eq!(db.pending_since(4).unwrap(), 0);
 }
@@ -253,14 +253,14 @@ fn all_docs_ranges_skip_limit_descending_inclusive_end() {
     let q = |o: AllDocsOptions| db.all_docs(&o).unwrap();
     let all = q(AllDocsOptions::default());
     assert_eq!(keys_of(&all), ["a", "b", "c", "d", "e"]);
-    assert_eq!((all.total_rows, all.offset), (5, 0));
+    assert_eq!((all.total_rows, all.offset), (5, Some(0)));
     let r = q(AllDocsOptions {
         startkey: Some("b".into()),
         endkey: Some("d".into()),
         ..Default::default()
     });
     assert_eq!(keys_of(&r), ["b", "c", "d"]);
-    assert_eq!(r.offset, 1);
+    assert_eq!(r.offset, Some(1));
     let r = q(AllDocsOptions {
         startkey: Some("b".into()),
         endkey: Some("d".into()),
@@ -274,7 +274,7 @@ fn all_docs_ranges_skip_limit_descending_inclusive_end() {
         ..Default::default()
     });
     assert_eq!(keys_of(&r), ["b", "c"]);
-    assert_eq!(r.offset, 1);
+    assert_eq!(r.offset, Some(1));
     let r = q(AllDocsOptions {
         descending: true,
         startkey: Some("d".into()),
@@ -282,7 +282,7 @@ fn all_docs_ranges_skip_limit_descending_inclusive_end() {
         ..Default::default()
     });
     assert_eq!(keys_of(&r), ["d", "c", "b"]);
-    assert_eq!(r.offset, 1);
+    assert_eq!(r.offset, Some(1));
     let r = q(AllDocsOptions {
         descending: true,
         startkey: Some("d".into()),

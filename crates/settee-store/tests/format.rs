@@ -330,7 +330,7 @@ fn stale_entries_are_skipped_counted_once_and_compacted_away() {
         })
         .unwrap();
     assert_eq!(limited.results.len(), 4);
-    assert_eq!(limited.pending, 6);
+    assert_eq!(limited.pending, Some(6));
     assert_descending_is_reversed(&db, &rows);
     // Since inside the bulk chunk.
     let since5 = ids(
@@ -550,7 +550,7 @@ fn random_writes_keep_every_invariant_of_the_format() {
                 .unwrap();
             assert_eq!(
                 limited.pending,
-                total.saturating_sub(3),
+                Some(total.saturating_sub(3)),
                 "seed {seed} step {step}"
             );
         }

@@ -30,9 +30,9 @@ use crate::Result;
 /// The replicator's retries: quick at first, then at most this far apart, so that sync
 /// resumes within seconds of the server coming back.
 const RETRY: RetryPolicy = RetryPolicy {
-    initial: Duration::from_millis(500),
-    max: Duration::from_secs(5),
-    one_shot_attempts: 5,
+    initial_delay: Duration::from_millis(500),
+    max_delay: Duration::from_secs(5),
+    max_retries: 4,
 };
 
 /// The supervisor's delays before starting a sync again after it failed: for a failure that

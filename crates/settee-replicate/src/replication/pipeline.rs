@@ -192,11 +192,11 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             for text in change.invalid_revs {
                 failures.push(unrepresentable(&change.id, text));
             }
-            if change.revs.is_empty() {
+            if change.changes.is_empty() {
                 continue;
             }
             let entry = revs.entry(change.id).or_default();
-            for rev in change.revs {
+            for rev in change.changes {
                 if !entry.contains(&rev) {
                     entry.push(rev);
                 }

@@ -306,7 +306,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
 
     /// After a failed step: returns `Ok(())` once the backoff delay has passed and the step
     /// should run again, or the error to end with: `e` itself when it is not transient,
-    /// [`Error::GaveUp`] when a one-shot run has now failed `one_shot_attempts` times in a row
+    /// [`Error::GaveUp`] when a one-shot run has now failed `retry.attempts()` times in a row
     /// (`failures` counts them; the caller resets it after a step that succeeded), and
     /// [`Error::Cancelled`] when cancelled while waiting. A retry is reported as one
     /// `Error` event with `retrying: true`.
@@ -322,7 +322,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         }
         let ticket = self.opts.retry_now.ticket();
         *failures = failures.saturating_add(1);
-        let attempts = self.opts.retry.one_shot_attempts.max(1);
+        let attempts = self.opts.retry.attempts();
         if !self.opts.continuous && *failures >= attempts {
             return Err(Error::GaveUp {
                 attempts: *failures,

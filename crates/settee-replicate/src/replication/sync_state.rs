@@ -106,12 +106,13 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 .or_insert_with(|| crate::peer::Change {
                     seq: since.clone(),
                     id: f.id.clone(),
-                    revs: Vec::new(),
+                    changes: Vec::new(),
                     invalid_revs: Vec::new(),
                     deleted: false,
+                    doc: None,
                 });
             match f.rev.as_deref().map(str::parse::<Rev>) {
-                Some(Ok(rev)) => change.revs.push(rev),
+                Some(Ok(rev)) => change.changes.push(rev),
                 Some(Err(_)) => change.invalid_revs.extend(f.rev),
                 // No revision named: nothing to ask for; it stays listed as it was.
                 None => {}

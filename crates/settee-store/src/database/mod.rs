@@ -242,15 +242,16 @@ impl Database {
             doc_count: counters.doc_count,
             doc_del_count: counters.doc_del_count,
             update_seq: counters.update_seq,
-            purge_seq: counters.purge_seq,
-            uuid: inner.uuid.clone(),
-            sizes: Sizes {
+            purge_seq: Some(counters.purge_seq),
+            uuid: Some(inner.uuid.clone()),
+            sizes: Some(Sizes {
                 file: inner.db.size_on_disk().map_err(|e| inner.storage(e))?,
                 active: None,
                 external: None,
-            },
+            }),
             disk_format_version: FORMAT_VERSION,
-            instance_start_time: "0".into(),
+            instance_start_time: Some("0".into()),
+            other: serde_json::Map::new(),
         })
     }
 
