@@ -15,8 +15,13 @@
 //! At least 200 sequences per run (`SETTEE_SYNC_MODEL_SEQUENCES` to change it); the base seed
 //! is printed, rerun one with `SETTEE_SYNC_MODEL_SEED=<seed> SETTEE_SYNC_MODEL_SEQUENCES=1`.
 //!
-//! Every test here runs against both servers (scripts/test.sh runs this file again against
-//! pouchdb-server); Apache CouchDB is the reference. Where they differ: against pouchdb-server
+//! Every test here runs against either server; Apache CouchDB is the reference, and
+//! scripts/test.sh runs the kill test and the validation-function test again against
+//! pouchdb-server. FIXME(#21): not the random model yet: against pouchdb-server 4.2.0 a
+//! sequence fails now and then (a tombstone pulled by a sync cut short stays listed as
+//! unpushed after complete syncs, seed 5495292346188439323, every time; a complete sync
+//! leaving a revision unpulled, seed 13504186226855241022, once in three runs), which
+//! CouchDB never showed. Where they differ on purpose: against pouchdb-server
 //! the sequences run without the validation function, so without refusals: pouchdb-server
 //! 4.2.0 with a `validate_doc_update` design document silently drops a replicated
 //! (`new_edits=false`) revision that conflicts with the stored one while answering success,
