@@ -62,8 +62,13 @@ else
 fi
 echo "test.sh: tests run against $SETTEE_TEST_SERVER_KIND at $SETTEE_TEST_COUCHDB_URL" >&2
 
+# Built first, then run, so that each part's time shows.
+cargo test --workspace --all-targets --no-run "$@"
+echo "test.sh: tests built at ${SECONDS}s" >&2
 cargo test --workspace --all-targets "$@"
+echo "test.sh: tests run at ${SECONDS}s" >&2
 cargo test --workspace --doc "$@"
+echo "test.sh: doc tests run at ${SECONDS}s" >&2
 
 if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
     use_pouchdb_server
@@ -73,3 +78,4 @@ if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
     # yet (FIXME(#21) in tests/sync_model.rs says why).
     cargo test -p settee --test sync_model "$@" -- --skip issue_11_unsynced_equals_the_oracle
 fi
+echo "test.sh: done at ${SECONDS}s" >&2

@@ -1,6 +1,6 @@
 //! Attachments: CouchDB's digest format, the metadata kept in each revision's body, and how
 //! an attachment is shown on read (stub or inline data). Bytes are stored once per digest
-//! under `A` keys (see `keys.rs`); `write.rs` decides when to store them.
+//! under `A` keys (see `keys/`); `write/` decides when to store them.
 
 use base64::Engine;
 use md5::{Digest, Md5};

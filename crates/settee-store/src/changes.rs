@@ -1,21 +1,19 @@
 //! The changes feed: `changes` (one read of the by-seq index), `live_changes` (catch-up,
 //! then a live tail) and `pending_since`, and [`SeqEntries`], the walk over the by-seq
 //! chunks they share. Each document appears once, at its latest sequence: an entry whose
-//! document has been written again since (a stale entry, see `keys.rs`) is skipped. The
+//! document has been written again since (a stale entry, see `keys/`) is skipped. The
 //! entries carry each document's leaves, so only `include_docs` reads the records.
 //!
 //! The live tail does not use `sled::Tree::watch_prefix`: sled's subscribers have a bounded
 //! buffer that blocks writers when a subscriber is not polled, which would let an idle
-//! stream stall every write. Instead writers publish the new `update_seq` to a [`Notifier`]
+//! stream stall every write. Instead writers publish the new `update_seq` to the core's `Notifier`
 //! and wake waiting streams; a stream then reads the by-seq index after the last sequence
 //! it yielded. Nothing can be missed: the index is the source of truth, and a stream checks
 //! the published sequence after registering its waker, so a write between its read and its
 //! registration is seen.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use futures::Stream;
 
@@ -25,40 +23,6 @@ use crate::{Change, Changes, ChangesOptions, ChangesStyle, Database, Error, GetO
 
 /// Rows a live stream reads from the index at a time.
 const LIVE_READ_BATCH: usize = 256;
-
-/// Wakes live change streams when a write commits.
-pub(crate) struct Notifier {
-    seq: AtomicU64,
-    wakers: Mutex<Vec<Waker>>,
-}
-
-impl Notifier {
-    pub(crate) fn new(seq: u64) -> Notifier {
-        Notifier {
-            seq: AtomicU64::new(seq),
-            wakers: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub(crate) fn publish(&self, seq: u64) {
-        self.seq.store(seq, Ordering::SeqCst);
-        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|p| p.into_inner()));
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq.load(Ordering::SeqCst)
-    }
-
-    fn register(&self, waker: &Waker) {
-        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
-        if !wakers.iter().any(|w| w.will_wake(waker)) {
-            wakers.push(waker.clone());
-        }
-    }
-}
 
 impl Database {
     /// `GET /{db}/_changes` (normal feed): documents changed after `opts.since`, each once at

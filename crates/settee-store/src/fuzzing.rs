@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 use settee_revtree::Rev;
 
 use crate::database::Counters;
-use crate::index::CatalogEntry;
+use crate::index::catalog::CatalogEntry;
 use crate::keys::{self, DocHeader, DocRecord, Unsynced};
-use crate::sync_state::Registry;
+use crate::sync_state::registry::{self, Registry};
 
 /// `json_text`'s member scanner on any text: it must never panic, and on a JSON object
 /// (which is what it is given in the store) it must find what serde_json finds.
@@ -153,7 +153,7 @@ fn meta(key: &[u8], value: &[u8]) {
                 (Some(value), Some(&[][..])),
             ] {
                 if let Ok(reg) = Registry::decode(remotes, counts) {
-                    let _ = crate::sync_state::next_number(&reg);
+                    let _ = registry::next_number(&reg);
                     reg.exercise();
                 }
             }

@@ -5,7 +5,7 @@
 //! block per run of entries.
 //!
 //! An entry is the bytes after the index prefix: the collation-encoded key, then the
-//! document id (see `keys.rs`). Block `I<number><lower>` holds entries `e` with
+//! document id (see `keys/`). Block `I<number><lower>` holds entries `e` with
 //! `lower <= e < next block's lower`, ascending, none twice; no block is empty. The first
 //! block's `lower` may be empty (below every entry).
 

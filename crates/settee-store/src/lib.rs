@@ -28,7 +28,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Storage layout: see `keys.rs` and `docs/storage-format.md`.
+//! Storage layout: see `keys/` and `docs/storage-format.md`.
 
 mod advert;
 mod all_docs;

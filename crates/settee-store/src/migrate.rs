@@ -1,7 +1,7 @@
 //! Upgrades a store written in an older format to the current one, in place, when it is
 //! opened. Format 1 kept every body under `R` (the winner's too) and one `S` + seq key per
 //! document; format 2 keeps the winner's body inside the document record and the by-seq
-//! index in chunks (see `keys.rs`). Format 3 is format 2 plus long forms for revisions
+//! index in chunks (see `keys/`). Format 3 is format 2 plus long forms for revisions
 //! other replicas write (long rev texts and leaf counts, revs holding `0x00`): format 2
 //! data is valid format 3 data, so that upgrade only records the new version, which keeps
 //! an older build (reading format 2 only) from misreading a long form. Format 4 adds the
@@ -16,7 +16,7 @@
 //! changes last, after everything else is applied (sled recovers a prefix of its log, so a
 //! durable format key means durable data).
 
-use crate::index::{indexed_doc, new_entry};
+use crate::index::catalog::{indexed_doc, new_entry};
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::{Error, Result};
 

@@ -1,7 +1,7 @@
 //! Checking a document given to a write and splitting it into its parts: id, rev, ancestry,
 //! deletion flag, body and attachments. Every rule here is CouchDB's (`couch_doc.erl`
 //! `validate_docid/1` and `transfer_fields/3`), with CouchDB's error names and reasons. What
-//! the parts mean for the rev tree is `write.rs`'s business.
+//! the parts mean for the rev tree is `write/`'s business.
 
 use base64::Engine;
 use serde::Deserialize;

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 
 use settee_revtree::Rev;
 
-use super::{sorted_leaves, Pending, Position, SyncBatch, SyncCounts, Unsynced};
-use crate::database::Flush;
-use crate::keys::{self, DocRecord};
+use super::registry::SyncCounts;
+use super::{all_unsynced, sorted_leaves, Position, SyncBatch};
+use crate::database::{Flush, Inner};
+use crate::keys::{self, DocRecord, Unsynced};
 use crate::{Database, Result};
 
 impl SyncBatch {
@@ -21,7 +22,7 @@ impl SyncBatch {
     /// said before (a rejection of another leaf stays). Returns whether that changed it.
     pub(super) fn mark_lacking(
         &mut self,
-        inner: &crate::database::Inner,
+        inner: &Inner,
         i: usize,
         id: &str,
         pos: &Position<'_>,
@@ -86,10 +87,7 @@ impl Database {
     ) -> Result<()> {
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
-        let Some(mut sync) = SyncBatch::new(inner, None) else {
-            return Ok(());
-        };
-        let Some(i) = sync.index_of(name) else {
+        let Some((mut sync, i)) = SyncBatch::for_remote(inner, name) else {
             return Ok(());
         };
         for (id, revs) in lacking {
@@ -132,12 +130,7 @@ impl Database {
             return Ok(false);
         };
         let counters = *guard;
-        let docs = counters.doc_count.saturating_add(counters.doc_del_count);
-        let pending = if docs > 0 {
-            Pending(vec![(1, counters.update_seq)])
-        } else {
-            Pending::default()
-        };
+        let (docs, pending) = all_unsynced(counters);
         let prefix = keys::unsynced_prefix(remote.num);
         let mut batch = sled::Batch::default();
         let mut entries = 0u64;

@@ -1,0 +1,266 @@
+//! How one document's revision joins its tree in a write call: an edit
+//! ([`write_edit`], `new_edits=true`), checked against the current leaves, or a replicated
+//! revision (`new_edits=false`), merged as given with its attachment stubs resolved.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevTree};
+
+use super::batch::BatchState;
+use crate::attachments::{attachment_digest, metas, AttMeta};
+use crate::keys::DocRecord;
+use crate::sync_state::Edit;
+use crate::validate::{AttIn, Body, ParsedDoc};
+use crate::{Error, Result};
+
+/// The document's tree with `path` added: a new tree for a new document, else a copy of the
+/// current one with `path` merged. Also the revisions stemming dropped, and how the path
+/// merged (`None` for a new tree).
+pub(super) fn with_path(
+    current: Option<&DocRecord>,
+    path: &RevPath,
+    deleted: bool,
+    limit: u64,
+) -> (RevTree, Vec<Rev>, Option<MergeKind>) {
+    match current {
+        None => {
+            let mut tree = RevTree::new(path, deleted);
+            let stemmed = tree.stem(limit);
+            (tree, stemmed, None)
+        }
+        Some(rec) => {
+            let mut tree = rec.tree.clone();
+            let outcome = tree.merge(path, deleted, limit);
+            (tree, outcome.stemmed, Some(outcome.kind))
+        }
+    }
+}
+
+/// A normal edit (`new_edits=true`), CouchDB's rules (`couch_db_updater:merge_rev_tree/4`).
+pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> {
+    let current = st.doc(id)?;
+    let given = doc.rev.clone().or_else(|| {
+        doc.revisions
+            .as_ref()
+            .and_then(|r| Rev::new(r.start, r.ids[0].clone()).ok())
+    });
+    let conflict = || Error::Conflict { id: id.to_owned() };
+    let parent = match (&current, given) {
+        (None, None) => None,
+        // "old revs specified but none exist" (couch_db:prep_and_validate_updates).
+        (None, Some(_)) => return Err(conflict()),
+        // Recreating a deleted document: the new revision is a child of the winning
+        // tombstone, not a new root (couch_db_updater, PouchDB updateDoc.js).
+        (Some(rec), None) if rec.tree.is_deleted() => Some(rec.tree.winner()),
+        (Some(_), None) => return Err(conflict()),
+        (Some(rec), Some(rev)) if rec.tree.is_leaf(&rev) => Some(rev),
+        (Some(_), Some(_)) => return Err(conflict()),
+    };
+    let pos = parent.as_ref().map_or(1, |p| p.pos() + 1);
+    // Only a stub refers to the parent's attachments (CouchDB does not carry others over).
+    let has_stub = doc
+        .attachments
+        .iter()
+        .any(|(_, a)| matches!(a, AttIn::Stub { .. }));
+    let parent_atts = match &parent {
+        Some(p) if has_stub => st.body(id, p)?.map(|b| metas(&b)).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let mut att_meta = Map::new();
+    let mut digests: Vec<(String, String)> = Vec::new();
+    let mut new_atts: Vec<(String, &[u8])> = Vec::new();
+    for (name, att) in &doc.attachments {
+        let meta = match att {
+            AttIn::Data {
+                content_type, data, ..
+            } => {
+                let digest = attachment_digest(data);
+                new_atts.push((digest.clone(), data));
+                AttMeta {
+                    content_type: content_type.clone(),
+                    digest,
+                    length: data.len() as u64,
+                    revpos: pos,
+                }
+            }
+            AttIn::Stub { .. } => parent_atts
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, m)| m.clone())
+                .ok_or_else(|| Error::MissingStub {
+                    id: id.to_owned(),
+                    name: name.clone(),
+                })?,
+        };
+        digests.push((name.clone(), meta.digest.clone()));
+        att_meta.insert(name.clone(), meta.to_value());
+    }
+    let pairs: Vec<(&str, &str)> = digests
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_str()))
+        .collect();
+    let mut body = doc.body.into_map()?;
+    let hash = new_rev_hash(parent.as_ref(), doc.deleted, &body, &pairs);
+    let path = RevPath::child_of(parent.as_ref(), &hash)?;
+    let new_rev = path.leaf();
+    let limit = st.inner.revs_limit();
+    let (tree, stemmed, kind) = with_path(current.as_ref(), &path, doc.deleted, limit);
+    if kind.is_some_and(|k| k != MergeKind::NewLeaf) {
+        return Err(conflict());
+    }
+    // Every check passed: only now does anything go into the batch.
+    for (digest, data) in new_atts {
+        st.store_att(&digest, data)?;
+    }
+    if !att_meta.is_empty() {
+        body.insert("_attachments".into(), Value::Object(att_meta));
+    }
+    st.put_doc(
+        id,
+        current.as_ref(),
+        tree,
+        Some((new_rev.clone(), Body::Map(body))),
+        &stemmed,
+        Edit::Local,
+    )?;
+    Ok(new_rev)
+}
+
+/// A replicated revision (`new_edits=false`): merged as given, no conflict check
+/// (`couch_db_updater:merge_rev_tree(..., true)`).
+pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> Result<Rev> {
+    let path = match (&doc.revisions, &doc.rev) {
+        (Some(revs), _) => revs.to_path()?,
+        (None, Some(rev)) => RevPath::from_rev(rev),
+        (None, None) => {
+            return Err(Error::bad_request(
+                "When `new_edits: false`, the document needs `_rev` or `_revisions` specified",
+            ))
+        }
+    };
+    let leaf = path.leaf();
+    let current = st.doc(id)?;
+    if let Some(rec) = current.as_ref().filter(|rec| rec.tree.contains(&leaf)) {
+        // PouchDB updateDoc.js: `revExists && !newEdits` is a silent success.
+        st.held_by_origin(id, rec, &leaf)?;
+        return Ok(leaf);
+    }
+    let mut att_meta = Map::new();
+    let mut new_atts: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    // The attachments of the nearest stored ancestor, read when a stub first needs them.
+    let mut ancestor_atts: Option<Vec<(String, AttMeta)>> = None;
+    for (name, att) in &doc.attachments {
+        let meta = match att {
+            AttIn::Data {
+                content_type,
+                data,
+                revpos,
+            } => {
+                let digest = attachment_digest(data);
+                if seen.insert(digest.clone()) {
+                    new_atts.push((digest.clone(), data.clone()));
+                }
+                AttMeta {
+                    content_type: content_type.clone(),
+                    digest,
+                    length: data.len() as u64,
+                    revpos: revpos.unwrap_or(leaf.pos()),
+                }
+            }
+            AttIn::Stub {
+                content_type,
+                digest,
+                revpos,
+            } => {
+                let length = match digest {
+                    Some(d) => match new_atts.iter().find(|(nd, _)| nd == d) {
+                        Some((_, data)) => Some(data.len() as u64),
+                        None => st.att_len(d)?,
+                    },
+                    None => None,
+                };
+                match (digest, length) {
+                    (Some(digest), Some(length)) => AttMeta {
+                        content_type: content_type
+                            .clone()
+                            .unwrap_or_else(|| "application/octet-stream".into()),
+                        digest: digest.clone(),
+                        length,
+                        revpos: revpos.unwrap_or(leaf.pos()),
+                    },
+                    // A digest this store does not hold: Apache CouchDB gives a compressible
+                    // attachment the digest of its gzipped bytes, which differs from ours
+                    // for the same bytes. Resolve the stub as CouchDB does.
+                    _ => {
+                        let stored = match &mut ancestor_atts {
+                            Some(atts) => atts,
+                            None => ancestor_atts.insert(nearest_stored_atts(
+                                st,
+                                id,
+                                current.as_ref(),
+                                &path,
+                            )?),
+                        };
+                        stored
+                            .iter()
+                            .find(|(n, m)| n == name && revpos.is_none_or(|p| p == m.revpos))
+                            .map(|(_, m)| m.clone())
+                            .ok_or_else(|| Error::MissingStub {
+                                id: id.to_owned(),
+                                name: name.clone(),
+                            })?
+                    }
+                }
+            }
+        };
+        att_meta.insert(name.clone(), meta.to_value());
+    }
+    // Every check passed: only now does anything go into the batch.
+    for (digest, data) in &new_atts {
+        st.store_att(digest, data)?;
+    }
+    let limit = st.inner.revs_limit();
+    let (tree, stemmed, _) = with_path(current.as_ref(), &path, doc.deleted, limit);
+    let mut body = doc.body;
+    if !att_meta.is_empty() {
+        body.push("_attachments", Value::Object(att_meta));
+    }
+    let keep_body = tree.contains(&leaf);
+    st.put_doc(
+        id,
+        current.as_ref(),
+        tree,
+        keep_body.then(|| (leaf.clone(), body)),
+        &stemmed,
+        Edit::Replicated { leaf: &leaf },
+    )?;
+    Ok(leaf)
+}
+
+/// The attachments of the newest ancestor of `path`'s leaf whose body this store holds,
+/// none if it holds none. CouchDB resolves a replicated revision's stubs against that
+/// revision, by name and `revpos` (`couch_db:prep_and_validate_replicated_updates`,
+/// `couch_att:merge_stubs`).
+pub(super) fn nearest_stored_atts(
+    st: &mut BatchState<'_>,
+    id: &str,
+    current: Option<&DocRecord>,
+    path: &RevPath,
+) -> Result<Vec<(String, AttMeta)>> {
+    let Some(rec) = current else {
+        return Ok(Vec::new());
+    };
+    let ancestors: Vec<Rev> = path.revs().collect();
+    // Newest first, the leaf itself left out.
+    for rev in ancestors.iter().rev().skip(1) {
+        if !rec.tree.contains(rev) {
+            continue;
+        }
+        if let Some(body) = st.body(id, rev)? {
+            return Ok(metas(&body));
+        }
+    }
+    Ok(Vec::new())
+}
