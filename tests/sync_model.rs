@@ -348,8 +348,8 @@ impl Sequence {
                 // After a crash the store may list more revisions, never fewer: one it does
                 // not list would be one it calls synced while the server lacks it.
                 SyncState::Unpushed { revs } => {
-                    let lacks = oracle.get(id).into_iter().flatten();
-                    if let Some(r) = lacks.filter(|r| !revs.contains(r)).next() {
+                    let mut lacks = oracle.get(id).into_iter().flatten();
+                    if let Some(r) = lacks.find(|r| !revs.contains(r)) {
                         self.fail(format!(
                             "{id}: store says unpushed {revs:?}, and so synced {r}, which the server lacks"
                         ));
