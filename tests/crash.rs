@@ -47,7 +47,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use settee::replicate::{find_start, ReplicationLog};
-use settee::store::{ChangesOptions, ChangesStyle, GetOptions, OpenRevs};
+use settee::store::{ChangesOptions, ChangesStyle, GetOptions, OpenOptions, OpenRevs};
 use settee::{Database, Seq};
 use settee_testkit::http::{self, Log, Reply, Request, Rule};
 use settee_testkit::TestDb;
@@ -73,6 +73,25 @@ pub(crate) fn seed(test: &str) -> u64 {
         });
     eprintln!("{test}: seed {seed} (SETTEE_TEST_SEED={seed} replays it)");
     seed
+}
+
+/// How long a CLI child may run before the test gives up on it: a full replication of one
+/// cycle takes about a second; a child that neither exits nor closes its stdout by then
+/// hangs.
+const CHILD_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long reopening a store waits for its lock after its process was killed (the store's
+/// own wait is short, for a user; the kernel closes a killed child's files when it is
+/// reaped, later on a loaded machine).
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the store a killed or finished child used, with [`REOPEN_WAIT`] for its lock.
+pub(crate) fn reopen(store: &Path) -> Database {
+    Database::open_with(OpenOptions {
+        lock_wait: REOPEN_WAIT,
+        ..OpenOptions::new(store)
+    })
+    .unwrap_or_else(|e| panic!("reopening {}: {e}", store.display()))
 }
 
 /// Changes per batch: small, so that one cycle's work is several batches.
@@ -195,6 +214,13 @@ fn run_cli(mut cmd: Command, watch: Option<Watch<'_>>, stderr_file: &Path) -> Ru
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
+    // Until the child exits or is killed (its stdout closes either way), or the deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let read = stdout.read_to_string(&mut out).map(|_| out);
+        let _ = tx.send(read);
+    });
     let mut child = Some(child);
     if let Some((t, _, _)) = trigger {
         let mut t = t.lock().unwrap();
@@ -204,9 +230,7 @@ fn run_cli(mut cmd: Command, watch: Option<Watch<'_>>, stderr_file: &Path) -> Ru
         }
         t.child = Some(c);
     }
-    // Until the child exits or is killed (its stdout closes either way).
-    let mut out = String::new();
-    stdout.read_to_string(&mut out).unwrap();
+    let read = rx.recv_timeout(CHILD_DEADLINE);
     let (mut child, landed) = match trigger {
         Some((t, _, _)) => {
             let mut t = t.lock().unwrap();
@@ -215,6 +239,15 @@ fn run_cli(mut cmd: Command, watch: Option<Watch<'_>>, stderr_file: &Path) -> Ru
         }
         None => (child.take().unwrap(), None),
     };
+    let Ok(out) = read else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the settee child did not finish within {CHILD_DEADLINE:?} (it hangs); its stderr: {}",
+            std::fs::read_to_string(stderr_file).unwrap_or_default()
+        );
+    };
+    let out = out.unwrap();
     let status = child.wait().unwrap();
     let requests = match trigger {
         Some((_, log, _)) => log.lock().unwrap()[start.unwrap()..].to_vec(),
@@ -351,7 +384,7 @@ pub(crate) fn store_leaves(db: &Database, id: &str) -> BTreeMap<String, Value> {
 
 /// Asserts that every listed document has the same leaves in the store and on CouchDB.
 pub(crate) async fn assert_same_trees(couch: &Couch, store: &Path, ids: &BTreeSet<String>) {
-    let db = Database::open(store).unwrap();
+    let db = reopen(store);
     let remote: Vec<(String, BTreeMap<String, Value>)> = futures::stream::iter(ids.iter())
         .map(|id| async move { (id.clone(), couch.leaves(id).await) })
         .buffer_unordered(8)
@@ -548,7 +581,7 @@ impl Crash {
         let (docs, branches) = work(rng, cycle, &self.revs);
         let written: Vec<(String, String)> = match self.direction {
             Direction::Push => {
-                let db = Database::open(&self.store).unwrap();
+                let db = reopen(&self.store);
                 let res = db.bulk_docs(docs, true).unwrap();
                 db.bulk_docs(branches, false).unwrap();
                 res.into_iter()
@@ -747,7 +780,7 @@ fn sigkill_at_random_points(direction: Direction) {
         // with more work and another kill.
         loop {
             let (start, allowed) = {
-                let db = Database::open(&w.store).unwrap();
+                let db = reopen(&w.store);
                 db.verify()
                     .unwrap_or_else(|e| panic!("cycle {cycle}, after {kills} kills: {e}"));
                 w.start_and_allowed(&db)

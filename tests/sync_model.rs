@@ -1,7 +1,8 @@
 //! The model test of issue 11 against the real server: random sequences of local edits,
 //! server edits, deletions, conflicts on both sides, attachments, filtered and unfiltered
 //! syncs, documents the server's validation function refuses, reopening the store, and syncs
-//! cut short by a simulated crash (the remote took a push but the store never heard back).
+//! cut short by a simulated crash (the remote took a push but the store never heard back);
+//! `kill.rs` adds the real crash, a `settee sync` child SIGKILLed mid-run.
 //! After every step the store's `unsynced()` list is compared with an oracle computed from
 //! both sides' revision trees: the local leaves the server does not hold (the server's
 //! `_revs_diff`), minus the documents the pair's filter excludes. They must be equal (ids,
@@ -14,15 +15,25 @@
 //! At least 200 sequences per run (`SETTEE_SYNC_MODEL_SEQUENCES` to change it); the base seed
 //! is printed, rerun one with `SETTEE_SYNC_MODEL_SEED=<seed> SETTEE_SYNC_MODEL_SEQUENCES=1`.
 //!
-//! Against pouchdb-server the sequences run without the validation function, so without
-//! refusals: pouchdb-server 4.2.0 with a `validate_doc_update` design document silently drops
-//! a replicated (`new_edits=false`) revision that conflicts with the stored one while
-//! answering success, so the server does not hold what it confirmed (see
-//! `pouchdb_server_with_a_validation_function_drops_replicated_conflicts`).
+//! Every test here runs against either server; Apache CouchDB is the reference, and
+//! scripts/test.sh runs the kill test and the validation-function test again against
+//! pouchdb-server. FIXME(#21): not the random model yet: against pouchdb-server 4.2.0 a
+//! sequence fails now and then (a tombstone pulled by a sync cut short stays listed as
+//! unpushed after complete syncs, seed 5495292346188439323, every time; a complete sync
+//! leaving a revision unpulled, seed 13504186226855241022, once in three runs), which
+//! CouchDB never showed. Where they differ on purpose: against pouchdb-server
+//! the sequences run without the validation function, so without refusals: pouchdb-server
+//! 4.2.0 with a `validate_doc_update` design document silently drops a replicated
+//! (`new_edits=false`) revision that conflicts with the stored one while answering success,
+//! so the server does not hold what it confirmed (see
+//! `a_validation_function_and_replicated_conflicting_branches`).
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
+// The real crash: `settee sync` as a child process, SIGKILLed mid-run.
+#[path = "sync_model/kill.rs"]
+mod kill;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +61,8 @@ const DEFAULT_SEQUENCES: usize = 200;
 const PARALLEL: usize = 16;
 /// Document ids `d0`..: few, so that edits meet.
 const DOCS: usize = 5;
+/// How long reopening the store waits for its lock (see [`open_store`]).
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
 const GUARD: &str =
     "function (doc) { if (doc.bad) { throw({forbidden: 'bad documents are refused'}); } }";
 
@@ -158,11 +171,15 @@ struct Sequence {
     log: Vec<String>,
 }
 
+/// Opens the sequence's store. Every open but the first reopens a store just closed, or
+/// one whose `settee sync` child was just killed: the lock wait is the tests' longer one
+/// (the kernel releases a killed child's lock when it reaps it, later on a loaded machine).
 fn open_store(path: &std::path::Path) -> Database {
     Database::open_with(OpenOptions {
         durability: Durability::Relaxed {
             flush_every: Duration::from_millis(100),
         },
+        lock_wait: REOPEN_WAIT,
         ..OpenOptions::new(path)
     })
     .unwrap()
@@ -328,7 +345,16 @@ impl Sequence {
                         }
                     }
                 }
-                SyncState::Unpushed { .. } => {}
+                // After a crash the store may list more revisions, never fewer: one it does
+                // not list would be one it calls synced while the server lacks it.
+                SyncState::Unpushed { revs } => {
+                    let mut lacks = oracle.get(id).into_iter().flatten();
+                    if let Some(r) = lacks.find(|r| !revs.contains(r)) {
+                        self.fail(format!(
+                            "{id}: store says unpushed {revs:?}, and so synced {r}, which the server lacks"
+                        ));
+                    }
+                }
                 other => self.fail(format!("{id} is listed as {other:?}")),
             }
         }
@@ -394,6 +420,12 @@ impl Sequence {
 
     async fn step(&mut self) {
         let op = self.rng.gen_range(0..14);
+        self.step_op(op).await;
+    }
+
+    /// Step `op`: 0..=8 edit one side (local edits, deletions and branches, then the
+    /// server's), 9..=11 sync, 12 a sync cut short in-process, 13 a reopen or compaction.
+    async fn step_op(&mut self, op: u32) {
         let id = self.id();
         let local = self.db().get(id.as_str(), &GetOptions::default()).ok();
         match op {
@@ -526,6 +558,25 @@ impl Sequence {
         }
     }
 
+    /// Every document's leaves on the server (tombstones too), from its `_changes`.
+    async fn server_leaves(&self) -> BTreeMap<String, Vec<Rev>> {
+        let all = self
+            .remote
+            .changes(&settee::couch::ChangesOptions {
+                style: settee::couch::ChangesStyle::AllDocs,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut revs: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
+        for c in all.results {
+            if revs.insert(c.id.clone(), c.changes).is_some() {
+                self.fail(format!("{} is twice in the server's _changes", c.id));
+            }
+        }
+        revs
+    }
+
     fn reopen(&mut self) {
         drop(self.db.take());
         self.db = Some(open_store(&self.dir.path().join("local")));
@@ -540,7 +591,9 @@ async fn is_pouchdb_server(server: &Server) -> bool {
         .is_some_and(|v| v.to_string().contains("PouchDB"))
 }
 
-async fn run_sequence(server: &Server, seed: u64, validate: bool) -> (usize, usize) {
+/// A fresh sequence: a new store and a new server database (with the validation function
+/// when `validate`).
+async fn new_sequence(server: &Server, seed: u64, validate: bool) -> Sequence {
     let dir = tempfile::tempdir().unwrap();
     let db = open_store(&dir.path().join("local"));
     let name = unique_db("model");
@@ -555,7 +608,7 @@ async fn run_sequence(server: &Server, seed: u64, validate: bool) -> (usize, usi
             .await
             .unwrap();
     }
-    let mut seq = Sequence {
+    Sequence {
         validate,
         seed,
         rng: StdRng::seed_from_u64(seed),
@@ -566,13 +619,13 @@ async fn run_sequence(server: &Server, seed: u64, validate: bool) -> (usize, usi
         suspect: false,
         hash: 0,
         log: Vec::new(),
-    };
-    let steps = seq.rng.gen_range(6..16);
-    for _ in 0..steps {
-        seq.step().await;
-        seq.check().await;
     }
-    // A complete unfiltered sync: only refused documents stay, nothing is unpulled.
+}
+
+/// The end of every sequence: a complete unfiltered sync, after which only refused documents
+/// stay listed and nothing is unpulled; then the server database goes. Returns how many
+/// documents stay listed.
+async fn finish(mut seq: Sequence) -> usize {
     seq.log.push("final sync".into());
     seq.sync(Filter::All, None).await;
     seq.suspect = false;
@@ -588,25 +641,23 @@ async fn run_sequence(server: &Server, seed: u64, validate: bool) -> (usize, usi
         .await
         .unwrap();
     if unpulled != 0 {
-        let all = seq
-            .remote
-            .changes(&settee::couch::ChangesOptions {
-                style: settee::couch::ChangesStyle::AllDocs,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut revs: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
-        for c in all.results {
-            revs.insert(c.id, c.changes);
-        }
-        let missing = seq.db().revs_diff(revs).unwrap();
+        let missing = seq.db().revs_diff(seq.server_leaves().await).unwrap();
         seq.fail(format!(
             "after a complete sync {unpulled} documents are unpulled: the store lacks {missing:?}"
         ));
     }
     seq.remote.delete().await.unwrap();
-    (steps, left.len())
+    left.len()
+}
+
+async fn run_sequence(server: &Server, seed: u64, validate: bool) -> (usize, usize) {
+    let mut seq = new_sequence(server, seed, validate).await;
+    let steps = seq.rng.gen_range(6..16);
+    for _ in 0..steps {
+        seq.step().await;
+        seq.check().await;
+    }
+    (steps, finish(seq).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -646,15 +697,15 @@ async fn issue_11_unsynced_equals_the_oracle_after_every_step_of_random_sequence
     );
 }
 
-/// Why the model runs without a validation function on pouchdb-server: it answers success
-/// to a replicated conflicting revision and drops it. FIXME: pouchdb-server's bug, not ours;
-/// if this starts failing, pouchdb-server was fixed and the model can validate there too.
+/// Why the model runs without a validation function on pouchdb-server. Apache CouchDB (the
+/// reference) stores both replicated branches of a document under a validation function that
+/// accepts them; pouchdb-server answers success to the second, conflicting one and drops it.
+/// FIXME: pouchdb-server's bug, not ours; if its branch starts failing, pouchdb-server was
+/// fixed and the model can validate there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pouchdb_server_with_a_validation_function_drops_replicated_conflicts() {
+async fn a_validation_function_and_replicated_conflicting_branches() {
     let server = Server::get();
-    if !is_pouchdb_server(&server).await {
-        return; // Apache CouchDB stores both branches; the model test checks it.
-    }
+    let pouchdb = is_pouchdb_server(&server).await;
     let remote = RemoteDb::from_url(&server.db_url_with_password(&unique_db("drops"))).unwrap();
     remote.create().await.unwrap();
     remote
@@ -673,10 +724,12 @@ async fn pouchdb_server_with_a_validation_function_drops_replicated_conflicts() 
         .revs_diff(&[("x".to_owned(), vec!["1-0002".parse().unwrap()])].into())
         .await
         .unwrap();
-    assert_eq!(
-        diff["x"].missing,
-        vec!["1-0002".parse::<Rev>().unwrap()],
-        "the second branch was answered ok and dropped"
-    );
+    let missing = diff.get("x").map(|d| d.missing.clone()).unwrap_or_default();
+    if pouchdb {
+        // Where the servers differ: the second branch was answered ok and dropped.
+        assert_eq!(missing, vec!["1-0002".parse::<Rev>().unwrap()]);
+    } else {
+        assert_eq!(missing, Vec::<Rev>::new(), "CouchDB holds both branches");
+    }
     remote.delete().await.unwrap();
 }

@@ -111,7 +111,7 @@ fn small_store(store: &Path) -> Vec<(String, String)> {
 
 /// After a failed write: the store opens, verifies, and holds exactly what it held.
 fn assert_unchanged(store: &Path, before: &[(String, String)], absent: &str) {
-    let db = Database::open(store).unwrap();
+    let db = super::reopen(store);
     db.verify().unwrap();
     for (id, rev) in before {
         let doc = db.get(id, &Default::default()).unwrap();
@@ -154,7 +154,7 @@ fn a_write_on_a_full_disk_fails_clearly_and_commits_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let db = Database::open(&store).unwrap();
+    let db = super::reopen(&store);
     db.verify().unwrap();
     assert_eq!(db.info().unwrap().doc_count, 4);
 }
@@ -342,7 +342,7 @@ fn a_pull_into_a_full_disk_stops_with_the_error_and_resumes() {
         "no checkpoint before the disk filled up: the limit is too low to show a resume"
     );
     {
-        let db = Database::open(&store).unwrap();
+        let db = super::reopen(&store);
         db.verify().unwrap();
         let pulled = db.info().unwrap().doc_count;
         assert!(

@@ -41,6 +41,11 @@ pub struct OpenOptions {
     /// sled's page cache size in bytes (default 128 MiB: 100,000 1 KB notes stay under 200 MB
     /// of memory and most reads are served from the cache; sled's own default is 1 GiB).
     pub cache_capacity: u64,
+    /// How long opening retries a store whose lock is busy before answering
+    /// [`Error::StoreInUse`](crate::Error::StoreInUse) (default [`OpenOptions::LOCK_WAIT`]).
+    /// The retry lets a store closed just before finish closing; tests that reopen a store
+    /// right after killing its process wait longer on a loaded machine.
+    pub lock_wait: Duration,
 }
 
 impl Default for OpenOptions {
@@ -51,11 +56,16 @@ impl Default for OpenOptions {
             durability: Durability::Immediate,
             create: true,
             cache_capacity: 128 * 1024 * 1024,
+            lock_wait: OpenOptions::LOCK_WAIT,
         }
     }
 }
 
 impl OpenOptions {
+    /// The default [`OpenOptions::lock_wait`]: short, so that a second opener hears "store in
+    /// use" quickly, and long enough for sled to let go of a store dropped just before.
+    pub const LOCK_WAIT: Duration = Duration::from_millis(1500);
+
     /// Default options for the store at `path`.
     pub fn new(path: impl Into<PathBuf>) -> OpenOptions {
         OpenOptions {

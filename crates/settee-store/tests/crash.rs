@@ -5,10 +5,15 @@
 //! the parent kills it with SIGKILL at random moments, reopens the store and checks every
 //! invariant (indexes included), that an index answers as a full scan does, and that no
 //! document looks synced with the remote unless the remote was said to hold its leaves (the
-//! child logs each such statement, fsynced, before making it). The seed is printed; rerun a
-//! failure with
+//! child logs each such statement, fsynced, before making it). The child also keeps an
+//! fsynced log of what each acknowledged write left (every touched document's leaves, bodies
+//! and attachments, as a digest): after each kill the parent compares every document with
+//! it, so an acknowledged write whose content did not survive fails the test, and so does a
+//! document changed by no write at all. The seed is printed; rerun a failure with
 //! `SETTEE_CRASH_SEED=<seed>`.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -52,6 +57,137 @@ fn log_held(path: &std::path::Path, revs: &[(String, Rev)]) {
     f.sync_all().unwrap();
 }
 
+/// The child's log of acknowledged writes, next to the store.
+fn acked_log(store: &std::path::Path) -> std::path::PathBuf {
+    store.with_extension("acked")
+}
+
+/// What a document is, as the acknowledged-write log records it: a digest of all its leaves
+/// with their bodies and attachments' data (`open_revs=all`), or `none`. For `_local/` ids,
+/// the local document. Both roles compute it with this one function.
+fn doc_state(db: &Database, id: &str) -> String {
+    let value = if id.starts_with("_local/") {
+        match db.get_local(id) {
+            Ok(doc) => doc,
+            Err(e) if e.name() == "not_found" => return "none".into(),
+            Err(e) => panic!("get_local {id}: {e}"),
+        }
+    } else {
+        let leaves = db
+            .open_revs(
+                id,
+                OpenRevs::All,
+                &GetOptions {
+                    revs: true,
+                    attachments: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        if leaves.is_empty() {
+            return "none".into();
+        }
+        serde_json::to_value(&leaves).unwrap()
+    };
+    use md5::Digest;
+    let winner = value["_rev"]
+        .as_str()
+        .or_else(|| value[0]["ok"]["_rev"].as_str())
+        .unwrap_or("?")
+        .to_owned();
+    format!(
+        "{winner}/{}",
+        hex::encode(md5::Md5::digest(serde_json::to_vec(&value).unwrap()))
+    )
+}
+
+/// The acknowledged-write log, written by the child around each write: `begin <ids>` before
+/// it (the ids it may change), then after it returns `ack <id> <state>` for each of them and
+/// `done`, then an fsync. Lines start with a newline too, as in the held log.
+struct AckLog {
+    file: std::fs::File,
+}
+
+impl AckLog {
+    fn open(store: &std::path::Path) -> AckLog {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(acked_log(store))
+            .unwrap();
+        AckLog { file }
+    }
+
+    fn begin(&mut self, ids: &[String]) {
+        write!(self.file, "\nbegin {}\n", ids.join(" ")).unwrap();
+        self.file.sync_all().unwrap();
+    }
+
+    fn done(&mut self, db: &Database, ids: &[String]) {
+        let mut text = String::new();
+        for id in ids {
+            text.push_str(&format!("\nack {id} {}\n", doc_state(db, id)));
+        }
+        text.push_str("\ndone\n");
+        self.file.write_all(text.as_bytes()).unwrap();
+        self.file.sync_all().unwrap();
+    }
+}
+
+/// The parent's reading of one child's acknowledged-write log: the last acknowledged state
+/// of each document, and the ids of a write that began but was not logged as done (the kill
+/// came during it, or between it and its log: it may or may not be in the store).
+#[derive(Default)]
+struct Acked {
+    states: BTreeMap<String, String>,
+    in_flight: Vec<String>,
+}
+
+fn read_acked(store: &std::path::Path) -> Acked {
+    let text = std::fs::read_to_string(acked_log(store)).unwrap_or_default();
+    let mut acked = Acked::default();
+    let mut pending = BTreeMap::new();
+    // A trailing fragment (no newline) is a line the kill cut short: skipped.
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("begin") => {
+                acked.in_flight = words.map(str::to_owned).collect();
+                pending.clear();
+            }
+            Some("ack") => {
+                let (id, state) = (words.next().unwrap(), words.next().unwrap());
+                pending.insert(id.to_owned(), state.to_owned());
+            }
+            Some("done") => {
+                acked.states.append(&mut pending);
+                acked.in_flight.clear();
+            }
+            _ => {}
+        }
+    }
+    acked
+}
+
+/// Every document, design and `_local/ckpt` document of the store, with its [`doc_state`].
+fn all_states(db: &Database) -> BTreeMap<String, String> {
+    let mut ids: Vec<String> = db
+        .changes(&ChangesOptions::default())
+        .unwrap()
+        .results
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.push("_local/ckpt".into());
+    ids.into_iter()
+        .map(|id| {
+            let state = doc_state(db, &id);
+            (id, state)
+        })
+        .filter(|(_, state)| state != "none")
+        .collect()
+}
+
 /// Child role: write forever; after each acknowledged write print `ack <mode> <update_seq>`.
 #[test]
 fn crash_child_writer() {
@@ -74,15 +210,19 @@ fn crash_child_writer() {
     .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let b64 = base64::engine::general_purpose::STANDARD;
+    let store_path = std::path::PathBuf::from(&path);
+    let mut acked = AckLog::open(&store_path);
     // Registered and built in one child, "exists" in the next ones (and built further if a
     // kill cut its build short).
+    let by_i = vec!["_design/by-i".to_string()];
+    acked.begin(&by_i);
     db.create_index(&json!({"index": {"fields": ["i"]}, "ddoc": "by-i", "name": "i"}))
         .unwrap();
+    acked.done(&db, &by_i);
     // The remote is registered once the store holds documents (a no-op in the children
     // after the one that did it), so that they are pending with it (format 6's intervals),
     // and the confirmations below take spans out of the intervals, in id order.
     let register_at = rng.gen_range(0..60u64);
-    let store_path = std::path::PathBuf::from(&path);
     for i in 0u64.. {
         if i == register_at {
             db.register_remote(REMOTE, Default::default()).unwrap();
@@ -92,7 +232,19 @@ fn crash_child_writer() {
         let cur_rev = current
             .as_ref()
             .map(|d| d["_rev"].as_str().unwrap().to_owned());
-        match rng.gen_range(0..12) {
+        // The documents this step may change, logged before and after it (none for the
+        // sync-state steps, which change no document).
+        let op = rng.gen_range(0..12);
+        let mut touched = match op {
+            6 | 9 | 10 => vec![],
+            11 => vec!["_design/extra".to_string()],
+            0..=5 | 8 => vec![id.clone()],
+            _ => vec!["_local/ckpt".to_string()],
+        };
+        if !touched.is_empty() {
+            acked.begin(&touched);
+        }
+        match op {
             0 | 1 => {
                 let mut doc =
                     json!({"_id": id, "i": i, "text": "x".repeat(rng.gen_range(10..800))});
@@ -128,9 +280,14 @@ fn crash_child_writer() {
                 db.put(doc).unwrap();
             }
             6 => {
-                let docs = (0..20)
+                let docs: Vec<Value> = (0..20)
                     .map(|j| json!({"_id": format!("b{:04}", rng.gen_range(0..400)), "i": i, "j": j}))
                     .collect();
+                touched = docs
+                    .iter()
+                    .map(|d| d["_id"].as_str().unwrap().to_owned())
+                    .collect();
+                acked.begin(&touched);
                 db.bulk_docs(docs, true).unwrap();
             }
             8 => {
@@ -205,6 +362,9 @@ fn crash_child_writer() {
                 db.put_local(doc).unwrap();
             }
         }
+        if !touched.is_empty() {
+            acked.done(&db, &touched);
+        }
         if rng.gen_ratio(1, 50) {
             db.compact().unwrap();
         }
@@ -214,6 +374,47 @@ fn crash_child_writer() {
             db.info().unwrap().update_seq
         );
     }
+}
+
+/// Compares every document with what the killed child acknowledged (and what the previous
+/// reopen found, for the documents it did not write), then makes `snapshot` today's states.
+/// With [`Durability::Immediate`], every acknowledged write must be there, exactly; with
+/// relaxed durability only the documents the child never wrote are checked (it may lose its
+/// last writes). A write the kill interrupted may or may not be there.
+fn check_acknowledged(
+    db: &Database,
+    path: &std::path::Path,
+    snapshot: &mut BTreeMap<String, String>,
+    immediate: bool,
+    (seed, kill): (u64, usize),
+) -> usize {
+    let current = all_states(db);
+    let acked = read_acked(path);
+    let mut expected = snapshot.clone();
+    for (id, state) in &acked.states {
+        if state == "none" {
+            expected.remove(id);
+        } else {
+            expected.insert(id.clone(), state.clone());
+        }
+    }
+    let ids: std::collections::BTreeSet<&String> = current.keys().chain(expected.keys()).collect();
+    let mut compared = 0;
+    for id in ids {
+        if acked.in_flight.contains(id) || (!immediate && acked.states.contains_key(id)) {
+            continue;
+        }
+        compared += 1;
+        assert_eq!(
+            current.get(id),
+            expected.get(id),
+            "seed {seed} kill {kill}: {id} is not what the child acknowledged (or, if it did \
+             not write it, what the previous reopen found); its leaves: {:?}",
+            db.open_revs(id, OpenRevs::All, &GetOptions::default()).ok()
+        );
+    }
+    *snapshot = current;
+    compared
 }
 
 #[test]
@@ -233,8 +434,13 @@ fn sigkill_at_random_moments_leaves_a_consistent_store() {
     let started = Instant::now();
     let mut last_seen_seq = 0u64;
     let mut kills = 0;
+    // Every document's state as the previous reopen found it.
+    let mut snapshot: BTreeMap<String, String> = BTreeMap::new();
+    let mut compared = 0;
     while kills < KILLS && (kills < MIN_KILLS || started.elapsed() < TIME_BUDGET) {
         let child_seed: u64 = rng.gen();
+        // Each child's log starts empty: what it holds is that child's writes.
+        let _ = std::fs::remove_file(acked_log(&path));
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
@@ -272,8 +478,15 @@ fn sigkill_at_random_moments_leaves_a_consistent_store() {
         child.wait().unwrap();
         kills += 1;
 
-        let db = Database::open(&path)
+        let db = common::reopen(&path)
             .unwrap_or_else(|e| panic!("seed {seed} kill {kills}: store does not open: {e}"));
+        compared += check_acknowledged(
+            &db,
+            &path,
+            &mut snapshot,
+            child_seed % 2 == 0,
+            (seed, kills),
+        );
         let report = db
             .verify()
             .unwrap_or_else(|e| panic!("seed {seed} kill {kills}: invariant broken: {e}"));
@@ -385,9 +598,11 @@ fn sigkill_at_random_moments_leaves_a_consistent_store() {
         drop(db);
     }
     eprintln!(
-        "crash test: {kills} SIGKILLs in {:.1}s, final update_seq {last_seen_seq}",
+        "crash test: {kills} SIGKILLs in {:.1}s, final update_seq {last_seen_seq}, \
+         {compared} documents compared with the acknowledged-write log",
         started.elapsed().as_secs_f64()
     );
+    assert!(compared > 0, "no document was compared with the log");
     assert!(kills >= MIN_KILLS);
     assert!(last_seen_seq > 0, "the children never wrote anything");
 }

@@ -8,9 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-/// How long `open` retries a busy lock before answering `store_in_use`.
-const LOCK_WAIT: Duration = Duration::from_millis(1500);
-
 use super::{new_uuid, Counters, Database, Inner, Notifier};
 use crate::index::catalog::{Catalog, Indexes};
 use crate::keys::{self, FORMAT_VERSION};
@@ -23,7 +20,7 @@ impl Database {
     ///
     /// # Errors
     /// [`Error::StoreInUse`] if another process or handle has it open (after retrying for
-    /// about 1.5 s, to let a store closed just before finish closing);
+    /// [`OpenOptions::LOCK_WAIT`], to let a store closed just before finish closing);
     /// [`Error::NotAStore`] for a file, a foreign directory or damaged files;
     /// [`Error::UnsupportedFormat`] for a store written by another format version;
     /// [`Error::Storage`] for I/O errors.
@@ -108,8 +105,8 @@ impl Database {
                 // lock file for a moment after a `Db` is dropped), and a child process being
                 // spawned holds inherited descriptors until it execs. So a lock that is busy
                 // is retried for a bounded time before it is reported: a store closed just
-                // now opens, a store really in use fails after LOCK_WAIT, never hangs.
-                Err(Error::StoreInUse { .. }) if started.elapsed() < LOCK_WAIT => {
+                // now opens, a store really in use fails after `lock_wait`, never hangs.
+                Err(Error::StoreInUse { .. }) if started.elapsed() < opts.lock_wait => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
