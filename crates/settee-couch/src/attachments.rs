@@ -10,9 +10,9 @@ use futures::{Stream, StreamExt};
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::call::{Body, Call};
 use crate::docs::PutResponse;
 use crate::ids::encode_segment;
-use crate::transport::{Body, Call};
 use crate::{Error, RemoteDb, Result, Rev};
 
 /// An attachment's bytes, as a stream so that large ones are never held in memory.

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::call::Call;
 use crate::docs::{is_missing_doc, json_list};
-use crate::transport::Call;
 use crate::{
     BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest, BulkGetResult, Error, RemoteDb,
     Result, Rev,

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 use url::Url;
 
-use crate::transport::Call;
+use crate::call::Call;
 use crate::{Change, ChangesStyle, Error, RedactedUrl, RemoteDb, Result, Seq};
 
 /// The longest line a continuous feed may send (a change with `include_docs` and inline

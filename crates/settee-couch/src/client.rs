@@ -10,8 +10,8 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::call::{sensitive, Body, Call, COOKIE_HEADER};
 use crate::ids::encode_segment;
-use crate::transport::{sensitive, Body, Call, COOKIE_HEADER};
 use crate::{Error, RedactedUrl, RemoteDb, Result, RetryPolicy};
 
 /// A password or token. Its `Debug` never shows it.
@@ -213,7 +213,7 @@ impl CouchClient {
             .await
             .map_err(|e| Error::transport(&method, &shown, e))?;
         if !resp.status().is_success() {
-            return Err(crate::transport::failure(&method, &shown, resp).await);
+            return Err(crate::answer::failure(&method, &shown, resp).await);
         }
         let cookie = auth_session_cookie(&resp).ok_or_else(|| {
             Error::invalid(

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use reqwest::Method;
 use url::Url;
 
+use crate::call::Call;
 use crate::ids::encode_doc_id;
-use crate::transport::Call;
 use crate::{CouchClient, Error, RedactedUrl, Result, Seq};
 
 /// Database information (`GET /{db}`): `settee_wire`'s [`DbInfo`](settee_wire::DbInfo) with

@@ -6,8 +6,8 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::call::Call;
 use crate::ids::local_id;
-use crate::transport::Call;
 use crate::{AllDocs, AllDocsOptions, Error, GetOptions, RemoteDb, Result, Rev};
 
 /// The answer of `_all_docs`: `settee_wire`'s [`AllDocs`].

@@ -37,9 +37,11 @@
 //! # }
 //! ```
 
+mod answer;
 mod attachments;
 mod bulk_docs;
 mod bulk_get;
+mod call;
 mod changes;
 mod client;
 mod db;

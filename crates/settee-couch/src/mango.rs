@@ -5,8 +5,8 @@
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::call::Call;
 use crate::ids::encode_segment;
-use crate::transport::Call;
 use crate::{RemoteDb, Result};
 
 impl RemoteDb {

@@ -29,6 +29,7 @@ mod bookmark;
 mod choice;
 mod explain;
 mod ranges;
+mod usable;
 
 pub use choice::plan;
 pub use explain::explain_unplannable;

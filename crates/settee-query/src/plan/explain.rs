@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::choice::usability;
+use super::usable::usability;
 use super::{all_docs_index_json, columns, Cand, Plan};
 use crate::field::FieldPath;
 use crate::selector::Range;
