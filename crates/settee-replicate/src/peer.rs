@@ -164,19 +164,18 @@ pub struct DocFailure {
 }
 
 impl DocFailure {
-    /// The failure a rejected write result reports (either peer's `_bulk_docs` result).
-    pub(crate) fn rejected(
-        id: String,
-        rev: Option<Rev>,
-        error: Option<String>,
-        reason: Option<String>,
-    ) -> DocFailure {
-        DocFailure {
-            id,
-            rev: rev.map(|r| r.to_string()),
-            error: error.unwrap_or_default(),
-            reason: reason.unwrap_or_default(),
-        }
+    /// The documents a `_bulk_docs` answer (either peer's) refused, each with its error.
+    pub(crate) fn refused(results: Vec<settee_wire::DocResult>) -> Vec<DocFailure> {
+        results
+            .into_iter()
+            .filter(|r| !r.is_ok())
+            .map(|r| DocFailure {
+                id: r.id,
+                rev: r.rev.map(|r| r.to_string()),
+                error: r.error.unwrap_or_default(),
+                reason: r.reason.unwrap_or_default(),
+            })
+            .collect()
     }
 }
 

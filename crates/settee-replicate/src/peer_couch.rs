@@ -250,11 +250,7 @@ impl Peer for RemoteDb {
         let results = RemoteDb::bulk_docs(self, &docs, false)
             .await
             .map_err(Error::Couch)?;
-        Ok(results
-            .into_iter()
-            .filter(|r| !r.is_ok())
-            .map(|r| DocFailure::rejected(r.id, r.rev, r.error, r.reason))
-            .collect())
+        Ok(DocFailure::refused(results))
     }
 
     async fn commit(&self) -> Result<()> {

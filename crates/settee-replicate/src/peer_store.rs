@@ -196,11 +196,7 @@ impl Peer for Database {
             Ok(results)
         })
         .await?;
-        Ok(results
-            .into_iter()
-            .filter(|r| !r.is_ok())
-            .map(|r| DocFailure::rejected(r.id, r.rev, r.error, r.reason))
-            .collect())
+        Ok(DocFailure::refused(results))
     }
 
     async fn commit(&self) -> Result<()> {

@@ -55,9 +55,20 @@ pub fn explain_unplannable(dbname: &str, req: &FindRequest, indexes: &[IndexDef]
             json!({"index": index, "analysis": {"usable": false, "reasons": [{"name": reason}], "ranking": 1, "covering": covering}})
         })
         .collect();
+    answer(
+        dbname,
+        Value::Null,
+        req,
+        json!(candidates),
+        selector_hints(req),
+    )
+}
+
+/// The members every `_explain` answer opens with, in CouchDB's order.
+fn answer(dbname: &str, index: Value, req: &FindRequest, candidates: Value, hints: Value) -> Value {
     json!({
         "dbname": dbname,
-        "index": null,
+        "index": index,
         "partitioned": false,
         "selector": req.selector.to_json(),
         "opts": req.opts_json(),
@@ -65,7 +76,7 @@ pub fn explain_unplannable(dbname: &str, req: &FindRequest, indexes: &[IndexDef]
         "skip": req.skip,
         "fields": req.fields.clone().unwrap_or_default(),
         "index_candidates": candidates,
-        "selector_hints": selector_hints(req),
+        "selector_hints": hints,
     })
 }
 
@@ -175,18 +186,14 @@ impl Plan<'_> {
         } else {
             (start_key, end_key)
         };
-        json!({
-            "dbname": dbname,
-            "index": index,
-            "partitioned": false,
-            "selector": req.selector.to_json(),
-            "opts": req.opts_json(),
-            "limit": req.limit,
-            "skip": req.skip,
-            "fields": req.fields.clone().unwrap_or_default(),
-            "index_candidates": self.candidates,
-            "selector_hints": self.hints,
-            "mrargs": {
+        let mut out = answer(
+            dbname,
+            index,
+            req,
+            json!(self.candidates),
+            json!(self.hints),
+        );
+        out["mrargs"] = json!({
                 "include_docs": true,
                 "view_type": "map",
                 "reduce": false,
@@ -197,8 +204,8 @@ impl Plan<'_> {
                 "stable": false,
                 "update": true,
                 "conflicts": if req.conflicts { json!(true) } else { json!("undefined") },
-            },
-            "covering": self.covering,
-        })
+        });
+        out["covering"] = json!(self.covering);
+        out
     }
 }
