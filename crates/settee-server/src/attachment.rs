@@ -16,8 +16,8 @@ use crate::body;
 use crate::document::write_one;
 use crate::error::HttpError;
 use crate::registry::OpenDb;
-use crate::route::{check, Request};
-use crate::server::State;
+use crate::request::{check, Request};
+use crate::state::State;
 use crate::validate::Writer;
 
 /// `/{db}/{docid}/{name}`.
@@ -185,18 +185,7 @@ async fn put(
     name: &str,
     req: Request,
 ) -> Result<Response, HttpError> {
-    let q = req.query();
-    let rev = match q.rev("rev")? {
-        Some(r) => Some(r),
-        None => match req
-            .headers
-            .get(header::IF_MATCH)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(v) => Some(crate::query::parse_rev(v.trim_matches('"'))?),
-            None => None,
-        },
-    };
+    let rev = req.rev()?;
     let content_type = req
         .headers
         .get(header::CONTENT_TYPE)
@@ -232,18 +221,7 @@ async fn delete(
     name: &str,
     req: Request,
 ) -> Result<Response, HttpError> {
-    let q = req.query();
-    let rev = match q.rev("rev")? {
-        Some(r) => r,
-        None => match req
-            .headers
-            .get(header::IF_MATCH)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(v) => crate::query::parse_rev(v.trim_matches('"'))?,
-            None => return Err(HttpError::conflict()),
-        },
-    };
+    let rev = req.rev()?.ok_or_else(HttpError::conflict)?;
     let writer = Writer::new(open, &req.user);
     let mut doc = base_doc(open, id, Some(rev)).await?;
     let removed = doc

@@ -200,3 +200,16 @@ pub(crate) fn with_etag(mut res: Response, value: &str) -> Response {
     }
     res
 }
+
+/// A body streamed from a channel (feeds, multipart answers).
+pub(crate) fn stream_body(
+    rx: tokio::sync::mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>,
+) -> Body {
+    Body::from_stream(tokio_stream_from(rx))
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

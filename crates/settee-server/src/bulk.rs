@@ -15,8 +15,8 @@ use crate::body;
 use crate::error::HttpError;
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
-use crate::route::Request;
-use crate::server::State;
+use crate::request::Request;
+use crate::state::State;
 use crate::validate::{Validators, Writer};
 
 /// Where a JSON key falls among string ids in CouchDB's collation: `null`, booleans and

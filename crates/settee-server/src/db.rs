@@ -13,9 +13,10 @@ use crate::auth::{self, Need};
 use crate::body;
 use crate::document;
 use crate::error::HttpError;
-use crate::registry::OpenDb;
-use crate::route::{check, Request};
-use crate::server::State;
+use crate::location::encode_segment;
+use crate::registry::{OpenDb, USERS_DB};
+use crate::request::{check, Request};
+use crate::state::State;
 
 /// `/{db}`.
 pub(crate) async fn database(
@@ -71,11 +72,6 @@ pub(crate) async fn database(
     }
 }
 
-/// Percent-encodes a database name for a `Location` header (`/` is `%2F`).
-pub(crate) fn encode_segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, crate::SEGMENT).to_string()
-}
-
 /// `/{db}/_security`: GET for members, PUT for admins.
 pub(crate) async fn security(
     state: &Arc<State>,
@@ -89,7 +85,7 @@ pub(crate) async fn security(
         }
         Method::PUT => {
             check(open, &req.user, Need::Admin)?;
-            if open.name == crate::auth::users::USERS_DB && !state.users_db_security_editable {
+            if open.name == USERS_DB && !state.users_db_security_editable {
                 return Err(HttpError::forbidden(
                     "You can't edit the security object of the user database.",
                 ));

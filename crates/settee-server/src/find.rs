@@ -16,8 +16,8 @@ use crate::auth::Need;
 use crate::body;
 use crate::error::HttpError;
 use crate::registry::OpenDb;
-use crate::route::{check, Request};
-use crate::server::State;
+use crate::request::{check, Request};
+use crate::state::State;
 
 /// Reads a Mango request body: `application/json`, a JSON object.
 async fn read_body(state: &State, req: Request) -> Result<Value, HttpError> {

@@ -17,7 +17,8 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::{self, State};
+use crate::server;
+use crate::state::{self, State};
 use crate::{Admin, Error, Limits, Lockout, LockoutMode, ServerOptions};
 
 /// The server admin of the fuzzed server (`Authorization: Basic YWRtaW46cGFzcw==`).
@@ -69,7 +70,7 @@ impl Http {
             ..ServerOptions::default()
         };
         let registry = server::open_registry(&opts).await?;
-        let state = server::new_state(&opts, registry, None, CancellationToken::new()).await?;
+        let state = state::new_state(&opts, registry, None, CancellationToken::new()).await?;
         let http = Http { state };
         http.seed().await;
         http.put_user().await;
@@ -92,7 +93,7 @@ impl Http {
         let names: Vec<String> = serde_json::from_slice(&all.1).unwrap_or_default();
         for name in &names {
             if !DATABASES.contains(&name.as_str()) && name != "_users" {
-                let path = format!("/{}", crate::db::encode_segment(name));
+                let path = format!("/{}", crate::location::encode_segment(name));
                 self.call(admin_request(Method::DELETE, &path, "")).await;
             }
         }

@@ -3,19 +3,10 @@
 //! or role, or legacy `readers` when `members` is absent) read and write documents; a
 //! database without members is open to anyone.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::auth::UserCtx;
 use crate::error::HttpError;
-
-/// The security object CouchDB 3 gives a database nobody has set one on: admins only.
-pub(crate) fn default_security() -> Map<String, Value> {
-    let v = json!({"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}});
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
 
 /// What a request needs on a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +101,7 @@ pub(crate) fn require_db_admin_to_maintain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::default_security;
     use axum::http::StatusCode;
 
     /// Issue 20, finding 10: legacy `readers` count when `members` is absent, as in
