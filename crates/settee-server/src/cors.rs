@@ -7,7 +7,7 @@
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
-use crate::Cors;
+use crate::options::Cors;
 
 /// The methods a preflight may ask for (CouchDB's `SUPPORTED_METHODS`, its default `[cors]
 /// methods`), in the order CouchDB lists them.

@@ -17,9 +17,10 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::Error;
+use crate::options::{Admin, Limits, Lockout, LockoutMode, ServerOptions};
 use crate::server;
 use crate::state::{self, State};
-use crate::{Admin, Error, Limits, Lockout, LockoutMode, ServerOptions};
 
 /// The server admin of the fuzzed server (`Authorization: Basic YWRtaW46cGFzcw==`).
 pub const ADMIN: (&str, &str) = ("admin", "pass");

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dir_name;
 use crate::error::HttpError;
-use crate::{Error, Result, ServerOptions};
+use crate::error::{Error, Result};
+use crate::options::ServerOptions;
 
 /// The authentication database's name: the one system database Settee serves, created in
 /// a data directory at start.

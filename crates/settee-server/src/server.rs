@@ -15,12 +15,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{Error, Result};
+use crate::options::{Admin, ServerOptions};
 use crate::registry::Registry;
 use crate::request;
 use crate::route;
 use crate::state::{new_state, State};
 use crate::uuid::new_uuid;
-use crate::{Error, Result, ServerOptions};
 
 /// A running `settee serve`: CouchDB's HTTP API over Settee stores.
 ///
@@ -93,7 +94,7 @@ impl Server {
             source,
         })?;
         let shutdown = CancellationToken::new();
-        let owner = opts.advertise.then(|| crate::Admin {
+        let owner = opts.advertise.then(|| Admin {
             name: "_owner".into(),
             password: new_uuid(),
         });
@@ -155,11 +156,7 @@ pub(crate) async fn open_registry(opts: &ServerOptions) -> Result<Registry> {
 
 /// Writes an advertisement into every served store (see [`settee_store::Advert`]); a store whose file
 /// cannot be written is served all the same, and the failure logged.
-fn advertise(
-    registry: &Registry,
-    addr: SocketAddr,
-    owner: &crate::Admin,
-) -> Vec<std::path::PathBuf> {
+fn advertise(registry: &Registry, addr: SocketAddr, owner: &Admin) -> Vec<std::path::PathBuf> {
     let host = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, AuthSettings};
+use crate::error::{Error, Result};
+use crate::options::{Admin, Cors, Limits, ServerOptions};
 use crate::peruser::PerUserDbs;
 use crate::registry::Registry;
 use crate::uuid::new_uuid;
-use crate::{Admin, Cors, Error, Limits, Result, ServerOptions};
 
 /// What every request handler shares.
 pub(crate) struct State {
