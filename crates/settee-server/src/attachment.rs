@@ -34,7 +34,7 @@ pub(crate) async fn attachment(
             if id.starts_with("_design/") {
                 check(open, &req.user, Need::Admin)?;
             }
-            put(state, open, id, name, req).await
+            put(open, id, name, req, state.limits.max_body).await
         }
         Method::DELETE => {
             if id.starts_with("_design/") {
@@ -178,12 +178,13 @@ async fn base_doc(
     }
 }
 
+/// `PUT` of an attachment whose data is at most `max_body` bytes.
 async fn put(
-    state: &Arc<State>,
     open: &Arc<OpenDb>,
     id: &str,
     name: &str,
     req: Request,
+    max_body: usize,
 ) -> Result<Response, HttpError> {
     let rev = req.rev()?;
     let content_type = req
@@ -193,7 +194,7 @@ async fn put(
         .unwrap_or("application/octet-stream")
         .to_owned();
     let writer = Writer::new(open, &req.user);
-    let data = body::read_bytes(req.body, state.limits.max_body).await?;
+    let data = body::read_bytes(req.body, max_body).await?;
     let mut doc = base_doc(open, id, rev).await?;
     let atts = doc
         .entry("_attachments")

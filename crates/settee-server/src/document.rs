@@ -89,6 +89,15 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         .any(|v| v.to_ascii_lowercase().contains("application/json"))
 }
 
+/// The reply to a document written by `PUT` or `POST`: 201 [`written`], or with `batch=ok`
+/// CouchDB's 202 `{"ok": true, "id"}` (no rev: the write was not promised yet).
+fn written_or_accepted(open: &OpenDb, result: &DocResult, batch: bool) -> Response {
+    if batch {
+        return body::json(StatusCode::ACCEPTED, &json!({"ok": true, "id": result.id}));
+    }
+    written(open, result, StatusCode::CREATED)
+}
+
 /// `/{db}/{docid}`.
 pub(crate) async fn document(
     state: &Arc<State>,
@@ -219,13 +228,7 @@ async fn put(
         }
     }
     let result = write_one(open, Value::Object(doc), new_edits, writer).await?;
-    if batch {
-        return Ok(body::json(
-            StatusCode::ACCEPTED,
-            &json!({"ok": true, "id": result.id}),
-        ));
-    }
-    Ok(written(open, &result, StatusCode::CREATED))
+    Ok(written_or_accepted(open, &result, batch))
 }
 
 /// Writes one document, turning a per-document error into the request's error.
@@ -278,13 +281,7 @@ pub(crate) async fn post(
     }
     let writer = Writer::new(open, &user);
     let result = write_one(open, Value::Object(doc), true, writer).await?;
-    if batch {
-        return Ok(body::json(
-            StatusCode::ACCEPTED,
-            &json!({"ok": true, "id": result.id}),
-        ));
-    }
-    Ok(written(open, &result, StatusCode::CREATED))
+    Ok(written_or_accepted(open, &result, batch))
 }
 
 async fn delete(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, HttpError> {

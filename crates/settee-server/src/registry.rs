@@ -170,13 +170,7 @@ impl Registry {
         }
         for db in &opts.databases {
             let path = db.path().to_path_buf();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(|d| d.replace("%2F", "/"))
-                .ok_or_else(|| Error::Config {
-                    reason: format!("{} has no usable directory name", path.display()),
-                })?;
+            let name = named_store(&path)?;
             let security = db
                 .security()
                 .map_err(|source| Error::Store {
@@ -201,13 +195,7 @@ impl Registry {
             );
         }
         for path in &opts.stores {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(|d| d.replace("%2F", "/"))
-                .ok_or_else(|| Error::Config {
-                    reason: format!("{} has no usable directory name", path.display()),
-                })?;
+            let name = named_store(&path)?;
             if let Some(other) = slots.get(&name) {
                 if other.path != *path {
                     return Err(Error::Config {
@@ -474,6 +462,17 @@ impl Slot {
 }
 
 /// Whether `path` holds a sled database (the files a Settee store has).
+/// The database name of a store named on the command line (or opened by the caller): its
+/// directory's name, `%2F` read as `/`.
+fn named_store(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(|d| d.replace("%2F", "/"))
+        .ok_or_else(|| Error::Config {
+            reason: format!("{} has no usable directory name", path.display()),
+        })
+}
+
 fn is_store_dir(path: &Path) -> bool {
     path.join("db").is_file() && path.join("conf").is_file()
 }

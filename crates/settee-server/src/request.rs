@@ -41,6 +41,20 @@ impl Request {
         }
     }
 
+    /// Refuses every method but POST with 405 (the endpoints that take only a POST body).
+    pub(crate) fn require_post(&self) -> Result<(), HttpError> {
+        if self.method != Method::POST {
+            return Err(HttpError::method_not_allowed("POST"));
+        }
+        Ok(())
+    }
+
+    /// [`Request::require_post`], and a JSON body (415 for another content type).
+    pub(crate) fn require_json_post(&self) -> Result<(), HttpError> {
+        self.require_post()?;
+        crate::body::require_json_type(&self.headers)
+    }
+
     /// GET and HEAD are answered alike (hyper leaves out a HEAD answer's body).
     pub(crate) fn is_get(&self) -> bool {
         self.method == Method::GET || self.method == Method::HEAD

@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::auth::users::string_list;
 use crate::auth::UserCtx;
 use crate::error::HttpError;
 
@@ -18,18 +19,7 @@ pub(crate) enum Need {
 }
 
 fn names_roles(sec: &Map<String, Value>, part: &str) -> (Vec<String>, Vec<String>) {
-    let list = |key: &str| -> Vec<String> {
-        sec.get(part)
-            .and_then(|p| p.get(key))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |key: &str| string_list(sec.get(part).and_then(|p| p.get(key)));
     (list("names"), list("roles"))
 }
 

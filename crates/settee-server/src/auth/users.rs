@@ -150,7 +150,7 @@ pub(crate) fn doc_roles(doc: &Value, name: &str) -> Vec<String> {
     }
 }
 
-fn string_list(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
