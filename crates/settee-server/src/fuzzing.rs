@@ -267,26 +267,11 @@ pub fn since(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// The committed corpus of `target` (read as the store's tests read theirs), not empty.
     fn corpus(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-        let mut out = Vec::new();
-        for dir in [root.join("corpus").join(target)] {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                let data = std::fs::read(&path).unwrap();
-                out.push((path, data));
-            }
-        }
-        out.sort();
-        assert!(
-            !out.is_empty(),
-            "no corpus for {target} under {}",
-            root.display()
-        );
-        out
+        let inputs = settee_store::fuzzing::corpus(target).unwrap();
+        assert!(!inputs.is_empty(), "no corpus for {target}");
+        inputs
     }
 
     #[test]
