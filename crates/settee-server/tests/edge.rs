@@ -21,15 +21,8 @@ use tokio::net::TcpStream;
 /// A server with an admin on a fresh data directory, with `limits`.
 async fn serve(dir: &std::path::Path, limits: Limits) -> Server {
     Server::start(ServerOptions {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.join("data")),
-        admin: Some(Admin {
-            name: ADMIN.into(),
-            password: PASSWORD.into(),
-        }),
         limits,
-        js_worker: common::js_worker(),
-        ..Default::default()
+        ..common::options(dir)
     })
     .await
     .unwrap()
@@ -54,13 +47,7 @@ async fn call(
     if let Some(b) = body {
         r = r.json(&b);
     }
-    let res = r.send().await.unwrap();
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    common::answer(r.send().await.unwrap()).await
 }
 
 /// Reads from `s` until the head of an answer has arrived; returns its status.
