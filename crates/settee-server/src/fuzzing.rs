@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::options::{Admin, Limits, Lockout, LockoutMode, ServerOptions};
+use crate::options::{Admin, Lockout, LockoutMode, RequestLimits, ServerOptions};
 use crate::server;
 use crate::state::{self, State};
 
@@ -56,11 +56,11 @@ impl Http {
                 password: ADMIN.1.into(),
             }),
             admin_party: false,
-            limits: Limits {
+            limits: RequestLimits {
                 max_body: 1 << 20,
                 max_session_body: 16 << 10,
                 delete_wait: Duration::from_millis(100),
-                ..Limits::default()
+                ..RequestLimits::default()
             },
             cache_capacity: 1 << 20,
             lockout: Lockout {

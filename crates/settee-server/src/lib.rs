@@ -75,7 +75,12 @@ mod view;
 mod view_rows;
 
 pub use error::{Error, Result};
-pub use options::{Admin, Cors, Limits, Lockout, LockoutMode, PerUser, SameSite, ServerOptions};
+pub use options::{
+    Admin, Cors, Lockout, LockoutMode, PerUser, RequestLimits, SameSite, ServerOptions,
+};
+/// The former name of [`RequestLimits`], kept so that code written against it still
+/// builds. `settee_js::Limits` is another concept (what one JavaScript runtime may use).
+pub type Limits = RequestLimits;
 pub use server::Server;
 pub use settee_js::{PoolLimits, WorkerProgram};
 

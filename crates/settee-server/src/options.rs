@@ -36,7 +36,7 @@ pub struct ServerOptions {
     /// Cross-origin requests from browsers; `None` sends no CORS headers.
     pub cors: Option<Cors>,
     /// Bounds on requests.
-    pub limits: Limits,
+    pub limits: RequestLimits,
     /// sled's page cache per open database, in bytes (default 32 MiB: a server may hold
     /// many databases open at once).
     pub cache_capacity: u64,
@@ -84,7 +84,7 @@ impl Default for ServerOptions {
             data_dir: None,
             admin: None,
             cors: None,
-            limits: Limits::default(),
+            limits: RequestLimits::default(),
             cache_capacity: 32 * 1024 * 1024,
             session_timeout: Duration::from_secs(600),
             same_site: SameSite::default(),
@@ -142,7 +142,7 @@ impl Default for Cors {
 
 /// Bounds on what a client may send.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct RequestLimits {
     /// The largest request body accepted, in bytes (default 64 MiB); larger ones get 413.
     pub max_body: usize,
     /// The most header bytes hyper buffers for one request (default 64 KiB); more closes
@@ -170,9 +170,9 @@ pub struct Limits {
     pub delete_wait: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for RequestLimits {
+    fn default() -> RequestLimits {
+        RequestLimits {
             max_body: 64 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
             max_headers: 100,

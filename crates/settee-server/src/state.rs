@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::error::{Error, Result};
-use crate::options::{Admin, Cors, Limits, ServerOptions};
+use crate::options::{Admin, Cors, RequestLimits, ServerOptions};
 use crate::peruser::PerUserDbs;
 use crate::registry::Registry;
 use crate::uuid::new_uuid;
@@ -18,7 +18,7 @@ pub(crate) struct State {
     pub(crate) registry: Registry,
     pub(crate) auth: Auth,
     pub(crate) cors: Option<Cors>,
-    pub(crate) limits: Limits,
+    pub(crate) limits: RequestLimits,
     /// The server's uuid (`GET /`), new at each start.
     pub(crate) uuid: String,
     /// Cancelled at shutdown: live feeds end.

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use common::{ADMIN, PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
-use settee_server::{Admin, Limits, Server, ServerOptions};
+use settee_server::{Admin, RequestLimits, Server, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A server with an admin on a fresh data directory, with `limits`.
-async fn serve(dir: &std::path::Path, limits: Limits) -> Server {
+async fn serve(dir: &std::path::Path, limits: RequestLimits) -> Server {
     Server::start(ServerOptions {
         limits,
         ..common::options(dir)
@@ -83,7 +83,7 @@ async fn issue_20_slow_headers_are_dropped_while_others_are_served() {
     let header_timeout = Duration::from_secs(2);
     let server = serve(
         dir.path(),
-        Limits {
+        RequestLimits {
             header_timeout,
             ..Default::default()
         },
@@ -154,7 +154,7 @@ async fn issue_20_idle_connections_close_but_live_feeds_and_stalled_bodies_do_no
     let dir = tempfile::tempdir().unwrap();
     let server = serve(
         dir.path(),
-        Limits {
+        RequestLimits {
             header_timeout: Duration::from_millis(800),
             body_idle_timeout: Duration::from_millis(800),
             ..Default::default()
@@ -265,7 +265,7 @@ async fn big_anonymous_login(addr: std::net::SocketAddr, chunked: bool) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_anonymous_bodies_are_refused_before_they_are_read() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let http = reqwest::Client::new();
     assert_eq!(
@@ -312,7 +312,7 @@ async fn issue_20_anonymous_bodies_are_refused_before_they_are_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_every_name_couchdb_accepts_is_storable_and_no_path_is_shown() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let http = reqwest::Client::new();
     let slashes = format!("a{}", "/".repeat(90));
@@ -350,7 +350,7 @@ async fn issue_20_every_name_couchdb_accepts_is_storable_and_no_path_is_shown() 
     assert_eq!(without_users(all), json!(names));
     // The names survive a restart (read back from the store directories).
     server.shutdown().await;
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let (_, all) = call(&http, addr, Method::GET, "/_all_dbs", None).await;
     assert_eq!(without_users(all), json!(names));
@@ -372,7 +372,7 @@ async fn issue_20_every_name_couchdb_accepts_is_storable_and_no_path_is_shown() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_encoded_design_and_local_ids_as_couchdb() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -425,7 +425,7 @@ async fn issue_20_encoded_design_and_local_ids_as_couchdb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_design_documents_and_multipart_lengths_are_checked_as_couchdb() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let http = reqwest::Client::new();
     assert_eq!(call(&http, addr, Method::PUT, "/d", None).await.0, 201);
@@ -540,7 +540,7 @@ async fn issue_20_delete_waits_for_requests_holding_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(
         dir.path(),
-        Limits {
+        RequestLimits {
             delete_wait: Duration::from_millis(300),
             ..Default::default()
         },
@@ -619,7 +619,7 @@ async fn issue_20_connections_past_the_cap_are_closed_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(
         dir.path(),
-        Limits {
+        RequestLimits {
             max_connections: 2,
             ..Default::default()
         },

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{ADMIN, PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
-use settee_server::{Limits, Server, ServerOptions};
+use settee_server::{RequestLimits, Server, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,7 +29,7 @@ const STARVED: Duration = Duration::from_secs(10);
 
 async fn serve(dir: &std::path::Path) -> Server {
     Server::start(ServerOptions {
-        limits: Limits {
+        limits: RequestLimits {
             header_timeout: Duration::from_secs(3),
             ..Default::default()
         },
