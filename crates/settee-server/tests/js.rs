@@ -8,6 +8,7 @@
 
 mod common;
 /// `validate_doc_update` and the checks a design document gets when it is written.
+#[path = "js/validate.rs"]
 mod validate;
 
 use std::collections::BTreeSet;
