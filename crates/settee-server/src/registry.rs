@@ -195,7 +195,7 @@ impl Registry {
             );
         }
         for path in &opts.stores {
-            let name = named_store(&path)?;
+            let name = named_store(path)?;
             if let Some(other) = slots.get(&name) {
                 if other.path != *path {
                     return Err(Error::Config {
