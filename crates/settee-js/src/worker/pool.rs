@@ -75,7 +75,8 @@ impl Default for PoolLimits {
 }
 
 /// Set by a caller that no longer wants its call's answer (its client went away): the
-/// worker running the call is killed within [`POLL`]. Cheap to clone; clones share the flag.
+/// worker running the call is killed within the pool's short poll interval. Cheap to
+/// clone; clones share the flag.
 #[derive(Debug, Clone, Default)]
 pub struct Cancel(Arc<AtomicBool>);
 

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 /// stops the reader, then the worker (its stdout pipe fills): backpressure, not loss.
 const REPLY_BUFFER: usize = 256;
 
-/// The program a [`Pool`] runs as its workers: for Settee, the `settee` binary with the
+/// The program a [`Pool`](super::Pool) runs as its workers: for Settee, the `settee` binary with the
 /// argument `js-worker`. The program must call [`crate::worker::run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerProgram {
