@@ -1,11 +1,25 @@
 //! CouchDB's built-in reduce functions (`_count`, `_sum`, `_stats`,
-//! `_approx_count_distinct`), computed in Rust.
+//! `_approx_count_distinct`), computed in Rust, and the `keys` argument a JavaScript reduce
+//! function gets (in-process or in a worker).
 
 use std::collections::HashSet;
 
 use serde_json::{json, Map, Number, Value};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+
+/// The `keys` a JavaScript reduce function gets: the rows' `[key, doc id]` pairs, or `null`
+/// on a rereduce (CouchDB's `reduce(keys, values, rereduce)`).
+pub(crate) fn reduce_keys(keys: &[(Value, String)], rereduce: bool) -> Value {
+    if rereduce {
+        return Value::Null;
+    }
+    Value::Array(
+        keys.iter()
+            .map(|(k, id)| Value::Array(vec![k.clone(), Value::String(id.clone())]))
+            .collect(),
+    )
+}
 
 /// A built-in reduce function, named in a view's `reduce` member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,8 @@ use rquickjs::function::IntoArgs;
 use rquickjs::{Context, Ctx, FromJs, Function, Runtime};
 use serde_json::Value;
 
-use crate::{Error, Rejection, Result};
+use crate::error::{Error, Rejection, Result};
+use crate::reduce::reduce_keys;
 
 /// The helpers and entry points every sandbox starts with.
 const PRELUDE: &str = include_str!("prelude.js");
@@ -259,15 +260,7 @@ impl Sandbox {
         values: &[Value],
         rereduce: bool,
     ) -> Result<Value> {
-        let keys = if rereduce {
-            Value::Null
-        } else {
-            Value::Array(
-                keys.iter()
-                    .map(|(k, id)| Value::Array(vec![k.clone(), Value::String(id.clone())]))
-                    .collect(),
-            )
-        };
+        let keys = reduce_keys(keys, rereduce);
         let text = self.reduce_json(
             f,
             &keys.to_string(),

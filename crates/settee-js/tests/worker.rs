@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use settee_js::{Cancel, Error, Function, Pool, PoolLimits, Rejection, Scope, WorkerProgram};
+use settee_js::{
+    Cancel, Error, Function, Lease, Pool, PoolLimits, Rejection, Scope, WorkerProgram,
+};
 
 const WORKER_ENV: &str = "SETTEE_JS_TEST_WORKER";
 
@@ -168,18 +170,23 @@ fn a_backtracking_regex_gets_its_worker_killed_at_the_limit() {
     assert_eq!(rows[0].as_ref().unwrap().len(), 1);
 }
 
+/// What a map function that never returns ends with.
+fn endless_loop(lease: &mut Lease, scope: &Scope) -> Error {
+    lease
+        .map(
+            scope,
+            &map_fn("function (doc) { while (true) {} }"),
+            &[&json!({})],
+        )
+        .unwrap_err()
+}
+
 fn an_endless_loop_is_interrupted_without_killing_the_worker() {
     let pool = pool(quick());
     let scope = Scope::new("db", "_design/spin", "1-a");
     let mut lease = pool.lease(&scope, &Cancel::new()).unwrap();
     let pid = lease.pid();
-    let err = lease
-        .map(
-            &scope,
-            &map_fn("function (doc) { while (true) {} }"),
-            &[&json!({})],
-        )
-        .unwrap_err();
+    let err = endless_loop(&mut lease, &scope);
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert_eq!(lease.pid(), pid);
 }
@@ -240,13 +247,7 @@ fn a_cancelled_call_gets_its_worker_killed() {
         c.cancel();
     });
     let started = Instant::now();
-    let err = lease
-        .map(
-            &scope,
-            &map_fn("function (doc) { while (true) {} }"),
-            &[&json!({})],
-        )
-        .unwrap_err();
+    let err = endless_loop(&mut lease, &scope);
     assert!(matches!(err, Error::Cancelled), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!is_alive(pid));

@@ -16,8 +16,8 @@ use crate::body;
 use crate::document::write_one;
 use crate::error::HttpError;
 use crate::registry::OpenDb;
-use crate::route::{check, Request};
-use crate::server::State;
+use crate::request::{check, Request};
+use crate::state::State;
 use crate::validate::Writer;
 
 /// `/{db}/{docid}/{name}`.
@@ -34,7 +34,7 @@ pub(crate) async fn attachment(
             if id.starts_with("_design/") {
                 check(open, &req.user, Need::Admin)?;
             }
-            put(state, open, id, name, req).await
+            put(open, id, name, req, state.limits.max_body).await
         }
         Method::DELETE => {
             if id.starts_with("_design/") {
@@ -178,25 +178,15 @@ async fn base_doc(
     }
 }
 
+/// `PUT` of an attachment whose data is at most `max_body` bytes.
 async fn put(
-    state: &Arc<State>,
     open: &Arc<OpenDb>,
     id: &str,
     name: &str,
     req: Request,
+    max_body: usize,
 ) -> Result<Response, HttpError> {
-    let q = req.query();
-    let rev = match q.rev("rev")? {
-        Some(r) => Some(r),
-        None => match req
-            .headers
-            .get(header::IF_MATCH)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(v) => Some(crate::query::parse_rev(v.trim_matches('"'))?),
-            None => None,
-        },
-    };
+    let rev = req.rev()?;
     let content_type = req
         .headers
         .get(header::CONTENT_TYPE)
@@ -204,7 +194,7 @@ async fn put(
         .unwrap_or("application/octet-stream")
         .to_owned();
     let writer = Writer::new(open, &req.user);
-    let data = body::read_bytes(req.body, state.limits.max_body).await?;
+    let data = body::read_bytes(req.body, max_body).await?;
     let mut doc = base_doc(open, id, rev).await?;
     let atts = doc
         .entry("_attachments")
@@ -232,18 +222,7 @@ async fn delete(
     name: &str,
     req: Request,
 ) -> Result<Response, HttpError> {
-    let q = req.query();
-    let rev = match q.rev("rev")? {
-        Some(r) => r,
-        None => match req
-            .headers
-            .get(header::IF_MATCH)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(v) => crate::query::parse_rev(v.trim_matches('"'))?,
-            None => return Err(HttpError::conflict()),
-        },
-    };
+    let rev = req.rev()?.ok_or_else(HttpError::conflict)?;
     let writer = Writer::new(open, &req.user);
     let mut doc = base_doc(open, id, Some(rev)).await?;
     let removed = doc

@@ -3,6 +3,7 @@
 //! JSON bodies with CouchDB's 400 and 415 replies, and JSON responses with CouchDB's
 //! headers.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,9 +16,11 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use serde::Serialize;
 use serde_json::Value;
+use settee_revtree::Rev;
 use std::future::Future;
 
 use crate::error::HttpError;
+use crate::query::parse_rev;
 
 /// Reads a whole request body, refusing more than `limit` bytes with 413: at once when its
 /// `Content-Length` is larger (nothing of it is read), else as soon as a chunked body
@@ -163,6 +166,32 @@ pub(crate) async fn read_json_object(
     }
 }
 
+/// Reads the `{id: [revs]}` body of `_revs_diff` and `_purge`.
+pub(crate) async fn read_revs_by_id(
+    body: Body,
+    limit: usize,
+) -> Result<BTreeMap<String, Vec<Rev>>, HttpError> {
+    let asked = read_json_object(body, limit).await?;
+    let mut revs = BTreeMap::new();
+    for (id, list) in asked {
+        let Value::Array(list) = list else {
+            return Err(HttpError::bad_request(format!(
+                "the revisions of {id:?} must be a JSON array"
+            )));
+        };
+        let parsed = list
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| HttpError::bad_request("Invalid rev format"))
+                    .and_then(parse_rev)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        revs.insert(id, parsed);
+    }
+    Ok(revs)
+}
+
 /// A JSON response with `status`.
 pub(crate) fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
     let mut bytes = match serde_json::to_vec(value) {
@@ -199,4 +228,17 @@ pub(crate) fn with_etag(mut res: Response, value: &str) -> Response {
         res.headers_mut().insert(header::ETAG, v);
     }
     res
+}
+
+/// A body streamed from a channel (feeds, multipart answers).
+pub(crate) fn stream_body(
+    rx: tokio::sync::mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>,
+) -> Body {
+    Body::from_stream(tokio_stream_from(rx))
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

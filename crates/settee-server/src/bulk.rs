@@ -1,13 +1,11 @@
 //! Many documents per request: `_all_docs` (GET and POST `keys`), `_design_docs`,
 //! `_local_docs`, `_bulk_docs`, `_bulk_get` and `_revs_diff`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
-use settee_revtree::Rev;
 use settee_store::{AllDocsOptions, AllDocsRow, BulkGetOptions, BulkGetRequest, DocResult};
 
 use crate::auth::{self, Need};
@@ -15,8 +13,8 @@ use crate::body;
 use crate::error::HttpError;
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
-use crate::route::Request;
-use crate::server::State;
+use crate::request::Request;
+use crate::state::State;
 use crate::validate::{Validators, Writer};
 
 /// Where a JSON key falls among string ids in CouchDB's collation: `null`, booleans and
@@ -203,10 +201,7 @@ pub(crate) async fn bulk_docs(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
-    body::require_json_type(&req.headers)?;
+    req.require_json_post()?;
     let user = req.user.clone();
     let mut b = body::read_json_object(req.body, state.limits.max_body).await?;
     let docs = match b.remove("docs") {
@@ -310,10 +305,7 @@ pub(crate) async fn bulk_get(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
-    body::require_json_type(&req.headers)?;
+    req.require_json_post()?;
     let q: Query = req.query();
     let opts = BulkGetOptions {
         revs: q.bool("revs")?,
@@ -413,28 +405,8 @@ pub(crate) async fn revs_diff(
     req: Request,
     missing_revs: bool,
 ) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
-    body::require_json_type(&req.headers)?;
-    let asked = body::read_json_object(req.body, state.limits.max_body).await?;
-    let mut revs: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
-    for (id, list) in asked {
-        let Value::Array(list) = list else {
-            return Err(HttpError::bad_request(format!(
-                "the revisions of {id:?} must be a JSON array"
-            )));
-        };
-        let parsed = list
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| HttpError::bad_request("Invalid rev format"))
-                    .and_then(parse_rev)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        revs.insert(id, parsed);
-    }
+    req.require_json_post()?;
+    let revs = body::read_revs_by_id(req.body, state.limits.max_body).await?;
     let diff = open.run(move |db| Ok(db.revs_diff(revs)?)).await?;
     let mut out = Map::new();
     for (id, d) in diff {

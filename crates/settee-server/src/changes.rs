@@ -21,12 +21,13 @@ use settee_store::{Change, ChangesOptions, ChangesStyle, Database};
 use tokio::sync::mpsc;
 
 use crate::body;
+use crate::body::stream_body;
 use crate::changes_filter::{js_filter, keep, Filter};
 use crate::error::HttpError;
 use crate::query::Query;
 use crate::registry::OpenDb;
-use crate::route::Request;
-use crate::server::{stream_body, State};
+use crate::request::Request;
+use crate::state::State;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Feed {

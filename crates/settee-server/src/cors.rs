@@ -7,7 +7,7 @@
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
-use crate::Cors;
+use crate::options::Cors;
 
 /// The methods a preflight may ask for (CouchDB's `SUPPORTED_METHODS`, its default `[cors]
 /// methods`), in the order CouchDB lists them.
@@ -117,13 +117,7 @@ impl Cors {
         if let Ok(v) = HeaderValue::from_str(&self.max_age.as_secs().to_string()) {
             h.insert(header::ACCESS_CONTROL_MAX_AGE, v);
         }
-        if credentials {
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        credentials_and_vary(h, credentials);
         Some(res)
     }
 
@@ -147,14 +141,20 @@ impl Cors {
         if let Ok(v) = HeaderValue::from_str(&expose.join(", ")) {
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
         }
-        if credentials {
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        credentials_and_vary(h, credentials);
     }
+}
+
+/// What both answers to an allowed origin end with: whether it may send credentials, and
+/// `Vary: Origin` (the answer depends on who asks, so caches must keep them apart).
+fn credentials_and_vary(h: &mut HeaderMap, credentials: bool) {
+    if credentials {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 #[cfg(test)]

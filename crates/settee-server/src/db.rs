@@ -1,21 +1,20 @@
 //! Database endpoints: `PUT`/`GET`/`DELETE`/`POST /{db}`, `_security`, `_revs_limit`,
 //! `_compact`, `_purge`, `_ensure_full_commit`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
-use settee_revtree::Rev;
 
-use crate::auth::{self, Need};
+use crate::auth::{self, Need, UserCtx};
 use crate::body;
 use crate::document;
 use crate::error::HttpError;
-use crate::registry::OpenDb;
-use crate::route::{check, Request};
-use crate::server::State;
+use crate::location::encode_segment;
+use crate::registry::{OpenDb, USERS_DB};
+use crate::request::{check, Request};
+use crate::state::State;
 
 /// `/{db}`.
 pub(crate) async fn database(
@@ -44,12 +43,7 @@ pub(crate) async fn database(
             Ok(body::ok())
         }
         Method::GET | Method::HEAD => {
-            let open = state
-                .registry
-                .get(name)
-                .await?
-                .ok_or_else(HttpError::db_not_found)?;
-            check(&open, &req.user, Need::Member)?;
+            let open = member_db(state, name, &req.user).await?;
             let info = open.run(|db| Ok(db.info()?)).await?;
             let mut v = serde_json::to_value(&info)
                 .map_err(|e| HttpError::internal(format!("database info: {e}")))?;
@@ -59,21 +53,41 @@ pub(crate) async fn database(
             Ok(body::json(StatusCode::OK, &v))
         }
         Method::POST => {
-            let open = state
-                .registry
-                .get(name)
-                .await?
-                .ok_or_else(HttpError::db_not_found)?;
-            check(&open, &req.user, Need::Member)?;
+            let open = member_db(state, name, &req.user).await?;
             document::post(state, &open, req).await
         }
         _ => Err(HttpError::method_not_allowed("DELETE,GET,HEAD,POST,PUT")),
     }
 }
 
-/// Percent-encodes a database name for a `Location` header (`/` is `%2F`).
-pub(crate) fn encode_segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, crate::SEGMENT).to_string()
+/// The database `name`, for a member of it (404 when there is none).
+async fn member_db(state: &State, name: &str, user: &UserCtx) -> Result<Arc<OpenDb>, HttpError> {
+    let open = state
+        .registry
+        .get(name)
+        .await?
+        .ok_or_else(HttpError::db_not_found)?;
+    check(&open, user, Need::Member)?;
+    Ok(open)
+}
+
+/// What a request does with a database setting (`_security`, `_revs_limit`).
+enum Setting {
+    Read,
+    Write,
+}
+
+/// A database setting's rule: members read it (GET), admins write it (PUT).
+fn setting_access(open: &OpenDb, req: &Request) -> Result<Setting, HttpError> {
+    if req.is_get() {
+        check(open, &req.user, Need::Member)?;
+        return Ok(Setting::Read);
+    }
+    if req.method == Method::PUT {
+        check(open, &req.user, Need::Admin)?;
+        return Ok(Setting::Write);
+    }
+    Err(HttpError::method_not_allowed("GET,PUT"))
 }
 
 /// `/{db}/_security`: GET for members, PUT for admins.
@@ -82,14 +96,10 @@ pub(crate) async fn security(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    match req.method {
-        Method::GET | Method::HEAD => {
-            check(open, &req.user, Need::Member)?;
-            Ok(body::json(StatusCode::OK, &open.security()))
-        }
-        Method::PUT => {
-            check(open, &req.user, Need::Admin)?;
-            if open.name == crate::auth::users::USERS_DB && !state.users_db_security_editable {
+    match setting_access(open, &req)? {
+        Setting::Read => Ok(body::json(StatusCode::OK, &open.security())),
+        Setting::Write => {
+            if open.name == USERS_DB && !state.users_db_security_editable {
                 return Err(HttpError::forbidden(
                     "You can't edit the security object of the user database.",
                 ));
@@ -101,7 +111,6 @@ pub(crate) async fn security(
             open.cache_security(sec);
             Ok(body::ok())
         }
-        _ => Err(HttpError::method_not_allowed("GET,PUT")),
     }
 }
 
@@ -138,13 +147,9 @@ pub(crate) async fn revs_limit(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    match req.method {
-        Method::GET | Method::HEAD => {
-            check(open, &req.user, Need::Member)?;
-            Ok(body::json(StatusCode::OK, &open.db.revs_limit()))
-        }
-        Method::PUT => {
-            check(open, &req.user, Need::Admin)?;
+    match setting_access(open, &req)? {
+        Setting::Read => Ok(body::json(StatusCode::OK, &open.db.revs_limit())),
+        Setting::Write => {
             let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
             let limit = match body::parse_json(&bytes)? {
                 Value::Number(n) if n.as_u64().is_some_and(|n| n > 0) => n.as_u64().unwrap_or(1),
@@ -157,7 +162,6 @@ pub(crate) async fn revs_limit(
             open.run(move |db| Ok(db.set_revs_limit(limit)?)).await?;
             Ok(body::ok())
         }
-        _ => Err(HttpError::method_not_allowed("GET,PUT")),
     }
 }
 
@@ -165,9 +169,7 @@ pub(crate) async fn revs_limit(
 /// 202 at once and compacts in the background; clients poll `compact_running`, which is
 /// then already false).
 pub(crate) async fn compact(open: &Arc<OpenDb>, req: Request) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
+    req.require_post()?;
     crate::auth::require_db_admin_to_maintain(&open.security(), &req.user)?;
     body::require_json_type(&req.headers)?;
     open.run(|db| Ok(db.compact()?)).await?;
@@ -180,30 +182,11 @@ pub(crate) async fn purge(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
+    req.require_post()?;
     // CouchDB 3.5.0 lets only server admins purge (database admins get 401 too).
     crate::auth::require_server_admin(&req.user)?;
     body::require_json_type(&req.headers)?;
-    let asked = body::read_json_object(req.body, state.limits.max_body).await?;
-    let mut revs: BTreeMap<String, Vec<Rev>> = BTreeMap::new();
-    for (id, list) in asked {
-        let Value::Array(list) = list else {
-            return Err(HttpError::bad_request(format!(
-                "the revisions of {id:?} must be a JSON array"
-            )));
-        };
-        let parsed = list
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| HttpError::bad_request("Invalid rev format"))
-                    .and_then(crate::query::parse_rev)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        revs.insert(id, parsed);
-    }
+    let revs = body::read_revs_by_id(req.body, state.limits.max_body).await?;
     let result = open.run(move |db| Ok(db.purge(revs)?)).await?;
     Ok(body::json(StatusCode::CREATED, &result))
 }
@@ -213,9 +196,7 @@ pub(crate) async fn ensure_full_commit(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
+    req.require_post()?;
     open.run(|db| Ok(db.flush()?)).await?;
     Ok(body::json(
         StatusCode::CREATED,

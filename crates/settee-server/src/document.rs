@@ -8,18 +8,17 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
-use settee_revtree::Rev;
 use settee_store::{DocResult, GetOptions, OpenRevResult, OpenRevs};
 
 use crate::auth::Need;
 use crate::body;
-use crate::db::encode_segment;
 use crate::error::HttpError;
+use crate::location::encode_segment;
 use crate::multipart;
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
-use crate::route::{check, Request};
-use crate::server::State;
+use crate::request::{check, Request};
+use crate::state::State;
 use crate::validate::{Validators, Writer};
 
 /// The status of a per-document error name (CouchDB's mapping).
@@ -73,17 +72,6 @@ pub(crate) fn get_options(q: &Query) -> Result<GetOptions, HttpError> {
     })
 }
 
-/// The rev a write names in the query (`rev=`) or an `If-Match` header.
-fn rev_of_request(q: &Query, headers: &HeaderMap) -> Result<Option<Rev>, HttpError> {
-    if let Some(r) = q.rev("rev")? {
-        return Ok(Some(r));
-    }
-    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        Some(v) => parse_rev(v.trim().trim_matches('"')).map(Some),
-        None => Ok(None),
-    }
-}
-
 /// Whether the client asked for a multipart answer of `kind` (`mixed`, `related`).
 pub(crate) fn accepts_multipart(headers: &HeaderMap, kind: &str) -> bool {
     let want = format!("multipart/{kind}");
@@ -101,6 +89,15 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("application/json"))
+}
+
+/// The reply to a document written by `PUT` or `POST`: 201 [`written`], or with `batch=ok`
+/// CouchDB's 202 `{"ok": true, "id"}` (no rev: the write was not promised yet).
+fn written_or_accepted(open: &OpenDb, result: &DocResult, batch: bool) -> Response {
+    if batch {
+        return body::json(StatusCode::ACCEPTED, &json!({"ok": true, "id": result.id}));
+    }
+    written(open, result, StatusCode::CREATED)
 }
 
 /// `/{db}/{docid}`.
@@ -216,7 +213,7 @@ async fn put(
     let q = req.query();
     let new_edits = q.bool_or("new_edits", true)?;
     let batch = q.str("batch") == Some("ok");
-    let query_rev = rev_of_request(&q, &req.headers)?;
+    let query_rev = req.rev()?;
     let writer = Writer::new(open, &req.user);
     let mut doc = read_doc(state, req).await?;
     doc.insert("_id".into(), Value::String(id.to_owned()));
@@ -233,13 +230,7 @@ async fn put(
         }
     }
     let result = write_one(open, Value::Object(doc), new_edits, writer).await?;
-    if batch {
-        return Ok(body::json(
-            StatusCode::ACCEPTED,
-            &json!({"ok": true, "id": result.id}),
-        ));
-    }
-    Ok(written(open, &result, StatusCode::CREATED))
+    Ok(written_or_accepted(open, &result, batch))
 }
 
 /// Writes one document, turning a per-document error into the request's error.
@@ -292,21 +283,14 @@ pub(crate) async fn post(
     }
     let writer = Writer::new(open, &user);
     let result = write_one(open, Value::Object(doc), true, writer).await?;
-    if batch {
-        return Ok(body::json(
-            StatusCode::ACCEPTED,
-            &json!({"ok": true, "id": result.id}),
-        ));
-    }
-    Ok(written(open, &result, StatusCode::CREATED))
+    Ok(written_or_accepted(open, &result, batch))
 }
 
 async fn delete(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, HttpError> {
     if id.starts_with("_design/") {
         check(open, &req.user, Need::Admin)?;
     }
-    let q = req.query();
-    let rev = rev_of_request(&q, &req.headers)?;
+    let rev = req.rev()?;
     let id2 = id.to_owned();
     let writer = Writer::new(open, &req.user);
     let result = open

@@ -16,8 +16,8 @@ use crate::auth::Need;
 use crate::body;
 use crate::error::HttpError;
 use crate::registry::OpenDb;
-use crate::route::{check, Request};
-use crate::server::State;
+use crate::request::{check, Request};
+use crate::state::State;
 
 /// Reads a Mango request body: `application/json`, a JSON object.
 async fn read_body(state: &State, req: Request) -> Result<Value, HttpError> {
@@ -30,9 +30,7 @@ async fn read_body(state: &State, req: Request) -> Result<Value, HttpError> {
 /// `partition` is CouchDB's `query_parse_error` on a database that is not partitioned (none
 /// here is).
 async fn read_find_request(state: &State, req: Request) -> Result<FindRequest, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
+    req.require_post()?;
     let asked = read_body(state, req).await?;
     FindRequest::parse(&asked).map_err(|e| {
         if e.name() == "invalid_partition" {
@@ -143,9 +141,7 @@ async fn bulk_delete(
     open: &Arc<OpenDb>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    if req.method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
-    }
+    req.require_post()?;
     check(open, &req.user, Need::Admin)?;
     let asked = read_body(state, req).await?;
     let not_ids = |v: &Value| {

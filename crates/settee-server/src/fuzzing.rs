@@ -17,8 +17,10 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::{self, State};
-use crate::{Admin, Error, Limits, Lockout, LockoutMode, ServerOptions};
+use crate::error::Error;
+use crate::options::{Admin, Lockout, LockoutMode, RequestLimits, ServerOptions};
+use crate::server;
+use crate::state::{self, State};
 
 /// The server admin of the fuzzed server (`Authorization: Basic YWRtaW46cGFzcw==`).
 pub const ADMIN: (&str, &str) = ("admin", "pass");
@@ -54,11 +56,11 @@ impl Http {
                 password: ADMIN.1.into(),
             }),
             admin_party: false,
-            limits: Limits {
+            limits: RequestLimits {
                 max_body: 1 << 20,
                 max_session_body: 16 << 10,
                 delete_wait: Duration::from_millis(100),
-                ..Limits::default()
+                ..RequestLimits::default()
             },
             cache_capacity: 1 << 20,
             lockout: Lockout {
@@ -69,7 +71,7 @@ impl Http {
             ..ServerOptions::default()
         };
         let registry = server::open_registry(&opts).await?;
-        let state = server::new_state(&opts, registry, None, CancellationToken::new()).await?;
+        let state = state::new_state(&opts, registry, None, CancellationToken::new()).await?;
         let http = Http { state };
         http.seed().await;
         http.put_user().await;
@@ -92,7 +94,7 @@ impl Http {
         let names: Vec<String> = serde_json::from_slice(&all.1).unwrap_or_default();
         for name in &names {
             if !DATABASES.contains(&name.as_str()) && name != "_users" {
-                let path = format!("/{}", crate::db::encode_segment(name));
+                let path = format!("/{}", crate::location::encode_segment(name));
                 self.call(admin_request(Method::DELETE, &path, "")).await;
             }
         }
@@ -265,26 +267,11 @@ pub fn since(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// The committed corpus of `target` (read as the store's tests read theirs), not empty.
     fn corpus(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-        let mut out = Vec::new();
-        for dir in [root.join("corpus").join(target)] {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                let data = std::fs::read(&path).unwrap();
-                out.push((path, data));
-            }
-        }
-        out.sort();
-        assert!(
-            !out.is_empty(),
-            "no corpus for {target} under {}",
-            root.display()
-        );
-        out
+        let inputs = settee_store::fuzzing::corpus(target).unwrap();
+        assert!(!inputs.is_empty(), "no corpus for {target}");
+        inputs
     }
 
     #[test]

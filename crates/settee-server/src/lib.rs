@@ -57,23 +57,30 @@ mod find;
 #[doc(hidden)]
 pub mod fuzzing;
 mod js;
+mod location;
 mod multipart;
 mod options;
 mod peruser;
 mod query;
 mod registry;
+mod request;
 mod root;
 mod route;
 mod server;
+mod state;
 mod sync_state;
+mod uuid;
 mod validate;
 mod view;
 mod view_rows;
 
-pub use auth::{Lockout, LockoutMode, SameSite};
 pub use error::{Error, Result};
-pub use options::{Admin, Cors, Limits, ServerOptions};
-pub use peruser::PerUser;
+pub use options::{
+    Admin, Cors, Lockout, LockoutMode, PerUser, RequestLimits, SameSite, ServerOptions,
+};
+/// The former name of [`RequestLimits`], kept so that code written against it still
+/// builds. `settee_js::Limits` is another concept (what one JavaScript runtime may use).
+pub type Limits = RequestLimits;
 pub use server::Server;
 pub use settee_js::{PoolLimits, WorkerProgram};
 
@@ -85,14 +92,3 @@ pub use settee_js::{PoolLimits, WorkerProgram};
 pub fn run_js_worker() -> std::io::Result<()> {
     settee_js::worker::run()
 }
-
-/// Characters percent-encoded in one path segment of a URL we send (`Location`).
-pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'$')
-    .remove(b'(')
-    .remove(b')')
-    .remove(b'+');

@@ -1,9 +1,14 @@
 //! What a server is started with: the address, the stores, the data directory for new
-//! databases, the admin, CORS, the limits on requests and the JavaScript workers.
+//! databases, the admin, CORS, the limits on requests, the session cookie, the login
+//! lockout, per-user databases and the JavaScript workers. Plain settings: the code that
+//! acts on them imports them from here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// CouchDB 3.5's `[chttpd_auth] iterations` default (read back from a 3.5.0 server).
+const DEFAULT_ITERATIONS: u32 = 600_000;
 
 /// How to start a [`crate::Server`]. Fields are public; start from `Default` (loopback
 /// port 5984, no stores, no admin).
@@ -31,7 +36,7 @@ pub struct ServerOptions {
     /// Cross-origin requests from browsers; `None` sends no CORS headers.
     pub cors: Option<Cors>,
     /// Bounds on requests.
-    pub limits: Limits,
+    pub limits: RequestLimits,
     /// sled's page cache per open database, in bytes (default 32 MiB: a server may hold
     /// many databases open at once).
     pub cache_capacity: u64,
@@ -40,18 +45,18 @@ pub struct ServerOptions {
     pub session_timeout: Duration,
     /// The `SameSite` attribute of the `AuthSession` cookie (default Lax; CouchDB's
     /// `[chttpd_auth] same_site`).
-    pub same_site: crate::SameSite,
+    pub same_site: SameSite,
     /// Send the `AuthSession` cookie with `Secure` (behind an HTTPS proxy; default false).
     pub secure_cookie: bool,
     /// Failed-login lockout (CouchDB's `[chttpd_auth_lockout]`; default: enforce, 5
     /// failures, 5 minutes).
-    pub lockout: crate::Lockout,
+    pub lockout: Lockout,
     /// PBKDF2 rounds for passwords written to `_users` (CouchDB 3.5's `[chttpd_auth]
     /// iterations`, default 600,000).
     pub password_iterations: u32,
     /// A private database for each user of `_users` (CouchDB's `[couch_peruser]`); `None`
     /// (the default) creates none.
-    pub peruser: Option<crate::PerUser>,
+    pub peruser: Option<PerUser>,
     /// Let server admins change `_users`' security object (CouchDB's `[couchdb]
     /// users_db_security_editable`, default false: `_users` stays admins-only, so users
     /// cannot sign up or change their own password). Opening it to members (`{"members":
@@ -79,13 +84,13 @@ impl Default for ServerOptions {
             data_dir: None,
             admin: None,
             cors: None,
-            limits: Limits::default(),
+            limits: RequestLimits::default(),
             cache_capacity: 32 * 1024 * 1024,
             session_timeout: Duration::from_secs(600),
-            same_site: crate::SameSite::default(),
+            same_site: SameSite::default(),
             secure_cookie: false,
-            lockout: crate::Lockout::default(),
-            password_iterations: crate::auth::users::DEFAULT_ITERATIONS,
+            lockout: Lockout::default(),
+            password_iterations: DEFAULT_ITERATIONS,
             peruser: None,
             users_db_security_editable: false,
             js_worker: None,
@@ -137,7 +142,7 @@ impl Default for Cors {
 
 /// Bounds on what a client may send.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct RequestLimits {
     /// The largest request body accepted, in bytes (default 64 MiB); larger ones get 413.
     pub max_body: usize,
     /// The most header bytes hyper buffers for one request (default 64 KiB); more closes
@@ -165,9 +170,9 @@ pub struct Limits {
     pub delete_wait: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for RequestLimits {
+    fn default() -> RequestLimits {
+        RequestLimits {
             max_body: 64 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
@@ -178,4 +183,64 @@ impl Default for Limits {
             delete_wait: Duration::from_secs(5),
         }
     }
+}
+
+/// The cookie's `SameSite` attribute (CouchDB's `[chttpd_auth] same_site`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameSite {
+    /// Sent on top-level navigations from other sites, not on their sub-requests (the
+    /// default here; CouchDB sends no attribute unless configured, and browsers then
+    /// treat the cookie as Lax anyway).
+    #[default]
+    Lax,
+    /// Never sent on requests started by another site.
+    Strict,
+    /// Sent on every request (browsers require `Secure` with it).
+    None,
+    /// No attribute (CouchDB's default).
+    Unset,
+}
+
+/// What the lockout does (CouchDB's `[chttpd_auth_lockout] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockoutMode {
+    /// Refuse logins once the threshold is reached (CouchDB's default).
+    #[default]
+    Enforce,
+    /// Only log a warning once the threshold is reached.
+    Warn,
+    /// Count nothing.
+    Off,
+}
+
+/// Lockout settings (CouchDB's `[chttpd_auth_lockout]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Lockout {
+    /// Enforce, warn or off (default enforce).
+    pub mode: LockoutMode,
+    /// Failures after which a name is locked for an address (default 5).
+    pub threshold: u32,
+    /// How long failures are remembered, from the first one (default 5 minutes).
+    pub max_lifetime: Duration,
+    /// The most (address, name) pairs tracked (default 10,000).
+    pub max_objects: usize,
+}
+
+impl Default for Lockout {
+    fn default() -> Lockout {
+        Lockout {
+            mode: LockoutMode::Enforce,
+            threshold: 5,
+            max_lifetime: Duration::from_secs(300),
+            max_objects: 10_000,
+        }
+    }
+}
+
+/// Per-user databases (CouchDB's `[couch_peruser]`).
+#[derive(Debug, Clone, Default)]
+pub struct PerUser {
+    /// Delete a user's database when the user is deleted (default false: the user is
+    /// only taken off its security object).
+    pub delete_dbs: bool,
 }

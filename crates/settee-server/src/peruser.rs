@@ -12,17 +12,10 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use settee_store::ChangesOptions;
 
-use crate::auth::users::{hex_encode, USERS_DB, USER_PREFIX};
+use crate::auth::users::{hex_encode, USER_PREFIX};
 use crate::error::HttpError;
-use crate::registry::{OpenDb, Registry};
-
-/// Per-user databases (CouchDB's `[couch_peruser]`).
-#[derive(Debug, Clone, Default)]
-pub struct PerUser {
-    /// Delete a user's database when the user is deleted (default false: the user is
-    /// only taken off its security object).
-    pub delete_dbs: bool,
-}
+use crate::options::PerUser;
+use crate::registry::{default_security, OpenDb, Registry, USERS_DB};
 
 /// The per-user databases' state: the `_users` sequence handled so far.
 pub(crate) struct PerUserDbs {
@@ -99,7 +92,7 @@ impl PerUserDbs {
 /// Adds `name` to (or removes it from) `admins.names` and `members.names`.
 async fn edit_names(open: &Arc<OpenDb>, name: &str, add: bool) -> Result<(), HttpError> {
     let mut sec = open.security();
-    if sec == crate::auth::default_security() {
+    if sec == default_security() {
         // A new database: CouchDB's peruser gives it only its user.
         sec = Map::new();
     }

@@ -13,14 +13,27 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use settee_store::{Database, OpenOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::default_security;
 use crate::dir_name;
 use crate::error::HttpError;
-use crate::{Error, Result, ServerOptions};
+use crate::error::{Error, Result};
+use crate::options::ServerOptions;
+
+/// The authentication database's name: the one system database Settee serves, created in
+/// a data directory at start.
+pub(crate) const USERS_DB: &str = "_users";
+
+/// The security object CouchDB 3 gives a database nobody has set one on: admins only.
+pub(crate) fn default_security() -> Map<String, Value> {
+    let v = json!({"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}});
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
 
 /// An open database.
 pub(crate) struct OpenDb {
@@ -157,13 +170,7 @@ impl Registry {
         }
         for db in &opts.databases {
             let path = db.path().to_path_buf();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(|d| d.replace("%2F", "/"))
-                .ok_or_else(|| Error::Config {
-                    reason: format!("{} has no usable directory name", path.display()),
-                })?;
+            let name = named_store(&path)?;
             let security = db
                 .security()
                 .map_err(|source| Error::Store {
@@ -188,13 +195,7 @@ impl Registry {
             );
         }
         for path in &opts.stores {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(|d| d.replace("%2F", "/"))
-                .ok_or_else(|| Error::Config {
-                    reason: format!("{} has no usable directory name", path.display()),
-                })?;
+            let name = named_store(path)?;
             if let Some(other) = slots.get(&name) {
                 if other.path != *path {
                     return Err(Error::Config {
@@ -283,7 +284,7 @@ impl Registry {
     /// Creates the `_users` database in the data directory if there is one and it has none
     /// (CouchDB's `chttpd_auth_cache` does so at start).
     pub(crate) async fn ensure_users_db(&self) -> Result<()> {
-        let users = crate::auth::users::USERS_DB;
+        let users = USERS_DB;
         if self.data_dir.is_none() || self.slot(users).is_some() {
             return Ok(());
         }
@@ -445,7 +446,7 @@ fn is_released(slot: &Arc<Slot>) -> bool {
 /// database's name is free at once and a new database never sees half-removed files),
 /// then removed. A hidden leftover (removal failed) is never served.
 fn remove_store(path: &Path) -> std::io::Result<()> {
-    let hidden = path.with_file_name(format!(".deleted-{}", crate::server::new_uuid()));
+    let hidden = path.with_file_name(format!(".deleted-{}", crate::uuid::new_uuid()));
     std::fs::rename(path, &hidden)?;
     std::fs::remove_dir_all(&hidden)
 }
@@ -461,6 +462,17 @@ impl Slot {
 }
 
 /// Whether `path` holds a sled database (the files a Settee store has).
+/// The database name of a store named on the command line (or opened by the caller): its
+/// directory's name, `%2F` read as `/`.
+fn named_store(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(|d| d.replace("%2F", "/"))
+        .ok_or_else(|| Error::Config {
+            reason: format!("{} has no usable directory name", path.display()),
+        })
+}
+
 fn is_store_dir(path: &Path) -> bool {
     path.join("db").is_file() && path.join("conf").is_file()
 }
@@ -468,7 +480,7 @@ fn is_store_dir(path: &Path) -> bool {
 /// CouchDB's rule for database names: a lowercase letter, then lowercase letters, digits
 /// and `_$()+-/`; or `_users`, the one system database Settee serves.
 pub(crate) fn check_db_name(name: &str) -> Result<(), HttpError> {
-    if name == crate::auth::users::USERS_DB {
+    if name == USERS_DB {
         return Ok(());
     }
     let mut chars = name.chars();

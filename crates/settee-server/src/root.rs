@@ -10,8 +10,9 @@ use serde_json::json;
 use crate::auth;
 use crate::body;
 use crate::error::HttpError;
-use crate::route::Request;
-use crate::server::State;
+use crate::request::Request;
+use crate::state::State;
+use crate::uuid::new_uuid;
 
 fn only_get(req: &Request) -> Result<(), HttpError> {
     if req.is_get() {
@@ -96,12 +97,7 @@ pub(crate) fn uuids(req: &Request) -> Result<Response, HttpError> {
             "count parameter too large",
         ));
     }
-    let ids: Vec<String> = (0..count)
-        .map(|_| {
-            let b: [u8; 16] = rand::random();
-            b.iter().map(|x| format!("{x:02x}")).collect()
-        })
-        .collect();
+    let ids: Vec<String> = (0..count).map(|_| new_uuid()).collect();
     let mut res = body::json(StatusCode::OK, &json!({"uuids": ids}));
     res.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -6,39 +6,18 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
 
-use crate::auth::users::{self, USERS_DB};
-use crate::auth::{self, Need, UserCtx};
+use crate::auth::users;
+use crate::auth::{Need, UserCtx};
 use crate::error::HttpError;
-use crate::query::Query;
-use crate::registry::OpenDb;
-use crate::server::State;
+use crate::location::{absolute_url, encode_segment};
+use crate::registry::{OpenDb, USERS_DB};
+use crate::request::{check, Request};
+use crate::state::State;
 use crate::{attachment, bulk, changes, db, document, find, root, sync_state, view};
-
-/// A request after authentication.
-pub(crate) struct Request {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Body,
-    pub(crate) user: UserCtx,
-    /// The client's address (for the login lockout), when known.
-    pub(crate) peer: Option<std::net::IpAddr>,
-}
-
-impl Request {
-    pub(crate) fn query(&self) -> Query {
-        Query::parse(self.uri.query())
-    }
-
-    /// GET and HEAD are answered alike (hyper leaves out a HEAD answer's body).
-    pub(crate) fn is_get(&self) -> bool {
-        self.method == Method::GET || self.method == Method::HEAD
-    }
-}
 
 fn segments(path: &str) -> Result<Vec<String>, HttpError> {
     path.split('/')
@@ -176,11 +155,7 @@ fn split_encoded_prefix(rest: &[String]) -> Vec<String> {
 /// slashes stay encoded).
 fn design_redirect(db: &str, id: &str, headers: &HeaderMap) -> Response {
     let name = id.strip_prefix("_design/").unwrap_or(id);
-    let path = format!(
-        "/{}/_design/{}",
-        crate::db::encode_segment(db),
-        crate::db::encode_segment(name)
-    );
+    let path = format!("/{}/_design/{}", encode_segment(db), encode_segment(name));
     let location = absolute_url(headers, &path);
     let mut res = Response::new(Body::empty());
     *res.status_mut() = StatusCode::MOVED_PERMANENTLY;
@@ -188,15 +163,6 @@ fn design_redirect(db: &str, id: &str, headers: &HeaderMap) -> Response {
         res.headers_mut().insert(header::LOCATION, v);
     }
     res
-}
-
-/// `path` on this server as an absolute URL for a `Location` header: with the request's
-/// `Host` (as CouchDB's `absolute_uri`), or the path alone without one.
-pub(crate) fn absolute_url(headers: &HeaderMap, path: &str) -> String {
-    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) => format!("http://{host}{path}"),
-        None => path.to_owned(),
-    }
 }
 
 /// What `_users` adds to the security object's rules, as CouchDB: only server admins list
@@ -255,11 +221,6 @@ async fn users_gate(
         // Missing or deleted: 404 either way, and it tells nothing.
         None => Err(HttpError::not_found("missing")),
     }
-}
-
-/// Access check against the database's security object.
-pub(crate) fn check(open: &OpenDb, user: &UserCtx, need: Need) -> Result<(), HttpError> {
-    auth::check(&open.security(), user, need)
 }
 
 async fn db_endpoint(

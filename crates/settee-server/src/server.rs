@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -16,26 +15,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Auth, AuthSettings};
+use crate::error::{Error, Result};
+use crate::options::{Admin, ServerOptions};
 use crate::registry::Registry;
+use crate::request;
 use crate::route;
-use crate::{Cors, Error, Limits, Result, ServerOptions};
-
-/// What every request handler shares.
-pub(crate) struct State {
-    pub(crate) registry: Registry,
-    pub(crate) auth: Auth,
-    pub(crate) cors: Option<Cors>,
-    pub(crate) limits: Limits,
-    /// The server's uuid (`GET /`), new at each start.
-    pub(crate) uuid: String,
-    /// Cancelled at shutdown: live feeds end.
-    pub(crate) shutdown: CancellationToken,
-    /// Per-user databases, when asked for.
-    pub(crate) peruser: Option<crate::peruser::PerUserDbs>,
-    /// Whether `_users`' security object may be changed.
-    pub(crate) users_db_security_editable: bool,
-}
+use crate::state::{new_state, State};
+use crate::uuid::new_uuid;
 
 /// A running `settee serve`: CouchDB's HTTP API over Settee stores.
 ///
@@ -108,7 +94,7 @@ impl Server {
             source,
         })?;
         let shutdown = CancellationToken::new();
-        let owner = opts.advertise.then(|| crate::Admin {
+        let owner = opts.advertise.then(|| Admin {
             name: "_owner".into(),
             password: new_uuid(),
         });
@@ -168,50 +154,9 @@ pub(crate) async fn open_registry(opts: &ServerOptions) -> Result<Registry> {
     Ok(registry)
 }
 
-/// What every request shares, for `registry` (the per-user databases caught up). `owner`
-/// is the advertised owner's account, if any.
-pub(crate) async fn new_state(
-    opts: &ServerOptions,
-    registry: Registry,
-    owner: Option<crate::Admin>,
-    shutdown: CancellationToken,
-) -> Result<Arc<State>> {
-    let state = Arc::new(State {
-        registry,
-        auth: Auth::new(AuthSettings {
-            admin: opts.admin.clone(),
-            owner,
-            admin_party: opts.admin_party,
-            session_timeout: opts.session_timeout,
-            same_site: opts.same_site,
-            secure_cookie: opts.secure_cookie,
-            lockout: opts.lockout,
-        }),
-        cors: opts.cors.clone(),
-        limits: opts.limits,
-        uuid: new_uuid(),
-        shutdown,
-        peruser: opts.peruser.clone().map(crate::peruser::PerUserDbs::new),
-        users_db_security_editable: opts.users_db_security_editable,
-    });
-    if let Some(peruser) = &state.peruser {
-        peruser
-            .catch_up(&state.registry)
-            .await
-            .map_err(|e| Error::Config {
-                reason: format!("creating the per-user databases: {}", e.reason),
-            })?;
-    }
-    Ok(state)
-}
-
 /// Writes an advertisement into every served store (see [`settee_store::Advert`]); a store whose file
 /// cannot be written is served all the same, and the failure logged.
-fn advertise(
-    registry: &Registry,
-    addr: SocketAddr,
-    owner: &crate::Admin,
-) -> Vec<std::path::PathBuf> {
+fn advertise(registry: &Registry, addr: SocketAddr, owner: &Admin) -> Vec<std::path::PathBuf> {
     let host = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
@@ -220,7 +165,7 @@ fn advertise(
     let mut written = Vec::new();
     for (name, path) in registry.paths() {
         let advert = settee_store::Advert {
-            url: format!("http://{host}/{}", crate::db::encode_segment(&name)),
+            url: format!("http://{host}/{}", crate::location::encode_segment(&name)),
             user: owner.name.clone(),
             password: owner.password.clone(),
             pid: std::process::id(),
@@ -233,11 +178,6 @@ fn advertise(
         }
     }
     written
-}
-
-pub(crate) fn new_uuid() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
@@ -336,7 +276,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request) -> Response {
     {
         Ok(auth) => {
             renew = auth.renew_cookie;
-            let request = route::Request {
+            let request = request::Request {
                 method: parts.method,
                 uri: parts.uri,
                 headers: parts.headers.clone(),
@@ -371,18 +311,6 @@ pub(crate) async fn handle(state: Arc<State>, req: Request) -> Response {
 
 const SERVER_HEADER: &str = concat!("Settee/", env!("CARGO_PKG_VERSION"));
 
-/// A body streamed from a channel (feeds, multipart answers).
-pub(crate) fn stream_body(
-    rx: tokio::sync::mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>,
-) -> Body {
-    Body::from_stream(tokio_stream_from(rx))
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>,
-) -> impl futures::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
 /// Compile-time check: axum needs the request future to be `Send` (a `&Request` held
 /// across an `.await` is not, since a body is not `Sync`); this names the culprit.
 #[allow(dead_code)]

@@ -34,7 +34,7 @@ use crate::auth;
 use crate::body;
 use crate::error::HttpError;
 use crate::registry::OpenDb;
-use crate::route::Request;
+use crate::request::Request;
 
 /// Rows of an `unsynced` page when the request names no `limit`.
 const DEFAULT_PAGE: usize = 256;

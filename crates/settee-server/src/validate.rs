@@ -13,7 +13,7 @@ use crate::auth::users;
 use crate::auth::{Need, UserCtx};
 use crate::error::HttpError;
 use crate::js;
-use crate::registry::OpenDb;
+use crate::registry::{OpenDb, USERS_DB};
 use settee_js::{Function, Scope};
 
 /// Who writes, as the validation functions see it, and where they run.
@@ -33,7 +33,7 @@ impl Writer {
     /// database's security object.
     pub(crate) fn new(open: &OpenDb, user: &UserCtx) -> Writer {
         let security = open.security();
-        let users = (open.name == users::USERS_DB).then(|| {
+        let users = (open.name == USERS_DB).then(|| {
             let is_db_admin = crate::auth::check(&security, user, Need::Admin).is_ok();
             (user.clone(), is_db_admin, open.password_iterations)
         });

@@ -29,9 +29,9 @@ use crate::error::HttpError;
 use crate::js;
 use crate::query::Query;
 use crate::registry::OpenDb;
-use crate::route::Request;
-use crate::server::State;
-use crate::view_rows::{cached_rows, reduce_rows, rows_of, Row};
+use crate::request::Request;
+use crate::state::State;
+use crate::view_rows::{cached_rows, collate_ids, reduce_rows, rows_of, view_def, Row};
 
 /// The parameters whose values are JSON keys.
 const KEY_PARAMS: &[&str] = &["key", "startkey", "start_key", "endkey", "end_key"];
@@ -226,10 +226,6 @@ impl Args {
     }
 }
 
-pub(crate) fn collate_ids(a: &str, b: &str) -> Ordering {
-    collate(&Value::String(a.to_owned()), &Value::String(b.to_owned()))
-}
-
 /// `/{db}/_design/{ddoc}/_view/{view}`.
 pub(crate) async fn view(
     state: &Arc<State>,
@@ -267,52 +263,6 @@ pub(crate) async fn view(
         .run(move |db| query(db, &js, &db_name, &ddoc, &view, &args))
         .await?;
     Ok(body::json(StatusCode::OK, &answer))
-}
-
-/// What a view's design document says about it.
-pub(crate) struct ViewDef {
-    pub(crate) ddoc_id: String,
-    pub(crate) ddoc_rev: String,
-    pub(crate) map: String,
-    pub(crate) reduce: Option<String>,
-    /// What `require` in the map function loads from (`views.lib`).
-    pub(crate) modules: Value,
-    /// The runtime its functions run in.
-    pub(crate) scope: settee_js::Scope,
-}
-
-fn view_def(db: &Database, db_name: &str, ddoc: &str, view: &str) -> Result<ViewDef, HttpError> {
-    let doc = js::design_doc(db, ddoc)?.ok_or_else(|| HttpError::not_found("missing"))?;
-    let def = doc
-        .get("views")
-        .and_then(|v| v.get(view))
-        .ok_or_else(|| HttpError::not_found("missing_named_view"))?;
-    if let Some(lang) = doc.get("language").and_then(Value::as_str) {
-        if lang != "javascript" {
-            return Err(HttpError::bad_request(format!(
-                "Settee runs views in javascript only, not {lang}"
-            )));
-        }
-    }
-    let map = def
-        .get("map")
-        .and_then(Value::as_str)
-        .ok_or_else(|| HttpError::not_found("missing_named_view"))?
-        .to_owned();
-    let ddoc_id = format!("_design/{ddoc}");
-    let ddoc_rev = doc
-        .get("_rev")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    Ok(ViewDef {
-        scope: js::scope(db, db_name, &ddoc_id, &ddoc_rev),
-        ddoc_id,
-        ddoc_rev,
-        map,
-        reduce: def.get("reduce").and_then(Value::as_str).map(str::to_owned),
-        modules: js::view_modules(&doc),
-    })
 }
 
 fn query(

@@ -15,7 +15,6 @@ use settee_store::{AllDocsOptions, Database};
 
 use crate::error::HttpError;
 use crate::js;
-use crate::view::{collate_ids, ViewDef};
 
 /// Rows a JavaScript reduce function gets in one call before the results are rereduced.
 const REDUCE_CHUNK: usize = 100;
@@ -28,6 +27,62 @@ const MAP_BATCH_DOCS: usize = 500;
 const MAP_BATCH_BYTES: usize = 4 << 20;
 /// Views kept in the cache (all databases together); past this the cache starts afresh.
 const CACHE_CAPACITY: usize = 64;
+
+/// What a view's design document says about it.
+pub(crate) struct ViewDef {
+    pub(crate) ddoc_id: String,
+    pub(crate) ddoc_rev: String,
+    pub(crate) map: String,
+    pub(crate) reduce: Option<String>,
+    /// What `require` in the map function loads from (`views.lib`).
+    pub(crate) modules: Value,
+    /// The runtime its functions run in.
+    pub(crate) scope: settee_js::Scope,
+}
+
+pub(crate) fn view_def(
+    db: &Database,
+    db_name: &str,
+    ddoc: &str,
+    view: &str,
+) -> Result<ViewDef, HttpError> {
+    let doc = js::design_doc(db, ddoc)?.ok_or_else(|| HttpError::not_found("missing"))?;
+    let def = doc
+        .get("views")
+        .and_then(|v| v.get(view))
+        .ok_or_else(|| HttpError::not_found("missing_named_view"))?;
+    if let Some(lang) = doc.get("language").and_then(Value::as_str) {
+        if lang != "javascript" {
+            return Err(HttpError::bad_request(format!(
+                "Settee runs views in javascript only, not {lang}"
+            )));
+        }
+    }
+    let map = def
+        .get("map")
+        .and_then(Value::as_str)
+        .ok_or_else(|| HttpError::not_found("missing_named_view"))?
+        .to_owned();
+    let ddoc_id = format!("_design/{ddoc}");
+    let ddoc_rev = doc
+        .get("_rev")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(ViewDef {
+        scope: js::scope(db, db_name, &ddoc_id, &ddoc_rev),
+        ddoc_id,
+        ddoc_rev,
+        map,
+        reduce: def.get("reduce").and_then(Value::as_str).map(str::to_owned),
+        modules: js::view_modules(&doc),
+    })
+}
+
+/// CouchDB's view collation of two document ids (the tie-breaker between equal keys).
+pub(crate) fn collate_ids(a: &str, b: &str) -> Ordering {
+    collate(&Value::String(a.to_owned()), &Value::String(b.to_owned()))
+}
 
 /// One row of a view's map output.
 #[derive(Debug, Clone)]

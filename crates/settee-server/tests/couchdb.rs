@@ -71,6 +71,14 @@ async fn couch_call(
     )
 }
 
+/// Has the CouchDB of `couch` replicate `source` to `target` (created), and checks it did.
+async fn couch_replicates(http: &reqwest::Client, couch: &TestDb, source: String, target: String) {
+    let body = json!({"source": source, "target": target, "create_target": true});
+    let (s, b) = couch_call(http, couch, Method::POST, "/_replicate", body).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["ok"], true, "{b}");
+}
+
 fn seed() -> (Vec<Value>, Vec<Value>) {
     let mut edits: Vec<Value> = (0..25)
         .map(|i| json!({"_id": format!("d{i:02}"), "n": i}))
@@ -126,37 +134,23 @@ async fn couchdb_replicator_pulls_from_and_pushes_to_settee_serve() {
         .await;
     assert_eq!(s, 201);
     let pulled = TestDb::named("settee_pulled");
-    let (s, b) = couch_call(
+    couch_replicates(
         &http,
         &pulled,
-        Method::POST,
-        "/_replicate",
-        json!({
-            "source": format!("{}/origin", serve.admin_url()),
-            "target": pulled.url_with_credentials(),
-            "create_target": true,
-        }),
+        format!("{}/origin", serve.admin_url()),
+        pulled.url_with_credentials(),
     )
     .await;
-    assert_eq!(s, 200, "{b}");
-    assert_eq!(b["ok"], true, "{b}");
     compare(&serve, "origin", &http, &pulled).await;
 
     // CouchDB pushes what it has to a new Settee database.
-    let (s, b) = couch_call(
+    couch_replicates(
         &http,
         &pulled,
-        Method::POST,
-        "/_replicate",
-        json!({
-            "source": pulled.url_with_credentials(),
-            "target": format!("{}/copy", serve.admin_url()),
-            "create_target": true,
-        }),
+        pulled.url_with_credentials(),
+        format!("{}/copy", serve.admin_url()),
     )
     .await;
-    assert_eq!(s, 200, "{b}");
-    assert_eq!(b["ok"], true, "{b}");
     compare(&serve, "copy", &http, &pulled).await;
     // The attachment's bytes survived both trips (CouchDB sent them gzip-encoded).
     let res = serve

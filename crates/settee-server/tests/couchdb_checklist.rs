@@ -43,7 +43,7 @@ use common::{TestServe, ADMIN, PASSWORD};
 use reqwest::header::HeaderMap;
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
-use settee_server::{Admin, Cors, Lockout, LockoutMode, Server, ServerOptions};
+use settee_server::{Cors, Lockout, LockoutMode, ServerOptions};
 
 /// Who sends a request.
 #[derive(Clone, Copy)]
@@ -368,26 +368,11 @@ fn run_tag() -> String {
     format!("chk{:08x}", rand::random::<u32>())
 }
 
-/// A Settee server with an admin, a data directory and cheap PBKDF2, tuned.
+/// The kit's server, tuned, with a client that shows redirects.
 async fn serve_with(tune: impl FnOnce(&mut ServerOptions)) -> TestServe {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = ServerOptions {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.path().join("data")),
-        admin: Some(Admin {
-            name: ADMIN.into(),
-            password: PASSWORD.into(),
-        }),
-        password_iterations: 1000,
-        js_worker: common::js_worker(),
-        ..Default::default()
-    };
-    tune(&mut opts);
-    TestServe {
-        server: Server::start(opts).await.unwrap(),
-        dir,
-        http: client(),
-    }
+    let mut serve = TestServe::start_with(tune).await;
+    serve.http = client();
+    serve
 }
 
 /// Sends `attempt(n)` (n = 0, 1, ...) until its answer is `done`, polling every 20 ms:

@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+/// `DELETE /{db}`: what it never removes, and how it waits for requests.
+#[path = "edge/delete.rs"]
+mod delete;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,22 +17,15 @@ use std::time::{Duration, Instant};
 use common::{ADMIN, PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
-use settee_server::{Admin, Limits, Server, ServerOptions};
+use settee_server::{Admin, RequestLimits, Server, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A server with an admin on a fresh data directory, with `limits`.
-async fn serve(dir: &std::path::Path, limits: Limits) -> Server {
+async fn serve(dir: &std::path::Path, limits: RequestLimits) -> Server {
     Server::start(ServerOptions {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.join("data")),
-        admin: Some(Admin {
-            name: ADMIN.into(),
-            password: PASSWORD.into(),
-        }),
         limits,
-        js_worker: common::js_worker(),
-        ..Default::default()
+        ..common::options(dir)
     })
     .await
     .unwrap()
@@ -54,13 +50,7 @@ async fn call(
     if let Some(b) = body {
         r = r.json(&b);
     }
-    let res = r.send().await.unwrap();
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    common::answer(r.send().await.unwrap()).await
 }
 
 /// Reads from `s` until the head of an answer has arrived; returns its status.
@@ -96,7 +86,7 @@ async fn issue_20_slow_headers_are_dropped_while_others_are_served() {
     let header_timeout = Duration::from_secs(2);
     let server = serve(
         dir.path(),
-        Limits {
+        RequestLimits {
             header_timeout,
             ..Default::default()
         },
@@ -167,7 +157,7 @@ async fn issue_20_idle_connections_close_but_live_feeds_and_stalled_bodies_do_no
     let dir = tempfile::tempdir().unwrap();
     let server = serve(
         dir.path(),
-        Limits {
+        RequestLimits {
             header_timeout: Duration::from_millis(800),
             body_idle_timeout: Duration::from_millis(800),
             ..Default::default()
@@ -278,7 +268,7 @@ async fn big_anonymous_login(addr: std::net::SocketAddr, chunked: bool) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_anonymous_bodies_are_refused_before_they_are_read() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let http = reqwest::Client::new();
     assert_eq!(
@@ -325,7 +315,7 @@ async fn issue_20_anonymous_bodies_are_refused_before_they_are_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_every_name_couchdb_accepts_is_storable_and_no_path_is_shown() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let http = reqwest::Client::new();
     let slashes = format!("a{}", "/".repeat(90));
@@ -363,7 +353,7 @@ async fn issue_20_every_name_couchdb_accepts_is_storable_and_no_path_is_shown() 
     assert_eq!(without_users(all), json!(names));
     // The names survive a restart (read back from the store directories).
     server.shutdown().await;
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let (_, all) = call(&http, addr, Method::GET, "/_all_dbs", None).await;
     assert_eq!(without_users(all), json!(names));
@@ -385,7 +375,7 @@ async fn issue_20_every_name_couchdb_accepts_is_storable_and_no_path_is_shown() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_encoded_design_and_local_ids_as_couchdb() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -438,7 +428,7 @@ async fn issue_20_encoded_design_and_local_ids_as_couchdb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_design_documents_and_multipart_lengths_are_checked_as_couchdb() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), Limits::default()).await;
+    let server = serve(dir.path(), RequestLimits::default()).await;
     let addr = server.local_addr();
     let http = reqwest::Client::new();
     assert_eq!(call(&http, addr, Method::PUT, "/d", None).await.0, 201);
@@ -519,120 +509,11 @@ async fn issue_20_design_documents_and_multipart_lengths_are_checked_as_couchdb(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_20_delete_refuses_command_line_stores() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("notes");
-    settee_store::Database::open_with(settee_store::OpenOptions {
-        create: true,
-        ..settee_store::OpenOptions::new(&store)
-    })
-    .unwrap();
-    let server = Server::start(ServerOptions {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        stores: vec![store.clone()],
-        admin: Some(Admin {
-            name: ADMIN.into(),
-            password: PASSWORD.into(),
-        }),
-        js_worker: common::js_worker(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let http = reqwest::Client::new();
-    let (s, b) = call(&http, server.local_addr(), Method::DELETE, "/notes", None).await;
-    assert_eq!((s, &b["error"]), (403, &json!("forbidden")), "{b}");
-    assert!(store.join("db").is_file(), "the store was removed");
-    let (s, _) = call(&http, server.local_addr(), Method::GET, "/notes", None).await;
-    assert_eq!(s, 200);
-    server.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_20_delete_waits_for_requests_holding_the_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        dir.path(),
-        Limits {
-            delete_wait: Duration::from_millis(300),
-            ..Default::default()
-        },
-    )
-    .await;
-    let addr = server.local_addr();
-    let http = reqwest::Client::new();
-    assert_eq!(call(&http, addr, Method::PUT, "/held", None).await.0, 201);
-    let store = dir.path().join("data").join("held");
-    assert!(store.join("db").is_file());
-
-    // A write holds the database while its body arrives: `100 Continue` says the
-    // handler has the database and is reading the body.
-    let mut w = TcpStream::connect(addr).await.unwrap();
-    let body = br#"{"late": true}"#;
-    let head = format!(
-        "PUT /held/late HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
-        basic(),
-        body.len()
-    );
-    w.write_all(head.as_bytes()).await.unwrap();
-    assert_eq!(read_status(&mut w).await, 100);
-
-    // DELETE cannot remove the files under it: it refuses, and the database is served
-    // as before.
-    let (s, b) = call(&http, addr, Method::DELETE, "/held", None).await;
-    assert_eq!((s, &b["error"]), (409, &json!("conflict")), "{b}");
-    assert!(
-        store.join("db").is_file(),
-        "the store was removed while held"
-    );
-
-    // The held write ends cleanly.
-    w.write_all(body).await.unwrap();
-    assert_eq!(read_status(&mut w).await, 201);
-    drop(w);
-
-    // A live feed holds it too (its answer has begun when the headers arrive): DELETE
-    // ends the feed and then removes the store.
-    let feed = http
-        .get(format!(
-            "http://{addr}/held/_changes?feed=continuous&heartbeat=100"
-        ))
-        .header("Authorization", basic())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(feed.status(), 200);
-    let (s, b) = call(&http, addr, Method::DELETE, "/held", None).await;
-    assert_eq!((s, &b), (200, &json!({"ok": true})));
-    let text = tokio::time::timeout(Duration::from_secs(10), feed.text())
-        .await
-        .expect("the feed ends")
-        .unwrap();
-    assert!(
-        text.contains("\"last_seq\""),
-        "the feed ended without last_seq: {text:?}"
-    );
-    assert!(!store.exists(), "the store directory is still there");
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .filter(|name| name != "_users")
-        .collect();
-    assert!(left.is_empty(), "left in the data directory: {left:?}");
-
-    // A new database of the same name starts empty.
-    assert_eq!(call(&http, addr, Method::PUT, "/held", None).await.0, 201);
-    let (s, b) = call(&http, addr, Method::GET, "/held", None).await;
-    assert_eq!((s, &b["doc_count"]), (200, &json!(0)), "{b}");
-    server.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_20_connections_past_the_cap_are_closed_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(
         dir.path(),
-        Limits {
+        RequestLimits {
             max_connections: 2,
             ..Default::default()
         },

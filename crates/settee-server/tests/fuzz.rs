@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{json, Value};
-use settee_server::{Admin, Limits, Server, ServerOptions};
+use settee_server::{Admin, RequestLimits, Server, ServerOptions};
 
 const PATHS: &[&str] = &[
     "/",
@@ -219,7 +219,7 @@ async fn random_bad_requests_get_couchdb_errors_and_change_nothing() {
             name: common::ADMIN.into(),
             password: common::PASSWORD.into(),
         }),
-        limits: Limits {
+        limits: RequestLimits {
             max_body,
             ..Default::default()
         },

@@ -8,7 +8,7 @@ mod common;
 use common::{TestServe, ADMIN, PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
-use settee_server::{Cors, Limits, Server, ServerOptions};
+use settee_server::{Cors, RequestLimits, Server, ServerOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_attachment_put_get_range_delete() {
@@ -361,7 +361,7 @@ async fn cors_preflight_and_limits() {
             origins: vec!["https://app.example".into()],
             ..Default::default()
         }),
-        limits: Limits {
+        limits: RequestLimits {
             max_body: 1024,
             max_header_bytes: 8192,
             max_headers: 20,

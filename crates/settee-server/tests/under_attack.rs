@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{ADMIN, PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
-use settee_server::{Admin, Limits, Server, ServerOptions};
+use settee_server::{RequestLimits, Server, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,21 +29,14 @@ const STARVED: Duration = Duration::from_secs(10);
 
 async fn serve(dir: &std::path::Path) -> Server {
     Server::start(ServerOptions {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.join("data")),
-        admin: Some(Admin {
-            name: ADMIN.into(),
-            password: PASSWORD.into(),
-        }),
-        limits: Limits {
+        limits: RequestLimits {
             header_timeout: Duration::from_secs(3),
             ..Default::default()
         },
         // Real password hashing cost for users (CouchDB's 600,000 rounds would make a
         // debug build's logins take seconds; 100,000 still makes each wrong guess expensive).
         password_iterations: 100_000,
-        js_worker: common::js_worker(),
-        ..Default::default()
+        ..common::options(dir)
     })
     .await
     .unwrap()

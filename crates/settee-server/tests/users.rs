@@ -5,43 +5,26 @@
 //! sequence against the shared CouchDB 3.5.0 when `SETTEE_TEST_COUCHDB_URL` is set.
 #![allow(clippy::unwrap_used)]
 
+/// The users sequence played on CouchDB 3.5.0 too, answers compared.
+#[path = "users/against_couchdb.rs"]
+mod against_couchdb;
+mod common;
+
+use common::{TestServe, ADMIN, PASSWORD};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
-use settee_server::{Admin, PerUser, SameSite, Server, ServerOptions};
+use settee_server::{PerUser, SameSite, ServerOptions};
 
-const ADMIN: &str = "admin";
-const PASSWORD: &str = "s3cret-pw";
+/// The PBKDF2 rounds these servers write (a stored user document shows them).
+const ITERATIONS: u32 = 10;
 
-struct Serve {
-    server: Server,
-    _dir: tempfile::TempDir,
-    http: Client,
-}
-
-/// A server with an admin and a data directory (so a `_users` database), cheap PBKDF2.
-async fn serve(tune: impl FnOnce(&mut ServerOptions)) -> Serve {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = ServerOptions {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.path().join("data")),
-        admin: Some(Admin {
-            name: ADMIN.into(),
-            password: PASSWORD.into(),
-        }),
-        password_iterations: 10,
-        js_worker: Some(settee_server::WorkerProgram {
-            program: env!("CARGO_BIN_EXE_settee-js-worker").into(),
-            args: Vec::new(),
-        }),
-        ..Default::default()
-    };
-    tune(&mut opts);
-    let server = Server::start(opts).await.unwrap();
-    Serve {
-        server,
-        _dir: dir,
-        http: Client::new(),
-    }
+/// The kit's server with [`ITERATIONS`] rounds, tuned.
+async fn serve(tune: impl FnOnce(&mut ServerOptions)) -> TestServe {
+    TestServe::start_with(|o| {
+        o.password_iterations = ITERATIONS;
+        tune(o)
+    })
+    .await
 }
 
 /// Who sends a request.
@@ -60,7 +43,7 @@ struct Side {
 }
 
 impl Side {
-    fn of(s: &Serve) -> Side {
+    fn of(s: &TestServe) -> Side {
         Side {
             url: format!("http://{}", s.server.local_addr()),
             admin: (ADMIN.into(), PASSWORD.into()),
@@ -105,6 +88,17 @@ impl Side {
     async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let (n, p) = (self.admin.0.clone(), self.admin.1.clone());
         self.call(As::Basic(&n, &p), method, path, body).await
+    }
+
+    /// Deletes user `name`'s document (as the admin), which must succeed.
+    async fn delete_user(&self, name: &str) {
+        let path = format!("/_users/org.couchdb.user:{name}");
+        let (_, doc) = self.admin(Method::GET, &path, None).await;
+        let rev = doc["_rev"].as_str().unwrap();
+        let (st, b) = self
+            .admin(Method::DELETE, &format!("{path}?rev={rev}"), None)
+            .await;
+        assert_eq!(st, 200, "{b}");
     }
 
     /// `POST /_session`: the status and the cookie value given.
@@ -194,10 +188,10 @@ async fn signup_login_own_document_and_password_change() {
     assert!(doc.get("password").is_none(), "{doc}");
     assert_eq!(doc["password_scheme"], "pbkdf2");
     assert_eq!(doc["pbkdf2_prf"], "sha256");
-    assert_eq!(doc["iterations"], 10);
+    assert_eq!(doc["iterations"], ITERATIONS);
     assert_eq!(doc["derived_key"].as_str().unwrap().len(), 64);
     assert_eq!(doc["salt"].as_str().unwrap().len(), 32);
-    let raw = std::fs::read_dir(s._dir.path().join("data/_users")).unwrap();
+    let raw = std::fs::read_dir(s.dir.path().join("data/_users")).unwrap();
     assert!(raw.count() > 0);
 
     // Basic auth: wrong password 401, right one gives the user in _session.
@@ -313,18 +307,7 @@ async fn signup_login_own_document_and_password_change() {
     // A deleted user's cookie is dead too.
     let (_, cookie, _) = side.login("tom", "couch").await;
     let cookie = cookie.unwrap();
-    let (_, doc) = side
-        .admin(Method::GET, "/_users/org.couchdb.user:tom", None)
-        .await;
-    let rev = doc["_rev"].as_str().unwrap();
-    let (st, _) = side
-        .admin(
-            Method::DELETE,
-            &format!("/_users/org.couchdb.user:tom?rev={rev}"),
-            None,
-        )
-        .await;
-    assert_eq!(st, 200);
+    side.delete_user("tom").await;
     let (_, b) = side
         .call(As::Cookie(&cookie), Method::GET, "/_session", None)
         .await;
@@ -441,18 +424,7 @@ async fn peruser_database_is_created_private_and_deleted() {
             .0,
         401
     );
-    let (_, doc) = side
-        .admin(Method::GET, "/_users/org.couchdb.user:ann", None)
-        .await;
-    let rev = doc["_rev"].as_str().unwrap();
-    let (st, _) = side
-        .admin(
-            Method::DELETE,
-            &format!("/_users/org.couchdb.user:ann?rev={rev}"),
-            None,
-        )
-        .await;
-    assert_eq!(st, 200);
+    side.delete_user("ann").await;
     assert_eq!(side.admin(Method::GET, db, None).await.0, 404);
 }
 
@@ -499,10 +471,9 @@ async fn lockout_after_five_failures() {
     assert_eq!(side.admin(Method::GET, "/_session", None).await.0, 403);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_cookie_attributes() {
-    let s = serve(|_| {}).await;
-    let res = Side::of(&s)
+/// The `Set-Cookie` of the admin's `POST /_session` on `s`.
+async fn admin_login_cookie(s: &TestServe) -> String {
+    let res = Side::of(s)
         .send(
             As::Anonymous,
             Method::POST,
@@ -510,7 +481,13 @@ async fn session_cookie_attributes() {
             Some(json!({"name": ADMIN, "password": PASSWORD})),
         )
         .await;
-    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    res.headers()["set-cookie"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_cookie_attributes() {
+    let s = serve(|_| {}).await;
+    let set = admin_login_cookie(&s).await;
     assert!(
         set.contains("; HttpOnly") && set.contains("; SameSite=Lax"),
         "{set}"
@@ -521,150 +498,9 @@ async fn session_cookie_attributes() {
         o.secure_cookie = true;
     })
     .await;
-    let res = Side::of(&s)
-        .send(
-            As::Anonymous,
-            Method::POST,
-            "/_session",
-            Some(json!({"name": ADMIN, "password": PASSWORD})),
-        )
-        .await;
-    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let set = admin_login_cookie(&s).await;
     assert!(
         set.contains("; SameSite=Strict") && set.contains("; Secure"),
         "{set}"
     );
-}
-
-/// The same users sequence on settee serve and on CouchDB 3.5.0 (default `_users`
-/// security: admins only), answers compared.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_agree_with_couchdb() {
-    let Ok(couch_url) = std::env::var("SETTEE_TEST_COUCHDB_URL") else {
-        eprintln!("SETTEE_TEST_COUCHDB_URL unset: the CouchDB side is skipped");
-        return;
-    };
-    let s = serve(|_| {}).await;
-    let settee = Side::of(&s);
-    let couch = Side {
-        url: couch_url.trim_end_matches('/').to_owned(),
-        admin: (
-            std::env::var("SETTEE_TEST_COUCHDB_USER").unwrap_or_default(),
-            std::env::var("SETTEE_TEST_COUCHDB_PASSWORD").unwrap_or_default(),
-        ),
-        http: Client::new(),
-    };
-    let tag = format!("{:08x}", rand::random::<u32>());
-    let (ann, bob, db) = (
-        format!("ann{tag}"),
-        format!("bob{tag}"),
-        format!("users-team-{tag}"),
-    );
-    let mut seen = Vec::new();
-    for side in [&settee, &couch] {
-        side.create_user(&ann, "a-pw", &["team"]).await;
-        side.create_user(&bob, "b-pw", &[]).await;
-        side.admin(Method::PUT, &format!("/{db}"), None).await;
-        side.admin(
-            Method::PUT,
-            &format!("/{db}/_security"),
-            Some(json!({"members": {"roles": ["team"]}})),
-        )
-        .await;
-        side.admin(Method::PUT, &format!("/{db}/d"), Some(json!({"v": 1})))
-            .await;
-        let (a, b) = (As::Basic(&ann, "a-pw"), As::Basic(&bob, "b-pw"));
-        let mut answers = Vec::new();
-        let (_, doc) = side
-            .admin(
-                Method::GET,
-                &format!("/_users/org.couchdb.user:{ann}"),
-                None,
-            )
-            .await;
-        answers.push(json!({
-            "password": doc.get("password"), "scheme": doc["password_scheme"],
-            "prf": doc["pbkdf2_prf"], "key": doc["derived_key"].as_str().map(str::len),
-            "salt": doc["salt"].as_str().map(str::len), "roles": doc["roles"],
-        }));
-        let (st, mut sess) = side.call(a, Method::GET, "/_session", None).await;
-        sess["userCtx"]["name"] = json!(sess["userCtx"]["name"].is_string());
-        answers.push(json!([st, sess]));
-        answers.push(json!(
-            side.call(As::Basic(&ann, "no"), Method::GET, "/_session", None)
-                .await
-        ));
-        let (st, _, body) = side.login(&ann, "a-pw").await;
-        answers.push(json!([st, body["ok"], body["roles"]]));
-        answers.push(json!(
-            side.call(a, Method::GET, &format!("/{db}/d"), None).await.0
-        ));
-        answers.push(json!(
-            side.call(b, Method::GET, &format!("/{db}/d"), None).await
-        ));
-        answers.push(json!(
-            side.call(As::Anonymous, Method::GET, &format!("/{db}/d"), None)
-                .await
-        ));
-        for path in ["/_users/_all_docs", "/_users/_changes"] {
-            answers.push(json!(side.call(a, Method::GET, path, None).await));
-        }
-        answers.push(json!(
-            side.call(
-                a,
-                Method::GET,
-                &format!("/_users/org.couchdb.user:{ann}"),
-                None
-            )
-            .await
-        ));
-        answers.push(json!(
-            side.call(
-                As::Anonymous,
-                Method::POST,
-                "/_users",
-                Some(user_doc(&format!("eve{tag}"), "x", &[]))
-            )
-            .await
-        ));
-        answers.push(json!(
-            side.admin(
-                Method::PUT,
-                "/_users/_security",
-                Some(json!({"members": {}}))
-            )
-            .await
-        ));
-        answers.push(json!(
-            side.admin(
-                Method::PUT,
-                "/_users/org.couchdb.user:_x",
-                Some(user_doc("_x", "x", &[]))
-            )
-            .await
-        ));
-        // Clean up CouchDB's side.
-        for name in [&ann, &bob] {
-            let (_, d) = side
-                .admin(
-                    Method::GET,
-                    &format!("/_users/org.couchdb.user:{name}"),
-                    None,
-                )
-                .await;
-            if let Some(rev) = d["_rev"].as_str() {
-                side.admin(
-                    Method::DELETE,
-                    &format!("/_users/org.couchdb.user:{name}?rev={rev}"),
-                    None,
-                )
-                .await;
-            }
-        }
-        side.admin(Method::DELETE, &format!("/{db}"), None).await;
-        seen.push(answers);
-    }
-    for (i, (ours, theirs)) in seen[0].iter().zip(&seen[1]).enumerate() {
-        assert_eq!(ours, theirs, "answer {i} differs (settee, then CouchDB)");
-    }
 }

@@ -183,6 +183,25 @@ pub fn local_rev(data: &[u8]) {
     }
 }
 
+/// Every committed input of `fuzz/corpus/<target>` with its path, in path order: what the
+/// tests of this crate and of the crates above it replay on stable Rust.
+///
+/// # Errors
+/// The corpus directory or one of its files cannot be read.
+pub fn corpus(target: &str) -> std::io::Result<Vec<(std::path::PathBuf, Vec<u8>)>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let mut inputs = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let data = std::fs::read(&path)?;
+        inputs.push((path, data));
+    }
+    inputs.sort();
+    Ok(inputs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,21 +209,12 @@ mod tests {
     /// Every committed input of `fuzz/corpus/<target>` run through
     /// `body`: the corpus replayed on stable Rust.
     pub(crate) fn replay(target: &str, body: fn(&[u8])) {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-        let mut n = 0;
-        for dir in [root.join("corpus").join(target)] {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                let data = std::fs::read(&path).unwrap();
-                eprintln!("{}", path.display());
-                body(&data);
-                n += 1;
-            }
+        let inputs = corpus(target).unwrap();
+        assert!(!inputs.is_empty(), "no corpus for {target}");
+        for (path, data) in inputs {
+            eprintln!("{}", path.display());
+            body(&data);
         }
-        assert!(n > 0, "no corpus for {target} under {}", root.display());
     }
 
     /// Every record a real store writes (documents with conflicts, deletions and

@@ -16,7 +16,8 @@ use super::frame::{read_frame, write_frame};
 use super::wire::{
     answer_frame, Function, Incoming, Outcome, Scope, Settings, WireError, WireRejection,
 };
-use crate::{Compiled, Error, Limits, Sandbox};
+use crate::error::Error;
+use crate::sandbox::{Compiled, Limits, Sandbox};
 
 /// The stack of the thread that runs JavaScript. QuickJS checks its own recursion against
 /// a 1 MiB budget; `JSON.stringify` and a few other built-ins recurse without a check, so

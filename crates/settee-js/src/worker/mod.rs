@@ -18,8 +18,10 @@
 mod child;
 mod frame;
 mod pool;
+mod process;
 mod wire;
 
 pub use child::run;
-pub use pool::{Cancel, Lease, Pool, PoolLimits, Rows, WorkerProgram};
+pub use pool::{Cancel, Lease, Pool, PoolLimits, Rows};
+pub use process::WorkerProgram;
 pub use wire::{Function, Scope};

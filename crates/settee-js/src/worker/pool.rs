@@ -2,19 +2,15 @@
 //! for a call (or a run of calls, such as a view build), the time limit per call enforced
 //! by killing the worker, and cancellation by the caller ([`Cancel`]).
 //!
-//! Each worker has a thread that reads its answer frames into a channel; the leasing
+//! Each worker (`process.rs`) has a thread that reads its answer frames into a channel; the leasing
 //! thread waits on the channel in short slices, so that it notices both the deadline and a
 //! cancellation within [`POLL`]. A worker whose answer is late, whose caller cancelled,
 //! that died or that broke the protocol is killed (SIGKILL) and reaped, and the pool starts
 //! a new one on demand.
 
-use std::collections::VecDeque;
-use std::ffi::OsString;
-use std::io::{BufReader, BufWriter, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,9 +18,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::frame::{read_frame, write_frame};
+use super::process::{describe_exit, scope_key, Worker, WorkerProgram};
 use super::wire::{Function, Outcome, Reply, Request, Scope, Settings};
-use crate::{Error, Rejection, Result};
+use crate::error::{Error, Rejection, Result};
+use crate::reduce::reduce_keys;
 
 /// A request that carries no documents.
 type Plain<'a> = Request<'a, Value>;
@@ -39,20 +36,6 @@ const POLL: Duration = Duration::from_millis(50);
 /// worker keeps its runtimes); the kill is for what the interrupt cannot reach (a regular
 /// expression, a built-in's loop).
 const GRACE: Duration = Duration::from_millis(1000);
-/// Answer frames buffered between a worker's reader thread and its caller. A full channel
-/// stops the reader, then the worker (its stdout pipe fills): backpressure, not loss.
-const REPLY_BUFFER: usize = 256;
-
-/// The program a [`Pool`] runs as its workers: for Settee, the `settee` binary with the
-/// argument `js-worker`. The program must call [`crate::worker::run`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerProgram {
-    /// The executable.
-    pub program: PathBuf,
-    /// Its arguments.
-    pub args: Vec<OsString>,
-}
-
 /// Bounds on the JavaScript a [`Pool`] runs. All JavaScript together uses at most
 /// `workers` x `memory` bytes of address space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +75,8 @@ impl Default for PoolLimits {
 }
 
 /// Set by a caller that no longer wants its call's answer (its client went away): the
-/// worker running the call is killed within [`POLL`]. Cheap to clone; clones share the flag.
+/// worker running the call is killed within the pool's short poll interval. Cheap to
+/// clone; clones share the flag.
 #[derive(Debug, Clone, Default)]
 pub struct Cancel(Arc<AtomicBool>);
 
@@ -215,7 +199,7 @@ impl Pool {
             if state.live < shared.limits.workers {
                 state.live += 1;
                 drop(state);
-                return match Worker::start(&shared.program, &shared.limits) {
+                return match Worker::start(&shared.program, &settings(&shared.limits)) {
                     Ok(worker) => Ok(Lease::new(shared.clone(), worker, cancel)),
                     Err(e) => {
                         shared.lock().live -= 1;
@@ -243,148 +227,19 @@ impl Pool {
     }
 }
 
+/// What a new worker is told of `limits`.
+fn settings(limits: &PoolLimits) -> Settings {
+    Settings {
+        runtime_memory: limits.runtime_memory,
+        timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+        runtimes: limits.runtimes,
+        address_space: Some(limits.memory as u64),
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn scope_key(scope: &Scope) -> String {
-    format!("{}\u{0}{}\u{0}{}", scope.db, scope.ddoc, scope.rev)
-}
-
-/// One worker process.
-struct Worker {
-    child: Child,
-    stdin: BufWriter<ChildStdin>,
-    replies: Receiver<std::io::Result<Vec<u8>>>,
-    /// The scopes it ran most recently (most recent last), as the worker's runtimes are
-    /// likely to hold them.
-    recent: VecDeque<String>,
-}
-
-impl Worker {
-    fn start(program: &WorkerProgram, limits: &PoolLimits) -> Result<Worker> {
-        let failed = |e: std::io::Error| Error::WorkerFailed {
-            reason: format!(
-                "cannot start the JavaScript worker {}: {e}",
-                program.program.display()
-            ),
-        };
-        let mut child = Command::new(&program.program)
-            .args(&program.args)
-            // One malloc arena: a second thread's arena would reserve 64 MiB of the
-            // address space the worker is limited to.
-            .env("MALLOC_ARENA_MAX", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(failed)?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(std::io::Error::other("no pipes to the worker")));
-        };
-        let (tx, replies) = sync_channel(REPLY_BUFFER);
-        let reader = std::thread::Builder::new()
-            .name("js-worker-reader".into())
-            .stack_size(256 << 10)
-            .spawn(move || {
-                let mut stdout = BufReader::with_capacity(64 << 10, stdout);
-                loop {
-                    match read_frame(&mut stdout) {
-                        Ok(Some(frame)) => {
-                            if tx.send(Ok(frame)).is_err() {
-                                return;
-                            }
-                        }
-                        // The worker closed its stdout: dropping `tx` tells the caller.
-                        Ok(None) => return,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    }
-                }
-            });
-        if let Err(e) = reader {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(e));
-        }
-        let mut worker = Worker {
-            child,
-            stdin: BufWriter::with_capacity(64 << 10, stdin),
-            replies,
-            recent: VecDeque::new(),
-        };
-        let settings = Settings {
-            runtime_memory: limits.runtime_memory,
-            timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
-            runtimes: limits.runtimes,
-            address_space: Some(limits.memory as u64),
-        };
-        if let Err(e) = worker.send(&Plain::Init(&settings)) {
-            worker.kill();
-            return Err(e);
-        }
-        Ok(worker)
-    }
-
-    fn send<D: Serialize>(&mut self, request: &Request<'_, D>) -> Result<()> {
-        let bytes = serde_json::to_vec(request).map_err(|e| Error::Engine {
-            reason: format!("cannot encode a request to the worker: {e}"),
-        })?;
-        write_frame(&mut self.stdin, &bytes)
-            .and_then(|()| self.stdin.flush())
-            .map_err(|e| Error::WorkerFailed {
-                reason: format!("cannot write to the worker: {e}"),
-            })
-    }
-
-    fn kill(&mut self) -> Option<ExitStatus> {
-        let _ = self.child.kill();
-        self.child.wait().ok()
-    }
-
-    fn remember(&mut self, scope: &Scope, capacity: usize) {
-        let key = scope_key(scope);
-        self.recent.retain(|k| *k != key);
-        self.recent.push_back(key);
-        while self.recent.len() > capacity.max(1) {
-            self.recent.pop_front();
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// How a worker's death reads: its exit status or signal.
-fn describe_exit(status: Option<ExitStatus>) -> String {
-    let Some(status) = status else {
-        return "it could not be reaped".into();
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            let name = match signal {
-                6 => " (SIGABRT: an allocation failed or a stack overflowed)",
-                9 => " (SIGKILL)",
-                11 => " (SIGSEGV: its stack overflowed)",
-                _ => "",
-            };
-            return format!("it was killed by signal {signal}{name}");
-        }
-    }
-    match status.code() {
-        Some(code) => format!("it exited with status {code}"),
-        None => format!("it ended ({status})"),
     }
 }
 
@@ -624,15 +479,7 @@ impl Lease {
         rereduce: bool,
     ) -> Result<Value> {
         self.remember(scope);
-        let keys = if rereduce {
-            Value::Null
-        } else {
-            Value::Array(
-                keys.iter()
-                    .map(|(k, id)| Value::Array(vec![k.clone(), Value::String(id.clone())]))
-                    .collect(),
-            )
-        };
+        let keys = reduce_keys(keys, rereduce);
         let values = Value::Array(values.to_vec());
         self.send(&Plain::Reduce {
             scope,

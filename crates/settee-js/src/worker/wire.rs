@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::{Error, Rejection};
+use crate::error::{Error, Rejection};
 
 /// Which QuickJS runtime a function runs in: one per database, design document and
 /// revision, so that nothing a function leaves in its globals reaches another design

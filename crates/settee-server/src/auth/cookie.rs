@@ -12,26 +12,11 @@ use sha2::Sha256;
 
 use crate::auth::users::{hex_decode, hex_encode};
 use crate::error::HttpError;
+use crate::options::SameSite;
 
 type HmacSha256 = Hmac<Sha256>;
 
 pub(crate) const COOKIE: &str = "AuthSession";
-
-/// The cookie's `SameSite` attribute (CouchDB's `[chttpd_auth] same_site`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SameSite {
-    /// Sent on top-level navigations from other sites, not on their sub-requests (the
-    /// default here; CouchDB sends no attribute unless configured, and browsers then
-    /// treat the cookie as Lax anyway).
-    #[default]
-    Lax,
-    /// Never sent on requests started by another site.
-    Strict,
-    /// Sent on every request (browsers require `Secure` with it).
-    None,
-    /// No attribute (CouchDB's default).
-    Unset,
-}
 
 /// How session cookies are made.
 #[derive(Debug, Clone, Copy)]

@@ -8,51 +8,16 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::HttpError;
+use crate::options::{Lockout, LockoutMode};
 
 /// CouchDB's message for a locked account (`couch_httpd_auth`'s `LOCKOUT_MSG`).
 pub(crate) const LOCKED: &str =
     "Account is temporarily locked due to multiple authentication failures";
-
-/// What the lockout does (CouchDB's `[chttpd_auth_lockout] mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LockoutMode {
-    /// Refuse logins once the threshold is reached (CouchDB's default).
-    #[default]
-    Enforce,
-    /// Only log a warning once the threshold is reached.
-    Warn,
-    /// Count nothing.
-    Off,
-}
-
-/// Lockout settings (CouchDB's `[chttpd_auth_lockout]`).
-#[derive(Debug, Clone, Copy)]
-pub struct Lockout {
-    /// Enforce, warn or off (default enforce).
-    pub mode: LockoutMode,
-    /// Failures after which a name is locked for an address (default 5).
-    pub threshold: u32,
-    /// How long failures are remembered, from the first one (default 5 minutes).
-    pub max_lifetime: Duration,
-    /// The most (address, name) pairs tracked (default 10,000).
-    pub max_objects: usize,
-}
-
-impl Default for Lockout {
-    fn default() -> Lockout {
-        Lockout {
-            mode: LockoutMode::Enforce,
-            threshold: 5,
-            max_lifetime: Duration::from_secs(300),
-            max_objects: 10_000,
-        }
-    }
-}
 
 struct Entry {
     failures: u32,
@@ -192,7 +157,7 @@ mod tests {
     #[test]
     fn failures_expire() {
         let f = Failures::new(Lockout {
-            max_lifetime: Duration::ZERO,
+            max_lifetime: std::time::Duration::ZERO,
             ..Default::default()
         });
         let peer: IpAddr = "10.0.0.1".parse().unwrap();

@@ -23,15 +23,11 @@ use settee_store::GetOptions;
 use sha2::{Digest, Sha256};
 
 use crate::error::HttpError;
-use crate::registry::Registry;
-use crate::Admin;
+use crate::options::{Admin, Lockout, SameSite};
+use crate::registry::{Registry, USERS_DB};
 
-pub use cookie::SameSite;
-pub use lockout::{Lockout, LockoutMode};
-pub(crate) use security::{
-    check, default_security, require_db_admin_to_maintain, require_server_admin, Need,
-};
-use users::{CredentialCache, StoredUser, USERS_DB};
+pub(crate) use security::{check, require_db_admin_to_maintain, require_server_admin, Need};
+use users::{CredentialCache, StoredUser};
 
 const ADMIN_ROLE: &str = "_admin";
 

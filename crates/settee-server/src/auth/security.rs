@@ -3,19 +3,11 @@
 //! or role, or legacy `readers` when `members` is absent) read and write documents; a
 //! database without members is open to anyone.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use crate::auth::users::string_list;
 use crate::auth::UserCtx;
 use crate::error::HttpError;
-
-/// The security object CouchDB 3 gives a database nobody has set one on: admins only.
-pub(crate) fn default_security() -> Map<String, Value> {
-    let v = json!({"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}});
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
 
 /// What a request needs on a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,18 +19,7 @@ pub(crate) enum Need {
 }
 
 fn names_roles(sec: &Map<String, Value>, part: &str) -> (Vec<String>, Vec<String>) {
-    let list = |key: &str| -> Vec<String> {
-        sec.get(part)
-            .and_then(|p| p.get(key))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |key: &str| string_list(sec.get(part).and_then(|p| p.get(key)));
     (list("names"), list("roles"))
 }
 
@@ -110,6 +91,7 @@ pub(crate) fn require_db_admin_to_maintain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::default_security;
     use axum::http::StatusCode;
 
     /// Issue 20, finding 10: legacy `readers` count when `members` is absent, as in

@@ -69,7 +69,7 @@ fn redirect(mut res: Response, headers: &HeaderMap, path: &str) -> Response {
     if !path.starts_with('/') {
         return HttpError::bad_request("path must begin with a /.").into_response();
     }
-    let Ok(location) = HeaderValue::from_str(&crate::route::absolute_url(headers, path)) else {
+    let Ok(location) = HeaderValue::from_str(&crate::location::absolute_url(headers, path)) else {
         return HttpError::bad_request("the path cannot be sent in a Location header")
             .into_response();
     };

@@ -19,16 +19,11 @@ use sha2::{Digest, Sha256, Sha512};
 use crate::auth::UserCtx;
 use crate::error::HttpError;
 
-/// The authentication database's name.
-pub(crate) const USERS_DB: &str = "_users";
 /// The id prefix of a user document.
 pub(crate) const USER_PREFIX: &str = "org.couchdb.user:";
 /// CouchDB's refusal of a login whose user document is in conflict.
 pub(crate) const CONFLICTED: &str =
     "User document conflicts must be resolved before the document is used for authentication purposes.";
-/// CouchDB 3.5's `[chttpd_auth] iterations` default (read back from a 3.5.0 server).
-pub(crate) const DEFAULT_ITERATIONS: u32 = 600_000;
-
 /// The most PBKDF2 rounds a login runs. A user may write their own hash fields (CouchDB's
 /// rules allow it), and a huge `iterations` would make every login of theirs hold a core
 /// for minutes; such a user cannot log in (CouchDB's `max_iterations` is 10^9).
@@ -155,7 +150,7 @@ pub(crate) fn doc_roles(doc: &Value, name: &str) -> Vec<String> {
     }
 }
 
-fn string_list(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()

@@ -26,25 +26,45 @@ pub struct TestServe {
     pub http: reqwest::Client,
 }
 
+/// An answer's status and JSON body (the text as a string when it is not JSON).
+pub async fn answer(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// What every test server starts from: a free loopback port, the data directory
+/// `dir/data`, the admin, cheap password hashing and this crate's JavaScript worker.
+pub fn options(dir: &std::path::Path) -> ServerOptions {
+    ServerOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.join("data")),
+        admin: Some(Admin {
+            name: ADMIN.into(),
+            password: PASSWORD.into(),
+        }),
+        // CouchDB's 600,000 PBKDF2 rounds cost seconds per login in a debug build.
+        password_iterations: 1000,
+        js_worker: js_worker(),
+        ..Default::default()
+    }
+}
+
 impl TestServe {
     pub async fn start() -> TestServe {
+        TestServe::start_with(|_| {}).await
+    }
+
+    /// A server started from [`options`] changed by `tune` (CORS, limits, users...).
+    pub async fn start_with(tune: impl FnOnce(&mut ServerOptions)) -> TestServe {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(ServerOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            data_dir: Some(dir.path().join("data")),
-            admin: Some(Admin {
-                name: ADMIN.into(),
-                password: PASSWORD.into(),
-            }),
-            // CouchDB's 600,000 PBKDF2 rounds cost seconds per login in a debug build.
-            password_iterations: 1000,
-            js_worker: js_worker(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let mut opts = options(dir.path());
+        tune(&mut opts);
         TestServe {
-            server,
+            server: Server::start(opts).await.unwrap(),
             dir,
             http: reqwest::Client::new(),
         }
@@ -77,13 +97,7 @@ impl TestServe {
         if let Some(b) = body {
             r = r.json(&b);
         }
-        let res = r.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(r.send().await.unwrap()).await
     }
 
     pub async fn create_db(&self, name: &str) {
@@ -212,13 +226,7 @@ impl Side {
         if !body.is_empty() {
             r = r.body(body.to_owned());
         }
-        let res = r.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(r.send().await.unwrap()).await
     }
 
     /// Sends `body` as JSON, or nothing.
