@@ -154,7 +154,7 @@ pub(super) fn js_worker_program() -> Option<settee::server::WorkerProgram> {
 /// `settee serve`: prints `{"ok":true,"url":...}` once listening, then serves until Ctrl-C
 /// or SIGTERM.
 pub(crate) async fn serve(args: Serve) -> anyhow::Result<Outcome> {
-    use settee::server::{Admin, Cors, Limits, Server, ServerOptions};
+    use settee::server::{Admin, Cors, RequestLimits, Server, ServerOptions};
     let Serve {
         stores,
         data_dir,
@@ -186,7 +186,7 @@ pub(crate) async fn serve(args: Serve) -> anyhow::Result<Outcome> {
         data_dir,
         admin,
         cors,
-        limits: Limits {
+        limits: RequestLimits {
             max_body,
             ..Default::default()
         },
