@@ -165,8 +165,11 @@ pub fn sorted(mut leaves: Vec<Value>) -> Vec<Value> {
     leaves
 }
 
-/// Asserts that two sides hold the same leaves for `id`: same revs, same ancestry
-/// (`_revisions`), same bodies, same attachments (type, digest, bytes).
+/// Asserts that two sides hold the same leaves for `id`: exactly the same JSON (revs,
+/// `_revisions`, bodies, attachments' type, digest, length, revpos and bytes), and on both
+/// sides every attachment's digest and length are those of its data
+/// (`settee_testkit::leaves::Compare`, the workspace's one leaf comparison; a compressible
+/// type may carry the digest of its gzip encoding, as Apache CouchDB gives it).
 pub fn assert_same_leaves(id: &str, ours: Vec<Value>, theirs: Vec<Value>) {
     let (ours, theirs) = (sorted(ours), sorted(theirs));
     assert!(!ours.is_empty(), "{id}: no leaves on the server");
@@ -177,8 +180,13 @@ pub fn assert_same_leaves(id: &str, ours: Vec<Value>, theirs: Vec<Value>) {
         ours = json!(ours),
         theirs = json!(theirs)
     );
+    let check = settee_testkit::leaves::Compare {
+        revpos: true,
+        encoded_digests: true,
+    };
     for (a, b) in ours.iter().zip(theirs.iter()) {
         assert_eq!(a, b, "{id}: leaves differ");
+        check.leaf(a);
     }
 }
 
