@@ -416,10 +416,18 @@ fn a_format_5_store_with_both_length_forms_is_upgraded_entry_by_entry() {
             tree.insert(k, widen_u16_entry(v)).unwrap();
             widened += 1;
         }
+        // The fixture's index is one block: split it in two (the second keyed by its first
+        // entry, as a split does), the first part in the u32 form, the second in the u16.
         let blocks: Vec<_> = tree.scan_prefix("I").map(Result::unwrap).collect();
-        for (k, v) in blocks.iter().step_by(2) {
-            tree.insert(k, widen_u16_block(v)).unwrap();
-        }
+        let [(k, v)] = &blocks[..] else {
+            panic!("{} index blocks", blocks.len())
+        };
+        let entries = u16_block_entries(v);
+        let (first, second) = entries.split_at(entries.len() / 2);
+        tree.insert(k, block(first, 4)).unwrap();
+        let mut second_key = k.to_vec();
+        second_key.extend_from_slice(second[0]);
+        tree.insert(second_key, block(second, 2)).unwrap();
         raw.flush().unwrap();
     }
     assert!(widened >= 5, "{widened}");
@@ -538,7 +546,7 @@ fn widen_u16_entry(v: &[u8]) -> Vec<u8> {
     let leaves = u16_fields(&v[3..leaves_end], std::iter::repeat_n(2, n));
     let mut out = vec![1];
     out.extend_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
-    let mut put = |out: &mut Vec<u8>, f: &[u8]| {
+    let put = |out: &mut Vec<u8>, f: &[u8]| {
         out.extend_from_slice(&u32::try_from(f.len()).unwrap().to_be_bytes());
         out.extend_from_slice(f);
     };
@@ -555,15 +563,24 @@ fn widen_u16_entry(v: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A u16-form index block in the u32 form, written independently of the store's code.
-fn widen_u16_block(v: &[u8]) -> Vec<u8> {
+/// A u16-form index block's entries.
+fn u16_block_entries(v: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < v.len() {
         let len = usize::from(u16::from_be_bytes([v[at], v[at + 1]]));
-        out.extend_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
-        out.extend_from_slice(&v[at + 2..at + 2 + len]);
+        out.push(&v[at + 2..at + 2 + len]);
         at += 2 + len;
+    }
+    out
+}
+
+/// An index block of `entries` with lengths of `width` bytes (2 or 4), big-endian.
+fn block(entries: &[&[u8]], width: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(&u32::try_from(e.len()).unwrap().to_be_bytes()[4 - width..]);
+        out.extend_from_slice(e);
     }
     out
 }
