@@ -35,7 +35,7 @@ fn index_end(number: u32) -> Vec<u8> {
     }
 }
 
-fn encode(entries: &[Vec<u8>]) -> Result<Vec<u8>> {
+pub(crate) fn encode(entries: &[Vec<u8>]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 4).sum());
     for e in entries {
         // A u32: an indexed value or a document id can be longer than 64 KiB, and CouchDB

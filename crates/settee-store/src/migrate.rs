@@ -9,16 +9,25 @@
 //! registered remote, which format 4 reads as "no remote is known to hold anything", the
 //! truth for a store whose syncs confirmed nothing. Format 5 adds the Mango index catalog
 //! (`N`, `I`): the upgrade from 2, 3 or 4 registers the indexes of the store's query design
-//! documents (`upgrade_to_indexes`); format 1 goes to 2 first (`upgrade_v1`).
+//! documents (`upgrade_to_indexes`); format 1 goes to 2 first (`upgrade_v1`). Format 6
+//! adds pending intervals, which older stores have none of; but b5d6e81 changed the `U`
+//! entries and index blocks from u16 to u32 lengths inside format 5, so the upgrade from 4
+//! converts every `U` entry and the one from 5 each entry and block still in the u16 form
+//! (`lengths.rs`, issue 21).
 //!
-//! The upgrade runs in batches, each atomic, and each step skips what is already done, so
-//! a crash during it leaves a store that upgrades the rest on the next open. The format key
+//! The upgrade from format 1 runs in batches, each atomic, and each step skips what is
+//! already done, so a crash during it leaves a store that upgrades the rest on the next open;
+//! the upgrades from 2 to 5 are one batch each, so a crash leaves the old format, upgraded
+//! again on the next open. The format key
 //! changes last, after everything else is applied (sled recovers a prefix of its log, so a
 //! durable format key means durable data).
+
+mod lengths;
 
 use crate::index::catalog::{indexed_doc, new_entry};
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::{Error, Result};
+use lengths::Lengths;
 
 /// Records converted per batch.
 const BATCH: usize = 1000;
@@ -91,10 +100,14 @@ pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
     Ok(())
 }
 
-/// Format 2, 3 or 4 to 5: registers the JSON indexes of the query design documents in the
-/// new index catalog (not built: the first `find` that needs one builds it), in one batch with
-/// the format key. Formats 3 and 4 only added what needs no rewrite (see the module docs), and
-/// none of them has `N` or `I` keys.
+/// Format 2, 3 or 4 to the current one: registers the JSON indexes of the query design
+/// documents in the new index catalog (not built: the first `find` that needs one builds it)
+/// and gives format 4's `U` entries u32 lengths, in one batch with the format key. Format 3
+/// only added what needs no rewrite (see the module docs), formats 2 and 3 have no `U`
+/// entries, and none of them has `N` or `I` keys.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming a `U` entry that is not in the u16 form (nothing is written).
 pub(crate) fn upgrade_to_indexes(
     tree: &sled::Tree,
     storage: &dyn Fn(sled::Error) -> Error,
@@ -115,6 +128,38 @@ pub(crate) fn upgrade_to_indexes(
         }
     }
     batch.insert(keys::META_NEXT_INDEX, &number.to_be_bytes()[..]);
+    let widened = lengths::widen_unsynced(tree, &mut batch, Lengths::U16, storage)?;
+    tracing::debug!(widened, "u16 sync-state entries converted");
+    commit_with_format(tree, batch, storage)
+}
+
+/// Format 5 to the current one: each `U` entry and index block still in the u16 form gets
+/// u32 lengths (an index with a block that reads both ways or neither is dropped and
+/// registered again unbuilt), in one batch with the format key. Format 6's pending intervals
+/// need nothing: a format-5 store has none, and every unsynced document has its `U` entry.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming a `U` entry that reads in both forms or neither (nothing is
+/// written).
+pub(crate) fn upgrade_v5(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let widened = lengths::widen_unsynced(tree, &mut batch, Lengths::Either, storage)?;
+    let rebuilt = lengths::widen_index_blocks(tree, &mut batch, storage)?;
+    tracing::debug!(
+        widened,
+        ?rebuilt,
+        "u16 sync-state entries and index blocks converted"
+    );
+    commit_with_format(tree, batch, storage)
+}
+
+/// Applies `batch` with `Mformat` ← the current version, then flushes: the upgrade is
+/// durable, or (a crash before the flush) the store is still in its old format.
+fn commit_with_format(
+    tree: &sled::Tree,
+    mut batch: sled::Batch,
+    storage: &dyn Fn(sled::Error) -> Error,
+) -> Result<()> {
     batch.insert(
         keys::META_FORMAT,
         keys::FORMAT_VERSION.to_string().as_bytes(),

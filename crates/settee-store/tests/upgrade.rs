@@ -13,6 +13,9 @@
 //!   format's `generator/formatN.rs.txt` as an example of that commit's settee-store, runs
 //!   it, and keeps the store it wrote (the tarball) and what that build answered about it
 //!   (`formatN-expected.json`).
+//! - `format5-u16.tar.gz`: `make-fixture.sh 5 db44f0e format5-u16`, format 5's generator
+//!   run by a format-5 build from before b5d6e81, whose `U` entries and index blocks have
+//!   u16 lengths (issue 21).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -172,9 +175,9 @@ fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Unpacks `formatN.tar.gz` into `dir`; returns the store's path.
-fn unpack(dir: &Path, format: u32) -> PathBuf {
-    let fixture = fixture_path(&format!("format{format}.tar.gz"));
+/// Unpacks fixture `name` (`formatN`, `format5-u16`) into `dir`; returns the store's path.
+fn unpack(dir: &Path, name: &str) -> PathBuf {
+    let fixture = fixture_path(&format!("{name}.tar.gz"));
     let status = std::process::Command::new("tar")
         .arg("xzf")
         .arg(&fixture)
@@ -183,11 +186,11 @@ fn unpack(dir: &Path, format: u32) -> PathBuf {
         .status()
         .expect("tar runs");
     assert!(status.success(), "unpacking {}", fixture.display());
-    dir.join(format!("format{format}"))
+    dir.join(name)
 }
 
-fn expected(format: u32) -> Value {
-    let path = fixture_path(&format!("format{format}-expected.json"));
+fn expected(name: &str) -> Value {
+    let path = fixture_path(&format!("{name}-expected.json"));
     let text = std::fs::read_to_string(&path).unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -195,22 +198,27 @@ fn expected(format: u32) -> Value {
 /// Opens the fixture with today's code: it is the current format and answers as the old
 /// build did. Returns the store and what the old build answered about its sync state and
 /// indexes (format 4 and later).
-fn open_upgraded(dir: &Path, format: u32, how: &Dump) -> (PathBuf, Database, Value) {
-    let path = unpack(dir, format);
-    let mut expected = expected(format);
+fn open_upgraded(dir: &Path, name: &str, how: &Dump) -> (PathBuf, Database, Value) {
+    let path = unpack(dir, name);
+    open_unpacked(&path, name, how)
+}
+
+/// [`open_upgraded`] for a fixture already unpacked at `path` (and perhaps changed).
+fn open_unpacked(path: &Path, name: &str, how: &Dump) -> (PathBuf, Database, Value) {
+    let mut expected = expected(name);
     let extras = expected
         .as_object_mut()
         .unwrap()
         .remove("extras")
         .unwrap_or(Value::Null);
-    let db = Database::open(&path).unwrap();
+    let db = Database::open(path).unwrap();
     assert_eq!(db.info().unwrap().disk_format_version, FORMAT_VERSION);
     let got = dump(&db, how);
     assert_eq!(
         got, expected,
-        "format {format}: the upgraded store answers differently"
+        "{name}: the upgraded store answers differently"
     );
-    (path, db, extras)
+    (path.to_owned(), db, extras)
 }
 
 /// After the comparison: the store takes an edit of a conflicted document, and a reopened
@@ -265,12 +273,12 @@ fn assert_query_ddoc_registered(db: &Database) {
 #[test]
 fn a_format_1_store_is_upgraded_and_answers_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, db, _) = open_upgraded(dir.path(), 1, &FORMAT1);
+    let (path, db, _) = open_upgraded(dir.path(), "format1", &FORMAT1);
     // Straight to the current format (a format-1 store has no sync state and no index);
     // each format-1 by-seq entry became a chunk of its own, so none is stale.
     assert_eq!(db.verify().unwrap().stale_seq_entries, 0);
     assert_all_unsynced(&db);
-    let rev = expected(1)["docs"]["doc-02"]["meta"]["_rev"].clone();
+    let rev = expected("format1")["docs"]["doc-02"]["meta"]["_rev"].clone();
     write_and_reopen(&path, db, &rev);
 }
 
@@ -280,7 +288,7 @@ fn an_upgrade_cut_short_finishes_on_the_next_open() {
     // records and chunks are format 2 but the key still says 1. The next open must run the
     // upgrade again over converted data (skipping it) and answer as before.
     let dir = tempfile::tempdir().unwrap();
-    let path = unpack(dir.path(), 1);
+    let path = unpack(dir.path(), "format1");
     drop(Database::open(&path).unwrap());
     {
         let raw = common::raw_sled(&path);
@@ -292,18 +300,18 @@ fn an_upgrade_cut_short_finishes_on_the_next_open() {
     }
     let db = common::reopen(&path).unwrap();
     db.verify().unwrap();
-    assert_eq!(dump(&db, &FORMAT1), expected(1));
+    assert_eq!(dump(&db, &FORMAT1), expected("format1"));
 }
 
 /// Format 2 (2e98465): the winner's body in the record, the by-seq index in chunks.
 #[test]
 fn a_format_2_store_is_upgraded_and_answers_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, db, extras) = open_upgraded(dir.path(), 2, &LATER);
+    let (path, db, extras) = open_upgraded(dir.path(), "format2", &LATER);
     assert_eq!(extras, Value::Null);
     assert_all_unsynced(&db);
     assert_query_ddoc_registered(&db);
-    let rev = expected(2)["docs"]["doc-02"]["meta"]["_rev"].clone();
+    let rev = expected("format2")["docs"]["doc-02"]["meta"]["_rev"].clone();
     write_and_reopen(&path, db, &rev);
 }
 
@@ -311,7 +319,7 @@ fn a_format_2_store_is_upgraded_and_answers_as_before() {
 #[test]
 fn a_format_3_store_is_upgraded_and_answers_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, db, extras) = open_upgraded(dir.path(), 3, &LATER);
+    let (path, db, extras) = open_upgraded(dir.path(), "format3", &LATER);
     assert_eq!(extras, Value::Null);
     let long = db.get(
         "long-1",
@@ -329,48 +337,250 @@ fn a_format_3_store_is_upgraded_and_answers_as_before() {
     );
     assert_all_unsynced(&db);
     assert_query_ddoc_registered(&db);
-    let rev = expected(3)["docs"]["doc-02"]["meta"]["_rev"].clone();
+    let rev = expected("format3")["docs"]["doc-02"]["meta"]["_rev"].clone();
     write_and_reopen(&path, db, &rev);
 }
 
-/// Format 4 (b006948): the sync state (a registered remote, confirmations, a rejection).
+/// Format 4 (b006948): the sync state (a registered remote, confirmations, a rejection),
+/// its `U` entries with u16 lengths, which the upgrade rewrites with u32 ones (issue 21).
 #[test]
 fn a_format_4_store_is_upgraded_and_answers_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let (_path, db, extras) = open_upgraded(dir.path(), 4, &LATER);
+    let (path, db, extras) = open_upgraded(dir.path(), "format4", &LATER);
     assert_eq!(
         extras["counts"]["rejected"], 1,
         "the fixture holds a rejection"
     );
-    // FIXME(#21): the documents, feed and local documents read as before, but the sync state
-    // does not. Format 4 wrote each `U` entry with u16 lengths; b5d6e81 made them u32 within
-    // format 5, with no format bump and no conversion, so today's code reads a format-4
-    // entry's leaf count wrongly and the upgrade (formats 2-4: register query design
-    // documents, record the version) leaves the entries as they were. What the format-4
-    // build answered is in `extras`; when the upgrade converts the entries, replace the
-    // three assertions below with `assert_eq!(dump_sync(&db, false), extras)`,
-    // `db.verify().unwrap()`, `assert_query_ddoc_registered` and `write_and_reopen`.
-    let err = db.verify().unwrap_err();
-    assert!(err.to_string().contains("bad leaf count"), "{err}");
-    let err = db.sync_state(REMOTE, "doc-03").unwrap_err();
-    assert!(err.to_string().contains("bad leaf count"), "{err}");
     assert_eq!(
         extras["states"]["doc-03"]["state"], "unpushed",
         "what the format-4 build said of doc-03"
     );
+    assert_eq!(dump_sync(&db, false), extras);
+    db.verify().unwrap();
+    assert_query_ddoc_registered(&db);
+    let rev = expected("format4")["docs"]["doc-02"]["meta"]["_rev"].clone();
+    write_and_reopen(&path, db, &rev);
 }
 
 /// Format 5 (53f381d): Mango indexes, built; format 6 only added pending intervals.
 #[test]
 fn a_format_5_store_is_upgraded_and_answers_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, db, extras) = open_upgraded(dir.path(), 5, &LATER);
+    let (path, db, extras) = open_upgraded(dir.path(), "format5", &LATER);
     db.verify().unwrap();
     assert_eq!(dump_sync(&db, true), extras);
     assert!(
         db.verify().unwrap().index_entries > 0,
         "the index was built"
     );
-    let rev = expected(5)["docs"]["doc-02"]["meta"]["_rev"].clone();
+    let rev = expected("format5")["docs"]["doc-02"]["meta"]["_rev"].clone();
     write_and_reopen(&path, db, &rev);
+}
+
+/// Format 5 as main wrote it between b2a7934 and b5d6e81 (db44f0e): `U` entries and index
+/// blocks with u16 lengths under the same format key (issue 21). The upgrade rewrites both
+/// with u32 lengths: the sync state answers as that build did, and the index stays built.
+#[test]
+fn a_format_5_store_with_u16_lengths_is_upgraded_and_answers_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, db, extras) = open_upgraded(dir.path(), "format5-u16", &LATER);
+    assert_eq!(
+        extras["counts"],
+        json!({"unsynced": 14, "rejected": 1}),
+        "the fixture holds unsynced entries and a rejection"
+    );
+    assert_eq!(dump_sync(&db, true), extras);
+    let report = db.verify().unwrap();
+    assert!(
+        report.index_entries > 0,
+        "the index was converted, not dropped"
+    );
+    assert_eq!(find_n_from_9(&db), ["doc-11", "doc-10", "doc-09"]);
+    let rev = expected("format5-u16")["docs"]["doc-02"]["meta"]["_rev"].clone();
+    write_and_reopen(&path, db, &rev);
+}
+
+/// A format-5 store written in the u16 window and then by a later format-5 build holds both
+/// forms: each entry and block is read in the one form it parses in.
+#[test]
+fn a_format_5_store_with_both_length_forms_is_upgraded_entry_by_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unpack(dir.path(), "format5-u16");
+    let mut widened = 0;
+    {
+        let raw = common::raw_sled(&path);
+        let tree = raw.open_tree("settee").unwrap();
+        // Every other `U` entry and index block as a u32-length build rewrote it.
+        let entries: Vec<_> = tree.scan_prefix("U").map(Result::unwrap).collect();
+        for (k, v) in entries.iter().step_by(2) {
+            tree.insert(k, widen_u16_entry(v)).unwrap();
+            widened += 1;
+        }
+        // The fixture's index is one block: split it in two (the second keyed by its first
+        // entry, as a split does), the first part in the u32 form, the second in the u16.
+        let blocks: Vec<_> = tree.scan_prefix("I").map(Result::unwrap).collect();
+        let [(k, v)] = &blocks[..] else {
+            panic!("{} index blocks", blocks.len())
+        };
+        let entries = u16_block_entries(v);
+        let (first, second) = entries.split_at(entries.len() / 2);
+        tree.insert(k, block(first, 4)).unwrap();
+        let mut second_key = k.to_vec();
+        second_key.extend_from_slice(second[0]);
+        tree.insert(second_key, block(second, 2)).unwrap();
+        raw.flush().unwrap();
+    }
+    assert!(widened >= 5, "{widened}");
+    let (path, db, extras) = open_unpacked(&path, "format5-u16", &LATER);
+    assert_eq!(dump_sync(&db, true), extras);
+    assert!(db.verify().unwrap().index_entries > 0);
+    assert_eq!(find_n_from_9(&db), ["doc-11", "doc-10", "doc-09"]);
+    drop(db);
+    common::reopen(&path).unwrap().verify().unwrap();
+}
+
+/// A `U` entry that reads in neither length form fails the open with a `corrupt` error that
+/// names it, and the store is left as it was (still format 4, nothing converted).
+#[test]
+fn a_damaged_sync_state_entry_fails_the_upgrade_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unpack(dir.path(), "format4");
+    let before = {
+        let raw = common::raw_sled(&path);
+        let tree = raw.open_tree("settee").unwrap();
+        let (key, entry) = unsynced_entries(&tree)
+            .into_iter()
+            .find(|(k, _)| k.ends_with(b"doc-03"))
+            .expect("doc-03 is unsynced");
+        // One byte short: the last leaf's text runs past the end.
+        tree.insert(&key, &entry[..entry.len() - 1]).unwrap();
+        raw.flush().unwrap();
+        unsynced_entries(&tree)
+    };
+    let err = common::reopen(&path).unwrap_err();
+    assert_eq!(err.name(), "corrupt", "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("\"doc-03\"") && message.contains("u16"),
+        "{message}"
+    );
+    let raw = common::raw_sled(&path);
+    let tree = raw.open_tree("settee").unwrap();
+    assert_eq!(tree.get("Mformat").unwrap().unwrap(), "4");
+    assert_eq!(unsynced_entries(&tree), before);
+}
+
+/// An index block that reads in neither length form costs the index, not the store: it is
+/// registered again unbuilt, and the first `find` builds it from the documents.
+#[test]
+fn a_damaged_index_block_is_rebuilt_by_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unpack(dir.path(), "format5-u16");
+    {
+        let raw = common::raw_sled(&path);
+        let tree = raw.open_tree("settee").unwrap();
+        let (k, v) = tree.scan_prefix("I").next().unwrap().unwrap();
+        let mut damaged = v.to_vec();
+        damaged.push(7);
+        tree.insert(k, damaged).unwrap();
+        raw.flush().unwrap();
+    }
+    let (_path, db, extras) = open_unpacked(&path, "format5-u16", &LATER);
+    assert_eq!(dump_sync(&db, true), extras);
+    assert_eq!(
+        db.verify().unwrap().index_entries,
+        0,
+        "the index was dropped"
+    );
+    assert_eq!(find_n_from_9(&db), ["doc-11", "doc-10", "doc-09"]);
+    assert!(db.verify().unwrap().index_entries > 0, "and built again");
+}
+
+/// The ids `find` answers for `n >= 9`, by `n` descending (through the index on `n`).
+fn find_n_from_9(db: &Database) -> Vec<String> {
+    let req = FindRequest::parse(
+        &json!({"selector": {"n": {"$gte": 9}}, "sort": [{"n": "desc"}], "fields": ["_id"]}),
+    )
+    .unwrap();
+    db.find(&req)
+        .unwrap()
+        .docs
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn unsynced_entries(tree: &sled::Tree) -> Vec<(sled::IVec, sled::IVec)> {
+    tree.scan_prefix("U").map(Result::unwrap).collect()
+}
+
+/// Splits length-prefixed fields: a u16-form `U` entry's lengths are 2 bytes except the
+/// reason's (4), which this test code knows by position.
+fn u16_fields(bytes: &[u8], widths: impl Iterator<Item = usize>) -> Vec<&[u8]> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    for w in widths {
+        let len = bytes[at..at + w]
+            .iter()
+            .fold(0usize, |n, b| n << 8 | usize::from(*b));
+        out.push(&bytes[at + w..at + w + len]);
+        at += w + len;
+    }
+    assert_eq!(at, bytes.len());
+    out
+}
+
+/// A u16-form `U` entry in the u32 form (`docs/storage-format.md`, "Sync state"), written
+/// independently of the store's code.
+fn widen_u16_entry(v: &[u8]) -> Vec<u8> {
+    assert_eq!(v[0], 1);
+    let n = usize::from(u16::from_be_bytes([v[1], v[2]]));
+    // The leaves, then the rejection flag and perhaps the rejection.
+    let leaves_end = {
+        let mut at = 3;
+        for _ in 0..n {
+            at += 2 + usize::from(u16::from_be_bytes([v[at], v[at + 1]]));
+        }
+        at
+    };
+    let leaves = u16_fields(&v[3..leaves_end], std::iter::repeat_n(2, n));
+    let mut out = vec![1];
+    out.extend_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+    let put = |out: &mut Vec<u8>, f: &[u8]| {
+        out.extend_from_slice(&u32::try_from(f.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(f);
+    };
+    for leaf in leaves {
+        put(&mut out, leaf);
+    }
+    let flag = v[leaves_end];
+    out.push(flag);
+    if flag == 1 {
+        for f in u16_fields(&v[leaves_end + 1..], [2, 2, 4].into_iter()) {
+            put(&mut out, f);
+        }
+    }
+    out
+}
+
+/// A u16-form index block's entries.
+fn u16_block_entries(v: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < v.len() {
+        let len = usize::from(u16::from_be_bytes([v[at], v[at + 1]]));
+        out.push(&v[at + 2..at + 2 + len]);
+        at += 2 + len;
+    }
+    out
+}
+
+/// An index block of `entries` with lengths of `width` bytes (2 or 4), big-endian.
+fn block(entries: &[&[u8]], width: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(&u32::try_from(e.len()).unwrap().to_be_bytes()[4 - width..]);
+        out.extend_from_slice(e);
+    }
+    out
 }

@@ -150,12 +150,8 @@ impl Database {
                     found = FORMAT_VERSION.to_string();
                 }
                 if found == "5" {
-                    // Format 6 only added pending intervals, which a format 5 store has
-                    // none of: its entries are all explicit and stay valid.
                     tracing::info!(path = %path.display(), from = %found, "upgrading the store's format");
-                    tree.insert(keys::META_FORMAT, FORMAT_VERSION.to_string().as_bytes())
-                        .map_err(storage)?;
-                    tree.flush().map_err(storage)?;
+                    crate::migrate::upgrade_v5(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
                 if found != FORMAT_VERSION.to_string() {
