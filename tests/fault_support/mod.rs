@@ -4,7 +4,6 @@
 //! `settee_testkit::leaves` compares leaves: attachment digests included).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -173,24 +172,6 @@ async fn compare(
         }
     }
     Ok(())
-}
-
-/// Polls `cond` until it is `Ok`, failing with its last `Err` after `deadline`.
-pub async fn wait_for<F, Fut>(deadline: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        match cond().await {
-            Ok(()) => return,
-            Err(last) if Instant::now() > end => {
-                panic!("timed out after {deadline:?} waiting for {what}; last: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// Writes `doc` to the server directly (a server-side edit), over its current revision.
