@@ -1,7 +1,9 @@
 //! What the end-to-end tests need beyond `settee-testkit` (which has the test server, test
 //! databases that delete themselves, the proxies, the leaf comparison and the waits): the
-//! `settee` command as a [`Cli`], the test server required to be Apache CouchDB, and a
-//! private pouchdb-server that a test may stop and restart.
+//! `settee` command as a [`Cli`] and `settee status` run through it, the steps several tests
+//! take with the library (a remote with a validation function, one sync, a live sync on a
+//! task), the test server required to be Apache CouchDB, and a private pouchdb-server that a
+//! test may stop and restart.
 #![allow(dead_code, unused_imports, missing_docs, clippy::unwrap_used)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -144,9 +146,9 @@ impl LiveSyncTask {
     }
 }
 
-/// The shared test server as `tests/crash.rs` and `tests/sync_model.rs` use it: URL (no
-/// credentials), user and password, from [`TestServer`]. Other tests use `settee-testkit`'s
-/// `TestServer` and `TestDb` (which deletes its database).
+/// The shared test server as `tests/sync_model.rs` uses it: URL (no credentials), user and
+/// password, from [`TestServer`]. Every other test uses `settee-testkit`'s `TestServer` and
+/// `TestDb` (which deletes its database); this goes when `sync_model.rs` does the same.
 pub struct Server {
     pub url: String,
     pub user: Option<String>,
@@ -186,42 +188,21 @@ impl Server {
     }
 }
 
-impl Server {
-    /// [`couchdb_server`] as a `Server`.
-    pub fn couchdb() -> Server {
-        couchdb_server();
-        Server::get()
-    }
-}
-
 /// The test server, which must be Apache CouchDB: tests that compare Settee's Mango with
 /// CouchDB's `_find` (pouchdb-server answers with PouchDB's rules). Fails loudly when the
 /// suite runs against another server.
 pub fn couchdb_server() -> TestServer {
     let server = TestServer::get();
     let kind = std::env::var("SETTEE_TEST_SERVER_KIND").unwrap_or_default();
-    let info = std::thread::spawn({
-        let url = server.url().to_owned();
-        move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(async move {
-                    settee::couch::CouchClient::builder(url)
-                        .build()
-                        .unwrap()
-                        .server_info()
-                        .await
-                })
-        }
-    })
-    .join()
-    .unwrap()
-    .unwrap_or_else(|e| panic!("the test server does not answer: {e}"));
+    let (status, body) = server.raw_request("GET", "/", None);
+    assert_eq!(status, 200, "the test server does not answer: {body}");
+    let info: Value = serde_json::from_str(&body).unwrap();
     assert!(
-            info.couchdb.as_deref() == Some("Welcome") && kind != "pouchdb-server",
-            "this test compares with Apache CouchDB's _find, and the test server is {kind} {}: run scripts/test.sh with SETTEE_COUCHDB_RELEASE (CouchDB 3.5)",
-            info.version
-        );
+        info["couchdb"] == "Welcome" && kind != "pouchdb-server",
+        "this test compares with Apache CouchDB's _find, and the test server is {kind} {}: \
+         run scripts/test.sh with SETTEE_COUCHDB_RELEASE (CouchDB 3.5)",
+        info["version"]
+    );
     server
 }
 
