@@ -63,17 +63,7 @@ fn kills_wanted() -> usize {
 
 /// The run's seed: `SETTEE_TEST_SEED`, or the clock; printed either way.
 pub(crate) fn seed(test: &str) -> u64 {
-    let seed = std::env::var("SETTEE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("{test}: seed {seed} (SETTEE_TEST_SEED={seed} replays it)");
-    seed
+    settee_testkit::seed("SETTEE_TEST_SEED", test)
 }
 
 /// How long a CLI child may run before the test gives up on it: a full replication of one

@@ -245,6 +245,24 @@ pub fn unique_db_name(prefix: &str) -> String {
     )
 }
 
+/// The seed of a randomised test: `var` from the environment (to replay a failure), or
+/// the clock. Printed on stderr either way, naming `test` and how to replay it.
+///
+/// # Panics
+/// If `var` is set but is not an unsigned integer.
+pub fn seed(var: &str, test: &str) -> u64 {
+    let seed = match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        Some(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v} is not an unsigned integer")),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    };
+    eprintln!("{test}: seed {seed} ({var}={seed} replays it)");
+    seed
+}
+
 /// A uniquely named database on the test server, deleted when the guard is dropped (also
 /// when the test panics).
 #[derive(Debug)]
