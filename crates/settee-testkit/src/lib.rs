@@ -17,7 +17,8 @@
 //! broken `_changes` feeds and edited answers, on cue or at random. [`peer`] (feature
 //! `peer`) has a `Peer` that passes every call on, for tests that override a few.
 //! [`leaves`] is the one comparison of replicas' leaves; [`wait`] has the deadlines every
-//! wait needs; [`cli`] runs the command under test.
+//! wait needs (blocking and async); [`cli`] runs the command under test; [`seed`] seeds a
+//! randomised test.
 //!
 //! A test database is deleted when its [`TestDb`] is dropped, unless `SETTEE_TEST_KEEP_DBS`
 //! is set (to look at what a failing test left).
