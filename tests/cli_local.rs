@@ -174,16 +174,7 @@ fn sigkill_mid_replication_resumes_from_checkpoint() {
         }
         db.flush().unwrap();
     }
-    let seed: u64 = std::env::var("SETTEE_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("kill seed {seed} (SETTEE_KILL_SEED to replay)");
+    let seed = settee_testkit::seed("SETTEE_KILL_SEED", "kill");
     let mut state = seed;
     let mut next = || {
         state ^= state << 13;

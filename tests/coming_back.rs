@@ -20,26 +20,13 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use settee::replicate::{Direction, Event, ReplicateOptions, RetryPolicy, RetryReason};
-use settee::{CancellationToken, Db, GetArgs};
+use settee::Db;
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::http::{Reply, Rule};
+use settee_testkit::wait::wait_for;
 use settee_testkit::TestDb;
 
-/// Polls `cond` until it holds; fails with `what` (and the events seen) after `deadline`.
-async fn wait_for<F, Fut>(deadline: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use common::{has, LiveSyncTask};
 
 /// Reads `events` until one matches `pred`; fails after `deadline`, showing what it saw.
 async fn next_matching<S: Stream<Item = Event> + Unpin>(
@@ -64,10 +51,6 @@ async fn next_matching<S: Stream<Item = Event> + Unpin>(
     }
 }
 
-async fn has(db: &Db, id: &str) -> bool {
-    db.get(id, &GetArgs::default()).await.is_ok()
-}
-
 /// Every document's winning revision, from `_all_docs`.
 async fn revs(db: &Db) -> BTreeMap<String, String> {
     db.all_docs(false)
@@ -85,16 +68,7 @@ async fn revs(db: &Db) -> BTreeMap<String, String> {
 
 /// The test database's URL with credentials, through a proxy at `proxy` (a base URL).
 fn via(db: &TestDb, proxy: &str) -> String {
-    let direct = db.url_with_credentials();
-    let base = db.server().url_with_credentials();
-    let proxy_url = url::Url::parse(proxy).unwrap();
-    let mut u = url::Url::parse(&base).unwrap();
-    u.set_port(proxy_url.port()).unwrap();
-    format!(
-        "{}{}",
-        u.as_str().trim_end_matches('/'),
-        &direct[base.trim_end_matches('/').len()..]
-    )
+    db.server().via(proxy).db_url_with_credentials(db.name())
 }
 
 /// A proxy that answers every POST (`_bulk_docs`, `_revs_diff`...) with 503 while `busy` is
@@ -148,30 +122,20 @@ async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let local = local_store(&dir, "local");
 
-    let opts = ReplicateOptions {
-        continuous: true,
-        checkpoint_interval: Duration::from_millis(500),
-        longpoll: Duration::from_secs(10),
-        // Every wait is long from the first failure on (10-20 s, then up to 60 s), so a wait
-        // that ended within the test's time after the server's return ended by a probe.
-        // (With a short first wait, a wait could end by its backoff just as the server
-        // returns, and the test would fail without a fault.)
-        retry: RetryPolicy {
-            initial_delay: Duration::from_secs(20),
-            max_delay: Duration::from_secs(60),
-            max_retries: 4,
-        },
-        ..Default::default()
+    // Every wait is long from the first failure on (10-20 s, then up to 60 s), so a wait
+    // that ended within the test's time after the server's return ended by a probe. (With
+    // a short first wait, a wait could end by its backoff just as the server returns, and
+    // the test would fail without a fault.)
+    let retry = RetryPolicy {
+        initial_delay: Duration::from_secs(20),
+        max_delay: Duration::from_secs(60),
+        max_retries: 4,
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    let cancel = CancellationToken::new();
-    let sync = tokio::spawn(settee::replicate::sync(
-        local.to_peer(),
-        remote.to_peer(),
-        opts,
-        Some(tx),
-        cancel.clone(),
-    ));
+    let LiveSyncTask {
+        task: sync,
+        events: mut rx,
+        cancel,
+    } = LiveSyncTask::start(&local, &remote, retry);
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let collector = tokio::spawn({
         let events = events.clone();
@@ -506,12 +470,11 @@ async fn issue_19_deadline_stops_cleanly_and_the_next_run_resumes() {
         }
     }
     let (_, password) = db.server().credentials().unwrap();
-    let slow_url = via(&db, &proxy).replace(&format!(":{password}@"), "@");
+    let slow_url = db.server().via(&proxy).db_url_with_user(db.name());
     let out = tokio::task::spawn_blocking({
-        let (path, url, password) = (path.clone(), slow_url.clone(), password.to_owned());
+        let (path, url) = (path.clone(), slow_url.clone());
         move || {
-            common::settee()
-                .env("SETTEE_PASSWORD", &password)
+            common::settee_with_password()
                 .command()
                 .args(["replicate", path.to_str().unwrap(), &url])
                 .args(["--batch-size", &BATCH.to_string(), "--deadline", "5"])

@@ -50,6 +50,7 @@ use settee::replicate::{find_start, ReplicationLog};
 use settee::store::{ChangesOptions, ChangesStyle, GetOptions, OpenOptions, OpenRevs};
 use settee::{Database, Seq};
 use settee_testkit::http::{self, Log, Reply, Request, Rule};
+use settee_testkit::leaves::Compare;
 use settee_testkit::TestDb;
 
 /// Kills per direction (`SETTEE_CRASH_KILLS`).
@@ -62,17 +63,7 @@ fn kills_wanted() -> usize {
 
 /// The run's seed: `SETTEE_TEST_SEED`, or the clock; printed either way.
 pub(crate) fn seed(test: &str) -> u64 {
-    let seed = std::env::var("SETTEE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("{test}: seed {seed} (SETTEE_TEST_SEED={seed} replays it)");
-    seed
+    settee_testkit::seed("SETTEE_TEST_SEED", test)
 }
 
 /// How long a CLI child may run before the test gives up on it: a full replication of one
@@ -179,13 +170,8 @@ impl Run {
 }
 
 /// The `settee` command with the test server's password in its environment.
-pub(crate) fn settee(server: &common::Server) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_settee"));
-    c.env(
-        "SETTEE_PASSWORD",
-        server.password.clone().unwrap_or_default(),
-    );
-    c
+pub(crate) fn settee() -> Command {
+    common::settee_with_password().command()
 }
 
 /// A run through the proxy: its trigger, its log, and where to kill the child.
@@ -262,17 +248,25 @@ fn run_cli(mut cmd: Command, watch: Option<Watch<'_>>, stderr_file: &Path) -> Ru
     }
 }
 
-/// The test's view of CouchDB: its own HTTP client (not Settee's), so that what the server
-/// says is checked with nothing of ours in between.
+/// The test's view of its CouchDB database (deleted with it): its own HTTP client (not
+/// Settee's), so that what the server says is checked with nothing of ours in between.
 pub(crate) struct Couch {
-    pub(crate) http: reqwest::Client,
-    pub(crate) server: common::Server,
-    pub(crate) db: String,
+    http: reqwest::Client,
+    pub(crate) db: TestDb,
 }
 
 impl Couch {
+    /// A new database on the test server, which must be Apache CouchDB.
+    pub(crate) fn create(prefix: &str) -> Couch {
+        common::couchdb_server();
+        Couch {
+            http: reqwest::Client::new(),
+            db: TestDb::create(prefix),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("{}/{}{path}", self.server.url, self.db)
+        format!("{}{path}", self.db.url())
     }
 
     pub(crate) async fn request(
@@ -285,8 +279,8 @@ impl Couch {
             .http
             .request(method, self.url(path))
             .header("Accept", "application/json");
-        if let Some(user) = &self.server.user {
-            rb = rb.basic_auth(user, self.server.password.as_deref());
+        if let Some((user, password)) = self.db.server().credentials() {
+            rb = rb.basic_auth(user, Some(password));
         }
         if let Some(body) = body {
             rb = rb.json(&body);
@@ -334,34 +328,17 @@ impl Couch {
             .iter()
             .map(|r| {
                 let doc = r.get("ok").unwrap_or_else(|| panic!("{id}: {r}"));
-                (doc["_rev"].as_str().unwrap().to_owned(), normalise(doc))
+                (doc["_rev"].as_str().unwrap().to_owned(), compared(doc))
             })
             .collect()
     }
 }
 
-/// A leaf for comparing. CouchDB stores `text/*` attachments gzipped and reports the digest
-/// of the encoded bytes; the store keeps the digest of the bytes themselves, in either
-/// direction (it never gzips: see the store's attachment invariant in ARCHITECTURE.md). So
-/// digests are compared for the other types only; data, content type and `revpos` always.
-fn normalise(doc: &Value) -> Value {
-    let mut doc = doc.clone();
-    if let Some(atts) = doc.get_mut("_attachments").and_then(Value::as_object_mut) {
-        for (name, a) in atts.iter_mut() {
-            assert!(a["data"].is_string(), "attachment {name} without data: {a}");
-            let text = a["content_type"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("text/");
-            *a = json!({
-                "content_type": a["content_type"],
-                "data": a["data"],
-                "revpos": a["revpos"],
-                "digest": if text { Value::Null } else { a["digest"].clone() },
-            });
-        }
-    }
-    doc
+/// A leaf as `settee_testkit::leaves` compares it: body, `_revisions`, `_deleted`, and each
+/// attachment's type, data, `revpos` and digest (checked against the data; on CouchDB a
+/// compressible type's digest is of its gzipped bytes, which the store never has).
+fn compared(doc: &Value) -> Value {
+    Compare::for_test_server().leaf(doc)
 }
 
 /// Every leaf of `id` in the store, as [`Couch::leaves`] shows them.
@@ -377,7 +354,7 @@ pub(crate) fn store_leaves(db: &Database, id: &str) -> BTreeMap<String, Value> {
         .map(|r| {
             let r = serde_json::to_value(r).unwrap();
             let doc = r.get("ok").unwrap_or_else(|| panic!("{id}: {r}"));
-            (doc["_rev"].as_str().unwrap().to_owned(), normalise(doc))
+            (doc["_rev"].as_str().unwrap().to_owned(), compared(doc))
         })
         .collect()
 }
@@ -400,8 +377,8 @@ pub(crate) async fn assert_same_trees(couch: &Couch, store: &Path, ids: &BTreeSe
 }
 
 /// `settee status STORE URL` must say: nothing unpushed, rejected or unpulled.
-pub(crate) fn assert_status_clean(server: &common::Server, store: &Path, url: &str, dir: &Path) {
-    let mut cmd = settee(server);
+pub(crate) fn assert_status_clean(store: &Path, url: &str, dir: &Path) {
+    let mut cmd = settee();
     cmd.arg("status").arg(store).arg(url);
     let run = run_cli(cmd, None, &dir.join("status.err"));
     assert!(run.status.success(), "status: {}", run.stderr);
@@ -492,7 +469,6 @@ struct Crash {
     direction: Direction,
     rt: tokio::runtime::Runtime,
     couch: Couch,
-    _db: TestDb,
     dir: tempfile::TempDir,
     store: PathBuf,
     /// The database through the proxy, with the user name (the CLI's password is in its
@@ -505,8 +481,7 @@ struct Crash {
 
 impl Crash {
     fn new(direction: Direction) -> Crash {
-        let server = common::Server::couchdb();
-        let db = TestDb::create(match direction {
+        let couch = Couch::create(match direction {
             Direction::Push => "crash-push",
             Direction::Pull => "crash-pull",
         });
@@ -517,57 +492,55 @@ impl Crash {
             .unwrap();
         let trigger: Arc<Mutex<Trigger>> = Arc::default();
         let t = trigger.clone();
-        let (proxy, log) = rt.block_on(http::proxy(&server.url, move |req: &Request| {
-            let mut tr = t.lock().unwrap();
-            tr.seen += 1;
-            let n = tr.seen;
-            match tr.at {
-                Some(KillAt::Before(k)) if k == n => {
-                    tr.kill(format!("before {}", endpoint(req)));
-                    Rule::Answer(Reply::json(503, &json!({"error": "killed"})))
+        let (proxy, log) = rt.block_on(http::proxy(
+            couch.db.server().url(),
+            move |req: &Request| {
+                let mut tr = t.lock().unwrap();
+                tr.seen += 1;
+                let n = tr.seen;
+                match tr.at {
+                    Some(KillAt::Before(k)) if k == n => {
+                        tr.kill(format!("before {}", endpoint(req)));
+                        Rule::Answer(Reply::json(503, &json!({"error": "killed"})))
+                    }
+                    Some(KillAt::Answered(k)) if k == n => {
+                        let (t, what) = (t.clone(), format!("answered {}", endpoint(req)));
+                        tr.at = None;
+                        Rule::Edit(Box::new(move |reply| {
+                            t.lock().unwrap().kill(what);
+                            reply
+                        }))
+                    }
+                    Some(KillAt::After(k, delay)) if k == n => {
+                        let (t, what, run) =
+                            (t.clone(), format!("after {}", endpoint(req)), tr.run);
+                        tr.at = None;
+                        Rule::Edit(Box::new(move |reply| {
+                            std::thread::spawn(move || {
+                                // Not waiting for anything: the random moment of the crash.
+                                std::thread::sleep(delay);
+                                let mut tr = t.lock().unwrap();
+                                if tr.run == run {
+                                    tr.kill(what);
+                                }
+                            });
+                            reply
+                        }))
+                    }
+                    _ => Rule::Forward,
                 }
-                Some(KillAt::Answered(k)) if k == n => {
-                    let (t, what) = (t.clone(), format!("answered {}", endpoint(req)));
-                    tr.at = None;
-                    Rule::Edit(Box::new(move |reply| {
-                        t.lock().unwrap().kill(what);
-                        reply
-                    }))
-                }
-                Some(KillAt::After(k, delay)) if k == n => {
-                    let (t, what, run) = (t.clone(), format!("after {}", endpoint(req)), tr.run);
-                    tr.at = None;
-                    Rule::Edit(Box::new(move |reply| {
-                        std::thread::spawn(move || {
-                            // Not waiting for anything: the random moment of the crash.
-                            std::thread::sleep(delay);
-                            let mut tr = t.lock().unwrap();
-                            if tr.run == run {
-                                tr.kill(what);
-                            }
-                        });
-                        reply
-                    }))
-                }
-                _ => Rule::Forward,
-            }
-        }));
-        let proxy_server = common::Server {
-            url: proxy,
-            user: server.user.clone(),
-            password: server.password.clone(),
-        };
+            },
+        ));
         let dir = tempfile::tempdir().unwrap();
         Crash {
             direction,
             rt,
-            proxy_db_url: proxy_server.db_url(db.name()),
-            couch: Couch {
-                http: reqwest::Client::new(),
-                server,
-                db: db.name().to_owned(),
-            },
-            _db: db,
+            proxy_db_url: couch
+                .db
+                .server()
+                .via(&proxy)
+                .db_url_with_user(couch.db.name()),
+            couch,
             store: dir.path().join("store"),
             dir,
             log,
@@ -611,7 +584,7 @@ impl Crash {
 
     /// The replication command, through the proxy.
     fn replicate(&self) -> Command {
-        let mut cmd = settee(&self.couch.server);
+        let mut cmd = settee();
         cmd.arg("replicate");
         match self.direction {
             Direction::Push => cmd.arg(&self.store).arg(&self.proxy_db_url),
@@ -835,7 +808,7 @@ fn sigkill_at_random_points(direction: Direction) {
     assert!(run.status.success(), "{}", run.stderr);
     let all: BTreeSet<String> = w.revs.keys().cloned().collect();
     w.rt.block_on(assert_same_trees(&w.couch, &w.store, &all));
-    assert_status_clean(&w.couch.server, &w.store, &w.proxy_db_url, w.dir.path());
+    assert_status_clean(&w.store, &w.proxy_db_url, w.dir.path());
     eprintln!(
         "{name}: {kills} kills in {cycle} cycles ({} docs), {checked_runs} runs checked for re-sends ({checked_revs} revisions sent or fetched); kills landed: {landed:?}",
         all.len()

@@ -29,13 +29,14 @@ use std::time::Duration;
 use base64::Engine;
 use fault_support::{
     cli, cli_status, cli_url, converged, couch_replicate, direct, direct_cli_url, live_converges,
-    recreate, server_put, via, wait_for,
+    recreate, server_put, via,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{ReplicateOptions, RetryPolicy};
 use settee::Db;
 use settee_testkit::faults::{Endpoint, Fault, FaultProxy};
+use settee_testkit::wait::wait_for_ok;
 use settee_testkit::{TestDb, TestServer};
 
 /// The server refuses documents with `"bad": true`.
@@ -438,7 +439,7 @@ async fn live_feed_case(fault: Fault) {
     for i in 5..10 {
         server_put(&name, json!({"_id": format!("f-{i}")})).await;
     }
-    wait_for(RECOVERY, "every change on the live feed", || async {
+    wait_for_ok(RECOVERY, "every change on the live feed", || async {
         let got = seen.lock().unwrap().clone();
         if got.len() >= 10 {
             Ok(())

@@ -10,34 +10,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use settee::replicate::{Event, Peer, ReplicateOptions, RetryPolicy};
-use settee::{CancellationToken, Db, GetArgs};
+use settee::Db;
 use settee_testkit::faults::FaultProxy;
+use settee_testkit::wait::wait_for;
 use settee_testkit::{TestDb, TestServer};
+
+use common::{has, LiveSyncTask};
 
 /// How long a change may take to cross: generous, to detect a hang on a loaded machine, never
 /// to time the sync (how long it took is printed).
 const ARRIVES: Duration = Duration::from_secs(60);
-
-/// Polls `cond` until it holds; fails with `what` after `deadline`. Returns how long it took.
-async fn wait_for<F, Fut>(deadline: Duration, what: &str, mut cond: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    start.elapsed()
-}
-
-async fn has(db: &Db, id: &str) -> bool {
-    db.get(id, &GetArgs::default()).await.is_ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_sync_survives_the_server_going_away_for_30_seconds() {
@@ -47,26 +29,16 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
     remote.to_peer().create().await.unwrap();
     let local = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
 
-    let opts = ReplicateOptions {
-        continuous: true,
-        checkpoint_interval: Duration::from_millis(500),
-        longpoll: Duration::from_secs(10),
-        retry: RetryPolicy {
-            initial_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(2),
-            max_retries: 4,
-        },
-        ..Default::default()
+    let retry = RetryPolicy {
+        initial_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(2),
+        max_retries: 4,
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    let cancel = CancellationToken::new();
-    let sync = tokio::spawn(settee::replicate::sync(
-        local.to_peer(),
-        remote.to_peer(),
-        opts,
-        Some(tx),
-        cancel.clone(),
-    ));
+    let LiveSyncTask {
+        task: sync,
+        events: mut rx,
+        cancel,
+    } = LiveSyncTask::start(&local, &remote, retry);
     let events = tokio::spawn(async move {
         let mut retries = 0;
         while let Some(e) = rx.recv().await {
@@ -210,7 +182,4 @@ async fn caught_up_direction_reports_paused_again_after_an_outage() {
     );
     handle.cancel();
     handle.finish().await.unwrap();
-    if let Db::Remote(r) = &direct {
-        r.delete().await.ok();
-    }
 }

@@ -24,6 +24,8 @@ use settee_testkit::leaves::Compare;
 use settee_testkit::wait::Lines;
 use settee_testkit::{TestDb, TestServer};
 
+use common::sync_once;
+
 fn remote(server: &TestServer, db: &str) -> Db {
     Db::open(&server.db_url_with_credentials(db)).unwrap()
 }
@@ -78,19 +80,6 @@ fn populate(db: &Database, n: usize) {
         db.bulk_docs(chunk.to_vec(), false).unwrap();
     }
     db.flush().unwrap();
-}
-
-/// A one-shot sync of `local` and `remote` with default options.
-async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
-    settee::replicate::sync(
-        local.to_peer(),
-        remote.to_peer(),
-        Default::default(),
-        None,
-        Default::default(),
-    )
-    .await
-    .unwrap()
 }
 
 /// What two replicas must agree on: for each document, its winner and its leaves from

@@ -16,50 +16,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use settee::replicate::Peer;
 use settee::{Db, GetArgs, SyncState};
-use settee_testkit::{wait_until, TestDb, TestServer};
+use settee_testkit::{wait_until, TestDb};
+
+use common::{guarded_remote, json_lines, status, status_cmd};
 
 /// Everything here waits on a live sync against the shared server: generous, as CI's two
 /// cores are shared.
 const CONVERGE: Duration = Duration::from_secs(60);
-
-fn settee(server: &TestServer) -> Command {
-    let _ = server;
-    common::settee_with_password().command()
-}
-
-/// `settee status LOCAL URL [--docs]`, piped (JSON lines), as a user runs it.
-fn status_cmd(server: &TestServer, local: &Path, db: &str, docs: bool) -> Command {
-    let mut cmd = settee(server);
-    cmd.args([
-        "status",
-        local.to_str().unwrap(),
-        &server.db_url_with_user(db),
-    ]);
-    if docs {
-        cmd.arg("--docs");
-    }
-    cmd
-}
-
-fn lines(out: &Output) -> Vec<Value> {
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The command's JSON lines; it must succeed.
-fn status(server: &TestServer, local: &Path, db: &str, docs: bool) -> Vec<Value> {
-    let out = status_cmd(server, local, db, docs).output().unwrap();
-    assert!(
-        out.status.success(),
-        "settee status{} failed: {}",
-        if docs { " --docs" } else { "" },
-        String::from_utf8_lossy(&out.stderr)
-    );
-    lines(&out)
-}
 
 /// A running `settee sync LOCAL URL --live`; dropping it kills it.
 struct LiveSync {
@@ -67,15 +30,10 @@ struct LiveSync {
 }
 
 impl LiveSync {
-    fn start(server: &TestServer, local: &Path, db: &str) -> LiveSync {
-        let child = settee(server)
-            .args([
-                "sync",
-                local.to_str().unwrap(),
-                &server.db_url_with_user(db),
-                "--live",
-                "--quiet",
-            ])
+    fn start(local: &Path, url: &str) -> LiveSync {
+        let child = common::settee_with_password()
+            .command()
+            .args(["sync", local.to_str().unwrap(), url, "--live", "--quiet"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -134,39 +92,6 @@ impl Drop for LiveSync {
     }
 }
 
-/// A new database on the shared server whose `validate_doc_update` refuses any document
-/// with a `secret`; deleted when dropped.
-struct Guarded {
-    db: Db,
-}
-
-impl Guarded {
-    async fn create(server: &TestServer, name: &str) -> Guarded {
-        let db = Db::open(&server.db_url_with_credentials(name)).unwrap();
-        db.to_peer().create().await.unwrap();
-        db.put(json!({"_id": "_design/guard", "validate_doc_update":
-            "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
-            .await
-            .unwrap();
-        Guarded { db }
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        if let Db::Remote(r) = &self.db {
-            let r = r.clone();
-            // On a runtime of its own: the test's may be gone or blocked here.
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Runtime::new()
-                    .unwrap()
-                    .block_on(async move { r.delete().await })
-            })
-            .join();
-        }
-    }
-}
-
 /// The local store with one document the server refuses (`secret`) and one it takes,
 /// written before the live sync starts (it then holds the store).
 async fn local_store(path: &Path) -> String {
@@ -193,13 +118,11 @@ fn counts(line: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_status_answers_while_a_live_sync_runs() {
-    let server = TestServer::get();
     let name_db = TestDb::named("status-live");
-    let name = name_db.name();
-    let remote = Guarded::create(&server, name).await;
+    let url = name_db.url_with_user();
+    let remote = guarded_remote(&name_db.url_with_credentials()).await;
     for i in 0..3 {
         remote
-            .db
             .put(json!({"_id": format!("server-{i}"), "n": i}))
             .await
             .unwrap();
@@ -208,17 +131,16 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     let path = dir.path().join("local");
     let bad_rev = local_store(&path).await;
 
-    let sync = LiveSync::start(&server, &path, name);
+    let sync = LiveSync::start(&path, &url);
     // Written on the server while the sync runs: pulled by it.
     for i in 3..5 {
         remote
-            .db
             .put(json!({"_id": format!("server-{i}"), "n": i}))
             .await
             .unwrap();
     }
     let converged = json!({
-        "remote": server.db_url_with_user(name),
+        "remote": url,
         "unpushed": 1,
         "rejected": 1,
         "not_replicated": 0,
@@ -229,7 +151,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         CONVERGE,
         "status to say 1 unpushed (rejected), 0 unpulled",
         || {
-            during = status(&server, &path, name, false);
+            during = status(&path, &url, false);
             during.len() == 1 && counts(&during[0]) == converged
         },
     );
@@ -238,7 +160,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         "{during:?}"
     );
     assert!(during[0].get("unpulled_error").is_none(), "{during:?}");
-    let docs_during = status(&server, &path, name, true);
+    let docs_during = status(&path, &url, true);
     let rejected_line = json!({"id": "secret", "state": "rejected", "rev": bad_rev,
         "error": "forbidden", "reason": "no secrets here"});
     assert_eq!(docs_during, vec![rejected_line.clone()]);
@@ -252,34 +174,33 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         reason: "no secrets here".into(),
     };
     assert_eq!(
-        held.sync_state(&remote.db, "secret").await.unwrap(),
+        held.sync_state(&remote, "secret").await.unwrap(),
         Some(rejected.clone())
     );
     assert_eq!(
-        held.sync_state(&remote.db, "fine").await.unwrap(),
+        held.sync_state(&remote, "fine").await.unwrap(),
         Some(SyncState::Synced)
     );
     assert_eq!(
-        held.sync_state(&remote.db, "server-4").await.unwrap(),
+        held.sync_state(&remote, "server-4").await.unwrap(),
         Some(SyncState::Synced)
     );
-    assert_eq!(held.sync_state(&remote.db, "nothing").await.unwrap(), None);
+    assert_eq!(held.sync_state(&remote, "nothing").await.unwrap(), None);
     // What the holder says is what the server holds.
     assert!(remote
-        .db
         .get("secret", &GetArgs::default())
         .await
         .unwrap_err()
         .is_not_found());
     assert_eq!(
-        remote.db.get("fine", &GetArgs::default()).await.unwrap()["v"],
+        remote.get("fine", &GetArgs::default()).await.unwrap()["v"],
         1
     );
 
     // The holder's sync-state endpoints take only its credential.
     let advert = settee::store::Advert::read(&path).unwrap();
     let anonymous = settee::RemoteDb::from_url(&advert.url).unwrap();
-    let identity = remote.db.to_peer().identity();
+    let identity = remote.to_peer().identity();
     let refused = anonymous
         .get_extension::<Value>(&["_settee", "sync_status"], &[("remote", &identity)])
         .await
@@ -290,14 +211,14 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     );
     // A password in the remote's name is dropped, never returned.
     let owner = settee::RemoteDb::from_url(&advert.url_with_credentials()).unwrap();
-    let with_password = server.db_url_with_credentials(name);
+    let with_password = name_db.url_with_credentials();
     let answered: Value = owner
         .get_extension(&["_settee", "sync_status"], &[("remote", &with_password)])
         .await
         .unwrap();
-    assert_eq!(answered["remote"], json!(server.db_url_with_user(name)));
+    assert_eq!(answered["remote"], json!(url));
     assert_eq!(answered["unpushed"], 1);
-    if let Some(p) = server.password() {
+    if let Some(p) = name_db.server().password() {
         assert!(!answered.to_string().contains(p), "{answered}");
     }
 
@@ -306,10 +227,10 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         Db::open(path.to_str().unwrap()).unwrap(),
         Db::Local(_)
     ));
-    let after = status(&server, &path, name, false);
+    let after = status(&path, &url, false);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(counts(&after[0]), counts(&during[0]));
-    assert_eq!(status(&server, &path, name, true), docs_during);
+    assert_eq!(status(&path, &url, true), docs_during);
 }
 
 /// Runs `cmd` and waits for its end, killing it and failing after `deadline`.
@@ -335,17 +256,16 @@ fn output_within(mut cmd: Command, deadline: Duration, what: &str) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
-    let server = TestServer::get();
     let name_db = TestDb::named("status-stale");
-    let name = name_db.name();
-    let _remote = Guarded::create(&server, name).await;
+    let url = name_db.url_with_user();
+    guarded_remote(&name_db.url_with_credentials()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("local");
     local_store(&path).await;
-    let sync = LiveSync::start(&server, &path, name);
+    let sync = LiveSync::start(&path, &url);
     let mut during = Vec::new();
     wait_until(CONVERGE, "status to say 1 unpushed (rejected)", || {
-        during = status(&server, &path, name, false);
+        during = status(&path, &url, false);
         during.len() == 1 && during[0]["unpushed"] == 1 && during[0]["rejected"] == 1
     });
     let pid = sync.pid();
@@ -353,7 +273,7 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
     // Stopped (SIGSTOP): it holds the store and its port, and answers nothing.
     sync.signal("-STOP");
     let out = output_within(
-        status_cmd(&server, &path, name, false),
+        status_cmd(&path, &url, false),
         CONVERGE,
         "status against a stopped holder",
     );
@@ -363,19 +283,19 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
         err.contains(&format!("asking process {pid}, which holds the store")),
         "{err}"
     );
-    assert!(lines(&out).is_empty());
+    assert!(json_lines(&out).is_empty());
 
     // Killed: its advertisement stays, but the store is free, so status reads it here.
     sync.kill();
     assert!(path.join(settee::store::ADVERT_FILE).exists());
-    let after = status(&server, &path, name, false);
+    let after = status(&path, &url, false);
     assert_eq!(counts(&after[0]), counts(&during[0]));
 
     // The stale advertisement while something else holds the store (a one-shot sync, an
     // application that does not serve): a clear error at once (the port is closed).
     let holder = settee::Database::open(&path).unwrap();
     let out = output_within(
-        status_cmd(&server, &path, name, true),
+        status_cmd(&path, &url, true),
         CONVERGE,
         "status --docs against a gone holder",
     );

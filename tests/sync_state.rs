@@ -17,44 +17,10 @@ use settee::{Db, GetArgs, SyncState};
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::{TestDb, TestServer};
 
+use common::{guarded_remote, status, sync_once};
+
 fn remote(server: &TestServer, db: &str) -> Db {
     Db::open(&server.db_url_with_credentials(db)).unwrap()
-}
-
-async fn sync_once(local: &Db, remote: &Db) -> settee::replicate::SyncSummary {
-    settee::replicate::sync(
-        local.to_peer(),
-        remote.to_peer(),
-        Default::default(),
-        None,
-        Default::default(),
-    )
-    .await
-    .unwrap()
-}
-
-/// `settee status` run as a user would (piped: JSON lines).
-fn cli_status(server: &TestServer, local: &std::path::Path, db: &str, docs: bool) -> Vec<Value> {
-    let mut cmd = common::settee_with_password().command();
-    cmd.args([
-        "status",
-        local.to_str().unwrap(),
-        &server.db_url_with_user(db),
-    ]);
-    if docs {
-        cmd.arg("--docs");
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "settee status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 async fn server_edit(r: &Db, id: &str, body: Value) {
@@ -89,25 +55,25 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
         assert!(st.local.last_push.is_some() && st.local.last_pull.is_some());
     }
     // The command says the same.
-    let st = cli_status(&server, &path, name, false);
+    let st = status(&path, &server.db_url_with_user(name), false);
     assert_eq!(st.len(), 1);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["unpulled"]),
         (&json!(0), &json!(0))
     );
-    assert!(cli_status(&server, &path, name, true).is_empty());
+    assert!(status(&path, &server.db_url_with_user(name), true).is_empty());
     // One more edit on each side.
     {
         let l = Db::open(path.to_str().unwrap()).unwrap();
         l.put(json!({"_id": "local-1"})).await.unwrap();
     }
     server_edit(&r, "server-3", json!({"n": 33})).await;
-    let st = cli_status(&server, &path, name, false);
+    let st = status(&path, &server.db_url_with_user(name), false);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["unpulled"]),
         (&json!(1), &json!(1))
     );
-    let docs = cli_status(&server, &path, name, true);
+    let docs = status(&path, &server.db_url_with_user(name), true);
     assert_eq!(docs.len(), 1);
     assert_eq!(
         (&docs[0]["id"], &docs[0]["state"]),
@@ -158,24 +124,13 @@ async fn a_sync_that_pulls_nothing_still_shows_its_last_pull() {
     assert!(st.local.last_push.is_some(), "{st:?}");
 }
 
-/// A new database whose `validate_doc_update` refuses any document with a `secret`.
-async fn guarded_remote(server: &TestServer, name: &str) -> Db {
-    let r = remote(server, name);
-    r.to_peer().create().await.unwrap();
-    r.put(json!({"_id": "_design/guard", "validate_doc_update":
-        "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
-        .await
-        .unwrap();
-    r
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("rejected");
     let name = name_db.name();
-    let r = guarded_remote(&server, name).await;
+    let r = guarded_remote(&server.db_url_with_credentials(name)).await;
     let path = dir.path().join("local");
     let l = Db::open(path.to_str().unwrap()).unwrap();
     let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
@@ -200,7 +155,7 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
         l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
     assert_eq!(listed, vec![("s".to_owned(), rejected)]);
     drop(l);
-    let docs = cli_status(&server, &path, name, true);
+    let docs = status(&path, &server.db_url_with_user(name), true);
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["id"], "s");
     assert_eq!(docs[0]["state"], "rejected");
@@ -232,11 +187,7 @@ async fn status_without_the_server_is_exact_for_unpushed_and_says_unpulled_is_un
     remote(&server, name).to_peer().create().await.unwrap();
     // The remote through a proxy the test can take away.
     let proxy = FaultProxy::start(server.url()).await;
-    let r = Db::open(&format!(
-        "{}/{name}",
-        proxy.url().replacen("://", &creds(&server), 1)
-    ))
-    .unwrap();
+    let r = Db::open(&server.via(&proxy.url()).db_url_with_credentials(name)).unwrap();
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
     for i in 0..3 {
         l.put(json!({"_id": format!("o{i}")})).await.unwrap();
@@ -267,20 +218,13 @@ async fn status_without_the_server_is_exact_for_unpushed_and_says_unpulled_is_un
     );
 }
 
-fn creds(server: &TestServer) -> String {
-    match (server.user(), server.password()) {
-        (Some(u), Some(p)) => format!("://{u}:{p}@"),
-        _ => "://".to_owned(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_stream_shows_unpushed_then_synced_or_rejected_with_the_reason() {
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("badges");
     let name = name_db.name();
-    let r = guarded_remote(&server, name).await;
+    let r = guarded_remote(&server.db_url_with_credentials(name)).await;
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
     let mut badges = Box::pin(l.sync_state_changes(&r).unwrap());
     let live = tokio::spawn(settee::replicate::sync(

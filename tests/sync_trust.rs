@@ -15,12 +15,13 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Peer, ReplicateOptions, RetryPolicy};
 use settee::{Db, SyncState};
-use settee_testkit::http::{self, Reply, Rule};
+use settee_testkit::http::{self, Reply, Request, Rule};
 use settee_testkit::{TestDb, TestServer};
 
+use common::sync_once;
+
 /// `settee` run as a user would (piped), with the server's password in the environment.
-fn settee(server: &TestServer, args: &[&str]) -> (i32, Vec<Value>, String) {
-    let _ = server;
+fn settee(args: &[&str]) -> (i32, Vec<Value>, String) {
     let out = common::settee_with_password().run(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -32,13 +33,16 @@ fn settee(server: &TestServer, args: &[&str]) -> (i32, Vec<Value>, String) {
     (out.status.code().unwrap(), lines, stderr)
 }
 
-/// Database `db` at `base` (the server or a proxy in front of it), with the test server's
-/// user and password in the URL (for library calls).
-fn with_credentials(server: &TestServer, base: &str, db: &str) -> String {
-    match (server.user(), server.password()) {
-        (Some(u), Some(p)) => format!("{}/{db}", base.replacen("://", &format!("://{u}:{p}@"), 1)),
-        _ => format!("{base}/{db}"),
-    }
+/// Database `db`, created, reached through a proxy to the test server whose rule is
+/// `rule` (for library calls: the credentials are in its URL).
+async fn through_proxy<F>(db: &TestDb, rule: F) -> Db
+where
+    F: Fn(&Request) -> Rule + Send + Sync + 'static,
+{
+    let (proxy, _log) = http::proxy(db.server().url(), rule).await;
+    let r = Db::open(&db.server().via(&proxy).db_url_with_credentials(db.name())).unwrap();
+    r.to_peer().create().await.unwrap();
+    r
 }
 
 /// What the server itself answers for a document: its status code.
@@ -65,21 +69,20 @@ fn server_request(method: &str, path: &str, body: Option<Value>) {
 /// (it said 0, 0 and nothing, while the server answered 404 for `r2`).
 #[test]
 fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documents() {
-    let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
     let name_db = TestDb::named("reset");
     let name = name_db.name();
     let local = dir.path().join("local");
     let local = local.to_str().unwrap();
-    let url = server.db_url_with_user(name);
+    let url = name_db.url_with_user();
     server_request("PUT", name, None);
     for id in ["r1", "r2", "r3"] {
-        let (code, _, err) = settee(&server, &["put", local, &json!({"_id": id}).to_string()]);
+        let (code, _, err) = settee(&["put", local, &json!({"_id": id}).to_string()]);
         assert_eq!(code, 0, "{err}");
     }
-    let (code, _, err) = settee(&server, &["sync", local, &url]);
+    let (code, _, err) = settee(&["sync", local, &url]);
     assert_eq!(code, 0, "{err}");
-    let (_, st, _) = settee(&server, &["status", local, &url]);
+    let (_, st, _) = settee(&["status", local, &url]);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["rejected"]),
         (&json!(0), &json!(0))
@@ -94,17 +97,17 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
         Some(json!({"validate_doc_update":
             "function (doc) { if (doc._id === 'r2') { throw({forbidden: 'r2 is not welcome'}); } }"})),
     );
-    let (code, _, err) = settee(&server, &["sync", local, &url]);
+    let (code, _, err) = settee(&["sync", local, &url]);
     assert_eq!(code, 3, "r2 is refused: {err}");
     assert_eq!(server_status(name, "r2"), 404);
     assert_eq!(server_status(name, "r1"), 200);
-    let (_, st, _) = settee(&server, &["status", local, &url]);
+    let (_, st, _) = settee(&["status", local, &url]);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["rejected"]),
         (&json!(1), &json!(1)),
         "{st:?}"
     );
-    let (_, docs, _) = settee(&server, &["status", local, &url, "--docs"]);
+    let (_, docs, _) = settee(&["status", local, &url, "--docs"]);
     assert_eq!(docs.len(), 1, "{docs:?}");
     assert_eq!(
         (&docs[0]["id"], &docs[0]["state"]),
@@ -113,11 +116,10 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
     assert_eq!(docs[0]["reason"], "r2 is not welcome");
     // Still so after another run, which offers r2 again (the server's rules may have
     // changed) and hears the refusal again.
-    let (code, _, err) = settee(&server, &["sync", local, &url]);
+    let (code, _, err) = settee(&["sync", local, &url]);
     assert_eq!(code, 3, "{err}");
-    let (_, docs, _) = settee(&server, &["status", local, &url, "--docs"]);
+    let (_, docs, _) = settee(&["status", local, &url, "--docs"]);
     assert_eq!(docs.len(), 1, "{docs:?}");
-    server_request("DELETE", name, None);
 }
 
 /// A database restored from an older copy lacks what was pushed after the copy was made.
@@ -126,13 +128,12 @@ fn issue_19_a_remote_that_was_reset_reads_as_unsynced_until_it_holds_the_documen
 /// the edit is unpushed, not synced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it_says_so() {
-    let server = TestServer::get();
     let name_db = TestDb::named("restored");
     let name = name_db.name();
-    let backup = format!("{name}-backup");
+    let backup_db = TestDb::named("restored-backup");
     let refuse = Arc::new(AtomicBool::new(false));
     let flag = refuse.clone();
-    let (proxy, _log) = http::proxy(server.url(), move |req| {
+    let r = through_proxy(&name_db, move |req| {
         if flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_docs") {
             Rule::Answer(Reply::json(
                 500,
@@ -143,9 +144,6 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
         }
     })
     .await;
-    let with_creds = |base: &str, db: &str| with_credentials(&server, base, db);
-    let r = Db::open(&with_creds(&proxy, name)).unwrap();
-    r.to_peer().create().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
     for id in ["a", "b", "c"] {
@@ -167,8 +165,8 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     server_request(
         "POST",
         "_replicate",
-        Some(json!({"source": with_creds(server.url(), name),
-                    "target": with_creds(server.url(), &backup), "create_target": true})),
+        Some(json!({"source": name_db.url_with_credentials(),
+                    "target": backup_db.url_with_credentials(), "create_target": true})),
     );
     let cur = l.get("a", &Default::default()).await.unwrap();
     let edited = l
@@ -186,8 +184,8 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     server_request(
         "POST",
         "_replicate",
-        Some(json!({"source": with_creds(server.url(), &backup),
-                    "target": with_creds(server.url(), name), "create_target": true})),
+        Some(json!({"source": backup_db.url_with_credentials(),
+                    "target": name_db.url_with_credentials(), "create_target": true})),
     );
     refuse.store(true, Ordering::SeqCst);
     let failed = sync(l.clone(), r.clone()).await;
@@ -212,8 +210,6 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     assert_eq!(on_server["_rev"], edited["rev"]);
     let listed: Vec<_> = l.unsynced(&r).unwrap().collect().await;
     assert!(listed.is_empty(), "{listed:?}");
-    server_request("DELETE", name, None);
-    server_request("DELETE", &backup, None);
 }
 
 /// Issue 19, finding 5: a document the local store refused during a pull was in the run's
@@ -223,12 +219,10 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
 /// of the first pull's `_bulk_get` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried() {
-    let server = TestServer::get();
     let name_db = TestDb::named("pullfail");
-    let name = name_db.name();
     let spoil = Arc::new(AtomicBool::new(true));
     let flag = spoil.clone();
-    let (proxy, _log) = http::proxy(server.url(), move |req| {
+    let r = through_proxy(&name_db, move |req| {
         if !(flag.load(Ordering::SeqCst) && req.path().ends_with("/_bulk_get")) {
             return Rule::Forward;
         }
@@ -246,9 +240,6 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, name);
-    let r = Db::open(&url).unwrap();
-    r.to_peer().create().await.unwrap();
     for id in ["good", "bad"] {
         r.put(json!({"_id": id, "n": 1})).await.unwrap();
     }
@@ -302,7 +293,6 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
     );
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.pull_failed), (0, 0), "{st:?}");
-    server_request("DELETE", name, None);
 }
 
 /// A `_revs_diff` answer leaves out what the target holds, so a row lost on the way made a
@@ -311,12 +301,11 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
 /// about once more. Here a proxy drops `b` from the first `_revs_diff` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
-    let server = TestServer::get();
     let name_db = TestDb::named("revsdiff");
     let name = name_db.name();
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = dropped.clone();
-    let (proxy, _log) = http::proxy(server.url(), move |req| {
+    let r = through_proxy(&name_db, move |req| {
         if !req.path().ends_with("/_revs_diff") || flag.load(Ordering::SeqCst) {
             return Rule::Forward;
         }
@@ -331,9 +320,6 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, name);
-    let r = Db::open(&url).unwrap();
-    r.to_peer().create().await.unwrap();
     // Not empty, so the push asks `_revs_diff` (an empty target skips it).
     r.put(json!({"_id": "already"})).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -341,20 +327,11 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
     for id in ["a", "b", "c"] {
         l.put(json!({"_id": id})).await.unwrap();
     }
-    settee::replicate::sync(
-        l.to_peer(),
-        r.to_peer(),
-        Default::default(),
-        None,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    sync_once(&l, &r).await;
     assert!(dropped.load(Ordering::SeqCst), "the proxy dropped b once");
     assert_eq!(server_status(name, "b"), 200, "b was pushed");
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (0, 0), "{st:?}");
-    server_request("DELETE", name, None);
 }
 
 /// With `new_edits=false` CouchDB answers only the refusals, so a refusal lost on the way
@@ -364,12 +341,11 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
 /// empties the first `_bulk_docs` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_write() {
-    let server = TestServer::get();
     let name_db = TestDb::named("unheard");
     let name = name_db.name();
     let emptied = Arc::new(AtomicBool::new(false));
     let flag = emptied.clone();
-    let (proxy, _log) = http::proxy(server.url(), move |req| {
+    let r = through_proxy(&name_db, move |req| {
         if !req.path().ends_with("/_bulk_docs") || flag.load(Ordering::SeqCst) {
             return Rule::Forward;
         }
@@ -386,26 +362,14 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
         }))
     })
     .await;
-    let url = with_credentials(&server, &proxy, name);
-    let r = Db::open(&url).unwrap();
-    r.to_peer().create().await.unwrap();
-    r.put(json!({"_id": "_design/guard", "validate_doc_update":
-        "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }"}))
+    r.put(json!({"_id": "_design/guard", "validate_doc_update": common::NO_SECRETS}))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
     let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
     l.put(json!({"_id": "fine"})).await.unwrap();
-    let summary = settee::replicate::sync(
-        l.to_peer(),
-        r.to_peer(),
-        Default::default(),
-        None,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let summary = sync_once(&l, &r).await;
     assert!(
         emptied.load(Ordering::SeqCst),
         "the proxy emptied an answer"
@@ -426,5 +390,4 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
     assert_eq!(l.sync_state(&r, "s").await.unwrap(), Some(want));
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 1), "{st:?}");
-    server_request("DELETE", name, None);
 }

@@ -1,7 +1,9 @@
 //! What the end-to-end tests need beyond `settee-testkit` (which has the test server, test
 //! databases that delete themselves, the proxies, the leaf comparison and the waits): the
-//! `settee` command as a [`Cli`], the test server required to be Apache CouchDB, and a
-//! private pouchdb-server that a test may stop and restart.
+//! `settee` command as a [`Cli`] and `settee status` run through it, the steps several tests
+//! take with the library (a remote with a validation function, one sync, a live sync on a
+//! task), the test server required to be Apache CouchDB, and a private pouchdb-server that a
+//! test may stop and restart.
 #![allow(dead_code, unused_imports, missing_docs, clippy::unwrap_used)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use serde_json::{json, Value};
+use settee::replicate::{Event, Peer, ReplicateOptions, RetryPolicy, SyncSummary};
+use settee::{CancellationToken, Db, GetArgs};
 pub use settee_testkit::cli::{json_lines, Cli};
 pub use settee_testkit::unique_db_name as unique_db;
 pub use settee_testkit::wait_until;
@@ -45,9 +50,105 @@ pub fn settee_with_password() -> Cli {
     }
 }
 
-/// The shared test server as `tests/crash.rs` and `tests/sync_model.rs` use it: URL (no
-/// credentials), user and password, from [`TestServer`]. Other tests use `settee-testkit`'s
-/// `TestServer` and `TestDb` (which deletes its database).
+/// `settee status LOCAL URL` (`--docs`: one line per unsynced document), piped as a user
+/// pipes it, to run as the test needs.
+pub fn status_cmd(local: &Path, url: &str, docs: bool) -> Command {
+    let mut cmd = settee_with_password().command();
+    cmd.arg("status").arg(local).arg(url);
+    if docs {
+        cmd.arg("--docs");
+    }
+    cmd
+}
+
+/// [`status_cmd`] run to its end: its JSON lines. It must succeed.
+pub fn status(local: &Path, url: &str, docs: bool) -> Vec<Value> {
+    let out = status_cmd(local, url, docs).output().unwrap();
+    assert!(
+        out.status.success(),
+        "settee status{} failed: {}",
+        if docs { " --docs" } else { "" },
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&out)
+}
+
+/// A `validate_doc_update` that refuses any document with a `secret`, saying
+/// "no secrets here".
+pub const NO_SECRETS: &str =
+    "function (doc) { if (doc.secret) { throw({forbidden: 'no secrets here'}); } }";
+
+/// Creates the database at `url` (with credentials) with [`NO_SECRETS`] as its
+/// `_design/guard`.
+pub async fn guarded_remote(url: &str) -> Db {
+    let r = Db::open(url).unwrap();
+    r.to_peer().create().await.unwrap();
+    r.put(json!({"_id": "_design/guard", "validate_doc_update": NO_SECRETS}))
+        .await
+        .unwrap();
+    r
+}
+
+/// One sync of `local` with `remote`, default options; it must succeed.
+pub async fn sync_once(local: &Db, remote: &Db) -> SyncSummary {
+    settee::replicate::sync(
+        local.to_peer(),
+        remote.to_peer(),
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Whether `db` has a document `id` (not deleted).
+pub async fn has(db: &Db, id: &str) -> bool {
+    db.get(id, &GetArgs::default()).await.is_ok()
+}
+
+/// A live sync on a task of its own, as the live tests run it: checkpoints every half
+/// second, longpolls of 10 s, and `retry` as the test's outage needs.
+pub struct LiveSyncTask {
+    /// The sync's task; its summary once cancelled.
+    pub task: tokio::task::JoinHandle<settee::replicate::Result<SyncSummary>>,
+    /// Its events.
+    pub events: tokio::sync::mpsc::Receiver<Event>,
+    /// Stops it.
+    pub cancel: CancellationToken,
+}
+
+impl LiveSyncTask {
+    /// Starts a live sync of `local` with `remote`.
+    pub fn start(local: &Db, remote: &Db, retry: RetryPolicy) -> LiveSyncTask {
+        let opts = ReplicateOptions {
+            continuous: true,
+            checkpoint_interval: Duration::from_millis(500),
+            longpoll: Duration::from_secs(10),
+            retry,
+            ..Default::default()
+        };
+        // Room for every event of a test's run: a test reads them at its own pace.
+        let (tx, events) = tokio::sync::mpsc::channel(256);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(settee::replicate::sync(
+            local.to_peer(),
+            remote.to_peer(),
+            opts,
+            Some(tx),
+            cancel.clone(),
+        ));
+        LiveSyncTask {
+            task,
+            events,
+            cancel,
+        }
+    }
+}
+
+/// The shared test server as `tests/sync_model.rs` uses it: URL (no credentials), user and
+/// password, from [`TestServer`]. Every other test uses `settee-testkit`'s `TestServer` and
+/// `TestDb` (which deletes its database); this goes when `sync_model.rs` does the same.
 pub struct Server {
     pub url: String,
     pub user: Option<String>,
@@ -87,42 +188,21 @@ impl Server {
     }
 }
 
-impl Server {
-    /// [`couchdb_server`] as a `Server`.
-    pub fn couchdb() -> Server {
-        couchdb_server();
-        Server::get()
-    }
-}
-
 /// The test server, which must be Apache CouchDB: tests that compare Settee's Mango with
 /// CouchDB's `_find` (pouchdb-server answers with PouchDB's rules). Fails loudly when the
 /// suite runs against another server.
 pub fn couchdb_server() -> TestServer {
     let server = TestServer::get();
     let kind = std::env::var("SETTEE_TEST_SERVER_KIND").unwrap_or_default();
-    let info = std::thread::spawn({
-        let url = server.url().to_owned();
-        move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(async move {
-                    settee::couch::CouchClient::builder(url)
-                        .build()
-                        .unwrap()
-                        .server_info()
-                        .await
-                })
-        }
-    })
-    .join()
-    .unwrap()
-    .unwrap_or_else(|e| panic!("the test server does not answer: {e}"));
+    let (status, body) = server.raw_request("GET", "/", None);
+    assert_eq!(status, 200, "the test server does not answer: {body}");
+    let info: Value = serde_json::from_str(&body).unwrap();
     assert!(
-            info.couchdb.as_deref() == Some("Welcome") && kind != "pouchdb-server",
-            "this test compares with Apache CouchDB's _find, and the test server is {kind} {}: run scripts/test.sh with SETTEE_COUCHDB_RELEASE (CouchDB 3.5)",
-            info.version
-        );
+        info["couchdb"] == "Welcome" && kind != "pouchdb-server",
+        "this test compares with Apache CouchDB's _find, and the test server is {kind} {}: \
+         run scripts/test.sh with SETTEE_COUCHDB_RELEASE (CouchDB 3.5)",
+        info["version"]
+    );
     server
 }
 

@@ -19,10 +19,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use settee::Database;
-use settee_testkit::TestDb;
 
 use super::{assert_same_trees, assert_status_clean, settee, Couch};
-use crate::common::{self, wait_until};
+use crate::common::wait_until;
 
 /// `cmd` run with a file size limit of `limit` bytes (none with `None`), `SIGXFSZ` ignored.
 /// Fails the test if it does not exit within a minute (sled waits forever on a log it cannot
@@ -135,13 +134,8 @@ fn a_write_on_a_full_disk_fails_clearly_and_commits_nothing() {
     let big = dir.path().join("big.json");
     let doc = json!({"_id": "big", "text": "settee ".repeat(150_000)});
     std::fs::write(&big, doc.to_string()).unwrap();
-    let server = common::Server {
-        url: String::new(),
-        user: None,
-        password: None,
-    };
     let put = || {
-        let mut cmd = settee(&server);
+        let mut cmd = settee();
         cmd.arg("put").arg(&store);
         cmd
     };
@@ -254,22 +248,17 @@ fn a_write_on_a_full_small_filesystem_fails_clearly() {
     let free = fs_free(dir.path()).saturating_sub(1024 * 1024);
     std::fs::write(&filler, vec![0u8; usize::try_from(free).unwrap()]).unwrap();
     let big = json!({"_id": "big", "text": "x".repeat(2 * 1024 * 1024)}).to_string();
-    let server = common::Server {
-        url: String::new(),
-        user: None,
-        password: None,
-    };
     // The document goes through stdin (too big for an argument), from a file elsewhere.
     let elsewhere = tempfile::tempdir().unwrap();
     let file = elsewhere.path().join("big.json");
     std::fs::write(&file, &big).unwrap();
     drop(big);
-    let mut put = settee(&server);
+    let mut put = settee();
     put.arg("put").arg(&store);
     let out = run_limited(put, None, Some(&file));
     assert_disk_full_message(&out, &store);
     // Opened while the disk is still full: the same error, and the store is not damaged.
-    let mut info = settee(&server);
+    let mut info = settee();
     info.arg("info").arg(&store);
     let out = run_limited(info, None, None);
     assert_disk_full_message(&out, &store);
@@ -298,14 +287,8 @@ fn fs_free(dir: &Path) -> u64 {
 #[test]
 fn a_pull_into_a_full_disk_stops_with_the_error_and_resumes() {
     let mut rng = StdRng::seed_from_u64(super::seed("disk_full_pull"));
-    let server = common::Server::couchdb();
-    let db = TestDb::create("disk-full-pull");
+    let couch = Couch::create("disk-full-pull");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let couch = Couch {
-        http: reqwest::Client::new(),
-        server,
-        db: db.name().to_owned(),
-    };
     let n = 60;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let docs: Vec<Value> = (0..n)
@@ -321,9 +304,9 @@ fn a_pull_into_a_full_disk_stops_with_the_error_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     drop(Database::open(&store).unwrap());
-    let url = couch.server.db_url(db.name());
+    let url = couch.db.url_with_user();
     let pull = || {
-        let mut cmd = settee(&couch.server);
+        let mut cmd = settee();
         cmd.arg("replicate").arg(&url).arg(&store);
         cmd.args(["--batch-size", "5", "--checkpoint-interval", "0", "--json"]);
         cmd
@@ -369,5 +352,5 @@ fn a_pull_into_a_full_disk_stops_with_the_error_and_resumes() {
     );
     let ids: BTreeSet<String> = (0..n).map(|i| format!("p{i:03}")).collect();
     rt.block_on(assert_same_trees(&couch, &store, &ids));
-    assert_status_clean(&couch.server, &store, &url, dir.path());
+    assert_status_clean(&store, &url, dir.path());
 }

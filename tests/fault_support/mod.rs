@@ -1,16 +1,16 @@
 //! What the fault tests (`tests/faults.rs`, `tests/fault_model.rs`) share: the CLI run through
 //! the fault proxy, remotes reached through it, and the convergence check against the server
-//! itself (`GET /db/ID?open_revs=all&revs=true` on both sides, attachment digests included).
+//! itself (`GET /db/ID?open_revs=all&revs=true` on both sides, compared as
+//! `settee_testkit::leaves` compares leaves: attachment digests included).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use settee::couch::CouchClient;
 use settee::{Db, GetArgs};
 use settee_testkit::faults::FaultProxy;
+use settee_testkit::leaves::Compare;
 use settee_testkit::TestServer;
 
 /// The shared test server's database `name`, reached directly (not through a proxy).
@@ -36,20 +36,12 @@ pub fn via(proxy: &FaultProxy, name: &str, timeout: Option<Duration>) -> Db {
 /// The URL of `name` through `proxy` as the CLI is given it (the user name only; the
 /// password goes in `SETTEE_PASSWORD`).
 pub fn cli_url(proxy: &FaultProxy, name: &str) -> String {
-    let server = TestServer::get();
-    match server.user() {
-        Some(u) => proxy.url().replacen("://", &format!("://{u}@"), 1) + "/" + name,
-        None => format!("{}/{name}", proxy.url()),
-    }
+    TestServer::get().via(&proxy.url()).db_url_with_user(name)
 }
 
 /// The URL of `name` on the test server itself as the CLI is given it.
 pub fn direct_cli_url(name: &str) -> String {
-    let server = TestServer::get();
-    match server.user() {
-        Some(u) => server.url().replacen("://", &format!("://{u}@"), 1) + "/" + name,
-        None => format!("{}/{name}", server.url()),
-    }
+    TestServer::get().db_url_with_user(name)
 }
 
 /// What a CLI run did.
@@ -102,41 +94,15 @@ pub async fn cli_status(local: &str, url: &str, docs: bool) -> Vec<Value> {
         .collect()
 }
 
-/// One leaf as compared: rev, ancestry, deletion, body without specials, attachments'
-/// digests and lengths.
-fn leaf(doc: &Value) -> Value {
-    let mut body = serde_json::Map::new();
-    let mut atts = BTreeMap::new();
-    for (k, v) in doc.as_object().into_iter().flatten() {
-        match k.as_str() {
-            "_attachments" => {
-                for (name, a) in v.as_object().into_iter().flatten() {
-                    atts.insert(name.clone(), json!([a["digest"], a["length"]]));
-                }
-            }
-            "_id" | "_rev" | "_revisions" | "_deleted" => {}
-            _ => {
-                body.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    json!({
-        "rev": doc["_rev"],
-        "revisions": doc["_revisions"],
-        "deleted": doc.get("_deleted").cloned().unwrap_or(json!(false)),
-        "body": body,
-        "attachments": atts,
-    })
-}
-
+/// The leaves of an `open_revs` answer (its `"ok"` entries) as `settee_testkit::leaves`
+/// compares them: body, `_revisions`, `_deleted`, and each attachment stub's type, digest,
+/// length and (on Apache CouchDB) `revpos`.
 fn leaves(answer: Vec<Value>) -> Vec<Value> {
-    let mut out: Vec<Value> = answer
-        .iter()
-        .filter_map(|r| r.get("ok"))
-        .map(leaf)
+    let oks: Vec<Value> = answer
+        .into_iter()
+        .filter_map(|mut r| r.get_mut("ok").map(Value::take))
         .collect();
-    out.sort_by_key(|l| l["rev"].to_string());
-    out
+    Compare::for_test_server().leaves(&oks)
 }
 
 /// The server's own answer to `GET /db/ID?open_revs=all&revs=true`, as compared leaves
@@ -146,9 +112,7 @@ pub async fn server_tree(name: &str, id: &str) -> Vec<Value> {
         "/{name}/{}?open_revs=all&revs=true",
         url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
     );
-    let (status, body) = tokio::task::spawn_blocking(move || get_json(&path))
-        .await
-        .unwrap();
+    let (status, body) = raw_async("GET", path, None).await;
     match status {
         404 => Vec::new(),
         200 => leaves(
@@ -157,64 +121,6 @@ pub async fn server_tree(name: &str, id: &str) -> Vec<Value> {
         ),
         _ => panic!("open_revs of {id}: {status} {body}"),
     }
-}
-
-/// `GET path` on the test server asking for JSON (`open_revs` answers multipart otherwise),
-/// over a plain socket: the server's own answer, not our client's reading of it.
-fn get_json(path: &str) -> (u16, String) {
-    use base64::Engine;
-    use std::io::{Read, Write};
-    let server = TestServer::get();
-    let url = url::Url::parse(server.url()).unwrap();
-    let (host, port) = (
-        url.host_str().unwrap(),
-        url.port_or_known_default().unwrap(),
-    );
-    let mut sock = std::net::TcpStream::connect((host, port)).unwrap();
-    let mut req = format!(
-        "GET {}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nConnection: close\r\n",
-        url.path().trim_end_matches('/')
-    );
-    if let Some((user, password)) = server.credentials() {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        req.push_str(&format!("Authorization: Basic {token}\r\n"));
-    }
-    req.push_str("\r\n");
-    sock.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    sock.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        },
-    )
-}
-
-/// The body of a `Transfer-Encoding: chunked` answer (`raw_request` passes the chunks on as
-/// they came).
-fn dechunk(mut text: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = text.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        text = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// The local store's `open_revs=all` with `_revisions`, as compared leaves.
@@ -266,24 +172,6 @@ async fn compare(
         }
     }
     Ok(())
-}
-
-/// Polls `cond` until it is `Ok`, failing with its last `Err` after `deadline`.
-pub async fn wait_for<F, Fut>(deadline: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        match cond().await {
-            Ok(()) => return,
-            Err(last) if Instant::now() > end => {
-                panic!("timed out after {deadline:?} waiting for {what}; last: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// Writes `doc` to the server directly (a server-side edit), over its current revision.

@@ -68,6 +68,29 @@ async fn fake_server(
     (url, seen)
 }
 
+/// A server that answers every request `503` `unavailable` ("busy"), with `Retry-After: 0`.
+async fn busy_server() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    fake_server(|_, _| {
+        (
+            503,
+            vec![("Retry-After", "0".into())],
+            json!({"error": "unavailable", "reason": "busy"}).to_string(),
+        )
+    })
+    .await
+}
+
+/// A client of `url` that retries a failed request twice.
+fn retrying_twice(url: &str) -> CouchClient {
+    CouchClient::builder(url)
+        .retry(RetryPolicy {
+            max_retries: 2,
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+}
+
 fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -172,22 +195,8 @@ async fn idempotent_request_is_retried_after_503_honouring_retry_after() {
 
 #[tokio::test]
 async fn retries_give_up_with_the_last_status_and_reason() {
-    let (url, seen) = fake_server(|_, _| {
-        (
-            503,
-            vec![("Retry-After", "0".into())],
-            json!({"error": "unavailable", "reason": "busy"}).to_string(),
-        )
-    })
-    .await;
-    let client = CouchClient::builder(&url)
-        .retry(RetryPolicy {
-            max_retries: 2,
-            ..Default::default()
-        })
-        .build()
-        .unwrap();
-    let err = client.db("db").info().await.unwrap_err();
+    let (url, seen) = busy_server().await;
+    let err = retrying_twice(&url).db("db").info().await.unwrap_err();
     let f = err.failure().unwrap();
     assert_eq!(
         (f.status(), f.error(), f.reason()),
@@ -201,22 +210,8 @@ async fn retries_give_up_with_the_last_status_and_reason() {
 /// its own.
 #[tokio::test]
 async fn a_database_with_another_retry_policy_keeps_the_original_policy_apart() {
-    let (url, seen) = fake_server(|_, _| {
-        (
-            503,
-            vec![("Retry-After", "0".into())],
-            json!({"error": "unavailable", "reason": "busy"}).to_string(),
-        )
-    })
-    .await;
-    let db = CouchClient::builder(&url)
-        .retry(RetryPolicy {
-            max_retries: 2,
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-        .db("db");
+    let (url, seen) = busy_server().await;
+    let db = retrying_twice(&url).db("db");
     let once = db.with_retry(RetryPolicy::none());
     assert_eq!(once.url().to_string(), db.url().to_string());
     assert!(once.info().await.is_err());
@@ -227,14 +222,7 @@ async fn a_database_with_another_retry_policy_keeps_the_original_policy_apart() 
 
 #[tokio::test]
 async fn non_idempotent_write_is_not_retried() {
-    let (url, seen) = fake_server(|_, _| {
-        (
-            503,
-            vec![("Retry-After", "0".into())],
-            json!({"error": "unavailable", "reason": "busy"}).to_string(),
-        )
-    })
-    .await;
+    let (url, seen) = busy_server().await;
     let db = CouchClient::builder(&url).build().unwrap().db("db");
     let err = db
         .bulk_docs(&[json!({"_id": "a"})], true)

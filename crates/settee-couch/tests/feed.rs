@@ -1,8 +1,8 @@
 //! Continuous `_changes` feeds against the real test server: a write made after the feed
-//! started arrives, and a feed whose connection is cut (by a loopback proxy the test
-//! closes) resumes from the last seq without losing a change. (The end of a feed with its
-//! `last_seq` line is tested in fake_server.rs: pouchdb-server 4.2.0 ignores `limit` and
-//! `timeout` on continuous feeds and never sends that line.)
+//! started arrives, and a feed whose connection is cut (by the kit's `FaultProxy`) resumes
+//! from the last seq without losing a change. (The end of a feed with its `last_seq` line is
+//! tested in fake_server.rs: pouchdb-server 4.2.0 ignores `limit` and `timeout` on
+//! continuous feeds and never sends that line.)
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -13,9 +13,8 @@ use std::collections::BTreeSet;
 use futures::StreamExt;
 use serde_json::json;
 use settee_couch::{ChangesEvent, ChangesOptions, CouchClient, Seq};
+use settee_testkit::faults::FaultProxy;
 use settee_testkit::TestServer;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 use common::{client, fresh_db};
 
@@ -43,59 +42,12 @@ async fn continuous_feed_sees_a_write_made_after_it_started() {
     assert_eq!(change.changes, vec![r.rev]);
 }
 
-/// A loopback TCP proxy to the test server whose open connections the test can cut.
-struct CuttableProxy {
-    url: String,
-    cut: watch::Sender<u64>,
-}
-
-impl CuttableProxy {
-    async fn start(upstream: &str) -> CuttableProxy {
-        let upstream = url::Url::parse(upstream).unwrap();
-        let target = format!(
-            "{}:{}",
-            upstream.host_str().unwrap(),
-            upstream.port_or_known_default().unwrap()
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (cut, _) = watch::channel(0u64);
-        let cut_rx = cut.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let target = target.clone();
-                let mut cut_rx = cut_rx.clone();
-                cut_rx.mark_unchanged();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        // Dropping both sockets cuts the connection mid-stream.
-                        _ = cut_rx.changed() => {}
-                    }
-                });
-            }
-        });
-        CuttableProxy { url, cut }
-    }
-
-    /// Closes every connection open now.
-    fn cut(&self) {
-        self.cut.send_modify(|n| *n += 1);
-    }
-}
-
 #[tokio::test]
 async fn cut_feed_resumes_from_last_seq_without_losing_a_change() {
     let (guard, db) = fresh_db("cutfeed");
     let server = TestServer::get();
-    let proxy = CuttableProxy::start(server.url()).await;
-    let mut b = CouchClient::builder(&proxy.url);
+    let proxy = FaultProxy::start(server.url()).await;
+    let mut b = CouchClient::builder(proxy.url());
     if let Some((u, p)) = server.credentials() {
         b = b.basic_auth(u, p);
     }
@@ -114,7 +66,7 @@ async fn cut_feed_resumes_from_last_seq_without_losing_a_change() {
     seen.insert(c.id);
     let last: Option<Seq> = Some(c.seq);
 
-    proxy.cut();
+    assert!(proxy.cut() >= 1, "the feed's connection was open");
     let err = match feed.next().await {
         Some(Err(e)) => e,
         other => panic!("expected the cut to end the feed with an error, got {other:?}"),

@@ -148,7 +148,7 @@ where
     F: Fn(&Request) -> Rule + Send + Sync + 'static,
 {
     let upstream = upstream.trim_end_matches('/').to_owned();
-    let client = reqwest::Client::new();
+    let client = upstream_client();
     let rule = Arc::new(rule);
     serve(move |req| {
         let action = rule(&req);
@@ -167,6 +167,16 @@ where
         })
     })
     .await
+}
+
+/// The client a proxy forwards with. It asks for uncompressed answers (`no_gzip`), as the
+/// client it stands in for may have: pouchdb-server gzips a continuous `_changes` feed when
+/// asked to, and its encoder holds the rows back, so a gzipped feed never reaches the client.
+pub(crate) fn upstream_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("a client with no TLS settings of its own builds")
 }
 
 /// Sends `req` to `upstream` (its headers, minus the hop-by-hop ones and `Accept-Encoding`,

@@ -17,7 +17,8 @@
 //! broken `_changes` feeds and edited answers, on cue or at random. [`peer`] (feature
 //! `peer`) has a `Peer` that passes every call on, for tests that override a few.
 //! [`leaves`] is the one comparison of replicas' leaves; [`wait`] has the deadlines every
-//! wait needs; [`cli`] runs the command under test.
+//! wait needs (blocking and async); [`cli`] runs the command under test; [`seed`] seeds a
+//! randomised test.
 //!
 //! A test database is deleted when its [`TestDb`] is dropped, unless `SETTEE_TEST_KEEP_DBS`
 //! is set (to look at what a failing test left).
@@ -142,7 +143,10 @@ impl TestServer {
         ))
     }
 
-    /// Sends one blocking request and returns (status, body). For test setup and cleanup.
+    /// Sends one blocking request and returns (status, body). For test setup and cleanup,
+    /// and for reading the server's own answer with nothing of ours in between. It asks
+    /// for JSON (`Accept: application/json`: CouchDB answers `open_revs` with multipart
+    /// otherwise), and a chunked body comes back joined.
     ///
     /// # Panics
     /// On a non-http URL or a connection failure.
@@ -161,7 +165,8 @@ impl TestServer {
             .expect("set_read_timeout");
         let base = url.path().trim_end_matches('/');
         let mut req = format!(
-            "{method} {base}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+            "{method} {base}{path} HTTP/1.1\r\nHost: {host}:{port}\r\n\
+             Accept: application/json\r\nConnection: close\r\n"
         );
         if let Some((user, password)) = self.credentials() {
             let token =
@@ -180,18 +185,43 @@ impl TestServer {
         stream
             .read_to_end(&mut resp)
             .expect("reading from the test server");
-        let text = String::from_utf8_lossy(&resp).into_owned();
-        let status = text
+        let split = resp.windows(4).position(|w| w == b"\r\n\r\n");
+        let (head, body) = match split {
+            Some(at) => (&resp[..at], &resp[at + 4..]),
+            None => (&resp[..], &[][..]),
+        };
+        let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+        let status = head
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        let body = if head.contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        };
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
+}
+
+/// The body of a `Transfer-Encoding: chunked` answer, its chunks joined (as far as they are
+/// whole).
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]);
+        // A chunk extension (`;name=value`) may follow the size.
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let n = usize::from_str_radix(size, 16).unwrap_or(0);
+        let data = &rest[eol + 2..];
+        if n == 0 || data.len() < n {
+            break;
+        }
+        out.extend_from_slice(&data[..n]);
+        rest = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
+    }
+    out
 }
 
 /// A database name no other test (in this or another process) uses:
@@ -214,6 +244,24 @@ pub fn unique_db_name(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         rand::random::<u32>()
     )
+}
+
+/// The seed of a randomised test: `var` from the environment (to replay a failure), or
+/// the clock. Printed on stderr either way, naming `test` and how to replay it.
+///
+/// # Panics
+/// If `var` is set but is not an unsigned integer.
+pub fn seed(var: &str, test: &str) -> u64 {
+    let seed = match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        Some(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v} is not an unsigned integer")),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    };
+    eprintln!("{test}: seed {seed} ({var}={seed} replays it)");
+    seed
 }
 
 /// A uniquely named database on the test server, deleted when the guard is dropped (also
@@ -302,6 +350,12 @@ impl Drop for TestDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunked_body_is_joined() {
+        let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        assert_eq!(dechunk(body), b"hello world");
+    }
 
     #[test]
     fn names_are_unique_and_legal() {

@@ -2,9 +2,14 @@
 //! the test with what was awaited. How long to wait is the test's (generous: these detect a
 //! hang, they never time an operation).
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// How often a wait looks again: often enough that a test does not idle, seldom enough
+/// that polling does not load the two cores CI shares.
+const POLL: Duration = Duration::from_millis(50);
 
 /// Polls `cond` until it holds.
 ///
@@ -17,7 +22,49 @@ pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool
             Instant::now() < end,
             "timed out after {deadline:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Polls the async `cond` until it holds, on the test's runtime. Returns how long that took
+/// (to print; never to assert on).
+///
+/// # Panics
+/// After `deadline`, with `what` in the message.
+pub async fn wait_for<F, Fut>(deadline: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    start.elapsed()
+}
+
+/// Polls the async `cond` until it is `Ok`; its `Err` says what it saw instead.
+///
+/// # Panics
+/// After `deadline`, with `what` and the last `Err` in the message.
+pub async fn wait_for_ok<F, Fut>(deadline: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        match cond().await {
+            Ok(()) => return,
+            Err(last) if Instant::now() > end => {
+                panic!("timed out after {deadline:?} waiting for {what}; last: {last}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
     }
 }
 

@@ -260,7 +260,7 @@ impl FaultProxy {
         let (refusing, rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
-            client: reqwest::Client::new(),
+            client: crate::http::upstream_client(),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             plan: Mutex::default(),
             log: Mutex::default(),
