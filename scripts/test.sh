@@ -9,7 +9,7 @@
 #      .ci/run sets to ../shared/couchdb; a checkout beside ../shared/couchdb finds it by itself);
 #   3. pouchdb-server from the npm registry (pinned in tests/node/package-lock.json).
 # When the main run is not against pouchdb-server, the replication and sync-state end-to-end
-# tests (and the sync model's kill test) run a second time against it: PouchDB-based
+# tests (and the sync model) run a second time against it: PouchDB-based
 # servers are remotes too and answer differently.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,9 +73,6 @@ echo "test.sh: doc tests run at ${SECONDS}s" >&2
 if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
     use_pouchdb_server
     echo "test.sh: replication and sync-state end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
-    cargo test -p settee --test replication --test live --test sync_state "$@"
-    # The sync model's real kill and its validation-function test; not its random model
-    # yet (FIXME(#21) in tests/sync_model.rs says why).
-    cargo test -p settee --test sync_model "$@" -- --skip issue_11_unsynced_equals_the_oracle
+    cargo test -p settee --test replication --test live --test sync_state --test sync_model "$@"
 fi
 echo "test.sh: done at ${SECONDS}s" >&2

@@ -273,3 +273,158 @@ async fn the_live_stream_shows_unpushed_then_synced_or_rejected_with_the_reason(
     }
     live.abort();
 }
+
+/// A one-shot push from `l` to `r`.
+async fn push_once(l: &Db, r: &Db) {
+    settee::replicate::Replication::new(l.to_peer(), r.to_peer(), ReplicateOptions::default())
+        .run()
+        .await
+        .unwrap();
+}
+
+/// Issue 21: a remote that holds only a deletion is not empty. pouchdb-server sends no
+/// `doc_del_count`, so its database information counts no document at all there; a push
+/// that took that for an empty database made every document unpushed again (the remote
+/// "holds nothing") and resumed from its checkpoint, past the deletion, which then stayed
+/// unpushed through every later push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_21_a_remote_holding_only_a_deletion_is_not_empty() {
+    let server = TestServer::get();
+    let dir = tempfile::tempdir().unwrap();
+    let r_db = TestDb::named("deletions");
+    let r = remote(&server, r_db.name());
+    r.to_peer().create().await.unwrap();
+    let l = Db::open(dir.path().join("l").to_str().unwrap()).unwrap();
+    l.put(json!({"_id": "d", "v": 1})).await.unwrap();
+    push_once(&l, &r).await;
+    l.delete("d", None).await.unwrap();
+    push_once(&l, &r).await;
+    assert_eq!(r.to_peer().info().await.unwrap().doc_count, 0);
+    // The next push finds the remote as it is: it holds the deletion.
+    push_once(&l, &r).await;
+    let state = l.sync_state(&r, "d").await.unwrap().unwrap();
+    assert_eq!(state.name(), "synced", "{state:?}");
+    let unsynced: Vec<_> = l.unsynced(&r).unwrap().collect().await;
+    assert!(unsynced.is_empty(), "{unsynced:?}");
+}
+
+/// The remote as pouchdb-server reads its `_changes`: sequences from a snapshot, documents
+/// as they are now, so a document written during the read is left out of it (its old
+/// sequence looks stale, its new one is not in the snapshot). Deterministic here: the
+/// first read of the changes waits for the first write to begin, leaves out the documents
+/// being written, and only then lets the write go on.
+#[derive(Clone)]
+struct NoSnapshot {
+    inner: settee::replicate::AnyPeer,
+    gate: std::sync::Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    first_read: std::sync::atomic::AtomicBool,
+    writing: std::sync::Mutex<Vec<String>>,
+    write_started: tokio::sync::Notify,
+    read_done: tokio::sync::Notify,
+    /// Rows the first read left out.
+    hidden: std::sync::atomic::AtomicUsize,
+}
+
+/// How long the gate waits for the other side before failing the test (a hang detector).
+const GATE_WAIT: Duration = Duration::from_secs(60);
+
+impl settee_testkit::peer::Wrap for NoSnapshot {
+    type Inner = settee::replicate::AnyPeer;
+    fn inner(&self) -> &settee::replicate::AnyPeer {
+        &self.inner
+    }
+    async fn changes(
+        &self,
+        req: &settee::replicate::ChangesRequest,
+    ) -> settee::replicate::Result<settee::replicate::ChangesBatch> {
+        use std::sync::atomic::Ordering;
+        if self.gate.first_read.swap(true, Ordering::SeqCst) {
+            return self.inner.changes(req).await;
+        }
+        tokio::time::timeout(GATE_WAIT, self.gate.write_started.notified())
+            .await
+            .expect("the push wrote nothing");
+        let mut page = self.inner.changes(req).await?;
+        let writing = self.gate.writing.lock().unwrap().clone();
+        let before = page.changes.len();
+        page.changes.retain(|c| !writing.contains(&c.id));
+        self.gate
+            .hidden
+            .store(before - page.changes.len(), Ordering::SeqCst);
+        self.gate.read_done.notify_one();
+        Ok(page)
+    }
+    async fn write(
+        &self,
+        docs: Vec<Box<serde_json::value::RawValue>>,
+        origin: &str,
+    ) -> settee::replicate::Result<Vec<settee::replicate::DocFailure>> {
+        let first = {
+            let mut writing = self.gate.writing.lock().unwrap();
+            let first = writing.is_empty();
+            for d in &docs {
+                let doc: Value = serde_json::from_str(d.get()).unwrap();
+                writing.push(doc["_id"].as_str().unwrap().to_owned());
+            }
+            first
+        };
+        if first {
+            self.gate.write_started.notify_one();
+            tokio::time::timeout(GATE_WAIT, self.gate.read_done.notified())
+                .await
+                .expect("the pull never read the changes");
+        }
+        self.inner.write(docs, origin).await
+    }
+}
+
+/// Issue 21: the pull of a sync reads the remote's changes while its push writes there. On
+/// a remote whose `_changes` is no snapshot (pouchdb-server), the pull's last read could
+/// leave out a document the push was writing, with the revision the remote already had,
+/// and the sync ended with it unpulled; the pull now reads its last page after the push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_21_a_sync_pulls_what_the_remote_had_while_its_push_wrote_there() {
+    let server = TestServer::get();
+    let dir = tempfile::tempdir().unwrap();
+    let r_db = TestDb::named("no-snapshot");
+    let r = remote(&server, r_db.name());
+    r.to_peer().create().await.unwrap();
+    let l = Db::open(dir.path().join("l").to_str().unwrap()).unwrap();
+    // The same document on both sides, a conflict: the push writes the store's revision
+    // while the pull reads the remote's.
+    let on_server = r.put(json!({"_id": "d", "v": "server"})).await.unwrap();
+    l.put(json!({"_id": "d", "v": "local"})).await.unwrap();
+    let gate = std::sync::Arc::new(Gate::default());
+    let hiding = settee_testkit::peer::Wrapped(NoSnapshot {
+        inner: r.to_peer(),
+        gate: gate.clone(),
+    });
+    settee::replicate::sync(
+        l.to_peer(),
+        hiding,
+        Default::default(),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    // The scenario happened: the pull's first read left the document out.
+    assert_eq!(gate.hidden.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let server_rev = on_server["rev"].as_str().unwrap();
+    let held = l
+        .get(
+            "d",
+            &GetArgs {
+                rev: Some(server_rev.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(held.is_ok(), "the store lacks {server_rev}: {held:?}");
+    let st = settee::status(&l, &r).await.unwrap();
+    assert_eq!((st.local.unpushed, st.unpulled), (0, Some(0)), "{st:?}");
+}

@@ -15,11 +15,19 @@
 //!   every run), so the same page is asked for once more: rows that were being written
 //!   during the first read are there now, and if it is still empty, the first `last_seq` is
 //!   taken.
+//!
+//! The same server can leave a document out of a page when it is written during the read
+//! (its old sequence is skipped as stale, its new one is not in the read yet). Its new
+//! sequence is there for the next read, but after an empty page a one-shot run reads no
+//! more. Where the source is being written by the other half of a sync, the empty page
+//! that ends a one-shot run is one read after those writes ended
+//! ([`ChangesReader::last_read_after`]).
 
 use std::time::Duration;
 
 use futures::Stream;
 use settee_revtree::Seq;
+use tokio_util::sync::CancellationToken;
 
 use crate::peer::{ChangesBatch, ChangesRequest, Filter, Peer};
 use crate::Result;
@@ -50,6 +58,8 @@ pub(crate) struct ChangesReader<S> {
     ended: bool,
     /// Report `Idle` before reading on.
     idle: bool,
+    /// A one-shot run ends only on an empty page read after this fired.
+    last_read_after: Option<CancellationToken>,
 }
 
 /// What an empty page turned out to mean.
@@ -80,7 +90,15 @@ impl<S: Peer> ChangesReader<S> {
             caught_up: false,
             ended: false,
             idle: false,
+            last_read_after: None,
         }
+    }
+
+    /// A one-shot run ends only on an empty page whose read began after `writes_done` fired
+    /// (`None`: on any empty page): an empty page read earlier is read again once it fires.
+    pub(crate) fn last_read_after(mut self, writes_done: Option<CancellationToken>) -> Self {
+        self.last_read_after = writes_done;
+        self
     }
 
     /// The items, read lazily (a page is asked for when the pipeline has room for it).
@@ -100,44 +118,58 @@ impl<S: Peer> ChangesReader<S> {
             return Some(Ok(Item::Idle(self.since.clone())));
         }
         let wait = (self.continuous && self.caught_up).then_some(self.longpoll);
-        let page = match self.read(wait).await {
-            Ok(page) => page,
-            Err(e) => {
-                self.ended = true;
-                return Some(Err(e));
-            }
-        };
-        let page = if page.changes.is_empty() {
-            match self.after_empty(page.last_seq).await {
+        loop {
+            // Whether the writes the last read must follow were over before this read began.
+            let settled = self
+                .last_read_after
+                .as_ref()
+                .is_none_or(CancellationToken::is_cancelled);
+            let page = match self.read(wait).await {
+                Ok(page) => page,
                 Err(e) => {
                     self.ended = true;
                     return Some(Err(e));
                 }
-                Ok(Empty::Rows(page)) => page,
-                Ok(Empty::Until(seq)) => {
-                    let moved = seq != self.since;
-                    self.since = seq.clone();
-                    self.caught_up = true;
-                    if self.continuous {
-                        return Some(Ok(Item::Idle(seq)));
+            };
+            let page = if page.changes.is_empty() {
+                match self.after_empty(page.last_seq).await {
+                    Err(e) => {
+                        self.ended = true;
+                        return Some(Err(e));
                     }
-                    self.ended = true;
-                    return moved.then_some(Ok(Item::Skip(seq)));
+                    Ok(Empty::Rows(page)) => page,
+                    Ok(Empty::Until(_)) if !self.continuous && !settled => {
+                        // The same page again once the writes are over (see the module docs).
+                        if let Some(done) = self.last_read_after.clone() {
+                            done.cancelled().await;
+                        }
+                        continue;
+                    }
+                    Ok(Empty::Until(seq)) => {
+                        let moved = seq != self.since;
+                        self.since = seq.clone();
+                        self.caught_up = true;
+                        if self.continuous {
+                            return Some(Ok(Item::Idle(seq)));
+                        }
+                        self.ended = true;
+                        return moved.then_some(Ok(Item::Skip(seq)));
+                    }
                 }
-            }
-        } else {
-            page
-        };
-        // A short page means caught up: continuous mode reports idle once it is written, then
-        // waits for more. A one-shot run still reads on until an empty page: a server that is
-        // not snapshot-consistent (pouchdb-server) can leave out rows that moved to a later
-        // sequence while it read, and the next page finds them. That costs one round trip at
-        // the end.
-        let short = page.changes.len() < self.limit;
-        self.since = page.last_seq.clone();
-        self.caught_up = short;
-        self.idle = short && self.continuous;
-        Some(Ok(Item::Batch(page)))
+            } else {
+                page
+            };
+            // A short page means caught up: continuous mode reports idle once it is written,
+            // then waits for more. A one-shot run still reads on until an empty page: a server
+            // that is not snapshot-consistent (pouchdb-server) can leave out rows that moved to
+            // a later sequence while it read, and the next page finds them. That costs one
+            // round trip at the end.
+            let short = page.changes.len() < self.limit;
+            self.since = page.last_seq.clone();
+            self.caught_up = short;
+            self.idle = short && self.continuous;
+            return Some(Ok(Item::Batch(page)));
+        }
     }
 
     /// What an empty page from `self.since` that ends at `last_seq` means (see the module's

@@ -139,6 +139,8 @@ pub struct Replication<S, T> {
     opts: ReplicateOptions,
     /// Bytes of fetched documents not yet written, shared by the batches in flight.
     budget: Arc<ByteBudget>,
+    /// A one-shot run's last read waits for this (see [`Replication::last_read_after`]).
+    last_read_after: Option<CancellationToken>,
 }
 
 impl<S: Peer, T: Peer> Replication<S, T> {
@@ -154,7 +156,20 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             target,
             opts,
             budget,
+            last_read_after: None,
         }
+    }
+
+    /// A one-shot run ends on an empty page of the source's changes read after `writes_done`
+    /// fired: the pull of a sync is given its push's end. A source whose `_changes` is no
+    /// snapshot (pouchdb-server reads sequences from a snapshot and documents as they are
+    /// now) leaves out a document that is written while it reads, old revisions and all;
+    /// its new sequence comes later, but when that read was the run's last, the run ended
+    /// without it, and a revision the remote held before the sync began stayed unpulled.
+    /// A last page read while the push still wrote is read once more after it ends.
+    pub(crate) fn last_read_after(mut self, writes_done: CancellationToken) -> Self {
+        self.last_read_after = Some(writes_done);
+        self
     }
 
     /// The replication id: the name of its checkpoint documents (`_local/<id>`). For a

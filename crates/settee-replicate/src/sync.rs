@@ -89,6 +89,10 @@ pub async fn sync<L: Peer, R: Peer>(
             ..opts.clone()
         },
     );
+    // The pull's last read of the remote's changes follows the push's writes to it, or a
+    // remote whose feed is no snapshot can hide from that read a document the push was
+    // writing, with revisions the remote held before (see `Replication::last_read_after`).
+    let push_done = CancellationToken::new();
     let pull = Replication::new(
         remote,
         local,
@@ -97,11 +101,14 @@ pub async fn sync<L: Peer, R: Peer>(
             create_target: false,
             ..opts
         },
-    );
+    )
+    .last_read_after(push_done.clone());
     let both = cancel.child_token();
     let (p1, p2) = (both.clone(), both.clone());
     let (e1, e2) = (events.clone(), events);
     let push_fut = async move {
+        // Fires when the push ends, however it ends.
+        let _done = push_done.drop_guard();
         let r = push.run_with(e1, p1.clone()).await;
         if r.is_err() {
             p1.cancel();

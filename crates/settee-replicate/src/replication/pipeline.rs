@@ -58,6 +58,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             self.opts.longpoll,
             progress.done_seq.clone(),
         )
+        .last_read_after(self.last_read_after.clone())
         .into_stream();
         let this = self.clone();
         let initial_load = progress.initial_load.clone();

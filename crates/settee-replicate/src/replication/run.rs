@@ -16,7 +16,7 @@ use super::Replication;
 use crate::checkpoint::{self, LogSlot};
 use crate::deadline::Deadline;
 use crate::events::{Event, Stats, Summary};
-use crate::peer::{DocFailure, Filter, Peer, Role};
+use crate::peer::{ChangesRequest, DocFailure, Filter, Peer, PeerInfo, Role};
 use crate::retry;
 use crate::{Error, Result};
 
@@ -379,7 +379,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 self.target.info().await?
             }
         };
-        let target_empty = target.doc_count == 0 && target.doc_del_count == 0;
+        let target_empty = holds_nothing(&self.target, &target).await?;
         if let Filter::Named { .. } = self.opts.filter {
             if self.source.is_local() {
                 return Err(Error::BadRequest {
@@ -449,6 +449,27 @@ struct Start {
     target_log: LogSlot,
     /// The target had no documents, live or deleted.
     target_empty: bool,
+}
+
+/// Whether `peer` (described by `info`) holds no document, live or deleted. Its counts
+/// alone do not tell: pouchdb-server sends no `doc_del_count` (read as 0), so a database of
+/// deletions alone looks empty there. Taken for empty, such a target had its sync state
+/// reset (`Peer::peer_holds_nothing`) while the push resumed from its checkpoint, past the
+/// deletions, which then stayed unpushed for good. When the counts say empty, the peer's
+/// changes feed decides: one row asked for, and only then.
+async fn holds_nothing<P: Peer>(peer: &P, info: &PeerInfo) -> Result<bool> {
+    if info.doc_count != 0 || info.doc_del_count != 0 {
+        return Ok(false);
+    }
+    let first = peer
+        .changes(&ChangesRequest {
+            since: Seq::zero(),
+            limit: 1,
+            filter: Filter::All,
+            wait: None,
+        })
+        .await?;
+    Ok(first.changes.is_empty())
 }
 
 fn new_session_id() -> String {
