@@ -297,57 +297,74 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     /// `_revs_diff` on the target, checked: an answer leaves out what the target holds, so a
     /// row lost on the way (a proxy, a cut answer sent again) would make revisions look held,
     /// and the checkpoint would move past them unsent. Revisions left out that the source
-    /// records as not held there are asked about once more, and only a second answer that
-    /// leaves them out too is believed. What the source already knows the target holds (the
+    /// records as not held there are asked about again, alone, up to [`DIFF_ASKS`] times in
+    /// all; only answers that leave them out every time are believed (a target that really
+    /// holds them says so each time). What the source already knows the target holds (the
     /// echo of a pull, in a sync) costs nothing more.
     async fn diff_checked(
         &self,
         revs: BTreeMap<String, Vec<Rev>>,
     ) -> Result<BTreeMap<String, RevsDiff>> {
         let mut diff = self.target.revs_diff(revs.clone()).await?;
-        let omitted: BTreeMap<String, Vec<Rev>> = revs
-            .into_iter()
-            .filter_map(|(id, listed)| {
-                let said = diff.get(&id).map(|d| &d.missing);
-                let left_out: Vec<Rev> = listed
-                    .into_iter()
-                    .filter(|r| said.is_none_or(|m| !m.contains(r)))
-                    .collect();
-                (!left_out.is_empty()).then_some((id, left_out))
-            })
-            .collect();
-        if omitted.is_empty() {
-            return Ok(diff);
-        }
-        let doubtful = self
-            .source
-            .not_held_by(&self.target.identity(), omitted)
-            .await?;
-        if doubtful.is_empty() {
-            return Ok(diff);
-        }
-        tracing::debug!(
-            documents = doubtful.len(),
-            "_revs_diff left out revisions the target is not known to hold; asking again"
-        );
-        for (id, again) in self.target.revs_diff(doubtful).await? {
-            let d = diff.entry(id).or_insert_with(|| RevsDiff {
-                missing: Vec::new(),
-                possible_ancestors: Vec::new(),
-            });
-            for r in again.missing {
-                if !d.missing.contains(&r) {
-                    d.missing.push(r);
+        let mut asked = revs;
+        for _ in 1..DIFF_ASKS {
+            let omitted = left_out(asked, &diff);
+            if omitted.is_empty() {
+                break;
+            }
+            let doubtful = self
+                .source
+                .not_held_by(&self.target.identity(), omitted)
+                .await?;
+            if doubtful.is_empty() {
+                break;
+            }
+            tracing::debug!(
+                documents = doubtful.len(),
+                "_revs_diff left out revisions the target is not known to hold; asking again"
+            );
+            for (id, again) in self.target.revs_diff(doubtful.clone()).await? {
+                let d = diff.entry(id).or_insert_with(|| RevsDiff {
+                    missing: Vec::new(),
+                    possible_ancestors: Vec::new(),
+                });
+                for r in again.missing {
+                    if !d.missing.contains(&r) {
+                        d.missing.push(r);
+                    }
+                }
+                for r in again.possible_ancestors {
+                    if !d.possible_ancestors.contains(&r) {
+                        d.possible_ancestors.push(r);
+                    }
                 }
             }
-            for r in again.possible_ancestors {
-                if !d.possible_ancestors.contains(&r) {
-                    d.possible_ancestors.push(r);
-                }
-            }
+            asked = doubtful;
         }
         Ok(diff)
     }
+}
+
+/// How many times, at most, `_revs_diff` is asked about a revision it leaves out that the
+/// source does not know the target to hold (see `diff_checked`).
+const DIFF_ASKS: usize = 3;
+
+/// Of `asked`, the revisions `diff` does not list as missing.
+fn left_out(
+    asked: BTreeMap<String, Vec<Rev>>,
+    diff: &BTreeMap<String, RevsDiff>,
+) -> BTreeMap<String, Vec<Rev>> {
+    asked
+        .into_iter()
+        .filter_map(|(id, listed)| {
+            let said = diff.get(&id).map(|d| &d.missing);
+            let left_out: Vec<Rev> = listed
+                .into_iter()
+                .filter(|r| said.is_none_or(|m| !m.contains(r)))
+                .collect();
+            (!left_out.is_empty()).then_some((id, left_out))
+        })
+        .collect()
 }
 
 pub(super) fn add(total: &mut Stats, d: &Stats) {
