@@ -14,7 +14,7 @@
 //! [`http`] has servers that misbehave on purpose: a fake server, and a proxy to the test
 //! server that can answer or edit chosen requests. [`faults`] has the seeded fault-injecting
 //! proxy of the fault tests: refused connections, error statuses, cut and stalled answers,
-//! broken `_changes` feeds and edited answers, on cue or at random. [`peer`] (feature
+//! broken `_changes` feeds and edited answers, on cue or at random. `peer` (feature
 //! `peer`) has a `Peer` that passes every call on, for tests that override a few.
 //! [`leaves`] is the one comparison of replicas' leaves; [`wait`] has the deadlines every
 //! wait needs (blocking and async); [`cli`] runs the command under test; [`seed`] seeds a
