@@ -229,6 +229,14 @@ pub(crate) fn start_seq(since: Option<&Seq>, source: &LogSlot, target: &LogSlot)
     }
 }
 
+/// A session's checkpoint document on each peer.
+pub(crate) struct Logs {
+    /// On the source (written only where the source lets us).
+    pub(crate) source: LogSlot,
+    /// On the target.
+    pub(crate) target: LogSlot,
+}
+
 /// The checkpoint document on one peer, as this session last read or wrote it: its `_rev`
 /// and log, and whether writing to it works (a read-only source answers 401/403; CouchDB
 /// and PouchDB then checkpoint the target only).
@@ -244,6 +252,11 @@ pub(crate) fn start_seq(since: Option<&Seq>, source: &LogSlot, target: &LogSlot)
 /// the check that works on every server.)
 #[derive(Debug, Clone)]
 pub(crate) struct LogSlot {
+    /// The checkpoint document's id (without `_local/`).
+    id: String,
+    /// On the source: a refused write marks the slot read-only instead of failing (see
+    /// [`LogSlot::claim`]).
+    tolerate_forbidden: bool,
     pub(crate) rev: Option<String>,
     pub(crate) log: Option<ReplicationLog>,
     pub(crate) writable: bool,
@@ -252,7 +265,12 @@ pub(crate) struct LogSlot {
 }
 
 impl LogSlot {
-    pub(crate) async fn read<P: Peer>(peer: &P, id: &str) -> Result<LogSlot> {
+    /// Reads the checkpoint document `id` on `peer` (`tolerate_forbidden` on the source).
+    pub(crate) async fn read<P: Peer>(
+        peer: &P,
+        id: &str,
+        tolerate_forbidden: bool,
+    ) -> Result<LogSlot> {
         let doc = peer.get_local(id).await?;
         let rev = doc
             .as_ref()
@@ -261,6 +279,8 @@ impl LogSlot {
             .map(str::to_owned);
         let log = doc.as_ref().and_then(ReplicationLog::from_doc);
         Ok(LogSlot {
+            id: id.to_owned(),
+            tolerate_forbidden,
             rev,
             log,
             writable: true,
@@ -272,13 +292,7 @@ impl LogSlot {
     /// progress (sequence 0, no history), but gives later writes a document to find. On the
     /// source with `tolerate_forbidden`, a refusal marks the slot read-only instead of
     /// failing (how a read-only source is recognised).
-    pub(crate) async fn claim<P: Peer>(
-        &mut self,
-        peer: &P,
-        id: &str,
-        session_id: &str,
-        tolerate_forbidden: bool,
-    ) -> Result<()> {
+    pub(crate) async fn claim<P: Peer>(&mut self, peer: &P, session_id: &str) -> Result<()> {
         if self.log.is_some() {
             return Ok(());
         }
@@ -290,32 +304,20 @@ impl LogSlot {
             history: Vec::new(),
             doc_failures: Vec::new(),
         };
-        self.put(peer, id, &log, tolerate_forbidden).await
+        self.put(peer, &log).await
     }
 
     /// Writes `log` over the log this slot holds; fails with [`Error::CheckpointLost`] if the
     /// peer's document is no longer that one (see the type's documentation).
-    pub(crate) async fn write<P: Peer>(
-        &mut self,
-        peer: &P,
-        id: &str,
-        log: &ReplicationLog,
-        tolerate_forbidden: bool,
-    ) -> Result<()> {
+    pub(crate) async fn write<P: Peer>(&mut self, peer: &P, log: &ReplicationLog) -> Result<()> {
         if !self.writable {
             return Ok(());
         }
-        self.verify(peer, id).await?;
-        self.put(peer, id, log, tolerate_forbidden).await
+        self.verify(peer).await?;
+        self.put(peer, log).await
     }
 
-    async fn put<P: Peer>(
-        &mut self,
-        peer: &P,
-        id: &str,
-        log: &ReplicationLog,
-        tolerate_forbidden: bool,
-    ) -> Result<()> {
+    async fn put<P: Peer>(&mut self, peer: &P, log: &ReplicationLog) -> Result<()> {
         let mut doc = serde_json::to_value(log).map_err(|e| Error::Checkpoint {
             peer: peer.describe(),
             reason: e.to_string(),
@@ -324,7 +326,7 @@ impl LogSlot {
             obj.insert("_rev".into(), Value::from(rev.clone()));
         }
         self.unconfirmed = Some(log.clone());
-        match peer.put_local(id, doc).await {
+        match peer.put_local(&self.id, doc).await {
             Ok(rev) => {
                 self.rev = Some(rev);
                 self.log = Some(log.clone());
@@ -334,7 +336,7 @@ impl LogSlot {
             Err(e) if e.name() == "conflict" => {
                 // Someone wrote it since we read it, unless that was this very write, applied
                 // once already by a request that was retried.
-                self.verify(peer, id).await?;
+                self.verify(peer).await?;
                 if self.unconfirmed.is_none() {
                     return Ok(());
                 }
@@ -344,7 +346,9 @@ impl LogSlot {
                     reason: "the checkpoint document was written by someone else".into(),
                 })
             }
-            Err(e) if tolerate_forbidden && matches!(e.name(), "forbidden" | "unauthorized") => {
+            Err(e)
+                if self.tolerate_forbidden && matches!(e.name(), "forbidden" | "unauthorized") =>
+            {
                 tracing::warn!(peer = %peer.describe(), "cannot write checkpoints to the source ({e}); checkpointing the target only");
                 self.unconfirmed = None;
                 self.writable = false;
@@ -356,8 +360,8 @@ impl LogSlot {
 
     /// Reads the document back: it must be the one this slot holds, or the write whose
     /// answer was lost (then the slot takes it).
-    async fn verify<P: Peer>(&mut self, peer: &P, id: &str) -> Result<()> {
-        let now = LogSlot::read(peer, id).await?;
+    async fn verify<P: Peer>(&mut self, peer: &P) -> Result<()> {
+        let now = LogSlot::read(peer, &self.id, self.tolerate_forbidden).await?;
         let same = |a: &Option<ReplicationLog>, b: &Option<ReplicationLog>| match (a, b) {
             (None, None) => true,
             (Some(a), Some(b)) => {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::run::{Progress, SessionMeta};
 use super::sink::Ctx;
 use super::Replication;
-use crate::checkpoint::{self, LogSlot, ReplicationLog, Session, HISTORY_LIMIT};
+use crate::checkpoint::{self, Logs, ReplicationLog, Session, HISTORY_LIMIT};
 use crate::events::Event;
 use crate::peer::Peer;
 use crate::Result;
@@ -21,8 +21,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         ctx: &Ctx,
         session: &SessionMeta,
         progress: &mut Progress,
-        source_log: &mut LogSlot,
-        target_log: &mut LogSlot,
+        logs: &mut Logs,
         force: bool,
     ) -> Result<()> {
         progress.last_checkpoint = Instant::now();
@@ -48,10 +47,11 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             docs_written: progress.stats.docs_written,
             doc_write_failures: progress.stats.doc_write_failures,
         };
-        let previous = target_log
+        let previous = logs
+            .target
             .log
             .as_ref()
-            .or(source_log.log.as_ref())
+            .or(logs.source.log.as_ref())
             .map(|l| l.history.clone())
             .unwrap_or_default();
         let mut history = vec![entry];
@@ -69,12 +69,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             history,
             doc_failures: progress.failures.clone(),
         };
-        target_log
-            .write(&self.target, &session.rep_id, &log, false)
-            .await?;
-        source_log
-            .write(&self.source, &session.rep_id, &log, true)
-            .await?;
+        logs.target.write(&self.target, &log).await?;
+        logs.source.write(&self.source, &log).await?;
         if self.source.is_local() {
             // A local source may flush on an interval: make its copy of the log durable too,
             // or a crash would leave only the target's and the next run would start over.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::run::{Progress, SessionMeta};
 use super::sink::Ctx;
 use super::Replication;
-use crate::checkpoint::LogSlot;
+use crate::checkpoint::Logs;
 use crate::events::{Event, Stats};
 use crate::fetch::FetchQueue;
 use crate::peer::{ChangesBatch, DocFailure, FetchRequest, Peer};
@@ -46,8 +46,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         ctx: &Ctx,
         session: &SessionMeta,
         progress: &mut Progress,
-        source_log: &mut LogSlot,
-        target_log: &mut LogSlot,
+        logs: &mut Logs,
         cancel: &CancellationToken,
     ) -> Result<()> {
         let reader = ChangesReader::new(
@@ -126,8 +125,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                         failures: p.failures,
                     });
                     if progress.last_checkpoint.elapsed() >= self.opts.checkpoint_interval {
-                        self.checkpoint(ctx, session, progress, source_log, target_log, false)
-                            .await?;
+                        self.checkpoint(ctx, session, progress, logs, false).await?;
                     }
                 }
                 Some(Ok(Outcome::Skip(seq))) => {
@@ -142,8 +140,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     // is written.
                     progress.done_seq = seq;
                     progress.initial_load.store(false, Ordering::Relaxed);
-                    self.checkpoint(ctx, session, progress, source_log, target_log, false)
-                        .await?;
+                    self.checkpoint(ctx, session, progress, logs, false).await?;
                     if !progress.paused {
                         progress.paused = true;
                         if self.opts.continuous {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sink::{error_chain, Ctx};
 use super::Replication;
-use crate::checkpoint::{self, LogSlot};
+use crate::checkpoint::{self, LogSlot, Logs};
 use crate::deadline::Deadline;
 use crate::events::{Event, Stats, Summary};
 use crate::peer::{ChangesRequest, DocFailure, Filter, Peer, PeerInfo, Role};
@@ -100,8 +100,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         };
         let Start {
             mut session,
-            mut source_log,
-            mut target_log,
+            mut logs,
             target_empty,
         } = start;
         tracing::info!(rep_id = %session.rep_id, since = %session.start_seq, "replication starting");
@@ -126,14 +125,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         let result = loop {
             let steps_before = progress.steps;
             let r = self
-                .pump(
-                    &ctx,
-                    &session,
-                    &mut progress,
-                    &mut source_log,
-                    &mut target_log,
-                    &cancel,
-                )
+                .pump(&ctx, &session, &mut progress, &mut logs, &cancel)
                 .await;
             match r {
                 Ok(()) => break Ok(()),
@@ -158,8 +150,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                         {
                             Ok(Some(start)) => {
                                 session = start.session;
-                                source_log = start.source_log;
-                                target_log = start.target_log;
+                                logs = start.logs;
                                 progress.begin(
                                     &session,
                                     self.opts.since.is_some(),
@@ -186,14 +177,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         let mut failures = 0u32;
         let final_cp = loop {
             let r = self
-                .checkpoint(
-                    &ctx,
-                    &session,
-                    &mut progress,
-                    &mut source_log,
-                    &mut target_log,
-                    true,
-                )
+                .checkpoint(&ctx, &session, &mut progress, &mut logs, true)
                 .await;
             match r {
                 Err(e) if result.is_ok() && !cancelled => {
@@ -407,18 +391,18 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             self.source.peer_holds_nothing(&tid).await?;
         }
         let (s, t) = futures::join!(
-            LogSlot::read(&self.source, &rep_id),
-            LogSlot::read(&self.target, &rep_id)
+            LogSlot::read(&self.source, &rep_id, true),
+            LogSlot::read(&self.target, &rep_id, false)
         );
         let (mut source_log, mut target_log) = (s?, t?);
         let session_id = new_session_id();
-        target_log
-            .claim(&self.target, &rep_id, &session_id, false)
-            .await?;
-        source_log
-            .claim(&self.source, &rep_id, &session_id, true)
-            .await?;
+        target_log.claim(&self.target, &session_id).await?;
+        source_log.claim(&self.source, &session_id).await?;
         let start_seq = checkpoint::start_seq(self.opts.since.as_ref(), &source_log, &target_log);
+        let logs = Logs {
+            source: source_log,
+            target: target_log,
+        };
         Ok(Start {
             session: SessionMeta {
                 rep_id,
@@ -426,8 +410,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 start_time: start_time.to_owned(),
                 start_seq,
             },
-            source_log,
-            target_log,
+            logs,
             target_empty,
         })
     }
@@ -445,8 +428,7 @@ pub(super) struct SessionMeta {
 /// What [`Replication::start`] found.
 struct Start {
     session: SessionMeta,
-    source_log: LogSlot,
-    target_log: LogSlot,
+    logs: Logs,
     /// The target had no documents, live or deleted.
     target_empty: bool,
 }
