@@ -63,16 +63,40 @@ fi
 echo "test.sh: tests run against $SETTEE_TEST_SERVER_KIND at $SETTEE_TEST_COUCHDB_URL" >&2
 
 # Built first, then run, so that each part's time shows.
+pouch_tests=(-p settee --test replication --test live --test sync_state --test sync_model)
 cargo test --workspace --all-targets --no-run "$@"
+# The pouchdb-server run below builds `settee` alone (other features of its dependencies
+# than the whole workspace's): built here too, so that it only runs beside the main run.
+[ "$SETTEE_TEST_SERVER_KIND" = pouchdb-server ] || cargo test "${pouch_tests[@]}" --no-run "$@"
 echo "test.sh: tests built at ${SECONDS}s" >&2
-cargo test --workspace --all-targets "$@"
+
+# When the main run is not against pouchdb-server, the replication and sync-state
+# end-to-end tests run against it too, at the same time as the main run (its own server,
+# its own databases; most of both runs is waiting on the servers). Its output follows the
+# main run's.
+pouch_pid=
+if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
+    pouch_log="$state/pouchdb-pass.log"
+    (
+        use_pouchdb_server
+        echo "test.sh: replication and sync-state end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
+        cargo test "${pouch_tests[@]}" "$@"
+    ) > "$pouch_log" 2>&1 &
+    pouch_pid=$!
+fi
+
+status=0
+cargo test --workspace --all-targets "$@" || status=$?
 echo "test.sh: tests run at ${SECONDS}s" >&2
-cargo test --workspace --doc "$@"
+cargo test --workspace --doc "$@" || status=$?
 echo "test.sh: doc tests run at ${SECONDS}s" >&2
 
-if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
-    use_pouchdb_server
-    echo "test.sh: replication and sync-state end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
-    cargo test -p settee --test replication --test live --test sync_state --test sync_model "$@"
+if [ -n "$pouch_pid" ]; then
+    pouch_status=0
+    wait "$pouch_pid" || pouch_status=$?
+    cat "$pouch_log"
+    echo "test.sh: the pouchdb-server run ended by ${SECONDS}s (exit $pouch_status)" >&2
+    [ "$pouch_status" -eq 0 ] || status=$pouch_status
 fi
 echo "test.sh: done at ${SECONDS}s" >&2
+exit "$status"
