@@ -42,13 +42,14 @@ mod steps;
 
 use std::sync::Arc;
 
-use common::{unique_db, Server};
+use common::Server;
 use futures::StreamExt;
 use rand::Rng;
 use serde_json::json;
 use settee::couch::RemoteDb;
 use settee::replicate::Filter;
 use settee::Rev;
+use settee_testkit::TestDb;
 
 use model::{new_sequence, open_store, Sequence, GUARD};
 
@@ -148,7 +149,8 @@ async fn issue_11_unsynced_equals_the_oracle_after_every_step_of_random_sequence
 async fn a_validation_function_and_replicated_conflicting_branches() {
     let server = Server::get();
     let pouchdb = is_pouchdb_server(&server).await;
-    let remote = RemoteDb::from_url(&server.db_url_with_password(&unique_db("drops"))).unwrap();
+    let drops = TestDb::named("drops");
+    let remote = RemoteDb::from_url(&server.db_url_with_password(drops.name())).unwrap();
     remote.create().await.unwrap();
     remote
         .put(

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, RetryPolicy, SyncSummary};
 use settee::{CancellationToken, Db, GetArgs};
 pub use settee_testkit::cli::{json_lines, Cli};
-pub use settee_testkit::unique_db_name as unique_db;
 pub use settee_testkit::wait_until;
 use settee_testkit::TestServer;
 

@@ -16,7 +16,8 @@ use settee::replicate::Filter;
 use settee::store::{ChangesOptions, ChangesStyle, Durability, GetOptions, OpenOptions, OpenRevs};
 use settee::{Database, Rev, SyncState};
 
-use crate::common::{unique_db, Server};
+use crate::common::Server;
+use settee_testkit::TestDb;
 
 /// Document ids `d0`..: few, so that edits meet.
 pub(crate) const DOCS: usize = 5;
@@ -42,6 +43,8 @@ pub(crate) struct Sequence {
     /// Counts the revision hashes this sequence made up (branches).
     pub(crate) hash: u64,
     pub(crate) log: Vec<String>,
+    /// The server database, deleted when the sequence ends (also when it fails).
+    _server_db: TestDb,
 }
 
 /// Opens the sequence's store. Every open but the first reopens a store just closed, or
@@ -236,8 +239,8 @@ impl Sequence {
 pub(crate) async fn new_sequence(server: &Server, seed: u64, validate: bool) -> Sequence {
     let dir = tempfile::tempdir().unwrap();
     let db = open_store(&dir.path().join("local"));
-    let name = unique_db("model");
-    let remote = RemoteDb::from_url(&server.db_url_with_password(&name)).unwrap();
+    let server_db = TestDb::named("model");
+    let remote = RemoteDb::from_url(&server.db_url_with_password(server_db.name())).unwrap();
     remote.create().await.unwrap();
     if validate {
         remote
@@ -259,5 +262,6 @@ pub(crate) async fn new_sequence(server: &Server, seed: u64, validate: bool) -> 
         suspect: false,
         hash: 0,
         log: Vec::new(),
+        _server_db: server_db,
     }
 }
