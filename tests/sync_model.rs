@@ -49,9 +49,8 @@ use serde_json::json;
 use settee::couch::RemoteDb;
 use settee::replicate::Filter;
 use settee::Rev;
-use settee_testkit::TestDb;
 
-use model::{new_sequence, open_store, Sequence, GUARD};
+use model::{new_sequence, open_store, server_database, Sequence};
 
 const DEFAULT_SEQUENCES: usize = 200;
 /// Sequences run at once (each has its own store and server database).
@@ -149,16 +148,7 @@ async fn issue_11_unsynced_equals_the_oracle_after_every_step_of_random_sequence
 async fn a_validation_function_and_replicated_conflicting_branches() {
     let server = Server::get();
     let pouchdb = is_pouchdb_server(&server).await;
-    let drops = TestDb::named("drops");
-    let remote = RemoteDb::from_url(&server.db_url_with_password(drops.name())).unwrap();
-    remote.create().await.unwrap();
-    remote
-        .put(
-            "_design/guard",
-            &json!({"_id": "_design/guard", "validate_doc_update": GUARD}),
-        )
-        .await
-        .unwrap();
+    let (_drops, remote) = server_database(&server, "drops", true).await;
     let branch = |h: &str| json!({"_id": "x", "_rev": format!("1-{h}"), "_revisions": {"start": 1, "ids": [h]}});
     for h in ["0001", "0002"] {
         let res = remote.bulk_docs(&[branch(h)], false).await.unwrap();

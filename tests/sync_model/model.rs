@@ -234,13 +234,15 @@ impl Sequence {
     }
 }
 
-/// A fresh sequence: a new store and a new server database (with the validation function
-/// when `validate`).
-pub(crate) async fn new_sequence(server: &Server, seed: u64, validate: bool) -> Sequence {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_store(&dir.path().join("local"));
-    let server_db = TestDb::named("model");
-    let remote = RemoteDb::from_url(&server.db_url_with_password(server_db.name())).unwrap();
+/// A new server database (deleted when the guard drops), with the validation function that
+/// refuses `bad` documents when `validate`.
+pub(crate) async fn server_database(
+    server: &Server,
+    prefix: &str,
+    validate: bool,
+) -> (TestDb, RemoteDb) {
+    let db = TestDb::named(prefix);
+    let remote = RemoteDb::from_url(&server.db_url_with_password(db.name())).unwrap();
     remote.create().await.unwrap();
     if validate {
         remote
@@ -251,6 +253,15 @@ pub(crate) async fn new_sequence(server: &Server, seed: u64, validate: bool) -> 
             .await
             .unwrap();
     }
+    (db, remote)
+}
+
+/// A fresh sequence: a new store and a new server database (with the validation function
+/// when `validate`).
+pub(crate) async fn new_sequence(server: &Server, seed: u64, validate: bool) -> Sequence {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_store(&dir.path().join("local"));
+    let (server_db, remote) = server_database(server, "model", validate).await;
     Sequence {
         validate,
         seed,

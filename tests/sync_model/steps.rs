@@ -89,6 +89,23 @@ impl Sequence {
         format!("{:016x}{:016x}", self.seed, self.hash)
     }
 
+    /// A new revision of `id` written as if replicated from elsewhere: a child of `parent`
+    /// (a new root without one), with a random body, logged as a `side` branch.
+    fn branch(&mut self, id: &str, parent: Option<&Rev>, allow_bad: bool, side: &str) -> Value {
+        let h = self.new_hash();
+        let mut doc = self.body(allow_bad);
+        let (start, ids) = match parent {
+            Some(p) => (p.pos() + 1, json!([h, p.hash()])),
+            None => (1, json!([h])),
+        };
+        doc["_id"] = json!(id);
+        doc["_rev"] = json!(format!("{start}-{h}"));
+        doc["_revisions"] = json!({"start": start, "ids": ids});
+        set_revpos(&mut doc, start);
+        self.log.push(format!("{side} branch {id} {start}-{h}"));
+        doc
+    }
+
     pub(crate) async fn sync(&mut self, filter: Filter, crash_after: Option<usize>) -> bool {
         self.filter = filter.clone();
         let opts = ReplicateOptions {
@@ -166,19 +183,8 @@ impl Sequence {
             }
             4 => {
                 // A conflicting branch, as if replicated from elsewhere (no origin).
-                let h = self.new_hash();
-                let mut doc = self.body(true);
                 let leaves = self.local_leaves().get(&id).cloned().unwrap_or_default();
-                let parent = leaves.first().cloned();
-                let (start, ids) = match &parent {
-                    Some(p) => (p.pos() + 1, json!([h, p.hash()])),
-                    None => (1, json!([h])),
-                };
-                doc["_id"] = json!(id);
-                doc["_rev"] = json!(format!("{start}-{h}"));
-                doc["_revisions"] = json!({"start": start, "ids": ids});
-                set_revpos(&mut doc, start);
-                self.log.push(format!("local branch {id} {start}-{h}"));
+                let doc = self.branch(&id, leaves.first(), true, "local");
                 let res = self.db().bulk_docs(vec![doc], false).unwrap();
                 assert!(res[0].is_ok(), "{res:?}");
             }
@@ -220,18 +226,8 @@ impl Sequence {
                 }
             }
             8 => {
-                let h = self.new_hash();
-                let mut doc = self.body(false);
                 let parent = self.server_winner(&id).await.map(|d| parse_rev(&d["_rev"]));
-                let (start, ids) = match &parent {
-                    Some(p) => (p.pos() + 1, json!([h, p.hash()])),
-                    None => (1, json!([h])),
-                };
-                doc["_id"] = json!(id);
-                doc["_rev"] = json!(format!("{start}-{h}"));
-                doc["_revisions"] = json!({"start": start, "ids": ids});
-                set_revpos(&mut doc, start);
-                self.log.push(format!("server branch {id} {start}-{h}"));
+                let doc = self.branch(&id, parent.as_ref(), false, "server");
                 let res = self.remote.bulk_docs(&[doc], false).await.unwrap();
                 assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
             }
