@@ -1,6 +1,7 @@
 //! Typed documents: [`Doc<T>`] keeps a document's id and revision beside its body, which is
-//! any `T: Serialize + DeserializeOwned`; [`Db::put_doc`], [`Db::get_doc`],
-//! [`Db::get_docs`], [`Db::put_docs`] and [`Db::find_docs`] move them in and out of a local
+//! any `T: Serialize + DeserializeOwned`; [`crate::Documents::put_doc`],
+//! [`crate::Documents::get_doc`], [`crate::Documents::get_docs`], [`crate::Documents::put_docs`]
+//! and [`crate::Documents::find_docs`] move them in and out of a local
 //! store or a server. A document that does not fit `T` is an error naming it, never a
 //! default value.
 
@@ -9,9 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use settee_revtree::Rev;
 
-use crate::db::blocking;
-use crate::owned::HeldStore;
-use crate::{Db, Error, FindRequest, Result};
+use crate::{Error, Result};
 
 /// A document: its id, its revision (none before it is first written), its body, and its
 /// conflicting revisions when they were asked for.
@@ -36,6 +35,18 @@ pub struct Doc<T> {
     /// `_conflicts`: the other live leaves (only when asked for, e.g. `find` with
     /// `conflicts`).
     pub conflicts: Vec<Rev>,
+}
+
+impl<T: Clone> Doc<T> {
+    /// This document as written at `rev`: the same body, the new revision, no conflicts.
+    pub(crate) fn written(&self, rev: Rev) -> Doc<T> {
+        Doc {
+            id: self.id.clone(),
+            rev: Some(rev),
+            body: self.body.clone(),
+            conflicts: Vec::new(),
+        }
+    }
 }
 
 impl<T> Doc<T> {
@@ -128,7 +139,7 @@ impl<T: DeserializeOwned> Doc<T> {
     }
 }
 
-/// A page of [`Db::find_docs`].
+/// A page of [`crate::Documents::find_docs`].
 ///
 /// ```
 /// # async fn demo() -> Result<(), settee::Error> {
@@ -137,7 +148,8 @@ impl<T: DeserializeOwned> Doc<T> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let path = dir.path().join("notes");
 /// # let path = path.to_str().unwrap();
-/// let notes = settee::Db::open(path)?;
+/// use settee::Documents;
+/// let notes = settee::Local::open(path)?;
 /// notes.put_doc(&settee::Doc::new("note:1", Note { notebook: "work".into() })).await?;
 /// notes.put_doc(&settee::Doc::new("note:2", Note { notebook: "home".into() })).await?;
 /// let req = settee::FindRequest::parse(&serde_json::json!({"selector": {"notebook": "work"}}))?;
@@ -157,177 +169,6 @@ pub struct Found<T> {
     pub bookmark: Option<String>,
     /// Why the query may be slow (no index used...).
     pub warning: Option<String>,
-}
-
-impl Db {
-    /// Writes a typed document (a new one without `rev`, an edit of `rev` otherwise) and
-    /// returns it with its new revision.
-    ///
-    /// ```
-    /// # async fn demo() -> Result<(), settee::Error> {
-    /// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
-    /// struct Note { title: String, tags: Vec<String> }
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let db = settee::Db::open(dir.path().join("db").to_str().unwrap())?;
-    /// let saved = db.put_doc(&settee::Doc::new("note:1", Note { title: "hi".into(), tags: vec![] })).await?;
-    /// let mut doc = db.get_doc::<Note>("note:1").await?;
-    /// assert_eq!(doc.rev, saved.rev);
-    /// doc.body.title = "hello".into();
-    /// let edited = db.put_doc(&doc).await?;
-    /// assert!(edited.rev.unwrap().to_string().starts_with("2-"));
-    /// // Writing the old revision again is a conflict.
-    /// assert!(db.put_doc(&doc).await.unwrap_err().is_conflict());
-    /// # Ok(()) }
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    /// `conflict` for a stale or missing `rev`; [`Error::Decode`] if the body is not an
-    /// object; the peer's errors.
-    pub async fn put_doc<T: Serialize + Clone>(&self, doc: &Doc<T>) -> Result<Doc<T>> {
-        let json = doc.to_json()?;
-        let res = self.put(json).await?;
-        let rev = res
-            .get("rev")
-            .and_then(Value::as_str)
-            .and_then(|r| r.parse::<Rev>().ok())
-            .ok_or_else(|| {
-                Error::BadRequest(format!("no revision in the answer for {}", doc.id))
-            })?;
-        Ok(Doc {
-            id: doc.id.clone(),
-            rev: Some(rev),
-            body: doc.body.clone(),
-            conflicts: Vec::new(),
-        })
-    }
-
-    /// Reads a typed document (its winning revision).
-    ///
-    /// # Errors
-    /// `not_found` if it does not exist or is deleted (see [`Error::is_not_found`]);
-    /// [`Error::Decode`] if it does not fit `T`; the peer's errors.
-    pub async fn get_doc<T: DeserializeOwned>(&self, id: &str) -> Result<Doc<T>> {
-        Doc::from_json(self.get(id, &Default::default()).await?)
-    }
-
-    /// Reads many typed documents by id in one request (`_all_docs` with `keys`), in the
-    /// order asked: each one, or its error (`not_found` for a missing or deleted one,
-    /// [`Error::Decode`] for one that does not fit `T`).
-    ///
-    /// # Errors
-    /// The request's errors (a document's own error is its entry's).
-    pub async fn get_docs<T: DeserializeOwned>(&self, ids: &[&str]) -> Result<Vec<Result<Doc<T>>>> {
-        let keys: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-        let rows: Vec<(String, Option<Value>)> = match self {
-            Db::Local(d) => {
-                let opts = settee_store::AllDocsOptions {
-                    keys: Some(keys),
-                    include_docs: true,
-                    ..Default::default()
-                };
-                blocking(d, move |d| d.all_docs(&opts))
-                    .await?
-                    .rows
-                    .into_iter()
-                    .map(|r| (r.key, r.doc.filter(|d| !d.is_null())))
-                    .collect()
-            }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
-                let opts = settee_couch::AllDocsOptions {
-                    keys: Some(keys),
-                    include_docs: true,
-                    ..Default::default()
-                };
-                r.all_docs(&opts)
-                    .await?
-                    .rows
-                    .into_iter()
-                    .map(|row| {
-                        let doc = row.doc.filter(|d| !d.is_null());
-                        (row.key, doc)
-                    })
-                    .collect()
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(id, doc)| match doc {
-                Some(d) => Doc::from_json(d),
-                None => Err(Error::Store(settee_store::Error::NotFound {
-                    id,
-                    reason: "missing".into(),
-                })),
-            })
-            .collect())
-    }
-
-    /// Writes many typed documents in one `_bulk_docs` request (one atomic batch on a local
-    /// store): for each, the document with its new revision, or its error.
-    ///
-    /// # Errors
-    /// The request's errors (a document's own rejection is its entry's).
-    pub async fn put_docs<T: Serialize + Clone>(
-        &self,
-        docs: &[Doc<T>],
-    ) -> Result<Vec<Result<Doc<T>>>> {
-        let json = docs.iter().map(Doc::to_json).collect::<Result<Vec<_>>>()?;
-        let results = self.bulk_docs(json).await?;
-        Ok(docs
-            .iter()
-            .zip(results)
-            .map(|(doc, r)| match (r.error, r.rev) {
-                (None, Some(rev)) => Ok(Doc {
-                    id: doc.id.clone(),
-                    rev: Some(rev),
-                    body: doc.body.clone(),
-                    conflicts: Vec::new(),
-                }),
-                (error, _) => Err(doc_error(&doc.id, error, r.reason)),
-            })
-            .collect())
-    }
-
-    /// The documents matching a Mango query, typed (see [`Db::find`]).
-    ///
-    /// ```
-    /// # async fn demo() -> Result<(), settee::Error> {
-    /// use serde_json::json;
-    /// #[derive(serde::Serialize, serde::Deserialize, Clone)]
-    /// struct Note { notebook: String, updated_at: u64 }
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let db = settee::Db::open(dir.path().join("db").to_str().unwrap())?;
-    /// db.create_index(&json!({"index": {"fields": ["notebook", "updated_at"]}})).await?;
-    /// for i in 0..3 {
-    ///     db.put_doc(&settee::Doc::new(format!("n{i}"), Note { notebook: "work".into(), updated_at: i })).await?;
-    /// }
-    /// let req = settee::FindRequest {
-    ///     selector: settee::Selector::parse(&json!({"notebook": "work"}))?,
-    ///     sort: settee::Sort::desc(["notebook", "updated_at"])?,
-    ///     limit: 2,
-    ///     ..Default::default()
-    /// };
-    /// let page = db.find_docs::<Note>(&req).await?;
-    /// assert_eq!(page.docs.iter().map(|d| d.body.updated_at).collect::<Vec<_>>(), [2, 1]);
-    /// # Ok(()) }
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Db::find`]; [`Error::Decode`] for a document that does not fit `T` (ask only
-    /// for `fields` that `T` can hold, or none).
-    pub async fn find_docs<T: DeserializeOwned>(&self, req: &FindRequest) -> Result<Found<T>> {
-        let page = self.find(req).await?;
-        Ok(Found {
-            docs: page
-                .docs
-                .into_iter()
-                .map(Doc::from_json)
-                .collect::<Result<_>>()?,
-            bookmark: page.bookmark,
-            warning: page.warning,
-        })
-    }
 }
 
 /// The error of one document of a bulk write, as the facade's error.

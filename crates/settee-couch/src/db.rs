@@ -62,7 +62,7 @@ impl RemoteDb {
     }
 
     /// A database from its full URL, `http://[user:password@]host:5984[/prefix]/dbname`,
-    /// with default client options (credentials from the URL or `SETTEE_PASSWORD`).
+    /// with default client options (credentials from the URL).
     ///
     /// ```
     /// let db = settee_couch::RemoteDb::from_url("http://bob:pw@127.0.0.1:5984/my%2Fnotes")?;
@@ -208,8 +208,18 @@ impl RemoteDb {
     }
 }
 
-/// Splits a database URL into (server URL with credentials, decoded db name).
-fn split_db_url(url: &str) -> Result<(String, String)> {
+/// Splits a database URL into (server URL with credentials, decoded db name), for building
+/// its client with options: `CouchClient::builder(server)...build()?.db(&name)`.
+///
+/// ```
+/// let (server, name) = settee_couch::split_db_url("http://bob@127.0.0.1:5984/my%2Fnotes")?;
+/// assert_eq!((server.as_str(), name.as_str()), ("http://bob@127.0.0.1:5984/", "my/notes"));
+/// # Ok::<(), settee_couch::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidUrl`] if the URL does not parse or names no database.
+pub fn split_db_url(url: &str) -> Result<(String, String)> {
     let mut parsed = Url::parse(url).map_err(|e| Error::InvalidUrl {
         reason: format!("not a URL ({e})"),
     })?;
