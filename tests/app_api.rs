@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::time::Duration;
@@ -14,7 +16,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use settee::{
-    AttachmentUpload, ChangesFeed, Db, Doc, Event, FindRequest, GetArgs, ReplicateOptions,
+    AttachmentUpload, ChangesFeed, Db, Doc, Event, FindRequest, ReadOptions, ReplicateOptions,
     Resolution,
 };
 use settee_testkit::{TestDb, TestServer};
@@ -321,7 +323,7 @@ async fn attachments_go_in_and_out_as_byte_streams() {
         assert_eq!(back, data, "{kind}");
         let err = db.get_attachment("doc", "nope", None).await.unwrap_err();
         assert!(err.is_not_found(), "{kind}: {err}");
-        let doc = db.get("doc", &GetArgs::default()).await.unwrap();
+        let doc = db.get("doc", &ReadOptions::default()).await.unwrap();
         assert_eq!(
             doc["_attachments"]["blob.bin"]["length"],
             json!(200_000),
@@ -433,7 +435,7 @@ async fn resolve_conflict_keeps_or_merges_and_deletes_the_losers() {
             let doc = db
                 .get(
                     id,
-                    &GetArgs {
+                    &ReadOptions {
                         conflicts: true,
                         ..Default::default()
                     },
@@ -458,7 +460,7 @@ async fn resolve_conflict_keeps_or_merges_and_deletes_the_losers() {
             "{kind}"
         );
         // No branch is lost: the loser ends in a tombstone.
-        let leaves = db.open_revs("merge-me", &GetArgs::default()).await.unwrap();
+        let leaves = db.open_revs("merge-me", &ReadOptions::default()).await.unwrap();
         assert_eq!(leaves.len(), 2, "{kind}: {leaves:?}");
         assert!(
             leaves.iter().any(|l| l["ok"]["_deleted"] == json!(true)),
@@ -497,7 +499,7 @@ async fn wrong_credentials_answer_is_unauthorized() {
         .replacen("://", &format!("://{user}:definitely-wrong@"), 1)
         + "/_users";
     let db = Db::open(&url).unwrap();
-    let err = db.get("x", &GetArgs::default()).await.unwrap_err();
+    let err = db.get("x", &ReadOptions::default()).await.unwrap_err();
     assert!(err.is_unauthorized(), "{err}");
     assert!(!err.to_string().contains("definitely-wrong"), "{err}");
     let _: Value = json!(null);

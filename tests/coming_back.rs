@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::collections::BTreeMap;
@@ -376,7 +378,7 @@ async fn issue_19_retry_after_of_a_503_is_kept() {
     // One attempt per request, so that the replicator sees the 503 (the client's own
     // retries would wait out this Retry-After too).
     let remote = Db::Remote(
-        settee::RemoteDb::from_url(&via(&db, &proxy))
+        settee::couch::RemoteDb::from_url(&via(&db, &proxy))
             .unwrap()
             .with_retry(settee::couch::RetryPolicy::none()),
     );

@@ -18,6 +18,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod fault_support;
 
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use settee::replicate::{ReplicateOptions, RetryPolicy};
-use settee::{Db, GetArgs};
+use settee::{Db, ReadOptions};
 use settee_testkit::faults::{full_menu, FaultProxy, SEED_VAR};
 use settee_testkit::{TestDb, TestServer};
 
@@ -91,7 +93,7 @@ impl Sequence {
         let id = self.id();
         let mut doc = self.body();
         doc["_id"] = json!(id);
-        if let Ok(cur) = db.get(&id, &GetArgs::default()).await {
+        if let Ok(cur) = db.get(&id, &ReadOptions::default()).await {
             doc["_rev"] = cur["_rev"].clone();
         }
         let res = db.put(doc).await;

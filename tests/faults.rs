@@ -21,6 +21,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod fault_support;
 
 use std::collections::BTreeMap;

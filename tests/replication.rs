@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 // Attachments on branches, random trees, documents refused as a whole request.
 #[path = "replication/attachments.rs"]
@@ -18,7 +20,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
 use settee::store::{Durability, OpenOptions};
-use settee::{Database, Db, GetArgs};
+use settee::{Db, ReadOptions};
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::leaves::Compare;
 use settee_testkit::wait::Lines;
@@ -111,7 +113,7 @@ async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Valu
                 let leaves: Vec<Value> = db
                     .open_revs(
                         &id,
-                        &GetArgs {
+                        &ReadOptions {
                             attachments: true,
                             ..Default::default()
                         },
@@ -249,7 +251,7 @@ async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
     // "Offline": both sides edit every document, and delete one.
     for i in 0..20 {
         let id = format!("c{i}");
-        let rev = l.get(&id, &GetArgs::default()).await.unwrap()["_rev"].clone();
+        let rev = l.get(&id, &ReadOptions::default()).await.unwrap()["_rev"].clone();
         l.put(json!({"_id": id, "_rev": rev, "v": "local"}))
             .await
             .unwrap();
@@ -304,8 +306,8 @@ async fn documents_a_validation_function_forbids_are_reported_and_the_rest_repli
     assert_eq!(summary.doc_failures.len(), 1);
     assert_eq!(summary.doc_failures[0].id, "v07");
     assert_eq!(summary.doc_failures[0].error, "forbidden");
-    assert!(r.get("v08", &GetArgs::default()).await.is_ok());
-    assert!(r.get("v07", &GetArgs::default()).await.is_err());
+    assert!(r.get("v08", &ReadOptions::default()).await.is_ok());
+    assert!(r.get("v07", &ReadOptions::default()).await.is_err());
     // `settee status` lists it, from the store's sync state.
     let st = settee::status(&l, &r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 1));
@@ -534,7 +536,7 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     if bad.iter().any(|id| id == "mixed") {
         // Its representable branch came; the other was reported.
         let leaves = pulled
-            .open_revs("mixed", &GetArgs::default())
+            .open_revs("mixed", &ReadOptions::default())
             .await
             .unwrap();
         assert_eq!(leaves.len(), 1);

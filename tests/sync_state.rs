@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::collections::BTreeMap;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Peer, ReplicateOptions};
-use settee::{Db, GetArgs, SyncState};
+use settee::{Db, ReadOptions, SyncState};
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::{TestDb, TestServer};
 
@@ -26,7 +28,7 @@ fn remote(server: &TestServer, db: &str) -> Db {
 async fn server_edit(r: &Db, id: &str, body: Value) {
     let mut doc = body;
     doc["_id"] = json!(id);
-    if let Ok(cur) = r.get(id, &GetArgs::default()).await {
+    if let Ok(cur) = r.get(id, &ReadOptions::default()).await {
         doc["_rev"] = cur["_rev"].clone();
     }
     r.put(doc).await.unwrap();
@@ -418,7 +420,7 @@ async fn issue_21_a_sync_pulls_what_the_remote_had_while_its_push_wrote_there() 
     let held = l
         .get(
             "d",
-            &GetArgs {
+            &ReadOptions {
                 rev: Some(server_rev.to_owned()),
                 ..Default::default()
             },

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

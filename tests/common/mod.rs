@@ -6,6 +6,8 @@
 //! test may stop and restart.
 #![allow(dead_code, unused_imports, missing_docs, clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, RetryPolicy, SyncSummary};
-use settee::{CancellationToken, Db, GetArgs};
+use settee::{CancellationToken, Db, ReadOptions};
 pub use settee_testkit::cli::{json_lines, Cli};
 pub use settee_testkit::wait_until;
 use settee_testkit::TestServer;
@@ -103,7 +105,7 @@ pub async fn sync_once(local: &Db, remote: &Db) -> SyncSummary {
 
 /// Whether `db` has a document `id` (not deleted).
 pub async fn has(db: &Db, id: &str) -> bool {
-    db.get(id, &GetArgs::default()).await.is_ok()
+    db.get(id, &ReadOptions::default()).await.is_ok()
 }
 
 /// A live sync on a task of its own, as the live tests run it: checkpoints every half

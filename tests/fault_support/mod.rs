@@ -4,11 +4,13 @@
 //! `settee_testkit::leaves` compares leaves: attachment digests included).
 #![allow(dead_code, clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use settee::couch::CouchClient;
-use settee::{Db, GetArgs};
+use settee::{Db, ReadOptions};
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::leaves::Compare;
 use settee_testkit::TestServer;
@@ -125,7 +127,7 @@ pub async fn server_tree(name: &str, id: &str) -> Vec<Value> {
 
 /// The local store's `open_revs=all` with `_revisions`, as compared leaves.
 pub async fn local_tree(local: &Db, id: &str) -> Vec<Value> {
-    match local.open_revs(id, &GetArgs::default()).await {
+    match local.open_revs(id, &ReadOptions::default()).await {
         Ok(answer) => leaves(answer),
         Err(e) if e.name() == "not_found" => Vec::new(),
         Err(e) => panic!("open_revs of {id} locally: {e}"),
@@ -178,7 +180,7 @@ async fn compare(
 pub async fn server_put(name: &str, mut doc: Value) {
     let db = direct(name);
     let id = doc["_id"].as_str().unwrap().to_owned();
-    if let Ok(cur) = db.get(&id, &GetArgs::default()).await {
+    if let Ok(cur) = db.get(&id, &ReadOptions::default()).await {
         doc["_rev"] = cur["_rev"].clone();
     }
     db.put(doc).await.unwrap();

@@ -5,9 +5,11 @@
 //! server refuses a whole request for is reported while the rest replicate; a kept
 //! compressible attachment pulls from Apache CouchDB, whose digests differ from the store's.
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
-use settee::{Db, GetArgs};
+use settee::{Db, ReadOptions};
 use settee_testkit::http::{self, Reply, Rule};
 
 use super::{local, remote, run, snapshot};
@@ -42,7 +44,7 @@ async fn attachment_on_a_conflict_branch(l: &Db, r: &Db, id: &str) {
     .unwrap();
     let pull = run(r, l, opts()).await;
     assert_eq!(pull.stats.docs_written, 1, "2-s pulled in");
-    let leaves = l.open_revs(id, &GetArgs::default()).await.unwrap();
+    let leaves = l.open_revs(id, &ReadOptions::default()).await.unwrap();
     assert_eq!(leaves.len(), 2, "a conflict: {leaves:?}");
 }
 
@@ -167,7 +169,7 @@ async fn stub_refused_by_the_target_is_sent_again_with_its_data() {
     let three = r
         .get(
             "d",
-            &GetArgs {
+            &ReadOptions {
                 rev: None,
                 ..Default::default()
             },
@@ -338,7 +340,7 @@ async fn pull_of_an_edit_that_keeps_a_compressible_attachment_writes_it() {
         .unwrap()["rev"]
         .clone();
     run(&r, &l, Default::default()).await;
-    let stub = r.get("t", &GetArgs::default()).await.unwrap()["_attachments"]["a.txt"].clone();
+    let stub = r.get("t", &ReadOptions::default()).await.unwrap()["_attachments"]["a.txt"].clone();
     r.put(json!({"_id": "t", "_rev": r1, "v": 2, "_attachments": {"a.txt": stub}}))
         .await
         .unwrap();
@@ -379,7 +381,7 @@ impl Rng {
 
 /// The live leaves of `id` (attachments as stubs); none if the document does not exist.
 async fn live_leaves(db: &Db, id: &str) -> Vec<Value> {
-    db.open_revs(id, &GetArgs::default())
+    db.open_revs(id, &ReadOptions::default())
         .await
         .unwrap()
         .into_iter()
@@ -486,7 +488,7 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
                     // What each side holds, for the failure's report (the replicator's own
                     // log is in the test's captured output).
                     for id in &ids_for_report {
-                        let revs = GetArgs {
+                        let revs = ReadOptions {
                             revs: true,
                             ..Default::default()
                         };
