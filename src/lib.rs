@@ -47,7 +47,7 @@ mod syncing;
 
 pub use attachments::AttachmentStream;
 pub use db::{redact, status, Db, GetArgs, Status};
-pub use doc::{Doc, Found};
+pub use doc::{AttachmentStub, Doc, Found};
 pub use error::{Error, Result};
 pub use feed::ChangesFeed;
 pub use owned::HeldStore;
