@@ -52,7 +52,11 @@ impl AttachmentStub {
     ///
     /// ```
     /// let stub = settee::AttachmentStub::new("text/plain", settee::store::attachment_digest(b"hi"), 2, 1);
-    /// assert_eq!(stub.digest, "md5-SMoVE1+rgJHfYv+Vq/BjEA==");
+    /// assert_eq!(serde_json::to_value(&stub)?, serde_json::json!({
+    ///     "content_type": "text/plain", "digest": "md5-SfaKXIST7CwL9ImCHCH8Ow==",
+    ///     "length": 2, "revpos": 1, "stub": true,
+    /// }));
+    /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn new(
         content_type: impl Into<String>,
