@@ -1,19 +1,73 @@
-//! Typed documents: [`Doc<T>`] keeps a document's id and revision beside its body, which is
-//! any `T: Serialize + DeserializeOwned`; [`crate::Documents::put_doc`],
-//! [`crate::Documents::get_doc`], [`crate::Documents::get_docs`], [`crate::Documents::put_docs`]
-//! and [`crate::Documents::find_docs`] move them in and out of a local
-//! store or a server. A document that does not fit `T` is an error naming it, never a
-//! default value.
+//! Typed documents: [`Doc<T>`] keeps a document's id, revision, attachment stubs and
+//! deletion beside its body, which is any `T: Serialize + DeserializeOwned`, so a typed
+//! edit writes back what `T` does not hold; the typed calls of [`crate::Documents`]
+//! (`put_doc`, `get_doc`, `leaves`, `find_docs`, ...) move them in and out of a local store
+//! or a server. A document that does not fit `T` is an error naming it, never a
+//! default value. The JSON conversion is `json.rs`'s; an attachment's metadata is
+//! `attachment_stub.rs`'s.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use serde_json::{Map, Value};
+mod attachment_stub;
+mod json;
+
+use std::collections::BTreeMap;
+
 use settee_revtree::Rev;
 
-use crate::{Error, Result};
+pub use attachment_stub::AttachmentStub;
 
-/// A document: its id, its revision (none before it is first written), its body, and its
-/// conflicting revisions when they were asked for.
+use crate::Error;
+
+/// A typed document: its id, its revision (none before it is first written), its body `T`,
+/// and beside the body the members of the document that a write must carry on: its
+/// attachments (as [`AttachmentStub`]s) and whether this revision is a deletion. `T` holds
+/// the application's fields only, so an edit through `Doc<T>` keeps the attachments although
+/// `T` has no field for them.
+///
+/// What it carries of CouchDB's `_` members: `_id` ([`Doc::id`]), `_rev` ([`Doc::rev`]),
+/// `_attachments` ([`Doc::attachments`]), `_deleted` ([`Doc::deleted`]), and `_conflicts`
+/// when a read asked for them ([`Doc::conflicts`], read-only). It drops, on a read,
+/// `_revisions`, `_revs_info`, `_local_seq` and `_deleted_conflicts`: they describe the
+/// revision tree, which a write computes anew, and `T` never sees them. A document read with
+/// a Mango `fields` list is partial (no `_attachments` unless listed, maybe no `_rev`):
+/// writing it back would drop what it lacks.
+///
+/// Writing it keeps every attachment in `attachments` as the database holds it (same
+/// bytes, digest and `revpos`); removing an entry removes that attachment from the new
+/// revision, on purpose. Bytes are added and read as streams ([`crate::Documents::put_attachment`],
+/// [`crate::Documents::get_attachment`]), never through `Doc`.
+///
+/// ```
+/// # async fn demo() -> Result<(), settee::Error> {
+/// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// struct Note { title: String } // no attachment field
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("notes");
+/// # let path = path.to_str().unwrap();
+/// use settee::Documents;
+/// let notes = settee::Local::open(path)?;
+/// let draft = notes.put_doc(&settee::Doc::new("note:1", Note { title: "draft".into() })).await?;
+/// let png = futures::stream::iter([Ok(bytes::Bytes::from_static(b"PNG..."))]);
+/// let upload = settee::AttachmentUpload {
+///     name: "image.png".into(), content_type: "image/png".into(), length: 6, body: Box::pin(png),
+/// };
+/// notes.put_attachment("note:1", draft.rev.as_ref(), upload).await?;
+///
+/// let mut note = notes.get_doc::<Note>("note:1").await?;
+/// assert_eq!(note.attachments["image.png"].length, 6);
+/// note.body.title = "final".into();
+/// let saved = notes.put_doc(&note).await?; // the image stays
+/// assert_eq!(saved.attachments, note.attachments);
+/// assert_eq!(notes.get_doc::<Note>("note:1").await?.attachments, note.attachments);
+///
+/// let mut note = saved;
+/// note.attachments.remove("image.png");
+/// notes.put_doc(&note).await?; // now it is gone
+/// assert!(notes.get_attachment("note:1", "image.png", None).await.unwrap_err().is_not_found());
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+///
+/// To and from CouchDB's JSON by hand:
 ///
 /// ```
 /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -30,112 +84,48 @@ pub struct Doc<T> {
     pub id: String,
     /// `_rev`: the revision this body is, and the one the next write edits.
     pub rev: Option<Rev>,
-    /// The document without `_id`, `_rev` and `_conflicts`.
+    /// The document without its `_` members (see above).
     pub body: T,
+    /// `_attachments`, by name, as stubs: written back as they are, so a write keeps them;
+    /// an entry removed here is an attachment removed by the next write.
+    pub attachments: BTreeMap<String, AttachmentStub>,
+    /// `_deleted`: this revision is a deletion (a tombstone, such as a deleted conflicting
+    /// leaf read by its `rev`; its body is usually empty, so read it into a `T` that
+    /// accepts that, or into `serde_json::Value`). Writing a `Doc` with `deleted` set
+    /// deletes the document.
+    pub deleted: bool,
     /// `_conflicts`: the other live leaves (only when asked for, e.g. `find` with
-    /// `conflicts`).
+    /// `conflicts`). Read-only: a write ignores it.
     pub conflicts: Vec<Rev>,
 }
 
-impl<T: Clone> Doc<T> {
-    /// This document as written at `rev`: the same body, the new revision, no conflicts.
-    pub(crate) fn written(&self, rev: Rev) -> Doc<T> {
-        Doc {
-            id: self.id.clone(),
-            rev: Some(rev),
-            body: self.body.clone(),
-            conflicts: Vec::new(),
-        }
-    }
-}
-
 impl<T> Doc<T> {
-    /// A new document, not written yet.
+    /// A new document, not written yet: no revision, no attachments.
     pub fn new(id: impl Into<String>, body: T) -> Doc<T> {
         Doc {
             id: id.into(),
             rev: None,
             body,
+            attachments: BTreeMap::new(),
+            deleted: false,
             conflicts: Vec::new(),
         }
     }
-}
 
-impl<T: Serialize> Doc<T> {
-    /// The document as CouchDB's JSON: the body's members with `_id` and `_rev`.
-    ///
-    /// # Errors
-    /// [`Error::Decode`] if the body does not serialize to a JSON object.
-    pub fn to_json(&self) -> Result<Value> {
-        let decode = |source| Error::Decode {
+    /// This document as the write of it at `rev` left it: the same body, attachments and
+    /// deletion, no conflicts (a write does not learn them).
+    pub(crate) fn written(&self, rev: Rev) -> Doc<T>
+    where
+        T: Clone,
+    {
+        Doc {
             id: self.id.clone(),
-            source,
-        };
-        let body = serde_json::to_value(&self.body).map_err(decode)?;
-        let Value::Object(fields) = body else {
-            return Err(decode(serde::ser::Error::custom(
-                "a document body must serialize to a JSON object",
-            )));
-        };
-        let mut out = Map::with_capacity(fields.len() + 2);
-        out.insert("_id".into(), Value::String(self.id.clone()));
-        if let Some(rev) = &self.rev {
-            out.insert("_rev".into(), Value::String(rev.to_string()));
+            rev: Some(rev),
+            body: self.body.clone(),
+            attachments: self.attachments.clone(),
+            deleted: self.deleted,
+            conflicts: Vec::new(),
         }
-        out.extend(
-            fields
-                .into_iter()
-                .filter(|(k, _)| k != "_id" && k != "_rev"),
-        );
-        Ok(Value::Object(out))
-    }
-}
-
-impl<T: DeserializeOwned> Doc<T> {
-    /// A document from CouchDB's JSON. `_id`, `_rev` and `_conflicts` go to their fields;
-    /// the rest (other `_` members included, such as `_attachments`) is deserialized into
-    /// `T`, whose unknown fields serde ignores unless `T` says otherwise.
-    ///
-    /// # Errors
-    /// [`Error::Decode`] if it is not an object with an `_id`, or the rest does not fit `T`.
-    pub fn from_json(doc: Value) -> Result<Doc<T>> {
-        let Value::Object(mut fields) = doc else {
-            return Err(Error::Decode {
-                id: String::new(),
-                source: serde::de::Error::custom("a document must be a JSON object"),
-            });
-        };
-        let id = match fields.shift_remove("_id") {
-            Some(Value::String(id)) => id,
-            _ => {
-                return Err(Error::Decode {
-                    id: String::new(),
-                    source: serde::de::Error::custom("the document has no string _id"),
-                })
-            }
-        };
-        let decode = |source| Error::Decode {
-            id: id.clone(),
-            source,
-        };
-        let rev = match fields.shift_remove("_rev") {
-            Some(Value::String(r)) => Some(
-                r.parse::<Rev>()
-                    .map_err(|e| decode(serde::de::Error::custom(e)))?,
-            ),
-            _ => None,
-        };
-        let conflicts = match fields.shift_remove("_conflicts") {
-            Some(c) => serde_json::from_value(c).map_err(decode)?,
-            None => Vec::new(),
-        };
-        let body = serde_json::from_value(Value::Object(fields)).map_err(decode)?;
-        Ok(Doc {
-            id,
-            rev,
-            body,
-            conflicts,
-        })
     }
 }
 
@@ -170,6 +160,7 @@ pub struct Found<T> {
     /// Why the query may be slow (no index used...).
     pub warning: Option<String>,
 }
+
 
 /// The error of one document of a bulk write, as the facade's error.
 pub(crate) fn doc_error(id: &str, error: Option<String>, reason: Option<String>) -> Error {

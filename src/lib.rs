@@ -74,7 +74,7 @@ pub use calls::documents::{ChangesPage, ChangesRequest, ReadOptions};
 pub use calls::feed::ChangesFeed;
 pub use calls::typed::DocChange;
 pub use db::{is_url, redact, Db};
-pub use doc::{Doc, Found};
+pub use doc::{AttachmentStub, Doc, Found};
 pub use documents::Documents;
 pub use error::{Error, Result};
 pub use local::{Local, LocalBuilder};
