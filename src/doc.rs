@@ -161,7 +161,6 @@ pub struct Found<T> {
     pub warning: Option<String>,
 }
 
-
 /// The error of one document of a bulk write, as the facade's error.
 pub(crate) fn doc_error(id: &str, error: Option<String>, reason: Option<String>) -> Error {
     let reason = reason.unwrap_or_default();

@@ -44,8 +44,9 @@ pub struct Local {
 pub(crate) enum LocalKind {
     /// Open in this process.
     Open(Database),
-    /// Held by another process.
-    Held(HeldStore),
+    /// Held by another process (boxed: the holder's two clients are much bigger than a
+    /// store handle).
+    Held(Box<HeldStore>),
 }
 
 /// Opens a [`Local`] with options (C-BUILDER): [`Local::builder`].
@@ -125,7 +126,10 @@ fn held_elsewhere(path: &Path, err: settee_store::Error) -> Result<Local> {
             tracing::info!(store = %path.display(), url = %advert.url, pid = advert.pid,
                 "the store is held by another process; talking to it");
             return Ok(Local {
-                kind: LocalKind::Held(HeldStore::new(&path.display().to_string(), &advert)?),
+                kind: LocalKind::Held(Box::new(HeldStore::new(
+                    &path.display().to_string(),
+                    &advert,
+                )?)),
             });
         }
     }

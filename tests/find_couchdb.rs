@@ -24,8 +24,8 @@ use std::process::{Command, Stdio};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use settee::store::{Database, Durability, OpenOptions};
 use settee::couch::RemoteDb;
+use settee::store::{Database, Durability, OpenOptions};
 use settee::FindRequest;
 use settee_testkit::{TestDb, TestServer};
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use settee::replicate::Peer;
-use settee::{Db, ReadOptions, SyncState};
+use settee::{ReadOptions, SyncState};
 use settee_testkit::{wait_until, TestDb};
 
 use common::{guarded_remote, json_lines, status, status_cmd};
@@ -97,7 +97,7 @@ impl Drop for LiveSync {
 /// The local store with one document the server refuses (`secret`) and one it takes,
 /// written before the live sync starts (it then holds the store).
 async fn local_store(path: &Path) -> String {
-    let l = Db::open(path.to_str().unwrap()).unwrap();
+    let l = settee::Local::open(path).unwrap();
     let bad = l
         .put(json!({"_id": "secret", "secret": true}))
         .await
@@ -168,8 +168,8 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     assert_eq!(docs_during, vec![rejected_line.clone()]);
 
     // The library, opened on the held store, asks the holder too.
-    let held = Db::open(path.to_str().unwrap()).unwrap();
-    assert!(matches!(held, Db::Held(_)), "{held:?}");
+    let held = settee::Local::open(&path).unwrap();
+    assert!(held.held_by().is_some(), "{held:?}");
     let rejected = SyncState::Rejected {
         rev: bad_rev.parse().unwrap(),
         error: "forbidden".into(),
@@ -225,10 +225,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     }
 
     sync.stop();
-    assert!(matches!(
-        Db::open(path.to_str().unwrap()).unwrap(),
-        Db::Local(_)
-    ));
+    assert!(settee::Local::open(&path).unwrap().store().is_some());
     let after = status(&path, &url, false);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(counts(&after[0]), counts(&during[0]));

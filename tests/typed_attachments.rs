@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use settee::store::attachment_digest;
-use settee::{AttachmentStub, AttachmentUpload, Db, Doc, GetArgs, Rev};
+use settee::{AttachmentStub, AttachmentUpload, Doc, Documents, ReadOptions, Rev};
 use settee_testkit::{TestDb, TestServer};
 
 /// A note as an app types it: no attachment field.
@@ -27,7 +27,7 @@ fn note(title: &str) -> Note {
 }
 
 /// Adds `image.png` to `id` on top of `rev`.
-async fn attach(db: &Db, id: &str, rev: &Rev) -> Rev {
+async fn attach(db: &impl settee::Documents, id: &str, rev: &Rev) -> Rev {
     let chunks = futures::stream::iter([Ok(bytes::Bytes::from_static(IMAGE))]);
     let upload = AttachmentUpload {
         name: "image.png".into(),
@@ -39,7 +39,7 @@ async fn attach(db: &Db, id: &str, rev: &Rev) -> Rev {
 }
 
 /// The bytes of `id`'s `image.png` as the database serves them, or its error's name.
-async fn image(db: &Db, id: &str) -> Result<Vec<u8>, &'static str> {
+async fn image(db: &impl settee::Documents, id: &str) -> Result<Vec<u8>, &'static str> {
     let att = db
         .get_attachment(id, "image.png", None)
         .await
@@ -49,25 +49,25 @@ async fn image(db: &Db, id: &str) -> Result<Vec<u8>, &'static str> {
 }
 
 /// The winning revision's JSON as the database itself answers it (stubs, no typed layer).
-async fn raw(db: &Db, id: &str) -> Value {
-    db.get(id, &GetArgs::default()).await.unwrap()
+async fn raw(db: &impl settee::Documents, id: &str) -> Value {
+    db.get(id, &ReadOptions::default()).await.unwrap()
 }
 
 /// A fresh database on the test server (deleted when the guard drops) and its `Db`.
-async fn remote(prefix: &str) -> (Db, TestDb) {
+async fn remote(prefix: &str) -> (settee::Remote, TestDb) {
     let guard = TestDb::create(prefix);
-    let db = Db::open(&TestServer::get().db_url_with_credentials(guard.name())).unwrap();
+    let db = settee::Remote::new(&TestServer::get().db_url_with_credentials(guard.name())).unwrap();
     (db, guard)
 }
 
-fn local(dir: &tempfile::TempDir) -> Db {
-    Db::open(dir.path().join("db").to_str().unwrap()).unwrap()
+fn local(dir: &tempfile::TempDir) -> settee::Local {
+    settee::Local::open(dir.path().join("db")).unwrap()
 }
 
 /// Writes `note:1` with an image, edits its title through the typed API, and checks the
 /// image is still the edited revision's, with the same digest and bytes; then removes it
 /// from `Doc::attachments` on purpose, and it is gone.
-async fn typed_edit_keeps_image(db: &Db, kind: &str) {
+async fn typed_edit_keeps_image(db: &impl settee::Documents, kind: &str) {
     let first = db
         .put_doc(&Doc::new("note:1", note("draft")))
         .await
@@ -129,8 +129,8 @@ async fn typed_edit_keeps_image(db: &Db, kind: &str) {
             .is_not_found(),
         "{kind}"
     );
-    let args = GetArgs {
-        rev: Some(tombstone.rev.as_ref().unwrap().to_string()),
+    let args = ReadOptions {
+        rev: tombstone.rev.clone(),
         ..Default::default()
     };
     let read = Doc::<Value>::from_json(db.get("note:1", &args).await.unwrap()).unwrap();
@@ -139,7 +139,7 @@ async fn typed_edit_keeps_image(db: &Db, kind: &str) {
 }
 
 /// The same through `put_docs`, beside a document without attachments.
-async fn typed_bulk_edit_keeps_image(db: &Db, kind: &str) {
+async fn typed_bulk_edit_keeps_image(db: &impl settee::Documents, kind: &str) {
     let first = db
         .put_doc(&Doc::new("note:2", note("draft")))
         .await
@@ -227,15 +227,11 @@ async fn issue_22_sync_after_a_typed_edit_keeps_the_image_on_the_server() {
     assert_eq!(image(&server, "note:1").await.as_deref(), Ok(IMAGE));
 }
 
-async fn sync_once(local: &Db, remote: &Db) {
-    let summary = settee::replicate::sync(
-        local.to_peer(),
-        remote.to_peer(),
-        Default::default(),
-        None,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+async fn sync_once(local: &settee::Local, remote: &settee::Remote) {
+    let summary = local
+        .sync(remote, Default::default())
+        .finish()
+        .await
+        .unwrap();
     assert!(summary.push.stats.docs_written > 0, "{summary:?}");
 }

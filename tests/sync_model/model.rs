@@ -15,8 +15,8 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use settee::couch::RemoteDb;
 use settee::replicate::Filter;
-use settee::store::{ChangesOptions, ChangesStyle, Durability, GetOptions, OpenOptions, OpenRevs};
 use settee::store::Database;
+use settee::store::{ChangesOptions, ChangesStyle, Durability, GetOptions, OpenOptions, OpenRevs};
 use settee::{Rev, SyncState};
 
 use crate::common::Server;

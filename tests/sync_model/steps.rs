@@ -13,8 +13,8 @@ use base64::Engine;
 use rand::Rng;
 use serde_json::{json, Value};
 use settee::replicate::{DocFailure, Filter, ReplicateOptions, Selector};
-use settee::store::GetOptions;
 use settee::store::Database;
+use settee::store::GetOptions;
 use settee::Rev;
 use settee_testkit::peer::{Wrap, Wrapped};
 
