@@ -48,7 +48,7 @@ mod syncing;
 pub use attachments::AttachmentStream;
 pub use db::{redact, status, Db, GetArgs, Status};
 pub use doc::{Doc, Found};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use feed::ChangesFeed;
 pub use owned::HeldStore;
 pub use settee_couch as couch;
