@@ -240,3 +240,160 @@ fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Error>();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_error() -> serde_json::Error {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Note {
+            title: String,
+        }
+        serde_json::from_str::<Note>(r#"{"body": "no title"}"#).unwrap_err()
+    }
+
+    #[test]
+    fn decode_names_the_document_and_says_what_serde_said_once() {
+        let e = Error::decode("note:1", serde_error());
+        assert_eq!((e.kind(), e.name()), (ErrorKind::Decode, "doc_decode"));
+        assert_eq!(
+            e.to_string(),
+            "doc_decode: document \"note:1\" does not fit the requested type: \
+             missing field `title` at line 1 column 20"
+        );
+        // The reason is in the message, so it is not a source too (`{:#}` would repeat it).
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(
+            e.reason().as_deref(),
+            Some("missing field `title` at line 1 column 20")
+        );
+    }
+
+    #[test]
+    fn a_refused_document_has_the_kind_of_its_name() {
+        let rejected = |error: &str| Error::Rejected {
+            id: "a".into(),
+            error: error.into(),
+            reason: "no secrets here".into(),
+        };
+        for (name, kind) in [
+            ("forbidden", ErrorKind::Forbidden),
+            ("unauthorized", ErrorKind::Unauthorized),
+            ("too_large", ErrorKind::TooLarge),
+            ("unknown_error", ErrorKind::Rejected),
+        ] {
+            let e = rejected(name);
+            assert_eq!((e.kind(), e.name()), (kind, name));
+            assert_eq!(e.reason().as_deref(), Some("no secrets here"));
+        }
+    }
+
+    #[test]
+    fn the_facades_own_errors_have_their_kinds_and_names() {
+        let cases = [
+            (
+                Error::BadRequest("x".into()),
+                ErrorKind::BadRequest,
+                "bad_request",
+            ),
+            (
+                Error::InvalidResponse("x".into()),
+                ErrorKind::InvalidResponse,
+                "invalid_response",
+            ),
+            (
+                Error::Task("panicked".into()),
+                ErrorKind::Internal,
+                "internal_error",
+            ),
+            (
+                Error::NoStore { path: "p".into() },
+                ErrorKind::NotFound,
+                "not_found",
+            ),
+        ];
+        for (e, kind, name) in cases {
+            assert_eq!((e.kind(), e.name()), (kind, name), "{e}");
+        }
+    }
+
+    #[test]
+    fn wrapped_errors_keep_their_crates_kind_name_and_reason() {
+        let store = Error::from(settee_store::Error::NotFound {
+            id: "a".into(),
+            reason: "deleted".into(),
+        });
+        assert_eq!(
+            (store.kind(), store.name()),
+            (ErrorKind::NotFound, "not_found")
+        );
+        assert_eq!(store.reason().as_deref(), Some("deleted"));
+        assert!(store.is_not_found() && !store.is_conflict());
+
+        let query = Error::from(settee_query::Error::NoUsableIndex {
+            reason: "no index".into(),
+        });
+        assert_eq!(
+            (query.kind(), query.name()),
+            (ErrorKind::BadRequest, "no_usable_index")
+        );
+        let local_query = Error::from(settee_store::Error::Query(
+            settee_query::Error::NoUsableIndex {
+                reason: "no index".into(),
+            },
+        ));
+        assert_eq!(
+            (local_query.kind(), local_query.name()),
+            (query.kind(), query.name())
+        );
+
+        let rev = Error::from("x".parse::<settee_revtree::Rev>().unwrap_err());
+        assert_eq!(
+            (rev.kind(), rev.name()),
+            (ErrorKind::BadRequest, "bad_request")
+        );
+
+        let url = url::Url::parse("http://u:p@127.0.0.1:1/db").unwrap();
+        let offline = Error::from(settee_couch::Error::Connect {
+            addr: "127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+            url: settee_couch::RedactedUrl::new(&url),
+        });
+        assert_eq!(
+            (offline.kind(), offline.name()),
+            (ErrorKind::Offline, "transport")
+        );
+        assert_eq!(offline.reason(), None);
+
+        let gave_up = Error::from(settee_replicate::Error::GaveUp {
+            attempts: 5,
+            source: Box::new(settee_replicate::Error::Store {
+                path: "p".into(),
+                source: settee_store::Error::Conflict { id: "a".into() },
+            }),
+        });
+        assert_eq!(
+            (gave_up.kind(), gave_up.name()),
+            (ErrorKind::Conflict, "conflict")
+        );
+        assert_eq!(
+            gave_up.reason().as_deref(),
+            Some("Document update conflict.")
+        );
+    }
+
+    #[test]
+    fn a_held_store_answers_with_its_cause() {
+        let e = Error::Held {
+            path: "p".into(),
+            pid: 7,
+            source: Box::new(Error::from(settee_store::Error::Conflict {
+                id: "a".into(),
+            })),
+        };
+        assert_eq!((e.kind(), e.name()), (ErrorKind::Conflict, "conflict"));
+        assert!(e.is_conflict());
+    }
+}
