@@ -76,7 +76,7 @@ pub use calls::typed::DocChange;
 pub use db::{is_url, redact, Db};
 pub use doc::{AttachmentStub, Doc, Found};
 pub use documents::Documents;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use local::{Local, LocalBuilder};
 pub use remote::{Remote, RemoteBuilder};
 pub use settee_couch as couch;

@@ -491,7 +491,7 @@ async fn resolve_conflict_keeps_or_merges_and_deletes_the_losers() {
 async fn wrong_credentials_answer_is_unauthorized() {
     let server = TestServer::get();
     let Some(user) = server.user() else {
-        panic!("the test server has no admin user: is_unauthorized cannot be checked");
+        panic!("the test server has no admin user: unauthorized cannot be checked");
     };
     let url = server
         .url()
@@ -499,7 +499,7 @@ async fn wrong_credentials_answer_is_unauthorized() {
         + "/_users";
     let db = settee::Remote::new(&url).unwrap();
     let err = db.get("x", &ReadOptions::default()).await.unwrap_err();
-    assert!(err.is_unauthorized(), "{err}");
+    assert_eq!(err.kind(), settee::ErrorKind::Unauthorized, "{err}");
     assert!(!err.to_string().contains("definitely-wrong"), "{err}");
     let _: Value = json!(null);
 }

@@ -39,11 +39,11 @@ async fn attach(db: &impl settee::Documents, id: &str, rev: &Rev) -> Rev {
 }
 
 /// The bytes of `id`'s `image.png` as the database serves them, or its error's name.
-async fn image(db: &impl settee::Documents, id: &str) -> Result<Vec<u8>, &'static str> {
+async fn image(db: &impl settee::Documents, id: &str) -> Result<Vec<u8>, String> {
     let att = db
         .get_attachment(id, "image.png", None)
         .await
-        .map_err(|e| e.name())?;
+        .map_err(|e| e.name().to_owned())?;
     let chunks: Vec<bytes::Bytes> = att.body.try_collect().await.unwrap();
     Ok(chunks.concat())
 }
@@ -116,7 +116,7 @@ async fn typed_edit_keeps_image(db: &impl settee::Documents, kind: &str) {
         "{kind}"
     );
     assert_eq!(after.get("_attachments"), None, "{kind}: {after}");
-    assert_eq!(image(db, "note:1").await, Err("not_found"), "{kind}");
+    assert_eq!(image(db, "note:1").await, Err("not_found".to_owned()), "{kind}");
 
     // A typed deletion, and the tombstone read back by its revision says it is one.
     let mut doc = removed;

@@ -48,10 +48,7 @@ impl<T: Serialize> Doc<T> {
     /// # Errors
     /// [`Error::Decode`] if the body does not serialize to a JSON object.
     pub fn to_json(&self) -> Result<Value> {
-        let decode = |source| Error::Decode {
-            id: self.id.clone(),
-            source,
-        };
+        let decode = |cause| Error::decode(self.id.clone(), cause);
         let body = serde_json::to_value(&self.body).map_err(decode)?;
         let Value::Object(fields) = body else {
             return Err(decode(serde::ser::Error::custom(
@@ -105,24 +102,21 @@ impl<T: DeserializeOwned> Doc<T> {
     /// `_attachments` entry is malformed, or the rest does not fit `T`.
     pub fn from_json(doc: Value) -> Result<Doc<T>> {
         let Value::Object(mut fields) = doc else {
-            return Err(Error::Decode {
-                id: String::new(),
-                source: serde::de::Error::custom("a document must be a JSON object"),
-            });
+            return Err(Error::decode(
+                "",
+                serde::de::Error::custom("a document must be a JSON object"),
+            ));
         };
         let id = match fields.shift_remove("_id") {
             Some(Value::String(id)) => id,
             _ => {
-                return Err(Error::Decode {
-                    id: String::new(),
-                    source: serde::de::Error::custom("the document has no string _id"),
-                })
+                return Err(Error::decode(
+                    "",
+                    serde::de::Error::custom("the document has no string _id"),
+                ))
             }
         };
-        let decode = |source| Error::Decode {
-            id: id.clone(),
-            source,
-        };
+        let decode = |cause| Error::decode(id.clone(), cause);
         let rev = match fields.shift_remove("_rev") {
             Some(Value::String(r)) => Some(
                 r.parse::<Rev>()

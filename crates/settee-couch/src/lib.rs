@@ -68,7 +68,7 @@ pub use settee_revtree::{Rev, Revisions, Seq};
 /// The wire shapes this client reads and sends, shared with the store and the server.
 pub use settee_wire::{
     AllDocs, AllDocsOptions, AllDocsRow, BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest,
-    BulkGetResult, ChangesStyle, CouchError, DocResult, GetOptions, Sizes,
+    BulkGetResult, ChangesStyle, CouchError, DocResult, ErrorKind, GetOptions, Sizes,
 };
 
 /// One row of a changes feed: `settee_wire`'s [`Change`](settee_wire::Change) with the
