@@ -20,7 +20,7 @@ pub struct AppOptions {
     /// The local store's directory (created if missing).
     pub store: PathBuf,
     /// The server to sync with for this run. Without one, the app uses the server last set
-    /// on the page (remembered in the store), or none.
+    /// on the page (remembered beside the store), or none.
     pub remote: Option<Remote>,
 }
 

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
+// The facade re-exports `Event` but not the `Direction` its variants carry.
+use settee::replicate::Direction;
 use settee::{CancellationToken, Event, Local, ReplicateOptions, RetryNow, RetryPolicy};
 use tokio::sync::Notify;
 
@@ -431,10 +433,10 @@ impl SyncCtl {
 }
 
 impl Status {
-    fn dir(&mut self, direction: settee::replicate::Direction) -> &mut Dir {
+    fn dir(&mut self, direction: Direction) -> &mut Dir {
         match direction {
-            settee::replicate::Direction::Push => &mut self.push,
-            settee::replicate::Direction::Pull => &mut self.pull,
+            Direction::Push => &mut self.push,
+            Direction::Pull => &mut self.pull,
         }
     }
 }
