@@ -3,15 +3,15 @@
 //! with the time of the last complete sync.
 //!
 //! One supervisor task per remote runs `Local::sync` continuously (push and pull) and
-//! follows its `Syncing` handle's events. The replicator retries transient failures itself, so a server or network that
-//! comes back is picked up with no action from anyone; the supervisor restarts the sync
-//! after the failures the replicator gives up on (the server unreachable when the sync
-//! starts, a wrong password, a missing database it may not create), with a capped backoff.
-//! "Sync now" ([`SyncCtl::sync_now`]) cuts short whichever wait is under way: the
-//! replicator's before a retry (`RetryNow`) or the supervisor's before a restart.
-//! The replicator's events drive the state here; the badges and the unsynced count are
-//! Settee's per-document sync state (`state.rs`). A publisher task sends the state and the
-//! changed badges to the pages.
+//! follows its `Syncing` handle's events. The replicator retries transient failures
+//! itself, so a server or network that comes back is picked up with no action from anyone;
+//! the supervisor restarts the sync after the failures the replicator gives up on (the
+//! server unreachable when the sync starts, a wrong password, a missing database it may not
+//! create), with a capped backoff. "Sync now" ([`SyncCtl::sync_now`]) cuts short whichever
+//! wait is under way: the replicator's before a retry (`RetryNow`) or the supervisor's
+//! before a restart. The sync's events drive the state here; the badges and the unsynced
+//! count are Settee's per-document sync state (`state.rs`). A publisher task sends the
+//! state and the changed badges to the pages.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
