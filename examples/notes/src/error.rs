@@ -22,9 +22,9 @@ pub enum Error {
     /// the app running on this machine).
     #[error("forbidden: {0}")]
     Forbidden(String),
-    /// The local store failed.
+    /// The local store (or the server, for the calls that reach it) failed.
     #[error("store: {0}")]
-    Store(#[from] settee::store::Error),
+    Store(#[from] settee::Error),
     /// Something else failed inside the app (a task panicked, a remote client could not be
     /// built).
     #[error("internal: {0}")]
@@ -53,9 +53,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Store(e) => {
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            }
+            Error::Store(e) => status_of(e),
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +72,27 @@ impl Error {
 
     pub(crate) fn task(e: tokio::task::JoinError) -> Error {
         Error::Internal(format!("a store task failed: {e}"))
+    }
+}
+
+/// The HTTP status of a facade error. The facade gives only CouchDB's error name and a few
+/// `is_*` queries (no status), so the status is derived from them here.
+fn status_of(e: &settee::Error) -> StatusCode {
+    if e.is_not_found() {
+        StatusCode::NOT_FOUND
+    } else if e.is_conflict() {
+        StatusCode::CONFLICT
+    } else if e.is_disk_full() {
+        StatusCode::INSUFFICIENT_STORAGE
+    } else if e.is_unauthorized() {
+        StatusCode::FORBIDDEN
+    } else {
+        match e.name() {
+            "bad_request" | "invalid_bookmark" | "invalid_index" | "no_usable_index"
+            | "illegal_docid" | "doc_validation" => StatusCode::BAD_REQUEST,
+            "store_in_use" => StatusCode::LOCKED,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 }
 
