@@ -15,9 +15,11 @@ use settee_testkit::{wait_until, TestDb};
 /// seconds).
 const HANG: Duration = Duration::from_secs(180);
 
-/// The example's binary, built now if it is missing or stale. Cargo builds examples for
-/// `cargo test` of all targets, but not for `cargo test --test notes_core`; the build is a
-/// no-op when the binary is up to date (as trybuild does, from a test).
+/// The example's binary, built now if it is missing or stale: cargo builds examples for
+/// `cargo test --workspace --all-targets` (scripts/test.sh), but not for `cargo test --test
+/// notes_core`. The build asks for what the suite builds (the workspace's examples, so the
+/// same features of every dependency), so it is a no-op in the suite; `-p settee` alone
+/// would resolve other features and rebuild the dependencies.
 fn example_binary() -> PathBuf {
     // target/<profile>/deps/notes_core-HASH -> target/<profile>
     let exe = std::env::current_exe().unwrap();
@@ -25,14 +27,7 @@ fn example_binary() -> PathBuf {
     let target_dir = profile_dir.parent().unwrap();
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "settee",
-            "--example",
-            "notes_core",
-        ])
+        .args(["build", "--quiet", "--workspace", "--examples"])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
