@@ -85,7 +85,8 @@ pub use settee_query as query;
 pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_replicate as replicate;
 pub use settee_replicate::{
-    CancellationToken, Event, ReplicateOptions, RetryNow, SyncState, SyncStatus, SyncSummary,
+    CancellationToken, Direction, Event, ReplicateOptions, RetryNow, SyncState, SyncStatus,
+    SyncSummary,
 };
 pub use settee_revtree as revtree;
 pub use settee_revtree::{Rev, Seq};

@@ -116,7 +116,11 @@ async fn typed_edit_keeps_image(db: &impl settee::Documents, kind: &str) {
         "{kind}"
     );
     assert_eq!(after.get("_attachments"), None, "{kind}: {after}");
-    assert_eq!(image(db, "note:1").await, Err("not_found".to_owned()), "{kind}");
+    assert_eq!(
+        image(db, "note:1").await,
+        Err("not_found".to_owned()),
+        "{kind}"
+    );
 
     // A typed deletion, and the tombstone read back by its revision says it is one.
     let mut doc = removed;

@@ -67,13 +67,28 @@ pub async fn sync<L: Peer, R: Peer>(
                 Err(e) => return Err(e),
             };
             failures = failures.saturating_add(1);
+            // Each attempt is reported as a replication's are: an `Error` event, retrying
+            // or final, so that a sync with `create_target` reads the same as one without.
+            let report = |retrying: bool, delay: Option<std::time::Duration>| Event::Error {
+                direction: Direction::Push,
+                message: crate::error_chain(&e),
+                name: e.name().to_owned(),
+                retrying,
+                retry_in_ms: delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            };
             if !opts.continuous && failures >= opts.retry.attempts() {
+                if let Some(tx) = &events {
+                    let _ = tx.send(report(false, None)).await;
+                }
                 return Err(Error::GaveUp {
                     attempts: failures,
                     source: Box::new(e),
                 });
             }
             let delay = opts.retry.delay(failures - 1);
+            if let Some(tx) = &events {
+                let _ = tx.send(report(true, Some(delay))).await;
+            }
             tracing::warn!(error = %crate::error_chain(&e), retry_in = ?delay, "could not reach the remote to create it; retrying");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
