@@ -78,4 +78,4 @@ pub use results::{
 };
 pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_revtree::{Rev, Revisions, RevsDiff};
-pub use sync_state::{Rejection, Remote, SyncCounts, SyncState};
+pub use sync_state::{AliasLearned, Rejection, Remote, SyncCounts, SyncState};

@@ -31,6 +31,10 @@
 //! Filters are not the store's business: it records whatever meta the replicator gives a
 //! remote (its sync filters) and never produces [`SyncState::NotReplicated`] itself.
 //!
+//! A remote may have other names (`aliases.rs`): the replicator names a remote by its
+//! identity once it learns it, and records the address it knew it by before as an alias,
+//! so that an offline question asked with any spelling it learned reads the same state.
+//!
 //! Files: `registry.rs` (the registered remotes, their counts and pending intervals, and
 //! their records; held in memory by the core), `batch.rs` (the sync part of one write call's
 //! batch) with `intervals.rs` (how a batch changes the pending intervals), `remotes.rs`
@@ -42,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use settee_revtree::{Rev, RevTree};
 
+mod aliases;
 mod batch;
 mod confirm;
 mod intervals;
@@ -53,6 +58,7 @@ mod state_changes;
 mod verify;
 pub(crate) mod watchers;
 
+pub use aliases::AliasLearned;
 pub(crate) use batch::{Edit, Position, SyncBatch};
 pub(crate) use registry::RemoteUpdate;
 pub use registry::SyncCounts;
