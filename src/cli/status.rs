@@ -29,6 +29,16 @@ pub(crate) async fn status(Status { local, url, docs }: Status) -> anyhow::Resul
 async fn show(local: &Db, remote: &Db, docs: bool) -> anyhow::Result<Outcome> {
     use futures::StreamExt;
     let terminal = std::io::stdout().is_terminal();
+    // Online when it can be: the server's uuid names the database, so a spelling of its
+    // URL this store never synced with reads the state of the one it did (issue 22).
+    // Offline, the store answers for the spellings it learned.
+    if let (Db::Local(db), Db::Remote(r)) = (local, remote) {
+        let once =
+            settee::replicate::AnyPeer::Remote(r.with_retry(settee::couch::RetryPolicy::none()));
+        if let Err(e) = settee::replicate::learn_identity(db, &once).await {
+            tracing::debug!(error = %e, "the server did not say its uuid; answering offline");
+        }
+    }
     let st = settee::status(local, remote).await?;
     if terminal {
         print_status_table(&st)?;
@@ -64,6 +74,9 @@ fn print_status_table(st: &settee::Status) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let never = |t: &Option<String>| t.clone().unwrap_or_else(|| "never".into());
     writeln!(out, "remote          {}", l.remote)?;
+    if l.never_synced {
+        writeln!(out, "never synced with {}", l.remote)?;
+    }
     writeln!(
         out,
         "unpushed        {}{}",
