@@ -17,8 +17,9 @@ pub const HISTORY_LIMIT: usize = 50;
 /// Version of our replication id scheme; part of the hashed input.
 const REP_ID_VERSION: u32 = 1;
 
-/// The replication id: a hash of both peers' identities ([`Peer::identity`]: a URL with the
-/// user name but never a password, or a store's uuid) and of what the filter selects. The
+/// The replication id: a hash of both peers' identities ([`Peer::identity`]: a remote
+/// database's server uuid with the database and user names, or its URL with the user name
+/// but never a password, or a store's uuid) and of what the filter selects. The
 /// same replication gets the same id on every run, so it finds its checkpoints; a different
 /// user, or a filter that selects differently, gets another id, so it never resumes from a
 /// checkpoint that skipped documents it would replicate.

@@ -4,7 +4,8 @@
 //! updates the state in the same `sled::Batch` as the data (see `write/`).
 //!
 //! A remote is *registered* ([`Database::register_remote`]) under a name (the replicator
-//! passes the remote's identity, a URL without credentials) and gets a small number. For
+//! passes the remote's identity: its server's uuid with the database name, or a URL without
+//! credentials) and gets a small number. For
 //! each registered remote, a document with leaves the remote is not known to hold has a `U`
 //! entry (`keys::Unsynced`: those leaves, sorted, and the remote's standing rejection, if
 //! any); a document without one (and not pending, below) is synced. `Msync` counts the
@@ -164,7 +165,8 @@ impl SyncState {
 /// A remote the store syncs with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Remote {
-    /// Its name (the replicator's identity of the remote: a URL without credentials).
+    /// Its name (the replicator's identity of the remote: its server's uuid with the
+    /// database name, or a URL without credentials when the server has no uuid).
     pub name: String,
     /// What the replicator records about it (its sync filters); opaque to the store.
     pub meta: Map<String, Value>,
