@@ -35,7 +35,11 @@ async fn issue_22_status_with_another_spelling_of_the_server_shows_the_same_coun
     let localhost = server.via(&server.url().replace("127.0.0.1", "localhost"));
     let st = status(&path, &localhost.db_url_with_user(name), false);
     assert_eq!(
-        (&st[0]["unpushed"], &st[0]["unpulled"], &st[0]["never_synced"]),
+        (
+            &st[0]["unpushed"],
+            &st[0]["unpulled"],
+            &st[0]["never_synced"]
+        ),
         (&json!(0), &json!(0), &json!(false)),
         "{st:?}"
     );
@@ -62,7 +66,11 @@ async fn issue_22_status_with_another_spelling_of_the_server_shows_the_same_coun
     proxy.set_refusing(true);
     let st = status(&path, &via, false);
     assert_eq!(
-        (&st[0]["unpushed"], &st[0]["unpulled"], &st[0]["never_synced"]),
+        (
+            &st[0]["unpushed"],
+            &st[0]["unpulled"],
+            &st[0]["never_synced"]
+        ),
         (&json!(1), &json!(null), &json!(false)),
         "{st:?}"
     );

@@ -133,10 +133,14 @@ pub async fn sync<L: Peer, R: Peer>(
 /// What is not synced between a local store and a remote, read offline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncStatus {
-    /// The name the store keeps the remote's state under: its identity
-    /// ([`Peer::identity`]), learned when a sync or [`learn_identity`] reached it; the
-    /// address asked with when the store never learned one for it.
+    /// The remote as it was asked about: its identity or its address ([`Peer::address`]:
+    /// its URL without credentials).
     pub remote: String,
+    /// The name the store keeps the remote's state under: its identity
+    /// ([`Peer::identity`]), learned when a sync or [`learn_identity`] reached it under
+    /// this name or another spelling of it; `remote` itself when none was learned.
+    #[serde(default)]
+    pub identity: String,
     /// The store keeps no sync state with this remote: no sync with it ever started, under
     /// this spelling of its URL or under one the store learned is the same database. The
     /// counts then say that nothing is known to be there (every document unpushed).
@@ -429,6 +433,7 @@ pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus>
 /// # Errors
 /// The local store's errors.
 pub async fn status_named(local: &Database, remote: &str) -> Result<SyncStatus> {
+    let asked = remote.to_owned();
     let view = PairView::new(local, remote);
     let v = view.clone();
     let (unpushed, rejected, not_replicated) = blocking(local, move |db| {
@@ -475,7 +480,8 @@ pub async fn status_named(local: &Database, remote: &str) -> Result<SyncStatus> 
     Ok(SyncStatus {
         never_synced: local.remote(&view.remote).is_none(),
         pull_failed: failed_ids.len() as u64,
-        remote: view.remote,
+        remote: asked,
+        identity: view.remote,
         unpushed,
         rejected,
         not_replicated,

@@ -84,7 +84,7 @@ async fn issue_22_both_spellings_of_the_server_are_one_remote_with_one_checkpoin
         assert_eq!(fresh.identity(), url, "not learned yet");
         let st = settee_replicate::status(&local, &fresh).await.unwrap();
         assert_eq!((st.unpushed, st.never_synced), (0, false), "{st:?}");
-        assert_eq!(st.remote, a.identity());
+        assert_eq!((st.remote, st.identity), (url, a.identity()));
     }
     // A spelling never used has no state.
     let never = settee_replicate::status_named(&local, "http://admin@[::1]:1/nothing")
@@ -154,5 +154,5 @@ async fn issue_22_state_written_under_the_url_is_found_once_the_identity_is_lear
     let by_url = RemoteDb::from_url(&remote.address()).unwrap();
     let st = settee_replicate::status(&local, &by_url).await.unwrap();
     assert_eq!((st.unpushed, st.never_synced), (1, false), "{st:?}");
-    assert_eq!(st.remote, identity);
+    assert_eq!((st.remote, st.identity), (address, identity));
 }
