@@ -425,7 +425,10 @@ pub fn sync_state_changes<R: Peer>(
 /// # Errors
 /// The local store's errors.
 pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus> {
-    status_named(local, &remote.identity()).await
+    let mut st = status_named(local, &remote.identity()).await?;
+    // Named as the caller knows it, learned identity or not.
+    st.remote = remote.address();
+    Ok(st)
 }
 
 /// [`status`] with the remote named by its identity ([`Peer::identity`]).
