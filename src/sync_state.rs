@@ -157,10 +157,18 @@ impl Local {
     /// The local store's errors; for a store held by another process, [`Error::Held`] when that
     /// process does not answer.
     pub async fn status(&self, remote: &Remote) -> Result<Status> {
-        let st = self.sync_status(remote).await?;
         // One attempt: offline, say so at once rather than after the client's retries.
         let remote =
             Remote::from_couch(remote.couch().with_retry(settee_couch::RetryPolicy::none()));
+        // Online when it can be: the server's uuid names the database, so a spelling of its
+        // URL this store never synced with reads the state of the one it did. Offline, the
+        // store answers for the spellings it learned.
+        if let SyncSide::Store(db) = self.sync_side() {
+            if let Err(e) = settee_replicate::learn_identity(db, &remote.to_peer()).await {
+                tracing::debug!(error = %e, "the server did not say its uuid; answering offline");
+            }
+        }
+        let st = self.sync_status(&remote).await?;
         let counted = match self.sync_side() {
             SyncSide::Store(db) => settee_replicate::unpulled(db, &remote.to_peer()).await,
             SyncSide::Held(h) => {

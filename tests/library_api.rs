@@ -238,7 +238,7 @@ async fn issue_22_wrong_password_is_unauthorized_on_first_use() {
         .get("anything", &ReadOptions::default())
         .await
         .unwrap_err();
-    assert!(err.is_unauthorized(), "{err:?}");
+    assert_eq!(err.kind(), settee::ErrorKind::Unauthorized, "{err:?}");
     let message = err.to_string();
     assert!(
         message.contains("check the user name and password"),
@@ -286,10 +286,10 @@ async fn child_reads_with_settee_password_set() {
     };
     // `http://admin@host/db`: a user name and no password.
     let err = Remote::new(&url).unwrap().check().await.unwrap_err();
-    assert!(err.is_unauthorized(), "Remote::new: {err:?}");
+    assert_eq!(err.kind(), settee::ErrorKind::Unauthorized, "Remote::new: {err:?}");
     let db = settee::Db::open(&url).unwrap();
     let err = db.get("x", &ReadOptions::default()).await.unwrap_err();
-    assert!(err.is_unauthorized(), "Db::open: {err:?}");
+    assert_eq!(err.kind(), settee::ErrorKind::Unauthorized, "Db::open: {err:?}");
     // The variable does hold the password: asked for, it is used.
     let asked = Remote::builder(&url)
         .password_from_env("SETTEE_PASSWORD")

@@ -78,6 +78,9 @@ fn print_status_table(st: &settee::Status) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let never = |t: &Option<String>| t.clone().unwrap_or_else(|| "never".into());
     writeln!(out, "remote          {}", l.remote)?;
+    if l.never_synced {
+        writeln!(out, "never synced with {}", l.remote)?;
+    }
     writeln!(
         out,
         "unpushed        {}{}",

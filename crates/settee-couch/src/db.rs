@@ -27,6 +27,9 @@ pub struct RemoteDb {
     shown: RedactedUrl,
     /// `bulk_get.rs`'s memory of whether the server has `_bulk_get`.
     pub(crate) bulk_get_support: Arc<AtomicU8>,
+    /// The server's uuid as `GET /` last answered it ([`RemoteDb::learn_server_uuid`]),
+    /// shared by clones: `None` until asked, or when the server has none.
+    server_uuid: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl fmt::Debug for RemoteDb {
@@ -46,6 +49,7 @@ impl RemoteDb {
             url,
             shown,
             bulk_get_support: Arc::new(AtomicU8::new(0)),
+            server_uuid: Arc::default(),
         }
     }
 
@@ -58,7 +62,36 @@ impl RemoteDb {
             url: self.url.clone(),
             shown: self.shown.clone(),
             bulk_get_support: self.bulk_get_support.clone(),
+            server_uuid: self.server_uuid.clone(),
         }
+    }
+
+    /// The server's uuid as [`RemoteDb::learn_server_uuid`] last learned it (shared by
+    /// this handle's clones); `None` before that, or when the server answered none. No
+    /// request is made.
+    pub fn server_uuid(&self) -> Option<String> {
+        self.server_uuid
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asks the server for its uuid (`GET /`: CouchDB answers the same one on every node of
+    /// a cluster, pouchdb-server and `settee serve` one per data directory), remembers it
+    /// for [`RemoteDb::server_uuid`] and returns it; `None` when the answer has none (the
+    /// remembered one is then forgotten).
+    ///
+    /// # Errors
+    /// The client's errors for `GET /`; what was remembered stays then.
+    pub async fn learn_server_uuid(&self) -> Result<Option<String>> {
+        let uuid = self
+            .client
+            .server_info()
+            .await?
+            .uuid
+            .filter(|u| !u.is_empty());
+        *self.server_uuid.write().unwrap_or_else(|p| p.into_inner()) = uuid.clone();
+        Ok(uuid)
     }
 
     /// A database from its full URL, `http://[user:password@]host:5984[/prefix]/dbname`,

@@ -80,4 +80,4 @@ pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_revtree::{Rev, Revisions, RevsDiff};
 /// What kind of failure an [`Error`] is ([`Error::kind`]), shared with the client.
 pub use settee_wire::ErrorKind;
-pub use sync_state::{Rejection, Remote, SyncCounts, SyncState};
+pub use sync_state::{AliasLearned, Rejection, Remote, SyncCounts, SyncState};

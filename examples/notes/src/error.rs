@@ -36,7 +36,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// CouchDB's name for the error (`bad_request`, `not_found`, `conflict`...).
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Error::BadRequest(_) => "bad_request",
             Error::NotFound(_) => "not_found",
@@ -75,24 +75,19 @@ impl Error {
     }
 }
 
-/// The HTTP status of a facade error. The facade gives only CouchDB's error name and a few
-/// `is_*` queries (no status), so the status is derived from them here.
+/// The HTTP status of a facade error, from its kind (the same for the store and a server).
 fn status_of(e: &settee::Error) -> StatusCode {
-    if e.is_not_found() {
-        StatusCode::NOT_FOUND
-    } else if e.is_conflict() {
-        StatusCode::CONFLICT
-    } else if e.is_disk_full() {
-        StatusCode::INSUFFICIENT_STORAGE
-    } else if e.is_unauthorized() {
-        StatusCode::FORBIDDEN
-    } else {
-        match e.name() {
-            "bad_request" | "invalid_bookmark" | "invalid_index" | "no_usable_index"
-            | "illegal_docid" | "doc_validation" => StatusCode::BAD_REQUEST,
-            "store_in_use" => StatusCode::LOCKED,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+    use settee::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => StatusCode::NOT_FOUND,
+        K::Conflict => StatusCode::CONFLICT,
+        K::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+        K::Unauthorized | K::Forbidden | K::Rejected => StatusCode::FORBIDDEN,
+        K::BadRequest | K::Decode => StatusCode::BAD_REQUEST,
+        K::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        K::StoreInUse => StatusCode::LOCKED,
+        K::Offline => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
