@@ -113,7 +113,7 @@ pub trait Documents: sealed::Sealed + Sync {
     /// let page = notes
     ///     .all_docs(&settee::AllDocsOptions { startkey: Some("b".into()), limit: Some(2), ..Default::default() })
     ///     .await?;
-    /// let ids: Vec<&str> = page.rows.iter().map(|r| r.id.as_str()).collect();
+    /// let ids: Vec<&str> = page.rows.iter().map(|r| r.key.as_str()).collect();
     /// assert_eq!(ids, ["b", "c"]);
     /// # Ok(()) }
     /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
@@ -307,7 +307,8 @@ pub trait Documents: sealed::Sealed + Sync {
     /// let dir = tempfile::tempdir().unwrap();
     /// let db = settee::Local::open(dir.path().join("db"))?;
     /// db.put(json!({"_id": "n", "title": "ours"})).await?;
-    /// let settee::Db::Local(store) = &db else { unreachable!() };
+    /// // A revision written elsewhere, replicated in (`new_edits=false`): a conflict.
+    /// let store = db.store().unwrap();
     /// store.bulk_docs(vec![json!({"_id": "n", "_rev": "1-ffff", "title": "theirs"})], false)?;
     /// let winner = db.resolve_conflict("n", settee::Resolution::Merge(json!({"title": "both"}))).await?;
     /// let doc = db.get("n", &settee::ReadOptions { conflicts: true, ..Default::default() }).await?;
@@ -562,5 +563,46 @@ pub trait Documents: sealed::Sealed + Sync {
         feed: ChangesFeed,
     ) -> impl Stream<Item = Result<DocChange<T>>> + Send + 'static {
         self.target().changes_docs(feed)
+    }
+
+    /// Reads a `_local` document (`id` with or without its `_local/` prefix): data that
+    /// never replicates, such as a device's own settings.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), settee::Error> {
+    /// use serde_json::json;
+    /// use settee::Documents;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let notes = settee::Local::open(dir.path().join("notes"))?;
+    /// let written = notes.put_local(json!({"_id": "_local/device", "name": "laptop"})).await?;
+    /// assert_eq!(written["rev"], "0-1");
+    /// assert_eq!(notes.get_local("device").await?["name"], "laptop");
+    /// notes.delete_local("device", "0-1").await?;
+    /// assert_eq!(notes.get_local("device").await.unwrap_err().kind(), settee::ErrorKind::NotFound);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// `not_found` when there is none; the database's errors.
+    fn get_local(&self, id: &str) -> impl Future<Output = Result<Value>> + Send {
+        self.target().get_local(id)
+    }
+
+    /// Writes a `_local` document (`_id` with or without its prefix; `_rev` the current
+    /// `0-N` to replace one). Answers `{"ok": true, "id", "rev"}`.
+    ///
+    /// # Errors
+    /// `conflict` for a stale `_rev`; `bad_request` without an `_id`; the database's errors.
+    fn put_local(&self, doc: Value) -> impl Future<Output = Result<Value>> + Send {
+        self.target().put_local(doc)
+    }
+
+    /// Deletes a `_local` document at its current `rev` (`0-N`).
+    ///
+    /// # Errors
+    /// `not_found`, `conflict`, the database's errors.
+    fn delete_local(&self, id: &str, rev: &str) -> impl Future<Output = Result<()>> + Send {
+        self.target().delete_local(id, rev)
     }
 }

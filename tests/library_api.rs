@@ -286,10 +286,18 @@ async fn child_reads_with_settee_password_set() {
     };
     // `http://admin@host/db`: a user name and no password.
     let err = Remote::new(&url).unwrap().check().await.unwrap_err();
-    assert_eq!(err.kind(), settee::ErrorKind::Unauthorized, "Remote::new: {err:?}");
+    assert_eq!(
+        err.kind(),
+        settee::ErrorKind::Unauthorized,
+        "Remote::new: {err:?}"
+    );
     let db = settee::Db::open(&url).unwrap();
     let err = db.get("x", &ReadOptions::default()).await.unwrap_err();
-    assert_eq!(err.kind(), settee::ErrorKind::Unauthorized, "Db::open: {err:?}");
+    assert_eq!(
+        err.kind(),
+        settee::ErrorKind::Unauthorized,
+        "Db::open: {err:?}"
+    );
     // The variable does hold the password: asked for, it is used.
     let asked = Remote::builder(&url)
         .password_from_env("SETTEE_PASSWORD")

@@ -11,6 +11,7 @@ use crate::{Error, Result};
 pub(crate) mod attachments;
 pub(crate) mod documents;
 pub(crate) mod feed;
+pub(crate) mod local_docs;
 pub(crate) mod mango;
 pub(crate) mod typed;
 
