@@ -8,27 +8,11 @@
 
 use std::collections::BTreeMap;
 
+use super::alias_map::encode_aliases;
 use super::registry::Registry;
 use crate::database::Flush;
 use crate::keys;
-use crate::{Database, Error, Result};
-
-/// The address → identity map, as `Maliases` holds it (JSON object, sorted by address).
-pub(crate) type Aliases = BTreeMap<String, String>;
-
-/// Decodes the `Maliases` record (absent: no aliases).
-pub(crate) fn decode_aliases(bytes: Option<&[u8]>) -> Result<Aliases> {
-    match bytes {
-        Some(v) => serde_json::from_slice(v)
-            .map_err(|e| Error::corrupt(format!("the remote aliases record: {e}"))),
-        None => Ok(Aliases::new()),
-    }
-}
-
-fn encode_aliases(aliases: &Aliases) -> Result<Vec<u8>> {
-    serde_json::to_vec(aliases)
-        .map_err(|e| Error::corrupt(format!("encoding the remote aliases: {e}")))
-}
+use crate::{Database, Result};
 
 /// What [`Database::learn_remote_alias`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use settee_revtree::{Rev, RevTree};
 
+mod alias_map;
 mod aliases;
 mod batch;
 mod confirm;

@@ -33,7 +33,7 @@ pub(super) struct StoredRemote {
 pub(crate) struct Registry {
     pub(super) remotes: Vec<RemoteReg>,
     /// Other names of remotes, address → identity (`Maliases`, see `aliases.rs`).
-    pub(super) aliases: super::aliases::Aliases,
+    pub(super) aliases: super::alias_map::Aliases,
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl Registry {
         let counts = tree.get(keys::META_SYNC).map_err(storage)?;
         let aliases = tree.get(keys::META_ALIASES).map_err(storage)?;
         let mut reg = Registry::decode(remotes.as_deref(), counts.as_deref())?;
-        reg.aliases = super::aliases::decode_aliases(aliases.as_deref())?;
+        reg.aliases = super::alias_map::decode_aliases(aliases.as_deref())?;
         Ok(reg)
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::task::Waker;
 
-use super::aliases::Aliases;
+use super::alias_map::Aliases;
 
 /// Live sync-state subscribers, woken by writes. Each keeps the set of documents whose state
 /// may have changed since it last looked (coalesced: a document changed twice is listed
