@@ -63,7 +63,7 @@ fi
 echo "test.sh: tests run against $SETTEE_TEST_SERVER_KIND at $SETTEE_TEST_COUCHDB_URL" >&2
 
 # Built first, then run, so that each part's time shows.
-pouch_tests=(-p settee --test replication --test live --test sync_state --test sync_model)
+pouch_tests=(-p settee --test replication --test live --test sync_state --test sync_model --test notes_core)
 cargo test --workspace --all-targets --no-run "$@"
 # The pouchdb-server run below builds `settee` alone (other features of its dependencies
 # than the whole workspace's): built here too, so that it only runs beside the main run.

@@ -1,20 +1,73 @@
-//! Typed documents: [`Doc<T>`] keeps a document's id and revision beside its body, which is
-//! any `T: Serialize + DeserializeOwned`; [`Db::put_doc`], [`Db::get_doc`],
-//! [`Db::get_docs`], [`Db::put_docs`] and [`Db::find_docs`] move them in and out of a local
-//! store or a server. A document that does not fit `T` is an error naming it, never a
-//! default value.
+//! Typed documents: [`Doc<T>`] keeps a document's id, revision, attachment stubs and
+//! deletion beside its body, which is any `T: Serialize + DeserializeOwned`, so a typed
+//! edit writes back what `T` does not hold; the typed calls of [`crate::Documents`]
+//! (`put_doc`, `get_doc`, `leaves`, `find_docs`, ...) move them in and out of a local store
+//! or a server. A document that does not fit `T` is an error naming it, never a
+//! default value. The JSON conversion is `json.rs`'s; an attachment's metadata is
+//! `attachment_stub.rs`'s.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use serde_json::{Map, Value};
+mod attachment_stub;
+mod json;
+
+use std::collections::BTreeMap;
+
 use settee_revtree::Rev;
 
-use crate::db::blocking;
-use crate::owned::HeldStore;
-use crate::{Db, Error, FindRequest, Result};
+pub use attachment_stub::AttachmentStub;
 
-/// A document: its id, its revision (none before it is first written), its body, and its
-/// conflicting revisions when they were asked for.
+use crate::Error;
+
+/// A typed document: its id, its revision (none before it is first written), its body `T`,
+/// and beside the body the members of the document that a write must carry on: its
+/// attachments (as [`AttachmentStub`]s) and whether this revision is a deletion. `T` holds
+/// the application's fields only, so an edit through `Doc<T>` keeps the attachments although
+/// `T` has no field for them.
+///
+/// What it carries of CouchDB's `_` members: `_id` ([`Doc::id`]), `_rev` ([`Doc::rev`]),
+/// `_attachments` ([`Doc::attachments`]), `_deleted` ([`Doc::deleted`]), and `_conflicts`
+/// when a read asked for them ([`Doc::conflicts`], read-only). It drops, on a read,
+/// `_revisions`, `_revs_info`, `_local_seq` and `_deleted_conflicts`: they describe the
+/// revision tree, which a write computes anew, and `T` never sees them. A document read with
+/// a Mango `fields` list is partial (no `_attachments` unless listed, maybe no `_rev`):
+/// writing it back would drop what it lacks.
+///
+/// Writing it keeps every attachment in `attachments` as the database holds it (same
+/// bytes, digest and `revpos`); removing an entry removes that attachment from the new
+/// revision, on purpose. Bytes are added and read as streams ([`crate::Documents::put_attachment`],
+/// [`crate::Documents::get_attachment`]), never through `Doc`.
+///
+/// ```
+/// # async fn demo() -> Result<(), settee::Error> {
+/// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// struct Note { title: String } // no attachment field
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("notes");
+/// # let path = path.to_str().unwrap();
+/// use settee::Documents;
+/// let notes = settee::Local::open(path)?;
+/// let draft = notes.put_doc(&settee::Doc::new("note:1", Note { title: "draft".into() })).await?;
+/// let png = futures::stream::iter([Ok(bytes::Bytes::from_static(b"PNG..."))]);
+/// let upload = settee::AttachmentUpload {
+///     name: "image.png".into(), content_type: "image/png".into(), length: 6, body: Box::pin(png),
+/// };
+/// notes.put_attachment("note:1", draft.rev.as_ref(), upload).await?;
+///
+/// let mut note = notes.get_doc::<Note>("note:1").await?;
+/// assert_eq!(note.attachments["image.png"].length, 6);
+/// note.body.title = "final".into();
+/// let saved = notes.put_doc(&note).await?; // the image stays
+/// assert_eq!(saved.attachments, note.attachments);
+/// assert_eq!(notes.get_doc::<Note>("note:1").await?.attachments, note.attachments);
+///
+/// let mut note = saved;
+/// note.attachments.remove("image.png");
+/// notes.put_doc(&note).await?; // now it is gone
+/// assert!(notes.get_attachment("note:1", "image.png", None).await.unwrap_err().is_not_found());
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+///
+/// To and from CouchDB's JSON by hand:
 ///
 /// ```
 /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -31,104 +84,52 @@ pub struct Doc<T> {
     pub id: String,
     /// `_rev`: the revision this body is, and the one the next write edits.
     pub rev: Option<Rev>,
-    /// The document without `_id`, `_rev` and `_conflicts`.
+    /// The document without its `_` members (see above).
     pub body: T,
+    /// `_attachments`, by name, as stubs: written back as they are, so a write keeps them;
+    /// an entry removed here is an attachment removed by the next write.
+    pub attachments: BTreeMap<String, AttachmentStub>,
+    /// `_deleted`: this revision is a deletion (a tombstone, such as a deleted conflicting
+    /// leaf read by its `rev`; its body is usually empty, so read it into a `T` that
+    /// accepts that, or into `serde_json::Value`). Writing a `Doc` with `deleted` set
+    /// deletes the document.
+    pub deleted: bool,
     /// `_conflicts`: the other live leaves (only when asked for, e.g. `find` with
-    /// `conflicts`).
+    /// `conflicts`). Read-only: a write ignores it.
     pub conflicts: Vec<Rev>,
 }
 
 impl<T> Doc<T> {
-    /// A new document, not written yet.
+    /// A new document, not written yet: no revision, no attachments.
     pub fn new(id: impl Into<String>, body: T) -> Doc<T> {
         Doc {
             id: id.into(),
             rev: None,
             body,
+            attachments: BTreeMap::new(),
+            deleted: false,
+            conflicts: Vec::new(),
+        }
+    }
+
+    /// This document as the write of it at `rev` left it: the same body, attachments and
+    /// deletion, no conflicts (a write does not learn them).
+    pub(crate) fn written(&self, rev: Rev) -> Doc<T>
+    where
+        T: Clone,
+    {
+        Doc {
+            id: self.id.clone(),
+            rev: Some(rev),
+            body: self.body.clone(),
+            attachments: self.attachments.clone(),
+            deleted: self.deleted,
             conflicts: Vec::new(),
         }
     }
 }
 
-impl<T: Serialize> Doc<T> {
-    /// The document as CouchDB's JSON: the body's members with `_id` and `_rev`.
-    ///
-    /// # Errors
-    /// [`Error::Decode`] if the body does not serialize to a JSON object.
-    pub fn to_json(&self) -> Result<Value> {
-        let decode = |source| Error::Decode {
-            id: self.id.clone(),
-            source,
-        };
-        let body = serde_json::to_value(&self.body).map_err(decode)?;
-        let Value::Object(fields) = body else {
-            return Err(decode(serde::ser::Error::custom(
-                "a document body must serialize to a JSON object",
-            )));
-        };
-        let mut out = Map::with_capacity(fields.len() + 2);
-        out.insert("_id".into(), Value::String(self.id.clone()));
-        if let Some(rev) = &self.rev {
-            out.insert("_rev".into(), Value::String(rev.to_string()));
-        }
-        out.extend(
-            fields
-                .into_iter()
-                .filter(|(k, _)| k != "_id" && k != "_rev"),
-        );
-        Ok(Value::Object(out))
-    }
-}
-
-impl<T: DeserializeOwned> Doc<T> {
-    /// A document from CouchDB's JSON. `_id`, `_rev` and `_conflicts` go to their fields;
-    /// the rest (other `_` members included, such as `_attachments`) is deserialized into
-    /// `T`, whose unknown fields serde ignores unless `T` says otherwise.
-    ///
-    /// # Errors
-    /// [`Error::Decode`] if it is not an object with an `_id`, or the rest does not fit `T`.
-    pub fn from_json(doc: Value) -> Result<Doc<T>> {
-        let Value::Object(mut fields) = doc else {
-            return Err(Error::Decode {
-                id: String::new(),
-                source: serde::de::Error::custom("a document must be a JSON object"),
-            });
-        };
-        let id = match fields.shift_remove("_id") {
-            Some(Value::String(id)) => id,
-            _ => {
-                return Err(Error::Decode {
-                    id: String::new(),
-                    source: serde::de::Error::custom("the document has no string _id"),
-                })
-            }
-        };
-        let decode = |source| Error::Decode {
-            id: id.clone(),
-            source,
-        };
-        let rev = match fields.shift_remove("_rev") {
-            Some(Value::String(r)) => Some(
-                r.parse::<Rev>()
-                    .map_err(|e| decode(serde::de::Error::custom(e)))?,
-            ),
-            _ => None,
-        };
-        let conflicts = match fields.shift_remove("_conflicts") {
-            Some(c) => serde_json::from_value(c).map_err(decode)?,
-            None => Vec::new(),
-        };
-        let body = serde_json::from_value(Value::Object(fields)).map_err(decode)?;
-        Ok(Doc {
-            id,
-            rev,
-            body,
-            conflicts,
-        })
-    }
-}
-
-/// A page of [`Db::find_docs`].
+/// A page of [`crate::Documents::find_docs`].
 ///
 /// ```
 /// # async fn demo() -> Result<(), settee::Error> {
@@ -137,7 +138,8 @@ impl<T: DeserializeOwned> Doc<T> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let path = dir.path().join("notes");
 /// # let path = path.to_str().unwrap();
-/// let notes = settee::Db::open(path)?;
+/// use settee::Documents;
+/// let notes = settee::Local::open(path)?;
 /// notes.put_doc(&settee::Doc::new("note:1", Note { notebook: "work".into() })).await?;
 /// notes.put_doc(&settee::Doc::new("note:2", Note { notebook: "home".into() })).await?;
 /// let req = settee::FindRequest::parse(&serde_json::json!({"selector": {"notebook": "work"}}))?;
@@ -157,177 +159,6 @@ pub struct Found<T> {
     pub bookmark: Option<String>,
     /// Why the query may be slow (no index used...).
     pub warning: Option<String>,
-}
-
-impl Db {
-    /// Writes a typed document (a new one without `rev`, an edit of `rev` otherwise) and
-    /// returns it with its new revision.
-    ///
-    /// ```
-    /// # async fn demo() -> Result<(), settee::Error> {
-    /// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
-    /// struct Note { title: String, tags: Vec<String> }
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let db = settee::Db::open(dir.path().join("db").to_str().unwrap())?;
-    /// let saved = db.put_doc(&settee::Doc::new("note:1", Note { title: "hi".into(), tags: vec![] })).await?;
-    /// let mut doc = db.get_doc::<Note>("note:1").await?;
-    /// assert_eq!(doc.rev, saved.rev);
-    /// doc.body.title = "hello".into();
-    /// let edited = db.put_doc(&doc).await?;
-    /// assert!(edited.rev.unwrap().to_string().starts_with("2-"));
-    /// // Writing the old revision again is a conflict.
-    /// assert!(db.put_doc(&doc).await.unwrap_err().is_conflict());
-    /// # Ok(()) }
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    /// `conflict` for a stale or missing `rev`; [`Error::Decode`] if the body is not an
-    /// object; the peer's errors.
-    pub async fn put_doc<T: Serialize + Clone>(&self, doc: &Doc<T>) -> Result<Doc<T>> {
-        let json = doc.to_json()?;
-        let res = self.put(json).await?;
-        let rev = res
-            .get("rev")
-            .and_then(Value::as_str)
-            .and_then(|r| r.parse::<Rev>().ok())
-            .ok_or_else(|| {
-                Error::BadRequest(format!("no revision in the answer for {}", doc.id))
-            })?;
-        Ok(Doc {
-            id: doc.id.clone(),
-            rev: Some(rev),
-            body: doc.body.clone(),
-            conflicts: Vec::new(),
-        })
-    }
-
-    /// Reads a typed document (its winning revision).
-    ///
-    /// # Errors
-    /// `not_found` if it does not exist or is deleted (see [`Error::is_not_found`]);
-    /// [`Error::Decode`] if it does not fit `T`; the peer's errors.
-    pub async fn get_doc<T: DeserializeOwned>(&self, id: &str) -> Result<Doc<T>> {
-        Doc::from_json(self.get(id, &Default::default()).await?)
-    }
-
-    /// Reads many typed documents by id in one request (`_all_docs` with `keys`), in the
-    /// order asked: each one, or its error (`not_found` for a missing or deleted one,
-    /// [`Error::Decode`] for one that does not fit `T`).
-    ///
-    /// # Errors
-    /// The request's errors (a document's own error is its entry's).
-    pub async fn get_docs<T: DeserializeOwned>(&self, ids: &[&str]) -> Result<Vec<Result<Doc<T>>>> {
-        let keys: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-        let rows: Vec<(String, Option<Value>)> = match self {
-            Db::Local(d) => {
-                let opts = settee_store::AllDocsOptions {
-                    keys: Some(keys),
-                    include_docs: true,
-                    ..Default::default()
-                };
-                blocking(d, move |d| d.all_docs(&opts))
-                    .await?
-                    .rows
-                    .into_iter()
-                    .map(|r| (r.key, r.doc.filter(|d| !d.is_null())))
-                    .collect()
-            }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
-                let opts = settee_couch::AllDocsOptions {
-                    keys: Some(keys),
-                    include_docs: true,
-                    ..Default::default()
-                };
-                r.all_docs(&opts)
-                    .await?
-                    .rows
-                    .into_iter()
-                    .map(|row| {
-                        let doc = row.doc.filter(|d| !d.is_null());
-                        (row.key, doc)
-                    })
-                    .collect()
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(id, doc)| match doc {
-                Some(d) => Doc::from_json(d),
-                None => Err(Error::Store(settee_store::Error::NotFound {
-                    id,
-                    reason: "missing".into(),
-                })),
-            })
-            .collect())
-    }
-
-    /// Writes many typed documents in one `_bulk_docs` request (one atomic batch on a local
-    /// store): for each, the document with its new revision, or its error.
-    ///
-    /// # Errors
-    /// The request's errors (a document's own rejection is its entry's).
-    pub async fn put_docs<T: Serialize + Clone>(
-        &self,
-        docs: &[Doc<T>],
-    ) -> Result<Vec<Result<Doc<T>>>> {
-        let json = docs.iter().map(Doc::to_json).collect::<Result<Vec<_>>>()?;
-        let results = self.bulk_docs(json).await?;
-        Ok(docs
-            .iter()
-            .zip(results)
-            .map(|(doc, r)| match (r.error, r.rev) {
-                (None, Some(rev)) => Ok(Doc {
-                    id: doc.id.clone(),
-                    rev: Some(rev),
-                    body: doc.body.clone(),
-                    conflicts: Vec::new(),
-                }),
-                (error, _) => Err(doc_error(&doc.id, error, r.reason)),
-            })
-            .collect())
-    }
-
-    /// The documents matching a Mango query, typed (see [`Db::find`]).
-    ///
-    /// ```
-    /// # async fn demo() -> Result<(), settee::Error> {
-    /// use serde_json::json;
-    /// #[derive(serde::Serialize, serde::Deserialize, Clone)]
-    /// struct Note { notebook: String, updated_at: u64 }
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let db = settee::Db::open(dir.path().join("db").to_str().unwrap())?;
-    /// db.create_index(&json!({"index": {"fields": ["notebook", "updated_at"]}})).await?;
-    /// for i in 0..3 {
-    ///     db.put_doc(&settee::Doc::new(format!("n{i}"), Note { notebook: "work".into(), updated_at: i })).await?;
-    /// }
-    /// let req = settee::FindRequest {
-    ///     selector: settee::Selector::parse(&json!({"notebook": "work"}))?,
-    ///     sort: settee::Sort::desc(["notebook", "updated_at"])?,
-    ///     limit: 2,
-    ///     ..Default::default()
-    /// };
-    /// let page = db.find_docs::<Note>(&req).await?;
-    /// assert_eq!(page.docs.iter().map(|d| d.body.updated_at).collect::<Vec<_>>(), [2, 1]);
-    /// # Ok(()) }
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Db::find`]; [`Error::Decode`] for a document that does not fit `T` (ask only
-    /// for `fields` that `T` can hold, or none).
-    pub async fn find_docs<T: DeserializeOwned>(&self, req: &FindRequest) -> Result<Found<T>> {
-        let page = self.find(req).await?;
-        Ok(Found {
-            docs: page
-                .docs
-                .into_iter()
-                .map(Doc::from_json)
-                .collect::<Result<_>>()?,
-            bookmark: page.bookmark,
-            warning: page.warning,
-        })
-    }
 }
 
 /// The error of one document of a bulk write, as the facade's error.

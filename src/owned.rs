@@ -1,7 +1,7 @@
 //! A local store held by another process: sled lets one process open a store, and the one
 //! that holds it (`settee serve`, `settee sync --live`, an application serving its store)
 //! leaves an advertisement ([`settee_store::Advert`]) with a loopback URL and a credential.
-//! [`crate::Db::open`] then gives a [`crate::Db::Held`]: documents are read and written
+//! [`crate::Local::open`] then gives a [`crate::Local`] held elsewhere: documents are read and written
 //! through the holder over HTTP, as on a server, and the sync-state questions (which only
 //! the store can answer, offline) are asked of the holder through its `/{db}/_settee/...`
 //! endpoints (`settee-server`'s `sync_state.rs`), which it answers with the same code as
@@ -31,20 +31,8 @@ const UNSYNCED_PAGE: usize = 256;
 
 /// A local store that another process holds, reached through that process.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), settee::Error> {
-/// // While `settee sync notes.settee http://alice@127.0.0.1:5984/notes --live` runs:
-/// let notes = settee::Db::open("notes.settee")?;
-/// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?;
-/// if let settee::Db::Held(held) = &notes {
-///     println!("held by process {}", held.pid());
-/// }
-/// let status = notes.sync_status(&server).await?; // answered by that process
-/// println!("{} unpushed", status.unpushed);
-/// # Ok(()) }
-/// ```
 #[derive(Debug, Clone)]
-pub struct HeldStore {
+pub(crate) struct HeldStore {
     /// The store's path, as given.
     pub(crate) path: String,
     /// The holder's process id (for messages).
@@ -78,7 +66,7 @@ impl HeldStore {
         })
     }
 
-    /// The store's path, as it was given to [`crate::Db::open`].
+    /// The store's path, as it was given to [`crate::Local::open`].
     pub fn path(&self) -> &str {
         &self.path
     }

@@ -1,18 +1,16 @@
-//! Replications an application runs in the background and watches: [`Db::replicate_to`]
-//! and [`Db::sync_with`] start them and give a handle that is a [`Stream`] of their events;
-//! dropping the handle stops the replication, which writes a final checkpoint first.
+//! The one way an application syncs: [`Local::sync`] runs a push and a pull with a
+//! [`crate::Remote`] in the background and gives a [`Syncing`] handle, a [`Stream`] of their
+//! events; dropping the handle stops both, each writing a final checkpoint first.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use settee_replicate::{
-    Event, ReplicateOptions, Replication, ReplicationHandle, RetryNow, SyncSummary,
-};
+use settee_replicate::{Event, ReplicateOptions, RetryNow, SyncSummary};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Db, Error, Result};
+use crate::{Error, Local, Remote, Result};
 
 /// Events are buffered this deep (as a single replication's are): a reader that falls
 /// behind only loses intermediate progress reports.
@@ -24,10 +22,12 @@ const EVENT_BUFFER: usize = 256;
 /// ```no_run
 /// # async fn demo() -> Result<(), settee::Error> {
 /// use futures::StreamExt;
-/// let notes = settee::Db::open("notes.settee")?;
-/// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?; // SETTEE_PASSWORD
+/// let notes = settee::Local::open("notes.settee")?;
+/// let server = settee::Remote::builder("http://127.0.0.1:5984/notes")
+///     .credentials("alice", "secret")
+///     .build()?;
 /// // One-shot: the events end when both directions are done.
-/// let mut sync: settee::Syncing = notes.sync_with(&server, Default::default());
+/// let mut sync: settee::Syncing = notes.sync(&server, Default::default());
 /// while let Some(event) = sync.next().await {
 ///     println!("{event:?}");
 /// }
@@ -89,44 +89,34 @@ impl Syncing {
     }
 }
 
-impl Db {
-    /// Starts replicating this database to `target` in the background (on the current
-    /// tokio runtime). The handle is a stream of [`Event`]s; dropping it stops the
-    /// replication after a final checkpoint.
+impl Local {
+    /// Syncs this store with `remote` in the background (on the current tokio runtime): a
+    /// push and a pull together, one-shot or live (`opts.continuous`), each resuming from
+    /// its checkpoint. The handle is a stream of both directions' events ([`Event`]: which
+    /// documents each batch carried, progress, errors and retries, completion); dropping
+    /// it stops both after their final checkpoints; [`Syncing::finish`] waits for the end.
+    ///
+    /// Retries are the same whatever the options: a failure that retrying can fix (the
+    /// server unreachable or busy) is retried `opts.retry` times by a one-shot sync, with
+    /// `create_target` or without, and for ever by a live one, which carries on by itself
+    /// when the server is back ([`Syncing::retry_now`] cuts a wait short).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), settee::Error> {
     /// use futures::StreamExt;
-    /// let local = settee::Db::open("notes.settee")?;
-    /// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?;
-    /// let mut push = local.replicate_to(&server, settee::ReplicateOptions { continuous: true, ..Default::default() });
-    /// while let Some(event) = push.next().await {
-    ///     if let settee::Event::Paused { .. } = event {
-    ///         break; // caught up; dropping `push` stops it with a checkpoint
+    /// let local = settee::Local::open("notes.settee")?;
+    /// let server = settee::Remote::builder("http://127.0.0.1:5984/notes")
+    ///     .credentials("alice", "secret")
+    ///     .build()?;
+    /// let mut sync = local.sync(&server, settee::ReplicateOptions { continuous: true, ..Default::default() });
+    /// while let Some(event) = sync.next().await {
+    ///     if let settee::Event::Change { ids, .. } = &event {
+    ///         println!("synced {ids:?}");
     ///     }
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn replicate_to(&self, target: &Db, opts: ReplicateOptions) -> ReplicationHandle {
-        Replication::new(self.to_peer(), target.to_peer(), opts).spawn()
-    }
-
-    /// Starts a two-way sync (push and pull together) of this local store with `remote` in
-    /// the background. The handle is a stream of both directions' events; dropping it stops
-    /// both after their final checkpoints.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), settee::Error> {
-    /// use futures::StreamExt;
-    /// let local = settee::Db::open("notes.settee")?;
-    /// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?;
-    /// let mut sync = local.sync_with(&server, settee::ReplicateOptions { continuous: true, ..Default::default() });
-    /// while let Some(event) = sync.next().await {
-    ///     println!("{event:?}");
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn sync_with(&self, remote: &Db, opts: ReplicateOptions) -> Syncing {
+    pub fn sync(&self, remote: &Remote, opts: ReplicateOptions) -> Syncing {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let cancel = CancellationToken::new();
         let (local, remote, token) = (self.to_peer(), remote.to_peer(), cancel.clone());

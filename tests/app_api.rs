@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::time::Duration;
@@ -14,7 +16,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use settee::{
-    AttachmentUpload, ChangesFeed, Db, Doc, Event, FindRequest, GetArgs, ReplicateOptions,
+    AttachmentUpload, ChangesFeed, Db, Doc, Event, FindRequest, ReadOptions, ReplicateOptions,
     Resolution,
 };
 use settee_testkit::{TestDb, TestServer};
@@ -46,12 +48,10 @@ struct RemoteGuard {
 async fn remote(prefix: &str) -> RemoteGuard {
     let server = common::couchdb_server();
     let guard = TestDb::named(prefix);
-    let db = Db::open(&server.db_url_with_credentials(guard.name())).unwrap();
-    if let Db::Remote(r) = &db {
-        r.create().await.unwrap();
-    }
+    let db = settee::Remote::new(&server.db_url_with_credentials(guard.name())).unwrap();
+    db.create().await.unwrap();
     RemoteGuard {
-        db,
+        db: Db::Remote(db),
         _deleted_on_drop: guard,
     }
 }
@@ -63,8 +63,8 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let local = Db::open(dir.path().join("db").to_str().unwrap()).unwrap();
-    f(local, "local").await;
+    let local = settee::Local::open(dir.path().join("db")).unwrap();
+    f(Db::Local(local), "local").await;
     let guard = remote(prefix).await;
     f(guard.db.clone(), "remote").await;
 }
@@ -223,7 +223,7 @@ async fn live_changes_streams_deliver_writes_as_they_happen() {
 #[tokio::test]
 async fn replication_events_are_a_stream_and_dropping_the_handle_stops_it_with_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let local = Db::open(dir.path().join("db").to_str().unwrap()).unwrap();
+    let local = settee::Local::open(dir.path().join("db")).unwrap();
     for i in 0..20 {
         local.put(json!({"_id": format!("d{i}")})).await.unwrap();
     }
@@ -233,11 +233,13 @@ async fn replication_events_are_a_stream_and_dropping_the_handle_stops_it_with_a
         checkpoint_interval: Duration::from_secs(3600),
         ..Default::default()
     };
-    let rep_id = settee::Replication::new(local.to_peer(), guard.db.to_peer(), opts.clone())
-        .replication_id()
-        .await
-        .unwrap();
-    let mut push = local.replicate_to(&guard.db, opts);
+    let rep_id =
+        settee::replicate::Replication::new(local.to_peer(), guard.db.to_peer(), opts.clone())
+            .replication_id()
+            .await
+            .unwrap();
+    let mut push =
+        settee::replicate::Replication::new(local.to_peer(), guard.db.to_peer(), opts).spawn();
     let mut written = 0;
     while let Some(event) = tokio::time::timeout(Duration::from_secs(60), push.next())
         .await
@@ -256,10 +258,7 @@ async fn replication_events_are_a_stream_and_dropping_the_handle_stops_it_with_a
     assert!(!token.is_cancelled());
     drop(push);
     assert!(token.is_cancelled());
-    let settee::Db::Local(store) = &local else {
-        unreachable!()
-    };
-    let store = store.clone();
+    let store = local.store().unwrap().clone();
     let id = format!("_local/{rep_id}");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -321,7 +320,7 @@ async fn attachments_go_in_and_out_as_byte_streams() {
         assert_eq!(back, data, "{kind}");
         let err = db.get_attachment("doc", "nope", None).await.unwrap_err();
         assert!(err.is_not_found(), "{kind}: {err}");
-        let doc = db.get("doc", &GetArgs::default()).await.unwrap();
+        let doc = db.get("doc", &ReadOptions::default()).await.unwrap();
         assert_eq!(
             doc["_attachments"]["blob.bin"]["length"],
             json!(200_000),
@@ -355,12 +354,11 @@ async fn conflicted(db: &Db, id: &str) -> (String, String) {
     let doc = json!({"_id": id, "_rev": theirs, "title": "theirs"});
     match db {
         Db::Local(d) => {
-            d.bulk_docs(vec![doc], false).unwrap();
+            d.store().unwrap().bulk_docs(vec![doc], false).unwrap();
         }
         Db::Remote(r) => {
-            r.bulk_docs(&[doc], false).await.unwrap();
+            r.couch().bulk_docs(&[doc], false).await.unwrap();
         }
-        Db::Held(_) => unreachable!("these tests hold their stores"),
     }
     (ours, theirs)
 }
@@ -433,7 +431,7 @@ async fn resolve_conflict_keeps_or_merges_and_deletes_the_losers() {
             let doc = db
                 .get(
                     id,
-                    &GetArgs {
+                    &ReadOptions {
                         conflicts: true,
                         ..Default::default()
                     },
@@ -458,7 +456,10 @@ async fn resolve_conflict_keeps_or_merges_and_deletes_the_losers() {
             "{kind}"
         );
         // No branch is lost: the loser ends in a tombstone.
-        let leaves = db.open_revs("merge-me", &GetArgs::default()).await.unwrap();
+        let leaves = db
+            .open_revs("merge-me", &settee::OpenRevs::All, &ReadOptions::default())
+            .await
+            .unwrap();
         assert_eq!(leaves.len(), 2, "{kind}: {leaves:?}");
         assert!(
             leaves.iter().any(|l| l["ok"]["_deleted"] == json!(true)),
@@ -490,15 +491,15 @@ async fn resolve_conflict_keeps_or_merges_and_deletes_the_losers() {
 async fn wrong_credentials_answer_is_unauthorized() {
     let server = TestServer::get();
     let Some(user) = server.user() else {
-        panic!("the test server has no admin user: is_unauthorized cannot be checked");
+        panic!("the test server has no admin user: unauthorized cannot be checked");
     };
     let url = server
         .url()
         .replacen("://", &format!("://{user}:definitely-wrong@"), 1)
         + "/_users";
-    let db = Db::open(&url).unwrap();
-    let err = db.get("x", &GetArgs::default()).await.unwrap_err();
-    assert!(err.is_unauthorized(), "{err}");
+    let db = settee::Remote::new(&url).unwrap();
+    let err = db.get("x", &ReadOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), settee::ErrorKind::Unauthorized, "{err}");
     assert!(!err.to_string().contains("definitely-wrong"), "{err}");
     let _: Value = json!(null);
 }

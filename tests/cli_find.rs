@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::process::Output;
@@ -185,6 +187,6 @@ fn find_and_index_commands_on_a_server() {
     rt.block_on(remote.delete()).unwrap();
 }
 
-fn settee_couch_db(url: &str) -> settee::RemoteDb {
-    settee::RemoteDb::from_url(url).unwrap()
+fn settee_couch_db(url: &str) -> settee::couch::RemoteDb {
+    settee::couch::RemoteDb::from_url(url).unwrap()
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -103,7 +105,7 @@ fn bad_input_fails_cleanly_and_writes_nothing() {
 fn second_opener_gets_store_in_use_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("busy");
-    let _held = settee::Database::open(&path).unwrap();
+    let _held = settee::store::Database::open(&path).unwrap();
     let started = Instant::now();
     let out = run(&["info", path_str(&path)]);
     assert_eq!(out.status.code(), Some(1));
@@ -159,7 +161,7 @@ fn sigkill_mid_replication_resumes_from_checkpoint() {
     let tgt = dir.path().join("tgt");
     let n = 3000;
     {
-        let db = settee::Database::open_with(settee::store::OpenOptions {
+        let db = settee::store::Database::open_with(settee::store::OpenOptions {
             durability: settee::store::Durability::Relaxed {
                 flush_every: Duration::from_millis(500),
             },
@@ -241,8 +243,8 @@ fn sigkill_mid_replication_resumes_from_checkpoint() {
     assert!(read < n, "the resumed run re-read everything ({read})");
     // Nothing lost, nothing duplicated: same documents, same revisions, one each.
     {
-        let s = settee::Database::open(&src).unwrap();
-        let t = settee::Database::open(&tgt).unwrap();
+        let s = settee::store::Database::open(&src).unwrap();
+        let t = settee::store::Database::open(&tgt).unwrap();
         assert_eq!(t.info().unwrap().doc_count, s.info().unwrap().doc_count);
         assert_eq!(
             t.changes(&Default::default()).unwrap().results.len(),

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::collections::BTreeMap;
@@ -20,7 +22,6 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use settee::replicate::{Direction, Event, ReplicateOptions, RetryPolicy, RetryReason};
-use settee::Db;
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::http::{Reply, Rule};
 use settee_testkit::wait::wait_for;
@@ -52,15 +53,19 @@ async fn next_matching<S: Stream<Item = Event> + Unpin>(
 }
 
 /// Every document's winning revision, from `_all_docs`.
-async fn revs(db: &Db) -> BTreeMap<String, String> {
-    db.all_docs(false)
+async fn revs(db: &(impl settee::Documents + crate::common::AsPeer)) -> BTreeMap<String, String> {
+    db.all_docs(&Default::default())
         .await
         .unwrap()
+        .rows
         .into_iter()
         .map(|r| {
             (
-                r["id"].as_str().unwrap().to_owned(),
-                r["value"]["rev"].as_str().unwrap().to_owned(),
+                r.key.clone(),
+                r.value.as_ref().unwrap()["rev"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
             )
         })
         .collect()
@@ -92,8 +97,8 @@ async fn busy_proxy(db: &TestDb, busy: Arc<AtomicBool>, retry_after: Option<u64>
     proxy
 }
 
-fn local_store(dir: &tempfile::TempDir, name: &str) -> Db {
-    Db::open(dir.path().join(name).to_str().unwrap()).unwrap()
+fn local_store(dir: &tempfile::TempDir, name: &str) -> settee::Local {
+    settee::Local::open(dir.path().join(name)).unwrap()
 }
 
 /// How long test (a)'s outage lasts beyond the point where both backoffs have grown past
@@ -117,8 +122,8 @@ fn extra_outage() -> Duration {
 async fn issue_19_live_sync_comes_back_by_probe_not_by_backoff() {
     let db = TestDb::create("coming-back-probe");
     let proxy = FaultProxy::start(db.server().url()).await;
-    let remote = Db::open(&via(&db, &proxy.url())).unwrap();
-    let direct = Db::open(&db.url_with_credentials()).unwrap();
+    let remote = settee::Remote::new(&via(&db, &proxy.url())).unwrap();
+    let direct = settee::Remote::new(&db.url_with_credentials()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let local = local_store(&dir, "local");
 
@@ -276,13 +281,13 @@ async fn issue_19_retry_now_cuts_a_long_backoff_short() {
     let db = TestDb::create("coming-back-retry-now");
     let busy = Arc::new(AtomicBool::new(true));
     let proxy = busy_proxy(&db, busy.clone(), None).await;
-    let remote = Db::open(&via(&db, &proxy)).unwrap();
-    let direct = Db::open(&db.url_with_credentials()).unwrap();
+    let remote = settee::Remote::new(&via(&db, &proxy)).unwrap();
+    let direct = settee::Remote::new(&db.url_with_credentials()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let local = local_store(&dir, "local");
     local.put(json!({"_id": "note"})).await.unwrap();
 
-    let mut syncing = local.sync_with(
+    let mut syncing = local.sync(
         &remote,
         ReplicateOptions {
             continuous: true,
@@ -375,8 +380,8 @@ async fn issue_19_retry_after_of_a_503_is_kept() {
     .await;
     // One attempt per request, so that the replicator sees the 503 (the client's own
     // retries would wait out this Retry-After too).
-    let remote = Db::Remote(
-        settee::RemoteDb::from_url(&via(&db, &proxy))
+    let remote = settee::Remote::from_couch(
+        settee::couch::RemoteDb::from_url(&via(&db, &proxy))
             .unwrap()
             .with_retry(settee::couch::RetryPolicy::none()),
     );
@@ -385,8 +390,9 @@ async fn issue_19_retry_after_of_a_503_is_kept() {
     for i in 0..5 {
         local.put(json!({"_id": format!("d{i}")})).await.unwrap();
     }
-    let mut push = local.replicate_to(
-        &remote,
+    let mut push = settee::replicate::Replication::new(
+        local.to_peer(),
+        remote.to_peer(),
         ReplicateOptions {
             retry: RetryPolicy {
                 initial_delay: Duration::from_millis(100),
@@ -395,7 +401,8 @@ async fn issue_19_retry_after_of_a_503_is_kept() {
             },
             ..Default::default()
         },
-    );
+    )
+    .spawn();
     let seen = next_matching(&mut push, Duration::from_secs(60), "the end", |e| {
         matches!(e, Event::Complete { .. })
     })
@@ -461,7 +468,7 @@ async fn issue_19_deadline_stops_cleanly_and_the_next_run_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("local");
     {
-        let local = Db::open(path.to_str().unwrap()).unwrap();
+        let local = settee::Local::open(&path).unwrap();
         for i in 0..DOCS {
             local
                 .put(json!({"_id": format!("doc-{i:04}"), "n": i}))
@@ -506,10 +513,10 @@ async fn issue_19_deadline_stops_cleanly_and_the_next_run_resumes() {
     );
 
     // The checkpoint covers exactly what the summary says, and it is on the server.
-    let local = Db::open(path.to_str().unwrap()).unwrap();
-    let direct = Db::open(&db.url_with_credentials()).unwrap();
+    let local = settee::Local::open(&path).unwrap();
+    let direct = settee::Remote::new(&db.url_with_credentials()).unwrap();
     let rep_id = first["replication_id"].as_str().unwrap();
-    let settee::Db::Local(store) = &local else {
+    let Some(store) = local.store() else {
         unreachable!()
     };
     let log = store.get_local(&format!("_local/{rep_id}")).unwrap();
@@ -525,8 +532,8 @@ async fn issue_19_deadline_stops_cleanly_and_the_next_run_resumes() {
     // The next run (the same replication: through the same URL), with the server fast again
     // and time enough, starts at the checkpoint and reads only the rest.
     slow.store(false, Ordering::SeqCst);
-    let remote = Db::open(&via(&db, &proxy)).unwrap();
-    let second = settee::Replication::new(
+    let remote = settee::Remote::new(&via(&db, &proxy)).unwrap();
+    let second = settee::replicate::Replication::new(
         local.to_peer(),
         remote.to_peer(),
         ReplicateOptions::default(),

@@ -28,6 +28,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 // A full disk: RLIMIT_FSIZE on the child, a write and a pull that fail and resume.
 #[path = "crash/disk_full.rs"]
@@ -47,8 +49,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use settee::replicate::{find_start, ReplicationLog};
+use settee::store::Database;
 use settee::store::{ChangesOptions, ChangesStyle, GetOptions, OpenOptions, OpenRevs};
-use settee::{Database, Seq};
+use settee::Seq;
 use settee_testkit::http::{self, Log, Reply, Request, Rule};
 use settee_testkit::leaves::Compare;
 use settee_testkit::TestDb;

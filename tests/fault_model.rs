@@ -18,6 +18,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod fault_support;
 
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use settee::replicate::{ReplicateOptions, RetryPolicy};
-use settee::{Db, GetArgs};
+use settee::ReadOptions;
 use settee_testkit::faults::{full_menu, FaultProxy, SEED_VAR};
 use settee_testkit::{TestDb, TestServer};
 
@@ -62,8 +64,8 @@ fn one_shot_opts() -> ReplicateOptions {
 struct Sequence {
     rng: StdRng,
     name: String,
-    replicas: Vec<Db>,
-    remote: Db,
+    replicas: Vec<settee::Local>,
+    remote: settee::Remote,
     log: Vec<String>,
 }
 
@@ -87,11 +89,11 @@ impl Sequence {
     }
 
     /// Writes a new revision of a random document on `db` (over its winner, or new).
-    async fn edit(&mut self, db: &Db, who: &str) {
+    async fn edit(&mut self, db: &impl settee::Documents, who: &str) {
         let id = self.id();
         let mut doc = self.body();
         doc["_id"] = json!(id);
-        if let Ok(cur) = db.get(&id, &GetArgs::default()).await {
+        if let Ok(cur) = db.get(&id, &ReadOptions::default()).await {
             doc["_rev"] = cur["_rev"].clone();
         }
         let res = db.put(doc).await;
@@ -101,7 +103,7 @@ impl Sequence {
         ));
     }
 
-    async fn delete(&mut self, db: &Db, who: &str) {
+    async fn delete(&mut self, db: &impl settee::Documents, who: &str) {
         let id = self.id();
         let res = db.delete(&id, None).await;
         self.log.push(format!("{who} delete {id}: {}", res.is_ok()));
@@ -123,7 +125,7 @@ impl Sequence {
                 // A one-shot sync of replica 1 or 2 (replica 0 syncs live all along).
                 let k = 1 + self.rng.gen_range(0..2);
                 let res = self.replicas[k]
-                    .sync_with(&self.remote, one_shot_opts())
+                    .sync(&self.remote, one_shot_opts())
                     .finish()
                     .await;
                 self.log.push(format!(
@@ -147,9 +149,7 @@ impl Sequence {
 
     async fn statuses(&self) -> Result<(), String> {
         for (k, db) in self.replicas.iter().enumerate() {
-            let st = settee::status(db, &self.remote)
-                .await
-                .map_err(|e| e.to_string())?;
+            let st = db.status(&self.remote).await.map_err(|e| e.to_string())?;
             if (st.local.unpushed, st.local.rejected, st.unpulled) != (0, 0, Some(0)) {
                 return Err(format!("replica {k}: {st:?}"));
             }
@@ -165,8 +165,8 @@ async fn run_sequence(seed: u64, steps: usize) {
     let proxy = FaultProxy::with_seed(TestServer::get().url(), seed).await;
     let menu = full_menu(STALL);
     let dir = tempfile::tempdir().unwrap();
-    let replicas: Vec<Db> = (0..3)
-        .map(|k| Db::open(dir.path().join(format!("r{k}")).to_str().unwrap()).unwrap())
+    let replicas: Vec<settee::Local> = (0..3)
+        .map(|k| settee::Local::open(dir.path().join(format!("r{k}"))).unwrap())
         .collect();
     let remote = via(&proxy, &name, Some(READ_TIMEOUT));
     let mut seq = Sequence {
@@ -176,7 +176,7 @@ async fn run_sequence(seed: u64, steps: usize) {
         remote: remote.clone(),
         log: Vec::new(),
     };
-    let mut live = seq.replicas[0].sync_with(
+    let mut live = seq.replicas[0].sync(
         &remote,
         ReplicateOptions {
             continuous: true,
@@ -230,7 +230,7 @@ async fn run_sequence(seed: u64, steps: usize) {
     for _round in 0..4 {
         for k in [1, 2, 1] {
             let res = seq.replicas[k]
-                .sync_with(&remote, one_shot_opts())
+                .sync(&remote, one_shot_opts())
                 .finish()
                 .await;
             if let Err(e) = res {

@@ -6,14 +6,14 @@
 //!    itself answers `open_revs=all&revs=true` (attachment digests included), equals the
 //!    store's, and `settee status` is exact (the one document the server's validation
 //!    function refuses is the only one unpushed, and it is listed as rejected);
-//! 3. a live sync (`Db::sync_with`, continuous) that meets the same fault recovers by
+//! 3. a live sync (`Local::sync`, continuous) that meets the same fault recovers by
 //!    itself, without a restart, to the same exact state, moving edits made on both sides
 //!    while it runs.
 //!
 //! The data has what makes faults matter: documents on both sides, a conflict made on both
 //! sides, a document with two leaves on the server (two `_bulk_get` requests of one id),
 //! attachments, and a document the server refuses. Beside the matrix: a continuous
-//! `_changes` feed cut mid-row and gone silent (`Db::changes_stream`), connections refused
+//! `_changes` feed cut mid-row and gone silent (`Documents::changes_stream`), connections refused
 //! while the proxy's port is closed, `Retry-After` honoured end to end, and the remote reset
 //! (dropped and recreated; restored from an older copy).
 //!
@@ -21,6 +21,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod fault_support;
 
 use std::collections::BTreeMap;
@@ -34,7 +36,6 @@ use fault_support::{
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{ReplicateOptions, RetryPolicy};
-use settee::Db;
 use settee_testkit::faults::{Endpoint, Fault, FaultProxy};
 use settee_testkit::wait::wait_for_ok;
 use settee_testkit::{TestDb, TestServer};
@@ -104,7 +105,7 @@ async fn server_db() -> (TestDb, Vec<String>) {
 }
 
 /// Writes a store's documents (ids starting with `prefix`); returns their ids.
-async fn local_docs(local: &Db, prefix: &str) -> Vec<String> {
+async fn local_docs(local: &impl settee::Documents, prefix: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..6 {
         let id = format!("{prefix}-{i}");
@@ -124,7 +125,10 @@ async fn local_docs(local: &Db, prefix: &str) -> Vec<String> {
         .put(json!({"_id": id, "_rev": r["rev"], "v": 2}))
         .await
         .unwrap();
-    local.delete(&id, r["rev"].as_str()).await.unwrap();
+    local
+        .delete(&id, Some(&r["rev"].as_str().unwrap().parse().unwrap()))
+        .await
+        .unwrap();
     ids.push(id);
     local
         .put(json!({"_id": format!("{prefix}-bad"), "bad": true}))
@@ -138,10 +142,12 @@ async fn local_docs(local: &Db, prefix: &str) -> Vec<String> {
 }
 
 /// `status` after convergence: the refused document is the only one unsynced.
-async fn status_is_exact(local: &Db, remote: &Db, bad: &str) -> Result<(), String> {
-    let st = settee::status(local, remote)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn status_is_exact(
+    local: &settee::Local,
+    remote: &settee::Remote,
+    bad: &str,
+) -> Result<(), String> {
+    let st = local.status(remote).await.map_err(|e| e.to_string())?;
     if (st.local.unpushed, st.local.rejected, st.unpulled) != (1, 1, Some(0)) {
         return Err(format!(
             "status is not 1 unpushed, 1 rejected, 0 unpulled: {st:?}"
@@ -180,7 +186,7 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
     let a_path = dir.path().join("a");
     let a = a_path.to_str().unwrap();
     {
-        let local = Db::open(a).unwrap();
+        let local = settee::Local::open(a).unwrap();
         ids.extend(local_docs(&local, "a").await);
     }
     proxy.inject(at, fault, times);
@@ -203,7 +209,7 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
         first.stderr
     );
     {
-        let local = Db::open(a).unwrap();
+        let local = settee::Local::open(a).unwrap();
         if let Err(diff) = converged(&local, &name, &ids, &["a-bad"]).await {
             panic!("not converged after the rerun: {diff}\n{report}");
         }
@@ -222,12 +228,12 @@ async fn matrix_case(at: Endpoint, fault: Fault, times: usize, timeout: Option<D
     );
 
     // 3. A live sync meets the fault again and recovers by itself.
-    let b = Db::open(dir.path().join("b").to_str().unwrap()).unwrap();
+    let b = settee::Local::open(dir.path().join("b")).unwrap();
     ids.extend(local_docs(&b, "b").await);
     let remote = via(&proxy, &name, timeout);
     let seen = proxy.injected_count();
     proxy.inject(at, fault, times);
-    let mut sync = b.sync_with(
+    let mut sync = b.sync(
         &remote,
         ReplicateOptions {
             continuous: true,
@@ -306,7 +312,7 @@ async fn connection_refused() {
     let a_path = dir.path().join("a");
     let a = a_path.to_str().unwrap();
     {
-        let local = Db::open(a).unwrap();
+        let local = settee::Local::open(a).unwrap();
         ids.extend(local_docs(&local, "a").await);
     }
     proxy.set_refusing(true);
@@ -321,18 +327,18 @@ async fn connection_refused() {
     let again = cli(&["sync", a, &url]).await;
     assert_eq!(again.code, Some(3), "{}", again.stderr);
     {
-        let local = Db::open(a).unwrap();
+        let local = settee::Local::open(a).unwrap();
         converged(&local, &name, &ids, &["a-bad"]).await.unwrap();
         status_is_exact(&local, &via(&proxy, &name, None), "a-bad")
             .await
             .unwrap();
     }
 
-    let b = Db::open(dir.path().join("b").to_str().unwrap()).unwrap();
+    let b = settee::Local::open(dir.path().join("b")).unwrap();
     ids.extend(local_docs(&b, "b").await);
     let remote = via(&proxy, &name, None);
     proxy.set_refusing(true);
-    let mut sync = b.sync_with(
+    let mut sync = b.sync(
         &remote,
         ReplicateOptions {
             continuous: true,
@@ -379,7 +385,7 @@ async fn retry_after_is_honoured_end_to_end() {
     let a = a_path.to_str().unwrap();
     for (at, method) in [(Endpoint::Changes, "GET"), (Endpoint::BulkDocs, "POST")] {
         {
-            let local = Db::open(a).unwrap();
+            let local = settee::Local::open(a).unwrap();
             local
                 .put(json!({"_id": format!("x-{method}")}))
                 .await
@@ -410,7 +416,7 @@ async fn retry_after_is_honoured_end_to_end() {
     }
 }
 
-/// A live `_changes` feed (`Db::changes_stream`, continuous) cut mid-row or gone silent
+/// A live `_changes` feed (`Documents::changes_stream`, continuous) cut mid-row or gone silent
 /// reconnects by itself from the last row it read: every change arrives, once.
 async fn live_feed_case(fault: Fault) {
     let db = TestDb::create("feed");
@@ -486,7 +492,7 @@ async fn remote_dropped_and_recreated_is_pushed_again() {
     let a = a_path.to_str().unwrap();
     let ids: Vec<String> = ["r1", "r2", "r3"].iter().map(|s| s.to_string()).collect();
     {
-        let local = Db::open(a).unwrap();
+        let local = settee::Local::open(a).unwrap();
         for id in &ids {
             local.put(json!({"_id": id})).await.unwrap();
         }
@@ -507,7 +513,7 @@ async fn remote_dropped_and_recreated_is_pushed_again() {
     let run = cli(&["sync", a, &url]).await;
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     {
-        let local = Db::open(a).unwrap();
+        let local = settee::Local::open(a).unwrap();
         converged(&local, &name, &ids, &["r2"]).await.unwrap();
     }
     let st = cli_status(a, &url, false).await;
@@ -530,11 +536,14 @@ async fn remote_dropped_and_recreated_is_pushed_again() {
         .await
         .unwrap();
     remote
-        .delete("_design/guard", ddoc["_rev"].as_str())
+        .delete(
+            "_design/guard",
+            Some(&ddoc["_rev"].as_str().unwrap().parse().unwrap()),
+        )
         .await
         .unwrap();
     assert_eq!(cli(&["sync", a, &url]).await.code, Some(0));
-    let local = Db::open(a).unwrap();
+    let local = settee::Local::open(a).unwrap();
     converged(&local, &name, &ids, &[]).await.unwrap();
     drop(local);
     let st = cli_status(a, &url, false).await;
@@ -560,7 +569,7 @@ async fn remote_restored_from_an_older_copy_is_pushed_again() {
     let a_path = dir.path().join("a");
     let a = a_path.to_str().unwrap();
     let write = |ids: &'static [&'static str]| async move {
-        let local = Db::open(a).unwrap();
+        let local = settee::Local::open(a).unwrap();
         for id in ids {
             local
                 .put(json!({"_id": id, "_attachments": attachment(id)}))
@@ -611,7 +620,7 @@ async fn remote_restored_from_an_older_copy_is_pushed_again() {
         .map(|s| s.to_string())
         .collect();
     {
-        let local = Db::open(a).unwrap();
+        let local = settee::Local::open(a).unwrap();
         converged(&local, &name, &ids, &[]).await.unwrap();
     }
     let st = cli_status(a, &url, false).await;

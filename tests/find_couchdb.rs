@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 #[path = "../crates/settee-store/tests/find_cases/mod.rs"]
 mod find_cases;
@@ -22,8 +24,9 @@ use std::process::{Command, Stdio};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use settee::couch::RemoteDb;
 use settee::store::{Database, Durability, OpenOptions};
-use settee::{FindRequest, RemoteDb};
+use settee::FindRequest;
 use settee_testkit::{TestDb, TestServer};
 
 /// A database on the CouchDB test server, deleted at the end.

@@ -4,13 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use settee::replicate::{Event, Peer, ReplicateOptions, RetryPolicy};
-use settee::Db;
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::wait::wait_for;
 use settee_testkit::{TestDb, TestServer};
@@ -25,9 +26,9 @@ const ARRIVES: Duration = Duration::from_secs(60);
 async fn live_sync_survives_the_server_going_away_for_30_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = common::OwnServer::start(&dir.path().join("server"));
-    let remote = Db::open(&format!("{}/live", server.url())).unwrap();
+    let remote = settee::Remote::new(&format!("{}/live", server.url())).unwrap();
     remote.to_peer().create().await.unwrap();
-    let local = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let local = settee::Local::open(dir.path().join("local")).unwrap();
 
     let retry = RetryPolicy {
         initial_delay: Duration::from_millis(200),
@@ -124,12 +125,12 @@ async fn caught_up_direction_reports_paused_again_after_an_outage() {
     let server = TestServer::get();
     let name_db = TestDb::named("paused");
     let name = name_db.name();
-    let direct = Db::open(&server.db_url_with_credentials(name)).unwrap();
+    let direct = settee::Remote::new(&server.db_url_with_credentials(name)).unwrap();
     direct.to_peer().create().await.unwrap();
     let proxy = FaultProxy::start(server.url()).await;
     let via_proxy = server.via(&proxy.url()).db_url_with_credentials(name);
     let dir = tempfile::tempdir().unwrap();
-    let local = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let local = settee::Local::open(dir.path().join("local")).unwrap();
     let opts = ReplicateOptions {
         continuous: true,
         retry: RetryPolicy {
@@ -139,8 +140,8 @@ async fn caught_up_direction_reports_paused_again_after_an_outage() {
         },
         ..Default::default()
     };
-    let mut handle = settee::Replication::new(
-        Db::open(&via_proxy).unwrap().to_peer(),
+    let mut handle = settee::replicate::Replication::new(
+        settee::Remote::new(&via_proxy).unwrap().to_peer(),
         local.to_peer(),
         opts,
     )

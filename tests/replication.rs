@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 // Attachments on branches, random trees, documents refused as a whole request.
 #[path = "replication/attachments.rs"]
@@ -17,8 +19,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
-use settee::store::{Durability, OpenOptions};
-use settee::{Database, Db, GetArgs};
+use settee::store::{Database, Durability, OpenOptions};
+use settee::{Db, ReadOptions};
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::leaves::Compare;
 use settee_testkit::wait::Lines;
@@ -26,8 +28,8 @@ use settee_testkit::{TestDb, TestServer};
 
 use common::sync_once;
 
-fn remote(server: &TestServer, db: &str) -> Db {
-    Db::open(&server.db_url_with_credentials(db)).unwrap()
+fn remote(server: &TestServer, db: &str) -> settee::Remote {
+    settee::Remote::new(&server.db_url_with_credentials(db)).unwrap()
 }
 
 fn local(dir: &tempfile::TempDir, name: &str) -> Database {
@@ -86,17 +88,24 @@ fn populate(db: &Database, n: usize) {
 /// `open_revs=all&revs=true&attachments=true` as `settee_testkit::leaves` compares them (body,
 /// `_deleted`, `_revisions`, and each attachment's type, data, digest checked against the
 /// data, and revpos on Apache CouchDB).
-async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Value>)> {
+async fn snapshot(
+    db: &(impl settee::Documents + crate::common::AsPeer + Clone),
+    ids: &[String],
+) -> BTreeMap<String, (String, Vec<Value>)> {
     // Winners from `_all_docs` (JSON), not from each document's GET: CouchDB names the
     // winner in an `ETag` header too, which a revision holding a newline breaks (issue 10).
     let winners: BTreeMap<String, String> = db
-        .all_docs(false)
+        .all_docs(&Default::default())
         .await
         .unwrap()
+        .rows
         .into_iter()
         .map(|r| {
-            let rev = r["value"]["rev"].as_str().unwrap().to_owned();
-            (r["id"].as_str().unwrap().to_owned(), rev)
+            let rev = r.value.as_ref().unwrap()["rev"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (r.key, rev)
         })
         .collect();
     let results = futures::stream::iter(ids.iter().cloned())
@@ -111,7 +120,8 @@ async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Valu
                 let leaves: Vec<Value> = db
                     .open_revs(
                         &id,
-                        &GetArgs {
+                        &settee::OpenRevs::All,
+                        &ReadOptions {
                             attachments: true,
                             ..Default::default()
                         },
@@ -130,8 +140,12 @@ async fn snapshot(db: &Db, ids: &[String]) -> BTreeMap<String, (String, Vec<Valu
     results.into_iter().collect()
 }
 
-async fn run(src: &Db, tgt: &Db, opts: ReplicateOptions) -> settee::replicate::Summary {
-    Replication::new(src.to_peer(), tgt.to_peer(), opts)
+async fn run(
+    src: &impl common::AsPeer,
+    tgt: &impl common::AsPeer,
+    opts: ReplicateOptions,
+) -> settee::replicate::Summary {
+    Replication::new(src.as_peer(), tgt.as_peer(), opts)
         .run()
         .await
         .unwrap()
@@ -139,11 +153,11 @@ async fn run(src: &Db, tgt: &Db, opts: ReplicateOptions) -> settee::replicate::S
 
 /// [`run`], counting the replicator's own retries (its `Error` events with `retrying`).
 async fn run_counting_retries(
-    src: &Db,
-    tgt: &Db,
+    src: &impl common::AsPeer,
+    tgt: &impl common::AsPeer,
     opts: ReplicateOptions,
 ) -> (settee::replicate::Summary, usize) {
-    let mut handle = Replication::new(src.to_peer(), tgt.to_peer(), opts).spawn();
+    let mut handle = Replication::new(src.as_peer(), tgt.as_peer(), opts).spawn();
     let mut retried = 0;
     while let Some(ev) = handle.next_event().await {
         if let Event::Error { retrying: true, .. } = ev {
@@ -161,7 +175,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     let a = local(&dir, "a");
     populate(&a, n);
     let ids: Vec<String> = (0..n).map(|i| format!("note-{i:05}")).collect();
-    let a = Db::Local(a);
+    let a = settee::Local::from_store(a);
     let (r1_db, r2_db) = (TestDb::named("push"), TestDb::named("r2r"));
     let (r1, r2) = (r1_db.name(), r2_db.name());
 
@@ -181,7 +195,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     assert_eq!(snapshot(&remote(&server, r1), &ids).await, expected, "push");
 
     // Pull it into a fresh local store.
-    let b = Db::Local(local(&dir, "b"));
+    let b = settee::Local::from_store(local(&dir, "b"));
     let pull = run(&remote(&server, r1), &b, ReplicateOptions::default()).await;
     assert_eq!(pull.stats.doc_write_failures, 0);
     assert_eq!(snapshot(&b, &ids).await, expected, "pull");
@@ -204,7 +218,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     );
 
     // Sync: edits on both sides meet.
-    let Db::Local(bdb) = &b else { unreachable!() };
+    let bdb = b.store().unwrap();
     let doc = bdb.get("note-00005", &Default::default()).unwrap();
     bdb.put(json!({"_id": "note-00005", "_rev": doc["_rev"], "title": "from b"}))
         .unwrap();
@@ -231,7 +245,7 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
 async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::Local(local(&dir, "l"));
+    let l = settee::Local::from_store(local(&dir, "l"));
     let r_db = TestDb::named("conflict");
     let r = remote(&server, r_db.name());
     for i in 0..20 {
@@ -249,12 +263,14 @@ async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
     // "Offline": both sides edit every document, and delete one.
     for i in 0..20 {
         let id = format!("c{i}");
-        let rev = l.get(&id, &GetArgs::default()).await.unwrap()["_rev"].clone();
+        let rev = l.get(&id, &ReadOptions::default()).await.unwrap()["_rev"].clone();
         l.put(json!({"_id": id, "_rev": rev, "v": "local"}))
             .await
             .unwrap();
         if i == 0 {
-            r.delete(&id, rev.as_str()).await.unwrap();
+            r.delete(&id, Some(&rev.as_str().unwrap().parse().unwrap()))
+                .await
+                .unwrap();
         } else {
             r.put(json!({"_id": id, "_rev": rev, "v": "remote"}))
                 .await
@@ -285,7 +301,7 @@ async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
 async fn documents_a_validation_function_forbids_are_reported_and_the_rest_replicate() {
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::Local(local(&dir, "l"));
+    let l = settee::Local::from_store(local(&dir, "l"));
     let r_db = TestDb::named("validate");
     let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
@@ -304,10 +320,10 @@ async fn documents_a_validation_function_forbids_are_reported_and_the_rest_repli
     assert_eq!(summary.doc_failures.len(), 1);
     assert_eq!(summary.doc_failures[0].id, "v07");
     assert_eq!(summary.doc_failures[0].error, "forbidden");
-    assert!(r.get("v08", &GetArgs::default()).await.is_ok());
-    assert!(r.get("v07", &GetArgs::default()).await.is_err());
+    assert!(r.get("v08", &ReadOptions::default()).await.is_ok());
+    assert!(r.get("v07", &ReadOptions::default()).await.is_err());
     // `settee status` lists it, from the store's sync state.
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 1));
     let listed: Vec<(String, settee::SyncState)> =
         l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
@@ -324,7 +340,7 @@ async fn pull_survives_connections_cut_mid_run() {
     let src_name = src_name_db.name();
     let src_local = local(&dir, "seed");
     populate(&src_local, 2000);
-    let seed = Db::Local(src_local);
+    let seed = settee::Local::from_store(src_local);
     run(
         &seed,
         &remote(&server, src_name),
@@ -338,8 +354,8 @@ async fn pull_survives_connections_cut_mid_run() {
     // The same database, through a proxy that drops every open connection every 150 ms.
     let proxy = FaultProxy::start(server.url()).await;
     let via_proxy = server.via(&proxy.url()).db_url_with_credentials(src_name);
-    let src = Db::open(&via_proxy).unwrap();
-    let target = Db::Local(local(&dir, "pulled"));
+    let src = settee::Remote::new(&via_proxy).unwrap();
+    let target = settee::Local::from_store(local(&dir, "pulled"));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cutter = {
         let (proxy, done) = (proxy.clone(), done.clone());
@@ -394,7 +410,7 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
     let name = name_db.name();
     let seed_db = local(&dir, "seed");
     populate(&seed_db, 600);
-    let seed = Db::Local(seed_db);
+    let seed = settee::Local::from_store(seed_db);
     let push = ReplicateOptions {
         create_target: true,
         ..Default::default()
@@ -407,8 +423,8 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         .retry(settee::couch::RetryPolicy::none())
         .build()
         .unwrap();
-    let src = Db::Remote(client.db(name));
-    let target = Db::Local(local(&dir, "pulled"));
+    let src = Db::Remote(settee::Remote::from_couch(client.db(name)));
+    let target = settee::Local::from_store(local(&dir, "pulled"));
     proxy.fail_every(5);
     let opts = ReplicateOptions {
         batch_size: 25,
@@ -491,9 +507,7 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     let name = name_db.name();
     let source = remote(&server, name);
     source.to_peer().create().await.unwrap();
-    let Db::Remote(src_db) = &source else {
-        unreachable!()
-    };
+    let src_db = source.couch();
     // One request per document: a server that refuses one form must not hide the others.
     let mut refused = BTreeMap::new();
     for doc in odd_revision_docs(couchdb) {
@@ -523,7 +537,7 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     bad.sort();
 
     // Pull into a store.
-    let pulled = Db::Local(local(&dir, "pulled"));
+    let pulled = settee::Local::from_store(local(&dir, "pulled"));
     let pull = run(&source, &pulled, ReplicateOptions::default()).await;
     let mut failed: Vec<&str> = pull.doc_failures.iter().map(|f| f.id.as_str()).collect();
     failed.sort();
@@ -534,7 +548,7 @@ async fn odd_revisions_couchdb_stores_round_trip_and_unrepresentable_ones_fail_a
     if bad.iter().any(|id| id == "mixed") {
         // Its representable branch came; the other was reported.
         let leaves = pulled
-            .open_revs("mixed", &GetArgs::default())
+            .open_revs("mixed", &settee::OpenRevs::All, &ReadOptions::default())
             .await
             .unwrap();
         assert_eq!(leaves.len(), 1);
@@ -613,7 +627,7 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
     for chunk in docs.chunks(1000) {
         seed_db.bulk_docs(chunk.to_vec(), true).unwrap();
     }
-    let seed = Db::Local(seed_db);
+    let seed = settee::Local::from_store(seed_db);
     let name_db = TestDb::named("kill");
     let name = name_db.name();
     run(
@@ -681,12 +695,10 @@ async fn cli_killed_mid_pull_resumes_from_its_checkpoint() {
         complete["summary"]["changes_read"].as_u64().unwrap() < n as u64,
         "resumed, not restarted"
     );
-    let pulled = Db::open(target.to_str().unwrap()).unwrap();
+    let pulled = settee::Local::open(target).unwrap();
     let ids: Vec<String> = (0..n).map(|i| format!("k{i:05}")).collect();
     assert_eq!(snapshot(&pulled, &ids).await, snapshot(&seed, &ids).await);
-    let Db::Local(p) = &pulled else {
-        unreachable!()
-    };
+    let p = pulled.store().unwrap();
     assert_eq!(
         p.changes(&Default::default()).unwrap().results.len(),
         n,
@@ -713,16 +725,17 @@ async fn remote_source_filters_doc_ids_selector_and_named_function() {
         "by_kind": "function (doc, req) { return doc.kind === req.query.kind; }"}}))
         .await
         .unwrap();
-    let ids_of = |db: Db| async move {
-        db.all_docs(false)
+    let ids_of = |db: settee::Local| async move {
+        db.all_docs(&Default::default())
             .await
             .unwrap()
+            .rows
             .into_iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .map(|r| r.key)
             .collect::<Vec<_>>()
     };
 
-    let a = Db::Local(local(&dir, "a"));
+    let a = settee::Local::from_store(local(&dir, "a"));
     let opts = ReplicateOptions {
         filter: Filter::DocIds(vec!["f03".into(), "f05".into()]),
         ..Default::default()
@@ -730,7 +743,7 @@ async fn remote_source_filters_doc_ids_selector_and_named_function() {
     run(&r, &a, opts).await;
     assert_eq!(ids_of(a).await, ["f03", "f05"]);
 
-    let b = Db::Local(local(&dir, "b"));
+    let b = settee::Local::from_store(local(&dir, "b"));
     let sel = Selector::parse(&json!({"kind": "task", "i": {"$lt": 20}})).unwrap();
     let opts = ReplicateOptions {
         filter: Filter::Selector(sel),
@@ -740,7 +753,7 @@ async fn remote_source_filters_doc_ids_selector_and_named_function() {
     run(&r, &b, opts).await;
     assert_eq!(ids_of(b).await, ["f00", "f04", "f08", "f12", "f16"]);
 
-    let c = Db::Local(local(&dir, "c"));
+    let c = settee::Local::from_store(local(&dir, "c"));
     let mut query_params = serde_json::Map::new();
     query_params.insert("kind".into(), json!("task"));
     let opts = ReplicateOptions {
@@ -763,7 +776,7 @@ async fn push_of_a_revision_the_server_knows_only_as_an_ancestor_completes() {
     // counts it as held. Either way the push completes and the document is synced.
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::Local(local(&dir, "l"));
+    let l = settee::Local::from_store(local(&dir, "l"));
     let r_db = TestDb::named("ancestor");
     let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
@@ -773,9 +786,7 @@ async fn push_of_a_revision_the_server_knows_only_as_an_ancestor_completes() {
         .await
         .unwrap();
     let hash = |rev: &Value| rev.as_str().unwrap().split_once('-').unwrap().1.to_owned();
-    let Db::Remote(remote_db) = &r else {
-        unreachable!()
-    };
+    let remote_db = r.couch();
     let child = json!({
         "_id": "d", "_rev": "3-cccccccccccccccccccccccccccccccc", "v": 3,
         "_revisions": {"start": 3, "ids": ["cccccccccccccccccccccccccccccccc",

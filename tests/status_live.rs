@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::path::Path;
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use settee::replicate::Peer;
-use settee::{Db, GetArgs, SyncState};
+use settee::{ReadOptions, SyncState};
 use settee_testkit::{wait_until, TestDb};
 
 use common::{guarded_remote, json_lines, status, status_cmd};
@@ -95,7 +97,7 @@ impl Drop for LiveSync {
 /// The local store with one document the server refuses (`secret`) and one it takes,
 /// written before the live sync starts (it then holds the store).
 async fn local_store(path: &Path) -> String {
-    let l = Db::open(path.to_str().unwrap()).unwrap();
+    let l = settee::Local::open(path).unwrap();
     let bad = l
         .put(json!({"_id": "secret", "secret": true}))
         .await
@@ -166,8 +168,8 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     assert_eq!(docs_during, vec![rejected_line.clone()]);
 
     // The library, opened on the held store, asks the holder too.
-    let held = Db::open(path.to_str().unwrap()).unwrap();
-    assert!(matches!(held, Db::Held(_)), "{held:?}");
+    let held = settee::Local::open(&path).unwrap();
+    assert!(held.held_by().is_some(), "{held:?}");
     let rejected = SyncState::Rejected {
         rev: bad_rev.parse().unwrap(),
         error: "forbidden".into(),
@@ -188,18 +190,18 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     assert_eq!(held.sync_state(&remote, "nothing").await.unwrap(), None);
     // What the holder says is what the server holds.
     assert!(remote
-        .get("secret", &GetArgs::default())
+        .get("secret", &ReadOptions::default())
         .await
         .unwrap_err()
         .is_not_found());
     assert_eq!(
-        remote.get("fine", &GetArgs::default()).await.unwrap()["v"],
+        remote.get("fine", &ReadOptions::default()).await.unwrap()["v"],
         1
     );
 
     // The holder's sync-state endpoints take only its credential.
     let advert = settee::store::Advert::read(&path).unwrap();
-    let anonymous = settee::RemoteDb::from_url(&advert.url).unwrap();
+    let anonymous = settee::couch::RemoteDb::from_url(&advert.url).unwrap();
     let identity = remote.to_peer().identity();
     let refused = anonymous
         .get_extension::<Value>(&["_settee", "sync_status"], &[("remote", &identity)])
@@ -210,7 +212,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
         "{refused:?}"
     );
     // A password in the remote's name is dropped, never returned.
-    let owner = settee::RemoteDb::from_url(&advert.url_with_credentials()).unwrap();
+    let owner = settee::couch::RemoteDb::from_url(&advert.url_with_credentials()).unwrap();
     let with_password = name_db.url_with_credentials();
     let answered: Value = owner
         .get_extension(&["_settee", "sync_status"], &[("remote", &with_password)])
@@ -223,10 +225,7 @@ async fn issue_19_status_answers_while_a_live_sync_runs() {
     }
 
     sync.stop();
-    assert!(matches!(
-        Db::open(path.to_str().unwrap()).unwrap(),
-        Db::Local(_)
-    ));
+    assert!(settee::Local::open(&path).unwrap().store().is_some());
     let after = status(&path, &url, false);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(counts(&after[0]), counts(&during[0]));
@@ -293,7 +292,7 @@ async fn issue_19_a_holder_that_does_not_answer_is_an_error_not_a_hang() {
 
     // The stale advertisement while something else holds the store (a one-shot sync, an
     // application that does not serve): a clear error at once (the port is closed).
-    let holder = settee::Database::open(&path).unwrap();
+    let holder = settee::store::Database::open(&path).unwrap();
     let out = output_within(
         status_cmd(&path, &url, true),
         CONVERGE,

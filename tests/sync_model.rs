@@ -34,6 +34,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 // The real crash: `settee sync` as a child process, SIGKILLed mid-run.
 #[path = "sync_model/kill.rs"]

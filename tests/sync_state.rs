@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::collections::BTreeMap;
@@ -13,20 +15,20 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Peer, ReplicateOptions};
-use settee::{Db, GetArgs, SyncState};
+use settee::{ReadOptions, SyncState};
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::{TestDb, TestServer};
 
 use common::{guarded_remote, status, sync_once};
 
-fn remote(server: &TestServer, db: &str) -> Db {
-    Db::open(&server.db_url_with_credentials(db)).unwrap()
+fn remote(server: &TestServer, db: &str) -> settee::Remote {
+    settee::Remote::new(&server.db_url_with_credentials(db)).unwrap()
 }
 
-async fn server_edit(r: &Db, id: &str, body: Value) {
+async fn server_edit(r: &(impl settee::Documents + crate::common::AsPeer), id: &str, body: Value) {
     let mut doc = body;
     doc["_id"] = json!(id);
-    if let Ok(cur) = r.get(id, &GetArgs::default()).await {
+    if let Ok(cur) = r.get(id, &ReadOptions::default()).await {
         doc["_rev"] = cur["_rev"].clone();
     }
     r.put(doc).await.unwrap();
@@ -45,12 +47,12 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
     }
     let path = dir.path().join("local");
     {
-        let l = Db::open(path.to_str().unwrap()).unwrap();
+        let l = settee::Local::open(&path).unwrap();
         l.put(json!({"_id": "local-0"})).await.unwrap();
-        let st = settee::status(&l, &r).await.unwrap();
+        let st = l.status(&r).await.unwrap();
         assert_eq!((st.local.unpushed, st.unpulled), (1, Some(5)));
         sync_once(&l, &r).await;
-        let st = settee::status(&l, &r).await.unwrap();
+        let st = l.status(&r).await.unwrap();
         assert_eq!((st.local.unpushed, st.unpulled), (0, Some(0)), "{st:?}");
         assert!(st.local.last_push.is_some() && st.local.last_pull.is_some());
     }
@@ -64,7 +66,7 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
     assert!(status(&path, &server.db_url_with_user(name), true).is_empty());
     // One more edit on each side.
     {
-        let l = Db::open(path.to_str().unwrap()).unwrap();
+        let l = settee::Local::open(&path).unwrap();
         l.put(json!({"_id": "local-1"})).await.unwrap();
     }
     server_edit(&r, "server-3", json!({"n": 33})).await;
@@ -80,9 +82,9 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
         (&json!("local-1"), &json!("unpushed"))
     );
     // And 0 and 0 again after the next sync.
-    let l = Db::open(path.to_str().unwrap()).unwrap();
+    let l = settee::Local::open(&path).unwrap();
     sync_once(&l, &r).await;
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.unpulled), (0, Some(0)));
     // A sync with nothing to move writes no checkpoint, yet it is the last successful push
     // and pull (RFC 3339 times compare as text).
@@ -97,7 +99,7 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
         ),
         (0, 0)
     );
-    let after = settee::status(&l, &r).await.unwrap().local;
+    let after = l.status(&r).await.unwrap().local;
     assert!(
         after.last_push > before.last_push,
         "{before:?} then {after:?}"
@@ -116,10 +118,10 @@ async fn a_sync_that_pulls_nothing_still_shows_its_last_pull() {
     let r_db = TestDb::named("empty-pull");
     let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
-    let l = Db::open(dir.path().join("l").to_str().unwrap()).unwrap();
+    let l = settee::Local::open(dir.path().join("l")).unwrap();
     l.put(json!({"_id": "a"})).await.unwrap();
     sync_once(&l, &r).await;
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert!(st.local.last_pull.is_some(), "{st:?}");
     assert!(st.local.last_push.is_some(), "{st:?}");
 }
@@ -132,7 +134,7 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
     let name = name_db.name();
     let r = guarded_remote(&server.db_url_with_credentials(name)).await;
     let path = dir.path().join("local");
-    let l = Db::open(path.to_str().unwrap()).unwrap();
+    let l = settee::Local::open(&path).unwrap();
     let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
     l.put(json!({"_id": "fine"})).await.unwrap();
     let summary = sync_once(&l, &r).await;
@@ -149,7 +151,7 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
     );
     // Still listed after another, clean run (the checkpoint moved past it).
     sync_once(&l, &r).await;
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 1));
     let listed: Vec<(String, SyncState)> =
         l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
@@ -161,7 +163,7 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
     assert_eq!(docs[0]["state"], "rejected");
     assert_eq!(docs[0]["reason"], "no secrets here");
     // Fixed: a later revision is accepted, and the document is synced.
-    let l = Db::open(path.to_str().unwrap()).unwrap();
+    let l = settee::Local::open(&path).unwrap();
     l.put(json!({"_id": "s", "_rev": bad["rev"], "secret": false}))
         .await
         .unwrap();
@@ -174,7 +176,7 @@ async fn issue_11_a_rejected_document_is_listed_until_it_is_fixed() {
         l.sync_state(&r, "s").await.unwrap(),
         Some(SyncState::Synced)
     );
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (0, 0));
 }
 
@@ -187,15 +189,15 @@ async fn status_without_the_server_is_exact_for_unpushed_and_says_unpulled_is_un
     remote(&server, name).to_peer().create().await.unwrap();
     // The remote through a proxy the test can take away.
     let proxy = FaultProxy::start(server.url()).await;
-    let r = Db::open(&server.via(&proxy.url()).db_url_with_credentials(name)).unwrap();
-    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let r = settee::Remote::new(&server.via(&proxy.url()).db_url_with_credentials(name)).unwrap();
+    let l = settee::Local::open(dir.path().join("local")).unwrap();
     for i in 0..3 {
         l.put(json!({"_id": format!("o{i}")})).await.unwrap();
     }
     sync_once(&l, &r).await;
     proxy.set_refusing(true);
     l.put(json!({"_id": "written-offline"})).await.unwrap();
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 0));
     assert!(st.local.last_push.is_some());
     assert_eq!(st.unpulled, None);
@@ -225,7 +227,7 @@ async fn the_live_stream_shows_unpushed_then_synced_or_rejected_with_the_reason(
     let name_db = TestDb::named("badges");
     let name = name_db.name();
     let r = guarded_remote(&server.db_url_with_credentials(name)).await;
-    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let l = settee::Local::open(dir.path().join("local")).unwrap();
     let mut badges = Box::pin(l.sync_state_changes(&r).unwrap());
     let live = tokio::spawn(settee::replicate::sync(
         l.to_peer(),
@@ -275,7 +277,7 @@ async fn the_live_stream_shows_unpushed_then_synced_or_rejected_with_the_reason(
 }
 
 /// A one-shot push from `l` to `r`.
-async fn push_once(l: &Db, r: &Db) {
+async fn push_once(l: &settee::Local, r: &settee::Remote) {
     settee::replicate::Replication::new(l.to_peer(), r.to_peer(), ReplicateOptions::default())
         .run()
         .await
@@ -294,7 +296,7 @@ async fn issue_21_a_remote_holding_only_a_deletion_is_not_empty() {
     let r_db = TestDb::named("deletions");
     let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
-    let l = Db::open(dir.path().join("l").to_str().unwrap()).unwrap();
+    let l = settee::Local::open(dir.path().join("l")).unwrap();
     l.put(json!({"_id": "d", "v": 1})).await.unwrap();
     push_once(&l, &r).await;
     l.delete("d", None).await.unwrap();
@@ -393,7 +395,7 @@ async fn issue_21_a_sync_pulls_what_the_remote_had_while_its_push_wrote_there() 
     let r_db = TestDb::named("no-snapshot");
     let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
-    let l = Db::open(dir.path().join("l").to_str().unwrap()).unwrap();
+    let l = settee::Local::open(dir.path().join("l")).unwrap();
     // The same document on both sides, a conflict: the push writes the store's revision
     // while the pull reads the remote's.
     let on_server = r.put(json!({"_id": "d", "v": "server"})).await.unwrap();
@@ -418,13 +420,13 @@ async fn issue_21_a_sync_pulls_what_the_remote_had_while_its_push_wrote_there() 
     let held = l
         .get(
             "d",
-            &GetArgs {
-                rev: Some(server_rev.to_owned()),
+            &ReadOptions {
+                rev: Some(server_rev.parse().unwrap()),
                 ..Default::default()
             },
         )
         .await;
     assert!(held.is_ok(), "the store lacks {server_rev}: {held:?}");
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.unpulled), (0, Some(0)), "{st:?}");
 }

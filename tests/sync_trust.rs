@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use settee::replicate::{Peer, ReplicateOptions, RetryPolicy};
-use settee::{Db, SyncState};
+use settee::SyncState;
 use settee_testkit::http::{self, Reply, Request, Rule};
 use settee_testkit::{TestDb, TestServer};
 
@@ -35,12 +37,13 @@ fn settee(args: &[&str]) -> (i32, Vec<Value>, String) {
 
 /// Database `db`, created, reached through a proxy to the test server whose rule is
 /// `rule` (for library calls: the credentials are in its URL).
-async fn through_proxy<F>(db: &TestDb, rule: F) -> Db
+async fn through_proxy<F>(db: &TestDb, rule: F) -> settee::Remote
 where
     F: Fn(&Request) -> Rule + Send + Sync + 'static,
 {
     let (proxy, _log) = http::proxy(db.server().url(), rule).await;
-    let r = Db::open(&db.server().via(&proxy).db_url_with_credentials(db.name())).unwrap();
+    let r =
+        settee::Remote::new(&db.server().via(&proxy).db_url_with_credentials(db.name())).unwrap();
     r.to_peer().create().await.unwrap();
     r
 }
@@ -145,7 +148,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let l = settee::Local::open(dir.path().join("local")).unwrap();
     for id in ["a", "b", "c"] {
         l.put(json!({"_id": id})).await.unwrap();
     }
@@ -157,7 +160,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
         },
         ..Default::default()
     };
-    let sync = |l: Db, r: Db| async move {
+    let sync = |l: settee::Local, r: settee::Remote| async move {
         settee::replicate::sync(l.to_peer(), r.to_peer(), opts(), None, Default::default()).await
     };
     sync(l.clone(), r.clone()).await.unwrap();
@@ -194,7 +197,7 @@ async fn issue_19_a_remote_restored_from_an_older_copy_reads_as_unsynced_once_it
         revs: vec![edited["rev"].as_str().unwrap().parse().unwrap()],
     };
     assert_eq!(l.sync_state(&r, "a").await.unwrap(), Some(want));
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 0), "{st:?}");
     for id in ["b", "c"] {
         assert_eq!(l.sync_state(&r, id).await.unwrap(), Some(SyncState::Synced));
@@ -244,7 +247,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
         r.put(json!({"_id": id, "n": 1})).await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let l = settee::Local::open(dir.path().join("local")).unwrap();
     let sync = || {
         settee::replicate::sync(
             l.to_peer(),
@@ -268,7 +271,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
     };
     assert_eq!(error, "doc_validation");
     assert!(reason.contains("_bogus"), "{reason}");
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.pull_failed), (0, 1), "{st:?}");
     let listed: Vec<_> = l.unsynced(&r).unwrap().map(|x| x.unwrap()).collect().await;
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -276,7 +279,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
     // A sync that moves nothing new still counts it (its checkpoint is past the change) and,
     // with the fault still there, keeps it listed.
     sync().await.unwrap();
-    assert_eq!(settee::status(&l, &r).await.unwrap().local.pull_failed, 1);
+    assert_eq!(l.status(&r).await.unwrap().local.pull_failed, 1);
     // The fault is gone: the next sync asks for it again, and it arrives.
     spoil.store(false, Ordering::SeqCst);
     let summary = sync().await.unwrap();
@@ -291,7 +294,7 @@ async fn issue_19_a_document_refused_during_a_pull_is_listed_counted_and_retried
         l.sync_state(&r, "bad").await.unwrap(),
         Some(SyncState::Synced)
     );
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.pull_failed), (0, 0), "{st:?}");
 }
 
@@ -325,7 +328,7 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
     // Not empty, so the push asks `_revs_diff` (an empty target skips it).
     r.put(json!({"_id": "already"})).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let l = settee::Local::open(dir.path().join("local")).unwrap();
     for id in ["a", "b", "c"] {
         l.put(json!({"_id": id})).await.unwrap();
     }
@@ -336,7 +339,7 @@ async fn issue_19_a_revs_diff_that_leaves_out_a_document_is_asked_again() {
         "the proxy dropped b twice"
     );
     assert_eq!(server_status(name, "b"), 200, "b was pushed");
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (0, 0), "{st:?}");
 }
 
@@ -372,7 +375,7 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::open(dir.path().join("local").to_str().unwrap()).unwrap();
+    let l = settee::Local::open(dir.path().join("local")).unwrap();
     let bad = l.put(json!({"_id": "s", "secret": true})).await.unwrap();
     l.put(json!({"_id": "fine"})).await.unwrap();
     let summary = sync_once(&l, &r).await;
@@ -394,6 +397,6 @@ async fn issue_19_a_refusal_lost_from_a_bulk_docs_answer_is_heard_on_the_second_
         reason: "no secrets here".into(),
     };
     assert_eq!(l.sync_state(&r, "s").await.unwrap(), Some(want));
-    let st = settee::status(&l, &r).await.unwrap();
+    let st = l.status(&r).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 1), "{st:?}");
 }

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use anyhow::Context;
 use serde_json::Value;
-use settee::{Db, GetArgs};
+use settee::{AllDocsOptions, ChangesRequest, Db, Documents, OpenRevs, ReadOptions, Rev};
 
 use super::{existing, parse_seq, print_json, with_location, Outcome};
 
@@ -92,7 +92,7 @@ pub(crate) async fn put(Put { db, doc }: Put) -> anyhow::Result<Outcome> {
         }
     };
     let doc: Value = serde_json::from_str(&doc).context("the document is not valid JSON")?;
-    let res = with_location(&db, Db::open(&db))?.put(doc).await?;
+    let res = with_location(&db, super::open(&db))?.put(doc).await?;
     print_json(&res)?;
     Ok(Outcome::Clean)
 }
@@ -109,33 +109,48 @@ pub(crate) async fn get(
     }: Get,
 ) -> anyhow::Result<Outcome> {
     let db = existing(&db)?;
-    let args = GetArgs {
-        rev,
+    let opts = ReadOptions {
+        rev: rev.as_deref().map(parse_rev).transpose()?,
         revs,
         conflicts,
-        open_revs,
         attachments: false,
     };
-    match &args.open_revs {
-        Some(_) => {
-            for leaf in db.open_revs(&id, &args).await? {
+    match open_revs.as_deref() {
+        Some(which) => {
+            let which = if which == "all" {
+                OpenRevs::All
+            } else {
+                let list: Vec<String> = serde_json::from_str(which)
+                    .context("--open-revs must be `all` or a JSON array of revisions")?;
+                OpenRevs::Revs(
+                    list.iter()
+                        .map(|r| parse_rev(r))
+                        .collect::<anyhow::Result<_>>()?,
+                )
+            };
+            for leaf in db.open_revs(&id, &which, &opts).await? {
                 print_json(&leaf)?;
             }
         }
-        None => print_json(&db.get(&id, &args).await?)?,
+        None => print_json(&db.get(&id, &opts).await?)?,
     }
     Ok(Outcome::Clean)
 }
 
 /// `settee rm`.
 pub(crate) async fn rm(Rm { db, id, rev }: Rm) -> anyhow::Result<Outcome> {
-    print_json(&existing(&db)?.delete(&id, rev.as_deref()).await?)?;
+    let rev = rev.as_deref().map(parse_rev).transpose()?;
+    print_json(&existing(&db)?.delete(&id, rev.as_ref()).await?)?;
     Ok(Outcome::Clean)
 }
 
 /// `settee all-docs`.
 pub(crate) async fn all_docs(AllDocs { db, include_docs }: AllDocs) -> anyhow::Result<Outcome> {
-    for row in existing(&db)?.all_docs(include_docs).await? {
+    let opts = AllDocsOptions {
+        include_docs,
+        ..Default::default()
+    };
+    for row in existing(&db)?.all_docs(&opts).await?.rows {
         print_json(&row)?;
     }
     Ok(Outcome::Clean)
@@ -153,11 +168,17 @@ pub(crate) async fn changes(
     let db = existing(&db)?;
     let mut since = since.map(|s| settee::Seq::from_json(parse_seq(&s)));
     loop {
-        let (rows, last) = db.changes(since.clone(), include_docs, follow).await?;
-        for row in &rows {
+        let req = ChangesRequest {
+            since: since.clone(),
+            include_docs,
+            limit: None,
+            wait: follow,
+        };
+        let page = db.changes(&req).await?;
+        for row in &page.results {
             print_json(row)?;
         }
-        since = Some(last);
+        since = Some(page.last_seq);
         if !follow {
             break;
         }
@@ -175,12 +196,29 @@ pub(crate) async fn conflicts(OneDb { db }: OneDb) -> anyhow::Result<Outcome> {
 
 /// `settee info`.
 pub(crate) async fn info(OneDb { db }: OneDb) -> anyhow::Result<Outcome> {
-    print_json(&existing(&db)?.info().await?)?;
+    match existing(&db)? {
+        Db::Local(l) => print_json(&l.info().await?)?,
+        Db::Remote(r) => print_json(&r.info().await?)?,
+    }
     Ok(Outcome::Clean)
 }
 
 /// `settee compact`.
 pub(crate) async fn compact(OneDb { db }: OneDb) -> anyhow::Result<Outcome> {
-    print_json(&existing(&db)?.compact().await?)?;
+    match existing(&db)? {
+        Db::Local(l) => l.compact().await?,
+        Db::Remote(r) => anyhow::bail!(
+            "compacting {} is the server's job (POST /db/_compact as an admin); settee compacts local stores",
+            r.url()
+        ),
+    }
+    print_json(&serde_json::json!({"ok": true}))?;
     Ok(Outcome::Clean)
+}
+
+/// A revision given on the command line.
+fn parse_rev(rev: &str) -> anyhow::Result<Rev> {
+    rev.parse::<Rev>().with_context(|| {
+        format!("{rev:?} is not a revision (N-hex, such as 1-967a00dff5e02add41819138abb3284d)")
+    })
 }

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
+use settee::Documents;
 
 use super::{existing, print_json, Outcome, Ui};
 

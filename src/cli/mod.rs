@@ -167,10 +167,56 @@ fn with_location(location: &str, opened: settee::Result<Db>) -> anyhow::Result<D
     }
 }
 
+/// The password of a URL that names a user without one: the command reads it from this
+/// variable, never from its arguments (where `ps` would show it).
+const PASSWORD_VAR: &str = "SETTEE_PASSWORD";
+
+/// A server's database, with the password from [`PASSWORD_VAR`] when the URL names a
+/// user without one.
+fn remote(url: &str) -> settee::Result<settee::Remote> {
+    settee::Remote::builder(url)
+        .password_from_env(PASSWORD_VAR)
+        .build()
+}
+
+/// How a command opens a local store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// Created if missing; every write durable when it returns.
+    Create,
+    /// Must exist (nothing is created for a command that only reads).
+    Existing,
+    /// A replication's target: created if missing, flushed every second.
+    ReplicationTarget,
+    /// A replication's source: must exist, flushed every second.
+    ReplicationSource,
+}
+
+/// Opens a location as the command line gives it: a URL (password from
+/// [`PASSWORD_VAR`]) or a store path, opened as `how` says.
+fn open_as(location: &str, how: Opening) -> settee::Result<Db> {
+    if settee::is_url(location) {
+        return Ok(Db::Remote(remote(location)?));
+    }
+    let builder = settee::Local::builder(location);
+    let builder = match how {
+        Opening::Create => builder,
+        Opening::Existing => builder.create(false),
+        Opening::ReplicationTarget => builder.for_replication(),
+        Opening::ReplicationSource => builder.for_replication().create(false),
+    };
+    Ok(Db::Local(builder.open()?))
+}
+
+/// Opens a location, creating a store if missing.
+fn open(location: &str) -> settee::Result<Db> {
+    open_as(location, Opening::Create)
+}
+
 /// Opens a database that must exist (a local path without a store is an error, and
 /// nothing is created there).
 fn existing(location: &str) -> anyhow::Result<Db> {
-    with_location(location, Db::open_existing(location))
+    with_location(location, open_as(location, Opening::Existing))
 }
 
 /// A sequence given on the command line: a number, JSON, or an opaque string.

@@ -10,7 +10,7 @@ use settee::{CancellationToken, Db};
 
 use super::progress::show_progress;
 use super::serve::js_worker_program;
-use super::{count, parse_seq, print_json, with_location, Outcome, Ui};
+use super::{count, open_as, parse_seq, print_json, with_location, Opening, Outcome, Ui};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Replicate {
@@ -78,8 +78,8 @@ pub(crate) async fn replicate(
     ui: &Ui,
 ) -> anyhow::Result<Outcome> {
     // A local source must exist; a local target is created.
-    let src = with_location(&source, Db::open_source_for_replication(&source))?;
-    let tgt = with_location(&target, Db::open_for_replication(&target))?;
+    let src = with_location(&source, open_as(&source, Opening::ReplicationSource))?;
+    let tgt = with_location(&target, open_as(&target, Opening::ReplicationTarget))?;
     let mut opts = replication_options(&args)?;
     // Events name the direction: remote to local is a pull, anything else a push
     // (source to target).
@@ -91,8 +91,8 @@ pub(crate) async fn replicate(
 
 /// `settee sync LOCAL URL`.
 pub(crate) async fn sync(Sync { local, url, args }: Sync, ui: &Ui) -> anyhow::Result<Outcome> {
-    let l = with_location(&local, Db::open_for_replication(&local))?;
-    let r = with_location(&url, Db::open_for_replication(&url))?;
+    let l = with_location(&local, open_as(&local, Opening::ReplicationTarget))?;
+    let r = with_location(&url, open_as(&url, Opening::ReplicationTarget))?;
     let opts = replication_options(&args)?;
     run_sync(l, r, opts, ui).await
 }
@@ -193,7 +193,7 @@ async fn run_replication(
 /// reach it through a loopback server of this process (only with the credential it
 /// advertises in the store directory).
 async fn serve_held_store(db: &Db, continuous: bool) -> Option<settee::server::Server> {
-    let (true, Db::Local(store)) = (continuous, db) else {
+    let (true, Some(store)) = (continuous, db.local().and_then(settee::Local::store)) else {
         return None;
     };
     let opts = settee::server::ServerOptions {

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 
 use serde_json::Value;
-use settee::Db;
+use settee::{Db, Local, Remote};
 
 use super::{existing, print_json, Outcome};
 
@@ -22,14 +22,28 @@ pub(crate) struct Status {
 
 /// `settee status`: a table on a terminal, JSON lines otherwise.
 pub(crate) async fn status(Status { local, url, docs }: Status) -> anyhow::Result<Outcome> {
-    let (local, remote) = (existing(&local)?, existing(&url)?);
-    show(&local, &remote, docs).await
+    let Db::Local(local_store) = existing(&local)? else {
+        anyhow::bail!(
+            "{} is a server's database; `settee status` compares a local store with a server: give the store's path first",
+            settee::redact(&local)
+        );
+    };
+    if !settee::is_url(&url) {
+        anyhow::bail!(
+            "{url} is not a URL; `settee status` compares a local store with a server's database (http:// or https://)"
+        );
+    }
+    let remote = {
+        use anyhow::Context;
+        super::remote(&url).with_context(|| format!("opening {}", settee::redact(&url)))?
+    };
+    show(&local_store, &remote, docs).await
 }
 
-async fn show(local: &Db, remote: &Db, docs: bool) -> anyhow::Result<Outcome> {
+async fn show(local: &Local, remote: &Remote, docs: bool) -> anyhow::Result<Outcome> {
     use futures::StreamExt;
     let terminal = std::io::stdout().is_terminal();
-    let st = settee::status(local, remote).await?;
+    let st = local.status(remote).await?;
     if terminal {
         print_status_table(&st)?;
     } else if !docs {
@@ -64,6 +78,9 @@ fn print_status_table(st: &settee::Status) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let never = |t: &Option<String>| t.clone().unwrap_or_else(|| "never".into());
     writeln!(out, "remote          {}", l.remote)?;
+    if l.never_synced {
+        writeln!(out, "never synced with {}", l.remote)?;
+    }
     // The design documents among them (a Mango index is one), so that an app's own
     // documents are the rest.
     let mut notes: Vec<String> = Vec::new();

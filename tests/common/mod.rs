@@ -6,6 +6,8 @@
 //! test may stop and restart.
 #![allow(dead_code, unused_imports, missing_docs, clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, RetryPolicy, SyncSummary};
-use settee::{CancellationToken, Db, GetArgs};
+use settee::{CancellationToken, Db, ReadOptions};
 pub use settee_testkit::cli::{json_lines, Cli};
 pub use settee_testkit::wait_until;
 use settee_testkit::TestServer;
@@ -79,20 +81,44 @@ pub const NO_SECRETS: &str =
 
 /// Creates the database at `url` (with credentials) with [`NO_SECRETS`] as its
 /// `_design/guard`.
-pub async fn guarded_remote(url: &str) -> Db {
-    let r = Db::open(url).unwrap();
-    r.to_peer().create().await.unwrap();
+pub async fn guarded_remote(url: &str) -> settee::Remote {
+    let r = settee::Remote::new(url).unwrap();
+    r.create().await.unwrap();
     r.put(json!({"_id": "_design/guard", "validate_doc_update": NO_SECRETS}))
         .await
         .unwrap();
     r
 }
 
+/// What a test replicates: a store, a server's database, or either by location.
+pub trait AsPeer {
+    /// It as a replication peer.
+    fn as_peer(&self) -> settee::replicate::AnyPeer;
+}
+
+impl AsPeer for Db {
+    fn as_peer(&self) -> settee::replicate::AnyPeer {
+        self.to_peer()
+    }
+}
+
+impl AsPeer for settee::Local {
+    fn as_peer(&self) -> settee::replicate::AnyPeer {
+        self.to_peer()
+    }
+}
+
+impl AsPeer for settee::Remote {
+    fn as_peer(&self) -> settee::replicate::AnyPeer {
+        self.to_peer()
+    }
+}
+
 /// One sync of `local` with `remote`, default options; it must succeed.
-pub async fn sync_once(local: &Db, remote: &Db) -> SyncSummary {
+pub async fn sync_once(local: &impl AsPeer, remote: &impl AsPeer) -> SyncSummary {
     settee::replicate::sync(
-        local.to_peer(),
-        remote.to_peer(),
+        local.as_peer(),
+        remote.as_peer(),
         Default::default(),
         None,
         Default::default(),
@@ -102,8 +128,8 @@ pub async fn sync_once(local: &Db, remote: &Db) -> SyncSummary {
 }
 
 /// Whether `db` has a document `id` (not deleted).
-pub async fn has(db: &Db, id: &str) -> bool {
-    db.get(id, &GetArgs::default()).await.is_ok()
+pub async fn has(db: &impl settee::Documents, id: &str) -> bool {
+    db.get(id, &ReadOptions::default()).await.is_ok()
 }
 
 /// A live sync on a task of its own, as the live tests run it: checkpoints every half
@@ -119,7 +145,7 @@ pub struct LiveSyncTask {
 
 impl LiveSyncTask {
     /// Starts a live sync of `local` with `remote`.
-    pub fn start(local: &Db, remote: &Db, retry: RetryPolicy) -> LiveSyncTask {
+    pub fn start(local: &impl AsPeer, remote: &impl AsPeer, retry: RetryPolicy) -> LiveSyncTask {
         let opts = ReplicateOptions {
             continuous: true,
             checkpoint_interval: Duration::from_millis(500),
@@ -131,8 +157,8 @@ impl LiveSyncTask {
         let (tx, events) = tokio::sync::mpsc::channel(256);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(settee::replicate::sync(
-            local.to_peer(),
-            remote.to_peer(),
+            local.as_peer(),
+            remote.as_peer(),
             opts,
             Some(tx),
             cancel.clone(),

@@ -9,6 +9,8 @@
 //! `SETTEE_TEST_SMALL_FS` to a directory on a small filesystem (a tmpfs of a few MiB) to run
 //! that variant; without it the test prints a note and checks the limit variant only.
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -18,7 +20,7 @@ use base64::Engine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use settee::Database;
+use settee::store::Database;
 
 use super::{assert_same_trees, assert_status_clean, settee, Couch};
 use crate::common::wait_until;

@@ -4,24 +4,26 @@
 //! `settee_testkit::leaves` compares leaves: attachment digests included).
 #![allow(dead_code, clippy::unwrap_used)]
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use settee::couch::CouchClient;
-use settee::{Db, GetArgs};
+use settee::ReadOptions;
 use settee_testkit::faults::FaultProxy;
 use settee_testkit::leaves::Compare;
 use settee_testkit::TestServer;
 
 /// The shared test server's database `name`, reached directly (not through a proxy).
-pub fn direct(name: &str) -> Db {
+pub fn direct(name: &str) -> settee::Remote {
     let server = TestServer::get();
-    Db::open(&format!("{}/{name}", server.url_with_credentials())).unwrap()
+    settee::Remote::new(&format!("{}/{name}", server.url_with_credentials())).unwrap()
 }
 
 /// The database `name` through `proxy`, as a library user opens it; `timeout` sets the
 /// client's read timeout (how long a silent connection is waited for).
-pub fn via(proxy: &FaultProxy, name: &str, timeout: Option<Duration>) -> Db {
+pub fn via(proxy: &FaultProxy, name: &str, timeout: Option<Duration>) -> settee::Remote {
     let server = TestServer::get();
     let mut b = CouchClient::builder(proxy.url());
     if let Some((user, password)) = server.credentials() {
@@ -30,7 +32,7 @@ pub fn via(proxy: &FaultProxy, name: &str, timeout: Option<Duration>) -> Db {
     if let Some(t) = timeout {
         b = b.read_timeout(t);
     }
-    Db::Remote(b.build().unwrap().db(name))
+    settee::Remote::from_couch(b.build().unwrap().db(name))
 }
 
 /// The URL of `name` through `proxy` as the CLI is given it (the user name only; the
@@ -124,8 +126,11 @@ pub async fn server_tree(name: &str, id: &str) -> Vec<Value> {
 }
 
 /// The local store's `open_revs=all` with `_revisions`, as compared leaves.
-pub async fn local_tree(local: &Db, id: &str) -> Vec<Value> {
-    match local.open_revs(id, &GetArgs::default()).await {
+pub async fn local_tree(local: &impl settee::Documents, id: &str) -> Vec<Value> {
+    match local
+        .open_revs(id, &settee::OpenRevs::All, &ReadOptions::default())
+        .await
+    {
         Ok(answer) => leaves(answer),
         Err(e) if e.name() == "not_found" => Vec::new(),
         Err(e) => panic!("open_revs of {id} locally: {e}"),
@@ -135,7 +140,7 @@ pub async fn local_tree(local: &Db, id: &str) -> Vec<Value> {
 /// Every id's tree is the same on the store and on the server (`except` ids excepted: the
 /// server must not have them); `Err` names the first difference.
 pub async fn converged(
-    local: &Db,
+    local: &impl settee::Documents,
     name: &str,
     ids: &[String],
     except: &[&str],
@@ -144,12 +149,16 @@ pub async fn converged(
 }
 
 /// Like [`converged`], but an id neither side has counts as agreed.
-pub async fn same_trees(local: &Db, name: &str, ids: &[String]) -> Result<(), String> {
+pub async fn same_trees(
+    local: &impl settee::Documents,
+    name: &str,
+    ids: &[String],
+) -> Result<(), String> {
     compare(local, name, ids, &[], true).await
 }
 
 async fn compare(
-    local: &Db,
+    local: &impl settee::Documents,
     name: &str,
     ids: &[String],
     except: &[&str],
@@ -178,7 +187,7 @@ async fn compare(
 pub async fn server_put(name: &str, mut doc: Value) {
     let db = direct(name);
     let id = doc["_id"].as_str().unwrap().to_owned();
-    if let Ok(cur) = db.get(&id, &GetArgs::default()).await {
+    if let Ok(cur) = db.get(&id, &ReadOptions::default()).await {
         doc["_rev"] = cur["_rev"].clone();
     }
     db.put(doc).await.unwrap();

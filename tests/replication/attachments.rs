@@ -7,7 +7,9 @@
 
 use serde_json::{json, Value};
 use settee::replicate::{Event, Peer, ReplicateOptions, Replication};
-use settee::{Db, GetArgs};
+#[allow(unused_imports)]
+use settee::Documents as _;
+use settee::{Db, ReadOptions};
 use settee_testkit::http::{self, Reply, Rule};
 
 use super::{local, remote, run, snapshot};
@@ -17,7 +19,11 @@ use settee_testkit::{TestDb, TestServer};
 /// to `2-s`; locally `2-a` adds the attachment `a.bin`, then `3-a` changes the body; a pull
 /// brings `2-s` in as a conflict. The target of the next push holds `2-s`, at the position
 /// of `2-a` but on another branch, so `a.bin` must travel as data, not as a stub.
-async fn attachment_on_a_conflict_branch(l: &Db, r: &Db, id: &str) {
+async fn attachment_on_a_conflict_branch(
+    l: &(impl settee::Documents + crate::common::AsPeer + Clone),
+    r: &(impl settee::Documents + crate::common::AsPeer + Clone),
+    id: &str,
+) {
     let opts = || ReplicateOptions {
         create_target: true,
         ..Default::default()
@@ -42,7 +48,10 @@ async fn attachment_on_a_conflict_branch(l: &Db, r: &Db, id: &str) {
     .unwrap();
     let pull = run(r, l, opts()).await;
     assert_eq!(pull.stats.docs_written, 1, "2-s pulled in");
-    let leaves = l.open_revs(id, &GetArgs::default()).await.unwrap();
+    let leaves = l
+        .open_revs(id, &settee::OpenRevs::All, &ReadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(leaves.len(), 2, "a conflict: {leaves:?}");
 }
 
@@ -51,7 +60,12 @@ const ATT_BYTES: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// `open_revs=all&revs=true&attachments=true` of `ids` on both, compared leaf by leaf (see
 /// `snapshot`).
-async fn assert_same_leaves(a: &Db, b: &Db, ids: &[String], what: &str) {
+async fn assert_same_leaves(
+    a: &(impl settee::Documents + crate::common::AsPeer + Clone),
+    b: &(impl settee::Documents + crate::common::AsPeer + Clone),
+    ids: &[String],
+    what: &str,
+) {
     let (sa, sb) = (snapshot(a, ids).await, snapshot(b, ids).await);
     assert_eq!(sa, sb, "{what}");
 }
@@ -60,7 +74,7 @@ async fn assert_same_leaves(a: &Db, b: &Db, ids: &[String], what: &str) {
 async fn issue_10_attachment_on_a_conflict_branch_pushes_and_pulls_exactly() {
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::Local(local(&dir, "l"));
+    let l = settee::Local::from_store(local(&dir, "l"));
     let r_db = TestDb::named("attbranch");
     let r = remote(&server, r_db.name());
     attachment_on_a_conflict_branch(&l, &r, "d").await;
@@ -78,7 +92,7 @@ async fn issue_10_attachment_on_a_conflict_branch_pushes_and_pulls_exactly() {
     assert_eq!(three["_attachments"]["a.bin"]["data"], ATT_BYTES);
     assert_eq!(three["_revisions"]["start"], 3);
     // And back into a fresh store.
-    let fresh = Db::Local(local(&dir, "fresh"));
+    let fresh = settee::Local::from_store(local(&dir, "fresh"));
     let pull = run(&r, &fresh, Default::default()).await;
     assert_eq!(pull.stats.doc_write_failures, 0, "{:?}", pull.doc_failures);
     assert_same_leaves(&fresh, &r, &ids, "pulled").await;
@@ -92,7 +106,7 @@ async fn issue_10_attachment_on_a_conflict_branch_pushes_with_the_cli() {
     let name = name_db.name();
     let r = remote(&server, name);
     {
-        let l = Db::Local(local(&dir, "l"));
+        let l = settee::Local::from_store(local(&dir, "l"));
         attachment_on_a_conflict_branch(&l, &r, "d").await;
     } // closed: the command opens the store itself
     let path = dir.path().join("l");
@@ -113,7 +127,7 @@ async fn issue_10_attachment_on_a_conflict_branch_pushes_with_the_cli() {
         let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["doc_write_failures"], 0, "{summary}");
     }
-    let l = Db::open(path.to_str().unwrap()).unwrap();
+    let l = settee::Local::open(&path).unwrap();
     assert_same_leaves(&l, &r, &["d".to_owned()], "pushed by the command").await;
 }
 
@@ -127,7 +141,7 @@ async fn stub_refused_by_the_target_is_sent_again_with_its_data() {
     // CouchDB's does, and every document of the batch is written.
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::Local(local(&dir, "l"));
+    let l = settee::Local::from_store(local(&dir, "l"));
     let r_db = TestDb::named("stubagain");
     let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
@@ -167,7 +181,7 @@ async fn stub_refused_by_the_target_is_sent_again_with_its_data() {
     let three = r
         .get(
             "d",
-            &GetArgs {
+            &ReadOptions {
                 rev: None,
                 ..Default::default()
             },
@@ -213,7 +227,7 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
         };
         format!("{base}/{db}")
     };
-    let populate = |l: &Db| {
+    let populate = |l: &settee::Local| {
         let l = l.clone();
         async move {
             for i in 0..40 {
@@ -227,7 +241,7 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
         }
     };
     let ids: Vec<String> = (0..40).map(|i| format!("w{i:02}")).collect();
-    let check_server = |r: Db| {
+    let check_server = |r: settee::Remote| {
         let ids = ids.clone();
         async move {
             let on_server = snapshot(&r, &ids).await;
@@ -243,12 +257,12 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     };
 
     // The library: the summary, the events and the checkpoint name it.
-    let l = Db::Local(local(&dir, "l"));
+    let l = settee::Local::from_store(local(&dir, "l"));
     populate(&l).await;
     let name_db = TestDb::named("refused");
     let name = name_db.name();
     let r = remote(&server, name);
-    let through = Db::open(&via_gateway(name)).unwrap();
+    let through = settee::Remote::new(&via_gateway(name)).unwrap();
     let opts = ReplicateOptions {
         create_target: true,
         ..Default::default()
@@ -284,7 +298,7 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
         refusals > 1,
         "the batch was split ({refusals} _bulk_docs requests)"
     );
-    let st = settee::status(&l, &through).await.unwrap();
+    let st = l.status(&through).await.unwrap();
     assert_eq!((st.local.unpushed, st.local.rejected), (1, 1), "{st:?}");
     assert!(
         matches!(
@@ -297,7 +311,7 @@ async fn document_the_server_refuses_as_a_whole_request_is_reported_and_the_rest
     // The command: exit 3, the document named, the rest written.
     let path = dir.path().join("c");
     {
-        let c = Db::Local(local(&dir, "c"));
+        let c = settee::Local::from_store(local(&dir, "c"));
         populate(&c).await;
     }
     let name_db = TestDb::named("refusedcli");
@@ -325,7 +339,7 @@ async fn pull_of_an_edit_that_keeps_a_compressible_attachment_writes_it() {
     // the edit was never pulled).
     let server = TestServer::get();
     let dir = tempfile::tempdir().unwrap();
-    let l = Db::Local(local(&dir, "l"));
+    let l = settee::Local::from_store(local(&dir, "l"));
     let r_db = TestDb::named("gzstub");
     let r = remote(&server, r_db.name());
     r.to_peer().create().await.unwrap();
@@ -338,7 +352,7 @@ async fn pull_of_an_edit_that_keeps_a_compressible_attachment_writes_it() {
         .unwrap()["rev"]
         .clone();
     run(&r, &l, Default::default()).await;
-    let stub = r.get("t", &GetArgs::default()).await.unwrap()["_attachments"]["a.txt"].clone();
+    let stub = r.get("t", &ReadOptions::default()).await.unwrap()["_attachments"]["a.txt"].clone();
     r.put(json!({"_id": "t", "_rev": r1, "v": 2, "_attachments": {"a.txt": stub}}))
         .await
         .unwrap();
@@ -378,8 +392,11 @@ impl Rng {
 }
 
 /// The live leaves of `id` (attachments as stubs); none if the document does not exist.
-async fn live_leaves(db: &Db, id: &str) -> Vec<Value> {
-    db.open_revs(id, &GetArgs::default())
+async fn live_leaves(
+    db: &(impl settee::Documents + crate::common::AsPeer + Clone),
+    id: &str,
+) -> Vec<Value> {
+    db.open_revs(id, &settee::OpenRevs::All, &ReadOptions::default())
         .await
         .unwrap()
         .into_iter()
@@ -412,7 +429,12 @@ fn att_data(rng: &mut Rng, kind: usize, step: usize) -> Value {
 /// One random edit of `id` on `db`: on a random live leaf (a new document, or a recreated
 /// one, when there is none), each attachment kept (as a stub), changed or removed, and
 /// maybe one added or replaced.
-async fn random_edit(db: &Db, id: &str, rng: &mut Rng, step: usize) {
+async fn random_edit(
+    db: &(impl settee::Documents + crate::common::AsPeer + Clone),
+    id: &str,
+    rng: &mut Rng,
+    step: usize,
+) {
     let leaves = live_leaves(db, id).await;
     let mut doc = json!({"_id": id, "step": step});
     let mut atts = serde_json::Map::new();
@@ -467,9 +489,9 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let on_server = TestDb::named("randatt");
     let replicas = [
-        Db::Local(local(&dir, "a")),
-        Db::Local(local(&dir, "b")),
-        remote(&server, on_server.name()),
+        Db::Local(settee::Local::from_store(local(&dir, "a"))),
+        Db::Local(settee::Local::from_store(local(&dir, "b"))),
+        Db::Remote(remote(&server, on_server.name())),
     ];
     replicas[2].to_peer().create().await.unwrap();
     let ids: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
@@ -486,14 +508,14 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
                     // What each side holds, for the failure's report (the replicator's own
                     // log is in the test's captured output).
                     for id in &ids_for_report {
-                        let revs = GetArgs {
+                        let revs = ReadOptions {
                             revs: true,
                             ..Default::default()
                         };
                         println!(
                             "{id}: source {from} leaves {:?}\n{id}: target {to} leaves {:?}",
-                            src.open_revs(id, &revs).await,
-                            tgt.open_revs(id, &revs).await
+                            src.open_revs(id, &settee::OpenRevs::All, &revs).await,
+                            tgt.open_revs(id, &settee::OpenRevs::All, &revs).await
                         );
                     }
                     panic!("step {step}, {from} -> {to}: {e} (SETTEE_TEST_SEED={seed})");
@@ -516,7 +538,7 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
                 if !leaves.is_empty() {
                     let rev = leaves[rng.below(leaves.len())]["_rev"].clone();
                     replicas[at]
-                        .delete(id, Some(rev.as_str().unwrap()))
+                        .delete(id, Some(&rev.as_str().unwrap().parse().unwrap()))
                         .await
                         .unwrap();
                 }
@@ -543,7 +565,7 @@ async fn random_trees_with_attachments_on_branches_push_and_pull_exactly() {
         );
     }
     // Server -> fresh store, store -> fresh server database.
-    let fresh = Db::Local(local(&dir, "fresh"));
+    let fresh = settee::Local::from_store(local(&dir, "fresh"));
     let pull = run(&replicas[2], &fresh, Default::default()).await;
     assert_eq!(pull.stats.doc_write_failures, 0, "{:?}", pull.doc_failures);
     assert_eq!(

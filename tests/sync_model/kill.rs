@@ -7,6 +7,8 @@
 //! store may list more than the oracle, never less). The sequence then ends as every other
 //! does, with a complete sync after which both sides agree.
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};

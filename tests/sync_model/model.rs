@@ -4,6 +4,8 @@
 //! with the oracle computed from both sides' revision trees. The steps that change either
 //! side are `steps.rs`'s; running sequences is the test's (`sync_model.rs`).
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -13,8 +15,9 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use settee::couch::RemoteDb;
 use settee::replicate::Filter;
+use settee::store::Database;
 use settee::store::{ChangesOptions, ChangesStyle, Durability, GetOptions, OpenOptions, OpenRevs};
-use settee::{Database, Rev, SyncState};
+use settee::{Rev, SyncState};
 
 use crate::common::Server;
 use settee_testkit::TestDb;

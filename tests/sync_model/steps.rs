@@ -3,6 +3,8 @@
 //! [`Crashing`], reopening and compacting the store. What holds after each step is
 //! `model.rs`'s to check.
 
+#[allow(unused_imports)]
+use settee::Documents as _;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,8 +13,9 @@ use base64::Engine;
 use rand::Rng;
 use serde_json::{json, Value};
 use settee::replicate::{DocFailure, Filter, ReplicateOptions, Selector};
+use settee::store::Database;
 use settee::store::GetOptions;
-use settee::{Database, Rev};
+use settee::Rev;
 use settee_testkit::peer::{Wrap, Wrapped};
 
 use crate::model::{Sequence, DOCS};

@@ -273,9 +273,9 @@ fn auth_session_cookie(resp: &Response) -> Option<HeaderValue> {
 /// Builds a [`CouchClient`] (C-BUILDER).
 ///
 /// Credentials come, in this order of preference, from [`basic_auth`](Self::basic_auth) /
-/// [`cookie_auth`](Self::cookie_auth) / [`bearer_auth`](Self::bearer_auth), from the URL's
-/// userinfo, and, for a user named in the URL without a password, from the
-/// `SETTEE_PASSWORD` environment variable.
+/// [`cookie_auth`](Self::cookie_auth) / [`bearer_auth`](Self::bearer_auth), then from the
+/// URL's userinfo. The client reads no environment variable: credentials are the caller's
+/// (the `settee` command reads `SETTEE_PASSWORD` itself).
 ///
 /// ```
 /// use std::time::Duration;
@@ -354,7 +354,7 @@ impl ClientBuilder {
     }
 
     /// Uses a cookie session for whichever user and password the client ends up with (from
-    /// the URL, [`basic_auth`](Self::basic_auth) or `SETTEE_PASSWORD`).
+    /// the URL or [`basic_auth`](Self::basic_auth)).
     pub fn cookie_session(mut self) -> Self {
         self.cookie_session = true;
         self
@@ -444,13 +444,10 @@ impl ClientBuilder {
         }
         let mut auth = match (self.auth, url_user) {
             (Some(auth), _) => auth,
-            (None, Some(user)) => {
-                let password = url_password.or_else(|| std::env::var("SETTEE_PASSWORD").ok());
-                Auth::Basic {
-                    user,
-                    password: Secret(password.unwrap_or_default()),
-                }
-            }
+            (None, Some(user)) => Auth::Basic {
+                user,
+                password: Secret(url_password.unwrap_or_default()),
+            },
             (None, None) => Auth::None,
         };
         if self.cookie_session {

@@ -27,6 +27,9 @@ pub struct RemoteDb {
     shown: RedactedUrl,
     /// `bulk_get.rs`'s memory of whether the server has `_bulk_get`.
     pub(crate) bulk_get_support: Arc<AtomicU8>,
+    /// The server's uuid as `GET /` last answered it ([`RemoteDb::learn_server_uuid`]),
+    /// shared by clones: `None` until asked, or when the server has none.
+    server_uuid: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl fmt::Debug for RemoteDb {
@@ -46,6 +49,7 @@ impl RemoteDb {
             url,
             shown,
             bulk_get_support: Arc::new(AtomicU8::new(0)),
+            server_uuid: Arc::default(),
         }
     }
 
@@ -58,11 +62,40 @@ impl RemoteDb {
             url: self.url.clone(),
             shown: self.shown.clone(),
             bulk_get_support: self.bulk_get_support.clone(),
+            server_uuid: self.server_uuid.clone(),
         }
     }
 
+    /// The server's uuid as [`RemoteDb::learn_server_uuid`] last learned it (shared by
+    /// this handle's clones); `None` before that, or when the server answered none. No
+    /// request is made.
+    pub fn server_uuid(&self) -> Option<String> {
+        self.server_uuid
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asks the server for its uuid (`GET /`: CouchDB answers the same one on every node of
+    /// a cluster, pouchdb-server and `settee serve` one per data directory), remembers it
+    /// for [`RemoteDb::server_uuid`] and returns it; `None` when the answer has none (the
+    /// remembered one is then forgotten).
+    ///
+    /// # Errors
+    /// The client's errors for `GET /`; what was remembered stays then.
+    pub async fn learn_server_uuid(&self) -> Result<Option<String>> {
+        let uuid = self
+            .client
+            .server_info()
+            .await?
+            .uuid
+            .filter(|u| !u.is_empty());
+        *self.server_uuid.write().unwrap_or_else(|p| p.into_inner()) = uuid.clone();
+        Ok(uuid)
+    }
+
     /// A database from its full URL, `http://[user:password@]host:5984[/prefix]/dbname`,
-    /// with default client options (credentials from the URL or `SETTEE_PASSWORD`).
+    /// with default client options (credentials from the URL).
     ///
     /// ```
     /// let db = settee_couch::RemoteDb::from_url("http://bob:pw@127.0.0.1:5984/my%2Fnotes")?;
@@ -208,8 +241,18 @@ impl RemoteDb {
     }
 }
 
-/// Splits a database URL into (server URL with credentials, decoded db name).
-fn split_db_url(url: &str) -> Result<(String, String)> {
+/// Splits a database URL into (server URL with credentials, decoded db name), for building
+/// its client with options: `CouchClient::builder(server)...build()?.db(&name)`.
+///
+/// ```
+/// let (server, name) = settee_couch::split_db_url("http://bob@127.0.0.1:5984/my%2Fnotes")?;
+/// assert_eq!((server.as_str(), name.as_str()), ("http://bob@127.0.0.1:5984/", "my/notes"));
+/// # Ok::<(), settee_couch::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidUrl`] if the URL does not parse or names no database.
+pub fn split_db_url(url: &str) -> Result<(String, String)> {
     let mut parsed = Url::parse(url).map_err(|e| Error::InvalidUrl {
         reason: format!("not a URL ({e})"),
     })?;

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use reqwest::Method;
+use settee_wire::ErrorKind;
 
 use crate::RedactedUrl;
 
@@ -164,9 +165,20 @@ pub enum Error {
 }
 
 impl Error {
-    /// CouchDB's name for this error (`"conflict"`, `"not_found"`, ...). Stable: the CLI
-    /// prints it.
-    pub fn name(&self) -> &'static str {
+    /// CouchDB's name for this error (`"conflict"`, `"not_found"`, `"no_usable_index"`...):
+    /// for an HTTP error status, the `error` the server sent (a 400 may be
+    /// `invalid_selector` or `no_usable_index`); when it sent none, and for the errors of
+    /// the client itself (`transport`, `invalid_response`...), the variant's name. Stable:
+    /// the CLI prints it.
+    pub fn name(&self) -> &str {
+        match self.failure() {
+            Some(f) if !f.error.is_empty() => &f.error,
+            _ => self.variant_name(),
+        }
+    }
+
+    /// The variant's name, whatever the server sent.
+    fn variant_name(&self) -> &'static str {
         match self {
             Error::BadRequest(_) => "bad_request",
             Error::Unauthorized(_) => "unauthorized",
@@ -205,6 +217,42 @@ impl Error {
     /// The HTTP status, for errors that come from an HTTP error status.
     pub fn status(&self) -> Option<u16> {
         self.failure().map(Failure::status)
+    }
+
+    /// What kind of failure this is, the same vocabulary as a local store's errors
+    /// ([`settee_wire::ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadRequest(_) | Error::MethodNotAllowed(_) => ErrorKind::BadRequest,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            // A database that exists already: the write conflicts with what is there.
+            Error::Conflict(_) | Error::FileExists(_) => ErrorKind::Conflict,
+            Error::TooLarge(_) | Error::ResponseTooLarge { .. } => ErrorKind::TooLarge,
+            Error::Http(f) => ErrorKind::from_status(f.status),
+            Error::Connect { .. } | Error::FeedInterrupted { .. } => ErrorKind::Offline,
+            Error::Transport { source, .. } => {
+                if source.is_builder() {
+                    // The request could not be built from what the caller gave.
+                    ErrorKind::BadRequest
+                } else if source.is_decode() || source.is_redirect() {
+                    ErrorKind::InvalidResponse
+                } else {
+                    // Sending it or reading the answer failed: reset, closed, timed out.
+                    ErrorKind::Offline
+                }
+            }
+            Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            Error::InvalidArgument { .. } | Error::InvalidUrl { .. } => ErrorKind::BadRequest,
+        }
+    }
+
+    /// Whether the server could not be reached or stopped answering
+    /// ([`ErrorKind::Offline`]): no connection, a connection dropped mid-answer, a
+    /// timeout. Not an answer the server gave.
+    pub fn is_offline(&self) -> bool {
+        self.kind() == ErrorKind::Offline
     }
 
     /// Whether this is a 404.
@@ -305,3 +353,96 @@ const _: fn() = || {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<Error>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> RedactedUrl {
+        RedactedUrl::new(&url::Url::parse("http://alice:secret@127.0.0.1:5984/db").unwrap())
+    }
+
+    fn answered(status: u16, error: &str) -> Error {
+        Error::from_failure(Failure {
+            method: Method::GET,
+            url: url(),
+            status,
+            error: error.into(),
+            reason: "why".into(),
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn http_statuses_map_to_kinds_and_keep_the_servers_name() {
+        let cases = [
+            (400, "no_usable_index", ErrorKind::BadRequest),
+            (400, "invalid_selector", ErrorKind::BadRequest),
+            (401, "unauthorized", ErrorKind::Unauthorized),
+            (403, "forbidden", ErrorKind::Forbidden),
+            (404, "not_found", ErrorKind::NotFound),
+            (405, "method_not_allowed", ErrorKind::BadRequest),
+            (409, "conflict", ErrorKind::Conflict),
+            (412, "file_exists", ErrorKind::Conflict),
+            (412, "missing_id", ErrorKind::BadRequest),
+            (413, "too_large", ErrorKind::TooLarge),
+            (429, "too_many_requests", ErrorKind::Server),
+            (500, "internal_server_error", ErrorKind::Server),
+            (501, "not_implemented", ErrorKind::Unsupported),
+            (503, "service_unavailable", ErrorKind::Server),
+        ];
+        for (status, name, kind) in cases {
+            let e = answered(status, name);
+            assert_eq!((e.kind(), e.name()), (kind, name), "{e}");
+            assert!(!e.is_offline());
+        }
+    }
+
+    #[test]
+    fn an_answer_without_an_error_name_is_named_after_its_variant() {
+        assert_eq!(answered(404, "").name(), "not_found");
+        assert_eq!(answered(502, "").name(), "http_error");
+    }
+
+    #[test]
+    fn a_server_that_cannot_be_reached_is_offline() {
+        let refused = Error::Connect {
+            addr: "127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+            url: url(),
+        };
+        let cut = Error::FeedInterrupted { url: url() };
+        for e in [refused, cut] {
+            assert_eq!(e.kind(), ErrorKind::Offline, "{e}");
+            assert!(e.is_offline());
+        }
+    }
+
+    #[test]
+    fn the_clients_own_errors_have_their_kinds() {
+        let invalid = Error::invalid(&Method::GET, &url(), "not JSON");
+        assert_eq!(invalid.kind(), ErrorKind::InvalidResponse);
+        let too_big = Error::ResponseTooLarge {
+            method: Method::GET,
+            url: url(),
+            limit: 1,
+        };
+        assert_eq!(too_big.kind(), ErrorKind::TooLarge);
+        let arg = Error::InvalidArgument { reason: "x".into() };
+        assert_eq!(arg.kind(), ErrorKind::BadRequest);
+        let bad_url = Error::InvalidUrl { reason: "x".into() };
+        assert_eq!(bad_url.kind(), ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_built_is_a_bad_request_not_offline() {
+        let source = reqwest::Client::new()
+            .get("http://127.0.0.1:1/db")
+            .header("bad header\n", "v")
+            .build()
+            .unwrap_err();
+        assert!(source.is_builder());
+        let e = Error::transport(&Method::GET, &url(), source);
+        assert_eq!((e.kind(), e.name()), (ErrorKind::BadRequest, "transport"));
+    }
+}

@@ -2,7 +2,7 @@
 //! replication and applications use.
 //!
 //! - [`CouchClient`] is a server (`http://host:5984`): authentication (basic from the URL,
-//!   options or `SETTEE_PASSWORD`; cookie sessions; bearer tokens), extra headers, timeouts,
+//!   or options, never the environment; cookie sessions; bearer tokens), extra headers, timeouts,
 //!   and one pooled HTTP/1.1 keep-alive connection pool with gzip. It is a cheap `Clone`.
 //! - [`RemoteDb`] is a database on it: db info, create/delete, `_changes` (one response or a
 //!   continuous [`futures::Stream`]), `_revs_diff`, `_bulk_get` (with a per-document
@@ -58,7 +58,7 @@ pub use attachments::{AttachmentBody, AttachmentUpload};
 pub use bulk_docs::JsonDoc;
 pub use changes::{ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, Feed};
 pub use client::{ClientBuilder, CouchClient, ServerInfo, DEFAULT_MAX_RESPONSE};
-pub use db::{DbInfo, RemoteDb};
+pub use db::{split_db_url, DbInfo, RemoteDb};
 pub use docs::{AllDocsResponse, PutResponse};
 pub use error::{Error, Failure, Result};
 pub use redacted::RedactedUrl;
@@ -68,7 +68,7 @@ pub use settee_revtree::{Rev, Revisions, Seq};
 /// The wire shapes this client reads and sends, shared with the store and the server.
 pub use settee_wire::{
     AllDocs, AllDocsOptions, AllDocsRow, BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest,
-    BulkGetResult, ChangesStyle, CouchError, DocResult, GetOptions, Sizes,
+    BulkGetResult, ChangesStyle, CouchError, DocResult, ErrorKind, GetOptions, Sizes,
 };
 
 /// One row of a changes feed: `settee_wire`'s [`Change`](settee_wire::Change) with the

@@ -17,8 +17,9 @@ pub const HISTORY_LIMIT: usize = 50;
 /// Version of our replication id scheme; part of the hashed input.
 const REP_ID_VERSION: u32 = 1;
 
-/// The replication id: a hash of both peers' identities ([`Peer::identity`]: a URL with the
-/// user name but never a password, or a store's uuid) and of what the filter selects. The
+/// The replication id: a hash of both peers' identities ([`Peer::identity`]: a remote
+/// database's server uuid with the database and user names, or its URL with the user name
+/// but never a password, or a store's uuid) and of what the filter selects. The
 /// same replication gets the same id on every run, so it finds its checkpoints; a different
 /// user, or a filter that selects differently, gets another id, so it never resumes from a
 /// checkpoint that skipped documents it would replicate.
@@ -84,16 +85,28 @@ pub async fn replication_id_of<S: Peer, T: Peer>(
     target: &T,
     filter: &Filter,
 ) -> Result<String> {
+    Ok(replication_ids_of(source, target, filter).await?.0)
+}
+
+/// The replication id of `source` to `target` with `filter` ([`replication_id_of`]) and,
+/// when a peer's identity differs from its address ([`Peer::address`]: it was learned),
+/// the id under their addresses: the one earlier builds computed, which names checkpoints
+/// written before the identity was learned.
+pub(crate) async fn replication_ids_of<S: Peer, T: Peer>(
+    source: &S,
+    target: &T,
+    filter: &Filter,
+) -> Result<(String, Option<String>)> {
     let code = match filter {
         Filter::Named { name, .. } => Some(source.filter_code(name).await?),
         _ => None,
     };
-    Ok(replication_id(
-        &source.identity(),
-        &target.identity(),
-        filter,
-        code.as_deref(),
-    ))
+    let (sid, tid) = (source.identity(), target.identity());
+    let (saddr, taddr) = (source.address(), target.address());
+    let id = replication_id(&sid, &tid, filter, code.as_deref());
+    let old = (sid != saddr || tid != taddr)
+        .then(|| replication_id(&saddr, &taddr, filter, code.as_deref()));
+    Ok((id, old))
 }
 
 /// `ddoc/name` split at its first slash (CouchDB's rule), both parts non-empty.
@@ -288,11 +301,38 @@ impl LogSlot {
         })
     }
 
+    /// [`LogSlot::read`], and where there is no document `id` on `peer`, the log of the
+    /// document `old` (the replication's id before a peer's identity was learned, see
+    /// [`replication_ids_of`]) if there is one: the slot inherits it, and
+    /// [`LogSlot::claim`] writes it under `id`. Both peers inherit the same session, so the
+    /// replication resumes where it was instead of reading every change again.
+    pub(crate) async fn read_or_inherit<P: Peer>(
+        peer: &P,
+        id: &str,
+        old: Option<&str>,
+        tolerate_forbidden: bool,
+    ) -> Result<LogSlot> {
+        let mut slot = LogSlot::read(peer, id, tolerate_forbidden).await?;
+        if let (Some(old), None) = (old, &slot.rev) {
+            let before = LogSlot::read(peer, old, tolerate_forbidden).await?;
+            if before.log.is_some() {
+                tracing::info!(peer = %peer.describe(), old, new = id, "taking over the checkpoint written under the peer's address");
+                slot.log = before.log;
+            }
+        }
+        Ok(slot)
+    }
+
     /// Where there is no (readable) log, writes an empty one for `session_id`: it records no
-    /// progress (sequence 0, no history), but gives later writes a document to find. On the
+    /// progress (sequence 0, no history), but gives later writes a document to find; a log
+    /// inherited from the old id ([`LogSlot::read_or_inherit`]) is written as it is. On the
     /// source with `tolerate_forbidden`, a refusal marks the slot read-only instead of
     /// failing (how a read-only source is recognised).
     pub(crate) async fn claim<P: Peer>(&mut self, peer: &P, session_id: &str) -> Result<()> {
+        if let (Some(inherited), None) = (&self.log, &self.rev) {
+            let log = inherited.clone();
+            return self.put(peer, &log).await;
+        }
         if self.log.is_some() {
             return Ok(());
         }

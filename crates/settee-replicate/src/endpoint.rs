@@ -67,8 +67,26 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::identity(p))
     }
 
+    fn address(&self) -> String {
+        both!(self, p => Peer::address(p))
+    }
+
     fn is_local(&self) -> bool {
         matches!(self, AnyPeer::Local(_))
+    }
+
+    async fn learn_identity(&self) -> Result<()> {
+        both!(self, p => Peer::learn_identity(p).await)
+    }
+
+    async fn peer_renamed(
+        &self,
+        other: &str,
+        address: &str,
+        old_rep_id: &str,
+        rep_id: &str,
+    ) -> Result<()> {
+        both!(self, p => Peer::peer_renamed(p, other, address, old_rep_id, rep_id).await)
     }
 
     async fn info(&self) -> Result<PeerInfo> {

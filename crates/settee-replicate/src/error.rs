@@ -1,5 +1,7 @@
 //! The replicator's error: which peer failed and how, and whether retrying may help.
 
+use settee_wire::ErrorKind;
+
 /// What stopped a replication (or one attempt of it).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -99,8 +101,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// CouchDB-style name of the error ([`Error::GaveUp`] has its last failure's name).
-    pub fn name(&self) -> &'static str {
+    /// CouchDB-style name of the error ([`Error::GaveUp`] has its last failure's name; a
+    /// server's error the name the server sent, see [`settee_couch::Error::name`]).
+    pub fn name(&self) -> &str {
         match self {
             Error::Store { source, .. } => source.name(),
             Error::Couch(source) => source.name(),
@@ -114,6 +117,28 @@ impl Error {
             Error::Cancelled => "cancelled",
             Error::Deadline { .. } => "deadline",
             Error::GaveUp { source, .. } => source.name(),
+        }
+    }
+
+    /// What kind of failure this is ([`ErrorKind`]): a peer's error keeps its own kind
+    /// ([`Error::GaveUp`] its last failure's).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Store { source, .. } => source.kind(),
+            Error::Couch(source) => source.kind(),
+            Error::NoDatabase { .. } => ErrorKind::NotFound,
+            Error::BadRequest { .. } => ErrorKind::BadRequest,
+            // Only a checkpoint that cannot be serialized is this error: a bug of ours.
+            Error::Checkpoint { .. } | Error::Task(_) => ErrorKind::Internal,
+            // Someone else wrote (or deleted) the checkpoint: a write conflict with them.
+            Error::CheckpointLost { .. } => ErrorKind::Conflict,
+            Error::FetchTooLarge { .. } => ErrorKind::TooLarge,
+            // The target's answer said the revisions were written, and they were not.
+            Error::Unconfirmed { .. } => ErrorKind::InvalidResponse,
+            Error::Cancelled => ErrorKind::Cancelled,
+            // The peers did not answer before the deadline.
+            Error::Deadline { .. } => ErrorKind::Offline,
+            Error::GaveUp { source, .. } => source.kind(),
         }
     }
 
@@ -144,3 +169,84 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Error>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> String {
+        "http://127.0.0.1:5984/db".into()
+    }
+
+    #[test]
+    fn a_peers_error_keeps_its_kind_and_name_and_giving_up_keeps_the_last() {
+        let store = Error::Store {
+            path: "/tmp/s".into(),
+            source: settee_store::Error::Conflict { id: "a".into() },
+        };
+        assert_eq!(
+            (store.kind(), store.name()),
+            (ErrorKind::Conflict, "conflict")
+        );
+        let couch = Error::Couch(settee_couch::Error::InvalidArgument { reason: "x".into() });
+        let gave_up = Error::GaveUp {
+            attempts: 5,
+            source: Box::new(couch),
+        };
+        assert_eq!(
+            (gave_up.kind(), gave_up.name()),
+            (ErrorKind::BadRequest, "invalid_argument")
+        );
+    }
+
+    #[test]
+    fn the_replicators_own_errors_have_their_kinds() {
+        let cases = [
+            (Error::NoDatabase { peer: peer() }, ErrorKind::NotFound),
+            (
+                Error::BadRequest { reason: "x".into() },
+                ErrorKind::BadRequest,
+            ),
+            (
+                Error::Checkpoint {
+                    peer: peer(),
+                    reason: "x".into(),
+                },
+                ErrorKind::Internal,
+            ),
+            (
+                Error::CheckpointLost {
+                    peer: peer(),
+                    reason: "x".into(),
+                },
+                ErrorKind::Conflict,
+            ),
+            (
+                Error::FetchTooLarge {
+                    peer: peer(),
+                    limit: 1,
+                },
+                ErrorKind::TooLarge,
+            ),
+            (
+                Error::Unconfirmed {
+                    peer: peer(),
+                    count: 1,
+                    first: "a 1-x".into(),
+                },
+                ErrorKind::InvalidResponse,
+            ),
+            (Error::Task("panicked".into()), ErrorKind::Internal),
+            (Error::Cancelled, ErrorKind::Cancelled),
+            (
+                Error::Deadline {
+                    after: std::time::Duration::from_secs(1),
+                },
+                ErrorKind::Offline,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+    }
+}

@@ -55,6 +55,10 @@ pub enum Event {
         pending: Option<u64>,
         /// Documents rejected in this batch.
         failures: Vec<DocFailure>,
+        /// The ids of the documents this batch wrote to the target, in id order (as
+        /// PouchDB's `change` event lists its documents). Documents the target already had
+        /// are not in it, nor are rejected ones (see `failures`).
+        ids: Vec<String>,
     },
     /// Caught up (live mode), or waiting before a retry.
     Paused {

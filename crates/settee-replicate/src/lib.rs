@@ -57,8 +57,8 @@ pub use settee_couch::RetryPolicy;
 pub use settee_query::{Error as SelectorError, Selector};
 pub use settee_store::SyncState;
 pub use sync::{
-    pull_since_named, status, status_named, sync, sync_state, sync_state_changes, sync_state_named,
-    unpulled, unpulled_since, unsynced, unsynced_named, unsynced_page, PullSince, SyncStatus,
-    SyncSummary, UnsyncedPage,
+    learn_identity, pull_since_named, status, status_named, sync, sync_state, sync_state_changes,
+    sync_state_named, unpulled, unpulled_since, unsynced, unsynced_named, unsynced_page, PullSince,
+    SyncStatus, SyncSummary, UnsyncedPage,
 };
 pub use tokio_util::sync::CancellationToken;

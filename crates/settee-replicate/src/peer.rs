@@ -188,9 +188,35 @@ pub trait Peer: Clone + Send + Sync + 'static {
     /// A short description for messages and logs, without credentials.
     fn describe(&self) -> String;
 
-    /// Stable identity for replication ids: a URL without credentials (plus the user name),
-    /// or a local store's uuid. Never contains a password. Needs no network.
+    /// Stable identity for replication ids, checkpoints and the sync state a local store
+    /// keeps with the peer: a local store's uuid (`local:<uuid>`); for a remote database,
+    /// once [`Peer::learn_identity`] has learned it, its server's uuid with the database
+    /// name (and the user name), so that every spelling of the server's URL is the same
+    /// remote; before that, or when the server has no uuid, its [`Peer::address`]. Never
+    /// contains a password. Needs no network.
     fn identity(&self) -> String;
+
+    /// The name the peer goes by before [`Peer::learn_identity`]: for a remote database,
+    /// its URL without credentials (plus the user name), as [`Peer::identity`] was before
+    /// identities were learned; for a local store, its identity (the default). Offline
+    /// questions about a remote may come with this name: a local store resolves it to the
+    /// identity it learned it for (`settee_store::Database::resolve_remote`). Needs no
+    /// network.
+    fn address(&self) -> String {
+        self.identity()
+    }
+
+    /// Learns the peer's identity where that needs asking (a remote database asks its
+    /// server's uuid, `GET /`); [`Peer::identity`] answers it from then on. A replication
+    /// calls it when each session starts, before it reads checkpoints or sync state. A
+    /// server that answers `GET /` without a uuid, or refuses it, leaves the identity at the
+    /// address. A local store knows its own (the default).
+    ///
+    /// # Errors
+    /// Transient ones only (the network, the server's 5xx), which the replication retries.
+    fn learn_identity(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 
     /// Whether the peer is a local store (its pending count is known without a network).
     fn is_local(&self) -> bool;
@@ -259,6 +285,25 @@ pub trait Peer: Clone + Send + Sync + 'static {
         rep_id: &str,
     ) -> impl Future<Output = Result<()>> + Send {
         let _ = (other, role, filter, rep_id);
+        async { Ok(()) }
+    }
+
+    /// Called when a session starts with the peer whose identity is `other`, which was known
+    /// by another name before its identity was learned (`address`, its [`Peer::address`]),
+    /// before [`Peer::track_peer`]; `old_rep_id` is the replication's id under the old
+    /// names, `rep_id` under the new. A local store records `address` as a name of `other`
+    /// for offline questions, moves the sync state it kept under `address` to `other` (one
+    /// atomic write; `settee_store::Database::learn_remote_alias`), and renames its
+    /// checkpoint `old_rep_id` to `rep_id` when it has none under `rep_id`, so an upgraded
+    /// store resumes where it was. A remote database does nothing.
+    fn peer_renamed(
+        &self,
+        other: &str,
+        address: &str,
+        old_rep_id: &str,
+        rep_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (other, address, old_rep_id, rep_id);
         async { Ok(()) }
     }
 

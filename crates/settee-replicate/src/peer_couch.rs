@@ -37,6 +37,12 @@ impl Peer for RemoteDb {
     }
 
     fn identity(&self) -> String {
+        self.server_uuid()
+            .and_then(|uuid| identity_of(&uuid, self.name(), self.client().user()))
+            .unwrap_or_else(|| Peer::address(self))
+    }
+
+    fn address(&self) -> String {
         // The URL without its password and with the user name (as CouchDB's replication ids
         // have it: two users of one database see different documents and get different
         // validation, so they keep separate checkpoints). The user is percent-encoded in the
@@ -51,6 +57,20 @@ impl Peer for RemoteDb {
             let _ = u.set_username(user);
         }
         u.to_string().trim_end_matches('/').to_owned()
+    }
+
+    async fn learn_identity(&self) -> Result<()> {
+        match self.learn_server_uuid().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_transient(&e) => Err(Error::Couch(e)),
+            // A server (or a proxy in front of one) that refuses `GET /` to this user:
+            // the database keeps its address as identity, as before identities were
+            // learned. What was learned before stays.
+            Err(e) => {
+                tracing::warn!(url = %self.url(), error = %e, "the server did not say its uuid; naming the database by its URL");
+                Ok(())
+            }
+        }
     }
 
     fn is_local(&self) -> bool {
@@ -275,6 +295,27 @@ impl Peer for RemoteDb {
     }
 }
 
+/// A remote database's identity from its server's `uuid`: `couchdb://[user@]uuid/db`, a
+/// URL whose host is the uuid and whose one path segment is the database name, the user
+/// and the name percent-encoded (so no name can be spelled as another). Every URL that
+/// reaches the same server (127.0.0.1 or localhost, any node of a cluster, through a
+/// proxy) gives the same identity. `None` for a uuid that is not letters, digits and `-`
+/// (at most 64): the server is named by its URL then.
+pub(crate) fn identity_of(uuid: &str, db: &str, user: Option<&str>) -> Option<String> {
+    let sane = !uuid.is_empty()
+        && uuid.len() <= 64
+        && uuid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !sane {
+        return None;
+    }
+    let mut u = url::Url::parse(&format!("couchdb://{uuid}/")).ok()?;
+    u.path_segments_mut().ok()?.clear().push(db);
+    if let Some(user) = user {
+        u.set_username(user).ok()?;
+    }
+    Some(u.to_string())
+}
+
 async fn read_changes(
     db: &RemoteDb,
     req: &ChangesRequest,
@@ -396,4 +437,35 @@ fn path_of(doc: &Value) -> Vec<Rev> {
         .and_then(|r| r.to_path().ok())
         .map(|p| p.revs().collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_names_the_server_uuid_the_database_and_the_user() {
+        assert_eq!(
+            identity_of("f6a00bef94e7412ab0836112d8a4118a", "notes", None).unwrap(),
+            "couchdb://f6a00bef94e7412ab0836112d8a4118a/notes"
+        );
+        assert_eq!(
+            identity_of("e42079b8-d761-4f63", "my/notes", Some("al@ice")).unwrap(),
+            "couchdb://al%40ice@e42079b8-d761-4f63/my%2Fnotes"
+        );
+        assert_ne!(
+            identity_of("u", "a/b", None),
+            identity_of("u", "a", Some("b"))
+        );
+        for bad in ["", "a/b", "a@b", "a b", &"x".repeat(65)] {
+            assert_eq!(identity_of(bad, "db", None), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_database_is_named_by_its_url_until_its_server_uuid_is_learned() {
+        let db = RemoteDb::from_url("http://admin:pw@localhost:5984/notes?x=1").unwrap();
+        assert_eq!(Peer::identity(&db), "http://admin@localhost:5984/notes");
+        assert_eq!(Peer::address(&db), Peer::identity(&db));
+    }
 }

@@ -260,6 +260,51 @@ impl Peer for Database {
         .await
     }
 
+    async fn peer_renamed(
+        &self,
+        other: &str,
+        address: &str,
+        old_rep_id: &str,
+        rep_id: &str,
+    ) -> Result<()> {
+        let (other, address) = (other.to_owned(), address.to_owned());
+        let (old_rep_id, rep_id) = (old_rep_id.to_owned(), rep_id.to_owned());
+        blocking(self, move |db| {
+            db.learn_remote_alias(&address, &other)?;
+            if old_rep_id == rep_id {
+                return Ok(());
+            }
+            let Some(old) = local_doc(&db, &old_rep_id)? else {
+                return Ok(());
+            };
+            if local_doc(&db, &rep_id)?.is_none() {
+                // Trust first, then the copy: a crash between the two leaves the trust with
+                // no checkpoint (the next run copies it again); the other order would leave
+                // a trusted checkpoint untrusted, and the run would read everything again.
+                let old_key = format!("{CHECKPOINT_KEY_PREFIX}{old_rep_id}");
+                let trusted = db
+                    .remote(&other)
+                    .is_some_and(|r| r.meta.get(&old_key) == Some(&Value::Bool(true)));
+                if trusted {
+                    let key = format!("{CHECKPOINT_KEY_PREFIX}{rep_id}");
+                    db.register_remote(&other, [(key, Value::Bool(true))].into_iter().collect())?;
+                }
+                let mut doc = old;
+                if let Some(obj) = doc.as_object_mut() {
+                    obj.remove("_rev");
+                    obj.insert("_id".into(), Value::from(format!("_local/{rep_id}")));
+                }
+                db.put_local(doc)?;
+                tracing::info!(remote = %other, old = %old_rep_id, new = %rep_id, "checkpoint renamed after the remote's identity was learned");
+            }
+            // The old name is not used again: the replication finds the copy, and the
+            // checkpoint on the remote (if it is still under the old name) is taken over
+            // from there (`LogSlot::read_or_inherit`).
+            drop_local(&db, &old_rep_id)
+        })
+        .await
+    }
+
     async fn record_peer_lacks(
         &self,
         other: &str,
@@ -462,6 +507,15 @@ pub(crate) fn pull_failures(db: &Database, remote: &str) -> Vec<DocFailure> {
 /// The prefix of the remote meta keys `checkpoint:<replication id>`, true once the
 /// replication's checkpoints on this store were written while it kept sync state.
 const CHECKPOINT_KEY_PREFIX: &str = "checkpoint:";
+
+/// The `_local` document `id`, if there is one.
+fn local_doc(db: &Database, id: &str) -> settee_store::Result<Option<Value>> {
+    match db.get_local(id) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// Removes the `_local` document `id` if there is one.
 fn drop_local(db: &Database, id: &str) -> settee_store::Result<()> {

@@ -172,12 +172,16 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         self
     }
 
-    /// The replication id: the name of its checkpoint documents (`_local/<id>`). For a
-    /// filter function it includes the function's code, read from the source.
+    /// The replication id: the name of its checkpoint documents (`_local/<id>`), as a run
+    /// computes it: the peers learn their identities first ([`Peer::learn_identity`]: a
+    /// remote database asks its server's uuid). For a filter function it includes the
+    /// function's code, read from the source.
     ///
     /// # Errors
-    /// As [`crate::replication_id_of`].
+    /// The peers' errors learning their identities; as [`crate::replication_id_of`].
     pub async fn replication_id(&self) -> Result<String> {
+        let (s, t) = futures::join!(self.source.learn_identity(), self.target.learn_identity());
+        s.and(t)?;
         checkpoint::replication_id_of(&self.source, &self.target, &self.opts.filter).await
     }
 

@@ -67,13 +67,28 @@ pub async fn sync<L: Peer, R: Peer>(
                 Err(e) => return Err(e),
             };
             failures = failures.saturating_add(1);
+            // Each attempt is reported as a replication's are: an `Error` event, retrying
+            // or final, so that a sync with `create_target` reads the same as one without.
+            let report = |retrying: bool, delay: Option<std::time::Duration>| Event::Error {
+                direction: Direction::Push,
+                message: crate::error_chain(&e),
+                name: e.name().to_owned(),
+                retrying,
+                retry_in_ms: delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            };
             if !opts.continuous && failures >= opts.retry.attempts() {
+                if let Some(tx) = &events {
+                    let _ = tx.send(report(false, None)).await;
+                }
                 return Err(Error::GaveUp {
                     attempts: failures,
                     source: Box::new(e),
                 });
             }
             let delay = opts.retry.delay(failures - 1);
+            if let Some(tx) = &events {
+                let _ = tx.send(report(true, Some(delay))).await;
+            }
             tracing::warn!(error = %crate::error_chain(&e), retry_in = ?delay, "could not reach the remote to create it; retrying");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -133,8 +148,19 @@ pub async fn sync<L: Peer, R: Peer>(
 /// What is not synced between a local store and a remote, read offline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncStatus {
-    /// The remote's identity (its URL without credentials).
+    /// The remote as it was asked about: its identity or its address ([`Peer::address`]:
+    /// its URL without credentials).
     pub remote: String,
+    /// The name the store keeps the remote's state under: its identity
+    /// ([`Peer::identity`]), learned when a sync or [`learn_identity`] reached it under
+    /// this name or another spelling of it; `remote` itself when none was learned.
+    #[serde(default)]
+    pub identity: String,
+    /// The store keeps no sync state with this remote: no sync with it ever started, under
+    /// this spelling of its URL or under one the store learned is the same database. The
+    /// counts then say that nothing is known to be there (every document unpushed).
+    #[serde(default)]
+    pub never_synced: bool,
     /// Documents with a revision the remote is not known to hold, that the sync's filter
     /// includes: every such document, design documents (a Mango index is one) and rejected
     /// ones included; `_local` documents never (they do not replicate). Exact: 0 right
@@ -178,9 +204,10 @@ struct PairView {
 }
 
 impl PairView {
-    /// The pair of `local` and the remote registered as `name` (its [`Peer::identity`]).
+    /// The pair of `local` and the remote registered as `name` (its [`Peer::identity`], or
+    /// an address the store learned an identity for: `Database::resolve_remote`).
     fn new(local: &Database, name: &str) -> PairView {
-        let name = name.to_owned();
+        let name = local.resolve_remote(name);
         let meta = local.remote(&name).map(|r| r.meta).unwrap_or_default();
         let filter = |key: &str| {
             meta.get(key)
@@ -420,7 +447,10 @@ pub fn sync_state_changes<R: Peer>(
 /// # Errors
 /// The local store's errors.
 pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus> {
-    status_named(local, &remote.identity()).await
+    let mut st = status_named(local, &remote.identity()).await?;
+    // Named as the caller knows it, learned identity or not.
+    st.remote = remote.address();
+    Ok(st)
 }
 
 /// [`status`] with the remote named by its identity ([`Peer::identity`]).
@@ -428,6 +458,7 @@ pub async fn status<R: Peer>(local: &Database, remote: &R) -> Result<SyncStatus>
 /// # Errors
 /// The local store's errors.
 pub async fn status_named(local: &Database, remote: &str) -> Result<SyncStatus> {
+    let asked = remote.to_owned();
     let view = PairView::new(local, remote);
     let v = view.clone();
     let (unpushed, rejected, not_replicated) = blocking(local, move |db| {
@@ -474,8 +505,10 @@ pub async fn status_named(local: &Database, remote: &str) -> Result<SyncStatus> 
     let mut failed_ids: Vec<&str> = view.pull_failed.iter().map(|f| f.id.as_str()).collect();
     failed_ids.dedup();
     Ok(SyncStatus {
+        never_synced: local.remote(&view.remote).is_none(),
         pull_failed: failed_ids.len() as u64,
-        remote: view.remote,
+        remote: asked,
+        identity: view.remote,
         unpushed,
         unpushed_design,
         rejected,
@@ -512,6 +545,24 @@ fn unpushed_design(db: &Database, view: &PairView) -> settee_store::Result<u64> 
             return Ok(n);
         }
     }
+}
+
+/// Asks `remote` its identity ([`Peer::learn_identity`]: one `GET /` for a remote
+/// database) and records in `local` that `remote`'s address names it, moving any state
+/// kept under the address (as a sync's start does): the offline calls then answer for
+/// this spelling of the remote's URL, too. Returns the identity. What `settee status`
+/// does first when the server answers.
+///
+/// # Errors
+/// The remote's transient errors (offline); the store's.
+pub async fn learn_identity<R: Peer>(local: &Database, remote: &R) -> Result<String> {
+    remote.learn_identity().await?;
+    let (identity, address) = (remote.identity(), remote.address());
+    if identity != address {
+        let (i, a) = (identity.clone(), address);
+        blocking(local, move |db| db.learn_remote_alias(&a, &i).map(|_| ())).await?;
+    }
+    Ok(identity)
 }
 
 /// The state a kept pull failure gives its document.

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::options::{Admin, Cors, RequestLimits, ServerOptions};
 use crate::peruser::PerUserDbs;
 use crate::registry::Registry;
-use crate::uuid::new_uuid;
+use crate::uuid::server_uuid;
 
 /// What every request handler shares.
 pub(crate) struct State {
@@ -19,7 +19,7 @@ pub(crate) struct State {
     pub(crate) auth: Auth,
     pub(crate) cors: Option<Cors>,
     pub(crate) limits: RequestLimits,
-    /// The server's uuid (`GET /`), new at each start.
+    /// The server's uuid (`GET /`), the same at each start (`uuid::server_uuid`).
     pub(crate) uuid: String,
     /// Cancelled at shutdown: live feeds end.
     pub(crate) shutdown: CancellationToken,
@@ -37,6 +37,7 @@ pub(crate) async fn new_state(
     owner: Option<Admin>,
     shutdown: CancellationToken,
 ) -> Result<Arc<State>> {
+    let uuid = server_uuid(opts.data_dir.as_deref(), &registry.paths())?;
     let state = Arc::new(State {
         registry,
         auth: Auth::new(AuthSettings {
@@ -50,7 +51,7 @@ pub(crate) async fn new_state(
         }),
         cors: opts.cors.clone(),
         limits: opts.limits,
-        uuid: new_uuid(),
+        uuid,
         shutdown,
         peruser: opts.peruser.clone().map(PerUserDbs::new),
         users_db_security_editable: opts.users_db_security_editable,

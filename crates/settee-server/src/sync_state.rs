@@ -15,9 +15,12 @@
 //! - `GET /{db}/_settee/pull_since?remote=R`: `{"since", "filter"}`, where counting what
 //!   the remote has that the store lacks starts.
 //!
-//! `R` is the remote's identity, the name the replicator keeps its sync state under (its
-//! URL with the user but without a password: `Peer::identity`). A password given in it is
-//! dropped, so it is never used as a name nor returned. CouchDB has no `_settee` endpoint,
+//! `R` names the remote: its URL with the user but without a password (`Peer::address`),
+//! which the store resolves to the identity it keeps the sync state under (its server's
+//! uuid and the database name, learned by a sync with that URL or another spelling of it:
+//! `settee_store::Database::resolve_remote`), or that identity itself. A URL the store
+//! never learned an identity for answers `"never_synced": true` in `sync_status`. A
+//! password given in it is dropped, so it is never used as a name nor returned. CouchDB has no `_settee` endpoint,
 //! and no document id can start with `_` other than `_design/` and `_local/`, so the name
 //! cannot collide with CouchDB's API. Only a server admin (which includes the advertised
 //! owner credential) may ask: the answers name remotes and documents across the store,

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use settee_wire::ErrorKind;
+
 /// What went wrong in a store operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -146,6 +148,30 @@ impl Error {
         }
     }
 
+    /// What kind of failure this is, the same vocabulary as a server's errors
+    /// ([`settee_wire::ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::BadRequest { .. }
+            | Error::IllegalDocId { .. }
+            | Error::DocValidation { .. }
+            | Error::MissingStub { .. } => ErrorKind::BadRequest,
+            // Every query error is CouchDB's 400 (`settee_query::Error::status`).
+            Error::Query(e) => ErrorKind::from_status(e.status()),
+            Error::StoreInUse { .. } => ErrorKind::StoreInUse,
+            Error::DiskFull { .. } => ErrorKind::DiskFull,
+            Error::NotAStore { .. } | Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::UnsupportedFormat { .. } => ErrorKind::Unsupported,
+            Error::Storage { source, .. } => match source {
+                sled::Error::Corruption { .. } => ErrorKind::Corrupt,
+                _ => ErrorKind::Internal,
+            },
+            Error::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// The HTTP status CouchDB answers with for this error.
     pub fn status(&self) -> u16 {
         match self {
@@ -177,7 +203,7 @@ impl Error {
         }
     }
 
-    /// Whether this is a 409 conflict.
+    /// Whether this is a 409 conflict ([`ErrorKind::Conflict`]).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
     }
@@ -237,4 +263,137 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Error>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path() -> PathBuf {
+        PathBuf::from("/tmp/store")
+    }
+
+    fn kind_and_name(e: &Error) -> (ErrorKind, &'static str) {
+        (e.kind(), e.name())
+    }
+
+    #[test]
+    fn document_errors_keep_their_couchdb_kinds() {
+        assert_eq!(
+            kind_and_name(&Error::Conflict { id: "a".into() }),
+            (ErrorKind::Conflict, "conflict")
+        );
+        assert_eq!(
+            kind_and_name(&Error::not_found("a", "missing")),
+            (ErrorKind::NotFound, "not_found")
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_bad_requests_under_their_own_names() {
+        let cases = [
+            (Error::bad_request("x"), "bad_request"),
+            (
+                Error::IllegalDocId {
+                    id: "_x".into(),
+                    reason: "no".into(),
+                },
+                "illegal_docid",
+            ),
+            (
+                Error::DocValidation {
+                    reason: "no".into(),
+                },
+                "doc_validation",
+            ),
+            (
+                Error::MissingStub {
+                    id: "a".into(),
+                    name: "f".into(),
+                },
+                "missing_stub",
+            ),
+            (
+                Error::Query(settee_query::Error::NoUsableIndex {
+                    reason: "no".into(),
+                }),
+                "no_usable_index",
+            ),
+            (
+                Error::from(settee_revtree::Error::InvalidRevisions { reason: "x".into() }),
+                "bad_request",
+            ),
+        ];
+        for (e, name) in cases {
+            assert_eq!(kind_and_name(&e), (ErrorKind::BadRequest, name), "{e}");
+        }
+    }
+
+    #[test]
+    fn store_states_have_their_own_kinds() {
+        let lock = || sled::Error::Unsupported("locked".into());
+        let io = || sled::Error::Io(std::io::Error::other("boom"));
+        let cases = [
+            (
+                Error::StoreInUse {
+                    path: path(),
+                    source: lock(),
+                },
+                ErrorKind::StoreInUse,
+            ),
+            (
+                Error::DiskFull {
+                    path: path(),
+                    source: io(),
+                },
+                ErrorKind::DiskFull,
+            ),
+            (Error::corrupt("bad record"), ErrorKind::Corrupt),
+            (
+                Error::NotAStore {
+                    path: path(),
+                    reason: "a file".into(),
+                },
+                ErrorKind::Corrupt,
+            ),
+            (
+                Error::Storage {
+                    path: path(),
+                    source: sled::Error::Corruption { at: None, bt: () },
+                },
+                ErrorKind::Corrupt,
+            ),
+            (
+                Error::UnsupportedFormat {
+                    path: path(),
+                    found: "9".into(),
+                    expected: 1,
+                },
+                ErrorKind::Unsupported,
+            ),
+            (
+                Error::Storage {
+                    path: path(),
+                    source: io(),
+                },
+                ErrorKind::Internal,
+            ),
+            (
+                Error::Io {
+                    path: path(),
+                    source: std::io::Error::other("boom"),
+                },
+                ErrorKind::Internal,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_full_disk_found_by_sled_is_disk_full() {
+        let full = sled::Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert_eq!(Error::sled(&path(), full).kind(), ErrorKind::DiskFull);
+    }
 }

@@ -78,4 +78,6 @@ pub use results::{
 };
 pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_revtree::{Rev, Revisions, RevsDiff};
-pub use sync_state::{Rejection, Remote, SyncCounts, SyncState};
+/// What kind of failure an [`Error`] is ([`Error::kind`]), shared with the client.
+pub use settee_wire::ErrorKind;
+pub use sync_state::{AliasLearned, Rejection, Remote, SyncCounts, SyncState};

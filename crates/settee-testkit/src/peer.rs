@@ -61,9 +61,17 @@ pub trait Wrap: Clone + Send + Sync + 'static {
     fn identity(&self) -> String {
         self.inner().identity()
     }
+    /// [`Peer::address`].
+    fn address(&self) -> String {
+        self.inner().address()
+    }
     /// [`Peer::is_local`].
     fn is_local(&self) -> bool {
         self.inner().is_local()
+    }
+    /// [`Peer::learn_identity`].
+    fn learn_identity(&self) -> impl Future<Output = Result<()>> + Send {
+        self.inner().learn_identity()
     }
     /// [`Peer::info`].
     fn info(&self) -> impl Future<Output = Result<PeerInfo>> + Send {
@@ -107,6 +115,17 @@ pub trait Wrap: Clone + Send + Sync + 'static {
         origin: &str,
     ) -> impl Future<Output = Result<Vec<DocFailure>>> + Send {
         self.inner().write(docs, origin)
+    }
+    /// [`Peer::peer_renamed`].
+    fn peer_renamed(
+        &self,
+        other: &str,
+        address: &str,
+        old_rep_id: &str,
+        rep_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.inner()
+            .peer_renamed(other, address, old_rep_id, rep_id)
     }
     /// [`Peer::track_peer`].
     fn track_peer(
@@ -217,8 +236,14 @@ impl<W: Wrap> Peer for Wrapped<W> {
     fn identity(&self) -> String {
         self.0.identity()
     }
+    fn address(&self) -> String {
+        self.0.address()
+    }
     fn is_local(&self) -> bool {
         self.0.is_local()
+    }
+    fn learn_identity(&self) -> impl Future<Output = Result<()>> + Send {
+        self.0.learn_identity()
     }
     fn info(&self) -> impl Future<Output = Result<PeerInfo>> + Send {
         self.0.info()
@@ -254,6 +279,15 @@ impl<W: Wrap> Peer for Wrapped<W> {
         origin: &str,
     ) -> impl Future<Output = Result<Vec<DocFailure>>> + Send {
         self.0.write(docs, origin)
+    }
+    fn peer_renamed(
+        &self,
+        other: &str,
+        address: &str,
+        old_rep_id: &str,
+        rep_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.0.peer_renamed(other, address, old_rep_id, rep_id)
     }
     fn track_peer(
         &self,

@@ -8,6 +8,7 @@
 //! - `GET /{db}/{docid}`: [`GetOptions`].
 //! - `_all_docs`: [`AllDocsOptions`], [`AllDocs`], [`AllDocsRow`].
 //! - `GET /{db}`: [`DbInfo`], [`Sizes`].
+//! - errors: [`ErrorKind`], what kind of failure an error is, the same for every side.
 //!
 //! Each type serialises to the JSON CouchDB sends for it (the store's answers, which the
 //! server sends as they are) and parses what servers send, Apache CouchDB's and
@@ -33,6 +34,7 @@ mod bulk_docs;
 mod bulk_get;
 mod changes;
 mod db_info;
+mod error_kind;
 mod get;
 
 pub use all_docs::{AllDocs, AllDocsOptions, AllDocsRow};
@@ -40,5 +42,6 @@ pub use bulk_docs::{CouchError, DocResult};
 pub use bulk_get::{BulkGetDoc, BulkGetError, BulkGetOptions, BulkGetRequest, BulkGetResult};
 pub use changes::{Change, Changes, ChangesStyle};
 pub use db_info::{DbInfo, Sizes};
+pub use error_kind::ErrorKind;
 pub use get::GetOptions;
 pub use settee_revtree::{Rev, Seq};

@@ -81,17 +81,13 @@ async fn list(
     q: std::result::Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let q = query(q)?;
-    let list = app
-        .blocking(move |app| queries::list(app.db(), app.tracker(), &q))
-        .await?;
+    let list = queries::list(app.db(), app.tracker(), &q).await?;
     Ok(Json(json!(list)))
 }
 
 async fn create(State(app): State<App>, bytes: Bytes) -> Result<Response> {
     let input: NoteInput = body(&bytes)?;
-    let note = app
-        .blocking(move |app| notes::create(app.db(), &input))
-        .await?;
+    let note = notes::create(app.db(), &input).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok((
         StatusCode::CREATED,
@@ -101,12 +97,11 @@ async fn create(State(app): State<App>, bytes: Bytes) -> Result<Response> {
 }
 
 async fn badge(app: &App, id: String) -> Result<Value> {
-    app.blocking(move |app| Ok(json!(app.tracker().badge_of(&id)?)))
-        .await
+    Ok(json!(app.tracker().badge_of(&id).await?))
 }
 
 async fn read(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>> {
-    let got = app.blocking(move |app| notes::get(app.db(), &id)).await?;
+    let got = notes::get(app.db(), &id).await?;
     let state = badge(&app, got.note.id.clone()).await?;
     Ok(Json(
         json!({"note": got.note, "state": state, "versions": got.versions}),
@@ -119,9 +114,7 @@ async fn update(
     bytes: Bytes,
 ) -> Result<Json<Value>> {
     let input: NoteInput = body(&bytes)?;
-    let note = app
-        .blocking(move |app| notes::update(app.db(), &id, &input))
-        .await?;
+    let note = notes::update(app.db(), &id, &input).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }
@@ -140,10 +133,8 @@ async fn remove(
     let rev = query(q)?.rev.ok_or_else(|| {
         Error::BadRequest("?rev= is required to delete a note (its current revision)".into())
     })?;
-    let (id2, new) = app
-        .blocking(move |app| Ok((id.clone(), notes::delete(app.db(), &id, &rev)?)))
-        .await?;
-    Ok(Json(json!({"ok": true, "id": id2, "rev": new})))
+    let new = notes::delete(app.db(), &id, &rev).await?;
+    Ok(Json(json!({"ok": true, "id": id, "rev": new})))
 }
 
 async fn resolve(
@@ -152,15 +143,13 @@ async fn resolve(
     bytes: Bytes,
 ) -> Result<Json<Value>> {
     let input: ResolveInput = body(&bytes)?;
-    let note = app
-        .blocking(move |app| notes::resolve(app.db(), &id, &input))
-        .await?;
+    let note = notes::resolve(app.db(), &id, &input).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }
 
 async fn notebooks(State(app): State<App>) -> Result<Json<Value>> {
-    let (notebooks, tags) = app.blocking(|app| app.facets().counts(app.db())).await?;
+    let (notebooks, tags) = app.facets().counts(app.db()).await?;
     Ok(Json(json!({"notebooks": notebooks, "tags": tags})))
 }
 

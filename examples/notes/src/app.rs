@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use settee::CancellationToken;
-use settee::Database;
+use settee::{CancellationToken, Local};
 use tokio::sync::Notify;
 
 use crate::live::{watch_store, Hub};
@@ -21,7 +20,7 @@ pub struct AppOptions {
     /// The local store's directory (created if missing).
     pub store: PathBuf,
     /// The server to sync with for this run. Without one, the app uses the server last set
-    /// on the page (remembered in the store), or none.
+    /// on the page (remembered beside the store), or none.
     pub remote: Option<Remote>,
 }
 
@@ -33,7 +32,7 @@ pub struct App {
 
 #[derive(Debug)]
 struct Inner {
-    db: Database,
+    db: Local,
     tracker: Arc<Tracker>,
     facets: Arc<FacetCache>,
     hub: Hub,
@@ -49,17 +48,15 @@ impl App {
     /// # Errors
     /// The store's open errors (`store_in_use` when another app has it open).
     pub async fn start(opts: AppOptions) -> Result<App> {
+        // Opening reads the store's files: off the runtime's threads.
         let path = opts.store.clone();
-        let (db, tracker, since, remembered) = tokio::task::spawn_blocking(move || {
-            let db = Database::open(&path)?;
-            queries::create_indexes(&db)?;
-            let tracker = Tracker::open(db.clone())?;
-            let since = db.info()?.update_seq;
-            let remembered = Remote::load(&db)?;
-            Ok::<_, Error>((db, tracker, since, remembered))
-        })
-        .await
-        .map_err(Error::task)??;
+        let db = tokio::task::spawn_blocking(move || Local::open(path))
+            .await
+            .map_err(Error::task)??;
+        queries::create_indexes(&db).await?;
+        let tracker = Tracker::open(db.clone()).await?;
+        let since = db.info().await?.update_seq;
+        let remembered = Remote::load(&db).await?;
         let tracker = Arc::new(tracker);
         let hub = Hub::default();
         let changed = Arc::new(Notify::new());
@@ -81,8 +78,8 @@ impl App {
         // The side bar's counts need every note once: read them now, off the page's way.
         let facets = Arc::new(FacetCache::default());
         let (f, d) = (facets.clone(), db.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = f.refresh(&d) {
+        tokio::spawn(async move {
+            if let Err(e) = f.refresh(&d).await {
                 tracing::warn!(error = %e, "reading the notebooks and tags");
             }
         });
@@ -99,7 +96,7 @@ impl App {
     }
 
     /// The local store.
-    pub fn db(&self) -> &Database {
+    pub fn db(&self) -> &Local {
         &self.inner.db
     }
 
@@ -123,17 +120,13 @@ impl App {
         &self.inner.closing
     }
 
-    /// Sets the server to sync with (or none), remembers it in the store, and restarts the
+    /// Sets the server to sync with (or none), remembers it beside the store, and restarts the
     /// sync.
     ///
     /// # Errors
     /// The store's errors (nothing changes then).
     pub async fn set_remote(&self, remote: Option<Remote>) -> Result<()> {
-        let db = self.inner.db.clone();
-        let saved = remote.clone();
-        tokio::task::spawn_blocking(move || Remote::save(&db, saved.as_ref()))
-            .await
-            .map_err(Error::task)??;
+        Remote::save(&self.inner.db, remote.as_ref()).await?;
         self.inner.sync.set_remote(remote).await;
         Ok(())
     }
@@ -150,21 +143,8 @@ impl App {
     pub async fn shutdown(&self) -> Result<()> {
         self.close_streams();
         self.inner.sync.stop().await;
-        let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(Error::task)??;
+        // Flushes; the store itself closes when the app's last handle is dropped.
+        self.inner.db.clone().close().await?;
         Ok(())
-    }
-
-    /// Runs a blocking store call on tokio's blocking pool.
-    pub(crate) async fn blocking<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&App) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        let app = self.clone();
-        tokio::task::spawn_blocking(move || f(&app))
-            .await
-            .map_err(Error::task)?
     }
 }

@@ -22,9 +22,9 @@ pub enum Error {
     /// the app running on this machine).
     #[error("forbidden: {0}")]
     Forbidden(String),
-    /// The local store failed.
+    /// The local store (or the server, for the calls that reach it) failed.
     #[error("store: {0}")]
-    Store(#[from] settee::store::Error),
+    Store(#[from] settee::Error),
     /// Something else failed inside the app (a task panicked, a remote client could not be
     /// built).
     #[error("internal: {0}")]
@@ -36,7 +36,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// CouchDB's name for the error (`bad_request`, `not_found`, `conflict`...).
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Error::BadRequest(_) => "bad_request",
             Error::NotFound(_) => "not_found",
@@ -53,9 +53,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Store(e) => {
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            }
+            Error::Store(e) => status_of(e),
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +72,22 @@ impl Error {
 
     pub(crate) fn task(e: tokio::task::JoinError) -> Error {
         Error::Internal(format!("a store task failed: {e}"))
+    }
+}
+
+/// The HTTP status of a facade error, from its kind (the same for the store and a server).
+fn status_of(e: &settee::Error) -> StatusCode {
+    use settee::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => StatusCode::NOT_FOUND,
+        K::Conflict => StatusCode::CONFLICT,
+        K::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+        K::Unauthorized | K::Forbidden | K::Rejected => StatusCode::FORBIDDEN,
+        K::BadRequest | K::Decode => StatusCode::BAD_REQUEST,
+        K::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        K::StoreInUse => StatusCode::LOCKED,
+        K::Offline => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use serde::Serialize;
-use settee::store::ChangesOptions;
-use settee::Database;
+use settee::{ChangesFeed, Documents, Local, Seq};
 use tokio::sync::{broadcast, Notify};
 
 use crate::note::ID_PREFIX;
@@ -84,16 +83,16 @@ impl Hub {
 /// (which notes changed) and `changed` (the sync publisher recomputes badges). Runs until
 /// the store's feed ends.
 pub(crate) async fn watch_store(
-    db: Database,
+    db: Local,
     since: u64,
     tracker: Arc<Tracker>,
     hub: Hub,
     changed: Arc<Notify>,
 ) {
     let feed = db
-        .live_changes(ChangesOptions {
-            since,
-            skip_pending: true,
+        .changes_stream(ChangesFeed {
+            since: Some(Seq::from(since)),
+            live: true,
             ..Default::default()
         })
         .ready_chunks(CHANGES_PER_UPDATE);
@@ -110,16 +109,11 @@ pub(crate) async fn watch_store(
         if ids.is_empty() {
             continue;
         }
-        let t = tracker.clone();
-        let checked = ids.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            checked.iter().try_for_each(|id| t.note_changed(id))
-        })
-        .await;
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "checking changed notes for conflicts"),
-            Err(e) => tracing::warn!(error = %e, "checking changed notes for conflicts"),
+        for id in &ids {
+            if let Err(e) = tracker.note_changed(id).await {
+                tracing::warn!(error = %e, "checking changed notes for conflicts");
+                break;
+            }
         }
         hub.send(Update::Changes { ids });
         changed.notify_one();

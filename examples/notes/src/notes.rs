@@ -1,14 +1,14 @@
 //! Reading and writing notes in the local store: create, edit, delete, read with every
-//! conflicting version, and resolve a conflict. All calls are blocking (the store is
-//! synchronous); `api.rs` runs them on tokio's blocking pool.
+//! conflicting version, and resolve a conflict, through Settee's `Documents` calls.
+//! Notes are read as JSON (`Note::from_doc` shows a malformed note from another writer
+//! instead of refusing it), conflicts as `Doc<Value>` leaves merged with `merge_conflict`.
 //!
 //! Every write checks the revision the page last saw, so an edit made from a stale page is
 //! refused (409) and changes nothing, as in CouchDB.
 
 use serde::Deserialize;
 use serde_json::Value;
-use settee::store::{GetOptions, OpenRevResult, OpenRevs};
-use settee::{Database, Resolution, Rev};
+use settee::{Doc, Documents, Local, ReadOptions, Resolution, Rev};
 
 use crate::note::{new_id, now_ms, Content, Note, NoteInput};
 use crate::{Error, Result};
@@ -48,14 +48,12 @@ fn not_found(id: &str) -> Error {
 }
 
 /// Reads the winning document of a live note, or `NotFound`.
-fn current(db: &Database, id: &str) -> Result<(Value, Note)> {
-    let doc = match db.get(
-        id,
-        &GetOptions {
-            conflicts: true,
-            ..Default::default()
-        },
-    ) {
+async fn current(db: &Local, id: &str) -> Result<(Value, Note)> {
+    let opts = ReadOptions {
+        conflicts: true,
+        ..Default::default()
+    };
+    let doc = match db.get(id, &opts).await {
         Ok(doc) => doc,
         Err(e) if e.is_not_found() => return Err(not_found(id)),
         Err(e) => return Err(e.into()),
@@ -76,7 +74,7 @@ fn stale(id: &str, given: &str, current: &str) -> Error {
 ///
 /// # Errors
 /// [`Error::BadRequest`] for invalid input (or a `rev`); the store's errors.
-pub fn create(db: &Database, input: &NoteInput) -> Result<Note> {
+pub async fn create(db: &Local, input: &NoteInput) -> Result<Note> {
     if input.rev.is_some() {
         return Err(Error::BadRequest(
             "a new note has no rev; to edit a note, PUT /api/notes/{id}".into(),
@@ -85,8 +83,8 @@ pub fn create(db: &Database, input: &NoteInput) -> Result<Note> {
     let content = input.content()?;
     let id = new_id();
     let now = now_ms();
-    db.put(content.to_doc(&id, None, now, now))?;
-    Ok(current(db, &id)?.1)
+    db.put(content.to_doc(&id, None, now, now)).await?;
+    Ok(current(db, &id).await?.1)
 }
 
 /// Edits a note: `input.rev` must be its current revision.
@@ -94,22 +92,23 @@ pub fn create(db: &Database, input: &NoteInput) -> Result<Note> {
 /// # Errors
 /// [`Error::BadRequest`] for invalid input or a missing `rev`, [`Error::NotFound`],
 /// [`Error::Conflict`] for a stale `rev`; the store's errors. Nothing is written on error.
-pub fn update(db: &Database, id: &str, input: &NoteInput) -> Result<Note> {
+pub async fn update(db: &Local, id: &str, input: &NoteInput) -> Result<Note> {
     let content = input.content()?;
     let rev = input.rev.as_deref().ok_or_else(|| {
         Error::BadRequest("rev is required to edit a note (its current revision)".into())
     })?;
     parse_rev(rev)?;
-    let (_, note) = current(db, id)?;
+    let (_, note) = current(db, id).await?;
     if note.rev != rev {
         return Err(stale(id, rev, &note.rev));
     }
-    write(db, id, &note, &content)?;
-    Ok(current(db, id)?.1)
+    write(db, id, &note, &content).await?;
+    Ok(current(db, id).await?.1)
 }
 
-fn write(db: &Database, id: &str, note: &Note, content: &Content) -> Result<()> {
-    match db.put(content.to_doc(id, Some(&note.rev), note.created_at, now_ms())) {
+async fn write(db: &Local, id: &str, note: &Note, content: &Content) -> Result<()> {
+    let doc = content.to_doc(id, Some(&note.rev), note.created_at, now_ms());
+    match db.put(doc).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_conflict() => Err(stale(id, &note.rev, "newer")),
         Err(e) => Err(e.into()),
@@ -121,14 +120,18 @@ fn write(db: &Database, id: &str, note: &Note, content: &Content) -> Result<()> 
 /// # Errors
 /// [`Error::BadRequest`] for a malformed `rev`, [`Error::NotFound`], [`Error::Conflict`]
 /// for a stale `rev`; the store's errors.
-pub fn delete(db: &Database, id: &str, rev: &str) -> Result<String> {
+pub async fn delete(db: &Local, id: &str, rev: &str) -> Result<String> {
     let parsed = parse_rev(rev)?;
-    let (_, note) = current(db, id)?;
+    let (_, note) = current(db, id).await?;
     if note.rev != rev {
         return Err(stale(id, rev, &note.rev));
     }
-    match db.delete(id, &parsed) {
-        Ok(r) => Ok(r.rev.map(|r| r.to_string()).unwrap_or_default()),
+    match db.delete(id, Some(&parsed)).await {
+        Ok(r) => Ok(r
+            .get("rev")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()),
         Err(e) if e.is_conflict() => Err(stale(id, rev, "newer")),
         Err(e) => Err(e.into()),
     }
@@ -138,14 +141,18 @@ pub fn delete(db: &Database, id: &str, rev: &str) -> Result<String> {
 ///
 /// # Errors
 /// [`Error::NotFound`]; the store's errors.
-pub fn get(db: &Database, id: &str) -> Result<NoteVersions> {
-    let (doc, note) = current(db, id)?;
+pub async fn get(db: &Local, id: &str) -> Result<NoteVersions> {
+    let (doc, note) = current(db, id).await?;
     let conflicted = doc
         .get("_conflicts")
         .and_then(Value::as_array)
         .is_some_and(|c| !c.is_empty());
     let versions = if conflicted {
-        live_versions(db, id)?
+        live_versions(db, id)
+            .await?
+            .into_iter()
+            .map(|(_, note)| note)
+            .collect()
     } else {
         Vec::new()
     };
@@ -153,26 +160,26 @@ pub fn get(db: &Database, id: &str) -> Result<NoteVersions> {
 }
 
 /// Every live leaf of a note, the winner first (CouchDB's order: longer path, then greater
-/// revision hash).
-fn live_versions(db: &Database, id: &str) -> Result<Vec<Note>> {
-    let leaves = db.open_revs(id, OpenRevs::All, &GetOptions::default())?;
-    let mut versions: Vec<(Rev, Note)> = leaves
-        .into_iter()
-        .filter_map(|l| match l {
-            OpenRevResult::Ok(doc) => {
-                let note = Note::from_doc(&doc)?;
-                Some((note.rev.parse::<Rev>().ok()?, note))
-            }
-            OpenRevResult::Missing(_) => None,
-        })
-        .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
-    Ok(versions.into_iter().map(|(_, n)| n).collect())
+/// revision hash), as Settee's `leaves` gives them, each with the note it reads as (a leaf
+/// that is no note, such as a deleted one, is left out).
+async fn live_versions(db: &Local, id: &str) -> Result<Vec<(Doc<Value>, Note)>> {
+    let leaves = match db.leaves::<Value>(id).await {
+        Ok(leaves) => leaves,
+        Err(e) if e.is_not_found() => return Err(not_found(id)),
+        Err(e) => return Err(e.into()),
+    };
+    let mut versions = Vec::with_capacity(leaves.len());
+    for leaf in leaves {
+        if let Some(note) = Note::from_doc(&leaf.to_json()?) {
+            versions.push((leaf, note));
+        }
+    }
+    Ok(versions)
 }
 
-/// Resolves a conflict with Settee's `resolve_conflict`: the kept version stays as it is
-/// (or the merged content becomes the note's next revision, on the winner) and every other
-/// version is deleted, in one atomic store write, so that every device that syncs sees one
+/// Resolves a conflict with Settee's `resolve_conflict` (keep a version) or
+/// `merge_conflict` (the merged content becomes the note's next revision, on the winner):
+/// the kept or merged version stays and every other version is deleted, in one atomic store write, so that every device that syncs sees one
 /// version again.
 ///
 /// # Errors
@@ -180,7 +187,7 @@ fn live_versions(db: &Database, id: &str) -> Result<Vec<Note>> {
 /// one of the versions, or invalid merged content; [`Error::NotFound`]; [`Error::Conflict`]
 /// when the note is not in conflict or has versions the page did not show. Nothing is
 /// written on error.
-pub fn resolve(db: &Database, id: &str, input: &ResolveInput) -> Result<Note> {
+pub async fn resolve(db: &Local, id: &str, input: &ResolveInput) -> Result<Note> {
     let merged = match (&input.keep, &input.merged) {
         (Some(_), None) => None,
         (None, Some(m)) => Some(m.content()?),
@@ -192,15 +199,15 @@ pub fn resolve(db: &Database, id: &str, input: &ResolveInput) -> Result<Note> {
     for rev in &input.revs {
         parse_rev(rev)?;
     }
-    let (_, winner) = current(db, id)?;
-    let versions = live_versions(db, id)?;
+    current(db, id).await?;
+    let versions = live_versions(db, id).await?;
     if versions.len() < 2 {
         return Err(Error::Conflict(format!(
             "note {id} has no conflict (any more); reload it"
         )));
     }
     let mut seen: Vec<&str> = input.revs.iter().map(String::as_str).collect();
-    let mut live: Vec<&str> = versions.iter().map(|v| v.rev.as_str()).collect();
+    let mut live: Vec<&str> = versions.iter().map(|(_, v)| v.rev.as_str()).collect();
     seen.sort_unstable();
     live.sort_unstable();
     if seen != live {
@@ -209,15 +216,25 @@ pub fn resolve(db: &Database, id: &str, input: &ResolveInput) -> Result<Note> {
             live.join(", ")
         )));
     }
-    let resolution = match (merged, &input.keep) {
-        (Some(m), _) => Resolution::Merge(merged_body(&m, winner.created_at)),
+    let resolved = match (merged, &input.keep) {
+        (Some(m), _) => {
+            // INVARIANT: `versions` has at least two entries (checked above).
+            let (winner, note) = &versions[0];
+            let merged = Doc {
+                body: merged_body(&m, note.created_at),
+                ..winner.clone()
+            };
+            db.merge_conflict(&merged).await.map(|_| ())
+        }
         (None, Some(keep)) => {
-            if !versions.iter().any(|v| &v.rev == keep) {
+            if !versions.iter().any(|(_, v)| &v.rev == keep) {
                 return Err(Error::BadRequest(format!(
                     "{keep} is not one of the versions of note {id}"
                 )));
             }
-            Resolution::Keep(parse_rev(keep)?)
+            db.resolve_conflict(id, Resolution::Keep(parse_rev(keep)?))
+                .await
+                .map(|_| ())
         }
         (None, None) => {
             return Err(Error::BadRequest(
@@ -225,8 +242,8 @@ pub fn resolve(db: &Database, id: &str, input: &ResolveInput) -> Result<Note> {
             ))
         }
     };
-    match db.resolve_conflict(id, resolution) {
-        Ok(_) => Ok(current(db, id)?.1),
+    match resolved {
+        Ok(()) => Ok(current(db, id).await?.1),
         Err(e) if e.is_conflict() || e.is_not_found() => Err(Error::Conflict(format!(
             "note {id} changed while resolving ({e}); reload it"
         ))),
@@ -234,7 +251,8 @@ pub fn resolve(db: &Database, id: &str, input: &ResolveInput) -> Result<Note> {
     }
 }
 
-/// The body of a merged version (`resolve_conflict` sets `_id` and `_rev`).
+/// The body of a merged version (`merge_conflict` writes it with the winner's id and
+/// revision).
 fn merged_body(content: &Content, created_at: i64) -> Value {
     let mut doc = content.to_doc("", None, created_at, now_ms());
     if let Some(map) = doc.as_object_mut() {
@@ -248,11 +266,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn conflicted() -> (tempfile::TempDir, Database, String) {
+    /// A note in conflict, written as replication writes it (the store's own call: the
+    /// facade writes new edits only).
+    fn conflicted() -> (tempfile::TempDir, Local, String) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(dir.path().join("s")).unwrap();
+        let db = Local::open(dir.path().join("s")).unwrap();
         let id = "note:c";
-        db.bulk_docs(
+        db.store().unwrap().bulk_docs(
             vec![
                 json!({"_id": id, "_rev": "2-aaa", "_revisions": {"start": 2, "ids": ["aaa", "base"]},
                        "type": "note", "title": "mine", "created_at": 1, "updated_at": 2}),
@@ -265,10 +285,10 @@ mod tests {
         (dir, db, id.to_owned())
     }
 
-    #[test]
-    fn keeping_the_loser_keeps_it_and_deletes_the_other_version() {
+    #[tokio::test]
+    async fn keeping_the_loser_keeps_it_and_deletes_the_other_version() {
         let (_d, db, id) = conflicted();
-        let got = get(&db, &id).unwrap();
+        let got = get(&db, &id).await.unwrap();
         assert_eq!(got.note.rev, "2-bbb");
         assert_eq!(got.versions.len(), 2);
         let note = resolve(
@@ -280,16 +300,17 @@ mod tests {
                 merged: None,
             },
         )
+        .await
         .unwrap();
         assert_eq!(note.title, "mine");
         assert_eq!(note.rev, "2-aaa");
-        let after = get(&db, &id).unwrap();
+        let after = get(&db, &id).await.unwrap();
         assert!(after.versions.is_empty(), "{:?}", after.versions);
-        db.verify().unwrap();
+        db.store().unwrap().verify().unwrap();
     }
 
-    #[test]
-    fn merging_writes_the_merged_note_on_the_winner_and_ends_the_conflict() {
+    #[tokio::test]
+    async fn merging_writes_the_merged_note_on_the_winner_and_ends_the_conflict() {
         let (_d, db, id) = conflicted();
         let merged = NoteInput {
             title: "mine + theirs".into(),
@@ -304,18 +325,19 @@ mod tests {
                 merged: Some(merged),
             },
         )
+        .await
         .unwrap();
         assert_eq!(note.title, "mine + theirs");
         assert!(note.rev.starts_with("3-"), "{}", note.rev);
         assert_eq!(note.created_at, 1);
-        assert!(get(&db, &id).unwrap().versions.is_empty());
-        db.verify().unwrap();
+        assert!(get(&db, &id).await.unwrap().versions.is_empty());
+        db.store().unwrap().verify().unwrap();
     }
 
-    #[test]
-    fn resolving_with_an_unseen_version_changes_nothing() {
+    #[tokio::test]
+    async fn resolving_with_an_unseen_version_changes_nothing() {
         let (_d, db, id) = conflicted();
-        let before = db.info().unwrap().update_seq;
+        let before = db.info().await.unwrap().update_seq;
         let err = resolve(
             &db,
             &id,
@@ -325,9 +347,10 @@ mod tests {
                 merged: None,
             },
         )
+        .await
         .unwrap_err();
         assert_eq!(err.name(), "conflict", "{err}");
-        assert_eq!(db.info().unwrap().update_seq, before);
-        assert_eq!(get(&db, &id).unwrap().versions.len(), 2);
+        assert_eq!(db.info().await.unwrap().update_seq, before);
+        assert_eq!(get(&db, &id).await.unwrap().versions.len(), 2);
     }
 }

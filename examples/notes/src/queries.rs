@@ -17,12 +17,14 @@
 //! the previous one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use settee::store::{AllDocsOptions, ChangesOptions, GetOptions};
-use settee::{Database, FindRequest, Selector, Sort, UseIndex};
+use settee::{
+    AllDocsOptions, ChangesRequest, Documents, FindRequest, Local, ReadOptions, Selector, Seq,
+    Sort, UseIndex,
+};
+use tokio::sync::Mutex;
 
 use crate::note::{Note, ID_PREFIX};
 use crate::state::{has_conflicts, Badge, Tracker};
@@ -103,12 +105,12 @@ pub struct Count {
     pub count: usize,
 }
 
-/// Creates the lists' indexes if they are missing ("exists" otherwise). Blocking: builds
-/// them over the notes already in the store.
+/// Creates the lists' indexes if they are missing ("exists" otherwise), built over the
+/// notes already in the store before this returns.
 ///
 /// # Errors
 /// The store's errors.
-pub fn create_indexes(db: &Database) -> Result<()> {
+pub async fn create_indexes(db: &Local) -> Result<()> {
     for (name, fields) in [
         (BY_UPDATED, json!(["updated_at"])),
         (BY_NOTEBOOK, json!(["notebook", "updated_at"])),
@@ -118,7 +120,8 @@ pub fn create_indexes(db: &Database) -> Result<()> {
             "ddoc": DDOC_NAME,
             "name": name,
             "type": "json",
-        }))?;
+        }))
+        .await?;
     }
     Ok(())
 }
@@ -152,7 +155,7 @@ fn request(query: &ListQuery, limit: usize) -> Result<FindRequest> {
             json!({"$regex": format!("(?i){}", literal(q))}),
         );
     }
-    let bad = |e: settee::query::Error| Error::BadRequest(format!("invalid list query: {e}"));
+    let bad = |e| Error::BadRequest(format!("invalid list query: {e}"));
     let (index, sort) = match &query.notebook {
         Some(book) => {
             sel.insert("notebook".into(), json!(book));
@@ -174,12 +177,12 @@ fn request(query: &ListQuery, limit: usize) -> Result<FindRequest> {
 }
 
 /// The notes matching `query`, newest first, with their badges: one `find` (and, when the
-/// page is full, one more of a single row to tell whether more follow). Blocking.
+/// page is full, one more of a single row to tell whether more follow).
 ///
 /// # Errors
 /// [`Error::BadRequest`] for a limit above [`MAX_LIMIT`] or a bad bookmark; the store's
 /// errors.
-pub fn list(db: &Database, tracker: &Tracker, query: &ListQuery) -> Result<NoteList> {
+pub async fn list(db: &Local, tracker: &Tracker, query: &ListQuery) -> Result<NoteList> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if limit > MAX_LIMIT {
         return Err(Error::BadRequest(format!(
@@ -187,7 +190,7 @@ pub fn list(db: &Database, tracker: &Tracker, query: &ListQuery) -> Result<NoteL
         )));
     }
     let req = request(query, limit)?;
-    let found = db.find(&req).map_err(|e| match e.name() {
+    let found = db.find(&req).await.map_err(|e| match e.name() {
         "invalid_bookmark" => Error::BadRequest(format!("invalid bookmark: {e}")),
         _ => e.into(),
     })?;
@@ -198,7 +201,7 @@ pub fn list(db: &Database, tracker: &Tracker, query: &ListQuery) -> Result<NoteL
             bookmark: found.bookmark.clone(),
             ..req
         };
-        !db.find(&next)?.docs.is_empty()
+        !db.find(&next).await?.docs.is_empty()
     };
     let mut notes = Vec::with_capacity(found.docs.len());
     for doc in &found.docs {
@@ -206,7 +209,7 @@ pub fn list(db: &Database, tracker: &Tracker, query: &ListQuery) -> Result<NoteL
             continue;
         };
         notes.push(NoteSummary {
-            state: tracker.badge(&n.id, has_conflicts(doc))?,
+            state: tracker.badge(&n.id, has_conflicts(doc)).await?,
             excerpt: n.body.chars().take(EXCERPT_CHARS).collect(),
             id: n.id,
             rev: n.rev,
@@ -247,28 +250,31 @@ fn facet(doc: &Value) -> Option<(String, Facet)> {
 
 impl FacetCache {
     /// Reads every note's notebook and tags, or only the notes changed since the last call.
-    /// Blocking; requests that come meanwhile wait for it instead of reading again.
+    /// Requests that come meanwhile wait for it instead of reading again.
     ///
     /// # Errors
     /// The store's errors.
-    pub fn refresh(&self, db: &Database) -> Result<()> {
-        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+    pub async fn refresh(&self, db: &Local) -> Result<()> {
+        // tokio's lock: held across the reads, so that one request reads and the others
+        // wait for its result. (An error leaves the cache as it was.)
+        let mut read = self.read.lock().await;
         // The sequence is taken before the read, so the notes are at least as new as it
         // says: a write in between is read again by the next call.
-        let seq = db.info()?.update_seq;
+        let seq = db.info().await?.update_seq;
         match &mut *read {
             Some(f) if f.seq == seq => {}
             Some(f) => {
-                let changes = db.changes(&ChangesOptions {
-                    since: f.seq,
-                    skip_pending: true,
-                    ..Default::default()
-                })?;
+                let changes = db
+                    .changes(&ChangesRequest {
+                        since: Some(Seq::from(f.seq)),
+                        ..Default::default()
+                    })
+                    .await?;
                 for c in changes.results {
                     if !c.id.starts_with(ID_PREFIX) {
                         continue;
                     }
-                    match db.get(&c.id, &GetOptions::default()) {
+                    match db.get(&c.id, &ReadOptions::default()).await {
                         Ok(doc) => match facet(&doc) {
                             Some((id, v)) => {
                                 f.notes.insert(id, v);
@@ -286,12 +292,14 @@ impl FacetCache {
                 f.seq = seq;
             }
             None => {
-                let all = db.all_docs(&AllDocsOptions {
-                    include_docs: true,
-                    startkey: Some(ID_PREFIX.to_owned()),
-                    endkey: Some(format!("{ID_PREFIX}\u{10ffff}")),
-                    ..Default::default()
-                })?;
+                let all = db
+                    .all_docs(&AllDocsOptions {
+                        include_docs: true,
+                        startkey: Some(ID_PREFIX.to_owned()),
+                        endkey: Some(format!("{ID_PREFIX}\u{10ffff}")),
+                        ..Default::default()
+                    })
+                    .await?;
                 let notes = all
                     .rows
                     .iter()
@@ -304,13 +312,13 @@ impl FacetCache {
         Ok(())
     }
 
-    /// Notebooks and tags with their note counts, each sorted by name. Blocking.
+    /// Notebooks and tags with their note counts, each sorted by name.
     ///
     /// # Errors
     /// The store's errors.
-    pub fn counts(&self, db: &Database) -> Result<(Vec<Count>, Vec<Count>)> {
-        self.refresh(db)?;
-        let read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+    pub async fn counts(&self, db: &Local) -> Result<(Vec<Count>, Vec<Count>)> {
+        self.refresh(db).await?;
+        let read = self.read.lock().await;
         let mut notebooks: BTreeMap<&str, usize> = BTreeMap::new();
         let mut tags: BTreeMap<&str, usize> = BTreeMap::new();
         for (book, ts) in read.iter().flat_map(|f| f.notes.values()) {

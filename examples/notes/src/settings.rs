@@ -1,16 +1,19 @@
 //! The CouchDB database the app syncs with: its URL and credentials, checked, kept out of
-//! every message and log, and remembered in the local store across restarts.
+//! every message and log, and remembered beside the local store across restarts.
 //!
-//! The remote is stored in the `_local/settee-notes-remote` document of the local store:
-//! `_local` documents never replicate, so the credentials stay on this machine (in the
-//! store's files, as a desktop app keeps a password in its profile). Nothing the app shows
-//! or logs carries them: the page sees [`Remote::shown`], the URL without user or password.
+//! The remote is remembered in a file beside the store (`<store>.remote.json`, readable
+//! by its owner only), as a desktop app keeps a password in its profile: it never
+//! replicates. Earlier versions kept it in the store's `_local/settee-notes-remote`
+//! document, which is still read when there is no file yet; the facade
+//! (`settee::Documents`) reads `_local` documents but cannot write them, hence the file.
+//! Nothing the app shows or logs carries the credentials: the page sees [`Remote::shown`],
+//! the URL without user or password.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use settee::couch::{CouchClient, RemoteDb, RetryPolicy};
-use settee::Database;
+use settee::{Documents, Local, RetryPolicy};
 use url::Url;
 
 use crate::{Error, Result};
@@ -106,36 +109,44 @@ impl Remote {
         self.user.as_deref()
     }
 
-    /// A client for the database. Retrying is left to the replicator alone.
+    /// The database, as Settee's [`settee::Remote`]. Retrying is left to the sync alone.
     ///
     /// # Errors
-    /// [`Error::BadRequest`] if the client cannot be built from the URL.
-    pub fn open(&self) -> Result<RemoteDb> {
-        let path = self.url.path().to_owned();
-        let (prefix, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-        let mut server = self.url.clone();
-        server.set_path(&format!("{prefix}/"));
-        let mut builder = CouchClient::builder(server.as_str())
+    /// [`Error::BadRequest`] if the URL cannot be used.
+    pub fn open(&self) -> Result<settee::Remote> {
+        let mut builder = settee::Remote::builder(self.url.as_str())
             .connect_timeout(CONNECT_TIMEOUT)
             .retry(RetryPolicy::none());
         if let Some(user) = &self.user {
-            builder = builder.basic_auth(user, self.password.clone().unwrap_or_default());
+            builder = builder.credentials(user, self.password.clone().unwrap_or_default());
         }
-        let client = builder
+        builder
             .build()
-            .map_err(|e| Error::BadRequest(format!("cannot use {}: {e}", self.shown())))?;
-        Ok(client.db(&decode(name)))
+            .map_err(|e| Error::BadRequest(format!("cannot use {}: {e}", self.shown())))
     }
 
-    /// Reads the remembered remote, if any. Blocking.
+    /// Reads the remembered remote, if any: the file beside the store, or (when there is no
+    /// file yet) the `_local` document earlier versions wrote.
     ///
     /// # Errors
-    /// The store's errors.
-    pub fn load(db: &Database) -> Result<Option<Remote>> {
-        let doc = match db.get_local(SETTINGS_DOC) {
-            Ok(doc) => doc,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e.into()),
+    /// The store's and the file system's errors.
+    pub async fn load(db: &Local) -> Result<Option<Remote>> {
+        let doc = match tokio::fs::read(settings_file(db)).await {
+            Ok(bytes) => serde_json::from_slice::<Value>(&bytes).map_err(|e| {
+                Error::Internal(format!("the remembered server cannot be read: {e}"))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match db.get(SETTINGS_DOC, &Default::default()).await {
+                    Ok(doc) => doc,
+                    Err(e) if e.is_not_found() => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "reading the remembered server: {e}"
+                )))
+            }
         };
         let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
         match text("url") {
@@ -150,33 +161,47 @@ impl Remote {
         }
     }
 
-    /// Remembers `remote` (or forgets the remote with `None`). Blocking.
+    /// Remembers `remote` (or forgets the remote with `None`: the file then says "none",
+    /// so that an older `_local` document is not read again).
     ///
     /// # Errors
-    /// The store's errors.
-    pub fn save(db: &Database, remote: Option<&Remote>) -> Result<()> {
-        let rev = match db.get_local(SETTINGS_DOC) {
-            Ok(doc) => doc.get("_rev").cloned(),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.into()),
+    /// The file system's errors.
+    pub async fn save(db: &Local, remote: Option<&Remote>) -> Result<()> {
+        let doc = match remote {
+            Some(r) => json!({"url": r.url.as_str(), "user": r.user, "password": r.password}),
+            None => json!({"url": null}),
         };
-        let mut doc = match remote {
-            Some(r) => json!({
-                "_id": SETTINGS_DOC,
-                "url": r.url.as_str(),
-                "user": r.user,
-                "password": r.password,
-            }),
-            None => json!({"_id": SETTINGS_DOC, "_deleted": true}),
-        };
-        match rev {
-            Some(rev) => doc["_rev"] = rev,
-            None if remote.is_none() => return Ok(()),
-            None => {}
-        }
-        db.put_local(doc)?;
-        Ok(())
+        let path = settings_file(db);
+        let text = doc.to_string();
+        tokio::task::spawn_blocking(move || write_private(&path, text.as_bytes()))
+            .await
+            .map_err(Error::task)?
+            .map_err(|e| Error::Internal(format!("remembering the server: {e}")))
     }
+}
+
+/// Where the remote is remembered: beside the store's directory.
+fn settings_file(db: &Local) -> PathBuf {
+    let mut path = db.path().into_os_string();
+    path.push(".remote.json");
+    PathBuf::from(path)
+}
+
+/// Writes `bytes` to `path` whole or not at all (a temporary file renamed over it), readable
+/// by its owner only: it may hold a password.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -208,16 +233,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn remote_is_remembered_and_forgotten() {
+    #[tokio::test]
+    async fn remote_is_remembered_and_forgotten() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(dir.path().join("s")).unwrap();
-        assert_eq!(Remote::load(&db).unwrap(), None);
+        let db = Local::open(dir.path().join("s")).unwrap();
+        assert_eq!(Remote::load(&db).await.unwrap(), None);
         let r = Remote::parse("http://h:1/a%2Fb", Some("u".into()), Some("p".into())).unwrap();
-        Remote::save(&db, Some(&r)).unwrap();
-        assert_eq!(Remote::load(&db).unwrap(), Some(r.clone()));
+        Remote::save(&db, Some(&r)).await.unwrap();
+        assert_eq!(Remote::load(&db).await.unwrap(), Some(r.clone()));
         assert_eq!(r.open().unwrap().name(), "a/b");
-        Remote::save(&db, None).unwrap();
-        assert_eq!(Remote::load(&db).unwrap(), None);
+        Remote::save(&db, None).await.unwrap();
+        assert_eq!(Remote::load(&db).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_remote_remembered_by_an_earlier_version_is_read_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Local::open(dir.path().join("s")).unwrap();
+        let old =
+            json!({"_id": SETTINGS_DOC, "url": "http://h:1/notes", "user": "u", "password": "p"});
+        db.store().unwrap().put_local(old).unwrap();
+        let want = Remote::parse("http://h:1/notes", Some("u".into()), Some("p".into())).unwrap();
+        assert_eq!(Remote::load(&db).await.unwrap(), Some(want));
+        Remote::save(&db, None).await.unwrap();
+        assert_eq!(Remote::load(&db).await.unwrap(), None);
     }
 }

@@ -5,12 +5,12 @@
 //!
 //! The badges are Settee's per-document sync state with the configured server, shown as it
 //! is: the app keeps no bookkeeping of its own about what the server has or refused.
-//! - one note: `Database::sync_state(remote, id)` (O(1));
-//! - every note that is not synced, when a server is set: `Db::unsynced(remote)` (the cost
-//!   is in the unsynced notes, not the store), then `Db::sync_state_changes(remote)`, the
-//!   store's live stream of per-document changes (a write here, the push confirming or the
-//!   server refusing a revision), which a follower task turns into badge changes;
-//! - the exact unsynced count: `Db::sync_status(remote)` (one read). The store keeps a
+//! - one note: `Local::sync_state(remote, id)` (O(1), offline);
+//! - every note that is not synced, when a server is set: `Local::unsynced(remote)` (the
+//!   cost is in the unsynced notes, not the store), then `Local::sync_state_changes(remote)`,
+//!   the store's live stream of per-document changes (a write here, the push confirming or
+//!   the server refusing a revision), which a follower task turns into badge changes;
+//! - the exact unsynced count: `Local::sync_status(remote)` (one read). The store keeps a
 //!   rejection until a later revision is accepted (or the note is deleted here).
 //!
 //! Conflicts the server already holds are the sync state's `Conflicted`. Without a server
@@ -23,9 +23,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
-use settee::replicate::Peer;
-use settee::store::{AllDocsOptions, GetOptions};
-use settee::{Database, Db, RemoteDb, SyncState};
+use settee::{AllDocsOptions, Documents, Local, ReadOptions, Remote, SyncState};
 use tokio::sync::Notify;
 
 use crate::note::ID_PREFIX;
@@ -98,8 +96,8 @@ pub struct LastSync {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// The server, and its name in the store's sync state (its URL without credentials).
-    remote: Option<(RemoteDb, String)>,
+    /// The server.
+    remote: Option<Remote>,
     /// Bumped by every [`Tracker::set_remote`]: a follower of an earlier server stops.
     generation: u64,
     /// Notes with several live versions in the store.
@@ -137,24 +135,26 @@ impl Inner {
 /// are not synced for the pages (following the store's sync-state stream).
 #[derive(Debug)]
 pub struct Tracker {
-    db: Database,
+    db: Local,
     inner: Mutex<Inner>,
     follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Tracker {
-    /// Reads the store's conflicted notes. Blocking (scans the notes' ids and revisions).
+    /// Reads the store's conflicted notes (scans the notes).
     ///
     /// # Errors
     /// The store's errors.
-    pub fn open(db: Database) -> Result<Tracker> {
-        let all = db.all_docs(&AllDocsOptions {
-            include_docs: true,
-            conflicts: true,
-            startkey: Some(ID_PREFIX.to_owned()),
-            endkey: Some(format!("{ID_PREFIX}\u{10ffff}")),
-            ..Default::default()
-        })?;
+    pub async fn open(db: Local) -> Result<Tracker> {
+        let all = db
+            .all_docs(&AllDocsOptions {
+                include_docs: true,
+                conflicts: true,
+                startkey: Some(ID_PREFIX.to_owned()),
+                endkey: Some(format!("{ID_PREFIX}\u{10ffff}")),
+                ..Default::default()
+            })
+            .await?;
         let conflicted = all
             .rows
             .iter()
@@ -179,9 +179,9 @@ impl Tracker {
     }
 
     /// Badges against a new server (or none): reads every note that is not synced with it
-    /// (`Db::unsynced`), then follows the store's sync-state changes with it, waking
+    /// (`Local::unsynced`), then follows the store's sync-state changes with it, waking
     /// `changed` whenever badges changed.
-    pub async fn set_remote(self: &Arc<Self>, remote: Option<RemoteDb>, changed: Arc<Notify>) {
+    pub async fn set_remote(self: &Arc<Self>, remote: Option<Remote>, changed: Arc<Notify>) {
         if let Some(old) = self
             .follower
             .lock()
@@ -195,7 +195,7 @@ impl Tracker {
             inner.generation += 1;
             inner.generation
         };
-        let local = Db::Local(self.db.clone());
+        let local = &self.db;
         let Some(remote) = remote else {
             let mut inner = self.lock();
             inner.remote = None;
@@ -209,11 +209,10 @@ impl Tracker {
             changed.notify_one();
             return;
         };
-        let name = remote.identity();
-        let server = Db::Remote(remote.clone());
+        let server = &remote;
         // Subscribe before reading what is unsynced: a change in between comes after the
         // snapshot and carries the note's state when it is read, so it repeats or advances.
-        let stream = match local.sync_state_changes(&server) {
+        let stream = match local.sync_state_changes(server) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "following the notes' sync state");
@@ -221,7 +220,7 @@ impl Tracker {
             }
         };
         let mut now = BTreeMap::new();
-        match local.unsynced(&server) {
+        match local.unsynced(server) {
             Ok(rows) => {
                 let mut rows = std::pin::pin!(rows);
                 while let Some(row) = rows.next().await {
@@ -248,7 +247,7 @@ impl Tracker {
             for id in inner.conflicted.clone() {
                 now.entry(id).or_insert(Badge::Conflict);
             }
-            inner.remote = Some((remote, name));
+            inner.remote = Some(remote);
             replace(&mut inner, now);
         }
         changed.notify_one();
@@ -282,22 +281,12 @@ impl Tracker {
     }
 
     /// A note changed in the store: re-reads whether it is in conflict (for the conflict
-    /// count, and the badge when no server is set). Blocking.
+    /// count, and the badge when no server is set).
     ///
     /// # Errors
     /// The store's errors.
-    pub fn note_changed(&self, id: &str) -> Result<()> {
-        let conflicted = match self.db.get(
-            id,
-            &GetOptions {
-                conflicts: true,
-                ..Default::default()
-            },
-        ) {
-            Ok(doc) => has_conflicts(&doc),
-            Err(e) if e.is_not_found() => false,
-            Err(e) => return Err(e.into()),
-        };
+    pub async fn note_changed(&self, id: &str) -> Result<()> {
+        let conflicted = self.is_conflicted(id).await?;
         let mut inner = self.lock();
         if conflicted {
             inner.conflicted.insert(id.to_owned());
@@ -317,14 +306,14 @@ impl Tracker {
 
     /// The badge of note `id` now, whose document has conflicts (`_conflicts`) or not:
     /// Settee's sync state with the server, or without one, local only or conflict.
-    /// Blocking (one read).
+    /// One read, offline.
     ///
     /// # Errors
     /// The store's errors.
-    pub fn badge(&self, id: &str, conflicted: bool) -> Result<Badge> {
-        let name = self.lock().remote.as_ref().map(|(_, n)| n.clone());
-        Ok(match name {
-            Some(name) => match self.db.sync_state(&name, id)? {
+    pub async fn badge(&self, id: &str, conflicted: bool) -> Result<Badge> {
+        let remote = self.lock().remote.clone();
+        Ok(match remote {
+            Some(remote) => match self.db.sync_state(&remote, id).await? {
                 Some(state) => Badge::of_state(&state),
                 None => Badge::Synced,
             },
@@ -333,23 +322,26 @@ impl Tracker {
         })
     }
 
-    /// The badge of note `id` now, reading whether it is in conflict. Blocking.
+    /// The badge of note `id` now, reading whether it is in conflict.
     ///
     /// # Errors
     /// The store's errors.
-    pub fn badge_of(&self, id: &str) -> Result<Badge> {
-        let conflicted = match self.db.get(
-            id,
-            &GetOptions {
-                conflicts: true,
-                ..Default::default()
-            },
-        ) {
-            Ok(doc) => has_conflicts(&doc),
-            Err(e) if e.is_not_found() => false,
-            Err(e) => return Err(e.into()),
+    pub async fn badge_of(&self, id: &str) -> Result<Badge> {
+        let conflicted = self.is_conflicted(id).await?;
+        self.badge(id, conflicted).await
+    }
+
+    /// Whether note `id` has several live versions (`false` for a missing or deleted one).
+    async fn is_conflicted(&self, id: &str) -> Result<bool> {
+        let opts = ReadOptions {
+            conflicts: true,
+            ..Default::default()
         };
-        self.badge(id, conflicted)
+        match self.db.get(id, &opts).await {
+            Ok(doc) => Ok(has_conflicts(&doc)),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The badges as published (every note that is not synced), for a page's first update.
@@ -372,12 +364,9 @@ impl Tracker {
     pub async fn counts(&self) -> Result<(Counts, LastSync)> {
         let (remote, conflicts) = {
             let inner = self.lock();
-            (
-                inner.remote.as_ref().map(|(r, n)| (r.clone(), n.clone())),
-                inner.conflicted.len(),
-            )
+            (inner.remote.clone(), inner.conflicted.len())
         };
-        let Some((remote, name)) = remote else {
+        let Some(remote) = remote else {
             return Ok((
                 Counts {
                     unsynced: 0,
@@ -386,17 +375,16 @@ impl Tracker {
                 LastSync::default(),
             ));
         };
-        let status = Db::Local(self.db.clone())
-            .sync_status(&Db::Remote(remote))
+        let status = self
+            .db
+            .sync_status(&remote)
             .await
             .map_err(|e| crate::Error::Internal(format!("reading the sync status: {e}")))?;
-        let db = self.db.clone();
-        let ddoc_waits = tokio::task::spawn_blocking(move || {
-            db.sync_state(&name, INDEX_DDOC)
-                .map(|s| s.is_some_and(|s| !s.is_synced()))
-        })
-        .await
-        .map_err(crate::Error::task)??;
+        let ddoc_waits = self
+            .db
+            .sync_state(&remote, INDEX_DDOC)
+            .await?
+            .is_some_and(|s| !s.is_synced());
         let unsynced = status.unpushed.saturating_sub(u64::from(ddoc_waits));
         Ok((
             Counts {
@@ -442,9 +430,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn store() -> (tempfile::TempDir, Database) {
+    fn store() -> (tempfile::TempDir, Local) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(dir.path().join("s")).unwrap();
+        let db = Local::open(dir.path().join("s")).unwrap();
         (dir, db)
     }
 
@@ -498,15 +486,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn badges_and_count_follow_the_stores_sync_state_with_the_server() {
-        let (_d, db) = store();
+        let (_d, local) = store();
+        // What the server says is written into the store's sync state with the store's
+        // own calls, as a sync would: the facade has no call that plays the server.
+        let db = local.store().unwrap().clone();
         let r1 = db.put(json!({"_id": "note:a"})).unwrap().rev.unwrap();
         let remote = crate::Remote::parse("http://127.0.0.1:9/notes", None, None)
             .unwrap()
             .open()
             .unwrap();
-        let name = remote.identity();
+        let name = settee::replicate::Peer::identity(&remote.to_peer());
         db.register_remote(&name, serde_json::Map::new()).unwrap();
-        let t = Arc::new(Tracker::open(db.clone()).unwrap());
+        let t = Arc::new(Tracker::open(local.clone()).await.unwrap());
         t.set_remote(Some(remote), Arc::new(Notify::new())).await;
         assert_eq!(t.published()["note:a"], Badge::Unpushed);
         assert_eq!(t.counts().await.unwrap().0.unsynced, 1);
@@ -527,7 +518,7 @@ mod tests {
             t.published().get("note:a") == Some(&rejected)
         })
         .await;
-        assert_eq!(t.badge_of("note:a").unwrap(), rejected);
+        assert_eq!(t.badge_of("note:a").await.unwrap(), rejected);
         assert_eq!(t.take_changed()["note:a"], rejected);
         assert_eq!(t.counts().await.unwrap().0.unsynced, 1);
 
@@ -540,14 +531,15 @@ mod tests {
         let held = BTreeMap::from([("note:a".to_owned(), vec![r2])]);
         db.record_remote_revs(&name, &held, &[]).unwrap();
         eventually("the note is synced", || t.published().is_empty()).await;
-        assert_eq!(t.badge_of("note:a").unwrap(), Badge::Synced);
+        assert_eq!(t.badge_of("note:a").await.unwrap(), Badge::Synced);
         assert_eq!(t.take_changed()["note:a"], Badge::Synced);
         assert_eq!(t.counts().await.unwrap().0.unsynced, 0);
     }
 
     #[tokio::test]
     async fn conflicts_are_seen_at_open_and_on_change_without_a_server() {
-        let (_d, db) = store();
+        let (_d, local) = store();
+        let db = local.store().unwrap().clone();
         db.bulk_docs(
             vec![
                 json!({"_id": "note:a", "_rev": "1-a"}),
@@ -556,14 +548,14 @@ mod tests {
             false,
         )
         .unwrap();
-        let t = Arc::new(Tracker::open(db.clone()).unwrap());
+        let t = Arc::new(Tracker::open(local.clone()).await.unwrap());
         t.set_remote(None, Arc::new(Notify::new())).await;
-        assert_eq!(t.badge_of("note:a").unwrap(), Badge::Conflict);
+        assert_eq!(t.badge_of("note:a").await.unwrap(), Badge::Conflict);
         assert_eq!(t.take_changed()["note:a"], Badge::Conflict);
         assert_eq!(t.counts().await.unwrap().0.conflicts, 1);
         db.delete("note:a", &"1-a".parse().unwrap()).unwrap();
-        t.note_changed("note:a").unwrap();
-        assert_eq!(t.badge_of("note:a").unwrap(), Badge::LocalOnly);
+        t.note_changed("note:a").await.unwrap();
+        assert_eq!(t.badge_of("note:a").await.unwrap(), Badge::LocalOnly);
         assert_eq!(t.take_changed()["note:a"], Badge::LocalOnly);
         assert!(t.published().is_empty());
         assert_eq!(t.counts().await.unwrap().0.conflicts, 0);

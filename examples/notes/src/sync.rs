@@ -2,24 +2,26 @@
 //! page shows (local only, connecting, syncing, synced, offline and retrying in N s, error),
 //! with the time of the last complete sync.
 //!
-//! One supervisor task per remote runs `settee::replicate::sync` continuously (push and
-//! pull). The replicator retries transient failures itself, so a server or network that
-//! comes back is picked up with no action from anyone; the supervisor restarts the sync
-//! after the failures the replicator gives up on (the server unreachable when the sync
-//! starts, a wrong password, a missing database it may not create), with a capped backoff.
-//! "Sync now" ([`SyncCtl::sync_now`]) cuts short whichever wait is under way: the
-//! replicator's before a retry (`RetryNow`) or the supervisor's before a restart.
-//! The replicator's events drive the state here; the badges and the unsynced count are
-//! Settee's per-document sync state (`state.rs`). A publisher task sends the state and the
-//! changed badges to the pages.
+//! One supervisor task per remote runs `Local::sync` continuously (push and pull) and
+//! follows its `Syncing` handle's events. The replicator retries transient failures
+//! itself, so a server or network that comes back is picked up with no action from anyone;
+//! the supervisor restarts the sync after the failures the replicator gives up on (the
+//! server unreachable when the sync starts, a wrong password, a missing database it may not
+//! create), with a capped backoff. "Sync now" ([`SyncCtl::sync_now`]) cuts short whichever
+//! wait is under way: the replicator's before a retry (`RetryNow`) or the supervisor's
+//! before a restart. The sync's events drive the state here; the badges and the unsynced
+//! count are Settee's per-document sync state (`state.rs`). A publisher task sends the
+//! state and the changed badges to the pages.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde::Serialize;
-use settee::replicate::{AnyPeer, Direction, Event, ReplicateOptions, RetryNow, RetryPolicy};
-use settee::{CancellationToken, Database};
-use tokio::sync::{mpsc, Notify};
+// The facade re-exports `Event` but not the `Direction` its variants carry.
+use settee::replicate::Direction;
+use settee::{CancellationToken, Event, Local, ReplicateOptions, RetryNow, RetryPolicy};
+use tokio::sync::Notify;
 
 use crate::live::{Hub, Update};
 use crate::note::now_ms;
@@ -41,10 +43,6 @@ const RETRY: RetryPolicy = RetryPolicy {
 const RESTART_TRANSIENT: (Duration, Duration) =
     (Duration::from_millis(500), Duration::from_secs(5));
 const RESTART_FATAL: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(30));
-
-/// Events buffered between the replicator and the state (the replicator drops progress
-/// events when full and waits for room for the others, see `settee::replicate`).
-const EVENTS_BUFFER: usize = 256;
 
 /// The global state's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,14 +106,15 @@ struct Running {
 
 /// Runs the sync with the configured remote and keeps the global state.
 pub struct SyncCtl {
-    db: Database,
+    db: Local,
     tracker: Arc<Tracker>,
     hub: Hub,
     /// Wakes the publisher: something changed the state or the badges.
     changed: Arc<Notify>,
     status: Mutex<Status>,
     running: tokio::sync::Mutex<Option<Running>>,
-    /// Given to every sync this runs: "Sync now" triggers it.
+    /// Given to every sync this runs (in its `ReplicateOptions`, so that it outlives each
+    /// `Syncing` handle and reaches a sync that is starting): "Sync now" triggers it.
     retry_now: RetryNow,
     /// Wakes the supervisor waiting to restart a sync that stopped ("Sync now").
     restart_now: Notify,
@@ -128,12 +127,7 @@ impl std::fmt::Debug for SyncCtl {
 }
 
 impl SyncCtl {
-    pub(crate) fn new(
-        db: Database,
-        tracker: Arc<Tracker>,
-        hub: Hub,
-        changed: Arc<Notify>,
-    ) -> SyncCtl {
+    pub(crate) fn new(db: Local, tracker: Arc<Tracker>, hub: Hub, changed: Arc<Notify>) -> SyncCtl {
         SyncCtl {
             db,
             tracker,
@@ -260,8 +254,6 @@ impl SyncCtl {
                 })
             }
         };
-        let local = AnyPeer::Local(self.db.clone());
-        let remote_peer = AnyPeer::Remote(remote_db);
         let opts = ReplicateOptions {
             continuous: true,
             create_target: true,
@@ -269,27 +261,31 @@ impl SyncCtl {
             retry_now: self.retry_now.clone(),
             ..Default::default()
         };
-        let (tx, mut rx) = mpsc::channel(EVENTS_BUFFER);
-        let sync = settee::replicate::sync(
-            local.clone(),
-            remote_peer.clone(),
-            opts,
-            Some(tx),
-            cancel.clone(),
-        );
+        let mut sync = self.db.sync(&remote_db, opts);
         let mut caught_up = false;
-        let follow = async {
-            while let Some(event) = rx.recv().await {
-                caught_up |= self.on_event(event);
+        loop {
+            // Both futures are cancel-safe: an event not taken stays in the handle's queue.
+            tokio::select! {
+                event = sync.next() => match event {
+                    Some(event) => caught_up |= self.on_event(event),
+                    None => break,
+                },
+                () = cancel.cancelled() => {
+                    sync.cancel();
+                    if let Err(e) = sync.finish().await {
+                        tracing::debug!(error = %e, "the cancelled sync ended with an error");
+                    }
+                    return None;
+                }
             }
-        };
-        let (result, ()) = tokio::join!(sync, follow);
+        }
+        let result = sync.finish().await;
         if cancel.is_cancelled() {
             return None;
         }
         let (message, transient) = match result {
             Ok(_) => ("the sync stopped".to_owned(), true),
-            Err(e) => (settee::replicate::error_chain(&e), e.is_transient()),
+            Err(e) => (error_chain(&e), is_transient(&e)),
         };
         Some(Failure {
             message,
@@ -443,6 +439,26 @@ impl Status {
             Direction::Pull => &mut self.pull,
         }
     }
+}
+
+/// The error and its causes, `: `-separated, as the page shows why the sync stopped.
+fn error_chain(e: &settee::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether a failed sync may succeed by itself later (the server unreachable or busy)
+/// rather than need someone to act (a wrong password, a database it may not create). The
+/// facade's error has no such query: the replicator's own answer is behind its
+/// `Replicate` variant.
+fn is_transient(e: &settee::Error) -> bool {
+    matches!(e, settee::Error::Replicate(e) if e.is_transient())
 }
 
 /// Why a sync stopped.

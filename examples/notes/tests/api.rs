@@ -76,8 +76,8 @@ impl Running {
     }
 
     /// The store's update sequence: unchanged means nothing was written.
-    fn seq(&self) -> u64 {
-        self.app.db().info().unwrap().update_seq
+    async fn seq(&self) -> u64 {
+        self.app.db().info().await.unwrap().update_seq
     }
 }
 
@@ -164,7 +164,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     let r = start().await;
     let note = r.create("Kept", "Work", &[]).await;
     let id = path(&note["id"]);
-    let before = r.seq();
+    let before = r.seq().await;
 
     // Invalid JSON, wrong shapes, unknown fields, limits.
     let bad_bodies = [
@@ -230,7 +230,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     assert_error(&got, 409, "conflict", "has no conflict");
 
     // Nothing was written, and the note is as it was.
-    assert_eq!(r.seq(), before);
+    assert_eq!(r.seq().await, before);
     let got = r.ok(Method::GET, &id, Value::Null).await;
     assert_eq!(got["note"], note);
 }
@@ -238,7 +238,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
 #[tokio::test]
 async fn requests_from_other_origins_and_host_names_are_refused() {
     let r = start().await;
-    let before = r.seq();
+    let before = r.seq().await;
     let resp = r
         .http
         .post(format!("{}/api/notes", r.base))
@@ -271,7 +271,7 @@ async fn requests_from_other_origins_and_host_names_are_refused() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    assert_eq!(r.seq(), before + 1);
+    assert_eq!(r.seq().await, before + 1);
 }
 
 #[tokio::test]
@@ -385,9 +385,12 @@ async fn conflict_shows_every_version_and_resolves_once() {
         d["updated_at"] = json!(at);
         d
     };
-    // Two devices' edits of one note, as replication writes them.
+    // Two devices' edits of one note, as replication writes them (the store's own call:
+    // the facade writes new edits only).
     r.app
         .db()
+        .store()
+        .unwrap()
         .bulk_docs(
             vec![
                 version("2-aaaa", "aaaa", "from A", 10),
@@ -410,7 +413,7 @@ async fn conflict_shows_every_version_and_resolves_once() {
     let list = r.ok(Method::GET, "/api/notes", Value::Null).await;
     assert_eq!(list["notes"][0]["state"], json!({"kind": "conflict"}));
 
-    let before = r.seq();
+    let before = r.seq().await;
     for (body, status, name, says) in [
         (
             json!({"revs": ["2-aaaa"], "keep": "2-aaaa"}),
@@ -460,7 +463,11 @@ async fn conflict_shows_every_version_and_resolves_once() {
         )
         .await;
     assert_error(&got, 404, "not_found", "note:nope");
-    assert_eq!(r.seq(), before, "a refused resolution wrote something");
+    assert_eq!(
+        r.seq().await,
+        before,
+        "a refused resolution wrote something"
+    );
 
     let merged = r
         .ok(

@@ -9,8 +9,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/common/mod.rs"]
-mod common;
 mod support;
 
 use std::time::Instant;
@@ -369,7 +367,7 @@ async fn thousand_notes_are_listed_newest_first_and_filtered() {
     let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("thousand");
     let dir = tempfile::tempdir().unwrap();
-    let notes = fill_store(&dir.path().join("app"), 1000);
+    let notes = fill_store(&dir.path().join("app"), 1000).await;
     let app = start_app(dir.path(), "app", None);
     let driver = Driver::start().await;
     let b = driver.browser("app", &shots).await;
@@ -429,7 +427,7 @@ async fn ten_thousand_notes_first_paint_is_measured() {
     let _one = ONE_AT_A_TIME.lock().await;
     let shots = screenshot_dir("ten-thousand");
     let dir = tempfile::tempdir().unwrap();
-    let notes = fill_store(&dir.path().join("app"), 10_000);
+    let notes = fill_store(&dir.path().join("app"), 10_000).await;
     let app = start_app(dir.path(), "app", None);
     let driver = Driver::start().await;
     let b = driver.browser("app", &shots).await;

@@ -29,6 +29,8 @@ pub(super) struct Processed {
     pub(super) pending: Option<u64>,
     pub(super) delta: Stats,
     pub(super) failures: Vec<DocFailure>,
+    /// The documents written to the target, in id order.
+    pub(super) written: Vec<String>,
 }
 
 /// What the pipeline yields for one item of the changes reader.
@@ -120,6 +122,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                         last_seq: progress.done_seq.clone(),
                         pending,
                         failures: p.failures,
+                        ids: p.written,
                     });
                     if progress.last_checkpoint.elapsed() >= self.opts.checkpoint_interval {
                         self.checkpoint(ctx, session, progress, logs, false).await?;
@@ -278,6 +281,13 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             delta.doc_write_failures += rejected.len() as u64;
             failures.extend(rejected);
         }
+        let failed: std::collections::HashSet<&str> =
+            failures.iter().map(|f| f.id.as_str()).collect();
+        let written = missing
+            .keys()
+            .filter(|id| !failed.contains(id.as_str()))
+            .cloned()
+            .collect();
         self.record_sync_state(&source_id, listed, missing, &failures)
             .await?;
         Ok(Processed {
@@ -285,6 +295,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             pending: batch.pending,
             delta,
             failures,
+            written,
         })
     }
 

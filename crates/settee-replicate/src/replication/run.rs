@@ -371,11 +371,28 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 });
             }
         }
-        let rep_id = self.replication_id().await?;
+        // Each peer learns its identity (a remote database asks its server's uuid) before
+        // anything named by it is read: the replication id, the checkpoints, the sync state.
+        let (s, t) = futures::join!(self.source.learn_identity(), self.target.learn_identity());
+        s.and(t)?;
+        let filter = &self.opts.filter;
+        let (rep_id, old_rep_id) =
+            checkpoint::replication_ids_of(&self.source, &self.target, filter).await?;
+        let (sid, tid) = (self.source.identity(), self.target.identity());
+        // A peer known by its address before (an older build, or a spelling of the URL not
+        // used since the identity was learned): the other end moves what it kept under that
+        // name to the identity, checkpoint included.
+        if let Some(old) = &old_rep_id {
+            let (saddr, taddr) = (self.source.address(), self.target.address());
+            if tid != taddr {
+                self.source.peer_renamed(&tid, &taddr, old, &rep_id).await?;
+            }
+            if sid != saddr {
+                self.target.peer_renamed(&sid, &saddr, old, &rep_id).await?;
+            }
+        }
         // Sync state: each peer learns who is at the other end before its checkpoint is read
         // (a local store may drop a checkpoint older than its sync state; see track_peer).
-        let filter = &self.opts.filter;
-        let (sid, tid) = (self.source.identity(), self.target.identity());
         self.source
             .track_peer(&tid, Role::Source, filter, &rep_id)
             .await?;
@@ -391,8 +408,8 @@ impl<S: Peer, T: Peer> Replication<S, T> {
             self.source.peer_holds_nothing(&tid).await?;
         }
         let (s, t) = futures::join!(
-            LogSlot::read(&self.source, &rep_id, true),
-            LogSlot::read(&self.target, &rep_id, false)
+            LogSlot::read_or_inherit(&self.source, &rep_id, old_rep_id.as_deref(), true),
+            LogSlot::read_or_inherit(&self.target, &rep_id, old_rep_id.as_deref(), false)
         );
         let (mut source_log, mut target_log) = (s?, t?);
         let session_id = new_session_id();

@@ -139,6 +139,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                     last_seq: progress.done_seq.clone(),
                     pending: None,
                     failures: p.failures,
+                    ids: p.written,
                 });
             }
             Err(e) => {

@@ -24,6 +24,9 @@ pub(crate) const META_REMOTES: &[u8] = b"Mremotes";
 /// Per registered remote: number (u32), unsynced entries (u64), rejected entries (u64), all
 /// big-endian; 20 bytes each, by ascending number. Written by every batch that changes them.
 pub(crate) const META_SYNC: &[u8] = b"Msync";
+/// Other names of registered remotes: JSON `{"address": "identity", ...}` (see
+/// `sync_state/aliases.rs`). Absent until the first alias; written only when one is learned.
+pub(crate) const META_ALIASES: &[u8] = b"Maliases";
 /// The `_revs_limit` set on the store (u64 big-endian); absent until one is set.
 pub(crate) const META_REVS_LIMIT: &[u8] = b"Mrevs_limit";
 /// The `_security` object (JSON); absent until one is set.

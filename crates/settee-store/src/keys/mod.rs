@@ -55,8 +55,8 @@ pub use layout::FORMAT_VERSION;
 pub(crate) use layout::{
     att_key, chunk_key, doc_key, index_def_key, index_prefix, legacy_seq_from_key, local_key,
     rev_key, split_unsynced_key, stale_key, unsynced_key, unsynced_prefix, ATT, DOC, INDEX_DEF,
-    INDEX_ENTRY, LEGACY_SEQ, META_COUNTERS, META_FORMAT, META_NEXT_INDEX, META_REMOTES,
-    META_REVS_LIMIT, META_SECURITY, META_SYNC, META_UUID, REV, TREE_NAME, UNSYNCED,
+    INDEX_ENTRY, LEGACY_SEQ, META_ALIASES, META_COUNTERS, META_FORMAT, META_NEXT_INDEX,
+    META_REMOTES, META_REVS_LIMIT, META_SECURITY, META_SYNC, META_UUID, REV, TREE_NAME, UNSYNCED,
 };
 // The prefixes only the fuzz targets name from outside this module.
 #[cfg(any(test, feature = "fuzzing"))]

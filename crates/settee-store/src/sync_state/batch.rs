@@ -486,9 +486,10 @@ impl SyncBatch {
                 inner.registry_mut().apply(updates);
             }
         })?;
+        let aliases = inner.registry().aliases.clone();
         inner
             .watchers
-            .publish(Some(remote), changed.iter().map(String::as_str));
+            .publish_to(Some(remote), &aliases, changed.iter().map(String::as_str));
         Ok(true)
     }
 

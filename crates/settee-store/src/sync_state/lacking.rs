@@ -169,9 +169,10 @@ impl Database {
             entries,
             "the remote holds nothing (found empty); every document is unsynced with it again"
         );
+        let aliases = inner.registry().aliases.clone();
         inner
             .watchers
-            .publish(Some(name), ids.iter().map(String::as_str));
+            .publish_to(Some(name), &aliases, ids.iter().map(String::as_str));
         Ok(true)
     }
 }

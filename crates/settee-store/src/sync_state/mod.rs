@@ -3,9 +3,10 @@
 //! exact because every change to a document's leaves goes through its write path, which
 //! updates the state in the same `sled::Batch` as the data (see `write/`).
 //!
-//! A remote is *registered* ([`Database::register_remote`](crate::Database::register_remote)) under a name (the replicator
-//! passes the remote's identity, a URL without credentials) and gets a small number. For
-//! each registered remote, a document with leaves the remote is not known to hold has a `U`
+//! A remote is *registered*
+//! ([`Database::register_remote`](crate::Database::register_remote)) under a name (the
+//! replicator passes the remote's identity: its server's uuid with the database name, or a
+//! URL without credentials) and gets a small number. For each registered remote, a document with leaves the remote is not known to hold has a `U`
 //! entry (`keys::Unsynced`: those leaves, sorted, and the remote's standing rejection, if
 //! any); a document without one (and not pending, below) is synced. `Msync` counts the
 //! unsynced documents, so counts are one read, and listing walks the entries.
@@ -31,6 +32,10 @@
 //! Filters are not the store's business: it records whatever meta the replicator gives a
 //! remote (its sync filters) and never produces [`SyncState::NotReplicated`] itself.
 //!
+//! A remote may have other names (`aliases.rs`): the replicator names a remote by its
+//! identity once it learns it, and records the address it knew it by before as an alias,
+//! so that an offline question asked with any spelling it learned reads the same state.
+//!
 //! Files: `registry.rs` (the registered remotes, their counts and pending intervals, and
 //! their records; held in memory by the core), `batch.rs` (the sync part of one write call's
 //! batch) with `intervals.rs` (how a batch changes the pending intervals), `remotes.rs`
@@ -42,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use settee_revtree::{Rev, RevTree};
 
+mod aliases;
 mod batch;
 mod confirm;
 mod intervals;
@@ -53,6 +59,7 @@ mod state_changes;
 mod verify;
 pub(crate) mod watchers;
 
+pub use aliases::AliasLearned;
 pub(crate) use batch::{Edit, Position, SyncBatch};
 pub(crate) use registry::RemoteUpdate;
 pub use registry::SyncCounts;
@@ -158,7 +165,8 @@ impl SyncState {
 /// A remote the store syncs with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Remote {
-    /// Its name (the replicator's identity of the remote: a URL without credentials).
+    /// Its name (the replicator's identity of the remote: its server's uuid with the
+    /// database name, or a URL without credentials when the server has no uuid).
     pub name: String,
     /// What the replicator records about it (its sync filters); opaque to the store.
     pub meta: Map<String, Value>,

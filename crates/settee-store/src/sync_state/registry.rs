@@ -32,6 +32,8 @@ pub(super) struct StoredRemote {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Registry {
     pub(super) remotes: Vec<RemoteReg>,
+    /// Other names of remotes, address → identity (`Maliases`, see `aliases.rs`).
+    pub(super) aliases: super::aliases::Aliases,
 }
 
 #[derive(Debug, Clone)]
@@ -46,14 +48,17 @@ pub(super) struct RemoteReg {
 }
 
 impl Registry {
-    /// Reads `Mremotes` and `Msync`.
+    /// Reads `Mremotes`, `Msync` and `Maliases`.
     pub(crate) fn load(
         tree: &sled::Tree,
         storage: &dyn Fn(sled::Error) -> Error,
     ) -> Result<Registry> {
         let remotes = tree.get(keys::META_REMOTES).map_err(storage)?;
         let counts = tree.get(keys::META_SYNC).map_err(storage)?;
-        Registry::decode(remotes.as_deref(), counts.as_deref())
+        let aliases = tree.get(keys::META_ALIASES).map_err(storage)?;
+        let mut reg = Registry::decode(remotes.as_deref(), counts.as_deref())?;
+        reg.aliases = super::aliases::decode_aliases(aliases.as_deref())?;
+        Ok(reg)
     }
 
     /// The registry that the `Mremotes` and `Msync` records (when present) hold.
@@ -107,7 +112,10 @@ impl Registry {
                 "the sync counters do not match the registered remotes",
             ));
         }
-        Ok(Registry { remotes })
+        Ok(Registry {
+            remotes,
+            aliases: Default::default(),
+        })
     }
 
     /// Asks every question a registry read from disk is asked (the fuzz targets' check

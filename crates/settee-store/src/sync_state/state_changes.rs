@@ -42,7 +42,10 @@ impl Stream for StateChanges {
             }
         };
         // Read after the id was taken off the queue: a write after this read queues it again.
-        let state = self.db.sync_state(&self.watch.remote, &id);
+        // By the name the remote has now: the stream may have begun under an address whose
+        // identity was learned since (`aliases.rs`).
+        let remote = self.db.resolve_remote(&self.watch.remote);
+        let state = self.db.sync_state(&remote, &id);
         Poll::Ready(Some(state.map(|s| (id, s))))
     }
 }

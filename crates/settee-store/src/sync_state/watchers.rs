@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::task::Waker;
 
+use super::aliases::Aliases;
+
 /// Live sync-state subscribers, woken by writes. Each keeps the set of documents whose state
 /// may have changed since it last looked (coalesced: a document changed twice is listed
 /// once), so none can lag behind and lose one; it reads the current state when polled.
@@ -44,10 +46,22 @@ impl Watchers {
         remote: Option<&str>,
         ids: impl Iterator<Item = &'a str> + Clone,
     ) {
+        self.publish_to(remote, &Aliases::new(), ids);
+    }
+
+    /// [`Watchers::publish`], where a subscriber of an address that `aliases` maps to
+    /// `remote` is one of `remote`'s (it subscribed before the identity was learned).
+    pub(crate) fn publish_to<'a>(
+        &self,
+        remote: Option<&str>,
+        aliases: &Aliases,
+        ids: impl Iterator<Item = &'a str> + Clone,
+    ) {
         let mut list = lock(&self.list);
         list.retain(|w| w.strong_count() > 0);
         for w in list.iter().filter_map(Weak::upgrade) {
-            if remote.is_some_and(|r| r != w.remote) {
+            let named = |r: &str| r == w.remote || aliases.get(&w.remote).is_some_and(|i| i == r);
+            if remote.is_some_and(|r| !named(r)) {
                 continue;
             }
             let mut q = lock(&w.queue);

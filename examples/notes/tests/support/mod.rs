@@ -115,14 +115,15 @@ pub fn generated_note(i: usize, n: usize) -> Value {
 }
 
 /// Fills a new store with `n` generated notes and closes it.
-pub fn fill_store(path: &Path, n: usize) -> Vec<Value> {
-    let db = settee::Database::open(path).unwrap();
+pub async fn fill_store(path: &Path, n: usize) -> Vec<Value> {
+    use settee::Documents;
+    let db = settee::Local::open(path).unwrap();
     let notes: Vec<Value> = (0..n).map(|i| generated_note(i, n)).collect();
     for chunk in notes.chunks(1000) {
-        let res = db.bulk_docs(chunk.to_vec(), true).unwrap();
+        let res = db.bulk_docs(chunk.to_vec()).await.unwrap();
         assert!(res.iter().all(|r| r.is_ok()));
     }
-    db.flush().unwrap();
+    db.close().await.unwrap();
     notes
 }
 

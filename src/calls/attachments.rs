@@ -7,19 +7,19 @@ use futures::StreamExt;
 use settee_couch::{AttachmentBody, AttachmentUpload};
 use settee_revtree::Rev;
 
-use crate::db::blocking;
-use crate::owned::HeldStore;
-use crate::{Db, Error, Result};
+use super::{blocking, Target};
+use crate::{Error, Result};
 
-/// An attachment read by [`Db::get_attachment`]: its type and its bytes as a stream.
+/// An attachment read by [`crate::Documents::get_attachment`]: its type and its bytes as a stream.
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use futures::TryStreamExt;
+/// use settee::Documents;
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("notes");
 /// # let path = path.to_str().unwrap();
-/// let notes = settee::Db::open(path)?;
+/// let notes = settee::Local::open(path)?;
 /// let chunks = futures::stream::iter([Ok(bytes::Bytes::from_static(b"hello"))]);
 /// let upload = settee::AttachmentUpload {
 ///     name: "a.txt".into(),
@@ -50,37 +50,15 @@ impl std::fmt::Debug for AttachmentStream {
     }
 }
 
-impl Db {
-    /// Attachment `name` of document `id` (its winner, or `rev`), as a stream of bytes.
-    ///
-    /// ```
-    /// # async fn demo() -> Result<(), settee::Error> {
-    /// use futures::StreamExt;
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let db = settee::Db::open(dir.path().join("db").to_str().unwrap())?;
-    /// let chunks = futures::stream::iter([Ok(bytes::Bytes::from_static(b"hello ")), Ok(bytes::Bytes::from_static(b"world"))]);
-    /// let upload = settee::AttachmentUpload { name: "a.txt".into(), content_type: "text/plain".into(), length: 11, body: Box::pin(chunks) };
-    /// db.put_attachment("n", None, upload).await?;
-    /// let mut att = db.get_attachment("n", "a.txt", None).await?;
-    /// let mut data = Vec::new();
-    /// while let Some(chunk) = att.body.next().await {
-    ///     data.extend_from_slice(&chunk.unwrap());
-    /// }
-    /// assert_eq!(data, b"hello world");
-    /// # Ok(()) }
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    /// `not_found` for a missing document, revision or attachment; the peer's errors.
-    pub async fn get_attachment(
-        &self,
+impl Target {
+    pub(crate) async fn get_attachment(
+        self,
         id: &str,
         name: &str,
         rev: Option<&Rev>,
     ) -> Result<AttachmentStream> {
-        match self {
-            Db::Local(d) => {
+        match &self {
+            Target::Store(d) => {
                 let (id, name, rev) = (id.to_owned(), name.to_owned(), rev.cloned());
                 let att = blocking(d, move |d| d.attachment(&id, rev.as_ref(), &name)).await?;
                 let data = Bytes::from(att.data);
@@ -89,7 +67,7 @@ impl Db {
                     body: Box::pin(futures::stream::once(async move { Ok(data) })),
                 })
             }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+            Target::Http(r) => {
                 let data = r.get_attachment(id, name, rev).await?;
                 Ok(AttachmentStream {
                     content_type: None,
@@ -99,23 +77,14 @@ impl Db {
         }
     }
 
-    /// Adds (or replaces) an attachment of document `id` from a stream of bytes, as a new
-    /// revision on top of `rev` (a new document with only the attachment when `rev` is
-    /// `None` and the document does not exist). Returns the new revision. A server receives
-    /// the bytes streamed (`multipart/related`, never base64); a local store keeps an
-    /// attachment as one value, so it collects them first.
-    ///
-    /// # Errors
-    /// `conflict` for a stale or missing `rev`; an I/O error of the stream, or a stream
-    /// whose length differs from `upload.length` (as `bad_request`); the peer's errors.
-    pub async fn put_attachment(
-        &self,
+    pub(crate) async fn put_attachment(
+        self,
         id: &str,
         rev: Option<&Rev>,
         upload: AttachmentUpload,
     ) -> Result<Rev> {
-        match self {
-            Db::Local(d) => {
+        match &self {
+            Target::Store(d) => {
                 let AttachmentUpload {
                     name,
                     content_type,
@@ -143,7 +112,7 @@ impl Db {
                 res.rev
                     .ok_or_else(|| Error::BadRequest(format!("no revision written for {id}")))
             }
-            Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+            Target::Http(r) => {
                 // The document as it is (its other attachments as stubs), then the upload.
                 let mut doc = match rev {
                     Some(rev) => {
@@ -162,5 +131,37 @@ impl Db {
                 Ok(res.rev)
             }
         }
+    }
+
+    pub(crate) async fn remove_attachment(self, id: &str, rev: &Rev, name: &str) -> Result<Rev> {
+        let opts = crate::ReadOptions {
+            rev: Some(rev.clone()),
+            ..Default::default()
+        };
+        let mut doc = self.clone().get(id, &opts).await?;
+        let removed = doc
+            .get_mut("_attachments")
+            .and_then(|a| a.as_object_mut())
+            .and_then(|atts| atts.shift_remove(name));
+        if removed.is_none() {
+            return Err(Error::Store(settee_store::Error::NotFound {
+                id: id.to_owned(),
+                reason: format!("document {id} at {rev} has no attachment {name:?}"),
+            }));
+        }
+        if let Some(map) = doc.as_object_mut() {
+            if map
+                .get("_attachments")
+                .and_then(|a| a.as_object())
+                .is_some_and(|a| a.is_empty())
+            {
+                map.shift_remove("_attachments");
+            }
+        }
+        let res = self.put(doc).await?;
+        res.get("rev")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|r| r.parse::<Rev>().ok())
+            .ok_or_else(|| Error::BadRequest(format!("no revision in the answer for {id}")))
     }
 }

@@ -8,18 +8,19 @@ use futures::{Stream, StreamExt};
 use settee_couch::Change;
 use settee_revtree::Seq;
 
-use crate::owned::HeldStore;
-use crate::{Db, Error, Result};
+use super::Target;
+use crate::{Error, Result};
 
-/// What [`Db::changes_stream`] reads.
+/// What [`crate::Documents::changes_stream`] reads.
 ///
 /// ```
 /// # async fn demo() -> Result<(), settee::Error> {
 /// use futures::TryStreamExt;
+/// use settee::Documents;
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let path = dir.path().join("notes");
 /// # let path = path.to_str().unwrap();
-/// let notes = settee::Db::open(path)?;
+/// let notes = settee::Local::open(path)?;
 /// notes.put(serde_json::json!({"_id": "a"})).await?;
 /// notes.put(serde_json::json!({"_id": "b"})).await?;
 /// // Not live: the stream ends once caught up.
@@ -46,7 +47,7 @@ pub struct ChangesFeed {
 const RECONNECT_FIRST: Duration = Duration::from_secs(1);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
-fn from_store(c: settee_store::Change) -> Change {
+pub(super) fn from_store(c: settee_store::Change) -> Change {
     Change {
         seq: Seq::from(c.seq),
         id: c.id,
@@ -69,38 +70,14 @@ fn transient(e: &settee_couch::Error) -> bool {
     ) || e.status().is_some_and(|s| s >= 500 || s == 429)
 }
 
-impl Db {
-    /// The changes feed as a stream: one item per changed document (its latest revision),
-    /// in sequence order; with `live`, new changes as they happen, until the stream is
-    /// dropped.
-    ///
-    /// ```
-    /// # async fn demo() -> Result<(), settee::Error> {
-    /// use futures::StreamExt;
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let db = settee::Db::open(dir.path().join("db").to_str().unwrap())?;
-    /// db.put(serde_json::json!({"_id": "a"})).await?;
-    /// let mut feed = Box::pin(db.changes_stream(settee::ChangesFeed { live: true, ..Default::default() }));
-    /// assert_eq!(feed.next().await.unwrap()?.id, "a");
-    /// db.put(serde_json::json!({"_id": "b"})).await?;
-    /// assert_eq!(feed.next().await.unwrap()?.id, "b"); // arrives as it is written
-    /// # Ok(()) }
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    /// Items are `Err` for the peer's errors. A remote live feed yields an `Err` when its
-    /// connection drops and then reconnects (after 1 s, doubling to 30 s while it keeps
-    /// failing); it ends after an error that retrying cannot fix (credentials, a missing
-    /// database). A local feed given a remote's sequence yields one `bad_request`.
-    pub fn changes_stream(
-        &self,
+impl Target {
+    pub(crate) fn changes_stream(
+        self,
         opts: ChangesFeed,
     ) -> impl Stream<Item = Result<Change>> + Send + 'static {
-        let db = self.clone();
         async_stream::stream! {
-            match db {
-                Db::Local(d) => {
+            match self {
+                Target::Store(d) => {
                     let since = match &opts.since {
                         None => 0,
                         Some(s) => match s.as_local() {
@@ -122,7 +99,7 @@ impl Db {
                             yield item.map(from_store).map_err(Error::from);
                         }
                     } else {
-                        match crate::db::blocking(&d, move |d| d.changes(&store_opts)).await {
+                        match super::blocking(&d, move |d| d.changes(&store_opts)).await {
                             Ok(page) => for c in page.results {
                                 yield Ok(from_store(c));
                             },
@@ -130,7 +107,7 @@ impl Db {
                         }
                     }
                 }
-                Db::Remote(r) | Db::Held(HeldStore { owner: r, .. }) => {
+                Target::Http(r) => {
                     let mut since = opts.since.clone();
                     if !opts.live {
                         let copts = settee_couch::ChangesOptions {

@@ -1,6 +1,6 @@
-//! What a local store knows of a remote, per document and without a network: [`Db`]'s
-//! sync-state calls, and [`status`] (`settee status`), which adds the one count that needs
-//! the server. The state itself is kept by the store and the replicator; this module only
+//! What a local store knows of a remote, per document and without a network:
+//! [`Local`]'s sync-state calls, and [`Local::status`] (`settee status`), which adds the
+//! one count that needs the server. The state itself is kept by the store and the replicator; this module only
 //! picks where to ask (the store open here, or the process holding it).
 
 use futures::{Stream, StreamExt};
@@ -8,24 +8,19 @@ use serde::Serialize;
 use settee_replicate::{AnyPeer, Peer, SyncState, SyncStatus};
 use settee_store::Database;
 
-use super::Db;
+use crate::local::LocalKind;
 use crate::owned::HeldStore;
-use crate::{Error, Result};
+use crate::{Error, Local, Remote, Result};
 
 /// The sync state of a local store with a remote database: what the store keeps per
-/// document, read without a network. A store another process holds ([`Db::Held`]) is
-/// asked through that process, which answers with the same code.
-impl Db {
+/// document, read without a network. A store another process holds is asked through that
+/// process, which answers with the same code.
+impl Local {
     /// Where the sync state is: the store, or the process holding it.
-    fn sync_side(&self) -> Result<SyncSide<'_>> {
-        match self {
-            Db::Local(d) => Ok(SyncSide::Store(d)),
-            Db::Held(h) => Ok(SyncSide::Held(h)),
-            Db::Remote(r) => Err(Error::BadRequest(format!(
-                "{} is a remote database; sync state is kept by a local store (ask the local \
-                 store about this remote)",
-                r.url()
-            ))),
+    fn sync_side(&self) -> SyncSide<'_> {
+        match &self.kind {
+            LocalKind::Open(d) => SyncSide::Store(d),
+            LocalKind::Held(h) => SyncSide::Held(h),
         }
     }
 
@@ -36,8 +31,8 @@ impl Db {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), settee::Error> {
-    /// let notes = settee::Db::open("notes.settee")?;
-    /// let server = settee::Db::open("http://127.0.0.1:5984/notes")?;
+    /// let notes = settee::Local::open("notes.settee")?;
+    /// let server = settee::Remote::new("http://127.0.0.1:5984/notes")?;
     /// if let Some(state) = notes.sync_state(&server, "note:1").await? {
     ///     println!("note:1 is {}", state.name());
     /// }
@@ -45,10 +40,10 @@ impl Db {
     /// ```
     ///
     /// # Errors
-    /// `bad_request` when `self` is a remote database; the store's errors; for a store held
-    /// by another process, [`Error::Held`] when that process does not answer.
-    pub async fn sync_state(&self, remote: &Db, id: &str) -> Result<Option<SyncState>> {
-        match self.sync_side()? {
+    /// The store's errors; for a store held by another process, [`Error::Held`] when that
+    /// process does not answer.
+    pub async fn sync_state(&self, remote: &Remote, id: &str) -> Result<Option<SyncState>> {
+        match self.sync_side() {
             SyncSide::Store(db) => {
                 Ok(settee_replicate::sync_state(db, &remote.to_peer(), id).await?)
             }
@@ -61,14 +56,13 @@ impl Db {
     /// unsynced documents, not the store's size.
     ///
     /// # Errors
-    /// `bad_request` when `self` is a remote database; the stream's items carry the store's
-    /// errors (for a store held by another process, [`Error::Held`] when it does not
+    /// The stream's items carry the store's errors (for a store held by another process, [`Error::Held`] when it does not
     /// answer).
     pub fn unsynced(
         &self,
-        remote: &Db,
+        remote: &Remote,
     ) -> Result<impl Stream<Item = Result<(String, SyncState)>> + Send + 'static> {
-        Ok(match self.sync_side()? {
+        Ok(match self.sync_side() {
             SyncSide::Store(db) => settee_replicate::unsynced(db, &remote.to_peer())
                 .map(|r| r.map_err(Error::from))
                 .left_stream(),
@@ -83,13 +77,13 @@ impl Db {
     /// coalesced. Offline.
     ///
     /// # Errors
-    /// `bad_request` when `self` is a remote database, or a store another process holds
-    /// (the stream is that process's to watch).
+    /// `bad_request` for a store another process holds (the stream is that process's to
+    /// watch).
     pub fn sync_state_changes(
         &self,
-        remote: &Db,
+        remote: &Remote,
     ) -> Result<impl Stream<Item = Result<(String, Option<SyncState>)>> + Send + 'static> {
-        let db = match self.sync_side()? {
+        let db = match self.sync_side() {
             SyncSide::Store(db) => db,
             SyncSide::Held(h) => {
                 return Err(Error::BadRequest(format!(
@@ -108,10 +102,10 @@ impl Db {
     /// documents, and the last push and pull.
     ///
     /// # Errors
-    /// `bad_request` when `self` is a remote database; the store's errors; for a store held
-    /// by another process, [`Error::Held`] when that process does not answer.
-    pub async fn sync_status(&self, remote: &Db) -> Result<SyncStatus> {
-        match self.sync_side()? {
+    /// The store's errors; for a store held by another process, [`Error::Held`] when that
+    /// process does not answer.
+    pub async fn sync_status(&self, remote: &Remote) -> Result<SyncStatus> {
+        match self.sync_side() {
             SyncSide::Store(db) => Ok(settee_replicate::status(db, &remote.to_peer()).await?),
             SyncSide::Held(h) => h.sync_status(&remote.to_peer().identity()).await,
         }
@@ -126,13 +120,13 @@ enum SyncSide<'a> {
     Held(&'a HeldStore),
 }
 
-/// What `settee status` prints: [`status`]'s answer.
+/// What `settee status` prints: [`Local::status`]'s answer.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), settee::Error> {
-/// let notes = settee::Db::open("notes.settee")?;
-/// let server = settee::Db::open("http://alice@127.0.0.1:5984/notes")?; // SETTEE_PASSWORD
-/// let st: settee::Status = settee::status(&notes, &server).await?;
+/// let notes = settee::Local::open("notes.settee")?;
+/// let server = settee::Remote::new("http://127.0.0.1:5984/notes")?;
+/// let st: settee::Status = notes.status(&server).await?;
 /// println!("{} unpushed ({} rejected)", st.local.unpushed, st.local.rejected);
 /// match st.unpulled {
 ///     Some(n) => println!("{n} to pull"),
@@ -153,44 +147,52 @@ pub struct Status {
     pub unpulled_error: Option<String>,
 }
 
-/// What is not synced between a local store and a remote database: the exact offline
-/// counts, and the remote's unpulled count when the server answers (otherwise
-/// `unpulled_error` says why it is unknown). For a store another process holds, that
-/// process answers the offline part; this process asks the remote.
-///
-/// # Errors
-/// `bad_request` when `local` is not a local store; the local store's errors; for a store
-/// held by another process, [`Error::Held`] when that process does not answer.
-pub async fn status(local: &Db, remote: &Db) -> Result<Status> {
-    let st = local.sync_status(remote).await?;
-    // One attempt: offline, say so at once rather than after the client's retries.
-    let remote = match remote {
-        Db::Remote(r) => Db::Remote(r.with_retry(settee_couch::RetryPolicy::none())),
-        other => other.clone(),
-    };
-    let counted = match local.sync_side()? {
-        SyncSide::Store(db) => settee_replicate::unpulled(db, &remote.to_peer()).await,
-        SyncSide::Held(h) => {
-            // Where to start is the holder's to say; the changes are the remote's, and
-            // which of them the store lacks the holder's again (`_revs_diff`).
-            let from = h.pull_since(&remote.to_peer().identity()).await?;
-            let store = AnyPeer::Remote(h.asked().clone());
-            settee_replicate::unpulled_since(&store, &remote.to_peer(), &from).await
+impl Local {
+    /// What is not synced between a local store and a remote database: the exact offline
+    /// counts, and the remote's unpulled count when the server answers (otherwise
+    /// `unpulled_error` says why it is unknown). For a store another process holds, that
+    /// process answers the offline part; this process asks the remote.
+    ///
+    /// # Errors
+    /// The local store's errors; for a store held by another process, [`Error::Held`] when that
+    /// process does not answer.
+    pub async fn status(&self, remote: &Remote) -> Result<Status> {
+        // One attempt: offline, say so at once rather than after the client's retries.
+        let remote =
+            Remote::from_couch(remote.couch().with_retry(settee_couch::RetryPolicy::none()));
+        // Online when it can be: the server's uuid names the database, so a spelling of its
+        // URL this store never synced with reads the state of the one it did. Offline, the
+        // store answers for the spellings it learned.
+        if let SyncSide::Store(db) = self.sync_side() {
+            if let Err(e) = settee_replicate::learn_identity(db, &remote.to_peer()).await {
+                tracing::debug!(error = %e, "the server did not say its uuid; answering offline");
+            }
         }
-    };
-    let (unpulled, unpulled_error) = match counted {
-        Ok(n) => (Some(n), None),
-        Err(e) => (
-            None,
-            Some(format!(
-                "unknown: counting what the remote has needs the server ({})",
-                settee_replicate::error_chain(&e)
-            )),
-        ),
-    };
-    Ok(Status {
-        local: st,
-        unpulled,
-        unpulled_error,
-    })
+        let st = self.sync_status(&remote).await?;
+        let counted = match self.sync_side() {
+            SyncSide::Store(db) => settee_replicate::unpulled(db, &remote.to_peer()).await,
+            SyncSide::Held(h) => {
+                // Where to start is the holder's to say; the changes are the remote's, and
+                // which of them the store lacks the holder's again (`_revs_diff`).
+                let from = h.pull_since(&remote.to_peer().identity()).await?;
+                let store = AnyPeer::Remote(h.asked().clone());
+                settee_replicate::unpulled_since(&store, &remote.to_peer(), &from).await
+            }
+        };
+        let (unpulled, unpulled_error) = match counted {
+            Ok(n) => (Some(n), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "unknown: counting what the remote has needs the server ({})",
+                    settee_replicate::error_chain(&e)
+                )),
+            ),
+        };
+        Ok(Status {
+            local: st,
+            unpulled,
+            unpulled_error,
+        })
+    }
 }
