@@ -284,3 +284,82 @@ fn serve_runs_javascript_in_worker_processes_that_end_with_it() {
         || !std::path::Path::new(&format!("/proc/{}", running[0])).exists(),
     );
 }
+
+/// Issue 20: the edge flags reach the server. `--header-timeout`: a client that sends half
+/// its headers is dropped unanswered. `--max-connections 1`: while one connection is in
+/// the middle of a request, another is closed unanswered, and the first is still served.
+/// (The read deadlines only turn a hang into a failure.)
+#[test]
+fn serve_edge_flags_drop_a_slow_client_and_cap_connections() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("edge");
+    ok_json(&["put", s(&store), r#"{"_id":"before"}"#]);
+    let mut serve = Serve::start(&[s(&store), "--header-timeout", "1", "--max-connections", "1"]);
+    let addr = serve.url.trim_start_matches("http://").to_owned();
+    let connect = || {
+        let conn = TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        conn
+    };
+    // Everything a connection gets until the server closes it (a reset counts as closed).
+    let rest = |conn: &mut TcpStream| {
+        let mut got = Vec::new();
+        match conn.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the server did not close the connection: {e}"),
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+
+    // The first connection: half a request's headers, then nothing.
+    let mut slow = connect();
+    // Below the default 30 s, so that a flag that did not arrive fails; far above 1 s.
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let got = rest(&mut slow);
+    assert!(!got.contains(" 200 "), "a slow client was answered: {got}");
+
+    // A request whose body is still coming holds the one place: `100 Continue` says that
+    // the server took it (it may still be finishing the slow client's connection).
+    let body = r#"{"v":1}"#;
+    let head = format!(
+        "PUT /edge/d HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nExpect: 100-continue\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut holder = None;
+    wait_until(Duration::from_secs(60), "a connection to be served", || {
+        let mut conn = connect();
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut line = [0u8; 25];
+        match conn.read_exact(&mut line) {
+            Ok(()) if line.starts_with(b"HTTP/1.1 100 Continue") => {
+                holder = Some(conn);
+                true
+            }
+            _ => false,
+        }
+    });
+    let mut holder = holder.unwrap();
+
+    // A second connection meanwhile: closed before anything of it is read.
+    let mut extra = connect();
+    let _ = extra.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
+    let got = rest(&mut extra);
+    assert!(
+        got.is_empty(),
+        "a connection past the cap was answered: {got}"
+    );
+
+    // The first one is still served.
+    holder.write_all(body.as_bytes()).unwrap();
+    let got = rest(&mut holder);
+    assert!(got.contains(" 201 "), "{got}");
+    serve.stop();
+}

@@ -17,6 +17,11 @@
 //!
 //! The model's state and oracle are in `model.rs`, its random steps in `steps.rs`.
 //!
+//! Each sequence's server database is a `TestDb` guard, deleted when the sequence ends (also
+//! when it fails), and each test fails if a database of its own prefix is left at its end
+//! (issue 21). A run killed mid-way (Ctrl-C, a harness's timeout) runs no destructor and
+//! leaves its sequences' databases: the next run deletes those of dead processes first.
+//!
 //! Every test here runs against either server; Apache CouchDB is the reference, and
 //! scripts/test.sh runs them all again against pouchdb-server (two sequences that failed
 //! there, seeds 5495292346188439323 and 13504186226855241022, found the replicator bugs of
@@ -94,8 +99,32 @@ async fn finish(mut seq: Sequence) -> usize {
     left.len()
 }
 
+/// The prefix of the model sequences' server databases (the kill test has its own).
+const PREFIX: &str = "model";
+
+/// Deletes what killed runs of this test left on the server (see
+/// [`settee_testkit::sweep_dead_processes_dbs`]), saying so.
+fn sweep(prefix: &str) {
+    let swept = settee_testkit::sweep_dead_processes_dbs(prefix);
+    if !swept.is_empty() {
+        eprintln!(
+            "sync model: deleted {} databases of killed runs",
+            swept.len()
+        );
+    }
+}
+
+/// Fails if this process left a server database named after `prefix` (see
+/// [`settee_testkit::db_name_start`]): every sequence's guard has been dropped by then, so
+/// one that is still there was recreated after its guard deleted it, or not deleted at all.
+fn assert_none_left(prefix: &str) {
+    let start = settee_testkit::db_name_start(prefix);
+    let left = settee_testkit::TestServer::get().databases_starting(&start);
+    assert!(left.is_empty(), "left on the server: {left:?}");
+}
+
 async fn run_sequence(server: &Server, seed: u64, validate: bool) -> (usize, usize) {
-    let mut seq = new_sequence(server, seed, validate).await;
+    let mut seq = new_sequence(server, PREFIX, seed, validate).await;
     let steps = seq.rng.gen_range(6..16);
     for _ in 0..steps {
         seq.step().await;
@@ -107,6 +136,7 @@ async fn run_sequence(server: &Server, seed: u64, validate: bool) -> (usize, usi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn issue_11_unsynced_equals_the_oracle_after_every_step_of_random_sequences() {
     let server = Arc::new(Server::get());
+    sweep(PREFIX);
     let n: usize = std::env::var("SETTEE_SYNC_MODEL_SEQUENCES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -139,6 +169,7 @@ async fn issue_11_unsynced_equals_the_oracle_after_every_step_of_random_sequence
         refused > 0 || !validate || n < 20,
         "no sequence exercised a rejection"
     );
+    assert_none_left(PREFIX);
 }
 
 /// Why the model runs without a validation function on pouchdb-server. Apache CouchDB (the

@@ -1,5 +1,5 @@
-//! `settee serve`: its flags (users, cookies, design document JavaScript) and the server's
-//! life from start to Ctrl-C. Also what a continuous replication needs to run JavaScript
+//! `settee serve`: its flags (edge limits, users, cookies, design document JavaScript) and
+//! the server's life from start to Ctrl-C. Also what a continuous replication needs to run JavaScript
 //! workers of its own ([`js_worker_program`]).
 
 use std::time::Duration;
@@ -32,12 +32,57 @@ pub(crate) struct Serve {
     /// The largest request body accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_body: usize,
+    /// Slow and idle clients, and the connection cap.
+    #[command(flatten)]
+    edge: EdgeFlags,
     /// Users, login and cookie settings.
     #[command(flatten)]
     users: UserFlags,
     /// Design document JavaScript.
     #[command(flatten)]
     js: JsFlags,
+}
+
+/// `settee serve`'s flags for the HTTP edge: how long a client may take and how many may be
+/// connected (`RequestLimits`; the defaults are its defaults).
+#[derive(Debug, clap::Args)]
+struct EdgeFlags {
+    /// Seconds a client has to send a request's headers, counted from when the server
+    /// starts waiting for them; a kept-alive connection idle that long is closed too (slow
+    /// header clients, "slowloris", are dropped; CouchDB's mochiweb allows 30 s).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_seconds)]
+    header_timeout: f64,
+    /// Seconds a request body may stop arriving before the request ends with 408 and its
+    /// connection is closed (answers, such as feeds, are not bounded by it).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = positive_seconds)]
+    body_idle_timeout: f64,
+    /// Client connections open at once; one past it is closed as soon as it is accepted,
+    /// before anything of it is read (CouchDB's `[chttpd] server_options` `max`).
+    #[arg(long, value_name = "N", default_value = "2048")]
+    max_connections: std::num::NonZeroUsize,
+}
+
+/// A number of seconds greater than 0 (a zero timeout would close every connection at once).
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && Duration::try_from_secs_f64(v).is_ok() => Ok(v),
+        _ => Err(format!("{s} is not a number of seconds greater than 0")),
+    }
+}
+
+impl EdgeFlags {
+    /// `limits` with these flags' values.
+    fn apply(&self, limits: settee::server::RequestLimits) -> settee::server::RequestLimits {
+        settee::server::RequestLimits {
+            // Checked by `positive_seconds`, so the fallback never applies.
+            header_timeout: Duration::try_from_secs_f64(self.header_timeout)
+                .unwrap_or(limits.header_timeout),
+            body_idle_timeout: Duration::try_from_secs_f64(self.body_idle_timeout)
+                .unwrap_or(limits.body_idle_timeout),
+            max_connections: self.max_connections.get(),
+            ..limits
+        }
+    }
 }
 
 /// `settee serve`'s flags for users (`_users`, `--peruser`), the login lockout and the
@@ -163,6 +208,7 @@ pub(crate) async fn serve(args: Serve) -> anyhow::Result<Outcome> {
         cors,
         cors_credentials,
         max_body,
+        edge,
         users,
         js,
     } = args;
@@ -186,10 +232,10 @@ pub(crate) async fn serve(args: Serve) -> anyhow::Result<Outcome> {
         data_dir,
         admin,
         cors,
-        limits: RequestLimits {
+        limits: edge.apply(RequestLimits {
             max_body,
             ..Default::default()
-        },
+        }),
         advertise: true,
         js_worker: js_worker_program(),
         js_limits: js.limits()?,

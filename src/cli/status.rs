@@ -81,15 +81,22 @@ fn print_status_table(st: &settee::Status) -> anyhow::Result<()> {
     if l.never_synced {
         writeln!(out, "never synced with {}", l.remote)?;
     }
-    writeln!(
-        out,
-        "unpushed        {}{}",
-        l.unpushed,
-        match l.rejected {
-            0 => String::new(),
-            n => format!(" ({n} rejected by the remote)"),
-        }
-    )?;
+    // The design documents among them (a Mango index is one), so that an app's own
+    // documents are the rest.
+    let mut notes: Vec<String> = Vec::new();
+    match l.unpushed_design {
+        0 => {}
+        1 => notes.push("1 design document".into()),
+        n => notes.push(format!("{n} design documents")),
+    }
+    if l.rejected > 0 {
+        notes.push(format!("{} rejected by the remote", l.rejected));
+    }
+    let notes = match notes.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", notes.join(", ")),
+    };
+    writeln!(out, "unpushed        {}{notes}", l.unpushed)?;
     if l.not_replicated > 0 {
         writeln!(
             out,

@@ -19,11 +19,14 @@ use rand::Rng;
 use settee::replicate::Filter;
 use settee::store::{ChangesOptions, ChangesStyle};
 
-use super::{finish, is_pouchdb_server, new_sequence, Sequence};
+use super::{assert_none_left, finish, is_pouchdb_server, new_sequence, sweep, Sequence};
 use crate::common::Server;
 
 /// Runs of the killed sync per test: each a few edits and one `settee sync` child.
 const RUNS: usize = 20;
+/// This test's server databases' prefix: not the model test's, which checks in the same
+/// process that none of its own is left while this test may still hold its one.
+const PREFIX: &str = "model-kill";
 /// A child that prints nothing for this long, and does not exit, hangs.
 const CHILD_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -154,13 +157,14 @@ struct Before {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_21_a_sync_killed_mid_run_loses_nothing_and_claims_nothing() {
     let server = Server::get();
+    sweep(PREFIX);
     let seed: u64 = std::env::var("SETTEE_SYNC_MODEL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     let validate = !is_pouchdb_server(&server).await;
     eprintln!("sync kill: seed {seed} (SETTEE_SYNC_MODEL_SEED={seed} replays it)");
-    let mut seq = new_sequence(&server, seed, validate).await;
+    let mut seq = new_sequence(&server, PREFIX, seed, validate).await;
     let (mut kills, mut mid_run) = (0, 0);
     for run in 0..RUNS {
         for _ in 0..seq.rng.gen_range(2..6) {
@@ -197,4 +201,7 @@ async fn issue_21_a_sync_killed_mid_run_loses_nothing_and_claims_nothing() {
     eprintln!("sync kill: {kills} of {RUNS} runs killed, {mid_run} after their first batch");
     assert!(kills > 0, "no run was killed: every child finished first");
     finish(seq).await;
+    // Every child was reaped (killed and waited for, or exited) before the sequence ended,
+    // so none of their requests can reach the server after the database is deleted.
+    assert_none_left(PREFIX);
 }

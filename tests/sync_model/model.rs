@@ -239,14 +239,22 @@ impl Sequence {
 
 /// A new server database (deleted when the guard drops), with the validation function that
 /// refuses `bad` documents when `validate`.
+///
+/// The database is created by a blocking request in a blocking task, which finishes even when
+/// the sequence's task is dropped meanwhile (a runtime shutting down after another sequence
+/// failed): the guard then exists only once the server has created the database, and deletes
+/// it after. An async `PUT /{db}` abandoned mid-flight could land after the guard's `DELETE`
+/// and leave the database behind.
 pub(crate) async fn server_database(
     server: &Server,
     prefix: &str,
     validate: bool,
 ) -> (TestDb, RemoteDb) {
-    let db = TestDb::named(prefix);
+    let prefix = prefix.to_owned();
+    let db = tokio::task::spawn_blocking(move || TestDb::create(&prefix))
+        .await
+        .unwrap();
     let remote = RemoteDb::from_url(&server.db_url_with_password(db.name())).unwrap();
-    remote.create().await.unwrap();
     if validate {
         remote
             .put(
@@ -259,12 +267,17 @@ pub(crate) async fn server_database(
     (db, remote)
 }
 
-/// A fresh sequence: a new store and a new server database (with the validation function
-/// when `validate`).
-pub(crate) async fn new_sequence(server: &Server, seed: u64, validate: bool) -> Sequence {
+/// A fresh sequence: a new store and a new server database named after `prefix` (with the
+/// validation function when `validate`).
+pub(crate) async fn new_sequence(
+    server: &Server,
+    prefix: &str,
+    seed: u64,
+    validate: bool,
+) -> Sequence {
     let dir = tempfile::tempdir().unwrap();
     let db = open_store(&dir.path().join("local"));
-    let (server_db, remote) = server_database(server, "model", validate).await;
+    let (server_db, remote) = server_database(server, prefix, validate).await;
     Sequence {
         validate,
         seed,

@@ -2,12 +2,12 @@
 //!
 //! - [`Selector`]: parse, validate, normalise and evaluate Mango selectors (every operator
 //!   CouchDB 3.5 documents). Filtered replication and `find` share this one evaluator.
-//! - [`collate`] and [`encode_key`]: CouchDB's view collation of JSON values (strings by an
+//! - [`collate()`] and [`encode_key`]: CouchDB's view collation of JSON values (strings by an
 //!   approximation of ICU's root collation, documented in `icu.rs`), and a byte encoding of
 //!   it, so that a sorted key-value store keeps an index in collation order.
 //! - [`IndexDef`]: a JSON index (`"type": "json"`) as `_index` creates it and as design
 //!   documents with `"language": "query"` hold it, and the keys it gives a document.
-//! - [`FindRequest`] and [`plan`]: a `_find` request checked as CouchDB checks it, and the
+//! - [`FindRequest`] and [`plan()`]: a `_find` request checked as CouchDB checks it, and the
 //!   planner that picks the index (CouchDB's rules, including when a sort needs an index),
 //!   the key range to read and what `_explain` says about it.
 //!

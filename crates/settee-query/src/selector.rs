@@ -13,7 +13,7 @@
 //!   `$elemMatch`/`$allMatch`/`$keyMapMatch` keep their negations and evaluate them
 //!   literally.
 //!
-//! Values are compared with CouchDB's view collation ([`crate::collate`]), except the
+//! Values are compared with CouchDB's view collation ([`crate::collate()`]), except the
 //! top-level `_id`, which CouchDB compares raw (bytewise for strings). `$regex` uses the
 //! `regex` crate (an unanchored search, like Erlang's `re:run`) rather than PCRE, so
 //! PCRE-only syntax such as look-around is rejected as invalid.

@@ -54,6 +54,10 @@ macro_rules! both {
     };
 }
 
+// The signatures below are the `Peer` trait's own, as every implementer must write them out
+// (`duplicates` pairs them with `peer_store.rs`'s, e.g. `track_peer`, `record_peer_revs`); the
+// logic they share, picking the peer, is `both!`. Generating the impl with a macro would hide
+// the trait's methods from a reader of this file and save no logic, so they stay.
 impl Peer for AnyPeer {
     fn describe(&self) -> String {
         both!(self, p => Peer::describe(p))

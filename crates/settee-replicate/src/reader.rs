@@ -30,7 +30,7 @@ use settee_revtree::Seq;
 use tokio_util::sync::CancellationToken;
 
 use crate::peer::{ChangesBatch, ChangesRequest, Filter, Peer};
-use crate::Result;
+use crate::{ReplicateOptions, Result};
 
 /// What the reader hands the pipeline, in feed order.
 pub(crate) enum Item {
@@ -42,14 +42,33 @@ pub(crate) enum Item {
     Skip(Seq),
 }
 
-/// Reads `_changes` for one attempt of a replication.
-pub(crate) struct ChangesReader<S> {
-    source: S,
+/// What a reader asks the feed for: the replication's options, the same for every attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct Feed {
     filter: Filter,
     /// Rows per page (at least 1).
     limit: usize,
     continuous: bool,
     longpoll: Duration,
+}
+
+impl Feed {
+    /// The feed `opts` asks for (its filter, `batch_size` rows per page, continuous or not,
+    /// the longpoll wait).
+    pub(crate) fn of(opts: &ReplicateOptions) -> Feed {
+        Feed {
+            filter: opts.filter.clone(),
+            limit: opts.batch_size.max(1),
+            continuous: opts.continuous,
+            longpoll: opts.longpoll,
+        }
+    }
+}
+
+/// Reads `_changes` for one attempt of a replication.
+pub(crate) struct ChangesReader<S> {
+    source: S,
+    feed: Feed,
     /// Where the next read starts.
     since: Seq,
     /// The last page was short: the next read may wait for changes.
@@ -72,20 +91,10 @@ enum Empty {
 
 impl<S: Peer> ChangesReader<S> {
     /// A reader of `source`'s changes after `since`.
-    pub(crate) fn new(
-        source: S,
-        filter: Filter,
-        limit: usize,
-        continuous: bool,
-        longpoll: Duration,
-        since: Seq,
-    ) -> ChangesReader<S> {
+    pub(crate) fn new(source: S, feed: Feed, since: Seq) -> ChangesReader<S> {
         ChangesReader {
             source,
-            filter,
-            limit: limit.max(1),
-            continuous,
-            longpoll,
+            feed,
             since,
             caught_up: false,
             ended: false,
@@ -117,7 +126,7 @@ impl<S: Peer> ChangesReader<S> {
             self.idle = false;
             return Some(Ok(Item::Idle(self.since.clone())));
         }
-        let wait = (self.continuous && self.caught_up).then_some(self.longpoll);
+        let wait = (self.feed.continuous && self.caught_up).then_some(self.feed.longpoll);
         loop {
             // Whether the writes the last read must follow were over before this read began.
             let settled = self
@@ -138,7 +147,7 @@ impl<S: Peer> ChangesReader<S> {
                         return Some(Err(e));
                     }
                     Ok(Empty::Rows(page)) => page,
-                    Ok(Empty::Until(_)) if !self.continuous && !settled => {
+                    Ok(Empty::Until(_)) if !self.feed.continuous && !settled => {
                         // The same page again once the writes are over (see the module docs).
                         if let Some(done) = self.last_read_after.clone() {
                             done.cancelled().await;
@@ -149,7 +158,7 @@ impl<S: Peer> ChangesReader<S> {
                         let moved = seq != self.since;
                         self.since = seq.clone();
                         self.caught_up = true;
-                        if self.continuous {
+                        if self.feed.continuous {
                             return Some(Ok(Item::Idle(seq)));
                         }
                         self.ended = true;
@@ -164,10 +173,10 @@ impl<S: Peer> ChangesReader<S> {
             // that is not snapshot-consistent (pouchdb-server) can leave out rows that moved to
             // a later sequence while it read, and the next page finds them. That costs one
             // round trip at the end.
-            let short = page.changes.len() < self.limit;
+            let short = page.changes.len() < self.feed.limit;
             self.since = page.last_seq.clone();
             self.caught_up = short;
-            self.idle = short && self.continuous;
+            self.idle = short && self.feed.continuous;
             return Some(Ok(Item::Batch(page)));
         }
     }
@@ -175,7 +184,7 @@ impl<S: Peer> ChangesReader<S> {
     /// What an empty page from `self.since` that ends at `last_seq` means (see the module's
     /// documentation).
     async fn after_empty(&self, last_seq: Seq) -> Result<Empty> {
-        if matches!(self.filter, Filter::All) {
+        if matches!(self.feed.filter, Filter::All) {
             return Ok(Empty::Until(self.since.clone()));
         }
         let again = self.read(None).await?;
@@ -189,8 +198,8 @@ impl<S: Peer> ChangesReader<S> {
     async fn read(&self, wait: Option<Duration>) -> Result<ChangesBatch> {
         let req = ChangesRequest {
             since: self.since.clone(),
-            limit: self.limit,
-            filter: self.filter.clone(),
+            limit: self.feed.limit,
+            filter: self.feed.filter.clone(),
             wait,
         };
         self.source.changes(&req).await

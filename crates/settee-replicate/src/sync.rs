@@ -162,8 +162,15 @@ pub struct SyncStatus {
     #[serde(default)]
     pub never_synced: bool,
     /// Documents with a revision the remote is not known to hold, that the sync's filter
-    /// includes (rejected ones included). Exact: 0 right after a complete sync.
+    /// includes: every such document, design documents (a Mango index is one) and rejected
+    /// ones included; `_local` documents never (they do not replicate). Exact: 0 right
+    /// after a complete sync. An app's own documents are `unpushed - unpushed_design`.
     pub unpushed: u64,
+    /// Of `unpushed`, the design documents (ids starting with `_design/`): the indexes,
+    /// views and validation functions the app or a library wrote, not the app's data.
+    /// Absent (0) in a status from an older server.
+    #[serde(default)]
+    pub unpushed_design: u64,
     /// Of those, documents the remote refused.
     pub rejected: u64,
     /// Documents with a revision the remote does not have that the sync's filter excludes.
@@ -488,6 +495,8 @@ pub async fn status_named(local: &Database, remote: &str) -> Result<SyncStatus> 
         Ok((unpushed, rejected, total.unsynced.saturating_sub(unpushed)))
     })
     .await?;
+    let v = view.clone();
+    let unpushed_design = blocking(local, move |db| unpushed_design(&db, &v)).await?;
     let when = |doc: Option<serde_json::Value>| {
         doc.as_ref()
             .and_then(ReplicationLog::from_doc)
@@ -501,6 +510,7 @@ pub async fn status_named(local: &Database, remote: &str) -> Result<SyncStatus> 
         remote: asked,
         identity: view.remote,
         unpushed,
+        unpushed_design,
         rejected,
         not_replicated,
         // The later of when a run last caught up and its last checkpoint (the same format,
@@ -510,6 +520,31 @@ pub async fn status_named(local: &Database, remote: &str) -> Result<SyncStatus> 
         last_pull: when(checkpoint_of(local, view.pull_id.as_deref()).await?)
             .max(view.last_pull.clone()),
     })
+}
+
+/// How many of the pair's unpushed documents are design documents: the store's unsynced
+/// listing from the start of the `_design/` id range to its end, so the cost is in the
+/// number of unsynced design documents (plus the pending documents the listing merges in).
+fn unpushed_design(db: &Database, view: &PairView) -> settee_store::Result<u64> {
+    const PREFIX: &str = "_design/";
+    let mut n = 0u64;
+    // Every design document's id is longer than the prefix, so it sorts after it.
+    let mut after = PREFIX.to_owned();
+    loop {
+        let rows = db.unsynced(&view.remote, Some(&after), UNSYNCED_PAGE)?;
+        let full = rows.len() == UNSYNCED_PAGE;
+        for (id, state) in rows {
+            if !id.starts_with(PREFIX) {
+                return Ok(n);
+            }
+            let state = view.filtered(&id, state)?;
+            n += u64::from(!state.is_synced() && state != SyncState::NotReplicated);
+            after = id;
+        }
+        if !full {
+            return Ok(n);
+        }
+    }
 }
 
 /// Asks `remote` its identity ([`Peer::learn_identity`]: one `GET /` for a remote

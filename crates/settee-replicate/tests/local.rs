@@ -448,6 +448,54 @@ async fn status_counts_exactly_what_the_other_store_lacks_offline() {
     a.verify().unwrap();
 }
 
+/// A one-shot sync of `a` with `b` with `filter`.
+async fn sync_with(a: &Database, b: &Database, filter: Filter) {
+    let opts = ReplicateOptions {
+        filter,
+        ..Default::default()
+    };
+    settee_replicate::sync(a.clone(), b.clone(), opts, None, Default::default())
+        .await
+        .unwrap();
+}
+
+/// Issue 22 finding 8: a Mango index is a design document, so 14 unsynced notes read as 15
+/// unpushed; `unpushed_design` says how many of those are design documents.
+#[tokio::test]
+async fn issue_22_unpushed_says_how_many_are_design_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (store(&dir, "a"), store(&dir, "b"));
+    let counts = || async {
+        let st = settee_replicate::status(&a, &b).await.unwrap();
+        (st.unpushed, st.unpushed_design, st.not_replicated)
+    };
+    // Ids on both sides of `_design/` in id order ('Z' < '_' < 'n').
+    for i in 0..7 {
+        a.put(json!({"_id": format!("Note{i}"), "kind": "note"}))
+            .unwrap();
+        a.put(json!({"_id": format!("note{i}"), "kind": "note"}))
+            .unwrap();
+    }
+    a.put(json!({"_id": "_design/idx", "language": "query"}))
+        .unwrap();
+    a.put_local(json!({"_id": "_local/x"})).unwrap();
+    // Never synced (the remote is not registered yet).
+    assert_eq!(counts().await, (15, 1, 0));
+    sync_with(&a, &b, Filter::All).await;
+    assert_eq!(counts().await, (0, 0, 0));
+    // Synced before: two new design documents and one new note.
+    a.put(json!({"_id": "_design/a"})).unwrap();
+    a.put(json!({"_id": "_design/b"})).unwrap();
+    a.put(json!({"_id": "note9", "kind": "note"})).unwrap();
+    assert_eq!(counts().await, (3, 2, 0));
+    // A selector that leaves the design documents out: they are not replicated, not unpushed.
+    let notes = Selector::parse(&json!({"kind": "note"})).unwrap();
+    sync_with(&a, &b, Filter::Selector(notes)).await;
+    assert_eq!(counts().await, (0, 0, 2));
+    sync_with(&a, &b, Filter::All).await;
+    assert_eq!(counts().await, (0, 0, 0));
+}
+
 #[tokio::test]
 async fn a_filtered_sync_reports_what_it_excludes_as_not_replicated() {
     let dir = tempfile::tempdir().unwrap();

@@ -203,6 +203,18 @@ impl TestServer {
         };
         (status, String::from_utf8_lossy(&body).into_owned())
     }
+
+    /// The server's databases whose names start with `start` (from `_all_dbs`).
+    ///
+    /// # Panics
+    /// If the server does not answer `_all_dbs` with a list of names.
+    pub fn databases_starting(&self, start: &str) -> Vec<String> {
+        let (status, body) = self.raw_request("GET", "/_all_dbs", None);
+        assert_eq!(status, 200, "GET /_all_dbs: {body}");
+        let all: Vec<String> = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET /_all_dbs is no list of names ({e}): {body}"));
+        all.into_iter().filter(|n| n.starts_with(start)).collect()
+    }
 }
 
 /// The body of a `Transfer-Encoding: chunked` answer, its chunks joined (as far as they are
@@ -228,6 +240,59 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
 /// `settee-test-{prefix}-{pid}-{counter}-{random}`, lowercased to suit CouchDB's rules.
 pub fn unique_db_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}{}-{:08x}",
+        db_name_start(prefix),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+/// Deletes the databases named after `prefix` (by [`unique_db_name`]) that a process of
+/// this machine which no longer runs left behind, and returns their names. A test process
+/// killed mid-run (Ctrl-C, a harness's timeout) runs no destructor, so its [`TestDb`]s stay
+/// on the server; a test that sweeps before it starts keeps them from piling up. Databases
+/// of running processes are left alone; so is everything on a system without `/proc`.
+///
+/// # Panics
+/// If the server does not answer `_all_dbs`.
+pub fn sweep_dead_processes_dbs(prefix: &str) -> Vec<String> {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return Vec::new();
+    }
+    let server = TestServer::get();
+    let start = any_process_start(prefix);
+    let mut swept = Vec::new();
+    for name in server.databases_starting(&start) {
+        let pid = name[start.len()..].split('-').next().unwrap_or_default();
+        let alive = pid
+            .parse::<u32>()
+            .map_or(true, |p| proc.join(p.to_string()).exists());
+        if !alive {
+            let (status, body) = server.raw_request("DELETE", &format!("/{name}"), None);
+            if matches!(status, 200 | 202 | 404) {
+                swept.push(name);
+            } else {
+                eprintln!(
+                    "settee-testkit: deleting {name} left by a dead process: {status} {body}"
+                );
+            }
+        }
+    }
+    swept
+}
+
+/// How every [`unique_db_name`] of `prefix` made by this process starts:
+/// `settee-test-{prefix}-{pid}-` (what a test lists to check it left nothing behind, see
+/// [`TestServer::databases_starting`]).
+pub fn db_name_start(prefix: &str) -> String {
+    format!("{}{}-", any_process_start(prefix), std::process::id())
+}
+
+/// `settee-test-{prefix}-`, with `prefix` lowercased and anything but letters and digits
+/// made `_` (CouchDB's rules for names).
+fn any_process_start(prefix: &str) -> String {
     let prefix: String = prefix
         .chars()
         .map(|c| {
@@ -238,12 +303,7 @@ pub fn unique_db_name(prefix: &str) -> String {
             }
         })
         .collect();
-    format!(
-        "settee-test-{prefix}-{}-{}-{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    )
+    format!("settee-test-{prefix}-")
 }
 
 /// The seed of a randomised test: `var` from the environment (to replay a failure), or
@@ -326,6 +386,9 @@ impl TestDb {
 /// Set (to anything) to keep test databases on the server after the tests, for debugging.
 pub const KEEP_DBS_VAR: &str = "SETTEE_TEST_KEEP_DBS";
 
+/// How many times a [`TestDb`] asks the server to delete its database.
+const DELETE_ATTEMPTS: u32 = 3;
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::env::var_os(KEEP_DBS_VAR).is_some() {
@@ -334,15 +397,25 @@ impl Drop for TestDb {
         }
         let server = self.server.clone();
         let path = format!("/{}", self.name);
-        // A separate thread: Drop may run on a tokio worker, which must not block on I/O
-        // for long, and a panic here must not abort a test that is already unwinding.
-        let handle = std::thread::spawn(move || server.raw_request("DELETE", &path, None));
-        match handle.join() {
-            Ok((200 | 202 | 404, _)) => {}
-            Ok((status, body)) => {
-                eprintln!("settee-testkit: deleting {}: {status} {body}", self.name)
-            }
-            Err(_) => eprintln!("settee-testkit: deleting {} failed", self.name),
+        // Tried again when the server fails (a busy server answers 5xx, or a connection
+        // fails): a database left behind stays on the shared server for good. A 404 is
+        // success (the test deleted it itself).
+        for attempt in 1..=DELETE_ATTEMPTS {
+            let (server, path) = (server.clone(), path.clone());
+            // A separate thread: Drop may run on a tokio worker, which must not block on
+            // I/O for long, and a panic here must not abort a test that is already
+            // unwinding.
+            let handle = std::thread::spawn(move || server.raw_request("DELETE", &path, None));
+            let failed = match handle.join() {
+                Ok((200 | 202 | 404, _)) => return,
+                Ok((status, body)) => format!("{status} {body}"),
+                Err(_) => "no answer".to_owned(),
+            };
+            eprintln!(
+                "settee-testkit: deleting {} (attempt {attempt} of {DELETE_ATTEMPTS}): {failed}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::checkpoint::Logs;
 use crate::events::{Event, Stats};
 use crate::fetch::FetchQueue;
 use crate::peer::{ChangesBatch, DocFailure, FetchRequest, Peer};
-use crate::reader::{ChangesReader, Item};
+use crate::reader::{ChangesReader, Feed, Item};
 use crate::{Error, Result};
 
 /// At most this many failed documents are kept in a checkpoint (all are in events).
@@ -53,10 +53,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
     ) -> Result<()> {
         let reader = ChangesReader::new(
             self.source.clone(),
-            self.opts.filter.clone(),
-            self.opts.batch_size,
-            self.opts.continuous,
-            self.opts.longpoll,
+            Feed::of(&self.opts),
             progress.done_seq.clone(),
         )
         .last_read_after(self.last_read_after.clone())

@@ -10,7 +10,7 @@
 //!   document the index covers (`settee_query::IndexDef::key_of`), stored in sorted blocks
 //!   (`index_blocks.rs`) and maintained by [`IndexHook`] in the batch of the write that
 //!   changes the document: an index is never out of step after a crash.
-//! - **Building.** A registered index is built by [`Database::build_index`] in chunks of
+//! - **Building.** A registered index is built by [`Database::build_index`](crate::Database::build_index) in chunks of
 //!   documents in id order, each chunk one batch that also records how far the build got, so
 //!   a crash resumes it. Writes keep the entries of documents the build has passed; the build
 //!   reads the current state of the rest. `find` builds an index it needs first; `create_index`

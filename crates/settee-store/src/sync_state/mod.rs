@@ -3,10 +3,10 @@
 //! exact because every change to a document's leaves goes through its write path, which
 //! updates the state in the same `sled::Batch` as the data (see `write/`).
 //!
-//! A remote is *registered* ([`Database::register_remote`]) under a name (the replicator
-//! passes the remote's identity: its server's uuid with the database name, or a URL without
-//! credentials) and gets a small number. For
-//! each registered remote, a document with leaves the remote is not known to hold has a `U`
+//! A remote is *registered*
+//! ([`Database::register_remote`](crate::Database::register_remote)) under a name (the
+//! replicator passes the remote's identity: its server's uuid with the database name, or a
+//! URL without credentials) and gets a small number. For each registered remote, a document with leaves the remote is not known to hold has a `U`
 //! entry (`keys::Unsynced`: those leaves, sorted, and the remote's standing rejection, if
 //! any); a document without one (and not pending, below) is synced. `Msync` counts the
 //! unsynced documents, so counts are one read, and listing walks the entries.
@@ -22,8 +22,8 @@
 //! all their leaves ([`SyncBatch::extend_pending`]), so local edits write no entries either.
 //!
 //! What makes a leaf held: a revision read from the remote and written here
-//! ([`Database::bulk_docs_json_from`], in the write's own batch), or the remote confirming
-//! it afterwards ([`Database::record_remote_revs`], after a push's write results or a
+//! ([`Database::bulk_docs_json_from`](crate::Database::bulk_docs_json_from), in the write's own batch), or the remote confirming
+//! it afterwards ([`Database::record_remote_revs`](crate::Database::record_remote_revs), after a push's write results or a
 //! `_revs_diff` that says "not missing"). Every other new leaf (an edit here, a revision from
 //! anywhere else, a leaf a purge uncovers) is unsynced for every registered remote. A crash
 //! between a remote's write and its confirmation leaves the document unsynced, never the
