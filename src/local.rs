@@ -1,6 +1,6 @@
 //! [`Local`]: a local store, open in this process or held by another one (then reached
 //! through that process). What only a local store has lives here: opening and closing it,
-//! destroying it, compaction, and the sync with a [`Remote`] (the sync-state calls are in
+//! destroying it, compaction, and the sync with a [`crate::Remote`] (the sync-state calls are in
 //! `sync_state.rs`).
 
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use crate::{Error, Result};
 /// A local store: a sled directory this process opened, or one another process holds
 /// (`settee serve`, `settee sync --live`, an app serving its store), reached through that
 /// process as sled lets one process open a store at a time. Its documents are the
-/// [`crate::Documents`] calls; what it knows of a [`Remote`], offline, is
+/// [`crate::Documents`] calls; what it knows of a [`crate::Remote`], offline, is
 /// [`Local::sync_state`], [`Local::unsynced`], [`Local::sync_status`] and
 /// [`Local::status`]; [`Local::sync`] syncs it.
 ///

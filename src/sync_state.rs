@@ -98,7 +98,7 @@ impl Local {
             .map(|r| r.map_err(Error::from)))
     }
 
-    /// The counts of [`status`] that need no network: unpushed, rejected and filtered-out
+    /// The counts of [`Local::status`] that need no network: unpushed, rejected and filtered-out
     /// documents, and the last push and pull.
     ///
     /// # Errors

@@ -27,6 +27,7 @@ mod endpoint;
 mod error;
 mod events;
 mod fetch;
+mod offline;
 mod peer;
 mod peer_couch;
 mod peer_store;
@@ -42,6 +43,11 @@ pub use checkpoint::{
 pub use endpoint::AnyPeer;
 pub use error::{Error, Result};
 pub use events::{Direction, Event, RetryReason, Stats, Summary};
+pub use offline::{
+    learn_identity, pull_since_named, status, status_named, sync_state, sync_state_changes,
+    sync_state_named, unpulled, unpulled_since, unsynced, unsynced_named, unsynced_page, PullSince,
+    SyncStatus, UnsyncedPage,
+};
 pub use peer::{
     Change, ChangesBatch, ChangesRequest, DocFailure, FetchRequest, Fetched, Filter, Peer,
     PeerInfo, Role,
@@ -56,9 +62,5 @@ pub use settee_couch::RetryPolicy;
 /// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
 pub use settee_query::{Error as SelectorError, Selector};
 pub use settee_store::SyncState;
-pub use sync::{
-    learn_identity, pull_since_named, status, status_named, sync, sync_state, sync_state_changes,
-    sync_state_named, unpulled, unpulled_since, unsynced, unsynced_named, unsynced_page, PullSince,
-    SyncStatus, SyncSummary, UnsyncedPage,
-};
+pub use sync::{sync, SyncSummary};
 pub use tokio_util::sync::CancellationToken;
