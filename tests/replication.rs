@@ -425,7 +425,11 @@ async fn scattered_failures_beyond_the_retry_limit_do_not_stop_a_one_shot_run() 
         .unwrap();
     let src = Db::Remote(settee::Remote::from_couch(client.db(name)));
     let target = settee::Local::from_store(local(&dir, "pulled"));
-    proxy.fail_every(5);
+    // A period that is no multiple of a step's request count: with 5, the session's start
+    // (the server's uuid once, both checkpoints under the new and the old replication id,
+    // the claim) made 5 requests, so every retry of it failed at the same request — not
+    // scattered failures but one that always returns.
+    proxy.fail_every(7);
     let opts = ReplicateOptions {
         batch_size: 25,
         batches_in_flight: 1,

@@ -132,7 +132,7 @@ pub async fn local_tree(local: &impl settee::Documents, id: &str) -> Vec<Value> 
         .await
     {
         Ok(answer) => leaves(answer),
-        Err(e) if e.name() == "not_found" => Vec::new(),
+        Err(e) if e.kind() == settee::ErrorKind::NotFound => Vec::new(),
         Err(e) => panic!("open_revs of {id} locally: {e}"),
     }
 }

@@ -373,7 +373,7 @@ impl LogSlot {
                 self.unconfirmed = None;
                 Ok(())
             }
-            Err(e) if e.name() == "conflict" => {
+            Err(e) if e.kind() == settee_store::ErrorKind::Conflict => {
                 // Someone wrote it since we read it, unless that was this very write, applied
                 // once already by a request that was retried.
                 self.verify(peer).await?;
@@ -387,7 +387,11 @@ impl LogSlot {
                 })
             }
             Err(e)
-                if self.tolerate_forbidden && matches!(e.name(), "forbidden" | "unauthorized") =>
+                if self.tolerate_forbidden
+                    && matches!(
+                        e.kind(),
+                        settee_store::ErrorKind::Forbidden | settee_store::ErrorKind::Unauthorized
+                    ) =>
             {
                 tracing::warn!(peer = %peer.describe(), "cannot write checkpoints to the source ({e}); checkpointing the target only");
                 self.unconfirmed = None;

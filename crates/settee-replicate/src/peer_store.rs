@@ -528,7 +528,7 @@ fn drop_local(db: &Database, id: &str) -> settee_store::Result<()> {
         let Some(rev) = rev else { return Ok(()) };
         match db.delete_local(id, &rev) {
             Ok(_) => return Ok(()),
-            Err(e) if e.name() == "conflict" || e.is_not_found() => continue,
+            Err(e) if e.kind() == settee_store::ErrorKind::Conflict || e.is_not_found() => continue,
             Err(e) => return Err(e),
         }
     }

@@ -40,7 +40,7 @@ pub async fn sync<L: Peer, R: Peer>(
         loop {
             let created = match remote.info().await {
                 Ok(_) => Ok(()),
-                Err(e) if e.name() == "not_found" => remote.create().await,
+                Err(e) if e.kind() == settee_store::ErrorKind::NotFound => remote.create().await,
                 Err(e) => Err(e),
             };
             let e = match created {

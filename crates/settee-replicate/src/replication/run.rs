@@ -351,7 +351,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
         let target = match self.target.info().await {
             Ok(info) => info,
             Err(e) => {
-                if e.name() != "not_found" {
+                if e.kind() != settee_store::ErrorKind::NotFound {
                     return Err(e);
                 }
                 if !self.opts.create_target {
