@@ -35,6 +35,24 @@ pub struct Remote {
 }
 
 /// Builds a [`Remote`] (C-BUILDER): [`Remote::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// # fn demo() -> Result<(), settee::Error> {
+/// // A user named in the URL, the password from where the app keeps it.
+/// let server = settee::Remote::builder("https://alice@couch.example.com/notes")
+///     .credentials("alice", "from the keychain")
+///     .cookie_session()
+///     .connect_timeout(Duration::from_secs(5))
+///     .retry(settee::RetryPolicy::none())
+///     .build()?;
+/// assert_eq!(server.url().as_str(), "https://couch.example.com/notes");
+/// // A URL that names no database is refused at once.
+/// let err = settee::Remote::builder("http://127.0.0.1:5984/").build().unwrap_err();
+/// assert_eq!(err.kind(), settee::ErrorKind::BadRequest);
+/// # Ok(()) }
+/// # demo().unwrap();
+/// ```
 #[derive(Debug)]
 pub struct RemoteBuilder {
     url: String,

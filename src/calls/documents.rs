@@ -44,6 +44,30 @@ pub struct ReadOptions {
 }
 
 /// What [`crate::Documents::changes`] reads: one page of the changes feed.
+///
+/// ```
+/// # async fn demo() -> Result<(), settee::Error> {
+/// use settee::{ChangesRequest, Documents};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let notes = settee::Local::open(dir.path().join("notes"))?;
+/// for id in ["a", "b", "c"] {
+///     notes.put(serde_json::json!({"_id": id})).await?;
+/// }
+/// // Pages of two, each starting where the last one ended.
+/// let mut req = ChangesRequest { limit: Some(2), ..Default::default() };
+/// let mut ids = Vec::new();
+/// loop {
+///     let page: settee::ChangesPage = notes.changes(&req).await?;
+///     if page.results.is_empty() {
+///         break;
+///     }
+///     ids.extend(page.results.into_iter().map(|c| c.id));
+///     req.since = Some(page.last_seq);
+/// }
+/// assert_eq!(ids, ["a", "b", "c"]);
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChangesRequest {
     /// Start after this sequence (`None`: from the beginning). A sequence is the

@@ -13,6 +13,24 @@ use crate::doc::doc_error;
 use crate::{ChangesFeed, Doc, Error, FindRequest, Found, ReadOptions, Result};
 
 /// One item of [`crate::Documents::changes_docs`]: a changed document, typed.
+///
+/// ```
+/// # async fn demo() -> Result<(), settee::Error> {
+/// use futures::TryStreamExt;
+/// use settee::{Doc, DocChange, Documents};
+/// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// struct Note { title: String }
+/// # let dir = tempfile::tempdir().unwrap();
+/// let notes = settee::Local::open(dir.path().join("notes"))?;
+/// let kept = notes.put_doc(&Doc::new("kept", Note { title: "hi".into() })).await?;
+/// let gone = notes.put_doc(&Doc::new("gone", Note { title: "bye".into() })).await?;
+/// notes.delete_doc(&gone).await?;
+/// let changes: Vec<DocChange<Note>> = notes.changes_docs(Default::default()).try_collect().await?;
+/// assert_eq!(changes[0].doc.as_ref().unwrap().body, kept.body);
+/// assert_eq!((changes[1].id.as_str(), changes[1].doc.is_none()), ("gone", true));
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocChange<T> {
     /// Where this change is in the feed (the `since` that resumes after it).

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 // The facade re-exports `Event` but not the `Direction` its variants carry.
-use settee::replicate::Direction;
+use settee::Direction;
 use settee::{CancellationToken, Event, Local, ReplicateOptions, RetryNow, RetryPolicy};
 use tokio::sync::Notify;
 
