@@ -380,6 +380,46 @@ pub trait Documents: sealed::Sealed + Sync {
         self.target().put_attachment(id, rev, upload)
     }
 
+    /// Adds (or replaces) attachment `name` of document `id` from any tokio `AsyncRead` (a
+    /// file, a socket, a child's stdout), as a new revision on top of `rev` (a new document
+    /// with only the attachment when `rev` is `None` and the document does not exist).
+    /// Returns the new revision. A server receives the bytes streamed as they are read
+    /// (`multipart/related`, never base64, never whole in memory), so it needs `length`
+    /// up front; a local store takes `None` too.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use settee::Documents;
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("photo.jpg"), b"not really a jpeg")?;
+    /// let db = settee::Local::open(dir.path().join("db"))?;
+    /// let file = tokio::fs::File::open(dir.path().join("photo.jpg")).await?;
+    /// let length = file.metadata().await?.len();
+    /// let rev = db
+    ///     .put_attachment_from("note:1", None, "photo.jpg", "image/jpeg", file, Some(length))
+    ///     .await?;
+    /// assert!(rev.to_string().starts_with("1-"));
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// `conflict` for a stale or missing `rev`; `bad_request` for a read error of `reader`,
+    /// a reader that gives more or fewer bytes than `length`, or no `length` for a server;
+    /// the peer's errors.
+    fn put_attachment_from(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+        content_type: &str,
+        reader: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+        length: Option<u64>,
+    ) -> impl Future<Output = Result<Rev>> + Send {
+        self.target()
+            .put_attachment_from(id, rev, name, content_type, reader, length)
+    }
+
     /// Removes attachment `name` from document `id` at revision `rev` (a new revision
     /// without it; the document's other attachments are kept). Returns the new revision.
     ///

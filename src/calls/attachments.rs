@@ -1,33 +1,34 @@
-//! Attachments as byte streams, local or remote: reading one without base64, and adding one
-//! from a stream (a server receives it streamed in a `multipart/related` request; a local
-//! store, which keeps an attachment as one value, collects it first).
+//! Attachments as byte streams, local or remote: reading one without base64 (a server's body
+//! streamed as it arrives), and adding one from a stream or an `AsyncRead` (a server
+//! receives it streamed in a `multipart/related` request). A local store keeps an attachment
+//! as one value today, so its reads and writes go through `store_read` and `store_write`
+//! alone, the two places to switch when the store streams.
+
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use settee_couch::{AttachmentBody, AttachmentUpload};
+use futures::{Stream, StreamExt};
+use settee_couch::{AttachmentUpload, RemoteDb};
 use settee_revtree::Rev;
+use settee_store::Database;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{blocking, Target};
 use crate::{Error, Result};
 
-/// An attachment read by [`crate::Documents::get_attachment`]: its type and its bytes as a stream.
+/// An attachment read by [`crate::Documents::get_attachment`]: its type, its length when
+/// known, and its bytes as a stream.
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use futures::TryStreamExt;
 /// use settee::Documents;
 /// # let dir = tempfile::tempdir()?;
-/// # let path = dir.path().join("notes");
-/// # let path = path.to_str().unwrap();
-/// let notes = settee::Local::open(path)?;
-/// let chunks = futures::stream::iter([Ok(bytes::Bytes::from_static(b"hello"))]);
-/// let upload = settee::AttachmentUpload {
-///     name: "a.txt".into(),
-///     content_type: "text/plain".into(),
-///     length: 5,
-///     body: Box::pin(chunks),
-/// };
-/// notes.put_attachment("note:1", None, upload).await?;
+/// let notes = settee::Local::open(dir.path().join("notes"))?;
+/// let file: &[u8] = b"hello"; // any tokio AsyncRead: a file, a socket
+/// notes.put_attachment_from("note:1", None, "a.txt", "text/plain", file, Some(5)).await?;
 /// let att: settee::AttachmentStream = notes.get_attachment("note:1", "a.txt", None).await?;
 /// assert_eq!(att.content_type.as_deref(), Some("text/plain"));
 /// let data: Vec<bytes::Bytes> = att.body.try_collect().await?;
@@ -35,20 +36,7 @@ use crate::{Error, Result};
 /// # Ok(()) }
 /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 /// ```
-pub struct AttachmentStream {
-    /// Its MIME type (`None` when a server does not say).
-    pub content_type: Option<String>,
-    /// Its bytes.
-    pub body: AttachmentBody,
-}
-
-impl std::fmt::Debug for AttachmentStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AttachmentStream")
-            .field("content_type", &self.content_type)
-            .finish_non_exhaustive()
-    }
-}
+pub use settee_couch::AttachmentStream;
 
 impl Target {
     pub(crate) async fn get_attachment(
@@ -58,22 +46,8 @@ impl Target {
         rev: Option<&Rev>,
     ) -> Result<AttachmentStream> {
         match &self {
-            Target::Store(d) => {
-                let (id, name, rev) = (id.to_owned(), name.to_owned(), rev.cloned());
-                let att = blocking(d, move |d| d.attachment(&id, rev.as_ref(), &name)).await?;
-                let data = Bytes::from(att.data);
-                Ok(AttachmentStream {
-                    content_type: Some(att.content_type),
-                    body: Box::pin(futures::stream::once(async move { Ok(data) })),
-                })
-            }
-            Target::Http(r) => {
-                let data = r.get_attachment(id, name, rev).await?;
-                Ok(AttachmentStream {
-                    content_type: None,
-                    body: Box::pin(futures::stream::once(async move { Ok(data) })),
-                })
-            }
+            Target::Store(d) => store_read(d, id, name, rev).await,
+            Target::Http(r) => Ok(r.attachment(id, name, rev).await?),
         }
     }
 
@@ -89,46 +63,47 @@ impl Target {
                     name,
                     content_type,
                     length,
-                    mut body,
+                    body,
                 } = upload;
-                let mut data = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-                while let Some(chunk) = body.next().await {
-                    let chunk = chunk.map_err(|e| {
-                        Error::BadRequest(format!("reading attachment {name}: {e}"))
-                    })?;
-                    data.extend_from_slice(&chunk);
-                }
-                if data.len() as u64 != length {
-                    return Err(Error::BadRequest(format!(
-                        "attachment {name}: the stream gave {} bytes, the upload said {length}",
-                        data.len()
-                    )));
-                }
-                let (id2, rev) = (id.to_owned(), rev.cloned());
-                let res = blocking(d, move |d| {
-                    d.put_attachment(&id2, rev.as_ref(), &name, &content_type, data)
-                })
-                .await?;
-                res.rev
-                    .ok_or_else(|| Error::BadRequest(format!("no revision written for {id}")))
+                let reader = tokio_util::io::StreamReader::new(body);
+                store_write(d, id, rev, &name, &content_type, reader, Some(length)).await
             }
+            Target::Http(r) => http_write(r, id, rev, upload).await,
+        }
+    }
+
+    pub(crate) async fn put_attachment_from(
+        self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+        content_type: &str,
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        length: Option<u64>,
+    ) -> Result<Rev> {
+        match &self {
+            Target::Store(d) => store_write(d, id, rev, name, content_type, reader, length).await,
             Target::Http(r) => {
-                // The document as it is (its other attachments as stubs), then the upload.
-                let mut doc = match rev {
-                    Some(rev) => {
-                        let opts = settee_couch::GetOptions {
-                            rev: Some(rev.clone()),
-                            ..Default::default()
-                        };
-                        r.get(id, &opts).await?
-                    }
-                    None => serde_json::json!({"_id": id}),
+                // CouchDB needs each attachment's length in the document's stub, before the
+                // bytes; a reader of unknown length would have to be spooled first.
+                let length = length.ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "attachment {name:?} of {id:?}: a server needs the length up front; \
+                         give it, or write the bytes to a file first"
+                    ))
+                })?;
+                let body = ExactLength {
+                    inner: Mutex::new(tokio_util::io::ReaderStream::new(reader)),
+                    expected: length,
+                    seen: 0,
                 };
-                if let Some(atts) = doc.get_mut("_attachments").and_then(|a| a.as_object_mut()) {
-                    atts.remove(&upload.name);
-                }
-                let res = r.put_multipart(id, &doc, vec![upload], true).await?;
-                Ok(res.rev)
+                let upload = AttachmentUpload {
+                    name: name.to_owned(),
+                    content_type: content_type.to_owned(),
+                    length,
+                    body: Box::pin(body),
+                };
+                http_write(r, id, rev, upload).await
             }
         }
     }
@@ -163,5 +138,133 @@ impl Target {
             .and_then(serde_json::Value::as_str)
             .and_then(|r| r.parse::<Rev>().ok())
             .ok_or_else(|| Error::BadRequest(format!("no revision in the answer for {id}")))
+    }
+}
+
+/// A local store's attachment, read. The store gives it whole today; with its streaming
+/// read this becomes `Database::attachment_reader` behind the same [`AttachmentStream`].
+async fn store_read(
+    d: &Database,
+    id: &str,
+    name: &str,
+    rev: Option<&Rev>,
+) -> Result<AttachmentStream> {
+    let (id, name, rev) = (id.to_owned(), name.to_owned(), rev.cloned());
+    let att = blocking(d, move |d| d.attachment(&id, rev.as_ref(), &name)).await?;
+    let data = Bytes::from(att.data);
+    Ok(AttachmentStream {
+        content_type: Some(att.content_type),
+        length: Some(data.len() as u64),
+        body: Box::pin(futures::stream::once(async move { Ok(data) })),
+    })
+}
+
+/// A local store's attachment, written from `reader` as a new revision. The store keeps an
+/// attachment as one value today, so the bytes are collected first; with its streaming write
+/// this becomes `Database::put_attachment_from` on the blocking pool (through
+/// `tokio_util::io::SyncIoBridge`).
+async fn store_write(
+    d: &Database,
+    id: &str,
+    rev: Option<&Rev>,
+    name: &str,
+    content_type: &str,
+    mut reader: impl AsyncRead + Send + Unpin + 'static,
+    length: Option<u64>,
+) -> Result<Rev> {
+    let capacity = length.and_then(|l| usize::try_from(l).ok()).unwrap_or(0);
+    let mut data = Vec::with_capacity(capacity);
+    reader
+        .read_to_end(&mut data)
+        .await
+        .map_err(|e| Error::BadRequest(format!("reading attachment {name:?} of {id:?}: {e}")))?;
+    if let Some(length) = length.filter(|l| *l != data.len() as u64) {
+        return Err(Error::BadRequest(format!(
+            "attachment {name:?} of {id:?}: the stream gave {} bytes, the upload said {length}",
+            data.len()
+        )));
+    }
+    let (id2, rev, name, content_type) = (
+        id.to_owned(),
+        rev.cloned(),
+        name.to_owned(),
+        content_type.to_owned(),
+    );
+    let res = blocking(d, move |d| {
+        d.put_attachment(&id2, rev.as_ref(), &name, &content_type, data)
+    })
+    .await?;
+    res.rev
+        .ok_or_else(|| Error::BadRequest(format!("no revision written for {id}")))
+}
+
+/// An attachment written to a server: the document as it is (its other attachments as
+/// stubs), then one streamed `multipart/related` `PUT`.
+async fn http_write(
+    r: &RemoteDb,
+    id: &str,
+    rev: Option<&Rev>,
+    upload: AttachmentUpload,
+) -> Result<Rev> {
+    let mut doc = match rev {
+        Some(rev) => {
+            let opts = settee_couch::GetOptions {
+                rev: Some(rev.clone()),
+                ..Default::default()
+            };
+            r.get(id, &opts).await?
+        }
+        None => serde_json::json!({"_id": id}),
+    };
+    if let Some(atts) = doc.get_mut("_attachments").and_then(|a| a.as_object_mut()) {
+        atts.remove(&upload.name);
+    }
+    let res = r.put_multipart(id, &doc, vec![upload], true).await?;
+    Ok(res.rev)
+}
+
+/// A reader's bytes as an attachment body: exactly `expected` of them (a reader that gives
+/// more or fewer ends in an error before the server could store a wrong attachment), and
+/// `Sync` as [`settee_couch::AttachmentBody`] needs without asking the reader to be: the
+/// stream is only ever reached through `&mut`, so the mutex is never locked.
+struct ExactLength<S> {
+    inner: Mutex<S>,
+    expected: u64,
+    seen: u64,
+}
+
+impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for ExactLength<S> {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let inner = this
+            .inner
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let polled = inner.poll_next_unpin(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.seen += chunk.len() as u64;
+                if this.seen > this.expected {
+                    return Poll::Ready(Some(Err(std::io::Error::other(format!(
+                        "the reader gave more than the {} bytes announced",
+                        this.expected
+                    )))));
+                }
+            }
+            Poll::Ready(None) if this.seen != this.expected => {
+                let seen = std::mem::replace(&mut this.seen, this.expected);
+                return Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the reader ended after {seen} of the {} bytes announced",
+                        this.expected
+                    ),
+                ))));
+            }
+            _ => {}
+        }
+        polled
     }
 }

@@ -217,7 +217,7 @@ pub(crate) async fn compact(OneDb { db }: OneDb) -> anyhow::Result<Outcome> {
 }
 
 /// A revision given on the command line.
-fn parse_rev(rev: &str) -> anyhow::Result<Rev> {
+pub(super) fn parse_rev(rev: &str) -> anyhow::Result<Rev> {
     rev.parse::<Rev>().with_context(|| {
         format!("{rev:?} is not a revision (N-hex, such as 1-967a00dff5e02add41819138abb3284d)")
     })

@@ -3,7 +3,8 @@
 //! how a database is opened, how progress is shown and how JSON reaches stdout.
 //!
 //! Each group's arguments and work live in its module: [`replicate`] (`replicate`, `sync`),
-//! [`status`], [`docs`] (the document commands), [`find`] (`find`, `index`) and [`serve`].
+//! [`status`], [`docs`] (the document commands), [`attach`] (`attach`, `get-attachment`),
+//! [`find`] (`find`, `index`) and [`serve`].
 
 use std::io::{IsTerminal, Write};
 
@@ -11,6 +12,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 use settee::Db;
 
+mod attach;
 mod docs;
 mod find;
 mod progress;
@@ -62,6 +64,11 @@ pub(crate) enum Command {
     Changes(docs::Changes),
     /// Every conflicted document with its winner and leaves, one JSON line each.
     Conflicts(docs::OneDb),
+    /// Stream FILE in as attachment NAME of document ID (a new revision on top of --rev, or
+    /// of the current one); prints {"ok":true,"id":...,"rev":...}.
+    Attach(attach::Attach),
+    /// Stream attachment NAME of document ID out to FILE (`-` for stdout).
+    GetAttachment(attach::GetAttachment),
     /// Database information.
     Info(docs::OneDb),
     /// Compact the database.
@@ -118,6 +125,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::AllDocs(args) => docs::all_docs(args).await,
         Command::Changes(args) => docs::changes(args).await,
         Command::Conflicts(args) => docs::conflicts(args).await,
+        Command::Attach(args) => attach::attach(args, &ui).await,
+        Command::GetAttachment(args) => attach::get_attachment(args, &ui).await,
         Command::Info(args) => docs::info(args).await,
         Command::Compact(args) => docs::compact(args).await,
         Command::Find(args) => find::find(args).await,

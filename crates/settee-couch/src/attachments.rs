@@ -1,6 +1,7 @@
 //! Attachments: a document with large attachments uploaded as one streamed
-//! `multipart/related` `PUT`, and raw attachment reads. Inline (base64) attachments need
-//! nothing here: they are part of the JSON body (`GetOptions::attachments`).
+//! `multipart/related` `PUT`, and raw attachment reads, whole or as a stream
+//! ([`AttachmentStream`]). Inline (base64) attachments need nothing here: they are part of
+//! the JSON body (`GetOptions::attachments`).
 
 use std::fmt;
 use std::pin::Pin;
@@ -43,6 +44,27 @@ impl AttachmentUpload {
             length: data.len() as u64,
             body: Box::pin(futures::stream::once(async move { Ok(data) })),
         }
+    }
+}
+
+/// An attachment read as a stream ([`RemoteDb::attachment`]; a local store's reads give the
+/// same type through the facade): its type, its length when known, and its bytes.
+pub struct AttachmentStream {
+    /// Its MIME type (`None` when a server does not say).
+    pub content_type: Option<String>,
+    /// Its length in bytes, when known before reading (a server that sends it gzipped, or
+    /// chunked, does not say).
+    pub length: Option<u64>,
+    /// Its bytes.
+    pub body: AttachmentBody,
+}
+
+impl fmt::Debug for AttachmentStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachmentStream")
+            .field("content_type", &self.content_type)
+            .field("length", &self.length)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,17 +187,68 @@ impl RemoteDb {
     /// [`Error::NotFound`]; [`Error::Transport`]; [`Error::ResponseTooLarge`] beyond the
     /// client's `max_response_size`.
     pub async fn get_attachment(&self, id: &str, name: &str, rev: Option<&Rev>) -> Result<Bytes> {
+        let call = self.attachment_call(id, name, rev);
+        self.client.send_bytes(call).await
+    }
+
+    /// `GET /{db}/{id}/{name}` read as a stream: memory holds one chunk of the body at a
+    /// time, whatever the attachment's size (decoded if the server gzipped it). The type
+    /// and length come from the response's headers.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures::TryStreamExt;
+    /// let db = settee_couch::RemoteDb::from_url("http://127.0.0.1:5984/notes")?;
+    /// let mut att = db.attachment("note:1", "image.png", None).await?;
+    /// let mut file = std::fs::File::create("image.png")?;
+    /// while let Some(chunk) = att.body.try_next().await? {
+    ///     std::io::Write::write_all(&mut file, &chunk)?; // one chunk in memory at a time
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Transport`]. A connection that fails while the body is
+    /// read ends the stream with an `std::io::Error` whose source is the [`Error`] (its URL
+    /// redacted).
+    pub async fn attachment(
+        &self,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+    ) -> Result<AttachmentStream> {
+        let call = self.attachment_call(id, name, rev);
+        let shown = crate::RedactedUrl::new(&call.url);
+        let resp = self.client.send(call).await?;
+        let headers = resp.headers();
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // reqwest removes Content-Length when it decodes a gzipped body, so a length here
+        // is the length of the bytes the stream gives.
+        let length = resp.content_length();
+        let body = resp.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| std::io::Error::other(Error::transport(&Method::GET, &shown, e)))
+        });
+        Ok(AttachmentStream {
+            content_type,
+            length,
+            body: Box::pin(body),
+        })
+    }
+
+    fn attachment_call(&self, id: &str, name: &str, rev: Option<&Rev>) -> Call {
         let mut url = self.doc_url(id);
         let path = format!("{}/{}", url.path(), encode_segment(name));
         url.set_path(&path);
         if let Some(rev) = rev {
             url.query_pairs_mut().append_pair("rev", &rev.to_string());
         }
-        let call = Call::new(Method::GET, url).header(
+        Call::new(Method::GET, url).header(
             reqwest::header::ACCEPT,
             reqwest::header::HeaderValue::from_static("*/*"),
-        );
-        self.client.send_bytes(call).await
+        )
     }
 }
 

@@ -1,11 +1,11 @@
 //! Standalone attachments: `GET /{db}/{docid}/{name}` (with `rev`, `ETag`/`If-None-Match`
-//! and one byte `Range`), `PUT` (the body becomes the attachment of a new revision) and
+//! and byte `Range`s, as CouchDB answers them), `PUT` (the body becomes the attachment of a new revision) and
 //! `DELETE` (a new revision without it).
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -46,33 +46,108 @@ pub(crate) async fn attachment(
     }
 }
 
-/// A single byte range of `len` bytes (`bytes=a-b`, `bytes=a-`, `bytes=-n`); `None` for a
-/// header that is not one range (the whole body is sent then, as RFC 9110 allows), `Err`
-/// for a range outside the body (416).
-fn range(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
+/// What a `Range` header asks of an attachment of `len` bytes, answered as CouchDB 3.5 does
+/// (RFC 9110 §14). Ranges are served from the whole attachment the store gives; with a
+/// streaming store they become a seek and a bounded read each.
+#[derive(Debug, PartialEq, Eq)]
+enum Ranges {
+    /// No `Range`, another unit, a header that does not parse, `bytes=0-` (CouchDB sends
+    /// the whole body then), or more than we serve as parts: the whole body, 200.
+    Whole,
+    /// Each `(first, last)` byte, inclusive, inside the body: 206, one range as it is,
+    /// several as `multipart/byteranges`.
+    Parts(Vec<(u64, u64)>),
+    /// A range that starts past the end, ends before it starts, or `-0`: 416.
+    Unsatisfiable,
+}
+
+/// At most this many ranges are served as parts, and only while their bytes add up to no
+/// more than the attachment's: a header of many overlapping ranges would otherwise make a
+/// small request answer the attachment many times over (RFC 9110 §14.2 lets a server send
+/// the whole body instead).
+const MAX_PARTS: usize = 16;
+
+fn ranges(headers: &HeaderMap, len: u64) -> Ranges {
     let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
+        return Ranges::Whole;
     };
     let Some(spec) = v.trim().strip_prefix("bytes=") else {
-        return Ok(None);
+        return Ranges::Whole;
     };
-    if spec.contains(',') {
-        return Ok(None);
+    if spec.trim() == "0-" {
+        return Ranges::Whole;
     }
-    let Some((a, b)) = spec.split_once('-') else {
-        return Ok(None);
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
-        (Some(s), Some(e)) if s <= e => (s, e.min(len.saturating_sub(1))),
-        (Some(s), None) if b.is_empty() => (s, len.saturating_sub(1)),
-        (None, Some(n)) if a.is_empty() && n > 0 => (len.saturating_sub(n), len.saturating_sub(1)),
-        _ => return Ok(None),
-    };
-    if len == 0 || start >= len {
-        return Err(());
+    let mut parts = Vec::new();
+    let mut unsatisfiable = false;
+    for one in spec.split(',') {
+        let Some((a, b)) = one.trim().split_once('-') else {
+            return Ranges::Whole;
+        };
+        let (a, b) = (a.trim(), b.trim());
+        let part = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
+            (Some(first), Some(last)) if first <= last && first < len => {
+                Some((first, last.min(len - 1)))
+            }
+            (Some(_), Some(_)) => None,
+            (Some(first), None) if b.is_empty() => (first < len).then(|| (first, len - 1)),
+            // The last n bytes; all of them when n is longer than the body (RFC 9110
+            // §14.1.2). CouchDB 3.5.0 leaves the first byte out then (`bytes=-300` of 256
+            // bytes answers `bytes 1-255/256`), which no client can want.
+            (None, Some(n)) if a.is_empty() => {
+                (n > 0 && len > 0).then(|| (len.saturating_sub(n), len - 1))
+            }
+            _ => return Ranges::Whole,
+        };
+        match part {
+            Some(p) => parts.push(p),
+            None => unsatisfiable = true,
+        }
     }
-    Ok(Some((start, end)))
+    if unsatisfiable {
+        return Ranges::Unsatisfiable;
+    }
+    let total: u64 = parts.iter().map(|(first, last)| last - first + 1).sum();
+    if parts.len() > MAX_PARTS || total > len {
+        return Ranges::Whole;
+    }
+    Ranges::Parts(parts)
+}
+
+/// The body and headers of a 206 answer: one range as it is, several as
+/// `multipart/byteranges` parts, each with its type and `Content-Range`.
+fn partial(
+    data: &[u8],
+    parts: &[(u64, u64)],
+    content_type: &str,
+) -> (Vec<u8>, Vec<(HeaderName, String)>) {
+    let len = data.len();
+    // INVARIANT: `ranges` gives first <= last < len for each part.
+    let slice = |(first, last): (u64, u64)| &data[first as usize..=last as usize];
+    if let [one] = parts {
+        let (first, last) = *one;
+        return (
+            slice(*one).to_vec(),
+            vec![
+                (header::CONTENT_TYPE, content_type.to_owned()),
+                (header::CONTENT_RANGE, format!("bytes {first}-{last}/{len}")),
+            ],
+        );
+    }
+    let boundary = format!("{:032x}", rand::random::<u128>());
+    let mut body = Vec::new();
+    for &(first, last) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {first}-{last}/{len}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(slice((first, last)));
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--").as_bytes());
+    let content_type = format!("multipart/byteranges; boundary=\"{boundary}\"");
+    (body, vec![(header::CONTENT_TYPE, content_type)])
 }
 
 async fn get(
@@ -95,38 +170,41 @@ async fn get(
         }
     }
     let len = att.data.len() as u64;
-    let (status, data, content_range) = match range(&req.headers, len) {
-        Err(()) => {
-            let mut res = Response::new(Body::empty());
-            *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    let (status, data, headers) = match ranges(&req.headers, len) {
+        Ranges::Unsatisfiable => {
+            let err = HttpError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "requested_range_not_satisfiable",
+                "Requested range not satisfiable",
+            );
+            let mut res = axum::response::IntoResponse::into_response(err);
+            // CouchDB leaves it out; RFC 9110 §15.5.17 asks for the current length.
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 res.headers_mut().insert(header::CONTENT_RANGE, v);
             }
             return Ok(res);
         }
-        Ok(Some((s, e))) => {
-            // INVARIANT: `range` returns s <= e < len.
-            let slice = att.data[s as usize..=e as usize].to_vec();
-            (
-                StatusCode::PARTIAL_CONTENT,
-                slice,
-                Some(format!("bytes {s}-{e}/{len}")),
-            )
+        Ranges::Parts(parts) => {
+            let (data, headers) = partial(&att.data, &parts, &att.content_type);
+            (StatusCode::PARTIAL_CONTENT, data, headers)
         }
-        Ok(None) => (StatusCode::OK, att.data, None),
+        Ranges::Whole => (
+            StatusCode::OK,
+            att.data,
+            vec![(header::CONTENT_TYPE, att.content_type.clone())],
+        ),
     };
     let mut res = Response::new(Body::from(data));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&att.content_type) {
-        h.insert(header::CONTENT_TYPE, v);
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
     }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert("content-md5", v);
-    }
-    if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        h.insert(header::CONTENT_RANGE, cr);
     }
     Ok(body::with_etag(res, &etag))
 }
@@ -247,13 +325,48 @@ mod tests {
     }
 
     #[test]
-    fn byte_ranges() {
-        assert_eq!(range(&with_range("bytes=0-3"), 10), Ok(Some((0, 3))));
-        assert_eq!(range(&with_range("bytes=5-"), 10), Ok(Some((5, 9))));
-        assert_eq!(range(&with_range("bytes=-4"), 10), Ok(Some((6, 9))));
-        assert_eq!(range(&with_range("bytes=8-100"), 10), Ok(Some((8, 9))));
-        assert_eq!(range(&with_range("bytes=10-12"), 10), Err(()));
-        assert_eq!(range(&with_range("bytes=0-1,3-4"), 10), Ok(None));
-        assert_eq!(range(&HeaderMap::new(), 10), Ok(None));
+    fn byte_ranges_as_couchdb_answers_them() {
+        use Ranges::*;
+        let r = |v: &str| ranges(&with_range(v), 10);
+        assert_eq!(r("bytes=0-3"), Parts(vec![(0, 3)]));
+        assert_eq!(r("bytes= 2-3"), Parts(vec![(2, 3)]));
+        assert_eq!(r("bytes=5-"), Parts(vec![(5, 9)]));
+        assert_eq!(r("bytes=-4"), Parts(vec![(6, 9)]));
+        assert_eq!(r("bytes=-40"), Parts(vec![(0, 9)]));
+        assert_eq!(r("bytes=8-100"), Parts(vec![(8, 9)]));
+        assert_eq!(r("bytes=0-1,3-4"), Parts(vec![(0, 1), (3, 4)]));
+        assert_eq!(r("bytes=0-"), Whole);
+        assert_eq!(r("bytes=abc"), Whole);
+        assert_eq!(r("items=0-3"), Whole);
+        assert_eq!(r("bytes=0-9,0-9"), Whole, "more bytes than the body");
+        assert_eq!(r("bytes=10-12"), Unsatisfiable);
+        assert_eq!(r("bytes=5-3"), Unsatisfiable);
+        assert_eq!(r("bytes=-0"), Unsatisfiable);
+        assert_eq!(r("bytes=1-2,30-40"), Unsatisfiable);
+        assert_eq!(ranges(&with_range("bytes=-4"), 0), Unsatisfiable);
+        assert_eq!(ranges(&with_range("bytes=0-"), 0), Whole);
+        assert_eq!(ranges(&HeaderMap::new(), 10), Whole);
+    }
+
+    #[test]
+    fn several_ranges_are_multipart_byteranges() {
+        let data: Vec<u8> = (0..10).collect();
+        let (body, headers) = partial(&data, &[(1, 2), (8, 9)], "x/y");
+        let ct = &headers[0].1;
+        let boundary = ct
+            .strip_prefix("multipart/byteranges; boundary=\"")
+            .and_then(|b| b.strip_suffix('"'))
+            .unwrap();
+        let mut want =
+            format!("--{boundary}\r\nContent-Type: x/y\r\nContent-Range: bytes 1-2/10\r\n\r\n")
+                .into_bytes();
+        want.extend_from_slice(&[1, 2]);
+        want.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Type: x/y\r\nContent-Range: bytes 8-9/10\r\n\r\n")
+                .as_bytes(),
+        );
+        want.extend_from_slice(&[8, 9]);
+        want.extend_from_slice(format!("\r\n--{boundary}--").as_bytes());
+        assert_eq!(body, want);
     }
 }
