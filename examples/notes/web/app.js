@@ -427,12 +427,27 @@ const LABELS = {
   error: 'Sync error',
 };
 
+// The header's word for the state: never "Synced" while a note is refused or in conflict.
+function syncLabel(v) {
+  if (v.state === 'synced' || v.state === 'local_only') {
+    const parts = [];
+    if (v.rejected) parts.push(v.rejected + ' rejected');
+    if (v.conflicts) parts.push(v.conflicts + ' in conflict');
+    if (parts.length) return parts.join(', ');
+  }
+  return LABELS[v.state] || v.state;
+}
+
 function renderSync(v) {
   state.sync = v;
   state.retryAt = v.retry_in_ms != null ? Date.now() + v.retry_in_ms : null;
   $('#sync').dataset.state = v.state;
+  $('#sync').dataset.attention = String(!!(v.rejected || v.conflicts));
   $('#sync').title = v.message || (v.remote ? 'Syncing with ' + v.remote : 'No server set');
-  $('#sync-state').textContent = LABELS[v.state] || v.state;
+  $('#sync-state').textContent = syncLabel(v);
+  // Why it does not sync, in the page itself.
+  const failing = v.state === 'offline' || v.state === 'error';
+  $('#sync-reason').textContent = failing && v.message ? v.message : '';
   $('#last-synced').textContent = v.remote
     ? (v.last_synced_at ? 'last synced ' + fmtTime(v.last_synced_at) : 'not synced yet')
     : '';
@@ -442,8 +457,18 @@ function renderSync(v) {
   $('#unsynced-count').textContent = counts;
   $('#unsynced-count').dataset.unsynced = String(v.unsynced);
   // "Sync now" helps only while a sync waits (offline, or stopped by an error).
-  $('#sync-now').hidden = !(v.remote && (v.state === 'offline' || v.state === 'error'));
+  $('#sync-now').hidden = !(v.remote && failing);
+  renderSettingsState(v);
   tickRetry();
+}
+
+// The sync settings' view of the current server: where, as whom, and the last error.
+function renderSettingsState(v) {
+  $('#remote-shown').textContent = v && v.remote ? 'Syncing with ' + v.remote : 'Not syncing: notes stay on this device.';
+  $('#settings-user').textContent = v && v.remote ? (v.user ? 'as ' + v.user : 'without signing in') : '';
+  $('#settings-last-error').textContent = v && v.last_error
+    ? 'Last error (' + fmtTime(v.last_error_at) + '): ' + v.last_error
+    : '';
 }
 
 async function syncNow() {
@@ -479,7 +504,9 @@ async function loadSync() {
 
 function openSettings() {
   const v = state.sync;
-  $('#remote-shown').textContent = v && v.remote ? 'Syncing with ' + v.remote : 'Not syncing: notes stay on this device.';
+  renderSettingsState(v);
+  if (v && v.remote && !$('#remote-url').value) $('#remote-url').value = v.remote;
+  if (v && v.user && !$('#remote-user').value) $('#remote-user').value = v.user;
   $('#settings-error').textContent = '';
   $('#settings').showModal();
 }

@@ -8,6 +8,8 @@
 //! deadline; a deadline that passes fails with what the page showed last, and a screenshot.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+pub mod pages;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
