@@ -9,6 +9,8 @@
 //! | `PUT /api/notes/{id}`          | edit `{rev, title, body, notebook, tags}`             |
 //! | `DELETE /api/notes/{id}?rev=`  | delete                                                |
 //! | `POST /api/notes/{id}/resolve` | resolve a conflict `{revs, keep}` or `{revs, merged}` |
+//! | `POST /api/notes/{id}/undelete`| undo a delete `{rev: the deletion's, from: the note's}` |
+//! | `POST /api/notes/{id}/revert`  | take the server's version (after a refused edit)      |
 //! | `GET /api/notebooks`           | notebooks and tags with their counts                  |
 //! | `GET /api/sync`                | the global sync state                                 |
 //! | `PUT /api/sync`                | set the server `{url, user?, password?}`              |
@@ -41,6 +43,7 @@ use crate::live::Update;
 use crate::note::NoteInput;
 use crate::notes::{self, ResolveInput};
 use crate::queries::{self, ListQuery};
+use crate::recover;
 use crate::settings::Remote;
 use crate::{web, App, Error, Result};
 
@@ -53,6 +56,8 @@ pub fn router(app: App) -> Router {
         .route("/api/notes", get(list).post(create))
         .route("/api/notes/{id}", get(read).put(update).delete(remove))
         .route("/api/notes/{id}/resolve", post(resolve))
+        .route("/api/notes/{id}/undelete", post(undelete))
+        .route("/api/notes/{id}/revert", post(revert))
         .route("/api/notebooks", get(notebooks))
         .route("/api/sync", get(sync_state).put(set_sync).delete(stop_sync))
         .route("/api/sync/now", post(sync_now))
@@ -144,6 +149,35 @@ async fn resolve(
 ) -> Result<Json<Value>> {
     let input: ResolveInput = body(&bytes)?;
     let note = notes::resolve(app.db(), &id, &input).await?;
+    let state = badge(&app, note.id.clone()).await?;
+    Ok(Json(json!({"note": note, "state": state})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UndeleteInput {
+    /// The deletion's revision.
+    rev: String,
+    /// The revision the deletion replaced, whose content comes back.
+    from: String,
+}
+
+async fn undelete(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>> {
+    let input: UndeleteInput = body(&bytes)?;
+    let note = recover::undelete(app.db(), &id, &input.rev, &input.from).await?;
+    let state = badge(&app, note.id.clone()).await?;
+    Ok(Json(json!({"note": note, "state": state})))
+}
+
+async fn revert(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let remote = app.sync().remote().ok_or_else(|| {
+        Error::BadRequest("no server is set: there is no server's version".into())
+    })?;
+    let note = recover::revert_to_server(app.db(), &remote.open()?, &id).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }

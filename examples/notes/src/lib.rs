@@ -23,7 +23,7 @@
 //! ```
 //!
 //! Modules: `note.rs` (the note document), `notes.rs` (reads and writes), `queries.rs`
-//! (lists), `state.rs` (per-note badges), `sync.rs` (the live sync and global state),
+//! (lists), `recover.rs` (undo a delete, go back to the server's version), `state.rs` (per-note badges), `sync.rs` (the live sync and global state),
 //! `live.rs` (updates for the pages), `settings.rs` (the remote), `api.rs` (HTTP),
 //! `web.rs` (the page).
 
@@ -34,6 +34,7 @@ mod live;
 mod note;
 mod notes;
 mod queries;
+mod recover;
 mod settings;
 mod state;
 mod sync;

@@ -240,6 +240,17 @@ mod tests {
     }
 
     #[test]
+    fn the_page_stops_a_title_at_the_apps_limit() {
+        let page = include_str!("../web/index.html");
+        assert!(
+            page.contains(&format!(
+                r#"id="title" placeholder="Title" autocomplete="off" maxlength="{MAX_TITLE_CHARS}""#
+            )),
+            "web/index.html's title input must have maxlength={MAX_TITLE_CHARS}"
+        );
+    }
+
+    #[test]
     fn malformed_document_reads_with_empty_fields() {
         let doc = json!({"_id": "note:1", "_rev": "1-a", "title": 7, "tags": ["a", 3, "b"]});
         let note = Note::from_doc(&doc).unwrap();

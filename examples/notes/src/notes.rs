@@ -38,17 +38,17 @@ pub struct NoteVersions {
     pub versions: Vec<Note>,
 }
 
-fn parse_rev(rev: &str) -> Result<Rev> {
+pub(crate) fn parse_rev(rev: &str) -> Result<Rev> {
     rev.parse::<Rev>()
         .map_err(|e| Error::BadRequest(format!("{rev:?} is not a revision: {e}")))
 }
 
-fn not_found(id: &str) -> Error {
+pub(crate) fn not_found(id: &str) -> Error {
     Error::NotFound(format!("no note {id}"))
 }
 
 /// Reads the winning document of a live note, or `NotFound`.
-async fn current(db: &Local, id: &str) -> Result<(Value, Note)> {
+pub(crate) async fn current(db: &Local, id: &str) -> Result<(Value, Note)> {
     let opts = ReadOptions {
         conflicts: true,
         ..Default::default()
@@ -63,7 +63,7 @@ async fn current(db: &Local, id: &str) -> Result<(Value, Note)> {
 }
 
 /// A store write refused as a conflict becomes a stale-revision error naming the note.
-fn stale(id: &str, given: &str, current: &str) -> Error {
+pub(crate) fn stale(id: &str, given: &str, current: &str) -> Error {
     Error::Conflict(format!(
         "note {id} was changed since revision {given} (its current revision is {current}); \
          reload it and edit again"
@@ -106,7 +106,7 @@ pub async fn update(db: &Local, id: &str, input: &NoteInput) -> Result<Note> {
     Ok(current(db, id).await?.1)
 }
 
-async fn write(db: &Local, id: &str, note: &Note, content: &Content) -> Result<()> {
+pub(crate) async fn write(db: &Local, id: &str, note: &Note, content: &Content) -> Result<()> {
     let doc = content.to_doc(id, Some(&note.rev), note.created_at, now_ms());
     match db.put(doc).await {
         Ok(_) => Ok(()),

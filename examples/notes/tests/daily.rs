@@ -7,8 +7,10 @@
 
 mod support;
 
-use serde_json::json;
-use support::pages::{port, start_app, ServerDb};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::pages::{port, start_app, write_note, ServerDb};
 use support::{screenshot_dir, Driver};
 use tokio::sync::Mutex;
 
@@ -63,4 +65,162 @@ async fn why_sync_fails_is_shown_in_the_page_and_the_settings() {
         "the page shows the password"
     );
     assert!(port(&server.proxy) > 0);
+}
+
+/// Polls the app's API until `path` answers something `done` accepts.
+async fn wait_api(app_url: &str, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + support::DEADLINE;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        last = reqwest::get(format!("{app_url}{path}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("waited for {what}; the API last answered {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_text_saves_itself_and_nothing_is_lost() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let shots = screenshot_dir("no-lost-work");
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerDb::create("notes-no-lost-work").await;
+    let remote = server.app_remote(&server.proxy);
+    let app = start_app(dir.path(), "app", Some(&remote));
+    let driver = Driver::start().await;
+    let b = driver.browser("app", &shots).await;
+    b.goto(&app.url).await;
+    b.wait_text("#sync-state", "Synced").await;
+
+    // "+ New note" writes nothing until something is typed.
+    b.click("#new-note").await;
+    b.wait_for(
+        "the editor of a new note",
+        "return !document.querySelector('#editor').hidden;",
+        json!([]),
+        |v| v == true,
+    )
+    .await;
+    b.click("#notebooks li:first-child").await;
+    let listed = wait_api(&app.url, "api/notes", "the list", |_| true).await;
+    assert_eq!(listed["notes"], json!([]), "an empty new note was written");
+    let on_server = server.server_docs().await;
+    assert!(
+        !on_server.iter().any(|d| d["type"] == "note"),
+        "{on_server:?}"
+    );
+
+    // Typing saves by itself: no Save click.
+    b.click("#new-note").await;
+    b.type_into("#title", "Autosaved").await;
+    b.type_into("#body", "typed, never saved by hand").await;
+    b.wait_badge("Autosaved", "synced").await;
+    wait_api(&app.url, "api/notes", "the typed body", |v| {
+        v["notes"][0]["excerpt"] == "typed, never saved by hand"
+    })
+    .await;
+    b.screenshot("1-autosaved").await;
+
+    // A reload keeps what was typed.
+    b.type_into("#body", "typed, then the page reloaded").await;
+    wait_api(&app.url, "api/notes", "the second body", |v| {
+        v["notes"][0]["excerpt"] == "typed, then the page reloaded"
+    })
+    .await;
+    b.goto(&app.url).await;
+    b.open_note("Autosaved").await;
+    let body = b
+        .js("return document.querySelector('#body').value;", json!([]))
+        .await;
+    assert_eq!(body, "typed, then the page reloaded");
+
+    // A title that is too long stops at the limit while typing.
+    b.type_into("#title", &"x".repeat(600)).await;
+    let len = b
+        .js(
+            "return document.querySelector('#title').value.length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(len, 500);
+    b.wait_text("#title-limit", "limit of 500").await;
+    b.screenshot("2-title-limit").await;
+    b.type_into("#title", "Autosaved").await;
+    wait_api(&app.url, "api/notes", "the title back", |v| {
+        v["notes"][0]["title"] == "Autosaved"
+    })
+    .await;
+
+    // Delete, then Undo: the note comes back with its text, here and on the server.
+    b.click("#delete").await;
+    b.wait_text("#editor-message", "Deleted").await;
+    wait_api(&app.url, "api/notes", "the deletion", |v| {
+        v["notes"] == json!([])
+    })
+    .await;
+    b.screenshot("3-deleted-with-undo").await;
+    b.click("#undo-delete").await;
+    b.wait_text("#editor-message", "Brought back.").await;
+    b.wait_badge("Autosaved", "synced").await;
+    let body = b
+        .js("return document.querySelector('#body').value;", json!([]))
+        .await;
+    assert_eq!(body, "typed, then the page reloaded");
+    let docs = server.server_docs().await;
+    let doc = docs.iter().find(|d| d["title"] == "Autosaved").unwrap();
+    assert_eq!(doc["body"], "typed, then the page reloaded");
+    b.screenshot("4-undone").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_edit_goes_back_to_the_servers_version() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let shots = screenshot_dir("revert");
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerDb::create("notes-revert").await;
+    let ddoc = json!({
+        "validate_doc_update": "function (doc) { if (doc.title && doc.title.indexOf('SECRET') >= 0) { throw({forbidden: 'titles may not contain SECRET'}); } }"
+    });
+    let (status, body) = server.db.server().raw_request(
+        "PUT",
+        &format!("/{}/_design/rules", server.db.name()),
+        Some(&ddoc.to_string()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let remote = server.app_remote(&server.proxy);
+    let app = start_app(dir.path(), "app", Some(&remote));
+    let driver = Driver::start().await;
+    let b = driver.browser("app", &shots).await;
+    b.goto(&app.url).await;
+    b.wait_text("#sync-state", "Synced").await;
+    write_note(&b, "Plans", "for everyone").await;
+    b.wait_badge("Plans", "synced").await;
+
+    b.type_into("#title", "SECRET plans").await;
+    b.wait_badge("SECRET plans", "rejected: titles may not contain SECRET")
+        .await;
+    b.wait_text("#sync-state", "1 rejected").await;
+    b.screenshot("1-rejected").await;
+    b.click("#revert").await;
+    b.wait_text("#editor-message", "server's version").await;
+    b.wait_badge("Plans", "synced").await;
+    b.wait_text("#sync-state", "Synced").await;
+    let title = b
+        .js("return document.querySelector('#title').value;", json!([]))
+        .await;
+    assert_eq!(title, "Plans");
+    b.screenshot("2-back-to-the-servers-version").await;
+    let docs = server.server_docs().await;
+    assert!(docs.iter().any(|d| d["title"] == "Plans"), "{docs:?}");
+    assert!(
+        !docs.iter().any(|d| d["title"] == "SECRET plans"),
+        "{docs:?}"
+    );
 }
