@@ -86,7 +86,7 @@ async fn list(
     q: std::result::Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let q = query(q)?;
-    let list = queries::list(app.db(), app.tracker(), &q).await?;
+    let list = queries::list(app.db(), app.tracker(), app.facets(), &q).await?;
     Ok(Json(json!(list)))
 }
 

@@ -35,6 +35,7 @@ mod note;
 mod notes;
 mod queries;
 mod recover;
+mod search;
 mod settings;
 mod state;
 mod sync;
