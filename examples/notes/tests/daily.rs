@@ -224,3 +224,87 @@ async fn a_refused_edit_goes_back_to_the_servers_version() {
         "{docs:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_420_px_screen_shows_one_column_and_wraps_long_names() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let shots = screenshot_dir("small-screen");
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(dir.path(), "app", None);
+    let long_book = "A notebook whose name is far longer than a phone is wide, really";
+    let long_tag = "averyverylongtagwithnospacesthatmustwrapnow";
+    let http = reqwest::Client::new();
+    for (title, book) in [("Short", "Inbox"), ("In the long notebook", long_book)] {
+        let resp = http
+            .post(format!("{}api/notes", app.url))
+            .json(&json!({"title": title, "body": "text", "notebook": book, "tags": [long_tag]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    let driver = Driver::start().await;
+    let b = driver.browser("phone", &shots).await;
+    b.set_window_size(420, 860).await;
+    b.goto(&app.url).await;
+    b.wait_text("#list-count", "2 notes").await;
+    let layout = "const shown = (s) => { const e = document.querySelector(s); return !!e && e.offsetParent !== null; };
+        return {width: window.innerWidth, scroll: document.documentElement.scrollWidth,
+                side: shown('#side'), list: shown('#list-pane'), editor: shown('#editor-pane')};";
+    let first = b.js(layout, json!([])).await;
+    assert!(first["width"].as_i64().unwrap() <= 420, "{first}");
+    assert_eq!(
+        (&first["side"], &first["list"], &first["editor"]),
+        (&json!(false), &json!(true), &json!(false)),
+        "one column, the list: {first}"
+    );
+    assert!(
+        first["scroll"].as_i64() <= first["width"].as_i64(),
+        "scrolls sideways: {first}"
+    );
+    b.screenshot("1-list").await;
+
+    // The notebooks: long names wrap inside the screen.
+    b.click("#show-side").await;
+    let side = b
+        .js(
+            "const li = document.querySelector(`#notebooks li[data-notebook='${arguments[0]}']`);
+             const t = document.querySelector(`#tags li[data-tag='${arguments[1]}']`);
+             const r = li.getBoundingClientRect(), rt = t.getBoundingClientRect();
+             const line = parseFloat(getComputedStyle(li).lineHeight) || 20;
+             return {right: Math.max(r.right, rt.right), wrapped: r.height > 1.5 * line && rt.height > 1.5 * line,
+                     list: document.querySelector('#list-pane').offsetParent !== null,
+                     scroll: document.documentElement.scrollWidth};",
+            json!([long_book, long_tag]),
+        )
+        .await;
+    assert!(side["right"].as_f64().unwrap() <= 420.0, "{side}");
+    assert_eq!(side["wrapped"], true, "{side}");
+    assert_eq!(side["list"], false, "{side}");
+    assert!(side["scroll"].as_i64().unwrap() <= 420, "{side}");
+    b.screenshot("2-notebooks-wrap").await;
+
+    // A notebook, then a note: each in its own column, and back.
+    b.click(&format!("#notebooks li[data-notebook='{long_book}']"))
+        .await;
+    b.wait_text("#list-count", "1 note").await;
+    b.open_note("In the long notebook").await;
+    let editing = b.js(layout, json!([])).await;
+    assert_eq!(
+        (&editing["list"], &editing["editor"]),
+        (&json!(false), &json!(true)),
+        "{editing}"
+    );
+    assert!(
+        editing["scroll"].as_i64() <= editing["width"].as_i64(),
+        "{editing}"
+    );
+    b.screenshot("3-editor").await;
+    b.click("#back").await;
+    let back = b.js(layout, json!([])).await;
+    assert_eq!(
+        (&back["list"], &back["editor"]),
+        (&json!(true), &json!(false)),
+        "{back}"
+    );
+}

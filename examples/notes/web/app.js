@@ -90,6 +90,12 @@ function renderBadge(node, s) {
   node.title = badgeText(s);
 }
 
+// Which column a small screen shows (style.css shows one at a time below 700 px; wide
+// screens show all three and ignore it).
+function setView(view) {
+  document.body.dataset.view = view;
+}
+
 function message(text) {
   $('#editor-message').textContent = text || '';
 }
@@ -230,6 +236,7 @@ function sideItem(label, kind, value, count) {
     state.filter.notebook = kind === 'notebook' ? value : null;
     state.filter.tag = kind === 'tag' ? value : null;
     state.limit = PAGE;
+    setView('list');
     loadList().catch(showError);
     loadSide().catch(showError);
   });
@@ -238,7 +245,7 @@ function sideItem(label, kind, value, count) {
 
 // ---- one note ----
 
-async function openNote(id) {
+async function openNote(id, show = true) {
   // Unsaved edits are saved first; if that is refused, the note stays open with its text.
   if (state.dirty && !(await save())) return;
   try {
@@ -252,6 +259,7 @@ async function openNote(id) {
   state.dirty = false;
   message('');
   renderEditor();
+  if (show) setView('editor');
   for (const li of document.querySelectorAll('#note-list li')) {
     li.classList.toggle('selected', !!state.selected && li.dataset.id === state.selected.note.id);
   }
@@ -381,6 +389,7 @@ async function createNote() {
   state.dirty = false;
   message('');
   renderEditor();
+  setView('editor');
   $('#title').focus();
 }
 
@@ -649,7 +658,7 @@ async function refreshAll() {
   // The sync state comes with the event stream; ask for it only if the stream has not
   // given it (an answer to a request could be older than an event already shown).
   await Promise.all([loadList(), loadSide(), state.sync ? null : loadSync()]);
-  if (state.selected && state.selected.note.id && !state.dirty) await openNote(state.selected.note.id);
+  if (state.selected && state.selected.note.id && !state.dirty) await openNote(state.selected.note.id, false);
 }
 
 function follow() {
@@ -684,6 +693,12 @@ function follow() {
 
 document.addEventListener('DOMContentLoaded', () => {
   $('#new-note').addEventListener('click', () => createNote().catch(showError));
+  $('#new-note-narrow').addEventListener('click', () => createNote().catch(showError));
+  $('#show-side').addEventListener('click', () => setView('side'));
+  $('#back').addEventListener('click', async () => {
+    if (state.dirty) await save();
+    setView('list');
+  });
   $('#editor').addEventListener('submit', (e) => {
     e.preventDefault();
     save();

@@ -400,6 +400,16 @@ impl Browser {
         }
     }
 
+    /// Resizes the browser's window (a phone-sized screen, for instance).
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Replaces the text of the input `css` finds by typing `text` into it.
     pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css).await;
