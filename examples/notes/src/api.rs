@@ -5,7 +5,7 @@
 //! |--------------------------------|-------------------------------------------------------|
 //! | `GET /api/notes`               | list: `?notebook=&tag=&q=&limit=&bookmark=`, newest 1st |
 //! | `POST /api/notes`              | create `{title, body, notebook, tags}`                |
-//! | `GET /api/notes/{id}`          | one note, its badge, and its versions when conflicted |
+//! | `GET /api/notes/{id}`          | one note, its badge, its versions and suggested merge |
 //! | `PUT /api/notes/{id}`          | edit `{rev, title, body, notebook, tags}`             |
 //! | `DELETE /api/notes/{id}?rev=`  | delete                                                |
 //! | `POST /api/notes/{id}/resolve` | resolve a conflict `{revs, keep}` or `{revs, merged}` |
@@ -92,7 +92,7 @@ async fn list(
 
 async fn create(State(app): State<App>, bytes: Bytes) -> Result<Response> {
     let input: NoteInput = body(&bytes)?;
-    let note = notes::create(app.db(), &input).await?;
+    let note = notes::create(app.db(), &input, app.device()).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok((
         StatusCode::CREATED,
@@ -108,9 +108,14 @@ async fn badge(app: &App, id: String) -> Result<Value> {
 async fn read(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>> {
     let got = notes::get(app.db(), &id).await?;
     let state = badge(&app, got.note.id.clone()).await?;
-    Ok(Json(
-        json!({"note": got.note, "state": state, "versions": got.versions}),
-    ))
+    let suggested = got.suggested_body(app.device());
+    Ok(Json(json!({
+        "note": got.note,
+        "state": state,
+        "versions": got.versions,
+        "suggested_body": suggested,
+        "device": app.device(),
+    })))
 }
 
 async fn update(
@@ -119,7 +124,7 @@ async fn update(
     bytes: Bytes,
 ) -> Result<Json<Value>> {
     let input: NoteInput = body(&bytes)?;
-    let note = notes::update(app.db(), &id, &input).await?;
+    let note = notes::update(app.db(), &id, &input, app.device()).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }
@@ -148,7 +153,7 @@ async fn resolve(
     bytes: Bytes,
 ) -> Result<Json<Value>> {
     let input: ResolveInput = body(&bytes)?;
-    let note = notes::resolve(app.db(), &id, &input).await?;
+    let note = notes::resolve(app.db(), &id, &input, app.device()).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }
@@ -168,7 +173,7 @@ async fn undelete(
     bytes: Bytes,
 ) -> Result<Json<Value>> {
     let input: UndeleteInput = body(&bytes)?;
-    let note = recover::undelete(app.db(), &id, &input.rev, &input.from).await?;
+    let note = recover::undelete(app.db(), &id, &input.rev, &input.from, app.device()).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }
@@ -177,7 +182,7 @@ async fn revert(State(app): State<App>, Path(id): Path<String>) -> Result<Json<V
     let remote = app.sync().remote().ok_or_else(|| {
         Error::BadRequest("no server is set: there is no server's version".into())
     })?;
-    let note = recover::revert_to_server(app.db(), &remote.open()?, &id).await?;
+    let note = recover::revert_to_server(app.db(), &remote.open()?, &id, app.device()).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }

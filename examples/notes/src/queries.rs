@@ -467,7 +467,7 @@ mod tests {
                 body: body.into(),
                 ..Default::default()
             };
-            ids.push(crate::notes::create(&db, &input).await.unwrap());
+            ids.push(crate::notes::create(&db, &input, "test").await.unwrap());
         }
         let titles = |l: NoteList| l.notes.into_iter().map(|n| n.title).collect::<Vec<_>>();
         let q = |text: &str, limit| ListQuery {
@@ -496,7 +496,9 @@ mod tests {
             body: "pear jam".into(),
             ..Default::default()
         };
-        crate::notes::update(&db, &three.id, &edit).await.unwrap();
+        crate::notes::update(&db, &three.id, &edit, "test")
+            .await
+            .unwrap();
         let found = list(&db, &tracker, &facets, &q("pear", 10)).await.unwrap();
         assert_eq!(titles(found), ["three", "two", "one"]);
         let gone = list(&db, &tracker, &facets, &q("apples", 10))

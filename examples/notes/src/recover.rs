@@ -20,7 +20,13 @@ use crate::{Error, Result};
 /// revision of the note the store still holds; [`Error::Conflict`] when the note is not
 /// deleted at `deleted` (edited or brought back elsewhere since). Nothing is written on
 /// error.
-pub async fn undelete(db: &Local, id: &str, deleted: &str, from: &str) -> Result<Note> {
+pub async fn undelete(
+    db: &Local,
+    id: &str,
+    deleted: &str,
+    from: &str,
+    device: &str,
+) -> Result<Note> {
     let deleted_rev = parse_rev(deleted)?;
     let from_rev = parse_rev(from)?;
     let old = db
@@ -43,6 +49,7 @@ pub async fn undelete(db: &Local, id: &str, deleted: &str, from: &str) -> Result
     map.insert("_rev".into(), Value::String(deleted_rev.to_string()));
     map.remove("_deleted");
     map.insert("updated_at".into(), Value::from(now_ms()));
+    map.insert("device".into(), Value::from(device));
     match db.put(body).await {
         Ok(_) => Ok(current(db, id).await?.1),
         Err(e) if e.is_conflict() => Err(Error::Conflict(format!(
@@ -60,7 +67,12 @@ pub async fn undelete(db: &Local, id: &str, deleted: &str, from: &str) -> Result
 /// [`Error::NotFound`] when the note is not here or the server has no version of it
 /// (a new note the server refused: delete it or edit it); the server's errors (offline,
 /// unauthorized). Nothing is written on error.
-pub async fn revert_to_server(db: &Local, server: &settee::Remote, id: &str) -> Result<Note> {
+pub async fn revert_to_server(
+    db: &Local,
+    server: &settee::Remote,
+    id: &str,
+    device: &str,
+) -> Result<Note> {
     let (_, note) = current(db, id).await?;
     let theirs = match server.get(id, &ReadOptions::default()).await {
         Ok(doc) => doc,
@@ -82,7 +94,7 @@ pub async fn revert_to_server(db: &Local, server: &settee::Remote, id: &str) -> 
         notebook: theirs.notebook,
         tags: theirs.tags,
     };
-    write(db, id, &note, &content).await?;
+    write(db, id, &note, &content, device).await?;
     Ok(current(db, id).await?.1)
 }
 
@@ -101,10 +113,12 @@ mod tests {
             body: "precious".into(),
             ..Default::default()
         };
-        let note = notes::create(&db, &input).await.unwrap();
+        let note = notes::create(&db, &input, "test").await.unwrap();
         let deleted = notes::delete(&db, &note.id, &note.rev).await.unwrap();
         assert!(notes::get(&db, &note.id).await.is_err());
-        let back = undelete(&db, &note.id, &deleted, &note.rev).await.unwrap();
+        let back = undelete(&db, &note.id, &deleted, &note.rev, "test")
+            .await
+            .unwrap();
         assert_eq!(
             (back.title.as_str(), back.body.as_str()),
             ("Keep me", "precious")
@@ -112,7 +126,7 @@ mod tests {
         assert!(back.rev.starts_with("3-"), "{}", back.rev);
         assert_eq!(back.created_at, note.created_at);
         // Undone once: a second undo of the same deletion is refused.
-        let again = undelete(&db, &note.id, &deleted, &note.rev)
+        let again = undelete(&db, &note.id, &deleted, &note.rev, "test")
             .await
             .unwrap_err();
         assert_eq!(again.name(), "conflict", "{again}");

@@ -167,6 +167,41 @@ async fn conflict_from_two_devices_is_resolved_on_one_and_gone_on_the_other() {
         |v| v == &json!(["bread, milk, apples (from B)", "bread, milk, eggs (from A)"]),
     )
     .await;
+    // The versions name their sides, and the suggested merge marks the differing lines.
+    let labels = a
+        .js(
+            "return [...document.querySelectorAll('#versions .version .v-label')].map(e => e.textContent);",
+            json!([]),
+        )
+        .await;
+    let labels = labels.as_array().unwrap();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("This device · edited ")),
+        "{labels:?}"
+    );
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("Device ")),
+        "{labels:?}"
+    );
+    let merge = a
+        .js(
+            "return document.querySelector('#merge-body').value;",
+            json!([]),
+        )
+        .await;
+    let merge = merge.as_str().unwrap();
+    assert!(
+        merge.contains("<<<<<<< this device\nbread, milk, eggs (from A)\n======="),
+        "{merge}"
+    );
+    assert!(
+        merge.contains("bread, milk, apples (from B)\n>>>>>>> device "),
+        "{merge}"
+    );
     a.screenshot("3-conflict-side-by-side").await;
     b.screenshot("3-conflict").await;
 

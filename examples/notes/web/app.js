@@ -475,6 +475,12 @@ async function refreshSelected() {
 
 // ---- conflicts ----
 
+// Which side a version is: this device, or the device that edited it.
+function sideOf(v, s) {
+  if (v.device && v.device === s.device) return 'This device';
+  return v.device ? 'Device ' + v.device : 'Another device';
+}
+
 function renderConflict(s) {
   $('#conflict').dataset.id = s.note.id;
   const boxes = s.versions.map((v, i) => {
@@ -484,7 +490,8 @@ function renderConflict(s) {
     keep.type = 'button';
     keep.addEventListener('click', () => resolve({ keep: v.rev }));
     box.append(
-      el('div', 'v-label', 'Version ' + (i + 1) + (i === 0 ? ' (shown in the list until resolved)' : '')),
+      el('div', 'v-label', sideOf(v, s) + ' · edited ' + fmtTime(v.updated_at) +
+        (i === 0 ? ' (shown in the list until resolved)' : '')),
       el('div', 'v-title', v.title || 'Untitled'),
       el('div', 'v-meta', v.notebook + ' · edited ' + fmtTime(v.updated_at) +
         (v.tags.length ? ' · #' + v.tags.join(' #') : '')),
@@ -495,9 +502,8 @@ function renderConflict(s) {
   });
   $('#versions').replaceChildren(...boxes);
   $('#merge-title').value = s.versions[0].title;
-  const bodies = [];
-  for (const v of s.versions) if (!bodies.includes(v.body)) bodies.push(v.body);
-  $('#merge-body').value = bodies.join('\n\n');
+  // The app's line merge: shared lines once, the differences marked with their sides.
+  $('#merge-body').value = s.suggested_body || '';
 }
 
 async function resolve(choice) {
