@@ -143,6 +143,20 @@ impl App {
         Ok(())
     }
 
+    /// The global sync state now (as `GET /api/sync` gives it).
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn sync_view(&self) -> Result<crate::SyncView> {
+        self.inner.sync.current().await
+    }
+
+    /// "Sync now": a sync waiting to retry or to start again does so at once. Says whether
+    /// anything was waiting.
+    pub fn sync_now(&self) -> bool {
+        self.inner.sync.sync_now()
+    }
+
     /// Ends the live update streams (so that an HTTP server's graceful shutdown can finish).
     pub fn close_streams(&self) {
         self.inner.closing.cancel();
