@@ -5,10 +5,12 @@
 //! |--------------------------------|-------------------------------------------------------|
 //! | `GET /api/notes`               | list: `?notebook=&tag=&q=&limit=&bookmark=`, newest 1st |
 //! | `POST /api/notes`              | create `{title, body, notebook, tags}`                |
-//! | `GET /api/notes/{id}`          | one note, its badge, and its versions when conflicted |
+//! | `GET /api/notes/{id}`          | one note, its badge, its versions and suggested merge |
 //! | `PUT /api/notes/{id}`          | edit `{rev, title, body, notebook, tags}`             |
 //! | `DELETE /api/notes/{id}?rev=`  | delete                                                |
 //! | `POST /api/notes/{id}/resolve` | resolve a conflict `{revs, keep}` or `{revs, merged}` |
+//! | `POST /api/notes/{id}/undelete`| undo a delete `{rev: the deletion's, from: the note's}` |
+//! | `POST /api/notes/{id}/revert`  | take the server's version (after a refused edit)      |
 //! | `GET /api/notebooks`           | notebooks and tags with their counts                  |
 //! | `GET /api/sync`                | the global sync state                                 |
 //! | `PUT /api/sync`                | set the server `{url, user?, password?}`              |
@@ -41,6 +43,7 @@ use crate::live::Update;
 use crate::note::NoteInput;
 use crate::notes::{self, ResolveInput};
 use crate::queries::{self, ListQuery};
+use crate::recover;
 use crate::settings::Remote;
 use crate::{web, App, Error, Result};
 
@@ -53,6 +56,8 @@ pub fn router(app: App) -> Router {
         .route("/api/notes", get(list).post(create))
         .route("/api/notes/{id}", get(read).put(update).delete(remove))
         .route("/api/notes/{id}/resolve", post(resolve))
+        .route("/api/notes/{id}/undelete", post(undelete))
+        .route("/api/notes/{id}/revert", post(revert))
         .route("/api/notebooks", get(notebooks))
         .route("/api/sync", get(sync_state).put(set_sync).delete(stop_sync))
         .route("/api/sync/now", post(sync_now))
@@ -81,13 +86,13 @@ async fn list(
     q: std::result::Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let q = query(q)?;
-    let list = queries::list(app.db(), app.tracker(), &q).await?;
+    let list = queries::list(app.db(), app.tracker(), app.facets(), &q).await?;
     Ok(Json(json!(list)))
 }
 
 async fn create(State(app): State<App>, bytes: Bytes) -> Result<Response> {
     let input: NoteInput = body(&bytes)?;
-    let note = notes::create(app.db(), &input).await?;
+    let note = notes::create(app.db(), &input, app.device()).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok((
         StatusCode::CREATED,
@@ -103,9 +108,14 @@ async fn badge(app: &App, id: String) -> Result<Value> {
 async fn read(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>> {
     let got = notes::get(app.db(), &id).await?;
     let state = badge(&app, got.note.id.clone()).await?;
-    Ok(Json(
-        json!({"note": got.note, "state": state, "versions": got.versions}),
-    ))
+    let suggested = got.suggested_body(app.device());
+    Ok(Json(json!({
+        "note": got.note,
+        "state": state,
+        "versions": got.versions,
+        "suggested_body": suggested,
+        "device": app.device(),
+    })))
 }
 
 async fn update(
@@ -114,7 +124,7 @@ async fn update(
     bytes: Bytes,
 ) -> Result<Json<Value>> {
     let input: NoteInput = body(&bytes)?;
-    let note = notes::update(app.db(), &id, &input).await?;
+    let note = notes::update(app.db(), &id, &input, app.device()).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }
@@ -143,7 +153,36 @@ async fn resolve(
     bytes: Bytes,
 ) -> Result<Json<Value>> {
     let input: ResolveInput = body(&bytes)?;
-    let note = notes::resolve(app.db(), &id, &input).await?;
+    let note = notes::resolve(app.db(), &id, &input, app.device()).await?;
+    let state = badge(&app, note.id.clone()).await?;
+    Ok(Json(json!({"note": note, "state": state})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UndeleteInput {
+    /// The deletion's revision.
+    rev: String,
+    /// The revision the deletion replaced, whose content comes back.
+    from: String,
+}
+
+async fn undelete(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>> {
+    let input: UndeleteInput = body(&bytes)?;
+    let note = recover::undelete(app.db(), &id, &input.rev, &input.from, app.device()).await?;
+    let state = badge(&app, note.id.clone()).await?;
+    Ok(Json(json!({"note": note, "state": state})))
+}
+
+async fn revert(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let remote = app.sync().remote().ok_or_else(|| {
+        Error::BadRequest("no server is set: there is no server's version".into())
+    })?;
+    let note = recover::revert_to_server(app.db(), &remote.open()?, &id, app.device()).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }

@@ -33,6 +33,8 @@ pub struct App {
 #[derive(Debug)]
 struct Inner {
     db: Local,
+    /// This app's name for itself in the notes it writes (`device`).
+    device: String,
     tracker: Arc<Tracker>,
     facets: Arc<FacetCache>,
     hub: Hub,
@@ -50,6 +52,10 @@ impl App {
     pub async fn start(opts: AppOptions) -> Result<App> {
         // Opening reads the store's files: off the runtime's threads.
         let path = opts.store.clone();
+        let store = opts.store.clone();
+        let device = tokio::task::spawn_blocking(move || crate::note::device_name(&store))
+            .await
+            .map_err(Error::task)?;
         let db = tokio::task::spawn_blocking(move || Local::open(path))
             .await
             .map_err(Error::task)??;
@@ -86,6 +92,7 @@ impl App {
         Ok(App {
             inner: Arc::new(Inner {
                 db,
+                device,
                 tracker,
                 facets,
                 hub,
@@ -98,6 +105,11 @@ impl App {
     /// The local store.
     pub fn db(&self) -> &Local {
         &self.inner.db
+    }
+
+    /// The name this app writes in the notes it edits (kept beside the store).
+    pub fn device(&self) -> &str {
+        &self.inner.device
     }
 
     pub(crate) fn tracker(&self) -> &Arc<Tracker> {
@@ -129,6 +141,20 @@ impl App {
         Remote::save(&self.inner.db, remote.as_ref()).await?;
         self.inner.sync.set_remote(remote).await;
         Ok(())
+    }
+
+    /// The global sync state now (as `GET /api/sync` gives it).
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn sync_view(&self) -> Result<crate::SyncView> {
+        self.inner.sync.current().await
+    }
+
+    /// "Sync now": a sync waiting to retry or to start again does so at once. Says whether
+    /// anything was waiting.
+    pub fn sync_now(&self) -> bool {
+        self.inner.sync.sync_now()
     }
 
     /// Ends the live update streams (so that an HTTP server's graceful shutdown can finish).

@@ -23,7 +23,7 @@
 //! ```
 //!
 //! Modules: `note.rs` (the note document), `notes.rs` (reads and writes), `queries.rs`
-//! (lists), `state.rs` (per-note badges), `sync.rs` (the live sync and global state),
+//! (lists), `merge.rs` (a conflict's suggested merge), `recover.rs` (undo a delete, go back to the server's version), `state.rs` (per-note badges), `sync.rs` (the live sync and global state),
 //! `live.rs` (updates for the pages), `settings.rs` (the remote), `api.rs` (HTTP),
 //! `web.rs` (the page).
 
@@ -31,9 +31,12 @@ mod api;
 mod app;
 mod error;
 mod live;
+mod merge;
 mod note;
 mod notes;
 mod queries;
+mod recover;
+mod search;
 mod settings;
 mod state;
 mod sync;

@@ -1,10 +1,12 @@
 //! `settee-notes`: starts the notes app and prints the page's address.
 //!
 //! ```text
-//! settee-notes [--store DIR] [--listen ADDR] [--remote URL]
+//! settee-notes [--store DIR] [--listen ADDR] [--remote URL [--password-file FILE]]
 //! ```
-//! The password for `--remote` comes from `SETTEE_PASSWORD` (never the command line, where
-//! other users of the machine can read it); the URL names the user.
+//! The password for `--remote` comes from `SETTEE_PASSWORD` or a file (never the command
+//! line, where other users of the machine can read it); the URL names the user. The file is
+//! read again whenever a sync starts, so a server whose password changed is signed in to
+//! again once the file has the new one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +29,10 @@ struct Cli {
     /// password from SETTEE_PASSWORD). Without it, the server set on the page, if any.
     #[arg(long)]
     remote: Option<String>,
+    /// A file holding the password for --remote (its first line), read again at every
+    /// attempt to sync: write a changed password there and the app picks it up.
+    #[arg(long, requires = "remote")]
+    password_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -59,7 +65,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .remote
         .as_deref()
         .map(|url| Remote::parse(url, None, None))
-        .transpose()?;
+        .transpose()?
+        .map(|r| match &cli.password_file {
+            Some(file) => r.with_password_file(file),
+            None => r,
+        });
     let app = App::start(AppOptions {
         store: cli.store.clone(),
         remote,

@@ -49,6 +49,9 @@ pub struct Note {
     pub created_at: i64,
     /// When it was last edited, milliseconds since 1970.
     pub updated_at: i64,
+    /// The device it was last edited on (each app names itself; notes written before
+    /// devices had names have none).
+    pub device: Option<String>,
 }
 
 impl Note {
@@ -84,6 +87,7 @@ impl Note {
                 .unwrap_or_default(),
             created_at: time("created_at"),
             updated_at: time("updated_at"),
+            device: doc.get("device").and_then(Value::as_str).map(str::to_owned),
         })
     }
 }
@@ -171,8 +175,15 @@ impl NoteInput {
 }
 
 impl Content {
-    /// The document to store for this content.
-    pub(crate) fn to_doc(&self, id: &str, rev: Option<&str>, created_at: i64, now: i64) -> Value {
+    /// The document to store for this content, edited on `device` now.
+    pub(crate) fn to_doc(
+        &self,
+        id: &str,
+        rev: Option<&str>,
+        created_at: i64,
+        now: i64,
+        device: &str,
+    ) -> Value {
         let mut doc = json!({
             "_id": id,
             "type": "note",
@@ -182,12 +193,38 @@ impl Content {
             "tags": self.tags,
             "created_at": created_at,
             "updated_at": now,
+            "device": device,
         });
         if let Some(rev) = rev {
             doc["_rev"] = Value::String(rev.to_owned());
         }
         doc
     }
+}
+
+/// This app's device name: read from `<store>.device` beside the store, or made once (the
+/// machine's host name and four random hex digits, so two stores on one machine differ)
+/// and written there.
+pub(crate) fn device_name(store: &std::path::Path) -> String {
+    let mut path = store.as_os_str().to_owned();
+    path.push(".device");
+    let path = std::path::PathBuf::from(path);
+    if let Ok(name) = std::fs::read_to_string(&path) {
+        let name = name.trim();
+        if !name.is_empty() {
+            return name.to_owned();
+        }
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "device".to_owned());
+    let name = format!("{host}-{:04x}", rand::random::<u16>());
+    if let Err(e) = std::fs::write(&path, &name) {
+        tracing::warn!(error = %e, "remembering the device name");
+    }
+    name
 }
 
 /// A new note id: the prefix and 128 random bits, so two devices never pick the same one.
@@ -237,6 +274,17 @@ mod tests {
         };
         let err = input.content().unwrap_err().to_string();
         assert!(err.contains("title"), "{err}");
+    }
+
+    #[test]
+    fn the_page_stops_a_title_at_the_apps_limit() {
+        let page = include_str!("../web/index.html");
+        assert!(
+            page.contains(&format!(
+                r#"id="title" placeholder="Title" autocomplete="off" maxlength="{MAX_TITLE_CHARS}""#
+            )),
+            "web/index.html's title input must have maxlength={MAX_TITLE_CHARS}"
+        );
     }
 
     #[test]

@@ -38,17 +38,38 @@ pub struct NoteVersions {
     pub versions: Vec<Note>,
 }
 
-fn parse_rev(rev: &str) -> Result<Rev> {
+impl NoteVersions {
+    /// The suggested merged text of the versions (`None` without a conflict): shared lines
+    /// once, differences marked with the versions' sides, "this device" for the ones
+    /// edited on `device`.
+    pub fn suggested_body(&self, device: &str) -> Option<String> {
+        let side = |v: &Note| match v.device.as_deref() {
+            Some(d) if d == device => "this device".to_owned(),
+            Some(d) => format!("device {d}"),
+            None => "another device".to_owned(),
+        };
+        let (first, rest) = self.versions.split_first()?;
+        let mut body = first.body.clone();
+        let mut label = side(first);
+        for v in rest {
+            body = crate::merge::merge_lines(&body, &v.body, &label, &side(v));
+            label = "merged".to_owned();
+        }
+        Some(body)
+    }
+}
+
+pub(crate) fn parse_rev(rev: &str) -> Result<Rev> {
     rev.parse::<Rev>()
         .map_err(|e| Error::BadRequest(format!("{rev:?} is not a revision: {e}")))
 }
 
-fn not_found(id: &str) -> Error {
+pub(crate) fn not_found(id: &str) -> Error {
     Error::NotFound(format!("no note {id}"))
 }
 
 /// Reads the winning document of a live note, or `NotFound`.
-async fn current(db: &Local, id: &str) -> Result<(Value, Note)> {
+pub(crate) async fn current(db: &Local, id: &str) -> Result<(Value, Note)> {
     let opts = ReadOptions {
         conflicts: true,
         ..Default::default()
@@ -63,7 +84,7 @@ async fn current(db: &Local, id: &str) -> Result<(Value, Note)> {
 }
 
 /// A store write refused as a conflict becomes a stale-revision error naming the note.
-fn stale(id: &str, given: &str, current: &str) -> Error {
+pub(crate) fn stale(id: &str, given: &str, current: &str) -> Error {
     Error::Conflict(format!(
         "note {id} was changed since revision {given} (its current revision is {current}); \
          reload it and edit again"
@@ -74,7 +95,8 @@ fn stale(id: &str, given: &str, current: &str) -> Error {
 ///
 /// # Errors
 /// [`Error::BadRequest`] for invalid input (or a `rev`); the store's errors.
-pub async fn create(db: &Local, input: &NoteInput) -> Result<Note> {
+/// Written as edited on `device`.
+pub async fn create(db: &Local, input: &NoteInput, device: &str) -> Result<Note> {
     if input.rev.is_some() {
         return Err(Error::BadRequest(
             "a new note has no rev; to edit a note, PUT /api/notes/{id}".into(),
@@ -83,7 +105,7 @@ pub async fn create(db: &Local, input: &NoteInput) -> Result<Note> {
     let content = input.content()?;
     let id = new_id();
     let now = now_ms();
-    db.put(content.to_doc(&id, None, now, now)).await?;
+    db.put(content.to_doc(&id, None, now, now, device)).await?;
     Ok(current(db, &id).await?.1)
 }
 
@@ -92,7 +114,8 @@ pub async fn create(db: &Local, input: &NoteInput) -> Result<Note> {
 /// # Errors
 /// [`Error::BadRequest`] for invalid input or a missing `rev`, [`Error::NotFound`],
 /// [`Error::Conflict`] for a stale `rev`; the store's errors. Nothing is written on error.
-pub async fn update(db: &Local, id: &str, input: &NoteInput) -> Result<Note> {
+/// Written as edited on `device`.
+pub async fn update(db: &Local, id: &str, input: &NoteInput, device: &str) -> Result<Note> {
     let content = input.content()?;
     let rev = input.rev.as_deref().ok_or_else(|| {
         Error::BadRequest("rev is required to edit a note (its current revision)".into())
@@ -102,12 +125,18 @@ pub async fn update(db: &Local, id: &str, input: &NoteInput) -> Result<Note> {
     if note.rev != rev {
         return Err(stale(id, rev, &note.rev));
     }
-    write(db, id, &note, &content).await?;
+    write(db, id, &note, &content, device).await?;
     Ok(current(db, id).await?.1)
 }
 
-async fn write(db: &Local, id: &str, note: &Note, content: &Content) -> Result<()> {
-    let doc = content.to_doc(id, Some(&note.rev), note.created_at, now_ms());
+pub(crate) async fn write(
+    db: &Local,
+    id: &str,
+    note: &Note,
+    content: &Content,
+    device: &str,
+) -> Result<()> {
+    let doc = content.to_doc(id, Some(&note.rev), note.created_at, now_ms(), device);
     match db.put(doc).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_conflict() => Err(stale(id, &note.rev, "newer")),
@@ -187,7 +216,8 @@ async fn live_versions(db: &Local, id: &str) -> Result<Vec<(Doc<Value>, Note)>> 
 /// one of the versions, or invalid merged content; [`Error::NotFound`]; [`Error::Conflict`]
 /// when the note is not in conflict or has versions the page did not show. Nothing is
 /// written on error.
-pub async fn resolve(db: &Local, id: &str, input: &ResolveInput) -> Result<Note> {
+/// A merge is written as edited on `device`.
+pub async fn resolve(db: &Local, id: &str, input: &ResolveInput, device: &str) -> Result<Note> {
     let merged = match (&input.keep, &input.merged) {
         (Some(_), None) => None,
         (None, Some(m)) => Some(m.content()?),
@@ -221,7 +251,7 @@ pub async fn resolve(db: &Local, id: &str, input: &ResolveInput) -> Result<Note>
             // INVARIANT: `versions` has at least two entries (checked above).
             let (winner, note) = &versions[0];
             let merged = Doc {
-                body: merged_body(&m, note.created_at),
+                body: merged_body(&m, note.created_at, device),
                 ..winner.clone()
             };
             db.merge_conflict(&merged).await.map(|_| ())
@@ -253,8 +283,8 @@ pub async fn resolve(db: &Local, id: &str, input: &ResolveInput) -> Result<Note>
 
 /// The body of a merged version (`merge_conflict` writes it with the winner's id and
 /// revision).
-fn merged_body(content: &Content, created_at: i64) -> Value {
-    let mut doc = content.to_doc("", None, created_at, now_ms());
+fn merged_body(content: &Content, created_at: i64, device: &str) -> Value {
+    let mut doc = content.to_doc("", None, created_at, now_ms(), device);
     if let Some(map) = doc.as_object_mut() {
         map.remove("_id");
     }
@@ -299,6 +329,7 @@ mod tests {
                 keep: Some("2-aaa".into()),
                 merged: None,
             },
+            "test",
         )
         .await
         .unwrap();
@@ -324,6 +355,7 @@ mod tests {
                 keep: None,
                 merged: Some(merged),
             },
+            "test",
         )
         .await
         .unwrap();
@@ -346,6 +378,7 @@ mod tests {
                 keep: Some("2-aaa".into()),
                 merged: None,
             },
+            "test",
         )
         .await
         .unwrap_err();

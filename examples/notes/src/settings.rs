@@ -31,6 +31,9 @@ pub struct Remote {
     url: Url,
     user: Option<String>,
     password: Option<String>,
+    /// A file holding the password, read again at every start of a sync (so a server whose
+    /// password changed is signed in to again once the file says the new one).
+    password_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -38,6 +41,7 @@ impl std::fmt::Debug for Remote {
         f.debug_struct("Remote")
             .field("url", &self.url.as_str())
             .field("user", &self.user.is_some())
+            .field("password_file", &self.password_file)
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +100,35 @@ impl Remote {
             url: parsed,
             user,
             password,
+            password_file: None,
         })
+    }
+
+    /// The same remote, with its password read from `path` (its first line, without
+    /// surrounding spaces) whenever a sync starts: a password changed on the server and
+    /// written there is picked up at the next attempt, with no restart. The file wins over
+    /// a password given otherwise, while it can be read.
+    #[must_use]
+    pub fn with_password_file(mut self, path: impl Into<PathBuf>) -> Remote {
+        self.password_file = Some(path.into());
+        self
+    }
+
+    /// The password to use now: the password file's, else the one given.
+    fn password_now(&self) -> Option<String> {
+        if let Some(path) = &self.password_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    if let Some(line) = text.lines().next() {
+                        return Some(line.trim().to_owned());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "reading the password file")
+                }
+            }
+        }
+        self.password.clone()
     }
 
     /// The database URL without credentials, for the page and logs.
@@ -118,7 +150,7 @@ impl Remote {
             .connect_timeout(CONNECT_TIMEOUT)
             .retry(RetryPolicy::none());
         if let Some(user) = &self.user {
-            builder = builder.credentials(user, self.password.clone().unwrap_or_default());
+            builder = builder.credentials(user, self.password_now().unwrap_or_default());
         }
         builder
             .build()
@@ -152,7 +184,10 @@ impl Remote {
         match text("url") {
             None => Ok(None),
             Some(url) => match Remote::parse(&url, text("user"), text("password")) {
-                Ok(r) => Ok(Some(r)),
+                Ok(r) => Ok(Some(Remote {
+                    password_file: text("password_file").map(PathBuf::from),
+                    ..r
+                })),
                 Err(e) => {
                     tracing::warn!(error = %e, "ignoring the remembered server");
                     Ok(None)
@@ -168,7 +203,12 @@ impl Remote {
     /// The file system's errors.
     pub async fn save(db: &Local, remote: Option<&Remote>) -> Result<()> {
         let doc = match remote {
-            Some(r) => json!({"url": r.url.as_str(), "user": r.user, "password": r.password}),
+            Some(r) => json!({
+                "url": r.url.as_str(),
+                "user": r.user,
+                "password": r.password,
+                "password_file": r.password_file,
+            }),
             None => json!({"url": null}),
         };
         let path = settings_file(db);

@@ -83,6 +83,8 @@ pub struct Counts {
     pub unsynced: usize,
     /// Notes in conflict.
     pub conflicts: usize,
+    /// Notes the server refused (their badge is rejected).
+    pub rejected: usize,
 }
 
 /// What the last sync of a server said, read from the store without a network.
@@ -362,15 +364,21 @@ impl Tracker {
     /// # Errors
     /// The store's errors.
     pub async fn counts(&self) -> Result<(Counts, LastSync)> {
-        let (remote, conflicts) = {
+        let (remote, conflicts, rejected) = {
             let inner = self.lock();
-            (inner.remote.clone(), inner.conflicted.len())
+            let rejected = inner
+                .sent
+                .values()
+                .filter(|b| matches!(b, Badge::Rejected { .. }))
+                .count();
+            (inner.remote.clone(), inner.conflicted.len(), rejected)
         };
         let Some(remote) = remote else {
             return Ok((
                 Counts {
                     unsynced: 0,
                     conflicts,
+                    rejected: 0,
                 },
                 LastSync::default(),
             ));
@@ -390,6 +398,7 @@ impl Tracker {
             Counts {
                 unsynced: usize::try_from(unsynced).unwrap_or(usize::MAX),
                 conflicts,
+                rejected,
             },
             LastSync {
                 push: status.last_push,

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use crate::live::{Hub, Update};
 use crate::note::now_ms;
 use crate::settings::Remote;
-use crate::state::Tracker;
+use crate::state::{Counts, Tracker};
 use crate::Result;
 
 /// The replicator's retries: quick at first, then at most this far apart, so that sync
@@ -67,10 +67,18 @@ pub enum Phase {
 pub struct SyncView {
     /// The server's database URL, without credentials.
     pub remote: Option<String>,
+    /// The user the app signs in as, if any.
+    pub user: Option<String>,
     /// What the sync is doing.
     pub state: Phase,
-    /// Why it is offline or failing (no credentials in it).
+    /// Why it is offline or failing, in words a person acts on ("name or password is
+    /// incorrect", "server unreachable"); no credentials in it.
     pub message: Option<String>,
+    /// The last failure since the server was set, even when the sync works again (the
+    /// sync settings show it), and when it happened (ms since 1970).
+    pub last_error: Option<String>,
+    /// When `last_error` happened (ms since 1970).
+    pub last_error_at: Option<i64>,
     /// When offline or failing: how long until the next attempt.
     pub retry_in_ms: Option<u64>,
     /// When both directions were last caught up (ms since 1970).
@@ -79,6 +87,8 @@ pub struct SyncView {
     pub unsynced: usize,
     /// Notes in conflict.
     pub conflicts: usize,
+    /// Notes whose current revision the server refused (part of `unsynced`).
+    pub rejected: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +107,8 @@ struct Status {
     /// The sync stopped with this error; it starts again at `until`.
     stopped: Option<(String, bool, Instant)>,
     last_synced_at: Option<i64>,
+    /// The last failure with this remote, worded, and when (ms since 1970).
+    last_error: Option<(String, i64)>,
 }
 
 struct Running {
@@ -139,6 +151,7 @@ impl SyncCtl {
                 pull: Dir::Starting,
                 stopped: None,
                 last_synced_at: None,
+                last_error: None,
             }),
             running: tokio::sync::Mutex::new(None),
             retry_now: RetryNow::new(),
@@ -185,6 +198,7 @@ impl SyncCtl {
             st.pull = Dir::Starting;
             st.stopped = None;
             st.last_synced_at = None;
+            st.last_error = None;
         }
         let client = remote.as_ref().and_then(|r| r.open().ok());
         self.tracker.set_remote(client, self.changed.clone()).await;
@@ -227,6 +241,7 @@ impl SyncCtl {
             tracing::warn!(remote = %remote.shown(), error = %failure.message, retry_in = ?delay, "sync stopped; starting it again");
             {
                 let mut st = self.lock();
+                st.last_error = Some((failure.message.clone(), now_ms()));
                 st.stopped = Some((failure.message, failure.transient, Instant::now() + delay));
                 st.push = Dir::Starting;
                 st.pull = Dir::Starting;
@@ -248,7 +263,7 @@ impl SyncCtl {
             Ok(r) => r,
             Err(e) => {
                 return Some(Failure {
-                    message: e.to_string(),
+                    message: format!("the server address cannot be used: {e}"),
                     transient: false,
                     caught_up: false,
                 })
@@ -285,7 +300,7 @@ impl SyncCtl {
         }
         let (message, transient) = match result {
             Ok(_) => ("the sync stopped".to_owned(), true),
-            Err(e) => (error_chain(&e), is_transient(&e)),
+            Err(e) => (reason(&e), is_transient(&e)),
         };
         Some(Failure {
             message,
@@ -330,11 +345,13 @@ impl SyncCtl {
             Event::Error {
                 direction,
                 message,
+                name,
                 retrying: true,
                 retry_in_ms,
-                ..
             } => {
                 let wait = Duration::from_millis(retry_in_ms.unwrap_or(0));
+                let message = reason_of_event(&name, &message);
+                st.last_error = Some((message.clone(), now_ms()));
                 *st.dir(direction) = Dir::Retrying {
                     message,
                     until: Instant::now() + wait,
@@ -353,7 +370,7 @@ impl SyncCtl {
     }
 
     /// The global state with these counts.
-    fn view(&self, unsynced: usize, conflicts: usize) -> SyncView {
+    fn view(&self, counts: Counts) -> SyncView {
         let st = self.lock();
         let now = Instant::now();
         let left = |until: &Instant| {
@@ -391,12 +408,16 @@ impl SyncCtl {
         };
         SyncView {
             remote: st.remote.as_ref().map(Remote::shown),
+            user: st.remote.as_ref().and_then(|r| r.user().map(str::to_owned)),
             state,
             message,
+            last_error: st.last_error.as_ref().map(|(m, _)| m.clone()),
+            last_error_at: st.last_error.as_ref().map(|(_, at)| *at),
             retry_in_ms,
             last_synced_at: st.last_synced_at,
-            unsynced,
-            conflicts,
+            unsynced: counts.unsynced,
+            conflicts: counts.conflicts,
+            rejected: counts.rejected,
         }
     }
 
@@ -406,7 +427,7 @@ impl SyncCtl {
     /// The store's errors.
     pub async fn current(&self) -> Result<SyncView> {
         let (counts, _) = self.tracker.counts().await?;
-        Ok(self.view(counts.unsynced, counts.conflicts))
+        Ok(self.view(counts))
     }
 
     /// Sends the state and the changed badges to the pages whenever something changed.
@@ -419,7 +440,7 @@ impl SyncCtl {
             match self.tracker.counts().await {
                 Ok((counts, _)) => {
                     let badges = self.tracker.take_changed();
-                    let sync = self.view(counts.unsynced, counts.conflicts);
+                    let sync = self.view(counts);
                     self.hub.send(Update::Sync {
                         sync,
                         badges,
@@ -451,6 +472,34 @@ fn error_chain(e: &settee::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// Why a sync failed, in the words the page shows: what the person can act on first
+/// (the facade's `ErrorKind`), then the details for the kinds that have no plain wording.
+fn reason(e: &settee::Error) -> String {
+    use settee::ErrorKind as K;
+    match e.kind() {
+        K::Unauthorized => "name or password is incorrect".to_owned(),
+        K::Offline => "server unreachable".to_owned(),
+        K::Forbidden => format!("the server refuses this user: {}", error_chain(e)),
+        K::NotFound => format!(
+            "the database is not on the server (and may not be created): {}",
+            error_chain(e)
+        ),
+        K::Server => format!("the server failed: {}", error_chain(e)),
+        _ => error_chain(e),
+    }
+}
+
+/// The same wording for a replicator's `Error` event, which carries the error's CouchDB
+/// name (the transport's own for a network failure) and its message.
+fn reason_of_event(name: &str, message: &str) -> String {
+    match name {
+        "transport" | "offline" | "timeout" => "server unreachable".to_owned(),
+        "unauthorized" => "name or password is incorrect".to_owned(),
+        "forbidden" => format!("the server refuses this user: {message}"),
+        _ => message.to_owned(),
+    }
 }
 
 /// Whether a failed sync may succeed by itself later (the server unreachable or busy)
@@ -504,5 +553,18 @@ mod tests {
         assert_eq!(rfc3339_ms("2026-11-01T12:30:05Z"), Some(1_793_536_205_000));
         assert_eq!(rfc3339_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
         assert_eq!(rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn failures_are_worded_for_people() {
+        assert_eq!(
+            reason_of_event("transport", "error sending request"),
+            "server unreachable"
+        );
+        assert_eq!(
+            reason_of_event("unauthorized", "Name or password is incorrect."),
+            "name or password is incorrect"
+        );
+        assert_eq!(reason_of_event("bad_gateway", "502"), "502");
     }
 }

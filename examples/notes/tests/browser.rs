@@ -15,106 +15,11 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use serde_json::{json, Value};
-use settee_testkit::faults::FaultProxy;
-use settee_testkit::TestDb;
-use support::{expected_titles, fill_store, screenshot_dir, AppProcess, Browser, Driver};
+use support::pages::{edit_body, port, start_app, write_note, ServerDb};
+use support::{expected_titles, fill_store, screenshot_dir, Driver};
 
 /// One browser test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
-
-/// A database on the test server, reached through a proxy of its own, and the URL an app
-/// uses for it (user in the URL, password apart).
-struct ServerDb {
-    db: TestDb,
-    proxy: FaultProxy,
-}
-
-/// The port a proxy listens on.
-fn port(proxy: &FaultProxy) -> u16 {
-    url::Url::parse(&proxy.url()).unwrap().port().unwrap()
-}
-
-impl ServerDb {
-    async fn create(prefix: &str) -> ServerDb {
-        let db = TestDb::create(prefix);
-        let proxy = FaultProxy::start(db.server().url()).await;
-        ServerDb { db, proxy }
-    }
-
-    /// Another proxy to the same server, for a second app.
-    async fn proxy(&self) -> FaultProxy {
-        FaultProxy::start(self.db.server().url()).await
-    }
-
-    fn app_remote(&self, proxy: &FaultProxy) -> (String, String) {
-        let server = self.db.server();
-        let user = server.user().map(|u| format!("{u}@")).unwrap_or_default();
-        (
-            format!("http://{user}127.0.0.1:{}/{}", port(proxy), self.db.name()),
-            server.password().unwrap_or_default().to_owned(),
-        )
-    }
-
-    /// A GET of the server's database, straight to the server (not through the proxy).
-    async fn server_get(&self, path: &str) -> Value {
-        let server = self.db.server();
-        let mut req = reqwest::Client::new().get(format!("{}{path}", self.db.url()));
-        if let Some((user, password)) = server.credentials() {
-            req = req.basic_auth(user, Some(password));
-        }
-        let resp = req.send().await.unwrap();
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.unwrap()
-    }
-
-    /// A document as the server has it (with `_conflicts`).
-    async fn server_doc(&self, id: &str) -> Value {
-        self.server_get(&format!("/{id}?conflicts=true")).await
-    }
-
-    async fn server_docs(&self) -> Vec<Value> {
-        let v = self.server_get("/_all_docs?include_docs=true").await;
-        v["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["doc"].clone())
-            .collect()
-    }
-}
-
-fn start_app(dir: &std::path::Path, name: &str, remote: Option<&(String, String)>) -> AppProcess {
-    AppProcess::start(
-        &dir.join(name),
-        remote.map(|(u, p)| (u.as_str(), p.as_str())),
-    )
-}
-
-/// Creates a note on the page: New note, type the title and body, Save; waits until the
-/// list shows it.
-async fn write_note(b: &Browser, title: &str, body: &str) {
-    b.click("#new-note").await;
-    b.wait_for(
-        "the editor of a new note",
-        "return !document.querySelector('#editor').hidden && document.querySelector('#title').value === '';",
-        json!([]),
-        |v| v == true,
-    )
-    .await;
-    b.type_into("#title", title).await;
-    b.type_into("#body", body).await;
-    b.click("#save").await;
-    b.wait_text("#editor-message", "Saved.").await;
-    b.wait_badge(title, "").await;
-}
-
-/// Opens the note titled `title`, replaces its body, saves.
-async fn edit_body(b: &Browser, title: &str, body: &str) {
-    b.open_note(title).await;
-    b.type_into("#body", body).await;
-    b.click("#save").await;
-    b.wait_text("#editor-message", "Saved.").await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn note_written_offline_waits_to_upload_then_syncs_by_itself() {
@@ -262,6 +167,41 @@ async fn conflict_from_two_devices_is_resolved_on_one_and_gone_on_the_other() {
         |v| v == &json!(["bread, milk, apples (from B)", "bread, milk, eggs (from A)"]),
     )
     .await;
+    // The versions name their sides, and the suggested merge marks the differing lines.
+    let labels = a
+        .js(
+            "return [...document.querySelectorAll('#versions .version .v-label')].map(e => e.textContent);",
+            json!([]),
+        )
+        .await;
+    let labels = labels.as_array().unwrap();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("This device · edited ")),
+        "{labels:?}"
+    );
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with("Device ")),
+        "{labels:?}"
+    );
+    let merge = a
+        .js(
+            "return document.querySelector('#merge-body').value;",
+            json!([]),
+        )
+        .await;
+    let merge = merge.as_str().unwrap();
+    assert!(
+        merge.contains("<<<<<<< this device\nbread, milk, eggs (from A)\n======="),
+        "{merge}"
+    );
+    assert!(
+        merge.contains("bread, milk, apples (from B)\n>>>>>>> device "),
+        "{merge}"
+    );
     a.screenshot("3-conflict-side-by-side").await;
     b.screenshot("3-conflict").await;
 
@@ -336,6 +276,8 @@ async fn note_the_server_refuses_shows_the_servers_reason() {
     b.wait_text("#editor-badge", "rejected: titles may not contain SECRET")
         .await;
     b.wait_text("#unsynced-count", "1 unsynced").await;
+    // The header never says "Synced" while a note is refused.
+    b.wait_text("#sync-state", "1 rejected").await;
     b.screenshot("1-rejected").await;
 
     // Fixed: the next revision is accepted.
@@ -343,6 +285,7 @@ async fn note_the_server_refuses_shows_the_servers_reason() {
     b.click("#save").await;
     b.wait_badge("Public plans", "synced").await;
     b.wait_text("#unsynced-count", "all notes uploaded").await;
+    b.wait_text("#sync-state", "Synced").await;
     b.screenshot("2-accepted").await;
     let on_server = server
         .server_docs()
@@ -420,6 +363,12 @@ async fn thousand_notes_are_listed_newest_first_and_filtered() {
         .await;
     b.wait_titles(&found).await;
     b.screenshot("3-search").await;
+
+    // A search of bodies: "Generated note number 123." is found by its words.
+    b.type_into("#search", "NUMBER 123").await;
+    b.wait_text("#list-count", "1 note").await;
+    b.wait_titles(&["Note 00123".to_owned()]).await;
+    b.screenshot("4-search-bodies").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,7 +398,8 @@ async fn ten_thousand_notes_first_paint_is_measured() {
         expected_titles(&notes, |_| true)[..100]
     );
     // Typing a search with 10,000 notes: from the first keystroke to the list showing the
-    // hits (the page waits 150 ms after the last keystroke before it asks).
+    // hits (the page waits 150 ms after the last keystroke before it asks). The search
+    // itself is the word index's (search.rs prints its own time for 10,000 notes).
     let t = Instant::now();
     b.type_into("#search", "note 0999").await;
     let hits = expected_titles(&notes, |n| {

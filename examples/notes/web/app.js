@@ -3,7 +3,8 @@
 // global state and changed badges) and `resync` (reload everything). No framework, no build.
 'use strict';
 
-const PAGE = 100; // notes per list request; "Show more" asks for the next page
+const PAGE = 100;
+const AUTOSAVE_MS = 600; // typing saves by itself this long after the last keystroke // notes per list request; "Show more" asks for the next page
 const MAX_PAGE = 1000; // the most the API returns at once
 const $ = (sel) => document.querySelector(sel);
 
@@ -79,8 +80,7 @@ function renderAllBadges() {
     const n = state.notes.find((x) => x.id === li.dataset.id);
     renderBadge(li.querySelector('.badge'), badgeFor(li.dataset.id, n ? n.state : { kind: 'local_only' }));
   }
-  const s = state.selected;
-  if (s) renderBadge($('#editor-badge'), badgeFor(s.note.id, s.state));
+  renderEditorBadge();
 }
 
 function renderBadge(node, s) {
@@ -88,6 +88,12 @@ function renderBadge(node, s) {
   node.dataset.state = s.kind;
   node.textContent = badgeText(s);
   node.title = badgeText(s);
+}
+
+// Which column a small screen shows (style.css shows one at a time below 700 px; wide
+// screens show all three and ignore it).
+function setView(view) {
+  document.body.dataset.view = view;
 }
 
 function message(text) {
@@ -230,6 +236,7 @@ function sideItem(label, kind, value, count) {
     state.filter.notebook = kind === 'notebook' ? value : null;
     state.filter.tag = kind === 'tag' ? value : null;
     state.limit = PAGE;
+    setView('list');
     loadList().catch(showError);
     loadSide().catch(showError);
   });
@@ -238,7 +245,7 @@ function sideItem(label, kind, value, count) {
 
 // ---- one note ----
 
-async function openNote(id) {
+async function openNote(id, show = true) {
   // Unsaved edits are saved first; if that is refused, the note stays open with its text.
   if (state.dirty && !(await save())) return;
   try {
@@ -252,6 +259,7 @@ async function openNote(id) {
   state.dirty = false;
   message('');
   renderEditor();
+  if (show) setView('editor');
   for (const li of document.querySelectorAll('#note-list li')) {
     li.classList.toggle('selected', !!state.selected && li.dataset.id === state.selected.note.id);
   }
@@ -269,8 +277,30 @@ function renderEditor() {
   $('#notebook').value = s.note.notebook;
   $('#tags-input').value = s.note.tags.join(', ');
   $('#body').value = s.note.body;
-  renderBadge($('#editor-badge'), badgeFor(s.note.id, s.state));
-  $('#editor-updated').textContent = 'edited ' + fmtTime(s.note.updated_at);
+  renderEditorBadge();
+  $('#editor-updated').textContent = s.note.id ? 'edited ' + fmtTime(s.note.updated_at) : 'new note: saved once you type';
+  renderTitleLimit();
+}
+
+// The open note's badge, and "Use the server's version" while the server refuses it.
+function renderEditorBadge() {
+  const s = state.selected;
+  if (!s || !s.note.id) {
+    $('#editor-badge').hidden = true;
+    $('#revert').hidden = true;
+    return;
+  }
+  const b = badgeFor(s.note.id, s.state);
+  $('#editor-badge').hidden = false;
+  renderBadge($('#editor-badge'), b);
+  $('#revert').hidden = b.kind !== 'rejected';
+}
+
+// The title stops at the app's limit (the input's maxlength); say so when it is reached.
+function renderTitleLimit() {
+  const t = $('#title');
+  $('#title-limit').textContent = t.value.length >= t.maxLength
+    ? 'The title is at its limit of ' + t.maxLength + ' characters.' : '';
 }
 
 function editedContent() {
@@ -282,53 +312,133 @@ function editedContent() {
   };
 }
 
+// Saves are one at a time (autosave, the Save button and opening another note may ask
+// together): each waits for the one before, so a new note is created once.
+let saving = Promise.resolve(true);
+let autosaveTimer = null;
+
 // Saves the open note; says whether it worked.
-async function save() {
+function save() {
+  clearTimeout(autosaveTimer);
+  saving = saving.then(saveNow, saveNow);
+  return saving;
+}
+
+function isBlank(c) {
+  return !c.title.trim() && !c.body.trim() && c.tags.length === 0;
+}
+
+async function saveNow() {
   const s = state.selected;
-  if (!s) return true;
-  try {
-    const data = await api('PUT', '/api/notes/' + encodeURIComponent(s.note.id),
-      { ...editedContent(), rev: s.note.rev });
-    state.selected = { note: data.note, state: data.state, versions: [] };
+  if (!s || !state.dirty) return true;
+  const content = editedContent();
+  // A new note is written only once something is typed in it.
+  if (!s.note.id && isBlank(content)) {
     state.dirty = false;
-    message('Saved.');
-    renderEditor();
+    return true;
+  }
+  state.dirty = false;
+  message('Saving…');
+  try {
+    const data = s.note.id
+      ? await api('PUT', '/api/notes/' + encodeURIComponent(s.note.id), { ...content, rev: s.note.rev })
+      : await api('POST', '/api/notes', content);
+    if (state.selected !== s) return true; // another note was opened meanwhile
+    s.note = data.note;
+    s.state = data.state;
+    s.versions = [];
+    // Typing meanwhile stays in the editor (and is saved next); otherwise show the note.
+    if (!state.dirty) {
+      message('Saved.');
+      renderEditor();
+    } else {
+      renderEditorBadge();
+    }
     return true;
   } catch (e) {
     if (e.status === 409) {
       // The text stays in the editor to be copied; opening a note no longer tries to save it.
-      state.dirty = false;
       message('This note was changed elsewhere since you opened it. Copy your text, then open the note again.');
     } else {
-      message(e.message);
+      state.dirty = true;
+      message('Not saved: ' + e.message);
     }
     return false;
   }
 }
 
+function scheduleAutosave() {
+  clearTimeout(autosaveTimer);
+  autosaveTimer = setTimeout(() => save(), AUTOSAVE_MS);
+}
+
+// "+ New note": an empty editor; nothing is written (here or on the server) until
+// something is typed.
 async function createNote() {
   if (state.dirty && !(await save())) return;
-  const data = await api('POST', '/api/notes', {
-    title: '',
-    body: '',
-    notebook: state.filter.notebook || undefined,
-    tags: state.filter.tag ? [state.filter.tag] : [],
-  });
-  state.selected = { note: data.note, state: data.state, versions: [] };
+  state.selected = {
+    note: {
+      id: null, rev: null, title: '', body: '',
+      notebook: state.filter.notebook || 'Inbox',
+      tags: state.filter.tag ? [state.filter.tag] : [],
+      updated_at: null,
+    },
+    state: { kind: 'local_only' },
+    versions: [],
+  };
   state.dirty = false;
   message('');
   renderEditor();
+  setView('editor');
   $('#title').focus();
 }
 
+// Delete at once, with "Undo" (a new revision on top of the deletion, with the content
+// the note had).
 async function deleteNote() {
   const s = state.selected;
   if (!s) return;
-  try {
-    await api('DELETE', '/api/notes/' + encodeURIComponent(s.note.id) + '?rev=' + encodeURIComponent(s.note.rev));
+  clearTimeout(autosaveTimer);
+  if (!s.note.id) {
     state.selected = null;
     state.dirty = false;
-    message('Deleted.');
+    renderEditor();
+    return;
+  }
+  try {
+    const data = await api('DELETE', '/api/notes/' + encodeURIComponent(s.note.id) + '?rev=' + encodeURIComponent(s.note.rev));
+    state.selected = null;
+    state.dirty = false;
+    renderEditor();
+    const undo = el('button', 'secondary', 'Undo');
+    undo.type = 'button';
+    undo.id = 'undo-delete';
+    undo.addEventListener('click', async () => {
+      try {
+        const back = await api('POST', '/api/notes/' + encodeURIComponent(s.note.id) + '/undelete',
+          { rev: data.rev, from: s.note.rev });
+        state.selected = { note: back.note, state: back.state, versions: [] };
+        message('Brought back.');
+        renderEditor();
+      } catch (e) {
+        message(e.message);
+      }
+    });
+    $('#editor-message').replaceChildren(document.createTextNode('Deleted “' + (s.note.title || 'Untitled') + '”. '), undo);
+  } catch (e) {
+    message(e.message);
+  }
+}
+
+// The server refused this note's edit: take the server's version instead.
+async function revertToServer() {
+  const s = state.selected;
+  if (!s || !s.note.id) return;
+  try {
+    const data = await api('POST', '/api/notes/' + encodeURIComponent(s.note.id) + '/revert');
+    state.selected = { note: data.note, state: data.state, versions: [] };
+    state.dirty = false;
+    message("Back to the server's version.");
     renderEditor();
   } catch (e) {
     message(e.message);
@@ -339,7 +449,7 @@ async function deleteNote() {
 // conflict arriving, a resolution made elsewhere, or this page's own save).
 async function refreshSelected() {
   const s = state.selected;
-  if (!s) return;
+  if (!s || !s.note.id) return;
   let now;
   try {
     now = await api('GET', '/api/notes/' + encodeURIComponent(s.note.id));
@@ -351,7 +461,7 @@ async function refreshSelected() {
   const same = now && now.note.rev === s.note.rev && now.versions.length === s.versions.length;
   if (same) {
     s.state = now.state;
-    renderBadge($('#editor-badge'), badgeFor(s.note.id, now.state));
+    renderEditorBadge();
     return;
   }
   if (state.dirty) {
@@ -365,6 +475,12 @@ async function refreshSelected() {
 
 // ---- conflicts ----
 
+// Which side a version is: this device, or the device that edited it.
+function sideOf(v, s) {
+  if (v.device && v.device === s.device) return 'This device';
+  return v.device ? 'Device ' + v.device : 'Another device';
+}
+
 function renderConflict(s) {
   $('#conflict').dataset.id = s.note.id;
   const boxes = s.versions.map((v, i) => {
@@ -374,7 +490,8 @@ function renderConflict(s) {
     keep.type = 'button';
     keep.addEventListener('click', () => resolve({ keep: v.rev }));
     box.append(
-      el('div', 'v-label', 'Version ' + (i + 1) + (i === 0 ? ' (shown in the list until resolved)' : '')),
+      el('div', 'v-label', sideOf(v, s) + ' · edited ' + fmtTime(v.updated_at) +
+        (i === 0 ? ' (shown in the list until resolved)' : '')),
       el('div', 'v-title', v.title || 'Untitled'),
       el('div', 'v-meta', v.notebook + ' · edited ' + fmtTime(v.updated_at) +
         (v.tags.length ? ' · #' + v.tags.join(' #') : '')),
@@ -385,9 +502,8 @@ function renderConflict(s) {
   });
   $('#versions').replaceChildren(...boxes);
   $('#merge-title').value = s.versions[0].title;
-  const bodies = [];
-  for (const v of s.versions) if (!bodies.includes(v.body)) bodies.push(v.body);
-  $('#merge-body').value = bodies.join('\n\n');
+  // The app's line merge: shared lines once, the differences marked with their sides.
+  $('#merge-body').value = s.suggested_body || '';
 }
 
 async function resolve(choice) {
@@ -427,12 +543,27 @@ const LABELS = {
   error: 'Sync error',
 };
 
+// The header's word for the state: never "Synced" while a note is refused or in conflict.
+function syncLabel(v) {
+  if (v.state === 'synced' || v.state === 'local_only') {
+    const parts = [];
+    if (v.rejected) parts.push(v.rejected + ' rejected');
+    if (v.conflicts) parts.push(v.conflicts + ' in conflict');
+    if (parts.length) return parts.join(', ');
+  }
+  return LABELS[v.state] || v.state;
+}
+
 function renderSync(v) {
   state.sync = v;
   state.retryAt = v.retry_in_ms != null ? Date.now() + v.retry_in_ms : null;
   $('#sync').dataset.state = v.state;
+  $('#sync').dataset.attention = String(!!(v.rejected || v.conflicts));
   $('#sync').title = v.message || (v.remote ? 'Syncing with ' + v.remote : 'No server set');
-  $('#sync-state').textContent = LABELS[v.state] || v.state;
+  $('#sync-state').textContent = syncLabel(v);
+  // Why it does not sync, in the page itself.
+  const failing = v.state === 'offline' || v.state === 'error';
+  $('#sync-reason').textContent = failing && v.message ? v.message : '';
   $('#last-synced').textContent = v.remote
     ? (v.last_synced_at ? 'last synced ' + fmtTime(v.last_synced_at) : 'not synced yet')
     : '';
@@ -442,8 +573,18 @@ function renderSync(v) {
   $('#unsynced-count').textContent = counts;
   $('#unsynced-count').dataset.unsynced = String(v.unsynced);
   // "Sync now" helps only while a sync waits (offline, or stopped by an error).
-  $('#sync-now').hidden = !(v.remote && (v.state === 'offline' || v.state === 'error'));
+  $('#sync-now').hidden = !(v.remote && failing);
+  renderSettingsState(v);
   tickRetry();
+}
+
+// The sync settings' view of the current server: where, as whom, and the last error.
+function renderSettingsState(v) {
+  $('#remote-shown').textContent = v && v.remote ? 'Syncing with ' + v.remote : 'Not syncing: notes stay on this device.';
+  $('#settings-user').textContent = v && v.remote ? (v.user ? 'as ' + v.user : 'without signing in') : '';
+  $('#settings-last-error').textContent = v && v.last_error
+    ? 'Last error (' + fmtTime(v.last_error_at) + '): ' + v.last_error
+    : '';
 }
 
 async function syncNow() {
@@ -479,7 +620,9 @@ async function loadSync() {
 
 function openSettings() {
   const v = state.sync;
-  $('#remote-shown').textContent = v && v.remote ? 'Syncing with ' + v.remote : 'Not syncing: notes stay on this device.';
+  renderSettingsState(v);
+  if (v && v.remote && !$('#remote-url').value) $('#remote-url').value = v.remote;
+  if (v && v.user && !$('#remote-user').value) $('#remote-user').value = v.user;
   $('#settings-error').textContent = '';
   $('#settings').showModal();
 }
@@ -521,7 +664,7 @@ async function refreshAll() {
   // The sync state comes with the event stream; ask for it only if the stream has not
   // given it (an answer to a request could be older than an event already shown).
   await Promise.all([loadList(), loadSide(), state.sync ? null : loadSync()]);
-  if (state.selected && !state.dirty) await openNote(state.selected.note.id);
+  if (state.selected && state.selected.note.id && !state.dirty) await openNote(state.selected.note.id, false);
 }
 
 function follow() {
@@ -556,12 +699,32 @@ function follow() {
 
 document.addEventListener('DOMContentLoaded', () => {
   $('#new-note').addEventListener('click', () => createNote().catch(showError));
+  $('#new-note-narrow').addEventListener('click', () => createNote().catch(showError));
+  $('#show-side').addEventListener('click', () => setView('side'));
+  $('#back').addEventListener('click', async () => {
+    if (state.dirty) await save();
+    setView('list');
+  });
   $('#editor').addEventListener('submit', (e) => {
     e.preventDefault();
     save();
   });
-  $('#editor').addEventListener('input', () => { state.dirty = true; });
+  $('#editor').addEventListener('input', () => {
+    state.dirty = true;
+    renderTitleLimit();
+    scheduleAutosave();
+  });
+  // A reload or a closed tab with text not saved yet: the browser asks first (and the save
+  // already under way finishes on the server's side).
+  window.addEventListener('beforeunload', (e) => {
+    if (state.dirty) {
+      save();
+      e.preventDefault();
+      e.returnValue = '';
+    }
+  });
   $('#delete').addEventListener('click', () => deleteNote());
+  $('#revert').addEventListener('click', () => revertToServer());
   $('#save-merge').addEventListener('click', () => resolve({ merged: true }));
   $('#more').addEventListener('click', () => loadMore().catch(showError));
   let searchTimer = null;

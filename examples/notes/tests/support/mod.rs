@@ -8,6 +8,8 @@
 //! deadline; a deadline that passes fails with what the page showed last, and a screenshot.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+pub mod pages;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -396,6 +398,16 @@ impl Browser {
                 Err((err, msg)) => panic!("[{}] clicking {css}: {err}: {msg}", self.name),
             }
         }
+    }
+
+    /// Resizes the browser's window (a phone-sized screen, for instance).
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
     }
 
     /// Replaces the text of the input `css` finds by typing `text` into it.
