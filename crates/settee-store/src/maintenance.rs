@@ -32,6 +32,9 @@ pub struct VerifyReport {
     pub bodies: u64,
     /// Stored attachments.
     pub attachments: u64,
+    /// Attachments being staged ([`crate::Database::stage_attachment`]) and not committed
+    /// yet: 0 right after opening, which removes what a crash left staged.
+    pub staged_attachments: u64,
     /// The highest sequence in the by-seq index.
     pub max_seq: u64,
     /// Entries in the Mango indexes.
@@ -341,7 +344,8 @@ impl Database {
             }
             report.bodies += 1;
         }
-        report.attachments = attachments::sweep::verify(inner, &atts_needed)?;
+        (report.attachments, report.staged_attachments) =
+            attachments::sweep::verify(inner, &atts_needed)?;
         if (guard.doc_count, guard.doc_del_count) != (report.doc_count, report.doc_del_count) {
             return Err(Error::corrupt(format!(
                 "counters say {}/{} live/deleted docs, records say {}/{}",

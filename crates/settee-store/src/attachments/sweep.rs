@@ -106,11 +106,12 @@ pub(crate) fn sweep(
 /// `verify`'s part: every digest in `needed` is stored (a head or a format-6 value); every
 /// head decodes and its blob (named by no other head) has exactly chunks `0..chunks`, each
 /// at most [`CHUNK_SIZE`], adding up to its length; every chunk belongs to a head's blob or
-/// to a blob being staged (a pending marker). Returns the number of stored attachments.
+/// to a blob being staged (a pending marker). Returns the number of stored attachments and
+/// of blobs being staged.
 ///
 /// # Errors
 /// [`Error::Corrupt`] naming the first violation.
-pub(crate) fn verify(inner: &Inner, needed: &HashSet<String>) -> Result<u64> {
+pub(crate) fn verify(inner: &Inner, needed: &HashSet<String>) -> Result<(u64, u64)> {
     let storage = |e| inner.storage(e);
     for digest in needed {
         if !super::chunks::is_stored(inner, digest)? {
@@ -176,5 +177,5 @@ pub(crate) fn verify(inner: &Inner, needed: &HashSet<String>) -> Result<u64> {
             )));
         }
     }
-    Ok(count)
+    Ok((count, pending.len() as u64))
 }
