@@ -1,11 +1,13 @@
-//! Adding an attachment to a document from its bytes, without the base64 of inline
-//! attachments (reading one is `Database::attachment`, in `attachments.rs`).
+//! Adding an attachment to a document from its bytes, from a reader, or from bytes staged
+//! before, without the base64 of inline attachments (reading one is `Database::attachment`
+//! and `Database::attachment_reader`, in `attachments/`; staging is `attachments/staging.rs`).
 
 use serde_json::{Map, Value};
 use settee_revtree::Rev;
 
 use crate::validate::{AttIn, Body, ParsedDoc, LOCAL_PREFIX};
-use crate::{Database, DocResult, Error, GetOptions, Result};
+use crate::{Database, DocResult, Error, GetOptions, Result, StagedAttachment};
+use std::io::Read;
 
 impl Database {
     /// Adds (or replaces) attachment `name` of document `id` from its bytes: a new revision
@@ -34,6 +36,83 @@ impl Database {
         name: &str,
         content_type: &str,
         data: Vec<u8>,
+    ) -> Result<DocResult> {
+        let att = AttIn::Data {
+            content_type: content_type.to_owned(),
+            data,
+            revpos: None,
+        };
+        self.put_one_attachment(id, rev, name, att)
+    }
+
+    /// [`Database::put_attachment`] from a reader: the bytes go to the store a chunk
+    /// ([`crate::CHUNK_SIZE`]) at a time as they are read ([`Database::stage_attachment`]),
+    /// and become visible with the new revision, atomically. At most one chunk is in memory.
+    /// A crash before the revision is written leaves nothing behind (the next open removes
+    /// what was written).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let file = std::io::repeat(7).take(1_000_000); // any `Read`: a file, a socket
+    /// # use std::io::Read;
+    /// db.put_attachment_from("n", None, "big.bin", "application/octet-stream", file)?;
+    /// assert_eq!(db.attachment_reader("n", None, "big.bin")?.length(), 1_000_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Database::put_attachment`], and [`Error::AttachmentSource`] when `reader` fails.
+    pub fn put_attachment_from(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+        content_type: &str,
+        reader: impl Read,
+    ) -> Result<DocResult> {
+        if id.starts_with(LOCAL_PREFIX) {
+            return Err(Error::bad_request("_local documents have no attachments"));
+        }
+        let staged = self.stage_attachment(reader)?;
+        self.put_staged_attachment(id, rev, name, content_type, staged)
+    }
+
+    /// [`Database::put_attachment`] with bytes staged before ([`Database::stage_attachment`]):
+    /// the new revision and the staged bytes become visible together, in one batch. If the
+    /// store holds the digest already, the staged copy is removed in that batch (one copy
+    /// per digest). On an error the staged bytes are removed (as when it is dropped).
+    ///
+    /// # Errors
+    /// As [`Database::put_attachment`].
+    pub fn put_staged_attachment(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+        content_type: &str,
+        mut staged: StagedAttachment,
+    ) -> Result<DocResult> {
+        let att = AttIn::Staged {
+            content_type: content_type.to_owned(),
+            digest: staged.digest().to_owned(),
+            head: staged.head,
+            revpos: None,
+        };
+        let written = self.put_one_attachment(id, rev, name, att)?;
+        // The batch that wrote the revision committed the blob (or removed it).
+        staged.disarm();
+        Ok(written)
+    }
+
+    /// Writes a new revision of `id` on top of `rev` with attachment `name` set to `att`,
+    /// the other attachments and the body kept.
+    fn put_one_attachment(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+        att: AttIn,
     ) -> Result<DocResult> {
         if id.starts_with(LOCAL_PREFIX) {
             return Err(Error::bad_request("_local documents have no attachments"));
@@ -71,14 +150,7 @@ impl Database {
                 }
             }
         }
-        attachments.push((
-            name.to_owned(),
-            AttIn::Data {
-                content_type: content_type.to_owned(),
-                data,
-                revpos: None,
-            },
-        ));
+        attachments.push((name.to_owned(), att));
         let doc = ParsedDoc {
             id: Some(id.to_owned()),
             rev: rev.cloned(),

@@ -116,6 +116,14 @@ pub enum Error {
     /// name for it (`no_usable_index`, `invalid_operator`, ...).
     #[error(transparent)]
     Query(#[from] settee_query::Error),
+    /// The reader an attachment was being written from failed
+    /// ([`crate::Database::stage_attachment`]); nothing of it stays in the store.
+    #[error("attachment_source: reading the attachment's bytes from its source failed")]
+    AttachmentSource {
+        /// The reader's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A filesystem error outside sled (destroying a store).
     #[error("i/o error on {path}")]
     Io {
@@ -145,6 +153,7 @@ impl Error {
             Error::Query(e) => e.name(),
             Error::DiskFull { .. } => "disk_full",
             Error::Storage { .. } | Error::Io { .. } => "internal_server_error",
+            Error::AttachmentSource { .. } => "attachment_source",
         }
     }
 
@@ -168,7 +177,7 @@ impl Error {
                 sled::Error::Corruption { .. } => ErrorKind::Corrupt,
                 _ => ErrorKind::Internal,
             },
-            Error::Io { .. } => ErrorKind::Internal,
+            Error::Io { .. } | Error::AttachmentSource { .. } => ErrorKind::Internal,
         }
     }
 
@@ -186,6 +195,7 @@ impl Error {
             Error::DiskFull { .. } => 507,
             Error::NotAStore { .. } | Error::UnsupportedFormat { .. } => 500,
             Error::Corrupt { .. } | Error::Storage { .. } | Error::Io { .. } => 500,
+            Error::AttachmentSource { .. } => 500,
         }
     }
 

@@ -86,6 +86,15 @@ fn record(key: &[u8], value: &[u8]) {
         Some(keys::STALE) => {
             let _ = keys::decode_u64(value, "stale marker");
         }
+        Some(keys::ATT_HEAD) => {
+            if let Ok(head) = keys::AttHead::decode(id, value) {
+                let back = keys::AttHead::decode(id, &head.encode()).expect("a head re-encodes");
+                assert_eq!(back, head);
+            }
+        }
+        Some(keys::ATT_CHUNK) | Some(keys::ATT_PENDING) => {
+            let _ = keys::blob_of_key(key);
+        }
         Some(keys::UNSYNCED) => {
             let _ = keys::split_unsynced_key(key);
             if let Ok(entry) = Unsynced::decode(id, value) {
@@ -294,6 +303,9 @@ mod tests {
                 keys::INDEX_ENTRY => {
                     crate::index_blocks::decode(&k, &v).unwrap();
                 }
+                keys::ATT_HEAD => {
+                    keys::AttHead::decode(id, &v).unwrap();
+                }
                 _ => {}
             }
             kinds.insert(k[0]);
@@ -305,7 +317,8 @@ mod tests {
             }
         }
         let seen: String = kinds.into_iter().map(char::from).collect();
-        assert_eq!(seen, "ADILMNQRUX");
+        // Format 7 writes attachments as a head and chunks (`H`, `C`), never `A` values.
+        assert_eq!(seen, "CDHILMNQRUX");
     }
 
     #[test]

@@ -59,7 +59,9 @@ mod validate;
 mod write;
 
 pub use advert::{Advert, ADVERT_FILE};
-pub use attachments::{attachment_digest, Attachment};
+pub use attachments::{
+    attachment_digest, Attachment, AttachmentReader, StagedAttachment, CHUNK_SIZE,
+};
 pub use database::Database;
 pub use error::{Error, Result};
 pub use find::{CreateIndexResponse, ExecutionStats, FindResponse, IndexList};

@@ -9,7 +9,7 @@ use settee_revtree::{Rev, RevPath, RevStatus, RevTree};
 
 use std::sync::MutexGuard;
 
-use crate::attachments::metas;
+use crate::attachments::{self, metas};
 use crate::database::{Counters, Inner};
 use crate::keys::{self, DocRecord, SeqEntry};
 use crate::sync_state::Edit;
@@ -32,6 +32,9 @@ pub struct VerifyReport {
     pub bodies: u64,
     /// Stored attachments.
     pub attachments: u64,
+    /// Attachments being staged ([`crate::Database::stage_attachment`]) and not committed
+    /// yet: 0 right after opening, which removes what a crash left staged.
+    pub staged_attachments: u64,
     /// The highest sequence in the by-seq index.
     pub max_seq: u64,
     /// Entries in the Mango indexes.
@@ -63,7 +66,8 @@ fn commit_every(
 impl Database {
     /// Compacts the store: removes the bodies of revisions that are not leaves (the tree
     /// keeps their ids, now `missing`, so `_revisions` and `_revs_diff` are unchanged),
-    /// removes stale by-seq entries, then removes attachments no stored revision refers to.
+    /// removes stale by-seq entries, then removes attachments no stored revision refers to
+    /// (with their chunks) and chunks no attachment or staged write owns.
     /// Writes wait while it runs; sequences do not change.
     ///
     /// ```
@@ -168,15 +172,11 @@ impl Database {
                 live.insert(m.digest);
             }
         }
-        for item in inner.tree.scan_prefix([keys::ATT]) {
-            let (k, _) = item.map_err(|e| inner.storage(e))?;
-            let digest = String::from_utf8_lossy(&k[1..]).into_owned();
-            if !live.contains(&digest) {
-                batch.remove(k);
-            }
-        }
-        let counters = *guard;
-        inner.commit(&mut guard, batch, counters)?;
+        let mut commit = |batch: sled::Batch| {
+            let counters = *guard;
+            inner.commit(&mut guard, batch, counters)
+        };
+        attachments::sweep::sweep(inner, &live, &mut commit)?;
         self.flush()
     }
 
@@ -190,7 +190,8 @@ impl Database {
     /// - each winner's body is inline in its record; each other available revision has its
     ///   body under `R`, every leaf is available, and every stored `R` body belongs to an
     ///   available revision that is not the winner;
-    /// - every attachment a stored body refers to is stored;
+    /// - every attachment a stored body refers to is stored; each chunked one's head
+    ///   matches its chunks, and every chunk belongs to an attachment or a staged write;
     /// - `doc_count` / `doc_del_count` match the records, and `update_seq` is at least every
     ///   seq;
     /// - the Mango index catalog is what the query design documents define, and every index
@@ -343,18 +344,8 @@ impl Database {
             }
             report.bodies += 1;
         }
-        for digest in &atts_needed {
-            if !inner
-                .tree
-                .contains_key(keys::att_key(digest))
-                .map_err(storage)?
-            {
-                return Err(Error::corrupt(format!(
-                    "attachment {digest} is referenced but not stored"
-                )));
-            }
-        }
-        report.attachments = inner.tree.scan_prefix([keys::ATT]).count() as u64;
+        (report.attachments, report.staged_attachments) =
+            attachments::sweep::verify(inner, &atts_needed)?;
         if (guard.doc_count, guard.doc_del_count) != (report.doc_count, report.doc_del_count) {
             return Err(Error::corrupt(format!(
                 "counters say {}/{} live/deleted docs, records say {}/{}",

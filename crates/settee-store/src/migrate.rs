@@ -13,7 +13,8 @@
 //! adds pending intervals, which older stores have none of; but b5d6e81 changed the `U`
 //! entries and index blocks from u16 to u32 lengths inside format 5, so the upgrade from 4
 //! converts every `U` entry and the one from 5 each entry and block still in the u16 form
-//! (`lengths.rs`, issue 21).
+//! (`lengths.rs`, issue 21). Format 7 adds chunked attachments and reads older stores'
+//! whole ones as they are, so from 6 the upgrade is the format key (`upgrade_v6`).
 //!
 //! The upgrade from format 1 runs in batches, each atomic, and each step skips what is
 //! already done, so a crash during it leaves a store that upgrades the rest on the next open;
@@ -151,6 +152,16 @@ pub(crate) fn upgrade_v5(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
         "u16 sync-state entries and index blocks converted"
     );
     commit_with_format(tree, batch, storage)
+}
+
+/// Format 6 to the current one: only the format key. Format 7 keeps new attachments in
+/// chunks (`H`, `C`, `P` keys) and still reads format 6's whole `A` values as one chunk, so
+/// nothing is rewritten: the upgrade costs one write whatever the attachments weigh, and it
+/// has no window in which an attachment is half converted. The version changes so that a
+/// format-6 build, which knows only `A` values, refuses a store whose attachments it would
+/// not find.
+pub(crate) fn upgrade_v6(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
+    commit_with_format(tree, sled::Batch::default(), storage)
 }
 
 /// Applies `batch` with `Mformat` ← the current version, then flushes: the upgrade is

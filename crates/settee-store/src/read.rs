@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use settee_revtree::{Rev, RevTree, RevsDiff};
 
-use crate::attachments::metas;
+use crate::attachments::{chunks, metas, not_stored};
 use crate::keys::{self, DocRecord};
 use crate::validate::LOCAL_PREFIX;
 use crate::{
@@ -143,17 +143,8 @@ impl Database {
                 // included (CouchDB gives that revpos to attachments written with
                 // new_edits=false and no revpos).
                 let v = if want_data && since.is_none_or(|s| meta.revpos > s) {
-                    let data = self
-                        .inner
-                        .tree
-                        .get(keys::att_key(&meta.digest))
-                        .map_err(|e| self.inner.storage(e))?
-                        .ok_or_else(|| {
-                            Error::corrupt(format!(
-                                "attachment {name:?} of {id:?} ({}) is not stored",
-                                meta.digest
-                            ))
-                        })?;
+                    let data = chunks::read_all(&self.inner, &meta.digest)?
+                        .ok_or_else(|| not_stored(id, &name, &meta.digest))?;
                     meta.inline(&data)
                 } else {
                     meta.stub()

@@ -42,6 +42,13 @@ pub(crate) enum AttIn {
         data: Vec<u8>,
         revpos: Option<u64>,
     },
+    /// Bytes staged already ([`crate::StagedAttachment`]): the write commits them.
+    Staged {
+        content_type: String,
+        digest: String,
+        head: crate::keys::AttHead,
+        revpos: Option<u64>,
+    },
     /// A stub: the attachment is already stored (on the parent revision, or by digest).
     Stub {
         content_type: Option<String>,

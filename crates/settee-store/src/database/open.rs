@@ -1,6 +1,7 @@
 //! Opening a store: the directory, format and lock checks, the upgrade of an older format
 //! (`migrate.rs`), and loading the state the features keep in memory (the index catalog,
-//! the sync registry). [`Database::destroy`] opens a store the same way before deleting it.
+//! the sync registry), and removing attachment writes a crash left staged.
+//! [`Database::destroy`] opens a store the same way before deleting it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{new_uuid, Counters, Database, Inner, Notifier};
+use crate::attachments::staging;
 use crate::index::catalog::{Catalog, Indexes};
 use crate::keys::{self, FORMAT_VERSION};
 use crate::sync_state::registry::{self, Registry};
@@ -154,6 +156,11 @@ impl Database {
                     crate::migrate::upgrade_v5(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
+                if found == "6" {
+                    tracing::info!(path = %path.display(), from = %found, "upgrading the store's format");
+                    crate::migrate::upgrade_v6(&tree, &storage)?;
+                    found = FORMAT_VERSION.to_string();
+                }
                 if found != FORMAT_VERSION.to_string() {
                     return Err(Error::UnsupportedFormat {
                         path,
@@ -191,6 +198,10 @@ impl Database {
         let catalog = Catalog::load(&tree, &storage)?;
         let registry = Registry::load(&tree, &storage)?;
         registry::clear_unregistered(&tree, &registry, &storage)?;
+        let unfinished = staging::remove_unfinished(&tree, &storage)?;
+        if unfinished > 0 {
+            tracing::info!(path = %path.display(), unfinished, "removed attachment writes a crash left unfinished");
+        }
         let revs_limit = match tree.get(keys::META_REVS_LIMIT).map_err(storage)? {
             Some(v) => keys::decode_u64(&v, "revs limit")?,
             None => opts.revs_limit,

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use settee_revtree::Rev;
 
 /// The storage format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// The sled tree that holds every record.
 pub(crate) const TREE_NAME: &[u8] = b"settee";
@@ -38,7 +38,15 @@ pub(crate) const REV: u8 = b'R';
 pub(crate) const LEGACY_SEQ: u8 = b'S';
 pub(crate) const CHUNK: u8 = b'Q';
 pub(crate) const STALE: u8 = b'X';
+/// Formats 1-6's whole attachment values (`A` + digest → bytes). Format 7 still reads them
+/// (as one chunk) and never writes them.
 pub(crate) const ATT: u8 = b'A';
+/// An attachment's head: `H` + digest → [`crate::keys::AttHead`].
+pub(crate) const ATT_HEAD: u8 = b'H';
+/// An attachment chunk: `C` + blob number (u64 big-endian) + chunk index (u32 big-endian).
+pub(crate) const ATT_CHUNK: u8 = b'C';
+/// A staged attachment's blob not yet committed: `P` + blob number (u64 big-endian).
+pub(crate) const ATT_PENDING: u8 = b'P';
 pub(crate) const LOCAL: u8 = b'L';
 pub(crate) const INDEX_DEF: u8 = b'N';
 pub(crate) const INDEX_ENTRY: u8 = b'I';
@@ -117,6 +125,49 @@ pub(crate) fn att_key(digest: &str) -> Vec<u8> {
     k.push(ATT);
     k.extend_from_slice(digest.as_bytes());
     k
+}
+
+/// `H` + digest: the head of a chunked attachment.
+pub(crate) fn att_head_key(digest: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + digest.len());
+    k.push(ATT_HEAD);
+    k.extend_from_slice(digest.as_bytes());
+    k
+}
+
+/// `C` + blob + chunk index, both big-endian, so a blob's chunks sort in order after
+/// [`att_chunk_prefix`].
+pub(crate) fn att_chunk_key(blob: u64, index: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = ATT_CHUNK;
+    k[1..9].copy_from_slice(&blob.to_be_bytes());
+    k[9..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// `C` + blob: the prefix of all of one blob's chunks.
+pub(crate) fn att_chunk_prefix(blob: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = ATT_CHUNK;
+    k[1..].copy_from_slice(&blob.to_be_bytes());
+    k
+}
+
+/// `P` + blob: the blob is being staged and no document refers to it yet.
+pub(crate) fn att_pending_key(blob: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = ATT_PENDING;
+    k[1..].copy_from_slice(&blob.to_be_bytes());
+    k
+}
+
+/// The blob number of a `C` or `P` key.
+pub(crate) fn blob_of_key(key: &[u8]) -> crate::Result<u64> {
+    key.get(1..9)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .filter(|_| matches!(key.first(), Some(&ATT_CHUNK) | Some(&ATT_PENDING)))
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| crate::Error::corrupt(format!("bad attachment chunk key {key:?}")))
 }
 
 pub(crate) fn local_key(id: &str) -> Vec<u8> {

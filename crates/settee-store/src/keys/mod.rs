@@ -13,7 +13,10 @@
 //! | `R` | `R` + id + `0x00` + rev (or `x` + hex of a rev holding `0x00`) | the body (JSON) of a revision that is not the winner |
 //! | `Q` | `Q` + first seq (u64 big-endian) | a by-seq chunk: the entries (seq, id, leaves) one write call made |
 //! | `X` | `X` + seq (u64 big-endian) | marks the entry at seq stale; value: the seq that superseded it |
-//! | `A` | `A` + digest | attachment bytes |
+//! | `A` | `A` + digest | attachment bytes, whole (formats 1-6; read, never written) |
+//! | `H` | `H` + digest | [`AttHead`]: a chunked attachment's length, chunk count, blob |
+//! | `C` | `C` + blob (u64 big-endian) + chunk index (u32 big-endian) | attachment bytes, one chunk |
+//! | `P` | `P` + blob (u64 big-endian) | a staged blob no document refers to yet |
 //! | `L` | `L` + id without `_local/` | local doc (JSON, with `_rev`) |
 //! | `N` | `N` + index number (u32 big-endian) | a Mango index of the catalog: its definition and build state |
 //! | `I` | `I` + index number + lower bound (an entry, or nothing) | a block of index entries (collation-encoded key + doc id), ascending |
@@ -40,23 +43,30 @@
 //! Format 6 adds a remote's pending intervals in `Mremotes` (and `U` markers); a format-5
 //! store has none, so that upgrade is the format key too.
 //!
-//! Files: `layout.rs` (the prefixes, meta names and key builders), `fields.rs` (the
+//! Format 7 stores attachments in chunks (`H`, `C`, `P`); format 6's whole `A` values are
+//! read as one chunk, so that upgrade is the format key too.
+//!
+//! Files: `att_head.rs` ([`AttHead`]), `layout.rs` (the prefixes, meta names and key builders), `fields.rs` (the
 //! fixed-width numbers and lengths records share), `record.rs` ([`DocRecord`]), `seq.rs`
 //! (by-seq chunks), `unsynced.rs` ([`Unsynced`]).
 
+mod att_head;
 mod fields;
 mod layout;
 mod record;
 mod seq;
 mod unsynced;
 
+pub(crate) use att_head::{AttHead, Encoding as AttEncoding};
 pub(crate) use fields::decode_u64;
 pub use layout::FORMAT_VERSION;
 pub(crate) use layout::{
-    att_key, chunk_key, doc_key, index_def_key, index_prefix, legacy_seq_from_key, local_key,
-    rev_key, split_unsynced_key, stale_key, unsynced_key, unsynced_prefix, ATT, DOC, INDEX_DEF,
-    INDEX_ENTRY, LEGACY_SEQ, META_ALIASES, META_COUNTERS, META_FORMAT, META_NEXT_INDEX,
-    META_REMOTES, META_REVS_LIMIT, META_SECURITY, META_SYNC, META_UUID, REV, TREE_NAME, UNSYNCED,
+    att_chunk_key, att_chunk_prefix, att_head_key, att_key, att_pending_key, blob_of_key,
+    chunk_key, doc_key, index_def_key, index_prefix, legacy_seq_from_key, local_key, rev_key,
+    split_unsynced_key, stale_key, unsynced_key, unsynced_prefix, ATT, ATT_CHUNK, ATT_HEAD,
+    ATT_PENDING, DOC, INDEX_DEF, INDEX_ENTRY, LEGACY_SEQ, META_ALIASES, META_COUNTERS, META_FORMAT,
+    META_NEXT_INDEX, META_REMOTES, META_REVS_LIMIT, META_SECURITY, META_SYNC, META_UUID, REV,
+    TREE_NAME, UNSYNCED,
 };
 // The prefixes only the fuzz targets name from outside this module.
 #[cfg(any(test, feature = "fuzzing"))]

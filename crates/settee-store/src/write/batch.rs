@@ -8,9 +8,10 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 use settee_revtree::{Rev, RevStatus, RevTree};
 
+use crate::attachments::{chunks, staging};
 use crate::database::{Counters, Flush, Inner};
 use crate::index::IndexHook;
-use crate::keys::{self, DocRecord, SeqEntry};
+use crate::keys::{self, AttHead, DocRecord, SeqEntry};
 use crate::sync_state::{Edit, Position, RemoteUpdate, SyncBatch};
 use crate::validate::Body;
 use crate::{Error, Result};
@@ -192,23 +193,29 @@ impl<'a> BatchState<'a> {
         self.bodies.insert(key, body);
     }
 
+    /// The length of attachment `digest` if it is stored (or stored by this call).
     pub(super) fn att_len(&self, digest: &str) -> Result<Option<u64>> {
         if let Some(&len) = self.atts.get(digest) {
             return Ok(Some(len));
         }
-        let inner = self.inner;
-        Ok(inner
-            .tree
-            .get(keys::att_key(digest))
-            .map_err(|e| inner.storage(e))?
-            .map(|v| v.len() as u64))
+        Ok(chunks::lookup(self.inner, digest)?.map(|s| s.length()))
     }
 
+    /// Stores an inline attachment's bytes (chunked) unless its digest is stored already.
     pub(super) fn store_att(&mut self, digest: &str, data: &[u8]) -> Result<()> {
-        if self.att_len(digest)?.is_none() {
-            self.batch.insert(keys::att_key(digest), data);
+        if !self.atts.contains_key(digest) && !chunks::is_stored(self.inner, digest)? {
+            chunks::write_whole(self.inner, &mut self.batch, digest, data)?;
             self.atts.insert(digest.to_owned(), data.len() as u64);
         }
+        Ok(())
+    }
+
+    /// Commits a staged attachment's blob with this call (or drops its chunks when its
+    /// digest is stored already: dedup by digest).
+    pub(super) fn commit_staged(&mut self, digest: &str, head: &AttHead) -> Result<()> {
+        let stored = self.atts.contains_key(digest) || chunks::is_stored(self.inner, digest)?;
+        staging::commit_into(&mut self.batch, digest, head, stored);
+        self.atts.insert(digest.to_owned(), head.length);
         Ok(())
     }
 

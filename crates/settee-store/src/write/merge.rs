@@ -9,7 +9,7 @@ use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevTree};
 
 use super::batch::BatchState;
 use crate::attachments::{attachment_digest, metas, AttMeta};
-use crate::keys::DocRecord;
+use crate::keys::{AttHead, DocRecord};
 use crate::sync_state::Edit;
 use crate::validate::{AttIn, Body, ParsedDoc};
 use crate::{Error, Result};
@@ -70,8 +70,23 @@ pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> R
     let mut att_meta = Map::new();
     let mut digests: Vec<(String, String)> = Vec::new();
     let mut new_atts: Vec<(String, &[u8])> = Vec::new();
+    let mut staged: Vec<(&str, &AttHead)> = Vec::new();
     for (name, att) in &doc.attachments {
         let meta = match att {
+            AttIn::Staged {
+                content_type,
+                digest,
+                head,
+                ..
+            } => {
+                staged.push((digest, head));
+                AttMeta {
+                    content_type: content_type.clone(),
+                    digest: digest.clone(),
+                    length: head.length,
+                    revpos: pos,
+                }
+            }
             AttIn::Data {
                 content_type, data, ..
             } => {
@@ -113,6 +128,9 @@ pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> R
     for (digest, data) in new_atts {
         st.store_att(&digest, data)?;
     }
+    for (digest, head) in staged {
+        st.commit_staged(digest, head)?;
+    }
     if !att_meta.is_empty() {
         body.insert("_attachments".into(), Value::Object(att_meta));
     }
@@ -151,8 +169,23 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
     let mut seen: HashSet<String> = HashSet::new();
     // The attachments of the nearest stored ancestor, read when a stub first needs them.
     let mut ancestor_atts: Option<Vec<(String, AttMeta)>> = None;
+    let mut staged: Vec<(&str, &AttHead)> = Vec::new();
     for (name, att) in &doc.attachments {
         let meta = match att {
+            AttIn::Staged {
+                content_type,
+                digest,
+                head,
+                revpos,
+            } => {
+                staged.push((digest, head));
+                AttMeta {
+                    content_type: content_type.clone(),
+                    digest: digest.clone(),
+                    length: head.length,
+                    revpos: revpos.unwrap_or(leaf.pos()),
+                }
+            }
             AttIn::Data {
                 content_type,
                 data,
@@ -177,7 +210,10 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
                 let length = match digest {
                     Some(d) => match new_atts.iter().find(|(nd, _)| nd == d) {
                         Some((_, data)) => Some(data.len() as u64),
-                        None => st.att_len(d)?,
+                        None => match staged.iter().find(|(sd, _)| sd == d) {
+                            Some((_, head)) => Some(head.length),
+                            None => st.att_len(d)?,
+                        },
                     },
                     None => None,
                 };
@@ -220,6 +256,9 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
     // Every check passed: only now does anything go into the batch.
     for (digest, data) in &new_atts {
         st.store_att(digest, data)?;
+    }
+    for (digest, head) in staged {
+        st.commit_staged(digest, head)?;
     }
     let limit = st.inner.revs_limit();
     let (tree, stemmed, _) = with_path(current.as_ref(), &path, doc.deleted, limit);

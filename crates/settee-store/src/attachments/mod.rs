@@ -1,6 +1,17 @@
-//! Attachments: CouchDB's digest format, the metadata kept in each revision's body, and how
-//! an attachment is shown on read (stub or inline data). Bytes are stored once per digest
-//! under `A` keys (see `keys/`); `write/` decides when to store them.
+//! Attachments: CouchDB's digest format, the metadata kept in each revision's body, how
+//! an attachment is shown on read (stub or inline data), and finding one by document,
+//! revision and name. Bytes are stored once per digest, in chunks (`chunks.rs`), read as a
+//! stream (`reader.rs`) and written as one (`staging.rs`); `write/` decides when to store
+//! them, `sweep.rs` what `compact` removes and `verify` checks.
+
+pub(crate) mod chunks;
+mod reader;
+pub(crate) mod staging;
+pub(crate) mod sweep;
+
+pub use chunks::CHUNK_SIZE;
+pub use reader::AttachmentReader;
+pub use staging::StagedAttachment;
 
 use base64::Engine;
 use md5::{Digest, Md5};
@@ -8,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use settee_revtree::Rev;
 
-use crate::keys;
 use crate::{Database, Error, Result};
 
 /// CouchDB's digest of attachment bytes: `md5-` + base64 of the raw MD5. Equal content gives
@@ -18,7 +28,11 @@ use crate::{Database, Error, Result};
 /// assert_eq!(settee_store::attachment_digest(b"hello"), "md5-XUFAKrxLKna5cZ2REBfFkg==");
 /// ```
 pub fn attachment_digest(bytes: &[u8]) -> String {
-    let md5 = Md5::digest(bytes);
+    digest_text(&Md5::digest(bytes))
+}
+
+/// `md5-` + base64 of a raw MD5.
+pub(crate) fn digest_text(md5: &[u8]) -> String {
     format!(
         "md5-{}",
         base64::engine::general_purpose::STANDARD.encode(md5)
@@ -94,7 +108,9 @@ pub struct Attachment {
 }
 
 impl Database {
-    /// Reads attachment `name` of a document: of the winning revision, or of `rev`.
+    /// Reads attachment `name` of a document whole: of the winning revision, or of `rev`.
+    /// For small attachments; [`Database::attachment_reader`] reads one of any size a chunk
+    /// at a time.
     ///
     /// ```
     /// use serde_json::json;
@@ -108,11 +124,48 @@ impl Database {
     /// ```
     ///
     /// # Errors
+    /// As [`Database::attachment_reader`].
+    pub fn attachment(&self, id: &str, rev: Option<&Rev>, name: &str) -> Result<Attachment> {
+        let meta = self.attachment_meta(id, rev, name)?;
+        let data = chunks::read_all(&self.inner, &meta.digest)?
+            .ok_or_else(|| not_stored(id, name, &meta.digest))?;
+        Ok(Attachment {
+            content_type: meta.content_type,
+            digest: meta.digest,
+            revpos: meta.revpos,
+            data,
+        })
+    }
+
+    /// Opens attachment `name` of a document (of the winning revision, or of `rev`) for
+    /// reading a chunk at a time: its stub information and an [`std::io::Read`] that holds
+    /// at most one chunk in memory (see [`AttachmentReader`]).
+    ///
+    /// # Errors
     /// [`Error::NotFound`]: reason `missing` (no such document or revision), `deleted` (the
     /// winner is deleted and no `rev` was given), or `Document is missing attachment`
     /// (CouchDB's reason) when the revision has no attachment of that name;
     /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures.
-    pub fn attachment(&self, id: &str, rev: Option<&Rev>, name: &str) -> Result<Attachment> {
+    pub fn attachment_reader(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+    ) -> Result<AttachmentReader> {
+        let meta = self.attachment_meta(id, rev, name)?;
+        let stored = chunks::lookup(&self.inner, &meta.digest)?
+            .ok_or_else(|| not_stored(id, name, &meta.digest))?;
+        Ok(AttachmentReader::new(
+            self.clone(),
+            meta.content_type,
+            meta.digest,
+            meta.revpos,
+            stored,
+        ))
+    }
+
+    /// The stored metadata of attachment `name` of `id` at `rev` (or the live winner).
+    fn attachment_meta(&self, id: &str, rev: Option<&Rev>, name: &str) -> Result<AttMeta> {
         let rec = self
             .load_doc(id)?
             .ok_or_else(|| Error::not_found(id, "missing"))?;
@@ -132,28 +185,19 @@ impl Database {
         let body = self
             .load_body(id, &rec, &rev)?
             .ok_or_else(|| Error::not_found(id, "missing"))?;
-        let (_, meta) = metas(&body)
+        metas(&body)
             .into_iter()
             .find(|(n, _)| n == name)
-            .ok_or_else(|| Error::not_found(id, "Document is missing attachment"))?;
-        let inner = &self.inner;
-        let data = inner
-            .tree
-            .get(keys::att_key(&meta.digest))
-            .map_err(|e| inner.storage(e))?
-            .ok_or_else(|| {
-                Error::corrupt(format!(
-                    "attachment {name:?} of {id:?} ({}) is not stored",
-                    meta.digest
-                ))
-            })?;
-        Ok(Attachment {
-            content_type: meta.content_type,
-            digest: meta.digest,
-            revpos: meta.revpos,
-            data: data.to_vec(),
-        })
+            .map(|(_, m)| m)
+            .ok_or_else(|| Error::not_found(id, "Document is missing attachment"))
     }
+}
+
+/// A body names an attachment the store does not hold (`verify` finds this too).
+pub(crate) fn not_stored(id: &str, name: &str, digest: &str) -> Error {
+    Error::corrupt(format!(
+        "attachment {name:?} of {id:?} ({digest}) is not stored"
+    ))
 }
 
 #[cfg(test)]

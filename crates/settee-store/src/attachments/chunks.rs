@@ -1,0 +1,143 @@
+//! Where an attachment's bytes are: its chunks under a blob number (format 7), or, for an
+//! attachment stored by formats 1-6, one whole `A` value read as a single chunk. This file
+//! finds them ([`Stored`]) and writes inline attachments into a write call's batch; the
+//! streamed reader is `reader.rs`, the streamed writer `staging.rs`.
+
+use crate::database::Inner;
+use crate::keys::{self, AttHead};
+use crate::{Error, Result};
+
+/// The size of every chunk but an attachment's last.
+///
+/// Why this size: a reader holds one chunk at a time, so it bounds the memory of a read (and
+/// of a streamed write, which buffers one chunk); and sled's cost is per key, so a chunk
+/// should be large enough that a big attachment is few keys (four per MiB). A value this
+/// size is past sled's in-log limit (a quarter of its 512 KiB segment), so sled writes each
+/// chunk to its own file under `blobs/` instead of through its log buffers, which is what
+/// big bytes want: they do not fill the log that documents are written through.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// An attachment's bytes as the store holds them.
+pub(crate) enum Stored {
+    /// Format 7: a head naming the chunks.
+    Chunked(AttHead),
+    /// Formats 1-6: the whole value under `A` + digest (read as one chunk).
+    Whole(sled::IVec),
+}
+
+impl Stored {
+    /// The attachment's length in bytes.
+    pub(crate) fn length(&self) -> u64 {
+        match self {
+            Stored::Chunked(head) => head.length,
+            Stored::Whole(v) => v.len() as u64,
+        }
+    }
+}
+
+/// How attachment `digest` is stored, if it is: its `H` head, else a format-6 `A` value.
+pub(crate) fn lookup(inner: &Inner, digest: &str) -> Result<Option<Stored>> {
+    if let Some(v) = inner
+        .tree
+        .get(keys::att_head_key(digest))
+        .map_err(|e| inner.storage(e))?
+    {
+        return Ok(Some(Stored::Chunked(AttHead::decode(digest, &v)?)));
+    }
+    Ok(inner
+        .tree
+        .get(keys::att_key(digest))
+        .map_err(|e| inner.storage(e))?
+        .map(Stored::Whole))
+}
+
+/// Whether attachment `digest` is stored (a head or a whole value), without reading a
+/// whole value.
+pub(crate) fn is_stored(inner: &Inner, digest: &str) -> Result<bool> {
+    let has = |k: Vec<u8>| inner.tree.contains_key(k).map_err(|e| inner.storage(e));
+    Ok(has(keys::att_head_key(digest))? || has(keys::att_key(digest))?)
+}
+
+/// Reads all of attachment `digest` into memory: for the inline (base64) forms, whose JSON
+/// holds the bytes anyway. `Ok(None)` when it is not stored.
+pub(crate) fn read_all(inner: &Inner, digest: &str) -> Result<Option<Vec<u8>>> {
+    match lookup(inner, digest)? {
+        None => Ok(None),
+        Some(Stored::Whole(v)) => Ok(Some(v.to_vec())),
+        Some(Stored::Chunked(head)) => {
+            let mut out = Vec::with_capacity(usize::try_from(head.length).unwrap_or(0));
+            for i in 0..head.chunks {
+                out.extend_from_slice(&read_chunk(inner, digest, &head, i)?);
+            }
+            check_length(digest, &head, out.len() as u64)?;
+            Ok(Some(out))
+        }
+    }
+}
+
+/// Chunk `index` of a chunked attachment.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the chunk is missing or longer than [`CHUNK_SIZE`].
+pub(crate) fn read_chunk(
+    inner: &Inner,
+    digest: &str,
+    head: &AttHead,
+    index: u32,
+) -> Result<sled::IVec> {
+    let chunk = inner
+        .tree
+        .get(keys::att_chunk_key(head.blob, index))
+        .map_err(|e| inner.storage(e))?
+        .ok_or_else(|| {
+            Error::corrupt(format!(
+                "chunk {index} of attachment {digest} (blob {}) is missing",
+                head.blob
+            ))
+        })?;
+    if chunk.len() > CHUNK_SIZE {
+        return Err(Error::corrupt(format!(
+            "chunk {index} of attachment {digest} is {} bytes, over the chunk size",
+            chunk.len()
+        )));
+    }
+    Ok(chunk)
+}
+
+/// [`Error::Corrupt`] unless `read` bytes are the head's length.
+pub(crate) fn check_length(digest: &str, head: &AttHead, read: u64) -> Result<()> {
+    if read != head.length {
+        return Err(Error::corrupt(format!(
+            "attachment {digest}: its chunks hold {read} bytes, its head says {}",
+            head.length
+        )));
+    }
+    Ok(())
+}
+
+/// Puts `data` into `batch` as a new blob's chunks and its head under `digest` (an inline
+/// attachment of a write call: its bytes are in memory already, and the document's batch
+/// makes them visible with it, atomically).
+pub(crate) fn write_whole(
+    inner: &Inner,
+    batch: &mut sled::Batch,
+    digest: &str,
+    data: &[u8],
+) -> Result<AttHead> {
+    let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
+    let mut chunks: u32 = 0;
+    for chunk in data.chunks(CHUNK_SIZE) {
+        batch.insert(&keys::att_chunk_key(blob, chunks)[..], chunk);
+        chunks = chunks
+            .checked_add(1)
+            .ok_or_else(|| Error::bad_request("attachment too large"))?;
+    }
+    let head = AttHead {
+        length: data.len() as u64,
+        chunks,
+        encoding: keys::AttEncoding::Identity,
+        blob,
+    };
+    batch.insert(keys::att_head_key(digest), &head.encode()[..]);
+    Ok(head)
+}

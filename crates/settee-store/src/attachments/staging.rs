@@ -1,0 +1,206 @@
+//! Streamed attachment writes: [`StagedAttachment`], whose chunks go to the store as they
+//! are read (under a `P` pending marker) and become visible only with the document write
+//! that refers to them, plus the removal of blobs a crash left staged. The document write
+//! itself is `write/`'s; `attachment_io.rs` has the calls that stage and write together.
+//!
+//! Crash safety: the pending marker is written before the first chunk, and sled recovers a
+//! prefix of its log, so after a crash every chunk of an uncommitted blob has its marker;
+//! opening removes those blobs ([`remove_unfinished`]). The commit is in the document's
+//! batch: the head (or, when the digest is stored already, the removal of the staged
+//! chunks) and the marker's removal go with the document, all or nothing.
+
+use std::io::Read;
+
+use md5::{Digest, Md5};
+
+use super::chunks::CHUNK_SIZE;
+use crate::database::Inner;
+use crate::keys::{self, AttEncoding, AttHead};
+use crate::{Database, Error, Result};
+
+/// An attachment's bytes written to the store from a reader, not yet part of any document:
+/// invisible to every read, and removed when dropped (or, after a crash, when the store is
+/// next opened) unless a document write commits it
+/// ([`Database::put_staged_attachment`]).
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let db = settee_store::Database::open(dir.path().join("db"))?;
+/// let staged = db.stage_attachment(&b"hello"[..])?;
+/// assert_eq!((staged.digest(), staged.length()), ("md5-XUFAKrxLKna5cZ2REBfFkg==", 5));
+/// db.put_staged_attachment("n", None, "a.txt", "text/plain", staged)?;
+/// assert_eq!(db.attachment("n", None, "a.txt")?.data, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct StagedAttachment {
+    db: Database,
+    digest: String,
+    pub(crate) head: AttHead,
+    /// Cleared once a document write has committed the blob (or removed it as a duplicate).
+    armed: bool,
+}
+
+impl StagedAttachment {
+    /// CouchDB's digest of the bytes (`md5-<base64>`), computed while they were written.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The length in bytes.
+    pub fn length(&self) -> u64 {
+        self.head.length
+    }
+
+    /// Called by the document write that committed this blob: nothing is left to remove.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for StagedAttachment {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let inner = &self.db.inner;
+        // A write whose batch was applied but whose flush failed returned an error after
+        // committing the blob: its marker is gone then, and so the chunks stay.
+        let pending = inner
+            .tree
+            .contains_key(keys::att_pending_key(self.head.blob));
+        if !matches!(pending, Ok(true)) {
+            return;
+        }
+        if let Err(e) = remove_blob(inner, self.head.blob) {
+            // Nothing to return to: the blob keeps its marker, so the next open removes it.
+            tracing::warn!(error = %e, blob = self.head.blob, "could not remove a staged attachment");
+        }
+    }
+}
+
+impl Database {
+    /// Writes an attachment's bytes from `reader` into the store, one chunk
+    /// ([`crate::CHUNK_SIZE`]) at a time, computing its digest on the way; no document
+    /// refers to it yet. Commit it with [`Database::put_staged_attachment`]; dropped
+    /// uncommitted, it is removed. At most one chunk of the bytes is in memory.
+    ///
+    /// # Errors
+    /// [`Error::AttachmentSource`] when `reader` fails (nothing stays behind);
+    /// [`Error::Storage`] / [`Error::DiskFull`] when the store does.
+    pub fn stage_attachment(&self, mut reader: impl Read) -> Result<StagedAttachment> {
+        let inner = &*self.inner;
+        inner.check_writable()?;
+        let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
+        // Before the first chunk: a crash after any chunk leaves the marker too.
+        inner
+            .tree
+            .insert(keys::att_pending_key(blob), &[][..])
+            .map_err(|e| inner.storage(e))?;
+        let mut staged = StagedAttachment {
+            db: self.clone(),
+            digest: String::new(),
+            head: AttHead {
+                length: 0,
+                chunks: 0,
+                encoding: AttEncoding::Identity,
+                blob,
+            },
+            armed: true,
+        };
+        let mut md5 = Md5::new();
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        loop {
+            let n = fill(&mut reader, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            md5.update(&buf[..n]);
+            inner
+                .tree
+                .insert(keys::att_chunk_key(blob, staged.head.chunks), &buf[..n])
+                .map_err(|e| inner.storage(e))?;
+            staged.head.chunks = staged
+                .head
+                .chunks
+                .checked_add(1)
+                .ok_or_else(|| Error::bad_request("attachment too large"))?;
+            staged.head.length += n as u64;
+            if n < buf.len() {
+                break;
+            }
+        }
+        staged.digest = super::digest_text(&md5.finalize());
+        Ok(staged)
+    }
+}
+
+/// Reads into `buf` until it is full or the reader ends; the count read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(Error::AttachmentSource { source }),
+        }
+    }
+    Ok(n)
+}
+
+/// Puts the commit of a staged blob into a document's batch: its head under `digest`, or,
+/// when `digest` is stored already (`stored`), the removal of its chunks; the pending
+/// marker goes either way.
+pub(crate) fn commit_into(batch: &mut sled::Batch, digest: &str, head: &AttHead, stored: bool) {
+    if stored {
+        for i in 0..head.chunks {
+            batch.remove(&keys::att_chunk_key(head.blob, i)[..]);
+        }
+    } else {
+        batch.insert(keys::att_head_key(digest), &head.encode()[..]);
+    }
+    batch.remove(&keys::att_pending_key(head.blob)[..]);
+}
+
+/// Removes a blob's chunks, then its pending marker (in that order: a crash in between
+/// leaves the marker, and the next open finishes).
+pub(crate) fn remove_blob(inner: &Inner, blob: u64) -> Result<()> {
+    remove_blob_in(&inner.tree, blob, &|e| inner.storage(e))
+}
+
+fn remove_blob_in(
+    tree: &sled::Tree,
+    blob: u64,
+    storage: &dyn Fn(sled::Error) -> Error,
+) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for k in tree.scan_prefix(keys::att_chunk_prefix(blob)).keys() {
+        batch.remove(k.map_err(storage)?);
+        n += 1;
+        if n % 1024 == 0 {
+            tree.apply_batch(std::mem::take(&mut batch))
+                .map_err(storage)?;
+        }
+    }
+    batch.remove(&keys::att_pending_key(blob)[..]);
+    tree.apply_batch(batch).map_err(storage)
+}
+
+/// At open: removes every blob still marked pending (a staged write a crash or an
+/// interrupted process left uncommitted); the number removed. No staging can be running:
+/// the store's lock is this process's, and it is being opened.
+pub(crate) fn remove_unfinished(
+    tree: &sled::Tree,
+    storage: &dyn Fn(sled::Error) -> Error,
+) -> Result<u64> {
+    let mut blobs = Vec::new();
+    for k in tree.scan_prefix([keys::ATT_PENDING]).keys() {
+        blobs.push(keys::blob_of_key(&k.map_err(storage)?)?);
+    }
+    for &blob in &blobs {
+        remove_blob_in(tree, blob, storage)?;
+    }
+    Ok(blobs.len() as u64)
+}
