@@ -566,3 +566,51 @@ async fn issue_22_remote_create_and_destroy() {
         .raw_request("GET", &format!("/{}", guard.name()), None);
     assert_eq!(status, 404);
 }
+
+// Issue 23: a local store's attachment write streams into the store's chunks; a stream
+// that does not give the length it announced writes nothing.
+
+#[tokio::test]
+async fn a_local_attachment_streams_in_and_out_and_a_wrong_length_writes_nothing() {
+    let (store, _dir) = local();
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let rev = store
+        .put_attachment_from(
+            "n",
+            None,
+            "big.bin",
+            "application/octet-stream",
+            std::io::Cursor::new(bytes.clone()),
+            Some(bytes.len() as u64),
+        )
+        .await
+        .unwrap();
+    let att = store.get_attachment("n", "big.bin", None).await.unwrap();
+    assert_eq!(att.length, Some(bytes.len() as u64));
+    let chunks: Vec<bytes::Bytes> = att.body.try_collect().await.unwrap();
+    assert!(
+        chunks.len() > 1,
+        "read in one piece: {} chunk(s)",
+        chunks.len()
+    );
+    assert!(chunks.iter().all(|c| c.len() <= settee::store::CHUNK_SIZE));
+    assert_eq!(chunks.concat(), bytes);
+
+    // Announced 10 bytes more than the stream gives: refused, and the document is as it was.
+    let err = store
+        .put_attachment_from(
+            "n",
+            Some(&rev),
+            "short.bin",
+            "application/octet-stream",
+            std::io::Cursor::new(vec![1u8; 100]),
+            Some(110),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), settee::ErrorKind::BadRequest, "{err}");
+    assert!(err.to_string().contains("nothing was written"), "{err}");
+    let doc = store.get("n", &Default::default()).await.unwrap();
+    assert_eq!(doc["_rev"], rev.to_string());
+    assert!(doc["_attachments"].get("short.bin").is_none(), "{doc}");
+}

@@ -13,7 +13,7 @@ use futures::{Stream, StreamExt};
 use settee_couch::{AttachmentUpload, RemoteDb};
 use settee_revtree::Rev;
 use settee_store::Database;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 
 use super::{blocking, Target};
 use crate::{Error, Result};
@@ -141,8 +141,9 @@ impl Target {
     }
 }
 
-/// A local store's attachment, read. The store gives it whole today; with its streaming
-/// read this becomes `Database::attachment_reader` behind the same [`AttachmentStream`].
+/// A local store's attachment, read a chunk at a time (`Database::attachment_reader`): one
+/// chunk (at most `settee_store::CHUNK_SIZE`) is in memory at once, each read on the blocking
+/// pool.
 async fn store_read(
     d: &Database,
     id: &str,
@@ -150,52 +151,88 @@ async fn store_read(
     rev: Option<&Rev>,
 ) -> Result<AttachmentStream> {
     let (id, name, rev) = (id.to_owned(), name.to_owned(), rev.cloned());
-    let att = blocking(d, move |d| d.attachment(&id, rev.as_ref(), &name)).await?;
-    let data = Bytes::from(att.data);
+    let reader = blocking(d, move |d| d.attachment_reader(&id, rev.as_ref(), &name)).await?;
+    let (content_type, length) = (reader.content_type().to_owned(), reader.length());
+    let body = futures::stream::try_unfold(reader, |mut reader| async move {
+        let (reader, chunk) = tokio::task::spawn_blocking(move || {
+            let chunk = reader.next_chunk();
+            (reader, chunk)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        match chunk.map_err(std::io::Error::other)? {
+            Some(bytes) => Ok(Some((Bytes::from(bytes), reader))),
+            None => Ok(None),
+        }
+    });
     Ok(AttachmentStream {
-        content_type: Some(att.content_type),
-        length: Some(data.len() as u64),
-        body: Box::pin(futures::stream::once(async move { Ok(data) })),
+        content_type: Some(content_type),
+        length: Some(length),
+        body: Box::pin(body),
     })
 }
 
-/// A local store's attachment, written from `reader` as a new revision. The store keeps an
-/// attachment as one value today, so the bytes are collected first; with its streaming write
-/// this becomes `Database::put_attachment_from` on the blocking pool (through
-/// `tokio_util::io::SyncIoBridge`).
+/// A local store's attachment, written from `reader` as a new revision, streamed into the
+/// store's chunks (`Database::put_attachment_from` on the blocking pool, through
+/// `SyncIoBridge`): the bytes are never all in memory.
 async fn store_write(
     d: &Database,
     id: &str,
     rev: Option<&Rev>,
     name: &str,
     content_type: &str,
-    mut reader: impl AsyncRead + Send + Unpin + 'static,
+    reader: impl AsyncRead + Send + Unpin + 'static,
     length: Option<u64>,
 ) -> Result<Rev> {
-    let capacity = length.and_then(|l| usize::try_from(l).ok()).unwrap_or(0);
-    let mut data = Vec::with_capacity(capacity);
-    reader
-        .read_to_end(&mut data)
-        .await
-        .map_err(|e| Error::BadRequest(format!("reading attachment {name:?} of {id:?}: {e}")))?;
-    if let Some(length) = length.filter(|l| *l != data.len() as u64) {
-        return Err(Error::BadRequest(format!(
-            "attachment {name:?} of {id:?}: the stream gave {} bytes, the upload said {length}",
-            data.len()
-        )));
-    }
-    let (id2, rev, name, content_type) = (
+    let counted = Counted {
+        inner: tokio_util::io::SyncIoBridge::new(reader),
+        read: 0,
+        expected: length,
+    };
+    let (id2, rev, name2, content_type) = (
         id.to_owned(),
         rev.cloned(),
         name.to_owned(),
         content_type.to_owned(),
     );
-    let res = blocking(d, move |d| {
-        d.put_attachment(&id2, rev.as_ref(), &name, &content_type, data)
+    let db = d.clone();
+    let (res, read) = tokio::task::spawn_blocking(move || {
+        let mut counted = counted;
+        let res = db.put_attachment_from(&id2, rev.as_ref(), &name2, &content_type, &mut counted);
+        (res, counted.read)
     })
-    .await?;
-    res.rev
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?;
+    if let Some(length) = length.filter(|l| *l != read) {
+        // The reader failed the write before anything was committed (see `Counted`).
+        return Err(Error::BadRequest(format!(
+            "attachment {name:?} of {id:?}: the stream gave {read} bytes, the upload said {length}; nothing was written"
+        )));
+    }
+    res?.rev
         .ok_or_else(|| Error::BadRequest(format!("no revision written for {id}")))
+}
+
+/// A reader that counts what it gave, and fails (so that the store commits nothing) when
+/// that is not the `expected` length: more bytes as soon as they come, fewer at the end.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+    expected: Option<u64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        match self.expected {
+            Some(e) if self.read > e || (n == 0 && self.read != e) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the stream gave {} bytes, the upload said {e}", self.read),
+            )),
+            _ => Ok(n),
+        }
+    }
 }
 
 /// An attachment written to a server: the document as it is (its other attachments as
