@@ -273,6 +273,38 @@ impl Peer for RemoteDb {
         Ok(DocFailure::refused(results))
     }
 
+    fn takes_streamed(&self) -> bool {
+        true
+    }
+
+    async fn write_streamed(
+        &self,
+        doc: Box<RawValue>,
+        attachments: Vec<settee_couch::AttachmentUpload>,
+    ) -> Result<Vec<DocFailure>> {
+        let value: Value = serde_json::from_str(doc.get()).map_err(|e| Error::BadRequest {
+            reason: format!("a fetched document is not JSON: {e}"),
+        })?;
+        let id = value
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let rev = value.get("_rev").and_then(Value::as_str).map(str::to_owned);
+        // One document per request, as CouchDB's replicator sends a revision with
+        // attachments: its refusal is this document's, like a `_bulk_docs` result.
+        match RemoteDb::put_multipart(self, &id, &value, attachments, false).await {
+            Ok(_) => Ok(Vec::new()),
+            Err(e) if is_transient(&e) => Err(Error::Couch(e)),
+            Err(e) => Ok(vec![DocFailure {
+                id,
+                rev,
+                error: e.name().to_owned(),
+                reason: e.to_string(),
+            }]),
+        }
+    }
+
     async fn commit(&self) -> Result<()> {
         RemoteDb::ensure_full_commit(self)
             .await
