@@ -1,5 +1,5 @@
 //! Attachments: a document with large attachments uploaded as one streamed
-//! `multipart/related` `PUT`, and raw attachment reads. Inline (base64) attachments need
+//! `multipart/related` `PUT`, and raw attachment reads (whole, or streamed). Inline (base64) attachments need
 //! nothing here: they are part of the JSON body (`GetOptions::attachments`).
 
 use std::fmt;
@@ -171,19 +171,46 @@ impl RemoteDb {
         }
     }
 
-    /// `GET /{db}/{id}/{name}`: an attachment's bytes (decoded if the server gzipped them).
+    /// `GET /{db}/{id}/{name}`: an attachment's bytes as a stream, read as they arrive
+    /// (decoded if the server gzipped them), so that a large one is never whole in memory.
+    /// The request is retried until its answer starts; a body cut after that is an error of
+    /// the stream.
     ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::Transport`]; [`Error::ResponseTooLarge`] beyond the
-    /// client's `max_response_size`.
-    pub async fn get_attachment(&self, id: &str, name: &str, rev: Option<&Rev>) -> Result<Bytes> {
+    /// [`Error::NotFound`]; [`Error::Transport`].
+    pub async fn attachment_stream(
+        &self,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+    ) -> Result<AttachmentBody> {
+        let call = Call::new(Method::GET, self.attachment_url(id, name, rev)).header(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("*/*"),
+        );
+        let resp = self.client.send(call).await?;
+        Ok(Box::pin(resp.bytes_stream().map(|r| {
+            r.map_err(|e| std::io::Error::other(e.without_url()))
+        })))
+    }
+
+    fn attachment_url(&self, id: &str, name: &str, rev: Option<&Rev>) -> reqwest::Url {
         let mut url = self.doc_url(id);
         let path = format!("{}/{}", url.path(), encode_segment(name));
         url.set_path(&path);
         if let Some(rev) = rev {
             url.query_pairs_mut().append_pair("rev", &rev.to_string());
         }
-        let call = Call::new(Method::GET, url).header(
+        url
+    }
+
+    /// `GET /{db}/{id}/{name}`: an attachment's bytes (decoded if the server gzipped them).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Transport`]; [`Error::ResponseTooLarge`] beyond the
+    /// client's `max_response_size`.
+    pub async fn get_attachment(&self, id: &str, name: &str, rev: Option<&Rev>) -> Result<Bytes> {
+        let call = Call::new(Method::GET, self.attachment_url(id, name, rev)).header(
             reqwest::header::ACCEPT,
             reqwest::header::HeaderValue::from_static("*/*"),
         );

@@ -141,8 +141,9 @@ impl Peer for AnyPeer {
         &self,
         doc: Box<RawValue>,
         attachments: Vec<settee_couch::AttachmentUpload>,
+        origin: &str,
     ) -> Result<Vec<DocFailure>> {
-        both!(self, p => Peer::write_streamed(p, doc, attachments).await)
+        both!(self, p => Peer::write_streamed(p, doc, attachments, origin).await)
     }
 
     async fn filter_code(&self, name: &str) -> Result<String> {

@@ -25,18 +25,30 @@ pub(crate) struct Piece {
 /// The revisions of one batch still to fetch.
 pub(crate) struct FetchQueue {
     rest: VecDeque<FetchRequest>,
-    /// Whether attachments the target needs come as `follows` stubs
-    /// ([`Peer::fetch_streamed`]) rather than inline.
-    streamed: bool,
+    /// How attachments the target needs are fetched.
+    attachments: Attachments,
+}
+
+/// How a fetch brings the attachments the target lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attachments {
+    /// Inline, base64 in the documents' JSON ([`Peer::fetch`]).
+    Inline,
+    /// As `follows` stubs whose bytes are streamed ([`Peer::fetch_streamed`]), but only for
+    /// a revision too large for a share of the budget; the others inline. For a remote
+    /// source: each streamed attachment is one more request, and a flaky link fails a batch
+    /// (and its retries) in proportion to its requests, so small ones ride in `_bulk_get`.
+    StreamedWhenLarge,
+    /// Always as `follows` stubs: a local source reads them without a request.
+    Streamed,
 }
 
 impl FetchQueue {
-    /// The revisions `reqs`, fetched with `streamed` attachments when the target takes
-    /// them ([`Peer::takes_streamed`]).
-    pub(crate) fn new(reqs: Vec<FetchRequest>, streamed: bool) -> FetchQueue {
+    /// The revisions `reqs`, their attachments fetched as `attachments` says.
+    pub(crate) fn new(reqs: Vec<FetchRequest>, attachments: Attachments) -> FetchQueue {
         FetchQueue {
             rest: reqs.into(),
-            streamed,
+            attachments,
         }
     }
 
@@ -61,7 +73,14 @@ impl FetchQueue {
             let piece: Vec<FetchRequest> = self.rest.drain(..n).collect();
             let share = budget.share_bytes();
             let mut held = budget.reserve_share().await;
-            match fetch_each(source, piece.clone(), share, self.streamed).await {
+            match fetch_each(
+                source,
+                piece.clone(),
+                share,
+                self.attachments == Attachments::Streamed,
+            )
+            .await
+            {
                 Ok((docs, failures)) => {
                     let bytes = size(&docs);
                     held.keep(bytes);
@@ -86,7 +105,8 @@ impl FetchQueue {
                 }
                 Err(e) if is_too_large(&e) => {
                     drop(held);
-                    return alone(source, budget, piece, self.streamed).await.map(Some);
+                    let streamed = self.attachments != Attachments::Inline;
+                    return alone(source, budget, piece, streamed).await.map(Some);
                 }
                 Err(e) => return Err(e),
             }

@@ -286,14 +286,15 @@ pub trait Peer: Clone + Send + Sync + 'static {
     }
 
     /// Whether [`Peer::write_streamed`] takes documents with `follows` stubs (a remote
-    /// database does; the default does not, and is written with inline data).
+    /// database and a local store do; the default does not, and is written with inline
+    /// data).
     fn takes_streamed(&self) -> bool {
         false
     }
 
     /// Writes one revision as it is, whose `follows` stubs' bytes are `attachments` (in any
-    /// order, matched by name); returns the refusals, as [`Peer::write`] does. The default
-    /// refuses.
+    /// order, matched by name); returns the refusals, as [`Peer::write`] does (`origin` as
+    /// there). The default refuses.
     ///
     /// # Errors
     /// [`crate::Error::BadRequest`] by default; the peer's own errors.
@@ -301,8 +302,9 @@ pub trait Peer: Clone + Send + Sync + 'static {
         &self,
         doc: Box<RawValue>,
         attachments: Vec<settee_couch::AttachmentUpload>,
+        origin: &str,
     ) -> impl Future<Output = Result<Vec<DocFailure>>> + Send {
-        let _ = (doc, attachments);
+        let _ = (doc, attachments, origin);
         async {
             Err(crate::Error::BadRequest {
                 reason: "this peer does not take streamed attachments".into(),

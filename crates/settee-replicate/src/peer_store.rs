@@ -124,6 +124,19 @@ impl Peer for Database {
         crate::streamed::store_attachment_body(self, id, rev, name).await
     }
 
+    fn takes_streamed(&self) -> bool {
+        true
+    }
+
+    async fn write_streamed(
+        &self,
+        doc: Box<RawValue>,
+        attachments: Vec<settee_couch::AttachmentUpload>,
+        origin: &str,
+    ) -> Result<Vec<DocFailure>> {
+        crate::streamed::store_write(self, doc, attachments, origin).await
+    }
+
     async fn filter_code(&self, name: &str) -> Result<String> {
         let (ddoc, _) = checkpoint::split_filter_name(name)?;
         let id = format!("_design/{ddoc}");

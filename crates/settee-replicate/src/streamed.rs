@@ -4,9 +4,11 @@
 //! (`multipart/related` to a remote database). Which revisions go this way is `write.rs`'s
 //! decision; the wire format is `settee-couch`'s.
 //!
-//! [`store_attachment_body`] is the one place that reads attachment bytes from a local store
-//! for this: today's store hands an attachment back whole, so it is cut into parts here; a
-//! store with streamed reads replaces that function's body alone.
+//! [`store_attachment_body`] and [`store_write`] are the one place that moves attachment
+//! bytes out of and into a local store for this: today's store reads an attachment whole
+//! (cut into parts here) and takes a replicated revision's attachments only inline, so
+//! `store_write` collects each attachment as it arrives and writes the revision with them;
+//! a store with streamed reads and writes replaces those two bodies alone.
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -109,6 +111,7 @@ pub(crate) async fn write_one<S: Peer, T: Peer>(
     target: &T,
     budget: &ByteBudget,
     doc: Box<RawValue>,
+    origin: &str,
 ) -> Result<Vec<DocFailure>> {
     let value: Value = serde_json::from_str(doc.get()).map_err(|e| Error::BadRequest {
         reason: format!("a fetched document is not JSON: {e}"),
@@ -147,7 +150,7 @@ pub(crate) async fn write_one<S: Peer, T: Peer>(
         });
     }
     tracing::trace!(%id, %rev, attachments = uploads.len(), bytes = total, "writing a revision with streamed attachments");
-    target.write_streamed(doc, uploads).await
+    target.write_streamed(doc, uploads, origin).await
 }
 
 /// The bytes of attachment `name` of `id` at `rev` in a local store, as a stream of parts.
@@ -168,6 +171,85 @@ pub(crate) async fn store_attachment_body(
         .step_by(PART)
         .map(move |at| Ok(data.slice(at..at.saturating_add(PART).min(len))));
     Ok(Box::pin(futures::stream::iter(parts)))
+}
+
+/// Writes `doc` (a replicated revision with `follows` stubs) to a local store with the
+/// bytes of `attachments`, as [`Peer::write_streamed`] does for a store: each attachment is
+/// read to its end (its length checked against the stub's) and the revision is written with
+/// them inline (`Database::bulk_docs_json_from`, recording `origin`). A length that does not
+/// match is the document's failure.
+///
+/// # Errors
+/// [`Error::AttachmentInterrupted`] when an attachment's stream fails (transient); the
+/// store's errors.
+pub(crate) async fn store_write(
+    db: &Database,
+    doc: Box<RawValue>,
+    attachments: Vec<AttachmentUpload>,
+    origin: &str,
+) -> Result<Vec<DocFailure>> {
+    use base64::Engine as _;
+    use futures::StreamExt as _;
+
+    let mut value: Value = serde_json::from_str(doc.get()).map_err(|e| Error::BadRequest {
+        reason: format!("a fetched document is not JSON: {e}"),
+    })?;
+    let id = value
+        .get("_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let rev = value.get("_rev").and_then(Value::as_str).map(str::to_owned);
+    for mut a in attachments {
+        // The announced length bounds what is read: a source that sends more is wrong.
+        let cap = usize::try_from(a.length).unwrap_or(usize::MAX);
+        let mut data = Vec::with_capacity(cap.min(PART * 16));
+        while let Some(part) = a.body.next().await {
+            let part = part.map_err(|source| Error::AttachmentInterrupted {
+                what: format!("attachment {} of {id}", a.name),
+                source,
+            })?;
+            if data.len().saturating_add(part.len()) > cap {
+                break;
+            }
+            data.extend_from_slice(&part);
+        }
+        if data.len() as u64 != a.length {
+            return Ok(vec![DocFailure {
+                id,
+                rev,
+                error: "bad_request".into(),
+                reason: format!(
+                    "attachment {} has {} bytes, its stub says {}",
+                    a.name,
+                    data.len(),
+                    a.length
+                ),
+            }]);
+        }
+        if let Some(stub) = value
+            .get_mut("_attachments")
+            .and_then(|atts| atts.get_mut(&a.name))
+            .and_then(Value::as_object_mut)
+        {
+            stub.remove("follows");
+            stub.remove("length");
+            // The store computes the digest of the bytes it is given.
+            stub.remove("digest");
+            stub.remove("encoding");
+            stub.remove("encoded_length");
+            stub.insert(
+                "data".into(),
+                Value::from(base64::engine::general_purpose::STANDARD.encode(&data)),
+            );
+        }
+    }
+    let raw = serde_json::value::to_raw_value(&value).map_err(|e| Error::BadRequest {
+        reason: format!("a fetched document does not serialize: {e}"),
+    })?;
+    let origin = origin.to_owned();
+    let results = blocking(db, move |db| db.bulk_docs_json_from(&[raw], &origin)).await?;
+    Ok(DocFailure::refused(results))
 }
 
 #[cfg(test)]

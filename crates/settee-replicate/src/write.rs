@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use settee_revtree::Rev;
 
 use crate::budget::{ByteBudget, Reservation};
-use crate::fetch::FetchQueue;
+use crate::fetch::{Attachments, FetchQueue};
 use std::collections::BTreeMap;
 
 use crate::peer::{DocFailure, FetchRequest, Peer};
@@ -82,7 +82,7 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
     }
     // Fetched again within the byte budget, as every fetch is (attachment data in full can
     // be much larger than the stubs were).
-    let mut queue = FetchQueue::new(again, target.takes_streamed());
+    let mut queue = FetchQueue::new(again, streams(source, target));
     while let Some(piece) = queue.next(source, budget).await? {
         failures.extend(piece.failures);
         let written = if confirm_writes {
@@ -97,6 +97,20 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
     Ok(failures)
 }
 
+/// How attachments go from `source` to `target`: streamed when the target takes them
+/// ([`Peer::takes_streamed`]), always from a local source, only for revisions too large
+/// for a share of the budget from a remote one; between two local stores inline (no wire
+/// to spare the base64 on).
+pub(crate) fn streams<S: Peer, T: Peer>(source: &S, target: &T) -> Attachments {
+    if !target.takes_streamed() || (source.is_local() && target.is_local()) {
+        Attachments::Inline
+    } else if source.is_local() {
+        Attachments::Streamed
+    } else {
+        Attachments::StreamedWhenLarge
+    }
+}
+
 /// Writes one fetched piece: the documents with inline attachments (or none) in one
 /// [`Peer::write`], then, with the piece's budget given back, each one with `follows`
 /// attachments alone, its bytes streamed from `source` ([`streamed::write_one`]). Returns
@@ -109,7 +123,7 @@ async fn write_piece<S: Peer, T: Peer>(
     held: Reservation,
     origin: &str,
 ) -> Result<Vec<DocFailure>> {
-    let (alone, together): (Vec<_>, Vec<_>) = if target.takes_streamed() {
+    let (alone, together): (Vec<_>, Vec<_>) = if streams(source, target) != Attachments::Inline {
         docs.into_iter().partition(|d| streamed::has_follows(d))
     } else {
         (Vec::new(), docs)
@@ -121,7 +135,7 @@ async fn write_piece<S: Peer, T: Peer>(
     };
     drop(held);
     for doc in alone {
-        refused.extend(streamed::write_one(source, target, budget, doc).await?);
+        refused.extend(streamed::write_one(source, target, budget, doc, origin).await?);
     }
     Ok(refused)
 }
