@@ -11,6 +11,7 @@
 //! a store with streamed reads and writes replaces those two bodies alone.
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use settee_couch::{AttachmentBody, AttachmentUpload};
@@ -174,10 +175,12 @@ pub(crate) async fn store_attachment_body(
 }
 
 /// Writes `doc` (a replicated revision with `follows` stubs) to a local store with the
-/// bytes of `attachments`, as [`Peer::write_streamed`] does for a store: each attachment is
-/// read to its end (its length checked against the stub's) and the revision is written with
-/// them inline (`Database::bulk_docs_json_from`, recording `origin`). A length that does not
-/// match is the document's failure.
+/// bytes of `attachments`, as [`Peer::write_streamed`] does for a store. Today's store takes
+/// a replicated revision's attachments only inline, so each attachment is base64-encoded as
+/// its parts arrive, straight into the document's JSON text (never whole as bytes too), its
+/// length checked against the stub's, and the revision written with them
+/// (`Database::bulk_docs_json_from`, recording `origin`). A length that does not match is
+/// the document's failure.
 ///
 /// # Errors
 /// [`Error::AttachmentInterrupted`] when an attachment's stream fails (transient); the
@@ -188,68 +191,137 @@ pub(crate) async fn store_write(
     attachments: Vec<AttachmentUpload>,
     origin: &str,
 ) -> Result<Vec<DocFailure>> {
-    use base64::Engine as _;
-    use futures::StreamExt as _;
-
-    let mut value: Value = serde_json::from_str(doc.get()).map_err(|e| Error::BadRequest {
+    let not_json = |e: serde_json::Error| Error::BadRequest {
         reason: format!("a fetched document is not JSON: {e}"),
-    })?;
+    };
+    let mut value: Value = serde_json::from_str(doc.get()).map_err(not_json)?;
+    drop(doc);
     let id = value
         .get("_id")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
     let rev = value.get("_rev").and_then(Value::as_str).map(str::to_owned);
+    let mut stubs = match value.as_object_mut().and_then(|o| o.remove("_attachments")) {
+        Some(Value::Object(stubs)) => stubs,
+        _ => serde_json::Map::new(),
+    };
+    // The text: the document without `_attachments`, then `_attachments` written out here,
+    // each streamed attachment's `data` encoded into it part by part.
+    let head = serde_json::to_string(&value).map_err(not_json)?;
+    drop(value);
+    let total: u64 = attachments
+        .iter()
+        .map(|a| a.length)
+        .fold(0, u64::saturating_add);
+    let mut text = String::with_capacity(
+        head.len() + usize::try_from(total.saturating_mul(4) / 3).unwrap_or(0) + 1024,
+    );
+    text.push_str(head.strip_suffix('}').unwrap_or("{"));
+    if text.len() > 1 {
+        text.push(',');
+    }
+    text.push_str("\"_attachments\":{");
+    let mut first = true;
+    let mut entry = |text: &mut String, name: &str, stub: &Value| -> Result<()> {
+        if !first {
+            text.push(',');
+        }
+        first = false;
+        text.push_str(&serde_json::to_string(name).map_err(not_json)?);
+        text.push(':');
+        text.push_str(&serde_json::to_string(stub).map_err(not_json)?);
+        Ok(())
+    };
     for mut a in attachments {
-        // The announced length bounds what is read: a source that sends more is wrong.
-        let cap = usize::try_from(a.length).unwrap_or(usize::MAX);
-        let mut data = Vec::with_capacity(cap.min(PART * 16));
+        let Some(Value::Object(mut stub)) = stubs.remove(&a.name) else {
+            continue;
+        };
+        for k in ["follows", "length", "digest", "encoding", "encoded_length"] {
+            // The store computes the digest and length of the bytes it is given.
+            stub.remove(k);
+        }
+        let empty = stub.is_empty();
+        entry(&mut text, &a.name, &Value::Object(stub))?;
+        // The stub's closing brace gives way to `"data":"`, the encoded bytes, `"}`.
+        text.pop();
+        text.push_str(if empty { "\"data\":\"" } else { ",\"data\":\"" });
+        let mut encoded = Base64Appender::new("\"}".into());
+        let mut read = 0u64;
         while let Some(part) = a.body.next().await {
             let part = part.map_err(|source| Error::AttachmentInterrupted {
                 what: format!("attachment {} of {id}", a.name),
                 source,
             })?;
-            if data.len().saturating_add(part.len()) > cap {
+            read = read.saturating_add(part.len() as u64);
+            // The announced length bounds what is kept: a source that sends more is wrong.
+            if read > a.length {
                 break;
             }
-            data.extend_from_slice(&part);
+            encoded.push(&mut text, &part);
         }
-        if data.len() as u64 != a.length {
+        if read != a.length {
             return Ok(vec![DocFailure {
                 id,
                 rev,
                 error: "bad_request".into(),
                 reason: format!(
-                    "attachment {} has {} bytes, its stub says {}",
-                    a.name,
-                    data.len(),
-                    a.length
+                    "attachment {} has {read} bytes or more, its stub says {}",
+                    a.name, a.length
                 ),
             }]);
         }
-        if let Some(stub) = value
-            .get_mut("_attachments")
-            .and_then(|atts| atts.get_mut(&a.name))
-            .and_then(Value::as_object_mut)
-        {
-            stub.remove("follows");
-            stub.remove("length");
-            // The store computes the digest of the bytes it is given.
-            stub.remove("digest");
-            stub.remove("encoding");
-            stub.remove("encoded_length");
-            stub.insert(
-                "data".into(),
-                Value::from(base64::engine::general_purpose::STANDARD.encode(&data)),
-            );
-        }
+        encoded.finish(&mut text);
     }
-    let raw = serde_json::value::to_raw_value(&value).map_err(|e| Error::BadRequest {
-        reason: format!("a fetched document does not serialize: {e}"),
-    })?;
+    // Stubs of attachments the target already holds, as they came.
+    for (name, stub) in &stubs {
+        entry(&mut text, name, stub)?;
+    }
+    text.push_str("}}");
+    let raw = RawValue::from_string(text).map_err(not_json)?;
     let origin = origin.to_owned();
     let results = blocking(db, move |db| db.bulk_docs_json_from(&[raw], &origin)).await?;
     Ok(DocFailure::refused(results))
+}
+
+/// Base64 of a stream of parts, appended to a text as they come: whole groups of three
+/// bytes are encoded at once, the rest carried to the next part.
+struct Base64Appender {
+    carry: Vec<u8>,
+    /// What follows the encoded bytes (`"}`), put back by `finish`.
+    tail: String,
+}
+
+impl Base64Appender {
+    fn new(tail: String) -> Base64Appender {
+        Base64Appender {
+            carry: Vec::with_capacity(3),
+            tail,
+        }
+    }
+
+    fn push(&mut self, text: &mut String, mut part: &[u8]) {
+        use base64::Engine as _;
+        if !self.carry.is_empty() {
+            let need = (3 - self.carry.len()).min(part.len());
+            self.carry.extend_from_slice(&part[..need]);
+            part = &part[need..];
+            if self.carry.len() < 3 {
+                return;
+            }
+            base64::engine::general_purpose::STANDARD.encode_string(&self.carry, text);
+            self.carry.clear();
+        }
+        let whole = part.len() - part.len() % 3;
+        base64::engine::general_purpose::STANDARD.encode_string(&part[..whole], text);
+        self.carry.extend_from_slice(&part[whole..]);
+    }
+
+    fn finish(self, text: &mut String) {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode_string(&self.carry, text);
+        text.push_str(&self.tail);
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +364,65 @@ mod tests {
         }
         let raw = serde_json::value::to_raw_value(&json!({"_id": "x", "note": "follows"})).unwrap();
         assert!(!has_follows(&raw));
+    }
+
+    #[test]
+    fn base64_appended_part_by_part_is_the_whole_base64() {
+        use base64::Engine as _;
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 256) as u8).collect();
+        for cut in [1usize, 2, 3, 4, 5, 64, 999] {
+            let mut text = String::from("[");
+            let mut enc = Base64Appender::new("]".into());
+            for part in data.chunks(cut) {
+                enc.push(&mut text, part);
+            }
+            enc.finish(&mut text);
+            let want = base64::engine::general_purpose::STANDARD.encode(&data);
+            assert_eq!(text, format!("[{want}]"), "parts of {cut}");
+        }
+    }
+
+    #[tokio::test]
+    async fn streamed_attachments_reach_the_store_with_the_held_stubs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("db")).unwrap();
+        let data: Vec<u8> = (0..PART + 5).map(|i| (i % 13) as u8).collect();
+        let doc = json!({
+            "_id": "d", "_rev": "1-a", "_revisions": {"start": 1, "ids": ["a"]}, "n": 1,
+            "_attachments": {"x.bin": {"content_type": "application/octet-stream",
+                "revpos": 1, "length": data.len(), "follows": true, "digest": "md5-whatever"}}
+        });
+        let parts: Vec<std::io::Result<Bytes>> = data
+            .chunks(1000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let upload = AttachmentUpload {
+            name: "x.bin".into(),
+            content_type: "application/octet-stream".into(),
+            length: data.len() as u64,
+            body: Box::pin(futures::stream::iter(parts)),
+        };
+        let raw = serde_json::value::to_raw_value(&doc).unwrap();
+        let refused = store_write(&db, raw, vec![upload], "remote").await.unwrap();
+        assert_eq!(refused, vec![]);
+        let att = db.attachment("d", None, "x.bin").unwrap();
+        assert_eq!(att.data, data);
+        assert_eq!(db.get("d", &Default::default()).unwrap()["n"], 1);
+
+        // A stream shorter than its stub is the document's failure, and nothing is written.
+        let short = AttachmentUpload {
+            name: "x.bin".into(),
+            content_type: "text/plain".into(),
+            length: 10,
+            body: Box::pin(futures::stream::iter(vec![Ok(Bytes::from_static(b"abc"))])),
+        };
+        let doc2 = json!({"_id": "e", "_rev": "1-b", "_revisions": {"start": 1, "ids": ["b"]},
+            "_attachments": {"x.bin": {"content_type": "text/plain", "revpos": 1, "length": 10, "follows": true}}});
+        let raw = serde_json::value::to_raw_value(&doc2).unwrap();
+        let refused = store_write(&db, raw, vec![short], "remote").await.unwrap();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].error, "bad_request");
+        assert!(db.get("e", &Default::default()).is_err());
     }
 
     #[tokio::test]
