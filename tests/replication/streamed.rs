@@ -1,6 +1,8 @@
 //! Attachments streamed by the replicator (part of `tests/replication.rs`): a 50 MB
 //! attachment pushed by the command as `multipart/related` and pulled back, with the child
-//! process's peak memory measured (`/usr/bin/time -v`) and bounded.
+//! process's peak memory measured (`/usr/bin/time -v`) and bounded; a compressible `text/*`
+//! attachment taken local -> server -> fresh local -> a second server database keeps the
+//! server's digest, its body and its `revpos`.
 
 use std::process::Command;
 
@@ -147,4 +149,71 @@ async fn a_50_mb_attachment_pushes_and_pulls_with_the_command_in_bounded_memory(
         pull_kib < PULL_RSS_LIMIT_KIB,
         "pull peak RSS {pull_kib} KiB"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_attachment_keeps_the_servers_digest_body_and_revpos_across_two_servers() {
+    // Apache CouchDB keeps `text/*` gzipped and names it by the digest of the gzipped bytes.
+    // local -> A -> fresh local -> B: B computes the same digest as A (the bytes go up
+    // decoded and the server digests them), bodies and `revpos` are kept everywhere.
+    let server = TestServer::get();
+    let dir = tempfile::tempdir().unwrap();
+    let text = "the same line, over and over; ".repeat(200);
+    let l1 = settee::Local::from_store(local(&dir, "l1"));
+    {
+        let db = local(&dir, "seed");
+        db.put(json!({"_id": "t", "v": 1})).unwrap();
+        let rev = db.get("t", &Default::default()).unwrap()["_rev"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        db.put_attachment(
+            "t",
+            Some(&rev),
+            "n.txt",
+            "text/plain",
+            text.clone().into_bytes(),
+        )
+        .unwrap();
+        drop(db);
+        let seed = settee::Local::from_store(local(&dir, "seed"));
+        super::run(&seed, &l1, Default::default()).await;
+    }
+    let (a_db, b_db) = (TestDb::named("gza"), TestDb::named("gzb"));
+    let create = settee::replicate::ReplicateOptions {
+        create_target: true,
+        ..Default::default()
+    };
+    let a = super::remote(&server, a_db.name());
+    let b = super::remote(&server, b_db.name());
+    let push = super::run(&l1, &a, create.clone()).await;
+    assert_eq!(push.stats.docs_written, 1, "{push:?}");
+    let l2 = settee::Local::from_store(local(&dir, "l2"));
+    let pull = super::run(&a, &l2, Default::default()).await;
+    assert_eq!(pull.stats.docs_written, 1, "{pull:?}");
+    let again = super::run(&l2, &b, create).await;
+    assert_eq!(again.stats.docs_written, 1, "{again:?}");
+
+    let (a_stub, a_bytes) = on_server(&a_db, "t", "n.txt").await;
+    let (b_stub, b_bytes) = on_server(&b_db, "t", "n.txt").await;
+    assert_eq!(a_bytes, text.as_bytes());
+    assert_eq!(b_bytes, text.as_bytes());
+    assert_eq!(a_stub["revpos"], 2, "{a_stub}");
+    assert_eq!(b_stub["revpos"], 2, "{b_stub}");
+    if settee_testkit::leaves::ServerKind::from_env() == settee_testkit::leaves::ServerKind::CouchDb
+    {
+        assert_eq!(a_stub["encoding"], "gzip", "{a_stub}");
+    }
+    assert_eq!(a_stub["digest"], b_stub["digest"], "{a_stub} {b_stub}");
+    for l in [&l1, &l2] {
+        let doc = l.store().unwrap().get("t", &Default::default()).unwrap();
+        assert_eq!(doc["_attachments"]["n.txt"]["revpos"], 2, "{doc}");
+        let att = l.store().unwrap().attachment("t", None, "n.txt").unwrap();
+        assert_eq!(att.data, text.as_bytes());
+    }
+    // FIXME(#23): the store names an attachment by the digest of its decoded bytes, so the
+    // pulled copy's digest is not the server's (the store keeps no encoding yet).
+    let l2_doc = l2.store().unwrap().get("t", &Default::default()).unwrap();
+    assert_ne!(l2_doc["_attachments"]["n.txt"]["digest"], a_stub["digest"]);
 }
