@@ -273,11 +273,15 @@ impl Peer for RemoteDb {
         match RemoteDb::put_multipart(self, &id, &value, attachments, false).await {
             Ok(_) => Ok(Vec::new()),
             Err(e) if is_transient(&e) => Err(Error::Couch(e)),
+            // The server's own error and reason, as a `_bulk_docs` result carries them.
             Err(e) => Ok(vec![DocFailure {
                 id,
                 rev,
                 error: e.name().to_owned(),
-                reason: e.to_string(),
+                reason: e
+                    .failure()
+                    .map(|f| f.reason().to_owned())
+                    .unwrap_or_else(|| e.to_string()),
             }]),
         }
     }
