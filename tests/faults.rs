@@ -590,14 +590,18 @@ async fn remote_restored_from_an_older_copy_is_pushed_again() {
 
     recreate(&name).await;
     couch_replicate(backup.name(), &name).await;
-    proxy.inject(
-        Endpoint::BulkDocs,
-        Fault::Status {
-            status: 503,
-            retry_after: None,
-        },
-        usize::MAX,
-    );
+    // Documents with attachments go up alone (`multipart/related`), the others in
+    // `_bulk_docs`: both are refused.
+    for endpoint in [Endpoint::BulkDocs, Endpoint::ReplicatedPut] {
+        proxy.inject(
+            endpoint,
+            Fault::Status {
+                status: 503,
+                retry_after: None,
+            },
+            usize::MAX,
+        );
+    }
     let run = cli(&["sync", a, &url]).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let docs = cli_status(a, &url, true).await;

@@ -12,6 +12,9 @@ mod common;
 // Attachments on branches, random trees, documents refused as a whole request.
 #[path = "replication/attachments.rs"]
 mod attachments;
+// Large attachments streamed by the command, and `text/*` digests kept across servers.
+#[path = "replication/streamed.rs"]
+mod streamed;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

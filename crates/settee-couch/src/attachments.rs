@@ -82,7 +82,8 @@ impl RemoteDb {
     /// `PUT /{db}/{id}` as `multipart/related`: the document's JSON, then each attachment's
     /// bytes streamed from its [`AttachmentBody`] (CouchDB's "Creating Multiple Attachments",
     /// and the replication protocol's way to push large attachments). `doc`'s
-    /// `_attachments` get a `{"follows": true, "content_type", "length"}` stub per upload.
+    /// `_attachments` get a `{"follows": true, "content_type", "length"}` stub per upload (an
+    /// entry already there keeps its `revpos`, `digest` and `encoding`).
     /// With `new_edits = false`, `doc` must carry `_rev` and `_revisions`.
     ///
     /// The body is streamed, so the request is never retried.
@@ -118,10 +119,21 @@ impl RemoteDb {
             });
         };
         for a in &attachments {
-            atts.insert(
-                a.name.clone(),
-                serde_json::json!({ "follows": true, "content_type": a.content_type, "length": a.length }),
-            );
+            // A stub already in the document keeps its other members: a replicated
+            // revision's `revpos` and `digest` must reach the target as the source has them.
+            let stub = atts
+                .entry(a.name.clone())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !stub.is_object() {
+                *stub = Value::Object(Default::default());
+            }
+            if let Some(stub) = stub.as_object_mut() {
+                stub.remove("stub");
+                stub.remove("data");
+                stub.insert("follows".into(), Value::Bool(true));
+                stub.insert("content_type".into(), Value::from(a.content_type.clone()));
+                stub.insert("length".into(), Value::from(a.length));
+            }
         }
         let json =
             serde_json::to_vec(&doc).map_err(|e| Error::invalid(&Method::PUT, self.url(), e))?;
@@ -181,7 +193,8 @@ impl RemoteDb {
         }
     }
 
-    /// `GET /{db}/{id}/{name}`: an attachment's bytes (decoded if the server gzipped them).
+    /// `GET /{db}/{id}/{name}`: an attachment's bytes, whole (decoded if the server gzipped
+    /// them). [`RemoteDb::attachment`] reads one as a stream.
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Transport`]; [`Error::ResponseTooLarge`] beyond the
@@ -236,6 +249,19 @@ impl RemoteDb {
             length,
             body: Box::pin(body),
         })
+    }
+
+    /// `GET /{db}/{id}/{name}`: only the bytes of [`RemoteDb::attachment`], as they arrive.
+    ///
+    /// # Errors
+    /// As [`RemoteDb::attachment`].
+    pub async fn attachment_stream(
+        &self,
+        id: &str,
+        name: &str,
+        rev: Option<&Rev>,
+    ) -> Result<AttachmentBody> {
+        Ok(self.attachment(id, name, rev).await?.body)
     }
 
     fn attachment_call(&self, id: &str, name: &str, rev: Option<&Rev>) -> Call {

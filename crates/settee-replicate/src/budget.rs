@@ -72,6 +72,15 @@ impl ByteBudget {
         self.reserve(self.total).await
     }
 
+    /// Waits for `bytes` of the budget (at least one unit, the whole budget at most): what
+    /// an attachment being streamed may hold.
+    pub(crate) async fn reserve_bytes(&self, bytes: u64) -> Reservation {
+        let units = u32::try_from(bytes.div_ceil(UNIT))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total);
+        self.reserve(units).await
+    }
+
     async fn reserve(&self, units: u32) -> Reservation {
         // INVARIANT: this type owns the semaphore and never closes it, and `units` is at
         // most `total`, so the acquisition waits and then succeeds.

@@ -116,6 +116,36 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::fetch(p, reqs, max_bytes).await)
     }
 
+    async fn fetch_streamed(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> Result<Vec<Fetched>> {
+        both!(self, p => Peer::fetch_streamed(p, reqs, max_bytes).await)
+    }
+
+    async fn attachment_body(
+        &self,
+        id: &str,
+        rev: &Rev,
+        name: &str,
+    ) -> Result<settee_couch::AttachmentBody> {
+        both!(self, p => Peer::attachment_body(p, id, rev, name).await)
+    }
+
+    fn takes_streamed(&self) -> bool {
+        both!(self, p => Peer::takes_streamed(p))
+    }
+
+    async fn write_streamed(
+        &self,
+        doc: Box<RawValue>,
+        attachments: Vec<settee_couch::AttachmentUpload>,
+        origin: &str,
+    ) -> Result<Vec<DocFailure>> {
+        both!(self, p => Peer::write_streamed(p, doc, attachments, origin).await)
+    }
+
     async fn filter_code(&self, name: &str) -> Result<String> {
         both!(self, p => Peer::filter_code(p, name).await)
     }

@@ -77,6 +77,16 @@ pub enum Error {
     /// A background task failed to run to completion.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// An attachment's bytes stopped before their end while streamed from the source (its
+    /// connection was cut); retried like the network's failures.
+    #[error("attachment_interrupted: {what}")]
+    AttachmentInterrupted {
+        /// Which attachment of which document.
+        what: String,
+        /// The stream's failure.
+        #[source]
+        source: std::io::Error,
+    },
     /// The replication was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -114,6 +124,7 @@ impl Error {
             Error::FetchTooLarge { .. } => "response_too_large",
             Error::Unconfirmed { .. } => "unconfirmed_write",
             Error::Task(_) => "internal_error",
+            Error::AttachmentInterrupted { .. } => "attachment_interrupted",
             Error::Cancelled => "cancelled",
             Error::Deadline { .. } => "deadline",
             Error::GaveUp { source, .. } => source.name(),
@@ -137,7 +148,7 @@ impl Error {
             Error::Unconfirmed { .. } => ErrorKind::InvalidResponse,
             Error::Cancelled => ErrorKind::Cancelled,
             // The peers did not answer before the deadline.
-            Error::Deadline { .. } => ErrorKind::Offline,
+            Error::Deadline { .. } | Error::AttachmentInterrupted { .. } => ErrorKind::Offline,
             Error::GaveUp { source, .. } => source.kind(),
         }
     }
@@ -150,6 +161,7 @@ impl Error {
             Error::Checkpoint { .. }
             | Error::CheckpointLost { .. }
             | Error::Deadline { .. }
+            | Error::AttachmentInterrupted { .. }
             | Error::Unconfirmed { .. } => true,
             Error::GaveUp { source, .. } => source.is_transient(),
             Error::FetchTooLarge { .. }

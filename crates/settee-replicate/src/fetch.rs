@@ -25,11 +25,31 @@ pub(crate) struct Piece {
 /// The revisions of one batch still to fetch.
 pub(crate) struct FetchQueue {
     rest: VecDeque<FetchRequest>,
+    /// How attachments the target needs are fetched.
+    attachments: Attachments,
+}
+
+/// How a fetch brings the attachments the target lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attachments {
+    /// Inline, base64 in the documents' JSON ([`Peer::fetch`]).
+    Inline,
+    /// As `follows` stubs whose bytes are streamed ([`Peer::fetch_streamed`]), but only for
+    /// a revision too large for a share of the budget; the others inline. For a remote
+    /// source: each streamed attachment is one more request, and a flaky link fails a batch
+    /// (and its retries) in proportion to its requests, so small ones ride in `_bulk_get`.
+    StreamedWhenLarge,
+    /// Always as `follows` stubs: a local source reads them without a request.
+    Streamed,
 }
 
 impl FetchQueue {
-    pub(crate) fn new(reqs: Vec<FetchRequest>) -> FetchQueue {
-        FetchQueue { rest: reqs.into() }
+    /// The revisions `reqs`, their attachments fetched as `attachments` says.
+    pub(crate) fn new(reqs: Vec<FetchRequest>, attachments: Attachments) -> FetchQueue {
+        FetchQueue {
+            rest: reqs.into(),
+            attachments,
+        }
     }
 
     /// The next piece, or `None` when everything is fetched. A piece asks for
@@ -53,7 +73,14 @@ impl FetchQueue {
             let piece: Vec<FetchRequest> = self.rest.drain(..n).collect();
             let share = budget.share_bytes();
             let mut held = budget.reserve_share().await;
-            match fetch_each(source, piece.clone(), share).await {
+            match fetch_each(
+                source,
+                piece.clone(),
+                share,
+                self.attachments == Attachments::Streamed,
+            )
+            .await
+            {
                 Ok((docs, failures)) => {
                     let bytes = size(&docs);
                     held.keep(bytes);
@@ -78,7 +105,8 @@ impl FetchQueue {
                 }
                 Err(e) if is_too_large(&e) => {
                     drop(held);
-                    return alone(source, budget, piece).await.map(Some);
+                    let streamed = self.attachments != Attachments::Inline;
+                    return alone(source, budget, piece, streamed).await.map(Some);
                 }
                 Err(e) => return Err(e),
             }
@@ -92,10 +120,11 @@ async fn alone<S: Peer>(
     source: &S,
     budget: &ByteBudget,
     piece: Vec<FetchRequest>,
+    streamed: bool,
 ) -> Result<Piece> {
     let mut held = budget.reserve_all().await;
     tracing::debug!(id = ?piece.first().map(|r| &r.id), "fetching a large revision alone");
-    match fetch_each(source, piece.clone(), u64::MAX).await {
+    match fetch_each(source, piece.clone(), u64::MAX, streamed).await {
         Ok((docs, failures)) => {
             held.keep(size(&docs));
             Ok(Piece {
@@ -128,10 +157,18 @@ async fn fetch_each<S: Peer>(
     source: &S,
     reqs: Vec<FetchRequest>,
     limit: u64,
+    streamed: bool,
 ) -> Result<(Vec<Box<RawValue>>, Vec<DocFailure>)> {
+    let fetch = |reqs: Vec<FetchRequest>| async move {
+        if streamed {
+            source.fetch_streamed(reqs, limit).await
+        } else {
+            source.fetch(reqs, limit).await
+        }
+    };
     let mut docs = Vec::with_capacity(reqs.len());
     let mut failed = Vec::new();
-    for f in source.fetch(reqs.clone(), limit).await? {
+    for f in fetch(reqs.clone()).await? {
         match f {
             Fetched::Doc(d) => docs.push(d),
             Fetched::Failed(fail) => failed.push(fail),
@@ -153,7 +190,7 @@ async fn fetch_each<S: Peer>(
         .filter(|f| !again.iter().any(|r| names(f, r)))
         .collect();
     if !again.is_empty() {
-        for f in source.fetch(again, limit).await? {
+        for f in fetch(again).await? {
             match f {
                 Fetched::Doc(d) => docs.push(d),
                 Fetched::Failed(fail) => failures.push(fail),

@@ -34,6 +34,8 @@ mod peer_store;
 mod reader;
 mod replication;
 mod retry;
+mod store_fetch;
+mod streamed;
 mod sync;
 mod write;
 

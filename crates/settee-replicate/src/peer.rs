@@ -256,6 +256,62 @@ pub trait Peer: Clone + Send + Sync + 'static {
         max_bytes: u64,
     ) -> impl Future<Output = Result<Vec<Fetched>>> + Send;
 
+    /// [`Peer::fetch`] for a target that takes attachments as streams (a remote database's
+    /// `multipart/related` write, [`Peer::write_streamed`]): an attachment the target needs
+    /// (its `revpos` above the newest of `atts_since` on the revision's path) comes as a
+    /// stub with `"follows": true` and its `length`, and its bytes from
+    /// [`Peer::attachment_body`], never inline. The default is [`Peer::fetch`] (inline
+    /// data), which every target takes.
+    fn fetch_streamed(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Vec<Fetched>>> + Send {
+        self.fetch(reqs, max_bytes)
+    }
+
+    /// The bytes of attachment `name` of revision `rev` of document `id`, as a stream, for
+    /// a `follows` stub [`Peer::fetch_streamed`] gave. The default has none.
+    ///
+    /// # Errors
+    /// [`crate::Error::BadRequest`] by default; the peer's own errors.
+    fn attachment_body(
+        &self,
+        id: &str,
+        rev: &Rev,
+        name: &str,
+    ) -> impl Future<Output = Result<settee_couch::AttachmentBody>> + Send {
+        let reason = format!("this peer does not stream attachments ({name} of {id} {rev})");
+        async move { Err(crate::Error::BadRequest { reason }) }
+    }
+
+    /// Whether [`Peer::write_streamed`] takes documents with `follows` stubs (a remote
+    /// database and a local store do; the default does not, and is written with inline
+    /// data).
+    fn takes_streamed(&self) -> bool {
+        false
+    }
+
+    /// Writes one revision as it is, whose `follows` stubs' bytes are `attachments` (in any
+    /// order, matched by name); returns the refusals, as [`Peer::write`] does (`origin` as
+    /// there). The default refuses.
+    ///
+    /// # Errors
+    /// [`crate::Error::BadRequest`] by default; the peer's own errors.
+    fn write_streamed(
+        &self,
+        doc: Box<RawValue>,
+        attachments: Vec<settee_couch::AttachmentUpload>,
+        origin: &str,
+    ) -> impl Future<Output = Result<Vec<DocFailure>>> + Send {
+        let _ = (doc, attachments, origin);
+        async {
+            Err(crate::Error::BadRequest {
+                reason: "this peer does not take streamed attachments".into(),
+            })
+        }
+    }
+
     /// The source code of the filter function `ddoc/name` (from `_design/ddoc`'s `filters`),
     /// trimmed: it is part of the replication id, so that a changed filter never reuses a
     /// checkpoint that skipped documents the new one selects.

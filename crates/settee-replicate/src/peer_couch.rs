@@ -193,66 +193,26 @@ impl Peer for RemoteDb {
     }
 
     async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
-        let breqs: Vec<BulkGetRequest> = reqs
-            .iter()
-            .map(|r| BulkGetRequest {
-                id: r.id.clone(),
-                rev: Some(r.rev.clone()),
-                atts_since: r.atts_since.clone(),
-            })
-            .collect();
-        let opts = BulkGetOptions {
-            attachments: true,
-            ..BulkGetOptions::REPLICATION
-        };
-        let results = match RemoteDb::bulk_get_json_within(self, &breqs, &opts, max_bytes).await {
-            Ok(results) => results,
-            Err(settee_couch::Error::ResponseTooLarge { limit, .. }) => {
-                return Err(Error::FetchTooLarge {
-                    peer: self.url().to_string(),
-                    limit,
-                })
-            }
-            Err(e) => return Err(Error::Couch(e)),
-        };
-        // The client pairs the answer with the request, one result per request item in
-        // order (asking for any the server left out on its own); a request without a
-        // revision in its result is still a failure of its own here, never skipped.
-        let mut results = results.into_iter();
-        let mut out = Vec::with_capacity(reqs.len());
-        for req in &reqs {
-            let asked = Some(req.rev.to_string());
-            let docs = match results.next() {
-                Some(r) if r.id == req.id && !r.docs.is_empty() => r.docs,
-                _ => {
-                    out.push(Fetched::Failed(DocFailure {
-                        id: req.id.clone(),
-                        rev: asked,
-                        error: "not_found".into(),
-                        reason: "the source's _bulk_get and open_revs answers did not include this revision".into(),
-                    }));
-                    continue;
-                }
-            };
-            for d in docs {
-                out.push(match d {
-                    BulkGetDoc::Ok(doc) => Fetched::Doc(doc),
-                    BulkGetDoc::Missing(rev) => Fetched::Failed(DocFailure {
-                        id: req.id.clone(),
-                        rev: rev.map(|r| r.to_string()).or_else(|| asked.clone()),
-                        error: "not_found".into(),
-                        reason: "missing".into(),
-                    }),
-                    BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
-                        id: req.id.clone(),
-                        rev: e.rev.or_else(|| asked.clone()),
-                        error: e.error,
-                        reason: e.reason,
-                    }),
-                });
-            }
-        }
-        Ok(out)
+        fetch_from(self, reqs, max_bytes, false).await
+    }
+
+    async fn fetch_streamed(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> Result<Vec<Fetched>> {
+        fetch_from(self, reqs, max_bytes, true).await
+    }
+
+    async fn attachment_body(
+        &self,
+        id: &str,
+        rev: &Rev,
+        name: &str,
+    ) -> Result<settee_couch::AttachmentBody> {
+        RemoteDb::attachment_stream(self, id, name, Some(rev))
+            .await
+            .map_err(Error::Couch)
     }
 
     async fn filter_code(&self, name: &str) -> Result<String> {
@@ -271,6 +231,59 @@ impl Peer for RemoteDb {
             .await
             .map_err(Error::Couch)?;
         Ok(DocFailure::refused(results))
+    }
+
+    fn takes_streamed(&self) -> bool {
+        true
+    }
+
+    async fn write_streamed(
+        &self,
+        doc: Box<RawValue>,
+        attachments: Vec<settee_couch::AttachmentUpload>,
+        origin: &str,
+    ) -> Result<Vec<DocFailure>> {
+        let _ = origin;
+        let mut value: Value = serde_json::from_str(doc.get()).map_err(|e| Error::BadRequest {
+            reason: format!("a fetched document is not JSON: {e}"),
+        })?;
+        // The bytes go up decoded (identity), so the server computes the digest itself: a
+        // source's digest may be that of its gzipped copy (CouchDB keeps `text/*` and JSON
+        // gzipped and names them by that), and CouchDB 3.5 fails such a PUT with a 500
+        // (`function_clause`) when the digest sent is not the bytes'. What it computes for
+        // the same bytes is what the source reported (its gzip is deterministic), so the
+        // digests stay exact from one CouchDB to another.
+        if let Some(atts) = value.get_mut("_attachments").and_then(Value::as_object_mut) {
+            for stub in atts.values_mut().filter_map(Value::as_object_mut) {
+                if stub.get("follows").and_then(Value::as_bool) == Some(true) {
+                    stub.remove("digest");
+                    stub.remove("encoding");
+                    stub.remove("encoded_length");
+                }
+            }
+        }
+        let id = value
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let rev = value.get("_rev").and_then(Value::as_str).map(str::to_owned);
+        // One document per request, as CouchDB's replicator sends a revision with
+        // attachments: its refusal is this document's, like a `_bulk_docs` result.
+        match RemoteDb::put_multipart(self, &id, &value, attachments, false).await {
+            Ok(_) => Ok(Vec::new()),
+            Err(e) if is_transient(&e) => Err(Error::Couch(e)),
+            // The server's own error and reason, as a `_bulk_docs` result carries them.
+            Err(e) => Ok(vec![DocFailure {
+                id,
+                rev,
+                error: e.name().to_owned(),
+                reason: e
+                    .failure()
+                    .map(|f| f.reason().to_owned())
+                    .unwrap_or_else(|| e.to_string()),
+            }]),
+        }
     }
 
     async fn commit(&self) -> Result<()> {
@@ -293,6 +306,93 @@ impl Peer for RemoteDb {
     async fn pending_since(&self, _since: &Seq) -> Option<u64> {
         None
     }
+}
+
+/// `fetch` and `fetch_streamed`: with `streamed`, `_bulk_get` reads stubs only, and the
+/// attachments the target lacks are marked `follows` (`streamed::mark_follows`); their
+/// bytes are read one by one, streamed ([`Peer::attachment_body`]).
+async fn fetch_from(
+    db: &RemoteDb,
+    reqs: Vec<FetchRequest>,
+    max_bytes: u64,
+    streamed: bool,
+) -> Result<Vec<Fetched>> {
+    let breqs: Vec<BulkGetRequest> = reqs
+        .iter()
+        .map(|r| BulkGetRequest {
+            id: r.id.clone(),
+            rev: Some(r.rev.clone()),
+            atts_since: r.atts_since.clone(),
+        })
+        .collect();
+    let opts = BulkGetOptions {
+        attachments: !streamed,
+        ..BulkGetOptions::REPLICATION
+    };
+    let results = match RemoteDb::bulk_get_json_within(db, &breqs, &opts, max_bytes).await {
+        Ok(results) => results,
+        Err(settee_couch::Error::ResponseTooLarge { limit, .. }) => {
+            return Err(Error::FetchTooLarge {
+                peer: db.url().to_string(),
+                limit,
+            })
+        }
+        Err(e) => return Err(Error::Couch(e)),
+    };
+    // The client pairs the answer with the request, one result per request item in
+    // order (asking for any the server left out on its own); a request without a
+    // revision in its result is still a failure of its own here, never skipped.
+    let mut results = results.into_iter();
+    let mut out = Vec::with_capacity(reqs.len());
+    for req in &reqs {
+        let asked = Some(req.rev.to_string());
+        let docs = match results.next() {
+            Some(r) if r.id == req.id && !r.docs.is_empty() => r.docs,
+            _ => {
+                out.push(Fetched::Failed(DocFailure {
+                    id: req.id.clone(),
+                    rev: asked,
+                    error: "not_found".into(),
+                    reason:
+                        "the source's _bulk_get and open_revs answers did not include this revision"
+                            .into(),
+                }));
+                continue;
+            }
+        };
+        for d in docs {
+            out.push(match d {
+                BulkGetDoc::Ok(doc) if streamed => Fetched::Doc(follows(doc, &req.atts_since)),
+                BulkGetDoc::Ok(doc) => Fetched::Doc(doc),
+                BulkGetDoc::Missing(rev) => Fetched::Failed(DocFailure {
+                    id: req.id.clone(),
+                    rev: rev.map(|r| r.to_string()).or_else(|| asked.clone()),
+                    error: "not_found".into(),
+                    reason: "missing".into(),
+                }),
+                BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
+                    id: req.id.clone(),
+                    rev: e.rev.or_else(|| asked.clone()),
+                    error: e.error,
+                    reason: e.reason,
+                }),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A fetched document with the attachments the target lacks marked `follows`; one without
+/// attachments (or that does not parse: the target refuses it) is left as it is.
+fn follows(doc: Box<RawValue>, atts_since: &[Rev]) -> Box<RawValue> {
+    if !doc.get().contains("\"_attachments\"") {
+        return doc;
+    }
+    let Ok(mut value) = serde_json::from_str::<Value>(doc.get()) else {
+        return doc;
+    };
+    crate::streamed::mark_follows(&mut value, atts_since);
+    serde_json::value::to_raw_value(&value).unwrap_or(doc)
 }
 
 /// A remote database's identity from its server's `uuid`: `couchdb://[user@]uuid/db`, a

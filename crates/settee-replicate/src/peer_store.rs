@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::value::{to_raw_value, RawValue};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use settee_revtree::{Rev, RevsDiff, Seq};
 use settee_store::{
-    BulkGetDoc, BulkGetOptions, BulkGetRequest, ChangesOptions, ChangesStyle, Database, GetOptions,
-    OpenRevResult, OpenRevs, Rejection,
+    ChangesOptions, ChangesStyle, Database, GetOptions, OpenRevResult, OpenRevs, Rejection,
 };
 
 use crate::checkpoint;
@@ -27,9 +26,6 @@ use crate::{Error, Result};
 /// switches (sled wakes its I/O threads per batch) for ~5% more CPU; peak memory is ~64 MB
 /// instead of ~53 MB (sled keeps the node versions a batch replaces until it ends).
 const WRITE_CHUNK: usize = 500;
-
-/// Revisions read from the store between checks of a fetch's size.
-const FETCH_PART: usize = 50;
 
 /// Runs a blocking store call on the blocking pool.
 pub(crate) async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
@@ -104,71 +100,37 @@ impl Peer for Database {
     }
 
     async fn fetch(&self, reqs: Vec<FetchRequest>, max_bytes: u64) -> Result<Vec<Fetched>> {
-        let reqs: Vec<BulkGetRequest> = reqs
-            .into_iter()
-            .map(|r| BulkGetRequest {
-                id: r.id,
-                rev: Some(r.rev),
-                atts_since: r.atts_since,
-            })
-            .collect();
-        let opts = BulkGetOptions {
-            revs: true,
-            latest: true,
-            attachments: true,
-        };
-        // Serialized on the blocking thread too: the documents travel as JSON text. Read a
-        // few requests at a time, so that a fetch over `max_bytes` stops soon after it is.
-        let fetched = blocking(self, move |db| {
-            let mut out = Vec::with_capacity(reqs.len());
-            let mut bytes = 0u64;
-            for part in reqs.chunks(FETCH_PART) {
-                let results = db.bulk_get(part, &opts)?;
-                for (req, r) in part.iter().zip(results) {
-                    if r.docs.is_empty() {
-                        out.push(Fetched::Failed(DocFailure {
-                            id: req.id.clone(),
-                            rev: req.rev.as_ref().map(Rev::to_string),
-                            error: "not_found".into(),
-                            reason: "missing".into(),
-                        }));
-                    }
-                    for d in r.docs {
-                        out.push(match d {
-                            BulkGetDoc::Ok(doc) => {
-                                let raw =
-                                    to_raw_value(&doc).expect("a JSON value always serializes");
-                                bytes = bytes.saturating_add(raw.get().len() as u64);
-                                Fetched::Doc(raw)
-                            }
-                            BulkGetDoc::Error(e) => Fetched::Failed(DocFailure {
-                                id: e.id,
-                                rev: e.rev,
-                                error: e.error,
-                                reason: e.reason,
-                            }),
-                            // The store answers `_bulk_get`'s forms, never `open_revs`'
-                            // `missing`; were it to, the revision is not there all the same.
-                            BulkGetDoc::Missing(rev) => Fetched::Failed(DocFailure {
-                                id: r.id.clone(),
-                                rev: rev.map(|r| r.to_string()),
-                                error: "not_found".into(),
-                                reason: "missing".into(),
-                            }),
-                        });
-                    }
-                }
-                if bytes > max_bytes {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(out))
-        })
-        .await?;
-        fetched.ok_or_else(|| Error::FetchTooLarge {
-            peer: Peer::describe(self),
-            limit: max_bytes,
-        })
+        crate::store_fetch::fetch_from(self, reqs, max_bytes, false).await
+    }
+
+    async fn fetch_streamed(
+        &self,
+        reqs: Vec<FetchRequest>,
+        max_bytes: u64,
+    ) -> Result<Vec<Fetched>> {
+        crate::store_fetch::fetch_from(self, reqs, max_bytes, true).await
+    }
+
+    async fn attachment_body(
+        &self,
+        id: &str,
+        rev: &Rev,
+        name: &str,
+    ) -> Result<settee_couch::AttachmentBody> {
+        crate::streamed::store_attachment_body(self, id, rev, name).await
+    }
+
+    fn takes_streamed(&self) -> bool {
+        true
+    }
+
+    async fn write_streamed(
+        &self,
+        doc: Box<RawValue>,
+        attachments: Vec<settee_couch::AttachmentUpload>,
+        origin: &str,
+    ) -> Result<Vec<DocFailure>> {
+        crate::streamed::store_write(self, doc, attachments, origin).await
     }
 
     async fn filter_code(&self, name: &str) -> Result<String> {
@@ -475,6 +437,7 @@ impl Peer for Database {
 /// The remote meta key (see `settee_store::Database::register_remote`) of the filter the
 /// last push to a remote used (`Filter::to_json`).
 pub(crate) const PUSH_FILTER_KEY: &str = "push_filter";
+
 /// The remote meta key of the filter the last pull from a remote used.
 pub(crate) const PULL_FILTER_KEY: &str = "pull_filter";
 /// The remote meta key of the last push's replication id (the name of its checkpoint): it

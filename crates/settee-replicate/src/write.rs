@@ -20,10 +20,11 @@ use serde_json::value::RawValue;
 use settee_revtree::Rev;
 
 use crate::budget::{ByteBudget, Reservation};
-use crate::fetch::FetchQueue;
+use crate::fetch::{Attachments, FetchQueue};
 use std::collections::BTreeMap;
 
 use crate::peer::{DocFailure, FetchRequest, Peer};
+use crate::streamed;
 use crate::{Error, Result};
 
 /// CouchDB's error name for an attachment stub the target cannot resolve.
@@ -57,8 +58,7 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
     } else {
         revisions_of(&docs)
     };
-    let refused = target.write(docs, &origin).await?;
-    drop(held);
+    let refused = write_piece(source, target, budget, docs, held, &origin).await?;
     confirm(target, written, &refused).await?;
     let (stubs, mut failures): (Vec<DocFailure>, Vec<DocFailure>) =
         refused.into_iter().partition(|f| f.error == MISSING_STUB);
@@ -82,7 +82,7 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
     }
     // Fetched again within the byte budget, as every fetch is (attachment data in full can
     // be much larger than the stubs were).
-    let mut queue = FetchQueue::new(again);
+    let mut queue = FetchQueue::new(again, streams(source, target));
     while let Some(piece) = queue.next(source, budget).await? {
         failures.extend(piece.failures);
         let written = if confirm_writes {
@@ -90,11 +90,54 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
         } else {
             BTreeMap::new()
         };
-        let refused = target.write(piece.docs, &origin).await?;
+        let refused = write_piece(source, target, budget, piece.docs, piece.held, &origin).await?;
         confirm(target, written, &refused).await?;
         failures.extend(refused);
     }
     Ok(failures)
+}
+
+/// How attachments go from `source` to `target`: streamed when the target takes them
+/// ([`Peer::takes_streamed`]), always from a local source, only for revisions too large
+/// for a share of the budget from a remote one; between two local stores inline (no wire
+/// to spare the base64 on).
+pub(crate) fn streams<S: Peer, T: Peer>(source: &S, target: &T) -> Attachments {
+    if !target.takes_streamed() || (source.is_local() && target.is_local()) {
+        Attachments::Inline
+    } else if source.is_local() {
+        Attachments::Streamed
+    } else {
+        Attachments::StreamedWhenLarge
+    }
+}
+
+/// Writes one fetched piece: the documents with inline attachments (or none) in one
+/// [`Peer::write`], then, with the piece's budget given back, each one with `follows`
+/// attachments alone, its bytes streamed from `source` ([`streamed::write_one`]). Returns
+/// the refusals of both.
+async fn write_piece<S: Peer, T: Peer>(
+    source: &S,
+    target: &T,
+    budget: &ByteBudget,
+    docs: Vec<Box<RawValue>>,
+    held: Reservation,
+    origin: &str,
+) -> Result<Vec<DocFailure>> {
+    let (alone, together): (Vec<_>, Vec<_>) = if streams(source, target) != Attachments::Inline {
+        docs.into_iter().partition(|d| streamed::has_follows(d))
+    } else {
+        (Vec::new(), docs)
+    };
+    let mut refused = if together.is_empty() {
+        Vec::new()
+    } else {
+        target.write(together, origin).await?
+    };
+    drop(held);
+    for doc in alone {
+        refused.extend(streamed::write_one(source, target, budget, doc, origin).await?);
+    }
+    Ok(refused)
 }
 
 /// The (id, revision) of each document, read from its JSON text (the other members are

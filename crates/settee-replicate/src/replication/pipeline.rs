@@ -258,7 +258,7 @@ impl<S: Peer, T: Peer> Replication<S, T> {
                 .await?;
         }
         let source_id = self.source.identity();
-        let mut queue = FetchQueue::new(reqs);
+        let mut queue = FetchQueue::new(reqs, crate::write::streams(&self.source, &self.target));
         while let Some(piece) = queue.next(&self.source, &self.budget).await? {
             let docs = piece.docs;
             delta.docs_read += docs.len() as u64;

@@ -116,6 +116,9 @@ pub enum Endpoint {
     RevsDiff,
     /// `POST _bulk_docs`.
     BulkDocs,
+    /// `PUT {db}/{id}?new_edits=false`: a replicated revision written alone, with its
+    /// attachments streamed (`multipart/related`).
+    ReplicatedPut,
     /// `PUT _local/...`: a checkpoint write.
     LocalWrite,
     /// `GET _local/...`: a checkpoint read.
@@ -135,6 +138,9 @@ impl Endpoint {
             Endpoint::BulkGet => req.method == "POST" && path.ends_with("/_bulk_get"),
             Endpoint::RevsDiff => req.method == "POST" && path.ends_with("/_revs_diff"),
             Endpoint::BulkDocs => req.method == "POST" && path.ends_with("/_bulk_docs"),
+            Endpoint::ReplicatedPut => {
+                req.method == "PUT" && req.query("new_edits").as_deref() == Some("false")
+            }
             Endpoint::LocalWrite => req.method == "PUT" && path.contains("/_local/"),
             Endpoint::LocalRead => req.method == "GET" && path.contains("/_local/"),
         }
@@ -513,5 +519,7 @@ mod tests {
             .matches(&req("GET", "/db/_changes?feed=continuous&since=0")));
         assert!(!Endpoint::ContinuousChanges.matches(&req("GET", "/db/_changes?feed=longpoll")));
         assert!(Endpoint::BulkGet.matches(&req("POST", "/db/_bulk_get?revs=true")));
+        assert!(Endpoint::ReplicatedPut.matches(&req("PUT", "/db/a?new_edits=false")));
+        assert!(!Endpoint::ReplicatedPut.matches(&req("PUT", "/db/a")));
     }
 }
