@@ -212,8 +212,16 @@ async fn a_text_attachment_keeps_the_servers_digest_body_and_revpos_across_two_s
         let att = l.store().unwrap().attachment("t", None, "n.txt").unwrap();
         assert_eq!(att.data, text.as_bytes());
     }
-    // FIXME(#23): the store names an attachment by the digest of its decoded bytes, so the
-    // pulled copy's digest is not the server's (the store keeps no encoding yet).
+    // FIXME(#23): the store names an attachment by the digest of its decoded bytes, so from
+    // Apache CouchDB, which names `text/*` by its gzipped bytes, the pulled copy's digest is
+    // not the server's (the store keeps no encoding yet). pouchdb-server encodes nothing:
+    // there the digests agree.
     let l2_doc = l2.store().unwrap().get("t", &Default::default()).unwrap();
-    assert_ne!(l2_doc["_attachments"]["n.txt"]["digest"], a_stub["digest"]);
+    let pulled = &l2_doc["_attachments"]["n.txt"]["digest"];
+    if settee_testkit::leaves::ServerKind::from_env() == settee_testkit::leaves::ServerKind::CouchDb
+    {
+        assert_ne!(*pulled, a_stub["digest"]);
+    } else {
+        assert_eq!(*pulled, a_stub["digest"]);
+    }
 }

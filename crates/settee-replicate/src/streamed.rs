@@ -23,10 +23,6 @@ use crate::peer::{DocFailure, Peer};
 use crate::peer_store::blocking;
 use crate::{Error, Result};
 
-/// Bytes per part of an attachment read from a local store: small enough that a part in
-/// flight costs little, large enough that the per-part overhead of the HTTP body is noise.
-const PART: usize = 64 * 1024;
-
 /// Marks the attachments of `doc` (a revision with `_revisions` and attachment stubs that
 /// carry `revpos` and `length`) that a reader holding `atts_since` needs as `follows`:
 /// those whose `revpos` is above the newest of `atts_since` on the revision's own path
@@ -165,13 +161,22 @@ pub(crate) async fn store_attachment_body(
     name: &str,
 ) -> Result<AttachmentBody> {
     let (id, rev, name) = (id.to_owned(), rev.clone(), name.to_owned());
-    let att = blocking(db, move |db| db.attachment(&id, Some(&rev), &name)).await?;
-    let data = Bytes::from(att.data);
-    let len = data.len();
-    let parts = (0..len)
-        .step_by(PART)
-        .map(move |at| Ok(data.slice(at..at.saturating_add(PART).min(len))));
-    Ok(Box::pin(futures::stream::iter(parts)))
+    // The store's reader gives one chunk (at most `settee_store::CHUNK_SIZE`) at a time,
+    // each read on the blocking pool: the attachment is never whole in memory.
+    let reader = blocking(db, move |db| db.attachment_reader(&id, Some(&rev), &name)).await?;
+    let body = futures::stream::try_unfold(reader, |mut reader| async move {
+        let (reader, chunk) = tokio::task::spawn_blocking(move || {
+            let chunk = reader.next_chunk();
+            (reader, chunk)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        match chunk.map_err(std::io::Error::other)? {
+            Some(bytes) => Ok(Some((Bytes::from(bytes), reader))),
+            None => Ok(None),
+        }
+    });
+    Ok(Box::pin(body))
 }
 
 /// Writes `doc` (a replicated revision with `follows` stubs) to a local store with the
@@ -386,7 +391,9 @@ mod tests {
     async fn streamed_attachments_reach_the_store_with_the_held_stubs() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(dir.path().join("db")).unwrap();
-        let data: Vec<u8> = (0..PART + 5).map(|i| (i % 13) as u8).collect();
+        let data: Vec<u8> = (0..settee_store::CHUNK_SIZE + 5)
+            .map(|i| (i % 13) as u8)
+            .collect();
         let doc = json!({
             "_id": "d", "_rev": "1-a", "_revisions": {"start": 1, "ids": ["a"]}, "n": 1,
             "_attachments": {"x.bin": {"content_type": "application/octet-stream",
@@ -429,7 +436,9 @@ mod tests {
     async fn a_stored_attachment_streams_in_parts_that_add_up_to_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(dir.path().join("db")).unwrap();
-        let data: Vec<u8> = (0..PART * 2 + 7).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..settee_store::CHUNK_SIZE * 2 + 7)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let r = db
             .put_attachment("d", None, "a.bin", "application/octet-stream", data.clone())
             .unwrap();
