@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blocking;
 mod budget;
 mod checkpoint;
 mod deadline;

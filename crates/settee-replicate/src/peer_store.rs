@@ -27,19 +27,7 @@ use crate::{Error, Result};
 /// instead of ~53 MB (sled keeps the node versions a batch replaces until it ends).
 const WRITE_CHUNK: usize = 500;
 
-/// Runs a blocking store call on the blocking pool.
-pub(crate) async fn blocking<R, F>(db: &Database, f: F) -> Result<R>
-where
-    F: FnOnce(Database) -> settee_store::Result<R> + Send + 'static,
-    R: Send + 'static,
-{
-    let store = db.clone(); // cheap: an Arc-backed handle
-    let path = db.path().display().to_string();
-    tokio::task::spawn_blocking(move || f(store))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
-        .map_err(|source| Error::Store { path, source })
-}
+pub(crate) use crate::blocking::blocking;
 
 fn local_seq(seq: &Seq) -> Result<u64> {
     seq.as_local().ok_or_else(|| Error::BadRequest {

@@ -6,8 +6,8 @@ use serde_json::value::to_raw_value;
 use settee_revtree::Rev;
 use settee_store::{BulkGetDoc, BulkGetOptions, BulkGetRequest, Database};
 
+use crate::blocking::blocking;
 use crate::peer::{DocFailure, FetchRequest, Fetched, Peer};
-use crate::peer_store::blocking;
 use crate::{Error, Result};
 
 /// Revisions read from the store between checks of a fetch's size.

@@ -18,9 +18,9 @@ use settee_couch::{AttachmentBody, AttachmentUpload};
 use settee_revtree::Rev;
 use settee_store::Database;
 
+use crate::blocking::blocking;
 use crate::budget::ByteBudget;
 use crate::peer::{DocFailure, Peer};
-use crate::peer_store::blocking;
 use crate::{Error, Result};
 
 /// Marks the attachments of `doc` (a revision with `_revisions` and attachment stubs that
