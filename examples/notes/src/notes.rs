@@ -48,7 +48,11 @@ impl NoteVersions {
             Some(d) => format!("device {d}"),
             None => "another device".to_owned(),
         };
-        let (first, rest) = self.versions.split_first()?;
+        // This device's version first (whichever the winner is, a revision hash decides), so
+        // the merge always reads "this device" above the others.
+        let mut ordered: Vec<&Note> = self.versions.iter().collect();
+        ordered.sort_by_key(|v| v.device.as_deref() != Some(device));
+        let (first, rest) = ordered.split_first()?;
         let mut body = first.body.clone();
         let mut label = side(first);
         for v in rest {
