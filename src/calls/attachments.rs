@@ -153,22 +153,10 @@ async fn store_read(
     let (id, name, rev) = (id.to_owned(), name.to_owned(), rev.cloned());
     let reader = blocking(d, move |d| d.attachment_reader(&id, rev.as_ref(), &name)).await?;
     let (content_type, length) = (reader.content_type().to_owned(), reader.length());
-    let body = futures::stream::try_unfold(reader, |mut reader| async move {
-        let (reader, chunk) = tokio::task::spawn_blocking(move || {
-            let chunk = reader.next_chunk();
-            (reader, chunk)
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-        match chunk.map_err(std::io::Error::other)? {
-            Some(bytes) => Ok(Some((Bytes::from(bytes), reader))),
-            None => Ok(None),
-        }
-    });
     Ok(AttachmentStream {
         content_type: Some(content_type),
         length: Some(length),
-        body: Box::pin(body),
+        body: settee_replicate::chunk_stream(reader),
     })
 }
 

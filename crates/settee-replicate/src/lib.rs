@@ -65,5 +65,6 @@ pub use settee_couch::RetryPolicy;
 /// Mango selectors live in `settee_query`, shared with `find`; a selector error is its error.
 pub use settee_query::{Error as SelectorError, Selector};
 pub use settee_store::SyncState;
+pub use streamed::chunk_stream;
 pub use sync::{sync, SyncSummary};
 pub use tokio_util::sync::CancellationToken;

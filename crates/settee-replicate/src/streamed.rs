@@ -161,9 +161,14 @@ pub(crate) async fn store_attachment_body(
     name: &str,
 ) -> Result<AttachmentBody> {
     let (id, rev, name) = (id.to_owned(), rev.clone(), name.to_owned());
-    // The store's reader gives one chunk (at most `settee_store::CHUNK_SIZE`) at a time,
-    // each read on the blocking pool: the attachment is never whole in memory.
     let reader = blocking(db, move |db| db.attachment_reader(&id, Some(&rev), &name)).await?;
+    Ok(chunk_stream(reader))
+}
+
+/// A store's attachment reader as a stream of its chunks, each read on the blocking pool:
+/// one chunk (at most `settee_store::CHUNK_SIZE`) in memory at a time. What every async
+/// reader of a local store's attachment uses (the push here, the facade's reads).
+pub fn chunk_stream(reader: settee_store::AttachmentReader) -> AttachmentBody {
     let body = futures::stream::try_unfold(reader, |mut reader| async move {
         let (reader, chunk) = tokio::task::spawn_blocking(move || {
             let chunk = reader.next_chunk();
@@ -176,7 +181,7 @@ pub(crate) async fn store_attachment_body(
             None => Ok(None),
         }
     });
-    Ok(Box::pin(body))
+    Box::pin(body)
 }
 
 /// Writes `doc` (a replicated revision with `follows` stubs) to a local store with the
