@@ -47,9 +47,7 @@ use crate::Error;
 /// let notes = settee::Local::open(path)?;
 /// let draft = notes.put_doc(&settee::Doc::new("note:1", Note { title: "draft".into() })).await?;
 /// let png = futures::stream::iter([Ok(bytes::Bytes::from_static(b"PNG..."))]);
-/// let upload = settee::AttachmentUpload {
-///     name: "image.png".into(), content_type: "image/png".into(), length: 6, body: Box::pin(png),
-/// };
+/// let upload = settee::AttachmentUpload::new("image.png", "image/png", 6, Box::pin(png));
 /// notes.put_attachment("note:1", draft.rev.as_ref(), upload).await?;
 ///
 /// let mut note = notes.get_doc::<Note>("note:1").await?;

@@ -339,7 +339,7 @@ pub trait Documents: sealed::Sealed + Sync {
     /// let dir = tempfile::tempdir().unwrap();
     /// let db = settee::Local::open(dir.path().join("db"))?;
     /// let chunks = futures::stream::iter([Ok(bytes::Bytes::from_static(b"hello ")), Ok(bytes::Bytes::from_static(b"world"))]);
-    /// let upload = settee::AttachmentUpload { name: "a.txt".into(), content_type: "text/plain".into(), length: 11, body: Box::pin(chunks) };
+    /// let upload = settee::AttachmentUpload::new("a.txt", "text/plain", 11, Box::pin(chunks));
     /// db.put_attachment("n", None, upload).await?;
     /// let mut att = db.get_attachment("n", "a.txt", None).await?;
     /// let mut data = Vec::new();

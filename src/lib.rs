@@ -80,7 +80,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use local::{Local, LocalBuilder};
 pub use remote::{Remote, RemoteBuilder};
 pub use settee_couch as couch;
-pub use settee_couch::{AttachmentUpload, Change, RetryPolicy};
+pub use settee_couch::{AttachmentEncoding, AttachmentUpload, Change, RetryPolicy};
 pub use settee_query as query;
 pub use settee_query::{FindRequest, Selector, Sort, UseIndex};
 pub use settee_replicate as replicate;

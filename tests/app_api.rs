@@ -294,6 +294,7 @@ async fn attachments_go_in_and_out_as_byte_streams() {
                     content_type: "application/octet-stream".into(),
                     length: data.len() as u64,
                     body: Box::pin(futures::stream::iter(chunks)),
+                    encoding: None,
                 },
             )
             .await

@@ -34,6 +34,7 @@ async fn attach(db: &impl settee::Documents, id: &str, rev: &Rev) -> Rev {
         content_type: "image/png".into(),
         length: IMAGE.len() as u64,
         body: Box::pin(chunks),
+        encoding: None,
     };
     db.put_attachment(id, Some(rev), upload).await.unwrap()
 }

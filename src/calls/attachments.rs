@@ -64,7 +64,14 @@ impl Target {
                     content_type,
                     length,
                     body,
+                    encoding,
                 } = upload;
+                if encoding.is_some() {
+                    return Err(Error::BadRequest(format!(
+                        "attachment {name:?} of {id:?}: a local write takes the attachment's own \
+                         bytes, not an encoded copy"
+                    )));
+                }
                 let reader = tokio_util::io::StreamReader::new(body);
                 store_write(d, id, rev, &name, &content_type, reader, Some(length)).await
             }
@@ -97,12 +104,7 @@ impl Target {
                     expected: length,
                     seen: 0,
                 };
-                let upload = AttachmentUpload {
-                    name: name.to_owned(),
-                    content_type: content_type.to_owned(),
-                    length,
-                    body: Box::pin(body),
-                };
+                let upload = AttachmentUpload::new(name, content_type, length, Box::pin(body));
                 http_write(r, id, rev, upload).await
             }
         }

@@ -25,13 +25,47 @@ pub struct AttachmentUpload {
     pub name: String,
     /// Its MIME type.
     pub content_type: String,
-    /// Its exact length in bytes (CouchDB needs it in the document's stub).
+    /// The exact number of bytes `body` gives (CouchDB needs it in the document's stub):
+    /// the attachment's length, or its encoded length when `encoding` is set.
     pub length: u64,
-    /// Its bytes.
+    /// Its bytes (encoded as `encoding` says, when set).
     pub body: AttachmentBody,
+    /// Set when `body` gives the attachment as its source keeps it encoded (CouchDB keeps
+    /// `text/*` and JSON-like types gzipped and names them by the digest of those bytes);
+    /// `None` for the attachment's own bytes.
+    pub encoding: Option<AttachmentEncoding>,
+}
+
+/// How an [`AttachmentUpload`]'s bytes are encoded, as CouchDB's stubs say with
+/// `att_encoding_info`: the bytes are `encoding` (`"gzip"`), the attachment itself is
+/// `length` bytes once decoded, and `digest` is that of the encoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentEncoding {
+    /// The encoding's name, `"gzip"`.
+    pub encoding: String,
+    /// The attachment's length once decoded.
+    pub length: u64,
+    /// The digest of the encoded bytes (`md5-<base64>`), as the source names them.
+    pub digest: String,
 }
 
 impl AttachmentUpload {
+    /// An attachment of `length` bytes (not encoded) read from `body`.
+    pub fn new(
+        name: impl Into<String>,
+        content_type: impl Into<String>,
+        length: u64,
+        body: AttachmentBody,
+    ) -> Self {
+        AttachmentUpload {
+            name: name.into(),
+            content_type: content_type.into(),
+            length,
+            body,
+            encoding: None,
+        }
+    }
+
     /// An attachment from bytes in memory.
     pub fn from_bytes(
         name: impl Into<String>,
@@ -43,6 +77,7 @@ impl AttachmentUpload {
             content_type: content_type.into(),
             length: data.len() as u64,
             body: Box::pin(futures::stream::once(async move { Ok(data) })),
+            encoding: None,
         }
     }
 }
@@ -74,6 +109,7 @@ impl fmt::Debug for AttachmentUpload {
             .field("name", &self.name)
             .field("content_type", &self.content_type)
             .field("length", &self.length)
+            .field("encoding", &self.encoding)
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +168,20 @@ impl RemoteDb {
                 stub.remove("data");
                 stub.insert("follows".into(), Value::Bool(true));
                 stub.insert("content_type".into(), Value::from(a.content_type.clone()));
-                stub.insert("length".into(), Value::from(a.length));
+                match &a.encoding {
+                    None => {
+                        stub.insert("length".into(), Value::from(a.length));
+                        stub.remove("encoding");
+                        stub.remove("encoded_length");
+                    }
+                    // Encoded bytes go with what CouchDB needs to keep them as they are.
+                    Some(e) => {
+                        stub.insert("length".into(), Value::from(e.length));
+                        stub.insert("encoding".into(), Value::from(e.encoding.clone()));
+                        stub.insert("encoded_length".into(), Value::from(a.length));
+                        stub.insert("digest".into(), Value::from(e.digest.clone()));
+                    }
+                }
             }
         }
         let json =

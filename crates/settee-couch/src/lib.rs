@@ -54,7 +54,7 @@ mod retry;
 mod revs_diff;
 mod transport;
 
-pub use attachments::{AttachmentBody, AttachmentStream, AttachmentUpload};
+pub use attachments::{AttachmentBody, AttachmentEncoding, AttachmentStream, AttachmentUpload};
 pub use bulk_docs::JsonDoc;
 pub use changes::{ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, Feed};
 pub use client::{ClientBuilder, CouchClient, ServerInfo, DEFAULT_MAX_RESPONSE};

@@ -144,6 +144,7 @@ pub(crate) async fn write_one<S: Peer, T: Peer>(
             content_type: f.content_type,
             length: f.length,
             body,
+            encoding: None,
         });
     }
     tracing::trace!(%id, %rev, attachments = uploads.len(), bytes = total, "writing a revision with streamed attachments");
@@ -413,6 +414,7 @@ mod tests {
             content_type: "application/octet-stream".into(),
             length: data.len() as u64,
             body: Box::pin(futures::stream::iter(parts)),
+            encoding: None,
         };
         let raw = serde_json::value::to_raw_value(&doc).unwrap();
         let refused = store_write(&db, raw, vec![upload], "remote").await.unwrap();
@@ -427,6 +429,7 @@ mod tests {
             content_type: "text/plain".into(),
             length: 10,
             body: Box::pin(futures::stream::iter(vec![Ok(Bytes::from_static(b"abc"))])),
+            encoding: None,
         };
         let doc2 = json!({"_id": "e", "_rev": "1-b", "_revisions": {"start": 1, "ids": ["b"]},
             "_attachments": {"x.bin": {"content_type": "text/plain", "revpos": 1, "length": 10, "follows": true}}});
