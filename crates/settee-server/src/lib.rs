@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+mod att_stream;
 mod attachment;
 mod auth;
 mod body;
@@ -62,6 +63,7 @@ mod multipart;
 mod options;
 mod peruser;
 mod query;
+mod range;
 mod registry;
 mod request;
 mod root;

@@ -159,3 +159,57 @@ async fn issue_23_attachment_ranges_answer_as_couchdb_does() {
     assert_eq!(ours.content_range.as_deref(), Some("bytes 0-255/256"));
     assert_eq!(ours.body, data);
 }
+
+/// Ranges of an attachment of several store chunks (issue 23: the bytes come from the
+/// store's chunk reader, skipped to each range's start): a range across a chunk boundary,
+/// one in the last chunk, and several as `multipart/byteranges`, each equal to the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_ranges_across_store_chunks() {
+    let serve = TestServe::start().await;
+    serve.create_db("big").await;
+    let chunk = settee_store::CHUNK_SIZE;
+    let len = 3 * chunk + 1234;
+    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let res = serve
+        .req(Method::PUT, "/big/doc/f.bin")
+        .header("Content-Type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let get = |range: String| {
+        serve
+            .req(Method::GET, "/big/doc/f.bin")
+            .header("Range", range)
+            .send()
+    };
+    let (a, b) = (chunk - 10, chunk + 20);
+    let ours = answer(get(format!("bytes={a}-{b}")).await.unwrap()).await;
+    assert_eq!(ours.status, 206);
+    assert_eq!(ours.content_range, Some(format!("bytes {a}-{b}/{len}")));
+    assert_eq!(ours.body, &data[a..=b]);
+    let ours = answer(get("bytes=-100".into()).await.unwrap()).await;
+    assert_eq!(ours.body, &data[len - 100..]);
+    let (c, d) = (2 * chunk + 5, 3 * chunk + 7);
+    let ours = answer(get(format!("bytes={a}-{b},{c}-{d}")).await.unwrap()).await;
+    assert!(ours.multipart);
+    let mut want = format!(
+        "--BOUNDARY\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{b}/{len}\r\n\r\n"
+    )
+    .into_bytes();
+    want.extend_from_slice(&data[a..=b]);
+    want.extend_from_slice(
+        format!("\r\n--BOUNDARY\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {c}-{d}/{len}\r\n\r\n").as_bytes(),
+    );
+    want.extend_from_slice(&data[c..=d]);
+    want.extend_from_slice(b"\r\n--BOUNDARY--");
+    assert_eq!(ours.body, want);
+    let whole = serve
+        .req(Method::GET, "/big/doc/f.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.content_length(), Some(len as u64));
+    assert_eq!(whole.bytes().await.unwrap(), data);
+}
