@@ -10,18 +10,20 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use settee_store::GetOptions;
+use settee_store::{Database, GetOptions};
 
 use crate::att_stream::{reader_stream, Segments};
 use crate::auth::Need;
 use crate::body;
 use crate::document::write_one;
 use crate::error::HttpError;
+use crate::options::RequestLimits;
 use crate::range::{partial, ranges, Ranges};
 use crate::registry::OpenDb;
 use crate::request::{check, Request};
+use crate::stage;
 use crate::state::State;
-use crate::validate::Writer;
+use crate::validate::{Validators, Writer};
 
 /// `/{db}/{docid}/{name}`.
 pub(crate) async fn attachment(
@@ -37,7 +39,7 @@ pub(crate) async fn attachment(
             if id.starts_with("_design/") {
                 check(open, &req.user, Need::Admin)?;
             }
-            put(open, id, name, req, state.limits.max_body).await
+            put(open, id, name, req, &state.limits).await
         }
         Method::DELETE => {
             if id.starts_with("_design/") {
@@ -135,21 +137,25 @@ async fn base_doc(
     id: &str,
     rev: Option<settee_revtree::Rev>,
 ) -> Result<Map<String, Value>, HttpError> {
-    let id2 = id.to_owned();
-    let asked = rev.clone();
-    let found = open
-        .run(move |db| {
-            let opts = GetOptions {
-                rev: asked,
-                ..Default::default()
-            };
-            match db.get(&id2, &opts) {
-                Ok(d) => Ok(Some(d)),
-                Err(e) if e.is_not_found() => Ok(None),
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await?;
+    let id = id.to_owned();
+    open.run(move |db| base_doc_in(db, &id, rev)).await
+}
+
+/// [`base_doc`] on the blocking pool.
+fn base_doc_in(
+    db: &Database,
+    id: &str,
+    rev: Option<settee_revtree::Rev>,
+) -> Result<Map<String, Value>, HttpError> {
+    let opts = GetOptions {
+        rev: rev.clone(),
+        ..Default::default()
+    };
+    let found = match db.get(id, &opts) {
+        Ok(d) => Some(d),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
     match (found, rev) {
         (Some(Value::Object(mut doc)), Some(_)) => {
             // Writing on top of a deleted revision starts the document again.
@@ -175,13 +181,16 @@ async fn base_doc(
     }
 }
 
-/// `PUT` of an attachment whose data is at most `max_body` bytes.
+/// `PUT` of an attachment: its bytes are staged into the store as they arrive (at most
+/// `limits.max_attachment_size`, `stage.rs`), then the new revision is written with them.
+/// Design documents and `_users` documents, which the server reads whole anyway, take
+/// them inline within `limits.max_body`.
 async fn put(
     open: &Arc<OpenDb>,
     id: &str,
     name: &str,
     req: Request,
-    max_body: usize,
+    limits: &RequestLimits,
 ) -> Result<Response, HttpError> {
     let rev = req.rev()?;
     let content_type = req
@@ -191,7 +200,65 @@ async fn put(
         .unwrap_or("application/octet-stream")
         .to_owned();
     let writer = Writer::new(open, &req.user);
-    let data = body::read_bytes(req.body, max_body).await?;
+    if id.starts_with("_design/") || writer.in_users_db() {
+        return put_inline(open, id, name, req, limits, content_type, writer).await;
+    }
+    stage::check_announced(&req.body, limits.max_attachment_size)?;
+    let staged = stage::stage(
+        open,
+        stage::body_stream(req.body),
+        limits.max_attachment_size,
+    )
+    .await?;
+    let (id, name) = (id.to_owned(), name.to_owned());
+    let result = open
+        .run(move |db| {
+            let validators = Validators::load(db)?;
+            if !validators.is_empty() {
+                // What `validate_doc_update` sees: the revision written on, with the new
+                // attachment as the stub it becomes.
+                let mut doc = base_doc_in(db, &id, rev.clone())?;
+                let revpos = rev.as_ref().map_or(1, |r| r.pos() + 1);
+                let atts = doc
+                    .entry("_attachments")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(atts) = atts {
+                    atts.insert(
+                        name.clone(),
+                        json!({
+                            "content_type": content_type,
+                            "digest": staged.digest(),
+                            "length": staged.length(),
+                            "revpos": revpos,
+                            "stub": true,
+                        }),
+                    );
+                }
+                validators.check(db, &writer, &mut Value::Object(doc), true)?;
+            }
+            Ok(db.put_staged_attachment(&id, rev.as_ref(), &name, &content_type, staged)?)
+        })
+        .await?;
+    let mut res = body::json(StatusCode::CREATED, &result);
+    if let Some(r) = &result.rev {
+        res = body::with_etag(res, &r.to_string());
+    }
+    Ok(res)
+}
+
+/// `PUT` of an attachment whose bytes are read whole (at most `limits.max_body`) and
+/// written inline, through the same write as a JSON document.
+async fn put_inline(
+    open: &Arc<OpenDb>,
+    id: &str,
+    name: &str,
+    req: Request,
+    limits: &RequestLimits,
+    content_type: String,
+    writer: Writer,
+) -> Result<Response, HttpError> {
+    let rev = req.rev()?;
+    let data = body::read_bytes(req.body, limits.max_body).await?;
     let mut doc = base_doc(open, id, rev).await?;
     let atts = doc
         .entry("_attachments")

@@ -32,19 +32,24 @@ pub(crate) async fn read_bytes(body: Body, limit: usize) -> Result<Bytes, HttpEr
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::too_large()),
-        Err(e) if is_stalled(&*e) => Err(HttpError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "the request body stopped arriving",
-        )),
+        Err(e) if is_stalled(&*e) => Err(stalled()),
         Err(e) => Err(HttpError::bad_request(format!(
             "the request body could not be read: {e}"
         ))),
     }
 }
 
+/// The answer to a request whose body stopped arriving (408).
+pub(crate) fn stalled() -> HttpError {
+    HttpError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body stopped arriving",
+    )
+}
+
 /// Whether a body error (or one of its causes) is [`Stalled`].
-fn is_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_stalled(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(e) = cur {
         if e.is::<Stalled>() {

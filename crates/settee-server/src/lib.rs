@@ -22,8 +22,9 @@
 //!   basic auth or `_session` cookie, with CouchDB's failed-login lockout; per-database
 //!   members and admins in `_security`; optional per-user databases (`PerUser`). Without
 //!   an admin (loopback only) every request is an admin.
-//! - Requests are bounded: body size (413), header bytes and count (hyper closes the
-//!   connection).
+//! - Requests are bounded: body size (413), attachment size (413; attachments are
+//!   streamed to and from the store, never whole in memory), header bytes and count
+//!   (hyper closes the connection).
 //! - Every store call runs on tokio's blocking pool (`OpenDb::run`).
 //!
 //! ```no_run
@@ -69,6 +70,7 @@ mod request;
 mod root;
 mod route;
 mod server;
+mod stage;
 mod state;
 mod sync_state;
 mod uuid;

@@ -144,7 +144,13 @@ impl Default for Cors {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
     /// The largest request body accepted, in bytes (default 64 MiB); larger ones get 413.
+    /// Attachment bytes do not count: `max_attachment_size` bounds them.
     pub max_body: usize,
+    /// The largest attachment accepted, in bytes (CouchDB's `[couchdb]
+    /// max_attachment_size`, whose 3.5 default is 1 GiB); larger ones get 413 and leave
+    /// nothing stored. Attachments are streamed into the store, so this bounds disk, not
+    /// memory.
+    pub max_attachment_size: u64,
     /// The most header bytes hyper buffers for one request (default 64 KiB); more closes
     /// the connection with 431.
     pub max_header_bytes: usize,
@@ -174,6 +180,7 @@ impl Default for RequestLimits {
     fn default() -> RequestLimits {
         RequestLimits {
             max_body: 64 * 1024 * 1024,
+            max_attachment_size: 1 << 30,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             header_timeout: Duration::from_secs(30),

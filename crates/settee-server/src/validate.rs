@@ -45,6 +45,12 @@ impl Writer {
             js: open.js.clone(),
         }
     }
+
+    /// Whether the write goes to `_users` (whose documents the server changes before
+    /// storing them: password hashing).
+    pub(crate) fn in_users_db(&self) -> bool {
+        self.users.is_some()
+    }
 }
 
 /// The validation functions of a database at one moment: `(design doc id, rev, function)`
@@ -52,6 +58,11 @@ impl Writer {
 pub(crate) struct Validators(Vec<(String, String, Function)>);
 
 impl Validators {
+    /// Whether the database has no `validate_doc_update` function.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Reads the design documents' `validate_doc_update` members.
     pub(crate) fn load(db: &Database) -> Result<Validators, HttpError> {
         let mut fns = Vec::new();
