@@ -11,6 +11,7 @@ use settee_store::{AllDocsOptions, AllDocsRow, BulkGetOptions, BulkGetRequest, D
 use crate::auth::{self, Need};
 use crate::body;
 use crate::error::HttpError;
+use crate::multipart_answer::{Follows, MixedPart};
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::request::Request;
@@ -307,12 +308,23 @@ pub(crate) async fn bulk_get(
 ) -> Result<Response, HttpError> {
     req.require_json_post()?;
     let q: Query = req.query();
-    let opts = BulkGetOptions {
+    let asked = BulkGetOptions {
         revs: q.bool("revs")?,
         latest: q.bool("latest")?,
         attachments: q.bool("attachments")?,
     };
     let multipart = crate::document::accepts_multipart(&req.headers, "mixed");
+    // A multipart answer reads stubs (and `_revisions`, for the `atts_since` rule) and
+    // streams the bytes that follow from the store (`multipart_answer.rs`).
+    let opts = if multipart {
+        BulkGetOptions {
+            revs: true,
+            attachments: false,
+            ..asked
+        }
+    } else {
+        asked
+    };
     let b = body::read_json_object(req.body, state.limits.max_body).await?;
     let Some(Value::Array(items)) = b.get("docs") else {
         return Err(HttpError::bad_request("Missing JSON list of 'docs'."));
@@ -322,6 +334,11 @@ pub(crate) async fn bulk_get(
     for item in items {
         slots.push(bulk_get_item(item));
     }
+    // Each result's `atts_since`, in order (a bad item has none).
+    let since: Vec<Vec<settee_revtree::Rev>> = slots
+        .iter()
+        .map(|s| s.as_ref().map(|r| r.atts_since.clone()).unwrap_or_default())
+        .collect();
     let results = open
         .run(move |db| {
             let reqs: Vec<BulkGetRequest> = slots
@@ -351,20 +368,26 @@ pub(crate) async fn bulk_get(
         // One part per document or error, in order (CouchDB's multipart `_bulk_get`).
         let parts = results
             .into_iter()
-            .flat_map(|r| match r.get("docs") {
-                Some(Value::Array(docs)) => docs.clone(),
+            .zip(since)
+            .flat_map(|(r, since)| match r.get("docs") {
+                Some(Value::Array(docs)) => {
+                    docs.iter().map(|d| (d.clone(), since.clone())).collect()
+                }
                 _ => Vec::new(),
             })
-            .map(|d| match d {
+            .map(|(d, since)| match d {
                 Value::Object(mut m) => match (m.remove("ok"), m.remove("error")) {
-                    (Some(doc), _) => crate::multipart::MixedPart::Doc(doc),
-                    (None, Some(e)) => crate::multipart::MixedPart::Error(e),
-                    (None, None) => crate::multipart::MixedPart::Error(Value::Object(m)),
+                    (Some(doc), _) => {
+                        let send = asked.attachments || !since.is_empty();
+                        MixedPart::Doc(Follows::mark(doc, send, &since, asked.revs))
+                    }
+                    (None, Some(e)) => MixedPart::Error(e),
+                    (None, None) => MixedPart::Error(Value::Object(m)),
                 },
-                other => crate::multipart::MixedPart::Error(other),
+                other => MixedPart::Error(other),
             })
             .collect();
-        return Ok(crate::multipart::mixed(parts));
+        return Ok(crate::multipart_answer::mixed(open, parts));
     }
     Ok(body::json(StatusCode::OK, &json!({"results": results})))
 }

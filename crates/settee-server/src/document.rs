@@ -1,7 +1,8 @@
 //! Document endpoints: `GET`/`PUT`/`DELETE`/`COPY /{db}/{docid}` with CouchDB's query
 //! options (`rev`, `revs`, `revs_info`, `open_revs`, `conflicts`, `deleted_conflicts`,
 //! `latest`, `local_seq`, `meta`, `attachments`, `atts_since`, `new_edits`), `POST /{db}`,
-//! and `_local` documents. Multipart bodies and answers are `multipart.rs`'s.
+//! and `_local` documents. Multipart bodies are `multipart.rs`'s, multipart answers
+//! `multipart_answer.rs`'s.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::body;
 use crate::error::HttpError;
 use crate::location::encode_segment;
 use crate::multipart;
+use crate::multipart_answer::{self, Follows, MixedPart};
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::request::{check, Request};
@@ -146,6 +148,14 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         };
         let all = revs == OpenRevs::All;
         let id2 = id.to_owned();
+        // A multipart answer reads stubs (and `_revisions`, for the `atts_since` rule) and
+        // streams the bytes that follow from the store (`multipart_answer.rs`).
+        let asked = opts.clone();
+        if multipart {
+            opts.attachments = false;
+            opts.atts_since = Vec::new();
+            opts.revs = true;
+        }
         let results = open
             .run(move |db| Ok(db.open_revs(&id2, revs, &opts)?))
             .await?;
@@ -155,13 +165,30 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         // CouchDB answers multipart unless the client asks for JSON (PouchDB does; its
         // replicator and curl's `*/*` get multipart).
         if multipart {
-            return Ok(multipart::open_revs_mixed(results));
+            let parts = results
+                .into_iter()
+                .map(|r| match r {
+                    OpenRevResult::Ok(doc) => {
+                        MixedPart::Doc(Follows::mark(doc, true, &asked.atts_since, asked.revs))
+                    }
+                    OpenRevResult::Missing(rev) => MixedPart::Error(json!({"missing": rev})),
+                })
+                .collect();
+            return Ok(multipart_answer::mixed(open, parts));
         }
         let list: Vec<&OpenRevResult> = results.iter().collect();
         return Ok(body::json(StatusCode::OK, &list));
     }
     let id2 = id.to_owned();
     let want_atts = opts.attachments || !opts.atts_since.is_empty();
+    let related = want_atts && accepts_multipart(&req.headers, "related");
+    let asked = opts.clone();
+    if related {
+        // Stubs and `_revisions` (for the `atts_since` rule); the bytes are streamed.
+        opts.attachments = false;
+        opts.atts_since = Vec::new();
+        opts.revs = true;
+    }
     let doc = open.run(move |db| Ok(db.get(&id2, &opts)?)).await?;
     let rev = doc
         .get("_rev")
@@ -175,8 +202,15 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
             return Ok(body::with_etag(res, &rev));
         }
     }
-    if want_atts && accepts_multipart(&req.headers, "related") && multipart::has_inline(&doc) {
-        return Ok(body::with_etag(multipart::doc_related(doc), &rev));
+    if related {
+        let doc = Follows::mark(doc, true, &asked.atts_since, asked.revs);
+        if doc.has_files() {
+            return Ok(body::with_etag(
+                multipart_answer::doc_related(open, doc),
+                &rev,
+            ));
+        }
+        return Ok(body::with_etag(body::json(StatusCode::OK, doc.doc()), &rev));
     }
     Ok(body::with_etag(body::json(StatusCode::OK, &doc), &rev))
 }

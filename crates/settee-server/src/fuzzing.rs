@@ -234,7 +234,6 @@ pub fn multipart(data: &[u8]) {
             "{decoded} bytes from {} of body",
             body.len()
         );
-        let _ = crate::multipart::has_inline(&serde_json::Value::Object(doc));
     }
     if let Some(boundary) = crate::multipart::boundary_of(ct) {
         if let Ok(parts) = crate::multipart::parts(body, &boundary) {

@@ -61,6 +61,7 @@ pub mod fuzzing;
 mod js;
 mod location;
 mod multipart;
+mod multipart_answer;
 mod options;
 mod peruser;
 mod query;

@@ -1,15 +1,9 @@
-//! MIME multipart as CouchDB speaks it: `multipart/related` documents (the JSON first, its
-//! attachments marked `"follows": true` and their bytes in the parts after it), read on
-//! PUT and written for `GET ?attachments=true`, and the `multipart/mixed` answer of
-//! `open_revs` (one part per revision, itself `multipart/related` when it has attachment
-//! bytes).
+//! MIME multipart requests as CouchDB's clients send them: `multipart/related` documents
+//! (the JSON first, its attachments marked `"follows": true` and their bytes in the parts
+//! after it) read on PUT. Multipart answers are `multipart_answer.rs`'s.
 
-use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
 use base64::Engine;
 use serde_json::{Map, Value};
-use settee_store::OpenRevResult;
 
 use crate::error::HttpError;
 
@@ -218,154 +212,18 @@ fn decode_encoding(
     Ok(out)
 }
 
-/// Whether a rendered document has attachment bytes inline (`data`).
-pub(crate) fn has_inline(doc: &Value) -> bool {
-    doc.get("_attachments")
-        .and_then(Value::as_object)
-        .is_some_and(|atts| atts.values().any(|a| a.get("data").is_some()))
-}
-
-fn new_boundary() -> String {
-    let b: [u8; 16] = rand::random();
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The body of a `multipart/related` document: the JSON with `follows` stubs, then each
-/// inline attachment's bytes.
-fn related_body(mut doc: Value, boundary: &str) -> Vec<u8> {
-    let mut files: Vec<(String, String, Vec<u8>)> = Vec::new();
-    if let Some(Value::Object(atts)) = doc.get_mut("_attachments") {
-        for (name, att) in atts.iter_mut() {
-            let Some(obj) = att.as_object_mut() else {
-                continue;
-            };
-            let Some(Value::String(data)) = obj.remove("data") else {
-                continue;
-            };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .unwrap_or_default();
-            obj.insert("follows".into(), Value::Bool(true));
-            obj.insert("length".into(), Value::from(bytes.len()));
-            let ct = obj
-                .get("content_type")
-                .and_then(Value::as_str)
-                .unwrap_or("application/octet-stream")
-                .to_owned();
-            files.push((name.clone(), ct, bytes));
-        }
-    }
-    let mut out = Vec::new();
-    out.extend_from_slice(
-        format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes(),
-    );
-    out.extend_from_slice(doc.to_string().as_bytes());
-    for (name, ct, bytes) in files {
-        out.extend_from_slice(
-            format!(
-                "\r\n--{boundary}\r\nContent-Disposition: attachment; filename=\"{}\"\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
-                name.replace('"', "\\\""),
-                bytes.len()
-            )
-            .as_bytes(),
-        );
-        out.extend_from_slice(&bytes);
-    }
-    out.extend_from_slice(format!("\r\n--{boundary}--").as_bytes());
-    out
-}
-
-fn multipart_response(kind: &str, boundary: &str, body: Vec<u8>) -> Response {
-    let mut res = Response::new(Body::from(body));
-    *res.status_mut() = StatusCode::OK;
-    if let Ok(v) = HeaderValue::from_str(&format!("multipart/{kind}; boundary=\"{boundary}\"")) {
-        res.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    res
-}
-
-/// A document with inline attachments as `multipart/related`.
-pub(crate) fn doc_related(doc: Value) -> Response {
-    let boundary = new_boundary();
-    let body = related_body(doc, &boundary);
-    multipart_response("related", &boundary, body)
-}
-
-/// One part of a `multipart/mixed` answer: a document (with its attachment bytes, if
-/// inline) or an error object.
-pub(crate) enum MixedPart {
-    Doc(Value),
-    Error(Value),
-}
-
-/// A `multipart/mixed` answer (`open_revs`, `_bulk_get`): a document with inline
-/// attachments becomes a `multipart/related` part, any other a JSON part, an error a JSON
-/// part marked `error="true"`. Document parts name their id and rev (`X-Doc-Id`,
-/// `X-Rev-Id`), as CouchDB's `_bulk_get` does.
-pub(crate) fn mixed(parts: Vec<MixedPart>) -> Response {
-    let boundary = new_boundary();
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match part {
-            MixedPart::Doc(doc) => {
-                for (header, field) in [("X-Doc-Id", "_id"), ("X-Rev-Id", "_rev")] {
-                    if let Some(v) = doc.get(field).and_then(Value::as_str) {
-                        if !v.contains(['\r', '\n']) {
-                            out.extend_from_slice(format!("{header}: {v}\r\n").as_bytes());
-                        }
-                    }
-                }
-                if has_inline(&doc) {
-                    let inner = new_boundary();
-                    out.extend_from_slice(
-                        format!("Content-Type: multipart/related; boundary=\"{inner}\"\r\n\r\n")
-                            .as_bytes(),
-                    );
-                    out.extend_from_slice(&related_body(doc, &inner));
-                } else {
-                    out.extend_from_slice(b"Content-Type: application/json\r\n\r\n");
-                    out.extend_from_slice(doc.to_string().as_bytes());
-                }
-            }
-            MixedPart::Error(e) => {
-                out.extend_from_slice(b"Content-Type: application/json; error=\"true\"\r\n\r\n");
-                out.extend_from_slice(e.to_string().as_bytes());
-            }
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("--{boundary}--").as_bytes());
-    multipart_response("mixed", &boundary, out)
-}
-
-/// The `multipart/mixed` answer of `open_revs`.
-pub(crate) fn open_revs_mixed(results: Vec<OpenRevResult>) -> Response {
-    mixed(
-        results
-            .into_iter()
-            .map(|r| match r {
-                OpenRevResult::Ok(doc) => MixedPart::Doc(doc),
-                OpenRevResult::Missing(rev) => {
-                    MixedPart::Error(serde_json::json!({"missing": rev}))
-                }
-            })
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     const LIMIT: usize = 1 << 20;
 
     #[test]
     fn related_document_round_trips() {
-        let doc = serde_json::json!({"_id": "a", "_attachments": {
-            "x.txt": {"content_type": "text/plain", "data": "aGVsbG8=", "revpos": 1, "digest": "d"}}});
-        let body = related_body(doc, "BOUND");
-        let parsed = parse_related("multipart/related; boundary=\"BOUND\"", &body, LIMIT).unwrap();
+        let body = "--BOUND\r\nContent-Type: application/json\r\n\r\n{\"_id\":\"a\",\"_attachments\":{\"x.txt\":{\"content_type\":\"text/plain\",\"follows\":true,\"length\":5}}}\r\n--BOUND\r\nContent-Disposition: attachment; filename=\"x.txt\"\r\nContent-Length: 5\r\n\r\nhello\r\n--BOUND--";
+        let body = body.as_bytes();
+        let parsed = parse_related("multipart/related; boundary=\"BOUND\"", body, LIMIT).unwrap();
         assert_eq!(parsed["_attachments"]["x.txt"]["data"], "aGVsbG8=");
         assert!(parsed["_attachments"]["x.txt"].get("follows").is_none());
     }
