@@ -51,7 +51,7 @@ use crate::{web, App, Error, Result};
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(web::index))
-        .route("/app.js", get(web::script))
+        .route("/js/{file}", get(web::script))
         .route("/style.css", get(web::style))
         .route("/api/notes", get(list).post(create))
         .route("/api/notes/{id}", get(read).put(update).delete(remove))
