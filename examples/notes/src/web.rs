@@ -17,6 +17,7 @@ pub(crate) const SCRIPTS: &[(&str, &str)] = &[
     ("core.js", include_str!("../web/js/core.js")),
     ("list.js", include_str!("../web/js/list.js")),
     ("editor.js", include_str!("../web/js/editor.js")),
+    ("images.js", include_str!("../web/js/images.js")),
     ("conflicts.js", include_str!("../web/js/conflicts.js")),
     ("sync-status.js", include_str!("../web/js/sync-status.js")),
 ];

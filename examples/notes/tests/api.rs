@@ -101,6 +101,7 @@ async fn page_and_its_files_are_served_with_nothing_from_elsewhere() {
         "core.js",
         "list.js",
         "editor.js",
+        "images.js",
         "conflicts.js",
         "sync-status.js",
     ]

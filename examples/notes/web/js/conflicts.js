@@ -1,8 +1,10 @@
 // Settee Notes: a note in conflict: its versions side by side (each naming its side),
-// the suggested merge, and resolving (keep one version, or save the merge).
+// the suggested merge, and resolving (keep one version, or save the merge). Each side's
+// images are shown with a "keep" box, all ticked: the merge keeps the union by default.
 
 import { $, api, el, fmtTime, message, state } from './core.js';
 import { openNote, renderEditor } from './editor.js';
+import { imageUrl } from './images.js';
 
 // Which side a version is: this device, or the device that edited it.
 function sideOf(v, s) {
@@ -25,6 +27,7 @@ export function renderConflict(s) {
       el('div', 'v-meta', v.notebook + ' · edited ' + fmtTime(v.updated_at) +
         (v.tags.length ? ' · #' + v.tags.join(' #') : '')),
       el('pre', 'v-body', v.body),
+      versionImages(s, v),
       keep,
     );
     return box;
@@ -33,6 +36,28 @@ export function renderConflict(s) {
   $('#merge-title').value = s.versions[0].title;
   // The app's line merge: shared lines once, the differences marked with their sides.
   $('#merge-body').value = s.suggested_body || '';
+}
+
+// A version's images, each with "keep in the merge" (ticked).
+function versionImages(s, v) {
+  const box = el('div', 'v-images');
+  for (const image of v.images || []) {
+    const fig = el('figure', 'image');
+    fig.dataset.name = image.name;
+    const img = el('img');
+    img.alt = image.name;
+    img.src = imageUrl(s.note.id, image, v.rev);
+    const label = el('label', 'keep-image');
+    const tick = el('input');
+    tick.type = 'checkbox';
+    tick.checked = true;
+    tick.dataset.rev = v.rev;
+    tick.dataset.name = image.name;
+    label.append(tick, document.createTextNode(' keep ' + image.name));
+    fig.append(img, label);
+    box.append(fig);
+  }
+  return box;
 }
 
 export async function resolve(choice) {
@@ -49,6 +74,8 @@ export async function resolve(choice) {
       notebook: s.versions[0].notebook,
       tags,
     };
+    body.images = [...document.querySelectorAll('#versions .keep-image input:checked')]
+      .map((t) => ({ rev: t.dataset.rev, name: t.dataset.name }));
   }
   try {
     const data = await api('POST', '/api/notes/' + encodeURIComponent(s.note.id) + '/resolve', body);

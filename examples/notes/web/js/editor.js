@@ -4,6 +4,7 @@
 
 import { $, AUTOSAVE_MS, api, badgeFor, el, fmtTime, message, renderBadge, setView, state } from './core.js';
 import { renderConflict } from './conflicts.js';
+import { renderImages } from './images.js';
 
 export async function openNote(id, show = true) {
   // Unsaved edits are saved first; if that is refused, the note stays open with its text.
@@ -37,6 +38,7 @@ export function renderEditor() {
   $('#notebook').value = s.note.notebook;
   $('#tags-input').value = s.note.tags.join(', ');
   $('#body').value = s.note.body;
+  renderImages();
   renderEditorBadge();
   $('#editor-updated').textContent = s.note.id ? 'edited ' + fmtTime(s.note.updated_at) : 'new note: saved once you type';
   renderTitleLimit();
@@ -125,6 +127,28 @@ async function saveNow() {
     }
     return false;
   }
+}
+
+// The open note written now, a new one even if nothing is typed yet (an image is content):
+// says whether it is in the store.
+export async function ensureSaved() {
+  const s = state.selected;
+  if (!s) return false;
+  if (state.dirty && !(await save())) return false;
+  saving = saving.then(async () => {
+    if (s.note.id) return true;
+    try {
+      const data = await api('POST', '/api/notes', editedContent());
+      s.note = data.note;
+      s.state = data.state;
+      if (state.selected === s && !state.dirty) renderEditor();
+      return true;
+    } catch (e) {
+      message('Not saved: ' + e.message);
+      return false;
+    }
+  });
+  return (await saving) && state.selected === s;
 }
 
 export function scheduleAutosave() {

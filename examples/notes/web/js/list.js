@@ -3,6 +3,7 @@
 
 import { $, MAX_PAGE, PAGE, api, badgeFor, el, fmtTime, perf, renderBadge, setView, showError, state } from './core.js';
 import { openNote, renderEditorBadge } from './editor.js';
+import { thumbnail } from './images.js';
 
 let listRequest = 0;
 
@@ -64,6 +65,10 @@ function noteItem(n) {
     el('div', 'meta', n.notebook + ' · ' + fmtTime(n.updated_at) + tags),
     el('div', 'excerpt', n.excerpt),
   );
+  if (n.image) {
+    li.classList.add('has-thumb');
+    li.append(thumbnail(n));
+  }
   li.addEventListener('click', () => openNote(n.id));
   return li;
 }

@@ -1,5 +1,5 @@
 // Settee Notes: the page's start: it wires the controls to the other modules (core.js,
-// list.js, editor.js, conflicts.js, sync-status.js) and follows the app's server-sent
+// list.js, editor.js, images.js, conflicts.js, sync-status.js) and follows the app's server-sent
 // events: `changes` (notes written here, pulled or deleted), `sync` (the global state and
 // changed badges) and `resync` (reload everything).
 
@@ -10,6 +10,7 @@ import {
   scheduleAutosave,
 } from './editor.js';
 import { resolve } from './conflicts.js';
+import { wireImageInputs } from './images.js';
 import {
   applyBadges, connect, disconnect, loadSync, openSettings, renderSync, syncNow, tickRetry,
 } from './sync-status.js';
@@ -101,6 +102,7 @@ document.addEventListener('DOMContentLoaded', () => {
       save();
     }
   });
+  wireImageInputs();
   setInterval(tickRetry, 250);
   follow();
 });
