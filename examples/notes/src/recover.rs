@@ -6,6 +6,7 @@
 use serde_json::Value;
 use settee::{Documents, Local, ReadOptions};
 
+use crate::images;
 use crate::note::{now_ms, Content, Note};
 use crate::notes::{current, not_found, parse_rev, write};
 use crate::{Error, Result};
@@ -33,7 +34,7 @@ pub async fn undelete(
         .get(
             id,
             &ReadOptions {
-                rev: Some(from_rev),
+                rev: Some(from_rev.clone()),
                 ..Default::default()
             },
         )
@@ -50,8 +51,29 @@ pub async fn undelete(
     map.remove("_deleted");
     map.insert("updated_at".into(), Value::from(now_ms()));
     map.insert("device".into(), Value::from(device));
+    // The deletion has no attachments to keep as stubs: the images are copied back from
+    // `from` once the note is back.
+    let attachments: Vec<String> = map
+        .remove("_attachments")
+        .and_then(|a| a.as_object().map(|a| a.keys().cloned().collect()))
+        .unwrap_or_default();
     match db.put(body).await {
-        Ok(_) => Ok(current(db, id).await?.1),
+        Ok(res) => {
+            let mut rev = res
+                .get("rev")
+                .and_then(Value::as_str)
+                .map(parse_rev)
+                .transpose()?;
+            for name in &attachments {
+                let Some(onto) = rev.clone() else { break };
+                match images::copy(db, id, &from_rev, name, &onto, name).await {
+                    Ok(next) => rev = Some(next),
+                    // Compacted away since the delete: the note comes back without it.
+                    Err(e) => tracing::warn!(id, name, error = %e, "bringing an image back"),
+                }
+            }
+            Ok(current(db, id).await?.1)
+        }
         Err(e) if e.is_conflict() => Err(Error::Conflict(format!(
             "note {id} changed since it was deleted (revision {deleted}); it cannot be undone"
         ))),
@@ -73,7 +95,7 @@ pub async fn revert_to_server(
     id: &str,
     device: &str,
 ) -> Result<Note> {
-    let (_, note) = current(db, id).await?;
+    let (doc, note) = current(db, id).await?;
     let theirs = match server.get(id, &ReadOptions::default()).await {
         Ok(doc) => doc,
         Err(e) if e.is_not_found() => {
@@ -94,7 +116,7 @@ pub async fn revert_to_server(
         notebook: theirs.notebook,
         tags: theirs.tags,
     };
-    write(db, id, &note, &content, device).await?;
+    write(db, id, &doc, &note, &content, device).await?;
     Ok(current(db, id).await?.1)
 }
 
