@@ -275,7 +275,7 @@ async fn add_image(
     let stream = body
         .into_data_stream()
         .map(|c| c.map_err(std::io::Error::other));
-    let (note, name) = images::add(app.db(), &id, &rev, up, stream).await?;
+    let (note, name) = images::add(app.db(), app.device(), &id, &rev, up, stream).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok((
         StatusCode::CREATED,
@@ -290,7 +290,7 @@ async fn remove_image(
     q: std::result::Result<Query<ImageQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let rev = required_rev(query(q)?, "remove an image")?;
-    let note = images::remove(app.db(), &id, &rev, &name).await?;
+    let note = images::remove(app.db(), app.device(), &id, &rev, &name).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }

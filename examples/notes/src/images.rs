@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use settee::{AttachmentStream, AttachmentUpload, Doc, Documents, Local, ReadOptions, Rev};
 
-use crate::note::{is_image_type, Note};
+use crate::note::{is_image_type, now_ms, Note};
 use crate::notes::{current, parse_rev, stale};
 use crate::{Error, Result};
 
@@ -60,6 +60,7 @@ pub(crate) struct Upload {
 /// stale `rev`; [`Error::NotFound`]; the store's errors. Nothing is written on error.
 pub(crate) async fn add<S>(
     db: &Local,
+    device: &str,
     id: &str,
     rev: &str,
     up: Upload,
@@ -114,7 +115,7 @@ where
         )
         .await;
     match written {
-        Ok(_) => Ok((current(db, id).await?.1, name)),
+        Ok(_) => Ok((edited_on(db, id, device).await?, name)),
         Err(_) if over.load(Ordering::Relaxed) => Err(too_large(&up.name)),
         Err(e) if e.is_conflict() => Err(stale(id, rev, "newer")),
         Err(e) => Err(e.into()),
@@ -133,7 +134,13 @@ fn too_large(name: &str) -> Error {
 /// # Errors
 /// [`Error::NotFound`] for no such note or image; [`Error::Conflict`] for a stale `rev`;
 /// the store's errors.
-pub(crate) async fn remove(db: &Local, id: &str, rev: &str, name: &str) -> Result<Note> {
+pub(crate) async fn remove(
+    db: &Local,
+    device: &str,
+    id: &str,
+    rev: &str,
+    name: &str,
+) -> Result<Note> {
     let parsed = parse_rev(rev)?;
     let (_, note) = current(db, id).await?;
     if note.rev != rev {
@@ -143,8 +150,26 @@ pub(crate) async fn remove(db: &Local, id: &str, rev: &str, name: &str) -> Resul
         return Err(Error::NotFound(format!("note {id} has no image {name:?}")));
     }
     match db.remove_attachment(id, &parsed, name).await {
-        Ok(_) => Ok(current(db, id).await?.1),
+        Ok(_) => edited_on(db, id, device).await,
         Err(e) if e.is_conflict() => Err(stale(id, rev, "newer")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Marks note `id`'s current revision as edited on `device` now, and returns the note:
+/// adding or removing an image is an edit of the note, and a conflict names its sides by
+/// the device and time of their last edit (an image-only edit would otherwise carry the
+/// previous edit's device).
+async fn edited_on(db: &Local, id: &str, device: &str) -> Result<Note> {
+    let (mut doc, note) = current(db, id).await?;
+    if let Some(obj) = doc.as_object_mut() {
+        obj.remove("_conflicts");
+        obj.insert("updated_at".into(), Value::from(now_ms()));
+        obj.insert("device".into(), Value::from(device));
+    }
+    match db.put(doc).await {
+        Ok(_) => Ok(current(db, id).await?.1),
+        Err(e) if e.is_conflict() => Err(stale(id, &note.rev, "newer")),
         Err(e) => Err(e.into()),
     }
 }
@@ -370,6 +395,7 @@ mod tests {
         let note = notes::create(&db, &input, "test").await.unwrap();
         let (with, name) = add(
             &db,
+            "phone",
             &note.id,
             &note.rev,
             upload("cat.png", "image/png"),
@@ -379,9 +405,13 @@ mod tests {
         .unwrap();
         assert_eq!(name, "cat.png");
         assert_eq!(with.images.len(), 1);
+        // Adding an image is an edit on this device (a conflict names its sides by it).
+        assert_eq!(with.device.as_deref(), Some("phone"));
+        assert!(with.updated_at >= note.updated_at);
         // A second one with the same name gets its own.
         let (with, name) = add(
             &db,
+            "phone",
             &note.id,
             &with.rev,
             upload("cat.png", "image/png"),
@@ -398,8 +428,11 @@ mod tests {
         };
         let edited = notes::update(&db, &note.id, &edit, "test").await.unwrap();
         assert_eq!(edited.images, with.images);
-        let removed = remove(&db, &note.id, &edited.rev, "cat.png").await.unwrap();
+        let removed = remove(&db, "phone", &note.id, &edited.rev, "cat.png")
+            .await
+            .unwrap();
         let names: Vec<&str> = removed.images.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(removed.device.as_deref(), Some("phone"));
         assert_eq!(names, ["cat-2.png"]);
         assert!(read(&db, &note.id, "cat.png", None)
             .await
@@ -418,6 +451,7 @@ mod tests {
         let before = db.info().await.unwrap().update_seq;
         let err = add(
             &db,
+            "phone",
             &note.id,
             &note.rev,
             upload("a.html", "text/html"),
@@ -428,6 +462,7 @@ mod tests {
         assert_eq!(err.name(), "bad_content_type", "{err}");
         let err = add(
             &db,
+            "phone",
             &note.id,
             "1-00000000000000000000000000000000",
             upload("a.png", "image/png"),
@@ -443,6 +478,7 @@ mod tests {
         );
         let err = add(
             &db,
+            "phone",
             &note.id,
             &note.rev,
             upload("big.png", "image/png"),
