@@ -130,6 +130,17 @@ fn accept_mixed() -> HeaderValue {
 }
 
 impl RemoteDb {
+    /// Whether the server answers `_bulk_get` or `open_revs` in `multipart/mixed`, as
+    /// [`RemoteDb::bulk_get_multipart`] learnt it (shared by clones); `None` before it
+    /// asked. No request is made.
+    pub fn answers_multipart(&self) -> Option<bool> {
+        match self.multipart_support.load(Ordering::Relaxed) {
+            BULK_GET | OPEN_REVS => Some(true),
+            NONE => Some(false),
+            _ => None,
+        }
+    }
+
     /// `POST /{db}/_bulk_get` with `Accept: multipart/mixed`: the requested revisions, each
     /// with the bytes of its attachments newer than its `atts_since` as streams read from
     /// the response as the caller goes (set `opts.attachments`). A server whose `_bulk_get`
