@@ -15,6 +15,9 @@ mod attachments;
 // Large attachments streamed by the command, and `text/*` digests kept across servers.
 #[path = "replication/streamed.rs"]
 mod streamed;
+// Issue 23: pulls through multipart/mixed from a server that answers so.
+#[path = "replication/pull_multipart.rs"]
+mod pull_multipart;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -70,7 +70,7 @@ fn replicate_measured(source: &str, target: &str) -> u64 {
 
 /// The server's copy of attachment `name` of `id`: its stub (with `att_encoding_info`) and
 /// its bytes.
-async fn on_server(db: &TestDb, id: &str, name: &str) -> (Value, Vec<u8>) {
+pub(crate) async fn on_server(db: &TestDb, id: &str, name: &str) -> (Value, Vec<u8>) {
     let client = settee::couch::CouchClient::builder(db.server().url_with_credentials())
         .build()
         .unwrap();

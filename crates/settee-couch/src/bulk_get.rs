@@ -23,7 +23,7 @@ use crate::{
 
 const UNKNOWN: u8 = 0;
 const SUPPORTED: u8 = 1;
-const UNSUPPORTED: u8 = 2;
+pub(crate) const UNSUPPORTED: u8 = 2;
 
 /// How many fallback `GET`s run at once (PouchDB's shim uses 6 too: the browser's
 /// per-host connection limit).
@@ -459,18 +459,7 @@ impl RemoteDb {
         opts: &BulkGetOptions,
         limit: u64,
     ) -> Result<BulkGetResult> {
-        let mut url = self.doc_url(&req.id);
-        {
-            let mut q = url.query_pairs_mut();
-            match &req.rev {
-                Some(rev) => q.append_pair("open_revs", &json_list(std::slice::from_ref(rev))),
-                None => q.append_pair("open_revs", "all"),
-            };
-            if !req.atts_since.is_empty() {
-                q.append_pair("atts_since", &json_list(&req.atts_since));
-            }
-        }
-        bool_params(&mut url, opts);
+        let url = open_revs_url(self, req, opts);
         // Without this header CouchDB answers open_revs with multipart/mixed.
         let call = Call::new(Method::GET, url)
             .header(ACCEPT, HeaderValue::from_static("application/json"));
@@ -498,7 +487,28 @@ impl RemoteDb {
     }
 }
 
-fn bool_params(url: &mut url::Url, opts: &BulkGetOptions) {
+/// `GET /{db}/{id}?open_revs=[rev]` (or `all`), with `atts_since` and `opts`.
+pub(crate) fn open_revs_url(
+    db: &RemoteDb,
+    req: &BulkGetRequest,
+    opts: &BulkGetOptions,
+) -> url::Url {
+    let mut url = db.doc_url(&req.id);
+    {
+        let mut q = url.query_pairs_mut();
+        match &req.rev {
+            Some(rev) => q.append_pair("open_revs", &json_list(std::slice::from_ref(rev))),
+            None => q.append_pair("open_revs", "all"),
+        };
+        if !req.atts_since.is_empty() {
+            q.append_pair("atts_since", &json_list(&req.atts_since));
+        }
+    }
+    bool_params(&mut url, opts);
+    url
+}
+
+pub(crate) fn bool_params(url: &mut url::Url, opts: &BulkGetOptions) {
     let mut q = url.query_pairs_mut();
     for (name, on) in [
         ("revs", opts.revs),
@@ -517,7 +527,7 @@ fn bool_params(url: &mut url::Url, opts: &BulkGetOptions) {
 
 /// Whether an error from `POST _bulk_get` means the endpoint does not exist: 405, 400, or
 /// a 404 that is not about the database (CouchDB 1.x treats `_bulk_get` as a document id).
-fn lacks_bulk_get(e: &Error) -> bool {
+pub(crate) fn lacks_bulk_get(e: &Error) -> bool {
     match e {
         Error::MethodNotAllowed(_) | Error::BadRequest(_) => true,
         Error::NotFound(f) => !matches!(f.reason(), "no_db_file" | "Database does not exist."),

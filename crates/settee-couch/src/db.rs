@@ -18,7 +18,7 @@ use crate::{CouchClient, Error, RedactedUrl, Result, Seq};
 pub type DbInfo = settee_wire::DbInfo<Seq>;
 
 /// A database on a CouchDB server. Cloning is cheap; clones share the client and what was
-/// learnt about the server (whether it has `_bulk_get`).
+/// learnt about the server (whether it has `_bulk_get`, and answers it in multipart).
 #[derive(Clone)]
 pub struct RemoteDb {
     pub(crate) client: CouchClient,
@@ -27,6 +27,8 @@ pub struct RemoteDb {
     shown: RedactedUrl,
     /// `bulk_get.rs`'s memory of whether the server has `_bulk_get`.
     pub(crate) bulk_get_support: Arc<AtomicU8>,
+    /// `bulk_get_multipart.rs`'s memory of whether the server answers in multipart.
+    pub(crate) multipart_support: Arc<AtomicU8>,
     /// The server's uuid as `GET /` last answered it ([`RemoteDb::learn_server_uuid`]),
     /// shared by clones: `None` until asked, or when the server has none.
     server_uuid: Arc<std::sync::RwLock<Option<String>>>,
@@ -49,6 +51,7 @@ impl RemoteDb {
             url,
             shown,
             bulk_get_support: Arc::new(AtomicU8::new(0)),
+            multipart_support: Arc::new(AtomicU8::new(0)),
             server_uuid: Arc::default(),
         }
     }
@@ -62,6 +65,7 @@ impl RemoteDb {
             url: self.url.clone(),
             shown: self.shown.clone(),
             bulk_get_support: self.bulk_get_support.clone(),
+            multipart_support: self.multipart_support.clone(),
             server_uuid: self.server_uuid.clone(),
         }
     }

@@ -6,7 +6,8 @@
 //!   and one pooled HTTP/1.1 keep-alive connection pool with gzip. It is a cheap `Clone`.
 //! - [`RemoteDb`] is a database on it: db info, create/delete, `_changes` (one response or a
 //!   continuous [`futures::Stream`]), `_revs_diff`, `_bulk_get` (with a per-document
-//!   `open_revs` fallback for servers without it), `_bulk_docs` (split in halves on 413),
+//!   `open_revs` fallback for servers without it; read as `multipart/mixed` with
+//!   attachments streamed, [`RemoteDb::bulk_get_multipart`]), `_bulk_docs` (split in halves on 413),
 //!   documents, `_all_docs`, `_local` docs, attachments, `_ensure_full_commit`, and Mango's
 //!   `_find`, `_explain` and `_index` (JSON in, JSON out).
 //!
@@ -41,6 +42,7 @@ mod answer;
 mod attachments;
 mod bulk_docs;
 mod bulk_get;
+mod bulk_get_multipart;
 mod call;
 mod changes;
 mod client;
@@ -49,6 +51,7 @@ mod docs;
 mod error;
 mod ids;
 mod mango;
+mod multipart_mixed;
 mod redacted;
 mod retry;
 mod revs_diff;
@@ -56,6 +59,7 @@ mod transport;
 
 pub use attachments::{AttachmentBody, AttachmentEncoding, AttachmentStream, AttachmentUpload};
 pub use bulk_docs::JsonDoc;
+pub use bulk_get_multipart::{MultipartDoc, MultipartDocs};
 pub use changes::{ChangesEvent, ChangesFilter, ChangesOptions, ChangesResponse, Feed};
 pub use client::{ClientBuilder, CouchClient, ServerInfo, DEFAULT_MAX_RESPONSE};
 pub use db::{split_db_url, DbInfo, RemoteDb};

@@ -314,10 +314,28 @@ fn main() {
             callers_past_the_pool_size_wait_then_fail_busy,
         ),
     ];
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    // libtest's command line as test runners use it: `--list` (cargo nextest lists the
+    // tests with `--list --format terse`, and the ignored ones, none here, with
+    // `--ignored`), and `--exact NAME` to run one.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        if !args.iter().any(|a| a == "--ignored") {
+            for (name, _) in checks {
+                println!("{name}: test");
+            }
+        }
+        return;
+    }
+    let exact = args.iter().any(|a| a == "--exact");
+    let filter: Option<&String> = args.iter().find(|a| !a.starts_with('-'));
     let mut passed = 0;
     for (name, check) in checks {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+        let chosen = match filter {
+            None => true,
+            Some(f) if exact => name == f.as_str(),
+            Some(f) => name.contains(f.as_str()),
+        };
+        if !chosen {
             continue;
         }
         println!("test {name} ...");

@@ -285,6 +285,29 @@ pub trait Peer: Clone + Send + Sync + 'static {
         async move { Err(crate::Error::BadRequest { reason }) }
     }
 
+    /// Reads revisions with the bytes of the attachments each needs (by its `atts_since`)
+    /// streamed, as CouchDB's replicator does from a server that answers `_bulk_get` or
+    /// `open_revs` in `multipart/mixed`: one response, each document's attachments read in
+    /// order ([`settee_couch::MultipartDocs`]). `None` when the peer cannot (the default,
+    /// and a server that answers JSON): the caller reads with [`Peer::fetch_streamed`] and
+    /// [`Peer::attachment_body`] instead.
+    ///
+    /// # Errors
+    /// The peer's own errors.
+    fn pull_streamed(
+        &self,
+        reqs: Vec<FetchRequest>,
+    ) -> impl Future<Output = Result<Option<settee_couch::MultipartDocs>>> + Send {
+        let _ = reqs;
+        async { Ok(None) }
+    }
+
+    /// Whether [`Peer::pull_streamed`] may answer `Some` (as far as the peer knows without
+    /// asking): then revisions with attachments are better read that way than inline.
+    fn pulls_streamed(&self) -> bool {
+        false
+    }
+
     /// Whether [`Peer::write_streamed`] takes documents with `follows` stubs (a remote
     /// database and a local store do; the default does not, and is written with inline
     /// data).

@@ -215,6 +215,33 @@ impl Peer for RemoteDb {
             .map_err(Error::Couch)
     }
 
+    async fn pull_streamed(
+        &self,
+        reqs: Vec<FetchRequest>,
+    ) -> Result<Option<settee_couch::MultipartDocs>> {
+        let breqs: Vec<BulkGetRequest> = reqs
+            .into_iter()
+            .map(|r| BulkGetRequest {
+                id: r.id,
+                rev: Some(r.rev),
+                atts_since: r.atts_since,
+            })
+            .collect();
+        let opts = BulkGetOptions {
+            attachments: true,
+            ..BulkGetOptions::REPLICATION
+        };
+        RemoteDb::bulk_get_multipart(self, &breqs, &opts)
+            .await
+            .map_err(Error::Couch)
+    }
+
+    fn pulls_streamed(&self) -> bool {
+        // Unknown counts as yes: the first pull learns it, and a server that answers JSON
+        // is then read as before.
+        self.answers_multipart() != Some(false)
+    }
+
     async fn filter_code(&self, name: &str) -> Result<String> {
         let (ddoc, _) = checkpoint::split_filter_name(name)?;
         let id = format!("_design/{ddoc}");

@@ -20,8 +20,9 @@ use settee_store::Database;
 
 use crate::blocking::blocking;
 use crate::budget::ByteBudget;
-use crate::peer::{DocFailure, Peer};
+use crate::peer::{DocFailure, FetchRequest, Peer};
 use crate::{Error, Result};
+use settee_couch::BulkGetDoc;
 
 /// Marks the attachments of `doc` (a revision with `_revisions` and attachment stubs that
 /// carry `revpos` and `length`) that a reader holding `atts_since` needs as `follows`:
@@ -149,6 +150,112 @@ pub(crate) async fn write_one<S: Peer, T: Peer>(
     }
     tracing::trace!(%id, %rev, attachments = uploads.len(), bytes = total, "writing a revision with streamed attachments");
     target.write_streamed(doc, uploads, origin).await
+}
+
+/// Writes revisions with `follows` attachments (fetched as stubs) by reading them again
+/// from `source` in one multipart answer ([`Peer::pull_streamed`]), each written as its
+/// parts arrive ([`Peer::write_streamed`]) while holding as much of the byte budget as its
+/// attachments are long: CouchDB's replicator's way, one request for all of them, gzipped
+/// attachments kept gzipped. A source that cannot answer so, and a revision its answer left
+/// out, go through [`write_one`]. Returns the target's refusals and the revisions the source
+/// no longer gives.
+///
+/// # Errors
+/// The peers' errors; a connection lost mid-answer is the source's transient error (what
+/// the target was given of an unfinished revision is never written: its upload fails).
+pub(crate) async fn write_pulled<S: Peer, T: Peer>(
+    source: &S,
+    target: &T,
+    budget: &ByteBudget,
+    docs: Vec<Box<RawValue>>,
+    origin: &str,
+) -> Result<Vec<DocFailure>> {
+    let reqs: Vec<Option<FetchRequest>> = docs.iter().map(|d| request_of(d)).collect();
+    let asked: Vec<FetchRequest> = reqs.iter().flatten().cloned().collect();
+    let pulled = if asked.is_empty() {
+        None
+    } else {
+        source.pull_streamed(asked).await?
+    };
+    let mut refused = Vec::new();
+    let mut answered = vec![false; docs.len()];
+    if let Some(mut pulled) = pulled {
+        // `request` indexes `asked`; map it back to `docs`.
+        let index: Vec<usize> = (0..docs.len()).filter(|&i| reqs[i].is_some()).collect();
+        while let Some(d) = pulled.next_doc().await.map_err(Error::Couch)? {
+            if let Some(&i) = d.request.and_then(|r| index.get(r)) {
+                answered[i] = true;
+            }
+            match d.doc {
+                BulkGetDoc::Ok(doc) => {
+                    let total = d
+                        .attachments
+                        .iter()
+                        .map(|a| a.length)
+                        .fold(0, u64::saturating_add);
+                    let _held = budget.reserve_bytes(total).await;
+                    tracing::trace!(id = %d.id, attachments = d.attachments.len(), bytes = total, "writing a pulled revision with streamed attachments");
+                    refused.extend(if d.attachments.is_empty() {
+                        target.write(vec![doc], origin).await?
+                    } else {
+                        target.write_streamed(doc, d.attachments, origin).await?
+                    });
+                }
+                BulkGetDoc::Missing(rev) => refused.push(DocFailure {
+                    id: d.id,
+                    rev: rev.map(|r| r.to_string()),
+                    error: "not_found".into(),
+                    reason: "missing".into(),
+                }),
+                BulkGetDoc::Error(e) => refused.push(DocFailure {
+                    id: d.id,
+                    rev: e.rev,
+                    error: e.error,
+                    reason: e.reason,
+                }),
+            }
+        }
+    }
+    for (doc, done) in docs.into_iter().zip(answered) {
+        if !done {
+            refused.extend(write_one(source, target, budget, doc, origin).await?);
+        }
+    }
+    Ok(refused)
+}
+
+/// The request that reads `doc` (a fetched revision with `follows` stubs) again with the
+/// same attachments following: `atts_since` is the revision on its path at the newest
+/// `revpos` among its other stubs (none when every attachment follows, or the path is
+/// stemmed short of it: then all follow, which is correct, only larger).
+fn request_of(doc: &RawValue) -> Option<FetchRequest> {
+    let value: Value = serde_json::from_str(doc.get()).ok()?;
+    let id = value.get("_id")?.as_str()?.to_owned();
+    let rev: Rev = value.get("_rev")?.as_str()?.parse().ok()?;
+    let kept = value
+        .get("_attachments")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, s)| s.get("follows").and_then(Value::as_bool) != Some(true))
+        .filter_map(|(_, s)| s.get("revpos").and_then(Value::as_u64))
+        .max();
+    let path: Vec<Rev> = serde_json::from_value::<settee_revtree::Revisions>(
+        value.get("_revisions").cloned().unwrap_or(Value::Null),
+    )
+    .ok()
+    .and_then(|r| r.to_path().ok())
+    .map(|p| p.revs().collect())
+    .unwrap_or_default();
+    let atts_since = kept
+        .and_then(|pos| path.into_iter().find(|r| r.pos() == pos))
+        .into_iter()
+        .collect();
+    Some(FetchRequest {
+        id,
+        rev,
+        atts_since,
+    })
 }
 
 /// The bytes of attachment `name` of `id` at `rev` in a local store, as a stream of parts.

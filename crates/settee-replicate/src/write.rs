@@ -98,13 +98,13 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
 }
 
 /// How attachments go from `source` to `target`: streamed when the target takes them
-/// ([`Peer::takes_streamed`]), always from a local source, only for revisions too large
-/// for a share of the budget from a remote one; between two local stores inline (no wire
+/// ([`Peer::takes_streamed`]), always from a local source or one that answers multipart
+/// (`pulls`), else only for revisions too large for a share of the budget; between two local stores inline (no wire
 /// to spare the base64 on).
 pub(crate) fn streams<S: Peer, T: Peer>(source: &S, target: &T) -> Attachments {
     if !target.takes_streamed() || (source.is_local() && target.is_local()) {
         Attachments::Inline
-    } else if source.is_local() {
+    } else if source.is_local() || pulls(source, target) {
         Attachments::Streamed
     } else {
         Attachments::StreamedWhenLarge
@@ -134,10 +134,22 @@ async fn write_piece<S: Peer, T: Peer>(
         target.write(together, origin).await?
     };
     drop(held);
+    if pulls(source, target) {
+        refused.extend(streamed::write_pulled(source, target, budget, alone, origin).await?);
+        return Ok(refused);
+    }
     for doc in alone {
         refused.extend(streamed::write_one(source, target, budget, doc, origin).await?);
     }
     Ok(refused)
+}
+
+/// Whether revisions with attachments are read from `source` in one multipart answer
+/// ([`Peer::pull_streamed`]) rather than inline or one request per attachment. Only to a
+/// remote target for now: a local store's streamed write takes gzipped bytes as the
+/// attachment's own until it keeps encoded attachments (issue 23, the store's part).
+fn pulls<S: Peer, T: Peer>(source: &S, target: &T) -> bool {
+    !source.is_local() && !target.is_local() && source.pulls_streamed()
 }
 
 /// The (id, revision) of each document, read from its JSON text (the other members are

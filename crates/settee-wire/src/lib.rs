@@ -8,6 +8,8 @@
 //! - `GET /{db}/{docid}`: [`GetOptions`].
 //! - `_all_docs`: [`AllDocsOptions`], [`AllDocs`], [`AllDocsRow`].
 //! - `GET /{db}`: [`DbInfo`], [`Sizes`].
+//! - MIME multipart (`multipart/related` documents, `multipart/mixed` answers):
+//!   [`MultipartParser`], an incremental reader without I/O, and [`PartHeaders`].
 //! - errors: [`ErrorKind`], what kind of failure an error is, the same for every side.
 //!
 //! Each type serialises to the JSON CouchDB sends for it (the store's answers, which the
@@ -17,7 +19,8 @@
 //! (`u64`), a remote server's are opaque ([`Seq`], the default).
 //!
 //! **Boundary:** no I/O, no HTTP, no storage: this crate knows shapes and their JSON, not
-//! who sends them. It depends on `settee-revtree` (for [`Rev`] and [`Seq`]) and serde only.
+//! who sends them. It depends on `settee-revtree` (for [`Rev`] and [`Seq`]), serde and memchr
+//! only.
 //!
 //! ```
 //! use settee_wire::{BulkGetDoc, DocResult};
@@ -36,6 +39,7 @@ mod changes;
 mod db_info;
 mod error_kind;
 mod get;
+mod multipart;
 
 pub use all_docs::{AllDocs, AllDocsOptions, AllDocsRow};
 pub use bulk_docs::{CouchError, DocResult};
@@ -44,4 +48,8 @@ pub use changes::{Change, Changes, ChangesStyle};
 pub use db_info::{DbInfo, Sizes};
 pub use error_kind::ErrorKind;
 pub use get::GetOptions;
+pub use multipart::{
+    boundary, media_type, param, MultipartError, MultipartEvent, MultipartParser, PartHeaders,
+    DEFAULT_MAX_HEADER_BYTES,
+};
 pub use settee_revtree::{Rev, Seq};

@@ -11,6 +11,9 @@
 //! | `POST /api/notes/{id}/resolve` | resolve a conflict `{revs, keep}` or `{revs, merged}` |
 //! | `POST /api/notes/{id}/undelete`| undo a delete `{rev: the deletion's, from: the note's}` |
 //! | `POST /api/notes/{id}/revert`  | take the server's version (after a refused edit)      |
+//! | `PUT /api/notes/{id}/images/{name}?rev=` | add an image: the raw bytes, `image/*`, at most 20 MB |
+//! | `GET /api/notes/{id}/images/{name}`      | an image (`?rev=`: a conflict's version's) |
+//! | `DELETE /api/notes/{id}/images/{name}?rev=` | remove an image                     |
 //! | `GET /api/notebooks`           | notebooks and tags with their counts                  |
 //! | `GET /api/sync`                | the global sync state                                 |
 //! | `PUT /api/sync`                | set the server `{url, user?, password?}`              |
@@ -39,6 +42,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::images;
 use crate::live::Update;
 use crate::note::NoteInput;
 use crate::notes::{self, ResolveInput};
@@ -51,13 +55,17 @@ use crate::{web, App, Error, Result};
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/", get(web::index))
-        .route("/app.js", get(web::script))
+        .route("/js/{file}", get(web::script))
         .route("/style.css", get(web::style))
         .route("/api/notes", get(list).post(create))
         .route("/api/notes/{id}", get(read).put(update).delete(remove))
         .route("/api/notes/{id}/resolve", post(resolve))
         .route("/api/notes/{id}/undelete", post(undelete))
         .route("/api/notes/{id}/revert", post(revert))
+        .route(
+            "/api/notes/{id}/images/{name}",
+            get(image).put(add_image).delete(remove_image),
+        )
         .route("/api/notebooks", get(notebooks))
         .route("/api/sync", get(sync_state).put(set_sync).delete(stop_sync))
         .route("/api/sync/now", post(sync_now))
@@ -183,6 +191,106 @@ async fn revert(State(app): State<App>, Path(id): Path<String>) -> Result<Json<V
         Error::BadRequest("no server is set: there is no server's version".into())
     })?;
     let note = recover::revert_to_server(app.db(), &remote.open()?, &id, app.device()).await?;
+    let state = badge(&app, note.id.clone()).await?;
+    Ok(Json(json!({"note": note, "state": state})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageQuery {
+    /// The note's revision (the current one, to change it; a version's, to read it).
+    rev: Option<String>,
+    /// The image's digest: the page names it so that a URL always means the same bytes,
+    /// which the browser may then keep.
+    d: Option<String>,
+}
+
+fn required_rev(q: ImageQuery, what: &str) -> Result<String> {
+    q.rev.ok_or_else(|| {
+        Error::BadRequest(format!(
+            "?rev= is required to {what} (the note's current revision)"
+        ))
+    })
+}
+
+/// An image, streamed from the store. It is served as an image only, in a sandbox: an
+/// SVG opened by itself runs no script as this page.
+async fn image(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+    q: std::result::Result<Query<ImageQuery>, QueryRejection>,
+) -> Result<Response> {
+    let q = query(q)?;
+    let att = images::read(app.db(), &id, &name, q.rev.as_deref()).await?;
+    let cache = match q.d {
+        Some(_) => "private, max-age=31536000, immutable",
+        None => "no-cache",
+    };
+    let mut headers = HeaderMap::new();
+    let content_type = att.content_type.unwrap_or_default();
+    if let Ok(v) = header::HeaderValue::from_str(&content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(length) = att.length {
+        headers.insert(header::CONTENT_LENGTH, length.into());
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static(cache),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    );
+    Ok((headers, axum::body::Body::from_stream(att.body)).into_response())
+}
+
+/// Adds an image from the request's body, streamed into the store as it arrives.
+async fn add_image(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+    q: std::result::Result<Query<ImageQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response> {
+    let rev = required_rev(query(q)?, "add an image")?;
+    let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    let content_type = text(header::CONTENT_TYPE).unwrap_or("").to_owned();
+    let length = match text(header::CONTENT_LENGTH) {
+        Some(l) => Some(
+            l.parse::<u64>()
+                .map_err(|_| Error::BadRequest(format!("Content-Length {l:?} is no number")))?,
+        ),
+        None => None,
+    };
+    let up = images::Upload {
+        name,
+        content_type,
+        length,
+    };
+    let stream = body
+        .into_data_stream()
+        .map(|c| c.map_err(std::io::Error::other));
+    let (note, name) = images::add(app.db(), app.device(), &id, &rev, up, stream).await?;
+    let state = badge(&app, note.id.clone()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"note": note, "state": state, "name": name})),
+    )
+        .into_response())
+}
+
+async fn remove_image(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+    q: std::result::Result<Query<ImageQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let rev = required_rev(query(q)?, "remove an image")?;
+    let note = images::remove(app.db(), app.device(), &id, &rev, &name).await?;
     let state = badge(&app, note.id.clone()).await?;
     Ok(Json(json!({"note": note, "state": state})))
 }

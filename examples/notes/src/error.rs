@@ -22,6 +22,12 @@ pub enum Error {
     /// the app running on this machine).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// An upload is larger than the app takes (an image past `images::MAX_IMAGE_BYTES`).
+    #[error("attachment_too_large: {0}")]
+    TooLarge(String),
+    /// An upload of a type the app does not take (anything but an image).
+    #[error("bad_content_type: {0}")]
+    UnsupportedType(String),
     /// The local store (or the server, for the calls that reach it) failed.
     #[error("store: {0}")]
     Store(#[from] settee::Error),
@@ -42,6 +48,8 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Forbidden(_) => "forbidden",
+            Error::TooLarge(_) => "attachment_too_large",
+            Error::UnsupportedType(_) => "bad_content_type",
             Error::Store(e) => e.name(),
             Error::Internal(_) => "internal_server_error",
         }
@@ -53,6 +61,8 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Store(e) => status_of(e),
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -65,6 +75,8 @@ impl Error {
             | Error::NotFound(r)
             | Error::Conflict(r)
             | Error::Forbidden(r)
+            | Error::TooLarge(r)
+            | Error::UnsupportedType(r)
             | Error::Internal(r) => r.clone(),
             Error::Store(e) => e.to_string(),
         }

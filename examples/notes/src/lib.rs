@@ -23,13 +23,15 @@
 //! ```
 //!
 //! Modules: `note.rs` (the note document), `notes.rs` (reads and writes), `queries.rs`
-//! (lists), `merge.rs` (a conflict's suggested merge), `recover.rs` (undo a delete, go back to the server's version), `state.rs` (per-note badges), `sync.rs` (the live sync and global state),
+//! (lists), `images.rs` (a note's images),
+//! `merge.rs` (a conflict's suggested merge), `recover.rs` (undo a delete, go back to the server's version), `state.rs` (per-note badges), `sync.rs` (the live sync and global state),
 //! `live.rs` (updates for the pages), `settings.rs` (the remote), `api.rs` (HTTP),
 //! `web.rs` (the page).
 
 mod api;
 mod app;
 mod error;
+mod images;
 mod live;
 mod merge;
 mod note;
@@ -45,8 +47,9 @@ mod web;
 pub use api::router;
 pub use app::{App, AppOptions};
 pub use error::{Error, Result};
+pub use images::{ImageRef, MAX_IMAGE_BYTES};
 pub use live::{Hub, Update};
-pub use note::{Note, NoteInput, DEFAULT_NOTEBOOK, ID_PREFIX};
+pub use note::{Image, Note, NoteInput, DEFAULT_NOTEBOOK, ID_PREFIX};
 pub use notes::{NoteVersions, ResolveInput};
 pub use queries::{
     Count, FacetCache, ListQuery, NoteList, NoteSummary, DEFAULT_LIMIT, INDEX_DDOC, MAX_LIMIT,

@@ -52,6 +52,59 @@ pub struct Note {
     /// The device it was last edited on (each app names itself; notes written before
     /// devices had names have none).
     pub device: Option<String>,
+    /// Its images (attachments of type `image/*`), in the order they were added.
+    pub images: Vec<Image>,
+}
+
+/// An image of a note: one of the note document's attachments whose type is `image/*`
+/// (`images.rs` adds and removes them; other attachments are kept but not shown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    /// The attachment's name, unique within the note.
+    pub name: String,
+    /// Its MIME type (`image/png`, ...).
+    pub content_type: String,
+    /// Its length in bytes.
+    pub length: u64,
+    /// CouchDB's digest of its bytes: the same image has the same digest on every device.
+    pub digest: String,
+    /// The revision position it was added at (for the order).
+    #[serde(skip)]
+    revpos: u64,
+}
+
+impl Image {
+    /// The images among a document's `_attachments` (stubs or inline), oldest first.
+    fn all_of(doc: &Value) -> Vec<Image> {
+        let Some(atts) = doc.get("_attachments").and_then(Value::as_object) else {
+            return Vec::new();
+        };
+        let mut images: Vec<Image> = atts
+            .iter()
+            .filter_map(|(name, att)| {
+                let content_type = att.get("content_type")?.as_str()?;
+                is_image_type(content_type).then(|| Image {
+                    name: name.clone(),
+                    content_type: content_type.to_owned(),
+                    length: att.get("length").and_then(Value::as_u64).unwrap_or(0),
+                    digest: att
+                        .get("digest")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    revpos: att.get("revpos").and_then(Value::as_u64).unwrap_or(0),
+                })
+            })
+            .collect();
+        images.sort_by(|a, b| (a.revpos, &a.name).cmp(&(b.revpos, &b.name)));
+        images
+    }
+}
+
+/// Whether a MIME type is an image's (`image/...`, parameters and case aside).
+pub(crate) fn is_image_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.len() > "image/".len() && essence[..6].eq_ignore_ascii_case("image/")
 }
 
 impl Note {
@@ -88,6 +141,7 @@ impl Note {
             created_at: time("created_at"),
             updated_at: time("updated_at"),
             device: doc.get("device").and_then(Value::as_str).map(str::to_owned),
+            images: Image::all_of(doc),
         })
     }
 }
@@ -296,6 +350,21 @@ mod tests {
         assert_eq!(note.notebook, DEFAULT_NOTEBOOK);
         assert!(Note::from_doc(&json!({"_id": "_design/x"})).is_none());
         assert!(Note::from_doc(&json!({"_id": "note:2", "_deleted": true})).is_none());
+    }
+
+    #[test]
+    fn images_are_the_image_attachments_oldest_first() {
+        let doc = json!({"_id": "note:1", "_rev": "3-a", "_attachments": {
+            "b.png": {"content_type": "image/png", "digest": "md5-b", "length": 2, "revpos": 2, "stub": true},
+            "a.jpg": {"content_type": "IMAGE/JPEG", "digest": "md5-a", "length": 1, "revpos": 3, "stub": true},
+            "notes.txt": {"content_type": "text/plain", "digest": "md5-t", "length": 3, "revpos": 1, "stub": true},
+        }});
+        let note = Note::from_doc(&doc).unwrap();
+        let names: Vec<&str> = note.images.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["b.png", "a.jpg"]);
+        assert_eq!(note.images[0].length, 2);
+        assert!(!is_image_type("image/") && !is_image_type("text/html"));
+        assert!(is_image_type("image/svg+xml; charset=utf-8"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use settee::{Doc, Documents, Local, ReadOptions, Resolution, Rev};
 
+use crate::images::{self, ImageRef};
 use crate::note::{new_id, now_ms, Content, Note, NoteInput};
 use crate::{Error, Result};
 
@@ -27,6 +28,10 @@ pub struct ResolveInput {
     /// Or write this merged content.
     #[serde(default)]
     pub merged: Option<NoteInput>,
+    /// With `merged`: the images to keep, from any version (every version's images when
+    /// absent: the union). They become images of the merged note.
+    #[serde(default)]
+    pub images: Option<Vec<ImageRef>>,
 }
 
 /// A note with every current version when it is in conflict.
@@ -125,22 +130,28 @@ pub async fn update(db: &Local, id: &str, input: &NoteInput, device: &str) -> Re
         Error::BadRequest("rev is required to edit a note (its current revision)".into())
     })?;
     parse_rev(rev)?;
-    let (_, note) = current(db, id).await?;
+    let (doc, note) = current(db, id).await?;
     if note.rev != rev {
         return Err(stale(id, rev, &note.rev));
     }
-    write(db, id, &note, &content, device).await?;
+    write(db, id, &doc, &note, &content, device).await?;
     Ok(current(db, id).await?.1)
 }
 
+/// Writes `content` as the next revision of `note` (read as `doc`), keeping the note's
+/// attachments (its images): a document written without `_attachments` would drop them.
 pub(crate) async fn write(
     db: &Local,
     id: &str,
+    current: &Value,
     note: &Note,
     content: &Content,
     device: &str,
 ) -> Result<()> {
-    let doc = content.to_doc(id, Some(&note.rev), note.created_at, now_ms(), device);
+    let mut doc = content.to_doc(id, Some(&note.rev), note.created_at, now_ms(), device);
+    if let Some(atts) = current.get("_attachments") {
+        doc["_attachments"] = atts.clone();
+    }
     match db.put(doc).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_conflict() => Err(stale(id, &note.rev, "newer")),
@@ -253,10 +264,11 @@ pub async fn resolve(db: &Local, id: &str, input: &ResolveInput, device: &str) -
     let resolved = match (merged, &input.keep) {
         (Some(m), _) => {
             // INVARIANT: `versions` has at least two entries (checked above).
-            let (winner, note) = &versions[0];
+            let created_at = versions[0].1.created_at;
+            let winner = images::gather(db, id, &versions, input.images.as_deref()).await?;
             let merged = Doc {
-                body: merged_body(&m, note.created_at, device),
-                ..winner.clone()
+                body: merged_body(&m, created_at, device),
+                ..winner
             };
             db.merge_conflict(&merged).await.map(|_| ())
         }
@@ -331,7 +343,7 @@ mod tests {
             &ResolveInput {
                 revs: vec!["2-aaa".into(), "2-bbb".into()],
                 keep: Some("2-aaa".into()),
-                merged: None,
+                ..Default::default()
             },
             "test",
         )
@@ -356,8 +368,8 @@ mod tests {
             &id,
             &ResolveInput {
                 revs: vec!["2-aaa".into(), "2-bbb".into()],
-                keep: None,
                 merged: Some(merged),
+                ..Default::default()
             },
             "test",
         )
@@ -380,7 +392,7 @@ mod tests {
             &ResolveInput {
                 revs: vec!["2-aaa".into()],
                 keep: Some("2-aaa".into()),
-                merged: None,
+                ..Default::default()
             },
             "test",
         )

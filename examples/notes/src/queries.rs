@@ -29,7 +29,7 @@ use settee::{
 };
 use tokio::sync::Mutex;
 
-use crate::note::{Note, ID_PREFIX};
+use crate::note::{Image, Note, ID_PREFIX};
 use crate::search::{self, WordIndex};
 use crate::state::{has_conflicts, Badge, Tracker};
 use crate::{Error, Result};
@@ -88,6 +88,8 @@ pub struct NoteSummary {
     pub updated_at: i64,
     /// Its sync badge.
     pub state: Badge,
+    /// Its first image (the list's thumbnail), if it has one.
+    pub image: Option<Image>,
 }
 
 /// A page of a list.
@@ -437,6 +439,7 @@ async fn summary(tracker: &Tracker, doc: &Value) -> Result<Option<NoteSummary>> 
     Ok(Some(NoteSummary {
         state: tracker.badge(&n.id, has_conflicts(doc)).await?,
         excerpt: n.body.chars().take(EXCERPT_CHARS).collect(),
+        image: n.images.into_iter().next(),
         id: n.id,
         rev: n.rev,
         title: n.title,

@@ -6,6 +6,7 @@
 use serde_json::Value;
 use settee::{Documents, Local, ReadOptions};
 
+use crate::images;
 use crate::note::{now_ms, Content, Note};
 use crate::notes::{current, not_found, parse_rev, write};
 use crate::{Error, Result};
@@ -33,7 +34,7 @@ pub async fn undelete(
         .get(
             id,
             &ReadOptions {
-                rev: Some(from_rev),
+                rev: Some(from_rev.clone()),
                 ..Default::default()
             },
         )
@@ -50,8 +51,29 @@ pub async fn undelete(
     map.remove("_deleted");
     map.insert("updated_at".into(), Value::from(now_ms()));
     map.insert("device".into(), Value::from(device));
+    // The deletion has no attachments to keep as stubs: the images are copied back from
+    // `from` once the note is back.
+    let attachments: Vec<String> = map
+        .remove("_attachments")
+        .and_then(|a| a.as_object().map(|a| a.keys().cloned().collect()))
+        .unwrap_or_default();
     match db.put(body).await {
-        Ok(_) => Ok(current(db, id).await?.1),
+        Ok(res) => {
+            let mut rev = res
+                .get("rev")
+                .and_then(Value::as_str)
+                .map(parse_rev)
+                .transpose()?;
+            for name in &attachments {
+                let Some(onto) = rev.clone() else { break };
+                match images::copy(db, id, &from_rev, name, &onto, name).await {
+                    Ok(next) => rev = Some(next),
+                    // Compacted away since the delete: the note comes back without it.
+                    Err(e) => tracing::warn!(id, name, error = %e, "bringing an image back"),
+                }
+            }
+            Ok(current(db, id).await?.1)
+        }
         Err(e) if e.is_conflict() => Err(Error::Conflict(format!(
             "note {id} changed since it was deleted (revision {deleted}); it cannot be undone"
         ))),
@@ -73,8 +95,8 @@ pub async fn revert_to_server(
     id: &str,
     device: &str,
 ) -> Result<Note> {
-    let (_, note) = current(db, id).await?;
-    let theirs = match server.get(id, &ReadOptions::default()).await {
+    let (mut doc, note) = current(db, id).await?;
+    let theirs_doc = match server.get(id, &ReadOptions::default()).await {
         Ok(doc) => doc,
         Err(e) if e.is_not_found() => {
             return Err(Error::NotFound(format!(
@@ -83,7 +105,7 @@ pub async fn revert_to_server(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(theirs) = Note::from_doc(&theirs) else {
+    let Some(theirs) = Note::from_doc(&theirs_doc) else {
         return Err(Error::NotFound(format!(
             "the server's version of {id} is deleted or not a note"
         )));
@@ -94,7 +116,55 @@ pub async fn revert_to_server(
         notebook: theirs.notebook,
         tags: theirs.tags,
     };
-    write(db, id, &note, &content, device).await?;
+    // The server's images too: this device's attachments that the server has as they are
+    // stay (as stubs, no bytes move); the others go, and the server's that are not here
+    // are read from it into the new revision.
+    let their_atts = theirs_doc
+        .get("_attachments")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let same = |name: &str, stub: &Value| {
+        their_atts
+            .get(name)
+            .is_some_and(|t| t.get("digest").is_some() && t.get("digest") == stub.get("digest"))
+    };
+    let mut kept = serde_json::Map::new();
+    if let Some(atts) = doc.get("_attachments").and_then(Value::as_object) {
+        for (name, stub) in atts {
+            if same(name, stub) {
+                kept.insert(name.clone(), stub.clone());
+            }
+        }
+    }
+    let missing: Vec<String> = their_atts
+        .keys()
+        .filter(|n| !kept.contains_key(*n))
+        .cloned()
+        .collect();
+    if let Some(obj) = doc.as_object_mut() {
+        if kept.is_empty() {
+            obj.remove("_attachments");
+        } else {
+            obj.insert("_attachments".into(), Value::Object(kept));
+        }
+    }
+    write(db, id, &doc, &note, &content, device).await?;
+    let their_rev = theirs_doc
+        .get("_rev")
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse::<settee::Rev>().ok());
+    for name in missing {
+        let att = server.get_attachment(id, &name, their_rev.as_ref()).await?;
+        let content_type = att
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let onto = parse_rev(&current(db, id).await?.1.rev)?;
+        let reader = tokio_util::io::StreamReader::new(att.body);
+        db.put_attachment_from(id, Some(&onto), &name, &content_type, reader, att.length)
+            .await?;
+    }
     Ok(current(db, id).await?.1)
 }
 

@@ -96,11 +96,21 @@ fn path(id: &Value) -> String {
 #[tokio::test]
 async fn page_and_its_files_are_served_with_nothing_from_elsewhere() {
     let r = start().await;
-    for (file, kind) in [
-        ("/", "text/html"),
-        ("/app.js", "text/javascript"),
-        ("/style.css", "text/css"),
-    ] {
+    let modules = [
+        "main.js",
+        "core.js",
+        "list.js",
+        "editor.js",
+        "images.js",
+        "conflicts.js",
+        "sync-status.js",
+    ]
+    .map(|m| (format!("/js/{m}"), "text/javascript"));
+    let files = [
+        ("/".to_owned(), "text/html"),
+        ("/style.css".to_owned(), "text/css"),
+    ];
+    for (file, kind) in files.into_iter().chain(modules) {
         let resp = r
             .http
             .get(format!("{}{file}", r.base))
@@ -112,13 +122,19 @@ async fn page_and_its_files_are_served_with_nothing_from_elsewhere() {
         assert!(ct.starts_with(kind), "{file}: {ct}");
         let text = resp.text().await.unwrap();
         assert!(!text.contains("https://"), "{file} refers to the internet");
-        for attr in ["src=\"http", "href=\"http", "url(http", "import "] {
+        for attr in ["src=\"http", "href=\"http", "url(http", "import("] {
             assert!(
                 !text.contains(attr),
                 "{file} loads something from elsewhere: {attr}"
             );
         }
+        // The modules import one another only: `from './x.js'`, never a URL.
+        for line in text.lines().filter(|l| l.contains(" from '")) {
+            assert!(line.contains(" from './"), "{file}: {line}");
+        }
     }
+    let got = r.req(Method::GET, "/js/nope.js", None).await;
+    assert_error(&got, 404, "not_found", "/js/nope.js");
     let got = r.req(Method::GET, "/nope", None).await;
     assert_error(&got, 404, "not_found", "/nope");
 }
