@@ -15,8 +15,8 @@ use crate::auth::Need;
 use crate::body;
 use crate::error::HttpError;
 use crate::location::encode_segment;
-use crate::multipart;
 use crate::multipart_answer::{self, Follows, MixedPart};
+use crate::multipart_put;
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::request::{check, Request};
@@ -223,12 +223,12 @@ async fn read_doc(state: &State, req: Request) -> Result<Map<String, Value>, Htt
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
     if let Some(ct) = ctype.as_deref() {
         if ct.to_ascii_lowercase().starts_with("multipart/related") {
-            return multipart::parse_related(ct, &bytes, state.limits.max_body);
+            return multipart_put::read_related(ct, req.body, state.limits.max_body).await;
         }
     }
+    let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
     match body::parse_json(&bytes)? {
         Value::Object(m) => Ok(m),
         _ => Err(HttpError::bad_request("Document must be a JSON object")),
