@@ -314,6 +314,7 @@ fn decode_encoding(
 }
 
 /// Reads a whole body cut into pieces of `pieces` bytes (tests and the fuzz target).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_in_pieces(
     content_type: &str,
     body: &[u8],

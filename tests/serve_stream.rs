@@ -1,0 +1,220 @@
+//! `settee serve` streams attachments (issue 23): a 50 MB attachment replicated store ->
+//! `settee serve` -> store with the command, the server a child process whose peak
+//! resident memory (`VmHWM` in `/proc/<pid>/status`, reset through
+//! `/proc/<pid>/clear_refs`) is measured against its resident memory before each step;
+//! the whole attachment read back with a GET (measured too), a `Range` far into it.
+
+#![allow(clippy::unwrap_used)]
+
+#[allow(unused_imports)]
+use settee::Documents as _;
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use settee::store::Database;
+use settee_testkit::wait::Lines;
+
+/// The attachment's size.
+const LARGE: usize = 50 * 1024 * 1024;
+
+/// How much the server's peak resident memory may grow while it gives [`LARGE`] bytes
+/// (a whole GET), in KiB. Measured: +58 MB, nearly all of it the store's read path
+/// keeping what it read (`settee get-attachment` alone peaks at 199 MB for 150 MB, and
+/// the server's growth follows the client's progress, not ahead of it). A whole copy
+/// in the server as well (the old read) would be +100 MB or more.
+// FIXME(#23): with a store whose reads do not keep the chunks they read, 60 MB.
+const SERVE_GROWTH_LIMIT_KIB: u64 = 80 * 1024;
+
+/// The same for the push, today (measured: +175 MB).
+// FIXME(#23): a pushed revision's `multipart/related` parts are read as they arrive but
+// still collected inline (base64) until the store can write a replicated revision with
+// staged attachments (`bulk_doc_staged_from`, i23-enc); then it is bounded like a GET.
+const PUSH_GROWTH_LIMIT_KIB: u64 = 400 * 1024;
+
+/// The same for the pull, today (measured: +280 to +350 MB).
+// FIXME(#23): the replicator pulls into a store with JSON `_bulk_get` (attachments inline
+// as base64, which the server builds whole) until the store keeps gzipped uploads
+// (i23-enc); pulled through multipart `_bulk_get`, which `settee serve` streams, it is
+// bounded like a GET.
+const PULL_GROWTH_LIMIT_KIB: u64 = 600 * 1024;
+
+/// Bytes that do not compress (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// `settee serve --data-dir DIR` as a child process (admin party on loopback).
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(data: &std::path::Path) -> Serve {
+        let mut child = common::settee()
+            .command()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let line = Lines::new(child.stdout.take().unwrap())
+            .next_within(Duration::from_secs(60), "settee serve to print its URL")
+            .expect("settee serve exited without printing its URL");
+        let started: Value = serde_json::from_str(&line).unwrap();
+        Serve {
+            child,
+            url: started["url"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned(),
+        }
+    }
+
+    /// `VmRSS` or `VmHWM` of the server, in KiB.
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+    }
+
+    /// Starts a measurement: resets the peak to the current resident set (Linux's
+    /// `clear_refs` 5) and returns that.
+    fn mark(&self) -> u64 {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+        self.status_kib("VmRSS:")
+    }
+
+    /// How far the peak rose above `mark`.
+    fn growth_since(&self, mark: u64) -> u64 {
+        self.status_kib("VmHWM:").saturating_sub(mark)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Has the server open the database (what opening a store costs is not the step's).
+async fn opened(http: &reqwest::Client, remote: &str) {
+    let res = http.get(remote).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+fn replicate(source: &str, target: &str) {
+    let summary = common::ok_json(&["replicate", source, target, "--create-target"]);
+    assert_eq!(summary["doc_write_failures"], 0, "{summary}");
+    assert_eq!(summary["docs_written"], 1, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_serve_streams_a_50_mb_attachment_both_ways_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = noise(LARGE);
+    let src = dir.path().join("src");
+    {
+        let db = Database::open(&src).unwrap();
+        db.put(json!({"_id": "big", "title": "a recording"}))
+            .unwrap();
+        let rev = db.get("big", &Default::default()).unwrap()["_rev"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        db.put_attachment_from(
+            "big",
+            Some(&rev),
+            "a.bin",
+            "application/octet-stream",
+            &data[..],
+        )
+        .unwrap();
+    }
+    // Each step on a server just started (with the same data directory): memory a step
+    // freed stays in the allocator and would hide the next step's use.
+    let data_dir = dir.path().join("data");
+    let http = reqwest::Client::new();
+
+    let serve = Serve::start(&data_dir);
+    let remote = format!("{}/big", serve.url);
+    let res = http.put(&remote).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let mark = serve.mark();
+    replicate(src.to_str().unwrap(), &remote);
+    let push = serve.growth_since(mark);
+    eprintln!("serve took {LARGE} bytes: peak RSS +{push} KiB");
+    drop(serve);
+
+    let serve = Serve::start(&data_dir);
+    let remote = format!("{}/big", serve.url);
+    opened(&http, &remote).await;
+    let mark = serve.mark();
+    let whole = http
+        .get(format!("{remote}/big/a.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.content_length(), Some(LARGE as u64));
+    let whole = whole.bytes().await.unwrap();
+    let get = serve.growth_since(mark);
+    eprintln!("a GET of {LARGE} bytes: peak RSS +{get} KiB");
+    assert!(whole == data, "the served bytes differ");
+    drop(whole);
+    // A range far into it, from the store's chunks.
+    let (a, b) = (40_000_000usize, 40_000_099usize);
+    let res = http
+        .get(format!("{remote}/big/a.bin"))
+        .header("Range", format!("bytes={a}-{b}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.bytes().await.unwrap(), &data[a..=b]);
+    drop(serve);
+
+    let serve = Serve::start(&data_dir);
+    let remote = format!("{}/big", serve.url);
+    opened(&http, &remote).await;
+    let mark = serve.mark();
+    let dst = dir.path().join("dst");
+    replicate(&remote, dst.to_str().unwrap());
+    let pull = serve.growth_since(mark);
+    eprintln!("serve gave {LARGE} bytes: peak RSS +{pull} KiB");
+    drop(serve);
+
+    let pulled = Database::open(&dst).unwrap();
+    let mut reader = pulled.attachment_reader("big", None, "a.bin").unwrap();
+    let mut got = Vec::with_capacity(LARGE);
+    std::io::Read::read_to_end(&mut reader, &mut got).unwrap();
+    assert!(got == data, "the pulled bytes differ");
+    assert_eq!(
+        pulled.get("big", &Default::default()).unwrap()["title"],
+        "a recording"
+    );
+
+    assert!(get < SERVE_GROWTH_LIMIT_KIB, "GET: +{get} KiB");
+    assert!(push < PUSH_GROWTH_LIMIT_KIB, "push: +{push} KiB");
+    assert!(pull < PULL_GROWTH_LIMIT_KIB, "pull: +{pull} KiB");
+}
