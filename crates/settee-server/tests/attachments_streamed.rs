@@ -262,3 +262,91 @@ async fn issue_23_multipart_answers_stream_what_atts_since_leaves() {
         1
     );
 }
+
+/// A raw request on a fresh connection (which it asks the server to close after the
+/// answer); the answer's status line and the rest. The client never half-closes: hyper
+/// takes that for a client gone away.
+fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    // A server that answered already may have closed the connection.
+    let _ = s.write_all(body);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// An attacker's `multipart/related` PUT: a part longer than its stub (400), a body whose
+/// closing boundary never comes (400 when it ends, 408 when it stalls): nothing is
+/// written, and the server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_bad_multipart_puts_write_nothing() {
+    let (serve, db, _dir) =
+        serve_store(|o| o.limits.body_idle_timeout = Duration::from_millis(300)).await;
+    let addr = serve.server.local_addr();
+    let json = r#"{"_id":"x","_rev":"1-abc","_attachments":{"a.bin":{"content_type":"x/y","follows":true,"length":10}}}"#;
+    let doc = |att: &[u8], close: bool| {
+        let mut b = format!("--B\r\nContent-Type: application/json\r\n\r\n{json}\r\n--B\r\nContent-Disposition: attachment; filename=\"a.bin\"\r\n\r\n").into_bytes();
+        b.extend_from_slice(att);
+        if close {
+            b.extend_from_slice(b"\r\n--B--");
+        }
+        b
+    };
+    let head_of = |len: usize| {
+        format!(
+            "PUT /st/x?new_edits=false HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Type: multipart/related; boundary=B\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n",
+            base64_basic()
+        )
+    };
+    // Longer than its stub, in a body that goes on well past it: the server answers at
+    // the byte past the stub and closes the connection, so the client may see the 400 or
+    // a reset while it still writes.
+    {
+        let body = doc(&vec![9u8; 1 << 20], true);
+        let head = head_of(body.len());
+        let answer = tokio::task::spawn_blocking(move || raw(addr, &head, &body))
+            .await
+            .unwrap();
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+            "{answer}"
+        );
+    }
+    let bodies: Vec<(Vec<u8>, &str)> = vec![
+        // Longer than its stub.
+        (doc(&[7u8; 100], true), "HTTP/1.1 400"),
+        // Shorter.
+        (doc(b"12345", true), "HTTP/1.1 400"),
+        // No closing boundary: the body ends.
+        (doc(b"0123456789", false), "HTTP/1.1 400"),
+    ];
+    for (body, want) in bodies {
+        let head = head_of(body.len());
+        let answer = tokio::task::spawn_blocking(move || raw(addr, &head, &body))
+            .await
+            .unwrap();
+        assert!(answer.starts_with(want), "{want}: {answer}");
+    }
+    // No closing boundary, and the connection stays open: the body stalls.
+    let body = doc(b"0123456789", false);
+    let head = head_of(body.len() + 100);
+    let answer = tokio::task::spawn_blocking(move || raw(addr, &head, &body))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    let (s, _) = serve.call(Method::GET, "/st/x", None).await;
+    assert_eq!(s, 404);
+    nothing_stored(&db);
+    // The right body is written.
+    let body = doc(b"0123456789", true);
+    let head = head_of(body.len());
+    let answer = tokio::task::spawn_blocking(move || raw(addr, &head, &body))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let got = serve.req(Method::GET, "/st/x/a.bin").send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap(), &b"0123456789"[..]);
+}
