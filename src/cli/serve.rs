@@ -29,9 +29,13 @@ pub(crate) struct Serve {
     /// credentials (CouchDB's `[cors] credentials`; off by default).
     #[arg(long, requires = "cors")]
     cors_credentials: bool,
-    /// The largest request body accepted, in bytes.
+    /// The largest request body accepted, in bytes (attachments excepted).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_body: usize,
+    /// The largest attachment accepted, in bytes (CouchDB's `[couchdb]
+    /// max_attachment_size`); attachments are streamed, so this bounds disk, not memory.
+    #[arg(long, default_value_t = 1 << 30)]
+    max_attachment_size: u64,
     /// Slow and idle clients, and the connection cap.
     #[command(flatten)]
     edge: EdgeFlags,
@@ -208,6 +212,7 @@ pub(crate) async fn serve(args: Serve) -> anyhow::Result<Outcome> {
         cors,
         cors_credentials,
         max_body,
+        max_attachment_size,
         edge,
         users,
         js,
@@ -234,6 +239,7 @@ pub(crate) async fn serve(args: Serve) -> anyhow::Result<Outcome> {
         cors,
         limits: edge.apply(RequestLimits {
             max_body,
+            max_attachment_size,
             ..Default::default()
         }),
         advertise: true,
