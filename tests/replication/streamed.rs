@@ -1,8 +1,9 @@
 //! Attachments streamed by the replicator (part of `tests/replication.rs`): a 50 MB
 //! attachment pushed by the command as `multipart/related` and pulled back, with the child
-//! process's peak memory measured (`/usr/bin/time -v`) and bounded; a compressible `text/*`
-//! attachment taken local -> server -> fresh local -> a second server database keeps the
-//! server's digest, its body and its `revpos`.
+//! process's peak memory measured (`/usr/bin/time -v`) and bounded, and copied from that
+//! server database to another (streamed through, never whole in memory); a compressible
+//! `text/*` attachment taken local -> server -> fresh local -> a second server database
+//! keeps the server's digest, its body and its `revpos`.
 
 use std::process::Command;
 
@@ -27,9 +28,14 @@ const PUSH_RSS_LIMIT_KIB: u64 = 200 * 1024;
 // store's streamed writes this bound becomes 150 MB.
 const PULL_RSS_LIMIT_KIB: u64 = 400 * 1024;
 
-/// Bytes that do not compress (xorshift), so neither server stores them gzipped.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+/// The same for a copy from one server database to another (`settee replicate URL URL`:
+/// one multipart `_bulk_get` streamed into a `multipart/related` PUT). Below the
+/// attachment's own size, so it is never whole in memory. Measured: 29 MB.
+const COPY_RSS_LIMIT_KIB: u64 = 48 * 1024;
+
+/// Bytes that do not compress (xorshift from `seed`), so no server stores them gzipped.
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x: u64 = (0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0xBF58_476D_1CE4_E5B9)) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x << 13;
@@ -92,7 +98,7 @@ pub(crate) async fn on_server(db: &TestDb, id: &str, name: &str) -> (Value, Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mb_attachment_pushes_and_pulls_with_the_command_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let data = noise(LARGE);
+    let data = noise(LARGE, 0);
     let digest = {
         let db = local(&dir, "src");
         db.put(json!({"_id": "big", "title": "a recording"}))
@@ -129,6 +135,18 @@ async fn a_50_mb_attachment_pushes_and_pulls_with_the_command_in_bounded_memory(
     );
     drop(bytes);
 
+    // Server to server: read through one multipart `_bulk_get`, written as
+    // `multipart/related`, never whole in the command's memory.
+    let copy = TestDb::named("bigcopy");
+    let copy_kib = replicate_measured(&url, &copy.url_with_user());
+    eprintln!("server-to-server copy of {LARGE} bytes: peak RSS {copy_kib} KiB");
+    let (copied_stub, copied) = on_server(&copy, "big", "a.bin").await;
+    for k in ["digest", "length", "revpos", "content_type"] {
+        assert_eq!(copied_stub[k], stub[k], "{k}: {copied_stub} {stub}");
+    }
+    assert!(copied == data, "the copy's bytes differ from the source's");
+    drop(copied);
+
     let pull_kib = replicate_measured(&url, dir.path().join("dst").to_str().unwrap());
     eprintln!("pull of {LARGE} bytes: peak RSS {pull_kib} KiB");
     let pulled = local(&dir, "dst");
@@ -144,6 +162,10 @@ async fn a_50_mb_attachment_pushes_and_pulls_with_the_command_in_bounded_memory(
     assert!(
         push_kib < PUSH_RSS_LIMIT_KIB,
         "push peak RSS {push_kib} KiB"
+    );
+    assert!(
+        copy_kib < COPY_RSS_LIMIT_KIB,
+        "server-to-server peak RSS {copy_kib} KiB"
     );
     assert!(
         pull_kib < PULL_RSS_LIMIT_KIB,

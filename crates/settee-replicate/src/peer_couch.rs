@@ -344,12 +344,19 @@ async fn fetch_from(
     max_bytes: u64,
     streamed: bool,
 ) -> Result<Vec<Fetched>> {
+    // Streamed, the answer must hold stubs only: CouchDB sends the data of every attachment
+    // newer than `atts_since` inline whether or not `attachments` is asked for, so the
+    // request leaves `atts_since` out and `follows` applies it to the stubs here.
     let breqs: Vec<BulkGetRequest> = reqs
         .iter()
         .map(|r| BulkGetRequest {
             id: r.id.clone(),
             rev: Some(r.rev.clone()),
-            atts_since: r.atts_since.clone(),
+            atts_since: if streamed {
+                Vec::new()
+            } else {
+                r.atts_since.clone()
+            },
         })
         .collect();
     let opts = BulkGetOptions {
