@@ -59,6 +59,15 @@ async fn issue_23_server_to_server_keeps_attachment_stubs_and_bytes() {
             "revpos",
             "content_type",
         ] {
+            // pouchdb-server gives an attachment written with data the position of the
+            // revision carrying it (settee_testkit::leaves::Compare), so `revpos` only on
+            // Apache CouchDB.
+            if k == "revpos"
+                && settee_testkit::leaves::ServerKind::from_env()
+                    != settee_testkit::leaves::ServerKind::CouchDb
+            {
+                continue;
+            }
             assert_eq!(
                 a_stub.get(k),
                 b_stub.get(k),
