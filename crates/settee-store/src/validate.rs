@@ -46,7 +46,17 @@ pub(crate) enum AttIn {
     Staged {
         content_type: String,
         digest: String,
+        /// Its blob, and how the staged bytes are encoded.
         head: crate::keys::AttHead,
+        /// The attachment's length once decoded.
+        decoded_length: u64,
+        revpos: Option<u64>,
+    },
+    /// `follows`: the bytes come apart from the JSON (CouchDB's multipart form). Only
+    /// [`crate::Database::bulk_doc_staged_from`] gives them (staged); any other write
+    /// refuses it.
+    Follows {
+        content_type: Option<String>,
         revpos: Option<u64>,
     },
     /// A stub: the attachment is already stored (on the parent revision, or by digest).
@@ -54,6 +64,10 @@ pub(crate) enum AttIn {
         content_type: Option<String>,
         digest: Option<String>,
         revpos: Option<u64>,
+        /// What the stub says of the bytes (`att_encoding_info`): the decoded length, and
+        /// the encoding with the encoded length when they are encoded.
+        length: Option<u64>,
+        encoding: Option<(crate::keys::AttEncoding, Option<u64>)>,
     },
 }
 
@@ -328,12 +342,19 @@ fn parse_attachments(value: Value) -> Result<Vec<(String, AttIn)>> {
         let revpos = att.get("revpos").and_then(Value::as_u64);
         if att.get("stub").and_then(Value::as_bool) == Some(true) {
             let digest = att.get("digest").and_then(Value::as_str).map(str::to_owned);
+            let encoding = att
+                .get("encoding")
+                .and_then(Value::as_str)
+                .and_then(|e| e.parse().ok())
+                .map(|e| (e, att.get("encoded_length").and_then(Value::as_u64)));
             out.push((
                 name,
                 AttIn::Stub {
                     content_type,
                     digest,
                     revpos,
+                    length: att.get("length").and_then(Value::as_u64),
+                    encoding,
                 },
             ));
         } else if let Some(data) = att.get("data") {
@@ -353,10 +374,14 @@ fn parse_attachments(value: Value) -> Result<Vec<(String, AttIn)>> {
                     revpos,
                 },
             ));
-        } else if att.get("follows").is_some() {
-            return Err(Error::bad_request(format!(
-                "attachment {name:?}: `follows` (multipart) is not supported; send data inline"
-            )));
+        } else if att.get("follows").and_then(Value::as_bool) == Some(true) {
+            out.push((
+                name,
+                AttIn::Follows {
+                    content_type,
+                    revpos,
+                },
+            ));
         } else {
             return Err(Error::bad_request(format!(
                 "attachment {name:?} has neither data nor stub"

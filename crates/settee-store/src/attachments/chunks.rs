@@ -26,11 +26,19 @@ pub(crate) enum Stored {
 }
 
 impl Stored {
-    /// The attachment's length in bytes.
+    /// The stored length in bytes.
     pub(crate) fn length(&self) -> u64 {
         match self {
             Stored::Chunked(head) => head.length,
             Stored::Whole(v) => v.len() as u64,
+        }
+    }
+
+    /// How the bytes were stored (formats 1-6 kept every attachment as given).
+    pub(crate) fn encoding(&self) -> keys::AttEncoding {
+        match self {
+            Stored::Chunked(head) => head.encoding,
+            Stored::Whole(_) => keys::AttEncoding::Identity,
         }
     }
 }
