@@ -4,7 +4,7 @@
 
 use serde_json::value::to_raw_value;
 use settee_revtree::Rev;
-use settee_store::{BulkGetDoc, BulkGetOptions, BulkGetRequest, Database};
+use settee_store::{BulkGetDoc, BulkGetRequest, Database, GetOptions};
 
 use crate::blocking::blocking;
 use crate::peer::{DocFailure, FetchRequest, Fetched, Peer};
@@ -29,10 +29,14 @@ pub(crate) async fn fetch_from(
             atts_since: r.atts_since,
         })
         .collect();
-    let opts = BulkGetOptions {
+    // With the encoding of encoded attachments, always: a `follows` stub then says the
+    // bytes `streamed::store_attachment_body` sends are encoded.
+    let opts = GetOptions {
         revs: true,
         latest: true,
         attachments: !streamed,
+        att_encoding_info: true,
+        ..Default::default()
     };
     // Serialized on the blocking thread too: the documents travel as JSON text. Read a
     // few requests at a time, so that a fetch over `max_bytes` stops soon after it is.
@@ -40,7 +44,7 @@ pub(crate) async fn fetch_from(
         let mut out = Vec::with_capacity(reqs.len());
         let mut bytes = 0u64;
         for part in reqs.chunks(FETCH_PART) {
-            let results = db.bulk_get(part, &opts)?;
+            let results = db.bulk_get_with(part, &opts)?;
             for (req, r) in part.iter().zip(results) {
                 if r.docs.is_empty() {
                     out.push(Fetched::Failed(DocFailure {
