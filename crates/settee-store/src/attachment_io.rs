@@ -41,6 +41,7 @@ impl Database {
             content_type: content_type.to_owned(),
             data,
             revpos: None,
+            encoded: None,
         };
         self.put_one_attachment(id, rev, name, att)
     }

@@ -246,3 +246,55 @@ fn a_replicated_revision_takes_staged_attachments_for_its_follows_entries() {
     let report = db.verify().unwrap();
     assert_eq!((report.attachments, report.staged_attachments), (2, 0));
 }
+
+#[test]
+fn inline_data_is_decoded_unless_it_is_the_encoded_bytes_by_their_digest() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (_dir, db) = open();
+    let data = text(20_000);
+    let gz = gzip(&data);
+    let digest = attachment_digest(&gz);
+    let att = |bytes: &[u8]| {
+        json!({"content_type": "text/plain", "digest": digest, "revpos": 1,
+            "length": data.len(), "encoding": "gzip", "encoded_length": gz.len(),
+            "data": b64(bytes)})
+    };
+    // CouchDB's inline form: decoded data, the encoding only information.
+    // The store's replication form: the gzip bytes, named by their digest.
+    let res = db
+        .bulk_docs(
+            vec![
+                json!({"_id": "couch", "_rev": "1-a", "_attachments": {"t": att(&data)}}),
+                json!({"_id": "store", "_rev": "1-a", "_attachments": {"t": att(&gz)}}),
+            ],
+            false,
+        )
+        .unwrap();
+    assert!(res.iter().all(|r| r.error.is_none()), "{res:?}");
+    let info = GetOptions {
+        att_encoding_info: true,
+        ..Default::default()
+    };
+    let couch = db.get("couch", &info).unwrap()["_attachments"]["t"].clone();
+    assert_eq!(couch.get("encoding"), None, "{couch}");
+    assert_eq!(couch["digest"], attachment_digest(&data));
+    let store = db.get("store", &info).unwrap()["_attachments"]["t"].clone();
+    assert_eq!(
+        (&store["digest"], &store["encoding"], &store["length"]),
+        (&json!(digest), &json!("gzip"), &json!(data.len()))
+    );
+    for id in ["couch", "store"] {
+        assert!(db.attachment(id, None, "t").unwrap().data == data, "{id}");
+    }
+    // The encoded form with another decoded length is refused.
+    let mut bad = att(&gz);
+    bad["length"] = json!(5);
+    let res = db
+        .bulk_docs(
+            vec![json!({"_id": "bad", "_rev": "1-a", "_attachments": {"t": bad}})],
+            false,
+        )
+        .unwrap();
+    assert_eq!(res[0].error.as_deref(), Some("bad_request"), "{res:?}");
+}

@@ -131,6 +131,7 @@ pub(crate) fn write_whole(
     batch: &mut sled::Batch,
     digest: &str,
     data: &[u8],
+    encoding: keys::AttEncoding,
 ) -> Result<AttHead> {
     let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
     let mut chunks: u32 = 0;
@@ -143,7 +144,7 @@ pub(crate) fn write_whole(
     let head = AttHead {
         length: data.len() as u64,
         chunks,
-        encoding: keys::AttEncoding::Identity,
+        encoding,
         blob,
     };
     batch.insert(keys::att_head_key(digest), &head.encode()[..]);

@@ -202,14 +202,18 @@ impl<'a> BatchState<'a> {
         Ok(chunks::lookup(self.inner, digest)?.map(|s| (s.length(), s.encoding())))
     }
 
-    /// Stores an inline attachment's bytes (chunked) unless its digest is stored already.
-    pub(super) fn store_att(&mut self, digest: &str, data: &[u8]) -> Result<()> {
+    /// Stores an inline attachment's bytes (chunked, as `encoding`) unless its digest is
+    /// stored already.
+    pub(super) fn store_att(
+        &mut self,
+        digest: &str,
+        data: &[u8],
+        encoding: AttEncoding,
+    ) -> Result<()> {
         if !self.atts.contains_key(digest) && !chunks::is_stored(self.inner, digest)? {
-            chunks::write_whole(self.inner, &mut self.batch, digest, data)?;
-            self.atts.insert(
-                digest.to_owned(),
-                (data.len() as u64, AttEncoding::Identity),
-            );
+            chunks::write_whole(self.inner, &mut self.batch, digest, data, encoding)?;
+            self.atts
+                .insert(digest.to_owned(), (data.len() as u64, encoding));
         }
         Ok(())
     }

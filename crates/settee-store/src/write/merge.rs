@@ -69,7 +69,7 @@ pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> R
     };
     let mut att_meta = Map::new();
     let mut digests: Vec<(String, String)> = Vec::new();
-    let mut new_atts: Vec<(String, &[u8])> = Vec::new();
+    let mut new_atts: Vec<(String, &[u8], AttEncoding)> = Vec::new();
     let mut staged: Vec<(&str, &AttHead)> = Vec::new();
     for (name, att) in &doc.attachments {
         let meta = match att {
@@ -91,18 +91,21 @@ pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> R
                 )
             }
             AttIn::Data {
-                content_type, data, ..
+                content_type,
+                data,
+                encoded,
+                ..
             } => {
                 let digest = attachment_digest(data);
-                new_atts.push((digest.clone(), data));
-                let len = data.len() as u64;
+                let (encoding, length) = inline_encoding(data, *encoded);
+                new_atts.push((digest.clone(), data, encoding));
                 AttMeta::of_stored(
                     content_type.clone(),
                     digest,
                     pos,
-                    len,
-                    len,
-                    AttEncoding::Identity,
+                    length,
+                    data.len() as u64,
+                    encoding,
                 )
             }
             AttIn::Follows { .. } => return Err(follows_unsupported(name)),
@@ -132,8 +135,8 @@ pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> R
         return Err(conflict());
     }
     // Every check passed: only now does anything go into the batch.
-    for (digest, data) in new_atts {
-        st.store_att(&digest, data)?;
+    for (digest, data, encoding) in new_atts {
+        st.store_att(&digest, data, encoding)?;
     }
     for (digest, head) in staged {
         st.commit_staged(digest, head)?;
@@ -172,7 +175,7 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
         return Ok(leaf);
     }
     let mut att_meta = Map::new();
-    let mut new_atts: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut new_atts: Vec<(String, Vec<u8>, AttEncoding, u64)> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     // The attachments of the nearest stored ancestor, read when a stub first needs them.
     let mut ancestor_atts: Option<Vec<(String, AttMeta)>> = None;
@@ -200,19 +203,20 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
                 content_type,
                 data,
                 revpos,
+                encoded,
             } => {
                 let digest = attachment_digest(data);
+                let (encoding, length) = inline_encoding(data, *encoded);
                 if seen.insert(digest.clone()) {
-                    new_atts.push((digest.clone(), data.clone()));
+                    new_atts.push((digest.clone(), data.clone(), encoding, length));
                 }
-                let len = data.len() as u64;
                 AttMeta::of_stored(
                     content_type.clone(),
                     digest,
                     revpos.unwrap_or(leaf.pos()),
-                    len,
-                    len,
-                    AttEncoding::Identity,
+                    length,
+                    data.len() as u64,
+                    encoding,
                 )
             }
             AttIn::Follows { .. } => return Err(follows_unsupported(name)),
@@ -225,10 +229,9 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
             } => {
                 // (stored length, encoding, decoded length when known) of the digest.
                 let stored = match digest {
-                    Some(d) => match new_atts.iter().find(|(nd, _)| nd == d) {
-                        Some((_, data)) => {
-                            let len = data.len() as u64;
-                            Some((len, AttEncoding::Identity, Some(len)))
+                    Some(d) => match new_atts.iter().find(|(nd, ..)| nd == d) {
+                        Some((_, data, encoding, length)) => {
+                            Some((data.len() as u64, *encoding, Some(*length)))
                         }
                         None => match staged.iter().find(|(sd, _, _)| sd == d) {
                             Some((_, head, decoded)) => {
@@ -281,8 +284,8 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
         att_meta.insert(name.clone(), meta.to_value());
     }
     // Every check passed: only now does anything go into the batch.
-    for (digest, data) in &new_atts {
-        st.store_att(digest, data)?;
+    for (digest, data, encoding, _) in &new_atts {
+        st.store_att(digest, data, *encoding)?;
     }
     for (digest, head, _) in staged {
         st.commit_staged(digest, head)?;
@@ -303,6 +306,12 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
         Edit::Replicated { leaf: &leaf },
     )?;
     Ok(leaf)
+}
+
+/// How inline `data` is stored: `(encoding, decoded length)`, identity unless it came
+/// encoded (`validate::encoded_inline`, which checked it).
+fn inline_encoding(data: &[u8], encoded: Option<(AttEncoding, u64)>) -> (AttEncoding, u64) {
+    encoded.unwrap_or((AttEncoding::Identity, data.len() as u64))
 }
 
 /// An attachment whose bytes were to follow, given where none do.
