@@ -491,12 +491,19 @@ async fn encoded_as_server_keeps(
     let keeps = match known {
         Some(yes) => yes,
         None => {
-            let info = db.client().server_info().await.map_err(Error::Couch)?;
-            let pouchdb = info
-                .vendor
-                .as_ref()
-                .is_some_and(|v| v.to_string().contains("PouchDB"));
-            let yes = info.couchdb.as_deref() == Some("Welcome") && !pouchdb;
+            // A server that refuses `GET /` to this user gets decoded bytes: right for any
+            // server, only the digest is then the server's own.
+            let yes = match db.client().server_info().await {
+                Ok(info) => {
+                    let pouchdb = info
+                        .vendor
+                        .as_ref()
+                        .is_some_and(|v| v.to_string().contains("PouchDB"));
+                    info.couchdb.as_deref() == Some("Welcome") && !pouchdb
+                }
+                Err(e) if is_transient(&e) => return Err(Error::Couch(e)),
+                Err(_) => false,
+            };
             if let Ok(mut k) = KEEPS_ENCODINGS.lock() {
                 k.push((key, yes));
             }
