@@ -238,18 +238,24 @@ async fn a_text_attachment_keeps_the_servers_digest_body_and_revpos_across_two_s
         let att = l.store().unwrap().attachment("t", None, "n.txt").unwrap();
         assert_eq!(att.data, text.as_bytes());
     }
-    // FIXME(#23): the store keeps an encoded attachment as it is given
-    // (`an_encoded_attachment_is_pushed_as_the_server_keeps_it`), but the pull reads
-    // CouchDB's attachments decoded (a GET each) until it reads them from multipart answers
-    // with their encoding, so the pulled copy's digest is that of the decoded bytes, not the
-    // server's. pouchdb-server encodes nothing: there the digests agree.
-    let l2_doc = l2.store().unwrap().get("t", &Default::default()).unwrap();
-    let pulled = &l2_doc["_attachments"]["n.txt"]["digest"];
-    if settee_testkit::leaves::ServerKind::from_env() == settee_testkit::leaves::ServerKind::CouchDb
-    {
-        assert_ne!(*pulled, a_stub["digest"]);
-    } else {
-        assert_eq!(*pulled, a_stub["digest"]);
+    // The pulled copy is the server's, exactly: from Apache CouchDB the multipart pull keeps
+    // the gzipped bytes with their encoding, so the store names the attachment by the
+    // server's digest and says what it is (pouchdb-server encodes nothing: no encoding).
+    let l2_doc = l2
+        .store()
+        .unwrap()
+        .get(
+            "t",
+            &settee_store::GetOptions {
+                att_encoding_info: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let pulled = &l2_doc["_attachments"]["n.txt"];
+    for k in ["digest", "length", "encoding", "encoded_length"] {
+        assert_eq!(pulled.get(k), a_stub.get(k), "{k}: {pulled} {a_stub}");
+        assert_eq!(b_stub.get(k), a_stub.get(k), "{k}: {b_stub} {a_stub}");
     }
 }
 
