@@ -133,6 +133,17 @@ impl Peer for AnyPeer {
         both!(self, p => Peer::attachment_body(p, id, rev, name).await)
     }
 
+    async fn pull_streamed(
+        &self,
+        reqs: Vec<FetchRequest>,
+    ) -> Result<Option<settee_couch::MultipartDocs>> {
+        both!(self, p => Peer::pull_streamed(p, reqs).await)
+    }
+
+    fn pulls_streamed(&self) -> bool {
+        both!(self, p => Peer::pulls_streamed(p))
+    }
+
     fn takes_streamed(&self) -> bool {
         both!(self, p => Peer::takes_streamed(p))
     }

@@ -295,6 +295,7 @@ impl Peer for RemoteDb {
             .unwrap_or_default()
             .to_owned();
         let rev = value.get("_rev").and_then(Value::as_str).map(str::to_owned);
+        let attachments = encoded_as_server_keeps(self, attachments).await?;
         // One document per request, as CouchDB's replicator sends a revision with
         // attachments: its refusal is this document's, like a `_bulk_docs` result.
         match RemoteDb::put_multipart(self, &id, &value, attachments, false).await {
@@ -344,12 +345,19 @@ async fn fetch_from(
     max_bytes: u64,
     streamed: bool,
 ) -> Result<Vec<Fetched>> {
+    // Streamed, the answer must hold stubs only: CouchDB sends the data of every attachment
+    // newer than `atts_since` inline whether or not `attachments` is asked for, so the
+    // request leaves `atts_since` out and `follows` applies it to the stubs here.
     let breqs: Vec<BulkGetRequest> = reqs
         .iter()
         .map(|r| BulkGetRequest {
             id: r.id.clone(),
             rev: Some(r.rev.clone()),
-            atts_since: r.atts_since.clone(),
+            atts_since: if streamed {
+                Vec::new()
+            } else {
+                r.atts_since.clone()
+            },
         })
         .collect();
     let opts = BulkGetOptions {
@@ -490,6 +498,57 @@ async fn read_changes(
         pending: resp.pending,
     };
     Ok((batch, docs))
+}
+
+/// What each server (by URL) answered about keeping attachments encoded, learned once per
+/// process.
+static KEEPS_ENCODINGS: std::sync::Mutex<Vec<(String, bool)>> = std::sync::Mutex::new(Vec::new());
+
+/// Encoded uploads (a store's gzipped text, CouchDB's digest) as the server takes them:
+/// as they are for a server that keeps them so, Apache CouchDB and `settee serve` (`GET /`
+/// says `"couchdb": "Welcome"`; the digest and `encoded_length` then stay the source's);
+/// decoded ([`crate::streamed::decoded`], no digest) for one that does not, pouchdb-server
+/// (`"express-pouchdb": "Welcome!"`, vendor PouchDB), which would keep the gzip bytes as
+/// the attachment. Asks `GET /` once per server, and only when an upload is encoded.
+async fn encoded_as_server_keeps(
+    db: &RemoteDb,
+    uploads: Vec<settee_couch::AttachmentUpload>,
+) -> Result<Vec<settee_couch::AttachmentUpload>> {
+    if uploads.iter().all(|u| u.encoding.is_none()) {
+        return Ok(uploads);
+    }
+    let key = db.client().url().to_string();
+    let known = KEEPS_ENCODINGS
+        .lock()
+        .ok()
+        .and_then(|k| k.iter().find(|(url, _)| *url == key).map(|(_, yes)| *yes));
+    let keeps = match known {
+        Some(yes) => yes,
+        None => {
+            // A server that refuses `GET /` to this user gets decoded bytes: right for any
+            // server, only the digest is then the server's own.
+            let yes = match db.client().server_info().await {
+                Ok(info) => {
+                    let pouchdb = info
+                        .vendor
+                        .as_ref()
+                        .is_some_and(|v| v.to_string().contains("PouchDB"));
+                    info.couchdb.as_deref() == Some("Welcome") && !pouchdb
+                }
+                Err(e) if is_transient(&e) => return Err(Error::Couch(e)),
+                Err(_) => false,
+            };
+            if let Ok(mut k) = KEEPS_ENCODINGS.lock() {
+                k.push((key, yes));
+            }
+            yes
+        }
+    };
+    Ok(if keeps {
+        uploads
+    } else {
+        uploads.into_iter().map(crate::streamed::decoded).collect()
+    })
 }
 
 /// What each server (by URL) answered about `filter=_selector`, learned once per process.

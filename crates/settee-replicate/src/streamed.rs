@@ -5,18 +5,18 @@
 //! decision; the wire format is `settee-couch`'s.
 //!
 //! [`store_attachment_body`] and [`store_write`] are the one place that moves attachment
-//! bytes out of and into a local store for this: today's store reads an attachment whole
-//! (cut into parts here) and takes a replicated revision's attachments only inline, so
-//! `store_write` collects each attachment as it arrives and writes the revision with them;
-//! a store with streamed reads and writes replaces those two bodies alone.
+//! bytes out of and into a local store for this, a chunk at a time both ways, and as the
+//! store keeps them: an encoded attachment (CouchDB's gzipped text) leaves encoded, its
+//! `follows` stub saying so (the store's fetch asks `att_encoding_info`), and arrives
+//! staged encoded, so its digest stays CouchDB's. Whether a remote target takes encoded
+//! bytes is `peer_couch.rs`'s decision; [`decoded`] is what it sends one that does not.
 
 use bytes::Bytes;
-use futures::StreamExt as _;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use settee_couch::{AttachmentBody, AttachmentUpload};
+use settee_couch::{AttachmentBody, AttachmentEncoding, AttachmentUpload};
 use settee_revtree::Rev;
-use settee_store::Database;
+use settee_store::{Database, Encoding, StagedAttachment};
 
 use crate::blocking::blocking;
 use crate::budget::ByteBudget;
@@ -73,7 +73,30 @@ pub(crate) fn has_follows(doc: &RawValue) -> bool {
 struct Follows {
     name: String,
     content_type: String,
+    /// The number of bytes the source gives: the encoded length when `encoding` is set.
     length: u64,
+    /// Set when the stub says the source keeps the attachment encoded
+    /// (`att_encoding_info`): the source's [`Peer::attachment_body`] then gives the encoded
+    /// bytes, as a store's does ([`store_attachment_body`]). A source whose reads decode
+    /// must not say so in its `follows` stubs.
+    encoding: Option<AttachmentEncoding>,
+}
+
+/// The encoding a stub reports (`encoding`, `encoded_length`, `length`, `digest`), with the
+/// encoded length; `None` for an attachment kept as it is, or a stub that does not say all.
+fn encoding_of(stub: &Value) -> Option<(AttachmentEncoding, u64)> {
+    let encoding = stub.get("encoding")?.as_str()?;
+    if encoding == "identity" {
+        return None;
+    }
+    Some((
+        AttachmentEncoding {
+            encoding: encoding.to_owned(),
+            length: stub.get("length")?.as_u64()?,
+            digest: stub.get("digest")?.as_str()?.to_owned(),
+        },
+        stub.get("encoded_length")?.as_u64()?,
+    ))
 }
 
 fn follows_of(doc: &Value) -> Vec<Follows> {
@@ -83,6 +106,10 @@ fn follows_of(doc: &Value) -> Vec<Follows> {
     atts.iter()
         .filter(|(_, s)| s.get("follows").and_then(Value::as_bool) == Some(true))
         .filter_map(|(name, s)| {
+            let (encoding, length) = match encoding_of(s) {
+                Some((e, encoded_length)) => (Some(e), encoded_length),
+                None => (None, s.get("length")?.as_u64()?),
+            };
             Some(Follows {
                 name: name.clone(),
                 content_type: s
@@ -90,7 +117,8 @@ fn follows_of(doc: &Value) -> Vec<Follows> {
                     .and_then(Value::as_str)
                     .unwrap_or("application/octet-stream")
                     .to_owned(),
-                length: s.get("length")?.as_u64()?,
+                length,
+                encoding,
             })
         })
         .collect()
@@ -145,7 +173,7 @@ pub(crate) async fn write_one<S: Peer, T: Peer>(
             content_type: f.content_type,
             length: f.length,
             body,
-            encoding: None,
+            encoding: f.encoding,
         });
     }
     tracing::trace!(%id, %rev, attachments = uploads.len(), bytes = total, "writing a revision with streamed attachments");
@@ -258,7 +286,9 @@ fn request_of(doc: &RawValue) -> Option<FetchRequest> {
     })
 }
 
-/// The bytes of attachment `name` of `id` at `rev` in a local store, as a stream of parts.
+/// The bytes of attachment `name` of `id` at `rev` in a local store, as a stream of parts,
+/// as the store keeps them: encoded for an encoded attachment, as its `follows` stub from
+/// the store's fetch says (`store_fetch.rs` always asks `att_encoding_info`).
 ///
 /// # Errors
 /// The store's (`not_found` when the revision or attachment is gone).
@@ -269,8 +299,28 @@ pub(crate) async fn store_attachment_body(
     name: &str,
 ) -> Result<AttachmentBody> {
     let (id, rev, name) = (id.to_owned(), rev.clone(), name.to_owned());
-    let reader = blocking(db, move |db| db.attachment_reader(&id, Some(&rev), &name)).await?;
+    let reader = blocking(db, move |db| {
+        db.attachment_reader_raw(&id, Some(&rev), &name)
+    })
+    .await?;
     Ok(chunk_stream(reader))
+}
+
+/// `upload` with its bytes decoded, for a target that does not keep encodings: gunzipped
+/// as they stream (inflate's state and a buffer in memory), its length the decoded one, no
+/// digest (the target computes its own). An upload that is not encoded is returned as is.
+pub(crate) fn decoded(upload: AttachmentUpload) -> AttachmentUpload {
+    let Some(e) = upload.encoding else {
+        return upload;
+    };
+    let reader = tokio::io::BufReader::new(tokio_util::io::StreamReader::new(upload.body));
+    let gunzip = async_compression::tokio::bufread::GzipDecoder::new(reader);
+    AttachmentUpload::new(
+        upload.name,
+        upload.content_type,
+        e.length,
+        Box::pin(tokio_util::io::ReaderStream::new(gunzip)),
+    )
 }
 
 /// A store's attachment reader as a stream of its chunks, each read on the blocking pool:
@@ -293,12 +343,11 @@ pub fn chunk_stream(reader: settee_store::AttachmentReader) -> AttachmentBody {
 }
 
 /// Writes `doc` (a replicated revision with `follows` stubs) to a local store with the
-/// bytes of `attachments`, as [`Peer::write_streamed`] does for a store. Today's store takes
-/// a replicated revision's attachments only inline, so each attachment is base64-encoded as
-/// its parts arrive, straight into the document's JSON text (never whole as bytes too), its
-/// length checked against the stub's, and the revision written with them
-/// (`Database::bulk_docs_json_from`, recording `origin`). A length that does not match is
-/// the document's failure.
+/// bytes of `attachments`, as [`Peer::write_streamed`] does for a store: each attachment is
+/// staged into the store as its parts arrive ([`stage_upload`]: one chunk of it in memory,
+/// never base64), encoded ones as they are, then the revision is written with them in one
+/// call (`Database::bulk_doc_staged_from`, recording `origin`). A length, digest or
+/// encoding that does not check is the document's failure, and what was staged is removed.
 ///
 /// # Errors
 /// [`Error::AttachmentInterrupted`] when an attachment's stream fails (transient); the
@@ -309,136 +358,90 @@ pub(crate) async fn store_write(
     attachments: Vec<AttachmentUpload>,
     origin: &str,
 ) -> Result<Vec<DocFailure>> {
-    let not_json = |e: serde_json::Error| Error::BadRequest {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "_id", default)]
+        id: String,
+        #[serde(rename = "_rev")]
+        rev: Option<String>,
+    }
+    let head: Head = serde_json::from_str(doc.get()).map_err(|e| Error::BadRequest {
         reason: format!("a fetched document is not JSON: {e}"),
-    };
-    let mut value: Value = serde_json::from_str(doc.get()).map_err(not_json)?;
-    drop(doc);
-    let id = value
-        .get("_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let rev = value.get("_rev").and_then(Value::as_str).map(str::to_owned);
-    let mut stubs = match value.as_object_mut().and_then(|o| o.remove("_attachments")) {
-        Some(Value::Object(stubs)) => stubs,
-        _ => serde_json::Map::new(),
-    };
-    // The text: the document without `_attachments`, then `_attachments` written out here,
-    // each streamed attachment's `data` encoded into it part by part.
-    let head = serde_json::to_string(&value).map_err(not_json)?;
-    drop(value);
-    let total: u64 = attachments
-        .iter()
-        .map(|a| a.length)
-        .fold(0, u64::saturating_add);
-    let mut text = String::with_capacity(
-        head.len() + usize::try_from(total.saturating_mul(4) / 3).unwrap_or(0) + 1024,
-    );
-    text.push_str(head.strip_suffix('}').unwrap_or("{"));
-    if text.len() > 1 {
-        text.push(',');
-    }
-    text.push_str("\"_attachments\":{");
-    let mut first = true;
-    let mut entry = |text: &mut String, name: &str, stub: &Value| -> Result<()> {
-        if !first {
-            text.push(',');
-        }
-        first = false;
-        text.push_str(&serde_json::to_string(name).map_err(not_json)?);
-        text.push(':');
-        text.push_str(&serde_json::to_string(stub).map_err(not_json)?);
-        Ok(())
-    };
-    for mut a in attachments {
-        let Some(Value::Object(mut stub)) = stubs.remove(&a.name) else {
-            continue;
-        };
-        for k in ["follows", "length", "digest", "encoding", "encoded_length"] {
-            // The store computes the digest and length of the bytes it is given.
-            stub.remove(k);
-        }
-        let empty = stub.is_empty();
-        entry(&mut text, &a.name, &Value::Object(stub))?;
-        // The stub's closing brace gives way to `"data":"`, the encoded bytes, `"}`.
-        text.pop();
-        text.push_str(if empty { "\"data\":\"" } else { ",\"data\":\"" });
-        let mut encoded = Base64Appender::new("\"}".into());
-        let mut read = 0u64;
-        while let Some(part) = a.body.next().await {
-            let part = part.map_err(|source| Error::AttachmentInterrupted {
-                what: format!("attachment {} of {id}", a.name),
-                source,
-            })?;
-            read = read.saturating_add(part.len() as u64);
-            // The announced length bounds what is kept: a source that sends more is wrong.
-            if read > a.length {
-                break;
+    })?;
+    let mut staged = Vec::with_capacity(attachments.len());
+    for upload in attachments {
+        let name = upload.name.clone();
+        match stage_upload(db, upload, &head.id).await? {
+            Ok(s) => staged.push((name, s)),
+            Err(reason) => {
+                return Ok(vec![DocFailure {
+                    id: head.id,
+                    rev: head.rev,
+                    error: "bad_request".into(),
+                    reason: format!("attachment {name}: {reason}"),
+                }]);
             }
-            encoded.push(&mut text, &part);
         }
-        if read != a.length {
-            return Ok(vec![DocFailure {
-                id,
-                rev,
-                error: "bad_request".into(),
-                reason: format!(
-                    "attachment {} has {read} bytes or more, its stub says {}",
-                    a.name, a.length
-                ),
-            }]);
-        }
-        encoded.finish(&mut text);
     }
-    // Stubs of attachments the target already holds, as they came.
-    for (name, stub) in &stubs {
-        entry(&mut text, name, stub)?;
-    }
-    text.push_str("}}");
-    let raw = RawValue::from_string(text).map_err(not_json)?;
     let origin = origin.to_owned();
-    let results = blocking(db, move |db| db.bulk_docs_json_from(&[raw], &origin)).await?;
-    Ok(DocFailure::refused(results))
+    let result = blocking(db, move |db| db.bulk_doc_staged_from(&doc, staged, &origin)).await?;
+    Ok(DocFailure::refused(vec![result]))
 }
 
-/// Base64 of a stream of parts, appended to a text as they come: whole groups of three
-/// bytes are encoded at once, the rest carried to the next part.
-struct Base64Appender {
-    carry: Vec<u8>,
-    /// What follows the encoded bytes (`"}`), put back by `finish`.
-    tail: String,
-}
-
-impl Base64Appender {
-    fn new(tail: String) -> Base64Appender {
-        Base64Appender {
-            carry: Vec::with_capacity(3),
-            tail,
+/// Stages one upload into the store as its parts arrive: the stream read through a
+/// synchronous bridge on the blocking pool, so the store takes it a chunk at a time. An
+/// encoded upload is staged encoded (`Database::stage_attachment_encoded`, which checks
+/// its digest and decoded length); either way the bytes must be exactly `length` long.
+/// `Ok(Err(reason))` when the bytes do not check (the document's failure; nothing staged
+/// stays).
+///
+/// # Errors
+/// [`Error::AttachmentInterrupted`] when the stream fails; the store's other errors.
+async fn stage_upload(
+    db: &Database,
+    upload: AttachmentUpload,
+    id: &str,
+) -> Result<std::result::Result<StagedAttachment, String>> {
+    let AttachmentUpload {
+        name,
+        length,
+        body,
+        encoding,
+        ..
+    } = upload;
+    let (kind, decoded_length, digest) = match encoding {
+        None => (Encoding::Identity, length, None),
+        Some(e) => match e.encoding.parse::<Encoding>() {
+            Ok(kind) => (kind, e.length, Some(e.digest)),
+            Err(_) => return Ok(Err(format!("unknown encoding {:?}", e.encoding))),
+        },
+    };
+    let store = db.clone(); // cheap: an Arc-backed handle
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body));
+    // One byte past the announced length is enough to know a source sends too many.
+    let staged = tokio::task::spawn_blocking(move || {
+        let reader = std::io::Read::take(reader, length.saturating_add(1));
+        store.stage_attachment_encoded(reader, kind, decoded_length, digest.as_deref())
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?;
+    match staged {
+        Ok(s) if s.stored_length() == length => Ok(Ok(s)),
+        Ok(s) => Ok(Err(format!(
+            "{} bytes or more arrived, the stub says {length}",
+            s.stored_length()
+        ))),
+        Err(settee_store::Error::AttachmentSource { source }) => {
+            Err(Error::AttachmentInterrupted {
+                what: format!("attachment {name} of {id}"),
+                source,
+            })
         }
-    }
-
-    fn push(&mut self, text: &mut String, mut part: &[u8]) {
-        use base64::Engine as _;
-        if !self.carry.is_empty() {
-            let need = (3 - self.carry.len()).min(part.len());
-            self.carry.extend_from_slice(&part[..need]);
-            part = &part[need..];
-            if self.carry.len() < 3 {
-                return;
-            }
-            base64::engine::general_purpose::STANDARD.encode_string(&self.carry, text);
-            self.carry.clear();
-        }
-        let whole = part.len() - part.len() % 3;
-        base64::engine::general_purpose::STANDARD.encode_string(&part[..whole], text);
-        self.carry.extend_from_slice(&part[whole..]);
-    }
-
-    fn finish(self, text: &mut String) {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode_string(&self.carry, text);
-        text.push_str(&self.tail);
+        Err(e) if e.name() == "bad_request" => Ok(Err(e.to_string())),
+        Err(source) => Err(Error::Store {
+            path: db.path().display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -482,22 +485,6 @@ mod tests {
         }
         let raw = serde_json::value::to_raw_value(&json!({"_id": "x", "note": "follows"})).unwrap();
         assert!(!has_follows(&raw));
-    }
-
-    #[test]
-    fn base64_appended_part_by_part_is_the_whole_base64() {
-        use base64::Engine as _;
-        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 256) as u8).collect();
-        for cut in [1usize, 2, 3, 4, 5, 64, 999] {
-            let mut text = String::from("[");
-            let mut enc = Base64Appender::new("]".into());
-            for part in data.chunks(cut) {
-                enc.push(&mut text, part);
-            }
-            enc.finish(&mut text);
-            let want = base64::engine::general_purpose::STANDARD.encode(&data);
-            assert_eq!(text, format!("[{want}]"), "parts of {cut}");
-        }
     }
 
     #[tokio::test]
@@ -545,6 +532,95 @@ mod tests {
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].error, "bad_request");
         assert!(db.get("e", &Default::default()).is_err());
+    }
+
+    async fn gzip(data: &[u8]) -> Vec<u8> {
+        use tokio::io::AsyncReadExt as _;
+        let mut out = Vec::new();
+        async_compression::tokio::bufread::GzipEncoder::new(data)
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
+        out
+    }
+
+    fn parts(bytes: &[u8]) -> AttachmentBody {
+        let parts: Vec<std::io::Result<Bytes>> = bytes
+            .chunks(4000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        Box::pin(futures::stream::iter(parts))
+    }
+
+    #[tokio::test]
+    async fn an_encoded_upload_is_kept_encoded_and_pushed_encoded_or_decoded() {
+        use futures::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("db")).unwrap();
+        let text = b"a line of text, again and again. ".repeat(30_000);
+        let gz = gzip(&text).await;
+        let digest = settee_store::attachment_digest(&gz);
+        let upload = |digest: &str| AttachmentUpload {
+            name: "t.txt".into(),
+            content_type: "text/plain".into(),
+            length: gz.len() as u64,
+            body: parts(&gz),
+            encoding: Some(AttachmentEncoding {
+                encoding: "gzip".into(),
+                length: text.len() as u64,
+                digest: digest.into(),
+            }),
+        };
+        let doc = |id: &str| {
+            serde_json::value::to_raw_value(&json!({"_id": id, "_rev": "1-a",
+                "_attachments": {"t.txt": {"content_type": "text/plain", "revpos": 1,
+                    "follows": true, "length": text.len(), "encoding": "gzip",
+                    "encoded_length": gz.len(), "digest": digest}}}))
+            .unwrap()
+        };
+        // Another digest than the bytes' is the document's failure; nothing is staged.
+        let refused = store_write(&db, doc("bad"), vec![upload("md5-other")], "r")
+            .await
+            .unwrap();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].reason.contains("digest"), "{refused:?}");
+        assert_eq!(db.verify().unwrap().staged_attachments, 0);
+
+        let refused = store_write(&db, doc("t"), vec![upload(&digest)], "r")
+            .await
+            .unwrap();
+        assert_eq!(refused, vec![]);
+        assert!(db.attachment("t", None, "t.txt").unwrap().data == text);
+
+        // The push: the store's fetch says the encoding, the body gives the gzip bytes.
+        let req = crate::peer::FetchRequest {
+            id: "t".into(),
+            rev: "1-a".parse().unwrap(),
+            atts_since: Vec::new(),
+        };
+        let fetched = crate::store_fetch::fetch_from(&db, vec![req], u64::MAX, true)
+            .await
+            .unwrap();
+        let crate::peer::Fetched::Doc(raw) = &fetched[0] else {
+            panic!("{fetched:?}");
+        };
+        let value: Value = serde_json::from_str(raw.get()).unwrap();
+        let follows = follows_of(&value);
+        assert_eq!(follows[0].length, gz.len() as u64);
+        assert_eq!(follows[0].encoding.as_ref().unwrap().digest, digest);
+        let body = store_attachment_body(&db, "t", &"1-a".parse().unwrap(), "t.txt")
+            .await
+            .unwrap();
+        let raw: Vec<Bytes> = body.try_collect().await.unwrap();
+        assert!(raw.concat() == gz, "the stored gzip bytes");
+        // For a target that keeps no encoding: decoded as it streams.
+        let plain = decoded(upload(&digest));
+        assert_eq!(
+            (plain.length, plain.encoding.is_none()),
+            (text.len() as u64, true)
+        );
+        let bytes: Vec<Bytes> = plain.body.try_collect().await.unwrap();
+        assert!(bytes.concat() == text, "decoded bytes");
     }
 
     #[tokio::test]

@@ -41,6 +41,7 @@ impl Database {
             content_type: content_type.to_owned(),
             data,
             revpos: None,
+            encoded: None,
         };
         self.put_one_attachment(id, rev, name, att)
     }
@@ -97,12 +98,88 @@ impl Database {
             content_type: content_type.to_owned(),
             digest: staged.digest().to_owned(),
             head: staged.head,
+            decoded_length: staged.decoded_length,
             revpos: None,
         };
         let written = self.put_one_attachment(id, rev, name, att)?;
         // The batch that wrote the revision committed the blob (or removed it).
         staged.disarm();
         Ok(written)
+    }
+
+    /// Writes a replicated revision (`new_edits=false`, as
+    /// [`Database::bulk_docs_json_from`], recording `origin`) whose attachments marked
+    /// `follows` are given staged: the bytes a replicator read from a multipart answer and
+    /// staged as they came ([`Database::stage_attachment`],
+    /// [`Database::stage_attachment_encoded`]), never as base64. Each `follows` entry takes
+    /// the staged attachment of its name (its `content_type` and `revpos` from the entry,
+    /// its digest, length and encoding from what was staged); the revision and the staged
+    /// bytes become visible together. Staged attachments the document does not name, and
+    /// all of them when the document is refused, are removed.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let doc = serde_json::value::to_raw_value(&serde_json::json!({"_id": "n",
+    ///     "_rev": "1-a", "_attachments": {"a.txt": {"content_type": "text/plain",
+    ///     "revpos": 1, "follows": true}}}))?;
+    /// let staged = db.stage_attachment(&b"hello"[..])?;
+    /// let r = db.bulk_doc_staged_from(&doc, vec![("a.txt".into(), staged)], "remote")?;
+    /// assert_eq!(r.rev.unwrap().to_string(), "1-a");
+    /// assert_eq!(db.attachment("n", None, "a.txt")?.data, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The document's refusal is its [`DocResult`]'s error (a `follows` entry without a
+    /// staged attachment is `bad_request`); [`Error::Storage`] / [`Error::DiskFull`] when
+    /// the store fails.
+    pub fn bulk_doc_staged_from(
+        &self,
+        doc: &serde_json::value::RawValue,
+        staged: Vec<(String, StagedAttachment)>,
+        origin: &str,
+    ) -> Result<DocResult> {
+        use crate::write::DocIn as _;
+        let (given_id, parsed) = doc.parse();
+        let mut parsed = match parsed {
+            Ok(p) => p,
+            Err(e) => return Ok(DocResult::err(given_id.unwrap_or_default(), None, &e)),
+        };
+        for (name, att) in &mut parsed.attachments {
+            let AttIn::Follows {
+                content_type,
+                revpos,
+            } = att
+            else {
+                continue;
+            };
+            let Some(i) = staged.iter().position(|(n, _)| n == name) else {
+                continue;
+            };
+            let (_, s) = &staged[i];
+            *att = AttIn::Staged {
+                content_type: content_type
+                    .take()
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+                digest: s.digest().to_owned(),
+                head: s.head,
+                decoded_length: s.decoded_length,
+                revpos: *revpos,
+            };
+        }
+        let mut out = self.write_docs(vec![parsed], false, false, Some(origin))?;
+        let one = out
+            .pop()
+            .ok_or_else(|| Error::corrupt("write of one document returned no result"))?;
+        // Not disarmed: a blob the write committed (or removed as a duplicate) has lost its
+        // pending marker, so dropping it removes nothing; the others (not named, a refused
+        // document, a revision the store held already) still have theirs and are removed.
+        drop(staged);
+        Ok(match one.result {
+            Ok(written) => DocResult::ok(one.id, written),
+            Err(e) => DocResult::err(one.id, one.rev, &e),
+        })
     }
 
     /// Writes a new revision of `id` on top of `rev` with attachment `name` set to `att`,
@@ -139,6 +216,8 @@ impl Database {
                                             content_type: None,
                                             digest: None,
                                             revpos: None,
+                                            length: None,
+                                            encoding: None,
                                         },
                                     ));
                                 }

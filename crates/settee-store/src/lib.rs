@@ -66,7 +66,7 @@ pub use database::Database;
 pub use error::{Error, Result};
 pub use find::{CreateIndexResponse, ExecutionStats, FindResponse, IndexList};
 pub use index::IndexProgress;
-pub use keys::FORMAT_VERSION;
+pub use keys::{Encoding, FORMAT_VERSION};
 pub use local::LocalDocResult;
 pub use maintenance::VerifyReport;
 pub use options::{

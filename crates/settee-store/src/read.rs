@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use settee_revtree::{Rev, RevTree, RevsDiff};
 
-use crate::attachments::{chunks, metas, not_stored};
+use crate::attachments::{chunks, encoded, metas, not_stored};
 use crate::keys::{self, DocRecord};
 use crate::validate::LOCAL_PREFIX;
 use crate::{
@@ -142,12 +142,19 @@ impl Database {
                 // Without a known ancestor every attachment comes with its data, revpos 0
                 // included (CouchDB gives that revpos to attachments written with
                 // new_edits=false and no revpos).
+                // Inline data is decoded, as CouchDB sends it (`couch_att:to_json`).
                 let v = if want_data && since.is_none_or(|s| meta.revpos > s) {
                     let data = chunks::read_all(&self.inner, &meta.digest)?
                         .ok_or_else(|| not_stored(id, &name, &meta.digest))?;
-                    meta.inline(&data)
+                    let data = encoded::decode_all(
+                        &meta.digest,
+                        meta.stored_encoding(),
+                        meta.length,
+                        data,
+                    )?;
+                    meta.inline(&data, opts.att_encoding_info)
                 } else {
-                    meta.stub()
+                    meta.stub(opts.att_encoding_info)
                 };
                 map.insert(name, v);
             }
@@ -264,14 +271,32 @@ impl Database {
         reqs: &[BulkGetRequest],
         opts: &BulkGetOptions,
     ) -> Result<Vec<BulkGetResult>> {
+        let get = GetOptions {
+            revs: opts.revs,
+            latest: opts.latest,
+            attachments: opts.attachments,
+            ..Default::default()
+        };
+        self.bulk_get_with(reqs, &get)
+    }
+
+    /// [`Database::bulk_get`] with any of a document read's options (`att_encoding_info`,
+    /// which the replicator's fetch from a store always asks, so that encoded attachments
+    /// keep their encoding on the way); each request's `atts_since` replaces
+    /// `opts.atts_since`, and `opts.rev` is ignored.
+    ///
+    /// # Errors
+    /// As [`Database::bulk_get`].
+    pub fn bulk_get_with(
+        &self,
+        reqs: &[BulkGetRequest],
+        opts: &GetOptions,
+    ) -> Result<Vec<BulkGetResult>> {
         let mut out = Vec::with_capacity(reqs.len());
         for req in reqs {
             let get = GetOptions {
-                revs: opts.revs,
-                latest: opts.latest,
-                attachments: opts.attachments,
                 atts_since: req.atts_since.clone(),
-                ..Default::default()
+                ..opts.clone()
             };
             let revs = match &req.rev {
                 Some(r) => OpenRevs::Revs(vec![r.clone()]),

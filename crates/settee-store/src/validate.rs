@@ -41,12 +41,25 @@ pub(crate) enum AttIn {
         content_type: String,
         data: Vec<u8>,
         revpos: Option<u64>,
+        /// Set when `data` is the attachment's encoded bytes (a store's replication fetch,
+        /// [`encoded_inline`]): the encoding and the decoded length, checked.
+        encoded: Option<(crate::keys::AttEncoding, u64)>,
     },
     /// Bytes staged already ([`crate::StagedAttachment`]): the write commits them.
     Staged {
         content_type: String,
         digest: String,
+        /// Its blob, and how the staged bytes are encoded.
         head: crate::keys::AttHead,
+        /// The attachment's length once decoded.
+        decoded_length: u64,
+        revpos: Option<u64>,
+    },
+    /// `follows`: the bytes come apart from the JSON (CouchDB's multipart form). Only
+    /// [`crate::Database::bulk_doc_staged_from`] gives them (staged); any other write
+    /// refuses it.
+    Follows {
+        content_type: Option<String>,
         revpos: Option<u64>,
     },
     /// A stub: the attachment is already stored (on the parent revision, or by digest).
@@ -54,6 +67,10 @@ pub(crate) enum AttIn {
         content_type: Option<String>,
         digest: Option<String>,
         revpos: Option<u64>,
+        /// What the stub says of the bytes (`att_encoding_info`): the decoded length, and
+        /// the encoding with the encoded length when they are encoded.
+        length: Option<u64>,
+        encoding: Option<(crate::keys::AttEncoding, Option<u64>)>,
     },
 }
 
@@ -328,12 +345,19 @@ fn parse_attachments(value: Value) -> Result<Vec<(String, AttIn)>> {
         let revpos = att.get("revpos").and_then(Value::as_u64);
         if att.get("stub").and_then(Value::as_bool) == Some(true) {
             let digest = att.get("digest").and_then(Value::as_str).map(str::to_owned);
+            let encoding = att
+                .get("encoding")
+                .and_then(Value::as_str)
+                .and_then(|e| e.parse().ok())
+                .map(|e| (e, att.get("encoded_length").and_then(Value::as_u64)));
             out.push((
                 name,
                 AttIn::Stub {
                     content_type,
                     digest,
                     revpos,
+                    length: att.get("length").and_then(Value::as_u64),
+                    encoding,
                 },
             ));
         } else if let Some(data) = att.get("data") {
@@ -345,18 +369,24 @@ fn parse_attachments(value: Value) -> Result<Vec<(String, AttIn)>> {
             let data = base64::engine::general_purpose::STANDARD
                 .decode(text)
                 .map_err(|_| Error::bad_request(format!("Invalid attachment data for {name}")))?;
+            let encoded = encoded_inline(&name, &att, &data)?;
             out.push((
                 name,
                 AttIn::Data {
                     content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
                     data,
                     revpos,
+                    encoded,
                 },
             ));
-        } else if att.get("follows").is_some() {
-            return Err(Error::bad_request(format!(
-                "attachment {name:?}: `follows` (multipart) is not supported; send data inline"
-            )));
+        } else if att.get("follows").and_then(Value::as_bool) == Some(true) {
+            out.push((
+                name,
+                AttIn::Follows {
+                    content_type,
+                    revpos,
+                },
+            ));
         } else {
             return Err(Error::bad_request(format!(
                 "attachment {name:?} has neither data nor stub"
@@ -364,6 +394,47 @@ fn parse_attachments(value: Value) -> Result<Vec<(String, AttIn)>> {
         }
     }
     Ok(out)
+}
+
+/// Whether inline `data` is the attachment's ENCODED bytes: CouchDB's inline data is always
+/// decoded, its `encoding` and `encoded_length` only information, and its `digest` that of
+/// the encoded bytes, so decoded data never has that digest (short of an MD5 collision).
+/// Data that has it, `encoded_length` long, with `encoding` named, is the encoded bytes:
+/// the form a store's replication fetch sends another store (`settee_replicate`'s
+/// `store_fetch.rs`), so that store-to-store replication keeps CouchDB's digests. The bytes
+/// must decode to `length`.
+///
+/// # Errors
+/// [`Error::BadRequest`] when such data does not decode to `length` bytes.
+fn encoded_inline(
+    name: &str,
+    att: &Map<String, Value>,
+    data: &[u8],
+) -> Result<Option<(crate::keys::AttEncoding, u64)>> {
+    let Some(encoding) = att
+        .get("encoding")
+        .and_then(Value::as_str)
+        .and_then(|e| e.parse::<crate::keys::AttEncoding>().ok())
+        .filter(|e| *e != crate::keys::AttEncoding::Identity)
+    else {
+        return Ok(None);
+    };
+    let (Some(digest), Some(encoded_length), Some(length)) = (
+        att.get("digest").and_then(Value::as_str),
+        att.get("encoded_length").and_then(Value::as_u64),
+        att.get("length").and_then(Value::as_u64),
+    ) else {
+        return Ok(None);
+    };
+    if encoded_length != data.len() as u64 || crate::attachment_digest(data) != digest {
+        return Ok(None);
+    }
+    let mut check = crate::attachments::encoded::Check::gzip(length);
+    check
+        .update(data)
+        .and_then(|()| check.finish())
+        .map_err(|e| Error::bad_request(format!("attachment {name:?}: {}", e.reason())))?;
+    Ok(Some((encoding, length)))
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@ pub struct GetOptions {
     pub local_seq: bool,
     /// Inline attachment bodies as base64 `data` instead of stubs.
     pub attachments: bool,
-    /// Add `encoding` and `encoded_length` to compressed attachments. The store keeps no
-    /// attachment compressed, so it has nothing to add.
+    /// Add `encoding` and `encoded_length` to encoded (gzipped) attachments, which CouchDB
+    /// and a store keep as they were given.
     pub att_encoding_info: bool,
     /// Inline only attachments changed after the newest of these revisions that the
     /// document's tree knows (the rest stay stubs).

@@ -26,11 +26,19 @@ pub(crate) enum Stored {
 }
 
 impl Stored {
-    /// The attachment's length in bytes.
+    /// The stored length in bytes.
     pub(crate) fn length(&self) -> u64 {
         match self {
             Stored::Chunked(head) => head.length,
             Stored::Whole(v) => v.len() as u64,
+        }
+    }
+
+    /// How the bytes were stored (formats 1-6 kept every attachment as given).
+    pub(crate) fn encoding(&self) -> keys::AttEncoding {
+        match self {
+            Stored::Chunked(head) => head.encoding,
+            Stored::Whole(_) => keys::AttEncoding::Identity,
         }
     }
 }
@@ -123,6 +131,7 @@ pub(crate) fn write_whole(
     batch: &mut sled::Batch,
     digest: &str,
     data: &[u8],
+    encoding: keys::AttEncoding,
 ) -> Result<AttHead> {
     let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
     let mut chunks: u32 = 0;
@@ -135,7 +144,7 @@ pub(crate) fn write_whole(
     let head = AttHead {
         length: data.len() as u64,
         chunks,
-        encoding: keys::AttEncoding::Identity,
+        encoding,
         blob,
     };
     batch.insert(keys::att_head_key(digest), &head.encode()[..]);

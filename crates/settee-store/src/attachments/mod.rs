@@ -5,6 +5,7 @@
 //! them, `sweep.rs` what `compact` removes and `verify` checks.
 
 pub(crate) mod chunks;
+pub(crate) mod encoded;
 mod reader;
 pub(crate) mod staging;
 pub(crate) mod sweep;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use settee_revtree::Rev;
 
+use crate::keys::AttEncoding as Encoding;
 use crate::{Database, Error, Result};
 
 /// CouchDB's digest of attachment bytes: `md5-` + base64 of the raw MD5. Equal content gives
@@ -40,43 +42,102 @@ pub(crate) fn digest_text(md5: &[u8]) -> String {
 }
 
 /// An attachment as a revision's body stores it (`_attachments.{name}`).
+///
+/// An encoded attachment (CouchDB's gzipped text) has `encoding` and `encoded_length`, and
+/// its `digest` is that of the encoded bytes, as CouchDB names it; `length` is always the
+/// decoded length. Both are absent for bytes kept as they are, which is how every
+/// revision written before encodings were kept reads (no migration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct AttMeta {
     pub(crate) content_type: String,
     pub(crate) digest: String,
     pub(crate) length: u64,
     pub(crate) revpos: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) encoding: Option<Encoding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) encoded_length: Option<u64>,
 }
 
 impl AttMeta {
+    /// The metadata of bytes stored `stored_length` long as `encoding`, `length` long once
+    /// decoded.
+    pub(crate) fn of_stored(
+        content_type: String,
+        digest: String,
+        revpos: u64,
+        length: u64,
+        stored_length: u64,
+        encoding: Encoding,
+    ) -> AttMeta {
+        let encoded = encoding != Encoding::Identity;
+        AttMeta {
+            content_type,
+            digest,
+            length,
+            revpos,
+            encoding: encoded.then_some(encoding),
+            encoded_length: encoded.then_some(stored_length),
+        }
+    }
+
     pub(crate) fn to_value(&self) -> Value {
-        json!({
+        let mut v = json!({
             "content_type": self.content_type,
             "digest": self.digest,
             "length": self.length,
             "revpos": self.revpos,
-        })
+        });
+        self.add_encoding(&mut v);
+        v
     }
 
-    /// The stub CouchDB returns when attachment bodies are not asked for.
-    pub(crate) fn stub(&self) -> Value {
-        json!({
+    /// How the stored bytes are encoded (identity when the revision says nothing).
+    pub(crate) fn stored_encoding(&self) -> Encoding {
+        self.encoding.unwrap_or(Encoding::Identity)
+    }
+
+    /// CouchDB's `encoding` and `encoded_length` members, for an encoded attachment.
+    fn add_encoding(&self, v: &mut Value) {
+        if let (Some(enc), Some(len), Some(obj)) =
+            (self.encoding, self.encoded_length, v.as_object_mut())
+        {
+            if enc != Encoding::Identity {
+                obj.insert("encoding".into(), Value::from(enc.as_str()));
+                obj.insert("encoded_length".into(), Value::from(len));
+            }
+        }
+    }
+
+    /// The stub CouchDB returns when attachment bodies are not asked for; with
+    /// `encoding_info` (`att_encoding_info`), an encoded one says how.
+    pub(crate) fn stub(&self, encoding_info: bool) -> Value {
+        let mut v = json!({
             "content_type": self.content_type,
             "digest": self.digest,
             "length": self.length,
             "revpos": self.revpos,
             "stub": true,
-        })
+        });
+        if encoding_info {
+            self.add_encoding(&mut v);
+        }
+        v
     }
 
-    /// The inline form (`attachments=true`): CouchDB sends no `length` with `data`.
-    pub(crate) fn inline(&self, data: &[u8]) -> Value {
-        json!({
+    /// The inline form (`attachments=true`) of the DECODED bytes `data`: CouchDB sends no
+    /// `length` with `data`, and the encoding only as information.
+    pub(crate) fn inline(&self, data: &[u8], encoding_info: bool) -> Value {
+        let mut v = json!({
             "content_type": self.content_type,
             "digest": self.digest,
             "revpos": self.revpos,
             "data": base64::engine::general_purpose::STANDARD.encode(data),
-        })
+        });
+        if encoding_info {
+            self.add_encoding(&mut v);
+        }
+        v
     }
 }
 
@@ -99,18 +160,19 @@ pub(crate) fn metas(body: &Map<String, Value>) -> Vec<(String, AttMeta)> {
 pub struct Attachment {
     /// The MIME type given when it was written.
     pub content_type: String,
-    /// CouchDB's digest of the bytes (`md5-<base64>`).
+    /// CouchDB's digest of the bytes as stored (`md5-<base64>`): of the encoded bytes for
+    /// an encoded attachment, as CouchDB names it.
     pub digest: String,
     /// The revision position at which it was last changed.
     pub revpos: u64,
-    /// The bytes.
+    /// The bytes, decoded.
     pub data: Vec<u8>,
 }
 
 impl Database {
     /// Reads attachment `name` of a document whole: of the winning revision, or of `rev`.
     /// For small attachments; [`Database::attachment_reader`] reads one of any size a chunk
-    /// at a time.
+    /// at a time. An encoded attachment is decoded.
     ///
     /// ```
     /// use serde_json::json;
@@ -129,6 +191,7 @@ impl Database {
         let meta = self.attachment_meta(id, rev, name)?;
         let data = chunks::read_all(&self.inner, &meta.digest)?
             .ok_or_else(|| not_stored(id, name, &meta.digest))?;
+        let data = encoded::decode_all(&meta.digest, meta.stored_encoding(), meta.length, data)?;
         Ok(Attachment {
             content_type: meta.content_type,
             digest: meta.digest,
@@ -139,7 +202,9 @@ impl Database {
 
     /// Opens attachment `name` of a document (of the winning revision, or of `rev`) for
     /// reading a chunk at a time: its stub information and an [`std::io::Read`] that holds
-    /// at most one chunk in memory (see [`AttachmentReader`]).
+    /// at most one chunk in memory (see [`AttachmentReader`]). It gives the DECODED bytes
+    /// (an encoded attachment is decoded as it is read); [`Database::attachment_reader_raw`]
+    /// gives them as stored.
     ///
     /// # Errors
     /// [`Error::NotFound`]: reason `missing` (no such document or revision), `deleted` (the
@@ -152,16 +217,57 @@ impl Database {
         rev: Option<&Rev>,
         name: &str,
     ) -> Result<AttachmentReader> {
+        self.open_reader(id, rev, name, true)
+    }
+
+    /// As [`Database::attachment_reader`], but the bytes as the store keeps them: encoded,
+    /// when [`AttachmentReader::encoding`] says so (CouchDB's gzipped text, whose digest is
+    /// that of these bytes). For replication, which moves attachments encoded so that their
+    /// digests stay CouchDB's.
+    ///
+    /// ```
+    /// # use std::io::{Read, Write};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    /// gz.write_all(b"hello, hello, hello")?;
+    /// let gz = gz.finish()?;
+    /// let staged = db.stage_attachment_encoded(&gz[..], settee_store::Encoding::Gzip, 19, None)?;
+    /// db.put_staged_attachment("n", None, "a.txt", "text/plain", staged)?;
+    /// let mut raw = db.attachment_reader_raw("n", None, "a.txt")?;
+    /// assert_eq!((raw.encoding(), raw.length(), raw.decoded_length()),
+    ///     (settee_store::Encoding::Gzip, gz.len() as u64, 19));
+    /// let mut bytes = Vec::new();
+    /// raw.read_to_end(&mut bytes)?;
+    /// assert_eq!(bytes, gz);
+    /// let mut text = String::new();
+    /// db.attachment_reader("n", None, "a.txt")?.read_to_string(&mut text)?;
+    /// assert_eq!(text, "hello, hello, hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Database::attachment_reader`].
+    pub fn attachment_reader_raw(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+    ) -> Result<AttachmentReader> {
+        self.open_reader(id, rev, name, false)
+    }
+
+    fn open_reader(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+        decode: bool,
+    ) -> Result<AttachmentReader> {
         let meta = self.attachment_meta(id, rev, name)?;
         let stored = chunks::lookup(&self.inner, &meta.digest)?
             .ok_or_else(|| not_stored(id, name, &meta.digest))?;
-        Ok(AttachmentReader::new(
-            self.clone(),
-            meta.content_type,
-            meta.digest,
-            meta.revpos,
-            stored,
-        ))
+        Ok(AttachmentReader::new(self.clone(), meta, stored, decode))
     }
 
     /// The stored metadata of attachment `name` of `id` at `rev` (or the live winner).

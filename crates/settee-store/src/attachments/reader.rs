@@ -1,12 +1,14 @@
 //! [`AttachmentReader`]: one attachment read chunk by chunk, as [`std::io::Read`] or as
-//! [`AttachmentReader::next_chunk`]. Finding the attachment (document, revision, name) is
+//! [`AttachmentReader::next_chunk`], decoded or as stored. Finding the attachment (document, revision, name) is
 //! `mod.rs`'s; where the chunks are is `chunks.rs`'s.
 
 use std::io::Read;
 
-use super::chunks::{check_length, read_chunk, Stored};
-use crate::keys::AttHead;
-use crate::{Database, Result};
+use super::chunks::{check_length, read_chunk, Stored, CHUNK_SIZE};
+use super::encoded::Decoded;
+use super::AttMeta;
+use crate::keys::{AttEncoding as Encoding, AttHead};
+use crate::{Database, Error, Result};
 
 /// One attachment's stub information and its bytes, read one chunk at a time: at most one
 /// chunk ([`crate::CHUNK_SIZE`] bytes) is in memory, whatever the attachment's length.
@@ -30,11 +32,29 @@ use crate::{Database, Result};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct AttachmentReader {
-    db: Database,
     content_type: String,
     digest: String,
     revpos: u64,
+    /// The bytes this reader gives.
     length: u64,
+    /// The attachment's length once decoded.
+    decoded_length: u64,
+    /// How the bytes this reader gives are encoded.
+    encoding: Encoding,
+    body: Body,
+}
+
+enum Body {
+    /// The stored bytes.
+    Raw(Chunks),
+    /// Encoded stored bytes, decoded as they are read.
+    Decoded(Box<Decoded<Chunks>>),
+}
+
+/// The stored bytes of one attachment, chunk by chunk.
+struct Chunks {
+    db: Database,
+    digest: String,
     source: Source,
     /// The chunk being read by [`Read::read`], and how much of it was given out.
     current: sled::IVec,
@@ -57,20 +77,17 @@ impl std::fmt::Debug for AttachmentReader {
             .field("content_type", &self.content_type)
             .field("digest", &self.digest)
             .field("length", &self.length)
+            .field("encoding", &self.encoding)
             .field("revpos", &self.revpos)
             .finish_non_exhaustive()
     }
 }
 
 impl AttachmentReader {
-    pub(crate) fn new(
-        db: Database,
-        content_type: String,
-        digest: String,
-        revpos: u64,
-        stored: Stored,
-    ) -> AttachmentReader {
-        let length = stored.length();
+    /// A reader of the attachment `meta` describes, stored as `stored`: of its decoded
+    /// bytes with `decode`, else of the stored ones.
+    pub(crate) fn new(db: Database, meta: AttMeta, stored: Stored, decode: bool) -> Self {
+        let stored_length = stored.length();
         let source = match stored {
             Stored::Chunked(head) => Source::Chunked {
                 head,
@@ -79,15 +96,34 @@ impl AttachmentReader {
             },
             Stored::Whole(v) => Source::Whole(Some(v)),
         };
-        AttachmentReader {
+        let chunks = Chunks {
             db,
-            content_type,
-            digest,
-            revpos,
-            length,
+            digest: meta.digest.clone(),
             source,
             current: sled::IVec::default(),
             pos: 0,
+        };
+        let stored_encoding = meta.stored_encoding();
+        let (body, length, encoding) = match stored_encoding {
+            Encoding::Gzip if decode => (
+                Body::Decoded(Box::new(Decoded::new(
+                    chunks,
+                    meta.digest.clone(),
+                    meta.length,
+                ))),
+                meta.length,
+                Encoding::Identity,
+            ),
+            _ => (Body::Raw(chunks), stored_length, stored_encoding),
+        };
+        AttachmentReader {
+            content_type: meta.content_type,
+            digest: meta.digest,
+            revpos: meta.revpos,
+            length,
+            decoded_length: meta.length,
+            encoding,
+            body,
         }
     }
 
@@ -96,14 +132,28 @@ impl AttachmentReader {
         &self.content_type
     }
 
-    /// CouchDB's digest of the bytes (`md5-<base64>`).
+    /// CouchDB's digest of the bytes as stored (`md5-<base64>`): of the encoded bytes for an
+    /// encoded attachment, as CouchDB names it.
     pub fn digest(&self) -> &str {
         &self.digest
     }
 
-    /// The length in bytes.
+    /// The number of bytes this reader gives: the attachment's length, or its encoded length
+    /// for a raw reader ([`Database::attachment_reader_raw`]) of an encoded attachment.
     pub fn length(&self) -> u64 {
         self.length
+    }
+
+    /// How the bytes this reader gives are encoded: [`Encoding::Identity`] unless it is a
+    /// raw reader of an encoded attachment.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The attachment's length once decoded (what [`AttachmentReader::length`] is unless
+    /// the bytes are encoded).
+    pub fn decoded_length(&self) -> u64 {
+        self.decoded_length
     }
 
     /// The revision position at which it was last changed.
@@ -115,12 +165,40 @@ impl AttachmentReader {
     /// the end. Do not mix with [`Read::read`], which gives out the same chunks.
     ///
     /// # Errors
-    /// [`crate::Error::Corrupt`] when a chunk is missing (see the type's docs) or the chunks
-    /// do not add up to the length; [`crate::Error::Storage`] on I/O errors.
+    /// [`crate::Error::Corrupt`] when a chunk is missing (see the type's docs), the chunks
+    /// do not add up to the length or do not decode; [`crate::Error::Storage`] on I/O
+    /// errors.
     pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
-        Ok(self.next_ivec()?.map(|v| v.to_vec()))
+        match &mut self.body {
+            Body::Raw(chunks) => Ok(chunks.next_ivec()?.map(|v| v.to_vec())),
+            Body::Decoded(decoded) => {
+                let mut out = vec![0u8; CHUNK_SIZE];
+                let mut n = 0;
+                while n < out.len() {
+                    match decoded.read(&mut out[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(from_io(&self.digest, e)),
+                    }
+                }
+                out.truncate(n);
+                Ok((n > 0).then_some(out))
+            }
+        }
     }
+}
 
+/// The store's error inside an I/O error (how [`Read`] carries it), or a corrupt encoding.
+fn from_io(digest: &str, e: std::io::Error) -> Error {
+    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(err)) => *err,
+        Some(Err(other)) => Error::corrupt(format!("attachment {digest}: {other}")),
+        None => Error::corrupt(format!("attachment {digest}: decoding failed")),
+    }
+}
+
+impl Chunks {
     fn next_ivec(&mut self) -> Result<Option<sled::IVec>> {
         match &mut self.source {
             Source::Whole(v) => Ok(v.take().filter(|v| !v.is_empty())),
@@ -138,7 +216,7 @@ impl AttachmentReader {
     }
 }
 
-impl Read for AttachmentReader {
+impl Read for Chunks {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pos >= self.current.len() {
             match self.next_ivec().map_err(std::io::Error::other)? {
@@ -153,6 +231,15 @@ impl Read for AttachmentReader {
         buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+impl Read for AttachmentReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.body {
+            Body::Raw(chunks) => chunks.read(buf),
+            Body::Decoded(decoded) => decoded.read(buf),
+        }
     }
 }
 

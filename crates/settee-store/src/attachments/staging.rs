@@ -14,8 +14,9 @@ use std::io::Read;
 use md5::{Digest, Md5};
 
 use super::chunks::CHUNK_SIZE;
+use super::encoded::Check;
 use crate::database::Inner;
-use crate::keys::{self, AttEncoding, AttHead};
+use crate::keys::{self, AttEncoding as Encoding, AttHead};
 use crate::{Database, Error, Result};
 
 /// An attachment's bytes written to the store from a reader, not yet part of any document:
@@ -37,18 +38,31 @@ pub struct StagedAttachment {
     db: Database,
     digest: String,
     pub(crate) head: AttHead,
+    /// The attachment's length once decoded (`head.length` unless encoded).
+    pub(crate) decoded_length: u64,
     /// Cleared once a document write has committed the blob (or removed it as a duplicate).
     armed: bool,
 }
 
 impl StagedAttachment {
-    /// CouchDB's digest of the bytes (`md5-<base64>`), computed while they were written.
+    /// CouchDB's digest of the bytes as staged (`md5-<base64>`; of the encoded bytes for an
+    /// encoded attachment), computed while they were written.
     pub fn digest(&self) -> &str {
         &self.digest
     }
 
-    /// The length in bytes.
+    /// The attachment's length in bytes (decoded).
     pub fn length(&self) -> u64 {
+        self.decoded_length
+    }
+
+    /// How the staged bytes are encoded.
+    pub fn encoding(&self) -> Encoding {
+        self.head.encoding
+    }
+
+    /// The number of bytes staged (the encoded length of an encoded attachment).
+    pub fn stored_length(&self) -> u64 {
         self.head.length
     }
 
@@ -88,7 +102,60 @@ impl Database {
     /// # Errors
     /// [`Error::AttachmentSource`] when `reader` fails (nothing stays behind);
     /// [`Error::Storage`] / [`Error::DiskFull`] when the store does.
-    pub fn stage_attachment(&self, mut reader: impl Read) -> Result<StagedAttachment> {
+    pub fn stage_attachment(&self, reader: impl Read) -> Result<StagedAttachment> {
+        self.stage(reader, None)
+    }
+
+    /// [`Database::stage_attachment`] for bytes given encoded (CouchDB's gzipped `text/*`
+    /// and JSON-like attachments): they are kept as they are, named by their own digest as
+    /// CouchDB names them, and read decoded ([`Database::attachment_reader`]). They are
+    /// decoded as they are written (and the decoded bytes thrown away) to check that they
+    /// are whole and `decoded_length` long; with `digest`, the digest computed must be it.
+    /// [`Encoding::Identity`] is [`Database::stage_attachment`] (`decoded_length` and
+    /// `digest` checked the same way).
+    ///
+    /// ```
+    /// # use std::io::Write;
+    /// let dir = tempfile::tempdir()?;
+    /// let db = settee_store::Database::open(dir.path().join("db"))?;
+    /// let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    /// gz.write_all(&b"text ".repeat(100))?;
+    /// let gz = gz.finish()?;
+    /// let digest = settee_store::attachment_digest(&gz);
+    /// let gzip = settee_store::Encoding::Gzip;
+    /// let staged = db.stage_attachment_encoded(&gz[..], gzip, 500, Some(&digest))?;
+    /// assert_eq!((staged.digest(), staged.length()), (digest.as_str(), 500));
+    /// // Another length, or another digest, is refused.
+    /// assert!(db.stage_attachment_encoded(&gz[..], gzip, 499, None).is_err());
+    /// assert!(db.stage_attachment_encoded(&gz[..], gzip, 500, Some("md5-other")).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] when the bytes do not decode, decode to another length, or have
+    /// another digest (nothing stays behind); as [`Database::stage_attachment`] otherwise.
+    pub fn stage_attachment_encoded(
+        &self,
+        reader: impl Read,
+        encoding: Encoding,
+        decoded_length: u64,
+        digest: Option<&str>,
+    ) -> Result<StagedAttachment> {
+        self.stage(
+            reader,
+            Some(Expected {
+                encoding,
+                decoded_length,
+                digest,
+            }),
+        )
+    }
+
+    fn stage(
+        &self,
+        mut reader: impl Read,
+        expected: Option<Expected<'_>>,
+    ) -> Result<StagedAttachment> {
         let inner = &*self.inner;
         inner.check_writable()?;
         let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
@@ -103,10 +170,15 @@ impl Database {
             head: AttHead {
                 length: 0,
                 chunks: 0,
-                encoding: AttEncoding::Identity,
+                encoding: expected.as_ref().map_or(Encoding::Identity, |e| e.encoding),
                 blob,
             },
+            decoded_length: 0,
             armed: true,
+        };
+        let mut check = match &expected {
+            Some(e) if e.encoding == Encoding::Gzip => Some(Check::gzip(e.decoded_length)),
+            _ => None,
         };
         let mut md5 = Md5::new();
         let mut buf = vec![0u8; CHUNK_SIZE];
@@ -116,6 +188,9 @@ impl Database {
                 break;
             }
             md5.update(&buf[..n]);
+            if let Some(check) = &mut check {
+                check.update(&buf[..n])?;
+            }
             inner
                 .tree
                 .insert(keys::att_chunk_key(blob, staged.head.chunks), &buf[..n])
@@ -131,8 +206,34 @@ impl Database {
             }
         }
         staged.digest = super::digest_text(&md5.finalize());
+        staged.decoded_length = staged.head.length;
+        if let Some(check) = check {
+            check.finish()?;
+        }
+        if let Some(e) = expected {
+            staged.decoded_length = e.decoded_length;
+            if e.encoding == Encoding::Identity && staged.head.length != e.decoded_length {
+                return Err(Error::bad_request(format!(
+                    "the attachment has {} bytes, its stub says {}",
+                    staged.head.length, e.decoded_length
+                )));
+            }
+            if let Some(d) = e.digest.filter(|d| *d != staged.digest) {
+                return Err(Error::bad_request(format!(
+                    "the attachment's digest is {}, its stub says {d}",
+                    staged.digest
+                )));
+            }
+        }
         Ok(staged)
     }
+}
+
+/// What a staging of encoded bytes must find.
+struct Expected<'a> {
+    encoding: Encoding,
+    decoded_length: u64,
+    digest: Option<&'a str>,
 }
 
 /// Reads into `buf` until it is full or the reader ends; the count read.

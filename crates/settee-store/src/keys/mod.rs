@@ -57,6 +57,7 @@ mod record;
 mod seq;
 mod unsynced;
 
+pub use att_head::Encoding;
 pub(crate) use att_head::{AttHead, Encoding as AttEncoding};
 pub(crate) use fields::decode_u64;
 pub use layout::FORMAT_VERSION;

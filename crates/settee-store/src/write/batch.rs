@@ -11,7 +11,7 @@ use settee_revtree::{Rev, RevStatus, RevTree};
 use crate::attachments::{chunks, staging};
 use crate::database::{Counters, Flush, Inner};
 use crate::index::IndexHook;
-use crate::keys::{self, AttHead, DocRecord, SeqEntry};
+use crate::keys::{self, AttEncoding, AttHead, DocRecord, SeqEntry};
 use crate::sync_state::{Edit, Position, RemoteUpdate, SyncBatch};
 use crate::validate::Body;
 use crate::{Error, Result};
@@ -35,7 +35,8 @@ pub(crate) struct BatchState<'a> {
     pub(super) written: HashSet<String>,
     /// `R` bodies written (`Some`) or removed (`None`) in this call, by key.
     pub(super) bodies: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    pub(super) atts: HashMap<String, u64>,
+    /// Attachments this call stores: digest -> stored length and encoding as staged.
+    pub(super) atts: HashMap<String, (u64, AttEncoding)>,
     /// The seq of this call's first write; its chunk holds the entries from there on.
     pub(super) first_seq: u64,
     pub(super) chunk: Vec<SeqEntry>,
@@ -194,18 +195,25 @@ impl<'a> BatchState<'a> {
     }
 
     /// The length of attachment `digest` if it is stored (or stored by this call).
-    pub(super) fn att_len(&self, digest: &str) -> Result<Option<u64>> {
-        if let Some(&len) = self.atts.get(digest) {
-            return Ok(Some(len));
+    pub(super) fn att_len(&self, digest: &str) -> Result<Option<(u64, AttEncoding)>> {
+        if let Some(&stored) = self.atts.get(digest) {
+            return Ok(Some(stored));
         }
-        Ok(chunks::lookup(self.inner, digest)?.map(|s| s.length()))
+        Ok(chunks::lookup(self.inner, digest)?.map(|s| (s.length(), s.encoding())))
     }
 
-    /// Stores an inline attachment's bytes (chunked) unless its digest is stored already.
-    pub(super) fn store_att(&mut self, digest: &str, data: &[u8]) -> Result<()> {
+    /// Stores an inline attachment's bytes (chunked, as `encoding`) unless its digest is
+    /// stored already.
+    pub(super) fn store_att(
+        &mut self,
+        digest: &str,
+        data: &[u8],
+        encoding: AttEncoding,
+    ) -> Result<()> {
         if !self.atts.contains_key(digest) && !chunks::is_stored(self.inner, digest)? {
-            chunks::write_whole(self.inner, &mut self.batch, digest, data)?;
-            self.atts.insert(digest.to_owned(), data.len() as u64);
+            chunks::write_whole(self.inner, &mut self.batch, digest, data, encoding)?;
+            self.atts
+                .insert(digest.to_owned(), (data.len() as u64, encoding));
         }
         Ok(())
     }
@@ -215,7 +223,9 @@ impl<'a> BatchState<'a> {
     pub(super) fn commit_staged(&mut self, digest: &str, head: &AttHead) -> Result<()> {
         let stored = self.atts.contains_key(digest) || chunks::is_stored(self.inner, digest)?;
         staging::commit_into(&mut self.batch, digest, head, stored);
-        self.atts.insert(digest.to_owned(), head.length);
+        self.atts
+            .entry(digest.to_owned())
+            .or_insert((head.length, head.encoding));
         Ok(())
     }
 

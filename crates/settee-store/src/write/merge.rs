@@ -9,7 +9,7 @@ use settee_revtree::{new_rev_hash, MergeKind, Rev, RevPath, RevTree};
 
 use super::batch::BatchState;
 use crate::attachments::{attachment_digest, metas, AttMeta};
-use crate::keys::{AttHead, DocRecord};
+use crate::keys::{AttEncoding, AttHead, DocRecord};
 use crate::sync_state::Edit;
 use crate::validate::{AttIn, Body, ParsedDoc};
 use crate::{Error, Result};
@@ -69,7 +69,7 @@ pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> R
     };
     let mut att_meta = Map::new();
     let mut digests: Vec<(String, String)> = Vec::new();
-    let mut new_atts: Vec<(String, &[u8])> = Vec::new();
+    let mut new_atts: Vec<(String, &[u8], AttEncoding)> = Vec::new();
     let mut staged: Vec<(&str, &AttHead)> = Vec::new();
     for (name, att) in &doc.attachments {
         let meta = match att {
@@ -77,28 +77,38 @@ pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> R
                 content_type,
                 digest,
                 head,
+                decoded_length,
                 ..
             } => {
                 staged.push((digest, head));
-                AttMeta {
-                    content_type: content_type.clone(),
-                    digest: digest.clone(),
-                    length: head.length,
-                    revpos: pos,
-                }
+                AttMeta::of_stored(
+                    content_type.clone(),
+                    digest.clone(),
+                    pos,
+                    *decoded_length,
+                    head.length,
+                    head.encoding,
+                )
             }
             AttIn::Data {
-                content_type, data, ..
+                content_type,
+                data,
+                encoded,
+                ..
             } => {
                 let digest = attachment_digest(data);
-                new_atts.push((digest.clone(), data));
-                AttMeta {
-                    content_type: content_type.clone(),
+                let (encoding, length) = inline_encoding(data, *encoded);
+                new_atts.push((digest.clone(), data, encoding));
+                AttMeta::of_stored(
+                    content_type.clone(),
                     digest,
-                    length: data.len() as u64,
-                    revpos: pos,
-                }
+                    pos,
+                    length,
+                    data.len() as u64,
+                    encoding,
+                )
             }
+            AttIn::Follows { .. } => return Err(follows_unsupported(name)),
             AttIn::Stub { .. } => parent_atts
                 .iter()
                 .find(|(n, _)| n == name)
@@ -125,8 +135,8 @@ pub(crate) fn write_edit(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc) -> R
         return Err(conflict());
     }
     // Every check passed: only now does anything go into the batch.
-    for (digest, data) in new_atts {
-        st.store_att(&digest, data)?;
+    for (digest, data, encoding) in new_atts {
+        st.store_att(&digest, data, encoding)?;
     }
     for (digest, head) in staged {
         st.commit_staged(digest, head)?;
@@ -165,67 +175,87 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
         return Ok(leaf);
     }
     let mut att_meta = Map::new();
-    let mut new_atts: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut new_atts: Vec<(String, Vec<u8>, AttEncoding, u64)> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     // The attachments of the nearest stored ancestor, read when a stub first needs them.
     let mut ancestor_atts: Option<Vec<(String, AttMeta)>> = None;
-    let mut staged: Vec<(&str, &AttHead)> = Vec::new();
+    let mut staged: Vec<(&str, &AttHead, u64)> = Vec::new();
     for (name, att) in &doc.attachments {
         let meta = match att {
             AttIn::Staged {
                 content_type,
                 digest,
                 head,
+                decoded_length,
                 revpos,
             } => {
-                staged.push((digest, head));
-                AttMeta {
-                    content_type: content_type.clone(),
-                    digest: digest.clone(),
-                    length: head.length,
-                    revpos: revpos.unwrap_or(leaf.pos()),
-                }
+                staged.push((digest, head, *decoded_length));
+                AttMeta::of_stored(
+                    content_type.clone(),
+                    digest.clone(),
+                    revpos.unwrap_or(leaf.pos()),
+                    *decoded_length,
+                    head.length,
+                    head.encoding,
+                )
             }
             AttIn::Data {
                 content_type,
                 data,
                 revpos,
+                encoded,
             } => {
                 let digest = attachment_digest(data);
+                let (encoding, length) = inline_encoding(data, *encoded);
                 if seen.insert(digest.clone()) {
-                    new_atts.push((digest.clone(), data.clone()));
+                    new_atts.push((digest.clone(), data.clone(), encoding, length));
                 }
-                AttMeta {
-                    content_type: content_type.clone(),
+                AttMeta::of_stored(
+                    content_type.clone(),
                     digest,
-                    length: data.len() as u64,
-                    revpos: revpos.unwrap_or(leaf.pos()),
-                }
+                    revpos.unwrap_or(leaf.pos()),
+                    length,
+                    data.len() as u64,
+                    encoding,
+                )
             }
+            AttIn::Follows { .. } => return Err(follows_unsupported(name)),
             AttIn::Stub {
                 content_type,
                 digest,
                 revpos,
+                length: stub_length,
+                encoding: stub_encoding,
             } => {
-                let length = match digest {
-                    Some(d) => match new_atts.iter().find(|(nd, _)| nd == d) {
-                        Some((_, data)) => Some(data.len() as u64),
-                        None => match staged.iter().find(|(sd, _)| sd == d) {
-                            Some((_, head)) => Some(head.length),
-                            None => st.att_len(d)?,
+                // (stored length, encoding, decoded length when known) of the digest.
+                let stored = match digest {
+                    Some(d) => match new_atts.iter().find(|(nd, ..)| nd == d) {
+                        Some((_, data, encoding, length)) => {
+                            Some((data.len() as u64, *encoding, Some(*length)))
+                        }
+                        None => match staged.iter().find(|(sd, _, _)| sd == d) {
+                            Some((_, head, decoded)) => {
+                                Some((head.length, head.encoding, Some(*decoded)))
+                            }
+                            None => st.att_len(d)?.map(|(len, enc)| (len, enc, None)),
                         },
                     },
                     None => None,
                 };
-                match (digest, length) {
-                    (Some(digest), Some(length)) => AttMeta {
-                        content_type: content_type
+                let resolved = stored.and_then(|(len, enc, decoded)| {
+                    by_digest(len, enc, decoded, *stub_length, *stub_encoding)
+                });
+                match (digest, resolved) {
+                    (Some(digest), Some((length, stored_length, encoding))) => AttMeta::of_stored(
+                        content_type
                             .clone()
                             .unwrap_or_else(|| "application/octet-stream".into()),
-                        digest: digest.clone(),
+                        digest.clone(),
+                        revpos.unwrap_or(leaf.pos()),
                         length,
-                        revpos: revpos.unwrap_or(leaf.pos()),
-                    },
+                        stored_length,
+                        encoding,
+                    ),
                     // A digest this store does not hold: Apache CouchDB gives a compressible
                     // attachment the digest of its gzipped bytes, which differs from ours
                     // for the same bytes. Resolve the stub as CouchDB does.
@@ -254,10 +284,10 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
         att_meta.insert(name.clone(), meta.to_value());
     }
     // Every check passed: only now does anything go into the batch.
-    for (digest, data) in &new_atts {
-        st.store_att(digest, data)?;
+    for (digest, data, encoding, _) in &new_atts {
+        st.store_att(digest, data, *encoding)?;
     }
-    for (digest, head) in staged {
+    for (digest, head, _) in staged {
         st.commit_staged(digest, head)?;
     }
     let limit = st.inner.revs_limit();
@@ -276,6 +306,48 @@ pub(super) fn write_replicated(st: &mut BatchState<'_>, id: &str, doc: ParsedDoc
         Edit::Replicated { leaf: &leaf },
     )?;
     Ok(leaf)
+}
+
+/// How inline `data` is stored: `(encoding, decoded length)`, identity unless it came
+/// encoded (`validate::encoded_inline`, which checked it).
+fn inline_encoding(data: &[u8], encoded: Option<(AttEncoding, u64)>) -> (AttEncoding, u64) {
+    encoded.unwrap_or((AttEncoding::Identity, data.len() as u64))
+}
+
+/// An attachment whose bytes were to follow, given where none do.
+fn follows_unsupported(name: &str) -> Error {
+    Error::bad_request(format!(
+        "attachment {name:?}: `follows` (multipart) is not supported here; send data inline"
+    ))
+}
+
+/// How a replicated stub naming stored bytes (`stored_length` long, first stored as
+/// `stored_encoding`, `decoded` long once decoded when this call staged them) reads:
+/// `(length, stored length, encoding)`. The stub's own `encoding` wins over how the bytes
+/// were first stored (one digest, two readings: a `.gz` kept as it is, a text CouchDB
+/// gzipped to the same bytes). `None` when an encoded attachment's decoded length is not
+/// known or the stub's encoded length is not the stored one: the stub is then resolved
+/// against the document's stored ancestors, as CouchDB does.
+fn by_digest(
+    stored_length: u64,
+    stored_encoding: AttEncoding,
+    decoded: Option<u64>,
+    stub_length: Option<u64>,
+    stub_encoding: Option<(AttEncoding, Option<u64>)>,
+) -> Option<(u64, u64, AttEncoding)> {
+    let encoding = stub_encoding.map_or(stored_encoding, |(e, _)| e);
+    if encoding == AttEncoding::Identity {
+        return Some((stored_length, stored_length, encoding));
+    }
+    if stub_encoding.is_some_and(|(_, len)| len.is_some_and(|l| l != stored_length)) {
+        return None;
+    }
+    let length = if encoding == stored_encoding {
+        decoded.or(stub_length)
+    } else {
+        stub_length
+    }?;
+    Some((length, stored_length, encoding))
 }
 
 /// The attachments of the newest ancestor of `path`'s leaf whose body this store holds,

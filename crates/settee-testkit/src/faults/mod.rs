@@ -112,6 +112,9 @@ pub enum Endpoint {
     ContinuousChanges,
     /// `POST _bulk_get`.
     BulkGet,
+    /// `POST _bulk_get` with `Accept: multipart/mixed`: revisions read with their
+    /// attachments' bytes.
+    BulkGetMultipart,
     /// `POST _revs_diff`.
     RevsDiff,
     /// `POST _bulk_docs`.
@@ -136,6 +139,12 @@ impl Endpoint {
                 path.ends_with("/_changes") && req.query("feed").as_deref() == Some("continuous")
             }
             Endpoint::BulkGet => req.method == "POST" && path.ends_with("/_bulk_get"),
+            Endpoint::BulkGetMultipart => {
+                Endpoint::BulkGet.matches(req)
+                    && req
+                        .header("accept")
+                        .is_some_and(|a| a.contains("multipart/mixed"))
+            }
             Endpoint::RevsDiff => req.method == "POST" && path.ends_with("/_revs_diff"),
             Endpoint::BulkDocs => req.method == "POST" && path.ends_with("/_bulk_docs"),
             Endpoint::ReplicatedPut => {
@@ -519,6 +528,12 @@ mod tests {
             .matches(&req("GET", "/db/_changes?feed=continuous&since=0")));
         assert!(!Endpoint::ContinuousChanges.matches(&req("GET", "/db/_changes?feed=longpoll")));
         assert!(Endpoint::BulkGet.matches(&req("POST", "/db/_bulk_get?revs=true")));
+        assert!(!Endpoint::BulkGetMultipart.matches(&req("POST", "/db/_bulk_get?revs=true")));
+        let mut mixed = req("POST", "/db/_bulk_get?revs=true");
+        mixed
+            .headers
+            .push(("Accept".into(), "multipart/mixed".into()));
+        assert!(Endpoint::BulkGetMultipart.matches(&mixed));
         assert!(Endpoint::ReplicatedPut.matches(&req("PUT", "/db/a?new_edits=false")));
         assert!(!Endpoint::ReplicatedPut.matches(&req("PUT", "/db/a")));
     }
