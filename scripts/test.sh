@@ -86,7 +86,15 @@ if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
 fi
 
 status=0
-cargo test --workspace --all-targets "$@" || status=$?
+# The main run: cargo nextest when it is installed (each test its own process, the tests of
+# every binary interleaved on the cores; .config/nextest.toml keeps apart the ones that must
+# not overlap), else cargo test (one binary after another). SETTEE_NO_NEXTEST=1 forces cargo
+# test.
+if [ -z "${SETTEE_NO_NEXTEST:-}" ] && cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --all-targets --no-fail-fast "$@" || status=$?
+else
+    cargo test --workspace --all-targets --no-fail-fast "$@" || status=$?
+fi
 echo "test.sh: tests run at ${SECONDS}s" >&2
 cargo test --workspace --doc "$@" || status=$?
 echo "test.sh: doc tests run at ${SECONDS}s" >&2

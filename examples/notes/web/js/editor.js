@@ -90,7 +90,31 @@ function isBlank(c) {
   return !c.title.trim() && !c.body.trim() && c.tags.length === 0;
 }
 
-async function saveNow() {
+// Writes on their way to the store (a save; adding or removing an image, which writes two
+// revisions): a change read meanwhile may be one of their own revisions seen before their
+// answer, so reading it waits for that answer (`refreshSelected`).
+let writesInFlight = 0;
+let refreshAfterWrites = false;
+
+// Runs `write` (a write of the open note) with changes read meanwhile put off until it ends.
+export async function writing(write) {
+  writesInFlight += 1;
+  try {
+    return await write();
+  } finally {
+    writesInFlight -= 1;
+    if (writesInFlight === 0 && refreshAfterWrites) {
+      refreshAfterWrites = false;
+      refreshSelected().catch(() => {});
+    }
+  }
+}
+
+function saveNow() {
+  return writing(saveNowInner);
+}
+
+async function saveNowInner() {
   const s = state.selected;
   if (!s || !state.dirty) return true;
   const content = editedContent();
@@ -234,6 +258,10 @@ export async function revertToServer() {
 export async function refreshSelected() {
   const s = state.selected;
   if (!s || !s.note.id) return;
+  if (writesInFlight > 0) {
+    refreshAfterWrites = true;
+    return;
+  }
   let now;
   try {
     now = await api('GET', '/api/notes/' + encodeURIComponent(s.note.id));
@@ -242,6 +270,10 @@ export async function refreshSelected() {
     now = null;
   }
   if (state.selected !== s) return; // another note was opened meanwhile
+  // A read that started before this page's own later write (adding an image writes two
+  // revisions) is older than what the page holds: the page keeps the newer one.
+  const generation = (rev) => parseInt(String(rev).split('-')[0], 10) || 0;
+  if (now && now.note.id === s.note.id && generation(now.note.rev) < generation(s.note.rev)) return;
   const same = now && now.note.rev === s.note.rev && now.versions.length === s.versions.length;
   if (same) {
     s.state = now.state;

@@ -7,7 +7,7 @@
 // and the browser keeps each image (its URL names its digest, so it never changes).
 
 import { $, api, el, message, state } from './core.js';
-import { ensureSaved, renderEditorBadge } from './editor.js';
+import { ensureSaved, renderEditorBadge, writing } from './editor.js';
 
 // The app's limit (MAX_IMAGE_BYTES in images.rs); checked here first so that a too large
 // file is refused before it is sent.
@@ -72,8 +72,8 @@ export async function addImages(files) {
     message('Adding ' + (file.name || 'the image') + '…');
     try {
       const name = file.name || 'pasted.' + (file.type.split('/')[1] || 'png').replace(/[^a-z0-9]/gi, '');
-      const data = await api('PUT', '/api/notes/' + encodeURIComponent(s.note.id) + '/images/' +
-        encodeURIComponent(name) + '?rev=' + encodeURIComponent(s.note.rev), undefined, file);
+      const data = await writing(() => api('PUT', '/api/notes/' + encodeURIComponent(s.note.id) + '/images/' +
+        encodeURIComponent(name) + '?rev=' + encodeURIComponent(s.note.rev), undefined, file));
       if (state.selected !== s) return;
       took(s, data);
       message('Image added.');
@@ -88,8 +88,8 @@ async function removeImage(name) {
   if (!(await ensureSaved())) return;
   const s = state.selected;
   try {
-    const data = await api('DELETE', '/api/notes/' + encodeURIComponent(s.note.id) + '/images/' +
-      encodeURIComponent(name) + '?rev=' + encodeURIComponent(s.note.rev));
+    const data = await writing(() => api('DELETE', '/api/notes/' + encodeURIComponent(s.note.id) + '/images/' +
+      encodeURIComponent(name) + '?rev=' + encodeURIComponent(s.note.rev)));
     if (state.selected !== s) return;
     took(s, data);
     message('Image removed.');
