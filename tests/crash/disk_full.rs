@@ -297,7 +297,12 @@ fn a_pull_into_a_full_disk_stops_with_the_error_and_resumes() {
         .map(|i| {
             let bin: Vec<u8> = (0..60_000).map(|_| rng.gen()).collect();
             let text = "settee ".repeat(rng.gen_range(100..2000));
-            json!({"_id": format!("p{i:03}"), "i": i, "_attachments": {
+            // The bodies fill sled's log; the attachments go to files of their own, each
+            // far below the file size limit, which is per file.
+            let pad: String = (0..60_000)
+                .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
+                .collect();
+            json!({"_id": format!("p{i:03}"), "i": i, "pad": pad, "_attachments": {
                 "blob.bin": {"content_type": "application/octet-stream", "data": b64(&bin)},
                 "note.txt": {"content_type": "text/plain", "data": b64(text.as_bytes())}}})
         })
@@ -313,7 +318,7 @@ fn a_pull_into_a_full_disk_stops_with_the_error_and_resumes() {
         cmd.args(["--batch-size", "5", "--checkpoint-interval", "0", "--json"]);
         cmd
     };
-    // Room for a few batches, not for all 60 documents (about 4 MiB).
+    // Room for a few batches, not for all 60 documents (about 4 MiB of bodies).
     let limit = limit_above(&store, 2 * 1024 * 1024);
     let out = run_limited(pull(), Some(limit), None);
     assert_disk_full_message(&out, &store);
