@@ -17,6 +17,7 @@ use crate::error::HttpError;
 use crate::location::encode_segment;
 use crate::multipart_answer::{self, Follows, MixedPart};
 use crate::multipart_put;
+use crate::multipart_staged::{self, Staged};
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::request::{check, Request};
@@ -215,9 +216,15 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
     Ok(body::with_etag(body::json(StatusCode::OK, &doc), &rev))
 }
 
-/// Reads the document of a PUT or POST: JSON, or `multipart/related` (the document, then
-/// its attachments' bytes).
-async fn read_doc(state: &State, req: Request) -> Result<Map<String, Value>, HttpError> {
+/// The document of a PUT: JSON, or `multipart/related` (the document, then its
+/// attachments' bytes), whose attachments are staged in the store when it is a replicated
+/// revision (`new_edits=false`) and else put inline.
+async fn read_doc(
+    state: &State,
+    open: &Arc<OpenDb>,
+    req: Request,
+    new_edits: bool,
+) -> Result<(Map<String, Value>, Staged), HttpError> {
     let ctype = req
         .headers
         .get(header::CONTENT_TYPE)
@@ -225,12 +232,18 @@ async fn read_doc(state: &State, req: Request) -> Result<Map<String, Value>, Htt
         .map(str::to_owned);
     if let Some(ct) = ctype.as_deref() {
         if ct.to_ascii_lowercase().starts_with("multipart/related") {
-            return multipart_put::read_related(ct, req.body, state.limits.max_body).await;
+            if !new_edits {
+                return multipart_staged::read_related_staged(open, ct, req.body, &state.limits)
+                    .await;
+            }
+            let doc =
+                multipart_put::read_related_inline(ct, req.body, state.limits.max_body).await?;
+            return Ok((doc, Vec::new()));
         }
     }
     let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
     match body::parse_json(&bytes)? {
-        Value::Object(m) => Ok(m),
+        Value::Object(m) => Ok((m, Vec::new())),
         _ => Err(HttpError::bad_request("Document must be a JSON object")),
     }
 }
@@ -249,21 +262,26 @@ async fn put(
     let batch = q.str("batch") == Some("ok");
     let query_rev = req.rev()?;
     let writer = Writer::new(open, &req.user);
-    let mut doc = read_doc(state, req).await?;
+    let (mut doc, staged) = read_doc(state, open, req, new_edits).await?;
     doc.insert("_id".into(), Value::String(id.to_owned()));
     if let Some(r) = query_rev {
         match doc.get("_rev").and_then(Value::as_str) {
             Some(body_rev) if body_rev != r.to_string() => {
+                multipart_staged::discard(open, staged).await;
                 return Err(HttpError::bad_request(
                     "Document rev from request body and query string have different values",
-                ))
+                ));
             }
             _ => {
                 doc.insert("_rev".into(), Value::String(r.to_string()));
             }
         }
     }
-    let result = write_one(open, Value::Object(doc), new_edits, writer).await?;
+    let result = if staged.is_empty() {
+        write_one(open, Value::Object(doc), new_edits, writer).await?
+    } else {
+        multipart_staged::write_staged(open, Value::Object(doc), staged, writer).await?
+    };
     Ok(written_or_accepted(open, &result, batch))
 }
 

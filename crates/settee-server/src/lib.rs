@@ -62,6 +62,7 @@ mod js;
 mod location;
 mod multipart_answer;
 mod multipart_put;
+mod multipart_staged;
 mod options;
 mod peruser;
 mod query;
