@@ -6,12 +6,14 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
-use settee_store::{AllDocsOptions, AllDocsRow, BulkGetOptions, BulkGetRequest, DocResult};
+use settee_store::{
+    AllDocsOptions, AllDocsRow, BulkGetOptions, BulkGetRequest, DocResult, GetOptions,
+};
 
 use crate::auth::{self, Need};
 use crate::body;
 use crate::error::HttpError;
-use crate::multipart_answer::{Follows, MixedPart};
+use crate::multipart_answer::{Follows, Marking, MixedPart};
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::request::Request;
@@ -313,17 +315,17 @@ pub(crate) async fn bulk_get(
         latest: q.bool("latest")?,
         attachments: q.bool("attachments")?,
     };
+    let encoding_info = q.bool("att_encoding_info")?;
     let multipart = crate::document::accepts_multipart(&req.headers, "mixed");
-    // A multipart answer reads stubs (and `_revisions`, for the `atts_since` rule) and
-    // streams the bytes that follow from the store (`multipart_answer.rs`).
-    let opts = if multipart {
-        BulkGetOptions {
-            revs: true,
-            attachments: false,
-            ..asked
-        }
-    } else {
-        asked
+    // A multipart answer reads stubs (with `_revisions`, for the `atts_since` rule, and the
+    // encoding info: encoded attachments are sent encoded) and streams the bytes that
+    // follow from the store (`multipart_answer.rs`).
+    let opts = GetOptions {
+        revs: asked.revs || multipart,
+        latest: asked.latest,
+        attachments: asked.attachments && !multipart,
+        att_encoding_info: encoding_info || multipart,
+        ..Default::default()
     };
     let b = body::read_json_object(req.body, state.limits.max_body).await?;
     let Some(Value::Array(items)) = b.get("docs") else {
@@ -345,7 +347,7 @@ pub(crate) async fn bulk_get(
                 .iter()
                 .filter_map(|s| s.as_ref().ok().cloned())
                 .collect();
-            let mut found = db.bulk_get(&reqs, &opts)?.into_iter();
+            let mut found = db.bulk_get_with(&reqs, &opts)?.into_iter();
             let mut out = Vec::with_capacity(slots.len());
             for s in slots {
                 match s {
@@ -378,8 +380,13 @@ pub(crate) async fn bulk_get(
             .map(|(d, since)| match d {
                 Value::Object(mut m) => match (m.remove("ok"), m.remove("error")) {
                     (Some(doc), _) => {
-                        let send = asked.attachments || !since.is_empty();
-                        MixedPart::Doc(Follows::mark(doc, send, &since, asked.revs))
+                        let how = Marking {
+                            send: asked.attachments || !since.is_empty(),
+                            atts_since: &since,
+                            keep_revisions: asked.revs,
+                            keep_encoding_info: encoding_info,
+                        };
+                        MixedPart::Doc(Follows::mark(doc, &how))
                     }
                     (None, Some(e)) => MixedPart::Error(e),
                     (None, None) => MixedPart::Error(Value::Object(m)),

@@ -15,7 +15,7 @@ use crate::auth::Need;
 use crate::body;
 use crate::error::HttpError;
 use crate::location::encode_segment;
-use crate::multipart_answer::{self, Follows, MixedPart};
+use crate::multipart_answer::{self, Follows, Marking, MixedPart};
 use crate::multipart_put;
 use crate::multipart_staged::{self, Staged};
 use crate::query::{parse_rev, Query};
@@ -69,10 +69,20 @@ pub(crate) fn get_options(q: &Query) -> Result<GetOptions, HttpError> {
         meta: q.bool("meta")?,
         local_seq: q.bool("local_seq")?,
         attachments: q.bool("attachments")?,
-        // The store keeps no attachment compressed: no encoding info to add.
-        att_encoding_info: false,
+        att_encoding_info: q.bool("att_encoding_info")?,
         atts_since: q.revs("atts_since")?.unwrap_or_default(),
     })
+}
+
+/// How a multipart answer to a document read asked with `asked` marks its attachments:
+/// all sent, but those `atts_since` leaves out.
+fn marking(asked: &GetOptions) -> Marking<'_> {
+    Marking {
+        send: true,
+        atts_since: &asked.atts_since,
+        keep_revisions: asked.revs,
+        keep_encoding_info: asked.att_encoding_info,
+    }
 }
 
 /// Whether the client asked for a multipart answer of `kind` (`mixed`, `related`).
@@ -156,6 +166,7 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
             opts.attachments = false;
             opts.atts_since = Vec::new();
             opts.revs = true;
+            opts.att_encoding_info = true;
         }
         let results = open
             .run(move |db| Ok(db.open_revs(&id2, revs, &opts)?))
@@ -169,9 +180,7 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
             let parts = results
                 .into_iter()
                 .map(|r| match r {
-                    OpenRevResult::Ok(doc) => {
-                        MixedPart::Doc(Follows::mark(doc, true, &asked.atts_since, asked.revs))
-                    }
+                    OpenRevResult::Ok(doc) => MixedPart::Doc(Follows::mark(doc, &marking(&asked))),
                     OpenRevResult::Missing(rev) => MixedPart::Error(json!({"missing": rev})),
                 })
                 .collect();
@@ -185,10 +194,12 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
     let related = want_atts && accepts_multipart(&req.headers, "related");
     let asked = opts.clone();
     if related {
-        // Stubs and `_revisions` (for the `atts_since` rule); the bytes are streamed.
+        // Stubs, `_revisions` (for the `atts_since` rule) and the encoding info (encoded
+        // attachments are sent encoded); the bytes are streamed.
         opts.attachments = false;
         opts.atts_since = Vec::new();
         opts.revs = true;
+        opts.att_encoding_info = true;
     }
     let doc = open.run(move |db| Ok(db.get(&id2, &opts)?)).await?;
     let rev = doc
@@ -204,7 +215,7 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         }
     }
     if related {
-        let doc = Follows::mark(doc, true, &asked.atts_since, asked.revs);
+        let doc = Follows::mark(doc, &marking(&asked));
         if doc.has_files() {
             return Ok(body::with_etag(
                 multipart_answer::doc_related(open, doc),
