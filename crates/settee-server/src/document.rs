@@ -14,6 +14,7 @@ use settee_store::{DocResult, GetOptions, OpenRevResult, OpenRevs};
 use crate::auth::Need;
 use crate::body;
 use crate::error::HttpError;
+use crate::inline_answer::Inliner;
 use crate::location::encode_segment;
 use crate::multipart_answer::{self, Follows, Marking, MixedPart};
 use crate::multipart_put;
@@ -140,6 +141,7 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         // replicator relies on that.
         let multipart = accepts_multipart(&req.headers, "mixed") || !accepts_json(&req.headers);
         opts.attachments |= multipart;
+        let want_atts = opts.attachments || !opts.atts_since.is_empty();
         let revs = if which == "all" {
             OpenRevs::All
         } else {
@@ -159,10 +161,11 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         };
         let all = revs == OpenRevs::All;
         let id2 = id.to_owned();
-        // A multipart answer reads stubs (and `_revisions`, for the `atts_since` rule) and
-        // streams the bytes that follow from the store (`multipart_answer.rs`).
+        // An answer with attachments reads stubs (and `_revisions`, for the `atts_since`
+        // rule) and streams their bytes from the store (`multipart_answer.rs`, or inline
+        // in JSON: `inline_answer.rs`).
         let asked = opts.clone();
-        if multipart {
+        if want_atts {
             opts.attachments = false;
             opts.atts_since = Vec::new();
             opts.revs = true;
@@ -186,6 +189,19 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
                 .collect();
             return Ok(multipart_answer::mixed(open, parts));
         }
+        if want_atts {
+            let mut inliner = Inliner::new();
+            let list: Vec<Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    OpenRevResult::Ok(doc) => {
+                        json!({"ok": inliner.doc(open, Follows::mark(doc, &marking(&asked)))})
+                    }
+                    OpenRevResult::Missing(rev) => json!({"missing": rev}),
+                })
+                .collect();
+            return inliner.response(StatusCode::OK, &Value::Array(list));
+        }
         let list: Vec<&OpenRevResult> = results.iter().collect();
         return Ok(body::json(StatusCode::OK, &list));
     }
@@ -193,7 +209,7 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
     let want_atts = opts.attachments || !opts.atts_since.is_empty();
     let related = want_atts && accepts_multipart(&req.headers, "related");
     let asked = opts.clone();
-    if related {
+    if want_atts {
         // Stubs, `_revisions` (for the `atts_since` rule) and the encoding info (encoded
         // attachments are sent encoded); the bytes are streamed.
         opts.attachments = false;
@@ -223,6 +239,14 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
             ));
         }
         return Ok(body::with_etag(body::json(StatusCode::OK, doc.doc()), &rev));
+    }
+    if want_atts {
+        let mut inliner = Inliner::new();
+        let doc = inliner.doc(open, Follows::mark(doc, &marking(&asked)));
+        return Ok(body::with_etag(
+            inliner.response(StatusCode::OK, &doc)?,
+            &rev,
+        ));
     }
     Ok(body::with_etag(body::json(StatusCode::OK, &doc), &rev))
 }

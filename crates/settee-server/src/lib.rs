@@ -58,6 +58,7 @@ mod find;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod inline_answer;
 mod js;
 mod location;
 mod multipart_answer;

@@ -34,6 +34,8 @@ struct Following {
     length: u64,
     /// How they are encoded (`gzip`), when they are.
     encoding: Option<String>,
+    /// The attachment's length once decoded.
+    decoded_length: u64,
 }
 
 /// Which attachments of a document read with stubs are sent, and what its JSON keeps.
@@ -57,6 +59,8 @@ pub(crate) struct Marking<'a> {
 pub(crate) struct Follows {
     doc: Value,
     files: Vec<Following>,
+    /// Whether the client asked `att_encoding_info`.
+    encoding_info: bool,
 }
 
 impl Follows {
@@ -97,6 +101,7 @@ impl Follows {
                 }
                 continue;
             }
+            let decoded_length = length;
             let length = match (&encoding, encoded_length) {
                 (None, _) => length,
                 (Some(_), Some(n)) => n,
@@ -116,9 +121,58 @@ impl Follows {
                 digest,
                 length,
                 encoding,
+                decoded_length,
             });
         }
-        Follows { doc, files }
+        Follows {
+            doc,
+            files,
+            encoding_info: how.keep_encoding_info,
+        }
+    }
+
+    /// The document's JSON with the attachments marked sent inline, as CouchDB's JSON
+    /// answers have them (`content_type`, `digest`, `revpos`, the encoding info when
+    /// asked, and `data`: the decoded bytes in base64); each `data` is a token from
+    /// `token`, which `inline_answer.rs` replaces with the bytes streamed from the store.
+    /// Returns the JSON and, for each token, the decoded bytes and their length.
+    pub(crate) fn inline(
+        self,
+        open: &Arc<OpenDb>,
+        token: &mut impl FnMut() -> String,
+    ) -> (Value, Vec<(String, ByteStream, u64)>) {
+        let Follows {
+            mut doc,
+            files,
+            encoding_info,
+        } = self;
+        let id = str_of(&doc, "_id");
+        let rev = doc
+            .get("_rev")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse::<Rev>().ok());
+        let mut out = Vec::with_capacity(files.len());
+        let atts = doc.get_mut("_attachments").and_then(Value::as_object_mut);
+        let Some(atts) = atts else {
+            return (doc, out);
+        };
+        for f in files {
+            let Some(stub) = atts.get_mut(&f.name).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let t = token();
+            stub.remove("follows");
+            stub.remove("length");
+            if !encoding_info {
+                stub.remove("encoding");
+                stub.remove("encoded_length");
+            }
+            stub.insert("data".into(), Value::String(t.clone()));
+            let length = f.decoded_length;
+            let bytes = attachment_stream(open.clone(), id.clone(), rev.clone(), f, true);
+            out.push((t, bytes, length));
+        }
+        (doc, out)
     }
 
     /// Whether any attachment's bytes follow.
@@ -157,7 +211,7 @@ impl Follows {
             ));
             let length = f.length;
             out.stream(
-                attachment_stream(open.clone(), id.clone(), rev.clone(), f),
+                attachment_stream(open.clone(), id.clone(), rev.clone(), f, false),
                 length,
             );
         }
@@ -191,21 +245,34 @@ fn header_safe(v: &str) -> String {
 }
 
 /// The bytes of attachment `f` of `id` at `rev` as the store keeps them (encoded when it
-/// keeps them encoded), from a reader opened when the stream is first polled; it must
-/// still be the attachment the stub announced (same digest and length), else the stream
-/// fails.
-fn attachment_stream(open: Arc<OpenDb>, id: String, rev: Option<Rev>, f: Following) -> ByteStream {
+/// keeps them encoded), or `decoded`, from a reader opened when the stream is first
+/// polled; it must still be the attachment the stub announced (same digest and length),
+/// else the stream fails.
+fn attachment_stream(
+    open: Arc<OpenDb>,
+    id: String,
+    rev: Option<Rev>,
+    f: Following,
+    decoded: bool,
+) -> ByteStream {
+    let length = if decoded { f.decoded_length } else { f.length };
     let stream = async_stream::try_stream! {
         let name = f.name.clone();
         let opener = open.clone();
         let reader = opener
-            .run(move |db| Ok(db.attachment_reader_raw(&id, rev.as_ref(), &name)?))
+            .run(move |db| {
+                Ok(if decoded {
+                    db.attachment_reader(&id, rev.as_ref(), &name)?
+                } else {
+                    db.attachment_reader_raw(&id, rev.as_ref(), &name)?
+                })
+            })
             .await
             .map_err(|e| io::Error::other(e.reason))?;
-        if reader.digest() != f.digest || reader.length() != f.length {
+        if reader.digest() != f.digest || reader.length() != length {
             Err(io::Error::other(format!("attachment {:?} changed while it was being sent", f.name)))?;
         }
-        let mut inner = reader_stream(open, reader, 0, f.length);
+        let mut inner = reader_stream(open, reader, 0, length);
         while let Some(chunk) = futures::StreamExt::next(&mut inner).await {
             yield chunk?;
         }

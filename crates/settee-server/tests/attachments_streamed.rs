@@ -430,3 +430,145 @@ async fn issue_23_replicated_multipart_put_stages_its_parts() {
     let report = db.verify().unwrap();
     assert_eq!((report.attachments, report.staged_attachments), (2, 0));
 }
+
+/// Issue 23: JSON answers with attachments inline (what PouchDB pulls with) are streamed
+/// from the store (base64 made as they are sent, `Content-Length` known first) and are
+/// the store's own answers, byte for byte once parsed: `GET ?attachments=true`, with
+/// `atts_since`, `open_revs` and `_bulk_get`, a gzip-kept attachment inline decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_json_answers_stream_inline_attachments() {
+    use settee_store::{BulkGetOptions, BulkGetRequest, GetOptions, OpenRevs};
+    let (serve, db, _dir) = serve_store(|_| {}).await;
+    // Lengths that are not multiples of 3 nor of a store chunk.
+    let old: Vec<u8> = (0..600_001usize).map(|i| (i % 241) as u8).collect();
+    db.put_attachment("j", None, "old.bin", "x/y", old).unwrap();
+    let rev1 = db.get("j", &GetOptions::default()).unwrap()["_rev"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let text = "inline text, gzipped in the store\n".repeat(1000);
+    let gz = {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    };
+    let staged = db
+        .stage_attachment_encoded(
+            &gz[..],
+            settee_store::Encoding::Gzip,
+            text.len() as u64,
+            None,
+        )
+        .unwrap();
+    let r2 = db
+        .put_staged_attachment("j", Some(&rev1), "t.txt", "text/plain", staged)
+        .unwrap();
+    let rev2 = r2.rev.unwrap();
+    let json_of = |path: String| {
+        let req = serve
+            .req(Method::GET, &path)
+            .header("Accept", "application/json");
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            let len = res.content_length().unwrap();
+            let body = res.bytes().await.unwrap();
+            assert_eq!(body.len() as u64, len, "{path}");
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let all = GetOptions {
+        attachments: true,
+        ..Default::default()
+    };
+    let got = json_of("/st/j?attachments=true".into()).await;
+    let want = db.get("j", &all).unwrap();
+    assert_eq!(shrunk(&got), shrunk(&want));
+    assert_eq!(got, want);
+    assert_eq!(
+        got["_attachments"]["t.txt"]["data"],
+        base64_of(text.as_bytes())
+    );
+    let since = GetOptions {
+        atts_since: vec![rev1.clone()],
+        revs: true,
+        ..all.clone()
+    };
+    let got = json_of(format!(
+        "/st/j?attachments=true&revs=true&atts_since=[\"{rev1}\"]"
+    ))
+    .await;
+    let want = db.get("j", &since).unwrap();
+    assert_eq!(shrunk(&got), shrunk(&want));
+    assert_eq!(got, want);
+    assert_eq!(got["_attachments"]["old.bin"]["stub"], true);
+    let got = json_of(format!(
+        "/st/j?attachments=true&revs=true&open_revs=[\"{rev2}\"]"
+    ))
+    .await;
+    let want = db
+        .open_revs(
+            "j",
+            OpenRevs::Revs(vec![rev2.clone()]),
+            &GetOptions { revs: true, ..all },
+        )
+        .unwrap();
+    let want = serde_json::to_value(want).unwrap();
+    assert_eq!(shrunk(&got), shrunk(&want));
+    assert_eq!(got, want);
+
+    let items = json!({"docs": [{"id": "j", "rev": rev2.to_string(), "atts_since": [rev1.to_string()]}, {"id": "j"}, {"id": "none"}]});
+    let res = serve
+        .req(Method::POST, "/st/_bulk_get?revs=true&attachments=true")
+        .json(&items)
+        .send()
+        .await
+        .unwrap();
+    let got: serde_json::Value = res.json().await.unwrap();
+    let reqs = vec![
+        BulkGetRequest {
+            id: "j".into(),
+            rev: Some(rev2.clone()),
+            atts_since: vec![rev1],
+        },
+        BulkGetRequest {
+            id: "j".into(),
+            rev: None,
+            atts_since: Vec::new(),
+        },
+        BulkGetRequest {
+            id: "none".into(),
+            rev: None,
+            atts_since: Vec::new(),
+        },
+    ];
+    let opts = BulkGetOptions {
+        revs: true,
+        attachments: true,
+        ..Default::default()
+    };
+    let want = json!({"results": db.bulk_get(&reqs, &opts).unwrap()});
+    assert_eq!(shrunk(&got), shrunk(&want));
+    assert_eq!(got, want);
+}
+
+/// `v` with each `data` replaced by its length (a readable difference).
+fn shrunk(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, x)| match (k.as_str(), x) {
+                ("data", serde_json::Value::String(s)) => (k.clone(), json!(s.len())),
+                _ => (k.clone(), shrunk(x)),
+            })
+            .collect(),
+        serde_json::Value::Array(a) => a.iter().map(shrunk).collect(),
+        other => other.clone(),
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
