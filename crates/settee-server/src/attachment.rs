@@ -1,16 +1,17 @@
 //! Standalone attachments: `GET /{db}/{docid}/{name}` (with `rev`, `ETag`/`If-None-Match`
 //! and byte `Range`s, as CouchDB answers them; the bytes streamed from the store, ranges
-//! by `range.rs`), `PUT` (the body becomes the attachment of a new revision) and
+//! by `range.rs`; one the store keeps gzipped is sent gzipped to a client that accepts it,
+//! decoded to others, and never by ranges, as CouchDB does), `PUT` (the body becomes the attachment of a new revision) and
 //! `DELETE` (a new revision without it).
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use settee_store::{Database, GetOptions};
+use settee_store::{AttachmentReader, Database, Encoding, GetOptions};
 
 use crate::att_stream::{reader_stream, Segments};
 use crate::auth::Need;
@@ -59,8 +60,9 @@ async fn get(
 ) -> Result<Response, HttpError> {
     let rev = req.query().rev("rev")?;
     let (id2, name2, rev2) = (id.to_owned(), name.to_owned(), rev.clone());
+    // As stored: the same bytes as decoded unless the store keeps them encoded.
     let reader = open
-        .run(move |db| Ok(db.attachment_reader(&id2, rev2.as_ref(), &name2)?))
+        .run(move |db| Ok(db.attachment_reader_raw(&id2, rev2.as_ref(), &name2)?))
         .await?;
     let etag = reader.digest().trim_start_matches("md5-").to_owned();
     if let Some(inm) = req.headers.get(header::IF_NONE_MATCH) {
@@ -69,6 +71,10 @@ async fn get(
             *res.status_mut() = StatusCode::NOT_MODIFIED;
             return Ok(body::with_etag(res, &etag));
         }
+    }
+    if reader.encoding() != Encoding::Identity {
+        let wanted = accepts_encoding(&req.headers, reader.encoding());
+        return encoded(open, reader, wanted, rev, id, name, etag).await;
     }
     let len = reader.length();
     let content_type = reader.content_type().to_owned();
@@ -128,6 +134,84 @@ async fn get(
         h.insert("content-md5", v);
     }
     Ok(body::with_etag(res, &etag))
+}
+
+/// An attachment the store keeps encoded, answered as CouchDB 3.5 answers one: whole
+/// (`Accept-Ranges: none`, a `Range` is not served), its bytes as stored with
+/// `Content-Encoding` for a client that accepts the encoding (`wanted`), decoded for
+/// others. The `ETag` is the stored bytes' digest either way.
+async fn encoded(
+    open: &Arc<OpenDb>,
+    raw: AttachmentReader,
+    wanted: bool,
+    rev: Option<settee_revtree::Rev>,
+    id: &str,
+    name: &str,
+    etag: String,
+) -> Result<Response, HttpError> {
+    let content_type = raw.content_type().to_owned();
+    let encoding = raw.encoding();
+    let reader = if wanted {
+        raw
+    } else {
+        let (id, name, digest) = (id.to_owned(), name.to_owned(), raw.digest().to_owned());
+        let decoded = open
+            .run(move |db| Ok(db.attachment_reader(&id, rev.as_ref(), &name)?))
+            .await?;
+        if decoded.digest() != digest {
+            // Replaced between the two reads: the client asks again.
+            return Err(HttpError::conflict());
+        }
+        decoded
+    };
+    let len = reader.length();
+    let mut segments = Segments::new();
+    segments.stream(reader_stream(open.clone(), reader, 0, len), len);
+    let mut res = Response::new(segments.into_body());
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if wanted {
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(encoding.as_str()),
+        );
+        // The digest is of the bytes sent, which are the stored ones.
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert("content-md5", v);
+        }
+    }
+    Ok(body::with_etag(res, &etag))
+}
+
+/// Whether `Accept-Encoding` accepts `encoding`: named (or `*`) with a quality above 0.
+fn accepts_encoding(headers: &HeaderMap, encoding: Encoding) -> bool {
+    let mut named = None;
+    let mut any = None;
+    for item in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut params = item.split(';');
+        let coding = params.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = params
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let gzip_alias = encoding == Encoding::Gzip && coding == "x-gzip";
+        if coding == encoding.as_str() || gzip_alias {
+            named = Some(quality > 0.0);
+        } else if coding == "*" {
+            any = Some(quality > 0.0);
+        }
+    }
+    named.or(any).unwrap_or(false)
 }
 
 /// The current document to change (winner, or the `rev` asked for), as stubs; a new empty

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
-use settee_store::{AllDocsOptions, AllDocsRow, BulkGetOptions, BulkGetRequest, DocResult};
+use settee_store::{
+    AllDocsOptions, AllDocsRow, BulkGetOptions, BulkGetRequest, DocResult, GetOptions,
+};
 
 use crate::auth::{self, Need};
 use crate::body;
 use crate::error::HttpError;
-use crate::multipart_answer::{Follows, MixedPart};
+use crate::inline_answer::Inliner;
+use crate::multipart_answer::{Follows, Marking, MixedPart};
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::request::Request;
@@ -313,17 +316,18 @@ pub(crate) async fn bulk_get(
         latest: q.bool("latest")?,
         attachments: q.bool("attachments")?,
     };
+    let encoding_info = q.bool("att_encoding_info")?;
     let multipart = crate::document::accepts_multipart(&req.headers, "mixed");
-    // A multipart answer reads stubs (and `_revisions`, for the `atts_since` rule) and
-    // streams the bytes that follow from the store (`multipart_answer.rs`).
-    let opts = if multipart {
-        BulkGetOptions {
-            revs: true,
-            attachments: false,
-            ..asked
-        }
-    } else {
-        asked
+    // The answer reads stubs (with `_revisions`, for the `atts_since` rule, and the
+    // encoding info: a multipart answer sends encoded attachments encoded) and streams the
+    // attachments' bytes from the store (`multipart_answer.rs`, or inline in JSON:
+    // `inline_answer.rs`).
+    let opts = GetOptions {
+        revs: true,
+        latest: asked.latest,
+        attachments: false,
+        att_encoding_info: true,
+        ..Default::default()
     };
     let b = body::read_json_object(req.body, state.limits.max_body).await?;
     let Some(Value::Array(items)) = b.get("docs") else {
@@ -341,11 +345,17 @@ pub(crate) async fn bulk_get(
         .collect();
     let results = open
         .run(move |db| {
+            // Stubs only: each item's `atts_since` (kept in `since`) is applied when the
+            // answer is written.
             let reqs: Vec<BulkGetRequest> = slots
                 .iter()
                 .filter_map(|s| s.as_ref().ok().cloned())
+                .map(|r| BulkGetRequest {
+                    atts_since: Vec::new(),
+                    ..r
+                })
                 .collect();
-            let mut found = db.bulk_get(&reqs, &opts)?.into_iter();
+            let mut found = db.bulk_get_with(&reqs, &opts)?.into_iter();
             let mut out = Vec::with_capacity(slots.len());
             for s in slots {
                 match s {
@@ -364,7 +374,39 @@ pub(crate) async fn bulk_get(
             Ok(out)
         })
         .await?;
-    if multipart {
+    let how = |since: &[settee_revtree::Rev]| {
+        // A copy per document: `since` is that item's.
+        (
+            asked.attachments || !since.is_empty(),
+            asked.revs,
+            encoding_info,
+        )
+    };
+    if !multipart {
+        // Each `ok` document with its attachments inline (or stubs), streamed.
+        let mut inliner = Inliner::new();
+        let mut results = results;
+        for (r, since) in results.iter_mut().zip(&since) {
+            let Some(Value::Array(docs)) = r.get_mut("docs") else {
+                continue;
+            };
+            for d in docs {
+                let Some(doc) = d.get_mut("ok").map(Value::take) else {
+                    continue;
+                };
+                let (send, keep_revisions, keep_encoding_info) = how(since);
+                let marking = Marking {
+                    send,
+                    atts_since: since,
+                    keep_revisions,
+                    keep_encoding_info,
+                };
+                d["ok"] = inliner.doc(open, Follows::mark(doc, &marking));
+            }
+        }
+        return inliner.response(StatusCode::OK, &json!({"results": results}));
+    }
+    {
         // One part per document or error, in order (CouchDB's multipart `_bulk_get`).
         let parts = results
             .into_iter()
@@ -378,8 +420,14 @@ pub(crate) async fn bulk_get(
             .map(|(d, since)| match d {
                 Value::Object(mut m) => match (m.remove("ok"), m.remove("error")) {
                     (Some(doc), _) => {
-                        let send = asked.attachments || !since.is_empty();
-                        MixedPart::Doc(Follows::mark(doc, send, &since, asked.revs))
+                        let (send, keep_revisions, keep_encoding_info) = how(&since);
+                        let marking = Marking {
+                            send,
+                            atts_since: &since,
+                            keep_revisions,
+                            keep_encoding_info,
+                        };
+                        MixedPart::Doc(Follows::mark(doc, &marking))
                     }
                     (None, Some(e)) => MixedPart::Error(e),
                     (None, None) => MixedPart::Error(Value::Object(m)),
@@ -387,9 +435,8 @@ pub(crate) async fn bulk_get(
                 other => MixedPart::Error(other),
             })
             .collect();
-        return Ok(crate::multipart_answer::mixed(open, parts));
+        Ok(crate::multipart_answer::mixed(open, parts))
     }
-    Ok(body::json(StatusCode::OK, &json!({"results": results})))
 }
 
 fn bulk_get_item(item: &Value) -> Result<BulkGetRequest, Value> {

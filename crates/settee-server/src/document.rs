@@ -14,9 +14,11 @@ use settee_store::{DocResult, GetOptions, OpenRevResult, OpenRevs};
 use crate::auth::Need;
 use crate::body;
 use crate::error::HttpError;
+use crate::inline_answer::Inliner;
 use crate::location::encode_segment;
-use crate::multipart_answer::{self, Follows, MixedPart};
+use crate::multipart_answer::{self, Follows, Marking, MixedPart};
 use crate::multipart_put;
+use crate::multipart_staged::{self, Staged};
 use crate::query::{parse_rev, Query};
 use crate::registry::OpenDb;
 use crate::request::{check, Request};
@@ -68,10 +70,20 @@ pub(crate) fn get_options(q: &Query) -> Result<GetOptions, HttpError> {
         meta: q.bool("meta")?,
         local_seq: q.bool("local_seq")?,
         attachments: q.bool("attachments")?,
-        // The store keeps no attachment compressed: no encoding info to add.
-        att_encoding_info: false,
+        att_encoding_info: q.bool("att_encoding_info")?,
         atts_since: q.revs("atts_since")?.unwrap_or_default(),
     })
+}
+
+/// How a multipart answer to a document read asked with `asked` marks its attachments:
+/// all sent, but those `atts_since` leaves out.
+fn marking(asked: &GetOptions) -> Marking<'_> {
+    Marking {
+        send: true,
+        atts_since: &asked.atts_since,
+        keep_revisions: asked.revs,
+        keep_encoding_info: asked.att_encoding_info,
+    }
 }
 
 /// Whether the client asked for a multipart answer of `kind` (`mixed`, `related`).
@@ -129,6 +141,7 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         // replicator relies on that.
         let multipart = accepts_multipart(&req.headers, "mixed") || !accepts_json(&req.headers);
         opts.attachments |= multipart;
+        let want_atts = opts.attachments || !opts.atts_since.is_empty();
         let revs = if which == "all" {
             OpenRevs::All
         } else {
@@ -148,13 +161,15 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         };
         let all = revs == OpenRevs::All;
         let id2 = id.to_owned();
-        // A multipart answer reads stubs (and `_revisions`, for the `atts_since` rule) and
-        // streams the bytes that follow from the store (`multipart_answer.rs`).
+        // An answer with attachments reads stubs (and `_revisions`, for the `atts_since`
+        // rule) and streams their bytes from the store (`multipart_answer.rs`, or inline
+        // in JSON: `inline_answer.rs`).
         let asked = opts.clone();
-        if multipart {
+        if want_atts {
             opts.attachments = false;
             opts.atts_since = Vec::new();
             opts.revs = true;
+            opts.att_encoding_info = true;
         }
         let results = open
             .run(move |db| Ok(db.open_revs(&id2, revs, &opts)?))
@@ -168,13 +183,24 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
             let parts = results
                 .into_iter()
                 .map(|r| match r {
-                    OpenRevResult::Ok(doc) => {
-                        MixedPart::Doc(Follows::mark(doc, true, &asked.atts_since, asked.revs))
-                    }
+                    OpenRevResult::Ok(doc) => MixedPart::Doc(Follows::mark(doc, &marking(&asked))),
                     OpenRevResult::Missing(rev) => MixedPart::Error(json!({"missing": rev})),
                 })
                 .collect();
             return Ok(multipart_answer::mixed(open, parts));
+        }
+        if want_atts {
+            let mut inliner = Inliner::new();
+            let list: Vec<Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    OpenRevResult::Ok(doc) => {
+                        json!({"ok": inliner.doc(open, Follows::mark(doc, &marking(&asked)))})
+                    }
+                    OpenRevResult::Missing(rev) => json!({"missing": rev}),
+                })
+                .collect();
+            return inliner.response(StatusCode::OK, &Value::Array(list));
         }
         let list: Vec<&OpenRevResult> = results.iter().collect();
         return Ok(body::json(StatusCode::OK, &list));
@@ -183,11 +209,13 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
     let want_atts = opts.attachments || !opts.atts_since.is_empty();
     let related = want_atts && accepts_multipart(&req.headers, "related");
     let asked = opts.clone();
-    if related {
-        // Stubs and `_revisions` (for the `atts_since` rule); the bytes are streamed.
+    if want_atts {
+        // Stubs, `_revisions` (for the `atts_since` rule) and the encoding info (encoded
+        // attachments are sent encoded); the bytes are streamed.
         opts.attachments = false;
         opts.atts_since = Vec::new();
         opts.revs = true;
+        opts.att_encoding_info = true;
     }
     let doc = open.run(move |db| Ok(db.get(&id2, &opts)?)).await?;
     let rev = doc
@@ -203,7 +231,7 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         }
     }
     if related {
-        let doc = Follows::mark(doc, true, &asked.atts_since, asked.revs);
+        let doc = Follows::mark(doc, &marking(&asked));
         if doc.has_files() {
             return Ok(body::with_etag(
                 multipart_answer::doc_related(open, doc),
@@ -212,12 +240,26 @@ async fn get(open: &Arc<OpenDb>, id: &str, req: Request) -> Result<Response, Htt
         }
         return Ok(body::with_etag(body::json(StatusCode::OK, doc.doc()), &rev));
     }
+    if want_atts {
+        let mut inliner = Inliner::new();
+        let doc = inliner.doc(open, Follows::mark(doc, &marking(&asked)));
+        return Ok(body::with_etag(
+            inliner.response(StatusCode::OK, &doc)?,
+            &rev,
+        ));
+    }
     Ok(body::with_etag(body::json(StatusCode::OK, &doc), &rev))
 }
 
-/// Reads the document of a PUT or POST: JSON, or `multipart/related` (the document, then
-/// its attachments' bytes).
-async fn read_doc(state: &State, req: Request) -> Result<Map<String, Value>, HttpError> {
+/// The document of a PUT: JSON, or `multipart/related` (the document, then its
+/// attachments' bytes), whose attachments are staged in the store when it is a replicated
+/// revision (`new_edits=false`) and else put inline.
+async fn read_doc(
+    state: &State,
+    open: &Arc<OpenDb>,
+    req: Request,
+    new_edits: bool,
+) -> Result<(Map<String, Value>, Staged), HttpError> {
     let ctype = req
         .headers
         .get(header::CONTENT_TYPE)
@@ -225,12 +267,18 @@ async fn read_doc(state: &State, req: Request) -> Result<Map<String, Value>, Htt
         .map(str::to_owned);
     if let Some(ct) = ctype.as_deref() {
         if ct.to_ascii_lowercase().starts_with("multipart/related") {
-            return multipart_put::read_related(ct, req.body, state.limits.max_body).await;
+            if !new_edits {
+                return multipart_staged::read_related_staged(open, ct, req.body, &state.limits)
+                    .await;
+            }
+            let doc =
+                multipart_put::read_related_inline(ct, req.body, state.limits.max_body).await?;
+            return Ok((doc, Vec::new()));
         }
     }
     let bytes = body::read_bytes(req.body, state.limits.max_body).await?;
     match body::parse_json(&bytes)? {
-        Value::Object(m) => Ok(m),
+        Value::Object(m) => Ok((m, Vec::new())),
         _ => Err(HttpError::bad_request("Document must be a JSON object")),
     }
 }
@@ -249,21 +297,26 @@ async fn put(
     let batch = q.str("batch") == Some("ok");
     let query_rev = req.rev()?;
     let writer = Writer::new(open, &req.user);
-    let mut doc = read_doc(state, req).await?;
+    let (mut doc, staged) = read_doc(state, open, req, new_edits).await?;
     doc.insert("_id".into(), Value::String(id.to_owned()));
     if let Some(r) = query_rev {
         match doc.get("_rev").and_then(Value::as_str) {
             Some(body_rev) if body_rev != r.to_string() => {
+                multipart_staged::discard(open, staged).await;
                 return Err(HttpError::bad_request(
                     "Document rev from request body and query string have different values",
-                ))
+                ));
             }
             _ => {
                 doc.insert("_rev".into(), Value::String(r.to_string()));
             }
         }
     }
-    let result = write_one(open, Value::Object(doc), new_edits, writer).await?;
+    let result = if staged.is_empty() {
+        write_one(open, Value::Object(doc), new_edits, writer).await?
+    } else {
+        multipart_staged::write_staged(open, Value::Object(doc), staged, writer).await?
+    };
     Ok(written_or_accepted(open, &result, batch))
 }
 

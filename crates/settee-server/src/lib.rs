@@ -58,10 +58,12 @@ mod find;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod inline_answer;
 mod js;
 mod location;
 mod multipart_answer;
 mod multipart_put;
+mod multipart_staged;
 mod options;
 mod peruser;
 mod query;

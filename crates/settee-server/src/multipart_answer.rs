@@ -4,8 +4,11 @@
 //! `multipart/related` when bytes follow). A document is read with stubs, the attachments
 //! to send become `follows` stubs (CouchDB's `atts_since` rule: [`Follows::mark`]), and
 //! each one's bytes are read from a store reader opened when the answer reaches it, so
-//! at most one chunk of them is in memory whatever their size. Reading multipart requests
-//! is `multipart.rs`'s.
+//! at most one chunk of them is in memory whatever their size. Attachments the store keeps
+//! encoded (CouchDB's gzipped text) are sent as they are kept, as CouchDB sends them:
+//! their `follows` stub says `encoding` and `encoded_length` beside the decoded `length`
+//! and the encoded bytes' `digest`, their part says `Content-Encoding` and the encoded
+//! `Content-Length`. Reading multipart requests is `multipart_put.rs`'s.
 //!
 //! An attachment whose revision is removed (compaction) while the answer is being written
 //! cuts the answer short: the client sees a broken body, never other bytes.
@@ -27,7 +30,27 @@ struct Following {
     name: String,
     content_type: String,
     digest: String,
+    /// The bytes sent: the encoded length of an encoded attachment.
     length: u64,
+    /// How they are encoded (`gzip`), when they are.
+    encoding: Option<String>,
+    /// The attachment's length once decoded.
+    decoded_length: u64,
+}
+
+/// Which attachments of a document read with stubs are sent, and what its JSON keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Marking<'a> {
+    /// Whether attachment bytes are sent at all.
+    pub(crate) send: bool,
+    /// CouchDB's `atts_since`: only attachments changed after the newest of these on the
+    /// revision's path are sent (all when none is on it).
+    pub(crate) atts_since: &'a [Rev],
+    /// Whether the answer keeps `_revisions` (read for the `atts_since` rule anyway).
+    pub(crate) keep_revisions: bool,
+    /// Whether the stubs not sent keep `encoding` and `encoded_length` (the client asked
+    /// `att_encoding_info`); the attachments sent always do, as CouchDB's do.
+    pub(crate) keep_encoding_info: bool,
 }
 
 /// A document read with stubs, ready to be answered as `multipart/related`: its JSON with
@@ -36,21 +59,16 @@ struct Following {
 pub(crate) struct Follows {
     doc: Value,
     files: Vec<Following>,
+    /// Whether the client asked `att_encoding_info`.
+    encoding_info: bool,
 }
 
 impl Follows {
-    /// Marks which attachments of `doc` (read with stubs and `_revisions`) are sent:
-    /// none unless `send`; then those changed after the newest of `atts_since` on the
-    /// revision's own path (all when none is on it). `_revisions` is removed again unless
-    /// `keep_revisions` (it was read for the rule).
-    pub(crate) fn mark(
-        mut doc: Value,
-        send: bool,
-        atts_since: &[Rev],
-        keep_revisions: bool,
-    ) -> Follows {
-        let since = since_pos(&doc, atts_since);
-        if !keep_revisions {
+    /// Marks which attachments of `doc` (read with stubs, `_revisions` and the encoding
+    /// info) are sent, as `how` says.
+    pub(crate) fn mark(mut doc: Value, how: &Marking<'_>) -> Follows {
+        let since = since_pos(&doc, how.atts_since);
+        if !how.keep_revisions {
             if let Some(m) = doc.as_object_mut() {
                 m.remove("_revisions");
             }
@@ -70,9 +88,26 @@ impl Follows {
             ) else {
                 continue;
             };
-            if !send || since.is_some_and(|s| revpos <= s) {
+            let encoding = stub
+                .get("encoding")
+                .and_then(Value::as_str)
+                .filter(|e| *e != "identity")
+                .map(str::to_owned);
+            let encoded_length = stub.get("encoded_length").and_then(Value::as_u64);
+            if !how.send || since.is_some_and(|s| revpos <= s) {
+                if !how.keep_encoding_info {
+                    stub.remove("encoding");
+                    stub.remove("encoded_length");
+                }
                 continue;
             }
+            let decoded_length = length;
+            let length = match (&encoding, encoded_length) {
+                (None, _) => length,
+                (Some(_), Some(n)) => n,
+                // An encoded stub without its encoded length is not the store's.
+                (Some(_), None) => continue,
+            };
             stub.remove("stub");
             stub.insert("follows".into(), Value::Bool(true));
             let content_type = stub
@@ -85,9 +120,59 @@ impl Follows {
                 content_type,
                 digest,
                 length,
+                encoding,
+                decoded_length,
             });
         }
-        Follows { doc, files }
+        Follows {
+            doc,
+            files,
+            encoding_info: how.keep_encoding_info,
+        }
+    }
+
+    /// The document's JSON with the attachments marked sent inline, as CouchDB's JSON
+    /// answers have them (`content_type`, `digest`, `revpos`, the encoding info when
+    /// asked, and `data`: the decoded bytes in base64); each `data` is a token from
+    /// `token`, which `inline_answer.rs` replaces with the bytes streamed from the store.
+    /// Returns the JSON and, for each token, the decoded bytes and their length.
+    pub(crate) fn inline(
+        self,
+        open: &Arc<OpenDb>,
+        token: &mut impl FnMut() -> String,
+    ) -> (Value, Vec<(String, ByteStream, u64)>) {
+        let Follows {
+            mut doc,
+            files,
+            encoding_info,
+        } = self;
+        let id = str_of(&doc, "_id");
+        let rev = doc
+            .get("_rev")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse::<Rev>().ok());
+        let mut out = Vec::with_capacity(files.len());
+        let atts = doc.get_mut("_attachments").and_then(Value::as_object_mut);
+        let Some(atts) = atts else {
+            return (doc, out);
+        };
+        for f in files {
+            let Some(stub) = atts.get_mut(&f.name).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let t = token();
+            stub.remove("follows");
+            stub.remove("length");
+            if !encoding_info {
+                stub.remove("encoding");
+                stub.remove("encoded_length");
+            }
+            stub.insert("data".into(), Value::String(t.clone()));
+            let length = f.decoded_length;
+            let bytes = attachment_stream(open.clone(), id.clone(), rev.clone(), f, true);
+            out.push((t, bytes, length));
+        }
+        (doc, out)
     }
 
     /// Whether any attachment's bytes follow.
@@ -113,15 +198,20 @@ impl Follows {
             self.doc
         ));
         for f in self.files {
+            let encoding = f
+                .encoding
+                .as_deref()
+                .map(|e| format!("Content-Encoding: {}\r\n", header_safe(e)))
+                .unwrap_or_default();
             out.bytes(format!(
-                "\r\n--{boundary}\r\nContent-Disposition: attachment; filename=\"{}\"\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+                "\r\n--{boundary}\r\nContent-Disposition: attachment; filename=\"{}\"\r\nContent-Type: {}\r\nContent-Length: {}\r\n{encoding}\r\n",
                 f.name.replace('"', "\\\""),
                 header_safe(&f.content_type),
                 f.length
             ));
             let length = f.length;
             out.stream(
-                attachment_stream(open.clone(), id.clone(), rev.clone(), f),
+                attachment_stream(open.clone(), id.clone(), rev.clone(), f, false),
                 length,
             );
         }
@@ -154,21 +244,35 @@ fn header_safe(v: &str) -> String {
     v.replace(['\r', '\n'], " ")
 }
 
-/// The bytes of attachment `f` of `id` at `rev`, from a reader opened when the stream is
-/// first polled; it must still be the attachment the stub announced (same digest and
-/// length), else the stream fails.
-fn attachment_stream(open: Arc<OpenDb>, id: String, rev: Option<Rev>, f: Following) -> ByteStream {
+/// The bytes of attachment `f` of `id` at `rev` as the store keeps them (encoded when it
+/// keeps them encoded), or `decoded`, from a reader opened when the stream is first
+/// polled; it must still be the attachment the stub announced (same digest and length),
+/// else the stream fails.
+fn attachment_stream(
+    open: Arc<OpenDb>,
+    id: String,
+    rev: Option<Rev>,
+    f: Following,
+    decoded: bool,
+) -> ByteStream {
+    let length = if decoded { f.decoded_length } else { f.length };
     let stream = async_stream::try_stream! {
         let name = f.name.clone();
         let opener = open.clone();
         let reader = opener
-            .run(move |db| Ok(db.attachment_reader(&id, rev.as_ref(), &name)?))
+            .run(move |db| {
+                Ok(if decoded {
+                    db.attachment_reader(&id, rev.as_ref(), &name)?
+                } else {
+                    db.attachment_reader_raw(&id, rev.as_ref(), &name)?
+                })
+            })
             .await
             .map_err(|e| io::Error::other(e.reason))?;
-        if reader.digest() != f.digest || reader.length() != f.length {
+        if reader.digest() != f.digest || reader.length() != length {
             Err(io::Error::other(format!("attachment {:?} changed while it was being sent", f.name)))?;
         }
-        let mut inner = reader_stream(open, reader, 0, f.length);
+        let mut inner = reader_stream(open, reader, 0, length);
         while let Some(chunk) = futures::StreamExt::next(&mut inner).await {
             yield chunk?;
         }

@@ -5,14 +5,15 @@
 //! name names), and its bytes are checked against the stub's length as they come: a
 //! part longer than announced is refused at the byte that passes it, a shorter one at
 //! its end, and a body that ends before its closing boundary is refused too (400, nothing
-//! written). [`RelatedReader`] is the reading without I/O (the fuzz target's too).
-//!
-//! Today each part's bytes are collected and put inline (as base64 `data`), within the
-//! body limit in all, because the store has no call yet that writes a replicated
-//! revision with staged attachments; [`Sink`] is the one place that changes when it has.
+//! written). [`RelatedReader`] is the reading without I/O (the fuzz target's too): it
+//! hands out each part as [`Step`]s, which either go to the store as they come
+//! (`multipart_staged.rs`, for a replicated revision) or are collected here and put
+//! inline as base64 `data` ([`read_related_inline`], within the body limit in all: the
+//! store has no call that writes an edit, `new_edits=true`, with staged attachments).
 
 use axum::body::Body;
 use base64::Engine;
+use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::{Map, Value};
 use settee_wire::{MultipartEvent, MultipartParser, PartHeaders};
@@ -20,57 +21,41 @@ use settee_wire::{MultipartEvent, MultipartParser, PartHeaders};
 use crate::error::HttpError;
 use crate::stage::{self, Fault};
 
-fn malformed(what: impl std::fmt::Display) -> HttpError {
+pub(crate) fn malformed(what: impl std::fmt::Display) -> HttpError {
     HttpError::bad_request(format!("malformed multipart body: {what}"))
 }
 
-/// One attachment marked `follows`, waiting for its part.
-struct Pending {
-    name: String,
+/// One attachment marked `follows`: what its stub says of the part that brings it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Part {
+    /// The attachment's name.
+    pub(crate) name: String,
     /// The bytes its part must have (`encoded_length`, or `length` when not encoded),
     /// when the stub says.
-    announced: Option<u64>,
+    pub(crate) announced: Option<u64>,
+    /// The stub's `encoding` (`None` for none or `identity`).
+    pub(crate) encoding: Option<String>,
+    /// The stub's `length` (decoded).
+    pub(crate) length: Option<u64>,
+    /// The stub's `digest` (of the bytes as sent).
+    pub(crate) digest: Option<String>,
 }
 
-/// Where a part's bytes go.
-struct Sink {
-    name: String,
+/// What the reader found in the bytes fed to it, in order.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Step {
+    /// An attachment's part begins.
+    Start(Part),
+    /// Bytes of the part begun last (never past its announced length).
+    Bytes(Bytes),
+    /// That part ended, all its announced bytes read.
+    End,
+}
+
+/// The part being read.
+struct Current {
     announced: Option<u64>,
     got: u64,
-    data: Vec<u8>,
-}
-
-impl Sink {
-    fn new(p: Pending) -> Sink {
-        Sink {
-            name: p.name,
-            announced: p.announced,
-            got: 0,
-            data: Vec::new(),
-        }
-    }
-
-    /// The next bytes; refused as soon as they pass the announced length, or the budget.
-    fn take(&mut self, bytes: &[u8], budget: &mut usize) -> Result<(), HttpError> {
-        self.got += bytes.len() as u64;
-        if self.announced.is_some_and(|n| self.got > n) {
-            return Err(HttpError::bad_request("attachment longer than expected"));
-        }
-        if bytes.len() > *budget {
-            return Err(HttpError::too_large());
-        }
-        *budget -= bytes.len();
-        self.data.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    /// The part ended: its bytes must be all that was announced.
-    fn end(self) -> Result<(String, Vec<u8>), HttpError> {
-        if self.announced.is_some_and(|n| self.got < n) {
-            return Err(HttpError::bad_request("attachment shorter than expected"));
-        }
-        Ok((self.name, self.data))
-    }
 }
 
 /// Where the reader is in the body.
@@ -80,7 +65,7 @@ enum Reading {
     /// Between parts, after the JSON.
     Between,
     /// An attachment's part.
-    Attachment(Sink),
+    Attachment(Current),
     /// The closing boundary was read.
     Ended,
 }
@@ -88,23 +73,31 @@ enum Reading {
 /// Reads a `multipart/related` document from `body` (of type `content_type`), at most
 /// `limit` bytes of JSON and of attachment bytes, with each `follows` attachment's bytes
 /// put inline as `data`: the document is then like a JSON one.
-pub(crate) async fn read_related(
+pub(crate) async fn read_related_inline(
     content_type: &str,
     body: Body,
     limit: usize,
 ) -> Result<Map<String, Value>, HttpError> {
     let mut reader = RelatedReader::new(content_type, limit)?;
+    let mut inline = Inline::new(limit);
+    let mut steps = Vec::new();
     let mut stream = stage::body_stream(body);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| match Fault::of(&e) {
             Some(f) => f.to_http(),
             None => HttpError::bad_request(e.to_string()),
         })?;
-        if reader.feed(&chunk)? {
+        let ended = reader.feed(&chunk, &mut steps)?;
+        for step in steps.drain(..) {
+            inline.take(step)?;
+        }
+        if ended {
             break;
         }
     }
-    reader.finish()
+    let mut doc = reader.finish()?;
+    inline.finish(&mut doc)?;
+    Ok(doc)
 }
 
 /// The reading of one `multipart/related` body, fed its bytes as they come (sans I/O).
@@ -112,15 +105,12 @@ pub(crate) struct RelatedReader {
     parser: MultipartParser,
     state: Reading,
     doc: Option<Map<String, Value>>,
-    pending: Vec<Pending>,
-    done: Vec<(String, Vec<u8>)>,
+    pending: Vec<Part>,
     limit: usize,
-    /// What attachment bytes may still come.
-    budget: usize,
 }
 
 impl RelatedReader {
-    /// A reader of a body of type `content_type`.
+    /// A reader of a body of type `content_type` whose JSON part may have `limit` bytes.
     ///
     /// # Errors
     /// 400 when the type has no boundary.
@@ -132,28 +122,31 @@ impl RelatedReader {
             state: Reading::Json(Vec::new()),
             doc: None,
             pending: Vec::new(),
-            done: Vec::new(),
             limit,
-            budget: limit,
         })
     }
 
-    /// The next bytes of the body; true once the closing boundary has been read.
+    /// The next bytes of the body, what they hold pushed on `steps`; true once the closing
+    /// boundary has been read.
     ///
     /// # Errors
     /// 400 for a body that is not what CouchDB sends, or a part whose length disagrees
-    /// with its stub; 413 past the limit.
-    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<bool, HttpError> {
+    /// with its stub; 413 for a JSON part past the limit.
+    pub(crate) fn feed(&mut self, chunk: &[u8], steps: &mut Vec<Step>) -> Result<bool, HttpError> {
         self.parser.feed(chunk);
         while let Some(event) = self.parser.next_event().map_err(malformed)? {
             match (event, &mut self.state) {
                 // The JSON part's headers say nothing we need.
                 (MultipartEvent::Headers(_), Reading::Json(json)) if json.is_empty() => {}
                 (MultipartEvent::Headers(h), Reading::Between) => {
-                    self.state = match take_pending(&mut self.pending, &h) {
-                        Some(p) => Reading::Attachment(Sink::new(p)),
-                        None => return Err(malformed("a part no attachment follows")),
+                    let Some(part) = take_pending(&mut self.pending, &h) else {
+                        return Err(malformed("a part no attachment follows"));
                     };
+                    self.state = Reading::Attachment(Current {
+                        announced: part.announced,
+                        got: 0,
+                    });
+                    steps.push(Step::Start(part));
                 }
                 (MultipartEvent::Body(b), Reading::Json(json)) => {
                     if json.len() + b.len() > self.limit {
@@ -161,8 +154,12 @@ impl RelatedReader {
                     }
                     json.extend_from_slice(b);
                 }
-                (MultipartEvent::Body(b), Reading::Attachment(sink)) => {
-                    sink.take(b, &mut self.budget)?
+                (MultipartEvent::Body(b), Reading::Attachment(current)) => {
+                    current.got += b.len() as u64;
+                    if current.announced.is_some_and(|n| current.got > n) {
+                        return Err(HttpError::bad_request("attachment longer than expected"));
+                    }
+                    steps.push(Step::Bytes(Bytes::copy_from_slice(b)));
                 }
                 (MultipartEvent::PartEnd, Reading::Json(json)) => {
                     let d = match settee_store::deep_json::from_slice(json) {
@@ -173,12 +170,12 @@ impl RelatedReader {
                     self.doc = Some(d);
                     self.state = Reading::Between;
                 }
-                (MultipartEvent::PartEnd, Reading::Attachment(_)) => {
-                    if let Reading::Attachment(sink) =
-                        std::mem::replace(&mut self.state, Reading::Between)
-                    {
-                        self.done.push(sink.end()?);
+                (MultipartEvent::PartEnd, Reading::Attachment(current)) => {
+                    if current.announced.is_some_and(|n| current.got < n) {
+                        return Err(HttpError::bad_request("attachment shorter than expected"));
                     }
+                    self.state = Reading::Between;
+                    steps.push(Step::End);
                 }
                 (MultipartEvent::End, Reading::Between) => self.state = Reading::Ended,
                 (MultipartEvent::End, _) => return Err(malformed("no parts")),
@@ -188,35 +185,83 @@ impl RelatedReader {
         Ok(self.parser.is_done())
     }
 
-    /// The document, once the body has ended.
+    /// The document (its `follows` stubs as sent), once the body has ended.
     ///
     /// # Errors
     /// 400 when the body ended before its closing boundary, or an attachment marked
-    /// `follows` had no part; 413 when encoded parts decode past the limit.
+    /// `follows` had no part.
     pub(crate) fn finish(self) -> Result<Map<String, Value>, HttpError> {
         self.parser.finish().map_err(malformed)?;
-        let Some(mut doc) = self.doc else {
+        let Some(doc) = self.doc else {
             return Err(malformed("no parts"));
         };
         if let Some(p) = self.pending.first() {
             return Err(malformed(format!("no part for attachment {:?}", p.name)));
         }
-        inline(&mut doc, self.done, self.limit)?;
         Ok(doc)
     }
 }
 
+/// Parts collected whole, to be put inline (within `budget` bytes in all).
+struct Inline {
+    budget: usize,
+    limit: usize,
+    done: Vec<(String, Vec<u8>)>,
+    current: Option<(String, Vec<u8>)>,
+}
+
+impl Inline {
+    fn new(limit: usize) -> Inline {
+        Inline {
+            budget: limit,
+            limit,
+            done: Vec::new(),
+            current: None,
+        }
+    }
+
+    /// One step of the reading; 413 once the parts pass the limit.
+    fn take(&mut self, step: Step) -> Result<(), HttpError> {
+        match step {
+            Step::Start(part) => self.current = Some((part.name, Vec::new())),
+            Step::Bytes(b) => {
+                if b.len() > self.budget {
+                    return Err(HttpError::too_large());
+                }
+                self.budget -= b.len();
+                if let Some((_, data)) = &mut self.current {
+                    data.extend_from_slice(&b);
+                }
+            }
+            Step::End => self.done.extend(self.current.take()),
+        }
+        Ok(())
+    }
+
+    /// Puts the parts inline in `doc`.
+    fn finish(self, doc: &mut Map<String, Value>) -> Result<(), HttpError> {
+        inline(doc, self.done, self.limit)
+    }
+}
+
 /// The attachments of `doc` marked `follows`, in the document's order.
-fn follows_of(doc: &Map<String, Value>) -> Vec<Pending> {
+fn follows_of(doc: &Map<String, Value>) -> Vec<Part> {
     let Some(Value::Object(atts)) = doc.get("_attachments") else {
         return Vec::new();
     };
     atts.iter()
         .filter_map(|(name, att)| {
             let att = att.as_object()?;
-            (att.get("follows") == Some(&Value::Bool(true))).then(|| Pending {
+            (att.get("follows") == Some(&Value::Bool(true))).then(|| Part {
                 name: name.clone(),
                 announced: announced(att),
+                encoding: att
+                    .get("encoding")
+                    .and_then(Value::as_str)
+                    .filter(|e| *e != "identity")
+                    .map(str::to_owned),
+                length: att.get("length").and_then(Value::as_u64),
+                digest: att.get("digest").and_then(Value::as_str).map(str::to_owned),
             })
         })
         .collect()
@@ -238,7 +283,7 @@ fn announced(att: &Map<String, Value>) -> Option<u64> {
 
 /// The pending attachment a part with headers `h` belongs to: the one its file name
 /// names, else the first still waiting.
-fn take_pending(pending: &mut Vec<Pending>, h: &PartHeaders) -> Option<Pending> {
+fn take_pending(pending: &mut Vec<Part>, h: &PartHeaders) -> Option<Part> {
     if pending.is_empty() {
         return None;
     }
@@ -322,12 +367,20 @@ pub(crate) fn read_in_pieces(
     limit: usize,
 ) -> Result<Map<String, Value>, HttpError> {
     let mut reader = RelatedReader::new(content_type, limit)?;
+    let mut inline = Inline::new(limit);
+    let mut steps = Vec::new();
     for piece in body.chunks(pieces.max(1)) {
-        if reader.feed(piece)? {
+        let ended = reader.feed(piece, &mut steps)?;
+        for step in steps.drain(..) {
+            inline.take(step)?;
+        }
+        if ended {
             break;
         }
     }
-    reader.finish()
+    let mut doc = reader.finish()?;
+    inline.finish(&mut doc)?;
+    Ok(doc)
 }
 
 #[cfg(test)]

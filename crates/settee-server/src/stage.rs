@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::body::{Body, HttpBody};
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
-use settee_store::StagedAttachment;
+use settee_store::{Encoding, StagedAttachment};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::HttpError;
@@ -91,6 +91,18 @@ where
     })
 }
 
+/// What staged bytes must be: how they are encoded, and what the attachment's stub says of
+/// them (checked by the store as they are staged).
+#[derive(Debug, Clone)]
+pub(crate) struct Expected {
+    /// How the bytes are encoded (they are kept so).
+    pub(crate) encoding: Encoding,
+    /// The attachment's length once decoded.
+    pub(crate) decoded_length: u64,
+    /// The digest of the bytes as given, when the stub names one.
+    pub(crate) digest: Option<String>,
+}
+
 /// Stages the bytes of `stream` (at most `limit`) into `open`'s store.
 ///
 /// # Errors
@@ -103,11 +115,40 @@ pub(crate) async fn stage<S>(
 where
     S: Stream<Item = io::Result<Bytes>> + Send + 'static,
 {
+    stage_as(open, stream, limit, None).await
+}
+
+/// [`stage`], the bytes checked against `expected` when given (400, nothing staged,
+/// when they do not decode, or have another length or digest).
+///
+/// # Errors
+/// As [`stage`], and 400 when the bytes are not what was expected.
+pub(crate) async fn stage_as<S>(
+    open: &Arc<OpenDb>,
+    stream: S,
+    limit: u64,
+    expected: Option<Expected>,
+) -> Result<StagedAttachment, HttpError>
+where
+    S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+{
     let stream = Box::pin(limited(stream, limit));
     // Made here, on the runtime: the bridge keeps its handle to block on reads from the
     // blocking pool.
     let reader = SyncIoBridge::new(StreamReader::new(stream));
-    let staged = open.run(move |db| Ok(db.stage_attachment(reader))).await?;
+    let staged = open
+        .run(move |db| {
+            Ok(match expected {
+                None => db.stage_attachment(reader),
+                Some(e) => db.stage_attachment_encoded(
+                    reader,
+                    e.encoding,
+                    e.decoded_length,
+                    e.digest.as_deref(),
+                ),
+            })
+        })
+        .await?;
     staged.map_err(|e| match &e {
         settee_store::Error::AttachmentSource { source } => match Fault::of(source) {
             Some(f) => f.to_http(),

@@ -141,3 +141,95 @@ async fn couchdb_replicator_pulls_from_and_pushes_to_settee_serve() {
         .unwrap();
     assert_eq!(res.text().await.unwrap(), "hello hello hello hello");
 }
+
+/// Issue 23: an attachment a store keeps gzipped goes from `settee serve` to Apache
+/// CouchDB as it is kept (CouchDB's replicator reads the multipart `_bulk_get`/`open_revs`
+/// answer): CouchDB's stub then has the store's digest, encoding and encoded length, and
+/// serves the same text. The standalone GET answers as CouchDB's does: gzipped to a client
+/// that accepts it, decoded to others, whole whatever the `Range`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_settee_serve_gives_couchdb_gzip_attachments_as_stored() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = settee_store::Database::open(dir.path().join("gz")).unwrap();
+    let text = "a line of a note, said again and again\n".repeat(300);
+    // flate2's header differs from CouchDB's (another OS byte), so CouchDB gzipping the
+    // text itself would give another digest.
+    let gz = {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    };
+    let digest = settee_store::attachment_digest(&gz);
+    let staged = db
+        .stage_attachment_encoded(
+            &gz[..],
+            settee_store::Encoding::Gzip,
+            text.len() as u64,
+            Some(&digest),
+        )
+        .unwrap();
+    db.put_staged_attachment("note", None, "t.txt", "text/plain", staged)
+        .unwrap();
+    let served = db.clone();
+    let serve = TestServe::start_with(move |o| o.databases.push(served)).await;
+
+    // The standalone GET (no transparent gzip in this client).
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let get = |accept: Option<&str>| {
+        let mut r = raw
+            .get(format!("{}/gz/note/t.txt", serve.url()))
+            .basic_auth(common::ADMIN, Some(common::PASSWORD))
+            .header("Range", "bytes=0-9");
+        if let Some(a) = accept {
+            r = r.header("Accept-Encoding", a);
+        }
+        r.send()
+    };
+    let res = get(Some("gzip, deflate")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(res.headers()["accept-ranges"], "none");
+    assert!(res.bytes().await.unwrap() == gz);
+    for accept in [None, Some("gzip;q=0, identity")] {
+        let res = get(accept).await.unwrap();
+        assert_eq!(res.status(), 200, "{accept:?}");
+        assert!(
+            res.headers().get("content-encoding").is_none(),
+            "{accept:?}"
+        );
+        assert_eq!(res.text().await.unwrap(), text, "{accept:?}");
+    }
+
+    let http = reqwest::Client::new();
+    let couch = TestDb::named("settee_gz");
+    couch_replicates(
+        &http,
+        &couch,
+        format!("{}/gz", serve.admin_url()),
+        couch.url_with_credentials(),
+    )
+    .await;
+    let (user, pw) = couch.server().credentials().unwrap_or(("", ""));
+    let doc: Value = http
+        .get(format!("{}/note?att_encoding_info=true", couch.url()))
+        .basic_auth(user, Some(pw))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stub = &doc["_attachments"]["t.txt"];
+    assert_eq!(stub["digest"], digest.as_str(), "{doc}");
+    assert_eq!(stub["encoding"], "gzip", "{doc}");
+    assert_eq!(stub["encoded_length"], gz.len(), "{doc}");
+    assert_eq!(stub["length"], text.len(), "{doc}");
+    let back = raw
+        .get(format!("{}/note/t.txt", couch.url()))
+        .basic_auth(user, Some(pw))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.text().await.unwrap(), text);
+}
