@@ -1,10 +1,12 @@
-//! Where an attachment's bytes are: its chunks under a blob number (format 7), or, for an
-//! attachment stored by formats 1-6, one whole `A` value read as a single chunk. This file
-//! finds them ([`Stored`]) and writes inline attachments into a write call's batch; the
-//! streamed reader is `reader.rs`, the streamed writer `staging.rs`.
+//! Where an attachment's bytes are: a file named by its blob (format 8, `files.rs`), its
+//! chunks under a blob number (format 7), or, for an attachment stored by formats 1-6, one
+//! whole `A` value read as a single chunk. This file finds them ([`Stored`]), reads them
+//! whole, and writes inline attachments into a write call's batch; the streamed reader is
+//! `reader.rs`, the streamed writer `staging.rs`.
 
+use super::files;
 use crate::database::Inner;
-use crate::keys::{self, AttHead};
+use crate::keys::{self, AttHead, AttStorage};
 use crate::{Error, Result};
 
 /// The size of every chunk but an attachment's last.
@@ -19,7 +21,7 @@ pub const CHUNK_SIZE: usize = 256 * 1024;
 
 /// An attachment's bytes as the store holds them.
 pub(crate) enum Stored {
-    /// Format 7: a head naming the chunks.
+    /// Formats 7 and 8: a head naming the file or the chunks.
     Chunked(AttHead),
     /// Formats 1-6: the whole value under `A` + digest (read as one chunk).
     Whole(sled::IVec),
@@ -72,14 +74,19 @@ pub(crate) fn read_all(inner: &Inner, digest: &str) -> Result<Option<Vec<u8>>> {
     match lookup(inner, digest)? {
         None => Ok(None),
         Some(Stored::Whole(v)) => Ok(Some(v.to_vec())),
-        Some(Stored::Chunked(head)) => {
-            let mut out = Vec::with_capacity(usize::try_from(head.length).unwrap_or(0));
-            for i in 0..head.chunks {
-                out.extend_from_slice(&read_chunk(inner, digest, &head, i)?);
+        Some(Stored::Chunked(head)) => match head.storage {
+            AttStorage::File => {
+                files::read_all(&inner.path, digest, head.blob, head.length).map(Some)
             }
-            check_length(digest, &head, out.len() as u64)?;
-            Ok(Some(out))
-        }
+            AttStorage::Chunks(n) => {
+                let mut out = Vec::with_capacity(usize::try_from(head.length).unwrap_or(0));
+                for i in 0..n {
+                    out.extend_from_slice(&read_chunk(inner, digest, &head, i)?);
+                }
+                check_length(digest, &head, out.len() as u64)?;
+                Ok(Some(out))
+            }
+        },
     }
 }
 
@@ -143,7 +150,7 @@ pub(crate) fn write_whole(
     }
     let head = AttHead {
         length: data.len() as u64,
-        chunks,
+        storage: AttStorage::Chunks(chunks),
         encoding,
         blob,
     };
