@@ -39,6 +39,33 @@ fn bytes(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Writes `data` (at most one chunk) as document `c`'s inline attachment `x`, which the store
+/// keeps as format 7 kept every attachment (a version-1 head and `C` chunks), then, with
+/// plain sled, splits its one chunk in two at `at`: a format-7 blob of two chunks.
+fn chunked_store(path: &Path, data: &[u8], at: usize) {
+    let db = Database::open(path).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    db.put(json!({"_id": "c", "_attachments": {"x": {"content_type": "a/b", "data": b64}}}))
+        .unwrap();
+    drop(db);
+    let raw = common::raw_sled(path);
+    let tree = raw.open_tree("settee").unwrap();
+    let hkey = [&b"H"[..], attachment_digest(data).as_bytes()].concat();
+    let mut head = tree.get(&hkey).unwrap().unwrap().to_vec();
+    assert_eq!(
+        (head[0], head.len(), &head[10..14]),
+        (1, 22, &1u32.to_be_bytes()[..])
+    );
+    let chunk = |i: u32| [&b"C"[..], &head[14..22], &i.to_be_bytes()].concat();
+    let whole = tree.get(chunk(0)).unwrap().unwrap();
+    assert_eq!(&whole[..], data);
+    tree.insert(chunk(0), &data[..at]).unwrap();
+    tree.insert(chunk(1), &data[at..]).unwrap();
+    head[10..14].copy_from_slice(&2u32.to_be_bytes());
+    tree.insert(hkey, head).unwrap();
+    raw.flush().unwrap();
+}
+
 fn read_rest(r: &mut AttachmentReader) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(c) = r.next_chunk().unwrap() {
@@ -123,22 +150,31 @@ fn verify_finds_a_short_or_stray_file_and_compact_reclaims_a_stray_one() {
 
 #[test]
 fn skip_bytes_seeks_a_file_and_reads_through_chunks_and_gzip() {
-    let (_dir, db) = common::db();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let small = bytes(200_000, 7);
+    chunked_store(&path, &small, 70_000);
+    let db = common::reopen(&path).unwrap();
+    db.verify().unwrap();
     let data = bytes(700_000, 4);
     db.put_attachment_from("f", None, "x", "a/b", &data[..])
         .unwrap();
-    // Inline bytes are written as chunks in the document's batch (format 7's layout).
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
-    db.put(json!({"_id": "c", "_attachments": {"x": {"content_type": "a/b", "data": b64}}}))
+    // Inline bytes longer than a chunk go to a file too.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&data[..600_000]);
+    db.put(json!({"_id": "i", "_attachments": {"x": {"content_type": "a/b", "data": b64}}}))
         .unwrap();
-    for id in ["f", "c"] {
-        for at in [0, 1, 262_144, 300_001, 699_999, 700_000] {
+    assert_eq!(files(&path).len(), 2);
+    db.verify().unwrap();
+    for (id, data) in [("f", &data[..]), ("i", &data[..600_000]), ("c", &small[..])] {
+        let len = data.len() as u64;
+        for at in [0, 1, 69_999, 70_000, 70_001, 262_144, 300_001, len - 1, len] {
+            let at = at.min(len);
             let mut r = db.attachment_reader(id, None, "x").unwrap();
             assert_eq!(r.skip_bytes(at).unwrap(), at, "{id} {at}");
             assert_eq!(read_rest(&mut r), &data[at as usize..], "{id} {at}");
         }
         let mut r = db.attachment_reader(id, None, "x").unwrap();
-        assert_eq!(r.skip_bytes(800_000).unwrap(), 700_000);
+        assert_eq!(r.skip_bytes(800_000).unwrap(), len);
         assert_eq!(r.next_chunk().unwrap(), None);
     }
     let text = b"line of text\n".repeat(50_000);
@@ -164,16 +200,9 @@ fn skip_bytes_seeks_a_file_and_reads_through_chunks_and_gzip() {
 fn a_format_7_store_opens_as_format_8_and_reads_its_chunks_where_they_are() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let data = bytes(300_000, 5);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
-    {
-        // Inline attachments are written as format 7 wrote every one: `H` version 1 and
-        // `C` chunks. No file yet: format 7 had none.
-        let db = Database::open(&path).unwrap();
-        db.put(json!({"_id": "c", "_attachments": {"x": {"content_type": "a/b", "data": b64}}}))
-            .unwrap();
-        assert_eq!(files(&path), vec![]);
-    }
+    let data = bytes(250_000, 5);
+    chunked_store(&path, &data, 100_000);
+    assert_eq!(files(&path), vec![]);
     {
         let raw = common::raw_sled(&path);
         raw.open_tree("settee")

@@ -156,13 +156,7 @@ impl Database {
     ) -> Result<StagedAttachment> {
         let inner = &*self.inner;
         inner.check_writable()?;
-        let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
-        // Before the file exists, and durable: a crash after its creation finds the marker.
-        inner
-            .tree
-            .insert(keys::att_pending_key(blob), &[][..])
-            .map_err(|e| inner.storage(e))?;
-        inner.tree.flush().map_err(|e| inner.storage(e))?;
+        let (blob, mut file) = begin_file(inner)?;
         let mut staged = StagedAttachment {
             db: self.clone(),
             digest: String::new(),
@@ -174,7 +168,6 @@ impl Database {
             },
             decoded_length: 0,
         };
-        let mut file = files::create(&inner.path, blob)?;
         let mut check = match &expected {
             Some(e) if e.encoding == Encoding::Gzip => Some(Check::gzip(e.decoded_length)),
             _ => None,
@@ -219,6 +212,76 @@ impl Database {
             }
         }
         Ok(staged)
+    }
+}
+
+/// A new blob and its new file, after its pending marker is durable: a crash after the
+/// file's creation finds the marker.
+fn begin_file(inner: &Inner) -> Result<(u64, std::fs::File)> {
+    let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
+    inner
+        .tree
+        .insert(keys::att_pending_key(blob), &[][..])
+        .map_err(|e| inner.storage(e))?;
+    inner.tree.flush().map_err(|e| inner.storage(e))?;
+    Ok((blob, files::create(&inner.path, blob)?))
+}
+
+/// Writes bytes a write call holds whole (an inline attachment longer than one chunk) to a
+/// new blob's file, synced, under a pending marker as a staging does; its head. The caller
+/// puts its commit ([`commit_into`]) into its batch and keeps the blob in an
+/// [`UncommittedFiles`], which removes it if that batch is never applied.
+pub(crate) fn write_file(inner: &Inner, data: &[u8], encoding: Encoding) -> Result<AttHead> {
+    let (blob, mut file) = begin_file(inner)?;
+    let written = file
+        .write_all(data)
+        .map_err(|e| files::io_error(&files::path(&inner.path, blob), e))
+        .and_then(|()| files::sync_new(&inner.path, blob, &file));
+    if let Err(e) = written {
+        drop(file);
+        if let Err(e) = remove_blob(inner, blob) {
+            tracing::warn!(error = %e, blob, "could not remove an attachment file");
+        }
+        return Err(e);
+    }
+    Ok(AttHead {
+        length: data.len() as u64,
+        storage: AttStorage::File,
+        encoding,
+        blob,
+    })
+}
+
+/// The files a write call wrote for its inline attachments ([`write_file`]): dropped after
+/// the call's batch was applied, it finds their markers gone and leaves them; dropped
+/// without it (an error), it removes each file, then its marker, as a dropped
+/// [`StagedAttachment`] does.
+pub(crate) struct UncommittedFiles<'a> {
+    inner: &'a Inner,
+    pub(crate) blobs: Vec<u64>,
+}
+
+impl<'a> UncommittedFiles<'a> {
+    pub(crate) fn new(inner: &'a Inner) -> UncommittedFiles<'a> {
+        UncommittedFiles {
+            inner,
+            blobs: Vec::new(),
+        }
+    }
+}
+
+impl Drop for UncommittedFiles<'_> {
+    fn drop(&mut self) {
+        for &blob in &self.blobs {
+            let pending = self.inner.tree.contains_key(keys::att_pending_key(blob));
+            if !matches!(pending, Ok(true)) {
+                continue;
+            }
+            if let Err(e) = remove_blob(self.inner, blob) {
+                // The blob keeps its marker, so the next open removes it.
+                tracing::warn!(error = %e, blob, "could not remove an uncommitted attachment file");
+            }
+        }
     }
 }
 

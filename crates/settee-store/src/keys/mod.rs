@@ -15,7 +15,7 @@
 //! | `X` | `X` + seq (u64 big-endian) | marks the entry at seq stale; value: the seq that superseded it |
 //! | `A` | `A` + digest | attachment bytes, whole (formats 1-6; read, never written) |
 //! | `H` | `H` + digest | [`AttHead`]: an attachment's length, encoding, storage kind (a file, or chunks), blob |
-//! | `C` | `C` + blob (u64 big-endian) + chunk index (u32 big-endian) | attachment bytes, one chunk (format 7 wrote them; read, and written for inline attachments) |
+//! | `C` | `C` + blob (u64 big-endian) + chunk index (u32 big-endian) | attachment bytes, one chunk (format 7 wrote them; read, and written for inline attachments of at most one chunk) |
 //! | `P` | `P` + blob (u64 big-endian) | a staged blob (file or chunks) no document refers to yet, or one being removed |
 //! | `L` | `L` + id without `_local/` | local doc (JSON, with `_rev`) |
 //! | `N` | `N` + index number (u32 big-endian) | a Mango index of the catalog: its definition and build state |
