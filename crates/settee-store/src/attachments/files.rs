@@ -34,14 +34,20 @@ fn blob_of_name(name: &str) -> Option<u64> {
         .flatten()
 }
 
-/// The store's error for a filesystem error on `path`: [`Error::DiskFull`] when the disk
-/// refused to grow a file, else [`Error::Io`].
+/// The store's error for a filesystem error on `path` (in or of the attachment directory):
+/// [`Error::DiskFull`] naming the store when the disk refused to grow a file, else
+/// [`Error::Io`]. Unlike sled's, the handle stays writable: sled's log is untouched.
 pub(crate) fn io_error(path: &Path, source: std::io::Error) -> Error {
     if matches!(
         source.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
     ) {
-        return Error::sled(path, sled::Error::Io(source));
+        let store = path
+            .ancestors()
+            .find(|p| p.file_name() == Some(DIR.as_ref()))
+            .and_then(Path::parent)
+            .unwrap_or(path);
+        return Error::sled(store, sled::Error::Io(source));
     }
     Error::Io {
         path: path.to_owned(),
