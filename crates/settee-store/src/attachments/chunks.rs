@@ -9,14 +9,16 @@ use crate::database::Inner;
 use crate::keys::{self, AttHead, AttStorage};
 use crate::{Error, Result};
 
-/// The size of every chunk but an attachment's last.
+/// The size of the pieces attachments are read and written in: every piece a reader gives
+/// ([`crate::AttachmentReader::next_chunk`]) but the last, every buffer of a streamed write,
+/// and every sled chunk (format 7's attachments, and inline attachments of at most this
+/// size, which are one chunk).
 ///
-/// Why this size: a reader holds one chunk at a time, so it bounds the memory of a read (and
-/// of a streamed write, which buffers one chunk); and sled's cost is per key, so a chunk
-/// should be large enough that a big attachment is few keys (four per MiB). A value this
-/// size is past sled's in-log limit (a quarter of its 512 KiB segment), so sled writes each
-/// chunk to its own file under `blobs/` instead of through its log buffers, which is what
-/// big bytes want: they do not fill the log that documents are written through.
+/// Why this size: a reader holds one piece at a time, so it bounds the memory of a read (and
+/// of a streamed write, which buffers one); for sled chunks, sled's cost is per key, so a
+/// chunk should be large enough that a big attachment is few keys (four per MiB). Bytes
+/// longer than this go to a file of their own (`files.rs`): sled keeps every value it
+/// touched in memory.
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
 /// An attachment's bytes as the store holds them.
