@@ -92,7 +92,7 @@ impl Database {
         rev: Option<&Rev>,
         name: &str,
         content_type: &str,
-        mut staged: StagedAttachment,
+        staged: StagedAttachment,
     ) -> Result<DocResult> {
         let att = AttIn::Staged {
             content_type: content_type.to_owned(),
@@ -101,10 +101,10 @@ impl Database {
             decoded_length: staged.decoded_length,
             revpos: None,
         };
-        let written = self.put_one_attachment(id, rev, name, att)?;
-        // The batch that wrote the revision committed the blob (or removed it).
-        staged.disarm();
-        Ok(written)
+        // Dropped after the write either way: a blob the write committed has lost its
+        // pending marker, so dropping it removes nothing; a duplicate (its digest was stored
+        // already) or a refused write's blob still has it and is removed.
+        self.put_one_attachment(id, rev, name, att)
     }
 
     /// Writes a replicated revision (`new_edits=false`, as
@@ -172,8 +172,8 @@ impl Database {
         let one = out
             .pop()
             .ok_or_else(|| Error::corrupt("write of one document returned no result"))?;
-        // Not disarmed: a blob the write committed (or removed as a duplicate) has lost its
-        // pending marker, so dropping it removes nothing; the others (not named, a refused
+        // A blob the write committed has lost its pending marker, so dropping it removes
+        // nothing; the others (not named, a duplicate of a stored digest, a refused
         // document, a revision the store held already) still have theirs and are removed.
         drop(staged);
         Ok(match one.result {

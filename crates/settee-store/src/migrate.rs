@@ -14,7 +14,8 @@
 //! entries and index blocks from u16 to u32 lengths inside format 5, so the upgrade from 4
 //! converts every `U` entry and the one from 5 each entry and block still in the u16 form
 //! (`lengths.rs`, issue 21). Format 7 adds chunked attachments and reads older stores'
-//! whole ones as they are, so from 6 the upgrade is the format key (`upgrade_v6`).
+//! whole ones as they are, so from 6 the upgrade is the format key (`upgrade_v6`); format 8
+//! keeps new attachments in files and reads format 7's chunks as they are, so from 7 too.
 //!
 //! The upgrade from format 1 runs in batches, each atomic, and each step skips what is
 //! already done, so a crash during it leaves a store that upgrades the rest on the next open;
@@ -154,12 +155,13 @@ pub(crate) fn upgrade_v5(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
     commit_with_format(tree, batch, storage)
 }
 
-/// Format 6 to the current one: only the format key. Format 7 keeps new attachments in
-/// chunks (`H`, `C`, `P` keys) and still reads format 6's whole `A` values as one chunk, so
-/// nothing is rewritten: the upgrade costs one write whatever the attachments weigh, and it
-/// has no window in which an attachment is half converted. The version changes so that a
-/// format-6 build, which knows only `A` values, refuses a store whose attachments it would
-/// not find.
+/// Format 6 or 7 to the current one: only the format key. Format 7 keeps new attachments
+/// in chunks (`H`, `C`, `P` keys) and still reads format 6's whole `A` values as one chunk;
+/// format 8 keeps new ones in files (`attachments/`, version-2 `H` heads) and still reads
+/// both older kinds where they are. So nothing is rewritten: the upgrade costs one write
+/// whatever the attachments weigh, and it has no window in which an attachment is half
+/// converted. The version changes so that an older build, which knows neither files nor
+/// version-2 heads, refuses a store whose attachments it would not find.
 pub(crate) fn upgrade_v6(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Error) -> Result<()> {
     commit_with_format(tree, sled::Batch::default(), storage)
 }

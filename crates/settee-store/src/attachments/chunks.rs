@@ -1,25 +1,29 @@
-//! Where an attachment's bytes are: its chunks under a blob number (format 7), or, for an
-//! attachment stored by formats 1-6, one whole `A` value read as a single chunk. This file
-//! finds them ([`Stored`]) and writes inline attachments into a write call's batch; the
-//! streamed reader is `reader.rs`, the streamed writer `staging.rs`.
+//! Where an attachment's bytes are: a file named by its blob (format 8, `files.rs`), its
+//! chunks under a blob number (format 7), or, for an attachment stored by formats 1-6, one
+//! whole `A` value read as a single chunk. This file finds them ([`Stored`]), reads them
+//! whole, and writes inline attachments into a write call's batch; the streamed reader is
+//! `reader.rs`, the streamed writer `staging.rs`.
 
+use super::files;
 use crate::database::Inner;
-use crate::keys::{self, AttHead};
+use crate::keys::{self, AttHead, AttStorage};
 use crate::{Error, Result};
 
-/// The size of every chunk but an attachment's last.
+/// The size of the pieces attachments are read and written in: every piece a reader gives
+/// ([`crate::AttachmentReader::next_chunk`]) but the last, every buffer of a streamed write,
+/// and every sled chunk (format 7's attachments, and inline attachments of at most this
+/// size, which are one chunk).
 ///
-/// Why this size: a reader holds one chunk at a time, so it bounds the memory of a read (and
-/// of a streamed write, which buffers one chunk); and sled's cost is per key, so a chunk
-/// should be large enough that a big attachment is few keys (four per MiB). A value this
-/// size is past sled's in-log limit (a quarter of its 512 KiB segment), so sled writes each
-/// chunk to its own file under `blobs/` instead of through its log buffers, which is what
-/// big bytes want: they do not fill the log that documents are written through.
+/// Why this size: a reader holds one piece at a time, so it bounds the memory of a read (and
+/// of a streamed write, which buffers one); for sled chunks, sled's cost is per key, so a
+/// chunk should be large enough that a big attachment is few keys (four per MiB). Bytes
+/// longer than this go to a file of their own (`files.rs`): sled keeps every value it
+/// touched in memory.
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
 /// An attachment's bytes as the store holds them.
 pub(crate) enum Stored {
-    /// Format 7: a head naming the chunks.
+    /// Formats 7 and 8: a head naming the file or the chunks.
     Chunked(AttHead),
     /// Formats 1-6: the whole value under `A` + digest (read as one chunk).
     Whole(sled::IVec),
@@ -72,14 +76,19 @@ pub(crate) fn read_all(inner: &Inner, digest: &str) -> Result<Option<Vec<u8>>> {
     match lookup(inner, digest)? {
         None => Ok(None),
         Some(Stored::Whole(v)) => Ok(Some(v.to_vec())),
-        Some(Stored::Chunked(head)) => {
-            let mut out = Vec::with_capacity(usize::try_from(head.length).unwrap_or(0));
-            for i in 0..head.chunks {
-                out.extend_from_slice(&read_chunk(inner, digest, &head, i)?);
+        Some(Stored::Chunked(head)) => match head.storage {
+            AttStorage::File => {
+                files::read_all(&inner.path, digest, head.blob, head.length).map(Some)
             }
-            check_length(digest, &head, out.len() as u64)?;
-            Ok(Some(out))
-        }
+            AttStorage::Chunks(n) => {
+                let mut out = Vec::with_capacity(usize::try_from(head.length).unwrap_or(0));
+                for i in 0..n {
+                    out.extend_from_slice(&read_chunk(inner, digest, &head, i)?);
+                }
+                check_length(digest, &head, out.len() as u64)?;
+                Ok(Some(out))
+            }
+        },
     }
 }
 
@@ -143,7 +152,7 @@ pub(crate) fn write_whole(
     }
     let head = AttHead {
         length: data.len() as u64,
-        chunks,
+        storage: AttStorage::Chunks(chunks),
         encoding,
         blob,
     };

@@ -1,11 +1,13 @@
 //! Attachments: CouchDB's digest format, the metadata kept in each revision's body, how
 //! an attachment is shown on read (stub or inline data), and finding one by document,
-//! revision and name. Bytes are stored once per digest, in chunks (`chunks.rs`), read as a
-//! stream (`reader.rs`) and written as one (`staging.rs`); `write/` decides when to store
-//! them, `sweep.rs` what `compact` removes and `verify` checks.
+//! revision and name. Bytes are stored once per digest, in a file of their own
+//! (`files.rs`; format 7's sled chunks and older whole values are read where they are,
+//! `chunks.rs`), read as a stream (`reader.rs`) and written as one (`staging.rs`); `write/`
+//! decides when to store them, `sweep.rs` what `compact` removes and `verify` checks.
 
 pub(crate) mod chunks;
 pub(crate) mod encoded;
+pub(crate) mod files;
 mod reader;
 pub(crate) mod staging;
 pub(crate) mod sweep;
@@ -267,7 +269,7 @@ impl Database {
         let meta = self.attachment_meta(id, rev, name)?;
         let stored = chunks::lookup(&self.inner, &meta.digest)?
             .ok_or_else(|| not_stored(id, name, &meta.digest))?;
-        Ok(AttachmentReader::new(self.clone(), meta, stored, decode))
+        AttachmentReader::new(self.clone(), meta, stored, decode)
     }
 
     /// The stored metadata of attachment `name` of `id` at `rev` (or the live winner).

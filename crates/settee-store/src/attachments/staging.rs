@@ -1,22 +1,27 @@
-//! Streamed attachment writes: [`StagedAttachment`], whose chunks go to the store as they
-//! are read (under a `P` pending marker) and become visible only with the document write
-//! that refers to them, plus the removal of blobs a crash left staged. The document write
-//! itself is `write/`'s; `attachment_io.rs` has the calls that stage and write together.
+//! Streamed attachment writes: [`StagedAttachment`], whose bytes go to the blob's file as
+//! they are read (under a `P` pending marker) and become visible only with the document
+//! write that refers to them, plus the removal of blobs a crash left staged. The document
+//! write itself is `write/`'s; `attachment_io.rs` has the calls that stage and write
+//! together; the files are `files.rs`'s.
 //!
-//! Crash safety: the pending marker is written before the first chunk, and sled recovers a
-//! prefix of its log, so after a crash every chunk of an uncommitted blob has its marker;
-//! opening removes those blobs ([`remove_unfinished`]). The commit is in the document's
-//! batch: the head (or, when the digest is stored already, the removal of the staged
-//! chunks) and the marker's removal go with the document, all or nothing.
+//! Crash safety: the pending marker is written and flushed before the file is created, so
+//! after a crash every file of an uncommitted blob has its marker; opening removes those
+//! blobs ([`remove_unfinished`]), file first, marker last. The file is synced (and its
+//! directory) before the commit, which is in the document's batch: the head and the
+//! marker's removal go with the document, all or nothing. When the digest is stored
+//! already (dedup), the batch leaves the marker, and dropping the [`StagedAttachment`]
+//! removes the file, then the marker. So every attachment file has a head or a marker, at
+//! every moment a crash can pick.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use md5::{Digest, Md5};
 
 use super::chunks::CHUNK_SIZE;
 use super::encoded::Check;
+use super::files;
 use crate::database::Inner;
-use crate::keys::{self, AttEncoding as Encoding, AttHead};
+use crate::keys::{self, AttEncoding as Encoding, AttHead, AttStorage};
 use crate::{Database, Error, Result};
 
 /// An attachment's bytes written to the store from a reader, not yet part of any document:
@@ -40,8 +45,6 @@ pub struct StagedAttachment {
     pub(crate) head: AttHead,
     /// The attachment's length once decoded (`head.length` unless encoded).
     pub(crate) decoded_length: u64,
-    /// Cleared once a document write has committed the blob (or removed it as a duplicate).
-    armed: bool,
 }
 
 impl StagedAttachment {
@@ -65,21 +68,15 @@ impl StagedAttachment {
     pub fn stored_length(&self) -> u64 {
         self.head.length
     }
-
-    /// Called by the document write that committed this blob: nothing is left to remove.
-    pub(crate) fn disarm(&mut self) {
-        self.armed = false;
-    }
 }
 
 impl Drop for StagedAttachment {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
         let inner = &self.db.inner;
-        // A write whose batch was applied but whose flush failed returned an error after
-        // committing the blob: its marker is gone then, and so the chunks stay.
+        // The marker says whether the blob is still to be removed: a document write that
+        // committed it removed the marker in its batch (even one whose flush then failed,
+        // and which returned an error), so the file stays; one that found the digest stored
+        // already (dedup), or that was refused, left it.
         let pending = inner
             .tree
             .contains_key(keys::att_pending_key(self.head.blob));
@@ -94,10 +91,11 @@ impl Drop for StagedAttachment {
 }
 
 impl Database {
-    /// Writes an attachment's bytes from `reader` into the store, one chunk
-    /// ([`crate::CHUNK_SIZE`]) at a time, computing its digest on the way; no document
-    /// refers to it yet. Commit it with [`Database::put_staged_attachment`]; dropped
-    /// uncommitted, it is removed. At most one chunk of the bytes is in memory.
+    /// Writes an attachment's bytes from `reader` into the store (a file of its own in the
+    /// store's directory), one chunk ([`crate::CHUNK_SIZE`]) at a time, computing its
+    /// digest on the way, and syncs them; no document refers to it yet. Commit it with
+    /// [`Database::put_staged_attachment`]; dropped uncommitted, it is removed. At most one
+    /// chunk of the bytes is in memory.
     ///
     /// # Errors
     /// [`Error::AttachmentSource`] when `reader` fails (nothing stays behind);
@@ -158,23 +156,17 @@ impl Database {
     ) -> Result<StagedAttachment> {
         let inner = &*self.inner;
         inner.check_writable()?;
-        let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
-        // Before the first chunk: a crash after any chunk leaves the marker too.
-        inner
-            .tree
-            .insert(keys::att_pending_key(blob), &[][..])
-            .map_err(|e| inner.storage(e))?;
+        let (blob, mut file) = begin_file(inner)?;
         let mut staged = StagedAttachment {
             db: self.clone(),
             digest: String::new(),
             head: AttHead {
                 length: 0,
-                chunks: 0,
+                storage: AttStorage::File,
                 encoding: expected.as_ref().map_or(Encoding::Identity, |e| e.encoding),
                 blob,
             },
             decoded_length: 0,
-            armed: true,
         };
         let mut check = match &expected {
             Some(e) if e.encoding == Encoding::Gzip => Some(Check::gzip(e.decoded_length)),
@@ -191,20 +183,14 @@ impl Database {
             if let Some(check) = &mut check {
                 check.update(&buf[..n])?;
             }
-            inner
-                .tree
-                .insert(keys::att_chunk_key(blob, staged.head.chunks), &buf[..n])
-                .map_err(|e| inner.storage(e))?;
-            staged.head.chunks = staged
-                .head
-                .chunks
-                .checked_add(1)
-                .ok_or_else(|| Error::bad_request("attachment too large"))?;
+            file.write_all(&buf[..n])
+                .map_err(|e| files::io_error(&files::path(&inner.path, blob), e))?;
             staged.head.length += n as u64;
             if n < buf.len() {
                 break;
             }
         }
+        files::sync_new(&inner.path, blob, &file)?;
         staged.digest = super::digest_text(&md5.finalize());
         staged.decoded_length = staged.head.length;
         if let Some(check) = check {
@@ -229,6 +215,76 @@ impl Database {
     }
 }
 
+/// A new blob and its new file, after its pending marker is durable: a crash after the
+/// file's creation finds the marker.
+fn begin_file(inner: &Inner) -> Result<(u64, std::fs::File)> {
+    let blob = inner.db.generate_id().map_err(|e| inner.storage(e))?;
+    inner
+        .tree
+        .insert(keys::att_pending_key(blob), &[][..])
+        .map_err(|e| inner.storage(e))?;
+    inner.tree.flush().map_err(|e| inner.storage(e))?;
+    Ok((blob, files::create(&inner.path, blob)?))
+}
+
+/// Writes bytes a write call holds whole (an inline attachment longer than one chunk) to a
+/// new blob's file, synced, under a pending marker as a staging does; its head. The caller
+/// puts its commit ([`commit_into`]) into its batch and keeps the blob in an
+/// [`UncommittedFiles`], which removes it if that batch is never applied.
+pub(crate) fn write_file(inner: &Inner, data: &[u8], encoding: Encoding) -> Result<AttHead> {
+    let (blob, mut file) = begin_file(inner)?;
+    let written = file
+        .write_all(data)
+        .map_err(|e| files::io_error(&files::path(&inner.path, blob), e))
+        .and_then(|()| files::sync_new(&inner.path, blob, &file));
+    if let Err(e) = written {
+        drop(file);
+        if let Err(e) = remove_blob(inner, blob) {
+            tracing::warn!(error = %e, blob, "could not remove an attachment file");
+        }
+        return Err(e);
+    }
+    Ok(AttHead {
+        length: data.len() as u64,
+        storage: AttStorage::File,
+        encoding,
+        blob,
+    })
+}
+
+/// The files a write call wrote for its inline attachments ([`write_file`]): dropped after
+/// the call's batch was applied, it finds their markers gone and leaves them; dropped
+/// without it (an error), it removes each file, then its marker, as a dropped
+/// [`StagedAttachment`] does.
+pub(crate) struct UncommittedFiles<'a> {
+    inner: &'a Inner,
+    pub(crate) blobs: Vec<u64>,
+}
+
+impl<'a> UncommittedFiles<'a> {
+    pub(crate) fn new(inner: &'a Inner) -> UncommittedFiles<'a> {
+        UncommittedFiles {
+            inner,
+            blobs: Vec::new(),
+        }
+    }
+}
+
+impl Drop for UncommittedFiles<'_> {
+    fn drop(&mut self) {
+        for &blob in &self.blobs {
+            let pending = self.inner.tree.contains_key(keys::att_pending_key(blob));
+            if !matches!(pending, Ok(true)) {
+                continue;
+            }
+            if let Err(e) = remove_blob(self.inner, blob) {
+                // The blob keeps its marker, so the next open removes it.
+                tracing::warn!(error = %e, blob, "could not remove an uncommitted attachment file");
+            }
+        }
+    }
+}
+
 /// What a staging of encoded bytes must find.
 struct Expected<'a> {
     encoding: Encoding,
@@ -250,31 +306,40 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// Puts the commit of a staged blob into a document's batch: its head under `digest`, or,
-/// when `digest` is stored already (`stored`), the removal of its chunks; the pending
-/// marker goes either way.
+/// Puts the commit of a staged blob into a document's batch: its head under `digest`, and
+/// the pending marker's removal. When `digest` is stored already (`stored`), the blob is a
+/// duplicate: a chunked one's chunks and marker are removed in the batch; a file's marker
+/// stays, and the [`StagedAttachment`]'s drop removes the file, then the marker (a file is
+/// never without a head or a marker).
 pub(crate) fn commit_into(batch: &mut sled::Batch, digest: &str, head: &AttHead, stored: bool) {
-    if stored {
-        for i in 0..head.chunks {
-            batch.remove(&keys::att_chunk_key(head.blob, i)[..]);
+    match (stored, head.storage) {
+        (false, _) => {
+            batch.insert(keys::att_head_key(digest), head.encode());
+            batch.remove(&keys::att_pending_key(head.blob)[..]);
         }
-    } else {
-        batch.insert(keys::att_head_key(digest), &head.encode()[..]);
+        (true, AttStorage::File) => {}
+        (true, AttStorage::Chunks(n)) => {
+            for i in 0..n {
+                batch.remove(&keys::att_chunk_key(head.blob, i)[..]);
+            }
+            batch.remove(&keys::att_pending_key(head.blob)[..]);
+        }
     }
-    batch.remove(&keys::att_pending_key(head.blob)[..]);
 }
 
-/// Removes a blob's chunks, then its pending marker (in that order: a crash in between
-/// leaves the marker, and the next open finishes).
+/// Removes a blob's file and chunks, then its pending marker (in that order: a crash in
+/// between leaves the marker, and the next open finishes).
 pub(crate) fn remove_blob(inner: &Inner, blob: u64) -> Result<()> {
-    remove_blob_in(&inner.tree, blob, &|e| inner.storage(e))
+    remove_blob_in(&inner.tree, &inner.path, blob, &|e| inner.storage(e))
 }
 
 fn remove_blob_in(
     tree: &sled::Tree,
+    store: &std::path::Path,
     blob: u64,
     storage: &dyn Fn(sled::Error) -> Error,
 ) -> Result<()> {
+    files::remove(store, blob)?;
     let mut batch = sled::Batch::default();
     let mut n = 0;
     for k in tree.scan_prefix(keys::att_chunk_prefix(blob)).keys() {
@@ -290,10 +355,11 @@ fn remove_blob_in(
 }
 
 /// At open: removes every blob still marked pending (a staged write a crash or an
-/// interrupted process left uncommitted); the number removed. No staging can be running:
-/// the store's lock is this process's, and it is being opened.
+/// interrupted process left uncommitted, or a removal it cut short); the number removed.
+/// No staging can be running: the store's lock is this process's, and it is being opened.
 pub(crate) fn remove_unfinished(
     tree: &sled::Tree,
+    store: &std::path::Path,
     storage: &dyn Fn(sled::Error) -> Error,
 ) -> Result<u64> {
     let mut blobs = Vec::new();
@@ -301,7 +367,7 @@ pub(crate) fn remove_unfinished(
         blobs.push(keys::blob_of_key(&k.map_err(storage)?)?);
     }
     for &blob in &blobs {
-        remove_blob_in(tree, blob, storage)?;
+        remove_blob_in(tree, store, blob, storage)?;
     }
     Ok(blobs.len() as u64)
 }

@@ -156,7 +156,7 @@ impl Database {
                     crate::migrate::upgrade_v5(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
-                if found == "6" {
+                if found == "6" || found == "7" {
                     tracing::info!(path = %path.display(), from = %found, "upgrading the store's format");
                     crate::migrate::upgrade_v6(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
@@ -198,7 +198,7 @@ impl Database {
         let catalog = Catalog::load(&tree, &storage)?;
         let registry = Registry::load(&tree, &storage)?;
         registry::clear_unregistered(&tree, &registry, &storage)?;
-        let unfinished = staging::remove_unfinished(&tree, &storage)?;
+        let unfinished = staging::remove_unfinished(&tree, &path, &storage)?;
         if unfinished > 0 {
             tracing::info!(path = %path.display(), unfinished, "removed attachment writes a crash left unfinished");
         }

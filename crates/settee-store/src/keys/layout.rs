@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use settee_revtree::Rev;
 
 /// The storage format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 /// The sled tree that holds every record.
 pub(crate) const TREE_NAME: &[u8] = b"settee";

@@ -14,9 +14,9 @@
 //! | `Q` | `Q` + first seq (u64 big-endian) | a by-seq chunk: the entries (seq, id, leaves) one write call made |
 //! | `X` | `X` + seq (u64 big-endian) | marks the entry at seq stale; value: the seq that superseded it |
 //! | `A` | `A` + digest | attachment bytes, whole (formats 1-6; read, never written) |
-//! | `H` | `H` + digest | [`AttHead`]: a chunked attachment's length, chunk count, blob |
-//! | `C` | `C` + blob (u64 big-endian) + chunk index (u32 big-endian) | attachment bytes, one chunk |
-//! | `P` | `P` + blob (u64 big-endian) | a staged blob no document refers to yet |
+//! | `H` | `H` + digest | [`AttHead`]: an attachment's length, encoding, storage kind (a file, or chunks), blob |
+//! | `C` | `C` + blob (u64 big-endian) + chunk index (u32 big-endian) | attachment bytes, one chunk (format 7 wrote them; read, and written for inline attachments of at most one chunk) |
+//! | `P` | `P` + blob (u64 big-endian) | a staged blob (file or chunks) no document refers to yet, or one being removed |
 //! | `L` | `L` + id without `_local/` | local doc (JSON, with `_rev`) |
 //! | `N` | `N` + index number (u32 big-endian) | a Mango index of the catalog: its definition and build state |
 //! | `I` | `I` + index number + lower bound (an entry, or nothing) | a block of index entries (collation-encoded key + doc id), ascending |
@@ -58,7 +58,7 @@ mod seq;
 mod unsynced;
 
 pub use att_head::Encoding;
-pub(crate) use att_head::{AttHead, Encoding as AttEncoding};
+pub(crate) use att_head::{AttHead, Encoding as AttEncoding, Storage as AttStorage};
 pub(crate) use fields::decode_u64;
 pub use layout::FORMAT_VERSION;
 pub(crate) use layout::{

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 use settee_revtree::{Rev, RevStatus, RevTree};
 
-use crate::attachments::{chunks, staging};
+use crate::attachments::{chunks, staging, CHUNK_SIZE};
 use crate::database::{Counters, Flush, Inner};
 use crate::index::IndexHook;
 use crate::keys::{self, AttEncoding, AttHead, DocRecord, SeqEntry};
@@ -49,6 +49,8 @@ pub(crate) struct BatchState<'a> {
     pub(crate) dirty: bool,
     /// Keeps the Mango indexes in step with the documents this call writes.
     pub(super) index_hook: IndexHook,
+    /// The files this call wrote for inline attachments: removed unless its batch is applied.
+    pub(super) files: staging::UncommittedFiles<'a>,
 }
 
 /// Whether a document counts as live, deleted, or not at all (for `doc_count`).
@@ -94,6 +96,7 @@ impl<'a> BatchState<'a> {
             sync_touched: HashSet::new(),
             dirty: false,
             index_hook: IndexHook::new(inner),
+            files: staging::UncommittedFiles::new(inner),
         }
     }
 
@@ -202,8 +205,10 @@ impl<'a> BatchState<'a> {
         Ok(chunks::lookup(self.inner, digest)?.map(|s| (s.length(), s.encoding())))
     }
 
-    /// Stores an inline attachment's bytes (chunked, as `encoding`) unless its digest is
-    /// stored already.
+    /// Stores an inline attachment's bytes (as `encoding`) unless its digest is stored
+    /// already: one chunk's worth or less as chunks in this call's batch (atomic with the
+    /// document, no fsync of its own), longer ones in a file, as staged attachments are
+    /// (sled would keep those bytes in memory for as long as the store is open).
     pub(super) fn store_att(
         &mut self,
         digest: &str,
@@ -211,7 +216,13 @@ impl<'a> BatchState<'a> {
         encoding: AttEncoding,
     ) -> Result<()> {
         if !self.atts.contains_key(digest) && !chunks::is_stored(self.inner, digest)? {
-            chunks::write_whole(self.inner, &mut self.batch, digest, data, encoding)?;
+            if data.len() > CHUNK_SIZE {
+                let head = staging::write_file(self.inner, data, encoding)?;
+                self.files.blobs.push(head.blob);
+                staging::commit_into(&mut self.batch, digest, &head, false);
+            } else {
+                chunks::write_whole(self.inner, &mut self.batch, digest, data, encoding)?;
+            }
             self.atts
                 .insert(digest.to_owned(), (data.len() as u64, encoding));
         }
@@ -372,8 +383,10 @@ impl<'a> BatchState<'a> {
 
     /// Applies the batch (under the writer lock held by `guard`), then brings the in-memory
     /// sync counts up to date and tells sync-state subscribers which documents changed.
-    pub(crate) fn commit(self, guard: &mut std::sync::MutexGuard<'_, Counters>) -> Result<()> {
+    pub(crate) fn commit(mut self, guard: &mut std::sync::MutexGuard<'_, Counters>) -> Result<()> {
         let inner = self.inner;
+        // Dropped after the batch is applied (or not): see `UncommittedFiles`.
+        let files = std::mem::replace(&mut self.files, staging::UncommittedFiles::new(inner));
         let notify: Vec<String> = if inner.watchers.active() {
             self.written.union(&self.sync_touched).cloned().collect()
         } else {
@@ -385,6 +398,7 @@ impl<'a> BatchState<'a> {
                 inner.registry_mut().apply(updates);
             }
         });
+        drop(files);
         if !notify.is_empty() {
             inner
                 .watchers
