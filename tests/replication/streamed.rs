@@ -16,21 +16,16 @@ use super::local;
 const LARGE: usize = 50 * 1024 * 1024;
 
 /// The peak resident memory allowed to a `settee replicate` pushing [`LARGE`] bytes, in
-/// KiB. Measured: 154 MB streamed (of which ~100 MB are today's store reading the
-/// attachment whole, twice: sled's value and its copy), 334 MB before, when the push sent
-/// the attachment base64 inside `_bulk_docs`.
-const PUSH_RSS_LIMIT_KIB: u64 = 200 * 1024;
+/// KiB: less than a small run's (about 50 MB, debug build) plus the attachment, so it is
+/// never whole in memory. Measured: 54 MB with attachment files (store format 8); 154 MB
+/// with format 7's chunks in sled (which keeps every value it reads resident), 334 MB when
+/// the push sent the attachment base64 inside `_bulk_docs`.
+const PUSH_RSS_LIMIT_KIB: u64 = 80 * 1024;
 
-/// The same for the pull. Measured: 120 MB (52 MB for a pull of one small document), 274 MB
-/// before, when `streamed::store_write` built the revision's JSON with the attachment in
-/// base64 and the store decoded it whole; each attachment is now staged into the store a
-/// chunk at a time.
-// FIXME(#23): of the 68 MB the pull grows by, ~55 MB is sled holding the written chunks in
-// its page cache: staging 50 MB into a bare store grows a process by 55 MB whatever
-// `cache_capacity` says, flushed or not (measured with /proc/self/status VmHWM, release
-// build). The push's reads hold them the same way. Bounding it needs the chunks out of
-// sled's cache (or out of sled).
-const PULL_RSS_LIMIT_KIB: u64 = 150 * 1024;
+/// The same for the pull. Measured: 55 MB with attachment files (each attachment staged a
+/// chunk at a time into its file); 120 MB with format 7's chunks in sled; 274 MB when
+/// `streamed::store_write` built the revision's JSON with the attachment in base64.
+const PULL_RSS_LIMIT_KIB: u64 = 80 * 1024;
 
 /// The same for a copy from one server database to another (`settee replicate URL URL`:
 /// one multipart `_bulk_get` streamed into a `multipart/related` PUT). Below the
