@@ -91,7 +91,10 @@ status=0
 # not overlap), else cargo test (one binary after another). SETTEE_NO_NEXTEST=1 forces cargo
 # test.
 if [ -z "${SETTEE_NO_NEXTEST:-}" ] && cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --all-targets --no-fail-fast "$@" || status=$?
+    # Benchmarks are not tests here: nextest would run criterion's full measurement; cargo
+    # test runs each benchmark once, as a smoke test.
+    cargo nextest run --workspace --all-targets --no-fail-fast -E 'not kind(bench)' "$@" || status=$?
+    cargo test --workspace --bench '*' "$@" || status=$?
 else
     cargo test --workspace --all-targets --no-fail-fast "$@" || status=$?
 fi
