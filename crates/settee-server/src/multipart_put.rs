@@ -83,10 +83,7 @@ pub(crate) async fn read_related_inline(
     let mut steps = Vec::new();
     let mut stream = stage::body_stream(body);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| match Fault::of(&e) {
-            Some(f) => f.to_http(),
-            None => HttpError::bad_request(e.to_string()),
-        })?;
+        let chunk = chunk.map_err(|e| Fault::answer(&e))?;
         let ended = reader.feed(&chunk, &mut steps)?;
         for step in steps.drain(..) {
             inline.take(step)?;

@@ -50,6 +50,14 @@ impl Fault {
     pub(crate) fn of(e: &io::Error) -> Option<&Fault> {
         e.get_ref().and_then(|inner| inner.downcast_ref::<Fault>())
     }
+
+    /// The answer to a request whose body stream ([`body_stream`]) failed with `e`.
+    pub(crate) fn answer(e: &io::Error) -> HttpError {
+        match Fault::of(e) {
+            Some(f) => f.to_http(),
+            None => HttpError::bad_request(e.to_string()),
+        }
+    }
 }
 
 /// A request body as a stream of bytes, its errors as [`Fault`]s.
