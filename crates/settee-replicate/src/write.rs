@@ -104,7 +104,7 @@ pub(crate) async fn write_docs<S: Peer, T: Peer>(
 pub(crate) fn streams<S: Peer, T: Peer>(source: &S, target: &T) -> Attachments {
     if !target.takes_streamed() || (source.is_local() && target.is_local()) {
         Attachments::Inline
-    } else if source.is_local() || pulls(source, target) {
+    } else if source.is_local() || pulls(source) {
         Attachments::Streamed
     } else {
         Attachments::StreamedWhenLarge
@@ -134,7 +134,7 @@ async fn write_piece<S: Peer, T: Peer>(
         target.write(together, origin).await?
     };
     drop(held);
-    if pulls(source, target) {
+    if pulls(source) {
         refused.extend(streamed::write_pulled(source, target, budget, alone, origin).await?);
         return Ok(refused);
     }
@@ -148,8 +148,7 @@ async fn write_piece<S: Peer, T: Peer>(
 /// ([`Peer::pull_streamed`]) rather than inline or one request per attachment: from any
 /// remote source that answers multipart, to any target (a store keeps gzipped attachments
 /// gzipped, with their encoding, as a remote database does).
-fn pulls<S: Peer, T: Peer>(source: &S, target: &T) -> bool {
-    let _ = target;
+fn pulls<S: Peer>(source: &S) -> bool {
     !source.is_local() && source.pulls_streamed()
 }
 
