@@ -33,10 +33,10 @@ function split(url) {
   return { base: u.toString().replace(/\/$/, ''), headers };
 }
 
+// A string body is sent as it is (already JSON).
 async function call(db, method, path, body) {
-  const res = await fetch(db.base + path, {
-    method, headers: db.headers, body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const text_ = body === undefined || typeof body === 'string' ? body : JSON.stringify(body);
+  const res = await fetch(db.base + path, { method, headers: db.headers, body: text_ });
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
   return JSON.parse(text);
@@ -80,13 +80,19 @@ async function raw(srcUrl, dstUrl) {
   // Read: the change pages are sequential (each needs the previous last_seq); each page's
   // _bulk_get starts as soon as the page arrives, with at most INFLIGHT of them running.
   let t = process.hrtime.bigint();
-  const docs = [];
+  // Each page's documents are kept as one JSON text (a million parsed notes would not fit
+  // in Node's heap), and written back as one _bulk_docs body.
+  const pages = [];
+  let read = 0;
   const running = [];
   const fetchPage = async (rows) => {
     const docsReq = [];
     for (const r of rows) for (const c of r.changes) docsReq.push({ id: r.id, rev: c.rev });
     const res = await call(src, 'POST', '/_bulk_get?revs=true&latest=true', { docs: docsReq });
+    const docs = [];
     for (const r of res.results) for (const d of r.docs) if (d.ok) docs.push(d.ok);
+    read += docs.length;
+    pages.push(`{"new_edits":false,"docs":${JSON.stringify(docs)}}`);
   };
   let since = 0;
   for (;;) {
@@ -102,14 +108,12 @@ async function raw(srcUrl, dstUrl) {
   const readSeconds = Number(process.hrtime.bigint() - t) / 1e9;
   // Write: everything read, with new_edits=false (how a replicator writes), INFLIGHT at a time.
   t = process.hrtime.bigint();
-  const batches = [];
-  for (let i = 0; i < docs.length; i += BATCH) batches.push(docs.slice(i, i + BATCH));
-  await pool(INFLIGHT, batches.map((b) => async () => {
-    checkWrites(await call(dst, 'POST', '/_bulk_docs', { docs: b, new_edits: false }));
+  await pool(INFLIGHT, pages.map((body) => async () => {
+    checkWrites(await call(dst, 'POST', '/_bulk_docs', body));
   }));
   const writeSeconds = Number(process.hrtime.bigint() - t) / 1e9;
   return {
-    job: 'raw', docs: docs.length, batch: BATCH, inflight: INFLIGHT,
+    job: 'raw', docs: read, batch: BATCH, inflight: INFLIGHT,
     read_seconds: readSeconds, write_seconds: writeSeconds,
   };
 }

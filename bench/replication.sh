@@ -11,6 +11,14 @@
 #   BENCH_DOCS=5000 bench/replication.sh   # a quick run
 #   BENCH_SERVER=couchdb bench/replication.sh   # against Apache CouchDB 3.5.0 from
 #                                           # SETTEE_COUCHDB_RELEASE (default ../shared/couchdb)
+#   BENCH_SERVER=cluster bench/replication.sh   # against a 3-node cluster of it (couchdb.sh
+#                                           # cluster): every client talks to node 1; the
+#                                           # server CPU is the three nodes'
+#   BENCH_CLIENTS="settee" BENCH_DOCS=1000000 ... # only these clients (settee pouchdb rouchdb)
+#
+# After the table, a second one gives the disk use of each client's local copy after its pull
+# (and Settee's after `settee compact`) beside the server's own file for the same documents
+# (`sizes.file` of `src`: one copy of each shard).
 #
 # Knobs: REPL_BATCH_SIZE (default: each client's own default batch size), BENCH_RAW_BATCH and
 # BENCH_RAW_INFLIGHT (the raw client: 1,000 per request, 2 requests in flight), SETTEE_BIN (a
@@ -87,11 +95,28 @@ pouchdb-server)
         auth_url=$(python3 -c 'import sys, urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p._replace(netloc=u.quote(sys.argv[2], safe="") + ":" + u.quote(sys.argv[3], safe="") + "@" + p.netloc).geturl())' "$url" "$user" "$SETTEE_PASSWORD")
     fi
     ;;
-*) echo "replication.sh: BENCH_SERVER is couchdb or pouchdb-server, not $server_kind" >&2; exit 2 ;;
+cluster)
+    # A 3-node Apache CouchDB cluster (3 copies of every document, 8 shards); the clients talk
+    # to node 1, which asks the others for what it does not hold.
+    release=${SETTEE_COUCHDB_RELEASE:-$root/../shared/couchdb}
+    trap 'bash "$release/couchdb.sh" stop "$state"; rm -rf "$state"' EXIT
+    started=$(bash "$release/couchdb.sh" cluster "$state")
+    auth_url=$(echo "$started" | head -1 | cut -d' ' -f1)
+    server_pid=$(echo "$started" | cut -d' ' -f2 | tr '\n' ' ')
+    creds=${auth_url#http://}
+    creds=${creds%%@*}
+    user=${creds%%:*}
+    export SETTEE_PASSWORD=${creds#*:}
+    url="http://${auth_url#*@}"
+    ;;
+*) echo "replication.sh: BENCH_SERVER is couchdb, cluster or pouchdb-server, not $server_kind" >&2; exit 2 ;;
 esac
 log "$server_kind at $url (admin: ${user:-none})"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+clients=" ${BENCH_CLIENTS:-settee pouchdb rouchdb} "
+wanted() { [[ $clients == *" $1 "* ]]; }
+# The server's CPU ticks (user + system), summed over its processes (a cluster has three).
+cpu_ticks() { local p t=0; for p in $server_pid; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat") )); done; echo $t; }
 # run NAME CMD...: runs CMD under time -v; stdout to NAME.out, time -v to NAME.time, and the
 # server's CPU ticks used meanwhile to NAME.server.
 run() {
@@ -120,6 +145,9 @@ check load src
 log "server limit: raw _changes + _bulk_get read of src, raw _bulk_docs new_edits=false write"
 run raw node "$client" raw "$auth_url/src" "$auth_url/raw_write"
 check raw raw_write
+# Each written copy is dropped once checked: a million notes are ~1 GB per copy on the server.
+drop() { curl -sf -X DELETE -u "$user:${SETTEE_PASSWORD:-}" "$url/$1" >/dev/null || true; }
+drop raw_write
 
 # client NAME PULL-CMD PUSH-CMD-PREFIX: pull src into a fresh local db, pull again (no-op),
 # then push the local db into a fresh server db push_NAME and push again (no-op).
@@ -128,6 +156,7 @@ replicate_pair() {
     shift 2
     log "$name: pull"
     run "$name-pull" "$@" "$auth_url/src" "$local_db" || return 0
+    du -sb "$local_db" | cut -f1 > "$out/$name.disk"
     log "$name: no-op pull"
     run "$name-repull" "$@" "$auth_url/src" "$local_db" || true
     log "$name: push"
@@ -135,9 +164,12 @@ replicate_pair() {
     check "$name-push" "push_$name"
     log "$name: no-op push"
     run "$name-repush" "$@" "$local_db" "$auth_url/push_$name" || true
+    drop "push_$name"
 }
 
-if [ -z "$settee_skip" ]; then
+if ! wanted settee; then
+    echo "not in BENCH_CLIENTS" > "$out/settee.skip"
+elif [ -z "$settee_skip" ]; then
     # The CLI takes the user in the URL and the password from SETTEE_PASSWORD (never argv).
     settee_url=$url
     [ -z "$user" ] || settee_url=${url/:\/\//://$user@}
@@ -146,19 +178,30 @@ if [ -z "$settee_skip" ]; then
     export -f settee_replicate
     export settee_bin auth_url settee_url REPL_BATCH_SIZE
     replicate_pair settee "$out/settee-local" bash -c 'settee_replicate "$1" "$2"' settee_replicate
+    if [ -d "$out/settee-local" ]; then
+        log "settee: compact"
+        run settee-compact "$settee_bin" compact --quiet "$out/settee-local" || true
+        du -sb "$out/settee-local" | cut -f1 > "$out/settee.disk-compacted"
+    fi
 else
     echo "$settee_skip" > "$out/settee.skip"
 fi
-replicate_pair pouchdb "$out/pouchdb-local" node "$client" pouchdb
-if [ -n "$rouchdb_bin" ]; then
+if wanted pouchdb; then
+    replicate_pair pouchdb "$out/pouchdb-local" node "$client" pouchdb
+else
+    echo "not in BENCH_CLIENTS" > "$out/pouchdb.skip"
+fi
+if ! wanted rouchdb; then
+    echo "not in BENCH_CLIENTS" > "$out/rouchdb.skip"
+elif [ -n "$rouchdb_bin" ]; then
     curl -sf -X PUT -u "$user:${SETTEE_PASSWORD:-}" "$url/push_rouchdb" >/dev/null || true
     replicate_pair rouchdb "$out/rouchdb-local.redb" "$rouchdb_bin"
 else
     echo "rouchdb-replicate does not build" > "$out/rouchdb.skip"
 fi
 
-# Disk use of each local copy, for the record.
-du -sh "$out"/*-local* 2>/dev/null >&2 || true
+# The server's own file for the same documents (one copy of each shard), for the disk table.
+curl -sf -u "$user:${SETTEE_PASSWORD:-}" "$url/src" > "$out/src.info" || echo '{}' > "$out/src.info"
 rm -rf "$out"/*-local*
 
 python3 - "$out" "$n" "$(getconf CLK_TCK)" <<'PY'
@@ -214,4 +257,20 @@ for c in ("settee", "pouchdb", "rouchdb"):
         short = f" (target has {r['short']} docs!)" if r["short"] else ""
         re_ = f"{again['wall']:.2f} s" if again else "failed"
         print(f"| {names[c]} | {d} | {r['wall']:.1f} s{short} | {rate:,.0f} | {rate / limit[d]:.0%} | {vs} | {r['cpu']:.1f} s | {cpuvs} | {r['rss']:.0f} MB | {r['server']:.1f} s | {re_} |")
+
+def size(name):
+    p = os.path.join(out, name)
+    return int(open(p).read().strip()) if os.path.exists(p) else None
+info = json.load(open(os.path.join(out, "src.info")))
+server_file = info.get("sizes", {}).get("file")
+mb = lambda b: f"{b / 1e6:,.0f} MB"
+print()
+print("| copy of the same documents | on disk | vs the server's file |")
+print("|---|---|---|")
+if server_file:
+    print(f"| server's `src` (`sizes.file`; `sizes.external` {mb(info['sizes'].get('external', 0))}) | {mb(server_file)} | 1.00 |")
+for c, label in (("settee", "Settee store after the pull"), ("settee", "Settee store after `settee compact`"), ("pouchdb", "PouchDB 9 leveldb after the pull"), ("rouchdb", "RouchDB redb file after the pull")):
+    b = size(f"{c}.disk-compacted" if "compact" in label else f"{c}.disk")
+    if b is not None:
+        print(f"| {label} | {mb(b)} | {b / server_file:.2f} |" if server_file else f"| {label} | {mb(b)} | |")
 PY
