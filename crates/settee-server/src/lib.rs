@@ -80,6 +80,7 @@ mod uuid;
 mod validate;
 mod view;
 mod view_rows;
+mod view_update;
 
 pub use error::{Error, Result};
 pub use options::{
