@@ -10,7 +10,8 @@
 //! `multipart/related`; attachments with `Range`; `_all_docs`, `_bulk_docs`, `_bulk_get`,
 //! `_revs_diff`, `_changes` (normal, longpoll, continuous, eventsource; built-in filters,
 //! JavaScript filter functions and `filter=_view`), `_local` docs, Mango: `_find`,
-//! `_explain`, `_index`, and JavaScript views (`_design/{d}/_view/{v}`, computed on demand).
+//! `_explain`, `_index`, and JavaScript views (`_design/{d}/_view/{v}`, from an index on
+//! disk kept up to date incrementally).
 //! Settee's own `/{db}/_settee/...` answer the sync-state questions about a store for the
 //! process that finds it held by this one (admins only; `sync_state.rs`).
 //! Every document write goes through the database's `validate_doc_update` functions.
@@ -80,6 +81,7 @@ mod uuid;
 mod validate;
 mod view;
 mod view_rows;
+mod view_update;
 
 pub use error::{Error, Result};
 pub use options::{

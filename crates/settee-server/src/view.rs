@@ -1,18 +1,24 @@
-//! `GET`/`POST /{db}/_design/{ddoc}/_view/{view}`: JavaScript views, computed on demand.
+//! `GET`/`POST /{db}/_design/{ddoc}/_view/{view}`: JavaScript views, answered from an index
+//! kept on disk and brought up to date incrementally, as CouchDB's are.
 //!
-//! A view's rows (`view_rows.rs`) are made by running its map function over every live
-//! document (winning revisions; design documents excluded), sorted by CouchDB's collation of
-//! the keys, ties broken by document id. The sorted rows are cached per database, design document revision
-//! and view, for as long as the database's update sequence does not move; there is no
-//! persistent or incremental index. The query parameters are CouchDB's (`key`, `keys`,
-//! `startkey`/`endkey` with `_docid` tie-breakers, `inclusive_end`, `descending`, `skip`,
-//! `limit`, `include_docs`, `conflicts`, `reduce`, `group`, `group_level`, `update_seq`,
-//! `stale`/`update`). Rows with the same key and id are ordered by value. `stale=ok` /
-//! `update=false` answer from the cached rows however old (none when the view was never
-//! computed, like CouchDB's unbuilt index); `stale=update_after` / `update=lazy` do too and
-//! then bring the cache up to date. Reduce functions are the built-ins
-//! ([`settee_js::Builtin`]) or JavaScript, which gets chunks of rows and then a rereduce of
-//! the chunks' results. A map function that throws on a document is logged and the document
+//! A view's index (`settee_store::ViewIndex`, named by the view's signature, so a design
+//! document revision that leaves the view alone keeps it) holds the rows its map function
+//! emitted for every live document (winning revisions; design documents excluded) in
+//! CouchDB's view order: key, then document id, then value. A query first brings it up to
+//! date (`view_update.rs`: only the documents changed since the index's seq are mapped
+//! again), then reads the range it asks for from the index. The query parameters are
+//! CouchDB's (`key`, `keys`, `startkey`/`endkey` with `_docid` tie-breakers,
+//! `inclusive_end`, `descending`, `skip`, `limit`, `include_docs`, `conflicts`, `reduce`,
+//! `group`, `group_level`, `update_seq`, `stale`/`update`). `stale=ok` / `update=false`
+//! answer from the index as it is (empty when it was never built, like CouchDB's unbuilt
+//! index); `stale=update_after` / `update=lazy` do too and then bring it up to date.
+//!
+//! Costs: a map query reads its range (`skip` rows are read and dropped); `offset` counts
+//! the rows before the range, and reduce reads every row of the range and reduces them
+//! (built-in reduces ([`settee_js::Builtin`]) natively, JavaScript ones in chunks and then a
+//! rereduce of the chunks' results): CouchDB keeps reductions in its B-tree's inner nodes
+//! and answers both in logarithmic time, Settee's index does not, so both grow with the
+//! rows involved. A map function that throws on a document is logged and the document
 //! left out, and a JavaScript reduce that throws gives `null`, as in CouchDB.
 
 use std::cmp::Ordering;
@@ -22,7 +28,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 use settee_query::collate;
-use settee_store::{Database, GetOptions};
+use settee_store::{Database, GetOptions, ViewIndex, ViewKey, ViewRange};
 
 use crate::body;
 use crate::error::HttpError;
@@ -31,7 +37,8 @@ use crate::query::Query;
 use crate::registry::OpenDb;
 use crate::request::Request;
 use crate::state::State;
-use crate::view_rows::{cached_rows, collate_ids, reduce_rows, rows_of, view_def, Row};
+use crate::view_rows::{collate_ids, reduce_rows, view_def, Row};
+use crate::view_update;
 
 /// The parameters whose values are JSON keys.
 const KEY_PARAMS: &[&str] = &["key", "startkey", "start_key", "endkey", "end_key"];
@@ -181,47 +188,19 @@ impl Args {
         }
     }
 
-    /// Whether a row (in ascending order) is past the start of the range, in the
-    /// direction of the query.
-    fn after_start(&self, row: &Row) -> bool {
-        let Some(start) = &self.start else {
-            return true;
-        };
-        let ord = collate(&row.key, start);
-        let ord = if ord == Ordering::Equal {
-            self.start_docid
-                .as_deref()
-                .map_or(Ordering::Equal, |d| collate_ids(&row.id, d))
-        } else {
-            ord
-        };
-        if self.descending {
-            ord != Ordering::Greater
-        } else {
-            ord != Ordering::Less
-        }
-    }
-
-    /// Whether a row is before the end of the range, in the direction of the query.
-    fn before_end(&self, row: &Row) -> bool {
-        let Some(end) = &self.end else {
-            return true;
-        };
-        let towards = if self.descending {
-            Ordering::Greater
-        } else {
-            Ordering::Less
-        };
-        let ord = collate(&row.key, end);
-        if ord != Ordering::Equal {
-            return ord == towards;
-        }
-        match &self.end_docid {
-            None => self.inclusive_end,
-            Some(d) => {
-                let ord = collate_ids(&row.id, d);
-                ord == towards || (self.inclusive_end && ord == Ordering::Equal)
-            }
+    /// The range of the index the query reads (without `keys`).
+    fn range(&self) -> ViewRange<'_> {
+        ViewRange {
+            start: self.start.as_ref().map(|key| ViewKey {
+                key,
+                doc_id: self.start_docid.as_deref(),
+            }),
+            end: self.end.as_ref().map(|key| ViewKey {
+                key,
+                doc_id: self.end_docid.as_deref(),
+            }),
+            inclusive_end: self.inclusive_end,
+            descending: self.descending,
         }
     }
 }
@@ -255,13 +234,32 @@ pub(crate) async fn view(
         return Err(HttpError::method_not_allowed("GET,POST,HEAD"));
     }
     let args = Args::parse(&q, body_keys)?;
-    let ddoc = ddoc.to_owned();
-    let view = view.to_owned();
-    let db_name = open.name.clone();
-    let js = open.js.clone();
-    let answer = open
-        .run(move |db| query(db, &js, &db_name, &ddoc, &view, &args))
-        .await?;
+    let lazy = args.staleness == Staleness::CachedThenUpdate;
+    let (ddoc, view) = (ddoc.to_owned(), view.to_owned());
+    let (db_name, js) = (open.name.clone(), open.js.clone());
+    let answer = {
+        let (ddoc, view) = (ddoc.clone(), view.clone());
+        open.run(move |db| query(db, &js, &db_name, &ddoc, &view, &args))
+            .await?
+    };
+    if lazy {
+        // `update=lazy`: the answer goes out now and the index is brought up to date after
+        // it, on its own task (nobody waits for it; a failure is logged).
+        let open = open.clone();
+        tokio::spawn(async move {
+            let (db_name, js) = (open.name.clone(), open.js.clone());
+            let done = open
+                .run(move |db| {
+                    let def = view_def(db, &db_name, &ddoc, &view)?;
+                    let index = db.view_index(&def.signature)?;
+                    view_update::update(db, &js, &view, &def, &index)
+                })
+                .await;
+            if let Err(e) = done {
+                tracing::warn!(error = ?e, "updating a view after a lazy query failed");
+            }
+        });
+    }
     Ok(body::json(StatusCode::OK, &answer))
 }
 
@@ -295,25 +293,26 @@ fn query(
         ));
     }
     args.check_range()?;
-    let update_seq = db.info()?.update_seq;
-    let rows = match args.staleness {
-        Staleness::Current => rows_of(db, js, db_name, view, &def, update_seq)?,
-        stale => {
-            let cached = cached_rows(db, db_name, view, &def);
-            if stale == Staleness::CachedThenUpdate {
-                rows_of(db, js, db_name, view, &def, update_seq)?;
-            }
-            cached.unwrap_or_default()
-        }
-    };
-    let selected = select(&rows, args);
+    let index = db.view_index(&def.signature)?;
+    if args.staleness == Staleness::Current {
+        view_update::update(db, js, view, &def, &index)?;
+    }
+    let state = index.state()?;
     let mut out = if reducing {
         let level = match (args.group, args.group_level) {
             (_, Some(l)) => Some(l),
             (Some(true), None) => None,
             _ => Some(0),
         };
-        let reduced = reduce_rows(js, &def, &selected, level)?;
+        // No stored reductions: the rows of the range are read and reduced (see the module
+        // documentation).
+        let mut selected = Vec::new();
+        for_each_row(&index, args, |row| {
+            selected.push(row);
+            Ok(true)
+        })?;
+        let refs: Vec<&Row> = selected.iter().collect();
+        let reduced = reduce_rows(js, &def, &refs, level)?;
         let page: Vec<Value> = reduced
             .into_iter()
             .skip(args.skip)
@@ -322,73 +321,72 @@ fn query(
             .collect();
         json!({"rows": page})
     } else {
-        let total = rows.len();
+        let total = state.rows;
         let before = match &args.keys {
             Some(_) => 0,
-            None => {
-                let ordered: Box<dyn Iterator<Item = &Row>> = if args.descending {
-                    Box::new(rows.iter().rev())
-                } else {
-                    Box::new(rows.iter())
-                };
-                ordered.take_while(|r| !args.after_start(r)).count()
-            }
+            None => index.count_before(&args.range())?,
         };
         let mut page = Vec::new();
-        for row in selected
-            .iter()
-            .skip(args.skip)
-            .take(args.limit.unwrap_or(usize::MAX))
-        {
-            let mut r = json!({"id": row.id, "key": row.key, "value": row.value});
-            if args.include_docs {
-                r["doc"] = included_doc(db, row, args)?;
-            }
-            page.push(r);
+        let mut skip = args.skip;
+        let limit = args.limit.unwrap_or(usize::MAX);
+        if limit > 0 {
+            for_each_row(&index, args, |row| {
+                if skip > 0 {
+                    skip -= 1;
+                    return Ok(true);
+                }
+                let mut r = json!({"id": row.id, "key": row.key, "value": row.value});
+                if args.include_docs {
+                    r["doc"] = included_doc(db, &row, args)?;
+                }
+                page.push(r);
+                Ok(page.len() < limit)
+            })?;
         }
-        json!({"total_rows": total, "offset": (before + args.skip).min(total), "rows": page})
+        json!({"total_rows": total, "offset": (before + args.skip as u64).min(total), "rows": page})
     };
     if args.update_seq {
-        out["update_seq"] = Value::from(update_seq);
+        out["update_seq"] = Value::from(state.seq);
     }
     Ok(out)
 }
 
-/// The rows a query selects, in the order it asks for.
-fn select<'a>(rows: &'a [Row], args: &Args) -> Vec<&'a Row> {
-    match &args.keys {
-        Some(keys) => {
-            let mut out = Vec::new();
-            // Descending, CouchDB takes the keys in reverse order too.
-            let ordered: Box<dyn Iterator<Item = &Value>> = if args.descending {
-                Box::new(keys.iter().rev())
-            } else {
-                Box::new(keys.iter())
-            };
-            for k in ordered {
-                let lo = rows.partition_point(|r| collate(&r.key, k) == Ordering::Less);
-                let hi = rows.partition_point(|r| collate(&r.key, k) != Ordering::Greater);
-                let matching = &rows[lo..hi.max(lo)];
-                if args.descending {
-                    out.extend(matching.iter().rev());
-                } else {
-                    out.extend(matching.iter());
-                }
+/// Visits the rows a query selects, in the order it asks for, until `visit` returns
+/// `false`: the rows of each of `keys` in turn, or one range of the index.
+fn for_each_row(
+    index: &ViewIndex,
+    args: &Args,
+    mut visit: impl FnMut(Row) -> Result<bool, HttpError>,
+) -> Result<(), HttpError> {
+    let Some(keys) = &args.keys else {
+        for row in index.rows(&args.range())? {
+            if !visit(row?)? {
+                break;
             }
-            out
         }
-        None => {
-            let ordered: Box<dyn Iterator<Item = &Row>> = if args.descending {
-                Box::new(rows.iter().rev())
-            } else {
-                Box::new(rows.iter())
-            };
-            ordered
-                .skip_while(|r| !args.after_start(r))
-                .take_while(|r| args.before_end(r))
-                .collect()
+        return Ok(());
+    };
+    // Descending, CouchDB takes the keys in reverse order too.
+    let ordered: Box<dyn Iterator<Item = &Value>> = if args.descending {
+        Box::new(keys.iter().rev())
+    } else {
+        Box::new(keys.iter())
+    };
+    for key in ordered {
+        let at = Some(ViewKey { key, doc_id: None });
+        let range = ViewRange {
+            start: at,
+            end: at,
+            inclusive_end: true,
+            descending: args.descending,
+        };
+        for row in index.rows(&range)? {
+            if !visit(row?)? {
+                return Ok(());
+            }
         }
     }
+    Ok(())
 }
 
 /// The document `include_docs` adds to a row: the emitting document, or the one a value
@@ -414,64 +412,5 @@ fn included_doc(db: &Database, row: &Row, args: &Args) -> Result<Value, HttpErro
         Ok(doc) => Ok(doc),
         Err(e) if e.is_not_found() => Ok(Value::Null),
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(key: Value, id: &str) -> Row {
-        Row {
-            key,
-            id: id.into(),
-            value: Value::Null,
-        }
-    }
-
-    fn ids(rows: &[Row], args: &Args) -> Vec<String> {
-        select(rows, args).iter().map(|r| r.id.clone()).collect()
-    }
-
-    #[test]
-    fn ranges_honour_docids_inclusive_end_and_descending() {
-        let rows = vec![
-            row(json!(1), "a"),
-            row(json!(2), "b"),
-            row(json!(2), "c"),
-            row(json!(3), "d"),
-        ];
-        let mut args = Args {
-            start: Some(json!(2)),
-            end: Some(json!(2)),
-            inclusive_end: true,
-            ..Default::default()
-        };
-        assert_eq!(ids(&rows, &args), ["b", "c"]);
-        args.start_docid = Some("c".into());
-        assert_eq!(ids(&rows, &args), ["c"]);
-        args.start_docid = None;
-        args.end_docid = Some("b".into());
-        assert_eq!(ids(&rows, &args), ["b"]);
-        args.inclusive_end = false;
-        assert_eq!(ids(&rows, &args), Vec::<String>::new());
-        let desc = Args {
-            start: Some(json!(3)),
-            end: Some(json!(2)),
-            inclusive_end: false,
-            descending: true,
-            ..Default::default()
-        };
-        assert_eq!(ids(&rows, &desc), ["d"]);
-        let keys = Args {
-            keys: Some(vec![json!(3), json!(2), json!(9)]),
-            ..Default::default()
-        };
-        assert_eq!(ids(&rows, &keys), ["d", "b", "c"]);
-        let keys_desc = Args {
-            descending: true,
-            ..keys
-        };
-        assert_eq!(ids(&rows, &keys_desc), ["c", "b", "d"]);
     }
 }

@@ -56,6 +56,7 @@ mod results;
 mod settings;
 mod sync_state;
 mod validate;
+mod view_index;
 mod write;
 
 pub use advert::{Advert, ADVERT_FILE};
@@ -83,3 +84,6 @@ pub use settee_revtree::{Rev, Revisions, RevsDiff};
 /// What kind of failure an [`Error`] is ([`Error::kind`]), shared with the client.
 pub use settee_wire::ErrorKind;
 pub use sync_state::{AliasLearned, Rejection, Remote, SyncCounts, SyncState};
+pub use view_index::{
+    view_signature, ViewDocRows, ViewIndex, ViewIndexState, ViewKey, ViewRange, ViewRow,
+};

@@ -67,7 +67,8 @@ impl Database {
     /// Compacts the store: removes the bodies of revisions that are not leaves (the tree
     /// keeps their ids, now `missing`, so `_revisions` and `_revs_diff` are unchanged),
     /// removes stale by-seq entries, then removes attachments no stored revision refers to
-    /// (with their chunks) and chunks no attachment or staged write owns.
+    /// (with their chunks) and chunks no attachment or staged write owns, and drops the view
+    /// indexes no design document uses ([`Database::view_cleanup`]).
     /// Writes wait while it runs; sequences do not change.
     ///
     /// ```
@@ -177,6 +178,7 @@ impl Database {
             inner.commit(&mut guard, batch, counters)
         };
         attachments::sweep::sweep(inner, &live, &mut commit)?;
+        self.view_cleanup()?;
         self.flush()
     }
 
