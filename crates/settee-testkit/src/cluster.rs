@@ -4,11 +4,14 @@
 //! is dropped. What a test does with the nodes is the test's; this module only runs them.
 //!
 //! A cluster's nodes are killed on purpose, so no other test can share one: each test
-//! starts its own (about 5 seconds), and `.config/nextest.toml` runs these tests one at a
-//! time.
+//! starts its own (about 5 seconds). Three Erlang VMs are a load for two cores, so one
+//! cluster runs at a time: `.config/nextest.toml` gives these tests a group of one, and
+//! within one test process a [`Cluster`] holds a lock from its start to its drop (which is
+//! what `cargo test`'s threads need).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Condvar, Mutex};
 
 use crate::TestServer;
 
@@ -22,6 +25,38 @@ pub struct Cluster {
     script: PathBuf,
     dir: tempfile::TempDir,
     nodes: Vec<TestServer>,
+    /// This process's one cluster at a time (released after `Drop` has stopped the nodes).
+    _turn: Turn,
+}
+
+/// Whether a [`Cluster`] of this process runs, and the wait for it to end. Not a
+/// `MutexGuard` held by the cluster: that would make it neither `Send` nor shareable
+/// across the test's tasks.
+static RUNNING: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// This process's turn to run a cluster, given back when dropped.
+#[derive(Debug)]
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let (running, ended) = &RUNNING;
+        // A poisoned lock only means a test panicked while holding it briefly.
+        let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+        while *running {
+            running = ended.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+        *running = true;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let (running, ended) = &RUNNING;
+        *running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        ended.notify_one();
+    }
 }
 
 impl Cluster {
@@ -40,6 +75,7 @@ impl Cluster {
             );
             return None;
         };
+        let turn = Turn::take();
         let script = Path::new(&release).join("couchdb.sh");
         let dir = tempfile::Builder::new()
             .prefix("settee-cluster-")
@@ -49,6 +85,7 @@ impl Cluster {
             script,
             dir,
             nodes: Vec::new(),
+            _turn: turn,
         };
         let out = cluster.script(&["cluster", &path_arg(cluster.dir.path()), &n.to_string()]);
         cluster.nodes = out.lines().map(node_from_line).collect();
