@@ -26,7 +26,7 @@ mod live;
 #[path = "cluster/nodes_down.rs"]
 mod nodes_down;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -133,13 +133,15 @@ async fn status(local: &settee::Local, remote: &settee::Remote) -> (u64, Option<
     (st.local.unpushed, st.unpulled)
 }
 
-/// What went through a [`Recorder`]: each request's method and path, the revisions it asked
-/// for (`_bulk_get`'s items, a GET's `open_revs`), and the answer's status.
+/// What went through a [`Recorder`]: each request's method and path, the documents whose
+/// revisions it asked for (`_bulk_get`'s items, a GET's `open_revs`) and whether it asked for
+/// their attachments, and the answer's status.
 #[derive(Debug, Clone)]
 struct Exchange {
     method: String,
     path: String,
-    revs_fetched: usize,
+    fetched: Vec<String>,
+    with_attachments: bool,
     status: u16,
 }
 
@@ -163,14 +165,16 @@ impl Recorder {
         let (url, _) = proxy(node.url(), move |req| {
             let edited = on_request(req);
             let sent = edited.as_ref().unwrap_or(req);
-            let revs_fetched = revs_fetched(sent);
+            let fetched = fetched_ids(sent);
+            let with_attachments = sent.query("attachments").as_deref() == Some("true");
             let (method, path) = (sent.method.clone(), sent.path().to_owned());
             let log = log.clone();
             let record: Box<dyn FnOnce(_) -> _ + Send> = Box::new(move |reply: Reply| {
                 log.lock().unwrap().push(Exchange {
                     method,
                     path,
-                    revs_fetched,
+                    fetched,
+                    with_attachments,
                     status: reply.status,
                 });
                 reply
@@ -198,25 +202,41 @@ impl Recorder {
     }
 }
 
-/// The revisions a request asks the source for: each item of a `_bulk_get`, or each
-/// revision of a GET's `open_revs` (`all` counts one).
-fn revs_fetched(req: &Request) -> usize {
+/// The documents a request asks the source for revisions of: each item of a `_bulk_get`,
+/// or the document of a GET with `open_revs`.
+fn fetched_ids(req: &Request) -> Vec<String> {
     if req.method == "POST" && req.path().ends_with("/_bulk_get") {
         let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        return body["docs"].as_array().map_or(0, Vec::len);
+        let items = body["docs"].as_array().cloned().unwrap_or_default();
+        return items
+            .iter()
+            .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
     }
-    match req.query("open_revs") {
-        Some(revs) if req.method == "GET" => serde_json::from_str::<Vec<Value>>(&revs)
-            .map(|r| r.len())
-            .unwrap_or(1),
-        _ => 0,
+    match req.path().trim_matches('/').split('/').nth(1) {
+        Some(id) if req.method == "GET" && req.query("open_revs").is_some() => vec![id.to_owned()],
+        _ => Vec::new(),
     }
 }
 
-/// The revisions fetched in `run` with a successful answer.
+/// How many documents `run` fetched (answered with success), each once: the replicator
+/// asks for the revisions `_revs_diff` says are missing, with attachment stubs, and asks
+/// again with the attachments for those whose stubs the target lacks, so a document may
+/// appear once in each kind of request but never twice in one kind.
+///
+/// # Panics
+/// If a document was fetched twice.
 fn fetched(run: &[Exchange]) -> usize {
-    run.iter()
-        .filter(|e| e.status < 300)
-        .map(|e| e.revs_fetched)
-        .sum()
+    let (mut stubs, mut with_attachments) = (BTreeSet::new(), BTreeSet::new());
+    for e in run.iter().filter(|e| e.status < 300) {
+        let seen = if e.with_attachments {
+            &mut with_attachments
+        } else {
+            &mut stubs
+        };
+        for id in &e.fetched {
+            assert!(seen.insert(id.clone()), "{id} was fetched twice");
+        }
+    }
+    stubs.union(&with_attachments).count()
 }

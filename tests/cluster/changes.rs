@@ -5,10 +5,15 @@
 //! Settee keeps sequences opaque, carries its checkpoint from node to node, and counts on
 //! `_revs_diff` to filter what it sees twice.
 
-use serde_json::Value;
-use settee::replicate::{ReplicateOptions, Replication, Summary};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use settee::replicate::{ReplicateOptions, Replication, RetryPolicy, Summary};
 use settee_testkit::cluster::Cluster;
-use settee_testkit::TestServer;
+use settee_testkit::http::{proxy, Reply, Rule};
+use settee_testkit::{TestDb, TestServer};
 
 use super::{assert_same_leaves, create, device_writes, fetched, remote, status, Recorder, DB};
 
@@ -205,4 +210,46 @@ fn rewind_since(target: &str) -> String {
         .extend_pairs(params)
         .finish();
     format!("{path}?{query}")
+}
+
+/// Issue 24: a cluster answers a `_changes` whose since names a node that has just gone down
+/// with `412 nodedown` ("progress not possible") until it has mapped that since onto other
+/// copies, moments later. The pull retries it and completes; it used to end the run (the
+/// test above met it about one run in two). A proxy gives that answer to the first
+/// `_changes`, so this needs no cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_24_a_412_nodedown_from_changes_is_retried() {
+    let server = TestServer::get();
+    let db = TestDb::create("nodedown");
+    let body = json!({"docs": [{"_id": "a"}, {"_id": "b"}, {"_id": "c"}]}).to_string();
+    let (status, answer) =
+        server.raw_request("POST", &format!("/{}/_bulk_docs", db.name()), Some(&body));
+    assert_eq!(status, 201, "{answer}");
+    let answered = Arc::new(AtomicBool::new(false));
+    let once = answered.clone();
+    let (url, _) = proxy(server.url(), move |req| {
+        if req.path().ends_with("/_changes") && !once.swap(true, Ordering::SeqCst) {
+            let nodedown = json!({"error": "nodedown", "reason": "progress not possible"});
+            return Rule::Answer(Reply::json(412, &nodedown));
+        }
+        Rule::Forward
+    })
+    .await;
+    let source = settee::Remote::new(&server.via(&url).db_url_with_credentials(db.name())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let local = settee::Local::open(dir.path().join("local")).unwrap();
+    let opts = ReplicateOptions {
+        retry: RetryPolicy {
+            max_retries: 2,
+            initial_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(100),
+        },
+        ..Default::default()
+    };
+    let s = Replication::new(source.to_peer(), local.to_peer(), opts)
+        .run()
+        .await
+        .unwrap();
+    assert!(answered.load(Ordering::SeqCst), "the 412 was never sent");
+    assert_eq!(s.stats.docs_written, 3, "{s:?}");
 }

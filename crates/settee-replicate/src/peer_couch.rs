@@ -17,8 +17,8 @@ use crate::peer::{
 use crate::{Error, Result, Selector};
 
 /// Whether a client error may go away on retry: the network, the server's 5xx and 429, a
-/// cut feed, or a reply that is not CouchDB's (a proxy's error page while the server
-/// restarts). Authentication, permissions and missing databases do not.
+/// cluster's `nodedown`, a cut feed, or a reply that is not CouchDB's (a proxy's error page
+/// while the server restarts). Authentication, permissions and missing databases do not.
 pub(crate) fn is_transient(e: &settee_couch::Error) -> bool {
     use settee_couch::Error as E;
     match e {
@@ -26,7 +26,14 @@ pub(crate) fn is_transient(e: &settee_couch::Error) -> bool {
         | E::Connect { .. }
         | E::FeedInterrupted { .. }
         | E::InvalidResponse { .. } => true,
-        E::Http(_) => e.status().is_some_and(|s| s == 429 || s == 408 || s >= 500),
+        E::Http(_) => {
+            e.status().is_some_and(|s| s == 429 || s == 408 || s >= 500)
+                // A CouchDB cluster answers `412 nodedown` ("progress not possible") to a
+                // `_changes` whose since names copies on a node that has just gone down, until
+                // it maps that since onto other copies; the same request succeeds moments
+                // later (issue 24, tests/cluster/changes.rs).
+                || e.failure().is_some_and(|f| f.error() == "nodedown")
+        }
         _ => false,
     }
 }

@@ -116,27 +116,47 @@ impl Cluster {
         &self.nodes[k - 1]
     }
 
-    /// Kills node `k` (`couchdb.sh stop-node`) and waits until its port refuses
-    /// connections, so that the test's next request really finds it gone.
+    /// Kills node `k` (`couchdb.sh stop-node`) and waits until its process has ended, so
+    /// that the test's next request really finds it gone and it can be started again (a
+    /// node started while the old one still shuts down finds its Erlang name taken).
     ///
     /// # Panics
-    /// If it is still answering a minute later.
+    /// If it is still running a minute later.
     pub fn stop_node(&self, k: usize) {
         let node = self.node(k).clone();
+        let pid_file = self.dir.path().join(format!("node{k}")).join("pid");
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let proc = Path::new("/proc").join(pid.trim());
         self.script(&["stop-node", &path_arg(self.dir.path()), &k.to_string()]);
         let addr = socket_addr(&node);
         crate::wait_until(
             std::time::Duration::from_secs(60),
             &format!("node {k} to stop"),
-            || std::net::TcpStream::connect(addr).is_err(),
+            || {
+                let ended = pid.trim().is_empty() || !proc.exists() || is_zombie(&proc);
+                ended && std::net::TcpStream::connect(addr).is_err()
+            },
         );
     }
 
-    /// Starts node `k` again on its port with its data (`couchdb.sh restart-node`, which
-    /// waits until it answers `/_up`).
+    /// Starts node `k` again on its port with its data (`couchdb.sh restart-node`), and
+    /// waits until it answers `/_up` (the script gives up waiting after 30 seconds, which a
+    /// loaded machine can exceed).
+    ///
+    /// # Panics
+    /// If it does not answer within two minutes.
     pub fn restart_node(&self, k: usize) {
-        self.node(k);
+        let node = self.node(k).clone();
         self.script(&["restart-node", &path_arg(self.dir.path()), &k.to_string()]);
+        let addr = socket_addr(&node);
+        crate::wait_until(
+            std::time::Duration::from_secs(120),
+            &format!("node {k} to answer /_up again"),
+            || {
+                std::net::TcpStream::connect(addr).is_ok()
+                    && node.raw_request("GET", "/_up", None).0 == 200
+            },
+        );
     }
 
     /// Runs `couchdb.sh ARGS` and returns its stdout.
@@ -171,6 +191,16 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// Whether the process at `/proc/PID` has ended and waits to be reaped.
+fn is_zombie(proc: &Path) -> bool {
+    std::fs::read_to_string(proc.join("stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
 }
 
 fn path_arg(path: &Path) -> String {
