@@ -100,6 +100,12 @@ fi
 
 # Built first, then run, so that each part's time shows.
 pouch_tests=(-p settee --test replication --test live --test sync_state --test sync_model --test notes_core)
+# The cluster pass leaves out the sync model: its oracle takes every write acknowledged
+# before a sync as seen by that sync, and a cluster acknowledges a write on two of three
+# copies while the node the client reads `_changes` from may be the third, a moment behind
+# (the next sync pulls it; a model run met this once in 200 sequences). That assumption is
+# the test's: what a cluster does after such writes is tests/cluster.rs's.
+cluster_tests=(-p settee --test replication --test live --test sync_state --test notes_core)
 cargo test --workspace --all-targets --no-run "$@"
 # The pouchdb-server run below builds `settee` alone (other features of its dependencies
 # than the whole workspace's): built here too, so that it only runs beside the main run.
@@ -132,7 +138,7 @@ if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ] || [ -n "$run_cluster" ]; th
             (
                 use_couchdb_cluster
                 echo "test.sh: replication and sync-state end-to-end tests again, against a 3-node CouchDB cluster at $SETTEE_TEST_COUCHDB_URL (other devices at $SETTEE_TEST_COUCHDB_OTHER_URL)" >&2
-                cargo test "${pouch_tests[@]}" "$@"
+                cargo test "${cluster_tests[@]}" "$@"
             ) || status=$?
             bash "$release/couchdb.sh" stop "$state/cluster" || true
             echo "test.sh: the cluster pass ended at ${SECONDS}s" >&2
