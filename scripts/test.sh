@@ -103,8 +103,9 @@ pouch_tests=(-p settee --test replication --test live --test sync_state --test s
 # The cluster pass leaves out the sync model: its oracle takes every write acknowledged
 # before a sync as seen by that sync, and a cluster acknowledges a write on two of three
 # copies while the node the client reads `_changes` from may be the third, a moment behind
-# (the next sync pulls it; a model run met this once in 200 sequences). That assumption is
-# the test's: what a cluster does after such writes is tests/cluster.rs's.
+# (the next sync pulls it). One model run met an edit missing after the final sync, most
+# likely so (not proven: FIXME(#24) replay its seed on a cluster). That assumption is the
+# test's: what a cluster does after such writes is tests/cluster.rs's.
 cluster_tests=(-p settee --test replication --test live --test sync_state --test notes_core)
 cargo test --workspace --all-targets --no-run "$@"
 # The pouchdb-server run below builds `settee` alone (other features of its dependencies
