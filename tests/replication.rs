@@ -228,7 +228,8 @@ async fn push_pull_sync_and_remote_to_remote_of_10000_docs_agree() {
     let doc = bdb.get("note-00005", &Default::default()).unwrap();
     bdb.put(json!({"_id": "note-00005", "_rev": doc["_rev"], "title": "from b"}))
         .unwrap();
-    remote(&server, r1)
+    // Another device's edit, through another node of a cluster.
+    remote(&server.other_node(), r1)
         .put(json!({"_id": "note-00006", "_rev": expected["note-00006"].0, "title": "from server"}))
         .await
         .unwrap();
@@ -266,7 +267,9 @@ async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
     settee::replicate::sync(l.to_peer(), r.to_peer(), opts, None, Default::default())
         .await
         .unwrap();
-    // "Offline": both sides edit every document, and delete one.
+    // "Offline": both sides edit every document, and delete one (the server's side as
+    // another device does, through another node of a cluster).
+    let other = remote(&server.other_node(), r_db.name());
     for i in 0..20 {
         let id = format!("c{i}");
         let rev = l.get(&id, &ReadOptions::default()).await.unwrap()["_rev"].clone();
@@ -274,11 +277,13 @@ async fn offline_conflicts_end_as_the_same_conflict_on_both_ends() {
             .await
             .unwrap();
         if i == 0 {
-            r.delete(&id, Some(&rev.as_str().unwrap().parse().unwrap()))
+            other
+                .delete(&id, Some(&rev.as_str().unwrap().parse().unwrap()))
                 .await
                 .unwrap();
         } else {
-            r.put(json!({"_id": id, "_rev": rev, "v": "remote"}))
+            other
+                .put(json!({"_id": id, "_rev": rev, "v": "remote"}))
                 .await
                 .unwrap();
         }

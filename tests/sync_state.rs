@@ -42,8 +42,10 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
     let name = name_db.name();
     let r = remote(&server, name);
     r.to_peer().create().await.unwrap();
+    // The server's edits are another device's, through another node of a cluster.
+    let other = remote(&server.other_node(), name);
     for i in 0..5 {
-        server_edit(&r, &format!("server-{i}"), json!({"n": i})).await;
+        server_edit(&other, &format!("server-{i}"), json!({"n": i})).await;
     }
     let path = dir.path().join("local");
     {
@@ -69,7 +71,7 @@ async fn issue_11_counts_are_0_and_0_after_a_sync_and_1_and_1_after_one_edit_eac
         let l = settee::Local::open(&path).unwrap();
         l.put(json!({"_id": "local-1"})).await.unwrap();
     }
-    server_edit(&r, "server-3", json!({"n": 33})).await;
+    server_edit(&other, "server-3", json!({"n": 33})).await;
     let st = status(&path, &server.db_url_with_user(name), false);
     assert_eq!(
         (&st[0]["unpushed"], &st[0]["unpulled"]),
@@ -398,7 +400,10 @@ async fn issue_21_a_sync_pulls_what_the_remote_had_while_its_push_wrote_there() 
     let l = settee::Local::open(dir.path().join("l")).unwrap();
     // The same document on both sides, a conflict: the push writes the store's revision
     // while the pull reads the remote's.
-    let on_server = r.put(json!({"_id": "d", "v": "server"})).await.unwrap();
+    let on_server = remote(&server.other_node(), r_db.name())
+        .put(json!({"_id": "d", "v": "server"}))
+        .await
+        .unwrap();
     l.put(json!({"_id": "d", "v": "local"})).await.unwrap();
     let gate = std::sync::Arc::new(Gate::default());
     let hiding = settee_testkit::peer::Wrapped(NoSnapshot {

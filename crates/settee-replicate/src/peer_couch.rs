@@ -17,8 +17,8 @@ use crate::peer::{
 use crate::{Error, Result, Selector};
 
 /// Whether a client error may go away on retry: the network, the server's 5xx and 429, a
-/// cut feed, or a reply that is not CouchDB's (a proxy's error page while the server
-/// restarts). Authentication, permissions and missing databases do not.
+/// cluster's `nodedown`, a cut feed, or a reply that is not CouchDB's (a proxy's error page
+/// while the server restarts). Authentication, permissions and missing databases do not.
 pub(crate) fn is_transient(e: &settee_couch::Error) -> bool {
     use settee_couch::Error as E;
     match e {
@@ -26,7 +26,14 @@ pub(crate) fn is_transient(e: &settee_couch::Error) -> bool {
         | E::Connect { .. }
         | E::FeedInterrupted { .. }
         | E::InvalidResponse { .. } => true,
-        E::Http(_) => e.status().is_some_and(|s| s == 429 || s == 408 || s >= 500),
+        E::Http(_) => {
+            e.status().is_some_and(|s| s == 429 || s == 408 || s >= 500)
+                // A CouchDB cluster answers `412 nodedown` ("progress not possible") to a
+                // `_changes` whose since names copies on a node that has just gone down, until
+                // it maps that since onto other copies; the same request succeeds moments
+                // later (issue 24, tests/cluster/changes.rs).
+                || e.failure().is_some_and(|f| f.error() == "nodedown")
+        }
         _ => false,
     }
 }
@@ -466,8 +473,11 @@ async fn read_changes(
         since: (!req.since.is_zero()).then(|| req.since.clone()),
         limit: Some(req.limit as u64),
         timeout: req.wait,
-        // Real sequences are needed only at batch ends (CouchDB 2+; others ignore it).
-        seq_interval: Some(req.limit as u64),
+        // Real sequences are needed only at batch ends (CouchDB 2+; others ignore it). Not on
+        // a filtered feed: a cluster then leaves the last row's seq null on a full page too,
+        // and that page's `last_seq` can be past a matching row it did not send (a selector
+        // pull from 3 nodes and 8 shards lost a document about one run in two; issue 24).
+        seq_interval: matches!(filter, ChangesFilter::None).then_some(req.limit as u64),
         filter,
         include_docs,
         ..ChangesOptions::default()
@@ -476,10 +486,10 @@ async fn read_changes(
     // Resume after the last row we were given, not after the response's `last_seq`:
     // a server may compute `last_seq` after reading its rows, so a write that landed
     // meanwhile can sit before `last_seq` without being in `results` (pouchdb-server
-    // does this under concurrent writes). With `seq_interval`, CouchDB (3.5) sends a real
-    // seq on the first row and every Nth after it, and null on the others, the last one
-    // included; its `last_seq` is then where it stopped sending rows, so that is taken. An
-    // empty page also gives `last_seq`, which the reader does not take on trust
+    // does this under concurrent writes). With `seq_interval` (unfiltered feeds only, see
+    // above), CouchDB (3.5) sends a real seq on some rows and null on the others, the last
+    // one included; its `last_seq` is then where it stopped sending rows, so that is taken.
+    // An empty page also gives `last_seq`, which the reader does not take on trust
     // (`reader.rs`).
     let last_seq = resp
         .results

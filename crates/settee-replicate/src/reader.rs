@@ -3,7 +3,8 @@
 //! What happens to the rows (diff, fetch, write, checkpoint) is `replication.rs`'s business.
 //!
 //! A page's rows are trusted as far as its last row (or, when CouchDB's `seq_interval` left
-//! that row's `seq` null, the page's `last_seq`, which CouchDB computes at the rows it sent).
+//! that row's `seq` null, the page's `last_seq`, which CouchDB computes at the rows it sent;
+//! `seq_interval` is asked for on unfiltered feeds only, see `peer_couch.rs`).
 //! An empty page's `last_seq` is not taken on trust: a server whose `_changes` is not a
 //! snapshot (pouchdb-server) can compute it after a write it did not return, and a
 //! checkpoint at it would skip that write for good. So after an empty page:

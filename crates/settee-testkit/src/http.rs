@@ -134,6 +134,9 @@ pub enum Rule {
     Answer(Reply),
     /// Forward it and pass on the answer as edited.
     Edit(Box<dyn FnOnce(Reply) -> Reply + Send>),
+    /// Forward this request instead (the one received, edited: a `since` rewound as a
+    /// server may rewind it) and pass on the answer as edited.
+    ForwardInstead(Request, Box<dyn FnOnce(Reply) -> Reply + Send>),
 }
 
 /// A proxy to `upstream` (a base URL such as the test server's): each request goes through
@@ -154,10 +157,11 @@ where
         let action = rule(&req);
         let (client, upstream) = (client.clone(), upstream.clone());
         Box::pin(async move {
-            let edit = match action {
+            let (req, edit) = match action {
                 Rule::Answer(reply) => return reply,
-                Rule::Forward => None,
-                Rule::Edit(edit) => Some(edit),
+                Rule::Forward => (req, None),
+                Rule::Edit(edit) => (req, Some(edit)),
+                Rule::ForwardInstead(edited, edit) => (edited, Some(edit)),
             };
             let reply = forward(&client, &upstream, req).await;
             match edit {

@@ -12,7 +12,8 @@ use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 /// Which server the test server is, from `SETTEE_TEST_SERVER_KIND` (`couchdb` for Apache
-/// CouchDB; anything else, or unset, is pouchdb-server as `scripts/test.sh` starts it).
+/// CouchDB, `couchdb-cluster` for a cluster of it (every node answers as one CouchDB does);
+/// anything else, or unset, is pouchdb-server as `scripts/test.sh` starts it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
     /// Apache CouchDB.
@@ -25,7 +26,7 @@ impl ServerKind {
     /// The test server's kind, from the environment.
     pub fn from_env() -> ServerKind {
         match std::env::var("SETTEE_TEST_SERVER_KIND").as_deref() {
-            Ok("couchdb") => ServerKind::CouchDb,
+            Ok("couchdb" | "couchdb-cluster") => ServerKind::CouchDb,
             _ => ServerKind::PouchDbServer,
         }
     }

@@ -18,12 +18,18 @@
 //! `peer`) has a `Peer` that passes every call on, for tests that override a few.
 //! [`leaves`] is the one comparison of replicas' leaves; [`wait`] has the deadlines every
 //! wait needs (blocking and async); [`cli`] runs the command under test; [`seed`] seeds a
-//! randomised test.
+//! randomised test. [`cluster`] starts an Apache CouchDB cluster of a test's own, whose
+//! nodes the test may stop and restart.
+//!
+//! When the test server is a cluster (`scripts/test.sh`'s cluster pass), the client talks to
+//! one node and [`TestServer::other_node`] is another, through which a test writes what
+//! "another device" writes.
 //!
 //! A test database is deleted when its [`TestDb`] is dropped, unless `SETTEE_TEST_KEEP_DBS`
 //! is set (to look at what a failing test left).
 
 pub mod cli;
+pub mod cluster;
 pub mod faults;
 pub mod http;
 pub mod leaves;
@@ -77,6 +83,18 @@ impl TestServer {
             url: url.trim_end_matches('/').to_owned(),
             user: get("SETTEE_TEST_COUCHDB_USER"),
             password: get("SETTEE_TEST_COUCHDB_PASSWORD"),
+        }
+    }
+
+    /// Another node of the same cluster, from `SETTEE_TEST_COUCHDB_OTHER_URL` (same
+    /// credentials): where a test writes what another device writes, so that the client
+    /// (which talks to [`TestServer::get`]'s node) learns of it through the cluster, as it
+    /// would of a phone's write that reached the cluster at another node. On a single
+    /// server (the variable unset) it is the same server.
+    pub fn other_node(&self) -> TestServer {
+        match std::env::var(OTHER_URL_VAR) {
+            Ok(url) if !url.is_empty() => self.via(&url),
+            _ => self.clone(),
         }
     }
 
@@ -381,6 +399,15 @@ impl TestDb {
     pub fn url_with_user(&self) -> String {
         self.server.db_url_with_user(&self.name)
     }
+}
+
+/// Another node of the test server's cluster (see [`TestServer::other_node`]).
+pub const OTHER_URL_VAR: &str = "SETTEE_TEST_COUCHDB_OTHER_URL";
+
+/// Whether the test server is a CouchDB cluster (`SETTEE_TEST_SERVER_KIND=couchdb-cluster`,
+/// as `scripts/test.sh`'s cluster pass sets it).
+pub fn is_cluster() -> bool {
+    std::env::var("SETTEE_TEST_SERVER_KIND").as_deref() == Ok("couchdb-cluster")
 }
 
 /// Set (to anything) to keep test databases on the server after the tests, for debugging.
