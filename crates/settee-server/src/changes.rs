@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::body;
 use crate::body::stream_body;
 use crate::changes_filter::{js_filter, keep, Filter};
+use crate::changes_tail::{PageKey, SharedPage, Tail};
 use crate::error::HttpError;
 use crate::query::Query;
 use crate::registry::OpenDb;
@@ -250,8 +251,12 @@ impl Page {
 }
 
 fn row_json(c: &Change, p: &Params) -> Value {
+    row_value(c, p.include_docs)
+}
+
+fn row_value(c: &Change, include_docs: bool) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-    if !p.include_docs {
+    if !include_docs {
         if let Some(m) = v.as_object_mut() {
             m.remove("doc");
         }
@@ -345,6 +350,9 @@ fn feed_headers(res: &mut Response, content_type: &'static str) {
 /// `feed=longpoll`: the normal answer if there are changes; otherwise wait for the first
 /// one (sending heartbeat newlines, which JSON allows before the value), then answer.
 async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, HttpError> {
+    if shares_pages(&p) {
+        return longpoll_shared(state, open, p).await;
+    }
     let page = read_page(&open, &p).await?;
     if !page.rows.is_empty() || p.opts.descending {
         return Ok(body::json(StatusCode::OK, &page.to_json(&p)));
@@ -407,6 +415,112 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
             json!({"results": [], "last_seq": last_seq, "pending": 0})
         };
         let _ = tx.send(Ok(Bytes::from(answer.to_string() + "\n"))).await;
+    });
+    let mut res = Response::new(stream_body(rx));
+    feed_headers(&mut res, "application/json");
+    Ok(res)
+}
+
+/// Whether a longpoll request's answers are the same for every client at the same `since`
+/// (no filter, no documents, ascending), so that they can share reads (`changes_tail.rs`).
+fn shares_pages(p: &Params) -> bool {
+    matches!(p.filter, Filter::All)
+        && !p.include_docs
+        && !p.opts.include_docs
+        && p.opts.doc_ids.is_none()
+        && !p.opts.descending
+}
+
+/// The page after `since` as every feed sharing this tail sees it now.
+async fn shared_page(
+    tail: &Tail,
+    open: &Arc<OpenDb>,
+    p: &Params,
+    since: u64,
+) -> Result<SharedPage, HttpError> {
+    let key = PageKey {
+        since,
+        at: tail.seq(),
+        all_docs: matches!(p.opts.style, ChangesStyle::AllDocs),
+        limit: p.limit,
+    };
+    let opts = ChangesOptions {
+        since,
+        ..p.opts.clone()
+    };
+    let (filter, limit, include_docs) = (p.filter.clone(), p.limit, p.include_docs);
+    tail.pages
+        .page(key, || async move {
+            let page = open
+                .run(move |db| collect(db, opts, &filter, limit))
+                .await?;
+            let rows: Vec<Value> = page
+                .rows
+                .iter()
+                .map(|c| row_value(c, include_docs))
+                .collect();
+            let answer =
+                json!({"results": rows, "last_seq": page.last_seq, "pending": page.pending});
+            Ok(SharedPage {
+                empty: page.rows.is_empty(),
+                last_seq: page.last_seq,
+                json: Bytes::from(answer.to_string() + "\n"),
+            })
+        })
+        .await
+}
+
+/// `feed=longpoll` for the feeds that share (see [`shares_pages`]): as [`longpoll`], but
+/// the wait is on the database's tail and the answers come from its page cache.
+async fn longpoll_shared(
+    state: &Arc<State>,
+    open: Arc<OpenDb>,
+    p: Params,
+) -> Result<Response, HttpError> {
+    let tail = state.tails.tail(&open, &state.shutdown).await?;
+    let page = shared_page(&tail, &open, &p, p.opts.since).await?;
+    if !page.empty {
+        return Ok(body::json_bytes(StatusCode::OK, page.json.to_vec()));
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(FEED_BUFFER);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let since = page.last_seq.max(p.opts.since);
+        let timeout = p.timeout.or(if p.heartbeat.is_none() {
+            Some(DEFAULT_TIMEOUT)
+        } else {
+            None
+        });
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut seq = tail.subscribe();
+        let mut beat = heartbeat_timer(p.heartbeat);
+        let closed = open.closed();
+        let got = loop {
+            // All branches are cancel-safe: `wait_for` only looks at the published value,
+            // timers and tokens can be polled again.
+            tokio::select! {
+                // The guard `wait_for` returns is not `Send`: drop it at once.
+                written = async { seq.wait_for(|s| *s > since).await.is_ok() } => break written,
+                _ = sleep_until(deadline) => break false,
+                _ = beat.tick() => {
+                    if tx.send(Ok(Bytes::from_static(b"\n"))).await.is_err() { return; }
+                }
+                _ = closed.cancelled() => break false,
+                _ = shutdown.cancelled() => break false,
+            }
+        };
+        drop(seq);
+        let answer = if got {
+            match shared_page(&tail, &open, &p, since).await {
+                Ok(page) => page.json,
+                Err(e) => {
+                    Bytes::from(json!({"error": e.error, "reason": e.reason}).to_string() + "\n")
+                }
+            }
+        } else {
+            Bytes::from(json!({"results": [], "last_seq": since, "pending": 0}).to_string() + "\n")
+        };
+        let _ = tx.send(Ok(answer)).await;
     });
     let mut res = Response::new(stream_body(rx));
     feed_headers(&mut res, "application/json");
