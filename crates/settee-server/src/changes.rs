@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::body;
 use crate::body::stream_body;
 use crate::changes_filter::{js_filter, keep, Filter};
-use crate::changes_tail::{PageKey, SharedPage, Tail};
+use crate::changes_tail;
 use crate::error::HttpError;
 use crate::query::Query;
 use crate::registry::OpenDb;
@@ -39,23 +39,23 @@ enum Feed {
 }
 
 /// What one request asked for.
-struct Params {
+pub(crate) struct Params {
     feed: Feed,
-    opts: ChangesOptions,
-    filter: Filter,
-    include_docs: bool,
-    limit: Option<usize>,
-    heartbeat: Option<Duration>,
-    timeout: Option<Duration>,
+    pub(crate) opts: ChangesOptions,
+    pub(crate) filter: Filter,
+    pub(crate) include_docs: bool,
+    pub(crate) limit: Option<usize>,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// CouchDB's default `timeout` of a live feed without a heartbeat (`changes_timeout`).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Rows read from the store per page while filtering.
 const FILTER_PAGE: usize = 500;
 /// Lines buffered between a live feed's task and the connection: enough to keep the
 /// socket busy, small enough that a slow client holds back the reader.
-const FEED_BUFFER: usize = 32;
+pub(crate) const FEED_BUFFER: usize = 32;
 
 pub(crate) fn parse_since(v: &str) -> Result<Option<u64>, HttpError> {
     if v == "now" {
@@ -237,14 +237,14 @@ pub(crate) async fn changes(
 }
 
 /// One answer of the normal feed.
-struct Page {
-    rows: Vec<Change>,
-    last_seq: u64,
-    pending: u64,
+pub(crate) struct Page {
+    pub(crate) rows: Vec<Change>,
+    pub(crate) last_seq: u64,
+    pub(crate) pending: u64,
 }
 
 impl Page {
-    fn to_json(&self, p: &Params) -> Value {
+    pub(crate) fn to_json(&self, p: &Params) -> Value {
         let rows: Vec<Value> = self.rows.iter().map(|c| row_json(c, p)).collect();
         json!({"results": rows, "last_seq": self.last_seq, "pending": self.pending})
     }
@@ -272,7 +272,7 @@ async fn read_page(open: &OpenDb, p: &Params) -> Result<Page, HttpError> {
 }
 
 /// The normal feed: store pages, filtered, until `limit` rows or the end.
-fn collect(
+pub(crate) fn collect(
     db: &Database,
     opts: ChangesOptions,
     filter: &Filter,
@@ -342,7 +342,7 @@ fn collect(
     }
 }
 
-fn feed_headers(res: &mut Response, content_type: &'static str) {
+pub(crate) fn feed_headers(res: &mut Response, content_type: &'static str) {
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
 }
@@ -350,8 +350,8 @@ fn feed_headers(res: &mut Response, content_type: &'static str) {
 /// `feed=longpoll`: the normal answer if there are changes; otherwise wait for the first
 /// one (sending heartbeat newlines, which JSON allows before the value), then answer.
 async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, HttpError> {
-    if shares_pages(&p) {
-        return longpoll_shared(state, open, p).await;
+    if changes_tail::shares_pages(&p) {
+        return changes_tail::longpoll(state, open, p).await;
     }
     let page = read_page(&open, &p).await?;
     if !page.rows.is_empty() || p.opts.descending {
@@ -421,113 +421,7 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
     Ok(res)
 }
 
-/// Whether a longpoll request's answers are the same for every client at the same `since`
-/// (no filter, no documents, ascending), so that they can share reads (`changes_tail.rs`).
-fn shares_pages(p: &Params) -> bool {
-    matches!(p.filter, Filter::All)
-        && !p.include_docs
-        && !p.opts.include_docs
-        && p.opts.doc_ids.is_none()
-        && !p.opts.descending
-}
-
-/// The page after `since` as every feed sharing this tail sees it now.
-async fn shared_page(
-    tail: &Tail,
-    open: &Arc<OpenDb>,
-    p: &Params,
-    since: u64,
-) -> Result<SharedPage, HttpError> {
-    let key = PageKey {
-        since,
-        at: tail.seq(),
-        all_docs: matches!(p.opts.style, ChangesStyle::AllDocs),
-        limit: p.limit,
-    };
-    let opts = ChangesOptions {
-        since,
-        ..p.opts.clone()
-    };
-    let (filter, limit, include_docs) = (p.filter.clone(), p.limit, p.include_docs);
-    tail.pages
-        .page(key, || async move {
-            let page = open
-                .run(move |db| collect(db, opts, &filter, limit))
-                .await?;
-            let rows: Vec<Value> = page
-                .rows
-                .iter()
-                .map(|c| row_value(c, include_docs))
-                .collect();
-            let answer =
-                json!({"results": rows, "last_seq": page.last_seq, "pending": page.pending});
-            Ok(SharedPage {
-                empty: page.rows.is_empty(),
-                last_seq: page.last_seq,
-                json: Bytes::from(answer.to_string() + "\n"),
-            })
-        })
-        .await
-}
-
-/// `feed=longpoll` for the feeds that share (see [`shares_pages`]): as [`longpoll`], but
-/// the wait is on the database's tail and the answers come from its page cache.
-async fn longpoll_shared(
-    state: &Arc<State>,
-    open: Arc<OpenDb>,
-    p: Params,
-) -> Result<Response, HttpError> {
-    let tail = state.tails.tail(&open, &state.shutdown).await?;
-    let page = shared_page(&tail, &open, &p, p.opts.since).await?;
-    if !page.empty {
-        return Ok(body::json_bytes(StatusCode::OK, page.json.to_vec()));
-    }
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(FEED_BUFFER);
-    let shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
-        let since = page.last_seq.max(p.opts.since);
-        let timeout = p.timeout.or(if p.heartbeat.is_none() {
-            Some(DEFAULT_TIMEOUT)
-        } else {
-            None
-        });
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut seq = tail.subscribe();
-        let mut beat = heartbeat_timer(p.heartbeat);
-        let closed = open.closed();
-        let got = loop {
-            // All branches are cancel-safe: `wait_for` only looks at the published value,
-            // timers and tokens can be polled again.
-            tokio::select! {
-                // The guard `wait_for` returns is not `Send`: drop it at once.
-                written = async { seq.wait_for(|s| *s > since).await.is_ok() } => break written,
-                _ = sleep_until(deadline) => break false,
-                _ = beat.tick() => {
-                    if tx.send(Ok(Bytes::from_static(b"\n"))).await.is_err() { return; }
-                }
-                _ = closed.cancelled() => break false,
-                _ = shutdown.cancelled() => break false,
-            }
-        };
-        drop(seq);
-        let answer = if got {
-            match shared_page(&tail, &open, &p, since).await {
-                Ok(page) => page.json,
-                Err(e) => {
-                    Bytes::from(json!({"error": e.error, "reason": e.reason}).to_string() + "\n")
-                }
-            }
-        } else {
-            Bytes::from(json!({"results": [], "last_seq": since, "pending": 0}).to_string() + "\n")
-        };
-        let _ = tx.send(Ok(answer)).await;
-    });
-    let mut res = Response::new(stream_body(rx));
-    feed_headers(&mut res, "application/json");
-    Ok(res)
-}
-
-fn heartbeat_timer(every: Option<Duration>) -> tokio::time::Interval {
+pub(crate) fn heartbeat_timer(every: Option<Duration>) -> tokio::time::Interval {
     // Without a heartbeat the timer still exists but fires once a day: simpler than an
     // optional branch in `select!`.
     let period = every.unwrap_or(Duration::from_secs(86_400));
@@ -536,7 +430,7 @@ fn heartbeat_timer(every: Option<Duration>) -> tokio::time::Interval {
     t
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => futures::future::pending().await,

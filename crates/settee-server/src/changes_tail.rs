@@ -4,7 +4,8 @@
 //! the newest sequence on a `watch` channel, which the waiting feeds await instead of each
 //! following the store; and a [`PageCache`] that answers every feed asking for the same
 //! page (same `since`, options and published sequence) from one read, serialized once.
-//! The feeds themselves, and which of them may share, are `changes.rs`'s.
+//! Which longpoll requests share ([`shares_pages`]) and their answers ([`longpoll`]) are
+//! here; the other feeds, and the parameters, are `changes.rs`'s.
 //!
 //! Why: a thousand PouchDB devices on one database all wait at the same `since`. Before
 //! this, one write woke a thousand store followers that each read the change, then a
@@ -17,14 +18,23 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use settee_store::ChangesOptions;
-use tokio::sync::{watch, OnceCell};
+use serde_json::json;
+use settee_store::{ChangesOptions, ChangesStyle};
+use tokio::sync::{mpsc, watch, OnceCell};
 use tokio_util::sync::CancellationToken;
 
+use crate::body::{self, stream_body};
+use crate::changes::{
+    collect, feed_headers, heartbeat_timer, sleep_until, Params, DEFAULT_TIMEOUT, FEED_BUFFER,
+};
+use crate::changes_filter::Filter;
 use crate::error::HttpError;
 use crate::registry::OpenDb;
+use crate::state::State;
 
 /// Pages kept for one published sequence: one per distinct (`since`, options) asked for
 /// since the last write. Past this many (clients scattered over many positions) the cache
@@ -218,6 +228,105 @@ impl PageCache {
     pub(crate) fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
     }
+}
+
+/// Whether a longpoll request's answers are the same for every client at the same `since`
+/// (no filter, no documents, ascending), so that they can share reads.
+pub(crate) fn shares_pages(p: &Params) -> bool {
+    matches!(p.filter, Filter::All)
+        && !p.include_docs
+        && !p.opts.include_docs
+        && p.opts.doc_ids.is_none()
+        && !p.opts.descending
+}
+
+/// The page after `since` as every feed sharing this tail sees it now.
+async fn shared_page(
+    tail: &Tail,
+    open: &Arc<OpenDb>,
+    p: &Params,
+    since: u64,
+) -> Result<SharedPage, HttpError> {
+    let key = PageKey {
+        since,
+        at: tail.seq(),
+        all_docs: matches!(p.opts.style, ChangesStyle::AllDocs),
+        limit: p.limit,
+    };
+    let opts = ChangesOptions {
+        since,
+        ..p.opts.clone()
+    };
+    let (filter, limit) = (p.filter.clone(), p.limit);
+    tail.pages
+        .page(key, || async move {
+            let page = open
+                .run(move |db| collect(db, opts, &filter, limit))
+                .await?;
+            Ok(SharedPage {
+                empty: page.rows.is_empty(),
+                last_seq: page.last_seq,
+                json: Bytes::from(page.to_json(p).to_string() + "\n"),
+            })
+        })
+        .await
+}
+
+/// `feed=longpoll` for the feeds that share (see [`shares_pages`]): as `changes.rs`'s, but
+/// the wait is on the database's tail and the answers come from its page cache.
+pub(crate) async fn longpoll(
+    state: &Arc<State>,
+    open: Arc<OpenDb>,
+    p: Params,
+) -> Result<Response, HttpError> {
+    let tail = state.tails.tail(&open, &state.shutdown).await?;
+    let page = shared_page(&tail, &open, &p, p.opts.since).await?;
+    if !page.empty {
+        return Ok(body::json_bytes(StatusCode::OK, page.json.to_vec()));
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(FEED_BUFFER);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let since = page.last_seq.max(p.opts.since);
+        let timeout = p.timeout.or(if p.heartbeat.is_none() {
+            Some(DEFAULT_TIMEOUT)
+        } else {
+            None
+        });
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut seq = tail.subscribe();
+        let mut beat = heartbeat_timer(p.heartbeat);
+        let closed = open.closed();
+        let got = loop {
+            // All branches are cancel-safe: `wait_for` only looks at the published value,
+            // timers and tokens can be polled again.
+            tokio::select! {
+                // The guard `wait_for` returns is not `Send`: drop it at once.
+                written = async { seq.wait_for(|s| *s > since).await.is_ok() } => break written,
+                _ = sleep_until(deadline) => break false,
+                _ = beat.tick() => {
+                    if tx.send(Ok(Bytes::from_static(b"\n"))).await.is_err() { return; }
+                }
+                _ = closed.cancelled() => break false,
+                _ = shutdown.cancelled() => break false,
+            }
+        };
+        drop(seq);
+        let answer = if got {
+            match shared_page(&tail, &open, &p, since).await {
+                Ok(page) => page.json,
+                Err(e) => {
+                    Bytes::from(json!({"error": e.error, "reason": e.reason}).to_string() + "\n")
+                }
+            }
+        } else {
+            Bytes::from(json!({"results": [], "last_seq": since, "pending": 0}).to_string() + "\n")
+        };
+        let _ = tx.send(Ok(answer)).await;
+    });
+    let mut res = Response::new(stream_body(rx));
+    feed_headers(&mut res, "application/json");
+    Ok(res)
 }
 
 #[cfg(test)]
