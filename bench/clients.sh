@@ -21,7 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 clients=${BENCH_CLIENTS:-1000}
-writers=${BENCH_WRITERS:-10}
+writers=${BENCH_WRITERS:-20}
 rate=${BENCH_RATE:-20}
 seconds=${BENCH_SECONDS:-30}
 feed=${BENCH_FEED:-longpoll}

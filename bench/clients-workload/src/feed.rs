@@ -64,7 +64,7 @@ pub struct Shared {
 }
 
 fn record(shared: &Shared, seen: &mut Seen, id: &str) {
-    let Some(id) = Id::parse(id) else { return };
+    let Some(id) = Id::parse(id, &shared.tracker.tag) else { return };
     let at = shared.tracker.now();
     if seen.insert(id) {
         shared.tracker.seen(id, at);
@@ -205,7 +205,7 @@ pub async fn put(shared: &Shared, conn: &mut Conn, id: &str, body: Bytes) -> Res
     Ok(())
 }
 
-/// Writer `k` of `writers`: writes `w-N` for each N = k (mod writers) below `count`, the
+/// Writer `k` of `writers`: writes write N (`w-TAG-N`) for each N = k (mod writers) below `count`, the
 /// N-th at `N / rate` seconds after `begin` (at once when behind, so a slow server shows
 /// as a lower rate, not as a queue in here).
 pub async fn writer(
@@ -223,10 +223,11 @@ pub async fn writer(
         tokio::time::sleep_until(at).await;
         let slot = &shared.tracker.writes[n];
         slot.sent.store(shared.tracker.now(), Ordering::Release);
-        match put(&shared, &mut conn, &format!("w-{n:08}"), note(n, k)).await {
+        let id = Id::Write(n).doc_id(&shared.tracker.tag);
+        match put(&shared, &mut conn, &id, note(n, k)).await {
             Ok(()) => slot.acked.store(shared.tracker.now(), Ordering::Release),
             Err((kind, message)) => {
-                shared.tracker.error(kind, format!("w-{n:08}: {message}"));
+                shared.tracker.error(kind, format!("{id}: {message}"));
                 conn.reset();
             }
         }

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! The database must exist. Prints one JSON object on stdout; progress on stderr. Before
-//! measuring, warm-up writes (`warm-N`) repeat until every client has seen one, so every
-//! feed is open; the measured writes are `w-N`.
+//! measuring, warm-up writes (`warm-TAG-N`) repeat until every client has seen one, so every
+//! feed is open; the measured writes are `w-TAG-N` (TAG differs each run, so runs can share
+//! a database).
 
 mod feed;
 mod http;
@@ -188,8 +189,9 @@ async fn run() -> Result<(), String> {
     let mut warm_ok = false;
     'warm: for k in 0..MAX_WARM {
         let body = bytes::Bytes::from(json!({"type": "warm-up"}).to_string());
-        if let Err((kind, msg)) = feed::put(&shared, &mut control, &format!("warm-{k}"), body).await {
-            shared.tracker.error(kind, format!("warm-{k}: {msg}"));
+        let id = tracker::Id::Warm(k).doc_id(&shared.tracker.tag);
+        if let Err((kind, msg)) = feed::put(&shared, &mut control, &id, body).await {
+            shared.tracker.error(kind, format!("{id}: {msg}"));
         }
         let until = tokio::time::Instant::now() + WARM_WAIT;
         while tokio::time::Instant::now() < until {

@@ -1,4 +1,4 @@
-//! What the clients saw: for each write (`w-N`) and each warm-up write (`warm-N`), when it
+//! What the clients saw: for each write (`w-TAG-N`) and each warm-up write (`warm-TAG-N`), when it
 //! was sent and acknowledged, how many clients have seen it and when the last one did; and
 //! every client error, counted by kind. Shared by all tasks through atomics and one mutex
 //! for errors (rare).
@@ -23,6 +23,8 @@ pub struct Slot {
 /// Everything the run measures on the client side.
 pub struct Tracker {
     pub start: Instant,
+    /// This run's mark in its document ids.
+    pub tag: String,
     pub clients: u64,
     pub writes: Vec<Slot>,
     pub warm: Vec<Slot>,
@@ -41,19 +43,34 @@ pub enum Id {
 }
 
 impl Id {
-    /// `w-00000012` or `warm-3`; other documents are not ours.
-    pub fn parse(id: &str) -> Option<Id> {
-        if let Some(n) = id.strip_prefix("w-") {
-            return n.parse().ok().map(Id::Write);
+    /// `w-TAG-00000012` or `warm-TAG-3` of this run's `tag`; other documents (of earlier
+    /// runs on the same database too) are not ours.
+    pub fn parse(id: &str, tag: &str) -> Option<Id> {
+        if let Some(n) = id.strip_prefix("w-").and_then(|r| r.strip_prefix(tag)) {
+            return n.strip_prefix('-')?.parse().ok().map(Id::Write);
         }
-        id.strip_prefix("warm-")?.parse().ok().map(Id::Warm)
+        let n = id.strip_prefix("warm-")?.strip_prefix(tag)?;
+        n.strip_prefix('-')?.parse().ok().map(Id::Warm)
+    }
+
+    /// The document id of this write in the run `tag`.
+    pub fn doc_id(self, tag: &str) -> String {
+        match self {
+            Id::Write(n) => format!("w-{tag}-{n:08}"),
+            Id::Warm(n) => format!("warm-{tag}-{n}"),
+        }
     }
 }
 
 impl Tracker {
     pub fn new(clients: u64, max_writes: usize, max_warm: usize) -> Tracker {
+        let start = Instant::now();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Tracker {
-            start: Instant::now(),
+            start,
+            tag: format!("{:x}", nanos % (1 << 40)),
             clients,
             writes: (0..max_writes).map(|_| Slot::default()).collect(),
             warm: (0..max_warm).map(|_| Slot::default()).collect(),
@@ -159,9 +176,11 @@ mod tests {
 
     #[test]
     fn ids_and_repeats() {
-        assert_eq!(Id::parse("w-00000012"), Some(Id::Write(12)));
-        assert_eq!(Id::parse("warm-3"), Some(Id::Warm(3)));
-        assert_eq!(Id::parse("note-1"), None);
+        assert_eq!(Id::parse("w-ab1-00000012", "ab1"), Some(Id::Write(12)));
+        assert_eq!(Id::parse("warm-ab1-3", "ab1"), Some(Id::Warm(3)));
+        assert_eq!(Id::parse(&Id::Write(7).doc_id("x"), "x"), Some(Id::Write(7)));
+        assert_eq!(Id::parse("w-ab0-00000012", "ab1"), None);
+        assert_eq!(Id::parse("note-1", "ab1"), None);
         let mut seen = Seen::default();
         assert!(seen.insert(Id::Write(130)));
         assert!(!seen.insert(Id::Write(130)));
