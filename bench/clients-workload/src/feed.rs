@@ -64,7 +64,9 @@ pub struct Shared {
 }
 
 fn record(shared: &Shared, seen: &mut Seen, id: &str) {
-    let Some(id) = Id::parse(id, &shared.tracker.tag) else { return };
+    let Some(id) = Id::parse(id, &shared.tracker.tag) else {
+        return;
+    };
     let at = shared.tracker.now();
     if seen.insert(id) {
         shared.tracker.seen(id, at);
@@ -81,7 +83,9 @@ pub async fn client(shared: Arc<Shared>) {
     let mut first = true;
     while !shared.stop.load(Ordering::Relaxed) {
         let result = match shared.feed {
-            FeedKind::Longpoll => longpoll(&shared, &mut conn, &mut seen, &mut since, &mut first).await,
+            FeedKind::Longpoll => {
+                longpoll(&shared, &mut conn, &mut seen, &mut since, &mut first).await
+            }
             FeedKind::Continuous => {
                 continuous(&shared, &mut conn, &mut seen, &mut since, &mut first).await
             }
@@ -118,10 +122,17 @@ async fn longpoll(
     let status = res.status();
     let body = read_body(res, IDLE).await.map_err(|e| ("feed body", e))?;
     if !status.is_success() {
-        return Err(("feed status", format!("{status}: {}", String::from_utf8_lossy(&body))));
+        return Err((
+            "feed status",
+            format!("{status}: {}", String::from_utf8_lossy(&body)),
+        ));
     }
-    let answer: Answer = serde_json::from_slice(body.trim_ascii())
-        .map_err(|e| ("feed json", format!("{e}: {}", String::from_utf8_lossy(&body))))?;
+    let answer: Answer = serde_json::from_slice(body.trim_ascii()).map_err(|e| {
+        (
+            "feed json",
+            format!("{e}: {}", String::from_utf8_lossy(&body)),
+        )
+    })?;
     for row in &answer.results {
         record(shared, seen, &row.id);
     }
@@ -147,7 +158,10 @@ async fn continuous(
     let status = res.status();
     if !status.is_success() {
         let body = read_body(res, IDLE).await.unwrap_or_default();
-        return Err(("feed status", format!("{status}: {}", String::from_utf8_lossy(&body))));
+        return Err((
+            "feed status",
+            format!("{status}: {}", String::from_utf8_lossy(&body)),
+        ));
     }
     if std::mem::take(first) {
         shared.started.fetch_add(1, Ordering::AcqRel);
@@ -162,7 +176,9 @@ async fn continuous(
             Ok(Some(Err(e))) => return Err(("feed body", e.to_string())),
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         pending.extend_from_slice(&data);
         while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=nl).collect();
@@ -170,8 +186,12 @@ async fn continuous(
             if line.is_empty() {
                 continue; // a heartbeat
             }
-            let v: Value = serde_json::from_slice(line)
-                .map_err(|e| ("feed json", format!("{e}: {}", String::from_utf8_lossy(line))))?;
+            let v: Value = serde_json::from_slice(line).map_err(|e| {
+                (
+                    "feed json",
+                    format!("{e}: {}", String::from_utf8_lossy(line)),
+                )
+            })?;
             if let Some(id) = v.get("id").and_then(Value::as_str) {
                 record(shared, seen, id);
             }
@@ -200,7 +220,10 @@ pub async fn put(shared: &Shared, conn: &mut Conn, id: &str, body: Bytes) -> Res
     let status = res.status();
     let body = read_body(res, IDLE).await.map_err(|e| ("write body", e))?;
     if status.as_u16() != 201 && status.as_u16() != 202 {
-        return Err(("write status", format!("{status}: {}", String::from_utf8_lossy(&body))));
+        return Err((
+            "write status",
+            format!("{status}: {}", String::from_utf8_lossy(&body)),
+        ));
     }
     Ok(())
 }

@@ -236,7 +236,10 @@ mod tests {
         let t = Target::parse("http://a%40b:p@127.0.0.1:5984/notes").unwrap();
         assert_eq!(t.authority, "127.0.0.1:5984");
         assert_eq!(t.db_path, "/notes");
-        assert_eq!(t.auth.unwrap(), format!("Basic {}", base64(b"a@b:p")).as_str());
+        assert_eq!(
+            t.auth.unwrap(),
+            format!("Basic {}", base64(b"a@b:p")).as_str()
+        );
         assert_eq!(encode_query("1-g1A_x"), "1-g1A_x");
         assert_eq!(encode_query("[1,\"a\"]"), "%5B1%2C%22a%22%5D");
     }

@@ -87,7 +87,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--pid" => {
                 for p in value.split(',').filter(|p| !p.is_empty()) {
-                    a.pids.push(p.parse().map_err(|e| format!("--pid {p}: {e}"))?);
+                    a.pids
+                        .push(p.parse().map_err(|e| format!("--pid {p}: {e}"))?);
                 }
             }
             other => return Err(format!("unknown flag {other}")),
@@ -135,7 +136,10 @@ async fn run() -> Result<(), String> {
     let status = res.status();
     let body = read_body(res, Duration::from_secs(30)).await?;
     if !status.is_success() {
-        return Err(format!("GET the database: {status}: {}", String::from_utf8_lossy(&body)));
+        return Err(format!(
+            "GET the database: {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
     }
     let pids = args.pids.clone();
     let rss = |what: &str| -> Result<Option<u64>, String> {
@@ -262,7 +266,10 @@ async fn run() -> Result<(), String> {
     let mut ack = Vec::new();
     let (mut first_sent, mut last_ack) = (u64::MAX, 0u64);
     for s in &t.writes {
-        let (s_sent, s_ack) = (s.sent.load(Ordering::Acquire), s.acked.load(Ordering::Acquire));
+        let (s_sent, s_ack) = (
+            s.sent.load(Ordering::Acquire),
+            s.acked.load(Ordering::Acquire),
+        );
         if s_sent == 0 {
             continue;
         }
@@ -277,7 +284,10 @@ async fn run() -> Result<(), String> {
         let by = s.seen_by.load(Ordering::Acquire);
         fewest_seen = fewest_seen.min(by);
         if by >= t.clients {
-            last.push(ms(s.last_seen.load(Ordering::Acquire).saturating_sub(s_sent)));
+            last.push(ms(s
+                .last_seen
+                .load(Ordering::Acquire)
+                .saturating_sub(s_sent)));
         } else {
             not_seen += 1;
         }
@@ -297,7 +307,9 @@ async fn run() -> Result<(), String> {
     let errors = t.errors();
     let mb = |b: Option<u64>| b.map(|b| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0);
     let per_client_kb = match (rss_idle, rss_connected) {
-        (Some(i), Some(c)) => Some(((c as f64 - i as f64) / 1024.0 / args.clients as f64 * 10.0).round() / 10.0),
+        (Some(i), Some(c)) => {
+            Some(((c as f64 - i as f64) / 1024.0 / args.clients as f64 * 10.0).round() / 10.0)
+        }
         _ => None,
     };
     let round = |v: Option<f64>| v.map(|v| (v * 10.0).round() / 10.0);

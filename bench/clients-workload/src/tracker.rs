@@ -178,7 +178,10 @@ mod tests {
     fn ids_and_repeats() {
         assert_eq!(Id::parse("w-ab1-00000012", "ab1"), Some(Id::Write(12)));
         assert_eq!(Id::parse("warm-ab1-3", "ab1"), Some(Id::Warm(3)));
-        assert_eq!(Id::parse(&Id::Write(7).doc_id("x"), "x"), Some(Id::Write(7)));
+        assert_eq!(
+            Id::parse(&Id::Write(7).doc_id("x"), "x"),
+            Some(Id::Write(7))
+        );
         assert_eq!(Id::parse("w-ab0-00000012", "ab1"), None);
         assert_eq!(Id::parse("note-1", "ab1"), None);
         let mut seen = Seen::default();
