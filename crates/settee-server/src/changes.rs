@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::body;
 use crate::body::stream_body;
 use crate::changes_filter::{js_filter, keep, Filter};
+use crate::changes_tail;
 use crate::error::HttpError;
 use crate::query::Query;
 use crate::registry::OpenDb;
@@ -38,23 +39,23 @@ enum Feed {
 }
 
 /// What one request asked for.
-struct Params {
+pub(crate) struct Params {
     feed: Feed,
-    opts: ChangesOptions,
-    filter: Filter,
-    include_docs: bool,
-    limit: Option<usize>,
-    heartbeat: Option<Duration>,
-    timeout: Option<Duration>,
+    pub(crate) opts: ChangesOptions,
+    pub(crate) filter: Filter,
+    pub(crate) include_docs: bool,
+    pub(crate) limit: Option<usize>,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// CouchDB's default `timeout` of a live feed without a heartbeat (`changes_timeout`).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Rows read from the store per page while filtering.
 const FILTER_PAGE: usize = 500;
 /// Lines buffered between a live feed's task and the connection: enough to keep the
 /// socket busy, small enough that a slow client holds back the reader.
-const FEED_BUFFER: usize = 32;
+pub(crate) const FEED_BUFFER: usize = 32;
 
 pub(crate) fn parse_since(v: &str) -> Result<Option<u64>, HttpError> {
     if v == "now" {
@@ -236,22 +237,26 @@ pub(crate) async fn changes(
 }
 
 /// One answer of the normal feed.
-struct Page {
-    rows: Vec<Change>,
-    last_seq: u64,
-    pending: u64,
+pub(crate) struct Page {
+    pub(crate) rows: Vec<Change>,
+    pub(crate) last_seq: u64,
+    pub(crate) pending: u64,
 }
 
 impl Page {
-    fn to_json(&self, p: &Params) -> Value {
+    pub(crate) fn to_json(&self, p: &Params) -> Value {
         let rows: Vec<Value> = self.rows.iter().map(|c| row_json(c, p)).collect();
         json!({"results": rows, "last_seq": self.last_seq, "pending": self.pending})
     }
 }
 
 fn row_json(c: &Change, p: &Params) -> Value {
+    row_value(c, p.include_docs)
+}
+
+fn row_value(c: &Change, include_docs: bool) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-    if !p.include_docs {
+    if !include_docs {
         if let Some(m) = v.as_object_mut() {
             m.remove("doc");
         }
@@ -267,7 +272,7 @@ async fn read_page(open: &OpenDb, p: &Params) -> Result<Page, HttpError> {
 }
 
 /// The normal feed: store pages, filtered, until `limit` rows or the end.
-fn collect(
+pub(crate) fn collect(
     db: &Database,
     opts: ChangesOptions,
     filter: &Filter,
@@ -337,7 +342,7 @@ fn collect(
     }
 }
 
-fn feed_headers(res: &mut Response, content_type: &'static str) {
+pub(crate) fn feed_headers(res: &mut Response, content_type: &'static str) {
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
 }
@@ -345,6 +350,9 @@ fn feed_headers(res: &mut Response, content_type: &'static str) {
 /// `feed=longpoll`: the normal answer if there are changes; otherwise wait for the first
 /// one (sending heartbeat newlines, which JSON allows before the value), then answer.
 async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Response, HttpError> {
+    if changes_tail::shares_pages(&p) {
+        return changes_tail::longpoll(state, open, p).await;
+    }
     let page = read_page(&open, &p).await?;
     if !page.rows.is_empty() || p.opts.descending {
         return Ok(body::json(StatusCode::OK, &page.to_json(&p)));
@@ -413,7 +421,7 @@ async fn longpoll(state: &Arc<State>, open: Arc<OpenDb>, p: Params) -> Result<Re
     Ok(res)
 }
 
-fn heartbeat_timer(every: Option<Duration>) -> tokio::time::Interval {
+pub(crate) fn heartbeat_timer(every: Option<Duration>) -> tokio::time::Interval {
     // Without a heartbeat the timer still exists but fires once a day: simpler than an
     // optional branch in `select!`.
     let period = every.unwrap_or(Duration::from_secs(86_400));
@@ -422,7 +430,7 @@ fn heartbeat_timer(every: Option<Duration>) -> tokio::time::Interval {
     t
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => futures::future::pending().await,

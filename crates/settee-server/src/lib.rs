@@ -49,6 +49,7 @@ mod body;
 mod bulk;
 mod changes;
 mod changes_filter;
+mod changes_tail;
 mod cors;
 mod db;
 mod design_doc;

@@ -1,12 +1,14 @@
 //! What every request handler shares ([`State`]): the databases, authentication, CORS,
-//! the request limits and the shutdown signal, made once when the server starts. The
-//! server (`server.rs`) owns the socket and the routing; the handlers see only this.
+//! the request limits, the shutdown signal and the longpoll feeds' shared followers, made
+//! once when the server starts. The server (`server.rs`) owns the socket and the routing;
+//! the handlers see only this.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, AuthSettings};
+use crate::changes_tail::Tails;
 use crate::error::{Error, Result};
 use crate::options::{Admin, Cors, RequestLimits, ServerOptions};
 use crate::peruser::PerUserDbs;
@@ -27,6 +29,8 @@ pub(crate) struct State {
     pub(crate) peruser: Option<PerUserDbs>,
     /// Whether `_users`' security object may be changed.
     pub(crate) users_db_security_editable: bool,
+    /// The followers the longpoll feeds of each database share (`changes_tail.rs`).
+    pub(crate) tails: Tails,
 }
 
 /// What every request shares, for `registry` (the per-user databases caught up). `owner`
@@ -55,6 +59,7 @@ pub(crate) async fn new_state(
         shutdown,
         peruser: opts.peruser.clone().map(PerUserDbs::new),
         users_db_security_editable: opts.users_db_security_editable,
+        tails: Tails::default(),
     });
     if let Some(peruser) = &state.peruser {
         peruser
