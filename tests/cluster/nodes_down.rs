@@ -13,7 +13,8 @@ use settee_testkit::cluster::Cluster;
 use settee_testkit::http::Request;
 
 use super::{
-    assert_same_leaves, create, device_writes, fetched, remote, status, OnRequest, Recorder,
+    assert_same_leaves, create, device_writes, fetched, remote, status, Exchange, OnRequest,
+    Recorder,
 };
 
 /// Stops node `k` of `cluster` (waiting until it is gone) just before the `nth` request
@@ -157,7 +158,34 @@ async fn another_node_down_mid_sync_the_run_completes() {
     assert!(s.pull.ok && s.pull.doc_failures.is_empty(), "{:?}", s.pull);
     assert_eq!(s.push.stats.docs_written, 600);
     assert_eq!(s.pull.stats.docs_written, 300);
-    assert_eq!(fetched(&exchanges), 300);
+    // The pull reads the other device's documents, each once. The push may read back some
+    // of its own just-written revisions (`open_revs`), when the copy that answered its
+    // confirming `_revs_diff` lacked them while node 3 was going down: those reads are the
+    // push's check, never a `_bulk_get` of the pull.
+    for e in &exchanges {
+        let own = e
+            .fetched
+            .iter()
+            .filter(|id| id.starts_with("mine-"))
+            .count();
+        assert!(
+            own == 0 || e.method == "GET",
+            "the pull fetched our own documents: {e:?}"
+        );
+    }
+    let pulled: Vec<Exchange> = exchanges
+        .iter()
+        .map(|e| Exchange {
+            fetched: e
+                .fetched
+                .iter()
+                .filter(|id| id.starts_with("theirs-"))
+                .cloned()
+                .collect(),
+            ..e.clone()
+        })
+        .collect();
+    assert_eq!(fetched(&pulled), 300);
     assert_same_leaves(&local, &remote(&n2), 900).await;
     assert_eq!(status(&local, &remote(&n1)).await, (0, Some(0)));
 }
