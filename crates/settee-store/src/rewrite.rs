@@ -292,6 +292,10 @@ fn copy_tree(from: &sled::Tree, to: &sled::Tree, dir: &Path, steps: &mut Steps) 
         if n == COPY_BATCH {
             to.apply_batch(std::mem::take(&mut batch))
                 .map_err(storage)?;
+            // sled frees a segment whose pages moved only once the move is durable: without
+            // a flush the copy's garbage (page versions a later insert superseded) stays
+            // in the file until the end.
+            to.flush().map_err(storage)?;
             n = 0;
             // A crash in the middle of the copy leaves an incomplete `compact.new`.
             steps.tick(dir)?;
