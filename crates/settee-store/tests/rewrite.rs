@@ -107,7 +107,7 @@ fn rewrite_gives_space_back_and_keeps_every_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = Database::open(&path).unwrap();
-    fill(&db, 1000, 10);
+    fill(&db, 500, 6);
     db.compact().unwrap();
     let expected = reads(&db);
     drop(db);
@@ -169,7 +169,7 @@ fn a_crash_at_each_step_of_a_rewrite_leaves_a_store_with_all_its_data() {
     let path = dir.path().join("db");
     let db = Database::open(&path).unwrap();
     // More keys than one copy batch, so that a crash can stop the copy half-way.
-    fill(&db, 1500, 1);
+    fill(&db, 800, 1);
     db.compact().unwrap();
     let expected = reads(&db);
     drop(db);
