@@ -248,6 +248,30 @@ impl Local {
         }
     }
 
+    /// Compacts the store ([`Local::compact`]), then gives its disk space back: the live
+    /// data is copied into fresh files that replace the old ones, crash-safely
+    /// ([`Database::rewrite`]). Returns the store opened again.
+    ///
+    /// # Errors
+    /// `store_in_use` if clones of this `Local` are alive (the files can only be replaced
+    /// by the only handle; the compaction is done and the clones stay usable);
+    /// `bad_request` for a store another process holds; the store's errors.
+    pub async fn rewrite(self) -> Result<Local> {
+        match self.kind {
+            LocalKind::Open(db) => {
+                let db = tokio::task::spawn_blocking(move || db.rewrite())
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))??;
+                Ok(Local::from_store(db))
+            }
+            LocalKind::Held(h) => Err(Error::BadRequest(format!(
+                "the store {} is held by process {}; compact it when that process has stopped",
+                h.path(),
+                h.pid()
+            ))),
+        }
+    }
+
     /// Database information, as CouchDB's `GET /db`.
     ///
     /// # Errors

@@ -1,6 +1,7 @@
 //! Crashes and resources (issue 19), against Apache CouchDB: the `settee` CLI killed with
 //! SIGKILL at random points of a push and of a pull of documents with attachments, and
-//! (`disk_full`) a store whose disk fills up under a write and under a pull.
+//! (`disk_full`) a store whose disk fills up under a write and under a pull, and
+//! (`compact`) `settee compact` killed while it rewrites the store's files.
 //!
 //! The kill tests run every replication through a proxy (`settee_testkit::http::proxy`, one
 //! per direction, so the replication id stays the same) that logs each request and kills the
@@ -34,6 +35,9 @@ mod common;
 // A full disk: RLIMIT_FSIZE on the child, a write and a pull that fail and resume.
 #[path = "crash/disk_full.rs"]
 mod disk_full;
+// `settee compact` killed while it rewrites the store's files.
+#[path = "crash/compact.rs"]
+mod compact;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

@@ -206,7 +206,8 @@ pub(crate) async fn info(OneDb { db }: OneDb) -> anyhow::Result<Outcome> {
 /// `settee compact`.
 pub(crate) async fn compact(OneDb { db }: OneDb) -> anyhow::Result<Outcome> {
     match existing(&db)? {
-        Db::Local(l) => l.compact().await?,
+        // The rewrite gives the space back; this process holds the only handle.
+        Db::Local(l) => drop(l.rewrite().await?),
         Db::Remote(r) => anyhow::bail!(
             "compacting {} is the server's job (POST /db/_compact as an admin); settee compacts local stores",
             r.url()

@@ -71,7 +71,8 @@ pub(crate) enum Command {
     GetAttachment(attach::GetAttachment),
     /// Database information.
     Info(docs::OneDb),
-    /// Compact the database.
+    /// Compact the database: drop old revisions' bodies and unused attachments; a local
+    /// store's files are then rewritten to give the disk space back.
     Compact(docs::OneDb),
     /// Serve stores over CouchDB's HTTP API, so that PouchDB, CouchDB's replicator and curl
     /// can replicate with them. Prints {"ok":true,"url":...} on stdout once listening; runs

@@ -167,7 +167,9 @@ pub(crate) async fn revs_limit(
 
 /// `POST /{db}/_compact` (admins): compacts now and answers when done (CouchDB answers
 /// 202 at once and compacts in the background; clients poll `compact_running`, which is
-/// then already false).
+/// then already false). In place: it gives no disk space back, since replacing the store's
+/// files (`Database::rewrite`, what `settee compact` runs) needs the only handle, and a
+/// served database has one per request.
 pub(crate) async fn compact(open: &Arc<OpenDb>, req: Request) -> Result<Response, HttpError> {
     req.require_post()?;
     crate::auth::require_db_admin_to_maintain(&open.security(), &req.user)?;

@@ -53,6 +53,7 @@ mod options;
 mod read;
 mod resolve;
 mod results;
+mod rewrite;
 mod settings;
 mod sync_state;
 mod validate;

@@ -1,6 +1,7 @@
 //! Opening a store: the directory, format and lock checks, the upgrade of an older format
 //! (`migrate.rs`), and loading the state the features keep in memory (the index catalog,
-//! the sync registry), and removing attachment writes a crash left staged.
+//! the sync registry), and removing attachment writes a crash left staged. First it takes
+//! the compaction's swap lock and finishes a swap a crash interrupted (`rewrite.rs`).
 //! [`Database::destroy`] opens a store the same way before deleting it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -49,6 +50,13 @@ impl Database {
     /// As [`Database::open`]; also [`Error::NotFound`] when `create` is false and there is
     /// no store at the path.
     pub fn open_with(opts: OpenOptions) -> Result<Database> {
+        // Waits for a compaction's swap under way and finishes one a crash interrupted.
+        let _swap = crate::rewrite::SwapLock::for_open(&opts.path, opts.lock_wait)?;
+        Database::open_unlocked(opts)
+    }
+
+    /// [`Database::open_with`] for a caller that holds the swap lock (`rewrite.rs`).
+    pub(crate) fn open_unlocked(opts: OpenOptions) -> Result<Database> {
         let path = opts.path.clone();
         let not_a_store = |reason: &str| Error::NotAStore {
             path: path.clone(),
