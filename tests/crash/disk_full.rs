@@ -25,6 +25,14 @@ use settee::store::Database;
 use super::{assert_same_trees, assert_status_clean, settee, Couch};
 use crate::common::wait_until;
 
+/// `len` characters that do not compress: the store keeps bodies zstd-compressed (format 9),
+/// so a repeated text would be far smaller on disk than the limits these tests set.
+fn incompressible(len: usize) -> String {
+    let mut rng = StdRng::seed_from_u64(len as u64);
+    let bytes: Vec<u8> = (0..len * 3 / 4).map(|_| rng.gen()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// `cmd` run with a file size limit of `limit` bytes (none with `None`), `SIGXFSZ` ignored.
 /// Fails the test if it does not exit within a minute (sled waits forever on a log it cannot
 /// write; the store must not).
@@ -134,7 +142,7 @@ fn a_write_on_a_full_disk_fails_clearly_and_commits_nothing() {
     let limit = limit_above(&store, 256 * 1024);
     // Through stdin: too big for an argument.
     let big = dir.path().join("big.json");
-    let doc = json!({"_id": "big", "text": "settee ".repeat(150_000)});
+    let doc = json!({"_id": "big", "text": incompressible(1 << 20)});
     std::fs::write(&big, doc.to_string()).unwrap();
     let put = || {
         let mut cmd = settee();
@@ -164,7 +172,7 @@ fn disk_full_child() {
         return; // Not the child.
     };
     let db = Database::open(&path).unwrap();
-    let big = db.put(json!({"_id": "big", "text": "settee ".repeat(150_000)}));
+    let big = db.put(json!({"_id": "big", "text": incompressible(1 << 20)}));
     println!(
         "big: {}",
         big.map(|_| "ok".into())
@@ -249,7 +257,7 @@ fn a_write_on_a_full_small_filesystem_fails_clearly() {
     let filler = dir.path().join("filler");
     let free = fs_free(dir.path()).saturating_sub(1024 * 1024);
     std::fs::write(&filler, vec![0u8; usize::try_from(free).unwrap()]).unwrap();
-    let big = json!({"_id": "big", "text": "x".repeat(2 * 1024 * 1024)}).to_string();
+    let big = json!({"_id": "big", "text": incompressible(2 << 20)}).to_string();
     // The document goes through stdin (too big for an argument), from a file elsewhere.
     let elsewhere = tempfile::tempdir().unwrap();
     let file = elsewhere.path().join("big.json");

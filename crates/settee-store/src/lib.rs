@@ -34,6 +34,7 @@ mod advert;
 mod all_docs;
 mod attachment_io;
 mod attachments;
+mod bodies;
 mod changes;
 mod database;
 pub mod deep_json;

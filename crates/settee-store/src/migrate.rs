@@ -59,6 +59,7 @@ pub(crate) fn upgrade_v1(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
             body: body.to_vec(),
             // Step 2 gives every entry a chunk of its own.
             solo: true,
+            packed: None,
         };
         batch.insert(&k, rec.encode()?);
         batch.remove(rkey);
@@ -121,7 +122,7 @@ pub(crate) fn upgrade_to_indexes(
         let id = std::str::from_utf8(&k[1..])
             .map_err(|_| Error::corrupt("a document id is not UTF-8"))?;
         let (header, body) = keys::DocHeader::decode_with_body(id, &v)?;
-        let Some(doc) = indexed_doc(id, header.deleted, &header.winner.to_string(), body)? else {
+        let Some(doc) = indexed_doc(id, header.deleted, &header.winner.to_string(), &body)? else {
             continue;
         };
         for def in settee_query::IndexDef::from_design_doc(&doc) {
@@ -155,7 +156,8 @@ pub(crate) fn upgrade_v5(tree: &sled::Tree, storage: &dyn Fn(sled::Error) -> Err
     commit_with_format(tree, batch, storage)
 }
 
-/// Format 6 or 7 to the current one: only the format key. Format 7 keeps new attachments
+/// Format 6, 7 or 8 to the current one: only the format key (format 9 reads format 8's
+/// uncompressed records as they are; `compact` compresses them). Format 7 keeps new attachments
 /// in chunks (`H`, `C`, `P` keys) and still reads format 6's whole `A` values as one chunk;
 /// format 8 keeps new ones in files (`attachments/`, version-2 `H` heads) and still reads
 /// both older kinds where they are. So nothing is rewritten: the upgrade costs one write

@@ -197,7 +197,7 @@ fn skip_bytes_seeks_a_file_and_reads_through_chunks_and_gzip() {
 }
 
 #[test]
-fn a_format_7_store_opens_as_format_8_and_reads_its_chunks_where_they_are() {
+fn a_format_7_store_opens_as_the_current_format_and_reads_its_chunks_where_they_are() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let data = bytes(250_000, 5);
@@ -212,8 +212,8 @@ fn a_format_7_store_opens_as_format_8_and_reads_its_chunks_where_they_are() {
         raw.flush().unwrap();
     }
     let db = common::reopen(&path).unwrap();
-    assert_eq!(FORMAT_VERSION, 8);
-    assert_eq!(db.info().unwrap().disk_format_version, 8);
+    assert_eq!(FORMAT_VERSION, 9);
+    assert_eq!(db.info().unwrap().disk_format_version, 9);
     assert_eq!(db.attachment("c", None, "x").unwrap().data, data);
     // New bytes go to a file; the same bytes again dedup against the chunked copy.
     db.put_attachment_from("d", None, "x", "a/b", &data[..])

@@ -164,7 +164,7 @@ impl Database {
                     crate::migrate::upgrade_v5(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
                 }
-                if found == "6" || found == "7" {
+                if ["6", "7", "8"].contains(&found.as_str()) {
                     tracing::info!(path = %path.display(), from = %found, "upgrading the store's format");
                     crate::migrate::upgrade_v6(&tree, &storage)?;
                     found = FORMAT_VERSION.to_string();
@@ -214,6 +214,7 @@ impl Database {
             Some(v) => keys::decode_u64(&v, "revs limit")?,
             None => opts.revs_limit,
         };
+        let bodies = crate::bodies::Bodies::load(&tree, &storage)?;
         tracing::debug!(path = %path.display(), update_seq = counters.update_seq, "opened store");
         Ok(Database {
             inner: Arc::new(Inner {
@@ -229,6 +230,7 @@ impl Database {
                 sync: RwLock::new(registry),
                 watchers: Watchers::default(),
                 disk_full: AtomicBool::new(false),
+                bodies,
             }),
         })
     }

@@ -87,8 +87,8 @@ impl Database {
                     let rev = header.winner.to_string();
                     let doc = match &names {
                         _ if header.deleted => None,
-                        Some(names) => partial_doc(id, &rev, body, names)?,
-                        None => indexed_doc(id, false, &rev, body)?,
+                        Some(names) => partial_doc(id, &rev, &body, names)?,
+                        None => indexed_doc(id, false, &rev, &body)?,
                     };
                     if let Some(e) = doc.and_then(|d| entry.entry(id, &d)) {
                         entries.push((e, true));

@@ -40,7 +40,8 @@ impl Database {
             let (k, v) = item.map_err(storage)?;
             let id = String::from_utf8_lossy(&k[1..]).into_owned();
             let (header, body) = DocHeader::decode_with_body(&id, &v)?;
-            if let Some(doc) = indexed_doc(&id, header.deleted, &header.winner.to_string(), body)? {
+            if let Some(doc) = indexed_doc(&id, header.deleted, &header.winner.to_string(), &body)?
+            {
                 defined.extend(IndexDef::from_design_doc(&doc));
             }
         }
@@ -71,7 +72,8 @@ impl Database {
                     continue;
                 }
                 let (header, body) = DocHeader::decode_with_body(&id, &v)?;
-                let Some(doc) = indexed_doc(&id, header.deleted, &header.winner.to_string(), body)?
+                let Some(doc) =
+                    indexed_doc(&id, header.deleted, &header.winner.to_string(), &body)?
                 else {
                     continue;
                 };

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use settee_revtree::Rev;
 
 /// The storage format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 /// The sled tree that holds every record.
 pub(crate) const TREE_NAME: &[u8] = b"settee";
@@ -31,6 +31,9 @@ pub(crate) const META_ALIASES: &[u8] = b"Maliases";
 pub(crate) const META_REVS_LIMIT: &[u8] = b"Mrevs_limit";
 /// The `_security` object (JSON); absent until one is set.
 pub(crate) const META_SECURITY: &[u8] = b"Msecurity";
+/// The id (u64 big-endian) of the body dictionary writes compress with (`bodies.rs`);
+/// absent until the store trains one.
+pub(crate) const META_BODY_DICT: &[u8] = b"Mbody_dict";
 
 pub(crate) const DOC: u8 = b'D';
 pub(crate) const REV: u8 = b'R';
@@ -70,6 +73,16 @@ pub(crate) fn index_prefix(index: u32) -> [u8; 5] {
     k
 }
 pub(crate) const UNSYNCED: u8 = b'U';
+/// A body dictionary: `Z` + its id (u64 big-endian) → the zstd dictionary (`bodies.rs`).
+pub(crate) const BODY_DICT: u8 = b'Z';
+
+/// `Z` + dictionary id.
+pub(crate) fn body_dict_key(id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = BODY_DICT;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
 
 pub(crate) fn doc_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());

@@ -21,6 +21,7 @@
 //! | `N` | `N` + index number (u32 big-endian) | a Mango index of the catalog: its definition and build state |
 //! | `I` | `I` + index number + lower bound (an entry, or nothing) | a block of index entries (collation-encoded key + doc id), ascending |
 //! | `U` | `U` + remote number (u32 big-endian) + id | [`Unsynced`]: the document's leaves that remote is not known to hold, and its rejection |
+//! | `Z` | `Z` + dictionary id (u64 big-endian) | a zstd dictionary that `D` records' bodies are compressed with (`bodies.rs`) |
 //!
 //! Sled's cost is per key, so a document write touches as few keys as it can: a new
 //! document is one `D` record (its body inline) plus its entry in the call's one `Q` chunk.
@@ -46,6 +47,10 @@
 //! Format 7 stores attachments in chunks (`H`, `C`, `P`); format 6's whole `A` values are
 //! read as one chunk, so that upgrade is the format key too.
 //!
+//! Format 9 compresses the winner's body in a `D` record (record version 3, a zstd frame
+//! with an optional dictionary, `Z` + `Mbody_dict`); format 8's version-2 records read as
+//! they are, and `compact` rewrites them, so that upgrade is the format key too.
+//!
 //! Files: `att_head.rs` ([`AttHead`]), `layout.rs` (the prefixes, meta names and key builders), `fields.rs` (the
 //! fixed-width numbers and lengths records share), `record.rs` ([`DocRecord`]), `seq.rs`
 //! (by-seq chunks), `unsynced.rs` ([`Unsynced`]).
@@ -63,11 +68,11 @@ pub(crate) use fields::decode_u64;
 pub use layout::FORMAT_VERSION;
 pub(crate) use layout::{
     att_chunk_key, att_chunk_prefix, att_head_key, att_key, att_pending_key, blob_of_key,
-    chunk_key, doc_key, index_def_key, index_prefix, legacy_seq_from_key, local_key, rev_key,
-    split_unsynced_key, stale_key, unsynced_key, unsynced_prefix, ATT, ATT_CHUNK, ATT_HEAD,
-    ATT_PENDING, DOC, INDEX_DEF, INDEX_ENTRY, LEGACY_SEQ, META_ALIASES, META_COUNTERS, META_FORMAT,
-    META_NEXT_INDEX, META_REMOTES, META_REVS_LIMIT, META_SECURITY, META_SYNC, META_UUID, REV,
-    TREE_NAME, UNSYNCED,
+    body_dict_key, chunk_key, doc_key, index_def_key, index_prefix, legacy_seq_from_key, local_key,
+    rev_key, split_unsynced_key, stale_key, unsynced_key, unsynced_prefix, ATT, ATT_CHUNK,
+    ATT_HEAD, ATT_PENDING, BODY_DICT, DOC, INDEX_DEF, INDEX_ENTRY, LEGACY_SEQ, META_ALIASES,
+    META_BODY_DICT, META_COUNTERS, META_FORMAT, META_NEXT_INDEX, META_REMOTES, META_REVS_LIMIT,
+    META_SECURITY, META_SYNC, META_UUID, REV, TREE_NAME, UNSYNCED,
 };
 // The prefixes only the fuzz targets name from outside this module.
 #[cfg(any(test, feature = "fuzzing"))]

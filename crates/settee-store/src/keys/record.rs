@@ -1,19 +1,26 @@
 //! [`DocRecord`]: a document's `D` record (seq, flags, winner, rev tree, the winner's body),
-//! and [`DocHeader`], the part of it that reads without decoding the tree.
+//! and [`DocHeader`], the part of it that reads without decoding the tree. How a body is
+//! compressed is `bodies.rs`'s; where its frame sits is this file's.
+
+use std::borrow::Cow;
 
 use settee_revtree::{Rev, RevTree};
 
 use super::fields::{decode_u64, long_len, read_u32};
+use crate::bodies::{self, Dict, Packed};
 
 /// A document's record: where it is in the by-seq index, its winner, its rev tree and the
 /// winner's body.
 ///
-/// Encoded as: version byte `2`, flags byte (bit 0 = winner deleted, bit 1 = the document's
-/// by-seq entry is alone in its chunk), seq (u64 big-endian), winner length (u16
-/// big-endian; 0 then a u32 big-endian length for a text of 64 KiB or more) and winner text, rev tree length (u32 big-endian) and the rev tree as JSON
-/// (the flat encoding of `settee_revtree`), then the winner's body (JSON) to the end. The
-/// header comes first so `_all_docs` and `_changes` can read the winner without decoding
-/// the rest.
+/// Encoded as: version byte `3`, flags byte (bit 0 = winner deleted, bit 1 = the document's
+/// by-seq entry is alone in its chunk, bit 2 = the body is a zstd frame), seq (u64
+/// big-endian), winner length (u16 big-endian; 0 then a u32 big-endian length for a text of
+/// 64 KiB or more) and winner text, rev tree length (u32 big-endian) and the rev tree as
+/// JSON (the flat encoding of `settee_revtree`), then the winner's body to the end: its
+/// JSON, or with bit 2 the id of the dictionary it was compressed with (u64 big-endian, 0
+/// for none) and the zstd frame. The header comes first so `_all_docs` and `_changes` can
+/// read the winner without decoding the rest. Version `2` (format 8) is the same without
+/// bit 2, and reads as it is.
 #[derive(Debug, Clone)]
 pub(crate) struct DocRecord {
     pub(crate) seq: u64,
@@ -23,6 +30,10 @@ pub(crate) struct DocRecord {
     /// The by-seq entry at `seq` is the only entry of its chunk (so superseding it deletes
     /// the chunk's key).
     pub(crate) solo: bool,
+    /// `body` as the record stores it compressed, when it does: encoding writes it as it
+    /// is, so a record rewritten with the same body is not compressed again. Whoever sets
+    /// `body` sets this (to `None`, or to the packed form of the same body).
+    pub(crate) packed: Option<Packed>,
 }
 
 /// The header of a [`DocRecord`].
@@ -35,11 +46,34 @@ pub(crate) struct DocHeader {
 
 const HEADER_LEN: usize = 1 + 1 + 8 + 2;
 
-const RECORD_VERSION: u8 = 2;
+const RECORD_VERSION: u8 = 3;
+
+/// Format 8's records: no compressed bodies.
+const RECORD_VERSION_2: u8 = 2;
 
 const FLAG_DELETED: u8 = 1;
 
 const FLAG_SOLO: u8 = 2;
+
+const FLAG_PACKED: u8 = 4;
+
+/// A record's packed body part (after the tree): the dictionary id and the frame; `None`
+/// for a raw body.
+fn split_body<'a>(
+    id: &str,
+    packed: bool,
+    rest: &'a [u8],
+) -> crate::Result<Option<(u64, &'a [u8])>> {
+    if !packed {
+        return Ok(None);
+    }
+    let bad = || crate::Error::corrupt(format!("record of {id:?}: bad body dictionary"));
+    let dict = decode_u64(rest.get(..8).ok_or_else(bad)?, "body dictionary")?;
+    Ok(Some((dict, &rest[8..])))
+}
+
+/// The record versions this build reads: format 9's, and format 8's as they are.
+const CURRENT: &[u8] = &[RECORD_VERSION, RECORD_VERSION_2];
 
 /// A record's rev tree (after the header: a u32 length and the JSON tree) and its body.
 fn split_tree<'a>(id: &str, rest: &'a [u8]) -> crate::Result<(RevTree, &'a [u8])> {
@@ -73,6 +107,9 @@ impl DocRecord {
         if self.solo {
             flags |= FLAG_SOLO;
         }
+        if self.packed.is_some() {
+            flags |= FLAG_PACKED;
+        }
         out.push(flags);
         out.extend_from_slice(&self.seq.to_be_bytes());
         match u16::try_from(winner.len()) {
@@ -88,31 +125,60 @@ impl DocRecord {
         out.extend_from_slice(winner.as_bytes());
         out.extend_from_slice(&tlen.to_be_bytes());
         out.extend_from_slice(&tree);
-        out.extend_from_slice(&self.body);
+        match &self.packed {
+            Some(p) => {
+                out.extend_from_slice(&p.dict.to_be_bytes());
+                out.extend_from_slice(&p.frame);
+            }
+            None => out.extend_from_slice(&self.body),
+        }
         Ok(out)
     }
 
+    /// The record version [`DocRecord::encode`] writes.
+    pub(crate) const VERSION: u8 = RECORD_VERSION;
+
+    /// Compresses the body for storing (with `dict`, the store's current dictionary), unless
+    /// it is stored compressed already or is not worth it.
+    pub(crate) fn pack(&mut self, dict: Option<&Dict>) {
+        if self.packed.is_none() {
+            self.packed = bodies::pack(&self.body, dict);
+        }
+    }
+
+    /// A record of format 8 or 9, its body decompressed.
     pub(crate) fn decode(id: &str, bytes: &[u8]) -> crate::Result<DocRecord> {
-        let (header, solo, rest) = DocHeader::split(id, bytes, RECORD_VERSION)?;
-        let (tree, body) = split_tree(id, rest)?;
+        let (header, flags, rest) = DocHeader::split(id, bytes, CURRENT)?;
+        let (tree, rest) = split_tree(id, rest)?;
+        let (body, packed) = match split_body(id, flags & FLAG_PACKED != 0, rest)? {
+            Some((dict, frame)) => (
+                bodies::unpack(id, dict, frame)?,
+                Some(Packed {
+                    dict,
+                    frame: frame.to_vec(),
+                }),
+            ),
+            None => (rest.to_vec(), None),
+        };
         Ok(DocRecord {
             seq: header.seq,
             tree,
-            body: body.to_vec(),
-            solo,
+            body,
+            solo: flags & FLAG_SOLO != 0,
+            packed,
         })
     }
 
     /// The seq and tree of a record, without copying its body.
     pub(crate) fn decode_tree(id: &str, bytes: &[u8]) -> crate::Result<(u64, RevTree)> {
-        let (header, _, rest) = DocHeader::split(id, bytes, RECORD_VERSION)?;
+        let (header, _, rest) = DocHeader::split(id, bytes, CURRENT)?;
         let (tree, _) = split_tree(id, rest)?;
         Ok((header.seq, tree))
     }
 
     /// Decodes a format-1 record (no tree length, no body: the winner's body is under `R`).
     pub(crate) fn decode_v1(id: &str, bytes: &[u8]) -> crate::Result<(u64, RevTree)> {
-        let (header, _, rest) = DocHeader::split(id, bytes, 1)?;
+        let (header, _, rest) = DocHeader::split(id, bytes, &[1])?;
         let tree: RevTree = serde_json::from_slice(rest)
             .map_err(|e| crate::Error::corrupt(format!("rev tree of {id:?}: {e}")))?;
         Ok((header.seq, tree))
@@ -126,32 +192,43 @@ impl DocRecord {
 
 impl DocHeader {
     pub(crate) fn decode(id: &str, bytes: &[u8]) -> crate::Result<DocHeader> {
-        Ok(DocHeader::split(id, bytes, RECORD_VERSION)?.0)
+        Ok(DocHeader::split(id, bytes, CURRENT)?.0)
     }
 
     /// The header and the winner's body of a record, without decoding the rev tree (what
-    /// reading an index's documents needs).
+    /// reading an index's documents needs). A raw body is borrowed from `bytes`.
     pub(crate) fn decode_with_body<'a>(
         id: &str,
         bytes: &'a [u8],
-    ) -> crate::Result<(DocHeader, &'a [u8])> {
-        let (header, _, rest) = DocHeader::split(id, bytes, RECORD_VERSION)?;
+    ) -> crate::Result<(DocHeader, Cow<'a, [u8]>)> {
+        let (header, flags, rest) = DocHeader::split(id, bytes, CURRENT)?;
         let bad = || crate::Error::corrupt(format!("record of {id:?}: bad tree length"));
         let tlen = rest
             .get(..4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
             .ok_or_else(bad)?;
         let body = rest.get(4 + tlen..).ok_or_else(bad)?;
-        Ok((header, body))
+        match split_body(id, flags & FLAG_PACKED != 0, body)? {
+            Some((dict, frame)) => Ok((header, Cow::Owned(bodies::unpack(id, dict, frame)?))),
+            None => Ok((header, Cow::Borrowed(body))),
+        }
     }
 
+    /// The header, the flags byte and the rest of a record of one of `versions`.
     fn split<'a>(
         id: &str,
         bytes: &'a [u8],
-        version: u8,
-    ) -> crate::Result<(DocHeader, bool, &'a [u8])> {
+        versions: &[u8],
+    ) -> crate::Result<(DocHeader, u8, &'a [u8])> {
         let bad = |what: &str| crate::Error::corrupt(format!("record of {id:?}: {what}"));
-        if bytes.len() < HEADER_LEN || bytes[0] != version || bytes[1] > 3 {
+        if bytes.len() < HEADER_LEN || !versions.contains(&bytes[0]) {
+            return Err(bad("bad header"));
+        }
+        let known = match bytes[0] {
+            RECORD_VERSION => FLAG_DELETED | FLAG_SOLO | FLAG_PACKED,
+            _ => FLAG_DELETED | FLAG_SOLO,
+        };
+        if bytes[1] & !known != 0 {
             return Err(bad("bad header"));
         }
         let seq = decode_u64(&bytes[2..10], "doc seq")?;
@@ -176,7 +253,7 @@ impl DocHeader {
                 deleted: bytes[1] & FLAG_DELETED != 0,
                 winner,
             },
-            bytes[1] & FLAG_SOLO != 0,
+            bytes[1],
             &bytes[wend..],
         ))
     }
@@ -196,6 +273,7 @@ mod tests {
             tree,
             body: br#"{"n":1}"#.to_vec(),
             solo: true,
+            packed: None,
         };
         let bytes = rec.encode().unwrap();
         let h = DocHeader::decode("x", &bytes).unwrap();
@@ -244,6 +322,7 @@ mod tests {
             tree,
             body: b"{}".to_vec(),
             solo: false,
+            packed: None,
         };
         let bytes = rec.encode().unwrap();
         let h = DocHeader::decode("d", &bytes).unwrap();

@@ -270,19 +270,23 @@ impl<'a> BatchState<'a> {
             Some((rev, body)) => Some((rev, body.encode()?)),
             None => None,
         };
-        let winner_body = match new_body.take() {
-            Some((rev, bytes)) if rev == winner => bytes,
+        // The winner's body, and its packed form when an unchanged winner keeps its body
+        // (compressed once, when it was written).
+        let (winner_body, packed) = match new_body.take() {
+            Some((rev, bytes)) if rev == winner => (bytes, None),
             other => {
                 new_body = other;
                 match old {
-                    Some(o) if old_winner.as_ref() == Some(&winner) => o.body.clone(),
+                    Some(o) if old_winner.as_ref() == Some(&winner) => {
+                        (o.body.clone(), o.packed.clone())
+                    }
                     _ => {
                         // Another stored leaf wins now: its body moves into the record.
                         let bytes = self.rbody(id, &winner)?.ok_or_else(|| {
                             Error::corrupt(format!("body of {id:?} at {winner} is missing"))
                         })?;
                         self.set_rbody(id, &winner, None);
-                        bytes
+                        (bytes, None)
                     }
                 }
             }
@@ -314,6 +318,7 @@ impl<'a> BatchState<'a> {
             tree,
             body: winner_body,
             solo: false,
+            packed,
         };
         self.count(DocState::of(old), DocState::of(Some(&rec)));
         self.counters.update_seq = seq;
@@ -426,10 +431,12 @@ impl<'a> BatchState<'a> {
     #[allow(clippy::type_complexity)]
     pub(super) fn finish(mut self) -> Result<(sled::Batch, Counters, Option<Vec<RemoteUpdate>>)> {
         let solo = self.chunk.len() == 1;
+        let dict = self.inner.bodies.current();
         for id in &self.written {
             match self.docs.get_mut(id) {
                 Some(Some(rec)) => {
                     rec.solo = solo;
+                    rec.pack(dict.as_deref());
                     self.batch.insert(keys::doc_key(id), rec.encode()?);
                 }
                 _ => self.batch.remove(keys::doc_key(id)),

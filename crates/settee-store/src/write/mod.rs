@@ -277,6 +277,9 @@ impl Database {
         if st.dirty {
             st.commit(&mut guard)?;
         }
+        let docs = guard.doc_count.saturating_add(guard.doc_del_count);
+        drop(guard);
+        crate::bodies::train_if_due(inner, docs)?;
         Ok(out)
     }
 }
