@@ -28,8 +28,7 @@ async fn a_lagging_revs_diff_after_a_write_is_asked_again_not_read_document_by_d
         move |req| {
             if req.path().ends_with("/_bulk_docs") {
                 lagging.store(true, Ordering::SeqCst);
-            } else if req.path().ends_with("/_revs_diff") && lagging.swap(false, Ordering::SeqCst)
-            {
+            } else if req.path().ends_with("/_revs_diff") && lagging.swap(false, Ordering::SeqCst) {
                 let asked: Map<String, Value> = serde_json::from_slice(&req.body).unwrap();
                 let answer: Map<String, Value> = asked
                     .into_iter()
