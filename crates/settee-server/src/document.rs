@@ -13,7 +13,7 @@ use settee_store::{DocResult, GetOptions, OpenRevResult, OpenRevs};
 
 use crate::auth::Need;
 use crate::body;
-use crate::error::HttpError;
+use crate::error::{doc_error, HttpError};
 use crate::inline_answer::Inliner;
 use crate::location::encode_segment;
 use crate::multipart_answer::{self, Follows, Marking, MixedPart};
@@ -24,21 +24,6 @@ use crate::registry::OpenDb;
 use crate::request::{check, Request};
 use crate::state::State;
 use crate::validate::{Validators, Writer};
-
-/// The status of a per-document error name (CouchDB's mapping).
-pub(crate) fn doc_error(error: &str, reason: &str) -> HttpError {
-    let status = match error {
-        "conflict" => StatusCode::CONFLICT,
-        "not_found" => StatusCode::NOT_FOUND,
-        "forbidden" => StatusCode::FORBIDDEN,
-        "unauthorized" => StatusCode::UNAUTHORIZED,
-        "missing_stub" => StatusCode::PRECONDITION_FAILED,
-        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "bad_request" | "illegal_docid" | "doc_validation" => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    HttpError::new(status, error, reason)
-}
 
 /// The reply to a successful write: `{"ok": true, "id", "rev"}` with `ETag` and
 /// `Location`.

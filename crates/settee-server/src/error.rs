@@ -195,6 +195,21 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// The status of a per-document error name (CouchDB's mapping).
+pub(crate) fn doc_error(error: &str, reason: &str) -> HttpError {
+    let status = match error {
+        "conflict" => StatusCode::CONFLICT,
+        "not_found" => StatusCode::NOT_FOUND,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "unauthorized" => StatusCode::UNAUTHORIZED,
+        "missing_stub" => StatusCode::PRECONDITION_FAILED,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "bad_request" | "illegal_docid" | "doc_validation" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    HttpError::new(status, error, reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

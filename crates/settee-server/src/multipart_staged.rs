@@ -257,7 +257,7 @@ pub(crate) async fn write_staged(
         })
         .await?;
     match &result.error {
-        Some(e) => Err(crate::document::doc_error(
+        Some(e) => Err(crate::error::doc_error(
             e,
             result.reason.as_deref().unwrap_or(""),
         )),
