@@ -88,7 +88,7 @@ impl Database {
     /// [`Error::Storage`] / [`Error::Corrupt`]; a compaction stopped by an error leaves the
     /// store consistent (each batch is atomic) and can be run again.
     pub fn compact(&self) -> Result<()> {
-        crate::bodies::compact(&self.inner)?; // bodies.rs: retrain, re-encode, drop old dictionaries
+        crate::bodies::train::compact(&self.inner)?; // bodies/train.rs: retrain, re-encode, drop old dictionaries
         let inner = &*self.inner;
         let mut guard = inner.lock_writer();
         let mut batch = sled::Batch::default();

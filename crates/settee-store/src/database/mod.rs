@@ -100,7 +100,7 @@ pub(crate) struct Inner {
     /// Set when a write found the disk full ([`Error::DiskFull`]): later writes are refused
     /// and dropping the handle leaves sled's handles alive (see `Drop`).
     pub(crate) disk_full: AtomicBool,
-    /// The body dictionaries (`bodies.rs`), loaded at open.
+    /// The body dictionaries (`bodies/`), loaded at open.
     pub(crate) bodies: crate::bodies::Bodies,
 }
 

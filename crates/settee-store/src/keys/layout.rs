@@ -31,7 +31,7 @@ pub(crate) const META_ALIASES: &[u8] = b"Maliases";
 pub(crate) const META_REVS_LIMIT: &[u8] = b"Mrevs_limit";
 /// The `_security` object (JSON); absent until one is set.
 pub(crate) const META_SECURITY: &[u8] = b"Msecurity";
-/// The id (u64 big-endian) of the body dictionary writes compress with (`bodies.rs`);
+/// The id (u64 big-endian) of the body dictionary writes compress with (`bodies/`);
 /// absent until the store trains one.
 pub(crate) const META_BODY_DICT: &[u8] = b"Mbody_dict";
 
@@ -73,7 +73,7 @@ pub(crate) fn index_prefix(index: u32) -> [u8; 5] {
     k
 }
 pub(crate) const UNSYNCED: u8 = b'U';
-/// A body dictionary: `Z` + its id (u64 big-endian) → the zstd dictionary (`bodies.rs`).
+/// A body dictionary: `Z` + its id (u64 big-endian) → the zstd dictionary (`bodies/`).
 pub(crate) const BODY_DICT: u8 = b'Z';
 
 /// `Z` + dictionary id.

@@ -1,6 +1,6 @@
 //! [`DocRecord`]: a document's `D` record (seq, flags, winner, rev tree, the winner's body),
 //! and [`DocHeader`], the part of it that reads without decoding the tree. How a body is
-//! compressed is `bodies.rs`'s; where its frame sits is this file's.
+//! compressed is `bodies/`'s; where its frame sits is this file's.
 
 use std::borrow::Cow;
 

@@ -279,7 +279,7 @@ impl Database {
         }
         let docs = guard.doc_count.saturating_add(guard.doc_del_count);
         drop(guard);
-        crate::bodies::train_if_due(inner, docs)?;
+        crate::bodies::train::train_if_due(inner, docs)?;
         Ok(out)
     }
 }
