@@ -21,7 +21,7 @@
 //! | `N` | `N` + index number (u32 big-endian) | a Mango index of the catalog: its definition and build state |
 //! | `I` | `I` + index number + lower bound (an entry, or nothing) | a block of index entries (collation-encoded key + doc id), ascending |
 //! | `U` | `U` + remote number (u32 big-endian) + id | [`Unsynced`]: the document's leaves that remote is not known to hold, and its rejection |
-//! | `Z` | `Z` + dictionary id (u64 big-endian) | a zstd dictionary that `D` records' bodies are compressed with (`bodies.rs`) |
+//! | `Z` | `Z` + dictionary id (u64 big-endian) | a zstd dictionary that `D` records' bodies are compressed with (`bodies/`) |
 //!
 //! Sled's cost is per key, so a document write touches as few keys as it can: a new
 //! document is one `D` record (its body inline) plus its entry in the call's one `Q` chunk.
