@@ -30,26 +30,13 @@ async fn live_sync_survives_the_server_going_away_for_30_seconds() {
     remote.to_peer().create().await.unwrap();
     let local = settee::Local::open(dir.path().join("local")).unwrap();
 
-    let retry = RetryPolicy {
-        initial_delay: Duration::from_millis(200),
-        max_delay: Duration::from_secs(2),
-        max_retries: 4,
-    };
+    let retry = LiveSyncTask::outage_retry();
     let LiveSyncTask {
         task: sync,
-        events: mut rx,
+        events: rx,
         cancel,
     } = LiveSyncTask::start(&local, &remote, retry);
-    let events = tokio::spawn(async move {
-        let mut retries = 0;
-        while let Some(e) = rx.recv().await {
-            if let Event::Error { retrying, .. } = e {
-                assert!(retrying, "a live sync must not give up: {e:?}");
-                retries += 1;
-            }
-        }
-        retries
-    });
+    let events = LiveSyncTask::count_retries(rx);
 
     // A change on the server reaches the local store, and back.
     remote

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use settee::replicate::{Event, RetryPolicy};
 use settee::Documents as _;
 use settee_testkit::cluster::Cluster;
 use settee_testkit::wait::wait_for;
@@ -39,26 +38,13 @@ async fn a_live_sync_carries_on_when_its_node_comes_back() {
     let via2 = remote(n2);
     let dir = tempfile::tempdir().unwrap();
     let local = settee::Local::open(dir.path().join("local")).unwrap();
-    let retry = RetryPolicy {
-        initial_delay: Duration::from_millis(200),
-        max_delay: Duration::from_secs(2),
-        max_retries: 4,
-    };
+    let retry = LiveSyncTask::outage_retry();
     let LiveSyncTask {
         task: sync,
-        events: mut rx,
+        events: rx,
         cancel,
     } = LiveSyncTask::start(&local, &via1, retry);
-    let events = tokio::spawn(async move {
-        let mut retries = 0;
-        while let Some(e) = rx.recv().await {
-            if let Event::Error { retrying, .. } = e {
-                assert!(retrying, "a live sync must not give up: {e:?}");
-                retries += 1;
-            }
-        }
-        retries
-    });
+    let events = LiveSyncTask::count_retries(rx);
     let mut total = 0;
     // Both ways, every node up; then with node 3 down, and back; then with node 1 down.
     for (round, down) in [(0, None), (1, Some(3)), (2, Some(1))] {

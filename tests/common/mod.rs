@@ -169,6 +169,33 @@ impl LiveSyncTask {
             cancel,
         }
     }
+
+    /// The retries of a test whose server goes away for a while: from 200 ms up to 2 s,
+    /// four in a row before a failure is reported.
+    pub fn outage_retry() -> RetryPolicy {
+        RetryPolicy {
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            max_retries: 4,
+        }
+    }
+
+    /// Reads `events` to their end on a task of its own, asserting that every error is
+    /// retried (a live sync never gives up); the task gives how many errors there were.
+    pub fn count_retries(
+        mut events: tokio::sync::mpsc::Receiver<Event>,
+    ) -> tokio::task::JoinHandle<usize> {
+        tokio::spawn(async move {
+            let mut retries = 0;
+            while let Some(e) = events.recv().await {
+                if let Event::Error { retrying, .. } = e {
+                    assert!(retrying, "a live sync must not give up: {e:?}");
+                    retries += 1;
+                }
+            }
+            retries
+        })
+    }
 }
 
 /// The shared test server as `tests/sync_model.rs` uses it: URL (no credentials), user and
