@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 use settee_js::{Cancel, Lease, Pool, PoolLimits, Rejection, Scope, WorkerProgram};
-use settee_store::{AllDocsOptions, Database, GetOptions};
+use settee_store::{Database, GetOptions};
 
 use crate::error::HttpError;
 
@@ -161,18 +161,11 @@ pub(crate) fn design_doc(db: &Database, ddoc: &str) -> Result<Option<Value>, Htt
 
 /// Every design document of the database.
 pub(crate) fn design_docs(db: &Database) -> Result<Vec<Map<String, Value>>, HttpError> {
-    let all = db.all_docs(&AllDocsOptions {
-        startkey: Some("_design/".into()),
-        endkey: Some("_design0".into()),
-        inclusive_end: false,
-        include_docs: true,
-        ..Default::default()
-    })?;
-    Ok(all
-        .rows
+    Ok(db
+        .design_docs()?
         .into_iter()
-        .filter_map(|r| match r.doc {
-            Some(Value::Object(m)) => Some(m),
+        .filter_map(|doc| match doc {
+            Value::Object(m) => Some(m),
             _ => None,
         })
         .collect())

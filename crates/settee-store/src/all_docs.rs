@@ -12,6 +12,21 @@ use crate::keys::{self, DocHeader, DocRecord};
 use crate::{AllDocs, AllDocsOptions, AllDocsRow, Database, Error, GetOptions, Result};
 
 impl Database {
+    /// Every live design document (`_design/...`), whole, in id order.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`] on storage failures.
+    pub fn design_docs(&self) -> Result<Vec<serde_json::Value>> {
+        let all = self.all_docs(&AllDocsOptions {
+            startkey: Some("_design/".into()),
+            endkey: Some("_design0".into()),
+            inclusive_end: false,
+            include_docs: true,
+            ..Default::default()
+        })?;
+        Ok(all.rows.into_iter().filter_map(|r| r.doc).collect())
+    }
+
     /// `GET /{db}/_all_docs` with CouchDB's options.
     ///
     /// ```

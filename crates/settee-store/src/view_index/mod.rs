@@ -38,7 +38,7 @@ use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
 };
 
-use crate::{AllDocsOptions, Database, Error, Result};
+use crate::{Database, Error, Result};
 
 /// The prefix of the sled trees that hold view indexes.
 const TREE_PREFIX: &str = "view/";
@@ -217,15 +217,8 @@ impl Database {
     /// # Errors
     /// [`Error::Storage`] / [`Error::Corrupt`] reading the design documents or dropping.
     pub fn view_cleanup(&self) -> Result<usize> {
-        let ddocs = self.all_docs(&AllDocsOptions {
-            startkey: Some("_design/".into()),
-            endkey: Some("_design0".into()),
-            inclusive_end: false,
-            include_docs: true,
-            ..Default::default()
-        })?;
         let mut used = std::collections::HashSet::new();
-        for doc in ddocs.rows.into_iter().filter_map(|r| r.doc) {
+        for doc in self.design_docs()? {
             let Some(views) = doc.get("views").and_then(Value::as_object) else {
                 continue;
             };
